@@ -1,0 +1,260 @@
+//! The FPRE error catalog.
+//!
+//! Every error the crate returns is a variant of [`Error`], with a stable code shown
+//! in its message and returned by [`Error::code`]. Codes are never renumbered or
+//! reused; new variants get new codes.
+//!
+//! | code | variant | retryable | meaning |
+//! |---|---|---|---|
+//! | FPRE001 | [`Error::VersionConflict`] | yes | a compare-and-swap transition lost: the record changed since the caller's snapshot |
+//! | FPRE002 | [`Error::IllegalTransition`] | no | the transition is not in the transition table for the record's state |
+//! | FPRE003 | [`Error::ChecksumMismatch`] | yes | bytes read do not match the identity-bound checksum of the snapshot |
+//! | FPRE004 | [`Error::RetryLimitExceeded`] | no | peripheral register fault, retry limit exceeded: every re-read of a stable version failed |
+//! | FPRE005 | [`Error::ExtentOutOfRange`] | no | the extent id is beyond the table's configured capacity |
+//! | FPRE006 | [`Error::Contended`] | yes | a reader met publishes in progress for longer than its bounded wait |
+//! | FPRE007 | [`Error::GenerationExhausted`] | no | the record's content generation reached its maximum |
+//! | FPRE008 | [`Error::InvalidConfig`] | no | a builder was given a value outside its stated bounds |
+//! | FPRE009 | [`Error::Io`] | yes | the backend failed an I/O operation |
+//! | FPRE010 | [`Error::ShortRead`] | yes | the backend returned fewer bytes than the location holds |
+//! | FPRE011 | [`Error::Superseded`] | yes | a cache fill was rejected because the content generation changed while it loaded |
+//! | FPRE012 | [`Error::NotReadable`] | no | the extent has no readable bytes (vacant) |
+//! | FPRE013 | [`Error::Quarantined`] | no | the extent is quarantined and no verified copy is available |
+//! | FPRE014 | [`Error::NoSpace`] | yes | no free location of the requested size on any device |
+//! | FPRE015 | [`Error::WriteInProgress`] | yes | another write of the extent is pending |
+//! | FPRE016 | [`Error::TooLarge`] | no | the bytes exceed the largest extent a location can describe |
+//! | FPRE017 | [`Error::Shutdown`] | no | the component was shut down |
+//! | FPRE018 | [`Error::VersionExhausted`] | no | the record's version reached its maximum |
+//!
+//! `is_retryable` tells the retry policy what it may retry. FPRE004 is never
+//! retryable: it is the verdict *after* the retry limit.
+
+use crate::record::{ChangeKind, ExtentId, Location, Snapshot, State};
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every error the crate returns, each with a stable `FPRExxx` code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A compare-and-swap transition lost: the record's version is no longer the one
+    /// the caller computed its change from. Carries the record as it is now.
+    #[error("FPRE001 version conflict on {extent}: expected version {expected_version}, current {}", current.version())]
+    VersionConflict {
+        /// The extent.
+        extent: ExtentId,
+        /// The version the caller expected.
+        expected_version: u64,
+        /// The record as it is now (the winner's commit).
+        current: Snapshot,
+    },
+
+    /// The transition is not allowed from the record's current state.
+    #[error(
+        "FPRE002 illegal transition {change:?} on {extent} from {from:?} (write_pending={write_pending})"
+    )]
+    IllegalTransition {
+        /// The extent.
+        extent: ExtentId,
+        /// The state the record was in.
+        from: State,
+        /// Whether a write was pending.
+        write_pending: bool,
+        /// The refused change.
+        change: ChangeKind,
+    },
+
+    /// Bytes read do not match the identity-bound checksum of the snapshot.
+    #[error(
+        "FPRE003 checksum mismatch on {extent} generation {generation} at {location}: expected {expected:#010x}, actual {actual:#010x}"
+    )]
+    ChecksumMismatch {
+        /// The extent.
+        extent: ExtentId,
+        /// The content generation the bytes were checked against.
+        generation: u64,
+        /// Where the bytes were read.
+        location: Location,
+        /// The checksum recorded in the snapshot.
+        expected: u32,
+        /// The checksum of the bytes read.
+        actual: u32,
+    },
+
+    /// Peripheral register fault, retry limit exceeded: every re-read of one stable
+    /// version failed. Raised only for a persistent fault, never for a race.
+    #[error(
+        "FPRE004 peripheral register fault, retry limit exceeded on {extent} at {location} after {attempts} attempts: {last}"
+    )]
+    RetryLimitExceeded {
+        /// The extent.
+        extent: ExtentId,
+        /// The location that kept failing.
+        location: Location,
+        /// How many reads were tried.
+        attempts: u32,
+        /// The last failure, as text (its own code included).
+        last: String,
+    },
+
+    /// The extent id is beyond the table's capacity.
+    #[error("FPRE005 extent {extent} out of range: the table holds ids below {capacity}")]
+    ExtentOutOfRange {
+        /// The extent.
+        extent: ExtentId,
+        /// The table's capacity (one past the largest id).
+        capacity: u64,
+    },
+
+    /// A reader met publishes in progress for longer than its bounded wait.
+    #[error(
+        "FPRE006 contended: {extent} was being published for {attempts} consecutive read attempts"
+    )]
+    Contended {
+        /// The extent.
+        extent: ExtentId,
+        /// How many attempts the reader made.
+        attempts: u32,
+    },
+
+    /// The content generation reached its maximum; the extent takes no more writes.
+    #[error("FPRE007 generation exhausted on {extent}")]
+    GenerationExhausted {
+        /// The extent.
+        extent: ExtentId,
+    },
+
+    /// A configuration value is outside its bounds.
+    #[error("FPRE008 invalid configuration: {field}: {reason}")]
+    InvalidConfig {
+        /// The offending field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The backend failed an I/O operation.
+    #[error("FPRE009 I/O error on device {device} ({op}): {message}")]
+    Io {
+        /// The device.
+        device: u16,
+        /// `"read"`, `"write"`, `"sync"` or `"open"`.
+        op: &'static str,
+        /// The `std::io::ErrorKind` of the failure.
+        kind: std::io::ErrorKind,
+        /// The failure as text.
+        message: String,
+    },
+
+    /// The backend returned fewer bytes than the location holds.
+    #[error("FPRE010 short read at {location}: got {actual} of {} bytes", location.length)]
+    ShortRead {
+        /// The location read.
+        location: Location,
+        /// How many bytes came back.
+        actual: u64,
+    },
+
+    /// A cache fill was rejected: the generation changed while it loaded.
+    #[error("FPRE011 superseded: {extent} generation {generation} is no longer current")]
+    Superseded {
+        /// The extent.
+        extent: ExtentId,
+        /// The generation the fill loaded.
+        generation: u64,
+    },
+
+    /// The extent has no readable bytes.
+    #[error("FPRE012 {extent} is not readable (vacant)")]
+    NotReadable {
+        /// The extent.
+        extent: ExtentId,
+    },
+
+    /// The extent is quarantined and no verified copy is available.
+    #[error("FPRE013 {extent} is quarantined and no verified copy is available")]
+    Quarantined {
+        /// The extent.
+        extent: ExtentId,
+    },
+
+    /// No free location of the requested size.
+    #[error("FPRE014 no space for {length} bytes")]
+    NoSpace {
+        /// The requested length.
+        length: u64,
+    },
+
+    /// Another write of the extent is pending.
+    #[error("FPRE015 a write of {extent} is already pending")]
+    WriteInProgress {
+        /// The extent.
+        extent: ExtentId,
+    },
+
+    /// The bytes are longer than a location can describe.
+    #[error("FPRE016 {length} bytes exceed the largest extent ({max} bytes)")]
+    TooLarge {
+        /// The length given.
+        length: u64,
+        /// The largest length allowed.
+        max: u64,
+    },
+
+    /// The component was shut down.
+    #[error("FPRE017 shut down")]
+    Shutdown,
+
+    /// The record's version reached its maximum (2^56 - 1); it takes no more
+    /// transitions.
+    #[error("FPRE018 version exhausted on {extent}")]
+    VersionExhausted {
+        /// The extent.
+        extent: ExtentId,
+    },
+}
+
+impl Error {
+    /// The stable code of this error, e.g. `"FPRE004"`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::VersionConflict { .. } => "FPRE001",
+            Error::IllegalTransition { .. } => "FPRE002",
+            Error::ChecksumMismatch { .. } => "FPRE003",
+            Error::RetryLimitExceeded { .. } => "FPRE004",
+            Error::ExtentOutOfRange { .. } => "FPRE005",
+            Error::Contended { .. } => "FPRE006",
+            Error::GenerationExhausted { .. } => "FPRE007",
+            Error::InvalidConfig { .. } => "FPRE008",
+            Error::Io { .. } => "FPRE009",
+            Error::ShortRead { .. } => "FPRE010",
+            Error::Superseded { .. } => "FPRE011",
+            Error::NotReadable { .. } => "FPRE012",
+            Error::Quarantined { .. } => "FPRE013",
+            Error::NoSpace { .. } => "FPRE014",
+            Error::WriteInProgress { .. } => "FPRE015",
+            Error::TooLarge { .. } => "FPRE016",
+            Error::Shutdown => "FPRE017",
+            Error::VersionExhausted { .. } => "FPRE018",
+        }
+    }
+
+    /// Whether a retry policy may retry the operation that returned this error.
+    ///
+    /// Races (conflict, contention, superseded fills, a pending write) and possibly
+    /// transient media errors (I/O, short read, checksum mismatch) are retryable;
+    /// verdicts and programmer or configuration errors are not.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::VersionConflict { .. }
+                | Error::ChecksumMismatch { .. }
+                | Error::Contended { .. }
+                | Error::Io { .. }
+                | Error::ShortRead { .. }
+                | Error::Superseded { .. }
+                | Error::NoSpace { .. }
+                | Error::WriteInProgress { .. }
+        )
+    }
+}

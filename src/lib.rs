@@ -1,0 +1,48 @@
+//! # extentmeta
+//!
+//! Per-extent metadata, a prefetch cache and compaction that stay consistent with
+//! each other, for storage engines.
+//!
+//! The foundation is the [`ExtentTable`]: one versioned record per [`ExtentId`],
+//! read lock-free as a [`Snapshot`] and changed only by compare-and-swap
+//! [`transition`](ExtentTable::transition)s checked against the
+//! [transition table](TRANSITIONS). Prefetch, compaction, writes and verification
+//! built on it can never observe a half-updated record.
+//!
+//! ```
+//! use extentmeta::{Change, ExtentId, ExtentTable, Location, TableConfig, checksum};
+//!
+//! let table = ExtentTable::new(TableConfig::default());
+//! let id = ExtentId(7);
+//! let begin = table.transition(id, 0, Change::BeginWrite)?;
+//! let crc = checksum(id, begin.generation() + 1, b"bytes");
+//! let loc = Location::new(0, 4096, 5);
+//! table.transition(id, begin.version(), Change::CommitWrite { location: loc, checksum: crc })?;
+//!
+//! let snap = table.snapshot(id)?;
+//! assert_eq!((snap.generation(), snap.location()), (1, loc));
+//! # Ok::<(), extentmeta::Error>(())
+//! ```
+//!
+//! ## Errors
+//!
+//! Every error is an [`Error`] with a stable `FPRExxx` code; the catalog is in the
+//! [`error`] module.
+
+#![deny(unsafe_code)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+pub mod error;
+pub mod record;
+mod sync;
+pub mod table;
+
+pub use error::{Error, Result};
+pub use record::{
+    Change, ChangeKind, ExtentId, Location, MAX_GENERATION, MAX_VERSION, Rule, Snapshot, State,
+    TRANSITIONS, checksum,
+};
+pub use table::{ExtentTable, TableConfig};
+
+#[cfg(loom)]
+pub use sync::{Site, mutant};

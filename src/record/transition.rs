@@ -1,0 +1,302 @@
+//! States, changes and the transition table.
+//!
+//! The table is data ([`TRANSITIONS`]): one [`Rule`] per allowed
+//! `(change, state, write_pending)` combination. [`Change::apply`] looks the rule up
+//! on every transition; anything not listed is [`Error::IllegalTransition`].
+//!
+//! Design notes:
+//! - A write that *begins* during a compaction ends the compaction (`Compacting →
+//!   Durable` with the pending mark). So "`Compacting` at version v" names exactly one
+//!   compaction, and the compactor's commit or abort, a compare-and-swap against the
+//!   version its begin returned, can never end somebody else's compaction.
+//! - `write_pending` never changes location, generation or checksum: readers keep
+//!   using the committed bytes until the write commits (pending is never served).
+//! - Quarantine keeps the location and checksum (the last copy, good or bad, is never
+//!   dropped); remap moves the same generation to a fresh location.
+
+use super::{Location, MAX_GENERATION};
+use crate::error::{Error, Result};
+use crate::record::ExtentId;
+
+/// The lifecycle state of a record. The `write_pending` mark is separate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum State {
+    /// No bytes have been committed (or the extent was deleted).
+    #[default]
+    Vacant = 0,
+    /// Committed bytes at `location`, readable.
+    Durable = 1,
+    /// Being copied to a new location; reads keep using the current one.
+    Compacting = 2,
+    /// Verification found a persistent fault; the record and its location are kept.
+    Quarantined = 3,
+}
+
+impl State {
+    /// Every state, in discriminant order.
+    pub const ALL: [State; 4] = [
+        State::Vacant,
+        State::Durable,
+        State::Compacting,
+        State::Quarantined,
+    ];
+
+    pub(crate) const fn from_bits(bits: u64) -> State {
+        match bits & 0b11 {
+            0 => State::Vacant,
+            1 => State::Durable,
+            2 => State::Compacting,
+            _ => State::Quarantined,
+        }
+    }
+}
+
+/// A transition of one record, with the fields it sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Change {
+    /// Mark a write in flight. Ends a compaction in progress.
+    BeginWrite,
+    /// Commit a pending write: bump the generation, set location and checksum (the
+    /// checksum of the bytes under the *new* generation).
+    CommitWrite {
+        /// Where the new bytes were written.
+        location: Location,
+        /// `checksum(extent, generation + 1, bytes)`.
+        checksum: u32,
+    },
+    /// Drop the pending mark without changing the committed bytes.
+    AbortWrite,
+    /// `Durable → Compacting`.
+    BeginCompact,
+    /// `Compacting → Durable` at the copy's location; generation and checksum kept.
+    CommitCompact {
+        /// Where the verified copy lives.
+        location: Location,
+    },
+    /// `Compacting → Durable` at the old location.
+    AbortCompact,
+    /// Mark the record quarantined; location and checksum kept.
+    Quarantine,
+    /// `Quarantined → Durable` at a fresh location holding a good copy.
+    Remap {
+        /// Where the good copy was written.
+        location: Location,
+    },
+    /// `Durable | Quarantined → Vacant`. The generation is kept so that a later write
+    /// still bumps it past every cached or checksummed value.
+    Delete,
+}
+
+/// The kind of a [`Change`], without its fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum ChangeKind {
+    BeginWrite,
+    CommitWrite,
+    AbortWrite,
+    BeginCompact,
+    CommitCompact,
+    AbortCompact,
+    Quarantine,
+    Remap,
+    Delete,
+}
+
+/// One allowed transition: from `(from, pending_before)` under `change` to
+/// `(to, pending_after)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    /// The change.
+    pub change: ChangeKind,
+    /// The state it applies to.
+    pub from: State,
+    /// The `write_pending` mark it requires.
+    pub pending_before: bool,
+    /// The resulting state.
+    pub to: State,
+    /// The resulting `write_pending` mark.
+    pub pending_after: bool,
+}
+
+const fn rule(change: ChangeKind, from: State, pb: bool, to: State, pa: bool) -> Rule {
+    Rule {
+        change,
+        from,
+        pending_before: pb,
+        to,
+        pending_after: pa,
+    }
+}
+
+use ChangeKind as K;
+use State::{Compacting as C, Durable as D, Quarantined as Q, Vacant as V};
+
+/// The transition table: every allowed transition, nothing else.
+pub const TRANSITIONS: [Rule; 19] = [
+    rule(K::BeginWrite, V, false, V, true),
+    rule(K::BeginWrite, D, false, D, true),
+    rule(K::BeginWrite, C, false, D, true),
+    rule(K::BeginWrite, Q, false, Q, true),
+    rule(K::CommitWrite, V, true, D, false),
+    rule(K::CommitWrite, D, true, D, false),
+    rule(K::CommitWrite, Q, true, D, false),
+    rule(K::AbortWrite, V, true, V, false),
+    rule(K::AbortWrite, D, true, D, false),
+    rule(K::AbortWrite, Q, true, Q, false),
+    rule(K::BeginCompact, D, false, C, false),
+    rule(K::CommitCompact, C, false, D, false),
+    rule(K::AbortCompact, C, false, D, false),
+    rule(K::Quarantine, D, false, Q, false),
+    rule(K::Quarantine, D, true, Q, true),
+    rule(K::Quarantine, C, false, Q, false),
+    rule(K::Remap, Q, false, D, false),
+    rule(K::Delete, D, false, V, false),
+    rule(K::Delete, Q, false, V, false),
+];
+
+/// The rule for `change` from `(state, pending)`, if the table allows it.
+pub(crate) fn lookup(change: ChangeKind, state: State, pending: bool) -> Option<&'static Rule> {
+    TRANSITIONS
+        .iter()
+        .find(|r| r.change == change && r.from == state && r.pending_before == pending)
+}
+
+impl Change {
+    /// The kind of this change.
+    pub const fn kind(&self) -> ChangeKind {
+        match self {
+            Change::BeginWrite => K::BeginWrite,
+            Change::CommitWrite { .. } => K::CommitWrite,
+            Change::AbortWrite => K::AbortWrite,
+            Change::BeginCompact => K::BeginCompact,
+            Change::CommitCompact { .. } => K::CommitCompact,
+            Change::AbortCompact => K::AbortCompact,
+            Change::Quarantine => K::Quarantine,
+            Change::Remap { .. } => K::Remap,
+            Change::Delete => K::Delete,
+        }
+    }
+
+    /// The fields after applying this change to `fields` of extent `extent`, or the
+    /// typed error the table gives. Pure: no shared memory is touched.
+    pub(crate) fn apply(&self, extent: ExtentId, fields: Fields) -> Result<Fields> {
+        let Some(rule) = lookup(self.kind(), fields.state, fields.write_pending) else {
+            return Err(Error::IllegalTransition {
+                extent,
+                from: fields.state,
+                write_pending: fields.write_pending,
+                change: self.kind(),
+            });
+        };
+        let mut next = Fields {
+            state: rule.to,
+            write_pending: rule.pending_after,
+            ..fields
+        };
+        match *self {
+            Change::CommitWrite { location, checksum } => {
+                if fields.generation >= MAX_GENERATION {
+                    return Err(Error::GenerationExhausted { extent });
+                }
+                next.generation = fields.generation + 1;
+                next.location = location;
+                next.checksum = checksum;
+            }
+            Change::CommitCompact { location } | Change::Remap { location } => {
+                next.location = location;
+            }
+            Change::Delete => {
+                next.location = Location::default();
+                next.checksum = 0;
+            }
+            _ => {}
+        }
+        Ok(next)
+    }
+}
+
+/// The mutable fields of a record, without its version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub(crate) struct Fields {
+    pub(crate) state: State,
+    pub(crate) write_pending: bool,
+    pub(crate) generation: u64,
+    pub(crate) location: Location,
+    pub(crate) checksum: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transition_table_has_no_duplicate_rules() {
+        for (i, a) in TRANSITIONS.iter().enumerate() {
+            for b in &TRANSITIONS[i + 1..] {
+                assert!(
+                    !(a.change == b.change
+                        && a.from == b.from
+                        && a.pending_before == b.pending_before),
+                    "duplicate rule {a:?} / {b:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn write_pending_never_survives_into_compacting() {
+        for r in TRANSITIONS {
+            assert!(
+                !(r.to == C && r.pending_after),
+                "rule {r:?} makes Compacting+pending"
+            );
+        }
+    }
+
+    #[test]
+    fn illegal_transition_is_a_typed_error() {
+        let fields = Fields::default();
+        let err = Change::BeginCompact.apply(ExtentId(7), fields).unwrap_err();
+        assert_eq!(err.code(), "FPRE002");
+        assert!(!err.is_retryable());
+    }
+
+    #[test]
+    fn commit_write_bumps_generation_and_sets_location() {
+        let f = Change::BeginWrite
+            .apply(ExtentId(3), Fields::default())
+            .unwrap();
+        let loc = Location::new(1, 4096, 100);
+        let g = Change::CommitWrite {
+            location: loc,
+            checksum: 0xabcd,
+        }
+        .apply(ExtentId(3), f)
+        .unwrap();
+        assert_eq!((g.state, g.write_pending, g.generation), (D, false, 1));
+        assert_eq!((g.location, g.checksum), (loc, 0xabcd));
+    }
+
+    #[test]
+    fn generation_exhaustion_is_a_typed_error() {
+        let f = Fields {
+            state: D,
+            write_pending: true,
+            generation: MAX_GENERATION,
+            ..Fields::default()
+        };
+        let err = Change::CommitWrite {
+            location: Location::default(),
+            checksum: 0,
+        }
+        .apply(ExtentId(9), f)
+        .unwrap_err();
+        assert_eq!(
+            err,
+            Error::GenerationExhausted {
+                extent: ExtentId(9)
+            }
+        );
+    }
+}

@@ -1,0 +1,163 @@
+//! The one place that picks synchronisation primitives.
+//!
+//! Normal builds use `std` atomics and `parking_lot` locks; `--cfg loom` builds use
+//! loom's model-checked types. No other module imports atomics, fences, locks or
+//! threads directly, so a loom run checks exactly the code that ships.
+//!
+//! Under loom a few orderings can also be *weakened on purpose* (see [`Site`]) so that
+//! the loom suite can prove it catches an ordering bug. In normal builds the site
+//! lookup is a `const` match and compiles to the correct ordering.
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
+
+#[cfg(loom)]
+pub(crate) use loom::thread;
+#[cfg(not(loom))]
+pub(crate) use std::thread;
+
+/// One hint inside a bounded spin: a CPU pause normally, a scheduler yield under loom
+/// (loom must see every spin as a yield or it explores the loop forever).
+#[inline]
+pub(crate) fn spin_hint() {
+    #[cfg(not(loom))]
+    std::hint::spin_loop();
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}
+
+/// A cell written at most once and then read without a lock.
+///
+/// Normal builds use `std::sync::OnceLock`, whose `get` is a single acquire load.
+/// Under loom (which has no `OnceLock`) it is a loom mutex around a leaked
+/// `&'static T`: loom then sees the publication of the value as a synchronising
+/// operation, which is what `OnceLock` guarantees. The leak is bounded by the few
+/// segments a loom model allocates.
+#[derive(Debug)]
+pub(crate) struct OnceSlot<T: 'static> {
+    #[cfg(not(loom))]
+    inner: std::sync::OnceLock<T>,
+    #[cfg(loom)]
+    inner: loom::sync::Mutex<Option<&'static T>>,
+}
+
+impl<T: 'static> Default for OnceSlot<T> {
+    fn default() -> Self {
+        Self {
+            #[cfg(not(loom))]
+            inner: std::sync::OnceLock::new(),
+            #[cfg(loom)]
+            inner: loom::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl<T: 'static> OnceSlot<T> {
+    /// The value if it has been set.
+    #[inline]
+    pub(crate) fn get(&self) -> Option<&T> {
+        #[cfg(not(loom))]
+        return self.inner.get();
+        #[cfg(loom)]
+        return *self.inner.lock().unwrap_or_else(|p| p.into_inner());
+    }
+
+    /// The value, initialising it with `init` if no thread has yet.
+    pub(crate) fn get_or_init(&self, init: impl FnOnce() -> T) -> &T {
+        #[cfg(not(loom))]
+        return self.inner.get_or_init(init);
+        #[cfg(loom)]
+        {
+            let mut slot = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            *slot.get_or_insert_with(|| Box::leak(Box::new(init())))
+        }
+    }
+}
+
+/// A load-bearing atomic ordering in the seqlock protocol.
+///
+/// Each site names one operation of the record protocol. [`order`] returns the
+/// ordering the protocol needs at that site; under loom a test can weaken one site
+/// with [`mutant::with`] and assert that a model then fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(loom), allow(dead_code, unreachable_pub))]
+pub enum Site {
+    /// Reader's first load of the header (`Acquire`, pairs with the publish store).
+    ReaderLoad,
+    /// Reader's fence between the field loads and the header re-check (`Acquire`,
+    /// pairs with the writer's fence after the lock CAS).
+    ReaderFence,
+    /// Writer's fence after taking the lock and before the field stores (`Release`).
+    WriterFence,
+    /// Writer's store of the new even header (`Release`, pairs with `ReaderLoad`).
+    PublishStore,
+    /// Writer's lock CAS (`Acquire`, pairs with the previous publish so the writer
+    /// reads the latest committed fields).
+    LockCas,
+}
+
+impl Site {
+    /// The ordering the protocol needs at this site.
+    const fn correct(self) -> Ordering {
+        match self {
+            Site::ReaderLoad | Site::ReaderFence | Site::LockCas => Ordering::Acquire,
+            Site::WriterFence | Site::PublishStore => Ordering::Release,
+        }
+    }
+}
+
+/// The ordering to use at `site`: always the correct one outside loom.
+#[inline(always)]
+pub(crate) fn order(site: Site) -> Ordering {
+    #[cfg(loom)]
+    if mutant::active() == Some(site) {
+        return Ordering::Relaxed;
+    }
+    site.correct()
+}
+
+/// A fence at `site`; a weakened fence is omitted (a `Relaxed` fence is not allowed).
+#[inline(always)]
+pub(crate) fn fence(site: Site) {
+    let ordering = order(site);
+    if ordering != Ordering::Relaxed {
+        #[cfg(not(loom))]
+        std::sync::atomic::fence(ordering);
+        #[cfg(loom)]
+        loom::sync::atomic::fence(ordering);
+    }
+}
+
+/// Test-only ordering mutants (loom builds only).
+#[cfg(loom)]
+pub mod mutant {
+    use super::Site;
+    use std::cell::Cell;
+
+    std::thread_local! {
+        // Loom runs every model thread as a coroutine on the thread that called
+        // `loom::model`, so a thread-local set around the model is seen by all of
+        // them and by no other test running in parallel.
+        static ACTIVE: Cell<Option<Site>> = const { Cell::new(None) };
+    }
+
+    /// The weakened site, if any.
+    pub(crate) fn active() -> Option<Site> {
+        ACTIVE.with(Cell::get)
+    }
+
+    /// Runs `f` with the ordering at `site` weakened to `Relaxed` (fences removed).
+    pub fn with<R>(site: Site, f: impl FnOnce() -> R) -> R {
+        struct Reset;
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                ACTIVE.with(|a| a.set(None));
+            }
+        }
+        ACTIVE.with(|a| a.set(Some(site)));
+        let _reset = Reset;
+        f()
+    }
+}

@@ -1,0 +1,95 @@
+//! Validated table configuration.
+
+use crate::error::{Error, Result};
+
+/// The largest capacity a table accepts (2^40 ids).
+pub const MAX_EXTENTS_LIMIT: u64 = 1 << 40;
+/// The most directory entries a table accepts (2^22, about 100 MiB of directory).
+pub const MAX_DIRECTORY_LEN: u64 = 1 << 22;
+
+/// Configuration of an [`ExtentTable`](crate::ExtentTable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableConfig {
+    max_extents: u64,
+    segment_len: usize,
+}
+
+impl Default for TableConfig {
+    /// 2^26 ids in segments of 4 096 records (128 KiB each); 384 KiB of directory.
+    fn default() -> Self {
+        TableConfig {
+            max_extents: 1 << 26,
+            segment_len: 4096,
+        }
+    }
+}
+
+impl TableConfig {
+    /// A builder starting from the defaults.
+    pub fn builder() -> TableConfigBuilder {
+        TableConfigBuilder {
+            config: TableConfig::default(),
+        }
+    }
+    /// One past the largest id.
+    pub fn max_extents(&self) -> u64 {
+        self.max_extents
+    }
+    /// Records per segment (a power of two).
+    pub fn segment_len(&self) -> usize {
+        self.segment_len
+    }
+}
+
+/// Builds a [`TableConfig`]; [`build`](Self::build) checks every bound.
+#[derive(Debug, Clone)]
+pub struct TableConfigBuilder {
+    config: TableConfig,
+}
+
+impl TableConfigBuilder {
+    /// Ids `0..max_extents` are valid. Bound: 1 ..= 2^40.
+    pub fn max_extents(mut self, max_extents: u64) -> Self {
+        self.config.max_extents = max_extents;
+        self
+    }
+
+    /// Records per segment, the unit of growth. Bound: a power of two, 1 ..= 2^20.
+    pub fn segment_len(mut self, segment_len: usize) -> Self {
+        self.config.segment_len = segment_len;
+        self
+    }
+
+    /// The configuration, if every bound holds.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the first field out of bounds.
+    pub fn build(self) -> Result<TableConfig> {
+        let c = self.config;
+        if c.max_extents == 0 || c.max_extents > MAX_EXTENTS_LIMIT {
+            return Err(invalid(
+                "max_extents",
+                format!("{} not in 1..=2^40", c.max_extents),
+            ));
+        }
+        if !c.segment_len.is_power_of_two() || c.segment_len > 1 << 20 {
+            return Err(invalid(
+                "segment_len",
+                format!("{} is not a power of two in 1..=2^20", c.segment_len),
+            ));
+        }
+        let directory_len = c.max_extents.div_ceil(c.segment_len as u64);
+        if directory_len > MAX_DIRECTORY_LEN {
+            return Err(invalid(
+                "segment_len",
+                format!("{directory_len} segments exceed {MAX_DIRECTORY_LEN}: raise segment_len"),
+            ));
+        }
+        Ok(c)
+    }
+}
+
+fn invalid(field: &'static str, reason: String) -> Error {
+    Error::InvalidConfig { field, reason }
+}

@@ -1,0 +1,286 @@
+//! The extent table: one versioned record per extent id.
+//!
+//! Records live in fixed-size segments reached through a directory sized once from
+//! the configured capacity. A segment is allocated by the first *transition* that
+//! touches one of its ids (a `OnceLock`); reads never allocate and an id in a
+//! segment that does not exist yet reads as [`Snapshot::vacant`]. Growth therefore
+//! never takes a lock that readers wait on: a reader does one acquire load to find
+//! the segment, then the seqlock read of [`slot`].
+//!
+//! Sparse ids cost one segment each (`segment_len` × 32 bytes); the directory costs
+//! 24 bytes per `segment_len` ids of capacity, allocated up front.
+
+mod config;
+mod slot;
+
+pub use config::{MAX_DIRECTORY_LEN, MAX_EXTENTS_LIMIT, TableConfig, TableConfigBuilder};
+
+use crate::error::{Error, Result};
+use crate::record::{Change, ExtentId, MAX_VERSION, Packed, Snapshot, lookup};
+use crate::sync::{OnceSlot, spin_hint, thread};
+use slot::Slot;
+
+/// How many times [`ExtentTable::snapshot`] spins on a publish in progress before it
+/// starts yielding the thread. A publish holds the slot for four stores, so a
+/// running writer finishes well within this.
+pub const READ_SPINS: u32 = 64;
+/// How many times [`ExtentTable::snapshot`] yields after spinning before it returns
+/// [`Error::Contended`]: only a writer descheduled mid-publish gets here.
+pub const READ_YIELDS: u32 = 10_000;
+
+/// One segment of records.
+#[derive(Debug)]
+struct Segment {
+    slots: Box<[Slot]>,
+}
+
+/// The versioned, lock-minimal extent table.
+///
+/// # Consistency
+///
+/// * [`snapshot`](Self::snapshot) returns a record exactly as some committed
+///   transition left it (invariant 1, *no torn snapshot*).
+/// * [`transition`](Self::transition) commits only if the record's version is still
+///   `expected_version`, and bumps it by 2 (invariant 2, *monotonic version*).
+/// * Readers take no lock and write no shared memory.
+///
+/// # Examples
+///
+/// ```
+/// use extentmeta::{Change, ExtentId, ExtentTable, Location, State, checksum};
+///
+/// let table = ExtentTable::new(extentmeta::TableConfig::default());
+/// let id = ExtentId(42);
+/// let s0 = table.snapshot(id)?;
+/// assert_eq!(s0.state(), State::Vacant);
+///
+/// let s1 = table.transition(id, s0.version(), Change::BeginWrite)?;
+/// let location = Location::new(0, 0, 5);
+/// let crc = checksum(id, s1.generation() + 1, b"hello");
+/// let s2 = table.transition(id, s1.version(), Change::CommitWrite { location, checksum: crc })?;
+/// assert_eq!((s2.state(), s2.generation()), (State::Durable, 1));
+///
+/// // A transition computed from an old snapshot loses, and says who won.
+/// let err = table.transition(id, s1.version(), Change::AbortWrite).unwrap_err();
+/// assert_eq!(err.code(), "FPRE001");
+/// # Ok::<(), extentmeta::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct ExtentTable {
+    directory: Box<[OnceSlot<Segment>]>,
+    segment_shift: u32,
+    capacity: u64,
+}
+
+impl ExtentTable {
+    /// An empty table (every id `Vacant` at version 0).
+    pub fn new(config: TableConfig) -> Self {
+        let segment_len = config.segment_len();
+        let segments = config.max_extents().div_ceil(segment_len as u64) as usize;
+        ExtentTable {
+            directory: (0..segments).map(|_| OnceSlot::default()).collect(),
+            segment_shift: segment_len.trailing_zeros(),
+            capacity: config.max_extents(),
+        }
+    }
+
+    /// One past the largest id the table holds.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// The record of `id` as of some committed transition.
+    ///
+    /// A reader that meets a publish in progress retries: [`READ_SPINS`] spins, then
+    /// [`READ_YIELDS`] yields.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ExtentOutOfRange`] beyond the capacity; [`Error::Contended`] if every
+    /// attempt met a publish in progress.
+    #[inline]
+    pub fn snapshot(&self, id: ExtentId) -> Result<Snapshot> {
+        let Some(slot) = self.slot(id)? else {
+            return Ok(Snapshot::vacant(id));
+        };
+        for _ in 0..READ_SPINS {
+            if let Some(packed) = slot.try_read() {
+                return Ok(snapshot_of(id, &packed));
+            }
+            spin_hint();
+        }
+        for _ in 0..READ_YIELDS {
+            thread::yield_now();
+            if let Some(packed) = slot.try_read() {
+                return Ok(snapshot_of(id, &packed));
+            }
+        }
+        Err(Error::Contended {
+            extent: id,
+            attempts: READ_SPINS + READ_YIELDS,
+        })
+    }
+
+    /// One seqlock read attempt: `Ok(None)` if a publish was in progress. Never
+    /// spins, so loom models that use it stay finite.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ExtentOutOfRange`] beyond the capacity.
+    pub fn try_snapshot(&self, id: ExtentId) -> Result<Option<Snapshot>> {
+        Ok(match self.slot(id)? {
+            None => Some(Snapshot::vacant(id)),
+            Some(slot) => slot.try_read().map(|p| snapshot_of(id, &p)),
+        })
+    }
+
+    /// Commits `change` if the record of `id` is still at `expected_version`.
+    ///
+    /// The new record is computed from the committed one under the slot's lock (an
+    /// odd version) and published with the version bumped by 2; readers never see
+    /// it half-written.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::VersionConflict`] if the version is not `expected_version` (or a
+    ///   transition is being published); it carries the current snapshot.
+    /// * [`Error::IllegalTransition`] if the transition table does not allow
+    ///   `change` from the record's state; nothing changes.
+    /// * [`Error::GenerationExhausted`], [`Error::VersionExhausted`] at the bounds.
+    /// * [`Error::ExtentOutOfRange`] beyond the capacity.
+    pub fn transition(
+        &self,
+        id: ExtentId,
+        expected_version: u64,
+        change: Change,
+    ) -> Result<Snapshot> {
+        let slot = self.slot_or_grow(id)?;
+        let header = slot.header_hint();
+        if expected_version % 2 != 0 || Packed::version_of(header) != expected_version {
+            return Err(self.conflict(id, expected_version));
+        }
+        if expected_version >= MAX_VERSION - 1 {
+            return Err(Error::VersionExhausted { extent: id });
+        }
+        // Refuse an illegal change before taking the slot: the state bits live in the
+        // header, and the CAS below proves this header is still current.
+        let (_, hinted) = Packed {
+            header,
+            words: [0; 3],
+        }
+        .unpack();
+        if lookup(change.kind(), hinted.state, hinted.write_pending).is_none() {
+            // Report the state as of a real snapshot, not the unvalidated hint.
+            let current = self.snapshot(id)?;
+            if current.version() != expected_version {
+                return Err(conflict_error(id, expected_version, current));
+            }
+            return Err(Error::IllegalTransition {
+                extent: id,
+                from: current.state(),
+                write_pending: current.write_pending(),
+                change: change.kind(),
+            });
+        }
+        let Some(locked) = slot.lock(header) else {
+            return Err(self.conflict(id, expected_version));
+        };
+        let (version, fields) = locked.unpack();
+        match change.apply(id, fields) {
+            Ok(next) => {
+                let packed = Packed::pack(version + 2, &next);
+                slot.publish(packed);
+                Ok(snapshot_of(id, &packed))
+            }
+            Err(err) => {
+                slot.unlock(header);
+                Err(err)
+            }
+        }
+    }
+
+    /// Ids of allocated segments in `[from, capacity)`, in order: every id that has
+    /// ever been transitioned is among them. A resumable cursor for scans.
+    pub fn allocated_ids(&self, from: u64) -> impl Iterator<Item = ExtentId> + '_ {
+        let seg_len = 1u64 << self.segment_shift;
+        let first = (from >> self.segment_shift) as usize;
+        self.directory
+            .iter()
+            .enumerate()
+            .skip(first)
+            .filter(|(_, s)| s.get().is_some())
+            .flat_map(move |(i, _)| {
+                let start = (i as u64 * seg_len).max(from);
+                let end = ((i as u64 + 1) * seg_len).min(self.capacity);
+                (start..end).map(ExtentId)
+            })
+    }
+
+    /// Bytes of memory the table uses now (directory plus allocated segments).
+    pub fn memory_bytes(&self) -> usize {
+        let seg_bytes = (1usize << self.segment_shift) * std::mem::size_of::<Slot>();
+        let allocated = self.directory.iter().filter(|s| s.get().is_some()).count();
+        std::mem::size_of_val(&*self.directory) + allocated * seg_bytes
+    }
+
+    /// Bytes of metadata per record (the slot size).
+    pub const BYTES_PER_RECORD: usize = std::mem::size_of::<Slot>();
+
+    fn conflict(&self, id: ExtentId, expected_version: u64) -> Error {
+        match self.snapshot(id) {
+            Ok(current) => conflict_error(id, expected_version, current),
+            Err(err) => err,
+        }
+    }
+
+    #[inline]
+    fn locate(&self, id: ExtentId) -> Result<(usize, usize)> {
+        if id.0 >= self.capacity {
+            return Err(Error::ExtentOutOfRange {
+                extent: id,
+                capacity: self.capacity,
+            });
+        }
+        let segment = (id.0 >> self.segment_shift) as usize;
+        let index = (id.0 & ((1 << self.segment_shift) - 1)) as usize;
+        Ok((segment, index))
+    }
+
+    #[inline]
+    fn slot(&self, id: ExtentId) -> Result<Option<&Slot>> {
+        let (segment, index) = self.locate(id)?;
+        Ok(self.directory[segment].get().map(|s| &s.slots[index]))
+    }
+
+    fn slot_or_grow(&self, id: ExtentId) -> Result<&Slot> {
+        let (segment, index) = self.locate(id)?;
+        let len = 1usize << self.segment_shift;
+        let seg = self.directory[segment].get_or_init(|| Segment {
+            slots: (0..len).map(|_| Slot::default()).collect(),
+        });
+        Ok(&seg.slots[index])
+    }
+}
+
+fn conflict_error(extent: ExtentId, expected_version: u64, current: Snapshot) -> Error {
+    Error::VersionConflict {
+        extent,
+        expected_version,
+        current,
+    }
+}
+
+#[inline]
+fn snapshot_of(extent: ExtentId, packed: &Packed) -> Snapshot {
+    let (version, fields) = packed.unpack();
+    Snapshot {
+        extent,
+        version,
+        fields,
+    }
+}
+
+const _: () = assert!(
+    ExtentTable::BYTES_PER_RECORD <= 48,
+    "record budget is 48 bytes"
+);
