@@ -257,4 +257,14 @@ impl Error {
                 | Error::WriteInProgress { .. }
         )
     }
+
+    /// An [`Error::Io`] from a `std::io::Error`.
+    pub(crate) fn io(device: u16, op: &'static str, err: &std::io::Error) -> Self {
+        Error::Io {
+            device,
+            op,
+            kind: err.kind(),
+            message: err.to_string(),
+        }
+    }
 }

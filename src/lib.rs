@@ -32,16 +32,27 @@
 #![deny(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod backend;
+mod bytes;
+pub mod cache;
 pub mod error;
+mod protocol;
 pub mod record;
+mod space;
+pub mod store;
 mod sync;
 pub mod table;
 
+pub use backend::{Backend, FileBackend, MemBackend};
+pub use bytes::Bytes;
+pub use cache::{Cache, CacheStats, Priority};
 pub use error::{Error, Result};
+pub use protocol::MAX_ATTEMPTS;
 pub use record::{
     Change, ChangeKind, ExtentId, Location, MAX_GENERATION, MAX_VERSION, Rule, Snapshot, State,
     TRANSITIONS, checksum,
 };
+pub use store::{Store, StoreConfig, StoreStats};
 pub use table::{ExtentTable, TableConfig};
 
 #[cfg(loom)]

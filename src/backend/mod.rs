@@ -1,0 +1,73 @@
+//! Where extent bytes live: the [`Backend`] trait and two implementations.
+//!
+//! A backend is positioned I/O on numbered devices. It knows nothing of extents,
+//! versions or checksums: the protocol checks every byte it reads against the
+//! record's identity-bound checksum, so a backend that returns the wrong bytes is
+//! caught, not trusted.
+
+mod file;
+mod mem;
+
+pub use file::FileBackend;
+pub use mem::MemBackend;
+
+use crate::bytes::Bytes;
+use crate::error::Result;
+use crate::record::{ExtentId, Location};
+
+/// Positioned I/O on a fixed set of devices, implemented by the storage engine.
+///
+/// # Contract
+///
+/// * `read_at` fills `buf` (whose length is `location.length`) with the bytes at
+///   `location`, or returns a typed error: [`Error::ShortRead`](crate::Error::ShortRead)
+///   for fewer bytes, [`Error::Io`](crate::Error::Io) for a failure. Never panics on
+///   bad media.
+/// * `write_at` writes `bytes` at `location`; the write need not be durable until
+///   `sync` of that device returns `Ok` (the durability acknowledgment). The protocol
+///   commits a write only after that acknowledgment.
+/// * `good_copy` is an optional source of a known-good copy (a replica, erasure-code
+///   reconstruction) used by remap; the protocol verifies it before use.
+pub trait Backend: Send + Sync + 'static {
+    /// Number of devices; valid device numbers are `0..device_count()`.
+    fn device_count(&self) -> u16;
+
+    /// Reads `location` into `buf` (`buf.len() == location.length`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShortRead`](crate::Error::ShortRead) or
+    /// [`Error::Io`](crate::Error::Io).
+    fn read_at(&self, location: Location, buf: &mut [u8]) -> Result<()>;
+
+    /// Writes `bytes` (`bytes.len() == location.length`) at `location`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`](crate::Error::Io).
+    fn write_at(&self, location: Location, bytes: &[u8]) -> Result<()>;
+
+    /// Makes every completed write on `device` durable: the write acknowledgment.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`](crate::Error::Io).
+    fn sync(&self, device: u16) -> Result<()>;
+
+    /// A known-good copy of `extent` at content `generation`, if the engine has one
+    /// (replica or reconstruction). The default has none.
+    fn good_copy(&self, extent: ExtentId, generation: u64) -> Option<Bytes> {
+        let _ = (extent, generation);
+        None
+    }
+}
+
+/// Reads `location` from `backend` into fresh [`Bytes`].
+pub(crate) fn read_bytes(backend: &dyn Backend, location: Location) -> Result<Bytes> {
+    let mut bytes = Bytes::zeroed(location.length as usize);
+    let buf = bytes
+        .make_mut()
+        .expect("freshly allocated bytes have one owner");
+    backend.read_at(location, buf)?;
+    Ok(bytes)
+}

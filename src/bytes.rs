@@ -1,0 +1,60 @@
+//! Immutable, cheaply cloned extent bytes.
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// The bytes of one extent at one content generation: immutable, shared by the
+/// cache and every reader (a clone is a reference-count increment).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Bytes(Arc<[u8]>);
+
+impl Bytes {
+    /// `len` zero bytes, to be filled through [`Bytes::make_mut`] before sharing.
+    pub(crate) fn zeroed(len: usize) -> Bytes {
+        // Collecting an exact-size iterator allocates the `Arc` once, no copy.
+        Bytes(std::iter::repeat_n(0u8, len).collect())
+    }
+
+    /// Mutable access while this is the only handle (always, before sharing).
+    pub(crate) fn make_mut(&mut self) -> Option<&mut [u8]> {
+        Arc::get_mut(&mut self.0)
+    }
+
+    /// The bytes as a slice.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsRef<[u8]> for Bytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<Vec<u8>> for Bytes {
+    fn from(v: Vec<u8>) -> Bytes {
+        Bytes(v.into())
+    }
+}
+
+impl From<&[u8]> for Bytes {
+    fn from(v: &[u8]) -> Bytes {
+        Bytes(v.into())
+    }
+}
+
+impl fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let head = &self.0[..self.0.len().min(16)];
+        write!(f, "Bytes(len={}, head={head:02x?})", self.0.len())
+    }
+}

@@ -1,0 +1,280 @@
+//! The generation-tagged cache.
+//!
+//! Every entry and every load in progress is tagged with the content generation it
+//! holds; a lookup names the generation of the caller's snapshot and is served only
+//! by an entry of exactly that generation (invariant 4, *generation-tagged cache*).
+//!
+//! A load is single-flight: the first miss for `(extent, generation)` gets a
+//! [`FillToken`], later ones wait on its [`Flight`]. The loader completes the token
+//! with the bytes and a re-validation closure that is run *under the shard lock*:
+//! the fill is accepted only if its generation is still current then. A write's
+//! commit calls [`Cache::invalidate`], which takes the same lock, so whatever the
+//! order of fill and invalidation, a fill of a superseded generation is either
+//! rejected (waiters get [`FlightOutcome::Superseded`]) or inserted before the
+//! invalidation and removed by it; a lookup after the write returned carries the new
+//! generation and could not match it anyway.
+//!
+//! # Why not quick_cache or moka
+//!
+//! Both were measured (`benches/cache.rs`, BENCHMARKS.md). quick_cache keyed by
+//! `(extent, generation)` gives the tag check for free, but its placeholder waiters
+//! block on OS primitives loom cannot see, so the fill/invalidate races could not be
+//! model-checked; and its waiters receive whatever the loader inserted. This cache
+//! is small, takes all of its synchronisation from [`crate::sync`], and its hit path
+//! (one uncontended shard lock, one hash lookup) is within the budget; see the
+//! benchmark for the ratio.
+
+mod flight;
+mod shard;
+
+pub use flight::{Flight, FlightOutcome};
+
+use crate::bytes::Bytes;
+use crate::error::Result;
+use crate::record::ExtentId;
+use crate::sync::{Arc, Mutex};
+use shard::{Shard, Slot};
+
+/// Who is asking: a demand read (hit credit) or a prefetch (low priority).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// A caller is waiting for these bytes.
+    Demand,
+    /// Speculative: enters without hit credit, evicted first if never read.
+    Prefetch,
+}
+
+/// Counters of one cache, summed over its shards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Lookups served from an entry of the current generation.
+    pub hits: u64,
+    /// Lookups that had to load or wait for a load.
+    pub misses: u64,
+    /// Entries inserted.
+    pub inserted: u64,
+    /// Entries evicted for space.
+    pub evicted: u64,
+    /// Fills rejected because the generation changed while they loaded.
+    pub superseded: u64,
+    /// Prefetched entries (or prefetch loads) later read by a demand read.
+    pub prefetch_used: u64,
+    /// Prefetched entries evicted without ever being read.
+    pub prefetch_wasted: u64,
+    /// Entries or loads removed because a newer generation committed.
+    pub invalidated: u64,
+}
+
+impl CacheStats {
+    fn add(&mut self, o: &CacheStats) {
+        self.hits += o.hits;
+        self.misses += o.misses;
+        self.inserted += o.inserted;
+        self.evicted += o.evicted;
+        self.superseded += o.superseded;
+        self.prefetch_used += o.prefetch_used;
+        self.prefetch_wasted += o.prefetch_wasted;
+        self.invalidated += o.invalidated;
+    }
+}
+
+/// What a lookup found.
+#[derive(Debug)]
+pub enum Lookup {
+    /// An entry of the requested generation.
+    Hit(Bytes),
+    /// A load of the requested generation is in progress: wait on it.
+    Wait(Arc<Flight>),
+    /// Nothing usable: the caller loads and completes the token.
+    Load(FillToken),
+    /// The cache has already seen a newer generation: the caller's snapshot is old.
+    Newer,
+}
+
+/// The right, and the duty, to complete one load. Dropping it uncompleted finishes
+/// its flight as superseded, so waiters never hang.
+#[derive(Debug)]
+#[must_use = "a dropped token ends its load as superseded"]
+pub struct FillToken {
+    id: ExtentId,
+    generation: u64,
+    priority: Priority,
+    flight: Arc<Flight>,
+}
+
+impl FillToken {
+    /// The extent being loaded.
+    pub fn extent(&self) -> ExtentId {
+        self.id
+    }
+    /// The generation being loaded.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+impl Drop for FillToken {
+    fn drop(&mut self) {
+        self.flight.finish(FlightOutcome::Superseded);
+    }
+}
+
+/// The generation-tagged, byte-bounded, sharded cache.
+#[derive(Debug)]
+pub struct Cache {
+    shards: Box<[Mutex<Shard>]>,
+    shard_capacity: u64,
+}
+
+impl Cache {
+    /// A cache of `capacity_bytes` (payload plus per-entry overhead) split over
+    /// `shards` shards (rounded up to a power of two, at least 1).
+    pub fn new(capacity_bytes: u64, shards: usize) -> Self {
+        let shards = shards.max(1).next_power_of_two();
+        Cache {
+            shards: (0..shards).map(|_| Mutex::new(Shard::default())).collect(),
+            shard_capacity: capacity_bytes / shards as u64,
+        }
+    }
+
+    #[inline]
+    fn shard(&self, id: ExtentId) -> &Mutex<Shard> {
+        // Fibonacci hashing spreads dense ids across shards.
+        let h = id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        &self.shards[(h >> 32) as usize & (self.shards.len() - 1)]
+    }
+
+    /// Looks up `(id, generation)`, taken from the caller's snapshot.
+    pub fn lookup(&self, id: ExtentId, generation: u64, priority: Priority) -> Lookup {
+        let mut guard = self.shard(id).lock();
+        let shard: &mut Shard = &mut guard;
+        if let Some(bytes) = shard.touch(id, generation) {
+            shard.stats.hits += 1;
+            return Lookup::Hit(bytes);
+        }
+        shard.stats.misses += 1;
+        match shard.map.get_mut(&id) {
+            Some(Slot::Ready(entry)) if entry.generation > generation => return Lookup::Newer,
+            Some(Slot::Loading {
+                generation: g,
+                flight,
+                demand,
+            }) if !flight.is_done() => {
+                if *g > generation {
+                    return Lookup::Newer;
+                }
+                if *g == generation {
+                    if priority == Priority::Demand && !*demand {
+                        *demand = true;
+                        shard.stats.prefetch_used += 1;
+                    }
+                    return Lookup::Wait(flight.clone());
+                }
+            }
+            _ => {}
+        }
+        // Absent, older, or a finished load: start ours (an older load still running
+        // will find its slot taken and be rejected).
+        shard.remove(id);
+        let flight = Arc::new(Flight::new());
+        shard.map.insert(
+            id,
+            Slot::Loading {
+                generation,
+                flight: flight.clone(),
+                demand: false,
+            },
+        );
+        Lookup::Load(FillToken {
+            id,
+            generation,
+            priority,
+            flight,
+        })
+    }
+
+    /// Completes a load. On success the bytes are inserted only if the token's slot
+    /// is still this load and `still_current()` — run under the shard lock — says the
+    /// generation is current; otherwise the fill is rejected as superseded.
+    /// Returns the outcome every waiter also receives.
+    pub fn complete(
+        &self,
+        token: FillToken,
+        result: Result<Bytes>,
+        still_current: impl FnOnce() -> bool,
+    ) -> FlightOutcome {
+        let mut shard = self.shard(token.id).lock();
+        let (ours, demand) = match shard.map.get(&token.id) {
+            Some(Slot::Loading { flight, demand, .. }) if Arc::ptr_eq(flight, &token.flight) => {
+                (true, *demand)
+            }
+            _ => (false, false),
+        };
+        let outcome = match result {
+            Err(err) => FlightOutcome::Failed(err),
+            Ok(bytes) if ours && still_current() => {
+                let priority = if demand {
+                    Priority::Demand
+                } else {
+                    token.priority
+                };
+                shard.insert(
+                    token.id,
+                    token.generation,
+                    bytes.clone(),
+                    priority,
+                    self.shard_capacity,
+                );
+                FlightOutcome::Ready(bytes)
+            }
+            Ok(_) => {
+                shard.stats.superseded += 1;
+                FlightOutcome::Superseded
+            }
+        };
+        if ours && !matches!(outcome, FlightOutcome::Ready(_)) {
+            shard.remove(token.id);
+        }
+        drop(shard);
+        token.flight.finish(outcome.clone());
+        outcome
+    }
+
+    /// Drops every entry and load of `id` older than `current_generation`. Called by
+    /// a write's commit; loads it removes are rejected when they complete.
+    pub fn invalidate(&self, id: ExtentId, current_generation: u64) {
+        let mut shard = self.shard(id).lock();
+        let stale = match shard.map.get(&id) {
+            Some(Slot::Ready(e)) => e.generation < current_generation,
+            Some(Slot::Loading { generation, .. }) => *generation < current_generation,
+            None => false,
+        };
+        if stale {
+            shard.remove(id);
+            shard.stats.invalidated += 1;
+        }
+    }
+
+    /// The cached bytes of `id`, whatever their generation, without hit credit: for
+    /// serving a quarantined extent from a copy the caller then verifies.
+    pub fn peek(&self, id: ExtentId) -> Option<(u64, Bytes)> {
+        match self.shard(id).lock().map.get(&id) {
+            Some(Slot::Ready(e)) => Some((e.generation, e.bytes.clone())),
+            _ => None,
+        }
+    }
+
+    /// Bytes held now (payload plus overhead).
+    pub fn used_bytes(&self) -> u64 {
+        self.shards.iter().map(|s| s.lock().used()).sum()
+    }
+
+    /// Counters summed over all shards.
+    pub fn stats(&self) -> CacheStats {
+        let mut total = CacheStats::default();
+        for shard in self.shards.iter() {
+            total.add(&shard.lock().stats);
+        }
+        total
+    }
+}

@@ -1,0 +1,167 @@
+//! One shard of the cache: a map, two eviction queues, counters.
+//!
+//! Eviction is a two-queue CLOCK (in the spirit of S3-FIFO): new entries enter
+//! *probation*; an entry read while on probation moves to *main* when eviction
+//! reaches it; unread entries on probation are evicted first. A prefetched entry
+//! enters without hit credit, so a prefetch that is never read is the first to go
+//! and never displaces the hot set. Queues hold `(extent, generation)` and are
+//! checked lazily against the map, so removals cost nothing up front; a queue is
+//! compacted once garbage outnumbers live entries.
+
+use super::flight::Flight;
+use super::{CacheStats, Priority};
+use crate::bytes::Bytes;
+use crate::record::ExtentId;
+use crate::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+
+/// Bytes charged per entry on top of its payload (map slot, queue slot, `Arc`).
+pub(crate) const ENTRY_OVERHEAD: u64 = 96;
+
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) generation: u64,
+    pub(crate) bytes: Bytes,
+    referenced: bool,
+    prefetched: bool,
+    in_main: bool,
+}
+
+#[derive(Debug)]
+pub(crate) enum Slot {
+    Ready(Entry),
+    Loading {
+        generation: u64,
+        flight: Arc<Flight>,
+        /// A demand read joined this (prefetch) load.
+        demand: bool,
+    },
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Shard {
+    pub(crate) map: HashMap<ExtentId, Slot>,
+    probation: VecDeque<(ExtentId, u64)>,
+    main: VecDeque<(ExtentId, u64)>,
+    used: u64,
+    pub(crate) stats: CacheStats,
+}
+
+fn weight(bytes: &Bytes) -> u64 {
+    bytes.len() as u64 + ENTRY_OVERHEAD
+}
+
+impl Shard {
+    /// A hit: marks the entry read and returns its bytes.
+    pub(crate) fn touch(&mut self, id: ExtentId, generation: u64) -> Option<Bytes> {
+        let Some(Slot::Ready(entry)) = self.map.get_mut(&id) else {
+            return None;
+        };
+        if entry.generation != generation {
+            return None;
+        }
+        entry.referenced = true;
+        if entry.prefetched {
+            entry.prefetched = false;
+            self.stats.prefetch_used += 1;
+        }
+        Some(entry.bytes.clone())
+    }
+
+    /// Inserts a ready entry, replacing whatever the map held for `id`, then evicts
+    /// down to `capacity`. Entries heavier than the whole shard are not kept.
+    pub(crate) fn insert(
+        &mut self,
+        id: ExtentId,
+        generation: u64,
+        bytes: Bytes,
+        priority: Priority,
+        capacity: u64,
+    ) {
+        self.remove(id);
+        let w = weight(&bytes);
+        if w > capacity {
+            return;
+        }
+        let prefetched = priority == Priority::Prefetch;
+        let entry = Entry {
+            generation,
+            bytes,
+            referenced: !prefetched,
+            prefetched,
+            in_main: false,
+        };
+        self.map.insert(id, Slot::Ready(entry));
+        self.probation.push_back((id, generation));
+        self.used += w;
+        self.stats.inserted += 1;
+        // Bounded: each pass either frees an entry or the shard is empty.
+        while self.used > capacity && self.evict_one() {}
+        self.compact_queues();
+    }
+
+    /// Removes `id`'s slot (entry or load), returning it.
+    pub(crate) fn remove(&mut self, id: ExtentId) -> Option<Slot> {
+        let slot = self.map.remove(&id)?;
+        if let Slot::Ready(entry) = &slot {
+            self.used -= weight(&entry.bytes);
+        }
+        Some(slot)
+    }
+
+    /// Bytes held by ready entries, overhead included.
+    pub(crate) fn used(&self) -> u64 {
+        self.used
+    }
+
+    /// Whether a queue position still names a live entry on that queue.
+    fn live(&self, id: ExtentId, generation: u64, main: bool) -> bool {
+        matches!(self.map.get(&id), Some(Slot::Ready(e)) if e.generation == generation && e.in_main == main)
+    }
+
+    /// Evicts one entry; `false` if nothing is left to evict.
+    fn evict_one(&mut self) -> bool {
+        // Bounded: every iteration pops a queue position; a position is pushed back
+        // only after clearing its entry's reference bit, at most once per entry.
+        let budget = 2 * (self.probation.len() + self.main.len()) + 1;
+        for _ in 0..budget {
+            let (from_main, (id, generation)) = match self.probation.pop_front() {
+                Some(pos) => (false, pos),
+                None => match self.main.pop_front() {
+                    Some(pos) => (true, pos),
+                    None => return false,
+                },
+            };
+            if !self.live(id, generation, from_main) {
+                continue;
+            }
+            let Some(Slot::Ready(entry)) = self.map.get_mut(&id) else {
+                continue;
+            };
+            if entry.referenced {
+                entry.referenced = false;
+                entry.in_main = true;
+                self.main.push_back((id, generation));
+                continue;
+            }
+            if entry.prefetched {
+                self.stats.prefetch_wasted += 1;
+            }
+            self.stats.evicted += 1;
+            self.remove(id);
+            return true;
+        }
+        false
+    }
+
+    fn compact_queues(&mut self) {
+        let live = self.map.len();
+        if self.probation.len() + self.main.len() <= 2 * live + 64 {
+            return;
+        }
+        let map = &self.map;
+        let keep = |(id, g): &(ExtentId, u64), main: bool| matches!(map.get(id), Some(Slot::Ready(e)) if e.generation == *g && e.in_main == main);
+        self.probation.retain(|p| keep(p, false));
+        self.main.retain(|p| keep(p, true));
+    }
+}

@@ -1,0 +1,174 @@
+//! Read and prefetch: snapshot, tag-checked cache hit, else read, check, fill.
+//!
+//! # Consistency
+//!
+//! A read returns bytes only if (a) they pass the identity-bound checksum of the
+//! snapshot they were read for, so they are exactly that (extent, generation)'s
+//! bytes, and (b) the cache accepted the fill, i.e. that generation was still current
+//! when the fill was re-validated under the shard lock, or they came from an entry
+//! tagged with the snapshot's generation. Either way the generation was current at
+//! an instant inside the call (invariant 3). Pending writes are never read: a
+//! snapshot's location is always the committed one (invariant 5).
+//!
+//! A failed check whose record changed in the meantime is a race, not a fault: the
+//! read restarts on a fresh snapshot.
+
+use super::{Core, IoRequest, IoResult, MAX_ATTEMPTS, Step};
+use crate::bytes::Bytes;
+use crate::cache::{FillToken, FlightOutcome, Lookup, Priority};
+use crate::error::Error;
+use crate::record::{ExtentId, Snapshot, State, checksum};
+use crate::space::Pin;
+
+/// A read (or prefetch, by priority) of one extent.
+#[derive(Debug)]
+pub(crate) struct ReadOp {
+    id: ExtentId,
+    priority: Priority,
+    attempts: u32,
+    loading: Option<Loading>,
+    last_generation: u64,
+}
+
+#[derive(Debug)]
+struct Loading {
+    snapshot: Snapshot,
+    token: FillToken,
+    pin: Pin,
+}
+
+impl ReadOp {
+    pub(crate) fn new(id: ExtentId, priority: Priority) -> Self {
+        ReadOp {
+            id,
+            priority,
+            attempts: 0,
+            loading: None,
+            last_generation: 0,
+        }
+    }
+
+    /// Starts (or restarts, after a race) the read.
+    pub(crate) fn start(&mut self, core: &Core) -> Step<Bytes> {
+        debug_assert!(self.loading.is_none(), "start while a load is in flight");
+        if self.attempts >= MAX_ATTEMPTS {
+            return Step::Done(Err(Error::Superseded {
+                extent: self.id,
+                generation: self.last_generation,
+            }));
+        }
+        self.attempts += 1;
+        let pin = core.reclaimer.pin();
+        let snapshot = match core.table.snapshot(self.id) {
+            Ok(s) => s,
+            Err(err) => return self.finish(core, pin, Err(err)),
+        };
+        self.last_generation = snapshot.generation();
+        match snapshot.state() {
+            State::Vacant => {
+                return self.finish(core, pin, Err(Error::NotReadable { extent: self.id }));
+            }
+            State::Quarantined => {
+                return self.finish(core, pin, Err(Error::Quarantined { extent: self.id }));
+            }
+            State::Durable | State::Compacting => {}
+        }
+        match core
+            .cache
+            .lookup(self.id, snapshot.generation(), self.priority)
+        {
+            Lookup::Hit(bytes) => self.finish(core, pin, Ok(bytes)),
+            Lookup::Newer => {
+                core.reclaimer.unpin(pin);
+                self.start(core)
+            }
+            Lookup::Wait(flight) => {
+                core.reclaimer.unpin(pin);
+                Step::Wait(flight)
+            }
+            Lookup::Load(token) => {
+                let location = snapshot.location();
+                self.loading = Some(Loading {
+                    snapshot,
+                    token,
+                    pin,
+                });
+                Step::Io(IoRequest::Read(location))
+            }
+        }
+    }
+
+    /// The read's I/O finished.
+    pub(crate) fn on_io(&mut self, core: &Core, result: IoResult) -> Step<Bytes> {
+        let Some(Loading {
+            snapshot,
+            token,
+            pin,
+        }) = self.loading.take()
+        else {
+            debug_assert!(false, "on_io without a load in flight");
+            return Step::Done(Err(Error::Shutdown));
+        };
+        // The media read is over: the old location may now be reclaimed.
+        core.reclaimer.unpin(pin);
+        let IoResult::Read(result) = result else {
+            debug_assert!(false, "a read was answered with a write result");
+            return Step::Done(Err(Error::Shutdown));
+        };
+        let checked = result.and_then(|bytes| {
+            let actual = checksum(self.id, snapshot.generation(), &bytes);
+            if actual == snapshot.checksum() {
+                Ok(bytes)
+            } else {
+                Err(Error::ChecksumMismatch {
+                    extent: self.id,
+                    generation: snapshot.generation(),
+                    location: snapshot.location(),
+                    expected: snapshot.checksum(),
+                    actual,
+                })
+            }
+        });
+        if checked.is_err() && self.raced(core, &snapshot) {
+            drop(token); // waiters are told "superseded" and retry too
+            return self.start(core);
+        }
+        let id = self.id;
+        let generation = snapshot.generation();
+        let outcome = core.cache.complete(token, checked, || {
+            core.table
+                .snapshot(id)
+                .is_ok_and(|now| now.generation() == generation && now.state() != State::Vacant)
+        });
+        self.on_wait(core, outcome)
+    }
+
+    /// The load this read waited on (or its own fill) finished.
+    pub(crate) fn on_wait(&mut self, core: &Core, outcome: FlightOutcome) -> Step<Bytes> {
+        match outcome {
+            FlightOutcome::Ready(bytes) => Step::Done(Ok(bytes)),
+            FlightOutcome::Superseded => self.start(core),
+            FlightOutcome::Failed(err) => Step::Done(Err(err)),
+        }
+    }
+
+    /// Releases what the read holds if its driver gives up on it mid-flight.
+    pub(crate) fn abandon(&mut self, core: &Core) {
+        if let Some(Loading { pin, token, .. }) = self.loading.take() {
+            core.reclaimer.unpin(pin);
+            drop(token);
+        }
+    }
+
+    /// Whether the record changed since `snapshot` (so a failed check was a race).
+    fn raced(&self, core: &Core, snapshot: &Snapshot) -> bool {
+        core.table
+            .snapshot(self.id)
+            .map_or(true, |now| now.version() != snapshot.version())
+    }
+
+    fn finish(&mut self, core: &Core, pin: Pin, result: crate::Result<Bytes>) -> Step<Bytes> {
+        core.reclaimer.unpin(pin);
+        Step::Done(result)
+    }
+}

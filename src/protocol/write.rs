@@ -1,0 +1,176 @@
+//! Write: reserve a fresh location, mark pending, write, wait for the
+//! acknowledgment, commit location + checksum + generation in one transition,
+//! retire the old location.
+//!
+//! # Consistency
+//!
+//! Until the commit, the record keeps its committed location, generation and
+//! checksum: readers never see the pending bytes (invariant 5). The commit is one
+//! transition, so a reader sees either the old triple or the new one. The old
+//! location is retired through the reclaimer, so a reader still reading it finishes
+//! first. A write that fails before the commit aborts (clears the pending mark) and
+//! frees its fresh location, which no record or reader ever referenced.
+
+use super::{Core, IoRequest, IoResult, MAX_ATTEMPTS, Step};
+use crate::bytes::Bytes;
+use crate::error::{Error, Result};
+use crate::record::{Change, ExtentId, Location, Snapshot, State, checksum};
+
+/// A write of one extent's bytes.
+#[derive(Debug)]
+pub(crate) struct WriteOp {
+    id: ExtentId,
+    bytes: Bytes,
+    phase: Phase,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    Idle,
+    Writing { begin: Snapshot, location: Location },
+    Syncing { begin: Snapshot, location: Location },
+    Finished,
+}
+
+impl WriteOp {
+    pub(crate) fn new(id: ExtentId, bytes: Bytes) -> Self {
+        WriteOp {
+            id,
+            bytes,
+            phase: Phase::Idle,
+        }
+    }
+
+    /// Reserves a location, marks the write pending and asks for the data write.
+    pub(crate) fn start(&mut self, core: &Core) -> Step<Snapshot> {
+        match self.begin(core) {
+            Ok((begin, location)) => {
+                self.phase = Phase::Writing { begin, location };
+                Step::Io(IoRequest::Write(location, self.bytes.clone()))
+            }
+            Err(err) => {
+                self.phase = Phase::Finished;
+                Step::Done(Err(err))
+            }
+        }
+    }
+
+    fn begin(&self, core: &Core) -> Result<(Snapshot, Location)> {
+        let length = u32::try_from(self.bytes.len()).map_err(|_| Error::TooLarge {
+            length: self.bytes.len() as u64,
+            max: u64::from(u32::MAX),
+        })?;
+        let mut last = None;
+        for _ in 0..MAX_ATTEMPTS {
+            let snapshot = core.table.snapshot(self.id)?;
+            if snapshot.write_pending() {
+                return Err(Error::WriteInProgress { extent: self.id });
+            }
+            let location = allocate(core, length)?;
+            match core
+                .table
+                .transition(self.id, snapshot.version(), Change::BeginWrite)
+            {
+                Ok(begin) => return Ok((begin, location)),
+                Err(err) => {
+                    // Never referenced by a record nor read: free at once.
+                    core.allocator.free(location);
+                    if !matches!(err, Error::VersionConflict { .. }) {
+                        return Err(err);
+                    }
+                    last = Some(err);
+                }
+            }
+        }
+        Err(last.unwrap_or(Error::WriteInProgress { extent: self.id }))
+    }
+
+    /// The data write or the acknowledgment finished.
+    pub(crate) fn on_io(&mut self, core: &Core, result: IoResult) -> Step<Snapshot> {
+        let outcome = match result {
+            IoResult::Done(r) => r,
+            IoResult::Read(_) => Err(Error::Shutdown),
+        };
+        match (self.phase, outcome) {
+            (Phase::Writing { begin, location }, Ok(())) => {
+                self.phase = Phase::Syncing { begin, location };
+                Step::Io(IoRequest::Sync(location.device))
+            }
+            (Phase::Syncing { begin, location }, Ok(())) => {
+                self.phase = Phase::Finished;
+                Step::Done(self.commit(core, begin, location))
+            }
+            (Phase::Writing { location, .. } | Phase::Syncing { location, .. }, Err(err)) => {
+                self.phase = Phase::Finished;
+                self.abort(core, location);
+                Step::Done(Err(err))
+            }
+            (Phase::Idle | Phase::Finished, _) => {
+                debug_assert!(false, "on_io in phase {:?}", self.phase);
+                Step::Done(Err(Error::Shutdown))
+            }
+        }
+    }
+
+    /// Commits the acknowledged write. Only this write can clear its pending mark,
+    /// so the loop only has to follow unrelated commits (a quarantine).
+    fn commit(&self, core: &Core, begin: Snapshot, location: Location) -> Result<Snapshot> {
+        let generation = begin.generation() + 1;
+        let change = Change::CommitWrite {
+            location,
+            checksum: checksum(self.id, generation, &self.bytes),
+        };
+        let mut expected = begin;
+        for _ in 0..MAX_ATTEMPTS {
+            match core.table.transition(self.id, expected.version(), change) {
+                Ok(committed) => {
+                    if expected.state() != State::Vacant {
+                        core.retire(expected.location());
+                    }
+                    core.cache.invalidate(self.id, committed.generation());
+                    return Ok(committed);
+                }
+                Err(Error::VersionConflict { current, .. }) if current.write_pending() => {
+                    expected = current;
+                }
+                Err(err) => {
+                    self.abort(core, location);
+                    return Err(err);
+                }
+            }
+        }
+        self.abort(core, location);
+        Err(Error::Contended {
+            extent: self.id,
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    /// Clears the pending mark (bounded retries) and frees the unused location.
+    fn abort(&self, core: &Core, location: Location) {
+        for _ in 0..MAX_ATTEMPTS {
+            let Ok(now) = core.table.snapshot(self.id) else {
+                break;
+            };
+            if !now.write_pending() {
+                break;
+            }
+            if core
+                .table
+                .transition(self.id, now.version(), Change::AbortWrite)
+                .is_ok()
+            {
+                break;
+            }
+        }
+        core.allocator.free(location);
+    }
+}
+
+/// A fresh location, collecting retired space once if the devices are full.
+fn allocate(core: &Core, length: u32) -> Result<Location> {
+    core.allocator.allocate(length, None).or_else(|_| {
+        core.collect();
+        core.allocator.allocate(length, None)
+    })
+}

@@ -1,0 +1,154 @@
+//! Validated store configuration.
+
+use crate::error::{Error, Result};
+use crate::table::TableConfig;
+
+/// Configuration of a [`Store`](crate::Store); build it with [`StoreConfig::builder`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    pub(crate) table: TableConfig,
+    pub(crate) cache_bytes: u64,
+    pub(crate) cache_shards: usize,
+    pub(crate) prefetch_workers: usize,
+    pub(crate) prefetch_queue: usize,
+    pub(crate) device_capacity_bytes: u64,
+    pub(crate) block_size_bytes: u32,
+    pub(crate) readahead_min_bytes: u64,
+    pub(crate) readahead_max_bytes: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            table: TableConfig::default(),
+            cache_bytes: 64 << 20,
+            cache_shards: 16,
+            prefetch_workers: 2,
+            prefetch_queue: 1024,
+            device_capacity_bytes: 1 << 40,
+            block_size_bytes: 4096,
+            readahead_min_bytes: 8 << 10,
+            readahead_max_bytes: 256 << 10,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// A builder starting from the defaults: 64 MiB cache in 16 shards, 2 prefetch
+    /// workers with a 1 024-hint queue, 1 TiB per device in 4 KiB blocks, readahead
+    /// from 8 KiB doubling to 256 KiB.
+    pub fn builder() -> StoreConfigBuilder {
+        StoreConfigBuilder {
+            config: StoreConfig::default(),
+        }
+    }
+}
+
+/// Builds a [`StoreConfig`]; [`build`](Self::build) checks every bound.
+#[derive(Debug, Clone)]
+pub struct StoreConfigBuilder {
+    config: StoreConfig,
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.config.$name = value;
+            self
+        }
+    };
+}
+
+impl StoreConfigBuilder {
+    setter!(
+        /// The extent table's configuration.
+        table: TableConfig
+    );
+    setter!(
+        /// Cache capacity in bytes, payload plus about 96 bytes per entry.
+        /// Bound: 0 (no caching) ..= 2^48.
+        cache_bytes: u64
+    );
+    setter!(
+        /// Cache shards. Bound: 1 ..= 1 024 (rounded up to a power of two).
+        cache_shards: usize
+    );
+    setter!(
+        /// Prefetch worker threads. Bound: 0 (prefetch off) ..= 64.
+        prefetch_workers: usize
+    );
+    setter!(
+        /// Prefetch hints queued at most; more are dropped, never block the caller.
+        /// Bound: 1 ..= 1 048 576.
+        prefetch_queue: usize
+    );
+    setter!(
+        /// Bytes per device. Bound: at least one block, at most 2^62.
+        device_capacity_bytes: u64
+    );
+    setter!(
+        /// Allocation unit. Bound: a power of two, 512 ..= 1 MiB.
+        block_size_bytes: u32
+    );
+    setter!(
+        /// Readahead window when a sequential stream is detected. Bound: 1 ..= max.
+        readahead_min_bytes: u64
+    );
+    setter!(
+        /// Largest readahead window (the window doubles up to it). Bound: ≤ 64 MiB.
+        readahead_max_bytes: u64
+    );
+
+    /// The configuration, if every bound holds.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the first field out of bounds.
+    pub fn build(self) -> Result<StoreConfig> {
+        let c = self.config;
+        check("cache_bytes", c.cache_bytes <= 1 << 48, c.cache_bytes)?;
+        check(
+            "cache_shards",
+            (1..=1024).contains(&c.cache_shards),
+            c.cache_shards,
+        )?;
+        check(
+            "prefetch_workers",
+            c.prefetch_workers <= 64,
+            c.prefetch_workers,
+        )?;
+        check(
+            "prefetch_queue",
+            (1..=1 << 20).contains(&c.prefetch_queue),
+            c.prefetch_queue,
+        )?;
+        let block = c.block_size_bytes;
+        check(
+            "block_size_bytes",
+            block.is_power_of_two() && (512..=1 << 20).contains(&block),
+            block,
+        )?;
+        let cap = c.device_capacity_bytes;
+        check(
+            "device_capacity_bytes",
+            cap >= u64::from(block) && cap <= 1 << 62,
+            cap,
+        )?;
+        let (min, max) = (c.readahead_min_bytes, c.readahead_max_bytes);
+        check("readahead_min_bytes", min >= 1 && min <= max, min)?;
+        check("readahead_max_bytes", max <= 64 << 20, max)?;
+        Ok(c)
+    }
+}
+
+fn check(field: &'static str, ok: bool, value: impl std::fmt::Display) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidConfig {
+            field,
+            reason: format!("{value} is out of bounds (see the setter's documentation)"),
+        })
+    }
+}

@@ -1,0 +1,82 @@
+//! The prefetcher: a bounded hint queue and worker threads.
+//!
+//! `Store::prefetch` snapshots each id and queues `(id, generation)` with
+//! `try_send`: a full queue drops the hint (counted), the caller never blocks. A
+//! worker re-snapshots before loading and cancels the hint if the generation changed
+//! in the queue (the bytes it would load are already stale). Loads run the read
+//! protocol at [`Priority::Prefetch`](crate::Priority::Prefetch), and never wait on
+//! another load of the same extent: that load will fill the cache anyway.
+//!
+//! Shutdown: dropping the store drops the sender; workers drain nothing more, see the
+//! channel disconnected and exit; the store joins them.
+
+use super::Shared;
+use crate::record::ExtentId;
+use crate::sync::thread;
+use crossbeam::channel::{Receiver, Sender, TrySendError, bounded};
+use std::sync::Arc;
+
+/// One queued prefetch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hint {
+    pub(crate) id: ExtentId,
+    pub(crate) generation: u64,
+}
+
+/// The hint queue and its workers.
+#[derive(Debug)]
+pub(crate) struct Prefetcher {
+    sender: Option<Sender<Hint>>,
+    workers: Vec<thread::JoinHandle<()>>,
+}
+
+impl Prefetcher {
+    pub(crate) fn start(shared: &Arc<Shared>, workers: usize, queue: usize) -> Self {
+        let (sender, receiver) = bounded(queue);
+        let workers = (0..workers)
+            .filter_map(|i| {
+                let shared = Arc::clone(shared);
+                let receiver: Receiver<Hint> = receiver.clone();
+                thread::Builder::new()
+                    .name(format!("extentmeta-prefetch-{i}"))
+                    .spawn(move || run(&shared, &receiver))
+                    .ok()
+            })
+            .collect::<Vec<_>>();
+        let sender = (!workers.is_empty()).then_some(sender);
+        Prefetcher { sender, workers }
+    }
+
+    /// Queues `hint`; `false` if the queue is full or prefetch is off.
+    pub(crate) fn offer(&self, hint: Hint) -> bool {
+        match &self.sender {
+            Some(sender) => match sender.try_send(hint) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+            },
+            None => false,
+        }
+    }
+
+    /// Hints waiting in the queue.
+    pub(crate) fn queued(&self) -> usize {
+        self.sender.as_ref().map_or(0, Sender::len)
+    }
+}
+
+impl Drop for Prefetcher {
+    fn drop(&mut self) {
+        self.sender = None;
+        for worker in self.workers.drain(..) {
+            // A worker that panicked already reported it; shutdown goes on.
+            let _ = worker.join();
+        }
+    }
+}
+
+fn run(shared: &Shared, receiver: &Receiver<Hint>) {
+    // Bounded by the channel: ends when the store drops the sender.
+    while let Ok(hint) = receiver.recv() {
+        shared.prefetch_hint(hint);
+    }
+}
