@@ -1,0 +1,42 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, unreachable_pub)]
+
+use extentmeta::{Bytes, ExtentId};
+
+/// A value that encodes its extent and generation (and a writer sequence number), so
+/// a stale or misdirected value can never pass for a fresh one.
+pub fn value(id: ExtentId, generation: u64, len: usize) -> Vec<u8> {
+    let mut v = format!("extent={} generation={} |", id.0, generation).into_bytes();
+    assert!(
+        len >= v.len(),
+        "len {len} too short to encode {id} gen {generation}"
+    );
+    let mut x = id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ generation;
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.push(x as u8);
+    }
+    v.truncate(len);
+    v
+}
+
+/// Decodes `(extent, generation)` from a value made by [`value`], checking the
+/// whole payload.
+pub fn decode(bytes: &Bytes) -> (ExtentId, u64) {
+    let text =
+        std::str::from_utf8(&bytes[..bytes.iter().position(|&b| b == b'|').expect("marker")])
+            .expect("utf8 header");
+    let mut parts = text
+        .split_whitespace()
+        .map(|p| p.split('=').nth(1).expect("key=value"));
+    let id = ExtentId(parts.next().expect("extent").parse().expect("number"));
+    let generation = parts.next().expect("generation").parse().expect("number");
+    assert_eq!(
+        &bytes[..],
+        &value(id, generation, bytes.len())[..],
+        "payload of {id} gen {generation} is intact"
+    );
+    (id, generation)
+}
