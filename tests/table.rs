@@ -1,8 +1,6 @@
 //! Deterministic tests of the extent table's public contract.
 
-use extentmeta::{
-    Change, Error, ExtentId, ExtentTable, Location, State, TableConfig, checksum,
-};
+use extentmeta::{Change, Error, ExtentId, ExtentTable, Location, State, TableConfig, checksum};
 
 fn small_table() -> ExtentTable {
     let config = TableConfig::builder()
@@ -20,7 +18,9 @@ fn loc(id: ExtentId, generation: u64) -> Location {
 
 fn write(table: &ExtentTable, id: ExtentId) -> extentmeta::Snapshot {
     let s = table.snapshot(id).expect("snapshot");
-    let b = table.transition(id, s.version(), Change::BeginWrite).expect("begin");
+    let b = table
+        .transition(id, s.version(), Change::BeginWrite)
+        .expect("begin");
     let g = b.generation() + 1;
     let change = Change::CommitWrite {
         location: loc(id, g),
@@ -49,9 +49,15 @@ fn monotonic_version_stale_transition_changes_nothing() {
     let id = ExtentId(9);
     let s = write(&table, id);
     let stale = s.version() - 2;
-    let err = table.transition(id, stale, Change::BeginCompact).unwrap_err();
+    let err = table
+        .transition(id, stale, Change::BeginCompact)
+        .unwrap_err();
     match err {
-        Error::VersionConflict { current, expected_version, .. } => {
+        Error::VersionConflict {
+            current,
+            expected_version,
+            ..
+        } => {
             assert_eq!(expected_version, stale);
             assert_eq!(current, s);
         }
@@ -65,18 +71,28 @@ fn odd_expected_version_is_a_conflict_not_a_lock() {
     let table = small_table();
     let id = ExtentId(1);
     let s = write(&table, id);
-    let err = table.transition(id, s.version() + 1, Change::BeginCompact).unwrap_err();
+    let err = table
+        .transition(id, s.version() + 1, Change::BeginCompact)
+        .unwrap_err();
     assert_eq!(err.code(), "FPRE001");
     assert_eq!(table.snapshot(id).unwrap(), s);
     // The record is not left locked.
-    table.transition(id, s.version(), Change::BeginCompact).expect("still writable");
+    table
+        .transition(id, s.version(), Change::BeginCompact)
+        .expect("still writable");
 }
 
 #[test]
 fn illegal_transition_is_typed_and_changes_nothing() {
     let table = small_table();
     let id = ExtentId(2);
-    let err = table.transition(id, 0, Change::CommitCompact { location: loc(id, 0) });
+    let err = table.transition(
+        id,
+        0,
+        Change::CommitCompact {
+            location: loc(id, 0),
+        },
+    );
     assert_eq!(
         err.unwrap_err(),
         Error::IllegalTransition {
@@ -94,7 +110,10 @@ fn unallocated_ids_read_as_vacant_without_allocating() {
     let table = small_table();
     let before = table.memory_bytes();
     let s = table.snapshot(ExtentId(60_000)).unwrap();
-    assert_eq!((s.state(), s.version(), s.generation()), (State::Vacant, 0, 0));
+    assert_eq!(
+        (s.state(), s.version(), s.generation()),
+        (State::Vacant, 0, 0)
+    );
     assert_eq!(table.memory_bytes(), before, "a read never allocates");
     assert_eq!(table.allocated_ids(0).count(), 0);
 }
@@ -104,7 +123,13 @@ fn out_of_range_is_a_typed_error() {
     let table = small_table();
     let id = ExtentId(1 << 16);
     assert_eq!(table.snapshot(id).unwrap_err().code(), "FPRE005");
-    assert_eq!(table.transition(id, 0, Change::BeginWrite).unwrap_err().code(), "FPRE005");
+    assert_eq!(
+        table
+            .transition(id, 0, Change::BeginWrite)
+            .unwrap_err()
+            .code(),
+        "FPRE005"
+    );
 }
 
 #[test]
@@ -126,7 +151,10 @@ fn invalid_config_is_rejected() {
     let bad = [
         TableConfig::builder().max_extents(0).build(),
         TableConfig::builder().segment_len(3).build(),
-        TableConfig::builder().max_extents(1 << 40).segment_len(1).build(),
+        TableConfig::builder()
+            .max_extents(1 << 40)
+            .segment_len(1)
+            .build(),
     ];
     for b in bad {
         assert_eq!(b.unwrap_err().code(), "FPRE008");
@@ -151,7 +179,9 @@ fn no_torn_snapshot_under_threads() {
                             location: loc(id, g),
                             checksum: checksum(id, g, &g.to_le_bytes()),
                         };
-                        table.transition(id, b.version(), c).expect("we hold the pending mark");
+                        table
+                            .transition(id, b.version(), c)
+                            .expect("we hold the pending mark");
                     }
                 }
             });
