@@ -57,3 +57,8 @@ pub use table::{ExtentTable, TableConfig};
 
 #[cfg(loom)]
 pub use sync::{Site, mutant};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
