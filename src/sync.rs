@@ -262,3 +262,40 @@ pub mod mutant {
         f()
     }
 }
+
+/// A statistics counter striped over cache-padded atomics so that threads counting
+/// at once do not bounce one cache line. Reads sum the stripes (not a snapshot of
+/// one instant: fine for statistics).
+#[derive(Debug, Default)]
+pub(crate) struct Counter {
+    stripes: [crossbeam::utils::CachePadded<AtomicU64>; COUNTER_STRIPES],
+}
+
+/// Stripes per [`Counter`].
+const COUNTER_STRIPES: usize = 8;
+
+impl Counter {
+    /// Adds one.
+    #[inline]
+    pub(crate) fn bump(&self) {
+        // Relaxed: a statistic, ordered with nothing.
+        self.stripes[stripe()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The sum of all stripes.
+    pub(crate) fn get(&self) -> u64 {
+        self.stripes.iter().map(|s| s.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// This thread's stripe, assigned round-robin on first use.
+fn stripe() -> usize {
+    // Plain std atomics: these only spread threads over stripes and synchronise
+    // nothing, so loom need not see them.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    std::thread_local! {
+        static STRIPE: usize =
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % COUNTER_STRIPES;
+    }
+    STRIPE.with(|s| *s)
+}

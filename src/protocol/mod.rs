@@ -12,6 +12,9 @@
 mod read;
 mod write;
 
+#[cfg(all(test, loom))]
+mod loom_models;
+
 pub(crate) use read::ReadOp;
 pub(crate) use write::WriteOp;
 

@@ -49,6 +49,10 @@ impl ReadOp {
     }
 
     /// Starts (or restarts, after a race) the read.
+    ///
+    /// The hit path takes no pin: it reads no location. Only a load pins, and then
+    /// re-reads the record, so the location it reads comes from a snapshot taken
+    /// while pinned (see `space::reclaim`).
     pub(crate) fn start(&mut self, core: &Core) -> Step<Bytes> {
         debug_assert!(self.loading.is_none(), "start while a load is in flight");
         if self.attempts >= MAX_ATTEMPTS {
@@ -58,35 +62,38 @@ impl ReadOp {
             }));
         }
         self.attempts += 1;
-        let pin = core.reclaimer.pin();
-        let snapshot = match core.table.snapshot(self.id) {
+        let snapshot = match self.readable_snapshot(core) {
             Ok(s) => s,
-            Err(err) => return self.finish(core, pin, Err(err)),
+            Err(err) => return Step::Done(Err(err)),
         };
-        self.last_generation = snapshot.generation();
-        match snapshot.state() {
-            State::Vacant => {
-                return self.finish(core, pin, Err(Error::NotReadable { extent: self.id }));
-            }
-            State::Quarantined => {
-                return self.finish(core, pin, Err(Error::Quarantined { extent: self.id }));
-            }
-            State::Durable | State::Compacting => {}
-        }
         match core
             .cache
             .lookup(self.id, snapshot.generation(), self.priority)
         {
-            Lookup::Hit(bytes) => self.finish(core, pin, Ok(bytes)),
-            Lookup::Newer => {
-                core.reclaimer.unpin(pin);
-                self.start(core)
-            }
-            Lookup::Wait(flight) => {
-                core.reclaimer.unpin(pin);
-                Step::Wait(flight)
-            }
-            Lookup::Load(token) => {
+            Lookup::Hit(bytes) => Step::Done(Ok(bytes)),
+            Lookup::Newer => self.start(core),
+            Lookup::Wait(flight) => Step::Wait(flight),
+            Lookup::Load(token) => self.load(core, snapshot.generation(), token),
+        }
+    }
+
+    /// A snapshot of a record that has bytes to read.
+    fn readable_snapshot(&mut self, core: &Core) -> crate::Result<Snapshot> {
+        let snapshot = core.table.snapshot(self.id)?;
+        self.last_generation = snapshot.generation();
+        match snapshot.state() {
+            State::Vacant => Err(Error::NotReadable { extent: self.id }),
+            State::Quarantined => Err(Error::Quarantined { extent: self.id }),
+            State::Durable | State::Compacting => Ok(snapshot),
+        }
+    }
+
+    /// Pins, re-reads the record and asks for the media read of `generation`.
+    fn load(&mut self, core: &Core, generation: u64, token: FillToken) -> Step<Bytes> {
+        let pin = core.reclaimer.pin();
+        match self.readable_snapshot(core) {
+            // Same generation: same bytes and checksum, perhaps moved by compaction.
+            Ok(snapshot) if snapshot.generation() == generation => {
                 let location = snapshot.location();
                 self.loading = Some(Loading {
                     snapshot,
@@ -94,6 +101,16 @@ impl ReadOp {
                     pin,
                 });
                 Step::Io(IoRequest::Read(location))
+            }
+            Ok(_) => {
+                core.reclaimer.unpin(pin);
+                drop(token); // superseded before it loaded
+                self.start(core)
+            }
+            Err(err) => {
+                core.reclaimer.unpin(pin);
+                drop(token);
+                Step::Done(Err(err))
             }
         }
     }
@@ -165,10 +182,5 @@ impl ReadOp {
         core.table
             .snapshot(self.id)
             .map_or(true, |now| now.version() != snapshot.version())
-    }
-
-    fn finish(&mut self, core: &Core, pin: Pin, result: crate::Result<Bytes>) -> Step<Bytes> {
-        core.reclaimer.unpin(pin);
-        Step::Done(result)
     }
 }

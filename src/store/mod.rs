@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::protocol::{Core, IoRequest, IoResult, ReadOp, Step, WriteOp};
 use crate::record::{ExtentId, Snapshot};
 use crate::space::{Allocator, Reclaimer};
-use crate::sync::{AtomicU64, Mutex, Ordering::Relaxed};
+use crate::sync::{Counter, Mutex};
 use crate::table::ExtentTable;
 use prefetch::{Hint, Prefetcher};
 use readahead::Readahead;
@@ -50,19 +50,14 @@ pub struct StoreStats {
 
 #[derive(Debug, Default)]
 struct Counters {
-    reads: AtomicU64,
-    read_ok: AtomicU64,
-    writes: AtomicU64,
-    write_ok: AtomicU64,
-    prefetch_queued: AtomicU64,
-    prefetch_dropped: AtomicU64,
-    prefetch_cancelled: AtomicU64,
-    prefetch_done: AtomicU64,
-}
-
-fn bump(counter: &AtomicU64) {
-    // Relaxed: statistics only, no ordering with anything else.
-    counter.fetch_add(1, Relaxed);
+    reads: Counter,
+    read_ok: Counter,
+    writes: Counter,
+    write_ok: Counter,
+    prefetch_queued: Counter,
+    prefetch_dropped: Counter,
+    prefetch_cancelled: Counter,
+    prefetch_done: Counter,
 }
 
 /// State shared by the store and its prefetch workers.
@@ -167,7 +162,7 @@ impl Store {
     /// [`Error::NoSpace`], [`Error::TooLarge`], backend errors ([`Error::Io`]); on
     /// any error the previous bytes stay committed and readable.
     pub fn write(&self, id: ExtentId, bytes: &[u8]) -> Result<Snapshot> {
-        bump(&self.shared.counters.writes);
+        self.shared.counters.writes.bump();
         let mut op = WriteOp::new(id, Bytes::from(bytes));
         let core = &self.shared.core;
         let mut step = op.start(core);
@@ -178,7 +173,7 @@ impl Store {
                 Step::Wait(_) => unreachable!("writes never wait on a load"),
                 Step::Done(result) => {
                     if result.is_ok() {
-                        bump(&self.shared.counters.write_ok);
+                        self.shared.counters.write_ok.bump();
                     }
                     return result;
                 }
@@ -201,10 +196,10 @@ impl Store {
     /// record, [`Error::Superseded`] if the extent was rewritten on every attempt,
     /// backend errors.
     pub fn read(&self, id: ExtentId) -> Result<Bytes> {
-        bump(&self.shared.counters.reads);
+        self.shared.counters.reads.bump();
         let result = self.shared.run_read(id, Priority::Demand);
         if let Ok(bytes) = &result {
-            bump(&self.shared.counters.read_ok);
+            self.shared.counters.read_ok.bump();
             self.readahead(id, bytes.len() as u64);
         }
         result
@@ -241,14 +236,14 @@ impl Store {
         let c = &self.shared.counters;
         StoreStats {
             cache: self.shared.core.cache.stats(),
-            reads: c.reads.load(Relaxed),
-            read_ok: c.read_ok.load(Relaxed),
-            writes: c.writes.load(Relaxed),
-            write_ok: c.write_ok.load(Relaxed),
-            prefetch_queued: c.prefetch_queued.load(Relaxed),
-            prefetch_dropped: c.prefetch_dropped.load(Relaxed),
-            prefetch_cancelled: c.prefetch_cancelled.load(Relaxed),
-            prefetch_done: c.prefetch_done.load(Relaxed),
+            reads: c.reads.get(),
+            read_ok: c.read_ok.get(),
+            writes: c.writes.get(),
+            write_ok: c.write_ok.get(),
+            prefetch_queued: c.prefetch_queued.get(),
+            prefetch_dropped: c.prefetch_dropped.get(),
+            prefetch_cancelled: c.prefetch_cancelled.get(),
+            prefetch_done: c.prefetch_done.get(),
             retired_pending: self.shared.core.reclaimer.pending() as u64,
         }
     }
@@ -271,11 +266,12 @@ impl Store {
         };
         let counters = &self.shared.counters;
         let queued = self.prefetcher.offer(hint);
-        bump(if queued {
+        let counter = if queued {
             &counters.prefetch_queued
         } else {
             &counters.prefetch_dropped
-        });
+        };
+        counter.bump();
         queued
     }
 
@@ -343,12 +339,12 @@ impl Shared {
     fn prefetch_hint(&self, hint: Hint) {
         let current = self.core.table.snapshot(hint.id);
         if current.map_or(true, |s| s.generation() != hint.generation) {
-            bump(&self.counters.prefetch_cancelled);
+            self.counters.prefetch_cancelled.bump();
             return;
         }
         // Errors are not the prefetcher's to report: a demand read will see them.
         if self.run_read(hint.id, Priority::Prefetch).is_ok() {
-            bump(&self.counters.prefetch_done);
+            self.counters.prefetch_done.bump();
         }
     }
 }
