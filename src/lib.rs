@@ -36,6 +36,7 @@ pub mod backend;
 mod bytes;
 pub mod cache;
 pub mod error;
+pub mod policy;
 mod protocol;
 pub mod record;
 mod space;
@@ -47,7 +48,8 @@ pub use backend::{Backend, FileBackend, MemBackend};
 pub use bytes::Bytes;
 pub use cache::{Cache, CacheStats, Priority};
 pub use error::{Error, Result};
-pub use protocol::MAX_ATTEMPTS;
+pub use policy::IntegrityPolicy;
+pub use protocol::{CompactOutcome, MAX_ATTEMPTS, RepairOutcome, Verdict};
 pub use record::{
     Change, ChangeKind, ExtentId, Location, MAX_GENERATION, MAX_VERSION, Rule, Snapshot, State,
     TRANSITIONS, checksum,

@@ -282,6 +282,13 @@ impl Counter {
         self.stripes[stripe()].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Adds `n`.
+    #[inline]
+    pub(crate) fn add(&self, n: u64) {
+        // Relaxed: a statistic, ordered with nothing.
+        self.stripes[stripe()].fetch_add(n, Ordering::Relaxed);
+    }
+
     /// The sum of all stripes.
     pub(crate) fn get(&self) -> u64 {
         self.stripes.iter().map(|s| s.load(Ordering::Relaxed)).sum()

@@ -1,5 +1,8 @@
 //! `FileBackend` on real temporary files, including damage underneath the store.
-#![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
 
 mod common;
 
@@ -59,19 +62,49 @@ fn bytes_corrupted_in_the_file_fail_their_checksum() {
     let file = OpenOptions::new().write(true).open(&path).unwrap();
     file.write_all_at(b"\xff\xff", snap.location().offset + 100)
         .unwrap();
-    match store.read(id).unwrap_err() {
-        Error::ChecksumMismatch {
+    // The read climbs the integrity ladder: every re-read fails (FPRE004), the
+    // extent is quarantined, and with no replica and no cached copy it stays so.
+    assert_eq!(
+        store.read(id).unwrap_err(),
+        Error::Quarantined { extent: id }
+    );
+    let stats = store.stats();
+    assert_eq!(
+        (stats.fpre004, stats.quarantines, stats.remap_failed),
+        (1, 1, 1)
+    );
+    assert_eq!(stats.retries, 3, "the default retry limit");
+    let kept = store.snapshot(id).unwrap();
+    assert_eq!(kept.state(), extentmeta::State::Quarantined);
+    assert_eq!(
+        (kept.location(), kept.checksum()),
+        (snap.location(), snap.checksum()),
+        "record kept"
+    );
+}
+
+#[test]
+fn verify_reports_the_checksum_evidence_of_a_corrupted_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = FileBackend::open(dir.path(), 1).unwrap();
+    let path = backend.device_path(0);
+    let store = Store::new(backend, uncached()).unwrap();
+    let id = ExtentId(8);
+    let snap = store.write(id, &value(id, 1, 4096)).unwrap();
+    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(b"\x00\x01", snap.location().offset + 7)
+        .unwrap();
+    match store.verify(id).unwrap_err() {
+        Error::RetryLimitExceeded {
             extent,
-            generation,
             location,
-            expected,
-            actual,
+            attempts,
+            last,
         } => {
-            assert_eq!((extent, generation, location), (id, 1, snap.location()));
-            assert_eq!(expected, snap.checksum());
-            assert_ne!(actual, expected);
+            assert_eq!((extent, location, attempts), (id, snap.location(), 4));
+            assert!(last.starts_with("FPRE003"), "{last}");
         }
-        other => panic!("expected FPRE003, got {other}"),
+        other => panic!("expected FPRE004, got {other}"),
     }
 }
 
@@ -85,15 +118,18 @@ fn truncated_file_gives_a_short_read() {
     let snap = store.write(id, &value(id, 1, 8192)).unwrap();
     let file = OpenOptions::new().write(true).open(&path).unwrap();
     file.set_len(snap.location().offset + 1000).unwrap();
-    let err = store.read(id).unwrap_err();
-    assert_eq!(
-        err,
-        Error::ShortRead {
-            location: snap.location(),
-            actual: 1000
+    match store.verify(id).unwrap_err() {
+        Error::RetryLimitExceeded { location, last, .. } => {
+            assert_eq!(location, snap.location());
+            assert!(last.starts_with("FPRE010 short read"), "{last}");
         }
+        other => panic!("expected FPRE004, got {other}"),
+    }
+    assert_eq!(
+        store.read(id).unwrap_err().code(),
+        "FPRE013",
+        "quarantined, record kept"
     );
-    assert!(err.is_retryable());
 }
 
 #[test]
@@ -114,7 +150,11 @@ fn misdirected_bytes_of_another_extent_fail_the_identity_bound_checksum() {
     let mut buf = vec![0; 4096];
     file.read_exact_at(&mut buf, sb.location().offset).unwrap();
     file.write_all_at(&buf, sa.location().offset).unwrap();
-    assert_eq!(store.read(a).unwrap_err().code(), "FPRE003");
+    assert_eq!(
+        store.read(a).unwrap_err().code(),
+        "FPRE013",
+        "caught, quarantined"
+    );
     assert_eq!(decode(&store.read(b).unwrap()), (b, 1));
 }
 

@@ -255,6 +255,17 @@ impl Cache {
         }
     }
 
+    /// Removes `id`'s entry if it holds `generation` (a copy found corrupt).
+    pub fn remove(&self, id: ExtentId, generation: u64) -> bool {
+        let mut shard = self.shard(id).lock();
+        let matches =
+            matches!(shard.map.get(&id), Some(Slot::Ready(e)) if e.generation == generation);
+        if matches {
+            shard.remove(id);
+        }
+        matches
+    }
+
     /// The cached bytes of `id`, whatever their generation, without hit credit: for
     /// serving a quarantined extent from a copy the caller then verifies.
     pub fn peek(&self, id: ExtentId) -> Option<(u64, Bytes)> {

@@ -9,20 +9,29 @@
 //! Every retry loop is bounded ([`MAX_ATTEMPTS`]); running out of attempts returns
 //! the last retryable error, never spins forever.
 
+mod compact;
 mod read;
+mod repair;
+mod verify;
 mod write;
 
 #[cfg(all(test, loom))]
 mod loom_models;
 
+pub(crate) use compact::CompactOp;
+pub use compact::CompactOutcome;
 pub(crate) use read::ReadOp;
+pub(crate) use repair::RepairOp;
+pub use repair::RepairOutcome;
+pub use verify::Verdict;
+pub(crate) use verify::VerifyOp;
 pub(crate) use write::WriteOp;
 
 use crate::bytes::Bytes;
-use crate::cache::{Cache, Flight};
-use crate::error::Result;
-use crate::record::Location;
-use crate::space::{Allocator, Reclaimer};
+use crate::cache::{Cache, Flight, FlightOutcome};
+use crate::error::{Error, Result};
+use crate::record::{ExtentId, Location};
+use crate::space::{Allocator, Health, Reclaimer};
 use crate::sync::Arc;
 use crate::table::ExtentTable;
 
@@ -37,6 +46,7 @@ pub(crate) struct Core {
     pub(crate) cache: Cache,
     pub(crate) allocator: Allocator,
     pub(crate) reclaimer: Reclaimer,
+    pub(crate) health: Health,
 }
 
 impl Core {
@@ -60,6 +70,9 @@ pub(crate) enum IoRequest {
     Write(Location, Bytes),
     /// The durability acknowledgment of a device's completed writes.
     Sync(u16),
+    /// A known-good copy of (extent, generation) from a replica or reconstruction;
+    /// answered with `IoResult::Read` (an error if there is none).
+    GoodCopy(ExtentId, u64),
 }
 
 /// The result of an [`IoRequest`], fed back to the operation.
@@ -78,6 +91,33 @@ pub(crate) enum Step<T> {
     Io(IoRequest),
     /// Wait for another operation's load (single flight) and call `on_wait`.
     Wait(Arc<Flight>),
+    /// Sleep (real or virtual time) for this many microseconds, then call
+    /// `on_backoff`.
+    Backoff(u64),
     /// Finished.
     Done(Result<T>),
+}
+
+/// An operation its driver can run: every machine answers the same four events.
+pub(crate) trait Machine {
+    /// What the operation returns.
+    type Output;
+    /// Starts the operation.
+    fn start(&mut self, core: &Core) -> Step<Self::Output>;
+    /// The I/O it asked for finished.
+    fn on_io(&mut self, core: &Core, result: IoResult) -> Step<Self::Output>;
+    /// The load it waited on finished.
+    fn on_wait(&mut self, core: &Core, outcome: FlightOutcome) -> Step<Self::Output> {
+        let _ = (core, outcome);
+        Step::Done(Err(Error::Shutdown))
+    }
+    /// The backoff it asked for is over.
+    fn on_backoff(&mut self, core: &Core) -> Step<Self::Output> {
+        let _ = core;
+        Step::Done(Err(Error::Shutdown))
+    }
+    /// The driver gives up on the operation mid-flight: release pins and tokens.
+    fn abandon(&mut self, core: &Core) {
+        let _ = core;
+    }
 }

@@ -13,7 +13,7 @@
 //! A failed check whose record changed in the meantime is a race, not a fault: the
 //! read restarts on a fresh snapshot.
 
-use super::{Core, IoRequest, IoResult, MAX_ATTEMPTS, Step};
+use super::{Core, IoRequest, IoResult, MAX_ATTEMPTS, Machine, Step};
 use crate::bytes::Bytes;
 use crate::cache::{FillToken, FlightOutcome, Lookup, Priority};
 use crate::error::Error;
@@ -48,35 +48,6 @@ impl ReadOp {
         }
     }
 
-    /// Starts (or restarts, after a race) the read.
-    ///
-    /// The hit path takes no pin: it reads no location. Only a load pins, and then
-    /// re-reads the record, so the location it reads comes from a snapshot taken
-    /// while pinned (see `space::reclaim`).
-    pub(crate) fn start(&mut self, core: &Core) -> Step<Bytes> {
-        debug_assert!(self.loading.is_none(), "start while a load is in flight");
-        if self.attempts >= MAX_ATTEMPTS {
-            return Step::Done(Err(Error::Superseded {
-                extent: self.id,
-                generation: self.last_generation,
-            }));
-        }
-        self.attempts += 1;
-        let snapshot = match self.readable_snapshot(core) {
-            Ok(s) => s,
-            Err(err) => return Step::Done(Err(err)),
-        };
-        match core
-            .cache
-            .lookup(self.id, snapshot.generation(), self.priority)
-        {
-            Lookup::Hit(bytes) => Step::Done(Ok(bytes)),
-            Lookup::Newer => self.start(core),
-            Lookup::Wait(flight) => Step::Wait(flight),
-            Lookup::Load(token) => self.load(core, snapshot.generation(), token),
-        }
-    }
-
     /// A snapshot of a record that has bytes to read.
     fn readable_snapshot(&mut self, core: &Core) -> crate::Result<Snapshot> {
         let snapshot = core.table.snapshot(self.id)?;
@@ -86,6 +57,17 @@ impl ReadOp {
             State::Quarantined => Err(Error::Quarantined { extent: self.id }),
             State::Durable | State::Compacting => Ok(snapshot),
         }
+    }
+
+    /// A quarantined extent's bytes from a cache entry of the snapshot's generation
+    /// whose checksum still verifies: the media copy is bad, the cached one is not.
+    fn verified_cache_copy(&self, core: &Core) -> Option<Bytes> {
+        let snapshot = core.table.snapshot(self.id).ok()?;
+        let (generation, bytes) = core.cache.peek(self.id)?;
+        let good = snapshot.state() == State::Quarantined
+            && generation == snapshot.generation()
+            && checksum(self.id, generation, &bytes) == snapshot.checksum();
+        good.then_some(bytes)
     }
 
     /// Pins, re-reads the record and asks for the media read of `generation`.
@@ -115,8 +97,54 @@ impl ReadOp {
         }
     }
 
+    /// Whether the record changed since `snapshot` (so a failed check was a race).
+    fn raced(&self, core: &Core, snapshot: &Snapshot) -> bool {
+        core.table
+            .snapshot(self.id)
+            .map_or(true, |now| now.version() != snapshot.version())
+    }
+}
+
+impl Machine for ReadOp {
+    type Output = Bytes;
+
+    /// Starts (or restarts, after a race) the read.
+    ///
+    /// The hit path takes no pin: it reads no location. Only a load pins, and then
+    /// re-reads the record, so the location it reads comes from a snapshot taken
+    /// while pinned (see `space::reclaim`).
+    fn start(&mut self, core: &Core) -> Step<Bytes> {
+        debug_assert!(self.loading.is_none(), "start while a load is in flight");
+        if self.attempts >= MAX_ATTEMPTS {
+            return Step::Done(Err(Error::Superseded {
+                extent: self.id,
+                generation: self.last_generation,
+            }));
+        }
+        self.attempts += 1;
+        let snapshot = match self.readable_snapshot(core) {
+            Ok(s) => s,
+            Err(Error::Quarantined { extent }) => {
+                return Step::Done(
+                    self.verified_cache_copy(core)
+                        .ok_or(Error::Quarantined { extent }),
+                );
+            }
+            Err(err) => return Step::Done(Err(err)),
+        };
+        match core
+            .cache
+            .lookup(self.id, snapshot.generation(), self.priority)
+        {
+            Lookup::Hit(bytes) => Step::Done(Ok(bytes)),
+            Lookup::Newer => self.start(core),
+            Lookup::Wait(flight) => Step::Wait(flight),
+            Lookup::Load(token) => self.load(core, snapshot.generation(), token),
+        }
+    }
+
     /// The read's I/O finished.
-    pub(crate) fn on_io(&mut self, core: &Core, result: IoResult) -> Step<Bytes> {
+    fn on_io(&mut self, core: &Core, result: IoResult) -> Step<Bytes> {
         let Some(Loading {
             snapshot,
             token,
@@ -161,7 +189,7 @@ impl ReadOp {
     }
 
     /// The load this read waited on (or its own fill) finished.
-    pub(crate) fn on_wait(&mut self, core: &Core, outcome: FlightOutcome) -> Step<Bytes> {
+    fn on_wait(&mut self, core: &Core, outcome: FlightOutcome) -> Step<Bytes> {
         match outcome {
             FlightOutcome::Ready(bytes) => Step::Done(Ok(bytes)),
             FlightOutcome::Superseded => self.start(core),
@@ -170,17 +198,10 @@ impl ReadOp {
     }
 
     /// Releases what the read holds if its driver gives up on it mid-flight.
-    pub(crate) fn abandon(&mut self, core: &Core) {
+    fn abandon(&mut self, core: &Core) {
         if let Some(Loading { pin, token, .. }) = self.loading.take() {
             core.reclaimer.unpin(pin);
             drop(token);
         }
-    }
-
-    /// Whether the record changed since `snapshot` (so a failed check was a race).
-    fn raced(&self, core: &Core, snapshot: &Snapshot) -> bool {
-        core.table
-            .snapshot(self.id)
-            .map_or(true, |now| now.version() != snapshot.version())
     }
 }

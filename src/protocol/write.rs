@@ -11,7 +11,7 @@
 //! first. A write that fails before the commit aborts (clears the pending mark) and
 //! frees its fresh location, which no record or reader ever referenced.
 
-use super::{Core, IoRequest, IoResult, MAX_ATTEMPTS, Step};
+use super::{Core, IoRequest, IoResult, MAX_ATTEMPTS, Machine, Step};
 use crate::bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::record::{Change, ExtentId, Location, Snapshot, State, checksum};
@@ -38,20 +38,6 @@ impl WriteOp {
             id,
             bytes,
             phase: Phase::Idle,
-        }
-    }
-
-    /// Reserves a location, marks the write pending and asks for the data write.
-    pub(crate) fn start(&mut self, core: &Core) -> Step<Snapshot> {
-        match self.begin(core) {
-            Ok((begin, location)) => {
-                self.phase = Phase::Writing { begin, location };
-                Step::Io(IoRequest::Write(location, self.bytes.clone()))
-            }
-            Err(err) => {
-                self.phase = Phase::Finished;
-                Step::Done(Err(err))
-            }
         }
     }
 
@@ -83,33 +69,6 @@ impl WriteOp {
             }
         }
         Err(last.unwrap_or(Error::WriteInProgress { extent: self.id }))
-    }
-
-    /// The data write or the acknowledgment finished.
-    pub(crate) fn on_io(&mut self, core: &Core, result: IoResult) -> Step<Snapshot> {
-        let outcome = match result {
-            IoResult::Done(r) => r,
-            IoResult::Read(_) => Err(Error::Shutdown),
-        };
-        match (self.phase, outcome) {
-            (Phase::Writing { begin, location }, Ok(())) => {
-                self.phase = Phase::Syncing { begin, location };
-                Step::Io(IoRequest::Sync(location.device))
-            }
-            (Phase::Syncing { begin, location }, Ok(())) => {
-                self.phase = Phase::Finished;
-                Step::Done(self.commit(core, begin, location))
-            }
-            (Phase::Writing { location, .. } | Phase::Syncing { location, .. }, Err(err)) => {
-                self.phase = Phase::Finished;
-                self.abort(core, location);
-                Step::Done(Err(err))
-            }
-            (Phase::Idle | Phase::Finished, _) => {
-                debug_assert!(false, "on_io in phase {:?}", self.phase);
-                Step::Done(Err(Error::Shutdown))
-            }
-        }
     }
 
     /// Commits the acknowledged write. Only this write can clear its pending mark,
@@ -164,6 +123,51 @@ impl WriteOp {
             }
         }
         core.allocator.free(location);
+    }
+}
+
+impl Machine for WriteOp {
+    type Output = Snapshot;
+
+    /// Reserves a location, marks the write pending and asks for the data write.
+    fn start(&mut self, core: &Core) -> Step<Snapshot> {
+        match self.begin(core) {
+            Ok((begin, location)) => {
+                self.phase = Phase::Writing { begin, location };
+                Step::Io(IoRequest::Write(location, self.bytes.clone()))
+            }
+            Err(err) => {
+                self.phase = Phase::Finished;
+                Step::Done(Err(err))
+            }
+        }
+    }
+
+    /// The data write or the acknowledgment finished.
+    fn on_io(&mut self, core: &Core, result: IoResult) -> Step<Snapshot> {
+        let outcome = match result {
+            IoResult::Done(r) => r,
+            IoResult::Read(_) => Err(Error::Shutdown),
+        };
+        match (self.phase, outcome) {
+            (Phase::Writing { begin, location }, Ok(())) => {
+                self.phase = Phase::Syncing { begin, location };
+                Step::Io(IoRequest::Sync(location.device))
+            }
+            (Phase::Syncing { begin, location }, Ok(())) => {
+                self.phase = Phase::Finished;
+                Step::Done(self.commit(core, begin, location))
+            }
+            (Phase::Writing { location, .. } | Phase::Syncing { location, .. }, Err(err)) => {
+                self.phase = Phase::Finished;
+                self.abort(core, location);
+                Step::Done(Err(err))
+            }
+            (Phase::Idle | Phase::Finished, _) => {
+                debug_assert!(false, "on_io in phase {:?}", self.phase);
+                Step::Done(Err(Error::Shutdown))
+            }
+        }
     }
 }
 

@@ -4,7 +4,10 @@
 //! across devices. A freed location goes back to a per-size free list; a location
 //! marked bad goes nowhere: it is never handed out again.
 
+mod health;
 mod reclaim;
+
+pub(crate) use health::Health;
 
 pub(crate) use reclaim::{Pin, Reclaimer};
 
@@ -23,6 +26,8 @@ struct DeviceSpace {
     free: HashMap<u64, Vec<u64>>,
     /// Offsets marked bad: never freed, never reused.
     bad: HashSet<u64>,
+    /// Degraded devices are used only when no healthy one has room.
+    degraded: bool,
 }
 
 /// The per-device location allocator.
@@ -44,6 +49,7 @@ impl Allocator {
                         bump: 0,
                         free: HashMap::new(),
                         bad: HashSet::new(),
+                        degraded: false,
                     })
                 })
                 .collect(),
@@ -56,7 +62,8 @@ impl Allocator {
         u64::from(length).div_ceil(self.block_size).max(1)
     }
 
-    /// A fresh location of `length` bytes, preferring a device other than `avoid`.
+    /// A fresh location of `length` bytes: on a healthy device other than `avoid` if
+    /// one has room, else on `avoid`, else on a degraded device.
     ///
     /// # Errors
     ///
@@ -66,17 +73,31 @@ impl Allocator {
         let n = self.devices.len();
         // Relaxed: only spreads load; any interleaving is correct.
         let start = self.next_device.fetch_add(1, Ordering::Relaxed);
-        let order = (0..n).map(|i| (start + i) % n);
-        let preferred = order.clone().filter(|&d| Some(d as u16) != avoid);
-        for device in preferred.chain(avoid.map(usize::from).filter(|&d| d < n)) {
-            let mut space = self.devices[device].lock();
-            if let Some(offset) = space.take(blocks, self.block_size) {
-                return Ok(Location::new(device as u16, offset, length));
+        // Three passes in preference order; each device is tried once per pass.
+        for pass in 0..3 {
+            for device in (0..n).map(|i| (start + i) % n) {
+                let mut space = self.devices[device].lock();
+                let is_avoided = avoid == Some(device as u16);
+                let wanted = match pass {
+                    0 => !space.degraded && !is_avoided,
+                    1 => !space.degraded && is_avoided,
+                    _ => space.degraded,
+                };
+                if wanted && let Some(offset) = space.take(blocks, self.block_size) {
+                    return Ok(Location::new(device as u16, offset, length));
+                }
             }
         }
         Err(Error::NoSpace {
             length: u64::from(length),
         })
+    }
+
+    /// Marks `device` degraded: new allocations go elsewhere while they can.
+    pub(crate) fn set_degraded(&self, device: u16) {
+        if let Some(dev) = self.devices.get(usize::from(device)) {
+            dev.lock().degraded = true;
+        }
     }
 
     /// Returns a location that no committed record and no reader references.
@@ -91,10 +112,6 @@ impl Allocator {
     }
 
     /// Marks `location` bad: it is never handed out again, even once freed.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "remap marks bad locations (integrity issue)")
-    )]
     pub(crate) fn mark_bad(&self, location: Location) {
         if let Some(dev) = self.devices.get(location.device as usize) {
             dev.lock().bad.insert(location.offset);
@@ -160,6 +177,21 @@ mod tests {
         let rest: Vec<_> = (0..2).map(|_| a.allocate(10, None).unwrap()).collect();
         assert!(rest.iter().all(|l| l.offset != x.offset));
         assert_eq!(a.allocate(10, None).unwrap_err().code(), "FPRE014");
+    }
+
+    #[test]
+    fn degraded_devices_are_used_last() {
+        let a = Allocator::new(2, 2 * 4096, 4096);
+        a.set_degraded(0);
+        let first: Vec<u16> = (0..2)
+            .map(|_| a.allocate(10, None).unwrap().device)
+            .collect();
+        assert_eq!(first, [1, 1], "healthy device first");
+        assert_eq!(
+            a.allocate(10, None).unwrap().device,
+            0,
+            "degraded when nothing else"
+        );
     }
 
     #[test]

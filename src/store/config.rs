@@ -1,6 +1,7 @@
 //! Validated store configuration.
 
 use crate::error::{Error, Result};
+use crate::policy::IntegrityPolicy;
 use crate::table::TableConfig;
 
 /// Configuration of a [`Store`](crate::Store); build it with [`StoreConfig::builder`].
@@ -15,6 +16,10 @@ pub struct StoreConfig {
     pub(crate) block_size_bytes: u32,
     pub(crate) readahead_min_bytes: u64,
     pub(crate) readahead_max_bytes: u64,
+    pub(crate) policy: IntegrityPolicy,
+    pub(crate) scrub_bytes_per_sec: u64,
+    pub(crate) scrub_seed: u64,
+    pub(crate) scrub_start: u64,
 }
 
 impl Default for StoreConfig {
@@ -29,6 +34,10 @@ impl Default for StoreConfig {
             block_size_bytes: 4096,
             readahead_min_bytes: 8 << 10,
             readahead_max_bytes: 256 << 10,
+            policy: IntegrityPolicy::default(),
+            scrub_bytes_per_sec: 0,
+            scrub_seed: 0x5eed,
+            scrub_start: 0,
         }
     }
 }
@@ -100,6 +109,24 @@ impl StoreConfigBuilder {
         readahead_max_bytes: u64
     );
 
+    setter!(
+        /// The integrity policy (retries, backoff, device health).
+        policy: IntegrityPolicy
+    );
+    setter!(
+        /// Scrub rate in bytes per second; 0 (the default) runs no scrubber.
+        /// Bound: ≤ 2^40.
+        scrub_bytes_per_sec: u64
+    );
+    setter!(
+        /// Seed of the scrubber's jitter.
+        scrub_seed: u64
+    );
+    setter!(
+        /// The id the scrubber starts from (a saved `StoreStats::scrub_cursor`).
+        scrub_start: u64
+    );
+
     /// The configuration, if every bound holds.
     ///
     /// # Errors
@@ -138,6 +165,8 @@ impl StoreConfigBuilder {
         let (min, max) = (c.readahead_min_bytes, c.readahead_max_bytes);
         check("readahead_min_bytes", min >= 1 && min <= max, min)?;
         check("readahead_max_bytes", max <= 64 << 20, max)?;
+        let rate = c.scrub_bytes_per_sec;
+        check("scrub_bytes_per_sec", rate <= 1 << 40, rate)?;
         Ok(c)
     }
 }

@@ -1,83 +1,37 @@
 //! The blocking driver that storage engines use.
 //!
 //! [`Store`] runs the I/O-free protocol machines against a [`Backend`], with a
-//! prefetcher and sequential readahead.
+//! prefetcher, sequential readahead, compaction, verification with the integrity
+//! ladder (see [`crate::policy`]) and a background scrubber.
 
 mod config;
 mod prefetch;
 mod readahead;
+mod scrub;
+mod shared;
+mod stats;
 
 pub use config::{StoreConfig, StoreConfigBuilder};
 pub use readahead::STREAMS as READAHEAD_STREAMS;
+pub use stats::StoreStats;
 
-use crate::backend::{Backend, read_bytes};
+use crate::backend::Backend;
 use crate::bytes::Bytes;
-use crate::cache::{Cache, CacheStats, Priority};
+use crate::cache::Cache;
 use crate::error::{Error, Result};
-use crate::protocol::{Core, IoRequest, IoResult, ReadOp, Step, WriteOp};
+use crate::protocol::{CompactOutcome, Core, Verdict, WriteOp};
 use crate::record::{ExtentId, Snapshot};
-use crate::space::{Allocator, Reclaimer};
-use crate::sync::{Counter, Mutex};
+use crate::space::{Allocator, Health, Reclaimer};
+use crate::sync::{Mutex, Ordering::Relaxed};
 use crate::table::ExtentTable;
+use crossbeam::channel::{Sender, bounded};
 use prefetch::{Hint, Prefetcher};
 use readahead::Readahead;
+use shared::Shared;
 use std::sync::Arc;
 
-/// Operation counters of a [`Store`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StoreStats {
-    /// The cache's counters.
-    pub cache: CacheStats,
-    /// `read` calls.
-    pub reads: u64,
-    /// `read` calls that returned bytes.
-    pub read_ok: u64,
-    /// `write` calls.
-    pub writes: u64,
-    /// `write` calls that committed.
-    pub write_ok: u64,
-    /// Prefetch hints queued (by `prefetch` or readahead).
-    pub prefetch_queued: u64,
-    /// Hints dropped because the queue was full or prefetch is off.
-    pub prefetch_dropped: u64,
-    /// Hints cancelled because the generation changed while queued.
-    pub prefetch_cancelled: u64,
-    /// Prefetch loads that finished (loaded, or found the entry cached).
-    pub prefetch_done: u64,
-    /// Retired locations waiting for readers to finish.
-    pub retired_pending: u64,
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    reads: Counter,
-    read_ok: Counter,
-    writes: Counter,
-    write_ok: Counter,
-    prefetch_queued: Counter,
-    prefetch_dropped: Counter,
-    prefetch_cancelled: Counter,
-    prefetch_done: Counter,
-}
-
-/// State shared by the store and its prefetch workers.
-pub(crate) struct Shared {
-    core: Core,
-    backend: Box<dyn Backend>,
-    counters: Counters,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("core", &self.core)
-            .field("devices", &self.backend.device_count())
-            .field("counters", &self.counters)
-            .finish()
-    }
-}
-
-/// A store of extents: versioned metadata, a generation-tagged cache, prefetch.
+/// A store of extents: versioned metadata, a generation-tagged cache, prefetch,
+/// compaction, verification and scrubbing.
 ///
 /// # Consistency
 ///
@@ -88,29 +42,39 @@ impl std::fmt::Debug for Shared {
 /// * [`write`](Self::write) returns after the backend acknowledged the bytes as
 ///   durable and the new location, checksum and generation were committed together.
 /// * [`prefetch`](Self::prefetch) never blocks and never changes what a read returns.
+/// * [`compact`](Self::compact) never changes what a read returns; a write that
+///   commits during it wins.
+/// * [`verify`](Self::verify) returns FPRE004 only for a persistent fault of one
+///   stable version, never for a race.
 ///
 /// # Examples
 ///
 /// ```
-/// use extentmeta::{ExtentId, FileBackend, Store, StoreConfig};
+/// use extentmeta::{ExtentId, FileBackend, Store, StoreConfig, Verdict};
 ///
 /// let dir = tempfile::tempdir()?;
 /// let store = Store::new(FileBackend::open(dir.path(), 2)?, StoreConfig::default())?;
 /// store.write(ExtentId(1), b"hello extent")?;
 /// assert_eq!(&*store.read(ExtentId(1))?, b"hello extent");
 /// store.prefetch(&[ExtentId(1)]);
+/// store.compact(ExtentId(1))?;
+/// assert_eq!(store.verify(ExtentId(1))?, Verdict::Ok { transient: 0 });
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
 pub struct Store {
     shared: Arc<Shared>,
     readahead: Mutex<Readahead>,
+    /// Dropping it wakes and stops the scrubber.
+    scrub_stop: Option<Sender<()>>,
+    scrubber: Option<std::thread::JoinHandle<()>>,
     // Declared last: dropped (workers joined) after nothing else needs them.
     prefetcher: Prefetcher,
 }
 
 impl Store {
-    /// A store over `backend`.
+    /// A store over `backend`; starts the prefetch workers and, if configured, the
+    /// scrubber.
     ///
     /// # Errors
     ///
@@ -123,6 +87,7 @@ impl Store {
                 reason: "the backend has no devices".into(),
             });
         }
+        let policy = config.policy;
         let core = Core {
             table: ExtentTable::new(config.table),
             cache: Cache::new(config.cache_bytes, config.cache_shards),
@@ -132,19 +97,39 @@ impl Store {
                 config.block_size_bytes,
             ),
             reclaimer: Reclaimer::new(),
+            health: Health::new(
+                devices,
+                policy.device_error_threshold,
+                policy.device_error_window_secs * 1000,
+            ),
         };
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Shared::new(
             core,
-            backend: Box::new(backend),
-            counters: Counters::default(),
-        });
+            Box::new(backend),
+            policy,
+            config.scrub_start,
+        ));
         let prefetcher = Prefetcher::start(&shared, config.prefetch_workers, config.prefetch_queue);
+        let (scrub_stop, scrubber) = if config.scrub_bytes_per_sec > 0 {
+            let (stop, stopped) = bounded::<()>(1);
+            let s = Arc::clone(&shared);
+            let (rate, seed) = (config.scrub_bytes_per_sec, config.scrub_seed);
+            let handle = std::thread::Builder::new()
+                .name("extentmeta-scrub".into())
+                .spawn(move || scrub::run(&s, rate, seed, &stopped))
+                .map_err(|e| Error::io(0, "spawn", &e))?;
+            (Some(stop), Some(handle))
+        } else {
+            (None, None)
+        };
         Ok(Store {
             shared,
             readahead: Mutex::new(Readahead::new(
                 config.readahead_min_bytes,
                 config.readahead_max_bytes,
             )),
+            scrub_stop,
+            scrubber,
             prefetcher,
         })
     }
@@ -162,47 +147,37 @@ impl Store {
     /// [`Error::NoSpace`], [`Error::TooLarge`], backend errors ([`Error::Io`]); on
     /// any error the previous bytes stay committed and readable.
     pub fn write(&self, id: ExtentId, bytes: &[u8]) -> Result<Snapshot> {
-        self.shared.counters.writes.bump();
-        let mut op = WriteOp::new(id, Bytes::from(bytes));
-        let core = &self.shared.core;
-        let mut step = op.start(core);
-        // Bounded: a write asks for exactly two I/Os (data, acknowledgment).
-        loop {
-            step = match step {
-                Step::Io(request) => op.on_io(core, self.shared.perform(request)),
-                Step::Wait(_) => unreachable!("writes never wait on a load"),
-                Step::Done(result) => {
-                    if result.is_ok() {
-                        self.shared.counters.write_ok.bump();
-                    }
-                    return result;
-                }
-            };
-        }
+        let counters = &self.shared.counters;
+        counters.writes.bump();
+        let result = self
+            .shared
+            .drive(WriteOp::new(id, Bytes::from(bytes)), true);
+        let committed = result?.ok_or(Error::Shutdown)?;
+        counters.write_ok.bump();
+        Ok(committed)
     }
 
     /// Reads the current bytes of `id`, from the cache when its generation is
     /// current, else from the backend (then cached). Feeds sequential readahead.
     ///
+    /// A media error on a stable record climbs the integrity ladder (verify with
+    /// retries; quarantine and remap a persistent fault) before the read answers.
+    ///
     /// # Consistency
     ///
-    /// See the type's documentation: the bytes of a generation current at some
-    /// instant inside the call, verified against their checksum.
+    /// The bytes of a generation current at some instant inside the call, verified
+    /// against their checksum.
     ///
     /// # Errors
     ///
-    /// [`Error::NotReadable`] for a vacant extent, [`Error::Quarantined`],
-    /// [`Error::ChecksumMismatch`] if the media returned wrong bytes for a stable
-    /// record, [`Error::Superseded`] if the extent was rewritten on every attempt,
-    /// backend errors.
+    /// [`Error::NotReadable`] for a vacant extent, [`Error::Quarantined`] if the
+    /// extent is quarantined with no verified copy, [`Error::ChecksumMismatch`] and
+    /// backend errors if a fault persists, [`Error::Superseded`] if the extent was
+    /// rewritten on every attempt.
     pub fn read(&self, id: ExtentId) -> Result<Bytes> {
-        self.shared.counters.reads.bump();
-        let result = self.shared.run_read(id, Priority::Demand);
-        if let Ok(bytes) = &result {
-            self.shared.counters.read_ok.bump();
-            self.readahead(id, bytes.len() as u64);
-        }
-        result
+        let bytes = self.shared.read(id)?;
+        self.readahead(id, bytes.len() as u64);
+        Ok(bytes)
     }
 
     /// Queues prefetches of `ids` and returns at once; returns how many were queued.
@@ -211,15 +186,77 @@ impl Store {
         ids.iter().filter(|&&id| self.hint(id)).count()
     }
 
-    /// Loads `id` into the cache at prefetch priority and waits for it: what a
-    /// prefetch worker does with one hint. Returns `Ok(true)` if the bytes are now
-    /// cached or being loaded by another reader.
+    /// Loads `id` into the cache at prefetch priority now: what a prefetch worker
+    /// does with one hint. Returns `Ok(false)` if another reader is loading it.
     ///
     /// # Errors
     ///
-    /// As [`read`](Self::read).
+    /// As [`read`](Self::read), without the integrity ladder.
     pub fn warm(&self, id: ExtentId) -> Result<bool> {
-        self.shared.run_read(id, Priority::Prefetch).map(|_| true)
+        self.shared.warm(id)
+    }
+
+    /// Moves `id`'s bytes to a fresh location (preferring another device),
+    /// verifying the copy before committing it.
+    ///
+    /// # Consistency
+    ///
+    /// Reads keep being served during the compaction (from the old location or the
+    /// cache, whose entries stay valid: the generation does not change). A write
+    /// that commits meanwhile wins: the compaction aborts and frees its target.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IllegalTransition`] unless the extent is `Durable` with no write
+    /// pending; [`Error::NoSpace`]; [`Error::ChecksumMismatch`] if the source or the
+    /// copy does not verify (nothing is committed); backend errors.
+    pub fn compact(&self, id: ExtentId) -> Result<CompactOutcome> {
+        self.shared.compact(id)
+    }
+
+    /// Compacts each of `ids` in turn.
+    pub fn compact_batch(&self, ids: &[ExtentId]) -> Vec<Result<CompactOutcome>> {
+        ids.iter().map(|&id| self.compact(id)).collect()
+    }
+
+    /// Verifies `id`'s media bytes (not the cache) against its record, climbing the
+    /// integrity ladder on a failure; see [`crate::policy`].
+    ///
+    /// # Consistency
+    ///
+    /// Reads one snapshot and checks the bytes of that same version; a version change
+    /// during verification is a race, retried on a fresh snapshot, never a fault.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RetryLimitExceeded`] (FPRE004) after the retry limit of re-reads of a
+    /// stable version all failed; the extent has then been quarantined and, given a
+    /// good copy, remapped (see [`stats`](Self::stats)).
+    pub fn verify(&self, id: ExtentId) -> Result<Verdict> {
+        self.shared.verify(id)
+    }
+
+    /// Compacts every readable extent on `device` to other devices (draining a
+    /// degraded device); returns how many moved.
+    ///
+    /// # Errors
+    ///
+    /// The first error that is not a lost race ([`Error::NoSpace`], backend errors).
+    pub fn drain(&self, device: u16) -> Result<u64> {
+        let table = &self.shared.core.table;
+        let mut moved = 0;
+        for id in table.allocated_ids(0) {
+            let snapshot = table.snapshot(id)?;
+            if !snapshot.is_readable() || snapshot.location().device != device {
+                continue;
+            }
+            match self.compact(id) {
+                Ok(CompactOutcome::Committed(_)) => moved += 1,
+                Ok(CompactOutcome::Aborted) | Err(Error::IllegalTransition { .. }) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(moved)
     }
 
     /// The current record of `id`.
@@ -233,19 +270,16 @@ impl Store {
 
     /// Counters since the store was created.
     pub fn stats(&self) -> StoreStats {
-        let c = &self.shared.counters;
-        StoreStats {
-            cache: self.shared.core.cache.stats(),
-            reads: c.reads.get(),
-            read_ok: c.read_ok.get(),
-            writes: c.writes.get(),
-            write_ok: c.write_ok.get(),
-            prefetch_queued: c.prefetch_queued.get(),
-            prefetch_dropped: c.prefetch_dropped.get(),
-            prefetch_cancelled: c.prefetch_cancelled.get(),
-            prefetch_done: c.prefetch_done.get(),
-            retired_pending: self.shared.core.reclaimer.pending() as u64,
-        }
+        let core = &self.shared.core;
+        let mut stats = StoreStats {
+            cache: core.cache.stats(),
+            devices_degraded: core.health.degraded(),
+            scrub_cursor: self.shared.scrub_cursor.load(Relaxed),
+            retired_pending: core.reclaimer.pending() as u64,
+            ..StoreStats::default()
+        };
+        self.shared.counters.fill(&mut stats);
+        stats
     }
 
     /// Hints waiting in the prefetch queue.
@@ -289,62 +323,12 @@ impl Store {
     }
 }
 
-/// Releases a read's pin and load if its driver unwinds mid-flight (a panicking
-/// backend): otherwise reclamation would stall and waiters would hang.
-struct AbandonOnDrop<'a> {
-    op: ReadOp,
-    core: &'a Core,
-}
-
-impl Drop for AbandonOnDrop<'_> {
+impl Drop for Store {
     fn drop(&mut self) {
-        self.op.abandon(self.core);
-    }
-}
-
-impl Shared {
-    /// Runs the read protocol to completion, blocking on I/O and on other loads.
-    fn run_read(&self, id: ExtentId, priority: Priority) -> Result<Bytes> {
-        let core = &self.core;
-        let mut guard = AbandonOnDrop {
-            op: ReadOp::new(id, priority),
-            core,
-        };
-        let op = &mut guard.op;
-        let mut step = op.start(core);
-        // Bounded: the op restarts at most MAX_ATTEMPTS times, one I/O or wait each.
-        loop {
-            step = match step {
-                Step::Io(request) => op.on_io(core, self.perform(request)),
-                Step::Wait(flight) if priority == Priority::Prefetch => {
-                    drop(flight); // another reader is loading it: nothing to do
-                    return Ok(Bytes::from(Vec::new()));
-                }
-                Step::Wait(flight) => op.on_wait(core, flight.wait()),
-                Step::Done(result) => return result,
-            };
-        }
-    }
-
-    fn perform(&self, request: IoRequest) -> IoResult {
-        let backend = &*self.backend;
-        match request {
-            IoRequest::Read(location) => IoResult::Read(read_bytes(backend, location)),
-            IoRequest::Write(location, bytes) => IoResult::Done(backend.write_at(location, &bytes)),
-            IoRequest::Sync(device) => IoResult::Done(backend.sync(device)),
-        }
-    }
-
-    /// A worker's handling of one hint.
-    fn prefetch_hint(&self, hint: Hint) {
-        let current = self.core.table.snapshot(hint.id);
-        if current.map_or(true, |s| s.generation() != hint.generation) {
-            self.counters.prefetch_cancelled.bump();
-            return;
-        }
-        // Errors are not the prefetcher's to report: a demand read will see them.
-        if self.run_read(hint.id, Priority::Prefetch).is_ok() {
-            self.counters.prefetch_done.bump();
+        self.scrub_stop = None;
+        if let Some(handle) = self.scrubber.take() {
+            // A scrubber that panicked already reported it; shutdown goes on.
+            let _ = handle.join();
         }
     }
 }

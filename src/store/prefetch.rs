@@ -10,7 +10,7 @@
 //! Shutdown: dropping the store drops the sender; workers drain nothing more, see the
 //! channel disconnected and exit; the store joins them.
 
-use super::Shared;
+use super::shared::Shared;
 use crate::record::ExtentId;
 use crate::sync::thread;
 use crossbeam::channel::{Receiver, Sender, TrySendError, bounded};

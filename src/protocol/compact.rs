@@ -1,0 +1,207 @@
+//! Compaction: move an extent's bytes to a fresh location without changing them.
+//!
+//! `Durable → Compacting` (reads keep using the old location, and the cache stays
+//! valid: the content generation does not change), copy, read the copy back and
+//! verify it, then commit the new location only if the record is still at the
+//! version the begin returned; otherwise abort and free the target.
+//!
+//! # Consistency
+//!
+//! "`Compacting` at version v" names exactly one compaction: any other transition
+//! (a write's begin, a quarantine) ends it. So the commit and the abort, both
+//! compare-and-swap against v, can never end another compaction, and a write that
+//! commits meanwhile always wins: the compaction's commit fails, it frees its target
+//! and nothing is lost (invariant 6). The old location is retired through the
+//! reclaimer, so readers still reading it finish first.
+
+use super::{Core, IoRequest, IoResult, Machine, Step};
+use crate::error::{Error, Result};
+use crate::record::{Change, ExtentId, Location, Snapshot, checksum};
+use crate::space::Pin;
+
+/// How a compaction ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompactOutcome {
+    /// The bytes moved; the record as committed.
+    Committed(Snapshot),
+    /// The record changed during the compaction (a write, quarantine or another
+    /// transition won); the target was freed, nothing changed.
+    Aborted,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    Idle,
+    Reading,
+    Writing,
+    Syncing,
+    Verifying,
+    Finished,
+}
+
+/// One compaction of one extent.
+#[derive(Debug)]
+pub(crate) struct CompactOp {
+    id: ExtentId,
+    /// The record as `BeginCompact` left it.
+    begin: Option<Snapshot>,
+    target: Option<Location>,
+    pin: Option<Pin>,
+    phase: Phase,
+}
+
+impl CompactOp {
+    pub(crate) fn new(id: ExtentId) -> Self {
+        CompactOp {
+            id,
+            begin: None,
+            target: None,
+            pin: None,
+            phase: Phase::Idle,
+        }
+    }
+
+    fn unpin(&mut self, core: &Core) {
+        if let Some(pin) = self.pin.take() {
+            core.reclaimer.unpin(pin);
+        }
+    }
+
+    /// Ends the compaction without moving anything: `AbortCompact` if it is still
+    /// ours, and the target freed (no record ever referenced it).
+    fn abort(&mut self, core: &Core, error: Option<Error>) -> Step<CompactOutcome> {
+        self.unpin(core);
+        self.phase = Phase::Finished;
+        if let Some(begin) = self.begin {
+            // A conflict means someone else already ended this compaction.
+            let _ = core
+                .table
+                .transition(self.id, begin.version(), Change::AbortCompact);
+        }
+        if let Some(target) = self.target.take() {
+            core.allocator.free(target);
+        }
+        match error {
+            Some(err) => Step::Done(Err(err)),
+            None => Step::Done(Ok(CompactOutcome::Aborted)),
+        }
+    }
+
+    fn begin(&mut self, core: &Core) -> Result<Snapshot> {
+        let snapshot = core.table.snapshot(self.id)?;
+        let begin = core
+            .table
+            .transition(self.id, snapshot.version(), Change::BeginCompact)?;
+        Ok(begin)
+    }
+
+    fn commit(&mut self, core: &Core) -> Step<CompactOutcome> {
+        let (Some(begin), Some(target)) = (self.begin, self.target) else {
+            return self.abort(core, Some(Error::Shutdown));
+        };
+        match core.table.transition(
+            self.id,
+            begin.version(),
+            Change::CommitCompact { location: target },
+        ) {
+            Ok(committed) => {
+                self.phase = Phase::Finished;
+                self.target = None;
+                core.retire(begin.location());
+                Step::Done(Ok(CompactOutcome::Committed(committed)))
+            }
+            Err(Error::VersionConflict { .. }) => {
+                self.begin = None; // already ended by the winner
+                self.abort(core, None)
+            }
+            Err(err) => self.abort(core, Some(err)),
+        }
+    }
+}
+
+impl Machine for CompactOp {
+    type Output = CompactOutcome;
+
+    fn start(&mut self, core: &Core) -> Step<CompactOutcome> {
+        // Pin before the snapshot whose location we copy from.
+        self.pin = Some(core.reclaimer.pin());
+        let begin = match self.begin(core) {
+            Ok(b) => b,
+            Err(err) => {
+                self.phase = Phase::Finished;
+                self.unpin(core);
+                return match err {
+                    Error::VersionConflict { .. } => Step::Done(Ok(CompactOutcome::Aborted)),
+                    err => Step::Done(Err(err)),
+                };
+            }
+        };
+        self.begin = Some(begin);
+        let avoid = Some(begin.location().device);
+        match core.allocator.allocate(begin.location().length, avoid) {
+            Ok(target) => self.target = Some(target),
+            Err(err) => return self.abort(core, Some(err)),
+        }
+        self.phase = Phase::Reading;
+        Step::Io(IoRequest::Read(begin.location()))
+    }
+
+    fn on_io(&mut self, core: &Core, result: IoResult) -> Step<CompactOutcome> {
+        let (Some(begin), Some(target)) = (self.begin, self.target) else {
+            return self.abort(core, Some(Error::Shutdown));
+        };
+        let expected = begin.checksum();
+        let id = self.id;
+        let check = |bytes: &[u8]| checksum(id, begin.generation(), bytes) == expected;
+        match (self.phase, result) {
+            (Phase::Reading, IoResult::Read(Ok(bytes))) => {
+                self.unpin(core);
+                if !check(&bytes) {
+                    // A bad source is verification's business; compaction never
+                    // copies bytes that do not verify.
+                    let err = Error::ChecksumMismatch {
+                        extent: self.id,
+                        generation: begin.generation(),
+                        location: begin.location(),
+                        expected,
+                        actual: checksum(self.id, begin.generation(), &bytes),
+                    };
+                    return self.abort(core, Some(err));
+                }
+                self.phase = Phase::Writing;
+                Step::Io(IoRequest::Write(target, bytes))
+            }
+            (Phase::Writing, IoResult::Done(Ok(()))) => {
+                self.phase = Phase::Syncing;
+                Step::Io(IoRequest::Sync(target.device))
+            }
+            (Phase::Syncing, IoResult::Done(Ok(()))) => {
+                self.phase = Phase::Verifying;
+                Step::Io(IoRequest::Read(target))
+            }
+            (Phase::Verifying, IoResult::Read(Ok(bytes))) => {
+                if check(&bytes) {
+                    self.commit(core)
+                } else {
+                    let actual = checksum(self.id, begin.generation(), &bytes);
+                    let err = Error::ChecksumMismatch {
+                        extent: self.id,
+                        generation: begin.generation(),
+                        location: target,
+                        expected,
+                        actual,
+                    };
+                    self.abort(core, Some(err))
+                }
+            }
+            (_, IoResult::Read(Err(err)) | IoResult::Done(Err(err))) => self.abort(core, Some(err)),
+            _ => self.abort(core, Some(Error::Shutdown)),
+        }
+    }
+
+    fn abandon(&mut self, core: &Core) {
+        if !matches!(self.phase, Phase::Finished) {
+            let _ = self.abort(core, None);
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The repair after FPRE004: quarantine, then remap from a good copy.
+//!
+//! # Consistency
+//!
+//! Quarantine is a compare-and-swap against the faulted snapshot's version: if the
+//! record changed since (a write committed new bytes elsewhere), the fault is no
+//! longer this record's and the repair stops. Quarantine keeps the record and its
+//! location; the bad location is marked so it is never handed out again
+//! (invariant 8). Remap writes a good copy, from the backend's replica source or a
+//! cache entry whose checksum verifies, to a fresh location, reads it back, verifies
+//! it, and only then commits `Quarantined → Durable`; the bad location is retired
+//! after. With no good copy the record stays quarantined: nothing is dropped.
+
+use super::{Core, IoRequest, IoResult, Machine, Step};
+use crate::bytes::Bytes;
+use crate::error::{Error, Result};
+use crate::record::{Change, ExtentId, Location, Snapshot, checksum};
+
+/// How a repair ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepairOutcome {
+    /// Quarantined and remapped: the record is `Durable` at a fresh location.
+    Remapped(Snapshot),
+    /// Quarantined, but no good copy was found (or writing it failed): the record
+    /// stays `Quarantined` and keeps its location.
+    NoGoodCopy(Snapshot),
+    /// The record changed since the fault was found; nothing was done.
+    Raced,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    FetchingCopy,
+    Writing,
+    Syncing,
+    ReadingBack,
+    Finished,
+}
+
+/// Quarantine and remap of one faulted extent.
+#[derive(Debug)]
+pub(crate) struct RepairOp {
+    id: ExtentId,
+    faulted: Snapshot,
+    quarantined: Option<Snapshot>,
+    target: Option<Location>,
+    phase: Phase,
+}
+
+impl RepairOp {
+    /// A repair of `faulted`, the snapshot whose location failed persistently.
+    pub(crate) fn new(faulted: Snapshot) -> Self {
+        RepairOp {
+            id: faulted.extent(),
+            faulted,
+            quarantined: None,
+            target: None,
+            phase: Phase::FetchingCopy,
+        }
+    }
+
+    fn matches(&self, bytes: &[u8]) -> bool {
+        checksum(self.id, self.faulted.generation(), bytes) == self.faulted.checksum()
+    }
+
+    /// A cache entry of the faulted generation whose checksum verifies.
+    fn cached_copy(&self, core: &Core) -> Option<Bytes> {
+        let (generation, bytes) = core.cache.peek(self.id)?;
+        (generation == self.faulted.generation() && self.matches(&bytes)).then_some(bytes)
+    }
+
+    fn give_up(&mut self, core: &Core) -> Step<RepairOutcome> {
+        self.phase = Phase::Finished;
+        if let Some(target) = self.target.take() {
+            core.allocator.free(target);
+        }
+        match self.quarantined {
+            Some(q) => Step::Done(Ok(RepairOutcome::NoGoodCopy(q))),
+            None => Step::Done(Ok(RepairOutcome::Raced)),
+        }
+    }
+
+    fn write_copy(&mut self, core: &Core, bytes: Bytes) -> Step<RepairOutcome> {
+        let avoid = Some(self.faulted.location().device);
+        match core
+            .allocator
+            .allocate(self.faulted.location().length, avoid)
+        {
+            Ok(target) => {
+                self.target = Some(target);
+                self.phase = Phase::Writing;
+                Step::Io(IoRequest::Write(target, bytes))
+            }
+            Err(_) => self.give_up(core),
+        }
+    }
+
+    fn remap(&mut self, core: &Core) -> Result<RepairOutcome> {
+        let (Some(q), Some(target)) = (self.quarantined, self.target) else {
+            return Err(Error::Shutdown);
+        };
+        match core
+            .table
+            .transition(self.id, q.version(), Change::Remap { location: target })
+        {
+            Ok(remapped) => {
+                self.target = None;
+                // Marked bad: `free` will never put it back in the pool.
+                core.retire(self.faulted.location());
+                Ok(RepairOutcome::Remapped(remapped))
+            }
+            // A write committed new bytes meanwhile: our copy is obsolete.
+            Err(Error::VersionConflict { .. }) => {
+                if let Some(t) = self.target.take() {
+                    core.allocator.free(t);
+                }
+                Ok(RepairOutcome::Raced)
+            }
+            Err(err) => Err(err),
+        }
+    }
+}
+
+impl Machine for RepairOp {
+    type Output = RepairOutcome;
+
+    fn start(&mut self, core: &Core) -> Step<RepairOutcome> {
+        match core
+            .table
+            .transition(self.id, self.faulted.version(), Change::Quarantine)
+        {
+            Ok(q) => self.quarantined = Some(q),
+            Err(Error::VersionConflict { .. }) => {
+                self.phase = Phase::Finished;
+                return Step::Done(Ok(RepairOutcome::Raced));
+            }
+            Err(err) => {
+                self.phase = Phase::Finished;
+                return Step::Done(Err(err));
+            }
+        }
+        core.allocator.mark_bad(self.faulted.location());
+        self.phase = Phase::FetchingCopy;
+        Step::Io(IoRequest::GoodCopy(self.id, self.faulted.generation()))
+    }
+
+    fn on_io(&mut self, core: &Core, result: IoResult) -> Step<RepairOutcome> {
+        match (self.phase, result) {
+            (Phase::FetchingCopy, IoResult::Read(copy)) => {
+                let good = copy
+                    .ok()
+                    .filter(|b| self.matches(b))
+                    .or_else(|| self.cached_copy(core));
+                match good {
+                    Some(bytes) => self.write_copy(core, bytes),
+                    None => self.give_up(core),
+                }
+            }
+            (Phase::Writing, IoResult::Done(Ok(()))) => match self.target {
+                Some(target) => {
+                    self.phase = Phase::Syncing;
+                    Step::Io(IoRequest::Sync(target.device))
+                }
+                None => self.give_up(core),
+            },
+            (Phase::Syncing, IoResult::Done(Ok(()))) => match self.target {
+                Some(target) => {
+                    self.phase = Phase::ReadingBack;
+                    Step::Io(IoRequest::Read(target))
+                }
+                None => self.give_up(core),
+            },
+            (Phase::ReadingBack, IoResult::Read(Ok(bytes))) if self.matches(&bytes) => {
+                self.phase = Phase::Finished;
+                Step::Done(self.remap(core))
+            }
+            _ => self.give_up(core),
+        }
+    }
+
+    fn abandon(&mut self, core: &Core) {
+        if !matches!(self.phase, Phase::Finished)
+            && let Some(target) = self.target.take()
+        {
+            core.allocator.free(target);
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Verification: read the media (not the cache) for one snapshot and classify.
+//!
+//! # Consistency
+//!
+//! Every check compares the bytes at a snapshot's location with *that same
+//! snapshot's* checksum (invariant 7). A failed check is a fault only if the record
+//! is still at that version afterwards; if the version moved (a write, compaction or
+//! remap committed), it was a race and verification restarts on a fresh snapshot,
+//! never counting it against the retry limit. FPRE004 is returned only after the
+//! initial read and `retry_limit` re-reads of one stable version all failed.
+//!
+//! The original FPRE004 came from a verifier that read "write pending" and "cache
+//! ready" as two separate flags. Here state, location, generation and checksum come
+//! from one snapshot: there is no second read to get in the wrong order.
+
+use super::{Core, IoRequest, IoResult, Machine, Step};
+use crate::error::Error;
+use crate::policy::IntegrityPolicy;
+use crate::record::{ExtentId, Snapshot, State, checksum};
+use crate::space::Pin;
+
+/// The verdict of a verification that did not end in FPRE004.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The media bytes match the record.
+    Ok {
+        /// Failed reads of the stable version before one succeeded (transient).
+        transient: u32,
+    },
+    /// The record kept changing under the verifier (`raced_limit` fresh snapshots):
+    /// not a fault; try again later.
+    Raced,
+    /// Nothing to verify: the extent is vacant.
+    Vacant,
+    /// The extent is already quarantined.
+    Quarantined,
+}
+
+/// One verification of one extent.
+#[derive(Debug)]
+pub(crate) struct VerifyOp {
+    id: ExtentId,
+    policy: IntegrityPolicy,
+    /// Fresh snapshots taken after races.
+    raced: u32,
+    /// Re-reads of the current stable version.
+    retries: u32,
+    snapshot: Option<Snapshot>,
+    pin: Option<Pin>,
+    /// The snapshot of a persistent fault, for the repair that follows FPRE004.
+    faulted: Option<Snapshot>,
+}
+
+impl VerifyOp {
+    pub(crate) fn new(id: ExtentId, policy: IntegrityPolicy) -> Self {
+        VerifyOp {
+            id,
+            policy,
+            raced: 0,
+            retries: 0,
+            snapshot: None,
+            pin: None,
+            faulted: None,
+        }
+    }
+
+    /// Races seen (fresh snapshots taken), for statistics.
+    pub(crate) fn raced(&self) -> u32 {
+        self.raced
+    }
+
+    /// Re-reads of stable versions, for statistics.
+    pub(crate) fn retries(&self) -> u32 {
+        self.retries
+    }
+
+    /// The snapshot whose location failed persistently, after FPRE004.
+    pub(crate) fn faulted(&self) -> Option<Snapshot> {
+        self.faulted
+    }
+
+    fn read(&mut self, snapshot: Snapshot) -> Step<Verdict> {
+        self.snapshot = Some(snapshot);
+        Step::Io(IoRequest::Read(snapshot.location()))
+    }
+
+    fn unpin(&mut self, core: &Core) {
+        if let Some(pin) = self.pin.take() {
+            core.reclaimer.unpin(pin);
+        }
+    }
+
+    /// Re-checks a cached copy of the same generation (memory bit flips) and drops
+    /// it if it no longer matches.
+    fn check_cached_copy(&self, core: &Core, snapshot: &Snapshot) {
+        if let Some((generation, bytes)) = core.cache.peek(self.id)
+            && generation == snapshot.generation()
+            && checksum(self.id, generation, &bytes) != snapshot.checksum()
+        {
+            core.cache.remove(self.id, generation);
+        }
+    }
+}
+
+impl Machine for VerifyOp {
+    type Output = Verdict;
+
+    fn start(&mut self, core: &Core) -> Step<Verdict> {
+        if self.raced > self.policy.raced_limit() {
+            return Step::Done(Ok(Verdict::Raced));
+        }
+        self.retries = 0;
+        let pin = core.reclaimer.pin();
+        let snapshot = match core.table.snapshot(self.id) {
+            Ok(s) => s,
+            Err(err) => {
+                core.reclaimer.unpin(pin);
+                return Step::Done(Err(err));
+            }
+        };
+        let verdict = match snapshot.state() {
+            State::Vacant => Some(Verdict::Vacant),
+            State::Quarantined => Some(Verdict::Quarantined),
+            State::Durable | State::Compacting => None,
+        };
+        if let Some(verdict) = verdict {
+            core.reclaimer.unpin(pin);
+            return Step::Done(Ok(verdict));
+        }
+        self.pin = Some(pin);
+        self.read(snapshot)
+    }
+
+    fn on_io(&mut self, core: &Core, result: IoResult) -> Step<Verdict> {
+        self.unpin(core);
+        let Some(snapshot) = self.snapshot else {
+            return Step::Done(Err(Error::Shutdown));
+        };
+        let IoResult::Read(result) = result else {
+            return Step::Done(Err(Error::Shutdown));
+        };
+        let checked = result.and_then(|bytes| {
+            let actual = checksum(self.id, snapshot.generation(), &bytes);
+            if actual == snapshot.checksum() {
+                Ok(())
+            } else {
+                Err(Error::ChecksumMismatch {
+                    extent: self.id,
+                    generation: snapshot.generation(),
+                    location: snapshot.location(),
+                    expected: snapshot.checksum(),
+                    actual,
+                })
+            }
+        });
+        let err = match checked {
+            Ok(()) => {
+                self.check_cached_copy(core, &snapshot);
+                return Step::Done(Ok(Verdict::Ok {
+                    transient: self.retries,
+                }));
+            }
+            Err(err) => err,
+        };
+        let stable = core
+            .table
+            .snapshot(self.id)
+            .is_ok_and(|now| now.version() == snapshot.version());
+        if !stable {
+            self.raced += 1;
+            return self.start(core);
+        }
+        if self.retries >= self.policy.retry_limit() {
+            self.faulted = Some(snapshot);
+            return Step::Done(Err(Error::RetryLimitExceeded {
+                extent: self.id,
+                location: snapshot.location(),
+                attempts: self.retries + 1,
+                last: err.to_string(),
+            }));
+        }
+        self.retries += 1;
+        Step::Backoff(self.policy.backoff_us(self.retries))
+    }
+
+    fn on_backoff(&mut self, core: &Core) -> Step<Verdict> {
+        let Some(before) = self.snapshot else {
+            return Step::Done(Err(Error::Shutdown));
+        };
+        let pin = core.reclaimer.pin();
+        match core.table.snapshot(self.id) {
+            Ok(now) if now.version() == before.version() => {
+                self.pin = Some(pin);
+                self.read(now)
+            }
+            _ => {
+                core.reclaimer.unpin(pin);
+                self.raced += 1;
+                self.start(core)
+            }
+        }
+    }
+
+    fn abandon(&mut self, core: &Core) {
+        self.unpin(core);
+    }
+}

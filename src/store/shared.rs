@@ -1,0 +1,236 @@
+//! What the store and its background threads share: the core, the backend, the
+//! counters, and the blocking driver that runs protocol machines to completion.
+
+use super::prefetch::Hint;
+use super::stats::Counters;
+use crate::backend::{Backend, read_bytes};
+use crate::bytes::Bytes;
+use crate::cache::Priority;
+use crate::error::{Error, Result};
+use crate::policy::IntegrityPolicy;
+use crate::protocol::{
+    CompactOp, CompactOutcome, Core, IoRequest, IoResult, Machine, ReadOp, RepairOp, RepairOutcome,
+    Step, Verdict, VerifyOp,
+};
+use crate::record::{ExtentId, Location};
+use crate::sync::AtomicU64;
+use std::time::{Duration, Instant};
+
+/// State shared by the store and its worker threads.
+pub(crate) struct Shared {
+    pub(crate) core: Core,
+    pub(crate) backend: Box<dyn Backend>,
+    pub(crate) counters: Counters,
+    pub(crate) policy: IntegrityPolicy,
+    /// The scrubber's resumable cursor (next id to look at).
+    pub(crate) scrub_cursor: AtomicU64,
+    started: Instant,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("core", &self.core)
+            .field("devices", &self.backend.device_count())
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Releases what a machine holds if its driver unwinds mid-flight (a panicking
+/// backend): otherwise reclamation would stall and waiters would hang.
+struct AbandonOnDrop<'a, M: Machine> {
+    op: M,
+    core: &'a Core,
+}
+
+impl<M: Machine> Drop for AbandonOnDrop<'_, M> {
+    fn drop(&mut self) {
+        self.op.abandon(self.core);
+    }
+}
+
+/// Whether a read error may be a media fault that the integrity ladder handles.
+fn is_media_error(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::ChecksumMismatch { .. } | Error::Io { .. } | Error::ShortRead { .. }
+    )
+}
+
+impl Shared {
+    pub(crate) fn new(
+        core: Core,
+        backend: Box<dyn Backend>,
+        policy: IntegrityPolicy,
+        scrub_start: u64,
+    ) -> Self {
+        Shared {
+            core,
+            backend,
+            counters: Counters::default(),
+            policy,
+            scrub_cursor: AtomicU64::new(scrub_start),
+            started: Instant::now(),
+        }
+    }
+
+    /// Runs `op` to completion, blocking on I/O, backoff and other loads. With
+    /// `join_loads == false` a machine that would wait on another reader's load ends
+    /// with `Ok(None)` instead (prefetch: that load fills the cache anyway).
+    pub(crate) fn drive<M: Machine>(&self, op: M, join_loads: bool) -> Result<Option<M::Output>> {
+        let mut guard = AbandonOnDrop {
+            op,
+            core: &self.core,
+        };
+        self.run(&mut guard.op, join_loads)
+    }
+
+    /// The driver loop. Bounded: every machine restarts at most `MAX_ATTEMPTS` (or
+    /// its policy's limits) times, with one I/O, wait or backoff per step.
+    fn run<M: Machine>(&self, op: &mut M, join_loads: bool) -> Result<Option<M::Output>> {
+        let core = &self.core;
+        let mut step = op.start(core);
+        loop {
+            step = match step {
+                Step::Io(request) => op.on_io(core, self.perform(request)),
+                Step::Wait(_) if !join_loads => return Ok(None),
+                Step::Wait(flight) => op.on_wait(core, flight.wait()),
+                Step::Backoff(us) => {
+                    std::thread::sleep(Duration::from_micros(us));
+                    op.on_backoff(core)
+                }
+                Step::Done(result) => return result.map(Some),
+            };
+        }
+    }
+
+    fn drive_all<M: Machine>(&self, op: M) -> Result<M::Output> {
+        self.drive(op, true)?.ok_or(Error::Shutdown)
+    }
+
+    fn perform(&self, request: IoRequest) -> IoResult {
+        let backend = &*self.backend;
+        match request {
+            IoRequest::Read(location) => IoResult::Read(read_bytes(backend, location)),
+            IoRequest::Write(location, bytes) => IoResult::Done(backend.write_at(location, &bytes)),
+            IoRequest::Sync(device) => IoResult::Done(backend.sync(device)),
+            IoRequest::GoodCopy(id, generation) => IoResult::Read(
+                backend
+                    .good_copy(id, generation)
+                    .ok_or(Error::Quarantined { extent: id }),
+            ),
+        }
+    }
+
+    /// A demand read, climbing the integrity ladder on a media error: verify (which
+    /// retries, and quarantines and remaps a persistent fault), then read again.
+    pub(crate) fn read(&self, id: ExtentId) -> Result<Bytes> {
+        self.counters.reads.bump();
+        let result = match self.drive_all(ReadOp::new(id, Priority::Demand)) {
+            Err(err) if is_media_error(&err) => {
+                // The verdict is recorded in the stats; the read's answer is what the
+                // record holds after the ladder (remapped bytes, a verified cached
+                // copy of a quarantined extent, or a typed error).
+                let _ = self.verify(id);
+                self.drive_all(ReadOp::new(id, Priority::Demand))
+            }
+            other => other,
+        };
+        if result.is_ok() {
+            self.counters.read_ok.bump();
+        }
+        result
+    }
+
+    /// A read at prefetch priority that never waits on another reader's load.
+    pub(crate) fn warm(&self, id: ExtentId) -> Result<bool> {
+        Ok(self
+            .drive(ReadOp::new(id, Priority::Prefetch), false)?
+            .is_some())
+    }
+
+    /// A worker's handling of one hint.
+    pub(crate) fn prefetch_hint(&self, hint: Hint) {
+        let current = self.core.table.snapshot(hint.id);
+        if current.map_or(true, |s| s.generation() != hint.generation) {
+            self.counters.prefetch_cancelled.bump();
+            return;
+        }
+        // Errors are not the prefetcher's to report: a demand read will see them.
+        if self.warm(hint.id).is_ok() {
+            self.counters.prefetch_done.bump();
+        }
+    }
+
+    /// Compacts `id`.
+    pub(crate) fn compact(&self, id: ExtentId) -> Result<CompactOutcome> {
+        let outcome = self.drive_all(CompactOp::new(id))?;
+        match outcome {
+            CompactOutcome::Committed(_) => self.counters.compactions_committed.bump(),
+            CompactOutcome::Aborted => self.counters.compactions_aborted.bump(),
+        }
+        Ok(outcome)
+    }
+
+    /// Verifies `id` against the media; on FPRE004 quarantines and remaps it.
+    pub(crate) fn verify(&self, id: ExtentId) -> Result<Verdict> {
+        let core = &self.core;
+        let mut guard = AbandonOnDrop {
+            op: VerifyOp::new(id, self.policy),
+            core,
+        };
+        let result = self
+            .run(&mut guard.op, true)
+            .and_then(|v| v.ok_or(Error::Shutdown));
+        let op = &guard.op;
+        self.counters.retries.add(u64::from(op.retries()));
+        if op.raced() > 0 {
+            self.counters.verify_raced.bump();
+        }
+        match &result {
+            Ok(Verdict::Ok { transient }) => {
+                self.counters.verify_ok.bump();
+                if *transient > 0 {
+                    self.counters.verify_transient.bump();
+                    if let Ok(s) = core.table.snapshot(id) {
+                        self.device_error(s.location());
+                    }
+                }
+            }
+            Err(Error::RetryLimitExceeded { location, .. }) => {
+                self.counters.fpre004.bump();
+                self.device_error(*location);
+                if let Some(faulted) = op.faulted() {
+                    self.repair(faulted);
+                }
+            }
+            _ => {}
+        }
+        result
+    }
+
+    fn repair(&self, faulted: crate::record::Snapshot) {
+        match self.drive_all(RepairOp::new(faulted)) {
+            Ok(RepairOutcome::Remapped(_)) => {
+                self.counters.quarantines.bump();
+                self.counters.remaps.bump();
+            }
+            Ok(RepairOutcome::NoGoodCopy(_)) => {
+                self.counters.quarantines.bump();
+                self.counters.remap_failed.bump();
+            }
+            Ok(RepairOutcome::Raced) | Err(_) => {}
+        }
+    }
+
+    /// Records one device error (one per verification episode) and degrades the
+    /// device once the policy's threshold is reached within its window.
+    fn device_error(&self, location: Location) {
+        self.counters.device_errors.bump();
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        if self.core.health.record_error(location.device, now_ms) {
+            self.core.allocator.set_degraded(location.device);
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! Store counters.
+
+use crate::cache::CacheStats;
+use crate::sync::Counter;
+
+/// Operation and integrity counters of a [`Store`](crate::Store).
+///
+/// The read success rate is `read_ok / reads`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// The cache's counters.
+    pub cache: CacheStats,
+    /// `read` calls.
+    pub reads: u64,
+    /// `read` calls that returned bytes.
+    pub read_ok: u64,
+    /// `write` calls.
+    pub writes: u64,
+    /// `write` calls that committed.
+    pub write_ok: u64,
+    /// Prefetch hints queued (by `prefetch` or readahead).
+    pub prefetch_queued: u64,
+    /// Hints dropped because the queue was full or prefetch is off.
+    pub prefetch_dropped: u64,
+    /// Hints cancelled because the generation changed while queued.
+    pub prefetch_cancelled: u64,
+    /// Prefetch loads that finished (loaded, or found the entry cached).
+    pub prefetch_done: u64,
+    /// Verifications that found the media bytes good.
+    pub verify_ok: u64,
+    /// Verifications that met a concurrent commit and took a fresh snapshot (a race,
+    /// never a fault).
+    pub verify_raced: u64,
+    /// Verifications whose failures cleared within the retry limit.
+    pub verify_transient: u64,
+    /// Re-reads of a stable version after a failed check.
+    pub retries: u64,
+    /// FPRE004 raised: persistent faults after the retry limit.
+    pub fpre004: u64,
+    /// Extents quarantined.
+    pub quarantines: u64,
+    /// Quarantined extents remapped from a good copy.
+    pub remaps: u64,
+    /// Quarantined extents left quarantined: no good copy.
+    pub remap_failed: u64,
+    /// Compactions that moved their extent.
+    pub compactions_committed: u64,
+    /// Compactions that found the record changed and freed their target.
+    pub compactions_aborted: u64,
+    /// Device errors recorded (one per verification episode).
+    pub device_errors: u64,
+    /// Devices degraded so far.
+    pub devices_degraded: Vec<u16>,
+    /// Full scrub passes completed.
+    pub scrub_passes: u64,
+    /// Extents verified by the scrubber.
+    pub scrub_extents: u64,
+    /// Bytes verified by the scrubber.
+    pub scrub_bytes: u64,
+    /// The scrubber's resumable cursor: the next id it will look at.
+    pub scrub_cursor: u64,
+    /// Retired locations waiting for readers to finish.
+    pub retired_pending: u64,
+}
+
+impl StoreStats {
+    /// `read_ok / reads`, or 1 with no reads.
+    pub fn read_success_rate(&self) -> f64 {
+        if self.reads == 0 {
+            1.0
+        } else {
+            self.read_ok as f64 / self.reads as f64
+        }
+    }
+}
+
+macro_rules! counters {
+    ($($name:ident),* $(,)?) => {
+        /// The live counters behind [`StoreStats`].
+        #[derive(Debug, Default)]
+        pub(crate) struct Counters {
+            $(pub(crate) $name: Counter,)*
+        }
+
+        impl Counters {
+            /// Copies every counter into `stats`.
+            pub(crate) fn fill(&self, stats: &mut StoreStats) {
+                $(stats.$name = self.$name.get();)*
+            }
+        }
+    };
+}
+
+counters!(
+    reads,
+    read_ok,
+    writes,
+    write_ok,
+    prefetch_queued,
+    prefetch_dropped,
+    prefetch_cancelled,
+    prefetch_done,
+    verify_ok,
+    verify_raced,
+    verify_transient,
+    retries,
+    fpre004,
+    quarantines,
+    remaps,
+    remap_failed,
+    compactions_committed,
+    compactions_aborted,
+    device_errors,
+    scrub_passes,
+    scrub_extents,
+    scrub_bytes,
+);
