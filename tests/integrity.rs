@@ -1,0 +1,463 @@
+//! Compaction, verification and the integrity ladder through the `Store`.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+mod common;
+
+use common::{decode, value};
+use extentmeta::{
+    Backend, Bytes, CompactOutcome, Error, ExtentId, IntegrityPolicy, Location, MemBackend, Result,
+    State, Store, StoreConfig, Verdict,
+};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+
+/// A read blocked at a location: the reader waits on `entered`, then `release`.
+type Gate = (Location, Arc<Barrier>, Arc<Barrier>);
+
+/// A `MemBackend` with a replica source, injectable transient read failures and an
+/// optional gate that blocks one read until released.
+#[derive(Default)]
+struct Fabric {
+    mem: Option<MemBackend>,
+    replicas: Mutex<HashMap<(ExtentId, u64), Vec<u8>>>,
+    /// Reads of these locations fail while their count is positive.
+    failing: Mutex<HashMap<Location, u32>>,
+    gate: Mutex<Option<Gate>>,
+    reads: AtomicU32,
+}
+
+impl Fabric {
+    fn new(devices: u16) -> Arc<Self> {
+        Arc::new(Fabric {
+            mem: Some(MemBackend::new(devices)),
+            ..Fabric::default()
+        })
+    }
+    fn mem(&self) -> &MemBackend {
+        self.mem.as_ref().unwrap()
+    }
+}
+
+struct Handle(Arc<Fabric>);
+
+impl Backend for Handle {
+    fn device_count(&self) -> u16 {
+        self.0.mem().device_count()
+    }
+    fn read_at(&self, location: Location, buf: &mut [u8]) -> Result<()> {
+        self.0.reads.fetch_add(1, Ordering::SeqCst);
+        let gate = self
+            .0
+            .gate
+            .lock()
+            .unwrap()
+            .take_if(|(l, _, _)| *l == location);
+        if let Some((_, entered, release)) = gate {
+            entered.wait();
+            release.wait();
+        }
+        if let Some(n) = self
+            .0
+            .failing
+            .lock()
+            .unwrap()
+            .get_mut(&location)
+            .filter(|n| **n > 0)
+        {
+            *n -= 1;
+            return Err(Error::Io {
+                device: location.device,
+                op: "read",
+                kind: std::io::ErrorKind::Other,
+                message: "injected transient error".into(),
+            });
+        }
+        self.0.mem().read_at(location, buf)
+    }
+    fn write_at(&self, location: Location, bytes: &[u8]) -> Result<()> {
+        self.0.mem().write_at(location, bytes)
+    }
+    fn sync(&self, device: u16) -> Result<()> {
+        self.0.mem().sync(device)
+    }
+    fn good_copy(&self, extent: ExtentId, generation: u64) -> Option<Bytes> {
+        self.0
+            .replicas
+            .lock()
+            .unwrap()
+            .get(&(extent, generation))
+            .map(|v| Bytes::from(v.clone()))
+    }
+}
+
+fn policy() -> IntegrityPolicy {
+    // Short backoff: the tests check counts, not time.
+    IntegrityPolicy::builder()
+        .backoff_base_us(1)
+        .backoff_max_us(10)
+        .build()
+        .unwrap()
+}
+
+fn store(fabric: &Arc<Fabric>, cache_bytes: u64) -> Store {
+    let config = StoreConfig::builder()
+        .cache_bytes(cache_bytes)
+        .prefetch_workers(0)
+        .policy(policy())
+        .build()
+        .unwrap();
+    Store::new(Handle(fabric.clone()), config).unwrap()
+}
+
+fn flip_bits(fabric: &Fabric, location: Location) {
+    fabric
+        .mem()
+        .corrupt(location, |b| b[40] ^= 0b0001_0100)
+        .unwrap();
+}
+
+#[test]
+fn fpre004_means_a_real_fault_bit_flip_at_rest_is_quarantined_and_remapped_from_a_replica() {
+    let fabric = Fabric::new(2);
+    let store = store(&fabric, 0);
+    let id = ExtentId(5);
+    let before = store.write(id, &value(id, 1, 4096)).unwrap();
+    fabric
+        .replicas
+        .lock()
+        .unwrap()
+        .insert((id, 1), value(id, 1, 4096));
+    flip_bits(&fabric, before.location());
+
+    let reads_before = fabric.reads.load(Ordering::SeqCst);
+    // The read climbs the ladder and still answers with the right bytes.
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
+    let stats = store.stats();
+    assert_eq!(stats.fpre004, 1);
+    assert_eq!(stats.retries, 3, "exactly the retry limit of re-reads");
+    assert_eq!((stats.quarantines, stats.remaps), (1, 1));
+    // 1 failed read + (1 + 3) verification reads + 1 read-back of the remapped copy
+    // + 1 final read.
+    assert_eq!(fabric.reads.load(Ordering::SeqCst) - reads_before, 7);
+
+    let after = store.snapshot(id).unwrap();
+    assert_eq!(after.state(), State::Durable);
+    assert_eq!(
+        after.generation(),
+        1,
+        "remap moves bytes, never changes them"
+    );
+    assert_ne!(after.location(), before.location());
+    assert_eq!(store.verify(id).unwrap(), Verdict::Ok { transient: 0 });
+    // The bad location is never handed out again.
+    for i in 100..140 {
+        let s = store
+            .write(ExtentId(i), &value(ExtentId(i), 1, 4096))
+            .unwrap();
+        assert_ne!(s.location(), before.location(), "bad location reused");
+    }
+}
+
+#[test]
+fn fpre004_means_a_real_fault_transient_errors_within_the_limit_raise_nothing() {
+    let fabric = Fabric::new(1);
+    let store = store(&fabric, 0);
+    let id = ExtentId(2);
+    let s = store.write(id, &value(id, 1, 1000)).unwrap();
+    fabric.failing.lock().unwrap().insert(s.location(), 3);
+    assert_eq!(store.verify(id).unwrap(), Verdict::Ok { transient: 3 });
+    let stats = store.stats();
+    assert_eq!(
+        (stats.fpre004, stats.quarantines, stats.verify_transient),
+        (0, 0, 1)
+    );
+    assert_eq!(
+        stats.device_errors, 1,
+        "one episode, one device error: retries not double-counted"
+    );
+    fabric.failing.lock().unwrap().insert(s.location(), 2);
+    assert_eq!(
+        decode(&store.read(id).unwrap()),
+        (id, 1),
+        "the read path recovers too"
+    );
+    assert_eq!(store.stats().fpre004, 0);
+}
+
+#[test]
+fn last_good_copy_kept_without_replica_the_record_stays_quarantined() {
+    let fabric = Fabric::new(1);
+    let store = store(&fabric, 0);
+    let id = ExtentId(3);
+    let s = store.write(id, &value(id, 1, 512)).unwrap();
+    flip_bits(&fabric, s.location());
+    assert_eq!(store.verify(id).unwrap_err().code(), "FPRE004");
+    assert_eq!(
+        store.read(id).unwrap_err(),
+        Error::Quarantined { extent: id }
+    );
+    let kept = store.snapshot(id).unwrap();
+    assert_eq!(kept.state(), State::Quarantined);
+    assert_eq!(
+        (kept.location(), kept.generation()),
+        (s.location(), 1),
+        "nothing dropped"
+    );
+    assert_eq!(store.stats().remap_failed, 1);
+    // A new write repairs it the ordinary way.
+    store.write(id, &value(id, 2, 512)).unwrap();
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 2));
+}
+
+#[test]
+fn last_good_copy_kept_a_verified_cache_entry_remaps_or_serves_a_quarantined_extent() {
+    // Cache on, no replica: the cached copy (checksum verified) is the good copy.
+    let fabric = Fabric::new(1);
+    let store = store(&fabric, 1 << 20);
+    let id = ExtentId(4);
+    let s = store.write(id, &value(id, 1, 512)).unwrap();
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 1)); // cached now
+    flip_bits(&fabric, s.location());
+    assert_eq!(store.verify(id).unwrap_err().code(), "FPRE004");
+    assert_eq!(
+        store.stats().remaps,
+        1,
+        "remapped from the verified cache entry"
+    );
+    assert_eq!(store.snapshot(id).unwrap().state(), State::Durable);
+
+    // Now with no space for a remap: the extent stays quarantined, and reads are
+    // served from the verified cache entry.
+    let fabric = Fabric::new(1);
+    let config = StoreConfig::builder()
+        .cache_bytes(1 << 20)
+        .prefetch_workers(0)
+        .policy(policy())
+        .device_capacity_bytes(4096)
+        .build()
+        .unwrap();
+    let store = Store::new(Handle(fabric.clone()), config).unwrap();
+    let s = store.write(id, &value(id, 1, 512)).unwrap();
+    store.read(id).unwrap();
+    flip_bits(&fabric, s.location());
+    assert_eq!(store.verify(id).unwrap_err().code(), "FPRE004");
+    assert_eq!(store.snapshot(id).unwrap().state(), State::Quarantined);
+    assert_eq!(
+        decode(&store.read(id).unwrap()),
+        (id, 1),
+        "served from the verified cache"
+    );
+}
+
+#[test]
+fn fpre004_means_a_real_fault_misdirected_write_is_caught_by_the_identity_bound_checksum() {
+    let fabric = Fabric::new(1);
+    let store = store(&fabric, 0);
+    let (a, b) = (ExtentId(1), ExtentId(2));
+    let sa = store.write(a, &value(a, 1, 256)).unwrap();
+    store.write(b, &value(b, 1, 256)).unwrap();
+    // b's intact bytes land at a's location: right length, wrong identity.
+    fabric
+        .mem()
+        .corrupt(sa.location(), |buf| buf.copy_from_slice(&value(b, 1, 256)))
+        .unwrap();
+    fabric
+        .replicas
+        .lock()
+        .unwrap()
+        .insert((a, 1), value(a, 1, 256));
+    assert_eq!(
+        decode(&store.read(a).unwrap()),
+        (a, 1),
+        "caught and remapped"
+    );
+    assert_eq!(store.stats().fpre004, 1);
+}
+
+#[test]
+fn compaction_loses_nothing_moves_bytes_and_keeps_the_generation() {
+    let fabric = Fabric::new(2);
+    let store = store(&fabric, 1 << 20);
+    let id = ExtentId(9);
+    let s = store.write(id, &value(id, 1, 3000)).unwrap();
+    store.read(id).unwrap();
+    let CompactOutcome::Committed(c) = store.compact(id).unwrap() else {
+        panic!("uncontended compaction commits");
+    };
+    assert_ne!(c.location(), s.location());
+    assert_ne!(
+        c.location().device,
+        s.location().device,
+        "prefers another device"
+    );
+    assert_eq!(
+        (c.generation(), c.checksum(), c.state()),
+        (1, s.checksum(), State::Durable)
+    );
+    let hits = store.stats().cache.hits;
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
+    assert_eq!(
+        store.stats().cache.hits,
+        hits + 1,
+        "the cache entry stayed valid"
+    );
+    assert_eq!(store.verify(id).unwrap(), Verdict::Ok { transient: 0 });
+    assert_eq!(
+        store.compact(ExtentId(77)).unwrap_err().code(),
+        "FPRE002",
+        "vacant: illegal"
+    );
+}
+
+#[test]
+fn compaction_loses_nothing_a_write_committing_during_compaction_wins() {
+    let fabric = Fabric::new(2);
+    let store = store(&fabric, 0);
+    let id = ExtentId(1);
+    let s = store.write(id, &value(id, 1, 2048)).unwrap();
+    let (entered, release) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
+    *fabric.gate.lock().unwrap() = Some((s.location(), entered.clone(), release.clone()));
+    std::thread::scope(|scope| {
+        let compaction = scope.spawn(|| store.compact(id));
+        entered.wait(); // the compaction is reading the source
+        let w = store.write(id, &value(id, 2, 2048)).unwrap();
+        assert_eq!(w.generation(), 2);
+        release.wait();
+        assert_eq!(compaction.join().unwrap().unwrap(), CompactOutcome::Aborted);
+    });
+    let now = store.snapshot(id).unwrap();
+    assert_eq!((now.state(), now.generation()), (State::Durable, 2));
+    assert_eq!(
+        decode(&store.read(id).unwrap()),
+        (id, 2),
+        "the write won, nothing lost"
+    );
+    let stats = store.stats();
+    assert_eq!(
+        (stats.compactions_committed, stats.compactions_aborted),
+        (0, 1)
+    );
+}
+
+#[test]
+fn fpre004_means_a_real_fault_never_raised_on_a_healthy_store_under_concurrency() {
+    const EXTENTS: u64 = 12;
+    let fabric = Fabric::new(3);
+    let store = store(&fabric, 64 << 10);
+    for i in 0..EXTENTS {
+        store
+            .write(ExtentId(i), &value(ExtentId(i), 1, 1500))
+            .unwrap();
+    }
+    let generations: Vec<AtomicU32> = (0..EXTENTS).map(|_| AtomicU32::new(1)).collect();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for round in 0..400u64 {
+                let i = round % EXTENTS;
+                let g = u64::from(generations[i as usize].load(Ordering::SeqCst)) + 1;
+                store
+                    .write(ExtentId(i), &value(ExtentId(i), g, 1500))
+                    .unwrap();
+                generations[i as usize].store(g as u32, Ordering::SeqCst);
+            }
+        });
+        s.spawn(|| {
+            for round in 0..600u64 {
+                let _ = store.compact(ExtentId((round * 5) % EXTENTS));
+            }
+        });
+        s.spawn(|| {
+            for round in 0..600u64 {
+                let id = ExtentId((round * 7) % EXTENTS);
+                match store.verify(id) {
+                    Ok(_) => {}
+                    Err(e) => panic!("verification of a healthy store failed: {e}"),
+                }
+                let (got, _) = decode(&store.read(id).unwrap());
+                assert_eq!(got, id);
+            }
+        });
+    });
+    let stats = store.stats();
+    assert_eq!((stats.fpre004, stats.quarantines), (0, 0), "{stats:?}");
+    assert!(stats.compactions_committed > 0);
+}
+
+#[test]
+fn device_health_ten_errors_degrade_a_device_which_drain_empties() {
+    let fabric = Fabric::new(2);
+    let store = store(&fabric, 0);
+    let written: Vec<_> = (0..40u64)
+        .map(|i| {
+            store
+                .write(ExtentId(i), &value(ExtentId(i), 1, 700))
+                .unwrap()
+        })
+        .collect();
+    let on_dev0: Vec<_> = written
+        .iter()
+        .filter(|s| s.location().device == 0)
+        .take(10)
+        .collect();
+    assert_eq!(on_dev0.len(), 10);
+    for s in &on_dev0 {
+        fabric.failing.lock().unwrap().insert(s.location(), 1);
+        assert_eq!(
+            store.verify(s.extent()).unwrap(),
+            Verdict::Ok { transient: 1 }
+        );
+    }
+    assert_eq!(store.stats().devices_degraded, vec![0]);
+    let fresh = store
+        .write(ExtentId(500), &value(ExtentId(500), 1, 700))
+        .unwrap();
+    assert_eq!(
+        fresh.location().device,
+        1,
+        "new allocations avoid the degraded device"
+    );
+    let moved = store.drain(0).unwrap();
+    assert!(moved >= 10);
+    for i in 0..40u64 {
+        let s = store.snapshot(ExtentId(i)).unwrap();
+        assert_eq!(s.location().device, 1, "{} still on device 0", ExtentId(i));
+        assert_eq!(decode(&store.read(ExtentId(i)).unwrap()), (ExtentId(i), 1));
+    }
+}
+
+#[test]
+fn scrubber_finds_and_repairs_a_bit_flip_and_reports_progress() {
+    let fabric = Fabric::new(1);
+    let config = StoreConfig::builder()
+        .cache_bytes(0)
+        .prefetch_workers(0)
+        .policy(policy())
+        .scrub_bytes_per_sec(1 << 30)
+        .build()
+        .unwrap();
+    let store = Store::new(Handle(fabric.clone()), config).unwrap();
+    let bad = ExtentId(6);
+    for i in 0..20u64 {
+        store
+            .write(ExtentId(i), &value(ExtentId(i), 1, 1024))
+            .unwrap();
+    }
+    fabric
+        .replicas
+        .lock()
+        .unwrap()
+        .insert((bad, 1), value(bad, 1, 1024));
+    flip_bits(&fabric, store.snapshot(bad).unwrap().location());
+    // Until two full passes are done (a condition, not a timer).
+    while store.stats().scrub_passes < 2 {
+        std::thread::yield_now();
+    }
+    let stats = store.stats();
+    assert_eq!((stats.fpre004, stats.remaps), (1, 1), "{stats:?}");
+    assert!(stats.scrub_extents >= 20 && stats.scrub_bytes >= 20 * 1024);
+    assert_eq!(decode(&store.read(bad).unwrap()), (bad, 1));
+}
