@@ -1,5 +1,8 @@
 //! The read/write/prefetch protocol through the blocking `Store`.
-#![allow(clippy::unwrap_used, reason = "test code: a panic is the failure report")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
 
 mod common;
 
