@@ -39,6 +39,8 @@ pub mod error;
 pub mod policy;
 mod protocol;
 pub mod record;
+#[cfg(feature = "sim")]
+pub mod sim;
 mod space;
 pub mod store;
 mod sync;

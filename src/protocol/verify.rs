@@ -49,6 +49,11 @@ pub(crate) struct VerifyOp {
     pin: Option<Pin>,
     /// The snapshot of a persistent fault, for the repair that follows FPRE004.
     faulted: Option<Snapshot>,
+    /// The emulator's mutant: check the bytes read for one snapshot against the
+    /// checksum of a second, later snapshot (the bug class this crate prevents).
+    split_snapshot: bool,
+    /// The mutant's location, fixed at the first check of the episode.
+    location_from_first: Option<crate::record::Location>,
 }
 
 impl VerifyOp {
@@ -61,7 +66,17 @@ impl VerifyOp {
             snapshot: None,
             pin: None,
             faulted: None,
+            split_snapshot: false,
+            location_from_first: None,
         }
+    }
+
+    /// The weakened verifier the emulator must catch: location from the first
+    /// snapshot of the episode, checksum and version from a fresh one at each check.
+    #[cfg(feature = "sim")]
+    pub(crate) fn weakened(mut self) -> Self {
+        self.split_snapshot = true;
+        self
     }
 
     /// Races seen (fresh snapshots taken), for statistics.
@@ -139,6 +154,15 @@ impl Machine for VerifyOp {
         let IoResult::Read(result) = result else {
             return Step::Done(Err(Error::Shutdown));
         };
+        let snapshot = if self.split_snapshot {
+            // The mutant: a second snapshot supplies checksum, generation, version.
+            let fresh = core.table.snapshot(self.id).unwrap_or(snapshot);
+            self.location_from_first =
+                Some(self.location_from_first.unwrap_or(snapshot.location()));
+            fresh
+        } else {
+            snapshot
+        };
         let checked = result.and_then(|bytes| {
             let actual = checksum(self.id, snapshot.generation(), &bytes);
             if actual == snapshot.checksum() {
@@ -187,6 +211,11 @@ impl Machine for VerifyOp {
         let Some(before) = self.snapshot else {
             return Step::Done(Err(Error::Shutdown));
         };
+        if let Some(location) = self.location_from_first {
+            // The mutant re-reads the first snapshot's location, no race check.
+            self.pin = Some(core.reclaimer.pin());
+            return Step::Io(IoRequest::Read(location));
+        }
         let pin = core.reclaimer.pin();
         match core.table.snapshot(self.id) {
             Ok(now) if now.version() == before.version() => {

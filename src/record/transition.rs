@@ -12,7 +12,10 @@
 //! - `write_pending` never changes location, generation or checksum: readers keep
 //!   using the committed bytes until the write commits (pending is never served).
 //! - Quarantine keeps the location and checksum (the last copy, good or bad, is never
-//!   dropped); remap moves the same generation to a fresh location.
+//!   dropped); remap moves the same generation to a fresh location. Both are allowed
+//!   while a write is pending: the fault was found in the committed bytes, which
+//!   readers use until that write commits (found by the emulator: a quarantine
+//!   during a slow write left the extent unrepairable).
 
 use super::{Location, MAX_GENERATION};
 use crate::error::{Error, Result};
@@ -133,7 +136,7 @@ use ChangeKind as K;
 use State::{Compacting as C, Durable as D, Quarantined as Q, Vacant as V};
 
 /// The transition table: every allowed transition, nothing else.
-pub const TRANSITIONS: [Rule; 19] = [
+pub const TRANSITIONS: [Rule; 20] = [
     rule(K::BeginWrite, V, false, V, true),
     rule(K::BeginWrite, D, false, D, true),
     rule(K::BeginWrite, C, false, D, true),
@@ -151,6 +154,7 @@ pub const TRANSITIONS: [Rule; 19] = [
     rule(K::Quarantine, D, true, Q, true),
     rule(K::Quarantine, C, false, Q, false),
     rule(K::Remap, Q, false, D, false),
+    rule(K::Remap, Q, true, D, true),
     rule(K::Delete, D, false, V, false),
     rule(K::Delete, Q, false, V, false),
 ];

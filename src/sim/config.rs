@@ -1,0 +1,162 @@
+//! Emulator configuration: workload mix, fabric latency, clocks and faults.
+
+use crate::policy::IntegrityPolicy;
+
+/// Which protocol the emulator drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// This crate's protocol: versioned records, tagged cache, one-snapshot verifier.
+    Fixed,
+    /// The pre-fix design: "last write pending" and "cache ready" as two flags
+    /// written by separate steps, a verifier that reads them in the wrong order and
+    /// checks location and checksum read at different moments, an untagged cache.
+    Legacy,
+}
+
+impl Protocol {
+    /// `"fixed"` or `"legacy"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Fixed => "fixed",
+            Protocol::Legacy => "legacy",
+        }
+    }
+}
+
+/// How many actors of each kind run, and what they do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Workload {
+    /// Operations started in all (the run ends when they have all finished).
+    pub ops: u32,
+    /// Extents `0..extents` are used.
+    pub extents: u32,
+    /// Writer actors.
+    pub writers: u32,
+    /// Demand-reader actors.
+    pub readers: u32,
+    /// Prefetcher actors (reads at prefetch priority).
+    pub prefetchers: u32,
+    /// Compactor actors.
+    pub compactors: u32,
+    /// Scrubber actors (verification with a resumable cursor).
+    pub scrubbers: u32,
+    /// Smallest and largest value length in bytes (at least 32).
+    pub value_bytes: (u32, u32),
+    /// Mean think time of an actor between operations, ns.
+    pub think_ns: u64,
+}
+
+/// The storage fabric's latency model, per device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Latency {
+    /// Service time floor, ns.
+    pub floor_ns: u64,
+    /// Uniform jitter added to every I/O, ns.
+    pub jitter_ns: u64,
+    /// Scale of the heavy (Pareto, α = 1.5) tail, ns.
+    pub tail_ns: u64,
+    /// Chance per I/O that a burst (a period of queueing) starts, parts per million.
+    pub burst_ppm: u32,
+    /// I/Os a burst lasts.
+    pub burst_ios: u32,
+    /// Latency multiplier during a burst.
+    pub burst_factor: u32,
+    /// Largest extra delay of a write acknowledgment, ns (delayed and out of order).
+    pub ack_delay_ns: u64,
+}
+
+/// Per-component clocks: every actor sees the virtual time through its own skew and
+/// drift (used for backoff, the scrub schedule and device-health windows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clocks {
+    /// Largest absolute skew, ns.
+    pub skew_ns: u64,
+    /// Largest absolute drift, parts per million.
+    pub drift_ppm: u32,
+}
+
+/// Injected faults. Persistent faults stay put across retries and are applied as an
+/// overlay over pristine storage; a replica of every committed write survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Faults {
+    /// Chance per I/O of a transient error, parts per million.
+    pub transient_ppm: u32,
+    /// Chance per write of a misdirected write (lands on another extent's location),
+    /// parts per million.
+    pub misdirect_ppm: u32,
+    /// Chance per operation started of a bit flip at rest on a committed location,
+    /// parts per million.
+    pub bitflip_ppm: u32,
+    /// Most persistent faults injected in one run.
+    pub persistent_budget: u32,
+}
+
+/// Everything one emulator run needs besides its seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimConfig {
+    /// The protocol under test.
+    pub protocol: Protocol,
+    /// Actors and operations.
+    pub workload: Workload,
+    /// Device latency.
+    pub latency: Latency,
+    /// Component clocks.
+    pub clocks: Clocks,
+    /// Injected faults.
+    pub faults: Faults,
+    /// Devices in the fabric.
+    pub devices: u16,
+    /// Retry and backoff policy of the verifier.
+    pub policy: IntegrityPolicy,
+    /// Trace lines kept for a failure report.
+    pub trace_lines: usize,
+    /// Weakens the fixed protocol's verifier in one place: it checks the media bytes
+    /// of one snapshot against the checksum of a *second* snapshot. The sweep must
+    /// catch it (proof that the emulator can fail).
+    pub weaken_verifier: bool,
+}
+
+impl Default for SimConfig {
+    /// A small archive under controlled chaos: 16 extents on 3 devices, writers,
+    /// readers, prefetchers, a compactor and a scrubber; bursts, skewed clocks,
+    /// delayed acknowledgments, transient errors and a few persistent faults.
+    fn default() -> Self {
+        SimConfig {
+            protocol: Protocol::Fixed,
+            workload: Workload {
+                ops: 600,
+                extents: 16,
+                writers: 2,
+                readers: 2,
+                prefetchers: 2,
+                compactors: 1,
+                scrubbers: 1,
+                value_bytes: (64, 256),
+                think_ns: 20_000,
+            },
+            latency: Latency {
+                floor_ns: 20_000,
+                jitter_ns: 10_000,
+                tail_ns: 5_000,
+                burst_ppm: 20_000,
+                burst_ios: 12,
+                burst_factor: 20,
+                ack_delay_ns: 200_000,
+            },
+            clocks: Clocks {
+                skew_ns: 50_000,
+                drift_ppm: 200,
+            },
+            faults: Faults {
+                transient_ppm: 5_000,
+                misdirect_ppm: 2_000,
+                bitflip_ppm: 2_000,
+                persistent_budget: 2,
+            },
+            devices: 3,
+            policy: IntegrityPolicy::default(),
+            trace_lines: 40,
+            weaken_verifier: false,
+        }
+    }
+}

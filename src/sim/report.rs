@@ -1,0 +1,138 @@
+//! What a run reports: counters, violations, latency, and a replayable trace.
+
+use super::config::Protocol;
+use crate::record::ExtentId;
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+
+/// The result of one emulator run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// The seed that replays this run.
+    pub seed: u64,
+    /// `"fixed"` or `"legacy"`.
+    pub protocol: &'static str,
+    /// Protocol steps taken (events handled).
+    pub steps: u64,
+    /// Virtual time at the end, ns.
+    pub virtual_ns: u64,
+    /// Demand reads of extents that had data.
+    pub reads: u64,
+    /// Demand reads that returned bytes.
+    pub reads_ok: u64,
+    /// Writes started.
+    pub writes: u64,
+    /// Writes committed.
+    pub writes_ok: u64,
+    /// Compactions committed.
+    pub compactions: u64,
+    /// FPRE004 raised where a persistent fault was injected.
+    pub fpre004_real: u64,
+    /// FPRE004 raised with no injected fault: a race called a fault.
+    pub fpre004_spurious: u64,
+    /// Reads that returned a generation not current at any instant inside them.
+    pub stale_served: u64,
+    /// Reads that returned bytes of another extent or damaged bytes.
+    pub corrupt_served: u64,
+    /// Extents quarantined.
+    pub quarantines: u64,
+    /// Quarantined extents remapped.
+    pub remaps: u64,
+    /// Failed demand reads by error code.
+    pub read_errors: std::collections::BTreeMap<&'static str, u64>,
+    /// Latency of every completed prefetch, virtual ns.
+    pub prefetch_latency_ns: Vec<u64>,
+    /// Every invariant violation, in order.
+    pub violations: Vec<String>,
+    /// The last steps before the end, formatted.
+    pub trace: Vec<String>,
+    /// A hash of the whole trace: equal for two runs of one seed.
+    pub trace_hash: u64,
+}
+
+impl Report {
+    pub(crate) fn new(seed: u64, protocol: Protocol) -> Self {
+        Report {
+            seed,
+            protocol: protocol.name(),
+            ..Report::default()
+        }
+    }
+
+    /// Whether the run violated nothing.
+    pub fn is_clean(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// `reads_ok / reads` (1 with no reads).
+    pub fn read_success_rate(&self) -> f64 {
+        if self.reads == 0 {
+            1.0
+        } else {
+            self.reads_ok as f64 / self.reads as f64
+        }
+    }
+}
+
+/// The trace: a ring of the last steps and a hash over all of them.
+#[derive(Debug)]
+pub(crate) struct Trace {
+    ring: VecDeque<(u64, usize, &'static str, ExtentId, &'static str)>,
+    capacity: usize,
+    hash: u64,
+}
+
+impl Trace {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Trace {
+            ring: VecDeque::with_capacity(capacity),
+            capacity,
+            hash: 0xcbf2_9ce4_8422_2325,
+        }
+    }
+
+    fn mix(&mut self, x: u64) {
+        // FNV-1a over the words of each step.
+        for b in x.to_le_bytes() {
+            self.hash ^= u64::from(b);
+            self.hash = self.hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    pub(crate) fn record(
+        &mut self,
+        now: u64,
+        slot: usize,
+        op: &'static str,
+        extent: ExtentId,
+        event: &'static str,
+    ) {
+        self.mix(now);
+        self.mix(slot as u64);
+        self.mix(op.len() as u64 ^ u64::from(op.as_bytes()[0]) << 8);
+        self.mix(extent.0);
+        self.mix(event.len() as u64);
+        if self.capacity == 0 {
+            return;
+        }
+        if self.ring.len() == self.capacity {
+            self.ring.pop_front();
+        }
+        self.ring.push_back((now, slot, op, extent, event));
+    }
+
+    pub(crate) fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    pub(crate) fn lines(&self) -> Vec<String> {
+        self.ring
+            .iter()
+            .map(|(t, slot, op, e, ev)| {
+                let mut line = String::new();
+                let _ = write!(line, "t={t:>12} ns  op#{slot:<3} {op:<15} {e:<11} {ev}");
+                line
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,815 @@
+//! The event loop: actors, operations, the fabric and the checker in virtual time.
+
+use super::config::{Protocol, SimConfig};
+use super::fabric::Fabric;
+use super::history::{History, ReadCheck, value};
+use super::legacy::{self, Legacy};
+use super::report::{Report, Trace};
+use crate::bytes::Bytes;
+use crate::cache::{Cache, Flight, FlightOutcome, Priority};
+use crate::error::Error;
+use crate::protocol::{
+    CompactOp, CompactOutcome, Core, IoRequest, IoResult, Machine, ReadOp, RepairOp, RepairOutcome,
+    Step, Verdict, VerifyOp, WriteOp,
+};
+use crate::record::{ExtentId, Location, State, checksum};
+use crate::space::{Allocator, Health, Reclaimer};
+use crate::sync::Arc;
+use crate::table::{ExtentTable, TableConfig};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+
+/// Steps one run may take before it is declared hung.
+const MAX_STEPS: u64 = 5_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ActorKind {
+    Writer,
+    Reader,
+    Prefetcher,
+    Compactor,
+    Scrubber,
+}
+
+/// An actor's view of time: skewed and drifting.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    skew_ns: i64,
+    drift_ppm: i64,
+}
+
+impl Clock {
+    fn local_ns(&self, now: u64) -> u64 {
+        let drifted = now as i128 + now as i128 * self.drift_ppm as i128 / 1_000_000;
+        (drifted + self.skew_ns as i128).max(0) as u64
+    }
+
+    /// Global time that passes while this clock measures `local_ns`.
+    fn global_duration(&self, local_ns: u64) -> u64 {
+        (local_ns as i128 * 1_000_000 / (1_000_000 + self.drift_ppm as i128)).max(1) as u64
+    }
+}
+
+#[derive(Debug)]
+struct Actor {
+    kind: ActorKind,
+    clock: Clock,
+    cursor: u64,
+}
+
+/// The output of any operation, for the session logic.
+#[derive(Debug)]
+enum Out {
+    Bytes(Bytes),
+    Written(u64),
+    Compacted(CompactOutcome),
+    Verified(Verdict),
+    Repaired(RepairOutcome),
+    Unit,
+}
+
+#[derive(Debug)]
+enum Op {
+    Read(ReadOp),
+    Write(WriteOp, Bytes),
+    Compact(CompactOp),
+    Verify(VerifyOp),
+    Repair(RepairOp),
+    Legacy(legacy::Op),
+}
+
+/// What an operation is fed.
+#[derive(Debug)]
+enum Input {
+    Start,
+    Io(IoResult),
+    Wait(FlightOutcome),
+    Backoff,
+}
+
+/// Where a multi-operation session (a demand read climbing the ladder, a scrub) is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    First,
+    Verifying,
+    Repairing,
+    Again,
+}
+
+#[derive(Debug)]
+struct Slot {
+    actor: usize,
+    extent: ExtentId,
+    started_ns: u64,
+    op: Op,
+    stage: Stage,
+}
+
+#[derive(Debug)]
+enum Event {
+    Actor(usize),
+    Io(usize, IoRequest),
+    Backoff(usize),
+}
+
+fn step_machine<M: Machine>(
+    m: &mut M,
+    core: &Core,
+    input: Input,
+    wrap: fn(M::Output) -> Out,
+) -> Step<Out> {
+    let step = match input {
+        Input::Start => m.start(core),
+        Input::Io(r) => m.on_io(core, r),
+        Input::Wait(o) => m.on_wait(core, o),
+        Input::Backoff => m.on_backoff(core),
+    };
+    match step {
+        Step::Io(r) => Step::Io(r),
+        Step::Wait(f) => Step::Wait(f),
+        Step::Backoff(us) => Step::Backoff(us),
+        Step::Done(r) => Step::Done(r.map(wrap)),
+    }
+}
+
+/// One emulator run.
+pub(crate) struct World {
+    cfg: SimConfig,
+    now: u64,
+    seq: u64,
+    queue: BTreeMap<(u64, u64), Event>,
+    core: Core,
+    legacy: Legacy,
+    fabric: Fabric,
+    history: History,
+    actors: Vec<Actor>,
+    slots: Vec<Option<Slot>>,
+    free_slots: Vec<usize>,
+    waiters: Vec<(usize, Arc<Flight>)>,
+    rng: ChaCha8Rng,
+    started: u32,
+    last_version: Vec<u64>,
+    pub(crate) report: Report,
+    trace: Trace,
+}
+
+impl World {
+    pub(crate) fn new(seed: u64, cfg: SimConfig) -> Self {
+        let w = cfg.workload;
+        let table = TableConfig::builder()
+            .max_extents(u64::from(w.extents.max(1)))
+            .segment_len(64)
+            .build()
+            .unwrap_or_default();
+        let core = Core {
+            table: ExtentTable::new(table),
+            cache: Cache::new(u64::from(w.extents) * 256, 4),
+            allocator: Allocator::new(cfg.devices, 1 << 40, 512),
+            reclaimer: Reclaimer::new(),
+            health: Health::new(
+                cfg.devices,
+                cfg.policy.device_error_threshold,
+                cfg.policy.device_error_window_secs * 1000,
+            ),
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let fabric_rng = ChaCha8Rng::seed_from_u64(seed ^ 0xFAB1_1C00_D15C_0000);
+        let fabric = Fabric::new(cfg.devices, cfg.latency, cfg.faults, fabric_rng);
+        let kinds = [
+            (ActorKind::Writer, w.writers),
+            (ActorKind::Reader, w.readers),
+            (ActorKind::Prefetcher, w.prefetchers),
+            (ActorKind::Compactor, w.compactors),
+            (ActorKind::Scrubber, w.scrubbers),
+        ];
+        let mut actors = Vec::new();
+        for (kind, n) in kinds {
+            for _ in 0..n {
+                let skew = cfg.clocks.skew_ns as i64;
+                let drift = i64::from(cfg.clocks.drift_ppm);
+                let clock = Clock {
+                    skew_ns: if skew > 0 {
+                        rng.random_range(-skew..=skew)
+                    } else {
+                        0
+                    },
+                    drift_ppm: if drift > 0 {
+                        rng.random_range(-drift..=drift)
+                    } else {
+                        0
+                    },
+                };
+                actors.push(Actor {
+                    kind,
+                    clock,
+                    cursor: 0,
+                });
+            }
+        }
+        World {
+            report: Report::new(seed, cfg.protocol),
+            trace: Trace::new(cfg.trace_lines),
+            last_version: vec![0; w.extents as usize],
+            legacy: Legacy::new(w.extents.max(1), cfg.devices),
+            history: History::new(w.extents.max(1)),
+            cfg,
+            now: 0,
+            seq: 0,
+            queue: BTreeMap::new(),
+            core,
+            fabric,
+            actors,
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            waiters: Vec::new(),
+            rng,
+            started: 0,
+        }
+    }
+
+    fn schedule(&mut self, at: u64, event: Event) {
+        self.seq += 1;
+        self.queue.insert((at, self.seq), event);
+    }
+
+    /// Runs the workload to completion and checks everything at the end.
+    pub(crate) fn run(mut self) -> Report {
+        self.populate();
+        for a in 0..self.actors.len() {
+            let delay = self.think(a);
+            self.schedule(self.now + delay, Event::Actor(a));
+        }
+        self.drain();
+        self.final_check();
+        self.report.virtual_ns = self.now;
+        self.report.trace = self.trace.lines();
+        self.report.trace_hash = self.trace.hash();
+        self.report
+    }
+
+    /// Writes every extent once before the actors start.
+    fn populate(&mut self) {
+        for e in 0..self.cfg.workload.extents {
+            self.start_write(usize::MAX, ExtentId(u64::from(e)));
+            self.drain();
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some(((at, _), event)) = self.queue.pop_first() {
+            self.now = self.now.max(at);
+            self.report.steps += 1;
+            if self.report.steps > MAX_STEPS {
+                self.violation("run did not terminate (step bound reached)".into());
+                return;
+            }
+            match event {
+                Event::Actor(a) => self.actor_turn(a),
+                Event::Io(slot, request) => {
+                    let result = self.perform(request);
+                    self.dispatch(slot, Input::Io(result));
+                }
+                Event::Backoff(slot) => self.dispatch(slot, Input::Backoff),
+            }
+            self.wake_waiters();
+        }
+    }
+
+    fn think(&mut self, actor: usize) -> u64 {
+        let mean = self.cfg.workload.think_ns.max(1);
+        let local = self.rng.random_range(0..2 * mean);
+        self.actors[actor].clock.global_duration(local)
+    }
+
+    fn random_extent(&mut self) -> ExtentId {
+        ExtentId(u64::from(
+            self.rng.random_range(0..self.cfg.workload.extents.max(1)),
+        ))
+    }
+
+    fn actor_turn(&mut self, a: usize) {
+        if self.started >= self.cfg.workload.ops {
+            return;
+        }
+        self.started += 1;
+        self.maybe_flip_bits();
+        let kind = self.actors[a].kind;
+        let legacy = self.cfg.protocol == Protocol::Legacy;
+        let extent = match kind {
+            ActorKind::Scrubber => {
+                let n = u64::from(self.cfg.workload.extents.max(1));
+                let c = self.actors[a].cursor;
+                self.actors[a].cursor = (c + 1) % n;
+                ExtentId(c)
+            }
+            _ => self.random_extent(),
+        };
+        if kind == ActorKind::Writer {
+            return self.start_write(a, extent);
+        }
+        let op = match (kind, legacy) {
+            (ActorKind::Reader, false) => Op::Read(ReadOp::new(extent, Priority::Demand)),
+            (ActorKind::Prefetcher, false) => Op::Read(ReadOp::new(extent, Priority::Prefetch)),
+            (ActorKind::Compactor, false) => Op::Compact(CompactOp::new(extent)),
+            (ActorKind::Scrubber, false) => Op::Verify(self.verify_op(extent)),
+            (ActorKind::Reader, true) => Op::Legacy(legacy::Op::read(extent, false)),
+            (ActorKind::Prefetcher, true) => Op::Legacy(legacy::Op::read(extent, true)),
+            (ActorKind::Compactor, true) => Op::Legacy(legacy::Op::compact(extent)),
+            (ActorKind::Scrubber, true) => Op::Legacy(legacy::Op::verify(extent, self.cfg.policy)),
+            (ActorKind::Writer, _) => return,
+        };
+        self.start(a, extent, op);
+    }
+
+    fn verify_op(&self, extent: ExtentId) -> VerifyOp {
+        let op = VerifyOp::new(extent, self.cfg.policy);
+        if self.cfg.weaken_verifier {
+            op.weakened()
+        } else {
+            op
+        }
+    }
+
+    fn start_write(&mut self, actor: usize, extent: ExtentId) {
+        let (lo, hi) = self.cfg.workload.value_bytes;
+        let len = self.rng.random_range(lo.max(32)..=hi.max(lo.max(32))) as usize;
+        let op = if self.cfg.protocol == Protocol::Legacy {
+            Op::Legacy(legacy::Op::write(extent, len))
+        } else {
+            // Single-threaded: no commit can slip in between here and BeginWrite.
+            let generation = self
+                .core
+                .table
+                .snapshot(extent)
+                .map_or(0, |s| s.generation())
+                + 1;
+            let bytes = value(extent, generation, len);
+            Op::Write(WriteOp::new(extent, bytes.clone()), bytes)
+        };
+        self.report.writes += 1;
+        self.start(actor, extent, op);
+    }
+
+    fn start(&mut self, actor: usize, extent: ExtentId, op: Op) {
+        let slot = Slot {
+            actor,
+            extent,
+            started_ns: self.now,
+            op,
+            stage: Stage::First,
+        };
+        let idx = match self.free_slots.pop() {
+            Some(i) => {
+                self.slots[i] = Some(slot);
+                i
+            }
+            None => {
+                self.slots.push(Some(slot));
+                self.slots.len() - 1
+            }
+        };
+        self.dispatch(idx, Input::Start);
+    }
+
+    fn dispatch(&mut self, idx: usize, input: Input) {
+        let Some(mut slot) = self.slots.get_mut(idx).and_then(Option::take) else {
+            return self.violation(format!("event for an empty slot {idx}"));
+        };
+        let extent = slot.extent;
+        self.trace.record(
+            self.now,
+            idx,
+            trace_code(&slot.op),
+            extent,
+            input_code(&input),
+        );
+        let core = &self.core;
+        let step = match &mut slot.op {
+            Op::Read(m) => step_machine(m, core, input, Out::Bytes),
+            Op::Write(m, _) => step_machine(m, core, input, |s| Out::Written(s.generation())),
+            Op::Compact(m) => step_machine(m, core, input, Out::Compacted),
+            Op::Verify(m) => step_machine(m, core, input, Out::Verified),
+            Op::Repair(m) => step_machine(m, core, input, Out::Repaired),
+            Op::Legacy(op) => {
+                let input = match input {
+                    Input::Start => legacy::Input::Start,
+                    Input::Io(r) => legacy::Input::Io(r),
+                    Input::Backoff => legacy::Input::Backoff,
+                    Input::Wait(_) => legacy::Input::Backoff,
+                };
+                match op.step(&mut self.legacy, input) {
+                    Step::Io(r) => Step::Io(r),
+                    Step::Wait(f) => Step::Wait(f),
+                    Step::Backoff(us) => Step::Backoff(us),
+                    Step::Done(r) => Step::Done(r.map(|o| match o {
+                        legacy::Out::Bytes(b) => Out::Bytes(b),
+                        legacy::Out::Generation(g) => Out::Written(g),
+                        legacy::Out::Unit => Out::Unit,
+                    })),
+                }
+            }
+        };
+        self.absorb_legacy_commits();
+        match step {
+            Step::Io(request) => {
+                let at = self.now + self.latency_of(&request);
+                self.schedule(at, Event::Io(idx, request));
+                self.slots[idx] = Some(slot);
+            }
+            Step::Wait(flight) => {
+                self.waiters.push((idx, flight));
+                self.slots[idx] = Some(slot);
+            }
+            Step::Backoff(us) => {
+                let clock = self.clock_of(slot.actor);
+                let at = self.now + clock.global_duration(us * 1000);
+                self.schedule(at, Event::Backoff(idx));
+                self.slots[idx] = Some(slot);
+            }
+            Step::Done(result) => self.finish(idx, slot, result),
+        }
+        if self.cfg.protocol == Protocol::Fixed {
+            self.check_record(Some(extent));
+        }
+    }
+
+    fn clock_of(&self, actor: usize) -> Clock {
+        self.actors.get(actor).map_or(
+            Clock {
+                skew_ns: 0,
+                drift_ppm: 0,
+            },
+            |a| a.clock,
+        )
+    }
+
+    fn latency_of(&mut self, request: &IoRequest) -> u64 {
+        match request {
+            IoRequest::Read(l) | IoRequest::Write(l, _) => self.fabric.service_ns(l.device),
+            IoRequest::Sync(d) => self.fabric.service_ns(*d) + self.fabric.ack_delay_ns(),
+            IoRequest::GoodCopy(..) => self.cfg.latency.floor_ns,
+        }
+    }
+
+    fn perform(&mut self, request: IoRequest) -> IoResult {
+        match request {
+            IoRequest::Read(location) => IoResult::Read(self.fabric.read(location)),
+            IoRequest::Write(location, bytes) => {
+                if self.fabric.roll_misdirect()
+                    && let Some(victim) = self.victim_location(location)
+                {
+                    self.fabric.misdirect(location, victim, bytes);
+                    return IoResult::Done(Ok(()));
+                }
+                if self.fabric.write(location, bytes) {
+                    IoResult::Done(Ok(()))
+                } else {
+                    IoResult::Done(Err(Error::Io {
+                        device: location.device,
+                        op: "write",
+                        kind: std::io::ErrorKind::Other,
+                        message: "injected transient error".into(),
+                    }))
+                }
+            }
+            IoRequest::Sync(_) => IoResult::Done(Ok(())),
+            IoRequest::GoodCopy(id, generation) => IoResult::Read(
+                self.fabric
+                    .replica(id, generation)
+                    .ok_or(Error::Quarantined { extent: id }),
+            ),
+        }
+    }
+
+    /// The committed location of some other extent, for a misdirected write.
+    fn victim_location(&mut self, not: Location) -> Option<Location> {
+        let id = self.random_extent();
+        let location = self.committed_location(id)?;
+        (location != not && location.length > 0).then_some(location)
+    }
+
+    fn committed_location(&self, id: ExtentId) -> Option<Location> {
+        match self.cfg.protocol {
+            Protocol::Fixed => {
+                let s = self.core.table.snapshot(id).ok()?;
+                s.is_readable().then_some(s.location())
+            }
+            Protocol::Legacy => {
+                let r = self.legacy.records.get(id.0 as usize)?;
+                (r.generation > 0 && !r.quarantined).then_some(r.location)
+            }
+        }
+    }
+
+    fn maybe_flip_bits(&mut self) {
+        if !self.fabric.roll_bitflip() {
+            return;
+        }
+        let id = self.random_extent();
+        if let Some(location) = self.committed_location(id) {
+            self.fabric.flip(location);
+        }
+    }
+
+    fn wake_waiters(&mut self) {
+        if self.waiters.is_empty() {
+            return;
+        }
+        let mut i = 0;
+        while i < self.waiters.len() {
+            if let Some(outcome) = self.waiters[i].1.outcome() {
+                let (slot, _) = self.waiters.remove(i);
+                self.dispatch(slot, Input::Wait(outcome));
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn absorb_legacy_commits(&mut self) {
+        for (id, generation, bytes) in std::mem::take(&mut self.legacy.commits) {
+            self.history.commit(id, generation, self.now);
+            self.fabric.add_replica(id, generation, bytes);
+        }
+    }
+
+    /// An operation finished: account for it, continue its session or free the slot.
+    fn finish(&mut self, idx: usize, mut slot: Slot, result: crate::Result<Out>) {
+        let legacy = self.cfg.protocol == Protocol::Legacy;
+        let kind = self.actors.get(slot.actor).map(|a| a.kind);
+        let next: Option<Op> = match (&slot.op, result) {
+            (Op::Write(_, bytes), Ok(Out::Written(generation))) => {
+                self.history.commit(slot.extent, generation, self.now);
+                self.fabric
+                    .add_replica(slot.extent, generation, bytes.clone());
+                self.report.writes_ok += 1;
+                None
+            }
+            (Op::Legacy(legacy::Op::Write(_)), Ok(Out::Written(_))) => {
+                // Legacy commits were absorbed into the history as they became visible.
+                self.report.writes_ok += 1;
+                None
+            }
+            (Op::Write(..) | Op::Legacy(legacy::Op::Write(_)), _) => None,
+            (Op::Read(_) | Op::Legacy(legacy::Op::Read(_)), result) => {
+                let prefetch = kind == Some(ActorKind::Prefetcher);
+                self.on_read_done(&slot, result, prefetch, legacy)
+            }
+            (Op::Compact(_), Ok(Out::Compacted(CompactOutcome::Committed(_)))) => {
+                self.report.compactions += 1;
+                None
+            }
+            (Op::Verify(v), result) => {
+                let faulted = v.faulted();
+                self.on_verify_done(&slot, result, faulted)
+            }
+            (Op::Legacy(legacy::Op::Verify(_)), result) => self.on_verify_done(&slot, result, None),
+            (Op::Repair(_), Err(err)) => {
+                if kind == Some(ActorKind::Reader) {
+                    *self.report.read_errors.entry(err.code()).or_default() += 1;
+                }
+                None
+            }
+            (Op::Repair(_), Ok(Out::Repaired(outcome))) => {
+                match outcome {
+                    RepairOutcome::Remapped(_) => {
+                        self.report.quarantines += 1;
+                        self.report.remaps += 1;
+                    }
+                    RepairOutcome::NoGoodCopy(_) => self.report.quarantines += 1,
+                    RepairOutcome::Raced => {}
+                }
+                // A demand read that climbed the ladder reads once more.
+                (slot.stage == Stage::Repairing && kind == Some(ActorKind::Reader))
+                    .then(|| Op::Read(ReadOp::new(slot.extent, Priority::Demand)))
+            }
+            _ => None,
+        };
+        if let Some(op) = next {
+            slot.stage = match slot.stage {
+                Stage::First => Stage::Verifying,
+                Stage::Verifying => Stage::Repairing,
+                _ => Stage::Again,
+            };
+            if matches!(op, Op::Read(_)) {
+                slot.stage = Stage::Again;
+            }
+            slot.op = op;
+            self.slots[idx] = Some(slot);
+            return self.dispatch(idx, Input::Start);
+        }
+        self.free_slots.push(idx);
+        if slot.actor != usize::MAX {
+            let delay = self.think(slot.actor);
+            self.schedule(self.now + delay, Event::Actor(slot.actor));
+        }
+    }
+
+    fn on_read_done(
+        &mut self,
+        slot: &Slot,
+        result: crate::Result<Out>,
+        prefetch: bool,
+        legacy: bool,
+    ) -> Option<Op> {
+        let first = slot.stage == Stage::First;
+        if !prefetch && first {
+            self.report.reads += 1;
+        }
+        match result {
+            Ok(Out::Bytes(bytes)) => {
+                match self
+                    .history
+                    .check_read(slot.extent, &bytes, slot.started_ns, self.now)
+                {
+                    ReadCheck::Fresh => {}
+                    ReadCheck::Stale { got } => {
+                        self.report.stale_served += 1;
+                        let current = self.history.current(slot.extent);
+                        self.violation(format!(
+                            "stale bytes served: {} generation {got} (current {current}) to a read started at {} ns",
+                            slot.extent, slot.started_ns
+                        ));
+                    }
+                    ReadCheck::Corrupt => {
+                        self.report.corrupt_served += 1;
+                        self.violation(format!("corrupt bytes served for {}", slot.extent));
+                    }
+                }
+                if prefetch {
+                    self.report
+                        .prefetch_latency_ns
+                        .push(self.now - slot.started_ns);
+                } else {
+                    self.report.reads_ok += 1;
+                }
+                None
+            }
+            Ok(_) => None,
+            Err(Error::NotReadable { .. }) => {
+                if !prefetch && first {
+                    self.report.reads -= 1; // nothing was ever written: not a read of data
+                }
+                None
+            }
+            Err(err) => {
+                let climbs = !legacy && !prefetch && first;
+                if !prefetch && !climbs {
+                    *self.report.read_errors.entry(err.code()).or_default() += 1;
+                }
+                let media = matches!(
+                    err,
+                    Error::ChecksumMismatch { .. } | Error::Io { .. } | Error::ShortRead { .. }
+                );
+                // The fixed protocol's store climbs the integrity ladder, then reads
+                // again; the legacy read just fails.
+                (media && !legacy && !prefetch && first)
+                    .then(|| Op::Verify(self.verify_op(slot.extent)))
+            }
+        }
+    }
+
+    fn on_verify_done(
+        &mut self,
+        slot: &Slot,
+        result: crate::Result<Out>,
+        faulted: Option<crate::record::Snapshot>,
+    ) -> Option<Op> {
+        let reader = self.actors.get(slot.actor).map(|a| a.kind) == Some(ActorKind::Reader);
+        if self.cfg.protocol == Protocol::Fixed {
+            self.device_health(slot, &result);
+        }
+        match result {
+            Err(Error::RetryLimitExceeded { location, .. }) => {
+                let streak = self.cfg.policy.retry_limit() + 1;
+                if self.fabric.is_faulty(location, streak) {
+                    self.report.fpre004_real += 1;
+                } else {
+                    self.report.fpre004_spurious += 1;
+                    self.violation(format!(
+                        "spurious FPRE004 on {} at {location}: no injected fault there",
+                        slot.extent
+                    ));
+                }
+                if self.cfg.protocol == Protocol::Legacy {
+                    self.report.quarantines += 1;
+                    return None;
+                }
+                faulted.map(|f| Op::Repair(RepairOp::new(f)))
+            }
+            // A demand read whose verification passed (transient, raced) reads again.
+            Ok(_) if reader && slot.stage == Stage::Verifying => {
+                Some(Op::Read(ReadOp::new(slot.extent, Priority::Demand)))
+            }
+            Err(err) if reader => {
+                *self.report.read_errors.entry(err.code()).or_default() += 1;
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// One device error per verification episode that saw a fault, timestamped by
+    /// the verifying actor's own (skewed, drifting) clock.
+    fn device_health(&mut self, slot: &Slot, result: &crate::Result<Out>) {
+        let location = match result {
+            Err(Error::RetryLimitExceeded { location, .. }) => Some(*location),
+            Ok(Out::Verified(Verdict::Ok { transient })) if *transient > 0 => {
+                self.committed_location(slot.extent)
+            }
+            _ => None,
+        };
+        if let Some(location) = location {
+            let now_ms = self.clock_of(slot.actor).local_ns(self.now) / 1_000_000;
+            if self.core.health.record_error(location.device, now_ms) {
+                self.core.allocator.set_degraded(location.device);
+            }
+        }
+    }
+
+    /// Invariants of one record after a step (fixed protocol).
+    fn check_record(&mut self, extent: Option<ExtentId>) {
+        let Some(id) = extent else { return };
+        let Ok(s) = self.core.table.snapshot(id) else {
+            return self.violation(format!("{id}: snapshot failed"));
+        };
+        let n = self.last_version.len();
+        let last = &mut self.last_version[id.0 as usize % n];
+        if s.version() < *last || s.version() % 2 != 0 {
+            let v = s.version();
+            let l = *last;
+            return self.violation(format!("{id}: version went from {l} to {v}"));
+        }
+        *last = s.version();
+        if s.state() == State::Compacting && s.write_pending() {
+            return self.violation(format!("{id}: Compacting with a write pending"));
+        }
+        if s.generation() != self.history.current(id) {
+            let h = self.history.current(id);
+            return self.violation(format!(
+                "{id}: record generation {} but history {h}",
+                s.generation()
+            ));
+        }
+        if s.state() != State::Vacant {
+            let intact = self.fabric.pristine(s.location()).is_some_and(|b| {
+                b.len() >= s.location().length as usize
+                    && checksum(id, s.generation(), &b[..s.location().length as usize])
+                        == s.checksum()
+            });
+            if !intact {
+                self.violation(format!(
+                    "{id}: data lost: {} does not hold generation {}",
+                    s.location(),
+                    s.generation()
+                ));
+            }
+        }
+    }
+
+    fn final_check(&mut self) {
+        if !self.waiters.is_empty() || self.slots.iter().any(Option::is_some) {
+            self.violation("operations still in flight at the end (hung)".into());
+        }
+        if self.cfg.protocol == Protocol::Fixed {
+            for e in 0..self.cfg.workload.extents {
+                self.check_record(Some(ExtentId(u64::from(e))));
+            }
+        }
+    }
+
+    fn violation(&mut self, what: String) {
+        self.report
+            .violations
+            .push(format!("t={} ns: {what}", self.now));
+    }
+}
+
+/// A short name of an input, for the trace.
+fn input_code(input: &Input) -> &'static str {
+    match input {
+        Input::Start => "start",
+        Input::Io(IoResult::Read(Ok(_))) => "read ok",
+        Input::Io(IoResult::Read(Err(_))) => "read failed",
+        Input::Io(IoResult::Done(Ok(()))) => "write/ack ok",
+        Input::Io(IoResult::Done(Err(_))) => "write failed",
+        Input::Wait(_) => "load finished",
+        Input::Backoff => "backoff over",
+    }
+}
+
+/// A short name of an operation, for the trace.
+fn trace_code(op: &Op) -> &'static str {
+    match op {
+        Op::Read(_) => "read",
+        Op::Write(..) => "write",
+        Op::Compact(_) => "compact",
+        Op::Verify(_) => "verify",
+        Op::Repair(_) => "repair",
+        Op::Legacy(legacy::Op::Read(_)) => "legacy-read",
+        Op::Legacy(legacy::Op::Write(_)) => "legacy-write",
+        Op::Legacy(legacy::Op::Compact(_)) => "legacy-compact",
+        Op::Legacy(legacy::Op::Verify(_)) => "legacy-verify",
+    }
+}
