@@ -16,6 +16,8 @@ pub struct Report {
     pub steps: u64,
     /// Virtual time at the end, ns.
     pub virtual_ns: u64,
+    /// Operations started by the actors (the workload's `ops`).
+    pub ops: u64,
     /// Demand reads of extents that had data.
     pub reads: u64,
     /// Demand reads that returned bytes.
@@ -40,7 +42,8 @@ pub struct Report {
     pub remaps: u64,
     /// Failed demand reads by error code.
     pub read_errors: std::collections::BTreeMap<&'static str, u64>,
-    /// Latency of every completed prefetch, virtual ns.
+    /// Latency of every prefetch that went to the media (a prefetch that found its
+    /// extent cached costs nothing and is not counted), virtual ns.
     pub prefetch_latency_ns: Vec<u64>,
     /// Every invariant violation, in order.
     pub violations: Vec<String>,

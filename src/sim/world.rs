@@ -293,6 +293,7 @@ impl World {
             return;
         }
         self.started += 1;
+        self.report.ops += 1;
         self.maybe_flip_bits();
         let kind = self.actors[a].kind;
         let legacy = self.cfg.protocol == Protocol::Legacy;

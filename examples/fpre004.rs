@@ -1,0 +1,397 @@
+//! Reproduces the original FPRE004 on the legacy protocol and shows the fix holding
+//! on the same seeds, in the deterministic storage-fabric emulator.
+//!
+//! ```sh
+//! cargo run --release --example fpre004                          # side-by-side report
+//! cargo run --release --example fpre004 -- --seed 42 --protocol legacy   # replay one seed
+//! cargo run --release --example fpre004 -- --help                # every knob
+//! ```
+
+use clap::{Parser, ValueEnum};
+use extentmeta::sim::{self, Protocol, Report, SimConfig};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Which {
+    Both,
+    Fixed,
+    Legacy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Expect {
+    /// Exit non-zero if any run violated an invariant.
+    Clean,
+    /// Exit non-zero unless every run raised a spurious FPRE004.
+    Fpre004,
+}
+
+/// The FPRE004 reproducer: legacy vs fixed protocol on the same seeds.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// How many seeds to run (seeds FIRST_SEED .. FIRST_SEED + SEEDS).
+    #[arg(long, default_value_t = 1000)]
+    seeds: u64,
+    /// The first seed of the range.
+    #[arg(long, default_value_t = 0)]
+    first_seed: u64,
+    /// Replay one seed and print its trace (overrides --seeds).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Which protocol(s) to run.
+    #[arg(long, value_enum, default_value_t = Which::Both)]
+    protocol: Which,
+    /// Operations per run.
+    #[arg(long)]
+    ops: Option<u32>,
+    /// Extents per run.
+    #[arg(long)]
+    extents: Option<u32>,
+    /// Transient I/O error chance, parts per million per I/O.
+    #[arg(long)]
+    transient_ppm: Option<u32>,
+    /// Bit flip at rest chance, parts per million per operation.
+    #[arg(long)]
+    bitflip_ppm: Option<u32>,
+    /// Misdirected write chance, parts per million per write.
+    #[arg(long)]
+    misdirect_ppm: Option<u32>,
+    /// Most persistent faults per run (a replica always survives).
+    #[arg(long)]
+    fault_budget: Option<u32>,
+    /// Burst (queueing) start chance, parts per million per I/O.
+    #[arg(long)]
+    burst_ppm: Option<u32>,
+    /// Largest write-acknowledgment delay, µs.
+    #[arg(long)]
+    ack_delay_us: Option<u64>,
+    /// Largest clock skew between components, µs.
+    #[arg(long)]
+    skew_us: Option<u64>,
+    /// Largest clock drift, ppm.
+    #[arg(long)]
+    drift_ppm: Option<u32>,
+    /// Weaken the fixed verifier in one place (checksum from a second snapshot): the
+    /// sweep must catch it.
+    #[arg(long)]
+    weaken_verifier: bool,
+    /// Fail (exit 1) unless the runs meet this expectation.
+    #[arg(long, value_enum)]
+    expect: Option<Expect>,
+    /// Trace lines printed for a replayed or failing seed.
+    #[arg(long, default_value_t = 40)]
+    trace_lines: usize,
+    /// Worker threads (default: available cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+fn config(args: &Args, protocol: Protocol) -> SimConfig {
+    let mut c = SimConfig {
+        protocol,
+        weaken_verifier: args.weaken_verifier,
+        trace_lines: args.trace_lines,
+        ..SimConfig::default()
+    };
+    let w = &mut c.workload;
+    w.ops = args.ops.unwrap_or(w.ops);
+    w.extents = args.extents.unwrap_or(w.extents).max(1);
+    let f = &mut c.faults;
+    f.transient_ppm = args.transient_ppm.unwrap_or(f.transient_ppm);
+    f.bitflip_ppm = args.bitflip_ppm.unwrap_or(f.bitflip_ppm);
+    f.misdirect_ppm = args.misdirect_ppm.unwrap_or(f.misdirect_ppm);
+    f.persistent_budget = args.fault_budget.unwrap_or(f.persistent_budget);
+    let l = &mut c.latency;
+    l.burst_ppm = args.burst_ppm.unwrap_or(l.burst_ppm);
+    l.ack_delay_ns = args.ack_delay_us.map_or(l.ack_delay_ns, |us| us * 1000);
+    c.clocks.skew_ns = args.skew_us.map_or(c.clocks.skew_ns, |us| us * 1000);
+    c.clocks.drift_ppm = args.drift_ppm.unwrap_or(c.clocks.drift_ppm);
+    c
+}
+
+/// Totals over many runs of one protocol.
+#[derive(Default)]
+struct Totals {
+    seeds: u64,
+    steps: u64,
+    ops: u64,
+    reads: u64,
+    reads_ok: u64,
+    fpre004_real: u64,
+    fpre004_spurious: u64,
+    stale: u64,
+    corrupt: u64,
+    quarantines: u64,
+    remaps: u64,
+    dirty: Vec<u64>,
+    spurious_seeds: u64,
+    first_spurious: Option<u64>,
+    prefetch_ns: Vec<u64>,
+    secs: f64,
+}
+
+impl Totals {
+    fn add(&mut self, r: &Report) {
+        self.seeds += 1;
+        self.steps += r.steps;
+        self.ops += r.ops;
+        self.reads += r.reads;
+        self.reads_ok += r.reads_ok;
+        self.fpre004_real += r.fpre004_real;
+        self.fpre004_spurious += r.fpre004_spurious;
+        self.stale += r.stale_served;
+        self.corrupt += r.corrupt_served;
+        self.quarantines += r.quarantines;
+        self.remaps += r.remaps;
+        if !r.is_clean() {
+            self.dirty.push(r.seed);
+        }
+        if r.fpre004_spurious > 0 {
+            self.spurious_seeds += 1;
+            self.first_spurious = Some(self.first_spurious.map_or(r.seed, |s| s.min(r.seed)));
+        }
+        self.prefetch_ns.extend_from_slice(&r.prefetch_latency_ns);
+    }
+
+    fn percentile_us(&mut self, q: f64) -> String {
+        if self.prefetch_ns.is_empty() {
+            return "-".into();
+        }
+        self.prefetch_ns.sort_unstable();
+        let i = ((self.prefetch_ns.len() as f64 * q) as usize).min(self.prefetch_ns.len() - 1);
+        format!("{:.1} µs", self.prefetch_ns[i] as f64 / 1000.0)
+    }
+}
+
+fn sweep(args: &Args, protocol: Protocol, seeds: &[u64], bar: &ProgressBar) -> Totals {
+    let cfg = config(args, protocol);
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let start = Instant::now();
+    let chunks: Vec<&[u64]> = seeds.chunks(seeds.len().div_ceil(threads).max(1)).collect();
+    let reports: Vec<Vec<Report>> = std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .iter()
+            .map(|chunk| {
+                s.spawn(|| {
+                    chunk
+                        .iter()
+                        .map(|&seed| {
+                            let mut r = sim::run(seed, &cfg);
+                            r.trace.clear(); // keep memory flat over long sweeps
+                            bar.inc(1);
+                            r
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("sweep thread"))
+            .collect()
+    });
+    let mut totals = Totals::default();
+    for r in reports.iter().flatten() {
+        totals.add(r);
+    }
+    totals.secs = start.elapsed().as_secs_f64();
+    totals
+}
+
+fn replay(args: &Args, seed: u64) -> ExitCode {
+    let protocols = match args.protocol {
+        Which::Both => vec![Protocol::Legacy, Protocol::Fixed],
+        Which::Fixed => vec![Protocol::Fixed],
+        Which::Legacy => vec![Protocol::Legacy],
+    };
+    let mut ok = true;
+    for protocol in protocols {
+        let r = sim::run(seed, &config(args, protocol));
+        println!(
+            "== seed {seed}, {} protocol: {} steps, {:.3} ms simulated",
+            r.protocol,
+            r.steps,
+            r.virtual_ns as f64 / 1e6
+        );
+        println!(
+            "   reads {} ok {} | FPRE004 spurious {} real {} | stale {} corrupt {} | quarantines {} remaps {} | trace hash {:016x}",
+            r.reads,
+            r.reads_ok,
+            r.fpre004_spurious,
+            r.fpre004_real,
+            r.stale_served,
+            r.corrupt_served,
+            r.quarantines,
+            r.remaps,
+            r.trace_hash
+        );
+        for v in &r.violations {
+            println!("   VIOLATION {v}");
+        }
+        println!("   last {} steps:", r.trace.len());
+        for line in &r.trace {
+            println!("     {line}");
+        }
+        ok &= meets(args.expect, &r);
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn meets(expect: Option<Expect>, r: &Report) -> bool {
+    match expect {
+        None => true,
+        Some(Expect::Clean) => r.is_clean(),
+        Some(Expect::Fpre004) => r.fpre004_spurious > 0,
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(seed) = args.seed {
+        return replay(&args, seed);
+    }
+    let seeds: Vec<u64> = (args.first_seed..args.first_seed + args.seeds).collect();
+    let protocols: Vec<Protocol> = match args.protocol {
+        Which::Both => vec![Protocol::Legacy, Protocol::Fixed],
+        Which::Fixed => vec![Protocol::Fixed],
+        Which::Legacy => vec![Protocol::Legacy],
+    };
+    let bar = ProgressBar::new(seeds.len() as u64 * protocols.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{bar:40}] {pos}/{len} seeds ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let mut results = Vec::new();
+    for &p in &protocols {
+        bar.set_prefix(p.name());
+        results.push((p, sweep(&args, p, &seeds, &bar)));
+    }
+    bar.finish_and_clear();
+    print_table(&args, &mut results);
+
+    let mut ok = true;
+    for (p, t) in &results {
+        ok &= match args.expect {
+            None => true,
+            Some(Expect::Clean) => t.dirty.is_empty(),
+            Some(Expect::Fpre004) => t.spurious_seeds == t.seeds,
+        };
+        if let Some(&seed) = t.dirty.first() {
+            println!(
+                "first {} seed with a violation: {seed}; replay: cargo run --release --example fpre004 -- --seed {seed} --protocol {}{}",
+                p.name(),
+                p.name(),
+                if args.weaken_verifier {
+                    " --weaken-verifier"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn print_table(args: &Args, results: &mut [(Protocol, Totals)]) {
+    let cfg = config(args, Protocol::Fixed);
+    println!(
+        "FPRE004 reproducer: {} seeds from {}, {} ops over {} extents on {} devices each{}",
+        args.seeds,
+        args.first_seed,
+        cfg.workload.ops,
+        cfg.workload.extents,
+        cfg.devices,
+        if args.weaken_verifier {
+            " (fixed verifier WEAKENED)"
+        } else {
+            ""
+        }
+    );
+    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+    let mut row = |name: &str, f: &mut dyn FnMut(&mut Totals) -> String| {
+        let cells = results.iter_mut().map(|(_, t)| f(t)).collect();
+        rows.push((name.to_string(), cells));
+    };
+    row("operations", &mut |t| t.ops.to_string());
+    row("reads", &mut |t| t.reads.to_string());
+    row("read success rate", &mut |t| {
+        format!("{:.4} %", 100.0 * t.reads_ok as f64 / t.reads.max(1) as f64)
+    });
+    row("FPRE004 raised", &mut |t| {
+        (t.fpre004_real + t.fpre004_spurious).to_string()
+    });
+    row("  spurious (a race)", &mut |t| {
+        t.fpre004_spurious.to_string()
+    });
+    row("  real (injected fault)", &mut |t| {
+        t.fpre004_real.to_string()
+    });
+    row("seeds with spurious FPRE004", &mut |t| {
+        format!(
+            "{} ({:.1} %)",
+            t.spurious_seeds,
+            100.0 * t.spurious_seeds as f64 / t.seeds.max(1) as f64
+        )
+    });
+    row("stale bytes served", &mut |t| t.stale.to_string());
+    row("corrupt bytes served", &mut |t| t.corrupt.to_string());
+    row("quarantines", &mut |t| t.quarantines.to_string());
+    row("remaps", &mut |t| t.remaps.to_string());
+    row("prefetch latency p50 (media)", &mut |t| {
+        t.percentile_us(0.5)
+    });
+    row("prefetch latency p99 (media)", &mut |t| {
+        t.percentile_us(0.99)
+    });
+    row("prefetch latency p999 (media)", &mut |t| {
+        t.percentile_us(0.999)
+    });
+    row("seeds with violations", &mut |t| t.dirty.len().to_string());
+    row("simulated steps", &mut |t| t.steps.to_string());
+    row("steps per second", &mut |t| {
+        format!("{:.2} M", t.steps as f64 / t.secs.max(1e-9) / 1e6)
+    });
+    print!("{:<30}", "");
+    for (p, _) in results.iter() {
+        print!("{:>22}", p.name());
+    }
+    println!();
+    for (name, cells) in rows {
+        print!("{name:<30}");
+        for c in cells {
+            print!("{c:>22}");
+        }
+        println!();
+    }
+    for (p, t) in results.iter() {
+        if let Some(seed) = t.first_spurious {
+            println!(
+                "{}: first seed with a spurious FPRE004: {seed} (replay: cargo run --release --example fpre004 -- --seed {seed} --protocol {}{})",
+                p.name(),
+                p.name(),
+                if args.weaken_verifier {
+                    " --weaken-verifier"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+}
