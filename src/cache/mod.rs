@@ -100,6 +100,8 @@ pub struct FillToken {
     generation: u64,
     priority: Priority,
     flight: Arc<Flight>,
+    /// Set by `complete`, which finishes the flight itself.
+    completed: bool,
 }
 
 impl FillToken {
@@ -115,7 +117,9 @@ impl FillToken {
 
 impl Drop for FillToken {
     fn drop(&mut self) {
-        self.flight.finish(FlightOutcome::Superseded);
+        if !self.completed {
+            self.flight.finish(FlightOutcome::Superseded);
+        }
     }
 }
 
@@ -145,13 +149,21 @@ impl Cache {
     }
 
     /// Looks up `(id, generation)`, taken from the caller's snapshot.
+    #[inline]
     pub fn lookup(&self, id: ExtentId, generation: u64, priority: Priority) -> Lookup {
         let mut guard = self.shard(id).lock();
-        let shard: &mut Shard = &mut guard;
-        if let Some(bytes) = shard.touch(id, generation) {
-            shard.stats.hits += 1;
+        if let Some(bytes) = guard.touch(id, generation) {
+            guard.stats.hits += 1;
             return Lookup::Hit(bytes);
         }
+        Self::miss(&mut guard, id, generation, priority)
+    }
+
+    /// The miss path of [`lookup`](Self::lookup), kept out of line so the hit path
+    /// stays small.
+    #[cold]
+    #[inline(never)]
+    fn miss(shard: &mut Shard, id: ExtentId, generation: u64, priority: Priority) -> Lookup {
         shard.stats.misses += 1;
         match shard.map.get_mut(&id) {
             Some(Slot::Ready(entry)) if entry.generation > generation => return Lookup::Newer,
@@ -190,6 +202,7 @@ impl Cache {
             generation,
             priority,
             flight,
+            completed: false,
         })
     }
 
@@ -199,7 +212,7 @@ impl Cache {
     /// Returns the outcome every waiter also receives.
     pub fn complete(
         &self,
-        token: FillToken,
+        mut token: FillToken,
         result: Result<Bytes>,
         still_current: impl FnOnce() -> bool,
     ) -> FlightOutcome {
@@ -237,6 +250,7 @@ impl Cache {
         }
         drop(shard);
         token.flight.finish(outcome.clone());
+        token.completed = true;
         outcome
     }
 

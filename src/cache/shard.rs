@@ -81,6 +81,7 @@ fn weight(bytes: &Bytes) -> u64 {
 
 impl Shard {
     /// A hit: marks the entry read and returns its bytes.
+    #[inline]
     pub(crate) fn touch(&mut self, id: ExtentId, generation: u64) -> Option<Bytes> {
         let Some(Slot::Ready(entry)) = self.map.get_mut(&id) else {
             return None;
@@ -106,9 +107,9 @@ impl Shard {
         priority: Priority,
         capacity: u64,
     ) {
-        self.remove(id);
         let w = weight(&bytes);
         if w > capacity {
+            self.remove(id);
             return;
         }
         let prefetched = priority == Priority::Prefetch;
@@ -119,7 +120,10 @@ impl Shard {
             prefetched,
             in_main: false,
         };
-        self.map.insert(id, Slot::Ready(entry));
+        // One hash probe: replace whatever the map held (usually our load's slot).
+        if let Some(Slot::Ready(old)) = self.map.insert(id, Slot::Ready(entry)) {
+            self.used -= weight(&old.bytes);
+        }
         self.probation.push_back((id, generation));
         self.used += w;
         self.stats.inserted += 1;
