@@ -4,12 +4,15 @@
 //! tiny in-model medium. Values encode `(extent, generation)` so that a stale,
 //! torn or misplaced value can never pass for a fresh one. Run by `ci/loom.sh`.
 
-use super::{Core, IoRequest, IoResult, ReadOp, Step, WriteOp};
+use super::{
+    CompactOp, Core, IoRequest, IoResult, Machine, ReadOp, RepairOp, Step, VerifyOp, WriteOp,
+};
 use crate::bytes::Bytes;
 use crate::cache::{Cache, Priority};
 use crate::error::Result;
+use crate::policy::IntegrityPolicy;
 use crate::record::{ExtentId, Location, Snapshot};
-use crate::space::{Allocator, Reclaimer};
+use crate::space::{Allocator, Health, Reclaimer};
 use crate::sync::{Arc, AtomicUsize, Mutex, Ordering::SeqCst, thread};
 use crate::table::{ExtentTable, TableConfig};
 use loom::sync::atomic::AtomicBool;
@@ -49,6 +52,7 @@ fn world(cache_bytes: u64, device_blocks: u64) -> Arc<World> {
             cache: Cache::new(cache_bytes, 1),
             allocator: Allocator::new(1, device_blocks * 4096, 4096),
             reclaimer: Reclaimer::new(),
+            health: Health::new(1, 10, 600_000),
         },
         medium: Mutex::new(HashMap::new()),
         media_reads: AtomicUsize::new(0),
@@ -73,32 +77,39 @@ impl World {
                 IoResult::Done(Ok(()))
             }
             IoRequest::Sync(_) => IoResult::Done(Ok(())),
+            // Every committed generation has a replica: the value is its identity.
+            IoRequest::GoodCopy(id, generation) => IoResult::Read(Ok(value(id, generation))),
+        }
+    }
+
+    /// Runs any machine to completion (backoff is immediate: loom has no time).
+    fn drive<M: Machine>(&self, mut op: M, reading: Option<ExtentId>) -> Result<M::Output> {
+        let mut step = op.start(&self.core);
+        loop {
+            step = match step {
+                Step::Io(r) => op.on_io(&self.core, self.perform(r, reading)),
+                Step::Wait(flight) => op.on_wait(&self.core, flight.wait()),
+                Step::Backoff(_) => op.on_backoff(&self.core),
+                Step::Done(result) => return result,
+            };
         }
     }
 
     fn read(&self, id: ExtentId) -> Result<Bytes> {
-        let mut op = ReadOp::new(id, Priority::Demand);
-        let mut step = op.start(&self.core);
-        loop {
-            step = match step {
-                Step::Io(r) => op.on_io(&self.core, self.perform(r, Some(id))),
-                Step::Wait(flight) => op.on_wait(&self.core, flight.wait()),
-                Step::Done(result) => return result,
-            };
-        }
+        self.drive(ReadOp::new(id, Priority::Demand), Some(id))
     }
 
     fn write(&self, id: ExtentId, generation: u64) -> Result<Snapshot> {
-        let mut op = WriteOp::new(id, value(id, generation));
-        let mut step = op.start(&self.core);
-        loop {
-            step = match step {
-                Step::Io(r) => op.on_io(&self.core, self.perform(r, None)),
-                Step::Wait(_) => unreachable!("writes never wait"),
-                Step::Done(result) => return result,
-            };
-        }
+        self.drive(WriteOp::new(id, value(id, generation)), None)
     }
+}
+
+fn policy() -> IntegrityPolicy {
+    IntegrityPolicy::builder()
+        .retry_limit(1)
+        .backoff_base_us(0)
+        .build()
+        .expect("valid")
 }
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
@@ -204,5 +215,105 @@ fn reclamation_races_read_of_the_old_location() {
         let (id, generation) = decode(&reader.join().expect("reader").expect("read"));
         assert_eq!(id, A);
         assert!(generation == 1 || generation == 2);
+    });
+}
+
+/// Invariant 7 (the original FPRE004): verification racing a compaction commit never
+/// reports a fault, and never reads a location reclaimed under it.
+#[test]
+fn fpre004_means_a_real_fault_verify_racing_compaction_commit() {
+    model(|| {
+        // Two blocks: B's write can only succeed by reusing A's pre-compaction
+        // block, which must not happen while the verifier may read it.
+        let w = world(0, 3);
+        w.write(A, 1).expect("setup write");
+        let verifier = {
+            let w = w.clone();
+            thread::spawn(move || w.drive(VerifyOp::new(A, policy()), Some(A)))
+        };
+        let compacted = w.drive(CompactOp::new(A), None).expect("compaction runs");
+        w.core.collect();
+        let _ = w.write(B, 1);
+        let verdict = verifier.join().expect("verifier");
+        assert!(
+            verdict.is_ok(),
+            "a race reported as a fault: {verdict:?} (compaction {compacted:?})"
+        );
+    });
+}
+
+/// Invariant 4: a prefetch racing a compaction commit fills the same generation.
+#[test]
+fn generation_tagged_cache_prefetch_racing_compaction_commit() {
+    model(|| {
+        let w = world(1 << 16, 8);
+        w.write(A, 1).expect("setup write");
+        let prefetcher = {
+            let w = w.clone();
+            thread::spawn(move || w.drive(ReadOp::new(A, Priority::Prefetch), Some(A)))
+        };
+        w.drive(CompactOp::new(A), None).expect("compaction runs");
+        if let Ok(bytes) = prefetcher.join().expect("prefetcher") {
+            assert_eq!(decode(&bytes), (A, 1));
+        }
+        if let Some((g, bytes)) = w.core.cache.peek(A) {
+            assert_eq!((g, decode(&bytes)), (1, (A, 1)));
+        }
+        assert_eq!(decode(&w.read(A).expect("read")), (A, 1));
+    });
+}
+
+/// Invariant 6: a write acknowledged while a compaction commits wins; nothing lost.
+#[test]
+fn compaction_loses_nothing_write_ack_racing_compaction_commit() {
+    model(|| {
+        let w = world(0, 8);
+        w.write(A, 1).expect("setup write");
+        let writer = {
+            let w = w.clone();
+            thread::spawn(move || w.write(A, 2))
+        };
+        let _ = w.drive(CompactOp::new(A), None);
+        let written = writer.join().expect("writer").expect("the write commits");
+        assert_eq!(written.generation(), 2);
+        let now = w.core.table.snapshot(A).expect("snapshot");
+        assert_eq!(now.generation(), 2, "the write won");
+        let stored = w
+            .medium
+            .lock()
+            .get(&now.location())
+            .cloned()
+            .expect("bytes at the location");
+        assert_eq!(
+            decode(&stored),
+            (A, 2),
+            "the committed location holds the write"
+        );
+        assert_eq!(decode(&w.read(A).expect("read")), (A, 2));
+    });
+}
+
+/// Invariant 8: a read racing a quarantine (and remap) is served the good bytes.
+#[test]
+fn last_good_copy_kept_quarantine_racing_read() {
+    model(|| {
+        let w = world(0, 8);
+        let faulted: Snapshot = w.write(A, 1).expect("setup write");
+        let reader = {
+            let w = w.clone();
+            thread::spawn(move || w.read(A))
+        };
+        let _ = w.drive(RepairOp::new(faulted), None);
+        let got = reader
+            .join()
+            .expect("reader")
+            .expect("served from the good copy");
+        assert_eq!(decode(&got), (A, 1));
+        let now = w.core.table.snapshot(A).expect("snapshot");
+        assert_eq!(
+            (now.generation(), now.checksum()),
+            (1, faulted.checksum()),
+            "nothing dropped"
+        );
     });
 }

@@ -87,9 +87,12 @@ impl ReadOp {
                 });
                 Step::Io(IoRequest::Read(location))
             }
-            Ok(_) => {
+            // Superseded before it loaded, or quarantined meanwhile (whose fallbacks
+            // `start` knows): start over on a fresh snapshot. Found by loom
+            // (`last_good_copy_kept_quarantine_racing_read`).
+            Ok(_) | Err(Error::Quarantined { .. }) => {
                 core.reclaimer.unpin(pin);
-                drop(token); // superseded before it loaded
+                drop(token);
                 self.start(core)
             }
             Err(err) => {
