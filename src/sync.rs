@@ -132,25 +132,24 @@ impl Condvar {
 /// A cell written at most once and then read without a lock.
 ///
 /// Normal builds use `std::sync::OnceLock`, whose `get` is a single acquire load.
-/// Under loom (which has no `OnceLock`) it is a loom mutex around a leaked
-/// `&'static T`: loom then sees the publication of the value as a synchronising
-/// operation, which is what `OnceLock` guarantees. The leak is bounded by the few
-/// segments a loom model allocates.
+/// Loom has no `OnceLock`, so under loom the value sits in a std `OnceLock` and its
+/// publication is modelled by a loom `AtomicBool`: set with `Release` after the
+/// value is initialised, read with `Acquire` by `get` — the same contract as
+/// `OnceLock`'s own acquire load, and no stronger (a mutex would add
+/// synchronisation the real cell does not give, hiding ordering bugs).
 #[derive(Debug)]
 pub(crate) struct OnceSlot<T: 'static> {
-    #[cfg(not(loom))]
     inner: std::sync::OnceLock<T>,
     #[cfg(loom)]
-    inner: loom::sync::Mutex<Option<&'static T>>,
+    ready: loom::sync::atomic::AtomicBool,
 }
 
 impl<T: 'static> Default for OnceSlot<T> {
     fn default() -> Self {
         Self {
-            #[cfg(not(loom))]
             inner: std::sync::OnceLock::new(),
             #[cfg(loom)]
-            inner: loom::sync::Mutex::new(None),
+            ready: loom::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -159,21 +158,21 @@ impl<T: 'static> OnceSlot<T> {
     /// The value if it has been set.
     #[inline]
     pub(crate) fn get(&self) -> Option<&T> {
-        #[cfg(not(loom))]
-        return self.inner.get();
         #[cfg(loom)]
-        return *self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.ready.load(Ordering::Acquire) {
+            // Acquire: pairs with the Release store in `get_or_init`.
+            return None;
+        }
+        self.inner.get()
     }
 
     /// The value, initialising it with `init` if no thread has yet.
     pub(crate) fn get_or_init(&self, init: impl FnOnce() -> T) -> &T {
-        #[cfg(not(loom))]
-        return self.inner.get_or_init(init);
+        let value = self.inner.get_or_init(init);
+        // Release: publishes the initialised value to `get`'s Acquire load.
         #[cfg(loom)]
-        {
-            let mut slot = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            *slot.get_or_insert_with(|| Box::leak(Box::new(init())))
-        }
+        self.ready.store(true, Ordering::Release);
+        value
     }
 }
 

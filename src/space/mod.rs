@@ -118,11 +118,8 @@ impl Allocator {
         }
     }
 
-    /// Whether `location` has been marked bad.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "remap marks bad locations (integrity issue)")
-    )]
+    /// Whether `location` has been marked bad (tests).
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn is_bad(&self, location: Location) -> bool {
         self.devices
             .get(location.device as usize)
