@@ -8,6 +8,11 @@
 //! 1. CAS header `h → h+1` (odd), `Acquire` (site `LockCas`): pairs with the previous
 //!    publish's `Release` store, so the writer's relaxed field loads below see the
 //!    fields of version `h` and its stores come after them in modification order.
+//!    A caller that took `h` from a snapshot is already synchronised by that
+//!    snapshot's acquire load; this `Acquire` serves callers whose expected version
+//!    came from elsewhere (a literal 0 for a new extent, a version counted ahead or
+//!    passed over a relaxed channel). The loom model
+//!    `no_stale_commit_when_expected_version_is_known_in_advance` fails without it.
 //! 2. `fence(Release)` (site `WriterFence`): orders the odd header before the field
 //!    stores. A reader that loads any of the new field values and then runs its
 //!    acquire fence synchronises with this fence, so its header re-check sees the odd
