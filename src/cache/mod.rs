@@ -303,3 +303,110 @@ impl Cache {
         total
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Loads `(id, generation)` at `priority` into the cache.
+    fn fill(cache: &Cache, id: u64, generation: u64, priority: Priority) {
+        let bytes = Bytes::from(vec![id as u8; 1000 - shard::ENTRY_OVERHEAD as usize]);
+        match cache.lookup(ExtentId(id), generation, priority) {
+            Lookup::Load(token) => {
+                let outcome = cache.complete(token, Ok(bytes), || true);
+                assert!(matches!(outcome, FlightOutcome::Ready(_)));
+            }
+            other => panic!("expected a load, got {other:?}"),
+        }
+    }
+
+    fn hit(cache: &Cache, id: u64, generation: u64) -> bool {
+        matches!(
+            cache.lookup(ExtentId(id), generation, Priority::Demand),
+            Lookup::Hit(_)
+        )
+    }
+
+    #[test]
+    fn generation_tagged_cache_serves_only_the_looked_up_generation() {
+        let cache = Cache::new(1 << 20, 1);
+        fill(&cache, 1, 5, Priority::Demand);
+        assert!(hit(&cache, 1, 5));
+        assert!(matches!(
+            cache.lookup(ExtentId(1), 4, Priority::Demand),
+            Lookup::Newer
+        ));
+        // A lookup of a newer generation never gets the old bytes: it loads.
+        assert!(matches!(
+            cache.lookup(ExtentId(1), 6, Priority::Demand),
+            Lookup::Load(_)
+        ));
+    }
+
+    #[test]
+    fn prefetched_entries_never_read_are_evicted_first() {
+        // 10 entries of 1000 bytes fit.
+        let cache = Cache::new(10_000, 1);
+        for id in 0..5 {
+            fill(&cache, id, 1, Priority::Demand);
+            assert!(hit(&cache, id, 1));
+        }
+        for id in 100..140 {
+            fill(&cache, id, 1, Priority::Prefetch);
+        }
+        for id in 0..5 {
+            assert!(
+                hit(&cache, id, 1),
+                "hot entry {id} displaced by a prefetch flood"
+            );
+        }
+        let stats = cache.stats();
+        assert!(stats.prefetch_wasted >= 30, "{stats:?}");
+        assert!(cache.used_bytes() <= 10_000);
+    }
+
+    #[test]
+    fn a_sequential_scan_keeps_its_readahead_window() {
+        // Room for 40 entries; the scan prefetches 8 ahead of its reads.
+        let cache = Cache::new(40_000, 1);
+        for id in 0..8 {
+            fill(&cache, id, 1, Priority::Prefetch);
+        }
+        for id in 0..500 {
+            fill(&cache, id + 8, 1, Priority::Prefetch);
+            assert!(
+                hit(&cache, id, 1),
+                "the scan lost its own prefetched entry {id}"
+            );
+        }
+        let stats = cache.stats();
+        assert_eq!(
+            (stats.prefetch_wasted, stats.prefetch_used),
+            (0, 500),
+            "{stats:?}"
+        );
+    }
+
+    #[test]
+    fn invalidation_rejects_a_load_in_flight_and_its_waiters() {
+        let cache = Cache::new(1 << 20, 1);
+        let Lookup::Load(token) = cache.lookup(ExtentId(3), 1, Priority::Demand) else {
+            panic!("empty cache loads");
+        };
+        let Lookup::Wait(flight) = cache.lookup(ExtentId(3), 1, Priority::Demand) else {
+            panic!("second reader waits");
+        };
+        cache.invalidate(ExtentId(3), 2); // generation 2 committed meanwhile
+        let outcome = cache.complete(token, Ok(Bytes::from(vec![1u8; 8])), || true);
+        assert_eq!(outcome, FlightOutcome::Superseded);
+        assert_eq!(
+            flight.outcome(),
+            Some(FlightOutcome::Superseded),
+            "waiter told superseded"
+        );
+        assert!(
+            cache.peek(ExtentId(3)).is_none(),
+            "the stale fill was not kept"
+        );
+    }
+}
