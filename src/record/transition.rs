@@ -94,6 +94,7 @@ pub enum Change {
 /// The kind of a [`Change`], without its fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[allow(missing_docs)]
+#[repr(u8)]
 pub enum ChangeKind {
     BeginWrite,
     CommitWrite,
@@ -159,12 +160,33 @@ pub const TRANSITIONS: [Rule; 20] = [
     rule(K::Delete, Q, false, V, false),
 ];
 
-/// The rule for `change` from `(state, pending)`, if the table allows it.
+/// The rule for `change` from `(state, pending)`, if the table allows it: one
+/// index into [`RULE_INDEX`], built from [`TRANSITIONS`] at compile time.
+#[inline]
 pub(crate) fn lookup(change: ChangeKind, state: State, pending: bool) -> Option<&'static Rule> {
-    TRANSITIONS
-        .iter()
-        .find(|r| r.change == change && r.from == state && r.pending_before == pending)
+    let i = RULE_INDEX[change as usize][state as usize][usize::from(pending)];
+    (i != NO_RULE).then(|| &TRANSITIONS[i as usize])
 }
+
+const NO_RULE: u8 = u8::MAX;
+const CHANGE_KINDS: usize = 9;
+
+/// `(change, state, pending) → index into TRANSITIONS`, or `NO_RULE`.
+static RULE_INDEX: [[[u8; 2]; 4]; CHANGE_KINDS] = {
+    let mut index = [[[NO_RULE; 2]; 4]; CHANGE_KINDS];
+    let mut i = 0;
+    while i < TRANSITIONS.len() {
+        let r = &TRANSITIONS[i];
+        let cell = &mut index[r.change as usize][r.from as usize][r.pending_before as usize];
+        assert!(*cell == NO_RULE, "duplicate rule in TRANSITIONS");
+        *cell = i as u8;
+        i += 1;
+    }
+    index
+};
+
+const _: () = assert!(TRANSITIONS.len() < NO_RULE as usize);
+const _: () = assert!(ChangeKind::Delete as usize == CHANGE_KINDS - 1);
 
 impl Change {
     /// The kind of this change.

@@ -233,7 +233,7 @@ impl ExtentTable {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn locate(&self, id: ExtentId) -> Result<(usize, usize)> {
         if id.0 >= self.capacity {
             return Err(Error::ExtentOutOfRange {
@@ -246,7 +246,7 @@ impl ExtentTable {
         Ok((segment, index))
     }
 
-    #[inline]
+    #[inline(always)]
     fn slot(&self, id: ExtentId) -> Result<Option<&Slot>> {
         let (segment, index) = self.locate(id)?;
         Ok(self.directory[segment].get().map(|s| &s.slots[index]))
