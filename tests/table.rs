@@ -202,3 +202,33 @@ fn no_torn_snapshot_under_threads() {
         });
     });
 }
+
+#[test]
+fn monotonic_version_rejected_transitions_on_unallocated_ids_allocate_nothing() {
+    let table = small_table();
+    let before = table.memory_bytes();
+    let id = ExtentId(40_000);
+    assert_eq!(
+        table
+            .transition(id, 2, Change::BeginWrite)
+            .unwrap_err()
+            .code(),
+        "FPRE001"
+    );
+    assert_eq!(
+        table
+            .transition(id, 0, Change::Quarantine)
+            .unwrap_err()
+            .code(),
+        "FPRE002"
+    );
+    assert_eq!(
+        table.memory_bytes(),
+        before,
+        "no segment grown for a refusal"
+    );
+    table
+        .transition(id, 0, Change::BeginWrite)
+        .expect("a legal first transition grows");
+    assert!(table.memory_bytes() > before);
+}
