@@ -16,7 +16,7 @@ mod slot;
 pub use config::{MAX_DIRECTORY_LEN, MAX_EXTENTS_LIMIT, TableConfig, TableConfigBuilder};
 
 use crate::error::{Error, Result};
-use crate::record::{Change, ExtentId, MAX_VERSION, Packed, Snapshot, lookup};
+use crate::record::{Change, ExtentId, MAX_VERSION, Packed, Snapshot, State, lookup};
 use crate::sync::{OnceSlot, spin_hint, thread};
 use slot::Slot;
 
@@ -148,12 +148,31 @@ impl ExtentTable {
     ///   `change` from the record's state; nothing changes.
     /// * [`Error::GenerationExhausted`], [`Error::VersionExhausted`] at the bounds.
     /// * [`Error::ExtentOutOfRange`] beyond the capacity.
+    /// * [`Error::Contended`] if the conflict's evidence could not be read because
+    ///   another transition stayed mid-publish for the whole bounded wait.
+    ///
+    /// A refused transition on an id whose segment does not exist yet allocates
+    /// nothing.
     pub fn transition(
         &self,
         id: ExtentId,
         expected_version: u64,
         change: Change,
     ) -> Result<Snapshot> {
+        if self.slot(id)?.is_none() {
+            // Vacant at version 0: refuse what would be refused, without growing.
+            if expected_version != 0 {
+                return Err(conflict_error(id, expected_version, Snapshot::vacant(id)));
+            }
+            if lookup(change.kind(), State::Vacant, false).is_none() {
+                return Err(Error::IllegalTransition {
+                    extent: id,
+                    from: State::Vacant,
+                    write_pending: false,
+                    change: change.kind(),
+                });
+            }
+        }
         let slot = self.slot_or_grow(id)?;
         let header = slot.header_hint();
         if expected_version % 2 != 0 || Packed::version_of(header) != expected_version {
