@@ -392,8 +392,9 @@ proptest! {
     /// Any sequence of snapshots and transitions (current, stale, ahead, odd and
     /// random versions; every change kind; ids in several segments and out of range)
     /// gives the same snapshots and the same errors as the reference model. Versions
-    /// only grow, by exactly 2 per commit. Reads never allocate, and every id that
-    /// a transition touched is in an allocated segment.
+    /// only grow, by exactly 2 per commit. Reads and refused transitions never
+    /// allocate, and every id a committed transition touched is in an allocated
+    /// segment.
     #[test]
     fn monotonic_version_matches_reference_model(ops in proptest::collection::vec(op(), 1..160)) {
         let table = model_table();
@@ -408,7 +409,10 @@ proptest! {
                 Op::Snapshot(_) => {
                     prop_assert_eq!(table.memory_bytes(), memory_before, "a read allocated");
                 }
-                Op::Transition(..) | Op::Legal(..) if id.0 < CAPACITY => touched.push(id),
+                Op::Transition(..) | Op::Legal(..) if real.is_ok() => touched.push(id),
+                Op::Transition(..) | Op::Legal(..) if before.as_ref().is_ok_and(|b| b.version == 0) => {
+                    prop_assert_eq!(table.memory_bytes(), memory_before, "a refusal allocated");
+                }
                 _ => {}
             }
             if let (Ok(before), Ok(after)) = (&before, &real) {

@@ -14,7 +14,7 @@
 use super::{Core, IoRequest, IoResult, Machine, Step};
 use crate::bytes::Bytes;
 use crate::error::{Error, Result};
-use crate::record::{Change, ExtentId, Location, Snapshot, checksum};
+use crate::record::{Change, ExtentId, Location, Snapshot, State, checksum};
 
 /// How a repair ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +48,8 @@ pub(crate) struct RepairOp {
 }
 
 impl RepairOp {
-    /// A repair of `faulted`, the snapshot whose location failed persistently.
+    /// A repair of `faulted`, the snapshot whose location failed persistently, or a
+    /// retried remap of a record already quarantined.
     pub(crate) fn new(faulted: Snapshot) -> Self {
         RepairOp {
             id: faulted.extent(),
@@ -57,6 +58,12 @@ impl RepairOp {
             target: None,
             phase: Phase::FetchingCopy,
         }
+    }
+
+    /// Whether this repair only retried the remap of an already quarantined record.
+    #[cfg(feature = "sim")]
+    pub(crate) fn was_quarantined(&self) -> bool {
+        self.faulted.state() == State::Quarantined
     }
 
     fn matches(&self, bytes: &[u8]) -> bool {
@@ -125,6 +132,13 @@ impl Machine for RepairOp {
     type Output = RepairOutcome;
 
     fn start(&mut self, core: &Core) -> Step<RepairOutcome> {
+        if self.faulted.state() == State::Quarantined {
+            // Already quarantined (an earlier repair found no good copy, or could not
+            // write it): try the remap again.
+            self.quarantined = Some(self.faulted);
+            self.phase = Phase::FetchingCopy;
+            return Step::Io(IoRequest::GoodCopy(self.id, self.faulted.generation()));
+        }
         match core
             .table
             .transition(self.id, self.faulted.version(), Change::Quarantine)

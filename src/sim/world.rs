@@ -572,13 +572,14 @@ impl World {
                 }
                 None
             }
-            (Op::Repair(_), Ok(Out::Repaired(outcome))) => {
+            (Op::Repair(m), Ok(Out::Repaired(outcome))) => {
+                let newly = !m.was_quarantined();
                 match outcome {
                     RepairOutcome::Remapped(_) => {
-                        self.report.quarantines += 1;
+                        self.report.quarantines += u64::from(newly);
                         self.report.remaps += 1;
                     }
-                    RepairOutcome::NoGoodCopy(_) => self.report.quarantines += 1,
+                    RepairOutcome::NoGoodCopy(_) => self.report.quarantines += u64::from(newly),
                     RepairOutcome::Raced => {}
                 }
                 // A demand read that climbed the ladder reads once more.
@@ -639,9 +640,12 @@ impl World {
                     }
                 }
                 if prefetch {
-                    self.report
-                        .prefetch_latency_ns
-                        .push(self.now - slot.started_ns);
+                    // A prefetch that found its extent cached went nowhere near the
+                    // media: count only those that loaded (or waited on a load).
+                    let latency = self.now - slot.started_ns;
+                    if latency > 0 {
+                        self.report.prefetch_latency_ns.push(latency);
+                    }
                 } else {
                     self.report.reads_ok += 1;
                 }
@@ -698,6 +702,13 @@ impl World {
                     return None;
                 }
                 faulted.map(|f| Op::Repair(RepairOp::new(f)))
+            }
+            // Quarantined earlier without a remap: the scrubber retries the remap.
+            Ok(Out::Verified(Verdict::Quarantined))
+                if !reader && self.cfg.protocol == Protocol::Fixed =>
+            {
+                let s = self.core.table.snapshot(slot.extent).ok()?;
+                (s.state() == State::Quarantined).then(|| Op::Repair(RepairOp::new(s)))
             }
             // A demand read whose verification passed (transient, raced) reads again.
             Ok(_) if reader && slot.stage == Stage::Verifying => {

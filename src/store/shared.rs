@@ -205,19 +205,28 @@ impl Shared {
                     self.repair(faulted);
                 }
             }
+            // Quarantined earlier without a remap: try the remap again.
+            Ok(Verdict::Quarantined) => {
+                if let Ok(s) = core.table.snapshot(id)
+                    && s.state() == crate::record::State::Quarantined
+                {
+                    self.repair(s);
+                }
+            }
             _ => {}
         }
         result
     }
 
     fn repair(&self, faulted: crate::record::Snapshot) {
+        let newly = faulted.state() != crate::record::State::Quarantined;
         match self.drive_all(RepairOp::new(faulted)) {
             Ok(RepairOutcome::Remapped(_)) => {
-                self.counters.quarantines.bump();
+                self.counters.quarantines.add(u64::from(newly));
                 self.counters.remaps.bump();
             }
             Ok(RepairOutcome::NoGoodCopy(_)) => {
-                self.counters.quarantines.bump();
+                self.counters.quarantines.add(u64::from(newly));
                 self.counters.remap_failed.bump();
             }
             Ok(RepairOutcome::Raced) | Err(_) => {}
