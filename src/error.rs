@@ -24,6 +24,7 @@
 //! | FPRE016 | [`Error::TooLarge`] | no | the bytes exceed the largest extent a location can describe |
 //! | FPRE017 | [`Error::Shutdown`] | no | the component was shut down |
 //! | FPRE018 | [`Error::VersionExhausted`] | no | the record's version reached its maximum |
+//! | FPRE019 | [`Error::Internal`] | no | a protocol machine was driven out of order: a bug in a driver, never an environment error |
 //!
 //! `is_retryable` tells the retry policy what it may retry. FPRE004 is never
 //! retryable: it is the verdict *after* the retry limit.
@@ -205,6 +206,14 @@ pub enum Error {
     #[error("FPRE017 shut down")]
     Shutdown,
 
+    /// A protocol machine was fed an event it did not ask for (a driver bug). The
+    /// operation ended without changing anything it had not already committed.
+    #[error("FPRE019 internal error: {what}")]
+    Internal {
+        /// What went wrong.
+        what: &'static str,
+    },
+
     /// The record's version reached its maximum (2^56 - 1); it takes no more
     /// transitions.
     #[error("FPRE018 version exhausted on {extent}")]
@@ -236,6 +245,7 @@ impl Error {
             Error::TooLarge { .. } => "FPRE016",
             Error::Shutdown => "FPRE017",
             Error::VersionExhausted { .. } => "FPRE018",
+            Error::Internal { .. } => "FPRE019",
         }
     }
 

@@ -188,3 +188,13 @@ fn unusable_directory_and_unknown_device_are_typed_errors() {
         }
     );
 }
+
+#[test]
+fn mem_backend_rejects_locations_beyond_memory_with_a_typed_error() {
+    let mem = extentmeta::MemBackend::new(1);
+    let far = Location::new(0, u64::MAX - 2, 16);
+    let mut buf = [0u8; 16];
+    assert_eq!(mem.read_at(far, &mut buf).unwrap_err().code(), "FPRE009");
+    assert_eq!(mem.write_at(far, &buf).unwrap_err().code(), "FPRE009");
+    assert_eq!(mem.corrupt(far, |_| {}).unwrap_err().code(), "FPRE009");
+}

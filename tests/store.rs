@@ -203,6 +203,79 @@ fn generation_tagged_cache_rejects_a_fill_superseded_while_it_loaded() {
 }
 
 #[test]
+fn pending_is_never_cached_nor_served_while_the_acknowledgment_is_late() {
+    struct LateAck {
+        mem: MemBackend,
+        armed: Mutex<bool>,
+        entered: Barrier,
+        release: Barrier,
+    }
+    impl Backend for LateAck {
+        fn device_count(&self) -> u16 {
+            self.mem.device_count()
+        }
+        fn read_at(&self, l: Location, b: &mut [u8]) -> Result<()> {
+            self.mem.read_at(l, b)
+        }
+        fn write_at(&self, l: Location, b: &[u8]) -> Result<()> {
+            self.mem.write_at(l, b)
+        }
+        fn sync(&self, device: u16) -> Result<()> {
+            if std::mem::take(&mut *self.armed.lock().unwrap()) {
+                self.entered.wait();
+                self.release.wait();
+            }
+            self.mem.sync(device)
+        }
+    }
+    struct Handle(Arc<LateAck>);
+    impl Backend for Handle {
+        fn device_count(&self) -> u16 {
+            self.0.device_count()
+        }
+        fn read_at(&self, l: Location, b: &mut [u8]) -> Result<()> {
+            self.0.read_at(l, b)
+        }
+        fn write_at(&self, l: Location, b: &[u8]) -> Result<()> {
+            self.0.write_at(l, b)
+        }
+        fn sync(&self, d: u16) -> Result<()> {
+            self.0.sync(d)
+        }
+    }
+    let late = Arc::new(LateAck {
+        mem: MemBackend::new(1),
+        armed: Mutex::new(false),
+        entered: Barrier::new(2),
+        release: Barrier::new(2),
+    });
+    let store = Store::new(
+        Handle(late.clone()),
+        config().prefetch_workers(0).build().unwrap(),
+    )
+    .unwrap();
+    let id = ExtentId(6);
+    store.write(id, &value(id, 1, 200)).unwrap();
+    *late.armed.lock().unwrap() = true;
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| store.write(id, &value(id, 2, 200)));
+        late.entered.wait(); // generation 2 is written, its acknowledgment late
+        assert!(store.snapshot(id).unwrap().write_pending());
+        for _ in 0..3 {
+            assert_eq!(
+                decode(&store.read(id).unwrap()),
+                (id, 1),
+                "pending bytes served"
+            );
+        }
+        store.prefetch(&[id]);
+        late.release.wait();
+        assert_eq!(writer.join().unwrap().unwrap().generation(), 2);
+    });
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 2));
+}
+
+#[test]
 fn pending_is_never_cached_a_failed_write_leaves_old_bytes() {
     struct FailingSync(MemBackend, AtomicU64);
     impl Backend for FailingSync {
@@ -403,4 +476,33 @@ fn prefetch_never_blocks_when_off_or_full() {
         0,
         "vacant ids are not hinted"
     );
+
+    // A full queue: the only worker is blocked in the backend, the queue holds one
+    // hint, and further hints are dropped at once.
+    let gate = Arc::new(GateBackend {
+        inner: MemBackend::new(1),
+        gated: Mutex::new(None),
+        entered: Barrier::new(2),
+        release: Barrier::new(2),
+    });
+    let cfg = config()
+        .prefetch_workers(1)
+        .prefetch_queue(1)
+        .build()
+        .unwrap();
+    let store = Store::new(Shared(gate.clone()), cfg).unwrap();
+    let ids: Vec<ExtentId> = (1..=4).map(ExtentId).collect();
+    for &id in &ids {
+        store.write(id, &value(id, 1, 100)).unwrap();
+    }
+    *gate.gated.lock().unwrap() = Some(store.snapshot(ids[0]).unwrap().location());
+    assert_eq!(store.prefetch(&ids[..1]), 1);
+    gate.entered.wait(); // the worker holds the first hint, blocked
+    assert_eq!(
+        store.prefetch(&ids[1..]),
+        1,
+        "one queued, two dropped, no blocking"
+    );
+    assert_eq!(store.stats().prefetch_dropped, 2);
+    gate.release.wait();
 }

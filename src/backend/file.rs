@@ -47,6 +47,11 @@ impl FileBackend {
                     .map_err(|e| Error::io(d, "open", &e))
             })
             .collect::<Result<Box<[File]>>>()?;
+        // Make the files' directory entries durable too: an acknowledged write must
+        // not vanish with a file that a crash forgot.
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(0, "sync", &e))?;
         Ok(FileBackend { dir, files })
     }
 

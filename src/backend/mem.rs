@@ -29,12 +29,12 @@ impl MemBackend {
     ///
     /// [`Error::Io`] for an unknown device.
     pub fn corrupt(&self, location: Location, f: impl FnOnce(&mut [u8])) -> Result<()> {
+        let (start, end) = span(location, location.length as usize)?;
         let mut dev = self.device(location.device)?.write();
-        let end = location.end() as usize;
         if dev.len() < end {
             dev.resize(end, 0);
         }
-        f(&mut dev[location.offset as usize..end]);
+        f(&mut dev[start..end]);
         Ok(())
     }
 
@@ -54,13 +54,13 @@ impl Backend for MemBackend {
     }
 
     fn read_at(&self, location: Location, buf: &mut [u8]) -> Result<()> {
+        let (start, end) = span(location, buf.len())?;
         let dev = self.device(location.device)?.read();
-        let start = (location.offset as usize).min(dev.len());
-        let end = (location.end() as usize).min(dev.len());
-        if end - start < buf.len() {
+        let available = dev.len().min(end).saturating_sub(start);
+        if available < buf.len() {
             return Err(Error::ShortRead {
                 location,
-                actual: (end - start) as u64,
+                actual: available as u64,
             });
         }
         buf.copy_from_slice(&dev[start..end]);
@@ -68,16 +68,33 @@ impl Backend for MemBackend {
     }
 
     fn write_at(&self, location: Location, bytes: &[u8]) -> Result<()> {
+        let (start, end) = span(location, bytes.len())?;
         let mut dev = self.device(location.device)?.write();
-        let end = location.offset as usize + bytes.len();
         if dev.len() < end {
             dev.resize(end, 0);
         }
-        dev[location.offset as usize..end].copy_from_slice(bytes);
+        dev[start..end].copy_from_slice(bytes);
         Ok(())
     }
 
     fn sync(&self, device: u16) -> Result<()> {
         self.device(device).map(|_| ())
+    }
+}
+
+/// The byte range `[offset, offset + len)` of `location` as memory indices, or a
+/// typed error if it does not fit in this process's address space (a location near
+/// `u64::MAX` is a caller's bug, not a reason to panic).
+fn span(location: Location, len: usize) -> Result<(usize, usize)> {
+    let start = usize::try_from(location.offset).ok();
+    let end = start.and_then(|s| s.checked_add(len));
+    match (start, end) {
+        (Some(start), Some(end)) if end <= isize::MAX as usize => Ok((start, end)),
+        _ => Err(Error::Io {
+            device: location.device,
+            op: "open",
+            kind: std::io::ErrorKind::InvalidInput,
+            message: format!("{location} is beyond what memory can hold"),
+        }),
     }
 }

@@ -254,6 +254,19 @@ impl Cache {
         outcome
     }
 
+    /// Gives up a load without bytes: its slot is removed if it is still this load's,
+    /// and its waiters are told "superseded" (they retry on a fresh snapshot).
+    pub fn abandon(&self, mut token: FillToken) {
+        let mut shard = self.shard(token.id).lock();
+        if matches!(shard.map.get(&token.id), Some(Slot::Loading { flight, .. }) if Arc::ptr_eq(flight, &token.flight))
+        {
+            shard.remove(token.id);
+        }
+        drop(shard);
+        token.flight.finish(FlightOutcome::Superseded);
+        token.completed = true;
+    }
+
     /// Drops every entry and load of `id` older than `current_generation`. Called by
     /// a write's commit; loads it removes are rejected when they complete.
     pub fn invalidate(&self, id: ExtentId, current_generation: u64) {

@@ -16,8 +16,9 @@
 
 use super::{Core, IoRequest, IoResult, Machine, Step};
 use crate::error::{Error, Result};
-use crate::record::{Change, ExtentId, Location, Snapshot, checksum};
+use crate::record::{Change, ExtentId, Location, Snapshot, State, checksum};
 use crate::space::Pin;
+use crate::space::Placement;
 
 /// How a compaction ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +49,8 @@ pub(crate) struct CompactOp {
     target: Option<Location>,
     pin: Option<Pin>,
     phase: Phase,
+    /// A device the copy must not go to.
+    exclude: Option<u16>,
 }
 
 impl CompactOp {
@@ -58,6 +61,15 @@ impl CompactOp {
             target: None,
             pin: None,
             phase: Phase::Idle,
+            exclude: None,
+        }
+    }
+
+    /// A compaction that must not place the copy on `device` (draining it).
+    pub(crate) fn draining(id: ExtentId, device: u16) -> Self {
+        CompactOp {
+            exclude: Some(device),
+            ..CompactOp::new(id)
         }
     }
 
@@ -97,7 +109,12 @@ impl CompactOp {
 
     fn commit(&mut self, core: &Core) -> Step<CompactOutcome> {
         let (Some(begin), Some(target)) = (self.begin, self.target) else {
-            return self.abort(core, Some(Error::Shutdown));
+            return self.abort(
+                core,
+                Some(Error::Internal {
+                    what: "compact: event out of order",
+                }),
+            );
         };
         match core.table.transition(
             self.id,
@@ -131,14 +148,26 @@ impl Machine for CompactOp {
                 self.phase = Phase::Finished;
                 self.unpin(core);
                 return match err {
+                    // Another transition got there first, or the record is busy (a
+                    // compaction or a write in progress): a race, not a fault.
                     Error::VersionConflict { .. } => Step::Done(Ok(CompactOutcome::Aborted)),
+                    Error::IllegalTransition {
+                        from,
+                        write_pending,
+                        ..
+                    } if write_pending || from == State::Compacting => {
+                        Step::Done(Ok(CompactOutcome::Aborted))
+                    }
                     err => Step::Done(Err(err)),
                 };
             }
         };
         self.begin = Some(begin);
-        let avoid = Some(begin.location().device);
-        match core.allocator.allocate(begin.location().length, avoid) {
+        let placement = match self.exclude {
+            Some(device) => Placement::Exclude(device),
+            None => Placement::Prefer(begin.location().device),
+        };
+        match core.allocate(begin.location().length, placement) {
             Ok(target) => self.target = Some(target),
             Err(err) => return self.abort(core, Some(err)),
         }
@@ -148,7 +177,12 @@ impl Machine for CompactOp {
 
     fn on_io(&mut self, core: &Core, result: IoResult) -> Step<CompactOutcome> {
         let (Some(begin), Some(target)) = (self.begin, self.target) else {
-            return self.abort(core, Some(Error::Shutdown));
+            return self.abort(
+                core,
+                Some(Error::Internal {
+                    what: "compact: event out of order",
+                }),
+            );
         };
         let expected = begin.checksum();
         let id = self.id;
@@ -183,6 +217,8 @@ impl Machine for CompactOp {
                 if check(&bytes) {
                     self.commit(core)
                 } else {
+                    // The copy reads back wrong: that location is bad, never reused.
+                    core.allocator.mark_bad(target);
                     let actual = checksum(self.id, begin.generation(), &bytes);
                     let err = Error::ChecksumMismatch {
                         extent: self.id,
@@ -195,7 +231,12 @@ impl Machine for CompactOp {
                 }
             }
             (_, IoResult::Read(Err(err)) | IoResult::Done(Err(err))) => self.abort(core, Some(err)),
-            _ => self.abort(core, Some(Error::Shutdown)),
+            _ => self.abort(
+                core,
+                Some(Error::Internal {
+                    what: "compact: event out of order",
+                }),
+            ),
         }
     }
 

@@ -223,9 +223,10 @@ fn reclamation_races_read_of_the_old_location() {
 #[test]
 fn fpre004_means_a_real_fault_verify_racing_compaction_commit() {
     model(|| {
-        // Two blocks: B's write can only succeed by reusing A's pre-compaction
-        // block, which must not happen while the verifier may read it.
-        let w = world(0, 3);
+        // Two blocks: A's copy takes the second, so B's write can only succeed by
+        // reusing A's pre-compaction block, which must not happen while the verifier
+        // may still read it.
+        let w = world(0, 2);
         w.write(A, 1).expect("setup write");
         let verifier = {
             let w = w.clone();
@@ -253,9 +254,11 @@ fn generation_tagged_cache_prefetch_racing_compaction_commit() {
             thread::spawn(move || w.drive(ReadOp::new(A, Priority::Prefetch), Some(A)))
         };
         w.drive(CompactOp::new(A), None).expect("compaction runs");
-        if let Ok(bytes) = prefetcher.join().expect("prefetcher") {
-            assert_eq!(decode(&bytes), (A, 1));
-        }
+        let bytes = prefetcher
+            .join()
+            .expect("prefetcher")
+            .expect("a prefetch racing a compaction succeeds");
+        assert_eq!(decode(&bytes), (A, 1));
         if let Some((g, bytes)) = w.core.cache.peek(A) {
             assert_eq!((g, decode(&bytes)), (1, (A, 1)));
         }

@@ -30,8 +30,8 @@ pub(crate) use write::WriteOp;
 use crate::bytes::Bytes;
 use crate::cache::{Cache, Flight, FlightOutcome};
 use crate::error::{Error, Result};
-use crate::record::{ExtentId, Location};
-use crate::space::{Allocator, Health, Reclaimer};
+use crate::record::{ExtentId, Location, Snapshot, checksum};
+use crate::space::{Allocator, Health, Placement, Reclaimer};
 use crate::sync::Arc;
 use crate::table::ExtentTable;
 
@@ -58,6 +58,23 @@ impl Core {
     /// Frees whatever retired locations have become safe.
     pub(crate) fn collect(&self) {
         self.reclaimer.collect(|l| self.allocator.free(l));
+    }
+
+    /// A fresh location, collecting retired space once if the devices are full.
+    pub(crate) fn allocate(&self, length: u32, placement: Placement) -> Result<Location> {
+        self.allocator.allocate(length, placement).or_else(|_| {
+            self.collect();
+            self.allocator.allocate(length, placement)
+        })
+    }
+
+    /// The cached bytes of `snapshot`'s extent if they are of its generation and
+    /// still match its checksum (a copy good enough to serve or remap from).
+    pub(crate) fn verified_cached_copy(&self, snapshot: &Snapshot) -> Option<Bytes> {
+        let (generation, bytes) = self.cache.peek(snapshot.extent())?;
+        let good = generation == snapshot.generation()
+            && checksum(snapshot.extent(), generation, &bytes) == snapshot.checksum();
+        good.then_some(bytes)
     }
 }
 
@@ -109,12 +126,16 @@ pub(crate) trait Machine {
     /// The load it waited on finished.
     fn on_wait(&mut self, core: &Core, outcome: FlightOutcome) -> Step<Self::Output> {
         let _ = (core, outcome);
-        Step::Done(Err(Error::Shutdown))
+        Step::Done(Err(Error::Internal {
+            what: "a machine that never waits was woken",
+        }))
     }
     /// The backoff it asked for is over.
     fn on_backoff(&mut self, core: &Core) -> Step<Self::Output> {
         let _ = core;
-        Step::Done(Err(Error::Shutdown))
+        Step::Done(Err(Error::Internal {
+            what: "a machine that never backs off was resumed",
+        }))
     }
     /// The driver gives up on the operation mid-flight: release pins and tokens.
     fn abandon(&mut self, core: &Core) {

@@ -92,12 +92,12 @@ impl ReadOp {
             // (`last_good_copy_kept_quarantine_racing_read`).
             Ok(_) | Err(Error::Quarantined { .. }) => {
                 core.reclaimer.unpin(pin);
-                drop(token);
+                core.cache.abandon(token);
                 self.start(core)
             }
             Err(err) => {
                 core.reclaimer.unpin(pin);
-                drop(token);
+                core.cache.abandon(token);
                 Step::Done(Err(err))
             }
         }
@@ -177,13 +177,17 @@ impl Machine for ReadOp {
         }) = self.loading.take()
         else {
             debug_assert!(false, "on_io without a load in flight");
-            return Step::Done(Err(Error::Shutdown));
+            return Step::Done(Err(Error::Internal {
+                what: "read: I/O result without a load in flight",
+            }));
         };
         // The media read is over: the old location may now be reclaimed.
         core.reclaimer.unpin(pin);
         let IoResult::Read(result) = result else {
             debug_assert!(false, "a read was answered with a write result");
-            return Step::Done(Err(Error::Shutdown));
+            return Step::Done(Err(Error::Internal {
+                what: "read: answered with a write result",
+            }));
         };
         let checked = result.and_then(|bytes| {
             let actual = checksum(self.id, snapshot.generation(), &bytes);
@@ -200,15 +204,18 @@ impl Machine for ReadOp {
             }
         });
         if checked.is_err() && self.raced(core, &snapshot) {
-            drop(token); // waiters are told "superseded" and retry too
+            core.cache.abandon(token); // waiters are told "superseded" and retry too
             return self.start(core);
         }
         let id = self.id;
         let generation = snapshot.generation();
+        // Runs under the shard lock, so it must not wait long: a few single-attempt
+        // reads; a record that stays mid-publish counts as "not current" (the fill is
+        // rejected as superseded and the read retries), never as a stale accept.
         let outcome = core.cache.complete(token, checked, || {
-            core.table
-                .snapshot(id)
-                .is_ok_and(|now| now.generation() == generation && now.state() != State::Vacant)
+            (0..4)
+                .find_map(|_| core.table.try_snapshot(id).ok().flatten())
+                .is_some_and(|now| now.generation() == generation && now.state() != State::Vacant)
         });
         self.on_wait(core, outcome)
     }
@@ -226,7 +233,7 @@ impl Machine for ReadOp {
     fn abandon(&mut self, core: &Core) {
         if let Some(Loading { pin, token, .. }) = self.loading.take() {
             core.reclaimer.unpin(pin);
-            drop(token);
+            core.cache.abandon(token);
         }
     }
 }

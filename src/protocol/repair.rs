@@ -15,6 +15,7 @@ use super::{Core, IoRequest, IoResult, Machine, Step};
 use crate::bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::record::{Change, ExtentId, Location, Snapshot, State, checksum};
+use crate::space::Placement;
 
 /// How a repair ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,12 +71,6 @@ impl RepairOp {
         checksum(self.id, self.faulted.generation(), bytes) == self.faulted.checksum()
     }
 
-    /// A cache entry of the faulted generation whose checksum verifies.
-    fn cached_copy(&self, core: &Core) -> Option<Bytes> {
-        let (generation, bytes) = core.cache.peek(self.id)?;
-        (generation == self.faulted.generation() && self.matches(&bytes)).then_some(bytes)
-    }
-
     fn give_up(&mut self, core: &Core) -> Step<RepairOutcome> {
         self.phase = Phase::Finished;
         if let Some(target) = self.target.take() {
@@ -88,11 +83,8 @@ impl RepairOp {
     }
 
     fn write_copy(&mut self, core: &Core, bytes: Bytes) -> Step<RepairOutcome> {
-        let avoid = Some(self.faulted.location().device);
-        match core
-            .allocator
-            .allocate(self.faulted.location().length, avoid)
-        {
+        let placement = Placement::Prefer(self.faulted.location().device);
+        match core.allocate(self.faulted.location().length, placement) {
             Ok(target) => {
                 self.target = Some(target);
                 self.phase = Phase::Writing;
@@ -104,7 +96,9 @@ impl RepairOp {
 
     fn remap(&mut self, core: &Core) -> Result<RepairOutcome> {
         let (Some(q), Some(target)) = (self.quarantined, self.target) else {
-            return Err(Error::Shutdown);
+            return Err(Error::Internal {
+                what: "remap without a quarantined record and a target",
+            });
         };
         match core
             .table
@@ -123,7 +117,13 @@ impl RepairOp {
                 }
                 Ok(RepairOutcome::Raced)
             }
-            Err(err) => Err(err),
+            Err(err) => {
+                // Never referenced by a record: free it, the record stays quarantined.
+                if let Some(t) = self.target.take() {
+                    core.allocator.free(t);
+                }
+                Err(err)
+            }
         }
     }
 }
@@ -132,6 +132,10 @@ impl Machine for RepairOp {
     type Output = RepairOutcome;
 
     fn start(&mut self, core: &Core) -> Step<RepairOutcome> {
+        // The location failed every re-read: whatever happens to the record, that
+        // location must never be handed out again (marked before the record can
+        // move on and retire it).
+        core.allocator.mark_bad(self.faulted.location());
         if self.faulted.state() == State::Quarantined {
             // Already quarantined (an earlier repair found no good copy, or could not
             // write it): try the remap again.
@@ -153,7 +157,6 @@ impl Machine for RepairOp {
                 return Step::Done(Err(err));
             }
         }
-        core.allocator.mark_bad(self.faulted.location());
         self.phase = Phase::FetchingCopy;
         Step::Io(IoRequest::GoodCopy(self.id, self.faulted.generation()))
     }
@@ -164,7 +167,7 @@ impl Machine for RepairOp {
                 let good = copy
                     .ok()
                     .filter(|b| self.matches(b))
-                    .or_else(|| self.cached_copy(core));
+                    .or_else(|| core.verified_cached_copy(&self.faulted));
                 match good {
                     Some(bytes) => self.write_copy(core, bytes),
                     None => self.give_up(core),
@@ -187,6 +190,13 @@ impl Machine for RepairOp {
             (Phase::ReadingBack, IoResult::Read(Ok(bytes))) if self.matches(&bytes) => {
                 self.phase = Phase::Finished;
                 Step::Done(self.remap(core))
+            }
+            (Phase::ReadingBack, IoResult::Read(Ok(_))) => {
+                // The fresh copy reads back wrong: that location is bad too.
+                if let Some(target) = self.target.take() {
+                    core.allocator.mark_bad(target);
+                }
+                self.give_up(core)
             }
             _ => self.give_up(core),
         }

@@ -51,8 +51,10 @@ pub(crate) struct VerifyOp {
     faulted: Option<Snapshot>,
     /// The emulator's mutant: check the bytes read for one snapshot against the
     /// checksum of a second, later snapshot (the bug class this crate prevents).
+    #[cfg(feature = "sim")]
     split_snapshot: bool,
     /// The mutant's location, fixed at the first check of the episode.
+    #[cfg(feature = "sim")]
     location_from_first: Option<crate::record::Location>,
 }
 
@@ -66,7 +68,9 @@ impl VerifyOp {
             snapshot: None,
             pin: None,
             faulted: None,
+            #[cfg(feature = "sim")]
             split_snapshot: false,
+            #[cfg(feature = "sim")]
             location_from_first: None,
         }
     }
@@ -87,6 +91,22 @@ impl VerifyOp {
     /// Re-reads of stable versions, for statistics.
     pub(crate) fn retries(&self) -> u32 {
         self.retries
+    }
+
+    /// The mutant: a second snapshot supplies checksum, generation and version for
+    /// the bytes read at the first one's location.
+    #[cfg(feature = "sim")]
+    fn mutant_second_snapshot(&mut self, core: &Core, read_for: Snapshot) -> Snapshot {
+        if !self.split_snapshot {
+            return read_for;
+        }
+        self.location_from_first = Some(self.location_from_first.unwrap_or(read_for.location()));
+        core.table.snapshot(self.id).unwrap_or(read_for)
+    }
+
+    /// The last snapshot whose location was read (the device a fault is charged to).
+    pub(crate) fn verified(&self) -> Option<Snapshot> {
+        self.snapshot
     }
 
     /// The snapshot whose location failed persistently, after FPRE004.
@@ -149,20 +169,17 @@ impl Machine for VerifyOp {
     fn on_io(&mut self, core: &Core, result: IoResult) -> Step<Verdict> {
         self.unpin(core);
         let Some(snapshot) = self.snapshot else {
-            return Step::Done(Err(Error::Shutdown));
+            return Step::Done(Err(Error::Internal {
+                what: "verify: event out of order",
+            }));
         };
         let IoResult::Read(result) = result else {
-            return Step::Done(Err(Error::Shutdown));
+            return Step::Done(Err(Error::Internal {
+                what: "verify: event out of order",
+            }));
         };
-        let snapshot = if self.split_snapshot {
-            // The mutant: a second snapshot supplies checksum, generation, version.
-            let fresh = core.table.snapshot(self.id).unwrap_or(snapshot);
-            self.location_from_first =
-                Some(self.location_from_first.unwrap_or(snapshot.location()));
-            fresh
-        } else {
-            snapshot
-        };
+        #[cfg(feature = "sim")]
+        let snapshot = self.mutant_second_snapshot(core, snapshot);
         let checked = result.and_then(|bytes| {
             let actual = checksum(self.id, snapshot.generation(), &bytes);
             if actual == snapshot.checksum() {
@@ -209,8 +226,11 @@ impl Machine for VerifyOp {
 
     fn on_backoff(&mut self, core: &Core) -> Step<Verdict> {
         let Some(before) = self.snapshot else {
-            return Step::Done(Err(Error::Shutdown));
+            return Step::Done(Err(Error::Internal {
+                what: "verify: event out of order",
+            }));
         };
+        #[cfg(feature = "sim")]
         if let Some(location) = self.location_from_first {
             // The mutant re-reads the first snapshot's location, no race check.
             self.pin = Some(core.reclaimer.pin());

@@ -15,6 +15,7 @@ use super::{Core, IoRequest, IoResult, MAX_ATTEMPTS, Machine, Step};
 use crate::bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::record::{Change, ExtentId, Location, Snapshot, State, checksum};
+use crate::space::Placement;
 
 /// A write of one extent's bytes.
 #[derive(Debug)]
@@ -52,7 +53,7 @@ impl WriteOp {
             if snapshot.write_pending() {
                 return Err(Error::WriteInProgress { extent: self.id });
             }
-            let location = allocate(core, length)?;
+            let location = core.allocate(length, Placement::Any)?;
             match core
                 .table
                 .transition(self.id, snapshot.version(), Change::BeginWrite)
@@ -80,6 +81,7 @@ impl WriteOp {
             checksum: checksum(self.id, generation, &self.bytes),
         };
         let mut expected = begin;
+        let mut last = None;
         for _ in 0..MAX_ATTEMPTS {
             match core.table.transition(self.id, expected.version(), change) {
                 Ok(committed) => {
@@ -89,8 +91,19 @@ impl WriteOp {
                     core.cache.invalidate(self.id, committed.generation());
                     return Ok(committed);
                 }
-                Err(Error::VersionConflict { current, .. }) if current.write_pending() => {
+                // Only this write clears its own mark, so a conflict that still shows
+                // it pending is an unrelated commit (a quarantine): follow it.
+                Err(Error::VersionConflict {
+                    extent,
+                    expected_version,
+                    current,
+                }) if current.write_pending() => {
                     expected = current;
+                    last = Some(Error::VersionConflict {
+                        extent,
+                        expected_version,
+                        current,
+                    });
                 }
                 Err(err) => {
                     self.abort(core, location);
@@ -99,17 +112,17 @@ impl WriteOp {
             }
         }
         self.abort(core, location);
-        Err(Error::Contended {
-            extent: self.id,
-            attempts: MAX_ATTEMPTS,
-        })
+        Err(last.unwrap_or(Error::Internal {
+            what: "write: commit loop ended without an error",
+        }))
     }
 
-    /// Clears the pending mark (bounded retries) and frees the unused location.
+    /// Clears the pending mark (bounded retries; a snapshot that meets a publish in
+    /// progress is retried too) and frees the unused location.
     fn abort(&self, core: &Core, location: Location) {
         for _ in 0..MAX_ATTEMPTS {
             let Ok(now) = core.table.snapshot(self.id) else {
-                break;
+                continue;
             };
             if !now.write_pending() {
                 break;
@@ -147,7 +160,9 @@ impl Machine for WriteOp {
     fn on_io(&mut self, core: &Core, result: IoResult) -> Step<Snapshot> {
         let outcome = match result {
             IoResult::Done(r) => r,
-            IoResult::Read(_) => Err(Error::Shutdown),
+            IoResult::Read(_) => Err(Error::Internal {
+                what: "write: answered with a read result",
+            }),
         };
         match (self.phase, outcome) {
             (Phase::Writing { begin, location }, Ok(())) => {
@@ -165,16 +180,20 @@ impl Machine for WriteOp {
             }
             (Phase::Idle | Phase::Finished, _) => {
                 debug_assert!(false, "on_io in phase {:?}", self.phase);
-                Step::Done(Err(Error::Shutdown))
+                Step::Done(Err(Error::Internal {
+                    what: "write: event out of order",
+                }))
             }
         }
     }
-}
 
-/// A fresh location, collecting retired space once if the devices are full.
-fn allocate(core: &Core, length: u32) -> Result<Location> {
-    core.allocator.allocate(length, None).or_else(|_| {
-        core.collect();
-        core.allocator.allocate(length, None)
-    })
+    /// A driver that gives up mid-write (a panicking backend) clears the pending
+    /// mark and frees the fresh location: otherwise every later write of the extent
+    /// would be refused.
+    fn abandon(&mut self, core: &Core) {
+        if let Phase::Writing { location, .. } | Phase::Syncing { location, .. } = self.phase {
+            self.phase = Phase::Finished;
+            self.abort(core, location);
+        }
+    }
 }

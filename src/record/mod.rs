@@ -51,9 +51,9 @@ impl Location {
         }
     }
 
-    /// One past the last byte.
+    /// One past the last byte (saturating at `u64::MAX`).
     pub const fn end(&self) -> u64 {
-        self.offset + self.length as u64
+        self.offset.saturating_add(self.length as u64)
     }
 }
 

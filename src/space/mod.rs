@@ -30,6 +30,17 @@ struct DeviceSpace {
     degraded: bool,
 }
 
+/// Where a new location may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Placement {
+    /// Any device.
+    Any,
+    /// Preferably not this device (a copy should not share the source's device).
+    Prefer(u16),
+    /// Never this device (draining it).
+    Exclude(u16),
+}
+
 /// The per-device location allocator.
 #[derive(Debug)]
 pub(crate) struct Allocator {
@@ -62,20 +73,28 @@ impl Allocator {
         u64::from(length).div_ceil(self.block_size).max(1)
     }
 
-    /// A fresh location of `length` bytes: on a healthy device other than `avoid` if
-    /// one has room, else on `avoid`, else on a degraded device.
+    /// A fresh location of `length` bytes, placed as `placement` says: on a healthy
+    /// device if one has room, a degraded one only as a last resort.
     ///
     /// # Errors
     ///
-    /// [`Error::NoSpace`] if no device has room.
-    pub(crate) fn allocate(&self, length: u32, avoid: Option<u16>) -> Result<Location> {
+    /// [`Error::NoSpace`] if no allowed device has room.
+    pub(crate) fn allocate(&self, length: u32, placement: Placement) -> Result<Location> {
         let blocks = self.blocks(length);
         let n = self.devices.len();
         // Relaxed: only spreads load; any interleaving is correct.
         let start = self.next_device.fetch_add(1, Ordering::Relaxed);
+        let (avoid, exclude) = match placement {
+            Placement::Any => (None, None),
+            Placement::Prefer(d) => (Some(d), None),
+            Placement::Exclude(d) => (None, Some(d)),
+        };
         // Three passes in preference order; each device is tried once per pass.
         for pass in 0..3 {
             for device in (0..n).map(|i| (start + i) % n) {
+                if exclude == Some(device as u16) {
+                    continue;
+                }
                 let mut space = self.devices[device].lock();
                 let is_avoided = avoid == Some(device as u16);
                 let wanted = match pass {
@@ -129,8 +148,12 @@ impl Allocator {
 
 impl DeviceSpace {
     fn take(&mut self, blocks: u64, block_size: u64) -> Option<u64> {
-        if let Some(offset) = self.free.get_mut(&blocks).and_then(Vec::pop) {
-            return Some(offset);
+        // Bounded by the free list's length; bad offsets are dropped as met (a
+        // location marked bad while already free).
+        while let Some(offset) = self.free.get_mut(&blocks).and_then(Vec::pop) {
+            if !self.bad.contains(&offset) {
+                return Some(offset);
+            }
         }
         let bytes = blocks * block_size;
         if self.capacity - self.bump < bytes {
@@ -149,8 +172,8 @@ mod tests {
     #[test]
     fn freed_locations_are_reused_by_size() {
         let a = Allocator::new(1, 1 << 20, 4096);
-        let x = a.allocate(5000, None).unwrap();
-        let y = a.allocate(100, None).unwrap();
+        let x = a.allocate(5000, Placement::Any).unwrap();
+        let y = a.allocate(100, Placement::Any).unwrap();
         assert_eq!(
             (x.offset, y.offset),
             (0, 8192),
@@ -158,22 +181,53 @@ mod tests {
         );
         a.free(x);
         assert_eq!(
-            a.allocate(4097, None).unwrap().offset,
+            a.allocate(4097, Placement::Any).unwrap().offset,
             0,
             "same size class reused"
         );
     }
 
     #[test]
+    fn a_location_marked_bad_while_free_is_never_handed_out() {
+        let a = Allocator::new(1, 4 * 4096, 4096);
+        let x = a.allocate(10, Placement::Any).unwrap();
+        a.free(x);
+        a.mark_bad(x); // found bad after it was freed
+        for _ in 0..3 {
+            assert_ne!(a.allocate(10, Placement::Any).unwrap().offset, x.offset);
+        }
+        assert_eq!(
+            a.allocate(10, Placement::Any).unwrap_err().code(),
+            "FPRE014"
+        );
+    }
+
+    #[test]
+    fn excluded_device_is_never_used() {
+        let a = Allocator::new(2, 4096, 4096);
+        assert_eq!(a.allocate(10, Placement::Exclude(0)).unwrap().device, 1);
+        assert_eq!(
+            a.allocate(10, Placement::Exclude(0)).unwrap_err().code(),
+            "FPRE014"
+        );
+        assert_eq!(a.allocate(10, Placement::Any).unwrap().device, 0);
+    }
+
+    #[test]
     fn bad_location_is_never_handed_out_again() {
         let a = Allocator::new(1, 3 * 4096, 4096);
-        let x = a.allocate(10, None).unwrap();
+        let x = a.allocate(10, Placement::Any).unwrap();
         a.mark_bad(x);
         a.free(x);
         assert!(a.is_bad(x));
-        let rest: Vec<_> = (0..2).map(|_| a.allocate(10, None).unwrap()).collect();
+        let rest: Vec<_> = (0..2)
+            .map(|_| a.allocate(10, Placement::Any).unwrap())
+            .collect();
         assert!(rest.iter().all(|l| l.offset != x.offset));
-        assert_eq!(a.allocate(10, None).unwrap_err().code(), "FPRE014");
+        assert_eq!(
+            a.allocate(10, Placement::Any).unwrap_err().code(),
+            "FPRE014"
+        );
     }
 
     #[test]
@@ -181,11 +235,11 @@ mod tests {
         let a = Allocator::new(2, 2 * 4096, 4096);
         a.set_degraded(0);
         let first: Vec<u16> = (0..2)
-            .map(|_| a.allocate(10, None).unwrap().device)
+            .map(|_| a.allocate(10, Placement::Any).unwrap().device)
             .collect();
         assert_eq!(first, [1, 1], "healthy device first");
         assert_eq!(
-            a.allocate(10, None).unwrap().device,
+            a.allocate(10, Placement::Any).unwrap().device,
             0,
             "degraded when nothing else"
         );
@@ -195,7 +249,7 @@ mod tests {
     fn allocation_spreads_over_devices_and_avoids_one() {
         let a = Allocator::new(3, 1 << 20, 4096);
         for _ in 0..6 {
-            assert_ne!(a.allocate(10, Some(1)).unwrap().device, 1);
+            assert_ne!(a.allocate(10, Placement::Prefer(1)).unwrap().device, 1);
         }
     }
 

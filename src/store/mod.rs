@@ -19,7 +19,7 @@ use crate::backend::Backend;
 use crate::bytes::Bytes;
 use crate::cache::Cache;
 use crate::error::{Error, Result};
-use crate::protocol::{CompactOutcome, Core, Verdict, WriteOp};
+use crate::protocol::{CompactOp, CompactOutcome, Core, Verdict, WriteOp};
 use crate::record::{ExtentId, Snapshot};
 use crate::space::{Allocator, Health, Reclaimer};
 use crate::sync::{Mutex, Ordering::Relaxed};
@@ -127,6 +127,7 @@ impl Store {
             readahead: Mutex::new(Readahead::new(
                 config.readahead_min_bytes,
                 config.readahead_max_bytes,
+                config.prefetch_queue as u64,
             )),
             scrub_stop,
             scrubber,
@@ -152,7 +153,9 @@ impl Store {
         let result = self
             .shared
             .drive(WriteOp::new(id, Bytes::from(bytes)), true);
-        let committed = result?.ok_or(Error::Shutdown)?;
+        let committed = result?.ok_or(Error::Internal {
+            what: "a write waited on a load",
+        })?;
         counters.write_ok.bump();
         Ok(committed)
     }
@@ -211,7 +214,7 @@ impl Store {
     /// pending; [`Error::NoSpace`]; [`Error::ChecksumMismatch`] if the source or the
     /// copy does not verify (nothing is committed); backend errors.
     pub fn compact(&self, id: ExtentId) -> Result<CompactOutcome> {
-        self.shared.compact(id)
+        self.shared.compact(CompactOp::new(id))
     }
 
     /// Compacts each of `ids` in turn.
@@ -237,11 +240,14 @@ impl Store {
     }
 
     /// Compacts every readable extent on `device` to other devices (draining a
-    /// degraded device); returns how many moved.
+    /// degraded device); returns how many moved. The copies never go to `device`.
+    /// An extent whose bytes on `device` fail their checksum is handed to the
+    /// integrity ladder (verify, quarantine, remap elsewhere) and the drain goes on.
     ///
     /// # Errors
     ///
-    /// The first error that is not a lost race ([`Error::NoSpace`], backend errors).
+    /// The first error that is neither a lost race nor a media fault
+    /// ([`Error::NoSpace`] when the other devices are full).
     pub fn drain(&self, device: u16) -> Result<u64> {
         let table = &self.shared.core.table;
         let mut moved = 0;
@@ -250,9 +256,14 @@ impl Store {
             if !snapshot.is_readable() || snapshot.location().device != device {
                 continue;
             }
-            match self.compact(id) {
+            match self.shared.compact(CompactOp::draining(id, device)) {
                 Ok(CompactOutcome::Committed(_)) => moved += 1,
-                Ok(CompactOutcome::Aborted) | Err(Error::IllegalTransition { .. }) => {}
+                Ok(CompactOutcome::Aborted) => {}
+                Err(err) if shared::is_media_error(&err) => {
+                    // The ladder's remap also avoids `device`: it was just marked bad
+                    // there, and degraded devices are used only as a last resort.
+                    let _ = self.shared.verify(id);
+                }
                 Err(err) => return Err(err),
             }
         }

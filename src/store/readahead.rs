@@ -33,15 +33,19 @@ pub(crate) struct Readahead {
     clock: u64,
     min_bytes: u64,
     max_bytes: u64,
+    max_hints: u64,
 }
 
 impl Readahead {
-    pub(crate) fn new(min_bytes: u64, max_bytes: u64) -> Self {
+    /// Windows from `min_bytes` doubling to `max_bytes`, and never more than
+    /// `max_hints` ids at once (the prefetch queue's bound: more would be dropped).
+    pub(crate) fn new(min_bytes: u64, max_bytes: u64, max_hints: u64) -> Self {
         Readahead {
             streams: [Stream::default(); STREAMS],
             clock: 0,
             min_bytes,
             max_bytes,
+            max_hints: max_hints.max(1),
         }
     }
 
@@ -85,7 +89,10 @@ impl Readahead {
         } else {
             stream.window_bytes = (stream.window_bytes * 2).min(self.max_bytes);
         }
-        let count = stream.window_bytes.div_ceil(extent_bytes);
+        let count = stream
+            .window_bytes
+            .div_ceil(extent_bytes)
+            .min(self.max_hints);
         let start = stream.issued_until.min(limit);
         let end = (stream.next + count).min(limit).max(start);
         stream.issued_until = end.max(stream.issued_until);
@@ -99,7 +106,7 @@ mod tests {
 
     #[test]
     fn window_opens_after_two_sequential_reads_and_doubles_to_max() {
-        let mut ra = Readahead::new(8 << 10, 256 << 10);
+        let mut ra = Readahead::new(8 << 10, 256 << 10, 1024);
         assert_eq!(
             ra.on_read(100, 4096, 1 << 20),
             0..0,
@@ -123,8 +130,16 @@ mod tests {
     }
 
     #[test]
+    fn tiny_extents_never_flood_the_hint_queue() {
+        let mut ra = Readahead::new(8 << 10, 256 << 10, 16);
+        for id in 0..100 {
+            assert!(ra.on_read(id, 0, 1 << 20).count() <= 16);
+        }
+    }
+
+    #[test]
     fn random_reads_never_open_a_window() {
-        let mut ra = Readahead::new(8 << 10, 256 << 10);
+        let mut ra = Readahead::new(8 << 10, 256 << 10, 1024);
         for id in [5u64, 900, 17, 4_000, 33, 70_000, 2] {
             assert!(ra.on_read(id, 4096, 1 << 20).is_empty());
         }
@@ -132,7 +147,7 @@ mod tests {
 
     #[test]
     fn two_interleaved_streams_both_get_readahead() {
-        let mut ra = Readahead::new(8 << 10, 256 << 10);
+        let mut ra = Readahead::new(8 << 10, 256 << 10, 1024);
         let mut got = [0u64; 2];
         for step in 0..20u64 {
             for (i, base) in [1_000u64, 50_000].into_iter().enumerate() {

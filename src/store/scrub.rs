@@ -68,7 +68,8 @@ fn scrub_one(shared: &Shared, id: ExtentId) -> u64 {
     let Ok(snapshot) = shared.core.table.snapshot(id) else {
         return 0;
     };
-    if !snapshot.is_readable() {
+    // Quarantined extents too: verify retries their remap.
+    if snapshot.state() == crate::record::State::Vacant {
         return 0;
     }
     // The verdict lands in the stats (FPRE004, quarantines, remaps).

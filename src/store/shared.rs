@@ -51,7 +51,7 @@ impl<M: Machine> Drop for AbandonOnDrop<'_, M> {
 }
 
 /// Whether a read error may be a media fault that the integrity ladder handles.
-fn is_media_error(err: &Error) -> bool {
+pub(crate) fn is_media_error(err: &Error) -> bool {
     matches!(
         err,
         Error::ChecksumMismatch { .. } | Error::Io { .. } | Error::ShortRead { .. }
@@ -106,7 +106,9 @@ impl Shared {
     }
 
     fn drive_all<M: Machine>(&self, op: M) -> Result<M::Output> {
-        self.drive(op, true)?.ok_or(Error::Shutdown)
+        self.drive(op, true)?.ok_or(Error::Internal {
+            what: "a load was skipped while joining loads",
+        })
     }
 
     fn perform(&self, request: IoRequest) -> IoResult {
@@ -163,9 +165,9 @@ impl Shared {
         }
     }
 
-    /// Compacts `id`.
-    pub(crate) fn compact(&self, id: ExtentId) -> Result<CompactOutcome> {
-        let outcome = self.drive_all(CompactOp::new(id))?;
+    /// Runs one compaction.
+    pub(crate) fn compact(&self, op: CompactOp) -> Result<CompactOutcome> {
+        let outcome = self.drive_all(op)?;
         match outcome {
             CompactOutcome::Committed(_) => self.counters.compactions_committed.bump(),
             CompactOutcome::Aborted => self.counters.compactions_aborted.bump(),
@@ -180,9 +182,11 @@ impl Shared {
             op: VerifyOp::new(id, self.policy),
             core,
         };
-        let result = self
-            .run(&mut guard.op, true)
-            .and_then(|v| v.ok_or(Error::Shutdown));
+        let result = self.run(&mut guard.op, true).and_then(|v| {
+            v.ok_or(Error::Internal {
+                what: "verify skipped a load",
+            })
+        });
         let op = &guard.op;
         self.counters.retries.add(u64::from(op.retries()));
         if op.raced() > 0 {
@@ -193,7 +197,9 @@ impl Shared {
                 self.counters.verify_ok.bump();
                 if *transient > 0 {
                     self.counters.verify_transient.bump();
-                    if let Ok(s) = core.table.snapshot(id) {
+                    // Charged to the device actually read, not where the record
+                    // may have moved since.
+                    if let Some(s) = op.verified() {
                         self.device_error(s.location());
                     }
                 }
@@ -229,7 +235,13 @@ impl Shared {
                 self.counters.quarantines.add(u64::from(newly));
                 self.counters.remap_failed.bump();
             }
-            Ok(RepairOutcome::Raced) | Err(_) => {}
+            Ok(RepairOutcome::Raced) => {}
+            // The record was quarantined but the remap failed: it stays quarantined
+            // (a later verify or scrub retries the remap).
+            Err(_) => {
+                self.counters.quarantines.add(u64::from(newly));
+                self.counters.remap_failed.bump();
+            }
         }
     }
 
