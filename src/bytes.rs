@@ -2,6 +2,8 @@
 
 use std::fmt;
 use std::ops::Deref;
+// std's Arc even under loom: only immutable bytes are shared through it; the
+// synchronisation that publishes them is the cache's and the table's, which loom sees.
 use std::sync::Arc;
 
 /// The bytes of one extent at one content generation: immutable, shared by the

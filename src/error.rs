@@ -139,7 +139,7 @@ pub enum Error {
     Io {
         /// The device.
         device: u16,
-        /// `"read"`, `"write"`, `"sync"` or `"open"`.
+        /// `"read"`, `"write"`, `"sync"`, `"open"` or `"spawn"` (a worker thread).
         op: &'static str,
         /// The `std::io::ErrorKind` of the failure.
         kind: std::io::ErrorKind,

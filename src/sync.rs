@@ -129,6 +129,43 @@ impl Condvar {
     }
 }
 
+/// A reader-writer lock with infallible `read()`/`write()`, whatever the backend.
+#[derive(Debug)]
+pub(crate) struct RwLock<T> {
+    #[cfg(not(loom))]
+    inner: parking_lot::RwLock<T>,
+    #[cfg(loom)]
+    inner: loom::sync::RwLock<T>,
+}
+
+impl<T> RwLock<T> {
+    /// A new unlocked lock around `value`.
+    pub(crate) fn new(value: T) -> Self {
+        Self {
+            #[cfg(not(loom))]
+            inner: parking_lot::RwLock::new(value),
+            #[cfg(loom)]
+            inner: loom::sync::RwLock::new(value),
+        }
+    }
+
+    /// Shared access.
+    pub(crate) fn read(&self) -> impl std::ops::Deref<Target = T> + '_ {
+        #[cfg(not(loom))]
+        return self.inner.read();
+        #[cfg(loom)]
+        return self.inner.read().unwrap_or_else(|p| p.into_inner());
+    }
+
+    /// Exclusive access.
+    pub(crate) fn write(&self) -> impl std::ops::DerefMut<Target = T> + '_ {
+        #[cfg(not(loom))]
+        return self.inner.write();
+        #[cfg(loom)]
+        return self.inner.write().unwrap_or_else(|p| p.into_inner());
+    }
+}
+
 /// A cell written at most once and then read without a lock.
 ///
 /// Normal builds use `std::sync::OnceLock`, whose `get` is a single acquire load.
@@ -290,6 +327,7 @@ impl Counter {
 
     /// The sum of all stripes.
     pub(crate) fn get(&self) -> u64 {
+        // Relaxed: a statistic; the sum need not be a snapshot of one instant.
         self.stripes.iter().map(|s| s.load(Ordering::Relaxed)).sum()
     }
 }

@@ -3,7 +3,7 @@
 use super::Backend;
 use crate::error::{Error, Result};
 use crate::record::Location;
-use parking_lot::RwLock;
+use crate::sync::RwLock;
 
 /// Devices held in memory: for tests, benchmarks and engines that keep extents in
 /// RAM. Reads beyond what was written return [`Error::ShortRead`].

@@ -6,8 +6,9 @@
 //! feeds the result back. Two drivers run the same machines: the blocking
 //! [`Store`](crate::Store) and the emulator. Nothing here blocks or sleeps.
 //!
-//! Every retry loop is bounded ([`MAX_ATTEMPTS`]); running out of attempts returns
-//! the last retryable error, never spins forever.
+//! Every retry loop is bounded ([`MAX_ATTEMPTS`]); running out of attempts ends the
+//! operation with a retryable error (a read: [`Error::Superseded`]; a write: the
+//! last [`Error::VersionConflict`]), never spins forever.
 
 mod compact;
 mod read;

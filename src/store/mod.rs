@@ -22,13 +22,12 @@ use crate::error::{Error, Result};
 use crate::protocol::{CompactOp, CompactOutcome, Core, Verdict, WriteOp};
 use crate::record::{ExtentId, Snapshot};
 use crate::space::{Allocator, Health, Reclaimer};
-use crate::sync::{Mutex, Ordering::Relaxed};
+use crate::sync::{Arc, Mutex, Ordering::Relaxed, thread};
 use crate::table::ExtentTable;
 use crossbeam::channel::{Sender, bounded};
 use prefetch::{Hint, Prefetcher};
 use readahead::Readahead;
 use shared::Shared;
-use std::sync::Arc;
 
 /// A store of extents: versioned metadata, a generation-tagged cache, prefetch,
 /// compaction, verification and scrubbing.
@@ -67,7 +66,7 @@ pub struct Store {
     readahead: Mutex<Readahead>,
     /// Dropping it wakes and stops the scrubber.
     scrub_stop: Option<Sender<()>>,
-    scrubber: Option<std::thread::JoinHandle<()>>,
+    scrubber: Option<thread::JoinHandle<()>>,
     // Declared last: dropped (workers joined) after nothing else needs them.
     prefetcher: Prefetcher,
 }
@@ -78,7 +77,8 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] if the backend has no devices.
+    /// [`Error::InvalidConfig`] if the backend has no devices; [`Error::Io`] (op
+    /// `"spawn"`) if a worker thread cannot be started.
     pub fn new(backend: impl Backend, config: StoreConfig) -> Result<Self> {
         let devices = backend.device_count();
         if devices == 0 {
@@ -109,12 +109,13 @@ impl Store {
             policy,
             config.scrub_start,
         ));
-        let prefetcher = Prefetcher::start(&shared, config.prefetch_workers, config.prefetch_queue);
+        let prefetcher =
+            Prefetcher::start(&shared, config.prefetch_workers, config.prefetch_queue)?;
         let (scrub_stop, scrubber) = if config.scrub_bytes_per_sec > 0 {
             let (stop, stopped) = bounded::<()>(1);
             let s = Arc::clone(&shared);
             let (rate, seed) = (config.scrub_bytes_per_sec, config.scrub_seed);
-            let handle = std::thread::Builder::new()
+            let handle = thread::Builder::new()
                 .name("extentmeta-scrub".into())
                 .spawn(move || scrub::run(&s, rate, seed, &stopped))
                 .map_err(|e| Error::io(0, "spawn", &e))?;
@@ -233,8 +234,9 @@ impl Store {
     /// # Errors
     ///
     /// [`Error::RetryLimitExceeded`] (FPRE004) after the retry limit of re-reads of a
-    /// stable version all failed; the extent has then been quarantined and, given a
-    /// good copy, remapped (see [`stats`](Self::stats)).
+    /// stable version all failed; the extent has then been quarantined (unless a
+    /// write replaced its bytes meanwhile) and, given a good copy, remapped (see
+    /// [`stats`](Self::stats)).
     pub fn verify(&self, id: ExtentId) -> Result<Verdict> {
         self.shared.verify(id)
     }
@@ -285,6 +287,7 @@ impl Store {
         let mut stats = StoreStats {
             cache: core.cache.stats(),
             devices_degraded: core.health.degraded(),
+            // Relaxed: progress for statistics, ordered with nothing.
             scrub_cursor: self.shared.scrub_cursor.load(Relaxed),
             retired_pending: core.reclaimer.pending() as u64,
             ..StoreStats::default()

@@ -11,10 +11,10 @@
 //! channel disconnected and exit; the store joins them.
 
 use super::shared::Shared;
+use crate::error::{Error, Result};
 use crate::record::ExtentId;
-use crate::sync::thread;
+use crate::sync::{Arc, thread};
 use crossbeam::channel::{Receiver, Sender, TrySendError, bounded};
-use std::sync::Arc;
 
 /// One queued prefetch.
 #[derive(Debug, Clone, Copy)]
@@ -31,20 +31,32 @@ pub(crate) struct Prefetcher {
 }
 
 impl Prefetcher {
-    pub(crate) fn start(shared: &Arc<Shared>, workers: usize, queue: usize) -> Self {
+    /// Starts `workers` threads on a queue of `queue` hints.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] (op `"spawn"`) if a thread cannot be started; the ones already
+    /// started are stopped and joined.
+    pub(crate) fn start(shared: &Arc<Shared>, workers: usize, queue: usize) -> Result<Self> {
         let (sender, receiver) = bounded(queue);
-        let workers = (0..workers)
-            .filter_map(|i| {
-                let shared = Arc::clone(shared);
-                let receiver: Receiver<Hint> = receiver.clone();
-                thread::Builder::new()
-                    .name(format!("extentmeta-prefetch-{i}"))
-                    .spawn(move || run(&shared, &receiver))
-                    .ok()
-            })
-            .collect::<Vec<_>>();
-        let sender = (!workers.is_empty()).then_some(sender);
-        Prefetcher { sender, workers }
+        let mut prefetcher = Prefetcher {
+            sender: Some(sender),
+            workers: Vec::with_capacity(workers),
+        };
+        for i in 0..workers {
+            let shared = Arc::clone(shared);
+            let receiver: Receiver<Hint> = receiver.clone();
+            let handle = thread::Builder::new()
+                .name(format!("extentmeta-prefetch-{i}"))
+                .spawn(move || run(&shared, &receiver))
+                // Dropping `prefetcher` on this path joins the workers started so far.
+                .map_err(|e| Error::io(0, "spawn", &e))?;
+            prefetcher.workers.push(handle);
+        }
+        if prefetcher.workers.is_empty() {
+            prefetcher.sender = None;
+        }
+        Ok(prefetcher)
     }
 
     /// Queues `hint`; `false` if the queue is full or prefetch is off.

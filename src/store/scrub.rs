@@ -9,9 +9,8 @@
 
 use super::shared::Shared;
 use crate::record::ExtentId;
-use crate::sync::Ordering::Relaxed;
+use crate::sync::{Arc, Ordering::Relaxed};
 use crossbeam::channel::{Receiver, RecvTimeoutError};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Pause between passes over an empty or fully scrubbed table.

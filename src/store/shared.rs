@@ -97,6 +97,7 @@ impl Shared {
                 Step::Wait(_) if !join_loads => return Ok(None),
                 Step::Wait(flight) => op.on_wait(core, flight.wait()),
                 Step::Backoff(us) => {
+                    // Real time: the blocking driver's backoff (the emulator's is virtual).
                     std::thread::sleep(Duration::from_micros(us));
                     op.on_backoff(core)
                 }
