@@ -210,6 +210,16 @@ impl Cache {
     /// is still this load and `still_current()` — run under the shard lock — says the
     /// generation is current; otherwise the fill is rejected as superseded.
     /// Returns the outcome every waiter also receives.
+    ///
+    /// # Contract
+    ///
+    /// The cache knows nothing of records: `still_current` is the caller's proof
+    /// that the token's generation is still the committed one in its source of truth
+    /// (the [`Store`](crate::Store) checks the extent table), and it must be quick and
+    /// must not take this cache's locks. The caller must also have checked the bytes
+    /// against the generation's checksum. Whoever commits a new generation must call
+    /// [`invalidate`](Self::invalidate) after the commit; lookups must always name
+    /// the generation of a snapshot taken before the lookup.
     pub fn complete(
         &self,
         mut token: FillToken,

@@ -62,17 +62,6 @@ impl ReadOp {
         }
     }
 
-    /// A quarantined extent's bytes from a cache entry of the snapshot's generation
-    /// whose checksum still verifies: the media copy is bad, the cached one is not.
-    fn verified_cache_copy(&self, core: &Core) -> Option<Bytes> {
-        let snapshot = core.table.snapshot(self.id).ok()?;
-        let (generation, bytes) = core.cache.peek(self.id)?;
-        let good = snapshot.state() == State::Quarantined
-            && generation == snapshot.generation()
-            && checksum(self.id, generation, &bytes) == snapshot.checksum();
-        good.then_some(bytes)
-    }
-
     /// Pins, re-reads the record and asks for the media read of `generation`.
     fn load(&mut self, core: &Core, generation: u64, token: FillToken) -> Step<Bytes> {
         let pin = core.reclaimer.pin();
@@ -131,13 +120,13 @@ impl Machine for ReadOp {
         let snapshot = match self.readable_snapshot(core) {
             Ok(s) => s,
             Err(Error::Quarantined { extent }) => {
-                if let Some(bytes) = self.verified_cache_copy(core) {
-                    return Step::Done(Ok(bytes));
-                }
-                // No cached copy: ask the engine's good-copy source (a replica);
-                // the bytes are served only if they verify against the record.
+                // The media copy is bad; serve a copy that verifies against the
+                // record: a cached one, else the engine's good-copy source (a replica).
                 return match core.table.snapshot(extent) {
                     Ok(s) if s.state() == State::Quarantined => {
+                        if let Some(bytes) = core.verified_cached_copy(&s) {
+                            return Step::Done(Ok(bytes));
+                        }
                         self.good_copy_for = Some(s);
                         Step::Io(IoRequest::GoodCopy(extent, s.generation()))
                     }
