@@ -78,6 +78,10 @@ struct Args {
     /// sweep must catch it.
     #[arg(long)]
     weaken_verifier: bool,
+    /// Make the fabric acknowledge every sync before its writes are durable (a
+    /// commit before the sync is acknowledged): the sweep must catch it.
+    #[arg(long)]
+    early_sync_ack: bool,
     /// Fail (exit 1) unless the runs meet this expectation.
     #[arg(long, value_enum)]
     expect: Option<Expect>,
@@ -93,6 +97,7 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
     let mut c = SimConfig {
         protocol,
         weaken_verifier: args.weaken_verifier,
+        early_sync_ack: args.early_sync_ack,
         trace_lines: args.trace_lines,
         ..SimConfig::default()
     };
@@ -121,6 +126,7 @@ struct Totals {
     reads: u64,
     reads_ok: u64,
     fpre004_real: u64,
+    fpre004_transient_streak: u64,
     fpre004_spurious: u64,
     stale: u64,
     corrupt: u64,
@@ -141,6 +147,7 @@ impl Totals {
         self.reads += r.reads;
         self.reads_ok += r.reads_ok;
         self.fpre004_real += r.fpre004_real;
+        self.fpre004_transient_streak += r.fpre004_transient_streak;
         self.fpre004_spurious += r.fpre004_spurious;
         self.stale += r.stale_served;
         self.corrupt += r.corrupt_served;
@@ -220,11 +227,12 @@ fn replay(args: &Args, seed: u64) -> ExitCode {
             r.virtual_ns as f64 / 1e6
         );
         println!(
-            "   reads {} ok {} | FPRE004 spurious {} real {} | stale {} corrupt {} | quarantines {} remaps {} | trace hash {:016x}",
+            "   reads {} ok {} | FPRE004 spurious {} real {} transient streak {} | stale {} corrupt {} | quarantines {} remaps {} | trace hash {:016x}",
             r.reads,
             r.reads_ok,
             r.fpre004_spurious,
             r.fpre004_real,
+            r.fpre004_transient_streak,
             r.stale_served,
             r.corrupt_served,
             r.quarantines,
@@ -245,6 +253,18 @@ fn replay(args: &Args, seed: u64) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The mutant flags of a run, for a replay command.
+fn mutants(args: &Args) -> String {
+    let mut flags = String::new();
+    if args.weaken_verifier {
+        flags.push_str(" --weaken-verifier");
+    }
+    if args.early_sync_ack {
+        flags.push_str(" --early-sync-ack");
+    }
+    flags
 }
 
 fn meets(expect: Option<Expect>, r: &Report) -> bool {
@@ -294,11 +314,7 @@ fn main() -> ExitCode {
                 "first {} seed with a violation: {seed}; replay: cargo run --release --example fpre004 -- --seed {seed} --protocol {}{}",
                 p.name(),
                 p.name(),
-                if args.weaken_verifier {
-                    " --weaken-verifier"
-                } else {
-                    ""
-                }
+                mutants(&args)
             );
         }
     }
@@ -318,10 +334,11 @@ fn print_table(args: &Args, results: &mut [(Protocol, Totals)]) {
         cfg.workload.ops,
         cfg.workload.extents,
         cfg.devices,
-        if args.weaken_verifier {
-            " (fixed verifier WEAKENED)"
-        } else {
-            ""
+        match (args.weaken_verifier, args.early_sync_ack) {
+            (false, false) => "",
+            (true, false) => " (fixed verifier WEAKENED)",
+            (false, true) => " (syncs acknowledged EARLY)",
+            (true, true) => " (fixed verifier WEAKENED, syncs acknowledged EARLY)",
         }
     );
     let mut rows: Vec<(String, Vec<String>)> = Vec::new();
@@ -335,13 +352,16 @@ fn print_table(args: &Args, results: &mut [(Protocol, Totals)]) {
         format!("{:.4} %", 100.0 * t.reads_ok as f64 / t.reads.max(1) as f64)
     });
     row("FPRE004 raised", &mut |t| {
-        (t.fpre004_real + t.fpre004_spurious).to_string()
+        (t.fpre004_real + t.fpre004_transient_streak + t.fpre004_spurious).to_string()
     });
     row("  spurious (a race)", &mut |t| {
         t.fpre004_spurious.to_string()
     });
     row("  real (injected fault)", &mut |t| {
         t.fpre004_real.to_string()
+    });
+    row("  transient streak (injected)", &mut |t| {
+        t.fpre004_transient_streak.to_string()
     });
     row("seeds with spurious FPRE004", &mut |t| {
         format!(
@@ -386,11 +406,7 @@ fn print_table(args: &Args, results: &mut [(Protocol, Totals)]) {
                 "{}: first seed with a spurious FPRE004: {seed} (replay: cargo run --release --example fpre004 -- --seed {seed} --protocol {}{})",
                 p.name(),
                 p.name(),
-                if args.weaken_verifier {
-                    " --weaken-verifier"
-                } else {
-                    ""
-                }
+                mutants(args)
             );
         }
     }

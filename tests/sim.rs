@@ -99,3 +99,57 @@ fn weakened_verifier_is_caught_by_the_sweep() {
         caught.violations
     );
 }
+
+#[test]
+fn durability_a_commit_before_its_sync_is_acknowledged_is_caught() {
+    // The fabric acknowledges syncs before the writes are durable: every commit
+    // that follows an acknowledgment is a commit before the real one.
+    let early = SimConfig {
+        early_sync_ack: true,
+        ..SimConfig::default()
+    };
+    for seed in 0..5 {
+        let r = sim::run(seed, &early);
+        assert!(
+            r.violations
+                .iter()
+                .any(|v| v.contains("before it was durable")),
+            "seed {seed}: a commit of non-durable bytes went unnoticed: {:?}",
+            r.violations
+        );
+    }
+    // The same seeds with honest syncs are clean.
+    for seed in 0..5 {
+        let r = sim::run(seed, &SimConfig::default());
+        assert!(r.is_clean(), "seed {seed}: {:?}", r.violations);
+    }
+}
+
+#[test]
+fn fpre004_transient_streaks_are_counted_apart_from_real_and_spurious() {
+    // No persistent fault at all, and transient errors on every third I/O (reads,
+    // writes and syncs): retries run out now and then on transient errors alone.
+    let mut config = SimConfig::default();
+    config.faults.transient_ppm = 300_000;
+    config.faults.persistent_budget = 0;
+    let (mut streaks, mut writes_failed) = (0, 0);
+    for seed in 0..30 {
+        let r = sim::run(seed, &config);
+        assert!(
+            r.is_clean(),
+            "seed {seed}: failed writes and syncs, and transient streaks, are no violation: {:?}",
+            r.violations
+        );
+        assert_eq!((r.fpre004_real, r.fpre004_spurious), (0, 0), "seed {seed}");
+        streaks += r.fpre004_transient_streak;
+        writes_failed += r.writes - r.writes_ok;
+    }
+    assert!(
+        streaks > 0,
+        "streaks of injected transient errors raised FPRE004"
+    );
+    assert!(
+        writes_failed > 0,
+        "injected write and sync errors aborted writes"
+    );
+}

@@ -76,10 +76,11 @@ pub struct Clocks {
 }
 
 /// Injected faults. Persistent faults stay put across retries and are applied as an
-/// overlay over pristine storage; a replica of every committed write survives.
+/// overlay over stored bytes; a replica of every committed write survives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Faults {
-    /// Chance per I/O of a transient error, parts per million.
+    /// Chance per I/O (read, write or sync) of a transient error, parts per million.
+    /// A sync that fails makes nothing durable.
     pub transient_ppm: u32,
     /// Chance per write of a misdirected write (lands on another extent's location),
     /// parts per million.
@@ -114,6 +115,12 @@ pub struct SimConfig {
     /// of one snapshot against the checksum of a *second* snapshot. The sweep must
     /// catch it (proof that the emulator can fail).
     pub weaken_verifier: bool,
+    /// Makes the fabric acknowledge every sync at once, while the writes it covers
+    /// become durable only when the sync really completes: an operation that
+    /// commits on the acknowledgment commits bytes that are not durable yet, as a
+    /// protocol that commits before its sync is acknowledged would. The durability
+    /// check must catch it (proof that it can fail).
+    pub early_sync_ack: bool,
 }
 
 impl Default for SimConfig {
@@ -157,6 +164,7 @@ impl Default for SimConfig {
             policy: IntegrityPolicy::default(),
             trace_lines: 40,
             weaken_verifier: false,
+            early_sync_ack: false,
         }
     }
 }

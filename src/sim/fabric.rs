@@ -1,5 +1,16 @@
-//! The simulated storage fabric: pristine storage under a fault overlay, a replica
-//! source, and a per-device latency model with jitter, a heavy tail and bursts.
+//! The simulated storage fabric: volatile and durable storage under a fault overlay,
+//! a replica source, and a per-device latency model with jitter, a heavy tail and
+//! bursts.
+//!
+//! # Durability
+//!
+//! A completed write is *volatile*: reads see it at once (as they would see an OS
+//! page cache or a drive's write cache), but it survives nothing until a later sync
+//! of its device completes. A sync that completes makes every write of its device
+//! completed by then durable; a sync can fail with an injected transient error, and
+//! then makes nothing durable. The checker's "nothing lost" invariant looks only at
+//! durable bytes ([`Fabric::durable`]), so a write that commits before its sync is
+//! acknowledged is caught.
 
 use super::config::{Faults, Latency};
 use crate::bytes::Bytes;
@@ -7,13 +18,13 @@ use crate::error::Error;
 use crate::record::{ExtentId, Location};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// A persistent fault at one location: stays put across retries until the location
 /// is written again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Fault {
-    /// Reads return the pristine bytes with `mask` xored at `index`.
+    /// Reads return the stored bytes with `mask` xored at `index`.
     BitFlip { index: usize, mask: u8 },
     /// Reads return these bytes (a misdirected write landed here, or the intended
     /// write never did).
@@ -23,38 +34,58 @@ pub(crate) enum Fault {
 /// The fabric.
 #[derive(Debug)]
 pub(crate) struct Fabric {
-    /// What was written, by (device, offset).
-    pristine: HashMap<(u16, u64), Bytes>,
-    /// Persistent faults, by (device, offset).
+    /// What a completed sync made durable, by (device, offset).
+    durable: HashMap<(u16, u64), Bytes>,
+    /// Completed writes no sync of their device has made durable yet, by (device,
+    /// offset): ordered so that a sync finds its device's writes as one range.
+    volatile: BTreeMap<(u16, u64), Bytes>,
+    /// Persistent faults, by (device, offset); they apply to reads.
     faults: HashMap<(u16, u64), Fault>,
     /// A good copy of every committed (extent, generation).
     replicas: HashMap<(ExtentId, u64), Bytes>,
-    /// Consecutive injected transient read errors per location (for classifying an
-    /// FPRE004 as real when they alone exhausted the retries).
-    transient_streak: HashMap<(u16, u64), u32>,
     burst_left: Vec<u32>,
     latency: Latency,
     faults_cfg: Faults,
     pub(crate) persistent_injected: u32,
     pub(crate) rng: ChaCha8Rng,
+    /// Sync failures draw from their own stream, so that modelling them moved no
+    /// other random choice of a seed (replay commands stay meaningful).
+    sync_rng: ChaCha8Rng,
 }
 
 fn key(l: Location) -> (u16, u64) {
     (l.device, l.offset)
 }
 
+/// The error an injected transient fault returns.
+fn injected(device: u16, op: &'static str) -> Error {
+    Error::Io {
+        device,
+        op,
+        kind: std::io::ErrorKind::Other,
+        message: "injected transient error".into(),
+    }
+}
+
 impl Fabric {
-    pub(crate) fn new(devices: u16, latency: Latency, faults: Faults, rng: ChaCha8Rng) -> Self {
+    pub(crate) fn new(
+        devices: u16,
+        latency: Latency,
+        faults: Faults,
+        rng: ChaCha8Rng,
+        sync_rng: ChaCha8Rng,
+    ) -> Self {
         Fabric {
-            pristine: HashMap::new(),
+            durable: HashMap::new(),
+            volatile: BTreeMap::new(),
             faults: HashMap::new(),
             replicas: HashMap::new(),
-            transient_streak: HashMap::new(),
-            burst_left: vec![0; usize::from(devices)],
+            burst_left: vec![0; usize::from(devices.max(1))],
             latency,
             faults_cfg: faults,
             persistent_injected: 0,
             rng,
+            sync_rng,
         }
     }
 
@@ -94,22 +125,23 @@ impl Fabric {
         self.rng.random_range(0..1_000_000) < self.faults_cfg.transient_ppm
     }
 
-    /// The bytes a read of `location` returns now.
-    pub(crate) fn read(&mut self, location: Location) -> Result<Bytes, Error> {
+    /// The bytes a read of `location` returns now, and whether its failure (if it
+    /// failed) was an injected transient error.
+    pub(crate) fn read(&mut self, location: Location) -> (Result<Bytes, Error>, bool) {
         if self.transient() {
-            *self.transient_streak.entry(key(location)).or_default() += 1;
-            return Err(Error::Io {
-                device: location.device,
-                op: "read",
-                kind: std::io::ErrorKind::Other,
-                message: "injected transient error".into(),
-            });
+            return (Err(injected(location.device, "read")), true);
         }
-        self.transient_streak.remove(&key(location));
-        self.media(location)
+        (self.media(location), false)
     }
 
-    /// What the medium holds at `location` (faults applied), without injection.
+    /// The bytes stored at `location` as reads see them: the last completed write,
+    /// durable or not, before faults.
+    fn stored(&self, location: Location) -> Option<&Bytes> {
+        let k = key(location);
+        self.volatile.get(&k).or_else(|| self.durable.get(&k))
+    }
+
+    /// What the medium shows at `location` (faults applied), without injection.
     pub(crate) fn media(&self, location: Location) -> Result<Bytes, Error> {
         let want = location.length as usize;
         let short = |actual: usize| Error::ShortRead {
@@ -119,18 +151,14 @@ impl Fabric {
         let base = match self.faults.get(&key(location)) {
             Some(Fault::Shows(bytes)) => bytes.clone(),
             Some(Fault::BitFlip { index, mask }) => {
-                let pristine = self.pristine.get(&key(location)).ok_or_else(|| short(0))?;
-                let mut v = pristine.to_vec();
+                let stored = self.stored(location).ok_or_else(|| short(0))?;
+                let mut v = stored.to_vec();
                 if let Some(b) = v.get_mut(*index) {
                     *b ^= mask;
                 }
                 Bytes::from(v)
             }
-            None => self
-                .pristine
-                .get(&key(location))
-                .cloned()
-                .ok_or_else(|| short(0))?,
+            None => self.stored(location).cloned().ok_or_else(|| short(0))?,
         };
         if base.len() < want {
             return Err(short(base.len()));
@@ -142,28 +170,60 @@ impl Fabric {
         })
     }
 
-    /// The pristine bytes at `location` (what was written), for the checker.
-    pub(crate) fn pristine(&self, location: Location) -> Option<&Bytes> {
-        self.pristine.get(&key(location))
+    /// The durable bytes at `location` (what a completed sync made survive, faults
+    /// not applied), for the checker.
+    pub(crate) fn durable(&self, location: Location) -> Option<&Bytes> {
+        self.durable.get(&key(location))
     }
 
-    /// Applies a completed write; `false` if a transient error failed it.
-    pub(crate) fn write(&mut self, location: Location, bytes: Bytes) -> bool {
+    /// The bytes written at `location` that no sync has made durable yet.
+    pub(crate) fn volatile(&self, location: Location) -> Option<&Bytes> {
+        self.volatile.get(&key(location))
+    }
+
+    /// Applies a completed write (volatile until a sync of its device completes);
+    /// `Err` if an injected transient error failed it. A write clears the
+    /// location's persistent fault.
+    pub(crate) fn write(&mut self, location: Location, bytes: Bytes) -> Result<(), Error> {
         if self.transient() {
-            return false;
+            return Err(injected(location.device, "write"));
         }
         self.faults.remove(&key(location));
-        self.pristine.insert(key(location), bytes);
-        true
+        self.volatile.insert(key(location), bytes);
+        Ok(())
+    }
+
+    /// A sync of `device` completes: `Err` if an injected transient error failed it
+    /// (nothing becomes durable), else every write of the device completed by now
+    /// becomes durable.
+    pub(crate) fn sync(&mut self, device: u16) -> Result<(), Error> {
+        if self.sync_rng.random_range(0..1_000_000) < self.faults_cfg.transient_ppm {
+            return Err(injected(device, "sync"));
+        }
+        self.flush(device);
+        Ok(())
+    }
+
+    /// Makes every volatile write of `device` durable (no injection).
+    pub(crate) fn flush(&mut self, device: u16) {
+        let mut rest = self.volatile.split_off(&(device, 0));
+        if let Some(next) = device.checked_add(1) {
+            let mut after = rest.split_off(&(next, 0));
+            self.volatile.append(&mut after);
+        }
+        self.durable.extend(rest);
     }
 
     /// A misdirected write: the bytes meant for `intended` land on `victim`; the
-    /// intended location keeps showing what it held. Both stay put.
+    /// intended location keeps showing what it held. Both stay put. The device
+    /// believes it wrote `intended`: that write is volatile until the next sync of
+    /// its device, like any other (the checker's durable view then holds the
+    /// intended bytes; the fault overlay is what reads see).
     pub(crate) fn misdirect(&mut self, intended: Location, victim: Location, bytes: Bytes) {
         let stale = self
             .media(intended)
             .unwrap_or_else(|_| Bytes::from(vec![0u8; intended.length as usize]));
-        self.pristine.insert(key(intended), bytes.clone());
+        self.volatile.insert(key(intended), bytes.clone());
         self.faults.insert(key(intended), Fault::Shows(stale));
         self.faults.insert(key(victim), Fault::Shows(bytes));
         self.persistent_injected += 1;
@@ -191,14 +251,9 @@ impl Fabric {
         self.persistent_injected += 1;
     }
 
-    /// Whether a persistent fault sits at `location`, or injected transient errors
-    /// alone failed at least `streak` reads of it in a row.
-    pub(crate) fn is_faulty(&self, location: Location, streak: u32) -> bool {
+    /// Whether a persistent fault sits at `location`.
+    pub(crate) fn is_faulty(&self, location: Location) -> bool {
         self.faults.contains_key(&key(location))
-            || self
-                .transient_streak
-                .get(&key(location))
-                .is_some_and(|&n| n >= streak)
     }
 
     /// Records the replica of a committed write.
@@ -209,5 +264,97 @@ impl Fabric {
     /// The replica source.
     pub(crate) fn replica(&self, extent: ExtentId, generation: u64) -> Option<Bytes> {
         self.replicas.get(&(extent, generation)).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn fabric(transient_ppm: u32) -> Fabric {
+        let faults = Faults {
+            transient_ppm,
+            misdirect_ppm: 0,
+            bitflip_ppm: 0,
+            persistent_budget: 4,
+        };
+        let latency = super::super::SimConfig::default().latency;
+        let rng = ChaCha8Rng::seed_from_u64(1);
+        Fabric::new(3, latency, faults, rng, ChaCha8Rng::seed_from_u64(2))
+    }
+
+    fn bytes(fill: u8) -> Bytes {
+        Bytes::from(vec![fill; 64])
+    }
+
+    #[test]
+    fn a_write_is_volatile_until_a_sync_of_its_device_completes() {
+        let mut f = fabric(0);
+        let here = Location::new(1, 4096, 64);
+        let other_device = Location::new(2, 4096, 64);
+        f.write(here, bytes(7)).expect("no injection");
+        f.write(other_device, bytes(8)).expect("no injection");
+        // Reads see the completed write, the durable view does not.
+        assert_eq!(f.read(here).0.expect("readable"), bytes(7));
+        assert_eq!(f.durable(here), None, "not durable before a sync");
+        assert_eq!(f.volatile(here), Some(&bytes(7)));
+        // A sync of another device makes nothing of this one durable.
+        f.sync(0).expect("no injection");
+        f.sync(2).expect("no injection");
+        assert_eq!(f.durable(here), None);
+        assert_eq!(f.durable(other_device), Some(&bytes(8)));
+        // Its own device's sync does.
+        f.sync(1).expect("no injection");
+        assert_eq!(f.durable(here), Some(&bytes(7)));
+        assert_eq!(f.volatile(here), None);
+        // An overwrite is volatile again: the durable view keeps the synced bytes.
+        f.write(here, bytes(9)).expect("no injection");
+        assert_eq!(f.media(here).expect("readable"), bytes(9));
+        assert_eq!(f.durable(here), Some(&bytes(7)));
+        f.flush(1);
+        assert_eq!(f.durable(here), Some(&bytes(9)));
+    }
+
+    #[test]
+    fn a_failed_sync_makes_nothing_durable() {
+        let mut f = fabric(1_000_000);
+        let here = Location::new(0, 0, 64);
+        f.volatile.insert(key(here), bytes(3));
+        assert!(matches!(f.sync(0), Err(Error::Io { op: "sync", .. })));
+        assert_eq!(f.durable(here), None);
+        assert!(f.write(here, bytes(4)).is_err(), "writes fail too");
+        let (read, injected) = f.read(here);
+        assert!(read.is_err() && injected);
+    }
+
+    #[test]
+    fn faults_apply_to_reads_and_a_write_clears_them() {
+        let mut f = fabric(0);
+        let intended = Location::new(0, 0, 64);
+        let victim = Location::new(1, 0, 64);
+        f.write(victim, bytes(1)).expect("no injection");
+        f.sync(1).expect("no injection");
+        f.write(intended, bytes(2)).expect("no injection");
+        f.sync(0).expect("no injection");
+        f.flip(intended);
+        assert!(f.is_faulty(intended));
+        assert_ne!(f.media(intended).expect("readable"), bytes(2));
+        assert_eq!(f.durable(intended), Some(&bytes(2)), "damage is not loss");
+        // A misdirected write: the victim shows it at once, the intended location
+        // keeps showing what it held; the device's own view goes the durable path.
+        let shown = f.media(intended).expect("readable");
+        f.misdirect(intended, victim, bytes(5));
+        assert_eq!(f.media(victim).expect("readable"), bytes(5));
+        assert_eq!(f.media(intended).expect("readable"), shown);
+        assert_eq!(f.durable(victim), Some(&bytes(1)));
+        assert_eq!(f.durable(intended), Some(&bytes(2)));
+        f.sync(0).expect("no injection");
+        assert_eq!(f.durable(intended), Some(&bytes(5)));
+        assert!(f.is_faulty(intended) && f.is_faulty(victim));
+        // A new write clears the fault.
+        f.write(victim, bytes(6)).expect("no injection");
+        assert!(!f.is_faulty(victim));
+        assert_eq!(f.media(victim).expect("readable"), bytes(6));
     }
 }

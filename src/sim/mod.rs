@@ -3,16 +3,19 @@
 //! One `u64` seed determines everything: the workload (writers, readers,
 //! prefetchers, a compactor, a scrubber, interleaved in virtual time), the fabric
 //! (per-device latency with jitter, a heavy tail and bursts; delayed, out-of-order
-//! write acknowledgments; transient errors; bit flips at rest and misdirected
-//! writes that stay put across retries, as an overlay over pristine storage), and
-//! every actor's clock skew and drift. The same I/O-free operation machines the
+//! write acknowledgments; transient errors on reads, writes and syncs; bit flips at
+//! rest and misdirected writes that stay put across retries, as an overlay over the
+//! stored bytes; writes that are volatile until a sync of their device completes),
+//! and every actor's clock skew and drift. The same I/O-free operation machines the
 //! [`Store`](crate::Store) runs are driven here, not a copy.
 //!
 //! After every step a checker compares the touched record with the model history:
-//! versions only grow, the committed location holds the committed bytes (nothing
-//! lost), the record's generation is the last committed one; every read's bytes
-//! must be a generation current at some instant inside the read; FPRE004 must sit
-//! on an injected persistent fault. A failing run carries a trace of its last steps
+//! versions only grow, the committed location durably holds the committed bytes
+//! (nothing lost, nothing committed before its sync was acknowledged), the record's
+//! generation is the last committed one; every read's bytes must be a generation
+//! current at some instant inside the read; FPRE004 must sit on an injected
+//! persistent fault (or on a streak of injected transient errors longer than the
+//! retry limit, which the report counts apart). A failing run carries a trace of its last steps
 //! and replays exactly from its seed.
 //!
 //! The emulator also carries the **legacy protocol** ([`Protocol::Legacy`]) that

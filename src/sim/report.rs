@@ -30,7 +30,11 @@ pub struct Report {
     pub compactions: u64,
     /// FPRE004 raised where a persistent fault was injected.
     pub fpre004_real: u64,
-    /// FPRE004 raised with no injected fault: a race called a fault.
+    /// FPRE004 raised with no persistent fault there, because injected transient
+    /// errors alone failed every read of the stable version (a streak longer than
+    /// the retry limit): the retry policy's business, not a race.
+    pub fpre004_transient_streak: u64,
+    /// FPRE004 raised with no injected fault to explain it: a race called a fault.
     pub fpre004_spurious: u64,
     /// Reads that returned a generation not current at any instant inside them.
     pub stale_served: u64,

@@ -12,7 +12,7 @@ use crate::protocol::{
     CompactOp, CompactOutcome, Core, IoRequest, IoResult, Machine, ReadOp, RepairOp, RepairOutcome,
     Step, Verdict, VerifyOp, WriteOp,
 };
-use crate::record::{ExtentId, Location, State, checksum};
+use crate::record::{ExtentId, Location, Snapshot, State, checksum};
 use crate::space::{Allocator, Health, Reclaimer};
 use crate::sync::Arc;
 use crate::table::{ExtentTable, TableConfig};
@@ -104,6 +104,10 @@ struct Slot {
     started_ns: u64,
     op: Op,
     stage: Stage,
+    /// Reads of the current operation that an injected transient error failed, in
+    /// a row (reset by any other read result): tells an FPRE004 that such a streak
+    /// alone caused from a real one.
+    injected_streak: u32,
 }
 
 #[derive(Debug)]
@@ -111,6 +115,9 @@ enum Event {
     Actor(usize),
     Io(usize, IoRequest),
     Backoff(usize),
+    /// A sync acknowledged early completes: the device's writes become durable
+    /// (only with [`SimConfig::early_sync_ack`]).
+    Flush(u16),
 }
 
 fn step_machine<M: Machine>(
@@ -175,7 +182,8 @@ impl World {
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let fabric_rng = ChaCha8Rng::seed_from_u64(seed ^ 0xFAB1_1C00_D15C_0000);
-        let fabric = Fabric::new(cfg.devices, cfg.latency, cfg.faults, fabric_rng);
+        let sync_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5F1C_0000_D0AB_1E00);
+        let fabric = Fabric::new(cfg.devices, cfg.latency, cfg.faults, fabric_rng, sync_rng);
         let kinds = [
             (ActorKind::Writer, w.writers),
             (ActorKind::Reader, w.readers),
@@ -267,10 +275,11 @@ impl World {
             match event {
                 Event::Actor(a) => self.actor_turn(a),
                 Event::Io(slot, request) => {
-                    let result = self.perform(request);
+                    let result = self.perform(slot, request);
                     self.dispatch(slot, Input::Io(result));
                 }
                 Event::Backoff(slot) => self.dispatch(slot, Input::Backoff),
+                Event::Flush(device) => self.fabric.flush(device),
             }
             self.wake_waiters();
         }
@@ -359,6 +368,7 @@ impl World {
             started_ns: self.now,
             op,
             stage: Stage::First,
+            injected_streak: 0,
         };
         let idx = match self.free_slots.pop() {
             Some(i) => {
@@ -414,8 +424,15 @@ impl World {
         self.absorb_legacy_commits();
         match step {
             Step::Io(request) => {
-                let at = self.now + self.latency_of(&request);
-                self.schedule(at, Event::Io(idx, request));
+                let latency = self.latency_of(&request);
+                match request {
+                    IoRequest::Sync(device) if self.cfg.early_sync_ack => {
+                        // The mutant fabric: acknowledged now, durable only later.
+                        self.schedule(self.now + latency.max(1), Event::Flush(device));
+                        self.schedule(self.now, Event::Io(idx, request));
+                    }
+                    _ => self.schedule(self.now + latency, Event::Io(idx, request)),
+                }
                 self.slots[idx] = Some(slot);
             }
             Step::Wait(flight) => {
@@ -453,9 +470,20 @@ impl World {
         }
     }
 
-    fn perform(&mut self, request: IoRequest) -> IoResult {
+    /// Carries out the I/O `request` of the operation in slot `idx` as it completes.
+    fn perform(&mut self, idx: usize, request: IoRequest) -> IoResult {
         match request {
-            IoRequest::Read(location) => IoResult::Read(self.fabric.read(location)),
+            IoRequest::Read(location) => {
+                let (result, injected) = self.fabric.read(location);
+                if let Some(Some(slot)) = self.slots.get_mut(idx) {
+                    slot.injected_streak = if injected {
+                        slot.injected_streak + 1
+                    } else {
+                        0
+                    };
+                }
+                IoResult::Read(result)
+            }
             IoRequest::Write(location, bytes) => {
                 if self.fabric.roll_misdirect()
                     && let Some(victim) = self.victim_location(location)
@@ -463,18 +491,11 @@ impl World {
                     self.fabric.misdirect(location, victim, bytes);
                     return IoResult::Done(Ok(()));
                 }
-                if self.fabric.write(location, bytes) {
-                    IoResult::Done(Ok(()))
-                } else {
-                    IoResult::Done(Err(Error::Io {
-                        device: location.device,
-                        op: "write",
-                        kind: std::io::ErrorKind::Other,
-                        message: "injected transient error".into(),
-                    }))
-                }
+                IoResult::Done(self.fabric.write(location, bytes))
             }
-            IoRequest::Sync(_) => IoResult::Done(Ok(())),
+            // The mutant's early acknowledgment: the flush comes later.
+            IoRequest::Sync(_) if self.cfg.early_sync_ack => IoResult::Done(Ok(())),
+            IoRequest::Sync(device) => IoResult::Done(self.fabric.sync(device)),
             IoRequest::GoodCopy(id, generation) => IoResult::Read(
                 self.fabric
                     .replica(id, generation)
@@ -562,10 +583,12 @@ impl World {
                 None
             }
             (Op::Verify(v), result) => {
-                let faulted = v.faulted();
-                self.on_verify_done(&slot, result, faulted)
+                let (faulted, verified) = (v.faulted(), v.verified());
+                self.on_verify_done(&slot, result, faulted, verified)
             }
-            (Op::Legacy(legacy::Op::Verify(_)), result) => self.on_verify_done(&slot, result, None),
+            (Op::Legacy(legacy::Op::Verify(_)), result) => {
+                self.on_verify_done(&slot, result, None, None)
+            }
             (Op::Repair(_), Err(err)) => {
                 if kind == Some(ActorKind::Reader) {
                     *self.report.read_errors.entry(err.code()).or_default() += 1;
@@ -598,6 +621,7 @@ impl World {
                 slot.stage = Stage::Again;
             }
             slot.op = op;
+            slot.injected_streak = 0;
             self.slots[idx] = Some(slot);
             return self.dispatch(idx, Input::Start);
         }
@@ -679,17 +703,23 @@ impl World {
         &mut self,
         slot: &Slot,
         result: crate::Result<Out>,
-        faulted: Option<crate::record::Snapshot>,
+        faulted: Option<Snapshot>,
+        verified: Option<Snapshot>,
     ) -> Option<Op> {
         let reader = self.actors.get(slot.actor).map(|a| a.kind) == Some(ActorKind::Reader);
         if self.cfg.protocol == Protocol::Fixed {
-            self.device_health(slot, &result);
+            self.device_health(slot, &result, verified);
         }
         match result {
-            Err(Error::RetryLimitExceeded { location, .. }) => {
-                let streak = self.cfg.policy.retry_limit() + 1;
-                if self.fabric.is_faulty(location, streak) {
+            Err(Error::RetryLimitExceeded {
+                location, attempts, ..
+            }) => {
+                if self.fabric.is_faulty(location) {
                     self.report.fpre004_real += 1;
+                } else if slot.injected_streak >= attempts.max(1) {
+                    // Every attempt was a read that an injected transient error
+                    // failed: a streak beyond the retry limit, not a race.
+                    self.report.fpre004_transient_streak += 1;
                 } else {
                     self.report.fpre004_spurious += 1;
                     self.violation(format!(
@@ -722,13 +752,21 @@ impl World {
         }
     }
 
-    /// One device error per verification episode that saw a fault, timestamped by
-    /// the verifying actor's own (skewed, drifting) clock.
-    fn device_health(&mut self, slot: &Slot, result: &crate::Result<Out>) {
+    /// One device error per verification episode that saw a fault, charged to the
+    /// device that was read and timestamped by the verifying actor's own (skewed,
+    /// drifting) clock.
+    fn device_health(
+        &mut self,
+        slot: &Slot,
+        result: &crate::Result<Out>,
+        verified: Option<Snapshot>,
+    ) {
         let location = match result {
             Err(Error::RetryLimitExceeded { location, .. }) => Some(*location),
+            // The location read, not the record's current one: a compaction or
+            // remap may have moved the extent to another device since.
             Ok(Out::Verified(Verdict::Ok { transient })) if *transient > 0 => {
-                self.committed_location(slot.extent)
+                verified.map(|s| s.location())
             }
             _ => None,
         };
@@ -765,15 +803,28 @@ impl World {
             ));
         }
         if s.state() != State::Vacant {
-            let intact = self.fabric.pristine(s.location()).is_some_and(|b| {
-                b.len() >= s.location().length as usize
-                    && checksum(id, s.generation(), &b[..s.location().length as usize])
-                        == s.checksum()
-            });
-            if !intact {
+            // Faults are damage the verifier must find, not loss: compare the bytes
+            // last written there, and the durable ones, without the fault overlay.
+            let location = s.location();
+            let len = location.length as usize;
+            let holds = |b: Option<&Bytes>| {
+                b.is_some_and(|b| {
+                    b.len() >= len && checksum(id, s.generation(), &b[..len]) == s.checksum()
+                })
+            };
+            let last_written = holds(
+                self.fabric
+                    .volatile(location)
+                    .or_else(|| self.fabric.durable(location)),
+            );
+            if !last_written {
                 self.violation(format!(
-                    "{id}: data lost: {} does not hold generation {}",
-                    s.location(),
+                    "{id}: data lost: {location} does not hold generation {}",
+                    s.generation()
+                ));
+            } else if !holds(self.fabric.durable(location)) {
+                self.violation(format!(
+                    "{id}: generation {} committed at {location} before it was durable (its sync not acknowledged)",
                     s.generation()
                 ));
             }
