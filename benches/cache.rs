@@ -255,7 +255,7 @@ fn prefetch(c: &mut Criterion) {
     let file_store = filled_store(FileBackend::open(dir.path(), 1).expect("file backend"));
     let file_raw = FileBackend::open(dir.path(), 1).expect("second handle");
     let mem_backend = Arc::new(MemBackend::new(1));
-    let mem_store = filled_store(SharedMem(mem_backend.clone()));
+    let mem_store = filled_store(mem_backend.clone());
     let locs = |s: &Store| -> Vec<Location> {
         (0..KEYS)
             .map(|id| s.snapshot(ExtentId(id)).expect("snap").location())
@@ -290,23 +290,6 @@ fn prefetch(c: &mut Criterion) {
         overhead_distribution(name, store, raw, locations);
     }
     g.finish();
-}
-
-/// `MemBackend` shared between a store and the raw-read baseline.
-struct SharedMem(Arc<MemBackend>);
-impl Backend for SharedMem {
-    fn device_count(&self) -> u16 {
-        self.0.device_count()
-    }
-    fn read_at(&self, l: Location, b: &mut [u8]) -> extentmeta::Result<()> {
-        self.0.read_at(l, b)
-    }
-    fn write_at(&self, l: Location, b: &[u8]) -> extentmeta::Result<()> {
-        self.0.write_at(l, b)
-    }
-    fn sync(&self, d: u16) -> extentmeta::Result<()> {
-        self.0.sync(d)
-    }
 }
 
 fn readahead(_c: &mut Criterion) {

@@ -42,16 +42,13 @@ impl Fabric {
     }
 }
 
-struct Handle(Arc<Fabric>);
-
-impl Backend for Handle {
+impl Backend for Fabric {
     fn device_count(&self) -> u16 {
-        self.0.mem().device_count()
+        self.mem().device_count()
     }
     fn read_at(&self, location: Location, buf: &mut [u8]) -> Result<()> {
-        self.0.reads.fetch_add(1, Ordering::SeqCst);
+        self.reads.fetch_add(1, Ordering::SeqCst);
         let gate = self
-            .0
             .gate
             .lock()
             .unwrap()
@@ -61,7 +58,6 @@ impl Backend for Handle {
             release.wait();
         }
         if let Some(n) = self
-            .0
             .failing
             .lock()
             .unwrap()
@@ -76,17 +72,16 @@ impl Backend for Handle {
                 message: "injected transient error".into(),
             });
         }
-        self.0.mem().read_at(location, buf)
+        self.mem().read_at(location, buf)
     }
     fn write_at(&self, location: Location, bytes: &[u8]) -> Result<()> {
-        self.0.mem().write_at(location, bytes)
+        self.mem().write_at(location, bytes)
     }
     fn sync(&self, device: u16) -> Result<()> {
-        self.0.mem().sync(device)
+        self.mem().sync(device)
     }
     fn good_copy(&self, extent: ExtentId, generation: u64) -> Option<Bytes> {
-        self.0
-            .replicas
+        self.replicas
             .lock()
             .unwrap()
             .get(&(extent, generation))
@@ -110,7 +105,7 @@ fn store(fabric: &Arc<Fabric>, cache_bytes: u64) -> Store {
         .policy(policy())
         .build()
         .unwrap();
-    Store::new(Handle(fabric.clone()), config).unwrap()
+    Store::new(fabric.clone(), config).unwrap()
 }
 
 fn flip_bits(fabric: &Fabric, location: Location) {
@@ -240,7 +235,7 @@ fn last_good_copy_kept_a_verified_cache_entry_remaps_or_serves_a_quarantined_ext
         .device_capacity_bytes(4096)
         .build()
         .unwrap();
-    let store = Store::new(Handle(fabric.clone()), config).unwrap();
+    let store = Store::new(fabric.clone(), config).unwrap();
     let s = store.write(id, &value(id, 1, 512)).unwrap();
     store.read(id).unwrap();
     flip_bits(&fabric, s.location());
@@ -445,7 +440,7 @@ fn scrubber_finds_and_repairs_a_bit_flip_and_reports_progress() {
         .scrub_bytes_per_sec(1 << 30)
         .build()
         .unwrap();
-    let store = Store::new(Handle(fabric.clone()), config).unwrap();
+    let store = Store::new(fabric.clone(), config).unwrap();
     let bad = ExtentId(6);
     for i in 0..20u64 {
         store

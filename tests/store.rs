@@ -131,22 +131,6 @@ impl Backend for GateBackend {
     }
 }
 
-struct Shared(Arc<GateBackend>);
-impl Backend for Shared {
-    fn device_count(&self) -> u16 {
-        self.0.device_count()
-    }
-    fn read_at(&self, l: Location, b: &mut [u8]) -> Result<()> {
-        self.0.read_at(l, b)
-    }
-    fn write_at(&self, l: Location, b: &[u8]) -> Result<()> {
-        self.0.write_at(l, b)
-    }
-    fn sync(&self, d: u16) -> Result<()> {
-        self.0.sync(d)
-    }
-}
-
 #[test]
 fn generation_tagged_cache_rejects_a_fill_superseded_while_it_loaded() {
     let gate = Arc::new(GateBackend {
@@ -155,11 +139,7 @@ fn generation_tagged_cache_rejects_a_fill_superseded_while_it_loaded() {
         entered: Barrier::new(2),
         release: Barrier::new(2),
     });
-    let store = Store::new(
-        Shared(gate.clone()),
-        config().prefetch_workers(0).build().unwrap(),
-    )
-    .unwrap();
+    let store = Store::new(gate.clone(), config().prefetch_workers(0).build().unwrap()).unwrap();
     let id = ExtentId(11);
     let g1 = store.write(id, &value(id, 1, 4096)).unwrap();
     *gate.gated.lock().unwrap() = Some(g1.location());
@@ -228,32 +208,13 @@ fn pending_is_never_cached_nor_served_while_the_acknowledgment_is_late() {
             self.mem.sync(device)
         }
     }
-    struct Handle(Arc<LateAck>);
-    impl Backend for Handle {
-        fn device_count(&self) -> u16 {
-            self.0.device_count()
-        }
-        fn read_at(&self, l: Location, b: &mut [u8]) -> Result<()> {
-            self.0.read_at(l, b)
-        }
-        fn write_at(&self, l: Location, b: &[u8]) -> Result<()> {
-            self.0.write_at(l, b)
-        }
-        fn sync(&self, d: u16) -> Result<()> {
-            self.0.sync(d)
-        }
-    }
     let late = Arc::new(LateAck {
         mem: MemBackend::new(1),
         armed: Mutex::new(false),
         entered: Barrier::new(2),
         release: Barrier::new(2),
     });
-    let store = Store::new(
-        Handle(late.clone()),
-        config().prefetch_workers(0).build().unwrap(),
-    )
-    .unwrap();
+    let store = Store::new(late.clone(), config().prefetch_workers(0).build().unwrap()).unwrap();
     let id = ExtentId(6);
     store.write(id, &value(id, 1, 200)).unwrap();
     *late.armed.lock().unwrap() = true;
@@ -436,11 +397,7 @@ fn prefetch_cancels_hints_whose_generation_changed_in_the_queue() {
         entered: Barrier::new(2),
         release: Barrier::new(2),
     });
-    let store = Store::new(
-        Shared(gate.clone()),
-        config().prefetch_workers(1).build().unwrap(),
-    )
-    .unwrap();
+    let store = Store::new(gate.clone(), config().prefetch_workers(1).build().unwrap()).unwrap();
     let (a, b) = (ExtentId(1), ExtentId(2));
     let sa = store.write(a, &value(a, 1, 100)).unwrap();
     store.write(b, &value(b, 1, 100)).unwrap();
@@ -490,7 +447,7 @@ fn prefetch_never_blocks_when_off_or_full() {
         .prefetch_queue(1)
         .build()
         .unwrap();
-    let store = Store::new(Shared(gate.clone()), cfg).unwrap();
+    let store = Store::new(gate.clone(), cfg).unwrap();
     let ids: Vec<ExtentId> = (1..=4).map(ExtentId).collect();
     for &id in &ids {
         store.write(id, &value(id, 1, 100)).unwrap();

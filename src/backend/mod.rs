@@ -62,6 +62,26 @@ pub trait Backend: Send + Sync + 'static {
     }
 }
 
+/// A shared backend is a backend: a store and the engine (or a test) can hold the
+/// same one.
+impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
+    fn device_count(&self) -> u16 {
+        (**self).device_count()
+    }
+    fn read_at(&self, location: Location, buf: &mut [u8]) -> Result<()> {
+        (**self).read_at(location, buf)
+    }
+    fn write_at(&self, location: Location, bytes: &[u8]) -> Result<()> {
+        (**self).write_at(location, bytes)
+    }
+    fn sync(&self, device: u16) -> Result<()> {
+        (**self).sync(device)
+    }
+    fn good_copy(&self, extent: ExtentId, generation: u64) -> Option<Bytes> {
+        (**self).good_copy(extent, generation)
+    }
+}
+
 /// Reads `location` from `backend` into fresh [`Bytes`].
 pub(crate) fn read_bytes(backend: &dyn Backend, location: Location) -> Result<Bytes> {
     let mut bytes = Bytes::zeroed(location.length as usize);

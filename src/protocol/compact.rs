@@ -16,7 +16,7 @@
 
 use super::{Core, IoRequest, IoResult, Machine, Step};
 use crate::error::{Error, Result};
-use crate::record::{Change, ExtentId, Location, Snapshot, State, checksum};
+use crate::record::{Change, ExtentId, Location, Snapshot, State};
 use crate::space::Pin;
 use crate::space::Placement;
 
@@ -184,22 +184,12 @@ impl Machine for CompactOp {
                 }),
             );
         };
-        let expected = begin.checksum();
-        let id = self.id;
-        let check = |bytes: &[u8]| checksum(id, begin.generation(), bytes) == expected;
         match (self.phase, result) {
             (Phase::Reading, IoResult::Read(Ok(bytes))) => {
                 self.unpin(core);
-                if !check(&bytes) {
-                    // A bad source is verification's business; compaction never
-                    // copies bytes that do not verify.
-                    let err = Error::ChecksumMismatch {
-                        extent: self.id,
-                        generation: begin.generation(),
-                        location: begin.location(),
-                        expected,
-                        actual: checksum(self.id, begin.generation(), &bytes),
-                    };
+                // A bad source is verification's business; compaction never copies
+                // bytes that do not verify.
+                if let Err(err) = begin.check(&bytes) {
                     return self.abort(core, Some(err));
                 }
                 self.phase = Phase::Writing;
@@ -213,23 +203,17 @@ impl Machine for CompactOp {
                 self.phase = Phase::Verifying;
                 Step::Io(IoRequest::Read(target))
             }
-            (Phase::Verifying, IoResult::Read(Ok(bytes))) => {
-                if check(&bytes) {
-                    self.commit(core)
-                } else {
+            (Phase::Verifying, IoResult::Read(Ok(bytes))) => match begin.check(&bytes) {
+                Ok(()) => self.commit(core),
+                Err(mut err) => {
                     // The copy reads back wrong: that location is bad, never reused.
                     core.allocator.mark_bad(target);
-                    let actual = checksum(self.id, begin.generation(), &bytes);
-                    let err = Error::ChecksumMismatch {
-                        extent: self.id,
-                        generation: begin.generation(),
-                        location: target,
-                        expected,
-                        actual,
-                    };
+                    if let Error::ChecksumMismatch { location, .. } = &mut err {
+                        *location = target;
+                    }
                     self.abort(core, Some(err))
                 }
-            }
+            },
             (_, IoResult::Read(Err(err)) | IoResult::Done(Err(err))) => self.abort(core, Some(err)),
             _ => self.abort(
                 core,

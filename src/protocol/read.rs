@@ -17,7 +17,7 @@ use super::{Core, IoRequest, IoResult, MAX_ATTEMPTS, Machine, Step};
 use crate::bytes::Bytes;
 use crate::cache::{FillToken, FlightOutcome, Lookup, Priority};
 use crate::error::Error;
-use crate::record::{ExtentId, Snapshot, State, checksum};
+use crate::record::{ExtentId, Snapshot, State};
 use crate::space::Pin;
 
 /// A read (or prefetch, by priority) of one extent.
@@ -150,12 +150,7 @@ impl Machine for ReadOp {
     fn on_io(&mut self, core: &Core, result: IoResult) -> Step<Bytes> {
         if let Some(quarantined) = self.good_copy_for.take() {
             return Step::Done(match result {
-                IoResult::Read(Ok(bytes))
-                    if checksum(self.id, quarantined.generation(), &bytes)
-                        == quarantined.checksum() =>
-                {
-                    Ok(bytes)
-                }
+                IoResult::Read(Ok(bytes)) if quarantined.check(&bytes).is_ok() => Ok(bytes),
                 _ => Err(Error::Quarantined { extent: self.id }),
             });
         }
@@ -178,20 +173,7 @@ impl Machine for ReadOp {
                 what: "read: answered with a write result",
             }));
         };
-        let checked = result.and_then(|bytes| {
-            let actual = checksum(self.id, snapshot.generation(), &bytes);
-            if actual == snapshot.checksum() {
-                Ok(bytes)
-            } else {
-                Err(Error::ChecksumMismatch {
-                    extent: self.id,
-                    generation: snapshot.generation(),
-                    location: snapshot.location(),
-                    expected: snapshot.checksum(),
-                    actual,
-                })
-            }
-        });
+        let checked = result.and_then(|bytes| snapshot.check(&bytes).map(|()| bytes));
         if checked.is_err() && self.raced(core, &snapshot) {
             core.cache.abandon(token); // waiters are told "superseded" and retry too
             return self.start(core);

@@ -180,20 +180,7 @@ impl Machine for VerifyOp {
         };
         #[cfg(feature = "sim")]
         let snapshot = self.mutant_second_snapshot(core, snapshot);
-        let checked = result.and_then(|bytes| {
-            let actual = checksum(self.id, snapshot.generation(), &bytes);
-            if actual == snapshot.checksum() {
-                Ok(())
-            } else {
-                Err(Error::ChecksumMismatch {
-                    extent: self.id,
-                    generation: snapshot.generation(),
-                    location: snapshot.location(),
-                    expected: snapshot.checksum(),
-                    actual,
-                })
-            }
-        });
+        let checked = result.and_then(|bytes| snapshot.check(&bytes));
         let err = match checked {
             Ok(()) => {
                 self.check_cached_copy(core, &snapshot);

@@ -67,6 +67,27 @@ impl Snapshot {
     pub const fn checksum(&self) -> u32 {
         self.fields.checksum
     }
+    /// Checks `bytes` against this snapshot's identity-bound checksum.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ChecksumMismatch`](crate::Error::ChecksumMismatch) carrying both
+    /// checksums and the snapshot's location.
+    pub fn check(&self, bytes: &[u8]) -> crate::Result<()> {
+        let actual = super::checksum(self.extent, self.generation(), bytes);
+        if actual == self.checksum() {
+            Ok(())
+        } else {
+            Err(crate::Error::ChecksumMismatch {
+                extent: self.extent,
+                generation: self.generation(),
+                location: self.location(),
+                expected: self.checksum(),
+                actual,
+            })
+        }
+    }
+
     /// Whether committed bytes can be read from media: `Durable` or `Compacting`.
     pub const fn is_readable(&self) -> bool {
         matches!(self.fields.state, State::Durable | State::Compacting)
