@@ -205,11 +205,15 @@ impl<T: 'static> OnceSlot<T> {
 
     /// The value, initialising it with `init` if no thread has yet.
     pub(crate) fn get_or_init(&self, init: impl FnOnce() -> T) -> &T {
-        let value = self.inner.get_or_init(init);
-        // Release: publishes the initialised value to `get`'s Acquire load.
+        #[cfg(not(loom))]
+        return self.inner.get_or_init(init);
         #[cfg(loom)]
-        self.ready.store(true, Ordering::Release);
-        value
+        {
+            let value = self.inner.get_or_init(init);
+            // Release: publishes the initialised value to `get`'s Acquire load.
+            self.ready.store(true, Ordering::Release);
+            value
+        }
     }
 }
 

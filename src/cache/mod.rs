@@ -20,7 +20,7 @@
 //! `(extent, generation)` gives the tag check for free, but its placeholder waiters
 //! block on OS primitives loom cannot see, so the fill/invalidate races could not be
 //! model-checked; and its waiters receive whatever the loader inserted. This cache
-//! is small, takes all of its synchronisation from [`crate::sync`], and its hit path
+//! is small, takes all of its synchronisation from the crate's `sync` module, and its hit path
 //! (one uncontended shard lock, one hash lookup) is within the budget; see the
 //! benchmark for the ratio.
 

@@ -20,6 +20,10 @@ use crate::error::Error;
 use crate::record::{ExtentId, Snapshot, State};
 use crate::space::Pin;
 
+/// Single-attempt reads of the record when re-validating a fill under the shard
+/// lock. One under loom, whose models must stay finite (every attempt is a branch).
+const REVALIDATE_ATTEMPTS: usize = if cfg!(loom) { 1 } else { 4 };
+
 /// A read (or prefetch, by priority) of one extent.
 #[derive(Debug)]
 pub(crate) struct ReadOp {
@@ -184,7 +188,7 @@ impl Machine for ReadOp {
         // reads; a record that stays mid-publish counts as "not current" (the fill is
         // rejected as superseded and the read retries), never as a stale accept.
         let outcome = core.cache.complete(token, checked, || {
-            (0..4)
+            (0..REVALIDATE_ATTEMPTS)
                 .find_map(|_| core.table.try_snapshot(id).ok().flatten())
                 .is_some_and(|now| now.generation() == generation && now.state() != State::Vacant)
         });
