@@ -170,10 +170,13 @@ impl<T> RwLock<T> {
 ///
 /// Normal builds use `std::sync::OnceLock`, whose `get` is a single acquire load.
 /// Loom has no `OnceLock`, so under loom the value sits in a std `OnceLock` and its
-/// publication is modelled by a loom `AtomicBool`: set with `Release` after the
-/// value is initialised, read with `Acquire` by `get` — the same contract as
-/// `OnceLock`'s own acquire load, and no stronger (a mutex would add
-/// synchronisation the real cell does not give, hiding ordering bugs).
+/// publication is modelled by a loom `AtomicBool`, read with `Acquire` by `get`
+/// and stored with `Release` by every `get_or_init` (a first version modelled it
+/// with a loom mutex, which synchronises every `get` with every writer). Storing
+/// on every call only orders what a writer did *before* its transition takes the
+/// record's lock, which the seqlock does not rely on; storing only on
+/// initialisation made loom's bounded search miss several ordering mutants, so the
+/// store stays.
 #[derive(Debug)]
 pub(crate) struct OnceSlot<T: 'static> {
     inner: std::sync::OnceLock<T>,
