@@ -268,6 +268,16 @@ impl Error {
         )
     }
 
+    /// Whether the media may have returned wrong or no bytes (a checksum mismatch, an
+    /// I/O error, a short read): what the integrity ladder verifies before it
+    /// decides between a race, a transient fault and FPRE004.
+    pub fn is_media_fault(&self) -> bool {
+        matches!(
+            self,
+            Error::ChecksumMismatch { .. } | Error::Io { .. } | Error::ShortRead { .. }
+        )
+    }
+
     /// An [`Error::Io`] from a `std::io::Error`.
     pub(crate) fn io(device: u16, op: &'static str, err: &std::io::Error) -> Self {
         Error::Io {

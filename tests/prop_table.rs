@@ -269,17 +269,7 @@ fn checksum_value() -> impl Strategy<Value = u32> {
 
 fn change() -> impl Strategy<Value = Change> {
     (0..9usize, location(), checksum_value()).prop_map(|(kind, location, checksum)| {
-        let kinds = [
-            ChangeKind::BeginWrite,
-            ChangeKind::CommitWrite,
-            ChangeKind::AbortWrite,
-            ChangeKind::BeginCompact,
-            ChangeKind::CommitCompact,
-            ChangeKind::AbortCompact,
-            ChangeKind::Quarantine,
-            ChangeKind::Remap,
-            ChangeKind::Delete,
-        ];
+        let kinds = ChangeKind::ALL;
         change_of(kinds[kind], location, checksum)
     })
 }
@@ -474,17 +464,7 @@ fn op_id(op: &Op) -> ExtentId {
 /// accepted exactly when [`TRANSITIONS`] lists it; a refusal changes nothing.
 #[test]
 fn illegal_transition_matches_transition_table() {
-    let kinds = [
-        ChangeKind::BeginWrite,
-        ChangeKind::CommitWrite,
-        ChangeKind::AbortWrite,
-        ChangeKind::BeginCompact,
-        ChangeKind::CommitCompact,
-        ChangeKind::AbortCompact,
-        ChangeKind::Quarantine,
-        ChangeKind::Remap,
-        ChangeKind::Delete,
-    ];
+    let kinds = ChangeKind::ALL;
     let location = Location::new(3, 1 << 40, 512);
     let mut reached = std::collections::HashSet::new();
     for (path_index, path) in REACH.iter().enumerate() {

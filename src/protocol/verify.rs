@@ -16,7 +16,7 @@
 use super::{Core, IoRequest, IoResult, Machine, Step};
 use crate::error::Error;
 use crate::policy::IntegrityPolicy;
-use crate::record::{ExtentId, Snapshot, State, checksum};
+use crate::record::{ExtentId, Snapshot, State};
 use crate::space::Pin;
 
 /// The verdict of a verification that did not end in FPRE004.
@@ -130,7 +130,7 @@ impl VerifyOp {
     fn check_cached_copy(&self, core: &Core, snapshot: &Snapshot) {
         if let Some((generation, bytes)) = core.cache.peek(self.id)
             && generation == snapshot.generation()
-            && checksum(self.id, generation, &bytes) != snapshot.checksum()
+            && snapshot.check(&bytes).is_err()
         {
             core.cache.remove(self.id, generation);
         }

@@ -107,6 +107,21 @@ pub enum ChangeKind {
     Delete,
 }
 
+impl ChangeKind {
+    /// Every change kind, in discriminant order.
+    pub const ALL: [ChangeKind; 9] = [
+        ChangeKind::BeginWrite,
+        ChangeKind::CommitWrite,
+        ChangeKind::AbortWrite,
+        ChangeKind::BeginCompact,
+        ChangeKind::CommitCompact,
+        ChangeKind::AbortCompact,
+        ChangeKind::Quarantine,
+        ChangeKind::Remap,
+        ChangeKind::Delete,
+    ];
+}
+
 /// One allowed transition: from `(from, pending_before)` under `change` to
 /// `(to, pending_after)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,7 +184,7 @@ pub(crate) fn lookup(change: ChangeKind, state: State, pending: bool) -> Option<
 }
 
 const NO_RULE: u8 = u8::MAX;
-const CHANGE_KINDS: usize = 9;
+const CHANGE_KINDS: usize = ChangeKind::ALL.len();
 
 /// `(change, state, pending) → index into TRANSITIONS`, or `NO_RULE`.
 static RULE_INDEX: [[[u8; 2]; 4]; CHANGE_KINDS] = {

@@ -687,14 +687,9 @@ impl World {
                 if !prefetch && !climbs {
                     *self.report.read_errors.entry(err.code()).or_default() += 1;
                 }
-                let media = matches!(
-                    err,
-                    Error::ChecksumMismatch { .. } | Error::Io { .. } | Error::ShortRead { .. }
-                );
                 // The fixed protocol's store climbs the integrity ladder, then reads
                 // again; the legacy read just fails.
-                (media && !legacy && !prefetch && first)
-                    .then(|| Op::Verify(self.verify_op(slot.extent)))
+                (err.is_media_fault() && climbs).then(|| Op::Verify(self.verify_op(slot.extent)))
             }
         }
     }

@@ -261,7 +261,7 @@ impl Store {
             match self.shared.compact(CompactOp::draining(id, device)) {
                 Ok(CompactOutcome::Committed(_)) => moved += 1,
                 Ok(CompactOutcome::Aborted) => {}
-                Err(err) if shared::is_media_error(&err) => {
+                Err(err) if err.is_media_fault() => {
                     // The ladder's remap also avoids `device`: it was just marked bad
                     // there, and degraded devices are used only as a last resort.
                     let _ = self.shared.verify(id);

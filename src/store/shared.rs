@@ -50,14 +50,6 @@ impl<M: Machine> Drop for AbandonOnDrop<'_, M> {
     }
 }
 
-/// Whether a read error may be a media fault that the integrity ladder handles.
-pub(crate) fn is_media_error(err: &Error) -> bool {
-    matches!(
-        err,
-        Error::ChecksumMismatch { .. } | Error::Io { .. } | Error::ShortRead { .. }
-    )
-}
-
 impl Shared {
     pub(crate) fn new(
         core: Core,
@@ -131,7 +123,7 @@ impl Shared {
     pub(crate) fn read(&self, id: ExtentId) -> Result<Bytes> {
         self.counters.reads.bump();
         let result = match self.drive_all(ReadOp::new(id, Priority::Demand)) {
-            Err(err) if is_media_error(&err) => {
+            Err(err) if err.is_media_fault() => {
                 // The verdict is recorded in the stats; the read's answer is what the
                 // record holds after the ladder (remapped bytes, a verified cached
                 // copy of a quarantined extent, or a typed error).
