@@ -25,6 +25,12 @@
 //! | FPRE017 | [`Error::Shutdown`] | no | the component was shut down |
 //! | FPRE018 | [`Error::VersionExhausted`] | no | the record's version reached its maximum |
 //! | FPRE019 | [`Error::Internal`] | no | a protocol machine was driven out of order: a bug in a driver, never an environment error |
+//! | FPRE021 | [`Error::JournalCorrupt`] | no | a journal record failed its checks and valid records follow it (or it is not in the newest journal): corruption, never truncated silently |
+//! | FPRE022 | [`Error::CheckpointCorrupt`] | no | the checkpoint (or the `CURRENT` pointer) is truncated or fails its checksum |
+//! | FPRE023 | [`Error::MissingCheckpoint`] | no | the `CURRENT` pointer names a checkpoint that does not exist, or the directory holds data but no pointer |
+//! | FPRE024 | [`Error::NewerFormat`] | no | a metadata file was written by a newer format than this build reads |
+//! | FPRE025 | [`Error::DeviceFile`] | no | a device file is missing or shorter than a location a record references |
+//! | FPRE026 | [`Error::Locked`] | no | the store directory is already open (in this or another process) |
 //!
 //! `is_retryable` tells the retry policy what it may retry. FPRE004 is never
 //! retryable: it is the verdict *after* the retry limit.
@@ -221,6 +227,71 @@ pub enum Error {
         /// The extent.
         extent: ExtentId,
     },
+
+    /// A journal record failed its length or checksum check and valid records follow
+    /// it, or the damage is in a journal older than the newest: the journal is
+    /// corrupt. Recovery refuses it rather than drop acknowledged records; nothing
+    /// on disk was changed.
+    #[error("FPRE021 journal corrupt: {file} at byte {offset}: {reason}")]
+    JournalCorrupt {
+        /// The journal file.
+        file: String,
+        /// Byte offset of the first bad frame.
+        offset: u64,
+        /// What failed.
+        reason: &'static str,
+    },
+
+    /// The checkpoint that recovery starts from (or the `CURRENT` pointer naming it)
+    /// is truncated or fails its checksum. Nothing on disk was changed.
+    #[error("FPRE022 checkpoint corrupt: {file}: {reason}")]
+    CheckpointCorrupt {
+        /// The checkpoint (or pointer) file.
+        file: String,
+        /// What failed.
+        reason: &'static str,
+    },
+
+    /// The `CURRENT` pointer names a checkpoint that is not in the directory, or the
+    /// directory holds device data but no pointer (not a store, or a store whose
+    /// metadata was removed). Nothing on disk was changed.
+    #[error("FPRE023 missing checkpoint: {file} does not exist")]
+    MissingCheckpoint {
+        /// The missing file.
+        file: String,
+    },
+
+    /// A metadata file was written in a newer on-disk format than this build reads.
+    /// Nothing on disk was changed.
+    #[error("FPRE024 {file} has format version {found}; this build reads up to {supported}")]
+    NewerFormat {
+        /// The file.
+        file: String,
+        /// Its format version.
+        found: u32,
+        /// The newest format this build reads.
+        supported: u32,
+    },
+
+    /// A device file is missing or shorter than a location a record references: the
+    /// data the metadata points at is gone. Nothing on disk was changed.
+    #[error("FPRE025 device {device} file holds {} bytes, records reference {needed}", actual.map_or_else(|| "no file: 0".to_string(), |a| a.to_string()))]
+    DeviceFile {
+        /// The device.
+        device: u16,
+        /// Bytes the referenced locations need.
+        needed: u64,
+        /// The file's length, `None` if it is missing.
+        actual: Option<u64>,
+    },
+
+    /// The store directory is already open, in this process or another (its `LOCK`
+    /// file is held). Nothing on disk was changed.
+    #[error("FPRE026 {path} is locked: the store is already open")]
+    Locked {
+        /// The lock file.
+        path: String,
+    },
 }
 
 impl Error {
@@ -246,6 +317,12 @@ impl Error {
             Error::Shutdown => "FPRE017",
             Error::VersionExhausted { .. } => "FPRE018",
             Error::Internal { .. } => "FPRE019",
+            Error::JournalCorrupt { .. } => "FPRE021",
+            Error::CheckpointCorrupt { .. } => "FPRE022",
+            Error::MissingCheckpoint { .. } => "FPRE023",
+            Error::NewerFormat { .. } => "FPRE024",
+            Error::DeviceFile { .. } => "FPRE025",
+            Error::Locked { .. } => "FPRE026",
         }
     }
 

@@ -36,6 +36,8 @@ pub mod backend;
 mod bytes;
 pub mod cache;
 pub mod error;
+pub mod fs;
+mod journal;
 pub mod policy;
 mod protocol;
 pub mod record;
@@ -56,7 +58,7 @@ pub use record::{
     Change, ChangeKind, ExtentId, Location, MAX_GENERATION, MAX_VERSION, Rule, Snapshot, State,
     TRANSITIONS, checksum,
 };
-pub use store::{Store, StoreConfig, StoreStats};
+pub use store::{RecoveryReport, Store, StoreConfig, StoreStats};
 pub use table::{ExtentTable, TableConfig};
 
 #[cfg(loom)]

@@ -16,6 +16,7 @@
 
 use super::{Core, IoRequest, IoResult, Machine, Step};
 use crate::error::{Error, Result};
+use crate::journal::Entry;
 use crate::record::{Change, ExtentId, Location, Snapshot, State};
 use crate::space::Pin;
 use crate::space::Placement;
@@ -37,6 +38,14 @@ enum Phase {
     Writing,
     Syncing,
     Verifying,
+    /// The copy read back wrong: its location's bad mark is being journaled.
+    MarkingBad,
+    /// Committed in the table; waiting for the commit record to be durable before
+    /// the old location is retired and the compaction reported.
+    Journaling {
+        committed: Snapshot,
+        old: Option<Location>,
+    },
     Finished,
 }
 
@@ -51,6 +60,8 @@ pub(crate) struct CompactOp {
     phase: Phase,
     /// A device the copy must not go to.
     exclude: Option<u16>,
+    /// The error to report once a bad mark is durable.
+    failed: Option<Error>,
 }
 
 impl CompactOp {
@@ -62,6 +73,7 @@ impl CompactOp {
             pin: None,
             phase: Phase::Idle,
             exclude: None,
+            failed: None,
         }
     }
 
@@ -122,10 +134,10 @@ impl CompactOp {
             Change::CommitCompact { location: target },
         ) {
             Ok(committed) => {
-                self.phase = Phase::Finished;
                 self.target = None;
-                core.retire(begin.location());
-                Step::Done(Ok(CompactOutcome::Committed(committed)))
+                let old = core.retire_unless_early(Some(begin.location()));
+                self.phase = Phase::Journaling { committed, old };
+                Step::Io(IoRequest::Journal(vec![Entry::put(&committed)]))
             }
             Err(Error::VersionConflict { .. }) => {
                 self.begin = None; // already ended by the winner
@@ -176,6 +188,26 @@ impl Machine for CompactOp {
     }
 
     fn on_io(&mut self, core: &Core, result: IoResult) -> Step<CompactOutcome> {
+        match (self.phase, &result) {
+            (Phase::Journaling { committed, old }, IoResult::Done(Ok(()))) => {
+                self.phase = Phase::Finished;
+                if let Some(old) = old {
+                    core.retire(old);
+                }
+                return Step::Done(Ok(CompactOutcome::Committed(committed)));
+            }
+            // Committed in memory but not durable: not acknowledged, the old location
+            // is not reclaimed (see `WriteOp`).
+            (Phase::Journaling { .. }, IoResult::Done(Err(err))) => {
+                self.phase = Phase::Finished;
+                return Step::Done(Err(err.clone()));
+            }
+            (Phase::MarkingBad, _) => {
+                let err = self.failed.take();
+                return self.abort(core, err);
+            }
+            _ => {}
+        }
         let (Some(begin), Some(target)) = (self.begin, self.target) else {
             return self.abort(
                 core,
@@ -206,12 +238,15 @@ impl Machine for CompactOp {
             (Phase::Verifying, IoResult::Read(Ok(bytes))) => match begin.check(&bytes) {
                 Ok(()) => self.commit(core),
                 Err(mut err) => {
-                    // The copy reads back wrong: that location is bad, never reused.
+                    // The copy reads back wrong: that location is bad, never reused,
+                    // and the mark is journaled so a restart keeps it.
                     core.allocator.mark_bad(target);
                     if let Error::ChecksumMismatch { location, .. } = &mut err {
                         *location = target;
                     }
-                    self.abort(core, Some(err))
+                    self.failed = Some(err);
+                    self.phase = Phase::MarkingBad;
+                    Step::Io(IoRequest::Journal(vec![Entry::Bad(target)]))
                 }
             },
             (_, IoResult::Read(Err(err)) | IoResult::Done(Err(err))) => self.abort(core, Some(err)),

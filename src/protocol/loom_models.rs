@@ -53,6 +53,7 @@ fn world(cache_bytes: u64, device_blocks: u64) -> Arc<World> {
             allocator: Allocator::new(1, device_blocks * 4096, 4096),
             reclaimer: Reclaimer::new(),
             health: Health::new(1, 10, 600_000),
+            mutants: Default::default(),
         },
         medium: Mutex::new(HashMap::new()),
         media_reads: AtomicUsize::new(0),

@@ -31,6 +31,7 @@ pub(crate) use write::WriteOp;
 use crate::bytes::Bytes;
 use crate::cache::{Cache, Flight, FlightOutcome};
 use crate::error::{Error, Result};
+use crate::journal::Entry;
 use crate::record::{ExtentId, Location, Snapshot, checksum};
 use crate::space::{Allocator, Health, Placement, Reclaimer};
 use crate::sync::Arc;
@@ -48,12 +49,35 @@ pub(crate) struct Core {
     pub(crate) allocator: Allocator,
     pub(crate) reclaimer: Reclaimer,
     pub(crate) health: Health,
+    /// Deliberate bugs the emulator's checkers must catch; all off in a store.
+    pub(crate) mutants: Mutants,
+}
+
+/// Deliberate ordering bugs, switched on only by the emulator to prove that its
+/// crash checker catches them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Mutants {
+    /// Retire an unreferenced location at its commit, before the commit record is
+    /// durable (breaks invariant 10).
+    pub(crate) retire_before_journal: bool,
 }
 
 impl Core {
     /// Queues `location` for reuse once no reader can still be reading it.
     pub(crate) fn retire(&self, location: Location) {
         self.reclaimer.retire(location, |l| self.allocator.free(l));
+    }
+
+    /// `old` to retire once the commit that unreferenced it is durable, or `None`
+    /// after retiring it at once (the `retire_before_journal` mutant).
+    pub(crate) fn retire_unless_early(&self, old: Option<Location>) -> Option<Location> {
+        match old {
+            Some(l) if self.mutants.retire_before_journal => {
+                self.retire(l);
+                None
+            }
+            other => other,
+        }
     }
 
     /// Frees whatever retired locations have become safe.
@@ -91,6 +115,9 @@ pub(crate) enum IoRequest {
     /// A known-good copy of (extent, generation) from a replica or reconstruction;
     /// answered with `IoResult::Read` (an error if there is none).
     GoodCopy(ExtentId, u64),
+    /// Append these entries to the metadata journal and answer once they are
+    /// durable (`IoResult::Done`). A store without a journal answers at once.
+    Journal(Vec<Entry>),
 }
 
 /// The result of an [`IoRequest`], fed back to the operation.

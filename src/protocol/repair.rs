@@ -13,7 +13,8 @@
 
 use super::{Core, IoRequest, IoResult, Machine, Step};
 use crate::bytes::Bytes;
-use crate::error::{Error, Result};
+use crate::error::Error;
+use crate::journal::Entry;
 use crate::record::{Change, ExtentId, Location, Snapshot, State, checksum};
 use crate::space::Placement;
 
@@ -31,10 +32,21 @@ pub enum RepairOutcome {
 
 #[derive(Debug, Clone, Copy)]
 enum Phase {
+    /// Quarantined in the table; the bad mark and the quarantine are being
+    /// journaled.
+    Quarantining,
     FetchingCopy,
     Writing,
     Syncing,
     ReadingBack,
+    /// The copy read back wrong: its location's bad mark is being journaled.
+    MarkingBad,
+    /// Remapped in the table; waiting for the record to be durable before the
+    /// faulted location is retired and the remap reported.
+    Remapping {
+        remapped: Snapshot,
+        old: Option<Location>,
+    },
     Finished,
 }
 
@@ -94,11 +106,12 @@ impl RepairOp {
         }
     }
 
-    fn remap(&mut self, core: &Core) -> Result<RepairOutcome> {
+    fn remap(&mut self, core: &Core) -> Step<RepairOutcome> {
         let (Some(q), Some(target)) = (self.quarantined, self.target) else {
-            return Err(Error::Internal {
+            self.phase = Phase::Finished;
+            return Step::Done(Err(Error::Internal {
                 what: "remap without a quarantined record and a target",
-            });
+            }));
         };
         match core
             .table
@@ -106,23 +119,27 @@ impl RepairOp {
         {
             Ok(remapped) => {
                 self.target = None;
-                // Marked bad: `free` will never put it back in the pool.
-                core.retire(self.faulted.location());
-                Ok(RepairOutcome::Remapped(remapped))
+                // Marked bad: `free` will never put it back in the pool; retired after
+                // the remap is durable all the same (invariant 10).
+                let old = core.retire_unless_early(Some(self.faulted.location()));
+                self.phase = Phase::Remapping { remapped, old };
+                Step::Io(IoRequest::Journal(vec![Entry::put(&remapped)]))
             }
             // A write committed new bytes meanwhile: our copy is obsolete.
             Err(Error::VersionConflict { .. }) => {
+                self.phase = Phase::Finished;
                 if let Some(t) = self.target.take() {
                     core.allocator.free(t);
                 }
-                Ok(RepairOutcome::Raced)
+                Step::Done(Ok(RepairOutcome::Raced))
             }
             Err(err) => {
+                self.phase = Phase::Finished;
                 // Never referenced by a record: free it, the record stays quarantined.
                 if let Some(t) = self.target.take() {
                     core.allocator.free(t);
                 }
-                Err(err)
+                Step::Done(Err(err))
             }
         }
     }
@@ -147,22 +164,43 @@ impl Machine for RepairOp {
             .table
             .transition(self.id, self.faulted.version(), Change::Quarantine)
         {
-            Ok(q) => self.quarantined = Some(q),
+            Ok(q) => {
+                self.quarantined = Some(q);
+                self.phase = Phase::Quarantining;
+                let bad = Entry::Bad(self.faulted.location());
+                Step::Io(IoRequest::Journal(vec![bad, Entry::put(&q)]))
+            }
             Err(Error::VersionConflict { .. }) => {
                 self.phase = Phase::Finished;
-                return Step::Done(Ok(RepairOutcome::Raced));
+                Step::Done(Ok(RepairOutcome::Raced))
             }
             Err(err) => {
                 self.phase = Phase::Finished;
-                return Step::Done(Err(err));
+                Step::Done(Err(err))
             }
         }
-        self.phase = Phase::FetchingCopy;
-        Step::Io(IoRequest::GoodCopy(self.id, self.faulted.generation()))
     }
 
     fn on_io(&mut self, core: &Core, result: IoResult) -> Step<RepairOutcome> {
         match (self.phase, result) {
+            (Phase::Quarantining, IoResult::Done(Ok(()))) => {
+                self.phase = Phase::FetchingCopy;
+                Step::Io(IoRequest::GoodCopy(self.id, self.faulted.generation()))
+            }
+            // Quarantined in memory but not durable (the journal failed): nothing
+            // more can be made durable either.
+            (Phase::Quarantining | Phase::Remapping { .. }, IoResult::Done(Err(err))) => {
+                self.phase = Phase::Finished;
+                Step::Done(Err(err))
+            }
+            (Phase::Remapping { remapped, old }, IoResult::Done(Ok(()))) => {
+                self.phase = Phase::Finished;
+                if let Some(old) = old {
+                    core.retire(old);
+                }
+                Step::Done(Ok(RepairOutcome::Remapped(remapped)))
+            }
+            (Phase::MarkingBad, _) => self.give_up(core),
             (Phase::FetchingCopy, IoResult::Read(copy)) => {
                 let good = copy
                     .ok()
@@ -188,15 +226,19 @@ impl Machine for RepairOp {
                 None => self.give_up(core),
             },
             (Phase::ReadingBack, IoResult::Read(Ok(bytes))) if self.matches(&bytes) => {
-                self.phase = Phase::Finished;
-                Step::Done(self.remap(core))
+                self.remap(core)
             }
             (Phase::ReadingBack, IoResult::Read(Ok(_))) => {
-                // The fresh copy reads back wrong: that location is bad too.
-                if let Some(target) = self.target.take() {
-                    core.allocator.mark_bad(target);
+                // The fresh copy reads back wrong: that location is bad too, and the
+                // mark is journaled so a restart keeps it.
+                match self.target.take() {
+                    Some(target) => {
+                        core.allocator.mark_bad(target);
+                        self.phase = Phase::MarkingBad;
+                        Step::Io(IoRequest::Journal(vec![Entry::Bad(target)]))
+                    }
+                    None => self.give_up(core),
                 }
-                self.give_up(core)
             }
             _ => self.give_up(core),
         }

@@ -1,6 +1,7 @@
 //! Write: reserve a fresh location, mark pending, write, wait for the
 //! acknowledgment, commit location + checksum + generation in one transition,
-//! retire the old location.
+//! journal the commit, and once that record is durable retire the old location
+//! and acknowledge (invariants 9 and 10).
 //!
 //! # Consistency
 //!
@@ -14,6 +15,7 @@
 use super::{Core, IoRequest, IoResult, MAX_ATTEMPTS, Machine, Step};
 use crate::bytes::Bytes;
 use crate::error::{Error, Result};
+use crate::journal::Entry;
 use crate::record::{Change, ExtentId, Location, Snapshot, State, checksum};
 use crate::space::Placement;
 
@@ -28,8 +30,20 @@ pub(crate) struct WriteOp {
 #[derive(Debug, Clone, Copy)]
 enum Phase {
     Idle,
-    Writing { begin: Snapshot, location: Location },
-    Syncing { begin: Snapshot, location: Location },
+    Writing {
+        begin: Snapshot,
+        location: Location,
+    },
+    Syncing {
+        begin: Snapshot,
+        location: Location,
+    },
+    /// Committed in the table; waiting for the commit record to be durable before
+    /// the old location may be reused and the write acknowledged.
+    Journaling {
+        committed: Snapshot,
+        old: Option<Location>,
+    },
     Finished,
 }
 
@@ -72,9 +86,16 @@ impl WriteOp {
         Err(last.unwrap_or(Error::WriteInProgress { extent: self.id }))
     }
 
-    /// Commits the acknowledged write. Only this write can clear its pending mark,
-    /// so the loop only has to follow unrelated commits (a quarantine).
-    fn commit(&self, core: &Core, begin: Snapshot, location: Location) -> Result<Snapshot> {
+    /// Commits the acknowledged write; returns the committed record and the location
+    /// it unreferenced (retired once the commit record is durable). Only this write
+    /// can clear its pending mark, so the loop only has to follow unrelated commits
+    /// (a quarantine).
+    fn commit(
+        &self,
+        core: &Core,
+        begin: Snapshot,
+        location: Location,
+    ) -> Result<(Snapshot, Option<Location>)> {
         let generation = begin.generation() + 1;
         let change = Change::CommitWrite {
             location,
@@ -85,11 +106,9 @@ impl WriteOp {
         for _ in 0..MAX_ATTEMPTS {
             match core.table.transition(self.id, expected.version(), change) {
                 Ok(committed) => {
-                    if expected.state() != State::Vacant {
-                        core.retire(expected.location());
-                    }
                     core.cache.invalidate(self.id, committed.generation());
-                    return Ok(committed);
+                    let old = (expected.state() != State::Vacant).then(|| expected.location());
+                    return Ok((committed, core.retire_unless_early(old)));
                 }
                 // Only this write clears its own mark, so a conflict that still shows
                 // it pending is an unrelated commit (a quarantine): follow it.
@@ -170,8 +189,30 @@ impl Machine for WriteOp {
                 Step::Io(IoRequest::Sync(location.device))
             }
             (Phase::Syncing { begin, location }, Ok(())) => {
+                match self.commit(core, begin, location) {
+                    Ok((committed, old)) => {
+                        self.phase = Phase::Journaling { committed, old };
+                        Step::Io(IoRequest::Journal(vec![Entry::put(&committed)]))
+                    }
+                    Err(err) => {
+                        self.phase = Phase::Finished;
+                        Step::Done(Err(err))
+                    }
+                }
+            }
+            (Phase::Journaling { committed, old }, Ok(())) => {
                 self.phase = Phase::Finished;
-                Step::Done(self.commit(core, begin, location))
+                if let Some(old) = old {
+                    core.retire(old);
+                }
+                Step::Done(Ok(committed))
+            }
+            // Committed in memory but not durable: not acknowledged. The old location
+            // stays unreclaimed (the store's journal is failed; a reopen rebuilds the
+            // free space from what is durable).
+            (Phase::Journaling { .. }, Err(err)) => {
+                self.phase = Phase::Finished;
+                Step::Done(Err(err))
             }
             (Phase::Writing { location, .. } | Phase::Syncing { location, .. }, Err(err)) => {
                 self.phase = Phase::Finished;

@@ -39,6 +39,28 @@ impl Snapshot {
         }
     }
 
+    /// A committed record as recovery found it (no write pending).
+    pub(crate) const fn recovered(
+        extent: ExtentId,
+        version: u64,
+        state: State,
+        generation: u64,
+        location: Location,
+        checksum: u32,
+    ) -> Snapshot {
+        Snapshot {
+            extent,
+            version,
+            fields: Fields {
+                state,
+                write_pending: false,
+                generation,
+                location,
+                checksum,
+            },
+        }
+    }
+
     /// The extent.
     pub const fn extent(&self) -> ExtentId {
         self.extent

@@ -195,10 +195,11 @@ impl Read {
                 if r.generation == 0 {
                     return Step::Done(Err(Error::NotReadable { extent: id }));
                 }
-                if !self.prefetch && r.cache_ready {
-                    if let Some(bytes) = st.cache.get(&id) {
-                        return Step::Done(Ok(Out::Bytes(bytes.clone())));
-                    }
+                if !self.prefetch
+                    && r.cache_ready
+                    && let Some(bytes) = st.cache.get(&id)
+                {
+                    return Step::Done(Ok(Out::Bytes(bytes.clone())));
                 }
                 self.location = r.location;
                 Step::Io(IoRequest::Read(r.location))

@@ -179,6 +179,7 @@ impl World {
                 cfg.policy.device_error_threshold,
                 cfg.policy.device_error_window_secs * 1000,
             ),
+            mutants: Default::default(),
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let fabric_rng = ChaCha8Rng::seed_from_u64(seed ^ 0xFAB1_1C00_D15C_0000);
@@ -466,7 +467,7 @@ impl World {
         match request {
             IoRequest::Read(l) | IoRequest::Write(l, _) => self.fabric.service_ns(l.device),
             IoRequest::Sync(d) => self.fabric.service_ns(*d) + self.fabric.ack_delay_ns(),
-            IoRequest::GoodCopy(..) => self.cfg.latency.floor_ns,
+            IoRequest::GoodCopy(..) | IoRequest::Journal(_) => self.cfg.latency.floor_ns,
         }
     }
 
@@ -501,6 +502,8 @@ impl World {
                     .replica(id, generation)
                     .ok_or(Error::Quarantined { extent: id }),
             ),
+            // The emulated store keeps no journal yet: records are durable at once.
+            IoRequest::Journal(_) => IoResult::Done(Ok(())),
         }
     }
 

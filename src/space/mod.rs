@@ -14,7 +14,7 @@ pub(crate) use reclaim::{Pin, Reclaimer};
 use crate::error::{Error, Result};
 use crate::record::Location;
 use crate::sync::{AtomicUsize, Mutex, Ordering};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// Free space on one device.
 #[derive(Debug)]
@@ -24,8 +24,8 @@ struct DeviceSpace {
     bump: u64,
     /// Free offsets by size in blocks.
     free: HashMap<u64, Vec<u64>>,
-    /// Offsets marked bad: never freed, never reused.
-    bad: HashSet<u64>,
+    /// Locations marked bad, by offset: never freed, never reused.
+    bad: HashMap<u64, Location>,
     /// Degraded devices are used only when no healthy one has room.
     degraded: bool,
 }
@@ -59,7 +59,7 @@ impl Allocator {
                         capacity,
                         bump: 0,
                         free: HashMap::new(),
-                        bad: HashSet::new(),
+                        bad: HashMap::new(),
                         degraded: false,
                     })
                 })
@@ -124,7 +124,7 @@ impl Allocator {
         let blocks = self.blocks(location.length);
         if let Some(dev) = self.devices.get(location.device as usize) {
             let mut space = dev.lock();
-            if !space.bad.contains(&location.offset) {
+            if !space.bad.contains_key(&location.offset) {
                 space.free.entry(blocks).or_default().push(location.offset);
             }
         }
@@ -133,8 +133,86 @@ impl Allocator {
     /// Marks `location` bad: it is never handed out again, even once freed.
     pub(crate) fn mark_bad(&self, location: Location) {
         if let Some(dev) = self.devices.get(location.device as usize) {
-            dev.lock().bad.insert(location.offset);
+            dev.lock().bad.insert(location.offset, location);
         }
+    }
+
+    /// An allocator rebuilt after recovery: every block not referenced by
+    /// `referenced` nor marked bad, below the highest end of either, is free.
+    ///
+    /// # Errors
+    ///
+    /// The two locations that overlap, or a location on no device / past the
+    /// capacity (reported as `(l, l)`).
+    pub(crate) fn restore(
+        devices: u16,
+        capacity: u64,
+        block_size: u32,
+        referenced: impl IntoIterator<Item = Location>,
+        bad: impl IntoIterator<Item = Location>,
+        degraded: impl IntoIterator<Item = u16>,
+    ) -> std::result::Result<Allocator, (Location, Location)> {
+        let allocator = Allocator::new(devices, capacity, block_size);
+        let block = u64::from(block_size);
+        let mut used: Vec<Vec<(u64, u64, Location)>> = vec![Vec::new(); usize::from(devices)];
+        for l in referenced {
+            let Some(list) = used.get_mut(usize::from(l.device)) else {
+                return Err((l, l));
+            };
+            let end = l.offset + allocator.blocks(l.length) * block;
+            if end > capacity || l.offset % block != 0 {
+                return Err((l, l));
+            }
+            list.push((l.offset, end, l));
+        }
+        for l in bad {
+            if let Some(dev) = allocator.devices.get(usize::from(l.device)) {
+                dev.lock().bad.insert(l.offset, l);
+            }
+        }
+        for d in degraded {
+            allocator.set_degraded(d);
+        }
+        for (device, mut list) in used.into_iter().enumerate() {
+            list.sort_unstable_by_key(|&(start, _, _)| start);
+            let mut space = allocator.devices[device].lock();
+            let mut at = 0;
+            let mut prev: Option<Location> = None;
+            for (start, end, l) in list {
+                if start < at {
+                    return Err((prev.unwrap_or(l), l));
+                }
+                if start > at {
+                    space.free.entry((start - at) / block).or_default().push(at);
+                }
+                at = end;
+                prev = Some(l);
+            }
+            let bad_end = space
+                .bad
+                .values()
+                .map(|l| l.offset + allocator.blocks(l.length) * block)
+                .max()
+                .unwrap_or(0);
+            space.bump = at.max(bad_end).min(capacity);
+        }
+        Ok(allocator)
+    }
+
+    /// Every location marked bad (for the checkpoint image).
+    pub(crate) fn bad_locations(&self) -> Vec<Location> {
+        self.devices
+            .iter()
+            .flat_map(|d| d.lock().bad.values().copied().collect::<Vec<_>>())
+            .collect()
+    }
+
+    /// Devices marked degraded (for the checkpoint image).
+    pub(crate) fn degraded_devices(&self) -> Vec<u16> {
+        (0..self.devices.len())
+            .filter(|&d| self.devices[d].lock().degraded)
+            .map(|d| d as u16)
+            .collect()
     }
 
     /// Whether `location` has been marked bad (tests).
@@ -142,7 +220,7 @@ impl Allocator {
     pub(crate) fn is_bad(&self, location: Location) -> bool {
         self.devices
             .get(location.device as usize)
-            .is_some_and(|d| d.lock().bad.contains(&location.offset))
+            .is_some_and(|d| d.lock().bad.contains_key(&location.offset))
     }
 }
 
@@ -151,7 +229,7 @@ impl DeviceSpace {
         // Bounded by the free list's length; bad offsets are dropped as met (a
         // location marked bad while already free).
         while let Some(offset) = self.free.get_mut(&blocks).and_then(Vec::pop) {
-            if !self.bad.contains(&offset) {
+            if !self.bad.contains_key(&offset) {
                 return Some(offset);
             }
         }

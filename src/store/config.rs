@@ -20,6 +20,8 @@ pub struct StoreConfig {
     pub(crate) scrub_bytes_per_sec: u64,
     pub(crate) scrub_seed: u64,
     pub(crate) scrub_start: u64,
+    pub(crate) devices: u16,
+    pub(crate) journal_max_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -38,6 +40,8 @@ impl Default for StoreConfig {
             scrub_bytes_per_sec: 0,
             scrub_seed: 0x5eed,
             scrub_start: 0,
+            devices: 1,
+            journal_max_bytes: 64 << 20,
         }
     }
 }
@@ -127,6 +131,18 @@ impl StoreConfigBuilder {
         scrub_start: u64
     );
 
+    setter!(
+        /// Device files of a durable store ([`Store::open`](crate::Store::open));
+        /// fixed at creation, checked on every open. Bound: 1 ..= 4 096.
+        devices: u16
+    );
+    setter!(
+        /// Bytes a durable store's journal may reach before it is checkpointed and
+        /// rotated: bounds the journal and so the replay work of recovery.
+        /// Bound: 4 KiB ..= 2^40.
+        journal_max_bytes: u64
+    );
+
     /// The configuration, if every bound holds.
     ///
     /// # Errors
@@ -167,6 +183,13 @@ impl StoreConfigBuilder {
         check("readahead_max_bytes", max <= 64 << 20, max)?;
         let rate = c.scrub_bytes_per_sec;
         check("scrub_bytes_per_sec", rate <= 1 << 40, rate)?;
+        check("devices", (1..=4096).contains(&c.devices), c.devices)?;
+        let journal = c.journal_max_bytes;
+        check(
+            "journal_max_bytes",
+            (4096..=1 << 40).contains(&journal),
+            journal,
+        )?;
         Ok(c)
     }
 }

@@ -5,6 +5,8 @@
 //! ladder (see [`crate::policy`]) and a background scrubber.
 
 mod config;
+mod durable;
+mod open;
 mod prefetch;
 mod readahead;
 mod scrub;
@@ -12,6 +14,8 @@ mod shared;
 mod stats;
 
 pub use config::{StoreConfig, StoreConfigBuilder};
+pub use durable::METADATA_DEVICE;
+pub use open::RecoveryReport;
 pub use readahead::STREAMS as READAHEAD_STREAMS;
 pub use stats::StoreStats;
 
@@ -67,6 +71,8 @@ pub struct Store {
     /// Dropping it wakes and stops the scrubber.
     scrub_stop: Option<Sender<()>>,
     scrubber: Option<thread::JoinHandle<()>>,
+    /// What the open recovered (`None` for an in-memory store).
+    recovery: Option<RecoveryReport>,
     // Declared last: dropped (workers joined) after nothing else needs them.
     prefetcher: Prefetcher,
 }
@@ -87,27 +93,109 @@ impl Store {
                 reason: "the backend has no devices".into(),
             });
         }
+        let table = ExtentTable::new(config.table);
+        let allocator = Allocator::new(
+            devices,
+            config.device_capacity_bytes,
+            config.block_size_bytes,
+        );
+        Self::start(table, allocator, Box::new(backend), None, config)
+    }
+
+    /// Opens the durable store in `dir`, creating it if the directory holds none:
+    /// device files (`config.devices` of them) and a metadata journal with
+    /// checkpoints. Recovery restores every acknowledged write, compaction, remap,
+    /// quarantine and bad-location mark, and rebuilds free space as everything no
+    /// record references (so bytes written but never committed are reclaimed).
+    ///
+    /// # Consistency
+    ///
+    /// A call that returned `Ok` on this store survives any crash (invariant 9); see
+    /// the crate's durability model. Only one store may have `dir` open at a time.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Locked`] if `dir` is already open; [`Error::JournalCorrupt`],
+    /// [`Error::CheckpointCorrupt`], [`Error::MissingCheckpoint`],
+    /// [`Error::NewerFormat`], [`Error::DeviceFile`] for a directory recovery
+    /// refuses; [`Error::InvalidConfig`] if `config.devices` differs from the
+    /// store's; [`Error::Io`]. A failed open changes no file.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use extentmeta::{ExtentId, Store, StoreConfig};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let config = StoreConfig::builder().devices(2).build()?;
+    /// {
+    ///     let store = Store::open(dir.path(), config.clone())?;
+    ///     store.write(ExtentId(1), b"survives a restart")?;
+    /// } // dropped: closed
+    /// let store = Store::open(dir.path(), config)?;
+    /// assert_eq!(&*store.read(ExtentId(1))?, b"survives a restart");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(dir: impl AsRef<std::path::Path>, config: StoreConfig) -> Result<Self> {
+        Self::open_in(std::sync::Arc::new(crate::fs::StdFs), dir, config)
+    }
+
+    /// [`open`](Self::open) on the file system `fs` (a fault-injecting wrapper in
+    /// tests, for example).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub fn open_in(
+        fs: std::sync::Arc<dyn crate::fs::Fs>,
+        dir: impl AsRef<std::path::Path>,
+        config: StoreConfig,
+    ) -> Result<Self> {
+        let opened = open::open(fs, dir.as_ref(), &config)?;
+        let mut store = Self::start(
+            opened.table,
+            opened.allocator,
+            Box::new(opened.backend),
+            Some(opened.journal),
+            config,
+        )?;
+        store.recovery = Some(opened.report);
+        Ok(store)
+    }
+
+    /// What opening this durable store recovered; `None` for a store made with
+    /// [`new`](Self::new).
+    pub fn recovery(&self) -> Option<RecoveryReport> {
+        self.recovery
+    }
+
+    fn start(
+        table: ExtentTable,
+        allocator: Allocator,
+        backend: Box<dyn Backend>,
+        journal: Option<durable::Journal>,
+        config: StoreConfig,
+    ) -> Result<Self> {
+        let devices = backend.device_count();
         let policy = config.policy;
         let core = Core {
-            table: ExtentTable::new(config.table),
+            table,
             cache: Cache::new(config.cache_bytes, config.cache_shards),
-            allocator: Allocator::new(
-                devices,
-                config.device_capacity_bytes,
-                config.block_size_bytes,
-            ),
+            allocator,
             reclaimer: Reclaimer::new(),
             health: Health::new(
                 devices,
                 policy.device_error_threshold,
                 policy.device_error_window_secs * 1000,
             ),
+            mutants: Default::default(),
         };
         let shared = Arc::new(Shared::new(
             core,
-            Box::new(backend),
+            backend,
             policy,
             config.scrub_start,
+            journal,
         ));
         let prefetcher =
             Prefetcher::start(&shared, config.prefetch_workers, config.prefetch_queue)?;
@@ -132,6 +220,7 @@ impl Store {
             )),
             scrub_stop,
             scrubber,
+            recovery: None,
             prefetcher,
         })
     }
@@ -293,6 +382,13 @@ impl Store {
             ..StoreStats::default()
         };
         self.shared.counters.fill(&mut stats);
+        if let Some(journal) = &self.shared.journal {
+            let j = journal.stats();
+            stats.journal_syncs = j.syncs;
+            stats.journal_commits = j.commits;
+            stats.journal_bytes = j.bytes;
+            stats.journal_number = j.number;
+        }
         stats
     }
 

@@ -1,6 +1,7 @@
 //! What the store and its background threads share: the core, the backend, the
 //! counters, and the blocking driver that runs protocol machines to completion.
 
+use super::durable::Journal;
 use super::prefetch::Hint;
 use super::stats::Counters;
 use crate::backend::{Backend, read_bytes};
@@ -24,6 +25,8 @@ pub(crate) struct Shared {
     pub(crate) policy: IntegrityPolicy,
     /// The scrubber's resumable cursor (next id to look at).
     pub(crate) scrub_cursor: AtomicU64,
+    /// The metadata journal of a durable store (`Store::open`); `None` in memory.
+    pub(crate) journal: Option<Journal>,
     started: Instant,
 }
 
@@ -56,6 +59,7 @@ impl Shared {
         backend: Box<dyn Backend>,
         policy: IntegrityPolicy,
         scrub_start: u64,
+        journal: Option<Journal>,
     ) -> Self {
         Shared {
             core,
@@ -63,6 +67,7 @@ impl Shared {
             counters: Counters::default(),
             policy,
             scrub_cursor: AtomicU64::new(scrub_start),
+            journal,
             started: Instant::now(),
         }
     }
@@ -115,7 +120,39 @@ impl Shared {
                     .good_copy(id, generation)
                     .ok_or(Error::Quarantined { extent: id }),
             ),
+            IoRequest::Journal(entries) => IoResult::Done(self.journal_commit(&entries)),
         }
+    }
+
+    /// Makes `entries` durable (no-op in memory) and rotates the journal when it is
+    /// due. A failed rotation poisons the journal if it failed before the switch, so
+    /// the next commit reports it; after the switch the old checkpoint stays valid.
+    fn journal_commit(&self, entries: &[crate::journal::Entry]) -> Result<()> {
+        let Some(journal) = &self.journal else {
+            return Ok(());
+        };
+        journal.commit(entries)?;
+        if journal.wants_rotation() {
+            let _ = journal.rotate(|| self.image());
+        }
+        Ok(())
+    }
+
+    /// The live durable state: every committed record, the bad list, the degraded
+    /// devices (a checkpoint's content).
+    pub(crate) fn image(&self) -> crate::journal::Image {
+        let core = &self.core;
+        let mut image = crate::journal::Image::default();
+        for id in core.table.allocated_ids(0) {
+            if let Ok(s) = core.table.snapshot(id)
+                && s.version() > 0
+            {
+                image.apply(&crate::journal::Entry::put(&s));
+            }
+        }
+        image.bad.extend(core.allocator.bad_locations());
+        image.degraded.extend(core.allocator.degraded_devices());
+        image
     }
 
     /// A demand read, climbing the integrity ladder on a media error: verify (which
@@ -245,6 +282,11 @@ impl Shared {
         let now_ms = self.started.elapsed().as_millis() as u64;
         if self.core.health.record_error(location.device, now_ms) {
             self.core.allocator.set_degraded(location.device);
+            // Best effort: a degraded mark only steers placement, and the health
+            // policy finds the device again if it is lost.
+            if let Some(journal) = &self.journal {
+                let _ = journal.commit(&[crate::journal::Entry::Degraded(location.device)]);
+            }
         }
     }
 }

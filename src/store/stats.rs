@@ -57,6 +57,16 @@ pub struct StoreStats {
     pub scrub_extents: u64,
     /// Bytes verified by the scrubber.
     pub scrub_bytes: u64,
+    /// Journal syncs (group commits) of a durable store; 0 in memory.
+    pub journal_syncs: u64,
+    /// Journal commits (one per durable write, compaction, remap, quarantine or
+    /// mark) of a durable store; `journal_syncs / journal_commits` is the share of
+    /// commits that paid for their own sync.
+    pub journal_commits: u64,
+    /// Bytes in the active journal.
+    pub journal_bytes: u64,
+    /// The active journal's number (bumped by each rotation).
+    pub journal_number: u64,
     /// The scrubber's resumable cursor: the next id it will look at.
     pub scrub_cursor: u64,
     /// Retired locations waiting for readers to finish.

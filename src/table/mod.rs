@@ -179,7 +179,7 @@ impl ExtentTable {
         }
         let slot = self.slot_or_grow(id)?;
         let header = slot.header_hint();
-        if expected_version % 2 != 0 || Packed::version_of(header) != expected_version {
+        if !expected_version.is_multiple_of(2) || Packed::version_of(header) != expected_version {
             return Err(self.conflict(id, expected_version));
         }
         if expected_version >= MAX_VERSION - 1 {
@@ -248,6 +248,28 @@ impl ExtentTable {
 
     /// Bytes of metadata per record (the slot size).
     pub const BYTES_PER_RECORD: usize = std::mem::size_of::<Slot>();
+
+    /// Installs a recovered record (version, state, generation, location,
+    /// checksum) as committed, whatever the slot held: recovery only, before the
+    /// table is shared. The version is kept, so versions only grow across restarts.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ExtentOutOfRange`] beyond the capacity; [`Error::Contended`] if the
+    /// slot is being published (never during recovery).
+    pub(crate) fn restore(&self, snapshot: &Snapshot) -> Result<()> {
+        let id = snapshot.extent();
+        let slot = self.slot_or_grow(id)?;
+        let header = slot.header_hint();
+        let Some(_) = slot.lock(header) else {
+            return Err(Error::Contended {
+                extent: id,
+                attempts: 1,
+            });
+        };
+        slot.publish(Packed::pack(snapshot.version(), &snapshot.fields));
+        Ok(())
+    }
 
     fn conflict(&self, id: ExtentId, expected_version: u64) -> Error {
         match self.snapshot(id) {

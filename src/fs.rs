@@ -1,0 +1,216 @@
+//! The file system a durable store runs on.
+//!
+//! [`Store::open`](crate::Store::open) uses [`StdFs`], the real one.
+//! [`Store::open_in`](crate::Store::open_in) takes any [`Fs`]: a test can wrap the
+//! real file system to remember what was synced and, at a simulated power cut,
+//! drop what was not (the LevelDB `fault_injection_test` style; this crate's
+//! `tests/power_loss.rs` does exactly that).
+//!
+//! # Contract
+//!
+//! * [`FsFile::write_all_at`] need not be durable until [`FsFile::sync_data`]
+//!   returns `Ok`.
+//! * A create, rename or remove need not be durable until [`Fs::sync_dir`] of the
+//!   directory returns `Ok`.
+//! * [`Fs::lock`] takes an exclusive advisory lock that a second `lock` of the same
+//!   path (from this process or another) is refused while the guard lives.
+
+use std::any::Any;
+use std::fmt::Debug;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+/// An open file: positioned reads and writes, data sync, length.
+pub trait FsFile: Send + Sync + Debug {
+    /// Reads up to `buf.len()` bytes at `offset`; returns how many (0 at the end).
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// Writes all of `buf` at `offset`, extending the file if needed.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error.
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Makes every completed write durable (`fdatasync`).
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error.
+    fn sync_data(&self) -> io::Result<()>;
+    /// The file's length in bytes.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error.
+    fn len(&self) -> io::Result<u64>;
+    /// Whether the file is empty.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+    /// Truncates or extends the file to `len` bytes.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+}
+
+/// A directory tree: open, list, rename, remove, directory sync and locking.
+pub trait Fs: Send + Sync + Debug + 'static {
+    /// Creates `dir` and its parents if missing.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Opens `path` for reading and writing; creates it (empty) if `create`.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if it is missing and `create` is false; the operating system's
+    /// error.
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn FsFile>>;
+    /// The names of the entries of `dir`.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error.
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Renames `from` to `to`, replacing `to` atomically.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Removes the file `path`.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error.
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Makes `dir`'s entries (creates, renames, removes) durable.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Takes an exclusive lock on `path` (created if missing): `Ok(None)` if it is
+    /// held elsewhere. The lock is released when the guard is dropped.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error.
+    fn lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>>;
+
+    /// The whole content of `path`, `None` if it does not exist.
+    ///
+    /// # Errors
+    ///
+    /// The operating system's error.
+    fn read_file(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
+        let file = match self.open(path, false) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let len = usize::try_from(file.len()?).map_err(|_| io::ErrorKind::FileTooLarge)?;
+        let mut buf = vec![0u8; len];
+        let mut done = 0;
+        // Bounded: each iteration reads at least one byte or ends the loop.
+        while done < len {
+            match file.read_at(&mut buf[done..], done as u64)? {
+                0 => break,
+                n => done += n,
+            }
+        }
+        buf.truncate(done);
+        Ok(Some(buf))
+    }
+}
+
+/// The real file system (`std::fs`, `pread`/`pwrite`, `fdatasync`, `flock`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StdFs;
+
+#[derive(Debug)]
+struct StdFile(File);
+
+impl FsFile for StdFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        // Bounded: retried only on EINTR.
+        loop {
+            match self.0.read_at(buf, offset) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => return other,
+            }
+        }
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.0.write_all_at(buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+}
+
+impl Fs for StdFs {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)
+    }
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn FsFile>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(path)?;
+        Ok(Arc::new(StdFile(file)))
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            if let Some(name) = entry?.file_name().to_str() {
+                names.push(name.to_string());
+            }
+        }
+        Ok(names)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+    fn lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Box::new(file))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! File headers and record frames: encoding, and the scan that tells a torn tail
+//! from corruption.
+//!
+//! ```text
+//! header (32 B): magic "EXTMETA\0" | format u32 | kind u32 | number u64 | devices u16 | 0u16 | crc32c u32
+//! frame:         length u32 | crc32c u32 | seq u64 | payload (length bytes)
+//! ```
+//!
+//! A frame's CRC covers its length, sequence number and payload, so a frame whose
+//! length field was torn fails it too. All integers are little-endian.
+
+use super::{Entry, FORMAT_VERSION};
+use crate::error::{Error, Result};
+use crate::journal::RecordImage;
+use crate::record::{ExtentId, Location, State};
+
+const MAGIC: [u8; 8] = *b"EXTMETA\0";
+/// Bytes of a file header.
+pub(crate) const HEADER_LEN: usize = 32;
+/// Bytes of a frame before its payload.
+pub(crate) const FRAME_HEAD: usize = 16;
+/// The largest payload a frame may carry (the largest entry is 44 bytes): bounds
+/// the work of the torn-tail scan at every offset.
+const MAX_PAYLOAD: usize = 256;
+
+/// What a metadata file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileKind {
+    /// Journal records.
+    Journal = 1,
+    /// A checkpoint image.
+    Checkpoint = 2,
+}
+
+/// A decoded file header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub(crate) kind: FileKind,
+    pub(crate) number: u64,
+    pub(crate) devices: u16,
+}
+
+/// What a scan of one file found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Scan {
+    /// The header, unless the file is a torn empty journal.
+    pub(crate) header: Option<Header>,
+    /// Every valid frame, in order, with its sequence number.
+    pub(crate) entries: Vec<(u64, Entry)>,
+    /// Bytes of the valid prefix (header included).
+    pub(crate) valid_len: u64,
+    /// Whether bytes past the valid prefix were dropped as a torn tail.
+    pub(crate) torn: bool,
+}
+
+/// The header of a new file.
+pub(crate) fn encode_header(kind: FileKind, number: u64, devices: u16) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[0..8].copy_from_slice(&MAGIC);
+    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[12..16].copy_from_slice(&(kind as u32).to_le_bytes());
+    h[16..24].copy_from_slice(&number.to_le_bytes());
+    h[24..26].copy_from_slice(&devices.to_le_bytes());
+    let crc = crc32c::crc32c(&h[..28]);
+    h[28..32].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// Appends the frame of `entry` with sequence number `seq` to `out`.
+pub(crate) fn encode_frame(out: &mut Vec<u8>, seq: u64, entry: &Entry) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; FRAME_HEAD]);
+    encode_entry(out, entry);
+    let len = (out.len() - start - FRAME_HEAD) as u32;
+    debug_assert!(
+        len as usize <= MAX_PAYLOAD,
+        "entry larger than a frame allows"
+    );
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 8..start + 16].copy_from_slice(&seq.to_le_bytes());
+    let crc = frame_crc(&out[start..]);
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn frame_crc(frame: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&frame[0..4]), &frame[8..])
+}
+
+/// Scans a whole file. `may_be_torn` is true only for the newest journal: anywhere
+/// else a bad frame is corruption.
+///
+/// # Errors
+///
+/// [`Error::NewerFormat`] for a format this build does not read;
+/// [`Error::JournalCorrupt`] / [`Error::CheckpointCorrupt`] for a bad header, a bad
+/// frame followed by valid ones, or (unless `may_be_torn`) any bad frame.
+pub(crate) fn scan(bytes: &[u8], file: &str, kind: FileKind, may_be_torn: bool) -> Result<Scan> {
+    let corrupt = |offset: u64, reason: &'static str| match kind {
+        FileKind::Journal => Error::JournalCorrupt {
+            file: file.to_string(),
+            offset,
+            reason,
+        },
+        FileKind::Checkpoint => Error::CheckpointCorrupt {
+            file: file.to_string(),
+            reason,
+        },
+    };
+    let header = match decode_header(bytes, file)? {
+        Some(h) if h.kind == kind => h,
+        Some(_) => return Err(corrupt(0, "the header names another kind of file")),
+        // A header that never became durable: the file was being created when the
+        // machine stopped, before anything was appended to it.
+        None if may_be_torn && bytes.len() <= HEADER_LEN => {
+            return Ok(Scan {
+                header: None,
+                entries: Vec::new(),
+                valid_len: 0,
+                torn: !bytes.is_empty(),
+            });
+        }
+        None => return Err(corrupt(0, "bad file header")),
+    };
+    let mut entries = Vec::new();
+    let mut at = HEADER_LEN;
+    let mut last_seq = None;
+    // Bounded: each iteration consumes at least one frame head.
+    while at < bytes.len() {
+        match decode_frame(&bytes[at..]) {
+            Some((seq, entry, used)) if last_seq.is_none_or(|l: u64| seq == l + 1) => {
+                entries.push((seq, entry));
+                last_seq = Some(seq);
+                at += used;
+            }
+            Some(_) => return Err(corrupt(at as u64, "sequence numbers are not consecutive")),
+            None => {
+                if !may_be_torn {
+                    return Err(corrupt(at as u64, "bad frame"));
+                }
+                if valid_frame_after(bytes, at + 1, last_seq) {
+                    return Err(corrupt(
+                        at as u64,
+                        "a bad frame is followed by valid frames",
+                    ));
+                }
+                return Ok(Scan {
+                    header: Some(header),
+                    entries,
+                    valid_len: at as u64,
+                    torn: true,
+                });
+            }
+        }
+    }
+    Ok(Scan {
+        header: Some(header),
+        entries,
+        valid_len: bytes.len() as u64,
+        torn: false,
+    })
+}
+
+/// The header, `None` if it is short, has no magic or fails its CRC.
+fn decode_header(bytes: &[u8], file: &str) -> Result<Option<Header>> {
+    if bytes.len() < HEADER_LEN || bytes[0..8] != MAGIC {
+        return Ok(None);
+    }
+    // The format is checked before the CRC: a newer format may lay out (and
+    // checksum) its header differently, and must be reported as such.
+    let format = u32_at(bytes, 8);
+    if format > FORMAT_VERSION {
+        return Err(Error::NewerFormat {
+            file: file.to_string(),
+            found: format,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if u32_at(bytes, 28) != crc32c::crc32c(&bytes[..28]) || format == 0 {
+        return Ok(None);
+    }
+    let kind = match u32_at(bytes, 12) {
+        1 => FileKind::Journal,
+        2 => FileKind::Checkpoint,
+        _ => return Ok(None),
+    };
+    Ok(Some(Header {
+        kind,
+        number: u64_at(bytes, 16),
+        devices: u16::from_le_bytes([bytes[24], bytes[25]]),
+    }))
+}
+
+/// One frame at the start of `bytes`: `(seq, entry, bytes used)`.
+fn decode_frame(bytes: &[u8]) -> Option<(u64, Entry, usize)> {
+    if bytes.len() < FRAME_HEAD {
+        return None;
+    }
+    let len = u32_at(bytes, 0) as usize;
+    if len == 0 || len > MAX_PAYLOAD || bytes.len() < FRAME_HEAD + len {
+        return None;
+    }
+    let frame = &bytes[..FRAME_HEAD + len];
+    if u32_at(frame, 4) != frame_crc(frame) {
+        return None;
+    }
+    let entry = decode_entry(&frame[FRAME_HEAD..])?;
+    Some((u64_at(frame, 8), entry, FRAME_HEAD + len))
+}
+
+/// Whether a valid frame with a sequence number past `last_seq` starts anywhere at
+/// or after `from`. Bounded by the file length; each probe checks at most
+/// `MAX_PAYLOAD` bytes.
+fn valid_frame_after(bytes: &[u8], from: usize, last_seq: Option<u64>) -> bool {
+    (from..bytes.len()).any(|at| {
+        decode_frame(&bytes[at..]).is_some_and(|(seq, _, _)| last_seq.is_none_or(|l| seq > l))
+    })
+}
+
+const TAG_PUT: u8 = 1;
+const TAG_BAD: u8 = 2;
+const TAG_DEGRADED: u8 = 3;
+const TAG_END: u8 = 4;
+
+fn encode_entry(out: &mut Vec<u8>, entry: &Entry) {
+    match entry {
+        Entry::Put(r) => {
+            out.push(TAG_PUT);
+            out.extend_from_slice(&r.extent.0.to_le_bytes());
+            out.extend_from_slice(&r.version.to_le_bytes());
+            out.push(r.state as u8);
+            out.extend_from_slice(&r.generation.to_le_bytes());
+            encode_location(out, r.location);
+            out.extend_from_slice(&r.checksum.to_le_bytes());
+        }
+        Entry::Bad(location) => {
+            out.push(TAG_BAD);
+            encode_location(out, *location);
+        }
+        Entry::Degraded(device) => {
+            out.push(TAG_DEGRADED);
+            out.extend_from_slice(&device.to_le_bytes());
+        }
+        Entry::End { frames } => {
+            out.push(TAG_END);
+            out.extend_from_slice(&frames.to_le_bytes());
+        }
+    }
+}
+
+fn encode_location(out: &mut Vec<u8>, l: Location) {
+    out.extend_from_slice(&l.device.to_le_bytes());
+    out.extend_from_slice(&l.offset.to_le_bytes());
+    out.extend_from_slice(&l.length.to_le_bytes());
+}
+
+fn decode_entry(p: &[u8]) -> Option<Entry> {
+    let (&tag, rest) = p.split_first()?;
+    let entry = match (tag, rest.len()) {
+        (TAG_PUT, 43) => Entry::Put(RecordImage {
+            extent: ExtentId(u64_at(rest, 0)),
+            version: u64_at(rest, 8),
+            state: match rest[16] {
+                0 => State::Vacant,
+                1 => State::Durable,
+                3 => State::Quarantined,
+                _ => return None,
+            },
+            generation: u64_at(rest, 17),
+            location: location_at(rest, 25),
+            checksum: u32_at(rest, 39),
+        }),
+        (TAG_BAD, 14) => Entry::Bad(location_at(rest, 0)),
+        (TAG_DEGRADED, 2) => Entry::Degraded(u16::from_le_bytes([rest[0], rest[1]])),
+        (TAG_END, 8) => Entry::End {
+            frames: u64_at(rest, 0),
+        },
+        _ => return None,
+    };
+    Some(entry)
+}
+
+fn location_at(b: &[u8], at: usize) -> Location {
+    Location::new(
+        u16::from_le_bytes([b[at], b[at + 1]]),
+        u64_at(b, at + 2),
+        u32_at(b, at + 10),
+    )
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(w)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}

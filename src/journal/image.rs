@@ -1,0 +1,234 @@
+//! The durable image of a store (records, bad list, degraded devices), checkpoint
+//! encoding and recovery: checkpoint plus journals in, image out.
+
+use super::frame::{FileKind, HEADER_LEN, encode_frame, encode_header, scan};
+use super::{Entry, files};
+use crate::error::{Error, Result};
+use crate::record::{ExtentId, Location, State};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One committed record as the journal keeps it (no `write_pending`, never
+/// `Compacting`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecordImage {
+    pub(crate) extent: ExtentId,
+    pub(crate) version: u64,
+    pub(crate) state: State,
+    pub(crate) generation: u64,
+    pub(crate) location: Location,
+    pub(crate) checksum: u32,
+}
+
+impl RecordImage {
+    /// Whether the record references its location (a vacant record does not).
+    pub(crate) fn references(&self) -> bool {
+        matches!(self.state, State::Durable | State::Quarantined)
+    }
+}
+
+/// Everything durable about a store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Image {
+    /// The newest record of every extent ever committed, by id.
+    pub(crate) records: BTreeMap<u64, RecordImage>,
+    /// Locations never to be handed out again.
+    pub(crate) bad: BTreeSet<Location>,
+    /// Devices the health policy degraded.
+    pub(crate) degraded: BTreeSet<u16>,
+}
+
+impl Image {
+    /// Applies one entry. A `Put` replaces the extent's record only if its version is
+    /// newer, so replay is idempotent and independent of the order of one extent's
+    /// records (see the module docs).
+    pub(crate) fn apply(&mut self, entry: &Entry) {
+        match entry {
+            Entry::Put(r) => {
+                let newer = self
+                    .records
+                    .get(&r.extent.0)
+                    .is_none_or(|old| old.version < r.version);
+                if newer {
+                    self.records.insert(r.extent.0, *r);
+                }
+            }
+            Entry::Bad(l) => {
+                self.bad.insert(*l);
+            }
+            Entry::Degraded(d) => {
+                self.degraded.insert(*d);
+            }
+            Entry::End { .. } => {}
+        }
+    }
+
+    /// Locations referenced by a record.
+    pub(crate) fn referenced(&self) -> impl Iterator<Item = Location> + '_ {
+        self.records
+            .values()
+            .filter(|r| r.references())
+            .map(|r| r.location)
+    }
+}
+
+/// A checkpoint file: header, one frame per record, bad location and degraded
+/// device, then the end frame counting them.
+pub(crate) fn encode_checkpoint(number: u64, devices: u16, image: &Image) -> Vec<u8> {
+    let frames = image.records.len() + image.bad.len() + image.degraded.len();
+    let mut out = Vec::with_capacity(HEADER_LEN + (frames + 1) * 64);
+    out.extend_from_slice(&encode_header(FileKind::Checkpoint, number, devices));
+    let entries = (image.records.values().map(|r| Entry::Put(*r)))
+        .chain(image.bad.iter().map(|l| Entry::Bad(*l)))
+        .chain(image.degraded.iter().map(|d| Entry::Degraded(*d)));
+    let mut seq = 0;
+    for entry in entries {
+        encode_frame(&mut out, seq, &entry);
+        seq += 1;
+    }
+    encode_frame(&mut out, seq, &Entry::End { frames: seq });
+    out
+}
+
+/// The newest journal after recovery: where appends go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tail {
+    /// Its number.
+    pub(crate) number: u64,
+    /// Bytes of its valid prefix (0 if even its header was torn).
+    pub(crate) valid_len: u64,
+    /// Whether a torn tail was dropped.
+    pub(crate) torn: bool,
+}
+
+/// What recovery found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Recovered {
+    /// The durable state.
+    pub(crate) image: Image,
+    /// The device count recorded at creation.
+    pub(crate) devices: u16,
+    /// The checkpoint recovery started from.
+    pub(crate) checkpoint: u64,
+    /// The newest journal, if any was found.
+    pub(crate) tail: Option<Tail>,
+    /// The next sequence number to append.
+    pub(crate) next_seq: u64,
+    /// Journal entries replayed.
+    pub(crate) replayed: u64,
+}
+
+impl Recovered {
+    /// The state of a store just created by [`plan::create`](super::plan::create).
+    pub(crate) fn fresh(devices: u16) -> Recovered {
+        Recovered {
+            image: Image::default(),
+            devices,
+            checkpoint: 1,
+            tail: Some(Tail {
+                number: 1,
+                valid_len: HEADER_LEN as u64,
+                torn: false,
+            }),
+            next_seq: 0,
+            replayed: 0,
+        }
+    }
+}
+
+/// Recovers the durable image from checkpoint `number` (its bytes) and the journals
+/// numbered `number` or more (`(number, bytes)`, any order).
+///
+/// # Errors
+///
+/// [`Error::CheckpointCorrupt`] for a checkpoint that is truncated or fails a check;
+/// [`Error::JournalCorrupt`] for a bad frame followed by valid ones, a bad frame in
+/// any journal but the newest, a missing journal in the sequence, or a journal
+/// whose header disagrees with its name or the checkpoint; [`Error::NewerFormat`].
+pub(crate) fn recover(
+    number: u64,
+    checkpoint: &[u8],
+    journals: &[(u64, &[u8])],
+) -> Result<Recovered> {
+    let name = files::checkpoint(number);
+    let ckpt = scan(checkpoint, &name, FileKind::Checkpoint, false)?;
+    let corrupt_ckpt = |reason| Error::CheckpointCorrupt {
+        file: name.clone(),
+        reason,
+    };
+    let header = ckpt.header.ok_or_else(|| corrupt_ckpt("no header"))?;
+    if header.number != number {
+        return Err(corrupt_ckpt("the header names another checkpoint"));
+    }
+    let mut image = Image::default();
+    let mut ended = false;
+    for (seq, entry) in &ckpt.entries {
+        if ended {
+            return Err(corrupt_ckpt("frames after the end frame"));
+        }
+        match entry {
+            Entry::End { frames } if *frames == *seq => ended = true,
+            Entry::End { .. } => return Err(corrupt_ckpt("the end frame miscounts")),
+            e => image.apply(e),
+        }
+    }
+    if !ended {
+        return Err(corrupt_ckpt("truncated: no end frame"));
+    }
+
+    let mut sorted: Vec<(u64, &[u8])> = journals
+        .iter()
+        .copied()
+        .filter(|(n, _)| *n >= number)
+        .collect();
+    sorted.sort_by_key(|(n, _)| *n);
+    let mut recovered = Recovered {
+        image,
+        devices: header.devices,
+        checkpoint: number,
+        tail: None,
+        next_seq: 0,
+        replayed: 0,
+    };
+    let count = sorted.len();
+    for (expected, (i, (n, bytes))) in (number..).zip(sorted.into_iter().enumerate()) {
+        let file = files::journal(n);
+        let journal_corrupt = |reason| Error::JournalCorrupt {
+            file: file.clone(),
+            offset: 0,
+            reason,
+        };
+        if n != expected {
+            return Err(Error::JournalCorrupt {
+                file: files::journal(expected),
+                offset: 0,
+                reason: "a journal in the sequence is missing",
+            });
+        }
+        let is_last = i + 1 == count;
+        let scanned = scan(bytes, &file, FileKind::Journal, is_last)?;
+        if let Some(h) = scanned.header {
+            if h.number != n {
+                return Err(journal_corrupt("the header names another journal"));
+            }
+            if h.devices != header.devices {
+                return Err(journal_corrupt("the header's device count differs"));
+            }
+        }
+        for (seq, entry) in &scanned.entries {
+            if *seq < recovered.next_seq {
+                return Err(journal_corrupt("sequence numbers go backwards"));
+            }
+            recovered.next_seq = seq + 1;
+            recovered.image.apply(entry);
+            recovered.replayed += 1;
+        }
+        if is_last {
+            recovered.tail = Some(Tail {
+                number: n,
+                valid_len: scanned.valid_len,
+                torn: scanned.torn,
+            });
+        }
+    }
+    Ok(recovered)
+}

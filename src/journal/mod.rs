@@ -1,0 +1,159 @@
+//! The metadata journal: record framing, checkpoint images and recovery, without
+//! I/O.
+//!
+//! A durable store keeps, next to its device files, three kinds of metadata file
+//! (the names are in [`files`]):
+//!
+//! * **journals** (`journal-NNNNNNNNNNNNNNNNNNNN`): append-only frames, each one
+//!   [`Entry`] framed with its length, a CRC32C and a sequence number;
+//! * **checkpoints** (`checkpoint-N`): a full image of the table's records, the bad
+//!   list and the degraded devices, in the same frames, closed by an end frame that
+//!   counts them;
+//! * the **pointer** (`CURRENT`): names the checkpoint recovery starts from. It is
+//!   replaced atomically: temp file, sync, rename, directory sync.
+//!
+//! Checkpoint `N` holds everything recorded in journals below `N`; recovery loads
+//! the checkpoint `CURRENT` names and replays every journal numbered `N` or more, in
+//! order. Every file starts with a header carrying the format version.
+//!
+//! # Design notes
+//!
+//! * **Records are images, replay is idempotent.** An [`Entry::Put`] carries the
+//!   whole committed record, its version included, and replay keeps, per extent,
+//!   the image with the highest version. So the journal order of two commits of one
+//!   extent does not matter (a compaction's record and a write's record may be
+//!   appended in either order by their threads), and replaying a journal on top of
+//!   a checkpoint that already contains some of its records changes nothing.
+//!   Versions and generations therefore only grow across restarts.
+//! * **The allocator is derived, not logged.** Free space is the complement of the
+//!   referenced locations and the bad list; only the bad list and the degraded
+//!   devices are recorded. Bytes written but never committed are free after
+//!   recovery by construction.
+//! * **Torn tail or corruption.** A frame that fails its length or CRC check ends
+//!   the valid prefix. If any valid frame with a later sequence number follows it,
+//!   the file is corrupt ([`Error::JournalCorrupt`]), never silently truncated;
+//!   otherwise the rest is the torn tail of the last group commit and is dropped.
+//!   Only the newest journal may have a torn tail: rotation syncs a journal before
+//!   the next one is used.
+//! * `write_pending` is never recorded: a write that did not commit is not part of
+//!   any durable state.
+
+mod frame;
+mod image;
+pub(crate) mod plan;
+mod pointer;
+
+pub(crate) use frame::{HEADER_LEN, encode_frame};
+pub(crate) use image::{Image, RecordImage, Recovered, recover};
+pub(crate) use pointer::{decode_pointer, encode_pointer};
+
+use crate::record::{Location, State};
+
+/// The on-disk format version this build writes and the newest it reads.
+pub(crate) const FORMAT_VERSION: u32 = 1;
+
+/// One journal entry: a durable fact about the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Entry {
+    /// The committed record of an extent, as a transition left it.
+    Put(RecordImage),
+    /// A location that failed verification: never handed out again.
+    Bad(Location),
+    /// A device degraded by the health policy.
+    Degraded(u16),
+    /// The last frame of a checkpoint: how many frames precede it.
+    End {
+        /// Frames before this one.
+        frames: u64,
+    },
+}
+
+impl Entry {
+    /// The committed record of a snapshot.
+    pub(crate) fn put(snapshot: &crate::record::Snapshot) -> Entry {
+        Entry::Put(RecordImage {
+            extent: snapshot.extent(),
+            version: snapshot.version(),
+            state: match snapshot.state() {
+                // A compaction in progress is not durable state: the record it
+                // started from is.
+                State::Compacting => State::Durable,
+                s => s,
+            },
+            generation: snapshot.generation(),
+            location: snapshot.location(),
+            checksum: snapshot.checksum(),
+        })
+    }
+}
+
+/// File names in a store directory.
+pub(crate) mod files {
+    /// The pointer to the current checkpoint.
+    pub(crate) const CURRENT: &str = "CURRENT";
+    /// The pointer's temp file, renamed over [`CURRENT`].
+    pub(crate) const CURRENT_TMP: &str = "CURRENT.tmp";
+    /// The directory lock.
+    pub(crate) const LOCK: &str = "LOCK";
+
+    /// The name of journal `n`.
+    pub(crate) fn journal(n: u64) -> String {
+        format!("journal-{n:020}")
+    }
+
+    /// The name of checkpoint `n`.
+    pub(crate) fn checkpoint(n: u64) -> String {
+        format!("checkpoint-{n:020}")
+    }
+
+    /// The number of a journal file name.
+    pub(crate) fn journal_number(name: &str) -> Option<u64> {
+        number(name, "journal-")
+    }
+
+    /// The number of a checkpoint file name.
+    pub(crate) fn checkpoint_number(name: &str) -> Option<u64> {
+        number(name, "checkpoint-")
+    }
+
+    fn number(name: &str, prefix: &str) -> Option<u64> {
+        let digits = name.strip_prefix(prefix)?;
+        (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| digits.parse().ok())
+            .flatten()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;
+
+/// Recovers a directory: reads `CURRENT`, the checkpoint it names and every journal
+/// from that checkpoint on (`read` returns a file's bytes, `None` if missing).
+/// `Ok(None)` if there is no `CURRENT`: not a store yet (or one whose creation
+/// stopped before its pointer was written, which therefore acknowledged nothing).
+///
+/// # Errors
+///
+/// As [`recover`], plus [`Error::MissingCheckpoint`](crate::Error::MissingCheckpoint)
+/// and a corrupt or newer pointer; `read`'s errors.
+pub(crate) fn recover_dir(
+    names: &[String],
+    mut read: impl FnMut(&str) -> crate::Result<Option<Vec<u8>>>,
+) -> crate::Result<Option<Recovered>> {
+    let Some(pointer) = read(files::CURRENT)? else {
+        return Ok(None);
+    };
+    let number = decode_pointer(&pointer)?;
+    let name = files::checkpoint(number);
+    let checkpoint = read(&name)?.ok_or(crate::Error::MissingCheckpoint { file: name })?;
+    let mut journals = Vec::new();
+    for n in names.iter().filter_map(|n| files::journal_number(n)) {
+        if n >= number
+            && let Some(bytes) = read(&files::journal(n))?
+        {
+            journals.push((n, bytes));
+        }
+    }
+    let refs: Vec<(u64, &[u8])> = journals.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+    recover(number, &checkpoint, &refs).map(Some)
+}

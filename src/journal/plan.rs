@@ -1,0 +1,201 @@
+//! The file operations of creation, reopen, group commit and rotation, as plans:
+//! ordered [`FsOp`] lists that a driver executes one after another, stopping at the
+//! first error. The blocking store runs them on an [`Fs`](crate::fs::Fs); the
+//! emulator runs them on simulated files that lose what was not synced. The order
+//! of every plan is the crash-safety argument, so it is written once, here.
+
+use super::frame::{FileKind, encode_header};
+use super::image::{Image, Recovered, encode_checkpoint};
+use super::{encode_pointer, files};
+
+/// One file-system step of a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FsOp {
+    /// Write `bytes` at `offset` of `file`, creating it if missing.
+    Write {
+        /// The file.
+        file: String,
+        /// Byte offset.
+        offset: u64,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+    /// Make `file`'s written bytes durable.
+    Sync {
+        /// The file.
+        file: String,
+    },
+    /// Make the directory's creates, renames and removes durable.
+    SyncDir,
+    /// Rename `from` over `to`, atomically.
+    Rename {
+        /// The old name.
+        from: String,
+        /// The new name.
+        to: String,
+    },
+    /// Remove `file`.
+    Remove {
+        /// The file.
+        file: String,
+    },
+    /// Cut `file` to `len` bytes.
+    Truncate {
+        /// The file.
+        file: String,
+        /// Its new length.
+        len: u64,
+    },
+}
+
+/// Deliberate ordering bugs the crash checker must catch (emulator only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PlanMutants {
+    /// Switch `CURRENT` to a new checkpoint before that checkpoint is synced.
+    pub(crate) pointer_before_checkpoint_sync: bool,
+}
+
+/// A new store: an empty checkpoint 1, journal 1, then the pointer. Until the
+/// pointer exists the directory is not a store, so a crash anywhere before the
+/// final rename leaves a directory that the next open creates afresh.
+///
+/// `existing` lists the directory: metadata files left by a creation that stopped
+/// before its pointer are removed first, so nothing stale is read as new.
+pub(crate) fn create(devices: u16, existing: &[String]) -> Vec<FsOp> {
+    let stale = existing.iter().filter(|name| {
+        files::journal_number(name).is_some()
+            || files::checkpoint_number(name).is_some()
+            || *name == files::CURRENT_TMP
+    });
+    let mut ops: Vec<FsOp> = stale
+        .map(|name| FsOp::Remove { file: name.clone() })
+        .collect();
+    ops.push(write(
+        files::checkpoint(1),
+        encode_checkpoint(1, devices, &Image::default()),
+    ));
+    ops.push(sync(files::checkpoint(1)));
+    ops.extend(new_journal(1, devices));
+    ops.extend(switch_pointer(1));
+    ops
+}
+
+/// Creates journal `number` (header synced, entry synced): records may be appended
+/// to it, and acknowledged, only after this plan finished.
+pub(crate) fn new_journal(number: u64, devices: u16) -> Vec<FsOp> {
+    let file = files::journal(number);
+    vec![
+        write(
+            file.clone(),
+            encode_header(FileKind::Journal, number, devices).to_vec(),
+        ),
+        sync(file),
+        FsOp::SyncDir,
+    ]
+}
+
+/// After recovery: makes the newest journal appendable (drops a torn tail, or
+/// creates the journal if the crash came before it existed). Returns the plan, the
+/// journal number and the offset of the next append.
+pub(crate) fn reopen(recovered: &Recovered) -> (Vec<FsOp>, u64, u64) {
+    let header_len = super::frame::HEADER_LEN as u64;
+    match recovered.tail {
+        None => (
+            new_journal(recovered.checkpoint, recovered.devices),
+            recovered.checkpoint,
+            header_len,
+        ),
+        Some(tail) if tail.valid_len == 0 => {
+            let mut ops = vec![FsOp::Truncate {
+                file: files::journal(tail.number),
+                len: 0,
+            }];
+            ops.extend(new_journal(tail.number, recovered.devices));
+            (ops, tail.number, header_len)
+        }
+        Some(tail) if tail.torn => {
+            let file = files::journal(tail.number);
+            let ops = vec![
+                FsOp::Truncate {
+                    file: file.clone(),
+                    len: tail.valid_len,
+                },
+                sync(file),
+            ];
+            (ops, tail.number, tail.valid_len)
+        }
+        Some(tail) => (Vec::new(), tail.number, tail.valid_len),
+    }
+}
+
+/// One group commit: the frames appended since the last one, then the sync that
+/// makes every one of them durable.
+pub(crate) fn group_commit(journal: u64, offset: u64, frames: Vec<u8>) -> Vec<FsOp> {
+    let file = files::journal(journal);
+    vec![
+        FsOp::Write {
+            file: file.clone(),
+            offset,
+            bytes: frames,
+        },
+        sync(file),
+    ]
+}
+
+/// Writes checkpoint `number` (holding everything in journals below `number`),
+/// switches the pointer to it, then removes the files it made obsolete (`existing`
+/// lists the directory's names).
+pub(crate) fn checkpoint(
+    number: u64,
+    devices: u16,
+    image: &Image,
+    existing: &[String],
+    mutants: PlanMutants,
+) -> Vec<FsOp> {
+    let file = files::checkpoint(number);
+    let mut ops = vec![write(
+        file.clone(),
+        encode_checkpoint(number, devices, image),
+    )];
+    if mutants.pointer_before_checkpoint_sync {
+        ops.extend(switch_pointer(number));
+        ops.push(sync(file));
+    } else {
+        ops.push(sync(file));
+        // The checkpoint's directory entry is durable before the pointer names it.
+        ops.push(FsOp::SyncDir);
+        ops.extend(switch_pointer(number));
+    }
+    let obsolete = existing.iter().filter(|name| {
+        files::journal_number(name)
+            .or_else(|| files::checkpoint_number(name))
+            .is_some_and(|n| n < number)
+    });
+    ops.extend(obsolete.map(|name| FsOp::Remove { file: name.clone() }));
+    ops
+}
+
+/// Temp file, sync, rename, directory sync.
+fn switch_pointer(number: u64) -> Vec<FsOp> {
+    vec![
+        write(files::CURRENT_TMP.into(), encode_pointer(number).to_vec()),
+        sync(files::CURRENT_TMP.into()),
+        FsOp::Rename {
+            from: files::CURRENT_TMP.into(),
+            to: files::CURRENT.into(),
+        },
+        FsOp::SyncDir,
+    ]
+}
+
+fn write(file: String, bytes: Vec<u8>) -> FsOp {
+    FsOp::Write {
+        file,
+        offset: 0,
+        bytes,
+    }
+}
+
+fn sync(file: String) -> FsOp {
+    FsOp::Sync { file }
+}

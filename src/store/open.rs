@@ -1,0 +1,313 @@
+//! Opening a durable store: lock, recover, validate, then (only then) change files.
+//!
+//! Every check that can refuse an open runs before the first write, so a failed open
+//! leaves every file as it found it (invariant 11); the only exception is the
+//! `LOCK` file, which is removed again if this open created it.
+
+use super::StoreConfig;
+use super::durable::{Dir, Journal, io_error};
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::fs::{Fs, FsFile};
+use crate::journal::{self, Image, Recovered, files, plan};
+use crate::record::{Location, MAX_GENERATION, MAX_VERSION, Snapshot};
+use crate::space::Allocator;
+// std's Arc even under loom: file handles are shared, not synchronised through it.
+use crate::table::ExtentTable;
+use std::path::Path;
+use std::sync::Arc;
+
+/// The name of `device`'s data file (the same as [`FileBackend`](crate::FileBackend)'s).
+pub(crate) fn device_file(device: u16) -> String {
+    format!("dev{device:04}.extents")
+}
+
+/// What the last open of a durable store recovered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Whether the open created a new store (the directory held none).
+    pub created: bool,
+    /// The checkpoint recovery started from.
+    pub checkpoint: u64,
+    /// Records recovered (extents ever committed, deleted ones included).
+    pub records: u64,
+    /// Journal entries replayed on top of the checkpoint.
+    pub replayed: u64,
+    /// Whether a torn journal tail (an unacknowledged group commit cut by the
+    /// crash) was dropped.
+    pub torn_tail_dropped: bool,
+    /// Locations marked bad.
+    pub bad_locations: u64,
+}
+
+/// What recovery hands to the store.
+pub(crate) struct Opened {
+    pub(crate) table: ExtentTable,
+    pub(crate) allocator: Allocator,
+    pub(crate) backend: FsBackend,
+    pub(crate) journal: Journal,
+    pub(crate) report: RecoveryReport,
+}
+
+/// Opens or creates the store in `path`.
+pub(crate) fn open(fs: Arc<dyn Fs>, path: &Path, config: &StoreConfig) -> Result<Opened> {
+    fs.create_dir_all(path)
+        .map_err(|e| io_error("create dir", &e))?;
+    let names = fs.list(path).map_err(|e| io_error("list", &e))?;
+    let lock_existed = names.iter().any(|n| n == files::LOCK);
+    let lock_path = path.join(files::LOCK);
+    let lock = fs
+        .lock(&lock_path)
+        .map_err(|e| io_error("lock", &e))?
+        .ok_or_else(|| Error::Locked {
+            path: lock_path.display().to_string(),
+        })?;
+    let dir = Dir::new(Arc::clone(&fs), path);
+    match recover_and_open(dir, &names, lock, config) {
+        Ok(opened) => Ok(opened),
+        Err(err) => {
+            if !lock_existed {
+                let _ = fs.remove(&lock_path);
+            }
+            Err(err)
+        }
+    }
+}
+
+fn recover_and_open(
+    dir: Dir,
+    names: &[String],
+    lock: Box<dyn std::any::Any + Send + Sync>,
+    config: &StoreConfig,
+) -> Result<Opened> {
+    let devices = config.devices;
+    let read = |name: &str| {
+        dir.fs
+            .read_file(&dir.path.join(name))
+            .map_err(|e| io_error("read", &e))
+    };
+    let (recovered, created) = match journal::recover_dir(names, read)? {
+        Some(r) => (r, false),
+        None => {
+            refuse_data_without_pointer(&dir, devices)?;
+            dir.run(plan::create(devices, names))?;
+            (Recovered::fresh(devices), true)
+        }
+    };
+    if recovered.devices != devices {
+        return Err(Error::InvalidConfig {
+            field: "devices",
+            reason: format!(
+                "the store was created with {} devices, the configuration says {devices}",
+                recovered.devices
+            ),
+        });
+    }
+    let table = ExtentTable::new(config.table);
+    restore_records(&table, &recovered.image, config)?;
+    let allocator = restore_allocator(&recovered.image, config)?;
+    let device_files = check_device_files(&dir, &recovered.image, devices)?;
+
+    // Every check passed: from here on files change.
+    let (ops, number, len) = plan::reopen(&recovered);
+    dir.run(ops)?;
+    let backend = FsBackend::open(&dir, device_files)?;
+    let journal = Journal::new(
+        dir,
+        lock,
+        devices,
+        config.journal_max_bytes,
+        number,
+        len,
+        recovered.next_seq,
+    )?;
+    let report = RecoveryReport {
+        created,
+        checkpoint: recovered.checkpoint,
+        records: recovered.image.records.len() as u64,
+        replayed: recovered.replayed,
+        torn_tail_dropped: recovered.tail.is_some_and(|t| t.torn),
+        bad_locations: recovered.image.bad.len() as u64,
+    };
+    Ok(Opened {
+        table,
+        allocator,
+        backend,
+        journal,
+        report,
+    })
+}
+
+/// A directory with device data but no `CURRENT` is not a store this crate made
+/// (or its metadata was removed): refuse it rather than overwrite the data.
+fn refuse_data_without_pointer(dir: &Dir, devices: u16) -> Result<()> {
+    for device in 0..devices {
+        if let Ok(f) = dir.fs.open(&dir.path.join(device_file(device)), false)
+            && f.len().map_err(|e| io_error("stat", &e))? > 0
+        {
+            return Err(Error::MissingCheckpoint {
+                file: files::CURRENT.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn restore_records(table: &ExtentTable, image: &Image, config: &StoreConfig) -> Result<()> {
+    for record in image.records.values() {
+        let bad = record.version % 2 != 0
+            || record.version > MAX_VERSION
+            || record.generation > MAX_GENERATION
+            || record.location.device >= config.devices
+            || record.location.end() > config.device_capacity_bytes;
+        if bad {
+            return Err(Error::CheckpointCorrupt {
+                file: format!("record of {}", record.extent),
+                reason: "a recovered record is out of range",
+            });
+        }
+        table.restore(&Snapshot::recovered(
+            record.extent,
+            record.version,
+            record.state,
+            record.generation,
+            record.location,
+            record.checksum,
+        ))?;
+    }
+    Ok(())
+}
+
+fn restore_allocator(image: &Image, config: &StoreConfig) -> Result<Allocator> {
+    Allocator::restore(
+        config.devices,
+        config.device_capacity_bytes,
+        config.block_size_bytes,
+        image.referenced(),
+        image.bad.iter().copied(),
+        image.degraded.iter().copied(),
+    )
+    .map_err(|_| Error::CheckpointCorrupt {
+        file: files::CURRENT.to_string(),
+        reason: "two records reference overlapping locations",
+    })
+}
+
+/// Each device's file, if it exists; refuses a missing or short one that records
+/// reference.
+fn check_device_files(
+    dir: &Dir,
+    image: &Image,
+    devices: u16,
+) -> Result<Vec<Option<Arc<dyn FsFile>>>> {
+    let mut needed = vec![0u64; usize::from(devices)];
+    for l in image.referenced() {
+        let n = &mut needed[usize::from(l.device)];
+        *n = (*n).max(l.end());
+    }
+    (0..devices)
+        .map(|device| {
+            let need = needed[usize::from(device)];
+            match dir.fs.open(&dir.path.join(device_file(device)), false) {
+                Ok(f) => {
+                    let len = f.len().map_err(|e| io_error("stat", &e))?;
+                    if len < need {
+                        return Err(Error::DeviceFile {
+                            device,
+                            needed: need,
+                            actual: Some(len),
+                        });
+                    }
+                    Ok(Some(f))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if need > 0 {
+                        return Err(Error::DeviceFile {
+                            device,
+                            needed: need,
+                            actual: None,
+                        });
+                    }
+                    Ok(None)
+                }
+                Err(e) => Err(io_error("open", &e)),
+            }
+        })
+        .collect()
+}
+
+/// The device files of a durable store, through its [`Fs`].
+#[derive(Debug)]
+pub(crate) struct FsBackend {
+    files: Vec<Arc<dyn FsFile>>,
+}
+
+impl FsBackend {
+    fn open(dir: &Dir, existing: Vec<Option<Arc<dyn FsFile>>>) -> Result<Self> {
+        let mut created = false;
+        let mut files = Vec::with_capacity(existing.len());
+        for (device, f) in existing.into_iter().enumerate() {
+            files.push(match f {
+                Some(f) => f,
+                None => {
+                    created = true;
+                    dir.fs
+                        .open(&dir.path.join(device_file(device as u16)), true)
+                        .map_err(|e| Error::io(device as u16, "open", &e))?
+                }
+            });
+        }
+        if created {
+            dir.fs
+                .sync_dir(&dir.path)
+                .map_err(|e| io_error("sync dir", &e))?;
+        }
+        Ok(FsBackend { files })
+    }
+
+    fn file(&self, device: u16) -> Result<&Arc<dyn FsFile>> {
+        self.files.get(usize::from(device)).ok_or(Error::Io {
+            device,
+            op: "open",
+            kind: std::io::ErrorKind::NotFound,
+            message: "no such device".into(),
+        })
+    }
+}
+
+impl Backend for FsBackend {
+    fn device_count(&self) -> u16 {
+        self.files.len() as u16
+    }
+
+    fn read_at(&self, location: Location, buf: &mut [u8]) -> Result<()> {
+        let file = self.file(location.device)?;
+        let mut done = 0usize;
+        // Bounded: each iteration reads at least one byte or ends the loop.
+        while done < buf.len() {
+            match file.read_at(&mut buf[done..], location.offset + done as u64) {
+                Ok(0) => {
+                    return Err(Error::ShortRead {
+                        location,
+                        actual: done as u64,
+                    });
+                }
+                Ok(n) => done += n,
+                Err(e) => return Err(Error::io(location.device, "read", &e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn write_at(&self, location: Location, bytes: &[u8]) -> Result<()> {
+        self.file(location.device)?
+            .write_all_at(bytes, location.offset)
+            .map_err(|e| Error::io(location.device, "write", &e))
+    }
+
+    fn sync(&self, device: u16) -> Result<()> {
+        self.file(device)?
+            .sync_data()
+            .map_err(|e| Error::io(device, "sync", &e))
+    }
+}
