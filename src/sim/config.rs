@@ -121,6 +121,26 @@ pub struct SimConfig {
     /// protocol that commits before its sync is acknowledged would. The durability
     /// check must catch it (proof that it can fail).
     pub early_sync_ack: bool,
+    /// Power cuts per run (fixed protocol): each drops every operation in flight,
+    /// loses what no sync made durable on the data devices and in the metadata
+    /// directory (a torn last sector, undone directory operations), then recovers
+    /// as `Store::open` does and checks invariants 9–11. A crash may also cut the
+    /// creation, a rotation, or recovery itself short.
+    pub crashes: u32,
+    /// Mean metadata steps between two power cuts.
+    pub crash_spacing: u64,
+    /// The journal is rotated (new journal, checkpoint, pointer switch) once it is
+    /// longer than this: small, so that rotations are frequent.
+    pub journal_max_bytes: u64,
+    /// Mutant: acknowledge a group commit when its frames are written, before the
+    /// journal sync. The crash checker must catch it.
+    pub ack_before_journal_sync: bool,
+    /// Mutant: reuse a location unreferenced by a commit before the commit's
+    /// journal record is durable. The crash checker must catch it.
+    pub reuse_before_durable: bool,
+    /// Mutant: switch the checkpoint pointer before the checkpoint is synced. The
+    /// crash checker must catch it.
+    pub pointer_before_checkpoint_sync: bool,
 }
 
 impl Default for SimConfig {
@@ -165,6 +185,12 @@ impl Default for SimConfig {
             trace_lines: 40,
             weaken_verifier: false,
             early_sync_ack: false,
+            crashes: 0,
+            crash_spacing: 120,
+            journal_max_bytes: 4096,
+            ack_before_journal_sync: false,
+            reuse_before_durable: false,
+            pointer_before_checkpoint_sync: false,
         }
     }
 }

@@ -214,6 +214,11 @@ impl Fabric {
         self.durable.extend(rest);
     }
 
+    /// A power cut: every write no sync made durable is lost.
+    pub(crate) fn crash(&mut self) {
+        self.volatile.clear();
+    }
+
     /// A misdirected write: the bytes meant for `intended` land on `victim`; the
     /// intended location keeps showing what it held. Both stay put. The device
     /// believes it wrote `intended`: that write is volatile until the next sync of

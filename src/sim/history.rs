@@ -73,6 +73,13 @@ impl History {
         }
     }
 
+    /// After a crash: `extent` is back at `generation`; later commits are gone.
+    pub(crate) fn rewind(&mut self, extent: ExtentId, generation: u64) {
+        if let Some(c) = self.commits.get_mut(extent.0 as usize) {
+            c.retain(|c| c.generation <= generation);
+        }
+    }
+
     /// The last committed generation of `extent` (0 if none).
     pub(crate) fn current(&self, extent: ExtentId) -> u64 {
         self.commits

@@ -31,6 +31,8 @@
 //! ```
 
 mod config;
+mod crash;
+mod disk;
 mod fabric;
 mod history;
 mod legacy;

@@ -49,6 +49,20 @@ pub struct Report {
     /// Latency of every prefetch that went to the media (a prefetch that found its
     /// extent cached costs nothing and is not counted), virtual ns.
     pub prefetch_latency_ns: Vec<u64>,
+    /// Power cuts (those during creation or recovery included).
+    pub crashes: u64,
+    /// Power cuts that hit creation or recovery's own plan.
+    pub crashes_in_recovery: u64,
+    /// Power cuts that hit a rotation (journal switch or checkpoint).
+    pub crashes_in_rotation: u64,
+    /// Recoveries run (the first open included).
+    pub recoveries: u64,
+    /// Recoveries that dropped a torn journal tail.
+    pub torn_tails: u64,
+    /// Journal group commits completed.
+    pub journal_syncs: u64,
+    /// Checkpoints completed (rotations).
+    pub checkpoints: u64,
     /// Every invariant violation, in order.
     pub violations: Vec<String>,
     /// The last steps before the end, formatted.

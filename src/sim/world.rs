@@ -1,6 +1,7 @@
 //! The event loop: actors, operations, the fabric and the checker in virtual time.
 
 use super::config::{Protocol, SimConfig};
+use super::crash::{self, Crashes, Lane, Meta, MetaConfig, Model};
 use super::fabric::Fabric;
 use super::history::{History, ReadCheck, value};
 use super::legacy::{self, Legacy};
@@ -8,12 +9,15 @@ use super::report::{Report, Trace};
 use crate::bytes::Bytes;
 use crate::cache::{Cache, Flight, FlightOutcome, Priority};
 use crate::error::Error;
+use crate::journal::Entry;
+use crate::journal::plan::PlanMutants;
 use crate::protocol::{
     CompactOp, CompactOutcome, Core, IoRequest, IoResult, Machine, ReadOp, RepairOp, RepairOutcome,
     Step, Verdict, VerifyOp, WriteOp,
 };
 use crate::record::{ExtentId, Location, Snapshot, State, checksum};
 use crate::space::{Allocator, Health, Reclaimer};
+use crate::store::open::Geometry;
 use crate::sync::Arc;
 use crate::table::{ExtentTable, TableConfig};
 use rand::{Rng, SeedableRng};
@@ -118,6 +122,8 @@ enum Event {
     /// A sync acknowledged early completes: the device's writes become durable
     /// (only with [`SimConfig::early_sync_ack`]).
     Flush(u16),
+    /// The current step of a metadata lane completes.
+    Meta(Lane),
 }
 
 fn step_machine<M: Machine>(
@@ -159,6 +165,13 @@ pub(crate) struct World {
     last_version: Vec<u64>,
     pub(crate) report: Report,
     trace: Trace,
+    /// The metadata directory and journal, the power cuts, the durability model.
+    meta: Meta,
+    crashes: Crashes,
+    model: Model,
+    geometry: Geometry,
+    /// A recovery failed: the run is over.
+    dead: bool,
 }
 
 impl World {
@@ -169,17 +182,57 @@ impl World {
             .segment_len(64)
             .build()
             .unwrap_or_default();
+        let geometry = Geometry {
+            table,
+            devices: cfg.devices,
+            capacity: 1 << 40,
+            block_size: 512,
+        };
+        let mut report = Report::new(seed, cfg.protocol);
+        let fixed = cfg.protocol == Protocol::Fixed;
+        let mut meta = Meta::new(
+            MetaConfig {
+                devices: cfg.devices,
+                max_bytes: cfg.journal_max_bytes,
+                ack_before_sync: cfg.ack_before_journal_sync,
+                plan_mutants: PlanMutants {
+                    pointer_before_checkpoint_sync: cfg.pointer_before_checkpoint_sync,
+                },
+                latency: cfg.latency,
+            },
+            ChaCha8Rng::seed_from_u64(seed ^ 0x10C0_0000_7E57_0000),
+        );
+        let mut crashes = Crashes::new(
+            if fixed { cfg.crashes } else { 0 },
+            cfg.crash_spacing,
+            ChaCha8Rng::seed_from_u64(seed ^ 0xC4A5_4000_0000_0BAD),
+        );
+        // The store is created as `Store::open` creates it (a crash may cut that
+        // short too); a directory the emulator built itself always recovers.
+        let (table, allocator) =
+            match crash::recover(&mut meta, &mut crashes, &geometry, &mut report) {
+                Ok(r) => (r.table, r.allocator),
+                Err(v) => {
+                    report.violations.push(v);
+                    (
+                        ExtentTable::new(table),
+                        Allocator::new(cfg.devices, geometry.capacity, geometry.block_size),
+                    )
+                }
+            };
         let core = Core {
-            table: ExtentTable::new(table),
+            table,
             cache: Cache::new(u64::from(w.extents) * 256, 4),
-            allocator: Allocator::new(cfg.devices, 1 << 40, 512),
+            allocator,
             reclaimer: Reclaimer::new(),
             health: Health::new(
                 cfg.devices,
                 cfg.policy.device_error_threshold,
                 cfg.policy.device_error_window_secs * 1000,
             ),
-            mutants: Default::default(),
+            mutants: crate::protocol::Mutants {
+                retire_before_journal: cfg.reuse_before_durable,
+            },
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let fabric_rng = ChaCha8Rng::seed_from_u64(seed ^ 0xFAB1_1C00_D15C_0000);
@@ -217,7 +270,12 @@ impl World {
             }
         }
         World {
-            report: Report::new(seed, cfg.protocol),
+            report,
+            meta,
+            crashes,
+            model: Model::default(),
+            geometry,
+            dead: false,
             trace: Trace::new(cfg.trace_lines),
             last_version: vec![0; w.extents as usize],
             legacy: Legacy::new(w.extents.max(1), cfg.devices),
@@ -245,16 +303,23 @@ impl World {
     /// Runs the workload to completion and checks everything at the end.
     pub(crate) fn run(mut self) -> Report {
         self.populate();
-        for a in 0..self.actors.len() {
-            let delay = self.think(a);
-            self.schedule(self.now + delay, Event::Actor(a));
-        }
+        self.crashes.armed = true;
+        self.start_actors();
         self.drain();
         self.final_check();
+        self.report.journal_syncs = self.meta.syncs;
+        self.report.checkpoints = self.meta.checkpoints;
         self.report.virtual_ns = self.now;
         self.report.trace = self.trace.lines();
         self.report.trace_hash = self.trace.hash();
         self.report
+    }
+
+    fn start_actors(&mut self) {
+        for a in 0..self.actors.len() {
+            let delay = self.think(a);
+            self.schedule(self.now + delay, Event::Actor(a));
+        }
     }
 
     /// Writes every extent once before the actors start.
@@ -281,6 +346,12 @@ impl World {
                 }
                 Event::Backoff(slot) => self.dispatch(slot, Input::Backoff),
                 Event::Flush(device) => self.fabric.flush(device),
+                Event::Meta(_) if self.crashes.tick() => self.crash_now(),
+                Event::Meta(lane) => {
+                    let core = &self.core;
+                    let fx = self.meta.complete(lane, || crash::image_of(core));
+                    self.meta_effects(fx);
+                }
             }
             self.wake_waiters();
         }
@@ -427,6 +498,10 @@ impl World {
             Step::Io(request) => {
                 let latency = self.latency_of(&request);
                 match request {
+                    IoRequest::Journal(entries) => {
+                        self.slots[idx] = Some(slot);
+                        return self.journal(idx, extent, entries);
+                    }
                     IoRequest::Sync(device) if self.cfg.early_sync_ack => {
                         // The mutant fabric: acknowledged now, durable only later.
                         self.schedule(self.now + latency.max(1), Event::Flush(device));
@@ -507,6 +582,96 @@ impl World {
         }
     }
 
+    /// A machine committed in the table and asks for its records to be made
+    /// durable: the commit is visible from now on (the history records it and the
+    /// replica source keeps its bytes); the answer comes with the group commit that
+    /// covers it.
+    fn journal(&mut self, idx: usize, extent: ExtentId, entries: Vec<Entry>) {
+        if let Some(Some(Slot {
+            op: Op::Write(_, bytes),
+            ..
+        })) = self.slots.get(idx)
+        {
+            let bytes = bytes.clone();
+            for e in &entries {
+                if let Entry::Put(r) = e
+                    && r.generation > self.history.current(r.extent)
+                {
+                    self.history.commit(r.extent, r.generation, self.now);
+                    self.fabric
+                        .add_replica(r.extent, r.generation, bytes.clone());
+                }
+            }
+        }
+        self.model.issue(idx, &entries);
+        let fx = self.meta.append(idx, &entries);
+        self.meta_effects(fx);
+        if self.cfg.protocol == Protocol::Fixed {
+            self.check_record(Some(extent));
+        }
+    }
+
+    fn meta_effects(&mut self, fx: crash::Effects) {
+        for (lane, delay) in fx.schedule {
+            self.schedule(self.now + delay, Event::Meta(lane));
+        }
+        for slot in fx.acks {
+            self.model.ack(slot);
+            self.dispatch(slot, Input::Io(IoResult::Done(Ok(()))));
+        }
+    }
+
+    /// A power cut: every operation in flight is dropped as it stands (no
+    /// `abandon`: nothing runs after a power cut), unsynced data and metadata are
+    /// lost, the store recovers and the checker compares the recovered state with
+    /// the model; then the workload resumes with fresh actors.
+    fn crash_now(&mut self) {
+        self.report.crashes += 1;
+        self.report.crashes_in_rotation += u64::from(self.meta.rotating());
+        self.queue.clear();
+        self.slots.clear();
+        self.free_slots.clear();
+        self.waiters.clear();
+        self.fabric.crash();
+        self.meta.dir.crash(&mut self.crashes.rng);
+        let rebuilt = match crash::recover(
+            &mut self.meta,
+            &mut self.crashes,
+            &self.geometry,
+            &mut self.report,
+        ) {
+            Ok(r) => r,
+            Err(v) => {
+                self.violation(v);
+                self.dead = true;
+                return;
+            }
+        };
+        for v in crash::check(&self.model, &rebuilt.image, &rebuilt.table, &self.fabric) {
+            self.violation(v);
+        }
+        self.model.reset(&rebuilt.image);
+        for e in 0..self.cfg.workload.extents {
+            let id = ExtentId(u64::from(e));
+            let s = rebuilt.table.snapshot(id).ok();
+            self.history.rewind(id, s.map_or(0, |s| s.generation()));
+            self.last_version[e as usize] = s.map_or(0, |s| s.version());
+        }
+        self.core = Core {
+            table: rebuilt.table,
+            cache: Cache::new(u64::from(self.cfg.workload.extents) * 256, 4),
+            allocator: rebuilt.allocator,
+            reclaimer: Reclaimer::new(),
+            health: Health::new(
+                self.cfg.devices,
+                self.cfg.policy.device_error_threshold,
+                self.cfg.policy.device_error_window_secs * 1000,
+            ),
+            mutants: self.core.mutants,
+        };
+        self.start_actors();
+    }
+
     /// The committed location of some other extent, for a misdirected write.
     fn victim_location(&mut self, not: Location) -> Option<Location> {
         let id = self.random_extent();
@@ -564,10 +729,14 @@ impl World {
         let legacy = self.cfg.protocol == Protocol::Legacy;
         let kind = self.actors.get(slot.actor).map(|a| a.kind);
         let next: Option<Op> = match (&slot.op, result) {
-            (Op::Write(_, bytes), Ok(Out::Written(generation))) => {
-                self.history.commit(slot.extent, generation, self.now);
-                self.fabric
-                    .add_replica(slot.extent, generation, bytes.clone());
+            // Its commit was recorded when it was journaled (see `journal`).
+            (Op::Write(..), Ok(Out::Written(generation))) => {
+                if self.history.current(slot.extent) < generation {
+                    self.violation(format!(
+                        "{}: generation {generation} acknowledged but never journaled",
+                        slot.extent
+                    ));
+                }
                 self.report.writes_ok += 1;
                 None
             }
@@ -830,6 +999,9 @@ impl World {
     }
 
     fn final_check(&mut self) {
+        if self.dead {
+            return;
+        }
         if !self.waiters.is_empty() || self.slots.iter().any(Option::is_some) {
             self.violation("operations still in flight at the end (hung)".into());
         }

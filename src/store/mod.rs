@@ -6,7 +6,7 @@
 
 mod config;
 mod durable;
-mod open;
+pub(crate) mod open;
 mod prefetch;
 mod readahead;
 mod scrub;

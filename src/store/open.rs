@@ -103,9 +103,7 @@ fn recover_and_open(
             ),
         });
     }
-    let table = ExtentTable::new(config.table);
-    restore_records(&table, &recovered.image, config)?;
-    let allocator = restore_allocator(&recovered.image, config)?;
+    let (table, allocator) = rebuild(&recovered.image, &Geometry::of(config))?;
     let device_files = check_device_files(&dir, &recovered.image, devices)?;
 
     // Every check passed: from here on files change.
@@ -153,13 +151,49 @@ fn refuse_data_without_pointer(dir: &Dir, devices: u16) -> Result<()> {
     Ok(())
 }
 
-fn restore_records(table: &ExtentTable, image: &Image, config: &StoreConfig) -> Result<()> {
+/// What [`rebuild`] needs to know of a store's shape.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Geometry {
+    pub(crate) table: crate::table::TableConfig,
+    pub(crate) devices: u16,
+    pub(crate) capacity: u64,
+    pub(crate) block_size: u32,
+}
+
+impl Geometry {
+    fn of(config: &StoreConfig) -> Self {
+        Geometry {
+            table: config.table,
+            devices: config.devices,
+            capacity: config.device_capacity_bytes,
+            block_size: config.block_size_bytes,
+        }
+    }
+}
+
+/// The table and allocator of a recovered image: every record restored (range
+/// checked), free space the complement of the referenced locations and the bad
+/// list. Shared by [`Store::open`](crate::Store::open) and the emulator's crash
+/// recovery, so both rebuild the same way.
+///
+/// # Errors
+///
+/// [`Error::CheckpointCorrupt`] for a record out of range or two records
+/// referencing overlapping locations.
+pub(crate) fn rebuild(image: &Image, geometry: &Geometry) -> Result<(ExtentTable, Allocator)> {
+    let table = ExtentTable::new(geometry.table);
+    restore_records(&table, image, geometry)?;
+    let allocator = restore_allocator(image, geometry)?;
+    Ok((table, allocator))
+}
+
+fn restore_records(table: &ExtentTable, image: &Image, geometry: &Geometry) -> Result<()> {
     for record in image.records.values() {
         let bad = record.version % 2 != 0
             || record.version > MAX_VERSION
             || record.generation > MAX_GENERATION
-            || record.location.device >= config.devices
-            || record.location.end() > config.device_capacity_bytes;
+            || record.location.device >= geometry.devices
+            || record.location.end() > geometry.capacity;
         if bad {
             return Err(Error::CheckpointCorrupt {
                 file: format!("record of {}", record.extent),
@@ -178,11 +212,11 @@ fn restore_records(table: &ExtentTable, image: &Image, config: &StoreConfig) -> 
     Ok(())
 }
 
-fn restore_allocator(image: &Image, config: &StoreConfig) -> Result<Allocator> {
+fn restore_allocator(image: &Image, geometry: &Geometry) -> Result<Allocator> {
     Allocator::restore(
-        config.devices,
-        config.device_capacity_bytes,
-        config.block_size_bytes,
+        geometry.devices,
+        geometry.capacity,
+        geometry.block_size,
         image.referenced(),
         image.bad.iter().copied(),
         image.degraded.iter().copied(),

@@ -1,0 +1,257 @@
+//! A simulated metadata directory that executes the journal's [`FsOp`] plans and
+//! loses, at a crash, what a real file system may lose.
+//!
+//! # Loss model
+//!
+//! * Every file has a *durable* image (what its last completed sync made survive)
+//!   and a *current* one (what reads see). At a crash a file keeps its durable
+//!   bytes, or its durable bytes plus a prefix of the bytes appended since, with
+//!   the last 512-byte sector of that prefix torn (garbage). A file whose current
+//!   image does not extend its durable one (a truncate or an overwrite not synced)
+//!   keeps either image.
+//! * Creates, renames and removes are durable only after the next
+//!   [`FsOp::SyncDir`]. At a crash each one since the last directory sync is kept
+//!   or undone, independently, replayed in order on the durable directory (a
+//!   rename whose source is missing then does nothing).
+
+use crate::journal::plan::FsOp;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+
+/// Bytes of a sector: the unit a crash tears.
+pub(crate) const SECTOR: usize = 512;
+
+#[derive(Debug, Clone, Default)]
+struct Inode {
+    durable: Vec<u8>,
+    current: Vec<u8>,
+}
+
+/// A directory operation not yet made durable by a directory sync.
+#[derive(Debug, Clone)]
+enum DirOp {
+    Create(String, u64),
+    Rename(String, String),
+    Remove(String),
+}
+
+/// The simulated directory.
+#[derive(Debug, Default)]
+pub(crate) struct SimDir {
+    inodes: BTreeMap<u64, Inode>,
+    /// Names as reads see them.
+    names: BTreeMap<String, u64>,
+    /// Names as the last directory sync left them.
+    durable_names: BTreeMap<String, u64>,
+    pending: Vec<DirOp>,
+    next_inode: u64,
+}
+
+impl SimDir {
+    /// The directory's names, sorted.
+    pub(crate) fn list(&self) -> Vec<String> {
+        self.names.keys().cloned().collect()
+    }
+
+    /// A file's current bytes, `None` if it does not exist.
+    pub(crate) fn read(&self, name: &str) -> Option<Vec<u8>> {
+        let inode = self.names.get(name)?;
+        self.inodes.get(inode).map(|i| i.current.clone())
+    }
+
+    /// Executes one plan step. A step on a missing file creates it (a write) or is
+    /// an error (a sync or truncate), as on a real file system.
+    pub(crate) fn apply(&mut self, op: &FsOp) -> Result<(), String> {
+        match op {
+            FsOp::Write {
+                file,
+                offset,
+                bytes,
+            } => {
+                let inode = self.open_or_create(file);
+                let data = &mut self.inodes.entry(inode).or_default().current;
+                let at = *offset as usize;
+                if data.len() < at + bytes.len() {
+                    data.resize(at + bytes.len(), 0);
+                }
+                data[at..at + bytes.len()].copy_from_slice(bytes);
+            }
+            FsOp::Sync { file } => {
+                let inode = self.inode(file)?;
+                let i = self.inodes.entry(inode).or_default();
+                i.durable = i.current.clone();
+            }
+            FsOp::SyncDir => {
+                self.durable_names = self.names.clone();
+                self.pending.clear();
+            }
+            FsOp::Rename { from, to } => {
+                let inode = self.inode(from)?;
+                self.names.remove(from);
+                self.names.insert(to.clone(), inode);
+                self.pending.push(DirOp::Rename(from.clone(), to.clone()));
+            }
+            FsOp::Remove { file } => {
+                if self.names.remove(file).is_some() {
+                    self.pending.push(DirOp::Remove(file.clone()));
+                }
+            }
+            FsOp::Truncate { file, len } => {
+                let inode = self.inode(file)?;
+                let i = self.inodes.entry(inode).or_default();
+                i.current.resize(*len as usize, 0);
+            }
+        }
+        Ok(())
+    }
+
+    fn inode(&self, name: &str) -> Result<u64, String> {
+        self.names
+            .get(name)
+            .copied()
+            .ok_or_else(|| format!("{name}: no such file"))
+    }
+
+    fn open_or_create(&mut self, name: &str) -> u64 {
+        if let Some(&inode) = self.names.get(name) {
+            return inode;
+        }
+        self.next_inode += 1;
+        let inode = self.next_inode;
+        self.inodes.insert(inode, Inode::default());
+        self.names.insert(name.to_string(), inode);
+        self.pending.push(DirOp::Create(name.to_string(), inode));
+        inode
+    }
+
+    /// A power cut: applies the loss model (see the module docs). Returns how many
+    /// files lost unsynced bytes and how many directory operations were undone.
+    pub(crate) fn crash(&mut self, rng: &mut ChaCha8Rng) -> (u32, u32) {
+        let mut undone = 0;
+        let mut names = std::mem::take(&mut self.durable_names);
+        // Bounded by the operations since the last directory sync.
+        for op in std::mem::take(&mut self.pending) {
+            if rng.random_bool(0.5) {
+                undone += 1;
+                continue;
+            }
+            match op {
+                DirOp::Create(name, inode) => {
+                    names.insert(name, inode);
+                }
+                DirOp::Rename(from, to) => {
+                    if let Some(inode) = names.remove(&from) {
+                        names.insert(to, inode);
+                    }
+                }
+                DirOp::Remove(name) => {
+                    names.remove(&name);
+                }
+            }
+        }
+        let live: std::collections::BTreeSet<u64> = names.values().copied().collect();
+        self.inodes.retain(|inode, _| live.contains(inode));
+        let mut lost = 0;
+        for i in self.inodes.values_mut() {
+            if i.current != i.durable {
+                lost += 1;
+                i.current = survivor(&i.durable, &i.current, rng);
+            }
+            i.durable = i.current.clone();
+        }
+        self.durable_names = names.clone();
+        self.names = names;
+        (lost, undone)
+    }
+}
+
+/// What survives of a file whose current bytes were not synced.
+fn survivor(durable: &[u8], current: &[u8], rng: &mut ChaCha8Rng) -> Vec<u8> {
+    if !current.starts_with(durable) {
+        // A truncate or an overwrite: either image.
+        return if rng.random_bool(0.5) {
+            durable.to_vec()
+        } else {
+            current.to_vec()
+        };
+    }
+    let extra = current.len() - durable.len();
+    let keep = rng.random_range(0..=extra);
+    let mut out = current[..durable.len() + keep].to_vec();
+    if keep > 0 && rng.random_bool(0.75) {
+        // The last sector written is torn: garbage from its start (not before the
+        // durable bytes) to the end of the kept prefix.
+        let end = out.len();
+        let sector_start = ((end - 1) / SECTOR) * SECTOR;
+        for b in &mut out[sector_start.max(durable.len())..end] {
+            *b = rng.random();
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn write(file: &str, offset: u64, bytes: &[u8]) -> FsOp {
+        FsOp::Write {
+            file: file.into(),
+            offset,
+            bytes: bytes.to_vec(),
+        }
+    }
+
+    #[test]
+    fn synced_bytes_and_synced_names_survive_every_crash() {
+        for seed in 0..64 {
+            let mut d = SimDir::default();
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            d.apply(&write("a", 0, &[1; 100])).unwrap();
+            d.apply(&FsOp::Sync { file: "a".into() }).unwrap();
+            d.apply(&FsOp::SyncDir).unwrap();
+            d.apply(&write("a", 100, &[2; 1000])).unwrap();
+            d.apply(&write("b", 0, &[3; 10])).unwrap();
+            d.crash(&mut rng);
+            let a = d.read("a").expect("a synced name survives");
+            assert!(a.len() >= 100 && a.len() <= 1100);
+            assert_eq!(&a[..100], &[1; 100], "synced bytes are never torn");
+            assert!(d.read("b").is_none_or(|b| b.is_empty()), "b never synced");
+        }
+    }
+
+    #[test]
+    fn an_unsynced_rename_may_be_undone_and_a_torn_tail_is_garbage() {
+        let (mut undone, mut kept, mut torn) = (0, 0, 0);
+        for seed in 0..200 {
+            let mut d = SimDir::default();
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            d.apply(&write("tmp", 0, &[7; 24])).unwrap();
+            d.apply(&FsOp::Sync { file: "tmp".into() }).unwrap();
+            d.apply(&write("j", 0, &[5; 2000])).unwrap();
+            d.apply(&FsOp::Sync { file: "j".into() }).unwrap();
+            d.apply(&FsOp::SyncDir).unwrap();
+            d.apply(&FsOp::Rename {
+                from: "tmp".into(),
+                to: "CURRENT".into(),
+            })
+            .unwrap();
+            d.apply(&write("j", 2000, &[6; 2000])).unwrap();
+            d.crash(&mut rng);
+            match (d.read("tmp"), d.read("CURRENT")) {
+                (Some(_), None) => undone += 1,
+                (None, Some(c)) => {
+                    assert_eq!(c, vec![7; 24]);
+                    kept += 1
+                }
+                other => panic!("the rename is atomic: {other:?}"),
+            }
+            let j = d.read("j").expect("synced");
+            assert_eq!(&j[..2000], &[5; 2000][..]);
+            torn += usize::from(j[2000..].iter().any(|&b| b != 6));
+        }
+        assert!(undone > 0 && kept > 0 && torn > 0, "{undone} {kept} {torn}");
+    }
+}
