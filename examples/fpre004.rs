@@ -82,6 +82,27 @@ struct Args {
     /// commit before the sync is acknowledged): the sweep must catch it.
     #[arg(long)]
     early_sync_ack: bool,
+    /// Power cuts per run (fixed protocol): crash, recover, check invariants 9–11.
+    #[arg(long, default_value_t = 0)]
+    crashes: u32,
+    /// Mean distance between two power cuts in steps (a metadata step counts 8).
+    #[arg(long)]
+    crash_spacing: Option<u64>,
+    /// Rotate the journal once it is longer than this many bytes.
+    #[arg(long)]
+    journal_max_bytes: Option<u64>,
+    /// Mutant: acknowledge a group commit before its journal sync (the crash sweep
+    /// must catch it).
+    #[arg(long)]
+    ack_before_journal_sync: bool,
+    /// Mutant: reuse a location before the record that unreferenced it is durable
+    /// (the crash sweep must catch it).
+    #[arg(long)]
+    reuse_before_durable: bool,
+    /// Mutant: switch the checkpoint pointer before the checkpoint is synced (the
+    /// crash sweep must catch it).
+    #[arg(long)]
+    pointer_before_checkpoint_sync: bool,
     /// Fail (exit 1) unless the runs meet this expectation.
     #[arg(long, value_enum)]
     expect: Option<Expect>,
@@ -99,8 +120,14 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
         weaken_verifier: args.weaken_verifier,
         early_sync_ack: args.early_sync_ack,
         trace_lines: args.trace_lines,
+        crashes: args.crashes,
+        ack_before_journal_sync: args.ack_before_journal_sync,
+        reuse_before_durable: args.reuse_before_durable,
+        pointer_before_checkpoint_sync: args.pointer_before_checkpoint_sync,
         ..SimConfig::default()
     };
+    c.crash_spacing = args.crash_spacing.unwrap_or(c.crash_spacing);
+    c.journal_max_bytes = args.journal_max_bytes.unwrap_or(c.journal_max_bytes);
     let w = &mut c.workload;
     w.ops = args.ops.unwrap_or(w.ops);
     w.extents = args.extents.unwrap_or(w.extents).max(1);
@@ -136,6 +163,13 @@ struct Totals {
     spurious_seeds: u64,
     first_spurious: Option<u64>,
     prefetch_ns: Vec<u64>,
+    crashes: u64,
+    crashes_in_recovery: u64,
+    crashes_in_rotation: u64,
+    recoveries: u64,
+    torn_tails: u64,
+    journal_syncs: u64,
+    checkpoints: u64,
     secs: f64,
 }
 
@@ -153,6 +187,13 @@ impl Totals {
         self.corrupt += r.corrupt_served;
         self.quarantines += r.quarantines;
         self.remaps += r.remaps;
+        self.crashes += r.crashes;
+        self.crashes_in_recovery += r.crashes_in_recovery;
+        self.crashes_in_rotation += r.crashes_in_rotation;
+        self.recoveries += r.recoveries;
+        self.torn_tails += r.torn_tails;
+        self.journal_syncs += r.journal_syncs;
+        self.checkpoints += r.checkpoints;
         if !r.is_clean() {
             self.dirty.push(r.seed);
         }
@@ -239,6 +280,16 @@ fn replay(args: &Args, seed: u64) -> ExitCode {
             r.remaps,
             r.trace_hash
         );
+        println!(
+            "   crashes {} (in recovery {}, in rotation {}) | recoveries {} torn tails {} | journal syncs {} checkpoints {}",
+            r.crashes,
+            r.crashes_in_recovery,
+            r.crashes_in_rotation,
+            r.recoveries,
+            r.torn_tails,
+            r.journal_syncs,
+            r.checkpoints
+        );
         for v in &r.violations {
             println!("   VIOLATION {v}");
         }
@@ -263,6 +314,18 @@ fn mutants(args: &Args) -> String {
     }
     if args.early_sync_ack {
         flags.push_str(" --early-sync-ack");
+    }
+    if args.crashes > 0 {
+        flags.push_str(&format!(" --crashes {}", args.crashes));
+    }
+    if args.ack_before_journal_sync {
+        flags.push_str(" --ack-before-journal-sync");
+    }
+    if args.reuse_before_durable {
+        flags.push_str(" --reuse-before-durable");
+    }
+    if args.pointer_before_checkpoint_sync {
+        flags.push_str(" --pointer-before-checkpoint-sync");
     }
     flags
 }
@@ -334,11 +397,9 @@ fn print_table(args: &Args, results: &mut [(Protocol, Totals)]) {
         cfg.workload.ops,
         cfg.workload.extents,
         cfg.devices,
-        match (args.weaken_verifier, args.early_sync_ack) {
-            (false, false) => "",
-            (true, false) => " (fixed verifier WEAKENED)",
-            (false, true) => " (syncs acknowledged EARLY)",
-            (true, true) => " (fixed verifier WEAKENED, syncs acknowledged EARLY)",
+        match mutants(args).as_str() {
+            "" => String::new(),
+            flags => format!(" (mutants and crashes:{flags})"),
         }
     );
     let mut rows: Vec<(String, Vec<String>)> = Vec::new();
@@ -383,8 +444,29 @@ fn print_table(args: &Args, results: &mut [(Protocol, Totals)]) {
     row("prefetch latency p999 (media)", &mut |t| {
         t.percentile_us(0.999)
     });
+    row("journal syncs", &mut |t| t.journal_syncs.to_string());
+    row("checkpoints (rotations)", &mut |t| {
+        t.checkpoints.to_string()
+    });
+    row("crashes", &mut |t| t.crashes.to_string());
+    row("  in creation or recovery", &mut |t| {
+        t.crashes_in_recovery.to_string()
+    });
+    row("  in rotation", &mut |t| t.crashes_in_rotation.to_string());
+    row("recoveries (first open included)", &mut |t| {
+        t.recoveries.to_string()
+    });
+    row("  torn journal tails dropped", &mut |t| {
+        t.torn_tails.to_string()
+    });
     row("seeds with violations", &mut |t| t.dirty.len().to_string());
     row("simulated steps", &mut |t| t.steps.to_string());
+    row("seeds per second", &mut |t| {
+        format!("{:.0}", t.seeds as f64 / t.secs.max(1e-9))
+    });
+    row("crashes per second", &mut |t| {
+        format!("{:.0}", t.crashes as f64 / t.secs.max(1e-9))
+    });
     row("steps per second", &mut |t| {
         format!("{:.2} M", t.steps as f64 / t.secs.max(1e-9) / 1e6)
     });

@@ -127,7 +127,8 @@ pub struct SimConfig {
     /// as `Store::open` does and checks invariants 9–11. A crash may also cut the
     /// creation, a rotation, or recovery itself short.
     pub crashes: u32,
-    /// Mean metadata steps between two power cuts.
+    /// Mean distance between two power cuts, in units of steps: a metadata step
+    /// (journal or checkpoint I/O) counts 8, any other step 1.
     pub crash_spacing: u64,
     /// The journal is rotated (new journal, checkpoint, pointer switch) once it is
     /// longer than this: small, so that rotations are frequent.
@@ -186,8 +187,8 @@ impl Default for SimConfig {
             weaken_verifier: false,
             early_sync_ack: false,
             crashes: 0,
-            crash_spacing: 120,
-            journal_max_bytes: 4096,
+            crash_spacing: 400,
+            journal_max_bytes: 1024,
             ack_before_journal_sync: false,
             reuse_before_durable: false,
             pointer_before_checkpoint_sync: false,

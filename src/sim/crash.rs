@@ -310,7 +310,7 @@ pub(crate) struct Crashes {
 }
 
 impl Crashes {
-    /// `crashes` power cuts, one on average every `spacing` metadata steps.
+    /// `crashes` power cuts, one on average every `spacing` units of steps.
     pub(crate) fn new(crashes: u32, spacing: u64, rng: ChaCha8Rng) -> Self {
         let mut c = Crashes {
             left: crashes,
@@ -327,12 +327,14 @@ impl Crashes {
         self.countdown = self.rng.random_range(1..=2 * self.spacing);
     }
 
-    /// One metadata step is about to run: whether the power fails first.
-    pub(crate) fn tick(&mut self) -> bool {
+    /// A step worth `units` is about to run (a metadata step weighs more than any
+    /// other, so that power cuts often land inside group commits and rotations):
+    /// whether the power fails first.
+    pub(crate) fn tick(&mut self, units: u64) -> bool {
         if !self.armed || self.left == 0 {
             return false;
         }
-        self.countdown -= 1;
+        self.countdown = self.countdown.saturating_sub(units);
         if self.countdown > 0 {
             return false;
         }
@@ -520,6 +522,11 @@ pub(crate) fn check(
             }
             continue;
         };
+        // A never-committed extent whose write was aborted (or pending) at a
+        // checkpoint: vacant, as before it was ever written.
+        if floor.is_none() && r.state == State::Vacant && r.generation == 0 {
+            continue;
+        }
         let floor_v = floor.unwrap_or(0);
         let candidates = base
             .into_iter()

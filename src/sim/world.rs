@@ -338,6 +338,17 @@ impl World {
                 self.violation("run did not terminate (step bound reached)".into());
                 return;
             }
+            // Any step may be cut short by a power failure; metadata steps weigh
+            // more (see `Crashes::tick`).
+            let units = if matches!(event, Event::Meta(_)) {
+                8
+            } else {
+                1
+            };
+            if self.crashes.tick(units) {
+                self.crash_now();
+                continue;
+            }
             match event {
                 Event::Actor(a) => self.actor_turn(a),
                 Event::Io(slot, request) => {
@@ -346,7 +357,6 @@ impl World {
                 }
                 Event::Backoff(slot) => self.dispatch(slot, Input::Backoff),
                 Event::Flush(device) => self.fabric.flush(device),
-                Event::Meta(_) if self.crashes.tick() => self.crash_now(),
                 Event::Meta(lane) => {
                     let core = &self.core;
                     let fx = self.meta.complete(lane, || crash::image_of(core));
