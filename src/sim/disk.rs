@@ -218,7 +218,8 @@ mod tests {
             let a = d.read("a").expect("a synced name survives");
             assert!(a.len() >= 100 && a.len() <= 1100);
             assert_eq!(&a[..100], &[1; 100], "synced bytes are never torn");
-            assert!(d.read("b").is_none_or(|b| b.is_empty()), "b never synced");
+            // b was never synced: it may be gone, or keep a (torn) prefix.
+            assert!(d.read("b").is_none_or(|b| b.len() <= 10));
         }
     }
 
