@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --release --example fpre004                          # side-by-side report
 //! cargo run --release --example fpre004 -- --seed 42 --protocol legacy   # replay one seed
+//! cargo run --release --example fpre004 -- --protocol fixed --crashes 3 --seeds 5000 --expect clean
 //! cargo run --release --example fpre004 -- --help                # every knob
 //! ```
 

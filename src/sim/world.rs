@@ -638,6 +638,13 @@ impl World {
     fn crash_now(&mut self) {
         self.report.crashes += 1;
         self.report.crashes_in_rotation += u64::from(self.meta.rotating());
+        let what = if self.meta.rotating() {
+            "power cut in rotation"
+        } else {
+            "power cut"
+        };
+        self.trace
+            .record(self.now, usize::MAX, "crash", ExtentId(0), what);
         self.queue.clear();
         self.slots.clear();
         self.free_slots.clear();
