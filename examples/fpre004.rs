@@ -51,6 +51,12 @@ struct Args {
     /// Extents per run.
     #[arg(long)]
     extents: Option<u32>,
+    /// Writer actors.
+    #[arg(long)]
+    writers: Option<u32>,
+    /// Demand-reader, prefetcher and scrubber actors (each kind).
+    #[arg(long)]
+    readers: Option<u32>,
     /// Transient I/O error chance, parts per million per I/O.
     #[arg(long)]
     transient_ppm: Option<u32>,
@@ -132,6 +138,10 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
     let w = &mut c.workload;
     w.ops = args.ops.unwrap_or(w.ops);
     w.extents = args.extents.unwrap_or(w.extents).max(1);
+    w.writers = args.writers.unwrap_or(w.writers);
+    if let Some(n) = args.readers {
+        (w.readers, w.prefetchers, w.scrubbers) = (n, n, n);
+    }
     let f = &mut c.faults;
     f.transient_ppm = args.transient_ppm.unwrap_or(f.transient_ppm);
     f.bitflip_ppm = args.bitflip_ppm.unwrap_or(f.bitflip_ppm);
@@ -315,6 +325,12 @@ fn mutants(args: &Args) -> String {
     }
     if args.early_sync_ack {
         flags.push_str(" --early-sync-ack");
+    }
+    if let Some(n) = args.writers {
+        flags.push_str(&format!(" --writers {n}"));
+    }
+    if let Some(n) = args.readers {
+        flags.push_str(&format!(" --readers {n}"));
     }
     if args.crashes > 0 {
         flags.push_str(&format!(" --crashes {}", args.crashes));

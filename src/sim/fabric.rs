@@ -214,9 +214,31 @@ impl Fabric {
         self.durable.extend(rest);
     }
 
-    /// A power cut: every write no sync made durable is lost.
-    pub(crate) fn crash(&mut self) {
-        self.volatile.clear();
+    /// A power cut: each write no sync made durable is lost, or survives whole,
+    /// or survives torn (garbage from some byte on), as a drive's write cache may
+    /// have written it back or not. Returns how many survived.
+    ///
+    /// Surviving writes are harmless to a correct protocol: an unsynced write
+    /// targets a location that no durable record references (invariant 10), so the
+    /// crash checker catches a location reused too early even when the reusing
+    /// write was never synced.
+    pub(crate) fn crash(&mut self, rng: &mut ChaCha8Rng) -> u32 {
+        let mut survived = 0;
+        for (k, bytes) in std::mem::take(&mut self.volatile) {
+            if rng.random_bool(0.5) {
+                continue;
+            }
+            survived += 1;
+            let mut v = bytes.to_vec();
+            if rng.random_bool(0.5) && !v.is_empty() {
+                let from = rng.random_range(0..v.len());
+                for b in &mut v[from..] {
+                    *b = rng.random();
+                }
+            }
+            self.durable.insert(k, Bytes::from(v));
+        }
+        survived
     }
 
     /// A misdirected write: the bytes meant for `intended` land on `victim`; the

@@ -649,7 +649,7 @@ impl World {
         self.slots.clear();
         self.free_slots.clear();
         self.waiters.clear();
-        self.fabric.crash();
+        self.fabric.crash(&mut self.crashes.rng);
         self.meta.dir.crash(&mut self.crashes.rng);
         let rebuilt = match crash::recover(
             &mut self.meta,
