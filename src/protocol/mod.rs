@@ -10,6 +10,7 @@
 //! operation with a retryable error (a read: [`Error::Superseded`]; a write: the
 //! last [`Error::VersionConflict`]), never spins forever.
 
+mod batch;
 mod compact;
 mod read;
 mod repair;
@@ -19,6 +20,7 @@ mod write;
 #[cfg(all(test, loom))]
 mod loom_models;
 
+pub(crate) use batch::BatchWriteOp;
 pub(crate) use compact::CompactOp;
 pub use compact::CompactOutcome;
 pub(crate) use read::ReadOp;

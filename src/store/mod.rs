@@ -23,7 +23,7 @@ use crate::backend::Backend;
 use crate::bytes::Bytes;
 use crate::cache::Cache;
 use crate::error::{Error, Result};
-use crate::protocol::{CompactOp, CompactOutcome, Core, Verdict, WriteOp};
+use crate::protocol::{BatchWriteOp, CompactOp, CompactOutcome, Core, Verdict, WriteOp};
 use crate::record::{ExtentId, Snapshot};
 use crate::space::{Allocator, Health, Reclaimer};
 use crate::sync::{Arc, Mutex, Ordering::Relaxed, thread};
@@ -247,6 +247,61 @@ impl Store {
             what: "a write waited on a load",
         })?;
         counters.write_ok.bump();
+        Ok(committed)
+    }
+
+    /// Writes every `(id, bytes)` of `items`, sharing the syncs: all data writes,
+    /// one sync per device touched, then every commit and one journal sync (on a
+    /// durable store). Returns the committed records in `items`' order.
+    ///
+    /// # Consistency
+    ///
+    /// Each write keeps the guarantees of [`write`](Self::write). The batch is not
+    /// atomic: readers may see some writes committed before others, and a crash
+    /// before the call returns may keep any subset. When it returns `Ok`, all are
+    /// durable.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLarge`] (checked before anything is written),
+    /// [`Error::WriteInProgress`] if an id is being written (or appears twice),
+    /// [`Error::NoSpace`], backend and journal errors. On an error before the
+    /// commits nothing changed; an error while committing (rare: a commit that kept
+    /// losing races) is reported after the writes that did commit are durable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use extentmeta::{ExtentId, MemBackend, Store, StoreConfig};
+    ///
+    /// let store = Store::new(MemBackend::new(2), StoreConfig::default())?;
+    /// let items: Vec<(ExtentId, &[u8])> = vec![(ExtentId(1), b"one"), (ExtentId(2), b"two")];
+    /// let committed = store.write_batch(&items)?;
+    /// assert_eq!(committed.len(), 2);
+    /// assert_eq!(&*store.read(ExtentId(2))?, b"two");
+    /// # Ok::<(), extentmeta::Error>(())
+    /// ```
+    pub fn write_batch(&self, items: &[(ExtentId, &[u8])]) -> Result<Vec<Snapshot>> {
+        for (_, bytes) in items {
+            if u32::try_from(bytes.len()).is_err() {
+                return Err(Error::TooLarge {
+                    length: bytes.len() as u64,
+                    max: u64::from(u32::MAX),
+                });
+            }
+        }
+        let counters = &self.shared.counters;
+        counters.writes.add(items.len() as u64);
+        let op = BatchWriteOp::new(
+            items
+                .iter()
+                .map(|&(id, bytes)| (id, Bytes::from(bytes)))
+                .collect(),
+        );
+        let committed = self.shared.drive(op, true)?.ok_or(Error::Internal {
+            what: "a batch write waited on a load",
+        })?;
+        counters.write_ok.add(committed.len() as u64);
         Ok(committed)
     }
 
