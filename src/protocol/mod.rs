@@ -11,6 +11,7 @@
 //! last [`Error::VersionConflict`]), never spins forever.
 
 mod compact;
+mod delete;
 mod read;
 mod repair;
 mod verify;
@@ -21,6 +22,7 @@ mod loom_models;
 
 pub(crate) use compact::CompactOp;
 pub use compact::CompactOutcome;
+pub(crate) use delete::DeleteOp;
 pub(crate) use read::ReadOp;
 pub(crate) use repair::RepairOp;
 pub use repair::RepairOutcome;
