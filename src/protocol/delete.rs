@@ -125,14 +125,19 @@ mod tests {
     }
 
     fn committed(core: &Core, id: ExtentId) -> (Snapshot, Location) {
-        let location = core.allocator.allocate(100, Placement::Any).unwrap();
-        let begin = core.table.transition(id, 0, Change::BeginWrite).unwrap();
+        let location = core.allocator.allocate(100, Placement::Any).expect("space");
+        let begin = core
+            .table
+            .transition(id, 0, Change::BeginWrite)
+            .expect("a vacant record begins a write");
         let change = Change::CommitWrite {
             location,
             checksum: checksum(id, 1, b"x"),
         };
         (
-            core.table.transition(id, begin.version(), change).unwrap(),
+            core.table
+                .transition(id, begin.version(), change)
+                .expect("the pending write commits"),
             location,
         )
     }
@@ -165,6 +170,32 @@ mod tests {
             stats.file_bytes, 0,
             "the freed tail moved the bump pointer down"
         );
+    }
+
+    /// Invariant: a deleted location is not reused while a reader that may still
+    /// read it is pinned (the grace period).
+    #[test]
+    fn the_deleted_location_stays_allocated_while_a_reader_is_pinned() {
+        let core = core();
+        let id = ExtentId(9);
+        let (_, location) = committed(&core, id);
+        let reader = core.reclaimer.pin();
+        run(&core, id).expect("deleted");
+        core.collect();
+        assert_eq!(core.allocator.stats(0).expect("device 0").live_bytes, 4096);
+        assert_ne!(
+            core.allocator.allocate(100, Placement::Any).expect("space"),
+            location,
+            "not handed out under the reader"
+        );
+        core.reclaimer.unpin(reader);
+        core.collect();
+        assert_eq!(
+            core.allocator.stats(0).expect("device 0").live_bytes,
+            4096,
+            "only the new one"
+        );
+        assert_eq!(core.reclaimer.pending(), 0);
     }
 
     #[test]

@@ -978,7 +978,7 @@ mod tests {
             let fresh = if next() % 2 == 0 {
                 Some(
                     a.allocate((1 + next() % 16) as u32 * 4096, Placement::Any)
-                        .unwrap(),
+                        .expect("a terabyte device has room"),
                 )
             } else {
                 None // a delete
@@ -987,7 +987,7 @@ mod tests {
                 a.free(old);
             }
         }
-        let s = a.stats(0).unwrap();
+        let s = a.stats(0).expect("device 0 exists");
         (s.file_bytes, s.live_bytes)
     }
 

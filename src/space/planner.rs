@@ -119,13 +119,17 @@ mod tests {
         spec.iter()
             .map(|&(id, device, offset, length)| {
                 let id = ExtentId(id);
-                let begin = table.transition(id, 0, Change::BeginWrite).unwrap();
+                let begin = table
+                    .transition(id, 0, Change::BeginWrite)
+                    .expect("a vacant record begins a write");
                 let location = Location::new(device, offset, length);
                 let change = Change::CommitWrite {
                     location,
                     checksum: checksum(id, 1, b""),
                 };
-                table.transition(id, begin.version(), change).unwrap()
+                table
+                    .transition(id, begin.version(), change)
+                    .expect("the pending write commits")
             })
             .collect()
     }

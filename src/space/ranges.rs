@@ -41,6 +41,7 @@ impl Ranges {
     }
 
     /// The ranges in address order.
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.by_start.iter().map(|(&s, &e)| (s, e))
     }
