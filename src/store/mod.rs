@@ -45,6 +45,9 @@ use shared::Shared;
 ///   commits during it wins.
 /// * [`verify`](Self::verify) returns FPRE004 only for a persistent fault of one
 ///   stable version, never for a race.
+/// * [`delete`](Self::delete) is one transition: a read returns the old bytes or
+///   [`Error::NotReadable`], never other bytes; the space returns after every
+///   reader that may still read it has finished.
 ///
 /// # Examples
 ///
@@ -272,6 +275,7 @@ impl Store {
                 Err(err) => return Err(err),
             }
         }
+        self.trim_if_due();
         Ok(moved)
     }
 
