@@ -386,7 +386,9 @@ impl Allocator {
     }
 
     /// `device`'s bump pointer: no referenced byte lies at or past it (0 for an
-    /// unknown device). A device file shorter than this lost referenced bytes.
+    /// unknown device). It is block-rounded: a healthy device file may end up to a
+    /// block short of it (the last extent's unrounded end); a file shorter than the
+    /// highest referenced location's `end()` lost referenced bytes.
     #[allow(dead_code, reason = "the durable-recovery journal is its caller")]
     pub(crate) fn high_water(&self, device: u16) -> u64 {
         self.devices
