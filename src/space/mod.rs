@@ -960,6 +960,27 @@ mod tests {
                 assert_eq!(s.free_bytes, count(&|b| !r.used[b] && !r.bad[b]));
             }
             a.check();
+            // Recovery's view: the complement of the live and bad locations is the
+            // same allocator (same statistics, same next locations).
+            let b = Allocator::restore(1, blocks * B, 4096, live.clone(), a.bad_locations(), [])
+                .expect("consistent");
+            b.check();
+            assert_eq!(
+                a.stats(0),
+                b.stats(0),
+                "seed {seed}: restore is the complement"
+            );
+            for n in 1..=8u32 {
+                let placement = if n % 2 == 0 {
+                    Placement::Pack
+                } else {
+                    Placement::Any
+                };
+                assert_eq!(
+                    a.allocate(n * 4096, placement).ok(),
+                    b.allocate(n * 4096, placement).ok()
+                );
+            }
         }
     }
 
