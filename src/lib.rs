@@ -63,6 +63,7 @@ pub use record::{
     Change, ChangeKind, ExtentId, Location, MAX_GENERATION, MAX_VERSION, Rule, Snapshot, State,
     TRANSITIONS, checksum,
 };
+pub use space::{DeviceSpaceStats, PlanGoal};
 pub use store::{RecoveryReport, Store, StoreConfig, StoreStats};
 pub use table::{ExtentTable, TableConfig};
 

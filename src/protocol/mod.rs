@@ -12,6 +12,7 @@
 
 mod batch;
 mod compact;
+mod delete;
 mod read;
 mod repair;
 mod verify;
@@ -23,6 +24,7 @@ mod loom_models;
 pub(crate) use batch::BatchWriteOp;
 pub(crate) use compact::CompactOp;
 pub use compact::CompactOutcome;
+pub(crate) use delete::DeleteOp;
 pub(crate) use read::ReadOp;
 pub(crate) use repair::RepairOp;
 pub use repair::RepairOutcome;

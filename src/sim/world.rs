@@ -397,29 +397,39 @@ impl World {
             input_code(&input),
         );
         let core = &self.core;
-        let step = match &mut slot.op {
-            Op::Read(m) => step_machine(m, core, input, Out::Bytes),
-            Op::Write(m, _) => step_machine(m, core, input, |s| Out::Written(s.generation())),
-            Op::Compact(m) => step_machine(m, core, input, Out::Compacted),
-            Op::Verify(m) => step_machine(m, core, input, Out::Verified),
-            Op::Repair(m) => step_machine(m, core, input, Out::Repaired),
-            Op::Legacy(op) => {
-                let input = match input {
-                    Input::Start => legacy::Input::Start,
-                    Input::Io(r) => legacy::Input::Io(r),
-                    Input::Backoff => legacy::Input::Backoff,
-                    Input::Wait(_) => legacy::Input::Backoff,
-                };
-                match op.step(&mut self.legacy, input) {
-                    Step::Io(r) => Step::Io(r),
-                    Step::Wait(f) => Step::Wait(f),
-                    Step::Backoff(us) => Step::Backoff(us),
-                    Step::Done(r) => Step::Done(r.map(|o| match o {
-                        legacy::Out::Bytes(b) => Out::Bytes(b),
-                        legacy::Out::Generation(g) => Out::Written(g),
-                        legacy::Out::Unit => Out::Unit,
-                    })),
+        let mut input = input;
+        // Bounded: a machine asks for the journal once per commit it makes.
+        let step = loop {
+            let step = match &mut slot.op {
+                Op::Read(m) => step_machine(m, core, input, Out::Bytes),
+                Op::Write(m, _) => step_machine(m, core, input, |s| Out::Written(s.generation())),
+                Op::Compact(m) => step_machine(m, core, input, Out::Compacted),
+                Op::Verify(m) => step_machine(m, core, input, Out::Verified),
+                Op::Repair(m) => step_machine(m, core, input, Out::Repaired),
+                Op::Legacy(op) => {
+                    let input = match input {
+                        Input::Start => legacy::Input::Start,
+                        Input::Io(r) => legacy::Input::Io(r),
+                        Input::Backoff => legacy::Input::Backoff,
+                        Input::Wait(_) => legacy::Input::Backoff,
+                    };
+                    match op.step(&mut self.legacy, input) {
+                        Step::Io(r) => Step::Io(r),
+                        Step::Wait(f) => Step::Wait(f),
+                        Step::Backoff(us) => Step::Backoff(us),
+                        Step::Done(r) => Step::Done(r.map(|o| match o {
+                            legacy::Out::Bytes(b) => Out::Bytes(b),
+                            legacy::Out::Generation(g) => Out::Written(g),
+                            legacy::Out::Unit => Out::Unit,
+                        })),
+                    }
                 }
+            };
+            // The emulated store keeps no journal: a commit record is durable the
+            // moment it is appended, so the machine moves on within the same step.
+            match step {
+                Step::Io(IoRequest::Journal(_)) => input = Input::Io(IoResult::Done(Ok(()))),
+                step => break step,
             }
         };
         self.absorb_legacy_commits();
