@@ -504,8 +504,9 @@ impl Store {
     ///
     /// One transition: a read that took its snapshot before it returns the old
     /// bytes, a read after it returns [`Error::NotReadable`]; never other bytes. A
-    /// later write of `id` starts at the next generation. Not durable by itself:
-    /// the store has no journal yet.
+    /// later write of `id` starts at the next generation. On a durable store the
+    /// delete is journaled before it returns (it survives a crash) and its space is
+    /// reused only once that record is durable.
     ///
     /// # Errors
     ///
@@ -560,14 +561,36 @@ impl Store {
     /// A plan is advice from one pass over the table: records that change meanwhile
     /// make a compaction abort or move less, never lose bytes.
     pub fn plan_compaction(&self, goal: &PlanGoal) -> Vec<ExtentId> {
+        let records: Vec<Snapshot> = self.records().collect();
+        let block_size = self.shared.core.allocator.block_size();
+        crate::space::plan(goal, &records, &self.space(), block_size)
+    }
+
+    /// Every extent with committed bytes (`Durable`, `Compacting` or
+    /// `Quarantined`), in id order: what an engine scans to rebuild its own index
+    /// after [`open`](Self::open). Each item is a snapshot taken as the scan passes
+    /// the id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use extentmeta::{ExtentId, MemBackend, Store, StoreConfig};
+    ///
+    /// let store = Store::new(MemBackend::new(1), StoreConfig::default())?;
+    /// for id in [3, 1, 2] {
+    ///     store.write(ExtentId(id), b"x")?;
+    /// }
+    /// store.delete(ExtentId(2))?;
+    /// let ids: Vec<u64> = store.records().map(|s| s.extent().0).collect();
+    /// assert_eq!(ids, [1, 3]);
+    /// # Ok::<(), extentmeta::Error>(())
+    /// ```
+    pub fn records(&self) -> impl Iterator<Item = Snapshot> + '_ {
         let table = &self.shared.core.table;
-        let records: Vec<Snapshot> = table
+        table
             .allocated_ids(0)
             .filter_map(|id| table.snapshot(id).ok())
             .filter(|s| s.state() != crate::record::State::Vacant)
-            .collect();
-        let block_size = self.shared.core.allocator.block_size();
-        crate::space::plan(goal, &records, &self.space(), block_size)
     }
 
     /// Compacts each of `ids` into the lowest free hole that fits on any healthy
