@@ -365,7 +365,7 @@ fn crash_test(rounds: u32, seed: u64) -> Result<()> {
         }
         // At most one operation was in flight: it took version `next_version`.
         let in_flight = next_version;
-        next_version += 1;
+        next_version = in_flight.saturating_add(1);
         total += seen;
         let deviations = check(dir.path(), &mut model, in_flight)?;
         println!(
@@ -446,7 +446,7 @@ fn child(dir: &Path, seed: u64, first_version: u64) -> Result<()> {
         rng ^= rng >> 7;
         rng ^= rng << 17;
         let k = rng % KEYS;
-        let line = if rng % 5 == 0 {
+        let line = if rng.is_multiple_of(5) {
             kv.delete(&key(k))?;
             format!("del {k} {version}")
         } else {
