@@ -335,6 +335,12 @@ fn mutants(args: &Args) -> String {
     if args.crashes > 0 {
         flags.push_str(&format!(" --crashes {}", args.crashes));
     }
+    if let Some(n) = args.crash_spacing {
+        flags.push_str(&format!(" --crash-spacing {n}"));
+    }
+    if let Some(n) = args.journal_max_bytes {
+        flags.push_str(&format!(" --journal-max-bytes {n}"));
+    }
     if args.ack_before_journal_sync {
         flags.push_str(" --ack-before-journal-sync");
     }

@@ -4,33 +4,33 @@
 //! in its message and returned by [`Error::code`]. Codes are never renumbered or
 //! reused; new variants get new codes.
 //!
-//! | code | variant | retryable | meaning |
-//! |---|---|---|---|
-//! | FPRE001 | [`Error::VersionConflict`] | yes | a compare-and-swap transition lost: the record changed since the caller's snapshot |
-//! | FPRE002 | [`Error::IllegalTransition`] | no | the transition is not in the transition table for the record's state |
-//! | FPRE003 | [`Error::ChecksumMismatch`] | yes | bytes read do not match the identity-bound checksum of the snapshot |
-//! | FPRE004 | [`Error::RetryLimitExceeded`] | no | peripheral register fault, retry limit exceeded: every re-read of a stable version failed |
-//! | FPRE005 | [`Error::ExtentOutOfRange`] | no | the extent id is beyond the table's configured capacity |
-//! | FPRE006 | [`Error::Contended`] | yes | a reader met publishes in progress for longer than its bounded wait |
-//! | FPRE007 | [`Error::GenerationExhausted`] | no | the record's content generation reached its maximum |
-//! | FPRE008 | [`Error::InvalidConfig`] | no | a builder was given a value outside its stated bounds |
-//! | FPRE009 | [`Error::Io`] | yes | the backend failed an I/O operation |
-//! | FPRE010 | [`Error::ShortRead`] | yes | the backend returned fewer bytes than the location holds |
-//! | FPRE011 | [`Error::Superseded`] | yes | a cache fill was rejected because the content generation changed while it loaded |
-//! | FPRE012 | [`Error::NotReadable`] | no | the extent has no readable bytes (vacant) |
-//! | FPRE013 | [`Error::Quarantined`] | no | the extent is quarantined and no verified copy is available |
-//! | FPRE014 | [`Error::NoSpace`] | yes | no free location of the requested size on any device |
-//! | FPRE015 | [`Error::WriteInProgress`] | yes | another write of the extent is pending |
-//! | FPRE016 | [`Error::TooLarge`] | no | the bytes exceed the largest extent a location can describe |
-//! | FPRE017 | [`Error::Shutdown`] | no | the component was shut down |
-//! | FPRE018 | [`Error::VersionExhausted`] | no | the record's version reached its maximum |
-//! | FPRE019 | [`Error::Internal`] | no | a protocol machine was driven out of order: a bug in a driver, never an environment error |
-//! | FPRE021 | [`Error::JournalCorrupt`] | no | a journal record failed its checks and valid records follow it (or it is not in the newest journal): corruption, never truncated silently |
-//! | FPRE022 | [`Error::CheckpointCorrupt`] | no | the checkpoint (or the `CURRENT` pointer) is truncated or fails its checksum |
-//! | FPRE023 | [`Error::MissingCheckpoint`] | no | the `CURRENT` pointer names a checkpoint that does not exist, or the directory holds data but no pointer |
-//! | FPRE024 | [`Error::NewerFormat`] | no | a metadata file was written by a newer format than this build reads |
-//! | FPRE025 | [`Error::DeviceFile`] | no | a device file is missing or shorter than a location a record references |
-//! | FPRE026 | [`Error::Locked`] | no | the store directory is already open (in this or another process) |
+//! | code | variant | retryable | meaning | what to do |
+//! |---|---|---|---|---|
+//! | FPRE001 | [`Error::VersionConflict`] | yes | a compare-and-swap transition lost: the record changed since the caller's snapshot | take a fresh snapshot and retry; it carries the winner's record |
+//! | FPRE002 | [`Error::IllegalTransition`] | no | the transition is not in the transition table for the record's state | a caller bug: check the state before asking for the change |
+//! | FPRE003 | [`Error::ChecksumMismatch`] | yes | bytes read do not match the identity-bound checksum of the snapshot | retry; if it persists, verification turns it into FPRE004 and repairs |
+//! | FPRE004 | [`Error::RetryLimitExceeded`] | no | peripheral register fault, retry limit exceeded: the checksum mismatch (or I/O error) persisted on every re-read of one stable version — a real media fault, never a race | the extent is quarantined and remapped from a good copy if one exists; check the device's health (`StoreStats::devices_degraded`) |
+//! | FPRE005 | [`Error::ExtentOutOfRange`] | no | the extent id is beyond the table's configured capacity | raise `TableConfig::max_extents` |
+//! | FPRE006 | [`Error::Contended`] | yes | a reader met publishes in progress for longer than its bounded wait | retry; persistent contention means a writer thread is starved |
+//! | FPRE007 | [`Error::GenerationExhausted`] | no | the record's content generation reached its maximum | write the data under a new extent id |
+//! | FPRE008 | [`Error::InvalidConfig`] | no | a builder was given a value outside its stated bounds | fix the named field |
+//! | FPRE009 | [`Error::Io`] | yes | the backend (or, device 65535, the metadata journal) failed an I/O operation | retry data I/O; a journal failure is sticky: reopen the store |
+//! | FPRE010 | [`Error::ShortRead`] | yes | the backend returned fewer bytes than the location holds | retry; if it persists the device file was truncated |
+//! | FPRE011 | [`Error::Superseded`] | yes | a cache fill was rejected because the content generation changed while it loaded | retry: a newer write won |
+//! | FPRE012 | [`Error::NotReadable`] | no | the extent has no readable bytes (never written, or deleted) | treat as not found |
+//! | FPRE013 | [`Error::Quarantined`] | no | the extent is quarantined and no verified copy is available | restore it from a replica (`Backend::good_copy`) or rewrite it |
+//! | FPRE014 | [`Error::NoSpace`] | yes | no free location of the requested size on any device | compact or delete, or add capacity |
+//! | FPRE015 | [`Error::WriteInProgress`] | yes | another write of the extent is pending | retry after it finishes |
+//! | FPRE016 | [`Error::TooLarge`] | no | the bytes exceed the largest extent a location can describe | split the value |
+//! | FPRE017 | [`Error::Shutdown`] | no | the component was shut down | do not use a store after closing it |
+//! | FPRE018 | [`Error::VersionExhausted`] | no | the record's version reached its maximum | write the data under a new extent id |
+//! | FPRE019 | [`Error::Internal`] | no | a protocol machine was driven out of order: a bug in a driver, never an environment error | report it |
+//! | FPRE021 | [`Error::JournalCorrupt`] | no | a journal record failed its checks and valid records follow it (or it is not in the newest journal): corruption, never truncated silently | restore the directory from a backup; nothing was changed |
+//! | FPRE022 | [`Error::CheckpointCorrupt`] | no | the checkpoint (or the `CURRENT` pointer) is truncated or fails its checksum | restore from a backup; nothing was changed |
+//! | FPRE023 | [`Error::MissingCheckpoint`] | no | the `CURRENT` pointer names a checkpoint that does not exist, or the directory holds data but no pointer | point `open` at the right directory, or restore the missing file |
+//! | FPRE024 | [`Error::NewerFormat`] | no | a metadata file was written by a newer format than this build reads | open it with a newer build |
+//! | FPRE025 | [`Error::DeviceFile`] | no | a device file is missing or shorter than a location a record references | restore the device file; nothing was changed |
+//! | FPRE026 | [`Error::Locked`] | no | the store directory is already open (in this or another process) | close the other store first |
 //!
 //! `is_retryable` tells the retry policy what it may retry. FPRE004 is never
 //! retryable: it is the verdict *after* the retry limit.
@@ -91,7 +91,7 @@ pub enum Error {
     /// Peripheral register fault, retry limit exceeded: every re-read of one stable
     /// version failed. Raised only for a persistent fault, never for a race.
     #[error(
-        "FPRE004 peripheral register fault, retry limit exceeded on {extent} at {location} after {attempts} attempts: {last}"
+        "FPRE004 peripheral register fault, retry limit exceeded: the bytes of {extent} at {location} failed their check on every read; the fault persisted after {} re-reads of the same version ({attempts} reads in all); last failure: {last}", attempts.saturating_sub(1)
     )]
     RetryLimitExceeded {
         /// The extent.
@@ -362,6 +362,66 @@ impl Error {
             op,
             kind: err.kind(),
             message: err.to_string(),
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// FPRE004's message says what an operator needs: the code and its name, the
+    /// extent and location, and that the fault persisted over the re-reads.
+    #[test]
+    fn fpre004_message_says_the_fault_persisted_after_the_re_reads() {
+        let err = Error::RetryLimitExceeded {
+            extent: ExtentId(9),
+            location: Location::new(1, 8192, 4096),
+            attempts: 4,
+            last: "FPRE003 checksum mismatch".into(),
+        };
+        let text = err.to_string();
+        assert!(text.starts_with("FPRE004 peripheral register fault, retry limit exceeded"));
+        assert!(text.contains("persisted after 3 re-reads"), "{text}");
+        assert!(text.contains("extent#9 at dev1@8192+4096"), "{text}");
+        assert_eq!(err.code(), "FPRE004");
+        assert!(!err.is_retryable());
+    }
+
+    /// Every code in the catalog is distinct.
+    #[test]
+    fn codes_are_distinct() {
+        let errors = [
+            Error::Shutdown,
+            Error::Internal { what: "x" },
+            Error::JournalCorrupt {
+                file: "j".into(),
+                offset: 0,
+                reason: "r",
+            },
+            Error::CheckpointCorrupt {
+                file: "c".into(),
+                reason: "r",
+            },
+            Error::MissingCheckpoint { file: "c".into() },
+            Error::NewerFormat {
+                file: "f".into(),
+                found: 2,
+                supported: 1,
+            },
+            Error::DeviceFile {
+                device: 0,
+                needed: 1,
+                actual: None,
+            },
+            Error::Locked { path: "p".into() },
+        ];
+        let mut codes: Vec<&str> = errors.iter().map(Error::code).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), errors.len());
+        for e in &errors {
+            assert!(e.to_string().starts_with(e.code()), "{e}");
         }
     }
 }

@@ -24,6 +24,10 @@
 //! # Ok::<(), extentmeta::Error>(())
 //! ```
 //!
+//! A durable store ([`Store::open`]) recovers every acknowledged operation after a
+//! crash; the [`design`] module states the invariants, the durability model and
+//! which constructor to choose.
+//!
 //! ## Errors
 //!
 //! Every error is an [`Error`] with a stable `FPRExxx` code; the catalog is in the
@@ -35,6 +39,7 @@
 pub mod backend;
 mod bytes;
 pub mod cache;
+pub mod design;
 pub mod error;
 pub mod fs;
 mod journal;
@@ -58,6 +63,7 @@ pub use record::{
     Change, ChangeKind, ExtentId, Location, MAX_GENERATION, MAX_VERSION, Rule, Snapshot, State,
     TRANSITIONS, checksum,
 };
+pub use space::{DeviceSpaceStats, PlanGoal};
 pub use store::{RecoveryReport, Store, StoreConfig, StoreStats};
 pub use table::{ExtentTable, TableConfig};
 

@@ -236,7 +236,7 @@ fn invariant_9_acknowledging_before_the_journal_sync_is_caught() {
 fn invariant_10_reusing_a_location_before_its_record_is_durable_is_caught() {
     // Write-heavy: with no reader pinning an epoch, retired locations are reused
     // soon, inside the window before the unreferencing record is durable.
-    let mut mutant = SimConfig {
+    let mutant = SimConfig {
         reuse_before_durable: true,
         ..write_heavy()
     };
@@ -247,24 +247,17 @@ fn invariant_10_reusing_a_location_before_its_record_is_durable_is_caught() {
             || v.contains("data lost")),
         "seed {seed}: {v:?}"
     );
-    // The default mix catches it too, more rarely.
-    mutant.workload = SimConfig::default().workload;
-    let (seed, v) = caught(&mutant, 60).expect("caught within 60 seeds");
-    assert!(
-        v.iter().any(|v| v.contains("checksum")
-            || v.contains("overlapping")
-            || v.contains("data lost")),
-        "seed {seed}: {v:?}"
-    );
 }
 
 #[test]
 fn switching_the_pointer_before_the_checkpoint_is_synced_is_caught() {
+    // A small journal bound: a rotation every few group commits.
     let mutant = SimConfig {
         pointer_before_checkpoint_sync: true,
+        journal_max_bytes: 256,
         ..crashing()
     };
-    let (seed, v) = caught(&mutant, 40).expect("caught within 40 seeds");
+    let (seed, v) = caught(&mutant, 20).expect("caught within 20 seeds");
     assert!(
         v.iter().any(|v| v.contains("recovery failed")),
         "seed {seed}: {v:?}"

@@ -110,4 +110,18 @@ impl Backend for FileBackend {
             .sync_data()
             .map_err(|e| Error::io(device, "sync", &e))
     }
+
+    /// `File::set_len(length)` if the file is longer: never extends it.
+    fn trim(&self, device: u16, length: u64) -> Result<()> {
+        let file = self.file(device)?;
+        let current = file
+            .metadata()
+            .map_err(|e| Error::io(device, "trim", &e))?
+            .len();
+        if current > length {
+            file.set_len(length)
+                .map_err(|e| Error::io(device, "trim", &e))?;
+        }
+        Ok(())
+    }
 }

@@ -38,6 +38,11 @@ impl MemBackend {
         Ok(())
     }
 
+    /// The current length in bytes of `device` (0 for an unknown device).
+    pub fn device_len(&self, device: u16) -> u64 {
+        self.device(device).map_or(0, |d| d.read().len() as u64)
+    }
+
     fn device(&self, device: u16) -> Result<&RwLock<Vec<u8>>> {
         self.devices.get(device as usize).ok_or_else(|| Error::Io {
             device,
@@ -79,6 +84,18 @@ impl Backend for MemBackend {
 
     fn sync(&self, device: u16) -> Result<()> {
         self.device(device).map(|_| ())
+    }
+
+    /// Truncates the device's buffer to `length` if it is longer.
+    fn trim(&self, device: u16, length: u64) -> Result<()> {
+        let mut dev = self.device(device)?.write();
+        if let Ok(length) = usize::try_from(length)
+            && dev.len() > length
+        {
+            dev.truncate(length);
+            dev.shrink_to_fit();
+        }
+        Ok(())
     }
 }
 

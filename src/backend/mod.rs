@@ -54,6 +54,21 @@ pub trait Backend: Send + Sync + 'static {
     /// [`Error::Io`](crate::Error::Io).
     fn sync(&self, device: u16) -> Result<()>;
 
+    /// Releases `device`'s bytes at or past `length`: they are unreferenced (no
+    /// committed record, no reader and no write in flight uses them) and may be
+    /// released, e.g. by truncating the device's file. Only ever shrinks; a device
+    /// already no longer than `length` is left as it is. The default keeps
+    /// everything (`Ok(())`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`](crate::Error::Io); the store then keeps counting the tail as
+    /// unreleased and tries again later.
+    fn trim(&self, device: u16, length: u64) -> Result<()> {
+        let _ = (device, length);
+        Ok(())
+    }
+
     /// A known-good copy of `extent` at content `generation`, if the engine has one
     /// (replica or reconstruction). The default has none.
     fn good_copy(&self, extent: ExtentId, generation: u64) -> Option<Bytes> {
@@ -76,6 +91,9 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
     fn sync(&self, device: u16) -> Result<()> {
         (**self).sync(device)
+    }
+    fn trim(&self, device: u16, length: u64) -> Result<()> {
+        (**self).trim(device, length)
     }
     fn good_copy(&self, extent: ExtentId, generation: u64) -> Option<Bytes> {
         (**self).good_copy(extent, generation)

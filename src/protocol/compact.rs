@@ -62,6 +62,9 @@ pub(crate) struct CompactOp {
     exclude: Option<u16>,
     /// The error to report once a bad mark is durable.
     failed: Option<Error>,
+    /// Place the copy in the lowest free space anywhere (shrinking files), rather
+    /// than preferably off the source's device.
+    packing: bool,
 }
 
 impl CompactOp {
@@ -74,6 +77,17 @@ impl CompactOp {
             phase: Phase::Idle,
             exclude: None,
             failed: None,
+            packing: false,
+        }
+    }
+
+    /// A compaction that places the copy in the lowest hole that fits on any
+    /// healthy device, the source's included (holes before fresh space): moving a
+    /// file's highest extents this way lets the file shrink.
+    pub(crate) fn packing(id: ExtentId) -> Self {
+        CompactOp {
+            packing: true,
+            ..CompactOp::new(id)
         }
     }
 
@@ -175,13 +189,22 @@ impl Machine for CompactOp {
             }
         };
         self.begin = Some(begin);
-        let placement = match self.exclude {
-            Some(device) => Placement::Exclude(device),
-            None => Placement::Prefer(begin.location().device),
+        let placement = match (self.exclude, self.packing) {
+            (Some(device), _) => Placement::Exclude(device),
+            (None, true) => Placement::Pack,
+            (None, false) => Placement::Prefer(begin.location().device),
         };
         match core.allocate(begin.location().length, placement) {
             Ok(target) => self.target = Some(target),
             Err(err) => return self.abort(core, Some(err)),
+        }
+        if self.packing
+            && let Some(target) = self.target
+            && target.device == begin.location().device
+            && target.offset > begin.location().offset
+        {
+            // No lower place on its own device: moving up would grow the file.
+            return self.abort(core, None);
         }
         self.phase = Phase::Reading;
         Step::Io(IoRequest::Read(begin.location()))

@@ -10,7 +10,9 @@
 //! operation with a retryable error (a read: [`Error::Superseded`]; a write: the
 //! last [`Error::VersionConflict`]), never spins forever.
 
+mod batch;
 mod compact;
+mod delete;
 mod read;
 mod repair;
 mod verify;
@@ -19,8 +21,10 @@ mod write;
 #[cfg(all(test, loom))]
 mod loom_models;
 
+pub(crate) use batch::BatchWriteOp;
 pub(crate) use compact::CompactOp;
 pub use compact::CompactOutcome;
+pub(crate) use delete::DeleteOp;
 pub(crate) use read::ReadOp;
 pub(crate) use repair::RepairOp;
 pub use repair::RepairOutcome;

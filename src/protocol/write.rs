@@ -56,7 +56,12 @@ impl WriteOp {
         }
     }
 
-    fn begin(&self, core: &Core) -> Result<(Snapshot, Location)> {
+    /// The bytes this write stores.
+    pub(super) fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    pub(super) fn begin(&self, core: &Core) -> Result<(Snapshot, Location)> {
         let length = u32::try_from(self.bytes.len()).map_err(|_| Error::TooLarge {
             length: self.bytes.len() as u64,
             max: u64::from(u32::MAX),
@@ -90,7 +95,7 @@ impl WriteOp {
     /// it unreferenced (retired once the commit record is durable). Only this write
     /// can clear its pending mark, so the loop only has to follow unrelated commits
     /// (a quarantine).
-    fn commit(
+    pub(super) fn commit(
         &self,
         core: &Core,
         begin: Snapshot,
@@ -138,7 +143,7 @@ impl WriteOp {
 
     /// Clears the pending mark (bounded retries; a snapshot that meets a publish in
     /// progress is retried too) and frees the unused location.
-    fn abort(&self, core: &Core, location: Location) {
+    pub(super) fn abort(&self, core: &Core, location: Location) {
         for _ in 0..MAX_ATTEMPTS {
             let Ok(now) = core.table.snapshot(self.id) else {
                 continue;

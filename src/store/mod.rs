@@ -23,9 +23,9 @@ use crate::backend::Backend;
 use crate::bytes::Bytes;
 use crate::cache::Cache;
 use crate::error::{Error, Result};
-use crate::protocol::{CompactOp, CompactOutcome, Core, Verdict, WriteOp};
+use crate::protocol::{BatchWriteOp, CompactOp, CompactOutcome, Core, DeleteOp, Verdict, WriteOp};
 use crate::record::{ExtentId, Snapshot};
-use crate::space::{Allocator, Health, Reclaimer};
+use crate::space::{Allocator, DeviceSpaceStats, Health, PlanGoal, Reclaimer};
 use crate::sync::{Arc, Mutex, Ordering::Relaxed, thread};
 use crate::table::ExtentTable;
 use crossbeam::channel::{Sender, bounded};
@@ -49,6 +49,9 @@ use shared::Shared;
 ///   commits during it wins.
 /// * [`verify`](Self::verify) returns FPRE004 only for a persistent fault of one
 ///   stable version, never for a race.
+/// * [`delete`](Self::delete) is one transition: a read returns the old bytes or
+///   [`Error::NotReadable`], never other bytes; the space returns after every
+///   reader that may still read it has finished.
 ///
 /// # Examples
 ///
@@ -247,6 +250,62 @@ impl Store {
             what: "a write waited on a load",
         })?;
         counters.write_ok.bump();
+        self.trim_if_due();
+        Ok(committed)
+    }
+
+    /// Writes every `(id, bytes)` of `items`, sharing the syncs: all data writes,
+    /// one sync per device touched, then every commit and one journal sync (on a
+    /// durable store). Returns the committed records in `items`' order.
+    ///
+    /// # Consistency
+    ///
+    /// Each write keeps the guarantees of [`write`](Self::write). The batch is not
+    /// atomic: readers may see some writes committed before others, and a crash
+    /// before the call returns may keep any subset. When it returns `Ok`, all are
+    /// durable.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLarge`] (checked before anything is written),
+    /// [`Error::WriteInProgress`] if an id is being written (or appears twice),
+    /// [`Error::NoSpace`], backend and journal errors. On an error before the
+    /// commits nothing changed; an error while committing (rare: a commit that kept
+    /// losing races) is reported after the writes that did commit are durable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use extentmeta::{ExtentId, MemBackend, Store, StoreConfig};
+    ///
+    /// let store = Store::new(MemBackend::new(2), StoreConfig::default())?;
+    /// let items: Vec<(ExtentId, &[u8])> = vec![(ExtentId(1), b"one"), (ExtentId(2), b"two")];
+    /// let committed = store.write_batch(&items)?;
+    /// assert_eq!(committed.len(), 2);
+    /// assert_eq!(&*store.read(ExtentId(2))?, b"two");
+    /// # Ok::<(), extentmeta::Error>(())
+    /// ```
+    pub fn write_batch(&self, items: &[(ExtentId, &[u8])]) -> Result<Vec<Snapshot>> {
+        for (_, bytes) in items {
+            if u32::try_from(bytes.len()).is_err() {
+                return Err(Error::TooLarge {
+                    length: bytes.len() as u64,
+                    max: u64::from(u32::MAX),
+                });
+            }
+        }
+        let counters = &self.shared.counters;
+        counters.writes.add(items.len() as u64);
+        let op = BatchWriteOp::new(
+            items
+                .iter()
+                .map(|&(id, bytes)| (id, Bytes::from(bytes)))
+                .collect(),
+        );
+        let committed = self.shared.drive(op, true)?.ok_or(Error::Internal {
+            what: "a batch write waited on a load",
+        })?;
+        counters.write_ok.add(committed.len() as u64);
         Ok(committed)
     }
 
@@ -304,7 +363,9 @@ impl Store {
     /// pending; [`Error::NoSpace`]; [`Error::ChecksumMismatch`] if the source or the
     /// copy does not verify (nothing is committed); backend errors.
     pub fn compact(&self, id: ExtentId) -> Result<CompactOutcome> {
-        self.shared.compact(CompactOp::new(id))
+        let outcome = self.shared.compact(CompactOp::new(id));
+        self.trim_if_due();
+        outcome
     }
 
     /// Compacts each of `ids` in turn.
@@ -358,6 +419,7 @@ impl Store {
                 Err(err) => return Err(err),
             }
         }
+        self.trim_if_due();
         Ok(moved)
     }
 
@@ -429,6 +491,178 @@ impl Store {
         drop(readahead);
         for next in range {
             self.hint(ExtentId(next));
+        }
+    }
+}
+
+// Space: delete, statistics, compaction planning, releasing device tails (issue 10).
+impl Store {
+    /// Deletes `id`: its record becomes `Vacant` (generation kept), its cached copy
+    /// is dropped, and its location is freed once no reader can still be reading it.
+    ///
+    /// # Consistency
+    ///
+    /// One transition: a read that took its snapshot before it returns the old
+    /// bytes, a read after it returns [`Error::NotReadable`]; never other bytes. A
+    /// later write of `id` starts at the next generation. On a durable store the
+    /// delete is journaled before it returns (it survives a crash) and its space is
+    /// reused only once that record is durable.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WriteInProgress`] if a write of `id` is pending (nothing changes);
+    /// [`Error::NotReadable`] if `id` is already vacant; [`Error::IllegalTransition`]
+    /// if a compaction of `id` outlasted the bounded wait; [`Error::ExtentOutOfRange`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use extentmeta::{ExtentId, MemBackend, Store, StoreConfig};
+    ///
+    /// let store = Store::new(MemBackend::new(1), StoreConfig::default())?;
+    /// store.write(ExtentId(1), b"short-lived")?;
+    /// store.delete(ExtentId(1))?;
+    /// assert_eq!(store.read(ExtentId(1)).unwrap_err().code(), "FPRE012");
+    /// # Ok::<(), extentmeta::Error>(())
+    /// ```
+    pub fn delete(&self, id: ExtentId) -> Result<Snapshot> {
+        let deleted = self
+            .shared
+            .drive(DeleteOp::new(id), true)?
+            .ok_or(Error::Internal {
+                what: "a delete waited on a load",
+            })?;
+        self.trim_if_due();
+        Ok(deleted)
+    }
+
+    /// Space statistics of every device, in device order.
+    ///
+    /// # Consistency
+    ///
+    /// Each device's figures are one consistent reading (taken under its lock);
+    /// devices are read one after another. Freed space counts as free only once its
+    /// grace period passed (see [`reclaim_space`](Self::reclaim_space)).
+    pub fn space(&self) -> Vec<DeviceSpaceStats> {
+        let allocator = &self.shared.core.allocator;
+        (0..allocator.device_count())
+            .filter_map(|d| allocator.stats(d))
+            .collect()
+    }
+
+    /// The extents to compact for `goal`, from the current records and
+    /// [`space`](Self::space) statistics. Moves nothing: run a
+    /// [`PlanGoal::FreeRatio`] plan with [`pack`](Self::pack), a
+    /// [`PlanGoal::Drain`] plan with [`drain`](Self::drain) or
+    /// [`compact`](Self::compact).
+    ///
+    /// # Consistency
+    ///
+    /// A plan is advice from one pass over the table: records that change meanwhile
+    /// make a compaction abort or move less, never lose bytes.
+    pub fn plan_compaction(&self, goal: &PlanGoal) -> Vec<ExtentId> {
+        let records: Vec<Snapshot> = self.records().collect();
+        let block_size = self.shared.core.allocator.block_size();
+        crate::space::plan(goal, &records, &self.space(), block_size)
+    }
+
+    /// Every extent with committed bytes (`Durable`, `Compacting` or
+    /// `Quarantined`), in id order: what an engine scans to rebuild its own index
+    /// after [`open`](Self::open). Each item is a snapshot taken as the scan passes
+    /// the id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use extentmeta::{ExtentId, MemBackend, Store, StoreConfig};
+    ///
+    /// let store = Store::new(MemBackend::new(1), StoreConfig::default())?;
+    /// for id in [3, 1, 2] {
+    ///     store.write(ExtentId(id), b"x")?;
+    /// }
+    /// store.delete(ExtentId(2))?;
+    /// let ids: Vec<u64> = store.records().map(|s| s.extent().0).collect();
+    /// assert_eq!(ids, [1, 3]);
+    /// # Ok::<(), extentmeta::Error>(())
+    /// ```
+    pub fn records(&self) -> impl Iterator<Item = Snapshot> + '_ {
+        let table = &self.shared.core.table;
+        table
+            .allocated_ids(0)
+            .filter_map(|id| table.snapshot(id).ok())
+            .filter(|s| s.state() != crate::record::State::Vacant)
+    }
+
+    /// Compacts each of `ids` into the lowest free hole that fits on any healthy
+    /// device (holes before fresh space), so that files whose highest extents move
+    /// can shrink; then releases freed device tails.
+    ///
+    /// # Consistency
+    ///
+    /// As [`compact`](Self::compact). An extent with no lower place on its own
+    /// device and no hole elsewhere stays where it is
+    /// ([`CompactOutcome::Aborted`]).
+    ///
+    /// # Errors
+    ///
+    /// Per extent, as [`compact`](Self::compact).
+    pub fn pack(&self, ids: &[ExtentId]) -> Vec<Result<CompactOutcome>> {
+        let outcomes = ids
+            .iter()
+            .map(|&id| self.shared.compact(CompactOp::packing(id)))
+            .collect();
+        let _ = self.reclaim_space();
+        outcomes
+    }
+
+    /// Frees every retired location whose grace period has passed and releases
+    /// each device's free tail ([`Backend::trim`] to the device's
+    /// [`file_bytes`](DeviceSpaceStats::file_bytes)); returns the bytes released by
+    /// the store's accounting. The store also does this by itself, after a write,
+    /// delete or compaction, once some device has at least 1 MiB of freed tail.
+    ///
+    /// # Consistency
+    ///
+    /// Only bytes past the bump pointer are released, under the device's allocator
+    /// lock: nothing there is referenced, read or being written, and nothing can be
+    /// handed out there while the backend trims.
+    ///
+    /// # Errors
+    ///
+    /// The first backend error ([`Error::Io`]); the other devices are still
+    /// trimmed.
+    pub fn reclaim_space(&self) -> Result<u64> {
+        let core = &self.shared.core;
+        core.collect();
+        let mut released = 0;
+        let mut first_error = None;
+        for device in 0..core.allocator.device_count() {
+            let backend = &self.shared.backend;
+            match core
+                .allocator
+                .release_tail(device, true, |length| backend.trim(device, length))
+            {
+                Ok(bytes) => released += bytes,
+                Err(err) => {
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        first_error.map_or(Ok(released), Err)
+    }
+
+    /// Releases freed device tails if the allocator says one reached the automatic
+    /// threshold. Errors are left for the next attempt (the tail stays counted).
+    fn trim_if_due(&self) {
+        let core = &self.shared.core;
+        if !core.allocator.take_trim_due() {
+            return;
+        }
+        for device in 0..core.allocator.device_count() {
+            let backend = &self.shared.backend;
+            let _ = core
+                .allocator
+                .release_tail(device, false, |length| backend.trim(device, length));
         }
     }
 }

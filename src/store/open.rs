@@ -221,9 +221,16 @@ fn restore_allocator(image: &Image, geometry: &Geometry) -> Result<Allocator> {
         image.bad.iter().copied(),
         image.degraded.iter().copied(),
     )
-    .map_err(|_| Error::CheckpointCorrupt {
+    .map_err(|err| Error::CheckpointCorrupt {
         file: files::CURRENT.to_string(),
-        reason: "two records reference overlapping locations",
+        reason: match err {
+            crate::space::RestoreError::Overlap { .. } => {
+                "two records reference overlapping locations"
+            }
+            crate::space::RestoreError::OutOfRange { .. } => {
+                "a record references a location outside the devices"
+            }
+        },
     })
 }
 
@@ -343,5 +350,18 @@ impl Backend for FsBackend {
         self.file(device)?
             .sync_data()
             .map_err(|e| Error::io(device, "sync", &e))
+    }
+
+    /// Only ever shrinks. Only free space is trimmed, and space is free only once
+    /// the record that unreferenced it is durable, so a crash never finds a durable
+    /// record past the end of its file.
+    fn trim(&self, device: u16, length: u64) -> Result<()> {
+        let file = self.file(device)?;
+        let current = file.len().map_err(|e| Error::io(device, "trim", &e))?;
+        if current > length {
+            file.set_len(length)
+                .map_err(|e| Error::io(device, "trim", &e))?;
+        }
+        Ok(())
     }
 }

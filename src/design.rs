@@ -1,0 +1,96 @@
+//! # Design: concepts, invariants, durability
+//!
+//! The notes an engine author needs to use the crate well; the detailed arguments
+//! live next to the code they justify (named below).
+//!
+//! ## Concepts
+//!
+//! * **Extent**: the unit of data the engine stores (an SST block, an archive chunk,
+//!   a page run), named by an [`ExtentId`](crate::ExtentId) that is never reused.
+//! * **Location**: where the extent's bytes live now (device, offset, length). An
+//!   attribute, never an identity: compaction and remap change it.
+//! * **Content generation**: bumped by every write that changes the bytes.
+//!   Compaction and remap move bytes without changing them and keep it.
+//! * **Checksum**: CRC32C of the bytes seeded with extent id and generation, so a
+//!   misdirected or misplaced block fails verification.
+//! * **Version**: bumped by 2 by every committed transition of a record; odd while a
+//!   transition is being published (the seqlock, `src/table/slot.rs`).
+//! * **State**: `Vacant`, `Durable`, `Compacting`, `Quarantined`, plus a
+//!   `write_pending` mark; the allowed transitions are data
+//!   ([`TRANSITIONS`](crate::TRANSITIONS)) checked on every change.
+//!
+//! A [`Snapshot`](crate::Snapshot) is one record at one version: all of its fields
+//! belong to the same committed transition.
+//!
+//! ## Invariants
+//!
+//! Each is checked by name in the tests (unit, proptest, loom, emulator, crash).
+//!
+//! 1. **No torn snapshot.** Every snapshot equals the result of some committed
+//!    transition.
+//! 2. **Monotonic version.** Versions only grow; a transition commits only if the
+//!    version it was computed from is still current (compare-and-swap).
+//! 3. **Linearizable reads.** A read returns the bytes of a content generation that
+//!    was current at some instant inside the call, or a typed error.
+//! 4. **Generation-tagged cache.** An entry is served only while its generation is
+//!    current; a fill whose generation changed while it loaded is rejected.
+//! 5. **Pending is never cached.** Bytes of a write that has not committed are never
+//!    served nor cached.
+//! 6. **Compaction loses nothing.** It commits only if the record is unchanged since
+//!    it began, else aborts and frees its target.
+//! 7. **FPRE004 means a real fault.** Verification checks the bytes of one snapshot;
+//!    a version change is a race, retried; FPRE004 only after the retry limit of
+//!    re-reads of one stable version.
+//! 8. **The last good copy is never dropped.** Quarantine keeps the record; remap
+//!    writes a verified good copy before the bad location is retired; a bad
+//!    location is never handed out again.
+//! 9. **Acknowledged means durable.** On a durable store, a write, compaction, remap
+//!    or quarantine whose call returned `Ok` survives any crash. Recovery yields the
+//!    state of some prefix of the issued operations containing every acknowledged
+//!    one; no record is half-applied; recovering twice yields the same state.
+//! 10. **No reuse before durability (space safety).** A location unreferenced by a
+//!     commit (overwrite, compaction, remap, delete) returns to the allocator only
+//!     when *both* hold: the journal record of that commit is durable, *and* the
+//!     reader grace period has passed (`src/space/reclaim.rs`). A new copy
+//!     (write, compaction, remap) is synced before the record that points to it is
+//!     committed. Otherwise a crash could leave the durable record pointing at
+//!     bytes that were overwritten.
+//! 11. **One owner; failed opens change nothing.** A directory is open in at most
+//!     one store at a time; an open that fails (corruption, newer format, lock held)
+//!     leaves every file as it found it.
+//!
+//! ## Durability model
+//!
+//! [`Store::open`](crate::Store::open) keeps, next to the device files, a metadata
+//! journal in the style of RocksDB's MANIFEST (details in `src/journal/mod.rs`):
+//!
+//! * **What is durable when.** A write's bytes are synced to their device, then its
+//!   record is committed in the table, then the commit record is appended to the
+//!   journal and synced (group commit: concurrent committers share one sync); only
+//!   then does `write` return `Ok`. Compaction and remap do the same with their
+//!   copies. A reader may see a committed record a moment before its journal sync
+//!   completes (before the writer's call returns).
+//! * **What a crash can lose.** Only work whose call had not returned `Ok`: a write
+//!   in flight is either fully there after recovery (its record became durable) or
+//!   not at all (its bytes are unreferenced space).
+//! * **What recovery does.** It loads the checkpoint `CURRENT` names, replays the
+//!   journals after it (per extent the record with the highest version wins, so
+//!   replay is idempotent), drops a torn tail (an unacknowledged group commit cut
+//!   by the crash), refuses corruption with a typed error (a bad record followed by
+//!   valid ones: FPRE021; a bad checkpoint: FPRE022; and so on), rebuilds free
+//!   space as the complement of the referenced locations and the bad list (bytes
+//!   written but never committed are reclaimed), and checks every device file is
+//!   long enough. Only after every check passes does it change a file.
+//! * **Bounded journal.** Past `journal_max_bytes` the journal is rotated: a new
+//!   journal, a checkpoint image of the table, bad list and degraded devices, then
+//!   an atomic pointer switch (temp file, sync, rename, directory sync).
+//!
+//! ## Choosing a constructor
+//!
+//! * [`Store::open`](crate::Store::open): the crate owns durability. Choose it
+//!   unless the engine already has a manifest it must stay the source of truth for.
+//! * [`Store::new`](crate::Store::new) over any [`Backend`](crate::Backend): the
+//!   table lives in memory; the engine persists what it needs (every committed
+//!   record is returned by the call that committed it) and rebuilds the store on
+//!   restart by writing its live extents again. Choose it for caches of data that
+//!   lives elsewhere, tests, and engines with their own manifest.
