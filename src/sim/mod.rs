@@ -53,6 +53,8 @@ mod disk;
 mod fabric;
 mod history;
 mod legacy;
+mod meta;
+mod model;
 mod report;
 mod world;
 

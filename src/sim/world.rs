@@ -1,10 +1,12 @@
 //! The event loop: actors, operations, the fabric and the checker in virtual time.
 
 use super::config::{Protocol, SimConfig};
-use super::crash::{self, Crashes, Lane, Meta, MetaConfig, Model};
+use super::crash::{self, Crashes};
 use super::fabric::Fabric;
 use super::history::{History, ReadCheck, value};
 use super::legacy::{self, Legacy};
+use super::meta::{self, Lane, Meta, MetaConfig};
+use super::model::{self, Model};
 use super::report::{Report, Trace};
 use crate::bytes::Bytes;
 use crate::cache::{Cache, Flight, FlightOutcome, Priority};
@@ -359,7 +361,7 @@ impl World {
                 Event::Flush(device) => self.fabric.flush(device),
                 Event::Meta(lane) => {
                     let core = &self.core;
-                    let fx = self.meta.complete(lane, || crash::image_of(core));
+                    let fx = self.meta.complete(lane, || meta::image_of(core));
                     self.meta_effects(fx);
                 }
             }
@@ -621,7 +623,7 @@ impl World {
         }
     }
 
-    fn meta_effects(&mut self, fx: crash::Effects) {
+    fn meta_effects(&mut self, fx: meta::Effects) {
         for (lane, delay) in fx.schedule {
             self.schedule(self.now + delay, Event::Meta(lane));
         }
@@ -664,7 +666,7 @@ impl World {
                 return;
             }
         };
-        for v in crash::check(&self.model, &rebuilt.image, &rebuilt.table, &self.fabric) {
+        for v in model::check(&self.model, &rebuilt.image, &rebuilt.table, &self.fabric) {
             self.violation(v);
         }
         self.model.reset(&rebuilt.image);

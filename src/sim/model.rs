@@ -1,0 +1,301 @@
+//! The reference model of what is durable, and the checker of invariants 9–11
+//! after each recovery.
+//!
+//! [`Model`] keeps the record of every extent recovered last (durable) and every
+//! entry issued to the journal since, in issue order (the journal's order), each
+//! marked once acknowledged. [`check`] asserts that every recovered record equals
+//! the last acknowledged one or one issued after it (content exactly: never
+//! half-applied; a checkpoint may carry a later version of the same content, as a
+//! write-pending or compacting record is checkpointed with its committed fields),
+//! that nothing acknowledged is missing, that generations only grow, that every
+//! referenced location's durable bytes verify their checksum, that no record is
+//! compacting or write-pending, and that the whole recovered state is the model's
+//! after one prefix of the issued entries holding every acknowledged one.
+//! [`recover`](super::crash::recover) adds that the rebuild found no location
+//! referenced twice and that recovering twice gives the same state.
+
+use super::fabric::Fabric;
+use crate::journal::{Entry, Image, RecordImage};
+use crate::record::{ExtentId, Location, State, checksum};
+use crate::table::ExtentTable;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// The content of a record, without its version.
+fn content(r: &RecordImage) -> (State, u64, Location, u32) {
+    (r.state, r.generation, r.location, r.checksum)
+}
+
+/// Whether recovered record `got` is what the model expects (`want`): the same
+/// content, at the same or a later version (a checkpoint records a write-pending or
+/// compacting record with its committed fields and its newer version). A
+/// never-committed extent may come back vacant (a checkpoint of an aborted write).
+fn explains(want: Option<&RecordImage>, got: Option<&RecordImage>) -> bool {
+    match (want, got) {
+        (None, None) => true,
+        (None, Some(g)) => g.state == State::Vacant && g.generation == 0,
+        (Some(_), None) => false,
+        (Some(w), Some(g)) => content(w) == content(g) && g.version >= w.version,
+    }
+}
+
+/// The reference model of what is durable.
+#[derive(Debug, Default)]
+pub(crate) struct Model {
+    /// The record each extent had at the last recovery (durable).
+    baseline: BTreeMap<u64, RecordImage>,
+    /// Entries issued to the journal since, in issue order (which is the journal's
+    /// order), and whether acknowledged.
+    issued: Vec<(Entry, bool)>,
+    /// Each slot's journal request not yet acknowledged: its range in `issued`.
+    pending: HashMap<usize, std::ops::Range<usize>>,
+    /// Bad locations acknowledged durable, over all recoveries.
+    acked_bad: BTreeSet<Location>,
+}
+
+impl Model {
+    /// Slot `slot` issued `entries`.
+    pub(crate) fn issue(&mut self, slot: usize, entries: &[Entry]) {
+        let start = self.issued.len();
+        self.issued.extend(entries.iter().map(|e| (*e, false)));
+        self.pending.insert(slot, start..self.issued.len());
+    }
+
+    /// Slot `slot`'s entries were acknowledged durable.
+    pub(crate) fn ack(&mut self, slot: usize) {
+        for i in self.pending.remove(&slot).unwrap_or_default() {
+            self.issued[i].1 = true;
+            if let Entry::Bad(l) = self.issued[i].0 {
+                self.acked_bad.insert(l);
+            }
+        }
+    }
+
+    /// After a recovery: what was recovered is the new durable baseline.
+    pub(crate) fn reset(&mut self, image: &Image) {
+        self.baseline = image.records.clone();
+        self.issued.clear();
+        self.pending.clear();
+        self.acked_bad.retain(|l| image.bad.contains(l));
+    }
+
+    fn puts(&self, extent: u64) -> impl Iterator<Item = (&RecordImage, bool)> {
+        self.issued.iter().filter_map(move |(e, acked)| match e {
+            Entry::Put(r) if r.extent.0 == extent => Some((r, *acked)),
+            _ => None,
+        })
+    }
+
+    /// The shortest prefix of `issued` that holds every acknowledged entry.
+    fn acked_prefix(&self) -> usize {
+        self.issued
+            .iter()
+            .rposition(|(_, a)| *a)
+            .map_or(0, |i| i + 1)
+    }
+
+    /// Whether the state after the first `p` issued entries (for every `p` from the
+    /// acknowledged prefix on) explains `image`: the first such `p`, if any.
+    fn explaining_prefix(&self, image: &Image, extents: &BTreeSet<u64>) -> Option<usize> {
+        let mut state: BTreeMap<u64, RecordImage> = self.baseline.clone();
+        let mut bad: Vec<Location> = Vec::new();
+        for (i, (entry, _)) in self.issued.iter().enumerate() {
+            if i >= self.acked_prefix() && self.prefix_matches(&state, &bad, image, extents) {
+                return Some(i);
+            }
+            match entry {
+                Entry::Put(r) => {
+                    state.insert(r.extent.0, *r);
+                }
+                Entry::Bad(l) => bad.push(*l),
+                _ => {}
+            }
+        }
+        self.prefix_matches(&state, &bad, image, extents)
+            .then_some(self.issued.len())
+    }
+
+    fn prefix_matches(
+        &self,
+        state: &BTreeMap<u64, RecordImage>,
+        bad: &[Location],
+        image: &Image,
+        extents: &BTreeSet<u64>,
+    ) -> bool {
+        extents
+            .iter()
+            .all(|e| explains(state.get(e), image.records.get(e)))
+            && bad.iter().all(|l| image.bad.contains(l))
+    }
+}
+
+/// The checks of invariants 9–11 on a recovered state (see the module docs).
+pub(crate) fn check(
+    model: &Model,
+    image: &Image,
+    table: &ExtentTable,
+    fabric: &Fabric,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut extents: BTreeSet<u64> = (model.baseline.keys())
+        .chain(image.records.keys())
+        .copied()
+        .collect();
+    for (e, _) in &model.issued {
+        if let Entry::Put(r) = e {
+            extents.insert(r.extent.0);
+        }
+    }
+    for &e in &extents {
+        let id = ExtentId(e);
+        let base = model.baseline.get(&e);
+        let floor = (base.map(|b| b.version))
+            .into_iter()
+            .chain(model.puts(e).filter(|(_, a)| *a).map(|(r, _)| r.version))
+            .max();
+        let got = image.records.get(&e);
+        let Some(r) = got else {
+            if let Some(v) = floor {
+                out.push(format!(
+                    "{id}: acknowledged record (version {v}) missing after recovery"
+                ));
+            }
+            continue;
+        };
+        let floor_v = floor.unwrap_or(0);
+        let acceptable = explains(None, got) && floor.is_none()
+            || (base.into_iter().chain(model.puts(e).map(|(c, _)| c)))
+                .filter(|c| c.version >= floor_v)
+                .any(|c| explains(Some(c), got));
+        if !acceptable {
+            out.push(format!(
+                "{id}: recovered {:?} generation {} at {} (version {}) is neither the acknowledged record (version {floor_v}) nor one issued after it",
+                r.state, r.generation, r.location, r.version
+            ));
+            continue;
+        }
+        if let Some(b) = base
+            && r.generation < b.generation
+        {
+            out.push(format!(
+                "{id}: generation went back from {} to {} across recoveries",
+                b.generation, r.generation
+            ));
+        }
+        if r.references() {
+            let len = r.location.length as usize;
+            let good = fabric.durable(r.location).is_some_and(|b| {
+                b.len() >= len && checksum(id, r.generation, &b[..len]) == r.checksum
+            });
+            if !good {
+                out.push(format!(
+                    "{id}: recovered generation {} at {} fails its checksum on the durable device",
+                    r.generation, r.location
+                ));
+            }
+        }
+        match table.snapshot(id) {
+            Ok(s) if s.write_pending() || s.state() == State::Compacting => out.push(format!(
+                "{id}: recovered record is {:?} (write pending {})",
+                s.state(),
+                s.write_pending()
+            )),
+            Ok(_) => {}
+            Err(err) => out.push(format!("{id}: recovered table refuses a snapshot: {err}")),
+        }
+    }
+    for l in &model.acked_bad {
+        if !image.bad.contains(l) {
+            out.push(format!(
+                "acknowledged bad location {l} missing after recovery"
+            ));
+        }
+    }
+    if out.is_empty() && model.explaining_prefix(image, &extents).is_none() {
+        out.push(format!(
+            "no prefix of the {} entries issued since the last recovery (at least the {} acknowledged) explains the recovered state",
+            model.issued.len(),
+            model.acked_prefix()
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(extent: u64, version: u64, generation: u64) -> Entry {
+        Entry::Put(RecordImage {
+            extent: ExtentId(extent),
+            version,
+            state: State::Durable,
+            generation,
+            location: Location::new(0, extent * 512, 64),
+            checksum: generation as u32,
+        })
+    }
+
+    fn image(entries: &[Entry]) -> Image {
+        let mut image = Image::default();
+        for e in entries {
+            image.apply(e);
+        }
+        image
+    }
+
+    fn extents(model: &Model, image: &Image) -> BTreeSet<u64> {
+        let mut set: BTreeSet<u64> = image.records.keys().copied().collect();
+        for (e, _) in &model.issued {
+            if let Entry::Put(r) = e {
+                set.insert(r.extent.0);
+            }
+        }
+        set
+    }
+
+    #[test]
+    fn invariant_9_only_a_prefix_of_the_issue_order_explains_a_recovery() {
+        let (a, b) = (put(1, 2, 1), put(2, 2, 1));
+        let mut m = Model::default();
+        m.issue(0, &[a]);
+        m.issue(1, &[b]);
+        let prefix = |m: &Model, img: &Image| m.explaining_prefix(img, &extents(m, img));
+        assert_eq!(prefix(&m, &image(&[])), Some(0), "nothing acknowledged");
+        assert_eq!(prefix(&m, &image(&[a])), Some(1));
+        assert_eq!(prefix(&m, &image(&[a, b])), Some(2));
+        // b without a: a hole in the journal, no prefix.
+        assert_eq!(prefix(&m, &image(&[b])), None);
+        // Once a is acknowledged, losing it is no prefix either.
+        m.ack(0);
+        assert_eq!(prefix(&m, &image(&[])), None);
+        assert_eq!(prefix(&m, &image(&[a])), Some(1));
+    }
+
+    #[test]
+    fn invariant_9_a_half_applied_or_lost_record_is_reported() {
+        let table = ExtentTable::new(crate::table::TableConfig::default());
+        let fabric = Fabric::new(
+            1,
+            super::super::SimConfig::default().latency,
+            super::super::SimConfig::default().faults,
+            rand::SeedableRng::seed_from_u64(1),
+            rand::SeedableRng::seed_from_u64(2),
+        );
+        let a = put(1, 2, 1);
+        let mut m = Model::default();
+        m.issue(0, &[a]);
+        m.ack(0);
+        let lost = check(&m, &image(&[]), &table, &fabric);
+        assert!(lost[0].contains("acknowledged record"), "{lost:?}");
+        // The acknowledged generation with another location: half applied.
+        let Entry::Put(mut half) = a else {
+            unreachable!()
+        };
+        half.location = Location::new(0, 4096, 64);
+        let bad = check(&m, &image(&[Entry::Put(half)]), &table, &fabric);
+        assert!(bad[0].contains("neither the acknowledged"), "{bad:?}");
+        // The right record whose bytes are not on the durable device.
+        let missing = check(&m, &image(&[a]), &table, &fabric);
+        assert!(missing[0].contains("fails its checksum"), "{missing:?}");
+    }
+}
