@@ -180,6 +180,7 @@ struct Totals {
     recoveries: u64,
     torn_tails: u64,
     journal_syncs: u64,
+    journal_failures: u64,
     checkpoints: u64,
     secs: f64,
 }
@@ -204,6 +205,7 @@ impl Totals {
         self.recoveries += r.recoveries;
         self.torn_tails += r.torn_tails;
         self.journal_syncs += r.journal_syncs;
+        self.journal_failures += r.journal_failures;
         self.checkpoints += r.checkpoints;
         if !r.is_clean() {
             self.dirty.push(r.seed);
@@ -292,10 +294,11 @@ fn replay(args: &Args, seed: u64) -> ExitCode {
             r.trace_hash
         );
         println!(
-            "   crashes {} (in recovery {}, in rotation {}) | recoveries {} torn tails {} | journal syncs {} checkpoints {}",
+            "   crashes {} (in recovery {}, in rotation {}) | journal failures {} | recoveries {} torn tails {} | journal syncs {} checkpoints {}",
             r.crashes,
             r.crashes_in_recovery,
             r.crashes_in_rotation,
+            r.journal_failures,
             r.recoveries,
             r.torn_tails,
             r.journal_syncs,
@@ -470,6 +473,9 @@ fn print_table(args: &Args, results: &mut [(Protocol, Totals)]) {
     row("journal syncs", &mut |t| t.journal_syncs.to_string());
     row("checkpoints (rotations)", &mut |t| {
         t.checkpoints.to_string()
+    });
+    row("journal failures (reopened)", &mut |t| {
+        t.journal_failures.to_string()
     });
     row("crashes", &mut |t| t.crashes.to_string());
     row("  in creation or recovery", &mut |t| {

@@ -179,6 +179,7 @@ fn invariants_9_to_11_hold_across_power_cuts() {
         assert!(r.is_clean(), "write-heavy seed {seed}: {:?}", r.violations);
     }
     let (mut crashes, mut in_recovery, mut in_rotation, mut torn) = (0, 0, 0, 0);
+    let mut journal_failures = 0;
     for seed in 0..12 {
         let r = sim::run(seed, &crashing());
         assert!(
@@ -198,6 +199,7 @@ fn invariants_9_to_11_hold_across_power_cuts() {
         in_recovery += r.crashes_in_recovery;
         in_rotation += r.crashes_in_rotation;
         torn += r.torn_tails;
+        journal_failures += r.journal_failures;
     }
     assert!(crashes >= 24, "the sweep crashed ({crashes})");
     assert!(
@@ -206,6 +208,10 @@ fn invariants_9_to_11_hold_across_power_cuts() {
     );
     assert!(in_rotation > 0, "some crashes cut a rotation short");
     assert!(torn > 0, "some recoveries dropped a torn journal tail");
+    assert!(
+        journal_failures > 0,
+        "injected journal errors failed commits and reopened the store"
+    );
     // Replays exactly, crashes included.
     assert_eq!(sim::run(5, &crashing()), sim::run(5, &crashing()));
 }

@@ -37,6 +37,8 @@ pub(crate) struct MetaConfig {
     pub(crate) ack_before_sync: bool,
     pub(crate) plan_mutants: PlanMutants,
     pub(crate) latency: Latency,
+    /// Chance per metadata write or sync of an injected I/O error, ppm.
+    pub(crate) transient_ppm: u32,
 }
 
 #[derive(Debug)]
@@ -70,6 +72,10 @@ pub(crate) struct Effects {
     pub(crate) acks: Vec<usize>,
     /// Lane events to schedule, with their delay, ns.
     pub(crate) schedule: Vec<(Lane, u64)>,
+    /// Slots whose journal request fails: the journal is poisoned.
+    pub(crate) failed: Vec<usize>,
+    /// The journal was just poisoned: the store must be reopened.
+    pub(crate) poisoned: bool,
 }
 
 /// The durable metadata of the emulated store.
@@ -85,6 +91,9 @@ pub(crate) struct Meta {
     journal: Option<Task>,
     checkpoint: Option<Task>,
     rotating: bool,
+    /// A journal write or sync failed: every later commit fails until a reopen (as
+    /// the store's journal, which can no longer tell what is durable).
+    poisoned: bool,
     rng: ChaCha8Rng,
     /// Group commits completed (all runs of the store, across crashes).
     pub(crate) syncs: u64,
@@ -105,6 +114,7 @@ impl Meta {
             journal: None,
             checkpoint: None,
             rotating: false,
+            poisoned: false,
             rng,
             syncs: 0,
             checkpoints: 0,
@@ -138,6 +148,12 @@ impl Meta {
 
     /// A machine in slot `slot` asks for `entries` to be made durable.
     pub(crate) fn append(&mut self, slot: usize, entries: &[Entry]) -> Effects {
+        if self.poisoned {
+            return Effects {
+                failed: vec![slot],
+                ..Effects::default()
+            };
+        }
         for entry in entries {
             encode_frame(&mut self.buf, self.next_seq, entry);
             self.next_seq += 1;
@@ -191,6 +207,9 @@ impl Meta {
             return fx;
         };
         if let Some(op) = task.ops.pop_front() {
+            if self.injected_error(&op) {
+                return self.fail(lane, task, fx);
+            }
             // A plan on a directory it built itself cannot fail; if it did, the
             // recovery check would report the damage.
             let _ = self.dir.apply(&op);
@@ -246,6 +265,30 @@ impl Meta {
         fx
     }
 
+    /// Whether an injected I/O error fails `op` (writes and syncs only).
+    fn injected_error(&mut self, op: &FsOp) -> bool {
+        matches!(op, FsOp::Write { .. } | FsOp::Sync { .. })
+            && self.rng.random_range(0..1_000_000) < self.cfg.transient_ppm
+    }
+
+    /// A metadata step failed. On the journal lane every waiter, and every frame
+    /// buffered since, fails and the journal is poisoned (the store must reopen);
+    /// a failed checkpoint only ends the rotation: the old checkpoint, and every
+    /// journal since, stay current (as `Journal::rotate`).
+    fn fail(&mut self, lane: Lane, mut task: Task, mut fx: Effects) -> Effects {
+        match lane {
+            Lane::Checkpoint => self.rotating = false,
+            Lane::Journal => {
+                self.poisoned = true;
+                fx.poisoned = true;
+                fx.failed.append(&mut task.waiters);
+                fx.failed.append(&mut self.buf_waiters);
+                self.buf.clear();
+            }
+        }
+        fx
+    }
+
     /// After recovery: appends go on at `number`, offset `len`, sequence `next_seq`.
     pub(crate) fn reset(&mut self, number: u64, len: u64, next_seq: u64) {
         self.number = number;
@@ -256,6 +299,7 @@ impl Meta {
         self.journal = None;
         self.checkpoint = None;
         self.rotating = false;
+        self.poisoned = false;
     }
 }
 

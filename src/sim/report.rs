@@ -59,6 +59,9 @@ pub struct Report {
     pub recoveries: u64,
     /// Recoveries that dropped a torn journal tail.
     pub torn_tails: u64,
+    /// Injected journal I/O errors: each poisons the journal, fails the commits
+    /// waiting on it, and reopens the store.
+    pub journal_failures: u64,
     /// Journal group commits completed.
     pub journal_syncs: u64,
     /// Checkpoints completed (rotations).

@@ -126,6 +126,9 @@ enum Event {
     Flush(u16),
     /// The current step of a metadata lane completes.
     Meta(Lane),
+    /// The journal failed: the store is closed and opened again (the data devices
+    /// keep their unsynced writes; the metadata loses what a power cut would).
+    Reopen,
 }
 
 fn step_machine<M: Machine>(
@@ -201,6 +204,7 @@ impl World {
                     pointer_before_checkpoint_sync: cfg.pointer_before_checkpoint_sync,
                 },
                 latency: cfg.latency,
+                transient_ppm: cfg.faults.transient_ppm,
             },
             ChaCha8Rng::seed_from_u64(seed ^ 0x10C0_0000_7E57_0000),
         );
@@ -359,6 +363,16 @@ impl World {
                 }
                 Event::Backoff(slot) => self.dispatch(slot, Input::Backoff),
                 Event::Flush(device) => self.fabric.flush(device),
+                Event::Reopen => {
+                    // A failed sync may have dropped the unsynced pages (as Linux
+                    // may after a failed fsync): what a reopen reads of the metadata
+                    // is what a power cut would have left. Without this, recovery
+                    // would read unsynced frames as its state, and a later power cut
+                    // could take them back (`plan::reopen` does not sync a tail that
+                    // is not torn).
+                    self.meta.dir.crash(&mut self.crashes.rng);
+                    self.reopen();
+                }
                 Event::Meta(lane) => {
                     let core = &self.core;
                     let fx = self.meta.complete(lane, || meta::image_of(core));
@@ -627,9 +641,22 @@ impl World {
         for (lane, delay) in fx.schedule {
             self.schedule(self.now + delay, Event::Meta(lane));
         }
+        if fx.poisoned {
+            self.report.journal_failures += 1;
+            self.schedule(self.now + 1_000_000, Event::Reopen);
+        }
         for slot in fx.acks {
             self.model.ack(slot);
             self.dispatch(slot, Input::Io(IoResult::Done(Ok(()))));
+        }
+        for slot in fx.failed {
+            let err = Error::Io {
+                device: crate::store::METADATA_DEVICE,
+                op: "sync",
+                kind: std::io::ErrorKind::Other,
+                message: "injected journal error".into(),
+            };
+            self.dispatch(slot, Input::Io(IoResult::Done(Err(err))));
         }
     }
 
@@ -647,12 +674,18 @@ impl World {
         };
         self.trace
             .record(self.now, usize::MAX, "crash", ExtentId(0), what);
+        self.fabric.crash(&mut self.crashes.rng);
+        self.meta.dir.crash(&mut self.crashes.rng);
+        self.reopen();
+    }
+
+    /// Closes the store (every operation in flight dropped) and opens it again:
+    /// recovery, the checker, fresh actors.
+    fn reopen(&mut self) {
         self.queue.clear();
         self.slots.clear();
         self.free_slots.clear();
         self.waiters.clear();
-        self.fabric.crash(&mut self.crashes.rng);
-        self.meta.dir.crash(&mut self.crashes.rng);
         let rebuilt = match crash::recover(
             &mut self.meta,
             &mut self.crashes,
