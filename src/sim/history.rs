@@ -62,13 +62,15 @@ impl History {
         }
     }
 
-    /// Records that `generation` of `extent` became current at `at_ns`.
+    /// Records that `generation` of `extent` became current at `at_ns`. A
+    /// generation at or below the current one was recorded already: a write's
+    /// commit is recorded when it is journaled (visible from then on), and its
+    /// acknowledgment, which records it again, may come after a later write's
+    /// commit.
     pub(crate) fn commit(&mut self, extent: ExtentId, generation: u64, at_ns: u64) {
-        if let Some(c) = self.commits.get_mut(extent.0 as usize) {
-            debug_assert!(
-                c.last().is_none_or(|l| l.generation < generation),
-                "generations grow"
-            );
+        if let Some(c) = self.commits.get_mut(extent.0 as usize)
+            && c.last().is_none_or(|l| l.generation < generation)
+        {
             c.push(Commit { generation, at_ns });
         }
     }

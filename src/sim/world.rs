@@ -324,7 +324,7 @@ impl World {
     fn start_actors(&mut self) {
         for a in 0..self.actors.len() {
             let delay = self.think(a);
-            self.schedule(self.now + delay, Event::Actor(a));
+            self.schedule(self.now.saturating_add(delay), Event::Actor(a));
         }
     }
 
@@ -781,14 +781,10 @@ impl World {
         let legacy = self.cfg.protocol == Protocol::Legacy;
         let kind = self.actors.get(slot.actor).map(|a| a.kind);
         let next: Option<Op> = match (&slot.op, result) {
-            // Its commit was recorded when it was journaled (see `journal`).
-            (Op::Write(..), Ok(Out::Written(generation))) => {
-                if self.history.current(slot.extent) < generation {
-                    self.violation(format!(
-                        "{}: generation {generation} acknowledged but never journaled",
-                        slot.extent
-                    ));
-                }
+            (Op::Write(_, bytes), Ok(Out::Written(generation))) => {
+                self.history.commit(slot.extent, generation, self.now);
+                self.fabric
+                    .add_replica(slot.extent, generation, bytes.clone());
                 self.report.writes_ok += 1;
                 None
             }
