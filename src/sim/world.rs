@@ -309,8 +309,10 @@ impl World {
     /// Runs the workload to completion and checks everything at the end.
     pub(crate) fn run(mut self) -> Report {
         self.populate();
-        self.crashes.armed = true;
-        self.start_actors();
+        for a in 0..self.actors.len() {
+            let delay = self.think(a);
+            self.schedule(self.now + delay, Event::Actor(a));
+        }
         self.drain();
         self.final_check();
         self.report.journal_syncs = self.meta.syncs;
@@ -334,6 +336,8 @@ impl World {
             self.start_write(usize::MAX, ExtentId(u64::from(e)));
             self.drain();
         }
+        // Populated: power cuts may come from now on.
+        self.crashes.armed = true;
     }
 
     fn drain(&mut self) {
