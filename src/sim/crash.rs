@@ -79,15 +79,18 @@ pub(crate) struct Rebuilt {
     pub(crate) image: Image,
 }
 
-/// Runs `ops` on the directory; `Err(())` if the power failed before step `cut`.
-fn run_plan(dir: &mut SimDir, ops: &[FsOp], cut: Option<usize>) -> Result<(), String> {
+/// Runs `ops` on the directory: `Ok(false)` if the power failed before step
+/// `cut`; `Err` if a step failed (a plan that does not fit the directory it runs
+/// on: a violation).
+fn run_plan(dir: &mut SimDir, ops: &[FsOp], cut: Option<usize>) -> Result<bool, String> {
     for (i, op) in ops.iter().enumerate() {
         if cut == Some(i) {
-            return Err(String::new());
+            return Ok(false);
         }
-        dir.apply(op)?;
+        dir.apply(op)
+            .map_err(|e| format!("a recovery plan failed at {op:?}: {e}"))?;
     }
-    Ok(())
+    Ok(true)
 }
 
 fn recover_once(dir: &SimDir) -> crate::Result<Option<Recovered>> {
@@ -111,7 +114,7 @@ pub(crate) fn recover(
             Ok(None) => {
                 let ops = plan::create(geometry.devices, &meta.dir.list());
                 let cut = crashes.during(ops.len());
-                if run_plan(&mut meta.dir, &ops, cut).is_err() {
+                if !run_plan(&mut meta.dir, &ops, cut)? {
                     report.crashes += 1;
                     report.crashes_in_recovery += 1;
                     meta.dir.crash(&mut crashes.rng);
@@ -132,7 +135,7 @@ pub(crate) fn recover(
             rebuild(&recovered.image, geometry).map_err(|e| format!("rebuild failed: {e}"))?;
         let (ops, number, len) = plan::reopen(&recovered);
         let cut = crashes.during(ops.len());
-        if run_plan(&mut meta.dir, &ops, cut).is_err() {
+        if !run_plan(&mut meta.dir, &ops, cut)? {
             report.crashes += 1;
             report.crashes_in_recovery += 1;
             meta.dir.crash(&mut crashes.rng);

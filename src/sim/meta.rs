@@ -76,6 +76,8 @@ pub(crate) struct Effects {
     pub(crate) failed: Vec<usize>,
     /// The journal was just poisoned: the store must be reopened.
     pub(crate) poisoned: bool,
+    /// A plan step did not fit the directory (a violation).
+    pub(crate) plan_error: Option<String>,
 }
 
 /// The durable metadata of the emulated store.
@@ -210,11 +212,13 @@ impl Meta {
             if self.injected_error(&op) {
                 return self.fail(lane, task, fx);
             }
-            // A plan on a directory it built itself cannot fail; if it did, the
-            // recovery check would report the damage.
-            let _ = self.dir.apply(&op);
-            let data_write = matches!(&op, FsOp::Write { file, .. } if crate::journal::files::journal_number(file).is_some() && task.written > 0);
-            if self.cfg.ack_before_sync && data_write && !task.acked {
+            if let Err(e) = self.dir.apply(&op) {
+                fx.plan_error = Some(format!("a metadata plan failed at {op:?}: {e}"));
+            }
+            // The mutant acknowledges at the write of the frames (the task's first
+            // write), before their sync.
+            let frames_written = matches!(op, FsOp::Write { .. }) && task.written > 0;
+            if self.cfg.ack_before_sync && frames_written && !task.acked {
                 task.acked = true;
                 fx.acks.append(&mut task.waiters);
             }

@@ -642,6 +642,9 @@ impl World {
     }
 
     fn meta_effects(&mut self, fx: meta::Effects) {
+        if let Some(error) = fx.plan_error {
+            self.violation(error);
+        }
         for (lane, delay) in fx.schedule {
             self.schedule(self.now + delay, Event::Meta(lane));
         }
