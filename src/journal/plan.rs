@@ -95,8 +95,16 @@ pub(crate) fn new_journal(number: u64, devices: u16) -> Vec<FsOp> {
 }
 
 /// After recovery: makes the newest journal appendable (drops a torn tail, or
-/// creates the journal if the crash came before it existed). Returns the plan, the
-/// journal number and the offset of the next append.
+/// creates the journal if the crash came before it existed), and makes durable
+/// everything recovery read. Returns the plan, the journal number and the offset of
+/// the next append.
+///
+/// Recovery may read what was never made durable: after a process crash (the
+/// operating system kept the unsynced bytes) or a failed sync, the newest journal's
+/// frames, its very directory entry, or the `CURRENT` rename may still be volatile.
+/// So the plan always ends with a sync of the journal appends go to and a directory
+/// sync: a record recovered once is never taken back by a later power cut (which
+/// would also reuse, as free, a location an acknowledged record references).
 pub(crate) fn reopen(recovered: &Recovered) -> (Vec<FsOp>, u64, u64) {
     let header_len = super::frame::HEADER_LEN as u64;
     match recovered.tail {
@@ -121,10 +129,15 @@ pub(crate) fn reopen(recovered: &Recovered) -> (Vec<FsOp>, u64, u64) {
                     len: tail.valid_len,
                 },
                 sync(file),
+                FsOp::SyncDir,
             ];
             (ops, tail.number, tail.valid_len)
         }
-        Some(tail) => (Vec::new(), tail.number, tail.valid_len),
+        Some(tail) => (
+            vec![sync(files::journal(tail.number)), FsOp::SyncDir],
+            tail.number,
+            tail.valid_len,
+        ),
     }
 }
 
