@@ -177,6 +177,7 @@ struct Totals {
     crashes: u64,
     crashes_in_recovery: u64,
     crashes_in_rotation: u64,
+    process_kills: u64,
     recoveries: u64,
     torn_tails: u64,
     journal_syncs: u64,
@@ -202,6 +203,7 @@ impl Totals {
         self.crashes += r.crashes;
         self.crashes_in_recovery += r.crashes_in_recovery;
         self.crashes_in_rotation += r.crashes_in_rotation;
+        self.process_kills += r.process_kills;
         self.recoveries += r.recoveries;
         self.torn_tails += r.torn_tails;
         self.journal_syncs += r.journal_syncs;
@@ -294,8 +296,9 @@ fn replay(args: &Args, seed: u64) -> ExitCode {
             r.trace_hash
         );
         println!(
-            "   crashes {} (in recovery {}, in rotation {}) | journal failures {} | recoveries {} torn tails {} | journal syncs {} checkpoints {}",
+            "   crashes {} (process kills {}, in recovery {}, in rotation {}) | journal failures {} | recoveries {} torn tails {} | journal syncs {} checkpoints {}",
             r.crashes,
+            r.process_kills,
             r.crashes_in_recovery,
             r.crashes_in_rotation,
             r.journal_failures,
@@ -482,6 +485,9 @@ fn print_table(args: &Args, results: &mut [(Protocol, Totals)]) {
         t.crashes_in_recovery.to_string()
     });
     row("  in rotation", &mut |t| t.crashes_in_rotation.to_string());
+    row("  process kills (no power cut)", &mut |t| {
+        t.process_kills.to_string()
+    });
     row("recoveries (first open included)", &mut |t| {
         t.recoveries.to_string()
     });

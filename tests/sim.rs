@@ -179,7 +179,7 @@ fn invariants_9_to_11_hold_across_power_cuts() {
         assert!(r.is_clean(), "write-heavy seed {seed}: {:?}", r.violations);
     }
     let (mut crashes, mut in_recovery, mut in_rotation, mut torn) = (0, 0, 0, 0);
-    let mut journal_failures = 0;
+    let (mut journal_failures, mut kills) = (0, 0);
     for seed in 0..12 {
         let r = sim::run(seed, &crashing());
         assert!(
@@ -200,6 +200,7 @@ fn invariants_9_to_11_hold_across_power_cuts() {
         in_rotation += r.crashes_in_rotation;
         torn += r.torn_tails;
         journal_failures += r.journal_failures;
+        kills += r.process_kills;
     }
     assert!(crashes >= 24, "the sweep crashed ({crashes})");
     assert!(
@@ -208,6 +209,9 @@ fn invariants_9_to_11_hold_across_power_cuts() {
     );
     assert!(in_rotation > 0, "some crashes cut a rotation short");
     assert!(torn > 0, "some recoveries dropped a torn journal tail");
+    // A process kill keeps the unsynced bytes that recovery then reads: reopening
+    // must make them durable before a later power cut (`plan::reopen`).
+    assert!(kills > 0, "some crashes killed the process only");
     assert!(
         journal_failures > 0,
         "injected journal errors failed commits and reopened the store"

@@ -99,13 +99,18 @@ fn recover_once(dir: &SimDir) -> crate::Result<Option<Recovered>> {
 
 /// Opens the emulated store as `Store::open` does: recover (or create), rebuild
 /// the table and allocator, run the reopen plan; the power may fail inside the
-/// creation or reopen plan, and then it all starts again. `Err` is a violation.
+/// creation or reopen plan, and then it all starts again. `durable` says whether
+/// the directory holds only durable state (after a power cut; not after a process
+/// kill, whose unsynced bytes recovery reads too). `Err` is a violation.
 pub(crate) fn recover(
     meta: &mut Meta,
     crashes: &mut Crashes,
     geometry: &Geometry,
     report: &mut Report,
+    mut durable: bool,
 ) -> Result<Rebuilt, String> {
+    // What a recovery of durable state read, when a power cut stopped its plan:
+    // the next recovery must read the same.
     let mut before: Option<Image> = None;
     // Bounded: every pass but the last consumes one crash of a finite budget.
     loop {
@@ -118,6 +123,7 @@ pub(crate) fn recover(
                     report.crashes += 1;
                     report.crashes_in_recovery += 1;
                     meta.dir.crash(&mut crashes.rng);
+                    durable = true;
                     continue;
                 }
                 Recovered::fresh(geometry.devices)
@@ -139,7 +145,10 @@ pub(crate) fn recover(
             report.crashes += 1;
             report.crashes_in_recovery += 1;
             meta.dir.crash(&mut crashes.rng);
-            before = Some(recovered.image);
+            // A recovery after a process kill read unsynced bytes too, which this
+            // power cut may take: only a recovery of durable state must repeat.
+            before = durable.then_some(recovered.image);
+            durable = true;
             continue;
         }
         // Recovering twice gives the same state: the reopen plan changed nothing

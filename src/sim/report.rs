@@ -51,6 +51,8 @@ pub struct Report {
     pub prefetch_latency_ns: Vec<u64>,
     /// Power cuts (those during creation or recovery included).
     pub crashes: u64,
+    /// Crashes that killed the process only (nothing lost; counted in `crashes`).
+    pub process_kills: u64,
     /// Power cuts that hit creation or recovery's own plan.
     pub crashes_in_recovery: u64,
     /// Power cuts that hit a rotation (journal switch or checkpoint).

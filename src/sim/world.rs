@@ -216,7 +216,7 @@ impl World {
         // The store is created as `Store::open` creates it (a crash may cut that
         // short too); a directory the emulator built itself always recovers.
         let (table, allocator) =
-            match crash::recover(&mut meta, &mut crashes, &geometry, &mut report) {
+            match crash::recover(&mut meta, &mut crashes, &geometry, &mut report, true) {
                 Ok(r) => (r.table, r.allocator),
                 Err(v) => {
                     report.violations.push(v);
@@ -375,7 +375,7 @@ impl World {
                     // could take them back (`plan::reopen` does not sync a tail that
                     // is not torn).
                     self.meta.dir.crash(&mut self.crashes.rng);
-                    self.reopen();
+                    self.reopen(true);
                 }
                 Event::Meta(lane) => {
                     let core = &self.core;
@@ -667,9 +667,9 @@ impl World {
         }
     }
 
-    /// A power cut: every operation in flight is dropped as it stands (no
-    /// `abandon`: nothing runs after a power cut), unsynced data and metadata are
-    /// lost, the store recovers and the checker compares the recovered state with
+    /// A power cut (or a process kill): every operation in flight is dropped as it
+    /// stands (no `abandon`: nothing runs after a power cut), unsynced data and
+    /// metadata are lost (a power cut only), the store recovers and the checker compares the recovered state with
     /// the model; then the workload resumes with fresh actors.
     fn crash_now(&mut self) {
         self.report.crashes += 1;
@@ -681,14 +681,21 @@ impl World {
         };
         self.trace
             .record(self.now, usize::MAX, "crash", ExtentId(0), what);
-        self.fabric.crash(&mut self.crashes.rng);
-        self.meta.dir.crash(&mut self.crashes.rng);
-        self.reopen();
+        // One crash in three kills the process only: the OS keeps every write,
+        // synced or not (a later power cut may still lose the unsynced ones).
+        let kill = self.crashes.rng.random_range(0..3) == 0;
+        if kill {
+            self.report.process_kills += 1;
+        } else {
+            self.fabric.crash(&mut self.crashes.rng);
+            self.meta.dir.crash(&mut self.crashes.rng);
+        }
+        self.reopen(!kill);
     }
 
     /// Closes the store (every operation in flight dropped) and opens it again:
     /// recovery, the checker, fresh actors.
-    fn reopen(&mut self) {
+    fn reopen(&mut self, durable: bool) {
         self.queue.clear();
         self.slots.clear();
         self.free_slots.clear();
@@ -698,6 +705,7 @@ impl World {
             &mut self.crashes,
             &self.geometry,
             &mut self.report,
+            durable,
         ) {
             Ok(r) => r,
             Err(v) => {
