@@ -128,7 +128,15 @@ pub(crate) fn recover(
                 }
                 Recovered::fresh(geometry.devices)
             }
-            Err(err) => return Err(format!("recovery failed: {err}")),
+            Err(err) => {
+                let files: Vec<String> = (meta.dir.list().iter())
+                    .map(|n| format!("{n} ({} B)", meta.dir.read(n).map_or(0, |b| b.len())))
+                    .collect();
+                return Err(format!(
+                    "recovery failed: {err}; files: {}",
+                    files.join(", ")
+                ));
+            }
         };
         report.recoveries += 1;
         report.torn_tails += u64::from(recovered.tail.is_some_and(|t| t.torn));

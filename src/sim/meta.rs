@@ -169,7 +169,9 @@ impl Meta {
     /// Starts the next journal-lane task if the lane is idle: a switch to a new
     /// journal if a rotation is due, else a group commit of the buffer.
     fn start_commit(&mut self, fx: &mut Effects) {
-        if self.journal.is_some() {
+        // A poisoned journal starts nothing, not even a rotation (as
+        // `Journal::rotate`, which returns at once on a failed journal).
+        if self.journal.is_some() || self.poisoned {
             return;
         }
         let frames = std::mem::take(&mut self.buf);
