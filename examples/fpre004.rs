@@ -110,6 +110,10 @@ struct Args {
     /// crash sweep must catch it).
     #[arg(long)]
     pointer_before_checkpoint_sync: bool,
+    /// Mutant: reopen without syncing what recovery read (a process kill, then a
+    /// power cut, must catch it).
+    #[arg(long)]
+    reopen_without_sync: bool,
     /// Fail (exit 1) unless the runs meet this expectation.
     #[arg(long, value_enum)]
     expect: Option<Expect>,
@@ -131,6 +135,7 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
         ack_before_journal_sync: args.ack_before_journal_sync,
         reuse_before_durable: args.reuse_before_durable,
         pointer_before_checkpoint_sync: args.pointer_before_checkpoint_sync,
+        reopen_without_sync: args.reopen_without_sync,
         ..SimConfig::default()
     };
     c.crash_spacing = args.crash_spacing.unwrap_or(c.crash_spacing);
@@ -355,6 +360,9 @@ fn mutants(args: &Args) -> String {
     }
     if args.pointer_before_checkpoint_sync {
         flags.push_str(" --pointer-before-checkpoint-sync");
+    }
+    if args.reopen_without_sync {
+        flags.push_str(" --reopen-without-sync");
     }
     flags
 }

@@ -53,6 +53,9 @@ pub(crate) enum FsOp {
 pub(crate) struct PlanMutants {
     /// Switch `CURRENT` to a new checkpoint before that checkpoint is synced.
     pub(crate) pointer_before_checkpoint_sync: bool,
+    /// Reopen without making what recovery read durable (the bug [`reopen`]'s
+    /// final syncs fix).
+    pub(crate) reopen_without_sync: bool,
 }
 
 /// A new store: an empty checkpoint 1, journal 1, then the pointer. Until the
@@ -106,6 +109,11 @@ pub(crate) fn new_journal(number: u64, devices: u16) -> Vec<FsOp> {
 /// sync: a record recovered once is never taken back by a later power cut (which
 /// would also reuse, as free, a location an acknowledged record references).
 pub(crate) fn reopen(recovered: &Recovered) -> (Vec<FsOp>, u64, u64) {
+    reopen_with(recovered, PlanMutants::default())
+}
+
+/// [`reopen`], with the emulator's mutants.
+pub(crate) fn reopen_with(recovered: &Recovered, mutants: PlanMutants) -> (Vec<FsOp>, u64, u64) {
     let header_len = super::frame::HEADER_LEN as u64;
     match recovered.tail {
         None => (
@@ -133,6 +141,7 @@ pub(crate) fn reopen(recovered: &Recovered) -> (Vec<FsOp>, u64, u64) {
             ];
             (ops, tail.number, tail.valid_len)
         }
+        Some(tail) if mutants.reopen_without_sync => (Vec::new(), tail.number, tail.valid_len),
         Some(tail) => (
             vec![sync(files::journal(tail.number)), FsOp::SyncDir],
             tail.number,

@@ -142,6 +142,9 @@ pub struct SimConfig {
     /// Mutant: switch the checkpoint pointer before the checkpoint is synced. The
     /// crash checker must catch it.
     pub pointer_before_checkpoint_sync: bool,
+    /// Mutant: reopen without syncing what recovery read (the newest journal, the
+    /// directory). A process kill then a power cut must catch it.
+    pub reopen_without_sync: bool,
 }
 
 impl Default for SimConfig {
@@ -192,6 +195,7 @@ impl Default for SimConfig {
             ack_before_journal_sync: false,
             reuse_before_durable: false,
             pointer_before_checkpoint_sync: false,
+            reopen_without_sync: false,
         }
     }
 }

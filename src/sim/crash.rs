@@ -147,7 +147,7 @@ pub(crate) fn recover(
         }
         let (table, allocator) =
             rebuild(&recovered.image, geometry).map_err(|e| format!("rebuild failed: {e}"))?;
-        let (ops, number, len) = plan::reopen(&recovered);
+        let (ops, number, len) = plan::reopen_with(&recovered, meta.plan_mutants());
         let cut = crashes.during(ops.len());
         if !run_plan(&mut meta.dir, &ops, cut)? {
             report.crashes += 1;

@@ -123,6 +123,11 @@ impl Meta {
         }
     }
 
+    /// The plan mutants this store runs with.
+    pub(crate) fn plan_mutants(&self) -> PlanMutants {
+        self.cfg.plan_mutants
+    }
+
     /// Whether a crash now would cut a rotation short.
     pub(crate) fn rotating(&self) -> bool {
         self.rotating

@@ -202,6 +202,7 @@ impl World {
                 ack_before_sync: cfg.ack_before_journal_sync,
                 plan_mutants: PlanMutants {
                     pointer_before_checkpoint_sync: cfg.pointer_before_checkpoint_sync,
+                    reopen_without_sync: cfg.reopen_without_sync,
                 },
                 latency: cfg.latency,
                 transient_ppm: cfg.faults.transient_ppm,
