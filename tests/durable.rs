@@ -135,7 +135,10 @@ fn refused(dir: &Path, config: &StoreConfig, code: &str) -> extentmeta::Error {
         "file names unchanged"
     );
     for (name, content) in &before {
-        assert!(after[name] == *content, "{name} unchanged by the failed open");
+        assert!(
+            after[name] == *content,
+            "{name} unchanged by the failed open"
+        );
     }
     err
 }
@@ -238,7 +241,10 @@ fn quarantine_survives_restart_and_the_bad_location_is_never_reused() {
     model.remove(&victim.0);
     for cycle in 0..3 {
         let store = reopen(dir.path(), &config, &model);
-        assert!(store.recovery().unwrap().bad_locations >= 1, "cycle {cycle}");
+        assert!(
+            store.recovery().unwrap().bad_locations >= 1,
+            "cycle {cycle}"
+        );
         let kept = store.snapshot(victim).unwrap();
         assert_eq!(kept.state(), State::Quarantined, "cycle {cycle}");
         assert_eq!(kept.location(), bad);
@@ -282,7 +288,10 @@ fn rotation_keeps_one_checkpoint_and_the_journals_after_it() {
             let jn: u64 = j["journal-".len()..].parse().unwrap();
             assert!(jn >= n, "{j} is older than checkpoint {n}");
         }
-        assert_eq!(current_checkpoint(dir.path()), dir.path().join(&checkpoints[0]));
+        assert_eq!(
+            current_checkpoint(dir.path()),
+            dir.path().join(&checkpoints[0])
+        );
     }
     let store = reopen(dir.path(), &config, &model);
     assert_eq!(store.recovery().unwrap().records, model.len() as u64);
@@ -296,9 +305,15 @@ fn second_open_is_locked_and_the_first_keeps_working() {
     let store = Store::open(dir.path(), config.clone()).unwrap();
     put(&store, &mut model, 1);
     let before = files(dir.path());
-    let err = Store::open(dir.path(), config.clone()).map(|_| ()).unwrap_err();
+    let err = Store::open(dir.path(), config.clone())
+        .map(|_| ())
+        .unwrap_err();
     assert_eq!(err.code(), "FPRE026", "{err}");
-    assert_eq!(files(dir.path()), before, "the refused open changed nothing");
+    assert_eq!(
+        files(dir.path()),
+        before,
+        "the refused open changed nothing"
+    );
     put(&store, &mut model, 2);
     put(&store, &mut model, 1);
     check(&store, &model);
@@ -372,12 +387,19 @@ fn corrupt_record_in_the_middle_of_the_journal_is_fpre021() {
     let journal = newest_journal(dir.path());
     let mut bytes = std::fs::read(&journal).unwrap();
     let offsets = frame_offsets(&bytes);
-    assert!(offsets.len() >= 20, "one frame per write: {}", offsets.len());
+    assert!(
+        offsets.len() >= 20,
+        "one frame per write: {}",
+        offsets.len()
+    );
     let mid = offsets[offsets.len() / 2];
     bytes[mid + 20] ^= 0x5a; // payload byte: the frame fails its CRC
     std::fs::write(&journal, &bytes).unwrap();
     let err = refused(dir.path(), &config, "FPRE021");
-    assert!(err.to_string().contains("journal-"), "names the file: {err}");
+    assert!(
+        err.to_string().contains("journal-"),
+        "names the file: {err}"
+    );
 }
 
 #[test]
@@ -426,7 +448,10 @@ fn newer_format_is_fpre024_in_pointer_checkpoint_and_journal() {
         };
         bump_format(&path);
         let err = refused(dir.path(), &config, "FPRE024");
-        assert!(err.to_string().contains("format version 2"), "{which}: {err}");
+        assert!(
+            err.to_string().contains("format version 2"),
+            "{which}: {err}"
+        );
     }
 }
 

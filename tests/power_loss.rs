@@ -450,7 +450,10 @@ fn acknowledged_writes_survive_power_cuts() {
         eprintln!("seed {seed}: {c:?}");
         // The cuts covered what they must: many acknowledged writes, rotations
         // (checkpoint and pointer switch), opens.
-        assert!(c.acked > 1000 && c.rotations > 20 && c.cut_opens > 0, "{c:?}");
+        assert!(
+            c.acked > 1000 && c.rotations > 20 && c.cut_opens > 0,
+            "{c:?}"
+        );
     }
 }
 
