@@ -142,35 +142,52 @@ fn run_child(dir: &Path, base: u64, acks: u64, model: &mut Model) {
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut seen = 0;
-    let mut killed = false;
     let mut line = String::new();
-    // Bounded: the child writes CHILD_MAX_WRITES at most, then exits; after the
-    // kill, the pipe holds what the child wrote before it died, then EOF.
-    loop {
-        if seen >= acks && !killed {
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
-            killed = true;
-        }
+    // Bounded: the child writes CHILD_MAX_WRITES at most, then exits (EOF).
+    while seen < acks {
         line.clear();
         if out.read_line(&mut line).unwrap() == 0 {
-            assert!(killed, "the child exited before {acks} acknowledgments");
+            break;
+        }
+        seen += record(&line, model);
+    }
+    child.kill().unwrap(); // SIGKILL (a no-op if it already exited)
+    child.wait().unwrap();
+    assert!(
+        seen >= acks,
+        "the child exited before {acks} acknowledgments"
+    );
+    // Bounded: the pipe holds what the child wrote before it died, then EOF.
+    loop {
+        line.clear();
+        if out.read_line(&mut line).unwrap() == 0 {
             return;
         }
-        let mut words = line.split_whitespace();
-        let (Some(kind @ ("issue" | "ack")), Some(id), Some(generation)) =
-            (words.next(), words.next(), words.next())
-        else {
-            continue; // the test harness's own lines
-        };
-        let (id, generation): (u64, u64) = (id.parse().unwrap(), generation.parse().unwrap());
-        if kind == "issue" {
-            model.issued.insert(id, generation);
-        } else {
-            let acked = model.acked.entry(id).or_insert(0);
-            *acked = (*acked).max(generation);
-            seen += 1;
-        }
+        record(&line, model);
+    }
+}
+
+/// Records an `issue` or `ack` line; returns 1 for an `ack`. A line the kill cut
+/// short (no newline) is ignored: its write was not issued yet, or was already
+/// acknowledged by then.
+fn record(line: &str, model: &mut Model) -> u64 {
+    if !line.ends_with('\n') {
+        return 0;
+    }
+    let mut words = line.split_whitespace();
+    let (Some(kind @ ("issue" | "ack")), Some(id), Some(generation)) =
+        (words.next(), words.next(), words.next())
+    else {
+        return 0; // the test harness's own lines
+    };
+    let (id, generation): (u64, u64) = (id.parse().unwrap(), generation.parse().unwrap());
+    if kind == "issue" {
+        model.issued.insert(id, generation);
+        0
+    } else {
+        let acked = model.acked.entry(id).or_insert(0);
+        *acked = (*acked).max(generation);
+        1
     }
 }
 
