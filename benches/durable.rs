@@ -148,6 +148,7 @@ fn latency(dir: &Path) {
     let baseline = Baseline::new(&mkdir(dir.join("lat-base-dir")));
     let bytes = payload(7);
     let (mut s_lat, mut b_lat) = (Vec::new(), Vec::new());
+    let before = store.stats();
     let mut id = 0;
     for _ in 0..ROUNDS {
         for _ in 0..LATENCY_SAMPLES {
@@ -160,12 +161,16 @@ fn latency(dir: &Path) {
             b_lat.push(t.elapsed().as_secs_f64());
         }
     }
+    let after = store.stats();
     let (s, b) = (median(s_lat), median(b_lat));
     println!(
-        "durable/1 writer: p50 store {:.1} us, baseline {:.1} us, ratio {:.3} (bound <= 2.2)",
+        "durable/1 writer: p50 store {:.1} us, baseline {:.1} us, ratio {:.3} (bound <= 2.2), \
+         journal syncs/ack {:.3}",
         s * 1e6,
         b * 1e6,
-        s / b
+        s / b,
+        (after.journal_syncs - before.journal_syncs) as f64
+            / (after.write_ok - before.write_ok) as f64
     );
 }
 
