@@ -77,8 +77,8 @@ struct Inode {
     live: Vec<u8>,
     /// The content as of the last `sync_data`.
     synced: Vec<u8>,
-    /// The name it was created under (for the journal mutant).
-    journal: bool,
+    /// The name it was created under.
+    name: String,
 }
 
 #[derive(Debug, Default)]
@@ -91,16 +91,25 @@ struct State {
     /// File operations so far; from `cut_at` on, every one fails.
     ops: u64,
     cut_at: u64,
+    /// The file (or `dir`) of the first operation the cut failed.
+    cut_in: Option<String>,
     faults: Faults,
 }
 
 impl State {
-    fn tick(&mut self) -> io::Result<()> {
+    fn tick(&mut self, what: &str) -> io::Result<()> {
         self.ops += 1;
         if self.ops > self.cut_at {
+            if self.cut_in.is_none() {
+                self.cut_in = Some(what.to_string());
+            }
             return Err(io::Error::other("power cut"));
         }
         Ok(())
+    }
+    fn tick_on(&mut self, ino: usize) -> io::Result<()> {
+        let name = self.inodes[ino].name.clone();
+        self.tick(&name)
     }
     fn is_cut(&self) -> bool {
         self.ops > self.cut_at
@@ -129,7 +138,7 @@ impl FaultFs {
             state.inodes.push(Inode {
                 live: bytes.clone(),
                 synced: bytes,
-                journal: name.starts_with("journal-"),
+                name: name.clone(),
             });
             state.live.insert(name.clone(), state.inodes.len() - 1);
             state.durable.insert(name, state.inodes.len() - 1);
@@ -147,6 +156,16 @@ impl FaultFs {
 
     fn is_cut(&self) -> bool {
         self.state.lock().unwrap().is_cut()
+    }
+
+    /// Whether the cut failed a checkpoint or pointer operation (a rotation).
+    fn cut_a_rotation(&self) -> bool {
+        self.state
+            .lock()
+            .unwrap()
+            .cut_in
+            .as_deref()
+            .is_some_and(|n| n.starts_with("checkpoint-") || n.starts_with("CURRENT"))
     }
 
     /// Applies the power cut to the real files (the store must be dropped).
@@ -182,12 +201,12 @@ struct FaultFile {
 
 impl FsFile for FaultFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.state.lock().unwrap().tick()?;
+        self.state.lock().unwrap().tick_on(self.ino)?;
         self.real.read_at(buf, offset)
     }
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         let mut st = self.state.lock().unwrap();
-        st.tick()?;
+        st.tick_on(self.ino)?;
         self.real.write_all_at(buf, offset)?;
         let live = &mut st.inodes[self.ino].live;
         let end = offset as usize + buf.len();
@@ -199,21 +218,21 @@ impl FsFile for FaultFile {
     }
     fn sync_data(&self) -> io::Result<()> {
         let mut st = self.state.lock().unwrap();
-        st.tick()?;
+        st.tick_on(self.ino)?;
         let lose = st.faults.lose_journal_syncs;
         let inode = &mut st.inodes[self.ino];
-        if !(lose && inode.journal) {
+        if !(lose && inode.name.starts_with("journal-")) {
             inode.synced = inode.live.clone();
         }
         Ok(())
     }
     fn len(&self) -> io::Result<u64> {
-        self.state.lock().unwrap().tick()?;
+        self.state.lock().unwrap().tick_on(self.ino)?;
         self.real.len()
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
         let mut st = self.state.lock().unwrap();
-        st.tick()?;
+        st.tick_on(self.ino)?;
         self.real.set_len(len)?;
         st.inodes[self.ino].live.resize(len as usize, 0);
         Ok(())
@@ -222,14 +241,14 @@ impl FsFile for FaultFile {
 
 impl Fs for FaultFs {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        self.state.lock().unwrap().tick()?;
+        self.state.lock().unwrap().tick("dir")?;
         assert!(dir.is_dir());
         Ok(())
     }
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn FsFile>> {
         let name = self.name(path);
         let mut st = self.state.lock().unwrap();
-        st.tick()?;
+        st.tick(&name)?;
         let real = StdFs.open(path, create)?;
         let ino = match st.live.get(&name) {
             Some(&ino) => ino,
@@ -237,7 +256,7 @@ impl Fs for FaultFs {
                 st.inodes.push(Inode {
                     live: Vec::new(),
                     synced: Vec::new(),
-                    journal: name.starts_with("journal-"),
+                    name: name.clone(),
                 });
                 let ino = st.inodes.len() - 1;
                 st.live.insert(name, ino);
@@ -251,13 +270,13 @@ impl Fs for FaultFs {
         }))
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        self.state.lock().unwrap().tick()?;
+        self.state.lock().unwrap().tick("dir")?;
         StdFs.list(dir)
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let (f, t) = (self.name(from), self.name(to));
         let mut st = self.state.lock().unwrap();
-        st.tick()?;
+        st.tick(&f)?;
         StdFs.rename(from, to)?;
         let ino = st.live.remove(&f).unwrap();
         st.live.insert(t, ino);
@@ -266,27 +285,27 @@ impl Fs for FaultFs {
     fn remove(&self, path: &Path) -> io::Result<()> {
         let name = self.name(path);
         let mut st = self.state.lock().unwrap();
-        st.tick()?;
+        st.tick(&name)?;
         StdFs.remove(path)?;
         st.live.remove(&name);
         Ok(())
     }
     fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
         let mut st = self.state.lock().unwrap();
-        st.tick()?;
+        st.tick("dir")?;
         st.durable = st.live.clone();
         Ok(())
     }
     fn lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>> {
         let name = self.name(path);
         let mut st = self.state.lock().unwrap();
-        st.tick()?;
+        st.tick(&name)?;
         let guard = StdFs.lock(path)?;
         if !st.live.contains_key(&name) {
             st.inodes.push(Inode {
                 live: Vec::new(),
                 synced: Vec::new(),
-                journal: false,
+                name: name.clone(),
             });
             let ino = st.inodes.len() - 1;
             st.live.insert(name, ino);
@@ -403,6 +422,8 @@ struct Coverage {
     rotations: u64,
     /// Cuts that hit an open.
     cut_opens: u64,
+    /// Cuts that hit a checkpoint or pointer switch.
+    cut_rotations: u64,
 }
 
 /// `cycles` power cuts on one directory; the first violation.
@@ -437,6 +458,7 @@ fn run(seed: u64, cycles: u32, torn: bool, faults: Faults) -> Result<Coverage, S
             }
         }
         // The store is dropped; now the power goes.
+        coverage.cut_rotations += u64::from(fs.cut_a_rotation());
         fs.cut(&mut rng, torn);
         check(dir, &mut model).map_err(|e| format!("seed {seed}: {e}"))?;
     }
@@ -445,6 +467,7 @@ fn run(seed: u64, cycles: u32, torn: bool, faults: Faults) -> Result<Coverage, S
 
 #[test]
 fn acknowledged_writes_survive_power_cuts() {
+    let mut cut_rotations = 0;
     for seed in 1..=6 {
         let c = run(seed, 60, false, Faults::default()).unwrap();
         eprintln!("seed {seed}: {c:?}");
@@ -454,7 +477,12 @@ fn acknowledged_writes_survive_power_cuts() {
             c.acked > 1000 && c.rotations > 20 && c.cut_opens > 0,
             "{c:?}"
         );
+        cut_rotations += c.cut_rotations;
     }
+    assert!(
+        cut_rotations >= 3,
+        "cuts in checkpoint or pointer operations: {cut_rotations}"
+    );
 }
 
 #[test]
