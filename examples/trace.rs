@@ -1,8 +1,8 @@
 //! Replays real cache traces through `extentmeta::Cache`, its peers and an exact LRU.
 //!
 //! ```text
-//! cargo run --release --example trace              # the default set in ../shared/traces
-//! cargo run --release --example trace -- --p12     # also the 13 M-request ARC P12 trace
+//! cargo run --release --example trace              # CloudPhysics, ARC OLTP, readahead
+//! cargo run --release --example trace -- --all     # also ARC P3 (4 M) and P12 (13 M)
 //! cargo run --release --example trace -- FILE...   # given files (format from the name)
 //! ```
 //!
@@ -81,9 +81,10 @@ const PUBLISHED_CLOUDPHYSICS: &[(&str, [u64; 8])] = &[
 struct Args {
     /// Trace files; without any, the default set in the shared traces folder.
     files: Vec<PathBuf>,
-    /// Also replay ARC P12 (13 M requests; several minutes).
+    /// Also replay ARC P3 (3.9 M requests, about 2 minutes) and P12 (13 M, about
+    /// 8 minutes).
     #[arg(long)]
-    p12: bool,
+    all: bool,
     /// Shard counts of extentmeta::Cache to replay.
     #[arg(long, value_delimiter = ',', default_value = "16,1")]
     shards: Vec<usize>,
@@ -144,9 +145,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut files = vec![
             dir.join("libcachesim/cloudPhysicsIO.oracleGeneral.bin"),
             dir.join("arc/OLTP.lis.zst"),
-            dir.join("arc/P3.lis.zst"),
         ];
-        if args.p12 {
+        if args.all {
+            files.push(dir.join("arc/P3.lis.zst"));
             files.push(dir.join("arc/P12.lis.zst"));
         }
         files.push(dir.join("libcachesim/cloudPhysicsIO.csv"));
