@@ -313,7 +313,12 @@ fn readahead(_c: &mut Criterion) {
         store.write(ExtentId(id), &value(id, 1)).expect("write");
     }
     // Far from the scan, in an order readahead does not follow.
-    let hot: Vec<ExtentId> = (0..HOT).rev().step_by(2).chain((0..HOT).step_by(2)).map(|i| ExtentId(SCAN + i)).collect();
+    let hot: Vec<ExtentId> = (0..HOT)
+        .rev()
+        .step_by(2)
+        .chain((0..HOT).step_by(2))
+        .map(|i| ExtentId(SCAN + i))
+        .collect();
     for _ in 0..2 {
         for &id in &hot {
             black_box(store.read(id).expect("read"));

@@ -35,9 +35,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use extentmeta::cache::{CachePolicy, FlightOutcome, Lookup};
-use extentmeta::{
-    Bytes, Cache, ExtentId, MemBackend, Priority, Store, StoreConfig, TableConfig,
-};
+use extentmeta::{Bytes, Cache, ExtentId, MemBackend, Priority, Store, StoreConfig, TableConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Bytes extentmeta charges per entry (`cache/shard.rs` `ENTRY_OVERHEAD`).
@@ -103,6 +101,9 @@ struct Args {
     /// extentmeta policy: the ghost's bound, percent of the capacity.
     #[arg(long)]
     ghost_percent: Option<u8>,
+    /// extentmeta policy: TinyLFU admission for ghost hits.
+    #[arg(long)]
+    frequency_admission: bool,
 }
 
 impl Args {
@@ -117,7 +118,7 @@ impl Args {
         if let Some(v) = self.ghost_percent {
             b = b.ghost_percent(v);
         }
-        b.build()
+        b.frequency_admission(self.frequency_admission).build()
     }
 }
 
@@ -211,9 +212,11 @@ fn replay_file(file: &Path, args: &Args) -> Result<(), Box<dyn std::error::Error
                         .unwrap_or(u64::MAX)
                 })
                 .collect();
-            print_row("best peer (moka, quick_cache, S3-FIFO newer)", &best_peer, |m| {
-                m.to_string()
-            });
+            print_row(
+                "best peer (moka, quick_cache, S3-FIFO newer)",
+                &best_peer,
+                |m| m.to_string(),
+            );
         }
     } else {
         let requests = read_arc(file)?;
@@ -231,7 +234,9 @@ fn replay_file(file: &Path, args: &Args) -> Result<(), Box<dyn std::error::Error
         let labels: Vec<String> = pages.iter().map(u64::to_string).collect();
         let rows = replay_all(&requests, &capacities, args);
         let n = requests.len() as f64;
-        print_table(&labels, &rows, |m| format!("{:.2}", 100.0 * (1.0 - m as f64 / n)));
+        print_table(&labels, &rows, |m| {
+            format!("{:.2}", 100.0 * (1.0 - m as f64 / n))
+        });
     }
     println!("({name}: {:.1} s)", t0.elapsed().as_secs_f64());
     Ok(())
@@ -387,9 +392,9 @@ impl Replayer for Extentmeta {
             Lookup::Hit(_) => true,
             Lookup::Load(token) => {
                 let payload = size.saturating_sub(OVERHEAD) as usize;
-                let outcome = self
-                    .cache
-                    .complete(token, Ok(Bytes::from(vec![0u8; payload])), || true);
+                let outcome =
+                    self.cache
+                        .complete(token, Ok(Bytes::from(vec![0u8; payload])), || true);
                 debug_assert!(matches!(outcome, FlightOutcome::Ready(_)));
                 false
             }
@@ -494,7 +499,9 @@ fn read_csv(file: &Path) -> std::io::Result<Vec<Request>> {
 fn read_arc(file: &Path) -> Result<Vec<Request>, Box<dyn std::error::Error>> {
     let raw = File::open(file)?;
     let reader: Box<dyn Read> = if file.extension().is_some_and(|e| e == "zst") {
-        Box::new(ruzstd::decoding::StreamingDecoder::new(BufReader::new(raw))?)
+        Box::new(ruzstd::decoding::StreamingDecoder::new(BufReader::new(
+            raw,
+        ))?)
     } else {
         Box::new(raw)
     };

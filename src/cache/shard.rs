@@ -15,6 +15,8 @@
 //!   only, bounded by the bytes the entries weighed (90 % of the capacity).
 //! * Main is a CLOCK with a counter saturating at [`MAX_FREQ`]: an entry read since
 //!   it was last examined is reinserted with its counter lowered by one.
+//! * Optional TinyLFU admission (`CachePolicy::frequency_admission`): a ghost hit
+//!   enters main only if a frequency sketch rates it above main's next victim.
 //! * Warm-up: until the shard first evicts, demand fills beyond probation's share
 //!   enter main, so a cache that is not full yet keeps what it loaded as it would
 //!   once full, instead of behaving as one big probation FIFO.
@@ -22,9 +24,11 @@
 //! Prefetches never displace what demand reads use: a prefetch fill enters
 //! probation without read credit and never via the ghost, and the eviction it
 //! causes promotes, rather than drops, any entry read since its fill. A prefetch
-//! that is never read is among the first to go. Queues hold `(extent, generation)` and are checked lazily against
-//! the map, so removals cost nothing up front; a queue is compacted once garbage
-//! outnumbers live entries.
+//! that is never read is among the first to go.
+//!
+//! Queues hold `(extent, generation)` and are checked lazily against the map, so
+//! removals cost nothing up front; a queue is compacted once garbage outnumbers live
+//! entries.
 
 use super::flight::Flight;
 use super::policy::Limits;
@@ -34,6 +38,7 @@ use crate::record::ExtentId;
 use crate::sync::Arc;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+
 /// Hashes extent ids with one folded multiply. Ids are chosen by the engine, not by
 /// an adversary, so SipHash's DoS resistance buys nothing here and costs a third of
 /// the hit path (measured in `benches/cache.rs`).
@@ -74,6 +79,8 @@ pub(crate) struct Entry {
     /// Reads, saturating at [`MAX_FREQ`]. On probation a demand fill counts one and a
     /// prefetch none; on main it counts reads since promotion or the last pass.
     freq: u8,
+    /// Reads since the fill, saturating (folded into the sketch on eviction).
+    hits: u8,
     /// Filled by a prefetch and not read since.
     prefetched: bool,
     /// Filled by a demand read (or a prefetch load a demand read joined).
@@ -131,12 +138,78 @@ impl Ghost {
     }
 }
 
+/// A count-min sketch of how often ids were filled or read, as in TinyLFU: four
+/// counters per id in one table of 16 per entry, each saturating at 15, all halved
+/// every `sample` (10 × entries) additions so old popularity fades. Used only with
+/// frequency admission; unsized (empty, adding nothing) otherwise.
+#[derive(Debug, Default)]
+struct Sketch {
+    counters: Vec<u8>,
+    mask: u64,
+    additions: u64,
+    sample: u64,
+}
+
+impl Sketch {
+    fn size_for(&mut self, entries: usize) {
+        if !self.counters.is_empty() {
+            return;
+        }
+        let entries = entries.max(16);
+        let width = (entries * 16).next_power_of_two();
+        self.counters = vec![0; width];
+        self.mask = width as u64 - 1;
+        self.sample = 10 * entries as u64;
+    }
+
+    /// Row `i`'s counter for `id`: Fibonacci hashing (the top bits of a
+    /// multiply), a different seed per row.
+    fn index(&self, id: ExtentId, i: u64) -> usize {
+        const SEEDS: [u64; 4] = [
+            0x243F_6A88_85A3_08D3,
+            0x1319_8A2E_0370_7344,
+            0xA409_3822_299F_31D0,
+            0x082E_FA98_EC4E_6C89,
+        ];
+        let h = (id.0 ^ SEEDS[i as usize]).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        ((h ^ (h >> 32)).wrapping_mul(0xBF58_476D_1CE4_E5B9) >> 32) as usize & self.mask as usize
+    }
+
+    fn add(&mut self, id: ExtentId, n: u8) {
+        if self.counters.is_empty() || n == 0 {
+            return;
+        }
+        for i in 0..4 {
+            let k = self.index(id, i);
+            self.counters[k] = self.counters[k].saturating_add(n).min(15);
+        }
+        self.additions += u64::from(n);
+        if self.additions >= self.sample {
+            for c in &mut self.counters {
+                *c /= 2;
+            }
+            self.additions /= 2;
+        }
+    }
+
+    fn estimate(&self, id: ExtentId) -> u8 {
+        if self.counters.is_empty() {
+            return 0;
+        }
+        (0..4)
+            .map(|i| self.counters[self.index(id, i)])
+            .min()
+            .unwrap_or(0)
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Shard {
     pub(crate) map: IdMap<Slot>,
     probation: VecDeque<(ExtentId, u64)>,
     main: VecDeque<(ExtentId, u64)>,
     ghost: Ghost,
+    sketch: Sketch,
     used: u64,
     /// The part of `used` held by entries on main.
     main_used: u64,
@@ -160,6 +233,7 @@ impl Shard {
             return None;
         }
         entry.freq = (entry.freq + 1).min(MAX_FREQ);
+        entry.hits = entry.hits.saturating_add(1);
         if entry.prefetched {
             entry.prefetched = false;
             self.stats.prefetch_used += 1;
@@ -186,7 +260,14 @@ impl Shard {
         // A demand fill of an id evicted recently is reuse beyond the probation
         // window; one beyond probation's share while warming up would stay anyway.
         // Both go to main. A prefetch never skips probation.
-        let ghost_hit = demand && self.ghost.take(id);
+        if demand {
+            self.sketch.add(id, 1);
+        }
+        let mut ghost_hit = demand && self.ghost.take(id);
+        if ghost_hit && limits.admission && !self.admit(id, self.sketch.estimate(id), w, limits) {
+            // TinyLFU: less frequent than what it would displace: probation.
+            ghost_hit = false;
+        }
         let warming = demand && !self.has_evicted && self.probation_used() + w > limits.small;
         let in_main = ghost_hit || warming;
         let entry = Entry {
@@ -195,6 +276,7 @@ impl Shard {
             // On main the counter counts reads since admission; on probation the
             // demand fill is the first read.
             freq: u8::from(demand && !in_main),
+            hits: 0,
             prefetched: !demand,
             demand_fill: demand,
             in_main,
@@ -300,12 +382,43 @@ impl Shard {
             if !from_main && entry.demand_fill {
                 self.ghost.push(id, w, limits.ghost);
             }
+            let hits = entry.hits;
+            if limits.admission && !self.has_evicted {
+                // Sized once, when the shard first fills: by then it knows how many
+                // entries it holds.
+                self.sketch.size_for(self.map.len());
+            }
+            self.sketch.add(id, hits);
             self.stats.evicted += 1;
             self.has_evicted = true;
             self.remove(id);
             return true;
         }
         false
+    }
+
+    /// TinyLFU admission: whether `id` (weight `w`, estimated frequency `freq`) may
+    /// enter main: if main has room under its share, or if it is more frequent than
+    /// main's next victim.
+    fn admit(&mut self, id: ExtentId, freq: u8, w: u64, limits: &Limits) -> bool {
+        if self.main_used + w <= limits.capacity - limits.small {
+            return true;
+        }
+        // Bounded: each pass pops a stale position, or returns.
+        while let Some(&(victim, generation)) = self.main.front() {
+            if let Some(Slot::Ready(v)) = self.map.get(&victim)
+                && v.generation == generation
+                && v.in_main
+            {
+                if victim == id {
+                    return true;
+                }
+                let victim_freq = self.sketch.estimate(victim).saturating_add(v.hits);
+                return freq > victim_freq;
+            }
+            self.main.pop_front();
+        }
+        true
     }
 
     fn compact_queues(&mut self) {
@@ -337,6 +450,7 @@ mod tests {
             small: small * 1000,
             ghost: entries * 1000,
             promote: 3,
+            admission: false,
         }
     }
 
@@ -365,7 +479,10 @@ mod tests {
         let l = limits(3, 1);
         let mut s = Shard::default();
         fill(&mut s, 1, Priority::Demand, &l); // A: probation
-        assert!(read(&mut s, 1) && read(&mut s, 1), "A read twice on probation");
+        assert!(
+            read(&mut s, 1) && read(&mut s, 1),
+            "A read twice on probation"
+        );
         fill(&mut s, 2, Priority::Demand, &l); // B: warm-up, main
         fill(&mut s, 3, Priority::Demand, &l); // C: warm-up, main
         assert_eq!((in_main(&s, 2), in_main(&s, 3)), (Some(true), Some(true)));
@@ -378,10 +495,16 @@ mod tests {
         assert_eq!(in_main(&s, 4), None);
         fill(&mut s, 6, Priority::Demand, &l); // F: probation; E leaves unread
         assert_eq!(in_main(&s, 5), None, "E evicted from probation");
-        assert!(s.ghost.ids.contains_key(&ExtentId(5)), "E's id is in the ghost");
+        assert!(
+            s.ghost.ids.contains_key(&ExtentId(5)),
+            "E's id is in the ghost"
+        );
         fill(&mut s, 5, Priority::Demand, &l); // E again: ghost → main; B evicted
         assert_eq!(in_main(&s, 5), Some(true), "a ghost hit enters main");
-        assert!(!s.ghost.ids.contains_key(&ExtentId(5)), "and leaves the ghost");
+        assert!(
+            !s.ghost.ids.contains_key(&ExtentId(5)),
+            "and leaves the ghost"
+        );
         assert_eq!(in_main(&s, 2), None, "B's one read bought one pass only");
         fill(&mut s, 7, Priority::Demand, &l); // G: probation; F leaves unread
         fill(&mut s, 6, Priority::Demand, &l); // F again: ghost → main
@@ -393,6 +516,57 @@ mod tests {
         );
         assert_eq!(in_main(&s, 5), Some(true), "E is younger on main than A");
         assert!(s.used() <= l.capacity);
+    }
+
+    #[test]
+    fn frequency_admission_keeps_a_ghost_hit_out_of_main_over_a_hotter_victim() {
+        for admission in [false, true] {
+            let l = Limits {
+                admission,
+                ..limits(5, 1)
+            };
+            let mut s = Shard::default();
+            fill(&mut s, 1, Priority::Demand, &l); // A: probation
+            for id in 2..=5 {
+                fill(&mut s, id, Priority::Demand, &l); // B..E: warm-up, main
+            }
+            for _ in 0..5 {
+                for id in 2..=5 {
+                    assert!(read(&mut s, id), "B..E are hot");
+                }
+            }
+            fill(&mut s, 6, Priority::Demand, &l); // F: main, evicted at once
+            assert_eq!(in_main(&s, 6), None);
+            fill(&mut s, 7, Priority::Demand, &l); // G: probation; A leaves unread
+            assert_eq!(in_main(&s, 1), None);
+            s.remove(ExtentId(7)); // room: A's return evicts nothing
+            fill(&mut s, 1, Priority::Demand, &l); // A again: a ghost hit
+            // Without admission a ghost hit enters main; with it, A (filled twice,
+            // never read) loses to B (read five times) and starts on probation.
+            assert_eq!(in_main(&s, 1), Some(!admission), "admission {admission}");
+            for id in 2..=5 {
+                assert_eq!(in_main(&s, id), Some(true), "the hot entries stay");
+            }
+        }
+    }
+
+    #[test]
+    fn the_sketch_counts_and_ages() {
+        let mut sketch = Sketch::default();
+        sketch.add(ExtentId(7), 1);
+        assert_eq!(sketch.estimate(ExtentId(7)), 0, "unsized: counts nothing");
+        sketch.size_for(1024);
+        for _ in 0..6 {
+            sketch.add(ExtentId(7), 1);
+        }
+        assert!(sketch.estimate(ExtentId(7)) >= 6);
+        assert!(sketch.estimate(ExtentId(9)) <= 1, "an unseen id is rare");
+        // 10 × 1 024 additions halve every counter.
+        for id in 100..10_340 {
+            sketch.add(ExtentId(id), 1);
+        }
+        assert!(sketch.estimate(ExtentId(7)) < 6, "aged");
+        assert!(sketch.counters.iter().all(|&c| c <= 15));
     }
 
     #[test]

@@ -399,10 +399,16 @@ mod tests {
             .expect("legal");
         assert_eq!(table.snapshot(id).expect("in range"), s2);
         assert_eq!(table.snapshot(ExtentId(8)).expect("in range").version(), 0);
-        assert_eq!(table.snapshot(ExtentId(3)).expect("in range").state(), State::Vacant);
+        assert_eq!(
+            table.snapshot(ExtentId(3)).expect("in range").state(),
+            State::Vacant
+        );
         for beyond in [10, 15, 16, u64::MAX] {
             assert!(
-                matches!(table.snapshot(ExtentId(beyond)), Err(Error::ExtentOutOfRange { .. })),
+                matches!(
+                    table.snapshot(ExtentId(beyond)),
+                    Err(Error::ExtentOutOfRange { .. })
+                ),
                 "id {beyond} read past the capacity"
             );
             assert!(matches!(
