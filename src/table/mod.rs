@@ -114,10 +114,13 @@ impl ExtentTable {
     #[inline(always)]
     pub fn snapshot(&self, id: ExtentId) -> Result<Snapshot> {
         match self.find(id) {
-            Found::Slot(slot) => match slot.try_read() {
-                Some(packed) => Ok(snapshot_of(id, &packed)),
-                None => self.snapshot_retry(id, slot),
-            },
+            Found::Slot(slot) => {
+                let packed = match slot.try_read() {
+                    Some(packed) => packed,
+                    None => self.snapshot_retry(id, slot)?,
+                };
+                Ok(snapshot_of(id, &packed))
+            }
             Found::Vacant => Ok(Snapshot::vacant(id)),
             Found::OutOfRange => Err(self.out_of_range(id)),
         }
@@ -128,18 +131,18 @@ impl ExtentTable {
     /// attempts as one loop from the start.
     #[cold]
     #[inline(never)]
-    fn snapshot_retry(&self, id: ExtentId, slot: &Slot) -> Result<Snapshot> {
+    fn snapshot_retry(&self, id: ExtentId, slot: &Slot) -> Result<Packed> {
         spin_hint();
         for _ in 1..READ_SPINS {
             if let Some(packed) = slot.try_read() {
-                return Ok(snapshot_of(id, &packed));
+                return Ok(packed);
             }
             spin_hint();
         }
         for _ in 0..READ_YIELDS {
             thread::yield_now();
             if let Some(packed) = slot.try_read() {
-                return Ok(snapshot_of(id, &packed));
+                return Ok(packed);
             }
         }
         Err(Error::Contended {
