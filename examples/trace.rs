@@ -139,7 +139,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = if args.files.is_empty() {
         let Some(dir) = traces_dir() else {
             println!(
-                "trace: no traces folder (looked for $EXTENTMETA_TRACES and ../shared/traces); skipping"
+                "trace: no traces folder ($EXTENTMETA_TRACES, else ../shared/traces beside the checkout); skipping"
             );
             return Ok(());
         };
@@ -166,12 +166,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// `$EXTENTMETA_TRACES` if set, else `shared/traces` beside the checkout.
 fn traces_dir() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("EXTENTMETA_TRACES").map(PathBuf::from),
-        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/traces")),
-    ];
-    candidates.into_iter().flatten().find(|d| d.is_dir())
+    let dir = match std::env::var_os("EXTENTMETA_TRACES") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/traces"),
+    };
+    dir.is_dir().then_some(dir)
 }
 
 fn replay_file(file: &Path, args: &Args) -> Result<(), Box<dyn std::error::Error>> {
@@ -565,21 +566,29 @@ fn readahead(requests: &[Request]) -> Result<(), Box<dyn std::error::Error>> {
     }
     // Writes filled nothing in the cache, but reset the counters to be sure.
     let base = store.stats();
-    let (mut sequential, mut covered, mut total) = (0u64, 0u64, 0u64);
+    // Counted on the reader's side: whether each read found its extent prefetched
+    // (`prefetch_used` moved during the read).
+    let (mut sequential, mut covered, mut total, mut served) = (0u64, 0u64, 0u64, 0u64);
+    let (mut runs, mut runs_covered) = (0u64, 0u64);
     let mut prev_end = u64::MAX;
     let mut recent = [u64::MAX; 8];
     for (n, &(first, last)) in reads.iter().enumerate() {
-        // A read is part of a sequential run if it continues one of the last few
-        // requests (the readahead tracks several streams).
+        // A request continues a sequential run if it starts where one of the last
+        // few requests ended (the readahead tracks several streams).
         let continues = recent.contains(&first) || prev_end == first;
         for id in first..=last {
             let before = store.stats().cache.prefetch_used;
             store.read(ExtentId(id))?;
             let from_prefetch = store.stats().cache.prefetch_used > before;
             total += 1;
+            served += u64::from(from_prefetch);
             if continues || id > first {
                 sequential += 1;
                 covered += u64::from(from_prefetch);
+            }
+            if continues && id == first {
+                runs += 1;
+                runs_covered += u64::from(from_prefetch);
             }
         }
         prev_end = last + 1;
@@ -596,22 +605,24 @@ fn readahead(requests: &[Request]) -> Result<(), Box<dyn std::error::Error>> {
     }
     bar.finish_and_clear();
     let stats = store.stats();
-    let used = stats.cache.prefetch_used - base.cache.prefetch_used;
     let wasted = stats.cache.prefetch_wasted - base.cache.prefetch_wasted;
-    let done = stats.prefetch_done - base.prefetch_done;
     println!(
-        "readahead ({} MiB cache, {} KiB extents): {total} extent reads, {sequential} in sequential runs",
+        "readahead ({} MiB cache, {} KiB extents, {} read requests): {total} extent reads, {sequential} in sequential runs",
         cache_bytes / MIB,
-        EXTENT / 1024
+        EXTENT / 1024,
+        reads.len()
     );
     println!(
-        "  coverage: {:.1} % of sequential reads served from prefetch ({covered}/{sequential})",
+        "  coverage: {:.1} % of extent reads in sequential runs served from prefetch ({covered}/{sequential})",
         100.0 * covered as f64 / sequential.max(1) as f64
     );
     println!(
-        "  accuracy: {:.1} % of prefetched extents read before eviction ({used} read, {wasted} evicted unread, {} still cached unread; {done} prefetches done)",
-        100.0 * used as f64 / (used + wasted).max(1) as f64,
-        done.saturating_sub(used + wasted)
+        "  coverage: {:.1} % of requests continuing a run found their first extent prefetched ({runs_covered}/{runs})",
+        100.0 * runs_covered as f64 / runs.max(1) as f64
+    );
+    println!(
+        "  accuracy: {:.1} % of prefetched extents whose fate is known were read before eviction ({served} read, {wasted} evicted unread)",
+        100.0 * served as f64 / (served + wasted).max(1) as f64,
     );
     Ok(())
 }
