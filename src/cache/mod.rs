@@ -25,14 +25,17 @@
 //! benchmark for the ratio.
 
 mod flight;
+mod policy;
 mod shard;
 
 pub use flight::{Flight, FlightOutcome};
+pub use policy::{CachePolicy, CachePolicyBuilder};
 
 use crate::bytes::Bytes;
 use crate::error::Result;
 use crate::record::ExtentId;
 use crate::sync::{Arc, Mutex};
+use policy::Limits;
 use shard::{Shard, Slot};
 
 /// Who is asking: a demand read (hit credit) or a prefetch (low priority).
@@ -127,17 +130,23 @@ impl Drop for FillToken {
 #[derive(Debug)]
 pub struct Cache {
     shards: Box<[Mutex<Shard>]>,
-    shard_capacity: u64,
+    limits: Limits,
 }
 
 impl Cache {
     /// A cache of `capacity_bytes` (payload plus per-entry overhead) split over
-    /// `shards` shards (rounded up to a power of two, at least 1).
+    /// `shards` shards (rounded up to a power of two, at least 1), with the default
+    /// [`CachePolicy`].
     pub fn new(capacity_bytes: u64, shards: usize) -> Self {
+        Self::with_policy(capacity_bytes, shards, CachePolicy::default())
+    }
+
+    /// [`new`](Self::new) with an eviction policy of the caller's.
+    pub fn with_policy(capacity_bytes: u64, shards: usize, policy: CachePolicy) -> Self {
         let shards = shards.max(1).next_power_of_two();
         Cache {
             shards: (0..shards).map(|_| Mutex::new(Shard::default())).collect(),
-            shard_capacity: capacity_bytes / shards as u64,
+            limits: Limits::new(capacity_bytes / shards as u64, &policy),
         }
     }
 
@@ -246,7 +255,7 @@ impl Cache {
                     token.generation,
                     bytes.clone(),
                     priority,
-                    self.shard_capacity,
+                    &self.limits,
                 );
                 FlightOutcome::Ready(bytes)
             }

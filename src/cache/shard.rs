@@ -1,18 +1,37 @@
-//! One shard of the cache: a map, two eviction queues, counters.
+//! One shard of the cache: a map, two eviction queues, a ghost queue, counters.
 //!
-//! Eviction follows S3-FIFO: new entries enter a *probation* FIFO; when eviction
-//! reaches an entry there, it moves to *main* if it was read at least twice and is
-//! evicted otherwise (a sequential scan reads each entry once). Main is a CLOCK that is only evicted from once it holds more
-//! than [`MAIN_SHARE_PERCENT`] of the capacity, so probation always keeps room for
-//! new and prefetched entries (a first version evicted probation first, always:
-//! the benchmark showed a sequential scan promoting every entry it read to main and
-//! then evicting its own readahead window). A prefetched entry enters without hit
-//! credit, so a prefetch that is never read is the first to go and never displaces
-//! the hot set. Queues hold `(extent, generation)` and are
-//! checked lazily against the map, so removals cost nothing up front; a queue is
-//! compacted once garbage outnumbers live entries.
+//! Eviction is S3-FIFO (Yang et al., SOSP'23, as in libCacheSim's current
+//! `S3FIFO.c`), parameters in [`CachePolicy`](super::CachePolicy). New entries enter
+//! a small *probation* FIFO; eviction takes from it while it holds more than its
+//! share of the capacity (10 %), and from *main* otherwise.
+//!
+//! * An entry leaving probation moves to main if it was read often enough (by
+//!   default a demand fill and two more reads; a prefetch fill counts none, so a
+//!   sequential scan, which reads each entry once, never floods main). Its counter
+//!   restarts at zero there. Otherwise it is dropped, and if a demand read filled it,
+//!   its id is remembered in the *ghost* FIFO.
+//! * A demand fill whose id is in the ghost enters main directly: reuse at a
+//!   distance longer than the probation window still promotes. The ghost holds ids
+//!   only, bounded by the bytes the entries weighed (90 % of the capacity).
+//! * Main is a CLOCK with a counter saturating at [`MAX_FREQ`]: an entry read since
+//!   it was last examined is reinserted with its counter lowered by one.
+//! * Optional TinyLFU admission (`CachePolicy::frequency_admission`): a ghost hit
+//!   enters main only if a frequency sketch rates it above main's next victim.
+//! * Warm-up: until the shard first evicts, demand fills beyond probation's share
+//!   enter main, so a cache that is not full yet keeps what it loaded as it would
+//!   once full, instead of behaving as one big probation FIFO.
+//!
+//! Prefetches never displace what demand reads use: a prefetch fill enters
+//! probation without read credit and never via the ghost, and the eviction it
+//! causes promotes, rather than drops, any entry read since its fill. A prefetch
+//! that is never read is among the first to go.
+//!
+//! Queues hold `(extent, generation)` and are checked lazily against the map, so
+//! removals cost nothing up front; a queue is compacted once garbage outnumbers live
+//! entries.
 
 use super::flight::Flight;
+use super::policy::Limits;
 use super::{CacheStats, Priority};
 use crate::bytes::Bytes;
 use crate::record::ExtentId;
@@ -48,10 +67,7 @@ impl Hasher for IdHasher {
 type IdMap<V> = HashMap<ExtentId, V, BuildHasherDefault<IdHasher>>;
 
 /// The most reads an entry's counter remembers.
-const MAX_FREQ: u8 = 3;
-
-/// The share of a shard's capacity that main may fill before it is evicted from.
-pub(crate) const MAIN_SHARE_PERCENT: u64 = 90;
+pub(crate) const MAX_FREQ: u8 = 3;
 
 /// Bytes charged per entry on top of its payload (map slot, queue slot, `Arc`).
 pub(crate) const ENTRY_OVERHEAD: u64 = 96;
@@ -60,9 +76,15 @@ pub(crate) const ENTRY_OVERHEAD: u64 = 96;
 pub(crate) struct Entry {
     pub(crate) generation: u64,
     pub(crate) bytes: Bytes,
-    /// Reads, saturating at [`MAX_FREQ`]: a demand fill counts one, a prefetch none.
+    /// Reads, saturating at [`MAX_FREQ`]. On probation a demand fill counts one and a
+    /// prefetch none; on main it counts reads since promotion or the last pass.
     freq: u8,
+    /// Reads since the fill, saturating (folded into the sketch on eviction).
+    hits: u8,
+    /// Filled by a prefetch and not read since.
     prefetched: bool,
+    /// Filled by a demand read (or a prefetch load a demand read joined).
+    demand_fill: bool,
     in_main: bool,
 }
 
@@ -77,14 +99,122 @@ pub(crate) enum Slot {
     },
 }
 
+/// Ids of entries recently evicted from probation unread (no bytes), bounded by
+/// the weight those entries had: at most `Limits::ghost / ENTRY_OVERHEAD` ids.
+#[derive(Debug, Default)]
+struct Ghost {
+    /// Each remembered id's stamp; a queue position whose stamp differs is stale.
+    ids: IdMap<u64>,
+    /// `(id, stamp, weight)` in eviction order.
+    queue: VecDeque<(ExtentId, u64, u64)>,
+    /// Weight of the queue's positions, stale ones included.
+    used: u64,
+    next_stamp: u64,
+}
+
+impl Ghost {
+    /// Remembers `id` (evicted at weight `w`), forgetting the oldest ids beyond
+    /// `capacity` bytes.
+    fn push(&mut self, id: ExtentId, w: u64, capacity: u64) {
+        self.next_stamp += 1;
+        self.ids.insert(id, self.next_stamp);
+        self.queue.push_back((id, self.next_stamp, w));
+        self.used += w;
+        // Bounded: each pass pops one position.
+        while self.used > capacity {
+            let Some((old, stamp, w)) = self.queue.pop_front() else {
+                break;
+            };
+            self.used -= w;
+            if self.ids.get(&old) == Some(&stamp) {
+                self.ids.remove(&old);
+            }
+        }
+    }
+
+    /// Whether `id` was evicted recently; forgets it if so.
+    fn take(&mut self, id: ExtentId) -> bool {
+        self.ids.remove(&id).is_some()
+    }
+}
+
+/// A count-min sketch of how often ids were filled or read, as in TinyLFU: four
+/// counters per id in one table of 16 per entry, each saturating at 15, all halved
+/// every `sample` (10 × entries) additions so old popularity fades. Used only with
+/// frequency admission; unsized (empty, adding nothing) otherwise.
+#[derive(Debug, Default)]
+struct Sketch {
+    counters: Vec<u8>,
+    mask: u64,
+    additions: u64,
+    sample: u64,
+}
+
+impl Sketch {
+    fn size_for(&mut self, entries: usize) {
+        if !self.counters.is_empty() {
+            return;
+        }
+        let entries = entries.max(16);
+        let width = (entries * 16).next_power_of_two();
+        self.counters = vec![0; width];
+        self.mask = width as u64 - 1;
+        self.sample = 10 * entries as u64;
+    }
+
+    /// Row `i`'s counter for `id`: Fibonacci hashing (the top bits of a
+    /// multiply), a different seed per row.
+    fn index(&self, id: ExtentId, i: u64) -> usize {
+        const SEEDS: [u64; 4] = [
+            0x243F_6A88_85A3_08D3,
+            0x1319_8A2E_0370_7344,
+            0xA409_3822_299F_31D0,
+            0x082E_FA98_EC4E_6C89,
+        ];
+        let h = (id.0 ^ SEEDS[i as usize]).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        ((h ^ (h >> 32)).wrapping_mul(0xBF58_476D_1CE4_E5B9) >> 32) as usize & self.mask as usize
+    }
+
+    fn add(&mut self, id: ExtentId, n: u8) {
+        if self.counters.is_empty() || n == 0 {
+            return;
+        }
+        for i in 0..4 {
+            let k = self.index(id, i);
+            self.counters[k] = self.counters[k].saturating_add(n).min(15);
+        }
+        self.additions += u64::from(n);
+        if self.additions >= self.sample {
+            for c in &mut self.counters {
+                *c /= 2;
+            }
+            self.additions /= 2;
+        }
+    }
+
+    fn estimate(&self, id: ExtentId) -> u8 {
+        if self.counters.is_empty() {
+            return 0;
+        }
+        (0..4)
+            .map(|i| self.counters[self.index(id, i)])
+            .min()
+            .unwrap_or(0)
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Shard {
     pub(crate) map: IdMap<Slot>,
     probation: VecDeque<(ExtentId, u64)>,
     main: VecDeque<(ExtentId, u64)>,
+    ghost: Ghost,
+    sketch: Sketch,
     used: u64,
     /// The part of `used` held by entries on main.
     main_used: u64,
+    /// The shard has evicted for space at least once (warm-up is over).
+    has_evicted: bool,
     pub(crate) stats: CacheStats,
 }
 
@@ -103,6 +233,7 @@ impl Shard {
             return None;
         }
         entry.freq = (entry.freq + 1).min(MAX_FREQ);
+        entry.hits = entry.hits.saturating_add(1);
         if entry.prefetched {
             entry.prefetched = false;
             self.stats.prefetch_used += 1;
@@ -111,37 +242,59 @@ impl Shard {
     }
 
     /// Inserts a ready entry, replacing whatever the map held for `id`, then evicts
-    /// down to `capacity`. Entries heavier than the whole shard are not kept.
+    /// down to the capacity. Entries heavier than the whole shard are not kept.
     pub(crate) fn insert(
         &mut self,
         id: ExtentId,
         generation: u64,
         bytes: Bytes,
         priority: Priority,
-        capacity: u64,
+        limits: &Limits,
     ) {
         let w = weight(&bytes);
-        if w > capacity {
+        if w > limits.capacity {
             self.remove(id);
             return;
         }
-        let prefetched = priority == Priority::Prefetch;
+        let demand = priority == Priority::Demand;
+        // A demand fill of an id evicted recently is reuse beyond the probation
+        // window; one beyond probation's share while warming up would stay anyway.
+        // Both go to main. A prefetch never skips probation.
+        if demand {
+            self.sketch.add(id, 1);
+        }
+        let mut ghost_hit = demand && self.ghost.take(id);
+        if ghost_hit && limits.admission && !self.admit(id, self.sketch.estimate(id), w, limits) {
+            // TinyLFU: less frequent than what it would displace: probation.
+            ghost_hit = false;
+        }
+        let warming = demand && !self.has_evicted && self.probation_used() + w > limits.small;
+        let in_main = ghost_hit || warming;
         let entry = Entry {
             generation,
             bytes,
-            freq: u8::from(!prefetched),
-            prefetched,
-            in_main: false,
+            // On main the counter counts reads since admission; on probation the
+            // demand fill is the first read.
+            freq: u8::from(demand && !in_main),
+            hits: 0,
+            prefetched: !demand,
+            demand_fill: demand,
+            in_main,
         };
         // One hash probe: replace whatever the map held (usually our load's slot).
         if let Some(Slot::Ready(old)) = self.map.insert(id, Slot::Ready(entry)) {
             self.forget(&old);
         }
-        self.probation.push_back((id, generation));
+        if in_main {
+            self.main.push_back((id, generation));
+            self.main_used += w;
+        } else {
+            self.probation.push_back((id, generation));
+        }
         self.used += w;
         self.stats.inserted += 1;
         // Bounded: each pass either frees an entry or the shard is empty.
-        while self.used > capacity && self.evict_one(capacity) {}
+        while self.used > limits.capacity && self.evict_one(limits, priority) {}
         self.compact_queues();
     }
 
@@ -168,20 +321,32 @@ impl Shard {
         self.used
     }
 
+    /// Bytes held by entries on probation.
+    fn probation_used(&self) -> u64 {
+        self.used - self.main_used
+    }
+
     /// Whether a queue position still names a live entry on that queue.
     fn live(&self, id: ExtentId, generation: u64, main: bool) -> bool {
         matches!(self.map.get(&id), Some(Slot::Ready(e)) if e.generation == generation && e.in_main == main)
     }
 
-    /// Evicts one entry; `false` if nothing is left to evict.
-    fn evict_one(&mut self, capacity: u64) -> bool {
+    /// Evicts one entry to make room for a fill of `priority`; `false` if nothing is
+    /// left to evict.
+    fn evict_one(&mut self, limits: &Limits, priority: Priority) -> bool {
+        // A prefetch's eviction keeps every entry read since its fill: speculation
+        // never pushes out what a demand read used.
+        let promote = match priority {
+            Priority::Demand => limits.promote,
+            Priority::Prefetch => 2,
+        };
         // Bounded: every iteration pops a queue position; a position is pushed back
-        // only after lowering its entry's counter or promoting it, at most
-        // MAX_FREQ + 1 times per entry.
+        // only after lowering its entry's counter (at most MAX_FREQ times between
+        // reads) or promoting it (once).
         let budget = (usize::from(MAX_FREQ) + 2) * (self.probation.len() + self.main.len()) + 1;
         for _ in 0..budget {
-            let main_full = self.main_used > capacity / 100 * MAIN_SHARE_PERCENT;
-            let from_main = (main_full || self.probation.is_empty()) && !self.main.is_empty();
+            let small_over = self.probation_used() > limits.small;
+            let from_main = (!small_over && !self.main.is_empty()) || self.probation.is_empty();
             let popped = if from_main {
                 self.main.pop_front()
             } else {
@@ -196,31 +361,64 @@ impl Shard {
             let Some(Slot::Ready(entry)) = self.map.get_mut(&id) else {
                 continue;
             };
-            // Probation: promote what was read twice (a scan reads each entry once and
-            // must not flood main). Main: CLOCK with a small counter.
-            let keep = if from_main {
-                entry.freq > 0
-            } else {
-                entry.freq >= 2
-            };
-            if keep {
-                if from_main {
-                    entry.freq -= 1;
-                } else {
-                    entry.in_main = true;
-                    self.main_used += weight(&entry.bytes);
-                }
+            if from_main && entry.freq > 0 {
+                // CLOCK: read since the last pass; one more pass.
+                entry.freq -= 1;
                 self.main.push_back((id, generation));
                 continue;
             }
+            if !from_main && entry.freq >= promote {
+                // Read again on probation: promote, counting afresh.
+                entry.freq = 0;
+                entry.in_main = true;
+                self.main_used += weight(&entry.bytes);
+                self.main.push_back((id, generation));
+                continue;
+            }
+            let w = weight(&entry.bytes);
             if entry.prefetched {
                 self.stats.prefetch_wasted += 1;
             }
+            if !from_main && entry.demand_fill {
+                self.ghost.push(id, w, limits.ghost);
+            }
+            let hits = entry.hits;
+            if limits.admission && !self.has_evicted {
+                // Sized once, when the shard first fills: by then it knows how many
+                // entries it holds.
+                self.sketch.size_for(self.map.len());
+            }
+            self.sketch.add(id, hits);
             self.stats.evicted += 1;
+            self.has_evicted = true;
             self.remove(id);
             return true;
         }
         false
+    }
+
+    /// TinyLFU admission: whether `id` (weight `w`, estimated frequency `freq`) may
+    /// enter main: if main has room under its share, or if it is more frequent than
+    /// main's next victim.
+    fn admit(&mut self, id: ExtentId, freq: u8, w: u64, limits: &Limits) -> bool {
+        if self.main_used + w <= limits.capacity - limits.small {
+            return true;
+        }
+        // Bounded: each pass pops a stale position, or returns.
+        while let Some(&(victim, generation)) = self.main.front() {
+            if let Some(Slot::Ready(v)) = self.map.get(&victim)
+                && v.generation == generation
+                && v.in_main
+            {
+                if victim == id {
+                    return true;
+                }
+                let victim_freq = self.sketch.estimate(victim).saturating_add(v.hits);
+                return freq > victim_freq;
+            }
+            self.main.pop_front();
+        }
+        true
     }
 
     fn compact_queues(&mut self) {
@@ -232,5 +430,208 @@ impl Shard {
         let keep = |(id, g): &(ExtentId, u64), main: bool| matches!(map.get(id), Some(Slot::Ready(e)) if e.generation == *g && e.in_main == main);
         self.probation.retain(|p| keep(p, false));
         self.main.retain(|p| keep(p, true));
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Entries of exactly 1 000 bytes, payload tagged with the id.
+    fn bytes(id: u64) -> Bytes {
+        Bytes::from(vec![id as u8; 1000 - ENTRY_OVERHEAD as usize])
+    }
+
+    /// Room for `entries` entries, probation for `small` of them, libCacheSim's
+    /// promotion (a fill and two more reads), a ghost as big as the cache.
+    fn limits(entries: u64, small: u64) -> Limits {
+        Limits {
+            capacity: entries * 1000,
+            small: small * 1000,
+            ghost: entries * 1000,
+            promote: 3,
+            admission: false,
+        }
+    }
+
+    fn fill(shard: &mut Shard, id: u64, priority: Priority, limits: &Limits) {
+        shard.insert(ExtentId(id), 1, bytes(id), priority, limits);
+    }
+
+    fn read(shard: &mut Shard, id: u64) -> bool {
+        shard
+            .touch(ExtentId(id), 1)
+            .is_some_and(|b| b[0] == id as u8)
+    }
+
+    fn in_main(shard: &Shard, id: u64) -> Option<bool> {
+        match shard.map.get(&ExtentId(id)) {
+            Some(Slot::Ready(e)) => Some(e.in_main),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_ghost_readmits_to_main_and_promotion_resets_the_read_count() {
+        // Defects: no memory of evicted entries (an entry back after leaving
+        // probation unread was new again), and promoted entries kept their
+        // probation reads (surviving main passes without being read again).
+        let l = limits(3, 1);
+        let mut s = Shard::default();
+        fill(&mut s, 1, Priority::Demand, &l); // A: probation
+        assert!(
+            read(&mut s, 1) && read(&mut s, 1),
+            "A read twice on probation"
+        );
+        fill(&mut s, 2, Priority::Demand, &l); // B: warm-up, main
+        fill(&mut s, 3, Priority::Demand, &l); // C: warm-up, main
+        assert_eq!((in_main(&s, 2), in_main(&s, 3)), (Some(true), Some(true)));
+        assert!(read(&mut s, 2), "B read once on main");
+        fill(&mut s, 4, Priority::Demand, &l); // D: main; C (unread) evicted
+        assert_eq!(in_main(&s, 3), None, "C was evicted from main");
+        assert_eq!(in_main(&s, 2), Some(true), "B survived its pass: read");
+        fill(&mut s, 5, Priority::Demand, &l); // E: probation; A promoted, D evicted
+        assert_eq!(in_main(&s, 1), Some(true), "A promoted after three reads");
+        assert_eq!(in_main(&s, 4), None);
+        fill(&mut s, 6, Priority::Demand, &l); // F: probation; E leaves unread
+        assert_eq!(in_main(&s, 5), None, "E evicted from probation");
+        assert!(
+            s.ghost.ids.contains_key(&ExtentId(5)),
+            "E's id is in the ghost"
+        );
+        fill(&mut s, 5, Priority::Demand, &l); // E again: ghost → main; B evicted
+        assert_eq!(in_main(&s, 5), Some(true), "a ghost hit enters main");
+        assert!(
+            !s.ghost.ids.contains_key(&ExtentId(5)),
+            "and leaves the ghost"
+        );
+        assert_eq!(in_main(&s, 2), None, "B's one read bought one pass only");
+        fill(&mut s, 7, Priority::Demand, &l); // G: probation; F leaves unread
+        fill(&mut s, 6, Priority::Demand, &l); // F again: ghost → main
+        assert_eq!(in_main(&s, 6), Some(true));
+        assert_eq!(
+            in_main(&s, 1),
+            None,
+            "A was not read on main: its probation reads must not keep it"
+        );
+        assert_eq!(in_main(&s, 5), Some(true), "E is younger on main than A");
+        assert!(s.used() <= l.capacity);
+    }
+
+    #[test]
+    fn frequency_admission_keeps_a_ghost_hit_out_of_main_over_a_hotter_victim() {
+        for admission in [false, true] {
+            let l = Limits {
+                admission,
+                ..limits(5, 1)
+            };
+            let mut s = Shard::default();
+            fill(&mut s, 1, Priority::Demand, &l); // A: probation
+            for id in 2..=5 {
+                fill(&mut s, id, Priority::Demand, &l); // B..E: warm-up, main
+            }
+            for _ in 0..5 {
+                for id in 2..=5 {
+                    assert!(read(&mut s, id), "B..E are hot");
+                }
+            }
+            fill(&mut s, 6, Priority::Demand, &l); // F: main, evicted at once
+            assert_eq!(in_main(&s, 6), None);
+            fill(&mut s, 7, Priority::Demand, &l); // G: probation; A leaves unread
+            assert_eq!(in_main(&s, 1), None);
+            s.remove(ExtentId(7)); // room: A's return evicts nothing
+            fill(&mut s, 1, Priority::Demand, &l); // A again: a ghost hit
+            // Without admission a ghost hit enters main; with it, A (filled twice,
+            // never read) loses to B (read five times) and starts on probation.
+            assert_eq!(in_main(&s, 1), Some(!admission), "admission {admission}");
+            for id in 2..=5 {
+                assert_eq!(in_main(&s, id), Some(true), "the hot entries stay");
+            }
+        }
+    }
+
+    #[test]
+    fn the_sketch_counts_and_ages() {
+        let mut sketch = Sketch::default();
+        sketch.add(ExtentId(7), 1);
+        assert_eq!(sketch.estimate(ExtentId(7)), 0, "unsized: counts nothing");
+        sketch.size_for(1024);
+        for _ in 0..6 {
+            sketch.add(ExtentId(7), 1);
+        }
+        assert!(sketch.estimate(ExtentId(7)) >= 6);
+        assert!(sketch.estimate(ExtentId(9)) <= 1, "an unseen id is rare");
+        // 10 × 1 024 additions halve every counter.
+        for id in 100..10_340 {
+            sketch.add(ExtentId(id), 1);
+        }
+        assert!(sketch.estimate(ExtentId(7)) < 6, "aged");
+        assert!(sketch.counters.iter().all(|&c| c <= 15));
+    }
+
+    #[test]
+    fn the_ghost_is_bounded_by_the_weight_it_remembers() {
+        let mut ghost = Ghost::default();
+        for id in 0..1000 {
+            ghost.push(ExtentId(id), 1000, 18_000);
+        }
+        assert_eq!(ghost.ids.len(), 18, "ids beyond 18 000 bytes forgotten");
+        assert!(ghost.queue.len() <= 18);
+        assert!(ghost.take(ExtentId(999)), "the newest id is remembered");
+        assert!(!ghost.take(ExtentId(999)), "a ghost hit is taken once");
+        assert!(!ghost.take(ExtentId(981)), "the oldest ids are forgotten");
+        // A taken id leaves a stale position behind; the bound still holds.
+        for id in 2000..2100 {
+            ghost.push(ExtentId(id), 1000, 18_000);
+        }
+        assert!(ghost.used <= 18_000 && ghost.ids.len() <= 18);
+    }
+
+    #[test]
+    fn a_cache_that_warmed_up_keeps_its_working_set_against_a_scan() {
+        // Defect: a cache filled from empty held everything on probation, so the
+        // first one-time reads after it filled flushed what it had loaded, FIFO.
+        let l = limits(20, 2);
+        let mut s = Shard::default();
+        for id in 0..20 {
+            fill(&mut s, id, Priority::Demand, &l);
+        }
+        for id in 100..300 {
+            fill(&mut s, id, Priority::Demand, &l);
+        }
+        // The 18 that warm-up put on main stay, less the one the first fill past
+        // full evicted (it still counted as warm-up); the 2 on probation go.
+        let kept = (0..20).filter(|&id| read(&mut s, id)).count();
+        assert!(kept >= 17, "only {kept} of 20 warm entries survived a scan");
+        assert!(s.used() <= l.capacity);
+    }
+
+    #[test]
+    fn a_prefetch_flood_never_evicts_an_entry_read_since_its_fill() {
+        let l = limits(10, 1);
+        let mut s = Shard::default();
+        for id in 0..8 {
+            fill(&mut s, id, Priority::Demand, &l);
+            assert!(read(&mut s, id));
+        }
+        for id in 100..160 {
+            fill(&mut s, id, Priority::Prefetch, &l);
+        }
+        for id in 0..8 {
+            assert!(read(&mut s, id), "entry {id} displaced by prefetches");
+        }
+        assert!(s.stats.prefetch_wasted >= 50, "{:?}", s.stats);
+        // A demand flood, by contrast, does evict entries read only once on
+        // probation: the protection is the prefetch's, not a general one.
+        let l = limits(10, 5);
+        let mut s = Shard::default();
+        for id in 0..5 {
+            fill(&mut s, id, Priority::Demand, &l);
+            assert!(read(&mut s, id));
+        }
+        for id in 100..160 {
+            fill(&mut s, id, Priority::Demand, &l);
+        }
+        assert!((0..5).any(|id| in_main(&s, id).is_none()));
     }
 }

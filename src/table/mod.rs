@@ -28,10 +28,18 @@ pub const READ_SPINS: u32 = 64;
 /// [`Error::Contended`]: only a writer descheduled mid-publish gets here.
 pub const READ_YIELDS: u32 = 10_000;
 
-/// One segment of records.
+/// One segment of records (the last one ends at the table's capacity).
 #[derive(Debug)]
 struct Segment {
     slots: Box<[Slot]>,
+}
+
+/// Where a record is.
+enum Found<'a> {
+    Slot(&'a Slot),
+    /// In range, in a segment that does not exist yet.
+    Vacant,
+    OutOfRange,
 }
 
 /// The versioned, lock-minimal extent table.
@@ -94,25 +102,47 @@ impl ExtentTable {
     /// A reader that meets a publish in progress retries: [`READ_SPINS`] spins, then
     /// [`READ_YIELDS`] yields.
     ///
+    /// The first attempt is inlined into the caller: one directory probe, one slot
+    /// probe (the last segment ends at the capacity, so no separate capacity check),
+    /// one seqlock read; the record comes back in registers. Retries, vacant ids and
+    /// errors leave through out-of-line paths.
+    ///
     /// # Errors
     ///
     /// [`Error::ExtentOutOfRange`] beyond the capacity; [`Error::Contended`] if every
     /// attempt met a publish in progress.
-    #[inline]
+    #[inline(always)]
     pub fn snapshot(&self, id: ExtentId) -> Result<Snapshot> {
-        let Some(slot) = self.slot(id)? else {
-            return Ok(Snapshot::vacant(id));
-        };
-        for _ in 0..READ_SPINS {
+        match self.find(id) {
+            Found::Slot(slot) => {
+                let packed = match slot.try_read() {
+                    Some(packed) => packed,
+                    None => self.snapshot_retry(id, slot)?,
+                };
+                Ok(snapshot_of(id, &packed))
+            }
+            Found::Vacant => Ok(Snapshot::vacant(id)),
+            Found::OutOfRange => Err(self.out_of_range(id)),
+        }
+    }
+
+    /// [`snapshot`](Self::snapshot) after its first attempt met a publish in
+    /// progress: the remaining spins, then the yields. The same sequence of
+    /// attempts as one loop from the start.
+    #[cold]
+    #[inline(never)]
+    fn snapshot_retry(&self, id: ExtentId, slot: &Slot) -> Result<Packed> {
+        spin_hint();
+        for _ in 1..READ_SPINS {
             if let Some(packed) = slot.try_read() {
-                return Ok(snapshot_of(id, &packed));
+                return Ok(packed);
             }
             spin_hint();
         }
         for _ in 0..READ_YIELDS {
             thread::yield_now();
             if let Some(packed) = slot.try_read() {
-                return Ok(snapshot_of(id, &packed));
+                return Ok(packed);
             }
         }
         Err(Error::Contended {
@@ -128,10 +158,11 @@ impl ExtentTable {
     ///
     /// [`Error::ExtentOutOfRange`] beyond the capacity.
     pub fn try_snapshot(&self, id: ExtentId) -> Result<Option<Snapshot>> {
-        Ok(match self.slot(id)? {
-            None => Some(Snapshot::vacant(id)),
-            Some(slot) => slot.try_read().map(|p| snapshot_of(id, &p)),
-        })
+        match self.find(id) {
+            Found::Slot(slot) => Ok(slot.try_read().map(|p| snapshot_of(id, &p))),
+            Found::Vacant => Ok(Some(Snapshot::vacant(id))),
+            Found::OutOfRange => Err(self.out_of_range(id)),
+        }
     }
 
     /// Commits `change` if the record of `id` is still at `expected_version`.
@@ -241,9 +272,13 @@ impl ExtentTable {
 
     /// Bytes of memory the table uses now (directory plus allocated segments).
     pub fn memory_bytes(&self) -> usize {
-        let seg_bytes = (1usize << self.segment_shift) * std::mem::size_of::<Slot>();
-        let allocated = self.directory.iter().filter(|s| s.get().is_some()).count();
-        std::mem::size_of_val(&*self.directory) + allocated * seg_bytes
+        let allocated: usize = self
+            .directory
+            .iter()
+            .filter_map(|s| s.get())
+            .map(|seg| std::mem::size_of_val(&*seg.slots))
+            .sum();
+        std::mem::size_of_val(&*self.directory) + allocated
     }
 
     /// Bytes of metadata per record (the slot size).
@@ -278,13 +313,36 @@ impl ExtentTable {
         }
     }
 
+    /// Where `id`'s record is, with one load of its directory entry.
+    #[inline(always)]
+    fn find(&self, id: ExtentId) -> Found<'_> {
+        let segment = (id.0 >> self.segment_shift) as usize;
+        let index = (id.0 & ((1 << self.segment_shift) - 1)) as usize;
+        // The directory ends at the last segment and the last segment at the
+        // capacity, so these two probes are the capacity check.
+        match self.directory.get(segment).map(OnceSlot::get) {
+            Some(Some(seg)) => match seg.slots.get(index) {
+                Some(slot) => Found::Slot(slot),
+                None => Found::OutOfRange,
+            },
+            Some(None) if id.0 < self.capacity => Found::Vacant,
+            _ => Found::OutOfRange,
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn out_of_range(&self, id: ExtentId) -> Error {
+        Error::ExtentOutOfRange {
+            extent: id,
+            capacity: self.capacity,
+        }
+    }
+
     #[inline(always)]
     fn locate(&self, id: ExtentId) -> Result<(usize, usize)> {
         if id.0 >= self.capacity {
-            return Err(Error::ExtentOutOfRange {
-                extent: id,
-                capacity: self.capacity,
-            });
+            return Err(self.out_of_range(id));
         }
         let segment = (id.0 >> self.segment_shift) as usize;
         let index = (id.0 & ((1 << self.segment_shift) - 1)) as usize;
@@ -299,7 +357,9 @@ impl ExtentTable {
 
     fn slot_or_grow(&self, id: ExtentId) -> Result<&Slot> {
         let (segment, index) = self.locate(id)?;
-        let len = 1usize << self.segment_shift;
+        // The last segment ends at the capacity (`find` relies on it).
+        let start = (segment as u64) << self.segment_shift;
+        let len = (1u64 << self.segment_shift).min(self.capacity - start) as usize;
         let seg = self.directory[segment].get_or_init(|| Segment {
             slots: (0..len).map(|_| Slot::default()).collect(),
         });
@@ -329,3 +389,62 @@ const _: () = assert!(
     ExtentTable::BYTES_PER_RECORD <= 48,
     "record budget is 48 bytes"
 );
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::record::{Location, checksum};
+
+    #[test]
+    fn the_last_segment_ends_at_the_capacity() {
+        // `find` has no capacity check of its own: the directory and the last
+        // segment's length are the check. Ids past the capacity inside the last
+        // segment must stay out of range once that segment exists.
+        let config = TableConfig::builder()
+            .max_extents(10)
+            .segment_len(8)
+            .build()
+            .expect("valid");
+        let table = ExtentTable::new(config);
+        let id = ExtentId(9);
+        let s0 = table.snapshot(id).expect("in range");
+        let s1 = table
+            .transition(id, s0.version(), Change::BeginWrite)
+            .expect("legal");
+        let crc = checksum(id, s1.generation() + 1, b"nine");
+        let s2 = table
+            .transition(
+                id,
+                s1.version(),
+                Change::CommitWrite {
+                    location: Location::new(0, 0, 4),
+                    checksum: crc,
+                },
+            )
+            .expect("legal");
+        assert_eq!(table.snapshot(id).expect("in range"), s2);
+        assert_eq!(table.snapshot(ExtentId(8)).expect("in range").version(), 0);
+        assert_eq!(
+            table.snapshot(ExtentId(3)).expect("in range").state(),
+            State::Vacant
+        );
+        for beyond in [10, 15, 16, u64::MAX] {
+            assert!(
+                matches!(
+                    table.snapshot(ExtentId(beyond)),
+                    Err(Error::ExtentOutOfRange { .. })
+                ),
+                "id {beyond} read past the capacity"
+            );
+            assert!(matches!(
+                table.try_snapshot(ExtentId(beyond)),
+                Err(Error::ExtentOutOfRange { .. })
+            ));
+        }
+        assert_eq!(
+            table.memory_bytes(),
+            2 * std::mem::size_of::<OnceSlot<Segment>>() + 2 * ExtentTable::BYTES_PER_RECORD,
+            "the last segment holds 2 records, not 8"
+        );
+    }
+}

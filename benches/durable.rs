@@ -1,0 +1,312 @@
+//! Durable metadata (issue 8): the cost of the journal against a baseline that only
+//! writes the data and syncs it, in one run.
+//!
+//! * (a) 8 writer threads, 4 KiB values on `Store::open` vs 8 threads writing 4 KiB
+//!   at distinct offsets of the same number of files, `sync_data` after each write:
+//!   throughput ratio, and journal syncs per acknowledged write (group commit).
+//! * (b) one writer: p50 latency of a durable write vs one write + `fdatasync`.
+//! * (c) recovery time of 1 000 000 extents: a checkpoint plus 100 000 journal
+//!   records (built in /dev/shm when it exists, so its syncs are cheap).
+//! * (d) journal and checkpoint bytes per extent, from the file sizes of (c).
+//!
+//! (a) and (b) run on the file system of the system temp dir (a real disk); rounds
+//! alternate store and baseline so drift hits both. Criterion then measures the
+//! mean single durable write and the mean baseline write.
+//!
+//! Run: `cargo bench --bench durable`.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use extentmeta::{ExtentId, Store, StoreConfig};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const VALUE: usize = 4096;
+const DEVICES: u16 = 2;
+const WRITERS: u64 = 8;
+/// Writes per writer thread per throughput round.
+const PER_WRITER: u64 = 150;
+const ROUNDS: usize = 3;
+/// Single-writer latency samples per round.
+const LATENCY_SAMPLES: usize = 200;
+
+fn store_config(journal_max_bytes: u64) -> StoreConfig {
+    StoreConfig::builder()
+        .devices(DEVICES)
+        .cache_bytes(8 << 20)
+        .prefetch_workers(0)
+        .journal_max_bytes(journal_max_bytes)
+        .build()
+        .expect("valid config")
+}
+
+fn payload(id: u64) -> Vec<u8> {
+    let mut v = vec![(id % 251) as u8; VALUE];
+    v[..8].copy_from_slice(&id.to_le_bytes());
+    v
+}
+
+/// The data-only baseline: `DEVICES` files, each write at a fresh offset, synced.
+struct Baseline {
+    files: Vec<File>,
+    next: AtomicU64,
+}
+
+impl Baseline {
+    fn new(dir: &Path) -> Self {
+        let files = (0..DEVICES)
+            .map(|d| {
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(dir.join(format!("base{d}")))
+                    .expect("open baseline file")
+            })
+            .collect();
+        Baseline {
+            files,
+            next: AtomicU64::new(0),
+        }
+    }
+
+    fn write(&self, bytes: &[u8]) {
+        // Relaxed: a unique slot number, ordered with nothing else.
+        let slot = self.next.fetch_add(1, Ordering::Relaxed);
+        let file = &self.files[(slot % u64::from(DEVICES)) as usize];
+        let offset = slot / u64::from(DEVICES) * VALUE as u64;
+        file.write_all_at(bytes, offset).expect("baseline write");
+        file.sync_data().expect("baseline sync");
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Seconds for `WRITERS` threads to do `PER_WRITER` writes each.
+fn timed_threads(write: impl Fn(u64, u64) + Sync) -> f64 {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..WRITERS {
+            let write = &write;
+            s.spawn(move || {
+                for n in 0..PER_WRITER {
+                    write(t, n);
+                }
+            });
+        }
+    });
+    start.elapsed().as_secs_f64()
+}
+
+fn throughput(dir: &Path) {
+    let store = Store::open(dir.join("store"), store_config(64 << 20)).expect("open");
+    let baseline = Baseline::new(dir);
+    let bytes: Vec<Vec<u8>> = (0..WRITERS).map(payload).collect();
+    let (mut ratios, mut syncs_per_ack) = (Vec::new(), Vec::new());
+    let next_id = AtomicU64::new(0);
+    for round in 0..ROUNDS {
+        let before = store.stats();
+        let s = timed_threads(|t, _| {
+            // Relaxed: unique ids only.
+            let id = next_id.fetch_add(1, Ordering::Relaxed);
+            store
+                .write(ExtentId(id), &bytes[t as usize])
+                .expect("durable write");
+        });
+        let after = store.stats();
+        let b = timed_threads(|t, _| baseline.write(&bytes[t as usize]));
+        let acks = after.write_ok - before.write_ok;
+        let syncs = after.journal_syncs - before.journal_syncs;
+        let ops = (WRITERS * PER_WRITER) as f64;
+        println!(
+            "durable/8 writers round {round}: store {:.0} writes/s, baseline {:.0} writes/s, \
+             ratio {:.3}, journal syncs/ack {:.3}",
+            ops / s,
+            ops / b,
+            b / s,
+            syncs as f64 / acks as f64
+        );
+        ratios.push(b / s);
+        syncs_per_ack.push(syncs as f64 / acks as f64);
+    }
+    println!(
+        "durable/8 writers MEDIAN: throughput ratio store/baseline {:.3} (bound >= 0.8), \
+         journal syncs per acknowledged write {:.3} (bound <= 0.25)",
+        median(ratios),
+        median(syncs_per_ack)
+    );
+}
+
+fn latency(dir: &Path) {
+    let store = Store::open(dir.join("lat-store"), store_config(64 << 20)).expect("open");
+    let baseline = Baseline::new(&mkdir(dir.join("lat-base-dir")));
+    let bytes = payload(7);
+    let (mut s_lat, mut b_lat) = (Vec::new(), Vec::new());
+    let before = store.stats();
+    let mut id = 0;
+    for _ in 0..ROUNDS {
+        for _ in 0..LATENCY_SAMPLES {
+            let t = Instant::now();
+            store.write(ExtentId(id), &bytes).expect("durable write");
+            s_lat.push(t.elapsed().as_secs_f64());
+            id += 1;
+            let t = Instant::now();
+            baseline.write(&bytes);
+            b_lat.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let after = store.stats();
+    let (s, b) = (median(s_lat), median(b_lat));
+    println!(
+        "durable/1 writer: p50 store {:.1} us, baseline {:.1} us, ratio {:.3} (bound <= 2.2), \
+         journal syncs/ack {:.3}",
+        s * 1e6,
+        b * 1e6,
+        s / b,
+        (after.journal_syncs - before.journal_syncs) as f64
+            / (after.write_ok - before.write_ok) as f64
+    );
+}
+
+fn mkdir(dir: std::path::PathBuf) -> std::path::PathBuf {
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    dir
+}
+
+const RECOVERY_EXTENTS: u64 = 1_000_000;
+const RECOVERY_JOURNAL: u64 = 100_000;
+
+fn recovery_config(journal_max_bytes: u64) -> StoreConfig {
+    StoreConfig::builder()
+        .devices(DEVICES)
+        .block_size_bytes(512)
+        .cache_bytes(0)
+        .prefetch_workers(0)
+        .journal_max_bytes(journal_max_bytes)
+        .build()
+        .expect("valid config")
+}
+
+/// `ids` written by 4 threads, 16-byte values.
+fn fill(store: &Store, ids: std::ops::Range<u64>, tag: u64) {
+    let next = AtomicU64::new(ids.start);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                // Bounded by the range.
+                loop {
+                    // Relaxed: unique ids only.
+                    let id = next.fetch_add(1, Ordering::Relaxed);
+                    if id >= ids.end {
+                        break;
+                    }
+                    let mut v = [0u8; 16];
+                    v[..8].copy_from_slice(&id.to_le_bytes());
+                    v[8..].copy_from_slice(&tag.to_le_bytes());
+                    store.write(ExtentId(id), &v).expect("fill write");
+                }
+            });
+        }
+    });
+}
+
+fn size_of(dir: &Path, prefix: &str) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("list")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .map(|e| e.metadata().expect("stat").len())
+        .sum()
+}
+
+fn recovery() {
+    let tmp = if Path::new("/dev/shm").is_dir() {
+        tempfile::tempdir_in("/dev/shm")
+    } else {
+        tempfile::tempdir()
+    }
+    .expect("temp dir");
+    let dir = tmp.path();
+    let huge = 1 << 40;
+    let t = Instant::now();
+    {
+        let store = Store::open(dir, recovery_config(huge)).expect("open");
+        fill(&store, 0..RECOVERY_EXTENTS, 1);
+    }
+    {
+        // The smallest bound: the first commit rotates, checkpointing all records.
+        let store = Store::open(dir, recovery_config(4096)).expect("open");
+        fill(&store, 0..1, 2);
+        assert!(store.stats().journal_number > store.recovery().expect("durable").checkpoint);
+    }
+    {
+        let store = Store::open(dir, recovery_config(huge)).expect("open");
+        fill(&store, 1..RECOVERY_JOURNAL + 1, 3);
+    }
+    println!(
+        "durable/recovery: built in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let mut times = Vec::new();
+    let mut report = None;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let store = Store::open(dir, recovery_config(huge)).expect("open");
+        times.push(t.elapsed().as_secs_f64());
+        report = store.recovery();
+    }
+    let report = report.expect("durable");
+    println!(
+        "durable/recovery: {} records ({} replayed from the journal) opened in {:.3} s median of 3 \
+         (bound <= 1 s)",
+        report.records,
+        report.replayed,
+        median(times)
+    );
+    let journal = size_of(dir, "journal-");
+    let checkpoint = size_of(dir, "checkpoint-");
+    println!(
+        "durable/bytes: journal {journal} B for {} records = {:.1} B/record; \
+         checkpoint {checkpoint} B for {} extents = {:.1} B/extent",
+        report.replayed,
+        journal as f64 / report.replayed as f64,
+        report.records,
+        checkpoint as f64 / report.records as f64
+    );
+}
+
+fn bench(c: &mut Criterion) {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    throughput(tmp.path());
+    latency(tmp.path());
+    recovery();
+
+    let store = Store::open(tmp.path().join("crit-store"), store_config(64 << 20)).expect("open");
+    let baseline = Baseline::new(&mkdir(tmp.path().join("crit-base")));
+    let bytes = payload(9);
+    let mut group = c.benchmark_group("durable");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    let mut id = 0;
+    group.bench_function("store write 4KiB", |b| {
+        b.iter(|| {
+            id += 1;
+            store.write(ExtentId(id), &bytes).expect("durable write")
+        })
+    });
+    group.bench_function("baseline write+fdatasync 4KiB", |b| {
+        b.iter(|| baseline.write(&bytes))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

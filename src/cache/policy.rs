@@ -1,0 +1,176 @@
+//! The cache's eviction parameters: a validated configuration.
+//!
+//! The defaults are the best measured on the real traces in `../shared/traces`
+//! (`cargo run --release --example trace`, BENCHMARKS.md, issue 11): they are
+//! libCacheSim's S3-FIFO parameters. A workload whose reuse distances are short
+//! relative to the cache (small caches, hot sets re-read soon after they load) does
+//! better promoting after one re-read instead of two; see
+//! [`CachePolicyBuilder::promote_after_reads`].
+
+use crate::error::{Error, Result};
+
+/// How a [`Cache`](super::Cache) chooses what to evict (S3-FIFO with a ghost queue).
+///
+/// # Examples
+///
+/// ```
+/// use extentmeta::Cache;
+/// use extentmeta::cache::CachePolicy;
+///
+/// let policy = CachePolicy::builder().promote_after_reads(2).build()?;
+/// let cache = Cache::with_policy(64 << 20, 16, policy);
+/// assert_eq!(cache.used_bytes(), 0);
+/// # Ok::<(), extentmeta::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachePolicy {
+    small_percent: u8,
+    promote_after_reads: u8,
+    ghost_percent: u8,
+    frequency_admission: bool,
+}
+
+impl Default for CachePolicy {
+    /// Probation 10 % of the capacity, promotion after a fill and two more reads,
+    /// a ghost of 90 % of the capacity.
+    fn default() -> Self {
+        CachePolicy {
+            small_percent: 10,
+            promote_after_reads: 3,
+            ghost_percent: 90,
+            frequency_admission: false,
+        }
+    }
+}
+
+impl CachePolicy {
+    /// A builder starting from the defaults.
+    pub fn builder() -> CachePolicyBuilder {
+        CachePolicyBuilder {
+            policy: CachePolicy::default(),
+        }
+    }
+
+    /// Share of a shard's capacity that probation holds before it is evicted from.
+    pub fn small_percent(&self) -> u8 {
+        self.small_percent
+    }
+
+    /// Reads (a demand fill counts one, a prefetch none) that move an entry from
+    /// probation to main when eviction reaches it.
+    pub fn promote_after_reads(&self) -> u8 {
+        self.promote_after_reads
+    }
+
+    /// The ghost's bound, as a share of a shard's capacity, in the bytes the
+    /// remembered entries weighed.
+    pub fn ghost_percent(&self) -> u8 {
+        self.ghost_percent
+    }
+
+    /// Whether a ghost hit must also be more frequent than main's next victim to
+    /// enter main (TinyLFU admission).
+    pub fn frequency_admission(&self) -> bool {
+        self.frequency_admission
+    }
+}
+
+/// Builds a [`CachePolicy`]; [`build`](Self::build) checks every bound.
+#[derive(Debug, Clone)]
+pub struct CachePolicyBuilder {
+    policy: CachePolicy,
+}
+
+impl CachePolicyBuilder {
+    /// Probation's share of the capacity. Bound: 1 ..= 90.
+    pub fn small_percent(mut self, percent: u8) -> Self {
+        self.policy.small_percent = percent;
+        self
+    }
+
+    /// Reads that promote an entry leaving probation. Bound: 2 ..= 3 (the entry's
+    /// counter saturates at 3; 1 would promote every demand fill).
+    pub fn promote_after_reads(mut self, reads: u8) -> Self {
+        self.policy.promote_after_reads = reads;
+        self
+    }
+
+    /// The ghost's bound as a share of the capacity; 0 turns it off.
+    /// Bound: 0 ..= 200.
+    pub fn ghost_percent(mut self, percent: u8) -> Self {
+        self.policy.ghost_percent = percent;
+        self
+    }
+
+    /// TinyLFU admission for ghost hits: a demand fill found in the ghost enters
+    /// main only if a count-min sketch of fills and reads rates it above main's next
+    /// victim; otherwise it starts on probation. The sketch costs 16 bytes per entry
+    /// the shard held when it first filled (allocated then, only with this on);
+    /// reads are folded into it when an entry leaves, so hits pay nothing for it.
+    /// Off by default: on the CloudPhysics trace it misses 4–5 % less than the
+    /// default at 896 MiB and 1 GiB and up to 2 % more below 768 MiB
+    /// (BENCHMARKS.md, issue 11). It suits caches that hold most of a
+    /// frequency-skewed working set.
+    pub fn frequency_admission(mut self, on: bool) -> Self {
+        self.policy.frequency_admission = on;
+        self
+    }
+
+    /// The policy, if every bound holds.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the first field out of bounds.
+    pub fn build(self) -> Result<CachePolicy> {
+        let p = self.policy;
+        if !(1..=90).contains(&p.small_percent) {
+            return Err(invalid("small_percent", p.small_percent, "1..=90"));
+        }
+        if !(2..=3).contains(&p.promote_after_reads) {
+            return Err(invalid(
+                "promote_after_reads",
+                p.promote_after_reads,
+                "2..=3",
+            ));
+        }
+        if p.ghost_percent > 200 {
+            return Err(invalid("ghost_percent", p.ghost_percent, "0..=200"));
+        }
+        Ok(p)
+    }
+}
+
+fn invalid(field: &'static str, value: u8, bound: &str) -> Error {
+    Error::InvalidConfig {
+        field,
+        reason: format!("{value} not in {bound}"),
+    }
+}
+
+/// A shard's limits in bytes, derived once from the policy and the shard capacity.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Payload plus overhead the shard holds at most.
+    pub(crate) capacity: u64,
+    /// Probation is evicted from while it holds more than this.
+    pub(crate) small: u64,
+    /// The ghost remembers evicted entries worth at most this many bytes.
+    pub(crate) ghost: u64,
+    /// See [`CachePolicy::promote_after_reads`].
+    pub(crate) promote: u8,
+    /// See [`CachePolicy::frequency_admission`].
+    pub(crate) admission: bool,
+}
+
+impl Limits {
+    pub(crate) fn new(capacity: u64, policy: &CachePolicy) -> Self {
+        let share = |percent: u8| capacity.saturating_mul(u64::from(percent)) / 100;
+        Limits {
+            capacity,
+            small: share(policy.small_percent),
+            ghost: share(policy.ghost_percent),
+            promote: policy.promote_after_reads,
+            admission: policy.frequency_admission,
+        }
+    }
+}
