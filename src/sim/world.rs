@@ -371,10 +371,7 @@ impl World {
                 Event::Reopen => {
                     // A failed sync may have dropped the unsynced pages (as Linux
                     // may after a failed fsync): what a reopen reads of the metadata
-                    // is what a power cut would have left. Without this, recovery
-                    // would read unsynced frames as its state, and a later power cut
-                    // could take them back (`plan::reopen` does not sync a tail that
-                    // is not torn).
+                    // is what a power cut would have left.
                     self.meta.dir.crash(&mut self.crashes.rng);
                     self.reopen(true);
                 }
@@ -668,23 +665,23 @@ impl World {
         }
     }
 
-    /// A power cut (or a process kill): every operation in flight is dropped as it
-    /// stands (no `abandon`: nothing runs after a power cut), unsynced data and
-    /// metadata are lost (a power cut only), the store recovers and the checker compares the recovered state with
-    /// the model; then the workload resumes with fresh actors.
+    /// A crash: every operation in flight is dropped as it stands (no `abandon`:
+    /// nothing runs after a crash). One crash in three kills the process only: the
+    /// OS keeps every write, synced or not (a later power cut may still lose the
+    /// unsynced ones). The others cut the power: unsynced data and metadata are
+    /// lost or torn. Then the store recovers, the checker compares the recovered
+    /// state with the model, and the workload resumes with fresh actors.
     fn crash_now(&mut self) {
         self.report.crashes += 1;
         self.report.crashes_in_rotation += u64::from(self.meta.rotating());
-        let what = if self.meta.rotating() {
-            "power cut in rotation"
-        } else {
-            "power cut"
+        let kill = self.crashes.rng.random_range(0..3) == 0;
+        let what = match (kill, self.meta.rotating()) {
+            (true, _) => "process kill",
+            (false, true) => "power cut in rotation",
+            (false, false) => "power cut",
         };
         self.trace
             .record(self.now, usize::MAX, "crash", ExtentId(0), what);
-        // One crash in three kills the process only: the OS keeps every write,
-        // synced or not (a later power cut may still lose the unsynced ones).
-        let kill = self.crashes.rng.random_range(0..3) == 0;
         if kill {
             self.report.process_kills += 1;
         } else {
