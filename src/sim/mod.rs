@@ -20,12 +20,15 @@
 //!
 //! **Crash testing** ([`SimConfig::crashes`]): the metadata journal runs in virtual
 //! time on a simulated directory, executing the same plans (group commit, rotation,
-//! checkpoint, pointer switch) as the blocking store. A power cut may come at any
+//! checkpoint, pointer switch) as the blocking store. A crash may come at any
 //! step, including inside a rotation, the store's creation and recovery itself: it
-//! drops every operation in flight, loses every data write no sync made durable,
-//! keeps of each metadata file its synced bytes plus perhaps a torn prefix of the
-//! rest, and may undo each directory operation since the last directory sync. The
-//! store then recovers as [`Store::open`](crate::Store::open) does (the same
+//! drops every operation in flight; one in three only kills the process (the OS
+//! keeps every write), the others cut the power: each unsynced data write is lost
+//! or survives (perhaps torn), each metadata file keeps its synced bytes plus
+//! perhaps a torn prefix of the rest, and each directory operation since the last
+//! directory sync may be undone. Metadata writes and syncs also fail like the data
+//! devices' I/O: a failure poisons the journal and the store reopens. The store
+//! then recovers as [`Store::open`](crate::Store::open) does (the same
 //! recovery, rebuild and reopen plan), and the checker asserts invariants 9–11: the
 //! recovered state is the model's after some prefix of the issued operations that
 //! holds every acknowledged one, no record is half-applied, every referenced
