@@ -338,7 +338,11 @@ impl Store {
 }
 
 impl Drop for Store {
+    /// Stops the background work promptly: queued prefetch hints are dropped
+    /// unloaded, a prefetch load in flight stops at its next step, and the workers
+    /// and the scrubber are joined.
     fn drop(&mut self) {
+        self.shared.stop();
         self.scrub_stop = None;
         if let Some(handle) = self.scrubber.take() {
             // A scrubber that panicked already reported it; shutdown goes on.

@@ -13,7 +13,7 @@ use crate::protocol::{
     Step, Verdict, VerifyOp,
 };
 use crate::record::{ExtentId, Location};
-use crate::sync::AtomicU64;
+use crate::sync::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// State shared by the store and its worker threads.
@@ -24,6 +24,8 @@ pub(crate) struct Shared {
     pub(crate) policy: IntegrityPolicy,
     /// The scrubber's resumable cursor (next id to look at).
     pub(crate) scrub_cursor: AtomicU64,
+    /// Set once when the store is dropped: prefetch loads stop at their next step.
+    stopping: AtomicBool,
     started: Instant,
 }
 
@@ -63,8 +65,24 @@ impl Shared {
             counters: Counters::default(),
             policy,
             scrub_cursor: AtomicU64::new(scrub_start),
+            stopping: AtomicBool::new(false),
             started: Instant::now(),
         }
+    }
+
+    /// Tells the background work to stop: queued hints are dropped and a prefetch
+    /// load in flight is abandoned at its next step ([`Error::Shutdown`]).
+    pub(crate) fn stop(&self) {
+        // Release: pairs with the Acquire in `stopping`; it publishes nothing else
+        // (the join in `Prefetcher::drop` orders the rest), the flag only has to
+        // become visible to the workers.
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    /// Whether the store is being dropped.
+    pub(crate) fn stopping(&self) -> bool {
+        // Acquire: pairs with the Release in `stop`.
+        self.stopping.load(Ordering::Acquire)
     }
 
     /// Runs `op` to completion, blocking on I/O, backoff and other loads. With
@@ -79,11 +97,16 @@ impl Shared {
     }
 
     /// The driver loop. Bounded: every machine restarts at most `MAX_ATTEMPTS` (or
-    /// its policy's limits) times, with one I/O, wait or backoff per step.
+    /// its policy's limits) times, with one I/O, wait or backoff per step. A
+    /// prefetch (`join_loads == false`) ends with [`Error::Shutdown`] at its next
+    /// step once the store is being dropped (the caller's guard abandons it).
     fn run<M: Machine>(&self, op: &mut M, join_loads: bool) -> Result<Option<M::Output>> {
         let core = &self.core;
         let mut step = op.start(core);
         loop {
+            if !join_loads && !matches!(step, Step::Done(_)) && self.stopping() {
+                return Err(Error::Shutdown);
+            }
             step = match step {
                 Step::Io(request) => op.on_io(core, self.perform(request)),
                 Step::Wait(_) if !join_loads => return Ok(None),
@@ -147,6 +170,9 @@ impl Shared {
 
     /// A worker's handling of one hint.
     pub(crate) fn prefetch_hint(&self, hint: Hint) {
+        if self.stopping() {
+            return;
+        }
         let current = self.core.table.snapshot(hint.id);
         if current.map_or(true, |s| s.generation() != hint.generation) {
             self.counters.prefetch_cancelled.bump();

@@ -26,6 +26,9 @@ pub struct StoreStats {
     pub prefetch_cancelled: u64,
     /// Prefetch loads that finished (loaded, or found the entry cached).
     pub prefetch_done: u64,
+    /// Prefetch loads abandoned because the backend panicked during them (the
+    /// panic is contained; the worker goes on with the next hint).
+    pub prefetch_abandoned: u64,
     /// Verifications that found the media bytes good.
     pub verify_ok: u64,
     /// Verifications that met a concurrent commit and took a fresh snapshot (a race,
@@ -100,6 +103,7 @@ counters!(
     prefetch_dropped,
     prefetch_cancelled,
     prefetch_done,
+    prefetch_abandoned,
     verify_ok,
     verify_raced,
     verify_transient,

@@ -1,0 +1,127 @@
+//! Defects a new user found (issue 9), one test each, named after the defect.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+mod common;
+
+use common::{decode, value};
+use extentmeta::{Backend, Bytes, ExtentId, Location, MemBackend, Result, Store, StoreConfig};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// A memory backend that counts reads, can make them slow, and can panic once.
+#[derive(Debug)]
+struct Probe {
+    mem: MemBackend,
+    reads: AtomicU64,
+    read_delay_us: AtomicU64,
+    panic_next_read: AtomicBool,
+}
+
+impl Probe {
+    fn new() -> Arc<Self> {
+        Arc::new(Probe {
+            mem: MemBackend::new(2),
+            reads: AtomicU64::new(0),
+            read_delay_us: AtomicU64::new(0),
+            panic_next_read: AtomicBool::new(false),
+        })
+    }
+}
+
+impl Backend for Probe {
+    fn device_count(&self) -> u16 {
+        self.mem.device_count()
+    }
+    fn read_at(&self, location: Location, buf: &mut [u8]) -> Result<()> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        if self.panic_next_read.swap(false, Ordering::SeqCst) {
+            panic!("injected backend panic (test)");
+        }
+        let delay = self.read_delay_us.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_micros(delay));
+        }
+        self.mem.read_at(location, buf)
+    }
+    fn write_at(&self, location: Location, bytes: &[u8]) -> Result<()> {
+        self.mem.write_at(location, bytes)
+    }
+    fn sync(&self, device: u16) -> Result<()> {
+        self.mem.sync(device)
+    }
+    fn good_copy(&self, extent: ExtentId, generation: u64) -> Option<Bytes> {
+        self.mem.good_copy(extent, generation)
+    }
+}
+
+fn one_worker(queue: usize) -> StoreConfig {
+    StoreConfig::builder()
+        .cache_bytes(64 << 20)
+        .prefetch_workers(1)
+        .prefetch_queue(queue)
+        .build()
+        .unwrap()
+}
+
+/// Defect 1: dropping the store did not stop prefetch; the worker loaded every
+/// queued hint (about 1 000 loads of 3 ms) before it exited.
+#[test]
+fn defect1_drop_stops_prefetch_queued_hints_are_not_loaded() {
+    let probe = Probe::new();
+    let store = Store::new(Arc::clone(&probe), one_worker(1000)).unwrap();
+    let ids: Vec<ExtentId> = (0..1000).map(ExtentId).collect();
+    for &id in &ids {
+        store.write(id, &value(id, 1, 64)).unwrap();
+    }
+    probe.read_delay_us.store(3_000, Ordering::SeqCst);
+    assert_eq!(store.prefetch(&ids), 1000, "every hint fits the queue");
+    let before = probe.reads.load(Ordering::SeqCst);
+    drop(store);
+    let loaded = probe.reads.load(Ordering::SeqCst) - before;
+    // The worker may have a load in flight and may pick up one more hint before it
+    // sees the flag: never the rest of the queue.
+    assert!(
+        loaded <= 4,
+        "drop loaded {loaded} queued hints; it must stop after the load in flight"
+    );
+}
+
+/// Defect 2: a panicking backend killed the only prefetch worker, and every later
+/// prefetch was silently dropped (`prefetch()` queued 0).
+#[test]
+fn defect2_a_backend_panic_during_prefetch_is_contained_and_prefetch_keeps_working() {
+    let probe = Probe::new();
+    let store = Store::new(Arc::clone(&probe), one_worker(16)).unwrap();
+    let ids: Vec<ExtentId> = (0..4).map(ExtentId).collect();
+    for &id in &ids {
+        store.write(id, &value(id, 1, 64)).unwrap();
+    }
+    probe.panic_next_read.store(true, Ordering::SeqCst);
+    assert_eq!(store.prefetch(&ids[..1]), 1);
+    wait_until(|| store.stats().prefetch_abandoned == 1);
+    // The worker is alive: these are queued and loaded.
+    assert_eq!(store.prefetch(&ids[1..]), 3, "prefetch still queues");
+    wait_until(|| store.stats().prefetch_done == 3);
+    let stats = store.stats();
+    assert_eq!(stats.prefetch_abandoned, 1, "the panic was counted once");
+    // The abandoned load released its fill token: the extent reads normally.
+    for &id in &ids {
+        assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
+    }
+}
+
+/// Polls `done` (bounded: 10 s) so a test waits on background work without timing
+/// deciding its outcome.
+fn wait_until(done: impl Fn() -> bool) {
+    for _ in 0..10_000 {
+        if done() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("background work did not finish within 10 s");
+}
