@@ -8,7 +8,8 @@ mod common;
 
 use common::{decode, value};
 use extentmeta::{Backend, Bytes, ExtentId, Location, MemBackend, Result, Store, StoreConfig};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, mpsc};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -19,6 +20,10 @@ struct Probe {
     reads: AtomicU64,
     read_delay_us: AtomicU64,
     panic_next_read: AtomicBool,
+    /// Replicas served by `good_copy`, by (extent, generation).
+    replicas: Mutex<HashMap<(ExtentId, u64), Vec<u8>>>,
+    /// If set, the next `good_copy` reports on `entered` and blocks until `release`.
+    gate: Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>>,
 }
 
 impl Probe {
@@ -28,6 +33,8 @@ impl Probe {
             reads: AtomicU64::new(0),
             read_delay_us: AtomicU64::new(0),
             panic_next_read: AtomicBool::new(false),
+            replicas: Mutex::new(HashMap::new()),
+            gate: Mutex::new(None),
         })
     }
 }
@@ -54,7 +61,15 @@ impl Backend for Probe {
         self.mem.sync(device)
     }
     fn good_copy(&self, extent: ExtentId, generation: u64) -> Option<Bytes> {
-        self.mem.good_copy(extent, generation)
+        let gate = self.gate.lock().unwrap().take();
+        if let Some((entered, release)) = gate {
+            entered.send(()).unwrap();
+            release.recv().unwrap();
+        }
+        let replicas = self.replicas.lock().unwrap();
+        replicas
+            .get(&(extent, generation))
+            .map(|v| Bytes::from(&v[..]))
     }
 }
 
@@ -124,4 +139,80 @@ fn wait_until(done: impl Fn() -> bool) {
         std::thread::sleep(Duration::from_millis(1));
     }
     panic!("background work did not finish within 10 s");
+}
+
+/// Writes `id` at generation 1 with a replica, then corrupts its media copy so that
+/// verification finds a persistent fault.
+fn faulty_extent(probe: &Probe, store: &Store, id: ExtentId) {
+    let bytes = value(id, 1, 256);
+    let snapshot = store.write(id, &bytes).unwrap();
+    probe.replicas.lock().unwrap().insert((id, 1), bytes);
+    probe
+        .mem
+        .corrupt(snapshot.location(), |b| b[40] ^= 0xff)
+        .unwrap();
+}
+
+/// Arms the backend's `good_copy` gate: returns (entered, release).
+fn arm_gate(probe: &Probe) -> (mpsc::Receiver<()>, mpsc::Sender<()>) {
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel();
+    *probe.gate.lock().unwrap() = Some((entered_tx, release_rx));
+    (entered_rx, release_tx)
+}
+
+/// Defect 3a: a quarantine whose remap lost the race to a write was not counted
+/// (quarantines 0 with fpre004 1).
+#[test]
+fn defect3_a_quarantine_is_counted_when_a_write_wins_its_remap() {
+    let probe = Probe::new();
+    let store = Arc::new(Store::new(Arc::clone(&probe), one_worker(16)).unwrap());
+    let id = ExtentId(5);
+    faulty_extent(&probe, &store, id);
+    let (entered, release) = arm_gate(&probe);
+    let verifier = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || store.verify(id))
+    };
+    entered.recv().unwrap();
+    assert_eq!(
+        store.snapshot(id).unwrap().state(),
+        extentmeta::State::Quarantined
+    );
+    store.write(id, &value(id, 2, 256)).unwrap();
+    release.send(()).unwrap();
+    let _ = verifier.join().unwrap();
+    let stats = store.stats();
+    assert_eq!(stats.fpre004, 1);
+    assert_eq!(stats.quarantines, 1, "the quarantine is counted: {stats:?}");
+    assert_eq!(stats.remaps, 0, "the write won: nothing was remapped");
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 2));
+}
+
+/// Defect 3b: when a second verify finished the remap first, the first verify's
+/// quarantine was not counted (quarantines 0, remaps 1).
+#[test]
+fn defect3_a_quarantine_is_counted_once_when_another_verify_remaps_first() {
+    let probe = Probe::new();
+    let store = Arc::new(Store::new(Arc::clone(&probe), one_worker(16)).unwrap());
+    let id = ExtentId(6);
+    faulty_extent(&probe, &store, id);
+    let (entered, release) = arm_gate(&probe);
+    let first = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || store.verify(id))
+    };
+    entered.recv().unwrap();
+    // The second verify finds the record quarantined and remaps it.
+    let _ = store.verify(id);
+    assert_eq!(
+        store.snapshot(id).unwrap().state(),
+        extentmeta::State::Durable
+    );
+    release.send(()).unwrap();
+    let _ = first.join().unwrap();
+    let stats = store.stats();
+    assert_eq!(stats.quarantines, 1, "one quarantine, counted once: {stats:?}");
+    assert_eq!(stats.remaps, 1);
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
 }

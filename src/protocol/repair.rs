@@ -44,6 +44,9 @@ pub(crate) struct RepairOp {
     id: ExtentId,
     faulted: Snapshot,
     quarantined: Option<Snapshot>,
+    /// Whether this repair's own transition quarantined the record (counted once,
+    /// whatever happens to the remap after).
+    quarantined_here: bool,
     target: Option<Location>,
     phase: Phase,
 }
@@ -56,15 +59,17 @@ impl RepairOp {
             id: faulted.extent(),
             faulted,
             quarantined: None,
+            quarantined_here: false,
             target: None,
             phase: Phase::FetchingCopy,
         }
     }
 
-    /// Whether this repair only retried the remap of an already quarantined record.
-    #[cfg(feature = "sim")]
-    pub(crate) fn was_quarantined(&self) -> bool {
-        self.faulted.state() == State::Quarantined
+    /// Whether this repair quarantined the record itself: true exactly once per
+    /// quarantine, even if its remap then loses a race (a write, or another
+    /// repair's remap, committed first).
+    pub(crate) fn quarantined_here(&self) -> bool {
+        self.quarantined_here
     }
 
     fn matches(&self, bytes: &[u8]) -> bool {
@@ -147,7 +152,10 @@ impl Machine for RepairOp {
             .table
             .transition(self.id, self.faulted.version(), Change::Quarantine)
         {
-            Ok(q) => self.quarantined = Some(q),
+            Ok(q) => {
+                self.quarantined = Some(q);
+                self.quarantined_here = true;
+            }
             Err(Error::VersionConflict { .. }) => {
                 self.phase = Phase::Finished;
                 return Step::Done(Ok(RepairOutcome::Raced));

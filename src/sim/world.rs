@@ -589,21 +589,19 @@ impl World {
             (Op::Legacy(legacy::Op::Verify(_)), result) => {
                 self.on_verify_done(&slot, result, None, None)
             }
-            (Op::Repair(_), Err(err)) => {
+            (Op::Repair(m), Err(err)) => {
+                self.report.quarantines += u64::from(m.quarantined_here());
                 if kind == Some(ActorKind::Reader) {
                     *self.report.read_errors.entry(err.code()).or_default() += 1;
                 }
                 None
             }
             (Op::Repair(m), Ok(Out::Repaired(outcome))) => {
-                let newly = !m.was_quarantined();
-                match outcome {
-                    RepairOutcome::Remapped(_) => {
-                        self.report.quarantines += u64::from(newly);
-                        self.report.remaps += 1;
-                    }
-                    RepairOutcome::NoGoodCopy(_) => self.report.quarantines += u64::from(newly),
-                    RepairOutcome::Raced => {}
+                // Counted from what the machine did: a remap that lost a race still
+                // quarantined the record once.
+                self.report.quarantines += u64::from(m.quarantined_here());
+                if let RepairOutcome::Remapped(_) = outcome {
+                    self.report.remaps += 1;
                 }
                 // A demand read that climbed the ladder reads once more.
                 (slot.stage == Stage::Repairing && kind == Some(ActorKind::Reader))

@@ -244,23 +244,25 @@ impl Shared {
     }
 
     fn repair(&self, faulted: crate::record::Snapshot) {
-        let newly = faulted.state() != crate::record::State::Quarantined;
-        match self.drive_all(RepairOp::new(faulted)) {
-            Ok(RepairOutcome::Remapped(_)) => {
-                self.counters.quarantines.add(u64::from(newly));
-                self.counters.remaps.bump();
-            }
-            Ok(RepairOutcome::NoGoodCopy(_)) => {
-                self.counters.quarantines.add(u64::from(newly));
-                self.counters.remap_failed.bump();
-            }
-            Ok(RepairOutcome::Raced) => {}
+        let mut guard = AbandonOnDrop {
+            op: RepairOp::new(faulted),
+            core: &self.core,
+        };
+        let result = self.run(&mut guard.op, true);
+        // Counted from what the machine did, not from how the remap ended: a remap
+        // that loses a race still quarantined the record once.
+        let counters = &self.counters;
+        counters
+            .quarantines
+            .add(u64::from(guard.op.quarantined_here()));
+        match result {
+            Ok(Some(RepairOutcome::Remapped(_))) => counters.remaps.bump(),
+            Ok(Some(RepairOutcome::NoGoodCopy(_))) => counters.remap_failed.bump(),
+            // A write or another repair committed first: nothing left to remap.
+            Ok(Some(RepairOutcome::Raced)) => {}
             // The record was quarantined but the remap failed: it stays quarantined
             // (a later verify or scrub retries the remap).
-            Err(_) => {
-                self.counters.quarantines.add(u64::from(newly));
-                self.counters.remap_failed.bump();
-            }
+            Ok(None) | Err(_) => counters.remap_failed.bump(),
         }
     }
 
