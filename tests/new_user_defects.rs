@@ -9,8 +9,8 @@ mod common;
 use common::{decode, value};
 use extentmeta::{Backend, Bytes, ExtentId, Location, MemBackend, Result, Store, StoreConfig};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, mpsc};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 /// A memory backend that counts reads, can make them slow, and can panic once.
@@ -212,7 +212,10 @@ fn defect3_a_quarantine_is_counted_once_when_another_verify_remaps_first() {
     release.send(()).unwrap();
     let _ = first.join().unwrap();
     let stats = store.stats();
-    assert_eq!(stats.quarantines, 1, "one quarantine, counted once: {stats:?}");
+    assert_eq!(
+        stats.quarantines, 1,
+        "one quarantine, counted once: {stats:?}"
+    );
     assert_eq!(stats.remaps, 1);
     assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
 }

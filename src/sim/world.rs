@@ -218,7 +218,7 @@ impl World {
         World {
             report: Report::new(seed, cfg.protocol),
             trace: Trace::new(cfg.trace_lines),
-            last_version: vec![0; w.extents as usize],
+            last_version: vec![0; w.extents.max(1) as usize],
             legacy: Legacy::new(w.extents.max(1), cfg.devices),
             history: History::new(w.extents.max(1)),
             cfg,
@@ -236,6 +236,9 @@ impl World {
         }
     }
 
+    /// Queues `event` at `at` (callers add with `saturating_add`: bounded
+    /// configurations never reach `u64::MAX` ns, and a run that did would end at
+    /// the step bound, not overflow).
     fn schedule(&mut self, at: u64, event: Event) {
         self.seq += 1;
         self.queue.insert((at, self.seq), event);
@@ -246,7 +249,7 @@ impl World {
         self.populate();
         for a in 0..self.actors.len() {
             let delay = self.think(a);
-            self.schedule(self.now + delay, Event::Actor(a));
+            self.schedule(self.now.saturating_add(delay), Event::Actor(a));
         }
         self.drain();
         self.final_check();
@@ -428,10 +431,13 @@ impl World {
                 match request {
                     IoRequest::Sync(device) if self.cfg.early_sync_ack => {
                         // The mutant fabric: acknowledged now, durable only later.
-                        self.schedule(self.now + latency.max(1), Event::Flush(device));
+                        self.schedule(
+                            self.now.saturating_add(latency.max(1)),
+                            Event::Flush(device),
+                        );
                         self.schedule(self.now, Event::Io(idx, request));
                     }
-                    _ => self.schedule(self.now + latency, Event::Io(idx, request)),
+                    _ => self.schedule(self.now.saturating_add(latency), Event::Io(idx, request)),
                 }
                 self.slots[idx] = Some(slot);
             }
@@ -441,7 +447,9 @@ impl World {
             }
             Step::Backoff(us) => {
                 let clock = self.clock_of(slot.actor);
-                let at = self.now + clock.global_duration(us * 1000);
+                let at = self
+                    .now
+                    .saturating_add(clock.global_duration(us.saturating_mul(1000)));
                 self.schedule(at, Event::Backoff(idx));
                 self.slots[idx] = Some(slot);
             }
@@ -626,7 +634,7 @@ impl World {
         self.free_slots.push(idx);
         if slot.actor != usize::MAX {
             let delay = self.think(slot.actor);
-            self.schedule(self.now + delay, Event::Actor(slot.actor));
+            self.schedule(self.now.saturating_add(delay), Event::Actor(slot.actor));
         }
     }
 
