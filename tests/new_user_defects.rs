@@ -219,3 +219,55 @@ fn defect3_a_quarantine_is_counted_once_when_another_verify_remaps_first() {
     assert_eq!(stats.remaps, 1);
     assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
 }
+
+/// Defect 5: a huge write was copied whole before its length was checked (a 2^32
+/// byte write took 13 s and 4 GiB before FPRE016). The check now comes first; with
+/// a small configured limit the refusal is visible without a huge buffer.
+#[test]
+fn defect5_a_write_longer_than_the_limit_is_refused_before_it_is_copied() {
+    let config = StoreConfig::builder()
+        .max_extent_bytes(100)
+        .build()
+        .unwrap();
+    let store = Store::new(MemBackend::new(1), config).unwrap();
+    let id = ExtentId(1);
+    let err = store.write(id, &value(id, 1, 101)).unwrap_err();
+    assert_eq!(
+        err,
+        extentmeta::Error::TooLarge {
+            length: 101,
+            max: 100
+        }
+    );
+    assert_eq!(err.code(), "FPRE016");
+    assert_eq!(
+        store.snapshot(id).unwrap().state(),
+        extentmeta::State::Vacant,
+        "nothing was begun"
+    );
+    store.write(id, &value(id, 1, 100)).unwrap();
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
+}
+
+#[test]
+fn defect5_max_extent_bytes_is_bounded_by_the_hard_maximum() {
+    let hard = extentmeta::store::MAX_EXTENT_BYTES;
+    assert_eq!(
+        hard,
+        (1 << 32) - 1,
+        "a location describes at most 2^32 - 1 bytes"
+    );
+    for bad in [0, hard + 1] {
+        let err = StoreConfig::builder()
+            .max_extent_bytes(bad)
+            .build()
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            extentmeta::Error::InvalidConfig {
+                field: "max_extent_bytes",
+                ..
+            }
+        ));
+    }
+}

@@ -11,7 +11,7 @@ mod scrub;
 mod shared;
 mod stats;
 
-pub use config::{StoreConfig, StoreConfigBuilder};
+pub use config::{MAX_EXTENT_BYTES, StoreConfig, StoreConfigBuilder};
 pub use readahead::STREAMS as READAHEAD_STREAMS;
 pub use stats::StoreStats;
 
@@ -64,6 +64,8 @@ use shared::Shared;
 pub struct Store {
     shared: Arc<Shared>,
     readahead: Mutex<Readahead>,
+    /// Longest write accepted (checked before the caller's bytes are copied).
+    max_extent_bytes: u64,
     /// Dropping it wakes and stops the scrubber.
     scrub_stop: Option<Sender<()>>,
     scrubber: Option<thread::JoinHandle<()>>,
@@ -130,6 +132,7 @@ impl Store {
                 config.readahead_max_bytes,
                 config.prefetch_queue as u64,
             )),
+            max_extent_bytes: config.max_extent_bytes,
             scrub_stop,
             scrubber,
             prefetcher,
@@ -146,11 +149,20 @@ impl Store {
     /// # Errors
     ///
     /// [`Error::WriteInProgress`] if another write of `id` is pending,
-    /// [`Error::NoSpace`], [`Error::TooLarge`], backend errors ([`Error::Io`]); on
-    /// any error the previous bytes stay committed and readable.
+    /// [`Error::NoSpace`], backend errors ([`Error::Io`]); on any error the previous
+    /// bytes stay committed and readable. [`Error::TooLarge`] at once, before any
+    /// byte is copied, if `bytes` is longer than
+    /// [`max_extent_bytes`](StoreConfigBuilder::max_extent_bytes).
     pub fn write(&self, id: ExtentId, bytes: &[u8]) -> Result<Snapshot> {
         let counters = &self.shared.counters;
         counters.writes.bump();
+        let length = bytes.len() as u64;
+        if length > self.max_extent_bytes {
+            return Err(Error::TooLarge {
+                length,
+                max: self.max_extent_bytes,
+            });
+        }
         let result = self
             .shared
             .drive(WriteOp::new(id, Bytes::from(bytes)), true);
