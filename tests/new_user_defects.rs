@@ -271,3 +271,24 @@ fn defect5_max_extent_bytes_is_bounded_by_the_hard_maximum() {
         ));
     }
 }
+
+/// Defect 6: `warm` counted as a demand hit (two warms and no read gave hits 1,
+/// prefetch_used 1); a prefetched entry counts as used only when a demand read
+/// reads it.
+#[test]
+fn defect6_warm_never_counts_as_a_demand_hit() {
+    let store = Store::new(MemBackend::new(1), one_worker(16)).unwrap();
+    let id = ExtentId(2);
+    store.write(id, &value(id, 1, 128)).unwrap();
+    assert!(store.warm(id).unwrap(), "loaded");
+    assert!(store.warm(id).unwrap(), "found cached");
+    let cache = store.stats().cache;
+    assert_eq!((cache.hits, cache.prefetch_used), (0, 0), "{cache:?}");
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
+    let cache = store.stats().cache;
+    assert_eq!(
+        (cache.hits, cache.prefetch_used),
+        (1, 1),
+        "the demand read used the prefetched entry: {cache:?}"
+    );
+}
