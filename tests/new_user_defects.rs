@@ -24,6 +24,8 @@ struct Probe {
     replicas: Mutex<HashMap<(ExtentId, u64), Vec<u8>>>,
     /// If set, the next `good_copy` reports on `entered` and blocks until `release`.
     gate: Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>>,
+    /// If set, the next `sync` waits on this barrier (holds a write pending).
+    sync_gate: Mutex<Option<Arc<std::sync::Barrier>>>,
 }
 
 impl Probe {
@@ -35,6 +37,7 @@ impl Probe {
             panic_next_read: AtomicBool::new(false),
             replicas: Mutex::new(HashMap::new()),
             gate: Mutex::new(None),
+            sync_gate: Mutex::new(None),
         })
     }
 }
@@ -58,6 +61,10 @@ impl Backend for Probe {
         self.mem.write_at(location, bytes)
     }
     fn sync(&self, device: u16) -> Result<()> {
+        let gate = self.sync_gate.lock().unwrap().take();
+        if let Some(gate) = gate {
+            gate.wait();
+        }
         self.mem.sync(device)
     }
     fn good_copy(&self, extent: ExtentId, generation: u64) -> Option<Bytes> {
@@ -291,4 +298,79 @@ fn defect6_warm_never_counts_as_a_demand_hit() {
         (1, 1),
         "the demand read used the prefetched entry: {cache:?}"
     );
+}
+
+/// Defect 7a: `verify` returned `Err(FPRE004)` even when it then remapped the
+/// extent; it now answers `Ok(Verdict::Repaired)` with the faulted location and the
+/// remapped record, and FPRE004 stays an error only when the extent could not be
+/// repaired.
+#[test]
+fn defect7_verify_that_remapped_the_extent_says_repaired() {
+    let probe = Probe::new();
+    let store = Store::new(Arc::clone(&probe), one_worker(16)).unwrap();
+    let id = ExtentId(7);
+    faulty_extent(&probe, &store, id);
+    let before = store.snapshot(id).unwrap();
+    let verdict = store.verify(id).unwrap();
+    let extentmeta::Verdict::Repaired { faulted, remapped } = verdict else {
+        panic!("expected Repaired, got {verdict:?}");
+    };
+    assert_eq!(faulted, before.location());
+    assert_eq!(
+        remapped,
+        store.snapshot(id).unwrap(),
+        "the committed record"
+    );
+    assert_ne!(remapped.location(), faulted);
+    assert_eq!(
+        remapped.generation(),
+        1,
+        "remap moves bytes, never changes them"
+    );
+    let stats = store.stats();
+    assert_eq!((stats.fpre004, stats.quarantines, stats.remaps), (1, 1, 1));
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
+
+    // No good copy: the fault persists, FPRE004 is the answer.
+    let id = ExtentId(8);
+    let s = store.write(id, &value(id, 1, 256)).unwrap();
+    probe.mem.corrupt(s.location(), |b| b[40] ^= 0xff).unwrap();
+    // No replica, and the cache holds no copy of a never-read extent.
+    let err = store.verify(id).unwrap_err();
+    assert_eq!(err.code(), "FPRE004");
+    assert_eq!(
+        store.snapshot(id).unwrap().state(),
+        extentmeta::State::Quarantined
+    );
+}
+
+/// Defect 7b: `compact` during a pending write returned `Ok(Aborted)` while the
+/// docs promised FPRE002. The contract is `Ok(Aborted)` (the record is busy: a
+/// race the caller retries, not an illegal request); FPRE002 stays for an extent
+/// that cannot be compacted at all (vacant).
+#[test]
+fn defect7_compact_during_a_pending_write_is_aborted_and_a_vacant_extent_is_fpre002() {
+    let probe = Probe::new();
+    let store = Arc::new(Store::new(Arc::clone(&probe), one_worker(16)).unwrap());
+    let id = ExtentId(9);
+    store.write(id, &value(id, 1, 256)).unwrap();
+    // Hold a write pending: its sync blocks in the backend until the gate opens.
+    let gate = Arc::new(std::sync::Barrier::new(2));
+    *probe.sync_gate.lock().unwrap() = Some(Arc::clone(&gate));
+    let blocker = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || {
+            store.write(id, &value(id, 2, 256)).unwrap();
+        })
+    };
+    wait_until(|| store.snapshot(id).unwrap().write_pending());
+    assert_eq!(
+        store.compact(id).unwrap(),
+        extentmeta::CompactOutcome::Aborted
+    );
+    gate.wait();
+    blocker.join().unwrap();
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 2));
+    let err = store.compact(ExtentId(10)).unwrap_err();
+    assert_eq!(err.code(), "FPRE002", "{err}");
 }

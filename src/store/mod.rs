@@ -43,8 +43,9 @@ use shared::Shared;
 /// * [`prefetch`](Self::prefetch) never blocks and never changes what a read returns.
 /// * [`compact`](Self::compact) never changes what a read returns; a write that
 ///   commits during it wins.
-/// * [`verify`](Self::verify) returns FPRE004 only for a persistent fault of one
-///   stable version, never for a race.
+/// * [`verify`](Self::verify) finds a fault only for a persistent fault of one
+///   stable version, never for a race; it answers [`Verdict::Repaired`] if it then
+///   remapped the extent, and FPRE004 only if the extent could not be repaired.
 ///
 /// # Examples
 ///
@@ -221,11 +222,17 @@ impl Store {
     /// cache, whose entries stay valid: the generation does not change). A write
     /// that commits meanwhile wins: the compaction aborts and frees its target.
     ///
+    /// Returns [`CompactOutcome::Aborted`] (nothing moved, nothing changed) if the
+    /// record is busy when the compaction starts (a write pending, another
+    /// compaction running) or changes before the commit: a lost race the caller may
+    /// retry, not an error.
+    ///
     /// # Errors
     ///
-    /// [`Error::IllegalTransition`] unless the extent is `Durable` with no write
-    /// pending; [`Error::NoSpace`]; [`Error::ChecksumMismatch`] if the source or the
-    /// copy does not verify (nothing is committed); backend errors.
+    /// [`Error::IllegalTransition`] (FPRE002) if the extent cannot be compacted at
+    /// all (vacant or quarantined); [`Error::NoSpace`]; [`Error::ChecksumMismatch`]
+    /// if the source or the copy does not verify (nothing is committed); backend
+    /// errors.
     pub fn compact(&self, id: ExtentId) -> Result<CompactOutcome> {
         self.shared.compact(CompactOp::new(id))
     }
@@ -243,12 +250,20 @@ impl Store {
     /// Reads one snapshot and checks the bytes of that same version; a version change
     /// during verification is a race, retried on a fresh snapshot, never a fault.
     ///
+    /// A persistent fault (the initial read and the retry limit of re-reads of one
+    /// stable version all failed) quarantines the extent and remaps it from a
+    /// verified good copy: the answer is then [`Verdict::Repaired`], carrying the
+    /// faulted location and the remapped record. A fault whose record a write
+    /// replaced during the repair answers [`Verdict::Raced`]. An extent quarantined
+    /// earlier gets its remap retried ([`Verdict::Repaired`] or
+    /// [`Verdict::Quarantined`]). Every step is counted in [`stats`](Self::stats)
+    /// (`fpre004`, `quarantines` exactly once each, `remaps`, `remap_failed`).
+    ///
     /// # Errors
     ///
-    /// [`Error::RetryLimitExceeded`] (FPRE004) after the retry limit of re-reads of a
-    /// stable version all failed; the extent has then been quarantined (unless a
-    /// write replaced its bytes meanwhile) and, given a good copy, remapped (see
-    /// [`stats`](Self::stats)).
+    /// [`Error::RetryLimitExceeded`] (FPRE004) when the fault persists and the
+    /// extent could not be repaired: it stays quarantined, keeping its location and
+    /// generation (no good copy, or writing one failed).
     pub fn verify(&self, id: ExtentId) -> Result<Verdict> {
         self.shared.verify(id)
     }

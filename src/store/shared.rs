@@ -9,8 +9,8 @@ use crate::cache::Priority;
 use crate::error::{Error, Result};
 use crate::policy::IntegrityPolicy;
 use crate::protocol::{
-    CompactOp, CompactOutcome, Core, IoRequest, IoResult, Machine, ReadOp, RepairOp, RepairOutcome,
-    Step, Verdict, VerifyOp,
+    CompactOp, CompactOutcome, Core, IoRequest, IoResult, Machine, ReadOp, ReadSession, Step,
+    Tally, Verdict, VerifySession,
 };
 use crate::record::{ExtentId, Location};
 use crate::sync::{AtomicBool, AtomicU64, Ordering};
@@ -104,6 +104,9 @@ impl Shared {
         let core = &self.core;
         let mut step = op.start(core);
         loop {
+            if let Some(location) = op.take_device_error() {
+                self.device_error(location);
+            }
             if !join_loads && !matches!(step, Step::Done(_)) && self.stopping() {
                 return Err(Error::Shutdown);
             }
@@ -141,23 +144,30 @@ impl Shared {
         }
     }
 
-    /// A demand read, climbing the integrity ladder on a media error: verify (which
-    /// retries, and quarantines and remaps a persistent fault), then read again.
+    /// A demand read, climbing the integrity ladder on a media error (see
+    /// [`ReadSession`]); the ladder's counts come from the session.
     pub(crate) fn read(&self, id: ExtentId) -> Result<Bytes> {
         self.counters.reads.bump();
-        let result = match self.drive_all(ReadOp::new(id, Priority::Demand)) {
-            Err(err) if err.is_media_fault() => {
-                // The verdict is recorded in the stats; the read's answer is what the
-                // record holds after the ladder (remapped bytes, a verified cached
-                // copy of a quarantined extent, or a typed error).
-                let _ = self.verify(id);
-                self.drive_all(ReadOp::new(id, Priority::Demand))
-            }
-            other => other,
-        };
+        let result = self.session(ReadSession::new(id, self.policy), ReadSession::tally);
         if result.is_ok() {
             self.counters.read_ok.bump();
         }
+        result
+    }
+
+    /// Runs a session to completion and adds its tally to the counters (also
+    /// when it fails). Abandoned if the backend unwinds.
+    fn session<M: Machine>(&self, op: M, tally: fn(&M) -> Tally) -> Result<M::Output> {
+        let mut guard = AbandonOnDrop {
+            op,
+            core: &self.core,
+        };
+        let result = self.run(&mut guard.op, true).and_then(|o| {
+            o.ok_or(Error::Internal {
+                what: "a session skipped a load",
+            })
+        });
+        self.counters.add_tally(tally(&guard.op));
         result
     }
 
@@ -194,76 +204,10 @@ impl Shared {
         Ok(outcome)
     }
 
-    /// Verifies `id` against the media; on FPRE004 quarantines and remaps it.
+    /// Verifies `id` against the media and repairs a persistent fault (see
+    /// [`VerifySession`]); the counts come from the session.
     pub(crate) fn verify(&self, id: ExtentId) -> Result<Verdict> {
-        let core = &self.core;
-        let mut guard = AbandonOnDrop {
-            op: VerifyOp::new(id, self.policy),
-            core,
-        };
-        let result = self.run(&mut guard.op, true).and_then(|v| {
-            v.ok_or(Error::Internal {
-                what: "verify skipped a load",
-            })
-        });
-        let op = &guard.op;
-        self.counters.retries.add(u64::from(op.retries()));
-        if op.raced() > 0 {
-            self.counters.verify_raced.bump();
-        }
-        match &result {
-            Ok(Verdict::Ok { transient }) => {
-                self.counters.verify_ok.bump();
-                if *transient > 0 {
-                    self.counters.verify_transient.bump();
-                    // Charged to the device actually read, not where the record
-                    // may have moved since.
-                    if let Some(s) = op.verified() {
-                        self.device_error(s.location());
-                    }
-                }
-            }
-            Err(Error::RetryLimitExceeded { location, .. }) => {
-                self.counters.fpre004.bump();
-                self.device_error(*location);
-                if let Some(faulted) = op.faulted() {
-                    self.repair(faulted);
-                }
-            }
-            // Quarantined earlier without a remap: try the remap again.
-            Ok(Verdict::Quarantined) => {
-                if let Ok(s) = core.table.snapshot(id)
-                    && s.state() == crate::record::State::Quarantined
-                {
-                    self.repair(s);
-                }
-            }
-            _ => {}
-        }
-        result
-    }
-
-    fn repair(&self, faulted: crate::record::Snapshot) {
-        let mut guard = AbandonOnDrop {
-            op: RepairOp::new(faulted),
-            core: &self.core,
-        };
-        let result = self.run(&mut guard.op, true);
-        // Counted from what the machine did, not from how the remap ended: a remap
-        // that loses a race still quarantined the record once.
-        let counters = &self.counters;
-        counters
-            .quarantines
-            .add(u64::from(guard.op.quarantined_here()));
-        match result {
-            Ok(Some(RepairOutcome::Remapped(_))) => counters.remaps.bump(),
-            Ok(Some(RepairOutcome::NoGoodCopy(_))) => counters.remap_failed.bump(),
-            // A write or another repair committed first: nothing left to remap.
-            Ok(Some(RepairOutcome::Raced)) => {}
-            // The record was quarantined but the remap failed: it stays quarantined
-            // (a later verify or scrub retries the remap).
-            Ok(None) | Err(_) => counters.remap_failed.bump(),
-        }
+        self.session(VerifySession::new(id, self.policy), VerifySession::tally)
     }
 
     /// Records one device error (one per verification episode) and degrades the
@@ -271,8 +215,6 @@ impl Shared {
     fn device_error(&self, location: Location) {
         self.counters.device_errors.bump();
         let now_ms = self.started.elapsed().as_millis() as u64;
-        if self.core.health.record_error(location.device, now_ms) {
-            self.core.allocator.set_degraded(location.device);
-        }
+        self.core.charge_device_error(location, now_ms);
     }
 }
