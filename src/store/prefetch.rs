@@ -13,9 +13,12 @@
 //! one load per worker (the I/O in flight), never for the queued hints: those are
 //! dropped unloaded. A load stopped this way ends with [`Error::Shutdown`].
 //!
-//! A backend that panics during a load does not take the worker with it: the panic
-//! is caught at the hint, the load is abandoned (its guard releases pins and fill
-//! tokens) and counted in `StoreStats::prefetch_abandoned`, and the worker goes on.
+//! A backend that panics during a load does not take the worker with it: the driver
+//! contains the panic at the I/O call (it becomes that request's I/O error, counted
+//! in `StoreStats::backend_panics`), the load fails and is counted in
+//! `StoreStats::prefetch_abandoned`, and the worker goes on. A panic anywhere else
+//! in a load is caught at the hint, where the driver's guard releases the load's
+//! pins and fill tokens, and counted the same way.
 
 use super::shared::Shared;
 use crate::error::{Error, Result};

@@ -130,7 +130,43 @@ impl Shared {
         })
     }
 
+    /// Performs `request`, containing a backend panic: it becomes the I/O error of
+    /// that request ([`Error::Io`], kind `Other`), so the machine takes its
+    /// ordinary failure path (a write aborts, a read fails or retries) and no panic
+    /// escapes to the caller or a worker.
     fn perform(&self, request: IoRequest) -> IoResult {
+        let (device, op, reads) = match &request {
+            IoRequest::Read(location) => (location.device, "read", true),
+            IoRequest::GoodCopy(..) => (0, "good_copy", true),
+            IoRequest::Write(location, _) => (location.device, "write", false),
+            IoRequest::Sync(device) => (*device, "sync", false),
+        };
+        let call = std::panic::AssertUnwindSafe(|| self.perform_unguarded(request));
+        match std::panic::catch_unwind(call) {
+            Ok(result) => result,
+            Err(payload) => {
+                self.counters.backend_panics.bump();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                let err = Error::Io {
+                    device,
+                    op,
+                    kind: std::io::ErrorKind::Other,
+                    message: format!("the backend panicked: {message}"),
+                };
+                if reads {
+                    IoResult::Read(Err(err))
+                } else {
+                    IoResult::Done(Err(err))
+                }
+            }
+        }
+    }
+
+    fn perform_unguarded(&self, request: IoRequest) -> IoResult {
         let backend = &*self.backend;
         match request {
             IoRequest::Read(location) => IoResult::Read(read_bytes(backend, location)),
@@ -188,9 +224,11 @@ impl Shared {
             self.counters.prefetch_cancelled.bump();
             return;
         }
-        // Errors are not the prefetcher's to report: a demand read will see them.
-        if self.warm(hint.id).is_ok() {
-            self.counters.prefetch_done.bump();
+        // Errors are not the prefetcher's to report (a demand read will see them),
+        // only to count.
+        match self.warm(hint.id) {
+            Ok(_) => self.counters.prefetch_done.bump(),
+            Err(_) => self.counters.prefetch_abandoned.bump(),
         }
     }
 

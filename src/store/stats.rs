@@ -27,9 +27,13 @@ pub struct StoreStats {
     pub prefetch_cancelled: u64,
     /// Prefetch loads that finished (loaded, or found the entry cached).
     pub prefetch_done: u64,
-    /// Prefetch loads abandoned because the backend panicked during them (the
-    /// panic is contained; the worker goes on with the next hint).
+    /// Prefetch loads abandoned: the load failed (a backend error, or a backend
+    /// panic, contained) or the store was dropped mid-load. The worker goes on with
+    /// the next hint.
     pub prefetch_abandoned: u64,
+    /// Backend calls that panicked. Each panic was contained and became the I/O
+    /// error of its request ([`Error::Io`](crate::Error::Io), kind `Other`).
+    pub backend_panics: u64,
     /// Verifications that found the media bytes good.
     pub verify_ok: u64,
     /// Verifications that met a concurrent commit and took a fresh snapshot (a race,
@@ -131,6 +135,7 @@ counters!(
     prefetch_cancelled,
     prefetch_done,
     prefetch_abandoned,
+    backend_panics,
     verify_ok,
     verify_raced,
     verify_transient,
