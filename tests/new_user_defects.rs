@@ -129,7 +129,10 @@ fn defect2_a_backend_panic_during_prefetch_is_contained_and_prefetch_keeps_worki
     assert_eq!(store.prefetch(&ids[1..]), 3, "prefetch still queues");
     wait_until(|| store.stats().prefetch_done == 3);
     let stats = store.stats();
-    assert_eq!(stats.prefetch_abandoned, 1, "the failed load was counted once");
+    assert_eq!(
+        stats.prefetch_abandoned, 1,
+        "the failed load was counted once"
+    );
     assert_eq!(stats.backend_panics, 1, "the panic was counted once");
     // The abandoned load released its fill token: the extent reads normally.
     for &id in &ids {
