@@ -22,7 +22,7 @@ use extentmeta::{
 use proptest::prelude::*;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::Once;
 
 /// What the next backend call does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
