@@ -21,8 +21,8 @@ use extentmeta::{
 };
 use proptest::prelude::*;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// What the next backend call does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
