@@ -217,7 +217,13 @@ fn last_good_copy_kept_a_verified_cache_entry_remaps_or_serves_a_quarantined_ext
     let s = store.write(id, &value(id, 1, 512)).unwrap();
     assert_eq!(decode(&store.read(id).unwrap()), (id, 1)); // cached now
     flip_bits(&fabric, s.location());
-    assert_eq!(store.verify(id).unwrap_err().code(), "FPRE004");
+    // The fault was found (FPRE004 counted) and repaired: the verdict says so.
+    let verdict = store.verify(id).unwrap();
+    assert!(
+        matches!(verdict, Verdict::Repaired { faulted, .. } if faulted == s.location()),
+        "{verdict:?}"
+    );
+    assert_eq!(store.stats().fpre004, 1);
     assert_eq!(
         store.stats().remaps,
         1,

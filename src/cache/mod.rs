@@ -158,10 +158,20 @@ impl Cache {
     }
 
     /// Looks up `(id, generation)`, taken from the caller's snapshot.
+    ///
+    /// Only a [`Priority::Demand`] hit counts as a hit (and marks a prefetched
+    /// entry used); a [`Priority::Prefetch`] lookup that finds the entry returns it
+    /// without hit credit, as a prefetch fill enters without it.
     #[inline]
     pub fn lookup(&self, id: ExtentId, generation: u64, priority: Priority) -> Lookup {
         let mut guard = self.shard(id).lock();
-        if let Some(bytes) = guard.touch(id, generation) {
+        if priority == Priority::Prefetch {
+            if let Some(Slot::Ready(entry)) = guard.map.get(&id)
+                && entry.generation == generation
+            {
+                return Lookup::Hit(entry.bytes.clone());
+            }
+        } else if let Some(bytes) = guard.touch(id, generation) {
             guard.stats.hits += 1;
             return Lookup::Hit(bytes);
         }

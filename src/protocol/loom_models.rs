@@ -87,6 +87,11 @@ impl World {
 
     /// Runs any machine to completion (backoff is immediate: loom has no time).
     fn drive<M: Machine>(&self, mut op: M, reading: Option<ExtentId>) -> Result<M::Output> {
+        self.drive_mut(&mut op, reading)
+    }
+
+    /// As [`drive`](Self::drive), keeping the machine (for what it counted).
+    fn drive_mut<M: Machine>(&self, op: &mut M, reading: Option<ExtentId>) -> Result<M::Output> {
         let mut step = op.start(&self.core);
         loop {
             step = match step {
@@ -321,5 +326,29 @@ fn last_good_copy_kept_quarantine_racing_read() {
             (1, faulted.checksum()),
             "nothing dropped"
         );
+    });
+}
+
+/// Issue 9 defect 3: two repairs of one fault racing (a verify and a scrub that
+/// both found it): exactly one quarantines and counts it, whichever remaps.
+#[test]
+fn quarantine_counted_once_two_repairs_of_one_fault_racing() {
+    model(|| {
+        let w = world(0, 8);
+        let faulted: Snapshot = w.write(A, 1).expect("setup write");
+        let other = {
+            let w = w.clone();
+            thread::spawn(move || {
+                let mut op = RepairOp::new(faulted);
+                let _ = w.drive_mut(&mut op, None);
+                op.quarantined_here()
+            })
+        };
+        let mut op = RepairOp::new(faulted);
+        let _ = w.drive_mut(&mut op, None);
+        let counted = u32::from(op.quarantined_here()) + u32::from(other.join().expect("other"));
+        assert_eq!(counted, 1, "one quarantine, counted exactly once");
+        let now = w.core.table.snapshot(A).expect("snapshot");
+        assert_eq!(now.generation(), 1, "nothing dropped");
     });
 }

@@ -15,6 +15,7 @@ mod compact;
 mod delete;
 mod read;
 mod repair;
+mod session;
 mod verify;
 mod write;
 
@@ -28,6 +29,7 @@ pub(crate) use delete::DeleteOp;
 pub(crate) use read::ReadOp;
 pub(crate) use repair::RepairOp;
 pub use repair::RepairOutcome;
+pub(crate) use session::{Fault, ReadSession, Tally, VerifySession};
 pub use verify::Verdict;
 pub(crate) use verify::VerifyOp;
 pub(crate) use write::WriteOp;
@@ -95,6 +97,17 @@ impl Core {
             self.collect();
             self.allocator.allocate(length, placement)
         })
+    }
+
+    /// Charges one error to `location`'s device at the driver's `now_ms` and
+    /// degrades the device once the policy's threshold is reached within its window.
+    /// Returns whether this error degraded the device.
+    pub(crate) fn charge_device_error(&self, location: Location, now_ms: u64) -> bool {
+        let degraded = self.health.record_error(location.device, now_ms);
+        if degraded {
+            self.allocator.set_degraded(location.device);
+        }
+        degraded
     }
 
     /// The cached bytes of `snapshot`'s extent if they are of its generation and
@@ -172,5 +185,11 @@ pub(crate) trait Machine {
     /// The driver gives up on the operation mid-flight: release pins and tokens.
     fn abandon(&mut self, core: &Core) {
         let _ = core;
+    }
+    /// A device error the operation found since the last call (at most one per
+    /// verification episode). The driver asks after every step and charges it at
+    /// its own time ([`Core::charge_device_error`]) before the next one.
+    fn take_device_error(&mut self) -> Option<Location> {
+        None
     }
 }

@@ -56,6 +56,9 @@ pub(crate) struct RepairOp {
     id: ExtentId,
     faulted: Snapshot,
     quarantined: Option<Snapshot>,
+    /// Whether this repair's own transition quarantined the record (counted once,
+    /// whatever happens to the remap after).
+    quarantined_here: bool,
     target: Option<Location>,
     phase: Phase,
 }
@@ -68,15 +71,17 @@ impl RepairOp {
             id: faulted.extent(),
             faulted,
             quarantined: None,
+            quarantined_here: false,
             target: None,
             phase: Phase::FetchingCopy,
         }
     }
 
-    /// Whether this repair only retried the remap of an already quarantined record.
-    #[cfg(feature = "sim")]
-    pub(crate) fn was_quarantined(&self) -> bool {
-        self.faulted.state() == State::Quarantined
+    /// Whether this repair quarantined the record itself: true exactly once per
+    /// quarantine, even if its remap then loses a race (a write, or another
+    /// repair's remap, committed first).
+    pub(crate) fn quarantined_here(&self) -> bool {
+        self.quarantined_here
     }
 
     fn matches(&self, bytes: &[u8]) -> bool {
@@ -166,6 +171,7 @@ impl Machine for RepairOp {
         {
             Ok(q) => {
                 self.quarantined = Some(q);
+                self.quarantined_here = true;
                 self.phase = Phase::Quarantining;
                 let bad = Entry::Bad(self.faulted.location());
                 Step::Io(IoRequest::Journal(vec![bad, Entry::put(&q)]))

@@ -16,10 +16,11 @@
 use super::{Core, IoRequest, IoResult, Machine, Step};
 use crate::error::Error;
 use crate::policy::IntegrityPolicy;
-use crate::record::{ExtentId, Snapshot, State};
+use crate::record::{ExtentId, Location, Snapshot, State};
 use crate::space::Pin;
 
-/// The verdict of a verification that did not end in FPRE004.
+/// The verdict of a verification that did not end in an error. FPRE004 is an
+/// error only when the fault persists and the extent could not be repaired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// The media bytes match the record.
@@ -32,8 +33,18 @@ pub enum Verdict {
     Raced,
     /// Nothing to verify: the extent is vacant.
     Vacant,
-    /// The extent is already quarantined.
+    /// The extent is already quarantined (and a retried remap found no good copy).
     Quarantined,
+    /// A persistent fault was found (every re-read of one stable version failed),
+    /// and the extent was quarantined and remapped from a verified good copy: it is
+    /// readable again at a fresh location. Also the verdict when the remap of an
+    /// extent quarantined earlier succeeds.
+    Repaired {
+        /// The location that failed; marked bad, it is never handed out again.
+        faulted: Location,
+        /// The record as the remap committed it (its new location; same generation).
+        remapped: Snapshot,
+    },
 }
 
 /// One verification of one extent.

@@ -1,5 +1,6 @@
 //! Emulator configuration: workload mix, fabric latency, clocks and faults.
 
+use crate::error::{Error, Result};
 use crate::policy::IntegrityPolicy;
 
 /// Which protocol the emulator drives.
@@ -197,5 +198,109 @@ impl Default for SimConfig {
             pointer_before_checkpoint_sync: false,
             reopen_without_sync: false,
         }
+    }
+}
+
+/// Bounds of [`SimConfig::validate`]: each keeps one run's memory and virtual time
+/// finite (no allocation beyond a few MiB, no overflow of the nanosecond clock).
+mod bound {
+    /// Devices in the fabric.
+    pub(super) const DEVICES: u16 = 1024;
+    /// Extents in the workload (the table, the history and the checker's state).
+    pub(super) const EXTENTS: u32 = 1 << 16;
+    /// Actors of all kinds together.
+    pub(super) const ACTORS: u64 = 1024;
+    /// Largest value, bytes.
+    pub(super) const VALUE_BYTES: u32 = 1 << 20;
+    /// Any one duration (think time, latency, skew, ack delay), ns: 1 hour.
+    pub(super) const DURATION_NS: u64 = 3_600_000_000_000;
+    /// Latency multiplier of a burst.
+    pub(super) const BURST_FACTOR: u32 = 1000;
+    /// Clock drift, ppm (10 %).
+    pub(super) const DRIFT_PPM: u32 = 100_000;
+    /// A chance, ppm.
+    pub(super) const PPM: u32 = 1_000_000;
+    /// Trace lines kept.
+    pub(super) const TRACE_LINES: usize = 1 << 16;
+}
+
+impl SimConfig {
+    /// Checks every bound; [`crate::sim::try_run`] runs only a configuration that
+    /// passes. Zero is allowed wherever it means "none" (extents, actors, ops,
+    /// latencies, faults): such a run does less, it never panics.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the first field out of bounds: `devices`
+    /// outside 1 ..= 1 024, more than 2^16 extents or 1 024 actors, values over
+    /// 1 MiB, a duration over one hour, a burst factor over 1 000, a drift over
+    /// 100 000 ppm, a chance over 1 000 000 ppm, more than 2^16 trace lines.
+    pub fn validate(&self) -> Result<()> {
+        let w = &self.workload;
+        let l = &self.latency;
+        let actors = [
+            w.writers,
+            w.readers,
+            w.prefetchers,
+            w.compactors,
+            w.scrubbers,
+        ]
+        .iter()
+        .map(|&n| u64::from(n))
+        .sum::<u64>();
+        let durations = [
+            ("workload.think_ns", w.think_ns),
+            ("latency.floor_ns", l.floor_ns),
+            ("latency.jitter_ns", l.jitter_ns),
+            ("latency.tail_ns", l.tail_ns),
+            ("latency.ack_delay_ns", l.ack_delay_ns),
+            ("clocks.skew_ns", self.clocks.skew_ns),
+        ];
+        let chances = [
+            ("latency.burst_ppm", l.burst_ppm),
+            ("faults.transient_ppm", self.faults.transient_ppm),
+            ("faults.misdirect_ppm", self.faults.misdirect_ppm),
+            ("faults.bitflip_ppm", self.faults.bitflip_ppm),
+        ];
+        check(
+            "devices",
+            (1..=bound::DEVICES).contains(&self.devices),
+            self.devices,
+        )?;
+        check("workload.extents", w.extents <= bound::EXTENTS, w.extents)?;
+        check("workload (actors)", actors <= bound::ACTORS, actors)?;
+        let (lo, hi) = w.value_bytes;
+        check(
+            "workload.value_bytes",
+            lo.max(hi) <= bound::VALUE_BYTES,
+            lo.max(hi),
+        )?;
+        for (field, ns) in durations {
+            check(field, ns <= bound::DURATION_NS, ns)?;
+        }
+        let factor = l.burst_factor;
+        check(
+            "latency.burst_factor",
+            factor <= bound::BURST_FACTOR,
+            factor,
+        )?;
+        let drift = self.clocks.drift_ppm;
+        check("clocks.drift_ppm", drift <= bound::DRIFT_PPM, drift)?;
+        for (field, ppm) in chances {
+            check(field, ppm <= bound::PPM, ppm)?;
+        }
+        let lines = self.trace_lines;
+        check("trace_lines", lines <= bound::TRACE_LINES, lines)
+    }
+}
+
+fn check(field: &'static str, ok: bool, value: impl std::fmt::Display) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidConfig {
+            field,
+            reason: format!("{value} is out of bounds (see SimConfig::validate)"),
+        })
     }
 }

@@ -66,6 +66,27 @@ pub use history::{decode, value};
 pub use report::Report;
 
 /// Runs one emulation of `config` from `seed`.
+///
+/// Never panics: a configuration that [`SimConfig::validate`] refuses yields a
+/// report with no steps and one violation naming the field (use [`try_run`] for
+/// the typed error).
 pub fn run(seed: u64, config: &SimConfig) -> Report {
-    world::World::new(seed, *config).run()
+    try_run(seed, config).unwrap_or_else(|err| {
+        let mut report = Report::new(seed, config.protocol);
+        report
+            .violations
+            .push(format!("invalid configuration: {err}"));
+        report
+    })
+}
+
+/// Runs one emulation of `config` from `seed` if the configuration is valid.
+///
+/// # Errors
+///
+/// [`Error::InvalidConfig`](crate::Error::InvalidConfig) from
+/// [`SimConfig::validate`]; nothing is run.
+pub fn try_run(seed: u64, config: &SimConfig) -> crate::Result<Report> {
+    config.validate()?;
+    Ok(world::World::new(seed, *config).run())
 }

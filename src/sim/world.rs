@@ -14,10 +14,10 @@ use crate::error::Error;
 use crate::journal::Entry;
 use crate::journal::plan::PlanMutants;
 use crate::protocol::{
-    CompactOp, CompactOutcome, Core, IoRequest, IoResult, Machine, ReadOp, RepairOp, RepairOutcome,
-    Step, Verdict, VerifyOp, WriteOp,
+    CompactOp, CompactOutcome, Core, Fault, IoRequest, IoResult, Machine, ReadOp, ReadSession,
+    Step, Tally, Verdict, VerifySession, WriteOp,
 };
-use crate::record::{ExtentId, Location, Snapshot, State, checksum};
+use crate::record::{ExtentId, Location, State, checksum};
 use crate::space::{Allocator, Health, Reclaimer};
 use crate::store::open::Geometry;
 use crate::sync::Arc;
@@ -64,25 +64,40 @@ struct Actor {
     cursor: u64,
 }
 
-/// The output of any operation, for the session logic.
+/// The output of any operation.
 #[derive(Debug)]
 enum Out {
     Bytes(Bytes),
     Written(u64),
     Compacted(CompactOutcome),
-    Verified(Verdict),
-    Repaired(RepairOutcome),
     Unit,
 }
 
+/// One actor's operation. The integrity ladder runs inside the protocol's own
+/// sessions (a demand read: [`ReadSession`]; a scrub: [`VerifySession`]), exactly
+/// as the `Store` runs them: this driver only moves bytes and time.
 #[derive(Debug)]
 enum Op {
+    /// A prefetch (never climbs the ladder).
     Read(ReadOp),
+    /// A demand read with its ladder.
+    Session(Box<ReadSession>),
     Write(WriteOp, Bytes),
     Compact(CompactOp),
-    Verify(VerifyOp),
-    Repair(RepairOp),
+    Verify(Box<VerifySession>),
     Legacy(legacy::Op),
+}
+
+impl Op {
+    /// The device error the operation found since the last step, and the
+    /// persistent fault it found so far (fixed protocol's ladder only).
+    fn ladder(&mut self) -> (Option<Location>, Option<Fault>) {
+        match self {
+            Op::Session(m) => (m.take_device_error(), m.fault()),
+            Op::Verify(m) => (m.take_device_error(), m.fault()),
+            _ => (None, None),
+        }
+    }
 }
 
 /// What an operation is fed.
@@ -94,22 +109,14 @@ enum Input {
     Backoff,
 }
 
-/// Where a multi-operation session (a demand read climbing the ladder, a scrub) is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    First,
-    Verifying,
-    Repairing,
-    Again,
-}
-
 #[derive(Debug)]
 struct Slot {
     actor: usize,
     extent: ExtentId,
     started_ns: u64,
     op: Op,
-    stage: Stage,
+    /// Whether the operation's persistent fault was checked against the fabric.
+    fault_checked: bool,
     /// Reads of the current operation that an injected transient error failed, in
     /// a row (reset by any other read result): tells an FPRE004 that such a streak
     /// alone caused from a real one.
@@ -284,7 +291,7 @@ impl World {
             geometry,
             dead: false,
             trace: Trace::new(cfg.trace_lines),
-            last_version: vec![0; w.extents as usize],
+            last_version: vec![0; w.extents.max(1) as usize],
             legacy: Legacy::new(w.extents.max(1), cfg.devices),
             history: History::new(w.extents.max(1)),
             cfg,
@@ -302,6 +309,9 @@ impl World {
         }
     }
 
+    /// Queues `event` at `at` (callers add with `saturating_add`: bounded
+    /// configurations never reach `u64::MAX` ns, and a run that did would end at
+    /// the step bound, not overflow).
     fn schedule(&mut self, at: u64, event: Event) {
         self.seq += 1;
         self.queue.insert((at, self.seq), event);
@@ -312,7 +322,7 @@ impl World {
         self.populate();
         for a in 0..self.actors.len() {
             let delay = self.think(a);
-            self.schedule(self.now + delay, Event::Actor(a));
+            self.schedule(self.now.saturating_add(delay), Event::Actor(a));
         }
         self.drain();
         self.final_check();
@@ -419,10 +429,10 @@ impl World {
             return self.start_write(a, extent);
         }
         let op = match (kind, legacy) {
-            (ActorKind::Reader, false) => Op::Read(ReadOp::new(extent, Priority::Demand)),
+            (ActorKind::Reader, false) => Op::Session(Box::new(self.read_session(extent))),
             (ActorKind::Prefetcher, false) => Op::Read(ReadOp::new(extent, Priority::Prefetch)),
             (ActorKind::Compactor, false) => Op::Compact(CompactOp::new(extent)),
-            (ActorKind::Scrubber, false) => Op::Verify(self.verify_op(extent)),
+            (ActorKind::Scrubber, false) => Op::Verify(Box::new(self.verify_session(extent))),
             (ActorKind::Reader, true) => Op::Legacy(legacy::Op::read(extent, false)),
             (ActorKind::Prefetcher, true) => Op::Legacy(legacy::Op::read(extent, true)),
             (ActorKind::Compactor, true) => Op::Legacy(legacy::Op::compact(extent)),
@@ -432,8 +442,17 @@ impl World {
         self.start(a, extent, op);
     }
 
-    fn verify_op(&self, extent: ExtentId) -> VerifyOp {
-        let op = VerifyOp::new(extent, self.cfg.policy);
+    fn verify_session(&self, extent: ExtentId) -> VerifySession {
+        let op = VerifySession::new(extent, self.cfg.policy);
+        if self.cfg.weaken_verifier {
+            op.weakened()
+        } else {
+            op
+        }
+    }
+
+    fn read_session(&self, extent: ExtentId) -> ReadSession {
+        let op = ReadSession::new(extent, self.cfg.policy);
         if self.cfg.weaken_verifier {
             op.weakened()
         } else {
@@ -467,7 +486,7 @@ impl World {
             extent,
             started_ns: self.now,
             op,
-            stage: Stage::First,
+            fault_checked: false,
             injected_streak: 0,
         };
         let idx = match self.free_slots.pop() {
@@ -498,10 +517,10 @@ impl World {
         let core = &self.core;
         let step = match &mut slot.op {
             Op::Read(m) => step_machine(m, core, input, Out::Bytes),
+            Op::Session(m) => step_machine(&mut **m, core, input, Out::Bytes),
             Op::Write(m, _) => step_machine(m, core, input, |s| Out::Written(s.generation())),
             Op::Compact(m) => step_machine(m, core, input, Out::Compacted),
-            Op::Verify(m) => step_machine(m, core, input, Out::Verified),
-            Op::Repair(m) => step_machine(m, core, input, Out::Repaired),
+            Op::Verify(m) => step_machine(&mut **m, core, input, |_: Verdict| Out::Unit),
             Op::Legacy(op) => {
                 let input = match input {
                     Input::Start => legacy::Input::Start,
@@ -522,6 +541,7 @@ impl World {
             }
         };
         self.absorb_legacy_commits();
+        self.after_ladder_step(&mut slot);
         match step {
             Step::Io(request) => {
                 let latency = self.latency_of(&request);
@@ -532,10 +552,13 @@ impl World {
                     }
                     IoRequest::Sync(device) if self.cfg.early_sync_ack => {
                         // The mutant fabric: acknowledged now, durable only later.
-                        self.schedule(self.now + latency.max(1), Event::Flush(device));
+                        self.schedule(
+                            self.now.saturating_add(latency.max(1)),
+                            Event::Flush(device),
+                        );
                         self.schedule(self.now, Event::Io(idx, request));
                     }
-                    _ => self.schedule(self.now + latency, Event::Io(idx, request)),
+                    _ => self.schedule(self.now.saturating_add(latency), Event::Io(idx, request)),
                 }
                 self.slots[idx] = Some(slot);
             }
@@ -545,7 +568,9 @@ impl World {
             }
             Step::Backoff(us) => {
                 let clock = self.clock_of(slot.actor);
-                let at = self.now + clock.global_duration(us * 1000);
+                let at = self
+                    .now
+                    .saturating_add(clock.global_duration(us.saturating_mul(1000)));
                 self.schedule(at, Event::Backoff(idx));
                 self.slots[idx] = Some(slot);
             }
@@ -789,93 +814,95 @@ impl World {
         }
     }
 
-    /// An operation finished: account for it, continue its session or free the slot.
-    fn finish(&mut self, idx: usize, mut slot: Slot, result: crate::Result<Out>) {
-        let legacy = self.cfg.protocol == Protocol::Legacy;
-        let kind = self.actors.get(slot.actor).map(|a| a.kind);
-        let next: Option<Op> = match (&slot.op, result) {
+    /// After every step of the ladder's sessions: charge the device error it found
+    /// (at the actor's own skewed, drifting clock, before the repair goes on), and
+    /// check a persistent fault against the fabric once, when it is found.
+    fn after_ladder_step(&mut self, slot: &mut Slot) {
+        let (device_error, fault) = slot.op.ladder();
+        if let Some(location) = device_error {
+            let now_ms = self.clock_of(slot.actor).local_ns(self.now) / 1_000_000;
+            self.core.charge_device_error(location, now_ms);
+        }
+        if let Some(Fault { location, attempts }) = fault
+            && !slot.fault_checked
+        {
+            slot.fault_checked = true;
+            self.check_fpre004(slot, location, attempts);
+        }
+    }
+
+    /// FPRE004 must sit on an injected persistent fault, or on a streak of injected
+    /// transient errors longer than the retry limit.
+    fn check_fpre004(&mut self, slot: &Slot, location: Location, attempts: u32) {
+        if self.fabric.is_faulty(location) {
+            self.report.fpre004_real += 1;
+        } else if slot.injected_streak >= attempts.max(1) {
+            // Every attempt was a read that an injected transient error failed: a
+            // streak beyond the retry limit, not a race.
+            self.report.fpre004_transient_streak += 1;
+        } else {
+            self.report.fpre004_spurious += 1;
+            self.violation(format!(
+                "spurious FPRE004 on {} at {location}: no injected fault there",
+                slot.extent
+            ));
+        }
+    }
+
+    /// Adds what one ladder session did: the same counts the `Store` keeps.
+    fn add_tally(&mut self, tally: Tally) {
+        self.report.quarantines += u64::from(tally.quarantines);
+        self.report.remaps += u64::from(tally.remaps);
+    }
+
+    /// An operation finished: account for it and free the slot.
+    fn finish(&mut self, idx: usize, slot: Slot, result: crate::Result<Out>) {
+        let prefetch = self.actors.get(slot.actor).map(|a| a.kind) == Some(ActorKind::Prefetcher);
+        match (&slot.op, result) {
             (Op::Write(_, bytes), Ok(Out::Written(generation))) => {
                 self.history.commit(slot.extent, generation, self.now);
                 self.fabric
                     .add_replica(slot.extent, generation, bytes.clone());
                 self.report.writes_ok += 1;
-                None
             }
             (Op::Legacy(legacy::Op::Write(_)), Ok(Out::Written(_))) => {
                 // Legacy commits were absorbed into the history as they became visible.
                 self.report.writes_ok += 1;
-                None
             }
-            (Op::Write(..) | Op::Legacy(legacy::Op::Write(_)), _) => None,
+            (Op::Session(m), result) => {
+                let tally = m.tally();
+                self.add_tally(tally);
+                self.on_read_done(&slot, result, false);
+            }
             (Op::Read(_) | Op::Legacy(legacy::Op::Read(_)), result) => {
-                let prefetch = kind == Some(ActorKind::Prefetcher);
-                self.on_read_done(&slot, result, prefetch, legacy)
+                self.on_read_done(&slot, result, prefetch);
             }
             (Op::Compact(_), Ok(Out::Compacted(CompactOutcome::Committed(_)))) => {
                 self.report.compactions += 1;
-                None
             }
-            (Op::Verify(v), result) => {
-                let (faulted, verified) = (v.faulted(), v.verified());
-                self.on_verify_done(&slot, result, faulted, verified)
+            (Op::Verify(m), _) => {
+                let tally = m.tally();
+                self.add_tally(tally);
             }
-            (Op::Legacy(legacy::Op::Verify(_)), result) => {
-                self.on_verify_done(&slot, result, None, None)
+            (
+                Op::Legacy(legacy::Op::Verify(_)),
+                Err(Error::RetryLimitExceeded {
+                    location, attempts, ..
+                }),
+            ) => {
+                self.check_fpre004(&slot, location, attempts);
+                self.report.quarantines += 1;
             }
-            (Op::Repair(_), Err(err)) => {
-                if kind == Some(ActorKind::Reader) {
-                    *self.report.read_errors.entry(err.code()).or_default() += 1;
-                }
-                None
-            }
-            (Op::Repair(m), Ok(Out::Repaired(outcome))) => {
-                let newly = !m.was_quarantined();
-                match outcome {
-                    RepairOutcome::Remapped(_) => {
-                        self.report.quarantines += u64::from(newly);
-                        self.report.remaps += 1;
-                    }
-                    RepairOutcome::NoGoodCopy(_) => self.report.quarantines += u64::from(newly),
-                    RepairOutcome::Raced => {}
-                }
-                // A demand read that climbed the ladder reads once more.
-                (slot.stage == Stage::Repairing && kind == Some(ActorKind::Reader))
-                    .then(|| Op::Read(ReadOp::new(slot.extent, Priority::Demand)))
-            }
-            _ => None,
-        };
-        if let Some(op) = next {
-            slot.stage = match slot.stage {
-                Stage::First => Stage::Verifying,
-                Stage::Verifying => Stage::Repairing,
-                _ => Stage::Again,
-            };
-            if matches!(op, Op::Read(_)) {
-                slot.stage = Stage::Again;
-            }
-            slot.op = op;
-            slot.injected_streak = 0;
-            self.slots[idx] = Some(slot);
-            return self.dispatch(idx, Input::Start);
+            _ => {}
         }
         self.free_slots.push(idx);
         if slot.actor != usize::MAX {
             let delay = self.think(slot.actor);
-            self.schedule(self.now + delay, Event::Actor(slot.actor));
+            self.schedule(self.now.saturating_add(delay), Event::Actor(slot.actor));
         }
     }
 
-    fn on_read_done(
-        &mut self,
-        slot: &Slot,
-        result: crate::Result<Out>,
-        prefetch: bool,
-        legacy: bool,
-    ) -> Option<Op> {
-        let first = slot.stage == Stage::First;
-        if !prefetch && first {
-            self.report.reads += 1;
-        }
+    fn on_read_done(&mut self, slot: &Slot, result: crate::Result<Out>, prefetch: bool) {
         match result {
             Ok(Out::Bytes(bytes)) => {
                 match self
@@ -904,104 +931,17 @@ impl World {
                         self.report.prefetch_latency_ns.push(latency);
                     }
                 } else {
+                    self.report.reads += 1;
                     self.report.reads_ok += 1;
                 }
-                None
             }
-            Ok(_) => None,
-            Err(Error::NotReadable { .. }) => {
-                if !prefetch && first {
-                    self.report.reads -= 1; // nothing was ever written: not a read of data
-                }
-                None
-            }
+            // Nothing was ever written there: not a read of data.
+            Ok(_) | Err(Error::NotReadable { .. }) => {}
             Err(err) => {
-                let climbs = !legacy && !prefetch && first;
-                if !prefetch && !climbs {
+                if !prefetch {
+                    self.report.reads += 1;
                     *self.report.read_errors.entry(err.code()).or_default() += 1;
                 }
-                // The fixed protocol's store climbs the integrity ladder, then reads
-                // again; the legacy read just fails.
-                (err.is_media_fault() && climbs).then(|| Op::Verify(self.verify_op(slot.extent)))
-            }
-        }
-    }
-
-    fn on_verify_done(
-        &mut self,
-        slot: &Slot,
-        result: crate::Result<Out>,
-        faulted: Option<Snapshot>,
-        verified: Option<Snapshot>,
-    ) -> Option<Op> {
-        let reader = self.actors.get(slot.actor).map(|a| a.kind) == Some(ActorKind::Reader);
-        if self.cfg.protocol == Protocol::Fixed {
-            self.device_health(slot, &result, verified);
-        }
-        match result {
-            Err(Error::RetryLimitExceeded {
-                location, attempts, ..
-            }) => {
-                if self.fabric.is_faulty(location) {
-                    self.report.fpre004_real += 1;
-                } else if slot.injected_streak >= attempts.max(1) {
-                    // Every attempt was a read that an injected transient error
-                    // failed: a streak beyond the retry limit, not a race.
-                    self.report.fpre004_transient_streak += 1;
-                } else {
-                    self.report.fpre004_spurious += 1;
-                    self.violation(format!(
-                        "spurious FPRE004 on {} at {location}: no injected fault there",
-                        slot.extent
-                    ));
-                }
-                if self.cfg.protocol == Protocol::Legacy {
-                    self.report.quarantines += 1;
-                    return None;
-                }
-                faulted.map(|f| Op::Repair(RepairOp::new(f)))
-            }
-            // Quarantined earlier without a remap: the scrubber retries the remap.
-            Ok(Out::Verified(Verdict::Quarantined))
-                if !reader && self.cfg.protocol == Protocol::Fixed =>
-            {
-                let s = self.core.table.snapshot(slot.extent).ok()?;
-                (s.state() == State::Quarantined).then(|| Op::Repair(RepairOp::new(s)))
-            }
-            // A demand read whose verification passed (transient, raced) reads again.
-            Ok(_) if reader && slot.stage == Stage::Verifying => {
-                Some(Op::Read(ReadOp::new(slot.extent, Priority::Demand)))
-            }
-            Err(err) if reader => {
-                *self.report.read_errors.entry(err.code()).or_default() += 1;
-                None
-            }
-            _ => None,
-        }
-    }
-
-    /// One device error per verification episode that saw a fault, charged to the
-    /// device that was read and timestamped by the verifying actor's own (skewed,
-    /// drifting) clock.
-    fn device_health(
-        &mut self,
-        slot: &Slot,
-        result: &crate::Result<Out>,
-        verified: Option<Snapshot>,
-    ) {
-        let location = match result {
-            Err(Error::RetryLimitExceeded { location, .. }) => Some(*location),
-            // The location read, not the record's current one: a compaction or
-            // remap may have moved the extent to another device since.
-            Ok(Out::Verified(Verdict::Ok { transient })) if *transient > 0 => {
-                verified.map(|s| s.location())
-            }
-            _ => None,
-        };
-        if let Some(location) = location {
-            let now_ms = self.clock_of(slot.actor).local_ns(self.now) / 1_000_000;
-            if self.core.health.record_error(location.device, now_ms) {
-                self.core.allocator.set_degraded(location.device);
             }
         }
     }
@@ -1099,8 +1039,8 @@ fn trace_code(op: &Op) -> &'static str {
         Op::Read(_) => "read",
         Op::Write(..) => "write",
         Op::Compact(_) => "compact",
+        Op::Session(_) => "read",
         Op::Verify(_) => "verify",
-        Op::Repair(_) => "repair",
         Op::Legacy(legacy::Op::Read(_)) => "legacy-read",
         Op::Legacy(legacy::Op::Write(_)) => "legacy-write",
         Op::Legacy(legacy::Op::Compact(_)) => "legacy-compact",

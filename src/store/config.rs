@@ -4,6 +4,10 @@ use crate::error::{Error, Result};
 use crate::policy::IntegrityPolicy;
 use crate::table::TableConfig;
 
+/// The hard maximum of an extent's length: a location describes at most
+/// `u32::MAX` bytes (2^32 - 1).
+pub const MAX_EXTENT_BYTES: u64 = u32::MAX as u64;
+
 /// Configuration of a [`Store`](crate::Store); build it with [`StoreConfig::builder`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
@@ -14,6 +18,7 @@ pub struct StoreConfig {
     pub(crate) prefetch_queue: usize,
     pub(crate) device_capacity_bytes: u64,
     pub(crate) block_size_bytes: u32,
+    pub(crate) max_extent_bytes: u64,
     pub(crate) readahead_min_bytes: u64,
     pub(crate) readahead_max_bytes: u64,
     pub(crate) policy: IntegrityPolicy,
@@ -34,6 +39,7 @@ impl Default for StoreConfig {
             prefetch_queue: 1024,
             device_capacity_bytes: 1 << 40,
             block_size_bytes: 4096,
+            max_extent_bytes: MAX_EXTENT_BYTES,
             readahead_min_bytes: 8 << 10,
             readahead_max_bytes: 256 << 10,
             policy: IntegrityPolicy::default(),
@@ -103,6 +109,12 @@ impl StoreConfigBuilder {
     setter!(
         /// Allocation unit. Bound: a power of two, 512 ..= 1 MiB.
         block_size_bytes: u32
+    );
+    setter!(
+        /// Longest extent a write accepts; a longer one is refused with
+        /// [`Error::TooLarge`] before any byte is copied.
+        /// Bound: 1 ..= [`MAX_EXTENT_BYTES`] (the default).
+        max_extent_bytes: u64
     );
     setter!(
         /// Readahead window when a sequential stream is detected. Bound: 1 ..= max.
@@ -177,6 +189,12 @@ impl StoreConfigBuilder {
             "device_capacity_bytes",
             cap >= u64::from(block) && cap <= 1 << 62,
             cap,
+        )?;
+        let longest = c.max_extent_bytes;
+        check(
+            "max_extent_bytes",
+            (1..=MAX_EXTENT_BYTES).contains(&longest),
+            longest,
         )?;
         let (min, max) = (c.readahead_min_bytes, c.readahead_max_bytes);
         check("readahead_min_bytes", min >= 1 && min <= max, min)?;

@@ -6,6 +6,7 @@
 
 mod config;
 mod durable;
+mod group_sync;
 pub(crate) mod open;
 mod prefetch;
 mod readahead;
@@ -13,7 +14,7 @@ mod scrub;
 mod shared;
 mod stats;
 
-pub use config::{StoreConfig, StoreConfigBuilder};
+pub use config::{MAX_EXTENT_BYTES, StoreConfig, StoreConfigBuilder};
 pub use durable::METADATA_DEVICE;
 pub use open::RecoveryReport;
 pub use readahead::STREAMS as READAHEAD_STREAMS;
@@ -47,8 +48,9 @@ use shared::Shared;
 /// * [`prefetch`](Self::prefetch) never blocks and never changes what a read returns.
 /// * [`compact`](Self::compact) never changes what a read returns; a write that
 ///   commits during it wins.
-/// * [`verify`](Self::verify) returns FPRE004 only for a persistent fault of one
-///   stable version, never for a race.
+/// * [`verify`](Self::verify) finds a fault only for a persistent fault of one
+///   stable version, never for a race; it answers [`Verdict::Repaired`] if it then
+///   remapped the extent, and FPRE004 only if the extent could not be repaired.
 /// * [`delete`](Self::delete) is one transition: a read returns the old bytes or
 ///   [`Error::NotReadable`], never other bytes; the space returns after every
 ///   reader that may still read it has finished.
@@ -71,6 +73,8 @@ use shared::Shared;
 pub struct Store {
     shared: Arc<Shared>,
     readahead: Mutex<Readahead>,
+    /// Longest write accepted (checked before the caller's bytes are copied).
+    max_extent_bytes: u64,
     /// Dropping it wakes and stops the scrubber.
     scrub_stop: Option<Sender<()>>,
     scrubber: Option<thread::JoinHandle<()>>,
@@ -221,6 +225,7 @@ impl Store {
                 config.readahead_max_bytes,
                 config.prefetch_queue as u64,
             )),
+            max_extent_bytes: config.max_extent_bytes,
             scrub_stop,
             scrubber,
             recovery: None,
@@ -238,11 +243,20 @@ impl Store {
     /// # Errors
     ///
     /// [`Error::WriteInProgress`] if another write of `id` is pending,
-    /// [`Error::NoSpace`], [`Error::TooLarge`], backend errors ([`Error::Io`]); on
-    /// any error the previous bytes stay committed and readable.
+    /// [`Error::NoSpace`], backend errors ([`Error::Io`]); on any error the previous
+    /// bytes stay committed and readable. [`Error::TooLarge`] at once, before any
+    /// byte is copied, if `bytes` is longer than
+    /// [`max_extent_bytes`](StoreConfigBuilder::max_extent_bytes).
     pub fn write(&self, id: ExtentId, bytes: &[u8]) -> Result<Snapshot> {
         let counters = &self.shared.counters;
         counters.writes.bump();
+        let length = bytes.len() as u64;
+        if length > self.max_extent_bytes {
+            return Err(Error::TooLarge {
+                length,
+                max: self.max_extent_bytes,
+            });
+        }
         let result = self
             .shared
             .drive(WriteOp::new(id, Bytes::from(bytes)), true);
@@ -357,11 +371,17 @@ impl Store {
     /// cache, whose entries stay valid: the generation does not change). A write
     /// that commits meanwhile wins: the compaction aborts and frees its target.
     ///
+    /// Returns [`CompactOutcome::Aborted`] (nothing moved, nothing changed) if the
+    /// record is busy when the compaction starts (a write pending, another
+    /// compaction running) or changes before the commit: a lost race the caller may
+    /// retry, not an error.
+    ///
     /// # Errors
     ///
-    /// [`Error::IllegalTransition`] unless the extent is `Durable` with no write
-    /// pending; [`Error::NoSpace`]; [`Error::ChecksumMismatch`] if the source or the
-    /// copy does not verify (nothing is committed); backend errors.
+    /// [`Error::IllegalTransition`] (FPRE002) if the extent cannot be compacted at
+    /// all (vacant or quarantined); [`Error::NoSpace`]; [`Error::ChecksumMismatch`]
+    /// if the source or the copy does not verify (nothing is committed); backend
+    /// errors.
     pub fn compact(&self, id: ExtentId) -> Result<CompactOutcome> {
         let outcome = self.shared.compact(CompactOp::new(id));
         self.trim_if_due();
@@ -381,12 +401,20 @@ impl Store {
     /// Reads one snapshot and checks the bytes of that same version; a version change
     /// during verification is a race, retried on a fresh snapshot, never a fault.
     ///
+    /// A persistent fault (the initial read and the retry limit of re-reads of one
+    /// stable version all failed) quarantines the extent and remaps it from a
+    /// verified good copy: the answer is then [`Verdict::Repaired`], carrying the
+    /// faulted location and the remapped record. A fault whose record a write
+    /// replaced during the repair answers [`Verdict::Raced`]. An extent quarantined
+    /// earlier gets its remap retried ([`Verdict::Repaired`] or
+    /// [`Verdict::Quarantined`]). Every step is counted in [`stats`](Self::stats)
+    /// (`fpre004`, `quarantines` exactly once each, `remaps`, `remap_failed`).
+    ///
     /// # Errors
     ///
-    /// [`Error::RetryLimitExceeded`] (FPRE004) after the retry limit of re-reads of a
-    /// stable version all failed; the extent has then been quarantined (unless a
-    /// write replaced its bytes meanwhile) and, given a good copy, remapped (see
-    /// [`stats`](Self::stats)).
+    /// [`Error::RetryLimitExceeded`] (FPRE004) when the fault persists and the
+    /// extent could not be repaired: it stays quarantined, keeping its location and
+    /// generation (no good copy, or writing one failed).
     pub fn verify(&self, id: ExtentId) -> Result<Verdict> {
         self.shared.verify(id)
     }
@@ -668,7 +696,11 @@ impl Store {
 }
 
 impl Drop for Store {
+    /// Stops the background work promptly: queued prefetch hints are dropped
+    /// unloaded, a prefetch load in flight stops at its next step, and the workers
+    /// and the scrubber are joined.
     fn drop(&mut self) {
+        self.shared.stop();
         self.scrub_stop = None;
         if let Some(handle) = self.scrubber.take() {
             // A scrubber that panicked already reported it; shutdown goes on.

@@ -7,8 +7,18 @@
 //! protocol at [`Priority::Prefetch`](crate::Priority::Prefetch), and never wait on
 //! another load of the same extent: that load will fill the cache anyway.
 //!
-//! Shutdown: dropping the store drops the sender; workers drain nothing more, see the
-//! channel disconnected and exit; the store joins them.
+//! Shutdown: dropping the store first sets its stop flag, then drops the sender and
+//! joins the workers. A worker checks the flag before each hint and the driver checks
+//! it before each step of a prefetch load, so a drop waits for at most one step of
+//! one load per worker (the I/O in flight), never for the queued hints: those are
+//! dropped unloaded. A load stopped this way ends with [`Error::Shutdown`].
+//!
+//! A backend that panics during a load does not take the worker with it: the driver
+//! contains the panic at the I/O call (it becomes that request's I/O error, counted
+//! in `StoreStats::backend_panics`), the load fails and is counted in
+//! `StoreStats::prefetch_abandoned`, and the worker goes on. A panic anywhere else
+//! in a load is caught at the hint, where the driver's guard releases the load's
+//! pins and fill tokens, and counted the same way.
 
 use super::shared::Shared;
 use crate::error::{Error, Result};
@@ -87,8 +97,17 @@ impl Drop for Prefetcher {
 }
 
 fn run(shared: &Shared, receiver: &Receiver<Hint>) {
-    // Bounded by the channel: ends when the store drops the sender.
+    // Bounded by the channel: ends when the store drops the sender, or at the first
+    // hint received after the stop flag is set.
     while let Ok(hint) = receiver.recv() {
-        shared.prefetch_hint(hint);
+        if shared.stopping() {
+            return;
+        }
+        // The driver's guard abandons the load on unwind (pins and fill tokens are
+        // released), so the shared state is consistent after a caught panic.
+        let load = std::panic::AssertUnwindSafe(|| shared.prefetch_hint(hint));
+        if std::panic::catch_unwind(load).is_err() {
+            shared.counters.prefetch_abandoned.bump();
+        }
     }
 }

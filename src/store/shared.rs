@@ -2,6 +2,7 @@
 //! counters, and the blocking driver that runs protocol machines to completion.
 
 use super::durable::Journal;
+use super::group_sync::GroupSync;
 use super::prefetch::Hint;
 use super::stats::Counters;
 use crate::backend::{Backend, read_bytes};
@@ -10,11 +11,11 @@ use crate::cache::Priority;
 use crate::error::{Error, Result};
 use crate::policy::IntegrityPolicy;
 use crate::protocol::{
-    CompactOp, CompactOutcome, Core, IoRequest, IoResult, Machine, ReadOp, RepairOp, RepairOutcome,
-    Step, Verdict, VerifyOp,
+    CompactOp, CompactOutcome, Core, IoRequest, IoResult, Machine, ReadOp, ReadSession, Step,
+    Tally, Verdict, VerifySession,
 };
 use crate::record::{ExtentId, Location};
-use crate::sync::AtomicU64;
+use crate::sync::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// State shared by the store and its worker threads.
@@ -27,6 +28,10 @@ pub(crate) struct Shared {
     pub(crate) scrub_cursor: AtomicU64,
     /// The metadata journal of a durable store (`Store::open`); `None` in memory.
     pub(crate) journal: Option<Journal>,
+    /// One sync group per device: concurrent writers share a device sync.
+    syncs: Box<[GroupSync]>,
+    /// Set once when the store is dropped: prefetch loads stop at their next step.
+    stopping: AtomicBool,
     started: Instant,
 }
 
@@ -61,15 +66,33 @@ impl Shared {
         scrub_start: u64,
         journal: Option<Journal>,
     ) -> Self {
+        let devices = backend.device_count();
         Shared {
             core,
             backend,
             counters: Counters::default(),
             policy,
             scrub_cursor: AtomicU64::new(scrub_start),
+            syncs: (0..devices).map(|_| GroupSync::default()).collect(),
             journal,
+            stopping: AtomicBool::new(false),
             started: Instant::now(),
         }
+    }
+
+    /// Tells the background work to stop: queued hints are dropped and a prefetch
+    /// load in flight is abandoned at its next step ([`Error::Shutdown`]).
+    pub(crate) fn stop(&self) {
+        // Release: pairs with the Acquire in `stopping`; it publishes nothing else
+        // (the join in `Prefetcher::drop` orders the rest), the flag only has to
+        // become visible to the workers.
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    /// Whether the store is being dropped.
+    pub(crate) fn stopping(&self) -> bool {
+        // Acquire: pairs with the Release in `stop`.
+        self.stopping.load(Ordering::Acquire)
     }
 
     /// Runs `op` to completion, blocking on I/O, backoff and other loads. With
@@ -84,11 +107,19 @@ impl Shared {
     }
 
     /// The driver loop. Bounded: every machine restarts at most `MAX_ATTEMPTS` (or
-    /// its policy's limits) times, with one I/O, wait or backoff per step.
+    /// its policy's limits) times, with one I/O, wait or backoff per step. A
+    /// prefetch (`join_loads == false`) ends with [`Error::Shutdown`] at its next
+    /// step once the store is being dropped (the caller's guard abandons it).
     fn run<M: Machine>(&self, op: &mut M, join_loads: bool) -> Result<Option<M::Output>> {
         let core = &self.core;
         let mut step = op.start(core);
         loop {
+            if let Some(location) = op.take_device_error() {
+                self.device_error(location);
+            }
+            if !join_loads && !matches!(step, Step::Done(_)) && self.stopping() {
+                return Err(Error::Shutdown);
+            }
             step = match step {
                 Step::Io(request) => op.on_io(core, self.perform(request)),
                 Step::Wait(_) if !join_loads => return Ok(None),
@@ -109,12 +140,52 @@ impl Shared {
         })
     }
 
+    /// Performs `request`, containing a backend panic: it becomes the I/O error of
+    /// that request ([`Error::Io`], kind `Other`), so the machine takes its
+    /// ordinary failure path (a write aborts, a read fails or retries) and no panic
+    /// escapes to the caller or a worker.
     fn perform(&self, request: IoRequest) -> IoResult {
+        let (device, op, reads) = match &request {
+            IoRequest::Read(location) => (location.device, "read", true),
+            IoRequest::GoodCopy(..) => (0, "good_copy", true),
+            IoRequest::Write(location, _) => (location.device, "write", false),
+            IoRequest::Sync(device) => (*device, "sync", false),
+            IoRequest::Journal(_) => (super::METADATA_DEVICE, "journal", false),
+        };
+        let call = std::panic::AssertUnwindSafe(|| self.perform_unguarded(request));
+        match std::panic::catch_unwind(call) {
+            Ok(result) => result,
+            Err(payload) => {
+                self.counters.backend_panics.bump();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                let err = Error::Io {
+                    device,
+                    op,
+                    kind: std::io::ErrorKind::Other,
+                    message: format!("the backend panicked: {message}"),
+                };
+                if reads {
+                    IoResult::Read(Err(err))
+                } else {
+                    IoResult::Done(Err(err))
+                }
+            }
+        }
+    }
+
+    fn perform_unguarded(&self, request: IoRequest) -> IoResult {
         let backend = &*self.backend;
         match request {
             IoRequest::Read(location) => IoResult::Read(read_bytes(backend, location)),
             IoRequest::Write(location, bytes) => IoResult::Done(backend.write_at(location, &bytes)),
-            IoRequest::Sync(device) => IoResult::Done(backend.sync(device)),
+            IoRequest::Sync(device) => IoResult::Done(match self.syncs.get(usize::from(device)) {
+                Some(group) => group.sync(|| backend.sync(device)),
+                None => backend.sync(device),
+            }),
             IoRequest::GoodCopy(id, generation) => IoResult::Read(
                 backend
                     .good_copy(id, generation)
@@ -155,23 +226,30 @@ impl Shared {
         image
     }
 
-    /// A demand read, climbing the integrity ladder on a media error: verify (which
-    /// retries, and quarantines and remaps a persistent fault), then read again.
+    /// A demand read, climbing the integrity ladder on a media error (see
+    /// [`ReadSession`]); the ladder's counts come from the session.
     pub(crate) fn read(&self, id: ExtentId) -> Result<Bytes> {
         self.counters.reads.bump();
-        let result = match self.drive_all(ReadOp::new(id, Priority::Demand)) {
-            Err(err) if err.is_media_fault() => {
-                // The verdict is recorded in the stats; the read's answer is what the
-                // record holds after the ladder (remapped bytes, a verified cached
-                // copy of a quarantined extent, or a typed error).
-                let _ = self.verify(id);
-                self.drive_all(ReadOp::new(id, Priority::Demand))
-            }
-            other => other,
-        };
+        let result = self.session(ReadSession::new(id, self.policy), ReadSession::tally);
         if result.is_ok() {
             self.counters.read_ok.bump();
         }
+        result
+    }
+
+    /// Runs a session to completion and adds its tally to the counters (also
+    /// when it fails). Abandoned if the backend unwinds.
+    fn session<M: Machine>(&self, op: M, tally: fn(&M) -> Tally) -> Result<M::Output> {
+        let mut guard = AbandonOnDrop {
+            op,
+            core: &self.core,
+        };
+        let result = self.run(&mut guard.op, true).and_then(|o| {
+            o.ok_or(Error::Internal {
+                what: "a session skipped a load",
+            })
+        });
+        self.counters.add_tally(tally(&guard.op));
         result
     }
 
@@ -184,14 +262,19 @@ impl Shared {
 
     /// A worker's handling of one hint.
     pub(crate) fn prefetch_hint(&self, hint: Hint) {
+        if self.stopping() {
+            return;
+        }
         let current = self.core.table.snapshot(hint.id);
         if current.map_or(true, |s| s.generation() != hint.generation) {
             self.counters.prefetch_cancelled.bump();
             return;
         }
-        // Errors are not the prefetcher's to report: a demand read will see them.
-        if self.warm(hint.id).is_ok() {
-            self.counters.prefetch_done.bump();
+        // Errors are not the prefetcher's to report (a demand read will see them),
+        // only to count.
+        match self.warm(hint.id) {
+            Ok(_) => self.counters.prefetch_done.bump(),
+            Err(_) => self.counters.prefetch_abandoned.bump(),
         }
     }
 
@@ -205,74 +288,10 @@ impl Shared {
         Ok(outcome)
     }
 
-    /// Verifies `id` against the media; on FPRE004 quarantines and remaps it.
+    /// Verifies `id` against the media and repairs a persistent fault (see
+    /// [`VerifySession`]); the counts come from the session.
     pub(crate) fn verify(&self, id: ExtentId) -> Result<Verdict> {
-        let core = &self.core;
-        let mut guard = AbandonOnDrop {
-            op: VerifyOp::new(id, self.policy),
-            core,
-        };
-        let result = self.run(&mut guard.op, true).and_then(|v| {
-            v.ok_or(Error::Internal {
-                what: "verify skipped a load",
-            })
-        });
-        let op = &guard.op;
-        self.counters.retries.add(u64::from(op.retries()));
-        if op.raced() > 0 {
-            self.counters.verify_raced.bump();
-        }
-        match &result {
-            Ok(Verdict::Ok { transient }) => {
-                self.counters.verify_ok.bump();
-                if *transient > 0 {
-                    self.counters.verify_transient.bump();
-                    // Charged to the device actually read, not where the record
-                    // may have moved since.
-                    if let Some(s) = op.verified() {
-                        self.device_error(s.location());
-                    }
-                }
-            }
-            Err(Error::RetryLimitExceeded { location, .. }) => {
-                self.counters.fpre004.bump();
-                self.device_error(*location);
-                if let Some(faulted) = op.faulted() {
-                    self.repair(faulted);
-                }
-            }
-            // Quarantined earlier without a remap: try the remap again.
-            Ok(Verdict::Quarantined) => {
-                if let Ok(s) = core.table.snapshot(id)
-                    && s.state() == crate::record::State::Quarantined
-                {
-                    self.repair(s);
-                }
-            }
-            _ => {}
-        }
-        result
-    }
-
-    fn repair(&self, faulted: crate::record::Snapshot) {
-        let newly = faulted.state() != crate::record::State::Quarantined;
-        match self.drive_all(RepairOp::new(faulted)) {
-            Ok(RepairOutcome::Remapped(_)) => {
-                self.counters.quarantines.add(u64::from(newly));
-                self.counters.remaps.bump();
-            }
-            Ok(RepairOutcome::NoGoodCopy(_)) => {
-                self.counters.quarantines.add(u64::from(newly));
-                self.counters.remap_failed.bump();
-            }
-            Ok(RepairOutcome::Raced) => {}
-            // The record was quarantined but the remap failed: it stays quarantined
-            // (a later verify or scrub retries the remap).
-            Err(_) => {
-                self.counters.quarantines.add(u64::from(newly));
-                self.counters.remap_failed.bump();
-            }
-        }
+        self.session(VerifySession::new(id, self.policy), VerifySession::tally)
     }
 
     /// Records one device error (one per verification episode) and degrades the
@@ -280,8 +299,7 @@ impl Shared {
     fn device_error(&self, location: Location) {
         self.counters.device_errors.bump();
         let now_ms = self.started.elapsed().as_millis() as u64;
-        if self.core.health.record_error(location.device, now_ms) {
-            self.core.allocator.set_degraded(location.device);
+        if self.core.charge_device_error(location, now_ms) {
             // Best effort: a degraded mark only steers placement, and the health
             // policy finds the device again if it is lost.
             if let Some(journal) = &self.journal {

@@ -1,6 +1,7 @@
 //! Store counters.
 
 use crate::cache::CacheStats;
+use crate::protocol::Tally;
 use crate::sync::Counter;
 
 /// Operation and integrity counters of a [`Store`](crate::Store).
@@ -26,6 +27,13 @@ pub struct StoreStats {
     pub prefetch_cancelled: u64,
     /// Prefetch loads that finished (loaded, or found the entry cached).
     pub prefetch_done: u64,
+    /// Prefetch loads abandoned: the load failed (a backend error, or a backend
+    /// panic, contained) or the store was dropped mid-load. The worker goes on with
+    /// the next hint.
+    pub prefetch_abandoned: u64,
+    /// Backend calls that panicked. Each panic was contained and became the I/O
+    /// error of its request ([`Error::Io`](crate::Error::Io), kind `Other`).
+    pub backend_panics: u64,
     /// Verifications that found the media bytes good.
     pub verify_ok: u64,
     /// Verifications that met a concurrent commit and took a fresh snapshot (a race,
@@ -35,7 +43,9 @@ pub struct StoreStats {
     pub verify_transient: u64,
     /// Re-reads of a stable version after a failed check.
     pub retries: u64,
-    /// FPRE004 raised: persistent faults after the retry limit.
+    /// Persistent faults found: FPRE004 raised by the verifier after the retry
+    /// limit (each quarantines its extent; `verify` answers
+    /// [`Verdict::Repaired`](crate::Verdict::Repaired) if the remap then succeeds).
     pub fpre004: u64,
     /// Extents quarantined.
     pub quarantines: u64,
@@ -101,6 +111,30 @@ macro_rules! counters {
     };
 }
 
+impl Counters {
+    /// Adds what one integrity session did (see [`Tally`]).
+    pub(crate) fn add_tally(&self, tally: Tally) {
+        let Tally {
+            verify_ok,
+            verify_raced,
+            verify_transient,
+            retries,
+            fpre004,
+            quarantines,
+            remaps,
+            remap_failed,
+        } = tally;
+        self.verify_ok.add(u64::from(verify_ok));
+        self.verify_raced.add(u64::from(verify_raced));
+        self.verify_transient.add(u64::from(verify_transient));
+        self.retries.add(u64::from(retries));
+        self.fpre004.add(u64::from(fpre004));
+        self.quarantines.add(u64::from(quarantines));
+        self.remaps.add(u64::from(remaps));
+        self.remap_failed.add(u64::from(remap_failed));
+    }
+}
+
 counters!(
     reads,
     read_ok,
@@ -110,6 +144,8 @@ counters!(
     prefetch_dropped,
     prefetch_cancelled,
     prefetch_done,
+    prefetch_abandoned,
+    backend_panics,
     verify_ok,
     verify_raced,
     verify_transient,
