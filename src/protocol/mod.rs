@@ -29,7 +29,9 @@ pub(crate) use delete::DeleteOp;
 pub(crate) use read::ReadOp;
 pub(crate) use repair::RepairOp;
 pub use repair::RepairOutcome;
-pub(crate) use session::{Fault, ReadSession, Tally, VerifySession};
+#[cfg(feature = "sim")]
+pub(crate) use session::Fault;
+pub(crate) use session::{ReadSession, Tally, VerifySession};
 pub use verify::Verdict;
 pub(crate) use verify::VerifyOp;
 pub(crate) use write::WriteOp;

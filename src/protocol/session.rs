@@ -124,6 +124,7 @@ impl VerifySession {
 
     /// The persistent fault the verifier found, if any (set when FPRE004 is raised,
     /// before the repair starts).
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
     pub(crate) fn fault(&self) -> Option<Fault> {
         self.fault
     }
@@ -296,7 +297,8 @@ enum ReadStage {
     /// The first read.
     First(ReadOp),
     /// The first read met a media fault: the ladder runs.
-    Verifying(VerifySession),
+    /// Boxed: the ladder is the rare path, and it would triple every read's size.
+    Verifying(Box<VerifySession>),
     /// The read after the ladder: its answer is the session's.
     Again(ReadOp),
 }
@@ -309,8 +311,14 @@ enum ReadStage {
 pub(crate) struct ReadSession {
     id: ExtentId,
     stage: ReadStage,
-    /// The ladder, built before the first read so the emulator can weaken it.
-    ladder: Option<VerifySession>,
+    /// The ladder's policy, and whether the emulator weakened its verifier; the
+    /// ladder itself is built only on a media fault (it is several hundred bytes,
+    /// and the hit path should not pay for it).
+    policy: IntegrityPolicy,
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
+    weakened: bool,
+    /// Whether the ladder already ran.
+    climbed: bool,
     /// What the ladder did, once it finished.
     tally: Tally,
     fault: Option<Fault>,
@@ -323,7 +331,9 @@ impl ReadSession {
         ReadSession {
             id,
             stage: ReadStage::First(ReadOp::new(id, Priority::Demand)),
-            ladder: Some(VerifySession::new(id, policy)),
+            policy,
+            weakened: false,
+            climbed: false,
             tally: Tally::default(),
             fault: None,
             device_error: None,
@@ -333,7 +343,7 @@ impl ReadSession {
     /// The emulator's weakened verifier, for the ladder.
     #[cfg(feature = "sim")]
     pub(crate) fn weakened(mut self) -> Self {
-        self.ladder = self.ladder.take().map(VerifySession::weakened);
+        self.weakened = true;
         self
     }
 
@@ -346,6 +356,7 @@ impl ReadSession {
     }
 
     /// The persistent fault the ladder found, if any.
+    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
     pub(crate) fn fault(&self) -> Option<Fault> {
         match &self.stage {
             ReadStage::Verifying(v) => v.fault(),
@@ -361,11 +372,16 @@ impl ReadSession {
         };
         match (&self.stage, result) {
             (ReadStage::First(_), Err(err)) if err.is_media_fault() => {
-                let Some(mut ladder) = self.ladder.take() else {
+                if std::mem::replace(&mut self.climbed, true) {
                     return out_of_order("read session: the ladder ran twice");
-                };
+                }
+                let mut ladder = VerifySession::new(self.id, self.policy);
+                #[cfg(feature = "sim")]
+                if self.weakened {
+                    ladder = ladder.weakened();
+                }
                 let step = ladder.start(core);
-                self.stage = ReadStage::Verifying(ladder);
+                self.stage = ReadStage::Verifying(Box::new(ladder));
                 self.after_verify(core, step)
             }
             (_, result) => Step::Done(result),
