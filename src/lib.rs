@@ -41,6 +41,7 @@ mod bytes;
 pub mod cache;
 pub mod design;
 pub mod error;
+pub mod events;
 pub mod fs;
 mod journal;
 pub mod policy;

@@ -123,6 +123,26 @@ impl Condvar {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Blocks until notified or `timeout` passed (spurious wake-ups possible).
+    /// Under loom there is no time: it waits for a notification.
+    pub(crate) fn wait_for<'a, T>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        timeout: std::time::Duration,
+    ) -> MutexGuard<'a, T> {
+        #[cfg(not(loom))]
+        {
+            let mut guard = guard;
+            self.inner.wait_for(&mut guard, timeout);
+            guard
+        }
+        #[cfg(loom)]
+        {
+            let _ = timeout;
+            self.wait(guard)
+        }
+    }
+
     /// Wakes every waiter.
     pub(crate) fn notify_all(&self) {
         self.inner.notify_all();

@@ -16,6 +16,7 @@ use super::write::WriteOp;
 use super::{Core, IoRequest, IoResult, Machine, Step};
 use crate::bytes::Bytes;
 use crate::error::Error;
+use crate::events::Event;
 use crate::journal::Entry;
 use crate::record::{ExtentId, Location, Snapshot};
 
@@ -160,6 +161,9 @@ impl Machine for BatchWriteOp {
                 self.phase = Phase::Finished;
                 for &old in &self.old {
                     core.retire(old);
+                }
+                for &record in &self.committed {
+                    core.events.emit(|| Event::Written { record });
                 }
                 match self.failed.take() {
                     Some(err) => Step::Done(Err(err)),

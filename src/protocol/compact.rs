@@ -16,6 +16,7 @@
 
 use super::{Core, IoRequest, IoResult, Machine, Step};
 use crate::error::{Error, Result};
+use crate::events::{Event, Relocation};
 use crate::journal::Entry;
 use crate::record::{Change, ExtentId, Location, Snapshot, State};
 use crate::space::Pin;
@@ -216,6 +217,18 @@ impl Machine for CompactOp {
                 self.phase = Phase::Finished;
                 if let Some(old) = old {
                     core.retire(old);
+                }
+                if let Some(begin) = self.begin {
+                    let cause = match (self.exclude, self.packing) {
+                        (Some(_), _) => Relocation::Drain,
+                        (None, true) => Relocation::Pack,
+                        (None, false) => Relocation::Compaction,
+                    };
+                    core.events.emit(|| Event::Relocated {
+                        record: committed,
+                        from: begin.location(),
+                        cause,
+                    });
                 }
                 return Step::Done(Ok(CompactOutcome::Committed(committed)));
             }

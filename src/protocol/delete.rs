@@ -18,6 +18,7 @@
 
 use super::{Core, IoRequest, IoResult, MAX_ATTEMPTS, Machine, Step};
 use crate::error::Error;
+use crate::events::Event;
 use crate::journal::Entry;
 use crate::record::{Change, ExtentId, Location, Snapshot, State};
 
@@ -109,6 +110,7 @@ impl Machine for DeleteOp {
                 if let Some(old) = old {
                     core.retire(old);
                 }
+                core.events.emit(|| Event::Deleted { record: deleted });
                 Step::Done(Ok(deleted))
             }
             // Deleted in memory but not durable: not acknowledged; the old location
@@ -142,6 +144,7 @@ mod tests {
             reclaimer: Reclaimer::new(),
             health: Health::new(1, 10, 1000),
             mutants: Default::default(),
+            events: Default::default(),
         }
     }
 

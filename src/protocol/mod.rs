@@ -39,6 +39,7 @@ pub(crate) use write::WriteOp;
 use crate::bytes::Bytes;
 use crate::cache::{Cache, Flight, FlightOutcome};
 use crate::error::{Error, Result};
+use crate::events::Listener;
 use crate::journal::Entry;
 use crate::record::{ExtentId, Location, Snapshot, checksum};
 use crate::space::{Allocator, Health, Placement, Reclaimer};
@@ -59,6 +60,8 @@ pub(crate) struct Core {
     pub(crate) health: Health,
     /// Deliberate bugs the emulator's checkers must catch; all off in a store.
     pub(crate) mutants: Mutants,
+    /// Where committed, durable changes are reported (`crate::events`).
+    pub(crate) events: Listener,
 }
 
 /// Deliberate ordering bugs, switched on only by the emulator to prove that its
@@ -108,6 +111,9 @@ impl Core {
         let degraded = self.health.record_error(location.device, now_ms);
         if degraded {
             self.allocator.set_degraded(location.device);
+            let device = location.device;
+            self.events
+                .emit(|| crate::events::Event::DeviceDegraded { device });
         }
         degraded
     }

@@ -14,6 +14,7 @@
 use super::{Core, IoRequest, IoResult, Machine, Step};
 use crate::bytes::Bytes;
 use crate::error::Error;
+use crate::events::{Event, Relocation};
 use crate::journal::Entry;
 use crate::record::{Change, ExtentId, Location, Snapshot, State, checksum};
 use crate::space::Placement;
@@ -190,6 +191,9 @@ impl Machine for RepairOp {
     fn on_io(&mut self, core: &Core, result: IoResult) -> Step<RepairOutcome> {
         match (self.phase, result) {
             (Phase::Quarantining, IoResult::Done(Ok(()))) => {
+                if let Some(record) = self.quarantined {
+                    core.events.emit(|| Event::Quarantined { record });
+                }
                 self.phase = Phase::FetchingCopy;
                 Step::Io(IoRequest::GoodCopy(self.id, self.faulted.generation()))
             }
@@ -204,6 +208,12 @@ impl Machine for RepairOp {
                 if let Some(old) = old {
                     core.retire(old);
                 }
+                let from = self.faulted.location();
+                core.events.emit(|| Event::Relocated {
+                    record: remapped,
+                    from,
+                    cause: Relocation::Remap,
+                });
                 Step::Done(Ok(RepairOutcome::Remapped(remapped)))
             }
             (Phase::MarkingBad, _) => self.give_up(core),

@@ -15,6 +15,7 @@
 use super::{Core, IoRequest, IoResult, MAX_ATTEMPTS, Machine, Step};
 use crate::bytes::Bytes;
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::journal::Entry;
 use crate::record::{Change, ExtentId, Location, Snapshot, State, checksum};
 use crate::space::Placement;
@@ -210,6 +211,7 @@ impl Machine for WriteOp {
                 if let Some(old) = old {
                     core.retire(old);
                 }
+                core.events.emit(|| Event::Written { record: committed });
                 Step::Done(Ok(committed))
             }
             // Committed in memory but not durable: not acknowledged. The old location

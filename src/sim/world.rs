@@ -247,6 +247,7 @@ impl World {
             mutants: crate::protocol::Mutants {
                 retire_before_journal: cfg.reuse_before_durable,
             },
+            events: Default::default(),
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let fabric_rng = ChaCha8Rng::seed_from_u64(seed ^ 0xFAB1_1C00_D15C_0000);
@@ -758,6 +759,7 @@ impl World {
                 self.cfg.policy.device_error_window_secs * 1000,
             ),
             mutants: self.core.mutants,
+            events: Default::default(),
         };
         self.start_actors();
     }

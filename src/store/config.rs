@@ -26,6 +26,7 @@ pub struct StoreConfig {
     pub(crate) scrub_seed: u64,
     pub(crate) scrub_start: u64,
     pub(crate) devices: u16,
+    pub(crate) write_wait_ms: u64,
     pub(crate) journal_max_bytes: u64,
 }
 
@@ -47,6 +48,7 @@ impl Default for StoreConfig {
             scrub_seed: 0x5eed,
             scrub_start: 0,
             devices: 1,
+            write_wait_ms: 10_000,
             journal_max_bytes: 64 << 20,
         }
     }
@@ -144,6 +146,13 @@ impl StoreConfigBuilder {
     );
 
     setter!(
+        /// How long [`Store::write`](crate::Store::write) waits for another write
+        /// of the same extent before it returns FPRE015
+        /// ([`Store::try_write`](crate::Store::try_write) never waits).
+        /// Bound: ≤ 3 600 000 (an hour).
+        write_wait_ms: u64
+    );
+    setter!(
         /// Device files of a durable store ([`Store::open`](crate::Store::open));
         /// fixed at creation, checked on every open. Bound: 1 ..= 4 096.
         devices: u16
@@ -202,6 +211,11 @@ impl StoreConfigBuilder {
         let rate = c.scrub_bytes_per_sec;
         check("scrub_bytes_per_sec", rate <= 1 << 40, rate)?;
         check("devices", (1..=4096).contains(&c.devices), c.devices)?;
+        check(
+            "write_wait_ms",
+            c.write_wait_ms <= 3_600_000,
+            c.write_wait_ms,
+        )?;
         let journal = c.journal_max_bytes;
         check(
             "journal_max_bytes",

@@ -309,6 +309,11 @@ impl Journal {
         Ok(())
     }
 
+    /// The sticky error of a failed journal write or sync, if any.
+    pub(crate) fn failure(&self) -> Option<Error> {
+        self.inner.lock().failed.clone()
+    }
+
     pub(crate) fn stats(&self) -> JournalStats {
         let g = self.inner.lock();
         JournalStats {

@@ -7,6 +7,7 @@
 mod config;
 mod durable;
 mod group_sync;
+mod latency;
 pub(crate) mod open;
 mod prefetch;
 mod readahead;
@@ -16,6 +17,7 @@ mod stats;
 
 pub use config::{MAX_EXTENT_BYTES, StoreConfig, StoreConfigBuilder};
 pub use durable::METADATA_DEVICE;
+pub use latency::{Latency, OpLatencies};
 pub use open::RecoveryReport;
 pub use readahead::STREAMS as READAHEAD_STREAMS;
 pub use stats::StoreStats;
@@ -75,9 +77,11 @@ pub struct Store {
     readahead: Mutex<Readahead>,
     /// Longest write accepted (checked before the caller's bytes are copied).
     max_extent_bytes: u64,
+    /// How long `write` waits for another write of the same extent.
+    write_wait: std::time::Duration,
     /// Dropping it wakes and stops the scrubber.
-    scrub_stop: Option<Sender<()>>,
-    scrubber: Option<thread::JoinHandle<()>>,
+    scrub_stop: Mutex<Option<Sender<()>>>,
+    scrubber: Mutex<Option<thread::JoinHandle<()>>>,
     /// What the open recovered (`None` for an in-memory store).
     recovery: Option<RecoveryReport>,
     // Declared last: dropped (workers joined) after nothing else needs them.
@@ -196,6 +200,7 @@ impl Store {
                 policy.device_error_window_secs * 1000,
             ),
             mutants: Default::default(),
+            events: Default::default(),
         };
         let shared = Arc::new(Shared::new(
             core,
@@ -226,28 +231,55 @@ impl Store {
                 config.prefetch_queue as u64,
             )),
             max_extent_bytes: config.max_extent_bytes,
-            scrub_stop,
-            scrubber,
+            write_wait: std::time::Duration::from_millis(config.write_wait_ms),
+            scrub_stop: Mutex::new(scrub_stop),
+            scrubber: Mutex::new(scrubber),
             recovery: None,
             prefetcher,
         })
     }
 
-    /// Writes `bytes` as the new content of `id`.
+    /// Writes `bytes` as the new content of `id`. Writes of one extent serialize:
+    /// if another write of `id` is in flight, this one waits for it (at most
+    /// [`write_wait_ms`](StoreConfigBuilder::write_wait_ms)), then goes on.
     ///
     /// # Consistency
     ///
     /// Readers see the previous bytes until the commit and the new ones after it,
-    /// never a mix; a read that starts after `write` returns sees these bytes.
+    /// never a mix; a read that starts after `write` returns sees these bytes. On
+    /// a durable store the write is durable when it returns.
     ///
     /// # Errors
     ///
-    /// [`Error::WriteInProgress`] if another write of `id` is pending,
-    /// [`Error::NoSpace`], backend errors ([`Error::Io`]); on any error the previous
-    /// bytes stay committed and readable. [`Error::TooLarge`] at once, before any
-    /// byte is copied, if `bytes` is longer than
+    /// [`Error::WriteInProgress`] if another write of `id` was still in flight
+    /// after the wait; [`Error::NoSpace`], backend errors ([`Error::Io`]); on any
+    /// error the previous bytes stay committed and readable. [`Error::TooLarge`] at
+    /// once, before any byte is copied, if `bytes` is longer than
     /// [`max_extent_bytes`](StoreConfigBuilder::max_extent_bytes).
+    /// [`Error::Shutdown`] once [`close`](Self::close) began.
     pub fn write(&self, id: ExtentId, bytes: &[u8]) -> Result<Snapshot> {
+        let deadline = std::time::Instant::now() + self.write_wait;
+        // Bounded by the deadline: each pass waits for another write to finish.
+        loop {
+            let seen = self.shared.writes_finished();
+            match self.try_write(id, bytes) {
+                Err(Error::WriteInProgress { .. }) if std::time::Instant::now() < deadline => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    self.shared.wait_write(seen, left);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// [`write`](Self::write) that fails fast with [`Error::WriteInProgress`] if
+    /// another write of `id` is in flight.
+    ///
+    /// # Errors
+    ///
+    /// As [`write`](Self::write), without the wait.
+    pub fn try_write(&self, id: ExtentId, bytes: &[u8]) -> Result<Snapshot> {
+        self.check_open()?;
         let counters = &self.shared.counters;
         counters.writes.bump();
         let length = bytes.len() as u64;
@@ -257,15 +289,89 @@ impl Store {
                 max: self.max_extent_bytes,
             });
         }
+        let started = std::time::Instant::now();
         let result = self
             .shared
             .drive(WriteOp::new(id, Bytes::from(bytes)), true);
+        self.shared
+            .latency
+            .write
+            .record(shared::elapsed_ns(started));
+        self.shared.write_finished();
         let committed = result?.ok_or(Error::Internal {
             what: "a write waited on a load",
         })?;
         counters.write_ok.bump();
         self.trim_if_due();
         Ok(committed)
+    }
+
+    /// Fails with [`Error::Shutdown`] once [`close`](Self::close) began.
+    fn check_open(&self) -> Result<()> {
+        if self.shared.stopping() {
+            return Err(Error::Shutdown);
+        }
+        Ok(())
+    }
+
+    /// Installs `listener`, called with every committed change once it is durable
+    /// (see [`events`](crate::events)); replaces any earlier one.
+    pub fn set_listener(&self, listener: impl Fn(&crate::events::Event) + Send + Sync + 'static) {
+        self.shared
+            .core
+            .events
+            .set(Some(std::sync::Arc::new(listener)));
+    }
+
+    /// Removes the listener.
+    pub fn clear_listener(&self) {
+        self.shared.core.events.set(None);
+    }
+
+    /// Closes the store: operations started from now on return
+    /// [`Error::Shutdown`]; queued prefetch hints are dropped (a load in flight
+    /// finishes or is abandoned at its next step); the prefetch workers and the
+    /// scrubber are stopped and joined. Everything acknowledged is already durable,
+    /// so closing writes nothing. Idempotent; dropping the store closes it too.
+    ///
+    /// # Errors
+    ///
+    /// The first background error, if any: the journal's sticky I/O error (the
+    /// store could no longer make changes durable), or [`Error::Internal`] if a
+    /// background thread panicked.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use extentmeta::{ExtentId, MemBackend, Store, StoreConfig};
+    ///
+    /// let store = Store::new(MemBackend::new(1), StoreConfig::default())?;
+    /// store.write(ExtentId(1), b"bytes")?;
+    /// store.close()?;
+    /// assert_eq!(store.read(ExtentId(1)).unwrap_err().code(), "FPRE017");
+    /// # Ok::<(), extentmeta::Error>(())
+    /// ```
+    pub fn close(&self) -> Result<()> {
+        self.shared.stop();
+        let mut first = None;
+        if self.prefetcher.shutdown() > 0 {
+            first = Some(Error::Internal {
+                what: "a prefetch worker panicked",
+            });
+        }
+        self.scrub_stop.lock().take();
+        let scrubber = self.scrubber.lock().take();
+        if let Some(handle) = scrubber
+            && handle.join().is_err()
+        {
+            first.get_or_insert(Error::Internal {
+                what: "the scrubber panicked",
+            });
+        }
+        if let Some(err) = self.shared.journal.as_ref().and_then(|j| j.failure()) {
+            first.get_or_insert(err);
+        }
+        first.map_or(Ok(()), Err)
     }
 
     /// Writes every `(id, bytes)` of `items`, sharing the syncs: all data writes,
@@ -300,6 +406,7 @@ impl Store {
     /// # Ok::<(), extentmeta::Error>(())
     /// ```
     pub fn write_batch(&self, items: &[(ExtentId, &[u8])]) -> Result<Vec<Snapshot>> {
+        self.check_open()?;
         for (_, bytes) in items {
             if u32::try_from(bytes.len()).is_err() {
                 return Err(Error::TooLarge {
@@ -316,7 +423,14 @@ impl Store {
                 .map(|&(id, bytes)| (id, Bytes::from(bytes)))
                 .collect(),
         );
-        let committed = self.shared.drive(op, true)?.ok_or(Error::Internal {
+        let started = std::time::Instant::now();
+        let result = self.shared.drive(op, true);
+        self.shared
+            .latency
+            .write
+            .record(shared::elapsed_ns(started));
+        self.shared.write_finished();
+        let committed = result?.ok_or(Error::Internal {
             what: "a batch write waited on a load",
         })?;
         counters.write_ok.add(committed.len() as u64);
@@ -341,6 +455,7 @@ impl Store {
     /// backend errors if a fault persists, [`Error::Superseded`] if the extent was
     /// rewritten on every attempt.
     pub fn read(&self, id: ExtentId) -> Result<Bytes> {
+        self.check_open()?;
         let bytes = self.shared.read(id)?;
         self.readahead(id, bytes.len() as u64);
         Ok(bytes)
@@ -349,6 +464,9 @@ impl Store {
     /// Queues prefetches of `ids` and returns at once; returns how many were queued.
     /// Hints beyond the queue bound, and ids that are not readable, are dropped.
     pub fn prefetch(&self, ids: &[ExtentId]) -> usize {
+        if self.shared.stopping() {
+            return 0;
+        }
         ids.iter().filter(|&&id| self.hint(id)).count()
     }
 
@@ -359,6 +477,7 @@ impl Store {
     ///
     /// As [`read`](Self::read), without the integrity ladder.
     pub fn warm(&self, id: ExtentId) -> Result<bool> {
+        self.check_open()?;
         self.shared.warm(id)
     }
 
@@ -383,6 +502,7 @@ impl Store {
     /// if the source or the copy does not verify (nothing is committed); backend
     /// errors.
     pub fn compact(&self, id: ExtentId) -> Result<CompactOutcome> {
+        self.check_open()?;
         let outcome = self.shared.compact(CompactOp::new(id));
         self.trim_if_due();
         outcome
@@ -416,6 +536,7 @@ impl Store {
     /// extent could not be repaired: it stays quarantined, keeping its location and
     /// generation (no good copy, or writing one failed).
     pub fn verify(&self, id: ExtentId) -> Result<Verdict> {
+        self.check_open()?;
         self.shared.verify(id)
     }
 
@@ -429,6 +550,7 @@ impl Store {
     /// The first error that is neither a lost race nor a media fault
     /// ([`Error::NoSpace`] when the other devices are full).
     pub fn drain(&self, device: u16) -> Result<u64> {
+        self.check_open()?;
         let table = &self.shared.core.table;
         let mut moved = 0;
         for id in table.allocated_ids(0) {
@@ -472,6 +594,8 @@ impl Store {
             ..StoreStats::default()
         };
         self.shared.counters.fill(&mut stats);
+        stats.latency = self.shared.latency.summary();
+        stats.listener_panics = self.shared.core.events.panics();
         if let Some(journal) = &self.shared.journal {
             let j = journal.stats();
             stats.journal_syncs = j.syncs;
@@ -554,6 +678,7 @@ impl Store {
     /// # Ok::<(), extentmeta::Error>(())
     /// ```
     pub fn delete(&self, id: ExtentId) -> Result<Snapshot> {
+        self.check_open()?;
         let deleted = self
             .shared
             .drive(DeleteOp::new(id), true)?
@@ -635,6 +760,9 @@ impl Store {
     ///
     /// Per extent, as [`compact`](Self::compact).
     pub fn pack(&self, ids: &[ExtentId]) -> Vec<Result<CompactOutcome>> {
+        if self.shared.stopping() {
+            return ids.iter().map(|_| Err(Error::Shutdown)).collect();
+        }
         let outcomes = ids
             .iter()
             .map(|&id| self.shared.compact(CompactOp::packing(id)))
@@ -660,6 +788,7 @@ impl Store {
     /// The first backend error ([`Error::Io`]); the other devices are still
     /// trimmed.
     pub fn reclaim_space(&self) -> Result<u64> {
+        self.check_open()?;
         let core = &self.shared.core;
         core.collect();
         let mut released = 0;
@@ -696,15 +825,9 @@ impl Store {
 }
 
 impl Drop for Store {
-    /// Stops the background work promptly: queued prefetch hints are dropped
-    /// unloaded, a prefetch load in flight stops at its next step, and the workers
-    /// and the scrubber are joined.
+    /// Closes the store ([`close`](Store::close)) and drops its first background
+    /// error: call `close` first to see it.
     fn drop(&mut self) {
-        self.shared.stop();
-        self.scrub_stop = None;
-        if let Some(handle) = self.scrubber.take() {
-            // A scrubber that panicked already reported it; shutdown goes on.
-            let _ = handle.join();
-        }
+        let _ = self.close();
     }
 }

@@ -23,8 +23,8 @@
 use super::shared::Shared;
 use crate::error::{Error, Result};
 use crate::record::ExtentId;
-use crate::sync::{Arc, thread};
-use crossbeam::channel::{Receiver, Sender, TrySendError, bounded};
+use crate::sync::{Arc, Mutex, thread};
+use crossbeam::channel::{Receiver, Sender, TrySendError, bounded, select};
 
 /// One queued prefetch.
 #[derive(Debug, Clone, Copy)]
@@ -37,7 +37,9 @@ pub(crate) struct Hint {
 #[derive(Debug)]
 pub(crate) struct Prefetcher {
     sender: Option<Sender<Hint>>,
-    workers: Vec<thread::JoinHandle<()>>,
+    /// Dropped to stop the workers (they select on it next to the hints).
+    stop: Mutex<Option<Sender<()>>>,
+    workers: Mutex<Vec<thread::JoinHandle<()>>>,
 }
 
 impl Prefetcher {
@@ -49,21 +51,24 @@ impl Prefetcher {
     /// started are stopped and joined.
     pub(crate) fn start(shared: &Arc<Shared>, workers: usize, queue: usize) -> Result<Self> {
         let (sender, receiver) = bounded(queue);
+        let (stop, stopped) = bounded::<()>(0);
         let mut prefetcher = Prefetcher {
             sender: Some(sender),
-            workers: Vec::with_capacity(workers),
+            stop: Mutex::new(Some(stop)),
+            workers: Mutex::new(Vec::with_capacity(workers)),
         };
         for i in 0..workers {
             let shared = Arc::clone(shared);
             let receiver: Receiver<Hint> = receiver.clone();
+            let stopped = stopped.clone();
             let handle = thread::Builder::new()
                 .name(format!("extentmeta-prefetch-{i}"))
-                .spawn(move || run(&shared, &receiver))
+                .spawn(move || run(&shared, &receiver, &stopped))
                 // Dropping `prefetcher` on this path joins the workers started so far.
                 .map_err(|e| Error::io(0, "spawn", &e))?;
-            prefetcher.workers.push(handle);
+            prefetcher.workers.lock().push(handle);
         }
-        if prefetcher.workers.is_empty() {
+        if workers == 0 {
             prefetcher.sender = None;
         }
         Ok(prefetcher)
@@ -86,20 +91,38 @@ impl Prefetcher {
     }
 }
 
-impl Drop for Prefetcher {
-    fn drop(&mut self) {
-        self.sender = None;
-        for worker in self.workers.drain(..) {
-            // A worker that panicked already reported it; shutdown goes on.
-            let _ = worker.join();
-        }
+impl Prefetcher {
+    /// Stops and joins the workers (each finishes or abandons the load in flight;
+    /// queued hints are dropped). Idempotent. Returns how many workers had
+    /// panicked (never expected: loads contain backend panics).
+    pub(crate) fn shutdown(&self) -> usize {
+        self.stop.lock().take();
+        let workers = std::mem::take(&mut *self.workers.lock());
+        workers
+            .into_iter()
+            .map(|w| w.join())
+            .filter(Result::is_err)
+            .count()
     }
 }
 
-fn run(shared: &Shared, receiver: &Receiver<Hint>) {
-    // Bounded by the channel: ends when the store drops the sender, or at the first
-    // hint received after the stop flag is set.
-    while let Ok(hint) = receiver.recv() {
+impl Drop for Prefetcher {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn run(shared: &Shared, receiver: &Receiver<Hint>, stopped: &Receiver<()>) {
+    // Bounded by the channels: ends when the store drops the stop sender (or the
+    // hint sender), or at the first hint received after the stop flag is set.
+    loop {
+        let hint = select! {
+            recv(receiver) -> hint => match hint {
+                Ok(hint) => hint,
+                Err(_) => return,
+            },
+            recv(stopped) -> _ => return,
+        };
         if shared.stopping() {
             return;
         }

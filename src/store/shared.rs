@@ -3,6 +3,7 @@
 
 use super::durable::Journal;
 use super::group_sync::GroupSync;
+use super::latency::Latencies;
 use super::prefetch::Hint;
 use super::stats::Counters;
 use crate::backend::{Backend, read_bytes};
@@ -15,7 +16,7 @@ use crate::protocol::{
     Tally, Verdict, VerifySession,
 };
 use crate::record::{ExtentId, Location};
-use crate::sync::{AtomicBool, AtomicU64, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, Condvar, Mutex, Ordering};
 use std::time::{Duration, Instant};
 
 /// State shared by the store and its worker threads.
@@ -30,6 +31,12 @@ pub(crate) struct Shared {
     pub(crate) journal: Option<Journal>,
     /// One sync group per device: concurrent writers share a device sync.
     syncs: Box<[GroupSync]>,
+    /// Latency histograms per operation kind.
+    pub(crate) latency: Latencies,
+    /// Bumped (and waiters woken) whenever a write, batch or delete finishes: a
+    /// writer waiting for another write of the same extent waits on it.
+    write_done: Mutex<u64>,
+    write_done_cv: Condvar,
     /// Set once when the store is dropped: prefetch loads stop at their next step.
     stopping: AtomicBool,
     started: Instant,
@@ -74,6 +81,9 @@ impl Shared {
             policy,
             scrub_cursor: AtomicU64::new(scrub_start),
             syncs: (0..devices).map(|_| GroupSync::default()).collect(),
+            latency: Latencies::default(),
+            write_done: Mutex::new(0),
+            write_done_cv: Condvar::new(),
             journal,
             stopping: AtomicBool::new(false),
             started: Instant::now(),
@@ -111,9 +121,23 @@ impl Shared {
     /// prefetch (`join_loads == false`) ends with [`Error::Shutdown`] at its next
     /// step once the store is being dropped (the caller's guard abandons it).
     fn run<M: Machine>(&self, op: &mut M, join_loads: bool) -> Result<Option<M::Output>> {
+        self.run_counting(op, join_loads, &mut 0)
+    }
+
+    /// [`run`](Self::run), counting the I/O, wait and backoff steps in `steps` (a
+    /// read that took none was a cache hit).
+    fn run_counting<M: Machine>(
+        &self,
+        op: &mut M,
+        join_loads: bool,
+        steps: &mut u32,
+    ) -> Result<Option<M::Output>> {
         let core = &self.core;
         let mut step = op.start(core);
         loop {
+            if !matches!(step, Step::Done(_)) {
+                *steps += 1;
+            }
             if let Some(location) = op.take_device_error() {
                 self.device_error(location);
             }
@@ -204,7 +228,14 @@ impl Shared {
         };
         journal.commit(entries)?;
         if journal.wants_rotation() {
-            let _ = journal.rotate(|| self.image());
+            #[cfg(feature = "tracing")]
+            let _span = tracing::info_span!("extentmeta.journal.rotate").entered();
+            let rotated = journal.rotate(|| self.image());
+            #[cfg(feature = "tracing")]
+            if let Err(err) = &rotated {
+                tracing::error!(%err, "journal rotation failed");
+            }
+            let _ = rotated;
         }
         Ok(())
     }
@@ -228,28 +259,79 @@ impl Shared {
 
     /// A demand read, climbing the integrity ladder on a media error (see
     /// [`ReadSession`]); the ladder's counts come from the session.
+    ///
+    /// One read in [`READ_SAMPLE`] is timed into the hit or miss histogram (a
+    /// clock read costs a good share of a cache hit; sampling keeps the hit path
+    /// within a few per cent).
     pub(crate) fn read(&self, id: ExtentId) -> Result<Bytes> {
         self.counters.reads.bump();
-        let result = self.session(ReadSession::new(id, self.policy), ReadSession::tally);
+        let sampled = sample_this_read();
+        let started = sampled.then(Instant::now);
+        let mut steps = 0;
+        let result = self.session_counting(
+            ReadSession::new(id, self.policy),
+            ReadSession::tally,
+            &mut steps,
+        );
+        if let Some(started) = started {
+            let histogram = if steps == 0 {
+                &self.latency.read_hit
+            } else {
+                &self.latency.read_miss
+            };
+            histogram.record(elapsed_ns(started));
+        }
         if result.is_ok() {
             self.counters.read_ok.bump();
         }
         result
     }
 
+    /// Wakes writers waiting for a write of some extent to finish.
+    pub(crate) fn write_finished(&self) {
+        *self.write_done.lock() += 1;
+        self.write_done_cv.notify_all();
+    }
+
+    /// The write-finished counter, to wait on with [`wait_write`](Self::wait_write).
+    pub(crate) fn writes_finished(&self) -> u64 {
+        *self.write_done.lock()
+    }
+
+    /// Waits until a write finished after `seen` was read, or `timeout` passed.
+    pub(crate) fn wait_write(&self, seen: u64, timeout: Duration) {
+        let mut done = self.write_done.lock();
+        if *done == seen {
+            done = self.write_done_cv.wait_for(done, timeout);
+        }
+        drop(done);
+    }
+
     /// Runs a session to completion and adds its tally to the counters (also
     /// when it fails). Abandoned if the backend unwinds.
     fn session<M: Machine>(&self, op: M, tally: fn(&M) -> Tally) -> Result<M::Output> {
+        self.session_counting(op, tally, &mut 0)
+    }
+
+    fn session_counting<M: Machine>(
+        &self,
+        op: M,
+        tally: fn(&M) -> Tally,
+        steps: &mut u32,
+    ) -> Result<M::Output> {
         let mut guard = AbandonOnDrop {
             op,
             core: &self.core,
         };
-        let result = self.run(&mut guard.op, true).and_then(|o| {
+        let result = self.run_counting(&mut guard.op, true, steps).and_then(|o| {
             o.ok_or(Error::Internal {
                 what: "a session skipped a load",
             })
         });
-        self.counters.add_tally(tally(&guard.op));
+        let tally = tally(&guard.op);
+        self.counters.add_tally(tally);
+        #[cfg(feature = "tracing")]
+        trace_tally(&tally);
         result
     }
 
@@ -280,7 +362,12 @@ impl Shared {
 
     /// Runs one compaction.
     pub(crate) fn compact(&self, op: CompactOp) -> Result<CompactOutcome> {
-        let outcome = self.drive_all(op)?;
+        #[cfg(feature = "tracing")]
+        let _span = tracing::debug_span!("extentmeta.compact").entered();
+        let started = Instant::now();
+        let outcome = self.drive_all(op);
+        self.latency.compaction.record(elapsed_ns(started));
+        let outcome = outcome?;
         match outcome {
             CompactOutcome::Committed(_) => self.counters.compactions_committed.bump(),
             CompactOutcome::Aborted => self.counters.compactions_aborted.bump(),
@@ -291,7 +378,12 @@ impl Shared {
     /// Verifies `id` against the media and repairs a persistent fault (see
     /// [`VerifySession`]); the counts come from the session.
     pub(crate) fn verify(&self, id: ExtentId) -> Result<Verdict> {
-        self.session(VerifySession::new(id, self.policy), VerifySession::tally)
+        #[cfg(feature = "tracing")]
+        let _span = tracing::debug_span!("extentmeta.verify", extent = id.0).entered();
+        let started = Instant::now();
+        let verdict = self.session(VerifySession::new(id, self.policy), VerifySession::tally);
+        self.latency.verify.record(elapsed_ns(started));
+        verdict
     }
 
     /// Records one device error (one per verification episode) and degrades the
@@ -306,5 +398,56 @@ impl Shared {
                 let _ = journal.commit(&[crate::journal::Entry::Degraded(location.device)]);
             }
         }
+    }
+}
+
+/// Reads timed per sampled read: one in this many.
+pub(crate) const READ_SAMPLE: u32 = 16;
+
+/// Whether this thread's current read is one of the sampled ones.
+fn sample_this_read() -> bool {
+    thread_local!(static READS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) });
+    READS.with(|n| {
+        let next = n.get().wrapping_add(1);
+        n.set(next);
+        next % READ_SAMPLE == 0
+    })
+}
+
+/// Nanoseconds since `started`, saturating.
+pub(crate) fn elapsed_ns(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The slow paths a session took, as `tracing` events.
+#[cfg(feature = "tracing")]
+fn trace_tally(t: &Tally) {
+    if t.retries > 0 {
+        tracing::debug!(
+            retries = t.retries,
+            transient = t.verify_transient,
+            "re-read a stable version"
+        );
+    }
+    if t.fpre004 > 0 {
+        tracing::warn!(
+            fpre004 = t.fpre004,
+            "persistent fault: retry limit exceeded"
+        );
+    }
+    if t.quarantines > 0 {
+        tracing::warn!(quarantines = t.quarantines, "extent quarantined");
+    }
+    if t.remaps > 0 {
+        tracing::info!(
+            remaps = t.remaps,
+            "quarantined extent remapped from a good copy"
+        );
+    }
+    if t.remap_failed > 0 {
+        tracing::warn!(
+            remap_failed = t.remap_failed,
+            "no good copy: extent stays quarantined"
+        );
     }
 }

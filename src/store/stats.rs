@@ -67,6 +67,10 @@ pub struct StoreStats {
     pub scrub_extents: u64,
     /// Bytes verified by the scrubber.
     pub scrub_bytes: u64,
+    /// Latency percentiles per operation kind.
+    pub latency: super::latency::OpLatencies,
+    /// Listener calls that panicked (contained; see [`crate::events`]).
+    pub listener_panics: u64,
     /// Journal syncs (group commits) of a durable store; 0 in memory.
     pub journal_syncs: u64,
     /// Journal commits (one per durable write, compaction, remap, quarantine or
