@@ -27,6 +27,7 @@ pub struct StoreConfig {
     pub(crate) scrub_start: u64,
     pub(crate) devices: u16,
     pub(crate) write_wait_ms: u64,
+    pub(crate) latency_histograms: bool,
     pub(crate) journal_max_bytes: u64,
 }
 
@@ -49,6 +50,7 @@ impl Default for StoreConfig {
             scrub_start: 0,
             devices: 1,
             write_wait_ms: 10_000,
+            latency_histograms: true,
             journal_max_bytes: 64 << 20,
         }
     }
@@ -151,6 +153,11 @@ impl StoreConfigBuilder {
         /// ([`Store::try_write`](crate::Store::try_write) never waits).
         /// Bound: ≤ 3 600 000 (an hour).
         write_wait_ms: u64
+    );
+    setter!(
+        /// Whether to keep latency histograms (`StoreStats::latency`); on by
+        /// default (reads are sampled, so the hit path barely notices).
+        latency_histograms: bool
     );
     setter!(
         /// Device files of a durable store ([`Store::open`](crate::Store::open));

@@ -114,6 +114,8 @@ pub struct Latency {
 /// The store's histograms, one per operation kind.
 #[derive(Debug, Default)]
 pub(crate) struct Latencies {
+    /// Whether reads are sampled at all (`StoreConfig::latency_histograms`).
+    pub(crate) enabled: bool,
     pub(crate) read_hit: Histogram,
     pub(crate) read_miss: Histogram,
     pub(crate) write: Histogram,
@@ -129,6 +131,14 @@ impl Latencies {
             write: self.write.summary(),
             compaction: self.compaction.summary(),
             verify: self.verify.summary(),
+        }
+    }
+
+    /// Records `ns` in `histogram` if histograms are on.
+    #[inline]
+    pub(crate) fn record(&self, histogram: &Histogram, ns: u64) {
+        if self.enabled {
+            histogram.record(ns);
         }
     }
 }

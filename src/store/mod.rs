@@ -208,6 +208,7 @@ impl Store {
             policy,
             config.scrub_start,
             journal,
+            config.latency_histograms,
         ));
         let prefetcher =
             Prefetcher::start(&shared, config.prefetch_workers, config.prefetch_queue)?;
@@ -293,10 +294,8 @@ impl Store {
         let result = self
             .shared
             .drive(WriteOp::new(id, Bytes::from(bytes)), true);
-        self.shared
-            .latency
-            .write
-            .record(shared::elapsed_ns(started));
+        let latency = &self.shared.latency;
+        latency.record(&latency.write, shared::elapsed_ns(started));
         self.shared.write_finished();
         let committed = result?.ok_or(Error::Internal {
             what: "a write waited on a load",
@@ -425,10 +424,8 @@ impl Store {
         );
         let started = std::time::Instant::now();
         let result = self.shared.drive(op, true);
-        self.shared
-            .latency
-            .write
-            .record(shared::elapsed_ns(started));
+        let latency = &self.shared.latency;
+        latency.record(&latency.write, shared::elapsed_ns(started));
         self.shared.write_finished();
         let committed = result?.ok_or(Error::Internal {
             what: "a batch write waited on a load",

@@ -72,6 +72,7 @@ impl Shared {
         policy: IntegrityPolicy,
         scrub_start: u64,
         journal: Option<Journal>,
+        histograms: bool,
     ) -> Self {
         let devices = backend.device_count();
         Shared {
@@ -81,7 +82,10 @@ impl Shared {
             policy,
             scrub_cursor: AtomicU64::new(scrub_start),
             syncs: (0..devices).map(|_| GroupSync::default()).collect(),
-            latency: Latencies::default(),
+            latency: Latencies {
+                enabled: histograms,
+                ..Latencies::default()
+            },
             write_done: Mutex::new(0),
             write_done_cv: Condvar::new(),
             journal,
@@ -265,7 +269,7 @@ impl Shared {
     /// within a few per cent).
     pub(crate) fn read(&self, id: ExtentId) -> Result<Bytes> {
         self.counters.reads.bump();
-        let sampled = sample_this_read();
+        let sampled = self.latency.enabled && sample_this_read();
         let started = sampled.then(Instant::now);
         let mut steps = 0;
         let result = self.session_counting(
@@ -279,7 +283,7 @@ impl Shared {
             } else {
                 &self.latency.read_miss
             };
-            histogram.record(elapsed_ns(started));
+            self.latency.record(histogram, elapsed_ns(started));
         }
         if result.is_ok() {
             self.counters.read_ok.bump();
@@ -366,7 +370,8 @@ impl Shared {
         let _span = tracing::debug_span!("extentmeta.compact").entered();
         let started = Instant::now();
         let outcome = self.drive_all(op);
-        self.latency.compaction.record(elapsed_ns(started));
+        self.latency
+            .record(&self.latency.compaction, elapsed_ns(started));
         let outcome = outcome?;
         match outcome {
             CompactOutcome::Committed(_) => self.counters.compactions_committed.bump(),
@@ -382,7 +387,7 @@ impl Shared {
         let _span = tracing::debug_span!("extentmeta.verify", extent = id.0).entered();
         let started = Instant::now();
         let verdict = self.session(VerifySession::new(id, self.policy), VerifySession::tally);
-        self.latency.verify.record(elapsed_ns(started));
+        self.latency.record(&self.latency.verify, elapsed_ns(started));
         verdict
     }
 
