@@ -127,8 +127,8 @@ impl Drop for FillToken {
 }
 
 /// One shard's lock and state, starting on a cache-line pair of its own: two
-/// threads on neighbouring shards never write the same line (a `Shard` is not a
-/// multiple of 64 bytes, so unpadded shards shared lines at their edges).
+/// threads on neighbouring shards never write the same line (unpadded, the shards
+/// sat in an 8-byte-aligned array and shared lines at their edges).
 #[derive(Debug)]
 #[repr(align(128))]
 struct Padded(Mutex<Shard>);
