@@ -410,7 +410,8 @@ fn bench_snapshot_random(c: &mut Criterion) {
     });
     group.finish();
 
-    let (mut a, mut b, mut c, mut d) = (
+    let (mut a, mut b, mut c, mut d, mut e) = (
+        Batches::new(&pool),
         Batches::new(&pool),
         Batches::new(&pool),
         Batches::new(&pool),
@@ -437,6 +438,11 @@ fn bench_snapshot_random(c: &mut Criterion) {
             ("diag_seqlock_vec", &mut || {
                 for &id in d.next_batch() {
                     black_box(raw[id as usize].try_read());
+                }
+            }),
+            ("diag_table_segment_1m", &mut || {
+                for &id in e.next_batch() {
+                    black_box(big_segments.snapshot(ExtentId(id)).expect("in range"));
                 }
             }),
         ],

@@ -203,9 +203,13 @@ impl Sketch {
     }
 }
 
+// `repr(C)`: the map's header and the counters come first, on the cache line of
+// the shard's lock, so a hit touches that line and the map's own memory only.
 #[derive(Debug, Default)]
+#[repr(C)]
 pub(crate) struct Shard {
     pub(crate) map: IdMap<Slot>,
+    pub(crate) stats: CacheStats,
     probation: VecDeque<(ExtentId, u64)>,
     main: VecDeque<(ExtentId, u64)>,
     ghost: Ghost,
@@ -215,7 +219,6 @@ pub(crate) struct Shard {
     main_used: u64,
     /// The shard has evicted for space at least once (warm-up is over).
     has_evicted: bool,
-    pub(crate) stats: CacheStats,
 }
 
 fn weight(bytes: &Bytes) -> u64 {

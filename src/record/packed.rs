@@ -27,7 +27,7 @@ const _: () = assert!(super::MAX_VERSION == u64::MAX >> VERSION_SHIFT);
 const _: () = assert!(GENERATION_MASK.count_ones() == DEVICE_SHIFT);
 
 /// A record as the four words the table stores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub(crate) struct Packed {
     pub(crate) header: u64,
     pub(crate) words: [u64; 3],
@@ -47,7 +47,8 @@ impl Packed {
     }
 
     /// Packs `fields` at `version`.
-    pub(crate) fn pack(version: u64, f: &Fields) -> Packed {
+    #[inline]
+    pub(crate) const fn pack(version: u64, f: &Fields) -> Packed {
         debug_assert!(f.generation <= MAX_GENERATION, "generation out of range");
         debug_assert!(version <= super::MAX_VERSION, "version out of range");
         let header = (version << VERSION_SHIFT)
@@ -56,29 +57,64 @@ impl Packed {
         Packed {
             header,
             words: [
-                (u64::from(f.location.device) << DEVICE_SHIFT) | f.generation,
+                ((f.location.device as u64) << DEVICE_SHIFT) | f.generation,
                 f.location.offset,
-                (u64::from(f.checksum) << 32) | u64::from(f.location.length),
+                ((f.checksum as u64) << 32) | f.location.length as u64,
             ],
         }
     }
 
+    /// The version these words hold.
+    #[inline]
+    pub(crate) const fn version(&self) -> u64 {
+        Self::version_of(self.header)
+    }
+
+    /// The lifecycle state these words hold.
+    #[inline]
+    pub(crate) const fn state(&self) -> State {
+        State::from_bits(self.header & STATE_MASK)
+    }
+
+    /// Whether a write is pending in these words.
+    #[inline]
+    pub(crate) const fn write_pending(&self) -> bool {
+        self.header & PENDING_BIT != 0
+    }
+
+    /// The content generation these words hold.
+    #[inline]
+    pub(crate) const fn generation(&self) -> u64 {
+        self.words[0] & GENERATION_MASK
+    }
+
+    /// The location these words hold.
+    #[inline]
+    pub(crate) const fn location(&self) -> Location {
+        Location {
+            device: (self.words[0] >> DEVICE_SHIFT) as u16,
+            offset: self.words[1],
+            length: self.words[2] as u32,
+        }
+    }
+
+    /// The checksum these words hold.
+    #[inline]
+    pub(crate) const fn checksum(&self) -> u32 {
+        (self.words[2] >> 32) as u32
+    }
+
     /// The version and fields these words hold.
     #[inline]
-    pub(crate) fn unpack(&self) -> (u64, Fields) {
-        let [w1, w2, w3] = self.words;
+    pub(crate) const fn unpack(&self) -> (u64, Fields) {
         let fields = Fields {
-            state: State::from_bits(self.header & STATE_MASK),
-            write_pending: self.header & PENDING_BIT != 0,
-            generation: w1 & GENERATION_MASK,
-            location: Location {
-                device: (w1 >> DEVICE_SHIFT) as u16,
-                offset: w2,
-                length: w3 as u32,
-            },
-            checksum: (w3 >> 32) as u32,
+            state: self.state(),
+            write_pending: self.write_pending(),
+            generation: self.generation(),
+            location: self.location(),
+            checksum: self.checksum(),
         };
-        (Self::version_of(self.header), fields)
+        (self.version(), fields)
     }
 }
 

@@ -302,7 +302,7 @@ impl ExtentTable {
                 attempts: 1,
             });
         };
-        slot.publish(Packed::pack(snapshot.version(), &snapshot.fields));
+        slot.publish(snapshot.packed());
         Ok(())
     }
 
@@ -375,14 +375,9 @@ fn conflict_error(extent: ExtentId, expected_version: u64, current: Snapshot) ->
     }
 }
 
-#[inline]
+#[inline(always)]
 fn snapshot_of(extent: ExtentId, packed: &Packed) -> Snapshot {
-    let (version, fields) = packed.unpack();
-    Snapshot {
-        extent,
-        version,
-        fields,
-    }
+    Snapshot::from_packed(extent, *packed)
 }
 
 const _: () = assert!(
