@@ -30,7 +30,9 @@ fn hot_store(histograms: bool, listener: bool) -> Store {
         });
     }
     for id in 0..HOT {
-        store.write(ExtentId(id), &id.to_le_bytes().repeat(64)).expect("write");
+        store
+            .write(ExtentId(id), &id.to_le_bytes().repeat(64))
+            .expect("write");
         store.read(ExtentId(id)).expect("warm");
     }
     store
@@ -104,8 +106,9 @@ fn durable_writes(c: &mut Criterion) {
     });
     g.bench_function("batch", |b| {
         b.iter(|| {
-            let items: Vec<(ExtentId, &[u8])> =
-                (0..32).map(|id| (ExtentId(100 + id), value.as_slice())).collect();
+            let items: Vec<(ExtentId, &[u8])> = (0..32)
+                .map(|id| (ExtentId(100 + id), value.as_slice()))
+                .collect();
             store.write_batch(&items).expect("batch");
         })
     });
@@ -123,8 +126,9 @@ fn durable_writes(c: &mut Criterion) {
             }
         });
         let batch = time(&|| {
-            let items: Vec<(ExtentId, &[u8])> =
-                (0..32).map(|id| (ExtentId(100 + id), value.as_slice())).collect();
+            let items: Vec<(ExtentId, &[u8])> = (0..32)
+                .map(|id| (ExtentId(100 + id), value.as_slice()))
+                .collect();
             store.write_batch(&items).expect("batch");
         });
         ratios.push(single / batch);

@@ -60,3 +60,38 @@ impl fmt::Debug for Bytes {
         write!(f, "Bytes(len={}, head={head:02x?})", self.0.len())
     }
 }
+
+/// Zero-copy: the `bytes::Bytes` owns this handle (a reference count), so an engine
+/// that speaks `bytes` gets the cached bytes without a copy.
+#[cfg(feature = "bytes")]
+impl From<Bytes> for bytes::Bytes {
+    fn from(b: Bytes) -> bytes::Bytes {
+        bytes::Bytes::from_owner(b)
+    }
+}
+
+/// Copies once: the crate's bytes live in one allocation with their reference
+/// count. Writes take `&[u8]`, so pass `&b[..]` to write a `bytes::Bytes` without
+/// converting it.
+#[cfg(feature = "bytes")]
+impl From<bytes::Bytes> for Bytes {
+    fn from(b: bytes::Bytes) -> Bytes {
+        Bytes::from(&b[..])
+    }
+}
+
+#[cfg(all(test, feature = "bytes"))]
+mod bytes_tests {
+    use super::Bytes;
+
+    #[test]
+    fn conversion_to_bytes_bytes_does_not_copy() {
+        let ours = Bytes::from(&b"extent 7 generation 3"[..]);
+        let at = ours.as_ptr();
+        let theirs: bytes::Bytes = ours.clone().into();
+        assert_eq!(theirs.as_ptr(), at, "same allocation");
+        assert_eq!(&theirs[..], &ours[..]);
+        let back: Bytes = theirs.slice(9..21).into();
+        assert_eq!(&back[..], b"generation 3");
+    }
+}

@@ -56,7 +56,7 @@ pub mod table;
 
 pub use backend::{Backend, FileBackend, MemBackend};
 pub use bytes::Bytes;
-pub use cache::{Cache, CacheStats, Priority};
+pub use cache::{Cache, CachePolicy, CacheStats, Priority};
 pub use error::{Error, Result};
 pub use policy::IntegrityPolicy;
 pub use protocol::{CompactOutcome, MAX_ATTEMPTS, RepairOutcome, Verdict};

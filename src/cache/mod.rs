@@ -66,6 +66,9 @@ pub struct CacheStats {
     pub prefetch_wasted: u64,
     /// Entries or loads removed because a newer generation committed.
     pub invalidated: u64,
+    /// Fills never cached because they weigh more than a shard holds
+    /// (`capacity / shards`): use fewer shards or a larger cache for such values.
+    pub oversized: u64,
 }
 
 impl CacheStats {
@@ -78,6 +81,7 @@ impl CacheStats {
         self.prefetch_used += o.prefetch_used;
         self.prefetch_wasted += o.prefetch_wasted;
         self.invalidated += o.invalidated;
+        self.oversized += o.oversized;
     }
 }
 
@@ -134,10 +138,43 @@ impl Drop for FillToken {
 struct Padded(Mutex<Shard>);
 
 /// The generation-tagged, byte-bounded, sharded cache.
-#[derive(Debug)]
 pub struct Cache {
     shards: Box<[Padded]>,
     limits: Limits,
+    weigher: Option<Weigher>,
+    on_evict: Option<EvictionListener>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("shards", &self.shards.len())
+            .field("limits", &self.limits)
+            .field("weigher", &self.weigher.is_some())
+            .field("eviction_listener", &self.on_evict.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Weighs an entry: its cost against the capacity, in bytes (the cache adds its
+/// own per-entry overhead). The default is the payload's length.
+pub type Weigher = std::sync::Arc<dyn Fn(ExtentId, &[u8]) -> u64 + Send + Sync>;
+
+/// Called with every entry evicted for space, after the shard lock is released
+/// (it may use the cache). Must be quick: it runs on the thread whose fill evicted.
+pub type EvictionListener = std::sync::Arc<dyn Fn(&Evicted) + Send + Sync>;
+
+/// An entry the cache evicted for space.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evicted {
+    /// The extent.
+    pub extent: ExtentId,
+    /// The generation of the evicted bytes.
+    pub generation: u64,
+    /// The bytes.
+    pub bytes: Bytes,
+    /// Whether it was filled by a prefetch and never read (a wasted prefetch).
+    pub unread_prefetch: bool,
 }
 
 impl Cache {
@@ -156,7 +193,28 @@ impl Cache {
                 .map(|_| Padded(Mutex::new(Shard::default())))
                 .collect(),
             limits: Limits::new(capacity_bytes / shards as u64, &policy),
+            weigher: None,
+            on_evict: None,
         }
+    }
+
+    /// This cache, weighing entries with `weigher` instead of their length.
+    pub fn with_weigher(mut self, weigher: Weigher) -> Self {
+        self.weigher = Some(weigher);
+        self
+    }
+
+    /// This cache, calling `listener` with every entry it evicts for space.
+    pub fn with_eviction_listener(mut self, listener: EvictionListener) -> Self {
+        self.limits.report_evictions = true;
+        self.on_evict = Some(listener);
+        self
+    }
+
+    /// The heaviest entry a shard can hold (`capacity / shards`, overhead
+    /// included): heavier fills are counted in [`CacheStats::oversized`].
+    pub fn max_entry_bytes(&self) -> u64 {
+        self.limits.capacity
     }
 
     #[inline]
@@ -269,10 +327,17 @@ impl Cache {
                 } else {
                     token.priority
                 };
+                let w = match &self.weigher {
+                    Some(weigher) => {
+                        weigher(token.id, &bytes).saturating_add(shard::ENTRY_OVERHEAD)
+                    }
+                    None => shard::weight(&bytes),
+                };
                 shard.insert(
                     token.id,
                     token.generation,
                     bytes.clone(),
+                    w,
                     priority,
                     &self.limits,
                 );
@@ -286,7 +351,15 @@ impl Cache {
         if ours && !matches!(outcome, FlightOutcome::Ready(_)) {
             shard.remove(token.id);
         }
+        let evicted = std::mem::take(&mut shard.evicted_out);
         drop(shard);
+        if let Some(listener) = &self.on_evict {
+            for e in &evicted {
+                let call = std::panic::AssertUnwindSafe(|| listener(e));
+                // A panicking listener loses its own notification, nothing else.
+                let _ = std::panic::catch_unwind(call);
+            }
+        }
         token.flight.finish(outcome.clone());
         token.completed = true;
         outcome

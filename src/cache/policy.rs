@@ -160,6 +160,8 @@ pub(crate) struct Limits {
     pub(crate) promote: u8,
     /// See [`CachePolicy::frequency_admission`].
     pub(crate) admission: bool,
+    /// Keep evicted entries for the eviction listener.
+    pub(crate) report_evictions: bool,
 }
 
 impl Limits {
@@ -171,6 +173,7 @@ impl Limits {
             ghost: share(policy.ghost_percent),
             promote: policy.promote_after_reads,
             admission: policy.frequency_admission,
+            report_evictions: false,
         }
     }
 }

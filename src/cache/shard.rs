@@ -86,6 +86,9 @@ pub(crate) struct Entry {
     /// Filled by a demand read (or a prefetch load a demand read joined).
     demand_fill: bool,
     in_main: bool,
+    /// What the entry weighs against the capacity (the weigher's answer plus the
+    /// per-entry overhead), fixed at insert.
+    weight: u64,
 }
 
 #[derive(Debug)]
@@ -219,9 +222,14 @@ pub(crate) struct Shard {
     main_used: u64,
     /// The shard has evicted for space at least once (warm-up is over).
     has_evicted: bool,
+    /// Entries evicted for space since the cache last drained this, kept only
+    /// while an eviction listener is installed (`Limits::report_evictions`); the
+    /// cache calls the listener after releasing the shard lock.
+    pub(crate) evicted_out: Vec<super::Evicted>,
 }
 
-fn weight(bytes: &Bytes) -> u64 {
+/// The default weight: payload plus the per-entry overhead.
+pub(crate) fn weight(bytes: &[u8]) -> u64 {
     bytes.len() as u64 + ENTRY_OVERHEAD
 }
 
@@ -251,11 +259,14 @@ impl Shard {
         id: ExtentId,
         generation: u64,
         bytes: Bytes,
+        w: u64,
         priority: Priority,
         limits: &Limits,
     ) {
-        let w = weight(&bytes);
         if w > limits.capacity {
+            // Heavier than the whole shard: never cached, and counted so that the
+            // configuration can be fixed (fewer shards, a larger cache).
+            self.stats.oversized += 1;
             self.remove(id);
             return;
         }
@@ -283,6 +294,7 @@ impl Shard {
             prefetched: !demand,
             demand_fill: demand,
             in_main,
+            weight: w,
         };
         // One hash probe: replace whatever the map held (usually our load's slot).
         if let Some(Slot::Ready(old)) = self.map.insert(id, Slot::Ready(entry)) {
@@ -312,7 +324,7 @@ impl Shard {
 
     /// Takes a departed entry's weight off the books.
     fn forget(&mut self, entry: &Entry) {
-        let w = weight(&entry.bytes);
+        let w = entry.weight;
         self.used -= w;
         if entry.in_main {
             self.main_used -= w;
@@ -374,11 +386,19 @@ impl Shard {
                 // Read again on probation: promote, counting afresh.
                 entry.freq = 0;
                 entry.in_main = true;
-                self.main_used += weight(&entry.bytes);
+                self.main_used += entry.weight;
                 self.main.push_back((id, generation));
                 continue;
             }
-            let w = weight(&entry.bytes);
+            let w = entry.weight;
+            if limits.report_evictions {
+                self.evicted_out.push(super::Evicted {
+                    extent: id,
+                    generation,
+                    bytes: entry.bytes.clone(),
+                    unread_prefetch: entry.prefetched,
+                });
+            }
             if entry.prefetched {
                 self.stats.prefetch_wasted += 1;
             }
@@ -454,11 +474,14 @@ mod tests {
             ghost: entries * 1000,
             promote: 3,
             admission: false,
+            report_evictions: false,
         }
     }
 
     fn fill(shard: &mut Shard, id: u64, priority: Priority, limits: &Limits) {
-        shard.insert(ExtentId(id), 1, bytes(id), priority, limits);
+        let b = bytes(id);
+        let w = weight(&b);
+        shard.insert(ExtentId(id), 1, b, w, priority, limits);
     }
 
     fn read(shard: &mut Shard, id: u64) -> bool {

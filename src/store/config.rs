@@ -27,9 +27,43 @@ pub struct StoreConfig {
     pub(crate) scrub_start: u64,
     pub(crate) devices: u16,
     pub(crate) write_wait_ms: u64,
+    pub(crate) cache_policy: crate::cache::CachePolicy,
+    pub(crate) cache_hooks: CacheHooks,
     pub(crate) latency_histograms: bool,
     pub(crate) journal_max_bytes: u64,
 }
+
+/// The cache's callbacks; two configurations are equal when they hold the same
+/// callbacks (by pointer).
+#[derive(Clone, Default)]
+pub(crate) struct CacheHooks {
+    pub(crate) weigher: Option<crate::cache::Weigher>,
+    pub(crate) on_evict: Option<crate::cache::EvictionListener>,
+}
+
+impl std::fmt::Debug for CacheHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheHooks")
+            .field("weigher", &self.weigher.is_some())
+            .field("eviction_listener", &self.on_evict.is_some())
+            .finish()
+    }
+}
+
+impl PartialEq for CacheHooks {
+    fn eq(&self, other: &Self) -> bool {
+        fn same<T: ?Sized>(a: &Option<std::sync::Arc<T>>, b: &Option<std::sync::Arc<T>>) -> bool {
+            match (a, b) {
+                (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+        }
+        same(&self.weigher, &other.weigher) && same(&self.on_evict, &other.on_evict)
+    }
+}
+
+impl Eq for CacheHooks {}
 
 impl Default for StoreConfig {
     fn default() -> Self {
@@ -50,6 +84,8 @@ impl Default for StoreConfig {
             scrub_start: 0,
             devices: 1,
             write_wait_ms: 10_000,
+            cache_policy: crate::cache::CachePolicy::default(),
+            cache_hooks: CacheHooks::default(),
             latency_histograms: true,
             journal_max_bytes: 64 << 20,
         }
@@ -154,6 +190,32 @@ impl StoreConfigBuilder {
         /// Bound: ≤ 3 600 000 (an hour).
         write_wait_ms: u64
     );
+    setter!(
+        /// The cache's eviction policy (S3-FIFO by default; see
+        /// [`CachePolicy`](crate::cache::CachePolicy)).
+        cache_policy: crate::cache::CachePolicy
+    );
+
+    /// Weighs cache entries with `weigher` (bytes against `cache_bytes`; the
+    /// per-entry overhead is added) instead of their length.
+    pub fn cache_weigher(
+        mut self,
+        weigher: impl Fn(crate::ExtentId, &[u8]) -> u64 + Send + Sync + 'static,
+    ) -> Self {
+        self.config.cache_hooks.weigher = Some(std::sync::Arc::new(weigher));
+        self
+    }
+
+    /// Calls `listener` with every entry the cache evicts for space (after the
+    /// cache's lock is released; it must be quick).
+    pub fn cache_eviction_listener(
+        mut self,
+        listener: impl Fn(&crate::cache::Evicted) + Send + Sync + 'static,
+    ) -> Self {
+        self.config.cache_hooks.on_evict = Some(std::sync::Arc::new(listener));
+        self
+    }
+
     setter!(
         /// Whether to keep latency histograms (`StoreStats::latency`); on by
         /// default (reads are sampled, so the hit path barely notices).

@@ -191,7 +191,20 @@ impl Store {
         let policy = config.policy;
         let core = Core {
             table,
-            cache: Cache::new(config.cache_bytes, config.cache_shards),
+            cache: {
+                let mut cache = Cache::with_policy(
+                    config.cache_bytes,
+                    config.cache_shards,
+                    config.cache_policy,
+                );
+                if let Some(w) = config.cache_hooks.weigher.clone() {
+                    cache = cache.with_weigher(w);
+                }
+                if let Some(l) = config.cache_hooks.on_evict.clone() {
+                    cache = cache.with_eviction_listener(l);
+                }
+                cache
+            },
             allocator,
             reclaimer: Reclaimer::new(),
             health: Health::new(

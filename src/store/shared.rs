@@ -387,7 +387,8 @@ impl Shared {
         let _span = tracing::debug_span!("extentmeta.verify", extent = id.0).entered();
         let started = Instant::now();
         let verdict = self.session(VerifySession::new(id, self.policy), VerifySession::tally);
-        self.latency.record(&self.latency.verify, elapsed_ns(started));
+        self.latency
+            .record(&self.latency.verify, elapsed_ns(started));
         verdict
     }
 
