@@ -6,7 +6,6 @@
 
 mod config;
 mod durable;
-mod group_sync;
 mod latency;
 pub(crate) mod open;
 mod prefetch;

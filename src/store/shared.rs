@@ -2,7 +2,6 @@
 //! counters, and the blocking driver that runs protocol machines to completion.
 
 use super::durable::Journal;
-use super::group_sync::GroupSync;
 use super::latency::Latencies;
 use super::prefetch::Hint;
 use super::stats::Counters;
@@ -16,7 +15,7 @@ use crate::protocol::{
     Tally, Verdict, VerifySession,
 };
 use crate::record::{ExtentId, Location};
-use crate::sync::{AtomicBool, AtomicU64, Condvar, Mutex, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 use std::time::{Duration, Instant};
 
 /// State shared by the store and its worker threads.
@@ -29,8 +28,9 @@ pub(crate) struct Shared {
     pub(crate) scrub_cursor: AtomicU64,
     /// The metadata journal of a durable store (`Store::open`); `None` in memory.
     pub(crate) journal: Option<Journal>,
-    /// One sync group per device: concurrent writers share a device sync.
-    syncs: Box<[GroupSync]>,
+    /// Operations between their first data write and their journal append: a
+    /// journal leader lets them join its group commit (see `journal_commit`).
+    approaching_journal: AtomicUsize,
     /// Latency histograms per operation kind.
     pub(crate) latency: Latencies,
     /// Bumped (and waiters woken) whenever a write, batch or delete finishes: a
@@ -74,14 +74,13 @@ impl Shared {
         journal: Option<Journal>,
         histograms: bool,
     ) -> Self {
-        let devices = backend.device_count();
         Shared {
             core,
             backend,
             counters: Counters::default(),
             policy,
             scrub_cursor: AtomicU64::new(scrub_start),
-            syncs: (0..devices).map(|_| GroupSync::default()).collect(),
+            approaching_journal: AtomicUsize::new(0),
             latency: Latencies {
                 enabled: histograms,
                 ..Latencies::default()
@@ -157,7 +156,12 @@ impl Shared {
                     std::thread::sleep(Duration::from_micros(us));
                     op.on_backoff(core)
                 }
-                Step::Done(result) => return result.map(Some),
+                Step::Done(result) => {
+                    // An operation that synced but ends without journaling (an error
+                    // after its sync) is not on its way to the journal any more.
+                    self.arrive_at_journal();
+                    return result.map(Some);
+                }
             };
         }
     }
@@ -209,17 +213,38 @@ impl Shared {
         let backend = &*self.backend;
         match request {
             IoRequest::Read(location) => IoResult::Read(read_bytes(backend, location)),
-            IoRequest::Write(location, bytes) => IoResult::Done(backend.write_at(location, &bytes)),
-            IoRequest::Sync(device) => IoResult::Done(match self.syncs.get(usize::from(device)) {
-                Some(group) => group.sync(|| backend.sync(device)),
-                None => backend.sync(device),
-            }),
+            IoRequest::Write(location, bytes) => {
+                // A data write is the first step of every operation that journals a
+                // commit (write, batch, compaction, remap).
+                self.approach_journal();
+                IoResult::Done(backend.write_at(location, &bytes))
+            }
+            // Not group-committed here: concurrent `fdatasync`s of one file are
+            // merged by the file system's own journal, and a leader/follower group
+            // in front of them measured slower (BENCHMARKS.md, durability).
+            IoRequest::Sync(device) => IoResult::Done(backend.sync(device)),
             IoRequest::GoodCopy(id, generation) => IoResult::Read(
                 backend
                     .good_copy(id, generation)
                     .ok_or(Error::Quarantined { extent: id }),
             ),
             IoRequest::Journal(entries) => IoResult::Done(self.journal_commit(&entries)),
+        }
+    }
+
+    /// This thread's operation wrote data and will journal a commit next.
+    fn approach_journal(&self) {
+        if self.journal.is_some() && !APPROACHING.with(|a| a.replace(true)) {
+            // Relaxed: a hint (see `journal_commit`).
+            self.approaching_journal.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// This thread's operation appended its records (or ended without doing so).
+    fn arrive_at_journal(&self) {
+        if APPROACHING.with(|a| a.replace(false)) {
+            // Relaxed: a hint (see `journal_commit`).
+            self.approaching_journal.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -230,7 +255,14 @@ impl Shared {
         let Some(journal) = &self.journal else {
             return Ok(());
         };
-        journal.commit(entries)?;
+        // A leader waits (bounded) while other operations are between their data
+        // write and their append: they join its sync instead of needing the next.
+        journal.commit_with(
+            entries,
+            || self.arrive_at_journal(),
+            // Relaxed: a hint for how long the leader waits, never for correctness.
+            || self.approaching_journal.load(Ordering::Relaxed) > 0,
+        )?;
         if journal.wants_rotation() {
             #[cfg(feature = "tracing")]
             let _span = tracing::info_span!("extentmeta.journal.rotate").entered();
@@ -456,4 +488,9 @@ fn trace_tally(t: &Tally) {
             "no good copy: extent stays quarantined"
         );
     }
+}
+
+thread_local! {
+    /// Whether this thread's current operation counts in `approaching_journal`.
+    static APPROACHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
