@@ -90,7 +90,9 @@
 //! * [`Store::open`](crate::Store::open): the crate owns durability. Choose it
 //!   unless the engine already has a manifest it must stay the source of truth for.
 //! * [`Store::new`](crate::Store::new) over any [`Backend`](crate::Backend): the
-//!   table lives in memory; the engine persists what it needs (every committed
-//!   record is returned by the call that committed it) and rebuilds the store on
-//!   restart by writing its live extents again. Choose it for caches of data that
-//!   lives elsewhere, tests, and engines with their own manifest.
+//!   table lives in memory. An engine with its own manifest persists the records
+//!   the [event listener](crate::Store::set_listener) hands it (every durable
+//!   change, relocations by compaction and repair included) and restarts with
+//!   [`Store::with_records`](crate::Store::with_records), which reinstalls them
+//!   without copying a byte. Choose it for caches of data that lives elsewhere,
+//!   tests, and engines whose manifest must stay the source of truth.

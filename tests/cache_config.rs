@@ -103,3 +103,24 @@ fn the_eviction_listener_sees_every_entry_evicted_for_space() {
         assert!(!e.unread_prefetch);
     }
 }
+
+/// Readahead can be switched off on its own: explicit prefetch still works.
+#[test]
+fn readahead_switches_off_without_switching_off_prefetch() {
+    let config = StoreConfig::builder().readahead(false).build().unwrap();
+    let store = Store::new(MemBackend::new(1), config).unwrap();
+    for i in 0..64 {
+        store
+            .write(ExtentId(i), &value(ExtentId(i), 1, 64))
+            .unwrap();
+    }
+    for i in 0..32 {
+        decode(&store.read(ExtentId(i)).unwrap());
+    }
+    assert_eq!(
+        store.stats().prefetch_queued,
+        0,
+        "a sequential scan queued nothing"
+    );
+    assert_eq!(store.prefetch(&[ExtentId(40), ExtentId(41)]), 2);
+}

@@ -30,6 +30,7 @@ pub struct StoreConfig {
     pub(crate) cache_policy: crate::cache::CachePolicy,
     pub(crate) cache_hooks: CacheHooks,
     pub(crate) latency_histograms: bool,
+    pub(crate) readahead: bool,
     pub(crate) journal_max_bytes: u64,
 }
 
@@ -87,6 +88,7 @@ impl Default for StoreConfig {
             cache_policy: crate::cache::CachePolicy::default(),
             cache_hooks: CacheHooks::default(),
             latency_histograms: true,
+            readahead: true,
             journal_max_bytes: 64 << 20,
         }
     }
@@ -216,6 +218,11 @@ impl StoreConfigBuilder {
         self
     }
 
+    setter!(
+        /// Whether sequential reads trigger readahead (on by default); explicit
+        /// [`Store::prefetch`](crate::Store::prefetch) works either way.
+        readahead: bool
+    );
     setter!(
         /// Whether to keep latency histograms (`StoreStats::latency`); on by
         /// default (reads are sampled, so the hit path barely notices).

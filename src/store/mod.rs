@@ -76,6 +76,8 @@ pub struct Store {
     readahead: Mutex<Readahead>,
     /// Longest write accepted (checked before the caller's bytes are copied).
     max_extent_bytes: u64,
+    /// Whether sequential reads trigger readahead.
+    readahead_on: bool,
     /// How long `write` waits for another write of the same extent.
     write_wait: std::time::Duration,
     /// Dropping it wakes and stops the scrubber.
@@ -109,6 +111,69 @@ impl Store {
             config.device_capacity_bytes,
             config.block_size_bytes,
         );
+        Self::start(table, allocator, Box::new(backend), None, config)
+    }
+
+    /// A store over `backend` whose records are `records` — the engine's own
+    /// manifest, as it persisted them from the [event listener](Self::set_listener)
+    /// (or from the snapshots its calls returned). No byte is copied: each record
+    /// keeps its location, generation, checksum and version, and free space is
+    /// everything no record references. The way for engines that keep their own
+    /// manifest to restart an in-memory store; see [`crate::design`].
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new); [`Error::CheckpointCorrupt`] if a record is out of
+    /// range (a device the backend lacks, past the device capacity, an odd
+    /// version) or two records overlap.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use extentmeta::events::Event;
+    /// use extentmeta::{ExtentId, MemBackend, Snapshot, Store, StoreConfig};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let backend = Arc::new(MemBackend::new(1));
+    /// let manifest: Arc<Mutex<Vec<Snapshot>>> = Arc::default();
+    /// {
+    ///     let store = Store::new(Arc::clone(&backend), StoreConfig::default())?;
+    ///     let sink = Arc::clone(&manifest);
+    ///     store.set_listener(move |e: &Event| {
+    ///         if let Event::Written { record } = e {
+    ///             sink.lock().unwrap().push(*record); // the engine persists this
+    ///         }
+    ///     });
+    ///     store.write(ExtentId(1), b"kept by the engine's manifest")?;
+    /// }
+    /// let records = manifest.lock().unwrap().clone();
+    /// let store = Store::with_records(backend, StoreConfig::default(), records)?;
+    /// assert_eq!(&*store.read(ExtentId(1))?, b"kept by the engine's manifest");
+    /// # Ok::<(), extentmeta::Error>(())
+    /// ```
+    pub fn with_records(
+        backend: impl Backend,
+        config: StoreConfig,
+        records: impl IntoIterator<Item = Snapshot>,
+    ) -> Result<Self> {
+        let devices = backend.device_count();
+        if devices == 0 {
+            return Err(Error::InvalidConfig {
+                field: "backend",
+                reason: "the backend has no devices".into(),
+            });
+        }
+        let mut image = crate::journal::Image::default();
+        for record in records {
+            image.apply(&crate::journal::Entry::put(&record));
+        }
+        let geometry = open::Geometry {
+            table: config.table,
+            devices,
+            capacity: config.device_capacity_bytes,
+            block_size: config.block_size_bytes,
+        };
+        let (table, allocator) = open::rebuild(&image, &geometry)?;
         Self::start(table, allocator, Box::new(backend), None, config)
     }
 
@@ -245,6 +310,7 @@ impl Store {
             )),
             max_extent_bytes: config.max_extent_bytes,
             write_wait: std::time::Duration::from_millis(config.write_wait_ms),
+            readahead_on: config.readahead,
             scrub_stop: Mutex::new(scrub_stop),
             scrubber: Mutex::new(scrubber),
             recovery: None,
@@ -466,7 +532,9 @@ impl Store {
     pub fn read(&self, id: ExtentId) -> Result<Bytes> {
         self.check_open()?;
         let bytes = self.shared.read(id)?;
-        self.readahead(id, bytes.len() as u64);
+        if self.readahead_on {
+            self.readahead(id, bytes.len() as u64);
+        }
         Ok(bytes)
     }
 
