@@ -81,22 +81,7 @@ impl Backend for FileBackend {
 
     fn read_at(&self, location: Location, buf: &mut [u8]) -> Result<()> {
         let file = self.file(location.device)?;
-        let mut done = 0usize;
-        // Bounded: each iteration reads at least one byte or ends the loop.
-        while done < buf.len() {
-            match file.read_at(&mut buf[done..], location.offset + done as u64) {
-                Ok(0) => {
-                    return Err(Error::ShortRead {
-                        location,
-                        actual: done as u64,
-                    });
-                }
-                Ok(n) => done += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::io(location.device, "read", &e)),
-            }
-        }
-        Ok(())
+        crate::backend::read_exact_at(location, buf, |b, at| file.read_at(b, at))
     }
 
     fn write_at(&self, location: Location, bytes: &[u8]) -> Result<()> {

@@ -100,6 +100,37 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
 }
 
+/// Fills `buf` with the bytes at `location` through `read` (a positioned read of
+/// `location`'s device), retrying on `Interrupted`.
+///
+/// # Errors
+///
+/// [`Error::ShortRead`](crate::Error::ShortRead) at the end of the file,
+/// [`Error::Io`](crate::Error::Io) for a failure.
+pub(crate) fn read_exact_at(
+    location: Location,
+    buf: &mut [u8],
+    mut read: impl FnMut(&mut [u8], u64) -> std::io::Result<usize>,
+) -> Result<()> {
+    let mut done = 0usize;
+    // Bounded: each iteration reads at least one byte, ends the loop, or retries an
+    // interrupted call.
+    while done < buf.len() {
+        match read(&mut buf[done..], location.offset + done as u64) {
+            Ok(0) => {
+                return Err(crate::Error::ShortRead {
+                    location,
+                    actual: done as u64,
+                });
+            }
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(crate::Error::io(location.device, "read", &e)),
+        }
+    }
+    Ok(())
+}
+
 /// Reads `location` from `backend` into fresh [`Bytes`].
 pub(crate) fn read_bytes(backend: &dyn Backend, location: Location) -> Result<Bytes> {
     let mut bytes = Bytes::zeroed(location.length as usize);
