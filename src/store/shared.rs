@@ -136,6 +136,9 @@ impl Shared {
         steps: &mut u32,
     ) -> Result<Option<M::Output>> {
         let core = &self.core;
+        // An operation that wrote but ends without journaling (an error, an abort,
+        // an unwind) is not on its way to the journal any more.
+        let _arrive = ArriveOnDrop(self);
         let mut step = op.start(core);
         loop {
             if !matches!(step, Step::Done(_)) {
@@ -156,12 +159,7 @@ impl Shared {
                     std::thread::sleep(Duration::from_micros(us));
                     op.on_backoff(core)
                 }
-                Step::Done(result) => {
-                    // An operation that synced but ends without journaling (an error
-                    // after its sync) is not on its way to the journal any more.
-                    self.arrive_at_journal();
-                    return result.map(Some);
-                }
+                Step::Done(result) => return result.map(Some),
             };
         }
     }
@@ -493,4 +491,13 @@ fn trace_tally(t: &Tally) {
 thread_local! {
     /// Whether this thread's current operation counts in `approaching_journal`.
     static APPROACHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Takes this thread's operation off `approaching_journal` when its run ends.
+struct ArriveOnDrop<'a>(&'a Shared);
+
+impl Drop for ArriveOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.arrive_at_journal();
+    }
 }
