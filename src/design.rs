@@ -80,7 +80,11 @@
 //!   valid ones: FPRE021; a bad checkpoint: FPRE022; and so on), rebuilds free
 //!   space as the complement of the referenced locations and the bad list (bytes
 //!   written but never committed are reclaimed), and checks every device file is
-//!   long enough. Only after every check passes does it change a file.
+//!   long enough. Only after every check passes does it change a file, and before
+//!   it appends anything it syncs the newest journal and the directory: after a
+//!   process crash (not a power cut) recovery may have read bytes the OS still held
+//!   unsynced, and records acknowledged on top of them must not vanish at a later
+//!   power cut (found by the emulator's process kills).
 //! * **Bounded journal.** Past `journal_max_bytes` the journal is rotated: a new
 //!   journal, a checkpoint image of the table, bad list and degraded devices, then
 //!   an atomic pointer switch (temp file, sync, rename, directory sync).
