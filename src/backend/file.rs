@@ -1,10 +1,9 @@
 //! A backend on real files: one file per device, positioned I/O.
 
-use super::Backend;
+use super::{Backend, FsBackend};
 use crate::error::{Error, Result};
+use crate::fs::{Fs, StdFs};
 use crate::record::Location;
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// One file per device (`dev0000.extents`, `dev0001.extents`, … in a directory),
@@ -17,7 +16,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub struct FileBackend {
     dir: PathBuf,
-    files: Box<[File]>,
+    inner: FsBackend,
 }
 
 impl FileBackend {
@@ -35,24 +34,22 @@ impl FileBackend {
             });
         }
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(0, "open", &e))?;
+        let fs = StdFs;
+        fs.create_dir_all(&dir)
+            .map_err(|e| Error::io(0, "open", &e))?;
         let files = (0..devices)
             .map(|d| {
-                OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(Self::path_in(&dir, d))
+                fs.open(&Self::path_in(&dir, d), true)
                     .map_err(|e| Error::io(d, "open", &e))
             })
-            .collect::<Result<Box<[File]>>>()?;
+            .collect::<Result<Vec<_>>>()?;
         // Make the files' directory entries durable too: an acknowledged write must
         // not vanish with a file that a crash forgot.
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io(0, "sync", &e))?;
-        Ok(FileBackend { dir, files })
+        fs.sync_dir(&dir).map_err(|e| Error::io(0, "sync", &e))?;
+        Ok(FileBackend {
+            dir,
+            inner: FsBackend::new(files),
+        })
     }
 
     /// The path of `device`'s file.
@@ -61,52 +58,26 @@ impl FileBackend {
     }
 
     fn path_in(dir: &Path, device: u16) -> PathBuf {
-        dir.join(format!("dev{device:04}.extents"))
-    }
-
-    fn file(&self, device: u16) -> Result<&File> {
-        self.files.get(device as usize).ok_or_else(|| Error::Io {
-            device,
-            op: "open",
-            kind: std::io::ErrorKind::NotFound,
-            message: "no such device".into(),
-        })
+        dir.join(super::device_file_name(device))
     }
 }
 
+/// Positioned reads (a short file is [`Error::ShortRead`]), writes, `fdatasync`,
+/// and a trim that only shrinks: the same code as the durable store's device files.
 impl Backend for FileBackend {
     fn device_count(&self) -> u16 {
-        self.files.len() as u16
+        self.inner.device_count()
     }
-
     fn read_at(&self, location: Location, buf: &mut [u8]) -> Result<()> {
-        let file = self.file(location.device)?;
-        crate::backend::read_exact_at(location, buf, |b, at| file.read_at(b, at))
+        self.inner.read_at(location, buf)
     }
-
     fn write_at(&self, location: Location, bytes: &[u8]) -> Result<()> {
-        self.file(location.device)?
-            .write_all_at(bytes, location.offset)
-            .map_err(|e| Error::io(location.device, "write", &e))
+        self.inner.write_at(location, bytes)
     }
-
     fn sync(&self, device: u16) -> Result<()> {
-        self.file(device)?
-            .sync_data()
-            .map_err(|e| Error::io(device, "sync", &e))
+        self.inner.sync(device)
     }
-
-    /// `File::set_len(length)` if the file is longer: never extends it.
     fn trim(&self, device: u16, length: u64) -> Result<()> {
-        let file = self.file(device)?;
-        let current = file
-            .metadata()
-            .map_err(|e| Error::io(device, "trim", &e))?
-            .len();
-        if current > length {
-            file.set_len(length)
-                .map_err(|e| Error::io(device, "trim", &e))?;
-        }
-        Ok(())
+        self.inner.trim(device, length)
     }
 }

@@ -6,9 +6,11 @@
 //! caught, not trusted.
 
 mod file;
+mod fs;
 mod mem;
 
 pub use file::FileBackend;
+pub(crate) use fs::FsBackend;
 pub use mem::MemBackend;
 
 use crate::bytes::Bytes;
@@ -98,6 +100,11 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     fn good_copy(&self, extent: ExtentId, generation: u64) -> Option<Bytes> {
         (**self).good_copy(extent, generation)
     }
+}
+
+/// The name of `device`'s data file in a directory (`dev0000.extents`, …).
+pub(crate) fn device_file_name(device: u16) -> String {
+    format!("dev{device:04}.extents")
 }
 
 /// Fills `buf` with the bytes at `location` through `read` (a positioned read of

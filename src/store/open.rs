@@ -6,11 +6,11 @@
 
 use super::StoreConfig;
 use super::durable::{Dir, Journal, io_error};
-use crate::backend::Backend;
+use crate::backend::FsBackend;
 use crate::error::{Error, Result};
 use crate::fs::{Fs, FsFile};
 use crate::journal::{self, Image, Recovered, files, plan};
-use crate::record::{Location, MAX_GENERATION, MAX_VERSION, Snapshot};
+use crate::record::{MAX_GENERATION, MAX_VERSION, Snapshot};
 use crate::space::Allocator;
 // std's Arc even under loom: file handles are shared, not synchronised through it.
 use crate::table::ExtentTable;
@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 /// The name of `device`'s data file (the same as [`FileBackend`](crate::FileBackend)'s).
 pub(crate) fn device_file(device: u16) -> String {
-    format!("dev{device:04}.extents")
+    crate::backend::device_file_name(device)
 }
 
 /// What the last open of a durable store recovered.
@@ -109,7 +109,7 @@ fn recover_and_open(
     // Every check passed: from here on files change.
     let (ops, number, len) = plan::reopen(&recovered);
     dir.run(ops)?;
-    let backend = FsBackend::open(&dir, device_files)?;
+    let backend = open_device_files(&dir, device_files)?;
     let journal = Journal::new(
         dir,
         lock,
@@ -277,77 +277,26 @@ fn check_device_files(
         .collect()
 }
 
-/// The device files of a durable store, through its [`Fs`].
-#[derive(Debug)]
-pub(crate) struct FsBackend {
-    files: Vec<Arc<dyn FsFile>>,
-}
-
-impl FsBackend {
-    fn open(dir: &Dir, existing: Vec<Option<Arc<dyn FsFile>>>) -> Result<Self> {
-        let mut created = false;
-        let mut files = Vec::with_capacity(existing.len());
-        for (device, f) in existing.into_iter().enumerate() {
-            files.push(match f {
-                Some(f) => f,
-                None => {
-                    created = true;
-                    dir.fs
-                        .open(&dir.path.join(device_file(device as u16)), true)
-                        .map_err(|e| Error::io(device as u16, "open", &e))?
-                }
-            });
-        }
-        if created {
-            dir.fs
-                .sync_dir(&dir.path)
-                .map_err(|e| io_error("sync dir", &e))?;
-        }
-        Ok(FsBackend { files })
+/// The device files of a durable store: the ones that exist, the others created
+/// (and their directory entries synced).
+fn open_device_files(dir: &Dir, existing: Vec<Option<Arc<dyn FsFile>>>) -> Result<FsBackend> {
+    let mut created = false;
+    let mut files = Vec::with_capacity(existing.len());
+    for (device, f) in existing.into_iter().enumerate() {
+        files.push(match f {
+            Some(f) => f,
+            None => {
+                created = true;
+                dir.fs
+                    .open(&dir.path.join(device_file(device as u16)), true)
+                    .map_err(|e| Error::io(device as u16, "open", &e))?
+            }
+        });
     }
-
-    fn file(&self, device: u16) -> Result<&Arc<dyn FsFile>> {
-        self.files.get(usize::from(device)).ok_or(Error::Io {
-            device,
-            op: "open",
-            kind: std::io::ErrorKind::NotFound,
-            message: "no such device".into(),
-        })
+    if created {
+        dir.fs
+            .sync_dir(&dir.path)
+            .map_err(|e| io_error("sync dir", &e))?;
     }
-}
-
-impl Backend for FsBackend {
-    fn device_count(&self) -> u16 {
-        self.files.len() as u16
-    }
-
-    fn read_at(&self, location: Location, buf: &mut [u8]) -> Result<()> {
-        let file = self.file(location.device)?;
-        crate::backend::read_exact_at(location, buf, |b, at| file.read_at(b, at))
-    }
-
-    fn write_at(&self, location: Location, bytes: &[u8]) -> Result<()> {
-        self.file(location.device)?
-            .write_all_at(bytes, location.offset)
-            .map_err(|e| Error::io(location.device, "write", &e))
-    }
-
-    fn sync(&self, device: u16) -> Result<()> {
-        self.file(device)?
-            .sync_data()
-            .map_err(|e| Error::io(device, "sync", &e))
-    }
-
-    /// Only ever shrinks. Only free space is trimmed, and space is free only once
-    /// the record that unreferenced it is durable, so a crash never finds a durable
-    /// record past the end of its file.
-    fn trim(&self, device: u16, length: u64) -> Result<()> {
-        let file = self.file(device)?;
-        let current = file.len().map_err(|e| Error::io(device, "trim", &e))?;
-        if current > length {
-            file.set_len(length)
-                .map_err(|e| Error::io(device, "trim", &e))?;
-        }
-        Ok(())
-    }
+    Ok(FsBackend::new(files))
 }
