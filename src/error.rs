@@ -355,6 +355,23 @@ impl Error {
         )
     }
 
+    /// `Ok` if `ok`, else [`Error::InvalidConfig`] naming `field`, its `value`, and
+    /// where the bound is documented (`see`).
+    pub(crate) fn check_bound(
+        field: &'static str,
+        ok: bool,
+        value: impl std::fmt::Display,
+        see: &str,
+    ) -> Result<()> {
+        if ok {
+            return Ok(());
+        }
+        Err(Error::InvalidConfig {
+            field,
+            reason: format!("{value} is out of bounds (see {see})"),
+        })
+    }
+
     /// An [`Error::Io`] from a `std::io::Error`.
     pub(crate) fn io(device: u16, op: &'static str, err: &std::io::Error) -> Self {
         Error::Io {

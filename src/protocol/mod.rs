@@ -91,6 +91,23 @@ impl Core {
         }
     }
 
+    /// The live durable state: every committed record, the bad list, the degraded
+    /// devices (a checkpoint's content). The store's rotation and the emulator's
+    /// both take it from here.
+    pub(crate) fn image(&self) -> crate::journal::Image {
+        let mut image = crate::journal::Image::default();
+        for id in self.table.allocated_ids(0) {
+            if let Ok(s) = self.table.snapshot(id)
+                && s.version() > 0
+            {
+                image.apply(&Entry::put(&s));
+            }
+        }
+        image.bad.extend(self.allocator.bad_locations());
+        image.degraded.extend(self.allocator.degraded_devices());
+        image
+    }
+
     /// Frees whatever retired locations have become safe.
     pub(crate) fn collect(&self) {
         self.reclaimer.collect(|l| self.allocator.free(l));

@@ -295,12 +295,5 @@ impl SimConfig {
 }
 
 fn check(field: &'static str, ok: bool, value: impl std::fmt::Display) -> Result<()> {
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidConfig {
-            field,
-            reason: format!("{value} is out of bounds (see SimConfig::validate)"),
-        })
-    }
+    Error::check_bound(field, ok, value, "SimConfig::validate")
 }

@@ -13,7 +13,6 @@ use super::config::Latency;
 use super::disk::SimDir;
 use crate::journal::plan::{self, FsOp, PlanMutants};
 use crate::journal::{Entry, HEADER_LEN, Image, encode_frame};
-use crate::protocol::Core;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::VecDeque;
@@ -312,19 +311,4 @@ impl Meta {
         self.rotating = false;
         self.poisoned = false;
     }
-}
-
-/// The live durable state of a core: a checkpoint's content (as `Shared::image`).
-pub(crate) fn image_of(core: &Core) -> Image {
-    let mut image = Image::default();
-    for id in core.table.allocated_ids(0) {
-        if let Ok(s) = core.table.snapshot(id)
-            && s.version() > 0
-        {
-            image.apply(&Entry::put(&s));
-        }
-    }
-    image.bad.extend(core.allocator.bad_locations());
-    image.degraded.extend(core.allocator.degraded_devices());
-    image
 }

@@ -388,7 +388,7 @@ impl World {
                 }
                 Event::Meta(lane) => {
                     let core = &self.core;
-                    let fx = self.meta.complete(lane, || meta::image_of(core));
+                    let fx = self.meta.complete(lane, || core.image());
                     self.meta_effects(fx);
                 }
             }

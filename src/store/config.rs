@@ -303,12 +303,5 @@ impl StoreConfigBuilder {
 }
 
 fn check(field: &'static str, ok: bool, value: impl std::fmt::Display) -> Result<()> {
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidConfig {
-            field,
-            reason: format!("{value} is out of bounds (see the setter's documentation)"),
-        })
-    }
+    Error::check_bound(field, ok, value, "the setter's documentation")
 }

@@ -264,7 +264,7 @@ impl Shared {
         if journal.wants_rotation() {
             #[cfg(feature = "tracing")]
             let _span = tracing::info_span!("extentmeta.journal.rotate").entered();
-            let rotated = journal.rotate(|| self.image());
+            let rotated = journal.rotate(|| self.core.image());
             #[cfg(feature = "tracing")]
             if let Err(err) = &rotated {
                 tracing::error!(%err, "journal rotation failed");
@@ -272,23 +272,6 @@ impl Shared {
             let _ = rotated;
         }
         Ok(())
-    }
-
-    /// The live durable state: every committed record, the bad list, the degraded
-    /// devices (a checkpoint's content).
-    pub(crate) fn image(&self) -> crate::journal::Image {
-        let core = &self.core;
-        let mut image = crate::journal::Image::default();
-        for id in core.table.allocated_ids(0) {
-            if let Ok(s) = core.table.snapshot(id)
-                && s.version() > 0
-            {
-                image.apply(&crate::journal::Entry::put(&s));
-            }
-        }
-        image.bad.extend(core.allocator.bad_locations());
-        image.degraded.extend(core.allocator.degraded_devices());
-        image
     }
 
     /// A demand read, climbing the integrity ladder on a media error (see
