@@ -131,6 +131,10 @@ fn main() -> Result<(), extentmeta::Error> {
         "mini sims of the three rules at 1/8",
         &misses(&trace, |cap| Model::minis(cap, 5, rules, 3)),
     );
+    row(
+        "shard dueling of the three rules, 16 shards",
+        &misses(&trace, |cap| Sharded::new(cap, 5, rules, DECAY)),
+    );
     let oracle: Vec<u64> = (0..8)
         .map(|i| model_default[i].min(model_fa[i]).min(duel[i]))
         .collect();
@@ -727,5 +731,47 @@ impl Lists {
     fn move_to(&mut self, i: usize, list: usize) {
         self.unlink(i);
         self.push(i, list);
+    }
+}
+
+/// Set dueling on shards: 16 shards, each a [`Model`] of 1/16 the capacity over
+/// the ids hashed to it; shards 0, 1, 2 always use one rule each, the others
+/// follow the rule whose shard missed least (decayed counts).
+struct Sharded {
+    shards: Vec<Model>,
+    rules: [Rule; 3],
+    misses: [f64; 3],
+    decay: f64,
+}
+
+impl Sharded {
+    fn new(capacity: u64, small_percent: u64, rules: [Rule; 3], decay: f64) -> Self {
+        let shards = (0..16)
+            .map(|i| Model::fixed(capacity / 16, small_percent, rules[i.min(2)]))
+            .collect();
+        Sharded {
+            shards,
+            rules,
+            misses: [0.0; 3],
+            decay,
+        }
+    }
+}
+
+impl Replay for Sharded {
+    fn access(&mut self, id: u64, size: u64) -> bool {
+        let s = (bucket(id) / 4) as usize;
+        let hit = self.shards[s].access(id, size);
+        if !hit && s < 3 {
+            let decay = self.decay;
+            self.misses.iter_mut().for_each(|m| *m *= decay);
+            self.misses[s] += 1.0;
+            let best = (0..3).min_by(|&a, &b| self.misses[a].total_cmp(&self.misses[b]));
+            let rule = self.rules[best.unwrap_or(0)];
+            for shard in &mut self.shards[3..] {
+                shard.current = rule;
+            }
+        }
+        hit
     }
 }
