@@ -132,6 +132,16 @@ fn main() -> Result<(), extentmeta::Error> {
         &misses(&trace, |cap| Model::minis(cap, 5, rules, 3)),
     );
     row(
+        "regret: default vs duel (rate 0.2, probation 5 %)",
+        &misses(&trace, |cap| Model::regret(cap, 5, Rule::Ghost, 0.2)),
+    );
+    row(
+        "regret: + ghost TinyLFU vs duel (0.5, 10 %)",
+        &misses(&trace, |cap| {
+            Model::regret(cap, 10, Rule::GhostTinyLfu, 0.5)
+        }),
+    );
+    row(
         "shard dueling of the three rules, 16 shards",
         &misses(&trace, |cap| Sharded::new(cap, 5, rules, DECAY)),
     );
@@ -263,6 +273,16 @@ enum Select {
         models: Vec<(Model, f64)>,
         shift: u32,
     },
+    /// LeCaR-style regret (Vietri et al., HotStorage 2018) between the base rule
+    /// (`current`) and the probation duel, decided per disagreement.
+    Regret {
+        weights: [f64; 2],
+        history: [HashMap<u64, u64>; 2],
+        queue: VecDeque<(usize, u64, u64)>,
+        stamp: u64,
+        bound: usize,
+        rate: f64,
+    },
 }
 
 /// One resident entry of the [`Model`].
@@ -343,6 +363,19 @@ impl Model {
         m
     }
 
+    fn regret(capacity: u64, small_percent: u64, base: Rule, rate: f64) -> Self {
+        let mut m = Model::fixed(capacity, small_percent, base);
+        m.select = Select::Regret {
+            weights: [0.5, 0.5],
+            history: [HashMap::new(), HashMap::new()],
+            queue: VecDeque::new(),
+            stamp: 0,
+            bound: (capacity / 40_000) as usize,
+            rate,
+        };
+        m
+    }
+
     /// The rule for `id`: a leader's own rule, else the current winner.
     fn rule(&self, id: u64) -> Rule {
         match &self.select {
@@ -420,11 +453,21 @@ impl Model {
             }
             let rule = self.rule(id);
             let mut promote = !from_main && e.freq >= 3;
-            if !from_main && !promote && rule == Rule::ProbationDuel && self.sketch.is_some() {
+            let regret = matches!(self.select, Select::Regret { .. });
+            if !from_main
+                && !promote
+                && (rule == Rule::ProbationDuel || regret)
+                && self.sketch.is_some()
+            {
                 let candidate = self.estimate(id);
+                let victim_id = self.main.front().copied();
                 promote = self
                     .victim_estimate(e.size, true)
                     .is_none_or(|victim| candidate > victim);
+                let victim_id = self.main.front().copied().or(victim_id);
+                if promote && regret {
+                    promote = self.arbitrate(id, victim_id);
+                }
             }
             if promote {
                 if let Some(e) = self.map.get_mut(&id) {
@@ -451,10 +494,63 @@ impl Model {
         }
     }
 
+    /// Regret: whether the duel (admit `candidate`, displacing `victim`) wins over
+    /// the base rule (drop `candidate`); records what the winner evicts.
+    fn arbitrate(&mut self, candidate: u64, victim: Option<u64>) -> bool {
+        let Select::Regret {
+            weights,
+            history,
+            queue,
+            stamp,
+            bound,
+            ..
+        } = &mut self.select
+        else {
+            return false;
+        };
+        let duel = weights[1] >= weights[0];
+        let (k, evictee) = if duel {
+            (1, victim)
+        } else {
+            (0, Some(candidate))
+        };
+        if let Some(x) = evictee {
+            *stamp += 1;
+            history[k].insert(x, *stamp);
+            queue.push_back((k, x, *stamp));
+            // Bounded: each pass pops one position.
+            while queue.len() > *bound {
+                let Some((k, x, st)) = queue.pop_front() else {
+                    break;
+                };
+                if history[k].get(&x) == Some(&st) {
+                    history[k].remove(&x);
+                }
+            }
+        }
+        duel
+    }
+
     /// Feeds the selector a miss (or, for the minis, any access) of `id`.
     fn select(&mut self, id: u64, size: u64, miss: bool) {
         match &mut self.select {
             Select::Fixed => {}
+            Select::Regret {
+                weights,
+                history,
+                rate,
+                ..
+            } => {
+                if miss {
+                    for k in 0..2 {
+                        if history[k].remove(&id).is_some() {
+                            weights[k] *= (-*rate).exp();
+                        }
+                    }
+                    let sum = weights[0] + weights[1];
+                    weights.iter_mut().for_each(|w| *w = (*w / sum).max(0.01));
+                }
+            }
             Select::Dueling { rules, misses } => {
                 let b = (bucket(id) / 4) as usize;
                 if miss && b < 3 {
