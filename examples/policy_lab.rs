@@ -48,21 +48,8 @@ const OVERHEAD: u64 = 96;
 /// The crate's main-queue counter bound (`cache/shard.rs` `MAX_FREQ`).
 const MAX_FREQ: u8 = 3;
 
-/// libCacheSim's published rows (../shared/traces/README.md and issue 11).
-const PUBLISHED: &[(&str, [u64; 8])] = &[
-    (
-        "S3-FIFO, libCacheSim (newer)",
-        [90117, 80915, 75060, 72191, 69815, 65542, 60799, 56045],
-    ),
-    (
-        "ARC, libCacheSim",
-        [90252, 85861, 78168, 74297, 67381, 65685, 64439, 64772],
-    ),
-    (
-        "LIRS, libCacheSim",
-        [89819, 79237, 73143, 70363, 68405, 64494, 58640, 53924],
-    ),
-];
+#[path = "common/published.rs"]
+mod published;
 
 fn main() -> Result<(), extentmeta::Error> {
     let dir = match std::env::var_os("EXTENTMETA_TRACES") {
@@ -91,8 +78,11 @@ fn main() -> Result<(), extentmeta::Error> {
         let cells: Vec<String> = misses.iter().map(|m| format!("{m:6}")).collect();
         println!("{name:42} {}", cells.join(" "));
     };
-    for (name, misses) in PUBLISHED {
-        row(name, misses);
+    let shown = ["S3-FIFO (newer)", "ARC", "LIRS"];
+    for (name, misses) in published::PUBLISHED_CLOUDPHYSICS {
+        if shown.contains(name) {
+            row(&format!("{name}, libCacheSim"), misses);
+        }
     }
 
     let real = |policy: CachePolicy| misses(&trace, |cap| Real::new(cap, policy));
