@@ -40,6 +40,9 @@
 //!   the estimates of every main victim needed to make room for its bytes, not one.
 //! * `sketch from 25 % full` — the sketch starts counting when the cache is a
 //!   quarter full (moka: half), sized for the entries the full cache would hold.
+//! * `duel budget` — entries the duel admits may hold at most 10 % of the
+//!   capacity in main until read there; past it the duel rejects, so the duel
+//!   cannot replace the whole warm-up set.
 //! * `oracle` — per capacity, the best of the three fixed rules: what a perfect
 //!   selector among them would reach.
 //!
@@ -178,6 +181,14 @@ fn main() -> Result<(), extentmeta::Error> {
         "regret: default vs size-aware duel (0.2, 2 %)",
         &misses(&trace, |cap| {
             size_aware(Model::regret(cap, 2, Rule::Ghost, 0.2))
+        }),
+    );
+    row(
+        "size-aware ghost duel, 5 %, duel budget 10 %",
+        &misses(&trace, |cap| {
+            let mut m = size_aware(Model::fixed(cap, 5, Rule::GhostDuel));
+            m.budget = cap / 10;
+            m
         }),
     );
     let oracle: Vec<u64> = (0..8)
@@ -366,6 +377,8 @@ struct Resident {
     hits: u8,
     in_main: bool,
     size: u64,
+    /// Admitted to main by the duel and not read there since.
+    dueled: bool,
 }
 
 /// A single-threaded model of `cache/shard.rs`: S3-FIFO (probation FIFO, main
@@ -387,7 +400,14 @@ struct Model {
     sketch: Option<Sketch>,
     select: Select,
     current: Rule,
+    /// Size-aware victims: the duel's candidate must beat the sum of the estimates
+    /// of the main entries its bytes would displace.
     aggregate: bool,
+    /// Bytes of main that entries admitted by the duel may hold until read again
+    /// (0: no bound), and the bytes they hold now.
+    budget: u64,
+    dueled_used: u64,
+    /// Percent full at which the sketch starts (0: at the first eviction only).
     sketch_at: u64,
 }
 
@@ -418,6 +438,8 @@ impl Model {
             select: Select::Fixed,
             current: rule,
             aggregate: false,
+            budget: 0,
+            dueled_used: 0,
             sketch_at: 0,
         }
     }
@@ -559,8 +581,17 @@ impl Model {
                     .victim_estimate(e.size, true)
                     .is_none_or(|victim| candidate > victim);
                 let victim_id = self.main.front().copied().or(victim_id);
+                if promote && self.budget > 0 && self.dueled_used + e.size > self.budget {
+                    promote = false;
+                }
                 if promote && regret {
                     promote = self.arbitrate(id, victim_id);
+                }
+                if promote {
+                    self.dueled_used += e.size;
+                    if let Some(e) = self.map.get_mut(&id) {
+                        e.dueled = true;
+                    }
                 }
             }
             if promote {
@@ -581,6 +612,9 @@ impl Model {
             self.used -= e.size;
             if from_main {
                 self.main_used -= e.size;
+            }
+            if e.dueled {
+                self.dueled_used -= e.size;
             }
             self.map.remove(&id);
             self.evicted = true;
@@ -681,6 +715,10 @@ impl Replay for Model {
         if let Some(e) = self.map.get_mut(&id) {
             e.freq = (e.freq + 1).min(MAX_FREQ);
             e.hits = e.hits.saturating_add(1);
+            if e.dueled && e.in_main {
+                e.dueled = false;
+                self.dueled_used -= e.size;
+            }
             self.select(id, size, false);
             return true;
         }
@@ -705,6 +743,7 @@ impl Replay for Model {
                 hits: 0,
                 in_main,
                 size,
+                dueled: false,
             },
         );
         if in_main {
