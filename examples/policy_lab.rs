@@ -1,8 +1,9 @@
 //! Policy lab: eviction designs tried for issue 11 and *not* adopted, replayed on
-//! the CloudPhysics trace so that BENCHMARKS.md's third pass can be reproduced.
+//! the CloudPhysics trace so that BENCHMARKS.md's third and fourth passes can be
+//! reproduced.
 //!
 //! ```text
-//! cargo run --release --example policy_lab     # about 15 s
+//! cargo run --release --example policy_lab     # about 12 s
 //! ```
 //!
 //! Each design is a single-threaded model (no bytes, no generations, no
@@ -532,6 +533,7 @@ impl Model {
             }
             let need = self.main_used + size + self.small - self.capacity;
             let (mut freed, mut sum) = (0u64, 0u32);
+            // Bounded: at most 64 entries from main's front are summed.
             for &w in self.main.iter().take(64) {
                 let Some(e) = self.map.get(&w) else { continue };
                 if e.freq > 0 {
@@ -715,7 +717,7 @@ impl Replay for Model {
         if let Some(e) = self.map.get_mut(&id) {
             e.freq = (e.freq + 1).min(MAX_FREQ);
             e.hits = e.hits.saturating_add(1);
-            if e.dueled && e.in_main {
+            if e.dueled {
                 e.dueled = false;
                 self.dueled_used -= e.size;
             }
