@@ -110,15 +110,29 @@ fn main() -> Result<(), extentmeta::Error> {
     let default = real(CachePolicy::default());
     let fa_policy = CachePolicy::builder().frequency_admission(true).build()?;
     let fa = real(fa_policy);
+    let duel_policy = CachePolicy::builder()
+        .small_percent(5)
+        .probation_duel_percent(10)
+        .build()?;
+    let duel_real = real(duel_policy);
     row("extentmeta::Cache, 1 shard, default", &default);
     row("extentmeta::Cache, 1 shard, + ghost TinyLFU", &fa);
+    row("extentmeta::Cache, 1 shard, probation duel", &duel_real);
 
     let fixed = |rule| misses(&trace, |cap| Model::fixed(cap, 10, rule));
     let model_default = fixed(Rule::Ghost);
     let model_fa = fixed(Rule::GhostTinyLfu);
     row("model: S3-FIFO (must equal the first)", &model_default);
     row("model: + ghost TinyLFU (must equal the second)", &model_fa);
-    if model_default != default || model_fa != fa {
+    let budgeted = |cap: u64| {
+        let mut m = Model::fixed(cap, 5, Rule::GhostDuel);
+        m.aggregate = true;
+        m.budget = cap / 10;
+        m
+    };
+    let model_duel = misses(&trace, budgeted);
+    row("model: probation duel (must equal the third)", &model_duel);
+    if model_default != default || model_fa != fa || model_duel != duel_real {
         eprintln!("policy_lab: the models no longer match the cache; update them");
         std::process::exit(1);
     }
@@ -182,14 +196,6 @@ fn main() -> Result<(), extentmeta::Error> {
         "regret: default vs size-aware duel (0.2, 2 %)",
         &misses(&trace, |cap| {
             size_aware(Model::regret(cap, 2, Rule::Ghost, 0.2))
-        }),
-    );
-    row(
-        "size-aware ghost duel, 5 %, duel budget 10 %",
-        &misses(&trace, |cap| {
-            let mut m = size_aware(Model::fixed(cap, 5, Rule::GhostDuel));
-            m.budget = cap / 10;
-            m
         }),
     );
     let oracle: Vec<u64> = (0..8)
@@ -576,6 +582,7 @@ impl Model {
                 && !promote
                 && (rule == Rule::ProbationDuel || rule == Rule::GhostDuel || regret)
                 && self.sketch.is_some()
+                && (self.budget == 0 || self.dueled_used + e.size <= self.budget)
             {
                 let candidate = self.estimate(id);
                 let victim_id = self.main.front().copied();
@@ -583,9 +590,6 @@ impl Model {
                     .victim_estimate(e.size, true)
                     .is_none_or(|victim| candidate > victim);
                 let victim_id = self.main.front().copied().or(victim_id);
-                if promote && self.budget > 0 && self.dueled_used + e.size > self.budget {
-                    promote = false;
-                }
                 if promote && regret {
                     promote = self.arbitrate(id, victim_id);
                 }

@@ -78,6 +78,9 @@ struct Args {
     /// extentmeta policy: TinyLFU admission for ghost hits.
     #[arg(long)]
     frequency_admission: bool,
+    /// extentmeta policy: the probation duel's budget, percent of the capacity.
+    #[arg(long)]
+    probation_duel_percent: Option<u8>,
 }
 
 impl Args {
@@ -91,6 +94,9 @@ impl Args {
         }
         if let Some(v) = self.ghost_percent {
             b = b.ghost_percent(v);
+        }
+        if let Some(v) = self.probation_duel_percent {
+            b = b.probation_duel_percent(v);
         }
         b.frequency_admission(self.frequency_admission).build()
     }
