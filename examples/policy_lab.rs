@@ -1,4 +1,4 @@
-//! Policy lab: eviction designs tried for issue 11 and *not* adopted, replayed on
+//! Policy lab: eviction designs tried for issue 11, most *not* adopted, replayed on
 //! the CloudPhysics trace so that BENCHMARKS.md's third and fourth passes can be
 //! reproduced.
 //!
@@ -41,9 +41,10 @@
 //!   the estimates of every main victim needed to make room for its bytes, not one.
 //! * `sketch from 25 % full` — the sketch starts counting when the cache is a
 //!   quarter full (moka: half), sized for the entries the full cache would hold.
-//! * `duel budget` — entries the duel admits may hold at most 10 % of the
-//!   capacity in main until read there; past it the duel rejects, so the duel
-//!   cannot replace the whole warm-up set.
+//! * `duel option` (the third model checked against the real cache) — the
+//!   crate's `probation_duel_percent` option: the size-aware ghost duel whose
+//!   admissions may hold at most 10 % of the capacity in main until read there;
+//!   past it the duel rejects, so the duel cannot replace the whole warm-up set.
 //! * `oracle` — per capacity, the best of the three fixed rules: what a perfect
 //!   selector among them would reach.
 //!
@@ -117,7 +118,7 @@ fn main() -> Result<(), extentmeta::Error> {
     let duel_real = real(duel_policy);
     row("extentmeta::Cache, 1 shard, default", &default);
     row("extentmeta::Cache, 1 shard, + ghost TinyLFU", &fa);
-    row("extentmeta::Cache, 1 shard, probation duel", &duel_real);
+    row("extentmeta::Cache, 1 shard, duel option", &duel_real);
 
     let fixed = |rule| misses(&trace, |cap| Model::fixed(cap, 10, rule));
     let model_default = fixed(Rule::Ghost);
@@ -131,7 +132,7 @@ fn main() -> Result<(), extentmeta::Error> {
         m
     };
     let model_duel = misses(&trace, budgeted);
-    row("model: probation duel (must equal the third)", &model_duel);
+    row("model: duel option (must equal the third)", &model_duel);
     if model_default != default || model_fa != fa || model_duel != duel_real {
         eprintln!("policy_lab: the models no longer match the cache; update them");
         std::process::exit(1);
