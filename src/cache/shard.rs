@@ -261,8 +261,8 @@ impl Shard {
         }
         entry.freq = (entry.freq + 1).min(MAX_FREQ);
         entry.hits = entry.hits.saturating_add(1);
-        // One branch for both first-read flags (`|`, not `||`): the hit path pays
-        // nothing for the duel unless the entry is one of its admissions.
+        // One branch for both first-read flags (`|`, not `||`), taken only by an
+        // unread prefetch or a duel admission (BENCHMARKS.md: hit-path A/B).
         if entry.prefetched | entry.dueled {
             if entry.prefetched {
                 entry.prefetched = false;
@@ -439,34 +439,33 @@ impl Shard {
                     continue;
                 }
             }
-            let Some(Slot::Ready(entry)) = self.map.get(&id) else {
+            // `live` checked that the slot is this ready entry; taking it out of
+            // the map here is the eviction's one lookup after the checks above.
+            let Some(Slot::Ready(entry)) = self.remove(id) else {
                 continue;
             };
-            let w = entry.weight;
-            if limits.report_evictions {
-                self.evicted_out.push(super::Evicted {
-                    extent: id,
-                    generation,
-                    bytes: entry.bytes.clone(),
-                    unread_prefetch: entry.prefetched,
-                });
+            if (limits.admission || limits.duel_budget > 0) && !self.has_evicted {
+                // Sized once, when the shard first fills: by then it knows how many
+                // entries it holds (the one leaving included).
+                self.sketch.size_for(self.map.len() + 1);
             }
             if entry.prefetched {
                 self.stats.prefetch_wasted += 1;
             }
             if !from_main && entry.demand_fill {
-                self.ghost.push(id, w, limits.ghost);
+                self.ghost.push(id, entry.weight, limits.ghost);
             }
-            let hits = entry.hits;
-            if (limits.admission || limits.duel_budget > 0) && !self.has_evicted {
-                // Sized once, when the shard first fills: by then it knows how many
-                // entries it holds.
-                self.sketch.size_for(self.map.len());
-            }
-            self.sketch.add(id, hits);
+            self.sketch.add(id, entry.hits);
             self.stats.evicted += 1;
             self.has_evicted = true;
-            self.remove(id);
+            if limits.report_evictions {
+                self.evicted_out.push(super::Evicted {
+                    extent: id,
+                    generation,
+                    unread_prefetch: entry.prefetched,
+                    bytes: entry.bytes,
+                });
+            }
             return true;
         }
         false
