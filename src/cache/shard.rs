@@ -424,9 +424,9 @@ impl Shard {
                 && limits.duel_budget > 0
                 && self.dueled_used + entry.weight <= limits.duel_budget
             {
-                let (w, candidate) = (entry.weight, entry.hits);
-                let candidate = self.sketch.estimate(id).saturating_add(candidate);
-                if self.wins_duel(id, candidate, w, limits)
+                let (w, hits) = (entry.weight, entry.hits);
+                let candidate = self.sketch.estimate(id).saturating_add(hits);
+                if self.wins_duel(candidate, w, limits)
                     && let Some(Slot::Ready(entry)) = self.map.get_mut(&id)
                 {
                     // Unread on probation, but rated above what it displaces.
@@ -495,14 +495,14 @@ impl Shard {
         true
     }
 
-    /// The probation duel: whether `id` (weight `w`, estimated frequency
-    /// `candidate`) beats the main entries its bytes would displace. Main's front
+    /// The probation duel: whether an entry leaving probation (weight `w`,
+    /// estimated frequency `candidate`) beats the main entries its bytes would displace. Main's front
     /// is first turned by the CLOCK until an entry unread since its last pass
     /// leads, as an eviction from main would; then the estimates of the unread
     /// entries from the front are summed until they free `w` bytes (moka's
     /// size-aware admission), and the candidate must exceed the sum. Before the
     /// sketch exists (the shard has never evicted) no entry wins.
-    fn wins_duel(&mut self, id: ExtentId, candidate: u8, w: u64, limits: &Limits) -> bool {
+    fn wins_duel(&mut self, candidate: u8, w: u64, limits: &Limits) -> bool {
         if self.sketch.counters.is_empty() {
             return false;
         }
@@ -537,10 +537,8 @@ impl Shard {
             let Some(Slot::Ready(v)) = self.map.get(&victim) else {
                 continue;
             };
+            // The candidate itself is on probation (`in_main` false): never summed.
             if v.generation != generation || !v.in_main || v.freq > 0 {
-                continue;
-            }
-            if victim == id {
                 continue;
             }
             freed += v.weight;
