@@ -81,6 +81,9 @@ struct Args {
     /// extentmeta policy: the probation duel's budget, percent of the capacity.
     #[arg(long)]
     probation_duel_percent: Option<u8>,
+    /// extentmeta policy: turn the size-aware rules off (plain S3-FIFO).
+    #[arg(long)]
+    no_size_aware: bool,
 }
 
 impl Args {
@@ -98,7 +101,9 @@ impl Args {
         if let Some(v) = self.probation_duel_percent {
             b = b.probation_duel_percent(v);
         }
-        b.frequency_admission(self.frequency_admission).build()
+        b.frequency_admission(self.frequency_admission)
+            .size_aware(!self.no_size_aware)
+            .build()
     }
 }
 

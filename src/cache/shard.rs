@@ -15,8 +15,19 @@
 //!   only, bounded by the bytes the entries weighed (90 % of the capacity).
 //! * Main is a CLOCK with a counter saturating at [`MAX_FREQ`]: an entry read since
 //!   it was last examined is reinserted with its counter lowered by one.
-//! * Optional TinyLFU admission (`CachePolicy::frequency_admission`): a ghost hit
-//!   enters main only if a frequency sketch rates it above main's next victim.
+//! * Size-aware (`CachePolicy::size_aware`, on by default): the shard keeps the
+//!   mean weight of recent fills. A demand-filled entry of at most half that mean
+//!   leaving probation unread moves to main rather than the ghost, and a ghost hit
+//!   heavier than the mean must pass the TinyLFU test below to enter main. With one
+//!   weight for every entry neither rule can apply, so the policy is plain S3-FIFO.
+//!   Design note: the miss *count* of a trace with mixed sizes is decided by the
+//!   light entries (on CloudPhysics 43 % of the requests fall on the 4 % of the
+//!   bytes held by entries of 8 KiB or less); hit density per byte, as in GDSF and
+//!   AdaptSize, is the lever. Every policy without it, set dueling and
+//!   miniature simulations included, lost at some capacity
+//!   (`examples/policy_lab.rs`, BENCHMARKS.md).
+//! * Optional TinyLFU admission (`CachePolicy::frequency_admission`): every ghost
+//!   hit enters main only if a frequency sketch rates it above main's next victim.
 //! * Optional probation duel (`CachePolicy::probation_duel_percent`): a demand
 //!   entry leaving probation unread enters main if the sketch rates it above the
 //!   sum of the main entries its bytes would displace (moka's size-aware rule),
@@ -81,6 +92,22 @@ pub(crate) const MAX_FREQ: u8 = 3;
 
 /// Bytes charged per entry on top of its payload (map slot, queue slot, `Arc`).
 pub(crate) const ENTRY_OVERHEAD: u64 = 96;
+
+/// Fills after which the size-aware mean halves its counts, so that it follows
+/// the last 32 768 to 65 536 fills.
+const MEAN_FILLS: u64 = 1 << 16;
+
+/// Whether an entry of weight `w` is heavier than the mean of `fills` fills
+/// weighing `total` (no fills: no).
+fn heavier_than_mean(w: u64, fills: u64, total: u128) -> bool {
+    u128::from(w) * u128::from(fills) > total
+}
+
+/// Whether an entry of weight `w` weighs at most half the mean of `fills` fills
+/// weighing `total` (no fills: no).
+fn at_most_half_mean(w: u64, fills: u64, total: u128) -> bool {
+    fills > 0 && 2 * u128::from(w) * u128::from(fills) <= total
+}
 
 #[derive(Debug)]
 pub(crate) struct Entry {
@@ -157,7 +184,8 @@ impl Ghost {
 /// A count-min sketch of how often ids were filled or read, as in TinyLFU: four
 /// counters per id in one table of 16 per entry, each saturating at 15, all halved
 /// every `sample` (10 × entries) additions so old popularity fades. Used only with
-/// frequency admission; unsized (empty, adding nothing) otherwise.
+/// the size-aware policy, frequency admission or the probation duel; unsized
+/// (empty, adding nothing) otherwise.
 #[derive(Debug, Default)]
 struct Sketch {
     counters: Vec<u8>,
@@ -236,6 +264,11 @@ pub(crate) struct Shard {
     /// The part of `main_used` held by entries with `dueled` set; at most
     /// `Limits::duel_budget`.
     dueled_used: u64,
+    /// Fills counted in the size-aware mean and their total weight; halved
+    /// together when `fills` reaches [`MEAN_FILLS`] (so `fill_weight` is at most
+    /// `MEAN_FILLS` times the capacity, held in a `u128` whatever the capacity).
+    fills: u64,
+    fill_weight: u128,
     /// The shard has evicted for space at least once (warm-up is over).
     has_evicted: bool,
     /// Entries evicted for space since the cache last drained this, kept only
@@ -301,8 +334,18 @@ impl Shard {
         if demand {
             self.sketch.add(id, 1);
         }
+        self.fills += 1;
+        self.fill_weight += u128::from(w);
+        if self.fills >= MEAN_FILLS {
+            self.fills /= 2;
+            self.fill_weight /= 2;
+        }
+        let heavy = limits.size_aware && heavier_than_mean(w, self.fills, self.fill_weight);
         let mut ghost_hit = demand && self.ghost.take(id);
-        if ghost_hit && limits.admission && !self.admit(id, self.sketch.estimate(id), w, limits) {
+        if ghost_hit
+            && (limits.admission || heavy)
+            && !self.admit(id, self.sketch.estimate(id), w, limits)
+        {
             // TinyLFU: less frequent than what it would displace: probation.
             ghost_hit = false;
         }
@@ -387,6 +430,7 @@ impl Shard {
         // only after lowering its entry's counter (at most MAX_FREQ times between
         // reads) or promoting it (once).
         let budget = (usize::from(MAX_FREQ) + 2) * (self.probation.len() + self.main.len()) + 1;
+        let (fills, fill_weight) = (self.fills, self.fill_weight);
         for _ in 0..budget {
             let small_over = self.probation_used() > limits.small;
             let from_main = (!small_over && !self.main.is_empty()) || self.probation.is_empty();
@@ -410,8 +454,12 @@ impl Shard {
                 self.main.push_back((id, generation));
                 continue;
             }
-            if !from_main && entry.freq >= promote {
-                // Read again on probation: promote, counting afresh.
+            let light = limits.size_aware
+                && entry.demand_fill
+                && at_most_half_mean(entry.weight, fills, fill_weight);
+            if !from_main && (entry.freq >= promote || light) {
+                // Read again on probation, or (size-aware) unread but so light
+                // that keeping it costs little: promote, counting afresh.
                 entry.freq = 0;
                 entry.in_main = true;
                 self.main_used += entry.weight;
@@ -444,7 +492,8 @@ impl Shard {
             let Some(Slot::Ready(entry)) = self.remove(id) else {
                 continue;
             };
-            if (limits.admission || limits.duel_budget > 0) && !self.has_evicted {
+            if (limits.admission || limits.duel_budget > 0 || limits.size_aware) && !self.has_evicted
+            {
                 // Sized once, when the shard first fills: by then it knows how many
                 // entries it holds (the one leaving included).
                 self.sketch.size_for(self.map.len() + 1);
@@ -572,7 +621,8 @@ mod tests {
     }
 
     /// Room for `entries` entries, probation for `small` of them, libCacheSim's
-    /// promotion (a fill and two more reads), a ghost as big as the cache.
+    /// promotion (a fill and two more reads), a ghost as big as the cache,
+    /// size-aware as by default (no rule of it applies to entries of one weight).
     fn limits(entries: u64, small: u64) -> Limits {
         Limits {
             capacity: entries * 1000,
@@ -581,8 +631,16 @@ mod tests {
             promote: 3,
             admission: false,
             duel_budget: 0,
+            size_aware: true,
             report_evictions: false,
         }
+    }
+
+    /// Fills `id` with an entry weighing `w` bytes, payload tagged with the id.
+    fn fill_weighing(shard: &mut Shard, id: u64, w: u64, priority: Priority, limits: &Limits) {
+        let b = Bytes::from(vec![id as u8; (w - ENTRY_OVERHEAD) as usize]);
+        assert_eq!(weight(&b), w);
+        shard.insert(ExtentId(id), 1, b, w, priority, limits);
     }
 
     fn fill(shard: &mut Shard, id: u64, priority: Priority, limits: &Limits) {
@@ -852,6 +910,98 @@ mod tests {
         }
     }
 
+    #[test]
+    fn size_awareness_keeps_a_light_unread_entry_but_not_a_light_prefetch() {
+        for size_aware in [false, true] {
+            let l = Limits {
+                size_aware,
+                ..limits(10, 2)
+            };
+            let mut s = Shard::default();
+            for id in 1..=6 {
+                // 1 on probation, 2..=6 on main (warm-up), which 6 overfills: the
+                // first eviction (2, unread) ends warm-up.
+                fill_weighing(&mut s, id, 2000, Priority::Demand, &l);
+            }
+            assert_eq!((in_main(&s, 2), in_main(&s, 3)), (None, Some(true)));
+            // 10 weighs 500, at most half the mean (1 812 when it leaves). It
+            // pushes 1 (2 000, unread) out of probation, 7 pushes 10 (unread),
+            // 8 pushes 7.
+            for (id, w) in [(10, 500), (7, 2000), (8, 2000)] {
+                fill_weighing(&mut s, id, w, Priority::Demand, &l);
+            }
+            assert_eq!(in_main(&s, 1), None);
+            assert_eq!(in_main(&s, 10), size_aware.then_some(true), "{size_aware}");
+            assert_eq!(
+                s.ghost.ids.contains_key(&ExtentId(10)),
+                !size_aware,
+                "dropped to the ghost only when plain"
+            );
+            // A light prefetch is speculation, not demand: it leaves as usual.
+            fill_weighing(&mut s, 11, 500, Priority::Prefetch, &l);
+            for id in 12..=14 {
+                fill_weighing(&mut s, id, 2000, Priority::Demand, &l);
+            }
+            assert_eq!(in_main(&s, 11), None, "{size_aware}");
+            assert_eq!(s.stats.prefetch_wasted, 1);
+            assert!(s.used() <= l.capacity);
+        }
+    }
+
+    #[test]
+    fn size_awareness_makes_a_heavy_ghost_hit_earn_main() {
+        for size_aware in [false, true] {
+            let l = Limits {
+                size_aware,
+                ..limits(10, 2)
+            };
+            let mut s = Shard::default();
+            for id in 1..=5 {
+                // 1 on probation, 2..=5 on main (warm-up).
+                fill_weighing(&mut s, id, 2000, Priority::Demand, &l);
+            }
+            for _ in 0..5 {
+                for id in 2..=5 {
+                    assert!(read(&mut s, id), "2..=5 are hot");
+                }
+            }
+            // 6 (warm-up, main) is evicted at once; then 7 pushes 1 (unread) out
+            // of probation and 9 pushes 7: both ids go to the ghost.
+            for id in 6..=9 {
+                fill_weighing(&mut s, id, 1000, Priority::Demand, &l);
+            }
+            assert_eq!((in_main(&s, 1), in_main(&s, 7)), (None, None));
+            s.remove(ExtentId(8));
+            s.remove(ExtentId(9)); // room: the returns below evict nothing
+            // 7 again: a ghost hit under the mean (1 500) enters main either way.
+            fill_weighing(&mut s, 7, 1000, Priority::Demand, &l);
+            assert_eq!(in_main(&s, 7), Some(true), "{size_aware}");
+            s.remove(ExtentId(7));
+            // 1 again: a ghost hit heavier than the mean (1 545). Size-aware, it
+            // must beat main's next victim (2, read five times) and does not.
+            fill_weighing(&mut s, 1, 2000, Priority::Demand, &l);
+            assert_eq!(in_main(&s, 1), Some(!size_aware), "{size_aware}");
+            assert!((2..=5).all(|id| in_main(&s, id) == Some(true)));
+            // 20, as heavy but filled seven times, leaves probation unread and
+            // returns: rated above 2, it enters main either way.
+            s.remove(ExtentId(1));
+            for _ in 0..7 {
+                s.remove(ExtentId(20));
+                fill_weighing(&mut s, 20, 2000, Priority::Demand, &l);
+            }
+            for id in 21..=23 {
+                fill_weighing(&mut s, id, 1000, Priority::Demand, &l);
+            }
+            assert_eq!(in_main(&s, 20), None, "20 left probation unread");
+            for id in 21..=23 {
+                s.remove(ExtentId(id));
+            }
+            fill_weighing(&mut s, 20, 2000, Priority::Demand, &l);
+            assert_eq!(in_main(&s, 20), Some(true), "{size_aware}");
+            assert!(s.used() <= l.capacity);
+        }
+    }
+
     mod model {
         use super::*;
         use proptest::prelude::*;
@@ -916,11 +1066,13 @@ mod tests {
                 small in 1u64..6,
                 duel in prop_oneof![Just(0u64), 1u64..8],
                 admission in any::<bool>(),
+                size_aware in any::<bool>(),
                 promote in 2u8..=3,
                 ops in proptest::collection::vec(op(), 1..400),
             ) {
                 let l = Limits {
                     admission,
+                    size_aware,
                     promote,
                     duel_budget: duel * 1000,
                     ..limits(12, small)
@@ -952,6 +1104,54 @@ mod tests {
                         }
                     }
                     check(&s, &l);
+                }
+            }
+
+            /// With entries of one weight the size-aware rules never apply: every
+            /// decision, hence every resident entry and counter, equals plain
+            /// S3-FIFO's after every step.
+            #[test]
+            fn with_one_weight_size_awareness_changes_nothing(
+                small in 1u64..6,
+                admission in any::<bool>(),
+                ops in proptest::collection::vec(op(), 1..400),
+            ) {
+                let plain = Limits { admission, size_aware: false, ..limits(12, small) };
+                let sized = Limits { size_aware: true, ..plain };
+                let (mut a, mut b) = (Shard::default(), Shard::default());
+                let mut generation = 0u64;
+                let resident = |s: &Shard| {
+                    let mut v: Vec<_> = s.map.iter().filter_map(|(id, slot)| match slot {
+                        Slot::Ready(e) => Some((id.0, e.generation, e.in_main, e.freq)),
+                        Slot::Loading { .. } => None,
+                    }).collect();
+                    v.sort_unstable();
+                    v
+                };
+                for op in ops {
+                    match op {
+                        Op::Fill { id, prefetch, .. } => {
+                            generation += 1;
+                            let p = if prefetch { Priority::Prefetch } else { Priority::Demand };
+                            for (s, l) in [(&mut a, &plain), (&mut b, &sized)] {
+                                let v = tagged(id, generation, 900);
+                                let w = weight(&v);
+                                s.insert(ExtentId(id), generation, v, w, p, l);
+                            }
+                        }
+                        Op::Read { id } => {
+                            let g = generation;
+                            let (x, y) = (a.touch(ExtentId(id), g), b.touch(ExtentId(id), g));
+                            prop_assert_eq!(x.is_some(), y.is_some());
+                        }
+                        Op::Remove { id } => {
+                            a.remove(ExtentId(id));
+                            b.remove(ExtentId(id));
+                        }
+                    }
+                    prop_assert_eq!(resident(&a), resident(&b));
+                    prop_assert_eq!(a.stats, b.stats);
+                    prop_assert_eq!((a.used, a.main_used), (b.used, b.main_used));
                 }
             }
         }
