@@ -3,7 +3,8 @@
 //! The defaults are the best measured on the real traces in `../shared/traces`
 //! (`cargo run --release --example trace`, BENCHMARKS.md, issue 11): libCacheSim's
 //! S3-FIFO parameters, made size-aware ([`CachePolicyBuilder::size_aware`]) for
-//! entries of varying weight. A workload whose reuse distances are short
+//! entries of varying weight, at or below moka, quick_cache and libCacheSim's
+//! S3-FIFO at every capacity measured on those traces. A workload whose reuse distances are short
 //! relative to the cache (small caches, hot sets re-read soon after they load) does
 //! better promoting after one re-read instead of two; see
 //! [`CachePolicyBuilder::promote_after_reads`].
@@ -121,14 +122,17 @@ impl CachePolicyBuilder {
         self
     }
 
-    /// TinyLFU admission for ghost hits: a demand fill found in the ghost enters
-    /// main only if a count-min sketch of fills and reads rates it above main's next
-    /// victim; otherwise it starts on probation. The sketch costs 16 bytes per entry
-    /// the shard held when it first filled (allocated then, only with this on);
-    /// reads are folded into it when an entry leaves, so hits pay nothing for it.
-    /// Off by default: on the CloudPhysics trace it misses 4–5 % less than the
-    /// default at 896 MiB and 1 GiB and up to 2 % more below 768 MiB
-    /// (BENCHMARKS.md, issue 11). It suits caches that hold most of a
+    /// TinyLFU admission for every ghost hit: a demand fill found in the ghost
+    /// enters main only if main has room under its share or a count-min sketch of
+    /// fills and reads rates it above main's front entry; otherwise it starts on
+    /// probation. The size-aware default already applies this test to ghost hits
+    /// heavier than the mean fill; this option extends it to all of them. The
+    /// sketch costs 16 to 32 bytes per entry the shard held when it first evicted
+    /// (allocated then); reads are folded into it when an entry leaves, so hits
+    /// pay nothing for it. Off by default: on the CloudPhysics trace, with the
+    /// size-aware default, it moves the miss counts by less than 0.6 % either
+    /// way, and on the ARC OLTP trace (entries of one weight) plain S3-FIFO hits
+    /// more (BENCHMARKS.md, issue 11). It suits caches that hold most of a
     /// frequency-skewed working set.
     pub fn frequency_admission(mut self, on: bool) -> Self {
         self.policy.frequency_admission = on;
@@ -144,15 +148,14 @@ impl CachePolicyBuilder {
     /// turn over the whole main queue. 0 (the default) turns it off.
     /// Bound: 0 ..= 50.
     ///
-    /// Measured on the CloudPhysics trace (BENCHMARKS.md, issue 11) with
-    /// `small_percent(5)` and 10: 0.5–3.2 % fewer misses than the default from
-    /// 128 MiB to 896 MiB, at or below moka, quick_cache and libCacheSim's S3-FIFO
-    /// at all of them, but 3.3 % more at 1 GiB, where the cache holds most of a
-    /// trace that is read twice in the same order and keeping what warm-up loaded
-    /// wins ([`frequency_admission`](Self::frequency_admission) does that). On
-    /// the ARC P12 trace at 1 024 pages the same setting hits 1.0 % against the
-    /// default's 1.6 % (moka 1.2 %): small probations give up recency there.
-    /// Costs the sketch (as frequency admission does) and one flag per entry,
+    /// Measured on the CloudPhysics trace (BENCHMARKS.md, issue 11, 1 shard)
+    /// with `small_percent(5)` and 10, on top of the size-aware default: 1.2 % to
+    /// 4.0 % fewer misses than the default at 256, 512 and 640 MiB, up to 6.6 %
+    /// more at 384, 768, 896 MiB and 1 GiB, where the cache holds most of a trace
+    /// that is read twice in the same order and keeping what warm-up loaded wins.
+    /// On the ARC P12 trace at 1 024 pages the same setting hits 1.0 % against
+    /// the default's 1.6 % (moka 1.2 %): small probations give up recency there.
+    /// Costs the sketch (as the default does) and one flag per entry,
     /// read by a hit in the branch that already checks for an unread prefetch.
     ///
     /// ```
@@ -170,32 +173,38 @@ impl CachePolicyBuilder {
         self
     }
 
-    /// Size-aware S3-FIFO, on by default. Each shard keeps the mean weight of the
-    /// entries recently filled (the last 32 768 to 65 536 fills, by halving), and
-    /// weighs every decision about an entry that has not earned its place by what
-    /// it costs against that mean:
+    /// Size-aware S3-FIFO, on by default. Each shard keeps a decaying mean of
+    /// the weights of its demand fills (counts halved every 65 536 fills), and
+    /// weighs each decision about an entry that has not yet earned its place by
+    /// what it costs against that mean:
     ///
     /// * A demand-filled entry weighing at most **half the mean** that leaves
     ///   probation unread moves to main instead of being dropped: it holds few
     ///   bytes per future hit, so keeping it is cheap.
-    /// * A ghost hit weighing **more than the mean** enters main only if the
-    ///   count-min sketch rates it above main's next victim (the test of
-    ///   [`frequency_admission`](Self::frequency_admission)); otherwise it starts
-    ///   on probation again. A heavy entry must prove its reuse before it pushes
-    ///   out several lighter ones.
+    /// * A ghost hit weighing **more than the mean** must pass the TinyLFU test of
+    ///   [`frequency_admission`](Self::frequency_admission) to enter main: if main
+    ///   is over its share, the sketch must rate it above main's front entry;
+    ///   otherwise it starts on probation again. A heavy entry must prove its
+    ///   reuse before it pushes out several lighter ones.
     ///
-    /// With entries of one weight (fixed-size blocks, the ARC page traces) no
-    /// entry is ever lighter than half the mean or heavier than it, and the policy
-    /// is plain S3-FIFO decision for decision. Costs, when on: two counters per
-    /// shard, and the sketch (16 bytes per entry the shard held when it first
-    /// evicted), fed on fills and evictions, never on hits.
+    /// The sketch, sized when the shard first evicts, then counts every demand
+    /// fill made before it existed, so what warm-up loaded is rated like what
+    /// comes after. With entries of one weight (fixed-size blocks, the ARC page
+    /// traces) no entry is ever at most half the mean or above it, and every
+    /// decision is plain S3-FIFO's; only the sketch's memory and its updates on
+    /// fills and evictions remain.
     ///
-    /// Measured on the CloudPhysics trace (miss counts, BENCHMARKS.md, issue 11):
-    /// 1.2 % to 8.6 % fewer misses than the best of moka, quick_cache and
-    /// libCacheSim's S3-FIFO at every capacity from 128 MiB to 1 GiB, where plain
-    /// S3-FIFO is at or above them. It optimizes the share of *requests* served;
-    /// the bytes missed change by −1.5 % to +2.7 %. Turn it off to get plain
-    /// S3-FIFO.
+    /// Measured on the CloudPhysics trace (16 shards, BENCHMARKS.md, issue 11):
+    /// 1.7 % to 6.2 % fewer misses than the best of moka, quick_cache and
+    /// libCacheSim's S3-FIFO at each capacity from 128 MiB to 1 GiB, where plain
+    /// S3-FIFO misses 0.4 % to 7.3 % more than that best. It serves more
+    /// *requests*, not more bytes: the bytes missed rise by up to 5.2 % (at
+    /// 512 MiB). It also lets light entries past probation's filter, so a scan
+    /// of light entries read once reaches main (heavy entries still cannot
+    /// flood it). Costs: two counters per shard, the sketch (16 to 32 bytes per
+    /// entry the shard held when it first evicted, a power of two in all), one
+    /// pass over the shard's map at that first eviction. Turn it off for plain
+    /// S3-FIFO, which favours the byte hit ratio.
     ///
     /// ```
     /// use extentmeta::cache::CachePolicy;
