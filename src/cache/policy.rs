@@ -149,10 +149,11 @@ impl CachePolicyBuilder {
     /// Bound: 0 ..= 50.
     ///
     /// Measured on the CloudPhysics trace (BENCHMARKS.md, issue 11, 1 shard)
-    /// with `small_percent(5)` and 10, on top of the size-aware default: 1.2 % to
-    /// 4.0 % fewer misses than the default at 256, 512 and 640 MiB, up to 6.6 %
-    /// more at 384, 768, 896 MiB and 1 GiB, where the cache holds most of a trace
-    /// that is read twice in the same order and keeping what warm-up loaded wins.
+    /// with `small_percent(5)` and 10, on top of the size-aware default: 1.1 % to
+    /// 4.0 % fewer misses than the default at 256, 512 and 640 MiB, 0.3 % to 6.6 %
+    /// more at the other five capacities, most at 896 MiB and 1 GiB, where the
+    /// cache holds most of a trace that is read twice in the same order and
+    /// keeping what warm-up loaded wins.
     /// On the ARC P12 trace at 1 024 pages the same setting hits 1.0 % against
     /// the default's 1.6 % (moka 1.2 %): small probations give up recency there.
     /// Costs the sketch (as the default does) and one flag per entry,
@@ -195,7 +196,7 @@ impl CachePolicyBuilder {
     /// fills and evictions remain.
     ///
     /// Measured on the CloudPhysics trace (16 shards, BENCHMARKS.md, issue 11):
-    /// 1.7 % to 6.2 % fewer misses than the best of moka, quick_cache and
+    /// 1.7 % to 6.1 % fewer misses than the best of moka, quick_cache and
     /// libCacheSim's S3-FIFO at each capacity from 128 MiB to 1 GiB, where plain
     /// S3-FIFO misses 0.4 % to 7.3 % more than that best. It serves more
     /// *requests*, not more bytes: the bytes missed rise by up to 5.2 % (at
