@@ -341,8 +341,6 @@ impl Shard {
         // Both go to main. A prefetch never skips probation.
         if demand {
             self.sketch.add(id, 1);
-        }
-        if demand {
             // Prefetches stay out of the mean: speculation must not make demand
             // entries look light (and so reach main unread).
             self.fills += 1;
