@@ -464,10 +464,13 @@ impl Shard {
                 self.main.push_back((id, generation));
                 continue;
             }
-            let light = limits.size_aware
-                && entry.demand_fill
-                && at_most_half_mean(entry.weight, fills, fill_weight);
-            if !from_main && (entry.freq >= promote || light) {
+            // Only a probation entry that was not read enough pays for the test.
+            let light = || {
+                limits.size_aware
+                    && entry.demand_fill
+                    && at_most_half_mean(entry.weight, fills, fill_weight)
+            };
+            if !from_main && (entry.freq >= promote || light()) {
                 // Read again on probation, or (size-aware) unread but so light
                 // that keeping it costs little: promote, counting afresh.
                 entry.freq = 0;
@@ -641,11 +644,6 @@ impl Shard {
 mod tests {
     use super::*;
 
-    /// Entries of exactly 1 000 bytes, payload tagged with the id.
-    fn bytes(id: u64) -> Bytes {
-        Bytes::from(vec![id as u8; 1000 - ENTRY_OVERHEAD as usize])
-    }
-
     /// Room for `entries` entries, probation for `small` of them, libCacheSim's
     /// promotion (a fill and two more reads), a ghost as big as the cache,
     /// size-aware as by default (no rule of it applies to entries of one weight).
@@ -669,10 +667,9 @@ mod tests {
         shard.insert(ExtentId(id), 1, b, w, priority, limits);
     }
 
+    /// Fills `id` with an entry of exactly 1 000 bytes.
     fn fill(shard: &mut Shard, id: u64, priority: Priority, limits: &Limits) {
-        let b = bytes(id);
-        let w = weight(&b);
-        shard.insert(ExtentId(id), 1, b, w, priority, limits);
+        fill_weighing(shard, id, 1000, priority, limits);
     }
 
     fn read(shard: &mut Shard, id: u64) -> bool {
