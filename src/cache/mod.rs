@@ -237,6 +237,7 @@ impl Cache {
     /// 32-byte `Lookup` written through memory and matched again by the caller
     /// (the per-round ratio to quick_cache's `get` fell from 1.11 to 1.07 when it
     /// was inlined; the miss path stays out of line).
+    #[inline(always)]
     pub fn lookup(&self, id: ExtentId, generation: u64, priority: Priority) -> Lookup {
         let mut guard = self.shard(id).lock();
         if priority == Priority::Prefetch {
