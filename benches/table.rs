@@ -32,8 +32,12 @@ const LARGE_N: u64 = 10_000_000;
 const HOT_N: u64 = 1_024;
 /// Lookups per measured iteration.
 const BATCH: usize = 1_024;
-/// Pre-generated random ids per pool: 1 024 batches before the pool repeats, far
-/// more distinct records than any cache holds.
+/// Pre-generated random ids per pool: 1 024 batches before the pool repeats. That
+/// is up to 64 MiB of distinct cache lines per variant: far beyond any L2, but not
+/// beyond every L3 (one machine here reports 260 MB). A 16 Mi-id pool, which
+/// touches every record, gave the same ratios in a separate harness (BENCHMARKS.md,
+/// issue 11, eighth
+/// pass), so the pool stays small enough to generate quickly.
 const POOL: usize = 1 << 20;
 
 /// splitmix64: tiny, fast, good enough for benchmark ids.
@@ -206,9 +210,10 @@ impl RawSlot {
         })
     }
 
-    /// One seqlock read attempt, as `Slot::try_read` does it, unpacked.
+    /// One seqlock read attempt, as `Slot::try_read` does it: the four packed words,
+    /// which is all a table snapshot copies (it decodes a field when asked).
     #[inline]
-    fn try_read(&self) -> Option<PlainRecord> {
+    fn try_read_words(&self) -> Option<[u64; 4]> {
         let h1 = self.header.load(Ordering::Acquire);
         if h1 & RAW_PUBLISHING_BIT != 0 {
             return None;
@@ -220,15 +225,21 @@ impl RawSlot {
         ];
         std::sync::atomic::fence(Ordering::Acquire);
         let h2 = self.header.load(Ordering::Relaxed);
-        (h1 == h2).then_some(PlainRecord {
-            version: h1 >> 8,
-            state: (h1 & 0b11) as u8,
-            write_pending: h1 & 0b100 != 0,
-            generation: w[0] & ((1 << 48) - 1),
-            device: (w[0] >> 48) as u16,
-            offset: w[1],
-            length: w[2] as u32,
-            checksum: (w[2] >> 32) as u32,
+        (h1 == h2).then_some([h1, w[0], w[1], w[2]])
+    }
+
+    /// [`RawSlot::try_read_words`], unpacked into the plain record's fields.
+    #[inline]
+    fn try_read(&self) -> Option<PlainRecord> {
+        self.try_read_words().map(|[h, w0, w1, w2]| PlainRecord {
+            version: h >> 8,
+            state: (h & 0b11) as u8,
+            write_pending: h & 0b100 != 0,
+            generation: w0 & ((1 << 48) - 1),
+            device: (w0 >> 48) as u16,
+            offset: w1,
+            length: w2 as u32,
+            checksum: (w2 >> 32) as u32,
         })
     }
 }
@@ -342,7 +353,7 @@ fn bench_snapshot_random(c: &mut Criterion) {
         let mut batches = Batches::new(&pool);
         b.iter(|| {
             for &id in batches.next_batch() {
-                black_box(raw[id as usize].try_read());
+                black_box(raw[id as usize].try_read_words());
             }
         });
     });
@@ -437,7 +448,7 @@ fn bench_snapshot_random(c: &mut Criterion) {
             }),
             ("diag_seqlock_vec", &mut || {
                 for &id in d.next_batch() {
-                    black_box(raw[id as usize].try_read());
+                    black_box(raw[id as usize].try_read_words());
                 }
             }),
             ("diag_table_segment_1m", &mut || {
