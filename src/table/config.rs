@@ -15,11 +15,23 @@ pub struct TableConfig {
 }
 
 impl Default for TableConfig {
-    /// 2^26 ids in segments of 4 096 records (128 KiB each); 384 KiB of directory.
+    /// 2^26 ids in segments of 16 384 records (512 KiB each); 96 KiB of directory.
+    ///
+    /// Why 16 384: a random snapshot does one dependent load of its directory entry
+    /// before the slot's. With 4 096-record segments a 10 M-record table has a 58 KB
+    /// directory, which does not stay in a 48 KiB L1 next to the slots' misses, and
+    /// random snapshots cost 1.25× a plain `Vec` read in the table bench; with
+    /// 16 384 the directory is 15 KB and they cost 1.21× (medians of three
+    /// alternated runs; 65 536 gained 0–2 % more; BENCHMARKS.md, issue 11, eighth
+    /// pass). The seqlock read itself costs what a plain copy does, so the
+    /// directory is the gap. The price is the growth unit:
+    /// an id in an untouched segment allocates 512 KiB, and scans over allocated
+    /// segments visit 16 384 ids per segment. Tables of sparse ids should set a
+    /// smaller [`segment_len`](TableConfigBuilder::segment_len).
     fn default() -> Self {
         TableConfig {
             max_extents: 1 << 26,
-            segment_len: 4096,
+            segment_len: 1 << 14,
         }
     }
 }
