@@ -35,9 +35,9 @@ const BATCH: usize = 1_024;
 /// Pre-generated random ids per pool: 1 024 batches before the pool repeats. That
 /// is up to 64 MiB of distinct cache lines per variant: far beyond any L2, but not
 /// beyond every L3 (one machine here reports 260 MB). A 16 Mi-id pool, which
-/// touches every record, gave the same ratios in a separate harness (BENCHMARKS.md,
-/// issue 11, eighth
-/// pass), so the pool stays small enough to generate quickly.
+/// touches every record, gave the same ratios in a separate harness
+/// (BENCHMARKS.md, issue 11, eighth pass), so the pool stays small enough to
+/// generate quickly.
 const POOL: usize = 1 << 20;
 
 /// splitmix64: tiny, fast, good enough for benchmark ids.

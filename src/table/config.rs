@@ -24,10 +24,10 @@ impl Default for TableConfig {
     /// 16 384 the directory is 15 KB and they cost 1.21× (medians of three
     /// alternated runs; 65 536 gained 0–2 % more; BENCHMARKS.md, issue 11, eighth
     /// pass). The seqlock read itself costs what a plain copy does, so the
-    /// directory is the gap. The price is the growth unit:
-    /// an id in an untouched segment allocates 512 KiB, and scans over allocated
-    /// segments visit 16 384 ids per segment. Tables of sparse ids should set a
-    /// smaller [`segment_len`](TableConfigBuilder::segment_len).
+    /// directory is the gap. The price is the growth unit: an id in an untouched
+    /// segment allocates 512 KiB, and scans over allocated segments visit 16 384
+    /// ids per segment. Tables of sparse ids should set a smaller
+    /// [`segment_len`](TableConfigBuilder::segment_len).
     fn default() -> Self {
         TableConfig {
             max_extents: 1 << 26,
