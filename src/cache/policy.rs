@@ -1,10 +1,12 @@
 //! The cache's eviction parameters: a validated configuration.
 //!
 //! The defaults are the best measured on the real traces in `../shared/traces`
-//! (`cargo run --release --example trace`, BENCHMARKS.md, issue 11): libCacheSim's
-//! S3-FIFO parameters, made size-aware ([`CachePolicyBuilder::size_aware`]) for
-//! entries of varying weight, at or below moka, quick_cache and libCacheSim's
-//! S3-FIFO at every capacity measured on those traces. A workload whose reuse distances are short
+//! (`cargo run --release --example trace`, BENCHMARKS.md, issue 11): S3-FIFO
+//! with probation 8 % of the capacity and a ghost as large as the capacity
+//! (libCacheSim's are 10 % and 90 %), made size-aware
+//! ([`CachePolicyBuilder::size_aware`]) for entries of varying weight, at or
+//! below moka, quick_cache and libCacheSim's S3-FIFO at every capacity measured
+//! on those traces. A workload whose reuse distances are short
 //! relative to the cache (small caches, hot sets re-read soon after they load) does
 //! better promoting after one re-read instead of two; see
 //! [`CachePolicyBuilder::promote_after_reads`].
@@ -36,13 +38,13 @@ pub struct CachePolicy {
 }
 
 impl Default for CachePolicy {
-    /// Probation 10 % of the capacity, promotion after a fill and two more reads,
-    /// a ghost of 90 % of the capacity, size-aware.
+    /// Probation 8 % of the capacity, promotion after a fill and two more reads,
+    /// a ghost as large as the capacity, size-aware.
     fn default() -> Self {
         CachePolicy {
-            small_percent: 10,
+            small_percent: 8,
             promote_after_reads: 3,
-            ghost_percent: 90,
+            ghost_percent: 100,
             frequency_admission: false,
             probation_duel_percent: 0,
             size_aware: true,
@@ -102,7 +104,11 @@ pub struct CachePolicyBuilder {
 }
 
 impl CachePolicyBuilder {
-    /// Probation's share of the capacity. Bound: 1 ..= 90.
+    /// Probation's share of the capacity; 8 by default. Bound: 1 ..= 90.
+    ///
+    /// Smaller favours frequency (a larger main), larger favours recency: on the
+    /// ARC P3 trace at 65 536 pages 5 % hits most, on P12 at 1 024 pages 10 %
+    /// (BENCHMARKS.md, issue 11).
     pub fn small_percent(mut self, percent: u8) -> Self {
         self.policy.small_percent = percent;
         self
@@ -115,8 +121,8 @@ impl CachePolicyBuilder {
         self
     }
 
-    /// The ghost's bound as a share of the capacity; 0 turns it off.
-    /// Bound: 0 ..= 200.
+    /// The ghost's bound as a share of the capacity; 100 by default, 0 turns it
+    /// off. Bound: 0 ..= 200.
     pub fn ghost_percent(mut self, percent: u8) -> Self {
         self.policy.ghost_percent = percent;
         self
@@ -130,7 +136,7 @@ impl CachePolicyBuilder {
     /// sketch costs 16 to 32 bytes per entry the shard held when it first evicted
     /// (allocated then); reads are folded into it when an entry leaves, so hits
     /// pay nothing for it. Off by default: on the CloudPhysics trace, with the
-    /// size-aware default, it moves the miss counts by less than 0.6 % either
+    /// size-aware default, it moves the miss counts by less than 1 % either
     /// way, and on the ARC OLTP trace (entries of one weight) plain S3-FIFO hits
     /// more (BENCHMARKS.md, issue 11). It suits caches that hold most of a
     /// frequency-skewed working set.
@@ -149,13 +155,13 @@ impl CachePolicyBuilder {
     /// Bound: 0 ..= 50.
     ///
     /// Measured on the CloudPhysics trace (BENCHMARKS.md, issue 11, 1 shard)
-    /// with `small_percent(5)` and 10, on top of the size-aware default: 1.1 % to
-    /// 4.0 % fewer misses than the default at 256, 512 and 640 MiB, 0.3 % to 6.6 %
-    /// more at the other five capacities, most at 896 MiB and 1 GiB, where the
+    /// with `small_percent(5)` and 10, on top of the size-aware default: 0.9 % to
+    /// 3.7 % fewer misses than the default at 128, 256, 512 and 640 MiB, 0.4 % to
+    /// 6.3 % more at the other four capacities, most at 896 MiB and 1 GiB, where the
     /// cache holds most of a trace that is read twice in the same order and
     /// keeping what warm-up loaded wins.
     /// On the ARC P12 trace at 1 024 pages the same setting hits 1.0 % against
-    /// the default's 1.6 % (moka 1.2 %): small probations give up recency there.
+    /// the default's 1.4 % (moka 1.2 %): small probations give up recency there.
     /// Costs the sketch (as the default does) and one flag per entry,
     /// read by a hit in the branch that already checks for an unread prefetch.
     ///
@@ -196,11 +202,11 @@ impl CachePolicyBuilder {
     /// fills and evictions remain.
     ///
     /// Measured on the CloudPhysics trace (16 shards, BENCHMARKS.md, issue 11):
-    /// 1.7 % to 6.1 % fewer misses than the best of moka, quick_cache and
+    /// 1.4 % to 6.7 % fewer misses than the best of moka, quick_cache and
     /// libCacheSim's S3-FIFO at each capacity from 128 MiB to 1 GiB, where plain
-    /// S3-FIFO misses 0.4 % to 7.3 % more than that best. It serves more
-    /// *requests*, not more bytes: the bytes missed rise by up to 5.2 % (at
-    /// 512 MiB). It also lets light entries past probation's filter, so a scan
+    /// S3-FIFO misses 0.0 % to 7.0 % more than that best. It serves more
+    /// *requests*, not more bytes: the bytes missed rose by up to 5.2 % (at
+    /// 512 MiB, measured with probation 10 % and a ghost of 90 %). It also lets light entries past probation's filter, so a scan
     /// of light entries read once reaches main (heavy entries still cannot
     /// flood it). Costs: two counters per shard, the sketch (16 to 32 bytes per
     /// entry the shard held when it first evicted, a power of two in all), one
