@@ -123,6 +123,12 @@ impl CachePolicyBuilder {
 
     /// The ghost's bound as a share of the capacity; 100 by default, 0 turns it
     /// off. Bound: 0 ..= 200.
+    ///
+    /// The bound counts the bytes the remembered entries weighed, so the ghost
+    /// holds as many ids as the cache held entries of that weight, and at most
+    /// `capacity × percent / 100 / 96` (every entry weighs at least its 96-byte
+    /// overhead). Each id costs 40 to 100 bytes (a map slot and a queue slot):
+    /// 1 to 2.5 % of the capacity at the default with 4 KiB entries.
     pub fn ghost_percent(mut self, percent: u8) -> Self {
         self.policy.ghost_percent = percent;
         self
