@@ -106,9 +106,10 @@ pub struct CachePolicyBuilder {
 impl CachePolicyBuilder {
     /// Probation's share of the capacity; 8 by default. Bound: 1 ..= 90.
     ///
-    /// Smaller favours frequency (a larger main), larger favours recency: on the
-    /// ARC P3 trace at 65 536 pages 5 % hits most, on P12 at 1 024 pages 10 %
-    /// (BENCHMARKS.md, issue 11).
+    /// Smaller favours frequency (a larger main), larger favours recency. On the
+    /// ARC traces with the default ghost, P3 at 65 536 pages hits 30.5 % with
+    /// 10 % and 31.2 % with 8 %, and P12 at 1 024 pages 1.6 % with 10 % and
+    /// 1.4 % with 8 % (BENCHMARKS.md, issue 11, ninth pass).
     pub fn small_percent(mut self, percent: u8) -> Self {
         self.policy.small_percent = percent;
         self
@@ -212,11 +213,12 @@ impl CachePolicyBuilder {
     /// libCacheSim's S3-FIFO at each capacity from 128 MiB to 1 GiB, where plain
     /// S3-FIFO misses 0.0 % to 7.0 % more than that best. It serves more
     /// *requests*, not more bytes: the bytes missed rose by up to 5.2 % (at
-    /// 512 MiB, measured with probation 10 % and a ghost of 90 %). It also lets light entries past probation's filter, so a scan
-    /// of light entries read once reaches main (heavy entries still cannot
-    /// flood it). Costs: two counters per shard, the sketch (16 to 32 bytes per
-    /// entry the shard held when it first evicted, a power of two in all), one
-    /// pass over the shard's map at that first eviction. Turn it off for plain
+    /// 512 MiB, measured with probation 10 % and a ghost of 90 %). It also
+    /// lets light entries past probation's filter, so a scan of light entries
+    /// read once reaches main (heavy entries still cannot flood it). Costs: two
+    /// counters per shard, the sketch (16 to 32 bytes per entry the shard held
+    /// when it first evicted, a power of two in all), one pass over the shard's
+    /// map at that first eviction. Turn it off for plain
     /// S3-FIFO, which favours the byte hit ratio.
     ///
     /// ```

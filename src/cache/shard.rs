@@ -13,10 +13,10 @@
 //! * A demand fill whose id is in the ghost enters main directly: reuse at a
 //!   distance longer than the probation window still promotes. The ghost holds ids
 //!   only, bounded by the bytes the entries weighed (as many as the cache holds).
-//!   Design note: libCacheSim's S3-FIFO uses probation 10 % and a ghost of 90 %;
-//!   8 % and 100 % win every measured point of the real traces where 10 % and
-//!   90 % tied moka at one (ARC P3, 65 536 pages; BENCHMARKS.md, issue 11, ninth
-//!   pass). An ARC-style adaptive probation (grown on ghost hits, shrunk on hits
+//!   Design note: libCacheSim's S3-FIFO uses probation 10 % and a ghost of 90 %,
+//!   which tied moka at one measured point of the real traces (ARC P3, 65 536
+//!   pages); 8 % and 100 % lead moka and quick_cache at every point
+//!   (BENCHMARKS.md, issue 11, ninth pass). An ARC-style adaptive probation (grown on ghost hits, shrunk on hits
 //!   in a ghost of main's evictions) was measured there too and lost.
 //! * Main is a CLOCK with a counter saturating at [`MAX_FREQ`]: an entry read since
 //!   it was last examined is reinserted with its counter lowered by one.
