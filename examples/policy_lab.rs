@@ -423,8 +423,9 @@ struct Resident {
 }
 
 /// A single-threaded model of `cache/shard.rs`: S3-FIFO (probation FIFO, main
-/// CLOCK, ghost of 90 % of the capacity, warm-up into main), the sketch sized when
-/// the cache first evicts and fed with fills and (at eviction) reads.
+/// CLOCK, ghost of `ghost_percent` of the capacity, warm-up into main), the
+/// sketch sized when the cache first evicts and fed with fills and (at
+/// eviction) reads.
 struct Model {
     capacity: u64,
     small: u64,
