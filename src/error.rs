@@ -27,10 +27,12 @@
 //! | FPRE019 | [`Error::Internal`] | no | a protocol machine was driven out of order: a bug in a driver, never an environment error | report it |
 //! | FPRE021 | [`Error::JournalCorrupt`] | no | a journal record failed its checks and valid records follow it (or it is not in the newest journal): corruption, never truncated silently | restore the directory from a backup; nothing was changed |
 //! | FPRE022 | [`Error::CheckpointCorrupt`] | no | the checkpoint (or the `CURRENT` pointer) is truncated or fails its checksum | restore from a backup; nothing was changed |
-//! | FPRE023 | [`Error::MissingCheckpoint`] | no | the `CURRENT` pointer names a checkpoint that does not exist, or the directory holds data but no pointer | point `open` at the right directory, or restore the missing file |
+//! | FPRE023 | [`Error::MissingCheckpoint`] | no | a metadata file the store needs is missing or empty: the checkpoint `CURRENT` names, its journal, a journal's successor, or the pointer of a directory that holds data | point `open` at the right directory, or restore the missing file; nothing was changed |
 //! | FPRE024 | [`Error::NewerFormat`] | no | a metadata file was written by a newer format than this build reads | open it with a newer build |
 //! | FPRE025 | [`Error::DeviceFile`] | no | a device file is missing or shorter than a location a record references | restore the device file; nothing was changed |
 //! | FPRE026 | [`Error::Locked`] | no | the store directory is already open (in this or another process) | close the other store first |
+//! | FPRE027 | [`Error::OlderFormat`] | no | a metadata file was written in an older on-disk format this build no longer reads | open it with the build that wrote it, read every extent out (`Store::records`, `Store::read`) and write them into a new store; nothing was changed |
+//! | FPRE028 | [`Error::OutcomeUnknown`] | no | the journal failed after the operation's record was handed to it: the operation is not visible in this open store, but after a reopen it may be wholly there or wholly absent | reopen the store, then read the extent to learn the outcome |
 //!
 //! `is_retryable` tells the retry policy what it may retry. FPRE004 is never
 //! retryable: it is the verdict *after* the retry limit.
@@ -252,10 +254,12 @@ pub enum Error {
         reason: &'static str,
     },
 
-    /// The `CURRENT` pointer names a checkpoint that is not in the directory, or the
-    /// directory holds device data but no pointer (not a store, or a store whose
-    /// metadata was removed). Nothing on disk was changed.
-    #[error("FPRE023 missing checkpoint: {file} does not exist")]
+    /// A metadata file the store needs is missing or empty: the checkpoint the
+    /// `CURRENT` pointer names, the journal that checkpoint starts, the successor a
+    /// journal says it rotated to, or the pointer of a directory that holds device
+    /// data or journal records (not a store, or a store whose metadata was removed).
+    /// Nothing on disk was changed.
+    #[error("FPRE023 missing metadata: {file} is missing or empty, and the store needs it")]
     MissingCheckpoint {
         /// The missing file.
         file: String,
@@ -292,6 +296,39 @@ pub enum Error {
         /// The lock file.
         path: String,
     },
+
+    /// A metadata file was written in an older on-disk format that this build no
+    /// longer reads (format 1 could not tell a torn journal tail from corruption).
+    /// Nothing on disk was changed.
+    #[error(
+        "FPRE027 {file} has format version {found}; this build reads only {supported}: open the directory with the build that wrote it, read every extent out and write it into a new store"
+    )]
+    OlderFormat {
+        /// The file.
+        file: String,
+        /// Its format version.
+        found: u32,
+        /// The format this build reads.
+        supported: u32,
+    },
+
+    /// The journal failed after this operation's record was handed to it, so
+    /// whether the record reached the disk is unknown (FoundationDB's
+    /// `commit_unknown_result`). The operation is not visible in this open store,
+    /// whose journal now refuses every change; after a reopen it is either wholly
+    /// there or wholly absent. Errors of every other kind mean the operation
+    /// certainly did not happen, now or after a reopen.
+    #[error(
+        "FPRE028 outcome unknown: the {op} of {extent} may or may not survive a reopen: {cause}"
+    )]
+    OutcomeUnknown {
+        /// `"write"`, `"delete"` or `"batch"`.
+        op: &'static str,
+        /// The extent (a batch: its first).
+        extent: ExtentId,
+        /// The journal's error, as text.
+        cause: String,
+    },
 }
 
 impl Error {
@@ -323,6 +360,8 @@ impl Error {
             Error::NewerFormat { .. } => "FPRE024",
             Error::DeviceFile { .. } => "FPRE025",
             Error::Locked { .. } => "FPRE026",
+            Error::OlderFormat { .. } => "FPRE027",
+            Error::OutcomeUnknown { .. } => "FPRE028",
         }
     }
 
@@ -432,6 +471,16 @@ mod tests {
                 actual: None,
             },
             Error::Locked { path: "p".into() },
+            Error::OlderFormat {
+                file: "f".into(),
+                found: 1,
+                supported: 2,
+            },
+            Error::OutcomeUnknown {
+                op: "write",
+                extent: ExtentId(3),
+                cause: "c".into(),
+            },
         ];
         let mut codes: Vec<&str> = errors.iter().map(Error::code).collect();
         codes.sort_unstable();

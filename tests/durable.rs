@@ -371,10 +371,10 @@ fn lock_held_by_another_process() {
 fn frame_offsets(bytes: &[u8]) -> Vec<usize> {
     let mut offsets = Vec::new();
     let mut at = 32;
-    while at + 16 <= bytes.len() {
+    while at + 24 <= bytes.len() {
         offsets.push(at);
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        at += 16 + len;
+        at += 24 + len;
     }
     offsets
 }
@@ -393,7 +393,7 @@ fn corrupt_record_in_the_middle_of_the_journal_is_fpre021() {
         offsets.len()
     );
     let mid = offsets[offsets.len() / 2];
-    bytes[mid + 20] ^= 0x5a; // payload byte: the frame fails its CRC
+    bytes[mid + 28] ^= 0x5a; // payload byte: the frame fails its CRC
     std::fs::write(&journal, &bytes).unwrap();
     let err = refused(dir.path(), &config, "FPRE021");
     assert!(
@@ -431,7 +431,7 @@ fn pointer_naming_a_missing_checkpoint_is_fpre023() {
 
 fn bump_format(path: &Path) {
     let mut bytes = std::fs::read(path).unwrap();
-    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
     std::fs::write(path, &bytes).unwrap();
 }
 
@@ -449,7 +449,7 @@ fn newer_format_is_fpre024_in_pointer_checkpoint_and_journal() {
         bump_format(&path);
         let err = refused(dir.path(), &config, "FPRE024");
         assert!(
-            err.to_string().contains("format version 2"),
+            err.to_string().contains("format version 3"),
             "{which}: {err}"
         );
     }
@@ -505,21 +505,36 @@ fn torn_journal_tail_is_dropped_and_acknowledged_writes_stay() {
         let model = populated(dir.path(), &config, 20);
         let journal = newest_journal(dir.path());
         let mut bytes = std::fs::read(&journal).unwrap();
+        // The store was closed: its last frame is the close marker. Without it the
+        // journal is as a crash before the close left it.
+        let offsets = frame_offsets(&bytes);
+        bytes.truncate(*offsets.last().unwrap());
         let mut expected = model.clone();
-        match tear {
-            "garbage" => bytes.extend((0..300u32).map(|i| (i * 37 + 11) as u8)),
+        let valid = match tear {
+            "garbage" => {
+                let valid = bytes.len();
+                bytes.extend((0..300u32).map(|i| (i * 37 + 11) as u8));
+                valid
+            }
             _ => {
-                // Cut the last frame: its write is lost (it was the last write,
+                // Cut the last record: its write is lost (it was the last write,
                 // of extent 19 % 7 = 5, generation 3 → 2).
-                let last = *frame_offsets(&bytes).last().unwrap();
+                let last = offsets[offsets.len() - 2];
                 bytes.truncate(last + 10);
                 expected.insert(5, 2);
+                last
             }
-        }
+        };
+        let dropped = bytes[valid..].to_vec();
         std::fs::write(&journal, &bytes).unwrap();
         let store = Store::open(dir.path(), config.clone()).unwrap();
         let report = store.recovery().unwrap();
         assert!(report.torn_tail_dropped, "{tear}");
+        assert!(!report.clean_close, "{tear}");
+        assert_eq!(report.dropped_bytes, dropped.len() as u64);
+        // The dropped bytes are kept as evidence, in the file the report names.
+        let evidence = dir.path().join(report.dropped_file.unwrap());
+        assert_eq!(std::fs::read(evidence).unwrap(), dropped, "{tear}");
         check(&store, &expected);
         drop(store);
         // The tail was dropped for good: the next open finds a clean journal.

@@ -1,27 +1,143 @@
 //! A backend over files of any [`Fs`](crate::fs::Fs): the durable store's device
 //! files, and [`FileBackend`](super::FileBackend)'s (on [`StdFs`](crate::fs::StdFs)).
+//!
+//! # A failed sync is never trusted
+//!
+//! Linux reports a writeback error once per open file: after one `fdatasync` of a
+//! file returned EIO (and the kernel may have dropped the dirty pages), the next
+//! `fdatasync` of the same file, by another thread, returns `Ok` over the lost
+//! bytes (PostgreSQL's "fsyncgate"). So each device file has a sync gate:
+//!
+//! * once a sync of the file failed, every later sync of it fails too, with the
+//!   first failure (the file is poisoned until the store is reopened, when it is
+//!   opened afresh and recovery decides what is durable);
+//! * a sync that returned `Ok` is trusted only after every sync of the file that
+//!   started before it returned has finished without failing: one of them may
+//!   have been handed the error that covered this sync's bytes.
+//!
+//! The syncs themselves still run concurrently (a leader/follower group in front
+//! of them measured slower, BENCHMARKS.md, durability); only their verdicts wait.
 
 use super::Backend;
 use crate::error::{Error, Result};
 use crate::fs::FsFile;
 use crate::record::Location;
+use crate::sync::{Condvar, Mutex, RwLock};
+use std::collections::BTreeSet;
 // std's Arc even under loom: file handles are shared, not synchronised through it.
 use std::sync::Arc;
 
 /// One file per device through a [`Fs`](crate::fs::Fs), positioned I/O.
 #[derive(Debug)]
 pub(crate) struct FsBackend {
-    files: Vec<Arc<dyn FsFile>>,
+    /// Emptied by [`close`](Self::close): every later I/O fails with
+    /// [`Error::Shutdown`].
+    files: RwLock<Vec<Arc<dyn FsFile>>>,
+    devices: u16,
+    gates: Vec<SyncGate>,
+}
+
+/// The sync verdicts of one device file (see the module docs).
+#[derive(Debug)]
+struct SyncGate {
+    state: Mutex<GateState>,
+    finished: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    /// The ticket of the next sync to start.
+    next: u64,
+    /// Tickets of the syncs running now.
+    running: BTreeSet<u64>,
+    /// The first failure: every later sync returns it.
+    failed: Option<Error>,
+}
+
+impl Default for SyncGate {
+    fn default() -> Self {
+        SyncGate {
+            state: Mutex::new(GateState::default()),
+            finished: Condvar::new(),
+        }
+    }
+}
+
+impl SyncGate {
+    /// Runs `sync` under the gate's rules.
+    fn sync(&self, device: u16, sync: impl FnOnce() -> std::io::Result<()>) -> Result<()> {
+        let ticket = {
+            let mut g = self.state.lock();
+            if let Some(err) = &g.failed {
+                return Err(err.clone());
+            }
+            let ticket = g.next;
+            g.next += 1;
+            g.running.insert(ticket);
+            ticket
+        };
+        let result = sync();
+        let mut g = self.state.lock();
+        g.running.remove(&ticket);
+        self.finished.notify_all();
+        if let Err(e) = result {
+            let err = Error::Io {
+                device,
+                op: "sync",
+                kind: e.kind(),
+                message: format!(
+                    "{e}; the file's unsynced writes may be lost, so every later sync of it fails too until the store is reopened"
+                ),
+            };
+            g.failed.get_or_insert(err.clone());
+            return Err(err);
+        }
+        let started_before_return = g.next;
+        // Bounded: only syncs that started before this one returned are waited
+        // for, and each of them finishes once.
+        while g.failed.is_none()
+            && g.running
+                .first()
+                .is_some_and(|&t| t < started_before_return)
+        {
+            g = self.finished.wait(g);
+        }
+        match &g.failed {
+            Some(err) => Err(err.clone()),
+            None => Ok(()),
+        }
+    }
 }
 
 impl FsBackend {
     /// A backend over one open file per device.
     pub(crate) fn new(files: Vec<Arc<dyn FsFile>>) -> Self {
-        FsBackend { files }
+        let devices = files.len() as u16;
+        FsBackend {
+            gates: (0..devices).map(|_| SyncGate::default()).collect(),
+            files: RwLock::new(files),
+            devices,
+        }
     }
 
-    fn file(&self, device: u16) -> Result<&Arc<dyn FsFile>> {
-        self.files.get(usize::from(device)).ok_or(Error::Io {
+    /// Drops every file handle: later I/O fails with [`Error::Shutdown`].
+    pub(crate) fn close(&self) {
+        self.files.write().clear();
+    }
+
+    /// Whether a sync of `device`'s file failed (it stays failed until reopen).
+    pub(crate) fn sync_failed(&self, device: u16) -> bool {
+        self.gates
+            .get(usize::from(device))
+            .is_some_and(|g| g.state.lock().failed.is_some())
+    }
+
+    fn file(&self, device: u16) -> Result<Arc<dyn FsFile>> {
+        let files = self.files.read();
+        if files.is_empty() && self.devices > 0 {
+            return Err(Error::Shutdown);
+        }
+        files.get(usize::from(device)).cloned().ok_or(Error::Io {
             device,
             op: "open",
             kind: std::io::ErrorKind::NotFound,
@@ -32,7 +148,7 @@ impl FsBackend {
 
 impl Backend for FsBackend {
     fn device_count(&self) -> u16 {
-        self.files.len() as u16
+        self.devices
     }
 
     fn read_at(&self, location: Location, buf: &mut [u8]) -> Result<()> {
@@ -47,9 +163,14 @@ impl Backend for FsBackend {
     }
 
     fn sync(&self, device: u16) -> Result<()> {
-        self.file(device)?
-            .sync_data()
-            .map_err(|e| Error::io(device, "sync", &e))
+        let file = self.file(device)?;
+        let gate = self.gates.get(usize::from(device)).ok_or(Error::Io {
+            device,
+            op: "sync",
+            kind: std::io::ErrorKind::NotFound,
+            message: "no such device".into(),
+        })?;
+        gate.sync(device, || file.sync_data())
     }
 
     /// Only ever shrinks. Only free space is trimmed, and space is free only once
@@ -63,5 +184,64 @@ impl Backend for FsBackend {
                 .map_err(|e| Error::io(device, "trim", &e))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::io;
+
+    fn failing() -> io::Result<()> {
+        Err(io::Error::other("EIO"))
+    }
+
+    /// After one failed sync, a later sync whose own call succeeds (the kernel
+    /// reported the error once, to the first caller) still fails.
+    #[test]
+    fn a_sync_after_a_failed_one_is_never_trusted() {
+        let gate = SyncGate::default();
+        assert!(gate.sync(3, || Ok(())).is_ok());
+        let first = gate.sync(3, failing).unwrap_err();
+        let later = gate.sync(3, || Ok(())).unwrap_err();
+        assert_eq!(first, later);
+        assert!(matches!(
+            later,
+            Error::Io {
+                device: 3,
+                op: "sync",
+                ..
+            }
+        ));
+    }
+
+    /// A sync that returns Ok while another sync that started before it is still
+    /// running waits for that one's verdict, and fails if it failed: the error may
+    /// have covered this sync's bytes.
+    #[test]
+    fn an_ok_sync_waits_for_an_overlapping_failure() {
+        let gate = Arc::new(SyncGate::default());
+        let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let slow = {
+            let gate = Arc::clone(&gate);
+            std::thread::spawn(move || {
+                gate.sync(0, || {
+                    entered_tx.send(()).unwrap();
+                    release_rx.recv().unwrap();
+                    failing()
+                })
+            })
+        };
+        entered_rx.recv().unwrap();
+        let fast = {
+            let gate = Arc::clone(&gate);
+            std::thread::spawn(move || gate.sync(0, || Ok(())))
+        };
+        // Whatever the fast sync's timing, it cannot return Ok before the slow
+        // one's verdict: it either waits for it or starts after it failed.
+        release_tx.send(()).unwrap();
+        assert!(slow.join().unwrap().is_err());
+        assert!(fast.join().unwrap().is_err());
     }
 }

@@ -3,11 +3,27 @@
 //!
 //! ```text
 //! header (32 B): magic "EXTMETA\0" | format u32 | kind u32 | number u64 | devices u16 | 0u16 | crc32c u32
-//! frame:         length u32 | crc32c u32 | seq u64 | payload (length bytes)
+//! frame:         length u32 | crc32c u32 | seq u64 | durable u64 | payload (length bytes)
 //! ```
 //!
-//! A frame's CRC covers its length, sequence number and payload, so a frame whose
-//! length field was torn fails it too. All integers are little-endian.
+//! A frame's CRC covers its length, sequence number, durable mark and payload, so a
+//! frame whose length field was torn fails it too. All integers are little-endian.
+//!
+//! # Torn or corrupt
+//!
+//! `durable` is the length of the file that was known durable (its last successful
+//! sync covered it) when the write carrying the frame was issued. The sectors of
+//! one unsynced write may persist in any subset, so after a power cut a bad region
+//! may be followed by valid frames of the same write, or of nothing later: those
+//! frames all carry a mark at or before the bad region. A valid frame whose mark
+//! lies past the start of a bad region proves that region had been synced before
+//! that frame was written: the region changed after it was durable, which is
+//! corruption. Any other bad region is the unsynced tail of the last write, and
+//! recovery drops it (keeping the bytes as evidence, see `plan::reopen`). The mark
+//! is stamped when the write is issued ([`encode_group`]), not when a record is
+//! buffered: a frame buffered while an earlier sync was in flight and written
+//! after it must carry that sync's result, or damage to the earlier write would
+//! pass for a tear.
 
 use super::{Entry, FORMAT_VERSION};
 use crate::error::{Error, Result};
@@ -18,7 +34,9 @@ const MAGIC: [u8; 8] = *b"EXTMETA\0";
 /// Bytes of a file header.
 pub(crate) const HEADER_LEN: usize = 32;
 /// Bytes of a frame before its payload.
-pub(crate) const FRAME_HEAD: usize = 16;
+pub(crate) const FRAME_HEAD: usize = 24;
+/// The format of directories written before frames carried a durable mark.
+const FORMAT_WITHOUT_MARKS: u32 = 1;
 /// The largest payload a frame may carry (the largest entry is 44 bytes): bounds
 /// the work of the torn-tail scan at every offset.
 const MAX_PAYLOAD: usize = 256;
@@ -53,6 +71,13 @@ pub(crate) struct Scan {
     pub(crate) torn: bool,
 }
 
+impl Scan {
+    /// The last valid entry, if any.
+    pub(crate) fn last_entry(&self) -> Option<&Entry> {
+        self.entries.last().map(|(_, e)| e)
+    }
+}
+
 /// The header of a new file.
 pub(crate) fn encode_header(kind: FileKind, number: u64, devices: u16) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
@@ -66,8 +91,9 @@ pub(crate) fn encode_header(kind: FileKind, number: u64, devices: u16) -> [u8; H
     h
 }
 
-/// Appends the frame of `entry` with sequence number `seq` to `out`.
-pub(crate) fn encode_frame(out: &mut Vec<u8>, seq: u64, entry: &Entry) {
+/// Appends the frame of `entry` with sequence number `seq` and durable mark
+/// `durable` (see the module docs) to `out`.
+pub(crate) fn encode_frame(out: &mut Vec<u8>, seq: u64, durable: u64, entry: &Entry) {
     let start = out.len();
     out.extend_from_slice(&[0u8; FRAME_HEAD]);
     encode_entry(out, entry);
@@ -78,8 +104,20 @@ pub(crate) fn encode_frame(out: &mut Vec<u8>, seq: u64, entry: &Entry) {
     );
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
     out[start + 8..start + 16].copy_from_slice(&seq.to_le_bytes());
+    out[start + 16..start + 24].copy_from_slice(&durable.to_le_bytes());
     let crc = frame_crc(&out[start..]);
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The bytes of one journal write: every `(seq, entry)` framed with the durable
+/// mark `durable`, the file length the last successful sync covered when this
+/// write is issued.
+pub(crate) fn encode_group(durable: u64, entries: &[(u64, Entry)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.len() * (FRAME_HEAD + 48));
+    for (seq, entry) in entries {
+        encode_frame(&mut out, *seq, durable, entry);
+    }
+    out
 }
 
 fn frame_crc(frame: &[u8]) -> u32 {
@@ -137,10 +175,10 @@ pub(crate) fn scan(bytes: &[u8], file: &str, kind: FileKind, may_be_torn: bool) 
                 if !may_be_torn {
                     return Err(corrupt(at as u64, "bad frame"));
                 }
-                if valid_frame_after(bytes, at + 1, last_seq) {
+                if written_after_durable(bytes, at, last_seq) {
                     return Err(corrupt(
                         at as u64,
-                        "a bad frame is followed by valid frames",
+                        "a bad frame is followed by a frame written after it was durable",
                     ));
                 }
                 return Ok(Scan {
@@ -170,6 +208,13 @@ fn decode_header(bytes: &[u8], file: &str) -> Result<Option<Header>> {
     let format = u32_at(bytes, 8);
     if format > FORMAT_VERSION {
         return Err(Error::NewerFormat {
+            file: file.to_string(),
+            found: format,
+            supported: FORMAT_VERSION,
+        });
+    }
+    if format == FORMAT_WITHOUT_MARKS && u32_at(bytes, 28) == crc32c::crc32c(&bytes[..28]) {
+        return Err(Error::OlderFormat {
             file: file.to_string(),
             found: format,
             supported: FORMAT_VERSION,
@@ -207,19 +252,38 @@ fn decode_frame(bytes: &[u8]) -> Option<(u64, Entry, usize)> {
     Some((u64_at(frame, 8), entry, FRAME_HEAD + len))
 }
 
-/// Whether a valid frame with a sequence number past `last_seq` starts anywhere at
-/// or after `from`. Bounded by the file length; each probe checks at most
-/// `MAX_PAYLOAD` bytes.
-fn valid_frame_after(bytes: &[u8], from: usize, last_seq: Option<u64>) -> bool {
-    (from..bytes.len()).any(|at| {
-        decode_frame(&bytes[at..]).is_some_and(|(seq, _, _)| last_seq.is_none_or(|l| seq > l))
-    })
+/// Whether a valid frame past the bad region at `bad` (sequence number past
+/// `last_seq`) was written after that region was durable: its durable mark lies
+/// past `bad`. Bounded by the file length: every offset is probed at most once,
+/// each probe checks at most `MAX_PAYLOAD` bytes, and a valid frame is skipped
+/// whole.
+fn written_after_durable(bytes: &[u8], bad: usize, last_seq: Option<u64>) -> bool {
+    let mut at = bad + 1;
+    while at < bytes.len() {
+        match decode_frame(&bytes[at..]) {
+            Some((seq, _, used)) if last_seq.is_none_or(|l| seq > l) => {
+                if frame_durable(&bytes[at..]) > bad as u64 {
+                    return true;
+                }
+                at += used;
+            }
+            _ => at += 1,
+        }
+    }
+    false
+}
+
+/// The durable mark of a frame that [`decode_frame`] accepted.
+fn frame_durable(frame: &[u8]) -> u64 {
+    u64_at(frame, 16)
 }
 
 const TAG_PUT: u8 = 1;
 const TAG_BAD: u8 = 2;
 const TAG_DEGRADED: u8 = 3;
 const TAG_END: u8 = 4;
+const TAG_ROTATED: u8 = 5;
+const TAG_CLOSED: u8 = 6;
 
 fn encode_entry(out: &mut Vec<u8>, entry: &Entry) {
     match entry {
@@ -244,6 +308,11 @@ fn encode_entry(out: &mut Vec<u8>, entry: &Entry) {
             out.push(TAG_END);
             out.extend_from_slice(&frames.to_le_bytes());
         }
+        Entry::Rotated { next } => {
+            out.push(TAG_ROTATED);
+            out.extend_from_slice(&next.to_le_bytes());
+        }
+        Entry::Closed => out.push(TAG_CLOSED),
     }
 }
 
@@ -274,6 +343,10 @@ fn decode_entry(p: &[u8]) -> Option<Entry> {
         (TAG_END, 8) => Entry::End {
             frames: u64_at(rest, 0),
         },
+        (TAG_ROTATED, 8) => Entry::Rotated {
+            next: u64_at(rest, 0),
+        },
+        (TAG_CLOSED, 0) => Entry::Closed,
         _ => return None,
     };
     Some(entry)

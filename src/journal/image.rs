@@ -58,7 +58,7 @@ impl Image {
             Entry::Degraded(d) => {
                 self.degraded.insert(*d);
             }
-            Entry::End { .. } => {}
+            Entry::End { .. } | Entry::Rotated { .. } | Entry::Closed => {}
         }
     }
 
@@ -82,10 +82,10 @@ pub(crate) fn encode_checkpoint(number: u64, devices: u16, image: &Image) -> Vec
         .chain(image.degraded.iter().map(|d| Entry::Degraded(*d)));
     let mut seq = 0;
     for entry in entries {
-        encode_frame(&mut out, seq, &entry);
+        encode_frame(&mut out, seq, 0, &entry);
         seq += 1;
     }
-    encode_frame(&mut out, seq, &Entry::End { frames: seq });
+    encode_frame(&mut out, seq, 0, &Entry::End { frames: seq });
     out
 }
 
@@ -98,6 +98,8 @@ pub(crate) struct Tail {
     pub(crate) valid_len: u64,
     /// Whether a torn tail was dropped.
     pub(crate) torn: bool,
+    /// Whether its last frame is [`Entry::Closed`]: the store was closed cleanly.
+    pub(crate) closed: bool,
 }
 
 /// What recovery found.
@@ -109,8 +111,14 @@ pub(crate) struct Recovered {
     pub(crate) devices: u16,
     /// The checkpoint recovery started from.
     pub(crate) checkpoint: u64,
-    /// The newest journal, if any was found.
-    pub(crate) tail: Option<Tail>,
+    /// The newest journal: appends go on there.
+    pub(crate) tail: Tail,
+    /// The journal whose torn tail was dropped, and where its valid prefix ends:
+    /// the tail, or the journal before it when a rotation stopped after creating
+    /// the tail but before the old journal's last write was synced.
+    pub(crate) cut: Option<(u64, u64)>,
+    /// The bytes past that valid prefix, kept as evidence.
+    pub(crate) dropped: Vec<u8>,
     /// The next sequence number to append.
     pub(crate) next_seq: u64,
     /// Journal entries replayed.
@@ -124,11 +132,14 @@ impl Recovered {
             image: Image::default(),
             devices,
             checkpoint: 1,
-            tail: Some(Tail {
+            tail: Tail {
                 number: 1,
                 valid_len: HEADER_LEN as u64,
                 torn: false,
-            }),
+                closed: false,
+            },
+            cut: None,
+            dropped: Vec::new(),
             next_seq: 0,
             replayed: 0,
         }
@@ -141,9 +152,13 @@ impl Recovered {
 /// # Errors
 ///
 /// [`Error::CheckpointCorrupt`] for a checkpoint that is truncated or fails a check;
-/// [`Error::JournalCorrupt`] for a bad frame followed by valid ones, a bad frame in
-/// any journal but the newest, a missing journal in the sequence, or a journal
-/// whose header disagrees with its name or the checkpoint; [`Error::NewerFormat`].
+/// [`Error::JournalCorrupt`] for a bad region followed by a frame written after it
+/// was durable, a bad frame in any journal but the newest, a missing journal in the
+/// sequence, or a journal whose header disagrees with its name or the checkpoint;
+/// [`Error::MissingCheckpoint`] for a missing or empty journal `number` (created
+/// durably before the pointer named the checkpoint) or a missing successor of a
+/// journal that ends with [`Entry::Rotated`]; [`Error::NewerFormat`] and
+/// [`Error::OlderFormat`].
 pub(crate) fn recover(
     number: u64,
     checkpoint: &[u8],
@@ -181,22 +196,28 @@ pub(crate) fn recover(
         .filter(|(n, _)| *n >= number)
         .collect();
     sorted.sort_by_key(|(n, _)| *n);
+    if sorted.first().is_none_or(|(n, _)| *n != number) {
+        return Err(Error::MissingCheckpoint {
+            file: files::journal(number),
+        });
+    }
     let mut recovered = Recovered {
         image,
         devices: header.devices,
         checkpoint: number,
-        tail: None,
+        tail: Tail {
+            number,
+            valid_len: 0,
+            torn: false,
+            closed: false,
+        },
+        cut: None,
+        dropped: Vec::new(),
         next_seq: 0,
         replayed: 0,
     };
-    let count = sorted.len();
-    for (expected, (i, (n, bytes))) in (number..).zip(sorted.into_iter().enumerate()) {
-        let file = files::journal(n);
-        let journal_corrupt = |reason| Error::JournalCorrupt {
-            file: file.clone(),
-            offset: 0,
-            reason,
-        };
+    let mut scans = Vec::with_capacity(sorted.len());
+    for (expected, (n, bytes)) in (number..).zip(sorted) {
         if n != expected {
             return Err(Error::JournalCorrupt {
                 file: files::journal(expected),
@@ -204,30 +225,72 @@ pub(crate) fn recover(
                 reason: "a journal in the sequence is missing",
             });
         }
+        let file = files::journal(n);
+        let scanned = scan(bytes, &file, FileKind::Journal, true)?;
+        scans.push((n, bytes, file, scanned));
+    }
+    // Rotation creates the next journal before the old one's last write (which
+    // ends with the marker naming it), so the newest journal holding records may
+    // be the one before a successor that is still empty. Only that journal may be
+    // torn, and only the newest journal may lack a header.
+    let newest_with_records = scans
+        .iter()
+        .rposition(|(_, _, _, s)| !s.entries.is_empty())
+        .unwrap_or(0);
+    let count = scans.len();
+    for (i, (n, bytes, file, scanned)) in scans.into_iter().enumerate() {
+        let journal_corrupt = |offset, reason| Error::JournalCorrupt {
+            file: file.clone(),
+            offset,
+            reason,
+        };
         let is_last = i + 1 == count;
-        let scanned = scan(bytes, &file, FileKind::Journal, is_last)?;
+        // The checkpoint's own journal had a durable header before the pointer
+        // named the checkpoint: empty or headerless, it was damaged, not torn.
+        if n == number && scanned.header.is_none() {
+            return Err(Error::MissingCheckpoint { file });
+        }
+        if scanned.header.is_none() && !is_last {
+            return Err(journal_corrupt(0, "bad file header"));
+        }
+        if scanned.torn && i < newest_with_records {
+            return Err(journal_corrupt(
+                scanned.valid_len,
+                "a bad frame in a journal that later journals followed",
+            ));
+        }
         if let Some(h) = scanned.header {
             if h.number != n {
-                return Err(journal_corrupt("the header names another journal"));
+                return Err(journal_corrupt(0, "the header names another journal"));
             }
             if h.devices != header.devices {
-                return Err(journal_corrupt("the header's device count differs"));
+                return Err(journal_corrupt(0, "the header's device count differs"));
             }
         }
         for (seq, entry) in &scanned.entries {
             if *seq < recovered.next_seq {
-                return Err(journal_corrupt("sequence numbers go backwards"));
+                return Err(journal_corrupt(0, "sequence numbers go backwards"));
             }
             recovered.next_seq = seq + 1;
             recovered.image.apply(entry);
             recovered.replayed += 1;
         }
+        if scanned.torn {
+            recovered.cut = Some((n, scanned.valid_len));
+            recovered.dropped = bytes[scanned.valid_len as usize..].to_vec();
+        }
         if is_last {
-            recovered.tail = Some(Tail {
+            if let Some(Entry::Rotated { next }) = scanned.last_entry() {
+                return Err(Error::MissingCheckpoint {
+                    file: files::journal(*next),
+                });
+            }
+            recovered.tail = Tail {
                 number: n,
                 valid_len: scanned.valid_len,
                 torn: scanned.torn,
-            });
+                closed: matches!(scanned.last_entry(), Some(Entry::Closed)),
+            };
         }
     }
     Ok(recovered)

@@ -29,12 +29,22 @@
 //!   referenced locations and the bad list; only the bad list and the degraded
 //!   devices are recorded. Bytes written but never committed are free after
 //!   recovery by construction.
-//! * **Torn tail or corruption.** A frame that fails its length or CRC check ends
-//!   the valid prefix. If any valid frame with a later sequence number follows it,
-//!   the file is corrupt ([`Error::JournalCorrupt`]), never silently truncated;
-//!   otherwise the rest is the torn tail of the last group commit and is dropped.
-//!   Only the newest journal may have a torn tail: rotation syncs a journal before
-//!   the next one is used.
+//! * **Torn tail or corruption, exactly.** A frame that fails its length or CRC
+//!   check ends the valid prefix. Every frame carries the length of its journal
+//!   that was durable when its write was issued (see `frame`), so recovery tells an
+//!   unsynced region, whose sectors may have persisted in any subset, from bytes
+//!   that changed after they were durable: a bad region followed by a frame whose
+//!   mark lies past it is corruption ([`Error::JournalCorrupt`]), never truncated;
+//!   any other is the torn tail of the last write, dropped, and kept as evidence in
+//!   a side file ([`files::dropped`]) before the journal is cut. Only the newest
+//!   journal may have a torn tail: rotation syncs a journal before the next one is
+//!   used.
+//! * **Markers make missing files visible.** A journal that rotation replaced ends
+//!   with [`Entry::Rotated`] (written only once its successor exists durably), and
+//!   `close` appends [`Entry::Closed`]. The journal `CURRENT`'s checkpoint names
+//!   exists with a durable header before the pointer is switched. So a missing or
+//!   empty journal is never mistaken for an empty store: it is refused with
+//!   [`Error::MissingCheckpoint`] and nothing is changed.
 //! * `write_pending` is never recorded: a write that did not commit is not part of
 //!   any durable state.
 
@@ -43,14 +53,17 @@ mod image;
 pub(crate) mod plan;
 mod pointer;
 
-pub(crate) use frame::{HEADER_LEN, encode_frame};
+pub(crate) use frame::{HEADER_LEN, encode_group};
 pub(crate) use image::{Image, RecordImage, Recovered, recover};
 pub(crate) use pointer::{decode_pointer, encode_pointer};
 
 use crate::record::{Location, State};
 
-/// The on-disk format version this build writes and the newest it reads.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+/// The on-disk format version this build writes and the only one it reads.
+/// Format 1 (frames without a durable mark) is refused with
+/// [`Error::OlderFormat`](crate::Error::OlderFormat): its torn tails cannot be told
+/// from corruption.
+pub(crate) const FORMAT_VERSION: u32 = 2;
 
 /// One journal entry: a durable fact about the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +79,14 @@ pub(crate) enum Entry {
         /// Frames before this one.
         frames: u64,
     },
+    /// The last frame of a journal that rotation replaced: journal `next` exists
+    /// durably and holds what follows.
+    Rotated {
+        /// The successor's number.
+        next: u64,
+    },
+    /// The store was closed cleanly after the frames before this one.
+    Closed,
 }
 
 impl Entry {
@@ -106,6 +127,19 @@ pub(crate) mod files {
         format!("checkpoint-{n:020}")
     }
 
+    /// The side file that keeps the bytes recovery dropped from journal `n` at
+    /// byte `offset` (a torn tail): evidence, removed with the journal.
+    pub(crate) fn dropped(n: u64, offset: u64) -> String {
+        format!("journal-{n:020}.dropped-{offset}")
+    }
+
+    /// The journal number of a [`dropped`] side file's name.
+    pub(crate) fn dropped_number(name: &str) -> Option<u64> {
+        let (journal, offset) = name.split_once(".dropped-")?;
+        offset.parse::<u64>().ok()?;
+        journal_number(journal)
+    }
+
     /// The number of a journal file name.
     pub(crate) fn journal_number(name: &str) -> Option<u64> {
         number(name, "journal-")
@@ -127,6 +161,30 @@ pub(crate) mod files {
 #[cfg(all(test, not(loom)))]
 mod tests;
 
+/// A directory without `CURRENT` is new, or holds what a creation that stopped
+/// before its pointer left: checkpoint 1 and journal 1 with no record. Anything more
+/// means the pointer of a real store was lost: refused, never created over.
+fn refuse_records_without_pointer(
+    names: &[String],
+    read: &mut impl FnMut(&str) -> crate::Result<Option<Vec<u8>>>,
+) -> crate::Result<()> {
+    let missing = || crate::Error::MissingCheckpoint {
+        file: files::CURRENT.to_string(),
+    };
+    for name in names {
+        let number = files::journal_number(name).or_else(|| files::checkpoint_number(name));
+        if number.is_some_and(|n| n > 1) || files::dropped_number(name).is_some() {
+            return Err(missing());
+        }
+    }
+    if let Some(journal) = read(&files::journal(1))?
+        && journal.len() > HEADER_LEN
+    {
+        return Err(missing());
+    }
+    Ok(())
+}
+
 /// Recovers a directory: reads `CURRENT`, the checkpoint it names and every journal
 /// from that checkpoint on (`read` returns a file's bytes, `None` if missing).
 /// `Ok(None)` if there is no `CURRENT`: not a store yet (or one whose creation
@@ -141,11 +199,14 @@ pub(crate) fn recover_dir(
     mut read: impl FnMut(&str) -> crate::Result<Option<Vec<u8>>>,
 ) -> crate::Result<Option<Recovered>> {
     let Some(pointer) = read(files::CURRENT)? else {
+        refuse_records_without_pointer(names, &mut read)?;
         return Ok(None);
     };
     let number = decode_pointer(&pointer)?;
     let name = files::checkpoint(number);
     let checkpoint = read(&name)?.ok_or(crate::Error::MissingCheckpoint { file: name })?;
+    // Recovery needs the journal the checkpoint starts and every later one; a
+    // missing one is reported by `recover`, which knows which must exist.
     let mut journals = Vec::new();
     for n in names.iter().filter_map(|n| files::journal_number(n)) {
         if n >= number

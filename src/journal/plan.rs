@@ -58,7 +58,8 @@ pub(crate) struct PlanMutants {
     pub(crate) reopen_without_sync: bool,
 }
 
-/// A new store: an empty checkpoint 1, journal 1, then the pointer. Until the
+/// A new store: an empty checkpoint 1, journal 1 (header synced), then the
+/// pointer; so whenever `CURRENT` names checkpoint `n`, journal `n` exists. Until the
 /// pointer exists the directory is not a store, so a crash anywhere before the
 /// final rename leaves a directory that the next open creates afresh.
 ///
@@ -68,6 +69,7 @@ pub(crate) fn create(devices: u16, existing: &[String]) -> Vec<FsOp> {
     let stale = existing.iter().filter(|name| {
         files::journal_number(name).is_some()
             || files::checkpoint_number(name).is_some()
+            || files::dropped_number(name).is_some()
             || *name == files::CURRENT_TMP
     });
     let mut ops: Vec<FsOp> = stale
@@ -97,10 +99,14 @@ pub(crate) fn new_journal(number: u64, devices: u16) -> Vec<FsOp> {
     ]
 }
 
-/// After recovery: makes the newest journal appendable (drops a torn tail, or
-/// creates the journal if the crash came before it existed), and makes durable
-/// everything recovery read. Returns the plan, the journal number and the offset of
+/// After recovery: makes the newest journal appendable and makes durable
+/// everything recovery read (every journal from the checkpoint's on). Returns the plan, the journal number and the offset of
 /// the next append.
+///
+/// A torn tail is not thrown away: its bytes go to a side file
+/// ([`files::dropped`]), synced with its directory entry, before the journal is cut
+/// back to its valid prefix. A journal whose very header was torn (a rotation
+/// stopped while creating it, before anything was appended) is written anew.
 ///
 /// Recovery may read what was never made durable: after a process crash (the
 /// operating system kept the unsynced bytes) or a failed sync, the newest journal's
@@ -114,44 +120,48 @@ pub(crate) fn reopen(recovered: &Recovered) -> (Vec<FsOp>, u64, u64) {
 
 /// [`reopen`], with the emulator's mutants.
 pub(crate) fn reopen_with(recovered: &Recovered, mutants: PlanMutants) -> (Vec<FsOp>, u64, u64) {
-    let header_len = super::frame::HEADER_LEN as u64;
-    match recovered.tail {
-        None => (
-            new_journal(recovered.checkpoint, recovered.devices),
-            recovered.checkpoint,
-            header_len,
-        ),
-        Some(tail) if tail.valid_len == 0 => {
-            let mut ops = vec![FsOp::Truncate {
-                file: files::journal(tail.number),
-                len: 0,
-            }];
-            ops.extend(new_journal(tail.number, recovered.devices));
-            (ops, tail.number, header_len)
+    let tail = recovered.tail;
+    let file = files::journal(tail.number);
+    let mut ops = Vec::new();
+    if let Some((torn, valid_len)) = recovered.cut {
+        let evidence = files::dropped(torn, valid_len);
+        ops.push(write(evidence.clone(), recovered.dropped.clone()));
+        ops.push(sync(evidence));
+        ops.push(FsOp::SyncDir);
+        if valid_len > 0 {
+            let torn_file = files::journal(torn);
+            ops.push(FsOp::Truncate {
+                file: torn_file.clone(),
+                len: valid_len,
+            });
+            ops.push(sync(torn_file));
         }
-        Some(tail) if tail.torn => {
-            let file = files::journal(tail.number);
-            let ops = vec![
-                FsOp::Truncate {
-                    file: file.clone(),
-                    len: tail.valid_len,
-                },
-                sync(file),
-                FsOp::SyncDir,
-            ];
-            (ops, tail.number, tail.valid_len)
-        }
-        Some(tail) if mutants.reopen_without_sync => (Vec::new(), tail.number, tail.valid_len),
-        Some(tail) => (
-            vec![sync(files::journal(tail.number)), FsOp::SyncDir],
-            tail.number,
-            tail.valid_len,
-        ),
     }
+    if tail.valid_len == 0 {
+        ops.push(FsOp::Truncate { file, len: 0 });
+        ops.extend(new_journal(tail.number, recovered.devices));
+        let header_len = super::frame::HEADER_LEN as u64;
+        return (ops, tail.number, header_len);
+    }
+    if recovered.cut.is_none() && mutants.reopen_without_sync {
+        return (ops, tail.number, tail.valid_len);
+    }
+    // Every journal recovery read, not only the tail: a rotation writes the old
+    // journal's last records after creating the new one, so after a process kill
+    // the journal before the tail may hold records recovery read that were never
+    // synced.
+    for n in recovered.checkpoint..tail.number {
+        ops.push(sync(files::journal(n)));
+    }
+    ops.push(sync(file));
+    ops.push(FsOp::SyncDir);
+    (ops, tail.number, tail.valid_len)
 }
 
-/// One group commit: the frames appended since the last one, then the sync that
-/// makes every one of them durable.
+/// One group commit: the frames appended since the last one (encoded by
+/// [`encode_group`](super::encode_group) with the durable length as their mark),
+/// then the sync that makes every one of them durable. `close` and the end of a
+/// rotated journal are group commits too, of one marker frame.
 pub(crate) fn group_commit(journal: u64, offset: u64, frames: Vec<u8>) -> Vec<FsOp> {
     let file = files::journal(journal);
     vec![
@@ -191,6 +201,7 @@ pub(crate) fn checkpoint(
     let obsolete = existing.iter().filter(|name| {
         files::journal_number(name)
             .or_else(|| files::checkpoint_number(name))
+            .or_else(|| files::dropped_number(name))
             .is_some_and(|n| n < number)
     });
     ops.extend(obsolete.map(|name| FsOp::Remove { file: name.clone() }));

@@ -1,6 +1,6 @@
 //! Framing, torn-tail and corruption detection, checkpoint and pointer round trips.
 
-use super::frame::{FileKind, HEADER_LEN, encode_frame, encode_header, scan};
+use super::frame::{FileKind, HEADER_LEN, encode_frame, encode_group, encode_header, scan};
 use super::image::{Image, encode_checkpoint, recover};
 use super::{Entry, FORMAT_VERSION, RecordImage, decode_pointer, encode_pointer, files};
 use crate::error::Error;
@@ -19,12 +19,49 @@ fn put(id: u64, generation: u64) -> Entry {
     })
 }
 
+/// A journal written as one group commit.
 fn journal(number: u64, entries: &[Entry], first_seq: u64) -> Vec<u8> {
     let mut out = encode_header(FileKind::Journal, number, 3).to_vec();
     for (i, e) in entries.iter().enumerate() {
-        encode_frame(&mut out, first_seq + i as u64, e);
+        encode_frame(&mut out, first_seq + i as u64, HEADER_LEN as u64, e);
     }
     out
+}
+
+/// A journal written as the given groups, each a write issued after the previous
+/// one's sync (its frames marked with the length durable then); returns the bytes
+/// and where each group starts.
+fn journal_of_groups(groups: &[Vec<Entry>]) -> (Vec<u8>, Vec<usize>) {
+    let mut out = encode_header(FileKind::Journal, 1, 3).to_vec();
+    let mut starts = Vec::new();
+    let mut seq = 0;
+    for group in groups {
+        starts.push(out.len());
+        let numbered: Vec<(u64, Entry)> = group
+            .iter()
+            .map(|e| {
+                seq += 1;
+                (seq - 1, *e)
+            })
+            .collect();
+        out.extend_from_slice(&encode_group(out.len() as u64, &numbered));
+    }
+    (out, starts)
+}
+
+fn groups(sizes: &[u64]) -> Vec<Vec<Entry>> {
+    let mut generation = 0;
+    sizes
+        .iter()
+        .map(|&n| {
+            (0..n)
+                .map(|i| {
+                    generation += 1;
+                    put(i % 5, generation)
+                })
+                .collect()
+        })
+        .collect()
 }
 
 fn entries(n: u64) -> Vec<Entry> {
@@ -38,6 +75,8 @@ fn frames_round_trip_every_entry_kind() {
         Entry::Bad(Location::new(2, 8192, 77)),
         Entry::Degraded(65_000),
         Entry::End { frames: 3 },
+        Entry::Rotated { next: 6 },
+        Entry::Closed,
     ];
     let bytes = journal(5, &all, 40);
     let s = scan(&bytes, "j", FileKind::Journal, false).unwrap();
@@ -73,20 +112,68 @@ proptest! {
         prop_assert_eq!(s.valid_len, valid as u64);
     }
 
-    /// A damaged frame followed by valid frames is corruption (FPRE021), in every
-    /// frame position and for every byte of it.
+    /// Damage anywhere in a write that a later write followed (so it had been
+    /// synced) is corruption (FPRE021), for every byte of it.
     #[test]
-    fn a_bad_frame_followed_by_valid_ones_is_corruption(n in 3u64..12, victim in 0u64..10, byte in 0usize..60, flip in 1u8..=255) {
-        let all = entries(n);
-        let bytes = journal(1, &all, 0);
-        let frame_len = (bytes.len() - HEADER_LEN) / n as usize;
-        let victim = victim % (n - 1); // not the last frame
-        let at = HEADER_LEN + victim as usize * frame_len + byte % frame_len;
+    fn damage_before_a_later_write_is_corruption(sizes in proptest::collection::vec(1u64..6, 2..6), victim in any::<prop::sample::Index>(), flip in 1u8..=255) {
+        let (bytes, starts) = journal_of_groups(&groups(&sizes));
+        // Any byte of any group but the last.
+        let last_start = *starts.last().unwrap();
+        let at = HEADER_LEN + victim.index(last_start - HEADER_LEN);
         let mut damaged = bytes.clone();
         damaged[at] ^= flip;
         let err = scan(&damaged, "j", FileKind::Journal, true).unwrap_err();
         prop_assert_eq!(err.code(), "FPRE021");
     }
+
+    /// The sectors of the last, unsynced write persist in any subset (each one
+    /// written, left as it was, or torn): recovery drops a torn tail and never
+    /// reports corruption, and keeps every earlier (synced) write whole.
+    #[test]
+    fn any_subset_of_an_unsynced_writes_sectors_is_a_torn_tail(sizes in proptest::collection::vec(1u64..30, 1..5), fates in proptest::collection::vec(0u8..3, 12), cut in any::<prop::sample::Index>()) {
+        let all = groups(&sizes);
+        let (bytes, starts) = journal_of_groups(&all);
+        let last_start = *starts.last().unwrap();
+        // The file may also end anywhere in the last write (its size not yet
+        // updated).
+        let end = last_start + cut.index(bytes.len() - last_start + 1);
+        let mut crashed = bytes[..end].to_vec();
+        for (i, sector) in (last_start / 512..=end / 512).enumerate() {
+            let from = (sector * 512).max(last_start);
+            let to = ((sector + 1) * 512).min(end);
+            match fates[i % fates.len()] {
+                0 => {}
+                1 => crashed[from..to].fill(0),
+                _ => crashed[from..to].iter_mut().enumerate().for_each(|(j, b)| *b = (j * 37 + 11) as u8),
+            }
+        }
+        let s = scan(&crashed, "j", FileKind::Journal, true).unwrap();
+        let synced: usize = all[..all.len() - 1].iter().map(Vec::len).sum();
+        prop_assert!(s.entries.len() >= synced);
+        let flat: Vec<Entry> = all.concat();
+        let got: Vec<Entry> = s.entries.iter().map(|(_, e)| *e).collect();
+        prop_assert_eq!(&got[..], &flat[..got.len()]);
+        prop_assert!(s.valid_len >= last_start as u64);
+    }
+}
+
+/// The old rule ("a bad frame followed by any valid frame is corruption") refused
+/// this state, which a power cut produces: the second sector of one unsynced write
+/// persisted, the first did not.
+#[test]
+fn a_write_whose_first_sector_was_lost_and_second_kept_is_torn_not_corrupt() {
+    let (bytes, starts) = journal_of_groups(&groups(&[3, 20]));
+    let last = starts[1];
+    let first_sector_end = (last / 512 + 1) * 512;
+    assert!(
+        bytes.len() > first_sector_end + 100,
+        "the write spans sectors"
+    );
+    let mut crashed = bytes.clone();
+    crashed[last..first_sector_end].fill(0);
+    let s = scan(&crashed, "j", FileKind::Journal, true).unwrap();
+    assert!(s.torn);
+    assert_eq!((s.entries.len(), s.valid_len), (3, last as u64));
 }
 
 #[test]
@@ -156,11 +243,103 @@ fn checkpoint_then_journals_recover_the_newest_record_of_each_extent() {
 #[test]
 fn a_truncated_checkpoint_is_refused() {
     let ckpt = encode_checkpoint(1, 3, &image_of(5));
+    let j1 = journal(1, &[], 0);
     for cut in [ckpt.len() - 1, ckpt.len() - 25, HEADER_LEN + 3, 10] {
-        let err = recover(1, &ckpt[..cut], &[]).unwrap_err();
+        let err = recover(1, &ckpt[..cut], &[(1, &j1)]).unwrap_err();
         assert_eq!(err.code(), "FPRE022", "cut at {cut}: {err}");
     }
-    assert!(recover(1, &ckpt, &[]).is_ok());
+    assert!(recover(1, &ckpt, &[(1, &j1)]).is_ok());
+}
+
+/// The journal a checkpoint starts existed with a durable header before the
+/// pointer named the checkpoint: missing, empty or headerless, it was lost, and
+/// recovery refuses rather than open an empty store over the device data.
+#[test]
+fn a_missing_or_empty_journal_of_the_checkpoint_is_refused() {
+    let ckpt = encode_checkpoint(2, 3, &image_of(4));
+    let header_only = journal(2, &[], 0);
+    for journals in [
+        vec![],
+        vec![(2u64, &[][..])],
+        vec![(2, &header_only[..10])],
+        vec![(3, &header_only[..])],
+    ] {
+        let err = recover(2, &ckpt, &journals).unwrap_err();
+        assert!(
+            matches!(&err, Error::MissingCheckpoint { file } if *file == files::journal(2)),
+            "{err}"
+        );
+    }
+    assert!(recover(2, &ckpt, &[(2, &header_only)]).is_ok());
+}
+
+/// A journal that ends with the rotation marker names a successor that existed
+/// durably before the marker was written: missing, it was lost.
+#[test]
+fn a_rotated_journal_without_its_successor_is_refused() {
+    let ckpt = encode_checkpoint(1, 3, &Image::default());
+    let j1 = journal(1, &[put(1, 1), Entry::Rotated { next: 2 }], 0);
+    let err = recover(1, &ckpt, &[(1, &j1)]).unwrap_err();
+    assert!(matches!(&err, Error::MissingCheckpoint { file } if *file == files::journal(2)));
+    // With its successor (even one whose header was torn) it recovers.
+    let j2 = journal(2, &[put(1, 2)], 2);
+    let r = recover(1, &ckpt, &[(1, &j1), (2, &j2)]).unwrap();
+    assert_eq!(r.image.records[&1].generation, 2);
+    assert!(recover(1, &ckpt, &[(1, &j1), (2, &j2[..5])]).is_ok());
+}
+
+/// After a clean close the last frame is the close marker, written after the
+/// records before it were synced: damage to those records is corruption, never a
+/// torn tail that undoes them.
+#[test]
+fn damage_to_the_last_record_of_a_closed_journal_is_corruption() {
+    let (bytes, starts) = journal_of_groups(&[vec![put(1, 1), put(2, 1)], vec![Entry::Closed]]);
+    let ckpt = encode_checkpoint(1, 3, &Image::default());
+    let clean = recover(1, &ckpt, &[(1, &bytes)]).unwrap();
+    assert!(clean.tail.closed);
+    for at in [starts[1] - 1, starts[1] - 30] {
+        let mut damaged = bytes.clone();
+        damaged[at] ^= 0x10;
+        let err = recover(1, &ckpt, &[(1, &damaged)]).unwrap_err();
+        assert_eq!(err.code(), "FPRE021", "byte {at}");
+    }
+}
+
+#[test]
+fn the_format_without_marks_is_refused_with_its_own_code() {
+    let mut h = encode_header(FileKind::Journal, 1, 3);
+    h[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let crc = crc32c::crc32c(&h[..28]);
+    h[28..32].copy_from_slice(&crc.to_le_bytes());
+    let err = scan(&h, "j", FileKind::Journal, true).unwrap_err();
+    assert_eq!(err.code(), "FPRE027");
+    assert!(err.to_string().contains("new store"), "{err}");
+}
+
+#[test]
+fn a_torn_tail_is_kept_as_evidence_for_the_reopen_plan() {
+    let ckpt = encode_checkpoint(1, 3, &Image::default());
+    let mut j1 = journal(1, &entries(3), 0);
+    let valid = j1.len();
+    j1.extend_from_slice(&[0xAB; 40]);
+    let r = recover(1, &ckpt, &[(1, &j1)]).unwrap();
+    assert_eq!(r.dropped, vec![0xAB; 40]);
+    let (ops, number, offset) = super::plan::reopen(&r);
+    assert_eq!((number, offset), (1, valid as u64));
+    let evidence = files::dropped(1, valid as u64);
+    assert_eq!(files::dropped_number(&evidence), Some(1));
+    let first = &ops[0];
+    assert!(
+        matches!(first, super::plan::FsOp::Write { file, bytes, .. } if *file == evidence && *bytes == vec![0xAB; 40]),
+        "the evidence is written before the journal is cut: {ops:?}"
+    );
+    let cut = ops
+        .iter()
+        .position(|op| matches!(op, super::plan::FsOp::Truncate { .. }));
+    let synced = ops
+        .iter()
+        .position(|op| matches!(op, super::plan::FsOp::SyncDir));
+    assert!(synced < cut, "{ops:?}");
 }
 
 #[test]

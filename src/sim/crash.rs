@@ -139,7 +139,7 @@ pub(crate) fn recover(
             }
         };
         report.recoveries += 1;
-        report.torn_tails += u64::from(recovered.tail.is_some_and(|t| t.torn));
+        report.torn_tails += u64::from(recovered.cut.is_some());
         if let Some(b) = &before
             && *b != recovered.image
         {

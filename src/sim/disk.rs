@@ -4,11 +4,13 @@
 //! # Loss model
 //!
 //! * Every file has a *durable* image (what its last completed sync made survive)
-//!   and a *current* one (what reads see). At a crash a file keeps its durable
-//!   bytes, or its durable bytes plus a prefix of the bytes appended since, with
-//!   the last 512-byte sector of that prefix torn (garbage). A file whose current
-//!   image does not extend its durable one (a truncate or an overwrite not synced)
-//!   keeps either image.
+//!   and a *current* one (what reads see). At a crash a file that grew keeps its
+//!   durable bytes, and its length becomes anything from the durable length to
+//!   the current one; each 512-byte sector of the bytes appended since persisted
+//!   or not independently (the disk may write them in any order), and a few are
+//!   torn (garbage). So the second sector of one write may survive while the
+//!   first is lost. A file whose current image does not extend its durable one (a
+//!   truncate or an overwrite not synced) keeps either image.
 //! * Creates, renames and removes are durable only after the next
 //!   [`FsOp::SyncDir`]. At a crash each one since the last directory sync is kept
 //!   or undone, independently, replayed in order on the durable directory (a
@@ -166,7 +168,9 @@ impl SimDir {
     }
 }
 
-/// What survives of a file whose current bytes were not synced.
+/// What survives of a file whose current bytes were not synced (see the module
+/// docs): a length between the two images, and every sector past the durable
+/// bytes new, never written (zeros) or torn, independently.
 fn survivor(durable: &[u8], current: &[u8], rng: &mut ChaCha8Rng) -> Vec<u8> {
     if !current.starts_with(durable) {
         // A truncate or an overwrite: either image.
@@ -176,17 +180,21 @@ fn survivor(durable: &[u8], current: &[u8], rng: &mut ChaCha8Rng) -> Vec<u8> {
             current.to_vec()
         };
     }
-    let extra = current.len() - durable.len();
-    let keep = rng.random_range(0..=extra);
-    let mut out = current[..durable.len() + keep].to_vec();
-    if keep > 0 && rng.random_bool(0.75) {
-        // The last sector written is torn: garbage from its start (not before the
-        // durable bytes) to the end of the kept prefix.
-        let end = out.len();
-        let sector_start = ((end - 1) / SECTOR) * SECTOR;
-        for b in &mut out[sector_start.max(durable.len())..end] {
-            *b = rng.random();
+    let end = rng.random_range(durable.len()..=current.len());
+    let mut out = current[..end].to_vec();
+    let mut at = durable.len();
+    // Bounded: each pass moves to the next sector boundary.
+    while at < end {
+        let to = ((at / SECTOR + 1) * SECTOR).min(end);
+        match rng.random_range(0..8) {
+            // Written: the current bytes.
+            0..=3 => {}
+            // Never reached the disk.
+            4..=6 => out[at..to].fill(0),
+            // Torn.
+            _ => out[at..to].iter_mut().for_each(|b| *b = rng.random()),
         }
+        at = to;
     }
     out
 }
@@ -225,7 +233,7 @@ mod tests {
 
     #[test]
     fn an_unsynced_rename_may_be_undone_and_a_torn_tail_is_garbage() {
-        let (mut undone, mut kept, mut torn) = (0, 0, 0);
+        let (mut undone, mut kept, mut torn, mut out_of_order) = (0, 0, 0, 0);
         for seed in 0..200 {
             let mut d = SimDir::default();
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -252,7 +260,22 @@ mod tests {
             let j = d.read("j").expect("synced");
             assert_eq!(&j[..2000], &[5; 2000][..]);
             torn += usize::from(j[2000..].iter().any(|&b| b != 6));
+            // A later sector of the unsynced write kept while an earlier one was
+            // lost: the state the old prefix-only model could not produce.
+            let sector_kept = |s: usize| {
+                j.len() >= (s + 1) * SECTOR
+                    && j[s * SECTOR..(s + 1) * SECTOR].iter().all(|&b| b == 6)
+            };
+            let sector_lost = |s: usize| {
+                j.len() >= (s + 1) * SECTOR
+                    && j[s * SECTOR..(s + 1) * SECTOR].iter().all(|&b| b == 0)
+            };
+            out_of_order += usize::from(sector_lost(4) && sector_kept(6));
         }
         assert!(undone > 0 && kept > 0 && torn > 0, "{undone} {kept} {torn}");
+        assert!(
+            out_of_order > 0,
+            "sectors persisted out of order in no crash"
+        );
     }
 }

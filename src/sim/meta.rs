@@ -12,7 +12,7 @@
 use super::config::Latency;
 use super::disk::SimDir;
 use crate::journal::plan::{self, FsOp, PlanMutants};
-use crate::journal::{Entry, HEADER_LEN, Image, encode_frame};
+use crate::journal::{Entry, HEADER_LEN, Image, encode_group};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::VecDeque;
@@ -79,6 +79,14 @@ pub(crate) struct Effects {
     pub(crate) plan_error: Option<String>,
 }
 
+/// Bytes a write step appends.
+fn written_bytes(op: &FsOp) -> u64 {
+    match op {
+        FsOp::Write { bytes, .. } => bytes.len() as u64,
+        _ => 0,
+    }
+}
+
 /// The durable metadata of the emulated store.
 #[derive(Debug)]
 pub(crate) struct Meta {
@@ -87,7 +95,7 @@ pub(crate) struct Meta {
     number: u64,
     len: u64,
     next_seq: u64,
-    buf: Vec<u8>,
+    buf: Vec<(u64, Entry)>,
     buf_waiters: Vec<usize>,
     journal: Option<Task>,
     checkpoint: Option<Task>,
@@ -161,7 +169,7 @@ impl Meta {
             };
         }
         for entry in entries {
-            encode_frame(&mut self.buf, self.next_seq, entry);
+            self.buf.push((self.next_seq, *entry));
             self.next_seq += 1;
         }
         self.buf_waiters.push(slot);
@@ -178,25 +186,30 @@ impl Meta {
         if self.journal.is_some() || self.poisoned {
             return;
         }
-        let frames = std::mem::take(&mut self.buf);
-        let written = frames.len() as u64;
+        let mut entries = std::mem::take(&mut self.buf);
         let mut task = if self.len > self.cfg.max_bytes && !self.rotating {
+            // As `Journal::switch_journal`: the successor exists durably before the
+            // old journal's last write, which ends with the marker naming it.
             self.rotating = true;
             let next = self.number + 1;
-            let mut ops = Vec::new();
-            if !frames.is_empty() {
-                ops.extend(plan::group_commit(self.number, self.len, frames));
-            }
-            ops.extend(plan::new_journal(next, self.cfg.devices));
+            entries.push((self.next_seq, Entry::Rotated { next }));
+            self.next_seq += 1;
+            let mut ops = plan::new_journal(next, self.cfg.devices);
+            let frames = encode_group(self.len, &entries);
+            ops.extend(plan::group_commit(self.number, self.len, frames));
             let mut t = Task::new(ops);
             t.switch_to = Some(next);
             t
-        } else if frames.is_empty() {
+        } else if entries.is_empty() {
             return;
         } else {
-            Task::new(plan::group_commit(self.number, self.len, frames))
+            // The mark is `len`: every byte before it was synced, and this write is
+            // issued only now.
+            let frames = encode_group(self.len, &entries);
+            let mut t = Task::new(plan::group_commit(self.number, self.len, frames));
+            t.written = t.ops.iter().map(written_bytes).sum();
+            t
         };
-        task.written = written;
         task.waiters = std::mem::take(&mut self.buf_waiters);
         let delay = task.ops.front().cloned().map_or(0, |op| self.latency(&op));
         self.journal = Some(task);

@@ -25,7 +25,7 @@
 use crate::error::{Error, Result};
 use crate::fs::{Fs, FsFile};
 use crate::journal::plan::{self, FsOp, PlanMutants};
-use crate::journal::{Entry, Image, encode_frame};
+use crate::journal::{Entry, Image, encode_group};
 use crate::sync::{Condvar, Mutex};
 // std's Arc even under loom: file handles are shared, not synchronised through it.
 use std::any::Any;
@@ -142,8 +142,9 @@ struct Inner {
     /// The active journal's number and append offset.
     number: u64,
     len: u64,
-    /// Frames appended but not yet written.
-    buf: Vec<u8>,
+    /// Entries appended but not yet written, with their sequence numbers. They are
+    /// framed by the leader that writes them, with the durable mark of that write.
+    buf: Vec<(u64, Entry)>,
     next_seq: u64,
     /// Every sequence number below this is durable.
     durable: u64,
@@ -162,8 +163,8 @@ pub(crate) struct Journal {
     max_bytes: u64,
     inner: Mutex<Inner>,
     cond: Condvar,
-    /// Held for the store's life: the directory's exclusive lock.
-    _lock: Mutex<Box<dyn Any + Send + Sync>>,
+    /// Held until [`release`](Self::release): the directory's exclusive lock.
+    lock: Mutex<Box<dyn Any + Send + Sync>>,
 }
 
 /// Journal counters for [`StoreStats`](crate::StoreStats).
@@ -202,7 +203,7 @@ impl Journal {
                 commits: 0,
             }),
             cond: Condvar::new(),
-            _lock: Mutex::new(lock),
+            lock: Mutex::new(lock),
         })
     }
 
@@ -232,7 +233,7 @@ impl Journal {
         }
         for entry in entries {
             let seq = g.next_seq;
-            encode_frame(&mut g.buf, seq, entry);
+            g.buf.push((seq, *entry));
             g.next_seq += 1;
         }
         arrived();
@@ -256,10 +257,13 @@ impl Journal {
             drop(g);
             wait_for_stragglers(&more, STRAGGLER_WAIT);
             g = self.inner.lock();
-            let frames = std::mem::take(&mut g.buf);
+            let entries = std::mem::take(&mut g.buf);
             let (upto, offset, number) = (g.next_seq, g.len, g.number);
-            let written = frames.len() as u64;
             drop(g);
+            // The mark is `offset`: every byte before it was covered by a sync that
+            // returned Ok, and this write is issued only now.
+            let frames = encode_group(offset, &entries);
+            let written = frames.len() as u64;
             let result = self.dir.run(plan::group_commit(number, offset, frames));
             g = self.inner.lock();
             g.syncing = false;
@@ -322,30 +326,78 @@ impl Journal {
             ))
         });
         self.inner.lock().rotating = false;
+        // Wakes a `close` waiting for the rotation to end.
+        self.cond.notify_all();
         result
     }
 
-    /// Under the lock with no sync in flight: makes the buffered frames durable in
-    /// the old journal, creates the next one and appends there from now on.
+    /// Under the lock with no sync in flight: creates the next journal, then makes
+    /// the buffered entries durable in the old one, closed by [`Entry::Rotated`]
+    /// (so the marker is only ever durable once its successor is), and appends to
+    /// the new one from now on.
     fn switch_journal(&self, g: &mut Inner) -> Result<()> {
-        if !g.buf.is_empty() {
-            let frames = std::mem::take(&mut g.buf);
-            let written = frames.len() as u64;
-            self.dir.run(plan::group_commit(g.number, g.len, frames))?;
-            g.syncs += 1;
-            g.len += written;
-            g.durable = g.next_seq;
-        }
         let next = g.number + 1;
         self.dir.run(plan::new_journal(next, self.devices))?;
+        let mut entries = std::mem::take(&mut g.buf);
+        entries.push((g.next_seq, Entry::Rotated { next }));
+        g.next_seq += 1;
+        let frames = encode_group(g.len, &entries);
+        self.dir.run(plan::group_commit(g.number, g.len, frames))?;
+        g.syncs += 1;
+        g.durable = g.next_seq;
         g.number = next;
         g.len = crate::journal::HEADER_LEN as u64;
         Ok(())
     }
 
-    /// The sticky error of a failed journal write or sync, if any.
+    /// Appends [`Entry::Closed`] (a clean close) unless the journal failed, then
+    /// refuses every later commit with [`Error::Shutdown`]. Waits for a sync in
+    /// flight first, so the marker is the last frame.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the marker's write or sync failed (the journal is then
+    /// failed: nothing acknowledged is affected, a reopen recovers as after a
+    /// crash).
+    pub(crate) fn close(&self) -> Result<()> {
+        let mut g = self.inner.lock();
+        // Bounded: the sync in flight finishes and notifies.
+        while g.syncing || g.rotating {
+            g = self.cond.wait(g);
+        }
+        if g.failed.is_some() {
+            return Ok(());
+        }
+        let mut entries = std::mem::take(&mut g.buf);
+        entries.push((g.next_seq, Entry::Closed));
+        g.next_seq += 1;
+        let frames = encode_group(g.len, &entries);
+        let written = frames.len() as u64;
+        let result = self.dir.run(plan::group_commit(g.number, g.len, frames));
+        g.failed = Some(Error::Shutdown);
+        if result.is_ok() {
+            g.len += written;
+            g.durable = g.next_seq;
+        }
+        self.cond.notify_all();
+        result
+    }
+
+    /// Drops every open metadata file and the directory lock: another store may
+    /// open the directory from now on. Only after [`close`](Self::close).
+    pub(crate) fn release(&self) {
+        self.dir.open.lock().clear();
+        *self.lock.lock() = Box::new(());
+    }
+
+    /// The sticky error of a failed journal write or sync, if any (a closed
+    /// journal's is [`Error::Shutdown`], not a failure).
     pub(crate) fn failure(&self) -> Option<Error> {
-        self.inner.lock().failed.clone()
+        self.inner
+            .lock()
+            .failed
+            .clone()
+            .filter(|e| *e != Error::Shutdown)
     }
 
     pub(crate) fn stats(&self) -> JournalStats {

@@ -227,11 +227,12 @@ impl Store {
         config: StoreConfig,
     ) -> Result<Self> {
         let opened = open::open(fs, dir.as_ref(), &config)?;
+        let files = std::sync::Arc::new(opened.backend);
         let mut store = Self::start(
             opened.table,
             opened.allocator,
-            Box::new(opened.backend),
-            Some(opened.journal),
+            Box::new(std::sync::Arc::clone(&files)),
+            Some((opened.journal, files)),
             config,
         )?;
         store.recovery = Some(opened.report);
@@ -241,14 +242,14 @@ impl Store {
     /// What opening this durable store recovered; `None` for a store made with
     /// [`new`](Self::new).
     pub fn recovery(&self) -> Option<RecoveryReport> {
-        self.recovery
+        self.recovery.clone()
     }
 
     fn start(
         table: ExtentTable,
         allocator: Allocator,
         backend: Box<dyn Backend>,
-        journal: Option<durable::Journal>,
+        durable: Option<(durable::Journal, std::sync::Arc<crate::backend::FsBackend>)>,
         config: StoreConfig,
     ) -> Result<Self> {
         let devices = backend.device_count();
@@ -284,7 +285,7 @@ impl Store {
             backend,
             policy,
             config.scrub_start,
-            journal,
+            durable,
             config.latency_histograms,
         ));
         let prefetcher =
@@ -408,8 +409,13 @@ impl Store {
     /// Closes the store: operations started from now on return
     /// [`Error::Shutdown`]; queued prefetch hints are dropped (a load in flight
     /// finishes or is abandoned at its next step); the prefetch workers and the
-    /// scrubber are stopped and joined. Everything acknowledged is already durable,
-    /// so closing writes nothing. Idempotent; dropping the store closes it too.
+    /// scrubber are stopped and joined. Everything acknowledged is already durable;
+    /// a durable store then appends a close marker to its journal (so recovery can
+    /// tell damage to its last records from a torn tail) and releases its
+    /// directory lock and every file at once: another store may open the directory
+    /// while this value is still alive (behind an `Arc`, say), and every later call
+    /// on it returns [`Error::Shutdown`]. Idempotent; dropping the store closes it
+    /// too.
     ///
     /// # Errors
     ///
@@ -447,6 +453,15 @@ impl Store {
         }
         if let Some(err) = self.shared.journal.as_ref().and_then(|j| j.failure()) {
             first.get_or_insert(err);
+        }
+        if let Some(journal) = &self.shared.journal {
+            if let Err(err) = journal.close() {
+                first.get_or_insert(err);
+            }
+            journal.release();
+        }
+        if let Some(files) = &self.shared.device_files {
+            files.close();
         }
         first.map_or(Ok(()), Err)
     }

@@ -23,7 +23,7 @@ pub(crate) fn device_file(device: u16) -> String {
 }
 
 /// What the last open of a durable store recovered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecoveryReport {
     /// Whether the open created a new store (the directory held none).
     pub created: bool,
@@ -36,6 +36,14 @@ pub struct RecoveryReport {
     /// Whether a torn journal tail (an unacknowledged group commit cut by the
     /// crash) was dropped.
     pub torn_tail_dropped: bool,
+    /// Bytes of that torn tail.
+    pub dropped_bytes: u64,
+    /// The side file in the store directory that keeps those bytes as evidence
+    /// (removed with its journal at a later checkpoint).
+    pub dropped_file: Option<String>,
+    /// Whether the journal ended with the close marker of a clean
+    /// [`close`](crate::Store::close).
+    pub clean_close: bool,
     /// Locations marked bad.
     pub bad_locations: u64,
 }
@@ -124,7 +132,10 @@ fn recover_and_open(
         checkpoint: recovered.checkpoint,
         records: recovered.image.records.len() as u64,
         replayed: recovered.replayed,
-        torn_tail_dropped: recovered.tail.is_some_and(|t| t.torn),
+        torn_tail_dropped: recovered.cut.is_some(),
+        dropped_bytes: recovered.dropped.len() as u64,
+        dropped_file: recovered.cut.map(|(n, at)| files::dropped(n, at)),
+        clean_close: recovered.tail.closed,
         bad_locations: recovered.image.bad.len() as u64,
     };
     Ok(Opened {

@@ -28,6 +28,9 @@ pub(crate) struct Shared {
     pub(crate) scrub_cursor: AtomicU64,
     /// The metadata journal of a durable store (`Store::open`); `None` in memory.
     pub(crate) journal: Option<Journal>,
+    /// A durable store's device files (the same as `backend`): closed by
+    /// `Store::close`, and asked whether a device's sync failed.
+    pub(crate) device_files: Option<std::sync::Arc<crate::backend::FsBackend>>,
     /// Operations between their first data write and their journal append: a
     /// journal leader lets them join its group commit (see `journal_commit`).
     approaching_journal: AtomicUsize,
@@ -71,9 +74,10 @@ impl Shared {
         backend: Box<dyn Backend>,
         policy: IntegrityPolicy,
         scrub_start: u64,
-        journal: Option<Journal>,
+        durable: Option<(Journal, std::sync::Arc<crate::backend::FsBackend>)>,
         histograms: bool,
     ) -> Self {
+        let (journal, device_files) = durable.unzip();
         Shared {
             core,
             backend,
@@ -88,6 +92,7 @@ impl Shared {
             write_done: Mutex::new(0),
             write_done_cv: Condvar::new(),
             journal,
+            device_files,
             stopping: AtomicBool::new(false),
             started: Instant::now(),
         }
@@ -220,7 +225,19 @@ impl Shared {
             // Not group-committed here: concurrent `fdatasync`s of one file are
             // merged by the file system's own journal, and a leader/follower group
             // in front of them measured slower (BENCHMARKS.md, durability).
-            IoRequest::Sync(device) => IoResult::Done(backend.sync(device)),
+            IoRequest::Sync(device) => {
+                let result = backend.sync(device);
+                // A device file whose sync failed stays failed until reopen (see
+                // `backend::fs`): new locations go to the other devices while
+                // they have room. In memory only: a reopen opens the file afresh.
+                if result.is_err()
+                    && let Some(files) = &self.device_files
+                    && files.sync_failed(device)
+                {
+                    self.core.allocator.set_degraded(device);
+                }
+                IoResult::Done(result)
+            }
             IoRequest::GoodCopy(id, generation) => IoResult::Read(
                 backend
                     .good_copy(id, generation)
