@@ -114,6 +114,10 @@ struct Args {
     /// power cut, must catch it).
     #[arg(long)]
     reopen_without_sync: bool,
+    /// Mutant: commit a write in the table before its journal record is durable
+    /// (the crash sweep must catch a read of what a power cut then took back).
+    #[arg(long)]
+    commit_before_journal: bool,
     /// Fail (exit 1) unless the runs meet this expectation.
     #[arg(long, value_enum)]
     expect: Option<Expect>,
@@ -136,6 +140,7 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
         reuse_before_durable: args.reuse_before_durable,
         pointer_before_checkpoint_sync: args.pointer_before_checkpoint_sync,
         reopen_without_sync: args.reopen_without_sync,
+        commit_before_journal: args.commit_before_journal,
         ..SimConfig::default()
     };
     c.crash_spacing = args.crash_spacing.unwrap_or(c.crash_spacing);
@@ -360,6 +365,9 @@ fn mutants(args: &Args) -> String {
     }
     if args.pointer_before_checkpoint_sync {
         flags.push_str(" --pointer-before-checkpoint-sync");
+    }
+    if args.commit_before_journal {
+        flags.push_str(" --commit-before-journal");
     }
     if args.reopen_without_sync {
         flags.push_str(" --reopen-without-sync");

@@ -203,7 +203,7 @@ fn apply(id: ExtentId, fields: Fields, change: Change) -> Result<Fields, Failure
         Change::CommitCompact { location } | Change::Remap { location } => {
             next.location = location;
         }
-        Change::Delete => {
+        Change::Delete | Change::CommitDelete => {
             next.location = Location::default();
             next.checksum = 0;
         }
@@ -237,6 +237,7 @@ fn change_of(kind: ChangeKind, location: Location, checksum: u32) -> Change {
         ChangeKind::Quarantine => Change::Quarantine,
         ChangeKind::Remap => Change::Remap { location },
         ChangeKind::Delete => Change::Delete,
+        ChangeKind::CommitDelete => Change::CommitDelete,
     }
 }
 

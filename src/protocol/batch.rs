@@ -1,19 +1,23 @@
 //! A batch of writes that shares its syncs: every data write, then one sync per
-//! device touched, then every commit, then one journal record group (one journal
-//! sync on a durable store), then the old locations are retired.
+//! device touched, then one journal record group holding every commit's record
+//! (one journal sync on a durable store), then every commit, then the old
+//! locations are retired.
 //!
 //! # Consistency
 //!
 //! Each write of the batch keeps the guarantees of a single write (readers see the
-//! old bytes or the new ones, never a mix; nothing is retired before its commit is
-//! durable). The batch is *not* atomic: a reader may see some of its writes
-//! committed before others, and a crash before the call returns may keep any
-//! subset of them. When the call returns `Ok`, every write is durable.
+//! old bytes or the new ones, never a mix; nothing is visible before its record is
+//! durable, nothing is retired before then either; see `write`). The batch is
+//! *not* atomic: a reader may see some of its writes committed before others, and
+//! a crash before the call returns may keep any subset of them. When the call
+//! returns `Ok`, every write is durable.
 //!
-//! Bounds: `items` writes, so at most `2 × items + devices + 1` I/O steps.
+//! Bounds: `items` writes; a write whose record a quarantine or remap overtook is
+//! proposed again in the next round, at most [`MAX_ATTEMPTS`] rounds, so at most
+//! `items + devices + MAX_ATTEMPTS` I/O steps.
 
-use super::write::WriteOp;
-use super::{Core, IoRequest, IoResult, Machine, Step};
+use super::write::{Commit, WriteOp};
+use super::{Core, IoRequest, IoResult, MAX_ATTEMPTS, Machine, Step};
 use crate::bytes::Bytes;
 use crate::error::Error;
 use crate::events::Event;
@@ -27,8 +31,8 @@ enum Phase {
     Writing(usize),
     /// Syncing the `i`-th device touched.
     Syncing(usize),
-    /// Waiting for the commit records to be durable.
-    Journaling,
+    /// Waiting for round `n`'s proposed records to be durable.
+    Journaling(u32),
     Finished,
 }
 
@@ -39,9 +43,11 @@ pub(crate) struct BatchWriteOp {
     /// Per item: its begin snapshot and fresh location, once begun.
     begun: Vec<(Snapshot, Location)>,
     devices: Vec<u16>,
-    committed: Vec<Snapshot>,
-    old: Vec<Location>,
-    /// A commit that failed: reported once the others are durable.
+    /// Indices of the writes whose records the journal round in flight holds.
+    proposed: Vec<usize>,
+    /// Per item, once committed.
+    committed: Vec<Option<Snapshot>>,
+    /// A write that did not commit: reported once the others committed.
     failed: Option<Error>,
     phase: Phase,
 }
@@ -55,26 +61,22 @@ impl BatchWriteOp {
                 .collect(),
             begun: Vec::new(),
             devices: Vec::new(),
+            proposed: Vec::new(),
             committed: Vec::new(),
-            old: Vec::new(),
             failed: None,
             phase: Phase::Idle,
         }
     }
 
-    /// Ends every begun write that has not committed, then reports `err`.
+    /// Ends every begun write (none has a journaled record yet), then reports
+    /// `err`.
     fn fail(&mut self, core: &Core, err: Error) -> Step<Vec<Snapshot>> {
-        self.abort_uncommitted(core);
-        Step::Done(Err(err))
-    }
-
-    fn abort_uncommitted(&mut self, core: &Core) {
         self.phase = Phase::Finished;
-        let done = self.committed.len();
-        for (op, (_, location)) in self.ops.iter().zip(&self.begun).skip(done) {
+        for (op, (_, location)) in self.ops.iter().zip(&self.begun) {
             op.abort(core, *location);
         }
         self.begun.clear();
+        Step::Done(Err(err))
     }
 
     fn next_write(&mut self, i: usize) -> Step<Vec<Snapshot>> {
@@ -95,31 +97,104 @@ impl BatchWriteOp {
         }
     }
 
-    /// Every write is synced: commit each, then journal what committed.
-    fn commit_all(&mut self, core: &Core) -> Step<Vec<Snapshot>> {
-        let mut entries = Vec::with_capacity(self.ops.len());
-        for i in 0..self.ops.len() {
-            let (begin, location) = self.begun[i];
-            match self.ops[i].commit(core, begin, location) {
-                Ok((committed, old)) => {
-                    entries.push(Entry::put(&committed));
-                    self.committed.push(committed);
-                    self.old.extend(old);
+    /// Journals the records the writes in `items` will commit (round `round`).
+    fn propose(&mut self, core: &Core, items: Vec<usize>, round: u32) -> Step<Vec<Snapshot>> {
+        let mut entries = Vec::with_capacity(items.len());
+        self.proposed.clear();
+        for i in items {
+            let (expected, location) = self.begun[i];
+            match self.ops[i].propose(&expected, location) {
+                Ok(record) => {
+                    entries.push(Entry::put(&record));
+                    core.proposals.insert(&record);
+                    self.proposed.push(i);
                 }
-                Err(err) => {
-                    // `commit` ended this write itself; end the rest. What committed
-                    // is journaled all the same, then the error is reported.
-                    for (op, (_, l)) in self.ops.iter().zip(&self.begun).skip(i + 1) {
-                        op.abort(core, *l);
-                    }
-                    self.failed = Some(err);
-                    break;
+                // Refused by the table before anything of it was journaled (round
+                // 0), or after (a later round): certainly not, or unknown.
+                Err(err) if round == 0 => {
+                    self.ops[i].abort(core, location);
+                    self.failed.get_or_insert(err);
                 }
+                Err(err) => self.unknown(core, i, err),
             }
         }
-        self.begun.clear();
-        self.phase = Phase::Journaling;
+        if self.proposed.is_empty() {
+            return self.finish();
+        }
+        self.phase = Phase::Journaling(round);
         Step::Io(IoRequest::Journal(entries))
+    }
+
+    /// Write `i` has a journaled record but will not commit.
+    fn unknown(&mut self, core: &Core, i: usize, cause: Error) {
+        core.proposals.remove(self.begun[i].0.extent());
+        self.ops[i].clear_pending(core);
+        let cause = match cause {
+            Error::OutcomeUnknown { cause, .. } => cause,
+            other => other.to_string(),
+        };
+        self.failed.get_or_insert(Error::OutcomeUnknown {
+            op: "batch",
+            extent: self.begun[i].0.extent(),
+            cause,
+        });
+    }
+
+    /// Round `round`'s records are durable: commit each; a write a quarantine or
+    /// remap overtook is proposed again in the next round.
+    fn commit_round(&mut self, core: &Core, round: u32) -> Step<Vec<Snapshot>> {
+        let mut again = Vec::new();
+        for i in std::mem::take(&mut self.proposed) {
+            let (expected, location) = self.begun[i];
+            match self.ops[i].commit_proposed(core, expected, location) {
+                Commit::Done(record, old) => {
+                    if let Some(old) = old {
+                        core.retire(old);
+                    }
+                    core.events.emit(|| Event::Written { record });
+                    self.committed[i] = Some(record);
+                }
+                Commit::Moved(current) if round + 1 < MAX_ATTEMPTS => {
+                    self.begun[i].0 = current;
+                    again.push(i);
+                }
+                Commit::Moved(current) => {
+                    let extent = current.extent();
+                    self.unknown(core, i, Error::WriteInProgress { extent });
+                }
+                Commit::Failed(err) => self.unknown(core, i, err),
+            }
+        }
+        if again.is_empty() {
+            return self.finish();
+        }
+        self.propose(core, again, round + 1)
+    }
+
+    /// The journal failed with round `round`'s records: each is unknown, or (the
+    /// journal refused the append) certainly not written.
+    fn journal_failed(&mut self, core: &Core, err: Error) -> Step<Vec<Snapshot>> {
+        let unknown = matches!(err, Error::OutcomeUnknown { .. });
+        for i in std::mem::take(&mut self.proposed) {
+            if unknown {
+                self.unknown(core, i, err.clone());
+            } else {
+                let (expected, location) = self.begun[i];
+                core.proposals.remove(expected.extent());
+                self.ops[i].abort(core, location);
+                self.failed.get_or_insert(err.clone());
+            }
+        }
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Step<Vec<Snapshot>> {
+        self.phase = Phase::Finished;
+        self.begun.clear();
+        match self.failed.take() {
+            Some(err) => Step::Done(Err(err)),
+            None => Step::Done(Ok(self.committed.iter().flatten().copied().collect())),
+        }
     }
 }
 
@@ -155,25 +230,13 @@ impl Machine for BatchWriteOp {
                     self.phase = Phase::Syncing(i + 1);
                     Step::Io(IoRequest::Sync(device))
                 }
-                None => self.commit_all(core),
+                None => {
+                    self.committed = vec![None; self.ops.len()];
+                    self.propose(core, (0..self.ops.len()).collect(), 0)
+                }
             },
-            (Phase::Journaling, Ok(())) => {
-                self.phase = Phase::Finished;
-                for &old in &self.old {
-                    core.retire(old);
-                }
-                for &record in &self.committed {
-                    core.events.emit(|| Event::Written { record });
-                }
-                match self.failed.take() {
-                    Some(err) => Step::Done(Err(err)),
-                    None => Step::Done(Ok(std::mem::take(&mut self.committed))),
-                }
-            }
-            (Phase::Journaling, Err(err)) => {
-                self.phase = Phase::Finished;
-                Step::Done(Err(err))
-            }
+            (Phase::Journaling(round), Ok(())) => self.commit_round(core, round),
+            (Phase::Journaling(_), Err(err)) => self.journal_failed(core, err),
             (Phase::Writing(_) | Phase::Syncing(_), Err(err)) => self.fail(core, err),
             (Phase::Idle | Phase::Finished, _) => Step::Done(Err(Error::Internal {
                 what: "batch: event out of order",
@@ -182,8 +245,20 @@ impl Machine for BatchWriteOp {
     }
 
     fn abandon(&mut self, core: &Core) {
-        if matches!(self.phase, Phase::Writing(_) | Phase::Syncing(_)) {
-            self.abort_uncommitted(core);
+        match self.phase {
+            Phase::Writing(_) | Phase::Syncing(_) => {
+                let _ = self.fail(core, Error::Shutdown);
+            }
+            // Their records may be in the journal: clear the marks, keep the
+            // locations out of use.
+            Phase::Journaling(_) => {
+                for i in std::mem::take(&mut self.proposed) {
+                    core.proposals.remove(self.begun[i].0.extent());
+                    self.ops[i].clear_pending(core);
+                }
+                self.phase = Phase::Finished;
+            }
+            Phase::Idle | Phase::Finished => {}
         }
     }
 }

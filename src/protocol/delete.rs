@@ -1,26 +1,36 @@
-//! Delete: `Durable | Quarantined → Vacant` in one transition, retire the old
-//! location, drop the cached copy.
+//! Delete: reserve the record with the pending mark, journal the vacant record the
+//! delete will make, and once that record is durable commit `Durable | Quarantined
+//! → Vacant`, retire the old location and drop the cached copy.
 //!
 //! # Consistency
 //!
-//! The transition is the linearization point: a read whose snapshot precedes it
+//! The commit is the linearization point: a read whose snapshot precedes it
 //! returns the old bytes (its location is retired through the reclaimer, so the
 //! bytes stay in place until that reader unpins), a read whose snapshot follows it
 //! returns [`Error::NotReadable`]. The generation is kept, so a later write still
 //! bumps it past every cached or checksummed value; the cached entry of the deleted
 //! generation is invalidated, and a fill of it in flight is rejected (the read's
 //! re-validation refuses a `Vacant` record). A delete never ends a pending write: it
-//! is refused with [`Error::WriteInProgress`]. A compaction in progress is waited
-//! out (bounded backoff), since the transition table has no `Compacting → Vacant`.
+//! is refused with [`Error::WriteInProgress`], and a write that begins while the
+//! delete holds the mark is refused the same way. A compaction in progress is
+//! waited out (bounded backoff), since the transition table has no `Compacting →
+//! Vacant`.
 //!
-//! One I/O step: the delete's journal record; the old location is retired only
-//! once it is durable (invariant 10), and only then does the delete return.
+//! # Durable before visible
+//!
+//! As a write (see `write`): the record is journaled before the commit, under the
+//! pending mark ([`Change::BeginWrite`] reserves, [`Change::CommitDelete`]
+//! commits), so no reader sees a delete that a crash or a failed journal could
+//! take back, and a delete that returns an error was never visible. Only a
+//! quarantine or remap can move the reserved record; the delete then journals its
+//! record again on top of theirs. Once a record was handed to the journal, a
+//! failure is [`Error::OutcomeUnknown`].
 
 use super::{Core, IoRequest, IoResult, MAX_ATTEMPTS, Machine, Step};
 use crate::error::Error;
 use crate::events::Event;
 use crate::journal::Entry;
-use crate::record::{Change, ExtentId, Location, Snapshot, State};
+use crate::record::{Change, ExtentId, Snapshot, State};
 
 /// First backoff while a compaction of the extent finishes, doubled per attempt:
 /// at most `MAX_ATTEMPTS` waits, about 25 ms in all.
@@ -31,9 +41,9 @@ const COMPACTING_BACKOFF_US: u64 = 100;
 pub(crate) struct DeleteOp {
     id: ExtentId,
     attempts: u32,
-    /// Deleted in the table; waiting for the record to be durable before the old
-    /// location is retired.
-    journaling: Option<(Snapshot, Option<Location>)>,
+    /// Reserved (pending) at this snapshot, with this many records journaled;
+    /// waiting for the last one to be durable.
+    proposed: Option<(Snapshot, u32)>,
 }
 
 impl DeleteOp {
@@ -41,7 +51,7 @@ impl DeleteOp {
         DeleteOp {
             id,
             attempts: 0,
-            journaling: None,
+            proposed: None,
         }
     }
 
@@ -65,21 +75,90 @@ impl DeleteOp {
             }
             match core
                 .table
-                .transition(self.id, before.version(), Change::Delete)
+                .transition(self.id, before.version(), Change::BeginWrite)
             {
-                Ok(deleted) => {
-                    // Entries of every generation up to the deleted one go.
-                    core.cache
-                        .invalidate(self.id, before.generation().saturating_add(1));
-                    let old = core.retire_unless_early(Some(before.location()));
-                    self.journaling = Some((deleted, old));
-                    return Step::Io(IoRequest::Journal(vec![Entry::put(&deleted)]));
-                }
+                Ok(reserved) => return self.propose(core, reserved, 0),
                 Err(Error::VersionConflict { .. }) => {}
                 Err(err) => return Step::Done(Err(err)),
             }
         }
         Step::Done(Err(self.gave_up(core)))
+    }
+
+    /// Journals the vacant record that committing the delete on top of `reserved`
+    /// will make.
+    fn propose(&mut self, core: &Core, reserved: Snapshot, proposals: u32) -> Step<Snapshot> {
+        match reserved.after(Change::CommitDelete) {
+            Ok(record) => {
+                self.proposed = Some((reserved, proposals + 1));
+                core.proposals.insert(&record);
+                Step::Io(IoRequest::Journal(vec![Entry::put(&record)]))
+            }
+            Err(err) if proposals == 0 => {
+                self.release(core);
+                Step::Done(Err(err))
+            }
+            Err(err) => self.unknown(core, err),
+        }
+    }
+
+    /// Forgets the proposal and clears the reservation's pending mark (bounded).
+    fn release(&self, core: &Core) {
+        core.proposals.remove(self.id);
+        for _ in 0..MAX_ATTEMPTS {
+            let Ok(now) = core.table.snapshot(self.id) else {
+                continue;
+            };
+            if !now.write_pending()
+                || core
+                    .table
+                    .transition(self.id, now.version(), Change::AbortWrite)
+                    .is_ok()
+            {
+                break;
+            }
+        }
+    }
+
+    /// A record of the delete reached the journal but the delete did not commit.
+    fn unknown(&mut self, core: &Core, cause: Error) -> Step<Snapshot> {
+        self.release(core);
+        let cause = match cause {
+            Error::OutcomeUnknown { cause, .. } => cause,
+            other => other.to_string(),
+        };
+        Step::Done(Err(Error::OutcomeUnknown {
+            op: "delete",
+            extent: self.id,
+            cause,
+        }))
+    }
+
+    /// The proposed record is durable: commit.
+    fn commit(&mut self, core: &Core, reserved: Snapshot, proposals: u32) -> Step<Snapshot> {
+        match core
+            .table
+            .transition(self.id, reserved.version(), Change::CommitDelete)
+        {
+            Ok(deleted) => {
+                // After the transition: see `Core::image`.
+                core.proposals.remove(self.id);
+                // Entries of every generation up to the deleted one go.
+                core.cache
+                    .invalidate(self.id, reserved.generation().saturating_add(1));
+                core.retire(reserved.location());
+                core.events.emit(|| Event::Deleted { record: deleted });
+                Step::Done(Ok(deleted))
+            }
+            // A quarantine or remap committed since the proposal (only this delete
+            // clears its mark): propose again on top of it.
+            Err(Error::VersionConflict { current, .. })
+                if current.write_pending() && proposals < MAX_ATTEMPTS =>
+            {
+                self.propose(core, current, proposals)
+            }
+            Err(err) => self.unknown(core, err),
+        }
     }
 
     /// The error after the attempts ran out: what the record shows now.
@@ -105,17 +184,18 @@ impl Machine for DeleteOp {
     }
 
     fn on_io(&mut self, core: &Core, result: IoResult) -> Step<Snapshot> {
-        match (self.journaling.take(), result) {
-            (Some((deleted, old)), IoResult::Done(Ok(()))) => {
-                if let Some(old) = old {
-                    core.retire(old);
-                }
-                core.events.emit(|| Event::Deleted { record: deleted });
-                Step::Done(Ok(deleted))
+        match (self.proposed.take(), result) {
+            (Some((reserved, proposals)), IoResult::Done(Ok(()))) => {
+                self.commit(core, reserved, proposals)
             }
-            // Deleted in memory but not durable: not acknowledged; the old location
-            // is not reclaimed (see `WriteOp`).
-            (Some(_), IoResult::Done(Err(err))) => Step::Done(Err(err)),
+            (Some(_), IoResult::Done(Err(err @ Error::OutcomeUnknown { .. }))) => {
+                self.unknown(core, err)
+            }
+            // The journal refused the append: nothing was written.
+            (Some(_), IoResult::Done(Err(err))) => {
+                self.release(core);
+                Step::Done(Err(err))
+            }
             _ => Step::Done(Err(Error::Internal {
                 what: "delete: event out of order",
             })),
@@ -124,6 +204,14 @@ impl Machine for DeleteOp {
 
     fn on_backoff(&mut self, core: &Core) -> Step<Snapshot> {
         self.attempt(core)
+    }
+
+    /// A driver that gives up while the record is reserved clears the mark; the
+    /// location stays referenced (the delete did not commit).
+    fn abandon(&mut self, core: &Core) {
+        if self.proposed.take().is_some() {
+            self.release(core);
+        }
     }
 }
 
@@ -144,6 +232,7 @@ mod tests {
             reclaimer: Reclaimer::new(),
             health: Health::new(1, 10, 1000),
             mutants: Default::default(),
+            proposals: Default::default(),
             events: Default::default(),
         }
     }

@@ -54,6 +54,7 @@ fn world(cache_bytes: u64, device_blocks: u64) -> Arc<World> {
             reclaimer: Reclaimer::new(),
             health: Health::new(1, 10, 600_000),
             mutants: Default::default(),
+            proposals: Default::default(),
             events: Default::default(),
         },
         medium: Mutex::new(HashMap::new()),

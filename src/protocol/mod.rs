@@ -43,8 +43,9 @@ use crate::events::Listener;
 use crate::journal::Entry;
 use crate::record::{ExtentId, Location, Snapshot, checksum};
 use crate::space::{Allocator, Health, Placement, Reclaimer};
-use crate::sync::Arc;
+use crate::sync::{Arc, Mutex};
 use crate::table::ExtentTable;
+use std::collections::HashMap;
 
 /// How many times one operation restarts after a race (a version conflict, a
 /// superseded fill, a checksum mismatch explained by a concurrent commit).
@@ -62,15 +63,58 @@ pub(crate) struct Core {
     pub(crate) mutants: Mutants,
     /// Where committed, durable changes are reported (`crate::events`).
     pub(crate) events: Listener,
+    /// Records handed to the journal whose transitions are not made yet.
+    pub(crate) proposals: Proposals,
+}
+
+/// Records a write or delete handed to the journal and has not committed in the
+/// table yet (it commits only once the record is durable): a checkpoint taken
+/// meanwhile must hold them, or it would drop a durable record when it replaces
+/// the journal that holds it. One per extent at most (the pending mark is
+/// exclusive); bounded by the writes and deletes in flight.
+#[derive(Debug)]
+pub(crate) struct Proposals {
+    records: Mutex<HashMap<u64, Entry>>,
+}
+
+impl Default for Proposals {
+    fn default() -> Self {
+        Proposals {
+            records: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Proposals {
+    /// `record` is on its way to the journal (replacing an earlier proposal of
+    /// the same extent).
+    pub(crate) fn insert(&self, record: &Snapshot) {
+        self.records
+            .lock()
+            .insert(record.extent().0, Entry::put(record));
+    }
+
+    /// `id`'s proposal committed in the table, or will not commit.
+    pub(crate) fn remove(&self, id: ExtentId) {
+        self.records.lock().remove(&id.0);
+    }
+
+    fn entries(&self) -> Vec<Entry> {
+        self.records.lock().values().copied().collect()
+    }
 }
 
 /// Deliberate ordering bugs, switched on only by the emulator to prove that its
 /// crash checker catches them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Mutants {
-    /// Retire an unreferenced location at its commit, before the commit record is
-    /// durable (breaks invariant 10).
+    /// Retire an unreferenced location before the record that unreferences it is
+    /// durable (breaks invariant 10): a write commits, and retires, before it
+    /// journals; a compaction or remap retires at its commit.
     pub(crate) retire_before_journal: bool,
+    /// Commit a write in the table before its record is durable, so readers see
+    /// what a crash or a failed journal can take back (breaks invariant 14).
+    pub(crate) commit_before_journal: bool,
 }
 
 impl Core {
@@ -91,10 +135,13 @@ impl Core {
         }
     }
 
-    /// The live durable state: every committed record, the bad list, the degraded
-    /// devices (a checkpoint's content). The store's rotation and the emulator's
+    /// The live durable state: every committed record and every proposed one, the
+    /// bad list, the degraded devices (a checkpoint's content). The store's rotation and the emulator's
     /// both take it from here.
     pub(crate) fn image(&self) -> crate::journal::Image {
+        // The proposals first, then the table: a proposal removed before this read
+        // was committed before its removal, so the table read after shows it.
+        let proposals = self.proposals.entries();
         let mut image = crate::journal::Image::default();
         for id in self.table.allocated_ids(0) {
             if let Ok(s) = self.table.snapshot(id)
@@ -102,6 +149,12 @@ impl Core {
             {
                 image.apply(&Entry::put(&s));
             }
+        }
+        // The newer version wins (`Image::apply`): a proposal over the pending
+        // record the table shows, the table's record over a proposal it has
+        // already committed.
+        for entry in &proposals {
+            image.apply(entry);
         }
         image.bad.extend(self.allocator.bad_locations());
         image.degraded.extend(self.allocator.degraded_devices());

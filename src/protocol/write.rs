@@ -1,7 +1,7 @@
 //! Write: reserve a fresh location, mark pending, write, wait for the
-//! acknowledgment, commit location + checksum + generation in one transition,
-//! journal the commit, and once that record is durable retire the old location
-//! and acknowledge (invariants 9 and 10).
+//! acknowledgment, journal the record the commit will make, and once that record
+//! is durable commit location + checksum + generation in one transition, retire
+//! the old location and acknowledge (invariants 9, 10 and 14).
 //!
 //! # Consistency
 //!
@@ -11,6 +11,22 @@
 //! location is retired through the reclaimer, so a reader still reading it finishes
 //! first. A write that fails before the commit aborts (clears the pending mark) and
 //! frees its fresh location, which no record or reader ever referenced.
+//!
+//! # Durable before visible
+//!
+//! The commit record is journaled *before* the transition: a reader never sees a
+//! generation that a crash or a failed journal could take back, and a write that
+//! returns an error was never visible. The pending mark keeps every other write,
+//! delete and compaction off the record meanwhile, so the transition commits
+//! exactly the record that was journaled; only a quarantine or remap (allowed
+//! while a write is pending) can move the record, and then the write journals its
+//! record again on top of theirs (bounded by [`MAX_ATTEMPTS`]). Once a record of
+//! the write was handed to the journal, a failure leaves its outcome unknown
+//! ([`Error::OutcomeUnknown`]): the write is not visible in this open store, its
+//! fresh location is never reused in this run (the record may name it after a
+//! reopen), and after a reopen it is wholly there or wholly absent. A failure
+//! before that (the journal refused the append, a data write or sync failed)
+//! means the write certainly did not happen.
 
 use super::{Core, IoRequest, IoResult, MAX_ATTEMPTS, Machine, Step};
 use crate::bytes::Bytes;
@@ -39,13 +55,32 @@ enum Phase {
         begin: Snapshot,
         location: Location,
     },
-    /// Committed in the table; waiting for the commit record to be durable before
-    /// the old location may be reused and the write acknowledged.
-    Journaling {
+    /// The record the commit will make is on its way to the journal; the table
+    /// still shows `expected` (pending). `proposals` counts the records journaled.
+    Proposed {
+        expected: Snapshot,
+        location: Location,
+        proposals: u32,
+    },
+    /// The `commit_before_journal` mutant: committed in the table already, waiting
+    /// for the record to be durable.
+    CommittedEarly {
         committed: Snapshot,
         old: Option<Location>,
     },
     Finished,
+}
+
+/// What committing a proposed write found.
+#[derive(Debug)]
+pub(super) enum Commit {
+    /// Committed: the record, and the location it unreferenced (to retire).
+    Done(Snapshot, Option<Location>),
+    /// A quarantine or remap committed since the proposal: propose again on top of
+    /// this record.
+    Moved(Snapshot),
+    /// The transition failed otherwise.
+    Failed(Error),
 }
 
 impl WriteOp {
@@ -92,59 +127,132 @@ impl WriteOp {
         Err(last.unwrap_or(Error::WriteInProgress { extent: self.id }))
     }
 
-    /// Commits the acknowledged write; returns the committed record and the location
-    /// it unreferenced (retired once the commit record is durable). Only this write
-    /// can clear its pending mark, so the loop only has to follow unrelated commits
-    /// (a quarantine).
-    pub(super) fn commit(
+    /// The transition that commits this write's bytes at `location` on top of
+    /// `expected`.
+    fn change(&self, expected: &Snapshot, location: Location) -> Change {
+        Change::CommitWrite {
+            location,
+            checksum: checksum(self.id, expected.generation() + 1, &self.bytes),
+        }
+    }
+
+    /// The record committing the write on top of `expected` will make: what is
+    /// journaled before the transition.
+    ///
+    /// # Errors
+    ///
+    /// The table's refusal (generation or version exhausted): the write certainly
+    /// does not happen.
+    pub(super) fn propose(&self, expected: &Snapshot, location: Location) -> Result<Snapshot> {
+        expected.after(self.change(expected, location))
+    }
+
+    /// Commits the write whose record, proposed on top of `expected`, is durable.
+    pub(super) fn commit_proposed(
+        &self,
+        core: &Core,
+        expected: Snapshot,
+        location: Location,
+    ) -> Commit {
+        let change = self.change(&expected, location);
+        match core.table.transition(self.id, expected.version(), change) {
+            Ok(committed) => {
+                // After the transition: see `Core::image`.
+                core.proposals.remove(self.id);
+                core.cache.invalidate(self.id, committed.generation());
+                let old = (expected.state() != State::Vacant).then(|| expected.location());
+                Commit::Done(committed, old)
+            }
+            // Only this write clears its own mark, so a conflict that still shows
+            // it pending is an unrelated commit (a quarantine or remap).
+            Err(Error::VersionConflict { current, .. }) if current.write_pending() => {
+                Commit::Moved(current)
+            }
+            Err(err) => Commit::Failed(err),
+        }
+    }
+
+    /// Commits the acknowledged write at once, before its record is journaled
+    /// (the `commit_before_journal` mutant, and `retire_before_journal`, which
+    /// also retires the old location at this commit): returns the committed record
+    /// and the location it unreferenced.
+    fn commit_early(
         &self,
         core: &Core,
         begin: Snapshot,
         location: Location,
     ) -> Result<(Snapshot, Option<Location>)> {
-        let generation = begin.generation() + 1;
-        let change = Change::CommitWrite {
-            location,
-            checksum: checksum(self.id, generation, &self.bytes),
-        };
         let mut expected = begin;
-        let mut last = None;
         for _ in 0..MAX_ATTEMPTS {
-            match core.table.transition(self.id, expected.version(), change) {
-                Ok(committed) => {
-                    core.cache.invalidate(self.id, committed.generation());
-                    let old = (expected.state() != State::Vacant).then(|| expected.location());
-                    return Ok((committed, core.retire_unless_early(old)));
-                }
-                // Only this write clears its own mark, so a conflict that still shows
-                // it pending is an unrelated commit (a quarantine): follow it.
-                Err(Error::VersionConflict {
-                    extent,
-                    expected_version,
-                    current,
-                }) if current.write_pending() => {
-                    expected = current;
-                    last = Some(Error::VersionConflict {
-                        extent,
-                        expected_version,
-                        current,
-                    });
-                }
-                Err(err) => {
+            match self.commit_proposed(core, expected, location) {
+                Commit::Done(committed, old) => return Ok((committed, old)),
+                Commit::Moved(current) => expected = current,
+                Commit::Failed(err) => {
                     self.abort(core, location);
                     return Err(err);
                 }
             }
         }
         self.abort(core, location);
-        Err(last.unwrap_or(Error::Internal {
-            what: "write: commit loop ended without an error",
+        Err(Error::WriteInProgress { extent: self.id })
+    }
+
+    /// Journals the record committing the write on top of `expected`, or ends the
+    /// write if the table refuses it.
+    fn journal_proposal(
+        &mut self,
+        core: &Core,
+        expected: Snapshot,
+        location: Location,
+        proposals: u32,
+    ) -> Step<Snapshot> {
+        match self.propose(&expected, location) {
+            Ok(record) => {
+                self.phase = Phase::Proposed {
+                    expected,
+                    location,
+                    proposals: proposals + 1,
+                };
+                core.proposals.insert(&record);
+                Step::Io(IoRequest::Journal(vec![Entry::put(&record)]))
+            }
+            // Nothing was journaled: the write certainly did not happen.
+            Err(err) if proposals == 0 => {
+                self.phase = Phase::Finished;
+                self.abort(core, location);
+                Step::Done(Err(err))
+            }
+            Err(err) => self.unknown(core, err),
+        }
+    }
+
+    /// A record of the write reached the journal but the write did not commit:
+    /// clear the pending mark, keep the fresh location out of the allocator (the
+    /// record may name it after a reopen), report the outcome as unknown.
+    fn unknown(&mut self, core: &Core, cause: Error) -> Step<Snapshot> {
+        self.phase = Phase::Finished;
+        core.proposals.remove(self.id);
+        self.clear_pending(core);
+        let cause = match cause {
+            Error::OutcomeUnknown { cause, .. } => cause,
+            other => other.to_string(),
+        };
+        Step::Done(Err(Error::OutcomeUnknown {
+            op: "write",
+            extent: self.id,
+            cause,
         }))
     }
 
     /// Clears the pending mark (bounded retries; a snapshot that meets a publish in
     /// progress is retried too) and frees the unused location.
     pub(super) fn abort(&self, core: &Core, location: Location) {
+        self.clear_pending(core);
+        core.allocator.free(location);
+    }
+
+    /// Clears the pending mark, bounded as [`abort`](Self::abort).
+    pub(super) fn clear_pending(&self, core: &Core) {
         for _ in 0..MAX_ATTEMPTS {
             let Ok(now) = core.table.snapshot(self.id) else {
                 continue;
@@ -160,7 +268,6 @@ impl WriteOp {
                 break;
             }
         }
-        core.allocator.free(location);
     }
 }
 
@@ -194,10 +301,13 @@ impl Machine for WriteOp {
                 self.phase = Phase::Syncing { begin, location };
                 Step::Io(IoRequest::Sync(location.device))
             }
-            (Phase::Syncing { begin, location }, Ok(())) => {
-                match self.commit(core, begin, location) {
+            (Phase::Syncing { begin, location }, Ok(()))
+                if core.mutants.commit_before_journal || core.mutants.retire_before_journal =>
+            {
+                match self.commit_early(core, begin, location) {
                     Ok((committed, old)) => {
-                        self.phase = Phase::Journaling { committed, old };
+                        let old = core.retire_unless_early(old);
+                        self.phase = Phase::CommittedEarly { committed, old };
                         Step::Io(IoRequest::Journal(vec![Entry::put(&committed)]))
                     }
                     Err(err) => {
@@ -206,7 +316,49 @@ impl Machine for WriteOp {
                     }
                 }
             }
-            (Phase::Journaling { committed, old }, Ok(())) => {
+            (Phase::Syncing { begin, location }, Ok(())) => {
+                self.journal_proposal(core, begin, location, 0)
+            }
+            (
+                Phase::Proposed {
+                    expected,
+                    location,
+                    proposals,
+                },
+                Ok(()),
+            ) => match self.commit_proposed(core, expected, location) {
+                Commit::Done(committed, old) => {
+                    self.phase = Phase::Finished;
+                    if let Some(old) = old {
+                        core.retire(old);
+                    }
+                    core.events.emit(|| Event::Written { record: committed });
+                    Step::Done(Ok(committed))
+                }
+                Commit::Moved(current) if proposals < MAX_ATTEMPTS => {
+                    self.journal_proposal(core, current, location, proposals)
+                }
+                Commit::Moved(current) => self.unknown(
+                    core,
+                    Error::WriteInProgress {
+                        extent: current.extent(),
+                    },
+                ),
+                Commit::Failed(err) => self.unknown(core, err),
+            },
+            // Handed to the journal, then the journal failed: the record may or may
+            // not be durable.
+            (Phase::Proposed { .. }, Err(err @ Error::OutcomeUnknown { .. })) => {
+                self.unknown(core, err)
+            }
+            // Any other journal error: it refused the append, nothing was written.
+            (Phase::Proposed { location, .. }, Err(err)) => {
+                self.phase = Phase::Finished;
+                core.proposals.remove(self.id);
+                self.abort(core, location);
+                Step::Done(Err(err))
+            }
+            (Phase::CommittedEarly { committed, old }, Ok(())) => {
                 self.phase = Phase::Finished;
                 if let Some(old) = old {
                     core.retire(old);
@@ -214,10 +366,8 @@ impl Machine for WriteOp {
                 core.events.emit(|| Event::Written { record: committed });
                 Step::Done(Ok(committed))
             }
-            // Committed in memory but not durable: not acknowledged. The old location
-            // stays unreclaimed (the store's journal is failed; a reopen rebuilds the
-            // free space from what is durable).
-            (Phase::Journaling { .. }, Err(err)) => {
+            // The mutant: committed in memory but not durable.
+            (Phase::CommittedEarly { .. }, Err(err)) => {
                 self.phase = Phase::Finished;
                 Step::Done(Err(err))
             }
@@ -239,9 +389,18 @@ impl Machine for WriteOp {
     /// mark and frees the fresh location: otherwise every later write of the extent
     /// would be refused.
     fn abandon(&mut self, core: &Core) {
-        if let Phase::Writing { location, .. } | Phase::Syncing { location, .. } = self.phase {
-            self.phase = Phase::Finished;
-            self.abort(core, location);
+        match self.phase {
+            Phase::Writing { location, .. } | Phase::Syncing { location, .. } => {
+                self.phase = Phase::Finished;
+                self.abort(core, location);
+            }
+            // Its record may be in the journal: the location stays out of use.
+            Phase::Proposed { .. } => {
+                self.phase = Phase::Finished;
+                core.proposals.remove(self.id);
+                self.clear_pending(core);
+            }
+            _ => {}
         }
     }
 }

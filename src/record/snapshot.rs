@@ -2,7 +2,8 @@
 
 use super::packed::Packed;
 use super::transition::Fields;
-use super::{ExtentId, Location, State};
+use super::{Change, ExtentId, Location, State};
+use crate::error::Result;
 
 /// A copy of one record at one version.
 ///
@@ -69,6 +70,23 @@ impl Snapshot {
                 },
             ),
         }
+    }
+
+    /// The record `change` would commit on top of this snapshot (the next version,
+    /// the table's fields), or the typed error the table would give: what a
+    /// durable store journals before it makes the transition.
+    pub(crate) fn after(&self, change: Change) -> Result<Snapshot> {
+        let (version, fields) = self.packed.unpack();
+        if version >= super::MAX_VERSION - 1 {
+            return Err(crate::Error::VersionExhausted {
+                extent: self.extent,
+            });
+        }
+        let next = change.apply(self.extent, fields)?;
+        Ok(Snapshot::from_packed(
+            self.extent,
+            Packed::pack(version + 2, &next),
+        ))
     }
 
     /// The snapshot of `extent` whose record is `packed` (an even header).

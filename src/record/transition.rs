@@ -89,6 +89,13 @@ pub enum Change {
     /// `Durable | Quarantined → Vacant`. The generation is kept so that a later write
     /// still bumps it past every cached or checksummed value.
     Delete,
+    /// Commit a delete that reserved the record with [`BeginWrite`](Change::BeginWrite):
+    /// `Durable | Quarantined` with the pending mark `→ Vacant`, the mark cleared;
+    /// the generation kept, as [`Delete`](Change::Delete). A durable store's delete
+    /// holds the mark while its journal record becomes durable, so nothing else
+    /// changes the record in between and nothing sees the delete before a crash
+    /// could no longer take it back.
+    CommitDelete,
 }
 
 /// The kind of a [`Change`], without its fields.
@@ -105,11 +112,12 @@ pub enum ChangeKind {
     Quarantine,
     Remap,
     Delete,
+    CommitDelete,
 }
 
 impl ChangeKind {
     /// Every change kind, in discriminant order.
-    pub const ALL: [ChangeKind; 9] = [
+    pub const ALL: [ChangeKind; 10] = [
         ChangeKind::BeginWrite,
         ChangeKind::CommitWrite,
         ChangeKind::AbortWrite,
@@ -119,6 +127,7 @@ impl ChangeKind {
         ChangeKind::Quarantine,
         ChangeKind::Remap,
         ChangeKind::Delete,
+        ChangeKind::CommitDelete,
     ];
 }
 
@@ -152,7 +161,7 @@ use ChangeKind as K;
 use State::{Compacting as C, Durable as D, Quarantined as Q, Vacant as V};
 
 /// The transition table: every allowed transition, nothing else.
-pub const TRANSITIONS: [Rule; 20] = [
+pub const TRANSITIONS: [Rule; 22] = [
     rule(K::BeginWrite, V, false, V, true),
     rule(K::BeginWrite, D, false, D, true),
     rule(K::BeginWrite, C, false, D, true),
@@ -173,6 +182,8 @@ pub const TRANSITIONS: [Rule; 20] = [
     rule(K::Remap, Q, true, D, true),
     rule(K::Delete, D, false, V, false),
     rule(K::Delete, Q, false, V, false),
+    rule(K::CommitDelete, D, true, V, false),
+    rule(K::CommitDelete, Q, true, V, false),
 ];
 
 /// The rule for `change` from `(state, pending)`, if the table allows it: one
@@ -201,7 +212,7 @@ static RULE_INDEX: [[[u8; 2]; 4]; CHANGE_KINDS] = {
 };
 
 const _: () = assert!(TRANSITIONS.len() < NO_RULE as usize);
-const _: () = assert!(ChangeKind::Delete as usize == CHANGE_KINDS - 1);
+const _: () = assert!(ChangeKind::CommitDelete as usize == CHANGE_KINDS - 1);
 
 impl Change {
     /// The kind of this change.
@@ -216,6 +227,7 @@ impl Change {
             Change::Quarantine => K::Quarantine,
             Change::Remap { .. } => K::Remap,
             Change::Delete => K::Delete,
+            Change::CommitDelete => K::CommitDelete,
         }
     }
 
@@ -247,7 +259,7 @@ impl Change {
             Change::CommitCompact { location } | Change::Remap { location } => {
                 next.location = location;
             }
-            Change::Delete => {
+            Change::Delete | Change::CommitDelete => {
                 next.location = Location::default();
                 next.checksum = 0;
             }

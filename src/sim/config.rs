@@ -146,6 +146,10 @@ pub struct SimConfig {
     /// Mutant: reopen without syncing what recovery read (the newest journal, the
     /// directory). A process kill then a power cut must catch it.
     pub reopen_without_sync: bool,
+    /// Mutant: commit a write in the table before its journal record is durable,
+    /// so readers see a generation a power cut can take back. The crash checker
+    /// must catch it.
+    pub commit_before_journal: bool,
 }
 
 impl Default for SimConfig {
@@ -197,6 +201,7 @@ impl Default for SimConfig {
             reuse_before_durable: false,
             pointer_before_checkpoint_sync: false,
             reopen_without_sync: false,
+            commit_before_journal: false,
         }
     }
 }

@@ -75,10 +75,18 @@ impl History {
         }
     }
 
-    /// After a crash: `extent` is back at `generation`; later commits are gone.
-    pub(crate) fn rewind(&mut self, extent: ExtentId, generation: u64) {
+    /// After a crash: `extent` is at `generation` from `now_ns` on. Later commits
+    /// are gone; a generation no read could see before (a write whose outcome was
+    /// unknown, recovered from its journal record) is committed now.
+    pub(crate) fn rewind(&mut self, extent: ExtentId, generation: u64, now_ns: u64) {
         if let Some(c) = self.commits.get_mut(extent.0 as usize) {
             c.retain(|c| c.generation <= generation);
+            if c.last().is_none_or(|c| c.generation < generation) {
+                c.push(Commit {
+                    generation,
+                    at_ns: now_ns,
+                });
+            }
         }
     }
 

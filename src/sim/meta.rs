@@ -71,8 +71,11 @@ pub(crate) struct Effects {
     pub(crate) acks: Vec<usize>,
     /// Lane events to schedule, with their delay, ns.
     pub(crate) schedule: Vec<(Lane, u64)>,
-    /// Slots whose journal request fails: the journal is poisoned.
+    /// Slots whose journal request fails after its entries were handed to the
+    /// journal: their outcome is unknown (the journal is poisoned).
     pub(crate) failed: Vec<usize>,
+    /// Slots whose entries the poisoned journal refused: certainly not written.
+    pub(crate) refused: Vec<usize>,
     /// The journal was just poisoned: the store must be reopened.
     pub(crate) poisoned: bool,
     /// A plan step did not fit the directory (a violation).
@@ -164,7 +167,7 @@ impl Meta {
     pub(crate) fn append(&mut self, slot: usize, entries: &[Entry]) -> Effects {
         if self.poisoned {
             return Effects {
-                failed: vec![slot],
+                refused: vec![slot],
                 ..Effects::default()
             };
         }

@@ -70,6 +70,11 @@ impl Model {
         }
     }
 
+    /// Slot `slot`'s entries were refused by a failed journal: never written.
+    pub(crate) fn refuse(&mut self, slot: usize) {
+        self.pending.remove(&slot);
+    }
+
     /// After a recovery: what was recovered is the new durable baseline.
     pub(crate) fn reset(&mut self, image: &Image) {
         self.baseline = image.records.clone();
@@ -103,7 +108,14 @@ impl Model {
                 return Some(i);
             }
             match entry {
-                Entry::Put(r) => {
+                // The journal's rule: the newer version wins, the first of equal
+                // ones (a write's proposal and a quarantine journaled on the same
+                // version, the write then proposing again above both).
+                Entry::Put(r)
+                    if state
+                        .get(&r.extent.0)
+                        .is_none_or(|old| old.version < r.version) =>
+                {
                     state.insert(r.extent.0, *r);
                 }
                 Entry::Bad(l) => bad.push(*l),

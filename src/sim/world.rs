@@ -175,6 +175,10 @@ pub(crate) struct World {
     rng: ChaCha8Rng,
     started: u32,
     last_version: Vec<u64>,
+    /// Per extent, the newest generation a read served since the last recovery:
+    /// a recovery must not take it back (invariant 14: nothing a crash can take
+    /// back is served as committed).
+    served: Vec<u64>,
     pub(crate) report: Report,
     trace: Trace,
     /// The metadata directory and journal, the power cuts, the durability model.
@@ -246,8 +250,10 @@ impl World {
             ),
             mutants: crate::protocol::Mutants {
                 retire_before_journal: cfg.reuse_before_durable,
+                commit_before_journal: cfg.commit_before_journal,
             },
             events: Default::default(),
+            proposals: Default::default(),
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let fabric_rng = ChaCha8Rng::seed_from_u64(seed ^ 0xFAB1_1C00_D15C_0000);
@@ -293,6 +299,7 @@ impl World {
             dead: false,
             trace: Trace::new(cfg.trace_lines),
             last_version: vec![0; w.extents.max(1) as usize],
+            served: vec![0; w.extents.max(1) as usize],
             legacy: Legacy::new(w.extents.max(1), cfg.devices),
             history: History::new(w.extents.max(1)),
             cfg,
@@ -636,10 +643,12 @@ impl World {
         }
     }
 
-    /// A machine committed in the table and asks for its records to be made
-    /// durable: the commit is visible from now on (the history records it and the
-    /// replica source keeps its bytes); the answer comes with the group commit that
-    /// covers it.
+    /// A machine asks for its records to be made durable; the answer comes with
+    /// the group commit that covers it. A write's bytes are durable already, so the
+    /// replica source keeps them. Its commit becomes visible when the machine makes
+    /// the transition, after that answer (`finish` records it in the history);
+    /// only the `commit_before_journal` mutant commits first, and then the history
+    /// must record it now.
     fn journal(&mut self, idx: usize, extent: ExtentId, entries: Vec<Entry>) {
         if let Some(Some(Slot {
             op: Op::Write(_, bytes),
@@ -651,7 +660,9 @@ impl World {
                 if let Entry::Put(r) = e
                     && r.generation > self.history.current(r.extent)
                 {
-                    self.history.commit(r.extent, r.generation, self.now);
+                    if self.cfg.commit_before_journal {
+                        self.history.commit(r.extent, r.generation, self.now);
+                    }
                     self.fabric
                         .add_replica(r.extent, r.generation, bytes.clone());
                 }
@@ -680,14 +691,23 @@ impl World {
             self.model.ack(slot);
             self.dispatch(slot, Input::Io(IoResult::Done(Ok(()))));
         }
+        let journal_error = || Error::Io {
+            device: crate::store::METADATA_DEVICE,
+            op: "sync",
+            kind: std::io::ErrorKind::Other,
+            message: "injected journal error".into(),
+        };
         for slot in fx.failed {
-            let err = Error::Io {
-                device: crate::store::METADATA_DEVICE,
-                op: "sync",
-                kind: std::io::ErrorKind::Other,
-                message: "injected journal error".into(),
+            let err = Error::OutcomeUnknown {
+                op: "journal",
+                extent: ExtentId(0),
+                cause: journal_error().to_string(),
             };
             self.dispatch(slot, Input::Io(IoResult::Done(Err(err))));
+        }
+        for slot in fx.refused {
+            self.model.refuse(slot);
+            self.dispatch(slot, Input::Io(IoResult::Done(Err(journal_error()))));
         }
     }
 
@@ -745,7 +765,14 @@ impl World {
         for e in 0..self.cfg.workload.extents {
             let id = ExtentId(u64::from(e));
             let s = rebuilt.table.snapshot(id).ok();
-            self.history.rewind(id, s.map_or(0, |s| s.generation()));
+            let recovered = s.map_or(0, |s| s.generation());
+            let served = std::mem::take(&mut self.served[e as usize]);
+            if recovered < served && self.cfg.protocol == Protocol::Fixed {
+                self.violation(format!(
+                    "{id}: a read served generation {served}, which the crash took back (recovered {recovered})"
+                ));
+            }
+            self.history.rewind(id, recovered, self.now);
             self.last_version[e as usize] = s.map_or(0, |s| s.version());
         }
         self.core = Core {
@@ -760,6 +787,7 @@ impl World {
             ),
             mutants: self.core.mutants,
             events: Default::default(),
+            proposals: Default::default(),
         };
         self.start_actors();
     }
@@ -907,6 +935,11 @@ impl World {
     fn on_read_done(&mut self, slot: &Slot, result: crate::Result<Out>, prefetch: bool) {
         match result {
             Ok(Out::Bytes(bytes)) => {
+                if let Some((id, generation)) = super::history::decode(&bytes)
+                    && let Some(served) = self.served.get_mut(id.0 as usize)
+                {
+                    *served = (*served).max(generation);
+                }
                 match self
                     .history
                     .check_read(slot.extent, &bytes, slot.started_ns, self.now)

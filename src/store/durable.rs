@@ -133,6 +133,18 @@ fn wait_for_stragglers(more: impl Fn() -> bool, bound: Duration) {
     }
 }
 
+/// The extent an [`Error::OutcomeUnknown`] of `entries` names (the machine that
+/// asked relabels it with its own).
+fn first_extent(entries: &[Entry]) -> crate::record::ExtentId {
+    entries
+        .iter()
+        .find_map(|e| match e {
+            Entry::Put(r) => Some(r.extent),
+            _ => None,
+        })
+        .unwrap_or(crate::record::ExtentId(0))
+}
+
 pub(crate) fn io_error(op: &'static str, err: &std::io::Error) -> Error {
     Error::io(METADATA_DEVICE, op, err)
 }
@@ -148,6 +160,10 @@ struct Inner {
     next_seq: u64,
     /// Every sequence number below this is durable.
     durable: u64,
+    /// Every sequence number below this was handed to a write: after a failure,
+    /// entries below it may or may not be durable, entries at or above it
+    /// certainly are not.
+    issued: u64,
     syncing: bool,
     rotating: bool,
     failed: Option<Error>,
@@ -196,6 +212,7 @@ impl Journal {
                 buf: Vec::new(),
                 next_seq,
                 durable: next_seq,
+                issued: next_seq,
                 syncing: false,
                 rotating: false,
                 failed: None,
@@ -211,8 +228,10 @@ impl Journal {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] (device [`METADATA_DEVICE`]) if the journal write or sync failed,
-    /// now or earlier.
+    /// [`Error::OutcomeUnknown`] if the write or sync that carried the entries
+    /// failed (they may or may not be durable); [`Error::Io`] (device
+    /// [`METADATA_DEVICE`]) if the journal had failed before they were written
+    /// (they certainly are not); [`Error::Shutdown`] once closed.
     pub(crate) fn commit(&self, entries: &[Entry]) -> Result<()> {
         self.commit_with(entries, || {}, || false)
     }
@@ -247,7 +266,15 @@ impl Journal {
                 return Ok(());
             }
             if let Some(err) = &g.failed {
-                return Err(err.clone());
+                return Err(if g.issued >= target {
+                    Error::OutcomeUnknown {
+                        op: "journal",
+                        extent: first_extent(entries),
+                        cause: err.to_string(),
+                    }
+                } else {
+                    err.clone()
+                });
             }
             if g.syncing {
                 g = self.cond.wait(g);
@@ -259,6 +286,7 @@ impl Journal {
             g = self.inner.lock();
             let entries = std::mem::take(&mut g.buf);
             let (upto, offset, number) = (g.next_seq, g.len, g.number);
+            g.issued = upto;
             drop(g);
             // The mark is `offset`: every byte before it was covered by a sync that
             // returned Ok, and this write is issued only now.
@@ -341,6 +369,7 @@ impl Journal {
         let mut entries = std::mem::take(&mut g.buf);
         entries.push((g.next_seq, Entry::Rotated { next }));
         g.next_seq += 1;
+        g.issued = g.next_seq;
         let frames = encode_group(g.len, &entries);
         self.dir.run(plan::group_commit(g.number, g.len, frames))?;
         g.syncs += 1;
@@ -371,6 +400,7 @@ impl Journal {
         let mut entries = std::mem::take(&mut g.buf);
         entries.push((g.next_seq, Entry::Closed));
         g.next_seq += 1;
+        g.issued = g.next_seq;
         let frames = encode_group(g.len, &entries);
         let written = frames.len() as u64;
         let result = self.dir.run(plan::group_commit(g.number, g.len, frames));

@@ -278,6 +278,7 @@ impl Store {
                 policy.device_error_window_secs * 1000,
             ),
             mutants: Default::default(),
+            proposals: Default::default(),
             events: Default::default(),
         };
         let shared = Arc::new(Shared::new(
