@@ -50,14 +50,20 @@
 
 mod frame;
 mod image;
+pub(crate) mod open;
 pub(crate) mod plan;
 mod pointer;
+pub(crate) mod writer;
 
 pub(crate) use frame::{HEADER_LEN, encode_group};
 pub(crate) use image::{Image, RecordImage, Recovered, recover};
 pub(crate) use pointer::{decode_pointer, encode_pointer};
 
 use crate::record::{Location, State};
+
+/// The device number metadata I/O errors carry ([`Error::Io`](crate::Error::Io)'s
+/// `device`).
+pub const METADATA_DEVICE: u16 = u16::MAX;
 
 /// The on-disk format version this build writes and the only one it reads.
 /// Format 1 (frames without a durable mark) is refused with

@@ -114,12 +114,7 @@ pub(crate) fn new_journal(number: u64, devices: u16) -> Vec<FsOp> {
 /// So the plan always ends with a sync of the journal appends go to and a directory
 /// sync: a record recovered once is never taken back by a later power cut (which
 /// would also reuse, as free, a location an acknowledged record references).
-pub(crate) fn reopen(recovered: &Recovered) -> (Vec<FsOp>, u64, u64) {
-    reopen_with(recovered, PlanMutants::default())
-}
-
-/// [`reopen`], with the emulator's mutants.
-pub(crate) fn reopen_with(recovered: &Recovered, mutants: PlanMutants) -> (Vec<FsOp>, u64, u64) {
+pub(crate) fn reopen(recovered: &Recovered, mutants: PlanMutants) -> (Vec<FsOp>, u64, u64) {
     let tail = recovered.tail;
     let file = files::journal(tail.number);
     let mut ops = Vec::new();

@@ -324,7 +324,7 @@ fn a_torn_tail_is_kept_as_evidence_for_the_reopen_plan() {
     j1.extend_from_slice(&[0xAB; 40]);
     let r = recover(1, &ckpt, &[(1, &j1)]).unwrap();
     assert_eq!(r.dropped, vec![0xAB; 40]);
-    let (ops, number, offset) = super::plan::reopen(&r);
+    let (ops, number, offset) = super::plan::reopen(&r, super::plan::PlanMutants::default());
     assert_eq!((number, offset), (1, valid as u64));
     let evidence = files::dropped(1, valid as u64);
     assert_eq!(files::dropped_number(&evidence), Some(1));

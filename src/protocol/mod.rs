@@ -176,16 +176,19 @@ impl Core {
 
     /// Charges one error to `location`'s device at the driver's `now_ms` and
     /// degrades the device once the policy's threshold is reached within its window.
-    /// Returns whether this error degraded the device.
-    pub(crate) fn charge_device_error(&self, location: Location, now_ms: u64) -> bool {
+    /// Returns the journal entry that records a degradation this error caused: the
+    /// driver appends it (best effort: a degraded mark only steers placement, and
+    /// the health policy finds the device again if the mark is lost).
+    pub(crate) fn charge_device_error(&self, location: Location, now_ms: u64) -> Option<Entry> {
         let degraded = self.health.record_error(location.device, now_ms);
-        if degraded {
-            self.allocator.set_degraded(location.device);
-            let device = location.device;
-            self.events
-                .emit(|| crate::events::Event::DeviceDegraded { device });
+        if !degraded {
+            return None;
         }
-        degraded
+        self.allocator.set_degraded(location.device);
+        let device = location.device;
+        self.events
+            .emit(|| crate::events::Event::DeviceDegraded { device });
+        Some(Entry::Degraded(device))
     }
 
     /// The cached bytes of `snapshot`'s extent if they are of its generation and

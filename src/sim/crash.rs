@@ -1,17 +1,18 @@
 //! Power cuts and recovery: when the power fails ([`Crashes`]), and how the
-//! emulated store opens again ([`recover`]): exactly as
-//! [`Store::open`](crate::Store::open) does (the same recovery, the same rebuild of
-//! table and allocator, the same reopen plan), with the power able to fail inside
-//! the creation or reopen plan too. The checks of what comes back are in
+//! emulated store opens again ([`recover`]): by the open sequence
+//! [`Store::open`](crate::Store::open) runs (`journal::open`: the same recovery,
+//! the same refusals, the same rebuild of table and allocator, the same plans, the
+//! same journal writer afterwards), with the power able to fail inside the
+//! creation or reopen plan too. The checks of what comes back are in
 //! [`model`](super::model).
 
 use super::disk::SimDir;
 use super::meta::Meta;
 use super::report::Report;
-use crate::journal::plan::{self, FsOp};
+use crate::journal::open::{Geometry, open};
+use crate::journal::plan::FsOp;
 use crate::journal::{Image, Recovered, recover_dir};
 use crate::space::Allocator;
-use crate::store::open::{Geometry, rebuild};
 use crate::table::ExtentTable;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -97,15 +98,17 @@ fn recover_once(dir: &SimDir) -> crate::Result<Option<Recovered>> {
     recover_dir(&dir.list(), |name| Ok(dir.read(name)))
 }
 
-/// Opens the emulated store as `Store::open` does: recover (or create), rebuild
-/// the table and allocator, run the reopen plan; the power may fail inside the
-/// creation or reopen plan, and then it all starts again. `durable` says whether
-/// the directory holds only durable state (after a power cut; not after a process
-/// kill, whose unsynced bytes recovery reads too). `Err` is a violation.
+/// Opens the emulated store as `Store::open` does (see the module docs): the
+/// power may fail inside the creation or reopen plan, and then it all starts
+/// again. `device_lens` are the device "files"' lengths, for the open's checks.
+/// `durable` says whether the directory holds only durable state (after a power
+/// cut; not after a process kill, whose unsynced bytes recovery reads too). `Err`
+/// is a violation.
 pub(crate) fn recover(
     meta: &mut Meta,
     crashes: &mut Crashes,
     geometry: &Geometry,
+    device_lens: &[Option<u64>],
     report: &mut Report,
     mut durable: bool,
 ) -> Result<Rebuilt, String> {
@@ -114,23 +117,20 @@ pub(crate) fn recover(
     let mut before: Option<Image> = None;
     // Bounded: every pass but the last consumes one crash of a finite budget.
     loop {
-        let recovered = match recover_once(&meta.dir) {
-            Ok(Some(r)) => r,
-            Ok(None) => {
-                let ops = plan::create(geometry.devices, &meta.dir.list());
-                let cut = crashes.during(ops.len());
-                if !run_plan(&mut meta.dir, &ops, cut)? {
-                    report.crashes += 1;
-                    report.crashes_in_recovery += 1;
-                    meta.dir.crash(&mut crashes.rng);
-                    durable = true;
-                    continue;
-                }
-                Recovered::fresh(geometry.devices)
-            }
+        let names = meta.dir.list();
+        let dir = &meta.dir;
+        let opening = match open(
+            &names,
+            |name| Ok(dir.read(name)),
+            device_lens,
+            geometry,
+            meta.max_bytes(),
+            meta.plan_mutants(),
+        ) {
+            Ok(opening) => opening,
             Err(err) => {
-                let files: Vec<String> = (meta.dir.list().iter())
-                    .map(|n| format!("{n} ({} B)", meta.dir.read(n).map_or(0, |b| b.len())))
+                let files: Vec<String> = (names.iter())
+                    .map(|n| format!("{n} ({} B)", dir.read(n).map_or(0, |b| b.len())))
                     .collect();
                 return Err(format!(
                     "recovery failed: {err}; files: {}",
@@ -138,18 +138,26 @@ pub(crate) fn recover(
                 ));
             }
         };
+        if opening.created {
+            let cut = crashes.during(opening.create.len());
+            if !run_plan(&mut meta.dir, &opening.create, cut)? {
+                report.crashes += 1;
+                report.crashes_in_recovery += 1;
+                meta.dir.crash(&mut crashes.rng);
+                durable = true;
+                continue;
+            }
+        }
         report.recoveries += 1;
+        let recovered = opening.recovered;
         report.torn_tails += u64::from(recovered.cut.is_some());
         if let Some(b) = &before
             && *b != recovered.image
         {
             return Err("recovering again after a crash during recovery gave another state".into());
         }
-        let (table, allocator) =
-            rebuild(&recovered.image, geometry).map_err(|e| format!("rebuild failed: {e}"))?;
-        let (ops, number, len) = plan::reopen_with(&recovered, meta.plan_mutants());
-        let cut = crashes.during(ops.len());
-        if !run_plan(&mut meta.dir, &ops, cut)? {
+        let cut = crashes.during(opening.reopen.len());
+        if !run_plan(&mut meta.dir, &opening.reopen, cut)? {
             report.crashes += 1;
             report.crashes_in_recovery += 1;
             meta.dir.crash(&mut crashes.rng);
@@ -167,10 +175,10 @@ pub(crate) fn recover(
             Ok(_) => return Err("recovering twice gave two different states".into()),
             Err(err) => return Err(format!("recovery after the reopen plan failed: {err}")),
         }
-        meta.reset(number, len, recovered.next_seq);
+        meta.reset(opening.writer);
         return Ok(Rebuilt {
-            table,
-            allocator,
+            table: opening.table,
+            allocator: opening.allocator,
             image: recovered.image,
         });
     }

@@ -176,6 +176,20 @@ impl Fabric {
         self.durable.get(&key(location))
     }
 
+    /// Each device's length as its file would show it: the end of the last byte
+    /// ever written there (durable, or in the page cache after a process kill),
+    /// `None` if nothing was.
+    pub(crate) fn device_lens(&self, devices: u16) -> Vec<Option<u64>> {
+        let mut lens = vec![None; usize::from(devices)];
+        for ((device, offset), bytes) in self.durable.iter().chain(&self.volatile) {
+            if let Some(len) = lens.get_mut(usize::from(*device)) {
+                let end = offset + bytes.len() as u64;
+                *len = Some(len.map_or(end, |l: u64| l.max(end)));
+            }
+        }
+        lens
+    }
+
     /// The bytes written at `location` that no sync has made durable yet.
     pub(crate) fn volatile(&self, location: Location) -> Option<&Bytes> {
         self.volatile.get(&key(location))

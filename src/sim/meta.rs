@@ -1,18 +1,22 @@
-//! The metadata journal in virtual time: [`Meta`] runs the same plans as the
-//! blocking driver (`store::durable`), one [`FsOp`] per event on a [`SimDir`].
+//! The metadata journal in virtual time: [`Meta`] drives the store's own journal
+//! [`Writer`] (group commit, rotation, failure; `journal::writer`), running each
+//! plan it hands out one [`FsOp`] per event on a [`SimDir`], so that a power cut
+//! can fall between any two steps.
 //!
-//! A machine's `IoRequest::Journal` appends its frames to the group-commit buffer;
-//! the journal lane writes and syncs the buffer ([`plan::group_commit`]) and
-//! acknowledges every operation its sync covered. When the journal passes its
-//! bound, the lane instead flushes it and starts the next one
-//! ([`plan::new_journal`]); the checkpoint lane then writes a checkpoint of the live
-//! table and switches the pointer ([`plan::checkpoint`]) while group commits go on
-//! in the new journal, as in the store.
+//! A machine's `IoRequest::Journal` appends its entries to the writer; the journal
+//! lane runs the writer's next plan (a group commit, or the switch to a new
+//! journal) and, when it ends, tells the writer, which decides which requests are
+//! acknowledged and what a failure means for each. After a switch the checkpoint
+//! lane writes the checkpoint the writer plans, while group commits go on in the
+//! new journal, as in the store.
 
 use super::config::Latency;
 use super::disk::SimDir;
-use crate::journal::plan::{self, FsOp, PlanMutants};
-use crate::journal::{Entry, HEADER_LEN, Image, encode_group};
+use crate::error::Error;
+use crate::journal::plan::{FsOp, PlanMutants};
+use crate::journal::writer::Writer;
+use crate::journal::{Entry, Image, files};
+use crate::record::ExtentId;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::VecDeque;
@@ -40,30 +44,6 @@ pub(crate) struct MetaConfig {
     pub(crate) transient_ppm: u32,
 }
 
-#[derive(Debug)]
-struct Task {
-    ops: VecDeque<FsOp>,
-    /// Slots acknowledged when the task ends (or, with the mutant, at its write).
-    waiters: Vec<usize>,
-    /// Bytes appended to the active journal by this task.
-    written: u64,
-    /// The journal a switch starts.
-    switch_to: Option<u64>,
-    acked: bool,
-}
-
-impl Task {
-    fn new(ops: Vec<FsOp>) -> Task {
-        Task {
-            ops: ops.into(),
-            waiters: Vec::new(),
-            written: 0,
-            switch_to: None,
-            acked: false,
-        }
-    }
-}
-
 /// What the world must do after a metadata step.
 #[derive(Debug, Default)]
 pub(crate) struct Effects {
@@ -71,23 +51,19 @@ pub(crate) struct Effects {
     pub(crate) acks: Vec<usize>,
     /// Lane events to schedule, with their delay, ns.
     pub(crate) schedule: Vec<(Lane, u64)>,
-    /// Slots whose journal request fails after its entries were handed to the
-    /// journal: their outcome is unknown (the journal is poisoned).
-    pub(crate) failed: Vec<usize>,
-    /// Slots whose entries the poisoned journal refused: certainly not written.
-    pub(crate) refused: Vec<usize>,
+    /// Slots whose journal request fails, with the writer's error
+    /// ([`Error::OutcomeUnknown`] if its entries were written, else the failure).
+    pub(crate) failed: Vec<(usize, Error)>,
     /// The journal was just poisoned: the store must be reopened.
     pub(crate) poisoned: bool,
     /// A plan step did not fit the directory (a violation).
     pub(crate) plan_error: Option<String>,
 }
 
-/// Bytes a write step appends.
-fn written_bytes(op: &FsOp) -> u64 {
-    match op {
-        FsOp::Write { bytes, .. } => bytes.len() as u64,
-        _ => 0,
-    }
+/// A plan being run on one lane.
+#[derive(Debug)]
+struct Task {
+    ops: VecDeque<FsOp>,
 }
 
 /// The durable metadata of the emulated store.
@@ -95,17 +71,11 @@ fn written_bytes(op: &FsOp) -> u64 {
 pub(crate) struct Meta {
     pub(crate) dir: SimDir,
     cfg: MetaConfig,
-    number: u64,
-    len: u64,
-    next_seq: u64,
-    buf: Vec<(u64, Entry)>,
-    buf_waiters: Vec<usize>,
+    writer: Writer,
+    /// Requests waiting for the writer's verdict: slot, target, extent.
+    waiters: Vec<(usize, u64, ExtentId)>,
     journal: Option<Task>,
     checkpoint: Option<Task>,
-    rotating: bool,
-    /// A journal write or sync failed: every later commit fails until a reopen (as
-    /// the store's journal, which can no longer tell what is durable).
-    poisoned: bool,
     rng: ChaCha8Rng,
     /// Group commits completed (all runs of the store, across crashes).
     pub(crate) syncs: u64,
@@ -117,20 +87,20 @@ impl Meta {
     pub(crate) fn new(cfg: MetaConfig, rng: ChaCha8Rng) -> Self {
         Meta {
             dir: SimDir::default(),
+            writer: Writer::new(cfg.devices, cfg.max_bytes, 1, 0, 0),
             cfg,
-            number: 1,
-            len: HEADER_LEN as u64,
-            next_seq: 0,
-            buf: Vec::new(),
-            buf_waiters: Vec::new(),
+            waiters: Vec::new(),
             journal: None,
             checkpoint: None,
-            rotating: false,
-            poisoned: false,
             rng,
             syncs: 0,
             checkpoints: 0,
         }
+    }
+
+    /// The journal's rotation bound.
+    pub(crate) fn max_bytes(&self) -> u64 {
+        self.cfg.max_bytes
     }
 
     /// The plan mutants this store runs with.
@@ -140,7 +110,7 @@ impl Meta {
 
     /// Whether a crash now would cut a rotation short.
     pub(crate) fn rotating(&self) -> bool {
-        self.rotating
+        self.writer.rotating()
     }
 
     fn latency(&mut self, op: &FsOp) -> u64 {
@@ -165,85 +135,102 @@ impl Meta {
 
     /// A machine in slot `slot` asks for `entries` to be made durable.
     pub(crate) fn append(&mut self, slot: usize, entries: &[Entry]) -> Effects {
-        if self.poisoned {
-            return Effects {
-                refused: vec![slot],
-                ..Effects::default()
-            };
-        }
-        for entry in entries {
-            self.buf.push((self.next_seq, *entry));
-            self.next_seq += 1;
-        }
-        self.buf_waiters.push(slot);
         let mut fx = Effects::default();
-        self.start_commit(&mut fx);
+        match self.writer.append(entries) {
+            Ok(target) => {
+                let extent = entries
+                    .iter()
+                    .find_map(|e| match e {
+                        Entry::Put(r) => Some(r.extent),
+                        _ => None,
+                    })
+                    .unwrap_or(ExtentId(0));
+                self.waiters.push((slot, target, extent));
+                self.start_commit(&mut fx);
+            }
+            Err(err) => fx.failed.push((slot, err)),
+        }
         fx
     }
 
-    /// Starts the next journal-lane task if the lane is idle: a switch to a new
-    /// journal if a rotation is due, else a group commit of the buffer.
+    /// Appends `entries` that nobody waits for (a device degradation: best
+    /// effort, as in the store).
+    pub(crate) fn append_detached(&mut self, entries: &[Entry]) -> Effects {
+        let mut fx = Effects::default();
+        if self.writer.append(entries).is_ok() {
+            self.start_commit(&mut fx);
+        }
+        fx
+    }
+
+    /// Starts the writer's next plan on the journal lane if the lane is idle.
     fn start_commit(&mut self, fx: &mut Effects) {
-        // A poisoned journal starts nothing, not even a rotation (as
-        // `Journal::rotate`, which returns at once on a failed journal).
-        if self.journal.is_some() || self.poisoned {
+        if self.journal.is_some() {
             return;
         }
-        let mut entries = std::mem::take(&mut self.buf);
-        let mut task = if self.len > self.cfg.max_bytes && !self.rotating {
-            // As `Journal::switch_journal`: the successor exists durably before the
-            // old journal's last write, which ends with the marker naming it.
-            self.rotating = true;
-            let next = self.number + 1;
-            entries.push((self.next_seq, Entry::Rotated { next }));
-            self.next_seq += 1;
-            let mut ops = plan::new_journal(next, self.cfg.devices);
-            let frames = encode_group(self.len, &entries);
-            ops.extend(plan::group_commit(self.number, self.len, frames));
-            let mut t = Task::new(ops);
-            t.switch_to = Some(next);
-            t
-        } else if entries.is_empty() {
-            return;
-        } else {
-            // The mark is `len`: every byte before it was synced, and this write is
-            // issued only now.
-            let frames = encode_group(self.len, &entries);
-            let mut t = Task::new(plan::group_commit(self.number, self.len, frames));
-            t.written = t.ops.iter().map(written_bytes).sum();
-            t
-        };
-        task.waiters = std::mem::take(&mut self.buf_waiters);
-        let delay = task.ops.front().cloned().map_or(0, |op| self.latency(&op));
-        self.journal = Some(task);
-        fx.schedule.push((Lane::Journal, delay));
+        if let Some(ops) = self.writer.next_write() {
+            let delay = ops.first().map_or(0, |op| self.latency(op));
+            self.journal = Some(Task { ops: ops.into() });
+            fx.schedule.push((Lane::Journal, delay));
+        }
+    }
+
+    /// Answers every waiter the writer has a verdict for.
+    fn settle(&mut self, fx: &mut Effects) {
+        let writer = &self.writer;
+        self.waiters.retain(
+            |&(slot, target, extent)| match writer.status(target, extent) {
+                Some(Ok(())) => {
+                    fx.acks.push(slot);
+                    false
+                }
+                Some(Err(err)) => {
+                    fx.failed.push((slot, err));
+                    false
+                }
+                None => true,
+            },
+        );
     }
 
     /// The current step of `lane` completes: it is applied to the directory, and
     /// the lane moves on. `image` is the live state, taken for a checkpoint.
     pub(crate) fn complete(&mut self, lane: Lane, image: impl FnOnce() -> Image) -> Effects {
         let mut fx = Effects::default();
-        let slot = match lane {
+        let task = match lane {
             Lane::Journal => &mut self.journal,
             Lane::Checkpoint => &mut self.checkpoint,
         };
-        let Some(mut task) = slot.take() else {
+        let Some(mut task) = task.take() else {
             return fx;
         };
-        if let Some(op) = task.ops.pop_front() {
-            if self.injected_error(&op) {
-                return self.fail(lane, task, fx);
+        let Some(op) = task.ops.pop_front() else {
+            return fx;
+        };
+        if self.injected_error(&op) {
+            let err = injected(&op);
+            match lane {
+                Lane::Journal => {
+                    self.writer.complete(Err(err));
+                    fx.poisoned = true;
+                    self.settle(&mut fx);
+                }
+                Lane::Checkpoint => self.writer.checkpoint_done(Err(err)),
             }
-            if let Err(e) = self.dir.apply(&op) {
-                fx.plan_error = Some(format!("a metadata plan failed at {op:?}: {e}"));
-            }
-            // The mutant acknowledges at the write of the frames (the task's first
-            // write), before their sync.
-            let frames_written = matches!(op, FsOp::Write { .. }) && task.written > 0;
-            if self.cfg.ack_before_sync && frames_written && !task.acked {
-                task.acked = true;
-                fx.acks.append(&mut task.waiters);
-            }
+            return fx;
+        }
+        if let Err(e) = self.dir.apply(&op) {
+            fx.plan_error = Some(format!("a metadata plan failed at {op:?}: {e}"));
+        }
+        if self.cfg.ack_before_sync
+            && lane == Lane::Journal
+            && self.writer.group_commit_in_flight()
+            && matches!(&op, FsOp::Write { file, .. }
+                if *file == files::journal(self.writer.stats().number))
+        {
+            // The mutant acknowledges at the write of the frames, before their sync.
+            self.writer.ack_written();
+            self.settle(&mut fx);
         }
         if let Some(next) = task.ops.front().cloned() {
             let delay = self.latency(&next);
@@ -254,40 +241,25 @@ impl Meta {
             }
             return fx;
         }
-        // The task is over.
-        fx.acks.append(&mut task.waiters);
         match lane {
             Lane::Checkpoint => {
-                self.rotating = false;
+                self.writer.checkpoint_done(Ok(()));
                 self.checkpoints += 1;
             }
-            Lane::Journal => match task.switch_to {
-                Some(next) => {
-                    self.number = next;
-                    self.len = HEADER_LEN as u64;
-                    // The checkpoint is taken after the switch: it holds every record
-                    // of the journals it replaces.
-                    let image = image();
-                    let names = self.dir.list();
-                    let ops = plan::checkpoint(
-                        next,
-                        self.cfg.devices,
-                        &image,
-                        &names,
-                        self.cfg.plan_mutants,
-                    );
-                    let t = Task::new(ops);
-                    let delay = t.ops.front().cloned().map_or(0, |op| self.latency(&op));
-                    self.checkpoint = Some(t);
+            Lane::Journal => {
+                self.syncs += 1;
+                if let Some(number) = self.writer.complete(Ok(())) {
+                    // The checkpoint is taken after the switch: it holds every
+                    // record of the journals it replaces.
+                    let ops = self.writer.checkpoint(number, &image(), &self.dir.list());
+                    let delay = ops.first().map_or(0, |op| self.latency(op));
+                    self.checkpoint = Some(Task { ops: ops.into() });
                     fx.schedule.push((Lane::Checkpoint, delay));
                 }
-                None => {
-                    self.len += task.written;
-                    self.syncs += 1;
-                }
-            },
+                self.settle(&mut fx);
+                self.start_commit(&mut fx);
+            }
         }
-        self.start_commit(&mut fx);
         fx
     }
 
@@ -297,34 +269,24 @@ impl Meta {
             && self.rng.random_range(0..1_000_000) < self.cfg.transient_ppm
     }
 
-    /// A metadata step failed. On the journal lane every waiter, and every frame
-    /// buffered since, fails and the journal is poisoned (the store must reopen);
-    /// a failed checkpoint only ends the rotation: the old checkpoint, and every
-    /// journal since, stay current (as `Journal::rotate`).
-    fn fail(&mut self, lane: Lane, mut task: Task, mut fx: Effects) -> Effects {
-        match lane {
-            Lane::Checkpoint => self.rotating = false,
-            Lane::Journal => {
-                self.poisoned = true;
-                fx.poisoned = true;
-                fx.failed.append(&mut task.waiters);
-                fx.failed.append(&mut self.buf_waiters);
-                self.buf.clear();
-            }
-        }
-        fx
-    }
-
-    /// After recovery: appends go on at `number`, offset `len`, sequence `next_seq`.
-    pub(crate) fn reset(&mut self, number: u64, len: u64, next_seq: u64) {
-        self.number = number;
-        self.len = len;
-        self.next_seq = next_seq;
-        self.buf.clear();
-        self.buf_waiters.clear();
+    /// After recovery: appends go on with the writer the open planned.
+    pub(crate) fn reset(&mut self, writer: Writer) {
+        self.writer = writer;
+        self.waiters.clear();
         self.journal = None;
         self.checkpoint = None;
-        self.rotating = false;
-        self.poisoned = false;
+    }
+}
+
+/// The error of an injected metadata fault.
+fn injected(op: &FsOp) -> Error {
+    Error::Io {
+        device: crate::journal::METADATA_DEVICE,
+        op: match op {
+            FsOp::Write { .. } => "write",
+            _ => "sync",
+        },
+        kind: std::io::ErrorKind::Other,
+        message: "injected journal error".into(),
     }
 }

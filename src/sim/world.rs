@@ -12,6 +12,7 @@ use crate::bytes::Bytes;
 use crate::cache::{Cache, Flight, FlightOutcome, Priority};
 use crate::error::Error;
 use crate::journal::Entry;
+use crate::journal::open::Geometry;
 use crate::journal::plan::PlanMutants;
 use crate::protocol::{
     CompactOp, CompactOutcome, Core, Fault, IoRequest, IoResult, Machine, ReadOp, ReadSession,
@@ -19,7 +20,6 @@ use crate::protocol::{
 };
 use crate::record::{ExtentId, Location, State, checksum};
 use crate::space::{Allocator, Health, Reclaimer};
-use crate::store::open::Geometry;
 use crate::sync::Arc;
 use crate::table::{ExtentTable, TableConfig};
 use rand::{Rng, SeedableRng};
@@ -227,17 +227,23 @@ impl World {
         );
         // The store is created as `Store::open` creates it (a crash may cut that
         // short too); a directory the emulator built itself always recovers.
-        let (table, allocator) =
-            match crash::recover(&mut meta, &mut crashes, &geometry, &mut report, true) {
-                Ok(r) => (r.table, r.allocator),
-                Err(v) => {
-                    report.violations.push(v);
-                    (
-                        ExtentTable::new(table),
-                        Allocator::new(cfg.devices, geometry.capacity, geometry.block_size),
-                    )
-                }
-            };
+        let (table, allocator) = match crash::recover(
+            &mut meta,
+            &mut crashes,
+            &geometry,
+            &vec![None; usize::from(cfg.devices)],
+            &mut report,
+            true,
+        ) {
+            Ok(r) => (r.table, r.allocator),
+            Err(v) => {
+                report.violations.push(v);
+                (
+                    ExtentTable::new(table),
+                    Allocator::new(cfg.devices, geometry.capacity, geometry.block_size),
+                )
+            }
+        };
         let core = Core {
             table,
             cache: Cache::new(u64::from(w.extents) * 256, 4),
@@ -691,23 +697,12 @@ impl World {
             self.model.ack(slot);
             self.dispatch(slot, Input::Io(IoResult::Done(Ok(()))));
         }
-        let journal_error = || Error::Io {
-            device: crate::store::METADATA_DEVICE,
-            op: "sync",
-            kind: std::io::ErrorKind::Other,
-            message: "injected journal error".into(),
-        };
-        for slot in fx.failed {
-            let err = Error::OutcomeUnknown {
-                op: "journal",
-                extent: ExtentId(0),
-                cause: journal_error().to_string(),
-            };
+        for (slot, err) in fx.failed {
+            if !matches!(err, Error::OutcomeUnknown { .. }) {
+                // Refused before anything of it was written.
+                self.model.refuse(slot);
+            }
             self.dispatch(slot, Input::Io(IoResult::Done(Err(err))));
-        }
-        for slot in fx.refused {
-            self.model.refuse(slot);
-            self.dispatch(slot, Input::Io(IoResult::Done(Err(journal_error()))));
         }
     }
 
@@ -744,10 +739,12 @@ impl World {
         self.slots.clear();
         self.free_slots.clear();
         self.waiters.clear();
+        let device_lens = self.fabric.device_lens(self.cfg.devices);
         let rebuilt = match crash::recover(
             &mut self.meta,
             &mut self.crashes,
             &self.geometry,
+            &device_lens,
             &mut self.report,
             durable,
         ) {
@@ -851,7 +848,12 @@ impl World {
         let (device_error, fault) = slot.op.ladder();
         if let Some(location) = device_error {
             let now_ms = self.clock_of(slot.actor).local_ns(self.now) / 1_000_000;
-            self.core.charge_device_error(location, now_ms);
+            if let Some(entry) = self.core.charge_device_error(location, now_ms)
+                && self.cfg.protocol == Protocol::Fixed
+            {
+                let fx = self.meta.append_detached(&[entry]);
+                self.meta_effects(fx);
+            }
         }
         if let Some(Fault { location, attempts }) = fault
             && !slot.fault_checked

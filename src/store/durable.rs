@@ -1,31 +1,30 @@
-//! The durable store's metadata driver: runs the journal's plans on an [`Fs`],
-//! group-commits journal records and rotates to a new checkpoint.
+//! The durable store's metadata driver: runs the journal [`Writer`]'s plans on an
+//! [`Fs`], with threads as group-commit leaders and followers.
 //!
 //! # Group commit
 //!
-//! A committer encodes its frames into the shared buffer under the lock, then
-//! either leads (no sync in flight: it lets stragglers append for at most
+//! A committer appends its entries to the writer under the lock, then either
+//! leads (no write in flight: it lets stragglers append for at most
 //! [`STRAGGLER_WAIT`] while the store says operations are on their way, takes the
-//! whole buffer, writes and syncs it outside the lock, and publishes the new
-//! durable sequence number) or waits on the condition variable for a leader whose
-//! sync covers its frames. So concurrent writers share one `fdatasync`: 8 writers
-//! pay about 0.13 journal syncs per write (BENCHMARKS.md). A failed write or sync poisons the journal: every
-//! later commit fails with the same error (as RocksDB's background error), because
-//! the store can no longer tell what is durable.
+//! writer's next plan, runs it outside the lock and reports the outcome) or waits
+//! on the condition variable for the leader whose write covers its entries. So
+//! concurrent writers share one `fdatasync`: 8 writers pay about 0.13 journal
+//! syncs per write (BENCHMARKS.md). Every decision (what a write carries, when an
+//! entry is durable, what a failure means, when to rotate) is the writer's
+//! (`journal::writer`), the same code the emulator crash-tests.
 //!
 //! # Rotation
 //!
-//! Once the active journal passes `journal_max_bytes`, the committer that notices
-//! it (one at a time) flushes and syncs the active journal, starts the next one
-//! under the lock (appends continue there at once), then writes a checkpoint of the
-//! live state and switches `CURRENT` to it ([`plan::checkpoint`]). The checkpoint
-//! is taken after the switch, so it contains every record of the journals it
-//! replaces (each record is appended after its table commit).
+//! When the writer's next plan is the switch to a new journal, the leader that ran
+//! it then writes the checkpoint of the live state (taken after the switch, so it
+//! holds every record of the journals it replaces, proposals included: see
+//! `Core::image`) outside the lock, while group commits go on in the new journal.
 
 use crate::error::{Error, Result};
 use crate::fs::{Fs, FsFile};
-use crate::journal::plan::{self, FsOp, PlanMutants};
-use crate::journal::{Entry, Image, encode_group};
+use crate::journal::plan::FsOp;
+use crate::journal::writer::Writer;
+use crate::journal::{Entry, Image};
 use crate::sync::{Condvar, Mutex};
 // std's Arc even under loom: file handles are shared, not synchronised through it.
 use std::any::Any;
@@ -34,8 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The device number metadata I/O errors carry ([`Error::Io`]'s `device`).
-pub const METADATA_DEVICE: u16 = u16::MAX;
+pub use crate::journal::METADATA_DEVICE;
 
 /// Runs plans against a directory of an [`Fs`], keeping files open by name.
 #[derive(Debug)]
@@ -149,266 +147,127 @@ pub(crate) fn io_error(op: &'static str, err: &std::io::Error) -> Error {
     Error::io(METADATA_DEVICE, op, err)
 }
 
-#[derive(Debug)]
-struct Inner {
-    /// The active journal's number and append offset.
-    number: u64,
-    len: u64,
-    /// Entries appended but not yet written, with their sequence numbers. They are
-    /// framed by the leader that writes them, with the durable mark of that write.
-    buf: Vec<(u64, Entry)>,
-    next_seq: u64,
-    /// Every sequence number below this is durable.
-    durable: u64,
-    /// Every sequence number below this was handed to a write: after a failure,
-    /// entries below it may or may not be durable, entries at or above it
-    /// certainly are not.
-    issued: u64,
-    syncing: bool,
-    rotating: bool,
-    failed: Option<Error>,
-    syncs: u64,
-    commits: u64,
-}
-
 /// The journal of an open durable store.
 #[derive(Debug)]
 pub(crate) struct Journal {
     dir: Dir,
-    devices: u16,
-    max_bytes: u64,
-    inner: Mutex<Inner>,
+    writer: Mutex<Writer>,
     cond: Condvar,
     /// Held until [`release`](Self::release): the directory's exclusive lock.
     lock: Mutex<Box<dyn Any + Send + Sync>>,
 }
 
 /// Journal counters for [`StoreStats`](crate::StoreStats).
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct JournalStats {
-    pub(crate) syncs: u64,
-    pub(crate) commits: u64,
-    pub(crate) bytes: u64,
-    pub(crate) number: u64,
-}
+pub(crate) type JournalStats = crate::journal::writer::WriterStats;
 
 impl Journal {
-    pub(crate) fn new(
-        dir: Dir,
-        lock: Box<dyn Any + Send + Sync>,
-        devices: u16,
-        max_bytes: u64,
-        number: u64,
-        len: u64,
-        next_seq: u64,
-    ) -> Result<Self> {
-        Ok(Journal {
+    pub(crate) fn new(dir: Dir, lock: Box<dyn Any + Send + Sync>, writer: Writer) -> Self {
+        Journal {
             dir,
-            devices,
-            max_bytes,
-            inner: Mutex::new(Inner {
-                number,
-                len,
-                buf: Vec::new(),
-                next_seq,
-                durable: next_seq,
-                issued: next_seq,
-                syncing: false,
-                rotating: false,
-                failed: None,
-                syncs: 0,
-                commits: 0,
-            }),
+            writer: Mutex::new(writer),
             cond: Condvar::new(),
             lock: Mutex::new(lock),
-        })
+        }
     }
 
-    /// Appends `entries` and returns once they are durable (group commit).
+    /// Appends `entries` and returns once they are durable (group commit); a
+    /// rotation due meanwhile checkpoints `image()`.
     ///
     /// # Errors
     ///
-    /// [`Error::OutcomeUnknown`] if the write or sync that carried the entries
-    /// failed (they may or may not be durable); [`Error::Io`] (device
-    /// [`METADATA_DEVICE`]) if the journal had failed before they were written
-    /// (they certainly are not); [`Error::Shutdown`] once closed.
-    pub(crate) fn commit(&self, entries: &[Entry]) -> Result<()> {
-        self.commit_with(entries, || {}, || false)
+    /// As [`Writer::status`]: [`Error::OutcomeUnknown`] if the write that carried
+    /// the entries failed, the journal's failure ([`Error::Io`], device
+    /// [`METADATA_DEVICE`]) if it had failed before they were written,
+    /// [`Error::Shutdown`] once closed.
+    pub(crate) fn commit(&self, entries: &[Entry], image: &dyn Fn() -> Image) -> Result<()> {
+        self.commit_with(entries, || {}, || false, image)
     }
 
     /// [`commit`](Self::commit): `arrived` runs once the entries are appended (under
     /// the lock); a leader first lets stragglers append while `more()` says others
-    /// are on their way (bounded, see `group_sync::STRAGGLER_WAIT`).
+    /// are on their way (bounded, see [`STRAGGLER_WAIT`]).
     pub(crate) fn commit_with(
         &self,
         entries: &[Entry],
         arrived: impl FnOnce(),
         more: impl Fn() -> bool,
+        image: &dyn Fn() -> Image,
     ) -> Result<()> {
-        let mut g = self.inner.lock();
-        if let Some(err) = &g.failed {
-            arrived();
-            return Err(err.clone());
-        }
-        for entry in entries {
-            let seq = g.next_seq;
-            g.buf.push((seq, *entry));
-            g.next_seq += 1;
-        }
+        let mut g = self.writer.lock();
+        let appended = g.append(entries);
         arrived();
-        let target = g.next_seq;
-        g.commits += 1;
-        // Bounded: every pass either returns, leads one sync (which makes `target`
-        // durable or fails the journal), or waits for the sync in flight, which
-        // covers `target` or is followed by one that does.
+        let target = appended?;
+        let extent = first_extent(entries);
+        // Bounded: every pass returns, waits for the write in flight (which makes
+        // the target durable, fails the journal, or is followed by one that does),
+        // or leads one write.
         loop {
-            if g.durable >= target {
-                return Ok(());
+            if let Some(result) = g.status(target, extent) {
+                return result;
             }
-            if let Some(err) = &g.failed {
-                return Err(if g.issued >= target {
-                    Error::OutcomeUnknown {
-                        op: "journal",
-                        extent: first_extent(entries),
-                        cause: err.to_string(),
-                    }
-                } else {
-                    err.clone()
-                });
-            }
-            if g.syncing {
+            if g.in_flight() {
                 g = self.cond.wait(g);
                 continue;
             }
-            g.syncing = true;
             drop(g);
             wait_for_stragglers(&more, STRAGGLER_WAIT);
-            g = self.inner.lock();
-            let entries = std::mem::take(&mut g.buf);
-            let (upto, offset, number) = (g.next_seq, g.len, g.number);
-            g.issued = upto;
+            g = self.writer.lock();
+            let Some(ops) = g.next_write() else {
+                continue;
+            };
             drop(g);
-            // The mark is `offset`: every byte before it was covered by a sync that
-            // returned Ok, and this write is issued only now.
-            let frames = encode_group(offset, &entries);
-            let written = frames.len() as u64;
-            let result = self.dir.run(plan::group_commit(number, offset, frames));
-            g = self.inner.lock();
-            g.syncing = false;
-            g.syncs += 1;
-            match result {
-                Ok(()) => {
-                    g.len = offset + written;
-                    g.durable = upto;
-                }
-                Err(err) => g.failed = Some(err),
-            }
+            let result = self.dir.run(ops);
+            g = self.writer.lock();
+            let checkpoint = g.complete(result);
             self.cond.notify_all();
+            if let Some(number) = checkpoint {
+                drop(g);
+                self.checkpoint(number, image);
+                g = self.writer.lock();
+            }
         }
     }
 
-    /// Whether the active journal is past its bound (a rotation is due).
-    pub(crate) fn wants_rotation(&self) -> bool {
-        let g = self.inner.lock();
-        g.len > self.max_bytes && !g.rotating && g.failed.is_none()
-    }
-
-    /// Starts the next journal and checkpoints `image()` (taken after the switch).
-    /// One rotation at a time; a concurrent call returns at once.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`] from any file operation; a failure before the new journal is
-    /// in use poisons the journal, one after it leaves the old checkpoint current
-    /// (still correct: it and the journals since are all kept).
-    pub(crate) fn rotate(&self, image: impl FnOnce() -> Image) -> Result<()> {
-        let mut g = self.inner.lock();
-        if g.rotating || g.failed.is_some() {
-            return Ok(());
+    /// Writes checkpoint `number` of `image()` and switches the pointer to it.
+    fn checkpoint(&self, number: u64, image: &dyn Fn() -> Image) {
+        #[cfg(feature = "tracing")]
+        let _span = tracing::info_span!("extentmeta.journal.rotate").entered();
+        let image = image();
+        let result = (self.dir.fs.list(&self.dir.path))
+            .map_err(|e| io_error("list", &e))
+            .and_then(|names| {
+                let ops = self.writer.lock().checkpoint(number, &image, &names);
+                self.dir.run(ops)
+            });
+        #[cfg(feature = "tracing")]
+        if let Err(err) = &result {
+            tracing::error!(%err, "journal rotation failed");
         }
-        g.rotating = true;
-        // Bounded: the sync in flight finishes and notifies.
-        while g.syncing {
-            g = self.cond.wait(g);
-        }
-        let switched = self.switch_journal(&mut g);
-        if let Err(err) = &switched {
-            g.failed = Some(err.clone());
-        }
-        self.cond.notify_all();
-        let number = g.number;
-        drop(g);
-        let result = switched.and_then(|()| {
-            let image = image();
-            let names = self
-                .dir
-                .fs
-                .list(&self.dir.path)
-                .map_err(|e| io_error("list", &e))?;
-            self.dir.run(plan::checkpoint(
-                number,
-                self.devices,
-                &image,
-                &names,
-                PlanMutants::default(),
-            ))
-        });
-        self.inner.lock().rotating = false;
+        self.writer.lock().checkpoint_done(result);
         // Wakes a `close` waiting for the rotation to end.
         self.cond.notify_all();
-        result
     }
 
-    /// Under the lock with no sync in flight: creates the next journal, then makes
-    /// the buffered entries durable in the old one, closed by [`Entry::Rotated`]
-    /// (so the marker is only ever durable once its successor is), and appends to
-    /// the new one from now on.
-    fn switch_journal(&self, g: &mut Inner) -> Result<()> {
-        let next = g.number + 1;
-        self.dir.run(plan::new_journal(next, self.devices))?;
-        let mut entries = std::mem::take(&mut g.buf);
-        entries.push((g.next_seq, Entry::Rotated { next }));
-        g.next_seq += 1;
-        g.issued = g.next_seq;
-        let frames = encode_group(g.len, &entries);
-        self.dir.run(plan::group_commit(g.number, g.len, frames))?;
-        g.syncs += 1;
-        g.durable = g.next_seq;
-        g.number = next;
-        g.len = crate::journal::HEADER_LEN as u64;
-        Ok(())
-    }
-
-    /// Appends [`Entry::Closed`] (a clean close) unless the journal failed, then
-    /// refuses every later commit with [`Error::Shutdown`]. Waits for a sync in
-    /// flight first, so the marker is the last frame.
+    /// Appends [`Entry::Closed`] (a clean close) unless the journal failed, once
+    /// the write and the rotation in flight ended; every later commit is refused
+    /// with [`Error::Shutdown`].
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if the marker's write or sync failed (the journal is then
-    /// failed: nothing acknowledged is affected, a reopen recovers as after a
-    /// crash).
+    /// [`Error::Io`] if the marker's write or sync failed (nothing acknowledged is
+    /// affected; a reopen recovers as after a crash).
     pub(crate) fn close(&self) -> Result<()> {
-        let mut g = self.inner.lock();
-        // Bounded: the sync in flight finishes and notifies.
-        while g.syncing || g.rotating {
+        let mut g = self.writer.lock();
+        // Bounded: the write and the checkpoint in flight finish and notify.
+        while g.in_flight() || g.rotating() {
             g = self.cond.wait(g);
         }
-        if g.failed.is_some() {
+        let Some(ops) = g.close() else {
             return Ok(());
-        }
-        let mut entries = std::mem::take(&mut g.buf);
-        entries.push((g.next_seq, Entry::Closed));
-        g.next_seq += 1;
-        g.issued = g.next_seq;
-        let frames = encode_group(g.len, &entries);
-        let written = frames.len() as u64;
-        let result = self.dir.run(plan::group_commit(g.number, g.len, frames));
-        g.failed = Some(Error::Shutdown);
-        if result.is_ok() {
-            g.len += written;
-            g.durable = g.next_seq;
-        }
+        };
+        // Under the lock: every other committer is refused from now on anyway.
+        let result = self.dir.run(ops);
+        g.complete(result.clone());
         self.cond.notify_all();
         result
     }
@@ -420,23 +279,12 @@ impl Journal {
         *self.lock.lock() = Box::new(());
     }
 
-    /// The sticky error of a failed journal write or sync, if any (a closed
-    /// journal's is [`Error::Shutdown`], not a failure).
+    /// The journal's failure, if a write or sync of it failed.
     pub(crate) fn failure(&self) -> Option<Error> {
-        self.inner
-            .lock()
-            .failed
-            .clone()
-            .filter(|e| *e != Error::Shutdown)
+        self.writer.lock().failure().cloned()
     }
 
     pub(crate) fn stats(&self) -> JournalStats {
-        let g = self.inner.lock();
-        JournalStats {
-            syncs: g.syncs,
-            commits: g.commits,
-            bytes: g.len,
-            number: g.number,
-        }
+        self.writer.lock().stats()
     }
 }

@@ -167,13 +167,13 @@ impl Store {
         for record in records {
             image.apply(&crate::journal::Entry::put(&record));
         }
-        let geometry = open::Geometry {
+        let geometry = crate::journal::open::Geometry {
             table: config.table,
             devices,
             capacity: config.device_capacity_bytes,
             block_size: config.block_size_bytes,
         };
-        let (table, allocator) = open::rebuild(&image, &geometry)?;
+        let (table, allocator) = crate::journal::open::rebuild(&image, &geometry)?;
         Self::start(table, allocator, Box::new(backend), None, config)
     }
 

@@ -9,8 +9,9 @@ use super::durable::{Dir, Journal, io_error};
 use crate::backend::FsBackend;
 use crate::error::{Error, Result};
 use crate::fs::{Fs, FsFile};
-use crate::journal::{self, Image, Recovered, files, plan};
-use crate::record::{MAX_GENERATION, MAX_VERSION, Snapshot};
+use crate::journal::open::Geometry;
+use crate::journal::plan::PlanMutants;
+use crate::journal::{self, files};
 use crate::space::Allocator;
 // std's Arc even under loom: file handles are shared, not synchronised through it.
 use crate::table::ExtentTable;
@@ -88,47 +89,34 @@ fn recover_and_open(
     lock: Box<dyn std::any::Any + Send + Sync>,
     config: &StoreConfig,
 ) -> Result<Opened> {
-    let devices = config.devices;
     let read = |name: &str| {
         dir.fs
             .read_file(&dir.path.join(name))
             .map_err(|e| io_error("read", &e))
     };
-    let (recovered, created) = match journal::recover_dir(names, read)? {
-        Some(r) => (r, false),
-        None => {
-            refuse_data_without_pointer(&dir, devices)?;
-            dir.run(plan::create(devices, names))?;
-            (Recovered::fresh(devices), true)
-        }
-    };
-    if recovered.devices != devices {
-        return Err(Error::InvalidConfig {
-            field: "devices",
-            reason: format!(
-                "the store was created with {} devices, the configuration says {devices}",
-                recovered.devices
-            ),
-        });
-    }
-    let (table, allocator) = rebuild(&recovered.image, &Geometry::of(config))?;
-    let device_files = check_device_files(&dir, &recovered.image, devices)?;
-
-    // Every check passed: from here on files change.
-    let (ops, number, len) = plan::reopen(&recovered);
-    dir.run(ops)?;
-    let backend = open_device_files(&dir, device_files)?;
-    let journal = Journal::new(
-        dir,
-        lock,
-        devices,
+    let device_files = device_files(&dir, config.devices)?;
+    let device_lens = (device_files.iter())
+        .map(|f| {
+            f.as_ref()
+                .map(|f| f.len().map_err(|e| io_error("stat", &e)))
+                .transpose()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let opening = journal::open::open(
+        names,
+        read,
+        &device_lens,
+        &geometry(config),
         config.journal_max_bytes,
-        number,
-        len,
-        recovered.next_seq,
+        PlanMutants::default(),
     )?;
+    // Every check passed: from here on files change.
+    dir.run(opening.create)?;
+    dir.run(opening.reopen)?;
+    let backend = open_device_files(&dir, device_files)?;
+    let recovered = &opening.recovered;
     let report = RecoveryReport {
-        created,
+        created: opening.created,
         checkpoint: recovered.checkpoint,
         records: recovered.image.records.len() as u64,
         replayed: recovered.replayed,
@@ -139,152 +127,34 @@ fn recover_and_open(
         bad_locations: recovered.image.bad.len() as u64,
     };
     Ok(Opened {
-        table,
-        allocator,
+        table: opening.table,
+        allocator: opening.allocator,
         backend,
-        journal,
+        journal: Journal::new(dir, lock, opening.writer),
         report,
     })
 }
 
-/// A directory with device data but no `CURRENT` is not a store this crate made
-/// (or its metadata was removed): refuse it rather than overwrite the data.
-fn refuse_data_without_pointer(dir: &Dir, devices: u16) -> Result<()> {
-    for device in 0..devices {
-        if let Ok(f) = dir.fs.open(&dir.path.join(device_file(device)), false)
-            && f.len().map_err(|e| io_error("stat", &e))? > 0
-        {
-            return Err(Error::MissingCheckpoint {
-                file: files::CURRENT.to_string(),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// What [`rebuild`] needs to know of a store's shape.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Geometry {
-    pub(crate) table: crate::table::TableConfig,
-    pub(crate) devices: u16,
-    pub(crate) capacity: u64,
-    pub(crate) block_size: u32,
-}
-
-impl Geometry {
-    fn of(config: &StoreConfig) -> Self {
-        Geometry {
-            table: config.table,
-            devices: config.devices,
-            capacity: config.device_capacity_bytes,
-            block_size: config.block_size_bytes,
-        }
+/// The shape of the store `config` describes.
+fn geometry(config: &StoreConfig) -> Geometry {
+    Geometry {
+        table: config.table,
+        devices: config.devices,
+        capacity: config.device_capacity_bytes,
+        block_size: config.block_size_bytes,
     }
 }
 
-/// The table and allocator of a recovered image: every record restored (range
-/// checked), free space the complement of the referenced locations and the bad
-/// list. Shared by [`Store::open`](crate::Store::open) and the emulator's crash
-/// recovery, so both rebuild the same way.
-///
-/// # Errors
-///
-/// [`Error::CheckpointCorrupt`] for a record out of range or two records
-/// referencing overlapping locations.
-pub(crate) fn rebuild(image: &Image, geometry: &Geometry) -> Result<(ExtentTable, Allocator)> {
-    let table = ExtentTable::new(geometry.table);
-    restore_records(&table, image, geometry)?;
-    let allocator = restore_allocator(image, geometry)?;
-    Ok((table, allocator))
-}
-
-fn restore_records(table: &ExtentTable, image: &Image, geometry: &Geometry) -> Result<()> {
-    for record in image.records.values() {
-        let bad = record.version % 2 != 0
-            || record.version > MAX_VERSION
-            || record.generation > MAX_GENERATION
-            || record.location.device >= geometry.devices
-            || record.location.end() > geometry.capacity;
-        if bad {
-            return Err(Error::CheckpointCorrupt {
-                file: format!("record of {}", record.extent),
-                reason: "a recovered record is out of range",
-            });
-        }
-        table.restore(&Snapshot::recovered(
-            record.extent,
-            record.version,
-            record.state,
-            record.generation,
-            record.location,
-            record.checksum,
-        ))?;
-    }
-    Ok(())
-}
-
-fn restore_allocator(image: &Image, geometry: &Geometry) -> Result<Allocator> {
-    Allocator::restore(
-        geometry.devices,
-        geometry.capacity,
-        geometry.block_size,
-        image.referenced(),
-        image.bad.iter().copied(),
-        image.degraded.iter().copied(),
-    )
-    .map_err(|err| Error::CheckpointCorrupt {
-        file: files::CURRENT.to_string(),
-        reason: match err {
-            crate::space::RestoreError::Overlap { .. } => {
-                "two records reference overlapping locations"
-            }
-            crate::space::RestoreError::OutOfRange { .. } => {
-                "a record references a location outside the devices"
-            }
-        },
-    })
-}
-
-/// Each device's file, if it exists; refuses a missing or short one that records
-/// reference.
-fn check_device_files(
-    dir: &Dir,
-    image: &Image,
-    devices: u16,
-) -> Result<Vec<Option<Arc<dyn FsFile>>>> {
-    let mut needed = vec![0u64; usize::from(devices)];
-    for l in image.referenced() {
-        let n = &mut needed[usize::from(l.device)];
-        *n = (*n).max(l.end());
-    }
+/// Each device's file, `None` where it is missing.
+fn device_files(dir: &Dir, devices: u16) -> Result<Vec<Option<Arc<dyn FsFile>>>> {
     (0..devices)
-        .map(|device| {
-            let need = needed[usize::from(device)];
-            match dir.fs.open(&dir.path.join(device_file(device)), false) {
-                Ok(f) => {
-                    let len = f.len().map_err(|e| io_error("stat", &e))?;
-                    if len < need {
-                        return Err(Error::DeviceFile {
-                            device,
-                            needed: need,
-                            actual: Some(len),
-                        });
-                    }
-                    Ok(Some(f))
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    if need > 0 {
-                        return Err(Error::DeviceFile {
-                            device,
-                            needed: need,
-                            actual: None,
-                        });
-                    }
-                    Ok(None)
-                }
+        .map(
+            |device| match dir.fs.open(&dir.path.join(device_file(device)), false) {
+                Ok(f) => Ok(Some(f)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(io_error("open", &e)),
-            }
-        })
+            },
+        )
         .collect()
 }
 

@@ -263,9 +263,8 @@ impl Shared {
         }
     }
 
-    /// Makes `entries` durable (no-op in memory) and rotates the journal when it is
-    /// due. A failed rotation poisons the journal if it failed before the switch, so
-    /// the next commit reports it; after the switch the old checkpoint stays valid.
+    /// Makes `entries` durable (no-op in memory); a rotation due meanwhile
+    /// checkpoints the live image.
     fn journal_commit(&self, entries: &[crate::journal::Entry]) -> Result<()> {
         let Some(journal) = &self.journal else {
             return Ok(());
@@ -277,18 +276,8 @@ impl Shared {
             || self.arrive_at_journal(),
             // Relaxed: a hint for how long the leader waits, never for correctness.
             || self.approaching_journal.load(Ordering::Relaxed) > 0,
-        )?;
-        if journal.wants_rotation() {
-            #[cfg(feature = "tracing")]
-            let _span = tracing::info_span!("extentmeta.journal.rotate").entered();
-            let rotated = journal.rotate(|| self.core.image());
-            #[cfg(feature = "tracing")]
-            if let Err(err) = &rotated {
-                tracing::error!(%err, "journal rotation failed");
-            }
-            let _ = rotated;
-        }
-        Ok(())
+            &|| self.core.image(),
+        )
     }
 
     /// A demand read, climbing the integrity ladder on a media error (see
@@ -427,12 +416,10 @@ impl Shared {
     fn device_error(&self, location: Location) {
         self.counters.device_errors.bump();
         let now_ms = self.started.elapsed().as_millis() as u64;
-        if self.core.charge_device_error(location, now_ms) {
-            // Best effort: a degraded mark only steers placement, and the health
-            // policy finds the device again if it is lost.
-            if let Some(journal) = &self.journal {
-                let _ = journal.commit(&[crate::journal::Entry::Degraded(location.device)]);
-            }
+        if let Some(entry) = self.core.charge_device_error(location, now_ms)
+            && let Some(journal) = &self.journal
+        {
+            let _ = journal.commit(&[entry], &|| self.core.image());
         }
     }
 }

@@ -1,0 +1,194 @@
+//! Opening a store's metadata, without I/O: recover the directory (or plan its
+//! creation), run every check that can refuse the open, rebuild the table and the
+//! allocator, and plan the reopen. [`Store::open`](crate::Store::open) and the
+//! emulator's recovery both run [`open`], so the crash sweep checks the open that
+//! engines run; a driver only reads files and runs the two plans it returns.
+//!
+//! Every refusal comes before the first plan step, so a failed open changes no
+//! file (invariant 11).
+
+use super::plan::{self, FsOp, PlanMutants};
+use super::writer::Writer;
+use super::{Image, Recovered, files, recover_dir};
+use crate::error::{Error, Result};
+use crate::record::{MAX_GENERATION, MAX_VERSION, Snapshot};
+use crate::space::Allocator;
+use crate::table::ExtentTable;
+
+/// What an open decided.
+#[derive(Debug)]
+pub(crate) struct Opening {
+    /// What recovery found (a new store's: empty).
+    pub(crate) recovered: Recovered,
+    /// Whether the directory held no store: [`create`](Self::create) makes one.
+    pub(crate) created: bool,
+    /// The new store's files (empty unless [`created`](Self::created)); run first.
+    pub(crate) create: Vec<FsOp>,
+    /// Makes what recovery read durable and the newest journal appendable; run
+    /// second, before anything is appended.
+    pub(crate) reopen: Vec<FsOp>,
+    /// The rebuilt table.
+    pub(crate) table: ExtentTable,
+    /// The rebuilt free space.
+    pub(crate) allocator: Allocator,
+    /// The journal writer to append with once both plans ran.
+    pub(crate) writer: Writer,
+}
+
+/// Opens the metadata of the directory whose entries are `names` (`read` returns a
+/// file's bytes, `None` if missing) beside device files of the lengths
+/// `device_lens` (`None`: missing).
+///
+/// # Errors
+///
+/// Recovery's ([`recover_dir`]); [`Error::MissingCheckpoint`] (file `CURRENT`) for
+/// device data without a pointer; [`Error::InvalidConfig`] for a device count
+/// other than the store's; [`Error::CheckpointCorrupt`] for a record out of range
+/// or two records overlapping; [`Error::DeviceFile`] for a device file missing or
+/// shorter than a location a record references.
+pub(crate) fn open(
+    names: &[String],
+    read: impl FnMut(&str) -> Result<Option<Vec<u8>>>,
+    device_lens: &[Option<u64>],
+    geometry: &Geometry,
+    journal_max_bytes: u64,
+    mutants: PlanMutants,
+) -> Result<Opening> {
+    let (recovered, create) = match recover_dir(names, read)? {
+        Some(r) => (r, Vec::new()),
+        None => {
+            // Not a store this crate made, or one whose metadata was removed:
+            // refused rather than created over the data.
+            if device_lens.iter().any(|l| l.is_some_and(|l| l > 0)) {
+                return Err(Error::MissingCheckpoint {
+                    file: files::CURRENT.to_string(),
+                });
+            }
+            (
+                Recovered::fresh(geometry.devices),
+                plan::create(geometry.devices, names),
+            )
+        }
+    };
+    if recovered.devices != geometry.devices {
+        return Err(Error::InvalidConfig {
+            field: "devices",
+            reason: format!(
+                "the store was created with {} devices, the configuration says {}",
+                recovered.devices, geometry.devices
+            ),
+        });
+    }
+    let (table, allocator) = rebuild(&recovered.image, geometry)?;
+    check_device_lens(&recovered.image, device_lens)?;
+    let (reopen, number, len) = plan::reopen(&recovered, mutants);
+    let writer = Writer::new(
+        geometry.devices,
+        journal_max_bytes,
+        number,
+        len,
+        recovered.next_seq,
+    )
+    .with_mutants(mutants);
+    Ok(Opening {
+        created: !create.is_empty(),
+        recovered,
+        create,
+        reopen,
+        table,
+        allocator,
+        writer,
+    })
+}
+
+/// Refuses a device file that is missing or shorter than a location a record
+/// references: the data the metadata points at is gone.
+fn check_device_lens(image: &Image, device_lens: &[Option<u64>]) -> Result<()> {
+    let mut needed = vec![0u64; device_lens.len()];
+    for l in image.referenced() {
+        if let Some(n) = needed.get_mut(usize::from(l.device)) {
+            *n = (*n).max(l.end());
+        }
+    }
+    for (device, (&need, &len)) in needed.iter().zip(device_lens).enumerate() {
+        if need > 0 && len.is_none_or(|len| len < need) {
+            return Err(Error::DeviceFile {
+                device: device as u16,
+                needed: need,
+                actual: len,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What [`rebuild`] needs to know of a store's shape.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Geometry {
+    pub(crate) table: crate::table::TableConfig,
+    pub(crate) devices: u16,
+    pub(crate) capacity: u64,
+    pub(crate) block_size: u32,
+}
+
+/// The table and allocator of a recovered image: every record restored (range
+/// checked), free space the complement of the referenced locations and the bad
+/// list.
+///
+/// # Errors
+///
+/// [`Error::CheckpointCorrupt`] for a record out of range or two records
+/// referencing overlapping locations.
+pub(crate) fn rebuild(image: &Image, geometry: &Geometry) -> Result<(ExtentTable, Allocator)> {
+    let table = ExtentTable::new(geometry.table);
+    restore_records(&table, image, geometry)?;
+    let allocator = restore_allocator(image, geometry)?;
+    Ok((table, allocator))
+}
+
+fn restore_records(table: &ExtentTable, image: &Image, geometry: &Geometry) -> Result<()> {
+    for record in image.records.values() {
+        let bad = record.version % 2 != 0
+            || record.version > MAX_VERSION
+            || record.generation > MAX_GENERATION
+            || record.location.device >= geometry.devices
+            || record.location.end() > geometry.capacity;
+        if bad {
+            return Err(Error::CheckpointCorrupt {
+                file: format!("record of {}", record.extent),
+                reason: "a recovered record is out of range",
+            });
+        }
+        table.restore(&Snapshot::recovered(
+            record.extent,
+            record.version,
+            record.state,
+            record.generation,
+            record.location,
+            record.checksum,
+        ))?;
+    }
+    Ok(())
+}
+
+fn restore_allocator(image: &Image, geometry: &Geometry) -> Result<Allocator> {
+    Allocator::restore(
+        geometry.devices,
+        geometry.capacity,
+        geometry.block_size,
+        image.referenced(),
+        image.bad.iter().copied(),
+        image.degraded.iter().copied(),
+    )
+    .map_err(|err| Error::CheckpointCorrupt {
+        file: files::CURRENT.to_string(),
+        reason: match err {
+            crate::space::RestoreError::Overlap { .. } => {
+                "two records reference overlapping locations"
+            }
+            crate::space::RestoreError::OutOfRange { .. } => {
+                "a record references a location outside the devices"
+            }
+        },
+    })
+}

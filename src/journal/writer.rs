@@ -1,0 +1,429 @@
+//! The journal writer, without I/O: group commit, rotation, close and failure.
+//!
+//! Every decision about the journal is made here, once: which entries one write
+//! carries and with which durable mark, when a rotation starts and in which order
+//! its files change, when an entry counts as durable (its acknowledgement), what a
+//! failure means for every entry (certainly not written, or unknown), and what is
+//! refused afterwards. A driver only moves bytes and time: it runs the [`FsOp`]
+//! plans the writer hands out, one write at a time, and reports how each ended.
+//! The blocking store runs it under a mutex with threads as leaders and followers
+//! (`store::durable`); the emulator runs it in virtual time, one plan step per
+//! event, with power cuts between any two (`sim::meta`). So the crash sweep tests
+//! the code engines run.
+//!
+//! # The protocol
+//!
+//! * [`append`](Writer::append) buffers entries and returns the sequence number
+//!   they are durable at; [`status`](Writer::status) says whether that happened.
+//! * [`next_write`](Writer::next_write) hands out the next plan when none is in
+//!   flight: the buffered entries framed with the length known durable
+//!   (`plan::group_commit`), or, once the active journal passed its bound, the
+//!   switch to the next journal (`plan::new_journal`, then the old journal's last
+//!   write ending with [`Entry::Rotated`]).
+//! * [`complete`](Writer::complete) takes the plan's outcome. After a switch the
+//!   driver writes the checkpoint the writer plans ([`checkpoint`](Writer::checkpoint),
+//!   from the live image taken *after* the switch) and reports it
+//!   ([`checkpoint_done`](Writer::checkpoint_done)); group commits go on in the new
+//!   journal meanwhile.
+//! * A failed group commit fails the journal for good: every entry handed to that
+//!   write or later is [`Error::OutcomeUnknown`], every entry appended afterwards is
+//!   refused with the failure (certainly not written). A failed checkpoint only
+//!   ends the rotation: the old checkpoint and the journals since stay current.
+//! * [`close`](Writer::close) plans the close marker; afterwards every append is
+//!   refused with [`Error::Shutdown`].
+//!
+//! Bounds: one plan in flight; the buffer holds what was appended while the plan in
+//! flight ran (the callers' own entries, so bounded by the operations in flight).
+
+use super::plan::{self, FsOp, PlanMutants};
+use super::{Entry, HEADER_LEN, Image, encode_group};
+use crate::error::{Error, Result};
+use crate::record::ExtentId;
+
+/// The write a driver is running.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    /// Entries below this sequence number are durable once it succeeds.
+    upto: u64,
+    /// Bytes it appends to the active journal (0 for a switch: they go to the old
+    /// one).
+    written: u64,
+    /// The journal a switch starts.
+    switch_to: Option<u64>,
+}
+
+/// Journal counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct WriterStats {
+    /// Group commits (and switches) that completed.
+    pub(crate) syncs: u64,
+    /// Appends.
+    pub(crate) commits: u64,
+    /// Checkpoints that completed.
+    pub(crate) checkpoints: u64,
+    /// Bytes of the active journal.
+    pub(crate) bytes: u64,
+    /// The active journal's number.
+    pub(crate) number: u64,
+}
+
+/// The journal writer of one open store (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Writer {
+    devices: u16,
+    max_bytes: u64,
+    /// The active journal and the length of it known durable (appends go there).
+    number: u64,
+    len: u64,
+    next_seq: u64,
+    buf: Vec<(u64, Entry)>,
+    /// Every sequence number below this is durable.
+    durable: u64,
+    /// Every sequence number below this was handed to a write.
+    issued: u64,
+    in_flight: Option<InFlight>,
+    /// From a switch until its checkpoint ends: no second rotation starts.
+    rotating: bool,
+    failed: Option<Error>,
+    closed: bool,
+    mutants: PlanMutants,
+    stats: WriterStats,
+}
+
+impl Writer {
+    /// The writer of a store whose journal `number` is durable up to `len` bytes,
+    /// next appending sequence number `next_seq` (what recovery and the reopen plan
+    /// left); it rotates past `max_bytes`.
+    pub(crate) fn new(devices: u16, max_bytes: u64, number: u64, len: u64, next_seq: u64) -> Self {
+        Writer {
+            devices,
+            max_bytes,
+            number,
+            len,
+            next_seq,
+            buf: Vec::new(),
+            durable: next_seq,
+            issued: next_seq,
+            in_flight: None,
+            rotating: false,
+            failed: None,
+            closed: false,
+            mutants: PlanMutants::default(),
+            stats: WriterStats::default(),
+        }
+    }
+
+    /// With the emulator's plan mutants.
+    pub(crate) fn with_mutants(mut self, mutants: PlanMutants) -> Self {
+        self.mutants = mutants;
+        self
+    }
+
+    /// Buffers `entries`; returns the sequence number below which they all are once
+    /// durable (pass it to [`status`](Self::status)).
+    ///
+    /// # Errors
+    ///
+    /// The journal's failure if it failed ([`Error::Io`], device
+    /// [`METADATA_DEVICE`](super::METADATA_DEVICE)), [`Error::Shutdown`] once
+    /// closed: the entries are certainly not written.
+    pub(crate) fn append(&mut self, entries: &[Entry]) -> Result<u64> {
+        if self.closed {
+            return Err(Error::Shutdown);
+        }
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        for entry in entries {
+            self.buf.push((self.next_seq, *entry));
+            self.next_seq += 1;
+        }
+        self.stats.commits += 1;
+        Ok(self.next_seq)
+    }
+
+    /// Whether the entries appended up to `target` are durable (`Some(Ok)`), will
+    /// never be acknowledged (`Some(Err)`: [`Error::OutcomeUnknown`] if they were
+    /// handed to a write, else the failure), or are still on their way (`None`).
+    pub(crate) fn status(&self, target: u64, extent: ExtentId) -> Option<Result<()>> {
+        if self.durable >= target {
+            return Some(Ok(()));
+        }
+        if self.closed && self.failed.is_none() && self.in_flight.is_none() {
+            return Some(Err(Error::Shutdown));
+        }
+        let err = self.failed.as_ref()?;
+        Some(Err(if self.issued >= target {
+            Error::OutcomeUnknown {
+                op: "journal",
+                extent,
+                cause: err.to_string(),
+            }
+        } else {
+            err.clone()
+        }))
+    }
+
+    /// Whether the active journal's number is `number` and a write to it is the
+    /// one in flight (a group commit, not a switch): what the emulator's
+    /// `ack_before_sync` mutant looks for.
+    pub(crate) fn group_commit_in_flight(&self) -> bool {
+        self.in_flight.is_some_and(|f| f.switch_to.is_none())
+    }
+
+    /// Whether a write is in flight.
+    pub(crate) fn in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// The next write to run, when none is in flight: the switch to a new journal
+    /// if the active one passed its bound (and no rotation is under way), else a
+    /// group commit of the buffered entries (`None` if there are none).
+    pub(crate) fn next_write(&mut self) -> Option<Vec<FsOp>> {
+        if self.in_flight.is_some() || self.failed.is_some() || self.closed {
+            return None;
+        }
+        if self.len > self.max_bytes && !self.rotating {
+            // The successor exists durably before the old journal's last write,
+            // which ends with the marker naming it (see `recover`).
+            let next = self.number + 1;
+            let mut entries = std::mem::take(&mut self.buf);
+            entries.push((self.next_seq, Entry::Rotated { next }));
+            self.next_seq += 1;
+            let mut ops = plan::new_journal(next, self.devices);
+            ops.extend(plan::group_commit(
+                self.number,
+                self.len,
+                encode_group(self.len, &entries),
+            ));
+            self.rotating = true;
+            return Some(self.start(ops, 0, Some(next)));
+        }
+        if self.buf.is_empty() {
+            return None;
+        }
+        let entries = std::mem::take(&mut self.buf);
+        // The mark is `len`: every byte before it was covered by a sync that
+        // returned Ok, and this write is issued only now.
+        let frames = encode_group(self.len, &entries);
+        let written = frames.len() as u64;
+        Some(self.start(
+            plan::group_commit(self.number, self.len, frames),
+            written,
+            None,
+        ))
+    }
+
+    fn start(&mut self, ops: Vec<FsOp>, written: u64, switch_to: Option<u64>) -> Vec<FsOp> {
+        self.issued = self.next_seq;
+        self.in_flight = Some(InFlight {
+            upto: self.next_seq,
+            written,
+            switch_to,
+        });
+        ops
+    }
+
+    /// The write in flight ended with `result`. Returns the number of the
+    /// checkpoint to write now (a switch completed): the driver takes the live
+    /// image and runs [`checkpoint`](Self::checkpoint)'s plan.
+    pub(crate) fn complete(&mut self, result: Result<()>) -> Option<u64> {
+        let flight = self.in_flight.take()?;
+        if let Err(err) = result {
+            self.failed.get_or_insert(err);
+            self.rotating &= flight.switch_to.is_none();
+            return None;
+        }
+        self.durable = flight.upto;
+        self.stats.syncs += 1;
+        match flight.switch_to {
+            Some(next) => {
+                self.number = next;
+                self.len = HEADER_LEN as u64;
+                Some(next)
+            }
+            None => {
+                self.len += flight.written;
+                None
+            }
+        }
+    }
+
+    /// The `ack_before_sync` mutant (emulator only): the entries of the write in
+    /// flight count as durable once its frames are written, before their sync.
+    pub(crate) fn ack_written(&mut self) {
+        if let Some(flight) = self.in_flight {
+            self.durable = self.durable.max(flight.upto);
+        }
+    }
+
+    /// The plan of checkpoint `number` (everything in the journals below it is in
+    /// `image`, taken after the switch); `existing` lists the directory.
+    pub(crate) fn checkpoint(&self, number: u64, image: &Image, existing: &[String]) -> Vec<FsOp> {
+        plan::checkpoint(number, self.devices, image, existing, self.mutants)
+    }
+
+    /// The checkpoint's plan ended: the rotation is over either way (a failure
+    /// leaves the old checkpoint current, which is still correct).
+    pub(crate) fn checkpoint_done(&mut self, result: Result<()>) {
+        self.rotating = false;
+        if result.is_ok() {
+            self.stats.checkpoints += 1;
+        }
+    }
+
+    /// Whether a rotation's checkpoint is under way.
+    pub(crate) fn rotating(&self) -> bool {
+        self.rotating
+    }
+
+    /// The close marker's plan (with anything still buffered before it), when no
+    /// write is in flight and the journal has not failed. From now on every
+    /// append is refused with [`Error::Shutdown`]. `None`: nothing to write (the
+    /// journal failed, or is closed already).
+    pub(crate) fn close(&mut self) -> Option<Vec<FsOp>> {
+        debug_assert!(self.in_flight.is_none(), "close with a write in flight");
+        let skip = self.failed.is_some() || self.closed || self.in_flight.is_some();
+        self.closed = true;
+        if skip {
+            return None;
+        }
+        let mut entries = std::mem::take(&mut self.buf);
+        entries.push((self.next_seq, Entry::Closed));
+        self.next_seq += 1;
+        let frames = encode_group(self.len, &entries);
+        let written = frames.len() as u64;
+        Some(self.start(
+            plan::group_commit(self.number, self.len, frames),
+            written,
+            None,
+        ))
+    }
+
+    /// The journal's failure, if it failed.
+    pub(crate) fn failure(&self) -> Option<&Error> {
+        self.failed.as_ref()
+    }
+
+    /// Counters.
+    pub(crate) fn stats(&self) -> WriterStats {
+        WriterStats {
+            bytes: self.len,
+            number: self.number,
+            ..self.stats
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::journal::RecordImage;
+    use crate::record::{Location, State};
+
+    fn put(id: u64, generation: u64) -> Entry {
+        Entry::Put(RecordImage {
+            extent: ExtentId(id),
+            version: 2 * generation,
+            state: State::Durable,
+            generation,
+            location: Location::new(0, id * 4096, 100),
+            checksum: (id * 1000 + generation) as u32,
+        })
+    }
+
+    fn io_error() -> Error {
+        Error::Io {
+            device: crate::journal::METADATA_DEVICE,
+            op: "sync",
+            kind: std::io::ErrorKind::Other,
+            message: "EIO".into(),
+        }
+    }
+
+    #[test]
+    fn entries_appended_during_a_write_go_in_the_next_and_are_acknowledged_with_it() {
+        let mut w = Writer::new(1, 1 << 20, 1, HEADER_LEN as u64, 0);
+        let a = w.append(&[put(1, 1)]).unwrap();
+        let first = w.next_write().unwrap();
+        let b = w.append(&[put(2, 1), put(3, 1)]).unwrap();
+        assert!(w.next_write().is_none(), "one write in flight");
+        assert_eq!(w.complete(Ok(())), None);
+        assert_eq!(w.status(a, ExtentId(1)), Some(Ok(())));
+        assert_eq!(w.status(b, ExtentId(2)), None, "not written yet");
+        let second = w.next_write().unwrap();
+        // The second write starts where the first ended, marked with that length.
+        let offset = |ops: &[FsOp]| match &ops[0] {
+            FsOp::Write { offset, bytes, .. } => (*offset, bytes.len() as u64),
+            other => panic!("{other:?}"),
+        };
+        let (o1, l1) = offset(&first);
+        assert_eq!(offset(&second).0, o1 + l1);
+        w.complete(Ok(()));
+        assert_eq!(w.status(b, ExtentId(2)), Some(Ok(())));
+    }
+
+    /// A failed write fails what it carried as unknown and refuses what follows as
+    /// certainly not written; a later append is refused.
+    #[test]
+    fn a_failure_is_unknown_for_what_was_written_and_certain_for_the_rest() {
+        let mut w = Writer::new(1, 1 << 20, 1, HEADER_LEN as u64, 0);
+        let a = w.append(&[put(1, 1)]).unwrap();
+        w.next_write().unwrap();
+        let b = w.append(&[put(2, 1)]).unwrap();
+        w.complete(Err(io_error()));
+        assert_eq!(
+            w.status(a, ExtentId(1)).unwrap().unwrap_err().code(),
+            "FPRE028"
+        );
+        assert_eq!(
+            w.status(b, ExtentId(2)).unwrap().unwrap_err().code(),
+            "FPRE009"
+        );
+        assert_eq!(w.append(&[put(3, 1)]).unwrap_err().code(), "FPRE009");
+        assert!(w.next_write().is_none());
+    }
+
+    /// Past the bound the next write is the switch: the new journal first, then the
+    /// old one's last write ending with the marker; the checkpoint follows.
+    #[test]
+    fn a_rotation_creates_the_successor_before_the_marker_and_then_checkpoints() {
+        let mut w = Writer::new(1, 100, 4, HEADER_LEN as u64, 0);
+        w.append(&[put(1, 1), put(2, 1)]).unwrap();
+        w.next_write().unwrap();
+        w.complete(Ok(()));
+        let t = w.append(&[put(3, 1)]).unwrap();
+        let ops = w.next_write().unwrap();
+        let files: Vec<&str> = ops
+            .iter()
+            .filter_map(|op| match op {
+                FsOp::Write { file, .. } => Some(file.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            files,
+            [
+                crate::journal::files::journal(5),
+                crate::journal::files::journal(4)
+            ]
+        );
+        assert_eq!(w.complete(Ok(())), Some(5));
+        assert_eq!(w.status(t, ExtentId(3)), Some(Ok(())));
+        assert!(w.rotating());
+        assert_eq!(w.stats().number, 5);
+        w.checkpoint_done(Ok(()));
+        assert!(!w.rotating());
+    }
+
+    #[test]
+    fn close_writes_the_marker_and_refuses_later_appends() {
+        let mut w = Writer::new(1, 1 << 20, 1, HEADER_LEN as u64, 0);
+        let a = w.append(&[put(1, 1)]).unwrap();
+        let ops = w.close().unwrap();
+        assert!(matches!(&ops[0], FsOp::Write { .. }));
+        w.complete(Ok(()));
+        assert_eq!(w.status(a, ExtentId(1)), Some(Ok(())));
+        assert_eq!(w.append(&[put(2, 1)]).unwrap_err(), Error::Shutdown);
+    }
+}
