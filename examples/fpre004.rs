@@ -118,6 +118,22 @@ struct Args {
     /// (the crash sweep must catch a read of what a power cut then took back).
     #[arg(long)]
     commit_before_journal: bool,
+    /// Mutant: recovery calls a bad journal region followed by any valid frame
+    /// corruption (power cuts that persist sectors out of order must catch it).
+    #[arg(long)]
+    torn_as_corrupt: bool,
+    /// Mutant: recovery opens a directory whose journal is missing or empty as an
+    /// empty store (`--lose-metadata` must catch it).
+    #[arg(long)]
+    missing_journal_as_empty: bool,
+    /// Fault: before one recovery in four the current journal is lost (removed,
+    /// emptied or cut to its header); the open must refuse it (FPRE023).
+    #[arg(long)]
+    lose_metadata: bool,
+    /// Mutant: trust a device sync that returned Ok after an earlier one failed
+    /// (the check of durable bytes must catch the writes its dropped pages lost).
+    #[arg(long)]
+    trust_sync_after_failure: bool,
     /// Fail (exit 1) unless the runs meet this expectation.
     #[arg(long, value_enum)]
     expect: Option<Expect>,
@@ -141,6 +157,10 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
         pointer_before_checkpoint_sync: args.pointer_before_checkpoint_sync,
         reopen_without_sync: args.reopen_without_sync,
         commit_before_journal: args.commit_before_journal,
+        torn_as_corrupt: args.torn_as_corrupt,
+        missing_journal_as_empty: args.missing_journal_as_empty,
+        lose_metadata: args.lose_metadata,
+        trust_sync_after_failure: args.trust_sync_after_failure,
         ..SimConfig::default()
     };
     c.crash_spacing = args.crash_spacing.unwrap_or(c.crash_spacing);
@@ -190,6 +210,7 @@ struct Totals {
     process_kills: u64,
     recoveries: u64,
     torn_tails: u64,
+    lost_metadata_refused: u64,
     journal_syncs: u64,
     journal_failures: u64,
     checkpoints: u64,
@@ -216,6 +237,7 @@ impl Totals {
         self.process_kills += r.process_kills;
         self.recoveries += r.recoveries;
         self.torn_tails += r.torn_tails;
+        self.lost_metadata_refused += r.lost_metadata_refused;
         self.journal_syncs += r.journal_syncs;
         self.journal_failures += r.journal_failures;
         self.checkpoints += r.checkpoints;
@@ -369,6 +391,18 @@ fn mutants(args: &Args) -> String {
     if args.commit_before_journal {
         flags.push_str(" --commit-before-journal");
     }
+    if args.torn_as_corrupt {
+        flags.push_str(" --torn-as-corrupt");
+    }
+    if args.missing_journal_as_empty {
+        flags.push_str(" --missing-journal-as-empty");
+    }
+    if args.lose_metadata {
+        flags.push_str(" --lose-metadata");
+    }
+    if args.trust_sync_after_failure {
+        flags.push_str(" --trust-sync-after-failure");
+    }
     if args.reopen_without_sync {
         flags.push_str(" --reopen-without-sync");
     }
@@ -509,6 +543,9 @@ fn print_table(args: &Args, results: &mut [(Protocol, Totals)]) {
     });
     row("  torn journal tails dropped", &mut |t| {
         t.torn_tails.to_string()
+    });
+    row("  lost journals refused (FPRE023)", &mut |t| {
+        t.lost_metadata_refused.to_string()
     });
     row("seeds with violations", &mut |t| t.dirty.len().to_string());
     row("simulated steps", &mut |t| t.steps.to_string());

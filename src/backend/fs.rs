@@ -37,49 +37,50 @@ pub(crate) struct FsBackend {
     gates: Vec<SyncGate>,
 }
 
-/// The sync verdicts of one device file (see the module docs).
-#[derive(Debug)]
-struct SyncGate {
-    state: Mutex<GateState>,
-    finished: Condvar,
-}
-
+/// The sync verdicts of one device file, without I/O or waiting (see the module
+/// docs): the store wraps it in a lock and a condition variable ([`SyncGate`]), the
+/// emulator uses it as it is (its syncs never overlap).
 #[derive(Debug, Default)]
-struct GateState {
+pub(crate) struct SyncBook {
     /// The ticket of the next sync to start.
     next: u64,
     /// Tickets of the syncs running now.
     running: BTreeSet<u64>,
     /// The first failure: every later sync returns it.
     failed: Option<Error>,
+    /// The `trust_sync_after_failure` mutant (emulator only): trust every sync
+    /// that returned Ok, as the kernel's once-per-file report makes it look.
+    pub(crate) trusting: bool,
 }
 
-impl Default for SyncGate {
-    fn default() -> Self {
-        SyncGate {
-            state: Mutex::new(GateState::default()),
-            finished: Condvar::new(),
+/// What a sync that ended must do before its caller may be answered.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SyncEnd {
+    /// Answer this.
+    Verdict(Result<()>),
+    /// Wait until [`SyncBook::verdict`] with this bound answers.
+    Wait(u64),
+}
+
+impl SyncBook {
+    /// A sync of the file starts: its ticket, or the failure that refuses it.
+    ///
+    /// # Errors
+    ///
+    /// The file's first sync failure, once there was one.
+    pub(crate) fn begin(&mut self) -> Result<u64> {
+        if let Some(err) = self.failed.as_ref().filter(|_| !self.trusting) {
+            return Err(err.clone());
         }
+        let ticket = self.next;
+        self.next += 1;
+        self.running.insert(ticket);
+        Ok(ticket)
     }
-}
 
-impl SyncGate {
-    /// Runs `sync` under the gate's rules.
-    fn sync(&self, device: u16, sync: impl FnOnce() -> std::io::Result<()>) -> Result<()> {
-        let ticket = {
-            let mut g = self.state.lock();
-            if let Some(err) = &g.failed {
-                return Err(err.clone());
-            }
-            let ticket = g.next;
-            g.next += 1;
-            g.running.insert(ticket);
-            ticket
-        };
-        let result = sync();
-        let mut g = self.state.lock();
-        g.running.remove(&ticket);
-        self.finished.notify_all();
+    /// Sync `ticket` of `device`'s file returned `result`.
+    pub(crate) fn end(&mut self, device: u16, ticket: u64, result: std::io::Result<()>) -> SyncEnd {
+        self.running.remove(&ticket);
         if let Err(e) = result {
             let err = Error::Io {
                 device,
@@ -89,22 +90,71 @@ impl SyncGate {
                     "{e}; the file's unsynced writes may be lost, so every later sync of it fails too until the store is reopened"
                 ),
             };
-            g.failed.get_or_insert(err.clone());
-            return Err(err);
+            self.failed.get_or_insert(err.clone());
+            return SyncEnd::Verdict(Err(err));
         }
-        let started_before_return = g.next;
-        // Bounded: only syncs that started before this one returned are waited
-        // for, and each of them finishes once.
-        while g.failed.is_none()
-            && g.running
-                .first()
-                .is_some_and(|&t| t < started_before_return)
-        {
-            g = self.finished.wait(g);
+        if self.trusting {
+            return SyncEnd::Verdict(Ok(()));
         }
-        match &g.failed {
-            Some(err) => Err(err.clone()),
-            None => Ok(()),
+        let started_before_return = self.next;
+        match self.verdict(started_before_return) {
+            Some(verdict) => SyncEnd::Verdict(verdict),
+            None => SyncEnd::Wait(started_before_return),
+        }
+    }
+
+    /// The verdict of a sync that returned Ok once every sync that started before
+    /// it returned (tickets below `bound`) has finished: `None` while one runs.
+    pub(crate) fn verdict(&self, bound: u64) -> Option<Result<()>> {
+        if let Some(err) = &self.failed {
+            return Some(Err(err.clone()));
+        }
+        let waiting = self.running.first().is_some_and(|&t| t < bound);
+        (!waiting).then_some(Ok(()))
+    }
+
+    /// Whether a sync of the file failed.
+    pub(crate) fn failed(&self) -> bool {
+        self.failed.is_some()
+    }
+}
+
+/// A [`SyncBook`] for threads: a sync's caller waits for the verdict.
+#[derive(Debug)]
+struct SyncGate {
+    book: Mutex<SyncBook>,
+    finished: Condvar,
+}
+
+impl Default for SyncGate {
+    fn default() -> Self {
+        SyncGate {
+            book: Mutex::new(SyncBook::default()),
+            finished: Condvar::new(),
+        }
+    }
+}
+
+impl SyncGate {
+    /// Runs `sync` under the book's rules.
+    fn sync(&self, device: u16, sync: impl FnOnce() -> std::io::Result<()>) -> Result<()> {
+        let ticket = self.book.lock().begin()?;
+        let result = sync();
+        let mut book = self.book.lock();
+        let end = book.end(device, ticket, result);
+        self.finished.notify_all();
+        match end {
+            SyncEnd::Verdict(verdict) => verdict,
+            SyncEnd::Wait(bound) => {
+                // Bounded: only syncs that started before this one returned are
+                // waited for, and each of them finishes once.
+                loop {
+                    if let Some(verdict) = book.verdict(bound) {
+                        return verdict;
+                    }
+                    book = self.finished.wait(book);
+                }
+            }
         }
     }
 }
@@ -129,7 +179,7 @@ impl FsBackend {
     pub(crate) fn sync_failed(&self, device: u16) -> bool {
         self.gates
             .get(usize::from(device))
-            .is_some_and(|g| g.state.lock().failed.is_some())
+            .is_some_and(|g| g.book.lock().failed())
     }
 
     fn file(&self, device: u16) -> Result<Arc<dyn FsFile>> {

@@ -10,7 +10,7 @@ mod fs;
 mod mem;
 
 pub use file::FileBackend;
-pub(crate) use fs::FsBackend;
+pub(crate) use fs::{FsBackend, SyncBook, SyncEnd};
 pub use mem::MemBackend;
 
 use crate::bytes::Bytes;

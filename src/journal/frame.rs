@@ -72,6 +72,12 @@ pub(crate) struct Scan {
 }
 
 impl Scan {
+    /// Whether any entry but the journal's start frame is valid: whether anything
+    /// was ever appended.
+    pub(crate) fn holds_records(&self) -> bool {
+        (self.entries.iter()).any(|(_, e)| !matches!(e, Entry::JournalStart { .. }))
+    }
+
     /// The last valid entry, if any.
     pub(crate) fn last_entry(&self) -> Option<&Entry> {
         self.entries.last().map(|(_, e)| e)
@@ -124,15 +130,27 @@ fn frame_crc(frame: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&frame[0..4]), &frame[8..])
 }
 
-/// Scans a whole file. `may_be_torn` is true only for the newest journal: anywhere
-/// else a bad frame is corruption.
+/// Which bad regions a scan may drop as a torn tail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tear {
+    /// None: any bad frame is corruption (a checkpoint, synced before use).
+    Never,
+    /// A region no later frame's durable mark covers (see the module docs).
+    Unsynced,
+    /// A region no valid frame follows at all: the rule before durable marks,
+    /// which refuses power cuts that persisted sectors out of order (a mutant).
+    NoLaterFrame,
+}
+
+/// Scans a whole file; `tear` says which bad regions are a torn tail.
 ///
 /// # Errors
 ///
-/// [`Error::NewerFormat`] for a format this build does not read;
-/// [`Error::JournalCorrupt`] / [`Error::CheckpointCorrupt`] for a bad header, a bad
-/// frame followed by valid ones, or (unless `may_be_torn`) any bad frame.
-pub(crate) fn scan(bytes: &[u8], file: &str, kind: FileKind, may_be_torn: bool) -> Result<Scan> {
+/// [`Error::NewerFormat`] / [`Error::OlderFormat`] for a format this build does not
+/// read; [`Error::JournalCorrupt`] / [`Error::CheckpointCorrupt`] for a bad header,
+/// or a bad frame that `tear` does not allow.
+pub(crate) fn scan(bytes: &[u8], file: &str, kind: FileKind, tear: Tear) -> Result<Scan> {
+    let may_be_torn = tear != Tear::Never;
     let corrupt = |offset: u64, reason: &'static str| match kind {
         FileKind::Journal => Error::JournalCorrupt {
             file: file.to_string(),
@@ -148,8 +166,9 @@ pub(crate) fn scan(bytes: &[u8], file: &str, kind: FileKind, may_be_torn: bool) 
         Some(h) if h.kind == kind => h,
         Some(_) => return Err(corrupt(0, "the header names another kind of file")),
         // A header that never became durable: the file was being created when the
-        // machine stopped, before anything was appended to it.
-        None if may_be_torn && bytes.len() <= HEADER_LEN => {
+        // machine stopped, before anything was appended to it (no frame after it
+        // was written once it was durable).
+        None if may_be_torn && !later_write_found(tear, bytes, 0, None) => {
             return Ok(Scan {
                 header: None,
                 entries: Vec::new(),
@@ -175,7 +194,7 @@ pub(crate) fn scan(bytes: &[u8], file: &str, kind: FileKind, may_be_torn: bool) 
                 if !may_be_torn {
                     return Err(corrupt(at as u64, "bad frame"));
                 }
-                if written_after_durable(bytes, at, last_seq) {
+                if later_write_found(tear, bytes, at, last_seq) {
                     return Err(corrupt(
                         at as u64,
                         "a bad frame is followed by a frame written after it was durable",
@@ -273,6 +292,24 @@ fn written_after_durable(bytes: &[u8], bad: usize, last_seq: Option<u64>) -> boo
     false
 }
 
+/// Whether `tear`'s rule finds, past the bad region at `bad`, a frame that makes
+/// the region corruption rather than a torn tail.
+fn later_write_found(tear: Tear, bytes: &[u8], bad: usize, last_seq: Option<u64>) -> bool {
+    match tear {
+        Tear::NoLaterFrame => valid_frame_after(bytes, bad, last_seq),
+        _ => written_after_durable(bytes, bad, last_seq),
+    }
+}
+
+/// Whether any valid frame with a sequence number past `last_seq` starts after
+/// `bad` (the [`Tear::NoLaterFrame`] mutant's rule). Bounded as
+/// [`written_after_durable`].
+fn valid_frame_after(bytes: &[u8], bad: usize, last_seq: Option<u64>) -> bool {
+    (bad + 1..bytes.len()).any(|at| {
+        decode_frame(&bytes[at..]).is_some_and(|(seq, _, _)| last_seq.is_none_or(|l| seq > l))
+    })
+}
+
 /// The durable mark of a frame that [`decode_frame`] accepted.
 fn frame_durable(frame: &[u8]) -> u64 {
     u64_at(frame, 16)
@@ -284,6 +321,7 @@ const TAG_DEGRADED: u8 = 3;
 const TAG_END: u8 = 4;
 const TAG_ROTATED: u8 = 5;
 const TAG_CLOSED: u8 = 6;
+const TAG_JOURNAL_START: u8 = 7;
 
 fn encode_entry(out: &mut Vec<u8>, entry: &Entry) {
     match entry {
@@ -313,6 +351,10 @@ fn encode_entry(out: &mut Vec<u8>, entry: &Entry) {
             out.extend_from_slice(&next.to_le_bytes());
         }
         Entry::Closed => out.push(TAG_CLOSED),
+        Entry::JournalStart { number } => {
+            out.push(TAG_JOURNAL_START);
+            out.extend_from_slice(&number.to_le_bytes());
+        }
     }
 }
 
@@ -347,6 +389,9 @@ fn decode_entry(p: &[u8]) -> Option<Entry> {
             next: u64_at(rest, 0),
         },
         (TAG_CLOSED, 0) => Entry::Closed,
+        (TAG_JOURNAL_START, 8) => Entry::JournalStart {
+            number: u64_at(rest, 0),
+        },
         _ => return None,
     };
     Some(entry)

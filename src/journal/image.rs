@@ -1,7 +1,7 @@
 //! The durable image of a store (records, bad list, degraded devices), checkpoint
 //! encoding and recovery: checkpoint plus journals in, image out.
 
-use super::frame::{FileKind, HEADER_LEN, encode_frame, encode_header, scan};
+use super::frame::{FileKind, HEADER_LEN, Tear, encode_frame, encode_header, scan};
 use super::{Entry, files};
 use crate::error::{Error, Result};
 use crate::record::{ExtentId, Location, State};
@@ -58,7 +58,10 @@ impl Image {
             Entry::Degraded(d) => {
                 self.degraded.insert(*d);
             }
-            Entry::End { .. } | Entry::Rotated { .. } | Entry::Closed => {}
+            Entry::End { .. }
+            | Entry::Rotated { .. }
+            | Entry::Closed
+            | Entry::JournalStart { .. } => {}
         }
     }
 
@@ -134,13 +137,13 @@ impl Recovered {
             checkpoint: 1,
             tail: Tail {
                 number: 1,
-                valid_len: HEADER_LEN as u64,
+                valid_len: super::plan::new_journal_len(1, devices, 0),
                 torn: false,
                 closed: false,
             },
             cut: None,
             dropped: Vec::new(),
-            next_seq: 0,
+            next_seq: 1,
             replayed: 0,
         }
     }
@@ -163,9 +166,10 @@ pub(crate) fn recover(
     number: u64,
     checkpoint: &[u8],
     journals: &[(u64, &[u8])],
+    mutants: super::plan::PlanMutants,
 ) -> Result<Recovered> {
     let name = files::checkpoint(number);
-    let ckpt = scan(checkpoint, &name, FileKind::Checkpoint, false)?;
+    let ckpt = scan(checkpoint, &name, FileKind::Checkpoint, Tear::Never)?;
     let corrupt_ckpt = |reason| Error::CheckpointCorrupt {
         file: name.clone(),
         reason,
@@ -196,7 +200,7 @@ pub(crate) fn recover(
         .filter(|(n, _)| *n >= number)
         .collect();
     sorted.sort_by_key(|(n, _)| *n);
-    if sorted.first().is_none_or(|(n, _)| *n != number) {
+    if sorted.first().is_none_or(|(n, _)| *n != number) && !mutants.missing_journal_as_empty {
         return Err(Error::MissingCheckpoint {
             file: files::journal(number),
         });
@@ -226,7 +230,12 @@ pub(crate) fn recover(
             });
         }
         let file = files::journal(n);
-        let scanned = scan(bytes, &file, FileKind::Journal, true)?;
+        let tear = if mutants.torn_as_corrupt {
+            Tear::NoLaterFrame
+        } else {
+            Tear::Unsynced
+        };
+        let scanned = scan(bytes, &file, FileKind::Journal, tear)?;
         scans.push((n, bytes, file, scanned));
     }
     // Rotation creates the next journal before the old one's last write (which
@@ -235,7 +244,7 @@ pub(crate) fn recover(
     // torn, and only the newest journal may lack a header.
     let newest_with_records = scans
         .iter()
-        .rposition(|(_, _, _, s)| !s.entries.is_empty())
+        .rposition(|(_, _, _, s)| s.holds_records())
         .unwrap_or(0);
     let count = scans.len();
     for (i, (n, bytes, file, scanned)) in scans.into_iter().enumerate() {
@@ -245,9 +254,10 @@ pub(crate) fn recover(
             reason,
         };
         let is_last = i + 1 == count;
-        // The checkpoint's own journal had a durable header before the pointer
-        // named the checkpoint: empty or headerless, it was damaged, not torn.
-        if n == number && scanned.header.is_none() {
+        // The checkpoint's own journal had a durable header and start frame
+        // before the pointer named the checkpoint: without them, it was damaged,
+        // not torn.
+        if n == number && scanned.entries.is_empty() && !mutants.missing_journal_as_empty {
             return Err(Error::MissingCheckpoint { file });
         }
         if scanned.header.is_none() && !is_last {

@@ -41,10 +41,13 @@
 //!   used.
 //! * **Markers make missing files visible.** A journal that rotation replaced ends
 //!   with [`Entry::Rotated`] (written only once its successor exists durably), and
-//!   `close` appends [`Entry::Closed`]. The journal `CURRENT`'s checkpoint names
-//!   exists with a durable header before the pointer is switched. So a missing or
-//!   empty journal is never mistaken for an empty store: it is refused with
-//!   [`Error::MissingCheckpoint`] and nothing is changed.
+//!   `close` appends [`Entry::Closed`]. Every journal is created with its header
+//!   and a first frame ([`Entry::JournalStart`]) in one synced write, before the
+//!   pointer names its checkpoint. So a missing, empty or header-only journal is
+//!   never mistaken for an empty store: it is refused with
+//!   [`Error::MissingCheckpoint`] and nothing is changed. (A journal cut back at a
+//!   frame boundary past its first frame cannot be told from one that never grew:
+//!   nothing records how long it was.)
 //! * `write_pending` is never recorded: a write that did not commit is not part of
 //!   any durable state.
 
@@ -93,6 +96,12 @@ pub(crate) enum Entry {
     },
     /// The store was closed cleanly after the frames before this one.
     Closed,
+    /// The first frame of journal `number`, written with its header: a journal
+    /// that recovery needs is never legitimately without a frame.
+    JournalStart {
+        /// The journal's number.
+        number: u64,
+    },
 }
 
 impl Entry {
@@ -183,10 +192,18 @@ fn refuse_records_without_pointer(
             return Err(missing());
         }
     }
-    if let Some(journal) = read(&files::journal(1))?
-        && journal.len() > HEADER_LEN
-    {
-        return Err(missing());
+    // A journal 1 with anything appended after its start frame was in use, so
+    // its pointer existed. Damage in it is read as records too: refused.
+    if let Some(journal) = read(&files::journal(1))? {
+        let scanned = frame::scan(
+            &journal,
+            "",
+            frame::FileKind::Journal,
+            frame::Tear::Unsynced,
+        );
+        if scanned.is_err() || scanned.is_ok_and(|s| s.holds_records()) {
+            return Err(missing());
+        }
     }
     Ok(())
 }
@@ -203,6 +220,7 @@ fn refuse_records_without_pointer(
 pub(crate) fn recover_dir(
     names: &[String],
     mut read: impl FnMut(&str) -> crate::Result<Option<Vec<u8>>>,
+    mutants: plan::PlanMutants,
 ) -> crate::Result<Option<Recovered>> {
     let Some(pointer) = read(files::CURRENT)? else {
         refuse_records_without_pointer(names, &mut read)?;
@@ -222,5 +240,5 @@ pub(crate) fn recover_dir(
         }
     }
     let refs: Vec<(u64, &[u8])> = journals.iter().map(|(n, b)| (*n, b.as_slice())).collect();
-    recover(number, &checkpoint, &refs).map(Some)
+    recover(number, &checkpoint, &refs, mutants).map(Some)
 }

@@ -54,7 +54,7 @@ pub(crate) fn open(
     journal_max_bytes: u64,
     mutants: PlanMutants,
 ) -> Result<Opening> {
-    let (recovered, create) = match recover_dir(names, read)? {
+    let (recovered, create) = match recover_dir(names, read, mutants)? {
         Some(r) => (r, Vec::new()),
         None => {
             // Not a store this crate made, or one whose metadata was removed:
@@ -81,20 +81,20 @@ pub(crate) fn open(
     }
     let (table, allocator) = rebuild(&recovered.image, geometry)?;
     check_device_lens(&recovered.image, device_lens)?;
-    let (reopen, number, len) = plan::reopen(&recovered, mutants);
+    let reopen = plan::reopen(&recovered, mutants);
     let writer = Writer::new(
         geometry.devices,
         journal_max_bytes,
-        number,
-        len,
-        recovered.next_seq,
+        reopen.number,
+        reopen.len,
+        reopen.next_seq,
     )
     .with_mutants(mutants);
     Ok(Opening {
         created: !create.is_empty(),
         recovered,
         create,
-        reopen,
+        reopen: reopen.ops,
         table,
         allocator,
         writer,

@@ -4,6 +4,7 @@
 //! emulator runs them on simulated files that lose what was not synced. The order
 //! of every plan is the crash-safety argument, so it is written once, here.
 
+use super::Entry;
 use super::frame::{FileKind, encode_header};
 use super::image::{Image, Recovered, encode_checkpoint};
 use super::{encode_pointer, files};
@@ -48,7 +49,8 @@ pub(crate) enum FsOp {
     },
 }
 
-/// Deliberate ordering bugs the crash checker must catch (emulator only).
+/// Deliberate bugs of the plans and of recovery that the crash checker must catch
+/// (emulator only).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct PlanMutants {
     /// Switch `CURRENT` to a new checkpoint before that checkpoint is synced.
@@ -56,6 +58,13 @@ pub(crate) struct PlanMutants {
     /// Reopen without making what recovery read durable (the bug [`reopen`]'s
     /// final syncs fix).
     pub(crate) reopen_without_sync: bool,
+    /// Recovery calls a bad region followed by any valid frame corruption (the
+    /// rule before frames carried durable marks): a power cut that persisted a
+    /// later sector of a write but not an earlier one is refused.
+    pub(crate) torn_as_corrupt: bool,
+    /// Recovery opens a directory whose checkpoint's journal is missing or empty
+    /// as if it held no record (the bug the marker checks fix).
+    pub(crate) missing_journal_as_empty: bool,
 }
 
 /// A new store: an empty checkpoint 1, journal 1 (header synced), then the
@@ -80,28 +89,43 @@ pub(crate) fn create(devices: u16, existing: &[String]) -> Vec<FsOp> {
         encode_checkpoint(1, devices, &Image::default()),
     ));
     ops.push(sync(files::checkpoint(1)));
-    ops.extend(new_journal(1, devices));
+    ops.extend(new_journal(1, devices, 0));
     ops.extend(switch_pointer(1));
     ops
 }
 
-/// Creates journal `number` (header synced, entry synced): records may be appended
-/// to it, and acknowledged, only after this plan finished.
-pub(crate) fn new_journal(number: u64, devices: u16) -> Vec<FsOp> {
+/// The length of a journal [`new_journal`] created: its header and its start
+/// frame.
+pub(crate) fn new_journal_len(number: u64, devices: u16, seq: u64) -> u64 {
+    journal_head(number, devices, seq).len() as u64
+}
+
+fn journal_head(number: u64, devices: u16, seq: u64) -> Vec<u8> {
+    let mut bytes = encode_header(FileKind::Journal, number, devices).to_vec();
+    // Marked 0: nothing of the file is durable when it is created.
+    bytes.extend_from_slice(&super::encode_group(
+        0,
+        &[(seq, Entry::JournalStart { number })],
+    ));
+    bytes
+}
+
+/// Creates journal `number`: its header and its start frame ([`Entry::JournalStart`],
+/// sequence number `seq`) in one write, synced, then its directory entry synced.
+/// Records may be appended to it, and acknowledged, only after this plan finished;
+/// so a journal the pointer's checkpoint names always holds a frame, and one cut
+/// back to its header was damaged, not torn.
+pub(crate) fn new_journal(number: u64, devices: u16, seq: u64) -> Vec<FsOp> {
     let file = files::journal(number);
     vec![
-        write(
-            file.clone(),
-            encode_header(FileKind::Journal, number, devices).to_vec(),
-        ),
+        write(file.clone(), journal_head(number, devices, seq)),
         sync(file),
         FsOp::SyncDir,
     ]
 }
 
 /// After recovery: makes the newest journal appendable and makes durable
-/// everything recovery read (every journal from the checkpoint's on). Returns the plan, the journal number and the offset of
-/// the next append.
+/// everything recovery read (every journal from the checkpoint's on).
 ///
 /// A torn tail is not thrown away: its bytes go to a side file
 /// ([`files::dropped`]), synced with its directory entry, before the journal is cut
@@ -114,7 +138,7 @@ pub(crate) fn new_journal(number: u64, devices: u16) -> Vec<FsOp> {
 /// So the plan always ends with a sync of the journal appends go to and a directory
 /// sync: a record recovered once is never taken back by a later power cut (which
 /// would also reuse, as free, a location an acknowledged record references).
-pub(crate) fn reopen(recovered: &Recovered, mutants: PlanMutants) -> (Vec<FsOp>, u64, u64) {
+pub(crate) fn reopen(recovered: &Recovered, mutants: PlanMutants) -> Reopen {
     let tail = recovered.tail;
     let file = files::journal(tail.number);
     let mut ops = Vec::new();
@@ -134,12 +158,23 @@ pub(crate) fn reopen(recovered: &Recovered, mutants: PlanMutants) -> (Vec<FsOp>,
     }
     if tail.valid_len == 0 {
         ops.push(FsOp::Truncate { file, len: 0 });
-        ops.extend(new_journal(tail.number, recovered.devices));
-        let header_len = super::frame::HEADER_LEN as u64;
-        return (ops, tail.number, header_len);
+        let seq = recovered.next_seq;
+        ops.extend(new_journal(tail.number, recovered.devices, seq));
+        return Reopen {
+            ops,
+            number: tail.number,
+            len: new_journal_len(tail.number, recovered.devices, seq),
+            next_seq: seq + 1,
+        };
     }
+    let reopen = |ops| Reopen {
+        ops,
+        number: tail.number,
+        len: tail.valid_len,
+        next_seq: recovered.next_seq,
+    };
     if recovered.cut.is_none() && mutants.reopen_without_sync {
-        return (ops, tail.number, tail.valid_len);
+        return reopen(ops);
     }
     // Every journal recovery read, not only the tail: a rotation writes the old
     // journal's last records after creating the new one, so after a process kill
@@ -150,7 +185,20 @@ pub(crate) fn reopen(recovered: &Recovered, mutants: PlanMutants) -> (Vec<FsOp>,
     }
     ops.push(sync(file));
     ops.push(FsOp::SyncDir);
-    (ops, tail.number, tail.valid_len)
+    reopen(ops)
+}
+
+/// What [`reopen`] plans: its steps, then where appends go on.
+#[derive(Debug)]
+pub(crate) struct Reopen {
+    /// The steps.
+    pub(crate) ops: Vec<FsOp>,
+    /// The journal appends go to.
+    pub(crate) number: u64,
+    /// Its length once the steps ran.
+    pub(crate) len: u64,
+    /// The next sequence number.
+    pub(crate) next_seq: u64,
 }
 
 /// One group commit: the frames appended since the last one (encoded by

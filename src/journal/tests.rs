@@ -1,7 +1,8 @@
 //! Framing, torn-tail and corruption detection, checkpoint and pointer round trips.
 
-use super::frame::{FileKind, HEADER_LEN, encode_frame, encode_group, encode_header, scan};
+use super::frame::{FileKind, HEADER_LEN, Tear, encode_frame, encode_group, encode_header, scan};
 use super::image::{Image, encode_checkpoint, recover};
+use super::plan::PlanMutants;
 use super::{Entry, FORMAT_VERSION, RecordImage, decode_pointer, encode_pointer, files};
 use crate::error::Error;
 use crate::record::{ExtentId, Location, State};
@@ -19,7 +20,7 @@ fn put(id: u64, generation: u64) -> Entry {
     })
 }
 
-/// A journal written as one group commit.
+/// A journal written as one group commit (no start frame: see `started`).
 fn journal(number: u64, entries: &[Entry], first_seq: u64) -> Vec<u8> {
     let mut out = encode_header(FileKind::Journal, number, 3).to_vec();
     for (i, e) in entries.iter().enumerate() {
@@ -79,7 +80,7 @@ fn frames_round_trip_every_entry_kind() {
         Entry::Closed,
     ];
     let bytes = journal(5, &all, 40);
-    let s = scan(&bytes, "j", FileKind::Journal, false).unwrap();
+    let s = scan(&bytes, "j", FileKind::Journal, Tear::Never).unwrap();
     let got: Vec<Entry> = s.entries.iter().map(|(_, e)| *e).collect();
     assert_eq!(got, all);
     assert_eq!(s.entries[0].0, 40);
@@ -94,7 +95,7 @@ proptest! {
         let all = entries(n);
         let bytes = journal(1, &all, 0);
         let cut = HEADER_LEN + cut % (bytes.len() - HEADER_LEN + 1);
-        let s = scan(&bytes[..cut], "j", FileKind::Journal, true).unwrap();
+        let s = scan(&bytes[..cut], "j", FileKind::Journal, Tear::Unsynced).unwrap();
         let got: Vec<Entry> = s.entries.iter().map(|(_, e)| *e).collect();
         prop_assert_eq!(&got[..], &all[..got.len()]);
         prop_assert_eq!(s.torn, s.valid_len < cut as u64);
@@ -107,7 +108,7 @@ proptest! {
         let mut bytes = journal(1, &all, 0);
         let valid = bytes.len();
         bytes.extend_from_slice(&junk);
-        let s = scan(&bytes, "j", FileKind::Journal, true).unwrap();
+        let s = scan(&bytes, "j", FileKind::Journal, Tear::Unsynced).unwrap();
         prop_assert_eq!(s.entries.len() as u64, n);
         prop_assert_eq!(s.valid_len, valid as u64);
     }
@@ -122,7 +123,7 @@ proptest! {
         let at = HEADER_LEN + victim.index(last_start - HEADER_LEN);
         let mut damaged = bytes.clone();
         damaged[at] ^= flip;
-        let err = scan(&damaged, "j", FileKind::Journal, true).unwrap_err();
+        let err = scan(&damaged, "j", FileKind::Journal, Tear::Unsynced).unwrap_err();
         prop_assert_eq!(err.code(), "FPRE021");
     }
 
@@ -147,7 +148,7 @@ proptest! {
                 _ => crashed[from..to].iter_mut().enumerate().for_each(|(j, b)| *b = (j * 37 + 11) as u8),
             }
         }
-        let s = scan(&crashed, "j", FileKind::Journal, true).unwrap();
+        let s = scan(&crashed, "j", FileKind::Journal, Tear::Unsynced).unwrap();
         let synced: usize = all[..all.len() - 1].iter().map(Vec::len).sum();
         prop_assert!(s.entries.len() >= synced);
         let flat: Vec<Entry> = all.concat();
@@ -171,7 +172,7 @@ fn a_write_whose_first_sector_was_lost_and_second_kept_is_torn_not_corrupt() {
     );
     let mut crashed = bytes.clone();
     crashed[last..first_sector_end].fill(0);
-    let s = scan(&crashed, "j", FileKind::Journal, true).unwrap();
+    let s = scan(&crashed, "j", FileKind::Journal, Tear::Unsynced).unwrap();
     assert!(s.torn);
     assert_eq!((s.entries.len(), s.valid_len), (3, last as u64));
 }
@@ -182,7 +183,7 @@ fn damage_in_an_older_journal_is_corruption_even_at_its_tail() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0x40;
     assert_eq!(
-        scan(&bytes, "j", FileKind::Journal, false)
+        scan(&bytes, "j", FileKind::Journal, Tear::Never)
             .unwrap_err()
             .code(),
         "FPRE021"
@@ -193,7 +194,7 @@ fn damage_in_an_older_journal_is_corruption_even_at_its_tail() {
 fn a_newer_format_is_refused_with_its_own_code() {
     let mut bytes = journal(1, &entries(2), 0);
     bytes[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
-    let err = scan(&bytes, "j", FileKind::Journal, true).unwrap_err();
+    let err = scan(&bytes, "j", FileKind::Journal, Tear::Unsynced).unwrap_err();
     assert!(matches!(err, Error::NewerFormat { found, .. } if found == FORMAT_VERSION + 1));
     let mut p = encode_pointer(4).to_vec();
     p[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
@@ -226,7 +227,13 @@ fn checkpoint_then_journals_recover_the_newest_record_of_each_extent() {
     // threads may append) an older record of it that must not win.
     let j3 = journal(3, &[put(1, 20), put(1, 19), put(50, 1)], 100);
     let j4 = journal(4, &[put(2, 30)], 103);
-    let r = recover(3, &ckpt, &[(4, &j4), (3, &j3), (2, b"ignored: older")]).unwrap();
+    let r = recover(
+        3,
+        &ckpt,
+        &[(4, &j4), (3, &j3), (2, b"ignored: older")],
+        PlanMutants::default(),
+    )
+    .unwrap();
     assert_eq!(r.image.records[&1].generation, 20);
     assert_eq!(r.image.records[&2].generation, 30);
     assert_eq!(r.image.records[&50].generation, 1);
@@ -235,7 +242,9 @@ fn checkpoint_then_journals_recover_the_newest_record_of_each_extent() {
     assert_eq!((r.next_seq, r.replayed, r.devices), (104, 4, 3));
     // Recovering twice gives the same state.
     assert_eq!(
-        recover(3, &ckpt, &[(3, &j3), (4, &j4)]).unwrap().image,
+        recover(3, &ckpt, &[(3, &j3), (4, &j4)], PlanMutants::default())
+            .unwrap()
+            .image,
         r.image
     );
 }
@@ -243,12 +252,12 @@ fn checkpoint_then_journals_recover_the_newest_record_of_each_extent() {
 #[test]
 fn a_truncated_checkpoint_is_refused() {
     let ckpt = encode_checkpoint(1, 3, &image_of(5));
-    let j1 = journal(1, &[], 0);
+    let j1 = journal(1, &[Entry::JournalStart { number: 1 }], 0);
     for cut in [ckpt.len() - 1, ckpt.len() - 25, HEADER_LEN + 3, 10] {
-        let err = recover(1, &ckpt[..cut], &[(1, &j1)]).unwrap_err();
+        let err = recover(1, &ckpt[..cut], &[(1, &j1)], PlanMutants::default()).unwrap_err();
         assert_eq!(err.code(), "FPRE022", "cut at {cut}: {err}");
     }
-    assert!(recover(1, &ckpt, &[(1, &j1)]).is_ok());
+    assert!(recover(1, &ckpt, &[(1, &j1)], PlanMutants::default()).is_ok());
 }
 
 /// The journal a checkpoint starts existed with a durable header before the
@@ -258,19 +267,27 @@ fn a_truncated_checkpoint_is_refused() {
 fn a_missing_or_empty_journal_of_the_checkpoint_is_refused() {
     let ckpt = encode_checkpoint(2, 3, &image_of(4));
     let header_only = journal(2, &[], 0);
+    let started = journal(2, &[Entry::JournalStart { number: 2 }], 0);
     for journals in [
         vec![],
         vec![(2u64, &[][..])],
         vec![(2, &header_only[..10])],
-        vec![(3, &header_only[..])],
+        vec![(2, &header_only[..])],
+        vec![(3, &started[..])],
     ] {
-        let err = recover(2, &ckpt, &journals).unwrap_err();
+        let err = recover(2, &ckpt, &journals, PlanMutants::default()).unwrap_err();
         assert!(
             matches!(&err, Error::MissingCheckpoint { file } if *file == files::journal(2)),
             "{err}"
         );
     }
-    assert!(recover(2, &ckpt, &[(2, &header_only)]).is_ok());
+    assert!(recover(2, &ckpt, &[(2, &started)], PlanMutants::default()).is_ok());
+    // The mutant opens them all as empty.
+    let mutant = PlanMutants {
+        missing_journal_as_empty: true,
+        ..PlanMutants::default()
+    };
+    assert!(recover(2, &ckpt, &[(2, &header_only)], mutant).is_ok());
 }
 
 /// A journal that ends with the rotation marker names a successor that existed
@@ -279,13 +296,13 @@ fn a_missing_or_empty_journal_of_the_checkpoint_is_refused() {
 fn a_rotated_journal_without_its_successor_is_refused() {
     let ckpt = encode_checkpoint(1, 3, &Image::default());
     let j1 = journal(1, &[put(1, 1), Entry::Rotated { next: 2 }], 0);
-    let err = recover(1, &ckpt, &[(1, &j1)]).unwrap_err();
+    let err = recover(1, &ckpt, &[(1, &j1)], PlanMutants::default()).unwrap_err();
     assert!(matches!(&err, Error::MissingCheckpoint { file } if *file == files::journal(2)));
     // With its successor (even one whose header was torn) it recovers.
     let j2 = journal(2, &[put(1, 2)], 2);
-    let r = recover(1, &ckpt, &[(1, &j1), (2, &j2)]).unwrap();
+    let r = recover(1, &ckpt, &[(1, &j1), (2, &j2)], PlanMutants::default()).unwrap();
     assert_eq!(r.image.records[&1].generation, 2);
-    assert!(recover(1, &ckpt, &[(1, &j1), (2, &j2[..5])]).is_ok());
+    assert!(recover(1, &ckpt, &[(1, &j1), (2, &j2[..5])], PlanMutants::default()).is_ok());
 }
 
 /// After a clean close the last frame is the close marker, written after the
@@ -295,12 +312,12 @@ fn a_rotated_journal_without_its_successor_is_refused() {
 fn damage_to_the_last_record_of_a_closed_journal_is_corruption() {
     let (bytes, starts) = journal_of_groups(&[vec![put(1, 1), put(2, 1)], vec![Entry::Closed]]);
     let ckpt = encode_checkpoint(1, 3, &Image::default());
-    let clean = recover(1, &ckpt, &[(1, &bytes)]).unwrap();
+    let clean = recover(1, &ckpt, &[(1, &bytes)], PlanMutants::default()).unwrap();
     assert!(clean.tail.closed);
     for at in [starts[1] - 1, starts[1] - 30] {
         let mut damaged = bytes.clone();
         damaged[at] ^= 0x10;
-        let err = recover(1, &ckpt, &[(1, &damaged)]).unwrap_err();
+        let err = recover(1, &ckpt, &[(1, &damaged)], PlanMutants::default()).unwrap_err();
         assert_eq!(err.code(), "FPRE021", "byte {at}");
     }
 }
@@ -311,7 +328,7 @@ fn the_format_without_marks_is_refused_with_its_own_code() {
     h[8..12].copy_from_slice(&1u32.to_le_bytes());
     let crc = crc32c::crc32c(&h[..28]);
     h[28..32].copy_from_slice(&crc.to_le_bytes());
-    let err = scan(&h, "j", FileKind::Journal, true).unwrap_err();
+    let err = scan(&h, "j", FileKind::Journal, Tear::Unsynced).unwrap_err();
     assert_eq!(err.code(), "FPRE027");
     assert!(err.to_string().contains("new store"), "{err}");
 }
@@ -322,10 +339,12 @@ fn a_torn_tail_is_kept_as_evidence_for_the_reopen_plan() {
     let mut j1 = journal(1, &entries(3), 0);
     let valid = j1.len();
     j1.extend_from_slice(&[0xAB; 40]);
-    let r = recover(1, &ckpt, &[(1, &j1)]).unwrap();
+    let r = recover(1, &ckpt, &[(1, &j1)], PlanMutants::default()).unwrap();
     assert_eq!(r.dropped, vec![0xAB; 40]);
-    let (ops, number, offset) = super::plan::reopen(&r, super::plan::PlanMutants::default());
-    assert_eq!((number, offset), (1, valid as u64));
+    let super::plan::Reopen {
+        ops, number, len, ..
+    } = super::plan::reopen(&r, PlanMutants::default());
+    assert_eq!((number, len), (1, valid as u64));
     let evidence = files::dropped(1, valid as u64);
     assert_eq!(files::dropped_number(&evidence), Some(1));
     let first = &ops[0];
@@ -347,7 +366,7 @@ fn a_missing_journal_in_the_middle_is_corruption() {
     let ckpt = encode_checkpoint(1, 3, &Image::default());
     let j1 = journal(1, &entries(2), 0);
     let j3 = journal(3, &entries(2), 2);
-    let err = recover(1, &ckpt, &[(1, &j1), (3, &j3)]).unwrap_err();
+    let err = recover(1, &ckpt, &[(1, &j1), (3, &j3)], PlanMutants::default()).unwrap_err();
     assert!(matches!(&err, Error::JournalCorrupt { file, .. } if *file == files::journal(2)));
 }
 

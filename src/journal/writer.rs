@@ -36,7 +36,7 @@
 //! flight ran (the callers' own entries, so bounded by the operations in flight).
 
 use super::plan::{self, FsOp, PlanMutants};
-use super::{Entry, HEADER_LEN, Image, encode_group};
+use super::{Entry, Image, encode_group};
 use crate::error::{Error, Result};
 use crate::record::ExtentId;
 
@@ -84,6 +84,8 @@ pub(crate) struct Writer {
     in_flight: Option<InFlight>,
     /// From a switch until its checkpoint ends: no second rotation starts.
     rotating: bool,
+    /// The length of the journal a switch in flight creates.
+    next_len: u64,
     failed: Option<Error>,
     closed: bool,
     mutants: PlanMutants,
@@ -106,6 +108,7 @@ impl Writer {
             issued: next_seq,
             in_flight: None,
             rotating: false,
+            next_len: 0,
             failed: None,
             closed: false,
             mutants: PlanMutants::default(),
@@ -171,6 +174,11 @@ impl Writer {
         self.in_flight.is_some_and(|f| f.switch_to.is_none())
     }
 
+    /// The sequence number the next appended entry gets.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
     /// Whether a write is in flight.
     pub(crate) fn in_flight(&self) -> bool {
         self.in_flight.is_some()
@@ -189,8 +197,10 @@ impl Writer {
             let next = self.number + 1;
             let mut entries = std::mem::take(&mut self.buf);
             entries.push((self.next_seq, Entry::Rotated { next }));
-            self.next_seq += 1;
-            let mut ops = plan::new_journal(next, self.devices);
+            let start = self.next_seq + 1;
+            self.next_seq += 2;
+            self.next_len = plan::new_journal_len(next, self.devices, start);
+            let mut ops = plan::new_journal(next, self.devices, start);
             ops.extend(plan::group_commit(
                 self.number,
                 self.len,
@@ -239,7 +249,7 @@ impl Writer {
         match flight.switch_to {
             Some(next) => {
                 self.number = next;
-                self.len = HEADER_LEN as u64;
+                self.len = self.next_len;
                 Some(next)
             }
             None => {
@@ -318,7 +328,7 @@ impl Writer {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::journal::RecordImage;
+    use crate::journal::{HEADER_LEN, RecordImage};
     use crate::record::{Location, State};
 
     fn put(id: u64, generation: u64) -> Entry {

@@ -191,6 +191,13 @@ impl Core {
         Some(Entry::Degraded(device))
     }
 
+    /// A sync of `device` failed and the device stays failed until reopen (see
+    /// `backend::fs`): new locations go to the other devices while they have
+    /// room. In memory only: a reopen opens the device afresh.
+    pub(crate) fn device_sync_failed(&self, device: u16) {
+        self.allocator.set_degraded(device);
+    }
+
     /// The cached bytes of `snapshot`'s extent if they are of its generation and
     /// still match its checksum (a copy good enough to serve or remap from).
     pub(crate) fn verified_cached_copy(&self, snapshot: &Snapshot) -> Option<Bytes> {

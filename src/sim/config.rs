@@ -150,6 +150,23 @@ pub struct SimConfig {
     /// so readers see a generation a power cut can take back. The crash checker
     /// must catch it.
     pub commit_before_journal: bool,
+    /// Mutant: recovery calls a bad journal region followed by any valid frame
+    /// corruption (the rule before durable marks). Power cuts that persist a later
+    /// sector of a write but not an earlier one must catch it.
+    pub torn_as_corrupt: bool,
+    /// Mutant: recovery opens a directory whose checkpoint's journal is missing or
+    /// empty as if it held no record. [`lose_metadata`](Self::lose_metadata) must
+    /// catch it.
+    pub missing_journal_as_empty: bool,
+    /// Fault: before one recovery in four, a metadata file the store needs is lost
+    /// (the checkpoint's journal removed, emptied or cut to its header, as an
+    /// operator or a broken disk may leave it). The open must refuse with a typed
+    /// error and change nothing; the file is then restored and recovery goes on.
+    pub lose_metadata: bool,
+    /// Mutant: trust a device sync that returned Ok after an earlier sync of the
+    /// same device failed (the kernel reports a failed writeback once, so a later
+    /// sync returns Ok over dropped pages). The checker must catch data lost.
+    pub trust_sync_after_failure: bool,
 }
 
 impl Default for SimConfig {
@@ -202,6 +219,10 @@ impl Default for SimConfig {
             pointer_before_checkpoint_sync: false,
             reopen_without_sync: false,
             commit_before_journal: false,
+            torn_as_corrupt: false,
+            missing_journal_as_empty: false,
+            lose_metadata: false,
+            trust_sync_after_failure: false,
         }
     }
 }

@@ -10,7 +10,7 @@ use super::disk::SimDir;
 use super::meta::Meta;
 use super::report::Report;
 use crate::journal::open::{Geometry, open};
-use crate::journal::plan::FsOp;
+use crate::journal::plan::{FsOp, PlanMutants};
 use crate::journal::{Image, Recovered, recover_dir};
 use crate::space::Allocator;
 use crate::table::ExtentTable;
@@ -95,7 +95,11 @@ fn run_plan(dir: &mut SimDir, ops: &[FsOp], cut: Option<usize>) -> Result<bool, 
 }
 
 fn recover_once(dir: &SimDir) -> crate::Result<Option<Recovered>> {
-    recover_dir(&dir.list(), |name| Ok(dir.read(name)))
+    recover_dir(
+        &dir.list(),
+        |name| Ok(dir.read(name)),
+        PlanMutants::default(),
+    )
 }
 
 /// Opens the emulated store as `Store::open` does (see the module docs): the
@@ -171,7 +175,8 @@ pub(crate) fn recover(
         // that recovery reads.
         match recover_once(&meta.dir) {
             Ok(Some(again))
-                if again.image == recovered.image && again.next_seq == recovered.next_seq => {}
+                if again.image == recovered.image
+                    && again.next_seq == opening.writer.next_seq() => {}
             Ok(_) => return Err("recovering twice gave two different states".into()),
             Err(err) => return Err(format!("recovery after the reopen plan failed: {err}")),
         }

@@ -39,7 +39,7 @@ enum DirOp {
 }
 
 /// The simulated directory.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct SimDir {
     inodes: BTreeMap<u64, Inode>,
     /// Names as reads see them.

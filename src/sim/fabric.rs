@@ -47,6 +47,8 @@ pub(crate) struct Fabric {
     latency: Latency,
     faults_cfg: Faults,
     pub(crate) persistent_injected: u32,
+    /// Writes whose pages a failed sync dropped.
+    pub(crate) dropped_pages: u64,
     pub(crate) rng: ChaCha8Rng,
     /// Sync failures draw from their own stream, so that modelling them moved no
     /// other random choice of a seed (replay commands stay meaningful).
@@ -84,6 +86,7 @@ impl Fabric {
             latency,
             faults_cfg: faults,
             persistent_injected: 0,
+            dropped_pages: 0,
             rng,
             sync_rng,
         }
@@ -207,11 +210,24 @@ impl Fabric {
         Ok(())
     }
 
-    /// A sync of `device` completes: `Err` if an injected transient error failed it
-    /// (nothing becomes durable), else every write of the device completed by now
-    /// becomes durable.
+    /// A sync of `device` completes: `Err` if an injected error failed it, else
+    /// every write of the device completed by now becomes durable.
+    ///
+    /// A failed sync makes nothing durable, and half the time drops the device's
+    /// dirty pages, every write no sync made durable (as Linux may after a failed
+    /// writeback). The error is reported to this sync only, once, as Linux reports
+    /// it once per open file: the next sync of the device returns `Ok` over the
+    /// lost writes. Telling that apart is the store's job (`backend::fs`).
     pub(crate) fn sync(&mut self, device: u16) -> Result<(), Error> {
         if self.sync_rng.random_range(0..1_000_000) < self.faults_cfg.transient_ppm {
+            if self.sync_rng.random_bool(0.5) {
+                let mut rest = self.volatile.split_off(&(device, 0));
+                if let Some(next) = device.checked_add(1) {
+                    let mut after = rest.split_off(&(next, 0));
+                    self.volatile.append(&mut after);
+                }
+                self.dropped_pages += rest.len() as u64;
+            }
             return Err(injected(device, "sync"));
         }
         self.flush(device);

@@ -61,9 +61,15 @@ pub struct Report {
     pub recoveries: u64,
     /// Recoveries that dropped a torn journal tail.
     pub torn_tails: u64,
+    /// Opens refused, as they must be, after a metadata file was lost
+    /// ([`SimConfig::lose_metadata`](super::SimConfig::lose_metadata)).
+    pub lost_metadata_refused: u64,
     /// Injected journal I/O errors: each poisons the journal, fails the commits
     /// waiting on it, and reopens the store.
     pub journal_failures: u64,
+    /// Device syncs that failed (the device then fails every sync until the
+    /// store is reopened, which the emulator then does).
+    pub device_sync_failures: u64,
     /// Journal group commits completed.
     pub journal_syncs: u64,
     /// Checkpoints completed (rotations).

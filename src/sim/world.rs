@@ -8,12 +8,14 @@ use super::legacy::{self, Legacy};
 use super::meta::{self, Lane, Meta, MetaConfig};
 use super::model::{self, Model};
 use super::report::{Report, Trace};
+use crate::backend::{SyncBook, SyncEnd};
 use crate::bytes::Bytes;
 use crate::cache::{Cache, Flight, FlightOutcome, Priority};
 use crate::error::Error;
 use crate::journal::Entry;
 use crate::journal::open::Geometry;
 use crate::journal::plan::PlanMutants;
+use crate::journal::{self, plan::FsOp};
 use crate::protocol::{
     CompactOp, CompactOutcome, Core, Fault, IoRequest, IoResult, Machine, ReadOp, ReadSession,
     Step, Tally, Verdict, VerifySession, WriteOp,
@@ -179,6 +181,8 @@ pub(crate) struct World {
     /// a recovery must not take it back (invariant 14: nothing a crash can take
     /// back is served as committed).
     served: Vec<u64>,
+    /// Per device, the store's sync verdicts since the last reopen.
+    sync_books: Vec<SyncBook>,
     pub(crate) report: Report,
     trace: Trace,
     /// The metadata directory and journal, the power cuts, the durability model.
@@ -214,6 +218,8 @@ impl World {
                 plan_mutants: PlanMutants {
                     pointer_before_checkpoint_sync: cfg.pointer_before_checkpoint_sync,
                     reopen_without_sync: cfg.reopen_without_sync,
+                    torn_as_corrupt: cfg.torn_as_corrupt,
+                    missing_journal_as_empty: cfg.missing_journal_as_empty,
                 },
                 latency: cfg.latency,
                 transient_ppm: cfg.faults.transient_ppm,
@@ -306,6 +312,7 @@ impl World {
             trace: Trace::new(cfg.trace_lines),
             last_version: vec![0; w.extents.max(1) as usize],
             served: vec![0; w.extents.max(1) as usize],
+            sync_books: new_books(&cfg),
             legacy: Legacy::new(w.extents.max(1), cfg.devices),
             history: History::new(w.extents.max(1)),
             cfg,
@@ -638,7 +645,7 @@ impl World {
             }
             // The mutant's early acknowledgment: the flush comes later.
             IoRequest::Sync(_) if self.cfg.early_sync_ack => IoResult::Done(Ok(())),
-            IoRequest::Sync(device) => IoResult::Done(self.fabric.sync(device)),
+            IoRequest::Sync(device) => IoResult::Done(self.sync(device)),
             IoRequest::GoodCopy(id, generation) => IoResult::Read(
                 self.fabric
                     .replica(id, generation)
@@ -647,6 +654,38 @@ impl World {
             // The emulated store keeps no journal yet: records are durable at once.
             IoRequest::Journal(_) => IoResult::Done(Ok(())),
         }
+    }
+
+    /// A sync of `device` through the store's sync book (`backend::fs`): a failed
+    /// sync fails every later one until reopen, whatever the fabric answers then.
+    fn sync(&mut self, device: u16) -> crate::Result<()> {
+        let Some(book) = self.sync_books.get_mut(usize::from(device)) else {
+            return self.fabric.sync(device);
+        };
+        let was_failed = book.failed();
+        let result = book.begin().and_then(|ticket| {
+            let synced = self
+                .fabric
+                .sync(device)
+                .map_err(|e| std::io::Error::other(e.to_string()));
+            match book.end(device, ticket, synced) {
+                SyncEnd::Verdict(verdict) => verdict,
+                // The emulator's syncs never overlap.
+                SyncEnd::Wait(_) => Err(Error::Internal {
+                    what: "an emulated sync overlapped another",
+                }),
+            }
+        });
+        if result.is_err() && book.failed() {
+            if !was_failed {
+                // The device file stays failed until a reopen: the engine's answer
+                // (as to a failed journal) is to reopen the store.
+                self.report.device_sync_failures += 1;
+                self.schedule(self.now + 1_000_000, Event::Reopen);
+            }
+            self.core.device_sync_failed(device);
+        }
+        result
     }
 
     /// A machine asks for its records to be made durable; the answer comes with
@@ -706,6 +745,68 @@ impl World {
         }
     }
 
+    /// Loses the journal the current checkpoint starts (removed, emptied or cut to
+    /// its header) and checks that the store's open refuses the directory with a
+    /// typed error (FPRE023) instead of opening it as empty; then puts the
+    /// directory back as it was (a restore from a backup).
+    fn lose_metadata(&mut self, device_lens: &[Option<u64>]) {
+        let Some(number) = (self.meta.dir.read(journal::files::CURRENT))
+            .and_then(|p| journal::decode_pointer(&p).ok())
+        else {
+            return;
+        };
+        let file = journal::files::journal(number);
+        if self.meta.dir.read(&file).is_none() {
+            return;
+        }
+        let saved = self.meta.dir.clone();
+        // A journal of only its header is whole when cut to its header.
+        let holds_records = saved
+            .read(&file)
+            .is_some_and(|b| b.len() > journal::HEADER_LEN);
+        let (damage, how) = match self.crashes.rng.random_range(0..3) {
+            0 => (FsOp::Remove { file: file.clone() }, "removed"),
+            1 => (
+                FsOp::Truncate {
+                    file: file.clone(),
+                    len: 0,
+                },
+                "emptied",
+            ),
+            _ if holds_records => (
+                FsOp::Truncate {
+                    file: file.clone(),
+                    len: journal::HEADER_LEN as u64,
+                },
+                "cut to its header",
+            ),
+            _ => (FsOp::Remove { file: file.clone() }, "removed"),
+        };
+        if let Err(e) = self.meta.dir.apply(&damage) {
+            return self.violation(format!("losing {file} failed: {e}"));
+        }
+        let names = self.meta.dir.list();
+        let dir = &self.meta.dir;
+        let opened = journal::open::open(
+            &names,
+            |name| Ok(dir.read(name)),
+            device_lens,
+            &self.geometry,
+            self.meta.max_bytes(),
+            self.meta.plan_mutants(),
+        );
+        match opened {
+            Err(err) if err.code() == "FPRE023" => self.report.lost_metadata_refused += 1,
+            Err(err) => self.violation(format!(
+                "{file} {how}: the open failed with {err}, not FPRE023"
+            )),
+            Ok(_) => self.violation(format!(
+                "{file} {how}: the open accepted the directory (as an empty store)"
+            )),
+        }
+        self.meta.dir = saved;
+    }
+
     /// A crash: every operation in flight is dropped as it stands (no `abandon`:
     /// nothing runs after a crash). One crash in three kills the process only: the
     /// OS keeps every write, synced or not (a later power cut may still lose the
@@ -739,7 +840,15 @@ impl World {
         self.slots.clear();
         self.free_slots.clear();
         self.waiters.clear();
+        // The device files are opened afresh: no failure is remembered.
+        self.sync_books = new_books(&self.cfg);
         let device_lens = self.fabric.device_lens(self.cfg.devices);
+        if self.cfg.lose_metadata
+            && self.cfg.protocol == Protocol::Fixed
+            && self.crashes.rng.random_range(0..4) == 0
+        {
+            self.lose_metadata(&device_lens);
+        }
         let rebuilt = match crash::recover(
             &mut self.meta,
             &mut self.crashes,
@@ -1083,4 +1192,16 @@ fn trace_code(op: &Op) -> &'static str {
         Op::Legacy(legacy::Op::Compact(_)) => "legacy-compact",
         Op::Legacy(legacy::Op::Verify(_)) => "legacy-verify",
     }
+}
+
+/// A fresh sync book per device (with the `trust_sync_after_failure` mutant's
+/// setting).
+fn new_books(cfg: &SimConfig) -> Vec<SyncBook> {
+    (0..cfg.devices)
+        .map(|_| {
+            let mut book = SyncBook::default();
+            book.trusting = cfg.trust_sync_after_failure;
+            book
+        })
+        .collect()
 }

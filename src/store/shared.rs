@@ -227,14 +227,11 @@ impl Shared {
             // in front of them measured slower (BENCHMARKS.md, durability).
             IoRequest::Sync(device) => {
                 let result = backend.sync(device);
-                // A device file whose sync failed stays failed until reopen (see
-                // `backend::fs`): new locations go to the other devices while
-                // they have room. In memory only: a reopen opens the file afresh.
                 if result.is_err()
                     && let Some(files) = &self.device_files
                     && files.sync_failed(device)
                 {
-                    self.core.allocator.set_degraded(device);
+                    self.core.device_sync_failed(device);
                 }
                 IoResult::Done(result)
             }
