@@ -211,6 +211,8 @@ struct Totals {
     recoveries: u64,
     torn_tails: u64,
     lost_metadata_refused: u64,
+    reserve_releases: u64,
+    device_sync_failures: u64,
     journal_syncs: u64,
     journal_failures: u64,
     checkpoints: u64,
@@ -238,6 +240,8 @@ impl Totals {
         self.recoveries += r.recoveries;
         self.torn_tails += r.torn_tails;
         self.lost_metadata_refused += r.lost_metadata_refused;
+        self.reserve_releases += r.reserve_releases;
+        self.device_sync_failures += r.device_sync_failures;
         self.journal_syncs += r.journal_syncs;
         self.journal_failures += r.journal_failures;
         self.checkpoints += r.checkpoints;
@@ -529,6 +533,12 @@ fn print_table(args: &Args, results: &mut [(Protocol, Totals)]) {
     });
     row("journal failures (reopened)", &mut |t| {
         t.journal_failures.to_string()
+    });
+    row("device sync failures (reopened)", &mut |t| {
+        t.device_sync_failures.to_string()
+    });
+    row("reserve released (disk full)", &mut |t| {
+        t.reserve_releases.to_string()
     });
     row("crashes", &mut |t| t.crashes.to_string());
     row("  in creation or recovery", &mut |t| {

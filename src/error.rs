@@ -32,6 +32,7 @@
 //! | FPRE025 | [`Error::DeviceFile`] | no | a device file is missing or shorter than a location a record references | restore the device file; nothing was changed |
 //! | FPRE026 | [`Error::Locked`] | no | the store directory is already open (in this or another process) | close the other store first |
 //! | FPRE027 | [`Error::OlderFormat`] | no | a metadata file was written in an older on-disk format this build no longer reads | open it with the build that wrote it, read every extent out (`Store::records`, `Store::read`) and write them into a new store; nothing was changed |
+//! | FPRE029 | [`Error::DiskFull`] | yes | the file system holding the store is full: a data write hit ENOSPC, or the metadata reserve is in use and new writes are refused so that deletes, commits, checkpoints and `close` keep room | delete extents and call `Store::reclaim_space` (or free space on the file system); writes succeed again without a reopen; reads keep working |
 //! | FPRE028 | [`Error::OutcomeUnknown`] | no | the journal failed after the operation's record was handed to it: the operation is not visible in this open store, but after a reopen it may be wholly there or wholly absent | reopen the store, then read the extent to learn the outcome |
 //!
 //! `is_retryable` tells the retry policy what it may retry. FPRE004 is never
@@ -312,6 +313,23 @@ pub enum Error {
         supported: u32,
     },
 
+    /// The file system holding the store is full. A data write hit ENOSPC (the
+    /// write did not happen), or the metadata reserve was released to keep room
+    /// for deletes, commits, checkpoints and `close`, and new writes are refused
+    /// (certainly not done) until space is freed: delete extents and call
+    /// [`Store::reclaim_space`](crate::Store::reclaim_space), or free space on the
+    /// file system. Writes then succeed again without a reopen; reads keep working.
+    #[error(
+        "FPRE029 disk full on device {device} ({op}): delete or reclaim space, or add capacity; reads keep working"
+    )]
+    DiskFull {
+        /// The device ([`METADATA_DEVICE`](crate::store::METADATA_DEVICE) for the
+        /// metadata).
+        device: u16,
+        /// `"write"` or `"reserve"` (writes refused while the reserve is in use).
+        op: &'static str,
+    },
+
     /// The journal failed after this operation's record was handed to it, so
     /// whether the record reached the disk is unknown (FoundationDB's
     /// `commit_unknown_result`). The operation is not visible in this open store,
@@ -362,6 +380,7 @@ impl Error {
             Error::Locked { .. } => "FPRE026",
             Error::OlderFormat { .. } => "FPRE027",
             Error::OutcomeUnknown { .. } => "FPRE028",
+            Error::DiskFull { .. } => "FPRE029",
         }
     }
 
@@ -380,6 +399,7 @@ impl Error {
                 | Error::ShortRead { .. }
                 | Error::Superseded { .. }
                 | Error::NoSpace { .. }
+                | Error::DiskFull { .. }
                 | Error::WriteInProgress { .. }
         )
     }
@@ -411,8 +431,12 @@ impl Error {
         })
     }
 
-    /// An [`Error::Io`] from a `std::io::Error`.
+    /// An [`Error::Io`] from a `std::io::Error` ([`Error::DiskFull`] for a write
+    /// that found the file system full).
     pub(crate) fn io(device: u16, op: &'static str, err: &std::io::Error) -> Self {
+        if op == "write" && is_full(err.kind()) {
+            return Error::DiskFull { device, op };
+        }
         Error::Io {
             device,
             op,
@@ -420,6 +444,14 @@ impl Error {
             message: err.to_string(),
         }
     }
+}
+
+/// Whether `kind` says the file system (or the user's quota) is full.
+fn is_full(kind: std::io::ErrorKind) -> bool {
+    matches!(
+        kind,
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 #[cfg(all(test, not(loom)))]
@@ -480,6 +512,10 @@ mod tests {
                 op: "write",
                 extent: ExtentId(3),
                 cause: "c".into(),
+            },
+            Error::DiskFull {
+                device: 1,
+                op: "write",
             },
         ];
         let mut codes: Vec<&str> = errors.iter().map(Error::code).collect();

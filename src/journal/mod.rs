@@ -131,6 +131,8 @@ pub(crate) mod files {
     pub(crate) const CURRENT_TMP: &str = "CURRENT.tmp";
     /// The directory lock.
     pub(crate) const LOCK: &str = "LOCK";
+    /// Space held for the metadata, released when the disk is full.
+    pub(crate) const RESERVE: &str = "RESERVE";
 
     /// The name of journal `n`.
     pub(crate) fn journal(n: u64) -> String {

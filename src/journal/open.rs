@@ -31,7 +31,8 @@ pub(crate) struct Opening {
     pub(crate) table: ExtentTable,
     /// The rebuilt free space.
     pub(crate) allocator: Allocator,
-    /// The journal writer to append with once both plans ran.
+    /// The journal writer to append with once both plans ran; its reserve is not
+    /// held yet (run [`Writer::restore_reserve`]'s plan).
     pub(crate) writer: Writer,
 }
 
@@ -52,6 +53,7 @@ pub(crate) fn open(
     device_lens: &[Option<u64>],
     geometry: &Geometry,
     journal_max_bytes: u64,
+    reserve_bytes: u64,
     mutants: PlanMutants,
 ) -> Result<Opening> {
     let (recovered, create) = match recover_dir(names, read, mutants)? {
@@ -89,7 +91,8 @@ pub(crate) fn open(
         reopen.len,
         reopen.next_seq,
     )
-    .with_mutants(mutants);
+    .with_mutants(mutants)
+    .with_reserve(reserve_bytes);
     Ok(Opening {
         created: !create.is_empty(),
         recovered,

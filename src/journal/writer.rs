@@ -32,16 +32,30 @@
 //! * [`close`](Writer::close) plans the close marker; afterwards every append is
 //!   refused with [`Error::Shutdown`].
 //!
+//! # A full disk
+//!
+//! A reserve file ([`files::RESERVE`]) holds space for the metadata. When a write
+//! step of a group commit, a switch, the close marker or a checkpoint finds the
+//! file system full ([`Error::DiskFull`]), the writer releases the reserve and
+//! hands out the same plan again, behind the removal: rewriting the same bytes at
+//! the same offsets changes nothing a reader could see, and no sync ran in
+//! between. It is then [`space_low`](Writer::space_low): the operations refuse new
+//! writes ([`Error::DiskFull`], certainly not done) so that deletes, commits,
+//! checkpoints and `close` keep the room, and before each write the driver tries
+//! to [restore](Writer::restore_reserve) the reserve; once that succeeds (deletes
+//! and reclamation freed space) writes go on, without a reopen. A full disk at a
+//! sync is not retried: a failed sync is never trusted.
+//!
 //! Bounds: one plan in flight; the buffer holds what was appended while the plan in
 //! flight ran (the callers' own entries, so bounded by the operations in flight).
 
 use super::plan::{self, FsOp, PlanMutants};
-use super::{Entry, Image, encode_group};
+use super::{Entry, Image, METADATA_DEVICE, encode_group, files};
 use crate::error::{Error, Result};
 use crate::record::ExtentId;
 
 /// The write a driver is running.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct InFlight {
     /// Entries below this sequence number are durable once it succeeds.
     upto: u64,
@@ -50,6 +64,10 @@ struct InFlight {
     written: u64,
     /// The journal a switch starts.
     switch_to: Option<u64>,
+    /// Its plan, kept to run again behind the reserve's release.
+    ops: Vec<FsOp>,
+    /// Whether it has been handed out and not yet completed.
+    running: bool,
 }
 
 /// Journal counters.
@@ -65,6 +83,8 @@ pub(crate) struct WriterStats {
     pub(crate) bytes: u64,
     /// The active journal's number.
     pub(crate) number: u64,
+    /// Times the metadata reserve was released on a full disk.
+    pub(crate) reserve_releases: u64,
 }
 
 /// The journal writer of one open store (see the module docs).
@@ -90,6 +110,9 @@ pub(crate) struct Writer {
     closed: bool,
     mutants: PlanMutants,
     stats: WriterStats,
+    /// Bytes of the metadata reserve, and whether the file holds them now.
+    reserve_bytes: u64,
+    reserve_held: bool,
 }
 
 impl Writer {
@@ -113,7 +136,78 @@ impl Writer {
             closed: false,
             mutants: PlanMutants::default(),
             stats: WriterStats::default(),
+            reserve_bytes: 0,
+            reserve_held: false,
         }
+    }
+
+    /// With a metadata reserve of `bytes` (0: none), not held yet: the driver
+    /// runs [`restore_reserve`](Self::restore_reserve)'s plan once the store is
+    /// open.
+    pub(crate) fn with_reserve(mut self, bytes: u64) -> Self {
+        self.reserve_bytes = bytes;
+        self
+    }
+
+    /// Whether the reserve is not held (released on a full disk, or never made):
+    /// new writes are refused ([`Error::DiskFull`]) until it is restored.
+    pub(crate) fn space_low(&self) -> bool {
+        self.reserve_bytes > 0 && !self.reserve_held
+    }
+
+    /// The plan that (re)creates the reserve file, written whole and synced, if the
+    /// reserve is not held. Report its outcome to
+    /// [`reserve_restored`](Self::reserve_restored).
+    pub(crate) fn restore_reserve(&self) -> Option<Vec<FsOp>> {
+        if !self.space_low() {
+            return None;
+        }
+        let len = usize::try_from(self.reserve_bytes).unwrap_or(usize::MAX);
+        Some(vec![
+            FsOp::Remove {
+                file: files::RESERVE.into(),
+            },
+            FsOp::Write {
+                file: files::RESERVE.into(),
+                offset: 0,
+                bytes: vec![0; len],
+            },
+            FsOp::Sync {
+                file: files::RESERVE.into(),
+            },
+            FsOp::SyncDir,
+        ])
+    }
+
+    /// The reserve's plan ended: held if it succeeded; else the plan that removes
+    /// what was written of it (best effort), so the space goes back.
+    pub(crate) fn reserve_restored(&mut self, result: Result<()>) -> Vec<FsOp> {
+        if result.is_ok() {
+            self.reserve_held = true;
+            return Vec::new();
+        }
+        vec![FsOp::Remove {
+            file: files::RESERVE.into(),
+        }]
+    }
+
+    /// On a full disk with the reserve held: releases it and returns `ops` behind
+    /// the removal, to run again. `None` for any other failure.
+    fn release_reserve_for(&mut self, err: &Error, ops: &[FsOp]) -> Option<Vec<FsOp>> {
+        let full = matches!(err, Error::DiskFull { device, .. } if *device == METADATA_DEVICE);
+        if !full || !self.reserve_held {
+            return None;
+        }
+        self.reserve_held = false;
+        self.stats.reserve_releases += 1;
+        let mut retry = vec![
+            FsOp::Remove {
+                file: files::RESERVE.into(),
+            },
+            FsOp::SyncDir,
+        ];
+        retry.extend_from_slice(ops);
+        Some(retry)
     }
 
     /// With the emulator's plan mutants.
@@ -171,7 +265,9 @@ impl Writer {
     /// one in flight (a group commit, not a switch): what the emulator's
     /// `ack_before_sync` mutant looks for.
     pub(crate) fn group_commit_in_flight(&self) -> bool {
-        self.in_flight.is_some_and(|f| f.switch_to.is_none())
+        self.in_flight
+            .as_ref()
+            .is_some_and(|f| f.running && f.switch_to.is_none())
     }
 
     /// The sequence number the next appended entry gets.
@@ -179,15 +275,27 @@ impl Writer {
         self.next_seq
     }
 
-    /// Whether a write is in flight.
+    /// Whether a write is in flight (handed out, not completed).
     pub(crate) fn in_flight(&self) -> bool {
-        self.in_flight.is_some()
+        self.in_flight.as_ref().is_some_and(|f| f.running)
+    }
+
+    /// Whether a write waits to run again behind the reserve's release:
+    /// [`next_write`](Self::next_write) hands it out.
+    pub(crate) fn retry_pending(&self) -> bool {
+        self.in_flight.as_ref().is_some_and(|f| !f.running)
     }
 
     /// The next write to run, when none is in flight: the switch to a new journal
     /// if the active one passed its bound (and no rotation is under way), else a
     /// group commit of the buffered entries (`None` if there are none).
     pub(crate) fn next_write(&mut self) -> Option<Vec<FsOp>> {
+        if let Some(flight) = self.in_flight.as_mut().filter(|f| !f.running) {
+            debug_assert!(!flight.ops.is_empty(), "a retry without its plan");
+            // The plan again, behind the reserve's release (see the module docs).
+            flight.running = true;
+            return Some(flight.ops.clone());
+        }
         if self.in_flight.is_some() || self.failed.is_some() || self.closed {
             return None;
         }
@@ -230,6 +338,12 @@ impl Writer {
             upto: self.next_seq,
             written,
             switch_to,
+            ops: if self.reserve_held {
+                ops.clone()
+            } else {
+                Vec::new()
+            },
+            running: true,
         });
         ops
     }
@@ -238,7 +352,16 @@ impl Writer {
     /// checkpoint to write now (a switch completed): the driver takes the live
     /// image and runs [`checkpoint`](Self::checkpoint)'s plan.
     pub(crate) fn complete(&mut self, result: Result<()>) -> Option<u64> {
-        let flight = self.in_flight.take()?;
+        let mut flight = self.in_flight.take()?;
+        if let Err(err) = &result
+            && let Some(retry) = self.release_reserve_for(err, &flight.ops)
+        {
+            // Not in flight for [`next_write`] to hand out again.
+            flight.ops = retry;
+            flight.running = false;
+            self.in_flight = Some(flight);
+            return None;
+        }
         if let Err(err) = result {
             self.failed.get_or_insert(err);
             self.rotating &= flight.switch_to.is_none();
@@ -262,7 +385,7 @@ impl Writer {
     /// The `ack_before_sync` mutant (emulator only): the entries of the write in
     /// flight count as durable once its frames are written, before their sync.
     pub(crate) fn ack_written(&mut self) {
-        if let Some(flight) = self.in_flight {
+        if let Some(flight) = &self.in_flight {
             self.durable = self.durable.max(flight.upto);
         }
     }
@@ -273,13 +396,25 @@ impl Writer {
         plan::checkpoint(number, self.devices, image, existing, self.mutants)
     }
 
-    /// The checkpoint's plan ended: the rotation is over either way (a failure
-    /// leaves the old checkpoint current, which is still correct).
-    pub(crate) fn checkpoint_done(&mut self, result: Result<()>) {
+    /// The checkpoint's plan `ops` ended: the rotation is over either way (a
+    /// failure leaves the old checkpoint current, which is still correct), unless
+    /// the disk was full and the reserve held: then the plan to run instead, behind
+    /// the reserve's release.
+    pub(crate) fn checkpoint_done(
+        &mut self,
+        ops: &[FsOp],
+        result: Result<()>,
+    ) -> Option<Vec<FsOp>> {
+        if let Err(err) = &result
+            && let Some(retry) = self.release_reserve_for(err, ops)
+        {
+            return Some(retry);
+        }
         self.rotating = false;
         if result.is_ok() {
             self.stats.checkpoints += 1;
         }
+        None
     }
 
     /// Whether a rotation's checkpoint is under way.
@@ -422,8 +557,69 @@ mod tests {
         assert_eq!(w.status(t, ExtentId(3)), Some(Ok(())));
         assert!(w.rotating());
         assert_eq!(w.stats().number, 5);
-        w.checkpoint_done(Ok(()));
+        assert_eq!(w.checkpoint_done(&[], Ok(())), None);
         assert!(!w.rotating());
+    }
+
+    fn disk_full() -> Error {
+        Error::DiskFull {
+            device: crate::journal::METADATA_DEVICE,
+            op: "write",
+        }
+    }
+
+    fn held_reserve() -> Writer {
+        let mut w = Writer::new(1, 1 << 20, 1, HEADER_LEN as u64, 0).with_reserve(4096);
+        assert!(w.space_low(), "not held until made");
+        let ops = w.restore_reserve().unwrap();
+        assert!(
+            matches!(&ops[1], FsOp::Write { file, bytes, .. } if file == files::RESERVE && bytes.len() == 4096)
+        );
+        assert!(w.reserve_restored(Ok(())).is_empty());
+        assert!(!w.space_low());
+        w
+    }
+
+    /// A full disk at a group commit's write releases the reserve and runs the
+    /// same plan again behind the removal; its entries are then acknowledged, and
+    /// new writes are refused until the reserve is made again.
+    #[test]
+    fn a_full_disk_releases_the_reserve_and_writes_the_same_frames_again() {
+        let mut w = held_reserve();
+        let t = w.append(&[put(1, 1)]).unwrap();
+        let first = w.next_write().unwrap();
+        assert_eq!(w.complete(Err(disk_full())), None);
+        assert_eq!(w.status(t, ExtentId(1)), None, "not failed, not durable");
+        assert!(w.space_low());
+        assert!(w.retry_pending() && !w.in_flight());
+        let again = w.next_write().unwrap();
+        assert!(matches!(&again[0], FsOp::Remove { file } if file == files::RESERVE));
+        assert_eq!(&again[2..], &first[..], "the same plan behind the removal");
+        w.complete(Ok(()));
+        assert_eq!(w.status(t, ExtentId(1)), Some(Ok(())));
+        // The reserve is released once: a second full disk fails the journal.
+        let t2 = w.append(&[put(2, 1)]).unwrap();
+        w.next_write().unwrap();
+        w.complete(Err(disk_full()));
+        assert_eq!(
+            w.status(t2, ExtentId(2)).unwrap().unwrap_err().code(),
+            "FPRE028"
+        );
+    }
+
+    #[test]
+    fn a_full_disk_at_a_checkpoint_runs_it_again_behind_the_release() {
+        let mut w = held_reserve();
+        let plan = w.checkpoint(2, &Image::default(), &[]);
+        let retry = w.checkpoint_done(&plan, Err(disk_full())).unwrap();
+        assert_eq!(&retry[2..], &plan[..]);
+        assert_eq!(w.checkpoint_done(&retry, Ok(())), None);
+        // A failed restore leaves writes refused and removes the partial file.
+        let ops = w.restore_reserve().unwrap();
+        assert!(!ops.is_empty());
+        let cleanup = w.reserve_restored(Err(disk_full()));
+        assert!(matches!(&cleanup[..], [FsOp::Remove { file }] if file == files::RESERVE));
+        assert!(w.space_low());
     }
 
     #[test]

@@ -233,6 +233,7 @@ mod tests {
             health: Health::new(1, 10, 1000),
             mutants: Default::default(),
             proposals: Default::default(),
+            space_low: Default::default(),
             events: Default::default(),
         }
     }

@@ -55,6 +55,7 @@ fn world(cache_bytes: u64, device_blocks: u64) -> Arc<World> {
             health: Health::new(1, 10, 600_000),
             mutants: Default::default(),
             proposals: Default::default(),
+            space_low: Default::default(),
             events: Default::default(),
         },
         medium: Mutex::new(HashMap::new()),

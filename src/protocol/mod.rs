@@ -43,7 +43,7 @@ use crate::events::Listener;
 use crate::journal::Entry;
 use crate::record::{ExtentId, Location, Snapshot, checksum};
 use crate::space::{Allocator, Health, Placement, Reclaimer};
-use crate::sync::{Arc, Mutex};
+use crate::sync::{Arc, AtomicBool, Mutex, Ordering};
 use crate::table::ExtentTable;
 use std::collections::HashMap;
 
@@ -65,6 +65,10 @@ pub(crate) struct Core {
     pub(crate) events: Listener,
     /// Records handed to the journal whose transitions are not made yet.
     pub(crate) proposals: Proposals,
+    /// Set by the driver while the journal's metadata reserve is not held (a
+    /// full disk): writes are refused so that what remains of it is for deletes,
+    /// commits, checkpoints and `close`.
+    pub(crate) space_low: AtomicBool,
 }
 
 /// Records a write or delete handed to the journal and has not committed in the
@@ -189,6 +193,29 @@ impl Core {
         self.events
             .emit(|| crate::events::Event::DeviceDegraded { device });
         Some(Entry::Degraded(device))
+    }
+
+    /// Refuses a new write while the metadata reserve is in use.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DiskFull`] (op `"reserve"`).
+    pub(crate) fn check_space(&self) -> Result<()> {
+        // Relaxed: a hint set by the driver after the journal's state changed; a
+        // write that slips through meets the full disk itself (a typed error).
+        if self.space_low.load(Ordering::Relaxed) {
+            return Err(Error::DiskFull {
+                device: crate::journal::METADATA_DEVICE,
+                op: "reserve",
+            });
+        }
+        Ok(())
+    }
+
+    /// The driver says whether the metadata reserve is in use.
+    pub(crate) fn set_space_low(&self, low: bool) {
+        // Relaxed: see `check_space`.
+        self.space_low.store(low, Ordering::Relaxed);
     }
 
     /// A sync of `device` failed and the device stays failed until reopen (see

@@ -98,6 +98,7 @@ impl WriteOp {
     }
 
     pub(super) fn begin(&self, core: &Core) -> Result<(Snapshot, Location)> {
+        core.check_space()?;
         let length = u32::try_from(self.bytes.len()).map_err(|_| Error::TooLarge {
             length: self.bytes.len() as u64,
             max: u64::from(u32::MAX),

@@ -91,6 +91,11 @@ pub struct Faults {
     pub bitflip_ppm: u32,
     /// Most persistent faults injected in one run.
     pub persistent_budget: u32,
+    /// Chance per write (data or metadata) that the disk is full, parts per
+    /// million: a data write fails with FPRE029, a metadata write writes a
+    /// prefix of its bytes and fails (the journal then releases its reserve and
+    /// writes again, and writes are refused until the reserve is made again).
+    pub disk_full_ppm: u32,
 }
 
 /// Everything one emulator run needs besides its seed.
@@ -134,6 +139,8 @@ pub struct SimConfig {
     /// The journal is rotated (new journal, checkpoint, pointer switch) once it is
     /// longer than this: small, so that rotations are frequent.
     pub journal_max_bytes: u64,
+    /// Bytes of the metadata reserve (small: the emulator keeps it in memory).
+    pub metadata_reserve_bytes: u64,
     /// Mutant: acknowledge a group commit when its frames are written, before the
     /// journal sync. The crash checker must catch it.
     pub ack_before_journal_sync: bool,
@@ -205,6 +212,7 @@ impl Default for SimConfig {
                 misdirect_ppm: 2_000,
                 bitflip_ppm: 2_000,
                 persistent_budget: 2,
+                disk_full_ppm: 2_000,
             },
             devices: 3,
             policy: IntegrityPolicy::default(),
@@ -214,6 +222,7 @@ impl Default for SimConfig {
             crashes: 0,
             crash_spacing: 400,
             journal_max_bytes: 1024,
+            metadata_reserve_bytes: 512,
             ack_before_journal_sync: false,
             reuse_before_durable: false,
             pointer_before_checkpoint_sync: false,

@@ -129,6 +129,7 @@ pub(crate) fn recover(
             device_lens,
             geometry,
             meta.max_bytes(),
+            meta.reserve_bytes(),
             meta.plan_mutants(),
         ) {
             Ok(opening) => opening,
@@ -181,6 +182,8 @@ pub(crate) fn recover(
             Err(err) => return Err(format!("recovery after the reopen plan failed: {err}")),
         }
         meta.reset(opening.writer);
+        // Best effort, as `Store::open`: on a full disk writes are refused.
+        meta.restore_reserve();
         return Ok(Rebuilt {
             table: opening.table,
             allocator: opening.allocator,

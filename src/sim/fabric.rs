@@ -205,6 +205,12 @@ impl Fabric {
         if self.transient() {
             return Err(injected(location.device, "write"));
         }
+        if self.rng.random_range(0..1_000_000) < self.faults_cfg.disk_full_ppm {
+            return Err(Error::DiskFull {
+                device: location.device,
+                op: "write",
+            });
+        }
         self.faults.remove(&key(location));
         self.volatile.insert(key(location), bytes);
         Ok(())
@@ -335,6 +341,7 @@ mod tests {
             misdirect_ppm: 0,
             bitflip_ppm: 0,
             persistent_budget: 4,
+            disk_full_ppm: 0,
         };
         let latency = super::super::SimConfig::default().latency;
         let rng = ChaCha8Rng::seed_from_u64(1);

@@ -42,6 +42,10 @@ pub(crate) struct MetaConfig {
     pub(crate) latency: Latency,
     /// Chance per metadata write or sync of an injected I/O error, ppm.
     pub(crate) transient_ppm: u32,
+    /// Chance per metadata write of a full disk (a prefix of it written), ppm.
+    pub(crate) disk_full_ppm: u32,
+    /// Bytes of the metadata reserve.
+    pub(crate) reserve_bytes: u64,
 }
 
 /// What the world must do after a metadata step.
@@ -64,6 +68,17 @@ pub(crate) struct Effects {
 #[derive(Debug)]
 struct Task {
     ops: VecDeque<FsOp>,
+    /// The whole plan (a checkpoint's is handed back to the writer).
+    plan: Vec<FsOp>,
+}
+
+impl Task {
+    fn new(plan: Vec<FsOp>) -> Task {
+        Task {
+            ops: plan.clone().into(),
+            plan,
+        }
+    }
 }
 
 /// The durable metadata of the emulated store.
@@ -81,6 +96,8 @@ pub(crate) struct Meta {
     pub(crate) syncs: u64,
     /// Checkpoints completed.
     pub(crate) checkpoints: u64,
+    /// Metadata reserve releases (full disks), over every run of the store.
+    released_before: u64,
 }
 
 impl Meta {
@@ -95,12 +112,18 @@ impl Meta {
             rng,
             syncs: 0,
             checkpoints: 0,
+            released_before: 0,
         }
     }
 
     /// The journal's rotation bound.
     pub(crate) fn max_bytes(&self) -> u64 {
         self.cfg.max_bytes
+    }
+
+    /// The metadata reserve's size.
+    pub(crate) fn reserve_bytes(&self) -> u64 {
+        self.cfg.reserve_bytes
     }
 
     /// The plan mutants this store runs with.
@@ -170,7 +193,7 @@ impl Meta {
         }
         if let Some(ops) = self.writer.next_write() {
             let delay = ops.first().map_or(0, |op| self.latency(op));
-            self.journal = Some(Task { ops: ops.into() });
+            self.journal = Some(Task::new(ops));
             fx.schedule.push((Lane::Journal, delay));
         }
     }
@@ -207,15 +230,22 @@ impl Meta {
         let Some(op) = task.ops.pop_front() else {
             return fx;
         };
-        if self.injected_error(&op) {
-            let err = injected(&op);
+        if let Some(err) = self.injected_error(&op) {
             match lane {
                 Lane::Journal => {
                     self.writer.complete(Err(err));
-                    fx.poisoned = true;
+                    fx.poisoned = self.writer.failure().is_some();
                     self.settle(&mut fx);
+                    // A plan to run again behind the reserve's release, if any.
+                    self.start_commit(&mut fx);
                 }
-                Lane::Checkpoint => self.writer.checkpoint_done(Err(err)),
+                Lane::Checkpoint => {
+                    if let Some(retry) = self.writer.checkpoint_done(&task.plan, Err(err)) {
+                        let delay = retry.first().map_or(0, |op| self.latency(op));
+                        self.checkpoint = Some(Task::new(retry));
+                        fx.schedule.push((Lane::Checkpoint, delay));
+                    }
+                }
             }
             return fx;
         }
@@ -243,7 +273,7 @@ impl Meta {
         }
         match lane {
             Lane::Checkpoint => {
-                self.writer.checkpoint_done(Ok(()));
+                self.writer.checkpoint_done(&task.plan, Ok(()));
                 self.checkpoints += 1;
             }
             Lane::Journal => {
@@ -253,7 +283,7 @@ impl Meta {
                     // record of the journals it replaces.
                     let ops = self.writer.checkpoint(number, &image(), &self.dir.list());
                     let delay = ops.first().map_or(0, |op| self.latency(op));
-                    self.checkpoint = Some(Task { ops: ops.into() });
+                    self.checkpoint = Some(Task::new(ops));
                     fx.schedule.push((Lane::Checkpoint, delay));
                 }
                 self.settle(&mut fx);
@@ -263,14 +293,79 @@ impl Meta {
         fx
     }
 
-    /// Whether an injected I/O error fails `op` (writes and syncs only).
-    fn injected_error(&mut self, op: &FsOp) -> bool {
-        matches!(op, FsOp::Write { .. } | FsOp::Sync { .. })
-            && self.rng.random_range(0..1_000_000) < self.cfg.transient_ppm
+    /// The injected error that fails `op`, if any (writes and syncs only): an I/O
+    /// error, or a full disk at a write, which writes a prefix of its bytes first
+    /// (a short write).
+    fn injected_error(&mut self, op: &FsOp) -> Option<Error> {
+        if !matches!(op, FsOp::Write { .. } | FsOp::Sync { .. }) {
+            return None;
+        }
+        if self.rng.random_range(0..1_000_000) < self.cfg.transient_ppm {
+            return Some(injected(op));
+        }
+        if let FsOp::Write {
+            file,
+            offset,
+            bytes,
+        } = op
+            && self.rng.random_range(0..1_000_000) < self.cfg.disk_full_ppm
+        {
+            let keep = self.rng.random_range(0..=bytes.len());
+            let short = FsOp::Write {
+                file: file.clone(),
+                offset: *offset,
+                bytes: bytes[..keep].to_vec(),
+            };
+            // A plan step that does not fit the directory shows in `apply` again
+            // when the step runs whole.
+            let _ = self.dir.apply(&short);
+            return Some(Error::DiskFull {
+                device: crate::journal::METADATA_DEVICE,
+                op: "write",
+            });
+        }
+        None
+    }
+
+    /// Times the metadata reserve was released on a full disk, over every run.
+    pub(crate) fn reserve_releases(&self) -> u64 {
+        self.released_before + self.writer.stats().reserve_releases
+    }
+
+    /// Whether the metadata reserve is not held (writes are refused).
+    pub(crate) fn space_low(&self) -> bool {
+        self.writer.space_low()
+    }
+
+    /// Tries to make the reserve again if it is not held (at once, between two
+    /// events: a power cut does not fall inside it); returns whether it is held.
+    pub(crate) fn restore_reserve(&mut self) -> bool {
+        let Some(ops) = self.writer.restore_reserve() else {
+            return true;
+        };
+        let mut result = Ok(());
+        for op in &ops {
+            if let Some(err) = self.injected_error(op) {
+                result = Err(err);
+                break;
+            }
+            if let Err(e) = self.dir.apply(op) {
+                result = Err(Error::Internal {
+                    what: "the reserve's plan did not fit the directory",
+                });
+                let _ = e;
+                break;
+            }
+        }
+        for op in self.writer.reserve_restored(result) {
+            let _ = self.dir.apply(&op);
+        }
+        !self.writer.space_low()
     }
 
     /// After recovery: appends go on with the writer the open planned.
     pub(crate) fn reset(&mut self, writer: Writer) {
+        self.released_before += self.writer.stats().reserve_releases;
         self.writer = writer;
         self.waiters.clear();
         self.journal = None;

@@ -70,6 +70,8 @@ pub struct Report {
     /// Device syncs that failed (the device then fails every sync until the
     /// store is reopened, which the emulator then does).
     pub device_sync_failures: u64,
+    /// Times the metadata reserve was released because the disk was full.
+    pub reserve_releases: u64,
     /// Journal group commits completed.
     pub journal_syncs: u64,
     /// Checkpoints completed (rotations).

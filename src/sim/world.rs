@@ -223,6 +223,8 @@ impl World {
                 },
                 latency: cfg.latency,
                 transient_ppm: cfg.faults.transient_ppm,
+                disk_full_ppm: cfg.faults.disk_full_ppm,
+                reserve_bytes: cfg.metadata_reserve_bytes,
             },
             ChaCha8Rng::seed_from_u64(seed ^ 0x10C0_0000_7E57_0000),
         );
@@ -266,6 +268,7 @@ impl World {
             },
             events: Default::default(),
             proposals: Default::default(),
+            space_low: Default::default(),
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let fabric_rng = ChaCha8Rng::seed_from_u64(seed ^ 0xFAB1_1C00_D15C_0000);
@@ -349,6 +352,7 @@ impl World {
         self.final_check();
         self.report.journal_syncs = self.meta.syncs;
         self.report.checkpoints = self.meta.checkpoints;
+        self.report.reserve_releases = self.meta.reserve_releases();
         self.report.virtual_ns = self.now;
         self.report.trace = self.trace.lines();
         self.report.trace_hash = self.trace.hash();
@@ -487,6 +491,11 @@ impl World {
         let op = if self.cfg.protocol == Protocol::Legacy {
             Op::Legacy(legacy::Op::write(extent, len))
         } else {
+            // As `Store::write`: while the metadata reserve is in use, try to make
+            // it again first (the write is refused if that fails).
+            if self.meta.space_low() && self.meta.restore_reserve() {
+                self.core.set_space_low(false);
+            }
             // Single-threaded: no commit can slip in between here and BeginWrite.
             let generation = self
                 .core
@@ -725,6 +734,7 @@ impl World {
         if let Some(error) = fx.plan_error {
             self.violation(error);
         }
+        self.core.set_space_low(self.meta.space_low());
         for (lane, delay) in fx.schedule {
             self.schedule(self.now + delay, Event::Meta(lane));
         }
@@ -793,6 +803,7 @@ impl World {
             device_lens,
             &self.geometry,
             self.meta.max_bytes(),
+            self.meta.reserve_bytes(),
             self.meta.plan_mutants(),
         );
         match opened {
@@ -894,7 +905,9 @@ impl World {
             mutants: self.core.mutants,
             events: Default::default(),
             proposals: Default::default(),
+            space_low: Default::default(),
         };
+        self.core.set_space_low(self.meta.space_low());
         self.start_actors();
     }
 

@@ -32,6 +32,7 @@ pub struct StoreConfig {
     pub(crate) latency_histograms: bool,
     pub(crate) readahead: bool,
     pub(crate) journal_max_bytes: u64,
+    pub(crate) metadata_reserve_bytes: u64,
 }
 
 /// The cache's callbacks; two configurations are equal when they hold the same
@@ -90,6 +91,7 @@ impl Default for StoreConfig {
             latency_histograms: true,
             readahead: true,
             journal_max_bytes: 64 << 20,
+            metadata_reserve_bytes: 8 << 20,
         }
     }
 }
@@ -239,6 +241,17 @@ impl StoreConfigBuilder {
         /// Bound: 4 KiB ..= 2^40.
         journal_max_bytes: u64
     );
+    setter!(
+        /// Bytes a durable store keeps in a reserve file (`RESERVE`) beside its
+        /// journal, released when the file system is full so that deletes,
+        /// commits, checkpoints and `close` still have room; new writes are then
+        /// refused ([`Error::DiskFull`](crate::Error::DiskFull)) until it can be
+        /// made again. Size it to a checkpoint of the table, about 70 bytes per
+        /// extent: the default 8 MiB covers about 120 000 extents. 0: no reserve
+        /// (a full disk then fails the journal: reopen after freeing space).
+        /// Bound: 0 ..= 2^40.
+        metadata_reserve_bytes: u64
+    );
 
     /// The configuration, if every bound holds.
     ///
@@ -291,6 +304,11 @@ impl StoreConfigBuilder {
             "write_wait_ms",
             c.write_wait_ms <= 3_600_000,
             c.write_wait_ms,
+        )?;
+        check(
+            "metadata_reserve_bytes",
+            c.metadata_reserve_bytes <= 1 << 40,
+            c.metadata_reserve_bytes,
         )?;
         let journal = c.journal_max_bytes;
         check(

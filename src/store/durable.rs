@@ -233,17 +233,30 @@ impl Journal {
         #[cfg(feature = "tracing")]
         let _span = tracing::info_span!("extentmeta.journal.rotate").entered();
         let image = image();
-        let result = (self.dir.fs.list(&self.dir.path))
-            .map_err(|e| io_error("list", &e))
-            .and_then(|names| {
-                let ops = self.writer.lock().checkpoint(number, &image, &names);
-                self.dir.run(ops)
-            });
-        #[cfg(feature = "tracing")]
-        if let Err(err) = &result {
-            tracing::error!(%err, "journal rotation failed");
+        let names = (self.dir.fs.list(&self.dir.path)).map_err(|e| io_error("list", &e));
+        let mut ops = match &names {
+            Ok(names) => self.writer.lock().checkpoint(number, &image, names),
+            Err(_) => Vec::new(),
+        };
+        let mut result = names.map(|_| ());
+        // Bounded: the writer hands out a plan again at most once (when it
+        // releases the reserve).
+        loop {
+            if result.is_ok() {
+                result = self.dir.run(ops.clone());
+            }
+            #[cfg(feature = "tracing")]
+            if let Err(err) = &result {
+                tracing::error!(%err, "journal rotation failed");
+            }
+            match self.writer.lock().checkpoint_done(&ops, result.clone()) {
+                Some(retry) => {
+                    ops = retry;
+                    result = Ok(());
+                }
+                None => break,
+            }
         }
-        self.writer.lock().checkpoint_done(result);
         // Wakes a `close` waiting for the rotation to end.
         self.cond.notify_all();
     }
@@ -258,16 +271,30 @@ impl Journal {
     /// affected; a reopen recovers as after a crash).
     pub(crate) fn close(&self) -> Result<()> {
         let mut g = self.writer.lock();
-        // Bounded: the write and the checkpoint in flight finish and notify.
-        while g.in_flight() || g.rotating() {
-            g = self.cond.wait(g);
+        // Bounded: the write and the checkpoint in flight finish and notify, and
+        // a write waiting to run again (behind the reserve's release) runs once.
+        loop {
+            if g.in_flight() || g.rotating() {
+                g = self.cond.wait(g);
+                continue;
+            }
+            let Some(ops) = g.retry_pending().then(|| g.next_write()).flatten() else {
+                break;
+            };
+            let result = self.dir.run(ops);
+            g.complete(result);
+            self.cond.notify_all();
         }
-        let Some(ops) = g.close() else {
-            return Ok(());
-        };
-        // Under the lock: every other committer is refused from now on anyway.
-        let result = self.dir.run(ops);
-        g.complete(result.clone());
+        let mut ops = g.close();
+        let mut result = Ok(());
+        // Bounded: the marker's plan runs again at most once (behind the
+        // reserve's release). Under the lock: every other committer is refused
+        // from now on anyway.
+        while let Some(plan) = ops {
+            result = self.dir.run(plan);
+            g.complete(result.clone());
+            ops = g.retry_pending().then(|| g.next_write()).flatten();
+        }
         self.cond.notify_all();
         result
     }
@@ -277,6 +304,24 @@ impl Journal {
     pub(crate) fn release(&self) {
         self.dir.open.lock().clear();
         *self.lock.lock() = Box::new(());
+    }
+
+    /// Whether the metadata reserve is not held: new writes are refused.
+    pub(crate) fn space_low(&self) -> bool {
+        self.writer.lock().space_low()
+    }
+
+    /// Tries to (re)create the metadata reserve if it is not held; returns
+    /// whether it is held now. Best effort: a failure leaves the store refusing
+    /// new writes ([`Error::DiskFull`]) and removes what was written of it.
+    pub(crate) fn restore_reserve(&self) -> bool {
+        let Some(ops) = self.writer.lock().restore_reserve() else {
+            return true;
+        };
+        let result = self.dir.run(ops);
+        let cleanup = self.writer.lock().reserve_restored(result);
+        let _ = self.dir.run(cleanup);
+        !self.space_low()
     }
 
     /// The journal's failure, if a write or sync of it failed.

@@ -279,6 +279,7 @@ impl Store {
             ),
             mutants: Default::default(),
             proposals: Default::default(),
+            space_low: Default::default(),
             events: Default::default(),
         };
         let shared = Arc::new(Shared::new(
@@ -289,6 +290,10 @@ impl Store {
             durable,
             config.latency_histograms,
         ));
+        if let Some(journal) = &shared.journal {
+            // The open may have found the disk full (no reserve made).
+            shared.core.set_space_low(journal.space_low());
+        }
         let prefetcher =
             Prefetcher::start(&shared, config.prefetch_workers, config.prefetch_queue)?;
         let (scrub_stop, scrubber) = if config.scrub_bytes_per_sec > 0 {
@@ -333,8 +338,12 @@ impl Store {
     /// # Errors
     ///
     /// [`Error::WriteInProgress`] if another write of `id` was still in flight
-    /// after the wait; [`Error::NoSpace`], backend errors ([`Error::Io`]); on any
-    /// error the previous bytes stay committed and readable. [`Error::TooLarge`] at
+    /// after the wait; [`Error::NoSpace`], backend errors ([`Error::Io`]);
+    /// [`Error::DiskFull`] when the file system is full (retry after deletes and
+    /// [`reclaim_space`](Self::reclaim_space)); [`Error::OutcomeUnknown`] if the
+    /// journal failed after the write's record reached it. On any error the
+    /// previous bytes stay committed and readable, and the write is not visible;
+    /// only after [`Error::OutcomeUnknown`] may a reopen show it. [`Error::TooLarge`] at
     /// once, before any byte is copied, if `bytes` is longer than
     /// [`max_extent_bytes`](StoreConfigBuilder::max_extent_bytes).
     /// [`Error::Shutdown`] once [`close`](Self::close) began.
@@ -370,6 +379,7 @@ impl Store {
                 max: self.max_extent_bytes,
             });
         }
+        self.shared.make_room();
         let started = std::time::Instant::now();
         let result = self
             .shared
@@ -517,6 +527,7 @@ impl Store {
                 .collect(),
         );
         let started = std::time::Instant::now();
+        self.shared.make_room();
         let result = self.shared.drive(op, true);
         let latency = &self.shared.latency;
         latency.record(&latency.write, shared::elapsed_ns(started));

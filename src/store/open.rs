@@ -108,6 +108,7 @@ fn recover_and_open(
         &device_lens,
         &geometry(config),
         config.journal_max_bytes,
+        config.metadata_reserve_bytes,
         PlanMutants::default(),
     )?;
     // Every check passed: from here on files change.
@@ -130,7 +131,12 @@ fn recover_and_open(
         table: opening.table,
         allocator: opening.allocator,
         backend,
-        journal: Journal::new(dir, lock, opening.writer),
+        journal: {
+            let journal = Journal::new(dir, lock, opening.writer);
+            // Best effort: on a full disk the store opens refusing new writes.
+            journal.restore_reserve();
+            journal
+        },
         report,
     })
 }

@@ -268,13 +268,27 @@ impl Shared {
         };
         // A leader waits (bounded) while other operations are between their data
         // write and their append: they join its sync instead of needing the next.
-        journal.commit_with(
+        let result = journal.commit_with(
             entries,
             || self.arrive_at_journal(),
             // Relaxed: a hint for how long the leader waits, never for correctness.
             || self.approaching_journal.load(Ordering::Relaxed) > 0,
             &|| self.core.image(),
-        )
+        );
+        // The commit may have released the metadata reserve (a full disk).
+        self.core.set_space_low(journal.space_low());
+        result
+    }
+
+    /// Before a write: while the metadata reserve is in use (a full disk), tries to
+    /// make it again, so that writes go on once space was freed; if that fails
+    /// the write is refused ([`Error::DiskFull`]).
+    pub(crate) fn make_room(&self) {
+        if let Some(journal) = &self.journal
+            && journal.space_low()
+        {
+            self.core.set_space_low(!journal.restore_reserve());
+        }
     }
 
     /// A demand read, climbing the integrity ladder on a media error (see
