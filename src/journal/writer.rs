@@ -571,7 +571,7 @@ mod tests {
     fn held_reserve() -> Writer {
         let mut w = Writer::new(1, 1 << 20, 1, HEADER_LEN as u64, 0).with_reserve(4096);
         assert!(w.space_low(), "not held until made");
-        let ops = w.restore_reserve().unwrap();
+        let ops = w.restore_reserve().expect("a plan while not held");
         assert!(
             matches!(&ops[1], FsOp::Write { file, bytes, .. } if file == files::RESERVE && bytes.len() == 4096)
         );
