@@ -1,0 +1,307 @@
+//! A full disk, on real files: [`FullFs`] wraps the real file system and refuses
+//! to let the store's files grow past a byte budget (ENOSPC, after writing what
+//! fits: a short write), as a small file system would.
+//!
+//! What must hold (issue case 6, invariants 9, 12 and 14): writes fail with the
+//! typed, retryable FPRE029 and are not visible; reads keep working; deletes,
+//! compaction commits, checkpoints and `close` still succeed (the metadata reserve
+//! is released for them); after deletes and `reclaim_space` writes succeed again
+//! without a reopen; a reopen finds exactly the acknowledged state.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+#![cfg(unix)]
+
+mod common;
+
+use common::{decode, value};
+use extentmeta::fs::{Fs, FsFile, StdFs};
+use extentmeta::{ExtentId, Store, StoreConfig};
+use std::any::Any;
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Every file's length counts against `capacity`, as blocks would.
+#[derive(Debug)]
+struct Budget {
+    capacity: u64,
+    lens: HashMap<PathBuf, u64>,
+}
+
+impl Budget {
+    fn used(&self) -> u64 {
+        self.lens.values().sum()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct FullFs {
+    budget: Arc<Mutex<Budget>>,
+}
+
+#[derive(Debug)]
+struct FullFile {
+    real: Arc<dyn FsFile>,
+    path: PathBuf,
+    budget: Arc<Mutex<Budget>>,
+}
+
+impl FsFile for FullFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.real.read_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        let mut b = self.budget.lock().unwrap();
+        let len = b.lens.get(&self.path).copied().unwrap_or(0);
+        let end = offset + buf.len() as u64;
+        let grow = end.saturating_sub(len);
+        let free = b.capacity.saturating_sub(b.used());
+        if grow <= free {
+            self.real.write_all_at(buf, offset)?;
+            b.lens.insert(self.path.clone(), len.max(end));
+            return Ok(());
+        }
+        // A short write: what fits, then ENOSPC.
+        let fits = (len + free).saturating_sub(offset).min(buf.len() as u64) as usize;
+        if fits > 0 {
+            self.real.write_all_at(&buf[..fits], offset)?;
+            b.lens
+                .insert(self.path.clone(), len.max(offset + fits as u64));
+        }
+        Err(io::Error::from(io::ErrorKind::StorageFull))
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.real.sync_data()
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.real.len()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let mut b = self.budget.lock().unwrap();
+        let old = b.lens.get(&self.path).copied().unwrap_or(0);
+        if len > old && len - old > b.capacity.saturating_sub(b.used()) {
+            return Err(io::Error::from(io::ErrorKind::StorageFull));
+        }
+        self.real.set_len(len)?;
+        b.lens.insert(self.path.clone(), len);
+        Ok(())
+    }
+}
+
+impl Fs for FullFs {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        StdFs.create_dir_all(dir)
+    }
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn FsFile>> {
+        let real = StdFs.open(path, create)?;
+        let len = real.len()?;
+        self.budget
+            .lock()
+            .unwrap()
+            .lens
+            .insert(path.to_path_buf(), len);
+        Ok(Arc::new(FullFile {
+            real,
+            path: path.to_path_buf(),
+            budget: Arc::clone(&self.budget),
+        }))
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        StdFs.list(dir)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        StdFs.rename(from, to)?;
+        let mut b = self.budget.lock().unwrap();
+        let len = b.lens.remove(from).unwrap_or(0);
+        b.lens.insert(to.to_path_buf(), len);
+        Ok(())
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        StdFs.remove(path)?;
+        self.budget.lock().unwrap().lens.remove(path);
+        Ok(())
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        StdFs.sync_dir(dir)
+    }
+    fn lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>> {
+        StdFs.lock(path)
+    }
+}
+
+const EXTENT_BYTES: usize = 8 << 10;
+
+fn config() -> StoreConfig {
+    StoreConfig::builder()
+        .devices(1)
+        .cache_bytes(0)
+        .prefetch_workers(0)
+        .journal_max_bytes(4 << 10)
+        .metadata_reserve_bytes(64 << 10)
+        .build()
+        .unwrap()
+}
+
+fn put(store: &Store, id: u64, generation: u64) -> extentmeta::Result<()> {
+    store
+        .write(ExtentId(id), &value(ExtentId(id), generation, EXTENT_BYTES))
+        .map(|_| ())
+}
+
+fn read(store: &Store, id: u64) -> Option<u64> {
+    match store.read(ExtentId(id)) {
+        Ok(bytes) => {
+            let (got, generation) = decode(&bytes);
+            assert_eq!(got, ExtentId(id));
+            Some(generation)
+        }
+        Err(e) if e.code() == "FPRE012" => None,
+        Err(e) => panic!("extent {id}: {e}"),
+    }
+}
+
+/// Fills the disk, then frees space, then writes again, without a reopen; then
+/// reopens and checks the acknowledged state exactly.
+#[test]
+fn a_full_disk_refuses_writes_keeps_deletes_and_resumes_after_reclamation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let fs = FullFs {
+        budget: Arc::new(Mutex::new(Budget {
+            capacity: 1 << 20,
+            lens: HashMap::new(),
+        })),
+    };
+    let store = Store::open_in(Arc::new(fs.clone()), dir, config()).unwrap();
+    // Extent → the generation acknowledged (None: deleted).
+    let mut model: HashMap<u64, Option<u64>> = HashMap::new();
+    let mut full = None;
+    for id in 0..1_000 {
+        match put(&store, id, 1) {
+            Ok(()) => {
+                model.insert(id, Some(1));
+            }
+            Err(e) => {
+                full = Some((id, e));
+                break;
+            }
+        }
+    }
+    let (first_refused, err) = full.expect("a 1 MiB disk fills up");
+    assert_eq!(err.code(), "FPRE029", "{err}");
+    assert!(err.is_retryable());
+    assert!(first_refused > 20, "wrote {first_refused} extents first");
+    // A failed write is not visible, and reads keep working.
+    assert_eq!(read(&store, first_refused), None);
+    for (&id, &generation) in &model {
+        assert_eq!(read(&store, id), generation, "extent {id} on a full disk");
+    }
+    // Later writes are refused too, typed, while the disk is full.
+    let again = put(&store, first_refused, 1).unwrap_err();
+    assert_eq!(again.code(), "FPRE029", "{again}");
+    // Deletes still commit (their records use the released reserve), enough of
+    // them to cross a journal rotation (a checkpoint) on the full disk.
+    let rotations = store.stats().journal_number;
+    for id in (0..first_refused).step_by(2) {
+        let deleted = store.delete(ExtentId(id)).unwrap();
+        assert_eq!(deleted.state(), extentmeta::State::Vacant);
+        model.insert(id, None);
+    }
+    // A compaction commits too: its copy goes into space the deletes freed.
+    store.compact(ExtentId(1)).unwrap();
+    assert!(
+        store.stats().journal_number > rotations,
+        "the deletes crossed a rotation on the full disk"
+    );
+    assert!(store.reclaim_space().unwrap() > 0 || fs.budget.lock().unwrap().used() < 1 << 20);
+    // Writes succeed again, without a reopen: into the freed space, and the
+    // reserve was made again first.
+    for id in (0..first_refused).step_by(2).take(5) {
+        put(&store, id, 2).unwrap();
+        model.insert(id, Some(2));
+    }
+    for (&id, &generation) in &model {
+        assert_eq!(
+            read(&store, id),
+            generation,
+            "extent {id} after reclamation"
+        );
+    }
+    store.close().unwrap();
+    drop(store);
+    let store = Store::open_in(Arc::new(fs), dir, config()).unwrap();
+    assert!(store.recovery().unwrap().clean_close);
+    for (&id, &generation) in &model {
+        assert_eq!(read(&store, id), generation, "extent {id} after the reopen");
+    }
+}
+
+/// With the disk full before the open, the store opens (no reserve could be made)
+/// and refuses writes, typed; reads of what is there work.
+#[test]
+fn a_store_opened_on_a_full_disk_refuses_writes_and_serves_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let budget = Arc::new(Mutex::new(Budget {
+        capacity: 1 << 30,
+        lens: HashMap::new(),
+    }));
+    let fs = FullFs {
+        budget: Arc::clone(&budget),
+    };
+    let store = Store::open_in(Arc::new(fs.clone()), dir, config()).unwrap();
+    for id in 0..10 {
+        put(&store, id, 1).unwrap();
+    }
+    store.close().unwrap();
+    drop(store);
+    // The disk is now exactly full: not even the reserve fits again.
+    {
+        let mut b = budget.lock().unwrap();
+        let reserve = b
+            .lens
+            .iter()
+            .find(|(p, _)| p.ends_with("RESERVE"))
+            .map(|(p, _)| p.clone());
+        if let Some(p) = reserve {
+            std::fs::remove_file(&p).unwrap();
+            b.lens.remove(&p);
+        }
+        b.capacity = b.used();
+    }
+    let store = Store::open_in(Arc::new(fs), dir, config()).unwrap();
+    for id in 0..10 {
+        assert_eq!(read(&store, id), Some(1));
+    }
+    let err = put(&store, 10, 1).unwrap_err();
+    assert_eq!(err.code(), "FPRE029", "{err}");
+    // With no reserve to release, a delete's record does not fit: it fails typed
+    // (its outcome unknown: the journal failed with its record) and is not
+    // visible; nothing panics.
+    let deleted = store.delete(ExtentId(3));
+    assert_eq!(read(&store, 3), Some(1), "a failed delete is not visible");
+    drop(store);
+    budget.lock().unwrap().capacity = 1 << 30;
+    let store = Store::open_in(Arc::new(fs_of(&budget)), dir, config()).unwrap();
+    for id in (0..10).filter(|&id| id != 3) {
+        assert_eq!(read(&store, id), Some(1), "extent {id} after the reopen");
+    }
+    match deleted {
+        Ok(_) => assert_eq!(read(&store, 3), None),
+        Err(e) if e.code() == "FPRE028" => {}
+        Err(e) => {
+            assert!(e.code() == "FPRE029" || e.code() == "FPRE009", "{e}");
+            assert_eq!(read(&store, 3), Some(1), "{e}: certainly not deleted");
+        }
+    }
+    put(&store, 10, 1).unwrap();
+}
+
+fn fs_of(budget: &Arc<Mutex<Budget>>) -> FullFs {
+    FullFs {
+        budget: Arc::clone(budget),
+    }
+}
