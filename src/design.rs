@@ -57,27 +57,45 @@
 //!     bytes that were overwritten.
 //! 11. **One owner; failed opens change nothing.** A directory is open in at most
 //!     one store at a time; an open that fails (corruption, newer format, lock held)
-//!     leaves every file as it found it.
+//!     leaves every file as it found it, and an open never shrinks or overwrites
+//!     device bytes the metadata cannot account for (a missing pointer or journal
+//!     beside data is refused, FPRE023).
+//! 12. **A fault is never corruption.** Every state a power cut can leave (unsynced
+//!     sectors persisted in any subset, undone directory operations) opens and
+//!     recovers; a typed corruption error means bytes that were durable changed.
+//! 13. **A failed sync is never trusted.** Once a sync of a file fails, no write
+//!     whose bytes reached that file before the failure was seen is acknowledged,
+//!     whichever thread syncs next.
+//! 14. **Failed means invisible.** A write or delete that returns an error is never
+//!     visible to readers, before or after a reopen; the one exception is
+//!     [`Error::OutcomeUnknown`](crate::Error::OutcomeUnknown), whose operation is
+//!     invisible until a reopen and then wholly there or wholly absent. Nothing a
+//!     crash can take back is served as committed.
 //!
 //! ## Durability model
 //!
 //! [`Store::open`](crate::Store::open) keeps, next to the device files, a metadata
 //! journal in the style of RocksDB's MANIFEST (details in `src/journal/mod.rs`):
 //!
-//! * **What is durable when.** A write's bytes are synced to their device, then its
-//!   record is committed in the table, then the commit record is appended to the
-//!   journal and synced (group commit: concurrent committers share one sync); only
-//!   then does `write` return `Ok`. Compaction and remap do the same with their
-//!   copies. A reader may see a committed record a moment before its journal sync
-//!   completes (before the writer's call returns).
+//! * **What is durable when.** A write's bytes are synced to their device, then the
+//!   record its commit will make is appended to the journal and synced (group
+//!   commit: concurrent committers share one sync), and only then is it committed
+//!   in the table, where readers see it, and `write` returns `Ok`. A delete does
+//!   the same under the pending mark. So no reader ever sees a write or delete that
+//!   a crash or a failed journal could take back. Compaction and remap, which never
+//!   change what a read returns, commit first and journal after, and retire the
+//!   location they unreferenced only once that record is durable.
 //! * **What a crash can lose.** Only work whose call had not returned `Ok`: a write
 //!   in flight is either fully there after recovery (its record became durable) or
 //!   not at all (its bytes are unreferenced space).
 //! * **What recovery does.** It loads the checkpoint `CURRENT` names, replays the
 //!   journals after it (per extent the record with the highest version wins, so
-//!   replay is idempotent), drops a torn tail (an unacknowledged group commit cut
-//!   by the crash), refuses corruption with a typed error (a bad record followed by
-//!   valid ones: FPRE021; a bad checkpoint: FPRE022; and so on), rebuilds free
+//!   replay is idempotent), drops a torn tail (the unsynced last write, whose
+//!   sectors may have persisted in any subset: every frame records how much of its
+//!   journal was durable when it was written, so a tear is told from damage
+//!   exactly) and keeps it as evidence in a side file, refuses corruption with a
+//!   typed error (a bad record that a later write found durable: FPRE021; a bad
+//!   checkpoint: FPRE022; a missing or emptied journal: FPRE023), rebuilds free
 //!   space as the complement of the referenced locations and the bad list (bytes
 //!   written but never committed are reclaimed), and checks every device file is
 //!   long enough. Only after every check passes does it change a file, and before
@@ -88,6 +106,16 @@
 //! * **Bounded journal.** Past `journal_max_bytes` the journal is rotated: a new
 //!   journal, a checkpoint image of the table, bad list and degraded devices, then
 //!   an atomic pointer switch (temp file, sync, rename, directory sync).
+//! * **Faults of a real disk.** A failed device sync poisons that device file until
+//!   a reopen (later syncs fail too, whatever the kernel answers) and steers new
+//!   writes elsewhere; a failed journal write or sync fails every later change
+//!   until a reopen ([`Error::OutcomeUnknown`](crate::Error::OutcomeUnknown) for
+//!   what it carried). A full file system refuses writes with
+//!   [`Error::DiskFull`](crate::Error::DiskFull) while a reserve keeps room for
+//!   deletes, commits, checkpoints and `close`; writes resume once space is freed.
+//!   The journal writer and the open sequence that decide all this are written
+//!   once, without I/O (`src/journal/writer.rs`, `src/journal/open.rs`), and the
+//!   emulator crash-tests the same code the store runs.
 //!
 //! ## Choosing a constructor
 //!

@@ -69,6 +69,9 @@ pub(crate) struct Scan {
     pub(crate) valid_len: u64,
     /// Whether bytes past the valid prefix were dropped as a torn tail.
     pub(crate) torn: bool,
+    /// The durable mark of the last valid frame: where the last write that
+    /// reached the valid prefix began.
+    pub(crate) last_mark: Option<u64>,
 }
 
 impl Scan {
@@ -174,6 +177,7 @@ pub(crate) fn scan(bytes: &[u8], file: &str, kind: FileKind, tear: Tear) -> Resu
                 entries: Vec::new(),
                 valid_len: 0,
                 torn: !bytes.is_empty(),
+                last_mark: None,
             });
         }
         None => return Err(corrupt(0, "bad file header")),
@@ -181,12 +185,14 @@ pub(crate) fn scan(bytes: &[u8], file: &str, kind: FileKind, tear: Tear) -> Resu
     let mut entries = Vec::new();
     let mut at = HEADER_LEN;
     let mut last_seq = None;
+    let mut last_mark = None;
     // Bounded: each iteration consumes at least one frame head.
     while at < bytes.len() {
         match decode_frame(&bytes[at..]) {
             Some((seq, entry, used)) if last_seq.is_none_or(|l: u64| seq == l + 1) => {
                 entries.push((seq, entry));
                 last_seq = Some(seq);
+                last_mark = Some(frame_durable(&bytes[at..]));
                 at += used;
             }
             Some(_) => return Err(corrupt(at as u64, "sequence numbers are not consecutive")),
@@ -205,6 +211,7 @@ pub(crate) fn scan(bytes: &[u8], file: &str, kind: FileKind, tear: Tear) -> Resu
                     entries,
                     valid_len: at as u64,
                     torn: true,
+                    last_mark,
                 });
             }
         }
@@ -214,6 +221,7 @@ pub(crate) fn scan(bytes: &[u8], file: &str, kind: FileKind, tear: Tear) -> Resu
         entries,
         valid_len: bytes.len() as u64,
         torn: false,
+        last_mark,
     })
 }
 

@@ -122,6 +122,9 @@ pub(crate) struct Recovered {
     pub(crate) cut: Option<(u64, u64)>,
     /// The bytes past that valid prefix, kept as evidence.
     pub(crate) dropped: Vec<u8>,
+    /// Per journal read, its last write as recovery read it: `(number, offset,
+    /// bytes)`. The reopen plan writes it again (see `plan::reopen`).
+    pub(crate) last_writes: Vec<(u64, u64, Vec<u8>)>,
     /// The next sequence number to append.
     pub(crate) next_seq: u64,
     /// Journal entries replayed.
@@ -143,6 +146,7 @@ impl Recovered {
             },
             cut: None,
             dropped: Vec::new(),
+            last_writes: Vec::new(),
             next_seq: 1,
             replayed: 0,
         }
@@ -217,6 +221,7 @@ pub(crate) fn recover(
         },
         cut: None,
         dropped: Vec::new(),
+        last_writes: Vec::new(),
         next_seq: 0,
         replayed: 0,
     };
@@ -284,6 +289,14 @@ pub(crate) fn recover(
             recovered.next_seq = seq + 1;
             recovered.image.apply(entry);
             recovered.replayed += 1;
+        }
+        if let Some(mark) = scanned.last_mark {
+            let (from, to) = (mark as usize, scanned.valid_len as usize);
+            if from < to {
+                recovered
+                    .last_writes
+                    .push((n, mark, bytes[from..to].to_vec()));
+            }
         }
         if scanned.torn {
             recovered.cut = Some((n, scanned.valid_len));

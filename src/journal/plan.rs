@@ -156,25 +156,28 @@ pub(crate) fn reopen(recovered: &Recovered, mutants: PlanMutants) -> Reopen {
             ops.push(sync(torn_file));
         }
     }
-    if tail.valid_len == 0 {
-        ops.push(FsOp::Truncate { file, len: 0 });
-        let seq = recovered.next_seq;
-        ops.extend(new_journal(tail.number, recovered.devices, seq));
-        return Reopen {
-            ops,
-            number: tail.number,
-            len: new_journal_len(tail.number, recovered.devices, seq),
-            next_seq: seq + 1,
-        };
-    }
-    let reopen = |ops| Reopen {
-        ops,
+    let mut reopen = Reopen {
+        ops: Vec::new(),
         number: tail.number,
         len: tail.valid_len,
         next_seq: recovered.next_seq,
     };
     if recovered.cut.is_none() && mutants.reopen_without_sync {
-        return reopen(ops);
+        reopen.ops = ops;
+        return reopen;
+    }
+    // The last write of every journal recovery read is written again before the
+    // syncs: after a failed sync the kernel may have kept those pages but marked
+    // them clean (ext4 does), so recovery reads them from the page cache yet no
+    // later fsync would write them; rewriting the same bytes at the same offsets
+    // makes them dirty again and changes nothing a crash could see. Only the last
+    // write can be in doubt: a journal writes again only after a sync succeeded.
+    for (n, offset, bytes) in &recovered.last_writes {
+        ops.push(FsOp::Write {
+            file: files::journal(*n),
+            offset: *offset,
+            bytes: bytes.clone(),
+        });
     }
     // Every journal recovery read, not only the tail: a rotation writes the old
     // journal's last records after creating the new one, so after a process kill
@@ -183,9 +186,19 @@ pub(crate) fn reopen(recovered: &Recovered, mutants: PlanMutants) -> Reopen {
     for n in recovered.checkpoint..tail.number {
         ops.push(sync(files::journal(n)));
     }
-    ops.push(sync(file));
-    ops.push(FsOp::SyncDir);
-    reopen(ops)
+    if tail.valid_len == 0 {
+        // Its header was torn: a rotation stopped while creating it.
+        ops.push(FsOp::Truncate { file, len: 0 });
+        let seq = recovered.next_seq;
+        ops.extend(new_journal(tail.number, recovered.devices, seq));
+        reopen.len = new_journal_len(tail.number, recovered.devices, seq);
+        reopen.next_seq = seq + 1;
+    } else {
+        ops.push(sync(file));
+        ops.push(FsOp::SyncDir);
+    }
+    reopen.ops = ops;
+    reopen
 }
 
 /// What [`reopen`] plans: its steps, then where appends go on.

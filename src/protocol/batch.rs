@@ -173,8 +173,10 @@ impl BatchWriteOp {
 
     /// The journal failed with round `round`'s records: each is unknown, or (the
     /// journal refused the append) certainly not written.
-    fn journal_failed(&mut self, core: &Core, err: Error) -> Step<Vec<Snapshot>> {
-        let unknown = matches!(err, Error::OutcomeUnknown { .. });
+    fn journal_failed(&mut self, core: &Core, round: u32, err: Error) -> Step<Vec<Snapshot>> {
+        // A later round's writes had a record journaled (durable) in an earlier
+        // one: unknown whatever this round's failure.
+        let unknown = round > 0 || matches!(err, Error::OutcomeUnknown { .. });
         for i in std::mem::take(&mut self.proposed) {
             if unknown {
                 self.unknown(core, i, err.clone());
@@ -236,7 +238,7 @@ impl Machine for BatchWriteOp {
                 }
             },
             (Phase::Journaling(round), Ok(())) => self.commit_round(core, round),
-            (Phase::Journaling(_), Err(err)) => self.journal_failed(core, err),
+            (Phase::Journaling(round), Err(err)) => self.journal_failed(core, round, err),
             (Phase::Writing(_) | Phase::Syncing(_), Err(err)) => self.fail(core, err),
             (Phase::Idle | Phase::Finished, _) => Step::Done(Err(Error::Internal {
                 what: "batch: event out of order",

@@ -191,6 +191,10 @@ impl Machine for DeleteOp {
             (Some(_), IoResult::Done(Err(err @ Error::OutcomeUnknown { .. }))) => {
                 self.unknown(core, err)
             }
+            // The journal refused the append, but an earlier proposal is durable.
+            (Some((_, proposals)), IoResult::Done(Err(err))) if proposals > 1 => {
+                self.unknown(core, err)
+            }
             // The journal refused the append: nothing was written.
             (Some(_), IoResult::Done(Err(err))) => {
                 self.release(core);

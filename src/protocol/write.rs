@@ -352,7 +352,12 @@ impl Machine for WriteOp {
             (Phase::Proposed { .. }, Err(err @ Error::OutcomeUnknown { .. })) => {
                 self.unknown(core, err)
             }
-            // Any other journal error: it refused the append, nothing was written.
+            // Any other journal error: it refused the append, so this proposal was
+            // not written; an earlier one was (it is durable), so then the outcome
+            // is unknown all the same.
+            (Phase::Proposed { proposals, .. }, Err(err)) if proposals > 1 => {
+                self.unknown(core, err)
+            }
             (Phase::Proposed { location, .. }, Err(err)) => {
                 self.phase = Phase::Finished;
                 core.proposals.remove(self.id);

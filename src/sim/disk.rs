@@ -11,6 +11,9 @@
 //!   torn (garbage). So the second sector of one write may survive while the
 //!   first is lost. A file whose current image does not extend its durable one (a
 //!   truncate or an overwrite not synced) keeps either image.
+//! * A sync that fails ([`SimDir::fail_sync`]) keeps the unsynced pages dirty,
+//!   keeps them but marks them clean (reads see them; no later sync writes them
+//!   unless they are written again), or drops them (reads see the disk again).
 //! * Creates, renames and removes are durable only after the next
 //!   [`FsOp::SyncDir`]. At a crash each one since the last directory sync is kept
 //!   or undone, independently, replayed in order on the durable directory (a
@@ -28,6 +31,20 @@ pub(crate) const SECTOR: usize = 512;
 struct Inode {
     durable: Vec<u8>,
     current: Vec<u8>,
+    /// Byte ranges a failed sync left in the page cache marked clean: reads see
+    /// them, no later sync writes them, until they are written again.
+    stuck: Vec<(usize, usize)>,
+}
+
+/// What a failed sync does to the pages it could not write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FailedSync {
+    /// Kept dirty: a later sync may still write them.
+    KeptDirty,
+    /// Kept but marked clean (ext4): reads see them, no later sync writes them.
+    KeptClean,
+    /// Dropped: reads see what is on the disk.
+    Dropped,
 }
 
 /// A directory operation not yet made durable by a directory sync.
@@ -72,17 +89,27 @@ impl SimDir {
                 bytes,
             } => {
                 let inode = self.open_or_create(file);
-                let data = &mut self.inodes.entry(inode).or_default().current;
+                let i = self.inodes.entry(inode).or_default();
                 let at = *offset as usize;
-                if data.len() < at + bytes.len() {
-                    data.resize(at + bytes.len(), 0);
+                let end = at + bytes.len();
+                if i.current.len() < end {
+                    i.current.resize(end, 0);
                 }
-                data[at..at + bytes.len()].copy_from_slice(bytes);
+                i.current[at..end].copy_from_slice(bytes);
+                // Written again: dirty, so the next sync writes them.
+                i.stuck = subtract(&i.stuck, at, end);
             }
             FsOp::Sync { file } => {
                 let inode = self.inode(file)?;
                 let i = self.inodes.entry(inode).or_default();
-                i.durable = i.current.clone();
+                let mut durable = i.current.clone();
+                // Clean pages are not written: the disk keeps what it had there.
+                for &(from, to) in &i.stuck {
+                    for (at, b) in durable.iter_mut().enumerate().take(to).skip(from) {
+                        *b = i.durable.get(at).copied().unwrap_or(0);
+                    }
+                }
+                i.durable = durable;
             }
             FsOp::SyncDir => {
                 self.durable_names = self.names.clone();
@@ -103,9 +130,37 @@ impl SimDir {
                 let inode = self.inode(file)?;
                 let i = self.inodes.entry(inode).or_default();
                 i.current.resize(*len as usize, 0);
+                i.stuck = subtract(&i.stuck, *len as usize, usize::MAX);
             }
         }
         Ok(())
+    }
+
+    /// A sync of `file` failed: its unsynced pages are kept dirty, kept clean or
+    /// dropped (see the module docs).
+    pub(crate) fn fail_sync(&mut self, file: &str, how: FailedSync) {
+        let Ok(inode) = self.inode(file) else {
+            return;
+        };
+        let i = self.inodes.entry(inode).or_default();
+        let differs = (i.current.iter().zip(&i.durable))
+            .position(|(c, d)| c != d)
+            .unwrap_or(i.current.len().min(i.durable.len()));
+        match how {
+            FailedSync::KeptDirty => {}
+            FailedSync::KeptClean if differs < i.current.len() => {
+                i.stuck.push((differs, i.current.len()));
+            }
+            FailedSync::KeptClean => {}
+            FailedSync::Dropped => {
+                let durable = i.durable.clone();
+                let len = i.current.len();
+                i.current.truncate(differs);
+                i.current
+                    .extend(durable.iter().skip(differs).take(len - differs));
+                i.current.resize(len, 0);
+            }
+        }
     }
 
     fn inode(&self, name: &str) -> Result<u64, String> {
@@ -156,6 +211,12 @@ impl SimDir {
         self.inodes.retain(|inode, _| live.contains(inode));
         let mut lost = 0;
         for i in self.inodes.values_mut() {
+            // Clean pages never reached the disk: they are lost.
+            for (from, to) in std::mem::take(&mut i.stuck) {
+                for at in from..to.min(i.current.len()) {
+                    i.current[at] = i.durable.get(at).copied().unwrap_or(0);
+                }
+            }
             if i.current != i.durable {
                 lost += 1;
                 i.current = survivor(&i.durable, &i.current, rng);
@@ -166,6 +227,21 @@ impl SimDir {
         self.names = names;
         (lost, undone)
     }
+}
+
+/// `ranges` without `[from, to)`.
+fn subtract(ranges: &[(usize, usize)], from: usize, to: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::with_capacity(ranges.len());
+    for &(a, b) in ranges {
+        if a < from {
+            out.push((a, b.min(from)));
+        }
+        if b > to {
+            out.push((a.max(to), b));
+        }
+    }
+    out.retain(|(a, b)| a < b);
+    out
 }
 
 /// What survives of a file whose current bytes were not synced (see the module
@@ -210,6 +286,41 @@ mod tests {
             offset,
             bytes: bytes.to_vec(),
         }
+    }
+
+    /// Pages a failed sync kept but marked clean are read, but a later sync does
+    /// not write them, and a crash loses them; written again, they are synced.
+    #[test]
+    fn clean_pages_of_a_failed_sync_reach_the_disk_only_when_written_again() {
+        let mut d = SimDir::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        d.apply(&write("j", 0, &[1; 100])).unwrap();
+        d.apply(&FsOp::Sync { file: "j".into() }).unwrap();
+        d.apply(&FsOp::SyncDir).unwrap();
+        d.apply(&write("j", 100, &[2; 50])).unwrap();
+        d.fail_sync("j", FailedSync::KeptClean);
+        assert_eq!(
+            d.read("j").unwrap()[100..],
+            [2; 50],
+            "the page cache serves them"
+        );
+        d.apply(&FsOp::Sync { file: "j".into() }).unwrap();
+        let mut lost = d.clone();
+        lost.crash(&mut rng);
+        assert_eq!(lost.read("j").unwrap()[100..], [0; 50], "never written");
+        d.apply(&write("j", 100, &[2; 50])).unwrap();
+        d.apply(&FsOp::Sync { file: "j".into() }).unwrap();
+        d.crash(&mut rng);
+        assert_eq!(
+            d.read("j").unwrap()[100..],
+            [2; 50],
+            "written again, then synced"
+        );
+        // Dropped pages read as the disk again.
+        d.apply(&write("j", 150, &[3; 10])).unwrap();
+        d.fail_sync("j", FailedSync::Dropped);
+        assert_eq!(d.read("j").unwrap().len(), 160);
+        assert_eq!(d.read("j").unwrap()[150..], [0; 10]);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! new journal, as in the store.
 
 use super::config::Latency;
-use super::disk::SimDir;
+use super::disk::{FailedSync, SimDir};
 use crate::error::Error;
 use crate::journal::plan::{FsOp, PlanMutants};
 use crate::journal::writer::Writer;
@@ -301,6 +301,14 @@ impl Meta {
             return None;
         }
         if self.rng.random_range(0..1_000_000) < self.cfg.transient_ppm {
+            if let FsOp::Sync { file } = op {
+                let how = match self.rng.random_range(0..3) {
+                    0 => FailedSync::KeptDirty,
+                    1 => FailedSync::KeptClean,
+                    _ => FailedSync::Dropped,
+                };
+                self.dir.fail_sync(file, how);
+            }
             return Some(injected(op));
         }
         if let FsOp::Write {

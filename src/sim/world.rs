@@ -404,11 +404,15 @@ impl World {
                 Event::Backoff(slot) => self.dispatch(slot, Input::Backoff),
                 Event::Flush(device) => self.fabric.flush(device),
                 Event::Reopen => {
-                    // A failed sync may have dropped the unsynced pages (as Linux
-                    // may after a failed fsync): what a reopen reads of the metadata
-                    // is what a power cut would have left.
-                    self.meta.dir.crash(&mut self.crashes.rng);
-                    self.reopen(true);
+                    // After a failure the engine restarts the process (the page
+                    // cache keeps what the failed sync kept, dirty or clean: the
+                    // reopen must make it durable), or the machine reboots (what a
+                    // power cut would have left).
+                    let reboot = self.crashes.rng.random_bool(0.5);
+                    if reboot {
+                        self.meta.dir.crash(&mut self.crashes.rng);
+                    }
+                    self.reopen(reboot);
                 }
                 Event::Meta(lane) => {
                     let core = &self.core;
