@@ -12,6 +12,8 @@
 //!   files: every name the last directory sync made durable gets its inode back
 //!   (files created since are removed, renames and removes undone), with what
 //!   survives of its unsynced bytes chosen by a [`Cut`] mode:
+//!   * [`Cut::Nothing`]: no power cut, the files stay as they are (a process
+//!     restart);
 //!   * [`Cut::Synced`]: nothing unsynced survives;
 //!   * [`Cut::TornTail`]: a prefix of the unsynced appended bytes survives, its last
 //!     512-byte sector garbage;
@@ -76,6 +78,8 @@ pub enum Target {
     Journal,
     /// Device files (`devNNNN.extents`).
     Device,
+    /// Checkpoint files (`checkpoint-N`).
+    Checkpoint,
     /// Any file.
     Any,
 }
@@ -85,6 +89,7 @@ impl Target {
         match self {
             Target::Journal => is_journal(name),
             Target::Device => is_device(name),
+            Target::Checkpoint => name.starts_with("checkpoint-"),
             Target::Any => true,
         }
     }
@@ -135,6 +140,9 @@ pub struct Faults {
 /// What survives of unsynced bytes at [`FaultFs::cut`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cut {
+    /// No power cut at all: every file keeps its live content, every name stays
+    /// (the process ended; the operating system kept its page cache).
+    Nothing,
     Synced,
     TornTail,
     AnySubset,
@@ -157,6 +165,9 @@ pub enum SyncVerdict {
     Normal,
     /// Fail with `EIO`, dropping or keeping the pages.
     Fail { drop_pages: bool },
+    /// Return `Ok` without persisting anything: the error that covered these
+    /// bytes was (or will be) reported to another caller (fsyncgate).
+    OkWithoutPersisting,
 }
 
 /// Test code run around file operations, outside the file system's lock (so it
@@ -392,13 +403,16 @@ impl FaultFs {
     pub fn cut(&self, rng: &mut Rng, mode: Cut) -> CutStats {
         let st = self.state.lock().unwrap();
         let mut stats = CutStats::default();
+        if mode == Cut::Nothing {
+            return stats;
+        }
         for name in st.live.keys() {
             std::fs::remove_file(self.dir.join(name)).unwrap();
         }
         for (name, &ino) in &st.durable {
             let inode = &st.inodes[ino];
             let bytes = match mode {
-                Cut::Synced => inode.synced.clone(),
+                Cut::Nothing | Cut::Synced => inode.synced.clone(),
                 Cut::TornTail => torn_tail(inode, rng),
                 Cut::AnySubset => any_subset(inode, rng, &mut stats),
             };
@@ -497,6 +511,7 @@ impl FaultFile {
         st.tick_on(self.ino)?;
         let mut fail = match verdict {
             SyncVerdict::Fail { drop_pages } => Some(drop_pages),
+            SyncVerdict::OkWithoutPersisting => return Ok(()),
             SyncVerdict::Normal => None,
         };
         if let Some(f) = st.faults.sync_eio
