@@ -80,6 +80,8 @@ pub enum Target {
     Device,
     /// Checkpoint files (`checkpoint-N`).
     Checkpoint,
+    /// Checkpoint files and the pointer (`CURRENT`, `CURRENT.tmp`).
+    CheckpointOrPointer,
     /// Any file.
     Any,
 }
@@ -90,6 +92,9 @@ impl Target {
             Target::Journal => is_journal(name),
             Target::Device => is_device(name),
             Target::Checkpoint => name.starts_with("checkpoint-"),
+            Target::CheckpointOrPointer => {
+                name.starts_with("checkpoint-") || name.starts_with("CURRENT")
+            }
             Target::Any => true,
         }
     }
@@ -353,9 +358,24 @@ impl FaultFs {
         st.fired = None;
     }
 
+    /// The process died at the cut (every operation since failed) but the machine
+    /// did not: the files keep their live content and the operating system its
+    /// page cache. A new process may use the files again; the power fails at
+    /// operation `cut_at` (counted from the start).
+    pub fn restart(&self, cut_at: u64) {
+        let mut st = self.state.lock().unwrap();
+        st.cut_at = cut_at.max(st.ops);
+        st.cut_in = None;
+    }
+
     /// Installs `hook` (see [`Hook`]).
     pub fn set_hook(&self, hook: Arc<dyn Hook>) {
         self.state.lock().unwrap().hook = Some(hook);
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn name(&self, path: &Path) -> String {
