@@ -777,26 +777,52 @@ fn a_missing_or_empty_journal_is_fpre023_and_changes_nothing() {
 
 /// The journal of the current checkpoint cut back to its 32-byte header: it then
 /// looks exactly like the journal of a store that acknowledged nothing since
-/// that checkpoint, yet the device file holds acknowledged values.
+/// that checkpoint, yet the device file holds acknowledged values. Two cases: the
+/// first checkpoint (the store never rotated), and a later one (the store
+/// rotated; the writes since then moved the extents and reused the locations the
+/// checkpoint names).
 #[test]
 #[ignore = "library bug: a journal of the current checkpoint cut to its 32-byte header opens \
-            as an empty store (every acknowledged write since the checkpoint silently lost) \
-            instead of FPRE023"]
+            (recovery only refuses a journal without a valid header); every write acknowledged \
+            since the checkpoint is silently lost, and after a rotation every read of a moved \
+            extent fails its checksum and quarantines it (FPRE013)"]
 fn a_journal_cut_to_its_header_is_fpre023_and_changes_nothing() {
-    let tmp = fault_fs::tempdir();
-    let dir = tmp.path();
-    let cfg = config(1, 64 << 20);
-    let (_, snaps) = closed_store(dir, &cfg);
-    let journal = newest_journal(dir);
-    OpenOptions::new()
-        .write(true)
-        .open(&journal)
-        .unwrap()
-        .set_len(HEADER as u64)
-        .unwrap();
-    let err = refused(dir, &cfg, "FPRE023");
-    assert!(err.to_string().contains("journal-"), "{err}");
-    device_holds(dir, &snaps);
+    for rotated in [false, true] {
+        let tmp = fault_fs::tempdir();
+        let dir = tmp.path();
+        let cfg = config(1, if rotated { 4096 } else { 64 << 20 });
+        let (model, snaps) = if rotated {
+            let store = Store::open(dir, cfg.clone()).unwrap();
+            let mut model = Model::new();
+            let mut snaps = BTreeMap::new();
+            for i in 0..200 {
+                snaps.insert(i % 10, put(&store, &mut model, i % 10, i / 10 + 1));
+            }
+            assert!(store.stats().journal_number > 2, "rotated");
+            store.close().unwrap();
+            (model, snaps.into_values().collect())
+        } else {
+            closed_store(dir, &cfg)
+        };
+        let journal = newest_journal(dir);
+        OpenOptions::new()
+            .write(true)
+            .open(&journal)
+            .unwrap()
+            .set_len(HEADER as u64)
+            .unwrap();
+        if let Ok(store) = Store::open(dir, cfg.clone()) {
+            let report = store.recovery();
+            let reads: Vec<_> = model
+                .keys()
+                .map(|&id| store.read(ExtentId(id)).map(|b| decode(&b).1))
+                .collect();
+            panic!("rotated {rotated}: opened: {report:?}; reads {reads:?}");
+        }
+        let err = refused(dir, &cfg, "FPRE023");
+        assert!(err.to_string().contains("journal-"), "{err}");
+        device_holds(dir, &snaps);
+    }
 }
 
 /// A rotation whose checkpoint failed (ENOSPC on the checkpoint file) leaves
