@@ -2,19 +2,23 @@
 //!
 //! [`FaultFs`] (in `tests/fault_fs`) wraps the real file system and remembers, per
 //! file, the content as of its last `sync_data`, and, for the directory, the names
-//! as of its last `sync_dir`. A seeded workload (writes, deletes, compactions and
-//! reads of 24 extents, one thread) runs on `Store::open_in` over it; from a seeded
-//! operation count on, every file operation fails (the power is gone); the store is
+//! as of its last `sync_dir`. A seeded workload (writes, batches, deletes,
+//! compactions and reads of 24 extents, one thread) runs on `Store::open_in` over
+//! it; from a seeded operation count on, every file operation fails (the power is
+//! gone); the store is
 //! then dropped and the cut applied to the real files ([`Cut`]: only synced bytes
 //! survive; or a torn tail; or the unsynced sectors persist in any subset). The
 //! directory is then reopened with `Store::open` (real files) and checked. Several
 //! cycles run on one directory.
 //!
 //! The fault runs add one disk fault per cycle before the cut: `EIO` from a seeded
-//! `sync_data` of a device or journal file (pages dropped or kept, reported once as
-//! Linux does, see `fault_fs`), or `ENOSPC` from a seeded `write_all_at` (nothing or
-//! a prefix written). The workload goes on after the fault: errors are expected
-//! from then on, and each one is checked.
+//! `sync_data` of a device, journal, checkpoint or pointer file (pages dropped or
+//! kept, reported once as Linux does, see `fault_fs`), or `ENOSPC` from a seeded
+//! `write_all_at` (nothing or a prefix written). The workload goes on after the
+//! fault: errors are expected from then on, and each one is checked. The restart
+//! runs first kill the process instead (its files keep their unsynced bytes), open
+//! the store again on them (what that recovery reads may be served to readers),
+//! go on, and then cut the power.
 //!
 //! # What may be lost, what may not
 //!
