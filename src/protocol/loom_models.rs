@@ -38,6 +38,8 @@ struct World {
     core: Core,
     medium: Mutex<HashMap<Location, Bytes>>,
     media_reads: AtomicUsize,
+    /// Set when a journal request is answered: its records are durable.
+    journaled: AtomicBool,
 }
 
 fn world(cache_bytes: u64, device_blocks: u64) -> Arc<World> {
@@ -60,6 +62,7 @@ fn world(cache_bytes: u64, device_blocks: u64) -> Arc<World> {
         },
         medium: Mutex::new(HashMap::new()),
         media_reads: AtomicUsize::new(0),
+        journaled: AtomicBool::new(false),
     })
 }
 
@@ -84,7 +87,10 @@ impl World {
             // Every committed generation has a replica: the value is its identity.
             IoRequest::GoodCopy(id, generation) => IoResult::Read(Ok(value(id, generation))),
             // The models' store keeps no journal: a record is durable at once.
-            IoRequest::Journal(_) => IoResult::Done(Ok(())),
+            IoRequest::Journal(_) => {
+                self.journaled.store(true, SeqCst);
+                IoResult::Done(Ok(()))
+            }
         }
     }
 
@@ -354,4 +360,47 @@ fn quarantine_counted_once_two_repairs_of_one_fault_racing() {
         let now = w.core.table.snapshot(A).expect("snapshot");
         assert_eq!(now.generation(), 1, "nothing dropped");
     });
+}
+
+/// A checkpoint image taken while a write's record is durable but not yet
+/// committed in the table: the image holds that record (or the commit), whichever
+/// of the commit and the proposal's removal the image meets (invariant 9: a
+/// checkpoint replacing the journal that holds the record must not drop it).
+fn checkpoint_image_holds_a_durable_proposal(table_first: bool) {
+    model(move || {
+        let mut w = world(0, 8);
+        Arc::get_mut(&mut w)
+            .expect("not shared yet")
+            .core
+            .mutants
+            .image_table_first = table_first;
+        w.write(A, 1).expect("setup write");
+        w.journaled.store(false, SeqCst);
+        let writer = {
+            let w = w.clone();
+            thread::spawn(move || w.write(A, 2).expect("write"))
+        };
+        // SeqCst: pairs with the store in `perform`; if the record was durable
+        // before the image began, the image must hold it.
+        let durable = w.journaled.load(SeqCst);
+        let image = w.core.image();
+        if durable {
+            let record = image.records.get(&A.0).expect("extent A");
+            assert_eq!(record.generation, 2, "the durable proposal is in the image");
+        }
+        writer.join().expect("writer");
+    });
+}
+
+#[test]
+fn checkpoint_image_racing_a_write_commit_holds_its_durable_record() {
+    checkpoint_image_holds_a_durable_proposal(false);
+}
+
+/// The mutant reads the table first: a commit and removal between the two reads
+/// leave the record in neither.
+#[test]
+#[should_panic(expected = "the durable proposal is in the image")]
+fn mutant_checkpoint_image_reading_the_table_first_is_caught() {
+    checkpoint_image_holds_a_durable_proposal(true);
 }

@@ -119,6 +119,9 @@ pub(crate) struct Mutants {
     /// Commit a write in the table before its record is durable, so readers see
     /// what a crash or a failed journal can take back (breaks invariant 14).
     pub(crate) commit_before_journal: bool,
+    /// A checkpoint image reads the table before the proposals, so a proposal
+    /// committed and removed in between is in neither (breaks invariant 9; loom).
+    pub(crate) image_table_first: bool,
 }
 
 impl Core {
@@ -144,8 +147,9 @@ impl Core {
     /// both take it from here.
     pub(crate) fn image(&self) -> crate::journal::Image {
         // The proposals first, then the table: a proposal removed before this read
-        // was committed before its removal, so the table read after shows it.
-        let proposals = self.proposals.entries();
+        // was committed before its removal, so the table read after shows it (the
+        // registry's lock orders the removal before this read).
+        let early = (!self.mutants.image_table_first).then(|| self.proposals.entries());
         let mut image = crate::journal::Image::default();
         for id in self.table.allocated_ids(0) {
             if let Ok(s) = self.table.snapshot(id)
@@ -154,6 +158,7 @@ impl Core {
                 image.apply(&Entry::put(&s));
             }
         }
+        let proposals = early.unwrap_or_else(|| self.proposals.entries());
         // The newer version wins (`Image::apply`): a proposal over the pending
         // record the table shows, the table's record over a proposal it has
         // already committed.

@@ -265,6 +265,7 @@ impl World {
             mutants: crate::protocol::Mutants {
                 retire_before_journal: cfg.reuse_before_durable,
                 commit_before_journal: cfg.commit_before_journal,
+                image_table_first: false,
             },
             events: Default::default(),
             proposals: Default::default(),
