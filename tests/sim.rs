@@ -131,12 +131,13 @@ fn fpre004_transient_streaks_are_counted_apart_from_real_and_spurious() {
     // writes and syncs): retries run out now and then on transient errors alone.
     // A failed device sync is never trusted again until a reopen (the emulator
     // reopens), so fewer writes land than the error rate alone would say; a
-    // retry limit of 2 keeps the streaks frequent enough to count.
+    // retry limit of 1 keeps the streaks frequent enough to count (about one
+    // read in eleven ends in one).
     let mut config = SimConfig::default();
     config.faults.transient_ppm = 300_000;
     config.faults.persistent_budget = 0;
     config.policy = extentmeta::IntegrityPolicy::builder()
-        .retry_limit(2)
+        .retry_limit(1)
         .build()
         .unwrap();
     let (mut streaks, mut writes_failed) = (0, 0);

@@ -38,7 +38,8 @@ pub(crate) struct Opening {
 
 /// Opens the metadata of the directory whose entries are `names` (`read` returns a
 /// file's bytes, `None` if missing) beside device files of the lengths
-/// `device_lens` (`None`: missing).
+/// `device_lens` (`None`: missing); `reserve` is the metadata reserve's size and
+/// the length of the reserve file found (`None`: missing).
 ///
 /// # Errors
 ///
@@ -53,7 +54,7 @@ pub(crate) fn open(
     device_lens: &[Option<u64>],
     geometry: &Geometry,
     journal_max_bytes: u64,
-    reserve_bytes: u64,
+    reserve: (u64, Option<u64>),
     mutants: PlanMutants,
 ) -> Result<Opening> {
     let (recovered, create) = match recover_dir(names, read, mutants)? {
@@ -92,7 +93,7 @@ pub(crate) fn open(
         reopen.next_seq,
     )
     .with_mutants(mutants)
-    .with_reserve(reserve_bytes);
+    .with_reserve(reserve.0, reserve.1);
     Ok(Opening {
         created: !create.is_empty(),
         recovered,

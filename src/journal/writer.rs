@@ -141,11 +141,12 @@ impl Writer {
         }
     }
 
-    /// With a metadata reserve of `bytes` (0: none), not held yet: the driver
-    /// runs [`restore_reserve`](Self::restore_reserve)'s plan once the store is
-    /// open.
-    pub(crate) fn with_reserve(mut self, bytes: u64) -> Self {
+    /// With a metadata reserve of `bytes` (0: none), held if the reserve file
+    /// found at open is `found` bytes long, at least `bytes`; else the driver runs
+    /// [`restore_reserve`](Self::restore_reserve)'s plan once the store is open.
+    pub(crate) fn with_reserve(mut self, bytes: u64, found: Option<u64>) -> Self {
         self.reserve_bytes = bytes;
+        self.reserve_held = bytes > 0 && found.is_some_and(|len| len >= bytes);
         self
     }
 
@@ -569,7 +570,13 @@ mod tests {
     }
 
     fn held_reserve() -> Writer {
-        let mut w = Writer::new(1, 1 << 20, 1, HEADER_LEN as u64, 0).with_reserve(4096);
+        let mut w = Writer::new(1, 1 << 20, 1, HEADER_LEN as u64, 0).with_reserve(4096, None);
+        assert!(
+            !Writer::new(1, 1 << 20, 1, HEADER_LEN as u64, 0)
+                .with_reserve(4096, Some(4096))
+                .space_low(),
+            "a whole reserve found at open is held"
+        );
         assert!(w.space_low(), "not held until made");
         let ops = w.restore_reserve().expect("a plan while not held");
         assert!(

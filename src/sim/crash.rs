@@ -94,6 +94,12 @@ fn run_plan(dir: &mut SimDir, ops: &[FsOp], cut: Option<usize>) -> Result<bool, 
     Ok(true)
 }
 
+/// The length of the metadata reserve file, if there is one.
+pub(crate) fn reserve_len(dir: &SimDir) -> Option<u64> {
+    dir.read(crate::journal::files::RESERVE)
+        .map(|b| b.len() as u64)
+}
+
 fn recover_once(dir: &SimDir) -> crate::Result<Option<Recovered>> {
     recover_dir(
         &dir.list(),
@@ -129,7 +135,7 @@ pub(crate) fn recover(
             device_lens,
             geometry,
             meta.max_bytes(),
-            meta.reserve_bytes(),
+            (meta.reserve_bytes(), reserve_len(dir)),
             meta.plan_mutants(),
         ) {
             Ok(opening) => opening,

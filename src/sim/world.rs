@@ -808,7 +808,10 @@ impl World {
             device_lens,
             &self.geometry,
             self.meta.max_bytes(),
-            self.meta.reserve_bytes(),
+            (
+                self.meta.reserve_bytes(),
+                crash::reserve_len(&self.meta.dir),
+            ),
             self.meta.plan_mutants(),
         );
         match opened {

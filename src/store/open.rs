@@ -108,7 +108,7 @@ fn recover_and_open(
         &device_lens,
         &geometry(config),
         config.journal_max_bytes,
-        config.metadata_reserve_bytes,
+        (config.metadata_reserve_bytes, reserve_len(&dir)),
         PlanMutants::default(),
     )?;
     // Every check passed: from here on files change.
@@ -139,6 +139,12 @@ fn recover_and_open(
         },
         report,
     })
+}
+
+/// The length of the metadata reserve file, if there is one.
+fn reserve_len(dir: &Dir) -> Option<u64> {
+    let file = dir.fs.open(&dir.path.join(files::RESERVE), false).ok()?;
+    file.len().ok()
 }
 
 /// The shape of the store `config` describes.
