@@ -330,11 +330,16 @@ const TAG_END: u8 = 4;
 const TAG_ROTATED: u8 = 5;
 const TAG_CLOSED: u8 = 6;
 const TAG_JOURNAL_START: u8 = 7;
+const TAG_PROPOSED: u8 = 8;
 
 fn encode_entry(out: &mut Vec<u8>, entry: &Entry) {
     match entry {
-        Entry::Put(r) => {
-            out.push(TAG_PUT);
+        Entry::Put(r) | Entry::Proposed(r) => {
+            out.push(if matches!(entry, Entry::Put(_)) {
+                TAG_PUT
+            } else {
+                TAG_PROPOSED
+            });
             out.extend_from_slice(&r.extent.0.to_le_bytes());
             out.extend_from_slice(&r.version.to_le_bytes());
             out.push(r.state as u8);
@@ -375,19 +380,8 @@ fn encode_location(out: &mut Vec<u8>, l: Location) {
 fn decode_entry(p: &[u8]) -> Option<Entry> {
     let (&tag, rest) = p.split_first()?;
     let entry = match (tag, rest.len()) {
-        (TAG_PUT, 43) => Entry::Put(RecordImage {
-            extent: ExtentId(u64_at(rest, 0)),
-            version: u64_at(rest, 8),
-            state: match rest[16] {
-                0 => State::Vacant,
-                1 => State::Durable,
-                3 => State::Quarantined,
-                _ => return None,
-            },
-            generation: u64_at(rest, 17),
-            location: location_at(rest, 25),
-            checksum: u32_at(rest, 39),
-        }),
+        (TAG_PUT, 43) => Entry::Put(record_at(rest)?),
+        (TAG_PROPOSED, 43) => Entry::Proposed(record_at(rest)?),
         (TAG_BAD, 14) => Entry::Bad(location_at(rest, 0)),
         (TAG_DEGRADED, 2) => Entry::Degraded(u16::from_le_bytes([rest[0], rest[1]])),
         (TAG_END, 8) => Entry::End {
@@ -403,6 +397,22 @@ fn decode_entry(p: &[u8]) -> Option<Entry> {
         _ => return None,
     };
     Some(entry)
+}
+
+fn record_at(rest: &[u8]) -> Option<RecordImage> {
+    Some(RecordImage {
+        extent: ExtentId(u64_at(rest, 0)),
+        version: u64_at(rest, 8),
+        state: match rest[16] {
+            0 => State::Vacant,
+            1 => State::Durable,
+            3 => State::Quarantined,
+            _ => return None,
+        },
+        generation: u64_at(rest, 17),
+        location: location_at(rest, 25),
+        checksum: u32_at(rest, 39),
+    })
 }
 
 fn location_at(b: &[u8], at: usize) -> Location {

@@ -35,21 +35,32 @@ pub(crate) struct Image {
     pub(crate) bad: BTreeSet<Location>,
     /// Devices the health policy degraded.
     pub(crate) degraded: BTreeSet<u16>,
+    /// Extents whose record is a proposal ([`Entry::Proposed`]), not a commit.
+    pub(crate) proposed: BTreeSet<u64>,
 }
 
 impl Image {
-    /// Applies one entry. A `Put` replaces the extent's record only if its version is
-    /// newer, so replay is idempotent and independent of the order of one extent's
-    /// records (see the module docs).
+    /// Applies one entry. A record replaces the extent's record only if its version
+    /// is newer, or (a commit) equal to a proposal's: a proposal whose version a
+    /// commit also carries lost its compare-and-swap to that commit. So replay is
+    /// idempotent and independent of the order of one extent's records (see the
+    /// module docs).
     pub(crate) fn apply(&mut self, entry: &Entry) {
         match entry {
-            Entry::Put(r) => {
-                let newer = self
-                    .records
-                    .get(&r.extent.0)
-                    .is_none_or(|old| old.version < r.version);
-                if newer {
-                    self.records.insert(r.extent.0, *r);
+            Entry::Put(r) | Entry::Proposed(r) => {
+                let proposal = matches!(entry, Entry::Proposed(_));
+                let id = r.extent.0;
+                let wins = self.records.get(&id).is_none_or(|old| {
+                    old.version < r.version
+                        || (old.version == r.version && !proposal && self.proposed.contains(&id))
+                });
+                if wins {
+                    self.records.insert(id, *r);
+                    if proposal {
+                        self.proposed.insert(id);
+                    } else {
+                        self.proposed.remove(&id);
+                    }
                 }
             }
             Entry::Bad(l) => {
@@ -80,7 +91,11 @@ pub(crate) fn encode_checkpoint(number: u64, devices: u16, image: &Image) -> Vec
     let frames = image.records.len() + image.bad.len() + image.degraded.len();
     let mut out = Vec::with_capacity(HEADER_LEN + (frames + 1) * 64);
     out.extend_from_slice(&encode_header(FileKind::Checkpoint, number, devices));
-    let entries = (image.records.values().map(|r| Entry::Put(*r)))
+    let entries = (image.records.values())
+        .map(|r| match image.proposed.contains(&r.extent.0) {
+            true => Entry::Proposed(*r),
+            false => Entry::Put(*r),
+        })
         .chain(image.bad.iter().map(|l| Entry::Bad(*l)))
         .chain(image.degraded.iter().map(|d| Entry::Degraded(*d)));
     let mut seq = 0;

@@ -79,6 +79,12 @@ pub(crate) const FORMAT_VERSION: u32 = 2;
 pub(crate) enum Entry {
     /// The committed record of an extent, as a transition left it.
     Put(RecordImage),
+    /// The record a write or delete will commit once this entry is durable (it
+    /// is journaled before its transition). If the transition then loses its
+    /// compare-and-swap to a quarantine or remap, that commit's [`Entry::Put`]
+    /// carries the same version: at equal versions a `Put` wins over a
+    /// `Proposed`, in replay and in a checkpoint alike (see [`Image::apply`]).
+    Proposed(RecordImage),
     /// A location that failed verification: never handed out again.
     Bad(Location),
     /// A device degraded by the health policy.
@@ -107,7 +113,19 @@ pub(crate) enum Entry {
 impl Entry {
     /// The committed record of a snapshot.
     pub(crate) fn put(snapshot: &crate::record::Snapshot) -> Entry {
-        Entry::Put(RecordImage {
+        Entry::Put(RecordImage::of(snapshot))
+    }
+
+    /// The record a write or delete proposes to commit (see [`Entry::Proposed`]).
+    pub(crate) fn propose(snapshot: &crate::record::Snapshot) -> Entry {
+        Entry::Proposed(RecordImage::of(snapshot))
+    }
+}
+
+impl RecordImage {
+    /// The durable image of a snapshot.
+    fn of(snapshot: &crate::record::Snapshot) -> RecordImage {
+        RecordImage {
             extent: snapshot.extent(),
             version: snapshot.version(),
             state: match snapshot.state() {
@@ -119,7 +137,7 @@ impl Entry {
             generation: snapshot.generation(),
             location: snapshot.location(),
             checksum: snapshot.checksum(),
-        })
+        }
     }
 }
 

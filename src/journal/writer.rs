@@ -339,11 +339,9 @@ impl Writer {
             upto: self.next_seq,
             written,
             switch_to,
-            ops: if self.reserve_held {
-                ops.clone()
-            } else {
-                Vec::new()
-            },
+            // Kept whether or not the reserve is held now: it may be made again
+            // while this write runs, and then released for it.
+            ops: ops.clone(),
             running: true,
         });
         ops
@@ -612,6 +610,22 @@ mod tests {
             w.status(t2, ExtentId(2)).unwrap().unwrap_err().code(),
             "FPRE028"
         );
+    }
+
+    /// The reserve made again while a write runs, then released for that write:
+    /// the write's own plan runs again (not only the removal).
+    #[test]
+    fn a_reserve_restored_during_a_write_is_released_for_its_whole_plan() {
+        let mut w = Writer::new(1, 1 << 20, 1, HEADER_LEN as u64, 0).with_reserve(4096, None);
+        let t = w.append(&[put(1, 1)]).unwrap();
+        let plan = w.next_write().unwrap();
+        w.restore_reserve().unwrap();
+        assert!(w.reserve_restored(Ok(())).is_empty());
+        w.complete(Err(disk_full()));
+        let again = w.next_write().unwrap();
+        assert_eq!(&again[2..], &plan[..], "the write itself runs again");
+        w.complete(Ok(()));
+        assert_eq!(w.status(t, ExtentId(1)), Some(Ok(())));
     }
 
     #[test]

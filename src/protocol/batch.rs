@@ -105,7 +105,7 @@ impl BatchWriteOp {
             let (expected, location) = self.begun[i];
             match self.ops[i].propose(&expected, location) {
                 Ok(record) => {
-                    entries.push(Entry::put(&record));
+                    entries.push(Entry::propose(&record));
                     core.proposals.insert(&record);
                     self.proposed.push(i);
                 }

@@ -92,7 +92,7 @@ impl DeleteOp {
             Ok(record) => {
                 self.proposed = Some((reserved, proposals + 1));
                 core.proposals.insert(&record);
-                Step::Io(IoRequest::Journal(vec![Entry::put(&record)]))
+                Step::Io(IoRequest::Journal(vec![Entry::propose(&record)]))
             }
             Err(err) if proposals == 0 => {
                 self.release(core);

@@ -95,7 +95,7 @@ impl Proposals {
     pub(crate) fn insert(&self, record: &Snapshot) {
         self.records
             .lock()
-            .insert(record.extent().0, Entry::put(record));
+            .insert(record.extent().0, Entry::propose(record));
     }
 
     /// `id`'s proposal committed in the table, or will not commit.

@@ -215,7 +215,7 @@ impl WriteOp {
                     proposals: proposals + 1,
                 };
                 core.proposals.insert(&record);
-                Step::Io(IoRequest::Journal(vec![Entry::put(&record)]))
+                Step::Io(IoRequest::Journal(vec![Entry::propose(&record)]))
             }
             // Nothing was journaled: the write certainly did not happen.
             Err(err) if proposals == 0 => {

@@ -164,7 +164,7 @@ impl Meta {
                 let extent = entries
                     .iter()
                     .find_map(|e| match e {
-                        Entry::Put(r) => Some(r.extent),
+                        Entry::Put(r) | Entry::Proposed(r) => Some(r.extent),
                         _ => None,
                     })
                     .unwrap_or(ExtentId(0));

@@ -38,6 +38,15 @@ fn explains(want: Option<&RecordImage>, got: Option<&RecordImage>) -> bool {
     }
 }
 
+/// The record an entry carries, and whether it is a proposal.
+fn record(entry: &Entry) -> Option<(&RecordImage, bool)> {
+    match entry {
+        Entry::Put(r) => Some((r, false)),
+        Entry::Proposed(r) => Some((r, true)),
+        _ => None,
+    }
+}
+
 /// The reference model of what is durable.
 #[derive(Debug, Default)]
 pub(crate) struct Model {
@@ -84,10 +93,12 @@ impl Model {
     }
 
     fn puts(&self, extent: u64) -> impl Iterator<Item = (&RecordImage, bool)> {
-        self.issued.iter().filter_map(move |(e, acked)| match e {
-            Entry::Put(r) if r.extent.0 == extent => Some((r, *acked)),
-            _ => None,
-        })
+        self.issued
+            .iter()
+            .filter_map(move |(e, acked)| match record(e) {
+                Some((r, _)) if r.extent.0 == extent => Some((r, *acked)),
+                _ => None,
+            })
     }
 
     /// The shortest prefix of `issued` that holds every acknowledged entry.
@@ -101,25 +112,30 @@ impl Model {
     /// Whether the state after the first `p` issued entries (for every `p` from the
     /// acknowledged prefix on) explains `image`: the first such `p`, if any.
     fn explaining_prefix(&self, image: &Image, extents: &BTreeSet<u64>) -> Option<usize> {
-        let mut state: BTreeMap<u64, RecordImage> = self.baseline.clone();
+        // Each extent's record, and whether it is a proposal.
+        let mut state: BTreeMap<u64, (RecordImage, bool)> = (self.baseline.iter())
+            .map(|(&e, r)| (e, (*r, false)))
+            .collect();
         let mut bad: Vec<Location> = Vec::new();
         for (i, (entry, _)) in self.issued.iter().enumerate() {
             if i >= self.acked_prefix() && self.prefix_matches(&state, &bad, image, extents) {
                 return Some(i);
             }
-            match entry {
-                // The journal's rule: the newer version wins, the first of equal
-                // ones (a write's proposal and a quarantine journaled on the same
-                // version, the write then proposing again above both).
-                Entry::Put(r)
-                    if state
-                        .get(&r.extent.0)
-                        .is_none_or(|old| old.version < r.version) =>
-                {
-                    state.insert(r.extent.0, *r);
-                }
-                Entry::Bad(l) => bad.push(*l),
-                _ => {}
+            if let Entry::Bad(l) = entry {
+                bad.push(*l);
+            }
+            // The journal's rule: the newer version wins; at equal versions a
+            // commit wins over a proposal (which lost its compare-and-swap to that
+            // commit: a quarantine or remap of a record a write or delete held),
+            // else the first one stays.
+            let Some((r, proposal)) = record(entry) else {
+                continue;
+            };
+            let wins = state.get(&r.extent.0).is_none_or(|(old, old_proposal)| {
+                old.version < r.version || (old.version == r.version && *old_proposal && !proposal)
+            });
+            if wins {
+                state.insert(r.extent.0, (*r, proposal));
             }
         }
         self.prefix_matches(&state, &bad, image, extents)
@@ -128,14 +144,14 @@ impl Model {
 
     fn prefix_matches(
         &self,
-        state: &BTreeMap<u64, RecordImage>,
+        state: &BTreeMap<u64, (RecordImage, bool)>,
         bad: &[Location],
         image: &Image,
         extents: &BTreeSet<u64>,
     ) -> bool {
         extents
             .iter()
-            .all(|e| explains(state.get(e), image.records.get(e)))
+            .all(|e| explains(state.get(e).map(|(r, _)| r), image.records.get(e)))
             && bad.iter().all(|l| image.bad.contains(l))
     }
 }
@@ -153,7 +169,7 @@ pub(crate) fn check(
         .copied()
         .collect();
     for (e, _) in &model.issued {
-        if let Entry::Put(r) = e {
+        if let Some((r, _)) = record(e) {
             extents.insert(r.extent.0);
         }
     }
@@ -258,7 +274,7 @@ mod tests {
     fn extents(model: &Model, image: &Image) -> BTreeSet<u64> {
         let mut set: BTreeSet<u64> = image.records.keys().copied().collect();
         for (e, _) in &model.issued {
-            if let Entry::Put(r) = e {
+            if let Some((r, _)) = record(e) {
                 set.insert(r.extent.0);
             }
         }

@@ -716,7 +716,7 @@ impl World {
         {
             let bytes = bytes.clone();
             for e in &entries {
-                if let Entry::Put(r) = e
+                if let Entry::Put(r) | Entry::Proposed(r) = e
                     && r.generation > self.history.current(r.extent)
                 {
                     if self.cfg.commit_before_journal {

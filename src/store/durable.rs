@@ -137,7 +137,7 @@ fn first_extent(entries: &[Entry]) -> crate::record::ExtentId {
     entries
         .iter()
         .find_map(|e| match e {
-            Entry::Put(r) => Some(r.extent),
+            Entry::Put(r) | Entry::Proposed(r) => Some(r.extent),
             _ => None,
         })
         .unwrap_or(crate::record::ExtentId(0))
