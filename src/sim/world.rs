@@ -673,7 +673,13 @@ impl World {
     /// A sync of `device` through the store's sync book (`backend::fs`): a failed
     /// sync fails every later one until reopen, whatever the fabric answers then.
     fn sync(&mut self, device: u16) -> crate::Result<()> {
-        let Some(book) = self.sync_books.get_mut(usize::from(device)) else {
+        // The legacy protocol predates the store: its syncs are the fabric's.
+        let fixed = self.cfg.protocol == Protocol::Fixed;
+        let Some(book) = self
+            .sync_books
+            .get_mut(usize::from(device))
+            .filter(|_| fixed)
+        else {
             return self.fabric.sync(device);
         };
         let was_failed = book.failed();
