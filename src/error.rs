@@ -431,6 +431,16 @@ impl Error {
         })
     }
 
+    /// [`Error::OutcomeUnknown`] for the `op` of `extent`, caused by `cause` (an
+    /// `OutcomeUnknown` from the journal keeps its own cause).
+    pub(crate) fn unknown(op: &'static str, extent: ExtentId, cause: Error) -> Self {
+        let cause = match cause {
+            Error::OutcomeUnknown { cause, .. } => cause,
+            other => other.to_string(),
+        };
+        Error::OutcomeUnknown { op, extent, cause }
+    }
+
     /// An [`Error::Io`] from a `std::io::Error` ([`Error::DiskFull`] for a write
     /// that found the file system full).
     pub(crate) fn io(device: u16, op: &'static str, err: &std::io::Error) -> Self {

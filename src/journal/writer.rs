@@ -322,15 +322,20 @@ impl Writer {
             return None;
         }
         let entries = std::mem::take(&mut self.buf);
+        Some(self.group_commit(&entries))
+    }
+
+    /// Starts the group commit of `entries` in the active journal.
+    fn group_commit(&mut self, entries: &[(u64, Entry)]) -> Vec<FsOp> {
         // The mark is `len`: every byte before it was covered by a sync that
         // returned Ok, and this write is issued only now.
-        let frames = encode_group(self.len, &entries);
+        let frames = encode_group(self.len, entries);
         let written = frames.len() as u64;
-        Some(self.start(
+        self.start(
             plan::group_commit(self.number, self.len, frames),
             written,
             None,
-        ))
+        )
     }
 
     fn start(&mut self, ops: Vec<FsOp>, written: u64, switch_to: Option<u64>) -> Vec<FsOp> {
@@ -435,13 +440,7 @@ impl Writer {
         let mut entries = std::mem::take(&mut self.buf);
         entries.push((self.next_seq, Entry::Closed));
         self.next_seq += 1;
-        let frames = encode_group(self.len, &entries);
-        let written = frames.len() as u64;
-        Some(self.start(
-            plan::group_commit(self.number, self.len, frames),
-            written,
-            None,
-        ))
+        Some(self.group_commit(&entries))
     }
 
     /// The journal's failure, if it failed.

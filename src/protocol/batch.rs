@@ -129,15 +129,9 @@ impl BatchWriteOp {
     fn unknown(&mut self, core: &Core, i: usize, cause: Error) {
         core.proposals.remove(self.begun[i].0.extent());
         self.ops[i].clear_pending(core);
-        let cause = match cause {
-            Error::OutcomeUnknown { cause, .. } => cause,
-            other => other.to_string(),
-        };
-        self.failed.get_or_insert(Error::OutcomeUnknown {
-            op: "batch",
-            extent: self.begun[i].0.extent(),
-            cause,
-        });
+        let extent = self.begun[i].0.extent();
+        self.failed
+            .get_or_insert(Error::unknown("batch", extent, cause));
     }
 
     /// Round `round`'s records are durable: commit each; a write a quarantine or

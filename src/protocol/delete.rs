@@ -123,15 +123,7 @@ impl DeleteOp {
     /// A record of the delete reached the journal but the delete did not commit.
     fn unknown(&mut self, core: &Core, cause: Error) -> Step<Snapshot> {
         self.release(core);
-        let cause = match cause {
-            Error::OutcomeUnknown { cause, .. } => cause,
-            other => other.to_string(),
-        };
-        Step::Done(Err(Error::OutcomeUnknown {
-            op: "delete",
-            extent: self.id,
-            cause,
-        }))
+        Step::Done(Err(Error::unknown("delete", self.id, cause)))
     }
 
     /// The proposed record is durable: commit.

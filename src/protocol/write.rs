@@ -234,15 +234,7 @@ impl WriteOp {
         self.phase = Phase::Finished;
         core.proposals.remove(self.id);
         self.clear_pending(core);
-        let cause = match cause {
-            Error::OutcomeUnknown { cause, .. } => cause,
-            other => other.to_string(),
-        };
-        Step::Done(Err(Error::OutcomeUnknown {
-            op: "write",
-            extent: self.id,
-            cause,
-        }))
+        Step::Done(Err(Error::unknown("write", self.id, cause)))
     }
 
     /// Clears the pending mark (bounded retries; a snapshot that meets a publish in
