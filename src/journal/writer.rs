@@ -113,6 +113,9 @@ pub(crate) struct Writer {
     /// Bytes of the metadata reserve, and whether the file holds them now.
     reserve_bytes: u64,
     reserve_held: bool,
+    /// A restore's plan is running: no second one starts (they would race on
+    /// the one file).
+    restoring: bool,
 }
 
 impl Writer {
@@ -138,6 +141,7 @@ impl Writer {
             stats: WriterStats::default(),
             reserve_bytes: 0,
             reserve_held: false,
+            restoring: false,
         }
     }
 
@@ -157,12 +161,13 @@ impl Writer {
     }
 
     /// The plan that (re)creates the reserve file, written whole and synced, if the
-    /// reserve is not held. Report its outcome to
+    /// reserve is not held and no other restore runs. Report its outcome to
     /// [`reserve_restored`](Self::reserve_restored).
-    pub(crate) fn restore_reserve(&self) -> Option<Vec<FsOp>> {
-        if !self.space_low() {
+    pub(crate) fn restore_reserve(&mut self) -> Option<Vec<FsOp>> {
+        if !self.space_low() || self.restoring {
             return None;
         }
+        self.restoring = true;
         let len = usize::try_from(self.reserve_bytes).unwrap_or(usize::MAX);
         Some(vec![
             FsOp::Remove {
@@ -183,6 +188,7 @@ impl Writer {
     /// The reserve's plan ended: held if it succeeded; else the plan that removes
     /// what was written of it (best effort), so the space goes back.
     pub(crate) fn reserve_restored(&mut self, result: Result<()>) -> Vec<FsOp> {
+        self.restoring = false;
         if result.is_ok() {
             self.reserve_held = true;
             return Vec::new();

@@ -349,7 +349,7 @@ impl Meta {
     /// events: a power cut does not fall inside it); returns whether it is held.
     pub(crate) fn restore_reserve(&mut self) -> bool {
         let Some(ops) = self.writer.restore_reserve() else {
-            return true;
+            return !self.writer.space_low();
         };
         let mut result = Ok(());
         for op in &ops {

@@ -665,8 +665,10 @@ impl World {
                     .replica(id, generation)
                     .ok_or(Error::Quarantined { extent: id }),
             ),
-            // The emulated store keeps no journal yet: records are durable at once.
-            IoRequest::Journal(_) => IoResult::Done(Ok(())),
+            // Journal requests go to the metadata writer (`journal`), never here.
+            IoRequest::Journal(_) => IoResult::Done(Err(Error::Internal {
+                what: "a journal request reached the data fabric",
+            })),
         }
     }
 

@@ -316,7 +316,7 @@ impl Journal {
     /// new writes ([`Error::DiskFull`]) and removes what was written of it.
     pub(crate) fn restore_reserve(&self) -> bool {
         let Some(ops) = self.writer.lock().restore_reserve() else {
-            return true;
+            return !self.space_low();
         };
         let result = self.dir.run(ops);
         let cleanup = self.writer.lock().reserve_restored(result);

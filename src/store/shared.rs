@@ -284,8 +284,10 @@ impl Shared {
     /// make it again, so that writes go on once space was freed; if that fails
     /// the write is refused ([`Error::DiskFull`]).
     pub(crate) fn make_room(&self) {
-        if let Some(journal) = &self.journal
-            && journal.space_low()
+        // The flag, not the journal's lock: a write must not contend with group
+        // commit to learn that nothing is to be done.
+        if self.core.space_low.load(Ordering::Relaxed)
+            && let Some(journal) = &self.journal
         {
             self.core.set_space_low(!journal.restore_reserve());
         }
