@@ -25,7 +25,7 @@ use crate::fs::{Fs, FsFile};
 use crate::journal::plan::FsOp;
 use crate::journal::writer::Writer;
 use crate::journal::{Entry, Image};
-use crate::sync::{Condvar, Mutex};
+use crate::sync::{AtomicBool, Condvar, Mutex, Ordering};
 // std's Arc even under loom: file handles are shared, not synchronised through it.
 use std::any::Any;
 use std::collections::HashMap;
@@ -155,6 +155,9 @@ pub(crate) struct Journal {
     cond: Condvar,
     /// Held until [`release`](Self::release): the directory's exclusive lock.
     lock: Mutex<Box<dyn Any + Send + Sync>>,
+    /// The writer's `space_low`, published whenever the writer may have changed
+    /// it, so that a write reads it without the writer's lock.
+    space_low: AtomicBool,
 }
 
 /// Journal counters for [`StoreStats`](crate::StoreStats).
@@ -163,6 +166,7 @@ pub(crate) type JournalStats = crate::journal::writer::WriterStats;
 impl Journal {
     pub(crate) fn new(dir: Dir, lock: Box<dyn Any + Send + Sync>, writer: Writer) -> Self {
         Journal {
+            space_low: AtomicBool::new(writer.space_low()),
             dir,
             writer: Mutex::new(writer),
             cond: Condvar::new(),
@@ -219,6 +223,7 @@ impl Journal {
             let result = self.dir.run(ops);
             g = self.writer.lock();
             let checkpoint = g.complete(result);
+            self.publish(&g);
             self.cond.notify_all();
             if let Some(number) = checkpoint {
                 drop(g);
@@ -249,7 +254,11 @@ impl Journal {
             if let Err(err) = &result {
                 tracing::error!(%err, "journal rotation failed");
             }
-            match self.writer.lock().checkpoint_done(&ops, result.clone()) {
+            let mut g = self.writer.lock();
+            let retry = g.checkpoint_done(&ops, result.clone());
+            self.publish(&g);
+            drop(g);
+            match retry {
                 Some(retry) => {
                     ops = retry;
                     result = Ok(());
@@ -283,6 +292,7 @@ impl Journal {
             };
             let result = self.dir.run(ops);
             g.complete(result);
+            self.publish(&g);
             self.cond.notify_all();
         }
         let mut ops = g.close();
@@ -293,6 +303,7 @@ impl Journal {
         while let Some(plan) = ops {
             result = self.dir.run(plan);
             g.complete(result.clone());
+            self.publish(&g);
             ops = g.retry_pending().then(|| g.next_write()).flatten();
         }
         self.cond.notify_all();
@@ -308,7 +319,15 @@ impl Journal {
 
     /// Whether the metadata reserve is not held: new writes are refused.
     pub(crate) fn space_low(&self) -> bool {
-        self.writer.lock().space_low()
+        // Acquire: pairs with the Release in `publish`; a stale answer only makes
+        // a write try (and fail) or skip a restore once more.
+        self.space_low.load(Ordering::Acquire)
+    }
+
+    /// Publishes the writer's `space_low` (under its lock).
+    fn publish(&self, writer: &Writer) {
+        // Release: pairs with the Acquire in `space_low`.
+        self.space_low.store(writer.space_low(), Ordering::Release);
     }
 
     /// Tries to (re)create the metadata reserve if it is not held; returns
@@ -319,7 +338,12 @@ impl Journal {
             return !self.space_low();
         };
         let result = self.dir.run(ops);
-        let cleanup = self.writer.lock().reserve_restored(result);
+        let cleanup = {
+            let mut g = self.writer.lock();
+            let cleanup = g.reserve_restored(result);
+            self.publish(&g);
+            cleanup
+        };
         let _ = self.dir.run(cleanup);
         !self.space_low()
     }
