@@ -104,6 +104,9 @@ pub(crate) struct Writer {
     in_flight: Option<InFlight>,
     /// From a switch until its checkpoint ends: no second rotation starts.
     rotating: bool,
+    /// A driver's leader is gathering stragglers before it takes the next write
+    /// ([`gather`](Self::gather)): others wait for that write instead of leading.
+    gathering: bool,
     /// The length of the journal a switch in flight creates.
     next_len: u64,
     failed: Option<Error>,
@@ -134,6 +137,7 @@ impl Writer {
             issued: next_seq,
             in_flight: None,
             rotating: false,
+            gathering: false,
             next_len: 0,
             failed: None,
             closed: false,
@@ -282,9 +286,18 @@ impl Writer {
         self.next_seq
     }
 
-    /// Whether a write is in flight (handed out, not completed).
+    /// Whether a write is in flight (handed out, not completed), or a leader is
+    /// gathering the entries of the next one.
     pub(crate) fn in_flight(&self) -> bool {
-        self.in_flight.as_ref().is_some_and(|f| f.running)
+        self.gathering || self.in_flight.as_ref().is_some_and(|f| f.running)
+    }
+
+    /// A driver's leader will take the next write after letting stragglers
+    /// append (bounded by the driver): until [`next_write`](Self::next_write),
+    /// [`in_flight`](Self::in_flight) says so, and other committers wait for that
+    /// write instead of leading (and spinning) too.
+    pub(crate) fn gather(&mut self) {
+        self.gathering = true;
     }
 
     /// Whether a write waits to run again behind the reserve's release:
@@ -297,6 +310,7 @@ impl Writer {
     /// if the active one passed its bound (and no rotation is under way), else a
     /// group commit of the buffered entries (`None` if there are none).
     pub(crate) fn next_write(&mut self) -> Option<Vec<FsOp>> {
+        self.gathering = false;
         if let Some(flight) = self.in_flight.as_mut().filter(|f| !f.running) {
             debug_assert!(!flight.ops.is_empty(), "a retry without its plan");
             // The plan again, behind the reserve's release (see the module docs).

@@ -213,10 +213,15 @@ impl Journal {
                 g = self.cond.wait(g);
                 continue;
             }
+            // Lead: others that append meanwhile wait for this write.
+            g.gather();
             drop(g);
             wait_for_stragglers(&more, STRAGGLER_WAIT);
             g = self.writer.lock();
             let Some(ops) = g.next_write() else {
+                // Nothing to write (the journal failed or closed meanwhile): the
+                // waiters learn it from the status.
+                self.cond.notify_all();
                 continue;
             };
             drop(g);
