@@ -109,7 +109,7 @@ impl CachePolicyBuilder {
     /// Smaller favours frequency (a larger main), larger favours recency. On the
     /// ARC traces with the default ghost, P3 at 65 536 pages hits 30.5 % with
     /// 10 % and 31.2 % with 8 %, and P12 at 1 024 pages 1.6 % with 10 % and
-    /// 1.4 % with 8 % (BENCHMARKS.md, issue 11, ninth pass).
+    /// 1.4 % with 8 % (BENCHMARKS.md, "ARC traces: probation 8 %, ghost 100 %").
     pub fn small_percent(mut self, percent: u8) -> Self {
         self.policy.small_percent = percent;
         self

@@ -15,9 +15,10 @@
 //!   only, bounded by the bytes the entries weighed (as many as the cache holds).
 //!   Design note: libCacheSim's S3-FIFO uses probation 10 % and a ghost of 90 %,
 //!   which tied moka at one measured point of the real traces (ARC P3, 65 536
-//!   pages); 8 % and 100 % lead moka and quick_cache at every point
-//!   (BENCHMARKS.md, issue 11, ninth pass). An ARC-style adaptive probation (grown on ghost hits, shrunk on hits
-//!   in a ghost of main's evictions) was measured there too and lost.
+//!   pages); 8 % and 100 % lead moka and quick_cache at every point (31.16 % on
+//!   P3 at 65 536 pages; BENCHMARKS.md, "ARC traces: probation 8 %, ghost
+//!   100 %"). An ARC-style adaptive probation (grown on ghost hits, shrunk on hits
+//!   in a ghost of main's evictions) was measured there too and lost (27.87 %).
 //! * Main is a CLOCK with a counter saturating at [`MAX_FREQ`]: an entry read since
 //!   it was last examined is reinserted with its counter lowered by one.
 //! * Size-aware (`CachePolicy::size_aware`, on by default): the shard keeps a
@@ -517,7 +518,9 @@ impl Shard {
                 // entries it holds (the one leaving included). It then counts the
                 // demand fills made before it existed, as it counts every later
                 // one: otherwise what warm-up loaded rates below any newcomer
-                // (BENCHMARKS.md, issue 11, sixth pass). One pass over the map,
+                // (the `frequency_admission, no warm-up` row of BENCHMARKS.md,
+                // "Miss counts on real traces": 70 318 misses at 1 GiB against 56 123).
+                // One pass over the map,
                 // once in the shard's life.
                 self.sketch.size_for(self.map.len() + 1);
                 let sketch = &mut self.sketch;

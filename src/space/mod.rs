@@ -25,7 +25,7 @@
 //! overwrites and deletes (1–16 blocks, about 50 % live; the test
 //! `best_fit_keeps_the_high_water_no_higher_than_first_fit`) best fit ends at 1.059×
 //! the live bytes, first fit at 1.101×. First fit is kept for packing, where the
-//! position matters more than the fit (see BENCHMARKS.md, "Space (issue 10)").
+//! position matters more than the fit (see BENCHMARKS.md, the space section).
 
 mod health;
 mod planner;

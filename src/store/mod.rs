@@ -751,7 +751,7 @@ impl Store {
     }
 }
 
-// Space: delete, statistics, compaction planning, releasing device tails (issue 10).
+// Space: delete, statistics, compaction planning, releasing device tails.
 impl Store {
     /// Deletes `id`: its record becomes `Vacant` (generation kept), its cached copy
     /// is dropped, and its location is freed once no reader can still be reading it.
