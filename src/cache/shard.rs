@@ -519,9 +519,8 @@ impl Shard {
                 // demand fills made before it existed, as it counts every later
                 // one: otherwise what warm-up loaded rates below any newcomer
                 // (the `frequency_admission, no warm-up` row of BENCHMARKS.md,
-                // "Miss counts on real traces": 70 318 misses at 1 GiB against 56 123).
-                // One pass over the map,
-                // once in the shard's life.
+                // "Miss counts on real traces": 70 318 misses at 1 GiB against
+                // 56 123). One pass over the map, once in the shard's life.
                 self.sketch.size_for(self.map.len() + 1);
                 let sketch = &mut self.sketch;
                 for (held, slot) in &self.map {
