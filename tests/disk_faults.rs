@@ -19,7 +19,7 @@
 mod common;
 mod fault_fs;
 
-use common::{decode, value};
+use common::{decode, files, refused, value};
 use extentmeta::store::METADATA_DEVICE;
 use extentmeta::{Error, ExtentId, Snapshot, Store, StoreConfig};
 use fault_fs::{
@@ -86,50 +86,6 @@ fn check(store: &Store, model: &Model) {
     for (&id, &expected) in model {
         assert_eq!(state(store, id), expected, "extent {id}");
     }
-}
-
-/// Every file of `dir`, name → content.
-fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().into_string().unwrap(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect()
-}
-
-/// Opens `dir`, expects `code`, and checks that no file changed (names and
-/// contents; `LOCK` may differ only if it did not exist before).
-fn refused(dir: &Path, config: &StoreConfig, code: &str) -> Error {
-    let before = files(dir);
-    let err = match Store::open(dir, config.clone()) {
-        Ok(store) => panic!(
-            "open succeeded (recovered {:?}); expected {code}",
-            store.recovery()
-        ),
-        Err(e) => e,
-    };
-    assert_eq!(err.code(), code, "{err}");
-    let mut after = files(dir);
-    if !before.contains_key("LOCK") {
-        after.remove("LOCK");
-    }
-    assert_eq!(
-        before.keys().collect::<Vec<_>>(),
-        after.keys().collect::<Vec<_>>(),
-        "file names unchanged by the failed open"
-    );
-    for (name, content) in &before {
-        assert!(
-            after[name] == *content,
-            "{name} unchanged by the failed open"
-        );
-    }
-    err
 }
 
 /// One journal frame.

@@ -13,9 +13,9 @@
 
 mod common;
 
-use common::{decode, value};
+use common::{decode, files, refused, value};
 use extentmeta::{ExtentId, Location, State, Store, StoreConfig};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::{BufRead, Write};
 use std::os::unix::fs::FileExt;
@@ -71,20 +71,6 @@ fn reopen(dir: &Path, config: &StoreConfig, model: &Model) -> Store {
     store
 }
 
-/// Every file of `dir`, name → content.
-fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().into_string().unwrap(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect()
-}
-
 fn names_with(dir: &Path, prefix: &str) -> Vec<String> {
     let mut v: Vec<String> = files(dir)
         .into_keys()
@@ -113,34 +99,6 @@ fn populated(dir: &Path, config: &StoreConfig, writes: u64) -> Model {
         put(&store, &mut model, i % 7);
     }
     model
-}
-
-/// Opens `dir`, expects `code`, and checks that no file changed (invariant 11);
-/// `LOCK` may differ only if it did not exist before.
-fn refused(dir: &Path, config: &StoreConfig, code: &str) -> extentmeta::Error {
-    let before = files(dir);
-    let err = match Store::open(dir, config.clone()) {
-        Ok(_) => panic!("open of a bad directory succeeded; expected {code}"),
-        Err(e) => e,
-    };
-    assert_eq!(err.code(), code, "{err}");
-    assert!(err.to_string().starts_with(code), "message shows the code");
-    let mut after = files(dir);
-    if !before.contains_key("LOCK") {
-        after.remove("LOCK");
-    }
-    assert_eq!(
-        before.keys().collect::<Vec<_>>(),
-        after.keys().collect::<Vec<_>>(),
-        "file names unchanged"
-    );
-    for (name, content) in &before {
-        assert!(
-            after[name] == *content,
-            "{name} unchanged by the failed open"
-        );
-    }
-    err
 }
 
 #[test]

@@ -8,8 +8,9 @@ use crate::error::Error;
 use crate::record::{ExtentId, Location, State};
 use proptest::prelude::*;
 
-/// A record whose every field encodes its extent and generation.
-fn put(id: u64, generation: u64) -> Entry {
+/// A record whose every field encodes its extent and generation (the writer's
+/// tests use it too).
+pub(super) fn put(id: u64, generation: u64) -> Entry {
     Entry::Put(RecordImage {
         extent: ExtentId(id),
         version: 2 * generation,

@@ -481,19 +481,8 @@ impl Writer {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::journal::{HEADER_LEN, RecordImage};
-    use crate::record::{Location, State};
-
-    fn put(id: u64, generation: u64) -> Entry {
-        Entry::Put(RecordImage {
-            extent: ExtentId(id),
-            version: 2 * generation,
-            state: State::Durable,
-            generation,
-            location: Location::new(0, id * 4096, 100),
-            checksum: (id * 1000 + generation) as u32,
-        })
-    }
+    use crate::journal::HEADER_LEN;
+    use crate::journal::tests::put;
 
     fn io_error() -> Error {
         Error::Io {

@@ -40,3 +40,53 @@ pub fn decode(bytes: &Bytes) -> (ExtentId, u64) {
     );
     (id, generation)
 }
+
+/// Every file of `dir`, name → content.
+pub fn files(dir: &std::path::Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .expect("list the directory")
+        .map(|e| {
+            let e = e.expect("a directory entry");
+            (
+                e.file_name().into_string().expect("a UTF-8 name"),
+                std::fs::read(e.path()).expect("read a file"),
+            )
+        })
+        .collect()
+}
+
+/// Opens `dir` with `config`, expects the error `code`, and checks that no file
+/// changed, names and contents (invariant 11); `LOCK` may differ only if it did
+/// not exist before.
+pub fn refused(
+    dir: &std::path::Path,
+    config: &extentmeta::StoreConfig,
+    code: &str,
+) -> extentmeta::Error {
+    let before = files(dir);
+    let err = match extentmeta::Store::open(dir, config.clone()) {
+        Ok(store) => panic!(
+            "open succeeded (recovered {:?}); expected {code}",
+            store.recovery()
+        ),
+        Err(e) => e,
+    };
+    assert_eq!(err.code(), code, "{err}");
+    assert!(err.to_string().starts_with(code), "message shows the code");
+    let mut after = files(dir);
+    if !before.contains_key("LOCK") {
+        after.remove("LOCK");
+    }
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>(),
+        "file names unchanged by the failed open"
+    );
+    for (name, content) in &before {
+        assert!(
+            after[name] == *content,
+            "{name} unchanged by the failed open"
+        );
+    }
+    err
+}
