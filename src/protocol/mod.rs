@@ -15,7 +15,7 @@ mod compact;
 mod delete;
 mod read;
 mod repair;
-mod session;
+mod ladder;
 mod verify;
 mod write;
 
@@ -30,8 +30,8 @@ pub(crate) use read::ReadOp;
 pub(crate) use repair::RepairOp;
 pub use repair::RepairOutcome;
 #[cfg(feature = "sim")]
-pub(crate) use session::Fault;
-pub(crate) use session::{ReadSession, Tally, VerifySession};
+pub(crate) use ladder::Fault;
+pub(crate) use ladder::{ReadSession, Tally, VerifySession};
 pub use verify::Verdict;
 pub(crate) use verify::VerifyOp;
 pub(crate) use write::WriteOp;
