@@ -18,7 +18,7 @@ pub use config::{MAX_DIRECTORY_LEN, MAX_EXTENTS_LIMIT, TableConfig, TableConfigB
 use crate::error::{Error, Result};
 use crate::record::{Change, ExtentId, MAX_VERSION, Packed, Snapshot, State, lookup};
 use crate::sync::{OnceSlot, spin_hint, thread};
-use slot::Slot;
+use slot::RecordSlot;
 
 /// How many times [`ExtentTable::snapshot`] spins on a publish in progress before it
 /// starts yielding the thread. A publish holds the slot for four stores, so a
@@ -31,12 +31,12 @@ pub const READ_YIELDS: u32 = 10_000;
 /// One segment of records (the last one ends at the table's capacity).
 #[derive(Debug)]
 struct Segment {
-    slots: Box<[Slot]>,
+    slots: Box<[RecordSlot]>,
 }
 
 /// Where a record is.
 enum Found<'a> {
-    Slot(&'a Slot),
+    RecordSlot(&'a RecordSlot),
     /// In range, in a segment that does not exist yet.
     Vacant,
     OutOfRange,
@@ -114,7 +114,7 @@ impl ExtentTable {
     #[inline(always)]
     pub fn snapshot(&self, id: ExtentId) -> Result<Snapshot> {
         match self.find(id) {
-            Found::Slot(slot) => {
+            Found::RecordSlot(slot) => {
                 let packed = match slot.try_read() {
                     Some(packed) => packed,
                     None => self.snapshot_retry(id, slot)?,
@@ -131,7 +131,7 @@ impl ExtentTable {
     /// attempts as one loop from the start.
     #[cold]
     #[inline(never)]
-    fn snapshot_retry(&self, id: ExtentId, slot: &Slot) -> Result<Packed> {
+    fn snapshot_retry(&self, id: ExtentId, slot: &RecordSlot) -> Result<Packed> {
         spin_hint();
         for _ in 1..READ_SPINS {
             if let Some(packed) = slot.try_read() {
@@ -159,7 +159,7 @@ impl ExtentTable {
     /// [`Error::ExtentOutOfRange`] beyond the capacity.
     pub fn try_snapshot(&self, id: ExtentId) -> Result<Option<Snapshot>> {
         match self.find(id) {
-            Found::Slot(slot) => Ok(slot.try_read().map(|p| snapshot_of(id, &p))),
+            Found::RecordSlot(slot) => Ok(slot.try_read().map(|p| snapshot_of(id, &p))),
             Found::Vacant => Ok(Some(Snapshot::vacant(id))),
             Found::OutOfRange => Err(self.out_of_range(id)),
         }
@@ -282,7 +282,7 @@ impl ExtentTable {
     }
 
     /// Bytes of metadata per record (the slot size).
-    pub const BYTES_PER_RECORD: usize = std::mem::size_of::<Slot>();
+    pub const BYTES_PER_RECORD: usize = std::mem::size_of::<RecordSlot>();
 
     /// Installs a recovered record (version, state, generation, location,
     /// checksum) as committed, whatever the slot held: recovery only, before the
@@ -322,7 +322,7 @@ impl ExtentTable {
         // capacity, so these two probes are the capacity check.
         match self.directory.get(segment).map(OnceSlot::get) {
             Some(Some(seg)) => match seg.slots.get(index) {
-                Some(slot) => Found::Slot(slot),
+                Some(slot) => Found::RecordSlot(slot),
                 None => Found::OutOfRange,
             },
             Some(None) if id.0 < self.capacity => Found::Vacant,
@@ -350,18 +350,18 @@ impl ExtentTable {
     }
 
     #[inline(always)]
-    fn slot(&self, id: ExtentId) -> Result<Option<&Slot>> {
+    fn slot(&self, id: ExtentId) -> Result<Option<&RecordSlot>> {
         let (segment, index) = self.locate(id)?;
         Ok(self.directory[segment].get().map(|s| &s.slots[index]))
     }
 
-    fn slot_or_grow(&self, id: ExtentId) -> Result<&Slot> {
+    fn slot_or_grow(&self, id: ExtentId) -> Result<&RecordSlot> {
         let (segment, index) = self.locate(id)?;
         // The last segment ends at the capacity (`find` relies on it).
         let start = (segment as u64) << self.segment_shift;
         let len = (1u64 << self.segment_shift).min(self.capacity - start) as usize;
         let seg = self.directory[segment].get_or_init(|| Segment {
-            slots: (0..len).map(|_| Slot::default()).collect(),
+            slots: (0..len).map(|_| RecordSlot::default()).collect(),
         });
         Ok(&seg.slots[index])
     }

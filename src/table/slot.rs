@@ -4,7 +4,7 @@
 //!
 //! The header word holds the version; an odd version means a writer holds the slot.
 //!
-//! Writer (inside [`Slot::lock`] … [`Slot::publish`]):
+//! Writer (inside [`RecordSlot::lock`] … [`RecordSlot::publish`]):
 //! 1. CAS header `h → h+1` (odd), `Acquire` (site `LockCas`): pairs with the previous
 //!    publish's `Release` store, so the writer's relaxed field loads below see the
 //!    fields of version `h` and its stores come after them in modification order.
@@ -21,7 +21,7 @@
 //! 4. Store the new even header, `Release` (site `PublishStore`): pairs with the
 //!    reader's first header load, making the new fields visible with the version.
 //!
-//! Reader ([`Slot::try_read`], one attempt):
+//! Reader ([`RecordSlot::try_read`], one attempt):
 //! 1. Load header, `Acquire` (site `ReaderLoad`); odd → publish in progress, give up.
 //! 2. Relaxed field loads.
 //! 3. `fence(Acquire)` (site `ReaderFence`), pairs with step 2 of the writer.
@@ -41,12 +41,12 @@ pub(crate) const PUBLISHING_BIT: u64 = Packed::with_version(0, 1);
 /// record never straddles a cache line.
 #[derive(Debug, Default)]
 #[repr(align(32))]
-pub(crate) struct Slot {
+pub(crate) struct RecordSlot {
     header: AtomicU64,
     words: [AtomicU64; 3],
 }
 
-impl Slot {
+impl RecordSlot {
     /// One seqlock read attempt: the packed record, or `None` if a publish was in
     /// progress or completed during the copy.
     #[inline]
@@ -67,7 +67,7 @@ impl Slot {
         (h1 == h2).then_some(Packed { header: h1, words })
     }
 
-    /// The header as it is now, as a hint for [`Slot::lock`]. Relaxed: the lock CAS
+    /// The header as it is now, as a hint for [`RecordSlot::lock`]. Relaxed: the lock CAS
     /// re-validates it, and the state bits read from it are only used to refuse
     /// early (the CAS proves they were still current).
     #[inline]
@@ -77,7 +77,7 @@ impl Slot {
 
     /// Takes the slot if its header is still `header` (even). Returns the committed
     /// record of that version, which the caller now owns until it calls
-    /// [`Slot::publish`] or [`Slot::unlock`].
+    /// [`RecordSlot::publish`] or [`RecordSlot::unlock`].
     pub(crate) fn lock(&self, header: u64) -> Option<Packed> {
         debug_assert_eq!(header & PUBLISHING_BIT, 0, "lock from an odd header");
         self.header
