@@ -306,7 +306,13 @@ impl<T: 'static> OnceSlot<T> {
 /// ordering the protocol needs at that site; under loom a test can weaken one site
 /// with [`mutant::with`] and assert that a model then fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(not(loom), allow(dead_code, unreachable_pub))]
+#[cfg_attr(
+    not(loom),
+    expect(
+        unreachable_pub,
+        reason = "exported only by the loom build, whose models weaken its sites"
+    )
+)]
 pub enum Site {
     /// Reader's first load of the header (`Acquire`, pairs with the publish store).
     ReaderLoad,

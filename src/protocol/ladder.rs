@@ -124,7 +124,10 @@ impl VerifySession {
 
     /// The persistent fault the verifier found, if any (set when FPRE004 is raised,
     /// before the repair starts).
-    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
+    #[cfg_attr(
+        not(feature = "sim"),
+        expect(dead_code, reason = "only the emulator asks")
+    )]
     pub(crate) fn fault(&self) -> Option<Fault> {
         self.fault
     }
@@ -315,7 +318,10 @@ pub(crate) struct ReadSession {
     /// ladder itself is built only on a media fault (it is several hundred bytes,
     /// and the hit path should not pay for it).
     policy: IntegrityPolicy,
-    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
+    #[cfg_attr(
+        not(feature = "sim"),
+        expect(dead_code, reason = "only the emulator asks")
+    )]
     weakened: bool,
     /// Whether the ladder already ran.
     climbed: bool,
@@ -356,7 +362,10 @@ impl ReadSession {
     }
 
     /// The persistent fault the ladder found, if any.
-    #[cfg_attr(not(feature = "sim"), allow(dead_code))]
+    #[cfg_attr(
+        not(feature = "sim"),
+        expect(dead_code, reason = "only the emulator asks")
+    )]
     pub(crate) fn fault(&self) -> Option<Fault> {
         match &self.stage {
             ReadStage::Verifying(v) => v.fault(),

@@ -100,18 +100,27 @@ pub enum Change {
 
 /// The kind of a [`Change`], without its fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[allow(missing_docs)]
 #[repr(u8)]
 pub enum ChangeKind {
+    /// [`Change::BeginWrite`].
     BeginWrite,
+    /// [`Change::CommitWrite`].
     CommitWrite,
+    /// [`Change::AbortWrite`].
     AbortWrite,
+    /// [`Change::BeginCompact`].
     BeginCompact,
+    /// [`Change::CommitCompact`].
     CommitCompact,
+    /// [`Change::AbortCompact`].
     AbortCompact,
+    /// [`Change::Quarantine`].
     Quarantine,
+    /// [`Change::Remap`].
     Remap,
+    /// [`Change::Delete`].
     Delete,
+    /// [`Change::CommitDelete`].
     CommitDelete,
 }
 
