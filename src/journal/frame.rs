@@ -434,3 +434,16 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     w.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(w)
 }
+
+/// The length of a journal [`plan::new_journal`](super::plan::new_journal) created: its header and its start
+/// frame.
+pub(crate) fn new_journal_len(number: u64, devices: u16, seq: u64) -> u64 {
+    journal_head(number, devices, seq).len() as u64
+}
+
+pub(crate) fn journal_head(number: u64, devices: u16, seq: u64) -> Vec<u8> {
+    let mut bytes = encode_header(FileKind::Journal, number, devices).to_vec();
+    // Marked 0: nothing of the file is durable when it is created.
+    bytes.extend_from_slice(&encode_group(0, &[(seq, Entry::JournalStart { number })]));
+    bytes
+}

@@ -155,7 +155,7 @@ impl Recovered {
             checkpoint: 1,
             tail: Tail {
                 number: 1,
-                valid_len: super::plan::new_journal_len(1, devices, 0),
+                valid_len: super::frame::new_journal_len(1, devices, 0),
                 torn: false,
                 closed: false,
             },
@@ -185,7 +185,7 @@ pub(crate) fn recover(
     number: u64,
     checkpoint: &[u8],
     journals: &[(u64, &[u8])],
-    mutants: super::plan::PlanMutants,
+    mutants: super::PlanMutants,
 ) -> Result<Recovered> {
     let name = files::checkpoint(number);
     let ckpt = scan(checkpoint, &name, FileKind::Checkpoint, Tear::Never)?;

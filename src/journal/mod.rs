@@ -142,6 +142,24 @@ impl RecordImage {
 }
 
 /// File names in a store directory.
+/// Deliberate bugs of the plans and of recovery that the crash checker must catch
+/// (emulator only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PlanMutants {
+    /// Switch `CURRENT` to a new checkpoint before that checkpoint is synced.
+    pub(crate) pointer_before_checkpoint_sync: bool,
+    /// Reopen without making what recovery read durable (the bug [`reopen`]'s
+    /// final syncs fix).
+    pub(crate) reopen_without_sync: bool,
+    /// Recovery calls a bad region followed by any valid frame corruption (the
+    /// rule before frames carried durable marks): a power cut that persisted a
+    /// later sector of a write but not an earlier one is refused.
+    pub(crate) torn_as_corrupt: bool,
+    /// Recovery opens a directory whose checkpoint's journal is missing or empty
+    /// as if it held no record (the bug the marker checks fix).
+    pub(crate) missing_journal_as_empty: bool,
+}
+
 pub(crate) mod files {
     /// The pointer to the current checkpoint.
     pub(crate) const CURRENT: &str = "CURRENT";
@@ -240,7 +258,7 @@ fn refuse_records_without_pointer(
 pub(crate) fn recover_dir(
     names: &[String],
     mut read: impl FnMut(&str) -> crate::Result<Option<Vec<u8>>>,
-    mutants: plan::PlanMutants,
+    mutants: PlanMutants,
 ) -> crate::Result<Option<Recovered>> {
     let Some(pointer) = read(files::CURRENT)? else {
         refuse_records_without_pointer(names, &mut read)?;

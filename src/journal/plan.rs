@@ -4,8 +4,9 @@
 //! emulator runs them on simulated files that lose what was not synced. The order
 //! of every plan is the crash-safety argument, so it is written once, here.
 
-use super::Entry;
-use super::frame::{FileKind, encode_header};
+pub(crate) use super::PlanMutants;
+pub(crate) use super::frame::new_journal_len;
+use super::frame::journal_head;
 use super::image::{Image, Recovered, encode_checkpoint};
 use super::{encode_pointer, files};
 
@@ -49,24 +50,6 @@ pub(crate) enum FsOp {
     },
 }
 
-/// Deliberate bugs of the plans and of recovery that the crash checker must catch
-/// (emulator only).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct PlanMutants {
-    /// Switch `CURRENT` to a new checkpoint before that checkpoint is synced.
-    pub(crate) pointer_before_checkpoint_sync: bool,
-    /// Reopen without making what recovery read durable (the bug [`reopen`]'s
-    /// final syncs fix).
-    pub(crate) reopen_without_sync: bool,
-    /// Recovery calls a bad region followed by any valid frame corruption (the
-    /// rule before frames carried durable marks): a power cut that persisted a
-    /// later sector of a write but not an earlier one is refused.
-    pub(crate) torn_as_corrupt: bool,
-    /// Recovery opens a directory whose checkpoint's journal is missing or empty
-    /// as if it held no record (the bug the marker checks fix).
-    pub(crate) missing_journal_as_empty: bool,
-}
-
 /// A new store: an empty checkpoint 1, journal 1 (header synced), then the
 /// pointer; so whenever `CURRENT` names checkpoint `n`, journal `n` exists. Until the
 /// pointer exists the directory is not a store, so a crash anywhere before the
@@ -92,22 +75,6 @@ pub(crate) fn create(devices: u16, existing: &[String]) -> Vec<FsOp> {
     ops.extend(new_journal(1, devices, 0));
     ops.extend(switch_pointer(1));
     ops
-}
-
-/// The length of a journal [`new_journal`] created: its header and its start
-/// frame.
-pub(crate) fn new_journal_len(number: u64, devices: u16, seq: u64) -> u64 {
-    journal_head(number, devices, seq).len() as u64
-}
-
-fn journal_head(number: u64, devices: u16, seq: u64) -> Vec<u8> {
-    let mut bytes = encode_header(FileKind::Journal, number, devices).to_vec();
-    // Marked 0: nothing of the file is durable when it is created.
-    bytes.extend_from_slice(&super::encode_group(
-        0,
-        &[(seq, Entry::JournalStart { number })],
-    ));
-    bytes
 }
 
 /// Creates journal `number`: its header and its start frame ([`Entry::JournalStart`],
