@@ -13,9 +13,9 @@
 mod batch;
 mod compact;
 mod delete;
+mod ladder;
 mod read;
 mod repair;
-mod ladder;
 mod verify;
 mod write;
 
@@ -26,12 +26,12 @@ pub(crate) use batch::BatchWriteOp;
 pub(crate) use compact::CompactOp;
 pub use compact::CompactOutcome;
 pub(crate) use delete::DeleteOp;
-pub(crate) use read::ReadOp;
-pub(crate) use repair::RepairOp;
-pub use repair::RepairOutcome;
 #[cfg(feature = "sim")]
 pub(crate) use ladder::Fault;
 pub(crate) use ladder::{ReadSession, Tally, VerifySession};
+pub(crate) use read::ReadOp;
+pub(crate) use repair::RepairOp;
+pub use repair::RepairOutcome;
 pub use verify::Verdict;
 pub(crate) use verify::VerifyOp;
 pub(crate) use write::WriteOp;
