@@ -5,12 +5,12 @@
 //! record's identity-bound checksum, so a backend that returns the wrong bytes is
 //! caught, not trusted.
 
+mod device_files;
 mod file;
-mod fs;
 mod mem;
 
+pub(crate) use device_files::{FsBackend, SyncBook, SyncEnd};
 pub use file::FileBackend;
-pub(crate) use fs::{FsBackend, SyncBook, SyncEnd};
 pub use mem::MemBackend;
 
 use crate::bytes::Bytes;

@@ -5,8 +5,8 @@
 //! of every plan is the crash-safety argument, so it is written once, here.
 
 pub(crate) use super::PlanMutants;
-pub(crate) use super::frame::new_journal_len;
 use super::frame::journal_head;
+pub(crate) use super::frame::new_journal_len;
 use super::image::{Image, Recovered, encode_checkpoint};
 use super::{encode_pointer, files};
 

@@ -224,7 +224,7 @@ impl Core {
     }
 
     /// A sync of `device` failed and the device stays failed until reopen (see
-    /// `backend::fs`): new locations go to the other devices while they have
+    /// `backend::device_files`): new locations go to the other devices while they have
     /// room. In memory only: a reopen opens the device afresh.
     pub(crate) fn device_sync_failed(&self, device: u16) {
         self.allocator.set_degraded(device);
