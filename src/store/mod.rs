@@ -5,6 +5,7 @@
 //! ladder (see [`crate::policy`]) and a background scrubber.
 
 mod config;
+mod driver;
 mod durable;
 mod latency;
 pub(crate) mod open;
