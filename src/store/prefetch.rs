@@ -21,7 +21,9 @@
 //! pins and fill tokens, and counted the same way.
 
 use super::shared::Shared;
+use crate::cache::Priority;
 use crate::error::{Error, Result};
+use crate::protocol::ReadOp;
 use crate::record::ExtentId;
 use crate::sync::{Arc, Mutex, thread};
 use crossbeam::channel::{Receiver, Sender, TrySendError, bounded, select};
@@ -109,6 +111,33 @@ impl Prefetcher {
 impl Drop for Prefetcher {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+impl Shared {
+    /// A read at prefetch priority that never waits on another reader's load.
+    pub(crate) fn warm(&self, id: ExtentId) -> Result<bool> {
+        Ok(self
+            .drive(ReadOp::new(id, Priority::Prefetch), false)?
+            .is_some())
+    }
+
+    /// A worker's handling of one hint.
+    fn prefetch_hint(&self, hint: Hint) {
+        if self.stopping() {
+            return;
+        }
+        let current = self.core.table.snapshot(hint.id);
+        if current.map_or(true, |s| s.generation() != hint.generation) {
+            self.counters.prefetch_cancelled.bump();
+            return;
+        }
+        // Errors are not the prefetcher's to report (a demand read will see them),
+        // only to count.
+        match self.warm(hint.id) {
+            Ok(_) => self.counters.prefetch_done.bump(),
+            Err(_) => self.counters.prefetch_abandoned.bump(),
+        }
     }
 }
 

@@ -3,16 +3,12 @@
 
 use super::durable::Journal;
 use super::latency::Latencies;
-use super::prefetch::Hint;
 use super::stats::Counters;
 use crate::backend::Backend;
 use crate::bytes::Bytes;
-use crate::cache::Priority;
 use crate::error::{Error, Result};
 use crate::policy::IntegrityPolicy;
-use crate::protocol::{
-    CompactOp, CompactOutcome, Core, ReadOp, ReadSession, Verdict, VerifySession,
-};
+use crate::protocol::{CompactOp, CompactOutcome, Core, ReadSession, Verdict, VerifySession};
 use crate::record::ExtentId;
 use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 use std::time::{Duration, Instant};
@@ -160,31 +156,6 @@ impl Shared {
             done = self.write_done_cv.wait_for(done, timeout);
         }
         drop(done);
-    }
-
-    /// A read at prefetch priority that never waits on another reader's load.
-    pub(crate) fn warm(&self, id: ExtentId) -> Result<bool> {
-        Ok(self
-            .drive(ReadOp::new(id, Priority::Prefetch), false)?
-            .is_some())
-    }
-
-    /// A worker's handling of one hint.
-    pub(crate) fn prefetch_hint(&self, hint: Hint) {
-        if self.stopping() {
-            return;
-        }
-        let current = self.core.table.snapshot(hint.id);
-        if current.map_or(true, |s| s.generation() != hint.generation) {
-            self.counters.prefetch_cancelled.bump();
-            return;
-        }
-        // Errors are not the prefetcher's to report (a demand read will see them),
-        // only to count.
-        match self.warm(hint.id) {
-            Ok(_) => self.counters.prefetch_done.bump(),
-            Err(_) => self.counters.prefetch_abandoned.bump(),
-        }
     }
 
     /// Runs one compaction.
