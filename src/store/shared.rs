@@ -6,7 +6,7 @@ use super::latency::Latencies;
 use super::stats::Counters;
 use crate::backend::Backend;
 use crate::bytes::Bytes;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::policy::IntegrityPolicy;
 use crate::protocol::{CompactOp, CompactOutcome, Core, ReadSession, Verdict, VerifySession};
 use crate::record::ExtentId;
@@ -81,7 +81,7 @@ impl Shared {
     }
 
     /// Tells the background work to stop: queued hints are dropped and a prefetch
-    /// load in flight is abandoned at its next step ([`Error::Shutdown`]).
+    /// load in flight is abandoned at its next step ([`Error::Shutdown`](crate::Error::Shutdown)).
     pub(crate) fn stop(&self) {
         // Release: pairs with the Acquire in `stopping`; it publishes nothing else
         // (the join in `Prefetcher::drop` orders the rest), the flag only has to
@@ -97,7 +97,7 @@ impl Shared {
 
     /// Before a write: while the metadata reserve is in use (a full disk), tries to
     /// make it again, so that writes go on once space was freed; if that fails
-    /// the write is refused ([`Error::DiskFull`]).
+    /// the write is refused ([`Error::DiskFull`](crate::Error::DiskFull)).
     pub(crate) fn make_room(&self) {
         // The flag, not the journal's lock: a write must not contend with group
         // commit to learn that nothing is to be done.
