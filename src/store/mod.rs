@@ -13,6 +13,7 @@ mod prefetch;
 mod readahead;
 mod scrub;
 mod shared;
+mod space;
 mod stats;
 
 pub use config::{MAX_EXTENT_BYTES, StoreConfig, StoreConfigBuilder};
@@ -28,7 +29,7 @@ use crate::cache::Cache;
 use crate::error::{Error, Result};
 use crate::protocol::{BatchWriteOp, CompactOp, CompactOutcome, Core, DeleteOp, Verdict, WriteOp};
 use crate::record::{ExtentId, Snapshot};
-use crate::space::{Allocator, DeviceSpaceStats, Health, PlanGoal, Reclaimer};
+use crate::space::{Allocator, Health, Reclaimer};
 use crate::sync::{Arc, Mutex, Ordering::Relaxed, thread};
 use crate::table::ExtentTable;
 use crossbeam::channel::{Sender, bounded};
@@ -540,6 +541,46 @@ impl Store {
         Ok(committed)
     }
 
+    /// Deletes `id`: its record becomes `Vacant` (generation kept), its cached copy
+    /// is dropped, and its location is freed once no reader can still be reading it.
+    ///
+    /// # Consistency
+    ///
+    /// One transition: a read that took its snapshot before it returns the old
+    /// bytes, a read after it returns [`Error::NotReadable`]; never other bytes. A
+    /// later write of `id` starts at the next generation. On a durable store the
+    /// delete is journaled before it returns (it survives a crash) and its space is
+    /// reused only once that record is durable.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WriteInProgress`] if a write of `id` is pending (nothing changes);
+    /// [`Error::NotReadable`] if `id` is already vacant; [`Error::IllegalTransition`]
+    /// if a compaction of `id` outlasted the bounded wait; [`Error::ExtentOutOfRange`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use extentmeta::{ExtentId, MemBackend, Store, StoreConfig};
+    ///
+    /// let store = Store::new(MemBackend::new(1), StoreConfig::default())?;
+    /// store.write(ExtentId(1), b"short-lived")?;
+    /// store.delete(ExtentId(1))?;
+    /// assert_eq!(store.read(ExtentId(1)).unwrap_err().code(), "FPRE012");
+    /// # Ok::<(), extentmeta::Error>(())
+    /// ```
+    pub fn delete(&self, id: ExtentId) -> Result<Snapshot> {
+        self.check_open()?;
+        let deleted = self
+            .shared
+            .drive(DeleteOp::new(id), true)?
+            .ok_or(Error::Internal {
+                what: "a delete waited on a load",
+            })?;
+        self.trim_if_due();
+        Ok(deleted)
+    }
+
     /// Reads the current bytes of `id`, from the cache when its generation is
     /// current, else from the backend (then cached). Feeds sequential readahead.
     ///
@@ -687,6 +728,33 @@ impl Store {
         self.shared.core.table.snapshot(id)
     }
 
+    /// Every extent with committed bytes (`Durable`, `Compacting` or
+    /// `Quarantined`), in id order: what an engine scans to rebuild its own index
+    /// after [`open`](Self::open). Each item is a snapshot taken as the scan passes
+    /// the id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use extentmeta::{ExtentId, MemBackend, Store, StoreConfig};
+    ///
+    /// let store = Store::new(MemBackend::new(1), StoreConfig::default())?;
+    /// for id in [3, 1, 2] {
+    ///     store.write(ExtentId(id), b"x")?;
+    /// }
+    /// store.delete(ExtentId(2))?;
+    /// let ids: Vec<u64> = store.records().map(|s| s.extent().0).collect();
+    /// assert_eq!(ids, [1, 3]);
+    /// # Ok::<(), extentmeta::Error>(())
+    /// ```
+    pub fn records(&self) -> impl Iterator<Item = Snapshot> + '_ {
+        let table = &self.shared.core.table;
+        table
+            .allocated_ids(0)
+            .filter_map(|id| table.snapshot(id).ok())
+            .filter(|s| s.state() != crate::record::State::Vacant)
+    }
+
     /// Counters since the store was created.
     pub fn stats(&self) -> StoreStats {
         let core = &self.shared.core;
@@ -748,183 +816,6 @@ impl Store {
         drop(readahead);
         for next in range {
             self.hint(ExtentId(next));
-        }
-    }
-}
-
-// Space: delete, statistics, compaction planning, releasing device tails.
-impl Store {
-    /// Deletes `id`: its record becomes `Vacant` (generation kept), its cached copy
-    /// is dropped, and its location is freed once no reader can still be reading it.
-    ///
-    /// # Consistency
-    ///
-    /// One transition: a read that took its snapshot before it returns the old
-    /// bytes, a read after it returns [`Error::NotReadable`]; never other bytes. A
-    /// later write of `id` starts at the next generation. On a durable store the
-    /// delete is journaled before it returns (it survives a crash) and its space is
-    /// reused only once that record is durable.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::WriteInProgress`] if a write of `id` is pending (nothing changes);
-    /// [`Error::NotReadable`] if `id` is already vacant; [`Error::IllegalTransition`]
-    /// if a compaction of `id` outlasted the bounded wait; [`Error::ExtentOutOfRange`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use extentmeta::{ExtentId, MemBackend, Store, StoreConfig};
-    ///
-    /// let store = Store::new(MemBackend::new(1), StoreConfig::default())?;
-    /// store.write(ExtentId(1), b"short-lived")?;
-    /// store.delete(ExtentId(1))?;
-    /// assert_eq!(store.read(ExtentId(1)).unwrap_err().code(), "FPRE012");
-    /// # Ok::<(), extentmeta::Error>(())
-    /// ```
-    pub fn delete(&self, id: ExtentId) -> Result<Snapshot> {
-        self.check_open()?;
-        let deleted = self
-            .shared
-            .drive(DeleteOp::new(id), true)?
-            .ok_or(Error::Internal {
-                what: "a delete waited on a load",
-            })?;
-        self.trim_if_due();
-        Ok(deleted)
-    }
-
-    /// Space statistics of every device, in device order.
-    ///
-    /// # Consistency
-    ///
-    /// Each device's figures are one consistent reading (taken under its lock);
-    /// devices are read one after another. Freed space counts as free only once its
-    /// grace period passed (see [`reclaim_space`](Self::reclaim_space)).
-    pub fn space(&self) -> Vec<DeviceSpaceStats> {
-        let allocator = &self.shared.core.allocator;
-        (0..allocator.device_count())
-            .filter_map(|d| allocator.stats(d))
-            .collect()
-    }
-
-    /// The extents to compact for `goal`, from the current records and
-    /// [`space`](Self::space) statistics. Moves nothing: run a
-    /// [`PlanGoal::FreeRatio`] plan with [`pack`](Self::pack), a
-    /// [`PlanGoal::Drain`] plan with [`drain`](Self::drain) or
-    /// [`compact`](Self::compact).
-    ///
-    /// # Consistency
-    ///
-    /// A plan is advice from one pass over the table: records that change meanwhile
-    /// make a compaction abort or move less, never lose bytes.
-    pub fn plan_compaction(&self, goal: &PlanGoal) -> Vec<ExtentId> {
-        let records: Vec<Snapshot> = self.records().collect();
-        let block_size = self.shared.core.allocator.block_size();
-        crate::space::plan(goal, &records, &self.space(), block_size)
-    }
-
-    /// Every extent with committed bytes (`Durable`, `Compacting` or
-    /// `Quarantined`), in id order: what an engine scans to rebuild its own index
-    /// after [`open`](Self::open). Each item is a snapshot taken as the scan passes
-    /// the id.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use extentmeta::{ExtentId, MemBackend, Store, StoreConfig};
-    ///
-    /// let store = Store::new(MemBackend::new(1), StoreConfig::default())?;
-    /// for id in [3, 1, 2] {
-    ///     store.write(ExtentId(id), b"x")?;
-    /// }
-    /// store.delete(ExtentId(2))?;
-    /// let ids: Vec<u64> = store.records().map(|s| s.extent().0).collect();
-    /// assert_eq!(ids, [1, 3]);
-    /// # Ok::<(), extentmeta::Error>(())
-    /// ```
-    pub fn records(&self) -> impl Iterator<Item = Snapshot> + '_ {
-        let table = &self.shared.core.table;
-        table
-            .allocated_ids(0)
-            .filter_map(|id| table.snapshot(id).ok())
-            .filter(|s| s.state() != crate::record::State::Vacant)
-    }
-
-    /// Compacts each of `ids` into the lowest free hole that fits on any healthy
-    /// device (holes before fresh space), so that files whose highest extents move
-    /// can shrink; then releases freed device tails.
-    ///
-    /// # Consistency
-    ///
-    /// As [`compact`](Self::compact). An extent with no lower place on its own
-    /// device and no hole elsewhere stays where it is
-    /// ([`CompactOutcome::Aborted`]).
-    ///
-    /// # Errors
-    ///
-    /// Per extent, as [`compact`](Self::compact).
-    pub fn pack(&self, ids: &[ExtentId]) -> Vec<Result<CompactOutcome>> {
-        if self.shared.stopping() {
-            return ids.iter().map(|_| Err(Error::Shutdown)).collect();
-        }
-        let outcomes = ids
-            .iter()
-            .map(|&id| self.shared.compact(CompactOp::packing(id)))
-            .collect();
-        let _ = self.reclaim_space();
-        outcomes
-    }
-
-    /// Frees every retired location whose grace period has passed and releases
-    /// each device's free tail ([`Backend::trim`] to the device's
-    /// [`file_bytes`](DeviceSpaceStats::file_bytes)); returns the bytes released by
-    /// the store's accounting. The store also does this by itself, after a write,
-    /// delete or compaction, once some device has at least 1 MiB of freed tail.
-    ///
-    /// # Consistency
-    ///
-    /// Only bytes past the bump pointer are released, under the device's allocator
-    /// lock: nothing there is referenced, read or being written, and nothing can be
-    /// handed out there while the backend trims.
-    ///
-    /// # Errors
-    ///
-    /// The first backend error ([`Error::Io`]); the other devices are still
-    /// trimmed.
-    pub fn reclaim_space(&self) -> Result<u64> {
-        self.check_open()?;
-        let core = &self.shared.core;
-        core.collect();
-        let mut released = 0;
-        let mut first_error = None;
-        for device in 0..core.allocator.device_count() {
-            let backend = &self.shared.backend;
-            match core
-                .allocator
-                .release_tail(device, true, |length| backend.trim(device, length))
-            {
-                Ok(bytes) => released += bytes,
-                Err(err) => {
-                    first_error.get_or_insert(err);
-                }
-            }
-        }
-        first_error.map_or(Ok(released), Err)
-    }
-
-    /// Releases freed device tails if the allocator says one reached the automatic
-    /// threshold. Errors are left for the next attempt (the tail stays counted).
-    fn trim_if_due(&self) {
-        let core = &self.shared.core;
-        if !core.allocator.take_trim_due() {
-            return;
-        }
-        for device in 0..core.allocator.device_count() {
-            let backend = &self.shared.backend;
-            let _ = core
-                .allocator
-                .release_tail(device, false, |length| backend.trim(device, length));
         }
     }
 }
