@@ -48,7 +48,7 @@ impl Shared {
     /// The driver loop. Bounded: every machine restarts at most `MAX_ATTEMPTS` (or
     /// its policy's limits) times, with one I/O, wait or backoff per step. A
     /// prefetch (`join_loads == false`) ends with [`Error::Shutdown`] at its next
-    /// step once the store is being dropped (the caller's guard abandons it).
+    /// step once `Store::close` has begun (the caller's guard abandons it).
     fn run<M: Machine>(&self, op: &mut M, join_loads: bool) -> Result<Option<M::Output>> {
         self.run_counting(op, join_loads, &mut 0)
     }

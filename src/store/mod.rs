@@ -84,7 +84,8 @@ pub struct Store {
     scrubber: Mutex<Option<thread::JoinHandle<()>>>,
     /// What the open recovered (`None` for an in-memory store).
     recovery: Option<RecoveryReport>,
-    // Declared last: dropped (workers joined) after nothing else needs them.
+    // Its workers are joined by `close`, which dropping the store runs before any
+    // field is dropped.
     prefetcher: Prefetcher,
 }
 

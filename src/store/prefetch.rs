@@ -7,11 +7,12 @@
 //! protocol at [`Priority::Prefetch`](crate::Priority::Prefetch), and never wait on
 //! another load of the same extent: that load will fill the cache anyway.
 //!
-//! Shutdown: dropping the store first sets its stop flag, then drops the sender and
-//! joins the workers. A worker checks the flag before each hint and the driver checks
-//! it before each step of a prefetch load, so a drop waits for at most one step of
-//! one load per worker (the I/O in flight), never for the queued hints: those are
-//! dropped unloaded. A load stopped this way ends with [`Error::Shutdown`].
+//! Shutdown: `Store::close` (which dropping the store runs) first sets the store's
+//! stop flag, then drops the stop sender, which wakes the workers, and joins them.
+//! A worker checks the flag before each hint and the driver checks it before each
+//! step of a prefetch load, so `close` waits for at most one step of one load per
+//! worker (the I/O in flight), never for the queued hints: those are dropped
+//! unloaded. A load stopped this way ends with [`Error::Shutdown`].
 //!
 //! A backend that panics during a load does not take the worker with it: the driver
 //! contains the panic at the I/O call (it becomes that request's I/O error, counted

@@ -35,7 +35,8 @@ pub(crate) struct Shared {
     /// writer waiting for another write of the same extent waits on it.
     write_done: Mutex<u64>,
     write_done_cv: Condvar,
-    /// Set once when the store is dropped: prefetch loads stop at their next step.
+    /// Set once when `Store::close` begins (dropping the store closes it): new
+    /// operations are refused and prefetch loads stop at their next step.
     stopping: AtomicBool,
     pub(super) started: Instant,
 }
@@ -80,16 +81,17 @@ impl Shared {
         }
     }
 
-    /// Tells the background work to stop: queued hints are dropped and a prefetch
-    /// load in flight is abandoned at its next step ([`Error::Shutdown`](crate::Error::Shutdown)).
+    /// The first step of `Store::close`: new operations are refused, queued hints
+    /// are dropped and a prefetch load in flight is abandoned at its next step
+    /// ([`Error::Shutdown`](crate::Error::Shutdown)).
     pub(crate) fn stop(&self) {
         // Release: pairs with the Acquire in `stopping`; it publishes nothing else
-        // (the join in `Prefetcher::drop` orders the rest), the flag only has to
-        // become visible to the workers.
+        // (the join in `Prefetcher::shutdown`, which `Store::close` runs next,
+        // orders the rest), the flag only has to become visible to the workers.
         self.stopping.store(true, Ordering::Release);
     }
 
-    /// Whether the store is being dropped.
+    /// Whether `Store::close` has begun.
     pub(crate) fn stopping(&self) -> bool {
         // Acquire: pairs with the Release in `stop`.
         self.stopping.load(Ordering::Acquire)
