@@ -1,17 +1,20 @@
 //! The blocking driver that storage engines use.
 //!
-//! [`Store`] runs the I/O-free protocol machines against a [`Backend`], with a
+//! [`Store`] runs the I/O-free protocol machines against a [`Backend`](crate::Backend), with a
 //! prefetcher, sequential readahead, compaction, verification with the integrity
 //! ladder (see [`crate::policy`]) and a background scrubber.
 
 mod config;
+mod driver;
 mod durable;
 mod latency;
+mod lifecycle;
 pub(crate) mod open;
 mod prefetch;
 mod readahead;
 mod scrub;
 mod shared;
+mod space;
 mod stats;
 
 pub use config::{MAX_EXTENT_BYTES, StoreConfig, StoreConfigBuilder};
@@ -21,16 +24,12 @@ pub use open::RecoveryReport;
 pub use readahead::STREAMS as READAHEAD_STREAMS;
 pub use stats::StoreStats;
 
-use crate::backend::Backend;
 use crate::bytes::Bytes;
-use crate::cache::Cache;
 use crate::error::{Error, Result};
-use crate::protocol::{BatchWriteOp, CompactOp, CompactOutcome, Core, DeleteOp, Verdict, WriteOp};
+use crate::protocol::{BatchWriteOp, CompactOp, CompactOutcome, DeleteOp, Verdict, WriteOp};
 use crate::record::{ExtentId, Snapshot};
-use crate::space::{Allocator, DeviceSpaceStats, Health, PlanGoal, Reclaimer};
 use crate::sync::{Arc, Mutex, Ordering::Relaxed, thread};
-use crate::table::ExtentTable;
-use crossbeam::channel::{Sender, bounded};
+use crossbeam::channel::Sender;
 use prefetch::{Hint, Prefetcher};
 use readahead::Readahead;
 use shared::Shared;
@@ -85,246 +84,12 @@ pub struct Store {
     scrubber: Mutex<Option<thread::JoinHandle<()>>>,
     /// What the open recovered (`None` for an in-memory store).
     recovery: Option<RecoveryReport>,
-    // Declared last: dropped (workers joined) after nothing else needs them.
+    // Its workers are joined by `close`, which dropping the store runs before any
+    // field is dropped.
     prefetcher: Prefetcher,
 }
 
 impl Store {
-    /// A store over `backend`; starts the prefetch workers and, if configured, the
-    /// scrubber.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] if the backend has no devices; [`Error::Io`] (op
-    /// `"spawn"`) if a worker thread cannot be started.
-    pub fn new(backend: impl Backend, config: StoreConfig) -> Result<Self> {
-        let devices = backend.device_count();
-        if devices == 0 {
-            return Err(Error::InvalidConfig {
-                field: "backend",
-                reason: "the backend has no devices".into(),
-            });
-        }
-        let table = ExtentTable::new(config.table);
-        let allocator = Allocator::new(
-            devices,
-            config.device_capacity_bytes,
-            config.block_size_bytes,
-        );
-        Self::start(table, allocator, Box::new(backend), None, config)
-    }
-
-    /// A store over `backend` whose records are `records` — the engine's own
-    /// manifest, as it persisted them from the [event listener](Self::set_listener)
-    /// (or from the snapshots its calls returned). No byte is copied: each record
-    /// keeps its location, generation, checksum and version, and free space is
-    /// everything no record references. The way for engines that keep their own
-    /// manifest to restart an in-memory store; see [`crate::design`].
-    ///
-    /// # Errors
-    ///
-    /// As [`new`](Self::new); [`Error::CheckpointCorrupt`] if a record is out of
-    /// range (a device the backend lacks, past the device capacity, an odd
-    /// version) or two records overlap.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use extentmeta::events::Event;
-    /// use extentmeta::{ExtentId, MemBackend, Snapshot, Store, StoreConfig};
-    /// use std::sync::{Arc, Mutex};
-    ///
-    /// let backend = Arc::new(MemBackend::new(1));
-    /// let manifest: Arc<Mutex<Vec<Snapshot>>> = Arc::default();
-    /// {
-    ///     let store = Store::new(Arc::clone(&backend), StoreConfig::default())?;
-    ///     let sink = Arc::clone(&manifest);
-    ///     store.set_listener(move |e: &Event| {
-    ///         if let Event::Written { record } = e {
-    ///             sink.lock().unwrap().push(*record); // the engine persists this
-    ///         }
-    ///     });
-    ///     store.write(ExtentId(1), b"kept by the engine's manifest")?;
-    /// }
-    /// let records = manifest.lock().unwrap().clone();
-    /// let store = Store::with_records(backend, StoreConfig::default(), records)?;
-    /// assert_eq!(&*store.read(ExtentId(1))?, b"kept by the engine's manifest");
-    /// # Ok::<(), extentmeta::Error>(())
-    /// ```
-    pub fn with_records(
-        backend: impl Backend,
-        config: StoreConfig,
-        records: impl IntoIterator<Item = Snapshot>,
-    ) -> Result<Self> {
-        let devices = backend.device_count();
-        if devices == 0 {
-            return Err(Error::InvalidConfig {
-                field: "backend",
-                reason: "the backend has no devices".into(),
-            });
-        }
-        let mut image = crate::journal::Image::default();
-        for record in records {
-            image.apply(&crate::journal::Entry::put(&record));
-        }
-        let geometry = crate::journal::open::Geometry {
-            table: config.table,
-            devices,
-            capacity: config.device_capacity_bytes,
-            block_size: config.block_size_bytes,
-        };
-        let (table, allocator) = crate::journal::open::rebuild(&image, &geometry)?;
-        Self::start(table, allocator, Box::new(backend), None, config)
-    }
-
-    /// Opens the durable store in `dir`, creating it if the directory holds none:
-    /// device files (`config.devices` of them) and a metadata journal with
-    /// checkpoints. Recovery restores every acknowledged write, compaction, remap,
-    /// quarantine and bad-location mark, and rebuilds free space as everything no
-    /// record references (so bytes written but never committed are reclaimed).
-    ///
-    /// # Consistency
-    ///
-    /// A call that returned `Ok` on this store survives any crash (invariant 9); see
-    /// the crate's durability model. Only one store may have `dir` open at a time.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Locked`] if `dir` is already open; [`Error::JournalCorrupt`],
-    /// [`Error::CheckpointCorrupt`], [`Error::MissingCheckpoint`],
-    /// [`Error::NewerFormat`], [`Error::DeviceFile`] for a directory recovery
-    /// refuses; [`Error::InvalidConfig`] if `config.devices` differs from the
-    /// store's; [`Error::Io`]. A failed open changes no file.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use extentmeta::{ExtentId, Store, StoreConfig};
-    ///
-    /// let dir = tempfile::tempdir()?;
-    /// let config = StoreConfig::builder().devices(2).build()?;
-    /// {
-    ///     let store = Store::open(dir.path(), config.clone())?;
-    ///     store.write(ExtentId(1), b"survives a restart")?;
-    /// } // dropped: closed
-    /// let store = Store::open(dir.path(), config)?;
-    /// assert_eq!(&*store.read(ExtentId(1))?, b"survives a restart");
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn open(dir: impl AsRef<std::path::Path>, config: StoreConfig) -> Result<Self> {
-        Self::open_in(std::sync::Arc::new(crate::fs::StdFs), dir, config)
-    }
-
-    /// [`open`](Self::open) on the file system `fs` (a fault-injecting wrapper in
-    /// tests, for example).
-    ///
-    /// # Errors
-    ///
-    /// As [`open`](Self::open).
-    pub fn open_in(
-        fs: std::sync::Arc<dyn crate::fs::Fs>,
-        dir: impl AsRef<std::path::Path>,
-        config: StoreConfig,
-    ) -> Result<Self> {
-        let opened = open::open(fs, dir.as_ref(), &config)?;
-        let files = std::sync::Arc::new(opened.backend);
-        let mut store = Self::start(
-            opened.table,
-            opened.allocator,
-            Box::new(std::sync::Arc::clone(&files)),
-            Some((opened.journal, files)),
-            config,
-        )?;
-        store.recovery = Some(opened.report);
-        Ok(store)
-    }
-
-    /// What opening this durable store recovered; `None` for a store made with
-    /// [`new`](Self::new).
-    pub fn recovery(&self) -> Option<RecoveryReport> {
-        self.recovery.clone()
-    }
-
-    fn start(
-        table: ExtentTable,
-        allocator: Allocator,
-        backend: Box<dyn Backend>,
-        durable: Option<(durable::Journal, std::sync::Arc<crate::backend::FsBackend>)>,
-        config: StoreConfig,
-    ) -> Result<Self> {
-        let devices = backend.device_count();
-        let policy = config.policy;
-        let core = Core {
-            table,
-            cache: {
-                let mut cache = Cache::with_policy(
-                    config.cache_bytes,
-                    config.cache_shards,
-                    config.cache_policy,
-                );
-                if let Some(w) = config.cache_hooks.weigher.clone() {
-                    cache = cache.with_weigher(w);
-                }
-                if let Some(l) = config.cache_hooks.on_evict.clone() {
-                    cache = cache.with_eviction_listener(l);
-                }
-                cache
-            },
-            allocator,
-            reclaimer: Reclaimer::new(),
-            health: Health::new(
-                devices,
-                policy.device_error_threshold,
-                policy.device_error_window_secs * 1000,
-            ),
-            mutants: Default::default(),
-            proposals: Default::default(),
-            space_low: Default::default(),
-            events: Default::default(),
-        };
-        let shared = Arc::new(Shared::new(
-            core,
-            backend,
-            policy,
-            config.scrub_start,
-            durable,
-            config.latency_histograms,
-        ));
-        if let Some(journal) = &shared.journal {
-            // The open may have found the disk full (no reserve made).
-            shared.core.set_space_low(journal.space_low());
-        }
-        let prefetcher =
-            Prefetcher::start(&shared, config.prefetch_workers, config.prefetch_queue)?;
-        let (scrub_stop, scrubber) = if config.scrub_bytes_per_sec > 0 {
-            let (stop, stopped) = bounded::<()>(1);
-            let s = Arc::clone(&shared);
-            let (rate, seed) = (config.scrub_bytes_per_sec, config.scrub_seed);
-            let handle = thread::Builder::new()
-                .name("extentmeta-scrub".into())
-                .spawn(move || scrub::run(&s, rate, seed, &stopped))
-                .map_err(|e| Error::io(0, "spawn", &e))?;
-            (Some(stop), Some(handle))
-        } else {
-            (None, None)
-        };
-        Ok(Store {
-            shared,
-            readahead: Mutex::new(Readahead::new(
-                config.readahead_min_bytes,
-                config.readahead_max_bytes,
-                config.prefetch_queue as u64,
-            )),
-            max_extent_bytes: config.max_extent_bytes,
-            write_wait: std::time::Duration::from_millis(config.write_wait_ms),
-            readahead_on: config.readahead,
-            scrub_stop: Mutex::new(scrub_stop),
-            scrubber: Mutex::new(scrubber),
-            recovery: None,
-            prefetcher,
-        })
-    }
-
     /// Writes `bytes` as the new content of `id`. Writes of one extent serialize:
     /// if another write of `id` is in flight, this one waits for it (at most
     /// [`write_wait_ms`](StoreConfigBuilder::write_wait_ms)), then goes on.
@@ -417,66 +182,6 @@ impl Store {
         self.shared.core.events.set(None);
     }
 
-    /// Closes the store: operations started from now on return
-    /// [`Error::Shutdown`]; queued prefetch hints are dropped (a load in flight
-    /// finishes or is abandoned at its next step); the prefetch workers and the
-    /// scrubber are stopped and joined. Everything acknowledged is already durable;
-    /// a durable store then appends a close marker to its journal (so recovery can
-    /// tell damage to its last records from a torn tail) and releases its
-    /// directory lock and every file at once: another store may open the directory
-    /// while this value is still alive (behind an `Arc`, say), and every later call
-    /// on it returns [`Error::Shutdown`]. Idempotent; dropping the store closes it
-    /// too.
-    ///
-    /// # Errors
-    ///
-    /// The first background error, if any: the journal's sticky I/O error (the
-    /// store could no longer make changes durable), or [`Error::Internal`] if a
-    /// background thread panicked.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use extentmeta::{ExtentId, MemBackend, Store, StoreConfig};
-    ///
-    /// let store = Store::new(MemBackend::new(1), StoreConfig::default())?;
-    /// store.write(ExtentId(1), b"bytes")?;
-    /// store.close()?;
-    /// assert_eq!(store.read(ExtentId(1)).unwrap_err().code(), "FPRE017");
-    /// # Ok::<(), extentmeta::Error>(())
-    /// ```
-    pub fn close(&self) -> Result<()> {
-        self.shared.stop();
-        let mut first = None;
-        if self.prefetcher.shutdown() > 0 {
-            first = Some(Error::Internal {
-                what: "a prefetch worker panicked",
-            });
-        }
-        self.scrub_stop.lock().take();
-        let scrubber = self.scrubber.lock().take();
-        if let Some(handle) = scrubber
-            && handle.join().is_err()
-        {
-            first.get_or_insert(Error::Internal {
-                what: "the scrubber panicked",
-            });
-        }
-        if let Some(err) = self.shared.journal.as_ref().and_then(|j| j.failure()) {
-            first.get_or_insert(err);
-        }
-        if let Some(journal) = &self.shared.journal {
-            if let Err(err) = journal.close() {
-                first.get_or_insert(err);
-            }
-            journal.release();
-        }
-        if let Some(files) = &self.shared.device_files {
-            files.close();
-        }
-        first.map_or(Ok(()), Err)
-    }
-
     /// Writes every `(id, bytes)` of `items`, sharing the syncs: all data writes,
     /// one sync per device touched, then every commit and one journal sync (on a
     /// durable store). Returns the committed records in `items`' order.
@@ -537,6 +242,46 @@ impl Store {
         })?;
         counters.write_ok.add(committed.len() as u64);
         Ok(committed)
+    }
+
+    /// Deletes `id`: its record becomes `Vacant` (generation kept), its cached copy
+    /// is dropped, and its location is freed once no reader can still be reading it.
+    ///
+    /// # Consistency
+    ///
+    /// One transition: a read that took its snapshot before it returns the old
+    /// bytes, a read after it returns [`Error::NotReadable`]; never other bytes. A
+    /// later write of `id` starts at the next generation. On a durable store the
+    /// delete is journaled before it returns (it survives a crash) and its space is
+    /// reused only once that record is durable.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WriteInProgress`] if a write of `id` is pending (nothing changes);
+    /// [`Error::NotReadable`] if `id` is already vacant; [`Error::IllegalTransition`]
+    /// if a compaction of `id` outlasted the bounded wait; [`Error::ExtentOutOfRange`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use extentmeta::{ExtentId, MemBackend, Store, StoreConfig};
+    ///
+    /// let store = Store::new(MemBackend::new(1), StoreConfig::default())?;
+    /// store.write(ExtentId(1), b"short-lived")?;
+    /// store.delete(ExtentId(1))?;
+    /// assert_eq!(store.read(ExtentId(1)).unwrap_err().code(), "FPRE012");
+    /// # Ok::<(), extentmeta::Error>(())
+    /// ```
+    pub fn delete(&self, id: ExtentId) -> Result<Snapshot> {
+        self.check_open()?;
+        let deleted = self
+            .shared
+            .drive(DeleteOp::new(id), true)?
+            .ok_or(Error::Internal {
+                what: "a delete waited on a load",
+            })?;
+        self.trim_if_due();
+        Ok(deleted)
     }
 
     /// Reads the current bytes of `id`, from the cache when its generation is
@@ -681,9 +426,36 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// As [`ExtentTable::snapshot`].
+    /// As [`ExtentTable::snapshot`](crate::ExtentTable::snapshot).
     pub fn snapshot(&self, id: ExtentId) -> Result<Snapshot> {
         self.shared.core.table.snapshot(id)
+    }
+
+    /// Every extent with committed bytes (`Durable`, `Compacting` or
+    /// `Quarantined`), in id order: what an engine scans to rebuild its own index
+    /// after [`open`](Self::open). Each item is a snapshot taken as the scan passes
+    /// the id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use extentmeta::{ExtentId, MemBackend, Store, StoreConfig};
+    ///
+    /// let store = Store::new(MemBackend::new(1), StoreConfig::default())?;
+    /// for id in [3, 1, 2] {
+    ///     store.write(ExtentId(id), b"x")?;
+    /// }
+    /// store.delete(ExtentId(2))?;
+    /// let ids: Vec<u64> = store.records().map(|s| s.extent().0).collect();
+    /// assert_eq!(ids, [1, 3]);
+    /// # Ok::<(), extentmeta::Error>(())
+    /// ```
+    pub fn records(&self) -> impl Iterator<Item = Snapshot> + '_ {
+        let table = &self.shared.core.table;
+        table
+            .allocated_ids(0)
+            .filter_map(|id| table.snapshot(id).ok())
+            .filter(|s| s.state() != crate::record::State::Vacant)
     }
 
     /// Counters since the store was created.
@@ -748,190 +520,5 @@ impl Store {
         for next in range {
             self.hint(ExtentId(next));
         }
-    }
-}
-
-// Space: delete, statistics, compaction planning, releasing device tails.
-impl Store {
-    /// Deletes `id`: its record becomes `Vacant` (generation kept), its cached copy
-    /// is dropped, and its location is freed once no reader can still be reading it.
-    ///
-    /// # Consistency
-    ///
-    /// One transition: a read that took its snapshot before it returns the old
-    /// bytes, a read after it returns [`Error::NotReadable`]; never other bytes. A
-    /// later write of `id` starts at the next generation. On a durable store the
-    /// delete is journaled before it returns (it survives a crash) and its space is
-    /// reused only once that record is durable.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::WriteInProgress`] if a write of `id` is pending (nothing changes);
-    /// [`Error::NotReadable`] if `id` is already vacant; [`Error::IllegalTransition`]
-    /// if a compaction of `id` outlasted the bounded wait; [`Error::ExtentOutOfRange`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use extentmeta::{ExtentId, MemBackend, Store, StoreConfig};
-    ///
-    /// let store = Store::new(MemBackend::new(1), StoreConfig::default())?;
-    /// store.write(ExtentId(1), b"short-lived")?;
-    /// store.delete(ExtentId(1))?;
-    /// assert_eq!(store.read(ExtentId(1)).unwrap_err().code(), "FPRE012");
-    /// # Ok::<(), extentmeta::Error>(())
-    /// ```
-    pub fn delete(&self, id: ExtentId) -> Result<Snapshot> {
-        self.check_open()?;
-        let deleted = self
-            .shared
-            .drive(DeleteOp::new(id), true)?
-            .ok_or(Error::Internal {
-                what: "a delete waited on a load",
-            })?;
-        self.trim_if_due();
-        Ok(deleted)
-    }
-
-    /// Space statistics of every device, in device order.
-    ///
-    /// # Consistency
-    ///
-    /// Each device's figures are one consistent reading (taken under its lock);
-    /// devices are read one after another. Freed space counts as free only once its
-    /// grace period passed (see [`reclaim_space`](Self::reclaim_space)).
-    pub fn space(&self) -> Vec<DeviceSpaceStats> {
-        let allocator = &self.shared.core.allocator;
-        (0..allocator.device_count())
-            .filter_map(|d| allocator.stats(d))
-            .collect()
-    }
-
-    /// The extents to compact for `goal`, from the current records and
-    /// [`space`](Self::space) statistics. Moves nothing: run a
-    /// [`PlanGoal::FreeRatio`] plan with [`pack`](Self::pack), a
-    /// [`PlanGoal::Drain`] plan with [`drain`](Self::drain) or
-    /// [`compact`](Self::compact).
-    ///
-    /// # Consistency
-    ///
-    /// A plan is advice from one pass over the table: records that change meanwhile
-    /// make a compaction abort or move less, never lose bytes.
-    pub fn plan_compaction(&self, goal: &PlanGoal) -> Vec<ExtentId> {
-        let records: Vec<Snapshot> = self.records().collect();
-        let block_size = self.shared.core.allocator.block_size();
-        crate::space::plan(goal, &records, &self.space(), block_size)
-    }
-
-    /// Every extent with committed bytes (`Durable`, `Compacting` or
-    /// `Quarantined`), in id order: what an engine scans to rebuild its own index
-    /// after [`open`](Self::open). Each item is a snapshot taken as the scan passes
-    /// the id.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use extentmeta::{ExtentId, MemBackend, Store, StoreConfig};
-    ///
-    /// let store = Store::new(MemBackend::new(1), StoreConfig::default())?;
-    /// for id in [3, 1, 2] {
-    ///     store.write(ExtentId(id), b"x")?;
-    /// }
-    /// store.delete(ExtentId(2))?;
-    /// let ids: Vec<u64> = store.records().map(|s| s.extent().0).collect();
-    /// assert_eq!(ids, [1, 3]);
-    /// # Ok::<(), extentmeta::Error>(())
-    /// ```
-    pub fn records(&self) -> impl Iterator<Item = Snapshot> + '_ {
-        let table = &self.shared.core.table;
-        table
-            .allocated_ids(0)
-            .filter_map(|id| table.snapshot(id).ok())
-            .filter(|s| s.state() != crate::record::State::Vacant)
-    }
-
-    /// Compacts each of `ids` into the lowest free hole that fits on any healthy
-    /// device (holes before fresh space), so that files whose highest extents move
-    /// can shrink; then releases freed device tails.
-    ///
-    /// # Consistency
-    ///
-    /// As [`compact`](Self::compact). An extent with no lower place on its own
-    /// device and no hole elsewhere stays where it is
-    /// ([`CompactOutcome::Aborted`]).
-    ///
-    /// # Errors
-    ///
-    /// Per extent, as [`compact`](Self::compact).
-    pub fn pack(&self, ids: &[ExtentId]) -> Vec<Result<CompactOutcome>> {
-        if self.shared.stopping() {
-            return ids.iter().map(|_| Err(Error::Shutdown)).collect();
-        }
-        let outcomes = ids
-            .iter()
-            .map(|&id| self.shared.compact(CompactOp::packing(id)))
-            .collect();
-        let _ = self.reclaim_space();
-        outcomes
-    }
-
-    /// Frees every retired location whose grace period has passed and releases
-    /// each device's free tail ([`Backend::trim`] to the device's
-    /// [`file_bytes`](DeviceSpaceStats::file_bytes)); returns the bytes released by
-    /// the store's accounting. The store also does this by itself, after a write,
-    /// delete or compaction, once some device has at least 1 MiB of freed tail.
-    ///
-    /// # Consistency
-    ///
-    /// Only bytes past the bump pointer are released, under the device's allocator
-    /// lock: nothing there is referenced, read or being written, and nothing can be
-    /// handed out there while the backend trims.
-    ///
-    /// # Errors
-    ///
-    /// The first backend error ([`Error::Io`]); the other devices are still
-    /// trimmed.
-    pub fn reclaim_space(&self) -> Result<u64> {
-        self.check_open()?;
-        let core = &self.shared.core;
-        core.collect();
-        let mut released = 0;
-        let mut first_error = None;
-        for device in 0..core.allocator.device_count() {
-            let backend = &self.shared.backend;
-            match core
-                .allocator
-                .release_tail(device, true, |length| backend.trim(device, length))
-            {
-                Ok(bytes) => released += bytes,
-                Err(err) => {
-                    first_error.get_or_insert(err);
-                }
-            }
-        }
-        first_error.map_or(Ok(released), Err)
-    }
-
-    /// Releases freed device tails if the allocator says one reached the automatic
-    /// threshold. Errors are left for the next attempt (the tail stays counted).
-    fn trim_if_due(&self) {
-        let core = &self.shared.core;
-        if !core.allocator.take_trim_due() {
-            return;
-        }
-        for device in 0..core.allocator.device_count() {
-            let backend = &self.shared.backend;
-            let _ = core
-                .allocator
-                .release_tail(device, false, |length| backend.trim(device, length));
-        }
-    }
-}
-
-impl Drop for Store {
-    /// Closes the store ([`close`](Store::close)) and drops its first background
-    /// error: call `close` first to see it.
-    fn drop(&mut self) {
-        let _ = self.close();
     }
 }

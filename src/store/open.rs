@@ -4,7 +4,7 @@
 //! leaves every file as it found it (invariant 11); the only exception is the
 //! `LOCK` file, which is removed again if this open created it.
 
-use super::StoreConfig;
+use super::config::StoreConfig;
 use super::durable::{Dir, Journal, io_error};
 use crate::backend::FsBackend;
 use crate::error::{Error, Result};

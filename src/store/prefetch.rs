@@ -7,11 +7,12 @@
 //! protocol at [`Priority::Prefetch`](crate::Priority::Prefetch), and never wait on
 //! another load of the same extent: that load will fill the cache anyway.
 //!
-//! Shutdown: dropping the store first sets its stop flag, then drops the sender and
-//! joins the workers. A worker checks the flag before each hint and the driver checks
-//! it before each step of a prefetch load, so a drop waits for at most one step of
-//! one load per worker (the I/O in flight), never for the queued hints: those are
-//! dropped unloaded. A load stopped this way ends with [`Error::Shutdown`].
+//! Shutdown: `Store::close` (which dropping the store runs) first sets the store's
+//! stop flag, then drops the stop sender, which wakes the workers, and joins them.
+//! A worker checks the flag before each hint and the driver checks it before each
+//! step of a prefetch load, so `close` waits for at most one step of one load per
+//! worker (the I/O in flight), never for the queued hints: those are dropped
+//! unloaded. A load stopped this way ends with [`Error::Shutdown`].
 //!
 //! A backend that panics during a load does not take the worker with it: the driver
 //! contains the panic at the I/O call (it becomes that request's I/O error, counted
@@ -21,7 +22,9 @@
 //! pins and fill tokens, and counted the same way.
 
 use super::shared::Shared;
+use crate::cache::Priority;
 use crate::error::{Error, Result};
+use crate::protocol::ReadOp;
 use crate::record::ExtentId;
 use crate::sync::{Arc, Mutex, thread};
 use crossbeam::channel::{Receiver, Sender, TrySendError, bounded, select};
@@ -109,6 +112,33 @@ impl Prefetcher {
 impl Drop for Prefetcher {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+impl Shared {
+    /// A read at prefetch priority that never waits on another reader's load.
+    pub(crate) fn warm(&self, id: ExtentId) -> Result<bool> {
+        Ok(self
+            .drive(ReadOp::new(id, Priority::Prefetch), false)?
+            .is_some())
+    }
+
+    /// A worker's handling of one hint.
+    fn prefetch_hint(&self, hint: Hint) {
+        if self.stopping() {
+            return;
+        }
+        let current = self.core.table.snapshot(hint.id);
+        if current.map_or(true, |s| s.generation() != hint.generation) {
+            self.counters.prefetch_cancelled.bump();
+            return;
+        }
+        // Errors are not the prefetcher's to report (a demand read will see them),
+        // only to count.
+        match self.warm(hint.id) {
+            Ok(_) => self.counters.prefetch_done.bump(),
+            Err(_) => self.counters.prefetch_abandoned.bump(),
+        }
     }
 }
 

@@ -5,7 +5,8 @@
 //! the scrubber; `StoreConfig::scrub_start` resumes from a saved cursor. After each
 //! extent the scrubber sleeps `bytes / rate`, scaled by a jitter factor in
 //! [0.5, 1.5) from a seeded generator, so scrubbers started together spread out.
-//! It sleeps on the shutdown channel, so dropping the store wakes it at once.
+//! It sleeps on the shutdown channel, so closing the store (`Store::close`, which
+//! dropping it runs) wakes it at once.
 
 use super::shared::Shared;
 use crate::record::ExtentId;

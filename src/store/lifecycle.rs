@@ -1,0 +1,325 @@
+//! How a [`Store`] starts and stops: the constructors (in memory, from an
+//! engine's records, durable), the start they share, which spawns the prefetch
+//! workers and the scrubber, and [`close`](Store::close), which stops and joins
+//! them.
+
+use super::config::StoreConfig;
+use super::open::{self, RecoveryReport};
+use super::prefetch::Prefetcher;
+use super::readahead::Readahead;
+use super::shared::Shared;
+use super::{Store, durable, scrub};
+use crate::backend::Backend;
+use crate::cache::Cache;
+use crate::error::{Error, Result};
+use crate::protocol::Core;
+use crate::record::Snapshot;
+use crate::space::{Allocator, Health, Reclaimer};
+use crate::sync::{Arc, Mutex, thread};
+use crate::table::ExtentTable;
+use crossbeam::channel::bounded;
+
+impl Store {
+    /// A store over `backend`; starts the prefetch workers and, if configured, the
+    /// scrubber.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] if the backend has no devices; [`Error::Io`] (op
+    /// `"spawn"`) if a worker thread cannot be started.
+    pub fn new(backend: impl Backend, config: StoreConfig) -> Result<Self> {
+        let devices = backend.device_count();
+        if devices == 0 {
+            return Err(Error::InvalidConfig {
+                field: "backend",
+                reason: "the backend has no devices".into(),
+            });
+        }
+        let table = ExtentTable::new(config.table);
+        let allocator = Allocator::new(
+            devices,
+            config.device_capacity_bytes,
+            config.block_size_bytes,
+        );
+        Self::start(table, allocator, Box::new(backend), None, config)
+    }
+
+    /// A store over `backend` whose records are `records` — the engine's own
+    /// manifest, as it persisted them from the [event listener](Self::set_listener)
+    /// (or from the snapshots its calls returned). No byte is copied: each record
+    /// keeps its location, generation, checksum and version, and free space is
+    /// everything no record references. The way for engines that keep their own
+    /// manifest to restart an in-memory store; see [`crate::design`].
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new); [`Error::CheckpointCorrupt`] if a record is out of
+    /// range (a device the backend lacks, past the device capacity, an odd
+    /// version) or two records overlap.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use extentmeta::events::Event;
+    /// use extentmeta::{ExtentId, MemBackend, Snapshot, Store, StoreConfig};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let backend = Arc::new(MemBackend::new(1));
+    /// let manifest: Arc<Mutex<Vec<Snapshot>>> = Arc::default();
+    /// {
+    ///     let store = Store::new(Arc::clone(&backend), StoreConfig::default())?;
+    ///     let sink = Arc::clone(&manifest);
+    ///     store.set_listener(move |e: &Event| {
+    ///         if let Event::Written { record } = e {
+    ///             sink.lock().unwrap().push(*record); // the engine persists this
+    ///         }
+    ///     });
+    ///     store.write(ExtentId(1), b"kept by the engine's manifest")?;
+    /// }
+    /// let records = manifest.lock().unwrap().clone();
+    /// let store = Store::with_records(backend, StoreConfig::default(), records)?;
+    /// assert_eq!(&*store.read(ExtentId(1))?, b"kept by the engine's manifest");
+    /// # Ok::<(), extentmeta::Error>(())
+    /// ```
+    pub fn with_records(
+        backend: impl Backend,
+        config: StoreConfig,
+        records: impl IntoIterator<Item = Snapshot>,
+    ) -> Result<Self> {
+        let devices = backend.device_count();
+        if devices == 0 {
+            return Err(Error::InvalidConfig {
+                field: "backend",
+                reason: "the backend has no devices".into(),
+            });
+        }
+        let mut image = crate::journal::Image::default();
+        for record in records {
+            image.apply(&crate::journal::Entry::put(&record));
+        }
+        let geometry = crate::journal::open::Geometry {
+            table: config.table,
+            devices,
+            capacity: config.device_capacity_bytes,
+            block_size: config.block_size_bytes,
+        };
+        let (table, allocator) = crate::journal::open::rebuild(&image, &geometry)?;
+        Self::start(table, allocator, Box::new(backend), None, config)
+    }
+
+    /// Opens the durable store in `dir`, creating it if the directory holds none:
+    /// device files (`config.devices` of them) and a metadata journal with
+    /// checkpoints. Recovery restores every acknowledged write, compaction, remap,
+    /// quarantine and bad-location mark, and rebuilds free space as everything no
+    /// record references (so bytes written but never committed are reclaimed).
+    ///
+    /// # Consistency
+    ///
+    /// A call that returned `Ok` on this store survives any crash (invariant 9); see
+    /// the crate's durability model. Only one store may have `dir` open at a time.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Locked`] if `dir` is already open; [`Error::JournalCorrupt`],
+    /// [`Error::CheckpointCorrupt`], [`Error::MissingCheckpoint`],
+    /// [`Error::NewerFormat`], [`Error::DeviceFile`] for a directory recovery
+    /// refuses; [`Error::InvalidConfig`] if `config.devices` differs from the
+    /// store's; [`Error::Io`]. A failed open changes no file.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use extentmeta::{ExtentId, Store, StoreConfig};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let config = StoreConfig::builder().devices(2).build()?;
+    /// {
+    ///     let store = Store::open(dir.path(), config.clone())?;
+    ///     store.write(ExtentId(1), b"survives a restart")?;
+    /// } // dropped: closed
+    /// let store = Store::open(dir.path(), config)?;
+    /// assert_eq!(&*store.read(ExtentId(1))?, b"survives a restart");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(dir: impl AsRef<std::path::Path>, config: StoreConfig) -> Result<Self> {
+        Self::open_in(std::sync::Arc::new(crate::fs::StdFs), dir, config)
+    }
+
+    /// [`open`](Self::open) on the file system `fs` (a fault-injecting wrapper in
+    /// tests, for example).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub fn open_in(
+        fs: std::sync::Arc<dyn crate::fs::Fs>,
+        dir: impl AsRef<std::path::Path>,
+        config: StoreConfig,
+    ) -> Result<Self> {
+        let opened = open::open(fs, dir.as_ref(), &config)?;
+        let files = std::sync::Arc::new(opened.backend);
+        let mut store = Self::start(
+            opened.table,
+            opened.allocator,
+            Box::new(std::sync::Arc::clone(&files)),
+            Some((opened.journal, files)),
+            config,
+        )?;
+        store.recovery = Some(opened.report);
+        Ok(store)
+    }
+
+    /// What opening this durable store recovered; `None` for a store made with
+    /// [`new`](Self::new).
+    pub fn recovery(&self) -> Option<RecoveryReport> {
+        self.recovery.clone()
+    }
+
+    fn start(
+        table: ExtentTable,
+        allocator: Allocator,
+        backend: Box<dyn Backend>,
+        durable: Option<(durable::Journal, std::sync::Arc<crate::backend::FsBackend>)>,
+        config: StoreConfig,
+    ) -> Result<Self> {
+        let devices = backend.device_count();
+        let policy = config.policy;
+        let core = Core {
+            table,
+            cache: {
+                let mut cache = Cache::with_policy(
+                    config.cache_bytes,
+                    config.cache_shards,
+                    config.cache_policy,
+                );
+                if let Some(w) = config.cache_hooks.weigher.clone() {
+                    cache = cache.with_weigher(w);
+                }
+                if let Some(l) = config.cache_hooks.on_evict.clone() {
+                    cache = cache.with_eviction_listener(l);
+                }
+                cache
+            },
+            allocator,
+            reclaimer: Reclaimer::new(),
+            health: Health::new(
+                devices,
+                policy.device_error_threshold,
+                policy.device_error_window_secs * 1000,
+            ),
+            mutants: Default::default(),
+            proposals: Default::default(),
+            space_low: Default::default(),
+            events: Default::default(),
+        };
+        let shared = Arc::new(Shared::new(
+            core,
+            backend,
+            policy,
+            config.scrub_start,
+            durable,
+            config.latency_histograms,
+        ));
+        if let Some(journal) = &shared.journal {
+            // The open may have found the disk full (no reserve made).
+            shared.core.set_space_low(journal.space_low());
+        }
+        let prefetcher =
+            Prefetcher::start(&shared, config.prefetch_workers, config.prefetch_queue)?;
+        let (scrub_stop, scrubber) = if config.scrub_bytes_per_sec > 0 {
+            let (stop, stopped) = bounded::<()>(1);
+            let s = Arc::clone(&shared);
+            let (rate, seed) = (config.scrub_bytes_per_sec, config.scrub_seed);
+            let handle = thread::Builder::new()
+                .name("extentmeta-scrub".into())
+                .spawn(move || scrub::run(&s, rate, seed, &stopped))
+                .map_err(|e| Error::io(0, "spawn", &e))?;
+            (Some(stop), Some(handle))
+        } else {
+            (None, None)
+        };
+        Ok(Store {
+            shared,
+            readahead: Mutex::new(Readahead::new(
+                config.readahead_min_bytes,
+                config.readahead_max_bytes,
+                config.prefetch_queue as u64,
+            )),
+            max_extent_bytes: config.max_extent_bytes,
+            write_wait: std::time::Duration::from_millis(config.write_wait_ms),
+            readahead_on: config.readahead,
+            scrub_stop: Mutex::new(scrub_stop),
+            scrubber: Mutex::new(scrubber),
+            recovery: None,
+            prefetcher,
+        })
+    }
+
+    /// Closes the store: operations started from now on return
+    /// [`Error::Shutdown`]; queued prefetch hints are dropped (a load in flight
+    /// finishes or is abandoned at its next step); the prefetch workers and the
+    /// scrubber are stopped and joined. Everything acknowledged is already durable;
+    /// a durable store then appends a close marker to its journal (so recovery can
+    /// tell damage to its last records from a torn tail) and releases its
+    /// directory lock and every file at once: another store may open the directory
+    /// while this value is still alive (behind an `Arc`, say), and every later call
+    /// on it returns [`Error::Shutdown`]. Idempotent; dropping the store closes it
+    /// too.
+    ///
+    /// # Errors
+    ///
+    /// The first background error, if any: the journal's sticky I/O error (the
+    /// store could no longer make changes durable), or [`Error::Internal`] if a
+    /// background thread panicked.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use extentmeta::{ExtentId, MemBackend, Store, StoreConfig};
+    ///
+    /// let store = Store::new(MemBackend::new(1), StoreConfig::default())?;
+    /// store.write(ExtentId(1), b"bytes")?;
+    /// store.close()?;
+    /// assert_eq!(store.read(ExtentId(1)).unwrap_err().code(), "FPRE017");
+    /// # Ok::<(), extentmeta::Error>(())
+    /// ```
+    pub fn close(&self) -> Result<()> {
+        self.shared.stop();
+        let mut first = None;
+        if self.prefetcher.shutdown() > 0 {
+            first = Some(Error::Internal {
+                what: "a prefetch worker panicked",
+            });
+        }
+        self.scrub_stop.lock().take();
+        let scrubber = self.scrubber.lock().take();
+        if let Some(handle) = scrubber
+            && handle.join().is_err()
+        {
+            first.get_or_insert(Error::Internal {
+                what: "the scrubber panicked",
+            });
+        }
+        if let Some(err) = self.shared.journal.as_ref().and_then(|j| j.failure()) {
+            first.get_or_insert(err);
+        }
+        if let Some(journal) = &self.shared.journal {
+            if let Err(err) = journal.close() {
+                first.get_or_insert(err);
+            }
+            journal.release();
+        }
+        if let Some(files) = &self.shared.device_files {
+            files.close();
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Store {
+    /// Closes the store ([`close`](Store::close)) and drops its first background
+    /// error: call `close` first to see it.
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}

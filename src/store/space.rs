@@ -1,0 +1,117 @@
+//! Space operations on [`Store`]: device space statistics, compaction planning,
+//! packing, and releasing freed device tails.
+
+use super::Store;
+use crate::error::{Error, Result};
+use crate::protocol::{CompactOp, CompactOutcome};
+use crate::record::{ExtentId, Snapshot};
+use crate::space::{DeviceSpaceStats, PlanGoal};
+
+impl Store {
+    /// Space statistics of every device, in device order.
+    ///
+    /// # Consistency
+    ///
+    /// Each device's figures are one consistent reading (taken under its lock);
+    /// devices are read one after another. Freed space counts as free only once its
+    /// grace period passed (see [`reclaim_space`](Self::reclaim_space)).
+    pub fn space(&self) -> Vec<DeviceSpaceStats> {
+        let allocator = &self.shared.core.allocator;
+        (0..allocator.device_count())
+            .filter_map(|d| allocator.stats(d))
+            .collect()
+    }
+
+    /// The extents to compact for `goal`, from the current records and
+    /// [`space`](Self::space) statistics. Moves nothing: run a
+    /// [`PlanGoal::FreeRatio`] plan with [`pack`](Self::pack), a
+    /// [`PlanGoal::Drain`] plan with [`drain`](Self::drain) or
+    /// [`compact`](Self::compact).
+    ///
+    /// # Consistency
+    ///
+    /// A plan is advice from one pass over the table: records that change meanwhile
+    /// make a compaction abort or move less, never lose bytes.
+    pub fn plan_compaction(&self, goal: &PlanGoal) -> Vec<ExtentId> {
+        let records: Vec<Snapshot> = self.records().collect();
+        let block_size = self.shared.core.allocator.block_size();
+        crate::space::plan(goal, &records, &self.space(), block_size)
+    }
+
+    /// Compacts each of `ids` into the lowest free hole that fits on any healthy
+    /// device (holes before fresh space), so that files whose highest extents move
+    /// can shrink; then releases freed device tails.
+    ///
+    /// # Consistency
+    ///
+    /// As [`compact`](Self::compact). An extent with no lower place on its own
+    /// device and no hole elsewhere stays where it is
+    /// ([`CompactOutcome::Aborted`]).
+    ///
+    /// # Errors
+    ///
+    /// Per extent, as [`compact`](Self::compact).
+    pub fn pack(&self, ids: &[ExtentId]) -> Vec<Result<CompactOutcome>> {
+        if self.shared.stopping() {
+            return ids.iter().map(|_| Err(Error::Shutdown)).collect();
+        }
+        let outcomes = ids
+            .iter()
+            .map(|&id| self.shared.compact(CompactOp::packing(id)))
+            .collect();
+        let _ = self.reclaim_space();
+        outcomes
+    }
+
+    /// Frees every retired location whose grace period has passed and releases
+    /// each device's free tail ([`Backend::trim`](crate::Backend::trim) to the device's
+    /// [`file_bytes`](DeviceSpaceStats::file_bytes)); returns the bytes released by
+    /// the store's accounting. The store also does this by itself, after a write,
+    /// delete or compaction, once some device has at least 1 MiB of freed tail.
+    ///
+    /// # Consistency
+    ///
+    /// Only bytes past the bump pointer are released, under the device's allocator
+    /// lock: nothing there is referenced, read or being written, and nothing can be
+    /// handed out there while the backend trims.
+    ///
+    /// # Errors
+    ///
+    /// The first backend error ([`Error::Io`]); the other devices are still
+    /// trimmed.
+    pub fn reclaim_space(&self) -> Result<u64> {
+        self.check_open()?;
+        let core = &self.shared.core;
+        core.collect();
+        let mut released = 0;
+        let mut first_error = None;
+        for device in 0..core.allocator.device_count() {
+            let backend = &self.shared.backend;
+            match core
+                .allocator
+                .release_tail(device, true, |length| backend.trim(device, length))
+            {
+                Ok(bytes) => released += bytes,
+                Err(err) => {
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        first_error.map_or(Ok(released), Err)
+    }
+
+    /// Releases freed device tails if the allocator says one reached the automatic
+    /// threshold. Errors are left for the next attempt (the tail stays counted).
+    pub(super) fn trim_if_due(&self) {
+        let core = &self.shared.core;
+        if !core.allocator.take_trim_due() {
+            return;
+        }
+        for device in 0..core.allocator.device_count() {
+            let backend = &self.shared.backend;
+            let _ = core
+                .allocator
+                .release_tail(device, false, |length| backend.trim(device, length));
+        }
+    }
+}
