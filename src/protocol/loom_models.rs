@@ -338,7 +338,7 @@ fn last_good_copy_kept_quarantine_racing_read() {
     });
 }
 
-/// Issue 9 defect 3: two repairs of one fault racing (a verify and a scrub that
+/// Two repairs of one fault racing (a verify and a scrub that
 /// both found it): exactly one quarantines and counts it, whichever remaps.
 #[test]
 fn quarantine_counted_once_two_repairs_of_one_fault_racing() {

@@ -13,9 +13,9 @@ use crate::journal::open::Geometry;
 use crate::journal::plan::PlanMutants;
 use crate::journal::{self, files};
 use crate::space::Allocator;
-// std's Arc even under loom: file handles are shared, not synchronised through it.
 use crate::table::ExtentTable;
 use std::path::Path;
+// std's Arc even under loom: file handles are shared, not synchronised through it.
 use std::sync::Arc;
 
 /// The name of `device`'s data file (the same as [`FileBackend`](crate::FileBackend)'s).

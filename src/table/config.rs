@@ -22,8 +22,8 @@ impl Default for TableConfig {
     /// directory, which does not stay in a 48 KiB L1 next to the slots' misses, and
     /// random snapshots cost 1.25× a plain `Vec` read in the table bench; with
     /// 16 384 the directory is 15 KB and they cost 1.21× (medians of three
-    /// alternated runs; 65 536 gained 0–2 % more; BENCHMARKS.md, issue 11, eighth
-    /// pass). The seqlock read itself costs what a plain copy does, so the
+    /// alternated runs; 65 536 gained 0–2 % more; BENCHMARKS.md, "Snapshot fast
+    /// path"). The seqlock read itself costs what a plain copy does, so the
     /// directory is the gap. The price is the growth unit: an id in an untouched
     /// segment allocates 512 KiB, and scans over allocated segments visit 16 384
     /// ids per segment. Tables of sparse ids should set a smaller
