@@ -128,3 +128,32 @@
 //!   [`Store::with_records`](crate::Store::with_records), which reinstalls them
 //!   without copying a byte. Choose it for caches of data that lives elsewhere,
 //!   tests, and engines whose manifest must stay the source of truth.
+//!
+//! ## The layers: a map of the source
+//!
+//! Each layer imports only from itself and the layers below it; the two drivers
+//! at the top never import each other.
+//!
+//! ```text
+//!   store      the public Store: the thread driver of the machines, the durable
+//!              driver of the journal writer, prefetch and readahead, scrubbing
+//!   sim        the emulator: the same machines and writer on an emulated disk
+//!   ─────────────────────────────────────────────────────────────────────────
+//!   protocol   one sans-IO machine per operation (read, write, batch, delete,
+//!              compact, verify, repair) and the integrity ladder they share
+//!   ─────────────────────────────────────────────────────────────────────────
+//!   journal    the on-disk format (frames, checkpoints, pointer), recovery, and
+//!              the I/O-free writer and open sequence both drivers run
+//!   ─────────────────────────────────────────────────────────────────────────
+//!   table      the seqlock record table     cache   the generation-tagged cache
+//!   space      the allocator, devices, planner and reclaimer
+//!   ─────────────────────────────────────────────────────────────────────────
+//!   record     snapshots, states, the transition rules, the packed words
+//!   ─────────────────────────────────────────────────────────────────────────
+//!   shared     sync (std and parking_lot, or loom), error, bytes, fs (the
+//!              file-system abstraction), backend (device I/O), events, policy
+//! ```
+//!
+//! `tests/layout.rs` checks the rules that keep this map true: no module imports
+//! a layer above it, no two files import each other, no source file over 600
+//! lines outside its tests, and every module's first line says what it is.

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 /// One file per device through a [`Fs`](crate::fs::Fs), positioned I/O.
 #[derive(Debug)]
-pub(crate) struct FsBackend {
+pub(crate) struct DeviceFiles {
     /// Emptied by [`close`](Self::close): every later I/O fails with
     /// [`Error::Shutdown`].
     files: RwLock<Vec<Arc<dyn FsFile>>>,
@@ -159,11 +159,11 @@ impl SyncGate {
     }
 }
 
-impl FsBackend {
+impl DeviceFiles {
     /// A backend over one open file per device.
     pub(crate) fn new(files: Vec<Arc<dyn FsFile>>) -> Self {
         let devices = files.len() as u16;
-        FsBackend {
+        DeviceFiles {
             gates: (0..devices).map(|_| SyncGate::default()).collect(),
             files: RwLock::new(files),
             devices,
@@ -196,7 +196,7 @@ impl FsBackend {
     }
 }
 
-impl Backend for FsBackend {
+impl Backend for DeviceFiles {
     fn device_count(&self) -> u16 {
         self.devices
     }

@@ -1,6 +1,6 @@
 //! A backend on real files: one file per device, positioned I/O.
 
-use super::{Backend, FsBackend};
+use super::{Backend, DeviceFiles};
 use crate::error::{Error, Result};
 use crate::fs::{Fs, StdFs};
 use crate::record::Location;
@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub struct FileBackend {
     dir: PathBuf,
-    inner: FsBackend,
+    inner: DeviceFiles,
 }
 
 impl FileBackend {
@@ -48,7 +48,7 @@ impl FileBackend {
         fs.sync_dir(&dir).map_err(|e| Error::io(0, "sync", &e))?;
         Ok(FileBackend {
             dir,
-            inner: FsBackend::new(files),
+            inner: DeviceFiles::new(files),
         })
     }
 

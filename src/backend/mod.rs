@@ -9,7 +9,7 @@ mod device_files;
 mod file;
 mod mem;
 
-pub(crate) use device_files::{FsBackend, SyncBook, SyncEnd};
+pub(crate) use device_files::{DeviceFiles, SyncBook, SyncEnd};
 pub use file::FileBackend;
 pub use mem::MemBackend;
 

@@ -179,7 +179,10 @@ impl Store {
         table: ExtentTable,
         allocator: Allocator,
         backend: Box<dyn Backend>,
-        durable: Option<(durable::Journal, std::sync::Arc<crate::backend::FsBackend>)>,
+        durable: Option<(
+            durable::Journal,
+            std::sync::Arc<crate::backend::DeviceFiles>,
+        )>,
         config: StoreConfig,
     ) -> Result<Self> {
         let devices = backend.device_count();

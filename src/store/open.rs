@@ -6,7 +6,7 @@
 
 use super::config::StoreConfig;
 use super::durable::{Dir, Journal, io_error};
-use crate::backend::FsBackend;
+use crate::backend::DeviceFiles;
 use crate::error::{Error, Result};
 use crate::fs::{Fs, FsFile};
 use crate::journal::open::Geometry;
@@ -53,7 +53,7 @@ pub struct RecoveryReport {
 pub(crate) struct Opened {
     pub(crate) table: ExtentTable,
     pub(crate) allocator: Allocator,
-    pub(crate) backend: FsBackend,
+    pub(crate) backend: DeviceFiles,
     pub(crate) journal: Journal,
     pub(crate) report: RecoveryReport,
 }
@@ -172,7 +172,7 @@ fn device_files(dir: &Dir, devices: u16) -> Result<Vec<Option<Arc<dyn FsFile>>>>
 
 /// The device files of a durable store: the ones that exist, the others created
 /// (and their directory entries synced).
-fn open_device_files(dir: &Dir, existing: Vec<Option<Arc<dyn FsFile>>>) -> Result<FsBackend> {
+fn open_device_files(dir: &Dir, existing: Vec<Option<Arc<dyn FsFile>>>) -> Result<DeviceFiles> {
     let mut created = false;
     let mut files = Vec::with_capacity(existing.len());
     for (device, f) in existing.into_iter().enumerate() {
@@ -191,5 +191,5 @@ fn open_device_files(dir: &Dir, existing: Vec<Option<Arc<dyn FsFile>>>) -> Resul
             .sync_dir(&dir.path)
             .map_err(|e| io_error("sync dir", &e))?;
     }
-    Ok(FsBackend::new(files))
+    Ok(DeviceFiles::new(files))
 }

@@ -25,7 +25,7 @@ pub(crate) struct Shared {
     pub(crate) journal: Option<Journal>,
     /// A durable store's device files (the same as `backend`): closed by
     /// `Store::close`, and asked whether a device's sync failed.
-    pub(crate) device_files: Option<std::sync::Arc<crate::backend::FsBackend>>,
+    pub(crate) device_files: Option<std::sync::Arc<crate::backend::DeviceFiles>>,
     /// Operations between their first data write and their journal append: a
     /// journal leader lets them join its group commit (see `journal_commit`).
     pub(super) approaching_journal: AtomicUsize,
@@ -57,7 +57,7 @@ impl Shared {
         backend: Box<dyn Backend>,
         policy: IntegrityPolicy,
         scrub_start: u64,
-        durable: Option<(Journal, std::sync::Arc<crate::backend::FsBackend>)>,
+        durable: Option<(Journal, std::sync::Arc<crate::backend::DeviceFiles>)>,
         histograms: bool,
     ) -> Self {
         let (journal, device_files) = durable.unzip();
