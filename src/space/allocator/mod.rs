@@ -1,4 +1,4 @@
-//! Space on the devices: the location allocator and deferred reclamation.
+//! The location allocator: hands out and takes back locations on every device.
 //!
 //! The allocator hands out locations per device, in whole blocks, round-robin across
 //! devices. Each device is a *bump pointer* (everything at or past it has never been
@@ -27,72 +27,15 @@
 //! the live bytes, first fit at 1.101×. First fit is kept for packing, where the
 //! position matters more than the fit (see BENCHMARKS.md, the space section).
 
-mod health;
-mod planner;
-mod ranges;
-mod reclaim;
-
-pub(crate) use health::Health;
-pub use planner::PlanGoal;
-pub(crate) use planner::plan;
-
-pub(crate) use reclaim::{Pin, Reclaimer};
-
+use super::device::{DeviceSpace, DeviceSpaceStats, Fit, Source};
 use crate::error::{Error, Result};
 use crate::record::Location;
 use crate::sync::{AtomicUsize, Mutex, Ordering};
-use ranges::Ranges;
 
 /// A freed tail at least this long (bytes past the bump pointer that the device
 /// file may still hold) makes [`Allocator::trim_due`] true: the store then releases
 /// it without being asked.
 pub(crate) const AUTO_TRIM_BYTES: u64 = 1 << 20;
-
-/// Space on one device.
-#[derive(Debug)]
-struct DeviceSpace {
-    capacity: u64,
-    /// Everything at or past `bump` is unreferenced and never handed out.
-    bump: u64,
-    /// Free holes below `bump`, coalesced; never touching `bump`.
-    holes: Ranges,
-    /// Bad byte ranges (block-rounded), coalesced; all below `bump`.
-    bad: Ranges,
-    /// The bad locations as marked, for the checkpoint image; no duplicates.
-    bad_locations: Vec<Location>,
-    /// Degraded devices are used only when no healthy one has room.
-    degraded: bool,
-    /// The largest `bump` since the tail was last released: how long the device
-    /// file may be.
-    peak: u64,
-}
-
-/// Space statistics of one device, from [`Store::space`](crate::Store::space).
-///
-/// Every byte below `file_bytes` is exactly one of live, free or bad:
-/// `file_bytes == live_bytes + free_bytes + bad_bytes`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct DeviceSpaceStats {
-    /// The device.
-    pub device: u16,
-    /// The configured capacity in bytes.
-    pub capacity_bytes: u64,
-    /// The high-water mark (bump pointer): one past the last byte in use, free or
-    /// bad. The device file needs to be no longer than this.
-    pub file_bytes: u64,
-    /// Bytes handed out and not yet freed (block-rounded), excluding bad bytes.
-    pub live_bytes: u64,
-    /// Bytes in free holes below `file_bytes`, reusable by any size that fits.
-    pub free_bytes: u64,
-    /// Number of free holes.
-    pub holes: u64,
-    /// The largest free hole in bytes (0 if none).
-    pub largest_hole_bytes: u64,
-    /// Bytes marked bad (block-rounded): never handed out again.
-    pub bad_bytes: u64,
-    /// Whether the device is degraded (used for new locations only as a last resort).
-    pub degraded: bool,
-}
 
 /// Why [`Allocator::restore`] refused its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,24 +66,6 @@ pub(crate) enum Placement {
     /// Any healthy device, the lowest hole that fits (first fit): compaction that
     /// shrinks files.
     Pack,
-}
-
-/// Where on a device an allocation is taken from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
-    /// A free hole below the bump pointer.
-    Hole,
-    /// Fresh space at the bump pointer.
-    Bump,
-}
-
-/// How a device picks a hole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Fit {
-    /// The lowest hole long enough: keeps data low ([`Placement::Pack`]).
-    First,
-    /// The shortest hole long enough, the lowest of equals (the default).
-    Best,
 }
 
 /// The per-device location allocator.
@@ -485,87 +410,6 @@ impl Allocator {
             }
             assert!(space.peak >= space.bump, "peak is a high-water mark");
         }
-    }
-}
-
-impl DeviceSpace {
-    fn new(capacity: u64) -> Self {
-        DeviceSpace {
-            capacity,
-            bump: 0,
-            holes: Ranges::default(),
-            bad: Ranges::default(),
-            bad_locations: Vec::new(),
-            degraded: false,
-            peak: 0,
-        }
-    }
-
-    /// `bytes` from the hole `fit` picks, or from the bump pointer.
-    fn take(&mut self, bytes: u64, fit: Fit, source: Source) -> Option<u64> {
-        if source == Source::Hole {
-            let offset = match fit {
-                Fit::First => self.holes.first_fit(bytes),
-                Fit::Best => self.holes.best_fit(bytes),
-            }?;
-            self.holes.remove(offset, offset + bytes);
-            return Some(offset);
-        }
-        if self.capacity.saturating_sub(self.bump) < bytes {
-            return None;
-        }
-        let offset = self.bump;
-        self.bump += bytes;
-        self.peak = self.peak.max(self.bump);
-        Some(offset)
-    }
-
-    /// Records `[start, end)` (the span of `location`) as bad.
-    fn add_bad(&mut self, start: u64, end: u64, location: Location) {
-        self.bad.insert(start, end);
-        // Bounded by the bad list, which only grows by faults found.
-        if !self.bad_locations.contains(&location) {
-            self.bad_locations.push(location);
-        }
-    }
-
-    /// Moves the bump pointer up to `end` if it is below; the skipped bytes that
-    /// are not bad become free. Call after recording the bad range that ends at
-    /// `end`, so the new hole does not reach the bump pointer.
-    fn raise_bump(&mut self, end: u64) {
-        if end > self.bump {
-            let old = self.bump;
-            self.bump = end;
-            self.peak = self.peak.max(end);
-            self.release(old, end);
-        }
-    }
-
-    /// Makes `[start, end)` (below the bump pointer) free, except its bad parts;
-    /// lowers the bump pointer if the merged hole reaches it.
-    fn release(&mut self, start: u64, end: u64) {
-        let mut cursor = start;
-        // Bounded by the bad ranges overlapping the span.
-        for (bad_start, bad_end) in self.bad.overlapping(start, end) {
-            self.insert_hole(cursor, bad_start);
-            cursor = bad_end;
-        }
-        self.insert_hole(cursor, end);
-        // Holes are coalesced, so at most one hole touches the bump pointer.
-        if let Some((s, e)) = self.holes.last()
-            && e == self.bump
-        {
-            self.holes.remove(s, e);
-            self.bump = s;
-        }
-    }
-
-    fn insert_hole(&mut self, start: u64, end: u64) {
-        debug_assert!(
-            self.holes.overlapping(start, end).is_empty(),
-            "double free of [{start}, {end})"
-        );
-        self.holes.insert(start, end);
     }
 }
 
@@ -1028,21 +872,5 @@ mod tests {
             best as f64 / live_best as f64
         );
         assert!(best <= first, "first {first} best {best}");
-    }
-
-    #[test]
-    fn reclaimer_frees_only_after_the_reader_unpins() {
-        let r = Reclaimer::new();
-        let pin = r.pin();
-        let mut freed = vec![];
-        r.retire(Location::new(0, 4096, 1), |l| freed.push(l));
-        r.collect(|l| freed.push(l));
-        r.collect(|l| freed.push(l));
-        assert!(freed.is_empty(), "a pinned reader may still read it");
-        r.unpin(pin);
-        r.collect(|l| freed.push(l));
-        r.collect(|l| freed.push(l));
-        assert_eq!(freed, vec![Location::new(0, 4096, 1)]);
-        assert_eq!(r.pending(), 0);
     }
 }
