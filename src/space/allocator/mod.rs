@@ -119,7 +119,6 @@ impl Allocator {
     /// [`RestoreError::Overlap`] if two referenced locations share a block;
     /// [`RestoreError::OutOfRange`] for a referenced or bad location on a device
     /// `>= devices` or ending past `capacity`.
-    #[allow(dead_code, reason = "the durable-recovery journal is its caller")]
     pub(crate) fn restore(
         devices: u16,
         capacity: u64,
@@ -298,7 +297,6 @@ impl Allocator {
 
     /// Every location marked bad, by device then in marking order (for the
     /// checkpoint image).
-    #[allow(dead_code, reason = "the durable-recovery journal is its caller")]
     pub(crate) fn bad_locations(&self) -> Vec<Location> {
         self.devices
             .iter()
@@ -307,7 +305,6 @@ impl Allocator {
     }
 
     /// Devices marked degraded, ascending.
-    #[allow(dead_code, reason = "the durable-recovery journal is its caller")]
     pub(crate) fn degraded_devices(&self) -> Vec<u16> {
         (0..self.devices.len())
             .filter(|&d| self.devices[d].lock().degraded)
@@ -319,7 +316,7 @@ impl Allocator {
     /// unknown device). It is block-rounded: a healthy device file may end up to a
     /// block short of it (the last extent's unrounded end); a file shorter than the
     /// highest referenced location's `end()` lost referenced bytes.
-    #[allow(dead_code, reason = "the durable-recovery journal is its caller")]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn high_water(&self, device: u16) -> u64 {
         self.devices
             .get(usize::from(device))
