@@ -17,7 +17,7 @@
 //! pins the tail and ends the plan for its device). It is an estimate: holes too
 //! small for an extent leave the real file longer, and the engine can plan again.
 
-use super::DeviceSpaceStats;
+use super::device::DeviceSpaceStats;
 use crate::record::{ExtentId, Location, Snapshot, State};
 
 /// What [`Store::plan_compaction`](crate::Store::plan_compaction) plans for.

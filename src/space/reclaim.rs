@@ -129,3 +129,24 @@ impl Reclaimer {
         self.retired.lock().len()
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reclaimer_frees_only_after_the_reader_unpins() {
+        let r = Reclaimer::new();
+        let pin = r.pin();
+        let mut freed = vec![];
+        r.retire(Location::new(0, 4096, 1), |l| freed.push(l));
+        r.collect(|l| freed.push(l));
+        r.collect(|l| freed.push(l));
+        assert!(freed.is_empty(), "a pinned reader may still read it");
+        r.unpin(pin);
+        r.collect(|l| freed.push(l));
+        r.collect(|l| freed.push(l));
+        assert_eq!(freed, vec![Location::new(0, 4096, 1)]);
+        assert_eq!(r.pending(), 0);
+    }
+}
