@@ -38,8 +38,8 @@ use crate::record::Location;
 use crate::sync::{AtomicUsize, Mutex, Ordering};
 
 /// A freed tail at least this long (bytes past the bump pointer that the device
-/// file may still hold) makes [`Allocator::trim_due`] true: the store then releases
-/// it without being asked.
+/// file may still hold) makes [`Allocator::take_trim_due`] answer true: the store
+/// then releases it without being asked.
 pub(crate) const AUTO_TRIM_BYTES: u64 = 1 << 20;
 
 /// Why [`Allocator::restore`] refused its input.
