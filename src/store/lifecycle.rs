@@ -258,16 +258,17 @@ impl Store {
         })
     }
 
-    /// Closes the store: operations started from now on return
-    /// [`Error::Shutdown`]; queued prefetch hints are dropped (a load in flight
-    /// finishes or is abandoned at its next step); the prefetch workers and the
-    /// scrubber are stopped and joined. Everything acknowledged is already durable;
-    /// a durable store then appends a close marker to its journal (so recovery can
-    /// tell damage to its last records from a torn tail) and releases its
-    /// directory lock and every file at once: another store may open the directory
-    /// while this value is still alive (behind an `Arc`, say), and every later call
-    /// on it returns [`Error::Shutdown`]. Idempotent; dropping the store closes it
-    /// too.
+    /// Closes the store: operations that read, write, delete, compact, verify or
+    /// repair extents, started from now on, return [`Error::Shutdown`]; queued
+    /// prefetch hints are dropped (a load in flight finishes or is abandoned at
+    /// its next step); the prefetch workers and the scrubber are stopped and
+    /// joined. Everything acknowledged is already durable; a durable store then
+    /// appends a close marker to its journal (so recovery can tell damage to its
+    /// last records from a torn tail) and releases its directory lock and every
+    /// file at once: another store may open the directory while this value is
+    /// still alive (behind an `Arc`, say). What reads only memory (`snapshot`,
+    /// `records`, `space`, `plan_compaction`, `stats`) still answers, from the
+    /// state at close. Idempotent; dropping the store closes it too.
     ///
     /// # Errors
     ///
