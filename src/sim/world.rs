@@ -111,8 +111,10 @@ enum Input {
     Backoff,
 }
 
+/// An operation in flight, in its slot of `World::slots`: who started it, on
+/// which extent, when, and what the checker tracks of it.
 #[derive(Debug)]
-struct Slot {
+struct ActiveOp {
     actor: usize,
     extent: ExtentId,
     started_ns: u64,
@@ -171,7 +173,7 @@ pub(crate) struct World {
     fabric: Fabric,
     history: History,
     actors: Vec<Actor>,
-    slots: Vec<Option<Slot>>,
+    slots: Vec<Option<ActiveOp>>,
     free_slots: Vec<usize>,
     waiters: Vec<(usize, Arc<Flight>)>,
     rng: ChaCha8Rng,
@@ -516,7 +518,7 @@ impl World {
     }
 
     fn start(&mut self, actor: usize, extent: ExtentId, op: Op) {
-        let slot = Slot {
+        let slot = ActiveOp {
             actor,
             extent,
             started_ns: self.now,
@@ -717,7 +719,7 @@ impl World {
     /// only the `commit_before_journal` mutant commits first, and then the history
     /// must record it now.
     fn journal(&mut self, idx: usize, extent: ExtentId, entries: Vec<Entry>) {
-        if let Some(Some(Slot {
+        if let Some(Some(ActiveOp {
             op: Op::Write(_, bytes),
             ..
         })) = self.slots.get(idx)
@@ -982,7 +984,7 @@ impl World {
     /// After every step of the ladder's sessions: charge the device error it found
     /// (at the actor's own skewed, drifting clock, before the repair goes on), and
     /// check a persistent fault against the fabric once, when it is found.
-    fn after_ladder_step(&mut self, slot: &mut Slot) {
+    fn after_ladder_step(&mut self, slot: &mut ActiveOp) {
         let (device_error, fault) = slot.op.ladder();
         if let Some(location) = device_error {
             let now_ms = self.clock_of(slot.actor).local_ns(self.now) / 1_000_000;
@@ -1003,7 +1005,7 @@ impl World {
 
     /// FPRE004 must sit on an injected persistent fault, or on a streak of injected
     /// transient errors longer than the retry limit.
-    fn check_fpre004(&mut self, slot: &Slot, location: Location, attempts: u32) {
+    fn check_fpre004(&mut self, slot: &ActiveOp, location: Location, attempts: u32) {
         if self.fabric.is_faulty(location) {
             self.report.fpre004_real += 1;
         } else if slot.injected_streak >= attempts.max(1) {
@@ -1026,7 +1028,7 @@ impl World {
     }
 
     /// An operation finished: account for it and free the slot.
-    fn finish(&mut self, idx: usize, slot: Slot, result: crate::Result<Out>) {
+    fn finish(&mut self, idx: usize, slot: ActiveOp, result: crate::Result<Out>) {
         let prefetch = self.actors.get(slot.actor).map(|a| a.kind) == Some(ActorKind::Prefetcher);
         match (&slot.op, result) {
             (Op::Write(_, bytes), Ok(Out::Written(generation))) => {
@@ -1072,7 +1074,7 @@ impl World {
         }
     }
 
-    fn on_read_done(&mut self, slot: &Slot, result: crate::Result<Out>, prefetch: bool) {
+    fn on_read_done(&mut self, slot: &ActiveOp, result: crate::Result<Out>, prefetch: bool) {
         match result {
             Ok(Out::Bytes(bytes)) => {
                 if let Some((id, generation)) = super::history::decode(&bytes)
