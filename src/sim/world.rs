@@ -2,10 +2,10 @@
 
 use super::config::{Protocol, SimConfig};
 use super::crash::{self, Crashes};
+use super::emulated_journal::{self, EmulatedJournal, EmulatedJournalConfig, Lane};
 use super::fabric::Fabric;
 use super::history::{History, ReadCheck, value};
 use super::legacy::{self, Legacy};
-use super::meta::{self, Lane, Meta, MetaConfig};
 use super::model::{self, Model};
 use super::report::{Report, Trace};
 use crate::backend::{SyncBook, SyncEnd};
@@ -188,7 +188,7 @@ pub(crate) struct World {
     pub(crate) report: Report,
     trace: Trace,
     /// The metadata directory and journal, the power cuts, the durability model.
-    meta: Meta,
+    meta: EmulatedJournal,
     crashes: Crashes,
     model: Model,
     geometry: Geometry,
@@ -212,8 +212,8 @@ impl World {
         };
         let mut report = Report::new(seed, cfg.protocol);
         let fixed = cfg.protocol == Protocol::Fixed;
-        let mut meta = Meta::new(
-            MetaConfig {
+        let mut meta = EmulatedJournal::new(
+            EmulatedJournalConfig {
                 devices: cfg.devices,
                 max_bytes: cfg.journal_max_bytes,
                 ack_before_sync: cfg.ack_before_journal_sync,
@@ -745,7 +745,7 @@ impl World {
         }
     }
 
-    fn meta_effects(&mut self, fx: meta::Effects) {
+    fn meta_effects(&mut self, fx: emulated_journal::Effects) {
         if let Some(error) = fx.plan_error {
             self.violation(error);
         }
