@@ -30,7 +30,7 @@ pub(crate) enum Lane {
     Checkpoint,
 }
 
-/// Knobs of the metadata driver.
+/// Knobs of the emulated journal.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct EmulatedJournalConfig {
     pub(crate) devices: u16,

@@ -133,7 +133,8 @@ impl World {
                     .replica(id, generation)
                     .ok_or(Error::Quarantined { extent: id }),
             ),
-            // Journal requests go to the metadata writer (`journal`), never here.
+            // Unreachable: `dispatch` hands every journal request to the emulated
+            // journal (`journal`) and never schedules one as data I/O.
             IoRequest::Journal(_) => IoResult::Done(Err(Error::Internal {
                 what: "a journal request reached the data fabric",
             })),

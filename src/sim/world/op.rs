@@ -21,7 +21,7 @@ pub(super) enum Out {
 
 /// One actor's operation. The integrity ladder runs inside the protocol's own
 /// sessions (a demand read: [`ReadSession`]; a scrub: [`VerifySession`]), exactly
-/// as the `Store` runs them: this driver only moves bytes and time.
+/// as the `Store` runs them: the emulator's driver only moves bytes and time.
 #[derive(Debug)]
 pub(super) enum Op {
     /// A prefetch (never climbs the ladder).
