@@ -7,7 +7,7 @@
 //! [`model`](super::model).
 
 use super::disk::SimDir;
-use super::meta::Meta;
+use super::emulated_journal::EmulatedJournal;
 use super::report::Report;
 use crate::journal::open::{Geometry, open};
 use crate::journal::plan::{FsOp, PlanMutants};
@@ -115,7 +115,7 @@ fn recover_once(dir: &SimDir) -> crate::Result<Option<Recovered>> {
 /// cut; not after a process kill, whose unsynced bytes recovery reads too). `Err`
 /// is a violation.
 pub(crate) fn recover(
-    meta: &mut Meta,
+    meta: &mut EmulatedJournal,
     crashes: &mut Crashes,
     geometry: &Geometry,
     device_lens: &[Option<u64>],

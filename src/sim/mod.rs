@@ -53,10 +53,10 @@
 mod config;
 mod crash;
 mod disk;
+mod emulated_journal;
 mod fabric;
 mod history;
 mod legacy;
-mod meta;
 mod model;
 mod report;
 mod world;

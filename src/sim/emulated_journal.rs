@@ -1,7 +1,7 @@
-//! The metadata journal in virtual time: [`Meta`] drives the store's own journal
-//! [`Writer`] (group commit, rotation, failure; `journal::writer`), running each
-//! plan it hands out one [`FsOp`] per event on a [`SimDir`], so that a power cut
-//! can fall between any two steps.
+//! The metadata journal in virtual time: [`EmulatedJournal`] drives the store's
+//! own journal [`Writer`] (group commit, rotation, failure; `journal::writer`),
+//! running each plan it hands out one [`FsOp`] per event on a [`SimDir`], so that
+//! a power cut can fall between any two steps.
 //!
 //! A machine's `IoRequest::Journal` appends its entries to the writer; the journal
 //! lane runs the writer's next plan (a group commit, or the switch to a new
@@ -30,9 +30,9 @@ pub(crate) enum Lane {
     Checkpoint,
 }
 
-/// Knobs of the metadata driver.
+/// Knobs of the emulated journal.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct MetaConfig {
+pub(crate) struct EmulatedJournalConfig {
     pub(crate) devices: u16,
     /// Rotate once the active journal is longer than this.
     pub(crate) max_bytes: u64,
@@ -83,9 +83,9 @@ impl Task {
 
 /// The durable metadata of the emulated store.
 #[derive(Debug)]
-pub(crate) struct Meta {
+pub(crate) struct EmulatedJournal {
     pub(crate) dir: SimDir,
-    cfg: MetaConfig,
+    cfg: EmulatedJournalConfig,
     writer: Writer,
     /// Requests waiting for the writer's verdict: slot, target, extent.
     waiters: Vec<(usize, u64, ExtentId)>,
@@ -100,9 +100,9 @@ pub(crate) struct Meta {
     released_before: u64,
 }
 
-impl Meta {
-    pub(crate) fn new(cfg: MetaConfig, rng: ChaCha8Rng) -> Self {
-        Meta {
+impl EmulatedJournal {
+    pub(crate) fn new(cfg: EmulatedJournalConfig, rng: ChaCha8Rng) -> Self {
+        EmulatedJournal {
             dir: SimDir::default(),
             writer: Writer::new(cfg.devices, cfg.max_bytes, 1, 0, 0),
             cfg,

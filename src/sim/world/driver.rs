@@ -1,0 +1,336 @@
+//! The driver: feeds each operation's machine its I/O results in virtual time and
+//! carries out what it asks (data I/O on the fabric, syncs through the store's
+//! sync book, journal requests through the emulated journal), as the `Store`
+//! does; it only moves bytes and time.
+
+use super::op::{ActiveOp, Input, Op, Out, input_code, step_machine, trace_code};
+use super::{ActorKind, Event, World};
+use crate::backend::SyncEnd;
+use crate::error::Error;
+use crate::journal::Entry;
+use crate::protocol::{CompactOutcome, Fault, IoRequest, IoResult, Step, Tally, Verdict};
+use crate::record::ExtentId;
+use crate::sim::config::Protocol;
+use crate::sim::emulated_journal;
+use crate::sim::legacy;
+
+impl World {
+    pub(super) fn dispatch(&mut self, idx: usize, input: Input) {
+        let Some(mut slot) = self.slots.get_mut(idx).and_then(Option::take) else {
+            return self.violation(format!("event for an empty slot {idx}"));
+        };
+        let extent = slot.extent;
+        self.trace.record(
+            self.now,
+            idx,
+            trace_code(&slot.op),
+            extent,
+            input_code(&input),
+        );
+        let core = &self.core;
+        let step = match &mut slot.op {
+            Op::Read(m) => step_machine(m, core, input, Out::Bytes),
+            Op::Session(m) => step_machine(&mut **m, core, input, Out::Bytes),
+            Op::Write(m, _) => step_machine(m, core, input, |s| Out::Written(s.generation())),
+            Op::Compact(m) => step_machine(m, core, input, Out::Compacted),
+            Op::Verify(m) => step_machine(&mut **m, core, input, |_: Verdict| Out::Unit),
+            Op::Legacy(op) => {
+                let input = match input {
+                    Input::Start => legacy::Input::Start,
+                    Input::Io(r) => legacy::Input::Io(r),
+                    Input::Backoff => legacy::Input::Backoff,
+                    Input::Wait(_) => legacy::Input::Backoff,
+                };
+                match op.step(&mut self.legacy, input) {
+                    Step::Io(r) => Step::Io(r),
+                    Step::Wait(f) => Step::Wait(f),
+                    Step::Backoff(us) => Step::Backoff(us),
+                    Step::Done(r) => Step::Done(r.map(|o| match o {
+                        legacy::Out::Bytes(b) => Out::Bytes(b),
+                        legacy::Out::Generation(g) => Out::Written(g),
+                        legacy::Out::Unit => Out::Unit,
+                    })),
+                }
+            }
+        };
+        self.absorb_legacy_commits();
+        self.after_ladder_step(&mut slot);
+        match step {
+            Step::Io(request) => {
+                let latency = self.latency_of(&request);
+                match request {
+                    IoRequest::Journal(entries) => {
+                        self.slots[idx] = Some(slot);
+                        return self.journal(idx, extent, entries);
+                    }
+                    IoRequest::Sync(device) if self.cfg.early_sync_ack => {
+                        // The mutant fabric: acknowledged now, durable only later.
+                        self.schedule(
+                            self.now.saturating_add(latency.max(1)),
+                            Event::Flush(device),
+                        );
+                        self.schedule(self.now, Event::Io(idx, request));
+                    }
+                    _ => self.schedule(self.now.saturating_add(latency), Event::Io(idx, request)),
+                }
+                self.slots[idx] = Some(slot);
+            }
+            Step::Wait(flight) => {
+                self.waiters.push((idx, flight));
+                self.slots[idx] = Some(slot);
+            }
+            Step::Backoff(us) => {
+                let clock = self.clock_of(slot.actor);
+                let at = self
+                    .now
+                    .saturating_add(clock.global_duration(us.saturating_mul(1000)));
+                self.schedule(at, Event::Backoff(idx));
+                self.slots[idx] = Some(slot);
+            }
+            Step::Done(result) => self.finish(idx, slot, result),
+        }
+        if self.cfg.protocol == Protocol::Fixed {
+            self.check_record(Some(extent));
+        }
+    }
+
+    fn latency_of(&mut self, request: &IoRequest) -> u64 {
+        match request {
+            IoRequest::Read(l) | IoRequest::Write(l, _) => self.fabric.service_ns(l.device),
+            IoRequest::Sync(d) => self.fabric.service_ns(*d) + self.fabric.ack_delay_ns(),
+            IoRequest::GoodCopy(..) | IoRequest::Journal(_) => self.cfg.latency.floor_ns,
+        }
+    }
+
+    /// Carries out the I/O `request` of the operation in slot `idx` as it completes.
+    pub(super) fn perform(&mut self, idx: usize, request: IoRequest) -> IoResult {
+        match request {
+            IoRequest::Read(location) => {
+                let (result, injected) = self.fabric.read(location);
+                if let Some(Some(slot)) = self.slots.get_mut(idx) {
+                    slot.injected_streak = if injected {
+                        slot.injected_streak + 1
+                    } else {
+                        0
+                    };
+                }
+                IoResult::Read(result)
+            }
+            IoRequest::Write(location, bytes) => {
+                if self.fabric.roll_misdirect()
+                    && let Some(victim) = self.victim_location(location)
+                {
+                    self.fabric.misdirect(location, victim, bytes);
+                    return IoResult::Done(Ok(()));
+                }
+                IoResult::Done(self.fabric.write(location, bytes))
+            }
+            // The mutant's early acknowledgment: the flush comes later.
+            IoRequest::Sync(_) if self.cfg.early_sync_ack => IoResult::Done(Ok(())),
+            IoRequest::Sync(device) => IoResult::Done(self.sync(device)),
+            IoRequest::GoodCopy(id, generation) => IoResult::Read(
+                self.fabric
+                    .replica(id, generation)
+                    .ok_or(Error::Quarantined { extent: id }),
+            ),
+            // Unreachable: `dispatch` hands every journal request to the emulated
+            // journal (`journal`) and never schedules one as data I/O.
+            IoRequest::Journal(_) => IoResult::Done(Err(Error::Internal {
+                what: "a journal request reached the data fabric",
+            })),
+        }
+    }
+
+    /// A sync of `device` through the store's sync book (`backend::fs`): a failed
+    /// sync fails every later one until reopen, whatever the fabric answers then.
+    fn sync(&mut self, device: u16) -> crate::Result<()> {
+        // The legacy protocol predates the store: its syncs are the fabric's.
+        let fixed = self.cfg.protocol == Protocol::Fixed;
+        let Some(book) = self
+            .sync_books
+            .get_mut(usize::from(device))
+            .filter(|_| fixed)
+        else {
+            return self.fabric.sync(device);
+        };
+        let was_failed = book.failed();
+        let result = book.begin().and_then(|ticket| {
+            let synced = self
+                .fabric
+                .sync(device)
+                .map_err(|e| std::io::Error::other(e.to_string()));
+            match book.end(device, ticket, synced) {
+                SyncEnd::Verdict(verdict) => verdict,
+                // The emulator's syncs never overlap.
+                SyncEnd::Wait(_) => Err(Error::Internal {
+                    what: "an emulated sync overlapped another",
+                }),
+            }
+        });
+        if result.is_err() && book.failed() {
+            if !was_failed {
+                // The device file stays failed until a reopen: the engine's answer
+                // (as to a failed journal) is to reopen the store.
+                self.report.device_sync_failures += 1;
+                self.schedule(self.now + 1_000_000, Event::Reopen);
+            }
+            self.core.device_sync_failed(device);
+        }
+        result
+    }
+
+    /// A machine asks for its records to be made durable; the answer comes with
+    /// the group commit that covers it. A write's bytes are durable already, so the
+    /// replica source keeps them. Its commit becomes visible when the machine makes
+    /// the transition, after that answer (`finish` records it in the history);
+    /// only the `commit_before_journal` mutant commits first, and then the history
+    /// must record it now.
+    fn journal(&mut self, idx: usize, extent: ExtentId, entries: Vec<Entry>) {
+        if let Some(Some(ActiveOp {
+            op: Op::Write(_, bytes),
+            ..
+        })) = self.slots.get(idx)
+        {
+            let bytes = bytes.clone();
+            for e in &entries {
+                if let Entry::Put(r) | Entry::Proposed(r) = e
+                    && r.generation > self.history.current(r.extent)
+                {
+                    if self.cfg.commit_before_journal {
+                        self.history.commit(r.extent, r.generation, self.now);
+                    }
+                    self.fabric
+                        .add_replica(r.extent, r.generation, bytes.clone());
+                }
+            }
+        }
+        self.model.issue(idx, &entries);
+        let fx = self.meta.append(idx, &entries);
+        self.meta_effects(fx);
+        if self.cfg.protocol == Protocol::Fixed {
+            self.check_record(Some(extent));
+        }
+    }
+
+    pub(super) fn meta_effects(&mut self, fx: emulated_journal::Effects) {
+        if let Some(error) = fx.plan_error {
+            self.violation(error);
+        }
+        self.core.set_space_low(self.meta.space_low());
+        for (lane, delay) in fx.schedule {
+            self.schedule(self.now + delay, Event::Meta(lane));
+        }
+        if fx.poisoned {
+            self.report.journal_failures += 1;
+            self.schedule(self.now + 1_000_000, Event::Reopen);
+        }
+        for slot in fx.acks {
+            self.model.ack(slot);
+            self.dispatch(slot, Input::Io(IoResult::Done(Ok(()))));
+        }
+        for (slot, err) in fx.failed {
+            if !matches!(err, Error::OutcomeUnknown { .. }) {
+                // Refused before anything of it was written.
+                self.model.refuse(slot);
+            }
+            self.dispatch(slot, Input::Io(IoResult::Done(Err(err))));
+        }
+    }
+
+    pub(super) fn wake_waiters(&mut self) {
+        if self.waiters.is_empty() {
+            return;
+        }
+        let mut i = 0;
+        while i < self.waiters.len() {
+            if let Some(outcome) = self.waiters[i].1.outcome() {
+                let (slot, _) = self.waiters.remove(i);
+                self.dispatch(slot, Input::Wait(outcome));
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn absorb_legacy_commits(&mut self) {
+        for (id, generation, bytes) in std::mem::take(&mut self.legacy.commits) {
+            self.history.commit(id, generation, self.now);
+            self.fabric.add_replica(id, generation, bytes);
+        }
+    }
+
+    /// After every step of the ladder's sessions: charge the device error it found
+    /// (at the actor's own skewed, drifting clock, before the repair goes on), and
+    /// check a persistent fault against the fabric once, when it is found.
+    fn after_ladder_step(&mut self, slot: &mut ActiveOp) {
+        let (device_error, fault) = slot.op.ladder();
+        if let Some(location) = device_error {
+            let now_ms = self.clock_of(slot.actor).local_ns(self.now) / 1_000_000;
+            if let Some(entry) = self.core.charge_device_error(location, now_ms)
+                && self.cfg.protocol == Protocol::Fixed
+            {
+                let fx = self.meta.append_detached(&[entry]);
+                self.meta_effects(fx);
+            }
+        }
+        if let Some(Fault { location, attempts }) = fault
+            && !slot.fault_checked
+        {
+            slot.fault_checked = true;
+            self.check_fpre004(slot, location, attempts);
+        }
+    }
+
+    /// Adds what one ladder session did: the same counts the `Store` keeps.
+    fn add_tally(&mut self, tally: Tally) {
+        self.report.quarantines += u64::from(tally.quarantines);
+        self.report.remaps += u64::from(tally.remaps);
+    }
+
+    /// An operation finished: account for it and free the slot.
+    fn finish(&mut self, idx: usize, slot: ActiveOp, result: crate::Result<Out>) {
+        let prefetch = self.actors.get(slot.actor).map(|a| a.kind) == Some(ActorKind::Prefetcher);
+        match (&slot.op, result) {
+            (Op::Write(_, bytes), Ok(Out::Written(generation))) => {
+                self.history.commit(slot.extent, generation, self.now);
+                self.fabric
+                    .add_replica(slot.extent, generation, bytes.clone());
+                self.report.writes_ok += 1;
+            }
+            (Op::Legacy(legacy::Op::Write(_)), Ok(Out::Written(_))) => {
+                // Legacy commits were absorbed into the history as they became visible.
+                self.report.writes_ok += 1;
+            }
+            (Op::Session(m), result) => {
+                let tally = m.tally();
+                self.add_tally(tally);
+                self.on_read_done(&slot, result, false);
+            }
+            (Op::Read(_) | Op::Legacy(legacy::Op::Read(_)), result) => {
+                self.on_read_done(&slot, result, prefetch);
+            }
+            (Op::Compact(_), Ok(Out::Compacted(CompactOutcome::Committed(_)))) => {
+                self.report.compactions += 1;
+            }
+            (Op::Verify(m), _) => {
+                let tally = m.tally();
+                self.add_tally(tally);
+            }
+            (
+                Op::Legacy(legacy::Op::Verify(_)),
+                Err(Error::RetryLimitExceeded {
+                    location, attempts, ..
+                }),
+            ) => {
+                self.check_fpre004(&slot, location, attempts);
+                self.report.quarantines += 1;
+            }
+            _ => {}
+        }
+        self.free_slots.push(idx);
+        if slot.actor != usize::MAX {
+            let delay = self.think(slot.actor);
+            self.schedule(self.now.saturating_add(delay), Event::Actor(slot.actor));
+        }
+    }
+}

@@ -1,0 +1,516 @@
+//! One emulator run ([`World`]): its actors and their clocks, and the scheduler
+//! that runs their events in virtual time.
+//!
+//! The rest of the run lives beside it: the operations in flight ([`op`]), the
+//! driver that steps their machines and carries out their I/O ([`driver`]),
+//! crashes and reopens ([`reopen`]), and the checker ([`checker`]).
+
+mod checker;
+mod driver;
+mod op;
+mod reopen;
+
+use super::config::{Protocol, SimConfig};
+use super::crash::{self, Crashes};
+use super::emulated_journal::{EmulatedJournal, EmulatedJournalConfig, Lane};
+use super::fabric::Fabric;
+use super::history::{History, value};
+use super::legacy::{self, Legacy};
+use super::model::Model;
+use super::report::{Report, Trace};
+use crate::backend::SyncBook;
+use crate::cache::{Cache, Flight, Priority};
+use crate::journal::open::Geometry;
+use crate::journal::plan::PlanMutants;
+use crate::protocol::{CompactOp, Core, IoRequest, ReadOp, ReadSession, VerifySession, WriteOp};
+use crate::record::{ExtentId, Location};
+use crate::space::{Allocator, Health, Reclaimer};
+use crate::sync::Arc;
+use crate::table::{ExtentTable, TableConfig};
+use op::{ActiveOp, Input, Op};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+
+/// Steps one run may take before it is declared hung.
+const MAX_STEPS: u64 = 5_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ActorKind {
+    Writer,
+    Reader,
+    Prefetcher,
+    Compactor,
+    Scrubber,
+}
+
+/// An actor's view of time: skewed and drifting.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    skew_ns: i64,
+    drift_ppm: i64,
+}
+
+impl Clock {
+    fn local_ns(&self, now: u64) -> u64 {
+        let drifted = now as i128 + now as i128 * self.drift_ppm as i128 / 1_000_000;
+        (drifted + self.skew_ns as i128).max(0) as u64
+    }
+
+    /// Global time that passes while this clock measures `local_ns`.
+    fn global_duration(&self, local_ns: u64) -> u64 {
+        (local_ns as i128 * 1_000_000 / (1_000_000 + self.drift_ppm as i128)).max(1) as u64
+    }
+}
+
+#[derive(Debug)]
+struct Actor {
+    kind: ActorKind,
+    clock: Clock,
+    cursor: u64,
+}
+
+#[derive(Debug)]
+enum Event {
+    Actor(usize),
+    Io(usize, IoRequest),
+    Backoff(usize),
+    /// A sync acknowledged early completes: the device's writes become durable
+    /// (only with [`SimConfig::early_sync_ack`]).
+    Flush(u16),
+    /// The current step of a metadata lane completes.
+    Meta(Lane),
+    /// The journal failed: the store is closed and opened again (the data devices
+    /// keep their unsynced writes; the metadata loses what a power cut would).
+    Reopen,
+}
+
+/// One emulator run.
+pub(crate) struct World {
+    cfg: SimConfig,
+    now: u64,
+    seq: u64,
+    queue: BTreeMap<(u64, u64), Event>,
+    core: Core,
+    legacy: Legacy,
+    fabric: Fabric,
+    history: History,
+    actors: Vec<Actor>,
+    slots: Vec<Option<ActiveOp>>,
+    free_slots: Vec<usize>,
+    waiters: Vec<(usize, Arc<Flight>)>,
+    rng: ChaCha8Rng,
+    started: u32,
+    last_version: Vec<u64>,
+    /// Per extent, the newest generation a read served since the last recovery:
+    /// a recovery must not take it back (invariant 14: nothing a crash can take
+    /// back is served as committed).
+    served: Vec<u64>,
+    /// Per device, the store's sync verdicts since the last reopen.
+    sync_books: Vec<SyncBook>,
+    pub(crate) report: Report,
+    trace: Trace,
+    /// The metadata directory and journal, the power cuts, the durability model.
+    meta: EmulatedJournal,
+    crashes: Crashes,
+    model: Model,
+    geometry: Geometry,
+    /// A recovery failed: the run is over.
+    dead: bool,
+}
+
+impl World {
+    pub(crate) fn new(seed: u64, cfg: SimConfig) -> Self {
+        let w = cfg.workload;
+        let table = TableConfig::builder()
+            .max_extents(u64::from(w.extents.max(1)))
+            .segment_len(64)
+            .build()
+            .unwrap_or_default();
+        let geometry = Geometry {
+            table,
+            devices: cfg.devices,
+            capacity: 1 << 40,
+            block_size: 512,
+        };
+        let mut report = Report::new(seed, cfg.protocol);
+        let fixed = cfg.protocol == Protocol::Fixed;
+        let mut meta = EmulatedJournal::new(
+            EmulatedJournalConfig {
+                devices: cfg.devices,
+                max_bytes: cfg.journal_max_bytes,
+                ack_before_sync: cfg.ack_before_journal_sync,
+                plan_mutants: PlanMutants {
+                    pointer_before_checkpoint_sync: cfg.pointer_before_checkpoint_sync,
+                    reopen_without_sync: cfg.reopen_without_sync,
+                    torn_as_corrupt: cfg.torn_as_corrupt,
+                    missing_journal_as_empty: cfg.missing_journal_as_empty,
+                },
+                latency: cfg.latency,
+                transient_ppm: cfg.faults.transient_ppm,
+                disk_full_ppm: cfg.faults.disk_full_ppm,
+                reserve_bytes: cfg.metadata_reserve_bytes,
+            },
+            ChaCha8Rng::seed_from_u64(seed ^ 0x10C0_0000_7E57_0000),
+        );
+        let mut crashes = Crashes::new(
+            if fixed { cfg.crashes } else { 0 },
+            cfg.crash_spacing,
+            ChaCha8Rng::seed_from_u64(seed ^ 0xC4A5_4000_0000_0BAD),
+        );
+        // The store is created as `Store::open` creates it (a crash may cut that
+        // short too); a directory the emulator built itself always recovers.
+        let (table, allocator) = match crash::recover(
+            &mut meta,
+            &mut crashes,
+            &geometry,
+            &vec![None; usize::from(cfg.devices)],
+            &mut report,
+            true,
+        ) {
+            Ok(r) => (r.table, r.allocator),
+            Err(v) => {
+                report.violations.push(v);
+                (
+                    ExtentTable::new(table),
+                    Allocator::new(cfg.devices, geometry.capacity, geometry.block_size),
+                )
+            }
+        };
+        let core = Core {
+            table,
+            cache: Cache::new(u64::from(w.extents) * 256, 4),
+            allocator,
+            reclaimer: Reclaimer::new(),
+            health: Health::new(
+                cfg.devices,
+                cfg.policy.device_error_threshold,
+                cfg.policy.device_error_window_secs * 1000,
+            ),
+            mutants: crate::protocol::Mutants {
+                retire_before_journal: cfg.reuse_before_durable,
+                commit_before_journal: cfg.commit_before_journal,
+                image_table_first: false,
+            },
+            events: Default::default(),
+            proposals: Default::default(),
+            space_low: Default::default(),
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let fabric_rng = ChaCha8Rng::seed_from_u64(seed ^ 0xFAB1_1C00_D15C_0000);
+        let sync_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5F1C_0000_D0AB_1E00);
+        let fabric = Fabric::new(cfg.devices, cfg.latency, cfg.faults, fabric_rng, sync_rng);
+        let kinds = [
+            (ActorKind::Writer, w.writers),
+            (ActorKind::Reader, w.readers),
+            (ActorKind::Prefetcher, w.prefetchers),
+            (ActorKind::Compactor, w.compactors),
+            (ActorKind::Scrubber, w.scrubbers),
+        ];
+        let mut actors = Vec::new();
+        for (kind, n) in kinds {
+            for _ in 0..n {
+                let skew = cfg.clocks.skew_ns as i64;
+                let drift = i64::from(cfg.clocks.drift_ppm);
+                let clock = Clock {
+                    skew_ns: if skew > 0 {
+                        rng.random_range(-skew..=skew)
+                    } else {
+                        0
+                    },
+                    drift_ppm: if drift > 0 {
+                        rng.random_range(-drift..=drift)
+                    } else {
+                        0
+                    },
+                };
+                actors.push(Actor {
+                    kind,
+                    clock,
+                    cursor: 0,
+                });
+            }
+        }
+        World {
+            report,
+            meta,
+            crashes,
+            model: Model::default(),
+            geometry,
+            dead: false,
+            trace: Trace::new(cfg.trace_lines),
+            last_version: vec![0; w.extents.max(1) as usize],
+            served: vec![0; w.extents.max(1) as usize],
+            sync_books: new_books(&cfg),
+            legacy: Legacy::new(w.extents.max(1), cfg.devices),
+            history: History::new(w.extents.max(1)),
+            cfg,
+            now: 0,
+            seq: 0,
+            queue: BTreeMap::new(),
+            core,
+            fabric,
+            actors,
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            waiters: Vec::new(),
+            rng,
+            started: 0,
+        }
+    }
+
+    /// Queues `event` at `at` (callers add with `saturating_add`: bounded
+    /// configurations never reach `u64::MAX` ns, and a run that did would end at
+    /// the step bound, not overflow).
+    fn schedule(&mut self, at: u64, event: Event) {
+        self.seq += 1;
+        self.queue.insert((at, self.seq), event);
+    }
+
+    /// Runs the workload to completion and checks everything at the end.
+    pub(crate) fn run(mut self) -> Report {
+        self.populate();
+        for a in 0..self.actors.len() {
+            let delay = self.think(a);
+            self.schedule(self.now.saturating_add(delay), Event::Actor(a));
+        }
+        self.drain();
+        self.final_check();
+        self.report.journal_syncs = self.meta.syncs;
+        self.report.checkpoints = self.meta.checkpoints;
+        self.report.reserve_releases = self.meta.reserve_releases();
+        self.report.virtual_ns = self.now;
+        self.report.trace = self.trace.lines();
+        self.report.trace_hash = self.trace.hash();
+        self.report
+    }
+
+    fn start_actors(&mut self) {
+        for a in 0..self.actors.len() {
+            let delay = self.think(a);
+            self.schedule(self.now.saturating_add(delay), Event::Actor(a));
+        }
+    }
+
+    /// Writes every extent once before the actors start.
+    fn populate(&mut self) {
+        for e in 0..self.cfg.workload.extents {
+            self.start_write(usize::MAX, ExtentId(u64::from(e)));
+            self.drain();
+        }
+        // Populated: power cuts may come from now on.
+        self.crashes.armed = true;
+    }
+
+    fn drain(&mut self) {
+        while let Some(((at, _), event)) = self.queue.pop_first() {
+            self.now = self.now.max(at);
+            self.report.steps += 1;
+            if self.report.steps > MAX_STEPS {
+                self.violation("run did not terminate (step bound reached)".into());
+                return;
+            }
+            // Any step may be cut short by a power failure; metadata steps weigh
+            // more (see `Crashes::tick`).
+            let units = if matches!(event, Event::Meta(_)) {
+                8
+            } else {
+                1
+            };
+            if self.crashes.tick(units) {
+                self.crash_now();
+                continue;
+            }
+            match event {
+                Event::Actor(a) => self.actor_turn(a),
+                Event::Io(slot, request) => {
+                    let result = self.perform(slot, request);
+                    self.dispatch(slot, Input::Io(result));
+                }
+                Event::Backoff(slot) => self.dispatch(slot, Input::Backoff),
+                Event::Flush(device) => self.fabric.flush(device),
+                Event::Reopen => {
+                    // After a failure the engine restarts the process (the page
+                    // cache keeps what the failed sync kept, dirty or clean: the
+                    // reopen must make it durable), or the machine reboots (what a
+                    // power cut would have left).
+                    let reboot = self.crashes.rng.random_bool(0.5);
+                    if reboot {
+                        self.meta.dir.crash(&mut self.crashes.rng);
+                    }
+                    self.reopen(reboot);
+                }
+                Event::Meta(lane) => {
+                    let core = &self.core;
+                    let fx = self.meta.complete(lane, || core.image());
+                    self.meta_effects(fx);
+                }
+            }
+            self.wake_waiters();
+        }
+    }
+
+    fn think(&mut self, actor: usize) -> u64 {
+        let mean = self.cfg.workload.think_ns.max(1);
+        let local = self.rng.random_range(0..2 * mean);
+        self.actors[actor].clock.global_duration(local)
+    }
+
+    fn random_extent(&mut self) -> ExtentId {
+        ExtentId(u64::from(
+            self.rng.random_range(0..self.cfg.workload.extents.max(1)),
+        ))
+    }
+
+    fn actor_turn(&mut self, a: usize) {
+        if self.started >= self.cfg.workload.ops {
+            return;
+        }
+        self.started += 1;
+        self.report.ops += 1;
+        self.maybe_flip_bits();
+        let kind = self.actors[a].kind;
+        let legacy = self.cfg.protocol == Protocol::Legacy;
+        let extent = match kind {
+            ActorKind::Scrubber => {
+                let n = u64::from(self.cfg.workload.extents.max(1));
+                let c = self.actors[a].cursor;
+                self.actors[a].cursor = (c + 1) % n;
+                ExtentId(c)
+            }
+            _ => self.random_extent(),
+        };
+        if kind == ActorKind::Writer {
+            return self.start_write(a, extent);
+        }
+        let op = match (kind, legacy) {
+            (ActorKind::Reader, false) => Op::Session(Box::new(self.read_session(extent))),
+            (ActorKind::Prefetcher, false) => Op::Read(ReadOp::new(extent, Priority::Prefetch)),
+            (ActorKind::Compactor, false) => Op::Compact(CompactOp::new(extent)),
+            (ActorKind::Scrubber, false) => Op::Verify(Box::new(self.verify_session(extent))),
+            (ActorKind::Reader, true) => Op::Legacy(legacy::Op::read(extent, false)),
+            (ActorKind::Prefetcher, true) => Op::Legacy(legacy::Op::read(extent, true)),
+            (ActorKind::Compactor, true) => Op::Legacy(legacy::Op::compact(extent)),
+            (ActorKind::Scrubber, true) => Op::Legacy(legacy::Op::verify(extent, self.cfg.policy)),
+            (ActorKind::Writer, _) => return,
+        };
+        self.start(a, extent, op);
+    }
+
+    fn verify_session(&self, extent: ExtentId) -> VerifySession {
+        let op = VerifySession::new(extent, self.cfg.policy);
+        if self.cfg.weaken_verifier {
+            op.weakened()
+        } else {
+            op
+        }
+    }
+
+    fn read_session(&self, extent: ExtentId) -> ReadSession {
+        let op = ReadSession::new(extent, self.cfg.policy);
+        if self.cfg.weaken_verifier {
+            op.weakened()
+        } else {
+            op
+        }
+    }
+
+    fn start_write(&mut self, actor: usize, extent: ExtentId) {
+        let (lo, hi) = self.cfg.workload.value_bytes;
+        let len = self.rng.random_range(lo.max(32)..=hi.max(lo.max(32))) as usize;
+        let op = if self.cfg.protocol == Protocol::Legacy {
+            Op::Legacy(legacy::Op::write(extent, len))
+        } else {
+            // As `Store::write`: while the metadata reserve is in use, try to make
+            // it again first (the write is refused if that fails).
+            if self.meta.space_low() && self.meta.restore_reserve() {
+                self.core.set_space_low(false);
+            }
+            // Single-threaded: no commit can slip in between here and BeginWrite.
+            let generation = self
+                .core
+                .table
+                .snapshot(extent)
+                .map_or(0, |s| s.generation())
+                + 1;
+            let bytes = value(extent, generation, len);
+            Op::Write(WriteOp::new(extent, bytes.clone()), bytes)
+        };
+        self.report.writes += 1;
+        self.start(actor, extent, op);
+    }
+
+    fn start(&mut self, actor: usize, extent: ExtentId, op: Op) {
+        let slot = ActiveOp {
+            actor,
+            extent,
+            started_ns: self.now,
+            op,
+            fault_checked: false,
+            injected_streak: 0,
+        };
+        let idx = match self.free_slots.pop() {
+            Some(i) => {
+                self.slots[i] = Some(slot);
+                i
+            }
+            None => {
+                self.slots.push(Some(slot));
+                self.slots.len() - 1
+            }
+        };
+        self.dispatch(idx, Input::Start);
+    }
+
+    fn clock_of(&self, actor: usize) -> Clock {
+        self.actors.get(actor).map_or(
+            Clock {
+                skew_ns: 0,
+                drift_ppm: 0,
+            },
+            |a| a.clock,
+        )
+    }
+
+    /// The committed location of some other extent, for a misdirected write.
+    fn victim_location(&mut self, not: Location) -> Option<Location> {
+        let id = self.random_extent();
+        let location = self.committed_location(id)?;
+        (location != not && location.length > 0).then_some(location)
+    }
+
+    fn committed_location(&self, id: ExtentId) -> Option<Location> {
+        match self.cfg.protocol {
+            Protocol::Fixed => {
+                let s = self.core.table.snapshot(id).ok()?;
+                s.is_readable().then_some(s.location())
+            }
+            Protocol::Legacy => {
+                let r = self.legacy.records.get(id.0 as usize)?;
+                (r.generation > 0 && !r.quarantined).then_some(r.location)
+            }
+        }
+    }
+
+    fn maybe_flip_bits(&mut self) {
+        if !self.fabric.roll_bitflip() {
+            return;
+        }
+        let id = self.random_extent();
+        if let Some(location) = self.committed_location(id) {
+            self.fabric.flip(location);
+        }
+    }
+}
+
+/// A fresh sync book per device (with the `trust_sync_after_failure` mutant's
+/// setting).
+fn new_books(cfg: &SimConfig) -> Vec<SyncBook> {
+    (0..cfg.devices)
+        .map(|_| {
+            let mut book = SyncBook::default();
+            book.trusting = cfg.trust_sync_after_failure;
+            book
+        })
+        .collect()
+}

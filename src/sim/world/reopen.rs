@@ -1,0 +1,174 @@
+//! Crashes and reopens: a process kill or a power cut drops every operation in
+//! flight; the store then recovers (`sim::crash::recover`), the checker compares
+//! the recovered state with the model, and the workload resumes.
+
+use super::{World, new_books};
+use crate::cache::Cache;
+use crate::journal::{self, plan::FsOp};
+use crate::protocol::Core;
+use crate::record::ExtentId;
+use crate::sim::config::Protocol;
+use crate::sim::{crash, model};
+use crate::space::{Health, Reclaimer};
+use rand::Rng;
+
+impl World {
+    /// Loses the journal the current checkpoint starts (removed, emptied or cut to
+    /// its header) and checks that the store's open refuses the directory with a
+    /// typed error (FPRE023) instead of opening it as empty; then puts the
+    /// directory back as it was (a restore from a backup).
+    fn lose_metadata(&mut self, device_lens: &[Option<u64>]) {
+        let Some(number) = (self.meta.dir.read(journal::files::CURRENT))
+            .and_then(|p| journal::decode_pointer(&p).ok())
+        else {
+            return;
+        };
+        let file = journal::files::journal(number);
+        if self.meta.dir.read(&file).is_none() {
+            return;
+        }
+        let saved = self.meta.dir.clone();
+        // A journal of only its header is whole when cut to its header.
+        let holds_records = saved
+            .read(&file)
+            .is_some_and(|b| b.len() > journal::HEADER_LEN);
+        let (damage, how) = match self.crashes.rng.random_range(0..3) {
+            0 => (FsOp::Remove { file: file.clone() }, "removed"),
+            1 => (
+                FsOp::Truncate {
+                    file: file.clone(),
+                    len: 0,
+                },
+                "emptied",
+            ),
+            _ if holds_records => (
+                FsOp::Truncate {
+                    file: file.clone(),
+                    len: journal::HEADER_LEN as u64,
+                },
+                "cut to its header",
+            ),
+            _ => (FsOp::Remove { file: file.clone() }, "removed"),
+        };
+        if let Err(e) = self.meta.dir.apply(&damage) {
+            return self.violation(format!("losing {file} failed: {e}"));
+        }
+        let names = self.meta.dir.list();
+        let dir = &self.meta.dir;
+        let opened = journal::open::open(
+            &names,
+            |name| Ok(dir.read(name)),
+            device_lens,
+            &self.geometry,
+            self.meta.max_bytes(),
+            (
+                self.meta.reserve_bytes(),
+                crash::reserve_len(&self.meta.dir),
+            ),
+            self.meta.plan_mutants(),
+        );
+        match opened {
+            Err(err) if err.code() == "FPRE023" => self.report.lost_metadata_refused += 1,
+            Err(err) => self.violation(format!(
+                "{file} {how}: the open failed with {err}, not FPRE023"
+            )),
+            Ok(_) => self.violation(format!(
+                "{file} {how}: the open accepted the directory (as an empty store)"
+            )),
+        }
+        self.meta.dir = saved;
+    }
+
+    /// A crash: every operation in flight is dropped as it stands (no `abandon`:
+    /// nothing runs after a crash). One crash in three kills the process only: the
+    /// OS keeps every write, synced or not (a later power cut may still lose the
+    /// unsynced ones). The others cut the power: unsynced data and metadata are
+    /// lost or torn. Then the store recovers, the checker compares the recovered
+    /// state with the model, and the workload resumes with fresh actors.
+    pub(super) fn crash_now(&mut self) {
+        self.report.crashes += 1;
+        self.report.crashes_in_rotation += u64::from(self.meta.rotating());
+        let kill = self.crashes.rng.random_range(0..3) == 0;
+        let what = match (kill, self.meta.rotating()) {
+            (true, _) => "process kill",
+            (false, true) => "power cut in rotation",
+            (false, false) => "power cut",
+        };
+        self.trace
+            .record(self.now, usize::MAX, "crash", ExtentId(0), what);
+        if kill {
+            self.report.process_kills += 1;
+        } else {
+            self.fabric.crash(&mut self.crashes.rng);
+            self.meta.dir.crash(&mut self.crashes.rng);
+        }
+        self.reopen(!kill);
+    }
+
+    /// Closes the store (every operation in flight dropped) and opens it again:
+    /// recovery, the checker, fresh actors.
+    pub(super) fn reopen(&mut self, durable: bool) {
+        self.queue.clear();
+        self.slots.clear();
+        self.free_slots.clear();
+        self.waiters.clear();
+        // The device files are opened afresh: no failure is remembered.
+        self.sync_books = new_books(&self.cfg);
+        let device_lens = self.fabric.device_lens(self.cfg.devices);
+        if self.cfg.lose_metadata
+            && self.cfg.protocol == Protocol::Fixed
+            && self.crashes.rng.random_range(0..4) == 0
+        {
+            self.lose_metadata(&device_lens);
+        }
+        let rebuilt = match crash::recover(
+            &mut self.meta,
+            &mut self.crashes,
+            &self.geometry,
+            &device_lens,
+            &mut self.report,
+            durable,
+        ) {
+            Ok(r) => r,
+            Err(v) => {
+                self.violation(v);
+                self.dead = true;
+                return;
+            }
+        };
+        for v in model::check(&self.model, &rebuilt.image, &rebuilt.table, &self.fabric) {
+            self.violation(v);
+        }
+        self.model.reset(&rebuilt.image);
+        for e in 0..self.cfg.workload.extents {
+            let id = ExtentId(u64::from(e));
+            let s = rebuilt.table.snapshot(id).ok();
+            let recovered = s.map_or(0, |s| s.generation());
+            let served = std::mem::take(&mut self.served[e as usize]);
+            if recovered < served && self.cfg.protocol == Protocol::Fixed {
+                self.violation(format!(
+                    "{id}: a read served generation {served}, which the crash took back (recovered {recovered})"
+                ));
+            }
+            self.history.rewind(id, recovered, self.now);
+            self.last_version[e as usize] = s.map_or(0, |s| s.version());
+        }
+        self.core = Core {
+            table: rebuilt.table,
+            cache: Cache::new(u64::from(self.cfg.workload.extents) * 256, 4),
+            allocator: rebuilt.allocator,
+            reclaimer: Reclaimer::new(),
+            health: Health::new(
+                self.cfg.devices,
+                self.cfg.policy.device_error_threshold,
+                self.cfg.policy.device_error_window_secs * 1000,
+            ),
+            mutants: self.core.mutants,
+            events: Default::default(),
+            proposals: Default::default(),
+            space_low: Default::default(),
+        };
+        self.core.set_space_low(self.meta.space_low());
+        self.start_actors();
+    }
+}
