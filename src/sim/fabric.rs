@@ -223,7 +223,7 @@ impl Fabric {
     /// dirty pages, every write no sync made durable (as Linux may after a failed
     /// writeback). The error is reported to this sync only, once, as Linux reports
     /// it once per open file: the next sync of the device returns `Ok` over the
-    /// lost writes. Telling that apart is the store's job (`backend::fs`).
+    /// lost writes. Telling that apart is the store's job (`backend::device_files`).
     pub(crate) fn sync(&mut self, device: u16) -> Result<(), Error> {
         if self.sync_rng.random_range(0..1_000_000) < self.faults_cfg.transient_ppm {
             if self.sync_rng.random_bool(0.5) {

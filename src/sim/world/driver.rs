@@ -141,7 +141,7 @@ impl World {
         }
     }
 
-    /// A sync of `device` through the store's sync book (`backend::fs`): a failed
+    /// A sync of `device` through the store's sync book (`backend::device_files`): a failed
     /// sync fails every later one until reopen, whatever the fabric answers then.
     fn sync(&mut self, device: u16) -> crate::Result<()> {
         // The legacy protocol predates the store: its syncs are the fabric's.
