@@ -24,18 +24,21 @@
 //! (one uncontended shard lock, one hash lookup) is within the budget; see the
 //! benchmark for the ratio.
 
+mod config;
 mod flight;
-mod policy;
+mod ghost;
+mod hasher;
 mod shard;
+mod sketch;
 
+pub use config::{CachePolicy, CachePolicyBuilder};
 pub use flight::{Flight, FlightOutcome};
-pub use policy::{CachePolicy, CachePolicyBuilder};
 
 use crate::bytes::Bytes;
 use crate::error::Result;
 use crate::record::ExtentId;
 use crate::sync::{Arc, SpinMutex};
-use policy::Limits;
+use config::Limits;
 use shard::{Shard, Slot};
 
 /// Who is asking: a demand read (hit credit) or a prefetch (low priority).
