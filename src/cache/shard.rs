@@ -1,6 +1,6 @@
 //! One shard of the cache: its map, queues and books, under one lock.
 //!
-//! The map holds each extent's [`Slot`]: its bytes, or the load in progress.
+//! The map holds each extent's [`CacheEntry`]: its bytes, or the load in progress.
 //! Ready entries sit on one of two FIFO queues, probation or main, and the shard
 //! keeps the bytes each holds; what enters main and what leaves is decided by the
 //! eviction rules in [`eviction`] (S3-FIFO, size-aware), helped by the [`Ghost`]
@@ -35,6 +35,7 @@ pub(crate) const ENTRY_OVERHEAD: u64 = 96;
 /// mean in which each block of 32 768 older fills weighs half the next.
 const MEAN_FILLS: u64 = 1 << 16;
 
+/// A ready entry: the bytes of one generation and the eviction state.
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub(crate) generation: u64,
@@ -57,8 +58,9 @@ pub(crate) struct Entry {
     weight: u64,
 }
 
+/// What the cache holds for one extent: its bytes, or the load in progress.
 #[derive(Debug)]
-pub(crate) enum Slot {
+pub(crate) enum CacheEntry {
     Ready(Entry),
     Loading {
         generation: u64,
@@ -73,7 +75,7 @@ pub(crate) enum Slot {
 #[derive(Debug, Default)]
 #[repr(C)]
 pub(crate) struct Shard {
-    pub(crate) map: IdMap<Slot>,
+    pub(crate) map: IdMap<CacheEntry>,
     pub(crate) stats: CacheStats,
     probation: VecDeque<(ExtentId, u64)>,
     main: VecDeque<(ExtentId, u64)>,
@@ -108,7 +110,7 @@ impl Shard {
     /// A hit: marks the entry read and returns its bytes.
     #[inline]
     pub(crate) fn touch(&mut self, id: ExtentId, generation: u64) -> Option<Bytes> {
-        let Some(Slot::Ready(entry)) = self.map.get_mut(&id) else {
+        let Some(CacheEntry::Ready(entry)) = self.map.get_mut(&id) else {
             return None;
         };
         if entry.generation != generation {
@@ -176,7 +178,7 @@ impl Shard {
             weight: w,
         };
         // One hash probe: replace whatever the map held (usually our load's slot).
-        if let Some(Slot::Ready(old)) = self.map.insert(id, Slot::Ready(entry)) {
+        if let Some(CacheEntry::Ready(old)) = self.map.insert(id, CacheEntry::Ready(entry)) {
             self.forget(&old);
         }
         if in_main {
@@ -193,9 +195,9 @@ impl Shard {
     }
 
     /// Removes `id`'s slot (entry or load), returning it.
-    pub(crate) fn remove(&mut self, id: ExtentId) -> Option<Slot> {
+    pub(crate) fn remove(&mut self, id: ExtentId) -> Option<CacheEntry> {
         let slot = self.map.remove(&id)?;
-        if let Slot::Ready(entry) = &slot {
+        if let CacheEntry::Ready(entry) = &slot {
             self.forget(entry);
         }
         Some(slot)
@@ -225,7 +227,7 @@ impl Shard {
 
     /// Whether a queue position still names a live entry on that queue.
     fn live(&self, id: ExtentId, generation: u64, main: bool) -> bool {
-        matches!(self.map.get(&id), Some(Slot::Ready(e)) if e.generation == generation && e.in_main == main)
+        matches!(self.map.get(&id), Some(CacheEntry::Ready(e)) if e.generation == generation && e.in_main == main)
     }
 
     /// Drops stale positions from both queues once they outnumber live entries
@@ -236,7 +238,7 @@ impl Shard {
             return;
         }
         let map = &self.map;
-        let keep = |(id, g): &(ExtentId, u64), main: bool| matches!(map.get(id), Some(Slot::Ready(e)) if e.generation == *g && e.in_main == main);
+        let keep = |(id, g): &(ExtentId, u64), main: bool| matches!(map.get(id), Some(CacheEntry::Ready(e)) if e.generation == *g && e.in_main == main);
         self.probation.retain(|p| keep(p, false));
         self.main.retain(|p| keep(p, true));
     }

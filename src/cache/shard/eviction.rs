@@ -61,7 +61,7 @@
 //! causes promotes, rather than drops, any entry read since its fill. A prefetch
 //! that is never read is among the first to go.
 
-use super::{MAX_FREQ, Shard, Slot};
+use super::{CacheEntry, MAX_FREQ, Shard};
 use crate::cache::Priority;
 use crate::cache::config::Limits;
 use crate::record::ExtentId;
@@ -131,7 +131,7 @@ impl Shard {
             if !self.live(id, generation, from_main) {
                 continue;
             }
-            let Some(Slot::Ready(entry)) = self.map.get_mut(&id) else {
+            let Some(CacheEntry::Ready(entry)) = self.map.get_mut(&id) else {
                 continue;
             };
             if from_main && entry.freq > 0 {
@@ -164,7 +164,7 @@ impl Shard {
                 let (w, hits) = (entry.weight, entry.hits);
                 let candidate = self.sketch.estimate(id).saturating_add(hits);
                 if self.wins_duel(candidate, w, limits)
-                    && let Some(Slot::Ready(entry)) = self.map.get_mut(&id)
+                    && let Some(CacheEntry::Ready(entry)) = self.map.get_mut(&id)
                 {
                     // Unread on probation, but rated above what it displaces.
                     entry.freq = 0;
@@ -178,7 +178,7 @@ impl Shard {
             }
             // `live` checked that the slot is this ready entry; taking it out of
             // the map here is the eviction's one lookup after the checks above.
-            let Some(Slot::Ready(entry)) = self.remove(id) else {
+            let Some(CacheEntry::Ready(entry)) = self.remove(id) else {
                 continue;
             };
             if (limits.admission || limits.duel_budget > 0 || limits.size_aware)
@@ -194,7 +194,7 @@ impl Shard {
                 self.sketch.size_for(self.map.len() + 1);
                 let sketch = &mut self.sketch;
                 for (held, slot) in &self.map {
-                    if let Slot::Ready(e) = slot
+                    if let CacheEntry::Ready(e) = slot
                         && e.demand_fill
                     {
                         sketch.add(*held, 1);
@@ -235,7 +235,7 @@ impl Shard {
         }
         // Bounded: each pass pops a stale position, or returns.
         while let Some(&(victim, generation)) = self.main.front() {
-            if let Some(Slot::Ready(v)) = self.map.get(&victim)
+            if let Some(CacheEntry::Ready(v)) = self.map.get(&victim)
                 && v.generation == generation
                 && v.in_main
             {
@@ -274,7 +274,7 @@ impl Shard {
                 return true;
             };
             match self.map.get_mut(&victim) {
-                Some(Slot::Ready(v)) if v.generation == generation && v.in_main => {
+                Some(CacheEntry::Ready(v)) if v.generation == generation && v.in_main => {
                     if v.freq == 0 {
                         break;
                     }
@@ -289,7 +289,7 @@ impl Shard {
         let (mut freed, mut sum) = (0u64, 0u32);
         // Bounded: at most 64 positions from main's front are read.
         for &(victim, generation) in self.main.iter().take(64) {
-            let Some(Slot::Ready(v)) = self.map.get(&victim) else {
+            let Some(CacheEntry::Ready(v)) = self.map.get(&victim) else {
                 continue;
             };
             // The candidate itself is on probation (`in_main` false): never summed.

@@ -39,7 +39,7 @@ fn read(shard: &mut Shard, id: u64) -> bool {
 
 fn in_main(shard: &Shard, id: u64) -> Option<bool> {
     match shard.map.get(&ExtentId(id)) {
-        Some(Slot::Ready(e)) => Some(e.in_main),
+        Some(CacheEntry::Ready(e)) => Some(e.in_main),
         _ => None,
     }
 }
@@ -407,8 +407,8 @@ mod model {
     fn check(s: &Shard, l: &Limits) {
         let ready = || {
             s.map.values().filter_map(|slot| match slot {
-                Slot::Ready(e) => Some(e),
-                Slot::Loading { .. } => None,
+                CacheEntry::Ready(e) => Some(e),
+                CacheEntry::Loading { .. } => None,
             })
         };
         let sum = |f: fn(&Entry) -> bool| ready().filter(|e| f(e)).map(|e| e.weight).sum();
@@ -487,8 +487,8 @@ mod model {
             let mut generation = 0u64;
             let resident = |s: &Shard| {
                 let mut v: Vec<_> = s.map.iter().filter_map(|(id, slot)| match slot {
-                    Slot::Ready(e) => Some((id.0, e.generation, e.in_main, e.freq)),
-                    Slot::Loading { .. } => None,
+                    CacheEntry::Ready(e) => Some((id.0, e.generation, e.in_main, e.freq)),
+                    CacheEntry::Loading { .. } => None,
                 }).collect();
                 v.sort_unstable();
                 v
