@@ -24,19 +24,22 @@
 //! (one uncontended shard lock, one hash lookup) is within the budget; see the
 //! benchmark for the ratio.
 
+mod config;
 mod flight;
-mod policy;
+mod ghost;
+mod hasher;
 mod shard;
+mod sketch;
 
+pub use config::{CachePolicy, CachePolicyBuilder};
 pub use flight::{Flight, FlightOutcome};
-pub use policy::{CachePolicy, CachePolicyBuilder};
 
 use crate::bytes::Bytes;
 use crate::error::Result;
 use crate::record::ExtentId;
 use crate::sync::{Arc, SpinMutex};
-use policy::Limits;
-use shard::{Shard, Slot};
+use config::Limits;
+use shard::{CacheEntry, Shard};
 
 /// Who is asking: a demand read (hit credit) or a prefetch (low priority).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -241,7 +244,7 @@ impl Cache {
     pub fn lookup(&self, id: ExtentId, generation: u64, priority: Priority) -> Lookup {
         let mut guard = self.shard(id).lock();
         if priority == Priority::Prefetch {
-            if let Some(Slot::Ready(entry)) = guard.map.get(&id)
+            if let Some(CacheEntry::Ready(entry)) = guard.map.get(&id)
                 && entry.generation == generation
             {
                 return Lookup::Hit(entry.bytes.clone());
@@ -260,8 +263,10 @@ impl Cache {
     fn miss(shard: &mut Shard, id: ExtentId, generation: u64, priority: Priority) -> Lookup {
         shard.stats.misses += 1;
         match shard.map.get_mut(&id) {
-            Some(Slot::Ready(entry)) if entry.generation > generation => return Lookup::Newer,
-            Some(Slot::Loading {
+            Some(CacheEntry::Ready(entry)) if entry.generation > generation => {
+                return Lookup::Newer;
+            }
+            Some(CacheEntry::Loading {
                 generation: g,
                 flight,
                 demand,
@@ -285,7 +290,7 @@ impl Cache {
         let flight = Arc::new(Flight::new());
         shard.map.insert(
             id,
-            Slot::Loading {
+            CacheEntry::Loading {
                 generation,
                 flight: flight.clone(),
                 demand: false,
@@ -322,7 +327,9 @@ impl Cache {
     ) -> FlightOutcome {
         let mut shard = self.shard(token.id).lock();
         let (ours, demand) = match shard.map.get(&token.id) {
-            Some(Slot::Loading { flight, demand, .. }) if Arc::ptr_eq(flight, &token.flight) => {
+            Some(CacheEntry::Loading { flight, demand, .. })
+                if Arc::ptr_eq(flight, &token.flight) =>
+            {
                 (true, *demand)
             }
             _ => (false, false),
@@ -377,7 +384,7 @@ impl Cache {
     /// and its waiters are told "superseded" (they retry on a fresh snapshot).
     pub fn abandon(&self, mut token: FillToken) {
         let mut shard = self.shard(token.id).lock();
-        if matches!(shard.map.get(&token.id), Some(Slot::Loading { flight, .. }) if Arc::ptr_eq(flight, &token.flight))
+        if matches!(shard.map.get(&token.id), Some(CacheEntry::Loading { flight, .. }) if Arc::ptr_eq(flight, &token.flight))
         {
             shard.remove(token.id);
         }
@@ -391,8 +398,8 @@ impl Cache {
     pub fn invalidate(&self, id: ExtentId, current_generation: u64) {
         let mut shard = self.shard(id).lock();
         let stale = match shard.map.get(&id) {
-            Some(Slot::Ready(e)) => e.generation < current_generation,
-            Some(Slot::Loading { generation, .. }) => *generation < current_generation,
+            Some(CacheEntry::Ready(e)) => e.generation < current_generation,
+            Some(CacheEntry::Loading { generation, .. }) => *generation < current_generation,
             None => false,
         };
         if stale {
@@ -405,7 +412,7 @@ impl Cache {
     pub fn remove(&self, id: ExtentId, generation: u64) -> bool {
         let mut shard = self.shard(id).lock();
         let matches =
-            matches!(shard.map.get(&id), Some(Slot::Ready(e)) if e.generation == generation);
+            matches!(shard.map.get(&id), Some(CacheEntry::Ready(e)) if e.generation == generation);
         if matches {
             shard.remove(id);
         }
@@ -416,7 +423,7 @@ impl Cache {
     /// serving a quarantined extent from a copy the caller then verifies.
     pub fn peek(&self, id: ExtentId) -> Option<(u64, Bytes)> {
         match self.shard(id).lock().map.get(&id) {
-            Some(Slot::Ready(e)) => Some((e.generation, e.bytes.clone())),
+            Some(CacheEntry::Ready(e)) => Some((e.generation, e.bytes.clone())),
             _ => None,
         }
     }
