@@ -34,6 +34,8 @@
 //! | FPRE027 | [`Error::OlderFormat`] | no | a metadata file was written in an older on-disk format this build no longer reads | open it with the build that wrote it, read every extent out (`Store::records`, `Store::read`) and write them into a new store; nothing was changed |
 //! | FPRE029 | [`Error::DiskFull`] | yes | the file system holding the store is full: a data write hit ENOSPC, or the metadata reserve is in use and new writes are refused so that deletes, commits, checkpoints and `close` keep room | delete extents and call `Store::reclaim_space` (or free space on the file system); writes succeed again without a reopen; reads keep working |
 //! | FPRE028 | [`Error::OutcomeUnknown`] | no | the journal failed after the operation's record was handed to it: the operation is not visible in this open store, but after a reopen it may be wholly there or wholly absent | reopen the store, then read the extent to learn the outcome |
+//! | FPRE030 | [`Error::DuplicateExtent`] | no | a batch names the same extent twice | write each extent once per batch (the last value is the one meant) |
+//! | FPRE031 | [`Error::NotAStore`] | no | `Store::open` was pointed at a regular file, at a directory that holds files but no store (unless `create_in_non_empty_dir`), at a missing directory with `create_if_missing(false)`, or at an existing store with `error_if_exists(true)` | check the path and the open options; nothing was changed |
 //!
 //! `is_retryable` tells the retry policy what it may retry. FPRE004 is never
 //! retryable: it is the verdict *after* the retry limit.
@@ -347,6 +349,23 @@ pub enum Error {
         /// The journal's error, as text.
         cause: String,
     },
+
+    /// A batch names `extent` more than once; nothing of it was written. Not
+    /// retryable: the same batch fails the same way.
+    #[error("FPRE030 the batch names {extent} more than once")]
+    DuplicateExtent {
+        /// The extent named twice.
+        extent: ExtentId,
+    },
+
+    /// `Store::open` refused `path` as it is: nothing was created or changed.
+    #[error("FPRE031 {path} is not a store to open: {reason}")]
+    NotAStore {
+        /// The path given to `open`.
+        path: String,
+        /// What the path is, and which open option refuses it.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -381,6 +400,8 @@ impl Error {
             Error::OlderFormat { .. } => "FPRE027",
             Error::OutcomeUnknown { .. } => "FPRE028",
             Error::DiskFull { .. } => "FPRE029",
+            Error::DuplicateExtent { .. } => "FPRE030",
+            Error::NotAStore { .. } => "FPRE031",
         }
     }
 

@@ -142,7 +142,9 @@ pub(crate) struct Geometry {
 /// # Errors
 ///
 /// [`Error::CheckpointCorrupt`] for a record out of range or two records
-/// referencing overlapping locations.
+/// referencing overlapping locations; [`Error::InvalidConfig`] naming
+/// `device_capacity_bytes` (or `devices`) for a record past the configured
+/// devices.
 pub(crate) fn rebuild(image: &Image, geometry: &Geometry) -> Result<(ExtentTable, Allocator)> {
     let table = ExtentTable::new(geometry.table);
     restore_records(&table, image, geometry)?;
@@ -154,9 +156,13 @@ fn restore_records(table: &ExtentTable, image: &Image, geometry: &Geometry) -> R
     for record in image.records.values() {
         let bad = record.version % 2 != 0
             || record.version > MAX_VERSION
-            || record.generation > MAX_GENERATION
-            || record.location.device >= geometry.devices
-            || record.location.end() > geometry.capacity;
+            || record.generation > MAX_GENERATION;
+        if !bad
+            && (record.location.device >= geometry.devices
+                || record.location.end() > geometry.capacity)
+        {
+            return Err(shrunk_config(record.location, geometry));
+        }
         if bad {
             return Err(Error::CheckpointCorrupt {
                 file: format!("record of {}", record.extent),
@@ -175,6 +181,24 @@ fn restore_records(table: &ExtentTable, image: &Image, geometry: &Geometry) -> R
     Ok(())
 }
 
+/// A checksummed record references `location` past the configured devices: the
+/// configuration shrank since the record was written, a mistake to correct, not
+/// damage to restore from a backup.
+fn shrunk_config(location: crate::record::Location, geometry: &Geometry) -> Error {
+    let (field, bound) = if location.device >= geometry.devices {
+        ("devices", u64::from(geometry.devices))
+    } else {
+        ("device_capacity_bytes", geometry.capacity)
+    };
+    Error::InvalidConfig {
+        field,
+        reason: format!(
+            "{bound} is smaller than the store in this directory needs: a record references {} bytes at offset {} of device {}; open it with the configuration it was created with",
+            location.length, location.offset, location.device
+        ),
+    }
+}
+
 fn restore_allocator(image: &Image, geometry: &Geometry) -> Result<Allocator> {
     Allocator::restore(
         geometry.devices,
@@ -184,15 +208,11 @@ fn restore_allocator(image: &Image, geometry: &Geometry) -> Result<Allocator> {
         image.bad.iter().copied(),
         image.degraded.iter().copied(),
     )
-    .map_err(|err| Error::CheckpointCorrupt {
-        file: files::CURRENT.to_string(),
-        reason: match err {
-            crate::space::RestoreError::Overlap { .. } => {
-                "two records reference overlapping locations"
-            }
-            crate::space::RestoreError::OutOfRange { .. } => {
-                "a record references a location outside the devices"
-            }
+    .map_err(|err| match err {
+        crate::space::RestoreError::Overlap { .. } => Error::CheckpointCorrupt {
+            file: files::CURRENT.to_string(),
+            reason: "two records reference overlapping locations",
         },
+        crate::space::RestoreError::OutOfRange { location } => shrunk_config(location, geometry),
     })
 }

@@ -33,6 +33,9 @@ pub struct StoreConfig {
     pub(crate) readahead: bool,
     pub(crate) journal_max_bytes: u64,
     pub(crate) metadata_reserve_bytes: u64,
+    pub(crate) create_if_missing: bool,
+    pub(crate) error_if_exists: bool,
+    pub(crate) create_in_non_empty_dir: bool,
 }
 
 /// The cache's callbacks; two configurations are equal when they hold the same
@@ -92,6 +95,9 @@ impl Default for StoreConfig {
             readahead: true,
             journal_max_bytes: 64 << 20,
             metadata_reserve_bytes: 8 << 20,
+            create_if_missing: true,
+            error_if_exists: false,
+            create_in_non_empty_dir: false,
         }
     }
 }
@@ -251,6 +257,27 @@ impl StoreConfigBuilder {
         /// (a full disk then fails the journal: reopen after freeing space).
         /// Bound: 0 ..= 2^40.
         metadata_reserve_bytes: u64
+    );
+    setter!(
+        /// Whether [`Store::open`](crate::Store::open) creates a store where there
+        /// is none (RocksDB's `create_if_missing`); true by default. False: a
+        /// missing directory, or one without a store, is refused with
+        /// [`Error::NotAStore`](crate::Error::NotAStore).
+        create_if_missing: bool
+    );
+    setter!(
+        /// Whether [`Store::open`](crate::Store::open) refuses a directory that
+        /// already holds a store ([`Error::NotAStore`](crate::Error::NotAStore));
+        /// false by default. For a caller that must create afresh.
+        error_if_exists: bool
+    );
+    setter!(
+        /// Whether [`Store::open`](crate::Store::open) may create a store in a
+        /// directory that holds other files (not the store's own); false by
+        /// default, so that a mistyped path into a directory of unrelated files is
+        /// refused ([`Error::NotAStore`](crate::Error::NotAStore)) instead of
+        /// filled with store files.
+        create_in_non_empty_dir: bool
     );
 
     /// The configuration, if every bound holds.

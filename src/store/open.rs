@@ -60,9 +60,31 @@ pub(crate) struct Opened {
 
 /// Opens or creates the store in `path`.
 pub(crate) fn open(fs: Arc<dyn Fs>, path: &Path, config: &StoreConfig) -> Result<Opened> {
-    fs.create_dir_all(path)
-        .map_err(|e| io_error("create dir", &e))?;
+    let refuse = |reason: &str| Error::NotAStore {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    };
+    let existed = match fs.list(path) {
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            return Err(refuse("it is a file, not a directory"));
+        }
+        Err(e) => return Err(io_error("list", &e)),
+    };
+    if !existed && !config.create_if_missing {
+        return Err(refuse(
+            "the directory does not exist and create_if_missing is false",
+        ));
+    }
+    fs.create_dir_all(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotADirectory => {
+            refuse("a file that is not a directory is in the way")
+        }
+        _ => io_error("create dir", &e),
+    })?;
     let names = fs.list(path).map_err(|e| io_error("list", &e))?;
+    check_open_options(&names, config).map_err(|reason| refuse(&reason))?;
     let lock_existed = names.iter().any(|n| n == files::LOCK);
     let lock_path = path.join(files::LOCK);
     let lock = fs
@@ -81,6 +103,47 @@ pub(crate) fn open(fs: Arc<dyn Fs>, path: &Path, config: &StoreConfig) -> Result
             Err(err)
         }
     }
+}
+
+/// The open options against what the directory holds: `Err` with the reason to
+/// refuse it. A store exists once its pointer (`CURRENT`) does; before that the
+/// directory holds at most the leftovers of a creation a crash stopped, which the
+/// next open creates afresh.
+fn check_open_options(names: &[String], config: &StoreConfig) -> std::result::Result<(), String> {
+    let exists = names.iter().any(|n| n == files::CURRENT);
+    if exists && config.error_if_exists {
+        return Err("it already holds a store and error_if_exists is true".into());
+    }
+    if exists {
+        return Ok(());
+    }
+    if !config.create_if_missing {
+        return Err("it holds no store and create_if_missing is false".into());
+    }
+    let foreign: Vec<&String> = names.iter().filter(|n| !is_store_file(n)).collect();
+    if !foreign.is_empty() && !config.create_in_non_empty_dir {
+        return Err(format!(
+            "it holds no store but {} other file(s) (first: {}); set create_in_non_empty_dir to create one there",
+            foreign.len(),
+            foreign[0]
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `name` is one of the files a store keeps in its directory.
+fn is_store_file(name: &str) -> bool {
+    [
+        files::CURRENT,
+        files::CURRENT_TMP,
+        files::LOCK,
+        files::RESERVE,
+    ]
+    .contains(&name)
+        || files::journal_number(name).is_some()
+        || files::checkpoint_number(name).is_some()
+        || files::dropped_number(name).is_some()
+        || (name.starts_with("dev") && name.ends_with(".extents"))
 }
 
 fn recover_and_open(

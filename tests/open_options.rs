@@ -1,0 +1,127 @@
+//! What `Store::open` accepts: the open options (`create_if_missing`,
+//! `error_if_exists`, `create_in_non_empty_dir`), paths that are not store
+//! directories, and a configuration that no longer fits the directory. Every
+//! refusal is typed, not retryable, and changes nothing on disk.
+
+use extentmeta::{Error, ExtentId, Store, StoreConfig};
+use std::path::Path;
+
+fn config() -> extentmeta::store::StoreConfigBuilder {
+    StoreConfig::builder()
+        .devices(2)
+        .prefetch_workers(0)
+        .metadata_reserve_bytes(0)
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn refused(result: extentmeta::Result<Store>) -> Error {
+    let err = result.err().expect("open must refuse");
+    assert!(!err.is_retryable(), "{err} must not be retryable");
+    err
+}
+
+#[test]
+fn a_regular_file_is_not_a_store() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let file = tmp.path().join("data.bin");
+    std::fs::write(&file, b"not a store").expect("write");
+    let err = refused(Store::open(&file, config().build().expect("config")));
+    assert_eq!(err.code(), "FPRE031", "{err}");
+    assert_eq!(std::fs::read(&file).expect("read"), b"not a store");
+}
+
+#[test]
+fn a_directory_of_other_files_is_refused_unless_asked() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    std::fs::write(tmp.path().join("notes.txt"), b"mine").expect("write");
+    let err = refused(Store::open(tmp.path(), config().build().expect("config")));
+    assert!(matches!(err, Error::NotAStore { .. }), "{err}");
+    assert!(err.to_string().contains("notes.txt"), "{err}");
+    assert_eq!(names(tmp.path()), ["notes.txt"], "nothing created");
+    let store = Store::open(
+        tmp.path(),
+        config()
+            .create_in_non_empty_dir(true)
+            .build()
+            .expect("config"),
+    )
+    .expect("asked to create beside other files");
+    let id = ExtentId(3);
+    store.write(id, b"extent=3 generation=1").expect("write");
+    drop(store);
+    // Once the store exists, its directory opens without the option.
+    let store = Store::open(tmp.path(), config().build().expect("config")).expect("reopen");
+    assert_eq!(&*store.read(id).expect("read"), b"extent=3 generation=1");
+}
+
+#[test]
+fn create_if_missing_false_refuses_a_missing_store() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let missing = tmp.path().join("absent");
+    let no_create = || config().create_if_missing(false).build().expect("config");
+    let err = refused(Store::open(&missing, no_create()));
+    assert!(matches!(err, Error::NotAStore { .. }), "{err}");
+    assert!(!missing.exists(), "the directory is not created");
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    refused(Store::open(&empty, no_create()));
+    assert!(
+        names(&empty).is_empty(),
+        "nothing created in an empty directory"
+    );
+    drop(Store::open(&empty, config().build().expect("config")).expect("create"));
+    Store::open(&empty, no_create()).expect("an existing store opens");
+}
+
+#[test]
+fn error_if_exists_refuses_an_existing_store() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("store");
+    let exclusive = || config().error_if_exists(true).build().expect("config");
+    let store = Store::open(&dir, exclusive()).expect("created afresh");
+    let id = ExtentId(8);
+    store.write(id, b"extent=8 generation=1").expect("write");
+    drop(store);
+    let before = names(&dir);
+    let err = refused(Store::open(&dir, exclusive()));
+    assert!(matches!(err, Error::NotAStore { .. }), "{err}");
+    assert_eq!(names(&dir), before, "nothing changed");
+    let store = Store::open(&dir, config().build().expect("config")).expect("reopen");
+    assert_eq!(&*store.read(id).expect("read"), b"extent=8 generation=1");
+}
+
+/// Reopening with a smaller device capacity than the records need names the
+/// field, instead of calling the checkpoint corrupt; the original configuration
+/// still opens it.
+#[test]
+fn a_smaller_capacity_names_the_field() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("store");
+    let with_capacity = |bytes| {
+        config()
+            .device_capacity_bytes(bytes)
+            .build()
+            .expect("config")
+    };
+    let store = Store::open(&dir, with_capacity(1 << 30)).expect("create");
+    let value = vec![5u8; 64 << 10];
+    for n in 0..40 {
+        store.write(ExtentId(n), &value).expect("write");
+    }
+    drop(store);
+    let err = refused(Store::open(&dir, with_capacity(64 << 10)));
+    match &err {
+        Error::InvalidConfig { field, .. } => assert_eq!(*field, "device_capacity_bytes"),
+        other => panic!("expected InvalidConfig naming the field, got {other}"),
+    }
+    let store = Store::open(&dir, with_capacity(1 << 30)).expect("the original config opens");
+    assert_eq!(&*store.read(ExtentId(39)).expect("read"), &value[..]);
+}
