@@ -113,18 +113,23 @@ impl Store {
     /// [`max_extent_bytes`](StoreConfigBuilder::max_extent_bytes).
     /// [`Error::Shutdown`] once [`close`](Self::close) began.
     pub fn write(&self, id: ExtentId, bytes: &[u8]) -> Result<Snapshot> {
-        let deadline = std::time::Instant::now() + self.write_wait;
-        // Bounded by the deadline: each pass waits for another write to finish.
-        loop {
-            let seen = self.shared.writes_finished();
-            match self.try_write(id, bytes) {
+        self.check_open()?;
+        self.shared.counters.writes.bump();
+        self.check_length(bytes.len())?;
+        // One copy of the caller's bytes, shared by every attempt.
+        let value = Bytes::from(bytes);
+        let started = std::time::Instant::now();
+        let deadline = started + self.write_wait;
+        // Bounded by the deadline: each pass waits for the write of `id` in flight.
+        let result = loop {
+            match self.attempt_write(id, value.clone()) {
                 Err(Error::WriteInProgress { .. }) if std::time::Instant::now() < deadline => {
-                    let left = deadline.saturating_duration_since(std::time::Instant::now());
-                    self.shared.wait_write(seen, left);
+                    self.wait_for_write_of(id, deadline);
                 }
-                other => return other,
+                other => break other,
             }
-        }
+        };
+        self.finish_write(started, result)
     }
 
     /// [`write`](Self::write) that fails fast with [`Error::WriteInProgress`] if
@@ -135,27 +140,62 @@ impl Store {
     /// As [`write`](Self::write), without the wait.
     pub fn try_write(&self, id: ExtentId, bytes: &[u8]) -> Result<Snapshot> {
         self.check_open()?;
-        let counters = &self.shared.counters;
-        counters.writes.bump();
-        let length = bytes.len() as u64;
+        self.shared.counters.writes.bump();
+        self.check_length(bytes.len())?;
+        let started = std::time::Instant::now();
+        let result = self.attempt_write(id, Bytes::from(bytes));
+        self.finish_write(started, result)
+    }
+
+    /// [`Error::TooLarge`] past [`max_extent_bytes`](StoreConfigBuilder::max_extent_bytes).
+    fn check_length(&self, length: usize) -> Result<()> {
+        let length = length as u64;
         if length > self.max_extent_bytes {
             return Err(Error::TooLarge {
                 length,
                 max: self.max_extent_bytes,
             });
         }
+        Ok(())
+    }
+
+    /// One run of the write machine; wakes the writes waiting for one to end.
+    fn attempt_write(&self, id: ExtentId, value: Bytes) -> Result<Snapshot> {
         self.shared.make_room();
-        let started = std::time::Instant::now();
-        let result = self
-            .shared
-            .drive(WriteOp::new(id, Bytes::from(bytes)), true);
+        let result = self.shared.drive(WriteOp::new(id, value), true);
+        self.shared.write_finished();
+        result?.ok_or(Error::Internal {
+            what: "a write waited on a load",
+        })
+    }
+
+    /// Waits until no write of `id` is pending (the one in flight committed or
+    /// aborted), or `deadline`: other extents' writes ending do not end the wait.
+    fn wait_for_write_of(&self, id: ExtentId, deadline: std::time::Instant) {
+        // Bounded by the deadline: each pass waits for some write to end.
+        loop {
+            // Read before the record: a write that ends after this read bumps
+            // the counter after clearing its mark, so the wait below sees it.
+            let seen = self.shared.writes_finished();
+            let pending = (self.shared.core.table.snapshot(id)).is_ok_and(|s| s.write_pending());
+            let now = std::time::Instant::now();
+            if !pending || now >= deadline {
+                return;
+            }
+            self.shared.wait_write(seen, deadline - now);
+        }
+    }
+
+    /// One latency sample and, on success, one acknowledged write per call.
+    fn finish_write(
+        &self,
+        started: std::time::Instant,
+        result: Result<Snapshot>,
+    ) -> Result<Snapshot> {
         let latency = &self.shared.latency;
         latency.record(&latency.write, shared::elapsed_ns(started));
-        self.shared.write_finished();
-        let committed = result?.ok_or(Error::Internal {
-            what: "a write waited on a load",
-        })?;
-        counters.write_ok.bump();
+        let committed = result?;
+        self.shared.counters.write_ok.bump();
         self.trim_if_due();
         Ok(committed)
     }
@@ -195,8 +235,11 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::TooLarge`] (checked before anything is written),
-    /// [`Error::WriteInProgress`] if an id is being written (or appears twice),
+    /// [`Error::TooLarge`] past
+    /// [`max_extent_bytes`](StoreConfigBuilder::max_extent_bytes) and
+    /// [`Error::DuplicateExtent`] for an id named twice (both checked before
+    /// anything is written, as [`write`](Self::write) checks), [`Error::WriteInProgress`]
+    /// if an id is being written,
     /// [`Error::NoSpace`], backend and journal errors. On an error before the
     /// commits nothing changed; an error while committing (rare: a commit that kept
     /// losing races) is reported after the writes that did commit are durable.
@@ -215,12 +258,11 @@ impl Store {
     /// ```
     pub fn write_batch(&self, items: &[(ExtentId, &[u8])]) -> Result<Vec<Snapshot>> {
         self.check_open()?;
-        for (_, bytes) in items {
-            if u32::try_from(bytes.len()).is_err() {
-                return Err(Error::TooLarge {
-                    length: bytes.len() as u64,
-                    max: u64::from(u32::MAX),
-                });
+        let mut seen = std::collections::HashSet::with_capacity(items.len());
+        for &(id, bytes) in items {
+            self.check_length(bytes.len())?;
+            if !seen.insert(id) {
+                return Err(Error::DuplicateExtent { extent: id });
             }
         }
         let counters = &self.shared.counters;
