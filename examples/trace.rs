@@ -84,6 +84,14 @@ struct Args {
     /// extentmeta policy: turn the size-aware rules off (plain S3-FIFO).
     #[arg(long)]
     no_size_aware: bool,
+    /// Also replay extentmeta with the adaptive probation share
+    /// (`CachePolicyBuilder::adaptive`), in rows of its own.
+    #[arg(long)]
+    adaptive: bool,
+    /// Also replay Belady's OPT (next-access replay; ARC page traces only, where
+    /// every object weighs the same and farthest-next-use is optimal).
+    #[arg(long)]
+    opt: bool,
 }
 
 impl Args {
@@ -218,7 +226,13 @@ fn replay_file(file: &Path, args: &Args) -> Result<(), Box<dyn std::error::Error
         );
         let capacities: Vec<u64> = pages.iter().map(|p| p * PAGE).collect();
         let labels: Vec<String> = pages.iter().map(u64::to_string).collect();
-        let rows = replay_all(&requests, &capacities, args);
+        let mut rows = replay_all(&requests, &capacities, args);
+        if args.opt {
+            rows.push((
+                "Belady OPT".into(),
+                pages.iter().map(|&p| belady(&requests, p)).collect(),
+            ));
+        }
         let n = requests.len() as f64;
         print_table(&labels, &rows, |m| {
             format!("{:.2}", 100.0 * (1.0 - m as f64 / n))
@@ -234,6 +248,11 @@ fn replay_all(requests: &[Request], capacities: &[u64], args: &Args) -> Vec<(Str
     let mut policies: Vec<String> = vec!["exact LRU".into()];
     for s in &args.shards {
         policies.push(format!("extentmeta ({s} shards)"));
+    }
+    if args.adaptive {
+        for s in &args.shards {
+            policies.push(format!("extentmeta adaptive ({s} shards)"));
+        }
     }
     if !args.no_peers {
         policies.push("quick_cache".into());
@@ -255,13 +274,23 @@ fn replay_all(requests: &[Request], capacities: &[u64], args: &Args) -> Vec<(Str
                     "quick_cache" => Box::new(QuickCache::new(capacity)),
                     "moka" => Box::new(Moka::new(capacity)),
                     _ => {
+                        let adaptive = policy.starts_with("extentmeta adaptive");
                         let shards = policy
+                            .trim_start_matches("extentmeta adaptive (")
                             .trim_start_matches("extentmeta (")
                             .split(' ')
                             .next()
                             .and_then(|s| s.parse().ok())
                             .unwrap_or(1);
-                        Box::new(Extentmeta::new(capacity, shards, cache_policy))
+                        let policy = if adaptive {
+                            CachePolicy::builder()
+                                .adaptive(true)
+                                .build()
+                                .unwrap_or(cache_policy)
+                        } else {
+                            cache_policy
+                        };
+                        Box::new(Extentmeta::new(capacity, shards, policy))
                     }
                 };
                 let mut misses = 0;
@@ -610,4 +639,39 @@ fn readahead(requests: &[Request]) -> Result<(), Box<dyn std::error::Error>> {
         100.0 * served as f64 / (served + wasted).max(1) as f64,
     );
     Ok(())
+}
+
+/// Misses of Belady's OPT with room for `slots` objects of one size: on a miss
+/// with the cache full, evict the object whose next request is farthest away
+/// (next-access times from one backward pass; a max-heap with stale entries
+/// skipped).
+fn belady(requests: &[Request], slots: u64) -> u64 {
+    let mut next = vec![usize::MAX; requests.len()];
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    for (i, r) in requests.iter().enumerate().rev() {
+        next[i] = seen.insert(r.id, i).unwrap_or(usize::MAX);
+    }
+    // id -> its next request while cached.
+    let mut cached: HashMap<u64, usize> = HashMap::new();
+    let mut heap = std::collections::BinaryHeap::new();
+    let mut misses = 0;
+    for (i, r) in requests.iter().enumerate() {
+        if let Some(n) = cached.get_mut(&r.id) {
+            *n = next[i];
+            heap.push((next[i], r.id));
+            continue;
+        }
+        misses += 1;
+        if cached.len() as u64 >= slots {
+            while let Some((n, id)) = heap.pop() {
+                if cached.get(&id) == Some(&n) {
+                    cached.remove(&id);
+                    break;
+                }
+            }
+        }
+        cached.insert(r.id, next[i]);
+        heap.push((next[i], r.id));
+    }
+    misses
 }

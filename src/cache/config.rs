@@ -35,6 +35,7 @@ pub struct CachePolicy {
     frequency_admission: bool,
     probation_duel_percent: u8,
     size_aware: bool,
+    adaptive: bool,
 }
 
 impl Default for CachePolicy {
@@ -48,6 +49,7 @@ impl Default for CachePolicy {
             frequency_admission: false,
             probation_duel_percent: 0,
             size_aware: true,
+            adaptive: false,
         }
     }
 }
@@ -94,6 +96,12 @@ impl CachePolicy {
     /// [`CachePolicyBuilder::size_aware`]).
     pub fn size_aware(&self) -> bool {
         self.size_aware
+    }
+
+    /// Whether each shard adapts probation's share online (see
+    /// [`CachePolicyBuilder::adaptive`]).
+    pub fn adaptive(&self) -> bool {
+        self.adaptive
     }
 }
 
@@ -234,6 +242,24 @@ impl CachePolicyBuilder {
         self
     }
 
+    /// Adaptive probation, off by default: each shard starts at
+    /// [`small_percent`](Self::small_percent) and moves probation's share by hill
+    /// climbing on its own hit rate, as Caffeine sizes W-TinyLFU's window. Once
+    /// the shard has filled, every sample of 10 requests per entry it holds
+    /// compares its hit rate with the previous sample's: the share keeps moving
+    /// the same way while the rate does not fall and turns back when it does,
+    /// by a step of 6.25 % of the capacity that shrinks by 2 % each sample and
+    /// restarts when the rate moves by 5 points (Caffeine's constants, chosen on
+    /// none of the traces here). The share stays within 1 % ..= 50 %.
+    ///
+    /// The sample is counted from the hit and miss counters the shard keeps
+    /// anyway and evaluated on the miss path: hits pay nothing, and nothing is
+    /// allocated. Measured in BENCHMARKS.md, "Adaptive eviction (issue 25)".
+    pub fn adaptive(mut self, on: bool) -> Self {
+        self.policy.adaptive = on;
+        self
+    }
+
     /// The policy, if every bound holds.
     ///
     /// # Errors
@@ -290,6 +316,8 @@ pub(crate) struct Limits {
     pub(crate) duel_budget: u64,
     /// See [`CachePolicy::size_aware`].
     pub(crate) size_aware: bool,
+    /// See [`CachePolicy::adaptive`].
+    pub(crate) adaptive: bool,
     /// Keep evicted entries for the eviction listener.
     pub(crate) report_evictions: bool,
 }
@@ -305,6 +333,7 @@ impl Limits {
             admission: policy.frequency_admission,
             duel_budget: share(policy.probation_duel_percent),
             size_aware: policy.size_aware,
+            adaptive: policy.adaptive,
             report_evictions: false,
         }
     }

@@ -10,6 +10,7 @@
 //! removals cost nothing up front; a queue is compacted once garbage outnumbers live
 //! entries.
 
+mod adapt;
 mod eviction;
 #[cfg(all(test, not(loom)))]
 mod tests;
@@ -95,6 +96,8 @@ pub(crate) struct Shard {
     fill_weight: u64,
     /// The shard has evicted for space at least once (warm-up is over).
     has_evicted: bool,
+    /// Probation's share under the adaptive policy (`Limits::adaptive`).
+    climber: adapt::Climber,
     /// Entries evicted for space since the cache last drained this, kept only
     /// while an eviction listener is installed (`Limits::report_evictions`); the
     /// cache calls the listener after releasing the shard lock.
@@ -162,6 +165,9 @@ impl Shard {
                 self.fills /= 2;
                 self.fill_weight /= 2;
             }
+        }
+        if limits.adaptive && self.has_evicted {
+            self.climber.sample(&self.stats, self.map.len(), limits);
         }
         let in_main = self.enters_main(id, w, demand, limits);
         let entry = Entry {

@@ -79,6 +79,17 @@ fn at_most_half_mean(w: u64, fills: u64, total: u64) -> bool {
 }
 
 impl Shard {
+    /// Probation's share in bytes: the policy's, or the adaptive policy's
+    /// current target.
+    #[inline]
+    pub(super) fn small(&self, limits: &Limits) -> u64 {
+        if limits.adaptive {
+            self.climber.small(limits)
+        } else {
+            limits.small
+        }
+    }
+
     /// Whether a fill of `id` (weight `w`) enters main rather than probation.
     /// A demand fill of an id evicted recently is reuse beyond the probation
     /// window; one beyond probation's share while warming up would stay anyway.
@@ -99,7 +110,7 @@ impl Shard {
             // TinyLFU: less frequent than what it would displace: probation.
             ghost_hit = false;
         }
-        let warming = demand && !self.has_evicted && self.probation_used() + w > limits.small;
+        let warming = demand && !self.has_evicted && self.probation_used() + w > self.small(limits);
         ghost_hit || warming
     }
 
@@ -118,7 +129,7 @@ impl Shard {
         let budget = (usize::from(MAX_FREQ) + 2) * (self.probation.len() + self.main.len()) + 1;
         let (fills, fill_weight) = (self.fills, self.fill_weight);
         for _ in 0..budget {
-            let small_over = self.probation_used() > limits.small;
+            let small_over = self.probation_used() > self.small(limits);
             let from_main = (!small_over && !self.main.is_empty()) || self.probation.is_empty();
             let popped = if from_main {
                 self.main.pop_front()
@@ -230,7 +241,7 @@ impl Shard {
     /// enter main: if main has room under its share, or if it is more frequent than
     /// main's next victim.
     fn admit(&mut self, id: ExtentId, freq: u8, w: u64, limits: &Limits) -> bool {
-        if self.main_used + w <= limits.capacity - limits.small {
+        if self.main_used + w <= limits.capacity - self.small(limits) {
             return true;
         }
         // Bounded: each pass pops a stale position, or returns.
@@ -261,7 +272,7 @@ impl Shard {
         if !self.sketch.is_sized() {
             return false;
         }
-        let room = limits.capacity - limits.small;
+        let room = limits.capacity - self.small(limits);
         if self.main_used + w <= room {
             return true;
         }

@@ -15,6 +15,7 @@ fn limits(entries: u64, small: u64) -> Limits {
         admission: false,
         duel_budget: 0,
         size_aware: true,
+        adaptive: false,
         report_evictions: false,
     }
 }
@@ -432,12 +433,14 @@ mod model {
             duel in prop_oneof![Just(0u64), 1u64..8],
             admission in any::<bool>(),
             size_aware in any::<bool>(),
+            adaptive in any::<bool>(),
             promote in 2u8..=3,
             ops in proptest::collection::vec(op(), 1..400),
         ) {
             let l = Limits {
                 admission,
                 size_aware,
+                adaptive,
                 promote,
                 duel_budget: duel * 1000,
                 ..limits(12, small)

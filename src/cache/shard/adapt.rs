@@ -1,0 +1,121 @@
+//! The adaptive probation share: a hill climber on a shard's hit rate.
+//!
+//! Caffeine sizes W-TinyLFU's admission window this way
+//! (`BoundedLocalCache.climb`); here the same climber moves S3-FIFO's probation
+//! share. Its constants are Caffeine's, not fitted to any trace in this
+//! repository. It reads the hit and miss counters the shard keeps anyway, on the
+//! miss path only: a hit does not see it.
+
+use crate::cache::CacheStats;
+use crate::cache::config::Limits;
+
+/// Requests per sample, per entry the shard holds (Caffeine: 10 × maximum).
+const SAMPLE_PER_ENTRY: u64 = 10;
+/// The fewest requests in a sample.
+const MIN_SAMPLE: u64 = 640;
+/// The first step, and the step after a restart, in 1/10 000 of the capacity.
+const STEP: i64 = 625;
+/// Each sample the step shrinks by 1/DECAY (Caffeine: × 0.98).
+const DECAY: i64 = 50;
+/// A hit-rate change of this much restarts the step (Caffeine: 0.05), in 2^-20.
+const RESTART: i64 = (1 << 20) / 20;
+/// Probation's bounds, in 1/10 000 of the capacity.
+const MIN_SHARE: i64 = 100;
+const MAX_SHARE: i64 = 5000;
+
+/// The climber's state: probation's share and the current sample.
+#[derive(Debug, Default)]
+pub(super) struct Climber {
+    /// Probation's share in 1/10 000 of the capacity; 0: not started (the
+    /// policy's share).
+    share: i64,
+    /// The signed step, in 1/10 000 of the capacity.
+    step: i64,
+    /// `hits` and `misses` at the start of the sample.
+    hits0: u64,
+    misses0: u64,
+    /// The previous sample's hit rate, in 2^-20; negative: none yet.
+    previous: i64,
+}
+
+impl Climber {
+    /// Probation's share in bytes.
+    #[inline]
+    pub(super) fn small(&self, limits: &Limits) -> u64 {
+        if self.share == 0 {
+            return limits.small;
+        }
+        // share ≤ 5 000: no overflow below 2^50 bytes of capacity.
+        (u128::from(limits.capacity) * self.share as u128 / 10_000) as u64
+    }
+
+    /// Counts the sample so far; at its end, moves the share.
+    pub(super) fn sample(&mut self, stats: &CacheStats, entries: usize, limits: &Limits) {
+        if self.share == 0 {
+            // Start from the policy's share, growing first.
+            self.share = (limits.small.saturating_mul(10_000) / limits.capacity.max(1))
+                .clamp(MIN_SHARE as u64, MAX_SHARE as u64) as i64;
+            self.step = STEP;
+            self.previous = -1;
+            (self.hits0, self.misses0) = (stats.hits, stats.misses);
+            return;
+        }
+        let hits = stats.hits - self.hits0;
+        let requests = hits + (stats.misses - self.misses0);
+        let size = (SAMPLE_PER_ENTRY * entries as u64).max(MIN_SAMPLE);
+        if requests < size {
+            return;
+        }
+        let rate = ((u128::from(hits) << 20) / u128::from(requests)) as i64;
+        (self.hits0, self.misses0) = (stats.hits, stats.misses);
+        if self.previous < 0 {
+            self.previous = rate;
+            return;
+        }
+        let change = rate - self.previous;
+        self.previous = rate;
+        // Keep going while the rate holds; turn back when it falls.
+        let amount = if change >= 0 { self.step } else { -self.step };
+        self.step = if change.abs() >= RESTART {
+            STEP * amount.signum()
+        } else {
+            amount - amount / DECAY
+        };
+        if self.step == 0 {
+            self.step = amount.signum();
+        }
+        self.share = (self.share + amount).clamp(MIN_SHARE, MAX_SHARE);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::cache::CachePolicy;
+
+    #[test]
+    fn the_share_climbs_while_the_hit_rate_holds_and_stays_in_bounds() {
+        let limits = Limits::new(1_000_000, &CachePolicy::default());
+        let mut c = Climber::default();
+        let mut stats = CacheStats::default();
+        c.sample(&stats, 10, &limits);
+        assert_eq!(c.small(&limits), limits.small, "starts at the policy's share");
+        // A steady hit rate: the share keeps growing, up to its bound.
+        for _ in 0..200 {
+            stats.hits += MIN_SAMPLE / 2;
+            stats.misses += MIN_SAMPLE / 2;
+            c.sample(&stats, 10, &limits);
+        }
+        assert_eq!(c.small(&limits), 500_000, "at most half the capacity");
+        // A falling rate turns it back.
+        let before = c.small(&limits);
+        stats.misses += MIN_SAMPLE;
+        c.sample(&stats, 10, &limits);
+        assert!(c.small(&limits) < before);
+        for _ in 0..400 {
+            stats.misses += MIN_SAMPLE;
+            c.sample(&stats, 10, &limits);
+        }
+        assert!(c.small(&limits) >= 10_000, "at least 1 %");
+    }
+}
