@@ -1,7 +1,8 @@
 //! The cache's eviction parameters: a validated configuration.
 //!
-//! The defaults are the best measured on the real traces in `../shared/traces`
-//! (`cargo run --release --example trace`, BENCHMARKS.md, issue 11): S3-FIFO
+//! The defaults are the best measured on the real traces the project replays
+//! (`cargo run --release --example trace`, BENCHMARKS.md, "Miss counts on real
+//! traces"): S3-FIFO
 //! with probation 8 % of the capacity and a ghost as large as the capacity
 //! (libCacheSim's are 10 % and 90 %), made size-aware
 //! ([`CachePolicyBuilder::size_aware`]) for entries of varying weight, at or
@@ -153,7 +154,7 @@ impl CachePolicyBuilder {
     /// pay nothing for it. Off by default: on the CloudPhysics trace, with the
     /// size-aware default, it moves the miss counts by less than 1 % either
     /// way, and on the ARC OLTP trace (entries of one weight) plain S3-FIFO hits
-    /// more (BENCHMARKS.md, issue 11). It suits caches that hold most of a
+    /// more (BENCHMARKS.md, "Miss counts on real traces"). It suits caches that hold most of a
     /// frequency-skewed working set.
     pub fn frequency_admission(mut self, on: bool) -> Self {
         self.policy.frequency_admission = on;
@@ -169,7 +170,7 @@ impl CachePolicyBuilder {
     /// turn over the whole main queue. 0 (the default) turns it off.
     /// Bound: 0 ..= 50.
     ///
-    /// Measured on the CloudPhysics trace (BENCHMARKS.md, issue 11, 1 shard)
+    /// Measured on the CloudPhysics trace (BENCHMARKS.md, "Miss counts on real traces", 1 shard)
     /// with `small_percent(5)` and 10, on top of the size-aware default: 0.9 % to
     /// 3.7 % fewer misses than the default at 128, 256, 512 and 640 MiB, 0.4 % to
     /// 6.3 % more at the other four capacities, most at 896 MiB and 1 GiB, where the
@@ -216,7 +217,7 @@ impl CachePolicyBuilder {
     /// decision is plain S3-FIFO's; only the sketch's memory and its updates on
     /// fills and evictions remain.
     ///
-    /// Measured on the CloudPhysics trace (16 shards, BENCHMARKS.md, issue 11):
+    /// Measured on the CloudPhysics trace (16 shards, BENCHMARKS.md, "Miss counts on real traces"):
     /// 1.4 % to 6.7 % fewer misses than the best of moka, quick_cache and
     /// libCacheSim's S3-FIFO at each capacity from 128 MiB to 1 GiB, where plain
     /// S3-FIFO misses 0.0 % to 7.0 % more than that best. It serves more
@@ -254,7 +255,7 @@ impl CachePolicyBuilder {
     ///
     /// The sample is counted from the hit and miss counters the shard keeps
     /// anyway and evaluated on the miss path: hits pay nothing, and nothing is
-    /// allocated. Measured in BENCHMARKS.md, "Adaptive eviction (issue 25)".
+    /// allocated. Measured in BENCHMARKS.md, "Adaptive eviction".
     pub fn adaptive(mut self, on: bool) -> Self {
         self.policy.adaptive = on;
         self

@@ -99,7 +99,11 @@ mod tests {
         let mut c = Climber::default();
         let mut stats = CacheStats::default();
         c.sample(&stats, 10, &limits);
-        assert_eq!(c.small(&limits), limits.small, "starts at the policy's share");
+        assert_eq!(
+            c.small(&limits),
+            limits.small,
+            "starts at the policy's share"
+        );
         // A steady hit rate: the share keeps growing, up to its bound.
         for _ in 0..200 {
             stats.hits += MIN_SAMPLE / 2;

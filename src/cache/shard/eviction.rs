@@ -33,7 +33,7 @@
 //!   distinct bytes held by objects of 8 KiB or less); hit density per byte, as
 //!   in GDSF and AdaptSize, is the lever. Every policy without it, set dueling
 //!   and miniature simulations included, lost to a peer at some capacity
-//!   (`examples/policy_lab.rs`, BENCHMARKS.md, issue 11).
+//!   (the policy lab, `lab/policy_lab`, and BENCHMARKS.md, "Miss counts on real traces").
 //! * The count-min sketch behind the TinyLFU tests is sized when the shard first
 //!   evicts and then counts the demand fills of the entries it holds, once each,
 //!   as it counts every later fill. Design note: without that, everything warm-up
@@ -48,7 +48,7 @@
 //!   while entries so admitted and not yet read on main hold less than a budget.
 //!   Design note: an unbounded duel replaces what warm-up loaded with entries that
 //!   are only rated higher because the sketch started when the shard filled; the
-//!   budget caps that turnover (`examples/policy_lab.rs`, BENCHMARKS.md). The
+//!   budget caps that turnover (the policy lab, `lab/policy_lab`, and BENCHMARKS.md). The
 //!   budget is released on the entry's first read on main, in the hit path, and
 //!   not lazily at its next CLOCK pass: the lazy release measured 2 of 8
 //!   capacities where the eager one reached 7.
