@@ -1,5 +1,9 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests: values that encode their version, a
+//! directory's files, a refused open; the fault-injecting file system
+//! ([`fault_fs`]).
 #![allow(dead_code, unreachable_pub)]
+
+pub mod fault_fs;
 
 use extentmeta::{Bytes, ExtentId};
 
