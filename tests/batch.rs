@@ -3,10 +3,10 @@
 
 mod common;
 
+use common::fault_backend::{FaultBackend, Inject, Op};
 use common::{decode, value};
-use extentmeta::{Backend, Error, ExtentId, Location, MemBackend, Result, Store, StoreConfig};
+use extentmeta::{ExtentId, MemBackend, Store, StoreConfig};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 fn items(ids: &[u64], generation: u64) -> Vec<(ExtentId, Vec<u8>)> {
     ids.iter()
@@ -68,62 +68,26 @@ fn a_duplicate_id_fails_the_batch_and_changes_nothing() {
     assert_eq!(decode(&store.read(ExtentId(2)).unwrap()), (ExtentId(2), 2));
 }
 
-/// Fails the data write after `fail_after` writes, once armed.
-struct FailingWrites {
-    inner: MemBackend,
-    armed: AtomicBool,
-    writes: AtomicU64,
-    syncs: AtomicU64,
-}
-
-impl Backend for FailingWrites {
-    fn device_count(&self) -> u16 {
-        self.inner.device_count()
-    }
-    fn read_at(&self, l: Location, buf: &mut [u8]) -> Result<()> {
-        self.inner.read_at(l, buf)
-    }
-    fn write_at(&self, l: Location, bytes: &[u8]) -> Result<()> {
-        if self.armed.load(Ordering::SeqCst) && self.writes.fetch_add(1, Ordering::SeqCst) == 3 {
-            return Err(Error::Io {
-                device: l.device,
-                op: "write",
-                kind: std::io::ErrorKind::Other,
-                message: "injected".into(),
-            });
-        }
-        self.inner.write_at(l, bytes)
-    }
-    fn sync(&self, device: u16) -> Result<()> {
-        self.syncs.fetch_add(1, Ordering::SeqCst);
-        self.inner.sync(device)
-    }
-}
-
 #[test]
 fn a_failed_data_write_aborts_the_whole_batch_and_a_batch_syncs_each_device_once() {
-    let backend = Arc::new(FailingWrites {
-        inner: MemBackend::new(2),
-        armed: AtomicBool::new(false),
-        writes: AtomicU64::new(0),
-        syncs: AtomicU64::new(0),
-    });
+    let backend = FaultBackend::new(2);
     let store = Store::new(Arc::clone(&backend), StoreConfig::default()).unwrap();
     let ids: Vec<u64> = (10..18).collect();
     store.write_batch(&as_refs(&items(&ids, 1))).unwrap();
     assert_eq!(
-        backend.syncs.load(Ordering::SeqCst),
+        backend.calls(Op::Sync),
         2,
         "eight writes over two devices: two syncs"
     );
-    backend.armed.store(true, Ordering::SeqCst);
+    // The fourth data write of the next batch fails.
+    backend.inject_nth(Op::Write, 4, Inject::Fail);
     let err = store.write_batch(&as_refs(&items(&ids, 2))).unwrap_err();
     assert_eq!(err.code(), "FPRE009");
     for &i in &ids {
         assert_eq!(decode(&store.read(ExtentId(i)).unwrap()), (ExtentId(i), 1));
         assert!(!store.snapshot(ExtentId(i)).unwrap().write_pending());
     }
-    backend.armed.store(false, Ordering::SeqCst);
+    backend.disarm();
     store.write_batch(&as_refs(&items(&ids, 2))).unwrap();
     for &i in &ids {
         assert_eq!(decode(&store.read(ExtentId(i)).unwrap()), (ExtentId(i), 2));

@@ -1,7 +1,7 @@
 //! Disk faults on real files, one named test per defect the journal format 2 and
 //! durable-before-visible work fixed: each builds the fault precisely (by editing
 //! journal bytes of a real store, or with the fault-injecting file system of
-//! `tests/fault_fs`) and asserts the fixed behaviour.
+//! `tests/common/fault_fs.rs`) and asserts the fixed behaviour.
 //!
 //! Journal layout (little-endian): a 32-byte file header, then frames
 //! `len u32 | crc32c u32 | seq u64 | durable u64 | payload`; `durable` is the
@@ -17,14 +17,13 @@
 #![cfg(unix)]
 
 mod common;
-mod fault_fs;
 
+use common::fault_fs::{
+    self, Cut, FaultFs, Faults, Hook, Rng, SyncFault, SyncVerdict, Target, WriteFault, is_device,
+};
 use common::{decode, files, refused, value};
 use extentmeta::store::METADATA_DEVICE;
 use extentmeta::{Error, ExtentId, Snapshot, Store, StoreConfig};
-use fault_fs::{
-    Cut, FaultFs, Faults, Hook, Rng, SyncFault, SyncVerdict, Target, WriteFault, is_device,
-};
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};

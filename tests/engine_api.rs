@@ -3,69 +3,12 @@
 
 mod common;
 
+use common::fault_backend::{FaultBackend, Op};
 use common::{decode, value};
 use extentmeta::events::{Event, Relocation};
-use extentmeta::{
-    Backend, Error, ExtentId, Location, MemBackend, Result, Store, StoreConfig, Verdict,
-};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-
-/// A backend whose syncs block while the gate is closed, and that counts reads.
-#[derive(Default)]
-struct Gate {
-    inner: Option<MemBackend>,
-    closed: Mutex<bool>,
-    opened: Condvar,
-    syncs_waiting: AtomicU64,
-    reads: AtomicU64,
-    slow_reads: AtomicBool,
-}
-
-impl Gate {
-    fn new(devices: u16) -> Arc<Gate> {
-        Arc::new(Gate {
-            inner: Some(MemBackend::new(devices)),
-            ..Gate::default()
-        })
-    }
-    fn close(&self) {
-        *self.closed.lock().expect("lock") = true;
-    }
-    fn open(&self) {
-        *self.closed.lock().expect("lock") = false;
-        self.opened.notify_all();
-    }
-    fn mem(&self) -> &MemBackend {
-        self.inner.as_ref().expect("backend")
-    }
-}
-
-impl Backend for Gate {
-    fn device_count(&self) -> u16 {
-        self.mem().device_count()
-    }
-    fn read_at(&self, l: Location, buf: &mut [u8]) -> Result<()> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        if self.slow_reads.load(Ordering::SeqCst) {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        self.mem().read_at(l, buf)
-    }
-    fn write_at(&self, l: Location, bytes: &[u8]) -> Result<()> {
-        self.mem().write_at(l, bytes)
-    }
-    fn sync(&self, device: u16) -> Result<()> {
-        let mut closed = self.closed.lock().expect("lock");
-        self.syncs_waiting.fetch_add(1, Ordering::SeqCst);
-        while *closed {
-            closed = self.opened.wait(closed).expect("wait");
-        }
-        self.syncs_waiting.fetch_sub(1, Ordering::SeqCst);
-        drop(closed);
-        self.mem().sync(device)
-    }
-}
+use extentmeta::{Error, ExtentId, MemBackend, Result, Store, StoreConfig, Verdict};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 #[test]
 fn after_close_every_operation_returns_shutdown_and_close_is_idempotent() {
@@ -92,10 +35,12 @@ fn after_close_every_operation_returns_shutdown_and_close_is_idempotent() {
 
 /// Close is prompt: queued hints are dropped, not loaded. Counted in backend
 /// reads, not in time: with one worker, at most the load in flight (one read)
-/// happens after close begins.
+/// happens after close begins. Dropping the store stops prefetch the same way (it
+/// once let the worker load every queued hint, about 1 000 loads of 3 ms, before
+/// it exited).
 #[test]
-fn close_drops_queued_prefetch_instead_of_loading_it() {
-    let backend = Gate::new(1);
+fn close_or_drop_drops_queued_prefetch_instead_of_loading_it() {
+    let backend = FaultBackend::new(1);
     let config = StoreConfig::builder()
         .prefetch_workers(1)
         .prefetch_queue(1000)
@@ -106,11 +51,11 @@ fn close_drops_queued_prefetch_instead_of_loading_it() {
     for &id in &ids {
         store.write(id, &value(id, 1, 64)).unwrap();
     }
-    backend.slow_reads.store(true, Ordering::SeqCst);
+    backend.set_read_delay(Duration::from_millis(5));
     assert!(store.prefetch(&ids) > 250);
-    let before = backend.reads.load(Ordering::SeqCst);
+    let before = backend.calls(Op::Read);
     store.close().unwrap();
-    let after = backend.reads.load(Ordering::SeqCst);
+    let after = backend.calls(Op::Read);
     assert!(
         after - before <= 1,
         "{} loads after close began",
@@ -120,22 +65,45 @@ fn close_drops_queued_prefetch_instead_of_loading_it() {
         before < 300,
         "most hints were still queued: {before} loaded"
     );
+
+    // Dropped instead of closed.
+    let backend = FaultBackend::new(2);
+    let config = StoreConfig::builder()
+        .cache_bytes(64 << 20)
+        .prefetch_workers(1)
+        .prefetch_queue(1000)
+        .build()
+        .unwrap();
+    let store = Store::new(Arc::clone(&backend), config).unwrap();
+    let ids: Vec<ExtentId> = (0..1000).map(ExtentId).collect();
+    for &id in &ids {
+        store.write(id, &value(id, 1, 64)).unwrap();
+    }
+    backend.set_read_delay(Duration::from_millis(3));
+    assert_eq!(store.prefetch(&ids), 1000, "every hint fits the queue");
+    let before = backend.calls(Op::Read);
+    drop(store);
+    let loaded = backend.calls(Op::Read) - before;
+    // The worker may have a load in flight and may pick up one more hint before it
+    // sees the flag: never the rest of the queue.
+    assert!(
+        loaded <= 4,
+        "drop loaded {loaded} queued hints; it must stop after the load in flight"
+    );
 }
 
 #[test]
 fn writes_of_one_extent_serialize_and_try_write_fails_fast() {
-    let backend = Gate::new(1);
+    let backend = FaultBackend::new(1);
     let store = Arc::new(Store::new(Arc::clone(&backend), StoreConfig::default()).unwrap());
     let id = ExtentId(9);
-    backend.close();
+    let sync = backend.gate_next(Op::Sync);
     let first = {
         let store = Arc::clone(&store);
         std::thread::spawn(move || store.write(id, &value(id, 1, 100)))
     };
-    // Bounded: the first write reaches its sync and blocks there.
-    while backend.syncs_waiting.load(Ordering::SeqCst) == 0 {
-        std::thread::yield_now();
-    }
+    // The first write reaches its sync and is held there.
+    sync.wait_entered();
     assert_eq!(
         store.try_write(id, &value(id, 2, 100)).unwrap_err().code(),
         "FPRE015",
@@ -145,7 +113,7 @@ fn writes_of_one_extent_serialize_and_try_write_fails_fast() {
         let store = Arc::clone(&store);
         std::thread::spawn(move || store.write(id, &value(id, 2, 100)))
     };
-    backend.open();
+    sync.release();
     assert_eq!(first.join().unwrap().unwrap().generation(), 1);
     assert_eq!(
         second.join().unwrap().unwrap().generation(),
@@ -157,21 +125,19 @@ fn writes_of_one_extent_serialize_and_try_write_fails_fast() {
 
 #[test]
 fn a_write_that_waits_too_long_fails_with_a_typed_error() {
-    let backend = Gate::new(1);
+    let backend = FaultBackend::new(1);
     let config = StoreConfig::builder().write_wait_ms(0).build().unwrap();
     let store = Arc::new(Store::new(Arc::clone(&backend), config).unwrap());
     let id = ExtentId(4);
-    backend.close();
+    let sync = backend.gate_next(Op::Sync);
     let first = {
         let store = Arc::clone(&store);
         std::thread::spawn(move || store.write(id, &value(id, 1, 100)))
     };
-    while backend.syncs_waiting.load(Ordering::SeqCst) == 0 {
-        std::thread::yield_now();
-    }
+    sync.wait_entered();
     let err = store.write(id, &value(id, 2, 100)).unwrap_err();
     assert!(matches!(err, Error::WriteInProgress { extent } if extent == id));
-    backend.open();
+    sync.release();
     first.join().unwrap().unwrap();
 }
 
@@ -225,48 +191,11 @@ fn a_panicking_listener_is_contained_and_counted() {
     assert_eq!(decode(&store.read(id).unwrap()), (id, 2));
 }
 
-/// Quarantine and remap events come from the integrity ladder: a good copy is
-/// served by a backend that keeps every value it was given.
+/// Quarantine and remap events come from the integrity ladder: the media under
+/// the extent flips a byte of every read, and the backend serves a good copy.
 #[test]
 fn quarantine_and_remap_are_events() {
-    struct Flipping {
-        inner: MemBackend,
-        flip: AtomicBool,
-        good: Mutex<std::collections::HashMap<(u64, u64), Vec<u8>>>,
-    }
-    impl Backend for Flipping {
-        fn device_count(&self) -> u16 {
-            self.inner.device_count()
-        }
-        fn read_at(&self, l: Location, buf: &mut [u8]) -> Result<()> {
-            self.inner.read_at(l, buf)?;
-            if self.flip.load(Ordering::SeqCst) {
-                buf[0] ^= 0xFF;
-            }
-            Ok(())
-        }
-        fn write_at(&self, l: Location, bytes: &[u8]) -> Result<()> {
-            self.inner.write_at(l, bytes)
-        }
-        fn sync(&self, device: u16) -> Result<()> {
-            self.inner.sync(device)
-        }
-        fn good_copy(&self, extent: ExtentId, generation: u64) -> Option<extentmeta::Bytes> {
-            let good = self
-                .good
-                .lock()
-                .unwrap()
-                .get(&(extent.0, generation))
-                .cloned()?;
-            self.flip.store(false, Ordering::SeqCst); // the replacement media is healthy
-            Some(extentmeta::Bytes::from(good.as_slice()))
-        }
-    }
-    let backend = Arc::new(Flipping {
-        inner: MemBackend::new(2),
-        flip: AtomicBool::new(false),
-        good: Mutex::new(Default::default()),
-    });
+    let backend = FaultBackend::new(2);
     let store = Store::new(Arc::clone(&backend), StoreConfig::default()).unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&seen);
@@ -274,9 +203,9 @@ fn quarantine_and_remap_are_events() {
     let id = ExtentId(7);
     let bytes = value(id, 1, 128);
     store.write(id, &bytes).unwrap();
-    backend.good.lock().expect("lock").insert((id.0, 1), bytes);
+    backend.add_replica(id, 1, bytes);
     let at = store.snapshot(id).unwrap().location();
-    backend.flip.store(true, Ordering::SeqCst);
+    backend.flip_reads_at(at);
     assert!(matches!(
         store.verify(id).unwrap(),
         Verdict::Repaired { .. }

@@ -1,6 +1,7 @@
-//! A full disk, on real files: [`FullFs`] wraps the real file system and refuses
-//! to let the store's files grow past a byte budget (ENOSPC, after writing what
-//! fits: a short write), as a small file system would.
+//! A full disk, on real files: [`FaultFs`] with a byte budget
+//! (`Faults::capacity_bytes`) wraps the real file system and refuses to let the
+//! store's files grow past it (ENOSPC, after writing what fits: a short write), as
+//! a small file system would.
 //!
 //! What must hold (issue case 6, invariants 9, 12 and 14): writes fail with the
 //! typed, retryable FPRE029 and are not visible; reads keep working; deletes,
@@ -15,120 +16,22 @@
 
 mod common;
 
+use common::fault_fs::{FaultFs, Faults};
 use common::{decode, value};
-use extentmeta::fs::{Fs, FsFile, StdFs};
+use extentmeta::fs::Fs;
 use extentmeta::{ExtentId, Store, StoreConfig};
-use std::any::Any;
 use std::collections::HashMap;
-use std::io;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-/// Every file's length counts against `capacity`, as blocks would.
-#[derive(Debug)]
-struct Budget {
-    capacity: u64,
-    lens: HashMap<PathBuf, u64>,
+/// A file system of `capacity` bytes over the real files of `dir`.
+fn full_fs(dir: &std::path::Path, capacity: u64) -> FaultFs {
+    FaultFs::new(dir, u64::MAX, with_capacity(capacity))
 }
 
-impl Budget {
-    fn used(&self) -> u64 {
-        self.lens.values().sum()
-    }
-}
-
-#[derive(Debug, Clone)]
-struct FullFs {
-    budget: Arc<Mutex<Budget>>,
-}
-
-#[derive(Debug)]
-struct FullFile {
-    real: Arc<dyn FsFile>,
-    path: PathBuf,
-    budget: Arc<Mutex<Budget>>,
-}
-
-impl FsFile for FullFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.real.read_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        let mut b = self.budget.lock().unwrap();
-        let len = b.lens.get(&self.path).copied().unwrap_or(0);
-        let end = offset + buf.len() as u64;
-        let grow = end.saturating_sub(len);
-        let free = b.capacity.saturating_sub(b.used());
-        if grow <= free {
-            self.real.write_all_at(buf, offset)?;
-            b.lens.insert(self.path.clone(), len.max(end));
-            return Ok(());
-        }
-        // A short write: what fits, then ENOSPC.
-        let fits = (len + free).saturating_sub(offset).min(buf.len() as u64) as usize;
-        if fits > 0 {
-            self.real.write_all_at(&buf[..fits], offset)?;
-            b.lens
-                .insert(self.path.clone(), len.max(offset + fits as u64));
-        }
-        Err(io::Error::from(io::ErrorKind::StorageFull))
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.real.sync_data()
-    }
-    fn len(&self) -> io::Result<u64> {
-        self.real.len()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        let mut b = self.budget.lock().unwrap();
-        let old = b.lens.get(&self.path).copied().unwrap_or(0);
-        if len > old && len - old > b.capacity.saturating_sub(b.used()) {
-            return Err(io::Error::from(io::ErrorKind::StorageFull));
-        }
-        self.real.set_len(len)?;
-        b.lens.insert(self.path.clone(), len);
-        Ok(())
-    }
-}
-
-impl Fs for FullFs {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        StdFs.create_dir_all(dir)
-    }
-    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn FsFile>> {
-        let real = StdFs.open(path, create)?;
-        let len = real.len()?;
-        self.budget
-            .lock()
-            .unwrap()
-            .lens
-            .insert(path.to_path_buf(), len);
-        Ok(Arc::new(FullFile {
-            real,
-            path: path.to_path_buf(),
-            budget: Arc::clone(&self.budget),
-        }))
-    }
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        StdFs.list(dir)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        StdFs.rename(from, to)?;
-        let mut b = self.budget.lock().unwrap();
-        let len = b.lens.remove(from).unwrap_or(0);
-        b.lens.insert(to.to_path_buf(), len);
-        Ok(())
-    }
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        StdFs.remove(path)?;
-        self.budget.lock().unwrap().lens.remove(path);
-        Ok(())
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        StdFs.sync_dir(dir)
-    }
-    fn lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>> {
-        StdFs.lock(path)
+fn with_capacity(capacity: u64) -> Faults {
+    Faults {
+        capacity_bytes: Some(capacity),
+        ..Faults::default()
     }
 }
 
@@ -169,12 +72,7 @@ fn read(store: &Store, id: u64) -> Option<u64> {
 fn a_full_disk_refuses_writes_keeps_deletes_and_resumes_after_reclamation() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let fs = FullFs {
-        budget: Arc::new(Mutex::new(Budget {
-            capacity: 1 << 20,
-            lens: HashMap::new(),
-        })),
-    };
+    let fs = full_fs(dir, 1 << 20);
     let store = Store::open_in(Arc::new(fs.clone()), dir, config()).unwrap();
     // Extent → the generation acknowledged (None: deleted).
     let mut model: HashMap<u64, Option<u64>> = HashMap::new();
@@ -216,7 +114,7 @@ fn a_full_disk_refuses_writes_keeps_deletes_and_resumes_after_reclamation() {
         store.stats().journal_number > rotations,
         "the deletes crossed a rotation on the full disk"
     );
-    assert!(store.reclaim_space().unwrap() > 0 || fs.budget.lock().unwrap().used() < 1 << 20);
+    assert!(store.reclaim_space().unwrap() > 0 || fs.used_bytes() < 1 << 20);
     // Writes succeed again, without a reopen: into the freed space, and the
     // reserve was made again first.
     for id in (0..first_refused).step_by(2).take(5) {
@@ -245,13 +143,7 @@ fn a_full_disk_refuses_writes_keeps_deletes_and_resumes_after_reclamation() {
 fn a_store_opened_on_a_full_disk_refuses_writes_and_serves_reads() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let budget = Arc::new(Mutex::new(Budget {
-        capacity: 1 << 30,
-        lens: HashMap::new(),
-    }));
-    let fs = FullFs {
-        budget: Arc::clone(&budget),
-    };
+    let fs = full_fs(dir, 1 << 30);
     let store = Store::open_in(Arc::new(fs.clone()), dir, config()).unwrap();
     for id in 0..10 {
         put(&store, id, 1).unwrap();
@@ -259,20 +151,11 @@ fn a_store_opened_on_a_full_disk_refuses_writes_and_serves_reads() {
     store.close().unwrap();
     drop(store);
     // The disk is now exactly full: not even the reserve fits again.
-    {
-        let mut b = budget.lock().unwrap();
-        let reserve = b
-            .lens
-            .iter()
-            .find(|(p, _)| p.ends_with("RESERVE"))
-            .map(|(p, _)| p.clone());
-        if let Some(p) = reserve {
-            std::fs::remove_file(&p).unwrap();
-            b.lens.remove(&p);
-        }
-        b.capacity = b.used();
+    if fs.live("RESERVE").is_some() {
+        fs.remove(&dir.join("RESERVE")).unwrap();
     }
-    let store = Store::open_in(Arc::new(fs), dir, config()).unwrap();
+    fs.set_faults(with_capacity(fs.used_bytes()));
+    let store = Store::open_in(Arc::new(fs.clone()), dir, config()).unwrap();
     for id in 0..10 {
         assert_eq!(read(&store, id), Some(1));
     }
@@ -284,8 +167,8 @@ fn a_store_opened_on_a_full_disk_refuses_writes_and_serves_reads() {
     let deleted = store.delete(ExtentId(3));
     assert_eq!(read(&store, 3), Some(1), "a failed delete is not visible");
     drop(store);
-    budget.lock().unwrap().capacity = 1 << 30;
-    let store = Store::open_in(Arc::new(fs_of(&budget)), dir, config()).unwrap();
+    fs.set_faults(with_capacity(1 << 30));
+    let store = Store::open_in(Arc::new(fs), dir, config()).unwrap();
     for id in (0..10).filter(|&id| id != 3) {
         assert_eq!(read(&store, id), Some(1), "extent {id} after the reopen");
     }
@@ -298,10 +181,4 @@ fn a_store_opened_on_a_full_disk_refuses_writes_and_serves_reads() {
         }
     }
     put(&store, 10, 1).unwrap();
-}
-
-fn fs_of(budget: &Arc<Mutex<Budget>>) -> FullFs {
-    FullFs {
-        budget: Arc::clone(budget),
-    }
 }

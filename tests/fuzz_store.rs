@@ -1,6 +1,6 @@
-//! Fuzz of the public `Store` surface (issue 9 defect 8): random sequences of every
-//! operation, ending in a drop at a random point, on `MemBackend` and `FileBackend`
-//! behind a backend that injects errors and panics.
+//! Fuzz of the public `Store` surface: random sequences of every operation, ending
+//! in a drop at a random point, on `MemBackend` and `FileBackend` behind the
+//! fault-injecting backend, whose script injects errors and panics.
 //!
 //! Invariants checked after every operation:
 //! * no panic escapes (a panicking backend call becomes an FPRE009 error);
@@ -14,72 +14,15 @@
 
 mod common;
 
+use common::fault_backend::{FaultBackend, Inject};
 use common::{decode, value};
 use extentmeta::{
-    Backend, Bytes, CompactOutcome, Error, ExtentId, FileBackend, IntegrityPolicy, Location,
-    MemBackend, Result, Store, StoreConfig, Verdict,
+    Backend, Bytes, CompactOutcome, Error, ExtentId, FileBackend, IntegrityPolicy, MemBackend,
+    Result, Store, StoreConfig, Verdict,
 };
 use proptest::prelude::*;
 use std::collections::HashMap;
 use std::sync::Once;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// What the next backend call does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Inject {
-    Pass,
-    Fail,
-    Panic,
-}
-
-/// A backend that takes its faults from a script, one entry per call, cycling.
-struct Faulty {
-    inner: Box<dyn Backend>,
-    script: Vec<Inject>,
-    next: AtomicUsize,
-}
-
-impl Faulty {
-    fn inject(&self, device: u16, op: &'static str) -> Result<()> {
-        if self.script.is_empty() {
-            return Ok(());
-        }
-        // Relaxed: a ticket counter; the order of calls is not part of any check.
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.script.len();
-        match self.script[i] {
-            Inject::Pass => Ok(()),
-            Inject::Fail => Err(Error::Io {
-                device,
-                op,
-                kind: std::io::ErrorKind::Other,
-                message: "injected (fuzz)".into(),
-            }),
-            Inject::Panic => panic!("injected backend panic (fuzz) in {op}"),
-        }
-    }
-}
-
-impl Backend for Faulty {
-    fn device_count(&self) -> u16 {
-        self.inner.device_count()
-    }
-    fn read_at(&self, location: Location, buf: &mut [u8]) -> Result<()> {
-        self.inject(location.device, "read")?;
-        self.inner.read_at(location, buf)
-    }
-    fn write_at(&self, location: Location, bytes: &[u8]) -> Result<()> {
-        self.inject(location.device, "write")?;
-        self.inner.write_at(location, bytes)
-    }
-    fn sync(&self, device: u16) -> Result<()> {
-        self.inject(device, "sync")?;
-        self.inner.sync(device)
-    }
-    fn good_copy(&self, extent: ExtentId, generation: u64) -> Option<Bytes> {
-        self.inject(0, "good_copy").ok()?;
-        self.inner.good_copy(extent, generation)
-    }
-}
 
 const EXTENTS: u64 = 6;
 
@@ -160,12 +103,11 @@ impl Model {
     }
 }
 
-fn run(backend: Box<dyn Backend>, script: Vec<Inject>, ops: &[Op], drop_at: usize) {
-    let backend = Faulty {
-        inner: backend,
-        script,
-        next: AtomicUsize::new(0),
-    };
+/// Runs `ops` up to `drop_at` on `backend`, every backend call taking its fault
+/// from `script` (one entry per call, cycling), checking after each operation.
+fn run(backend: impl Backend, script: Vec<Inject>, ops: &[Op], drop_at: usize) {
+    let backend = FaultBackend::over(backend);
+    backend.script(script);
     let policy = IntegrityPolicy::builder()
         .backoff_base_us(0)
         .backoff_max_us(0)
@@ -304,21 +246,21 @@ fn quiet_injected_panics() {
 }
 
 proptest! {
-    /// Defect 8: random sequences on MemBackend.
+    /// Random sequences on MemBackend.
     #[test]
-    fn defect8_fuzz_every_store_operation_on_mem_backend(
+    fn fuzz_every_store_operation_on_mem_backend(
         script in script(),
         ops in prop::collection::vec(op(), 1..40),
         drop_frac in 0.0f64..=1.0,
     ) {
         quiet_injected_panics();
         let drop_at = (ops.len() as f64 * drop_frac) as usize;
-        run(Box::new(MemBackend::new(2)), script, &ops, drop_at);
+        run(MemBackend::new(2), script, &ops, drop_at);
     }
 
-    /// Defect 8: random sequences on FileBackend.
+    /// Random sequences on FileBackend.
     #[test]
-    fn defect8_fuzz_every_store_operation_on_file_backend(
+    fn fuzz_every_store_operation_on_file_backend(
         script in script(),
         ops in prop::collection::vec(op(), 1..24),
         drop_frac in 0.0f64..=1.0,
@@ -326,6 +268,6 @@ proptest! {
         quiet_injected_panics();
         let dir = tempfile::tempdir().unwrap();
         let drop_at = (ops.len() as f64 * drop_frac) as usize;
-        run(Box::new(FileBackend::open(dir.path(), 2).unwrap()), script, &ops, drop_at);
+        run(FileBackend::open(dir.path(), 2).unwrap(), script, &ops, drop_at);
     }
 }

@@ -6,88 +6,13 @@
 
 mod common;
 
-use common::{decode, value};
+use common::fault_backend::{FaultBackend, Op};
+use common::{decode, one_worker, value, wait_until};
 use extentmeta::{
-    Backend, Bytes, CompactOutcome, Error, ExtentId, IntegrityPolicy, Location, MemBackend, Result,
-    State, Store, StoreConfig, Verdict,
+    CompactOutcome, Error, ExtentId, IntegrityPolicy, Location, State, Store, StoreConfig, Verdict,
 };
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
-
-/// A read blocked at a location: the reader waits on `entered`, then `release`.
-type Gate = (Location, Arc<Barrier>, Arc<Barrier>);
-
-/// A `MemBackend` with a replica source, injectable transient read failures and an
-/// optional gate that blocks one read until released.
-#[derive(Default)]
-struct Fabric {
-    mem: Option<MemBackend>,
-    replicas: Mutex<HashMap<(ExtentId, u64), Vec<u8>>>,
-    /// Reads of these locations fail while their count is positive.
-    failing: Mutex<HashMap<Location, u32>>,
-    gate: Mutex<Option<Gate>>,
-    reads: AtomicU32,
-}
-
-impl Fabric {
-    fn new(devices: u16) -> Arc<Self> {
-        Arc::new(Fabric {
-            mem: Some(MemBackend::new(devices)),
-            ..Fabric::default()
-        })
-    }
-    fn mem(&self) -> &MemBackend {
-        self.mem.as_ref().unwrap()
-    }
-}
-
-impl Backend for Fabric {
-    fn device_count(&self) -> u16 {
-        self.mem().device_count()
-    }
-    fn read_at(&self, location: Location, buf: &mut [u8]) -> Result<()> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        let gate = self
-            .gate
-            .lock()
-            .unwrap()
-            .take_if(|(l, _, _)| *l == location);
-        if let Some((_, entered, release)) = gate {
-            entered.wait();
-            release.wait();
-        }
-        if let Some(n) = self
-            .failing
-            .lock()
-            .unwrap()
-            .get_mut(&location)
-            .filter(|n| **n > 0)
-        {
-            *n -= 1;
-            return Err(Error::Io {
-                device: location.device,
-                op: "read",
-                kind: std::io::ErrorKind::Other,
-                message: "injected transient error".into(),
-            });
-        }
-        self.mem().read_at(location, buf)
-    }
-    fn write_at(&self, location: Location, bytes: &[u8]) -> Result<()> {
-        self.mem().write_at(location, bytes)
-    }
-    fn sync(&self, device: u16) -> Result<()> {
-        self.mem().sync(device)
-    }
-    fn good_copy(&self, extent: ExtentId, generation: u64) -> Option<Bytes> {
-        self.replicas
-            .lock()
-            .unwrap()
-            .get(&(extent, generation))
-            .map(|v| Bytes::from(v.clone()))
-    }
-}
 
 fn policy() -> IntegrityPolicy {
     // Short backoff: the tests check counts, not time.
@@ -98,7 +23,7 @@ fn policy() -> IntegrityPolicy {
         .unwrap()
 }
 
-fn store(fabric: &Arc<Fabric>, cache_bytes: u64) -> Store {
+fn store(fabric: &Arc<FaultBackend>, cache_bytes: u64) -> Store {
     let config = StoreConfig::builder()
         .cache_bytes(cache_bytes)
         .prefetch_workers(0)
@@ -108,27 +33,23 @@ fn store(fabric: &Arc<Fabric>, cache_bytes: u64) -> Store {
     Store::new(fabric.clone(), config).unwrap()
 }
 
-fn flip_bits(fabric: &Fabric, location: Location) {
+fn flip_bits(fabric: &FaultBackend, location: Location) {
     fabric
-        .mem()
+        .inner()
         .corrupt(location, |b| b[40] ^= 0b0001_0100)
         .unwrap();
 }
 
 #[test]
 fn fpre004_means_a_real_fault_bit_flip_at_rest_is_quarantined_and_remapped_from_a_replica() {
-    let fabric = Fabric::new(2);
+    let fabric = FaultBackend::new(2);
     let store = store(&fabric, 0);
     let id = ExtentId(5);
     let before = store.write(id, &value(id, 1, 4096)).unwrap();
-    fabric
-        .replicas
-        .lock()
-        .unwrap()
-        .insert((id, 1), value(id, 1, 4096));
+    fabric.add_replica(id, 1, value(id, 1, 4096));
     flip_bits(&fabric, before.location());
 
-    let reads_before = fabric.reads.load(Ordering::SeqCst);
+    let reads_before = fabric.calls(Op::Read);
     // The read climbs the ladder and still answers with the right bytes.
     assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
     let stats = store.stats();
@@ -137,7 +58,7 @@ fn fpre004_means_a_real_fault_bit_flip_at_rest_is_quarantined_and_remapped_from_
     assert_eq!((stats.quarantines, stats.remaps), (1, 1));
     // 1 failed read + (1 + 3) verification reads + 1 read-back of the remapped copy
     // + 1 final read.
-    assert_eq!(fabric.reads.load(Ordering::SeqCst) - reads_before, 7);
+    assert_eq!(fabric.calls(Op::Read) - reads_before, 7);
 
     let after = store.snapshot(id).unwrap();
     assert_eq!(after.state(), State::Durable);
@@ -159,11 +80,11 @@ fn fpre004_means_a_real_fault_bit_flip_at_rest_is_quarantined_and_remapped_from_
 
 #[test]
 fn fpre004_means_a_real_fault_transient_errors_within_the_limit_raise_nothing() {
-    let fabric = Fabric::new(1);
+    let fabric = FaultBackend::new(1);
     let store = store(&fabric, 0);
     let id = ExtentId(2);
     let s = store.write(id, &value(id, 1, 1000)).unwrap();
-    fabric.failing.lock().unwrap().insert(s.location(), 3);
+    fabric.fail_reads_at(s.location(), 3);
     assert_eq!(store.verify(id).unwrap(), Verdict::Ok { transient: 3 });
     let stats = store.stats();
     assert_eq!(
@@ -174,7 +95,7 @@ fn fpre004_means_a_real_fault_transient_errors_within_the_limit_raise_nothing() 
         stats.device_errors, 1,
         "one episode, one device error: retries not double-counted"
     );
-    fabric.failing.lock().unwrap().insert(s.location(), 2);
+    fabric.fail_reads_at(s.location(), 2);
     assert_eq!(
         decode(&store.read(id).unwrap()),
         (id, 1),
@@ -185,7 +106,7 @@ fn fpre004_means_a_real_fault_transient_errors_within_the_limit_raise_nothing() 
 
 #[test]
 fn last_good_copy_kept_without_replica_the_record_stays_quarantined() {
-    let fabric = Fabric::new(1);
+    let fabric = FaultBackend::new(1);
     let store = store(&fabric, 0);
     let id = ExtentId(3);
     let s = store.write(id, &value(id, 1, 512)).unwrap();
@@ -211,7 +132,7 @@ fn last_good_copy_kept_without_replica_the_record_stays_quarantined() {
 #[test]
 fn last_good_copy_kept_a_verified_cache_entry_remaps_or_serves_a_quarantined_extent() {
     // Cache on, no replica: the cached copy (checksum verified) is the good copy.
-    let fabric = Fabric::new(1);
+    let fabric = FaultBackend::new(1);
     let store = store(&fabric, 1 << 20);
     let id = ExtentId(4);
     let s = store.write(id, &value(id, 1, 512)).unwrap();
@@ -233,7 +154,7 @@ fn last_good_copy_kept_a_verified_cache_entry_remaps_or_serves_a_quarantined_ext
 
     // Now with no space for a remap: the extent stays quarantined, and reads are
     // served from the verified cache entry.
-    let fabric = Fabric::new(1);
+    let fabric = FaultBackend::new(1);
     let config = StoreConfig::builder()
         .cache_bytes(1 << 20)
         .prefetch_workers(0)
@@ -256,21 +177,17 @@ fn last_good_copy_kept_a_verified_cache_entry_remaps_or_serves_a_quarantined_ext
 
 #[test]
 fn fpre004_means_a_real_fault_misdirected_write_is_caught_by_the_identity_bound_checksum() {
-    let fabric = Fabric::new(1);
+    let fabric = FaultBackend::new(1);
     let store = store(&fabric, 0);
     let (a, b) = (ExtentId(1), ExtentId(2));
     let sa = store.write(a, &value(a, 1, 256)).unwrap();
     store.write(b, &value(b, 1, 256)).unwrap();
     // b's intact bytes land at a's location: right length, wrong identity.
     fabric
-        .mem()
+        .inner()
         .corrupt(sa.location(), |buf| buf.copy_from_slice(&value(b, 1, 256)))
         .unwrap();
-    fabric
-        .replicas
-        .lock()
-        .unwrap()
-        .insert((a, 1), value(a, 1, 256));
+    fabric.add_replica(a, 1, value(a, 1, 256));
     assert_eq!(
         decode(&store.read(a).unwrap()),
         (a, 1),
@@ -281,7 +198,7 @@ fn fpre004_means_a_real_fault_misdirected_write_is_caught_by_the_identity_bound_
 
 #[test]
 fn compaction_loses_nothing_moves_bytes_and_keeps_the_generation() {
-    let fabric = Fabric::new(2);
+    let fabric = FaultBackend::new(2);
     let store = store(&fabric, 1 << 20);
     let id = ExtentId(9);
     let s = store.write(id, &value(id, 1, 3000)).unwrap();
@@ -316,18 +233,17 @@ fn compaction_loses_nothing_moves_bytes_and_keeps_the_generation() {
 
 #[test]
 fn compaction_loses_nothing_a_write_committing_during_compaction_wins() {
-    let fabric = Fabric::new(2);
+    let fabric = FaultBackend::new(2);
     let store = store(&fabric, 0);
     let id = ExtentId(1);
     let s = store.write(id, &value(id, 1, 2048)).unwrap();
-    let (entered, release) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
-    *fabric.gate.lock().unwrap() = Some((s.location(), entered.clone(), release.clone()));
+    let gate = fabric.gate_read_at(s.location());
     std::thread::scope(|scope| {
         let compaction = scope.spawn(|| store.compact(id));
-        entered.wait(); // the compaction is reading the source
+        gate.wait_entered(); // the compaction is reading the source
         let w = store.write(id, &value(id, 2, 2048)).unwrap();
         assert_eq!(w.generation(), 2);
-        release.wait();
+        gate.release();
         assert_eq!(compaction.join().unwrap().unwrap(), CompactOutcome::Aborted);
     });
     let now = store.snapshot(id).unwrap();
@@ -347,7 +263,7 @@ fn compaction_loses_nothing_a_write_committing_during_compaction_wins() {
 #[test]
 fn fpre004_means_a_real_fault_never_raised_on_a_healthy_store_under_concurrency() {
     const EXTENTS: u64 = 12;
-    let fabric = Fabric::new(3);
+    let fabric = FaultBackend::new(3);
     let store = store(&fabric, 64 << 10);
     for i in 0..EXTENTS {
         store
@@ -396,7 +312,7 @@ fn fpre004_means_a_real_fault_never_raised_on_a_healthy_store_under_concurrency(
 
 #[test]
 fn device_health_ten_errors_degrade_a_device_which_drain_empties() {
-    let fabric = Fabric::new(2);
+    let fabric = FaultBackend::new(2);
     let store = store(&fabric, 0);
     let written: Vec<_> = (0..40u64)
         .map(|i| {
@@ -412,7 +328,7 @@ fn device_health_ten_errors_degrade_a_device_which_drain_empties() {
         .collect();
     assert_eq!(on_dev0.len(), 10);
     for s in &on_dev0 {
-        fabric.failing.lock().unwrap().insert(s.location(), 1);
+        fabric.fail_reads_at(s.location(), 1);
         assert_eq!(
             store.verify(s.extent()).unwrap(),
             Verdict::Ok { transient: 1 }
@@ -438,7 +354,7 @@ fn device_health_ten_errors_degrade_a_device_which_drain_empties() {
 
 #[test]
 fn scrubber_finds_and_repairs_a_bit_flip_and_reports_progress() {
-    let fabric = Fabric::new(1);
+    let fabric = FaultBackend::new(1);
     let config = StoreConfig::builder()
         .cache_bytes(0)
         .prefetch_workers(0)
@@ -453,11 +369,7 @@ fn scrubber_finds_and_repairs_a_bit_flip_and_reports_progress() {
             .write(ExtentId(i), &value(ExtentId(i), 1, 1024))
             .unwrap();
     }
-    fabric
-        .replicas
-        .lock()
-        .unwrap()
-        .insert((bad, 1), value(bad, 1, 1024));
+    fabric.add_replica(bad, 1, value(bad, 1, 1024));
     flip_bits(&fabric, store.snapshot(bad).unwrap().location());
     // Until two full passes are done (a condition, not a timer).
     while store.stats().scrub_passes < 2 {
@@ -467,4 +379,138 @@ fn scrubber_finds_and_repairs_a_bit_flip_and_reports_progress() {
     assert_eq!((stats.fpre004, stats.remaps), (1, 1), "{stats:?}");
     assert!(stats.scrub_extents >= 20 && stats.scrub_bytes >= 20 * 1024);
     assert_eq!(decode(&store.read(bad).unwrap()), (bad, 1));
+}
+
+/// Writes `id` at generation 1 with a replica, then corrupts its media copy so
+/// that verification finds a persistent fault.
+fn faulty_extent(backend: &FaultBackend, store: &Store, id: ExtentId) {
+    let bytes = value(id, 1, 256);
+    let snapshot = store.write(id, &bytes).unwrap();
+    backend.add_replica(id, 1, bytes);
+    backend
+        .inner()
+        .corrupt(snapshot.location(), |b| b[40] ^= 0xff)
+        .unwrap();
+}
+
+/// A quarantine whose remap lost the race to a write is counted (it once was
+/// not: quarantines 0 with fpre004 1).
+#[test]
+fn a_quarantine_is_counted_when_a_write_wins_its_remap() {
+    let backend = FaultBackend::new(2);
+    let store = Arc::new(Store::new(Arc::clone(&backend), one_worker(16)).unwrap());
+    let id = ExtentId(5);
+    faulty_extent(&backend, &store, id);
+    let good_copy = backend.gate_next(Op::GoodCopy);
+    let verifier = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || store.verify(id))
+    };
+    good_copy.wait_entered();
+    assert_eq!(store.snapshot(id).unwrap().state(), State::Quarantined);
+    store.write(id, &value(id, 2, 256)).unwrap();
+    good_copy.release();
+    let _ = verifier.join().unwrap();
+    let stats = store.stats();
+    assert_eq!(stats.fpre004, 1);
+    assert_eq!(stats.quarantines, 1, "the quarantine is counted: {stats:?}");
+    assert_eq!(stats.remaps, 0, "the write won: nothing was remapped");
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 2));
+}
+
+/// When a second verify finishes the remap first, the first verify's quarantine
+/// is counted once (it once was not: quarantines 0, remaps 1).
+#[test]
+fn a_quarantine_is_counted_once_when_another_verify_remaps_first() {
+    let backend = FaultBackend::new(2);
+    let store = Arc::new(Store::new(Arc::clone(&backend), one_worker(16)).unwrap());
+    let id = ExtentId(6);
+    faulty_extent(&backend, &store, id);
+    let good_copy = backend.gate_next(Op::GoodCopy);
+    let first = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || store.verify(id))
+    };
+    good_copy.wait_entered();
+    // The second verify finds the record quarantined and remaps it.
+    let _ = store.verify(id);
+    assert_eq!(store.snapshot(id).unwrap().state(), State::Durable);
+    good_copy.release();
+    let _ = first.join().unwrap();
+    let stats = store.stats();
+    assert_eq!(
+        stats.quarantines, 1,
+        "one quarantine, counted once: {stats:?}"
+    );
+    assert_eq!(stats.remaps, 1);
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
+}
+
+/// A `verify` that remapped the extent answers `Ok(Verdict::Repaired)` with the
+/// faulted location and the remapped record (it once returned `Err(FPRE004)`);
+/// FPRE004 stays an error only when the extent could not be repaired.
+#[test]
+fn verify_that_remapped_the_extent_says_repaired() {
+    let backend = FaultBackend::new(2);
+    let store = Store::new(Arc::clone(&backend), one_worker(16)).unwrap();
+    let id = ExtentId(7);
+    faulty_extent(&backend, &store, id);
+    let before = store.snapshot(id).unwrap();
+    let verdict = store.verify(id).unwrap();
+    let Verdict::Repaired { faulted, remapped } = verdict else {
+        panic!("expected Repaired, got {verdict:?}");
+    };
+    assert_eq!(faulted, before.location());
+    assert_eq!(
+        remapped,
+        store.snapshot(id).unwrap(),
+        "the committed record"
+    );
+    assert_ne!(remapped.location(), faulted);
+    assert_eq!(
+        remapped.generation(),
+        1,
+        "remap moves bytes, never changes them"
+    );
+    let stats = store.stats();
+    assert_eq!((stats.fpre004, stats.quarantines, stats.remaps), (1, 1, 1));
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
+
+    // No good copy: the fault persists, FPRE004 is the answer.
+    let id = ExtentId(8);
+    let s = store.write(id, &value(id, 1, 256)).unwrap();
+    backend
+        .inner()
+        .corrupt(s.location(), |b| b[40] ^= 0xff)
+        .unwrap();
+    // No replica, and the cache holds no copy of a never-read extent.
+    let err = store.verify(id).unwrap_err();
+    assert_eq!(err.code(), "FPRE004");
+    assert_eq!(store.snapshot(id).unwrap().state(), State::Quarantined);
+}
+
+/// `compact` during a pending write is `Ok(Aborted)` (the record is busy: a race
+/// the caller retries, not an illegal request; the docs once promised FPRE002);
+/// FPRE002 stays for an extent that cannot be compacted at all (vacant).
+#[test]
+fn compact_during_a_pending_write_is_aborted_and_a_vacant_extent_is_fpre002() {
+    let backend = FaultBackend::new(2);
+    let store = Arc::new(Store::new(Arc::clone(&backend), one_worker(16)).unwrap());
+    let id = ExtentId(9);
+    store.write(id, &value(id, 1, 256)).unwrap();
+    // Hold a write pending: its sync is held in the backend until released.
+    let sync = backend.gate_next(Op::Sync);
+    let blocker = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || {
+            store.write(id, &value(id, 2, 256)).unwrap();
+        })
+    };
+    wait_until(|| store.snapshot(id).unwrap().write_pending());
+    assert_eq!(store.compact(id).unwrap(), CompactOutcome::Aborted);
+    sync.release();
+    blocker.join().unwrap();
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 2));
+    let err = store.compact(ExtentId(10)).unwrap_err();
+    assert_eq!(err.code(), "FPRE002", "{err}");
 }

@@ -1,6 +1,6 @@
 //! Power loss and disk faults in the LevelDB `fault_injection_test` style.
 //!
-//! [`FaultFs`] (in `tests/fault_fs`) wraps the real file system and remembers, per
+//! [`FaultFs`] (in `tests/common/fault_fs.rs`) wraps the real file system and remembers, per
 //! file, the content as of its last `sync_data`, and, for the directory, the names
 //! as of its last `sync_dir`. A seeded workload (writes, batches, deletes,
 //! compactions and reads of 24 extents, one thread) runs on `Store::open_in` over
@@ -55,12 +55,11 @@
 #![cfg(unix)]
 
 mod common;
-mod fault_fs;
 
+use common::fault_fs::{self, Cut, FaultFs, Faults, Rng, SyncFault, Target, WriteFault};
 use common::{decode, value};
 use extentmeta::store::METADATA_DEVICE;
 use extentmeta::{CompactOutcome, Error, ExtentId, Store, StoreConfig};
-use fault_fs::{Cut, FaultFs, Faults, Rng, SyncFault, Target, WriteFault};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;

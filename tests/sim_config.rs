@@ -1,15 +1,15 @@
-//! The emulator's configuration space (issue 9 defect 4): every configuration is
-//! either refused with a typed error or runs; none panics.
+//! The emulator's configuration space: every configuration is either refused with
+//! a typed error or runs; none panics.
 #![cfg(feature = "sim")]
 
 use extentmeta::sim::{self, Protocol, SimConfig};
 use extentmeta::{Error, IntegrityPolicy};
 use proptest::prelude::*;
 
-/// Defect 4: zero extents panicked ("remainder with a divisor of zero") in the
+/// Zero extents once panicked ("remainder with a divisor of zero") in the
 /// checker's per-extent state.
 #[test]
-fn defect4_zero_extents_runs_without_panicking() {
+fn zero_extents_runs_without_panicking() {
     let mut cfg = SimConfig::default();
     cfg.workload.extents = 0;
     let report = sim::try_run(0, &cfg).expect("zero extents is a valid configuration");
@@ -18,7 +18,7 @@ fn defect4_zero_extents_runs_without_panicking() {
 }
 
 #[test]
-fn defect4_an_invalid_configuration_is_a_typed_error_and_run_reports_it() {
+fn an_invalid_configuration_is_a_typed_error_and_run_reports_it() {
     let cfg = SimConfig {
         devices: 0,
         ..SimConfig::default()
@@ -134,9 +134,9 @@ fn configs() -> impl Strategy<Value = SimConfig> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
-    /// Defect 4: validated with a typed error, or runs; never a panic.
+    /// Validated with a typed error, or runs; never a panic.
     #[test]
-    fn defect4_every_configuration_is_refused_with_a_typed_error_or_runs(cfg in configs()) {
+    fn every_configuration_is_refused_with_a_typed_error_or_runs(cfg in configs()) {
         match sim::try_run(3, &cfg) {
             Ok(report) => prop_assert!(report.ops <= u64::from(cfg.workload.ops)),
             Err(err) => prop_assert!(matches!(err, Error::InvalidConfig { .. }), "{err}"),

@@ -6,10 +6,11 @@
 
 mod common;
 
-use common::{decode, value};
-use extentmeta::{Backend, Error, ExtentId, Location, MemBackend, Result, Store, StoreConfig};
+use common::fault_backend::{FaultBackend, Inject, Op};
+use common::{decode, one_worker, value, wait_until};
+use extentmeta::{Error, ExtentId, MemBackend, Store, StoreConfig};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
 
 fn config() -> extentmeta::store::StoreConfigBuilder {
     StoreConfig::builder()
@@ -63,6 +64,35 @@ fn too_large_and_out_of_range_are_typed_errors() {
     assert_eq!(store.read(ExtentId(10)).unwrap_err().code(), "FPRE005");
 }
 
+/// A write longer than the limit is refused before its bytes are copied (a 2^32
+/// byte write once took 13 s and 4 GiB before FPRE016); with a small configured
+/// limit the refusal is visible without a huge buffer.
+#[test]
+fn a_write_longer_than_the_limit_is_refused_before_it_is_copied() {
+    let config = StoreConfig::builder()
+        .max_extent_bytes(100)
+        .build()
+        .unwrap();
+    let store = Store::new(MemBackend::new(1), config).unwrap();
+    let id = ExtentId(1);
+    let err = store.write(id, &value(id, 1, 101)).unwrap_err();
+    assert_eq!(
+        err,
+        Error::TooLarge {
+            length: 101,
+            max: 100
+        }
+    );
+    assert_eq!(err.code(), "FPRE016");
+    assert_eq!(
+        store.snapshot(id).unwrap().state(),
+        extentmeta::State::Vacant,
+        "nothing was begun"
+    );
+    store.write(id, &value(id, 1, 100)).unwrap();
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
+}
+
 #[test]
 fn no_space_is_a_typed_error_and_loses_nothing() {
     let cfg = config().device_capacity_bytes(2 * 4096).build().unwrap();
@@ -101,53 +131,45 @@ fn invalid_store_config_is_rejected() {
     }
 }
 
-/// A backend whose reads of one location block until released, and which says
-/// when a read has entered it.
-struct GateBackend {
-    inner: MemBackend,
-    gated: Mutex<Option<Location>>,
-    entered: Barrier,
-    release: Barrier,
-}
-
-impl Backend for GateBackend {
-    fn device_count(&self) -> u16 {
-        self.inner.device_count()
-    }
-    fn read_at(&self, location: Location, buf: &mut [u8]) -> Result<()> {
-        let gate = *self.gated.lock().unwrap() == Some(location);
-        if gate {
-            *self.gated.lock().unwrap() = None;
-            self.entered.wait();
-            self.release.wait();
-        }
-        self.inner.read_at(location, buf)
-    }
-    fn write_at(&self, location: Location, bytes: &[u8]) -> Result<()> {
-        self.inner.write_at(location, bytes)
-    }
-    fn sync(&self, device: u16) -> Result<()> {
-        self.inner.sync(device)
+#[test]
+fn max_extent_bytes_is_bounded_by_the_hard_maximum() {
+    let hard = extentmeta::store::MAX_EXTENT_BYTES;
+    assert_eq!(
+        hard,
+        (1 << 32) - 1,
+        "a location describes at most 2^32 - 1 bytes"
+    );
+    for bad in [0, hard + 1] {
+        let err = StoreConfig::builder()
+            .max_extent_bytes(bad)
+            .build()
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidConfig {
+                field: "max_extent_bytes",
+                ..
+            }
+        ));
     }
 }
 
 #[test]
 fn generation_tagged_cache_rejects_a_fill_superseded_while_it_loaded() {
-    let gate = Arc::new(GateBackend {
-        inner: MemBackend::new(1),
-        gated: Mutex::new(None),
-        entered: Barrier::new(2),
-        release: Barrier::new(2),
-    });
-    let store = Store::new(gate.clone(), config().prefetch_workers(0).build().unwrap()).unwrap();
+    let backend = FaultBackend::new(1);
+    let store = Store::new(
+        Arc::clone(&backend),
+        config().prefetch_workers(0).build().unwrap(),
+    )
+    .unwrap();
     let id = ExtentId(11);
     let g1 = store.write(id, &value(id, 1, 4096)).unwrap();
-    *gate.gated.lock().unwrap() = Some(g1.location());
+    let gate = backend.gate_read_at(g1.location());
 
     std::thread::scope(|s| {
         // The loader: its read of generation 1 blocks inside the backend.
         let loader = s.spawn(|| store.read(id));
-        gate.entered.wait();
+        gate.wait_entered();
         // A waiter joins the same load (same generation, single flight).
         let waiter = s.spawn(|| store.read(id));
         while store.stats().cache.misses < 2 {
@@ -156,7 +178,7 @@ fn generation_tagged_cache_rejects_a_fill_superseded_while_it_loaded() {
         // Generation 2 commits while generation 1 is still loading.
         let g2 = store.write(id, &value(id, 2, 4096)).unwrap();
         assert_eq!(g2.generation(), 2);
-        gate.release.wait();
+        gate.release();
         let from_loader = loader.join().unwrap().unwrap();
         let from_waiter = waiter.join().unwrap().unwrap();
         assert_eq!(
@@ -184,43 +206,18 @@ fn generation_tagged_cache_rejects_a_fill_superseded_while_it_loaded() {
 
 #[test]
 fn pending_is_never_cached_nor_served_while_the_acknowledgment_is_late() {
-    struct LateAck {
-        mem: MemBackend,
-        armed: Mutex<bool>,
-        entered: Barrier,
-        release: Barrier,
-    }
-    impl Backend for LateAck {
-        fn device_count(&self) -> u16 {
-            self.mem.device_count()
-        }
-        fn read_at(&self, l: Location, b: &mut [u8]) -> Result<()> {
-            self.mem.read_at(l, b)
-        }
-        fn write_at(&self, l: Location, b: &[u8]) -> Result<()> {
-            self.mem.write_at(l, b)
-        }
-        fn sync(&self, device: u16) -> Result<()> {
-            if std::mem::take(&mut *self.armed.lock().unwrap()) {
-                self.entered.wait();
-                self.release.wait();
-            }
-            self.mem.sync(device)
-        }
-    }
-    let late = Arc::new(LateAck {
-        mem: MemBackend::new(1),
-        armed: Mutex::new(false),
-        entered: Barrier::new(2),
-        release: Barrier::new(2),
-    });
-    let store = Store::new(late.clone(), config().prefetch_workers(0).build().unwrap()).unwrap();
+    let backend = FaultBackend::new(1);
+    let store = Store::new(
+        Arc::clone(&backend),
+        config().prefetch_workers(0).build().unwrap(),
+    )
+    .unwrap();
     let id = ExtentId(6);
     store.write(id, &value(id, 1, 200)).unwrap();
-    *late.armed.lock().unwrap() = true;
+    let sync = backend.gate_next(Op::Sync);
     std::thread::scope(|s| {
         let writer = s.spawn(|| store.write(id, &value(id, 2, 200)));
-        late.entered.wait(); // generation 2 is written, its acknowledgment late
+        sync.wait_entered(); // generation 2 is written, its acknowledgment late
         assert!(store.snapshot(id).unwrap().write_pending());
         for _ in 0..3 {
             assert_eq!(
@@ -230,7 +227,7 @@ fn pending_is_never_cached_nor_served_while_the_acknowledgment_is_late() {
             );
         }
         store.prefetch(&[id]);
-        late.release.wait();
+        sync.release();
         assert_eq!(writer.join().unwrap().unwrap().generation(), 2);
     });
     assert_eq!(decode(&store.read(id).unwrap()), (id, 2));
@@ -238,34 +235,10 @@ fn pending_is_never_cached_nor_served_while_the_acknowledgment_is_late() {
 
 #[test]
 fn pending_is_never_cached_a_failed_write_leaves_old_bytes() {
-    struct FailingSync(MemBackend, AtomicU64);
-    impl Backend for FailingSync {
-        fn device_count(&self) -> u16 {
-            self.0.device_count()
-        }
-        fn read_at(&self, l: Location, b: &mut [u8]) -> Result<()> {
-            self.0.read_at(l, b)
-        }
-        fn write_at(&self, l: Location, b: &[u8]) -> Result<()> {
-            self.0.write_at(l, b)
-        }
-        fn sync(&self, device: u16) -> Result<()> {
-            if self.1.fetch_add(1, Ordering::SeqCst) == 1 {
-                return Err(Error::Io {
-                    device,
-                    op: "sync",
-                    kind: std::io::ErrorKind::Other,
-                    message: "injected".into(),
-                });
-            }
-            Ok(())
-        }
-    }
-    let store = Store::new(
-        FailingSync(MemBackend::new(1), AtomicU64::new(0)),
-        config().build().unwrap(),
-    )
-    .unwrap();
+    let backend = FaultBackend::new(1);
+    // The second sync (the second write's acknowledgment) fails.
+    backend.inject_nth(Op::Sync, 2, Inject::Fail);
+    let store = Store::new(backend, config().build().unwrap()).unwrap();
     let id = ExtentId(4);
     store.write(id, &value(id, 1, 100)).unwrap();
     assert_eq!(
@@ -391,23 +364,22 @@ fn readahead_serves_a_sequential_scan_from_prefetched_entries() {
 
 #[test]
 fn prefetch_cancels_hints_whose_generation_changed_in_the_queue() {
-    let gate = Arc::new(GateBackend {
-        inner: MemBackend::new(1),
-        gated: Mutex::new(None),
-        entered: Barrier::new(2),
-        release: Barrier::new(2),
-    });
-    let store = Store::new(gate.clone(), config().prefetch_workers(1).build().unwrap()).unwrap();
+    let backend = FaultBackend::new(1);
+    let store = Store::new(
+        Arc::clone(&backend),
+        config().prefetch_workers(1).build().unwrap(),
+    )
+    .unwrap();
     let (a, b) = (ExtentId(1), ExtentId(2));
     let sa = store.write(a, &value(a, 1, 100)).unwrap();
     store.write(b, &value(b, 1, 100)).unwrap();
-    *gate.gated.lock().unwrap() = Some(sa.location());
+    let gate = backend.gate_read_at(sa.location());
     // The worker takes a's hint and blocks in the backend; b's hint waits in the queue.
     assert_eq!(store.prefetch(&[a]), 1);
-    gate.entered.wait();
+    gate.wait_entered();
     assert_eq!(store.prefetch(&[b]), 1);
     store.write(b, &value(b, 2, 100)).unwrap();
-    gate.release.wait();
+    gate.release();
     while store.stats().prefetch_done + store.stats().prefetch_cancelled < 2 {
         std::thread::yield_now(); // until the worker has handled both hints
     }
@@ -436,30 +408,74 @@ fn prefetch_never_blocks_when_off_or_full() {
 
     // A full queue: the only worker is blocked in the backend, the queue holds one
     // hint, and further hints are dropped at once.
-    let gate = Arc::new(GateBackend {
-        inner: MemBackend::new(1),
-        gated: Mutex::new(None),
-        entered: Barrier::new(2),
-        release: Barrier::new(2),
-    });
+    let backend = FaultBackend::new(1);
     let cfg = config()
         .prefetch_workers(1)
         .prefetch_queue(1)
         .build()
         .unwrap();
-    let store = Store::new(gate.clone(), cfg).unwrap();
+    let store = Store::new(Arc::clone(&backend), cfg).unwrap();
     let ids: Vec<ExtentId> = (1..=4).map(ExtentId).collect();
     for &id in &ids {
         store.write(id, &value(id, 1, 100)).unwrap();
     }
-    *gate.gated.lock().unwrap() = Some(store.snapshot(ids[0]).unwrap().location());
+    let gate = backend.gate_read_at(store.snapshot(ids[0]).unwrap().location());
     assert_eq!(store.prefetch(&ids[..1]), 1);
-    gate.entered.wait(); // the worker holds the first hint, blocked
+    gate.wait_entered(); // the worker holds the first hint, blocked
     assert_eq!(
         store.prefetch(&ids[1..]),
         1,
         "one queued, two dropped, no blocking"
     );
     assert_eq!(store.stats().prefetch_dropped, 2);
-    gate.release.wait();
+    gate.release();
+}
+
+/// A panicking backend once killed the only prefetch worker, and every later
+/// prefetch was silently dropped (`prefetch()` queued 0).
+#[test]
+fn a_backend_panic_during_prefetch_is_contained_and_prefetch_keeps_working() {
+    let backend = FaultBackend::new(2);
+    let store = Store::new(Arc::clone(&backend), one_worker(16)).unwrap();
+    let ids: Vec<ExtentId> = (0..4).map(ExtentId).collect();
+    for &id in &ids {
+        store.write(id, &value(id, 1, 64)).unwrap();
+    }
+    backend.inject_nth(Op::Read, 1, Inject::Panic);
+    assert_eq!(store.prefetch(&ids[..1]), 1);
+    wait_until(|| store.stats().prefetch_abandoned == 1);
+    // The worker is alive: these are queued and loaded.
+    assert_eq!(store.prefetch(&ids[1..]), 3, "prefetch still queues");
+    wait_until(|| store.stats().prefetch_done == 3);
+    let stats = store.stats();
+    assert_eq!(
+        stats.prefetch_abandoned, 1,
+        "the failed load was counted once"
+    );
+    assert_eq!(stats.backend_panics, 1, "the panic was counted once");
+    // The abandoned load released its fill token: the extent reads normally.
+    for &id in &ids {
+        assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
+    }
+}
+
+/// `warm` never counts as a demand hit (two warms and no read once gave hits 1,
+/// prefetch_used 1); a prefetched entry counts as used only when a demand read
+/// reads it.
+#[test]
+fn warm_never_counts_as_a_demand_hit() {
+    let store = Store::new(MemBackend::new(1), one_worker(16)).unwrap();
+    let id = ExtentId(2);
+    store.write(id, &value(id, 1, 128)).unwrap();
+    assert!(store.warm(id).unwrap(), "loaded");
+    assert!(store.warm(id).unwrap(), "found cached");
+    let cache = store.stats().cache;
+    assert_eq!((cache.hits, cache.prefetch_used), (0, 0), "{cache:?}");
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
+    let cache = store.stats().cache;
+    assert_eq!(
+        (cache.hits, cache.prefetch_used),
+        (1, 1),
+        "the demand read used the prefetched entry: {cache:?}"
+    );
 }

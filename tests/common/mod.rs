@@ -1,5 +1,10 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests: values that encode their version, a
+//! directory's files, a refused open; the fault-injecting backend
+//! ([`fault_backend`]) and file system ([`fault_fs`]).
 #![allow(dead_code, unreachable_pub)]
+
+pub mod fault_backend;
+pub mod fault_fs;
 
 use extentmeta::{Bytes, ExtentId};
 
@@ -39,6 +44,29 @@ pub fn decode(bytes: &Bytes) -> (ExtentId, u64) {
         "payload of {id} gen {generation} is intact"
     );
     (id, generation)
+}
+
+/// A store configuration with one prefetch worker, a queue of `queue` hints and a
+/// cache large enough for every extent of a test (64 MiB).
+pub fn one_worker(queue: usize) -> extentmeta::StoreConfig {
+    extentmeta::StoreConfig::builder()
+        .cache_bytes(64 << 20)
+        .prefetch_workers(1)
+        .prefetch_queue(queue)
+        .build()
+        .expect("a valid configuration")
+}
+
+/// Polls `done` (bounded: 10 s) so a test waits on background work without timing
+/// deciding its outcome.
+pub fn wait_until(done: impl Fn() -> bool) {
+    for _ in 0..10_000 {
+        if done() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    panic!("background work did not finish within 10 s");
 }
 
 /// Every file of `dir`, name → content.

@@ -1,6 +1,6 @@
 //! A fault-injecting file system over one real store directory, in the LevelDB
-//! `fault_injection_test` style; shared by `tests/power_loss.rs` and
-//! `tests/disk_faults.rs`.
+//! `fault_injection_test` style; shared by `tests/power_loss.rs`,
+//! `tests/disk_faults.rs` and `tests/full_disk.rs`.
 //!
 //! [`FaultFs`] wraps the real file system ([`StdFs`]) and remembers, per file
 //! (inode), its live content (what the real file holds) and its content as of its
@@ -33,6 +33,12 @@
 //! * **ENOSPC** ([`WriteFault`]): the seeded `write_all_at` returns
 //!   `StorageFull` (`ENOSPC`), optionally after writing a prefix of the buffer (a
 //!   short write).
+//! * **a full file system** (`Faults::capacity_bytes`): every live file's length
+//!   counts against a byte budget, as blocks would; a write that would grow the
+//!   files past it writes what fits (a short write), then returns `ENOSPC`, and a
+//!   `set_len` past it returns `ENOSPC`. Unlike the seeded faults it holds for
+//!   every call until the budget changes ([`FaultFs::set_faults`]), and
+//!   [`FaultFs::used_bytes`] says how much is used.
 //! * **hooks** ([`Hook`]): a test can run code after a write and around a sync
 //!   (outside the file system's lock), and decide a sync's verdict, to order two
 //!   threads' I/O deterministically.
@@ -138,6 +144,9 @@ pub struct Faults {
     /// matches (before it persists anything), if it did not fail before: the cut
     /// then always finds that file's last write unsynced.
     pub cut_at_sync: Option<(Target, u64)>,
+    /// The file system's size: writes and `set_len`s that would grow the live
+    /// files past it fail with `ENOSPC` (`None`: unbounded).
+    pub capacity_bytes: Option<u64>,
     /// Seeds the length of a short write.
     pub seed: u64,
 }
@@ -305,6 +314,19 @@ impl State {
     fn is_cut(&self) -> bool {
         self.ops > self.cut_at
     }
+    /// Bytes the live files hold.
+    fn used(&self) -> u64 {
+        self.live
+            .values()
+            .map(|&ino| self.inodes[ino].live.len() as u64)
+            .sum()
+    }
+    /// Bytes the live files may still grow by (`u64::MAX`: unbounded).
+    fn free(&self) -> u64 {
+        self.faults
+            .capacity_bytes
+            .map_or(u64::MAX, |capacity| capacity.saturating_sub(self.used()))
+    }
     fn new_inode(&mut self, name: &str) -> usize {
         self.inodes.push(Inode::new(name, Vec::new()));
         let ino = self.inodes.len() - 1;
@@ -390,6 +412,11 @@ impl FaultFs {
     /// The fault that fired (`"EIO dev0000.extents"`, …), if one did.
     pub fn fired(&self) -> Option<String> {
         self.state.lock().unwrap().fired.clone()
+    }
+
+    /// Bytes the live files hold (what counts against `capacity_bytes`).
+    pub fn used_bytes(&self) -> u64 {
+        self.state.lock().unwrap().used()
     }
 
     /// File operations so far.
@@ -592,6 +619,18 @@ impl FsFile for FaultFile {
                     return Err(io::Error::from_raw_os_error(28));
                 }
             }
+            let len = st.inodes[self.ino].live.len() as u64;
+            let end = offset + buf.len() as u64;
+            let free = st.free();
+            if end.saturating_sub(len) > free {
+                // The file system is full: what fits, then ENOSPC.
+                let fits = (len + free).saturating_sub(offset).min(buf.len() as u64) as usize;
+                if fits > 0 {
+                    self.real.write_all_at(&buf[..fits], offset)?;
+                    st.inodes[self.ino].write(&buf[..fits], offset as usize);
+                }
+                return Err(io::Error::from_raw_os_error(28));
+            }
             self.real.write_all_at(buf, offset)?;
             st.inodes[self.ino].write(buf, offset as usize);
             (st.hook.clone(), name)
@@ -622,6 +661,10 @@ impl FsFile for FaultFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         let mut st = self.state.lock().unwrap();
         st.tick_on(self.ino)?;
+        let old = st.inodes[self.ino].live.len() as u64;
+        if len > old && len - old > st.free() {
+            return Err(io::Error::from_raw_os_error(28));
+        }
         self.real.set_len(len)?;
         let inode = &mut st.inodes[self.ino];
         inode.live.resize(len as usize, 0);

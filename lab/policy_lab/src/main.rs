@@ -3,7 +3,7 @@
 //! reproduced.
 //!
 //! ```text
-//! cargo run --release --example policy_lab     # about 12 s
+//! cargo run --release -p policy_lab     # about 12 s
 //! ```
 //!
 //! Each design is a single-threaded model (no bytes, no generations, no
@@ -11,11 +11,11 @@
 //! against the real cache: the models of the crate's default (size-aware)
 //! policy, of plain S3-FIFO (`size_aware(false)`), of `frequency_admission` and
 //! of the duel option must give exactly the miss counts of a 1-shard
-//! `extentmeta::Cache` with that policy, or the example exits non-zero.
+//! `extentmeta::Cache` with that policy, or the lab exits non-zero.
 //!
 //! The trace is read at run time from `shared/traces` beside the checkout (or
 //! `$EXTENTMETA_TRACES`) and never copied into the crate (GPL data, see
-//! `examples/trace.rs`). Without it the example says so and exits 0.
+//! `examples/trace.rs`). Without it the lab says so and exits 0.
 //!
 //! Designs (the references are the papers' designs, written here from them):
 //!
@@ -58,7 +58,7 @@
 //! after the first eviction), so their counts are those in BENCHMARKS.md.
 //!
 //! The last column counts the capacities where a row is at or below [`BEST_PEER`].
-//! After the table, the example prints the trace's phases (which earlier window
+//! After the table, the lab prints the trace's phases (which earlier window
 //! each window's requests first saw their ids in) and the misses per window of
 //! two rules at 640 MiB and 1 GiB: the evidence for BENCHMARKS.md's fourth pass.
 
@@ -77,13 +77,14 @@ const BEST_PEER: [u64; 8] = [89275, 80915, 75060, 72191, 67684, 63346, 59100, 55
 /// The crate's main-queue counter bound (`cache/shard.rs` `MAX_FREQ`).
 const MAX_FREQ: u8 = 3;
 
-#[path = "common/published.rs"]
+#[path = "../../../examples/common/published.rs"]
 mod published;
 
 fn main() -> Result<(), extentmeta::Error> {
     let dir = match std::env::var_os("EXTENTMETA_TRACES") {
         Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/traces"),
+        // The checkout's parent: this package is `lab/policy_lab` in it.
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/traces"),
     };
     let file = dir.join("libcachesim/cloudPhysicsIO.oracleGeneral.bin");
     let Ok(data) = std::fs::read(&file) else {
