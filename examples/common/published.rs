@@ -1,4 +1,5 @@
-//! Shared by the `trace` and `policy_lab` examples (not an example itself).
+//! Shared by the `trace` example and the policy lab (`lab/policy_lab`); not an
+//! example itself.
 
 /// libCacheSim's published miss counts on `cloudPhysicsIO.oracleGeneral.bin`
 /// (`test/test_evictionAlgo.c`, copied in ../shared/traces/README.md), and the
