@@ -57,7 +57,8 @@ fn a_duplicate_id_fails_the_batch_and_changes_nothing() {
     let mut dup = items(&[1, 2], 2);
     dup.push((ExtentId(1), value(ExtentId(1), 3, 80)));
     let err = store.write_batch(&as_refs(&dup)).unwrap_err();
-    assert_eq!(err.code(), "FPRE015");
+    assert_eq!(err.code(), "FPRE030", "a duplicate is its own error: {err}");
+    assert!(!err.is_retryable(), "the same batch fails the same way");
     for i in [1, 2] {
         assert_eq!(decode(&store.read(ExtentId(i)).unwrap()), (ExtentId(i), 1));
         assert!(!store.snapshot(ExtentId(i)).unwrap().write_pending());
