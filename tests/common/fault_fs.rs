@@ -45,7 +45,12 @@
 //!
 //! Everything is deterministic from the seeds: names are kept in ordered maps, so
 //! the loss drawn for a seed does not depend on hash order.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    reason = "each test binary uses its own subset of the shared helpers, so an expect would be unfulfilled in some of them"
+)]
 
 use extentmeta::fs::{Fs, FsFile, StdFs};
 use std::any::Any;
