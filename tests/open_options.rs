@@ -23,7 +23,7 @@ fn names(dir: &Path) -> Vec<String> {
 }
 
 fn refused(result: extentmeta::Result<Store>) -> Error {
-    let err = result.err().expect("open must refuse");
+    let err = result.expect_err("open must refuse");
     assert!(!err.is_retryable(), "{err} must not be retryable");
     err
 }
