@@ -36,6 +36,7 @@
 //! | FPRE028 | [`Error::OutcomeUnknown`] | no | the journal failed after the operation's record was handed to it: the operation is not visible in this open store, but after a reopen it may be wholly there or wholly absent | reopen the store, then read the extent to learn the outcome |
 //! | FPRE030 | [`Error::DuplicateExtent`] | no | a batch names the same extent twice | write each extent once per batch (the last value is the one meant) |
 //! | FPRE031 | [`Error::NotAStore`] | no | `Store::open` was pointed at a regular file, at a directory that holds files but no store (unless `create_in_non_empty_dir`), at a missing directory with `create_if_missing(false)`, or at an existing store with `error_if_exists(true)` | check the path and the open options; nothing was changed |
+//! | FPRE032 | [`Error::RangeOutOfBounds`] | no | `read_range` asked for bytes past the end of the extent's current bytes | read within `snapshot().length()` |
 //!
 //! `is_retryable` tells the retry policy what it may retry. FPRE004 is never
 //! retryable: it is the verdict *after* the retry limit.
@@ -358,6 +359,20 @@ pub enum Error {
         extent: ExtentId,
     },
 
+    /// [`Store::read_range`](crate::Store::read_range) asked for bytes past the
+    /// end of the extent's current bytes (`length` long).
+    #[error("FPRE032 bytes {offset}..{offset}+{len} are past the end of {extent} ({length} bytes)")]
+    RangeOutOfBounds {
+        /// The extent.
+        extent: ExtentId,
+        /// The first byte asked for.
+        offset: u64,
+        /// How many bytes were asked for.
+        len: u64,
+        /// The length of the bytes read.
+        length: u64,
+    },
+
     /// `Store::open` refused `path` as it is: nothing was created or changed.
     #[error("FPRE031 {path} is not a store to open: {reason}")]
     NotAStore {
@@ -402,6 +417,7 @@ impl Error {
             Error::DiskFull { .. } => "FPRE029",
             Error::DuplicateExtent { .. } => "FPRE030",
             Error::NotAStore { .. } => "FPRE031",
+            Error::RangeOutOfBounds { .. } => "FPRE032",
         }
     }
 
