@@ -16,6 +16,7 @@ mod scrub;
 mod shared;
 mod space;
 mod stats;
+mod writing;
 
 pub use config::{MAX_EXTENT_BYTES, StoreConfig, StoreConfigBuilder};
 pub use durable::METADATA_DEVICE;
@@ -26,7 +27,7 @@ pub use stats::StoreStats;
 
 use crate::bytes::Bytes;
 use crate::error::{Error, Result};
-use crate::protocol::{BatchWriteOp, CompactOp, CompactOutcome, DeleteOp, Verdict, WriteOp};
+use crate::protocol::{BatchWriteOp, CompactOp, CompactOutcome, DeleteOp, Verdict};
 use crate::record::{ExtentId, Snapshot};
 use crate::sync::{Arc, Mutex, Ordering::Relaxed, thread};
 use crossbeam::channel::Sender;
@@ -145,59 +146,6 @@ impl Store {
         let started = std::time::Instant::now();
         let result = self.attempt_write(id, Bytes::from(bytes));
         self.finish_write(started, result)
-    }
-
-    /// [`Error::TooLarge`] past [`max_extent_bytes`](StoreConfigBuilder::max_extent_bytes).
-    fn check_length(&self, length: usize) -> Result<()> {
-        let length = length as u64;
-        if length > self.max_extent_bytes {
-            return Err(Error::TooLarge {
-                length,
-                max: self.max_extent_bytes,
-            });
-        }
-        Ok(())
-    }
-
-    /// One run of the write machine; wakes the writes waiting for one to end.
-    fn attempt_write(&self, id: ExtentId, value: Bytes) -> Result<Snapshot> {
-        self.shared.make_room();
-        let result = self.shared.drive(WriteOp::new(id, value), true);
-        self.shared.write_finished();
-        result?.ok_or(Error::Internal {
-            what: "a write waited on a load",
-        })
-    }
-
-    /// Waits until no write of `id` is pending (the one in flight committed or
-    /// aborted), or `deadline`: other extents' writes ending do not end the wait.
-    fn wait_for_write_of(&self, id: ExtentId, deadline: std::time::Instant) {
-        // Bounded by the deadline: each pass waits for some write to end.
-        loop {
-            // Read before the record: a write that ends after this read bumps
-            // the counter after clearing its mark, so the wait below sees it.
-            let seen = self.shared.writes_finished();
-            let pending = (self.shared.core.table.snapshot(id)).is_ok_and(|s| s.write_pending());
-            let now = std::time::Instant::now();
-            if !pending || now >= deadline {
-                return;
-            }
-            self.shared.wait_write(seen, deadline - now);
-        }
-    }
-
-    /// One latency sample and, on success, one acknowledged write per call.
-    fn finish_write(
-        &self,
-        started: std::time::Instant,
-        result: Result<Snapshot>,
-    ) -> Result<Snapshot> {
-        let latency = &self.shared.latency;
-        latency.record(&latency.write, shared::elapsed_ns(started));
-        let committed = result?;
-        self.shared.counters.write_ok.bump();
-        self.trim_if_due();
-        Ok(committed)
     }
 
     /// Fails with [`Error::Shutdown`] once [`close`](Self::close) began.
