@@ -192,20 +192,15 @@ impl Machine for CompactOp {
         self.begin = Some(begin);
         let placement = match (self.exclude, self.packing) {
             (Some(device), _) => Placement::Exclude(device),
-            (None, true) => Placement::Pack,
+            (None, true) => Placement::PackBelow(begin.location()),
             (None, false) => Placement::Prefer(begin.location().device),
         };
         match core.allocate(begin.location().length, placement) {
             Ok(target) => self.target = Some(target),
+            // No hole below it on its own device: a move would not shrink the
+            // file, so the extent stays where it is.
+            Err(Error::NoSpace { .. }) if self.packing => return self.abort(core, None),
             Err(err) => return self.abort(core, Some(err)),
-        }
-        if self.packing
-            && let Some(target) = self.target
-            && target.device == begin.location().device
-            && target.offset > begin.location().offset
-        {
-            // No lower place on its own device: moving up would grow the file.
-            return self.abort(core, None);
         }
         self.phase = Phase::Reading;
         Step::Io(IoRequest::Read(begin.location()))

@@ -66,7 +66,7 @@ pub(super) enum Source {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fit {
     /// The lowest hole long enough: keeps data low
-    /// ([`Placement::Pack`](super::allocator::Placement::Pack)).
+    /// ([`Placement::PackBelow`](super::allocator::Placement::PackBelow)).
     First,
     /// The shortest hole long enough, the lowest of equals (the default).
     Best,
@@ -101,6 +101,14 @@ impl DeviceSpace {
         let offset = self.bump;
         self.bump += bytes;
         self.peak = self.peak.max(self.bump);
+        Some(offset)
+    }
+
+    /// The lowest hole of `bytes` that starts below `limit`, taken (a hole below
+    /// an allocated location ends at or before it).
+    pub(super) fn take_below(&mut self, bytes: u64, limit: u64) -> Option<u64> {
+        let offset = self.holes.first_fit(bytes).filter(|&o| o < limit)?;
+        self.holes.remove(offset, offset + bytes);
         Some(offset)
     }
 

@@ -4,20 +4,25 @@
 //! moves nothing. An engine runs the plan with [`Store::pack`](crate::Store::pack)
 //! (or [`Store::drain`](crate::Store::drain) for a drain).
 //!
-//! The shrink heuristic: on a device whose holes make up more than the target share
-//! of its file, the extents located highest are the ones to move. Moved into holes
-//! below (the allocator takes the lowest hole that fits, and holes before fresh
-//! space), each one lets the bump pointer, and so the file, drop to the end of the
-//! next extent down. Moving the `k` highest extents leaves a file of
-//! `F_k` = max(the end of the `k+1`-th highest extent, live + bad bytes) (the second
-//! once the moved bytes no longer fit in the holes below that extent), with
-//! `F_k - live - bad` bytes of holes; the planner takes the smallest `k` whose hole
-//! share `(F_k - live - bad) / F_k` meets the target, as long as every extent above
-//! is movable (a durable record with no write pending; a quarantined or busy one
-//! pins the tail and ends the plan for its device). It is an estimate: holes too
-//! small for an extent leave the real file longer, and the engine can plan again.
+//! The shrink plan: on a device whose holes make up more than the target share of
+//! its file, the extents located highest are the ones to move, each into the
+//! lowest hole that fits below it on its own device, else into the lowest hole
+//! that fits on another device, else at the end of another device's file (what
+//! [`Store::pack`](crate::Store::pack) does; a move onto another device only
+//! lowers that device's hole share, whether it fills a hole or grows the file
+//! with live bytes). The
+//! planner replays those moves on copies of the devices' holes, a device at a
+//! time, highest extent first: each move frees the
+//! extent's span, and a freed span that reaches the end of the file lets the
+//! file shrink to the start of that hole. It stops as soon as the hole share
+//! `(file - live - bad) / file` meets the target, or at the first extent that
+//! cannot move (quarantined or busy, or on a single device with no hole below
+//! it): that one pins the tail. So one pass plus `pack` reaches the target whenever the holes
+//! allow it, and a plan can only fall short when records change in between
+//! (a write, a delete or another compaction).
 
 use super::device::DeviceSpaceStats;
+use super::ranges::Ranges;
 use crate::record::{ExtentId, Location, Snapshot, State};
 
 /// What [`Store::plan_compaction`](crate::Store::plan_compaction) plans for.
@@ -38,13 +43,15 @@ pub enum PlanGoal {
     },
 }
 
-/// The extents to compact for `goal`, given every allocated record and each
-/// device's statistics; `block_size` rounds lengths as the allocator does.
-/// Bounded: one sort and one pass over `records`.
+/// The extents to compact for `goal`, given every allocated record, each
+/// device's statistics and free holes (`holes[d]` for `devices[d]`); `block_size`
+/// rounds lengths as the allocator does. Bounded: one sort of `records` and, per
+/// device, one pass over its extents with a hole lookup each.
 pub(crate) fn plan(
     goal: &PlanGoal,
     records: &[Snapshot],
     devices: &[DeviceSpaceStats],
+    holes: &[Ranges],
     block_size: u64,
 ) -> Vec<ExtentId> {
     match *goal {
@@ -57,51 +64,104 @@ pub(crate) fn plan(
             on.sort_unstable_by_key(|s| std::cmp::Reverse(s.location().offset));
             on.iter().map(|s| s.extent()).collect()
         }
-        PlanGoal::FreeRatio { target } => devices
-            .iter()
-            .flat_map(|d| shrink(d, records, target, block_size))
-            .collect(),
+        PlanGoal::FreeRatio { target } => shrink(devices, holes, records, target, block_size),
     }
 }
 
-/// The highest extents of device `d` to move so that its hole share meets `target`.
+/// One device as the planner replays packing on it.
+struct Sim {
+    device: u16,
+    file: u64,
+    /// Live and bad bytes: what the file holds besides holes.
+    used: u64,
+    holes: Ranges,
+}
+
+impl Sim {
+    fn share(&self) -> f64 {
+        if self.file == 0 {
+            0.0
+        } else {
+            self.file.saturating_sub(self.used) as f64 / self.file as f64
+        }
+    }
+
+    /// Frees `[offset, offset + bytes)`; a hole that reaches the end of the file
+    /// is cut off (holes never touch it).
+    fn free(&mut self, offset: u64, bytes: u64) {
+        self.holes.insert(offset, offset + bytes);
+        self.used -= bytes;
+        while let Some((start, end)) = self.holes.last().filter(|&(_, end)| end >= self.file) {
+            self.holes.remove(start, end);
+            self.file = start;
+        }
+    }
+
+    /// Appends `bytes` at the end of the file (fresh space).
+    fn append(&mut self, bytes: u64) {
+        self.file += bytes;
+        self.used += bytes;
+    }
+
+    /// Takes the lowest hole of `bytes` that starts below `limit`.
+    fn take(&mut self, bytes: u64, limit: u64) -> Option<u64> {
+        let to = self.holes.first_fit(bytes).filter(|&to| to < limit)?;
+        self.holes.remove(to, to + bytes);
+        self.used += bytes;
+        Some(to)
+    }
+}
+
+/// The highest extents of every device over `target` to move, found by replaying
+/// the moves [`Store::pack`](crate::Store::pack) makes on copies of the devices'
+/// holes: a device at a time, its highest extent first, each into the lowest hole
+/// below it on its own device, else the lowest hole on another device, else the
+/// end of another device's file.
 fn shrink(
-    d: &DeviceSpaceStats,
+    devices: &[DeviceSpaceStats],
+    holes: &[Ranges],
     records: &[Snapshot],
     target: f64,
     block_size: u64,
 ) -> Vec<ExtentId> {
-    let share = |file: u64| {
-        let holes = file.saturating_sub(d.live_bytes + d.bad_bytes);
-        if file == 0 {
-            0.0
-        } else {
-            holes as f64 / file as f64
-        }
-    };
-    if share(d.file_bytes) <= target {
-        return Vec::new();
-    }
-    let mut on: Vec<&Snapshot> = records
-        .iter()
-        .filter(|s| s.state() != State::Vacant && s.location().device == d.device)
+    let mut sims: Vec<Sim> = (devices.iter().zip(holes))
+        .map(|(d, holes)| Sim {
+            device: d.device,
+            file: d.file_bytes,
+            used: d.live_bytes + d.bad_bytes,
+            holes: holes.clone(),
+        })
         .collect();
-    on.sort_unstable_by_key(|s| std::cmp::Reverse(s.location().offset));
-    let end = |l: Location| l.offset + u64::from(l.length).div_ceil(block_size).max(1) * block_size;
+    let span = |l: Location| u64::from(l.length).div_ceil(block_size).max(1) * block_size;
     let mut chosen = Vec::new();
-    for (k, s) in on.iter().enumerate() {
-        let movable = s.state() == State::Durable && !s.write_pending();
-        if !movable {
-            break; // a pinned tail: nothing below it can shrink the file
+    for i in 0..sims.len() {
+        if sims[i].share() <= target {
+            continue;
         }
-        // The file once the extents above `on[k+1]` (this one included) moved: the
-        // next extent's end, or, once the moved bytes no longer fit in the holes
-        // below it, about the live and bad bytes packed.
-        let next_end = on.get(k + 1).map_or(0, |next| end(next.location()));
-        let after = next_end.max(d.live_bytes + d.bad_bytes);
-        chosen.push(s.extent());
-        if share(after) <= target {
-            break;
+        let mut on: Vec<&Snapshot> = records
+            .iter()
+            .filter(|s| s.state() != State::Vacant && s.location().device == sims[i].device)
+            .collect();
+        on.sort_unstable_by_key(|s| std::cmp::Reverse(s.location().offset));
+        for s in on {
+            let movable = s.state() == State::Durable && !s.write_pending();
+            let (offset, bytes) = (s.location().offset, span(s.location()));
+            if !movable {
+                break; // a pinned tail: nothing below it can shrink the file
+            }
+            let n = sims.len();
+            let others = || (0..n).filter(move |&j| j != i);
+            let placed = sims[i].take(bytes, offset).is_some()
+                || others().any(|j| sims[j].take(bytes, u64::MAX).is_some())
+                || others().next().map(|j| sims[j].append(bytes)).is_some();
+            if !placed {
+                break; // a single device with no hole below it: it pins the tail
+            }
+            sims[i].free(offset, bytes);
+            chosen.push(s.extent());
+            if sims[i].share() <= target {
+                break;
+            }
         }
     }
     chosen
@@ -146,7 +206,7 @@ mod tests {
     #[test]
     fn drain_lists_every_readable_extent_on_the_device_highest_first() {
         let r = records(&[(1, 0, 0, 10), (2, 1, 0, 10), (3, 0, 4096, 10)]);
-        let plan = plan(&PlanGoal::Drain { device: 0 }, &r, &[], 4096);
+        let plan = plan(&PlanGoal::Drain { device: 0 }, &r, &[], &[], 4096);
         assert_eq!(plan, [ExtentId(3), ExtentId(1)]);
     }
 
@@ -159,17 +219,20 @@ mod tests {
             (3, 0, 7 * 4096, 4096),
         ]);
         let d = device(8 * 4096, 3 * 4096);
+        let mut holes = Ranges::default();
+        holes.insert(4096, 6 * 4096);
+        let holes = [holes];
         // Moving 3 leaves a file of 7 blocks (4 holes, 57 %); moving 2 as well
         // packs everything into blocks 0-2 (no holes).
         assert_eq!(
-            plan(&PlanGoal::FreeRatio { target: 0.6 }, &r, &[d], 4096),
+            plan(&PlanGoal::FreeRatio { target: 0.6 }, &r, &[d], &holes, 4096),
             [ExtentId(3)]
         );
         assert_eq!(
-            plan(&PlanGoal::FreeRatio { target: 0.0 }, &r, &[d], 4096),
+            plan(&PlanGoal::FreeRatio { target: 0.0 }, &r, &[d], &holes, 4096),
             [ExtentId(3), ExtentId(2)],
             "both moves fit in the holes below them"
         );
-        assert!(plan(&PlanGoal::FreeRatio { target: 0.7 }, &r, &[d], 4096).is_empty());
+        assert!(plan(&PlanGoal::FreeRatio { target: 0.7 }, &r, &[d], &holes, 4096).is_empty());
     }
 }

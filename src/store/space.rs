@@ -34,19 +34,25 @@ impl Store {
     /// make a compaction abort or move less, never lose bytes.
     pub fn plan_compaction(&self, goal: &PlanGoal) -> Vec<ExtentId> {
         let records: Vec<Snapshot> = self.records().collect();
-        let block_size = self.shared.core.allocator.block_size();
-        crate::space::plan(goal, &records, &self.space(), block_size)
+        let allocator = &self.shared.core.allocator;
+        let devices = self.space();
+        let holes: Vec<_> = (devices.iter())
+            .map(|d| allocator.holes(d.device).unwrap_or_default())
+            .collect();
+        crate::space::plan(goal, &records, &devices, &holes, allocator.block_size())
     }
 
-    /// Compacts each of `ids` into the lowest free hole that fits on any healthy
-    /// device (holes before fresh space), so that files whose highest extents move
-    /// can shrink; then releases freed device tails.
+    /// Compacts each of `ids`, in order, into the lowest free hole that fits
+    /// below it on its own device, else the lowest hole on another healthy
+    /// device, else the end of another healthy device's file, so that files whose
+    /// highest extents move can shrink; then releases freed device tails. This is
+    /// the order [`plan_compaction`](Self::plan_compaction) replays, so one plan
+    /// and one `pack` reach its target unless records change in between.
     ///
     /// # Consistency
     ///
-    /// As [`compact`](Self::compact). An extent with no lower place on its own
-    /// device and no hole elsewhere stays where it is
-    /// ([`CompactOutcome::Aborted`]).
+    /// As [`compact`](Self::compact). An extent with nowhere to go (one device,
+    /// no hole below it) stays where it is ([`CompactOutcome::Aborted`]).
     ///
     /// # Errors
     ///

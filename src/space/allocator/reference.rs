@@ -29,12 +29,13 @@ impl Reference {
         runs
     }
 
-    fn allocate(&mut self, blocks: u64, first_fit: bool) -> Option<u64> {
-        let fits = self.runs().into_iter().filter(|&(_, len)| len >= blocks);
-        let hole = if first_fit {
-            fits.map(|(s, _)| s).next()
-        } else {
-            fits.min_by_key(|&(s, len)| (len, s)).map(|(s, _)| s)
+    /// Best fit, else the bump pointer; or, packing below block `below`, the
+    /// lowest hole that fits if it starts below it, else nothing.
+    fn allocate(&mut self, blocks: u64, below: Option<u64>) -> Option<u64> {
+        let mut fits = self.runs().into_iter().filter(|&(_, len)| len >= blocks);
+        let hole = match below {
+            Some(limit) => Some(fits.next().map(|(s, _)| s).filter(|&s| s < limit)?),
+            None => fits.min_by_key(|&(s, len)| (len, s)).map(|(s, _)| s),
         };
         let start = match hole {
             Some(s) => s,
@@ -59,7 +60,7 @@ impl Reference {
 }
 
 /// Invariant: the free map agrees block for block with a bitmap reference under
-/// random allocate / free / mark-bad (same best-fit and first-fit offsets, same live, free and
+/// random allocate / free / mark-bad (same best-fit and packing offsets, same live, free and
 /// bad bytes, same bump pointer), and never hands out a used or bad block.
 #[test]
 fn the_free_map_matches_a_bitmap_reference() {
@@ -83,14 +84,13 @@ fn the_free_map_matches_a_bitmap_reference() {
             let roll = next() % 10;
             if roll < 5 {
                 let n = 1 + next() % 8;
-                let pack = next() % 2 == 0;
-                let placement = if pack {
-                    Placement::Pack
-                } else {
-                    Placement::Any
+                let below = (next() % 2 == 0).then(|| next() % (blocks + 1));
+                let placement = match below {
+                    Some(limit) => Placement::PackBelow(loc(0, limit, 1)),
+                    None => Placement::Any,
                 };
                 let got = a.allocate((n * B) as u32 - (next() % 100) as u32, placement);
-                let want = r.allocate(n, pack);
+                let want = r.allocate(n, below);
                 assert_eq!(
                     got.as_ref().ok().map(|l| l.offset / B),
                     want,
@@ -134,7 +134,7 @@ fn the_free_map_matches_a_bitmap_reference() {
         );
         for n in 1..=8u32 {
             let placement = if n % 2 == 0 {
-                Placement::Pack
+                Placement::PackBelow(loc(0, blocks, 1))
             } else {
                 Placement::Any
             };
