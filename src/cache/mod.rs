@@ -419,6 +419,22 @@ impl Cache {
         matches
     }
 
+    /// Whether `id`'s `generation` is cached (`Some(true)`), being loaded
+    /// (`Some(false)`) or neither (`None`), without hit credit and without
+    /// touching its place in the eviction order: what a prefetch hint checks
+    /// before it asks a worker for a load that would find it there.
+    pub fn holds(&self, id: ExtentId, generation: u64) -> Option<bool> {
+        match self.shard(id).lock().map.get(&id) {
+            Some(CacheEntry::Ready(e)) if e.generation == generation => Some(true),
+            Some(CacheEntry::Loading {
+                generation: g,
+                flight,
+                ..
+            }) if *g == generation && !flight.is_done() => Some(false),
+            _ => None,
+        }
+    }
+
     /// The cached bytes of `id`, whatever their generation, without hit credit: for
     /// serving a quarantined extent from a copy the caller then verifies.
     pub fn peek(&self, id: ExtentId) -> Option<(u64, Bytes)> {

@@ -251,6 +251,7 @@ impl Store {
             max_extent_bytes: config.max_extent_bytes,
             write_wait: std::time::Duration::from_millis(config.write_wait_ms),
             readahead_on: config.readahead,
+            readahead_idle: crate::sync::AtomicBool::new(false),
             scrub_stop: Mutex::new(scrub_stop),
             scrubber: Mutex::new(scrubber),
             recovery: None,

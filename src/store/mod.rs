@@ -7,6 +7,7 @@
 mod config;
 mod driver;
 mod durable;
+mod hints;
 mod latency;
 mod lifecycle;
 pub(crate) mod open;
@@ -29,9 +30,9 @@ use crate::bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::protocol::{BatchWriteOp, CompactOp, CompactOutcome, DeleteOp, Verdict};
 use crate::record::{ExtentId, Snapshot};
-use crate::sync::{Arc, Mutex, Ordering::Relaxed, thread};
+use crate::sync::{Arc, AtomicBool, Mutex, Ordering::Relaxed, thread};
 use crossbeam::channel::Sender;
-use prefetch::{Hint, Prefetcher};
+use prefetch::Prefetcher;
 use readahead::Readahead;
 use shared::Shared;
 
@@ -78,6 +79,9 @@ pub struct Store {
     max_extent_bytes: u64,
     /// Whether sequential reads trigger readahead.
     readahead_on: bool,
+    /// Set while a scan runs over cached extents: hits skip readahead until a
+    /// read loads (see `readahead`).
+    readahead_idle: AtomicBool,
     /// How long `write` waits for another write of the same extent.
     write_wait: std::time::Duration,
     /// Dropping it wakes and stops the scrubber.
@@ -293,9 +297,11 @@ impl Store {
     /// rewritten on every attempt.
     pub fn read(&self, id: ExtentId) -> Result<Bytes> {
         self.check_open()?;
-        let bytes = self.shared.read(id)?;
-        if self.readahead_on {
-            self.readahead(id, bytes.len() as u64);
+        let (bytes, loaded) = self.shared.read_served(id)?;
+        // Relaxed: a hint for whether detection is worth its cost, never for
+        // what a read returns.
+        if self.readahead_on && (loaded || !self.readahead_idle.load(Relaxed)) {
+            self.readahead(id, bytes.len() as u64, loaded);
         }
         Ok(bytes)
     }
@@ -350,7 +356,8 @@ impl Store {
     }
 
     /// Queues prefetches of `ids` and returns at once; returns how many were queued.
-    /// Hints beyond the queue bound, and ids that are not readable, are dropped.
+    /// Hints beyond the queue bound, ids that are not readable, and ids whose
+    /// current bytes are cached or being loaded already are dropped.
     pub fn prefetch(&self, ids: &[ExtentId]) -> usize {
         if self.shared.stopping() {
             return 0;
@@ -524,40 +531,5 @@ impl Store {
     /// Hints waiting in the prefetch queue.
     pub fn prefetch_queued(&self) -> usize {
         self.prefetcher.queued()
-    }
-
-    fn hint(&self, id: ExtentId) -> bool {
-        let Ok(snapshot) = self.shared.core.table.snapshot(id) else {
-            return false;
-        };
-        if !snapshot.is_readable() {
-            return false;
-        }
-        let hint = Hint {
-            id,
-            generation: snapshot.generation(),
-        };
-        let counters = &self.shared.counters;
-        let queued = self.prefetcher.offer(hint);
-        let counter = if queued {
-            &counters.prefetch_queued
-        } else {
-            &counters.prefetch_dropped
-        };
-        counter.bump();
-        queued
-    }
-
-    fn readahead(&self, id: ExtentId, extent_bytes: u64) {
-        // Detection is best effort: a reader that finds it busy skips it rather than
-        // wait on another reader.
-        let Some(mut readahead) = self.readahead.try_lock() else {
-            return;
-        };
-        let range = readahead.on_read(id.0, extent_bytes, self.shared.core.table.capacity());
-        drop(readahead);
-        for next in range {
-            self.hint(ExtentId(next));
-        }
     }
 }

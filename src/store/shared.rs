@@ -117,6 +117,12 @@ impl Shared {
     /// clock read costs a good share of a cache hit; sampling keeps the hit path
     /// within a few per cent).
     pub(crate) fn read(&self, id: ExtentId) -> Result<Bytes> {
+        self.read_served(id).map(|(bytes, _)| bytes)
+    }
+
+    /// [`read`](Self::read), and whether it had to load the bytes (`true`) or
+    /// found them cached.
+    pub(crate) fn read_served(&self, id: ExtentId) -> Result<(Bytes, bool)> {
         self.counters.reads.bump();
         let sampled = self.latency.enabled && sample_this_read();
         let started = sampled.then(Instant::now);
@@ -137,7 +143,7 @@ impl Shared {
         if result.is_ok() {
             self.counters.read_ok.bump();
         }
-        result
+        result.map(|bytes| (bytes, steps > 0))
     }
 
     /// Wakes writers waiting for a write of some extent to finish.
