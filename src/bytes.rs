@@ -12,14 +12,28 @@ use std::sync::Arc;
 pub struct Bytes(Arc<[u8]>);
 
 impl Bytes {
-    /// `len` zero bytes, to be filled through [`Bytes::make_mut`] before sharing.
-    pub(crate) fn zeroed(len: usize) -> Bytes {
+    /// `len` zero bytes, to be filled through [`Bytes::make_mut`] before sharing:
+    /// how an engine builds a large value in place and hands it to
+    /// [`Store::write_bytes`](crate::Store::write_bytes) without a second copy.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use extentmeta::Bytes;
+    ///
+    /// let mut value = Bytes::zeroed(4096);
+    /// let buf = value.make_mut().expect("the only handle");
+    /// buf[..7].copy_from_slice(b"extent1");
+    /// assert_eq!(&value[..7], b"extent1");
+    /// ```
+    pub fn zeroed(len: usize) -> Bytes {
         // Collecting an exact-size iterator allocates the `Arc` once, no copy.
         Bytes(std::iter::repeat_n(0u8, len).collect())
     }
 
-    /// Mutable access while this is the only handle (always, before sharing).
-    pub(crate) fn make_mut(&mut self) -> Option<&mut [u8]> {
+    /// Mutable access while this is the only handle (always, before sharing);
+    /// `None` once it is shared.
+    pub fn make_mut(&mut self) -> Option<&mut [u8]> {
         Arc::get_mut(&mut self.0)
     }
 

@@ -164,3 +164,29 @@ fn a_batch_naming_an_extent_twice_is_refused() {
         .expect("each once");
     assert_eq!(committed.len(), 2);
 }
+
+/// `write_bytes` takes a value built in place: validated and counted as `write`,
+/// and read back whole.
+#[test]
+fn write_bytes_is_a_write_without_the_copy() {
+    let store = store(StoreConfig::builder().devices(2).max_extent_bytes(1 << 20));
+    let id = ExtentId(30);
+    let mut value = extentmeta::Bytes::zeroed(1 << 20);
+    let mut expected = self::value(id, 0, 0);
+    expected.resize(1 << 20, 0x5a);
+    value
+        .make_mut()
+        .expect("the only handle")
+        .copy_from_slice(&expected);
+    let before = store.stats();
+    store.write_bytes(id, value).expect("write_bytes");
+    assert_eq!(&*store.read(id).expect("read"), &expected[..]);
+    let too_large = extentmeta::Bytes::zeroed((1 << 20) + 1);
+    assert!(matches!(
+        store.write_bytes(id, too_large),
+        Err(Error::TooLarge { .. })
+    ));
+    let after = store.stats();
+    assert_eq!(after.writes - before.writes, 2, "both calls counted");
+    assert_eq!(after.write_ok - before.write_ok, 1);
+}

@@ -122,7 +122,40 @@ impl Store {
         self.shared.counters.writes.bump();
         self.check_length(bytes.len())?;
         // One copy of the caller's bytes, shared by every attempt.
-        let value = Bytes::from(bytes);
+        self.write_value(id, Bytes::from(bytes))
+    }
+
+    /// [`write`](Self::write) of bytes the caller already holds as [`Bytes`]:
+    /// no copy is made (the store keeps a reference while the write runs), so a
+    /// large value costs its own memory once. Build one in place with
+    /// [`Bytes::zeroed`] and [`Bytes::make_mut`].
+    ///
+    /// # Errors
+    ///
+    /// As [`write`](Self::write).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use extentmeta::{Bytes, ExtentId, MemBackend, Store, StoreConfig};
+    ///
+    /// let store = Store::new(MemBackend::new(1), StoreConfig::default())?;
+    /// let mut value = Bytes::zeroed(1 << 20);
+    /// value.make_mut().expect("only handle")[..9].copy_from_slice(b"extent 5:");
+    /// store.write_bytes(ExtentId(5), value)?;
+    /// assert_eq!(&store.read(ExtentId(5))?[..9], b"extent 5:");
+    /// # Ok::<(), extentmeta::Error>(())
+    /// ```
+    pub fn write_bytes(&self, id: ExtentId, value: Bytes) -> Result<Snapshot> {
+        self.check_open()?;
+        self.shared.counters.writes.bump();
+        self.check_length(value.len())?;
+        self.write_value(id, value)
+    }
+
+    /// The rest of a `write` call once its value is held: attempts, waits for
+    /// another write of the same extent, accounting.
+    fn write_value(&self, id: ExtentId, value: Bytes) -> Result<Snapshot> {
         let started = std::time::Instant::now();
         let deadline = started + self.write_wait;
         // Bounded by the deadline: each pass waits for the write of `id` in flight.
