@@ -4,6 +4,7 @@
 //! cargo run --release --example trace              # CloudPhysics, ARC OLTP, readahead
 //! cargo run --release --example trace -- --all     # also ARC P3 (4 M) and P12 (13 M)
 //! cargo run --release --example trace -- FILE...   # given files (format from the name)
+//! cargo run --release --example trace -- --synthetic --adaptive --opt  # known shifts
 //! ```
 //!
 //! The traces are read at run time from the `shared/traces` folder next to the
@@ -23,6 +24,15 @@
 //! `{u32 time; u64 id; u32 size; i64 next}`), the CloudPhysics CSV
 //! (`version,time,op,size,lbn`), and the ARC page traces (`*.lis` or `*.lis.zst`,
 //! lines `start count ignore request`, each expanded to `count` page requests).
+//!
+//! `--synthetic` replays a seeded family of page workloads whose shifts are known
+//! (scan bursts over a hot set, a working set that moves, Zipf with a changing
+//! skew; see [`synthetic`]) instead of the trace files: shapes no policy parameter
+//! was chosen on.
+//!
+//! Under each miss table, `/ best peer` rows give each extentmeta row's misses over
+//! the fewest of quick_cache's, moka's and (CloudPhysics) libCacheSim's S3-FIFO's:
+//! at most 1.000 meets issue 25's bound.
 //!
 //! For the CloudPhysics CSV it also drives [`Store`] readahead on the read stream
 //! (4 KiB extents, id = byte offset / 4 KiB) and reports prefetch coverage and
@@ -92,6 +102,9 @@ struct Args {
     /// every object weighs the same and farthest-next-use is optimal).
     #[arg(long)]
     opt: bool,
+    /// Replay the synthetic workloads with known shifts instead of trace files.
+    #[arg(long)]
+    synthetic: bool,
 }
 
 impl Args {
@@ -128,6 +141,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let policy = args.policy()?;
     if policy != CachePolicy::default() {
         println!("extentmeta policy: {policy:?}");
+    }
+    if args.synthetic {
+        for (name, requests) in synthetic() {
+            let t0 = std::time::Instant::now();
+            replay_pages(&name, &requests, &[1000, 2000, 4000, 8000, 16000], &args);
+            println!("({name}: {:.1} s)", t0.elapsed().as_secs_f64());
+        }
+        return Ok(());
     }
     let files = if args.files.is_empty() {
         let Some(dir) = traces_dir() else {
@@ -211,6 +232,9 @@ fn replay_file(file: &Path, args: &Args) -> Result<(), Box<dyn std::error::Error
                 &best_peer,
                 |m| m.to_string(),
             );
+            print_over_best_peer(&rows, Some(&PUBLISHED_CLOUDPHYSICS[3].1));
+        } else {
+            print_over_best_peer(&rows, None);
         }
     } else {
         let requests = read_arc(file)?;
@@ -220,26 +244,69 @@ fn replay_file(file: &Path, args: &Args) -> Result<(), Box<dyn std::error::Error
         } else {
             vec![1024, 4096, 16384, 65536, 262144]
         };
-        println!(
-            "\n## {name}: {} page requests, hit ratio % (capacity in pages)",
-            requests.len()
-        );
-        let capacities: Vec<u64> = pages.iter().map(|p| p * PAGE).collect();
-        let labels: Vec<String> = pages.iter().map(u64::to_string).collect();
-        let mut rows = replay_all(&requests, &capacities, args);
-        if args.opt {
-            rows.push((
-                "Belady OPT".into(),
-                pages.iter().map(|&p| belady(&requests, p)).collect(),
-            ));
-        }
-        let n = requests.len() as f64;
-        print_table(&labels, &rows, |m| {
-            format!("{:.2}", 100.0 * (1.0 - m as f64 / n))
-        });
+        replay_pages(&name, &requests, &pages, args);
     }
     println!("({name}: {:.1} s)", t0.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Replays page requests (one size) at capacities in pages: hit ratio % and miss
+/// counts per policy, then each extentmeta row over the best peer.
+fn replay_pages(name: &str, requests: &[Request], pages: &[u64], args: &Args) {
+    println!(
+        "\n## {name}: {} page requests, hit ratio % (capacity in pages)",
+        requests.len()
+    );
+    let capacities: Vec<u64> = pages.iter().map(|p| p * PAGE).collect();
+    let labels: Vec<String> = pages.iter().map(u64::to_string).collect();
+    let mut rows = replay_all(requests, &capacities, args);
+    if args.opt {
+        rows.push((
+            "Belady OPT".into(),
+            pages.iter().map(|&p| belady(requests, p)).collect(),
+        ));
+    }
+    let n = requests.len() as f64;
+    print_table(&labels, &rows, |m| {
+        format!("{:.2}", 100.0 * (1.0 - m as f64 / n))
+    });
+    println!("\nmiss counts:");
+    print_table(&labels, &rows, |m| m.to_string());
+    print_over_best_peer(&rows, None);
+}
+
+/// Prints, for each extentmeta row and OPT, misses over the fewest of quick_cache's,
+/// moka's and `published`'s (libCacheSim's S3-FIFO) at each capacity: at most 1
+/// meets issue 25's bound. Nothing without peer rows.
+fn print_over_best_peer(rows: &[(String, Vec<u64>)], published: Option<&[u64]>) {
+    let peers: Vec<&Vec<u64>> = rows
+        .iter()
+        .filter(|(n, _)| n == "moka" || n == "quick_cache")
+        .map(|(_, r)| r)
+        .collect();
+    if peers.is_empty() {
+        return;
+    }
+    let best: Vec<u64> = (0..peers[0].len())
+        .map(|i| {
+            peers
+                .iter()
+                .map(|r| r[i])
+                .chain(published.map(|p| p[i]))
+                .min()
+                .unwrap_or(u64::MAX)
+        })
+        .collect();
+    for (name, row) in rows {
+        if !(name.starts_with("extentmeta") || name.contains("OPT")) {
+            continue;
+        }
+        print!("| {:<46} |", format!("{name} / best peer"));
+        for (m, b) in row.iter().zip(&best) {
+            print!(" {:>8.3} |", *m as f64 / (*b).max(1) as f64);
+        }
+        println!();
+    }
 }
 
 /// Miss counts per policy per capacity.
@@ -537,6 +604,97 @@ fn read_arc(file: &Path) -> Result<Vec<Request>, Box<dyn std::error::Error>> {
         }));
     }
     Ok(requests)
+}
+
+/// SplitMix64: the synthetic workloads' generator, seeded so every run replays the
+/// same requests.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Zipf over ranks `0..n` with exponent `s`, by inverse CDF.
+struct Zipf(Vec<f64>);
+
+impl Zipf {
+    fn new(n: usize, s: f64) -> Self {
+        let mut total = 0.0;
+        let mut cdf: Vec<f64> = (1..=n)
+            .map(|k| {
+                total += (k as f64).powf(-s);
+                total
+            })
+            .collect();
+        for c in &mut cdf {
+            *c /= total;
+        }
+        Zipf(cdf)
+    }
+
+    fn sample(&self, rng: &mut Rng) -> u64 {
+        let u = rng.unit();
+        self.0.partition_point(|&c| c < u).min(self.0.len() - 1) as u64
+    }
+}
+
+/// A page request for synthetic id `id` (ranks are spread over the id space by an
+/// odd multiplier, so that neighbouring ranks do not share a shard by design).
+fn page(id: u64) -> Request {
+    Request {
+        id: id.wrapping_mul(0x2545_f491_4f6c_dd1d),
+        size: PAGE,
+        read: true,
+    }
+}
+
+/// The synthetic workloads, each about 600 000 page requests, with shifts at known
+/// points. Sizes are in pages, against capacities of 1 000 to 16 000 pages:
+///
+/// * `scan-burst`: a hot set of 8 000 pages read Zipf(0.9); after every 50 000 hot
+///   requests, a burst of 20 000 pages read once each, never again (10 rounds).
+/// * `moving-set`: a working set of 6 000 pages read Zipf(0.8) whose base moves by
+///   3 000 pages every 80 000 requests (half of it is new each phase; 8 phases).
+/// * `zipf-skew`: 100 000 pages read Zipf with an exponent that changes every
+///   100 000 requests: 0.7, 1.1, 0.5, 1.3, 0.9, 0.6.
+fn synthetic() -> Vec<(String, Vec<Request>)> {
+    let mut rng = Rng(25);
+    let mut scan = vec![];
+    let hot = Zipf::new(8000, 0.9);
+    let mut fresh = 1u64 << 40;
+    for _ in 0..10 {
+        scan.extend((0..50_000).map(|_| page(hot.sample(&mut rng))));
+        scan.extend((0..20_000).map(|_| {
+            fresh += 1;
+            page(fresh)
+        }));
+    }
+    let mut moving = vec![];
+    let set = Zipf::new(6000, 0.8);
+    for phase in 0..8u64 {
+        moving.extend((0..80_000).map(|_| page(phase * 3000 + set.sample(&mut rng))));
+    }
+    let mut skew = vec![];
+    for s in [0.7, 1.1, 0.5, 1.3, 0.9, 0.6] {
+        let z = Zipf::new(100_000, s);
+        skew.extend((0..100_000).map(|_| page(z.sample(&mut rng))));
+    }
+    vec![
+        ("scan-burst".into(), scan),
+        ("moving-set".into(), moving),
+        ("zipf-skew".into(), skew),
+    ]
 }
 
 /// Extent size of the readahead replay.
