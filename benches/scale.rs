@@ -1,0 +1,183 @@
+//! Scale: a durable store of millions of extents, measured through the public API
+//! in fresh processes: open time, memory after open and at its peak (per extent),
+//! and the longest write latency across a checkpoint rotation.
+//!
+//! The store: 2 devices, 512-byte blocks, 16-byte values; every extent written,
+//! a checkpoint of all of them, then 10 % overwritten (journal records to
+//! replay). Built in /dev/shm when it exists (its syncs are cheap).
+//!
+//! Run: `cargo bench --bench scale` (1 M extents; `EXTENTMETA_SCALE_MILLIONS=10`
+//! for 10 M, which takes minutes to build). Not run in CI.
+
+use extentmeta::{ExtentId, Store, StoreConfig};
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+fn extents() -> u64 {
+    let millions: u64 = std::env::var("EXTENTMETA_SCALE_MILLIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    millions * 1_000_000
+}
+
+fn config(journal_max_bytes: u64) -> StoreConfig {
+    StoreConfig::builder()
+        .devices(2)
+        .block_size_bytes(512)
+        .cache_bytes(0)
+        .prefetch_workers(0)
+        .journal_max_bytes(journal_max_bytes)
+        .metadata_reserve_bytes(0)
+        .build()
+        .expect("config")
+}
+
+/// `VmRSS:` or `VmHWM:` of this process, in bytes.
+fn status_bytes(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .expect("a number of kB")
+        * 1024
+}
+
+/// Writes `ids` from 4 threads, 16-byte values naming extent and round.
+fn fill(store: &Store, ids: std::ops::Range<u64>, round: u64) {
+    let next = AtomicU64::new(ids.start);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                // Bounded by the range.
+                loop {
+                    // Relaxed: unique ids only.
+                    let id = next.fetch_add(1, Ordering::Relaxed);
+                    if id >= ids.end {
+                        break;
+                    }
+                    let mut v = [0u8; 16];
+                    v[..8].copy_from_slice(&id.to_le_bytes());
+                    v[8..].copy_from_slice(&round.to_le_bytes());
+                    store.write(ExtentId(id), &v).expect("fill write");
+                }
+            });
+        }
+    });
+}
+
+fn build(dir: &Path) {
+    let n = extents();
+    let huge = 1 << 40;
+    let store = Store::open(dir, config(huge)).expect("open");
+    fill(&store, 0..n, 1);
+    drop(store);
+    // The smallest bound: the first commit rotates, checkpointing every record.
+    let store = Store::open(dir, config(4096)).expect("open");
+    fill(&store, 0..1, 2);
+    drop(store);
+    let store = Store::open(dir, config(huge)).expect("open");
+    fill(&store, 0..n / 10, 3);
+}
+
+/// In a child: open and print seconds, RSS after open and the peak, in bytes.
+fn child_open(dir: &Path) {
+    let before = status_bytes("VmRSS:");
+    let start = Instant::now();
+    let store = Store::open(dir, config(1 << 40)).expect("open");
+    let seconds = start.elapsed().as_secs_f64();
+    let after = status_bytes("VmRSS:");
+    let peak = status_bytes("VmHWM:");
+    let records = store.recovery().expect("durable").records;
+    println!("{seconds} {} {} {records}", after - before, peak - before);
+}
+
+/// In a child: writes one extent after another with a journal bound the next
+/// writes pass, until a rotation ran; prints the longest write and the median.
+fn child_stall(dir: &Path) {
+    let opened = Store::open(dir, config(1 << 40)).expect("open");
+    let journal = opened.stats().journal_number;
+    drop(opened);
+    // A bound below the journal's length: the first commit starts a rotation.
+    let store = Store::open(dir, config(4096)).expect("open");
+    let mut latencies = Vec::new();
+    let mut id = 0;
+    // Bounded: a rotation runs within the first commits past the bound.
+    while store.stats().journal_number == journal || latencies.len() < 64 {
+        let t = Instant::now();
+        store
+            .write(ExtentId(id), &id.to_le_bytes())
+            .expect("write across the rotation");
+        latencies.push(t.elapsed().as_secs_f64());
+        id += 1;
+    }
+    latencies.sort_by(f64::total_cmp);
+    let max = latencies.last().copied().unwrap_or(0.0);
+    let median = latencies[latencies.len() / 2];
+    println!("{max} {median} {}", latencies.len());
+}
+
+fn main() {
+    let dir_env = std::env::var("EXTENTMETA_SCALE_DIR");
+    if let (Ok(case), Ok(dir)) = (std::env::var("EXTENTMETA_SCALE_CASE"), &dir_env) {
+        match case.as_str() {
+            "open" => child_open(Path::new(dir)),
+            _ => child_stall(Path::new(dir)),
+        }
+        return;
+    }
+    let tmp = if Path::new("/dev/shm").is_dir() {
+        tempfile::tempdir_in("/dev/shm")
+    } else {
+        tempfile::tempdir()
+    }
+    .expect("temp dir");
+    let dir = tmp.path().join("store");
+    let n = extents();
+    let t = Instant::now();
+    build(&dir);
+    println!(
+        "scale: {n} extents built in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let exe = std::env::current_exe().expect("this binary");
+    let run = |case: &str| {
+        let out = Command::new(&exe)
+            .env("EXTENTMETA_SCALE_CASE", case)
+            .env("EXTENTMETA_SCALE_DIR", &dir)
+            .output()
+            .expect("run the case");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(|v| v.parse::<f64>().expect("a number"))
+            .collect::<Vec<f64>>()
+    };
+    let mut opens: Vec<Vec<f64>> = (0..3).map(|_| run("open")).collect();
+    opens.sort_by(|a, b| a[0].total_cmp(&b[0]));
+    let median = &opens[1];
+    let per = |bytes: f64| bytes / n as f64;
+    println!(
+        "scale: open of {n} extents ({} records) median of 3 fresh processes {:.2} s ({:.2} s per million); \
+         memory after open {:.0} B/extent, peak during open {:.0} B/extent",
+        median[3],
+        median[0],
+        median[0] / (n as f64 / 1e6),
+        per(median[1]),
+        per(median[2])
+    );
+    let stall = run("stall");
+    println!(
+        "scale: longest write across a checkpoint rotation at {n} extents {:.1} ms (median write {:.3} ms, {} writes)",
+        stall[0] * 1e3,
+        stall[1] * 1e3,
+        stall[2]
+    );
+}
