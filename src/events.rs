@@ -8,10 +8,15 @@
 //! a delete, a relocation by compaction, packing, drain or remap, a quarantine and
 //! a degraded device.
 //!
-//! The listener must be quick (it runs on the committing thread) and must not call
+//! [`Store::add_listener`](crate::Store::add_listener) adds another (a replicator
+//! beside an index, say): each event goes to every listener, in the order they
+//! were added.
+//!
+//! A listener must be quick (it runs on the committing thread) and must not call
 //! back into the store for the same extent. A listener that panics is contained:
-//! the panic is counted in [`StoreStats::listener_panics`](crate::StoreStats) and
-//! the operation completes as if there were no listener.
+//! the panic is counted in [`StoreStats::listener_panics`](crate::StoreStats), the
+//! other listeners still get the event, and the operation completes as if there
+//! were no listener.
 //!
 //! # Examples
 //!
@@ -89,37 +94,80 @@ pub enum Event {
 
 type Callback = Arc<dyn Fn(&Event) + Send + Sync>;
 
-/// The installed listener, if any.
+/// Names a listener added with
+/// [`Store::add_listener`](crate::Store::add_listener), to remove it with
+/// [`Store::remove_listener`](crate::Store::remove_listener).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListenerId(u64);
+
+/// The installed listeners, in the order they were added.
 #[derive(Default)]
 pub(crate) struct Listener {
-    callback: RwLock<Option<Callback>>,
+    /// Replaced whole on every change, so an event takes one reference count
+    /// under the read lock and calls the listeners without holding it.
+    callbacks: RwLock<Arc<[(ListenerId, Callback)]>>,
+    next: AtomicU64,
     panics: AtomicU64,
 }
 
 impl std::fmt::Debug for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Listener")
-            .field("installed", &self.callback.read().is_some())
+            .field("installed", &self.callbacks.read().len())
             .finish()
     }
 }
 
 impl Listener {
-    /// Installs (or, with `None`, removes) the callback.
+    /// Replaces every listener with `callback` (none with `None`).
     pub(crate) fn set(&self, callback: Option<Callback>) {
-        *self.callback.write() = callback;
+        let list: Vec<(ListenerId, Callback)> =
+            callback.map(|c| (self.id(), c)).into_iter().collect();
+        *self.callbacks.write() = list.into();
     }
 
-    /// Delivers `event` (built only if a listener is installed).
+    /// Adds `callback` after the others.
+    pub(crate) fn add(&self, callback: Callback) -> ListenerId {
+        let id = self.id();
+        let mut callbacks = self.callbacks.write();
+        let mut list = callbacks.to_vec();
+        list.push((id, callback));
+        *callbacks = list.into();
+        id
+    }
+
+    /// Removes listener `id`; whether it was there.
+    pub(crate) fn remove(&self, id: ListenerId) -> bool {
+        let mut callbacks = self.callbacks.write();
+        let before = callbacks.len();
+        let list: Vec<_> = callbacks
+            .iter()
+            .filter(|(i, _)| *i != id)
+            .cloned()
+            .collect();
+        *callbacks = list.into();
+        callbacks.len() < before
+    }
+
+    fn id(&self) -> ListenerId {
+        // Relaxed: a unique number, ordered with nothing.
+        ListenerId(self.next.fetch_add(1, Relaxed))
+    }
+
+    /// Delivers `event` to every listener (built only if one is installed). A
+    /// listener that panics is counted and the others still get the event.
     pub(crate) fn emit(&self, event: impl FnOnce() -> Event) {
-        let Some(callback) = self.callback.read().clone() else {
+        let callbacks = Arc::clone(&self.callbacks.read());
+        if callbacks.is_empty() {
             return;
-        };
+        }
         let event = event();
-        let call = std::panic::AssertUnwindSafe(|| callback(&event));
-        if std::panic::catch_unwind(call).is_err() {
-            // Relaxed: a statistic, ordered with nothing.
-            self.panics.fetch_add(1, Relaxed);
+        for (_, callback) in callbacks.iter() {
+            let call = std::panic::AssertUnwindSafe(|| callback(&event));
+            if std::panic::catch_unwind(call).is_err() {
+                // Relaxed: a statistic, ordered with nothing.
+                self.panics.fetch_add(1, Relaxed);
+            }
         }
     }
 
@@ -130,8 +178,8 @@ impl Listener {
     }
 }
 
-impl Default for RwLock<Option<Callback>> {
+impl Default for RwLock<Arc<[(ListenerId, Callback)]>> {
     fn default() -> Self {
-        RwLock::new(None)
+        RwLock::new(Arc::from(Vec::new()))
     }
 }

@@ -194,7 +194,7 @@ impl Store {
     }
 
     /// Installs `listener`, called with every committed change once it is durable
-    /// (see [`events`](crate::events)); replaces any earlier one.
+    /// (see [`events`](crate::events)); replaces every earlier one.
     pub fn set_listener(&self, listener: impl Fn(&crate::events::Event) + Send + Sync + 'static) {
         self.shared
             .core
@@ -202,9 +202,24 @@ impl Store {
             .set(Some(std::sync::Arc::new(listener)));
     }
 
-    /// Removes the listener.
+    /// Removes every listener.
     pub fn clear_listener(&self) {
         self.shared.core.events.set(None);
+    }
+
+    /// Adds `listener` beside those installed: every event goes to each, in the
+    /// order they were added. Returns its id for
+    /// [`remove_listener`](Self::remove_listener).
+    pub fn add_listener(
+        &self,
+        listener: impl Fn(&crate::events::Event) + Send + Sync + 'static,
+    ) -> crate::events::ListenerId {
+        self.shared.core.events.add(std::sync::Arc::new(listener))
+    }
+
+    /// Removes the listener `id`; whether it was installed.
+    pub fn remove_listener(&self, id: crate::events::ListenerId) -> bool {
+        self.shared.core.events.remove(id)
     }
 
     /// Writes every `(id, bytes)` of `items`, sharing the syncs: all data writes,
