@@ -44,13 +44,20 @@ pub struct StoreConfig {
 pub(crate) struct CacheHooks {
     pub(crate) weigher: Option<crate::cache::Weigher>,
     pub(crate) on_evict: Option<crate::cache::EvictionListener>,
+    /// Where the repair ladder asks for a good copy before the backend.
+    pub(crate) good_copy: Option<GoodCopySource>,
 }
+
+/// A source of known-good copies: `(extent, generation)` to the bytes, if any.
+pub(crate) type GoodCopySource =
+    std::sync::Arc<dyn Fn(crate::ExtentId, u64) -> Option<crate::Bytes> + Send + Sync>;
 
 impl std::fmt::Debug for CacheHooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CacheHooks")
             .field("weigher", &self.weigher.is_some())
             .field("eviction_listener", &self.on_evict.is_some())
+            .field("good_copy", &self.good_copy.is_some())
             .finish()
     }
 }
@@ -64,7 +71,9 @@ impl PartialEq for CacheHooks {
                 _ => false,
             }
         }
-        same(&self.weigher, &other.weigher) && same(&self.on_evict, &other.on_evict)
+        same(&self.weigher, &other.weigher)
+            && same(&self.on_evict, &other.on_evict)
+            && same(&self.good_copy, &other.good_copy)
     }
 }
 
@@ -223,6 +232,21 @@ impl StoreConfigBuilder {
         listener: impl Fn(&crate::cache::Evicted) + Send + Sync + 'static,
     ) -> Self {
         self.config.cache_hooks.on_evict = Some(std::sync::Arc::new(listener));
+        self
+    }
+
+    /// Asks `source` for a known-good copy (a replica's, or a reconstruction) when
+    /// the integrity ladder quarantines an extent, before the backend's
+    /// [`Backend::good_copy`](crate::Backend::good_copy): how a durable store
+    /// ([`Store::open`](crate::Store::open), whose device files hold no other
+    /// copy) remaps a corrupt extent instead of leaving it quarantined. The bytes
+    /// are verified against the record's checksum before they are written, so a
+    /// wrong copy is refused, not installed.
+    pub fn good_copy_source(
+        mut self,
+        source: impl Fn(crate::ExtentId, u64) -> Option<crate::Bytes> + Send + Sync + 'static,
+    ) -> Self {
+        self.config.cache_hooks.good_copy = Some(std::sync::Arc::new(source));
         self
     }
 

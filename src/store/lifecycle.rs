@@ -13,7 +13,7 @@ use crate::backend::Backend;
 use crate::cache::Cache;
 use crate::error::{Error, Result};
 use crate::protocol::Core;
-use crate::record::Snapshot;
+use crate::record::{ExtentId, Snapshot};
 use crate::space::{Allocator, Health, Reclaimer};
 use crate::sync::{Arc, Mutex, thread};
 use crate::table::ExtentTable;
@@ -185,6 +185,10 @@ impl Store {
         )>,
         config: StoreConfig,
     ) -> Result<Self> {
+        let backend: Box<dyn Backend> = match config.cache_hooks.good_copy.clone() {
+            Some(source) => Box::new(WithGoodCopy { backend, source }),
+            None => backend,
+        };
         let devices = backend.device_count();
         let policy = config.policy;
         let core = Core {
@@ -326,5 +330,42 @@ impl Drop for Store {
     /// error: call `close` first to see it.
     fn drop(&mut self) {
         let _ = self.close();
+    }
+}
+
+/// A backend whose good copies come from the configured source first
+/// ([`good_copy_source`](super::StoreConfigBuilder::good_copy_source)); every
+/// other call goes to the backend.
+struct WithGoodCopy {
+    backend: Box<dyn Backend>,
+    source: super::config::GoodCopySource,
+}
+
+impl std::fmt::Debug for WithGoodCopy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithGoodCopy")
+            .field("devices", &self.backend.device_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Backend for WithGoodCopy {
+    fn device_count(&self) -> u16 {
+        self.backend.device_count()
+    }
+    fn read_at(&self, location: crate::record::Location, buf: &mut [u8]) -> Result<()> {
+        self.backend.read_at(location, buf)
+    }
+    fn write_at(&self, location: crate::record::Location, bytes: &[u8]) -> Result<()> {
+        self.backend.write_at(location, bytes)
+    }
+    fn sync(&self, device: u16) -> Result<()> {
+        self.backend.sync(device)
+    }
+    fn trim(&self, device: u16, length: u64) -> Result<()> {
+        self.backend.trim(device, length)
+    }
+    fn good_copy(&self, extent: ExtentId, generation: u64) -> Option<crate::Bytes> {
+        (self.source)(extent, generation).or_else(|| self.backend.good_copy(extent, generation))
     }
 }
