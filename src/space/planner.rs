@@ -71,6 +71,8 @@ pub(crate) fn plan(
 /// One device as the planner replays packing on it.
 struct Sim {
     device: u16,
+    /// A degraded device takes no moves from others (the allocator skips it).
+    degraded: bool,
     file: u64,
     /// Live and bad bytes: what the file holds besides holes.
     used: u64,
@@ -127,6 +129,7 @@ fn shrink(
     let mut sims: Vec<Sim> = (devices.iter().zip(holes))
         .map(|(d, holes)| Sim {
             device: d.device,
+            degraded: d.degraded,
             file: d.file_bytes,
             used: d.live_bytes + d.bad_bytes,
             holes: holes.clone(),
@@ -134,6 +137,7 @@ fn shrink(
         .collect();
     let span = |l: Location| u64::from(l.length).div_ceil(block_size).max(1) * block_size;
     let mut chosen = Vec::new();
+    let healthy: Vec<bool> = sims.iter().map(|s| !s.degraded).collect();
     for i in 0..sims.len() {
         if sims[i].share() <= target {
             continue;
@@ -149,8 +153,7 @@ fn shrink(
             if !movable {
                 break; // a pinned tail: nothing below it can shrink the file
             }
-            let n = sims.len();
-            let others = || (0..n).filter(move |&j| j != i);
+            let others = || (0..healthy.len()).filter(|&j| j != i && healthy[j]);
             let placed = sims[i].take(bytes, offset).is_some()
                 || others().any(|j| sims[j].take(bytes, u64::MAX).is_some())
                 || others().next().map(|j| sims[j].append(bytes)).is_some();
