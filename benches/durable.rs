@@ -15,6 +15,9 @@
 //!
 //! Run: `cargo bench --bench durable`.
 
+mod common;
+
+use common::fill;
 use criterion::{Criterion, criterion_group, criterion_main};
 use extentmeta::{ExtentId, Store, StoreConfig};
 use std::fs::{File, OpenOptions};
@@ -191,29 +194,6 @@ fn recovery_config(journal_max_bytes: u64) -> StoreConfig {
         .journal_max_bytes(journal_max_bytes)
         .build()
         .expect("valid config")
-}
-
-/// `ids` written by 4 threads, 16-byte values.
-fn fill(store: &Store, ids: std::ops::Range<u64>, tag: u64) {
-    let next = AtomicU64::new(ids.start);
-    std::thread::scope(|s| {
-        for _ in 0..4 {
-            s.spawn(|| {
-                // Bounded by the range.
-                loop {
-                    // Relaxed: unique ids only.
-                    let id = next.fetch_add(1, Ordering::Relaxed);
-                    if id >= ids.end {
-                        break;
-                    }
-                    let mut v = [0u8; 16];
-                    v[..8].copy_from_slice(&id.to_le_bytes());
-                    v[8..].copy_from_slice(&tag.to_le_bytes());
-                    store.write(ExtentId(id), &v).expect("fill write");
-                }
-            });
-        }
-    });
 }
 
 fn size_of(dir: &Path, prefix: &str) -> u64 {

@@ -5,23 +5,11 @@
 //!
 //! Run: `cargo bench --bench memory` (256 MiB; `EXTENTMETA_MEMORY_MIB` changes it).
 
+mod common;
+
+use common::status_bytes;
 use extentmeta::{Bytes, ExtentId, Store, StoreConfig};
 use std::process::Command;
-
-/// `VmRSS` or `VmHWM` of this process, in bytes.
-fn status_bytes(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .expect("field present");
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .expect("a number of kB");
-    kib * 1024
-}
 
 fn mib() -> usize {
     std::env::var("EXTENTMETA_MEMORY_MIB")

@@ -9,10 +9,12 @@
 //! Run: `cargo bench --bench scale` (1 M extents; `EXTENTMETA_SCALE_MILLIONS=10`
 //! for 10 M, which takes minutes to build). Not run in CI.
 
+mod common;
+
+use common::{fill, status_bytes};
 use extentmeta::{ExtentId, Store, StoreConfig};
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 fn extents() -> u64 {
@@ -33,40 +35,6 @@ fn config(journal_max_bytes: u64) -> StoreConfig {
         .metadata_reserve_bytes(0)
         .build()
         .expect("config")
-}
-
-/// `VmRSS:` or `VmHWM:` of this process, in bytes.
-fn status_bytes(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .expect("a number of kB")
-        * 1024
-}
-
-/// Writes `ids` from 4 threads, 16-byte values naming extent and round.
-fn fill(store: &Store, ids: std::ops::Range<u64>, round: u64) {
-    let next = AtomicU64::new(ids.start);
-    std::thread::scope(|s| {
-        for _ in 0..4 {
-            s.spawn(|| {
-                // Bounded by the range.
-                loop {
-                    // Relaxed: unique ids only.
-                    let id = next.fetch_add(1, Ordering::Relaxed);
-                    if id >= ids.end {
-                        break;
-                    }
-                    let mut v = [0u8; 16];
-                    v[..8].copy_from_slice(&id.to_le_bytes());
-                    v[8..].copy_from_slice(&round.to_le_bytes());
-                    store.write(ExtentId(id), &v).expect("fill write");
-                }
-            });
-        }
-    });
 }
 
 fn build(dir: &Path) {
