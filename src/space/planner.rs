@@ -71,8 +71,6 @@ pub(crate) fn plan(
 /// One device as the planner replays packing on it.
 struct Sim {
     device: u16,
-    /// A degraded device takes no moves from others (the allocator skips it).
-    degraded: bool,
     file: u64,
     /// Live and bad bytes: what the file holds besides holes.
     used: u64,
@@ -129,7 +127,6 @@ fn shrink(
     let mut sims: Vec<Sim> = (devices.iter().zip(holes))
         .map(|(d, holes)| Sim {
             device: d.device,
-            degraded: d.degraded,
             file: d.file_bytes,
             used: d.live_bytes + d.bad_bytes,
             holes: holes.clone(),
@@ -137,7 +134,8 @@ fn shrink(
         .collect();
     let span = |l: Location| u64::from(l.length).div_ceil(block_size).max(1) * block_size;
     let mut chosen = Vec::new();
-    let healthy: Vec<bool> = sims.iter().map(|s| !s.degraded).collect();
+    // A degraded device takes no moves from others (the allocator skips it).
+    let healthy: Vec<bool> = devices.iter().map(|d| !d.degraded).collect();
     for i in 0..sims.len() {
         if sims[i].share() <= target {
             continue;
