@@ -134,6 +134,19 @@ struct Args {
     /// (the check of durable bytes must catch the writes its dropped pages lost).
     #[arg(long)]
     trust_sync_after_failure: bool,
+    /// Durable writes of at most this many bytes travel in their journal record
+    /// and skip their data sync (default: the emulator's, which splits the value
+    /// sizes; 0: none).
+    #[arg(long)]
+    inline_write_max: Option<u32>,
+    /// Mutant: a checkpoint drops the journals it replaces without syncing the
+    /// devices first (the crash sweep must catch inline writes' data lost).
+    #[arg(long)]
+    checkpoint_without_device_sync: bool,
+    /// Mutant: reopen without writing inline writes' data back from the journal
+    /// (the crash sweep must catch it).
+    #[arg(long)]
+    reopen_without_redo: bool,
     /// Fail (exit 1) unless the runs meet this expectation.
     #[arg(long, value_enum)]
     expect: Option<Expect>,
@@ -161,8 +174,11 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
         missing_journal_as_empty: args.missing_journal_as_empty,
         lose_metadata: args.lose_metadata,
         trust_sync_after_failure: args.trust_sync_after_failure,
+        checkpoint_without_device_sync: args.checkpoint_without_device_sync,
+        reopen_without_redo: args.reopen_without_redo,
         ..SimConfig::default()
     };
+    c.inline_write_max = args.inline_write_max.unwrap_or(c.inline_write_max);
     c.crash_spacing = args.crash_spacing.unwrap_or(c.crash_spacing);
     c.journal_max_bytes = args.journal_max_bytes.unwrap_or(c.journal_max_bytes);
     let w = &mut c.workload;
@@ -214,6 +230,8 @@ struct Totals {
     reserve_releases: u64,
     device_sync_failures: u64,
     journal_syncs: u64,
+    inline_writes: u64,
+    inline_redone: u64,
     journal_failures: u64,
     checkpoints: u64,
     secs: f64,
@@ -243,6 +261,8 @@ impl Totals {
         self.reserve_releases += r.reserve_releases;
         self.device_sync_failures += r.device_sync_failures;
         self.journal_syncs += r.journal_syncs;
+        self.inline_writes += r.inline_writes;
+        self.inline_redone += r.inline_redone;
         self.journal_failures += r.journal_failures;
         self.checkpoints += r.checkpoints;
         if !r.is_clean() {
@@ -410,6 +430,15 @@ fn mutants(args: &Args) -> String {
     if args.reopen_without_sync {
         flags.push_str(" --reopen-without-sync");
     }
+    if let Some(n) = args.inline_write_max {
+        flags.push_str(&format!(" --inline-write-max {n}"));
+    }
+    if args.checkpoint_without_device_sync {
+        flags.push_str(" --checkpoint-without-device-sync");
+    }
+    if args.reopen_without_redo {
+        flags.push_str(" --reopen-without-redo");
+    }
     flags
 }
 
@@ -528,6 +557,12 @@ fn print_table(args: &Args, results: &mut [(Protocol, Totals)]) {
         t.percentile_us(0.999)
     });
     row("journal syncs", &mut |t| t.journal_syncs.to_string());
+    row("inline writes (one sync)", &mut |t| {
+        t.inline_writes.to_string()
+    });
+    row("  written back by recovery", &mut |t| {
+        t.inline_redone.to_string()
+    });
     row("checkpoints (rotations)", &mut |t| {
         t.checkpoints.to_string()
     });

@@ -332,7 +332,8 @@ fn frame_offsets(bytes: &[u8]) -> Vec<usize> {
     while at + 24 <= bytes.len() {
         offsets.push(at);
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        at += 24 + len;
+        let payload = &bytes[at + 24..(at + 24 + len).min(bytes.len())];
+        at += 24 + len + common::inline_data_len(payload);
     }
     offsets
 }
@@ -389,7 +390,7 @@ fn pointer_naming_a_missing_checkpoint_is_fpre023() {
 
 fn bump_format(path: &Path) {
     let mut bytes = std::fs::read(path).unwrap();
-    bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
+    bytes[8..12].copy_from_slice(&4u32.to_le_bytes());
     std::fs::write(path, &bytes).unwrap();
 }
 
@@ -407,7 +408,7 @@ fn newer_format_is_fpre024_in_pointer_checkpoint_and_journal() {
         bump_format(&path);
         let err = refused(dir.path(), &config, "FPRE024");
         assert!(
-            err.to_string().contains("format version 3"),
+            err.to_string().contains("format version 4"),
             "{which}: {err}"
         );
     }

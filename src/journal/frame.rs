@@ -3,11 +3,16 @@
 //!
 //! ```text
 //! header (32 B): magic "EXTMETA\0" | format u32 | kind u32 | number u64 | devices u16 | 0u16 | crc32c u32
-//! frame:         length u32 | crc32c u32 | seq u64 | durable u64 | payload (length bytes)
+//! frame:         length u32 | crc32c u32 | seq u64 | durable u64 | payload (length bytes) [| data]
 //! ```
 //!
 //! A frame's CRC covers its length, sequence number, durable mark and payload, so a
 //! frame whose length field was torn fails it too. All integers are little-endian.
+//! An [`Entry::Inline`] frame is followed by its data (the record's
+//! `location.length` bytes), which the record's own checksum covers: the frame
+//! stays small, so the torn-tail scan's probe at every offset checks at most
+//! [`MAX_PAYLOAD`] bytes whatever the data's size, and a frame whose data is torn
+//! is a bad frame like any other.
 //!
 //! # Torn or corrupt
 //!
@@ -26,9 +31,10 @@
 //! pass for a tear.
 
 use super::{Entry, FORMAT_VERSION};
+use crate::bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::journal::RecordImage;
-use crate::record::{ExtentId, Location, State};
+use crate::record::{ExtentId, Location, State, checksum};
 
 const MAGIC: [u8; 8] = *b"EXTMETA\0";
 /// Bytes of a file header.
@@ -116,13 +122,22 @@ pub(crate) fn encode_frame(out: &mut Vec<u8>, seq: u64, durable: u64, entry: &En
     out[start + 16..start + 24].copy_from_slice(&durable.to_le_bytes());
     let crc = frame_crc(&out[start..]);
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    if let Entry::Inline(_, data) = entry {
+        out.extend_from_slice(data);
+    }
 }
 
 /// The bytes of one journal write: every `(seq, entry)` framed with the durable
 /// mark `durable`, the file length the last successful sync covered when this
 /// write is issued.
 pub(crate) fn encode_group(durable: u64, entries: &[(u64, Entry)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(entries.len() * (FRAME_HEAD + 48));
+    let data: usize = (entries.iter())
+        .map(|(_, e)| match e {
+            Entry::Inline(_, data) => data.len(),
+            _ => 0,
+        })
+        .sum();
+    let mut out = Vec::with_capacity(entries.len() * (FRAME_HEAD + 48) + data);
     for (seq, entry) in entries {
         encode_frame(&mut out, *seq, durable, entry);
     }
@@ -276,7 +291,16 @@ fn decode_frame(bytes: &[u8]) -> Option<(u64, Entry, usize)> {
         return None;
     }
     let entry = decode_entry(&frame[FRAME_HEAD..])?;
-    Some((u64_at(frame, 8), entry, FRAME_HEAD + len))
+    let seq = u64_at(frame, 8);
+    let Entry::Inline(r, _) = entry else {
+        return Some((seq, entry, FRAME_HEAD + len));
+    };
+    let data = bytes.get(FRAME_HEAD + len..FRAME_HEAD + len + r.location.length as usize)?;
+    if checksum(r.extent, r.generation, data) != r.checksum {
+        return None;
+    }
+    let used = FRAME_HEAD + len + data.len();
+    Some((seq, Entry::Inline(r, Bytes::from(data)), used))
 }
 
 /// Whether a valid frame past the bad region at `bad` (sequence number past
@@ -331,14 +355,15 @@ const TAG_ROTATED: u8 = 5;
 const TAG_CLOSED: u8 = 6;
 const TAG_JOURNAL_START: u8 = 7;
 const TAG_PROPOSED: u8 = 8;
+const TAG_INLINE: u8 = 9;
 
 fn encode_entry(out: &mut Vec<u8>, entry: &Entry) {
     match entry {
-        Entry::Put(r) | Entry::Proposed(r) => {
-            out.push(if matches!(entry, Entry::Put(_)) {
-                TAG_PUT
-            } else {
-                TAG_PROPOSED
+        Entry::Put(r) | Entry::Proposed(r) | Entry::Inline(r, _) => {
+            out.push(match entry {
+                Entry::Put(_) => TAG_PUT,
+                Entry::Proposed(_) => TAG_PROPOSED,
+                _ => TAG_INLINE,
             });
             out.extend_from_slice(&r.extent.0.to_le_bytes());
             out.extend_from_slice(&r.version.to_le_bytes());
@@ -382,6 +407,8 @@ fn decode_entry(p: &[u8]) -> Option<Entry> {
     let entry = match (tag, rest.len()) {
         (TAG_PUT, 43) => Entry::Put(record_at(rest)?),
         (TAG_PROPOSED, 43) => Entry::Proposed(record_at(rest)?),
+        // The data follows the frame: `decode_frame` reads it.
+        (TAG_INLINE, 43) => Entry::Inline(record_at(rest)?, Bytes::from(Vec::new())),
         (TAG_BAD, 14) => Entry::Bad(location_at(rest, 0)),
         (TAG_DEGRADED, 2) => Entry::Degraded(u16::from_le_bytes([rest[0], rest[1]])),
         (TAG_END, 8) => Entry::End {

@@ -3,6 +3,7 @@
 
 use super::frame::{FileKind, HEADER_LEN, Tear, encode_frame, encode_header, scan};
 use super::{Entry, files};
+use crate::bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::record::{ExtentId, Location, State};
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,8 +48,8 @@ impl Image {
     /// module docs).
     pub(crate) fn apply(&mut self, entry: &Entry) {
         match entry {
-            Entry::Put(r) | Entry::Proposed(r) => {
-                let proposal = matches!(entry, Entry::Proposed(_));
+            Entry::Put(r) | Entry::Proposed(r) | Entry::Inline(r, _) => {
+                let proposal = !matches!(entry, Entry::Put(_));
                 let id = r.extent.0;
                 let wins = self.records.get(&id).is_none_or(|old| {
                     old.version < r.version
@@ -144,6 +145,13 @@ pub(crate) struct Recovered {
     pub(crate) next_seq: u64,
     /// Journal entries replayed.
     pub(crate) replayed: u64,
+    /// The data of every [`Entry::Inline`] whose record is the extent's recovered
+    /// record: it is durable only in the journal until the driver writes it back
+    /// to its location and syncs the devices, before the reopen plan runs. Writing
+    /// it is harmless whatever the device holds: the recovered record references
+    /// the location, so no other extent's bytes live there (invariant 10), and the
+    /// record's checksum covers exactly these bytes.
+    pub(crate) redo: Vec<(Location, Bytes)>,
 }
 
 impl Recovered {
@@ -164,6 +172,7 @@ impl Recovered {
             last_writes: Vec::new(),
             next_seq: 1,
             replayed: 0,
+            redo: Vec::new(),
         }
     }
 }
@@ -239,7 +248,11 @@ pub(crate) fn recover(
         last_writes: Vec::new(),
         next_seq: 0,
         replayed: 0,
+        redo: Vec::new(),
     };
+    // The newest inline entry of each extent (by version), matched against the
+    // recovered record once every journal is replayed.
+    let mut inline: BTreeMap<u64, (RecordImage, Bytes)> = BTreeMap::new();
     let mut scans = Vec::with_capacity(sorted.len());
     for (expected, (n, bytes)) in (number..).zip(sorted) {
         if n != expected {
@@ -304,6 +317,13 @@ pub(crate) fn recover(
             recovered.next_seq = seq + 1;
             recovered.image.apply(entry);
             recovered.replayed += 1;
+            if let Entry::Inline(r, data) = entry
+                && inline
+                    .get(&r.extent.0)
+                    .is_none_or(|(old, _)| old.version <= r.version)
+            {
+                inline.insert(r.extent.0, (*r, data.clone()));
+            }
         }
         if let Some(mark) = scanned.last_mark {
             let (from, to) = (mark as usize, scanned.valid_len as usize);
@@ -331,5 +351,15 @@ pub(crate) fn recover(
             };
         }
     }
+    // A clean close synced the devices before its marker: nothing to write back.
+    if recovered.tail.closed {
+        inline.clear();
+    }
+    recovered.redo = (inline.into_values())
+        .filter(|(r, _)| {
+            r.state == State::Durable && recovered.image.records.get(&r.extent.0) == Some(r)
+        })
+        .map(|(r, data)| (r.location, data))
+        .collect();
     Ok(recovered)
 }

@@ -48,6 +48,22 @@
 //!   [`Error::MissingCheckpoint`] and nothing is changed. (A journal cut back at a
 //!   frame boundary past its first frame cannot be told from one that never grew:
 //!   nothing records how long it was.)
+//! * **Inline writes: one sync.** A durable write of at most
+//!   [`inline_write_max`](crate::StoreConfigBuilder::inline_write_max) bytes writes
+//!   its data to its device location without syncing it and journals
+//!   [`Entry::Inline`]: the record and the bytes in one frame, made durable by the
+//!   group commit's one journal sync. The data's own sync is deferred to the next
+//!   checkpoint, whose plan syncs every device file ([`plan::FsOp::SyncDevices`])
+//!   before the pointer moves and the journals holding the only durable copy are
+//!   removed. Recovery writes the bytes of every inline entry whose record is still
+//!   current back to its location and syncs the devices before anything is
+//!   appended ([`Recovered::redo`]). This is BlueStore's deferred write and a
+//!   redo log's page write-back, rather than ZFS's relocation from the log: the
+//!   location is reserved before the write, so reads, compaction and verification
+//!   go on reading the device (the page cache holds the bytes) and nothing moves
+//!   later. A device sync that fails is never followed by a trusted one (the sync
+//!   book, `backend::device_files`), so a checkpoint after lost dirty pages fails
+//!   and the journals stay.
 //! * `write_pending` is never recorded: a write that did not commit is not part of
 //!   any durable state.
 
@@ -62,6 +78,7 @@ pub(crate) use frame::{HEADER_LEN, encode_group};
 pub(crate) use image::{Image, RecordImage, Recovered, recover};
 pub(crate) use pointer::{decode_pointer, encode_pointer};
 
+use crate::bytes::Bytes;
 use crate::record::{Location, State};
 
 /// The device number metadata I/O errors carry ([`Error::Io`](crate::Error::Io)'s
@@ -71,11 +88,13 @@ pub const METADATA_DEVICE: u16 = u16::MAX;
 /// The on-disk format version this build writes and the only one it reads.
 /// Format 1 (frames without a durable mark) is refused with
 /// [`Error::OlderFormat`](crate::Error::OlderFormat): its torn tails cannot be told
-/// from corruption.
-pub(crate) const FORMAT_VERSION: u32 = 2;
+/// from corruption. Format 3 added [`Entry::Inline`]; format 2 files read the same
+/// (they hold none), and a build that reads only format 2 refuses the new files
+/// rather than taking an inline frame for a torn tail.
+pub(crate) const FORMAT_VERSION: u32 = 3;
 
 /// One journal entry: a durable fact about the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Entry {
     /// The committed record of an extent, as a transition left it.
     Put(RecordImage),
@@ -85,6 +104,11 @@ pub(crate) enum Entry {
     /// carries the same version: at equal versions a `Put` wins over a
     /// `Proposed`, in replay and in a checkpoint alike (see [`Image::apply`]).
     Proposed(RecordImage),
+    /// An [`Entry::Proposed`] that carries the write's bytes: a small write is
+    /// durable once this entry is, and its data needs no sync of its own (see
+    /// "Inline writes" in the module docs). Framed as the record followed by
+    /// `location.length` bytes whose checksum is the record's.
+    Inline(RecordImage, Bytes),
     /// A location that failed verification: never handed out again.
     Bad(Location),
     /// A device degraded by the health policy.
@@ -119,6 +143,29 @@ impl Entry {
     /// The record a write or delete proposes to commit (see [`Entry::Proposed`]).
     pub(crate) fn propose(snapshot: &crate::record::Snapshot) -> Entry {
         Entry::Proposed(RecordImage::of(snapshot))
+    }
+
+    /// The record a small write proposes, with its bytes (see [`Entry::Inline`]).
+    pub(crate) fn inline(snapshot: &crate::record::Snapshot, bytes: Bytes) -> Entry {
+        Entry::Inline(RecordImage::of(snapshot), bytes)
+    }
+
+    /// The extent the first record of `entries` names (0 if none): the one an
+    /// [`Error::OutcomeUnknown`](crate::Error::OutcomeUnknown) of the group names
+    /// (the machine that asked relabels it with its own).
+    pub(crate) fn first_extent(entries: &[Entry]) -> crate::record::ExtentId {
+        (entries.iter())
+            .find_map(|e| e.record().map(|(r, _)| r.extent))
+            .unwrap_or(crate::record::ExtentId(0))
+    }
+
+    /// The record this entry carries, and whether it is a proposal.
+    pub(crate) fn record(&self) -> Option<(&RecordImage, bool)> {
+        match self {
+            Entry::Put(r) => Some((r, false)),
+            Entry::Proposed(r) | Entry::Inline(r, _) => Some((r, true)),
+            _ => None,
+        }
     }
 }
 
@@ -158,6 +205,12 @@ pub(crate) struct PlanMutants {
     /// Recovery opens a directory whose checkpoint's journal is missing or empty
     /// as if it held no record (the bug the marker checks fix).
     pub(crate) missing_journal_as_empty: bool,
+    /// A checkpoint drops the journals it replaces without syncing the devices
+    /// first: inline writes' data is lost by a power cut after it.
+    pub(crate) checkpoint_without_device_sync: bool,
+    /// Reopen without writing inline writes' data back to their locations
+    /// ([`Recovered::redo`]).
+    pub(crate) reopen_without_redo: bool,
 }
 
 pub(crate) mod files {

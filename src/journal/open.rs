@@ -83,7 +83,7 @@ pub(crate) fn open(
         });
     }
     let (table, allocator) = rebuild(&recovered.image, geometry)?;
-    check_device_lens(&recovered.image, device_lens)?;
+    check_device_lens(&recovered, device_lens)?;
     let reopen = plan::reopen(&recovered, mutants);
     let writer = Writer::new(
         geometry.devices,
@@ -106,10 +106,13 @@ pub(crate) fn open(
 }
 
 /// Refuses a device file that is missing or shorter than a location a record
-/// references: the data the metadata points at is gone.
-fn check_device_lens(image: &Image, device_lens: &[Option<u64>]) -> Result<()> {
+/// references: the data the metadata points at is gone. Not for the locations
+/// of inline writes the reopen writes back ([`Recovered::redo`]): their data is in
+/// the journal, and the file's growth by their unsynced write may have been lost.
+fn check_device_lens(recovered: &Recovered, device_lens: &[Option<u64>]) -> Result<()> {
     let mut needed = vec![0u64; device_lens.len()];
-    for l in image.referenced() {
+    let redone: std::collections::HashSet<_> = recovered.redo.iter().map(|(l, _)| *l).collect();
+    for l in (recovered.image.referenced()).filter(|l| !redone.contains(l)) {
         if let Some(n) = needed.get_mut(usize::from(l.device)) {
             *n = (*n).max(l.end());
         }

@@ -9,6 +9,8 @@ use super::frame::journal_head;
 pub(crate) use super::frame::new_journal_len;
 use super::image::{Image, Recovered, encode_checkpoint};
 use super::{encode_pointer, files};
+use crate::bytes::Bytes;
+use crate::record::Location;
 
 /// One file-system step of a plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +50,19 @@ pub(crate) enum FsOp {
         /// Its new length.
         len: u64,
     },
+    /// Write `bytes` at `location` of a device (not a metadata file): an inline
+    /// write's data, written back by recovery.
+    DeviceWrite {
+        /// Where.
+        location: Location,
+        /// The bytes.
+        bytes: Bytes,
+    },
+    /// Make inline writes' data durable at their locations: a running store
+    /// syncs each device holding inline writes no sync covered yet, through its
+    /// sync book (a device whose sync once failed fails this too, until a
+    /// reopen); an open syncs every device.
+    SyncDevices,
 }
 
 /// A new store: an empty checkpoint 1, journal 1 (header synced), then the
@@ -109,6 +124,17 @@ pub(crate) fn reopen(recovered: &Recovered, mutants: PlanMutants) -> Reopen {
     let tail = recovered.tail;
     let file = files::journal(tail.number);
     let mut ops = Vec::new();
+    // First the data of inline writes whose only durable copy is the journal: a
+    // checkpoint may drop those journals once the reopen is done.
+    if !recovered.redo.is_empty() && !mutants.reopen_without_redo {
+        ops.extend(
+            (recovered.redo.iter()).map(|(location, bytes)| FsOp::DeviceWrite {
+                location: *location,
+                bytes: bytes.clone(),
+            }),
+        );
+        ops.push(FsOp::SyncDevices);
+    }
     if let Some((torn, valid_len)) = recovered.cut {
         let evidence = files::dropped(torn, valid_len);
         ops.push(write(evidence.clone(), recovered.dropped.clone()));
@@ -208,10 +234,16 @@ pub(crate) fn checkpoint(
     mutants: PlanMutants,
 ) -> Vec<FsOp> {
     let file = files::checkpoint(number);
-    let mut ops = vec![write(
+    let mut ops = Vec::new();
+    // The write-back of inline writes: the journals this checkpoint replaces may
+    // hold the only durable copy of their data until the devices are synced.
+    if !mutants.checkpoint_without_device_sync {
+        ops.push(FsOp::SyncDevices);
+    }
+    ops.push(write(
         file.clone(),
         encode_checkpoint(number, devices, image),
-    )];
+    ));
     if mutants.pointer_before_checkpoint_sync {
         ops.extend(switch_pointer(number));
         ops.push(sync(file));

@@ -43,7 +43,7 @@ fn journal_of_groups(groups: &[Vec<Entry>]) -> (Vec<u8>, Vec<usize>) {
             .iter()
             .map(|e| {
                 seq += 1;
-                (seq - 1, *e)
+                (seq - 1, e.clone())
             })
             .collect();
         out.extend_from_slice(&encode_group(out.len() as u64, &numbered));
@@ -82,7 +82,7 @@ fn frames_round_trip_every_entry_kind() {
     ];
     let bytes = journal(5, &all, 40);
     let s = scan(&bytes, "j", FileKind::Journal, Tear::Never).unwrap();
-    let got: Vec<Entry> = s.entries.iter().map(|(_, e)| *e).collect();
+    let got: Vec<Entry> = s.entries.iter().map(|(_, e)| e.clone()).collect();
     assert_eq!(got, all);
     assert_eq!(s.entries[0].0, 40);
     assert_eq!((s.valid_len, s.torn), (bytes.len() as u64, false));
@@ -97,7 +97,7 @@ proptest! {
         let bytes = journal(1, &all, 0);
         let cut = HEADER_LEN + cut % (bytes.len() - HEADER_LEN + 1);
         let s = scan(&bytes[..cut], "j", FileKind::Journal, Tear::Unsynced).unwrap();
-        let got: Vec<Entry> = s.entries.iter().map(|(_, e)| *e).collect();
+        let got: Vec<Entry> = s.entries.iter().map(|(_, e)| e.clone()).collect();
         prop_assert_eq!(&got[..], &all[..got.len()]);
         prop_assert_eq!(s.torn, s.valid_len < cut as u64);
     }
@@ -153,7 +153,7 @@ proptest! {
         let synced: usize = all[..all.len() - 1].iter().map(Vec::len).sum();
         prop_assert!(s.entries.len() >= synced);
         let flat: Vec<Entry> = all.concat();
-        let got: Vec<Entry> = s.entries.iter().map(|(_, e)| *e).collect();
+        let got: Vec<Entry> = s.entries.iter().map(|(_, e)| e.clone()).collect();
         prop_assert_eq!(&got[..], &flat[..got.len()]);
         prop_assert!(s.valid_len >= last_start as u64);
     }

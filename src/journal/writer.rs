@@ -243,7 +243,7 @@ impl Writer {
             return Err(err.clone());
         }
         for entry in entries {
-            self.buf.push((self.next_seq, *entry));
+            self.buf.push((self.next_seq, entry.clone()));
             self.next_seq += 1;
         }
         self.stats.commits += 1;
@@ -446,7 +446,8 @@ impl Writer {
         self.rotating
     }
 
-    /// The close marker's plan (with anything still buffered before it), when no
+    /// The close marker's plan (a sync of the devices, then the marker with
+    /// anything still buffered before it), when no
     /// write is in flight and the journal has not failed. From now on every
     /// append is refused with [`Error::Shutdown`]. `None`: nothing to write (the
     /// journal failed, or is closed already).
@@ -460,7 +461,11 @@ impl Writer {
         let mut entries = std::mem::take(&mut self.buf);
         entries.push((self.next_seq, Entry::Closed));
         self.next_seq += 1;
-        Some(self.group_commit(&entries))
+        // The devices first: the marker then says every inline write before it is
+        // at its location, and recovery writes none of them back.
+        let mut ops = vec![FsOp::SyncDevices];
+        ops.extend(self.group_commit(&entries));
+        Some(ops)
     }
 
     /// The journal's failure, if it failed.
@@ -656,7 +661,8 @@ mod tests {
         let mut w = Writer::new(1, 1 << 20, 1, HEADER_LEN as u64, 0);
         let a = w.append(&[put(1, 1)]).unwrap();
         let ops = w.close().unwrap();
-        assert!(matches!(&ops[0], FsOp::Write { .. }));
+        // The devices are synced before the marker is written.
+        assert!(matches!(&ops[..2], [FsOp::SyncDevices, FsOp::Write { .. }]));
         w.complete(Ok(()));
         assert_eq!(w.status(a, ExtentId(1)), Some(Ok(())));
         assert_eq!(w.append(&[put(2, 1)]).unwrap_err(), Error::Shutdown);

@@ -230,6 +230,8 @@ mod tests {
             mutants: Default::default(),
             proposals: Default::default(),
             space_low: Default::default(),
+            inline_write_max: 0,
+            write_back: Default::default(),
             events: Default::default(),
         }
     }

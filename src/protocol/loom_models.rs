@@ -58,6 +58,8 @@ fn world(cache_bytes: u64, device_blocks: u64) -> Arc<World> {
             mutants: Default::default(),
             proposals: Default::default(),
             space_low: Default::default(),
+            inline_write_max: 0,
+            write_back: Default::default(),
             events: Default::default(),
         },
         medium: Mutex::new(HashMap::new()),

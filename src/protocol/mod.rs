@@ -18,6 +18,7 @@ mod read;
 mod repair;
 mod verify;
 mod write;
+mod write_back;
 
 #[cfg(all(test, loom))]
 mod loom_models;
@@ -35,6 +36,7 @@ pub use repair::RepairOutcome;
 pub use verify::Verdict;
 pub(crate) use verify::VerifyOp;
 pub(crate) use write::WriteOp;
+pub(crate) use write_back::WriteBack;
 
 use crate::bytes::Bytes;
 use crate::cache::{Cache, Flight, FlightOutcome};
@@ -69,6 +71,12 @@ pub(crate) struct Core {
     /// full disk): writes are refused so that what remains of it is for deletes,
     /// commits, checkpoints and `close`.
     pub(crate) space_low: AtomicBool,
+    /// Writes of at most this many bytes journal their data with their record
+    /// instead of syncing it ([`Entry::Inline`]); 0 for a store without a journal,
+    /// which has nowhere else to make them durable.
+    pub(crate) inline_write_max: u32,
+    /// Inline writes whose data no device sync covered yet (see [`WriteBack`]).
+    pub(crate) write_back: WriteBack,
 }
 
 /// Records a write or delete handed to the journal and has not committed in the
@@ -104,7 +112,7 @@ impl Proposals {
     }
 
     fn entries(&self) -> Vec<Entry> {
-        self.records.lock().values().copied().collect()
+        self.records.lock().values().cloned().collect()
     }
 }
 
@@ -127,7 +135,14 @@ pub(crate) struct Mutants {
 impl Core {
     /// Queues `location` for reuse once no reader can still be reading it.
     pub(crate) fn retire(&self, location: Location) {
-        self.reclaimer.retire(location, |l| self.allocator.free(l));
+        self.reclaimer.retire(location, |l| self.free(l));
+    }
+
+    /// Returns `location` to the allocator; an inline write's bytes are never
+    /// written there again ([`WriteBack::forget`]).
+    pub(crate) fn free(&self, location: Location) {
+        self.write_back.forget(location);
+        self.allocator.free(location);
     }
 
     /// `old` to retire once the commit that unreferenced it is durable, or `None`
@@ -172,7 +187,7 @@ impl Core {
 
     /// Frees whatever retired locations have become safe.
     pub(crate) fn collect(&self) {
-        self.reclaimer.collect(|l| self.allocator.free(l));
+        self.reclaimer.collect(|l| self.free(l));
     }
 
     /// A fresh location, collecting retired space once if the devices are full.
@@ -228,6 +243,28 @@ impl Core {
     /// room. In memory only: a reopen opens the device afresh.
     pub(crate) fn device_sync_failed(&self, device: u16) {
         self.allocator.set_degraded(device);
+    }
+
+    /// A sync of `device` that started after [`WriteBack::mark`] returned `mark`
+    /// ended: `ok`, or `failed` for good (its sync book will fail every later
+    /// one). A success covers the inline writes held before the mark; a failure
+    /// degrades the device and writes every held inline write of it again with
+    /// `rewrite` (the failed writeback may have dropped their pages). Both drivers
+    /// call this around every device sync they run.
+    pub(crate) fn after_device_sync(
+        &self,
+        device: u16,
+        mark: u64,
+        ok: bool,
+        failed: bool,
+        rewrite: impl FnMut(Location, &Bytes),
+    ) {
+        if ok {
+            self.write_back.synced(device, mark);
+        } else if failed {
+            self.device_sync_failed(device);
+            self.write_back.rewrite(device, rewrite);
+        }
     }
 
     /// The cached bytes of `snapshot`'s extent if they are of its generation and

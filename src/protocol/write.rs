@@ -1,5 +1,6 @@
 //! Write: reserve a fresh location, mark pending, write, wait for the
-//! acknowledgment, journal the record the commit will make, and once that record
+//! acknowledgment (a small write on a durable store skips it: its journal record
+//! carries the bytes), journal the record the commit will make, and once that record
 //! is durable commit location + checksum + generation in one transition, retire
 //! the old location and acknowledge (invariants 9, 10 and 14).
 //!
@@ -42,6 +43,9 @@ pub(crate) struct WriteOp {
     id: ExtentId,
     bytes: Bytes,
     phase: Phase,
+    /// Whether the bytes travel in the journal record instead of being synced
+    /// (decided once the data is written; see [`inline`](Self::inline)).
+    inline: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -89,6 +93,7 @@ impl WriteOp {
             id,
             bytes,
             phase: Phase::Idle,
+            inline: false,
         }
     }
 
@@ -126,6 +131,20 @@ impl WriteOp {
             }
         }
         Err(last.unwrap_or(Error::WriteInProgress { extent: self.id }))
+    }
+
+    /// Whether this write's bytes, written at `location`, travel in its journal
+    /// record instead of being synced there. Not on a degraded device: one whose
+    /// sync failed refuses writes until a reopen (their sync fails, FPRE009), as
+    /// its unsynced bytes can reach it only through the reopen's write-back. Never
+    /// under the mutants that commit before journaling: they journal a bare
+    /// record.
+    fn inline(&self, core: &Core, location: Location) -> bool {
+        core.inline_write_max > 0
+            && self.bytes.len() <= core.inline_write_max as usize
+            && !core.allocator.is_degraded(location.device)
+            && !core.mutants.commit_before_journal
+            && !core.mutants.retire_before_journal
     }
 
     /// The transition that commits this write's bytes at `location` on top of
@@ -215,7 +234,16 @@ impl WriteOp {
                     proposals: proposals + 1,
                 };
                 core.proposals.insert(&record);
-                Step::Io(IoRequest::Journal(vec![Entry::propose(&record)]))
+                let entry = match self.inline {
+                    // Every proposal of an inline write carries the bytes: recovery
+                    // writes them back only for the record that won.
+                    true => {
+                        core.write_back.insert(location, self.bytes.clone());
+                        Entry::inline(&record, self.bytes.clone())
+                    }
+                    false => Entry::propose(&record),
+                };
+                Step::Io(IoRequest::Journal(vec![entry]))
             }
             // Nothing was journaled: the write certainly did not happen.
             Err(err) if proposals == 0 => {
@@ -241,7 +269,7 @@ impl WriteOp {
     /// progress is retried too) and frees the unused location.
     pub(super) fn abort(&self, core: &Core, location: Location) {
         self.clear_pending(core);
-        core.allocator.free(location);
+        core.free(location);
     }
 
     /// Clears the pending mark, bounded as [`abort`](Self::abort).
@@ -290,6 +318,12 @@ impl Machine for WriteOp {
             }),
         };
         match (self.phase, outcome) {
+            // One sync: the journal record carries the bytes (see `journal`'s
+            // "Inline writes").
+            (Phase::Writing { begin, location }, Ok(())) if self.inline(core, location) => {
+                self.inline = true;
+                self.journal_proposal(core, begin, location, 0)
+            }
             (Phase::Writing { begin, location }, Ok(())) => {
                 self.phase = Phase::Syncing { begin, location };
                 Step::Io(IoRequest::Sync(location.device))

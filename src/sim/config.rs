@@ -170,6 +170,16 @@ pub struct SimConfig {
     /// operator or a broken disk may leave it). The open must refuse with a typed
     /// error and change nothing; the file is then restored and recovery goes on.
     pub lose_metadata: bool,
+    /// Durable writes of at most this many bytes travel inside their journal record
+    /// and skip their data sync (0: none). The default splits the workload's value
+    /// sizes, so that both paths run.
+    pub inline_write_max: u32,
+    /// Mutant: a checkpoint drops the journals it replaces without syncing the
+    /// devices first. The crash checker must catch inline writes' data lost.
+    pub checkpoint_without_device_sync: bool,
+    /// Mutant: reopen without writing inline writes' data back from the journal.
+    /// The crash checker must catch it.
+    pub reopen_without_redo: bool,
     /// Mutant: trust a device sync that returned Ok after an earlier sync of the
     /// same device failed (the kernel reports a failed writeback once, so a later
     /// sync returns Ok over dropped pages). The checker must catch data lost.
@@ -232,6 +242,9 @@ impl Default for SimConfig {
             missing_journal_as_empty: false,
             lose_metadata: false,
             trust_sync_after_failure: false,
+            inline_write_max: 160,
+            checkpoint_without_device_sync: false,
+            reopen_without_redo: false,
         }
     }
 }

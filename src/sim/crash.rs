@@ -8,6 +8,7 @@
 
 use super::disk::SimDir;
 use super::emulated_journal::EmulatedJournal;
+use super::fabric::Fabric;
 use super::report::Report;
 use crate::journal::open::{Geometry, open};
 use crate::journal::plan::{FsOp, PlanMutants};
@@ -83,15 +84,37 @@ pub(crate) struct Rebuilt {
 /// Runs `ops` on the directory: `Ok(false)` if the power failed before step
 /// `cut`; `Err` if a step failed (a plan that does not fit the directory it runs
 /// on: a violation).
-fn run_plan(dir: &mut SimDir, ops: &[FsOp], cut: Option<usize>) -> Result<bool, String> {
+fn run_plan(
+    dir: &mut SimDir,
+    fabric: &mut Fabric,
+    devices: u16,
+    ops: &[FsOp],
+    cut: Option<usize>,
+) -> Result<bool, String> {
     for (i, op) in ops.iter().enumerate() {
         if cut == Some(i) {
             return Ok(false);
         }
-        dir.apply(op)
-            .map_err(|e| format!("a recovery plan failed at {op:?}: {e}"))?;
+        match op {
+            FsOp::DeviceWrite { location, bytes } => fabric.rewrite(*location, bytes.clone()),
+            FsOp::SyncDevices => {
+                for device in 0..devices {
+                    fabric.flush(device);
+                }
+            }
+            _ => dir
+                .apply(op)
+                .map_err(|e| format!("a recovery plan failed at {op:?}: {e}"))?,
+        }
     }
     Ok(true)
+}
+
+/// A power cut inside a recovery: the metadata and the devices lose what was not
+/// synced.
+fn cut_power(meta: &mut EmulatedJournal, fabric: &mut Fabric, crashes: &mut Crashes) {
+    meta.dir.crash(&mut crashes.rng);
+    fabric.crash(&mut crashes.rng);
 }
 
 /// The length of the metadata reserve file, if there is one.
@@ -110,15 +133,15 @@ fn recover_once(dir: &SimDir) -> crate::Result<Option<Recovered>> {
 
 /// Opens the emulated store as `Store::open` does (see the module docs): the
 /// power may fail inside the creation or reopen plan, and then it all starts
-/// again. `device_lens` are the device "files"' lengths, for the open's checks.
+/// again. The device "files"' lengths, for the open's checks, are the fabric's.
 /// `durable` says whether the directory holds only durable state (after a power
 /// cut; not after a process kill, whose unsynced bytes recovery reads too). `Err`
 /// is a violation.
 pub(crate) fn recover(
     meta: &mut EmulatedJournal,
+    fabric: &mut Fabric,
     crashes: &mut Crashes,
     geometry: &Geometry,
-    device_lens: &[Option<u64>],
     report: &mut Report,
     mut durable: bool,
 ) -> Result<Rebuilt, String> {
@@ -129,10 +152,11 @@ pub(crate) fn recover(
     loop {
         let names = meta.dir.list();
         let dir = &meta.dir;
+        let device_lens = fabric.device_lens(geometry.devices);
         let opening = match open(
             &names,
             |name| Ok(dir.read(name)),
-            device_lens,
+            &device_lens,
             geometry,
             meta.max_bytes(),
             (meta.reserve_bytes(), reserve_len(dir)),
@@ -151,10 +175,16 @@ pub(crate) fn recover(
         };
         if opening.created {
             let cut = crashes.during(opening.create.len());
-            if !run_plan(&mut meta.dir, &opening.create, cut)? {
+            if !run_plan(
+                &mut meta.dir,
+                fabric,
+                geometry.devices,
+                &opening.create,
+                cut,
+            )? {
                 report.crashes += 1;
                 report.crashes_in_recovery += 1;
-                meta.dir.crash(&mut crashes.rng);
+                cut_power(meta, fabric, crashes);
                 durable = true;
                 continue;
             }
@@ -162,16 +192,23 @@ pub(crate) fn recover(
         report.recoveries += 1;
         let recovered = opening.recovered;
         report.torn_tails += u64::from(recovered.cut.is_some());
+        report.inline_redone += recovered.redo.len() as u64;
         if let Some(b) = &before
             && *b != recovered.image
         {
             return Err("recovering again after a crash during recovery gave another state".into());
         }
         let cut = crashes.during(opening.reopen.len());
-        if !run_plan(&mut meta.dir, &opening.reopen, cut)? {
+        if !run_plan(
+            &mut meta.dir,
+            fabric,
+            geometry.devices,
+            &opening.reopen,
+            cut,
+        )? {
             report.crashes += 1;
             report.crashes_in_recovery += 1;
-            meta.dir.crash(&mut crashes.rng);
+            cut_power(meta, fabric, crashes);
             // A recovery after a process kill read unsynced bytes too, which this
             // power cut may take: only a recovery of durable state must repeat.
             before = durable.then_some(recovered.image);

@@ -132,6 +132,10 @@ impl SimDir {
                 i.current.resize(*len as usize, 0);
                 i.stuck = subtract(&i.stuck, *len as usize, usize::MAX);
             }
+            // The devices are the fabric's: their drivers run these steps.
+            FsOp::DeviceWrite { .. } | FsOp::SyncDevices => {
+                return Err("a device step reached the metadata directory".into());
+            }
         }
         Ok(())
     }

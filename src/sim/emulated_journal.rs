@@ -62,6 +62,9 @@ pub(crate) struct Effects {
     pub(crate) poisoned: bool,
     /// A plan step did not fit the directory (a violation).
     pub(crate) plan_error: Option<String>,
+    /// The lane whose next step is [`FsOp::SyncDevices`]: the world syncs every
+    /// device and answers with [`EmulatedJournal::devices_synced`].
+    pub(crate) sync_devices: Option<Lane>,
 }
 
 /// A plan being run on one lane.
@@ -161,13 +164,7 @@ impl EmulatedJournal {
         let mut fx = Effects::default();
         match self.writer.append(entries) {
             Ok(target) => {
-                let extent = entries
-                    .iter()
-                    .find_map(|e| match e {
-                        Entry::Put(r) | Entry::Proposed(r) => Some(r.extent),
-                        _ => None,
-                    })
-                    .unwrap_or(ExtentId(0));
+                let extent = Entry::first_extent(entries);
                 self.waiters.push((slot, target, extent));
                 self.start_commit(&mut fx);
             }
@@ -219,18 +216,49 @@ impl EmulatedJournal {
     /// The current step of `lane` completes: it is applied to the directory, and
     /// the lane moves on. `image` is the live state, taken for a checkpoint.
     pub(crate) fn complete(&mut self, lane: Lane, image: impl FnOnce() -> Image) -> Effects {
+        self.step(lane, image, None)
+    }
+
+    /// The world ran the [`FsOp::SyncDevices`] step [`Effects::sync_devices`]
+    /// asked for, through its sync books: `result` is its outcome.
+    pub(crate) fn devices_synced(
+        &mut self,
+        lane: Lane,
+        result: crate::Result<()>,
+        image: impl FnOnce() -> Image,
+    ) -> Effects {
+        self.step(lane, image, Some(result))
+    }
+
+    fn step(
+        &mut self,
+        lane: Lane,
+        image: impl FnOnce() -> Image,
+        synced: Option<crate::Result<()>>,
+    ) -> Effects {
         let mut fx = Effects::default();
-        let task = match lane {
+        let slot = match lane {
             Lane::Journal => &mut self.journal,
             Lane::Checkpoint => &mut self.checkpoint,
         };
-        let Some(mut task) = task.take() else {
+        let Some(mut task) = slot.take() else {
             return fx;
         };
         let Some(op) = task.ops.pop_front() else {
             return fx;
         };
-        if let Some(err) = self.injected_error(&op) {
+        let failure = match (&op, synced) {
+            // The devices are the world's: it syncs them and answers.
+            (FsOp::SyncDevices, None) => {
+                task.ops.push_front(op);
+                *slot = Some(task);
+                fx.sync_devices = Some(lane);
+                return fx;
+            }
+            (FsOp::SyncDevices, Some(result)) => result.err(),
+            _ => self.injected_error(&op),
+        };
+        if let Some(err) = failure {
             match lane {
                 Lane::Journal => {
                     self.writer.complete(Err(err));
@@ -249,7 +277,9 @@ impl EmulatedJournal {
             }
             return fx;
         }
-        if let Err(e) = self.dir.apply(&op) {
+        if !matches!(op, FsOp::SyncDevices)
+            && let Err(e) = self.dir.apply(&op)
+        {
             fx.plan_error = Some(format!("a metadata plan failed at {op:?}: {e}"));
         }
         if self.cfg.ack_before_sync

@@ -216,6 +216,14 @@ impl Fabric {
         Ok(())
     }
 
+    /// Recovery writes `bytes` back to `location` (no injection: recovery's own
+    /// faults are the metadata's); volatile until a flush, clearing the
+    /// location's persistent fault as any write does.
+    pub(crate) fn rewrite(&mut self, location: Location, bytes: Bytes) {
+        self.faults.remove(&key(location));
+        self.volatile.insert(key(location), bytes);
+    }
+
     /// A sync of `device` completes: `Err` if an injected error failed it, else
     /// every write of the device completed by now becomes durable.
     ///

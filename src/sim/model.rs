@@ -40,11 +40,7 @@ fn explains(want: Option<&RecordImage>, got: Option<&RecordImage>) -> bool {
 
 /// The record an entry carries, and whether it is a proposal.
 fn record(entry: &Entry) -> Option<(&RecordImage, bool)> {
-    match entry {
-        Entry::Put(r) => Some((r, false)),
-        Entry::Proposed(r) => Some((r, true)),
-        _ => None,
-    }
+    entry.record()
 }
 
 /// The reference model of what is durable.
@@ -65,7 +61,8 @@ impl Model {
     /// Slot `slot` issued `entries`.
     pub(crate) fn issue(&mut self, slot: usize, entries: &[Entry]) {
         let start = self.issued.len();
-        self.issued.extend(entries.iter().map(|e| (*e, false)));
+        self.issued
+            .extend(entries.iter().map(|e| (e.clone(), false)));
         self.pending.insert(slot, start..self.issued.len());
     }
 
@@ -77,6 +74,17 @@ impl Model {
                 self.acked_bad.insert(l);
             }
         }
+    }
+
+    /// Whether an acknowledged [`Entry::Inline`] since the last recovery holds
+    /// generation `generation` of `extent` at `location`: its bytes are durable in
+    /// the journal (or, once a checkpoint replaced that journal, on the device).
+    pub(crate) fn inline_durable(&self, extent: ExtentId, generation: u64, at: Location) -> bool {
+        (self.issued.iter()).any(|(e, acked)| {
+            *acked
+                && matches!(e, Entry::Inline(r, _)
+                    if r.extent == extent && r.generation == generation && r.location == at)
+        })
     }
 
     /// Slot `slot`'s entries were refused by a failed journal: never written.
@@ -285,12 +293,12 @@ mod tests {
     fn invariant_9_only_a_prefix_of_the_issue_order_explains_a_recovery() {
         let (a, b) = (put(1, 2, 1), put(2, 2, 1));
         let mut m = Model::default();
-        m.issue(0, &[a]);
-        m.issue(1, &[b]);
+        m.issue(0, std::slice::from_ref(&a));
+        m.issue(1, std::slice::from_ref(&b));
         let prefix = |m: &Model, img: &Image| m.explaining_prefix(img, &extents(m, img));
         assert_eq!(prefix(&m, &image(&[])), Some(0), "nothing acknowledged");
-        assert_eq!(prefix(&m, &image(&[a])), Some(1));
-        assert_eq!(prefix(&m, &image(&[a, b])), Some(2));
+        assert_eq!(prefix(&m, &image(std::slice::from_ref(&a))), Some(1));
+        assert_eq!(prefix(&m, &image(&[a.clone(), b.clone()])), Some(2));
         // b without a: a hole in the journal, no prefix.
         assert_eq!(prefix(&m, &image(&[b])), None);
         // Once a is acknowledged, losing it is no prefix either.
@@ -311,7 +319,7 @@ mod tests {
         );
         let a = put(1, 2, 1);
         let mut m = Model::default();
-        m.issue(0, &[a]);
+        m.issue(0, std::slice::from_ref(&a));
         m.ack(0);
         let lost = check(&m, &image(&[]), &table, &fabric);
         assert!(lost[0].contains("acknowledged record"), "{lost:?}");

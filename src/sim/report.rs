@@ -72,6 +72,10 @@ pub struct Report {
     pub device_sync_failures: u64,
     /// Times the metadata reserve was released because the disk was full.
     pub reserve_releases: u64,
+    /// Writes whose bytes traveled in their journal record (one sync).
+    pub inline_writes: u64,
+    /// Inline writes' data that recovery wrote back from the journal.
+    pub inline_redone: u64,
     /// Journal group commits completed.
     pub journal_syncs: u64,
     /// Checkpoints completed (rotations).

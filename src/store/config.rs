@@ -32,6 +32,7 @@ pub struct StoreConfig {
     pub(crate) latency_histograms: bool,
     pub(crate) readahead: bool,
     pub(crate) journal_max_bytes: u64,
+    pub(crate) inline_write_max: u32,
     pub(crate) metadata_reserve_bytes: u64,
     pub(crate) create_if_missing: bool,
     pub(crate) error_if_exists: bool,
@@ -103,6 +104,7 @@ impl Default for StoreConfig {
             latency_histograms: true,
             readahead: true,
             journal_max_bytes: 64 << 20,
+            inline_write_max: DEFAULT_INLINE_WRITE_MAX,
             metadata_reserve_bytes: 8 << 20,
             create_if_missing: true,
             error_if_exists: false,
@@ -110,6 +112,9 @@ impl Default for StoreConfig {
         }
     }
 }
+
+/// The default [`inline_write_max`](StoreConfigBuilder::inline_write_max).
+const DEFAULT_INLINE_WRITE_MAX: u32 = 32 << 10;
 
 impl StoreConfig {
     /// A builder starting from the defaults: 64 MiB cache in 16 shards, 2 prefetch
@@ -272,6 +277,16 @@ impl StoreConfigBuilder {
         journal_max_bytes: u64
     );
     setter!(
+        /// A durable store's writes of at most this many bytes are made durable by
+        /// one journal sync: their data travels in their journal record, is
+        /// written to its location without a sync of its own, and is synced there
+        /// by the next checkpoint (recovery writes it back from the journal after
+        /// a crash). Larger writes sync their data, then their record. 0: every
+        /// write syncs its data. No effect on a store without a journal. Default
+        /// 32 KiB (BENCHMARKS.md, "One-sync writes"). Bound: 0 ..= 1 MiB.
+        inline_write_max: u32
+    );
+    setter!(
         /// Bytes a durable store keeps in a reserve file (`RESERVE`) beside its
         /// journal, released when the file system is full so that deletes,
         /// commits, checkpoints and `close` still have room; new writes are then
@@ -360,6 +375,11 @@ impl StoreConfigBuilder {
             "metadata_reserve_bytes",
             c.metadata_reserve_bytes <= 1 << 40,
             c.metadata_reserve_bytes,
+        )?;
+        check(
+            "inline_write_max",
+            c.inline_write_max <= 1 << 20,
+            c.inline_write_max,
         )?;
         let journal = c.journal_max_bytes;
         check(

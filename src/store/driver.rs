@@ -146,16 +146,7 @@ impl Shared {
             // Not group-committed here: concurrent `fdatasync`s of one file are
             // merged by the file system's own journal, and a leader/follower group
             // in front of them measured slower (BENCHMARKS.md, durability).
-            IoRequest::Sync(device) => {
-                let result = backend.sync(device);
-                if result.is_err()
-                    && let Some(files) = &self.device_files
-                    && files.sync_failed(device)
-                {
-                    self.core.device_sync_failed(device);
-                }
-                IoResult::Done(result)
-            }
+            IoRequest::Sync(device) => IoResult::Done(self.sync_device(device)),
             IoRequest::GoodCopy(id, generation) => IoResult::Read(
                 backend
                     .good_copy(id, generation)
@@ -163,6 +154,22 @@ impl Shared {
             ),
             IoRequest::Journal(entries) => IoResult::Done(self.journal_commit(&entries)),
         }
+    }
+
+    /// Syncs `device` through the backend, keeping the inline writes held for
+    /// write-back in step (`Core::after_device_sync`).
+    fn sync_device(&self, device: u16) -> Result<()> {
+        let mark = self.core.write_back.mark();
+        let result = self.backend.sync(device);
+        let failed = result.is_err()
+            && (self.device_files.as_ref()).is_some_and(|files| files.sync_failed(device));
+        self.core
+            .after_device_sync(device, mark, result.is_ok(), failed, |location, bytes| {
+                // Best effort: a write that fails leaves the extent to the verifier
+                // until the reopen writes it back from the journal.
+                let _ = self.backend.write_at(location, bytes);
+            });
+        result
     }
 
     /// This thread's operation wrote data and will journal a commit next.
@@ -194,7 +201,7 @@ impl Shared {
             || self.arrive_at_journal(),
             // Relaxed: a hint for how long the leader waits, never for correctness.
             || self.approaching_journal.load(Ordering::Relaxed) > 0,
-            &|| self.core.image(),
+            self,
         );
         // The commit may have released the metadata reserve (a full disk).
         self.core.set_space_low(journal.space_low());
@@ -237,7 +244,7 @@ impl Shared {
         if let Some(entry) = self.core.charge_device_error(location, now_ms)
             && let Some(journal) = &self.journal
         {
-            let _ = journal.commit(&[entry], &|| self.core.image());
+            let _ = journal.commit(&[entry], self);
         }
     }
 }
@@ -282,6 +289,16 @@ thread_local! {
 
 /// Takes this thread's operation off `approaching_journal` when its run ends.
 struct ArriveOnDrop<'a>(&'a Shared);
+
+impl super::durable::Live for Shared {
+    fn image(&self) -> crate::journal::Image {
+        self.core.image()
+    }
+
+    fn sync_devices(&self) -> Result<()> {
+        (self.core.write_back.devices().into_iter()).try_for_each(|d| self.sync_device(d))
+    }
+}
 
 impl Drop for ArriveOnDrop<'_> {
     fn drop(&mut self) {

@@ -20,6 +20,7 @@
 //! holds every record of the journals it replaces, proposals included: see
 //! `Core::image`) outside the lock, while group commits go on in the new journal.
 
+use crate::backend::{Backend, DeviceFiles};
 use crate::error::{Error, Result};
 use crate::fs::{Fs, FsFile};
 use crate::journal::plan::FsOp;
@@ -30,7 +31,7 @@ use crate::sync::{AtomicBool, Condvar, Mutex, Ordering};
 use std::any::Any;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 pub use crate::journal::METADATA_DEVICE;
@@ -41,6 +42,9 @@ pub(crate) struct Dir {
     pub(crate) fs: Arc<dyn Fs>,
     pub(crate) path: PathBuf,
     open: Mutex<HashMap<String, Arc<dyn FsFile>>>,
+    /// The store's device files, for the plans' device steps (set once they are
+    /// open; a plan that needs them before fails).
+    devices: OnceLock<Arc<DeviceFiles>>,
 }
 
 impl Dir {
@@ -49,7 +53,19 @@ impl Dir {
             fs,
             path: path.to_path_buf(),
             open: Mutex::new(HashMap::new()),
+            devices: OnceLock::new(),
         }
+    }
+
+    /// The device files the plans' device steps run on.
+    pub(crate) fn set_devices(&self, devices: Arc<DeviceFiles>) {
+        let _ = self.devices.set(devices);
+    }
+
+    fn devices(&self) -> Result<&DeviceFiles> {
+        self.devices.get().map(|d| &**d).ok_or(Error::Internal {
+            what: "a plan's device step before the device files were open",
+        })
     }
 
     pub(crate) fn file(&self, name: &str, create: bool) -> Result<Arc<dyn FsFile>> {
@@ -65,10 +81,22 @@ impl Dir {
         Ok(f)
     }
 
-    /// Runs `ops` in order, stopping at the first error.
+    /// Runs `ops` in order, stopping at the first error; device syncs go straight
+    /// to the device files (an open, before the store runs).
     pub(crate) fn run(&self, ops: Vec<FsOp>) -> Result<()> {
+        self.run_with(ops, &|| {
+            let devices = self.devices()?;
+            (0..devices.device_count()).try_for_each(|d| devices.sync(d))
+        })
+    }
+
+    /// [`run`](Self::run), with `sync_devices` running [`FsOp::SyncDevices`].
+    fn run_with(&self, ops: Vec<FsOp>, sync_devices: &dyn Fn() -> Result<()>) -> Result<()> {
         for op in ops {
-            self.run_one(op)?;
+            match op {
+                FsOp::SyncDevices => sync_devices()?,
+                op => self.run_one(op)?,
+            }
         }
         Ok(())
     }
@@ -113,8 +141,21 @@ impl Dir {
                 .file(&file, false)?
                 .set_len(len)
                 .map_err(|e| io_error("truncate", &e)),
+            FsOp::DeviceWrite { location, bytes } => self.devices()?.write_at(location, &bytes),
+            FsOp::SyncDevices => Err(Error::Internal {
+                what: "a device sync outside `run_with`",
+            }),
         }
     }
+}
+
+/// What a rotation needs from the running store.
+pub(crate) trait Live {
+    /// The live durable state, for a checkpoint (`Core::image`).
+    fn image(&self) -> Image;
+    /// Syncs every device file holding inline writes not synced yet, through
+    /// the store's sync path ([`FsOp::SyncDevices`]; `Core::after_device_sync`).
+    fn sync_devices(&self) -> Result<()>;
 }
 
 /// The longest a group-commit leader waits for operations on their way to the
@@ -129,18 +170,6 @@ fn wait_for_stragglers(more: impl Fn() -> bool, bound: Duration) {
     while more() && Instant::now() < until {
         crate::sync::thread::yield_now();
     }
-}
-
-/// The extent an [`Error::OutcomeUnknown`] of `entries` names (the machine that
-/// asked relabels it with its own).
-fn first_extent(entries: &[Entry]) -> crate::record::ExtentId {
-    entries
-        .iter()
-        .find_map(|e| match e {
-            Entry::Put(r) | Entry::Proposed(r) => Some(r.extent),
-            _ => None,
-        })
-        .unwrap_or(crate::record::ExtentId(0))
 }
 
 pub(crate) fn io_error(op: &'static str, err: &std::io::Error) -> Error {
@@ -175,7 +204,7 @@ impl Journal {
     }
 
     /// Appends `entries` and returns once they are durable (group commit); a
-    /// rotation due meanwhile checkpoints `image()`.
+    /// rotation due meanwhile checkpoints `live`'s image.
     ///
     /// # Errors
     ///
@@ -183,8 +212,8 @@ impl Journal {
     /// the entries failed, the journal's failure ([`Error::Io`], device
     /// [`METADATA_DEVICE`]) if it had failed before they were written,
     /// [`Error::Shutdown`] once closed.
-    pub(crate) fn commit(&self, entries: &[Entry], image: &dyn Fn() -> Image) -> Result<()> {
-        self.commit_with(entries, || {}, || false, image)
+    pub(crate) fn commit(&self, entries: &[Entry], live: &dyn Live) -> Result<()> {
+        self.commit_with(entries, || {}, || false, live)
     }
 
     /// [`commit`](Self::commit): `arrived` runs once the entries are appended (under
@@ -195,13 +224,13 @@ impl Journal {
         entries: &[Entry],
         arrived: impl FnOnce(),
         more: impl Fn() -> bool,
-        image: &dyn Fn() -> Image,
+        live: &dyn Live,
     ) -> Result<()> {
         let mut g = self.writer.lock();
         let appended = g.append(entries);
         arrived();
         let target = appended?;
-        let extent = first_extent(entries);
+        let extent = Entry::first_extent(entries);
         // Bounded: every pass returns, waits for the write in flight (which makes
         // the target durable, fails the journal, or is followed by one that does),
         // or leads one write.
@@ -232,17 +261,17 @@ impl Journal {
             self.cond.notify_all();
             if let Some(number) = checkpoint {
                 drop(g);
-                self.checkpoint(number, image);
+                self.checkpoint(number, live);
                 g = self.writer.lock();
             }
         }
     }
 
-    /// Writes checkpoint `number` of `image()` and switches the pointer to it.
-    fn checkpoint(&self, number: u64, image: &dyn Fn() -> Image) {
+    /// Writes checkpoint `number` of the live image and switches the pointer to it.
+    fn checkpoint(&self, number: u64, live: &dyn Live) {
         #[cfg(feature = "tracing")]
         let _span = tracing::info_span!("extentmeta.journal.rotate").entered();
-        let image = image();
+        let image = live.image();
         let names = (self.dir.fs.list(&self.dir.path)).map_err(|e| io_error("list", &e));
         let mut ops = match &names {
             Ok(names) => self.writer.lock().checkpoint(number, &image, names),
@@ -253,7 +282,7 @@ impl Journal {
         // releases the reserve).
         loop {
             if result.is_ok() {
-                result = self.dir.run(ops.clone());
+                result = self.dir.run_with(ops.clone(), &|| live.sync_devices());
             }
             #[cfg(feature = "tracing")]
             if let Err(err) = &result {
@@ -283,7 +312,7 @@ impl Journal {
     ///
     /// [`Error::Io`] if the marker's write or sync failed (nothing acknowledged is
     /// affected; a reopen recovers as after a crash).
-    pub(crate) fn close(&self) -> Result<()> {
+    pub(crate) fn close(&self, live: &dyn Live) -> Result<()> {
         let mut g = self.writer.lock();
         // Bounded: the write and the checkpoint in flight finish and notify, and
         // a write waiting to run again (behind the reserve's release) runs once.
@@ -306,7 +335,7 @@ impl Journal {
         // reserve's release). Under the lock: every other committer is refused
         // from now on anyway.
         while let Some(plan) = ops {
-            result = self.dir.run(plan);
+            result = self.dir.run_with(plan, &|| live.sync_devices());
             g.complete(result.clone());
             self.publish(&g);
             ops = g.retry_pending().then(|| g.next_write()).flatten();

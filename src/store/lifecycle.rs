@@ -157,7 +157,7 @@ impl Store {
         config: StoreConfig,
     ) -> Result<Self> {
         let opened = open::open(fs, dir.as_ref(), &config)?;
-        let files = std::sync::Arc::new(opened.backend);
+        let files = opened.backend;
         let mut store = Self::start(
             opened.table,
             opened.allocator,
@@ -191,6 +191,7 @@ impl Store {
         };
         let devices = backend.device_count();
         let policy = config.policy;
+        let inline_write_max = durable.as_ref().map_or(0, |_| config.inline_write_max);
         let core = Core {
             table,
             cache: {
@@ -217,6 +218,8 @@ impl Store {
             mutants: Default::default(),
             proposals: Default::default(),
             space_low: Default::default(),
+            inline_write_max,
+            write_back: Default::default(),
             events: Default::default(),
         };
         let shared = Arc::new(Shared::new(
@@ -313,7 +316,7 @@ impl Store {
             first.get_or_insert(err);
         }
         if let Some(journal) = &self.shared.journal {
-            if let Err(err) = journal.close() {
+            if let Err(err) = journal.close(&*self.shared) {
                 first.get_or_insert(err);
             }
             journal.release();

@@ -561,6 +561,7 @@ impl Store {
             // Relaxed: progress for statistics, ordered with nothing.
             scrub_cursor: self.shared.scrub_cursor.load(Relaxed),
             retired_pending: core.reclaimer.pending() as u64,
+            inline_unsynced: core.write_back.len() as u64,
             ..StoreStats::default()
         };
         self.shared.counters.fill(&mut stats);

@@ -53,7 +53,7 @@ pub struct RecoveryReport {
 pub(crate) struct Opened {
     pub(crate) table: ExtentTable,
     pub(crate) allocator: Allocator,
-    pub(crate) backend: DeviceFiles,
+    pub(crate) backend: Arc<DeviceFiles>,
     pub(crate) journal: Journal,
     pub(crate) report: RecoveryReport,
 }
@@ -176,8 +176,9 @@ fn recover_and_open(
     )?;
     // Every check passed: from here on files change.
     dir.run(opening.create)?;
+    let backend = Arc::new(open_device_files(&dir, device_files)?);
+    dir.set_devices(Arc::clone(&backend));
     dir.run(opening.reopen)?;
-    let backend = open_device_files(&dir, device_files)?;
     let recovered = &opening.recovered;
     let report = RecoveryReport {
         created: opening.created,

@@ -85,6 +85,9 @@ pub struct StoreStats {
     pub scrub_cursor: u64,
     /// Retired locations waiting for readers to finish.
     pub retired_pending: u64,
+    /// Inline writes (durable in the journal) whose data no device sync has
+    /// covered at its location yet: the next checkpoint or data sync does.
+    pub inline_unsynced: u64,
 }
 
 impl StoreStats {

@@ -122,3 +122,19 @@ pub fn refused(
     }
     err
 }
+
+/// Bytes of data after the journal frame whose payload is `payload`: an inline
+/// write's record (tag 9) is followed by its location's length of data (the
+/// record ends with the location's length u32 and the checksum u32); any other
+/// frame by none.
+pub fn inline_data_len(payload: &[u8]) -> usize {
+    match payload.first() {
+        Some(9) if payload.len() >= 8 => {
+            let at = payload.len() - 8;
+            let mut len = [0u8; 4];
+            len.copy_from_slice(&payload[at..at + 4]);
+            u32::from_le_bytes(len) as usize
+        }
+        _ => 0,
+    }
+}

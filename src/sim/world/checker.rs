@@ -127,7 +127,9 @@ impl World {
                     "{id}: data lost: {location} does not hold generation {}",
                     s.generation()
                 ));
-            } else if !holds(self.fabric.durable(location)) {
+            } else if !holds(self.fabric.durable(location))
+                && !self.model.inline_durable(id, s.generation(), location)
+            {
                 self.violation(format!(
                     "{id}: generation {} committed at {location} before it was durable (its sync not acknowledged)",
                     s.generation()

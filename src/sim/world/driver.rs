@@ -154,6 +154,7 @@ impl World {
             return self.fabric.sync(device);
         };
         let was_failed = book.failed();
+        let mark = self.core.write_back.mark();
         let result = book.begin().and_then(|ticket| {
             let synced = self
                 .fabric
@@ -167,15 +168,18 @@ impl World {
                 }),
             }
         });
-        if result.is_err() && book.failed() {
-            if !was_failed {
-                // The device file stays failed until a reopen: the engine's answer
-                // (as to a failed journal) is to reopen the store.
-                self.report.device_sync_failures += 1;
-                self.schedule(self.now + 1_000_000, Event::Reopen);
-            }
-            self.core.device_sync_failed(device);
+        let failed = result.is_err() && book.failed();
+        if failed && !was_failed {
+            // The device file stays failed until a reopen: the engine's answer
+            // (as to a failed journal) is to reopen the store.
+            self.report.device_sync_failures += 1;
+            self.schedule(self.now + 1_000_000, Event::Reopen);
         }
+        let fabric = &mut self.fabric;
+        self.core
+            .after_device_sync(device, mark, result.is_ok(), failed, |location, bytes| {
+                fabric.rewrite(location, bytes.clone());
+            });
         result
     }
 
@@ -193,7 +197,7 @@ impl World {
         {
             let bytes = bytes.clone();
             for e in &entries {
-                if let Entry::Put(r) | Entry::Proposed(r) = e
+                if let Some((r, _)) = e.record()
                     && r.generation > self.history.current(r.extent)
                 {
                     if self.cfg.commit_before_journal {
@@ -204,6 +208,9 @@ impl World {
                 }
             }
         }
+        self.report.inline_writes += (entries.iter())
+            .filter(|e| matches!(e, Entry::Inline(..)))
+            .count() as u64;
         self.model.issue(idx, &entries);
         let fx = self.meta.append(idx, &entries);
         self.meta_effects(fx);
@@ -223,6 +230,13 @@ impl World {
         if fx.poisoned {
             self.report.journal_failures += 1;
             self.schedule(self.now + 1_000_000, Event::Reopen);
+        }
+        if let Some(lane) = fx.sync_devices {
+            let held = self.core.write_back.devices();
+            let result = held.into_iter().try_for_each(|d| self.sync(d));
+            let core = &self.core;
+            let fx = self.meta.devices_synced(lane, result, || core.image());
+            self.meta_effects(fx);
         }
         for slot in fx.acks {
             self.model.ack(slot);

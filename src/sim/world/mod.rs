@@ -145,6 +145,8 @@ impl World {
                     reopen_without_sync: cfg.reopen_without_sync,
                     torn_as_corrupt: cfg.torn_as_corrupt,
                     missing_journal_as_empty: cfg.missing_journal_as_empty,
+                    checkpoint_without_device_sync: cfg.checkpoint_without_device_sync,
+                    reopen_without_redo: cfg.reopen_without_redo,
                 },
                 latency: cfg.latency,
                 transient_ppm: cfg.faults.transient_ppm,
@@ -158,13 +160,16 @@ impl World {
             cfg.crash_spacing,
             ChaCha8Rng::seed_from_u64(seed ^ 0xC4A5_4000_0000_0BAD),
         );
+        let fabric_rng = ChaCha8Rng::seed_from_u64(seed ^ 0xFAB1_1C00_D15C_0000);
+        let sync_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5F1C_0000_D0AB_1E00);
+        let mut fabric = Fabric::new(cfg.devices, cfg.latency, cfg.faults, fabric_rng, sync_rng);
         // The store is created as `Store::open` creates it (a crash may cut that
         // short too); a directory the emulator built itself always recovers.
         let (table, allocator) = match crash::recover(
             &mut meta,
+            &mut fabric,
             &mut crashes,
             &geometry,
-            &vec![None; usize::from(cfg.devices)],
             &mut report,
             true,
         ) {
@@ -195,11 +200,10 @@ impl World {
             events: Default::default(),
             proposals: Default::default(),
             space_low: Default::default(),
+            inline_write_max: cfg.inline_write_max,
+            write_back: Default::default(),
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let fabric_rng = ChaCha8Rng::seed_from_u64(seed ^ 0xFAB1_1C00_D15C_0000);
-        let sync_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5F1C_0000_D0AB_1E00);
-        let fabric = Fabric::new(cfg.devices, cfg.latency, cfg.faults, fabric_rng, sync_rng);
         let kinds = [
             (ActorKind::Writer, w.writers),
             (ActorKind::Reader, w.readers),
@@ -337,6 +341,7 @@ impl World {
                     let reboot = self.crashes.rng.random_bool(0.5);
                     if reboot {
                         self.meta.dir.crash(&mut self.crashes.rng);
+                        self.fabric.crash(&mut self.crashes.rng);
                     }
                     self.reopen(reboot);
                 }

@@ -123,9 +123,9 @@ impl World {
         }
         let rebuilt = match crash::recover(
             &mut self.meta,
+            &mut self.fabric,
             &mut self.crashes,
             &self.geometry,
-            &device_lens,
             &mut self.report,
             durable,
         ) {
@@ -167,6 +167,8 @@ impl World {
             events: Default::default(),
             proposals: Default::default(),
             space_low: Default::default(),
+            inline_write_max: self.cfg.inline_write_max,
+            write_back: Default::default(),
         };
         self.core.set_space_low(self.meta.space_low());
         self.start_actors();

@@ -337,6 +337,11 @@ impl Allocator {
             .collect()
     }
 
+    /// Whether `device` is marked degraded.
+    pub(crate) fn is_degraded(&self, device: u16) -> bool {
+        (self.devices.get(usize::from(device))).is_some_and(|d| d.lock().degraded)
+    }
+
     /// Devices marked degraded, ascending.
     pub(crate) fn degraded_devices(&self) -> Vec<u16> {
         (0..self.devices.len())
