@@ -211,6 +211,17 @@ pub(crate) fn scan(bytes: &[u8], file: &str, kind: FileKind, tear: Tear) -> Resu
                 at += used;
             }
             Some(_) => return Err(corrupt(at as u64, "sequence numbers are not consecutive")),
+            // Space the writer allocated ahead of its appends (no frame starts
+            // with a zero length): the journal ends here.
+            None if may_be_torn && bytes[at..].iter().all(|&b| b == 0) => {
+                return Ok(Scan {
+                    header: Some(header),
+                    entries,
+                    valid_len: at as u64,
+                    torn: false,
+                    last_mark,
+                });
+            }
             None => {
                 if !may_be_torn {
                     return Err(corrupt(at as u64, "bad frame"));

@@ -335,7 +335,10 @@ pub(crate) fn recover(
         }
         if scanned.torn {
             recovered.cut = Some((n, scanned.valid_len));
-            recovered.dropped = bytes[scanned.valid_len as usize..].to_vec();
+            // Without the zeros of allocated space after the damage.
+            let tail = &bytes[scanned.valid_len as usize..];
+            let end = tail.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+            recovered.dropped = tail[..end].to_vec();
         }
         if is_last {
             if let Some(Entry::Rotated { next }) = scanned.last_entry() {

@@ -211,8 +211,21 @@ pub(crate) struct Reopen {
 /// [`encode_group`](super::encode_group) with the durable length as their mark),
 /// then the sync that makes every one of them durable. `close` and the end of a
 /// rotated journal are group commits too, of one marker frame.
-pub(crate) fn group_commit(journal: u64, offset: u64, frames: Vec<u8>) -> Vec<FsOp> {
+///
+/// `zeros` bytes of zeros follow the frames, in the same write: the journal's
+/// space is allocated ahead of its appends, so that most group commits overwrite
+/// allocated bytes and their `fdatasync` need not also write the file's new size
+/// (measured on this machine's ext4: 137 against 310 µs per 4 KiB write and sync;
+/// RocksDB recycles its log files and TigerBeetle preallocates its WAL for the
+/// same reason). Recovery reads zeros after the last frame as the journal's end.
+pub(crate) fn group_commit(
+    journal: u64,
+    offset: u64,
+    mut frames: Vec<u8>,
+    zeros: u64,
+) -> Vec<FsOp> {
     let file = files::journal(journal);
+    frames.resize(frames.len() + zeros as usize, 0);
     vec![
         FsOp::Write {
             file: file.clone(),

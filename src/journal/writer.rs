@@ -54,14 +54,19 @@ use super::{Entry, Image, METADATA_DEVICE, encode_group, files};
 use crate::error::{Error, Result};
 use crate::record::ExtentId;
 
+/// The most zeros one group commit writes ahead of the appends.
+const ALLOCATE_MAX: u64 = 1 << 20;
+
 /// The write a driver is running.
 #[derive(Debug, Clone)]
 struct InFlight {
     /// Entries below this sequence number are durable once it succeeds.
     upto: u64,
-    /// Bytes it appends to the active journal (0 for a switch: they go to the old
-    /// one).
+    /// Bytes it writes to the active journal, frames then `zeros` (0 for a
+    /// switch: they go to the old one).
     written: u64,
+    /// Of which zeros allocating space ahead.
+    zeros: u64,
     /// The journal a switch starts.
     switch_to: Option<u64>,
     /// Its plan, kept to run again behind the reserve's release.
@@ -95,8 +100,15 @@ pub(crate) struct Writer {
     /// The active journal and the length of it known durable (appends go there).
     number: u64,
     len: u64,
+    /// Bytes of the active journal written (frames, then zeros), at least `len`:
+    /// appends below it overwrite allocated space (see `plan::group_commit`).
+    allocated: u64,
     next_seq: u64,
     buf: Vec<(u64, Entry)>,
+    /// Appends (commits) in `buf`, and in the last group commit taken: a leader
+    /// waits (bounded, see `store::durable`) for about as many as last time.
+    buf_commits: usize,
+    last_group: usize,
     /// Every sequence number below this is durable.
     durable: u64,
     /// Every sequence number below this was handed to a write.
@@ -131,8 +143,11 @@ impl Writer {
             max_bytes,
             number,
             len,
+            allocated: len,
             next_seq,
             buf: Vec::new(),
+            buf_commits: 0,
+            last_group: 0,
             durable: next_seq,
             issued: next_seq,
             in_flight: None,
@@ -247,6 +262,7 @@ impl Writer {
             self.next_seq += 1;
         }
         self.stats.commits += 1;
+        self.buf_commits += 1;
         Ok(self.next_seq)
     }
 
@@ -279,6 +295,12 @@ impl Writer {
         self.in_flight
             .as_ref()
             .is_some_and(|f| f.running && f.switch_to.is_none())
+    }
+
+    /// Appends buffered for the next group commit, and appends the last one
+    /// carried.
+    pub(crate) fn group_sizes(&self) -> (usize, usize) {
+        (self.buf_commits, self.last_group)
     }
 
     /// The sequence number the next appended entry gets.
@@ -325,6 +347,7 @@ impl Writer {
             // which ends with the marker naming it (see `recover`).
             let next = self.number + 1;
             let mut entries = std::mem::take(&mut self.buf);
+            self.buf_commits = 0;
             entries.push((self.next_seq, Entry::Rotated { next }));
             let start = self.next_seq + 1;
             self.next_seq += 2;
@@ -334,14 +357,16 @@ impl Writer {
                 self.number,
                 self.len,
                 encode_group(self.len, &entries),
+                0,
             ));
             self.rotating = true;
-            return Some(self.start(ops, 0, Some(next)));
+            return Some(self.start(ops, (0, 0), Some(next)));
         }
         if self.buf.is_empty() {
             return None;
         }
         let entries = std::mem::take(&mut self.buf);
+        self.last_group = std::mem::take(&mut self.buf_commits);
         Some(self.group_commit(&entries))
     }
 
@@ -351,18 +376,29 @@ impl Writer {
         // returned Ok, and this write is issued only now.
         let frames = encode_group(self.len, entries);
         let written = frames.len() as u64;
+        let end = self.len + written;
+        let zeros = match end > self.allocated {
+            true => self.max_bytes.div_ceil(16).clamp(4 << 10, ALLOCATE_MAX),
+            false => 0,
+        };
         self.start(
-            plan::group_commit(self.number, self.len, frames),
-            written,
+            plan::group_commit(self.number, self.len, frames, zeros),
+            (written + zeros, zeros),
             None,
         )
     }
 
-    fn start(&mut self, ops: Vec<FsOp>, written: u64, switch_to: Option<u64>) -> Vec<FsOp> {
+    fn start(
+        &mut self,
+        ops: Vec<FsOp>,
+        (written, zeros): (u64, u64),
+        switch_to: Option<u64>,
+    ) -> Vec<FsOp> {
         self.issued = self.next_seq;
         self.in_flight = Some(InFlight {
             upto: self.next_seq,
             written,
+            zeros,
             switch_to,
             // Kept whether or not the reserve is held now: it may be made again
             // while this write runs, and then released for it.
@@ -397,10 +433,13 @@ impl Writer {
             Some(next) => {
                 self.number = next;
                 self.len = self.next_len;
+                self.allocated = self.next_len;
                 Some(next)
             }
             None => {
-                self.len += flight.written;
+                let frames = flight.written - flight.zeros;
+                self.allocated = self.allocated.max(self.len + flight.written);
+                self.len += frames;
                 None
             }
         }
@@ -509,13 +548,18 @@ mod tests {
         assert_eq!(w.status(a, ExtentId(1)), Some(Ok(())));
         assert_eq!(w.status(b, ExtentId(2)), None, "not written yet");
         let second = w.next_write().unwrap();
-        // The second write starts where the first ended, marked with that length.
+        // The second write starts where the first one's frames ended (the first
+        // also allocated zeros after them, which the second overwrites).
         let offset = |ops: &[FsOp]| match &ops[0] {
             FsOp::Write { offset, bytes, .. } => (*offset, bytes.len() as u64),
             other => panic!("{other:?}"),
         };
+        let frames = |n: usize| encode_group(0, &vec![(0, put(1, 1)); n]).len() as u64;
         let (o1, l1) = offset(&first);
-        assert_eq!(offset(&second).0, o1 + l1);
+        assert!(l1 > frames(1), "space allocated ahead");
+        let (o2, l2) = offset(&second);
+        assert_eq!(o2, o1 + frames(1));
+        assert_eq!(l2, frames(2), "inside the allocated space: frames only");
         w.complete(Ok(()));
         assert_eq!(w.status(b, ExtentId(2)), Some(Ok(())));
     }

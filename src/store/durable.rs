@@ -26,7 +26,7 @@ use crate::fs::{Fs, FsFile};
 use crate::journal::plan::FsOp;
 use crate::journal::writer::Writer;
 use crate::journal::{Entry, Image};
-use crate::sync::{AtomicBool, Condvar, Mutex, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 // std's Arc even under loom: file handles are shared, not synchronised through it.
 use std::any::Any;
 use std::collections::HashMap;
@@ -187,6 +187,11 @@ pub(crate) struct Journal {
     /// The writer's `space_low`, published whenever the writer may have changed
     /// it, so that a write reads it without the writer's lock.
     space_low: AtomicBool,
+    /// Appends buffered for the next group commit (the writer's count, published
+    /// under its lock for a gathering leader to read without it).
+    buffered: AtomicUsize,
+    /// Nanoseconds the last group commit's write and sync took.
+    last_sync_ns: AtomicU64,
 }
 
 /// Journal counters for [`StoreStats`](crate::StoreStats).
@@ -196,6 +201,8 @@ impl Journal {
     pub(crate) fn new(dir: Dir, lock: Box<dyn Any + Send + Sync>, writer: Writer) -> Self {
         Journal {
             space_low: AtomicBool::new(writer.space_low()),
+            buffered: AtomicUsize::new(0),
+            last_sync_ns: AtomicU64::new(0),
             dir,
             writer: Mutex::new(writer),
             cond: Condvar::new(),
@@ -228,6 +235,8 @@ impl Journal {
     ) -> Result<()> {
         let mut g = self.writer.lock();
         let appended = g.append(entries);
+        // Relaxed: a hint for a gathering leader's bounded wait.
+        self.buffered.store(g.group_sizes().0, Ordering::Relaxed);
         arrived();
         let target = appended?;
         let extent = Entry::first_extent(entries);
@@ -242,10 +251,27 @@ impl Journal {
                 g = self.cond.wait(g);
                 continue;
             }
-            // Lead: others that append meanwhile wait for this write.
+            // Lead: others that append meanwhile wait for this write. Wait for
+            // the ones on their way (`more`: their data is being written and
+            // synced), and for about as many appends as the last group carried
+            // (the writers it woke, on their way back: inline writes have no
+            // data sync to be seen in), the latter for at most one sync's time,
+            // so a shrinking group costs less than one sync more.
+            let (_, last_group) = g.group_sizes();
             g.gather();
             drop(g);
-            wait_for_stragglers(&more, STRAGGLER_WAIT);
+            // Relaxed: hints for a bounded wait, never for correctness.
+            let sync =
+                Duration::from_nanos(self.last_sync_ns.load(Ordering::Relaxed)).min(STRAGGLER_WAIT);
+            let started = Instant::now();
+            wait_for_stragglers(
+                || {
+                    more()
+                        || (self.buffered.load(Ordering::Relaxed) < last_group
+                            && started.elapsed() < sync)
+                },
+                STRAGGLER_WAIT,
+            );
             g = self.writer.lock();
             let Some(ops) = g.next_write() else {
                 // Nothing to write (the journal failed or closed meanwhile): the
@@ -253,8 +279,14 @@ impl Journal {
                 self.cond.notify_all();
                 continue;
             };
+            // Relaxed: as above.
+            self.buffered.store(0, Ordering::Relaxed);
             drop(g);
+            let started = Instant::now();
             let result = self.dir.run(ops);
+            // Relaxed: as above.
+            self.last_sync_ns
+                .store(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
             g = self.writer.lock();
             let checkpoint = g.complete(result);
             self.publish(&g);

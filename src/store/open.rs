@@ -37,7 +37,8 @@ pub struct RecoveryReport {
     /// Whether a torn journal tail (an unacknowledged group commit cut by the
     /// crash) was dropped.
     pub torn_tail_dropped: bool,
-    /// Bytes of that torn tail.
+    /// Bytes of that torn tail (without trailing zeros: the journal allocates
+    /// its space ahead of its appends, and zeros there carry nothing).
     pub dropped_bytes: u64,
     /// The side file in the store directory that keeps those bytes as evidence
     /// (removed with its journal at a later checkpoint).
