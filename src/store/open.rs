@@ -48,6 +48,9 @@ pub struct RecoveryReport {
     pub clean_close: bool,
     /// Locations marked bad.
     pub bad_locations: u64,
+    /// Inline writes whose data recovery wrote back to its location from the
+    /// journal (none after a clean close, which synced the devices).
+    pub inline_written_back: u64,
 }
 
 /// What recovery hands to the store.
@@ -191,6 +194,7 @@ fn recover_and_open(
         dropped_file: recovered.cut.map(|(n, at)| files::dropped(n, at)),
         clean_close: recovered.tail.closed,
         bad_locations: recovered.image.bad.len() as u64,
+        inline_written_back: recovered.redo.len() as u64,
     };
     Ok(Opened {
         table: opening.table,

@@ -1,0 +1,239 @@
+//! One-sync durable writes on real files: a write of at most `inline_write_max`
+//! bytes travels in its journal record, its data is written to its location
+//! unsynced, and the next checkpoint (or `close`) syncs the devices before the
+//! journal holding the only durable copy goes. Each test builds one fault with
+//! the fault-injecting file system (`tests/common/fault_fs.rs`):
+//!
+//! * a power cut that loses every unsynced device byte: recovery writes the data
+//!   back from the journal;
+//! * a power cut inside a rotation's write-back (the device sync before the
+//!   checkpoint), with unsynced sectors persisted in any subset;
+//! * a failed write-back sync that drops the device's dirty pages: reads stay
+//!   right (the store writes the held bytes again), the checkpoint is not taken,
+//!   and a reopen finds everything;
+//! * a clean close syncs the devices, so the next open writes nothing back.
+//!
+//! Values encode their extent and generation (`tests/common`).
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+#![cfg(unix)]
+
+mod common;
+
+use common::fault_fs::{self, Cut, FaultFs, Faults, Rng, SyncFault, Target};
+use common::{decode, value};
+use extentmeta::{ExtentId, Store, StoreConfig};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+const DEVICE: &str = "dev0000.extents";
+
+fn config(journal_max_bytes: u64) -> StoreConfig {
+    StoreConfig::builder()
+        .devices(1)
+        .cache_bytes(0)
+        .prefetch_workers(0)
+        .journal_max_bytes(journal_max_bytes)
+        .metadata_reserve_bytes(16 << 10)
+        .build()
+        .unwrap()
+}
+
+/// 200..1200 bytes: inline under the default bound.
+fn val(id: u64, generation: u64) -> Vec<u8> {
+    value(
+        ExtentId(id),
+        generation,
+        200 + ((id * 37 + generation * 11) % 1000) as usize,
+    )
+}
+
+/// Extent → the generation its acknowledged value encodes.
+type Model = BTreeMap<u64, u64>;
+
+fn put(store: &Store, model: &mut Model, id: u64, generation: u64) {
+    store.write(ExtentId(id), &val(id, generation)).unwrap();
+    model.insert(id, generation);
+}
+
+/// Every modelled extent reads back exactly its acknowledged value.
+fn check(store: &Store, model: &Model) {
+    for (&id, &generation) in model {
+        let bytes = store
+            .read(ExtentId(id))
+            .unwrap_or_else(|e| panic!("extent {id}: {e}"));
+        assert_eq!(decode(&bytes), (ExtentId(id), generation), "extent {id}");
+        assert_eq!(bytes.len(), val(id, generation).len(), "extent {id}");
+    }
+}
+
+/// Whether `hay` holds the value of (`id`, `generation`).
+fn holds(hay: &[u8], id: u64, generation: u64) -> bool {
+    let v = val(id, generation);
+    hay.windows(v.len()).any(|w| w == v.as_slice())
+}
+
+/// The power fails now: every later file operation fails; `drop` the store,
+/// then the unsynced bytes are lost as `cut` says.
+fn power_fails(fs: &FaultFs, store: Store, cut: Cut, seed: u64) {
+    fs.restart(fs.ops());
+    drop(store);
+    fs.cut(&mut Rng::new(seed), cut);
+}
+
+#[test]
+fn an_inline_write_survives_a_power_cut_that_loses_its_unsynced_data() {
+    let tmp = fault_fs::tempdir();
+    let dir = tmp.path();
+    let fs = FaultFs::new(dir, u64::MAX, Faults::default());
+    let store = Store::open_in(Arc::new(fs.clone()), dir, config(64 << 20)).unwrap();
+    let mut model = Model::new();
+    for id in 0..12 {
+        put(&store, &mut model, id, 1);
+    }
+    put(&store, &mut model, 3, 2);
+    let stats = store.stats();
+    // Every write waits for write-back, but the one extent 3's second write
+    // replaced: its location went back to the allocator.
+    assert_eq!(stats.inline_unsynced, 12);
+    assert_eq!(stats.journal_syncs, 13, "one sync per write (one thread)");
+    // Written to the device, not synced there.
+    assert!(holds(&fs.live(DEVICE).unwrap(), 3, 2));
+    assert!(!holds(&fs.synced(DEVICE).unwrap_or_default(), 3, 2));
+    power_fails(&fs, store, Cut::Synced, 1);
+    assert!(
+        !holds(&std::fs::read(dir.join(DEVICE)).unwrap_or_default(), 3, 2),
+        "the power cut took the unsynced data"
+    );
+    let store = Store::open(dir, config(64 << 20)).unwrap();
+    check(&store, &model);
+    let report = store.recovery().unwrap();
+    assert!(!report.clean_close);
+    // One per extent: the newest inline record of each.
+    assert_eq!(report.inline_written_back, 12, "{report:?}");
+    drop(store);
+    // Written back and synced: the device holds every value now.
+    let device = std::fs::read(dir.join(DEVICE)).unwrap();
+    for (&id, &generation) in &model {
+        assert!(holds(&device, id, generation), "extent {id}");
+    }
+}
+
+#[test]
+fn a_power_cut_inside_a_rotations_write_back_loses_nothing_acknowledged() {
+    for (seed, nth) in [(1, 1), (2, 2), (3, 3)] {
+        let tmp = fault_fs::tempdir();
+        let dir = tmp.path();
+        // The power fails at the `nth` device sync: all writes are inline, so
+        // device syncs are the write-backs of rotations (4 KiB journals).
+        let fs = FaultFs::new(
+            dir,
+            u64::MAX,
+            Faults {
+                cut_at_sync: Some((Target::Device, nth)),
+                ..Faults::default()
+            },
+        );
+        let cfg = config(4096);
+        let store = Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()).unwrap();
+        let mut model = Model::new();
+        let mut n = 0;
+        // Bounded: a rotation every few writes.
+        while !fs.is_cut() {
+            let (id, generation) = (n % 10, n / 10 + 1);
+            if store.write(ExtentId(id), &val(id, generation)).is_ok() {
+                model.insert(id, generation);
+            }
+            n += 1;
+            assert!(n < 2_000, "no write-back sync");
+        }
+        drop(store);
+        fs.cut(&mut Rng::new(seed), Cut::AnySubset);
+        let store = Store::open(dir, cfg.clone()).unwrap();
+        // Acknowledged values, or (for the write the cut stopped) the next one.
+        for (&id, &generation) in &model {
+            let got = decode(&store.read(ExtentId(id)).unwrap());
+            assert!(
+                got == (ExtentId(id), generation) || got == (ExtentId(id), generation + 1),
+                "seed {seed}: extent {id}: {got:?}, acknowledged {generation}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_failed_write_back_sync_that_dropped_pages_keeps_reads_right_and_loses_nothing() {
+    let tmp = fault_fs::tempdir();
+    let dir = tmp.path();
+    let fs = FaultFs::new(
+        dir,
+        u64::MAX,
+        Faults {
+            sync_eio: Some(SyncFault {
+                target: Target::Device,
+                nth: 1,
+                drop_pages: true,
+            }),
+            ..Faults::default()
+        },
+    );
+    let cfg = config(4096);
+    let store = Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()).unwrap();
+    let mut model = Model::new();
+    let pointer = || std::fs::read(dir.join("CURRENT")).unwrap();
+    let before = pointer();
+    let mut n = 0;
+    // Bounded: the first rotation's write-back syncs the device.
+    while fs.fired().is_none() {
+        put(&store, &mut model, n % 10, n / 10 + 1);
+        n += 1;
+        assert!(n < 2_000, "no write-back sync");
+    }
+    assert!(fs.fired().unwrap().contains(DEVICE), "{:?}", fs.fired());
+    // The pages were dropped, and written again from the held bytes: every read
+    // is right, none is a checksum failure or FPRE004.
+    check(&store, &model);
+    assert_eq!(store.stats().read_ok, model.len() as u64);
+    // The checkpoint was not taken: the journals holding the data stay.
+    assert_eq!(pointer(), before, "no checkpoint over a failed write-back");
+    // The device refuses writes until a reopen (its sync failed); a clean close
+    // cannot vouch for its data either.
+    assert_eq!(
+        store.write(ExtentId(0), &val(0, 900)).unwrap_err().code(),
+        "FPRE009"
+    );
+    assert!(store.close().is_err(), "close cannot sync the device");
+    drop(store);
+    let store = Store::open(dir, cfg).unwrap();
+    assert!(!store.recovery().unwrap().clean_close);
+    check(&store, &model);
+}
+
+#[test]
+fn a_clean_close_syncs_the_devices_and_the_next_open_writes_nothing_back() {
+    let tmp = fault_fs::tempdir();
+    let dir = tmp.path();
+    let fs = FaultFs::new(dir, u64::MAX, Faults::default());
+    let cfg = config(64 << 20);
+    let store = Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()).unwrap();
+    let mut model = Model::new();
+    for id in 0..8 {
+        put(&store, &mut model, id, 1);
+    }
+    store.close().unwrap();
+    drop(store);
+    // Synced by the close: a power cut now loses none of the device's bytes.
+    let synced = fs.synced(DEVICE).unwrap();
+    for (&id, &generation) in &model {
+        assert!(holds(&synced, id, generation), "extent {id}");
+    }
+    fs.cut(&mut Rng::new(4), Cut::Synced);
+    let store = Store::open(dir, cfg).unwrap();
+    let report = store.recovery().unwrap();
+    assert!(report.clean_close);
+    assert_eq!(report.inline_written_back, 0, "{report:?}");
+    check(&store, &model);
+    assert_eq!(store.stats().inline_unsynced, 0);
+}
