@@ -7,6 +7,8 @@
 //!   4 KiB writes travel in their journal record (one sync, inline); the same at
 //!   64 KiB and 1 MiB, past the inline bound (data sync, then journal sync).
 //! * (b) one writer: p50 latency of a durable 4 KiB write vs one write + `fdatasync`.
+//! * the inline bound: 8 writers at 16 KiB to 128 KiB, inline and synced, each
+//!   against the baseline (how `inline_write_max`'s default was chosen).
 //! * (c) recovery time of 1 000 000 extents: a checkpoint plus 100 000 journal
 //!   records (built in /dev/shm when it exists, so its syncs are cheap).
 //! * (d) journal and checkpoint bytes per extent, from the file sizes of (c).
@@ -39,13 +41,17 @@ const ROUNDS: usize = 3;
 const LATENCY_SAMPLES: usize = 200;
 
 fn store_config(journal_max_bytes: u64) -> StoreConfig {
+    store_builder(journal_max_bytes)
+        .build()
+        .expect("valid config")
+}
+
+fn store_builder(journal_max_bytes: u64) -> extentmeta::store::StoreConfigBuilder {
     StoreConfig::builder()
         .devices(DEVICES)
         .cache_bytes(8 << 20)
         .prefetch_workers(0)
         .journal_max_bytes(journal_max_bytes)
-        .build()
-        .expect("valid config")
 }
 
 fn payload(id: u64) -> Vec<u8> {
@@ -172,6 +178,55 @@ fn throughput(dir: &Path) {
     }
 }
 
+/// The inline bound's choice: 8 writers at sizes around it, each written inline
+/// (in the journal record, one sync) and synced (data sync, then journal sync),
+/// against the baseline, in rotating rounds.
+fn threshold(dir: &Path) {
+    const PER_WRITER: u64 = 40;
+    for size in [16 << 10, 32 << 10, 64 << 10, 128 << 10] {
+        let open = |inline: u32, name: &str| {
+            let config = store_builder(64 << 20)
+                .inline_write_max(inline)
+                .build()
+                .expect("valid config");
+            Store::open(dir.join(format!("{name}-{size}")), config).expect("open")
+        };
+        let inline = open(1 << 20, "inline");
+        let synced = open(0, "synced");
+        let baseline = Baseline::new(&mkdir(dir.join(format!("t-base-{size}"))));
+        let bytes: Vec<Vec<u8>> = (0..WRITERS).map(|t| payload_of(t, size)).collect();
+        let next_id = AtomicU64::new(0);
+        let run = |store: &Store| {
+            timed_threads(PER_WRITER, |t, _| {
+                // Relaxed: unique ids only.
+                let id = next_id.fetch_add(1, Ordering::Relaxed);
+                store
+                    .write(ExtentId(id), &bytes[t as usize])
+                    .expect("durable write");
+            })
+        };
+        let (mut on, mut off) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let i = run(&inline);
+            let s = run(&synced);
+            let b = timed_threads(PER_WRITER, |t, _| baseline.write(&bytes[t as usize]));
+            on.push(b / i);
+            off.push(b / s);
+        }
+        println!(
+            "durable/inline bound: {} KiB, 8 writers, throughput / baseline: inline {:.3}, \
+             synced {:.3} (median of {ROUNDS})",
+            size >> 10,
+            median(on),
+            median(off)
+        );
+        drop((inline, synced, baseline));
+        for name in ["inline", "synced", "t-base"] {
+            let _ = std::fs::remove_dir_all(dir.join(format!("{name}-{size}")));
+        }
+    }
+}
+
 fn latency(dir: &Path) {
     let store = Store::open(dir.join("lat-store"), store_config(64 << 20)).expect("open");
     let baseline = Baseline::new(&mkdir(dir.join("lat-base-dir")));
@@ -290,6 +345,7 @@ fn recovery() {
 fn bench(c: &mut Criterion) {
     let tmp = tempfile::tempdir().expect("temp dir");
     throughput(tmp.path());
+    threshold(tmp.path());
     latency(tmp.path());
     recovery();
 
