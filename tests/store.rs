@@ -328,6 +328,9 @@ fn readahead_serves_a_sequential_scan_from_prefetched_entries() {
     let cfg = config()
         .cache_bytes(8 << 20)
         .prefetch_workers(1)
+        // Readahead against memory too: the window's mechanics are under test,
+        // not whether the device is worth it (tests/readahead.rs).
+        .readahead_min_read_us(0)
         .build()
         .unwrap();
     let store = Store::new(MemBackend::new(1), cfg).unwrap();

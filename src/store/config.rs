@@ -31,6 +31,7 @@ pub struct StoreConfig {
     pub(crate) cache_hooks: CacheHooks,
     pub(crate) latency_histograms: bool,
     pub(crate) readahead: bool,
+    pub(crate) readahead_min_read_us: u64,
     pub(crate) journal_max_bytes: u64,
     pub(crate) inline_write_max: u32,
     pub(crate) metadata_reserve_bytes: u64,
@@ -103,6 +104,7 @@ impl Default for StoreConfig {
             cache_hooks: CacheHooks::default(),
             latency_histograms: true,
             readahead: true,
+            readahead_min_read_us: 50,
             journal_max_bytes: 64 << 20,
             inline_write_max: DEFAULT_INLINE_WRITE_MAX,
             metadata_reserve_bytes: 8 << 20,
@@ -256,6 +258,15 @@ impl StoreConfigBuilder {
     }
 
     setter!(
+        /// Readahead runs only while a small device read takes at least this many
+        /// microseconds on average (measured on the store's own reads): a worker's
+        /// load costs a reader a thread handoff, which a device that answers
+        /// faster (a page-cached file, memory) does not repay. Default 50 µs
+        /// (BENCHMARKS.md, "Cold scans": 1.5× slower with readahead against the
+        /// page cache, 6× faster against 200 µs reads). 0: always. Bound: ≤ 10 s.
+        readahead_min_read_us: u64
+    );
+    setter!(
         /// Whether sequential reads trigger readahead (on by default); explicit
         /// [`Store::prefetch`](crate::Store::prefetch) works either way.
         readahead: bool
@@ -380,6 +391,11 @@ impl StoreConfigBuilder {
             "inline_write_max",
             c.inline_write_max <= 1 << 20,
             c.inline_write_max,
+        )?;
+        check(
+            "readahead_min_read_us",
+            c.readahead_min_read_us <= 10_000_000,
+            c.readahead_min_read_us,
         )?;
         let journal = c.journal_max_bytes;
         check(

@@ -14,11 +14,49 @@
 use super::durable::METADATA_DEVICE;
 use super::shared::Shared;
 use crate::backend::read_bytes;
+use crate::bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::protocol::{Core, IoRequest, IoResult, Machine, Step, Tally};
 use crate::record::Location;
 use crate::sync::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// The most a run of slow reads counts (`Shared::slow_reads`): readahead turns
+/// on after 4 slow reads in a row from nothing, off after 4 fast ones in a row
+/// from the top.
+pub(crate) const SLOW_READS_MAX: u64 = 8;
+/// Reads this long or shorter time the device's latency (longer ones its
+/// bandwidth too, such as merged reads).
+const LATENCY_PROBE_MAX: u32 = 64 << 10;
+/// The longest span one merged read covers.
+pub(crate) const COALESCE_SPAN: u64 = 1 << 20;
+/// The largest gap between two reads that one read still covers (read and
+/// thrown away: cheaper than a second read's latency on any device worth
+/// prefetching from).
+pub(crate) const COALESCE_GAP: u64 = 64 << 10;
+
+/// Groups reads (`(machine, location)`) into spans: per device, by offset, a
+/// read joins the span before it if the gap is at most [`COALESCE_GAP`] and the
+/// span stays within [`COALESCE_SPAN`].
+fn coalesce(mut reads: Vec<(usize, Location)>) -> Vec<(Location, Vec<(usize, Location)>)> {
+    reads.sort_by_key(|(_, l)| (l.device, l.offset));
+    let mut spans: Vec<(Location, Vec<(usize, Location)>)> = Vec::new();
+    for (i, l) in reads {
+        if let Some((span, members)) = spans.last_mut()
+            && span.device == l.device
+            && l.offset >= span.offset
+            && l.offset <= span.end() + COALESCE_GAP
+            && l.end().max(span.end()) - span.offset <= COALESCE_SPAN
+        {
+            let end = l.end().max(span.end());
+            span.length = (end - span.offset) as u32;
+            members.push((i, l));
+            continue;
+        }
+        spans.push((l, vec![(i, l)]));
+    }
+    spans
+}
 
 /// Releases what a machine holds if its driver unwinds mid-flight (a panicking
 /// backend): otherwise reclamation would stall and waiters would hang.
@@ -61,11 +99,23 @@ impl Shared {
         join_loads: bool,
         steps: &mut u32,
     ) -> Result<Option<M::Output>> {
+        let step = op.start(&self.core);
+        self.run_from(op, step, join_loads, steps)
+    }
+
+    /// [`run_counting`](Self::run_counting) from `step`, the machine's answer to
+    /// its start or to an I/O already performed.
+    fn run_from<M: Machine>(
+        &self,
+        op: &mut M,
+        mut step: Step<M::Output>,
+        join_loads: bool,
+        steps: &mut u32,
+    ) -> Result<Option<M::Output>> {
         let core = &self.core;
         // An operation that wrote but ends without journaling (an error, an abort,
         // an unwind) is not on its way to the journal any more.
         let _arrive = ArriveOnDrop(self);
-        let mut step = op.start(core);
         loop {
             if !matches!(step, Step::Done(_)) {
                 *steps += 1;
@@ -88,6 +138,59 @@ impl Shared {
                 Step::Done(result) => return result.map(Some),
             };
         }
+    }
+
+    /// Runs `ops` (prefetch loads: they never join another load) together, and
+    /// serves their first device reads with as few reads as it can: reads of
+    /// one device that lie close together are merged into one read of the span
+    /// (at most [`COALESCE_SPAN`], gaps of at most [`COALESCE_GAP`]), then each
+    /// machine gets its own bytes and runs on alone. One read instead of several
+    /// is what hides a device's per-read latency: OS readahead reads ahead in
+    /// large chunks for the same reason. The protocol is unchanged: each machine
+    /// checks its own bytes. A merged read that fails falls back to one read per
+    /// machine, so an error is the failing extent's own.
+    pub(crate) fn drive_coalesced<M: Machine>(
+        &self,
+        ops: Vec<M>,
+    ) -> Vec<Result<Option<M::Output>>> {
+        let mut guards: Vec<AbandonOnDrop<'_, M>> = (ops.into_iter())
+            .map(|op| AbandonOnDrop {
+                op,
+                core: &self.core,
+            })
+            .collect();
+        let first: Vec<Step<M::Output>> = (guards.iter_mut())
+            .map(|g| g.op.start(&self.core))
+            .collect();
+        let reads: Vec<(usize, Location)> = (first.iter().enumerate())
+            .filter_map(|(i, s)| match s {
+                Step::Io(IoRequest::Read(l)) => Some((i, *l)),
+                _ => None,
+            })
+            .collect();
+        let mut answers: Vec<Option<IoResult>> = (0..guards.len()).map(|_| None).collect();
+        for (span, members) in coalesce(reads) {
+            if members.len() < 2 {
+                continue;
+            }
+            let IoResult::Read(Ok(bytes)) = self.perform(IoRequest::Read(span)) else {
+                continue;
+            };
+            for (i, l) in members {
+                let at = (l.offset - span.offset) as usize;
+                let slice = Bytes::from(&bytes[at..at + l.length as usize]);
+                answers[i] = Some(IoResult::Read(Ok(slice)));
+            }
+        }
+        (guards.iter_mut().zip(first).zip(answers))
+            .map(|((g, first), answer)| {
+                let step = match answer {
+                    Some(answer) => g.op.on_io(&self.core, answer),
+                    None => first,
+                };
+                self.run_from(&mut g.op, step, false, &mut 0)
+            })
+            .collect()
     }
 
     pub(super) fn drive_all<M: Machine>(&self, op: M) -> Result<M::Output> {
@@ -136,7 +239,14 @@ impl Shared {
     fn perform_unguarded(&self, request: IoRequest) -> IoResult {
         let backend = &*self.backend;
         match request {
-            IoRequest::Read(location) => IoResult::Read(read_bytes(backend, location)),
+            IoRequest::Read(location) => {
+                let started = Instant::now();
+                let bytes = read_bytes(backend, location);
+                if location.length <= LATENCY_PROBE_MAX {
+                    self.note_read(started.elapsed());
+                }
+                IoResult::Read(bytes)
+            }
             IoRequest::Write(location, bytes) => {
                 // A data write is the first step of every operation that journals a
                 // commit (write, batch, compaction, remap).
@@ -170,6 +280,35 @@ impl Shared {
                 let _ = self.backend.write_at(location, bytes);
             });
         result
+    }
+
+    /// Counts one small read as slow or fast (see `Shared::slow_reads`).
+    fn note_read(&self, took: Duration) {
+        // Relaxed: a hint; two readers racing lose one step.
+        let old = self.slow_reads.load(Ordering::Relaxed);
+        let new = if took >= self.readahead_min_read {
+            (old + 1).min(SLOW_READS_MAX)
+        } else {
+            old.saturating_sub(1)
+        };
+        self.slow_reads.store(new, Ordering::Relaxed);
+    }
+
+    /// Whether device reads take long enough for readahead to hide them: most
+    /// recent small reads took at least `readahead_min_read_us` (50 µs by
+    /// default). A count, not an average: one stall of a fast device must not
+    /// turn readahead on, and a readahead that serves every read leaves the
+    /// reader few small reads of its own to correct an average with. Nothing
+    /// measured yet counts as fast: a scan's first reads are its own and
+    /// measure the device. Handing a load to a worker and finding it cached
+    /// costs a reader about 8 µs per 16 KiB extent here (BENCHMARKS.md, "Cold
+    /// scans"); against reads the page cache answers in 10 µs, readahead made a
+    /// cold scan 1.5× slower, against a 200 µs device 6× faster. OS readahead
+    /// needs no such switch: its reads are its own, not a thread handoff.
+    pub(crate) fn readahead_pays(&self) -> bool {
+        // Relaxed: a hint.
+        self.readahead_min_read.is_zero()
+            || self.slow_reads.load(Ordering::Relaxed) >= SLOW_READS_MAX / 2
     }
 
     /// This thread's operation wrote data and will journal a commit next.
@@ -303,5 +442,133 @@ impl super::durable::Live for Shared {
 impl Drop for ArriveOnDrop<'_> {
     fn drop(&mut self) {
         self.0.arrive_at_journal();
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::backend::{Backend, MemBackend};
+    use crate::cache::Priority;
+    use crate::protocol::ReadOp;
+    use crate::record::ExtentId;
+    use crate::{Store, StoreConfig};
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+
+    fn at(device: u16, offset: u64, length: u32) -> Location {
+        Location::new(device, offset, length)
+    }
+
+    #[test]
+    fn reads_merge_per_device_across_small_gaps_within_the_span_bound() {
+        let reads = vec![
+            (0, at(0, 8192, 4096)),
+            (1, at(1, 0, 4096)),
+            (2, at(0, 0, 4096)),
+            // A gap of exactly the bound still joins.
+            (3, at(0, 12288 + COALESCE_GAP, 4096)),
+            // Past the span bound: a new span.
+            (4, at(0, COALESCE_SPAN, 4096)),
+        ];
+        let spans = coalesce(reads);
+        let summary: Vec<(Location, Vec<usize>)> = (spans.into_iter())
+            .map(|(span, members)| (span, members.into_iter().map(|(i, _)| i).collect()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (at(0, 0, (16384 + COALESCE_GAP) as u32), vec![2, 0, 3]),
+                (at(0, COALESCE_SPAN, 4096), vec![4]),
+                (at(1, 0, 4096), vec![1]),
+            ]
+        );
+    }
+
+    /// Memory that counts its reads.
+    #[derive(Debug)]
+    struct Counting {
+        inner: MemBackend,
+        reads: Arc<AtomicU64>,
+    }
+
+    impl Backend for Counting {
+        fn device_count(&self) -> u16 {
+            self.inner.device_count()
+        }
+        fn read_at(&self, location: Location, buf: &mut [u8]) -> Result<()> {
+            // Relaxed: a counter read after the loads returned.
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            self.inner.read_at(location, buf)
+        }
+        fn write_at(&self, location: Location, bytes: &[u8]) -> Result<()> {
+            self.inner.write_at(location, bytes)
+        }
+        fn sync(&self, device: u16) -> Result<()> {
+            self.inner.sync(device)
+        }
+    }
+
+    #[test]
+    fn loads_of_extents_that_lie_together_take_one_device_read_and_check_each() {
+        let reads = Arc::new(AtomicU64::new(0));
+        let backend = Counting {
+            inner: MemBackend::new(1),
+            reads: Arc::clone(&reads),
+        };
+        let config = StoreConfig::builder()
+            .devices(1)
+            .prefetch_workers(0)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::new(backend, config).unwrap_or_else(|e| panic!("{e}"));
+        let value = |id: u64| -> Vec<u8> {
+            let mut v = vec![id as u8; 3000 + id as usize * 10];
+            v[..8].copy_from_slice(&id.to_le_bytes());
+            v
+        };
+        for id in 0..16 {
+            store
+                .write(ExtentId(id), &value(id))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        // Damage one extent's bytes: its own load fails its check, the others
+        // still fill.
+        let bad = store
+            .snapshot(ExtentId(5))
+            .unwrap_or_else(|e| panic!("{e}"));
+        store
+            .shared
+            .backend
+            .write_at(bad.location(), &vec![0xee; bad.location().length as usize])
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Relaxed: no load runs.
+        let before = reads.load(Ordering::Relaxed);
+        let loads: Vec<ReadOp> = (0..16)
+            .map(|id| ReadOp::new(ExtentId(id), Priority::Prefetch))
+            .collect();
+        let results = store.shared.drive_coalesced(loads);
+        // Relaxed: as above.
+        let merged = reads.load(Ordering::Relaxed) - before;
+        assert!(
+            results
+                .iter()
+                .enumerate()
+                .all(|(id, r)| r.is_ok() || id == 5)
+        );
+        // One merged read, then the damaged extent's own retries (the ladder
+        // re-reads it alone).
+        assert!((1..16).contains(&merged), "{merged} device reads");
+        for id in (0..16).filter(|&id| id != 5) {
+            let (generation, bytes) = store
+                .shared
+                .core
+                .cache
+                .peek(ExtentId(id))
+                .unwrap_or_else(|| panic!("extent {id} cached"));
+            assert_eq!(generation, 1);
+            assert_eq!(&bytes[..], value(id).as_slice(), "extent {id}");
+        }
+        assert!(store.shared.core.cache.peek(ExtentId(5)).is_none());
     }
 }

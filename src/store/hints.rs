@@ -48,6 +48,10 @@ impl Store {
     /// cost as much as the read itself) until a read has to load its bytes, which
     /// wakes it, as RocksDB reads ahead only on reads that reach the file.
     pub(super) fn readahead(&self, id: ExtentId, extent_bytes: u64, loaded: bool) {
+        // Nothing to hide on a device that answers faster than a handoff.
+        if !self.shared.readahead_pays() {
+            return;
+        }
         // Detection is best effort: a reader that finds it busy skips it rather than
         // wait on another reader.
         let Some(mut readahead) = self.readahead.try_lock() else {

@@ -229,6 +229,7 @@ impl Store {
             config.scrub_start,
             durable,
             config.latency_histograms,
+            std::time::Duration::from_micros(config.readahead_min_read_us),
         ));
         if let Some(journal) = &shared.journal {
             // The open may have found the disk full (no reserve made).

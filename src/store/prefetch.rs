@@ -2,8 +2,10 @@
 //!
 //! `Store::prefetch` snapshots each id and queues `(id, generation)` with
 //! `try_send`: a full queue drops the hint (counted), the caller never blocks. A
-//! worker re-snapshots before loading and cancels the hint if the generation changed
-//! in the queue (the bytes it would load are already stale). Loads run the read
+//! worker takes what is queued at once (up to [`HINTS_AT_ONCE`]), re-snapshots
+//! before loading and cancels a hint whose generation changed in the queue (the
+//! bytes it would load are already stale); the rest load together, extents that
+//! lie together on a device read with one device read. Loads run the read
 //! protocol at [`Priority::Prefetch`](crate::Priority::Prefetch), and never wait on
 //! another load of the same extent: that load will fill the cache anyway.
 //!
@@ -123,24 +125,37 @@ impl Shared {
             .is_some())
     }
 
-    /// A worker's handling of one hint.
-    fn prefetch_hint(&self, hint: Hint) {
+    /// A worker's handling of the hints it took at once: the ones still current
+    /// load together, their device reads merged (`Shared::drive_coalesced`).
+    fn prefetch_hints(&self, hints: &[Hint]) {
         if self.stopping() {
             return;
         }
-        let current = self.core.table.snapshot(hint.id);
-        if current.map_or(true, |s| s.generation() != hint.generation) {
-            self.counters.prefetch_cancelled.bump();
-            return;
-        }
+        let loads: Vec<ReadOp> = (hints.iter())
+            .filter(|hint| {
+                let current = self.core.table.snapshot(hint.id);
+                let stale = current.map_or(true, |s| s.generation() != hint.generation);
+                if stale {
+                    self.counters.prefetch_cancelled.bump();
+                }
+                !stale
+            })
+            .map(|hint| ReadOp::new(hint.id, Priority::Prefetch))
+            .collect();
         // Errors are not the prefetcher's to report (a demand read will see them),
         // only to count.
-        match self.warm(hint.id) {
-            Ok(_) => self.counters.prefetch_done.bump(),
-            Err(_) => self.counters.prefetch_abandoned.bump(),
+        for result in self.drive_coalesced(loads) {
+            match result {
+                Ok(_) => self.counters.prefetch_done.bump(),
+                Err(_) => self.counters.prefetch_abandoned.bump(),
+            }
         }
     }
 }
+
+/// The most hints a worker takes at once (their reads merge when their extents
+/// lie together): a readahead window of 256 KiB holds 16 extents of 16 KiB.
+const HINTS_AT_ONCE: usize = 32;
 
 fn run(shared: &Shared, receiver: &Receiver<Hint>, stopped: &Receiver<()>) {
     // Bounded by the channels: ends when the store drops the stop sender (or the
@@ -156,9 +171,18 @@ fn run(shared: &Shared, receiver: &Receiver<Hint>, stopped: &Receiver<()>) {
         if shared.stopping() {
             return;
         }
-        // The driver's guard abandons the load on unwind (pins and fill tokens are
+        // What else is queued now, up to a bound: hints of one readahead window
+        // arrive together.
+        let mut hints = vec![hint];
+        while hints.len() < HINTS_AT_ONCE {
+            match receiver.try_recv() {
+                Ok(hint) => hints.push(hint),
+                Err(_) => break,
+            }
+        }
+        // The driver's guards abandon the loads on unwind (pins and fill tokens are
         // released), so the shared state is consistent after a caught panic.
-        let load = std::panic::AssertUnwindSafe(|| shared.prefetch_hint(hint));
+        let load = std::panic::AssertUnwindSafe(|| shared.prefetch_hints(&hints));
         if std::panic::catch_unwind(load).is_err() {
             shared.counters.prefetch_abandoned.bump();
         }

@@ -31,6 +31,13 @@ pub(crate) struct Shared {
     pub(super) approaching_journal: AtomicUsize,
     /// Latency histograms per operation kind.
     pub(crate) latency: Latencies,
+    /// Recent small device reads, as a saturating count: up one (to
+    /// [`SLOW_READS_MAX`](super::driver::SLOW_READS_MAX)) for a read slower than
+    /// `readahead_min_read`, down one for a faster one; whether readahead can
+    /// hide anything (see `Shared::readahead_pays`).
+    pub(crate) slow_reads: AtomicU64,
+    /// `StoreConfigBuilder::readahead_min_read_us`.
+    pub(crate) readahead_min_read: Duration,
     /// Bumped (and waiters woken) whenever a write, batch or delete finishes: a
     /// writer waiting for another write of the same extent waits on it.
     write_done: Mutex<u64>,
@@ -59,6 +66,7 @@ impl Shared {
         scrub_start: u64,
         durable: Option<(Journal, std::sync::Arc<crate::backend::DeviceFiles>)>,
         histograms: bool,
+        readahead_min_read: Duration,
     ) -> Self {
         let (journal, device_files) = durable.unzip();
         Shared {
@@ -68,6 +76,8 @@ impl Shared {
             policy,
             scrub_cursor: AtomicU64::new(scrub_start),
             approaching_journal: AtomicUsize::new(0),
+            slow_reads: AtomicU64::new(0),
+            readahead_min_read,
             latency: Latencies {
                 enabled: histograms,
                 ..Latencies::default()
