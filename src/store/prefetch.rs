@@ -171,10 +171,10 @@ fn run(shared: &Shared, receiver: &Receiver<Hint>, stopped: &Receiver<()>) {
         if shared.stopping() {
             return;
         }
-        // What else is queued now, up to a bound: hints of one readahead window
-        // arrive together.
+        // What else is queued now, up to a bound, if the device is slow enough for
+        // merged reads to pay: hints of one readahead window arrive together.
         let mut hints = vec![hint];
-        while hints.len() < HINTS_AT_ONCE {
+        while shared.coalescing_pays() && hints.len() < HINTS_AT_ONCE {
             match receiver.try_recv() {
                 Ok(hint) => hints.push(hint),
                 Err(_) => break,
