@@ -399,6 +399,31 @@ fn bump_format(path: &Path) {
     std::fs::write(path, &bytes).unwrap();
 }
 
+/// A directory whose pointer says format 2 (written before inline records) opens,
+/// and the open writes the pointer again in this build's format: a build that
+/// reads only format 2 then refuses the directory instead of reading inline
+/// records as a torn tail.
+#[test]
+fn an_older_pointer_is_rewritten_in_this_format_at_open() {
+    let config = config(2, 64 << 20);
+    let dir = tempfile::tempdir().unwrap();
+    let model = populated(dir.path(), &config, 5);
+    let path = dir.path().join("CURRENT");
+    let format = |bytes: &[u8]| u32::from_le_bytes(bytes[8..12].try_into().unwrap());
+    let mut bytes = std::fs::read(&path).unwrap();
+    let current = format(&bytes);
+    assert!(current > 2);
+    bytes[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let crc = crc32c::crc32c(&bytes[..20]);
+    bytes[20..24].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let store = reopen(dir.path(), &config, &model);
+    drop(store);
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(format(&bytes), current, "rewritten in this build's format");
+    reopen(dir.path(), &config, &model);
+}
+
 #[test]
 fn newer_format_is_fpre024_in_pointer_checkpoint_and_journal() {
     let config = config(2, 64 << 20);

@@ -152,6 +152,11 @@ pub(crate) struct Recovered {
     /// the location, so no other extent's bytes live there (invariant 10), and the
     /// record's checksum covers exactly these bytes.
     pub(crate) redo: Vec<(Location, Bytes)>,
+    /// Whether `CURRENT` was written by an older format: the reopen writes it
+    /// again in this one, so that an older build refuses the directory (whose
+    /// journals this build may fill with records that build cannot read) instead
+    /// of taking them for a torn tail.
+    pub(crate) pointer_upgrade: bool,
 }
 
 impl Recovered {
@@ -173,6 +178,7 @@ impl Recovered {
             next_seq: 1,
             replayed: 0,
             redo: Vec::new(),
+            pointer_upgrade: false,
         }
     }
 }
@@ -249,6 +255,7 @@ pub(crate) fn recover(
         next_seq: 0,
         replayed: 0,
         redo: Vec::new(),
+        pointer_upgrade: false,
     };
     // The newest inline entry of each extent (by version), matched against the
     // recovered record once every journal is replayed.

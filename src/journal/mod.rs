@@ -76,7 +76,7 @@ pub(crate) mod writer;
 
 pub(crate) use frame::{HEADER_LEN, encode_group};
 pub(crate) use image::{Image, RecordImage, Recovered, recover};
-pub(crate) use pointer::{decode_pointer, encode_pointer};
+pub(crate) use pointer::{decode_pointer, encode_pointer, pointer_format};
 
 use crate::bytes::Bytes;
 use crate::record::{Location, State};
@@ -331,5 +331,7 @@ pub(crate) fn recover_dir(
         }
     }
     let refs: Vec<(u64, &[u8])> = journals.iter().map(|(n, b)| (*n, b.as_slice())).collect();
-    recover(number, &checkpoint, &refs, mutants).map(Some)
+    let mut recovered = recover(number, &checkpoint, &refs, mutants)?;
+    recovered.pointer_upgrade = pointer_format(&pointer) < FORMAT_VERSION;
+    Ok(Some(recovered))
 }

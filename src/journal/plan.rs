@@ -190,6 +190,11 @@ pub(crate) fn reopen(recovered: &Recovered, mutants: PlanMutants) -> Reopen {
         ops.push(sync(file));
         ops.push(FsOp::SyncDir);
     }
+    if recovered.pointer_upgrade {
+        // Last: everything recovery read is durable first. The same checkpoint,
+        // named in this build's format (see `Recovered::pointer_upgrade`).
+        ops.extend(switch_pointer(recovered.checkpoint));
+    }
     reopen.ops = ops;
     reopen
 }

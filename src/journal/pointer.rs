@@ -24,6 +24,11 @@ pub(crate) fn encode_pointer(number: u64) -> [u8; LEN] {
     p
 }
 
+/// The format a valid pointer (one [`decode_pointer`] accepted) was written in.
+pub(crate) fn pointer_format(bytes: &[u8]) -> u32 {
+    u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]])
+}
+
 /// The checkpoint number a pointer names.
 ///
 /// # Errors
