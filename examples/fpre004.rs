@@ -9,7 +9,7 @@
 //! ```
 
 use clap::{Parser, ValueEnum};
-use extentmeta::sim::{self, Protocol, Report, SimConfig};
+use extentmeta::sim::{self, PrefetchSample, Protocol, Report, SimConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -219,7 +219,7 @@ struct Totals {
     dirty: Vec<u64>,
     spurious_seeds: u64,
     first_spurious: Option<u64>,
-    prefetch_ns: Vec<u64>,
+    prefetches: Vec<PrefetchSample>,
     crashes: u64,
     crashes_in_recovery: u64,
     crashes_in_rotation: u64,
@@ -272,16 +272,31 @@ impl Totals {
             self.spurious_seeds += 1;
             self.first_spurious = Some(self.first_spurious.map_or(r.seed, |s| s.min(r.seed)));
         }
-        self.prefetch_ns.extend_from_slice(&r.prefetch_latency_ns);
+        self.prefetches.extend_from_slice(&r.prefetches);
+    }
+
+    /// The prefetch at quantile `q` of latency (sorting them first), if any.
+    fn at_quantile(&mut self, q: f64) -> Option<usize> {
+        if self.prefetches.is_empty() {
+            return None;
+        }
+        self.prefetches.sort_unstable_by_key(|p| p.latency_ns);
+        Some(((self.prefetches.len() as f64 * q) as usize).min(self.prefetches.len() - 1))
     }
 
     fn percentile_us(&mut self, q: f64) -> String {
-        if self.prefetch_ns.is_empty() {
-            return "-".into();
+        match self.at_quantile(q) {
+            Some(i) => format!("{:.1} µs", self.prefetches[i].latency_ns as f64 / 1000.0),
+            None => "-".into(),
         }
-        self.prefetch_ns.sort_unstable();
-        let i = ((self.prefetch_ns.len() as f64 * q) as usize).min(self.prefetch_ns.len() - 1);
-        format!("{:.1} µs", self.prefetch_ns[i] as f64 / 1000.0)
+    }
+
+    /// `what` over the prefetches at or above quantile `q` of latency.
+    fn tail(&mut self, q: f64, what: fn(&[PrefetchSample]) -> String) -> String {
+        match self.at_quantile(q) {
+            Some(i) => what(&self.prefetches[i..]),
+            None => "-".into(),
+        }
     }
 }
 
@@ -442,6 +457,40 @@ fn mutants(args: &Args) -> String {
     flags
 }
 
+/// What the slowest prefetches (at or above p999) spent their time on.
+fn tail_rows(row: &mut impl FnMut(&str, &mut dyn FnMut(&mut Totals) -> String)) {
+    fn share(tail: &[PrefetchSample], hit: fn(&PrefetchSample) -> bool) -> String {
+        let n = tail.iter().filter(|p| hit(p)).count();
+        format!("{:.1} %", 100.0 * n as f64 / tail.len() as f64)
+    }
+    row("p999 tail: device reads per prefetch", &mut |t| {
+        t.tail(0.999, |tail| {
+            let reads: u64 = tail.iter().map(|p| u64::from(p.media_reads)).sum();
+            format!("{:.2}", reads as f64 / tail.len() as f64)
+        })
+    });
+    row("  time on its own device reads", &mut |t| {
+        t.tail(0.999, |tail| {
+            let device: u64 = tail.iter().map(|p| p.device_ns).sum();
+            let total: u64 = tail.iter().map(|p| p.latency_ns).sum();
+            format!("{:.1} %", 100.0 * device as f64 / total.max(1) as f64)
+        })
+    });
+    row("  waited on another load", &mut |t| {
+        t.tail(0.999, |tail| share(tail, |p| p.waits > 0))
+    });
+    row("  backed off (transient error)", &mut |t| {
+        t.tail(0.999, |tail| share(tail, |p| p.backoffs > 0))
+    });
+    // Against the share of every prefetch: rotations run most of the time in the
+    // emulator's small journal, and a prefetch never waits for one.
+    row("  during a rotation (tail / all)", &mut |t| {
+        let all = t.tail(0.0, |all| share(all, |p| p.in_rotation));
+        let tail = t.tail(0.999, |tail| share(tail, |p| p.in_rotation));
+        format!("{tail} / {all}")
+    });
+}
+
 fn meets(expect: Option<Expect>, r: &Report) -> bool {
     match expect {
         None => true,
@@ -556,6 +605,7 @@ fn print_table(args: &Args, results: &mut [(Protocol, Totals)]) {
     row("prefetch latency p999 (media)", &mut |t| {
         t.percentile_us(0.999)
     });
+    tail_rows(&mut row);
     row("journal syncs", &mut |t| t.journal_syncs.to_string());
     row("inline writes (one sync)", &mut |t| {
         t.inline_writes.to_string()

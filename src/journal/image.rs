@@ -145,8 +145,8 @@ pub(crate) struct Recovered {
     pub(crate) next_seq: u64,
     /// Journal entries replayed.
     pub(crate) replayed: u64,
-    /// The data of every [`Entry::Inline`] whose record is the extent's recovered
-    /// record: it is durable only in the journal until the driver writes it back
+    /// The data of every [`Entry::Inline`] whose bytes the extent's recovered
+    /// record still names: it is durable only in the journal until the driver writes it back
     /// to its location and syncs the devices, before the reopen plan runs. Writing
     /// it is harmless whatever the device holds: the recovered record references
     /// the location, so no other extent's bytes live there (invariant 10), and the
@@ -365,9 +365,18 @@ pub(crate) fn recover(
     if recovered.tail.closed {
         inline.clear();
     }
+    // The recovered record must still name these bytes: same location,
+    // generation and checksum, durable or quarantined (a quarantine keeps the
+    // record and its location: the last good copy, invariant 8, may be exactly
+    // these bytes; the crash sweep found a quarantine after transient errors
+    // that left them only in the journal).
     recovered.redo = (inline.into_values())
         .filter(|(r, _)| {
-            r.state == State::Durable && recovered.image.records.get(&r.extent.0) == Some(r)
+            recovered.image.records.get(&r.extent.0).is_some_and(|f| {
+                f.references()
+                    && (f.location, f.generation, f.checksum)
+                        == (r.location, r.generation, r.checksum)
+            })
         })
         .map(|(r, data)| (r.location, data))
         .collect();

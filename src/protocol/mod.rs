@@ -349,4 +349,12 @@ pub(crate) trait Machine {
     fn take_device_error(&mut self) -> Option<Location> {
         None
     }
+    /// Whether a [`Step::Wait`] on another operation's load is to be waited out.
+    /// `false` (a prefetch): the driver ends the operation there, with nothing
+    /// to return, and abandons it; the load it found fills the cache anyway.
+    /// Both drivers ask, so the emulator's prefetches wait exactly when the
+    /// store's do.
+    fn joins_loads(&self) -> bool {
+        true
+    }
 }

@@ -83,7 +83,12 @@ impl ReadOp {
             // Superseded before it loaded, or quarantined meanwhile (whose fallbacks
             // `start` knows): start over on a fresh snapshot. Found by loom
             // (`last_good_copy_kept_quarantine_racing_read`).
-            Ok(_) | Err(Error::Quarantined { .. }) => {
+            Ok(snapshot) => {
+                core.reclaimer.unpin(pin);
+                core.cache.abandon(token);
+                self.restart_unless_superseded(core, generation, snapshot.generation())
+            }
+            Err(Error::Quarantined { .. }) => {
                 core.reclaimer.unpin(pin);
                 core.cache.abandon(token);
                 self.start(core)
@@ -96,6 +101,27 @@ impl ReadOp {
         }
     }
 
+    /// Starts over after a race, unless this is a prefetch and the generation it
+    /// was loading (`loading`) is no longer the current one (`current`): then it
+    /// ends ([`Error::Superseded`]). The bytes it was warming will never be read,
+    /// and the new generation's first reader loads its own; a prefetch that
+    /// chased every rewrite paid a second device read for nothing and made up
+    /// the emulator's prefetch tail (BENCHMARKS.md, "The prefetch tail").
+    fn restart_unless_superseded(
+        &mut self,
+        core: &Core,
+        loading: u64,
+        current: u64,
+    ) -> Step<Bytes> {
+        if self.priority == Priority::Prefetch && current != loading {
+            return Step::Done(Err(Error::Superseded {
+                extent: self.id,
+                generation: loading,
+            }));
+        }
+        self.start(core)
+    }
+
     /// Whether the record changed since `snapshot` (so a failed check was a race).
     fn raced(&self, core: &Core, snapshot: &Snapshot) -> bool {
         core.table
@@ -105,6 +131,11 @@ impl ReadOp {
 }
 
 impl Machine for ReadOp {
+    /// A prefetch never waits on another load (see [`Machine::joins_loads`]).
+    fn joins_loads(&self) -> bool {
+        self.priority == Priority::Demand
+    }
+
     type Output = Bytes;
 
     /// Starts (or restarts, after a race) the read.
@@ -180,7 +211,8 @@ impl Machine for ReadOp {
         let checked = result.and_then(|bytes| snapshot.check(&bytes).map(|()| bytes));
         if checked.is_err() && self.raced(core, &snapshot) {
             core.cache.abandon(token); // waiters are told "superseded" and retry too
-            return self.start(core);
+            let current = core.table.snapshot(self.id).map_or(0, |s| s.generation());
+            return self.restart_unless_superseded(core, snapshot.generation(), current);
         }
         let id = self.id;
         let generation = snapshot.generation();
@@ -199,7 +231,13 @@ impl Machine for ReadOp {
     fn on_wait(&mut self, core: &Core, outcome: FlightOutcome) -> Step<Bytes> {
         match outcome {
             FlightOutcome::Ready(bytes) => Step::Done(Ok(bytes)),
-            FlightOutcome::Superseded => self.start(core),
+            // The fill was refused: the generation loaded is no longer current, or
+            // the record was mid-publish (then it is, and even a prefetch retries).
+            FlightOutcome::Superseded => {
+                let loaded = self.last_generation;
+                let current = core.table.snapshot(self.id).map_or(0, |s| s.generation());
+                self.restart_unless_superseded(core, loaded, current)
+            }
             FlightOutcome::Failed(err) => Step::Done(Err(err)),
         }
     }

@@ -63,7 +63,7 @@ mod world;
 
 pub use config::{Clocks, Faults, Latency, Protocol, SimConfig, Workload};
 pub use history::{decode, value};
-pub use report::Report;
+pub use report::{PrefetchSample, Report};
 
 /// Runs one emulation of `config` from `seed`.
 ///

@@ -5,6 +5,25 @@ use crate::record::ExtentId;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 
+/// One prefetch that went to the media, and the causes of its latency.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrefetchSample {
+    /// From its start to its answer, virtual ns.
+    pub latency_ns: u64,
+    /// Device reads it issued (more than one: a retry after the record changed, or
+    /// the ladder's re-reads after a failed check).
+    pub media_reads: u32,
+    /// Virtual ns its own device reads took (the rest was waiting: on another
+    /// reader's load of the extent, or in a backoff).
+    pub device_ns: u64,
+    /// Times it waited on another reader's load of the same extent.
+    pub waits: u32,
+    /// Backoffs it slept (after an injected transient error).
+    pub backoffs: u32,
+    /// Whether a journal rotation (a checkpoint) ran at some step of it.
+    pub in_rotation: bool,
+}
+
 /// The result of one emulator run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
@@ -46,9 +65,9 @@ pub struct Report {
     pub remaps: u64,
     /// Failed demand reads by error code.
     pub read_errors: std::collections::BTreeMap<&'static str, u64>,
-    /// Latency of every prefetch that went to the media (a prefetch that found its
-    /// extent cached costs nothing and is not counted), virtual ns.
-    pub prefetch_latency_ns: Vec<u64>,
+    /// Every prefetch that went to the media (a prefetch that found its extent
+    /// cached costs nothing and is not counted), with what its time went to.
+    pub prefetches: Vec<PrefetchSample>,
     /// Power cuts (those during creation or recovery included).
     pub crashes: u64,
     /// Crashes that killed the process only (nothing lost; counted in `crashes`).

@@ -143,7 +143,7 @@ impl Shared {
         }
     }
 
-    /// Runs `ops` (prefetch loads: they never join another load) together, and
+    /// Runs `ops` (prefetch loads, which do not join other loads) together, and
     /// serves their first device reads with as few reads as it can: reads of
     /// one device that lie close together are merged into one read of the span
     /// (at most [`COALESCE_SPAN`], gaps of at most [`COALESCE_GAP`]), then each
@@ -191,7 +191,8 @@ impl Shared {
                     Some(answer) => g.op.on_io(&self.core, answer),
                     None => first,
                 };
-                self.run_from(&mut g.op, step, false, &mut 0)
+                let join = g.op.joins_loads();
+                self.run_from(&mut g.op, step, join, &mut 0)
             })
             .collect()
     }

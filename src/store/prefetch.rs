@@ -26,7 +26,7 @@
 use super::shared::Shared;
 use crate::cache::Priority;
 use crate::error::{Error, Result};
-use crate::protocol::ReadOp;
+use crate::protocol::{Machine, ReadOp};
 use crate::record::ExtentId;
 use crate::sync::{Arc, Mutex, thread};
 use crossbeam::channel::{Receiver, Sender, TrySendError, bounded, select};
@@ -120,9 +120,9 @@ impl Drop for Prefetcher {
 impl Shared {
     /// A read at prefetch priority that never waits on another reader's load.
     pub(crate) fn warm(&self, id: ExtentId) -> Result<bool> {
-        Ok(self
-            .drive(ReadOp::new(id, Priority::Prefetch), false)?
-            .is_some())
+        let op = ReadOp::new(id, Priority::Prefetch);
+        let join = op.joins_loads();
+        Ok(self.drive(op, join)?.is_some())
     }
 
     /// A worker's handling of the hints it took at once: the ones still current

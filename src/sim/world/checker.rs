@@ -65,7 +65,12 @@ impl World {
                     // media: count only those that loaded (or waited on a load).
                     let latency = self.now - slot.started_ns;
                     if latency > 0 {
-                        self.report.prefetch_latency_ns.push(latency);
+                        self.report
+                            .prefetches
+                            .push(crate::sim::report::PrefetchSample {
+                                latency_ns: latency,
+                                ..slot.causes
+                            });
                     }
                 } else {
                     self.report.reads += 1;

@@ -8,7 +8,7 @@ use super::{ActorKind, Event, World};
 use crate::backend::SyncEnd;
 use crate::error::Error;
 use crate::journal::Entry;
-use crate::protocol::{CompactOutcome, Fault, IoRequest, IoResult, Step, Tally, Verdict};
+use crate::protocol::{CompactOutcome, Fault, IoRequest, IoResult, Machine, Step, Tally, Verdict};
 use crate::record::ExtentId;
 use crate::sim::config::Protocol;
 use crate::sim::emulated_journal;
@@ -55,9 +55,14 @@ impl World {
         };
         self.absorb_legacy_commits();
         self.after_ladder_step(&mut slot);
+        slot.causes.in_rotation |= self.meta.rotating();
         match step {
             Step::Io(request) => {
                 let latency = self.latency_of(&request);
+                if let IoRequest::Read(_) = request {
+                    slot.causes.media_reads += 1;
+                    slot.causes.device_ns += latency;
+                }
                 match request {
                     IoRequest::Journal(entries) => {
                         self.slots[idx] = Some(slot);
@@ -75,11 +80,20 @@ impl World {
                 }
                 self.slots[idx] = Some(slot);
             }
+            // A prefetch ends where the store's ends: at another reader's load.
+            Step::Wait(_) if matches!(&slot.op, Op::Read(m) if !m.joins_loads()) => {
+                if let Op::Read(m) = &mut slot.op {
+                    m.abandon(&self.core);
+                }
+                self.finish(idx, slot, Ok(Out::Unit));
+            }
             Step::Wait(flight) => {
+                slot.causes.waits += 1;
                 self.waiters.push((idx, flight));
                 self.slots[idx] = Some(slot);
             }
             Step::Backoff(us) => {
+                slot.causes.backoffs += 1;
                 let clock = self.clock_of(slot.actor);
                 let at = self
                     .now

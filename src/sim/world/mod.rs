@@ -453,6 +453,7 @@ impl World {
             op,
             fault_checked: false,
             injected_streak: 0,
+            causes: Default::default(),
         };
         let idx = match self.free_slots.pop() {
             Some(i) => {

@@ -69,6 +69,8 @@ pub(super) struct ActiveOp {
     /// a row (reset by any other read result): tells an FPRE004 that such a streak
     /// alone caused from a real one.
     pub(super) injected_streak: u32,
+    /// What its time went to (read by prefetches' reports).
+    pub(super) causes: crate::sim::report::PrefetchSample,
 }
 
 pub(super) fn step_machine<M: Machine>(
