@@ -147,6 +147,10 @@ struct Args {
     /// (the crash sweep must catch it).
     #[arg(long)]
     reopen_without_redo: bool,
+    /// Mutant: recovery keeps part of a batch a torn tail cut short (the crash
+    /// sweep must catch it).
+    #[arg(long)]
+    batch_not_atomic: bool,
     /// Fail (exit 1) unless the runs meet this expectation.
     #[arg(long, value_enum)]
     expect: Option<Expect>,
@@ -176,6 +180,7 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
         trust_sync_after_failure: args.trust_sync_after_failure,
         checkpoint_without_device_sync: args.checkpoint_without_device_sync,
         reopen_without_redo: args.reopen_without_redo,
+        batch_not_atomic: args.batch_not_atomic,
         ..SimConfig::default()
     };
     c.inline_write_max = args.inline_write_max.unwrap_or(c.inline_write_max);
@@ -453,6 +458,9 @@ fn mutants(args: &Args) -> String {
     }
     if args.reopen_without_redo {
         flags.push_str(" --reopen-without-redo");
+    }
+    if args.batch_not_atomic {
+        flags.push_str(" --batch-not-atomic");
     }
     flags
 }

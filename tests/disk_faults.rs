@@ -190,19 +190,19 @@ fn a_later_sector_persisted_without_an_earlier_one_opens_and_keeps_every_acknowl
         let journal = newest_journal(dir);
         let mut bytes = std::fs::read(&journal).unwrap();
         let all = frames(&bytes);
-        // The last frame is the close marker, its own group commit; the 12
-        // before it are the batch's single write: they share its durable mark,
-        // the offset of its first frame.
+        // The last frame is the close marker, its own group commit; the 13
+        // before it are the batch's single write (its marker and 12 records):
+        // they share its durable mark, the offset of its first frame.
         let close = *all.last().unwrap();
         assert_eq!((close.len, bytes[close.payload()]), (1, CLOSED_TAG));
-        let batch = &all[all.len() - 13..all.len() - 1];
+        let batch = &all[all.len() - 14..all.len() - 1];
         let start = batch[0].at;
         assert!(
             batch.iter().all(|f| f.durable == start as u64),
             "one group: {batch:?}"
         );
         assert!(
-            all[..all.len() - 13]
+            all[..all.len() - 14]
                 .iter()
                 .all(|f| f.durable < start as u64),
             "earlier groups were durable before the batch was issued"

@@ -295,7 +295,8 @@ fn invariant_9_reopening_without_syncing_what_recovery_read_is_caught() {
         crash_spacing: 150,
         ..SimConfig::default()
     };
-    let (seed, v) = caught(&mutant, 20).expect("caught within 20 seeds");
+    // About one seed in ten catches it (19 of the first 200).
+    let (seed, v) = caught(&mutant, 50).expect("caught within 50 seeds");
     assert!(
         v.iter().any(|v| v.contains("acknowledged")
             || v.contains("checksum")

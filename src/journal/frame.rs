@@ -71,6 +71,8 @@ pub(crate) struct Scan {
     pub(crate) header: Option<Header>,
     /// Every valid frame, in order, with its sequence number.
     pub(crate) entries: Vec<(u64, Entry)>,
+    /// The byte offset of each entry's frame.
+    pub(crate) offsets: Vec<u64>,
     /// Bytes of the valid prefix (header included).
     pub(crate) valid_len: u64,
     /// Whether bytes past the valid prefix were dropped as a torn tail.
@@ -190,6 +192,7 @@ pub(crate) fn scan(bytes: &[u8], file: &str, kind: FileKind, tear: Tear) -> Resu
             return Ok(Scan {
                 header: None,
                 entries: Vec::new(),
+                offsets: Vec::new(),
                 valid_len: 0,
                 torn: !bytes.is_empty(),
                 last_mark: None,
@@ -198,6 +201,7 @@ pub(crate) fn scan(bytes: &[u8], file: &str, kind: FileKind, tear: Tear) -> Resu
         None => return Err(corrupt(0, "bad file header")),
     };
     let mut entries = Vec::new();
+    let mut offsets = Vec::new();
     let mut at = HEADER_LEN;
     let mut last_seq = None;
     let mut last_mark = None;
@@ -206,6 +210,7 @@ pub(crate) fn scan(bytes: &[u8], file: &str, kind: FileKind, tear: Tear) -> Resu
         match decode_frame(&bytes[at..]) {
             Some((seq, entry, used)) if last_seq.is_none_or(|l: u64| seq == l + 1) => {
                 entries.push((seq, entry));
+                offsets.push(at as u64);
                 last_seq = Some(seq);
                 last_mark = Some(frame_durable(&bytes[at..]));
                 at += used;
@@ -217,6 +222,7 @@ pub(crate) fn scan(bytes: &[u8], file: &str, kind: FileKind, tear: Tear) -> Resu
                 return Ok(Scan {
                     header: Some(header),
                     entries,
+                    offsets,
                     valid_len: at as u64,
                     torn: false,
                     last_mark,
@@ -235,6 +241,7 @@ pub(crate) fn scan(bytes: &[u8], file: &str, kind: FileKind, tear: Tear) -> Resu
                 return Ok(Scan {
                     header: Some(header),
                     entries,
+                    offsets,
                     valid_len: at as u64,
                     torn: true,
                     last_mark,
@@ -245,6 +252,7 @@ pub(crate) fn scan(bytes: &[u8], file: &str, kind: FileKind, tear: Tear) -> Resu
     Ok(Scan {
         header: Some(header),
         entries,
+        offsets,
         valid_len: bytes.len() as u64,
         torn: false,
         last_mark,
@@ -367,6 +375,7 @@ const TAG_CLOSED: u8 = 6;
 const TAG_JOURNAL_START: u8 = 7;
 const TAG_PROPOSED: u8 = 8;
 const TAG_INLINE: u8 = 9;
+const TAG_BATCH_BEGIN: u8 = 10;
 
 fn encode_entry(out: &mut Vec<u8>, entry: &Entry) {
     match entry {
@@ -399,6 +408,10 @@ fn encode_entry(out: &mut Vec<u8>, entry: &Entry) {
             out.push(TAG_ROTATED);
             out.extend_from_slice(&next.to_le_bytes());
         }
+        Entry::BatchBegin { count } => {
+            out.push(TAG_BATCH_BEGIN);
+            out.extend_from_slice(&count.to_le_bytes());
+        }
         Entry::Closed => out.push(TAG_CLOSED),
         Entry::JournalStart { number } => {
             out.push(TAG_JOURNAL_START);
@@ -427,6 +440,9 @@ fn decode_entry(p: &[u8]) -> Option<Entry> {
         },
         (TAG_ROTATED, 8) => Entry::Rotated {
             next: u64_at(rest, 0),
+        },
+        (TAG_BATCH_BEGIN, 4) => Entry::BatchBegin {
+            count: u32_at(rest, 0),
         },
         (TAG_CLOSED, 0) => Entry::Closed,
         (TAG_JOURNAL_START, 8) => Entry::JournalStart {

@@ -73,6 +73,7 @@ impl Image {
             Entry::End { .. }
             | Entry::Rotated { .. }
             | Entry::Closed
+            | Entry::BatchBegin { .. }
             | Entry::JournalStart { .. } => {}
         }
     }
@@ -84,6 +85,49 @@ impl Image {
             .filter(|r| r.references())
             .map(|r| r.location)
     }
+}
+
+/// Applies one replayed entry to the image, keeping the newest inline data of
+/// each extent for the write-back.
+fn apply(image: &mut Image, inline: &mut BTreeMap<u64, (RecordImage, Bytes)>, entry: &Entry) {
+    image.apply(entry);
+    if let Entry::Inline(r, data) = entry
+        && inline
+            .get(&r.extent.0)
+            .is_none_or(|(old, _)| old.version <= r.version)
+    {
+        inline.insert(r.extent.0, (*r, data.clone()));
+    }
+}
+
+/// Cuts a batch that the end of the valid frames left unfinished (its
+/// `BatchBegin` names more records than follow it) off the scan, as part of the
+/// torn tail: its group commit was never acknowledged, and the reopen then cuts
+/// the journal before it, so later appends never follow half a batch (which a
+/// later recovery would read as the batch's missing records). Returns whether it
+/// cut.
+fn cut_unfinished_batch(scan: &mut super::frame::Scan) -> bool {
+    let Some(begin) =
+        (scan.entries.iter()).rposition(|(_, e)| matches!(e, Entry::BatchBegin { .. }))
+    else {
+        return false;
+    };
+    let Entry::BatchBegin { count } = scan.entries[begin].1 else {
+        return false;
+    };
+    let after = &scan.entries[begin + 1..];
+    if after.len() >= count as usize || after.iter().any(|(_, e)| e.record().is_none()) {
+        return false;
+    }
+    let at = scan.offsets[begin];
+    scan.entries.truncate(begin);
+    scan.offsets.truncate(begin);
+    scan.valid_len = at;
+    scan.torn = true;
+    // The last write now ends at the cut; if it began there, the write before
+    // it was synced before it was issued, and needs no rewrite.
+    scan.last_mark = scan.last_mark.filter(|&mark| mark < at);
+    true
 }
 
 /// A checkpoint file: header, one frame per record, bad location and degraded
@@ -260,6 +304,9 @@ pub(crate) fn recover(
     // The newest inline entry of each extent (by version), matched against the
     // recovered record once every journal is replayed.
     let mut inline: BTreeMap<u64, (RecordImage, Bytes)> = BTreeMap::new();
+    // A batch's records held until the last of them (its count, the records so
+    // far).
+    let mut batch: Option<(usize, Vec<Entry>)> = None;
     let mut scans = Vec::with_capacity(sorted.len());
     for (expected, (n, bytes)) in (number..).zip(sorted) {
         if n != expected {
@@ -317,21 +364,51 @@ pub(crate) fn recover(
                 return Err(journal_corrupt(0, "the header's device count differs"));
             }
         }
+        let mut scanned = scanned;
+        if !mutants.batch_not_atomic
+            && cut_unfinished_batch(&mut scanned)
+            && i < newest_with_records
+        {
+            return Err(journal_corrupt(
+                scanned.valid_len,
+                "a batch cut short in a journal that later journals followed",
+            ));
+        }
         for (seq, entry) in &scanned.entries {
             if *seq < recovered.next_seq {
                 return Err(journal_corrupt(0, "sequence numbers go backwards"));
             }
             recovered.next_seq = seq + 1;
-            recovered.image.apply(entry);
             recovered.replayed += 1;
-            if let Entry::Inline(r, data) = entry
-                && inline
-                    .get(&r.extent.0)
-                    .is_none_or(|(old, _)| old.version <= r.version)
-            {
-                inline.insert(r.extent.0, (*r, data.clone()));
+            match entry {
+                Entry::BatchBegin { count } if !mutants.batch_not_atomic => {
+                    if batch.is_some() {
+                        return Err(journal_corrupt(0, "a batch begins inside a batch"));
+                    }
+                    batch = Some((*count as usize, Vec::new()));
+                }
+                e if e.record().is_none() && batch.is_some() => {
+                    return Err(journal_corrupt(0, "a batch's records are interrupted"));
+                }
+                e if e.record().is_some() && batch.is_some() => {
+                    let Some((count, held)) = batch.as_mut() else {
+                        continue;
+                    };
+                    held.push(e.clone());
+                    if held.len() == *count {
+                        for e in held.drain(..) {
+                            apply(&mut recovered.image, &mut inline, &e);
+                        }
+                        batch = None;
+                    }
+                }
+                e => apply(&mut recovered.image, &mut inline, e),
             }
         }
+        // A batch the end of this journal's valid frames cut short was cut off
+        // the scan above (`cut_unfinished_batch`); with the mutant, what is held
+        // here is dropped, and nothing after belongs to it.
+        batch = None;
         if let Some(mark) = scanned.last_mark {
             let (from, to) = (mark as usize, scanned.valid_len as usize);
             if from < to {

@@ -109,6 +109,14 @@ pub(crate) enum Entry {
     /// "Inline writes" in the module docs). Framed as the record followed by
     /// `location.length` bytes whose checksum is the record's.
     Inline(RecordImage, Bytes),
+    /// The next `count` record entries ([`Entry::Put`], [`Entry::Proposed`],
+    /// [`Entry::Inline`]) are one batch: recovery applies all of them or none. They
+    /// follow in the same group commit (one append), so only a torn tail can cut
+    /// a batch short, and then none of it was acknowledged.
+    BatchBegin {
+        /// Record entries in the batch.
+        count: u32,
+    },
     /// A location that failed verification: never handed out again.
     Bad(Location),
     /// A device degraded by the health policy.
@@ -211,6 +219,9 @@ pub(crate) struct PlanMutants {
     /// Reopen without writing inline writes' data back to their locations
     /// ([`Recovered::redo`]).
     pub(crate) reopen_without_redo: bool,
+    /// Recovery applies a batch's records as it meets them, so a torn tail that
+    /// cut the batch short keeps part of it (the rule before batch markers).
+    pub(crate) batch_not_atomic: bool,
 }
 
 pub(crate) mod files {

@@ -7,10 +7,18 @@
 //!
 //! Each write of the batch keeps the guarantees of a single write (readers see the
 //! old bytes or the new ones, never a mix; nothing is visible before its record is
-//! durable, nothing is retired before then either; see `write`). The batch is
-//! *not* atomic: a reader may see some of its writes committed before others, and
-//! a crash before the call returns may keep any subset of them. When the call
-//! returns `Ok`, every write is durable.
+//! durable, nothing is retired before then either; see `write`).
+//!
+//! **Durable all or nothing.** Every record of the batch goes to the journal in
+//! one append behind [`Entry::BatchBegin`], and recovery applies all of them or
+//! none: a crash before the call returns keeps the whole batch or none of it. A
+//! write the table refuses before anything is journaled fails the whole batch.
+//! One exception: a write whose record a quarantine or remap of its extent
+//! overtook is journaled again in a later round, and becomes durable with that
+//! round. **Readers may see part of it**: the writes commit in the table one
+//! after another once their records are durable, so a concurrent reader may find
+//! some of the batch's extents new and others still old. When the call returns
+//! `Ok`, every write is durable and visible.
 //!
 //! Bounds: `items` writes; a write whose record a quarantine or remap overtook is
 //! proposed again in the next round, at most [`MAX_ATTEMPTS`] rounds, so at most
@@ -99,11 +107,21 @@ impl BatchWriteOp {
 
     /// Journals the records the writes in `items` will commit (round `round`).
     fn propose(&mut self, core: &Core, items: Vec<usize>, round: u32) -> Step<Vec<Snapshot>> {
-        let mut entries = Vec::with_capacity(items.len());
+        let mut entries = Vec::with_capacity(items.len() + 1);
         self.proposed.clear();
-        for i in items {
-            let (expected, location) = self.begun[i];
-            match self.ops[i].propose(&expected, location) {
+        let records: Vec<_> = (items.iter())
+            .map(|&i| self.ops[i].propose(&self.begun[i].0, self.begun[i].1))
+            .collect();
+        // All or nothing: a write the table refuses before anything is journaled
+        // fails the whole batch.
+        if round == 0
+            && let Some(Err(err)) = records.iter().find(|r| r.is_err())
+        {
+            return self.fail(core, err.clone());
+        }
+        for (i, record) in items.into_iter().zip(records) {
+            let (_, location) = self.begun[i];
+            match record {
                 Ok(record) => {
                     entries.push(Entry::propose(&record));
                     core.proposals.insert(&record);
@@ -120,6 +138,11 @@ impl BatchWriteOp {
         }
         if self.proposed.is_empty() {
             return self.finish();
+        }
+        if entries.len() > 1 {
+            // One append: recovery applies all of the records or none.
+            let count = entries.len() as u32;
+            entries.insert(0, Entry::BatchBegin { count });
         }
         self.phase = Phase::Journaling(round);
         Step::Io(IoRequest::Journal(entries))

@@ -180,6 +180,9 @@ pub struct SimConfig {
     /// Mutant: reopen without writing inline writes' data back from the journal.
     /// The crash checker must catch it.
     pub reopen_without_redo: bool,
+    /// Mutant: recovery applies a batch's records as it meets them, so a torn
+    /// tail keeps part of a batch. The crash checker must catch it.
+    pub batch_not_atomic: bool,
     /// Mutant: trust a device sync that returned Ok after an earlier sync of the
     /// same device failed (the kernel reports a failed writeback once, so a later
     /// sync returns Ok over dropped pages). The checker must catch data lost.
@@ -245,6 +248,7 @@ impl Default for SimConfig {
             inline_write_max: 160,
             checkpoint_without_device_sync: false,
             reopen_without_redo: false,
+            batch_not_atomic: false,
         }
     }
 }

@@ -125,9 +125,20 @@ impl Model {
             .map(|(&e, r)| (e, (*r, false)))
             .collect();
         let mut bad: Vec<Location> = Vec::new();
+        // Records of a batch still to come: no prefix ends inside a batch (it
+        // is durable all or nothing).
+        let mut inside = 0usize;
         for (i, (entry, _)) in self.issued.iter().enumerate() {
-            if i >= self.acked_prefix() && self.prefix_matches(&state, &bad, image, extents) {
+            if inside == 0
+                && i >= self.acked_prefix()
+                && self.prefix_matches(&state, &bad, image, extents)
+            {
                 return Some(i);
+            }
+            if let Entry::BatchBegin { count } = entry {
+                inside = *count as usize;
+            } else if record(entry).is_some() {
+                inside = inside.saturating_sub(1);
             }
             if let Entry::Bad(l) = entry {
                 bad.push(*l);

@@ -228,10 +228,15 @@ impl Store {
     ///
     /// # Consistency
     ///
-    /// Each write keeps the guarantees of [`write`](Self::write). The batch is not
-    /// atomic: readers may see some writes committed before others, and a crash
-    /// before the call returns may keep any subset. When it returns `Ok`, all are
-    /// durable.
+    /// Each write keeps the guarantees of [`write`](Self::write). **Durable all or
+    /// nothing** on a durable store: the batch's records go to the journal in one
+    /// append behind a batch marker, and recovery applies all of them or none, so
+    /// a crash before the call returns keeps the whole batch or none of it. (One
+    /// exception: a write whose record a quarantine or remap of its extent
+    /// overtook is journaled again on its own, and becomes durable with that
+    /// later record.) **Readers may see part of it**: the writes commit one after
+    /// another once their records are durable. When it returns `Ok`, all are
+    /// durable and visible.
     ///
     /// # Errors
     ///
@@ -241,8 +246,9 @@ impl Store {
     /// anything is written, as [`write`](Self::write) checks), [`Error::WriteInProgress`]
     /// if an id is being written,
     /// [`Error::NoSpace`], backend and journal errors. On an error before the
-    /// commits nothing changed; an error while committing (rare: a commit that kept
-    /// losing races) is reported after the writes that did commit are durable.
+    /// commits nothing changed (a write the table refuses fails the whole batch);
+    /// an error while committing (rare: a commit that kept losing races) is
+    /// reported after the writes that did commit are durable.
     ///
     /// # Examples
     ///

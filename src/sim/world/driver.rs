@@ -6,6 +6,8 @@
 use super::op::{ActiveOp, Input, Op, Out, input_code, step_machine, trace_code};
 use super::{ActorKind, Event, World};
 use crate::backend::SyncEnd;
+use crate::bytes::Bytes;
+use crate::cache::FlightOutcome;
 use crate::error::Error;
 use crate::journal::Entry;
 use crate::protocol::{CompactOutcome, Fault, IoRequest, IoResult, Machine, Step, Tally, Verdict};
@@ -32,6 +34,9 @@ impl World {
             Op::Read(m) => step_machine(m, core, input, Out::Bytes),
             Op::Session(m) => step_machine(&mut **m, core, input, Out::Bytes),
             Op::Write(m, _) => step_machine(m, core, input, |s| Out::Written(s.generation())),
+            Op::Batch(m, _) => step_machine(m, core, input, |v| {
+                Out::Batch(v.iter().map(|s| (s.extent(), s.generation())).collect())
+            }),
             Op::Compact(m) => step_machine(m, core, input, Out::Compacted),
             Op::Verify(m) => step_machine(&mut **m, core, input, |_: Verdict| Out::Unit),
             Op::Legacy(op) => {
@@ -54,6 +59,7 @@ impl World {
             }
         };
         self.absorb_legacy_commits();
+        self.absorb_batch_commits(&slot);
         self.after_ladder_step(&mut slot);
         slot.causes.in_rotation |= self.meta.rotating();
         match step {
@@ -204,22 +210,28 @@ impl World {
     /// only the `commit_before_journal` mutant commits first, and then the history
     /// must record it now.
     fn journal(&mut self, idx: usize, extent: ExtentId, entries: Vec<Entry>) {
-        if let Some(Some(ActiveOp {
-            op: Op::Write(_, bytes),
-            ..
-        })) = self.slots.get(idx)
-        {
-            let bytes = bytes.clone();
-            for e in &entries {
-                if let Some((r, _)) = e.record()
-                    && r.generation > self.history.current(r.extent)
-                {
-                    if self.cfg.commit_before_journal {
-                        self.history.commit(r.extent, r.generation, self.now);
-                    }
-                    self.fabric
-                        .add_replica(r.extent, r.generation, bytes.clone());
+        let written: Vec<(ExtentId, Bytes)> = match self.slots.get(idx) {
+            Some(Some(ActiveOp {
+                op: Op::Write(_, bytes),
+                extent,
+                ..
+            })) => vec![(*extent, bytes.clone())],
+            Some(Some(ActiveOp {
+                op: Op::Batch(_, items),
+                ..
+            })) => items.clone(),
+            _ => Vec::new(),
+        };
+        for e in &entries {
+            if let Some((r, _)) = e.record()
+                && r.generation > self.history.current(r.extent)
+                && let Some((_, bytes)) = written.iter().find(|(id, _)| *id == r.extent)
+            {
+                if self.cfg.commit_before_journal {
+                    self.history.commit(r.extent, r.generation, self.now);
                 }
+                self.fabric
+                    .add_replica(r.extent, r.generation, bytes.clone());
             }
         }
         self.report.inline_writes += (entries.iter())
@@ -273,9 +285,37 @@ impl World {
         while i < self.waiters.len() {
             if let Some(outcome) = self.waiters[i].1.outcome() {
                 let (slot, _) = self.waiters.remove(i);
+                // The load it waited on counts as one of its reads: an I/O error
+                // there (only injected ones exist) lengthens its streak, as its own
+                // read's would (`check_fpre004`).
+                if let Some(Some(active)) = self.slots.get_mut(slot) {
+                    active.injected_streak = match &outcome {
+                        FlightOutcome::Failed(Error::Io { .. }) => active.injected_streak + 1,
+                        FlightOutcome::Failed(_) => active.injected_streak,
+                        _ => 0,
+                    };
+                }
                 self.dispatch(slot, Input::Wait(outcome));
             } else {
                 i += 1;
+            }
+        }
+    }
+
+    /// A batch commits its writes in the table round by round, before it
+    /// answers: the history records each as it becomes visible (a single write
+    /// commits in the step that answers).
+    fn absorb_batch_commits(&mut self, slot: &ActiveOp) {
+        let Op::Batch(_, items) = &slot.op else {
+            return;
+        };
+        for (id, bytes) in items {
+            if let Ok(s) = self.core.table.snapshot(*id)
+                && !s.write_pending()
+                && s.generation() > self.history.current(*id)
+            {
+                self.history.commit(*id, s.generation(), self.now);
+                self.fabric.add_replica(*id, s.generation(), bytes.clone());
             }
         }
     }
@@ -324,6 +364,15 @@ impl World {
                 self.fabric
                     .add_replica(slot.extent, generation, bytes.clone());
                 self.report.writes_ok += 1;
+            }
+            (Op::Batch(_, items), Ok(Out::Batch(committed))) => {
+                for &(extent, generation) in &committed {
+                    self.history.commit(extent, generation, self.now);
+                    if let Some((_, bytes)) = items.iter().find(|(id, _)| *id == extent) {
+                        self.fabric.add_replica(extent, generation, bytes.clone());
+                    }
+                }
+                self.report.writes_ok += committed.len() as u64;
             }
             (Op::Legacy(legacy::Op::Write(_)), Ok(Out::Written(_))) => {
                 // Legacy commits were absorbed into the history as they became visible.

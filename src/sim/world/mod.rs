@@ -22,7 +22,9 @@ use crate::backend::SyncBook;
 use crate::cache::{Cache, Flight, Priority};
 use crate::journal::open::Geometry;
 use crate::journal::plan::PlanMutants;
-use crate::protocol::{CompactOp, Core, IoRequest, ReadOp, ReadSession, VerifySession, WriteOp};
+use crate::protocol::{
+    BatchWriteOp, CompactOp, Core, IoRequest, ReadOp, ReadSession, VerifySession, WriteOp,
+};
 use crate::record::{ExtentId, Location};
 use crate::space::{Allocator, Health, Reclaimer};
 use crate::sync::Arc;
@@ -147,6 +149,7 @@ impl World {
                     missing_journal_as_empty: cfg.missing_journal_as_empty,
                     checkpoint_without_device_sync: cfg.checkpoint_without_device_sync,
                     reopen_without_redo: cfg.reopen_without_redo,
+                    batch_not_atomic: cfg.batch_not_atomic,
                 },
                 latency: cfg.latency,
                 transient_ppm: cfg.faults.transient_ppm,
@@ -402,6 +405,32 @@ impl World {
         self.start(a, extent, op);
     }
 
+    /// A batch of `first` and 1 to 3 other distinct extents.
+    fn start_batch(&mut self, actor: usize, first: ExtentId) {
+        let (lo, hi) = self.cfg.workload.value_bytes;
+        let mut ids = vec![first];
+        for _ in 0..self.rng.random_range(1..=3) {
+            let id = self.random_extent();
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        if self.meta.space_low() && self.meta.restore_reserve() {
+            self.core.set_space_low(false);
+        }
+        let items: Vec<(ExtentId, crate::bytes::Bytes)> = (ids.into_iter())
+            .map(|id| {
+                let len = self.rng.random_range(lo.max(32)..=hi.max(lo.max(32))) as usize;
+                // Single-threaded: no commit can slip in before the batch begins.
+                let generation = self.core.table.snapshot(id).map_or(0, |s| s.generation()) + 1;
+                (id, value(id, generation, len))
+            })
+            .collect();
+        self.report.writes += items.len() as u64;
+        let op = Op::Batch(BatchWriteOp::new(items.clone()), items);
+        self.start(actor, first, op);
+    }
+
     fn verify_session(&self, extent: ExtentId) -> VerifySession {
         let op = VerifySession::new(extent, self.cfg.policy);
         if self.cfg.weaken_verifier {
@@ -421,6 +450,11 @@ impl World {
     }
 
     fn start_write(&mut self, actor: usize, extent: ExtentId) {
+        // One write in eight is a batch of 2 to 4 extents (fixed protocol only:
+        // the legacy one has none): durable all or nothing.
+        if self.cfg.protocol == Protocol::Fixed && self.rng.random_range(0..8) == 0 {
+            return self.start_batch(actor, extent);
+        }
         let (lo, hi) = self.cfg.workload.value_bytes;
         let len = self.rng.random_range(lo.max(32)..=hi.max(lo.max(32))) as usize;
         let op = if self.cfg.protocol == Protocol::Legacy {

@@ -4,8 +4,8 @@
 use crate::bytes::Bytes;
 use crate::cache::FlightOutcome;
 use crate::protocol::{
-    CompactOp, CompactOutcome, Core, Fault, IoResult, Machine, ReadOp, ReadSession, Step,
-    VerifySession, WriteOp,
+    BatchWriteOp, CompactOp, CompactOutcome, Core, Fault, IoResult, Machine, ReadOp, ReadSession,
+    Step, VerifySession, WriteOp,
 };
 use crate::record::{ExtentId, Location};
 use crate::sim::legacy;
@@ -15,6 +15,8 @@ use crate::sim::legacy;
 pub(super) enum Out {
     Bytes(Bytes),
     Written(u64),
+    /// A batch's writes: each extent and the generation it committed.
+    Batch(Vec<(ExtentId, u64)>),
     Compacted(CompactOutcome),
     Unit,
 }
@@ -29,6 +31,8 @@ pub(super) enum Op {
     /// A demand read with its ladder.
     Session(Box<ReadSession>),
     Write(WriteOp, Bytes),
+    /// A batch of writes of distinct extents, with each one's bytes.
+    Batch(BatchWriteOp, Vec<(ExtentId, Bytes)>),
     Compact(CompactOp),
     Verify(Box<VerifySession>),
     Legacy(legacy::Op),
@@ -111,6 +115,7 @@ pub(super) fn trace_code(op: &Op) -> &'static str {
     match op {
         Op::Read(_) => "read",
         Op::Write(..) => "write",
+        Op::Batch(..) => "batch",
         Op::Compact(_) => "compact",
         Op::Session(_) => "read",
         Op::Verify(_) => "verify",
