@@ -216,11 +216,14 @@ impl Fabric {
         Ok(())
     }
 
-    /// Recovery writes `bytes` back to `location` (no injection: recovery's own
-    /// faults are the metadata's); volatile until a flush, clearing the
-    /// location's persistent fault as any write does.
+    /// The store writes `bytes` back to `location` (an inline write's data, after
+    /// a failed sync or at recovery; no injection: these are the bytes the
+    /// location already held); volatile until a flush. Unlike a new write it
+    /// keeps the location's injected persistent fault: a verification in flight
+    /// when the rewrite lands met that fault, and the checker must still see it
+    /// there (the crash sweep under 30 % transient errors called such an FPRE004
+    /// spurious once a rewrite had cleared its misdirected-write fault).
     pub(crate) fn rewrite(&mut self, location: Location, bytes: Bytes) {
-        self.faults.remove(&key(location));
         self.volatile.insert(key(location), bytes);
     }
 
