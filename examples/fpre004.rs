@@ -423,44 +423,34 @@ fn mutants(args: &Args) -> String {
     if let Some(n) = args.journal_max_bytes {
         flags.push_str(&format!(" --journal-max-bytes {n}"));
     }
-    if args.ack_before_journal_sync {
-        flags.push_str(" --ack-before-journal-sync");
-    }
-    if args.reuse_before_durable {
-        flags.push_str(" --reuse-before-durable");
-    }
-    if args.pointer_before_checkpoint_sync {
-        flags.push_str(" --pointer-before-checkpoint-sync");
-    }
-    if args.commit_before_journal {
-        flags.push_str(" --commit-before-journal");
-    }
-    if args.torn_as_corrupt {
-        flags.push_str(" --torn-as-corrupt");
-    }
-    if args.missing_journal_as_empty {
-        flags.push_str(" --missing-journal-as-empty");
-    }
-    if args.lose_metadata {
-        flags.push_str(" --lose-metadata");
-    }
-    if args.trust_sync_after_failure {
-        flags.push_str(" --trust-sync-after-failure");
-    }
-    if args.reopen_without_sync {
-        flags.push_str(" --reopen-without-sync");
-    }
     if let Some(n) = args.inline_write_max {
         flags.push_str(&format!(" --inline-write-max {n}"));
     }
-    if args.checkpoint_without_device_sync {
-        flags.push_str(" --checkpoint-without-device-sync");
-    }
-    if args.reopen_without_redo {
-        flags.push_str(" --reopen-without-redo");
-    }
-    if args.batch_not_atomic {
-        flags.push_str(" --batch-not-atomic");
+    let switches = [
+        (args.ack_before_journal_sync, "--ack-before-journal-sync"),
+        (args.reuse_before_durable, "--reuse-before-durable"),
+        (
+            args.pointer_before_checkpoint_sync,
+            "--pointer-before-checkpoint-sync",
+        ),
+        (args.commit_before_journal, "--commit-before-journal"),
+        (args.torn_as_corrupt, "--torn-as-corrupt"),
+        (args.missing_journal_as_empty, "--missing-journal-as-empty"),
+        (args.lose_metadata, "--lose-metadata"),
+        (args.trust_sync_after_failure, "--trust-sync-after-failure"),
+        (args.reopen_without_sync, "--reopen-without-sync"),
+        (
+            args.checkpoint_without_device_sync,
+            "--checkpoint-without-device-sync",
+        ),
+        (args.reopen_without_redo, "--reopen-without-redo"),
+        (args.batch_not_atomic, "--batch-not-atomic"),
+    ];
+    for (on, flag) in switches {
+        if on {
+            flags.push(' ');
+            flags.push_str(flag);
+        }
     }
     flags
 }

@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{decode, files, refused, value};
+use common::{files, refused, value};
 use extentmeta::{ExtentId, Location, State, Store, StoreConfig};
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -54,13 +54,7 @@ fn put(store: &Store, model: &mut Model, id: u64) {
 
 /// Every modelled extent reads back exactly its last acknowledged value.
 fn check(store: &Store, model: &Model) {
-    for (&id, &generation) in model {
-        let bytes = store
-            .read(ExtentId(id))
-            .unwrap_or_else(|e| panic!("extent {id}: {e}"));
-        assert_eq!(decode(&bytes), (ExtentId(id), generation), "extent {id}");
-        assert_eq!(bytes.len(), len_of(id, generation));
-    }
+    common::check_values(store, model.iter().map(|(&i, &g)| (i, g)), len_of);
 }
 
 fn reopen(dir: &Path, config: &StoreConfig, model: &Model) -> Store {

@@ -60,13 +60,13 @@ fn put(store: &Store, model: &mut Model, id: u64, generation: u64) {
 
 /// Every modelled extent reads back exactly its acknowledged value.
 fn check(store: &Store, model: &Model) {
-    for (&id, &generation) in model {
-        let bytes = store
-            .read(ExtentId(id))
-            .unwrap_or_else(|e| panic!("extent {id}: {e}"));
-        assert_eq!(decode(&bytes), (ExtentId(id), generation), "extent {id}");
-        assert_eq!(bytes.len(), val(id, generation).len(), "extent {id}");
-    }
+    let len = |id, generation| val(id, generation).len();
+    common::check_values(store, model.iter().map(|(&i, &g)| (i, g)), len);
+}
+
+/// The fault-injecting file system over `dir`, with `faults` armed.
+fn faulty(dir: &std::path::Path, faults: Faults) -> FaultFs {
+    FaultFs::new(dir, u64::MAX, faults)
 }
 
 /// Whether `hay` holds the value of (`id`, `generation`).
@@ -128,14 +128,11 @@ fn a_power_cut_inside_a_rotations_write_back_loses_nothing_acknowledged() {
         let dir = tmp.path();
         // The power fails at the `nth` device sync: all writes are inline, so
         // device syncs are the write-backs of rotations (4 KiB journals).
-        let fs = FaultFs::new(
-            dir,
-            u64::MAX,
-            Faults {
-                cut_at_sync: Some((Target::Device, nth)),
-                ..Faults::default()
-            },
-        );
+        let faults = Faults {
+            cut_at_sync: Some((Target::Device, nth)),
+            ..Faults::default()
+        };
+        let fs = faulty(dir, faults);
         let cfg = config(4096);
         let store = Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()).unwrap();
         let mut model = Model::new();
@@ -167,15 +164,15 @@ fn a_power_cut_inside_a_rotations_write_back_loses_nothing_acknowledged() {
 fn a_failed_write_back_sync_that_dropped_pages_keeps_reads_right_and_loses_nothing() {
     let tmp = fault_fs::tempdir();
     let dir = tmp.path();
-    let fs = FaultFs::new(
+    let eio = SyncFault {
+        target: Target::Device,
+        nth: 1,
+        drop_pages: true,
+    };
+    let fs = faulty(
         dir,
-        u64::MAX,
         Faults {
-            sync_eio: Some(SyncFault {
-                target: Target::Device,
-                nth: 1,
-                drop_pages: true,
-            }),
+            sync_eio: Some(eio),
             ..Faults::default()
         },
     );

@@ -138,3 +138,19 @@ pub fn inline_data_len(payload: &[u8]) -> usize {
         _ => 0,
     }
 }
+
+/// Every `(id, generation)` reads back exactly the value `value(id, generation,
+/// len(id, generation))` encodes.
+pub fn check_values(
+    store: &extentmeta::Store,
+    expected: impl IntoIterator<Item = (u64, u64)>,
+    len: impl Fn(u64, u64) -> usize,
+) {
+    for (id, generation) in expected {
+        let bytes = store
+            .read(ExtentId(id))
+            .unwrap_or_else(|e| panic!("extent {id}: {e}"));
+        assert_eq!(decode(&bytes), (ExtentId(id), generation), "extent {id}");
+        assert_eq!(bytes.len(), len(id, generation), "extent {id}");
+    }
+}
