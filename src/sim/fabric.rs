@@ -55,6 +55,9 @@ pub(crate) struct Fabric {
     sync_rng: ChaCha8Rng,
 }
 
+/// Bytes a device writes atomically.
+const SECTOR: usize = 512;
+
 fn key(l: Location) -> (u16, u64) {
     (l.device, l.offset)
 }
@@ -262,13 +265,17 @@ impl Fabric {
     }
 
     /// A power cut: each write no sync made durable is lost, or survives whole,
-    /// or survives torn (garbage from some byte on), as a drive's write cache may
-    /// have written it back or not. Returns how many survived.
+    /// or survives torn: each of its sectors persisted or not, in any subset, as a
+    /// drive's write cache may have written them back. A sector that did not
+    /// persist keeps what the disk held there (garbage where it held nothing).
+    /// Returns how many survived.
     ///
     /// Surviving writes are harmless to a correct protocol: an unsynced write
-    /// targets a location that no durable record references (invariant 10), so the
-    /// crash checker catches a location reused too early even when the reusing
-    /// write was never synced.
+    /// targets a location that no durable record references (invariant 10), or
+    /// rewrites the bytes a durable record's location already holds (an inline
+    /// write's write-back, recovery's redo), which no subset of sectors can
+    /// change. Sectors, not bytes: a tear inside a sector that rewrote identical
+    /// bytes destroyed them in an earlier model no disk matches.
     pub(crate) fn crash(&mut self, rng: &mut ChaCha8Rng) -> u32 {
         let mut survived = 0;
         for (k, bytes) in std::mem::take(&mut self.volatile) {
@@ -278,9 +285,17 @@ impl Fabric {
             survived += 1;
             let mut v = bytes.to_vec();
             if rng.random_bool(0.5) && !v.is_empty() {
-                let from = rng.random_range(0..v.len());
-                for b in &mut v[from..] {
-                    *b = rng.random();
+                let old = self.durable.get(&k);
+                for (i, sector) in v.chunks_mut(SECTOR).enumerate() {
+                    if rng.random_bool(0.5) {
+                        continue;
+                    }
+                    for (j, b) in sector.iter_mut().enumerate() {
+                        *b = match old.and_then(|o| o.get(i * SECTOR + j)) {
+                            Some(&was) => was,
+                            None => rng.random(),
+                        };
+                    }
                 }
             }
             self.durable.insert(k, Bytes::from(v));
