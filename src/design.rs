@@ -77,11 +77,17 @@
 //! [`Store::open`](crate::Store::open) keeps, next to the device files, a metadata
 //! journal in the style of RocksDB's MANIFEST (details in `src/journal/mod.rs`):
 //!
-//! * **What is durable when.** A write's bytes are synced to their device, then the
-//!   record its commit will make is appended to the journal and synced (group
-//!   commit: concurrent committers share one sync), and only then is it committed
-//!   in the table, where readers see it, and `write` returns `Ok`. A delete does
-//!   the same under the pending mark. So no reader ever sees a write or delete that
+//! * **What is durable when.** A write of at most `inline_write_max` bytes (32 KiB)
+//!   writes its bytes to its location without a sync and appends the record its
+//!   commit will make *with the bytes* to the journal; a larger write syncs its
+//!   bytes first and appends the bare record. The journal sync (group commit:
+//!   concurrent committers share one) makes the record durable, and only then is
+//!   the write committed in the table, where readers see it, and `write` returns
+//!   `Ok`. An inline write's bytes reach their location durably at the next
+//!   checkpoint or `close`, which sync the devices first; after a crash recovery
+//!   writes them back from the journal. A batch's records are one append behind a
+//!   batch marker: recovery applies all of them or none. A delete does the same
+//!   under the pending mark. So no reader ever sees a write or delete that
 //!   a crash or a failed journal could take back. Compaction and remap, which never
 //!   change what a read returns, commit first and journal after, and retire the
 //!   location they unreferenced only once that record is durable.
