@@ -304,9 +304,6 @@ pub(crate) fn recover(
     // The newest inline entry of each extent (by version), matched against the
     // recovered record once every journal is replayed.
     let mut inline: BTreeMap<u64, (RecordImage, Bytes)> = BTreeMap::new();
-    // A batch's records held until the last of them (its count, the records so
-    // far).
-    let mut batch: Option<(usize, Vec<Entry>)> = None;
     let mut scans = Vec::with_capacity(sorted.len());
     for (expected, (n, bytes)) in (number..).zip(sorted) {
         if n != expected {
@@ -374,6 +371,10 @@ pub(crate) fn recover(
                 "a batch cut short in a journal that later journals followed",
             ));
         }
+        // A batch's records held until the last of them (its count, the records
+        // so far). One append holds a whole batch, so it never spans journals,
+        // and `cut_unfinished_batch` leaves none unfinished at a journal's end.
+        let mut batch: Option<(usize, Vec<Entry>)> = None;
         for (seq, entry) in &scanned.entries {
             if *seq < recovered.next_seq {
                 return Err(journal_corrupt(0, "sequence numbers go backwards"));
@@ -405,10 +406,6 @@ pub(crate) fn recover(
                 e => apply(&mut recovered.image, &mut inline, e),
             }
         }
-        // A batch the end of this journal's valid frames cut short was cut off
-        // the scan above (`cut_unfinished_batch`); with the mutant, what is held
-        // here is dropped, and nothing after belongs to it.
-        batch = None;
         if let Some(mark) = scanned.last_mark {
             let (from, to) = (mark as usize, scanned.valid_len as usize);
             if from < to {

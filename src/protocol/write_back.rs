@@ -135,7 +135,12 @@ mod tests {
     use super::*;
 
     fn at(device: u16, offset: u64) -> Location {
-        Location::new(device, offset, 4)
+        Location::new(device, offset, 16)
+    }
+
+    /// The bytes of generation `generation` of extent `extent`.
+    fn value(extent: u64, generation: u64) -> Vec<u8> {
+        [extent.to_le_bytes(), generation.to_le_bytes()].concat()
     }
 
     fn held(w: &WriteBack, device: u16) -> Vec<(Location, Vec<u8>)> {
@@ -147,26 +152,22 @@ mod tests {
     #[test]
     fn a_sync_drops_only_what_was_written_before_it_started() {
         let w = WriteBack::default();
-        w.insert(at(0, 0), Bytes::from(vec![1u8; 4]));
-        w.insert(at(1, 0), Bytes::from(vec![2u8; 4]));
+        w.insert(at(0, 0), Bytes::from(value(1, 1)));
+        w.insert(at(1, 0), Bytes::from(value(2, 1)));
         let mark = w.mark();
-        w.insert(at(0, 8), Bytes::from(vec![3u8; 4]));
+        w.insert(at(0, 16), Bytes::from(value(3, 1)));
         w.synced(0, mark);
-        assert_eq!(held(&w, 0), vec![(at(0, 8), vec![3u8; 4])]);
-        assert_eq!(
-            held(&w, 1),
-            vec![(at(1, 0), vec![2u8; 4])],
-            "another device"
-        );
+        assert_eq!(held(&w, 0), vec![(at(0, 16), value(3, 1))]);
+        assert_eq!(held(&w, 1), vec![(at(1, 0), value(2, 1))], "another device");
         assert_eq!(w.len(), 2);
     }
 
     #[test]
     fn a_freed_location_is_never_written_again_and_a_rewrite_replaces() {
         let w = WriteBack::default();
-        w.insert(at(0, 0), Bytes::from(vec![1u8; 4]));
-        w.insert(at(0, 0), Bytes::from(vec![4u8; 4]));
-        assert_eq!(held(&w, 0), vec![(at(0, 0), vec![4u8; 4])]);
+        w.insert(at(0, 0), Bytes::from(value(1, 1)));
+        w.insert(at(0, 0), Bytes::from(value(1, 2)));
+        assert_eq!(held(&w, 0), vec![(at(0, 0), value(1, 2))]);
         w.forget(at(0, 0));
         assert!(held(&w, 0).is_empty());
         assert_eq!(w.len(), 0);

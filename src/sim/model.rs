@@ -38,11 +38,6 @@ fn explains(want: Option<&RecordImage>, got: Option<&RecordImage>) -> bool {
     }
 }
 
-/// The record an entry carries, and whether it is a proposal.
-fn record(entry: &Entry) -> Option<(&RecordImage, bool)> {
-    entry.record()
-}
-
 /// The reference model of what is durable.
 #[derive(Debug, Default)]
 pub(crate) struct Model {
@@ -103,7 +98,7 @@ impl Model {
     fn puts(&self, extent: u64) -> impl Iterator<Item = (&RecordImage, bool)> {
         self.issued
             .iter()
-            .filter_map(move |(e, acked)| match record(e) {
+            .filter_map(move |(e, acked)| match e.record() {
                 Some((r, _)) if r.extent.0 == extent => Some((r, *acked)),
                 _ => None,
             })
@@ -137,7 +132,7 @@ impl Model {
             }
             if let Entry::BatchBegin { count } = entry {
                 inside = *count as usize;
-            } else if record(entry).is_some() {
+            } else if entry.record().is_some() {
                 inside = inside.saturating_sub(1);
             }
             if let Entry::Bad(l) = entry {
@@ -147,7 +142,7 @@ impl Model {
             // commit wins over a proposal (which lost its compare-and-swap to that
             // commit: a quarantine or remap of a record a write or delete held),
             // else the first one stays.
-            let Some((r, proposal)) = record(entry) else {
+            let Some((r, proposal)) = entry.record() else {
                 continue;
             };
             let wins = state.get(&r.extent.0).is_none_or(|(old, old_proposal)| {
@@ -188,7 +183,7 @@ pub(crate) fn check(
         .copied()
         .collect();
     for (e, _) in &model.issued {
-        if let Some((r, _)) = record(e) {
+        if let Some((r, _)) = e.record() {
             extents.insert(r.extent.0);
         }
     }
@@ -293,7 +288,7 @@ mod tests {
     fn extents(model: &Model, image: &Image) -> BTreeSet<u64> {
         let mut set: BTreeSet<u64> = image.records.keys().copied().collect();
         for (e, _) in &model.issued {
-            if let Some((r, _)) = record(e) {
+            if let Some((r, _)) = e.record() {
                 set.insert(r.extent.0);
             }
         }

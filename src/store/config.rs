@@ -104,7 +104,7 @@ impl Default for StoreConfig {
             cache_hooks: CacheHooks::default(),
             latency_histograms: true,
             readahead: true,
-            readahead_min_read_us: 50,
+            readahead_min_read_us: super::driver::SLOW_READ.as_micros() as u64,
             journal_max_bytes: 64 << 20,
             inline_write_max: DEFAULT_INLINE_WRITE_MAX,
             metadata_reserve_bytes: 8 << 20,

@@ -314,9 +314,7 @@ impl Shared {
     /// cold scan 1.5× slower, against a 200 µs device 6× faster. OS readahead
     /// needs no such switch: its reads are its own, not a thread handoff.
     pub(crate) fn readahead_pays(&self) -> bool {
-        // Relaxed: a hint.
-        self.readahead_min_read.is_zero()
-            || self.slow_reads.load(Ordering::Relaxed) >= SLOW_READS_MAX / 2
+        self.readahead_min_read.is_zero() || self.coalescing_pays()
     }
 
     /// Whether a prefetch worker should take every queued hint at once and merge
@@ -542,9 +540,11 @@ mod tests {
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
         let store = Store::new(backend, config).unwrap_or_else(|e| panic!("{e}"));
+        // Extent and generation (1) in the first 16 bytes.
         let value = |id: u64| -> Vec<u8> {
             let mut v = vec![id as u8; 3000 + id as usize * 10];
             v[..8].copy_from_slice(&id.to_le_bytes());
+            v[8..16].copy_from_slice(&1u64.to_le_bytes());
             v
         };
         for id in 0..16 {
