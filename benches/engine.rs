@@ -7,17 +7,25 @@
 //! * `durable_writes/{single,batch}`: 32 writes of 4 KiB on `Store::open`, one
 //!   call each vs one `write_batch` (one sync per device and one journal sync).
 //!
+//! * `tags`: the read hit and `snapshot` on a store whose every extent is tagged,
+//!   against an untagged one, and `snapshot_tagged` against `snapshot`
+//!   (interleaved passes, medians of 9).
+//!
 //! Run: `cargo bench --bench engine`. The ratios are printed after the run.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use extentmeta::events::Event;
-use extentmeta::{ExtentId, MemBackend, Store, StoreConfig};
+use extentmeta::{ExtentId, MemBackend, Store, StoreConfig, Tag};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 const HOT: u64 = 1024;
 
 fn hot_store(histograms: bool, listener: bool) -> Store {
+    hot_store_tagged(histograms, listener, false)
+}
+
+fn hot_store_tagged(histograms: bool, listener: bool, tagged: bool) -> Store {
     let config = StoreConfig::builder()
         .latency_histograms(histograms)
         .prefetch_workers(0)
@@ -30,8 +38,12 @@ fn hot_store(histograms: bool, listener: bool) -> Store {
         });
     }
     for id in 0..HOT {
+        let tag = match tagged {
+            true => Tag::new(format!("key{id:08}").as_bytes()).expect("short"),
+            false => Tag::EMPTY,
+        };
         store
-            .write(ExtentId(id), &id.to_le_bytes().repeat(64))
+            .write_tagged(ExtentId(id), &id.to_le_bytes().repeat(64), tag)
             .expect("write");
         store.read(ExtentId(id)).expect("warm");
     }
@@ -83,6 +95,50 @@ fn read_hit(c: &mut Criterion) {
             "read hit with {name}: {:.3}x plain (median of 9 interleaved passes)",
             ratios[k][4]
         );
+    }
+}
+
+/// Mean ns per call of `op` over `rounds` passes of the hot set.
+fn pass_ns(rounds: u64, op: impl Fn(ExtentId)) -> f64 {
+    let started = Instant::now();
+    for r in 0..rounds {
+        for i in 0..HOT {
+            op(ExtentId((i * 7 + r) % HOT));
+        }
+    }
+    started.elapsed().as_nanos() as f64 / (rounds * HOT) as f64
+}
+
+fn tags(_: &mut Criterion) {
+    let (plain, tagged) = (hot_store(false, false), hot_store_tagged(false, false, true));
+    let mut ratios = vec![Vec::new(); 3];
+    for _ in 0..9 {
+        let read = |s: &Store| {
+            pass_ns(200, |id| {
+                black_box(s.read(id).expect("hit"));
+            })
+        };
+        let snap = |s: &Store| {
+            pass_ns(200, |id| {
+                black_box(s.snapshot(id).expect("snap"));
+            })
+        };
+        ratios[0].push(read(&tagged) / read(&plain));
+        let plain_snapshot = snap(&plain);
+        ratios[1].push(snap(&tagged) / plain_snapshot);
+        let with_tag = pass_ns(200, |id| {
+            black_box(tagged.snapshot_tagged(id).expect("tag"));
+        });
+        ratios[2].push(with_tag / snap(&tagged));
+    }
+    let names = [
+        "read hit, every extent tagged / untagged",
+        "snapshot, every extent tagged / untagged",
+        "snapshot_tagged / snapshot",
+    ];
+    for (name, r) in names.iter().zip(&mut ratios) {
+        r.sort_by(f64::total_cmp);
+        println!("{name}: {:.3}x (median of 9 interleaved passes)", r[4]);
     }
 }
 
@@ -140,5 +196,5 @@ fn durable_writes(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, read_hit, durable_writes);
+criterion_group!(benches, read_hit, tags, durable_writes);
 criterion_main!(benches);

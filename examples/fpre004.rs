@@ -151,6 +151,10 @@ struct Args {
     /// sweep must catch it).
     #[arg(long)]
     batch_not_atomic: bool,
+    /// Mutant: a compaction journals its relocated record without its tag (the
+    /// crash sweep must catch the tag lost).
+    #[arg(long)]
+    relocation_drops_tag: bool,
     /// Fail (exit 1) unless the runs meet this expectation.
     #[arg(long, value_enum)]
     expect: Option<Expect>,
@@ -181,6 +185,7 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
         checkpoint_without_device_sync: args.checkpoint_without_device_sync,
         reopen_without_redo: args.reopen_without_redo,
         batch_not_atomic: args.batch_not_atomic,
+        relocation_drops_tag: args.relocation_drops_tag,
         ..SimConfig::default()
     };
     c.inline_write_max = args.inline_write_max.unwrap_or(c.inline_write_max);
@@ -445,6 +450,7 @@ fn mutants(args: &Args) -> String {
         ),
         (args.reopen_without_redo, "--reopen-without-redo"),
         (args.batch_not_atomic, "--batch-not-atomic"),
+        (args.relocation_drops_tag, "--relocation-drops-tag"),
     ];
     for (on, flag) in switches {
         if on {

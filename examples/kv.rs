@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --release --example kv                          # the guided demo
 //! cargo run --release --example kv -- crash-test --rounds 20  # run, SIGKILL, reopen, check
+//! cargo run --release --example kv -- open-bench --keys 100000 --value-bytes 65536
 //! ```
 //!
 //! How the engine maps onto the crate:
@@ -12,11 +13,15 @@
 //!   an overwrite is a `write` of the same id (the content generation bumps, the
 //!   cache never serves the old value), a delete is `Store::delete` (the id is
 //!   never reused: a key put again after a delete gets a fresh id).
-//! * **The value names its key.** Each extent holds `key length | key | value`,
-//!   so the engine keeps no manifest of its own: on open it scans
-//!   `Store::records()` and rebuilds its in-memory index (a `BTreeMap` for range
-//!   scans). Everything the index needs is durable because every acknowledged
-//!   `write` and `delete` is.
+//! * **The tag is the key.** Each extent's record carries its key as its
+//!   [`Tag`] (`Store::write_tagged`), and the extent holds the value alone. So
+//!   the engine keeps no manifest of its own: on open it scans
+//!   `Store::records_tagged()` and rebuilds its in-memory index (a `BTreeMap`
+//!   for range scans) without reading a byte of data, however large the values.
+//!   Everything the index needs is durable because every acknowledged `write`
+//!   and `delete` is, tag included. Keys are at most [`MAX_TAG_LEN`] bytes (an
+//!   engine with longer keys would tag a hash of the key and keep the key in the
+//!   value).
 //! * **Range scans prefetch.** A scan hands the ids of its range to
 //!   `Store::prefetch` before reading them one by one: the first read waits for
 //!   its bytes, the rest are usually already cached.
@@ -27,7 +32,7 @@
 //!   workers stop); opening again recovers every acknowledged write and delete.
 
 use clap::{Parser, Subcommand};
-use extentmeta::{Error, ExtentId, PlanGoal, Store, StoreConfig};
+use extentmeta::{Error, ExtentId, MAX_TAG_LEN, PlanGoal, Store, StoreConfig, Tag};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::ops::RangeBounds;
@@ -46,38 +51,17 @@ struct Kv {
     next_id: AtomicU64,
 }
 
-fn encode(key: &[u8], value: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + key.len() + value.len());
-    out.extend_from_slice(&(key.len() as u32).to_le_bytes());
-    out.extend_from_slice(key);
-    out.extend_from_slice(value);
-    out
-}
-
-fn decode(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
-    let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
-    let key = bytes.get(4..4 + len)?;
-    Some((key, &bytes[4 + len..]))
-}
-
 impl Kv {
     /// Opens (or creates) the engine in `dir` and rebuilds its index from the
-    /// store's records.
+    /// records' tags: no data is read.
     fn open(dir: &Path) -> Result<Kv> {
-        let config = StoreConfig::builder()
-            .devices(2)
-            .cache_bytes(16 << 20)
-            .journal_max_bytes(1 << 20)
-            .build()?;
-        let store = Store::open(dir, config)?;
+        let store = Store::open(dir, config())?;
         let mut index = BTreeMap::new();
         let mut next_id = 0;
-        for record in store.records() {
+        for (record, key) in store.records_tagged() {
             let id = record.extent();
             next_id = next_id.max(id.0 + 1);
-            let bytes = store.read(id)?;
-            let (key, _) = decode(&bytes).ok_or("an extent without a key header")?;
-            index.insert(key.to_vec(), id);
+            index.insert(key.as_bytes().to_vec(), id);
         }
         Ok(Kv {
             store,
@@ -86,11 +70,13 @@ impl Kv {
         })
     }
 
-    /// Puts `key = value`; durable when it returns.
+    /// Puts `key = value`; durable when it returns. Keys are at most
+    /// [`MAX_TAG_LEN`] bytes.
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let tag = Tag::new(key)?;
         let existing = self.index.read().map_err(|_| "poisoned")?.get(key).copied();
         let id = existing.unwrap_or_else(|| ExtentId(self.next_id.fetch_add(1, Ordering::Relaxed)));
-        self.retrying(|| self.store.write(id, &encode(key, value)).map(drop))?;
+        self.retrying(|| self.store.write_tagged(id, value, tag).map(drop))?;
         self.index
             .write()
             .map_err(|_| "poisoned")?
@@ -104,7 +90,7 @@ impl Kv {
             return Ok(None);
         };
         match self.store.read(id) {
-            Ok(bytes) => Ok(decode(&bytes).map(|(_, v)| v.to_vec())),
+            Ok(bytes) => Ok(Some(bytes.to_vec())),
             Err(Error::NotReadable { .. }) => Ok(None),
             Err(err) => Err(err.into()),
         }
@@ -133,7 +119,7 @@ impl Kv {
         let mut out = Vec::with_capacity(ids.len());
         for (key, id) in ids {
             match self.store.read(id) {
-                Ok(bytes) => out.extend(decode(&bytes).map(|(_, v)| (key, v.to_vec()))),
+                Ok(bytes) => out.push((key, bytes.to_vec())),
                 Err(Error::NotReadable { .. }) => {} // deleted meanwhile
                 Err(err) => return Err(err.into()),
             }
@@ -166,6 +152,18 @@ impl Kv {
     }
 }
 
+/// The engine's store configuration.
+fn config() -> StoreConfig {
+    StoreConfig::builder()
+        .devices(2)
+        .cache_bytes(16 << 20)
+        .journal_max_bytes(1 << 20)
+        // Room for the open benchmark's values (the default is 1 GiB a device).
+        .device_capacity_bytes(8 << 30)
+        .build()
+        .expect("a valid configuration")
+}
+
 #[derive(Parser)]
 #[command(about = "A log-structured key-value store on extentmeta")]
 struct Args {
@@ -194,6 +192,21 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Measures the open of an engine of `keys` values of `value-bytes`: the
+    /// index rebuilt from tags, against reading a key header from every value
+    /// (what an engine without tags does), each with the page cache warm and
+    /// dropped.
+    OpenBench {
+        /// Keys to put.
+        #[arg(long, default_value_t = 100_000)]
+        keys: u64,
+        /// Bytes of each value.
+        #[arg(long, default_value_t = 65_536)]
+        value_bytes: usize,
+        /// Where the store lives (a temp dir if absent).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// (internal) The child of `crash-test`: writes, deletes, compacts and reads
     /// until killed, printing each acknowledged operation.
     Child {
@@ -216,6 +229,11 @@ fn main() -> Result<()> {
     }) {
         Cmd::Demo { dir, keys } => demo(dir, keys),
         Cmd::CrashTest { rounds, seed } => crash_test(rounds, seed),
+        Cmd::OpenBench {
+            keys,
+            value_bytes,
+            dir,
+        } => open_bench(keys, value_bytes, dir),
         Cmd::Child {
             dir,
             seed,
@@ -224,7 +242,9 @@ fn main() -> Result<()> {
     }
 }
 
+/// Keys are tags: at most [`MAX_TAG_LEN`] bytes (these are 11).
 fn key(i: u64) -> Vec<u8> {
+    debug_assert!(format!("key{i:08}").len() <= MAX_TAG_LEN);
     format!("key{i:08}").into_bytes()
 }
 
@@ -313,6 +333,90 @@ fn demo(dir: Option<PathBuf>, keys: u64) -> Result<()> {
         recovered.replayed,
         model.len()
     );
+    Ok(())
+}
+
+fn open_bench(keys: u64, value_bytes: usize, dir: Option<PathBuf>) -> Result<()> {
+    let temp = tempfile::tempdir()?;
+    let dir = dir.unwrap_or_else(|| temp.path().to_path_buf());
+    {
+        let store = Store::open(&dir, config())?;
+        // Each value also starts with its key, so that the header-reading
+        // engine can be measured on the same files.
+        let started = std::time::Instant::now();
+        for chunk in (0..keys).collect::<Vec<_>>().chunks(64) {
+            let values: Vec<(ExtentId, Vec<u8>, Tag)> = (chunk.iter())
+                .map(|&i| {
+                    let mut v = key(i);
+                    v.resize(value_bytes.max(v.len()), b'.');
+                    Ok((ExtentId(i), v, Tag::new(&key(i))?))
+                })
+                .collect::<Result<_>>()?;
+            let items: Vec<(ExtentId, &[u8], Tag)> =
+                (values.iter()).map(|(id, v, t)| (*id, &v[..], *t)).collect();
+            store.write_batch_tagged(&items)?;
+        }
+        println!(
+            "put {keys} values of {value_bytes} B in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        store.close()?;
+    }
+    let tags = |store: &Store| -> Result<usize> {
+        let index: BTreeMap<Vec<u8>, ExtentId> = (store.records_tagged())
+            .map(|(r, k)| (k.as_bytes().to_vec(), r.extent()))
+            .collect();
+        Ok(index.len())
+    };
+    let headers = |store: &Store| -> Result<usize> {
+        let mut index = BTreeMap::new();
+        for r in store.records() {
+            let bytes = store.read(r.extent())?;
+            index.insert(bytes[..key(0).len()].to_vec(), r.extent());
+        }
+        Ok(index.len())
+    };
+    let median = |cold: bool, rebuild: &dyn Fn(&Store) -> Result<usize>| -> Result<f64> {
+        let mut runs = Vec::new();
+        for _ in 0..3 {
+            if cold {
+                drop_page_cache(&dir)?;
+            }
+            let started = std::time::Instant::now();
+            let store = Store::open(&dir, config())?;
+            let n = rebuild(&store)?;
+            runs.push(started.elapsed().as_secs_f64());
+            if n as u64 != keys {
+                return Err(format!("rebuilt {n} keys of {keys}").into());
+            }
+        }
+        runs.sort_by(f64::total_cmp);
+        Ok(runs[1])
+    };
+    for cold in [false, true] {
+        let (t, h) = (median(cold, &tags)?, median(cold, &headers)?);
+        println!(
+            "open + index of {keys} keys, page cache {}: from tags {:.3} s, from value headers {:.3} s ({:.4}x)",
+            if cold { "dropped" } else { "warm" },
+            t,
+            h,
+            t / h
+        );
+    }
+    Ok(())
+}
+
+/// Drops the page cache of every file in `dir` (`posix_fadvise(DONTNEED)`
+/// after a sync, so the pages are clean and can go).
+fn drop_page_cache(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_file() {
+            let file = std::fs::File::open(&path)?;
+            file.sync_all()?;
+            rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed)?;
+        }
+    }
     Ok(())
 }
 

@@ -37,6 +37,7 @@
 //! | FPRE030 | [`Error::DuplicateExtent`] | no | a batch names the same extent twice | write each extent once per batch (the last value is the one meant) |
 //! | FPRE031 | [`Error::NotAStore`] | no | `Store::open` was pointed at a regular file, at a directory that holds files but no store (unless `create_in_non_empty_dir`), at a missing directory with `create_if_missing(false)`, or at an existing store with `error_if_exists(true)` | check the path and the open options; nothing was changed |
 //! | FPRE032 | [`Error::RangeOutOfBounds`] | no | `read_range` asked for bytes past the end of the extent's current bytes | read within `snapshot().length()` |
+//! | FPRE033 | [`Error::TagTooLong`] | no | a tag holds more than `MAX_TAG_LEN` bytes | keep the engine's key short (a hash of a long key) |
 //!
 //! `is_retryable` tells the retry policy what it may retry. FPRE004 is never
 //! retryable: it is the verdict *after* the retry limit.
@@ -373,6 +374,15 @@ pub enum Error {
         length: u64,
     },
 
+    /// A [`Tag`](crate::Tag) was given more bytes than it holds.
+    #[error("FPRE033 a tag of {len} bytes is longer than {max}")]
+    TagTooLong {
+        /// The length given.
+        len: usize,
+        /// The longest tag ([`MAX_TAG_LEN`](crate::MAX_TAG_LEN)).
+        max: usize,
+    },
+
     /// `Store::open` refused `path` as it is: nothing was created or changed.
     #[error("FPRE031 {path} is not a store to open: {reason}")]
     NotAStore {
@@ -418,6 +428,7 @@ impl Error {
             Error::DuplicateExtent { .. } => "FPRE030",
             Error::NotAStore { .. } => "FPRE031",
             Error::RangeOutOfBounds { .. } => "FPRE032",
+            Error::TagTooLong { .. } => "FPRE033",
         }
     }
 

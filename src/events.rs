@@ -37,7 +37,7 @@
 //! # Ok::<(), extentmeta::Error>(())
 //! ```
 
-use crate::record::{Location, Snapshot};
+use crate::record::{Location, Snapshot, Tag};
 use crate::sync::{AtomicU64, Ordering::Relaxed, RwLock};
 // std's Arc even under loom: the callback is shared, not synchronised through it.
 use std::sync::Arc;
@@ -64,11 +64,16 @@ pub enum Event {
     Written {
         /// The record as committed.
         record: Snapshot,
+        /// The write's tag (empty for an untagged write).
+        tag: Tag,
     },
     /// The extent was deleted.
     Deleted {
         /// The record as committed (`Vacant`, generation kept).
         record: Snapshot,
+        /// The tag the deleted generation carried: the engine's key of what
+        /// went.
+        tag: Tag,
     },
     /// The extent's bytes moved; content and generation unchanged.
     Relocated {

@@ -61,8 +61,8 @@ pub use error::{Error, Result};
 pub use policy::IntegrityPolicy;
 pub use protocol::{CompactOutcome, MAX_ATTEMPTS, RepairOutcome, Verdict};
 pub use record::{
-    Change, ChangeKind, ExtentId, Location, MAX_GENERATION, MAX_VERSION, Rule, Snapshot, State,
-    TRANSITIONS, checksum,
+    Change, ChangeKind, ExtentId, Location, MAX_GENERATION, MAX_TAG_LEN, MAX_VERSION, Rule,
+    Snapshot, State, TRANSITIONS, Tag, checksum,
 };
 pub use space::{DeviceSpaceStats, PlanGoal};
 pub use store::{RecoveryReport, Store, StoreConfig, StoreStats};

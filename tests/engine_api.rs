@@ -6,7 +6,7 @@ mod common;
 use common::fault_backend::{FaultBackend, Op};
 use common::{decode, value};
 use extentmeta::events::{Event, Relocation};
-use extentmeta::{Error, ExtentId, MemBackend, Result, Store, StoreConfig, Verdict};
+use extentmeta::{Error, ExtentId, MemBackend, Result, Store, StoreConfig, Tag, Verdict};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -149,9 +149,10 @@ fn the_listener_sees_every_committed_change_once_in_order() {
     store.set_listener(move |e: &Event| sink.lock().expect("lock").push(e.clone()));
     let (a, b) = (ExtentId(1), ExtentId(2));
     let w1 = store.write(a, &value(a, 1, 64)).unwrap();
-    let w2 = store.write(a, &value(a, 2, 64)).unwrap();
+    let (tag_a2, tag_b1) = (Tag::new(b"a gen 2").unwrap(), Tag::new(b"b gen 1").unwrap());
+    let w2 = store.write_tagged(a, &value(a, 2, 64), tag_a2).unwrap();
     let batch = store
-        .write_batch(&[(b, value(b, 1, 64).as_slice())])
+        .write_batch_tagged(&[(b, value(b, 1, 64).as_slice(), tag_b1)])
         .unwrap();
     let before = store.snapshot(a).unwrap().location();
     let moved = match store.compact(a).unwrap() {
@@ -164,15 +165,28 @@ fn the_listener_sees_every_committed_change_once_in_order() {
     assert_eq!(
         seen,
         vec![
-            Event::Written { record: w1 },
-            Event::Written { record: w2 },
-            Event::Written { record: batch[0] },
+            Event::Written {
+                record: w1,
+                tag: Tag::EMPTY
+            },
+            Event::Written {
+                record: w2,
+                tag: tag_a2
+            },
+            Event::Written {
+                record: batch[0],
+                tag: tag_b1
+            },
             Event::Relocated {
                 record: moved,
                 from: before,
                 cause: Relocation::Compaction
             },
-            Event::Deleted { record: deleted },
+            // The deleted generation's tag: the engine's key of what went.
+            Event::Deleted {
+                record: deleted,
+                tag: tag_b1
+            },
         ]
     );
     store.clear_listener();

@@ -17,7 +17,7 @@ fn recorder() -> (Seen, impl Fn(&Event) + Send + Sync + 'static) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&seen);
     let listener = move |event: &Event| {
-        if let Event::Written { record } = event {
+        if let Event::Written { record, .. } = event {
             sink.lock()
                 .expect("not poisoned")
                 .push((record.extent(), record.generation()));

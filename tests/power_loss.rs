@@ -57,7 +57,7 @@
 mod common;
 
 use common::fault_fs::{self, Cut, FaultFs, Faults, Rng, SyncFault, Target, WriteFault};
-use common::{decode, value};
+use common::{decode, tag, value};
 use extentmeta::store::METADATA_DEVICE;
 use extentmeta::{CompactOutcome, Error, ExtentId, Store, StoreConfig};
 use std::collections::HashMap;
@@ -279,7 +279,7 @@ fn workload(
                 let generation = model.issue(id);
                 let bytes = value(ExtentId(id), generation, len_of(id, generation));
                 let what = format!("write of extent {id} gen {generation}");
-                match store.write(ExtentId(id), &bytes) {
+                match store.write_tagged(ExtentId(id), &bytes, tag(ExtentId(id), generation)) {
                     Ok(snap) => {
                         expect_allowed_success(
                             fs,
@@ -320,12 +320,15 @@ fn workload(
                         )
                     })
                     .collect();
-                let batch: Vec<(ExtentId, &[u8])> = items
+                let batch: Vec<(ExtentId, &[u8], _)> = items
                     .iter()
-                    .map(|(id, _, bytes)| (ExtentId(*id), bytes.as_slice()))
+                    .map(|(id, generation, bytes)| {
+                        let id = ExtentId(*id);
+                        (id, bytes.as_slice(), tag(id, *generation))
+                    })
                     .collect();
                 let what = format!("batch of extents {ids:?}");
-                match store.write_batch(&batch) {
+                match store.write_batch_tagged(&batch) {
                     Ok(snaps) => {
                         assert_eq!(snaps.len(), items.len());
                         for (snap, &(id, generation, _)) in snaps.iter().zip(&items) {
@@ -435,6 +438,15 @@ fn resolve(
             Ok(bytes) => {
                 let (got, generation) = decode(&bytes);
                 assert_eq!(got, ExtentId(id));
+                // The tag came back with the value it was written with (the
+                // model's generation, not the store's), through relocations.
+                match store.snapshot_tagged(ExtentId(id)) {
+                    Ok((_, t)) if t == tag(got, generation) => {}
+                    Ok((s, t)) => {
+                        return Err(format!("extent {id}: read {generation}, tag {t:?} ({s:?})"));
+                    }
+                    Err(e) => return Err(format!("extent {id}: tagged snapshot: {e}")),
+                }
                 Some(generation)
             }
             Err(e) if e.code() == "FPRE012" => None,

@@ -34,7 +34,7 @@ use super::{Entry, FORMAT_VERSION};
 use crate::bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::journal::RecordImage;
-use crate::record::{ExtentId, Location, State, checksum};
+use crate::record::{ExtentId, Location, State, Tag, checksum};
 
 const MAGIC: [u8; 8] = *b"EXTMETA\0";
 /// Bytes of a file header.
@@ -43,7 +43,8 @@ pub(crate) const HEADER_LEN: usize = 32;
 pub(crate) const FRAME_HEAD: usize = 24;
 /// The format of directories written before frames carried a durable mark.
 const FORMAT_WITHOUT_MARKS: u32 = 1;
-/// The largest payload a frame may carry (the largest entry is 44 bytes): bounds
+/// The largest payload a frame may carry (the largest entry, a record with a
+/// full tag, is 77 bytes): bounds
 /// the work of the torn-tail scan at every offset.
 const MAX_PAYLOAD: usize = 256;
 
@@ -391,6 +392,12 @@ fn encode_entry(out: &mut Vec<u8>, entry: &Entry) {
             out.extend_from_slice(&r.generation.to_le_bytes());
             encode_location(out, r.location);
             out.extend_from_slice(&r.checksum.to_le_bytes());
+            // A user tag follows as its length and bytes; an untagged record
+            // stays 43 bytes, as format 3 wrote it before tags.
+            if !r.tag.is_empty() {
+                out.push(r.tag.len() as u8);
+                out.extend_from_slice(r.tag.as_bytes());
+            }
         }
         Entry::Bad(location) => {
             out.push(TAG_BAD);
@@ -429,10 +436,12 @@ fn encode_location(out: &mut Vec<u8>, l: Location) {
 fn decode_entry(p: &[u8]) -> Option<Entry> {
     let (&tag, rest) = p.split_first()?;
     let entry = match (tag, rest.len()) {
-        (TAG_PUT, 43) => Entry::Put(record_at(rest)?),
-        (TAG_PROPOSED, 43) => Entry::Proposed(record_at(rest)?),
+        (TAG_PUT, RECORD_LEN..) => Entry::Put(record_at(rest)?),
+        (TAG_PROPOSED, RECORD_LEN..) => Entry::Proposed(record_at(rest)?),
         // The data follows the frame: `decode_frame` reads it.
-        (TAG_INLINE, 43) => Entry::Inline(record_at(rest)?, Bytes::from(Vec::new())),
+        (TAG_INLINE, RECORD_LEN..) => {
+            Entry::Inline(record_at(rest)?, Bytes::from(Vec::new()))
+        }
         (TAG_BAD, 14) => Entry::Bad(location_at(rest, 0)),
         (TAG_DEGRADED, 2) => Entry::Degraded(u16::from_le_bytes([rest[0], rest[1]])),
         (TAG_END, 8) => Entry::End {
@@ -453,7 +462,19 @@ fn decode_entry(p: &[u8]) -> Option<Entry> {
     Some(entry)
 }
 
+/// Bytes of an untagged record's payload after its entry kind.
+const RECORD_LEN: usize = 43;
+
+/// The record in `rest`: exactly [`RECORD_LEN`] bytes, or those followed by a
+/// user tag's length (1 to [`MAX_TAG_LEN`](crate::MAX_TAG_LEN)) and its bytes.
 fn record_at(rest: &[u8]) -> Option<RecordImage> {
+    let tag = match rest.get(RECORD_LEN..)? {
+        [] => Tag::EMPTY,
+        [len, bytes @ ..] if *len != 0 && usize::from(*len) == bytes.len() => {
+            Tag::new(bytes).ok()?
+        }
+        _ => return None,
+    };
     Some(RecordImage {
         extent: ExtentId(u64_at(rest, 0)),
         version: u64_at(rest, 8),
@@ -466,6 +487,7 @@ fn record_at(rest: &[u8]) -> Option<RecordImage> {
         generation: u64_at(rest, 17),
         location: location_at(rest, 25),
         checksum: u32_at(rest, 39),
+        tag,
     })
 }
 

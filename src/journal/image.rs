@@ -18,6 +18,9 @@ pub(crate) struct RecordImage {
     pub(crate) generation: u64,
     pub(crate) location: Location,
     pub(crate) checksum: u32,
+    /// The engine's tag of this generation (empty if none; always empty for a
+    /// `Vacant` record).
+    pub(crate) tag: crate::record::Tag,
 }
 
 impl RecordImage {

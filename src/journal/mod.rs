@@ -79,7 +79,7 @@ pub(crate) use image::{Image, RecordImage, Recovered, recover};
 pub(crate) use pointer::{decode_pointer, encode_pointer, pointer_format};
 
 use crate::bytes::Bytes;
-use crate::record::{Location, State};
+use crate::record::{Location, State, Tag};
 
 /// The device number metadata I/O errors carry ([`Error::Io`](crate::Error::Io)'s
 /// `device`).
@@ -143,19 +143,21 @@ pub(crate) enum Entry {
 }
 
 impl Entry {
-    /// The committed record of a snapshot.
-    pub(crate) fn put(snapshot: &crate::record::Snapshot) -> Entry {
-        Entry::Put(RecordImage::of(snapshot))
+    /// The committed record of a snapshot, with its generation's tag.
+    pub(crate) fn put(snapshot: &crate::record::Snapshot, tag: Tag) -> Entry {
+        Entry::Put(RecordImage::of(snapshot, tag))
     }
 
-    /// The record a write or delete proposes to commit (see [`Entry::Proposed`]).
-    pub(crate) fn propose(snapshot: &crate::record::Snapshot) -> Entry {
-        Entry::Proposed(RecordImage::of(snapshot))
+    /// The record a write or delete proposes to commit (see [`Entry::Proposed`]),
+    /// with the tag of the generation it proposes.
+    pub(crate) fn propose(snapshot: &crate::record::Snapshot, tag: Tag) -> Entry {
+        Entry::Proposed(RecordImage::of(snapshot, tag))
     }
 
-    /// The record a small write proposes, with its bytes (see [`Entry::Inline`]).
-    pub(crate) fn inline(snapshot: &crate::record::Snapshot, bytes: Bytes) -> Entry {
-        Entry::Inline(RecordImage::of(snapshot), bytes)
+    /// The record a small write proposes, with its tag and bytes (see
+    /// [`Entry::Inline`]).
+    pub(crate) fn inline(snapshot: &crate::record::Snapshot, tag: Tag, bytes: Bytes) -> Entry {
+        Entry::Inline(RecordImage::of(snapshot, tag), bytes)
     }
 
     /// The extent the first record of `entries` names (0 if none): the one an
@@ -178,8 +180,9 @@ impl Entry {
 }
 
 impl RecordImage {
-    /// The durable image of a snapshot.
-    fn of(snapshot: &crate::record::Snapshot) -> RecordImage {
+    /// The durable image of a snapshot and its generation's tag (dropped for a
+    /// `Vacant` record: a delete ends the generation's tag).
+    fn of(snapshot: &crate::record::Snapshot, tag: Tag) -> RecordImage {
         RecordImage {
             extent: snapshot.extent(),
             version: snapshot.version(),
@@ -192,6 +195,10 @@ impl RecordImage {
             generation: snapshot.generation(),
             location: snapshot.location(),
             checksum: snapshot.checksum(),
+            tag: match snapshot.state() {
+                State::Vacant => Tag::EMPTY,
+                _ => tag,
+            },
         }
     }
 }

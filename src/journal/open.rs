@@ -13,7 +13,7 @@ use super::{Image, Recovered, files, recover_dir};
 use crate::error::{Error, Result};
 use crate::record::{MAX_GENERATION, MAX_VERSION, Snapshot};
 use crate::space::Allocator;
-use crate::table::ExtentTable;
+use crate::table::{ExtentTable, Tags};
 
 /// What an open decided.
 #[derive(Debug)]
@@ -29,6 +29,8 @@ pub(crate) struct Opening {
     pub(crate) reopen: Vec<FsOp>,
     /// The rebuilt table.
     pub(crate) table: ExtentTable,
+    /// The records' tags.
+    pub(crate) tags: Tags,
     /// The rebuilt free space.
     pub(crate) allocator: Allocator,
     /// The journal writer to append with once both plans ran; its reserve is not
@@ -82,7 +84,7 @@ pub(crate) fn open(
             ),
         });
     }
-    let (table, allocator) = rebuild(&recovered.image, geometry)?;
+    let (table, tags, allocator) = rebuild(&recovered.image, geometry)?;
     check_device_lens(&recovered, device_lens)?;
     let reopen = plan::reopen(&recovered, mutants);
     let writer = Writer::new(
@@ -100,6 +102,7 @@ pub(crate) fn open(
         create,
         reopen: reopen.ops,
         table,
+        tags,
         allocator,
         writer,
     })
@@ -138,9 +141,9 @@ pub(crate) struct Geometry {
     pub(crate) block_size: u32,
 }
 
-/// The table and allocator of a recovered image: every record restored (range
-/// checked), free space the complement of the referenced locations and the bad
-/// list.
+/// The table, tags and allocator of a recovered image: every record restored
+/// (range checked) with its tag, free space the complement of the referenced
+/// locations and the bad list.
 ///
 /// # Errors
 ///
@@ -148,11 +151,18 @@ pub(crate) struct Geometry {
 /// referencing overlapping locations; [`Error::InvalidConfig`] naming
 /// `device_capacity_bytes` (or `devices`) for a record past the configured
 /// devices.
-pub(crate) fn rebuild(image: &Image, geometry: &Geometry) -> Result<(ExtentTable, Allocator)> {
+pub(crate) fn rebuild(
+    image: &Image,
+    geometry: &Geometry,
+) -> Result<(ExtentTable, Tags, Allocator)> {
     let table = ExtentTable::new(geometry.table);
     restore_records(&table, image, geometry)?;
+    let tags = Tags::default();
+    for r in image.records.values().filter(|r| !r.tag.is_empty()) {
+        tags.set(r.extent, r.generation, r.tag);
+    }
     let allocator = restore_allocator(image, geometry)?;
-    Ok((table, allocator))
+    Ok((table, tags, allocator))
 }
 
 fn restore_records(table: &ExtentTable, image: &Image, geometry: &Geometry) -> Result<()> {

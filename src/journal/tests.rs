@@ -9,8 +9,14 @@ use crate::record::{ExtentId, Location, State};
 use proptest::prelude::*;
 
 /// A record whose every field encodes its extent and generation (the writer's
-/// tests use it too).
+/// tests use it too); odd extents carry a tag of a length that varies with both,
+/// even ones none, so every test round-trips both encodings.
 pub(super) fn put(id: u64, generation: u64) -> Entry {
+    let text = format!("e{id}g{generation}:{}", "t".repeat((id + generation) as usize % 20));
+    let tag = match id % 2 {
+        1 => crate::record::Tag::new(text.as_bytes()).expect("at most 32 bytes"),
+        _ => crate::record::Tag::EMPTY,
+    };
     Entry::Put(RecordImage {
         extent: ExtentId(id),
         version: 2 * generation,
@@ -18,6 +24,7 @@ pub(super) fn put(id: u64, generation: u64) -> Entry {
         generation,
         location: Location::new((id % 3) as u16, id * 4096 + generation, 100 + id as u32),
         checksum: (id * 1_000 + generation) as u32,
+        tag,
     })
 }
 

@@ -554,12 +554,15 @@ mod tests {
             FsOp::Write { offset, bytes, .. } => (*offset, bytes.len() as u64),
             other => panic!("{other:?}"),
         };
-        let frames = |n: usize| encode_group(0, &vec![(0, put(1, 1)); n]).len() as u64;
+        let frames = |ids: &[u64]| {
+            let entries: Vec<_> = ids.iter().map(|&id| (0, put(id, 1))).collect();
+            encode_group(0, &entries).len() as u64
+        };
         let (o1, l1) = offset(&first);
-        assert!(l1 > frames(1), "space allocated ahead");
+        assert!(l1 > frames(&[1]), "space allocated ahead");
         let (o2, l2) = offset(&second);
-        assert_eq!(o2, o1 + frames(1));
-        assert_eq!(l2, frames(2), "inside the allocated space: frames only");
+        assert_eq!(o2, o1 + frames(&[1]));
+        assert_eq!(l2, frames(&[2, 3]), "inside the allocated space: frames only");
         w.complete(Ok(()));
         assert_eq!(w.status(b, ExtentId(2)), Some(Ok(())));
     }

@@ -30,7 +30,7 @@ use crate::bytes::Bytes;
 use crate::error::Error;
 use crate::events::Event;
 use crate::journal::Entry;
-use crate::record::{ExtentId, Location, Snapshot};
+use crate::record::{ExtentId, Location, Snapshot, Tag};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -61,11 +61,11 @@ pub(crate) struct BatchWriteOp {
 }
 
 impl BatchWriteOp {
-    pub(crate) fn new(items: Vec<(ExtentId, Bytes)>) -> Self {
+    pub(crate) fn new(items: Vec<(ExtentId, Bytes, Tag)>) -> Self {
         BatchWriteOp {
             ops: items
                 .into_iter()
-                .map(|(id, bytes)| WriteOp::new(id, bytes))
+                .map(|(id, bytes, tag)| WriteOp::new(id, bytes, tag))
                 .collect(),
             begun: Vec::new(),
             devices: Vec::new(),
@@ -123,8 +123,7 @@ impl BatchWriteOp {
             let (_, location) = self.begun[i];
             match record {
                 Ok(record) => {
-                    entries.push(Entry::propose(&record));
-                    core.proposals.insert(&record);
+                    entries.push(self.ops[i].proposal_entry(core, &record, false));
                     self.proposed.push(i);
                 }
                 // Refused by the table before anything of it was journaled (round
@@ -168,7 +167,8 @@ impl BatchWriteOp {
                     if let Some(old) = old {
                         core.retire(old);
                     }
-                    core.events.emit(|| Event::Written { record });
+                    let tag = self.ops[i].tag();
+                    core.events.emit(|| Event::Written { record, tag });
                     self.committed[i] = Some(record);
                 }
                 Commit::Moved(current) if round + 1 < MAX_ATTEMPTS => {

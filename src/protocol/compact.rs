@@ -152,7 +152,13 @@ impl CompactOp {
                 self.target = None;
                 let old = core.retire_unless_early(Some(begin.location()));
                 self.phase = Phase::Journaling { committed, old };
-                Step::Io(IoRequest::Journal(vec![Entry::put(&committed)]))
+                {
+                    let tag = match core.mutants.relocation_drops_tag {
+                        true => crate::record::Tag::EMPTY,
+                        false => core.tag_of(&committed),
+                    };
+                    Step::Io(IoRequest::Journal(vec![Entry::put(&committed, tag)]))
+                }
             }
             Err(Error::VersionConflict { .. }) => {
                 self.begin = None; // already ended by the winner

@@ -30,7 +30,7 @@ use super::{Core, IoRequest, IoResult, MAX_ATTEMPTS, Machine, Step};
 use crate::error::Error;
 use crate::events::Event;
 use crate::journal::Entry;
-use crate::record::{Change, ExtentId, Snapshot, State};
+use crate::record::{Change, ExtentId, Snapshot, State, Tag};
 
 /// First backoff while a compaction of the extent finishes, doubled per attempt:
 /// at most `MAX_ATTEMPTS` waits, about 25 ms in all.
@@ -91,8 +91,8 @@ impl DeleteOp {
         match reserved.after(Change::CommitDelete) {
             Ok(record) => {
                 self.proposed = Some((reserved, proposals + 1));
-                core.proposals.insert(&record);
-                Step::Io(IoRequest::Journal(vec![Entry::propose(&record)]))
+                core.proposals.insert(&record, Tag::EMPTY);
+                Step::Io(IoRequest::Journal(vec![Entry::propose(&record, Tag::EMPTY)]))
             }
             Err(err) if proposals == 0 => {
                 self.release(core);
@@ -139,7 +139,12 @@ impl DeleteOp {
                 core.cache
                     .invalidate(self.id, reserved.generation().saturating_add(1));
                 core.retire(reserved.location());
-                core.events.emit(|| Event::Deleted { record: deleted });
+                // After the transition, as a write drops the tag it replaced.
+                let tag = core.tags.forget(self.id, reserved.generation());
+                core.events.emit(|| Event::Deleted {
+                    record: deleted,
+                    tag,
+                });
                 Step::Done(Ok(deleted))
             }
             // A quarantine or remap committed since the proposal (only this delete
@@ -232,6 +237,7 @@ mod tests {
             space_low: Default::default(),
             inline_write_max: 0,
             write_back: Default::default(),
+            tags: Default::default(),
             events: Default::default(),
         }
     }

@@ -60,6 +60,7 @@ fn world(cache_bytes: u64, device_blocks: u64) -> Arc<World> {
             space_low: Default::default(),
             inline_write_max: 0,
             write_back: Default::default(),
+            tags: Default::default(),
             events: Default::default(),
         },
         medium: Mutex::new(HashMap::new()),

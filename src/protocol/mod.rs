@@ -43,10 +43,10 @@ use crate::cache::{Cache, Flight, FlightOutcome};
 use crate::error::{Error, Result};
 use crate::events::Listener;
 use crate::journal::Entry;
-use crate::record::{ExtentId, Location, Snapshot, checksum};
+use crate::record::{ExtentId, Location, Snapshot, State, Tag, checksum};
 use crate::space::{Allocator, Health, Placement, Reclaimer};
 use crate::sync::{Arc, AtomicBool, Mutex, Ordering};
-use crate::table::ExtentTable;
+use crate::table::{ExtentTable, Tags};
 use std::collections::HashMap;
 
 /// How many times one operation restarts after a race (a version conflict, a
@@ -77,6 +77,8 @@ pub(crate) struct Core {
     pub(crate) inline_write_max: u32,
     /// Inline writes whose data no device sync covered yet (see [`WriteBack`]).
     pub(crate) write_back: WriteBack,
+    /// The engines' tags of records, by extent and generation (see `table::Tags`).
+    pub(crate) tags: Tags,
 }
 
 /// Records a write or delete handed to the journal and has not committed in the
@@ -98,12 +100,12 @@ impl Default for Proposals {
 }
 
 impl Proposals {
-    /// `record` is on its way to the journal (replacing an earlier proposal of
-    /// the same extent).
-    pub(crate) fn insert(&self, record: &Snapshot) {
+    /// `record`, tagged `tag`, is on its way to the journal (replacing an
+    /// earlier proposal of the same extent).
+    pub(crate) fn insert(&self, record: &Snapshot, tag: Tag) {
         self.records
             .lock()
-            .insert(record.extent().0, Entry::propose(record));
+            .insert(record.extent().0, Entry::propose(record, tag));
     }
 
     /// `id`'s proposal committed in the table, or will not commit.
@@ -130,6 +132,10 @@ pub(crate) struct Mutants {
     /// A checkpoint image reads the table before the proposals, so a proposal
     /// committed and removed in between is in neither (breaks invariant 9; loom).
     pub(crate) image_table_first: bool,
+    /// A compaction journals its relocated record without the generation's tag,
+    /// so a recovery that replays it loses the engine's key (the crash checker
+    /// must catch it).
+    pub(crate) relocation_drops_tag: bool,
 }
 
 impl Core {
@@ -170,7 +176,12 @@ impl Core {
             if let Ok(s) = self.table.snapshot(id)
                 && s.version() > 0
             {
-                image.apply(&Entry::put(&s));
+                // A tag is present from before its generation commits until
+                // after the next commit (`table::Tags`), so this finds it unless
+                // a newer generation committed meanwhile; that one's proposal is
+                // in `proposals` or was journaled after this image's journal
+                // began, and replaces this record in a recovery either way.
+                image.apply(&Entry::put(&s, self.tag_of(&s)));
             }
         }
         let proposals = early.unwrap_or_else(|| self.proposals.entries());
@@ -183,6 +194,37 @@ impl Core {
         image.bad.extend(self.allocator.bad_locations());
         image.degraded.extend(self.allocator.degraded_devices());
         image
+    }
+
+    /// The tag of the record `s` (empty for a `Vacant` one). Consistent with
+    /// `s` only while `s` is the committed record: see [`tagged`](Self::tagged).
+    pub(crate) fn tag_of(&self, s: &Snapshot) -> Tag {
+        match s.state() {
+            State::Vacant => Tag::EMPTY,
+            _ => self.tags.get(s.extent(), s.generation()),
+        }
+    }
+
+    /// `id`'s record with its tag, both of one committed record: the lookup is
+    /// kept only if the record kept its generation and state across it (see
+    /// `table::Tags`). Bounded by [`MAX_ATTEMPTS`] lookups, each lost only to a
+    /// write or delete of `id` that committed meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// The table's ([`Error::Contended`], out of range), or
+    /// [`Error::WriteInProgress`] if every attempt lost to a commit.
+    pub(crate) fn tagged(&self, id: ExtentId) -> Result<(Snapshot, Tag)> {
+        let mut before = self.table.snapshot(id)?;
+        for _ in 0..MAX_ATTEMPTS {
+            let tag = self.tag_of(&before);
+            let after = self.table.snapshot(id)?;
+            if (after.generation(), after.state()) == (before.generation(), before.state()) {
+                return Ok((after, tag));
+            }
+            before = after;
+        }
+        Err(Error::WriteInProgress { extent: id })
     }
 
     /// Frees whatever retired locations have become safe.

@@ -34,7 +34,7 @@ use crate::bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::journal::Entry;
-use crate::record::{Change, ExtentId, Location, Snapshot, State, checksum};
+use crate::record::{Change, ExtentId, Location, Snapshot, State, Tag, checksum};
 use crate::space::Placement;
 
 /// A write of one extent's bytes.
@@ -42,6 +42,8 @@ use crate::space::Placement;
 pub(crate) struct WriteOp {
     id: ExtentId,
     bytes: Bytes,
+    /// The engine's tag of the generation this write makes.
+    tag: Tag,
     phase: Phase,
     /// Whether the bytes travel in the journal record instead of being synced
     /// (decided once the data is written; see [`inline`](Self::inline)).
@@ -88,10 +90,11 @@ pub(super) enum Commit {
 }
 
 impl WriteOp {
-    pub(crate) fn new(id: ExtentId, bytes: Bytes) -> Self {
+    pub(crate) fn new(id: ExtentId, bytes: Bytes, tag: Tag) -> Self {
         WriteOp {
             id,
             bytes,
+            tag,
             phase: Phase::Idle,
             inline: false,
         }
@@ -100,6 +103,30 @@ impl WriteOp {
     /// The bytes this write stores.
     pub(super) fn bytes(&self) -> &Bytes {
         &self.bytes
+    }
+
+    /// The tag of the generation this write makes.
+    pub(super) fn tag(&self) -> Tag {
+        self.tag
+    }
+
+    /// Registers `record`, which this write proposes, before its journal entry
+    /// is handed over: its tag at the generation it makes (before the commit,
+    /// see `table::Tags`) and the proposal a checkpoint must hold. Returns the
+    /// entry, carrying the bytes if `inline`.
+    pub(super) fn proposal_entry(&self, core: &Core, record: &Snapshot, inline: bool) -> Entry {
+        core.tags.set(self.id, record.generation(), self.tag);
+        core.proposals.insert(record, self.tag);
+        match inline {
+            // Every proposal of an inline write carries the bytes: recovery
+            // writes them back only for the record that won.
+            true => {
+                core.write_back
+                    .insert(record.location(), self.bytes.clone());
+                Entry::inline(record, self.tag, self.bytes.clone())
+            }
+            false => Entry::propose(record, self.tag),
+        }
     }
 
     pub(super) fn begin(&self, core: &Core) -> Result<(Snapshot, Location)> {
@@ -177,8 +204,10 @@ impl WriteOp {
         let change = self.change(&expected, location);
         match core.table.transition(self.id, expected.version(), change) {
             Ok(committed) => {
-                // After the transition: see `Core::image`.
+                // After the transition: see `Core::image`, and `table::Tags` for
+                // the replaced generation's tag.
                 core.proposals.remove(self.id);
+                core.tags.forget(self.id, expected.generation());
                 core.cache.invalidate(self.id, committed.generation());
                 let old = (expected.state() != State::Vacant).then(|| expected.location());
                 Commit::Done(committed, old)
@@ -203,6 +232,7 @@ impl WriteOp {
         location: Location,
     ) -> Result<(Snapshot, Option<Location>)> {
         let mut expected = begin;
+        core.tags.set(self.id, begin.generation() + 1, self.tag);
         for _ in 0..MAX_ATTEMPTS {
             match self.commit_proposed(core, expected, location) {
                 Commit::Done(committed, old) => return Ok((committed, old)),
@@ -233,16 +263,7 @@ impl WriteOp {
                     location,
                     proposals: proposals + 1,
                 };
-                core.proposals.insert(&record);
-                let entry = match self.inline {
-                    // Every proposal of an inline write carries the bytes: recovery
-                    // writes them back only for the record that won.
-                    true => {
-                        core.write_back.insert(location, self.bytes.clone());
-                        Entry::inline(&record, self.bytes.clone())
-                    }
-                    false => Entry::propose(&record),
-                };
+                let entry = self.proposal_entry(core, &record, self.inline);
                 Step::Io(IoRequest::Journal(vec![entry]))
             }
             // Nothing was journaled: the write certainly did not happen.
@@ -335,7 +356,7 @@ impl Machine for WriteOp {
                     Ok((committed, old)) => {
                         let old = core.retire_unless_early(old);
                         self.phase = Phase::CommittedEarly { committed, old };
-                        Step::Io(IoRequest::Journal(vec![Entry::put(&committed)]))
+                        Step::Io(IoRequest::Journal(vec![Entry::put(&committed, self.tag)]))
                     }
                     Err(err) => {
                         self.phase = Phase::Finished;
@@ -359,7 +380,11 @@ impl Machine for WriteOp {
                     if let Some(old) = old {
                         core.retire(old);
                     }
-                    core.events.emit(|| Event::Written { record: committed });
+                    let tag = self.tag;
+                    core.events.emit(|| Event::Written {
+                        record: committed,
+                        tag,
+                    });
                     Step::Done(Ok(committed))
                 }
                 Commit::Moved(current) if proposals < MAX_ATTEMPTS => {
@@ -395,7 +420,11 @@ impl Machine for WriteOp {
                 if let Some(old) = old {
                     core.retire(old);
                 }
-                core.events.emit(|| Event::Written { record: committed });
+                let tag = self.tag;
+                core.events.emit(|| Event::Written {
+                    record: committed,
+                    tag,
+                });
                 Step::Done(Ok(committed))
             }
             // The mutant: committed in memory but not durable.

@@ -8,11 +8,13 @@
 mod checksum;
 mod packed;
 mod snapshot;
+mod tag;
 mod transition;
 
 pub use checksum::checksum;
 pub(crate) use packed::Packed;
 pub use snapshot::Snapshot;
+pub use tag::{MAX_TAG_LEN, Tag};
 pub(crate) use transition::lookup;
 pub use transition::{Change, ChangeKind, Rule, State, TRANSITIONS};
 

@@ -183,6 +183,9 @@ pub struct SimConfig {
     /// Mutant: recovery applies a batch's records as it meets them, so a torn
     /// tail keeps part of a batch. The crash checker must catch it.
     pub batch_not_atomic: bool,
+    /// Mutant: a compaction journals its relocated record without its tag. The
+    /// crash checker must catch the tag lost by a recovery that replays it.
+    pub relocation_drops_tag: bool,
     /// Mutant: trust a device sync that returned Ok after an earlier sync of the
     /// same device failed (the kernel reports a failed writeback once, so a later
     /// sync returns Ok over dropped pages). The checker must catch data lost.
@@ -249,6 +252,7 @@ impl Default for SimConfig {
             checkpoint_without_device_sync: false,
             reopen_without_redo: false,
             batch_not_atomic: false,
+            relocation_drops_tag: false,
         }
     }
 }

@@ -77,6 +77,7 @@ impl Crashes {
 /// What a recovery rebuilt.
 pub(crate) struct Rebuilt {
     pub(crate) table: ExtentTable,
+    pub(crate) tags: crate::table::Tags,
     pub(crate) allocator: Allocator,
     pub(crate) image: Image,
 }
@@ -229,6 +230,7 @@ pub(crate) fn recover(
         meta.restore_reserve();
         return Ok(Rebuilt {
             table: opening.table,
+            tags: opening.tags,
             allocator: opening.allocator,
             image: recovered.image,
         });

@@ -3,7 +3,7 @@
 //! misplaced value can never pass for a fresh one.
 
 use crate::bytes::Bytes;
-use crate::record::ExtentId;
+use crate::record::{ExtentId, Tag};
 
 /// The bytes the workload writes as `generation` of `extent`: a 16-byte header
 /// (extent, generation) and a filler derived from both.
@@ -19,6 +19,16 @@ pub fn value(extent: ExtentId, generation: u64, len: usize) -> Bytes {
         v.extend_from_slice(&x.to_le_bytes()[..(len - v.len()).min(8)]);
     }
     Bytes::from(v)
+}
+
+/// The tag the workload writes with `generation` of `extent`: the same 16
+/// bytes as the value's header, so a tag that strayed to another extent or
+/// generation is caught as a stale value is.
+pub(crate) fn tag(extent: ExtentId, generation: u64) -> Tag {
+    let mut t = [0u8; 16];
+    t[..8].copy_from_slice(&extent.0.to_le_bytes());
+    t[8..].copy_from_slice(&generation.to_le_bytes());
+    Tag::new(&t).unwrap_or(Tag::EMPTY)
 }
 
 /// The (extent, generation) a value claims, if its whole payload matches.

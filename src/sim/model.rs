@@ -235,6 +235,18 @@ pub(crate) fn check(
                 ));
             }
         }
+        // Every write of the workload tags its generation; relocation,
+        // quarantine and remap must keep the tag, a delete drop it.
+        let want_tag = match r.state {
+            State::Vacant => crate::record::Tag::EMPTY,
+            _ => super::history::tag(id, r.generation),
+        };
+        if r.tag != want_tag {
+            out.push(format!(
+                "{id}: recovered generation {} carries tag {:?}, written with {want_tag:?}",
+                r.generation, r.tag
+            ));
+        }
         match table.snapshot(id) {
             Ok(s) if s.write_pending() || s.state() == State::Compacting => out.push(format!(
                 "{id}: recovered record is {:?} (write pending {})",
@@ -274,6 +286,7 @@ mod tests {
             generation,
             location: Location::new(0, extent * 512, 64),
             checksum: generation as u32,
+            tag: crate::record::Tag::EMPTY,
         })
     }
 

@@ -16,7 +16,7 @@ use crate::protocol::Core;
 use crate::record::{ExtentId, Snapshot};
 use crate::space::{Allocator, Health, Reclaimer};
 use crate::sync::{Arc, Mutex, thread};
-use crate::table::ExtentTable;
+use crate::table::{ExtentTable, Tags};
 use crossbeam::channel::bounded;
 
 impl Store {
@@ -41,7 +41,7 @@ impl Store {
             config.device_capacity_bytes,
             config.block_size_bytes,
         );
-        Self::start(table, allocator, Box::new(backend), None, config)
+        Self::start(table, Tags::default(), allocator, Box::new(backend), None, config)
     }
 
     /// A store over `backend` whose records are `records` — the engine's own
@@ -70,7 +70,7 @@ impl Store {
     ///     let store = Store::new(Arc::clone(&backend), StoreConfig::default())?;
     ///     let sink = Arc::clone(&manifest);
     ///     store.set_listener(move |e: &Event| {
-    ///         if let Event::Written { record } = e {
+    ///         if let Event::Written { record, .. } = e {
     ///             sink.lock().unwrap().push(*record); // the engine persists this
     ///         }
     ///     });
@@ -95,7 +95,7 @@ impl Store {
         }
         let mut image = crate::journal::Image::default();
         for record in records {
-            image.apply(&crate::journal::Entry::put(&record));
+            image.apply(&crate::journal::Entry::put(&record, crate::Tag::EMPTY));
         }
         let geometry = crate::journal::open::Geometry {
             table: config.table,
@@ -103,8 +103,8 @@ impl Store {
             capacity: config.device_capacity_bytes,
             block_size: config.block_size_bytes,
         };
-        let (table, allocator) = crate::journal::open::rebuild(&image, &geometry)?;
-        Self::start(table, allocator, Box::new(backend), None, config)
+        let (table, _untagged, allocator) = crate::journal::open::rebuild(&image, &geometry)?;
+        Self::start(table, Tags::default(), allocator, Box::new(backend), None, config)
     }
 
     /// Opens the durable store in `dir`, creating it if the directory holds none:
@@ -160,6 +160,7 @@ impl Store {
         let files = opened.backend;
         let mut store = Self::start(
             opened.table,
+            opened.tags,
             opened.allocator,
             Box::new(std::sync::Arc::clone(&files)),
             Some((opened.journal, files)),
@@ -177,6 +178,7 @@ impl Store {
 
     fn start(
         table: ExtentTable,
+        tags: Tags,
         allocator: Allocator,
         backend: Box<dyn Backend>,
         durable: Option<(
@@ -220,6 +222,7 @@ impl Store {
             space_low: Default::default(),
             inline_write_max,
             write_back: Default::default(),
+            tags,
             events: Default::default(),
         };
         let shared = Arc::new(Shared::new(

@@ -29,7 +29,7 @@ pub use stats::StoreStats;
 use crate::bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::protocol::{BatchWriteOp, CompactOp, CompactOutcome, DeleteOp, Verdict};
-use crate::record::{ExtentId, Snapshot};
+use crate::record::{ExtentId, Snapshot, Tag};
 use crate::sync::{Arc, AtomicBool, Mutex, Ordering::Relaxed, thread};
 use crossbeam::channel::Sender;
 use prefetch::Prefetcher;
@@ -122,7 +122,49 @@ impl Store {
         self.shared.counters.writes.bump();
         self.check_length(bytes.len())?;
         // One copy of the caller's bytes, shared by every attempt.
-        self.write_value(id, Bytes::from(bytes))
+        self.write_value(id, Bytes::from(bytes), Tag::EMPTY)
+    }
+
+    /// [`write`](Self::write) that stores `tag` with the record: the engine's
+    /// own key for the extent, durable with it, returned by
+    /// [`snapshot_tagged`](Self::snapshot_tagged) and
+    /// [`records_tagged`](Self::records_tagged) and carried by the write's
+    /// [`Event::Written`](crate::events::Event::Written). An engine rebuilds its
+    /// index at open from tags alone, reading no data.
+    ///
+    /// # Errors
+    ///
+    /// As [`write`](Self::write).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use extentmeta::{ExtentId, MemBackend, Store, StoreConfig, Tag};
+    ///
+    /// let store = Store::new(MemBackend::new(1), StoreConfig::default())?;
+    /// store.write_tagged(ExtentId(3), b"blob bytes", Tag::new(b"sha256:9f86d0")?)?;
+    /// let (record, tag) = store.snapshot_tagged(ExtentId(3))?;
+    /// assert_eq!((record.generation(), tag.as_bytes()), (1, &b"sha256:9f86d0"[..]));
+    /// # Ok::<(), extentmeta::Error>(())
+    /// ```
+    pub fn write_tagged(&self, id: ExtentId, bytes: &[u8], tag: Tag) -> Result<Snapshot> {
+        self.check_open()?;
+        self.shared.counters.writes.bump();
+        self.check_length(bytes.len())?;
+        self.write_value(id, Bytes::from(bytes), tag)
+    }
+
+    /// [`write_bytes`](Self::write_bytes) with a tag, as
+    /// [`write_tagged`](Self::write_tagged).
+    ///
+    /// # Errors
+    ///
+    /// As [`write`](Self::write).
+    pub fn write_bytes_tagged(&self, id: ExtentId, value: Bytes, tag: Tag) -> Result<Snapshot> {
+        self.check_open()?;
+        self.shared.counters.writes.bump();
+        self.check_length(value.len())?;
+        self.write_value(id, value, tag)
     }
 
     /// [`write`](Self::write) of bytes the caller already holds as [`Bytes`]:
@@ -150,17 +192,17 @@ impl Store {
         self.check_open()?;
         self.shared.counters.writes.bump();
         self.check_length(value.len())?;
-        self.write_value(id, value)
+        self.write_value(id, value, Tag::EMPTY)
     }
 
     /// The rest of a `write` call once its value is held: attempts, waits for
     /// another write of the same extent, accounting.
-    fn write_value(&self, id: ExtentId, value: Bytes) -> Result<Snapshot> {
+    fn write_value(&self, id: ExtentId, value: Bytes, tag: Tag) -> Result<Snapshot> {
         let started = std::time::Instant::now();
         let deadline = started + self.write_wait;
         // Bounded by the deadline: each pass waits for the write of `id` in flight.
         let result = loop {
-            match self.attempt_write(id, value.clone()) {
+            match self.attempt_write(id, value.clone(), tag) {
                 Err(Error::WriteInProgress { .. }) if std::time::Instant::now() < deadline => {
                     self.wait_for_write_of(id, deadline);
                 }
@@ -181,7 +223,7 @@ impl Store {
         self.shared.counters.writes.bump();
         self.check_length(bytes.len())?;
         let started = std::time::Instant::now();
-        let result = self.attempt_write(id, Bytes::from(bytes));
+        let result = self.attempt_write(id, Bytes::from(bytes), Tag::EMPTY);
         self.finish_write(started, result)
     }
 
@@ -264,8 +306,44 @@ impl Store {
     /// ```
     pub fn write_batch(&self, items: &[(ExtentId, &[u8])]) -> Result<Vec<Snapshot>> {
         self.check_open()?;
+        self.batch_of(items.iter().map(|&(id, bytes)| (id, bytes, Tag::EMPTY)))
+    }
+
+    /// [`write_batch`](Self::write_batch) whose writes store tags, as
+    /// [`write_tagged`](Self::write_tagged): each tag is journaled with its
+    /// record, so the batch's tags are durable all or nothing with it.
+    ///
+    /// # Errors
+    ///
+    /// As [`write_batch`](Self::write_batch).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use extentmeta::{ExtentId, MemBackend, Store, StoreConfig, Tag};
+    ///
+    /// let store = Store::new(MemBackend::new(2), StoreConfig::default())?;
+    /// let items = [
+    ///     (ExtentId(1), &b"one"[..], Tag::new(b"key-one")?),
+    ///     (ExtentId(2), &b"two"[..], Tag::new(b"key-two")?),
+    /// ];
+    /// store.write_batch_tagged(&items)?;
+    /// let keys: Vec<_> = store.records_tagged().map(|(_, tag)| tag).collect();
+    /// assert_eq!(keys[1].as_bytes(), b"key-two");
+    /// # Ok::<(), extentmeta::Error>(())
+    /// ```
+    pub fn write_batch_tagged(&self, items: &[(ExtentId, &[u8], Tag)]) -> Result<Vec<Snapshot>> {
+        self.check_open()?;
+        self.batch_of(items.iter().copied())
+    }
+
+    /// The batch machine over `items`, validated as [`write`](Self::write).
+    fn batch_of<'a>(
+        &self,
+        items: impl ExactSizeIterator<Item = (ExtentId, &'a [u8], Tag)> + Clone,
+    ) -> Result<Vec<Snapshot>> {
         let mut seen = std::collections::HashSet::with_capacity(items.len());
-        for &(id, bytes) in items {
+        for (id, bytes, _) in items.clone() {
             self.check_length(bytes.len())?;
             if !seen.insert(id) {
                 return Err(Error::DuplicateExtent { extent: id });
@@ -275,8 +353,7 @@ impl Store {
         counters.writes.add(items.len() as u64);
         let op = BatchWriteOp::new(
             items
-                .iter()
-                .map(|&(id, bytes)| (id, Bytes::from(bytes)))
+                .map(|(id, bytes, tag)| (id, Bytes::from(bytes), tag))
                 .collect(),
         );
         let started = std::time::Instant::now();
@@ -558,6 +635,30 @@ impl Store {
             .filter(|s| s.state() != crate::record::State::Vacant)
     }
 
+    /// The current record of `id` with its tag (see
+    /// [`write_tagged`](Self::write_tagged)), both of the same committed
+    /// record. Costs a tag lookup and a second snapshot over
+    /// [`snapshot`](Self::snapshot), which stays four words and lock-free.
+    ///
+    /// # Errors
+    ///
+    /// As [`snapshot`](Self::snapshot); [`Error::WriteInProgress`] (retryable)
+    /// if writes of `id` committed through every one of [`MAX_ATTEMPTS`](crate::MAX_ATTEMPTS)
+    /// lookups.
+    pub fn snapshot_tagged(&self, id: ExtentId) -> Result<(Snapshot, Tag)> {
+        self.shared.core.tagged(id)
+    }
+
+    /// [`records`](Self::records) with each record's tag: what an engine that
+    /// keeps its keys in tags scans at open to rebuild its index, reading no
+    /// data.
+    pub fn records_tagged(&self) -> impl Iterator<Item = (Snapshot, Tag)> + '_ {
+        let core = &self.shared.core;
+        (core.table.allocated_ids(0))
+            .filter_map(|id| core.tagged(id).ok())
+            .filter(|(s, _)| s.state() != crate::record::State::Vacant)
+    }
+
     /// Counters since the store was created.
     pub fn stats(&self) -> StoreStats {
         let core = &self.shared.core;
@@ -568,6 +669,7 @@ impl Store {
             scrub_cursor: self.shared.scrub_cursor.load(Relaxed),
             retired_pending: core.reclaimer.pending() as u64,
             inline_unsynced: core.write_back.len() as u64,
+            tags_held: core.tags.len() as u64,
             ..StoreStats::default()
         };
         self.shared.counters.fill(&mut stats);

@@ -56,6 +56,7 @@ pub struct RecoveryReport {
 /// What recovery hands to the store.
 pub(crate) struct Opened {
     pub(crate) table: ExtentTable,
+    pub(crate) tags: crate::table::Tags,
     pub(crate) allocator: Allocator,
     pub(crate) backend: Arc<DeviceFiles>,
     pub(crate) journal: Journal,
@@ -198,6 +199,7 @@ fn recover_and_open(
     };
     Ok(Opened {
         table: opening.table,
+        tags: opening.tags,
         allocator: opening.allocator,
         backend,
         journal: {

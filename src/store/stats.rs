@@ -88,6 +88,9 @@ pub struct StoreStats {
     /// Inline writes (durable in the journal) whose data no device sync has
     /// covered at its location yet: the next checkpoint or data sync does.
     pub inline_unsynced: u64,
+    /// Tags held in memory: one per tagged record, plus one per tagged write in
+    /// flight (see [`Tag`](crate::Tag)).
+    pub tags_held: u64,
 }
 
 impl StoreStats {

@@ -5,7 +5,7 @@ use super::{Store, shared};
 use crate::bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::protocol::WriteOp;
-use crate::record::{ExtentId, Snapshot};
+use crate::record::{ExtentId, Snapshot, Tag};
 
 impl Store {
     /// [`Error::TooLarge`] past [`max_extent_bytes`](super::StoreConfigBuilder::max_extent_bytes).
@@ -21,9 +21,9 @@ impl Store {
     }
 
     /// One run of the write machine; wakes the writes waiting for one to end.
-    pub(super) fn attempt_write(&self, id: ExtentId, value: Bytes) -> Result<Snapshot> {
+    pub(super) fn attempt_write(&self, id: ExtentId, value: Bytes, tag: Tag) -> Result<Snapshot> {
         self.shared.make_room();
-        let result = self.shared.drive(WriteOp::new(id, value), true);
+        let result = self.shared.drive(WriteOp::new(id, value, tag), true);
         self.shared.write_finished();
         result?.ok_or(Error::Internal {
             what: "a write waited on a load",

@@ -12,6 +12,7 @@
 
 mod config;
 mod slot;
+mod tags;
 
 pub use config::{MAX_DIRECTORY_LEN, MAX_EXTENTS_LIMIT, TableConfig, TableConfigBuilder};
 
@@ -19,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::record::{Change, ExtentId, MAX_VERSION, Packed, Snapshot, State, lookup};
 use crate::sync::{OnceSlot, spin_hint, thread};
 use slot::RecordSlot;
+pub(crate) use tags::Tags;
 
 /// How many times [`ExtentTable::snapshot`] spins on a publish in progress before it
 /// starts yielding the thread. A publish holds the slot for four stores, so a

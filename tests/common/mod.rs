@@ -12,6 +12,17 @@ pub mod fault_fs;
 
 use extentmeta::{Bytes, ExtentId};
 
+/// The tag the tests write with `generation` of `id`: odd generations are tagged
+/// with both numbers, even ones untagged, so a tag that strayed to another
+/// extent or generation, or survived into an untagged one, is caught.
+pub fn tag(id: ExtentId, generation: u64) -> extentmeta::Tag {
+    match generation % 2 {
+        1 => extentmeta::Tag::new(format!("e{}g{generation}", id.0).as_bytes())
+            .expect("short"),
+        _ => extentmeta::Tag::EMPTY,
+    }
+}
+
 /// A value that encodes its extent and generation (and a writer sequence number), so
 /// a stale or misdirected value can never pass for a fresh one.
 pub fn value(id: ExtentId, generation: u64, len: usize) -> Vec<u8> {

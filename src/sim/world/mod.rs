@@ -199,12 +199,14 @@ impl World {
                 retire_before_journal: cfg.reuse_before_durable,
                 commit_before_journal: cfg.commit_before_journal,
                 image_table_first: false,
+                relocation_drops_tag: cfg.relocation_drops_tag,
             },
             events: Default::default(),
             proposals: Default::default(),
             space_low: Default::default(),
             inline_write_max: cfg.inline_write_max,
             write_back: Default::default(),
+            tags: Default::default(),
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let kinds = [
@@ -427,7 +429,13 @@ impl World {
             })
             .collect();
         self.report.writes += items.len() as u64;
-        let op = Op::Batch(BatchWriteOp::new(items.clone()), items);
+        let tagged = (items.iter())
+            .map(|(id, bytes)| {
+                let generation = super::history::decode(bytes).map_or(0, |(_, g)| g);
+                (*id, bytes.clone(), super::history::tag(*id, generation))
+            })
+            .collect();
+        let op = Op::Batch(BatchWriteOp::new(tagged), items);
         self.start(actor, first, op);
     }
 
@@ -473,7 +481,8 @@ impl World {
                 .map_or(0, |s| s.generation())
                 + 1;
             let bytes = value(extent, generation, len);
-            Op::Write(WriteOp::new(extent, bytes.clone()), bytes)
+            let tag = super::history::tag(extent, generation);
+            Op::Write(WriteOp::new(extent, bytes.clone(), tag), bytes)
         };
         self.report.writes += 1;
         self.start(actor, extent, op);

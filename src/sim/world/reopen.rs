@@ -169,6 +169,7 @@ impl World {
             space_low: Default::default(),
             inline_write_max: self.cfg.inline_write_max,
             write_back: Default::default(),
+            tags: rebuilt.tags,
         };
         self.core.set_space_low(self.meta.space_low());
         self.start_actors();
