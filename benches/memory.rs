@@ -1,7 +1,7 @@
 //! Peak memory of one large durable write: the rise of the process's peak RSS
 //! (`VmHWM`) over its RSS with the value already built, for `Store::write` of a
-//! slice (one copy) against `Store::write_bytes` of a value built in place (no
-//! copy). Each case runs in a fresh child process, so each peak is its own.
+//! slice (one copy) against `Store::write_bytes` of a value built in place and
+//! of a `Vec<u8>` handed over (no copy either). Each case runs in a fresh child process, so each peak is its own.
 //!
 //! Run: `cargo bench --bench memory` (256 MiB; `EXTENTMETA_MEMORY_MIB` changes it).
 
@@ -38,6 +38,12 @@ fn child(case: &str) {
             store.write(id, &value).expect("write");
             status_bytes("VmHWM:").saturating_sub(before)
         }
+        "vec" => {
+            let value: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let before = status_bytes("VmRSS:");
+            store.write_bytes(id, Bytes::from(value)).expect("write_bytes");
+            status_bytes("VmHWM:").saturating_sub(before)
+        }
         _ => {
             let mut value = Bytes::zeroed(len);
             for (i, b) in value
@@ -63,7 +69,7 @@ fn main() {
     }
     let exe = std::env::current_exe().expect("this binary");
     let len = (mib() << 20) as f64;
-    for case in ["slice", "bytes"] {
+    for case in ["slice", "bytes", "vec"] {
         let out = Command::new(&exe)
             .env("EXTENTMETA_MEMORY_CASE", case)
             .output()
@@ -72,10 +78,10 @@ fn main() {
             .trim()
             .parse()
             .expect("the child prints its rise");
-        let api = if case == "slice" {
-            "write(&[u8])"
-        } else {
-            "write_bytes(Bytes)"
+        let api = match case {
+            "slice" => "write(&[u8])",
+            "vec" => "write_bytes(Vec<u8>.into())",
+            _ => "write_bytes(Bytes::zeroed)",
         };
         println!(
             "memory: {} MiB durable write via {api}: peak RSS rise {:.1} MiB = {:.3}x the value (bound <= 0.1 for write_bytes)",

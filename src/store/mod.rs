@@ -169,8 +169,9 @@ impl Store {
 
     /// [`write`](Self::write) of bytes the caller already holds as [`Bytes`]:
     /// no copy is made (the store keeps a reference while the write runs), so a
-    /// large value costs its own memory once. Build one in place with
-    /// [`Bytes::zeroed`] and [`Bytes::make_mut`].
+    /// large value costs its own memory once. A `Vec<u8>` and a `bytes::Bytes`
+    /// (feature `bytes`) become [`Bytes`] without a copy (`.into()`), or build
+    /// one in place with [`Bytes::zeroed`] and [`Bytes::make_mut`].
     ///
     /// # Errors
     ///
