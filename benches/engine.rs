@@ -110,7 +110,10 @@ fn pass_ns(rounds: u64, op: impl Fn(ExtentId)) -> f64 {
 }
 
 fn tags(_: &mut Criterion) {
-    let (plain, tagged) = (hot_store(false, false), hot_store_tagged(false, false, true));
+    let (plain, tagged) = (
+        hot_store(false, false),
+        hot_store_tagged(false, false, true),
+    );
     let mut ratios = vec![Vec::new(); 3];
     for _ in 0..9 {
         let read = |s: &Store| {

@@ -41,7 +41,9 @@ fn child(case: &str) {
         "vec" => {
             let value: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
             let before = status_bytes("VmRSS:");
-            store.write_bytes(id, Bytes::from(value)).expect("write_bytes");
+            store
+                .write_bytes(id, Bytes::from(value))
+                .expect("write_bytes");
             status_bytes("VmHWM:").saturating_sub(before)
         }
         _ => {

@@ -151,6 +151,10 @@ struct Args {
     /// sweep must catch it).
     #[arg(long)]
     batch_not_atomic: bool,
+    /// Mutant: recovery keeps records journaled while their data's sync ran
+    /// without reading the data (the crash sweep must catch data lost).
+    #[arg(long)]
+    trust_unsynced: bool,
     /// Mutant: a compaction journals its relocated record without its tag (the
     /// crash sweep must catch the tag lost).
     #[arg(long)]
@@ -185,6 +189,7 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
         checkpoint_without_device_sync: args.checkpoint_without_device_sync,
         reopen_without_redo: args.reopen_without_redo,
         batch_not_atomic: args.batch_not_atomic,
+        trust_unsynced: args.trust_unsynced,
         relocation_drops_tag: args.relocation_drops_tag,
         ..SimConfig::default()
     };
@@ -451,6 +456,7 @@ fn mutants(args: &Args) -> String {
         (args.reopen_without_redo, "--reopen-without-redo"),
         (args.batch_not_atomic, "--batch-not-atomic"),
         (args.relocation_drops_tag, "--relocation-drops-tag"),
+        (args.trust_unsynced, "--trust-unsynced"),
     ];
     for (on, flag) in switches {
         if on {

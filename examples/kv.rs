@@ -352,8 +352,9 @@ fn open_bench(keys: u64, value_bytes: usize, dir: Option<PathBuf>) -> Result<()>
                     Ok((ExtentId(i), v, Tag::new(&key(i))?))
                 })
                 .collect::<Result<_>>()?;
-            let items: Vec<(ExtentId, &[u8], Tag)> =
-                (values.iter()).map(|(id, v, t)| (*id, &v[..], *t)).collect();
+            let items: Vec<(ExtentId, &[u8], Tag)> = (values.iter())
+                .map(|(id, v, t)| (*id, &v[..], *t))
+                .collect();
             store.write_batch_tagged(&items)?;
         }
         println!(

@@ -85,7 +85,10 @@ fn tags_survive_reopens_by_replay_and_by_checkpoint_and_follow_their_generation(
             .unwrap();
         model.insert(1, 5);
         drop(store);
-        check(&Store::open(dir.path(), config(journal_max_bytes)).unwrap(), &model);
+        check(
+            &Store::open(dir.path(), config(journal_max_bytes)).unwrap(),
+            &model,
+        );
     }
 }
 

@@ -377,13 +377,16 @@ const TAG_JOURNAL_START: u8 = 7;
 const TAG_PROPOSED: u8 = 8;
 const TAG_INLINE: u8 = 9;
 const TAG_BATCH_BEGIN: u8 = 10;
+const TAG_UNSYNCED: u8 = 11;
+const TAG_SYNCED: u8 = 12;
 
 fn encode_entry(out: &mut Vec<u8>, entry: &Entry) {
     match entry {
-        Entry::Put(r) | Entry::Proposed(r) | Entry::Inline(r, _) => {
+        Entry::Put(r) | Entry::Proposed(r) | Entry::Inline(r, _) | Entry::Unsynced(r) => {
             out.push(match entry {
                 Entry::Put(_) => TAG_PUT,
                 Entry::Proposed(_) => TAG_PROPOSED,
+                Entry::Unsynced(_) => TAG_UNSYNCED,
                 _ => TAG_INLINE,
             });
             out.extend_from_slice(&r.extent.0.to_le_bytes());
@@ -419,6 +422,11 @@ fn encode_entry(out: &mut Vec<u8>, entry: &Entry) {
             out.push(TAG_BATCH_BEGIN);
             out.extend_from_slice(&count.to_le_bytes());
         }
+        Entry::Synced { extent, version } => {
+            out.push(TAG_SYNCED);
+            out.extend_from_slice(&extent.0.to_le_bytes());
+            out.extend_from_slice(&version.to_le_bytes());
+        }
         Entry::Closed => out.push(TAG_CLOSED),
         Entry::JournalStart { number } => {
             out.push(TAG_JOURNAL_START);
@@ -438,10 +446,13 @@ fn decode_entry(p: &[u8]) -> Option<Entry> {
     let entry = match (tag, rest.len()) {
         (TAG_PUT, RECORD_LEN..) => Entry::Put(record_at(rest)?),
         (TAG_PROPOSED, RECORD_LEN..) => Entry::Proposed(record_at(rest)?),
+        (TAG_UNSYNCED, RECORD_LEN..) => Entry::Unsynced(record_at(rest)?),
+        (TAG_SYNCED, 16) => Entry::Synced {
+            extent: ExtentId(u64_at(rest, 0)),
+            version: u64_at(rest, 8),
+        },
         // The data follows the frame: `decode_frame` reads it.
-        (TAG_INLINE, RECORD_LEN..) => {
-            Entry::Inline(record_at(rest)?, Bytes::from(Vec::new()))
-        }
+        (TAG_INLINE, RECORD_LEN..) => Entry::Inline(record_at(rest)?, Bytes::from(Vec::new())),
         (TAG_BAD, 14) => Entry::Bad(location_at(rest, 0)),
         (TAG_DEGRADED, 2) => Entry::Degraded(u16::from_le_bytes([rest[0], rest[1]])),
         (TAG_END, 8) => Entry::End {

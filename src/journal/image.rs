@@ -1,6 +1,8 @@
 //! The durable image of a store (records, bad list, degraded devices), checkpoint
 //! encoding and recovery: checkpoint plus journals in, image out.
 
+mod settle;
+
 use super::frame::{FileKind, HEADER_LEN, Tear, encode_frame, encode_header, scan};
 use super::{Entry, files};
 use crate::bytes::Bytes;
@@ -41,6 +43,14 @@ pub(crate) struct Image {
     pub(crate) degraded: BTreeSet<u16>,
     /// Extents whose record is a proposal ([`Entry::Proposed`]), not a commit.
     pub(crate) proposed: BTreeSet<u64>,
+    /// Extents whose record is an [`Entry::Unsynced`] that no [`Entry::Synced`]
+    /// covers, with the records it may fall back to, oldest first: the last one
+    /// that was not such a record (`None`: none), then the [`Entry::Unsynced`]
+    /// records it replaced (a write whose outcome was unknown never committed, so
+    /// the next one was proposed on top of the record before it).
+    /// [`Recovered::settle_unsynced`] keeps the record only if its data verifies.
+    /// Empty in a checkpoint's image.
+    pub(crate) unsynced: BTreeMap<u64, Vec<Option<RecordImage>>>,
 }
 
 impl Image {
@@ -51,7 +61,7 @@ impl Image {
     /// module docs).
     pub(crate) fn apply(&mut self, entry: &Entry) {
         match entry {
-            Entry::Put(r) | Entry::Proposed(r) | Entry::Inline(r, _) => {
+            Entry::Put(r) | Entry::Proposed(r) | Entry::Inline(r, _) | Entry::Unsynced(r) => {
                 let proposal = !matches!(entry, Entry::Put(_));
                 let id = r.extent.0;
                 let wins = self.records.get(&id).is_none_or(|old| {
@@ -59,6 +69,13 @@ impl Image {
                         || (old.version == r.version && !proposal && self.proposed.contains(&id))
                 });
                 if wins {
+                    let replaced = self.records.get(&id).copied();
+                    let fallbacks = self.unsynced.remove(&id);
+                    if let Entry::Unsynced(_) = entry {
+                        let mut chain = fallbacks.unwrap_or_default();
+                        chain.push(replaced);
+                        self.unsynced.insert(id, chain);
+                    }
                     self.records.insert(id, *r);
                     if proposal {
                         self.proposed.insert(id);
@@ -72,6 +89,11 @@ impl Image {
             }
             Entry::Degraded(d) => {
                 self.degraded.insert(*d);
+            }
+            Entry::Synced { extent, version } => {
+                if (self.records.get(&extent.0)).is_some_and(|r| r.version == *version) {
+                    self.unsynced.remove(&extent.0);
+                }
             }
             Entry::End { .. }
             | Entry::Rotated { .. }
@@ -199,6 +221,19 @@ pub(crate) struct Recovered {
     /// the location, so no other extent's bytes live there (invariant 10), and the
     /// record's checksum covers exactly these bytes.
     pub(crate) redo: Vec<(Location, Bytes)>,
+    /// Every inline entry's newest record and data, whatever the recovered record
+    /// names: [`redo`](Self::redo) is chosen from them again once
+    /// [`settle_unsynced`](Self::settle_unsynced) may have restored older records.
+    inline: Vec<(RecordImage, Bytes)>,
+    /// For each [`Entry::Unsynced`] whose data did not verify, the record its
+    /// extent gets back (see [`settle_unsynced`](Self::settle_unsynced)): the
+    /// reopen journals these, so that the dropped record never wins again.
+    pub(crate) unsynced_dropped: Vec<Entry>,
+    /// For each [`Entry::Unsynced`] kept because its data verified, its
+    /// [`Entry::Synced`]: the reopen syncs the devices (the bytes read may be in
+    /// the page cache only), then journals these, so that no later recovery
+    /// takes a fault of that data for a torn write.
+    pub(crate) unsynced_kept: Vec<Entry>,
     /// Whether `CURRENT` was written by an older format: the reopen writes it
     /// again in this one, so that an older build refuses the directory (whose
     /// journals this build may fill with records that build cannot read) instead
@@ -225,6 +260,9 @@ impl Recovered {
             next_seq: 1,
             replayed: 0,
             redo: Vec::new(),
+            inline: Vec::new(),
+            unsynced_dropped: Vec::new(),
+            unsynced_kept: Vec::new(),
             pointer_upgrade: false,
         }
     }
@@ -302,6 +340,9 @@ pub(crate) fn recover(
         next_seq: 0,
         replayed: 0,
         redo: Vec::new(),
+        inline: Vec::new(),
+        unsynced_dropped: Vec::new(),
+        unsynced_kept: Vec::new(),
         pointer_upgrade: false,
     };
     // The newest inline entry of each extent (by version), matched against the
@@ -442,20 +483,7 @@ pub(crate) fn recover(
     if recovered.tail.closed {
         inline.clear();
     }
-    // The recovered record must still name these bytes: same location,
-    // generation and checksum, durable or quarantined (a quarantine keeps the
-    // record and its location: the last good copy, invariant 8, may be exactly
-    // these bytes; the crash sweep found a quarantine after transient errors
-    // that left them only in the journal).
-    recovered.redo = (inline.into_values())
-        .filter(|(r, _)| {
-            recovered.image.records.get(&r.extent.0).is_some_and(|f| {
-                f.references()
-                    && (f.location, f.generation, f.checksum)
-                        == (r.location, r.generation, r.checksum)
-            })
-        })
-        .map(|(r, data)| (r.location, data))
-        .collect();
+    recovered.inline = inline.into_values().collect();
+    recovered.choose_redo();
     Ok(recovered)
 }

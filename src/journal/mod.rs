@@ -64,6 +64,21 @@
 //!   later. A device sync that fails is never followed by a trusted one (the sync
 //!   book, `backend::device_files`), so a checkpoint after lost dirty pages fails
 //!   and the journals stay.
+//! * **Overlapped data syncs: about one sync past the inline bound.** A larger
+//!   write journals [`Entry::Unsynced`] while its data's sync runs, instead of
+//!   after it, and is acknowledged once both finished. A crash between the two
+//!   can leave a durable record over data that never became durable; it was
+//!   never acknowledged, so recovery reads the data of every such record still
+//!   current, keeps it if its checksum verifies and otherwise restores the
+//!   record it replaced ([`Image::settle_unsynced`]). Once the data is durable
+//!   the write leaves [`Entry::Synced`] for the next append to carry, and recovery
+//!   trusts such a record without reading it, so a fault of its data is found by
+//!   the verifier and quarantined like any other, never taken for a torn write:
+//!   only within one group commit of its acknowledgment can a fault of the data
+//!   pass for one. A checkpoint syncs the devices of overlapped writes in flight
+//!   before it replaces the journals, so its image never needs the check, and the
+//!   reopen syncs the devices whenever recovery kept a record by reading it (a
+//!   process kill leaves the data in the page cache only).
 //! * `write_pending` is never recorded: a write that did not commit is not part of
 //!   any durable state.
 
@@ -109,6 +124,18 @@ pub(crate) enum Entry {
     /// "Inline writes" in the module docs). Framed as the record followed by
     /// `location.length` bytes whose checksum is the record's.
     Inline(RecordImage, Bytes),
+    /// An [`Entry::Proposed`] journaled while its data's sync runs (see
+    /// "Overlapped data syncs"): recovery keeps it only if its data verifies, or
+    /// an [`Entry::Synced`] for it follows.
+    Unsynced(RecordImage),
+    /// The data of `extent`'s record at `version` (an [`Entry::Unsynced`]) is
+    /// durable: carried by a later append, never waited for.
+    Synced {
+        /// The extent.
+        extent: crate::record::ExtentId,
+        /// The record's version.
+        version: u64,
+    },
     /// The next `count` record entries ([`Entry::Put`], [`Entry::Proposed`],
     /// [`Entry::Inline`]) are one batch: recovery applies all of them or none. They
     /// follow in the same group commit (one append), so only a torn tail can cut
@@ -154,6 +181,12 @@ impl Entry {
         Entry::Proposed(RecordImage::of(snapshot, tag))
     }
 
+    /// The record a write proposes while its data's sync runs (see
+    /// [`Entry::Unsynced`]).
+    pub(crate) fn unsynced(snapshot: &crate::record::Snapshot, tag: Tag) -> Entry {
+        Entry::Unsynced(RecordImage::of(snapshot, tag))
+    }
+
     /// The record a small write proposes, with its tag and bytes (see
     /// [`Entry::Inline`]).
     pub(crate) fn inline(snapshot: &crate::record::Snapshot, tag: Tag, bytes: Bytes) -> Entry {
@@ -173,7 +206,7 @@ impl Entry {
     pub(crate) fn record(&self) -> Option<(&RecordImage, bool)> {
         match self {
             Entry::Put(r) => Some((r, false)),
-            Entry::Proposed(r) | Entry::Inline(r, _) => Some((r, true)),
+            Entry::Proposed(r) | Entry::Inline(r, _) | Entry::Unsynced(r) => Some((r, true)),
             _ => None,
         }
     }
@@ -229,6 +262,9 @@ pub(crate) struct PlanMutants {
     /// Recovery applies a batch's records as it meets them, so a torn tail that
     /// cut the batch short keeps part of it (the rule before batch markers).
     pub(crate) batch_not_atomic: bool,
+    /// Recovery keeps every record journaled while its data's sync ran without
+    /// reading its data ([`Recovered::settle_unsynced`] skipped).
+    pub(crate) trust_unsynced: bool,
 }
 
 pub(crate) mod files {

@@ -38,10 +38,19 @@ pub(crate) struct Opening {
     pub(crate) writer: Writer,
 }
 
+/// What an open sees of the device files.
+pub(crate) struct Devices<'a> {
+    /// Each file's length (`None`: missing).
+    pub(crate) lens: &'a [Option<u64>],
+    /// The bytes at a location as the file shows them (`None` past its end):
+    /// recovery reads the data of records journaled while their data's sync ran
+    /// ([`Recovered::settle_unsynced`]).
+    pub(crate) read: &'a mut dyn FnMut(crate::record::Location) -> Result<Option<Vec<u8>>>,
+}
+
 /// Opens the metadata of the directory whose entries are `names` (`read` returns a
-/// file's bytes, `None` if missing) beside device files of the lengths
-/// `device_lens` (`None`: missing); `reserve` is the metadata reserve's size and
-/// the length of the reserve file found (`None`: missing).
+/// file's bytes, `None` if missing) beside `devices`; `reserve` is the metadata
+/// reserve's size and the length of the reserve file found (`None`: missing).
 ///
 /// # Errors
 ///
@@ -53,13 +62,14 @@ pub(crate) struct Opening {
 pub(crate) fn open(
     names: &[String],
     read: impl FnMut(&str) -> Result<Option<Vec<u8>>>,
-    device_lens: &[Option<u64>],
+    devices: Devices<'_>,
     geometry: &Geometry,
     journal_max_bytes: u64,
     reserve: (u64, Option<u64>),
     mutants: PlanMutants,
 ) -> Result<Opening> {
-    let (recovered, create) = match recover_dir(names, read, mutants)? {
+    let device_lens = devices.lens;
+    let (mut recovered, create) = match recover_dir(names, read, mutants)? {
         Some(r) => (r, Vec::new()),
         None => {
             // Not a store this crate made, or one whose metadata was removed:
@@ -84,6 +94,10 @@ pub(crate) fn open(
             ),
         });
     }
+    if mutants.trust_unsynced {
+        recovered.image.unsynced.clear();
+    }
+    recovered.settle_unsynced(devices.read)?;
     let (table, tags, allocator) = rebuild(&recovered.image, geometry)?;
     check_device_lens(&recovered, device_lens)?;
     let reopen = plan::reopen(&recovered, mutants);

@@ -4,9 +4,10 @@
 //! emulator runs them on simulated files that lose what was not synced. The order
 //! of every plan is the crash-safety argument, so it is written once, here.
 
+use super::Entry;
 pub(crate) use super::PlanMutants;
-use super::frame::journal_head;
 pub(crate) use super::frame::new_journal_len;
+use super::frame::{encode_group, journal_head};
 use super::image::{Image, Recovered, encode_checkpoint};
 use super::{encode_pointer, files};
 use crate::bytes::Bytes;
@@ -134,6 +135,13 @@ pub(crate) fn reopen(recovered: &Recovered, mutants: PlanMutants) -> Reopen {
             }),
         );
         ops.push(FsOp::SyncDevices);
+    } else if (!recovered.unsynced_kept.is_empty() || !recovered.unsynced_dropped.is_empty())
+        && !mutants.reopen_without_sync
+    {
+        // Recovery kept or restored records whose data it read, which a process
+        // kill may have left in the page cache only: durable before anything
+        // relies on it.
+        ops.push(FsOp::SyncDevices);
     }
     if let Some((torn, valid_len)) = recovered.cut {
         let evidence = files::dropped(torn, valid_len);
@@ -189,6 +197,27 @@ pub(crate) fn reopen(recovered: &Recovered, mutants: PlanMutants) -> Reopen {
     } else {
         ops.push(sync(file));
         ops.push(FsOp::SyncDir);
+    }
+    if !recovered.unsynced_dropped.is_empty() || !recovered.unsynced_kept.is_empty() {
+        // What recovery decided of overlapped writes: the records it restored in
+        // place of those whose data never became durable, and the markers of
+        // those whose data it read (synced above). Appended after what recovery
+        // read, durable before anything else is appended.
+        let entries: Vec<(u64, Entry)> = (recovered.unsynced_dropped.iter())
+            .chain(&recovered.unsynced_kept)
+            .zip(reopen.next_seq..)
+            .map(|(e, seq)| (seq, e.clone()))
+            .collect();
+        let bytes = encode_group(reopen.len, &entries);
+        let tail_file = files::journal(reopen.number);
+        ops.push(FsOp::Write {
+            file: tail_file.clone(),
+            offset: reopen.len,
+            bytes: bytes.clone(),
+        });
+        ops.push(sync(tail_file));
+        reopen.len += bytes.len() as u64;
+        reopen.next_seq += entries.len() as u64;
     }
     if recovered.pointer_upgrade {
         // Last: everything recovery read is durable first. The same checkpoint,

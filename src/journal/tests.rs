@@ -12,7 +12,10 @@ use proptest::prelude::*;
 /// tests use it too); odd extents carry a tag of a length that varies with both,
 /// even ones none, so every test round-trips both encodings.
 pub(super) fn put(id: u64, generation: u64) -> Entry {
-    let text = format!("e{id}g{generation}:{}", "t".repeat((id + generation) as usize % 20));
+    let text = format!(
+        "e{id}g{generation}:{}",
+        "t".repeat((id + generation) as usize % 20)
+    );
     let tag = match id % 2 {
         1 => crate::record::Tag::new(text.as_bytes()).expect("at most 32 bytes"),
         _ => crate::record::Tag::EMPTY,

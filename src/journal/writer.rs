@@ -562,7 +562,11 @@ mod tests {
         assert!(l1 > frames(&[1]), "space allocated ahead");
         let (o2, l2) = offset(&second);
         assert_eq!(o2, o1 + frames(&[1]));
-        assert_eq!(l2, frames(&[2, 3]), "inside the allocated space: frames only");
+        assert_eq!(
+            l2,
+            frames(&[2, 3]),
+            "inside the allocated space: frames only"
+        );
         w.complete(Ok(()));
         assert_eq!(w.status(b, ExtentId(2)), Some(Ok(())));
     }

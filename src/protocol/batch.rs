@@ -238,7 +238,7 @@ impl Machine for BatchWriteOp {
     fn on_io(&mut self, core: &Core, result: IoResult) -> Step<Vec<Snapshot>> {
         let outcome = match result {
             IoResult::Done(r) => r,
-            IoResult::Read(_) => Err(Error::Internal {
+            IoResult::Read(_) | IoResult::Both { .. } => Err(Error::Internal {
                 what: "batch: answered with a read result",
             }),
         };

@@ -92,7 +92,10 @@ impl DeleteOp {
             Ok(record) => {
                 self.proposed = Some((reserved, proposals + 1));
                 core.proposals.insert(&record, Tag::EMPTY);
-                Step::Io(IoRequest::Journal(vec![Entry::propose(&record, Tag::EMPTY)]))
+                Step::Io(IoRequest::Journal(vec![Entry::propose(
+                    &record,
+                    Tag::EMPTY,
+                )]))
             }
             Err(err) if proposals == 0 => {
                 self.release(core);
@@ -238,6 +241,8 @@ mod tests {
             inline_write_max: 0,
             write_back: Default::default(),
             tags: Default::default(),
+            overlap_data_sync: false,
+            overlaps: Default::default(),
             events: Default::default(),
         }
     }

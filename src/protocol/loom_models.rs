@@ -61,6 +61,8 @@ fn world(cache_bytes: u64, device_blocks: u64) -> Arc<World> {
             inline_write_max: 0,
             write_back: Default::default(),
             tags: Default::default(),
+            overlap_data_sync: false,
+            overlaps: Default::default(),
             events: Default::default(),
         },
         medium: Mutex::new(HashMap::new()),

@@ -79,6 +79,90 @@ pub(crate) struct Core {
     pub(crate) write_back: WriteBack,
     /// The engines' tags of records, by extent and generation (see `table::Tags`).
     pub(crate) tags: Tags,
+    /// Whether a write past `inline_write_max` journals its record while its
+    /// data's sync runs ([`Entry::Unsynced`]); false for a store without a
+    /// journal, where nothing would overlap.
+    pub(crate) overlap_data_sync: bool,
+    /// Overlapped writes whose data's sync has not finished, and the markers of
+    /// those that finished (see [`Overlaps`]).
+    pub(crate) overlaps: Overlaps,
+}
+
+/// The overlapped writes of a store (see "Overlapped data syncs" in `journal`).
+///
+/// * Per device, the overlapped writes whose data's sync has not finished: a
+///   checkpoint syncs those devices before it replaces the journals, as its
+///   image holds their records as plain proposals. A device where such a sync
+///   failed stays in the set until a reopen: an image taken before the failure
+///   may hold that write's proposal, and the device's next sync fails too (the
+///   sync book), so no checkpoint replaces the journals meanwhile.
+/// * The [`Entry::Synced`] markers of overlapped writes that finished, for the
+///   next append to carry. Bounded by [`MAX_MARKERS`]: a marker dropped only
+///   costs recovery a read of that extent's data.
+#[derive(Debug, Default)]
+pub(crate) struct Overlaps {
+    // parking_lot's even under loom: no loom model runs an overlapped write.
+    inner: parking_lot::Mutex<OverlapsInner>,
+}
+
+#[derive(Debug, Default)]
+struct OverlapsInner {
+    in_flight: HashMap<u16, u32>,
+    failed: std::collections::BTreeSet<u16>,
+    markers: Vec<Entry>,
+}
+
+/// The most [`Entry::Synced`] markers waiting for an append.
+pub(crate) const MAX_MARKERS: usize = 1024;
+
+impl Overlaps {
+    /// An overlapped write on `device` hands its record to the journal.
+    pub(crate) fn begin(&self, device: u16) {
+        *self.inner.lock().in_flight.entry(device).or_default() += 1;
+    }
+
+    /// Its data's sync on `device` finished, successfully if `ok`.
+    pub(crate) fn end(&self, device: u16, ok: bool) {
+        let mut g = self.inner.lock();
+        if !ok {
+            g.failed.insert(device);
+        }
+        if let Some(n) = g.in_flight.get_mut(&device) {
+            *n -= 1;
+            if *n == 0 {
+                g.in_flight.remove(&device);
+            }
+        }
+    }
+
+    /// Devices with overlapped writes whose data's sync has not finished, and
+    /// (`failed`) those where one failed.
+    pub(crate) fn devices(&self, failed: bool) -> Vec<u16> {
+        let g = self.inner.lock();
+        let failed = g.failed.iter().filter(|_| failed);
+        g.in_flight.keys().chain(failed).copied().collect()
+    }
+
+    /// `extent`'s record at `version` has durable data.
+    pub(crate) fn synced(&self, extent: ExtentId, version: u64) {
+        let mut g = self.inner.lock();
+        if g.markers.len() < MAX_MARKERS {
+            g.markers.push(Entry::Synced { extent, version });
+        }
+    }
+
+    /// `entries` behind the markers waiting: every append carries them, so a
+    /// marker is durable with the next one after its write (a batch marker and
+    /// its records stay together behind them).
+    pub(crate) fn with_markers(&self, entries: Vec<Entry>) -> Vec<Entry> {
+        let mut g = self.inner.lock();
+        if g.markers.is_empty() {
+            return entries;
+        }
+        let mut all = std::mem::take(&mut g.markers);
+        all.extend(entries);
+        all
+    }
 }
 
 /// Records a write or delete handed to the journal and has not committed in the
@@ -227,6 +311,20 @@ impl Core {
         Err(Error::WriteInProgress { extent: id })
     }
 
+    /// The devices a checkpoint (`checkpoint`) or `close` syncs first: those
+    /// holding inline writes' data not synced yet ([`WriteBack`]) and those of
+    /// overlapped writes whose data's sync has not finished ([`Overlaps`]), and
+    /// for a checkpoint also those where such a sync failed (its image may hold
+    /// the proposal of that write). `close` writes no image: a failed overlapped
+    /// write's record is settled by the next recovery.
+    pub(crate) fn devices_to_sync(&self, checkpoint: bool) -> Vec<u16> {
+        let mut devices = self.write_back.devices();
+        devices.extend(self.overlaps.devices(checkpoint));
+        devices.sort_unstable();
+        devices.dedup();
+        devices
+    }
+
     /// Frees whatever retired locations have become safe.
     pub(crate) fn collect(&self) {
         self.reclaimer.collect(|l| self.free(l));
@@ -334,6 +432,10 @@ pub(crate) enum IoRequest {
     /// Append these entries to the metadata journal and answer once they are
     /// durable (`IoResult::Done`). A store without a journal answers at once.
     Journal(Vec<Entry>),
+    /// [`Sync`](Self::Sync) of the device and [`Journal`](Self::Journal) of the
+    /// entries at once: the entries are appended before the sync starts, and
+    /// the answer ([`IoResult::Both`]) comes once both finished.
+    SyncAndJournal(u16, Vec<Entry>),
 }
 
 /// The result of an [`IoRequest`], fed back to the operation.
@@ -343,6 +445,13 @@ pub(crate) enum IoResult {
     Read(Result<Bytes>),
     /// A write or sync finished.
     Done(Result<()>),
+    /// An [`IoRequest::SyncAndJournal`] finished: each part's result.
+    Both {
+        /// The device sync's.
+        sync: Result<()>,
+        /// The journal's, as for [`IoRequest::Journal`].
+        journal: Result<()>,
+    },
 }
 
 /// What an operation wants next.

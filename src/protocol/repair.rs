@@ -129,7 +129,10 @@ impl RepairOp {
                 // the remap is durable all the same (invariant 10).
                 let old = core.retire_unless_early(Some(self.faulted.location()));
                 self.phase = Phase::Remapping { remapped, old };
-                Step::Io(IoRequest::Journal(vec![Entry::put(&remapped, core.tag_of(&remapped))]))
+                Step::Io(IoRequest::Journal(vec![Entry::put(
+                    &remapped,
+                    core.tag_of(&remapped),
+                )]))
             }
             // A write committed new bytes meanwhile: our copy is obsolete.
             Err(Error::VersionConflict { .. }) => {
@@ -175,7 +178,10 @@ impl Machine for RepairOp {
                 self.quarantined_here = true;
                 self.phase = Phase::Quarantining;
                 let bad = Entry::Bad(self.faulted.location());
-                Step::Io(IoRequest::Journal(vec![bad, Entry::put(&q, core.tag_of(&q))]))
+                Step::Io(IoRequest::Journal(vec![
+                    bad,
+                    Entry::put(&q, core.tag_of(&q)),
+                ]))
             }
             Err(Error::VersionConflict { .. }) => {
                 self.phase = Phase::Finished;

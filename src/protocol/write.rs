@@ -48,6 +48,9 @@ pub(crate) struct WriteOp {
     /// Whether the bytes travel in the journal record instead of being synced
     /// (decided once the data is written; see [`inline`](Self::inline)).
     inline: bool,
+    /// Whether the first record was journaled while the data's sync ran (see
+    /// [`overlaps`](Self::overlaps)).
+    overlapped: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -59,6 +62,12 @@ enum Phase {
     },
     Syncing {
         begin: Snapshot,
+        location: Location,
+    },
+    /// The data's sync and the journal append of its record ([`Entry::Unsynced`],
+    /// on top of `expected`) are both in flight.
+    Overlapped {
+        expected: Snapshot,
         location: Location,
     },
     /// The record the commit will make is on its way to the journal; the table
@@ -97,6 +106,7 @@ impl WriteOp {
             tag,
             phase: Phase::Idle,
             inline: false,
+            overlapped: false,
         }
     }
 
@@ -124,6 +134,11 @@ impl WriteOp {
                 core.write_back
                     .insert(record.location(), self.bytes.clone());
                 Entry::inline(record, self.tag, self.bytes.clone())
+            }
+            // Only the first proposal of an overlapped write runs beside its
+            // data's sync: a later one (after a quarantine or remap) follows it.
+            false if matches!(self.phase, Phase::Overlapped { .. }) => {
+                Entry::unsynced(record, self.tag)
             }
             false => Entry::propose(record, self.tag),
         }
@@ -172,6 +187,42 @@ impl WriteOp {
             && !core.allocator.is_degraded(location.device)
             && !core.mutants.commit_before_journal
             && !core.mutants.retire_before_journal
+    }
+
+    /// Whether this write's record, for bytes written at `location`, goes to
+    /// the journal while their sync runs, so that the write costs about one sync
+    /// rather than two (see "Overlapped data syncs" in `journal`). Not on a
+    /// degraded device, whose sync fails (the write then fails cleanly rather
+    /// than with an unknown outcome); never under the mutants that commit
+    /// before journaling.
+    fn overlaps(&self, core: &Core, location: Location) -> bool {
+        core.overlap_data_sync
+            && !core.allocator.is_degraded(location.device)
+            && !core.mutants.commit_before_journal
+            && !core.mutants.retire_before_journal
+    }
+
+    /// Journals the record committing the write on top of `begin` while the
+    /// data's sync runs, or ends the write if the table refuses it.
+    fn overlap(&mut self, core: &Core, begin: Snapshot, location: Location) -> Step<Snapshot> {
+        match self.propose(&begin, location) {
+            Ok(record) => {
+                self.overlapped = true;
+                self.phase = Phase::Overlapped {
+                    expected: begin,
+                    location,
+                };
+                core.overlaps.begin(location.device);
+                let entry = self.proposal_entry(core, &record, false);
+                Step::Io(IoRequest::SyncAndJournal(location.device, vec![entry]))
+            }
+            // Nothing was journaled: the write certainly did not happen.
+            Err(err) => {
+                self.phase = Phase::Finished;
+                self.abort(core, location);
+                Step::Done(Err(err))
+            }
+        }
     }
 
     /// The transition that commits this write's bytes at `location` on top of
@@ -332,18 +383,93 @@ impl Machine for WriteOp {
 
     /// The data write or the acknowledgment finished.
     fn on_io(&mut self, core: &Core, result: IoResult) -> Step<Snapshot> {
+        if let Phase::Overlapped { expected, location } = self.phase {
+            return self.overlap_done(core, expected, location, result);
+        }
         let outcome = match result {
             IoResult::Done(r) => r,
-            IoResult::Read(_) => Err(Error::Internal {
-                what: "write: answered with a read result",
+            IoResult::Read(_) | IoResult::Both { .. } => Err(Error::Internal {
+                what: "write: answered with another request's result",
             }),
         };
+        self.step(core, outcome)
+    }
+
+    /// A driver that gives up mid-write (a panicking backend) clears the pending
+    /// mark and frees the fresh location: otherwise every later write of the extent
+    /// would be refused.
+    fn abandon(&mut self, core: &Core) {
+        match self.phase {
+            Phase::Writing { location, .. } | Phase::Syncing { location, .. } => {
+                self.phase = Phase::Finished;
+                self.abort(core, location);
+            }
+            // Its record may be in the journal: the location stays out of use.
+            Phase::Proposed { .. } | Phase::Overlapped { .. } => {
+                if let Phase::Overlapped { location, .. } = self.phase {
+                    core.overlaps.end(location.device, false);
+                }
+                self.phase = Phase::Finished;
+                core.proposals.remove(self.id);
+                self.clear_pending(core);
+            }
+            _ => {}
+        }
+    }
+}
+
+impl WriteOp {
+    /// The data's sync and the journal append of an overlapped write both
+    /// finished.
+    fn overlap_done(
+        &mut self,
+        core: &Core,
+        expected: Snapshot,
+        location: Location,
+        result: IoResult,
+    ) -> Step<Snapshot> {
+        let synced = matches!(result, IoResult::Both { sync: Ok(()), .. });
+        core.overlaps.end(location.device, synced);
+        self.phase = Phase::Proposed {
+            expected,
+            location,
+            proposals: 1,
+        };
+        match result {
+            // The record may be durable and its data not: after a reopen the
+            // write is there only if its data verifies.
+            IoResult::Both {
+                sync: Err(err),
+                journal: Ok(()),
+            } => self.unknown(core, err),
+            // As for a plain proposal: the commit, or the journal's failure
+            // (unknown if it wrote the record, certain if it refused it).
+            IoResult::Both { journal, .. } => self.step(core, journal),
+            // A driver that failed the pair as a whole (a panicking backend)
+            // cannot say whether the record was appended.
+            IoResult::Done(Err(err)) => self.unknown(core, err),
+            IoResult::Done(Ok(())) | IoResult::Read(_) => self.unknown(
+                core,
+                Error::Internal {
+                    what: "write: an overlapped sync answered with another request's result",
+                },
+            ),
+        }
+    }
+
+    /// The write's next step after the I/O it asked for finished with `outcome`.
+    fn step(&mut self, core: &Core, outcome: Result<()>) -> Step<Snapshot> {
         match (self.phase, outcome) {
             // One sync: the journal record carries the bytes (see `journal`'s
             // "Inline writes").
             (Phase::Writing { begin, location }, Ok(())) if self.inline(core, location) => {
                 self.inline = true;
                 self.journal_proposal(core, begin, location, 0)
+            }
+            // About one sync: the record goes to the journal while the data's
+            // sync runs.
+            (Phase::Writing { begin, location }, Ok(())) if self.overlaps(core, location) => {
+                self.overlap(core, begin, location)
             }
             (Phase::Writing { begin, location }, Ok(())) => {
                 self.phase = Phase::Syncing { begin, location };
@@ -379,6 +505,11 @@ impl Machine for WriteOp {
                     self.phase = Phase::Finished;
                     if let Some(old) = old {
                         core.retire(old);
+                    }
+                    // Its data is durable: recovery need not read it (and must
+                    // not take a later fault of it for a torn write).
+                    if self.overlapped && proposals == 1 {
+                        core.overlaps.synced(self.id, committed.version());
                     }
                     let tag = self.tag;
                     core.events.emit(|| Event::Written {
@@ -437,31 +568,12 @@ impl Machine for WriteOp {
                 self.abort(core, location);
                 Step::Done(Err(err))
             }
-            (Phase::Idle | Phase::Finished, _) => {
+            (Phase::Idle | Phase::Finished | Phase::Overlapped { .. }, _) => {
                 debug_assert!(false, "on_io in phase {:?}", self.phase);
                 Step::Done(Err(Error::Internal {
                     what: "write: event out of order",
                 }))
             }
-        }
-    }
-
-    /// A driver that gives up mid-write (a panicking backend) clears the pending
-    /// mark and frees the fresh location: otherwise every later write of the extent
-    /// would be refused.
-    fn abandon(&mut self, core: &Core) {
-        match self.phase {
-            Phase::Writing { location, .. } | Phase::Syncing { location, .. } => {
-                self.phase = Phase::Finished;
-                self.abort(core, location);
-            }
-            // Its record may be in the journal: the location stays out of use.
-            Phase::Proposed { .. } => {
-                self.phase = Phase::Finished;
-                core.proposals.remove(self.id);
-                self.clear_pending(core);
-            }
-            _ => {}
         }
     }
 }

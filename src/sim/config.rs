@@ -174,6 +174,9 @@ pub struct SimConfig {
     /// and skip their data sync (0: none). The default splits the workload's value
     /// sizes, so that both paths run.
     pub inline_write_max: u32,
+    /// Writes past `inline_write_max` journal their record while their data's
+    /// sync runs (`journal`'s "Overlapped data syncs").
+    pub overlap_data_sync: bool,
     /// Mutant: a checkpoint drops the journals it replaces without syncing the
     /// devices first. The crash checker must catch inline writes' data lost.
     pub checkpoint_without_device_sync: bool,
@@ -183,6 +186,10 @@ pub struct SimConfig {
     /// Mutant: recovery applies a batch's records as it meets them, so a torn
     /// tail keeps part of a batch. The crash checker must catch it.
     pub batch_not_atomic: bool,
+    /// Mutant: recovery keeps every record journaled while its data's sync ran,
+    /// without reading the data. The crash checker must catch a record whose
+    /// data a power cut lost.
+    pub trust_unsynced: bool,
     /// Mutant: a compaction journals its relocated record without its tag. The
     /// crash checker must catch the tag lost by a recovery that replays it.
     pub relocation_drops_tag: bool,
@@ -249,9 +256,11 @@ impl Default for SimConfig {
             lose_metadata: false,
             trust_sync_after_failure: false,
             inline_write_max: 160,
+            overlap_data_sync: true,
             checkpoint_without_device_sync: false,
             reopen_without_redo: false,
             batch_not_atomic: false,
+            trust_unsynced: false,
             relocation_drops_tag: false,
         }
     }

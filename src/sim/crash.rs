@@ -124,12 +124,32 @@ pub(crate) fn reserve_len(dir: &SimDir) -> Option<u64> {
         .map(|b| b.len() as u64)
 }
 
-fn recover_once(dir: &SimDir) -> crate::Result<Option<Recovered>> {
-    recover_dir(
+/// A second recovery of the directory, by the correct rules (the mutant that
+/// trusts overlapped writes' records aside: its two recoveries agree).
+fn recover_once(
+    dir: &SimDir,
+    fabric: &Fabric,
+    trust_unsynced: bool,
+) -> crate::Result<Option<Recovered>> {
+    let mut recovered = recover_dir(
         &dir.list(),
         |name| Ok(dir.read(name)),
         PlanMutants::default(),
-    )
+    )?;
+    if let Some(r) = &mut recovered {
+        if trust_unsynced {
+            r.image.unsynced.clear();
+        }
+        r.settle_unsynced(|l| Ok(read_device(fabric, l)))?;
+    }
+    Ok(recovered)
+}
+
+/// What a device file shows at `l` to an opening store: the last write, durable
+/// or (after a process kill) in the page cache, faults applied; `None` where
+/// nothing was written.
+pub(crate) fn read_device(fabric: &Fabric, l: crate::record::Location) -> Option<Vec<u8>> {
+    fabric.media(l).ok().map(|b| b.to_vec())
 }
 
 /// Opens the emulated store as `Store::open` does (see the module docs): the
@@ -154,10 +174,14 @@ pub(crate) fn recover(
         let names = meta.dir.list();
         let dir = &meta.dir;
         let device_lens = fabric.device_lens(geometry.devices);
+        let shown = &*fabric;
         let opening = match open(
             &names,
             |name| Ok(dir.read(name)),
-            &device_lens,
+            crate::journal::open::Devices {
+                lens: &device_lens,
+                read: &mut |l| Ok(read_device(shown, l)),
+            },
             geometry,
             meta.max_bytes(),
             (meta.reserve_bytes(), reserve_len(dir)),
@@ -218,7 +242,7 @@ pub(crate) fn recover(
         }
         // Recovering twice gives the same state: the reopen plan changed nothing
         // that recovery reads.
-        match recover_once(&meta.dir) {
+        match recover_once(&meta.dir, fabric, meta.plan_mutants().trust_unsynced) {
             Ok(Some(again))
                 if again.image == recovered.image
                     && again.next_seq == opening.writer.next_seq() => {}

@@ -50,6 +50,9 @@ pub(crate) struct Model {
     pending: HashMap<usize, std::ops::Range<usize>>,
     /// Bad locations acknowledged durable, over all recoveries.
     acked_bad: BTreeSet<Location>,
+    /// Indices in `issued` of the [`Entry::Unsynced`] records whose data's sync
+    /// completed: recovery must keep them once their entry is durable.
+    data_synced: BTreeSet<usize>,
 }
 
 impl Model {
@@ -82,6 +85,41 @@ impl Model {
         })
     }
 
+    /// The data of `extent`'s overlapped write (its newest [`Entry::Unsynced`])
+    /// is durable: its sync completed.
+    pub(crate) fn data_synced(&mut self, extent: ExtentId) {
+        let newest = (self.issued.iter())
+            .rposition(|(e, _)| matches!(e, Entry::Unsynced(r) if r.extent == extent));
+        if let Some(i) = newest {
+            self.data_synced.insert(i);
+        }
+    }
+
+    /// Whether recovery may drop the record of issued entry `i` even if the
+    /// entry is durable: an [`Entry::Unsynced`] whose data's sync never
+    /// completed (the write was not acknowledged).
+    fn droppable(&self, i: usize) -> bool {
+        matches!(self.issued.get(i), Some((Entry::Unsynced(_), _)))
+            && !self.data_synced.contains(&i)
+    }
+
+    /// Whether `location` holds the data of an overlapped write that no
+    /// acknowledged [`Entry::Synced`] covers yet: the one window where a fault
+    /// of the data cannot be told from a torn write at recovery (`journal`'s
+    /// "Overlapped data syncs"), so the emulator injects none there.
+    pub(crate) fn unmarked(&self, location: Location) -> bool {
+        (self.issued.iter()).any(|(e, _)| match e {
+            Entry::Unsynced(r) if r.location == location => {
+                !(self.issued.iter()).any(|(m, acked)| {
+                    *acked
+                        && matches!(m, Entry::Synced { extent, version }
+                        if *extent == r.extent && *version == r.version)
+                })
+            }
+            _ => false,
+        })
+    }
+
     /// Slot `slot`'s entries were refused by a failed journal: never written.
     pub(crate) fn refuse(&mut self, slot: usize) {
         self.pending.remove(&slot);
@@ -92,16 +130,17 @@ impl Model {
         self.baseline = image.records.clone();
         self.issued.clear();
         self.pending.clear();
+        self.data_synced.clear();
         self.acked_bad.retain(|l| image.bad.contains(l));
     }
 
-    fn puts(&self, extent: u64) -> impl Iterator<Item = (&RecordImage, bool)> {
-        self.issued
-            .iter()
-            .filter_map(move |(e, acked)| match e.record() {
-                Some((r, _)) if r.extent.0 == extent => Some((r, *acked)),
-                _ => None,
-            })
+    /// `extent`'s issued records, each with its index and whether its entry
+    /// was acknowledged.
+    fn puts(&self, extent: u64) -> impl Iterator<Item = (usize, &RecordImage, bool)> {
+        (self.issued.iter().enumerate()).filter_map(move |(i, (e, acked))| match e.record() {
+            Some((r, _)) if r.extent.0 == extent => Some((i, r, *acked)),
+            _ => None,
+        })
     }
 
     /// The shortest prefix of `issued` that holds every acknowledged entry.
@@ -115,9 +154,10 @@ impl Model {
     /// Whether the state after the first `p` issued entries (for every `p` from the
     /// acknowledged prefix on) explains `image`: the first such `p`, if any.
     fn explaining_prefix(&self, image: &Image, extents: &BTreeSet<u64>) -> Option<usize> {
-        // Each extent's record, and whether it is a proposal.
-        let mut state: BTreeMap<u64, (RecordImage, bool)> = (self.baseline.iter())
-            .map(|(&e, r)| (e, (*r, false)))
+        // Each extent's record, whether it is a proposal, and, if it is a
+        // droppable overlapped write's, the record recovery may restore instead.
+        let mut state: PrefixState = (self.baseline.iter())
+            .map(|(&e, r)| (e, (*r, false, Vec::new())))
             .collect();
         let mut bad: Vec<Location> = Vec::new();
         // Records of a batch still to come: no prefix ends inside a batch (it
@@ -138,6 +178,12 @@ impl Model {
             if let Entry::Bad(l) = entry {
                 bad.push(*l);
             }
+            if let Entry::Synced { extent, version } = entry
+                && let Some((r, _, alts)) = state.get_mut(&extent.0)
+                && r.version == *version
+            {
+                alts.clear();
+            }
             // The journal's rule: the newer version wins; at equal versions a
             // commit wins over a proposal (which lost its compare-and-swap to that
             // commit: a quarantine or remap of a record a write or delete held),
@@ -145,11 +191,22 @@ impl Model {
             let Some((r, proposal)) = entry.record() else {
                 continue;
             };
-            let wins = state.get(&r.extent.0).is_none_or(|(old, old_proposal)| {
+            let wins = state.get(&r.extent.0).is_none_or(|(old, old_proposal, _)| {
                 old.version < r.version || (old.version == r.version && *old_proposal && !proposal)
             });
             if wins {
-                state.insert(r.extent.0, (*r, proposal));
+                // A droppable overlapped write may fall back to the record it
+                // replaced, or to what that one could fall back to.
+                let alts = match (self.droppable(i), state.get(&r.extent.0)) {
+                    (false, _) => Vec::new(),
+                    (true, None) => vec![None],
+                    (true, Some((old, _, alts))) => {
+                        let mut alts = alts.clone();
+                        alts.push(Some(*old));
+                        alts
+                    }
+                };
+                state.insert(r.extent.0, (*r, proposal, alts));
             }
         }
         self.prefix_matches(&state, &bad, image, extents)
@@ -158,17 +215,27 @@ impl Model {
 
     fn prefix_matches(
         &self,
-        state: &BTreeMap<u64, (RecordImage, bool)>,
+        state: &PrefixState,
         bad: &[Location],
         image: &Image,
         extents: &BTreeSet<u64>,
     ) -> bool {
-        extents
-            .iter()
-            .all(|e| explains(state.get(e).map(|(r, _)| r), image.records.get(e)))
-            && bad.iter().all(|l| image.bad.contains(l))
+        extents.iter().all(|e| {
+            let got = image.records.get(e);
+            match state.get(e) {
+                None => explains(None, got),
+                Some((r, _, alts)) => {
+                    explains(Some(r), got) || alts.iter().any(|old| explains(old.as_ref(), got))
+                }
+            }
+        }) && bad.iter().all(|l| image.bad.contains(l))
     }
 }
+
+/// Per extent, as a prefix of the issued entries leaves it: the record, whether
+/// it is a proposal, and the records a recovery may restore instead (for a
+/// droppable overlapped write's, see `Model::droppable`: those it replaced).
+type PrefixState = BTreeMap<u64, (RecordImage, bool, Vec<Option<RecordImage>>)>;
 
 /// The checks of invariants 9–11 on a recovered state (see the module docs).
 pub(crate) fn check(
@@ -190,9 +257,14 @@ pub(crate) fn check(
     for &e in &extents {
         let id = ExtentId(e);
         let base = model.baseline.get(&e);
+        // An overlapped write's record that recovery may drop sets no floor.
         let floor = (base.map(|b| b.version))
             .into_iter()
-            .chain(model.puts(e).filter(|(_, a)| *a).map(|(r, _)| r.version))
+            .chain(
+                (model.puts(e))
+                    .filter(|&(i, _, acked)| acked && !model.droppable(i))
+                    .map(|(_, r, _)| r.version),
+            )
             .max();
         let got = image.records.get(&e);
         let Some(r) = got else {
@@ -205,7 +277,7 @@ pub(crate) fn check(
         };
         let floor_v = floor.unwrap_or(0);
         let acceptable = explains(None, got) && floor.is_none()
-            || (base.into_iter().chain(model.puts(e).map(|(c, _)| c)))
+            || (base.into_iter().chain(model.puts(e).map(|(_, c, _)| c)))
                 .filter(|c| c.version >= floor_v)
                 .any(|c| explains(Some(c), got));
         if !acceptable {

@@ -34,6 +34,7 @@ pub struct StoreConfig {
     pub(crate) readahead_min_read_us: u64,
     pub(crate) journal_max_bytes: u64,
     pub(crate) inline_write_max: u32,
+    pub(crate) overlap_data_sync: bool,
     pub(crate) metadata_reserve_bytes: u64,
     pub(crate) create_if_missing: bool,
     pub(crate) error_if_exists: bool,
@@ -107,6 +108,7 @@ impl Default for StoreConfig {
             readahead_min_read_us: super::driver::SLOW_READ.as_micros() as u64,
             journal_max_bytes: 64 << 20,
             inline_write_max: DEFAULT_INLINE_WRITE_MAX,
+            overlap_data_sync: true,
             metadata_reserve_bytes: 8 << 20,
             create_if_missing: true,
             error_if_exists: false,
@@ -292,10 +294,22 @@ impl StoreConfigBuilder {
         /// one journal sync: their data travels in their journal record, is
         /// written to its location without a sync of its own, and is synced there
         /// by the next checkpoint (recovery writes it back from the journal after
-        /// a crash). Larger writes sync their data, then their record. 0: every
-        /// write syncs its data. No effect on a store without a journal. Default
-        /// 32 KiB (BENCHMARKS.md, "One-sync writes"). Bound: 0 ..= 1 MiB.
+        /// a crash). Larger writes sync their data while their record is
+        /// journaled (see [`overlap_data_sync`](Self::overlap_data_sync)). 0:
+        /// every write syncs its data. No effect on a store without a journal.
+        /// Default 32 KiB (BENCHMARKS.md, "One-sync writes"). Bound: 0 ..= 1 MiB.
         inline_write_max: u32
+    );
+    setter!(
+        /// Whether a durable store's writes past
+        /// [`inline_write_max`](Self::inline_write_max) journal their record while
+        /// their data's sync runs, and are acknowledged once both finished (about
+        /// one sync), instead of syncing the data first (two). A crash between the
+        /// two is settled by recovery, which reads the data of such a record and
+        /// drops the record if the data did not become durable (the write was not
+        /// acknowledged; [`RecoveryReport::unsynced_dropped`](crate::RecoveryReport)).
+        /// Default true.
+        overlap_data_sync: bool
     );
     setter!(
         /// Bytes a durable store keeps in a reserve file (`RESERVE`) beside its

@@ -214,6 +214,7 @@ impl Shared {
             IoRequest::Write(location, _) => (location.device, "write", false),
             IoRequest::Sync(device) => (*device, "sync", false),
             IoRequest::Journal(_) => (METADATA_DEVICE, "journal", false),
+            IoRequest::SyncAndJournal(device, _) => (*device, "sync", false),
         };
         let call = std::panic::AssertUnwindSafe(|| self.perform_unguarded(request));
         match std::panic::catch_unwind(call) {
@@ -266,7 +267,15 @@ impl Shared {
                     .good_copy(id, generation)
                     .ok_or(Error::Quarantined { extent: id }),
             ),
-            IoRequest::Journal(entries) => IoResult::Done(self.journal_commit(&entries)),
+            IoRequest::Journal(entries) => {
+                let entries = self.core.overlaps.with_markers(entries);
+                IoResult::Done(self.journal_commit(&entries))
+            }
+            IoRequest::SyncAndJournal(device, entries) => {
+                let entries = self.core.overlaps.with_markers(entries);
+                let (sync, journal) = self.sync_and_journal(device, &entries);
+                IoResult::Both { sync, journal }
+            }
         }
     }
 
@@ -365,6 +374,33 @@ impl Shared {
         result
     }
 
+    /// Syncs `device` while `entries` go to the journal: they are appended
+    /// first, so that a group commit led meanwhile (by another operation, or by
+    /// this one once its sync is done) carries them, then the sync runs, then
+    /// this waits for them. Each part's result.
+    fn sync_and_journal(
+        &self,
+        device: u16,
+        entries: &[crate::journal::Entry],
+    ) -> (Result<()>, Result<()>) {
+        let Some(journal) = &self.journal else {
+            return (self.sync_device(device), Ok(()));
+        };
+        let appended = journal.append(entries, || self.arrive_at_journal());
+        let sync = self.sync_device(device);
+        let committed = appended.and_then(|target| {
+            journal.wait(
+                target,
+                crate::journal::Entry::first_extent(entries),
+                // Relaxed: as in `journal_commit`.
+                || self.approaching_journal.load(Ordering::Relaxed) > 0,
+                self,
+            )
+        });
+        self.core.set_space_low(journal.space_low());
+        (sync, committed)
+    }
+
     /// Runs a session to completion and adds its tally to the counters (also
     /// when it fails). Abandoned if the backend unwinds.
     pub(super) fn session<M: Machine>(&self, op: M, tally: fn(&M) -> Tally) -> Result<M::Output> {
@@ -452,8 +488,8 @@ impl super::durable::Live for Shared {
         self.core.image()
     }
 
-    fn sync_devices(&self) -> Result<()> {
-        (self.core.write_back.devices().into_iter()).try_for_each(|d| self.sync_device(d))
+    fn sync_devices(&self, checkpoint: bool) -> Result<()> {
+        (self.core.devices_to_sync(checkpoint).into_iter()).try_for_each(|d| self.sync_device(d))
     }
 }
 

@@ -154,8 +154,10 @@ pub(crate) trait Live {
     /// The live durable state, for a checkpoint (`Core::image`).
     fn image(&self) -> Image;
     /// Syncs every device file holding inline writes not synced yet, through
-    /// the store's sync path ([`FsOp::SyncDevices`]; `Core::after_device_sync`).
-    fn sync_devices(&self) -> Result<()>;
+    /// the store's sync path ([`FsOp::SyncDevices`]; `Core::after_device_sync`),
+    /// before a checkpoint (`checkpoint`) or the close marker (see
+    /// `Core::devices_to_sync`).
+    fn sync_devices(&self, checkpoint: bool) -> Result<()>;
 }
 
 /// The longest a group-commit leader waits for operations on their way to the
@@ -233,13 +235,41 @@ impl Journal {
         more: impl Fn() -> bool,
         live: &dyn Live,
     ) -> Result<()> {
+        let target = self.append(entries, arrived)?;
+        self.wait(target, Entry::first_extent(entries), more, live)
+    }
+
+    /// Appends `entries` to the group being gathered, without waiting: the
+    /// sequence number to [`wait`](Self::wait) for. `arrived` runs once they
+    /// are appended (under the lock).
+    ///
+    /// # Errors
+    ///
+    /// As [`Writer::append`]: the journal refused them (nothing was written).
+    pub(crate) fn append(&self, entries: &[Entry], arrived: impl FnOnce()) -> Result<u64> {
         let mut g = self.writer.lock();
         let appended = g.append(entries);
         // Relaxed: a hint for a gathering leader's bounded wait.
         self.buffered.store(g.group_sizes().0, Ordering::Relaxed);
         arrived();
-        let target = appended?;
-        let extent = Entry::first_extent(entries);
+        appended
+    }
+
+    /// Returns once the entries [`append`](Self::append) numbered `target` are
+    /// durable, leading group commits while none is in flight; `extent` names
+    /// them in an [`Error::OutcomeUnknown`].
+    ///
+    /// # Errors
+    ///
+    /// As [`commit`](Self::commit).
+    pub(crate) fn wait(
+        &self,
+        target: u64,
+        extent: crate::record::ExtentId,
+        more: impl Fn() -> bool,
+        live: &dyn Live,
+    ) -> Result<()> {
+        let mut g = self.writer.lock();
         // Bounded: every pass returns, waits for the write in flight (which makes
         // the target durable, fails the journal, or is followed by one that does),
         // or leads one write.
@@ -314,7 +344,7 @@ impl Journal {
         // releases the reserve).
         loop {
             if result.is_ok() {
-                result = self.dir.run_with(ops.clone(), &|| live.sync_devices());
+                result = self.dir.run_with(ops.clone(), &|| live.sync_devices(true));
             }
             #[cfg(feature = "tracing")]
             if let Err(err) = &result {
@@ -367,7 +397,7 @@ impl Journal {
         // reserve's release). Under the lock: every other committer is refused
         // from now on anyway.
         while let Some(plan) = ops {
-            result = self.dir.run_with(plan, &|| live.sync_devices());
+            result = self.dir.run_with(plan, &|| live.sync_devices(false));
             g.complete(result.clone());
             self.publish(&g);
             ops = g.retry_pending().then(|| g.next_write()).flatten();

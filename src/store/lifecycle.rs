@@ -41,7 +41,14 @@ impl Store {
             config.device_capacity_bytes,
             config.block_size_bytes,
         );
-        Self::start(table, Tags::default(), allocator, Box::new(backend), None, config)
+        Self::start(
+            table,
+            Tags::default(),
+            allocator,
+            Box::new(backend),
+            None,
+            config,
+        )
     }
 
     /// A store over `backend` whose records are `records` — the engine's own
@@ -104,7 +111,14 @@ impl Store {
             block_size: config.block_size_bytes,
         };
         let (table, _untagged, allocator) = crate::journal::open::rebuild(&image, &geometry)?;
-        Self::start(table, Tags::default(), allocator, Box::new(backend), None, config)
+        Self::start(
+            table,
+            Tags::default(),
+            allocator,
+            Box::new(backend),
+            None,
+            config,
+        )
     }
 
     /// Opens the durable store in `dir`, creating it if the directory holds none:
@@ -223,6 +237,8 @@ impl Store {
             inline_write_max,
             write_back: Default::default(),
             tags,
+            overlap_data_sync: durable.is_some() && config.overlap_data_sync,
+            overlaps: Default::default(),
             events: Default::default(),
         };
         let shared = Arc::new(Shared::new(

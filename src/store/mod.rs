@@ -17,6 +17,7 @@ mod scrub;
 mod shared;
 mod space;
 mod stats;
+mod tagged;
 mod writing;
 
 pub use config::{MAX_EXTENT_BYTES, StoreConfig, StoreConfigBuilder};
@@ -125,48 +126,6 @@ impl Store {
         self.write_value(id, Bytes::from(bytes), Tag::EMPTY)
     }
 
-    /// [`write`](Self::write) that stores `tag` with the record: the engine's
-    /// own key for the extent, durable with it, returned by
-    /// [`snapshot_tagged`](Self::snapshot_tagged) and
-    /// [`records_tagged`](Self::records_tagged) and carried by the write's
-    /// [`Event::Written`](crate::events::Event::Written). An engine rebuilds its
-    /// index at open from tags alone, reading no data.
-    ///
-    /// # Errors
-    ///
-    /// As [`write`](Self::write).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use extentmeta::{ExtentId, MemBackend, Store, StoreConfig, Tag};
-    ///
-    /// let store = Store::new(MemBackend::new(1), StoreConfig::default())?;
-    /// store.write_tagged(ExtentId(3), b"blob bytes", Tag::new(b"sha256:9f86d0")?)?;
-    /// let (record, tag) = store.snapshot_tagged(ExtentId(3))?;
-    /// assert_eq!((record.generation(), tag.as_bytes()), (1, &b"sha256:9f86d0"[..]));
-    /// # Ok::<(), extentmeta::Error>(())
-    /// ```
-    pub fn write_tagged(&self, id: ExtentId, bytes: &[u8], tag: Tag) -> Result<Snapshot> {
-        self.check_open()?;
-        self.shared.counters.writes.bump();
-        self.check_length(bytes.len())?;
-        self.write_value(id, Bytes::from(bytes), tag)
-    }
-
-    /// [`write_bytes`](Self::write_bytes) with a tag, as
-    /// [`write_tagged`](Self::write_tagged).
-    ///
-    /// # Errors
-    ///
-    /// As [`write`](Self::write).
-    pub fn write_bytes_tagged(&self, id: ExtentId, value: Bytes, tag: Tag) -> Result<Snapshot> {
-        self.check_open()?;
-        self.shared.counters.writes.bump();
-        self.check_length(value.len())?;
-        self.write_value(id, value, tag)
-    }
-
     /// [`write`](Self::write) of bytes the caller already holds as [`Bytes`]:
     /// no copy is made (the store keeps a reference while the write runs), so a
     /// large value costs its own memory once. A `Vec<u8>` and a `bytes::Bytes`
@@ -198,7 +157,7 @@ impl Store {
 
     /// The rest of a `write` call once its value is held: attempts, waits for
     /// another write of the same extent, accounting.
-    fn write_value(&self, id: ExtentId, value: Bytes, tag: Tag) -> Result<Snapshot> {
+    pub(super) fn write_value(&self, id: ExtentId, value: Bytes, tag: Tag) -> Result<Snapshot> {
         let started = std::time::Instant::now();
         let deadline = started + self.write_wait;
         // Bounded by the deadline: each pass waits for the write of `id` in flight.
@@ -229,7 +188,7 @@ impl Store {
     }
 
     /// Fails with [`Error::Shutdown`] once [`close`](Self::close) began.
-    fn check_open(&self) -> Result<()> {
+    pub(super) fn check_open(&self) -> Result<()> {
         if self.shared.stopping() {
             return Err(Error::Shutdown);
         }
@@ -310,36 +269,8 @@ impl Store {
         self.batch_of(items.iter().map(|&(id, bytes)| (id, bytes, Tag::EMPTY)))
     }
 
-    /// [`write_batch`](Self::write_batch) whose writes store tags, as
-    /// [`write_tagged`](Self::write_tagged): each tag is journaled with its
-    /// record, so the batch's tags are durable all or nothing with it.
-    ///
-    /// # Errors
-    ///
-    /// As [`write_batch`](Self::write_batch).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use extentmeta::{ExtentId, MemBackend, Store, StoreConfig, Tag};
-    ///
-    /// let store = Store::new(MemBackend::new(2), StoreConfig::default())?;
-    /// let items = [
-    ///     (ExtentId(1), &b"one"[..], Tag::new(b"key-one")?),
-    ///     (ExtentId(2), &b"two"[..], Tag::new(b"key-two")?),
-    /// ];
-    /// store.write_batch_tagged(&items)?;
-    /// let keys: Vec<_> = store.records_tagged().map(|(_, tag)| tag).collect();
-    /// assert_eq!(keys[1].as_bytes(), b"key-two");
-    /// # Ok::<(), extentmeta::Error>(())
-    /// ```
-    pub fn write_batch_tagged(&self, items: &[(ExtentId, &[u8], Tag)]) -> Result<Vec<Snapshot>> {
-        self.check_open()?;
-        self.batch_of(items.iter().copied())
-    }
-
     /// The batch machine over `items`, validated as [`write`](Self::write).
-    fn batch_of<'a>(
+    pub(super) fn batch_of<'a>(
         &self,
         items: impl ExactSizeIterator<Item = (ExtentId, &'a [u8], Tag)> + Clone,
     ) -> Result<Vec<Snapshot>> {
@@ -634,30 +565,6 @@ impl Store {
             .allocated_ids(0)
             .filter_map(|id| table.snapshot(id).ok())
             .filter(|s| s.state() != crate::record::State::Vacant)
-    }
-
-    /// The current record of `id` with its tag (see
-    /// [`write_tagged`](Self::write_tagged)), both of the same committed
-    /// record. Costs a tag lookup and a second snapshot over
-    /// [`snapshot`](Self::snapshot), which stays four words and lock-free.
-    ///
-    /// # Errors
-    ///
-    /// As [`snapshot`](Self::snapshot); [`Error::WriteInProgress`] (retryable)
-    /// if writes of `id` committed through every one of [`MAX_ATTEMPTS`](crate::MAX_ATTEMPTS)
-    /// lookups.
-    pub fn snapshot_tagged(&self, id: ExtentId) -> Result<(Snapshot, Tag)> {
-        self.shared.core.tagged(id)
-    }
-
-    /// [`records`](Self::records) with each record's tag: what an engine that
-    /// keeps its keys in tags scans at open to rebuild its index, reading no
-    /// data.
-    pub fn records_tagged(&self) -> impl Iterator<Item = (Snapshot, Tag)> + '_ {
-        let core = &self.shared.core;
-        (core.table.allocated_ids(0))
-            .filter_map(|id| core.tagged(id).ok())
-            .filter(|(s, _)| s.state() != crate::record::State::Vacant)
     }
 
     /// Counters since the store was created.

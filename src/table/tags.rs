@@ -29,8 +29,11 @@ const SHARDS: usize = 16;
 /// See the module docs.
 #[derive(Debug)]
 pub(crate) struct Tags {
-    shards: Box<[Mutex<HashMap<(u64, u64), Tag>>]>,
+    shards: Box<[Mutex<Shard>]>,
 }
+
+/// Tags by (extent, generation).
+type Shard = HashMap<(u64, u64), Tag>;
 
 impl Default for Tags {
     fn default() -> Self {
@@ -41,7 +44,7 @@ impl Default for Tags {
 }
 
 impl Tags {
-    fn shard(&self, id: ExtentId) -> &Mutex<HashMap<(u64, u64), Tag>> {
+    fn shard(&self, id: ExtentId) -> &Mutex<Shard> {
         // Ids are often dense: a multiply spreads neighbours over the shards.
         let h = id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60;
         &self.shards[h as usize % SHARDS]

@@ -17,8 +17,7 @@ use extentmeta::{Bytes, ExtentId};
 /// extent or generation, or survived into an untagged one, is caught.
 pub fn tag(id: ExtentId, generation: u64) -> extentmeta::Tag {
     match generation % 2 {
-        1 => extentmeta::Tag::new(format!("e{}g{generation}", id.0).as_bytes())
-            .expect("short"),
+        1 => extentmeta::Tag::new(format!("e{}g{generation}", id.0).as_bytes()).expect("short"),
         _ => extentmeta::Tag::EMPTY,
     }
 }

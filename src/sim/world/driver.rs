@@ -74,6 +74,25 @@ impl World {
                         self.slots[idx] = Some(slot);
                         return self.journal(idx, extent, entries);
                     }
+                    // Both at once, as the store: the entries go to the journal
+                    // now, the sync completes after its latency, and the machine
+                    // hears once both answered (`answer_pair`).
+                    IoRequest::SyncAndJournal(device, entries) => {
+                        slot.pair = Some((None, None));
+                        self.slots[idx] = Some(slot);
+                        let sync = IoRequest::Sync(device);
+                        let latency = self.latency_of(&sync);
+                        if self.cfg.early_sync_ack {
+                            self.schedule(
+                                self.now.saturating_add(latency.max(1)),
+                                Event::Flush(device),
+                            );
+                            self.schedule(self.now, Event::Io(idx, sync));
+                        } else {
+                            self.schedule(self.now.saturating_add(latency), Event::Io(idx, sync));
+                        }
+                        return self.journal(idx, extent, entries);
+                    }
                     IoRequest::Sync(device) if self.cfg.early_sync_ack => {
                         // The mutant fabric: acknowledged now, durable only later.
                         self.schedule(
@@ -119,6 +138,9 @@ impl World {
             IoRequest::Read(l) | IoRequest::Write(l, _) => self.fabric.service_ns(l.device),
             IoRequest::Sync(d) => self.fabric.service_ns(*d) + self.fabric.ack_delay_ns(),
             IoRequest::GoodCopy(..) | IoRequest::Journal(_) => self.cfg.latency.floor_ns,
+            IoRequest::SyncAndJournal(d, _) => {
+                self.fabric.service_ns(*d) + self.fabric.ack_delay_ns()
+            }
         }
     }
 
@@ -138,6 +160,7 @@ impl World {
             }
             IoRequest::Write(location, bytes) => {
                 if self.fabric.roll_misdirect()
+                    && !self.overlapping(idx)
                     && let Some(victim) = self.victim_location(location)
                 {
                     self.fabric.misdirect(location, victim, bytes);
@@ -155,9 +178,71 @@ impl World {
             ),
             // Unreachable: `dispatch` hands every journal request to the emulated
             // journal (`journal`) and never schedules one as data I/O.
-            IoRequest::Journal(_) => IoResult::Done(Err(Error::Internal {
-                what: "a journal request reached the data fabric",
-            })),
+            IoRequest::Journal(_) | IoRequest::SyncAndJournal(..) => {
+                IoResult::Done(Err(Error::Internal {
+                    what: "a journal request reached the data fabric",
+                }))
+            }
+        }
+    }
+
+    /// The journal answered slot `idx`'s entries.
+    fn journal_answer(&mut self, idx: usize, result: crate::Result<()>) {
+        match self.pairing(idx) {
+            true => self.answer_pair(idx, None, Some(result)),
+            false => self.dispatch(idx, Input::Io(IoResult::Done(result))),
+        }
+    }
+
+    /// Whether slot `idx` is a write whose record will go to the journal while
+    /// its data's sync runs: no fault is injected into its data until its marker
+    /// is durable (see `Model::unmarked`).
+    fn overlapping(&self, idx: usize) -> bool {
+        self.cfg.overlap_data_sync
+            && matches!(self.slots.get(idx), Some(Some(ActiveOp { op: Op::Write(_, bytes), .. }))
+                if bytes.len() > self.cfg.inline_write_max as usize)
+    }
+
+    /// Whether slot `idx` waits for the two parts of a sync-and-journal.
+    pub(super) fn pairing(&self, idx: usize) -> bool {
+        matches!(self.slots.get(idx), Some(Some(slot)) if slot.pair.is_some())
+    }
+
+    /// One part of slot `idx`'s sync-and-journal answered: once both did, the
+    /// machine hears both. An overlapped write's data is durable once its sync
+    /// answers `Ok` (the model needs to know: recovery keeps its record then).
+    pub(super) fn answer_pair(
+        &mut self,
+        idx: usize,
+        sync: Option<crate::Result<()>>,
+        journal: Option<crate::Result<()>>,
+    ) {
+        let Some(Some(slot)) = self.slots.get_mut(idx) else {
+            return self.violation(format!("a sync-and-journal answer for an empty slot {idx}"));
+        };
+        let extent = slot.extent;
+        let Some((s, j)) = slot.pair.as_mut() else {
+            return self.violation(format!("slot {idx} answered as a pair without one"));
+        };
+        let synced = matches!(sync, Some(Ok(())));
+        if let Some(r) = sync {
+            *s = Some(r);
+        }
+        if let Some(r) = journal {
+            *j = Some(r);
+        }
+        let both = match slot.pair.take() {
+            Some((Some(sync), Some(journal))) => Some(IoResult::Both { sync, journal }),
+            half => {
+                slot.pair = half;
+                None
+            }
+        };
+        if synced {
+            self.model.data_synced(extent);
+        }
+        if let Some(both) = both {
+            self.dispatch(idx, Input::Io(both));
         }
     }
 
@@ -210,6 +295,7 @@ impl World {
     /// only the `commit_before_journal` mutant commits first, and then the history
     /// must record it now.
     fn journal(&mut self, idx: usize, extent: ExtentId, entries: Vec<Entry>) {
+        let entries = self.core.overlaps.with_markers(entries);
         let written: Vec<(ExtentId, Bytes)> = match self.slots.get(idx) {
             Some(Some(ActiveOp {
                 op: Op::Write(_, bytes),
@@ -258,7 +344,9 @@ impl World {
             self.schedule(self.now + 1_000_000, Event::Reopen);
         }
         if let Some(lane) = fx.sync_devices {
-            let held = self.core.write_back.devices();
+            let held = self
+                .core
+                .devices_to_sync(lane == emulated_journal::Lane::Checkpoint);
             let result = held.into_iter().try_for_each(|d| self.sync(d));
             let core = &self.core;
             let fx = self.meta.devices_synced(lane, result, || core.image());
@@ -266,14 +354,14 @@ impl World {
         }
         for slot in fx.acks {
             self.model.ack(slot);
-            self.dispatch(slot, Input::Io(IoResult::Done(Ok(()))));
+            self.journal_answer(slot, Ok(()));
         }
         for (slot, err) in fx.failed {
             if !matches!(err, Error::OutcomeUnknown { .. }) {
                 // Refused before anything of it was written.
                 self.model.refuse(slot);
             }
-            self.dispatch(slot, Input::Io(IoResult::Done(Err(err))));
+            self.journal_answer(slot, Err(err));
         }
     }
 

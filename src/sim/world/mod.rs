@@ -150,6 +150,7 @@ impl World {
                     checkpoint_without_device_sync: cfg.checkpoint_without_device_sync,
                     reopen_without_redo: cfg.reopen_without_redo,
                     batch_not_atomic: cfg.batch_not_atomic,
+                    trust_unsynced: cfg.trust_unsynced,
                 },
                 latency: cfg.latency,
                 transient_ppm: cfg.faults.transient_ppm,
@@ -207,6 +208,8 @@ impl World {
             inline_write_max: cfg.inline_write_max,
             write_back: Default::default(),
             tags: Default::default(),
+            overlap_data_sync: cfg.overlap_data_sync,
+            overlaps: Default::default(),
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let kinds = [
@@ -334,7 +337,12 @@ impl World {
                 Event::Actor(a) => self.actor_turn(a),
                 Event::Io(slot, request) => {
                     let result = self.perform(slot, request);
-                    self.dispatch(slot, Input::Io(result));
+                    match result {
+                        crate::protocol::IoResult::Done(r) if self.pairing(slot) => {
+                            self.answer_pair(slot, Some(r), None)
+                        }
+                        result => self.dispatch(slot, Input::Io(result)),
+                    }
                 }
                 Event::Backoff(slot) => self.dispatch(slot, Input::Backoff),
                 Event::Flush(device) => self.fabric.flush(device),
@@ -497,6 +505,7 @@ impl World {
             fault_checked: false,
             injected_streak: 0,
             causes: Default::default(),
+            pair: None,
         };
         let idx = match self.free_slots.pop() {
             Some(i) => {
@@ -525,7 +534,8 @@ impl World {
     fn victim_location(&mut self, not: Location) -> Option<Location> {
         let id = self.random_extent();
         let location = self.committed_location(id)?;
-        (location != not && location.length > 0).then_some(location)
+        (location != not && location.length > 0 && !self.model.unmarked(location))
+            .then_some(location)
     }
 
     fn committed_location(&self, id: ExtentId) -> Option<Location> {
@@ -546,7 +556,9 @@ impl World {
             return;
         }
         let id = self.random_extent();
-        if let Some(location) = self.committed_location(id) {
+        if let Some(location) = self.committed_location(id)
+            && !self.model.unmarked(location)
+        {
             self.fabric.flip(location);
         }
     }

@@ -59,6 +59,9 @@ pub(super) enum Input {
     Backoff,
 }
 
+/// The parts of a sync-and-journal answered so far: the sync's, the journal's.
+pub(super) type Pair = (Option<crate::Result<()>>, Option<crate::Result<()>>);
+
 /// An operation in flight, in its slot of `World::slots`: who started it, on
 /// which extent, when, and what the checker tracks of it.
 #[derive(Debug)]
@@ -75,6 +78,9 @@ pub(super) struct ActiveOp {
     pub(super) injected_streak: u32,
     /// What its time went to (read by prefetches' reports).
     pub(super) causes: crate::sim::report::PrefetchSample,
+    /// The parts of an `IoRequest::SyncAndJournal` answered so far (sync,
+    /// journal), while one is in flight.
+    pub(super) pair: Option<Pair>,
 }
 
 pub(super) fn step_machine<M: Machine>(
@@ -105,6 +111,11 @@ pub(super) fn input_code(input: &Input) -> &'static str {
         Input::Io(IoResult::Read(Err(_))) => "read failed",
         Input::Io(IoResult::Done(Ok(()))) => "write/ack ok",
         Input::Io(IoResult::Done(Err(_))) => "write failed",
+        Input::Io(IoResult::Both {
+            sync: Ok(()),
+            journal: Ok(()),
+        }) => "sync+journal ok",
+        Input::Io(IoResult::Both { .. }) => "sync+journal failed",
         Input::Wait(_) => "load finished",
         Input::Backoff => "backoff over",
     }

@@ -55,10 +55,14 @@ impl World {
         }
         let names = self.meta.dir.list();
         let dir = &self.meta.dir;
+        let fabric = &self.fabric;
         let opened = journal::open::open(
             &names,
             |name| Ok(dir.read(name)),
-            device_lens,
+            journal::open::Devices {
+                lens: device_lens,
+                read: &mut |l| Ok(crash::read_device(fabric, l)),
+            },
             &self.geometry,
             self.meta.max_bytes(),
             (
@@ -170,6 +174,8 @@ impl World {
             inline_write_max: self.cfg.inline_write_max,
             write_back: Default::default(),
             tags: rebuilt.tags,
+            overlap_data_sync: self.cfg.overlap_data_sync,
+            overlaps: Default::default(),
         };
         self.core.set_space_low(self.meta.space_low());
         self.start_actors();

@@ -1,0 +1,161 @@
+//! Writes past `inline_write_max` journal their record while their data syncs
+//! (`overlap_data_sync`). A crash between the two leaves a durable record over
+//! data that may not be: recovery reads that data, drops the record if it does
+//! not verify (the write was never acknowledged), journals the record it
+//! restored, and reports the extent. Once a later append carried the write's
+//! marker, recovery trusts the record: a fault of its data is the verifier's to
+//! report, never taken for a torn write.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+#![cfg(unix)]
+
+mod common;
+
+use common::fault_fs::{self, Cut, FaultFs, Faults, Hook, Rng, SyncVerdict, is_device};
+use common::{decode, value};
+use extentmeta::{ExtentId, Store, StoreConfig};
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Every write overlaps (no inline writes), one device, no cache.
+fn config() -> StoreConfig {
+    StoreConfig::builder()
+        .devices(1)
+        .cache_bytes(0)
+        .prefetch_workers(0)
+        .inline_write_max(0)
+        .metadata_reserve_bytes(16 << 10)
+        .build()
+        .unwrap()
+}
+
+fn val(id: u64, generation: u64) -> Vec<u8> {
+    value(
+        ExtentId(id),
+        generation,
+        700 + (id * 37 + generation * 11) as usize % 900,
+    )
+}
+
+/// The generation `id` reads back.
+fn read(store: &Store, id: u64) -> u64 {
+    let bytes = store.read(ExtentId(id)).unwrap();
+    let (got, generation) = decode(&bytes);
+    assert_eq!(got, ExtentId(id));
+    generation
+}
+
+/// Fails the first device sync once armed, dropping its pages: the record is
+/// journaled, the data never reaches the disk.
+#[derive(Debug, Default)]
+struct DropNextDeviceSync {
+    armed: AtomicBool,
+}
+
+impl Hook for DropNextDeviceSync {
+    fn before_sync(&self, file: &str) -> SyncVerdict {
+        match is_device(file) && self.armed.swap(false, Ordering::SeqCst) {
+            true => SyncVerdict::Fail { drop_pages: true },
+            false => SyncVerdict::Normal,
+        }
+    }
+}
+
+#[test]
+fn a_record_whose_data_never_became_durable_is_dropped_and_stays_dropped() {
+    let tmp = fault_fs::tempdir();
+    let dir = tmp.path();
+    let fs = FaultFs::new(dir, u64::MAX, Faults::default());
+    let hook = Arc::new(DropNextDeviceSync::default());
+    fs.set_hook(Arc::clone(&hook) as Arc<dyn Hook>);
+    {
+        let store = Store::open_in(Arc::new(fs.clone()), dir, config()).unwrap();
+        for id in 0..4 {
+            store.write(ExtentId(id), &val(id, 1)).unwrap();
+        }
+        hook.armed.store(true, Ordering::SeqCst);
+        // The record reached the journal, its data was dropped: not
+        // acknowledged, outcome unknown.
+        let err = store.write(ExtentId(2), &val(2, 2)).unwrap_err();
+        assert_eq!(err.code(), "FPRE028", "{err}");
+        assert_eq!(read(&store, 2), 1, "not visible in this run");
+        drop(store);
+    }
+    // A power cut: only synced bytes survive.
+    fs.cut(&mut Rng::new(7), Cut::Synced);
+    let store = Store::open(dir, config()).unwrap();
+    let report = store.recovery().unwrap();
+    assert_eq!(report.unsynced_dropped, vec![ExtentId(2)], "{report:?}");
+    for id in 0..4 {
+        assert_eq!(read(&store, id), 1, "extent {id}");
+    }
+    // The write after it takes a version no journal holds: it survives, and the
+    // dropped record never comes back.
+    store.write(ExtentId(2), &val(2, 3)).unwrap();
+    drop(store);
+    let store = Store::open(dir, config()).unwrap();
+    assert_eq!(store.recovery().unwrap().unsynced_dropped, Vec::new());
+    assert_eq!(read(&store, 2), 3);
+    assert_eq!(read(&store, 1), 1);
+}
+
+#[test]
+fn a_power_cut_keeps_every_acknowledged_overlapped_write() {
+    for seed in 0..8 {
+        let tmp = fault_fs::tempdir();
+        let dir = tmp.path();
+        let fs = FaultFs::new(dir, u64::MAX, Faults::default());
+        {
+            let store = Store::open_in(Arc::new(fs.clone()), dir, config()).unwrap();
+            for generation in 1..=3 {
+                for id in 0..6 {
+                    store.write(ExtentId(id), &val(id, generation)).unwrap();
+                }
+            }
+            // Dropped without `close`: the last writes' markers were never
+            // journaled, so recovery reads their data.
+            std::mem::forget(store);
+        }
+        fs.cut(&mut Rng::new(seed), Cut::AnySubset);
+        let store = Store::open(dir, config()).unwrap();
+        assert_eq!(store.recovery().unwrap().unsynced_dropped, Vec::new());
+        for id in 0..6 {
+            assert_eq!(read(&store, id), 3, "seed {seed} extent {id}");
+        }
+    }
+}
+
+#[test]
+fn a_fault_after_the_marker_is_reported_not_taken_for_a_torn_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let location = {
+        let store = Store::open(dir, config()).unwrap();
+        let written = store.write(ExtentId(1), &val(1, 1)).unwrap();
+        let rewritten = store.write(ExtentId(1), &val(1, 2)).unwrap();
+        // A later append carries the second write's marker.
+        store.write(ExtentId(9), &val(9, 1)).unwrap();
+        assert_ne!(written.location(), rewritten.location());
+        store.close().unwrap();
+        rewritten.location()
+    };
+    // Bit rot in the acknowledged data.
+    let device = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("dev0000.extents"))
+        .unwrap();
+    device.write_all_at(b"rot", location.offset + 20).unwrap();
+    device.sync_all().unwrap();
+    drop(device);
+    let store = Store::open(dir, config()).unwrap();
+    assert_eq!(store.recovery().unwrap().unsynced_dropped, Vec::new());
+    // Neither the old value nor success: the damaged extent is reported.
+    let err = store.read(ExtentId(1)).unwrap_err();
+    assert!(
+        matches!(err.code(), "FPRE004" | "FPRE013"),
+        "a damaged acknowledged write reads as a fault, not as its old value: {err}"
+    );
+}
