@@ -9,6 +9,11 @@
 //! * (b) one writer: p50 latency of a durable 4 KiB write vs one write + `fdatasync`.
 //! * the inline bound: 8 writers at 16 KiB to 128 KiB, inline and synced, each
 //!   against the baseline (how `inline_write_max`'s default was chosen).
+//! * overlapped data syncs: 8 writers at 64 KiB and 1 MiB (past the inline
+//!   bound), the record journaled while the data syncs (`overlap_data_sync`,
+//!   the default) and after it, each against the baseline, in rotating rounds
+//!   (`EXTENTMETA_OVERLAP_ROUNDS`, default 7; medians). Set
+//!   `EXTENTMETA_DURABLE_ONLY=overlap` to run only this part.
 //! * (c) recovery time of 1 000 000 extents: a checkpoint plus 100 000 journal
 //!   records (built in /dev/shm when it exists, so its syncs are cheap).
 //! * (d) journal and checkpoint bytes per extent, from the file sizes of (c).
@@ -227,6 +232,79 @@ fn threshold(dir: &Path) {
     }
 }
 
+/// Overlapped data syncs on and off, at sizes past the inline bound, against
+/// the baseline: rotating rounds, so that the disk's drift hits all three.
+fn overlap(dir: &Path) {
+    let rounds: usize = std::env::var("EXTENTMETA_OVERLAP_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7);
+    for (size, per_writer) in [(64usize << 10, 60u64), (1 << 20, 12)] {
+        let open = |on: bool, name: &str| {
+            let config = store_builder(64 << 20)
+                .overlap_data_sync(on)
+                .build()
+                .expect("valid config");
+            Store::open(dir.join(format!("{name}-{size}")), config).expect("open")
+        };
+        let (on, off) = (open(true, "overlap-on"), open(false, "overlap-off"));
+        let baseline = Baseline::new(&mkdir(dir.join(format!("o-base-{size}"))));
+        let bytes: Vec<Vec<u8>> = (0..WRITERS).map(|t| payload_of(t, size)).collect();
+        let next_id = AtomicU64::new(0);
+        let run = |store: &Store| {
+            timed_threads(per_writer, |t, _| {
+                // Relaxed: unique ids only.
+                let id = next_id.fetch_add(1, Ordering::Relaxed);
+                store
+                    .write(ExtentId(id), &bytes[t as usize])
+                    .expect("durable write");
+            })
+        };
+        let base = || timed_threads(per_writer, |t, _| baseline.write(&bytes[t as usize]));
+        let (mut with, mut without, mut gain) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..rounds {
+            // Rotate who goes first.
+            let (a, b, s) = match round % 3 {
+                0 => {
+                    let a = run(&on);
+                    let b = run(&off);
+                    (a, b, base())
+                }
+                1 => {
+                    let s = base();
+                    let a = run(&on);
+                    (a, run(&off), s)
+                }
+                _ => {
+                    let b = run(&off);
+                    let s = base();
+                    (run(&on), b, s)
+                }
+            };
+            with.push(s / a);
+            without.push(s / b);
+            gain.push(b / a);
+        }
+        let label = if size >= 1 << 20 {
+            format!("{} MiB", size >> 20)
+        } else {
+            format!("{} KiB", size >> 10)
+        };
+        println!(
+            "durable/overlap: {label}, 8 writers, throughput / baseline: overlapped {:.3}, \
+             sync first {:.3}; overlapped / sync first {:.3} (medians of {rounds} rounds; \
+             bound >= 0.9 overlapped)",
+            median(with),
+            median(without),
+            median(gain)
+        );
+        drop((on, off, baseline));
+        for name in ["overlap-on", "overlap-off", "o-base"] {
+            let _ = std::fs::remove_dir_all(dir.join(format!("{name}-{size}")));
+        }
+    }
+}
+
 fn latency(dir: &Path) {
     let store = Store::open(dir.join("lat-store"), store_config(64 << 20)).expect("open");
     let baseline = Baseline::new(&mkdir(dir.join("lat-base-dir")));
@@ -344,7 +422,12 @@ fn recovery() {
 
 fn bench(c: &mut Criterion) {
     let tmp = tempfile::tempdir().expect("temp dir");
+    if std::env::var("EXTENTMETA_DURABLE_ONLY").is_ok_and(|v| v == "overlap") {
+        overlap(tmp.path());
+        return;
+    }
     throughput(tmp.path());
+    overlap(tmp.path());
     threshold(tmp.path());
     latency(tmp.path());
     recovery();

@@ -96,6 +96,14 @@ impl World {
                 self.journaled.store(true, SeqCst);
                 IoResult::Done(Ok(()))
             }
+            // No model overlaps (`overlap_data_sync` is off): as both at once.
+            IoRequest::SyncAndJournal(..) => {
+                self.journaled.store(true, SeqCst);
+                IoResult::Both {
+                    sync: Ok(()),
+                    journal: Ok(()),
+                }
+            }
         }
     }
 
@@ -122,7 +130,10 @@ impl World {
     }
 
     fn write(&self, id: ExtentId, generation: u64) -> Result<Snapshot> {
-        self.drive(WriteOp::new(id, value(id, generation)), None)
+        self.drive(
+            WriteOp::new(id, value(id, generation), crate::record::Tag::EMPTY),
+            None,
+        )
     }
 }
 

@@ -386,7 +386,7 @@ impl Shared {
         let Some(journal) = &self.journal else {
             return (self.sync_device(device), Ok(()));
         };
-        let appended = journal.append(entries, || self.arrive_at_journal());
+        let appended = journal.append_now(entries, || self.arrive_at_journal());
         let sync = self.sync_device(device);
         let committed = appended.and_then(|target| {
             journal.wait(

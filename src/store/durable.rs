@@ -194,6 +194,13 @@ pub(crate) struct Journal {
     buffered: AtomicUsize,
     /// Nanoseconds the last group commit's write and sync took.
     last_sync_ns: AtomicU64,
+    /// Wakes the flusher ([`flush_loop`](Self::flush_loop)).
+    flush_cond: Condvar,
+    /// An overlapped write appended and wants a group commit now (under the
+    /// writer's lock).
+    flush_wanted: AtomicBool,
+    /// The flusher is to return (under the writer's lock).
+    flusher_stop: AtomicBool,
 }
 
 /// Journal counters for [`StoreStats`](crate::StoreStats).
@@ -208,6 +215,9 @@ impl Journal {
             dir,
             writer: Mutex::new(writer),
             cond: Condvar::new(),
+            flush_cond: Condvar::new(),
+            flush_wanted: AtomicBool::new(false),
+            flusher_stop: AtomicBool::new(false),
             lock: Mutex::new(lock),
         }
     }
@@ -302,31 +312,90 @@ impl Journal {
                 },
                 STRAGGLER_WAIT,
             );
-            g = self.writer.lock();
-            let Some(ops) = g.next_write() else {
-                // Nothing to write (the journal failed or closed meanwhile): the
-                // waiters learn it from the status.
-                self.cond.notify_all();
-                continue;
-            };
-            // Relaxed: as above.
-            self.buffered.store(0, Ordering::Relaxed);
-            drop(g);
-            let started = Instant::now();
-            let result = self.dir.run(ops);
-            // Relaxed: as above.
-            self.last_sync_ns
-                .store(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-            g = self.writer.lock();
-            let checkpoint = g.complete(result);
-            self.publish(&g);
-            self.cond.notify_all();
-            if let Some(number) = checkpoint {
-                drop(g);
-                self.checkpoint(number, live);
-                g = self.writer.lock();
-            }
+            g = self.write_group(self.writer.lock(), live);
         }
+    }
+
+    /// [`append`](Self::append) of an overlapped write: its journal sync is to
+    /// run while its data syncs, so the flusher ([`flush_loop`](Self::flush_loop))
+    /// leads a group commit now if none is in flight (a group led only once a
+    /// data sync ended would follow it, not overlap it).
+    ///
+    /// # Errors
+    ///
+    /// As [`append`](Self::append).
+    pub(crate) fn append_now(&self, entries: &[Entry], arrived: impl FnOnce()) -> Result<u64> {
+        let mut g = self.writer.lock();
+        let appended = g.append(entries);
+        // Relaxed: a hint for a gathering leader's bounded wait.
+        self.buffered.store(g.group_sizes().0, Ordering::Relaxed);
+        arrived();
+        // Relaxed: read and written under the writer's lock, which orders them.
+        self.flush_wanted.store(true, Ordering::Relaxed);
+        self.flush_cond.notify_all();
+        drop(g);
+        appended
+    }
+
+    /// The flusher's thread: leads a group commit whenever an overlapped write
+    /// appended and none is in flight, without waiting for stragglers, until
+    /// [`stop_flusher`](Self::stop_flusher). Bounded by that stop: every pass
+    /// leads one write or waits for a wake-up.
+    pub(crate) fn flush_loop(&self, live: &dyn Live) {
+        let mut g = self.writer.lock();
+        loop {
+            // Relaxed: both flags are read and written under the writer's lock.
+            if self.flusher_stop.load(Ordering::Relaxed) {
+                return;
+            }
+            if !g.in_flight() && self.flush_wanted.swap(false, Ordering::Relaxed) {
+                g = self.write_group(g, live);
+                continue;
+            }
+            g = self.flush_cond.wait(g);
+        }
+    }
+
+    /// Ends [`flush_loop`](Self::flush_loop).
+    pub(crate) fn stop_flusher(&self) {
+        let _g = self.writer.lock();
+        // Relaxed: under the writer's lock, as the flusher reads it.
+        self.flusher_stop.store(true, Ordering::Relaxed);
+        self.flush_cond.notify_all();
+    }
+
+    /// Takes the next write (none: the waiters learn why from the status), runs
+    /// it without the lock, completes it and wakes the waiters, then runs the
+    /// checkpoint a rotation asks for.
+    fn write_group<'a>(
+        &'a self,
+        mut g: crate::sync::MutexGuard<'a, Writer>,
+        live: &dyn Live,
+    ) -> crate::sync::MutexGuard<'a, Writer> {
+        let Some(ops) = g.next_write() else {
+            self.cond.notify_all();
+            return g;
+        };
+        // Relaxed: hints for a leader's bounded wait, never for correctness.
+        self.buffered.store(0, Ordering::Relaxed);
+        drop(g);
+        let started = Instant::now();
+        let result = self.dir.run(ops);
+        // Relaxed: as above.
+        self.last_sync_ns
+            .store(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        g = self.writer.lock();
+        let checkpoint = g.complete(result);
+        self.publish(&g);
+        self.cond.notify_all();
+        // Overlapped writes may have appended while this write ran.
+        self.flush_cond.notify_all();
+        if let Some(number) = checkpoint {
+            drop(g);
+            self.checkpoint(number, live);
+            g = self.writer.lock();
+        }
+        g
     }
 
     /// Writes checkpoint `number` of the live image and switches the pointer to it.

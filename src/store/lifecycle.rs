@@ -268,8 +268,24 @@ impl Store {
         } else {
             (None, None)
         };
+        let flusher = match (&shared.journal, shared.core.overlap_data_sync) {
+            (Some(_), true) => {
+                let s = Arc::clone(&shared);
+                let handle = thread::Builder::new()
+                    .name("extentmeta-journal".into())
+                    .spawn(move || {
+                        if let Some(journal) = &s.journal {
+                            journal.flush_loop(&*s);
+                        }
+                    })
+                    .map_err(|e| Error::io(0, "spawn", &e))?;
+                Some(handle)
+            }
+            _ => None,
+        };
         Ok(Store {
             shared,
+            flusher: Mutex::new(flusher),
             readahead: Mutex::new(Readahead::new(
                 config.readahead_min_bytes,
                 config.readahead_max_bytes,
@@ -330,6 +346,17 @@ impl Store {
         {
             first.get_or_insert(Error::Internal {
                 what: "the scrubber panicked",
+            });
+        }
+        if let Some(journal) = &self.shared.journal {
+            journal.stop_flusher();
+        }
+        let flusher = self.flusher.lock().take();
+        if let Some(handle) = flusher
+            && handle.join().is_err()
+        {
+            first.get_or_insert(Error::Internal {
+                what: "the journal flusher panicked",
             });
         }
         if let Some(err) = self.shared.journal.as_ref().and_then(|j| j.failure()) {

@@ -88,6 +88,8 @@ pub struct Store {
     /// Dropping it wakes and stops the scrubber.
     scrub_stop: Mutex<Option<Sender<()>>>,
     scrubber: Mutex<Option<thread::JoinHandle<()>>>,
+    /// Leads group commits for overlapped writes (see `Journal::flush_loop`).
+    flusher: Mutex<Option<thread::JoinHandle<()>>>,
     /// What the open recovered (`None` for an in-memory store).
     recovery: Option<RecoveryReport>,
     // Its workers are joined by `close`, which dropping the store runs before any
@@ -565,32 +567,6 @@ impl Store {
             .allocated_ids(0)
             .filter_map(|id| table.snapshot(id).ok())
             .filter(|s| s.state() != crate::record::State::Vacant)
-    }
-
-    /// Counters since the store was created.
-    pub fn stats(&self) -> StoreStats {
-        let core = &self.shared.core;
-        let mut stats = StoreStats {
-            cache: core.cache.stats(),
-            devices_degraded: core.health.degraded(),
-            // Relaxed: progress for statistics, ordered with nothing.
-            scrub_cursor: self.shared.scrub_cursor.load(Relaxed),
-            retired_pending: core.reclaimer.pending() as u64,
-            inline_unsynced: core.write_back.len() as u64,
-            tags_held: core.tags.len() as u64,
-            ..StoreStats::default()
-        };
-        self.shared.counters.fill(&mut stats);
-        stats.latency = self.shared.latency.summary();
-        stats.listener_panics = self.shared.core.events.panics();
-        if let Some(journal) = &self.shared.journal {
-            let j = journal.stats();
-            stats.journal_syncs = j.syncs;
-            stats.journal_commits = j.commits;
-            stats.journal_bytes = j.bytes;
-            stats.journal_number = j.number;
-        }
-        stats
     }
 
     /// Hints waiting in the prefetch queue.

@@ -171,3 +171,34 @@ counters!(
     scrub_extents,
     scrub_bytes,
 );
+
+impl super::Store {
+    /// Counters since the store was created.
+    pub fn stats(&self) -> StoreStats {
+        let core = &self.shared.core;
+        let mut stats = StoreStats {
+            cache: core.cache.stats(),
+            devices_degraded: core.health.degraded(),
+            // Relaxed: progress for statistics, ordered with nothing.
+            scrub_cursor: self
+                .shared
+                .scrub_cursor
+                .load(crate::sync::Ordering::Relaxed),
+            retired_pending: core.reclaimer.pending() as u64,
+            inline_unsynced: core.write_back.len() as u64,
+            tags_held: core.tags.len() as u64,
+            ..StoreStats::default()
+        };
+        self.shared.counters.fill(&mut stats);
+        stats.latency = self.shared.latency.summary();
+        stats.listener_panics = self.shared.core.events.panics();
+        if let Some(journal) = &self.shared.journal {
+            let j = journal.stats();
+            stats.journal_syncs = j.syncs;
+            stats.journal_commits = j.commits;
+            stats.journal_bytes = j.bytes;
+            stats.journal_number = j.number;
+        }
+        stats
+    }
+}
