@@ -69,12 +69,15 @@ impl Image {
                         || (old.version == r.version && !proposal && self.proposed.contains(&id))
                 });
                 if wins {
-                    let replaced = self.records.get(&id).copied();
-                    let fallbacks = self.unsynced.remove(&id);
+                    // Only overlapped writes' records keep what they replaced
+                    // (a checkpoint's million records pay no second lookup).
                     if let Entry::Unsynced(_) = entry {
-                        let mut chain = fallbacks.unwrap_or_default();
+                        let replaced = self.records.get(&id).copied();
+                        let mut chain = self.unsynced.remove(&id).unwrap_or_default();
                         chain.push(replaced);
                         self.unsynced.insert(id, chain);
+                    } else if !self.unsynced.is_empty() {
+                        self.unsynced.remove(&id);
                     }
                     self.records.insert(id, *r);
                     if proposal {

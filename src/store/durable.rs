@@ -388,8 +388,13 @@ impl Journal {
         let checkpoint = g.complete(result);
         self.publish(&g);
         self.cond.notify_all();
-        // Overlapped writes may have appended while this write ran.
-        self.flush_cond.notify_all();
+        // Overlapped writes appended while this write ran: the flusher leads
+        // the next (only then: a wake-up per group commit costs a context
+        // switch, a tenth of a 4 KiB inline write's throughput on 2 cores).
+        // Relaxed: under the writer's lock, as the flusher reads it.
+        if self.flush_wanted.load(Ordering::Relaxed) {
+            self.flush_cond.notify_all();
+        }
         if let Some(number) = checkpoint {
             drop(g);
             self.checkpoint(number, live);
