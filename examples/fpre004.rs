@@ -247,6 +247,8 @@ struct Totals {
     journal_syncs: u64,
     inline_writes: u64,
     inline_redone: u64,
+    overlapped_writes: u64,
+    unsynced_dropped: u64,
     journal_failures: u64,
     checkpoints: u64,
     secs: f64,
@@ -278,6 +280,8 @@ impl Totals {
         self.journal_syncs += r.journal_syncs;
         self.inline_writes += r.inline_writes;
         self.inline_redone += r.inline_redone;
+        self.overlapped_writes += r.overlapped_writes;
+        self.unsynced_dropped += r.unsynced_dropped;
         self.journal_failures += r.journal_failures;
         self.checkpoints += r.checkpoints;
         if !r.is_clean() {
@@ -622,6 +626,12 @@ fn print_table(args: &Args, results: &mut [(Protocol, Totals)]) {
     });
     row("  written back by recovery", &mut |t| {
         t.inline_redone.to_string()
+    });
+    row("overlapped writes (one sync)", &mut |t| {
+        t.overlapped_writes.to_string()
+    });
+    row("  dropped by recovery", &mut |t| {
+        t.unsynced_dropped.to_string()
     });
     row("checkpoints (rotations)", &mut |t| {
         t.checkpoints.to_string()

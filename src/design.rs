@@ -79,8 +79,9 @@
 //!
 //! * **What is durable when.** A write of at most `inline_write_max` bytes (32 KiB)
 //!   writes its bytes to its location without a sync and appends the record its
-//!   commit will make *with the bytes* to the journal; a larger write syncs its
-//!   bytes first and appends the bare record. The journal sync (group commit:
+//!   commit will make *with the bytes* to the journal; a larger write appends the
+//!   bare record while its bytes sync (a flusher thread leads the group commit at
+//!   once, so the two syncs run side by side). The journal sync (group commit:
 //!   concurrent committers share one) makes the record durable, and only then is
 //!   the write committed in the table, where readers see it, and `write` returns
 //!   `Ok`. An inline write's bytes reach their location durably at the next
@@ -93,7 +94,14 @@
 //!   location they unreferenced only once that record is durable.
 //! * **What a crash can lose.** Only work whose call had not returned `Ok`: a write
 //!   in flight is either fully there after recovery (its record became durable) or
-//!   not at all (its bytes are unreferenced space).
+//!   not at all (its bytes are unreferenced space). A larger write's record can be
+//!   durable before its bytes: recovery reads the bytes of every such record that
+//!   no later marker covers, and restores the record it replaced if they do not
+//!   verify (the write was never acknowledged); the decision is journaled at once,
+//!   so it never changes. The marker rides the next append after the write, and
+//!   from then on a fault of those bytes is the verifier's to report; before it,
+//!   a fault and a torn write look the same, the one place where a fault can
+//!   bring back older bytes (then listed in the recovery report).
 //! * **What recovery does.** It loads the checkpoint `CURRENT` names, replays the
 //!   journals after it (per extent the record with the highest version wins, so
 //!   replay is idempotent), drops a torn tail (the unsynced last write, whose

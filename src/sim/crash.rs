@@ -218,6 +218,7 @@ pub(crate) fn recover(
         let recovered = opening.recovered;
         report.torn_tails += u64::from(recovered.cut.is_some());
         report.inline_redone += recovered.redo.len() as u64;
+        report.unsynced_dropped += recovered.unsynced_dropped.len() as u64;
         if let Some(b) = &before
             && *b != recovered.image
         {

@@ -95,6 +95,12 @@ pub struct Report {
     pub inline_writes: u64,
     /// Inline writes' data that recovery wrote back from the journal.
     pub inline_redone: u64,
+    /// Writes whose record was journaled while their data synced (about one
+    /// sync).
+    pub overlapped_writes: u64,
+    /// Their records that recovery dropped: the data had not become durable
+    /// (never acknowledged).
+    pub unsynced_dropped: u64,
     /// Journal group commits completed.
     pub journal_syncs: u64,
     /// Checkpoints completed (rotations).

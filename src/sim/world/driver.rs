@@ -320,6 +320,9 @@ impl World {
                     .add_replica(r.extent, r.generation, bytes.clone());
             }
         }
+        self.report.overlapped_writes += (entries.iter())
+            .filter(|e| matches!(e, Entry::Unsynced(..)))
+            .count() as u64;
         self.report.inline_writes += (entries.iter())
             .filter(|e| matches!(e, Entry::Inline(..)))
             .count() as u64;
