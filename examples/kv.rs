@@ -5,6 +5,7 @@
 //! cargo run --release --example kv                          # the guided demo
 //! cargo run --release --example kv -- crash-test --rounds 20  # run, SIGKILL, reopen, check
 //! cargo run --release --example kv -- open-bench --keys 100000 --value-bytes 65536
+//! cargo run --release --example kv -- backup-bench --keys 20000 --value-bytes 65536
 //! ```
 //!
 //! How the engine maps onto the crate:
@@ -207,6 +208,17 @@ enum Cmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Measures `Store::checkpoint_to` against a plain copy of the store's
+    /// directory (every file copied with `std::fs::copy`, then synced), median of
+    /// three each.
+    BackupBench {
+        /// Keys to put.
+        #[arg(long, default_value_t = 20_000)]
+        keys: u64,
+        /// Bytes of each value.
+        #[arg(long, default_value_t = 65_536)]
+        value_bytes: usize,
+    },
     /// (internal) The child of `crash-test`: writes, deletes, compacts and reads
     /// until killed, printing each acknowledged operation.
     Child {
@@ -234,6 +246,7 @@ fn main() -> Result<()> {
             value_bytes,
             dir,
         } => open_bench(keys, value_bytes, dir),
+        Cmd::BackupBench { keys, value_bytes } => backup_bench(keys, value_bytes),
         Cmd::Child {
             dir,
             seed,
@@ -404,6 +417,59 @@ fn open_bench(keys: u64, value_bytes: usize, dir: Option<PathBuf>) -> Result<()>
             t / h
         );
     }
+    Ok(())
+}
+
+fn backup_bench(keys: u64, value_bytes: usize) -> Result<()> {
+    let temp = tempfile::tempdir()?;
+    let live = temp.path().join("live");
+    let kv = Kv::open(&live)?;
+    let value = vec![b'v'; value_bytes];
+    for chunk in (0..keys).collect::<Vec<_>>().chunks(64) {
+        let items: Vec<(ExtentId, &[u8], Tag)> = (chunk.iter())
+            .map(|&i| Ok((ExtentId(i), &value[..], Tag::new(&key(i))?)))
+            .collect::<Result<_>>()?;
+        kv.store.write_batch_tagged(&items)?;
+    }
+    let mut ours = Vec::new();
+    let mut plain = Vec::new();
+    let mut bytes = 0;
+    for round in 0..3 {
+        let started = std::time::Instant::now();
+        let backup = kv
+            .store
+            .checkpoint_to(temp.path().join(format!("backup-{round}")))?;
+        ours.push(started.elapsed().as_secs_f64());
+        bytes = backup.device_bytes;
+        // The plain copy of the same directory, as `cp -r` and a sync would.
+        let started = std::time::Instant::now();
+        let to = temp.path().join(format!("copy-{round}"));
+        std::fs::create_dir(&to)?;
+        for entry in std::fs::read_dir(&live)? {
+            let from = entry?.path();
+            if from.is_file() {
+                let dest = to.join(from.file_name().ok_or("a file name")?);
+                std::fs::copy(&from, &dest)?;
+                std::fs::File::open(&dest)?.sync_all()?;
+            }
+        }
+        std::fs::File::open(&to)?.sync_all()?;
+        plain.push(started.elapsed().as_secs_f64());
+        std::fs::remove_dir_all(temp.path().join(format!("backup-{round}")))?;
+        std::fs::remove_dir_all(&to)?;
+    }
+    ours.sort_by(f64::total_cmp);
+    plain.sort_by(f64::total_cmp);
+    let mib = bytes as f64 / (1u64 << 20) as f64;
+    println!(
+        "backup of {keys} keys ({mib:.0} MiB of device files): checkpoint_to {:.3} s ({:.0} MiB/s), \
+         plain copy of the directory {:.3} s ({:.0} MiB/s), ratio {:.3}x (medians of 3)",
+        ours[1],
+        mib / ours[1],
+        plain[1],
+        mib / plain[1],
+        ours[1] / plain[1]
+    );
     Ok(())
 }
 

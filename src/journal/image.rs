@@ -44,13 +44,28 @@ pub(crate) struct Image {
     /// Extents whose record is a proposal ([`Entry::Proposed`]), not a commit.
     pub(crate) proposed: BTreeSet<u64>,
     /// Extents whose record is an [`Entry::Unsynced`] that no [`Entry::Synced`]
-    /// covers, with the records it may fall back to, oldest first: the last one
-    /// that was not such a record (`None`: none), then the [`Entry::Unsynced`]
-    /// records it replaced (a write whose outcome was unknown never committed, so
-    /// the next one was proposed on top of the record before it).
-    /// [`Recovered::settle_unsynced`] keeps the record only if its data verifies.
-    /// Empty in a checkpoint's image.
-    pub(crate) unsynced: BTreeMap<u64, Vec<Option<RecordImage>>>,
+    /// covers, with every record it may fall back to: the one it replaced, the
+    /// earlier [`Entry::Unsynced`] records (a write whose outcome was unknown
+    /// never committed, so the next one was proposed on top of the record
+    /// before it), and records journaled after it with a lower version (a
+    /// compaction or remap commits before it journals, and a write may propose
+    /// on top of that commit first). [`Recovered::settle_unsynced`] keeps the
+    /// record only if its data verifies. Empty in a checkpoint's image.
+    pub(crate) unsynced: BTreeMap<u64, Vec<Fallback>>,
+}
+
+/// A record recovery may restore in place of an overlapped write's whose data
+/// did not become durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fallback {
+    /// The record (`None`: the extent had none).
+    pub(crate) record: Option<RecordImage>,
+    /// Whether it is an [`Entry::Unsynced`] no marker covered: restored only if
+    /// its own data verifies.
+    pub(crate) verify: bool,
+    /// Whether it is a commit ([`Entry::Put`]): at equal versions a commit is
+    /// what happened, a proposal lost to it.
+    pub(crate) commit: bool,
 }
 
 impl Image {
@@ -72,10 +87,12 @@ impl Image {
                     // Only overlapped writes' records keep what they replaced
                     // (a checkpoint's million records pay no second lookup).
                     if let Entry::Unsynced(_) = entry {
-                        let replaced = self.records.get(&id).copied();
-                        let mut chain = self.unsynced.remove(&id).unwrap_or_default();
-                        chain.push(replaced);
-                        self.unsynced.insert(id, chain);
+                        let replaced = Fallback {
+                            record: self.records.get(&id).copied(),
+                            verify: self.unsynced.contains_key(&id),
+                            commit: !self.proposed.contains(&id),
+                        };
+                        self.unsynced.entry(id).or_default().push(replaced);
                     } else if !self.unsynced.is_empty() {
                         self.unsynced.remove(&id);
                     }
@@ -85,6 +102,14 @@ impl Image {
                     } else {
                         self.proposed.remove(&id);
                     }
+                } else if let Some(chain) = self.unsynced.get_mut(&id) {
+                    // Journaled after a newer overlapped write's record: it may
+                    // be the one to restore (see `unsynced`).
+                    chain.push(Fallback {
+                        record: Some(*r),
+                        verify: matches!(entry, Entry::Unsynced(_)),
+                        commit: !proposal,
+                    });
                 }
             }
             Entry::Bad(l) => {
@@ -96,6 +121,14 @@ impl Image {
             Entry::Synced { extent, version } => {
                 if (self.records.get(&extent.0)).is_some_and(|r| r.version == *version) {
                     self.unsynced.remove(&extent.0);
+                } else if let Some(chain) = self.unsynced.get_mut(&extent.0) {
+                    // A marker that came after a newer write's record: the
+                    // older record's data is durable all the same.
+                    for f in chain.iter_mut() {
+                        if f.record.is_some_and(|r| r.version == *version) {
+                            f.verify = false;
+                        }
+                    }
                 }
             }
             Entry::End { .. }
@@ -232,6 +265,12 @@ pub(crate) struct Recovered {
     /// extent gets back (see [`settle_unsynced`](Self::settle_unsynced)): the
     /// reopen journals these, so that the dropped record never wins again.
     pub(crate) unsynced_dropped: Vec<Entry>,
+    /// Bytes [`settle_unsynced`](Self::settle_unsynced) read for the records
+    /// that stand, written back with [`redo`](Self::redo).
+    rewrite: Vec<(Location, Bytes)>,
+    /// Locations of records it kept over data that did not verify (a fault the
+    /// verifier will report): the device-length check skips them.
+    pub(crate) unverified: Vec<Location>,
     /// For each [`Entry::Unsynced`] kept because its data verified, its
     /// [`Entry::Synced`]: the reopen syncs the devices (the bytes read may be in
     /// the page cache only), then journals these, so that no later recovery
@@ -266,6 +305,8 @@ impl Recovered {
             inline: Vec::new(),
             unsynced_dropped: Vec::new(),
             unsynced_kept: Vec::new(),
+            rewrite: Vec::new(),
+            unverified: Vec::new(),
             pointer_upgrade: false,
         }
     }
@@ -346,6 +387,8 @@ pub(crate) fn recover(
         inline: Vec::new(),
         unsynced_dropped: Vec::new(),
         unsynced_kept: Vec::new(),
+        rewrite: Vec::new(),
+        unverified: Vec::new(),
         pointer_upgrade: false,
     };
     // The newest inline entry of each extent (by version), matched against the

@@ -70,15 +70,19 @@
 //!   can leave a durable record over data that never became durable; it was
 //!   never acknowledged, so recovery reads the data of every such record still
 //!   current, keeps it if its checksum verifies and otherwise restores the
-//!   record it replaced ([`Image::settle_unsynced`]). Once the data is durable
-//!   the write leaves [`Entry::Synced`] for the next append to carry, and recovery
-//!   trusts such a record without reading it, so a fault of its data is found by
-//!   the verifier and quarantined like any other, never taken for a torn write:
-//!   only within one group commit of its acknowledgment can a fault of the data
-//!   pass for one. A checkpoint syncs the devices of overlapped writes in flight
-//!   before it replaces the journals, so its image never needs the check, and the
-//!   reopen syncs the devices whenever recovery kept a record by reading it (a
-//!   process kill leaves the data in the page cache only).
+//!   record it replaced ([`Recovered::settle_unsynced`]). Once the data is
+//!   durable the write leaves [`Entry::Synced`] for the next append to carry
+//!   (any operation's; on an idle store the flusher journals it within
+//!   `MARKER_WAIT`, 2 ms; `close` carries the rest), and recovery trusts such a
+//!   record without reading it, so a fault of its data is found by the verifier
+//!   and quarantined like any other, never taken for a torn write: only before
+//!   the marker is durable can a fault of the data pass for one. A checkpoint
+//!   syncs the devices of overlapped writes in flight (or whose sync failed:
+//!   then no checkpoint succeeds until a reopen) before it replaces the
+//!   journals, so its image never needs the check. Recovery journals what it
+//!   decided and writes the bytes it read back before syncing the devices: a
+//!   failed sync may have left them in the page cache marked clean but never
+//!   written, which a sync after the reopen would not persist.
 //! * `write_pending` is never recorded: a write that did not commit is not part of
 //!   any durable state.
 

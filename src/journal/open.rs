@@ -128,7 +128,10 @@ pub(crate) fn open(
 /// the journal, and the file's growth by their unsynced write may have been lost.
 fn check_device_lens(recovered: &Recovered, device_lens: &[Option<u64>]) -> Result<()> {
     let mut needed = vec![0u64; device_lens.len()];
-    let redone: std::collections::HashSet<_> = recovered.redo.iter().map(|(l, _)| *l).collect();
+    // Written back before use, or kept over data the verifier will report.
+    let redone: std::collections::HashSet<_> = (recovered.redo.iter().map(|(l, _)| *l))
+        .chain(recovered.unverified.iter().copied())
+        .collect();
     for l in (recovered.image.referenced()).filter(|l| !redone.contains(l)) {
         if let Some(n) = needed.get_mut(usize::from(l.device)) {
             *n = (*n).max(l.end());

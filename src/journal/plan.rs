@@ -310,6 +310,20 @@ pub(crate) fn checkpoint(
     ops
 }
 
+/// The metadata of a backup of a live store whose durable state is `image`, in
+/// an empty directory whose device files were copied (and synced) first: its
+/// checkpoint 1 holds the image, journal 1 is empty, and the pointer comes last,
+/// so a backup cut short anywhere has no `CURRENT` and is refused as no store.
+pub(crate) fn backup(devices: u16, image: &Image) -> Vec<FsOp> {
+    let mut ops = vec![
+        write(files::checkpoint(1), encode_checkpoint(1, devices, image)),
+        sync(files::checkpoint(1)),
+    ];
+    ops.extend(new_journal(1, devices, 0));
+    ops.extend(switch_pointer(1));
+    ops
+}
+
 /// Temp file, sync, rename, directory sync.
 fn switch_pointer(number: u64) -> Vec<FsOp> {
     vec![

@@ -151,6 +151,11 @@ impl Overlaps {
         }
     }
 
+    /// Whether markers wait for an append.
+    pub(crate) fn markers_pending(&self) -> bool {
+        !self.inner.lock().markers.is_empty()
+    }
+
     /// `entries` behind the markers waiting: every append carries them, so a
     /// marker is durable with the next one after its write (a batch marker and
     /// its records stay together behind them).

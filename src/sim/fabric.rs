@@ -39,6 +39,10 @@ pub(crate) struct Fabric {
     /// Completed writes no sync of their device has made durable yet, by (device,
     /// offset): ordered so that a sync finds its device's writes as one range.
     volatile: BTreeMap<(u16, u64), Bytes>,
+    /// Writes whose pages a failed sync marked clean without writing them (ext4
+    /// may): reads still see them, no later sync persists them, a power cut
+    /// loses them; writing the same location again makes them dirty again.
+    clean: BTreeMap<(u16, u64), Bytes>,
     /// Persistent faults, by (device, offset); they apply to reads.
     faults: HashMap<(u16, u64), Fault>,
     /// A good copy of every committed (extent, generation).
@@ -83,6 +87,7 @@ impl Fabric {
         Fabric {
             durable: HashMap::new(),
             volatile: BTreeMap::new(),
+            clean: BTreeMap::new(),
             faults: HashMap::new(),
             replicas: HashMap::new(),
             burst_left: vec![0; usize::from(devices.max(1))],
@@ -144,7 +149,9 @@ impl Fabric {
     /// durable or not, before faults.
     fn stored(&self, location: Location) -> Option<&Bytes> {
         let k = key(location);
-        self.volatile.get(&k).or_else(|| self.durable.get(&k))
+        (self.volatile.get(&k))
+            .or_else(|| self.clean.get(&k))
+            .or_else(|| self.durable.get(&k))
     }
 
     /// What the medium shows at `location` (faults applied), without injection.
@@ -187,7 +194,10 @@ impl Fabric {
     /// `None` if nothing was.
     pub(crate) fn device_lens(&self, devices: u16) -> Vec<Option<u64>> {
         let mut lens = vec![None; usize::from(devices)];
-        for ((device, offset), bytes) in self.durable.iter().chain(&self.volatile) {
+        for ((device, offset), bytes) in (self.durable.iter())
+            .chain(&self.volatile)
+            .chain(&self.clean)
+        {
             if let Some(len) = lens.get_mut(usize::from(*device)) {
                 let end = offset + bytes.len() as u64;
                 *len = Some(len.map_or(end, |l: u64| l.max(end)));
@@ -215,6 +225,7 @@ impl Fabric {
             });
         }
         self.faults.remove(&key(location));
+        self.clean.remove(&key(location));
         self.volatile.insert(key(location), bytes);
         Ok(())
     }
@@ -227,26 +238,33 @@ impl Fabric {
     /// there (the crash sweep under 30 % transient errors called such an FPRE004
     /// spurious once a rewrite had cleared its misdirected-write fault).
     pub(crate) fn rewrite(&mut self, location: Location, bytes: Bytes) {
+        self.clean.remove(&key(location));
         self.volatile.insert(key(location), bytes);
     }
 
     /// A sync of `device` completes: `Err` if an injected error failed it, else
     /// every write of the device completed by now becomes durable.
     ///
-    /// A failed sync makes nothing durable, and half the time drops the device's
-    /// dirty pages, every write no sync made durable (as Linux may after a failed
-    /// writeback). The error is reported to this sync only, once, as Linux reports
+    /// A failed sync makes nothing durable, and in a third of failures drops the
+    /// device's dirty pages, every write no sync made durable (as Linux may
+    /// after a failed writeback); in another third it marks them clean without
+    /// writing them (as ext4 may): reads see them until a power cut, no later
+    /// sync writes them. The error is reported to this sync only, once, as Linux reports
     /// it once per open file: the next sync of the device returns `Ok` over the
     /// lost writes. Telling that apart is the store's job (`backend::device_files`).
     pub(crate) fn sync(&mut self, device: u16) -> Result<(), Error> {
         if self.sync_rng.random_range(0..1_000_000) < self.faults_cfg.transient_ppm {
-            if self.sync_rng.random_bool(0.5) {
+            let fate = self.sync_rng.random_range(0..3);
+            if fate > 0 {
                 let mut rest = self.volatile.split_off(&(device, 0));
                 if let Some(next) = device.checked_add(1) {
                     let mut after = rest.split_off(&(next, 0));
                     self.volatile.append(&mut after);
                 }
-                self.dropped_pages += rest.len() as u64;
+                match fate {
+                    1 => self.dropped_pages += rest.len() as u64,
+                    _ => self.clean.append(&mut rest),
+                }
             }
             return Err(injected(device, "sync"));
         }
@@ -277,6 +295,8 @@ impl Fabric {
     /// change. Sectors, not bytes: a tear inside a sector that rewrote identical
     /// bytes destroyed them in an earlier model no disk matches.
     pub(crate) fn crash(&mut self, rng: &mut ChaCha8Rng) -> u32 {
+        // Clean pages that were never written: gone with the page cache.
+        self.clean.clear();
         let mut survived = 0;
         for (k, bytes) in std::mem::take(&mut self.volatile) {
             if rng.random_bool(0.5) {
@@ -312,6 +332,7 @@ impl Fabric {
         let stale = self
             .media(intended)
             .unwrap_or_else(|_| Bytes::from(vec![0u8; intended.length as usize]));
+        self.clean.remove(&key(intended));
         self.volatile.insert(key(intended), bytes.clone());
         self.faults.insert(key(intended), Fault::Shows(stale));
         self.faults.insert(key(victim), Fault::Shows(bytes));

@@ -491,6 +491,14 @@ impl super::durable::Live for Shared {
     fn sync_devices(&self, checkpoint: bool) -> Result<()> {
         (self.core.devices_to_sync(checkpoint).into_iter()).try_for_each(|d| self.sync_device(d))
     }
+
+    fn with_markers(&self, entries: Vec<crate::journal::Entry>) -> Vec<crate::journal::Entry> {
+        self.core.overlaps.with_markers(entries)
+    }
+
+    fn markers_pending(&self) -> bool {
+        self.core.overlaps.markers_pending()
+    }
 }
 
 impl Drop for ArriveOnDrop<'_> {

@@ -36,6 +36,8 @@ use std::time::{Duration, Instant};
 
 pub use crate::journal::METADATA_DEVICE;
 
+mod flusher;
+
 /// Runs plans against a directory of an [`Fs`], keeping files open by name.
 #[derive(Debug)]
 pub(crate) struct Dir {
@@ -158,6 +160,11 @@ pub(crate) trait Live {
     /// before a checkpoint (`checkpoint`) or the close marker (see
     /// `Core::devices_to_sync`).
     fn sync_devices(&self, checkpoint: bool) -> Result<()>;
+    /// `entries` behind the overlapped writes' markers waiting
+    /// (`Overlaps::with_markers`).
+    fn with_markers(&self, entries: Vec<Entry>) -> Vec<Entry>;
+    /// Whether overlapped writes' markers wait for an append.
+    fn markers_pending(&self) -> bool;
 }
 
 /// The longest a group-commit leader waits for operations on their way to the
@@ -201,6 +208,12 @@ pub(crate) struct Journal {
     flush_wanted: AtomicBool,
     /// The flusher is to return (under the writer's lock).
     flusher_stop: AtomicBool,
+    /// A checkpoint a group commit of the flusher's made due (0: none), for the
+    /// next committer or `close` to write: run in the flusher, a rotation's
+    /// device syncs and file removals would race the calls of the engine's
+    /// own threads, while a committer runs it before its call returns, as
+    /// before there was a flusher.
+    handed_over: AtomicU64,
 }
 
 /// Journal counters for [`StoreStats`](crate::StoreStats).
@@ -218,8 +231,14 @@ impl Journal {
             flush_cond: Condvar::new(),
             flush_wanted: AtomicBool::new(false),
             flusher_stop: AtomicBool::new(false),
+            handed_over: AtomicU64::new(0),
             lock: Mutex::new(lock),
         }
+    }
+
+    /// The store's directory.
+    pub(crate) fn dir(&self) -> &Dir {
+        &self.dir
     }
 
     /// Appends `entries` and returns once they are durable (group commit); a
@@ -285,6 +304,8 @@ impl Journal {
         // or leads one write.
         loop {
             if let Some(result) = g.status(target, extent) {
+                drop(g);
+                self.take_over(live);
                 return result;
             }
             if g.in_flight() {
@@ -312,65 +333,30 @@ impl Journal {
                 },
                 STRAGGLER_WAIT,
             );
-            g = self.write_group(self.writer.lock(), live);
+            g = self.write_group(self.writer.lock(), live, true);
         }
     }
 
-    /// [`append`](Self::append) of an overlapped write: its journal sync is to
-    /// run while its data syncs, so the flusher ([`flush_loop`](Self::flush_loop))
-    /// leads a group commit now if none is in flight (a group led only once a
-    /// data sync ended would follow it, not overlap it).
-    ///
-    /// # Errors
-    ///
-    /// As [`append`](Self::append).
-    pub(crate) fn append_now(&self, entries: &[Entry], arrived: impl FnOnce()) -> Result<u64> {
-        let mut g = self.writer.lock();
-        let appended = g.append(entries);
-        // Relaxed: a hint for a gathering leader's bounded wait.
-        self.buffered.store(g.group_sizes().0, Ordering::Relaxed);
-        arrived();
-        // Relaxed: read and written under the writer's lock, which orders them.
-        self.flush_wanted.store(true, Ordering::Relaxed);
-        self.flush_cond.notify_all();
-        drop(g);
-        appended
-    }
-
-    /// The flusher's thread: leads a group commit whenever an overlapped write
-    /// appended and none is in flight, without waiting for stragglers, until
-    /// [`stop_flusher`](Self::stop_flusher). Bounded by that stop: every pass
-    /// leads one write or waits for a wake-up.
-    pub(crate) fn flush_loop(&self, live: &dyn Live) {
-        let mut g = self.writer.lock();
-        loop {
-            // Relaxed: both flags are read and written under the writer's lock.
-            if self.flusher_stop.load(Ordering::Relaxed) {
-                return;
-            }
-            if !g.in_flight() && self.flush_wanted.swap(false, Ordering::Relaxed) {
-                g = self.write_group(g, live);
-                continue;
-            }
-            g = self.flush_cond.wait(g);
+    /// Writes the checkpoint the flusher handed over, if any.
+    fn take_over(&self, live: &dyn Live) {
+        // Relaxed: a swap, so that one committer takes it; the writer's lock
+        // (held by the flusher when it stored it, and by every caller's
+        // `status` read before this) orders it with the rotation's state.
+        let number = self.handed_over.swap(0, Ordering::Relaxed);
+        if number > 0 {
+            self.checkpoint(number, live);
         }
-    }
-
-    /// Ends [`flush_loop`](Self::flush_loop).
-    pub(crate) fn stop_flusher(&self) {
-        let _g = self.writer.lock();
-        // Relaxed: under the writer's lock, as the flusher reads it.
-        self.flusher_stop.store(true, Ordering::Relaxed);
-        self.flush_cond.notify_all();
     }
 
     /// Takes the next write (none: the waiters learn why from the status), runs
     /// it without the lock, completes it and wakes the waiters, then runs the
-    /// checkpoint a rotation asks for.
-    fn write_group<'a>(
+    /// checkpoint a rotation asks for (a committer, `foreground`), or hands it
+    /// over to the next one (the flusher).
+    pub(super) fn write_group<'a>(
         &'a self,
         mut g: crate::sync::MutexGuard<'a, Writer>,
         live: &dyn Live,
+        foreground: bool,
     ) -> crate::sync::MutexGuard<'a, Writer> {
         let Some(ops) = g.next_write() else {
             self.cond.notify_all();
@@ -395,10 +381,15 @@ impl Journal {
         if self.flush_wanted.load(Ordering::Relaxed) {
             self.flush_cond.notify_all();
         }
-        if let Some(number) = checkpoint {
-            drop(g);
-            self.checkpoint(number, live);
-            g = self.writer.lock();
+        match checkpoint {
+            Some(number) if foreground => {
+                drop(g);
+                self.checkpoint(number, live);
+                g = self.writer.lock();
+            }
+            // Relaxed: under the writer's lock (see `handed_over`).
+            Some(number) => self.handed_over.store(number, Ordering::Relaxed),
+            None => {}
         }
         g
     }
@@ -449,6 +440,7 @@ impl Journal {
     /// [`Error::Io`] if the marker's write or sync failed (nothing acknowledged is
     /// affected; a reopen recovers as after a crash).
     pub(crate) fn close(&self, live: &dyn Live) -> Result<()> {
+        self.take_over(live);
         let mut g = self.writer.lock();
         // Bounded: the write and the checkpoint in flight finish and notify, and
         // a write waiting to run again (behind the reserve's release) runs once.
@@ -464,6 +456,12 @@ impl Journal {
             g.complete(result);
             self.publish(&g);
             self.cond.notify_all();
+        }
+        // The overlapped writes' markers go with the close marker's group: a
+        // reopen then reads none of their data.
+        let markers = live.with_markers(Vec::new());
+        if !markers.is_empty() {
+            let _ = g.append(&markers);
         }
         let mut ops = g.close();
         let mut result = Ok(());

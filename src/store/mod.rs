@@ -4,6 +4,7 @@
 //! prefetcher, sequential readahead, compaction, verification with the integrity
 //! ladder (see [`crate::policy`]) and a background scrubber.
 
+mod backup;
 mod config;
 mod driver;
 mod durable;
@@ -20,6 +21,7 @@ mod stats;
 mod tagged;
 mod writing;
 
+pub use backup::Backup;
 pub use config::{MAX_EXTENT_BYTES, StoreConfig, StoreConfigBuilder};
 pub use durable::METADATA_DEVICE;
 pub use latency::{Latency, OpLatencies};

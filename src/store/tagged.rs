@@ -84,7 +84,7 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// As [`snapshot`](Self::snapshot); [`Error::WriteInProgress`] (retryable)
+    /// As [`snapshot`](Self::snapshot); [`Error::WriteInProgress`](crate::Error::WriteInProgress) (retryable)
     /// if writes of `id` committed through every one of [`MAX_ATTEMPTS`](crate::MAX_ATTEMPTS)
     /// lookups.
     pub fn snapshot_tagged(&self, id: ExtentId) -> Result<(Snapshot, Tag)> {

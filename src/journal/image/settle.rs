@@ -1,20 +1,35 @@
 //! Recovery's decision on the records of overlapped writes (`Entry::Unsynced`,
-//! see "Overlapped data syncs" in `journal`), and the inline data to write back
-//! once the records that stand are known.
+//! see "Overlapped data syncs" in `journal`), and the data to write back once
+//! the records that stand are known.
 
-use super::{Entry, Location, RecordImage, Recovered};
+use super::{Entry, Fallback, Location, RecordImage, Recovered};
+use crate::bytes::Bytes;
 
 impl Recovered {
     /// Decides every record journaled while its data's sync ran
     /// ([`Entry::Unsynced`]) that is still current and no [`Entry::Synced`]
-    /// covered: `read` returns the bytes at a location as the device shows them
-    /// (`None` past its end); a record whose data verifies against its checksum
-    /// stays; one whose data does not was never acknowledged, unless a fault
-    /// damaged its data within one group commit of its acknowledgment, and its
-    /// extent gets back the record it replaced, unless another record references
-    /// that record's location now (then the write had committed: the record
-    /// stays and the fault is the verifier's to report). Then chooses the inline data to write back
-    /// ([`redo`](Self::redo)) for the records that now stand.
+    /// covered. `read` returns the bytes at a location as the device shows them
+    /// (`None` past its end).
+    ///
+    /// * A record whose data verifies against its checksum stays.
+    /// * Otherwise the write was never acknowledged (unless a fault damaged its
+    ///   data before its marker was journaled, the window the module docs
+    ///   name), and its extent gets back the newest record it may fall back to
+    ///   ([`Fallback`]): a commit, or an earlier overlapped write's record whose
+    ///   own data verifies, else no record at all.
+    /// * Unless that record's location is referenced by another extent's record
+    ///   (as recovery found them, before deciding anything): then the write had
+    ///   committed and the location was reused, and its data was durable before
+    ///   a fault damaged it. The record stays (the device-length check skips it)
+    ///   and the fault is the verifier's to report.
+    ///
+    /// Every decision is journaled by the reopen (restored records as commits
+    /// at the dropped record's version, kept ones as markers), so no later
+    /// recovery decides again; the bytes of every record kept because its data
+    /// was read are written back with the redo (a failed sync may have left
+    /// them in the page cache, clean but never written: only writing them
+    /// again makes the reopen's device sync persist them). Then chooses the data
+    /// to write back ([`redo`](Self::redo)).
     ///
     /// # Errors
     ///
@@ -24,77 +39,35 @@ impl Recovered {
         &mut self,
         mut read: impl FnMut(Location) -> crate::Result<Option<Vec<u8>>>,
     ) -> crate::Result<()> {
-        // Whether the device holds `r`'s bytes (its checksum verifies).
-        fn holds(
-            read: &mut impl FnMut(Location) -> crate::Result<Option<Vec<u8>>>,
-            r: &RecordImage,
-        ) -> crate::Result<bool> {
-            let len = r.location.length as usize;
-            Ok(read(r.location)?.is_some_and(|d| {
-                d.len() >= len
-                    && crate::record::checksum(r.extent, r.generation, &d[..len]) == r.checksum
-            }))
+        if self.image.unsynced.is_empty() {
+            self.choose_redo();
+            return Ok(());
         }
+        let taken = References::of(&self.image.records);
         let image = &mut self.image;
         for (id, chain) in std::mem::take(&mut image.unsynced) {
             let Some(r) = image.records.get(&id).copied() else {
                 continue;
             };
-            if r.references() && holds(&mut read, &r)? {
-                self.unsynced_kept.push(Entry::Synced {
+            let keep = |this: &mut Vec<Entry>| {
+                this.push(Entry::Synced {
                     extent: r.extent,
                     version: r.version,
                 });
+            };
+            if r.references()
+                && let Some(bytes) = holding(&mut read, &r)?
+            {
+                keep(&mut self.unsynced_kept);
+                self.rewrite.push((r.location, bytes));
                 continue;
             }
-            // The newest record to fall back to: one of the replaced
-            // overlapped writes whose data verifies (its outcome was unknown),
-            // else the record before them all.
-            let mut back = None;
-            for (i, candidate) in chain.iter().enumerate().rev() {
-                match candidate {
-                    Some(c) if i > 0 && !(c.references() && holds(&mut read, c)?) => continue,
-                    _ => {
-                        back = Some(*candidate);
-                        break;
-                    }
-                }
-            }
-            let first = chain.get(1).copied().flatten().unwrap_or(r);
-            let back = match back.flatten() {
-                Some(old) => RecordImage {
-                    version: r.version,
-                    ..old
-                },
-                None => RecordImage {
-                    extent: r.extent,
-                    version: r.version,
-                    state: crate::record::State::Vacant,
-                    generation: first.generation.saturating_sub(1),
-                    location: Location::default(),
-                    checksum: 0,
-                    tag: crate::record::Tag::EMPTY,
-                },
+            let Some((back, bytes)) = fall_back(&mut read, r, chain)? else {
+                continue;
             };
-            // It can be restored only if no other record took its location:
-            // while the write was not acknowledged, that record stayed current
-            // and its location its own. If another record references it now,
-            // the write committed, the old location was reused, and its own
-            // data was durable before a fault damaged it: the verifier must
-            // find and report that, not recovery hide it.
-            let taken = back.references()
-                && (image.records.values()).any(|o| {
-                    o.extent != back.extent
-                        && o.references()
-                        && o.location.device == back.location.device
-                        && o.location.offset < back.location.end()
-                        && back.location.offset < o.location.end()
-                });
-            if taken {
-                self.unsynced_kept.push(Entry::Synced {
-                    extent: r.extent,
-                    version: r.version,
-                });
+            if back.references() && taken.other_than(back.extent.0, back.location) {
+                keep(&mut self.unsynced_kept);
+                self.unverified.push(r.location);
                 continue;
             }
             // Committed (the dropped proposal was made on top of a commit) at
@@ -105,17 +78,22 @@ impl Recovered {
             image.records.insert(id, back);
             image.proposed.remove(&id);
             self.unsynced_dropped.push(Entry::Put(back));
+            if let Some(bytes) = bytes {
+                self.rewrite.push((back.location, bytes));
+            }
         }
         self.choose_redo();
         Ok(())
     }
 
-    /// The inline data whose record the image still names (see
-    /// [`redo`](Self::redo)). The recovered record must still name these bytes:
-    /// same location, generation and checksum, durable or quarantined (a
-    /// quarantine keeps the record and its location: the last good copy,
-    /// invariant 8, may be exactly these bytes; the crash sweep found a
-    /// quarantine after transient errors that left them only in the journal).
+    /// The data to write back before anything is appended (see
+    /// [`redo`](Self::redo)): the inline data whose record the image still
+    /// names, and the bytes [`settle_unsynced`](Self::settle_unsynced) read. The
+    /// recovered record must still name the inline bytes: same location,
+    /// generation and checksum, durable or quarantined (a quarantine keeps the
+    /// record and its location: the last good copy, invariant 8, may be exactly
+    /// these bytes; the crash sweep found a quarantine after transient errors
+    /// that left them only in the journal).
     pub(super) fn choose_redo(&mut self) {
         let records = &self.image.records;
         self.redo = (self.inline.iter())
@@ -127,6 +105,215 @@ impl Recovered {
                 })
             })
             .map(|(r, data)| (r.location, data.clone()))
+            .chain(self.rewrite.iter().cloned())
             .collect();
+    }
+}
+
+/// `r`'s bytes if the device holds them (its checksum verifies).
+fn holding(
+    read: &mut impl FnMut(Location) -> crate::Result<Option<Vec<u8>>>,
+    r: &RecordImage,
+) -> crate::Result<Option<Bytes>> {
+    let len = r.location.length as usize;
+    Ok(read(r.location)?
+        .filter(|d| {
+            d.len() >= len
+                && crate::record::checksum(r.extent, r.generation, &d[..len]) == r.checksum
+        })
+        .map(|mut d| {
+            d.truncate(len);
+            Bytes::from(d)
+        }))
+}
+
+/// The record to restore in place of `r` (at `r`'s version), newest first: a
+/// commit or a record that needs no check as it is, an overlapped write's
+/// record if its data verifies (with the bytes read), else none (a vacant
+/// record one generation below the oldest overlapped write's). `None` if the
+/// chain is empty (it never is).
+fn fall_back(
+    read: &mut impl FnMut(Location) -> crate::Result<Option<Vec<u8>>>,
+    r: RecordImage,
+    mut chain: Vec<Fallback>,
+) -> crate::Result<Option<(RecordImage, Option<Bytes>)>> {
+    let version = |f: &Fallback| f.record.map_or(0, |c| c.version);
+    chain.sort_by_key(|f| std::cmp::Reverse((version(f), f.commit)));
+    let oldest = (chain.iter())
+        .filter_map(|f| f.record)
+        .map(|c| c.generation)
+        .chain([r.generation])
+        .min()
+        .unwrap_or(r.generation);
+    for f in &chain {
+        let (record, bytes) = match f.record {
+            None => (vacant(r, oldest.saturating_sub(1)), None),
+            Some(c) if f.verify => match c.references().then(|| holding(read, &c)).transpose()? {
+                Some(Some(bytes)) => (c, Some(bytes)),
+                Some(None) => continue,
+                None => (c, None),
+            },
+            Some(c) => (c, None),
+        };
+        return Ok(Some((
+            RecordImage {
+                version: r.version,
+                ..record
+            },
+            bytes,
+        )));
+    }
+    Ok(None)
+}
+
+/// `r`'s extent without a record, at `generation`.
+fn vacant(r: RecordImage, generation: u64) -> RecordImage {
+    RecordImage {
+        extent: r.extent,
+        version: r.version,
+        state: crate::record::State::Vacant,
+        generation,
+        location: Location::default(),
+        checksum: 0,
+        tag: crate::record::Tag::EMPTY,
+    }
+}
+
+/// The locations the recovered records reference, for overlap queries.
+struct References {
+    /// `(device, offset)` → `(end, extent)`, sorted.
+    by_start: Vec<((u16, u64), (u64, u64))>,
+}
+
+impl References {
+    fn of(records: &std::collections::BTreeMap<u64, RecordImage>) -> Self {
+        let mut by_start: Vec<_> = (records.values())
+            .filter(|r| r.references())
+            .map(|r| {
+                (
+                    (r.location.device, r.location.offset),
+                    (r.location.end(), r.extent.0),
+                )
+            })
+            .collect();
+        by_start.sort_unstable();
+        References { by_start }
+    }
+
+    /// Whether a record of an extent other than `extent` references bytes of
+    /// `l`. Locations of distinct records never overlap one another, so only the
+    /// last one starting before `l` ends, and those starting inside it, can.
+    fn other_than(&self, extent: u64, l: Location) -> bool {
+        let end = self
+            .by_start
+            .partition_point(|&(start, _)| start < (l.device, l.end()));
+        (self.by_start[..end].iter().rev())
+            .take_while(|&&((device, _), _)| device == l.device)
+            .take_while(|&&((_, offset), (e, _))| e > l.offset || offset >= l.offset)
+            .any(|&((_, _), (e, owner))| owner != extent && e > l.offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::Image;
+    use crate::record::{ExtentId, State, Tag, checksum};
+
+    /// A record of extent 1 at `generation` and `version`, at `offset` on
+    /// device 0, whose checksum is that of [`data`].
+    fn record(version: u64, generation: u64, offset: u64) -> RecordImage {
+        RecordImage {
+            extent: ExtentId(1),
+            version,
+            state: State::Durable,
+            generation,
+            location: Location::new(0, offset, 8),
+            checksum: checksum(ExtentId(1), generation, &data(generation)),
+            tag: Tag::EMPTY,
+        }
+    }
+
+    /// The bytes of generation `generation`: its number, repeated.
+    fn data(generation: u64) -> Vec<u8> {
+        vec![generation as u8; 8]
+    }
+
+    fn recovered(entries: &[Entry]) -> Recovered {
+        let mut r = Recovered::fresh(1);
+        r.image = Image::default();
+        for e in entries {
+            r.image.apply(e);
+        }
+        r
+    }
+
+    /// A compaction commits (v6, at 4096) before it journals; a write proposes
+    /// on top of it and its overlapped record (v10) reaches the journal first.
+    /// The write's data never became durable: the extent falls back to the
+    /// compaction's record, not to the one before it, whose location is free.
+    #[test]
+    fn a_record_journaled_after_an_overlapped_one_is_the_one_restored() {
+        let old = record(2, 1, 0);
+        let moved = RecordImage {
+            version: 6,
+            location: Location::new(0, 4096, 8),
+            ..old
+        };
+        let write = record(10, 2, 8192);
+        let mut r = recovered(&[Entry::Put(old), Entry::Unsynced(write), Entry::Put(moved)]);
+        r.settle_unsynced(|l| {
+            Ok(match l.offset {
+                4096 => Some(data(1)),
+                _ => None,
+            })
+        })
+        .unwrap();
+        let back = r.image.records[&1];
+        assert_eq!(
+            (back.version, back.generation, back.location),
+            (10, 1, moved.location)
+        );
+        assert_eq!(r.unsynced_dropped, vec![Entry::Put(back)]);
+    }
+
+    /// Two overlapped writes, the first with an unknown outcome (never
+    /// committed, its data on the device): the second's data is gone, so the
+    /// first's record stands, and its bytes are written back with the redo
+    /// (read from a page cache, they may never have reached the disk).
+    #[test]
+    fn an_earlier_overlapped_record_whose_data_verifies_is_restored_and_written_back() {
+        let first = record(6, 1, 0);
+        let second = record(10, 1, 4096);
+        let mut r = recovered(&[Entry::Unsynced(first), Entry::Unsynced(second)]);
+        r.settle_unsynced(|l| Ok((l.offset == 0).then(|| data(1))))
+            .unwrap();
+        assert_eq!(r.image.records[&1].location, first.location);
+        assert_eq!(r.redo, vec![(first.location, Bytes::from(data(1)))]);
+        // Neither verifies: the extent had no record before them.
+        let mut r = recovered(&[Entry::Unsynced(first), Entry::Unsynced(second)]);
+        r.settle_unsynced(|_| Ok(None)).unwrap();
+        assert_eq!(r.image.records[&1].state, State::Vacant);
+        assert_eq!(r.image.records[&1].generation, 0);
+    }
+
+    /// A marker journaled after a newer overlapped record still vouches for
+    /// the older one.
+    #[test]
+    fn a_late_marker_vouches_for_the_record_it_names() {
+        let first = record(6, 1, 0);
+        let second = record(10, 2, 4096);
+        let mut r = recovered(&[
+            Entry::Unsynced(first),
+            Entry::Unsynced(second),
+            Entry::Synced {
+                extent: ExtentId(1),
+                version: 6,
+            },
+        ]);
+        // The device answers nothing: only the marker can keep the first.
+        r.settle_unsynced(|_| Ok(None)).unwrap();
+        assert_eq!(r.image.records[&1].location, first.location);
+        assert!(r.redo.is_empty());
     }
 }

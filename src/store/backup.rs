@@ -1,0 +1,170 @@
+//! Backups of an open store ([`Store::checkpoint_to`]).
+
+use super::Store;
+use super::durable::{Dir, io_error};
+use crate::error::{Error, Result};
+use crate::journal::plan::FsOp;
+use std::path::Path;
+
+/// What [`Store::checkpoint_to`] copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Backup {
+    /// Records in the backup's checkpoint (extents ever committed, deleted ones
+    /// included).
+    pub records: u64,
+    /// Bytes of device files copied.
+    pub device_bytes: u64,
+}
+
+/// Bytes per read and write of the device copy.
+const COPY_CHUNK: usize = 1 << 20;
+
+/// The file a backup in progress holds from its first step to its last: a
+/// directory with it and no `CURRENT` is a backup cut short, which an open
+/// refuses as holding files but no store (without it, a backup cut short
+/// before any data was copied would look like a store whose creation stopped,
+/// and open as a new empty store).
+const IN_PROGRESS: &str = "BACKUP-IN-PROGRESS";
+
+impl Store {
+    /// Writes a consistent copy of this durable store into `dir` while reads and
+    /// writes go on: [`Store::open`] of `dir` then finds every write acknowledged
+    /// before this call began, and each extent as of one instant during it.
+    ///
+    /// How: it pins the store's retired locations (none is reused until the
+    /// copy is done, as for a reader; writes that need space meanwhile may find
+    /// less), takes the live image (the table's records and the writes in
+    /// flight), copies every device file and syncs it, then writes the image as
+    /// the backup's checkpoint with an empty journal, and the `CURRENT` pointer
+    /// last. Device files are copied, never hard-linked: later writes reuse
+    /// their free space in place, which would change a linked backup. The
+    /// backup's metadata is written fresh from the image (nothing to replay).
+    /// A backup cut short (a crash, an error) has no `CURRENT` and holds a
+    /// `BACKUP-IN-PROGRESS` file: opening it fails with [`Error::NotAStore`]
+    /// and changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a store without a journal (an in-memory
+    /// one); [`Error::NotAStore`] if `dir` exists and is not empty;
+    /// [`Error::Io`] for a failed read, write or sync (device
+    /// [`METADATA_DEVICE`](crate::store::METADATA_DEVICE) for the backup's
+    /// files); [`Error::Shutdown`] once [`close`](Self::close) began.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use extentmeta::{ExtentId, Store, StoreConfig};
+    ///
+    /// let tmp = tempfile::tempdir()?;
+    /// let store = Store::open(tmp.path().join("live"), StoreConfig::default())?;
+    /// store.write(ExtentId(7), b"kept in the backup")?;
+    /// let backup = store.checkpoint_to(tmp.path().join("backup"))?;
+    /// assert_eq!(backup.records, 1);
+    /// store.write(ExtentId(7), b"after the backup")?;
+    /// drop(store);
+    /// let copy = Store::open(tmp.path().join("backup"), StoreConfig::default())?;
+    /// assert_eq!(&*copy.read(ExtentId(7))?, b"kept in the backup");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn checkpoint_to(&self, dir: impl AsRef<Path>) -> Result<Backup> {
+        self.check_open()?;
+        let Some(journal) = &self.shared.journal else {
+            return Err(Error::InvalidConfig {
+                field: "checkpoint_to",
+                reason: "a backup needs a durable store (Store::open)".into(),
+            });
+        };
+        let source = journal.dir();
+        let target = Dir::new(source.fs.clone(), dir.as_ref());
+        empty_target(&target)?;
+        target.run(vec![
+            FsOp::Write {
+                file: IN_PROGRESS.into(),
+                offset: 0,
+                bytes: b"a backup cut short: not a store\n".to_vec(),
+            },
+            FsOp::Sync {
+                file: IN_PROGRESS.into(),
+            },
+            FsOp::SyncDir,
+        ])?;
+        let core = &self.shared.core;
+        // Pinned before the image: no location the image references is freed
+        // (and rewritten by another write) until the copy is done.
+        let pin = core.reclaimer.pin();
+        let result = (|| {
+            let image = core.image();
+            let devices = self.shared.backend.device_count();
+            let mut device_bytes = 0;
+            for device in 0..devices {
+                device_bytes += copy_device(source, &target, device)?;
+            }
+            target.run(crate::journal::plan::backup(devices, &image))?;
+            // Whole now (`CURRENT` is durable): a crash before this removal
+            // leaves a stray file beside a store that opens.
+            target.run(vec![
+                FsOp::Remove {
+                    file: IN_PROGRESS.into(),
+                },
+                FsOp::SyncDir,
+            ])?;
+            Ok(Backup {
+                records: image.records.len() as u64,
+                device_bytes,
+            })
+        })();
+        core.reclaimer.unpin(pin);
+        result
+    }
+}
+
+/// Creates `target`'s directory, refusing one that holds anything.
+fn empty_target(target: &Dir) -> Result<()> {
+    let not_a_target = |reason: &str| Error::NotAStore {
+        path: target.path.display().to_string(),
+        reason: reason.into(),
+    };
+    let fs = &target.fs;
+    fs.create_dir_all(&target.path)
+        .map_err(|e| io_error("create dir", &e))?;
+    let names = fs.list(&target.path).map_err(|e| io_error("list", &e))?;
+    if !names.is_empty() {
+        return Err(not_a_target("a backup goes into a new or empty directory"));
+    }
+    Ok(())
+}
+
+/// Copies `device`'s file from `source` to `target` in [`COPY_CHUNK`] pieces and
+/// syncs it: every byte the image can reference was written before the image
+/// was taken, so it is in the file (or the page cache) by now. Returns the
+/// bytes copied.
+fn copy_device(source: &Dir, target: &Dir, device: u16) -> Result<u64> {
+    let name = crate::backend::device_file_name(device);
+    let from = source.fs.open(&source.path.join(&name), false);
+    let to = target.file(&name, true)?;
+    let Ok(from) = from else {
+        // A device never written has no file: nothing to copy.
+        return Ok(0);
+    };
+    let read_error = |e: &std::io::Error| Error::io(device, "backup read", e);
+    let len = from.len().map_err(|e| read_error(&e))?;
+    let mut buf = vec![0u8; COPY_CHUNK];
+    let mut at = 0u64;
+    // Bounded: every pass copies at least one byte or ends.
+    while at < len {
+        let want = ((len - at) as usize).min(COPY_CHUNK);
+        let got = from
+            .read_at(&mut buf[..want], at)
+            .map_err(|e| read_error(&e))?;
+        if got == 0 {
+            break;
+        }
+        to.write_all_at(&buf[..got], at)
+            .map_err(|e| io_error("backup write", &e))?;
+        at += got as u64;
+    }
+    to.sync_data().map_err(|e| io_error("backup sync", &e))?;
+    Ok(at)
+}

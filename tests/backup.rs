@@ -1,0 +1,267 @@
+//! `Store::checkpoint_to`: a consistent copy of an open store while writes go
+//! on. The copy opens as a store holding every write acknowledged before the
+//! backup began, each extent as of one instant during it (values and tags
+//! encode extent and generation, so a torn or mixed copy cannot pass); a backup
+//! cut short by a kill is refused, and the store it came from is intact.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a panic is the failure report"
+)]
+#![cfg(unix)]
+
+mod common;
+
+use common::{decode, tag, value};
+use extentmeta::{ExtentId, MemBackend, Store, StoreConfig};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+fn config() -> StoreConfig {
+    StoreConfig::builder()
+        .devices(2)
+        .cache_bytes(1 << 20)
+        .prefetch_workers(0)
+        // Small: rotations run during the backups.
+        .journal_max_bytes(16 << 10)
+        .build()
+        .unwrap()
+}
+
+/// Values around the inline bound, so both kinds of write are copied.
+fn len_of(id: u64, generation: u64) -> usize {
+    500 + ((id * 977 + generation * 331) % 60_000) as usize
+}
+
+fn put(store: &Store, id: u64, generation: u64) {
+    let e = ExtentId(id);
+    store
+        .write_tagged(
+            e,
+            &value(e, generation, len_of(id, generation)),
+            tag(e, generation),
+        )
+        .unwrap();
+}
+
+/// The generation `id` holds in `store`, its bytes and tag checked.
+fn generation_of(store: &Store, id: u64) -> u64 {
+    let bytes = store.read(ExtentId(id)).unwrap();
+    let (got, generation) = decode(&bytes);
+    assert_eq!(got, ExtentId(id));
+    assert_eq!(bytes.len(), len_of(id, generation), "extent {id}");
+    let (_, t) = store.snapshot_tagged(ExtentId(id)).unwrap();
+    assert_eq!(t, tag(ExtentId(id), generation), "extent {id}");
+    generation
+}
+
+#[test]
+fn a_backup_taken_under_writes_holds_each_extent_as_of_one_instant() {
+    const IDS: u64 = 24;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(tmp.path().join("live"), config()).unwrap());
+    // Per extent: the last generation acknowledged, and the last issued.
+    let acked: Arc<Mutex<HashMap<u64, u64>>> = Arc::default();
+    for id in 0..IDS {
+        put(&store, id, 1);
+        acked.lock().unwrap().insert(id, 1);
+    }
+    let issued = Arc::new(AtomicU64::new(1));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..2u64)
+        .map(|w| {
+            let (store, acked, issued, stop) = (
+                Arc::clone(&store),
+                Arc::clone(&acked),
+                Arc::clone(&issued),
+                Arc::clone(&stop),
+            );
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                // Bounded by the stop flag, set after the backups.
+                while !stop.load(Ordering::Acquire) {
+                    n += 1;
+                    let id = (n * 5 + w) % IDS;
+                    let generation = issued.fetch_add(1, Ordering::AcqRel) + 1;
+                    // Generations of one extent grow: `acked` keeps the largest.
+                    put(&store, id, generation);
+                    let mut a = acked.lock().unwrap();
+                    let g = a.entry(id).or_default();
+                    *g = (*g).max(generation);
+                    drop(a);
+                    if n.is_multiple_of(16) {
+                        let _ = store.compact(ExtentId(id));
+                    }
+                }
+            })
+        })
+        .collect();
+    for round in 0..3 {
+        let before = acked.lock().unwrap().clone();
+        let dir = tmp.path().join(format!("backup-{round}"));
+        let backup = store.checkpoint_to(&dir).unwrap();
+        let issued_after = issued.load(Ordering::Acquire);
+        assert!(
+            backup.records >= IDS && backup.device_bytes > 0,
+            "{backup:?}"
+        );
+        let copy = Store::open(&dir, config()).unwrap();
+        for id in 0..IDS {
+            let g = generation_of(&copy, id);
+            assert!(
+                g >= before[&id] && g <= issued_after,
+                "round {round} extent {id}: generation {g}, acknowledged {} before the backup",
+                before[&id]
+            );
+        }
+    }
+    stop.store(true, Ordering::Release);
+    for w in writers {
+        w.join().unwrap();
+    }
+    // The live store is unchanged by its backups.
+    let acked = acked.lock().unwrap();
+    for id in 0..IDS {
+        assert_eq!(generation_of(&store, id), acked[&id], "extent {id}");
+    }
+}
+
+#[test]
+fn a_backup_needs_a_durable_store_and_an_empty_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let memory = Store::new(MemBackend::new(1), StoreConfig::default()).unwrap();
+    let err = memory.checkpoint_to(tmp.path().join("b")).unwrap_err();
+    assert!(
+        matches!(err, extentmeta::Error::InvalidConfig { .. }),
+        "{err}"
+    );
+    let store = Store::open(tmp.path().join("live"), config()).unwrap();
+    put(&store, 1, 1);
+    std::fs::create_dir(tmp.path().join("full")).unwrap();
+    std::fs::write(tmp.path().join("full/notes.txt"), b"not a backup").unwrap();
+    let err = store.checkpoint_to(tmp.path().join("full")).unwrap_err();
+    assert_eq!(err.code(), "FPRE031", "{err}");
+    assert_eq!(
+        std::fs::read(tmp.path().join("full/notes.txt")).unwrap(),
+        b"not a backup"
+    );
+    // A backup of a backup.
+    store.checkpoint_to(tmp.path().join("b1")).unwrap();
+    let copy = Store::open(tmp.path().join("b1"), config()).unwrap();
+    copy.checkpoint_to(tmp.path().join("b2")).unwrap();
+    drop(copy);
+    assert_eq!(
+        generation_of(&Store::open(tmp.path().join("b2"), config()).unwrap(), 1),
+        1
+    );
+}
+
+const CHILD_DIR: &str = "EXTENTMETA_BACKUP_CHILD_DIR";
+
+/// Child half of the kill test: backs the store up again and again, printing
+/// each finished backup's directory, until killed.
+#[test]
+fn backup_child() {
+    let Ok(dir) = std::env::var(CHILD_DIR) else {
+        return; // Not the child.
+    };
+    let dir = Path::new(&dir);
+    let store = Store::open(dir.join("live"), config()).unwrap();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "open").unwrap();
+    out.flush().unwrap();
+    // Bounded by the parent's kill, and by this cap.
+    for n in 0..1_000u64 {
+        store
+            .checkpoint_to(dir.join(format!("backup-{n}")))
+            .unwrap();
+        writeln!(out, "done {n}").unwrap();
+        out.flush().unwrap();
+    }
+}
+
+#[test]
+fn a_backup_cut_short_by_a_kill_is_refused_and_the_store_is_intact() {
+    const IDS: u64 = 64;
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(tmp.path().join("live"), config()).unwrap();
+        for id in 0..IDS {
+            put(&store, id, id + 1);
+        }
+    }
+    for round in 0..4u64 {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "backup_child", "--nocapture", "--test-threads=1"])
+            .env(CHILD_DIR, tmp.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        // Killed after `round` finished backups: the next one is under way (or
+        // just done; either outcome is checked below).
+        let mut finished = 0;
+        // Bounded: the child prints at most 1 001 lines, then exits (EOF).
+        while let Some(Ok(line)) = lines.next() {
+            if line.starts_with("done") {
+                finished += 1;
+            }
+            if finished > round {
+                break;
+            }
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let store = Store::open(tmp.path().join("live"), config()).unwrap();
+        for id in 0..IDS {
+            assert_eq!(
+                generation_of(&store, id),
+                id + 1,
+                "round {round} extent {id}"
+            );
+        }
+        drop(store);
+        // Every backup directory is a whole store, or refused without a change.
+        for entry in std::fs::read_dir(tmp.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if !path
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("backup-")
+            {
+                continue;
+            }
+            if path.join("CURRENT").exists() {
+                let copy = Store::open(&path, config()).unwrap();
+                for id in 0..IDS {
+                    assert_eq!(generation_of(&copy, id), id + 1, "{path:?} extent {id}");
+                }
+            } else {
+                let before = common::files(&path);
+                // Killed before it wrote a file: an empty directory, where an
+                // open would make a new store, as in any empty directory.
+                if !before.is_empty() {
+                    match Store::open(&path, config()) {
+                        Err(err) => assert!(
+                            matches!(err.code(), "FPRE031" | "FPRE023"),
+                            "{path:?}: {err}"
+                        ),
+                        Ok(_) => panic!("{path:?}: a backup cut short opened as a store"),
+                    }
+                    assert_eq!(
+                        common::files(&path),
+                        before,
+                        "a refused open changes nothing"
+                    );
+                }
+            }
+            std::fs::remove_dir_all(&path).unwrap();
+        }
+    }
+}
