@@ -41,14 +41,7 @@ impl Store {
             config.device_capacity_bytes,
             config.block_size_bytes,
         );
-        Self::start(
-            table,
-            Tags::default(),
-            allocator,
-            Box::new(backend),
-            None,
-            config,
-        )
+        Self::in_memory(table, allocator, backend, config)
     }
 
     /// A store over `backend` whose records are `records` — the engine's own
@@ -111,14 +104,7 @@ impl Store {
             block_size: config.block_size_bytes,
         };
         let (table, _untagged, allocator) = crate::journal::open::rebuild(&image, &geometry)?;
-        Self::start(
-            table,
-            Tags::default(),
-            allocator,
-            Box::new(backend),
-            None,
-            config,
-        )
+        Self::in_memory(table, allocator, backend, config)
     }
 
     /// Opens the durable store in `dir`, creating it if the directory holds none:
@@ -188,6 +174,23 @@ impl Store {
     /// [`new`](Self::new).
     pub fn recovery(&self) -> Option<RecoveryReport> {
         self.recovery.clone()
+    }
+
+    /// [`start`](Self::start) of a store without a journal (no tags to restore).
+    fn in_memory(
+        table: ExtentTable,
+        allocator: Allocator,
+        backend: impl Backend,
+        config: StoreConfig,
+    ) -> Result<Self> {
+        Self::start(
+            table,
+            Tags::default(),
+            allocator,
+            Box::new(backend),
+            None,
+            config,
+        )
     }
 
     fn start(
