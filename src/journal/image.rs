@@ -378,18 +378,9 @@ pub(crate) fn recover(
             torn: false,
             closed: false,
         },
-        cut: None,
-        dropped: Vec::new(),
-        last_writes: Vec::new(),
         next_seq: 0,
-        replayed: 0,
-        redo: Vec::new(),
-        inline: Vec::new(),
-        unsynced_dropped: Vec::new(),
-        unsynced_kept: Vec::new(),
-        rewrite: Vec::new(),
-        unverified: Vec::new(),
-        pointer_upgrade: false,
+        // Nothing replayed, cut or decided yet: as for a new store.
+        ..Recovered::fresh(header.devices)
     };
     // The newest inline entry of each extent (by version), matched against the
     // recovered record once every journal is replayed.

@@ -103,6 +103,10 @@ pub(crate) struct Core {
 pub(crate) struct Overlaps {
     // parking_lot's even under loom: no loom model runs an overlapped write.
     inner: parking_lot::Mutex<OverlapsInner>,
+    /// Whether `markers` may hold any: read without the lock by every journal
+    /// append ([`with_markers`](Self::with_markers)), so that appends of a store
+    /// with no overlapped writes take no lock for them.
+    any_markers: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -148,22 +152,30 @@ impl Overlaps {
         let mut g = self.inner.lock();
         if g.markers.len() < MAX_MARKERS {
             g.markers.push(Entry::Synced { extent, version });
+            // Relaxed: a hint; an append that misses it leaves the marker to
+            // the next one (or the flusher), which only delays it.
+            self.any_markers
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
     /// Whether markers wait for an append.
     pub(crate) fn markers_pending(&self) -> bool {
-        !self.inner.lock().markers.is_empty()
+        // Relaxed: as in `synced`.
+        self.any_markers.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// `entries` behind the markers waiting: every append carries them, so a
     /// marker is durable with the next one after its write (a batch marker and
     /// its records stay together behind them).
     pub(crate) fn with_markers(&self, entries: Vec<Entry>) -> Vec<Entry> {
-        let mut g = self.inner.lock();
-        if g.markers.is_empty() {
+        if !self.markers_pending() {
             return entries;
         }
+        let mut g = self.inner.lock();
+        // Relaxed: under the lock that `synced` sets it under.
+        self.any_markers
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         let mut all = std::mem::take(&mut g.markers);
         all.extend(entries);
         all

@@ -404,7 +404,9 @@ impl Machine for WriteOp {
                 self.phase = Phase::Finished;
                 self.abort(core, location);
             }
-            // Its record may be in the journal: the location stays out of use.
+            // Its record may be in the journal: the location stays out of use
+            // (and an overlapped write's device counts as failed: its data's
+            // sync may not have run).
             Phase::Proposed { .. } | Phase::Overlapped { .. } => {
                 if let Phase::Overlapped { location, .. } = self.phase {
                     core.overlaps.end(location.device, false);

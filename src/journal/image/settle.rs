@@ -148,10 +148,9 @@ fn fall_back(
     for f in &chain {
         let (record, bytes) = match f.record {
             None => (vacant(r, oldest.saturating_sub(1)), None),
-            Some(c) if f.verify => match c.references().then(|| holding(read, &c)).transpose()? {
-                Some(Some(bytes)) => (c, Some(bytes)),
-                Some(None) => continue,
-                None => (c, None),
+            Some(c) if f.verify && c.references() => match holding(read, &c)? {
+                Some(bytes) => (c, Some(bytes)),
+                None => continue,
             },
             Some(c) => (c, None),
         };

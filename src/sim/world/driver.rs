@@ -80,28 +80,10 @@ impl World {
                     IoRequest::SyncAndJournal(device, entries) => {
                         slot.pair = Some((None, None));
                         self.slots[idx] = Some(slot);
-                        let sync = IoRequest::Sync(device);
-                        let latency = self.latency_of(&sync);
-                        if self.cfg.early_sync_ack {
-                            self.schedule(
-                                self.now.saturating_add(latency.max(1)),
-                                Event::Flush(device),
-                            );
-                            self.schedule(self.now, Event::Io(idx, sync));
-                        } else {
-                            self.schedule(self.now.saturating_add(latency), Event::Io(idx, sync));
-                        }
+                        self.schedule_io(idx, IoRequest::Sync(device), latency);
                         return self.journal(idx, extent, entries);
                     }
-                    IoRequest::Sync(device) if self.cfg.early_sync_ack => {
-                        // The mutant fabric: acknowledged now, durable only later.
-                        self.schedule(
-                            self.now.saturating_add(latency.max(1)),
-                            Event::Flush(device),
-                        );
-                        self.schedule(self.now, Event::Io(idx, request));
-                    }
-                    _ => self.schedule(self.now.saturating_add(latency), Event::Io(idx, request)),
+                    request => self.schedule_io(idx, request, latency),
                 }
                 self.slots[idx] = Some(slot);
             }
@@ -136,11 +118,25 @@ impl World {
     fn latency_of(&mut self, request: &IoRequest) -> u64 {
         match request {
             IoRequest::Read(l) | IoRequest::Write(l, _) => self.fabric.service_ns(l.device),
-            IoRequest::Sync(d) => self.fabric.service_ns(*d) + self.fabric.ack_delay_ns(),
-            IoRequest::GoodCopy(..) | IoRequest::Journal(_) => self.cfg.latency.floor_ns,
-            IoRequest::SyncAndJournal(d, _) => {
+            IoRequest::Sync(d) | IoRequest::SyncAndJournal(d, _) => {
                 self.fabric.service_ns(*d) + self.fabric.ack_delay_ns()
             }
+            IoRequest::GoodCopy(..) | IoRequest::Journal(_) => self.cfg.latency.floor_ns,
+        }
+    }
+
+    /// Schedules the completion of slot `idx`'s data `request` after `latency`.
+    fn schedule_io(&mut self, idx: usize, request: IoRequest, latency: u64) {
+        match request {
+            IoRequest::Sync(device) if self.cfg.early_sync_ack => {
+                // The mutant fabric: acknowledged now, durable only later.
+                self.schedule(
+                    self.now.saturating_add(latency.max(1)),
+                    Event::Flush(device),
+                );
+                self.schedule(self.now, Event::Io(idx, request));
+            }
+            request => self.schedule(self.now.saturating_add(latency), Event::Io(idx, request)),
         }
     }
 

@@ -24,15 +24,11 @@ impl Journal {
     ///
     /// As [`append`](Self::append).
     pub(crate) fn append_now(&self, entries: &[Entry], arrived: impl FnOnce()) -> Result<u64> {
-        let mut g = self.writer.lock();
-        let appended = g.append(entries);
-        // Relaxed: a hint for a gathering leader's bounded wait.
-        self.buffered.store(g.group_sizes().0, Ordering::Relaxed);
-        arrived();
+        let appended = self.append(entries, arrived);
+        let _g = self.writer.lock();
         // Relaxed: read and written under the writer's lock, which orders them.
         self.flush_wanted.store(true, Ordering::Relaxed);
         self.flush_cond.notify_all();
-        drop(g);
         appended
     }
 
