@@ -11,6 +11,12 @@
 //!   against an untagged one, and `snapshot_tagged` against `snapshot`
 //!   (interleaved passes, medians of 9).
 //!
+//! * `change_stream`: reading 65,536 retained changes with `changes_since`, per
+//!   change, against reading the same number of records with their tags from
+//!   `change_baseline` (the resync a consumer does without a stream); and a
+//!   tagged in-memory write with the default retention against retention 0
+//!   (interleaved passes, medians of 9).
+//!
 //! Run: `cargo bench --bench engine`. The ratios are printed after the run.
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -199,5 +205,63 @@ fn durable_writes(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, read_hit, tags, durable_writes);
+fn change_stream(_: &mut Criterion) {
+    const CHANGES: u64 = 1 << 16;
+    let store_with = |retention: usize| {
+        let config = StoreConfig::builder()
+            .change_retention(retention)
+            .prefetch_workers(0)
+            .build()
+            .expect("config");
+        Store::new(MemBackend::new(2), config).expect("store")
+    };
+    let tag = |id: u64| Tag::new(format!("key{id:08}").as_bytes()).expect("short");
+    let stream = store_with(CHANGES as usize);
+    for id in 0..CHANGES {
+        (stream.write_tagged(ExtentId(id), &id.to_le_bytes(), tag(id))).expect("write");
+    }
+    let from = stream.change_seq() - CHANGES;
+    let (plain, retaining) = (store_with(0), store_with(8192));
+    let mut ratios = vec![Vec::new(); 2];
+    let mut per_change = Vec::new();
+    for pass in 0..9u64 {
+        let started = Instant::now();
+        let changes = stream.changes_since(from).expect("retained");
+        assert_eq!(changes.len() as u64, CHANGES);
+        black_box(changes);
+        let read = started.elapsed().as_nanos() as f64 / CHANGES as f64;
+        let started = Instant::now();
+        let (_, records) = stream.change_baseline();
+        assert_eq!(black_box(records.count()) as u64, CHANGES);
+        let scan = started.elapsed().as_nanos() as f64 / CHANGES as f64;
+        ratios[0].push(read / scan);
+        per_change.push(read);
+        let write = |s: &Store| {
+            pass_ns(50, |id| {
+                let id = ExtentId(id.0 + pass * HOT);
+                s.write_tagged(id, &id.0.to_le_bytes(), tag(id.0))
+                    .expect("write");
+            })
+        };
+        let without = write(&plain);
+        let with = write(&retaining);
+        ratios[1].push(with / without);
+    }
+    per_change.sort_by(f64::total_cmp);
+    println!(
+        "change stream: changes_since reads {:.1} M changes/s ({:.1} ns each, median of 9)",
+        1e3 / per_change[4],
+        per_change[4]
+    );
+    let names = [
+        "changes_since per change / change_baseline per record",
+        "tagged write, change retention 8192 / retention 0",
+    ];
+    for (name, r) in names.iter().zip(&mut ratios) {
+        r.sort_by(f64::total_cmp);
+        println!("{name}: {:.3}x (median of 9 interleaved passes)", r[4]);
+    }
+}
+
+criterion_group!(benches, read_hit, tags, durable_writes, change_stream);
 criterion_main!(benches);

@@ -33,6 +33,12 @@
 //!   workers stop); opening again recovers every acknowledged write and delete.
 //! * **Backup is `Store::checkpoint_to`.** The demo backs the store up while a
 //!   thread keeps writing, then opens the copy as an engine of its own.
+//! * **Replication is the change stream.** [`Replica`] follows
+//!   `Store::changes_since`, applying each change by its record's version (the
+//!   rule that makes the stream's order safe), and saves its state and cursor in
+//!   a file of its own. After the engine restarts, the stream starts afresh
+//!   (`Error::ChangesTruncated`): the replica starts again from
+//!   `Store::change_baseline`, copying only the values whose version it lacks.
 
 use clap::{Parser, Subcommand};
 use extentmeta::{Error, ExtentId, MAX_TAG_LEN, PlanGoal, Store, StoreConfig, Tag};
@@ -155,6 +161,154 @@ impl Kv {
     }
 }
 
+/// A replica of the engine fed by its change stream: key and value per extent,
+/// at the version it last applied, and the number of the next change to read.
+/// It survives restarts of the engine and of itself: [`save`](Replica::save)
+/// persists it, and a cursor the engine's stream no longer covers makes it
+/// start again from the baseline.
+/// What a replica holds per extent: the version and generation applied, and
+/// the key and value if live.
+type Held = (u64, u64, Option<(Vec<u8>, Vec<u8>)>);
+
+#[derive(Default)]
+struct Replica {
+    held: HashMap<ExtentId, Held>,
+    next: u64,
+    /// Values copied from the engine, and restarts from the baseline.
+    copied: u64,
+    resyncs: u64,
+}
+
+impl Replica {
+    /// Applies `record` (with its key) if it is newer than what is held,
+    /// copying the value of a live one unless the generation held is its own
+    /// (a relocation or a quarantine moved the bytes, not their content).
+    fn apply(&mut self, store: &Store, record: extentmeta::Snapshot, key: &Tag) -> Result<()> {
+        let id = record.extent();
+        let held = self.held.get(&id);
+        if held.is_some_and(|(v, _, _)| *v >= record.version()) {
+            return Ok(());
+        }
+        let live = match (record.state(), held) {
+            (extentmeta::record::State::Vacant, _) => None,
+            (_, Some((_, generation, Some(live)))) if *generation == record.generation() => {
+                Some(live.clone())
+            }
+            _ => match store.read(id) {
+                // The bytes may be of a later generation than `record`: its own
+                // change is in the stream, and applying it copies them again.
+                Ok(bytes) => {
+                    self.copied += 1;
+                    Some((key.as_bytes().to_vec(), bytes.to_vec()))
+                }
+                // Deleted since: the delete's change follows.
+                Err(Error::NotReadable { .. }) => None,
+                Err(err) => return Err(err.into()),
+            },
+        };
+        self.held
+            .insert(id, (record.version(), record.generation(), live));
+        Ok(())
+    }
+
+    /// Reads and applies every change the stream holds past the cursor, or
+    /// starts again from the baseline if the stream no longer covers it.
+    fn catch_up(&mut self, store: &Store) -> Result<()> {
+        match store.changes_since(self.next) {
+            Ok(changes) => {
+                for change in changes {
+                    if let (Some(seq), Some(record), Some(key)) =
+                        (change.seq(), change.record(), change.tag())
+                    {
+                        self.apply(store, record, &key)?;
+                        self.next = seq + 1;
+                    }
+                }
+                Ok(())
+            }
+            Err(Error::ChangesTruncated { .. } | Error::ChangeSeqAhead { .. }) => {
+                self.resyncs += 1;
+                let (from, records) = store.change_baseline();
+                let mut seen = std::collections::HashSet::new();
+                for (record, key) in records {
+                    seen.insert(record.extent());
+                    self.apply(store, record, &key)?;
+                }
+                // What the baseline does not name was never written here.
+                self.held.retain(|id, _| seen.contains(id));
+                self.next = from;
+                Ok(())
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// The live keys and values.
+    fn contents(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        (self.held.values())
+            .filter_map(|(_, _, live)| live.clone())
+            .collect()
+    }
+
+    /// Saves the replica to `path` atomically (temp file, sync, rename).
+    fn save(&self, path: &Path) -> Result<()> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&self.next.to_le_bytes());
+        for (id, (version, generation, live)) in &self.held {
+            for word in [id.0, *version, *generation] {
+                out.extend_from_slice(&word.to_le_bytes());
+            }
+            let (key, value) = live.clone().unwrap_or_default();
+            for field in [&key, &value] {
+                out.extend_from_slice(&(field.len() as u64).to_le_bytes());
+                out.extend_from_slice(field);
+            }
+            out.push(u8::from(live.is_some()));
+        }
+        let temp = path.with_extension("tmp");
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(&out)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)?;
+        Ok(())
+    }
+
+    /// Loads a replica saved by [`save`](Replica::save); a fresh one if none.
+    fn load(path: &Path) -> Result<Replica> {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Replica::default()),
+            Err(err) => return Err(err.into()),
+        };
+        let mut rest = bytes.as_slice();
+        let mut take = |n: usize| -> Result<Vec<u8>> {
+            let (head, tail) = rest.split_at_checked(n).ok_or("replica file cut short")?;
+            rest = tail;
+            Ok(head.to_vec())
+        };
+        let number =
+            |b: Vec<u8>| -> Result<u64> { Ok(u64::from_le_bytes(b.as_slice().try_into()?)) };
+        let mut replica = Replica {
+            next: number(take(8)?)?,
+            ..Replica::default()
+        };
+        // Records until the file ends exactly at one's end.
+        while let Ok(id) = take(8) {
+            let id = number(id)?;
+            let version = number(take(8)?)?;
+            let generation = number(take(8)?)?;
+            let key_len = number(take(8)?)? as usize;
+            let key = take(key_len)?;
+            let value_len = number(take(8)?)? as usize;
+            let value = take(value_len)?;
+            let live = take(1)?[0] == 1;
+            let live = live.then_some((key, value));
+            (replica.held).insert(ExtentId(id), (version, generation, live));
+        }
+        Ok(replica)
+    }
+}
+
 /// The engine's store configuration.
 fn config() -> StoreConfig {
     StoreConfig::builder()
@@ -272,7 +426,8 @@ fn value(i: u64, version: u64) -> Vec<u8> {
 
 fn demo(dir: Option<PathBuf>, keys: u64) -> Result<()> {
     let temp = tempfile::tempdir()?;
-    let dir = dir.unwrap_or_else(|| temp.path().to_path_buf());
+    let dir = dir.unwrap_or_else(|| temp.path().join("engine"));
+    let replica_path = temp.path().join("replica");
     let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     {
         let kv = Arc::new(Kv::open(&dir)?);
@@ -282,6 +437,21 @@ fn demo(dir: Option<PathBuf>, keys: u64) -> Result<()> {
             kv.index.read().map_err(|_| "poisoned")?.len()
         );
         let stop = Arc::new(AtomicBool::new(false));
+        // The replica follows along in a thread of its own and saves itself
+        // when the engine stops.
+        let replica = {
+            let (kv, stop, path) = (Arc::clone(&kv), Arc::clone(&stop), replica_path.clone());
+            std::thread::spawn(move || -> Result<Replica> {
+                let mut replica = Replica::load(&path)?;
+                while !stop.load(Ordering::Relaxed) {
+                    replica.catch_up(&kv.store)?;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                replica.catch_up(&kv.store)?;
+                replica.save(&path)?;
+                Ok(replica)
+            })
+        };
         let gc = {
             let (kv, stop) = (Arc::clone(&kv), Arc::clone(&stop));
             std::thread::spawn(move || {
@@ -315,6 +485,12 @@ fn demo(dir: Option<PathBuf>, keys: u64) -> Result<()> {
         stop.store(true, Ordering::Relaxed);
         let moved = gc.join().map_err(|_| "gc thread panicked")?;
         let moved = moved + kv.gc();
+        let replica = replica.join().map_err(|_| "the replica panicked")??;
+        assert_eq!(replica.contents(), model, "the replica matches the model");
+        println!(
+            "replica followed the change stream to change {}: {} values copied, {} restarts from the baseline",
+            replica.next, replica.copied, replica.resyncs
+        );
         let stats = kv.store.stats();
         let space: u64 = kv.store.space().iter().map(|d| d.file_bytes).sum();
         let live: u64 = kv.store.space().iter().map(|d| d.live_bytes).sum();
@@ -346,6 +522,27 @@ fn demo(dir: Option<PathBuf>, keys: u64) -> Result<()> {
         recovered.records,
         recovered.checkpoint,
         recovered.replayed,
+        model.len()
+    );
+    // The replica restarts too: its saved cursor is from the engine's earlier
+    // run, so it starts again from the baseline, copying no value it holds.
+    let mut replica = Replica::load(&replica_path)?;
+    let (cursor, copied) = (replica.next, replica.copied);
+    replica.catch_up(&kv.store)?;
+    assert_eq!(
+        replica.resyncs, 1,
+        "a reopened engine's stream starts afresh"
+    );
+    assert_eq!(
+        replica.contents(),
+        model,
+        "the replica matches after the restart"
+    );
+    println!(
+        "replica restarted at change {cursor}: the reopened engine's stream starts at {}, so it \
+         resynced from the baseline, copying {} values of {}",
+        replica.next,
+        replica.copied - copied,
         model.len()
     );
     // A backup while writes go on: the copy opens as an engine of its own,

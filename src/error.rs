@@ -38,6 +38,8 @@
 //! | FPRE031 | [`Error::NotAStore`] | no | `Store::open` was pointed at a regular file, at a directory that holds files but no store (unless `create_in_non_empty_dir`), at a missing directory with `create_if_missing(false)`, or at an existing store with `error_if_exists(true)` | check the path and the open options; nothing was changed |
 //! | FPRE032 | [`Error::RangeOutOfBounds`] | no | `read_range` asked for bytes past the end of the extent's current bytes | read within `snapshot().length()` |
 //! | FPRE033 | [`Error::TagTooLong`] | no | a tag holds more than `MAX_TAG_LEN` bytes | keep the engine's key short (a hash of a long key) |
+//! | FPRE034 | [`Error::ChangesTruncated`] | no | `changes_since` asked for changes the store no longer retains: retention let them go, or the store was reopened (the stream is retained in memory) | resync: note `change_seq()`, rebuild from `records_tagged()`, then read `changes_since` that number; hold the stream back with `hold_changes` to stop it recurring |
+//! | FPRE035 | [`Error::ChangeSeqAhead`] | no | `changes_since` asked for a number this store has not reached: the cursor came from another store | resync as for FPRE034 |
 //!
 //! `is_retryable` tells the retry policy what it may retry. FPRE004 is never
 //! retryable: it is the verdict *after* the retry limit.
@@ -383,6 +385,28 @@ pub enum Error {
         max: usize,
     },
 
+    /// [`Store::changes_since`](crate::Store::changes_since) asked for changes
+    /// that are no longer retained.
+    #[error(
+        "FPRE034 changes from {requested} are no longer retained (the oldest kept is {oldest})"
+    )]
+    ChangesTruncated {
+        /// The number asked for.
+        requested: u64,
+        /// The oldest change still retained (the next one's number if none is).
+        oldest: u64,
+    },
+
+    /// [`Store::changes_since`](crate::Store::changes_since) asked for a number
+    /// the store has not reached.
+    #[error("FPRE035 change {requested} is ahead of this store's stream (next is {next})")]
+    ChangeSeqAhead {
+        /// The number asked for.
+        requested: u64,
+        /// The number the next change will get.
+        next: u64,
+    },
+
     /// `Store::open` refused `path` as it is: nothing was created or changed.
     #[error("FPRE031 {path} is not a store to open: {reason}")]
     NotAStore {
@@ -429,6 +453,8 @@ impl Error {
             Error::NotAStore { .. } => "FPRE031",
             Error::RangeOutOfBounds { .. } => "FPRE032",
             Error::TagTooLong { .. } => "FPRE033",
+            Error::ChangesTruncated { .. } => "FPRE034",
+            Error::ChangeSeqAhead { .. } => "FPRE035",
         }
     }
 

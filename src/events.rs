@@ -12,6 +12,20 @@
 //! beside an index, say): each event goes to every listener, in the order they
 //! were added.
 //!
+//! # The change stream
+//!
+//! Every record change (all events but [`Event::DeviceDegraded`]) carries a
+//! sequence number and the record's tag, and is retained in memory for
+//! [`Store::changes_since`](crate::Store::changes_since): a consumer that reads
+//! at its own pace (a replicator, an index kept elsewhere) resumes from the
+//! number after the last change it applied, and
+//! [`Store::hold_changes`](crate::Store::hold_changes) keeps its changes while
+//! it lags. Numbers are gap-free and only grow, across reopens too; per extent
+//! the record's version orders the changes (see
+//! [`Store::changes_since`](crate::Store::changes_since) for the follower's
+//! rule, and [`Store::change_baseline`](crate::Store::change_baseline) for
+//! where it starts). Listeners get the same events with the same numbers.
+//!
 //! A listener must be quick (it runs on the committing thread) and must not call
 //! back into the store for the same extent. A listener that panics is contained:
 //! the panic is counted in [`StoreStats::listener_panics`](crate::StoreStats), the
@@ -36,6 +50,11 @@
 //! assert!(matches!(seen[1], Event::Relocated { .. }));
 //! # Ok::<(), extentmeta::Error>(())
 //! ```
+
+mod changes;
+
+pub(crate) use changes::ChangeLog;
+pub use changes::{ChangeHold, DEFAULT_CHANGE_HOLD_MAX, DEFAULT_CHANGE_RETENTION};
 
 use crate::record::{Location, Snapshot, Tag};
 use crate::sync::{AtomicU64, Ordering::Relaxed, RwLock};
@@ -62,6 +81,8 @@ pub enum Relocation {
 pub enum Event {
     /// New bytes were committed (`write`, `write_batch`).
     Written {
+        /// Its number in the change stream.
+        seq: u64,
         /// The record as committed.
         record: Snapshot,
         /// The write's tag (empty for an untagged write).
@@ -69,6 +90,8 @@ pub enum Event {
     },
     /// The extent was deleted.
     Deleted {
+        /// Its number in the change stream.
+        seq: u64,
         /// The record as committed (`Vacant`, generation kept).
         record: Snapshot,
         /// The tag the deleted generation carried: the engine's key of what
@@ -77,8 +100,13 @@ pub enum Event {
     },
     /// The extent's bytes moved; content and generation unchanged.
     Relocated {
+        /// Its number in the change stream.
+        seq: u64,
         /// The record at its new location.
         record: Snapshot,
+        /// The record's tag (a move keeps it), so that a follower that applies
+        /// this change before the write it moved still holds the right key.
+        tag: Tag,
         /// Where the bytes were.
         from: Location,
         /// Why they moved.
@@ -87,14 +115,58 @@ pub enum Event {
     /// Verification found a persistent fault: the extent is quarantined (a remap,
     /// if a good copy exists, follows as [`Event::Relocated`]).
     Quarantined {
+        /// Its number in the change stream.
+        seq: u64,
         /// The record as committed (`Quarantined`).
         record: Snapshot,
+        /// The record's tag (a quarantine keeps it).
+        tag: Tag,
     },
     /// The health policy degraded a device: new data goes elsewhere while it can.
+    /// Not a record change, so not in the change stream (its journal mark is
+    /// best effort: the policy finds the device again if it is lost).
     DeviceDegraded {
         /// The device.
         device: u16,
     },
+}
+
+impl Event {
+    /// The change's number in the change stream; `None` for
+    /// [`Event::DeviceDegraded`], which is not a record change.
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            Event::Written { seq, .. }
+            | Event::Deleted { seq, .. }
+            | Event::Relocated { seq, .. }
+            | Event::Quarantined { seq, .. } => Some(*seq),
+            Event::DeviceDegraded { .. } => None,
+        }
+    }
+
+    /// The tag the change carries: the record's for a write, a relocation
+    /// and a quarantine, the deleted generation's for a delete; `None` for
+    /// [`Event::DeviceDegraded`].
+    pub fn tag(&self) -> Option<Tag> {
+        match self {
+            Event::Written { tag, .. }
+            | Event::Deleted { tag, .. }
+            | Event::Relocated { tag, .. }
+            | Event::Quarantined { tag, .. } => Some(*tag),
+            Event::DeviceDegraded { .. } => None,
+        }
+    }
+
+    /// The committed record; `None` for [`Event::DeviceDegraded`].
+    pub fn record(&self) -> Option<Snapshot> {
+        match self {
+            Event::Written { record, .. }
+            | Event::Deleted { record, .. }
+            | Event::Relocated { record, .. }
+            | Event::Quarantined { record, .. } => Some(*record),
+            Event::DeviceDegraded { .. } => None,
+        }
+    }
 }
 
 type Callback = Arc<dyn Fn(&Event) + Send + Sync>;
@@ -113,6 +185,8 @@ pub(crate) struct Listener {
     callbacks: RwLock<Arc<[(ListenerId, Callback)]>>,
     next: AtomicU64,
     panics: AtomicU64,
+    /// The change stream: every record change, numbered and retained.
+    pub(crate) changes: ChangeLog,
 }
 
 impl std::fmt::Debug for Listener {
@@ -159,16 +233,26 @@ impl Listener {
         ListenerId(self.next.fetch_add(1, Relaxed))
     }
 
-    /// Delivers `event` to every listener (built only if one is installed). A
-    /// listener that panics is counted and the others still get the event.
-    pub(crate) fn emit(&self, event: impl FnOnce() -> Event) {
+    /// Numbers the record change `event` builds, retains it in the change
+    /// stream and delivers it to every listener.
+    pub(crate) fn emit(&self, event: impl FnOnce(u64) -> Event) {
+        let event = self.changes.push(event);
+        self.deliver(&Arc::clone(&self.callbacks.read()), &event);
+    }
+
+    /// Delivers `event`, which is not a record change, to every listener (built
+    /// only if one is installed).
+    pub(crate) fn notify(&self, event: impl FnOnce() -> Event) {
         let callbacks = Arc::clone(&self.callbacks.read());
-        if callbacks.is_empty() {
-            return;
+        if !callbacks.is_empty() {
+            self.deliver(&callbacks, &event());
         }
-        let event = event();
+    }
+
+    /// A listener that panics is counted and the others still get the event.
+    fn deliver(&self, callbacks: &[(ListenerId, Callback)], event: &Event) {
         for (_, callback) in callbacks.iter() {
-            let call = std::panic::AssertUnwindSafe(|| callback(&event));
+            let call = std::panic::AssertUnwindSafe(|| callback(event));
             if std::panic::catch_unwind(call).is_err() {
                 // Relaxed: a statistic, ordered with nothing.
                 self.panics.fetch_add(1, Relaxed);

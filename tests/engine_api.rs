@@ -166,24 +166,31 @@ fn the_listener_sees_every_committed_change_once_in_order() {
         seen,
         vec![
             Event::Written {
+                seq: 0,
                 record: w1,
                 tag: Tag::EMPTY
             },
             Event::Written {
+                seq: 1,
                 record: w2,
                 tag: tag_a2
             },
             Event::Written {
+                seq: 2,
                 record: batch[0],
                 tag: tag_b1
             },
             Event::Relocated {
+                seq: 3,
                 record: moved,
+                tag: tag_a2,
                 from: before,
                 cause: Relocation::Compaction
             },
             // The deleted generation's tag: the engine's key of what went.
+            // Numbers run from 0 on a new store, one per change.
             Event::Deleted {
+                seq: 4,
                 record: deleted,
                 tag: tag_b1
             },
@@ -225,10 +232,10 @@ fn quarantine_and_remap_are_events() {
         Verdict::Repaired { .. }
     ));
     let seen = seen.lock().expect("lock").clone();
-    assert!(matches!(&seen[1], Event::Quarantined { record } if record.extent() == id));
+    assert!(matches!(&seen[1], Event::Quarantined { record, .. } if record.extent() == id));
     assert!(matches!(
         &seen[2],
-        Event::Relocated { record, from, cause: Relocation::Remap } if record.extent() == id && *from == at
+        Event::Relocated { record, from, cause: Relocation::Remap, .. } if record.extent() == id && *from == at
     ));
     assert_eq!(seen.len(), 3, "{seen:?}");
 }

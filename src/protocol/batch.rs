@@ -168,7 +168,7 @@ impl BatchWriteOp {
                         core.retire(old);
                     }
                     let tag = self.ops[i].tag();
-                    core.events.emit(|| Event::Written { record, tag });
+                    core.events.emit(|seq| Event::Written { seq, record, tag });
                     self.committed[i] = Some(record);
                 }
                 Commit::Moved(current) if round + 1 < MAX_ATTEMPTS => {

@@ -225,8 +225,11 @@ impl Machine for CompactOp {
                         (None, true) => Relocation::Pack,
                         (None, false) => Relocation::Compaction,
                     };
-                    core.events.emit(|| Event::Relocated {
+                    let tag = core.tag_of(&committed);
+                    core.events.emit(|seq| Event::Relocated {
+                        seq,
                         record: committed,
+                        tag,
                         from: begin.location(),
                         cause,
                     });

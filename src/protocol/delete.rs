@@ -144,7 +144,8 @@ impl DeleteOp {
                 core.retire(reserved.location());
                 // After the transition, as a write drops the tag it replaced.
                 let tag = core.tags.forget(self.id, reserved.generation());
-                core.events.emit(|| Event::Deleted {
+                core.events.emit(|seq| Event::Deleted {
+                    seq,
                     record: deleted,
                     tag,
                 });

@@ -368,7 +368,7 @@ impl Core {
         self.allocator.set_degraded(location.device);
         let device = location.device;
         self.events
-            .emit(|| crate::events::Event::DeviceDegraded { device });
+            .notify(|| crate::events::Event::DeviceDegraded { device });
         Some(Entry::Degraded(device))
     }
 

@@ -198,7 +198,9 @@ impl Machine for RepairOp {
         match (self.phase, result) {
             (Phase::Quarantining, IoResult::Done(Ok(()))) => {
                 if let Some(record) = self.quarantined {
-                    core.events.emit(|| Event::Quarantined { record });
+                    let tag = core.tag_of(&record);
+                    core.events
+                        .emit(|seq| Event::Quarantined { seq, record, tag });
                 }
                 self.phase = Phase::FetchingCopy;
                 Step::Io(IoRequest::GoodCopy(self.id, self.faulted.generation()))
@@ -215,8 +217,11 @@ impl Machine for RepairOp {
                     core.retire(old);
                 }
                 let from = self.faulted.location();
-                core.events.emit(|| Event::Relocated {
+                let tag = core.tag_of(&remapped);
+                core.events.emit(|seq| Event::Relocated {
+                    seq,
                     record: remapped,
+                    tag,
                     from,
                     cause: Relocation::Remap,
                 });

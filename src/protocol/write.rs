@@ -514,7 +514,8 @@ impl WriteOp {
                         core.overlaps.synced(self.id, committed.version());
                     }
                     let tag = self.tag;
-                    core.events.emit(|| Event::Written {
+                    core.events.emit(|seq| Event::Written {
+                        seq,
                         record: committed,
                         tag,
                     });
@@ -554,7 +555,8 @@ impl WriteOp {
                     core.retire(old);
                 }
                 let tag = self.tag;
-                core.events.emit(|| Event::Written {
+                core.events.emit(|seq| Event::Written {
+                    seq,
                     record: committed,
                     tag,
                 });

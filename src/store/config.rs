@@ -39,6 +39,8 @@ pub struct StoreConfig {
     pub(crate) create_if_missing: bool,
     pub(crate) error_if_exists: bool,
     pub(crate) create_in_non_empty_dir: bool,
+    pub(crate) change_retention: usize,
+    pub(crate) change_hold_max: usize,
 }
 
 /// The cache's callbacks; two configurations are equal when they hold the same
@@ -113,6 +115,8 @@ impl Default for StoreConfig {
             create_if_missing: true,
             error_if_exists: false,
             create_in_non_empty_dir: false,
+            change_retention: crate::events::DEFAULT_CHANGE_RETENTION,
+            change_hold_max: crate::events::DEFAULT_CHANGE_HOLD_MAX,
         }
     }
 }
@@ -312,6 +316,23 @@ impl StoreConfigBuilder {
         overlap_data_sync: bool
     );
     setter!(
+        /// Record changes the change stream keeps in memory for
+        /// [`Store::changes_since`](crate::Store::changes_since): the newest this
+        /// many, about 100 bytes each (the default 8 192 keeps about 0.8 MB).
+        /// 0: none unless a [`ChangeHold`](crate::events::ChangeHold) asks.
+        /// Bound: 0 ..= 2^26.
+        change_retention: usize
+    );
+    setter!(
+        /// The most record changes the change stream keeps while a
+        /// [`ChangeHold`](crate::events::ChangeHold) holds it back; past it the
+        /// oldest go even if held (the consumer then reads
+        /// [`Error::ChangesTruncated`](crate::Error::ChangesTruncated)). At least
+        /// [`change_retention`](Self::change_retention). Default 2^20 (about
+        /// 100 MB at most). Bound: 0 ..= 2^26.
+        change_hold_max: usize
+    );
+    setter!(
         /// Bytes a durable store keeps in a reserve file (`RESERVE`) beside its
         /// journal, released when the file system is full so that deletes,
         /// commits, checkpoints and `close` still have room; new writes are then
@@ -410,6 +431,16 @@ impl StoreConfigBuilder {
             "readahead_min_read_us",
             c.readahead_min_read_us <= 10_000_000,
             c.readahead_min_read_us,
+        )?;
+        check(
+            "change_retention",
+            c.change_retention <= 1 << 26,
+            c.change_retention,
+        )?;
+        check(
+            "change_hold_max",
+            c.change_hold_max <= 1 << 26,
+            c.change_hold_max,
         )?;
         let journal = c.journal_max_bytes;
         check(

@@ -220,6 +220,11 @@ pub(crate) struct Journal {
 pub(crate) type JournalStats = crate::journal::writer::WriterStats;
 
 impl Journal {
+    /// The sequence number the journal's next entry gets.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.writer.lock().next_seq()
+    }
+
     pub(crate) fn new(dir: Dir, lock: Box<dyn Any + Send + Sync>, writer: Writer) -> Self {
         Journal {
             space_low: AtomicBool::new(writer.space_low()),

@@ -244,6 +244,14 @@ impl Store {
             overlaps: Default::default(),
             events: Default::default(),
         };
+        // A reopened store numbers its changes past every journal entry made
+        // durable before: each change's record is durable in the journal before
+        // the change is numbered, so a cursor from an earlier run is always
+        // below the new numbers and reads a truncation, never other changes.
+        let first = durable
+            .as_ref()
+            .map_or(0, |(journal, _)| journal.next_seq());
+        (core.events.changes).configure(config.change_retention, config.change_hold_max, first);
         let shared = Arc::new(Shared::new(
             core,
             backend,

@@ -18,6 +18,7 @@ mod scrub;
 mod shared;
 mod space;
 mod stats;
+mod stream;
 mod tagged;
 mod writing;
 
