@@ -65,7 +65,7 @@ pub use record::{
     Snapshot, State, TRANSITIONS, Tag, checksum,
 };
 pub use space::{DeviceSpaceStats, PlanGoal};
-pub use store::{Backup, RecoveryReport, Store, StoreConfig, StoreStats};
+pub use store::{Backup, Batch, RecoveryReport, Store, StoreConfig, StoreStats};
 pub use table::{ExtentTable, TableConfig};
 
 #[cfg(loom)]

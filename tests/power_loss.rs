@@ -59,7 +59,7 @@ mod common;
 use common::fault_fs::{self, Cut, FaultFs, Faults, Rng, SyncFault, Target, WriteFault};
 use common::{decode, tag, value};
 use extentmeta::store::METADATA_DEVICE;
-use extentmeta::{CompactOutcome, Error, ExtentId, Store, StoreConfig};
+use extentmeta::{Batch, CompactOutcome, Error, ExtentId, Store, StoreConfig};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -158,6 +158,8 @@ struct Coverage {
     /// Processes killed (in their open or workload), and reopens after them.
     kills: u64,
     restarts: u64,
+    /// Deletes acknowledged in batches with writes.
+    batch_deletes: u64,
 }
 
 impl Coverage {
@@ -259,6 +261,9 @@ fn expect_allowed_success(fs: &Disk<'_>, what: &str, device: Option<u16>, fired_
     }
 }
 
+/// A write of a batch: its generation and bytes.
+type Written = (u64, Vec<u8>);
+
 /// Runs `ops` operations (stopping at the power cut), checking every answer.
 fn workload(
     store: &Store,
@@ -309,46 +314,52 @@ fn workload(
                         ids.push(other);
                     }
                 }
-                let items: Vec<(u64, u64, Vec<u8>)> = ids
+                // A live extent past the first is deleted one time in three:
+                // writes and deletes durable together.
+                let items: Vec<(u64, Option<Written>)> = ids
                     .iter()
-                    .map(|&id| {
+                    .enumerate()
+                    .map(|(i, &id)| {
+                        if i > 0 && model.acked(id).is_some() && rng.below(3) == 0 {
+                            return (id, None);
+                        }
                         let generation = model.issue(id);
-                        (
-                            id,
-                            generation,
-                            value(ExtentId(id), generation, len_of(id, generation)),
-                        )
+                        let bytes = value(ExtentId(id), generation, len_of(id, generation));
+                        (id, Some((generation, bytes)))
                     })
                     .collect();
-                let batch: Vec<(ExtentId, &[u8], _)> = items
-                    .iter()
-                    .map(|(id, generation, bytes)| {
-                        let id = ExtentId(*id);
-                        (id, bytes.as_slice(), tag(id, *generation))
-                    })
-                    .collect();
+                let mut batch = Batch::new();
+                for (id, write) in &items {
+                    let id = ExtentId(*id);
+                    match write {
+                        Some((generation, bytes)) => {
+                            batch.write_tagged(id, bytes.clone(), tag(id, *generation))
+                        }
+                        None => batch.delete(id),
+                    };
+                }
                 let what = format!("batch of extents {ids:?}");
-                match store.write_batch_tagged(&batch) {
+                let content = |write: &Option<Written>| write.as_ref().map(|(g, _)| *g);
+                match store.apply_batch(batch) {
                     Ok(snaps) => {
                         assert_eq!(snaps.len(), items.len());
-                        for (snap, &(id, generation, _)) in snaps.iter().zip(&items) {
-                            assert_eq!(snap.extent(), ExtentId(id));
-                            expect_allowed_success(
-                                fs,
-                                &what,
-                                Some(snap.location().device),
-                                fired_before,
-                            );
-                            model.ack(id, Some(generation));
-                            coverage.acked += 1;
+                        for (snap, (id, write)) in snaps.iter().zip(&items) {
+                            assert_eq!(snap.extent(), ExtentId(*id));
+                            assert_eq!(snap.is_readable(), write.is_some());
+                            // A delete writes no device: only the journal can forbid it.
+                            let device = write.as_ref().map(|_| snap.location().device);
+                            expect_allowed_success(fs, &what, device, fired_before);
+                            model.ack(*id, content(write));
+                            coverage.acked += u64::from(write.is_some());
+                            coverage.batch_deletes += u64::from(write.is_none());
                             coverage.acked_after_fault += u64::from(fired_before);
                         }
                     }
                     Err(e) => {
                         expect_fault_error(fs, &what, &e, fired_before);
                         coverage.count_failure(&e);
-                        for &(id, generation, _) in &items {
-                            model.failed(id, Some(generation), &e);
+                        for (id, write) in &items {
+                            model.failed(*id, content(write), &e);
                         }
                     }
                 }
@@ -613,6 +624,8 @@ fn acknowledged_writes_survive_power_cuts() {
             c.acked_inline > 200 && c.acked - c.acked_inline > 200,
             "{c:?}"
         );
+        // Deletes made durable in one append with writes.
+        assert!(c.batch_deletes > 10, "{c:?}");
         cut_rotations += c.cut_rotations;
     }
     assert!(

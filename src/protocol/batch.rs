@@ -24,6 +24,7 @@
 //! proposed again in the next round, at most [`MAX_ATTEMPTS`] rounds, so at most
 //! `items + devices + MAX_ATTEMPTS` I/O steps.
 
+use super::delete::{DeleteItem, Reserve, compacting_backoff};
 use super::write::{Commit, WriteOp};
 use super::{Core, IoRequest, IoResult, MAX_ATTEMPTS, Machine, Step};
 use crate::bytes::Bytes;
@@ -44,12 +45,60 @@ enum Phase {
     Finished,
 }
 
-/// A batch of writes of distinct extents.
+/// One change of a batch, as a caller names it.
+#[derive(Debug)]
+pub(crate) enum BatchItem {
+    /// Write these bytes, with this tag.
+    Write(ExtentId, Bytes, Tag),
+    /// Delete the extent.
+    Delete(ExtentId),
+}
+
+/// One change of a batch, as the machine runs it.
+#[derive(Debug)]
+enum Op {
+    Write(WriteOp),
+    Delete(DeleteItem),
+}
+
+impl Op {
+    fn id(&self) -> ExtentId {
+        match self {
+            Op::Write(w) => w.id(),
+            Op::Delete(d) => d.id,
+        }
+    }
+
+    /// Ends a begun change that will not commit and has no journaled record:
+    /// a write's fresh location is freed, a delete's record stays as it was.
+    fn abort(&self, core: &Core, location: Location) {
+        match self {
+            Op::Write(w) => w.abort(core, location),
+            Op::Delete(d) => d.release(core),
+        }
+    }
+
+    /// Clears the pending mark of a change whose record may be journaled; a
+    /// write's fresh location stays out of use.
+    fn clear_pending(&self, core: &Core) {
+        core.proposals.remove(self.id());
+        match self {
+            Op::Write(w) => w.clear_pending(core),
+            Op::Delete(d) => d.release(core),
+        }
+    }
+}
+
+/// A batch of writes and deletes of distinct extents.
 #[derive(Debug)]
 pub(crate) struct BatchWriteOp {
-    ops: Vec<WriteOp>,
-    /// Per item: its begin snapshot and fresh location, once begun.
+    ops: Vec<Op>,
+    /// Per item: its begin snapshot and fresh location (a delete's: the
+    /// location it will free), once begun.
     begun: Vec<(Snapshot, Location)>,
+    /// Reservation passes made (a compacting extent to delete makes the batch
+    /// begin again after a backoff).
+    attempts: u32,
     devices: Vec<u16>,
     /// Indices of the writes whose records the journal round in flight holds.
     proposed: Vec<usize>,
@@ -62,12 +111,23 @@ pub(crate) struct BatchWriteOp {
 
 impl BatchWriteOp {
     pub(crate) fn new(items: Vec<(ExtentId, Bytes, Tag)>) -> Self {
+        Self::mixed(
+            (items.into_iter())
+                .map(|(id, bytes, tag)| BatchItem::Write(id, bytes, tag))
+                .collect(),
+        )
+    }
+
+    pub(crate) fn mixed(items: Vec<BatchItem>) -> Self {
         BatchWriteOp {
-            ops: items
-                .into_iter()
-                .map(|(id, bytes, tag)| WriteOp::new(id, bytes, tag))
+            ops: (items.into_iter())
+                .map(|item| match item {
+                    BatchItem::Write(id, bytes, tag) => Op::Write(WriteOp::new(id, bytes, tag)),
+                    BatchItem::Delete(id) => Op::Delete(DeleteItem { id }),
+                })
                 .collect(),
             begun: Vec::new(),
+            attempts: 0,
             devices: Vec::new(),
             proposed: Vec::new(),
             committed: Vec::new(),
@@ -87,20 +147,32 @@ impl BatchWriteOp {
         Step::Done(Err(err))
     }
 
-    fn next_write(&mut self, i: usize) -> Step<Vec<Snapshot>> {
-        if let (Some(op), Some((_, location))) = (self.ops.get(i), self.begun.get(i)) {
-            self.phase = Phase::Writing(i);
-            return Step::Io(IoRequest::Write(*location, op.bytes().clone()));
+    /// Writes the bytes of the first write at or after item `i`; then syncs
+    /// the devices; then journals every record.
+    fn next_write(&mut self, core: &Core, i: usize) -> Step<Vec<Snapshot>> {
+        for (j, (op, (_, location))) in self.ops.iter().zip(&self.begun).enumerate().skip(i) {
+            if let Op::Write(w) = op {
+                self.phase = Phase::Writing(j);
+                return Step::Io(IoRequest::Write(*location, w.bytes().clone()));
+            }
         }
-        match self.devices.first() {
+        self.next_sync(core, 0)
+    }
+
+    /// Syncs the `i`-th device touched, or journals every record once all are.
+    fn next_sync(&mut self, core: &Core, i: usize) -> Step<Vec<Snapshot>> {
+        match self.devices.get(i) {
             Some(&device) => {
-                self.phase = Phase::Syncing(0);
+                self.phase = Phase::Syncing(i);
                 Step::Io(IoRequest::Sync(device))
             }
-            // An empty batch.
-            None => {
+            None if self.ops.is_empty() => {
                 self.phase = Phase::Finished;
                 Step::Done(Ok(Vec::new()))
+            }
+            None => {
+                self.committed = vec![None; self.ops.len()];
+                self.propose(core, (0..self.ops.len()).collect(), 0)
             }
         }
     }
@@ -110,7 +182,10 @@ impl BatchWriteOp {
         let mut entries = Vec::with_capacity(items.len() + 1);
         self.proposed.clear();
         let records: Vec<_> = (items.iter())
-            .map(|&i| self.ops[i].propose(&self.begun[i].0, self.begun[i].1))
+            .map(|&i| match &self.ops[i] {
+                Op::Write(w) => w.propose(&self.begun[i].0, self.begun[i].1),
+                Op::Delete(d) => d.propose(&self.begun[i].0),
+            })
             .collect();
         // All or nothing: a write the table refuses before anything is journaled
         // fails the whole batch.
@@ -123,7 +198,10 @@ impl BatchWriteOp {
             let (_, location) = self.begun[i];
             match record {
                 Ok(record) => {
-                    entries.push(self.ops[i].proposal_entry(core, &record, false));
+                    entries.push(match &self.ops[i] {
+                        Op::Write(w) => w.proposal_entry(core, &record, false),
+                        Op::Delete(d) => d.proposal_entry(core, &record),
+                    });
                     self.proposed.push(i);
                 }
                 // Refused by the table before anything of it was journaled (round
@@ -147,9 +225,8 @@ impl BatchWriteOp {
         Step::Io(IoRequest::Journal(entries))
     }
 
-    /// Write `i` has a journaled record but will not commit.
+    /// Change `i` has a journaled record but will not commit.
     fn unknown(&mut self, core: &Core, i: usize, cause: Error) {
-        core.proposals.remove(self.begun[i].0.extent());
         self.ops[i].clear_pending(core);
         let extent = self.begun[i].0.extent();
         self.failed
@@ -162,13 +239,20 @@ impl BatchWriteOp {
         let mut again = Vec::new();
         for i in std::mem::take(&mut self.proposed) {
             let (expected, location) = self.begun[i];
-            match self.ops[i].commit_proposed(core, expected, location) {
+            let commit = match &self.ops[i] {
+                Op::Write(w) => w.commit_proposed(core, expected, location),
+                // Retires, drops the cached copy and reports the delete itself.
+                Op::Delete(d) => d.commit_proposed(core, expected),
+            };
+            match commit {
                 Commit::Done(record, old) => {
                     if let Some(old) = old {
                         core.retire(old);
                     }
-                    let tag = self.ops[i].tag();
-                    core.events.emit(|seq| Event::Written { seq, record, tag });
+                    if let Op::Write(w) = &self.ops[i] {
+                        let tag = w.tag();
+                        core.events.emit(|seq| Event::Written { seq, record, tag });
+                    }
                     self.committed[i] = Some(record);
                 }
                 Commit::Moved(current) if round + 1 < MAX_ATTEMPTS => {
@@ -217,22 +301,65 @@ impl BatchWriteOp {
     }
 }
 
+impl BatchWriteOp {
+    /// Reserves a delete's record, retrying lost races (bounded); `Err(None)`
+    /// while the extent is being compacted.
+    fn reserve(
+        &self,
+        core: &Core,
+        d: &DeleteItem,
+    ) -> std::result::Result<(Snapshot, Location), Option<Error>> {
+        for _ in 0..MAX_ATTEMPTS {
+            match d.reserve(core) {
+                Reserve::Reserved(reserved) => return Ok((reserved, reserved.location())),
+                Reserve::Conflict => {}
+                Reserve::Compacting => return Err(None),
+                Reserve::Refused(err) => return Err(Some(err)),
+            }
+        }
+        Err(Some(d.gave_up(core)))
+    }
+}
+
 impl Machine for BatchWriteOp {
     type Output = Vec<Snapshot>;
 
+    /// Begins every change: a write reserves its record and a fresh location,
+    /// a delete reserves its record. A delete of an extent being compacted ends
+    /// what was begun and begins again after a backoff (bounded: the attempts
+    /// of a single delete).
     fn start(&mut self, core: &Core) -> Step<Vec<Snapshot>> {
+        self.attempts += 1;
         for i in 0..self.ops.len() {
-            match self.ops[i].begin(core) {
+            let begun = match &self.ops[i] {
+                Op::Write(w) => w.begin(core).map_err(Some),
+                Op::Delete(d) => self.reserve(core, d),
+            };
+            match begun {
                 Ok(begun) => {
-                    if !self.devices.contains(&begun.1.device) {
+                    let is_write = matches!(self.ops[i], Op::Write(_));
+                    if is_write && !self.devices.contains(&begun.1.device) {
                         self.devices.push(begun.1.device);
                     }
                     self.begun.push(begun);
                 }
-                Err(err) => return self.fail(core, err),
+                Err(None) if self.attempts < MAX_ATTEMPTS => {
+                    let _ = self.fail(core, Error::Shutdown);
+                    self.devices.clear();
+                    self.phase = Phase::Idle;
+                    return Step::Backoff(compacting_backoff(self.attempts));
+                }
+                Err(None) => {
+                    let err = match &self.ops[i] {
+                        Op::Delete(d) => d.gave_up(core),
+                        Op::Write(w) => Error::WriteInProgress { extent: w.id() },
+                    };
+                    return self.fail(core, err);
+                }
+                Err(Some(err)) => return self.fail(core, err),
             }
         }
-        self.next_write(0)
+        self.next_write(core, 0)
     }
 
     fn on_io(&mut self, core: &Core, result: IoResult) -> Step<Vec<Snapshot>> {
@@ -243,17 +370,8 @@ impl Machine for BatchWriteOp {
             }),
         };
         match (self.phase, outcome) {
-            (Phase::Writing(i), Ok(())) => self.next_write(i + 1),
-            (Phase::Syncing(i), Ok(())) => match self.devices.get(i + 1) {
-                Some(&device) => {
-                    self.phase = Phase::Syncing(i + 1);
-                    Step::Io(IoRequest::Sync(device))
-                }
-                None => {
-                    self.committed = vec![None; self.ops.len()];
-                    self.propose(core, (0..self.ops.len()).collect(), 0)
-                }
-            },
+            (Phase::Writing(i), Ok(())) => self.next_write(core, i + 1),
+            (Phase::Syncing(i), Ok(())) => self.next_sync(core, i + 1),
             (Phase::Journaling(round), Ok(())) => self.commit_round(core, round),
             (Phase::Journaling(round), Err(err)) => self.journal_failed(core, round, err),
             (Phase::Writing(_) | Phase::Syncing(_), Err(err)) => self.fail(core, err),
@@ -261,6 +379,10 @@ impl Machine for BatchWriteOp {
                 what: "batch: event out of order",
             })),
         }
+    }
+
+    fn on_backoff(&mut self, core: &Core) -> Step<Vec<Snapshot>> {
+        self.start(core)
     }
 
     fn abandon(&mut self, core: &Core) {
@@ -272,7 +394,6 @@ impl Machine for BatchWriteOp {
             // locations out of use.
             Phase::Journaling(_) => {
                 for i in std::mem::take(&mut self.proposed) {
-                    core.proposals.remove(self.begun[i].0.extent());
                     self.ops[i].clear_pending(core);
                 }
                 self.phase = Phase::Finished;

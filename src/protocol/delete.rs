@@ -26,8 +26,9 @@
 //! record again on top of theirs. Once a record was handed to the journal, a
 //! failure is [`Error::OutcomeUnknown`].
 
+use super::write::Commit;
 use super::{Core, IoRequest, IoResult, MAX_ATTEMPTS, Machine, Step};
-use crate::error::Error;
+use crate::error::{Error, Result};
 use crate::events::Event;
 use crate::journal::Entry;
 use crate::record::{Change, ExtentId, Snapshot, State, Tag};
@@ -36,101 +37,71 @@ use crate::record::{Change, ExtentId, Snapshot, State, Tag};
 /// at most `MAX_ATTEMPTS` waits, about 25 ms in all.
 const COMPACTING_BACKOFF_US: u64 = 100;
 
-/// A delete of one extent.
+/// What one try at reserving an extent for a delete found.
 #[derive(Debug)]
-pub(crate) struct DeleteOp {
-    id: ExtentId,
-    attempts: u32,
-    /// Reserved (pending) at this snapshot, with this many records journaled;
-    /// waiting for the last one to be durable.
-    proposed: Option<(Snapshot, u32)>,
+pub(super) enum Reserve {
+    /// Reserved (pending) at this snapshot.
+    Reserved(Snapshot),
+    /// Another commit won the race: try again.
+    Conflict,
+    /// A compaction of the extent is in progress: wait it out.
+    Compacting,
+    /// Refused: nothing changed.
+    Refused(Error),
 }
 
-impl DeleteOp {
-    pub(crate) fn new(id: ExtentId) -> Self {
-        DeleteOp {
-            id,
-            attempts: 0,
-            proposed: None,
+/// The steps of deleting one extent, shared by [`DeleteOp`] and the batch
+/// (`BatchWriteOp`): reserve, propose, commit or release.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct DeleteItem {
+    pub(super) id: ExtentId,
+}
+
+impl DeleteItem {
+    /// One try at setting the pending mark on a record that can be deleted.
+    pub(super) fn reserve(&self, core: &Core) -> Reserve {
+        let before = match core.table.snapshot(self.id) {
+            Ok(s) => s,
+            Err(err) => return Reserve::Refused(err),
+        };
+        if before.write_pending() {
+            return Reserve::Refused(Error::WriteInProgress { extent: self.id });
+        }
+        match before.state() {
+            State::Vacant => return Reserve::Refused(Error::NotReadable { extent: self.id }),
+            State::Compacting => return Reserve::Compacting,
+            State::Durable | State::Quarantined => {}
+        }
+        match core
+            .table
+            .transition(self.id, before.version(), Change::BeginWrite)
+        {
+            Ok(reserved) => Reserve::Reserved(reserved),
+            Err(Error::VersionConflict { .. }) => Reserve::Conflict,
+            Err(err) => Reserve::Refused(err),
         }
     }
 
-    fn attempt(&mut self, core: &Core) -> Step<Snapshot> {
-        // Bounded: each pass is one attempt; MAX_ATTEMPTS in all, backoffs included.
-        while self.attempts < MAX_ATTEMPTS {
-            self.attempts += 1;
-            let before = match core.table.snapshot(self.id) {
-                Ok(s) => s,
-                Err(err) => return Step::Done(Err(err)),
-            };
-            if before.write_pending() {
-                return Step::Done(Err(Error::WriteInProgress { extent: self.id }));
-            }
-            match before.state() {
-                State::Vacant => return Step::Done(Err(Error::NotReadable { extent: self.id })),
-                State::Compacting => {
-                    return Step::Backoff(COMPACTING_BACKOFF_US << (self.attempts - 1));
-                }
-                State::Durable | State::Quarantined => {}
-            }
-            match core
-                .table
-                .transition(self.id, before.version(), Change::BeginWrite)
-            {
-                Ok(reserved) => return self.propose(core, reserved, 0),
-                Err(Error::VersionConflict { .. }) => {}
-                Err(err) => return Step::Done(Err(err)),
-            }
-        }
-        Step::Done(Err(self.gave_up(core)))
+    /// The vacant record committing the delete on top of `reserved` makes.
+    ///
+    /// # Errors
+    ///
+    /// The table's refusal (version exhausted).
+    pub(super) fn propose(&self, reserved: &Snapshot) -> Result<Snapshot> {
+        reserved.after(Change::CommitDelete)
     }
 
-    /// Journals the vacant record that committing the delete on top of `reserved`
-    /// will make.
-    fn propose(&mut self, core: &Core, reserved: Snapshot, proposals: u32) -> Step<Snapshot> {
-        match reserved.after(Change::CommitDelete) {
-            Ok(record) => {
-                self.proposed = Some((reserved, proposals + 1));
-                core.proposals.insert(&record, Tag::EMPTY);
-                Step::Io(IoRequest::Journal(vec![Entry::propose(
-                    &record,
-                    Tag::EMPTY,
-                )]))
-            }
-            Err(err) if proposals == 0 => {
-                self.release(core);
-                Step::Done(Err(err))
-            }
-            Err(err) => self.unknown(core, err),
-        }
+    /// Registers `record` as the proposal a checkpoint must hold; returns its
+    /// journal entry.
+    pub(super) fn proposal_entry(&self, core: &Core, record: &Snapshot) -> Entry {
+        core.proposals.insert(record, Tag::EMPTY);
+        Entry::propose(record, Tag::EMPTY)
     }
 
-    /// Forgets the proposal and clears the reservation's pending mark (bounded).
-    fn release(&self, core: &Core) {
-        core.proposals.remove(self.id);
-        for _ in 0..MAX_ATTEMPTS {
-            let Ok(now) = core.table.snapshot(self.id) else {
-                continue;
-            };
-            if !now.write_pending()
-                || core
-                    .table
-                    .transition(self.id, now.version(), Change::AbortWrite)
-                    .is_ok()
-            {
-                break;
-            }
-        }
-    }
-
-    /// A record of the delete reached the journal but the delete did not commit.
-    fn unknown(&mut self, core: &Core, cause: Error) -> Step<Snapshot> {
-        self.release(core);
-        Step::Done(Err(Error::unknown("delete", self.id, cause)))
-    }
-
-    /// The proposed record is durable: commit.
-    fn commit(&mut self, core: &Core, reserved: Snapshot, proposals: u32) -> Step<Snapshot> {
+    /// Commits the delete whose record, proposed on top of `reserved`, is
+    /// durable: drops the cached copy, retires the location, forgets the tag and
+    /// reports [`Event::Deleted`].
+    pub(super) fn commit_proposed(&self, core: &Core, reserved: Snapshot) -> Commit {
         match core
             .table
             .transition(self.id, reserved.version(), Change::CommitDelete)
@@ -149,21 +120,38 @@ impl DeleteOp {
                     record: deleted,
                     tag,
                 });
-                Step::Done(Ok(deleted))
+                Commit::Done(deleted, None)
             }
             // A quarantine or remap committed since the proposal (only this delete
             // clears its mark): propose again on top of it.
-            Err(Error::VersionConflict { current, .. })
-                if current.write_pending() && proposals < MAX_ATTEMPTS =>
-            {
-                self.propose(core, current, proposals)
+            Err(Error::VersionConflict { current, .. }) if current.write_pending() => {
+                Commit::Moved(current)
             }
-            Err(err) => self.unknown(core, err),
+            Err(err) => Commit::Failed(err),
+        }
+    }
+
+    /// Forgets the proposal and clears the reservation's pending mark (bounded).
+    /// The location stays referenced: the delete did not commit.
+    pub(super) fn release(&self, core: &Core) {
+        core.proposals.remove(self.id);
+        for _ in 0..MAX_ATTEMPTS {
+            let Ok(now) = core.table.snapshot(self.id) else {
+                continue;
+            };
+            if !now.write_pending()
+                || core
+                    .table
+                    .transition(self.id, now.version(), Change::AbortWrite)
+                    .is_ok()
+            {
+                break;
+            }
         }
     }
 
     /// The error after the attempts ran out: what the record shows now.
-    fn gave_up(&self, core: &Core) -> Error {
+    pub(super) fn gave_up(&self, core: &Core) -> Error {
         match core.table.snapshot(self.id) {
             Ok(now) if now.write_pending() => Error::WriteInProgress { extent: self.id },
             Ok(now) => Error::IllegalTransition {
@@ -173,6 +161,87 @@ impl DeleteOp {
                 change: crate::record::ChangeKind::Delete,
             },
             Err(err) => err,
+        }
+    }
+}
+
+/// The backoff before reservation attempt `attempt` (1-based) retries a
+/// compacting extent.
+pub(super) fn compacting_backoff(attempt: u32) -> u64 {
+    COMPACTING_BACKOFF_US << attempt.saturating_sub(1).min(16)
+}
+
+/// A delete of one extent.
+#[derive(Debug)]
+pub(crate) struct DeleteOp {
+    item: DeleteItem,
+    attempts: u32,
+    /// Reserved (pending) at this snapshot, with this many records journaled;
+    /// waiting for the last one to be durable.
+    proposed: Option<(Snapshot, u32)>,
+}
+
+impl DeleteOp {
+    pub(crate) fn new(id: ExtentId) -> Self {
+        DeleteOp {
+            item: DeleteItem { id },
+            attempts: 0,
+            proposed: None,
+        }
+    }
+
+    fn attempt(&mut self, core: &Core) -> Step<Snapshot> {
+        // Bounded: each pass is one attempt; MAX_ATTEMPTS in all, backoffs included.
+        while self.attempts < MAX_ATTEMPTS {
+            self.attempts += 1;
+            match self.item.reserve(core) {
+                Reserve::Reserved(reserved) => return self.propose(core, reserved, 0),
+                Reserve::Conflict => {}
+                Reserve::Compacting => return Step::Backoff(compacting_backoff(self.attempts)),
+                Reserve::Refused(err) => return Step::Done(Err(err)),
+            }
+        }
+        Step::Done(Err(self.item.gave_up(core)))
+    }
+
+    /// Journals the vacant record that committing the delete on top of `reserved`
+    /// will make.
+    fn propose(&mut self, core: &Core, reserved: Snapshot, proposals: u32) -> Step<Snapshot> {
+        match self.item.propose(&reserved) {
+            Ok(record) => {
+                self.proposed = Some((reserved, proposals + 1));
+                Step::Io(IoRequest::Journal(vec![
+                    self.item.proposal_entry(core, &record),
+                ]))
+            }
+            Err(err) if proposals == 0 => {
+                self.item.release(core);
+                Step::Done(Err(err))
+            }
+            Err(err) => self.unknown(core, err),
+        }
+    }
+
+    /// A record of the delete reached the journal but the delete did not commit.
+    fn unknown(&mut self, core: &Core, cause: Error) -> Step<Snapshot> {
+        self.item.release(core);
+        Step::Done(Err(Error::unknown("delete", self.item.id, cause)))
+    }
+
+    /// The proposed record is durable: commit.
+    fn commit(&mut self, core: &Core, reserved: Snapshot, proposals: u32) -> Step<Snapshot> {
+        match self.item.commit_proposed(core, reserved) {
+            Commit::Done(deleted, _) => Step::Done(Ok(deleted)),
+            Commit::Moved(current) if proposals < MAX_ATTEMPTS => {
+                self.propose(core, current, proposals)
+            }
+            Commit::Moved(current) => self.unknown(
+                core,
+                Error::WriteInProgress {
+                    extent: current.extent(),
+                },
+            ),
+            Commit::Failed(err) => self.unknown(core, err),
         }
     }
 }
@@ -198,7 +267,7 @@ impl Machine for DeleteOp {
             }
             // The journal refused the append: nothing was written.
             (Some(_), IoResult::Done(Err(err))) => {
-                self.release(core);
+                self.item.release(core);
                 Step::Done(Err(err))
             }
             _ => Step::Done(Err(Error::Internal {
@@ -215,7 +284,7 @@ impl Machine for DeleteOp {
     /// location stays referenced (the delete did not commit).
     fn abandon(&mut self, core: &Core) {
         if self.proposed.take().is_some() {
-            self.release(core);
+            self.item.release(core);
         }
     }
 }
@@ -333,6 +402,51 @@ mod tests {
             .unwrap();
         assert_eq!(run(&core, id).unwrap_err().code(), "FPRE015");
         assert_eq!(run(&core, ExtentId(7)).unwrap_err().code(), "FPRE012");
+    }
+
+    /// A batch that deletes an extent being compacted ends what it began,
+    /// backs off, and begins again once the compaction is over; a write of the
+    /// same batch is begun afresh.
+    #[test]
+    fn a_batch_waits_out_a_compaction_of_an_extent_it_deletes() {
+        use crate::protocol::{BatchItem, BatchWriteOp};
+        let core = core();
+        let (id, other) = (ExtentId(8), ExtentId(9));
+        let (s, _) = committed(&core, id);
+        let compacting = (core.table)
+            .transition(id, s.version(), Change::BeginCompact)
+            .unwrap();
+        let mut op = BatchWriteOp::mixed(vec![
+            BatchItem::Write(other, crate::Bytes::from(&b"x"[..]), Tag::EMPTY),
+            BatchItem::Delete(id),
+        ]);
+        assert!(matches!(op.start(&core), Step::Backoff(_)));
+        let other_now = core.table.snapshot(other).unwrap();
+        assert!(!other_now.write_pending(), "the write was ended");
+        assert_eq!(
+            core.allocator.stats(0).unwrap().live_bytes,
+            4096,
+            "and freed"
+        );
+        (core.table)
+            .transition(id, compacting.version(), Change::AbortCompact)
+            .unwrap();
+        let mut step = op.on_backoff(&core);
+        for _ in 0..4 {
+            step = match step {
+                Step::Io(IoRequest::Write(..) | IoRequest::Sync(_) | IoRequest::Journal(_)) => {
+                    op.on_io(&core, IoResult::Done(Ok(())))
+                }
+                other => other,
+            };
+        }
+        match step {
+            Step::Done(Ok(records)) => {
+                assert_eq!(records[0].generation(), 1);
+                assert_eq!(records[1].state(), State::Vacant);
+            }
+            other => panic!("the batch did not finish: {other:?}"),
+        }
     }
 
     #[test]

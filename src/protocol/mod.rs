@@ -23,7 +23,7 @@ mod write_back;
 #[cfg(all(test, loom))]
 mod loom_models;
 
-pub(crate) use batch::BatchWriteOp;
+pub(crate) use batch::{BatchItem, BatchWriteOp};
 pub(crate) use compact::CompactOp;
 pub use compact::CompactOutcome;
 pub(crate) use delete::DeleteOp;

@@ -110,6 +110,11 @@ impl WriteOp {
         }
     }
 
+    /// The extent this write stores.
+    pub(super) fn id(&self) -> ExtentId {
+        self.id
+    }
+
     /// The bytes this write stores.
     pub(super) fn bytes(&self) -> &Bytes {
         &self.bytes

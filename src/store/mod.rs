@@ -5,6 +5,7 @@
 //! ladder (see [`crate::policy`]) and a background scrubber.
 
 mod backup;
+mod batch;
 mod config;
 mod driver;
 mod durable;
@@ -23,6 +24,7 @@ mod tagged;
 mod writing;
 
 pub use backup::Backup;
+pub use batch::Batch;
 pub use config::{MAX_EXTENT_BYTES, StoreConfig, StoreConfigBuilder};
 pub use durable::METADATA_DEVICE;
 pub use latency::{Latency, OpLatencies};
@@ -32,8 +34,8 @@ pub use stats::StoreStats;
 
 use crate::bytes::Bytes;
 use crate::error::{Error, Result};
-use crate::protocol::{BatchWriteOp, CompactOp, CompactOutcome, DeleteOp, Verdict};
-use crate::record::{ExtentId, Snapshot, Tag};
+use crate::protocol::{BatchItem, BatchWriteOp, CompactOp, CompactOutcome, DeleteOp, Verdict};
+use crate::record::{ExtentId, Snapshot, State, Tag};
 use crate::sync::{Arc, AtomicBool, Mutex, Ordering::Relaxed, thread};
 use crossbeam::channel::Sender;
 use prefetch::Prefetcher;
@@ -271,28 +273,32 @@ impl Store {
     /// ```
     pub fn write_batch(&self, items: &[(ExtentId, &[u8])]) -> Result<Vec<Snapshot>> {
         self.check_open()?;
-        self.batch_of(items.iter().map(|&(id, bytes)| (id, bytes, Tag::EMPTY)))
+        let items = (items.iter())
+            .map(|&(id, bytes)| BatchItem::Write(id, Bytes::from(bytes), Tag::EMPTY))
+            .collect();
+        self.batch_of(items)
     }
 
     /// The batch machine over `items`, validated as [`write`](Self::write).
-    pub(super) fn batch_of<'a>(
-        &self,
-        items: impl ExactSizeIterator<Item = (ExtentId, &'a [u8], Tag)> + Clone,
-    ) -> Result<Vec<Snapshot>> {
+    pub(super) fn batch_of(&self, items: Vec<BatchItem>) -> Result<Vec<Snapshot>> {
         let mut seen = std::collections::HashSet::with_capacity(items.len());
-        for (id, bytes, _) in items.clone() {
-            self.check_length(bytes.len())?;
-            if !seen.insert(id) {
-                return Err(Error::DuplicateExtent { extent: id });
+        let mut writes = 0;
+        for item in &items {
+            let id = match item {
+                BatchItem::Write(id, bytes, _) => {
+                    self.check_length(bytes.len())?;
+                    writes += 1;
+                    id
+                }
+                BatchItem::Delete(id) => id,
+            };
+            if !seen.insert(*id) {
+                return Err(Error::DuplicateExtent { extent: *id });
             }
         }
         let counters = &self.shared.counters;
-        counters.writes.add(items.len() as u64);
-        let op = BatchWriteOp::new(
-            items
-                .map(|(id, bytes, tag)| (id, Bytes::from(bytes), tag))
-                .collect(),
-        );
+        counters.writes.add(writes);
+        let op = BatchWriteOp::mixed(items);
         let started = std::time::Instant::now();
         self.shared.make_room();
         let result = self.shared.drive(op, true);
@@ -302,7 +308,9 @@ impl Store {
         let committed = result?.ok_or(Error::Internal {
             what: "a batch write waited on a load",
         })?;
-        counters.write_ok.add(committed.len() as u64);
+        let written = committed.iter().filter(|s| s.state() != State::Vacant);
+        counters.write_ok.add(written.count() as u64);
+        self.trim_if_due();
         Ok(committed)
     }
 

@@ -4,6 +4,7 @@
 use super::Store;
 use crate::bytes::Bytes;
 use crate::error::Result;
+use crate::protocol::BatchItem;
 use crate::record::{ExtentId, Snapshot, Tag};
 
 impl Store {
@@ -74,7 +75,10 @@ impl Store {
     /// ```
     pub fn write_batch_tagged(&self, items: &[(ExtentId, &[u8], Tag)]) -> Result<Vec<Snapshot>> {
         self.check_open()?;
-        self.batch_of(items.iter().copied())
+        let items = (items.iter())
+            .map(|&(id, bytes, tag)| BatchItem::Write(id, Bytes::from(bytes), tag))
+            .collect();
+        self.batch_of(items)
     }
 
     /// The current record of `id` with its tag (see
