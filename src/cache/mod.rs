@@ -28,6 +28,7 @@ mod config;
 mod flight;
 mod ghost;
 mod hasher;
+mod large;
 mod shard;
 mod sketch;
 
@@ -37,7 +38,7 @@ pub use flight::{Flight, FlightOutcome};
 use crate::bytes::Bytes;
 use crate::error::Result;
 use crate::record::ExtentId;
-use crate::sync::{Arc, SpinMutex};
+use crate::sync::{Arc, AtomicU64, SpinMutex};
 use config::Limits;
 use shard::{CacheEntry, Shard};
 
@@ -69,8 +70,9 @@ pub struct CacheStats {
     pub prefetch_wasted: u64,
     /// Entries or loads removed because a newer generation committed.
     pub invalidated: u64,
-    /// Fills never cached because they weigh more than a shard holds
-    /// (`capacity / shards`): use fewer shards or a larger cache for such values.
+    /// Fills never cached because they weigh more than the whole cache
+    /// ([`Cache::max_entry_bytes`]). (A fill heavier than a shard, `capacity /
+    /// shards`, is cached apart: see [`Cache::max_entry_bytes`].)
     pub oversized: u64,
 }
 
@@ -143,6 +145,15 @@ struct Padded(SpinMutex<Shard>);
 /// The generation-tagged, byte-bounded, sharded cache.
 pub struct Cache {
     shards: Box<[Padded]>,
+    /// Entries heavier than a shard (`large`), up to the whole capacity.
+    large: Padded,
+    large_limits: Limits,
+    /// Bytes the large entries hold; each shard lends `ceil(large_used /
+    /// shards)` of its room to them.
+    large_used: AtomicU64,
+    /// Mutant (loom models): an invalidation leaves the large shard alone.
+    /// The large-entry models must catch it.
+    pub(crate) mutant_skip_large_invalidation: bool,
     limits: Limits,
     weigher: Option<Weigher>,
     on_evict: Option<EvictionListener>,
@@ -198,6 +209,10 @@ impl Cache {
                 .map(|_| Padded(SpinMutex::new(Shard::default())))
                 .collect(),
             limits: Limits::new(capacity_bytes / shards as u64, &policy),
+            large: Padded(SpinMutex::new(Shard::default())),
+            large_limits: Limits::new(capacity_bytes, &policy),
+            large_used: AtomicU64::new(0),
+            mutant_skip_large_invalidation: false,
             weigher: None,
             on_evict: None,
         }
@@ -212,14 +227,18 @@ impl Cache {
     /// This cache, calling `listener` with every entry it evicts for space.
     pub fn with_eviction_listener(mut self, listener: EvictionListener) -> Self {
         self.limits.report_evictions = true;
+        self.large_limits.report_evictions = true;
         self.on_evict = Some(listener);
         self
     }
 
-    /// The heaviest entry a shard can hold (`capacity / shards`, overhead
-    /// included): heavier fills are counted in [`CacheStats::oversized`].
+    /// The heaviest entry the cache holds: its whole capacity, overhead
+    /// included; heavier fills are counted in [`CacheStats::oversized`]. An
+    /// entry heavier than a shard (`capacity / shards`) is kept apart, with room
+    /// every shard lends it, so the cache as a whole stays within its capacity
+    /// (`cache::large`).
     pub fn max_entry_bytes(&self) -> u64 {
-        self.limits.capacity
+        self.large_limits.capacity
     }
 
     #[inline]
@@ -253,14 +272,17 @@ impl Cache {
             guard.stats.hits += 1;
             return Lookup::Hit(bytes);
         }
-        Self::miss(&mut guard, id, generation, priority)
+        self.miss(&mut guard, id, generation, priority)
     }
 
     /// The miss path of [`lookup`](Self::lookup), kept out of line so the hit path
     /// stays small.
     #[cold]
     #[inline(never)]
-    fn miss(shard: &mut Shard, id: ExtentId, generation: u64, priority: Priority) -> Lookup {
+    fn miss(&self, shard: &mut Shard, id: ExtentId, generation: u64, priority: Priority) -> Lookup {
+        if let Some(found) = self.large_lookup(id, generation, priority) {
+            return found;
+        }
         shard.stats.misses += 1;
         match shard.map.get_mut(&id) {
             Some(CacheEntry::Ready(entry)) if entry.generation > generation => {
@@ -334,6 +356,7 @@ impl Cache {
             }
             _ => (false, false),
         };
+        let mut large_evicted = None;
         let outcome = match result {
             Err(err) => FlightOutcome::Failed(err),
             Ok(bytes) if ours && still_current() => {
@@ -348,14 +371,22 @@ impl Cache {
                     }
                     None => shard::weight(&bytes),
                 };
-                shard.insert(
-                    token.id,
-                    token.generation,
-                    bytes.clone(),
-                    w,
-                    priority,
-                    &self.limits,
-                );
+                if w > self.limits.capacity {
+                    shard.remove(token.id);
+                    let (id, generation) = (token.id, token.generation);
+                    let out = self.insert_large(id, generation, bytes.clone(), w, priority);
+                    large_evicted = Some(out);
+                } else {
+                    shard.borrowed = self.borrowed();
+                    shard.insert(
+                        token.id,
+                        token.generation,
+                        bytes.clone(),
+                        w,
+                        priority,
+                        &self.limits,
+                    );
+                }
                 FlightOutcome::Ready(bytes)
             }
             Ok(_) => {
@@ -366,8 +397,13 @@ impl Cache {
         if ours && !matches!(outcome, FlightOutcome::Ready(_)) {
             shard.remove(token.id);
         }
-        let evicted = std::mem::take(&mut shard.evicted_out);
+        let mut evicted = std::mem::take(&mut shard.evicted_out);
         drop(shard);
+        if let Some(mut large) = large_evicted {
+            // After the shard lock: `lend` takes every shard's.
+            evicted.append(&mut large);
+            evicted.append(&mut self.lend());
+        }
         if let Some(listener) = &self.on_evict {
             for e in &evicted {
                 let call = std::panic::AssertUnwindSafe(|| listener(e));
@@ -406,6 +442,9 @@ impl Cache {
             shard.remove(id);
             shard.stats.invalidated += 1;
         }
+        if !self.mutant_skip_large_invalidation {
+            self.invalidate_large(id, current_generation);
+        }
     }
 
     /// Removes `id`'s entry if it holds `generation` (a copy found corrupt).
@@ -416,7 +455,7 @@ impl Cache {
         if matches {
             shard.remove(id);
         }
-        matches
+        matches || self.remove_large(id, generation)
     }
 
     /// Whether `id`'s `generation` is cached (`Some(true)`), being loaded
@@ -424,35 +463,40 @@ impl Cache {
     /// touching its place in the eviction order: what a prefetch hint checks
     /// before it asks a worker for a load that would find it there.
     pub fn holds(&self, id: ExtentId, generation: u64) -> Option<bool> {
-        match self.shard(id).lock().map.get(&id) {
+        let shard = self.shard(id).lock();
+        match shard.map.get(&id) {
             Some(CacheEntry::Ready(e)) if e.generation == generation => Some(true),
             Some(CacheEntry::Loading {
                 generation: g,
                 flight,
                 ..
             }) if *g == generation && !flight.is_done() => Some(false),
-            _ => None,
+            _ => self
+                .peek_large(id)
+                .and_then(|(g, _)| (g == generation).then_some(true)),
         }
     }
 
     /// The cached bytes of `id`, whatever their generation, without hit credit: for
     /// serving a quarantined extent from a copy the caller then verifies.
     pub fn peek(&self, id: ExtentId) -> Option<(u64, Bytes)> {
-        match self.shard(id).lock().map.get(&id) {
+        let shard = self.shard(id).lock();
+        match shard.map.get(&id) {
             Some(CacheEntry::Ready(e)) => Some((e.generation, e.bytes.clone())),
-            _ => None,
+            _ => self.peek_large(id),
         }
     }
 
     /// Bytes held now (payload plus overhead).
     pub fn used_bytes(&self) -> u64 {
-        self.shards.iter().map(|s| s.0.lock().used()).sum()
+        let regular: u64 = self.shards.iter().map(|s| s.0.lock().used()).sum();
+        regular + self.large.0.lock().used()
     }
 
     /// Counters summed over all shards.
     pub fn stats(&self) -> CacheStats {
         let mut total = CacheStats::default();
-        for shard in self.shards.iter() {
+        for shard in self.shards.iter().chain(std::iter::once(&self.large)) {
             total.add(&shard.0.lock().stats);
         }
         total

@@ -102,6 +102,10 @@ pub(crate) struct Shard {
     /// while an eviction listener is installed (`Limits::report_evictions`); the
     /// cache calls the listener after releasing the shard lock.
     pub(crate) evicted_out: Vec<super::Evicted>,
+    /// Bytes of this shard's capacity lent to the cache's large entries (see
+    /// `cache::large`): its own entries are evicted down to `capacity -
+    /// borrowed`. Set by the cache under the shard lock before an insert.
+    pub(crate) borrowed: u64,
 }
 
 /// The default weight: payload plus the per-entry overhead.
@@ -148,8 +152,9 @@ impl Shard {
         limits: &Limits,
     ) {
         if w > limits.capacity {
-            // Heavier than the whole shard: never cached, and counted so that the
-            // configuration can be fixed (fewer shards, a larger cache).
+            // Heavier than the whole shard (the cache sends fills heavier than a
+            // regular shard to its large shard, whose capacity is the cache's):
+            // never cached, and counted so that the capacity can be fixed.
             self.stats.oversized += 1;
             self.remove(id);
             return;
@@ -196,7 +201,20 @@ impl Shard {
         self.used += w;
         self.stats.inserted += 1;
         // Bounded: each pass either frees an entry or the shard is empty.
-        while self.used > limits.capacity && self.evict_one(limits, priority) {}
+        while self.used > self.room(limits) && self.evict_one(limits, priority) {}
+        self.compact_queues();
+    }
+
+    /// The bytes this shard may hold now: its capacity less what it lent.
+    fn room(&self, limits: &Limits) -> u64 {
+        limits.capacity.saturating_sub(self.borrowed)
+    }
+
+    /// Evicts down to the room left after lending `borrowed` bytes (bounded:
+    /// each pass frees an entry or the shard is empty).
+    pub(crate) fn lend(&mut self, borrowed: u64, limits: &Limits) {
+        self.borrowed = borrowed;
+        while self.used > self.room(limits) && self.evict_one(limits, Priority::Demand) {}
         self.compact_queues();
     }
 

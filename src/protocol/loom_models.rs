@@ -43,6 +43,12 @@ struct World {
 }
 
 fn world(cache_bytes: u64, device_blocks: u64) -> Arc<World> {
+    world_sharded(cache_bytes, 1, device_blocks)
+}
+
+/// A world whose cache has `shards` shards (a value heavier than
+/// `cache_bytes / shards` goes to the large shard).
+fn world_sharded(cache_bytes: u64, shards: usize, device_blocks: u64) -> Arc<World> {
     let config = TableConfig::builder()
         .max_extents(4)
         .segment_len(4)
@@ -51,7 +57,7 @@ fn world(cache_bytes: u64, device_blocks: u64) -> Arc<World> {
     Arc::new(World {
         core: Core {
             table: ExtentTable::new(config),
-            cache: Cache::new(cache_bytes, 1),
+            cache: Cache::new(cache_bytes, shards),
             allocator: Allocator::new(1, device_blocks * 4096, 4096),
             reclaimer: Reclaimer::new(),
             health: Health::new(1, 10, 600_000),
@@ -180,6 +186,70 @@ fn generation_tagged_cache_fill_racing_write_commit() {
             (A, 2),
             "stale after the write returned"
         );
+    });
+}
+
+/// Invariant 4 for a value heavier than a shard (it lives in the large shard,
+/// checked under the regular shard's lock): a fill racing a write commit is
+/// neither served stale nor kept.
+fn large_entry_fill_racing_write_commit(skip_large_invalidation: bool) {
+    model(move || {
+        // Two shards of 100 bytes; a 16-byte value weighs 112 with its overhead.
+        let mut w = world_sharded(200, 2, 8);
+        Arc::get_mut(&mut w)
+            .expect("not shared yet")
+            .core
+            .cache
+            .mutant_skip_large_invalidation = skip_large_invalidation;
+        w.write(A, 1).expect("setup write");
+        let reader = {
+            let w = w.clone();
+            thread::spawn(move || w.read(A))
+        };
+        w.write(A, 2).expect("write gen 2");
+        let got = reader.join().expect("reader");
+        let (id, generation) = decode(&got.expect("read succeeds"));
+        assert_eq!(id, A);
+        assert!(generation == 1 || generation == 2);
+        if let Some((g, bytes)) = w.core.cache.peek(A) {
+            assert_eq!(g, 2, "a generation-1 fill was kept after the commit");
+            assert_eq!(decode(&bytes), (A, 2));
+        }
+        assert_eq!(decode(&w.read(A).expect("read")), (A, 2));
+        assert!(w.core.cache.used_bytes() <= 200, "within the capacity");
+    });
+}
+
+#[test]
+fn generation_tagged_large_entry_fill_racing_write_commit() {
+    large_entry_fill_racing_write_commit(false);
+}
+
+/// The mutant's invalidation leaves the large shard alone: a generation-1 fill
+/// that completed before the commit stays.
+#[test]
+#[should_panic(expected = "a generation-1 fill was kept after the commit")]
+fn mutant_large_entry_kept_past_its_invalidation_is_caught() {
+    large_entry_fill_racing_write_commit(true);
+}
+
+/// Single flight and the hit for a large value: two racing reads make one
+/// load, and a third read is served from the large shard.
+#[test]
+fn generation_tagged_large_entry_two_fills_one_load() {
+    model(|| {
+        let w = world_sharded(200, 2, 8);
+        w.write(A, 1).expect("setup write");
+        let other = {
+            let w = w.clone();
+            thread::spawn(move || w.read(A))
+        };
+        let mine = w.read(A).expect("read");
+        let theirs = other.join().expect("reader").expect("read");
+        assert_eq!((decode(&mine), decode(&theirs)), ((A, 1), (A, 1)));
+        assert_eq!(w.media_reads.load(SeqCst), 1, "exactly one load");
+        assert_eq!(decode(&w.read(A).expect("hit")), (A, 1));
+        assert_eq!(w.media_reads.load(SeqCst), 1, "served from the cache");
     });
 }
 

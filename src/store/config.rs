@@ -162,7 +162,10 @@ impl StoreConfigBuilder {
         cache_bytes: u64
     );
     setter!(
-        /// Cache shards. Bound: 1 ..= 1 024 (rounded up to a power of two).
+        /// Cache shards. A value heavier than `cache_bytes / cache_shards` is
+        /// cached apart, with room every shard lends it, so values up to
+        /// `cache_bytes` are cached (see [`Cache::max_entry_bytes`](crate::Cache::max_entry_bytes)).
+        /// Bound: 1 ..= 1 024 (rounded up to a power of two).
         cache_shards: usize
     );
     setter!(
