@@ -21,7 +21,7 @@ mod common;
 use common::fault_fs::{
     self, Cut, FaultFs, Faults, Hook, Rng, SyncFault, SyncVerdict, Target, WriteFault, is_device,
 };
-use common::{decode, files, refused, value};
+use common::{decode, files, refused, value, wait_until};
 use extentmeta::store::METADATA_DEVICE;
 use extentmeta::store::StoreConfigBuilder;
 use extentmeta::{Error, ExtentId, Snapshot, Store, StoreConfig};
@@ -852,6 +852,8 @@ fn a_rotated_journal_whose_successor_is_missing_is_fpre023_and_changes_nothing()
             n += 1;
             assert!(n < 1000, "no rotation");
         }
+        // The checkpointer writes the rotation's checkpoint in the background.
+        wait_until(|| fs.fired().is_some());
         assert!(fs.fired().is_some_and(|f| f.contains("checkpoint-")));
         for id in 0..3 {
             put(&store, &mut model, id, 100);

@@ -17,7 +17,7 @@
 mod common;
 
 use common::fault_fs::{FaultFs, Faults};
-use common::{decode, value};
+use common::{decode, value, wait_until};
 use extentmeta::fs::Fs;
 use extentmeta::{ExtentId, Store, StoreConfig};
 use std::collections::HashMap;
@@ -92,6 +92,10 @@ fn full_disk_then_reclamation(config: StoreConfig, keep_one_in: u64) {
     let mut model: HashMap<u64, Option<u64>> = HashMap::new();
     let mut full = None;
     for id in 0..1_000 {
+        // A rotation's checkpoint runs in the background and frees journal
+        // space when it ends: let it end, so that the disk is full when the
+        // loop stops and stays full.
+        wait_until(|| !store.stats().checkpoint_pending);
         match put(&store, id, 1) {
             Ok(()) => {
                 model.insert(id, Some(1));
@@ -129,11 +133,21 @@ fn full_disk_then_reclamation(config: StoreConfig, keep_one_in: u64) {
         store.stats().journal_number > rotations,
         "the deletes crossed a rotation on the full disk"
     );
+    // The rotation's checkpoint, in the background, removes the journals it
+    // replaces: their space is what the reserve is made again from.
+    wait_until(|| !store.stats().checkpoint_pending);
     assert!(store.reclaim_space().unwrap() > 0 || fs.used_bytes() < 1 << 20);
     // Writes succeed again, without a reopen: into the freed space, and the
     // reserve was made again first.
     for id in deleted.take(5) {
-        put(&store, id, 2).unwrap();
+        // A write may still find the disk full while a rotation's checkpoint
+        // (in the background) has yet to remove the journals it replaces:
+        // retryable, and it succeeds once the checkpoint ended.
+        if let Err(e) = put(&store, id, 2) {
+            assert_eq!(e.code(), "FPRE029", "{e}");
+            wait_until(|| !store.stats().checkpoint_pending);
+            put(&store, id, 2).unwrap();
+        }
         model.insert(id, Some(2));
     }
     for (&id, &generation) in &model {

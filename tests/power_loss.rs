@@ -226,6 +226,8 @@ fn expect_fault_error(fs: &Disk<'_>, what: &str, err: &Error, fired_before: bool
         "{what}: unexpected error {err} (fault: {:?})",
         fs.fired()
     );
+    // After the journal failed: refused, or unknown if a checkpoint running
+    // beside the operation read its record before the refusal.
     if fired_before && journal_failed(fs) && !fs.is_cut() {
         assert!(
             matches!(
@@ -233,7 +235,7 @@ fn expect_fault_error(fs: &Disk<'_>, what: &str, err: &Error, fired_before: bool
                 Error::Io {
                     device: METADATA_DEVICE,
                     ..
-                }
+                } | Error::OutcomeUnknown { .. }
             ),
             "{what} after the journal failed: {err}"
         );
@@ -278,6 +280,15 @@ fn workload(
             return; // the power is gone
         }
         let fired_before = fs.fired().is_some();
+        // A write whose data travels in its journal record (inline) syncs no
+        // device: it may be acknowledged on a device whose failed sync (the
+        // checkpointer's, running beside the workload) the store has not yet
+        // marked when the write placed its data; recovery writes such data
+        // back from the journal. Once marked, no write is placed there.
+        let degraded_before = store.stats().devices_degraded;
+        let checked = |device: u16, len: usize| {
+            (len > INLINE_MAX as usize || degraded_before.contains(&device)).then_some(device)
+        };
         let id = rng.below(24);
         match rng.below(10) {
             0..=4 => {
@@ -286,12 +297,8 @@ fn workload(
                 let what = format!("write of extent {id} gen {generation}");
                 match store.write_tagged(ExtentId(id), &bytes, tag(ExtentId(id), generation)) {
                     Ok(snap) => {
-                        expect_allowed_success(
-                            fs,
-                            &what,
-                            Some(snap.location().device),
-                            fired_before,
-                        );
+                        let device = checked(snap.location().device, bytes.len());
+                        expect_allowed_success(fs, &what, device, fired_before);
                         model.ack(id, Some(generation));
                         coverage.acked += 1;
                         coverage.acked_inline += u64::from(bytes.len() <= INLINE_MAX as usize);
@@ -347,6 +354,7 @@ fn workload(
                             assert_eq!(snap.extent(), ExtentId(*id));
                             assert_eq!(snap.is_readable(), write.is_some());
                             // A delete writes no device: only the journal can forbid it.
+                            // A batch syncs every device it wrote: never inline.
                             let device = write.as_ref().map(|_| snap.location().device);
                             expect_allowed_success(fs, &what, device, fired_before);
                             model.ack(*id, content(write));

@@ -90,6 +90,8 @@ pub(crate) struct WriterStats {
     pub(crate) number: u64,
     /// Times the metadata reserve was released on a full disk.
     pub(crate) reserve_releases: u64,
+    /// A rotation's checkpoint is under way.
+    pub(crate) rotating: bool,
 }
 
 /// The journal writer of one open store (see the module docs).
@@ -303,6 +305,19 @@ impl Writer {
         (self.buf_commits, self.last_group)
     }
 
+    /// Whether group commits wait for the rotation's checkpoint: the active
+    /// journal reached twice its bound while the checkpoint that would retire
+    /// the journals before it runs. So recovery replays at most about
+    /// `max_bytes` of old journals and `2 × max_bytes` of the active one,
+    /// however slow a checkpoint is (a checkpoint of the whole table runs in the
+    /// background, about 0.5 s per million extents, while writes go on).
+    /// Only once the switch is done: a switch still to run (again, behind the
+    /// reserve's release) is never held back.
+    pub(crate) fn held_back(&self) -> bool {
+        let switching = (self.in_flight.as_ref()).is_some_and(|f| f.switch_to.is_some());
+        self.rotating && !switching && self.len >= self.max_bytes.saturating_mul(2)
+    }
+
     /// The sequence number the next appended entry gets.
     pub(crate) fn next_seq(&self) -> u64 {
         self.next_seq
@@ -340,6 +355,9 @@ impl Writer {
             return Some(flight.ops.clone());
         }
         if self.in_flight.is_some() || self.failed.is_some() || self.closed {
+            return None;
+        }
+        if self.held_back() {
             return None;
         }
         if self.len > self.max_bytes && !self.rotating {
@@ -517,6 +535,7 @@ impl Writer {
         WriterStats {
             bytes: self.len,
             number: self.number,
+            rotating: self.rotating,
             ..self.stats
         }
     }
@@ -622,6 +641,39 @@ mod tests {
         assert_eq!(w.stats().number, 5);
         assert_eq!(w.checkpoint_done(&[], Ok(())), None);
         assert!(!w.rotating());
+    }
+
+    /// While a rotation's checkpoint runs, group commits go on in the new
+    /// journal until it reaches twice its bound; then they wait for the
+    /// checkpoint, and go on once it ends.
+    #[test]
+    fn group_commits_wait_for_a_slow_checkpoint_at_twice_the_bound() {
+        let mut w = Writer::new(1, 100, 4, HEADER_LEN as u64, 0);
+        w.append(&[put(1, 1), put(2, 1)]).unwrap();
+        w.next_write().unwrap();
+        w.complete(Ok(()));
+        w.append(&[put(3, 1)]).unwrap();
+        w.next_write().unwrap();
+        assert_eq!(w.complete(Ok(())), Some(5), "switched; checkpointing");
+        let mut commits = 0;
+        while !w.held_back() {
+            w.append(&[put(4, commits + 1)]).unwrap();
+            w.next_write()
+                .expect("a group commit while the checkpoint runs");
+            w.complete(Ok(()));
+            commits += 1;
+            assert!(commits < 100, "never held back");
+        }
+        assert!(commits > 1 && w.stats().bytes >= 200);
+        let t = w.append(&[put(5, 1)]).unwrap();
+        assert!(w.next_write().is_none(), "held back");
+        assert_eq!(w.status(t, ExtentId(5)), None);
+        assert_eq!(w.checkpoint_done(&[], Ok(())), None);
+        assert!(!w.held_back());
+        assert!(
+            w.next_write().is_some(),
+            "the next write goes (a new switch)"
+        );
     }
 
     fn disk_full() -> Error {

@@ -279,11 +279,12 @@ impl BatchWriteOp {
         // one: unknown whatever this round's failure.
         let unknown = round > 0 || matches!(err, Error::OutcomeUnknown { .. });
         for i in std::mem::take(&mut self.proposed) {
-            if unknown {
+            // A refused record that a checkpoint's image read may be durable
+            // there: unknown too.
+            if unknown || core.proposals.withdraw(self.begun[i].0.extent()) {
                 self.unknown(core, i, err.clone());
             } else {
-                let (expected, location) = self.begun[i];
-                core.proposals.remove(expected.extent());
+                let (_, location) = self.begun[i];
                 self.ops[i].abort(core, location);
                 self.failed.get_or_insert(err.clone());
             }

@@ -265,6 +265,11 @@ impl Machine for DeleteOp {
             (Some((_, proposals)), IoResult::Done(Err(err))) if proposals > 1 => {
                 self.unknown(core, err)
             }
+            // The journal refused the append, but a checkpoint's image read the
+            // proposal first: it may be durable there.
+            (Some(_), IoResult::Done(Err(err))) if core.proposals.withdraw(self.item.id) => {
+                self.unknown(core, err)
+            }
             // The journal refused the append: nothing was written.
             (Some(_), IoResult::Done(Err(err))) => {
                 self.item.release(core);

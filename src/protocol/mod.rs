@@ -189,7 +189,8 @@ impl Overlaps {
 /// exclusive); bounded by the writes and deletes in flight.
 #[derive(Debug)]
 pub(crate) struct Proposals {
-    records: Mutex<HashMap<u64, Entry>>,
+    /// Per extent: the proposal, and whether an image has read it.
+    records: Mutex<HashMap<u64, (Entry, bool)>>,
 }
 
 impl Default for Proposals {
@@ -204,9 +205,11 @@ impl Proposals {
     /// `record`, tagged `tag`, is on its way to the journal (replacing an
     /// earlier proposal of the same extent).
     pub(crate) fn insert(&self, record: &Snapshot, tag: Tag) {
-        self.records
-            .lock()
-            .insert(record.extent().0, Entry::propose(record, tag));
+        let mut records = self.records.lock();
+        let read = records
+            .get(&record.extent().0)
+            .is_some_and(|(_, read)| *read);
+        records.insert(record.extent().0, (Entry::propose(record, tag), read));
     }
 
     /// `id`'s proposal committed in the table, or will not commit.
@@ -214,8 +217,26 @@ impl Proposals {
         self.records.lock().remove(&id.0);
     }
 
+    /// Removes `id`'s proposal, which the journal refused: whether an image
+    /// read it first. If one did, a checkpoint may hold the record although the
+    /// journal never did (a checkpoint runs beside the operations), so the
+    /// operation's outcome is unknown, not certainly nothing.
+    pub(crate) fn withdraw(&self, id: ExtentId) -> bool {
+        self.records
+            .lock()
+            .remove(&id.0)
+            .is_some_and(|(_, read)| read)
+    }
+
+    /// Every proposal, each marked read.
     fn entries(&self) -> Vec<Entry> {
-        self.records.lock().values().cloned().collect()
+        let mut records = self.records.lock();
+        (records.values_mut())
+            .map(|(entry, read)| {
+                *read = true;
+                entry.clone()
+            })
+            .collect()
     }
 }
 

@@ -548,9 +548,13 @@ impl WriteOp {
             (Phase::Proposed { proposals, .. }, Err(err)) if proposals > 1 => {
                 self.unknown(core, err)
             }
+            // Refused, but a checkpoint's image read the proposal first: it
+            // may be durable there.
+            (Phase::Proposed { .. }, Err(err)) if core.proposals.withdraw(self.id) => {
+                self.unknown(core, err)
+            }
             (Phase::Proposed { location, .. }, Err(err)) => {
                 self.phase = Phase::Finished;
-                core.proposals.remove(self.id);
                 self.abort(core, location);
                 Step::Done(Err(err))
             }

@@ -272,6 +272,9 @@ impl EmulatedJournal {
                         let delay = retry.first().map_or(0, |op| self.latency(op));
                         self.checkpoint = Some(Task::new(retry));
                         fx.schedule.push((Lane::Checkpoint, delay));
+                    } else {
+                        // The rotation ended: group commits it held back go on.
+                        self.start_commit(&mut fx);
                     }
                 }
             }
@@ -305,6 +308,8 @@ impl EmulatedJournal {
             Lane::Checkpoint => {
                 self.writer.checkpoint_done(&task.plan, Ok(()));
                 self.checkpoints += 1;
+                // Group commits the rotation held back (`Writer::held_back`).
+                self.start_commit(&mut fx);
             }
             Lane::Journal => {
                 self.syncs += 1;

@@ -354,8 +354,8 @@ impl Shared {
         }
     }
 
-    /// Makes `entries` durable (no-op in memory); a rotation due meanwhile
-    /// checkpoints the live image.
+    /// Makes `entries` durable (no-op in memory); a rotation due meanwhile is
+    /// handed to the checkpointer.
     fn journal_commit(&self, entries: &[crate::journal::Entry]) -> Result<()> {
         let Some(journal) = &self.journal else {
             return Ok(());
@@ -367,7 +367,6 @@ impl Shared {
             || self.arrive_at_journal(),
             // Relaxed: a hint for how long the leader waits, never for correctness.
             || self.approaching_journal.load(Ordering::Relaxed) > 0,
-            self,
         );
         // The commit may have released the metadata reserve (a full disk).
         self.core.set_space_low(journal.space_low());
@@ -394,7 +393,6 @@ impl Shared {
                 crate::journal::Entry::first_extent(entries),
                 // Relaxed: as in `journal_commit`.
                 || self.approaching_journal.load(Ordering::Relaxed) > 0,
-                self,
             )
         });
         self.core.set_space_low(journal.space_low());
@@ -437,7 +435,7 @@ impl Shared {
         if let Some(entry) = self.core.charge_device_error(location, now_ms)
             && let Some(journal) = &self.journal
         {
-            let _ = journal.commit(&[entry], self);
+            let _ = journal.commit(&[entry]);
         }
     }
 }

@@ -16,9 +16,13 @@
 //! # Rotation
 //!
 //! When the writer's next plan is the switch to a new journal, the leader that ran
-//! it then writes the checkpoint of the live state (taken after the switch, so it
-//! holds every record of the journals it replaces, proposals included: see
-//! `Core::image`) outside the lock, while group commits go on in the new journal.
+//! it hands the checkpoint to the checkpointer thread (`checkpointer`), which
+//! writes the checkpoint of the live state (taken after the switch, so it holds
+//! every record of the journals it replaces, proposals included: see
+//! `Core::image`) outside the lock, while group commits go on in the new
+//! journal. No operation waits for a checkpoint of the whole table (about 0.5 s
+//! per million extents), unless the new journal reaches twice its bound first
+//! (`Writer::held_back`).
 
 use crate::backend::{Backend, DeviceFiles};
 use crate::error::{Error, Result};
@@ -36,6 +40,7 @@ use std::time::{Duration, Instant};
 
 pub use crate::journal::METADATA_DEVICE;
 
+mod checkpointer;
 mod flusher;
 
 /// Runs plans against a directory of an [`Fs`], keeping files open by name.
@@ -208,12 +213,13 @@ pub(crate) struct Journal {
     flush_wanted: AtomicBool,
     /// The flusher is to return (under the writer's lock).
     flusher_stop: AtomicBool,
-    /// A checkpoint a group commit of the flusher's made due (0: none), for the
-    /// next committer or `close` to write: run in the flusher, a rotation's
-    /// device syncs and file removals would race the calls of the engine's
-    /// own threads, while a committer runs it before its call returns, as
-    /// before there was a flusher.
+    /// A checkpoint a rotation made due (0: none), for the checkpointer
+    /// (`checkpoint_loop`) or, if it has stopped, `close` to write.
     handed_over: AtomicU64,
+    /// Wakes the checkpointer.
+    checkpoint_cond: Condvar,
+    /// The checkpointer is to return (under the writer's lock).
+    checkpointer_stop: AtomicBool,
 }
 
 /// Journal counters for [`StoreStats`](crate::StoreStats).
@@ -237,6 +243,8 @@ impl Journal {
             flush_wanted: AtomicBool::new(false),
             flusher_stop: AtomicBool::new(false),
             handed_over: AtomicU64::new(0),
+            checkpoint_cond: Condvar::new(),
+            checkpointer_stop: AtomicBool::new(false),
             lock: Mutex::new(lock),
         }
     }
@@ -247,7 +255,7 @@ impl Journal {
     }
 
     /// Appends `entries` and returns once they are durable (group commit); a
-    /// rotation due meanwhile checkpoints `live`'s image.
+    /// rotation due meanwhile is handed to the checkpointer.
     ///
     /// # Errors
     ///
@@ -255,8 +263,8 @@ impl Journal {
     /// the entries failed, the journal's failure ([`Error::Io`], device
     /// [`METADATA_DEVICE`]) if it had failed before they were written,
     /// [`Error::Shutdown`] once closed.
-    pub(crate) fn commit(&self, entries: &[Entry], live: &dyn Live) -> Result<()> {
-        self.commit_with(entries, || {}, || false, live)
+    pub(crate) fn commit(&self, entries: &[Entry]) -> Result<()> {
+        self.commit_with(entries, || {}, || false)
     }
 
     /// [`commit`](Self::commit): `arrived` runs once the entries are appended (under
@@ -267,10 +275,9 @@ impl Journal {
         entries: &[Entry],
         arrived: impl FnOnce(),
         more: impl Fn() -> bool,
-        live: &dyn Live,
     ) -> Result<()> {
         let target = self.append(entries, arrived)?;
-        self.wait(target, Entry::first_extent(entries), more, live)
+        self.wait(target, Entry::first_extent(entries), more)
     }
 
     /// Appends `entries` to the group being gathered, without waiting: the
@@ -301,7 +308,6 @@ impl Journal {
         target: u64,
         extent: crate::record::ExtentId,
         more: impl Fn() -> bool,
-        live: &dyn Live,
     ) -> Result<()> {
         let mut g = self.writer.lock();
         // Bounded: every pass returns, waits for the write in flight (which makes
@@ -309,11 +315,10 @@ impl Journal {
         // or leads one write.
         loop {
             if let Some(result) = g.status(target, extent) {
-                drop(g);
-                self.take_over(live);
                 return result;
             }
-            if g.in_flight() {
+            // A rotation holding group commits back ends with a wake-up.
+            if g.in_flight() || g.held_back() {
                 g = self.cond.wait(g);
                 continue;
             }
@@ -338,15 +343,15 @@ impl Journal {
                 },
                 STRAGGLER_WAIT,
             );
-            g = self.write_group(self.writer.lock(), live, true);
+            g = self.write_group(self.writer.lock());
         }
     }
 
-    /// Writes the checkpoint the flusher handed over, if any.
+    /// Writes the checkpoint a rotation handed over, if any.
     fn take_over(&self, live: &dyn Live) {
-        // Relaxed: a swap, so that one committer takes it; the writer's lock
-        // (held by the flusher when it stored it, and by every caller's
-        // `status` read before this) orders it with the rotation's state.
+        // Relaxed: a swap, so that one caller takes it; the writer's lock
+        // (held when it was stored, and by every caller before this) orders it
+        // with the rotation's state.
         let number = self.handed_over.swap(0, Ordering::Relaxed);
         if number > 0 {
             self.checkpoint(number, live);
@@ -354,14 +359,11 @@ impl Journal {
     }
 
     /// Takes the next write (none: the waiters learn why from the status), runs
-    /// it without the lock, completes it and wakes the waiters, then runs the
-    /// checkpoint a rotation asks for (a committer, `foreground`), or hands it
-    /// over to the next one (the flusher).
+    /// it without the lock, completes it and wakes the waiters, then hands the
+    /// checkpoint a rotation asks for to the checkpointer.
     pub(super) fn write_group<'a>(
         &'a self,
         mut g: crate::sync::MutexGuard<'a, Writer>,
-        live: &dyn Live,
-        foreground: bool,
     ) -> crate::sync::MutexGuard<'a, Writer> {
         let Some(ops) = g.next_write() else {
             self.cond.notify_all();
@@ -386,15 +388,10 @@ impl Journal {
         if self.flush_wanted.load(Ordering::Relaxed) {
             self.flush_cond.notify_all();
         }
-        match checkpoint {
-            Some(number) if foreground => {
-                drop(g);
-                self.checkpoint(number, live);
-                g = self.writer.lock();
-            }
+        if let Some(number) = checkpoint {
             // Relaxed: under the writer's lock (see `handed_over`).
-            Some(number) => self.handed_over.store(number, Ordering::Relaxed),
-            None => {}
+            self.handed_over.store(number, Ordering::Relaxed);
+            self.checkpoint_cond.notify_all();
         }
         g
     }
@@ -403,6 +400,19 @@ impl Journal {
     fn checkpoint(&self, number: u64, live: &dyn Live) {
         #[cfg(feature = "tracing")]
         let _span = tracing::info_span!("extentmeta.journal.rotate").entered();
+        // A journal that failed is never checkpointed: the live state may hold
+        // what it never made durable, and only a reopen decides that. The
+        // rotation ends; the old checkpoint and the journals since stay.
+        if self.failure().is_some() {
+            // Not a full disk: the writer then plans no retry.
+            let ended = Err(Error::Internal {
+                what: "the journal failed",
+            });
+            let retry = self.writer.lock().checkpoint_done(&[], ended);
+            debug_assert!(retry.is_none());
+            self.cond.notify_all();
+            return;
+        }
         let image = live.image();
         let names = (self.dir.fs.list(&self.dir.path)).map_err(|e| io_error("list", &e));
         let mut ops = match &names {

@@ -294,9 +294,25 @@ impl Store {
             }
             _ => None,
         };
+        let checkpointer = match &shared.journal {
+            Some(_) => {
+                let s = Arc::clone(&shared);
+                let handle = thread::Builder::new()
+                    .name("extentmeta-checkpoint".into())
+                    .spawn(move || {
+                        if let Some(journal) = &s.journal {
+                            journal.checkpoint_loop(&*s);
+                        }
+                    })
+                    .map_err(|e| Error::io(0, "spawn", &e))?;
+                Some(handle)
+            }
+            None => None,
+        };
         Ok(Store {
             shared,
             flusher: Mutex::new(flusher),
+            checkpointer: Mutex::new(checkpointer),
             readahead: Mutex::new(Readahead::new(
                 config.readahead_min_bytes,
                 config.readahead_max_bytes,
@@ -368,6 +384,17 @@ impl Store {
         {
             first.get_or_insert(Error::Internal {
                 what: "the journal flusher panicked",
+            });
+        }
+        if let Some(journal) = &self.shared.journal {
+            journal.stop_checkpointer();
+        }
+        let checkpointer = self.checkpointer.lock().take();
+        if let Some(handle) = checkpointer
+            && handle.join().is_err()
+        {
+            first.get_or_insert(Error::Internal {
+                what: "the checkpointer panicked",
             });
         }
         if let Some(err) = self.shared.journal.as_ref().and_then(|j| j.failure()) {

@@ -95,6 +95,8 @@ pub struct Store {
     scrubber: Mutex<Option<thread::JoinHandle<()>>>,
     /// Leads group commits for overlapped writes (see `Journal::flush_loop`).
     flusher: Mutex<Option<thread::JoinHandle<()>>>,
+    /// A durable store's checkpointer (`store::durable`).
+    checkpointer: Mutex<Option<thread::JoinHandle<()>>>,
     /// What the open recovered (`None` for an in-memory store).
     recovery: Option<RecoveryReport>,
     // Its workers are joined by `close`, which dropping the store runs before any

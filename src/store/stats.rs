@@ -81,6 +81,12 @@ pub struct StoreStats {
     pub journal_bytes: u64,
     /// The active journal's number (bumped by each rotation).
     pub journal_number: u64,
+    /// Checkpoints written by rotations (in the background: see
+    /// [`checkpoint_pending`](Self::checkpoint_pending)).
+    pub checkpoints: u64,
+    /// A rotation's checkpoint is being written: the journals it replaces are
+    /// removed when it ends.
+    pub checkpoint_pending: bool,
     /// The scrubber's resumable cursor: the next id it will look at.
     pub scrub_cursor: u64,
     /// Retired locations waiting for readers to finish.
@@ -198,6 +204,8 @@ impl super::Store {
             stats.journal_commits = j.commits;
             stats.journal_bytes = j.bytes;
             stats.journal_number = j.number;
+            stats.checkpoints = j.checkpoints;
+            stats.checkpoint_pending = j.rotating;
         }
         stats
     }

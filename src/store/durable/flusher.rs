@@ -48,7 +48,7 @@ impl Journal {
                 return;
             }
             if !g.in_flight() && self.flush_wanted.swap(false, Ordering::Relaxed) {
-                g = self.write_group(g, live, false);
+                g = self.write_group(g);
                 continue;
             }
             markers_since = match (live.markers_pending(), markers_since) {
@@ -62,7 +62,7 @@ impl Journal {
                         let _ = g.append(&markers);
                     }
                     markers_since = None;
-                    g = self.write_group(g, live, false);
+                    g = self.write_group(g);
                     continue;
                 }
                 (true, since) => since,
