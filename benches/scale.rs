@@ -63,18 +63,30 @@ fn child_open(dir: &Path) {
     println!("{seconds} {} {} {records}", after - before, peak - before);
 }
 
-/// In a child: writes one extent after another with a journal bound the next
-/// writes pass, until a rotation ran; prints the longest write and the median.
+/// In a child: writes one extent after another with a journal bound the first
+/// commit passes, until the rotation's checkpoint (in the background) ended;
+/// prints the longest write and the median. The bound is just below the
+/// journal's length, so the new journal has as much room as the old one had
+/// (a 4 KiB bound would make the writes wait for the checkpoint at 8 KiB:
+/// `Writer::held_back`).
 fn child_stall(dir: &Path) {
     let opened = Store::open(dir, config(1 << 40)).expect("open");
-    let journal = opened.stats().journal_number;
+    let stats = opened.stats();
+    let (journal, bound) = (stats.journal_number, stats.journal_bytes.saturating_sub(1));
     drop(opened);
-    // A bound below the journal's length: the first commit starts a rotation.
-    let store = Store::open(dir, config(4096)).expect("open");
+    let store = Store::open(dir, config(bound.max(4096))).expect("open");
+    let before = store.stats().checkpoints;
     let mut latencies = Vec::new();
     let mut id = 0;
-    // Bounded: a rotation runs within the first commits past the bound.
-    while store.stats().journal_number == journal || latencies.len() < 64 {
+    // Bounded: a rotation starts at the first commit, and its checkpoint ends.
+    loop {
+        let stats = store.stats();
+        let done = stats.journal_number > journal
+            && stats.checkpoints > before
+            && !stats.checkpoint_pending;
+        if done && latencies.len() >= 64 {
+            break;
+        }
         let t = Instant::now();
         store
             .write(ExtentId(id), &id.to_le_bytes())

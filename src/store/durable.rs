@@ -416,7 +416,11 @@ impl Journal {
         let image = live.image();
         let names = (self.dir.fs.list(&self.dir.path)).map_err(|e| io_error("list", &e));
         let mut ops = match &names {
-            Ok(names) => self.writer.lock().checkpoint(number, &image, names),
+            // Planned without the writer's lock (see `checkpoint_planner`).
+            Ok(names) => {
+                let planner = self.writer.lock().checkpoint_planner();
+                planner.plan(number, &image, names)
+            }
             Err(_) => Vec::new(),
         };
         let mut result = names.map(|_| ());
