@@ -162,36 +162,37 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
     builder.check(f);
 }
 
-/// Invariant 4: a fill racing a write commit is neither served stale nor kept.
+/// Invariant 4: a fill racing a write commit is neither served stale nor kept
+/// (in `w`'s cache, whatever shard holds the value).
+fn fill_racing_write_commit(w: Arc<World>) {
+    w.write(A, 1).expect("setup write");
+    let reader = {
+        let w = w.clone();
+        thread::spawn(move || w.read(A))
+    };
+    w.write(A, 2).expect("write gen 2");
+    let got = reader.join().expect("reader");
+    let (id, generation) = decode(&got.expect("read succeeds"));
+    assert_eq!(id, A);
+    assert!(generation == 1 || generation == 2);
+    if let Some((g, bytes)) = w.core.cache.peek(A) {
+        assert_eq!(g, 2, "a generation-1 fill was kept after the commit");
+        assert_eq!(decode(&bytes), (A, 2));
+    }
+    assert_eq!(
+        decode(&w.read(A).expect("read")),
+        (A, 2),
+        "stale after the write returned"
+    );
+}
+
 #[test]
 fn generation_tagged_cache_fill_racing_write_commit() {
-    model(|| {
-        let w = world(1 << 16, 8);
-        w.write(A, 1).expect("setup write");
-        let reader = {
-            let w = w.clone();
-            thread::spawn(move || w.read(A))
-        };
-        w.write(A, 2).expect("write gen 2");
-        let got = reader.join().expect("reader");
-        let (id, generation) = decode(&got.expect("read succeeds"));
-        assert_eq!(id, A);
-        assert!(generation == 1 || generation == 2);
-        if let Some((g, bytes)) = w.core.cache.peek(A) {
-            assert_eq!(g, 2, "a generation-1 fill was kept after the commit");
-            assert_eq!(decode(&bytes), (A, 2));
-        }
-        assert_eq!(
-            decode(&w.read(A).expect("read")),
-            (A, 2),
-            "stale after the write returned"
-        );
-    });
+    model(|| fill_racing_write_commit(world(1 << 16, 8)));
 }
 
 /// Invariant 4 for a value heavier than a shard (it lives in the large shard,
-/// checked under the regular shard's lock): a fill racing a write commit is
-/// neither served stale nor kept.
+/// checked under the regular shard's lock).
 fn large_entry_fill_racing_write_commit(skip_large_invalidation: bool) {
     model(move || {
         // Two shards of 100 bytes; a 16-byte value weighs 112 with its overhead.
@@ -201,21 +202,7 @@ fn large_entry_fill_racing_write_commit(skip_large_invalidation: bool) {
             .core
             .cache
             .mutant_skip_large_invalidation = skip_large_invalidation;
-        w.write(A, 1).expect("setup write");
-        let reader = {
-            let w = w.clone();
-            thread::spawn(move || w.read(A))
-        };
-        w.write(A, 2).expect("write gen 2");
-        let got = reader.join().expect("reader");
-        let (id, generation) = decode(&got.expect("read succeeds"));
-        assert_eq!(id, A);
-        assert!(generation == 1 || generation == 2);
-        if let Some((g, bytes)) = w.core.cache.peek(A) {
-            assert_eq!(g, 2, "a generation-1 fill was kept after the commit");
-            assert_eq!(decode(&bytes), (A, 2));
-        }
-        assert_eq!(decode(&w.read(A).expect("read")), (A, 2));
+        fill_racing_write_commit(w.clone());
         assert!(w.core.cache.used_bytes() <= 200, "within the capacity");
     });
 }

@@ -279,36 +279,13 @@ impl Store {
         } else {
             (None, None)
         };
-        let flusher = match (&shared.journal, shared.core.overlap_data_sync) {
-            (Some(_), true) => {
-                let s = Arc::clone(&shared);
-                let handle = thread::Builder::new()
-                    .name("extentmeta-journal".into())
-                    .spawn(move || {
-                        if let Some(journal) = &s.journal {
-                            journal.flush_loop(&*s);
-                        }
-                    })
-                    .map_err(|e| Error::io(0, "spawn", &e))?;
-                Some(handle)
-            }
-            _ => None,
+        let flusher = match shared.core.overlap_data_sync {
+            true => journal_thread(&shared, "extentmeta-journal", |j, s| j.flush_loop(s))?,
+            false => None,
         };
-        let checkpointer = match &shared.journal {
-            Some(_) => {
-                let s = Arc::clone(&shared);
-                let handle = thread::Builder::new()
-                    .name("extentmeta-checkpoint".into())
-                    .spawn(move || {
-                        if let Some(journal) = &s.journal {
-                            journal.checkpoint_loop(&*s);
-                        }
-                    })
-                    .map_err(|e| Error::io(0, "spawn", &e))?;
-                Some(handle)
-            }
-            None => None,
-        };
+        let checkpointer = journal_thread(&shared, "extentmeta-checkpoint", |j, s| {
+            j.checkpoint_loop(s)
+        })?;
         Ok(Store {
             shared,
             flusher: Mutex::new(flusher),
@@ -419,6 +396,28 @@ impl Drop for Store {
     fn drop(&mut self) {
         let _ = self.close();
     }
+}
+
+/// Starts a thread named `name` that runs `body` on a durable store's journal
+/// (none for an in-memory store).
+fn journal_thread(
+    shared: &Arc<Shared>,
+    name: &str,
+    body: fn(&durable::Journal, &Shared),
+) -> Result<Option<thread::JoinHandle<()>>> {
+    if shared.journal.is_none() {
+        return Ok(None);
+    }
+    let s = Arc::clone(shared);
+    let handle = thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            if let Some(journal) = &s.journal {
+                body(journal, &s);
+            }
+        })
+        .map_err(|e| Error::io(0, "spawn", &e))?;
+    Ok(Some(handle))
 }
 
 /// A backend whose good copies come from the configured source first
