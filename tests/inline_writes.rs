@@ -182,9 +182,20 @@ fn a_failed_write_back_sync_that_dropped_pages_keeps_reads_right_and_loses_nothi
     let pointer = || std::fs::read(dir.join("CURRENT")).unwrap();
     let before = pointer();
     let mut n = 0;
-    // Bounded: the first rotation's write-back syncs the device.
+    // Bounded: the first rotation's write-back syncs the device. The
+    // checkpointer runs it beside the writes: one that follows the failure
+    // finds the device refusing writes (FPRE009, certainly not done).
     while fs.fired().is_none() {
-        put(&store, &mut model, n % 10, n / 10 + 1);
+        let (id, generation) = (n % 10, n / 10 + 1);
+        match store.write(ExtentId(id), &val(id, generation)) {
+            Ok(_) => {
+                model.insert(id, generation);
+            }
+            Err(e) => {
+                assert!(fs.fired().is_some() && e.code() == "FPRE009", "{e}");
+                break;
+            }
+        }
         n += 1;
         assert!(n < 2_000, "no write-back sync");
     }

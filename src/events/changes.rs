@@ -14,8 +14,8 @@
 //! [`StoreConfigBuilder::change_hold_max`]); a read copies at most what is
 //! retained.
 //!
-//! [`StoreConfigBuilder::change_retention`]: crate::StoreConfigBuilder::change_retention
-//! [`StoreConfigBuilder::change_hold_max`]: crate::StoreConfigBuilder::change_hold_max
+//! [`StoreConfigBuilder::change_retention`]: crate::store::StoreConfigBuilder::change_retention
+//! [`StoreConfigBuilder::change_hold_max`]: crate::store::StoreConfigBuilder::change_hold_max
 
 use super::Event;
 use crate::error::{Error, Result};
@@ -24,9 +24,9 @@ use std::collections::{BTreeMap, VecDeque};
 // std's Arc even under loom: a hold shares the ring, it synchronises nothing.
 use std::sync::Arc;
 
-/// The default [`change_retention`](crate::StoreConfigBuilder::change_retention).
+/// The default [`change_retention`](crate::store::StoreConfigBuilder::change_retention).
 pub const DEFAULT_CHANGE_RETENTION: usize = 8192;
-/// The default [`change_hold_max`](crate::StoreConfigBuilder::change_hold_max).
+/// The default [`change_hold_max`](crate::store::StoreConfigBuilder::change_hold_max).
 pub const DEFAULT_CHANGE_HOLD_MAX: usize = 1 << 20;
 
 #[derive(Debug)]
@@ -144,8 +144,8 @@ impl ChangeLog {
 
 /// Holds a store's change stream back: while it lives, the changes from its
 /// position on stay retained beyond
-/// [`change_retention`](crate::StoreConfigBuilder::change_retention), up to
-/// [`change_hold_max`](crate::StoreConfigBuilder::change_hold_max) changes in
+/// [`change_retention`](crate::store::StoreConfigBuilder::change_retention), up to
+/// [`change_hold_max`](crate::store::StoreConfigBuilder::change_hold_max) changes in
 /// all. Made by [`Store::hold_changes`](crate::Store::hold_changes); dropping it
 /// releases them.
 #[derive(Debug)]

@@ -49,7 +49,7 @@
 //!   frame boundary past its first frame cannot be told from one that never grew:
 //!   nothing records how long it was.)
 //! * **Inline writes: one sync.** A durable write of at most
-//!   [`inline_write_max`](crate::StoreConfigBuilder::inline_write_max) bytes writes
+//!   [`inline_write_max`](crate::store::StoreConfigBuilder::inline_write_max) bytes writes
 //!   its data to its device location without syncing it and journals
 //!   [`Entry::Inline`]: the record and the bytes in one frame, made durable by the
 //!   group commit's one journal sync. The data's own sync is deferred to the next

@@ -13,7 +13,7 @@
 //!
 //! Bounded by the bytes of inline writes since the last successful sync of their
 //! device: every checkpoint syncs every device, so at most about one journal's
-//! worth ([`journal_max_bytes`](crate::StoreConfigBuilder::journal_max_bytes)),
+//! worth ([`journal_max_bytes`](crate::store::StoreConfigBuilder::journal_max_bytes)),
 //! plus the writes of one rotation.
 
 use crate::bytes::Bytes;

@@ -74,7 +74,7 @@ impl Store {
     /// # Errors
     ///
     /// Checked before anything changes: [`Error::TooLarge`](crate::Error::TooLarge)
-    /// past [`max_extent_bytes`](crate::StoreConfigBuilder::max_extent_bytes),
+    /// past [`max_extent_bytes`](crate::store::StoreConfigBuilder::max_extent_bytes),
     /// [`Error::DuplicateExtent`](crate::Error::DuplicateExtent) for an extent
     /// named twice. Then, failing the whole batch with nothing changed:
     /// [`Error::NotReadable`](crate::Error::NotReadable) for a delete of a

@@ -24,7 +24,7 @@ impl Store {
     /// every [`Event`] but [`Event::DeviceDegraded`], each carrying its number
     /// ([`Event::seq`]), its committed record and, for writes and deletes, its
     /// tag. Copies at most
-    /// [`change_hold_max`](crate::StoreConfigBuilder::change_hold_max) events.
+    /// [`change_hold_max`](crate::store::StoreConfigBuilder::change_hold_max) events.
     ///
     /// # Applying the stream
     ///
@@ -114,8 +114,8 @@ impl Store {
     }
 
     /// Keeps the changes numbered `seq` or more retained (beyond
-    /// [`change_retention`](crate::StoreConfigBuilder::change_retention), up to
-    /// [`change_hold_max`](crate::StoreConfigBuilder::change_hold_max)) until
+    /// [`change_retention`](crate::store::StoreConfigBuilder::change_retention), up to
+    /// [`change_hold_max`](crate::store::StoreConfigBuilder::change_hold_max)) until
     /// the hold is advanced past them or dropped. A consumer that falls behind
     /// then still finds its changes; the hold lasts as long as this store (a
     /// reopen starts the stream afresh).
