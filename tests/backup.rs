@@ -84,7 +84,9 @@ fn a_backup_taken_under_writes_holds_each_extent_as_of_one_instant() {
                 // Bounded by the stop flag, set after the backups.
                 while !stop.load(Ordering::Acquire) {
                     n += 1;
-                    let id = (n * 5 + w) % IDS;
+                    // Each writer its own extents (even, odd): one extent's
+                    // writes then commit in the order of their generations.
+                    let id = (n * 2 + w) % IDS;
                     let generation = issued.fetch_add(1, Ordering::AcqRel) + 1;
                     // Generations of one extent grow: `acked` keeps the largest.
                     put(&store, id, generation);

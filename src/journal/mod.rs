@@ -219,7 +219,7 @@ impl Entry {
 impl RecordImage {
     /// The durable image of a snapshot and its generation's tag (dropped for a
     /// `Vacant` record: a delete ends the generation's tag).
-    fn of(snapshot: &crate::record::Snapshot, tag: Tag) -> RecordImage {
+    pub(crate) fn of(snapshot: &crate::record::Snapshot, tag: Tag) -> RecordImage {
         RecordImage {
             extent: snapshot.extent(),
             version: snapshot.version(),

@@ -293,19 +293,27 @@ impl Core {
         // was committed before its removal, so the table read after shows it (the
         // registry's lock orders the removal before this read).
         let early = (!self.mutants.image_table_first).then(|| self.proposals.entries());
-        let mut image = crate::journal::Image::default();
-        for id in self.table.allocated_ids(0) {
-            if let Ok(s) = self.table.snapshot(id)
-                && s.version() > 0
-            {
-                // A tag is present from before its generation commits until
-                // after the next commit (`table::Tags`), so this finds it unless
-                // a newer generation committed meanwhile; that one's proposal is
-                // in `proposals` or was journaled after this image's journal
-                // began, and replaces this record in a recovery either way.
-                image.apply(&Entry::put(&s, self.tag_of(&s)));
-            }
-        }
+        // A tag is present from before its generation commits until after the
+        // next commit (`table::Tags`), so this finds it unless a newer
+        // generation committed meanwhile; that one's proposal is in
+        // `proposals` or was journaled after this image's journal began, and
+        // replaces this record in a recovery either way.
+        let records = (self.table.allocated_ids(0))
+            .filter_map(|id| self.table.snapshot(id).ok())
+            .filter(|s| s.version() > 0)
+            .map(|s| {
+                (
+                    s.extent().0,
+                    crate::journal::RecordImage::of(&s, self.tag_of(&s)),
+                )
+            });
+        // Ids ascend, one record each: the map is built in one pass, not
+        // inserted into record by record (a checkpoint of millions of
+        // records, taken while writes go on).
+        let mut image = crate::journal::Image {
+            records: records.collect(),
+            ..Default::default()
+        };
         let proposals = early.unwrap_or_else(|| self.proposals.entries());
         // The newer version wins (`Image::apply`): a proposal over the pending
         // record the table shows, the table's record over a proposal it has

@@ -79,7 +79,7 @@ impl Store {
         let source = journal.dir();
         let target = Dir::new(source.fs.clone(), dir.as_ref());
         empty_target(&target)?;
-        target.run(vec![
+        target.run(&[
             FsOp::Write {
                 file: IN_PROGRESS.into(),
                 offset: 0,
@@ -101,10 +101,10 @@ impl Store {
             for device in 0..devices {
                 device_bytes += copy_device(source, &target, device)?;
             }
-            target.run(crate::journal::plan::backup(devices, &image))?;
+            target.run(&crate::journal::plan::backup(devices, &image))?;
             // Whole now (`CURRENT` is durable): a crash before this removal
             // leaves a stray file beside a store that opens.
-            target.run(vec![
+            target.run(&[
                 FsOp::Remove {
                     file: IN_PROGRESS.into(),
                 },

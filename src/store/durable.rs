@@ -90,7 +90,7 @@ impl Dir {
 
     /// Runs `ops` in order, stopping at the first error; device syncs go straight
     /// to the device files (an open, before the store runs).
-    pub(crate) fn run(&self, ops: Vec<FsOp>) -> Result<()> {
+    pub(crate) fn run(&self, ops: &[FsOp]) -> Result<()> {
         self.run_with(ops, &|| {
             let devices = self.devices()?;
             (0..devices.device_count()).try_for_each(|d| devices.sync(d))
@@ -98,7 +98,9 @@ impl Dir {
     }
 
     /// [`run`](Self::run), with `sync_devices` running [`FsOp::SyncDevices`].
-    fn run_with(&self, ops: Vec<FsOp>, sync_devices: &dyn Fn() -> Result<()>) -> Result<()> {
+    /// Borrows the plan: a checkpoint's holds the whole table's image, which
+    /// the writer keeps for a retry and must not be copied to run.
+    fn run_with(&self, ops: &[FsOp], sync_devices: &dyn Fn() -> Result<()>) -> Result<()> {
         for op in ops {
             match op {
                 FsOp::SyncDevices => sync_devices()?,
@@ -108,7 +110,7 @@ impl Dir {
         Ok(())
     }
 
-    fn run_one(&self, op: FsOp) -> Result<()> {
+    fn run_one(&self, op: &FsOp) -> Result<()> {
         let fs = &*self.fs;
         match op {
             FsOp::Write {
@@ -116,11 +118,11 @@ impl Dir {
                 offset,
                 bytes,
             } => self
-                .file(&file, true)?
-                .write_all_at(&bytes, offset)
+                .file(file, true)?
+                .write_all_at(bytes, *offset)
                 .map_err(|e| io_error("write", &e)),
             FsOp::Sync { file } => self
-                .file(&file, false)?
+                .file(file, false)?
                 .sync_data()
                 .map_err(|e| io_error("sync", &e)),
             FsOp::SyncDir => fs
@@ -128,16 +130,16 @@ impl Dir {
                 .map_err(|e| io_error("sync dir", &e)),
             FsOp::Rename { from, to } => {
                 let mut open = self.open.lock();
-                fs.rename(&self.path.join(&from), &self.path.join(&to))
+                fs.rename(&self.path.join(from), &self.path.join(to))
                     .map_err(|e| io_error("rename", &e))?;
-                if let Some(f) = open.remove(&from) {
-                    open.insert(to, f);
+                if let Some(f) = open.remove(from) {
+                    open.insert(to.clone(), f);
                 }
                 Ok(())
             }
             FsOp::Remove { file } => {
-                self.open.lock().remove(&file);
-                match fs.remove(&self.path.join(&file)) {
+                self.open.lock().remove(file);
+                match fs.remove(&self.path.join(file)) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                         Err(io_error("remove", &e))
                     }
@@ -145,10 +147,10 @@ impl Dir {
                 }
             }
             FsOp::Truncate { file, len } => self
-                .file(&file, false)?
-                .set_len(len)
+                .file(file, false)?
+                .set_len(*len)
                 .map_err(|e| io_error("truncate", &e)),
-            FsOp::DeviceWrite { location, bytes } => self.devices()?.write_at(location, &bytes),
+            FsOp::DeviceWrite { location, bytes } => self.devices()?.write_at(*location, bytes),
             FsOp::SyncDevices => Err(Error::Internal {
                 what: "a device sync outside `run_with`",
             }),
@@ -373,7 +375,7 @@ impl Journal {
         self.buffered.store(0, Ordering::Relaxed);
         drop(g);
         let started = Instant::now();
-        let result = self.dir.run(ops);
+        let result = self.dir.run(&ops);
         // Relaxed: as above.
         self.last_sync_ns
             .store(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -428,7 +430,7 @@ impl Journal {
         // releases the reserve).
         loop {
             if result.is_ok() {
-                result = self.dir.run_with(ops.clone(), &|| live.sync_devices(true));
+                result = self.dir.run_with(&ops, &|| live.sync_devices(true));
             }
             #[cfg(feature = "tracing")]
             if let Err(err) = &result {
@@ -471,7 +473,7 @@ impl Journal {
             let Some(ops) = g.retry_pending().then(|| g.next_write()).flatten() else {
                 break;
             };
-            let result = self.dir.run(ops);
+            let result = self.dir.run(&ops);
             g.complete(result);
             self.publish(&g);
             self.cond.notify_all();
@@ -488,7 +490,7 @@ impl Journal {
         // reserve's release). Under the lock: every other committer is refused
         // from now on anyway.
         while let Some(plan) = ops {
-            result = self.dir.run_with(plan, &|| live.sync_devices(false));
+            result = self.dir.run_with(&plan, &|| live.sync_devices(false));
             g.complete(result.clone());
             self.publish(&g);
             ops = g.retry_pending().then(|| g.next_write()).flatten();
@@ -524,14 +526,14 @@ impl Journal {
         let Some(ops) = self.writer.lock().restore_reserve() else {
             return !self.space_low();
         };
-        let result = self.dir.run(ops);
+        let result = self.dir.run(&ops);
         let cleanup = {
             let mut g = self.writer.lock();
             let cleanup = g.reserve_restored(result);
             self.publish(&g);
             cleanup
         };
-        let _ = self.dir.run(cleanup);
+        let _ = self.dir.run(&cleanup);
         !self.space_low()
     }
 

@@ -196,10 +196,10 @@ fn recover_and_open(
         PlanMutants::default(),
     )?;
     // Every check passed: from here on files change.
-    dir.run(opening.create)?;
+    dir.run(&opening.create)?;
     let backend = Arc::new(open_device_files(&dir, device_files)?);
     dir.set_devices(Arc::clone(&backend));
-    dir.run(opening.reopen)?;
+    dir.run(&opening.reopen)?;
     let recovered = &opening.recovered;
     let report = RecoveryReport {
         created: opening.created,
