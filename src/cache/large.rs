@@ -40,16 +40,22 @@ impl Cache {
     /// The room each regular shard lends the large entries now.
     pub(super) fn borrowed(&self) -> u64 {
         let shards = self.shards.len() as u64;
+        // Relaxed: a bound a shard evicts to; `lend` enforces the one a large
+        // insert published (see the module's locking notes).
         self.large_used.load(Relaxed).div_ceil(shards)
     }
 
     /// Whether any large entry may be held (see the module's locking notes).
     fn any_large(&self) -> bool {
+        // Relaxed: pairs with `publish` through the regular shard lock the
+        // caller holds (see the module's locking notes).
         self.large_used.load(Relaxed) > 0
     }
 
     /// Publishes the large shard's books (under its lock).
     fn publish(&self, large: &Shard) {
+        // Relaxed: under the large lock, so stores follow that lock's order;
+        // readers are ordered by the regular lock (module notes).
         self.large_used.store(large.used(), Relaxed);
     }
 

@@ -178,8 +178,8 @@ impl Drop for ChangeHold {
 mod tests {
     use super::*;
 
-    fn degraded(seq: u64) -> Event {
-        // Any change will do: the ring only numbers and keeps them.
+    fn change(seq: u64) -> Event {
+        // Any record change will do: the ring only numbers and keeps them.
         Event::Quarantined {
             seq,
             record: crate::record::Snapshot::vacant(crate::ExtentId(seq)),
@@ -196,7 +196,7 @@ mod tests {
         let log = ChangeLog::default();
         log.configure(3, 10, 100);
         for _ in 0..5 {
-            log.push(degraded);
+            log.push(change);
         }
         assert_eq!(seqs(&log.since(102).unwrap()), vec![102, 103, 104]);
         assert_eq!(seqs(&log.since(105).unwrap()), Vec::<u64>::new());
@@ -215,14 +215,14 @@ mod tests {
         log.configure(2, 6, 0);
         let hold = log.hold(1);
         for _ in 0..5 {
-            log.push(degraded);
+            log.push(change);
         }
         assert_eq!(seqs(&log.since(1).unwrap()), vec![1, 2, 3, 4]);
         hold.advance(3);
         assert_eq!(log.since(2).unwrap_err().code(), "FPRE034");
         assert_eq!(seqs(&log.since(3).unwrap()), vec![3, 4]);
         for _ in 0..10 {
-            log.push(degraded);
+            log.push(change);
         }
         // Past hold_max the hold loses its changes too.
         assert_eq!(log.since(3).unwrap_err().code(), "FPRE034");
@@ -235,7 +235,7 @@ mod tests {
     fn without_retention_nothing_is_kept_but_numbers_advance() {
         let log = ChangeLog::default();
         log.configure(0, 0, 7);
-        log.push(degraded);
+        log.push(change);
         assert_eq!(log.next_seq(), 8);
         assert!(log.since(8).unwrap().is_empty());
         assert_eq!(log.since(7).unwrap_err().code(), "FPRE034");

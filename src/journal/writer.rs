@@ -486,20 +486,24 @@ impl Writer {
         }
     }
 
-    /// The plan of checkpoint `number` (everything in the journals below it is in
-    /// `image`, taken after the switch); `existing` lists the directory.
-    pub(crate) fn checkpoint(&self, number: u64, image: &Image, existing: &[String]) -> Vec<FsOp> {
-        self.checkpoint_planner().plan(number, image, existing)
-    }
-
-    /// What [`checkpoint`](Self::checkpoint) plans with, to plan without the
-    /// writer's lock: encoding the image of a large table takes about 0.1 s
-    /// per million records, which group commits must not wait for.
-    pub(crate) fn checkpoint_planner(&self) -> CheckpointPlanner {
-        CheckpointPlanner {
+    /// What the rotation's checkpoint is planned with ([`CheckpointPlanner::plan`],
+    /// from the live image taken after the switch), planned without the
+    /// writer's lock: encoding the image of a large table takes about 0.1 s per
+    /// million records, which group commits must not wait for.
+    ///
+    /// `None` once the journal failed: the rotation ends without a checkpoint.
+    /// The live state may then hold what the journal never made durable, and
+    /// only a reopen decides that; the old checkpoint and the journals since
+    /// stay current.
+    pub(crate) fn checkpoint_planner(&mut self) -> Option<CheckpointPlanner> {
+        if self.failed.is_some() {
+            self.rotating = false;
+            return None;
+        }
+        Some(CheckpointPlanner {
             devices: self.devices,
             mutants: self.mutants,
-        }
+        })
     }
 
     /// The checkpoint's plan `ops` ended: the rotation is over either way (a
@@ -701,6 +705,37 @@ mod tests {
         );
     }
 
+    /// A journal that failed after its switch gets no checkpoint: the rotation
+    /// ends and the old checkpoint stays current.
+    #[test]
+    fn a_failed_journal_is_never_checkpointed() {
+        let mut w = Writer::new(1, 100, 4, HEADER_LEN as u64, 0);
+        w.append(&[put(1, 1), put(2, 1)]).unwrap();
+        w.next_write().unwrap();
+        w.complete(Ok(()));
+        w.append(&[put(3, 1)]).unwrap();
+        w.next_write().unwrap();
+        assert_eq!(w.complete(Ok(())), Some(5));
+        w.append(&[put(4, 1)]).unwrap();
+        w.next_write().unwrap();
+        let eio = std::io::Error::from_raw_os_error(5);
+        w.complete(Err(Error::io(
+            crate::journal::METADATA_DEVICE,
+            "sync",
+            &eio,
+        )));
+        assert!(w.rotating());
+        assert!(w.checkpoint_planner().is_none());
+        assert!(!w.rotating(), "the rotation ended without a checkpoint");
+    }
+
+    #[test]
+    fn a_healthy_journal_plans_its_checkpoint() {
+        let mut w = Writer::new(1, 1 << 20, 1, HEADER_LEN as u64, 0);
+        let plan = (w.checkpoint_planner().unwrap()).plan(2, &Image::default(), &[]);
+        assert!(plan.iter().any(|op| matches!(op, FsOp::SyncDevices)));
+    }
+
     fn disk_full() -> Error {
         Error::DiskFull {
             device: crate::journal::METADATA_DEVICE,
@@ -772,7 +807,7 @@ mod tests {
     #[test]
     fn a_full_disk_at_a_checkpoint_runs_it_again_behind_the_release() {
         let mut w = held_reserve();
-        let plan = w.checkpoint(2, &Image::default(), &[]);
+        let plan = (w.checkpoint_planner().unwrap()).plan(2, &Image::default(), &[]);
         let retry = w.checkpoint_done(&plan, Err(disk_full())).unwrap();
         assert_eq!(&retry[2..], &plan[..]);
         assert_eq!(w.checkpoint_done(&retry, Ok(())), None);

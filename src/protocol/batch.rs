@@ -82,10 +82,7 @@ impl Op {
     /// write's fresh location stays out of use.
     fn clear_pending(&self, core: &Core) {
         core.proposals.remove(self.id());
-        match self {
-            Op::Write(w) => w.clear_pending(core),
-            Op::Delete(d) => d.release(core),
-        }
+        core.clear_pending(self.id());
     }
 }
 
@@ -140,11 +137,17 @@ impl BatchWriteOp {
     /// `err`.
     fn fail(&mut self, core: &Core, err: Error) -> Step<Vec<Snapshot>> {
         self.phase = Phase::Finished;
+        self.abort_begun(core);
+        Step::Done(Err(err))
+    }
+
+    /// Ends every begun change (none has a journaled record yet).
+    fn abort_begun(&mut self, core: &Core) {
         for (op, (_, location)) in self.ops.iter().zip(&self.begun) {
             op.abort(core, *location);
         }
         self.begun.clear();
-        Step::Done(Err(err))
+        self.devices.clear();
     }
 
     /// Writes the bytes of the first write at or after item `i`; then syncs
@@ -304,7 +307,7 @@ impl BatchWriteOp {
 
 impl BatchWriteOp {
     /// Reserves a delete's record, retrying lost races (bounded); `Err(None)`
-    /// while the extent is being compacted.
+    /// while the extent is being compacted and the batch may wait again.
     fn reserve(
         &self,
         core: &Core,
@@ -314,7 +317,8 @@ impl BatchWriteOp {
             match d.reserve(core) {
                 Reserve::Reserved(reserved) => return Ok((reserved, reserved.location())),
                 Reserve::Conflict => {}
-                Reserve::Compacting => return Err(None),
+                Reserve::Compacting if self.attempts < MAX_ATTEMPTS => return Err(None),
+                Reserve::Compacting => return Err(Some(d.gave_up(core))),
                 Reserve::Refused(err) => return Err(Some(err)),
             }
         }
@@ -344,18 +348,9 @@ impl Machine for BatchWriteOp {
                     }
                     self.begun.push(begun);
                 }
-                Err(None) if self.attempts < MAX_ATTEMPTS => {
-                    let _ = self.fail(core, Error::Shutdown);
-                    self.devices.clear();
-                    self.phase = Phase::Idle;
-                    return Step::Backoff(compacting_backoff(self.attempts));
-                }
                 Err(None) => {
-                    let err = match &self.ops[i] {
-                        Op::Delete(d) => d.gave_up(core),
-                        Op::Write(w) => Error::WriteInProgress { extent: w.id() },
-                    };
-                    return self.fail(core, err);
+                    self.abort_begun(core);
+                    return Step::Backoff(compacting_backoff(self.attempts));
                 }
                 Err(Some(err)) => return self.fail(core, err),
             }

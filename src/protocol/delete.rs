@@ -135,19 +135,7 @@ impl DeleteItem {
     /// The location stays referenced: the delete did not commit.
     pub(super) fn release(&self, core: &Core) {
         core.proposals.remove(self.id);
-        for _ in 0..MAX_ATTEMPTS {
-            let Ok(now) = core.table.snapshot(self.id) else {
-                continue;
-            };
-            if !now.write_pending()
-                || core
-                    .table
-                    .transition(self.id, now.version(), Change::AbortWrite)
-                    .is_ok()
-            {
-                break;
-            }
-        }
+        core.clear_pending(self.id);
     }
 
     /// The error after the attempts ran out: what the record shows now.

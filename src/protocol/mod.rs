@@ -401,6 +401,25 @@ impl Core {
         Some(Entry::Degraded(device))
     }
 
+    /// Clears `id`'s pending mark, set by a write or delete that will not
+    /// commit (bounded: [`MAX_ATTEMPTS`] tries; a snapshot that meets a publish
+    /// in progress is retried too). Only the operation that set the mark
+    /// clears it, so a conflict is a quarantine or remap, tried again on top.
+    pub(crate) fn clear_pending(&self, id: ExtentId) {
+        for _ in 0..MAX_ATTEMPTS {
+            let Ok(now) = self.table.snapshot(id) else {
+                continue;
+            };
+            if !now.write_pending()
+                || (self.table)
+                    .transition(id, now.version(), crate::record::Change::AbortWrite)
+                    .is_ok()
+            {
+                break;
+            }
+        }
+    }
+
     /// Refuses a new write while the metadata reserve is in use.
     ///
     /// # Errors

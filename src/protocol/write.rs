@@ -351,21 +351,7 @@ impl WriteOp {
 
     /// Clears the pending mark, bounded as [`abort`](Self::abort).
     pub(super) fn clear_pending(&self, core: &Core) {
-        for _ in 0..MAX_ATTEMPTS {
-            let Ok(now) = core.table.snapshot(self.id) else {
-                continue;
-            };
-            if !now.write_pending() {
-                break;
-            }
-            if core
-                .table
-                .transition(self.id, now.version(), Change::AbortWrite)
-                .is_ok()
-            {
-                break;
-            }
-        }
+        core.clear_pending(self.id);
     }
 }
 

@@ -313,10 +313,13 @@ impl EmulatedJournal {
             }
             Lane::Journal => {
                 self.syncs += 1;
-                if let Some(number) = self.writer.complete(Ok(())) {
+                let switched = self.writer.complete(Ok(()));
+                if let Some((number, planner)) =
+                    switched.and_then(|n| Some((n, self.writer.checkpoint_planner()?)))
+                {
                     // The checkpoint is taken after the switch: it holds every
                     // record of the journals it replaces.
-                    let ops = self.writer.checkpoint(number, &image(), &self.dir.list());
+                    let ops = planner.plan(number, &image(), &self.dir.list());
                     let delay = ops.first().map_or(0, |op| self.latency(op));
                     self.checkpoint = Some(Task::new(ops));
                     fx.schedule.push((Lane::Checkpoint, delay));

@@ -402,27 +402,16 @@ impl Journal {
     fn checkpoint(&self, number: u64, live: &dyn Live) {
         #[cfg(feature = "tracing")]
         let _span = tracing::info_span!("extentmeta.journal.rotate").entered();
-        // A journal that failed is never checkpointed: the live state may hold
-        // what it never made durable, and only a reopen decides that. The
-        // rotation ends; the old checkpoint and the journals since stay.
-        if self.failure().is_some() {
-            // Not a full disk: the writer then plans no retry.
-            let ended = Err(Error::Internal {
-                what: "the journal failed",
-            });
-            let retry = self.writer.lock().checkpoint_done(&[], ended);
-            debug_assert!(retry.is_none());
+        // A failed journal ends the rotation here (see `checkpoint_planner`).
+        let Some(planner) = self.writer.lock().checkpoint_planner() else {
             self.cond.notify_all();
             return;
-        }
+        };
         let image = live.image();
         let names = (self.dir.fs.list(&self.dir.path)).map_err(|e| io_error("list", &e));
         let mut ops = match &names {
-            // Planned without the writer's lock (see `checkpoint_planner`).
-            Ok(names) => {
-                let planner = self.writer.lock().checkpoint_planner();
-                planner.plan(number, &image, names)
-            }
+            // Planned without the writer's lock.
+            Ok(names) => planner.plan(number, &image, names),
             Err(_) => Vec::new(),
         };
         let mut result = names.map(|_| ());

@@ -344,36 +344,15 @@ impl Store {
             });
         }
         self.scrub_stop.lock().take();
-        let scrubber = self.scrubber.lock().take();
-        if let Some(handle) = scrubber
-            && handle.join().is_err()
-        {
-            first.get_or_insert(Error::Internal {
-                what: "the scrubber panicked",
-            });
-        }
+        join(&self.scrubber, "the scrubber panicked", &mut first);
         if let Some(journal) = &self.shared.journal {
             journal.stop_flusher();
         }
-        let flusher = self.flusher.lock().take();
-        if let Some(handle) = flusher
-            && handle.join().is_err()
-        {
-            first.get_or_insert(Error::Internal {
-                what: "the journal flusher panicked",
-            });
-        }
+        join(&self.flusher, "the journal flusher panicked", &mut first);
         if let Some(journal) = &self.shared.journal {
             journal.stop_checkpointer();
         }
-        let checkpointer = self.checkpointer.lock().take();
-        if let Some(handle) = checkpointer
-            && handle.join().is_err()
-        {
-            first.get_or_insert(Error::Internal {
-                what: "the checkpointer panicked",
-            });
-        }
+        join(&self.checkpointer, "the checkpointer panicked", &mut first);
         if let Some(err) = self.shared.journal.as_ref().and_then(|j| j.failure()) {
             first.get_or_insert(err);
         }
@@ -395,6 +374,21 @@ impl Drop for Store {
     /// error: call `close` first to see it.
     fn drop(&mut self) {
         let _ = self.close();
+    }
+}
+
+/// Joins the thread in `slot`, if any (once); a panic in it is `first`'s
+/// error unless an earlier one is.
+fn join(
+    slot: &Mutex<Option<thread::JoinHandle<()>>>,
+    what: &'static str,
+    first: &mut Option<Error>,
+) {
+    let handle = slot.lock().take();
+    if let Some(handle) = handle
+        && handle.join().is_err()
+    {
+        first.get_or_insert(Error::Internal { what });
     }
 }
 
