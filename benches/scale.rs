@@ -7,7 +7,8 @@
 //! replay). Built in /dev/shm when it exists (its syncs are cheap).
 //!
 //! Run: `cargo bench --bench scale` (1 M extents; `EXTENTMETA_SCALE_MILLIONS=10`
-//! for 10 M, which takes minutes to build). Not run in CI.
+//! for 10 M, which takes minutes to build; `EXTENTMETA_SCALE_STORE=dir` keeps the
+//! store between runs). Not run in CI.
 
 mod common;
 
@@ -59,7 +60,9 @@ fn child_open(dir: &Path) {
     let seconds = start.elapsed().as_secs_f64();
     let after = status_bytes("VmRSS:");
     let peak = status_bytes("VmHWM:");
-    let records = store.recovery().expect("durable").records;
+    let report = store.recovery().expect("durable");
+    eprintln!("{report:?}");
+    let records = report.records;
     println!("{seconds} {} {} {records}", after - before, peak - before);
 }
 
@@ -116,13 +119,27 @@ fn main() {
     }
     .expect("temp dir");
     let dir = tmp.path().join("store");
+    // `EXTENTMETA_SCALE_STORE`: a built store kept between runs (built there if
+    // missing; a 10 M build takes minutes), copied for each run, as the cases
+    // change what they open.
+    let kept = std::env::var("EXTENTMETA_SCALE_STORE").ok();
     let n = extents();
-    let t = Instant::now();
-    build(&dir);
-    println!(
-        "scale: {n} extents built in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+    let built = kept.as_deref().map(Path::new).unwrap_or(&dir);
+    if !built.exists() {
+        let t = Instant::now();
+        build(built);
+        println!(
+            "scale: {n} extents built in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+    if built != dir {
+        std::fs::create_dir(&dir).expect("store copy");
+        for entry in std::fs::read_dir(built).expect("kept store") {
+            let entry = entry.expect("kept store entry");
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).expect("copy");
+        }
+    }
     let exe = std::env::current_exe().expect("this binary");
     let run = |case: &str| {
         let out = Command::new(&exe)

@@ -30,11 +30,14 @@
 //! after it must carry that sync's result, or damage to the earlier write would
 //! pass for a tear.
 
+mod stream;
+
 use super::{Entry, FORMAT_VERSION};
 use crate::bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::journal::RecordImage;
 use crate::record::{ExtentId, Location, State, Tag, checksum};
+pub(crate) use stream::scan_checkpoint;
 
 const MAGIC: [u8; 8] = *b"EXTMETA\0";
 /// Bytes of a file header.

@@ -1,7 +1,13 @@
 //! The durable image of a store (records, bad list, degraded devices), checkpoint
 //! encoding and recovery: checkpoint plus journals in, image out.
 
+mod load;
+mod records;
 mod settle;
+
+use load::load_checkpoint;
+
+pub(crate) use records::{Bounds, Records, other_devices, shrunk_config};
 
 use super::frame::{FileKind, HEADER_LEN, Tear, encode_frame, encode_header, scan};
 use super::{Entry, files};
@@ -36,7 +42,7 @@ impl RecordImage {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Image {
     /// The newest record of every extent ever committed, by id.
-    pub(crate) records: BTreeMap<u64, RecordImage>,
+    pub(crate) records: Records,
     /// Locations never to be handed out again.
     pub(crate) bad: BTreeSet<Location>,
     /// Devices the health policy degraded.
@@ -79,7 +85,8 @@ impl Image {
             Entry::Put(r) | Entry::Proposed(r) | Entry::Inline(r, _) | Entry::Unsynced(r) => {
                 let proposal = !matches!(entry, Entry::Put(_));
                 let id = r.extent.0;
-                let wins = self.records.get(&id).is_none_or(|old| {
+                let old = self.records.get(id);
+                let wins = old.is_none_or(|old| {
                     old.version < r.version
                         || (old.version == r.version && !proposal && self.proposed.contains(&id))
                 });
@@ -88,7 +95,7 @@ impl Image {
                     // (a checkpoint's million records pay no second lookup).
                     if let Entry::Unsynced(_) = entry {
                         let replaced = Fallback {
-                            record: self.records.get(&id).copied(),
+                            record: old,
                             verify: self.unsynced.contains_key(&id),
                             commit: !self.proposed.contains(&id),
                         };
@@ -96,7 +103,7 @@ impl Image {
                     } else if !self.unsynced.is_empty() {
                         self.unsynced.remove(&id);
                     }
-                    self.records.insert(id, *r);
+                    self.records.insert(*r);
                     if proposal {
                         self.proposed.insert(id);
                     } else {
@@ -119,7 +126,7 @@ impl Image {
                 self.degraded.insert(*d);
             }
             Entry::Synced { extent, version } => {
-                if (self.records.get(&extent.0)).is_some_and(|r| r.version == *version) {
+                if (self.records.get(extent.0)).is_some_and(|r| r.version == *version) {
                     self.unsynced.remove(&extent.0);
                 } else if let Some(chain) = self.unsynced.get_mut(&extent.0) {
                     // A marker that came after a newer write's record: the
@@ -142,23 +149,37 @@ impl Image {
     /// Locations referenced by a record.
     pub(crate) fn referenced(&self) -> impl Iterator<Item = Location> + '_ {
         self.records
-            .values()
+            .iter()
             .filter(|r| r.references())
             .map(|r| r.location)
     }
 }
 
-/// Applies one replayed entry to the image, keeping the newest inline data of
-/// each extent for the write-back.
-fn apply(image: &mut Image, inline: &mut BTreeMap<u64, (RecordImage, Bytes)>, entry: &Entry) {
+/// Applies one replayed entry to the image, keeping every inline entry's
+/// record and data for the write-back (unless there is none: `None`) (the newest of each extent is chosen
+/// once replay ends: [`newest_inline`]).
+fn apply(image: &mut Image, inline: Option<&mut Vec<(RecordImage, Bytes)>>, entry: &Entry) {
     image.apply(entry);
-    if let Entry::Inline(r, data) = entry
-        && inline
-            .get(&r.extent.0)
-            .is_none_or(|(old, _)| old.version <= r.version)
-    {
-        inline.insert(r.extent.0, (*r, data.clone()));
+    if let (Entry::Inline(r, data), Some(inline)) = (entry, inline) {
+        inline.push((*r, data.clone()));
     }
+}
+
+/// The newest inline entry of each extent (by version; of equal versions, the
+/// one replayed last), by extent. A list sorted once rather than a map kept
+/// while replaying: a tenth of the store's records may be inline writes in
+/// the journal, and a map's nodes cost twice the list's entries.
+fn newest_inline(mut inline: Vec<(RecordImage, Bytes)>) -> Vec<(RecordImage, Bytes)> {
+    // Stable: equal versions stay in replay order, and the last one is kept.
+    inline.sort_by_key(|(r, _)| (r.extent.0, r.version));
+    let mut newest: Vec<(RecordImage, Bytes)> = Vec::with_capacity(inline.len());
+    for entry in inline {
+        match newest.last_mut() {
+            Some(last) if last.0.extent == entry.0.extent => *last = entry,
+            _ => newest.push(entry),
+        }
+    }
+    newest
 }
 
 /// Cuts a batch that the end of the valid frames left unfinished (its
@@ -197,10 +218,10 @@ pub(crate) fn encode_checkpoint(number: u64, devices: u16, image: &Image) -> Vec
     let frames = image.records.len() + image.bad.len() + image.degraded.len();
     let mut out = Vec::with_capacity(HEADER_LEN + (frames + 1) * 64);
     out.extend_from_slice(&encode_header(FileKind::Checkpoint, number, devices));
-    let entries = (image.records.values())
+    let entries = (image.records.iter())
         .map(|r| match image.proposed.contains(&r.extent.0) {
-            true => Entry::Proposed(*r),
-            false => Entry::Put(*r),
+            true => Entry::Proposed(r),
+            false => Entry::Put(r),
         })
         .chain(image.bad.iter().map(|l| Entry::Bad(*l)))
         .chain(image.degraded.iter().map(|d| Entry::Degraded(*d)));
@@ -312,8 +333,40 @@ impl Recovered {
     }
 }
 
-/// Recovers the durable image from checkpoint `number` (its bytes) and the journals
-/// numbered `number` or more (`(number, bytes)`, any order).
+/// [`recover_into`] a map, from a checkpoint read whole.
+#[cfg(test)]
+pub(crate) fn recover(
+    number: u64,
+    checkpoint: &[u8],
+    journals: &[(u64, &[u8])],
+    mutants: super::PlanMutants,
+) -> Result<Recovered> {
+    let mut read = |offset: u64, buf: &mut [u8]| {
+        let from = (offset as usize).min(checkpoint.len());
+        let n = buf.len().min(checkpoint.len() - from);
+        buf[..n].copy_from_slice(&checkpoint[from..from + n]);
+        Ok(n)
+    };
+    let source = Checkpoint {
+        read: &mut read,
+        chunk: checkpoint.len(),
+    };
+    recover_into(number, source, journals, Records::default(), mutants)
+}
+
+/// Where recovery reads its checkpoint from (see
+/// [`scan_checkpoint`](super::frame::scan_checkpoint)).
+pub(crate) struct Checkpoint<'a> {
+    /// Fills a buffer from an offset of the file; fewer bytes only at its end.
+    pub(crate) read: &'a mut (dyn FnMut(u64, &mut [u8]) -> Result<usize> + Send),
+    /// Bytes read at a time.
+    pub(crate) chunk: usize,
+}
+
+/// Recovers the durable image from checkpoint `number` (read a chunk at a time)
+/// and the journals numbered `number` or more (`(number, bytes)`, any order),
+/// every record going into `records` as it is read (a table, for an open: see
+/// [`Records`]).
 ///
 /// # Errors
 ///
@@ -324,38 +377,20 @@ impl Recovered {
 /// [`Error::MissingCheckpoint`] for a missing or empty journal `number` (created
 /// durably before the pointer named the checkpoint) or a missing successor of a
 /// journal that ends with [`Entry::Rotated`]; [`Error::NewerFormat`] and
-/// [`Error::OlderFormat`].
-pub(crate) fn recover(
+/// [`Error::OlderFormat`]; a record `records` refuses ([`Records::insert`]).
+pub(crate) fn recover_into(
     number: u64,
-    checkpoint: &[u8],
+    checkpoint: Checkpoint<'_>,
     journals: &[(u64, &[u8])],
+    records: Records,
     mutants: super::PlanMutants,
 ) -> Result<Recovered> {
     let name = files::checkpoint(number);
-    let ckpt = scan(checkpoint, &name, FileKind::Checkpoint, Tear::Never)?;
-    let corrupt_ckpt = |reason| Error::CheckpointCorrupt {
-        file: name.clone(),
-        reason,
+    let mut image = Image {
+        records,
+        ..Image::default()
     };
-    let header = ckpt.header.ok_or_else(|| corrupt_ckpt("no header"))?;
-    if header.number != number {
-        return Err(corrupt_ckpt("the header names another checkpoint"));
-    }
-    let mut image = Image::default();
-    let mut ended = false;
-    for (seq, entry) in &ckpt.entries {
-        if ended {
-            return Err(corrupt_ckpt("frames after the end frame"));
-        }
-        match entry {
-            Entry::End { frames } if *frames == *seq => ended = true,
-            Entry::End { .. } => return Err(corrupt_ckpt("the end frame miscounts")),
-            e => image.apply(e),
-        }
-    }
-    if !ended {
-        return Err(corrupt_ckpt("truncated: no end frame"));
-    }
+    let header = load_checkpoint(number, &name, checkpoint, &mut image)?;
 
     let mut sorted: Vec<(u64, &[u8])> = journals
         .iter()
@@ -382,9 +417,9 @@ pub(crate) fn recover(
         // Nothing replayed, cut or decided yet: as for a new store.
         ..Recovered::fresh(header.devices)
     };
-    // The newest inline entry of each extent (by version), matched against the
+    // Every inline entry; the newest of each extent is matched against the
     // recovered record once every journal is replayed.
-    let mut inline: BTreeMap<u64, (RecordImage, Bytes)> = BTreeMap::new();
+    let inline: Vec<(RecordImage, Bytes)> = Vec::new();
     let mut scans = Vec::with_capacity(sorted.len());
     for (expected, (n, bytes)) in (number..).zip(sorted) {
         if n != expected {
@@ -412,6 +447,12 @@ pub(crate) fn recover(
         .rposition(|(_, _, _, s)| s.holds_records())
         .unwrap_or(0);
     let count = scans.len();
+    // A clean close synced the devices before its marker: nothing to write
+    // back, so no inline data is kept while replaying (a tenth of a large
+    // store's records may be inline writes in its journal).
+    let closed =
+        (scans.last()).is_some_and(|(.., s)| matches!(s.last_entry(), Some(Entry::Closed)));
+    let mut inline = (!closed).then_some(inline);
     for (i, (n, bytes, file, scanned)) in scans.into_iter().enumerate() {
         let journal_corrupt = |offset, reason| Error::JournalCorrupt {
             file: file.clone(),
@@ -479,12 +520,12 @@ pub(crate) fn recover(
                     held.push(e.clone());
                     if held.len() == *count {
                         for e in held.drain(..) {
-                            apply(&mut recovered.image, &mut inline, &e);
+                            apply(&mut recovered.image, inline.as_mut(), &e);
                         }
                         batch = None;
                     }
                 }
-                e => apply(&mut recovered.image, &mut inline, e),
+                e => apply(&mut recovered.image, inline.as_mut(), e),
             }
         }
         if let Some(mark) = scanned.last_mark {
@@ -516,11 +557,9 @@ pub(crate) fn recover(
             };
         }
     }
+    recovered.image.records.refused()?;
     // A clean close synced the devices before its marker: nothing to write back.
-    if recovered.tail.closed {
-        inline.clear();
-    }
-    recovered.inline = inline.into_values().collect();
+    recovered.inline = newest_inline(inline.unwrap_or_default());
     recovered.choose_redo();
     Ok(recovered)
 }

@@ -94,7 +94,7 @@ mod pointer;
 pub(crate) mod writer;
 
 pub(crate) use frame::{HEADER_LEN, encode_group};
-pub(crate) use image::{Image, RecordImage, Recovered, recover};
+pub(crate) use image::{Bounds, Image, RecordImage, Records, Recovered, recover_into};
 pub(crate) use pointer::{decode_pointer, encode_pointer, pointer_format};
 
 use crate::bytes::Bytes;
@@ -325,12 +325,64 @@ pub(crate) mod files {
 #[cfg(all(test, not(loom)))]
 mod tests;
 
+/// What recovery reads of a store's directory.
+pub(crate) trait MetaFiles {
+    /// `name`'s bytes, `None` if it is missing.
+    fn read(&mut self, name: &str) -> crate::Result<Option<Vec<u8>>>;
+    /// Fills `buf` from `offset` of `name`: the bytes read, fewer than
+    /// `buf.len()` only at its end; `None` if it is missing.
+    fn read_at(&mut self, name: &str, offset: u64, buf: &mut [u8]) -> crate::Result<Option<usize>>;
+    /// Whether an open keeps a copy of the records it installs in the table
+    /// (a small directory in memory, whose recovery the emulator checks);
+    /// a store's open keeps only the table.
+    fn keep_records(&self) -> bool {
+        false
+    }
+}
+
+/// [`MetaFiles`] over a function that reads a whole file (in memory: the
+/// emulator's directory, tests); a file read in parts is read once.
+pub(crate) struct WholeFiles<F> {
+    read: F,
+    last: Option<(String, Option<Vec<u8>>)>,
+}
+
+impl<F: FnMut(&str) -> crate::Result<Option<Vec<u8>>>> WholeFiles<F> {
+    /// Reads through `read`.
+    pub(crate) fn new(read: F) -> Self {
+        WholeFiles { read, last: None }
+    }
+}
+
+impl<F: FnMut(&str) -> crate::Result<Option<Vec<u8>>>> MetaFiles for WholeFiles<F> {
+    fn read(&mut self, name: &str) -> crate::Result<Option<Vec<u8>>> {
+        (self.read)(name)
+    }
+
+    fn read_at(&mut self, name: &str, offset: u64, buf: &mut [u8]) -> crate::Result<Option<usize>> {
+        if self.last.as_ref().is_none_or(|(n, _)| n != name) {
+            self.last = Some((name.to_string(), (self.read)(name)?));
+        }
+        let Some((_, Some(bytes))) = &self.last else {
+            return Ok(None);
+        };
+        let from = usize::try_from(offset).map_or(bytes.len(), |o| o.min(bytes.len()));
+        let n = buf.len().min(bytes.len() - from);
+        buf[..n].copy_from_slice(&bytes[from..from + n]);
+        Ok(Some(n))
+    }
+
+    fn keep_records(&self) -> bool {
+        true
+    }
+}
+
 /// A directory without `CURRENT` is new, or holds what a creation that stopped
 /// before its pointer left: checkpoint 1 and journal 1 with no record. Anything more
 /// means the pointer of a real store was lost: refused, never created over.
 fn refuse_records_without_pointer(
     names: &[String],
-    read: &mut impl FnMut(&str) -> crate::Result<Option<Vec<u8>>>,
+    files: &mut dyn MetaFiles,
 ) -> crate::Result<()> {
     let missing = || crate::Error::MissingCheckpoint {
         file: files::CURRENT.to_string(),
@@ -343,7 +395,7 @@ fn refuse_records_without_pointer(
     }
     // A journal 1 with anything appended after its start frame was in use, so
     // its pointer existed. Damage in it is read as records too: refused.
-    if let Some(journal) = read(&files::journal(1))? {
+    if let Some(journal) = files.read(&files::journal(1))? {
         let scanned = frame::scan(
             &journal,
             "",
@@ -357,39 +409,51 @@ fn refuse_records_without_pointer(
     Ok(())
 }
 
-/// Recovers a directory: reads `CURRENT`, the checkpoint it names and every journal
-/// from that checkpoint on (`read` returns a file's bytes, `None` if missing).
-/// `Ok(None)` if there is no `CURRENT`: not a store yet (or one whose creation
-/// stopped before its pointer was written, which therefore acknowledged nothing).
+/// Recovers a directory: reads `CURRENT`, the checkpoint it names (`chunk`
+/// bytes at a time) and every journal from that checkpoint on, into `records`
+/// (see [`recover_into`]). `Ok(None)` if there is no `CURRENT`: not a store yet
+/// (or one whose creation stopped before its pointer was written, which
+/// therefore acknowledged nothing).
 ///
 /// # Errors
 ///
-/// As [`recover`], plus [`Error::MissingCheckpoint`](crate::Error::MissingCheckpoint)
-/// and a corrupt or newer pointer; `read`'s errors.
+/// As [`recover_into`], plus [`Error::MissingCheckpoint`](crate::Error::MissingCheckpoint)
+/// and a corrupt or newer pointer; `files`' errors.
 pub(crate) fn recover_dir(
     names: &[String],
-    mut read: impl FnMut(&str) -> crate::Result<Option<Vec<u8>>>,
+    files: &mut (dyn MetaFiles + Send),
+    records: Records,
+    chunk: usize,
     mutants: PlanMutants,
 ) -> crate::Result<Option<Recovered>> {
-    let Some(pointer) = read(files::CURRENT)? else {
-        refuse_records_without_pointer(names, &mut read)?;
+    let Some(pointer) = files.read(files::CURRENT)? else {
+        refuse_records_without_pointer(names, files)?;
         return Ok(None);
     };
     let number = decode_pointer(&pointer)?;
     let name = files::checkpoint(number);
-    let checkpoint = read(&name)?.ok_or(crate::Error::MissingCheckpoint { file: name })?;
+    let missing = || crate::Error::MissingCheckpoint { file: name.clone() };
+    if files.read_at(&name, 0, &mut [])?.is_none() {
+        return Err(missing());
+    }
     // Recovery needs the journal the checkpoint starts and every later one; a
-    // missing one is reported by `recover`, which knows which must exist.
+    // missing one is reported by `recover_into`, which knows which must exist.
     let mut journals = Vec::new();
     for n in names.iter().filter_map(|n| files::journal_number(n)) {
         if n >= number
-            && let Some(bytes) = read(&files::journal(n))?
+            && let Some(bytes) = files.read(&files::journal(n))?
         {
             journals.push((n, bytes));
         }
     }
     let refs: Vec<(u64, &[u8])> = journals.iter().map(|(n, b)| (*n, b.as_slice())).collect();
-    let mut recovered = recover(number, &checkpoint, &refs, mutants)?;
+    let mut read =
+        |offset: u64, buf: &mut [u8]| files.read_at(&name, offset, buf)?.ok_or_else(missing);
+    let checkpoint = image::Checkpoint {
+        read: &mut read,
+        chunk,
+    };
+    let mut recovered = recover_into(number, checkpoint, &refs, records, mutants)?;
     recovered.pointer_upgrade = pointer_format(&pointer) < FORMAT_VERSION;
     Ok(Some(recovered))
 }

@@ -7,18 +7,22 @@
 //! Every refusal comes before the first plan step, so a failed open changes no
 //! file (invariant 11).
 
+use super::image::{other_devices, shrunk_config};
 use super::plan::{self, FsOp, PlanMutants};
 use super::writer::Writer;
-use super::{Image, Recovered, files, recover_dir};
+use super::{Bounds, Image, MetaFiles, Records, Recovered, files, recover_dir};
 use crate::error::{Error, Result};
-use crate::record::{MAX_GENERATION, MAX_VERSION, Snapshot};
 use crate::space::Allocator;
 use crate::table::{ExtentTable, Tags};
 
 /// What an open decided.
 #[derive(Debug)]
 pub(crate) struct Opening {
-    /// What recovery found (a new store's: empty).
+    /// Records recovered.
+    pub(crate) records: u64,
+    /// What recovery found (a new store's: empty). Its records are
+    /// [`table`](Self::table)'s, copied into a map only if the open was asked
+    /// to keep them.
     pub(crate) recovered: Recovered,
     /// Whether the directory held no store: [`create`](Self::create) makes one.
     pub(crate) created: bool,
@@ -48,9 +52,11 @@ pub(crate) struct Devices<'a> {
     pub(crate) read: &'a mut dyn FnMut(crate::record::Location) -> Result<Option<Vec<u8>>>,
 }
 
-/// Opens the metadata of the directory whose entries are `names` (`read` returns a
-/// file's bytes, `None` if missing) beside `devices`; `reserve` is the metadata
-/// reserve's size and the length of the reserve file found (`None`: missing).
+/// Opens the metadata of the directory whose entries are `names` (read through
+/// `files`) beside `devices`; `reserve` is the metadata reserve's size and the
+/// length of the reserve file found (`None`: missing). Records go into the
+/// table as they are read; a copy is kept in [`Opening::recovered`] if
+/// [`MetaFiles::keep_records`] (the emulator checks it).
 ///
 /// # Errors
 ///
@@ -61,15 +67,18 @@ pub(crate) struct Devices<'a> {
 /// shorter than a location a record references.
 pub(crate) fn open(
     names: &[String],
-    read: impl FnMut(&str) -> Result<Option<Vec<u8>>>,
+    files: &mut (dyn MetaFiles + Send),
     devices: Devices<'_>,
     geometry: &Geometry,
     journal_max_bytes: u64,
     reserve: (u64, Option<u64>),
     mutants: PlanMutants,
 ) -> Result<Opening> {
+    let keep_image = files.keep_records();
     let device_lens = devices.lens;
-    let (mut recovered, create) = match recover_dir(names, read, mutants)? {
+    let records = Records::table(geometry.table, geometry.bounds());
+    let recovered = recover_dir(names, files, records, geometry.read_chunk, mutants)?;
+    let (mut recovered, create) = match recovered {
         Some(r) => (r, Vec::new()),
         None => {
             // Not a store this crate made, or one whose metadata was removed:
@@ -86,21 +95,20 @@ pub(crate) fn open(
         }
     };
     if recovered.devices != geometry.devices {
-        return Err(Error::InvalidConfig {
-            field: "devices",
-            reason: format!(
-                "the store was created with {} devices, the configuration says {}",
-                recovered.devices, geometry.devices
-            ),
-        });
+        return Err(other_devices(recovered.devices, geometry.devices));
     }
     if mutants.trust_unsynced {
         recovered.image.unsynced.clear();
     }
     recovered.settle_unsynced(devices.read)?;
-    let (table, tags, allocator) = rebuild(&recovered.image, geometry)?;
+    let allocator = restore_allocator(&recovered.image, geometry)?;
     check_device_lens(&recovered, device_lens)?;
     let reopen = plan::reopen(&recovered, mutants);
+    let records = recovered.image.records.len() as u64;
+    // A new store's records are an empty table too.
+    let (table, tags) = (recovered.image.records)
+        .take_table(keep_image)
+        .unwrap_or_else(|| (ExtentTable::new(geometry.table), Tags::default()));
     let writer = Writer::new(
         geometry.devices,
         journal_max_bytes,
@@ -111,6 +119,7 @@ pub(crate) fn open(
     .with_mutants(mutants)
     .with_reserve(reserve.0, reserve.1);
     Ok(Opening {
+        records,
         created: !create.is_empty(),
         recovered,
         create,
@@ -156,11 +165,27 @@ pub(crate) struct Geometry {
     pub(crate) devices: u16,
     pub(crate) capacity: u64,
     pub(crate) block_size: u32,
+    /// Bytes of the checkpoint recovery reads at a time.
+    pub(crate) read_chunk: usize,
 }
 
-/// The table, tags and allocator of a recovered image: every record restored
-/// (range checked) with its tag, free space the complement of the referenced
-/// locations and the bad list.
+impl Geometry {
+    /// What every record must fit.
+    pub(crate) fn bounds(&self) -> Bounds {
+        Bounds {
+            devices: self.devices,
+            capacity: self.capacity,
+        }
+    }
+}
+
+/// Bytes of a checkpoint an open reads at a time: memory an open needs beside
+/// the table, whatever the checkpoint's length.
+pub(crate) const READ_CHUNK: usize = 1 << 20;
+
+/// The table, tags and allocator of the records `entries` leave (an engine's
+/// own records: [`Store::with_records`](crate::Store::with_records)), checked
+/// as recovery checks them.
 ///
 /// # Errors
 ///
@@ -169,64 +194,21 @@ pub(crate) struct Geometry {
 /// `device_capacity_bytes` (or `devices`) for a record past the configured
 /// devices.
 pub(crate) fn rebuild(
-    image: &Image,
+    entries: impl IntoIterator<Item = super::Entry>,
     geometry: &Geometry,
 ) -> Result<(ExtentTable, Tags, Allocator)> {
-    let table = ExtentTable::new(geometry.table);
-    restore_records(&table, image, geometry)?;
-    let tags = Tags::default();
-    for r in image.records.values().filter(|r| !r.tag.is_empty()) {
-        tags.set(r.extent, r.generation, r.tag);
-    }
-    let allocator = restore_allocator(image, geometry)?;
-    Ok((table, tags, allocator))
-}
-
-fn restore_records(table: &ExtentTable, image: &Image, geometry: &Geometry) -> Result<()> {
-    for record in image.records.values() {
-        let bad = record.version % 2 != 0
-            || record.version > MAX_VERSION
-            || record.generation > MAX_GENERATION;
-        if !bad
-            && (record.location.device >= geometry.devices
-                || record.location.end() > geometry.capacity)
-        {
-            return Err(shrunk_config(record.location, geometry));
-        }
-        if bad {
-            return Err(Error::CheckpointCorrupt {
-                file: format!("record of {}", record.extent),
-                reason: "a recovered record is out of range",
-            });
-        }
-        table.restore(&Snapshot::recovered(
-            record.extent,
-            record.version,
-            record.state,
-            record.generation,
-            record.location,
-            record.checksum,
-        ))?;
-    }
-    Ok(())
-}
-
-/// A checksummed record references `location` past the configured devices: the
-/// configuration shrank since the record was written, a mistake to correct, not
-/// damage to restore from a backup.
-fn shrunk_config(location: crate::record::Location, geometry: &Geometry) -> Error {
-    let (field, bound) = if location.device >= geometry.devices {
-        ("devices", u64::from(geometry.devices))
-    } else {
-        ("device_capacity_bytes", geometry.capacity)
+    let mut image = Image {
+        records: Records::table(geometry.table, geometry.bounds()),
+        ..Image::default()
     };
-    Error::InvalidConfig {
-        field,
-        reason: format!(
-            "{bound} is smaller than the store in this directory needs: a record references {} bytes at offset {} of device {}; open it with the configuration it was created with",
-            location.length, location.offset, location.device
-        ),
+    for entry in entries {
+        image.apply(&entry);
     }
+    image.records.refused()?;
+    let allocator = restore_allocator(&image, geometry)?;
+    let (table, tags) = (image.records.take_table(false))
+        .unwrap_or_else(|| (ExtentTable::new(geometry.table), Tags::default()));
+    Ok((table, tags, allocator))
 }
 
 fn restore_allocator(image: &Image, geometry: &Geometry) -> Result<Allocator> {
@@ -243,6 +225,8 @@ fn restore_allocator(image: &Image, geometry: &Geometry) -> Result<Allocator> {
             file: files::CURRENT.to_string(),
             reason: "two records reference overlapping locations",
         },
-        crate::space::RestoreError::OutOfRange { location } => shrunk_config(location, geometry),
+        crate::space::RestoreError::OutOfRange { location } => {
+            shrunk_config(location, geometry.bounds())
+        }
     })
 }

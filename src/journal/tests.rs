@@ -245,9 +245,9 @@ fn checkpoint_then_journals_recover_the_newest_record_of_each_extent() {
         PlanMutants::default(),
     )
     .unwrap();
-    assert_eq!(r.image.records[&1].generation, 20);
-    assert_eq!(r.image.records[&2].generation, 30);
-    assert_eq!(r.image.records[&50].generation, 1);
+    assert_eq!(r.image.records.get(1).expect("record").generation, 20);
+    assert_eq!(r.image.records.get(2).expect("record").generation, 30);
+    assert_eq!(r.image.records.get(50).expect("record").generation, 1);
     assert_eq!(r.image.records.len(), image.records.len() + 1);
     assert!(r.image.bad.contains(&Location::new(1, 4096, 10)));
     assert_eq!((r.next_seq, r.replayed, r.devices), (104, 4, 3));
@@ -312,7 +312,7 @@ fn a_rotated_journal_without_its_successor_is_refused() {
     // With its successor (even one whose header was torn) it recovers.
     let j2 = journal(2, &[put(1, 2)], 2);
     let r = recover(1, &ckpt, &[(1, &j1), (2, &j2)], PlanMutants::default()).unwrap();
-    assert_eq!(r.image.records[&1].generation, 2);
+    assert_eq!(r.image.records.get(1).expect("record").generation, 2);
     assert!(recover(1, &ckpt, &[(1, &j1), (2, &j2[..5])], PlanMutants::default()).is_ok());
 }
 

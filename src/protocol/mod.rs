@@ -311,7 +311,7 @@ impl Core {
         // inserted into record by record (a checkpoint of millions of
         // records, taken while writes go on).
         let mut image = crate::journal::Image {
-            records: records.collect(),
+            records: crate::journal::Records::Map(records.collect()),
             ..Default::default()
         };
         let proposals = early.unwrap_or_else(|| self.proposals.entries());

@@ -12,7 +12,7 @@ use super::fabric::Fabric;
 use super::report::Report;
 use crate::journal::open::{Geometry, open};
 use crate::journal::plan::{FsOp, PlanMutants};
-use crate::journal::{Image, Recovered, recover_dir};
+use crate::journal::{Image, Records, Recovered, WholeFiles, recover_dir};
 use crate::space::Allocator;
 use crate::table::ExtentTable;
 use rand::Rng;
@@ -124,6 +124,11 @@ pub(crate) fn reserve_len(dir: &SimDir) -> Option<u64> {
         .map(|b| b.len() as u64)
 }
 
+/// Bytes of a checkpoint the emulator's recoveries read at a time: about two
+/// frames, so that frames straddle the reads as they do in a store's large
+/// checkpoints (the store reads [`crate::journal::open::READ_CHUNK`]).
+pub(crate) const READ_CHUNK: usize = 600;
+
 /// A second recovery of the directory, by the correct rules (the mutant that
 /// trusts overlapped writes' records aside: its two recoveries agree).
 fn recover_once(
@@ -131,9 +136,12 @@ fn recover_once(
     fabric: &Fabric,
     trust_unsynced: bool,
 ) -> crate::Result<Option<Recovered>> {
+    // Into a map: the open's table and this map must give the same image.
     let mut recovered = recover_dir(
         &dir.list(),
-        |name| Ok(dir.read(name)),
+        &mut WholeFiles::new(|name: &str| Ok(dir.read(name))),
+        Records::default(),
+        READ_CHUNK,
         PlanMutants::default(),
     )?;
     if let Some(r) = &mut recovered {
@@ -177,7 +185,7 @@ pub(crate) fn recover(
         let shown = &*fabric;
         let opening = match open(
             &names,
-            |name| Ok(dir.read(name)),
+            &mut WholeFiles::new(|name: &str| Ok(dir.read(name))),
             crate::journal::open::Devices {
                 lens: &device_lens,
                 read: &mut |l| Ok(read_device(shown, l)),

@@ -127,7 +127,7 @@ impl Model {
 
     /// After a recovery: what was recovered is the new durable baseline.
     pub(crate) fn reset(&mut self, image: &Image) {
-        self.baseline = image.records.clone();
+        self.baseline = image.records.to_map();
         self.issued.clear();
         self.pending.clear();
         self.data_synced.clear();
@@ -221,7 +221,8 @@ impl Model {
         extents: &BTreeSet<u64>,
     ) -> bool {
         extents.iter().all(|e| {
-            let got = image.records.get(e);
+            let got = image.records.get(*e);
+            let got = got.as_ref();
             match state.get(e) {
                 None => explains(None, got),
                 Some((r, _, alts)) => {
@@ -246,8 +247,8 @@ pub(crate) fn check(
 ) -> Vec<String> {
     let mut out = Vec::new();
     let mut extents: BTreeSet<u64> = (model.baseline.keys())
-        .chain(image.records.keys())
         .copied()
+        .chain(image.records.keys())
         .collect();
     for (e, _) in &model.issued {
         if let Some((r, _)) = e.record() {
@@ -266,7 +267,8 @@ pub(crate) fn check(
                     .map(|(_, r, _)| r.version),
             )
             .max();
-        let got = image.records.get(&e);
+        let got = image.records.get(e);
+        let got = got.as_ref();
         let Some(r) = got else {
             if let Some(v) = floor {
                 out.push(format!(
@@ -371,7 +373,7 @@ mod tests {
     }
 
     fn extents(model: &Model, image: &Image) -> BTreeSet<u64> {
-        let mut set: BTreeSet<u64> = image.records.keys().copied().collect();
+        let mut set: BTreeSet<u64> = image.records.keys().collect();
         for (e, _) in &model.issued {
             if let Some((r, _)) = e.record() {
                 set.insert(r.extent.0);

@@ -93,17 +93,16 @@ impl Store {
                 reason: "the backend has no devices".into(),
             });
         }
-        let mut image = crate::journal::Image::default();
-        for record in records {
-            image.apply(&crate::journal::Entry::put(&record, crate::Tag::EMPTY));
-        }
         let geometry = crate::journal::open::Geometry {
             table: config.table,
             devices,
             capacity: config.device_capacity_bytes,
             block_size: config.block_size_bytes,
+            read_chunk: crate::journal::open::READ_CHUNK,
         };
-        let (table, _untagged, allocator) = crate::journal::open::rebuild(&image, &geometry)?;
+        let entries = (records.into_iter())
+            .map(|record| crate::journal::Entry::put(&record, crate::Tag::EMPTY));
+        let (table, _untagged, allocator) = crate::journal::open::rebuild(entries, &geometry)?;
         Self::in_memory(table, allocator, backend, config)
     }
 

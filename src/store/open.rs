@@ -164,10 +164,9 @@ fn recover_and_open(
     lock: Box<dyn std::any::Any + Send + Sync>,
     config: &StoreConfig,
 ) -> Result<Opened> {
-    let read = |name: &str| {
-        dir.fs
-            .read_file(&dir.path.join(name))
-            .map_err(|e| io_error("read", &e))
+    let mut files = MetaDir {
+        dir: &dir,
+        open: None,
     };
     let device_files = device_files(&dir, config.devices)?;
     let device_lens = (device_files.iter())
@@ -185,7 +184,7 @@ fn recover_and_open(
     };
     let opening = journal::open::open(
         names,
-        read,
+        &mut files,
         journal::open::Devices {
             lens: &device_lens,
             read: &mut read_device,
@@ -204,7 +203,7 @@ fn recover_and_open(
     let report = RecoveryReport {
         created: opening.created,
         checkpoint: recovered.checkpoint,
-        records: recovered.image.records.len() as u64,
+        records: opening.records,
         replayed: recovered.replayed,
         torn_tail_dropped: recovered.cut.is_some(),
         dropped_bytes: recovered.dropped.len() as u64,
@@ -229,6 +228,46 @@ fn recover_and_open(
         },
         report,
     })
+}
+
+/// The store directory's metadata files as recovery reads them: whole, or a
+/// checkpoint in parts through one open file.
+struct MetaDir<'a> {
+    dir: &'a Dir,
+    open: Option<(String, Arc<dyn FsFile>)>,
+}
+
+impl journal::MetaFiles for MetaDir<'_> {
+    fn read(&mut self, name: &str) -> Result<Option<Vec<u8>>> {
+        (self.dir.fs)
+            .read_file(&self.dir.path.join(name))
+            .map_err(|e| io_error("read", &e))
+    }
+
+    fn read_at(&mut self, name: &str, offset: u64, buf: &mut [u8]) -> Result<Option<usize>> {
+        if self.open.as_ref().is_none_or(|(n, _)| n != name) {
+            let file = match self.dir.fs.open(&self.dir.path.join(name), false) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io_error("open", &e)),
+            };
+            self.open = Some((name.to_string(), file));
+        }
+        let Some((_, file)) = &self.open else {
+            return Ok(None);
+        };
+        let mut done = 0;
+        // Bounded: every pass reads at least one byte or ends.
+        while done < buf.len() {
+            match file.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_error("read", &e)),
+            }
+        }
+        Ok(Some(done))
+    }
 }
 
 /// The `l.length` bytes at `l.offset` of `file`, `None` if the file ends first.
@@ -261,6 +300,7 @@ fn geometry(config: &StoreConfig) -> Geometry {
         devices: config.devices,
         capacity: config.device_capacity_bytes,
         block_size: config.block_size_bytes,
+        read_chunk: journal::open::READ_CHUNK,
     }
 }
 

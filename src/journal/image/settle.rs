@@ -43,10 +43,15 @@ impl Recovered {
             self.choose_redo();
             return Ok(());
         }
-        let taken = References::of(&self.image.records);
+        let wanted: Vec<Location> = (self.image.unsynced.values())
+            .flatten()
+            .filter_map(|f| f.record.filter(RecordImage::references))
+            .map(|r| r.location)
+            .collect();
+        let taken = References::of(&self.image.records, wanted);
         let image = &mut self.image;
         for (id, chain) in std::mem::take(&mut image.unsynced) {
-            let Some(r) = image.records.get(&id).copied() else {
+            let Some(r) = image.records.get(id) else {
                 continue;
             };
             let keep = |this: &mut Vec<Entry>| {
@@ -75,7 +80,7 @@ impl Recovered {
             // no journal holds yet, and this commit wins over the dropped
             // proposal at their equal version in every later recovery, once the
             // reopen has journaled it.
-            image.records.insert(id, back);
+            image.records.insert(back);
             image.proposed.remove(&id);
             self.unsynced_dropped.push(Entry::Put(back));
             if let Some(bytes) = bytes {
@@ -98,7 +103,7 @@ impl Recovered {
         let records = &self.image.records;
         self.redo = (self.inline.iter())
             .filter(|(r, _)| {
-                records.get(&r.extent.0).is_some_and(|f| {
+                records.get(r.extent.0).is_some_and(|f| {
                     f.references()
                         && (f.location, f.generation, f.checksum)
                             == (r.location, r.generation, r.checksum)
@@ -185,9 +190,27 @@ struct References {
 }
 
 impl References {
-    fn of(records: &std::collections::BTreeMap<u64, RecordImage>) -> Self {
-        let mut by_start: Vec<_> = (records.values())
-            .filter(|r| r.references())
+    /// The records whose locations overlap one of `wanted` (the only ones
+    /// [`other_than`](Self::other_than) is asked about): bounded by the
+    /// journal's overlapped writes, not by the table.
+    fn of(records: &super::Records, mut wanted: Vec<Location>) -> Self {
+        wanted.sort_unstable_by_key(|l| (l.device, l.offset));
+        let longest = wanted
+            .iter()
+            .map(|l| u64::from(l.length))
+            .max()
+            .unwrap_or(0);
+        let overlaps = |r: &RecordImage| {
+            let (device, start, end) = (r.location.device, r.location.offset, r.location.end());
+            let from = wanted.partition_point(|w| {
+                (w.device, w.offset) < (device, start.saturating_sub(longest))
+            });
+            (wanted[from..].iter())
+                .take_while(|w| (w.device, w.offset) < (device, end))
+                .any(|w| w.device == device && w.end() > start)
+        };
+        let mut by_start: Vec<_> = (records.iter())
+            .filter(|r| r.references() && overlaps(r))
             .map(|r| {
                 (
                     (r.location.device, r.location.offset),
@@ -268,7 +291,7 @@ mod tests {
             })
         })
         .unwrap();
-        let back = r.image.records[&1];
+        let back = r.image.records.get(1).expect("record");
         assert_eq!(
             (back.version, back.generation, back.location),
             (10, 1, moved.location)
@@ -287,13 +310,16 @@ mod tests {
         let mut r = recovered(&[Entry::Unsynced(first), Entry::Unsynced(second)]);
         r.settle_unsynced(|l| Ok((l.offset == 0).then(|| data(1))))
             .unwrap();
-        assert_eq!(r.image.records[&1].location, first.location);
+        assert_eq!(
+            r.image.records.get(1).expect("record").location,
+            first.location
+        );
         assert_eq!(r.redo, vec![(first.location, Bytes::from(data(1)))]);
         // Neither verifies: the extent had no record before them.
         let mut r = recovered(&[Entry::Unsynced(first), Entry::Unsynced(second)]);
         r.settle_unsynced(|_| Ok(None)).unwrap();
-        assert_eq!(r.image.records[&1].state, State::Vacant);
-        assert_eq!(r.image.records[&1].generation, 0);
+        assert_eq!(r.image.records.get(1).expect("record").state, State::Vacant);
+        assert_eq!(r.image.records.get(1).expect("record").generation, 0);
     }
 
     /// A marker journaled after a newer overlapped record still vouches for
@@ -312,7 +338,10 @@ mod tests {
         ]);
         // The device answers nothing: only the marker can keep the first.
         r.settle_unsynced(|_| Ok(None)).unwrap();
-        assert_eq!(r.image.records[&1].location, first.location);
+        assert_eq!(
+            r.image.records.get(1).expect("record").location,
+            first.location
+        );
         assert!(r.redo.is_empty());
     }
 }

@@ -134,6 +134,7 @@ impl World {
             devices: cfg.devices,
             capacity: 1 << 40,
             block_size: 512,
+            read_chunk: crash::READ_CHUNK,
         };
         let mut report = Report::new(seed, cfg.protocol);
         let fixed = cfg.protocol == Protocol::Fixed;

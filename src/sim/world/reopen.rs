@@ -58,7 +58,7 @@ impl World {
         let fabric = &self.fabric;
         let opened = journal::open::open(
             &names,
-            |name| Ok(dir.read(name)),
+            &mut journal::WholeFiles::new(|name: &str| Ok(dir.read(name))),
             journal::open::Devices {
                 lens: device_lens,
                 read: &mut |l| Ok(crash::read_device(fabric, l)),

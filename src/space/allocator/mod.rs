@@ -135,10 +135,19 @@ impl Allocator {
         degraded: impl IntoIterator<Item = u16>,
     ) -> std::result::Result<Allocator, RestoreError> {
         let allocator = Allocator::new(devices, capacity, block_size);
-        let mut live: Vec<Vec<(u64, u64, Location)>> = vec![Vec::new(); usize::from(devices)];
+        // Block-rounded spans, a location that starts where the one before it
+        // on its device ended joining that one's span: an open of millions of
+        // records written one after another holds a few spans here, not one
+        // per record beside the table. Joined spans overlap another span
+        // exactly when one of their locations does.
+        let mut live: Vec<Vec<(u64, u64)>> = vec![Vec::new(); usize::from(devices)];
         for location in referenced {
             let (start, end) = allocator.checked_span(location, capacity)?;
-            live[usize::from(location.device)].push((start, end, location));
+            let spans = &mut live[usize::from(location.device)];
+            match spans.last_mut() {
+                Some(last) if last.1 == start => last.1 = end,
+                _ => spans.push((start, end)),
+            }
         }
         for location in bad {
             let (start, end) = allocator.checked_span(location, capacity)?;
@@ -147,17 +156,25 @@ impl Allocator {
                 .add_bad(start, end, location);
         }
         for (device, mut spans) in live.into_iter().enumerate() {
-            spans.sort_unstable_by_key(|&(start, ..)| start);
+            spans.sort_unstable_by_key(|&(start, _)| start);
+            // A joined span is named by its bytes (a single location's are
+            // its block-rounded length).
+            let location = |&(offset, end): &(u64, u64)| Location {
+                device: device as u16,
+                offset,
+                length: u32::try_from(end - offset).unwrap_or(u32::MAX),
+            };
+            let end = |span: &(u64, u64)| span.1;
             for pair in spans.windows(2) {
-                if pair[1].0 < pair[0].1 {
+                if pair[1].0 < end(&pair[0]) {
                     return Err(RestoreError::Overlap {
-                        a: pair[0].2,
-                        b: pair[1].2,
+                        a: location(&pair[0]),
+                        b: location(&pair[1]),
                     });
                 }
             }
             let mut space = allocator.devices[device].lock();
-            let top = spans.last().map_or(0, |&(_, end, _)| end);
+            let top = spans.last().map_or(0, end);
             let bad_top = space.bad.last().map_or(0, |(_, end)| end);
             space.bump = top.max(bad_top);
             space.peak = space.bump;
@@ -165,7 +182,8 @@ impl Allocator {
             // (`release` subtracts it). No gap reaches the bump: it is a referenced
             // or a bad end.
             let mut cursor = 0;
-            for &(start, end, _) in &spans {
+            for span in &spans {
+                let (start, end) = (span.0, end(span));
                 if start > cursor {
                     space.release(cursor, start);
                 }
