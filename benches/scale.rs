@@ -60,9 +60,7 @@ fn child_open(dir: &Path) {
     let seconds = start.elapsed().as_secs_f64();
     let after = status_bytes("VmRSS:");
     let peak = status_bytes("VmHWM:");
-    let report = store.recovery().expect("durable");
-    eprintln!("{report:?}");
-    let records = report.records;
+    let records = store.recovery().expect("durable").records;
     println!("{seconds} {} {} {records}", after - before, peak - before);
 }
 
