@@ -334,7 +334,7 @@ impl Recovered {
 }
 
 /// [`recover_into`] a map, from a checkpoint read whole.
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 pub(crate) fn recover(
     number: u64,
     checkpoint: &[u8],

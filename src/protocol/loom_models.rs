@@ -458,7 +458,7 @@ fn checkpoint_image_holds_a_durable_proposal(table_first: bool) {
         let durable = w.journaled.load(SeqCst);
         let image = w.core.image();
         if durable {
-            let record = image.records.get(&A.0).expect("extent A");
+            let record = image.records.get(A.0).expect("extent A");
             assert_eq!(record.generation, 2, "the durable proposal is in the image");
         }
         writer.join().expect("writer");
