@@ -25,6 +25,10 @@ use std::collections::{BTreeMap, HashMap};
 // interleavings. The emulator and the real-file tests cover it.
 use parking_lot::Mutex;
 
+/// Stamps [`WriteBack::synced`] drops per hold of the lock: about 0.3 ms of
+/// work that an inline write may wait for.
+const STAMPS_PER_LOCK: usize = 1024;
+
 /// See the module docs.
 #[derive(Debug)]
 pub(crate) struct WriteBack {
@@ -80,15 +84,34 @@ impl WriteBack {
     /// A sync of `device` that started after [`mark`](Self::mark) returned
     /// `mark` succeeded (and the sync book trusted it): every write inserted
     /// before is durable at its location.
+    ///
+    /// The writes are taken out under the lock at once, their stamps dropped
+    /// [`STAMPS_PER_LOCK`] at a time and their bytes freed without the lock:
+    /// a checkpoint's sync covers every inline write of a rotation (1.3 M at
+    /// 10 M extents in `benches/scale.rs`), and an inline write inserting meanwhile
+    /// waited for all of them (370 ms). A stamp left a moment longer names a
+    /// write no longer held: [`insert`](Self::insert) and
+    /// [`forget`](Self::forget) then remove nothing from the device's writes,
+    /// which is right, and only [`len`](Self::len) counts it meanwhile.
     pub(crate) fn synced(&self, device: u16, mark: u64) {
-        let mut g = self.inner.lock();
-        let Some(held) = g.devices.get_mut(&device) else {
-            return;
+        let done = {
+            let mut g = self.inner.lock();
+            let Some(held) = g.devices.get_mut(&device) else {
+                return;
+            };
+            let kept = held.split_off(&mark);
+            std::mem::replace(held, kept)
         };
-        let kept = held.split_off(&mark);
-        let done = std::mem::replace(held, kept);
-        for (location, _) in done.into_values() {
-            g.stamps.remove(&location);
+        let mut done = done.into_iter().peekable();
+        // Bounded: every pass drops up to STAMPS_PER_LOCK stamps of a finite map.
+        while done.peek().is_some() {
+            let mut g = self.inner.lock();
+            for (stamp, (location, _)) in done.by_ref().take(STAMPS_PER_LOCK) {
+                // Only this write's stamp: a later write of the location holds it now.
+                if g.stamps.get(&location) == Some(&stamp) {
+                    g.stamps.remove(&location);
+                }
+            }
         }
     }
 
