@@ -478,6 +478,9 @@ fn decode_entry(p: &[u8]) -> Option<Entry> {
 
 /// Bytes of an untagged record's payload after its entry kind.
 const RECORD_LEN: usize = 43;
+/// The bytes of an untagged record's frame (a tag adds its length byte and
+/// bytes): what a checkpoint's buffer is sized by.
+pub(crate) const RECORD_FRAME: usize = FRAME_HEAD + 1 + RECORD_LEN;
 
 /// The record in `rest`: exactly [`RECORD_LEN`] bytes, or those followed by a
 /// user tag's length (1 to [`MAX_TAG_LEN`](crate::MAX_TAG_LEN)) and its bytes.

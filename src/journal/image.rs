@@ -9,7 +9,7 @@ use load::load_checkpoint;
 
 pub(crate) use records::{Bounds, Records, other_devices, shrunk_config};
 
-use super::frame::{FileKind, HEADER_LEN, Tear, encode_frame, encode_header, scan};
+use super::frame::{FileKind, HEADER_LEN, RECORD_FRAME, Tear, encode_frame, encode_header, scan};
 use super::{Entry, files};
 use crate::bytes::Bytes;
 use crate::error::{Error, Result};
@@ -216,7 +216,13 @@ fn cut_unfinished_batch(scan: &mut super::frame::Scan) -> bool {
 /// device, then the end frame counting them.
 pub(crate) fn encode_checkpoint(number: u64, devices: u16, image: &Image) -> Vec<u8> {
     let frames = image.records.len() + image.bad.len() + image.degraded.len();
-    let mut out = Vec::with_capacity(HEADER_LEN + (frames + 1) * 64);
+    // Sized for every frame: growing a buffer of a checkpoint of millions of
+    // records doubles it, copying it once and reserving twice its size.
+    let tags: usize = (image.records.iter())
+        .filter(|r| !r.tag.is_empty())
+        .map(|r| 1 + r.tag.len())
+        .sum();
+    let mut out = Vec::with_capacity(HEADER_LEN + (frames + 1) * RECORD_FRAME + tags);
     out.extend_from_slice(&encode_header(FileKind::Checkpoint, number, devices));
     let entries = (image.records.iter())
         .map(|r| match image.proposed.contains(&r.extent.0) {

@@ -301,17 +301,13 @@ impl Core {
         let records = (self.table.allocated_ids(0))
             .filter_map(|id| self.table.snapshot(id).ok())
             .filter(|s| s.version() > 0)
-            .map(|s| {
-                (
-                    s.extent().0,
-                    crate::journal::RecordImage::of(&s, self.tag_of(&s)),
-                )
-            });
-        // Ids ascend, one record each: the map is built in one pass, not
-        // inserted into record by record (a checkpoint of millions of
-        // records, taken while writes go on).
+            .map(|s| crate::journal::RecordImage::of(&s, self.tag_of(&s)));
+        // Ids ascend, one record each: one sorted list (a checkpoint of
+        // millions of records, taken while writes go on, allocates it at
+        // once rather than a map's node per few records).
+        let records = crate::journal::Records::from_list(records.collect());
         let mut image = crate::journal::Image {
-            records: crate::journal::Records::Map(records.collect()),
+            records,
             ..Default::default()
         };
         let proposals = early.unwrap_or_else(|| self.proposals.entries());
