@@ -189,21 +189,16 @@ fn newest_inline(mut inline: Vec<(RecordImage, Bytes)>) -> Vec<(RecordImage, Byt
 /// later recovery would read as the batch's missing records). Returns whether it
 /// cut.
 fn cut_unfinished_batch(scan: &mut super::frame::Scan) -> bool {
-    let Some(begin) =
-        (scan.entries.iter()).rposition(|(_, e)| matches!(e, Entry::BatchBegin { .. }))
-    else {
+    let Some(batch) = scan.batch else {
         return false;
     };
-    let Entry::BatchBegin { count } = scan.entries[begin].1 else {
-        return false;
-    };
-    let after = &scan.entries[begin + 1..];
-    if after.len() >= count as usize || after.iter().any(|(_, e)| e.record().is_none()) {
+    let after = scan.offsets.len() - batch.begin - 1;
+    if after >= batch.count as usize || batch.interrupted {
         return false;
     }
-    let at = scan.offsets[begin];
-    scan.entries.truncate(begin);
-    scan.offsets.truncate(begin);
+    let at = scan.offsets[batch.begin];
+    scan.offsets.truncate(batch.begin);
+    scan.batch = None;
     scan.valid_len = at;
     scan.torn = true;
     // The last write now ends at the cut; if it began there, the write before
@@ -456,8 +451,8 @@ pub(crate) fn recover_into(
     // A clean close synced the devices before its marker: nothing to write
     // back, so no inline data is kept while replaying (a tenth of a large
     // store's records may be inline writes in its journal).
-    let closed =
-        (scans.last()).is_some_and(|(.., s)| matches!(s.last_entry(), Some(Entry::Closed)));
+    let closed = (scans.last())
+        .is_some_and(|(_, bytes, _, s)| matches!(s.last_entry(bytes), Some(Entry::Closed)));
     let mut inline = (!closed).then_some(inline);
     for (i, (n, bytes, file, scanned)) in scans.into_iter().enumerate() {
         let journal_corrupt = |offset, reason| Error::JournalCorrupt {
@@ -469,7 +464,7 @@ pub(crate) fn recover_into(
         // The checkpoint's own journal had a durable header and start frame
         // before the pointer named the checkpoint: without them, it was damaged,
         // not torn.
-        if n == number && scanned.entries.is_empty() && !mutants.missing_journal_as_empty {
+        if n == number && scanned.offsets.is_empty() && !mutants.missing_journal_as_empty {
             return Err(Error::MissingCheckpoint { file });
         }
         if scanned.header.is_none() && !is_last {
@@ -503,8 +498,13 @@ pub(crate) fn recover_into(
         // so far). One append holds a whole batch, so it never spans journals,
         // and `cut_unfinished_batch` leaves none unfinished at a journal's end.
         let mut batch: Option<(usize, Vec<Entry>)> = None;
-        for (seq, entry) in &scanned.entries {
-            if *seq < recovered.next_seq {
+        for (i, &at) in scanned.offsets.iter().enumerate() {
+            // Decoded again: the scan checked every frame and keeps only where
+            // it is (see `Scan`).
+            let Some((seq, entry)) = scanned.entry(bytes, i) else {
+                return Err(journal_corrupt(at, "a frame changed after it was read"));
+            };
+            if seq < recovered.next_seq {
                 return Err(journal_corrupt(0, "sequence numbers go backwards"));
             }
             recovered.next_seq = seq + 1;
@@ -514,7 +514,7 @@ pub(crate) fn recover_into(
                     if batch.is_some() {
                         return Err(journal_corrupt(0, "a batch begins inside a batch"));
                     }
-                    batch = Some((*count as usize, Vec::new()));
+                    batch = Some((count as usize, Vec::new()));
                 }
                 e if e.record().is_none() && batch.is_some() => {
                     return Err(journal_corrupt(0, "a batch's records are interrupted"));
@@ -523,7 +523,7 @@ pub(crate) fn recover_into(
                     let Some((count, held)) = batch.as_mut() else {
                         continue;
                     };
-                    held.push(e.clone());
+                    held.push(e);
                     if held.len() == *count {
                         for e in held.drain(..) {
                             apply(&mut recovered.image, inline.as_mut(), &e);
@@ -531,7 +531,7 @@ pub(crate) fn recover_into(
                         batch = None;
                     }
                 }
-                e => apply(&mut recovered.image, inline.as_mut(), e),
+                e => apply(&mut recovered.image, inline.as_mut(), &e),
             }
         }
         if let Some(mark) = scanned.last_mark {
@@ -550,16 +550,17 @@ pub(crate) fn recover_into(
             recovered.dropped = tail[..end].to_vec();
         }
         if is_last {
-            if let Some(Entry::Rotated { next }) = scanned.last_entry() {
+            let last = scanned.last_entry(bytes);
+            if let Some(Entry::Rotated { next }) = last {
                 return Err(Error::MissingCheckpoint {
-                    file: files::journal(*next),
+                    file: files::journal(next),
                 });
             }
             recovered.tail = Tail {
                 number: n,
                 valid_len: scanned.valid_len,
                 torn: scanned.torn,
-                closed: matches!(scanned.last_entry(), Some(Entry::Closed)),
+                closed: matches!(last, Some(Entry::Closed)),
             };
         }
     }

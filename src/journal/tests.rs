@@ -92,9 +92,10 @@ fn frames_round_trip_every_entry_kind() {
     ];
     let bytes = journal(5, &all, 40);
     let s = scan(&bytes, "j", FileKind::Journal, Tear::Never).unwrap();
-    let got: Vec<Entry> = s.entries.iter().map(|(_, e)| e.clone()).collect();
+    let entries = s.entries(&bytes);
+    let got: Vec<Entry> = entries.iter().map(|(_, e)| e.clone()).collect();
     assert_eq!(got, all);
-    assert_eq!(s.entries[0].0, 40);
+    assert_eq!(entries[0].0, 40);
     assert_eq!((s.valid_len, s.torn), (bytes.len() as u64, false));
 }
 
@@ -107,7 +108,7 @@ proptest! {
         let bytes = journal(1, &all, 0);
         let cut = HEADER_LEN + cut % (bytes.len() - HEADER_LEN + 1);
         let s = scan(&bytes[..cut], "j", FileKind::Journal, Tear::Unsynced).unwrap();
-        let got: Vec<Entry> = s.entries.iter().map(|(_, e)| e.clone()).collect();
+        let got: Vec<Entry> = s.entries(&bytes[..cut]).into_iter().map(|(_, e)| e).collect();
         prop_assert_eq!(&got[..], &all[..got.len()]);
         prop_assert_eq!(s.torn, s.valid_len < cut as u64);
     }
@@ -120,7 +121,7 @@ proptest! {
         let valid = bytes.len();
         bytes.extend_from_slice(&junk);
         let s = scan(&bytes, "j", FileKind::Journal, Tear::Unsynced).unwrap();
-        prop_assert_eq!(s.entries.len() as u64, n);
+        prop_assert_eq!(s.offsets.len() as u64, n);
         prop_assert_eq!(s.valid_len, valid as u64);
     }
 
@@ -161,9 +162,9 @@ proptest! {
         }
         let s = scan(&crashed, "j", FileKind::Journal, Tear::Unsynced).unwrap();
         let synced: usize = all[..all.len() - 1].iter().map(Vec::len).sum();
-        prop_assert!(s.entries.len() >= synced);
+        prop_assert!(s.offsets.len() >= synced);
         let flat: Vec<Entry> = all.concat();
-        let got: Vec<Entry> = s.entries.iter().map(|(_, e)| e.clone()).collect();
+        let got: Vec<Entry> = s.entries(&crashed).into_iter().map(|(_, e)| e).collect();
         prop_assert_eq!(&got[..], &flat[..got.len()]);
         prop_assert!(s.valid_len >= last_start as u64);
     }
@@ -185,7 +186,7 @@ fn a_write_whose_first_sector_was_lost_and_second_kept_is_torn_not_corrupt() {
     crashed[last..first_sector_end].fill(0);
     let s = scan(&crashed, "j", FileKind::Journal, Tear::Unsynced).unwrap();
     assert!(s.torn);
-    assert_eq!((s.entries.len(), s.valid_len), (3, last as u64));
+    assert_eq!((s.offsets.len(), s.valid_len), (3, last as u64));
 }
 
 #[test]

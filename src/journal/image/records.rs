@@ -133,7 +133,9 @@ impl Records {
     pub(crate) fn to_map(&self) -> BTreeMap<u64, RecordImage> {
         match self {
             Records::Map(m) => m.clone(),
-            Records::Table(_) | Records::Sorted(..) => self.iter().map(|r| (r.extent.0, r)).collect(),
+            Records::Table(_) | Records::Sorted(..) => {
+                self.iter().map(|r| (r.extent.0, r)).collect()
+            }
         }
     }
 
@@ -383,7 +385,10 @@ mod tests {
         // a replaced generation's tag kept.
         let mut bad = table();
         bad.insert(r(1, 3));
-        assert!(matches!(bad.refused(), Err(Error::CheckpointCorrupt { .. })));
+        assert!(matches!(
+            bad.refused(),
+            Err(Error::CheckpointCorrupt { .. })
+        ));
         let mut far = table();
         let mut past = r(1, 2);
         past.location.device = 1;
@@ -401,10 +406,18 @@ mod tests {
         tagged.insert(t);
         assert_eq!(tagged.get(4), Some(t));
         tagged.insert(r(4, 4));
-        assert_eq!(tagged.get(4), Some(r(4, 4)), "the new generation is untagged");
+        assert_eq!(
+            tagged.get(4),
+            Some(r(4, 4)),
+            "the new generation is untagged"
+        );
         let Some((_, tags)) = tagged.take_table(false) else {
             panic!("a table");
         };
-        assert_eq!(tags.get(ExtentId(4), 1), Tag::EMPTY, "the old generation's tag");
+        assert_eq!(
+            tags.get(ExtentId(4), 1),
+            Tag::EMPTY,
+            "the old generation's tag"
+        );
     }
 }
