@@ -66,24 +66,26 @@ fn child_open(dir: &Path) {
 
 /// In a child: writes one extent after another with a journal bound the first
 /// commit passes, until the rotation's checkpoint (in the background) ended;
-/// prints the longest write and the median. The bound is just below the
+/// prints the longest write, the median, the writes and the peak memory (over
+/// the process before its first open). The bound is just below the
 /// journal's length, so the new journal has as much room as the old one had
 /// (a 4 KiB bound would make the writes wait for the checkpoint at 8 KiB:
 /// `Writer::held_back`).
 fn child_stall(dir: &Path) {
+    let before = status_bytes("VmRSS:");
     let opened = Store::open(dir, config(1 << 40)).expect("open");
     let stats = opened.stats();
     let (journal, bound) = (stats.journal_number, stats.journal_bytes.saturating_sub(1));
     drop(opened);
     let store = Store::open(dir, config(bound.max(4096))).expect("open");
-    let before = store.stats().checkpoints;
+    let checkpoints = store.stats().checkpoints;
     let mut latencies = Vec::new();
     let mut id = 0;
     // Bounded: a rotation starts at the first commit, and its checkpoint ends.
     loop {
         let stats = store.stats();
         let done = stats.journal_number > journal
-            && stats.checkpoints > before
+            && stats.checkpoints > checkpoints
             && !stats.checkpoint_pending;
         if done && latencies.len() >= 64 {
             break;
@@ -98,7 +100,8 @@ fn child_stall(dir: &Path) {
     latencies.sort_by(f64::total_cmp);
     let max = latencies.last().copied().unwrap_or(0.0);
     let median = latencies[latencies.len() / 2];
-    println!("{max} {median} {}", latencies.len());
+    let peak = status_bytes("VmHWM:");
+    println!("{max} {median} {} {}", latencies.len(), peak - before);
 }
 
 fn main() {
@@ -170,9 +173,11 @@ fn main() {
     );
     let stall = run("stall");
     println!(
-        "scale: longest write across a checkpoint rotation at {n} extents {:.1} ms (median write {:.3} ms, {} writes)",
+        "scale: longest write across a checkpoint rotation at {n} extents {:.1} ms (median write {:.3} ms, {} writes); \
+         peak memory of that process {:.0} B/extent (the open, the checkpoint's image and encoding, the writes)",
         stall[0] * 1e3,
         stall[1] * 1e3,
-        stall[2]
+        stall[2],
+        per(stall[3])
     );
 }
