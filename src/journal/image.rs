@@ -1,15 +1,17 @@
 //! The durable image of a store (records, bad list, degraded devices), checkpoint
 //! encoding and recovery: checkpoint plus journals in, image out.
 
+mod encode;
 mod load;
 mod records;
 mod settle;
 
 use load::load_checkpoint;
 
+pub(crate) use encode::{CheckpointEncoder, encode_checkpoint};
 pub(crate) use records::{Bounds, Records, other_devices, shrunk_config};
 
-use super::frame::{FileKind, HEADER_LEN, RECORD_FRAME, Tear, encode_frame, encode_header, scan};
+use super::frame::{FileKind, Tear, scan};
 use super::{Entry, files};
 use crate::bytes::Bytes;
 use crate::error::{Error, Result};
@@ -205,34 +207,6 @@ fn cut_unfinished_batch(scan: &mut super::frame::Scan) -> bool {
     // it was synced before it was issued, and needs no rewrite.
     scan.last_mark = scan.last_mark.filter(|&mark| mark < at);
     true
-}
-
-/// A checkpoint file: header, one frame per record, bad location and degraded
-/// device, then the end frame counting them.
-pub(crate) fn encode_checkpoint(number: u64, devices: u16, image: &Image) -> Vec<u8> {
-    let frames = image.records.len() + image.bad.len() + image.degraded.len();
-    // Sized for every frame: growing a buffer of a checkpoint of millions of
-    // records doubles it, copying it once and reserving twice its size.
-    let tags: usize = (image.records.iter())
-        .filter(|r| !r.tag.is_empty())
-        .map(|r| 1 + r.tag.len())
-        .sum();
-    let mut out = Vec::with_capacity(HEADER_LEN + (frames + 1) * RECORD_FRAME + tags);
-    out.extend_from_slice(&encode_header(FileKind::Checkpoint, number, devices));
-    let entries = (image.records.iter())
-        .map(|r| match image.proposed.contains(&r.extent.0) {
-            true => Entry::Proposed(r),
-            false => Entry::Put(r),
-        })
-        .chain(image.bad.iter().map(|l| Entry::Bad(*l)))
-        .chain(image.degraded.iter().map(|d| Entry::Degraded(*d)));
-    let mut seq = 0;
-    for entry in entries {
-        encode_frame(&mut out, seq, 0, &entry);
-        seq += 1;
-    }
-    encode_frame(&mut out, seq, 0, &Entry::End { frames: seq });
-    out
 }
 
 /// The newest journal after recovery: where appends go on.

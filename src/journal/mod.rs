@@ -94,7 +94,9 @@ mod pointer;
 pub(crate) mod writer;
 
 pub(crate) use frame::{HEADER_LEN, encode_group};
-pub(crate) use image::{Bounds, Image, RecordImage, Records, Recovered, recover_into};
+pub(crate) use image::{
+    Bounds, CheckpointEncoder, Image, RecordImage, Records, Recovered, recover_into,
+};
 pub(crate) use pointer::{decode_pointer, encode_pointer, pointer_format};
 
 use crate::bytes::Bytes;

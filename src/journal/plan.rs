@@ -25,6 +25,13 @@ pub(crate) enum FsOp {
         /// The bytes.
         bytes: Vec<u8>,
     },
+    /// Write checkpoint `file` from the live state, a chunk at a time (a
+    /// store's checkpointer: see `Core::each_image_entry`), and cut the file
+    /// at its end.
+    WriteImage {
+        /// The file.
+        file: String,
+    },
     /// Make `file`'s written bytes durable.
     Sync {
         /// The file.
@@ -273,10 +280,12 @@ pub(crate) fn group_commit(
 /// Writes checkpoint `number` (holding everything in journals below `number`),
 /// switches the pointer to it, then removes the files it made obsolete (`existing`
 /// lists the directory's names).
+/// With `image`, its bytes are in the plan; without, the plan's
+/// [`FsOp::WriteImage`] writes the live state's.
 pub(crate) fn checkpoint(
     number: u64,
     devices: u16,
-    image: &Image,
+    image: Option<&Image>,
     existing: &[String],
     mutants: PlanMutants,
 ) -> Vec<FsOp> {
@@ -287,10 +296,10 @@ pub(crate) fn checkpoint(
     if !mutants.checkpoint_without_device_sync {
         ops.push(FsOp::SyncDevices);
     }
-    ops.push(write(
-        file.clone(),
-        encode_checkpoint(number, devices, image),
-    ));
+    ops.push(match image {
+        Some(image) => write(file.clone(), encode_checkpoint(number, devices, image)),
+        None => FsOp::WriteImage { file: file.clone() },
+    });
     if mutants.pointer_before_checkpoint_sync {
         ops.extend(switch_pointer(number));
         ops.push(sync(file));

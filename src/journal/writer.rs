@@ -50,7 +50,7 @@
 //! flight ran (the callers' own entries, so bounded by the operations in flight).
 
 use super::plan::{self, FsOp, PlanMutants};
-use super::{Entry, Image, METADATA_DEVICE, encode_group, files};
+use super::{CheckpointEncoder, Entry, Image, METADATA_DEVICE, encode_group, files};
 use crate::error::{Error, Result};
 use crate::record::ExtentId;
 
@@ -110,7 +110,18 @@ impl CheckpointPlanner {
     /// The plan of checkpoint `number` of `image`; `existing` lists the
     /// directory.
     pub(crate) fn plan(&self, number: u64, image: &Image, existing: &[String]) -> Vec<FsOp> {
-        plan::checkpoint(number, self.devices, image, existing, self.mutants)
+        plan::checkpoint(number, self.devices, Some(image), existing, self.mutants)
+    }
+
+    /// The same plan, the checkpoint written from the live state as it runs
+    /// ([`FsOp::WriteImage`], with [`encoder`](Self::encoder)).
+    pub(crate) fn plan_streamed(&self, number: u64, existing: &[String]) -> Vec<FsOp> {
+        plan::checkpoint(number, self.devices, None, existing, self.mutants)
+    }
+
+    /// An encoder of checkpoint `number`, its buffer sized for `capacity` bytes.
+    pub(crate) fn encoder(&self, number: u64, capacity: usize) -> CheckpointEncoder {
+        CheckpointEncoder::new(number, self.devices, capacity)
     }
 }
 

@@ -11,6 +11,7 @@
 //! last [`Error::VersionConflict`]), never spins forever.
 
 mod batch;
+mod checkpoint;
 mod compact;
 mod delete;
 mod ladder;
@@ -283,43 +284,6 @@ impl Core {
             }
             other => other,
         }
-    }
-
-    /// The live durable state: every committed record and every proposed one, the
-    /// bad list, the degraded devices (a checkpoint's content). The store's rotation and the emulator's
-    /// both take it from here.
-    pub(crate) fn image(&self) -> crate::journal::Image {
-        // The proposals first, then the table: a proposal removed before this read
-        // was committed before its removal, so the table read after shows it (the
-        // registry's lock orders the removal before this read).
-        let early = (!self.mutants.image_table_first).then(|| self.proposals.entries());
-        // A tag is present from before its generation commits until after the
-        // next commit (`table::Tags`), so this finds it unless a newer
-        // generation committed meanwhile; that one's proposal is in
-        // `proposals` or was journaled after this image's journal began, and
-        // replaces this record in a recovery either way.
-        let records = (self.table.allocated_ids(0))
-            .filter_map(|id| self.table.snapshot(id).ok())
-            .filter(|s| s.version() > 0)
-            .map(|s| crate::journal::RecordImage::of(&s, self.tag_of(&s)));
-        // Ids ascend, one record each: one sorted list (a checkpoint of
-        // millions of records, taken while writes go on, allocates it at
-        // once rather than a map's node per few records).
-        let records = crate::journal::Records::from_list(records.collect());
-        let mut image = crate::journal::Image {
-            records,
-            ..Default::default()
-        };
-        let proposals = early.unwrap_or_else(|| self.proposals.entries());
-        // The newer version wins (`Image::apply`): a proposal over the pending
-        // record the table shows, the table's record over a proposal it has
-        // already committed.
-        for entry in &proposals {
-            image.apply(entry);
-        }
-        image.bad.extend(self.allocator.bad_locations());
-        image.degraded.extend(self.allocator.degraded_devices());
-        image
     }
 
     /// The tag of the record `s` (empty for a `Vacant` one). Consistent with

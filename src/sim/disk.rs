@@ -136,6 +136,10 @@ impl SimDir {
             FsOp::DeviceWrite { .. } | FsOp::SyncDevices => {
                 return Err("a device step reached the metadata directory".into());
             }
+            // The emulator plans its checkpoints with their image's bytes.
+            FsOp::WriteImage { .. } => {
+                return Err("a checkpoint without its bytes reached the emulator".into());
+            }
         }
         Ok(())
     }

@@ -482,8 +482,11 @@ thread_local! {
 struct ArriveOnDrop<'a>(&'a Shared);
 
 impl super::durable::Live for Shared {
-    fn image(&self) -> crate::journal::Image {
-        self.core.image()
+    fn each_image_entry(
+        &self,
+        each: &mut dyn FnMut(&crate::journal::Entry) -> Result<()>,
+    ) -> Result<()> {
+        self.core.each_image_entry(each)
     }
 
     fn sync_devices(&self, checkpoint: bool) -> Result<()> {

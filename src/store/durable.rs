@@ -27,9 +27,9 @@
 use crate::backend::{Backend, DeviceFiles};
 use crate::error::{Error, Result};
 use crate::fs::{Fs, FsFile};
+use crate::journal::Entry;
 use crate::journal::plan::FsOp;
 use crate::journal::writer::Writer;
-use crate::journal::{Entry, Image};
 use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 // std's Arc even under loom: file handles are shared, not synchronised through it.
 use std::any::Any;
@@ -98,12 +98,26 @@ impl Dir {
     }
 
     /// [`run`](Self::run), with `sync_devices` running [`FsOp::SyncDevices`].
-    /// Borrows the plan: a checkpoint's holds the whole table's image, which
-    /// the writer keeps for a retry and must not be copied to run.
     fn run_with(&self, ops: &[FsOp], sync_devices: &dyn Fn() -> Result<()>) -> Result<()> {
+        self.run_checkpoint(ops, sync_devices, &|_| {
+            Err(Error::Internal {
+                what: "a checkpoint from the live state outside a rotation",
+            })
+        })
+    }
+
+    /// [`run_with`](Self::run_with), with `write_image` writing
+    /// [`FsOp::WriteImage`]'s file.
+    fn run_checkpoint(
+        &self,
+        ops: &[FsOp],
+        sync_devices: &dyn Fn() -> Result<()>,
+        write_image: &dyn Fn(&str) -> Result<()>,
+    ) -> Result<()> {
         for op in ops {
             match op {
                 FsOp::SyncDevices => sync_devices()?,
+                FsOp::WriteImage { file } => write_image(file)?,
                 op => self.run_one(op)?,
             }
         }
@@ -154,14 +168,18 @@ impl Dir {
             FsOp::SyncDevices => Err(Error::Internal {
                 what: "a device sync outside `run_with`",
             }),
+            FsOp::WriteImage { .. } => Err(Error::Internal {
+                what: "a checkpoint from the live state outside a rotation",
+            }),
         }
     }
 }
 
 /// What a rotation needs from the running store.
 pub(crate) trait Live {
-    /// The live durable state, for a checkpoint (`Core::image`).
-    fn image(&self) -> Image;
+    /// Passes the live durable state to `each`, record by record, for a
+    /// checkpoint (`Core::each_image_entry`).
+    fn each_image_entry(&self, each: &mut dyn FnMut(&Entry) -> Result<()>) -> Result<()>;
     /// Syncs every device file holding inline writes not synced yet, through
     /// the store's sync path ([`FsOp::SyncDevices`]; `Core::after_device_sync`),
     /// before a checkpoint (`checkpoint`) or the close marker (see
@@ -407,11 +425,11 @@ impl Journal {
             self.cond.notify_all();
             return;
         };
-        let image = live.image();
         let names = (self.dir.fs.list(&self.dir.path)).map_err(|e| io_error("list", &e));
         let mut ops = match &names {
-            // Planned without the writer's lock.
-            Ok(names) => planner.plan(number, &image, names),
+            // Planned without the writer's lock; the checkpoint's bytes are
+            // read from the live state as the plan runs (`write_image`).
+            Ok(names) => planner.plan_streamed(number, names),
             Err(_) => Vec::new(),
         };
         let mut result = names.map(|_| ());
@@ -419,7 +437,11 @@ impl Journal {
         // releases the reserve).
         loop {
             if result.is_ok() {
-                result = self.dir.run_with(&ops, &|| live.sync_devices(true));
+                result = self
+                    .dir
+                    .run_checkpoint(&ops, &|| live.sync_devices(true), &|file| {
+                        self.write_image(file, number, &planner, live)
+                    });
             }
             #[cfg(feature = "tracing")]
             if let Err(err) = &result {

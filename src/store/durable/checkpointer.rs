@@ -1,8 +1,15 @@
 //! The checkpointer: writes each checkpoint a rotation made due, on a thread
 //! of its own, so that no operation waits for a checkpoint of the whole table.
 
-use super::{Journal, Live};
+use super::{Journal, Live, io_error};
+use crate::error::Result;
+use crate::journal::CheckpointEncoder;
+use crate::journal::writer::CheckpointPlanner;
 use crate::sync::Ordering;
+
+/// Bytes of a checkpoint encoded before they are written: what a checkpoint
+/// holds in memory, whatever the table's size.
+const CHUNK: usize = 1 << 20;
 
 impl Journal {
     /// The checkpointer's thread: writes every checkpoint handed over
@@ -38,5 +45,38 @@ impl Journal {
         // Relaxed: under the writer's lock, as the checkpointer reads it.
         self.checkpointer_stop.store(true, Ordering::Relaxed);
         self.checkpoint_cond.notify_all();
+    }
+
+    /// Writes checkpoint `number` of the live state to `file`, a chunk at a
+    /// time as [`Live::each_image_entry`] reads it, and cuts the file at its
+    /// end: a retry after a full disk writes it again, and the live state may
+    /// have fewer records by then.
+    pub(super) fn write_image(
+        &self,
+        file: &str,
+        number: u64,
+        planner: &CheckpointPlanner,
+        live: &dyn Live,
+    ) -> Result<()> {
+        let f = self.dir.file(file, true)?;
+        let mut offset = 0u64;
+        let mut drain = |encoder: &mut CheckpointEncoder, at_least: usize| -> Result<()> {
+            let bytes = encoder.pending();
+            if bytes.len() >= at_least {
+                (f.write_all_at(bytes, offset)).map_err(|e| io_error("write", &e))?;
+                offset += bytes.len() as u64;
+                encoder.taken();
+            }
+            Ok(())
+        };
+        // One frame at most past the chunk before it is drained.
+        let mut encoder = planner.encoder(number, CHUNK + 512);
+        live.each_image_entry(&mut |entry| {
+            encoder.push(entry);
+            drain(&mut encoder, CHUNK)
+        })?;
+        encoder.finish();
+        drain(&mut encoder, 0)?;
+        f.set_len(offset).map_err(|e| io_error("truncate", &e))
     }
 }
