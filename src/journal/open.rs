@@ -101,8 +101,12 @@ pub(crate) fn open(
         recovered.image.unsynced.clear();
     }
     recovered.settle_unsynced(devices.read)?;
-    let allocator = restore_allocator(&recovered.image, geometry)?;
-    check_device_lens(&recovered, device_lens)?;
+    // One pass over the records for both: the allocator's spans and the
+    // device files' needed lengths (an open of millions reads each once).
+    let mut needed = Needed::new(&recovered, device_lens.len());
+    let referenced = (recovered.image.referenced()).inspect(|l| needed.note(*l));
+    let allocator = restore_allocator(&recovered.image, referenced, geometry)?;
+    needed.check(device_lens)?;
     let reopen = plan::reopen(&recovered, mutants);
     let records = recovered.image.records.len() as u64;
     // A new store's records are an empty table too.
@@ -131,31 +135,50 @@ pub(crate) fn open(
     })
 }
 
-/// Refuses a device file that is missing or shorter than a location a record
-/// references: the data the metadata points at is gone. Not for the locations
-/// of inline writes the reopen writes back ([`Recovered::redo`]): their data is in
-/// the journal, and the file's growth by their unsynced write may have been lost.
-fn check_device_lens(recovered: &Recovered, device_lens: &[Option<u64>]) -> Result<()> {
-    let mut needed = vec![0u64; device_lens.len()];
-    // Written back before use, or kept over data the verifier will report.
-    let redone: std::collections::HashSet<_> = (recovered.redo.iter().map(|(l, _)| *l))
-        .chain(recovered.unverified.iter().copied())
-        .collect();
-    for l in (recovered.image.referenced()).filter(|l| !redone.contains(l)) {
-        if let Some(n) = needed.get_mut(usize::from(l.device)) {
+/// The length each device file must have: the end of the last location a
+/// record references. A file missing or shorter is refused: the data the
+/// metadata points at is gone. Not for the locations of inline writes the
+/// reopen writes back ([`Recovered::redo`]): their data is in the journal, and
+/// the file's growth by their unsynced write may have been lost.
+struct Needed {
+    ends: Vec<u64>,
+    /// Written back before use, or kept over data the verifier will report.
+    redone: std::collections::HashSet<crate::record::Location>,
+}
+
+impl Needed {
+    fn new(recovered: &Recovered, devices: usize) -> Self {
+        Needed {
+            ends: vec![0; devices],
+            redone: (recovered.redo.iter().map(|(l, _)| *l))
+                .chain(recovered.unverified.iter().copied())
+                .collect(),
+        }
+    }
+
+    /// A record references `l`.
+    fn note(&mut self, l: crate::record::Location) {
+        if let Some(n) = self.ends.get_mut(usize::from(l.device))
+            && !self.redone.contains(&l)
+        {
             *n = (*n).max(l.end());
         }
     }
-    for (device, (&need, &len)) in needed.iter().zip(device_lens).enumerate() {
-        if need > 0 && len.is_none_or(|len| len < need) {
-            return Err(Error::DeviceFile {
-                device: device as u16,
-                needed: need,
-                actual: len,
-            });
+
+    /// [`Error::DeviceFile`] for the first device file missing or shorter than
+    /// a location a record references.
+    fn check(&self, device_lens: &[Option<u64>]) -> Result<()> {
+        for (device, (&need, &len)) in self.ends.iter().zip(device_lens).enumerate() {
+            if need > 0 && len.is_none_or(|len| len < need) {
+                return Err(Error::DeviceFile {
+                    device: device as u16,
+                    needed: need,
+                    actual: len,
+                });
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// What [`rebuild`] needs to know of a store's shape.
@@ -205,18 +228,23 @@ pub(crate) fn rebuild(
         image.apply(&entry);
     }
     image.records.refused()?;
-    let allocator = restore_allocator(&image, geometry)?;
+    let allocator = restore_allocator(&image, image.referenced(), geometry)?;
     let (table, tags) = (image.records.take_table(false))
         .unwrap_or_else(|| (ExtentTable::new(geometry.table), Tags::default()));
     Ok((table, tags, allocator))
 }
 
-fn restore_allocator(image: &Image, geometry: &Geometry) -> Result<Allocator> {
+/// The allocator of `image`, whose records reference `referenced`.
+fn restore_allocator(
+    image: &Image,
+    referenced: impl Iterator<Item = crate::record::Location>,
+    geometry: &Geometry,
+) -> Result<Allocator> {
     Allocator::restore(
         geometry.devices,
         geometry.capacity,
         geometry.block_size,
-        image.referenced(),
+        referenced,
         image.bad.iter().copied(),
         image.degraded.iter().copied(),
     )
