@@ -174,7 +174,7 @@ fn main() {
     let stall = run("stall");
     println!(
         "scale: longest write across a checkpoint rotation at {n} extents {:.1} ms (median write {:.3} ms, {} writes); \
-         peak memory of that process {:.0} B/extent (the open, the checkpoint's image and encoding, the writes)",
+         peak memory of that process {:.0} B/extent (the open, the checkpoint, the writes)",
         stall[0] * 1e3,
         stall[1] * 1e3,
         stall[2],
