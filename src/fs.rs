@@ -125,17 +125,24 @@ pub trait Fs: Send + Sync + Debug + 'static {
         };
         let len = usize::try_from(file.len()?).map_err(|_| io::ErrorKind::FileTooLarge)?;
         let mut buf = vec![0u8; len];
-        let mut done = 0;
-        // Bounded: each iteration reads at least one byte or ends the loop.
-        while done < len {
-            match file.read_at(&mut buf[done..], done as u64)? {
-                0 => break,
-                n => done += n,
-            }
-        }
+        let done = read_full_at(&*file, &mut buf, 0)?;
         buf.truncate(done);
         Ok(Some(buf))
     }
+}
+
+/// Fills `buf` from `offset` of `file`: the bytes read, fewer than
+/// `buf.len()` only where the file ends.
+pub(crate) fn read_full_at(file: &dyn FsFile, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    // Bounded: each iteration reads at least one byte or ends the loop.
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64)? {
+            0 => break,
+            n => done += n,
+        }
+    }
+    Ok(done)
 }
 
 /// The real file system (`std::fs`, `pread`/`pwrite`, `fdatasync`, `flock`).

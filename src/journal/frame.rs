@@ -37,7 +37,7 @@ use crate::bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::journal::RecordImage;
 use crate::record::{ExtentId, Location, State, Tag, checksum};
-pub(crate) use stream::scan_checkpoint;
+pub(crate) use stream::{read_from, scan_checkpoint};
 
 const MAGIC: [u8; 8] = *b"EXTMETA\0";
 /// Bytes of a file header.

@@ -158,8 +158,9 @@ impl Image {
 }
 
 /// Applies one replayed entry to the image, keeping every inline entry's
-/// record and data for the write-back (unless there is none: `None`) (the newest of each extent is chosen
-/// once replay ends: [`newest_inline`]).
+/// record and data in `inline` for the write-back (`None`: nothing will be
+/// written back); the newest of each extent is chosen once replay ends
+/// ([`newest_inline`]).
 fn apply(image: &mut Image, inline: Option<&mut Vec<(RecordImage, Bytes)>>, entry: &Entry) {
     image.apply(entry);
     if let (Entry::Inline(r, data), Some(inline)) = (entry, inline) {
@@ -316,12 +317,8 @@ pub(crate) fn recover(
     journals: &[(u64, &[u8])],
     mutants: super::PlanMutants,
 ) -> Result<Recovered> {
-    let mut read = |offset: u64, buf: &mut [u8]| {
-        let from = (offset as usize).min(checkpoint.len());
-        let n = buf.len().min(checkpoint.len() - from);
-        buf[..n].copy_from_slice(&checkpoint[from..from + n]);
-        Ok(n)
-    };
+    let mut read =
+        |offset: u64, buf: &mut [u8]| Ok(super::frame::read_from(checkpoint, offset, buf));
     let source = Checkpoint {
         read: &mut read,
         chunk: checkpoint.len(),
@@ -392,9 +389,6 @@ pub(crate) fn recover_into(
         // Nothing replayed, cut or decided yet: as for a new store.
         ..Recovered::fresh(header.devices)
     };
-    // Every inline entry; the newest of each extent is matched against the
-    // recovered record once every journal is replayed.
-    let inline: Vec<(RecordImage, Bytes)> = Vec::new();
     let mut scans = Vec::with_capacity(sorted.len());
     for (expected, (n, bytes)) in (number..).zip(sorted) {
         if n != expected {
@@ -427,7 +421,9 @@ pub(crate) fn recover_into(
     // store's records may be inline writes in its journal).
     let closed = (scans.last())
         .is_some_and(|(_, bytes, _, s)| matches!(s.last_entry(bytes), Some(Entry::Closed)));
-    let mut inline = (!closed).then_some(inline);
+    // Every inline entry otherwise; the newest of each extent is matched
+    // against the recovered record once every journal is replayed.
+    let mut inline: Option<Vec<(RecordImage, Bytes)>> = (!closed).then(Vec::new);
     for (i, (n, bytes, file, scanned)) in scans.into_iter().enumerate() {
         let journal_corrupt = |offset, reason| Error::JournalCorrupt {
             file: file.clone(),
@@ -539,7 +535,6 @@ pub(crate) fn recover_into(
         }
     }
     recovered.image.records.refused()?;
-    // A clean close synced the devices before its marker: nothing to write back.
     recovered.inline = newest_inline(inline.unwrap_or_default());
     recovered.choose_redo();
     Ok(recovered)

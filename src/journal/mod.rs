@@ -368,10 +368,7 @@ impl<F: FnMut(&str) -> crate::Result<Option<Vec<u8>>>> MetaFiles for WholeFiles<
         let Some((_, Some(bytes))) = &self.last else {
             return Ok(None);
         };
-        let from = usize::try_from(offset).map_or(bytes.len(), |o| o.min(bytes.len()));
-        let n = buf.len().min(bytes.len() - from);
-        buf[..n].copy_from_slice(&bytes[from..from + n]);
-        Ok(Some(n))
+        Ok(Some(frame::read_from(bytes, offset, buf)))
     }
 
     fn keep_records(&self) -> bool {

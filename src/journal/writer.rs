@@ -688,18 +688,24 @@ mod tests {
         assert!(!w.rotating());
     }
 
+    /// A writer past its bound that switched to journal 5, its checkpoint due.
+    fn switched() -> Writer {
+        let mut w = Writer::new(1, 100, 4, HEADER_LEN as u64, 0);
+        w.append(&[put(1, 1), put(2, 1)]).expect("appended");
+        w.next_write().expect("a group commit");
+        w.complete(Ok(()));
+        w.append(&[put(3, 1)]).expect("appended");
+        w.next_write().expect("the switch");
+        assert_eq!(w.complete(Ok(())), Some(5), "switched; checkpointing");
+        w
+    }
+
     /// While a rotation's checkpoint runs, group commits go on in the new
     /// journal until it reaches twice its bound; then they wait for the
     /// checkpoint, and go on once it ends.
     #[test]
     fn group_commits_wait_for_a_slow_checkpoint_at_twice_the_bound() {
-        let mut w = Writer::new(1, 100, 4, HEADER_LEN as u64, 0);
-        w.append(&[put(1, 1), put(2, 1)]).unwrap();
-        w.next_write().unwrap();
-        w.complete(Ok(()));
-        w.append(&[put(3, 1)]).unwrap();
-        w.next_write().unwrap();
-        assert_eq!(w.complete(Ok(())), Some(5), "switched; checkpointing");
+        let mut w = switched();
         let mut commits = 0;
         while !w.held_back() {
             w.append(&[put(4, commits + 1)]).unwrap();
@@ -725,13 +731,7 @@ mod tests {
     /// ends and the old checkpoint stays current.
     #[test]
     fn a_failed_journal_is_never_checkpointed() {
-        let mut w = Writer::new(1, 100, 4, HEADER_LEN as u64, 0);
-        w.append(&[put(1, 1), put(2, 1)]).unwrap();
-        w.next_write().unwrap();
-        w.complete(Ok(()));
-        w.append(&[put(3, 1)]).unwrap();
-        w.next_write().unwrap();
-        assert_eq!(w.complete(Ok(())), Some(5));
+        let mut w = switched();
         w.append(&[put(4, 1)]).unwrap();
         w.next_write().unwrap();
         let eio = std::io::Error::from_raw_os_error(5);

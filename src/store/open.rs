@@ -256,17 +256,7 @@ impl journal::MetaFiles for MetaDir<'_> {
         let Some((_, file)) = &self.open else {
             return Ok(None);
         };
-        let mut done = 0;
-        // Bounded: every pass reads at least one byte or ends.
-        while done < buf.len() {
-            match file.read_at(&mut buf[done..], offset + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io_error("read", &e)),
-            }
-        }
-        Ok(Some(done))
+        (crate::fs::read_full_at(&**file, buf, offset).map(Some)).map_err(|e| io_error("read", &e))
     }
 }
 
@@ -276,15 +266,8 @@ fn read_exact_or_none(
     l: crate::record::Location,
 ) -> std::io::Result<Option<Vec<u8>>> {
     let mut buf = vec![0u8; l.length as usize];
-    let mut done = 0;
-    // Bounded: every pass reads at least one byte or ends.
-    while done < buf.len() {
-        match file.read_at(&mut buf[done..], l.offset + done as u64)? {
-            0 => return Ok(None),
-            n => done += n,
-        }
-    }
-    Ok(Some(buf))
+    let done = crate::fs::read_full_at(file, &mut buf, l.offset)?;
+    Ok((done == buf.len()).then_some(buf))
 }
 
 /// The length of the metadata reserve file, if there is one.

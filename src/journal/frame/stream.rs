@@ -75,6 +75,15 @@ pub(crate) fn scan_checkpoint(
     }
 }
 
+/// Fills `buf` from `offset` of `bytes` (a file in memory): the bytes copied,
+/// fewer than `buf.len()` only where `bytes` end.
+pub(crate) fn read_from(bytes: &[u8], offset: u64, buf: &mut [u8]) -> usize {
+    let from = usize::try_from(offset).map_or(bytes.len(), |o| o.min(bytes.len()));
+    let n = buf.len().min(bytes.len() - from);
+    buf[..n].copy_from_slice(&bytes[from..from + n]);
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{FileKind, Tear, encode_frame, encode_header, scan};
@@ -101,12 +110,7 @@ mod tests {
     }
 
     fn streamed(bytes: &[u8], chunk: usize) -> Result<(Header, Vec<(u64, Entry)>)> {
-        let mut read = |offset: u64, buf: &mut [u8]| {
-            let from = (offset as usize).min(bytes.len());
-            let n = buf.len().min(bytes.len() - from);
-            buf[..n].copy_from_slice(&bytes[from..from + n]);
-            Ok(n)
-        };
+        let mut read = |offset: u64, buf: &mut [u8]| Ok(read_from(bytes, offset, buf));
         let mut entries = Vec::new();
         let header = scan_checkpoint(
             &mut read,
