@@ -4,8 +4,10 @@
 
 mod common;
 
-use common::{decode, value};
-use extentmeta::{Backend, ExtentId, Location, MemBackend, Store, StoreConfig};
+use common::fault_backend::{FaultBackend, Op};
+use common::{decode, value, wait_until};
+use extentmeta::{Backend, ExtentId, Location, MemBackend, Store, StoreConfig, TableConfig};
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 /// A store whose readahead runs whatever the device's speed (the rules under
@@ -131,4 +133,107 @@ fn prefetch_skips_what_is_cached() {
         1,
         "the new generation is not cached"
     );
+}
+
+/// A store of extents 0..4 with one prefetch worker whose load of extent 2 is
+/// held in the backend: reading 0 and 1 opened a window that claimed the loads
+/// of 2 and 3 (8 KiB of 4 KiB extents), the worker holds 2, and 3 is queued.
+/// Returns the backend's reads and the cache's `prefetch_used` at that point.
+fn worker_held_on_extent_2() -> (
+    Arc<FaultBackend>,
+    Arc<Store>,
+    common::fault_backend::Gate,
+    u64,
+    u64,
+) {
+    let backend = FaultBackend::new(1);
+    let config = StoreConfig::builder()
+        .devices(1)
+        .prefetch_workers(1)
+        .readahead_min_read_us(0)
+        .table(
+            TableConfig::builder()
+                .max_extents(4)
+                .build()
+                .expect("table"),
+        )
+        .build()
+        .expect("config");
+    let store = Arc::new(Store::new(Arc::clone(&backend), config).expect("store"));
+    for id in (0..4).map(ExtentId) {
+        store.write(id, &value(id, 1, 4096)).expect("write");
+    }
+    let at = store.snapshot(ExtentId(2)).expect("snapshot").location();
+    let gate = backend.gate_read_at(at);
+    for id in (0..2).map(ExtentId) {
+        assert_eq!(decode(&store.read(id).expect("read")), (id, 1));
+    }
+    gate.wait_entered();
+    let reads = backend.calls(Op::Read);
+    let used = store.stats().cache.prefetch_used;
+    (backend, store, gate, reads, used)
+}
+
+/// Reads `id` on another thread; the result arrives on the receiver.
+fn read_on_a_thread(
+    store: &Arc<Store>,
+    id: ExtentId,
+) -> mpsc::Receiver<extentmeta::Result<extentmeta::Bytes>> {
+    let (tx, rx) = mpsc::channel();
+    let store = Arc::clone(store);
+    std::thread::spawn(move || {
+        let _ = tx.send(store.read(id));
+    });
+    rx
+}
+
+/// A reader that reaches an extent whose readahead hint is still queued waits on
+/// that load instead of reading the extent itself: readahead claims the loads it
+/// queues, as OS readahead locks the pages it reads ahead. Unclaimed, the reader
+/// read extent 3 itself while the worker was still held on extent 2.
+#[test]
+fn a_reader_waits_on_the_load_readahead_claimed_for_it() {
+    let (backend, store, gate, reads, used) = worker_held_on_extent_2();
+    let reader = read_on_a_thread(&store, ExtentId(3));
+    // The reader joined the claimed load (counted as served from prefetch) or
+    // read the device itself; the worker stays held until one of them happened.
+    wait_until(|| store.stats().cache.prefetch_used > used || backend.calls(Op::Read) > reads);
+    gate.release();
+    let bytes = reader.recv().expect("the reader answers").expect("read");
+    assert_eq!(decode(&bytes), (ExtentId(3), 1));
+    assert_eq!(
+        store.stats().cache.prefetch_used,
+        used + 1,
+        "the reader was served by the worker's load"
+    );
+    assert_eq!(
+        backend.calls(Op::Read),
+        reads + 1,
+        "extent 3 was read once, by the worker"
+    );
+}
+
+/// Closing the store drops the claimed loads still queued, so a reader waiting
+/// on one is woken (and reads for itself, or is told the store closed) instead
+/// of waiting for a worker that has stopped.
+#[test]
+fn close_wakes_a_reader_waiting_on_a_queued_claim() {
+    let (_backend, store, gate, _, used) = worker_held_on_extent_2();
+    let reader = read_on_a_thread(&store, ExtentId(3));
+    wait_until(|| store.stats().cache.prefetch_used > used);
+    let closer = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || store.close())
+    };
+    // The store is stopping before the worker is let go: it then takes no
+    // further hint, and the claim of extent 3 is left in the queue.
+    wait_until(|| store.read(ExtentId(0)).is_err());
+    gate.release();
+    closer.join().expect("close returns").expect("close");
+    // Only a hang fails here: the deadline is far beyond any wake-up.
+    match reader.recv_timeout(Duration::from_secs(60)) {
+        Ok(Ok(bytes)) => assert_eq!(decode(&bytes), (ExtentId(3), 1)),
+        Ok(Err(err)) => assert_eq!(err.code(), "FPRE017", "{err}"),
+        Err(_) => panic!("the reader still waits on a claim the closed store dropped"),
+    }
 }

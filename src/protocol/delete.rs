@@ -286,28 +286,11 @@ impl Machine for DeleteOp {
 mod tests {
     use super::*;
     use crate::Result;
-    use crate::cache::Cache;
     use crate::record::{Location, checksum};
-    use crate::space::{Allocator, Health, Placement, Reclaimer};
-    use crate::table::{ExtentTable, TableConfig};
+    use crate::space::Placement;
 
     fn core() -> Core {
-        Core {
-            table: ExtentTable::new(TableConfig::default()),
-            cache: Cache::new(1 << 20, 1),
-            allocator: Allocator::new(1, 1 << 20, 4096),
-            reclaimer: Reclaimer::new(),
-            health: Health::new(1, 10, 1000),
-            mutants: Default::default(),
-            proposals: Default::default(),
-            space_low: Default::default(),
-            inline_write_max: 0,
-            write_back: Default::default(),
-            tags: Default::default(),
-            overlap_data_sync: false,
-            overlaps: Default::default(),
-            events: Default::default(),
-        }
+        Core::for_tests()
     }
 
     fn committed(core: &Core, id: ExtentId) -> (Snapshot, Location) {

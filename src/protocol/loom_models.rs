@@ -5,7 +5,7 @@
 //! torn or misplaced value can never pass for a fresh one. Run by `ci/loom.sh`.
 
 use super::{
-    CompactOp, Core, IoRequest, IoResult, Machine, ReadOp, RepairOp, Step, VerifyOp, WriteOp,
+    Claim, CompactOp, Core, IoRequest, IoResult, Machine, ReadOp, RepairOp, Step, VerifyOp, WriteOp,
 };
 use crate::bytes::Bytes;
 use crate::cache::{Cache, Priority};
@@ -353,6 +353,63 @@ fn generation_tagged_cache_prefetch_racing_compaction_commit() {
             assert_eq!((g, decode(&bytes)), (1, (A, 1)));
         }
         assert_eq!(decode(&w.read(A).expect("read")), (A, 1));
+    });
+}
+
+/// A readahead claim: the load of `A`'s current generation, claimed now and run
+/// later by a worker.
+fn claim_a(w: &World) -> ReadOp {
+    match ReadOp::claim(&w.core, A) {
+        Claim::Claimed(token) => ReadOp::with_claim(token),
+        other => panic!("nothing cached or loading: the claim is the prefetch's ({other:?})"),
+    }
+}
+
+/// Invariant 4 for readahead's claimed loads: a load claimed before a write and
+/// run by a worker while the write commits never leaves generation 1 cached,
+/// and never reads a reclaimed location (`drive` checks what it reads).
+#[test]
+fn claimed_prefetch_racing_write() {
+    model(|| {
+        let w = world(1 << 16, 8);
+        w.write(A, 1).expect("setup write");
+        let claimed = claim_a(&w);
+        let worker = {
+            let w = w.clone();
+            thread::spawn(move || {
+                let _ = w.drive(claimed, Some(A));
+            })
+        };
+        w.write(A, 2).expect("the write commits");
+        worker.join().expect("worker");
+        if let Some((g, bytes)) = w.core.cache.peek(A) {
+            assert_eq!((g, decode(&bytes)), (2, (A, 2)), "a stale entry survived");
+        }
+        assert_eq!(decode(&w.read(A).expect("read")), (A, 2));
+    });
+}
+
+/// Invariant 3 for readahead's claimed loads: a demand reader racing the worker
+/// that runs the claim gets generation 1's bytes, whether it waits on the claim
+/// or finds them cached, and the extent is read from the medium once.
+#[test]
+fn claimed_prefetch_racing_demand_read() {
+    model(|| {
+        let w = world(1 << 16, 8);
+        w.write(A, 1).expect("setup write");
+        let claimed = claim_a(&w);
+        let worker = {
+            let w = w.clone();
+            thread::spawn(move || w.drive(claimed, Some(A)))
+        };
+        assert_eq!(decode(&w.read(A).expect("read")), (A, 1));
+        let loaded = worker.join().expect("worker").expect("the claimed load");
+        assert_eq!(decode(&loaded), (A, 1));
+        assert_eq!(
+            w.media_reads.load(SeqCst),
+            1,
+            "one load, joined by the reader"
+        );
     });
 }
 

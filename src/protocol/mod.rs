@@ -31,7 +31,7 @@ pub(crate) use delete::DeleteOp;
 #[cfg(feature = "sim")]
 pub(crate) use ladder::Fault;
 pub(crate) use ladder::{ReadSession, Tally, VerifySession};
-pub(crate) use read::ReadOp;
+pub(crate) use read::{Claim, ReadOp};
 pub(crate) use repair::RepairOp;
 pub use repair::RepairOutcome;
 pub use verify::Verdict;
@@ -262,6 +262,28 @@ pub(crate) struct Mutants {
 }
 
 impl Core {
+    /// A core for unit tests: one device of 1 MiB in 4 KiB blocks, a 1 MiB cache
+    /// in one shard, the default table.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn for_tests() -> Core {
+        Core {
+            table: ExtentTable::new(crate::table::TableConfig::default()),
+            cache: Cache::new(1 << 20, 1),
+            allocator: Allocator::new(1, 1 << 20, 4096),
+            reclaimer: Reclaimer::new(),
+            health: Health::new(1, 10, 1000),
+            mutants: Default::default(),
+            proposals: Default::default(),
+            space_low: Default::default(),
+            inline_write_max: 0,
+            write_back: Default::default(),
+            tags: Default::default(),
+            overlap_data_sync: false,
+            overlaps: Default::default(),
+            events: Default::default(),
+        }
+    }
+
     /// Queues `location` for reuse once no reader can still be reading it.
     pub(crate) fn retire(&self, location: Location) {
         self.reclaimer.retire(location, |l| self.free(l));

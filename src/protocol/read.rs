@@ -34,6 +34,9 @@ pub(crate) struct ReadOp {
     last_generation: u64,
     /// A quarantined record whose good copy was asked for.
     good_copy_for: Option<Snapshot>,
+    /// The load of this generation, claimed ahead by [`ReadOp::claim`]: `start`
+    /// loads with it instead of looking up.
+    claimed: Option<(u64, FillToken)>,
 }
 
 #[derive(Debug)]
@@ -41,6 +44,19 @@ struct Loading {
     snapshot: Snapshot,
     token: FillToken,
     pin: Pin,
+}
+
+/// What [`ReadOp::claim`] found.
+#[derive(Debug)]
+pub(crate) enum Claim {
+    /// The load is this prefetch's: [`ReadOp::with_claim`] makes the op that
+    /// runs it. Until then demand readers of that generation wait on it.
+    Claimed(FillToken),
+    /// The current generation is cached.
+    Cached,
+    /// Nothing to claim: not readable, being loaded already, or a newer
+    /// generation cached.
+    Not,
 }
 
 impl ReadOp {
@@ -52,7 +68,40 @@ impl ReadOp {
             loading: None,
             last_generation: 0,
             good_copy_for: None,
+            claimed: None,
         }
+    }
+
+    /// A prefetch of `id` that claims its load now and runs later: a lookup at
+    /// prefetch priority, kept as the op's first step. A demand read of the same
+    /// generation then waits on this load instead of starting its own, as a
+    /// reader waits on a page that OS readahead has locked for its I/O.
+    ///
+    /// Nothing new happens between the claim and the op's `start`: a loader
+    /// already holds its token unpinned between the lookup and `load`, which
+    /// pins and re-reads the record; a claim only makes that interval longer.
+    /// A claim dropped unrun finishes its load as superseded (the token's
+    /// `Drop`), so its waiters retry.
+    pub(crate) fn claim(core: &Core, id: ExtentId) -> Claim {
+        let Ok(snapshot) = core.table.snapshot(id) else {
+            return Claim::Not;
+        };
+        if !snapshot.is_readable() {
+            return Claim::Not;
+        }
+        match (core.cache).lookup(id, snapshot.generation(), Priority::Prefetch) {
+            Lookup::Hit(_) => Claim::Cached,
+            Lookup::Newer | Lookup::Wait(_) => Claim::Not,
+            Lookup::Load(token) => Claim::Claimed(token),
+        }
+    }
+
+    /// The prefetch that runs a load [`claim`](Self::claim) claimed: its
+    /// `start` loads with the token instead of looking up.
+    pub(crate) fn with_claim(token: FillToken) -> Self {
+        let mut op = ReadOp::new(token.extent(), Priority::Prefetch);
+        op.claimed = Some((token.generation(), token));
+        op
     }
 
     /// A snapshot of a record that has bytes to read.
@@ -152,6 +201,9 @@ impl Machine for ReadOp {
             }));
         }
         self.attempts += 1;
+        if let Some((generation, token)) = self.claimed.take() {
+            return self.load(core, generation, token);
+        }
         let snapshot = match self.readable_snapshot(core) {
             Ok(s) => s,
             Err(Error::Quarantined { extent }) => {
@@ -248,5 +300,136 @@ impl Machine for ReadOp {
             core.reclaimer.unpin(pin);
             core.cache.abandon(token);
         }
+        if let Some((_, token)) = self.claimed.take() {
+            core.cache.abandon(token);
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::record::{Change, Location, checksum};
+    use crate::space::Placement;
+
+    /// The bytes of generation `generation` of `id`.
+    fn value(id: ExtentId, generation: u64) -> Bytes {
+        Bytes::from([id.0.to_le_bytes(), generation.to_le_bytes()].concat())
+    }
+
+    /// Commits the next generation of `id` at a fresh location: the location and
+    /// the bytes that belong there.
+    fn commit(core: &Core, id: ExtentId) -> (Location, Bytes) {
+        let before = core.table.snapshot(id).expect("in range");
+        let begin = (core.table)
+            .transition(id, before.version(), Change::BeginWrite)
+            .expect("begins");
+        let generation = begin.generation() + 1;
+        let bytes = value(id, generation);
+        let location = (core.allocator)
+            .allocate(bytes.len() as u32, Placement::Any)
+            .expect("space");
+        let change = Change::CommitWrite {
+            location,
+            checksum: checksum(id, generation, &bytes),
+        };
+        core.table
+            .transition(id, begin.version(), change)
+            .expect("commits");
+        core.cache.invalidate(id, generation);
+        (location, bytes)
+    }
+
+    fn claimed(core: &Core, id: ExtentId) -> ReadOp {
+        match ReadOp::claim(core, id) {
+            Claim::Claimed(token) => ReadOp::with_claim(token),
+            other => panic!("no claim: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_demand_read_waits_on_a_claimed_load_and_gets_its_bytes() {
+        let core = Core::for_tests();
+        let id = ExtentId(3);
+        let (location, bytes) = commit(&core, id);
+        let mut prefetch = claimed(&core, id);
+        assert!(
+            matches!(ReadOp::claim(&core, id), Claim::Not),
+            "claimed once"
+        );
+        // Before the claimed op even starts, a demand read waits on it.
+        let mut reader = ReadOp::new(id, Priority::Demand);
+        let Step::Wait(flight) = reader.start(&core) else {
+            panic!("the reader did not wait on the claim");
+        };
+        assert!(matches!(prefetch.start(&core), Step::Io(IoRequest::Read(l)) if l == location));
+        let Step::Done(Ok(loaded)) = prefetch.on_io(&core, IoResult::Read(Ok(bytes.clone())))
+        else {
+            panic!("the claimed load failed");
+        };
+        assert_eq!(loaded, bytes);
+        let outcome = flight.outcome().expect("the load finished");
+        let Step::Done(Ok(read)) = reader.on_wait(&core, outcome) else {
+            panic!("the reader failed");
+        };
+        assert_eq!(read, value(id, 1), "extent 3, generation 1");
+        assert!(matches!(ReadOp::claim(&core, id), Claim::Cached));
+    }
+
+    #[test]
+    fn a_claim_overtaken_by_a_write_ends_and_its_waiter_reads_the_new_generation() {
+        let core = Core::for_tests();
+        let id = ExtentId(4);
+        commit(&core, id);
+        let mut prefetch = claimed(&core, id);
+        let mut reader = ReadOp::new(id, Priority::Demand);
+        let Step::Wait(flight) = reader.start(&core) else {
+            panic!("the reader did not wait on the claim");
+        };
+        let (location, bytes) = commit(&core, id);
+        // The claimed prefetch re-reads the record before it reads the device:
+        // generation 1 is gone, so it ends without a device read.
+        let Step::Done(Err(Error::Superseded { generation: 1, .. })) = prefetch.start(&core) else {
+            panic!("the stale claim went on");
+        };
+        let outcome = flight.outcome().expect("the claim ended");
+        assert_eq!(outcome, FlightOutcome::Superseded);
+        assert!(matches!(
+            reader.on_wait(&core, outcome),
+            Step::Io(IoRequest::Read(l)) if l == location
+        ));
+        let Step::Done(Ok(read)) = reader.on_io(&core, IoResult::Read(Ok(bytes))) else {
+            panic!("the reader failed");
+        };
+        assert_eq!(read, value(id, 2), "extent 4, generation 2");
+    }
+
+    #[test]
+    fn a_claim_dropped_unrun_wakes_its_waiters_and_frees_the_slot() {
+        let core = Core::for_tests();
+        let id = ExtentId(5);
+        let (location, _) = commit(&core, id);
+        let mut prefetch = claimed(&core, id);
+        let mut reader = ReadOp::new(id, Priority::Demand);
+        let Step::Wait(flight) = reader.start(&core) else {
+            panic!("the reader did not wait on the claim");
+        };
+        prefetch.abandon(&core);
+        let outcome = flight.outcome().expect("the claim ended");
+        assert_eq!(outcome, FlightOutcome::Superseded);
+        // The reader loads for itself.
+        assert!(matches!(
+            reader.on_wait(&core, outcome),
+            Step::Io(IoRequest::Read(l)) if l == location
+        ));
+        // And a plain drop ends a claim too.
+        drop(reader);
+        let claim = claimed(&core, id);
+        let mut again = ReadOp::new(id, Priority::Demand);
+        let Step::Wait(flight) = again.start(&core) else {
+            panic!("no wait on the second claim");
+        };
+        drop(claim);
+        assert_eq!(flight.outcome(), Some(FlightOutcome::Superseded));
     }
 }

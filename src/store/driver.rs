@@ -12,7 +12,7 @@
 //! any do.
 
 use super::durable::METADATA_DEVICE;
-use super::shared::Shared;
+use super::shared::{Shared, Steps};
 use crate::backend::read_bytes;
 use crate::bytes::Bytes;
 use crate::error::{Error, Result};
@@ -91,7 +91,7 @@ impl Shared {
     /// prefetch (`join_loads == false`) ends with [`Error::Shutdown`] at its next
     /// step once `Store::close` has begun (the caller's guard abandons it).
     fn run<M: Machine>(&self, op: &mut M, join_loads: bool) -> Result<Option<M::Output>> {
-        self.run_counting(op, join_loads, &mut 0)
+        self.run_counting(op, join_loads, &mut Steps::default())
     }
 
     /// [`run`](Self::run), counting the I/O, wait and backoff steps in `steps` (a
@@ -100,7 +100,7 @@ impl Shared {
         &self,
         op: &mut M,
         join_loads: bool,
-        steps: &mut u32,
+        steps: &mut Steps,
     ) -> Result<Option<M::Output>> {
         let step = op.start(&self.core);
         self.run_from(op, step, join_loads, steps)
@@ -113,15 +113,20 @@ impl Shared {
         op: &mut M,
         mut step: Step<M::Output>,
         join_loads: bool,
-        steps: &mut u32,
+        steps: &mut Steps,
     ) -> Result<Option<M::Output>> {
         let core = &self.core;
         // An operation that wrote but ends without journaling (an error, an abort,
         // an unwind) is not on its way to the journal any more.
         let _arrive = ArriveOnDrop(self);
         loop {
-            if !matches!(step, Step::Done(_)) {
-                *steps += 1;
+            match step {
+                Step::Done(_) => {}
+                Step::Io(_) => {
+                    steps.any += 1;
+                    steps.io += 1;
+                }
+                Step::Wait(_) | Step::Backoff(_) => steps.any += 1,
             }
             if let Some(location) = op.take_device_error() {
                 self.device_error(location);
@@ -192,7 +197,7 @@ impl Shared {
                     None => first,
                 };
                 let join = g.op.joins_loads();
-                self.run_from(&mut g.op, step, join, &mut 0)
+                self.run_from(&mut g.op, step, join, &mut Steps::default())
             })
             .collect()
     }
@@ -402,14 +407,14 @@ impl Shared {
     /// Runs a session to completion and adds its tally to the counters (also
     /// when it fails). Abandoned if the backend unwinds.
     pub(super) fn session<M: Machine>(&self, op: M, tally: fn(&M) -> Tally) -> Result<M::Output> {
-        self.session_counting(op, tally, &mut 0)
+        self.session_counting(op, tally, &mut Steps::default())
     }
 
     pub(super) fn session_counting<M: Machine>(
         &self,
         op: M,
         tally: fn(&M) -> Tally,
-        steps: &mut u32,
+        steps: &mut Steps,
     ) -> Result<M::Output> {
         let mut guard = AbandonOnDrop {
             op,

@@ -3,43 +3,70 @@
 
 use super::Store;
 use super::prefetch::Hint;
+use crate::protocol::{Claim, ReadOp};
 use crate::record::ExtentId;
 use crate::sync::Ordering::Relaxed;
 
 impl Store {
     pub(super) fn hint(&self, id: ExtentId) -> bool {
-        self.hint_unless_held(id) == Hinted::Queued
+        self.hint_unless_held(id, false) == Hinted::Queued
     }
 
     /// Queues a prefetch of `id` unless it is not readable, or its current bytes
     /// are cached or being loaded already: a hint would then only cost a queue
     /// slot and a worker's lookup (with 4 096 cached extents, readahead on cost 3x
     /// a sequential read with it off, every read queueing a hint for a hit).
-    fn hint_unless_held(&self, id: ExtentId) -> Hinted {
-        let Ok(snapshot) = self.shared.core.table.snapshot(id) else {
-            return Hinted::Not;
-        };
-        if !snapshot.is_readable() {
-            return Hinted::Not;
-        }
-        match self.shared.core.cache.holds(id, snapshot.generation()) {
-            Some(true) => return Hinted::Cached,
-            Some(false) => return Hinted::Not,
-            None => {}
-        }
-        let hint = Hint {
-            id,
-            generation: snapshot.generation(),
+    ///
+    /// With `claim`, and while the queue is short, the hint claims the load
+    /// (`ReadOp::claim`): the reader that reaches the extent before a worker
+    /// does then waits on the worker's load instead of reading the extent a
+    /// second time. Unclaimed, a reader on 2 cores that outran the 2 workers
+    /// loaded what they were about to load, and the scan served 45-97 % from
+    /// prefetch from run to run (BENCHMARKS.md, "Readahead that waits").
+    fn hint_unless_held(&self, id: ExtentId, claim: bool) -> Hinted {
+        let core = &self.shared.core;
+        let hint = if claim && self.prefetcher.queued() < CLAIM_QUEUE_MAX {
+            match ReadOp::claim(core, id) {
+                Claim::Claimed(token) => Hint {
+                    id,
+                    generation: token.generation(),
+                    claimed: Some(token),
+                },
+                Claim::Cached => return Hinted::Cached,
+                Claim::Not => return Hinted::Not,
+            }
+        } else {
+            let Ok(snapshot) = core.table.snapshot(id) else {
+                return Hinted::Not;
+            };
+            if !snapshot.is_readable() {
+                return Hinted::Not;
+            }
+            match core.cache.holds(id, snapshot.generation()) {
+                Some(true) => return Hinted::Cached,
+                Some(false) => return Hinted::Not,
+                None => {}
+            }
+            Hint {
+                id,
+                generation: snapshot.generation(),
+                claimed: None,
+            }
         };
         let counters = &self.shared.counters;
-        let queued = self.prefetcher.offer(hint);
-        let counter = if queued {
-            &counters.prefetch_queued
-        } else {
-            &counters.prefetch_dropped
-        };
-        counter.bump();
-        if queued { Hinted::Queued } else { Hinted::Not }
+        match self.prefetcher.offer(hint) {
+            Ok(()) => {
+                counters.prefetch_queued.bump();
+                Hinted::Queued
+            }
+            Err(hint) => {
+                counters.prefetch_dropped.bump();
+                if let Some(token) = hint.claimed {
+                    core.cache.abandon(token);
+                }
+                Hinted::Dropped
+            }
+        }
     }
 
     /// Feeds sequential detection with a read of `id` and hints what it asks
@@ -47,7 +74,16 @@ impl Store {
     /// was cached already marks readahead idle: later hits skip detection (they
     /// cost as much as the read itself) until a read has to load its bytes, which
     /// wakes it, as RocksDB reads ahead only on reads that reach the file.
-    pub(super) fn readahead(&self, id: ExtentId, extent_bytes: u64, loaded: bool) {
+    ///
+    /// `loaded`: the read was not a hit; `read_itself`: it read the device
+    /// itself, so no worker had loaded or claimed the extent first.
+    pub(super) fn readahead(
+        &self,
+        id: ExtentId,
+        extent_bytes: u64,
+        loaded: bool,
+        read_itself: bool,
+    ) {
         // Nothing to hide on a device that answers faster than a handoff.
         if !self.shared.readahead_pays() {
             return;
@@ -57,18 +93,37 @@ impl Store {
         let Some(mut readahead) = self.readahead.try_lock() else {
             return;
         };
-        let range = readahead.on_read(id.0, extent_bytes, self.shared.core.table.capacity());
+        let capacity = self.shared.core.table.capacity();
+        let range = readahead.on_read(id.0, extent_bytes, read_itself, capacity);
         drop(readahead);
         let asked = !range.is_empty();
         let mut all_cached = true;
         for next in range {
-            all_cached &= self.hint_unless_held(ExtentId(next)) == Hinted::Cached;
+            match self.hint_unless_held(ExtentId(next), true) {
+                Hinted::Cached => {}
+                Hinted::Dropped => {
+                    // The queue is full: the window asks for the rest again later
+                    // rather than skip it. Best effort too.
+                    if let Some(mut readahead) = self.readahead.try_lock() {
+                        readahead.unissue(next);
+                    }
+                    all_cached = false;
+                    break;
+                }
+                Hinted::Queued | Hinted::Not => all_cached = false,
+            }
         }
         // Relaxed: see `read`.
         self.readahead_idle
             .store(!loaded && asked && all_cached, Relaxed);
     }
 }
+
+/// Readahead's hints claim their loads only while fewer hints than this are
+/// queued, so a reader waits on a claimed load behind at most this many others
+/// (shared by the workers), never behind a queue an explicit `prefetch` of
+/// many ids filled. Twice the 64 hints of a 256 KiB window of 4 KiB extents.
+const CLAIM_QUEUE_MAX: usize = 128;
 
 /// What `Store::hint_unless_held` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +132,8 @@ enum Hinted {
     Queued,
     /// Cached already: nothing to load.
     Cached,
-    /// Not queued: not readable, loading already, or the queue is full.
+    /// Not queued: not readable, or loading already.
     Not,
+    /// Not queued: the queue is full.
+    Dropped,
 }

@@ -375,11 +375,12 @@ impl Store {
     /// rewritten on every attempt.
     pub fn read(&self, id: ExtentId) -> Result<Bytes> {
         self.check_open()?;
-        let (bytes, loaded) = self.shared.read_served(id)?;
+        let (bytes, steps) = self.shared.read_served(id)?;
+        let loaded = steps.any > 0;
         // Relaxed: a hint for whether detection is worth its cost, never for
         // what a read returns.
         if self.readahead_on && (loaded || !self.readahead_idle.load(Relaxed)) {
-            self.readahead(id, bytes.len() as u64, loaded);
+            self.readahead(id, bytes.len() as u64, loaded, steps.io > 0);
         }
         Ok(bytes)
     }

@@ -24,24 +24,31 @@
 //! pins and fill tokens, and counted the same way.
 
 use super::shared::Shared;
-use crate::cache::Priority;
+use crate::cache::{FillToken, Priority};
 use crate::error::{Error, Result};
 use crate::protocol::{Machine, ReadOp};
 use crate::record::ExtentId;
-use crate::sync::{Arc, Mutex, thread};
+use crate::sync::{Arc, Mutex, RwLock, thread};
 use crossbeam::channel::{Receiver, Sender, TrySendError, bounded, select};
 
 /// One queued prefetch.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub(crate) struct Hint {
     pub(crate) id: ExtentId,
     pub(crate) generation: u64,
+    /// The load, claimed when the hint was queued (readahead's hints): demand
+    /// readers of this generation wait on it (`ReadOp::claim`).
+    pub(crate) claimed: Option<FillToken>,
 }
 
 /// The hint queue and its workers.
 #[derive(Debug)]
 pub(crate) struct Prefetcher {
-    sender: Option<Sender<Hint>>,
+    /// Taken by `shutdown` under the write lock: no hint is queued after it, so
+    /// every claimed load in the queue is dropped (and its waiters woken) once
+    /// the workers are joined and the channel with them. Offers take the read
+    /// lock: one uncontended atomic per hint.
+    sender: RwLock<Option<Sender<Hint>>>,
     /// Dropped to stop the workers (they select on it next to the hints).
     stop: Mutex<Option<Sender<()>>>,
     workers: Mutex<Vec<thread::JoinHandle<()>>>,
@@ -57,8 +64,8 @@ impl Prefetcher {
     pub(crate) fn start(shared: &Arc<Shared>, workers: usize, queue: usize) -> Result<Self> {
         let (sender, receiver) = bounded(queue);
         let (stop, stopped) = bounded::<()>(0);
-        let mut prefetcher = Prefetcher {
-            sender: Some(sender),
+        let prefetcher = Prefetcher {
+            sender: RwLock::new(Some(sender)),
             stop: Mutex::new(Some(stop)),
             workers: Mutex::new(Vec::with_capacity(workers)),
         };
@@ -74,25 +81,24 @@ impl Prefetcher {
             prefetcher.workers.lock().push(handle);
         }
         if workers == 0 {
-            prefetcher.sender = None;
+            *prefetcher.sender.write() = None;
         }
         Ok(prefetcher)
     }
 
-    /// Queues `hint`; `false` if the queue is full or prefetch is off.
-    pub(crate) fn offer(&self, hint: Hint) -> bool {
-        match &self.sender {
-            Some(sender) => match sender.try_send(hint) {
-                Ok(()) => true,
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
-            },
-            None => false,
+    /// Queues `hint`; gives it back if the queue is full or prefetch is off.
+    pub(crate) fn offer(&self, hint: Hint) -> std::result::Result<(), Hint> {
+        match &*self.sender.read() {
+            Some(sender) => sender.try_send(hint).map_err(|e| match e {
+                TrySendError::Full(hint) | TrySendError::Disconnected(hint) => hint,
+            }),
+            None => Err(hint),
         }
     }
 
     /// Hints waiting in the queue.
     pub(crate) fn queued(&self) -> usize {
-        self.sender.as_ref().map_or(0, Sender::len)
+        self.sender.read().as_ref().map_or(0, Sender::len)
     }
 }
 
@@ -101,6 +107,7 @@ impl Prefetcher {
     /// queued hints are dropped). Idempotent. Returns how many workers had
     /// panicked (never expected: loads contain backend panics).
     pub(crate) fn shutdown(&self) -> usize {
+        self.sender.write().take();
         self.stop.lock().take();
         let workers = std::mem::take(&mut *self.workers.lock());
         workers
@@ -127,20 +134,31 @@ impl Shared {
 
     /// A worker's handling of the hints it took at once: the ones still current
     /// load together, their device reads merged (`Shared::drive_coalesced`).
-    fn prefetch_hints(&self, hints: &[Hint]) {
+    fn prefetch_hints(&self, hints: Vec<Hint>) {
         if self.stopping() {
+            for token in hints.into_iter().filter_map(|hint| hint.claimed) {
+                self.core.cache.abandon(token);
+            }
             return;
         }
-        let loads: Vec<ReadOp> = (hints.iter())
-            .filter(|hint| {
+        let loads: Vec<ReadOp> = (hints.into_iter())
+            .filter_map(|hint| {
                 let current = self.core.table.snapshot(hint.id);
                 let stale = current.map_or(true, |s| s.generation() != hint.generation);
                 if stale {
                     self.counters.prefetch_cancelled.bump();
+                    // Ends a claimed load at once: its waiters retry on the new
+                    // generation.
+                    if let Some(token) = hint.claimed {
+                        self.core.cache.abandon(token);
+                    }
+                    return None;
                 }
-                !stale
+                Some(match hint.claimed {
+                    Some(token) => ReadOp::with_claim(token),
+                    None => ReadOp::new(hint.id, Priority::Prefetch),
+                })
             })
-            .map(|hint| ReadOp::new(hint.id, Priority::Prefetch))
             .collect();
         // Errors are not the prefetcher's to report (a demand read will see them),
         // only to count.
@@ -161,6 +179,11 @@ fn run(shared: &Shared, receiver: &Receiver<Hint>, stopped: &Receiver<()>) {
     // Bounded by the channels: ends when the store drops the stop sender (or the
     // hint sender), or at the first hint received after the stop flag is set.
     loop {
+        // A stopping store's worker takes no further hint: `shutdown` drops what
+        // is queued (and wakes the readers waiting on queued claims).
+        if shared.stopping() {
+            return;
+        }
         let hint = select! {
             recv(receiver) -> hint => match hint {
                 Ok(hint) => hint,
@@ -182,7 +205,7 @@ fn run(shared: &Shared, receiver: &Receiver<Hint>, stopped: &Receiver<()>) {
         }
         // The driver's guards abandon the loads on unwind (pins and fill tokens are
         // released), so the shared state is consistent after a caught panic.
-        let load = std::panic::AssertUnwindSafe(|| shared.prefetch_hints(&hints));
+        let load = std::panic::AssertUnwindSafe(|| shared.prefetch_hints(hints));
         if std::panic::catch_unwind(load).is_err() {
             shared.counters.prefetch_abandoned.bump();
         }

@@ -3,8 +3,12 @@
 //! Like RocksDB's block-based readahead, but per stream of extent ids: after two
 //! consecutive reads (`n`, `n+1`) a window opens at the minimum size and doubles,
 //! up to the maximum, each time the reader consumes half of what was prefetched
-//! ahead of it. Up to [`STREAMS`] interleaved streams are tracked (least recently
-//! used replaced), so two scans running at once both get readahead.
+//! ahead of it, unless the reader had to load an extent the window had asked
+//! for: the workers are behind, and a larger window would only queue more. Up to
+//! [`STREAMS`] interleaved streams are tracked (least recently used replaced), so
+//! two scans running at once both get readahead. Ids whose hints the full queue
+//! dropped are handed back ([`Readahead::unissue`]) and asked for again by the
+//! next read of the stream.
 
 use std::ops::Range;
 
@@ -49,9 +53,17 @@ impl Readahead {
         }
     }
 
-    /// Records a read of `id` (whose extents are about `extent_bytes` long) and
-    /// returns the ids to prefetch now, below `limit`.
-    pub(crate) fn on_read(&mut self, id: u64, extent_bytes: u64, limit: u64) -> Range<u64> {
+    /// Records a read of `id` (whose extents are about `extent_bytes` long, and
+    /// which the reader `loaded` from the device itself rather than finding it
+    /// cached or being loaded) and returns the ids to prefetch now, below
+    /// `limit`.
+    pub(crate) fn on_read(
+        &mut self,
+        id: u64,
+        extent_bytes: u64,
+        loaded: bool,
+        limit: u64,
+    ) -> Range<u64> {
         self.clock += 1;
         let clock = self.clock;
         let found = self
@@ -74,6 +86,9 @@ impl Readahead {
             return 0..0;
         };
         stream.last_used = clock;
+        // A read of an id the window asked for that still had to load it: the
+        // workers did not get there first.
+        let behind = loaded && stream.window_bytes > 0 && id < stream.issued_until;
         stream.run += 1;
         stream.next = id + 1;
         stream.issued_until = stream.issued_until.max(id + 1);
@@ -86,7 +101,7 @@ impl Readahead {
             stream.window_bytes = self.min_bytes;
         } else if ahead_bytes * 2 > stream.window_bytes {
             return 0..0;
-        } else {
+        } else if !behind {
             stream.window_bytes = (stream.window_bytes * 2).min(self.max_bytes);
         }
         let count = stream
@@ -98,6 +113,17 @@ impl Readahead {
         stream.issued_until = end.max(stream.issued_until);
         start..end
     }
+
+    /// Hands back the ids from `from` that [`on_read`](Self::on_read) returned
+    /// but could not be queued: the stream's next read asks for them again
+    /// instead of its window skipping them.
+    pub(crate) fn unissue(&mut self, from: u64) {
+        if let Some(stream) =
+            (self.streams.iter_mut()).find(|s| s.run > 0 && s.next <= from && from < s.issued_until)
+        {
+            stream.issued_until = from;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -108,18 +134,18 @@ mod tests {
     fn window_opens_after_two_sequential_reads_and_doubles_to_max() {
         let mut ra = Readahead::new(8 << 10, 256 << 10, 1024);
         assert_eq!(
-            ra.on_read(100, 4096, 1 << 20),
+            ra.on_read(100, 4096, false, 1 << 20),
             0..0,
             "one read is not a stream"
         );
         assert_eq!(
-            ra.on_read(101, 4096, 1 << 20),
+            ra.on_read(101, 4096, false, 1 << 20),
             102..104,
             "8 KiB = 2 extents"
         );
         let mut windows = vec![];
         for id in 102..400 {
-            let r = ra.on_read(id, 4096, 1 << 20);
+            let r = ra.on_read(id, 4096, false, 1 << 20);
             if !r.is_empty() {
                 assert!(r.start > id, "prefetch only ahead of the reader");
                 windows.push(r.end - id - 1);
@@ -133,7 +159,7 @@ mod tests {
     fn tiny_extents_never_flood_the_hint_queue() {
         let mut ra = Readahead::new(8 << 10, 256 << 10, 16);
         for id in 0..100 {
-            assert!(ra.on_read(id, 0, 1 << 20).count() <= 16);
+            assert!(ra.on_read(id, 0, false, 1 << 20).count() <= 16);
         }
     }
 
@@ -141,7 +167,7 @@ mod tests {
     fn random_reads_never_open_a_window() {
         let mut ra = Readahead::new(8 << 10, 256 << 10, 1024);
         for id in [5u64, 900, 17, 4_000, 33, 70_000, 2] {
-            assert!(ra.on_read(id, 4096, 1 << 20).is_empty());
+            assert!(ra.on_read(id, 4096, false, 1 << 20).is_empty());
         }
     }
 
@@ -151,9 +177,44 @@ mod tests {
         let mut got = [0u64; 2];
         for step in 0..20u64 {
             for (i, base) in [1_000u64, 50_000].into_iter().enumerate() {
-                got[i] += ra.on_read(base + step, 4096, 1 << 20).count() as u64;
+                got[i] += ra.on_read(base + step, 4096, false, 1 << 20).count() as u64;
             }
         }
         assert!(got[0] > 0 && got[1] > 0, "{got:?}");
+    }
+
+    #[test]
+    fn a_window_stops_growing_while_the_reader_loads_what_it_asked_for() {
+        let mut ra = Readahead::new(8 << 10, 256 << 10, 1024);
+        ra.on_read(0, 4096, true, 1 << 20);
+        assert_eq!(ra.on_read(1, 4096, true, 1 << 20), 2..4);
+        // The reader loads every id itself: the workers are behind. The window
+        // keeps its 2 extents ahead but never doubles.
+        for id in 2..100 {
+            let r = ra.on_read(id, 4096, true, 1 << 20);
+            assert!(r.end <= id + 3, "read {id}: window grew to {r:?}");
+        }
+        // Served from prefetch again: it grows.
+        let mut widest = 0;
+        for id in 100..200 {
+            let r = ra.on_read(id, 4096, false, 1 << 20);
+            widest = widest.max(r.end.saturating_sub(id + 1));
+        }
+        assert_eq!(widest, 64, "window back to 256 KiB");
+    }
+
+    #[test]
+    fn ids_handed_back_are_asked_for_again() {
+        let mut ra = Readahead::new(8 << 10, 256 << 10, 1024);
+        ra.on_read(10, 4096, false, 1 << 20);
+        assert_eq!(ra.on_read(11, 4096, false, 1 << 20), 12..14);
+        // 13 could not be queued.
+        ra.unissue(13);
+        let r = ra.on_read(12, 4096, false, 1 << 20);
+        assert_eq!(r.start, 13, "13 asked for again: {r:?}");
+        // Handing back an id no stream issued changes nothing.
+        ra.unissue(5_000);
+        let again = ra.on_read(13, 4096, false, 1 << 20);
+        assert!(again.is_empty() || again.start >= r.end, "{again:?}");
     }
 }

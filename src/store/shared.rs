@@ -58,6 +58,15 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// The steps an operation took before it was done.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Steps {
+    /// I/O, waits on another load and backoffs: none means a cache hit.
+    pub(crate) any: u32,
+    /// I/O of its own.
+    pub(crate) io: u32,
+}
+
 impl Shared {
     pub(crate) fn new(
         core: Core,
@@ -130,20 +139,20 @@ impl Shared {
         self.read_served(id).map(|(bytes, _)| bytes)
     }
 
-    /// [`read`](Self::read), and whether it had to load the bytes (`true`) or
-    /// found them cached.
-    pub(crate) fn read_served(&self, id: ExtentId) -> Result<(Bytes, bool)> {
+    /// [`read`](Self::read), and the steps it took: none if it found the bytes
+    /// cached.
+    pub(crate) fn read_served(&self, id: ExtentId) -> Result<(Bytes, Steps)> {
         self.counters.reads.bump();
         let sampled = self.latency.enabled && sample_this_read();
         let started = sampled.then(Instant::now);
-        let mut steps = 0;
+        let mut steps = Steps::default();
         let result = self.session_counting(
             ReadSession::new(id, self.policy),
             ReadSession::tally,
             &mut steps,
         );
         if let Some(started) = started {
-            let histogram = if steps == 0 {
+            let histogram = if steps.any == 0 {
                 &self.latency.read_hit
             } else {
                 &self.latency.read_miss
@@ -153,7 +162,7 @@ impl Shared {
         if result.is_ok() {
             self.counters.read_ok.bump();
         }
-        result.map(|bytes| (bytes, steps > 0))
+        result.map(|bytes| (bytes, steps))
     }
 
     /// Wakes writers waiting for a write of some extent to finish.
