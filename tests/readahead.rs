@@ -237,3 +237,26 @@ fn close_wakes_a_reader_waiting_on_a_queued_claim() {
         Err(_) => panic!("the reader still waits on a claim the closed store dropped"),
     }
 }
+
+/// Without prefetch workers readahead asks for nothing: a hint nobody loads
+/// would only be dropped (and, its ids handed back, asked for again by every
+/// read of the scan).
+#[test]
+fn without_workers_a_cold_scan_offers_no_hint() {
+    let config = StoreConfig::builder()
+        .devices(1)
+        .cache_bytes(0)
+        .prefetch_workers(0)
+        .readahead_min_read_us(0)
+        .build()
+        .expect("config");
+    let store = Store::new(MemBackend::new(1), config).expect("store");
+    for id in (0..64).map(ExtentId) {
+        store.write(id, &value(id, 1, 1024)).expect("write");
+    }
+    for id in (0..64).map(ExtentId) {
+        assert_eq!(decode(&store.read(id).expect("read")), (id, 1));
+    }
+    let stats = store.stats();
+    assert_eq!((stats.prefetch_queued, stats.prefetch_dropped), (0, 0));
+}

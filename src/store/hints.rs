@@ -84,8 +84,10 @@ impl Store {
         loaded: bool,
         read_itself: bool,
     ) {
-        // Nothing to hide on a device that answers faster than a handoff.
-        if !self.shared.readahead_pays() {
+        // Nothing to hide on a device that answers faster than a handoff, and
+        // nobody to hide it without workers (every hint would be dropped, and
+        // asked for again by the next read).
+        if !self.prefetcher.has_workers() || !self.shared.readahead_pays() {
             return;
         }
         // Detection is best effort: a reader that finds it busy skips it rather than

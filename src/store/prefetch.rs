@@ -52,6 +52,8 @@ pub(crate) struct Prefetcher {
     /// Dropped to stop the workers (they select on it next to the hints).
     stop: Mutex<Option<Sender<()>>>,
     workers: Mutex<Vec<thread::JoinHandle<()>>>,
+    /// Whether any worker was started: without one every hint is dropped.
+    has_workers: bool,
 }
 
 impl Prefetcher {
@@ -68,6 +70,7 @@ impl Prefetcher {
             sender: RwLock::new(Some(sender)),
             stop: Mutex::new(Some(stop)),
             workers: Mutex::new(Vec::with_capacity(workers)),
+            has_workers: workers > 0,
         };
         for i in 0..workers {
             let shared = Arc::clone(shared);
@@ -94,6 +97,11 @@ impl Prefetcher {
             }),
             None => Err(hint),
         }
+    }
+
+    /// Whether hints are loaded at all (some worker was started).
+    pub(crate) fn has_workers(&self) -> bool {
+        self.has_workers
     }
 
     /// Hints waiting in the queue.
