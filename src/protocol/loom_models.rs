@@ -12,7 +12,7 @@ use crate::cache::{Cache, Priority};
 use crate::error::Result;
 use crate::policy::IntegrityPolicy;
 use crate::record::{ExtentId, Location, Snapshot};
-use crate::space::{Allocator, Health, Reclaimer};
+use crate::space::{Allocator, Health};
 use crate::sync::{Arc, AtomicUsize, Mutex, Ordering::SeqCst, thread};
 use crate::table::{ExtentTable, TableConfig};
 use loom::sync::atomic::AtomicBool;
@@ -55,22 +55,12 @@ fn world_sharded(cache_bytes: u64, shards: usize, device_blocks: u64) -> Arc<Wor
         .build()
         .expect("valid");
     Arc::new(World {
-        core: Core {
-            table: ExtentTable::new(config),
-            cache: Cache::new(cache_bytes, shards),
-            allocator: Allocator::new(1, device_blocks * 4096, 4096),
-            reclaimer: Reclaimer::new(),
-            health: Health::new(1, 10, 600_000),
-            mutants: Default::default(),
-            proposals: Default::default(),
-            space_low: Default::default(),
-            inline_write_max: 0,
-            write_back: Default::default(),
-            tags: Default::default(),
-            overlap_data_sync: false,
-            overlaps: Default::default(),
-            events: Default::default(),
-        },
+        core: Core::of_parts(
+            ExtentTable::new(config),
+            Cache::new(cache_bytes, shards),
+            Allocator::new(1, device_blocks * 4096, 4096),
+            Health::new(1, 10, 600_000),
+        ),
         medium: Mutex::new(HashMap::new()),
         media_reads: AtomicUsize::new(0),
         journaled: AtomicBool::new(false),
@@ -356,13 +346,16 @@ fn generation_tagged_cache_prefetch_racing_compaction_commit() {
     });
 }
 
-/// A readahead claim: the load of `A`'s current generation, claimed now and run
-/// later by a worker.
-fn claim_a(w: &World) -> ReadOp {
-    match ReadOp::claim(&w.core, A) {
+/// A readahead claim of `A`'s current generation (committed as generation 1
+/// first), run by a worker thread.
+fn claimed_worker(w: &Arc<World>) -> thread::JoinHandle<Result<Bytes>> {
+    w.write(A, 1).expect("setup write");
+    let claimed = match ReadOp::claim(&w.core, A) {
         Claim::Claimed(token) => ReadOp::with_claim(token),
         other => panic!("nothing cached or loading: the claim is the prefetch's ({other:?})"),
-    }
+    };
+    let w = w.clone();
+    thread::spawn(move || w.drive(claimed, Some(A)))
 }
 
 /// Invariant 4 for readahead's claimed loads: a load claimed before a write and
@@ -372,16 +365,10 @@ fn claim_a(w: &World) -> ReadOp {
 fn claimed_prefetch_racing_write() {
     model(|| {
         let w = world(1 << 16, 8);
-        w.write(A, 1).expect("setup write");
-        let claimed = claim_a(&w);
-        let worker = {
-            let w = w.clone();
-            thread::spawn(move || {
-                let _ = w.drive(claimed, Some(A));
-            })
-        };
+        let worker = claimed_worker(&w);
         w.write(A, 2).expect("the write commits");
-        worker.join().expect("worker");
+        // Loaded, or ended superseded: either way nothing stale stays cached.
+        let _ = worker.join().expect("worker");
         if let Some((g, bytes)) = w.core.cache.peek(A) {
             assert_eq!((g, decode(&bytes)), (2, (A, 2)), "a stale entry survived");
         }
@@ -396,12 +383,7 @@ fn claimed_prefetch_racing_write() {
 fn claimed_prefetch_racing_demand_read() {
     model(|| {
         let w = world(1 << 16, 8);
-        w.write(A, 1).expect("setup write");
-        let claimed = claim_a(&w);
-        let worker = {
-            let w = w.clone();
-            thread::spawn(move || w.drive(claimed, Some(A)))
-        };
+        let worker = claimed_worker(&w);
         assert_eq!(decode(&w.read(A).expect("read")), (A, 1));
         let loaded = worker.join().expect("worker").expect("the claimed load");
         assert_eq!(decode(&loaded), (A, 1));

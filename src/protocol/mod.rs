@@ -262,16 +262,21 @@ pub(crate) struct Mutants {
 }
 
 impl Core {
-    /// A core for unit tests: one device of 1 MiB in 4 KiB blocks, a 1 MiB cache
-    /// in one shard, the default table.
-    #[cfg(all(test, not(loom)))]
-    pub(crate) fn for_tests() -> Core {
+    /// A core of these parts and nothing else: no journal, no inline writes,
+    /// nothing overlapped (unit tests and loom models).
+    #[cfg(test)]
+    pub(crate) fn of_parts(
+        table: ExtentTable,
+        cache: Cache,
+        allocator: Allocator,
+        health: Health,
+    ) -> Core {
         Core {
-            table: ExtentTable::new(crate::table::TableConfig::default()),
-            cache: Cache::new(1 << 20, 1),
-            allocator: Allocator::new(1, 1 << 20, 4096),
+            table,
+            cache,
+            allocator,
             reclaimer: Reclaimer::new(),
-            health: Health::new(1, 10, 1000),
+            health,
             mutants: Default::default(),
             proposals: Default::default(),
             space_low: Default::default(),
@@ -282,6 +287,18 @@ impl Core {
             overlaps: Default::default(),
             events: Default::default(),
         }
+    }
+
+    /// A core for unit tests: one device of 1 MiB in 4 KiB blocks, a 1 MiB cache
+    /// in one shard, the default table.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn for_tests() -> Core {
+        Core::of_parts(
+            ExtentTable::new(crate::table::TableConfig::default()),
+            Cache::new(1 << 20, 1),
+            Allocator::new(1, 1 << 20, 4096),
+            Health::new(1, 10, 1000),
+        )
     }
 
     /// Queues `location` for reuse once no reader can still be reading it.
