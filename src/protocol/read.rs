@@ -77,17 +77,27 @@ impl ReadOp {
     /// generation then waits on this load instead of starting its own, as a
     /// reader waits on a page that OS readahead has locked for its I/O.
     ///
-    /// Nothing new happens between the claim and the op's `start`: a loader
-    /// already holds its token unpinned between the lookup and `load`, which
-    /// pins and re-reads the record; a claim only makes that interval longer.
-    /// A claim dropped unrun finishes its load as superseded (the token's
-    /// `Drop`), so its waiters retry.
+    /// Nothing new happens to the record between the claim and the op's
+    /// `start`: a loader already holds its token unpinned between the lookup
+    /// and `load`, which pins and re-reads the record; a claim only makes that
+    /// interval longer. A claim dropped unrun finishes its load as superseded
+    /// (the token's `Drop`), so its waiters retry. What is new is the wait: a
+    /// reader waits on a claim until a worker reaches its hint, behind the
+    /// hints queued before it (fewer than `Prefetcher::claim_below`), also
+    /// when a write made the claim stale meanwhile (the worker then ends it
+    /// without reading).
     pub(crate) fn claim(core: &Core, id: ExtentId) -> Claim {
         let Ok(snapshot) = core.table.snapshot(id) else {
             return Claim::Not;
         };
         if !snapshot.is_readable() {
             return Claim::Not;
+        }
+        // Without a miss counted for what is cached or loading already.
+        match core.cache.holds(id, snapshot.generation()) {
+            Some(true) => return Claim::Cached,
+            Some(false) => return Claim::Not,
+            None => {}
         }
         match (core.cache).lookup(id, snapshot.generation(), Priority::Prefetch) {
             Lookup::Hit(_) => Claim::Cached,
@@ -423,7 +433,7 @@ mod tests {
             Step::Io(IoRequest::Read(l)) if l == location
         ));
         // And a plain drop ends a claim too.
-        drop(reader);
+        reader.abandon(&core);
         let claim = claimed(&core, id);
         let mut again = ReadOp::new(id, Priority::Demand);
         let Step::Wait(flight) = again.start(&core) else {

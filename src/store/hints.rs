@@ -25,7 +25,7 @@ impl Store {
     /// prefetch from run to run (BENCHMARKS.md, "Readahead that waits").
     fn hint_unless_held(&self, id: ExtentId, claim: bool) -> Hinted {
         let core = &self.shared.core;
-        let hint = if claim && self.prefetcher.queued() < CLAIM_QUEUE_MAX {
+        let hint = if claim && self.prefetcher.queued() < self.prefetcher.claim_below() {
             match ReadOp::claim(core, id) {
                 Claim::Claimed(token) => Hint {
                     id,
@@ -120,12 +120,6 @@ impl Store {
             .store(!loaded && asked && all_cached, Relaxed);
     }
 }
-
-/// Readahead's hints claim their loads only while fewer hints than this are
-/// queued, so a reader waits on a claimed load behind at most this many others
-/// (shared by the workers), never behind a queue an explicit `prefetch` of
-/// many ids filled. Twice the 64 hints of a 256 KiB window of 4 KiB extents.
-const CLAIM_QUEUE_MAX: usize = 128;
 
 /// What `Store::hint_unless_held` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,12 +9,20 @@
 //! protocol at [`Priority::Prefetch`](crate::Priority::Prefetch), and never wait on
 //! another load of the same extent: that load will fill the cache anyway.
 //!
+//! Readahead's hints carry the load they claimed (`ReadOp::claim`): a demand
+//! reader that reaches the extent first waits on it. Every path that does not
+//! run a claimed load ends it (a full queue, a stale hint, a stopping worker,
+//! the channel dropped at shutdown), which wakes its waiters to read for
+//! themselves.
+//!
 //! Shutdown: `Store::close` (which dropping the store runs) first sets the store's
-//! stop flag, then drops the stop sender, which wakes the workers, and joins them.
-//! A worker checks the flag before each hint and the driver checks it before each
-//! step of a prefetch load, so `close` waits for at most one step of one load per
-//! worker (the I/O in flight), never for the queued hints: those are dropped
-//! unloaded. A load stopped this way ends with [`Error::Shutdown`].
+//! stop flag, then takes the hint sender (no hint is queued after that), drops
+//! the stop sender, which wakes the workers, and joins them; the channel and
+//! the hints still queued go with the last worker. A worker checks the flag
+//! before each hint and the driver checks it before each step of a prefetch
+//! load, so `close` waits for at most one step of one load per worker (the I/O
+//! in flight), never for the queued hints: those are dropped unloaded. A load
+//! stopped this way ends with [`Error::Shutdown`].
 //!
 //! A backend that panics during a load does not take the worker with it: the driver
 //! contains the panic at the I/O call (it becomes that request's I/O error, counted
@@ -46,15 +54,22 @@ pub(crate) struct Hint {
 pub(crate) struct Prefetcher {
     /// Taken by `shutdown` under the write lock: no hint is queued after it, so
     /// every claimed load in the queue is dropped (and its waiters woken) once
-    /// the workers are joined and the channel with them. Offers take the read
-    /// lock: one uncontended atomic per hint.
+    /// the workers are joined and the channel with them. Offers and `queued`
+    /// take the read lock (shared by every reader: an atomic add and sub).
     sender: RwLock<Option<Sender<Hint>>>,
     /// Dropped to stop the workers (they select on it next to the hints).
     stop: Mutex<Option<Sender<()>>>,
     workers: Mutex<Vec<thread::JoinHandle<()>>>,
     /// Whether any worker was started: without one every hint is dropped.
     has_workers: bool,
+    /// See [`claim_below`](Self::claim_below).
+    claim_below: usize,
 }
+
+/// A reader waits on a claimed load behind at most this many queued hints
+/// (shared by the workers), never behind a queue an explicit `prefetch` of many
+/// ids filled: twice the 64 hints of a 256 KiB window of 4 KiB extents.
+const CLAIM_QUEUE_MAX: usize = 128;
 
 impl Prefetcher {
     /// Starts `workers` threads on a queue of `queue` hints.
@@ -71,6 +86,7 @@ impl Prefetcher {
             stop: Mutex::new(Some(stop)),
             workers: Mutex::new(Vec::with_capacity(workers)),
             has_workers: workers > 0,
+            claim_below: CLAIM_QUEUE_MAX.min(queue / 2),
         };
         for i in 0..workers {
             let shared = Arc::clone(shared);
@@ -97,6 +113,13 @@ impl Prefetcher {
             }),
             None => Err(hint),
         }
+    }
+
+    /// Readahead's hints claim their loads only while fewer hints than this
+    /// are queued: [`CLAIM_QUEUE_MAX`], or half the queue if that is less, so
+    /// that a claim is never made only to be dropped by a full queue.
+    pub(crate) fn claim_below(&self) -> usize {
+        self.claim_below
     }
 
     /// Whether hints are loaded at all (some worker was started).
@@ -184,8 +207,9 @@ impl Shared {
 const HINTS_AT_ONCE: usize = 32;
 
 fn run(shared: &Shared, receiver: &Receiver<Hint>, stopped: &Receiver<()>) {
-    // Bounded by the channels: ends when the store drops the stop sender (or the
-    // hint sender), or at the first hint received after the stop flag is set.
+    // Bounded by the channels and the stop flag: ends when the store drops the
+    // stop sender (or the hint sender), or at the first pass after the flag is
+    // set.
     loop {
         // A stopping store's worker takes no further hint: `shutdown` drops what
         // is queued (and wakes the readers waiting on queued claims).

@@ -27,6 +27,9 @@ struct Stream {
     window_bytes: u64,
     /// Prefetch has been issued for ids below this.
     issued_until: u64,
+    /// The queue dropped some of this window ([`Readahead::unissue`]): the next
+    /// read asks for them again without growing the window.
+    dropped: bool,
     last_used: u64,
 }
 
@@ -81,6 +84,7 @@ impl Readahead {
                 run: 1,
                 window_bytes: 0,
                 issued_until: id + 1,
+                dropped: false,
                 last_used: clock,
             };
             return 0..0;
@@ -89,6 +93,8 @@ impl Readahead {
         // A read of an id the window asked for that still had to load it: the
         // workers did not get there first.
         let behind = loaded && stream.window_bytes > 0 && id < stream.issued_until;
+        // Nor does a window the full queue dropped part of.
+        let behind = behind || std::mem::take(&mut stream.dropped);
         stream.run += 1;
         stream.next = id + 1;
         stream.issued_until = stream.issued_until.max(id + 1);
@@ -122,6 +128,7 @@ impl Readahead {
             (self.streams.iter_mut()).find(|s| s.run > 0 && s.next <= from && from < s.issued_until)
         {
             stream.issued_until = from;
+            stream.dropped = true;
         }
     }
 }
@@ -211,7 +218,7 @@ mod tests {
         // 13 could not be queued.
         ra.unissue(13);
         let r = ra.on_read(12, 4096, false, 1 << 20);
-        assert_eq!(r.start, 13, "13 asked for again: {r:?}");
+        assert_eq!(r, 13..15, "13 asked for again, the window not grown");
         // Handing back an id no stream issued changes nothing.
         ra.unissue(5_000);
         let again = ra.on_read(13, 4096, false, 1 << 20);
