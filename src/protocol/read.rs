@@ -87,22 +87,30 @@ impl ReadOp {
     /// when a write made the claim stale meanwhile (the worker then ends it
     /// without reading).
     pub(crate) fn claim(core: &Core, id: ExtentId) -> Claim {
-        let Ok(snapshot) = core.table.snapshot(id) else {
-            return Claim::Not;
+        // First without a miss counted for what is cached or loading already.
+        let generation = match ReadOp::unheld(core, id) {
+            Ok(generation) => generation,
+            Err(found) => return found,
         };
-        if !snapshot.is_readable() {
-            return Claim::Not;
-        }
-        // Without a miss counted for what is cached or loading already.
-        match core.cache.holds(id, snapshot.generation()) {
-            Some(true) => return Claim::Cached,
-            Some(false) => return Claim::Not,
-            None => {}
-        }
-        match (core.cache).lookup(id, snapshot.generation(), Priority::Prefetch) {
+        match (core.cache).lookup(id, generation, Priority::Prefetch) {
             Lookup::Hit(_) => Claim::Cached,
             Lookup::Newer | Lookup::Wait(_) => Claim::Not,
             Lookup::Load(token) => Claim::Claimed(token),
+        }
+    }
+
+    /// The current generation of `id` if it is readable and neither cached nor
+    /// being loaded, without touching the cache's counters; else what a claim
+    /// would find ([`Claim::Cached`] or [`Claim::Not`]).
+    pub(crate) fn unheld(core: &Core, id: ExtentId) -> std::result::Result<u64, Claim> {
+        let snapshot = (core.table.snapshot(id)).map_err(|_| Claim::Not)?;
+        if !snapshot.is_readable() {
+            return Err(Claim::Not);
+        }
+        match core.cache.holds(id, snapshot.generation()) {
+            Some(true) => Err(Claim::Cached),
+            Some(false) => Err(Claim::Not),
+            None => Ok(snapshot.generation()),
         }
     }
 

@@ -25,34 +25,34 @@ impl Store {
     /// prefetch from run to run (BENCHMARKS.md, "Readahead that waits").
     fn hint_unless_held(&self, id: ExtentId, claim: bool) -> Hinted {
         let core = &self.shared.core;
-        let hint = if claim && self.prefetcher.queued() < self.prefetcher.claim_below() {
-            match ReadOp::claim(core, id) {
-                Claim::Claimed(token) => Hint {
-                    id,
-                    generation: token.generation(),
-                    claimed: Some(token),
-                },
-                Claim::Cached => return Hinted::Cached,
-                Claim::Not => return Hinted::Not,
-            }
-        } else {
-            let Ok(snapshot) = core.table.snapshot(id) else {
-                return Hinted::Not;
-            };
-            if !snapshot.is_readable() {
-                return Hinted::Not;
-            }
-            match core.cache.holds(id, snapshot.generation()) {
-                Some(true) => return Hinted::Cached,
-                Some(false) => return Hinted::Not,
-                None => {}
-            }
-            Hint {
-                id,
-                generation: snapshot.generation(),
-                claimed: None,
-            }
+        let claim = claim && self.prefetcher.queued() < self.prefetcher.claim_below();
+        let found = match claim {
+            true => ReadOp::claim(core, id),
+            false => match ReadOp::unheld(core, id) {
+                Ok(generation) => {
+                    let hint = Hint {
+                        id,
+                        generation,
+                        claimed: None,
+                    };
+                    return self.offer(hint);
+                }
+                Err(found) => found,
+            },
         };
+        match found {
+            Claim::Claimed(token) => self.offer(Hint {
+                id,
+                generation: token.generation(),
+                claimed: Some(token),
+            }),
+            Claim::Cached => Hinted::Cached,
+            Claim::Not => Hinted::Not,
+        }
+    }
+
+    /// Queues `hint`, counted; a claim the full queue refused is ended.
+    fn offer(&self, hint: Hint) -> Hinted {
         let counters = &self.shared.counters;
         match self.prefetcher.offer(hint) {
             Ok(()) => {
@@ -62,7 +62,7 @@ impl Store {
             Err(hint) => {
                 counters.prefetch_dropped.bump();
                 if let Some(token) = hint.claimed {
-                    core.cache.abandon(token);
+                    self.shared.core.cache.abandon(token);
                 }
                 Hinted::Dropped
             }
