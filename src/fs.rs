@@ -132,14 +132,18 @@ pub trait Fs: Send + Sync + Debug + 'static {
 }
 
 /// Fills `buf` from `offset` of `file`: the bytes read, fewer than
-/// `buf.len()` only where the file ends.
+/// `buf.len()` only where the file ends. A read a signal interrupted is
+/// retried, as `std`'s `read_exact_at` retries it.
 pub(crate) fn read_full_at(file: &dyn FsFile, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut done = 0;
-    // Bounded: each iteration reads at least one byte or ends the loop.
+    // Bounded: each iteration reads at least one byte, ends the loop, or was
+    // interrupted before it read anything (a signal each time).
     while done < buf.len() {
-        match file.read_at(&mut buf[done..], offset + done as u64)? {
-            0 => break,
-            n => done += n,
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(done)
@@ -219,5 +223,60 @@ impl Fs for StdFs {
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => Err(e),
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// The bytes of extent 7, generation 3, read 5 bytes at a time, after
+    /// `interrupts` reads a signal interrupted.
+    #[derive(Debug)]
+    struct Flaky {
+        bytes: Vec<u8>,
+        interrupts: AtomicU32,
+    }
+
+    impl FsFile for Flaky {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+            // SeqCst: a test counter, one thread.
+            if self.interrupts.load(Ordering::SeqCst) > 0 {
+                self.interrupts.fetch_sub(1, Ordering::SeqCst);
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let at = (offset as usize).min(self.bytes.len());
+            let n = buf.len().min(5).min(self.bytes.len() - at);
+            buf[..n].copy_from_slice(&self.bytes[at..at + n]);
+            Ok(n)
+        }
+        fn write_all_at(&self, _: &[u8], _: u64) -> io::Result<()> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        fn set_len(&self, _: u64) -> io::Result<()> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            Ok(())
+        }
+        fn len(&self) -> io::Result<u64> {
+            Ok(self.bytes.len() as u64)
+        }
+    }
+
+    #[test]
+    fn a_full_read_retries_interrupted_reads_and_stops_at_the_end() {
+        let bytes: Vec<u8> = [7u64.to_le_bytes(), 3u64.to_le_bytes()].concat();
+        let file = Flaky {
+            bytes: bytes.clone(),
+            interrupts: AtomicU32::new(2),
+        };
+        let mut buf = [0u8; 16];
+        assert_eq!(read_full_at(&file, &mut buf, 0).expect("retried"), 16);
+        assert_eq!(buf.to_vec(), bytes, "extent 7, generation 3");
+        let mut tail = [0u8; 16];
+        assert_eq!(read_full_at(&file, &mut tail, 8).expect("read"), 8);
+        assert_eq!(tail[..8], 3u64.to_le_bytes());
     }
 }

@@ -26,10 +26,7 @@ impl Core {
             }
             Ok(())
         });
-        match read {
-            Ok(()) => {}
-            Err(never) => match never {},
-        }
+        let Ok(()) = read;
         // Ids ascend, one record each: one sorted list (a checkpoint of
         // millions of records, taken while writes go on, allocates it at
         // once rather than a map's node per few records).
