@@ -288,20 +288,26 @@ impl Cache {
             Some(CacheEntry::Ready(entry)) if entry.generation > generation => {
                 return Lookup::Newer;
             }
-            Some(CacheEntry::Loading {
-                generation: g,
-                flight,
-                demand,
-            }) if !flight.is_done() => {
-                if *g > generation {
-                    return Lookup::Newer;
-                }
-                if *g == generation {
-                    if priority == Priority::Demand && !*demand {
-                        *demand = true;
-                        shard.stats.prefetch_used += 1;
+            Some(slot) => {
+                if let Some((g, flight)) = slot.load()
+                    && !flight.is_done()
+                {
+                    if g > generation {
+                        return Lookup::Newer;
                     }
-                    return Lookup::Wait(flight.clone());
+                    if g == generation {
+                        let flight = flight.clone();
+                        if priority == Priority::Demand
+                            && matches!(slot, CacheEntry::Loading { .. })
+                        {
+                            *slot = CacheEntry::Joined {
+                                generation: g,
+                                flight: flight.clone(),
+                            };
+                            shard.stats.prefetch_used += 1;
+                        }
+                        return Lookup::Wait(flight);
+                    }
                 }
             }
             _ => {}
@@ -315,7 +321,6 @@ impl Cache {
             CacheEntry::Loading {
                 generation,
                 flight: flight.clone(),
-                demand: false,
             },
         );
         Lookup::Load(FillToken {
@@ -348,14 +353,11 @@ impl Cache {
         still_current: impl FnOnce() -> bool,
     ) -> FlightOutcome {
         let mut shard = self.shard(token.id).lock();
-        let (ours, demand) = match shard.map.get(&token.id) {
-            Some(CacheEntry::Loading { flight, demand, .. })
-                if Arc::ptr_eq(flight, &token.flight) =>
-            {
-                (true, *demand)
-            }
-            _ => (false, false),
-        };
+        let slot = shard.map.get(&token.id);
+        let ours = slot
+            .and_then(CacheEntry::load)
+            .is_some_and(|(_, flight)| Arc::ptr_eq(flight, &token.flight));
+        let demand = matches!(slot, Some(CacheEntry::Joined { .. }));
         let mut large_evicted = None;
         let outcome = match result {
             Err(err) => FlightOutcome::Failed(err),
@@ -420,7 +422,8 @@ impl Cache {
     /// and its waiters are told "superseded" (they retry on a fresh snapshot).
     pub fn abandon(&self, mut token: FillToken) {
         let mut shard = self.shard(token.id).lock();
-        if matches!(shard.map.get(&token.id), Some(CacheEntry::Loading { flight, .. }) if Arc::ptr_eq(flight, &token.flight))
+        if let Some((_, flight)) = shard.map.get(&token.id).and_then(CacheEntry::load)
+            && Arc::ptr_eq(flight, &token.flight)
         {
             shard.remove(token.id);
         }
@@ -435,7 +438,7 @@ impl Cache {
         let mut shard = self.shard(id).lock();
         let stale = match shard.map.get(&id) {
             Some(CacheEntry::Ready(e)) => e.generation < current_generation,
-            Some(CacheEntry::Loading { generation, .. }) => *generation < current_generation,
+            Some(load) => load.load().is_some_and(|(g, _)| g < current_generation),
             None => false,
         };
         if stale {
@@ -466,11 +469,13 @@ impl Cache {
         let shard = self.shard(id).lock();
         match shard.map.get(&id) {
             Some(CacheEntry::Ready(e)) if e.generation == generation => Some(true),
-            Some(CacheEntry::Loading {
-                generation: g,
-                flight,
-                ..
-            }) if *g == generation && !flight.is_done() => Some(false),
+            Some(slot)
+                if slot
+                    .load()
+                    .is_some_and(|(g, flight)| g == generation && !flight.is_done()) =>
+            {
+                Some(false)
+            }
             _ => self
                 .peek_large(id)
                 .and_then(|(g, _)| (g == generation).then_some(true)),

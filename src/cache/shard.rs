@@ -36,39 +36,121 @@ pub(crate) const ENTRY_OVERHEAD: u64 = 96;
 /// mean in which each block of 32 768 older fills weighs half the next.
 const MEAN_FILLS: u64 = 1 << 16;
 
+/// The heaviest entry a shard keeps: weights are stored in 40 bits so that an
+/// entry and its key fill half a cache line (below). Heavier fills (a terabyte)
+/// are never cached and are counted as oversized.
+pub(crate) const MAX_WEIGHT: u64 = (1 << 40) - 1;
+
+/// `Entry::bits`: reads, saturating at [`MAX_FREQ`] (the low two bits).
+const FREQ: u8 = 0b11;
+/// `Entry::bits`: filled by a prefetch and not read since.
+const PREFETCHED: u8 = 1 << 2;
+/// `Entry::bits`: admitted to main by the probation duel and not read since;
+/// its weight is in `Shard::dueled_used`.
+const DUELED: u8 = 1 << 3;
+/// `Entry::bits`: filled by a demand read (or a prefetch load a demand read
+/// joined).
+const DEMAND_FILL: u8 = 1 << 4;
+
 /// A ready entry: the bytes of one generation and the eviction state.
+///
+/// 24 bytes, so that the map's slot, key included, is 32 and a hit reads one
+/// cache line of it; at 40 bytes half the slots straddled two (the per-pair
+/// ratio to quick_cache's `get` in `hit-ab`, BENCHMARKS.md "The hit path's
+/// slot"). Hence the packed weight and flags; `in_main` stays a `bool` so that
+/// [`CacheEntry`]'s loading variants fit in its niche.
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub(crate) generation: u64,
     pub(crate) bytes: Bytes,
-    /// Reads, saturating at [`MAX_FREQ`]. On probation a demand fill counts one and a
-    /// prefetch none; on main it counts reads since promotion or the last pass.
-    freq: u8,
-    /// Reads since the fill, saturating (folded into the sketch on eviction).
-    hits: u8,
-    /// Filled by a prefetch and not read since.
-    prefetched: bool,
-    /// Filled by a demand read (or a prefetch load a demand read joined).
-    demand_fill: bool,
-    /// Admitted to main by the probation duel and not read since; its weight is
-    /// in `Shard::dueled_used`.
-    dueled: bool,
-    in_main: bool,
     /// What the entry weighs against the capacity (the weigher's answer plus the
-    /// per-entry overhead), fixed at insert.
-    weight: u64,
+    /// per-entry overhead), fixed at insert: the low 32 of its 40 bits...
+    weight_low: u32,
+    /// ... and the high 8.
+    weight_high: u8,
+    /// Reads since the fill, saturating (folded into the sketch on eviction).
+    pub(super) hits: u8,
+    /// [`FREQ`] (on probation a demand fill counts one and a prefetch none; on
+    /// main it counts reads since promotion or the last pass), [`PREFETCHED`],
+    /// [`DUELED`] and [`DEMAND_FILL`].
+    bits: u8,
+    pub(super) in_main: bool,
+}
+
+impl Entry {
+    /// What the entry weighs against the capacity.
+    #[inline]
+    pub(super) fn weight(&self) -> u64 {
+        u64::from(self.weight_high) << 32 | u64::from(self.weight_low)
+    }
+
+    /// Reads counted for eviction, at most [`MAX_FREQ`].
+    #[inline]
+    pub(super) fn freq(&self) -> u8 {
+        self.bits & FREQ
+    }
+
+    /// Sets the read count; `freq` is at most [`MAX_FREQ`].
+    #[inline]
+    pub(super) fn set_freq(&mut self, freq: u8) {
+        debug_assert!(freq <= MAX_FREQ);
+        self.bits = (self.bits & !FREQ) | (freq & FREQ);
+    }
+
+    /// Filled by a prefetch and not read since.
+    #[inline]
+    pub(super) fn prefetched(&self) -> bool {
+        self.bits & PREFETCHED != 0
+    }
+
+    /// Admitted to main by the duel and not read since.
+    #[inline]
+    pub(super) fn dueled(&self) -> bool {
+        self.bits & DUELED != 0
+    }
+
+    /// Marks the entry admitted to main by the duel.
+    #[inline]
+    pub(super) fn set_dueled(&mut self) {
+        self.bits |= DUELED;
+    }
+
+    /// Filled by a demand read.
+    #[inline]
+    pub(super) fn demand_fill(&self) -> bool {
+        self.bits & DEMAND_FILL != 0
+    }
 }
 
 /// What the cache holds for one extent: its bytes, or the load in progress.
+///
+/// The loads are two variants rather than one with a flag, so that they fit in
+/// [`Entry`]'s niche and the enum stays 24 bytes (a `bool` beside them makes it
+/// 32).
 #[derive(Debug)]
 pub(crate) enum CacheEntry {
     Ready(Entry),
+    /// A load no demand read has joined since it started.
     Loading {
         generation: u64,
         flight: Arc<Flight>,
-        /// A demand read joined this (prefetch) load.
-        demand: bool,
     },
+    /// A prefetch's load a demand read joined: it fills as a demand fill.
+    Joined {
+        generation: u64,
+        flight: Arc<Flight>,
+    },
+}
+
+impl CacheEntry {
+    /// The generation and flight of a load in progress (either variant).
+    pub(crate) fn load(&self) -> Option<(u64, &Arc<Flight>)> {
+        match self {
+            CacheEntry::Ready(_) => None,
+            CacheEntry::Loading { generation, flight }
+            | CacheEntry::Joined { generation, flight } => Some((*generation, flight)),
+        }
+    }
 }
 
 // `repr(C)`: the map's header and the counters come first, on the cache line of
@@ -123,19 +205,20 @@ impl Shard {
         if entry.generation != generation {
             return None;
         }
-        entry.freq = (entry.freq + 1).min(MAX_FREQ);
+        if entry.bits & FREQ != MAX_FREQ {
+            entry.bits += 1;
+        }
         entry.hits = entry.hits.saturating_add(1);
-        // One branch for both first-read flags (`|`, not `||`), taken only by an
-        // unread prefetch or a duel admission (BENCHMARKS.md: hit-path A/B).
-        if entry.prefetched | entry.dueled {
-            if entry.prefetched {
-                entry.prefetched = false;
+        // One branch for both first-read flags, taken only by an unread prefetch
+        // or a duel admission (BENCHMARKS.md: hit-path A/B).
+        if entry.bits & (PREFETCHED | DUELED) != 0 {
+            if entry.prefetched() {
                 self.stats.prefetch_used += 1;
             }
-            if entry.dueled {
-                entry.dueled = false;
-                self.dueled_used -= entry.weight;
+            if entry.dueled() {
+                self.dueled_used -= entry.weight();
             }
+            entry.bits &= !(PREFETCHED | DUELED);
         }
         Some(entry.bytes.clone())
     }
@@ -151,7 +234,7 @@ impl Shard {
         priority: Priority,
         limits: &Limits,
     ) {
-        if w > limits.capacity {
+        if w > limits.capacity || w > MAX_WEIGHT {
             // Heavier than the whole shard (the cache sends fills heavier than a
             // regular shard to its large shard, whose capacity is the cache's):
             // never cached, and counted so that the capacity can be fixed.
@@ -175,18 +258,19 @@ impl Shard {
             self.climber.sample(&self.stats, self.map.len(), limits);
         }
         let in_main = self.enters_main(id, w, demand, limits);
+        // On main the counter counts reads since admission; on probation the
+        // demand fill is the first read.
+        let freq = u8::from(demand && !in_main);
+        let flags = if demand { DEMAND_FILL } else { PREFETCHED };
         let entry = Entry {
             generation,
             bytes,
-            // On main the counter counts reads since admission; on probation the
-            // demand fill is the first read.
-            freq: u8::from(demand && !in_main),
+            // Bounded to 40 bits by the check above.
+            weight_low: w as u32,
+            weight_high: (w >> 32) as u8,
             hits: 0,
-            prefetched: !demand,
-            demand_fill: demand,
-            dueled: false,
+            bits: freq | flags,
             in_main,
-            weight: w,
         };
         // One hash probe: replace whatever the map held (usually our load's slot).
         if let Some(CacheEntry::Ready(old)) = self.map.insert(id, CacheEntry::Ready(entry)) {
@@ -229,12 +313,12 @@ impl Shard {
 
     /// Takes a departed entry's weight off the books.
     fn forget(&mut self, entry: &Entry) {
-        let w = entry.weight;
+        let w = entry.weight();
         self.used -= w;
         if entry.in_main {
             self.main_used -= w;
         }
-        if entry.dueled {
+        if entry.dueled() {
             self.dueled_used -= w;
         }
     }

@@ -145,42 +145,42 @@ impl Shard {
             let Some(CacheEntry::Ready(entry)) = self.map.get_mut(&id) else {
                 continue;
             };
-            if from_main && entry.freq > 0 {
+            if from_main && entry.freq() > 0 {
                 // CLOCK: read since the last pass; one more pass.
-                entry.freq -= 1;
+                entry.set_freq(entry.freq() - 1);
                 self.main.push_back((id, generation));
                 continue;
             }
             // Only a probation entry that was not read enough pays for the test.
             let light = || {
                 limits.size_aware
-                    && entry.demand_fill
-                    && at_most_half_mean(entry.weight, fills, fill_weight)
+                    && entry.demand_fill()
+                    && at_most_half_mean(entry.weight(), fills, fill_weight)
             };
-            if !from_main && (entry.freq >= promote || light()) {
+            if !from_main && (entry.freq() >= promote || light()) {
                 // Read again on probation, or (size-aware) unread but so light
                 // that keeping it costs little: promote, counting afresh.
-                entry.freq = 0;
+                entry.set_freq(0);
                 entry.in_main = true;
-                self.main_used += entry.weight;
+                self.main_used += entry.weight();
                 self.main.push_back((id, generation));
                 continue;
             }
             if !from_main
                 && priority == Priority::Demand
-                && entry.demand_fill
+                && entry.demand_fill()
                 && limits.duel_budget > 0
-                && self.dueled_used + entry.weight <= limits.duel_budget
+                && self.dueled_used + entry.weight() <= limits.duel_budget
             {
-                let (w, hits) = (entry.weight, entry.hits);
+                let (w, hits) = (entry.weight(), entry.hits);
                 let candidate = self.sketch.estimate(id).saturating_add(hits);
                 if self.wins_duel(candidate, w, limits)
                     && let Some(CacheEntry::Ready(entry)) = self.map.get_mut(&id)
                 {
                     // Unread on probation, but rated above what it displaces.
-                    entry.freq = 0;
+                    entry.set_freq(0);
                     entry.in_main = true;
-                    entry.dueled = true;
+                    entry.set_dueled();
                     self.main_used += w;
                     self.dueled_used += w;
                     self.main.push_back((id, generation));
@@ -206,20 +206,20 @@ impl Shard {
                 let sketch = &mut self.sketch;
                 for (held, slot) in &self.map {
                     if let CacheEntry::Ready(e) = slot
-                        && e.demand_fill
+                        && e.demand_fill()
                     {
                         sketch.add(*held, 1);
                     }
                 }
-                if entry.demand_fill {
+                if entry.demand_fill() {
                     sketch.add(id, 1);
                 }
             }
-            if entry.prefetched {
+            if entry.prefetched() {
                 self.stats.prefetch_wasted += 1;
             }
-            if !from_main && entry.demand_fill {
-                self.ghost.push(id, entry.weight, limits.ghost);
+            if !from_main && entry.demand_fill() {
+                self.ghost.push(id, entry.weight(), limits.ghost);
             }
             self.sketch.add(id, entry.hits);
             self.stats.evicted += 1;
@@ -228,7 +228,7 @@ impl Shard {
                 self.evicted_out.push(crate::cache::Evicted {
                     extent: id,
                     generation,
-                    unread_prefetch: entry.prefetched,
+                    unread_prefetch: entry.prefetched(),
                     bytes: entry.bytes,
                 });
             }
@@ -286,10 +286,10 @@ impl Shard {
             };
             match self.map.get_mut(&victim) {
                 Some(CacheEntry::Ready(v)) if v.generation == generation && v.in_main => {
-                    if v.freq == 0 {
+                    if v.freq() == 0 {
                         break;
                     }
-                    v.freq -= 1;
+                    v.set_freq(v.freq() - 1);
                     self.main.rotate_left(1);
                 }
                 _ => {
@@ -304,10 +304,10 @@ impl Shard {
                 continue;
             };
             // The candidate itself is on probation (`in_main` false): never summed.
-            if v.generation != generation || !v.in_main || v.freq > 0 {
+            if v.generation != generation || !v.in_main || v.freq() > 0 {
                 continue;
             }
-            freed += v.weight;
+            freed += v.weight();
             sum += u32::from(self.sketch.estimate(victim).saturating_add(v.hits));
             if freed >= need {
                 break;

@@ -409,14 +409,14 @@ mod model {
         let ready = || {
             s.map.values().filter_map(|slot| match slot {
                 CacheEntry::Ready(e) => Some(e),
-                CacheEntry::Loading { .. } => None,
+                CacheEntry::Loading { .. } | CacheEntry::Joined { .. } => None,
             })
         };
-        let sum = |f: fn(&Entry) -> bool| ready().filter(|e| f(e)).map(|e| e.weight).sum();
+        let sum = |f: fn(&Entry) -> bool| ready().filter(|e| f(e)).map(|e| e.weight()).sum();
         assert_eq!(s.used, sum(|_| true));
         assert_eq!(s.main_used, sum(|e| e.in_main));
-        assert_eq!(s.dueled_used, sum(|e| e.dueled));
-        assert!(ready().all(|e| !e.dueled || e.in_main), "dueled off main");
+        assert_eq!(s.dueled_used, sum(|e| e.dueled()));
+        assert!(ready().all(|e| !e.dueled() || e.in_main), "dueled off main");
         assert!(s.used <= l.capacity, "{} > {}", s.used, l.capacity);
         assert!(s.dueled_used <= l.duel_budget, "duel budget exceeded");
     }
@@ -490,8 +490,8 @@ mod model {
             let mut generation = 0u64;
             let resident = |s: &Shard| {
                 let mut v: Vec<_> = s.map.iter().filter_map(|(id, slot)| match slot {
-                    CacheEntry::Ready(e) => Some((id.0, e.generation, e.in_main, e.freq)),
-                    CacheEntry::Loading { .. } => None,
+                    CacheEntry::Ready(e) => Some((id.0, e.generation, e.in_main, e.freq())),
+                    CacheEntry::Loading { .. } | CacheEntry::Joined { .. } => None,
                 }).collect();
                 v.sort_unstable();
                 v
@@ -523,4 +523,37 @@ mod model {
             }
         }
     }
+}
+
+/// A map slot, key included, is half a cache line: a hit reads one line of it.
+#[test]
+fn a_slot_is_half_a_cache_line() {
+    assert_eq!(std::mem::size_of::<(ExtentId, CacheEntry)>(), 32);
+}
+
+/// The packed weight keeps all 40 bits; a heavier fill is counted oversized and
+/// not kept, as one heavier than the shard is.
+#[test]
+fn weights_up_to_forty_bits_are_kept_exactly() {
+    let mut l = limits(1, 0);
+    l.capacity = 1 << 42;
+    l.ghost = 0;
+    let mut shard = Shard::default();
+    let bytes = |id: u64| Bytes::from(vec![id as u8; 16]);
+    shard.insert(ExtentId(7), 3, bytes(7), MAX_WEIGHT, Priority::Demand, &l);
+    assert_eq!(shard.used(), MAX_WEIGHT);
+    assert!(shard.touch(ExtentId(7), 3).is_some_and(|b| b[0] == 7));
+    shard.insert(
+        ExtentId(8),
+        4,
+        bytes(8),
+        MAX_WEIGHT + 1,
+        Priority::Demand,
+        &l,
+    );
+    assert!(shard.touch(ExtentId(8), 4).is_none());
+    assert_eq!(shard.stats.oversized, 1);
+    assert_eq!(shard.used(), MAX_WEIGHT);
+    shard.remove(ExtentId(7));
+    assert_eq!(shard.used(), 0);
 }
