@@ -8,6 +8,8 @@ mod settle;
 
 use load::load_checkpoint;
 
+#[cfg(all(test, not(loom)))]
+pub(crate) use encode::image_entries;
 pub(crate) use encode::{CheckpointEncoder, encode_checkpoint};
 pub(crate) use records::{Bounds, Records, other_devices, shrunk_config};
 

@@ -97,6 +97,8 @@ pub(crate) use frame::{HEADER_LEN, encode_group};
 pub(crate) use image::{
     Bounds, CheckpointEncoder, Image, RecordImage, Records, Recovered, recover_into,
 };
+#[cfg(all(test, not(loom)))]
+pub(crate) use image::{encode_checkpoint, image_entries};
 pub(crate) use pointer::{decode_pointer, encode_pointer, pointer_format};
 
 use crate::bytes::Bytes;

@@ -71,7 +71,7 @@ pub(crate) fn encode_checkpoint(number: u64, devices: u16, image: &Image) -> Vec
 }
 
 /// `image`'s checkpoint entries, in the order a checkpoint holds them.
-fn image_entries(image: &Image) -> impl Iterator<Item = Entry> + '_ {
+pub(crate) fn image_entries(image: &Image) -> impl Iterator<Item = Entry> + '_ {
     (image.records.iter())
         .map(|r| match image.proposed.contains(&r.extent.0) {
             true => Entry::Proposed(r),

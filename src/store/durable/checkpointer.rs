@@ -3,8 +3,9 @@
 
 use super::{Journal, Live, io_error};
 use crate::error::Result;
-use crate::journal::CheckpointEncoder;
+use crate::fs::FsFile;
 use crate::journal::writer::CheckpointPlanner;
+use crate::journal::{CheckpointEncoder, Entry};
 use crate::sync::Ordering;
 
 /// Bytes of a checkpoint encoded before they are written: what a checkpoint
@@ -48,9 +49,7 @@ impl Journal {
     }
 
     /// Writes checkpoint `number` of the live state to `file`, a chunk at a
-    /// time as [`Live::each_image_entry`] reads it, and cuts the file at its
-    /// end: a retry after a full disk writes it again, and the live state may
-    /// have fewer records by then.
+    /// time as [`Live::each_image_entry`] reads it ([`write_chunked`]).
     pub(super) fn write_image(
         &self,
         file: &str,
@@ -59,24 +58,120 @@ impl Journal {
         live: &dyn Live,
     ) -> Result<()> {
         let f = self.dir.file(file, true)?;
-        let mut offset = 0u64;
-        let mut drain = |encoder: &mut CheckpointEncoder, at_least: usize| -> Result<()> {
-            let bytes = encoder.pending();
-            if bytes.len() >= at_least {
-                (f.write_all_at(bytes, offset)).map_err(|e| io_error("write", &e))?;
-                offset += bytes.len() as u64;
-                encoder.taken();
-            }
-            Ok(())
-        };
         // One frame at most past the chunk before it is drained.
-        let mut encoder = planner.encoder(number, CHUNK + 512);
-        live.each_image_entry(&mut |entry| {
-            encoder.push(entry);
-            drain(&mut encoder, CHUNK)
-        })?;
-        encoder.finish();
-        drain(&mut encoder, 0)?;
-        f.set_len(offset).map_err(|e| io_error("truncate", &e))
+        let encoder = planner.encoder(number, CHUNK + 512);
+        write_chunked(&*f, encoder, CHUNK, |each| live.each_image_entry(each))
+    }
+}
+
+/// Writes the checkpoint `encoder` encodes from the entries `entries` passes
+/// to its callback: to `file` from offset 0, `chunk` bytes or more at a time,
+/// then cuts the file at the checkpoint's end. The cut matters: a retry after
+/// a full disk writes the same file again, and the live state may have fewer
+/// records by then. The bytes are those `encode_checkpoint` makes of the same
+/// entries in one buffer (the emulator's and a backup's checkpoints; the tests
+/// below hold the two to that).
+fn write_chunked(
+    file: &dyn FsFile,
+    mut encoder: CheckpointEncoder,
+    chunk: usize,
+    entries: impl FnOnce(&mut dyn FnMut(&Entry) -> Result<()>) -> Result<()>,
+) -> Result<()> {
+    let mut offset = 0u64;
+    let mut drain = |encoder: &mut CheckpointEncoder, at_least: usize| -> Result<()> {
+        let bytes = encoder.pending();
+        if bytes.len() >= at_least {
+            (file.write_all_at(bytes, offset)).map_err(|e| io_error("write", &e))?;
+            offset += bytes.len() as u64;
+            encoder.taken();
+        }
+        Ok(())
+    };
+    entries(&mut |entry| {
+        encoder.push(entry);
+        drain(&mut encoder, chunk)
+    })?;
+    encoder.finish();
+    drain(&mut encoder, 0)?;
+    file.set_len(offset).map_err(|e| io_error("truncate", &e))
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::journal::{Image, encode_checkpoint, image_entries};
+    use crate::record::Location;
+    use parking_lot::Mutex;
+    use std::io;
+
+    /// A file in memory that counts its writes.
+    #[derive(Debug, Default)]
+    struct MemFile {
+        bytes: Mutex<Vec<u8>>,
+        writes: Mutex<u32>,
+    }
+
+    impl FsFile for MemFile {
+        fn read_at(&self, _: &mut [u8], _: u64) -> io::Result<usize> {
+            Err(io::ErrorKind::Unsupported.into())
+        }
+        fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+            let mut bytes = self.bytes.lock();
+            let end = offset as usize + buf.len();
+            if bytes.len() < end {
+                bytes.resize(end, 0);
+            }
+            bytes[offset as usize..end].copy_from_slice(buf);
+            *self.writes.lock() += 1;
+            Ok(())
+        }
+        fn set_len(&self, len: u64) -> io::Result<()> {
+            self.bytes.lock().resize(len as usize, 0);
+            Ok(())
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            Ok(())
+        }
+        fn len(&self) -> io::Result<u64> {
+            Ok(self.bytes.lock().len() as u64)
+        }
+    }
+
+    /// An image of `n` bad locations, the i-th at offset 4096 × i with length
+    /// i + 1, and one degraded device.
+    fn image(n: u64) -> Image {
+        let mut image = Image::default();
+        for i in 0..n {
+            image.apply(&Entry::Bad(Location::new(1, i * 4096, i as u32 + 1)));
+        }
+        image.apply(&Entry::Degraded(2));
+        image
+    }
+
+    /// Writes checkpoint 9 of `image` a `chunk` at a time over `file`.
+    fn write(file: &MemFile, image: &Image, chunk: usize) {
+        let encoder = CheckpointEncoder::new(9, 3, chunk + 512);
+        write_chunked(file, encoder, chunk, |each| {
+            image_entries(image).try_for_each(|e| each(&e))
+        })
+        .expect("in memory");
+    }
+
+    /// Chunk by chunk, the file ends up holding exactly the bytes of the
+    /// whole-image encoding, over a longer file left by an earlier attempt of
+    /// the same checkpoint (its tail cut) and over an empty one.
+    #[test]
+    fn chunks_write_the_whole_image_encoding_and_cut_what_was_there() {
+        let (long, short) = (image(300), image(200));
+        let earlier = MemFile::default();
+        write(&earlier, &long, 64);
+        assert_eq!(*earlier.bytes.lock(), encode_checkpoint(9, 3, &long));
+        assert!(*earlier.writes.lock() > 10, "written in many chunks");
+        write(&earlier, &short, 64);
+        assert_eq!(*earlier.bytes.lock(), encode_checkpoint(9, 3, &short));
+        let fresh = MemFile::default();
+        write(&fresh, &short, 1 << 20);
+        assert_eq!(*fresh.writes.lock(), 1, "one chunk");
+        assert_eq!(*fresh.bytes.lock(), encode_checkpoint(9, 3, &short));
     }
 }
