@@ -238,6 +238,86 @@ fn close_wakes_a_reader_waiting_on_a_queued_claim() {
     }
 }
 
+/// A reader does not wait behind the prefetch queue: with the only worker held
+/// reading extent 7 (an explicit prefetch) and a prefetch of extent 6 queued,
+/// reading 0 and 1 claims the loads of 2 and 3 behind them. A reader of extent
+/// 3 then takes its claim over and reads it itself while the worker is still
+/// held; the worker later finds it cached and does not read it again. Before
+/// readers took claims further back than the workers over, this reader waited
+/// for extents 7, 6 and 2 to load first.
+#[test]
+fn a_reader_takes_over_a_claim_queued_behind_other_hints() {
+    let backend = FaultBackend::new(1);
+    let config = StoreConfig::builder()
+        .devices(1)
+        .prefetch_workers(1)
+        .readahead_min_read_us(0)
+        .table(
+            TableConfig::builder()
+                .max_extents(8)
+                .build()
+                .expect("table"),
+        )
+        .build()
+        .expect("config");
+    let store = Arc::new(Store::new(Arc::clone(&backend), config).expect("store"));
+    for id in (0..8).map(ExtentId) {
+        store.write(id, &value(id, 1, 4096)).expect("write");
+    }
+    let at = store.snapshot(ExtentId(7)).expect("snapshot").location();
+    let gate = backend.gate_read_at(at);
+    assert_eq!(store.prefetch(&[ExtentId(7)]), 1);
+    gate.wait_entered();
+    assert_eq!(store.prefetch(&[ExtentId(6)]), 1);
+    for id in (0..2).map(ExtentId) {
+        assert_eq!(decode(&store.read(id).expect("read")), (id, 1));
+    }
+    let (reads, used, done) = (
+        backend.calls(Op::Read),
+        store.stats().cache.prefetch_used,
+        store.stats().prefetch_done,
+    );
+    let reader = read_on_a_thread(&store, ExtentId(3));
+    // Only a hang fails here: the deadline is far beyond any read.
+    let bytes = match reader.recv_timeout(Duration::from_secs(60)) {
+        Ok(read) => read.expect("read"),
+        Err(_) => panic!("the reader waits behind the held worker's queue"),
+    };
+    assert_eq!(decode(&bytes), (ExtentId(3), 1));
+    assert_eq!(backend.calls(Op::Read), reads + 1, "read by the reader");
+    assert_eq!(store.stats().cache.prefetch_used, used, "not by a worker");
+    // A second read of extent 3 from the device now fails, counted.
+    let third = store.snapshot(ExtentId(3)).expect("snapshot").location();
+    backend.fail_reads_at(third, u32::MAX);
+    let abandoned = store.stats().prefetch_abandoned;
+    gate.release();
+    // The worker loads 7, 6, 2 and what reading 3 asked for, and finds 3
+    // cached.
+    wait_until(|| {
+        let s = store.stats();
+        s.prefetch_done + s.prefetch_abandoned + s.prefetch_cancelled == s.prefetch_queued
+    });
+    let stats = store.stats();
+    assert!(stats.prefetch_done >= done + 4, "{stats:?}");
+    assert_eq!(
+        stats.prefetch_abandoned, abandoned,
+        "extent 3 was read again"
+    );
+    assert_eq!(
+        decode(&store.read(ExtentId(3)).expect("cached")),
+        (ExtentId(3), 1)
+    );
+    assert_eq!(
+        decode(&store.read(ExtentId(2)).expect("read")),
+        (ExtentId(2), 1)
+    );
+    assert_eq!(
+        store.stats().cache.prefetch_used,
+        used + 1,
+        "2 from the worker"
+    );
+}
+
 /// Without prefetch workers readahead asks for nothing: a hint nobody loads
 /// would only be dropped (and, its ids handed back, asked for again by every
 /// read of the scan).

@@ -33,6 +33,7 @@ mod shard;
 mod sketch;
 
 pub use config::{CachePolicy, CachePolicyBuilder};
+pub(crate) use flight::ClaimQueue;
 pub use flight::{Flight, FlightOutcome};
 
 use crate::bytes::Bytes;
@@ -114,6 +115,9 @@ pub struct FillToken {
     flight: Arc<Flight>,
     /// Set by `complete`, which finishes the flight itself.
     completed: bool,
+    /// A load claimed ahead of its run (`Cache::claim`): void once a
+    /// reader took it over.
+    claim: bool,
 }
 
 impl FillToken {
@@ -127,10 +131,29 @@ impl FillToken {
     }
 }
 
+impl FillToken {
+    /// The claim's hint was given place `at` in `queue` (before it is sent):
+    /// from then on a reader takes the load over only while the claim waits
+    /// behind enough other hints (`ClaimQueue`).
+    pub(crate) fn enqueued(&self, at: u64, queue: &Arc<ClaimQueue>) {
+        self.flight.enqueued(at, queue);
+    }
+
+    /// The claim's run starts: `false` if a reader took the load over (this
+    /// token is then void: it neither completes nor ends the load).
+    pub(crate) fn begin(&mut self) -> bool {
+        if self.claim && !self.flight.begin_claim() {
+            self.completed = true;
+            return false;
+        }
+        true
+    }
+}
+
 impl Drop for FillToken {
     fn drop(&mut self) {
         if !self.completed {
-            self.flight.finish(FlightOutcome::Superseded);
+            (self.flight).finish_unless_taken_over(FlightOutcome::Superseded, self.claim);
         }
     }
 }
@@ -272,14 +295,36 @@ impl Cache {
             guard.stats.hits += 1;
             return Lookup::Hit(bytes);
         }
-        self.miss(&mut guard, id, generation, priority)
+        self.miss(&mut guard, id, generation, priority, false)
+    }
+
+    /// A [`Priority::Prefetch`] lookup that, on a miss, claims the load for a
+    /// run later (readahead's, `ReadOp::claim`): until the token's
+    /// [`begin`](FillToken::begin), a demand lookup of the generation takes the
+    /// load over rather than wait on it. Claimed under the shard lock, so no
+    /// reader meets the load unclaimed.
+    pub(crate) fn claim(&self, id: ExtentId, generation: u64) -> Lookup {
+        let mut guard = self.shard(id).lock();
+        if let Some(CacheEntry::Ready(entry)) = guard.map.get(&id)
+            && entry.generation == generation
+        {
+            return Lookup::Hit(entry.bytes.clone());
+        }
+        self.miss(&mut guard, id, generation, Priority::Prefetch, true)
     }
 
     /// The miss path of [`lookup`](Self::lookup), kept out of line so the hit path
     /// stays small.
     #[cold]
     #[inline(never)]
-    fn miss(&self, shard: &mut Shard, id: ExtentId, generation: u64, priority: Priority) -> Lookup {
+    fn miss(
+        &self,
+        shard: &mut Shard,
+        id: ExtentId,
+        generation: u64,
+        priority: Priority,
+        claim: bool,
+    ) -> Lookup {
         if let Some(found) = self.large_lookup(id, generation, priority) {
             return found;
         }
@@ -296,6 +341,19 @@ impl Cache {
                         return Lookup::Newer;
                     }
                     if g == generation {
+                        // A claim no worker started: the reader loads it now
+                        // (under the shard lock, which `abandon` also checks
+                        // under), as the claim's token is void from here on.
+                        if priority == Priority::Demand && flight.take_over() {
+                            return Lookup::Load(FillToken {
+                                id,
+                                generation,
+                                priority,
+                                flight: flight.clone(),
+                                completed: false,
+                                claim: false,
+                            });
+                        }
                         let flight = flight.clone();
                         if priority == Priority::Demand
                             && matches!(slot, CacheEntry::Loading { .. })
@@ -316,6 +374,9 @@ impl Cache {
         // will find its slot taken and be rejected).
         shard.remove(id);
         let flight = Arc::new(Flight::new());
+        if claim {
+            flight.queue();
+        }
         shard.map.insert(
             id,
             CacheEntry::Loading {
@@ -329,6 +390,7 @@ impl Cache {
             priority,
             flight,
             completed: false,
+            claim,
         })
     }
 
@@ -422,6 +484,12 @@ impl Cache {
     /// and its waiters are told "superseded" (they retry on a fresh snapshot).
     pub fn abandon(&self, mut token: FillToken) {
         let mut shard = self.shard(token.id).lock();
+        // A claim a reader took over: the load and its slot are the reader's.
+        // Checked under the shard lock, under which loads are taken over.
+        if token.claim && token.flight.taken_over() {
+            token.completed = true;
+            return;
+        }
         if let Some((_, flight)) = shard.map.get(&token.id).and_then(CacheEntry::load)
             && Arc::ptr_eq(flight, &token.flight)
         {

@@ -73,26 +73,26 @@ impl ReadOp {
     }
 
     /// A prefetch of `id` that claims its load now and runs later: a lookup at
-    /// prefetch priority, kept as the op's first step. A demand read of the same
-    /// generation then waits on this load instead of starting its own, as a
-    /// reader waits on a page that OS readahead has locked for its I/O.
+    /// prefetch priority, kept as the op's first step. Once a worker starts
+    /// it, a demand read of the same generation waits on this load instead of
+    /// starting its own, as a reader waits on a page that OS readahead has
+    /// locked for its I/O; before that, the reader takes the load over
+    /// (`Cache::claim`) rather than wait behind the hints queued before it,
+    /// and the worker's op, finding it taken, is a plain prefetch.
     ///
     /// Nothing new happens to the record between the claim and the op's
     /// `start`: a loader already holds its token unpinned between the lookup
     /// and `load`, which pins and re-reads the record; a claim only makes that
     /// interval longer. A claim dropped unrun finishes its load as superseded
-    /// (the token's `Drop`), so its waiters retry. What is new is the wait: a
-    /// reader waits on a claim until a worker reaches its hint, behind the
-    /// hints queued before it (fewer than `Prefetcher::claim_below`), also
-    /// when a write made the claim stale meanwhile (the worker then ends it
-    /// without reading).
+    /// (the token's `Drop`), so its waiters retry, unless a reader took it
+    /// over: then the reader's token finishes it.
     pub(crate) fn claim(core: &Core, id: ExtentId) -> Claim {
         // First without a miss counted for what is cached or loading already.
         let generation = match ReadOp::unheld(core, id) {
             Ok(generation) => generation,
             Err(found) => return found,
         };
-        match (core.cache).lookup(id, generation, Priority::Prefetch) {
+        match core.cache.claim(id, generation) {
             Lookup::Hit(_) => Claim::Cached,
             Lookup::Newer | Lookup::Wait(_) => Claim::Not,
             Lookup::Load(token) => Claim::Claimed(token),
@@ -219,7 +219,11 @@ impl Machine for ReadOp {
             }));
         }
         self.attempts += 1;
-        if let Some((generation, token)) = self.claimed.take() {
+        // Unless a demand reader took the claim over: from there this is a
+        // plain prefetch, which finds that reader's load (or its bytes).
+        if let Some((generation, mut token)) = self.claimed.take()
+            && token.begin()
+        {
             return self.load(core, generation, token);
         }
         let snapshot = match self.readable_snapshot(core) {
@@ -366,7 +370,7 @@ mod tests {
     }
 
     #[test]
-    fn a_demand_read_waits_on_a_claimed_load_and_gets_its_bytes() {
+    fn a_demand_read_waits_on_a_claimed_load_once_it_started() {
         let core = Core::for_tests();
         let id = ExtentId(3);
         let (location, bytes) = commit(&core, id);
@@ -375,12 +379,12 @@ mod tests {
             matches!(ReadOp::claim(&core, id), Claim::Not),
             "claimed once"
         );
-        // Before the claimed op even starts, a demand read waits on it.
+        assert!(matches!(prefetch.start(&core), Step::Io(IoRequest::Read(l)) if l == location));
+        // The claim's read is under way: a demand read waits on it.
         let mut reader = ReadOp::new(id, Priority::Demand);
         let Step::Wait(flight) = reader.start(&core) else {
-            panic!("the reader did not wait on the claim");
+            panic!("the reader did not wait on the started claim");
         };
-        assert!(matches!(prefetch.start(&core), Step::Io(IoRequest::Read(l)) if l == location));
         let Step::Done(Ok(loaded)) = prefetch.on_io(&core, IoResult::Read(Ok(bytes.clone())))
         else {
             panic!("the claimed load failed");
@@ -394,60 +398,102 @@ mod tests {
         assert!(matches!(ReadOp::claim(&core, id), Claim::Cached));
     }
 
+    /// A reader does not wait behind the worker's queue: it loads a claim no
+    /// worker started itself, and the worker's op then finds the bytes.
+    #[test]
+    fn a_demand_read_takes_over_a_claim_no_worker_started() {
+        let core = Core::for_tests();
+        let id = ExtentId(6);
+        let (location, bytes) = commit(&core, id);
+        let mut prefetch = claimed(&core, id);
+        let mut reader = ReadOp::new(id, Priority::Demand);
+        assert!(
+            matches!(reader.start(&core), Step::Io(IoRequest::Read(l)) if l == location),
+            "the reader waited on a claim no worker started"
+        );
+        let Step::Done(Ok(read)) = reader.on_io(&core, IoResult::Read(Ok(bytes))) else {
+            panic!("the reader failed");
+        };
+        assert_eq!(read, value(id, 1), "extent 6, generation 1");
+        // The worker's op reads nothing: the bytes are cached.
+        let Step::Done(Ok(warm)) = prefetch.start(&core) else {
+            panic!("the taken-over claim read the device");
+        };
+        assert_eq!(warm, value(id, 1));
+        assert_eq!(core.cache.stats().prefetch_used, 0, "the reader loaded it");
+    }
+
     #[test]
     fn a_claim_overtaken_by_a_write_ends_and_its_waiter_reads_the_new_generation() {
         let core = Core::for_tests();
         let id = ExtentId(4);
         commit(&core, id);
+        // Unstarted: the claimed prefetch re-reads the record before it reads
+        // the device; generation 1 is gone, so it ends without a device read.
         let mut prefetch = claimed(&core, id);
-        let mut reader = ReadOp::new(id, Priority::Demand);
-        let Step::Wait(flight) = reader.start(&core) else {
-            panic!("the reader did not wait on the claim");
-        };
-        let (location, bytes) = commit(&core, id);
-        // The claimed prefetch re-reads the record before it reads the device:
-        // generation 1 is gone, so it ends without a device read.
+        commit(&core, id);
         let Step::Done(Err(Error::Superseded { generation: 1, .. })) = prefetch.start(&core) else {
             panic!("the stale claim went on");
         };
-        let outcome = flight.outcome().expect("the claim ended");
-        assert_eq!(outcome, FlightOutcome::Superseded);
-        assert!(matches!(
-            reader.on_wait(&core, outcome),
-            Step::Io(IoRequest::Read(l)) if l == location
-        ));
-        let Step::Done(Ok(read)) = reader.on_io(&core, IoResult::Read(Ok(bytes))) else {
-            panic!("the reader failed");
-        };
-        assert_eq!(read, value(id, 2), "extent 4, generation 2");
-    }
-
-    #[test]
-    fn a_claim_dropped_unrun_wakes_its_waiters_and_frees_the_slot() {
-        let core = Core::for_tests();
-        let id = ExtentId(5);
-        let (location, _) = commit(&core, id);
+        // Started: its waiter is told "superseded" and reads the newest one.
+        let (location, bytes) = commit(&core, id);
         let mut prefetch = claimed(&core, id);
+        assert!(matches!(prefetch.start(&core), Step::Io(IoRequest::Read(l)) if l == location));
         let mut reader = ReadOp::new(id, Priority::Demand);
         let Step::Wait(flight) = reader.start(&core) else {
-            panic!("the reader did not wait on the claim");
+            panic!("the reader did not wait on the started claim");
         };
-        prefetch.abandon(&core);
+        let (newest, newest_bytes) = commit(&core, id);
+        assert!(matches!(
+            prefetch.on_io(&core, IoResult::Read(Ok(bytes))),
+            Step::Done(Err(Error::Superseded { generation: 3, .. }))
+        ));
         let outcome = flight.outcome().expect("the claim ended");
         assert_eq!(outcome, FlightOutcome::Superseded);
-        // The reader loads for itself.
         assert!(matches!(
             reader.on_wait(&core, outcome),
-            Step::Io(IoRequest::Read(l)) if l == location
+            Step::Io(IoRequest::Read(l)) if l == newest
         ));
-        // And a plain drop ends a claim too.
-        reader.abandon(&core);
-        let claim = claimed(&core, id);
-        let mut again = ReadOp::new(id, Priority::Demand);
-        let Step::Wait(flight) = again.start(&core) else {
-            panic!("no wait on the second claim");
+        let Step::Done(Ok(read)) = reader.on_io(&core, IoResult::Read(Ok(newest_bytes))) else {
+            panic!("the reader failed");
         };
-        drop(claim);
-        assert_eq!(flight.outcome(), Some(FlightOutcome::Superseded));
+        assert_eq!(read, value(id, 4), "extent 4, generation 4");
+    }
+
+    /// A claim dropped unrun frees its slot; one a reader took over ends
+    /// nothing when dropped: the reader's load goes on, and its waiters get
+    /// its bytes.
+    #[test]
+    fn a_claim_dropped_unrun_frees_the_slot_unless_a_reader_took_it_over() {
+        let core = Core::for_tests();
+        let id = ExtentId(5);
+        let (location, bytes) = commit(&core, id);
+        let mut prefetch = claimed(&core, id);
+        prefetch.abandon(&core);
+        drop(claimed(&core, id));
+        for abandon in [true, false] {
+            let mut prefetch = claimed(&core, id);
+            let mut reader = ReadOp::new(id, Priority::Demand);
+            assert!(matches!(reader.start(&core), Step::Io(IoRequest::Read(l)) if l == location));
+            if abandon {
+                prefetch.abandon(&core);
+            } else {
+                drop(prefetch);
+            }
+            let mut second = ReadOp::new(id, Priority::Demand);
+            let Step::Wait(flight) = second.start(&core) else {
+                panic!("the reader's load ended with the void claim");
+            };
+            assert_eq!(flight.outcome(), None, "the void claim ended the load");
+            let Step::Done(Ok(read)) = reader.on_io(&core, IoResult::Read(Ok(bytes.clone())))
+            else {
+                panic!("the reader failed");
+            };
+            assert_eq!(read, value(id, 1), "extent 5, generation 1");
+            let outcome = flight.outcome().expect("finished by the reader");
+            assert!(matches!(second.on_wait(&core, outcome), Step::Done(Ok(b)) if b == read));
+            // Empty the cache for the next round.
+            assert!(core.cache.remove(id, 1));
+        }
     }
 }

@@ -10,9 +10,12 @@
 //! another load of the same extent: that load will fill the cache anyway.
 //!
 //! Readahead's hints carry the load they claimed (`ReadOp::claim`): a demand
-//! reader that reaches the extent first waits on it. Every path that does not
-//! run a claimed load ends it (a full queue, a stale hint, a stopping worker,
-//! the channel dropped at shutdown), which wakes its waiters to read for
+//! reader that reaches the extent first waits on it while its read runs or a
+//! worker is about to start it (fewer hints ahead of it than workers), and
+//! takes it over, reading the extent itself, when it waits further back
+//! (`ClaimQueue`). Every path that does not run a claimed load ends it (a full
+//! queue, a stale hint, a stopping worker, the channel dropped at shutdown),
+//! unless a reader took it over, which wakes its waiters to read for
 //! themselves.
 //!
 //! Shutdown: `Store::close` (which dropping the store runs) first sets the store's
@@ -32,11 +35,11 @@
 //! pins and fill tokens, and counted the same way.
 
 use super::shared::Shared;
-use crate::cache::{FillToken, Priority};
+use crate::cache::{ClaimQueue, FillToken, Priority};
 use crate::error::{Error, Result};
 use crate::protocol::{Machine, ReadOp};
 use crate::record::ExtentId;
-use crate::sync::{Arc, Mutex, RwLock, thread};
+use crate::sync::{Arc, AtomicU64, Mutex, Ordering, RwLock, thread};
 use crossbeam::channel::{Receiver, Sender, TrySendError, bounded, select};
 
 /// One queued prefetch.
@@ -64,11 +67,17 @@ pub(crate) struct Prefetcher {
     has_workers: bool,
     /// See [`claim_below`](Self::claim_below).
     claim_below: usize,
+    /// Places given to the hints offered (whether the queue took them or not),
+    /// against the workers' progress in `claims`: a reader waits on a claim
+    /// only near the front of the queue.
+    places: AtomicU64,
+    claims: Arc<ClaimQueue>,
 }
 
-/// A reader waits on a claimed load behind at most this many queued hints
-/// (shared by the workers), never behind a queue an explicit `prefetch` of many
-/// ids filled: twice the 64 hints of a 256 KiB window of 4 KiB extents.
+/// Readahead claims loads only while fewer hints than this are queued, never
+/// behind a queue an explicit `prefetch` of many ids filled: twice the 64 hints
+/// of a 256 KiB window of 4 KiB extents. (A reader waits only on a claim near
+/// the queue's front, see `ClaimQueue`.)
 const CLAIM_QUEUE_MAX: usize = 128;
 
 impl Prefetcher {
@@ -87,14 +96,17 @@ impl Prefetcher {
             workers: Mutex::new(Vec::with_capacity(workers)),
             has_workers: workers > 0,
             claim_below: CLAIM_QUEUE_MAX.min(queue / 2),
+            places: AtomicU64::new(0),
+            claims: Arc::new(ClaimQueue::new(workers as u64)),
         };
         for i in 0..workers {
             let shared = Arc::clone(shared);
+            let claims = Arc::clone(&prefetcher.claims);
             let receiver: Receiver<Hint> = receiver.clone();
             let stopped = stopped.clone();
             let handle = thread::Builder::new()
                 .name(format!("extentmeta-prefetch-{i}"))
-                .spawn(move || run(&shared, &receiver, &stopped))
+                .spawn(move || run(&shared, &receiver, &stopped, &claims))
                 // Dropping `prefetcher` on this path joins the workers started so far.
                 .map_err(|e| Error::io(0, "spawn", &e))?;
             prefetcher.workers.lock().push(handle);
@@ -108,9 +120,23 @@ impl Prefetcher {
     /// Queues `hint`; gives it back if the queue is full or prefetch is off.
     pub(crate) fn offer(&self, hint: Hint) -> std::result::Result<(), Hint> {
         match &*self.sender.read() {
-            Some(sender) => sender.try_send(hint).map_err(|e| match e {
-                TrySendError::Full(hint) | TrySendError::Disconnected(hint) => hint,
-            }),
+            Some(sender) => {
+                // Relaxed: a count that only decides whether a reader waits on
+                // a claim (`ClaimQueue`); the place is given before the send so
+                // that no worker can start the claim before it has one.
+                let at = self.places.fetch_add(1, Ordering::Relaxed);
+                if let Some(token) = &hint.claimed {
+                    token.enqueued(at, &self.claims);
+                }
+                sender.try_send(hint).map_err(|e| {
+                    // A place never entered: counted as taken, so that the
+                    // places after it stay as near the front as they are.
+                    self.claims.took();
+                    match e {
+                        TrySendError::Full(hint) | TrySendError::Disconnected(hint) => hint,
+                    }
+                })
+            }
             None => Err(hint),
         }
     }
@@ -206,7 +232,7 @@ impl Shared {
 /// lie together): a readahead window of 256 KiB holds 16 extents of 16 KiB.
 const HINTS_AT_ONCE: usize = 32;
 
-fn run(shared: &Shared, receiver: &Receiver<Hint>, stopped: &Receiver<()>) {
+fn run(shared: &Shared, receiver: &Receiver<Hint>, stopped: &Receiver<()>, claims: &ClaimQueue) {
     // Bounded by the channels and the stop flag: ends when the store drops the
     // stop sender (or the hint sender), or at the first pass after the flag is
     // set.
@@ -223,6 +249,7 @@ fn run(shared: &Shared, receiver: &Receiver<Hint>, stopped: &Receiver<()>) {
             },
             recv(stopped) -> _ => return,
         };
+        claims.took();
         if shared.stopping() {
             return;
         }
@@ -231,7 +258,10 @@ fn run(shared: &Shared, receiver: &Receiver<Hint>, stopped: &Receiver<()>) {
         let mut hints = vec![hint];
         while shared.coalescing_pays() && hints.len() < HINTS_AT_ONCE {
             match receiver.try_recv() {
-                Ok(hint) => hints.push(hint),
+                Ok(hint) => {
+                    claims.took();
+                    hints.push(hint);
+                }
                 Err(_) => break,
             }
         }
