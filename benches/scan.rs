@@ -132,18 +132,54 @@ fn common_fill(store: &Store) {
 /// Reads every extent in id order (calling `ahead` before each read); seconds.
 fn scan(store: &Store, ahead: Option<u64>) -> f64 {
     let start = Instant::now();
-    for id in 0..EXTENTS {
+    scan_range(store, 0..EXTENTS, ahead);
+    start.elapsed().as_secs_f64()
+}
+
+/// Reads the extents of `ids` in order (prefetching `ahead` ids ahead of each
+/// read, if given); the latency of each read, in seconds.
+fn scan_range(store: &Store, ids: std::ops::Range<u64>, ahead: Option<u64>) -> Vec<f64> {
+    let end = ids.end;
+    ids.map(|id| {
         if let Some(n) = ahead
-            && id + n < EXTENTS
+            && id + n < end
         {
             store.prefetch(&[ExtentId(id + n)]);
         }
+        let start = Instant::now();
         let bytes = store.read(ExtentId(id)).expect("read");
+        let latency = start.elapsed().as_secs_f64();
         assert_eq!(bytes.len(), VALUE);
         assert_eq!(bytes[..8], id.to_le_bytes(), "extent {id}");
         assert_eq!(bytes[8..16], 1u64.to_le_bytes(), "generation of {id}");
-    }
-    start.elapsed().as_secs_f64()
+        latency
+    })
+    .collect()
+}
+
+/// Two readers scanning the two halves of the ids at once over `SlowFs`, cold:
+/// their readahead windows share one hint queue, so a reader's next claim may
+/// wait behind the other scan's hints. (seconds, p99 read latency in seconds).
+fn two_scans_round(dir: &Path, readahead: bool) -> (f64, f64) {
+    let store = Store::open_in(Arc::new(SlowFs::default()), dir, config(readahead)).expect("open");
+    let start = Instant::now();
+    let mut latencies: Vec<f64> = std::thread::scope(|s| {
+        let halves: Vec<_> = (0..2)
+            .map(|half| {
+                let store = &store;
+                let ids = half * EXTENTS / 2..(half + 1) * EXTENTS / 2;
+                s.spawn(move || scan_range(store, ids, None))
+            })
+            .collect();
+        halves
+            .into_iter()
+            .flat_map(|h| h.join().expect("scan"))
+            .collect()
+    });
+    let seconds = start.elapsed().as_secs_f64();
+    store.close().expect("close");
+    latencies.sort_by(f64::total_cmp);
+    (seconds, latencies[latencies.len() * 99 / 100])
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -190,6 +226,7 @@ fn main() {
     let dir = tmp.path();
     fill(dir);
     let (mut readahead, mut prefetch, mut disk) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut two, mut two_p99) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let (off, off_reads) = slow_round(dir, false, None);
         let (on, on_reads) = slow_round(dir, true, None);
@@ -209,6 +246,16 @@ fn main() {
              disk, page cache dropped: off {disk_off:.3} s, readahead {disk_on:.3} s \
              ({disk_hints} hints)"
         );
+        let (two_off, two_off_p99) = two_scans_round(dir, false);
+        let (two_on, two_on_p99) = two_scans_round(dir, true);
+        println!(
+            "scan round {round}: two scans at once, 200us device: off {two_off:.3} s (read p99 \
+             {:.0} us), readahead {two_on:.3} s (read p99 {:.0} us)",
+            two_off_p99 * 1e6,
+            two_on_p99 * 1e6
+        );
+        two.push(two_on / two_off);
+        two_p99.push(two_on_p99 / two_off_p99);
         readahead.push(on / off);
         prefetch.push(ahead / off);
         disk.push(disk_on / disk_off);
@@ -224,5 +271,11 @@ fn main() {
     println!(
         "scan/disk: page cache dropped, readahead on / off {:.3} (bound <= 1.0)",
         median(disk)
+    );
+    println!(
+        "scan/two-at-once: 2 readers x {} x 16 KiB, readahead on / off: time {:.3}, read p99 {:.3}",
+        EXTENTS / 2,
+        median(two),
+        median(two_p99)
     );
 }
