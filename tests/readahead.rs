@@ -135,6 +135,29 @@ fn prefetch_skips_what_is_cached() {
     );
 }
 
+/// A store of `extents` extents of 4 KiB, each written at generation 1, on a
+/// fault backend, with one prefetch worker and readahead at any device speed.
+fn one_worker_store(extents: u64) -> (Arc<FaultBackend>, Arc<Store>) {
+    let backend = FaultBackend::new(1);
+    let config = StoreConfig::builder()
+        .devices(1)
+        .prefetch_workers(1)
+        .readahead_min_read_us(0)
+        .table(
+            TableConfig::builder()
+                .max_extents(extents)
+                .build()
+                .expect("table"),
+        )
+        .build()
+        .expect("config");
+    let store = Arc::new(Store::new(Arc::clone(&backend), config).expect("store"));
+    for id in (0..extents).map(ExtentId) {
+        store.write(id, &value(id, 1, 4096)).expect("write");
+    }
+    (backend, store)
+}
+
 /// A store of extents 0..4 with one prefetch worker whose load of extent 2 is
 /// held in the backend: reading 0 and 1 opened a window that claimed the loads
 /// of 2 and 3 (8 KiB of 4 KiB extents), the worker holds 2, and 3 is queued.
@@ -146,23 +169,7 @@ fn worker_held_on_extent_2() -> (
     u64,
     u64,
 ) {
-    let backend = FaultBackend::new(1);
-    let config = StoreConfig::builder()
-        .devices(1)
-        .prefetch_workers(1)
-        .readahead_min_read_us(0)
-        .table(
-            TableConfig::builder()
-                .max_extents(4)
-                .build()
-                .expect("table"),
-        )
-        .build()
-        .expect("config");
-    let store = Arc::new(Store::new(Arc::clone(&backend), config).expect("store"));
-    for id in (0..4).map(ExtentId) {
-        store.write(id, &value(id, 1, 4096)).expect("write");
-    }
+    let (backend, store) = one_worker_store(4);
     let at = store.snapshot(ExtentId(2)).expect("snapshot").location();
     let gate = backend.gate_read_at(at);
     for id in (0..2).map(ExtentId) {
@@ -247,23 +254,7 @@ fn close_wakes_a_reader_waiting_on_a_queued_claim() {
 /// for extents 7, 6 and 2 to load first.
 #[test]
 fn a_reader_takes_over_a_claim_queued_behind_other_hints() {
-    let backend = FaultBackend::new(1);
-    let config = StoreConfig::builder()
-        .devices(1)
-        .prefetch_workers(1)
-        .readahead_min_read_us(0)
-        .table(
-            TableConfig::builder()
-                .max_extents(8)
-                .build()
-                .expect("table"),
-        )
-        .build()
-        .expect("config");
-    let store = Arc::new(Store::new(Arc::clone(&backend), config).expect("store"));
-    for id in (0..8).map(ExtentId) {
-        store.write(id, &value(id, 1, 4096)).expect("write");
-    }
+    let (backend, store) = one_worker_store(8);
     let at = store.snapshot(ExtentId(7)).expect("snapshot").location();
     let gate = backend.gate_read_at(at);
     assert_eq!(store.prefetch(&[ExtentId(7)]), 1);

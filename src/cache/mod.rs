@@ -341,27 +341,29 @@ impl Cache {
                         return Lookup::Newer;
                     }
                     if g == generation {
-                        // A claim no worker started: the reader loads it now
-                        // (under the shard lock, which `abandon` also checks
-                        // under), as the claim's token is void from here on.
-                        if priority == Priority::Demand && flight.take_over() {
-                            return Lookup::Load(FillToken {
-                                id,
-                                generation,
-                                priority,
-                                flight: flight.clone(),
-                                completed: false,
-                                claim: false,
-                            });
-                        }
                         let flight = flight.clone();
                         if priority == Priority::Demand
-                            && matches!(slot, CacheEntry::Loading { .. })
+                            && matches!(slot, CacheEntry::Prefetching { .. })
                         {
-                            *slot = CacheEntry::Joined {
+                            // The prefetch's load fills as a demand fill now.
+                            *slot = CacheEntry::Loading {
                                 generation: g,
                                 flight: flight.clone(),
                             };
+                            // A claim waiting behind other hints: the reader
+                            // loads it itself (under the shard lock, which
+                            // `abandon` also checks under), and the claim's
+                            // token is void from here on.
+                            if flight.take_over() {
+                                return Lookup::Load(FillToken {
+                                    id,
+                                    generation,
+                                    priority,
+                                    flight,
+                                    completed: false,
+                                    claim: false,
+                                });
+                            }
                             shard.stats.prefetch_used += 1;
                         }
                         return Lookup::Wait(flight);
@@ -377,13 +379,17 @@ impl Cache {
         if claim {
             flight.queue();
         }
-        shard.map.insert(
-            id,
-            CacheEntry::Loading {
+        let load = match priority {
+            Priority::Demand => CacheEntry::Loading {
                 generation,
                 flight: flight.clone(),
             },
-        );
+            Priority::Prefetch => CacheEntry::Prefetching {
+                generation,
+                flight: flight.clone(),
+            },
+        };
+        shard.map.insert(id, load);
         Lookup::Load(FillToken {
             id,
             generation,
@@ -419,7 +425,7 @@ impl Cache {
         let ours = slot
             .and_then(CacheEntry::load)
             .is_some_and(|(_, flight)| Arc::ptr_eq(flight, &token.flight));
-        let demand = matches!(slot, Some(CacheEntry::Joined { .. }));
+        let demand = matches!(slot, Some(CacheEntry::Loading { .. }));
         let mut large_evicted = None;
         let outcome = match result {
             Err(err) => FlightOutcome::Failed(err),
@@ -613,6 +619,40 @@ mod tests {
             cache.lookup(ExtentId(1), 6, Priority::Demand),
             Lookup::Load(_)
         ));
+    }
+
+    /// Only a demand read joining a prefetch's load counts it used, and the
+    /// load then fills as a demand fill; a second reader of a demand read's
+    /// load is not a prefetch used.
+    #[test]
+    fn joining_a_prefetch_load_counts_it_used_and_fills_as_demand() {
+        let cache = Cache::new(1 << 20, 1);
+        let bytes = |id: u64| Bytes::from(vec![id as u8; 100]);
+        let Lookup::Load(demand) = cache.lookup(ExtentId(1), 2, Priority::Demand) else {
+            panic!("a demand read's load");
+        };
+        assert!(matches!(
+            cache.lookup(ExtentId(1), 2, Priority::Demand),
+            Lookup::Wait(_)
+        ));
+        cache.complete(demand, Ok(bytes(1)), || true);
+        assert_eq!(cache.stats().prefetch_used, 0, "a demand read's load");
+        let Lookup::Load(prefetch) = cache.lookup(ExtentId(3), 4, Priority::Prefetch) else {
+            panic!("a prefetch's load");
+        };
+        assert!(matches!(
+            cache.lookup(ExtentId(3), 4, Priority::Demand),
+            Lookup::Wait(_)
+        ));
+        assert!(matches!(
+            cache.lookup(ExtentId(3), 4, Priority::Demand),
+            Lookup::Wait(_)
+        ));
+        cache.complete(prefetch, Ok(bytes(3)), || true);
+        assert_eq!(cache.stats().prefetch_used, 1, "joined once, counted once");
+        // Filled as a demand fill: read, it is not a prefetch used again.
+        assert!(hit(&cache, 3, 4));
+        assert_eq!(cache.stats().prefetch_used, 1);
     }
 
     #[test]

@@ -130,13 +130,14 @@ impl Entry {
 #[derive(Debug)]
 pub(crate) enum CacheEntry {
     Ready(Entry),
-    /// A load no demand read has joined since it started.
+    /// A load that fills as a demand fill: a demand read's, or a prefetch's
+    /// that a demand read joined or took over.
     Loading {
         generation: u64,
         flight: Arc<Flight>,
     },
-    /// A prefetch's load a demand read joined: it fills as a demand fill.
-    Joined {
+    /// A prefetch's load no demand read has joined.
+    Prefetching {
         generation: u64,
         flight: Arc<Flight>,
     },
@@ -148,7 +149,7 @@ impl CacheEntry {
         match self {
             CacheEntry::Ready(_) => None,
             CacheEntry::Loading { generation, flight }
-            | CacheEntry::Joined { generation, flight } => Some((*generation, flight)),
+            | CacheEntry::Prefetching { generation, flight } => Some((*generation, flight)),
         }
     }
 }

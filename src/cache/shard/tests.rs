@@ -409,7 +409,7 @@ mod model {
         let ready = || {
             s.map.values().filter_map(|slot| match slot {
                 CacheEntry::Ready(e) => Some(e),
-                CacheEntry::Loading { .. } | CacheEntry::Joined { .. } => None,
+                CacheEntry::Loading { .. } | CacheEntry::Prefetching { .. } => None,
             })
         };
         let sum = |f: fn(&Entry) -> bool| ready().filter(|e| f(e)).map(|e| e.weight()).sum();
@@ -491,7 +491,7 @@ mod model {
             let resident = |s: &Shard| {
                 let mut v: Vec<_> = s.map.iter().filter_map(|(id, slot)| match slot {
                     CacheEntry::Ready(e) => Some((id.0, e.generation, e.in_main, e.freq())),
-                    CacheEntry::Loading { .. } | CacheEntry::Joined { .. } => None,
+                    CacheEntry::Loading { .. } | CacheEntry::Prefetching { .. } => None,
                 }).collect();
                 v.sort_unstable();
                 v
