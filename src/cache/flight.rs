@@ -56,8 +56,10 @@ enum Claim {
 pub(crate) struct ClaimQueue {
     taken: AtomicU64,
     /// A reader waits on a claim with fewer hints than this ahead of it (the
-    /// workers: one of them reaches it within about one load), and takes over
-    /// one further back.
+    /// workers: one of them takes it next), and takes over one further back.
+    /// A hint a worker took is not ahead, even when the worker took it in a
+    /// batch of up to 32 (`store::prefetch`) whose reads do not all merge:
+    /// a reader can then wait behind that batch's reads.
     patience: u64,
 }
 

@@ -5,7 +5,9 @@
 //! by an entry of exactly that generation (invariant 4, *generation-tagged cache*).
 //!
 //! A load is single-flight: the first miss for `(extent, generation)` gets a
-//! [`FillToken`], later ones wait on its [`Flight`]. The loader completes the token
+//! [`FillToken`], later ones wait on its [`Flight`] (except that a demand
+//! reader may take over a readahead claim waiting far back in the prefetch
+//! queue: it gets a token for the same flight, and the claim's is void). The loader completes the token
 //! with the bytes and a re-validation closure that is run *under the shard lock*:
 //! the fill is accepted only if its generation is still current then. A write's
 //! commit calls [`Cache::invalidate`], which takes the same lock, so whatever the
@@ -71,8 +73,8 @@ pub struct CacheStats {
     pub prefetch_wasted: u64,
     /// Entries or loads removed because a newer generation committed.
     pub invalidated: u64,
-    /// Fills never cached because they weigh more than the whole cache
-    /// ([`Cache::max_entry_bytes`]). (A fill heavier than a shard, `capacity /
+    /// Fills never cached because they weigh more than the whole cache or
+    /// 2^40 - 1 bytes ([`Cache::max_entry_bytes`]). (A fill heavier than a shard, `capacity /
     /// shards`, is cached apart: see [`Cache::max_entry_bytes`].)
     pub oversized: u64,
 }
@@ -105,7 +107,8 @@ pub enum Lookup {
 }
 
 /// The right, and the duty, to complete one load. Dropping it uncompleted finishes
-/// its flight as superseded, so waiters never hang.
+/// its flight as superseded, so waiters never hang (a readahead claim a reader
+/// took over is void: the reader's token finishes the flight).
 #[derive(Debug)]
 #[must_use = "a dropped token ends its load as superseded"]
 pub struct FillToken {
@@ -256,12 +259,13 @@ impl Cache {
     }
 
     /// The heaviest entry the cache holds: its whole capacity, overhead
-    /// included; heavier fills are counted in [`CacheStats::oversized`]. An
+    /// included, and at most 2^40 - 1 bytes (an entry's weight is kept in 40
+    /// bits); heavier fills are counted in [`CacheStats::oversized`]. An
     /// entry heavier than a shard (`capacity / shards`) is kept apart, with room
     /// every shard lends it, so the cache as a whole stays within its capacity
     /// (`cache::large`).
     pub fn max_entry_bytes(&self) -> u64 {
-        self.large_limits.capacity
+        self.large_limits.capacity.min(shard::MAX_WEIGHT)
     }
 
     #[inline]
@@ -300,9 +304,10 @@ impl Cache {
 
     /// A [`Priority::Prefetch`] lookup that, on a miss, claims the load for a
     /// run later (readahead's, `ReadOp::claim`): until the token's
-    /// [`begin`](FillToken::begin), a demand lookup of the generation takes the
-    /// load over rather than wait on it. Claimed under the shard lock, so no
-    /// reader meets the load unclaimed.
+    /// [`begin`](FillToken::begin), the first demand lookup of the generation
+    /// takes the load over if the claim waits far back in its queue
+    /// (`Flight::take_over`), and waits on it otherwise. Claimed under the
+    /// shard lock, so no reader meets the load unclaimed.
     pub(crate) fn claim(&self, id: ExtentId, generation: u64) -> Lookup {
         let mut guard = self.shard(id).lock();
         if let Some(CacheEntry::Ready(entry)) = guard.map.get(&id)

@@ -50,7 +50,9 @@ struct Loading {
 #[derive(Debug)]
 pub(crate) enum Claim {
     /// The load is this prefetch's: [`ReadOp::with_claim`] makes the op that
-    /// runs it. Until then demand readers of that generation wait on it.
+    /// runs it. Until then a demand reader of that generation waits on it
+    /// near the queue's front, and takes it over further back (see
+    /// [`ReadOp::claim`]).
     Claimed(FillToken),
     /// The current generation is cached.
     Cached,
@@ -73,12 +75,14 @@ impl ReadOp {
     }
 
     /// A prefetch of `id` that claims its load now and runs later: a lookup at
-    /// prefetch priority, kept as the op's first step. Once a worker starts
-    /// it, a demand read of the same generation waits on this load instead of
-    /// starting its own, as a reader waits on a page that OS readahead has
-    /// locked for its I/O; before that, the reader takes the load over
-    /// (`Cache::claim`) rather than wait behind the hints queued before it,
-    /// and the worker's op, finding it taken, is a plain prefetch.
+    /// prefetch priority, kept as the op's first step. A demand read of the
+    /// same generation waits on this load instead of starting its own, as a
+    /// reader waits on a page that OS readahead has locked for its I/O, once a
+    /// worker started it or while fewer hints than workers are queued ahead
+    /// of it; further back, the first demand reader takes the load over
+    /// (`Flight::take_over`) rather than wait behind the queue, and the
+    /// worker's op, finding it taken, is a plain prefetch. Once a reader
+    /// waits on it, no later reader takes it over.
     ///
     /// Nothing new happens to the record between the claim and the op's
     /// `start`: a loader already holds its token unpinned between the lookup
@@ -220,7 +224,8 @@ impl Machine for ReadOp {
         }
         self.attempts += 1;
         // Unless a demand reader took the claim over: from there this is a
-        // plain prefetch, which finds that reader's load (or its bytes).
+        // plain prefetch, which finds that reader's load or its bytes (or
+        // loads the extent, if that load failed or was superseded).
         if let Some((generation, mut token)) = self.claimed.take()
             && token.begin()
         {

@@ -15,8 +15,8 @@
 //! takes it over, reading the extent itself, when it waits further back
 //! (`ClaimQueue`). Every path that does not run a claimed load ends it (a full
 //! queue, a stale hint, a stopping worker, the channel dropped at shutdown),
-//! unless a reader took it over, which wakes its waiters to read for
-//! themselves.
+//! which wakes its waiters to read for themselves; a claim a reader took over
+//! is the reader's to end.
 //!
 //! Shutdown: `Store::close` (which dropping the store runs) first sets the store's
 //! stop flag, then takes the hint sender (no hint is queued after that), drops
@@ -48,7 +48,8 @@ pub(crate) struct Hint {
     pub(crate) id: ExtentId,
     pub(crate) generation: u64,
     /// The load, claimed when the hint was queued (readahead's hints): demand
-    /// readers of this generation wait on it (`ReadOp::claim`).
+    /// readers of this generation wait on it, or take it over when it waits
+    /// far back in the queue (`ReadOp::claim`).
     pub(crate) claimed: Option<FillToken>,
 }
 
