@@ -309,6 +309,47 @@ fn a_reader_takes_over_a_claim_queued_behind_other_hints() {
     );
 }
 
+/// A worker takes the hints queued at once but runs a claim that does not
+/// follow the previous hint's id as a run of its own, and a claim in a later
+/// run still counts as queued: with the worker held reading extent 2 (a
+/// prefetch taken together with the claims of extents 290 and 291, more than a
+/// merged read's span away), a reader of extent 291 takes its claim over
+/// instead of waiting behind the read of 2. When the batch was one run, its
+/// reads ran in device order and the reader waited for them.
+#[test]
+fn a_reader_takes_over_a_claim_behind_another_run_of_the_workers_batch() {
+    let (backend, store) = one_worker_store(300);
+    let location = |id: u64| store.snapshot(ExtentId(id)).expect("snapshot").location();
+    // Four reads slower than the 50 µs that merged reads need (a sleep of
+    // 100 µs in the backend): the worker now takes what is queued at once.
+    // None opens a window (not sequential).
+    backend.set_read_delay(Duration::from_micros(100));
+    for id in [15, 13, 11, 9].map(ExtentId) {
+        assert_eq!(decode(&store.read(id).expect("read")), (id, 1));
+    }
+    let first = backend.gate_read_at(location(6));
+    assert_eq!(store.prefetch(&[ExtentId(6)]), 1);
+    first.wait_entered();
+    let second = backend.gate_read_at(location(2));
+    assert_eq!(store.prefetch(&[ExtentId(2)]), 1);
+    // Reading 288 and 289 claims the loads of 290 and 291, queued behind 2.
+    for id in (288..290).map(ExtentId) {
+        assert_eq!(decode(&store.read(id).expect("read")), (id, 1));
+    }
+    first.release();
+    second.wait_entered();
+    let reads = backend.calls(Op::Read);
+    let reader = read_on_a_thread(&store, ExtentId(291));
+    // Only a hang fails here: the deadline is far beyond any read.
+    let bytes = match reader.recv_timeout(Duration::from_secs(60)) {
+        Ok(read) => read.expect("read"),
+        Err(_) => panic!("the reader waits behind the worker's read of extent 2"),
+    };
+    assert_eq!(decode(&bytes), (ExtentId(291), 1));
+    assert_eq!(backend.calls(Op::Read), reads + 1, "read by the reader");
+    second.release();
+}
+
 /// Without prefetch workers readahead asks for nothing: a hint nobody loads
 /// would only be dropped (and, its ids handed back, asked for again by every
 /// read of the scan).

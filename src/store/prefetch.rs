@@ -250,8 +250,8 @@ fn run(shared: &Shared, receiver: &Receiver<Hint>, stopped: &Receiver<()>, claim
             },
             recv(stopped) -> _ => return,
         };
-        claims.took();
         if shared.stopping() {
+            claims.took();
             return;
         }
         // What else is queued now, up to a bound, if the device is slow enough for
@@ -259,18 +259,39 @@ fn run(shared: &Shared, receiver: &Receiver<Hint>, stopped: &Receiver<()>, claim
         let mut hints = vec![hint];
         while shared.coalescing_pays() && hints.len() < HINTS_AT_ONCE {
             match receiver.try_recv() {
-                Ok(hint) => {
-                    claims.took();
-                    hints.push(hint);
-                }
+                Ok(hint) => hints.push(hint),
                 Err(_) => break,
             }
         }
-        // The driver's guards abandon the loads on unwind (pins and fill tokens are
-        // released), so the shared state is consistent after a caught panic.
-        let load = std::panic::AssertUnwindSafe(|| shared.prefetch_hints(hints));
-        if std::panic::catch_unwind(load).is_err() {
-            shared.counters.prefetch_abandoned.bump();
+        // One run at a time: a claim (readahead's) starts a new run unless it
+        // follows the previous id (a window's extents, which lie together and
+        // merge). The runs after the first start only when it is done, so
+        // their hints count as taken only then, and a reader may take their
+        // claims over meanwhile (`ClaimQueue`). Taken as one batch, a reader
+        // waited on another scan's claim behind this batch's other reads.
+        // Explicit prefetches' hints stay in the run they follow, to merge.
+        let mut rest = hints.into_iter().peekable();
+        while let Some(first) = rest.next() {
+            let mut run = vec![first];
+            let follows = |h: &Hint, run: &[Hint]| {
+                h.claimed.is_none()
+                    || run
+                        .last()
+                        .is_some_and(|l| l.id.0.checked_add(1) == Some(h.id.0))
+            };
+            while let Some(next) = rest.next_if(|h| follows(h, &run)) {
+                run.push(next);
+            }
+            for _ in &run {
+                claims.took();
+            }
+            // The driver's guards abandon the loads on unwind (pins and fill
+            // tokens are released), so the shared state is consistent after a
+            // caught panic.
+            let load = std::panic::AssertUnwindSafe(|| shared.prefetch_hints(run));
+            if std::panic::catch_unwind(load).is_err() {
+                shared.counters.prefetch_abandoned.bump();
+            }
         }
     }
 }
