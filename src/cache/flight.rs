@@ -57,9 +57,10 @@ pub(crate) struct ClaimQueue {
     taken: AtomicU64,
     /// A reader waits on a claim with fewer hints than this ahead of it (the
     /// workers: one of them takes it next), and takes over one further back.
-    /// A hint a worker took is not ahead, even when the worker took it in a
-    /// batch of up to 32 (`store::prefetch`) whose reads do not all merge:
-    /// a reader can then wait behind that batch's reads.
+    /// A worker that takes a batch of hints counts each run of it as taken
+    /// when the run starts (`store::prefetch`), so a claim in a later run is
+    /// still ahead; a reader can wait behind the other reads of its own run
+    /// (a window's, which mostly merge).
     patience: u64,
 }
 
