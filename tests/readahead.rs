@@ -194,6 +194,16 @@ fn read_on_a_thread(
     rx
 }
 
+/// Reads `id` on another thread that must answer while the test's gates still
+/// hold the worker: only a hang fails here, the deadline is far beyond any
+/// read. `behind` names what the reader would be waiting for.
+fn read_without_waiting(store: &Arc<Store>, id: ExtentId, behind: &str) -> extentmeta::Bytes {
+    match read_on_a_thread(store, id).recv_timeout(Duration::from_secs(60)) {
+        Ok(read) => read.expect("read"),
+        Err(_) => panic!("the reader of {id:?} waits behind {behind}"),
+    }
+}
+
 /// A reader that reaches an extent whose readahead hint is still queued waits on
 /// that load instead of reading the extent itself: readahead claims the loads it
 /// queues, as OS readahead locks the pages it reads ahead. Unclaimed, the reader
@@ -268,12 +278,7 @@ fn a_reader_takes_over_a_claim_queued_behind_other_hints() {
         store.stats().cache.prefetch_used,
         store.stats().prefetch_done,
     );
-    let reader = read_on_a_thread(&store, ExtentId(3));
-    // Only a hang fails here: the deadline is far beyond any read.
-    let bytes = match reader.recv_timeout(Duration::from_secs(60)) {
-        Ok(read) => read.expect("read"),
-        Err(_) => panic!("the reader waits behind the held worker's queue"),
-    };
+    let bytes = read_without_waiting(&store, ExtentId(3), "the held worker's queue");
     assert_eq!(decode(&bytes), (ExtentId(3), 1));
     assert_eq!(backend.calls(Op::Read), reads + 1, "read by the reader");
     assert_eq!(store.stats().cache.prefetch_used, used, "not by a worker");
@@ -339,12 +344,7 @@ fn a_reader_takes_over_a_claim_behind_another_run_of_the_workers_batch() {
     first.release();
     second.wait_entered();
     let reads = backend.calls(Op::Read);
-    let reader = read_on_a_thread(&store, ExtentId(291));
-    // Only a hang fails here: the deadline is far beyond any read.
-    let bytes = match reader.recv_timeout(Duration::from_secs(60)) {
-        Ok(read) => read.expect("read"),
-        Err(_) => panic!("the reader waits behind the worker's read of extent 2"),
-    };
+    let bytes = read_without_waiting(&store, ExtentId(291), "the worker's read of extent 2");
     assert_eq!(decode(&bytes), (ExtentId(291), 1));
     assert_eq!(backend.calls(Op::Read), reads + 1, "read by the reader");
     second.release();

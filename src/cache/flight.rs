@@ -54,6 +54,9 @@ enum Claim {
 /// workers took, against the place each claim's hint was given.
 #[derive(Debug)]
 pub(crate) struct ClaimQueue {
+    /// Places given to the hints offered, whether the queue took them or not.
+    given: AtomicU64,
+    /// Places the workers took, or that were given and never entered.
     taken: AtomicU64,
     /// A reader waits on a claim with fewer hints than this ahead of it (the
     /// workers: one of them takes it next), and takes over one further back.
@@ -68,22 +71,31 @@ impl ClaimQueue {
     /// A queue served by `workers` workers.
     pub(crate) fn new(workers: u64) -> Self {
         ClaimQueue {
+            given: AtomicU64::new(0),
             taken: AtomicU64::new(0),
             patience: workers,
         }
     }
 
+    /// The place of the next hint offered.
+    pub(crate) fn give(&self) -> u64 {
+        // Relaxed: read only through the places it hands out, which `far_back`
+        // compares with `taken`; it orders nothing.
+        self.given.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// A worker took a hint (or one that was given a place never entered).
     pub(crate) fn took(&self) {
-        // Relaxed: a count that only decides whether a reader waits or loads
-        // itself; both are correct whatever it reads.
+        // Relaxed: read by `far_back` only, whose answer decides whether a
+        // reader waits or loads itself, both correct whatever it reads; it
+        // orders nothing.
         self.taken.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether the hint given place `at` waits behind enough others that a
     /// reader should not wait for it.
     fn far_back(&self, at: u64) -> bool {
-        // Relaxed: see `took`.
+        // Relaxed: pairs with nothing (see `took`).
         at >= self.taken.load(Ordering::Relaxed) + self.patience
     }
 }

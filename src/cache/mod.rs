@@ -132,9 +132,7 @@ impl FillToken {
     pub fn generation(&self) -> u64 {
         self.generation
     }
-}
 
-impl FillToken {
     /// The claim's hint was given place `at` in `queue` (before it is sent):
     /// from then on a reader takes the load over only while the claim waits
     /// behind enough other hints (`ClaimQueue`).

@@ -289,10 +289,6 @@ mod tests {
     use crate::record::{Location, checksum};
     use crate::space::Placement;
 
-    fn core() -> Core {
-        Core::for_tests()
-    }
-
     fn committed(core: &Core, id: ExtentId) -> (Snapshot, Location) {
         let location = core.allocator.allocate(100, Placement::Any).expect("space");
         let begin = core
@@ -327,7 +323,7 @@ mod tests {
 
     #[test]
     fn delete_keeps_the_generation_and_frees_the_location_after_the_grace_period() {
-        let core = core();
+        let core = Core::for_tests();
         let id = ExtentId(5);
         let (before, location) = committed(&core, id);
         let deleted = run(&core, id).unwrap();
@@ -346,7 +342,7 @@ mod tests {
     /// read it is pinned (the grace period).
     #[test]
     fn the_deleted_location_stays_allocated_while_a_reader_is_pinned() {
-        let core = core();
+        let core = Core::for_tests();
         let id = ExtentId(9);
         let (_, location) = committed(&core, id);
         let reader = core.reclaimer.pin();
@@ -370,7 +366,7 @@ mod tests {
 
     #[test]
     fn a_pending_write_refuses_the_delete_and_a_vacant_extent_is_not_found() {
-        let core = core();
+        let core = Core::for_tests();
         let id = ExtentId(6);
         let (s, _) = committed(&core, id);
         core.table
@@ -386,7 +382,7 @@ mod tests {
     #[test]
     fn a_batch_waits_out_a_compaction_of_an_extent_it_deletes() {
         use crate::protocol::{BatchItem, BatchWriteOp};
-        let core = core();
+        let core = Core::for_tests();
         let (id, other) = (ExtentId(8), ExtentId(9));
         let (s, _) = committed(&core, id);
         let compacting = (core.table)
@@ -427,7 +423,7 @@ mod tests {
 
     #[test]
     fn a_compaction_that_never_ends_makes_the_delete_give_up_typed() {
-        let core = core();
+        let core = Core::for_tests();
         let id = ExtentId(8);
         let (s, _) = committed(&core, id);
         core.table

@@ -39,7 +39,7 @@ use crate::cache::{ClaimQueue, FillToken, Priority};
 use crate::error::{Error, Result};
 use crate::protocol::{Machine, ReadOp};
 use crate::record::ExtentId;
-use crate::sync::{Arc, AtomicU64, Mutex, Ordering, RwLock, thread};
+use crate::sync::{Arc, Mutex, RwLock, thread};
 use crossbeam::channel::{Receiver, Sender, TrySendError, bounded, select};
 
 /// One queued prefetch.
@@ -68,10 +68,8 @@ pub(crate) struct Prefetcher {
     has_workers: bool,
     /// See [`claim_below`](Self::claim_below).
     claim_below: usize,
-    /// Places given to the hints offered (whether the queue took them or not),
-    /// against the workers' progress in `claims`: a reader waits on a claim
-    /// only near the front of the queue.
-    places: AtomicU64,
+    /// The places of the hints offered against the workers' progress: a
+    /// reader waits on a claim only near the front of the queue.
     claims: Arc<ClaimQueue>,
 }
 
@@ -97,7 +95,6 @@ impl Prefetcher {
             workers: Mutex::new(Vec::with_capacity(workers)),
             has_workers: workers > 0,
             claim_below: CLAIM_QUEUE_MAX.min(queue / 2),
-            places: AtomicU64::new(0),
             claims: Arc::new(ClaimQueue::new(workers as u64)),
         };
         for i in 0..workers {
@@ -122,10 +119,9 @@ impl Prefetcher {
     pub(crate) fn offer(&self, hint: Hint) -> std::result::Result<(), Hint> {
         match &*self.sender.read() {
             Some(sender) => {
-                // Relaxed: a count that only decides whether a reader waits on
-                // a claim (`ClaimQueue`); the place is given before the send so
-                // that no worker can start the claim before it has one.
-                let at = self.places.fetch_add(1, Ordering::Relaxed);
+                // The place is given before the send, so that no worker can
+                // start the claim before it has one.
+                let at = self.claims.give();
                 if let Some(token) = &hint.claimed {
                     token.enqueued(at, &self.claims);
                 }
@@ -270,15 +266,15 @@ fn run(shared: &Shared, receiver: &Receiver<Hint>, stopped: &Receiver<()>, claim
         // claims over meanwhile (`ClaimQueue`). Taken as one batch, a reader
         // waited on another scan's claim behind this batch's other reads.
         // Explicit prefetches' hints stay in the run they follow, to merge.
+        let follows = |h: &Hint, run: &[Hint]| {
+            h.claimed.is_none()
+                || run
+                    .last()
+                    .is_some_and(|l| l.id.0.checked_add(1) == Some(h.id.0))
+        };
         let mut rest = hints.into_iter().peekable();
         while let Some(first) = rest.next() {
             let mut run = vec![first];
-            let follows = |h: &Hint, run: &[Hint]| {
-                h.claimed.is_none()
-                    || run
-                        .last()
-                        .is_some_and(|l| l.id.0.checked_add(1) == Some(h.id.0))
-            };
             while let Some(next) = rest.next_if(|h| follows(h, &run)) {
                 run.push(next);
             }
