@@ -159,6 +159,16 @@ struct Args {
     /// crash sweep must catch the tag lost).
     #[arg(long)]
     relocation_drops_tag: bool,
+    /// Percent of prefetches that claim their load and run it later, as the
+    /// store's readahead hints do; a demand read meeting a claim first takes
+    /// the load over (default 0: plain prefetches only).
+    #[arg(long, default_value_t = 0)]
+    claim_percent: u32,
+    /// Mutant: a demand read takes a claim over and then waits on it instead
+    /// of loading it (with `--claim-percent`, the sweep must catch the hung
+    /// read).
+    #[arg(long)]
+    take_over_without_load: bool,
     /// Fail (exit 1) unless the runs meet this expectation.
     #[arg(long, value_enum)]
     expect: Option<Expect>,
@@ -191,6 +201,7 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
         batch_not_atomic: args.batch_not_atomic,
         trust_unsynced: args.trust_unsynced,
         relocation_drops_tag: args.relocation_drops_tag,
+        take_over_without_load: args.take_over_without_load,
         ..SimConfig::default()
     };
     c.inline_write_max = args.inline_write_max.unwrap_or(c.inline_write_max);
@@ -200,6 +211,7 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
     w.ops = args.ops.unwrap_or(w.ops);
     w.extents = args.extents.unwrap_or(w.extents).max(1);
     w.writers = args.writers.unwrap_or(w.writers);
+    w.claim_percent = args.claim_percent;
     if let Some(n) = args.readers {
         (w.readers, w.prefetchers, w.scrubbers) = (n, n, n);
     }
@@ -251,6 +263,8 @@ struct Totals {
     unsynced_dropped: u64,
     journal_failures: u64,
     checkpoints: u64,
+    claims: u64,
+    claims_taken_over: u64,
     secs: f64,
 }
 
@@ -284,6 +298,8 @@ impl Totals {
         self.unsynced_dropped += r.unsynced_dropped;
         self.journal_failures += r.journal_failures;
         self.checkpoints += r.checkpoints;
+        self.claims += r.claims;
+        self.claims_taken_over += r.claims_taken_over;
         if !r.is_clean() {
             self.dirty.push(r.seed);
         }
@@ -440,6 +456,9 @@ fn mutants(args: &Args) -> String {
     if let Some(n) = args.inline_write_max {
         flags.push_str(&format!(" --inline-write-max {n}"));
     }
+    if args.claim_percent > 0 {
+        flags.push_str(&format!(" --claim-percent {}", args.claim_percent));
+    }
     let switches = [
         (args.ack_before_journal_sync, "--ack-before-journal-sync"),
         (args.reuse_before_durable, "--reuse-before-durable"),
@@ -461,6 +480,7 @@ fn mutants(args: &Args) -> String {
         (args.batch_not_atomic, "--batch-not-atomic"),
         (args.relocation_drops_tag, "--relocation-drops-tag"),
         (args.trust_unsynced, "--trust-unsynced"),
+        (args.take_over_without_load, "--take-over-without-load"),
     ];
     for (on, flag) in switches {
         if on {
@@ -620,6 +640,12 @@ fn print_table(args: &Args, results: &mut [(Protocol, Totals)]) {
         t.percentile_us(0.999)
     });
     tail_rows(&mut row);
+    if args.claim_percent > 0 {
+        row("prefetch claims (run later)", &mut |t| t.claims.to_string());
+        row("  taken over by a reader", &mut |t| {
+            t.claims_taken_over.to_string()
+        });
+    }
     row("journal syncs", &mut |t| t.journal_syncs.to_string());
     row("inline writes (one sync)", &mut |t| {
         t.inline_writes.to_string()

@@ -316,3 +316,44 @@ fn invariant_9_reopening_without_syncing_what_recovery_read_is_caught() {
         r.violations
     );
 }
+
+fn claiming() -> SimConfig {
+    let mut config = SimConfig::default();
+    config.workload.claim_percent = 50;
+    config
+}
+
+#[test]
+fn readahead_claims_run_clean_and_readers_take_queued_ones_over() {
+    let config = claiming();
+    let (mut claims, mut taken_over) = (0, 0);
+    for seed in 0..100 {
+        let r = sim::run(seed, &config);
+        assert!(
+            r.is_clean(),
+            "seed {seed}: {:?}\nreplay: cargo run --release --example fpre004 -- --seed {seed} --protocol fixed --claim-percent 50",
+            r.violations
+        );
+        claims += r.claims;
+        taken_over += r.claims_taken_over;
+    }
+    // Both paths ran: claims that their prefetch loaded, and claims a demand
+    // read loaded first.
+    assert!(taken_over > 0, "{taken_over} of {claims} taken over");
+    assert!(taken_over < claims, "{taken_over} of {claims} taken over");
+    assert_eq!(
+        sim::run(3, &SimConfig::default()).claims,
+        0,
+        "no claims unless asked for"
+    );
+}
+
+#[test]
+fn a_reader_taking_a_claim_over_without_loading_it_is_caught() {
+    let mutant = SimConfig {
+        take_over_without_load: true,
+        ..claiming()
+    };
+    let (seed, v) = caught(&mutant, 20).expect("caught within 20 seeds");
+    assert!(v.iter().any(|v| v.contains("hung")), "seed {seed}: {v:?}");
+}

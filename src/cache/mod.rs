@@ -140,6 +140,12 @@ impl FillToken {
         self.flight.enqueued(at, queue);
     }
 
+    /// Whether a demand reader took this claim's load over (then this token
+    /// is void).
+    pub(crate) fn taken_over(&self) -> bool {
+        self.claim && self.flight.taken_over()
+    }
+
     /// The claim's run starts: `false` if a reader took the load over (this
     /// token is then void: it neither completes nor ends the load).
     pub(crate) fn begin(&mut self) -> bool {
@@ -178,6 +184,10 @@ pub struct Cache {
     /// Mutant (loom models): an invalidation leaves the large shard alone.
     /// The large-entry models must catch it.
     pub(crate) mutant_skip_large_invalidation: bool,
+    /// Mutant (the emulator's claim sweep): a demand read takes a queued claim
+    /// over and then waits on it instead of loading it, so nobody loads it.
+    /// The sweep must catch the hung read.
+    pub(crate) mutant_take_over_without_load: bool,
     limits: Limits,
     weigher: Option<Weigher>,
     on_evict: Option<EvictionListener>,
@@ -237,6 +247,7 @@ impl Cache {
             large_limits: Limits::new(capacity_bytes, &policy),
             large_used: AtomicU64::new(0),
             mutant_skip_large_invalidation: false,
+            mutant_take_over_without_load: false,
             weigher: None,
             on_evict: None,
         }
@@ -357,7 +368,7 @@ impl Cache {
                             // loads it itself (under the shard lock, which
                             // `abandon` also checks under), and the claim's
                             // token is void from here on.
-                            if flight.take_over() {
+                            if flight.take_over() && !self.mutant_take_over_without_load {
                                 return Lookup::Load(FillToken {
                                     id,
                                     generation,
@@ -495,7 +506,7 @@ impl Cache {
         let mut shard = self.shard(token.id).lock();
         // A claim a reader took over: the load and its slot are the reader's.
         // Checked under the shard lock, under which loads are taken over.
-        if token.claim && token.flight.taken_over() {
+        if token.taken_over() {
             token.completed = true;
             return;
         }

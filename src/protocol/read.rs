@@ -126,6 +126,12 @@ impl ReadOp {
         op
     }
 
+    /// Whether a demand read took over the load this op claimed (its token
+    /// is then void; the emulator counts these).
+    pub(crate) fn claim_taken_over(&self) -> bool {
+        (self.claimed.as_ref()).is_some_and(|(_, token)| token.taken_over())
+    }
+
     /// A snapshot of a record that has bytes to read.
     fn readable_snapshot(&mut self, core: &Core) -> crate::Result<Snapshot> {
         let snapshot = core.table.snapshot(self.id)?;

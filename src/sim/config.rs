@@ -45,6 +45,12 @@ pub struct Workload {
     pub value_bytes: (u32, u32),
     /// Mean think time of an actor between operations, ns.
     pub think_ns: u64,
+    /// Percent of prefetches that claim their load when they are queued and
+    /// run later, as the store's readahead hints do (`ReadOp::claim`): a
+    /// demand read that meets the claim before it runs takes the load over and
+    /// the prefetch, finding it taken, runs as a plain one. 0 (the default)
+    /// keeps every prefetch a plain one.
+    pub claim_percent: u32,
 }
 
 /// The storage fabric's latency model, per device.
@@ -197,6 +203,11 @@ pub struct SimConfig {
     /// same device failed (the kernel reports a failed writeback once, so a later
     /// sync returns Ok over dropped pages). The checker must catch data lost.
     pub trust_sync_after_failure: bool,
+    /// Mutant: a demand read takes a queued claim over and then waits on its
+    /// load instead of loading it (only with claims, see
+    /// [`Workload::claim_percent`]): nobody loads it, and the checker must
+    /// catch the read left hanging.
+    pub take_over_without_load: bool,
 }
 
 impl Default for SimConfig {
@@ -216,6 +227,7 @@ impl Default for SimConfig {
                 scrubbers: 1,
                 value_bytes: (64, 256),
                 think_ns: 20_000,
+                claim_percent: 0,
             },
             latency: Latency {
                 floor_ns: 20_000,
@@ -262,6 +274,7 @@ impl Default for SimConfig {
             batch_not_atomic: false,
             trust_unsynced: false,
             relocation_drops_tag: false,
+            take_over_without_load: false,
         }
     }
 }
@@ -299,7 +312,8 @@ impl SimConfig {
     /// [`Error::InvalidConfig`] naming the first field out of bounds: `devices`
     /// outside 1 ..= 1 024, more than 2^16 extents or 1 024 actors, values over
     /// 1 MiB, a duration over one hour, a burst factor over 1 000, a drift over
-    /// 100 000 ppm, a chance over 1 000 000 ppm, more than 2^16 trace lines.
+    /// 100 000 ppm, a chance over 1 000 000 ppm, more than 2^16 trace lines, a
+    /// claim share over 100 %.
     pub fn validate(&self) -> Result<()> {
         let w = &self.workload;
         let l = &self.latency;
@@ -334,6 +348,8 @@ impl SimConfig {
         )?;
         check("workload.extents", w.extents <= bound::EXTENTS, w.extents)?;
         check("workload (actors)", actors <= bound::ACTORS, actors)?;
+        let claims = w.claim_percent;
+        check("workload.claim_percent", claims <= 100, claims)?;
         let (lo, hi) = w.value_bytes;
         check(
             "workload.value_bytes",

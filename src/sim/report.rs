@@ -68,6 +68,11 @@ pub struct Report {
     /// Every prefetch that went to the media (a prefetch that found its extent
     /// cached costs nothing and is not counted), with what its time went to.
     pub prefetches: Vec<PrefetchSample>,
+    /// Prefetches that claimed their load to run it later
+    /// ([`Workload::claim_percent`](super::Workload::claim_percent)).
+    pub claims: u64,
+    /// Those whose load a demand read took over before they ran.
+    pub claims_taken_over: u64,
     /// Power cuts (those during creation or recovery included).
     pub crashes: u64,
     /// Crashes that killed the process only (nothing lost; counted in `crashes`).

@@ -6,6 +6,7 @@
 //! crashes and reopens ([`reopen`]), and the checker ([`checker`]).
 
 mod checker;
+mod claims;
 mod driver;
 mod op;
 mod reopen;
@@ -77,6 +78,9 @@ enum Event {
     Actor(usize),
     Io(usize, IoRequest),
     Backoff(usize),
+    /// A prefetch that claimed its load starts it (it waited as a hint waits in
+    /// the store's queue).
+    Begin(usize),
     /// A sync acknowledged early completes: the device's writes become durable
     /// (only with [`SimConfig::early_sync_ack`]).
     Flush(u16),
@@ -189,7 +193,7 @@ impl World {
         };
         let core = Core {
             table,
-            cache: Cache::new(u64::from(w.extents) * 256, 4),
+            cache: new_cache(&cfg),
             allocator,
             reclaimer: Reclaimer::new(),
             health: Health::new(
@@ -346,6 +350,7 @@ impl World {
                     }
                 }
                 Event::Backoff(slot) => self.dispatch(slot, Input::Backoff),
+                Event::Begin(slot) => self.begin_claimed(slot),
                 Event::Flush(device) => self.fabric.flush(device),
                 Event::Reopen => {
                     // After a failure the engine restarts the process (the page
@@ -404,6 +409,9 @@ impl World {
         }
         let op = match (kind, legacy) {
             (ActorKind::Reader, false) => Op::Session(Box::new(self.read_session(extent))),
+            (ActorKind::Prefetcher, false) if self.claims_this_one() => {
+                return self.start_claimed(a, extent);
+            }
             (ActorKind::Prefetcher, false) => Op::Read(ReadOp::new(extent, Priority::Prefetch)),
             (ActorKind::Compactor, false) => Op::Compact(CompactOp::new(extent)),
             (ActorKind::Scrubber, false) => Op::Verify(Box::new(self.verify_session(extent))),
@@ -498,17 +506,23 @@ impl World {
     }
 
     fn start(&mut self, actor: usize, extent: ExtentId, op: Op) {
+        let idx = self.occupy(actor, extent, self.now, op);
+        self.dispatch(idx, Input::Start);
+    }
+
+    /// Puts `op` in a free slot, started at `started_ns`; its index.
+    fn occupy(&mut self, actor: usize, extent: ExtentId, started_ns: u64, op: Op) -> usize {
         let slot = ActiveOp {
             actor,
             extent,
-            started_ns: self.now,
+            started_ns,
             op,
             fault_checked: false,
             injected_streak: 0,
             causes: Default::default(),
             pair: None,
         };
-        let idx = match self.free_slots.pop() {
+        match self.free_slots.pop() {
             Some(i) => {
                 self.slots[i] = Some(slot);
                 i
@@ -517,8 +531,7 @@ impl World {
                 self.slots.push(Some(slot));
                 self.slots.len() - 1
             }
-        };
-        self.dispatch(idx, Input::Start);
+        }
     }
 
     fn clock_of(&self, actor: usize) -> Clock {
@@ -575,4 +588,11 @@ fn new_books(cfg: &SimConfig) -> Vec<SyncBook> {
             book
         })
         .collect()
+}
+
+/// The emulated store's cache, with the configuration's cache mutant.
+fn new_cache(cfg: &SimConfig) -> Cache {
+    let mut cache = Cache::new(u64::from(cfg.workload.extents) * 256, 4);
+    cache.mutant_take_over_without_load = cfg.take_over_without_load;
+    cache
 }

@@ -3,7 +3,6 @@
 //! the recovered state with the model, and the workload resumes.
 
 use super::{World, new_books};
-use crate::cache::Cache;
 use crate::journal::{self, plan::FsOp};
 use crate::protocol::Core;
 use crate::record::ExtentId;
@@ -159,7 +158,7 @@ impl World {
         }
         self.core = Core {
             table: rebuilt.table,
-            cache: Cache::new(u64::from(self.cfg.workload.extents) * 256, 4),
+            cache: super::new_cache(&self.cfg),
             allocator: rebuilt.allocator,
             reclaimer: Reclaimer::new(),
             health: Health::new(
