@@ -61,6 +61,49 @@ impl Bytes {
         }
     }
 
+    /// An empty handle with room for `len` bytes, allocated on this thread
+    /// now and filled later, on another ([`Bytes::sized`]): where a value's
+    /// handle lies is where it was allocated, and every hit touches it (its
+    /// reference count), so readahead allocates on the reader's thread in scan
+    /// order what its workers then load (`store::hints`).
+    pub(crate) fn with_capacity(len: usize) -> Bytes {
+        Bytes::from(Vec::with_capacity(len))
+    }
+
+    /// `len` zero bytes, to be filled through [`make_mut`](Self::make_mut):
+    /// in `buffer` if it is an empty, unshared [`with_capacity`] handle for
+    /// exactly `len` bytes, else newly allocated. Exactly: the cache weighs a
+    /// value by its length, so a larger buffer would hold memory it does not
+    /// count (an extent rewritten shorter after its hint was queued).
+    ///
+    /// [`with_capacity`]: Self::with_capacity
+    pub(crate) fn sized(buffer: Option<Bytes>, len: usize) -> Bytes {
+        if let Some(mut bytes) = buffer
+            && let Some(Owner::Vec(v)) = Arc::get_mut(&mut bytes.0)
+            && v.is_empty()
+            && v.capacity() == len
+        {
+            // No reallocation: the capacity is the length.
+            v.resize(len, 0);
+            return bytes;
+        }
+        Bytes::zeroed(len)
+    }
+
+    /// A copy of `src`, in `buffer` if it can hold it (see [`sized`](Self::sized)).
+    pub(crate) fn copied(buffer: Option<Bytes>, src: &[u8]) -> Bytes {
+        let Some(buffer) = buffer else {
+            return Bytes::from(src);
+        };
+        let mut bytes = Bytes::sized(Some(buffer), src.len());
+        match bytes.make_mut() {
+            Some(dst) => dst.copy_from_slice(src),
+            // `sized` hands back a new, unshared vector.
+            None => return Bytes::from(src),
+        }
+        bytes
+    }
+
     /// The bytes as a slice.
     #[inline]
     pub fn as_slice(&self) -> &[u8] {
@@ -175,5 +218,50 @@ mod tests {
         assert!(bytes.make_mut().is_none(), "shared now");
         // Equal bytes are equal whoever owns them.
         assert_eq!(shared, Bytes::from(&b"extent 8 generation 2"[..]));
+    }
+
+    #[test]
+    fn a_buffer_allocated_ahead_is_filled_in_place_when_it_fits() {
+        let value = b"extent 12 generation 4";
+        let buffer = Bytes::with_capacity(value.len());
+        let at = buffer.as_ptr();
+        let filled = Bytes::copied(Some(buffer), value);
+        assert_eq!(&filled[..], value);
+        assert_eq!(filled.as_ptr(), at, "the buffer allocated ahead");
+
+        let buffer = Bytes::with_capacity(22);
+        let at = buffer.as_ptr();
+        let mut sized = Bytes::sized(Some(buffer), 22);
+        assert_eq!((sized.len(), sized.as_ptr()), (22, at));
+        sized.make_mut().expect("alone")[..].copy_from_slice(value);
+        assert_eq!(&sized[..], value);
+
+        // Too small, too large, shared, or not empty: a new allocation, same
+        // bytes.
+        let large = Bytes::with_capacity(64);
+        let large_at = large.as_ptr();
+        let copy = Bytes::copied(Some(large), value);
+        assert_eq!(&copy[..], value);
+        assert_ne!(
+            copy.as_ptr(),
+            large_at,
+            "no memory the cache does not weigh"
+        );
+        let small = Bytes::with_capacity(8);
+        let small_at = small.as_ptr();
+        let copy = Bytes::copied(Some(small), value);
+        assert_eq!(&copy[..], value);
+        assert_ne!(copy.as_ptr(), small_at);
+        let shared = Bytes::with_capacity(value.len());
+        let _other = shared.clone();
+        assert_ne!(
+            Bytes::copied(Some(shared.clone()), value).as_ptr(),
+            shared.as_ptr()
+        );
+        let full = Bytes::from(b"extent 13 generation 1".to_vec());
+        let full_at = full.as_ptr();
+        let over = Bytes::sized(Some(full), 22);
+        assert_ne!(over.as_ptr(), full_at, "a value is never overwritten");
+        assert_eq!(&over[..], &[0u8; 22][..]);
     }
 }

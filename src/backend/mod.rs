@@ -138,12 +138,15 @@ pub(crate) fn read_exact_at(
     Ok(())
 }
 
-/// Reads `location` from `backend` into fresh [`Bytes`].
-pub(crate) fn read_bytes(backend: &dyn Backend, location: Location) -> Result<Bytes> {
-    let mut bytes = Bytes::zeroed(location.length as usize);
-    let buf = bytes
-        .make_mut()
-        .expect("freshly allocated bytes have one owner");
+/// Reads `location` from `backend` into [`Bytes`]: `buffer` if it can hold
+/// the extent (see [`Bytes::sized`]), else fresh ones.
+pub(crate) fn read_bytes_into(
+    backend: &dyn Backend,
+    location: Location,
+    buffer: Option<Bytes>,
+) -> Result<Bytes> {
+    let mut bytes = Bytes::sized(buffer, location.length as usize);
+    let buf = bytes.make_mut().expect("sized bytes have one owner");
     backend.read_at(location, buf)?;
     Ok(bytes)
 }

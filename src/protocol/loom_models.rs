@@ -351,7 +351,7 @@ fn generation_tagged_cache_prefetch_racing_compaction_commit() {
 fn claimed_worker(w: &Arc<World>) -> thread::JoinHandle<Result<Bytes>> {
     w.write(A, 1).expect("setup write");
     let claimed = match ReadOp::claim(&w.core, A) {
-        Claim::Claimed(token) => ReadOp::with_claim(token),
+        Claim::Claimed(token, _) => ReadOp::with_claim(token),
         other => panic!("nothing cached or loading: the claim is the prefetch's ({other:?})"),
     };
     let w = w.clone();

@@ -572,4 +572,10 @@ pub(crate) trait Machine {
     fn joins_loads(&self) -> bool {
         true
     }
+    /// A buffer allocated where the operation was asked for, for the bytes of
+    /// its next device read (taken once; see `Bytes::with_capacity`). The
+    /// store's driver reads into it; the emulator's has no use for it.
+    fn read_buffer(&mut self) -> Option<Bytes> {
+        None
+    }
 }

@@ -37,6 +37,9 @@ pub(crate) struct ReadOp {
     /// The load of this generation, claimed ahead by [`ReadOp::claim`]: `start`
     /// loads with it instead of looking up.
     claimed: Option<(u64, FillToken)>,
+    /// Where its first device read goes ([`Machine::read_buffer`]), allocated
+    /// by whoever asked for the prefetch.
+    buffer: Option<Bytes>,
 }
 
 #[derive(Debug)]
@@ -52,8 +55,8 @@ pub(crate) enum Claim {
     /// The load is this prefetch's: [`ReadOp::with_claim`] makes the op that
     /// runs it. Until then a demand reader of that generation waits on it
     /// near the queue's front, and takes it over further back (see
-    /// [`ReadOp::claim`]).
-    Claimed(FillToken),
+    /// [`ReadOp::claim`]). With the extent's length when it was claimed.
+    Claimed(FillToken, u32),
     /// The current generation is cached.
     Cached,
     /// Nothing to claim: not readable, being loaded already, or a newer
@@ -71,7 +74,15 @@ impl ReadOp {
             last_generation: 0,
             good_copy_for: None,
             claimed: None,
+            buffer: None,
         }
+    }
+
+    /// This op, its first device read going into `buffer` when it fits
+    /// ([`Machine::read_buffer`]).
+    pub(crate) fn with_buffer(mut self, buffer: Option<Bytes>) -> Self {
+        self.buffer = buffer;
+        self
     }
 
     /// A prefetch of `id` that claims its load now and runs later: a lookup at
@@ -92,21 +103,21 @@ impl ReadOp {
     /// over: then the reader's token finishes it.
     pub(crate) fn claim(core: &Core, id: ExtentId) -> Claim {
         // First without a miss counted for what is cached or loading already.
-        let generation = match ReadOp::unheld(core, id) {
-            Ok(generation) => generation,
+        let snapshot = match ReadOp::unheld(core, id) {
+            Ok(snapshot) => snapshot,
             Err(found) => return found,
         };
-        match core.cache.claim(id, generation) {
+        match core.cache.claim(id, snapshot.generation()) {
             Lookup::Hit(_) => Claim::Cached,
             Lookup::Newer | Lookup::Wait(_) => Claim::Not,
-            Lookup::Load(token) => Claim::Claimed(token),
+            Lookup::Load(token) => Claim::Claimed(token, snapshot.location().length),
         }
     }
 
-    /// The current generation of `id` if it is readable and neither cached nor
-    /// being loaded, without touching the cache's counters; else what a claim
-    /// would find ([`Claim::Cached`] or [`Claim::Not`]).
-    pub(crate) fn unheld(core: &Core, id: ExtentId) -> std::result::Result<u64, Claim> {
+    /// The current record of `id` if it is readable and its generation is
+    /// neither cached nor being loaded, without touching the cache's counters;
+    /// else what a claim would find ([`Claim::Cached`] or [`Claim::Not`]).
+    pub(crate) fn unheld(core: &Core, id: ExtentId) -> std::result::Result<Snapshot, Claim> {
         let snapshot = (core.table.snapshot(id)).map_err(|_| Claim::Not)?;
         if !snapshot.is_readable() {
             return Err(Claim::Not);
@@ -114,7 +125,7 @@ impl ReadOp {
         match core.cache.holds(id, snapshot.generation()) {
             Some(true) => Err(Claim::Cached),
             Some(false) => Err(Claim::Not),
-            None => Ok(snapshot.generation()),
+            None => Ok(snapshot),
         }
     }
 
@@ -211,6 +222,10 @@ impl Machine for ReadOp {
     /// A prefetch never waits on another load (see [`Machine::joins_loads`]).
     fn joins_loads(&self) -> bool {
         self.priority == Priority::Demand
+    }
+
+    fn read_buffer(&mut self) -> Option<Bytes> {
+        self.buffer.take()
     }
 
     type Output = Bytes;
@@ -375,7 +390,7 @@ mod tests {
 
     fn claimed(core: &Core, id: ExtentId) -> ReadOp {
         match ReadOp::claim(core, id) {
-            Claim::Claimed(token) => ReadOp::with_claim(token),
+            Claim::Claimed(token, _) => ReadOp::with_claim(token),
             other => panic!("no claim: {other:?}"),
         }
     }

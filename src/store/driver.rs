@@ -13,7 +13,7 @@
 
 use super::durable::METADATA_DEVICE;
 use super::shared::{Shared, Steps};
-use crate::backend::read_bytes;
+use crate::backend::read_bytes_into;
 use crate::bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::protocol::{Core, IoRequest, IoResult, Machine, Step, Tally};
@@ -135,7 +135,13 @@ impl Shared {
                 return Err(Error::Shutdown);
             }
             step = match step {
-                Step::Io(request) => op.on_io(core, self.perform(request)),
+                Step::Io(request) => {
+                    let buffer = match request {
+                        IoRequest::Read(_) => op.read_buffer(),
+                        _ => None,
+                    };
+                    op.on_io(core, self.perform(request, buffer))
+                }
                 Step::Wait(_) if !join_loads => return Ok(None),
                 Step::Wait(flight) => op.on_wait(core, flight.wait()),
                 Step::Backoff(us) => {
@@ -181,12 +187,13 @@ impl Shared {
             if members.len() < 2 {
                 continue;
             }
-            let IoResult::Read(Ok(bytes)) = self.perform(IoRequest::Read(span)) else {
+            let IoResult::Read(Ok(bytes)) = self.perform(IoRequest::Read(span), None) else {
                 continue;
             };
             for (i, l) in members {
                 let at = (l.offset - span.offset) as usize;
-                let slice = Bytes::from(&bytes[at..at + l.length as usize]);
+                let buffer = guards[i].op.read_buffer();
+                let slice = Bytes::copied(buffer, &bytes[at..at + l.length as usize]);
                 answers[i] = Some(IoResult::Read(Ok(slice)));
             }
         }
@@ -212,7 +219,9 @@ impl Shared {
     /// that request ([`Error::Io`], kind `Other`), so the machine takes its
     /// ordinary failure path (a write aborts, a read fails or retries) and no panic
     /// escapes to the caller or a worker.
-    fn perform(&self, request: IoRequest) -> IoResult {
+    ///
+    /// A read goes into `buffer` when it fits (`Machine::read_buffer`).
+    fn perform(&self, request: IoRequest, buffer: Option<Bytes>) -> IoResult {
         let (device, op, reads) = match &request {
             IoRequest::Read(location) => (location.device, "read", true),
             IoRequest::GoodCopy(..) => (0, "good_copy", true),
@@ -221,7 +230,7 @@ impl Shared {
             IoRequest::Journal(_) => (METADATA_DEVICE, "journal", false),
             IoRequest::SyncAndJournal(device, _) => (*device, "sync", false),
         };
-        let call = std::panic::AssertUnwindSafe(|| self.perform_unguarded(request));
+        let call = std::panic::AssertUnwindSafe(|| self.perform_unguarded(request, buffer));
         match std::panic::catch_unwind(call) {
             Ok(result) => result,
             Err(payload) => {
@@ -246,12 +255,12 @@ impl Shared {
         }
     }
 
-    fn perform_unguarded(&self, request: IoRequest) -> IoResult {
+    fn perform_unguarded(&self, request: IoRequest, buffer: Option<Bytes>) -> IoResult {
         let backend = &*self.backend;
         match request {
             IoRequest::Read(location) => {
                 let started = Instant::now();
-                let bytes = read_bytes(backend, location);
+                let bytes = read_bytes_into(backend, location, buffer);
                 if location.length <= LATENCY_PROBE_MAX {
                     self.note_read(started.elapsed());
                 }
@@ -640,5 +649,66 @@ mod tests {
             assert_eq!(&bytes[..], value(id).as_slice(), "extent {id}");
         }
         assert!(store.shared.core.cache.peek(ExtentId(5)).is_none());
+    }
+
+    #[test]
+    fn prefetch_loads_read_into_the_buffers_their_hints_brought() {
+        let config = StoreConfig::builder()
+            .devices(1)
+            .prefetch_workers(0)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::new(MemBackend::new(1), config).unwrap_or_else(|e| panic!("{e}"));
+        // Extent and generation (1) in the first 16 bytes.
+        let value = |id: u64| -> Vec<u8> {
+            let mut v = vec![id as u8; 2000 + id as usize * 10];
+            v[..8].copy_from_slice(&id.to_le_bytes());
+            v[8..16].copy_from_slice(&1u64.to_le_bytes());
+            v
+        };
+        for id in 0..10 {
+            store
+                .write(ExtentId(id), &value(id))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let len = |id: u64| value(id).len();
+        // Extents 0..8 lie together (one merged read, copied out into each
+        // buffer); extent 8's buffer is too small (a fresh allocation).
+        let buffers: Vec<Bytes> = (0..9)
+            .map(|id| Bytes::with_capacity(if id == 8 { 16 } else { len(id) }))
+            .collect();
+        let at: Vec<*const u8> = buffers.iter().map(|b| b.as_ptr()).collect();
+        let loads: Vec<ReadOp> = (buffers.into_iter().enumerate())
+            .map(|(id, b)| {
+                ReadOp::new(ExtentId(id as u64), Priority::Prefetch).with_buffer(Some(b))
+            })
+            .collect();
+        assert!(
+            store
+                .shared
+                .drive_coalesced(loads)
+                .iter()
+                .all(|r| r.is_ok())
+        );
+        // Extent 9 alone: its own device read.
+        let alone = Bytes::with_capacity(len(9));
+        let alone_at = alone.as_ptr();
+        let op = ReadOp::new(ExtentId(9), Priority::Prefetch).with_buffer(Some(alone));
+        assert!(store.shared.drive(op, false).is_ok());
+        for id in 0..10u64 {
+            let (generation, bytes) = (store.shared.core.cache)
+                .peek(ExtentId(id))
+                .unwrap_or_else(|| panic!("extent {id} cached"));
+            assert_eq!(
+                (generation, &bytes[..]),
+                (1, value(id).as_slice()),
+                "extent {id}"
+            );
+            let expected = match id {
+                9 => alone_at,
+                _ => at[id as usize],
+            };
+            assert_eq!(bytes.as_ptr() == expected, id != 8, "extent {id}'s buffer");
+        }
     }
 }

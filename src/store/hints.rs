@@ -3,6 +3,7 @@
 
 use super::Store;
 use super::prefetch::Hint;
+use crate::bytes::Bytes;
 use crate::protocol::{Claim, ReadOp};
 use crate::record::ExtentId;
 use crate::sync::Ordering::Relaxed;
@@ -30,11 +31,12 @@ impl Store {
         let found = match claim {
             true => ReadOp::claim(core, id),
             false => match ReadOp::unheld(core, id) {
-                Ok(generation) => {
+                Ok(snapshot) => {
                     let hint = Hint {
                         id,
-                        generation,
+                        generation: snapshot.generation(),
                         claimed: None,
+                        buffer: None,
                     };
                     return self.offer(hint);
                 }
@@ -42,10 +44,11 @@ impl Store {
             },
         };
         match found {
-            Claim::Claimed(token) => self.offer(Hint {
+            Claim::Claimed(token, length) => self.offer(Hint {
                 id,
                 generation: token.generation(),
                 claimed: Some(token),
+                buffer: (length <= BUFFER_AHEAD_MAX).then(|| Bytes::with_capacity(length as usize)),
             }),
             Claim::Cached => Hinted::Cached,
             Claim::Not => Hinted::Not,
@@ -121,6 +124,18 @@ impl Store {
             .store(!loaded && asked && all_cached, Relaxed);
     }
 }
+
+/// The largest extent whose buffer readahead allocates on the reader's thread
+/// when it claims the load (`Hint::buffer`). A hit touches the value's handle,
+/// so values lie best where a scan meets them in order: with glibc's
+/// per-thread arenas, a cache the two workers filled on a scan was read back
+/// 1.17x slower than one the reader filled (BENCHMARKS.md, "Cached reads: where
+/// the values lie"). Bound: larger values are allocated by the worker, because
+/// from 128 KiB glibc maps each allocation (a system call on the reader's path)
+/// and a large value's own read outweighs where its handle lies; with at most
+/// 128 claims queued (`CLAIM_QUEUE_MAX`), the buffers waiting in the queue hold
+/// at most 8 MiB.
+const BUFFER_AHEAD_MAX: u32 = 64 << 10;
 
 /// What `Store::hint_unless_held` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

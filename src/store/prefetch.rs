@@ -35,6 +35,7 @@
 //! pins and fill tokens, and counted the same way.
 
 use super::shared::Shared;
+use crate::bytes::Bytes;
 use crate::cache::{ClaimQueue, FillToken, Priority};
 use crate::error::{Error, Result};
 use crate::protocol::{Machine, ReadOp};
@@ -51,6 +52,9 @@ pub(crate) struct Hint {
     /// readers of this generation wait on it, or take it over when it waits
     /// far back in the queue (`ReadOp::claim`).
     pub(crate) claimed: Option<FillToken>,
+    /// Where the load's bytes go, allocated by the thread that queued the hint
+    /// (readahead's reader, for small extents; see `store::hints`).
+    pub(crate) buffer: Option<Bytes>,
 }
 
 /// The hint queue and its workers.
@@ -208,10 +212,11 @@ impl Shared {
                     }
                     return None;
                 }
-                Some(match hint.claimed {
+                let op = match hint.claimed {
                     Some(token) => ReadOp::with_claim(token),
                     None => ReadOp::new(hint.id, Priority::Prefetch),
-                })
+                };
+                Some(op.with_buffer(hint.buffer))
             })
             .collect();
         // Errors are not the prefetcher's to report (a demand read will see them),

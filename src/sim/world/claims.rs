@@ -26,7 +26,7 @@ impl World {
     /// loaded already: a plain prefetch, which finds that.
     pub(super) fn start_claimed(&mut self, actor: usize, extent: ExtentId) {
         let token = match ReadOp::claim(&self.core, extent) {
-            Claim::Claimed(token) => token,
+            Claim::Claimed(token, _) => token,
             _ => {
                 let op = Op::Read(ReadOp::new(extent, Priority::Prefetch));
                 return self.start(actor, extent, op);
