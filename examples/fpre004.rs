@@ -160,8 +160,9 @@ struct Args {
     #[arg(long)]
     relocation_drops_tag: bool,
     /// Percent of prefetches that claim their load and run it later, as the
-    /// store's readahead hints do; a demand read meeting a claim first takes
-    /// the load over (default 0: plain prefetches only).
+    /// store's readahead hints do; a demand read meeting a claim waits on it,
+    /// or takes the load over if another claim waits ahead of it (default 0:
+    /// plain prefetches only).
     #[arg(long, default_value_t = 0)]
     claim_percent: u32,
     /// Mutant: a demand read takes a claim over and then waits on it instead
@@ -535,6 +536,12 @@ fn meets(expect: Option<Expect>, r: &Report) -> bool {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.take_over_without_load && args.claim_percent == 0 {
+        // Without claims the mutant has nothing to break: a clean run would
+        // prove nothing.
+        eprintln!("--take-over-without-load needs --claim-percent above 0");
+        return ExitCode::from(2);
+    }
     if let Some(seed) = args.seed {
         return replay(&args, seed);
     }

@@ -78,30 +78,36 @@ impl Bytes {
     ///
     /// [`with_capacity`]: Self::with_capacity
     pub(crate) fn sized(buffer: Option<Bytes>, len: usize) -> Bytes {
-        if let Some(mut bytes) = buffer
-            && let Some(Owner::Vec(v)) = Arc::get_mut(&mut bytes.0)
-            && v.is_empty()
-            && v.capacity() == len
-        {
-            // No reallocation: the capacity is the length.
-            v.resize(len, 0);
-            return bytes;
+        match buffer.and_then(|b| b.fitted(len)) {
+            Some(bytes) => bytes,
+            None => Bytes::zeroed(len),
         }
-        Bytes::zeroed(len)
     }
 
     /// A copy of `src`, in `buffer` if it can hold it (see [`sized`](Self::sized)).
     pub(crate) fn copied(buffer: Option<Bytes>, src: &[u8]) -> Bytes {
-        let Some(buffer) = buffer else {
+        let Some(mut bytes) = buffer.and_then(|b| b.fitted(src.len())) else {
             return Bytes::from(src);
         };
-        let mut bytes = Bytes::sized(Some(buffer), src.len());
-        match bytes.make_mut() {
-            Some(dst) => dst.copy_from_slice(src),
-            // `sized` hands back a new, unshared vector.
-            None => return Bytes::from(src),
+        if let Some(dst) = bytes.make_mut() {
+            dst.copy_from_slice(src);
         }
         bytes
+    }
+
+    /// This handle holding `len` zero bytes, if it is an empty, unshared
+    /// vector of exactly `len` bytes' capacity (see [`sized`](Self::sized));
+    /// `None` drops it.
+    fn fitted(mut self, len: usize) -> Option<Bytes> {
+        let Some(Owner::Vec(v)) = Arc::get_mut(&mut self.0) else {
+            return None;
+        };
+        if !v.is_empty() || v.capacity() != len {
+            return None;
+        }
+        // No reallocation: the capacity is the length.
+        v.resize(len, 0);
+        Some(self)
     }
 
     /// The bytes as a slice.
@@ -236,32 +242,24 @@ mod tests {
         sized.make_mut().expect("alone")[..].copy_from_slice(value);
         assert_eq!(&sized[..], value);
 
-        // Too small, too large, shared, or not empty: a new allocation, same
-        // bytes.
-        let large = Bytes::with_capacity(64);
-        let large_at = large.as_ptr();
-        let copy = Bytes::copied(Some(large), value);
-        assert_eq!(&copy[..], value);
-        assert_ne!(
-            copy.as_ptr(),
-            large_at,
-            "no memory the cache does not weigh"
-        );
-        let small = Bytes::with_capacity(8);
-        let small_at = small.as_ptr();
-        let copy = Bytes::copied(Some(small), value);
-        assert_eq!(&copy[..], value);
-        assert_ne!(copy.as_ptr(), small_at);
-        let shared = Bytes::with_capacity(value.len());
+        // Too large (memory the cache would not weigh), too small, shared,
+        // or holding a value: not used.
+        let len = value.len();
+        assert!(Bytes::with_capacity(64).fitted(len).is_none());
+        assert!(Bytes::with_capacity(8).fitted(len).is_none());
+        let shared = Bytes::with_capacity(len);
         let _other = shared.clone();
-        assert_ne!(
-            Bytes::copied(Some(shared.clone()), value).as_ptr(),
-            shared.as_ptr()
+        assert!(shared.fitted(len).is_none());
+        assert!(
+            Bytes::from(b"extent 13 generation 1".to_vec())
+                .fitted(len)
+                .is_none()
         );
-        let full = Bytes::from(b"extent 13 generation 1".to_vec());
-        let full_at = full.as_ptr();
-        let over = Bytes::sized(Some(full), 22);
-        assert_ne!(over.as_ptr(), full_at, "a value is never overwritten");
-        assert_eq!(&over[..], &[0u8; 22][..]);
+        assert!(Bytes::with_capacity(len).fitted(len).is_some());
+        // Then a new allocation, the same bytes.
+        let copy = Bytes::copied(Some(Bytes::with_capacity(8)), value);
+        assert_eq!(&copy[..], value);
+        let zeros = Bytes::sized(Some(Bytes::with_capacity(64)), len);
+        assert_eq!(&zeros[..], &[0u8; 22][..]);
     }
 }

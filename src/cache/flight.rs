@@ -92,6 +92,17 @@ impl ClaimQueue {
         self.taken.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Hints given a place whose run no worker started yet (or that never
+    /// entered, until counted): what waits in the queue and in the workers'
+    /// batches.
+    pub(crate) fn waiting(&self) -> u64 {
+        // Relaxed: an estimate that bounds memory held by waiting hints; it
+        // is off by at most the places given and taken while it reads, and
+        // orders nothing.
+        let taken = self.taken.load(Ordering::Relaxed);
+        self.given.load(Ordering::Relaxed).saturating_sub(taken)
+    }
+
     /// Whether the hint given place `at` waits behind enough others that a
     /// reader should not wait for it.
     fn far_back(&self, at: u64) -> bool {

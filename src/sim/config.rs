@@ -47,9 +47,10 @@ pub struct Workload {
     pub think_ns: u64,
     /// Percent of prefetches that claim their load when they are queued and
     /// run later, as the store's readahead hints do (`ReadOp::claim`): a
-    /// demand read that meets the claim before it runs takes the load over and
-    /// the prefetch, finding it taken, runs as a plain one. 0 (the default)
-    /// keeps every prefetch a plain one.
+    /// demand read that meets the claim before it runs waits on it, or takes
+    /// the load over if another claim waits ahead of it (the prefetch, finding
+    /// it taken, then runs as a plain one). 0 (the default) keeps every
+    /// prefetch a plain one.
     pub claim_percent: u32,
 }
 

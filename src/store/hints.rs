@@ -48,11 +48,20 @@ impl Store {
                 id,
                 generation: token.generation(),
                 claimed: Some(token),
-                buffer: (length <= BUFFER_AHEAD_MAX).then(|| Bytes::with_capacity(length as usize)),
+                buffer: self
+                    .buffers_ahead(length)
+                    .then(|| Bytes::with_capacity(length as usize)),
             }),
             Claim::Cached => Hinted::Cached,
             Claim::Not => Hinted::Not,
         }
+    }
+
+    /// Whether a claimed hint of an extent `length` bytes long brings its
+    /// buffer (see [`BUFFER_AHEAD_MAX`]).
+    fn buffers_ahead(&self, length: u32) -> bool {
+        length <= BUFFER_AHEAD_MAX
+            && self.prefetcher.waiting() < self.prefetcher.claim_below() as u64
     }
 
     /// Queues `hint`, counted; a claim the full queue refused is ended.
@@ -131,10 +140,13 @@ impl Store {
 /// per-thread arenas, a cache the two workers filled on a scan was read back
 /// 1.17x slower than one the reader filled (BENCHMARKS.md, "Cached reads: where
 /// the values lie"). Bound: larger values are allocated by the worker, because
-/// from 128 KiB glibc maps each allocation (a system call on the reader's path)
-/// and a large value's own read outweighs where its handle lies; with at most
-/// 128 claims queued (`CLAIM_QUEUE_MAX`), the buffers waiting in the queue hold
-/// at most 8 MiB.
+/// glibc maps each allocation from 128 KiB by default (until its threshold
+/// adapts), a system call on the reader's path, and a large value's own read
+/// outweighs where its handle lies. A buffer is allocated only while fewer
+/// hints than `claim_below` (128) wait in the queue or in a worker's batch
+/// (`Prefetcher::waiting`), so the buffers of waiting hints hold at most
+/// (128 + the threads hinting at once) × 64 KiB, about 8 MiB with one reader;
+/// a buffer whose load runs is that load's own memory.
 const BUFFER_AHEAD_MAX: u32 = 64 << 10;
 
 /// What `Store::hint_unless_held` did.

@@ -154,6 +154,12 @@ impl Prefetcher {
         self.has_workers
     }
 
+    /// Hints waiting in the queue or in a worker's batch, their runs not
+    /// started (`ClaimQueue::waiting`).
+    pub(crate) fn waiting(&self) -> u64 {
+        self.claims.waiting()
+    }
+
     /// Hints waiting in the queue.
     pub(crate) fn queued(&self) -> usize {
         self.sender.read().as_ref().map_or(0, Sender::len)

@@ -3,9 +3,11 @@
 
 use super::op::{ActiveOp, Input, Op};
 use super::{Event, World};
-use crate::cache::Priority;
+use crate::cache::{Cache, ClaimQueue, Priority};
 use crate::protocol::{Claim, ReadOp};
 use crate::record::ExtentId;
+use crate::sim::SimConfig;
+use crate::sync::Arc;
 use rand::Rng;
 
 impl World {
@@ -19,11 +21,12 @@ impl World {
     }
 
     /// A prefetch that claims its load now, as a readahead hint does when it
-    /// is queued (`ReadOp::claim`, the store's code), and runs it after a
-    /// while, as a worker takes the hint later: up to four device reads'
-    /// time. A demand read of the extent meanwhile takes the load over (a
-    /// claim outside any queue always counts as far back). Cached or being
-    /// loaded already: a plain prefetch, which finds that.
+    /// is queued (`ReadOp::claim`, the store's code), takes the next place in
+    /// the run's claim queue, and runs after a while, as a worker takes the
+    /// hint later: up to four device reads' time. A demand read of the extent
+    /// meanwhile waits on the load unless another claim waits ahead of it,
+    /// and takes it over then (`ClaimQueue`, as in the store). Cached or being loaded already: a plain prefetch, which finds
+    /// that.
     pub(super) fn start_claimed(&mut self, actor: usize, extent: ExtentId) {
         let token = match ReadOp::claim(&self.core, extent) {
             Claim::Claimed(token, _) => token,
@@ -33,6 +36,7 @@ impl World {
             }
         };
         self.report.claims += 1;
+        token.enqueued(self.claim_queue.give(), &self.claim_queue);
         let l = &self.cfg.latency;
         let wait = self.rng.random_range(0..=4 * (l.floor_ns + l.jitter_ns));
         let at = self.now.saturating_add(wait);
@@ -42,6 +46,7 @@ impl World {
 
     /// The claimed prefetch in slot `idx` starts its run.
     pub(super) fn begin_claimed(&mut self, idx: usize) {
+        self.claim_queue.took();
         if let Some(Some(ActiveOp {
             op: Op::Read(read), ..
         })) = self.slots.get(idx)
@@ -51,4 +56,18 @@ impl World {
         }
         self.dispatch(idx, Input::Start);
     }
+}
+
+/// A claim queue served by one worker: with a claim at most per prefetcher
+/// waiting at a time, more patience would never count one far back, and no
+/// reader would take a claim over.
+pub(super) fn new_queue() -> Arc<ClaimQueue> {
+    Arc::new(ClaimQueue::new(1))
+}
+
+/// The emulated store's cache, with the configuration's cache mutant.
+pub(super) fn new_cache(cfg: &SimConfig) -> Cache {
+    let mut cache = Cache::new(u64::from(cfg.workload.extents) * 256, 4);
+    cache.mutant_take_over_without_load = cfg.take_over_without_load;
+    cache
 }

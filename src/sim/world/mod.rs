@@ -3,7 +3,8 @@
 //!
 //! The rest of the run lives beside it: the operations in flight ([`op`]), the
 //! driver that steps their machines and carries out their I/O ([`driver`]),
-//! crashes and reopens ([`reopen`]), and the checker ([`checker`]).
+//! prefetches that claim their loads ahead ([`claims`]), crashes and reopens
+//! ([`reopen`]), and the checker ([`checker`]).
 
 mod checker;
 mod claims;
@@ -20,7 +21,7 @@ use super::legacy::{self, Legacy};
 use super::model::Model;
 use super::report::{Report, Trace};
 use crate::backend::SyncBook;
-use crate::cache::{Cache, Flight, Priority};
+use crate::cache::{ClaimQueue, Flight, Priority};
 use crate::journal::open::Geometry;
 use crate::journal::plan::PlanMutants;
 use crate::protocol::{
@@ -105,6 +106,8 @@ pub(crate) struct World {
     slots: Vec<Option<ActiveOp>>,
     free_slots: Vec<usize>,
     waiters: Vec<(usize, Arc<Flight>)>,
+    /// Where claimed prefetches wait for their run (see [`claims`]).
+    claim_queue: Arc<ClaimQueue>,
     rng: ChaCha8Rng,
     started: u32,
     last_version: Vec<u64>,
@@ -193,7 +196,7 @@ impl World {
         };
         let core = Core {
             table,
-            cache: new_cache(&cfg),
+            cache: claims::new_cache(&cfg),
             allocator,
             reclaimer: Reclaimer::new(),
             health: Health::new(
@@ -271,6 +274,7 @@ impl World {
             slots: Vec::new(),
             free_slots: Vec::new(),
             waiters: Vec::new(),
+            claim_queue: claims::new_queue(),
             rng,
             started: 0,
         }
@@ -588,11 +592,4 @@ fn new_books(cfg: &SimConfig) -> Vec<SyncBook> {
             book
         })
         .collect()
-}
-
-/// The emulated store's cache, with the configuration's cache mutant.
-fn new_cache(cfg: &SimConfig) -> Cache {
-    let mut cache = Cache::new(u64::from(cfg.workload.extents) * 256, 4);
-    cache.mutant_take_over_without_load = cfg.take_over_without_load;
-    cache
 }

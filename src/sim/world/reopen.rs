@@ -115,6 +115,8 @@ impl World {
         self.slots.clear();
         self.free_slots.clear();
         self.waiters.clear();
+        // Every claim was dropped with its slot: places start afresh.
+        self.claim_queue = super::claims::new_queue();
         // The device files are opened afresh: no failure is remembered.
         self.sync_books = new_books(&self.cfg);
         let device_lens = self.fabric.device_lens(self.cfg.devices);
@@ -158,7 +160,7 @@ impl World {
         }
         self.core = Core {
             table: rebuilt.table,
-            cache: super::new_cache(&self.cfg),
+            cache: super::claims::new_cache(&self.cfg),
             allocator: rebuilt.allocator,
             reclaimer: Reclaimer::new(),
             health: Health::new(
