@@ -586,6 +586,36 @@ mod tests {
         }
     }
 
+    /// Extent `id`'s bytes at generation 1, `base + 10 * id` long: extent and
+    /// generation in the first 16 bytes.
+    fn value_of(id: u64, base: usize) -> Vec<u8> {
+        let mut v = vec![id as u8; base + id as usize * 10];
+        v[..8].copy_from_slice(&id.to_le_bytes());
+        v[8..16].copy_from_slice(&1u64.to_le_bytes());
+        v
+    }
+
+    /// A store of one device without prefetch workers, extents `0..extents`
+    /// written once with `value`.
+    fn one_device_store(
+        backend: impl Backend + 'static,
+        extents: u64,
+        value: impl Fn(u64) -> Vec<u8>,
+    ) -> Store {
+        let config = StoreConfig::builder()
+            .devices(1)
+            .prefetch_workers(0)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::new(backend, config).unwrap_or_else(|e| panic!("{e}"));
+        for id in 0..extents {
+            store
+                .write(ExtentId(id), &value(id))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        store
+    }
+
     #[test]
     fn loads_of_extents_that_lie_together_take_one_device_read_and_check_each() {
         let reads = Arc::new(AtomicU64::new(0));
@@ -593,24 +623,8 @@ mod tests {
             inner: MemBackend::new(1),
             reads: Arc::clone(&reads),
         };
-        let config = StoreConfig::builder()
-            .devices(1)
-            .prefetch_workers(0)
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
-        let store = Store::new(backend, config).unwrap_or_else(|e| panic!("{e}"));
-        // Extent and generation (1) in the first 16 bytes.
-        let value = |id: u64| -> Vec<u8> {
-            let mut v = vec![id as u8; 3000 + id as usize * 10];
-            v[..8].copy_from_slice(&id.to_le_bytes());
-            v[8..16].copy_from_slice(&1u64.to_le_bytes());
-            v
-        };
-        for id in 0..16 {
-            store
-                .write(ExtentId(id), &value(id))
-                .unwrap_or_else(|e| panic!("{e}"));
-        }
+        let value = |id: u64| value_of(id, 3000);
+        let store = one_device_store(backend, 16, value);
         // Damage one extent's bytes: its own load fails its check, the others
         // still fill.
         let bad = store
@@ -653,24 +667,8 @@ mod tests {
 
     #[test]
     fn prefetch_loads_read_into_the_buffers_their_hints_brought() {
-        let config = StoreConfig::builder()
-            .devices(1)
-            .prefetch_workers(0)
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
-        let store = Store::new(MemBackend::new(1), config).unwrap_or_else(|e| panic!("{e}"));
-        // Extent and generation (1) in the first 16 bytes.
-        let value = |id: u64| -> Vec<u8> {
-            let mut v = vec![id as u8; 2000 + id as usize * 10];
-            v[..8].copy_from_slice(&id.to_le_bytes());
-            v[8..16].copy_from_slice(&1u64.to_le_bytes());
-            v
-        };
-        for id in 0..10 {
-            store
-                .write(ExtentId(id), &value(id))
-                .unwrap_or_else(|e| panic!("{e}"));
-        }
+        let value = |id: u64| value_of(id, 2000);
+        let store = one_device_store(MemBackend::new(1), 10, value);
         let len = |id: u64| value(id).len();
         // Extents 0..8 lie together (one merged read, copied out into each
         // buffer); extent 8's buffer is too small (a fresh allocation).
