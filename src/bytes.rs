@@ -78,35 +78,28 @@ impl Bytes {
     ///
     /// [`with_capacity`]: Self::with_capacity
     pub(crate) fn sized(buffer: Option<Bytes>, len: usize) -> Bytes {
-        match buffer.and_then(|b| b.fitted(len)) {
-            Some(bytes) => bytes,
-            None => Bytes::zeroed(len),
-        }
+        (buffer.and_then(|b| b.filled(len, |v| v.resize(len, 0))))
+            .unwrap_or_else(|| Bytes::zeroed(len))
     }
 
     /// A copy of `src`, in `buffer` if it can hold it (see [`sized`](Self::sized)).
     pub(crate) fn copied(buffer: Option<Bytes>, src: &[u8]) -> Bytes {
-        let Some(mut bytes) = buffer.and_then(|b| b.fitted(src.len())) else {
-            return Bytes::from(src);
-        };
-        if let Some(dst) = bytes.make_mut() {
-            dst.copy_from_slice(src);
-        }
-        bytes
+        (buffer.and_then(|b| b.filled(src.len(), |v| v.extend_from_slice(src))))
+            .unwrap_or_else(|| Bytes::from(src))
     }
 
-    /// This handle holding `len` zero bytes, if it is an empty, unshared
-    /// vector of exactly `len` bytes' capacity (see [`sized`](Self::sized));
-    /// `None` drops it.
-    fn fitted(mut self, len: usize) -> Option<Bytes> {
+    /// This handle, its `len` bytes written by `fill`, if it is an empty,
+    /// unshared vector of exactly `len` bytes' capacity (see
+    /// [`sized`](Self::sized)), so that `fill` never reallocates; `None` drops
+    /// it.
+    fn filled(mut self, len: usize, fill: impl FnOnce(&mut Vec<u8>)) -> Option<Bytes> {
         let Some(Owner::Vec(v)) = Arc::get_mut(&mut self.0) else {
             return None;
         };
         if !v.is_empty() || v.capacity() != len {
             return None;
         }
-        // No reallocation: the capacity is the length.
-        v.resize(len, 0);
+        fill(v);
         Some(self)
     }
 
@@ -245,17 +238,17 @@ mod tests {
         // Too large (memory the cache would not weigh), too small, shared,
         // or holding a value: not used.
         let len = value.len();
-        assert!(Bytes::with_capacity(64).fitted(len).is_none());
-        assert!(Bytes::with_capacity(8).fitted(len).is_none());
+        assert!(Bytes::with_capacity(64).filled(len, |_| {}).is_none());
+        assert!(Bytes::with_capacity(8).filled(len, |_| {}).is_none());
         let shared = Bytes::with_capacity(len);
         let _other = shared.clone();
-        assert!(shared.fitted(len).is_none());
+        assert!(shared.filled(len, |_| {}).is_none());
         assert!(
             Bytes::from(b"extent 13 generation 1".to_vec())
-                .fitted(len)
+                .filled(len, |_| {})
                 .is_none()
         );
-        assert!(Bytes::with_capacity(len).fitted(len).is_some());
+        assert!(Bytes::with_capacity(len).filled(len, |_| {}).is_some());
         // Then a new allocation, the same bytes.
         let copy = Bytes::copied(Some(Bytes::with_capacity(8)), value);
         assert_eq!(&copy[..], value);

@@ -259,9 +259,8 @@ fn close_wakes_a_reader_waiting_on_a_queued_claim() {
 /// reading extent 7 (an explicit prefetch) and a prefetch of extent 6 queued,
 /// reading 0 and 1 claims the loads of 2 and 3 behind them. A reader of extent
 /// 3 then takes its claim over and reads it itself while the worker is still
-/// held; the worker later finds it cached and does not read it again. Before
-/// readers took claims further back than the workers over, this reader waited
-/// for extents 7, 6 and 2 to load first.
+/// held; the worker later finds it cached and does not read it again. Waiting
+/// on the claim, this reader would wait for extents 7, 6 and 2 to load first.
 #[test]
 fn a_reader_takes_over_a_claim_queued_behind_other_hints() {
     let (backend, store) = one_worker_store(8);
@@ -319,8 +318,8 @@ fn a_reader_takes_over_a_claim_queued_behind_other_hints() {
 /// run still counts as queued: with the worker held reading extent 2 (a
 /// prefetch taken together with the claims of extents 290 and 291, more than a
 /// merged read's span away), a reader of extent 291 takes its claim over
-/// instead of waiting behind the read of 2. When the batch was one run, its
-/// reads ran in device order and the reader waited for them.
+/// instead of waiting behind the read of 2. Were the batch one run, its reads
+/// would run in device order and the reader would wait for them.
 #[test]
 fn a_reader_takes_over_a_claim_behind_another_run_of_the_workers_batch() {
     let (backend, store) = one_worker_store(300);

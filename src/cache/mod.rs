@@ -7,9 +7,9 @@
 //! A load is single-flight: the first miss for `(extent, generation)` gets a
 //! [`FillToken`], later ones wait on its [`Flight`] (except that a demand
 //! reader may take over a readahead claim waiting far back in the prefetch
-//! queue: it gets a token for the same flight, and the claim's is void). The loader completes the token
-//! with the bytes and a re-validation closure that is run *under the shard lock*:
-//! the fill is accepted only if its generation is still current then. A write's
+//! queue: it gets a token for the same flight, and the claim's is void). The
+//! loader completes the token with the bytes and a re-validation closure that
+//! is run *under the shard lock*: the fill is accepted only if its generation is still current then. A write's
 //! commit calls [`Cache::invalidate`], which takes the same lock, so whatever the
 //! order of fill and invalidation, a fill of a superseded generation is either
 //! rejected (waiters get [`FlightOutcome::Superseded`]) or inserted before the

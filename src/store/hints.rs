@@ -22,8 +22,8 @@ impl Store {
     /// (`ReadOp::claim`): the reader that reaches the extent just before a
     /// worker does then waits on the worker's load instead of reading the
     /// extent a second time (and reads it itself, taking the claim over, if
-    /// the claim is further back in the queue). Unclaimed, a reader on 2 cores that outran the 2 workers
-    /// loaded what they were about to load, and the scan served 45-97 % from
+    /// the claim is further back in the queue). Unclaimed, a reader on 2 cores
+    /// that outran the 2 workers loaded what they were about to load, and the scan served 45-97 % from
     /// prefetch from run to run (BENCHMARKS.md, "Readahead that waits").
     fn hint_unless_held(&self, id: ExtentId, claim: bool) -> Hinted {
         let core = &self.shared.core;

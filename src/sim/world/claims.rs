@@ -25,8 +25,8 @@ impl World {
     /// the run's claim queue, and runs after a while, as a worker takes the
     /// hint later: up to four device reads' time. A demand read of the extent
     /// meanwhile waits on the load unless another claim waits ahead of it,
-    /// and takes it over then (`ClaimQueue`, as in the store). Cached or being loaded already: a plain prefetch, which finds
-    /// that.
+    /// and takes it over then (`ClaimQueue`, as in the store). Cached or being
+    /// loaded already: a plain prefetch, which finds that.
     pub(super) fn start_claimed(&mut self, actor: usize, extent: ExtentId) {
         let token = match ReadOp::claim(&self.core, extent) {
             Claim::Claimed(token, _) => token,
