@@ -70,6 +70,26 @@ impl Bytes {
         Bytes::from(Vec::with_capacity(len))
     }
 
+    /// An empty handle without room yet: [`reserve_exact`](Self::reserve_exact)
+    /// gives it room later. Allocating a run of handles first and their room
+    /// after places the handles next to each other (see `store::hints`).
+    pub(crate) fn empty() -> Bytes {
+        Bytes::from(Vec::new())
+    }
+
+    /// Room for exactly `len` bytes in this handle, as
+    /// [`with_capacity`](Self::with_capacity) makes it, if the handle is empty,
+    /// unshared and without room; otherwise a handle of its own with that room.
+    pub(crate) fn reserve_exact(&mut self, len: usize) {
+        if let Some(Owner::Vec(v)) = Arc::get_mut(&mut self.0)
+            && v.capacity() == 0
+        {
+            v.reserve_exact(len);
+            return;
+        }
+        *self = Bytes::with_capacity(len);
+    }
+
     /// `len` zero bytes, to be filled through [`make_mut`](Self::make_mut):
     /// in `buffer` if it is an empty, unshared [`with_capacity`] handle for
     /// exactly `len` bytes, else newly allocated. Exactly: the cache weighs a
@@ -217,6 +237,33 @@ mod tests {
         assert!(bytes.make_mut().is_none(), "shared now");
         // Equal bytes are equal whoever owns them.
         assert_eq!(shared, Bytes::from(&b"extent 8 generation 2"[..]));
+    }
+
+    #[test]
+    fn an_empty_handle_is_given_room_in_place_while_alone() {
+        let mut handle = Bytes::empty();
+        let at = std::sync::Arc::as_ptr(&handle.0);
+        handle.reserve_exact(22);
+        assert_eq!(std::sync::Arc::as_ptr(&handle.0), at, "the same handle");
+        let room = handle.as_ptr();
+        let filled = Bytes::copied(Some(handle), b"extent 14 generation 5");
+        assert_eq!(&filled[..], b"extent 14 generation 5");
+        assert_eq!(filled.as_ptr(), room, "filled in the room reserved");
+
+        // Shared, or given room already: a handle of its own, the other untouched.
+        let mut shared = Bytes::empty();
+        let other = shared.clone();
+        shared.reserve_exact(22);
+        assert!(!std::sync::Arc::ptr_eq(&shared.0, &other.0));
+        assert_eq!(other.len(), 0);
+        let mut twice = Bytes::with_capacity(8);
+        let at = std::sync::Arc::as_ptr(&twice.0);
+        twice.reserve_exact(22);
+        assert_ne!(std::sync::Arc::as_ptr(&twice.0), at);
+        assert!(
+            twice.filled(22, |_| {}).is_some(),
+            "exactly 22 bytes of room"
+        );
     }
 
     #[test]

@@ -294,6 +294,7 @@ impl Store {
                 config.readahead_max_bytes,
                 config.prefetch_queue as u64,
             )),
+            buffers: Mutex::new(super::hints::BufferRun::default()),
             max_extent_bytes: config.max_extent_bytes,
             write_wait: std::time::Duration::from_millis(config.write_wait_ms),
             readahead_on: config.readahead,

@@ -81,6 +81,8 @@ use shared::Shared;
 pub struct Store {
     shared: Arc<Shared>,
     readahead: Mutex<Readahead>,
+    /// Readahead's buffers, allocated in runs (see `Store::buffer`).
+    buffers: Mutex<hints::BufferRun>,
     /// Longest write accepted (checked before the caller's bytes are copied).
     max_extent_bytes: u64,
     /// Whether sequential reads trigger readahead.
