@@ -230,6 +230,42 @@ enum Hinted {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::{MemBackend, StoreConfig};
+
+    #[test]
+    fn a_sequential_scan_claims_its_hints_with_buffers_from_a_run() {
+        let config = StoreConfig::builder()
+            .devices(2)
+            .prefetch_workers(2)
+            .readahead(true)
+            .readahead_min_read_us(0)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::new(MemBackend::new(2), config).unwrap_or_else(|e| panic!("{e}"));
+        let value = |id: u64| {
+            let mut v = vec![id as u8; 4096];
+            v[..8].copy_from_slice(&id.to_le_bytes());
+            v[8..16].copy_from_slice(&1u64.to_le_bytes());
+            v
+        };
+        for id in 0..64 {
+            store
+                .write(ExtentId(id), &value(id))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(store.buffers.lock().last_len, 0, "no hint yet");
+        for id in 0..64 {
+            let read = store.read(ExtentId(id)).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(&read[..], &value(id)[..], "extent {id}");
+        }
+        // The window's claimed hints asked the run for 4 KiB buffers (the
+        // queue never held 128 hints, so every claimed hint brought one).
+        let runs = store.buffers.lock();
+        assert_eq!((runs.len, runs.last_len), (4096, 4096));
+        drop(runs);
+        assert!(store.stats().prefetch_queued > 0);
+        store.close().unwrap_or_else(|e| panic!("{e}"));
+    }
 
     #[test]
     fn a_buffer_run_is_made_for_a_length_asked_twice_and_emptied_by_another() {
