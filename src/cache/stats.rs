@@ -1,0 +1,43 @@
+//! The cache's counters.
+
+#[cfg(doc)]
+use super::Cache;
+
+/// Counters of one cache, summed over its shards.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Lookups served from an entry of the current generation.
+    pub hits: u64,
+    /// Lookups that had to load or wait for a load.
+    pub misses: u64,
+    /// Entries inserted.
+    pub inserted: u64,
+    /// Entries evicted for space.
+    pub evicted: u64,
+    /// Fills rejected because the generation changed while they loaded.
+    pub superseded: u64,
+    /// Prefetched entries (or prefetch loads) later read by a demand read.
+    pub prefetch_used: u64,
+    /// Prefetched entries evicted without ever being read.
+    pub prefetch_wasted: u64,
+    /// Entries or loads removed because a newer generation committed.
+    pub invalidated: u64,
+    /// Fills never cached because they weigh more than the whole cache or
+    /// 2^40 - 1 bytes ([`Cache::max_entry_bytes`]). (A fill heavier than a shard, `capacity /
+    /// shards`, is cached apart: see [`Cache::max_entry_bytes`].)
+    pub oversized: u64,
+}
+
+impl CacheStats {
+    pub(super) fn add(&mut self, o: &CacheStats) {
+        self.hits += o.hits;
+        self.misses += o.misses;
+        self.inserted += o.inserted;
+        self.evicted += o.evicted;
+        self.superseded += o.superseded;
+        self.prefetch_used += o.prefetch_used;
+        self.prefetch_wasted += o.prefetch_wasted;
+        self.invalidated += o.invalidated;
+        self.oversized += o.oversized;
+    }
+}
