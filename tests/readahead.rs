@@ -211,10 +211,11 @@ fn read_without_waiting(store: &Arc<Store>, id: ExtentId, behind: &str) -> exten
 #[test]
 fn a_reader_waits_on_the_load_readahead_claimed_for_it() {
     let (backend, store, gate, reads, used) = worker_held_on_extent_2();
+    let joined = store.stats().cache.prefetch_joined;
     let reader = read_on_a_thread(&store, ExtentId(3));
-    // The reader joined the claimed load (counted as served from prefetch) or
-    // read the device itself; the worker stays held until one of them happened.
-    wait_until(|| store.stats().cache.prefetch_used > used || backend.calls(Op::Read) > reads);
+    // The reader joined the claimed load or read the device itself; the worker
+    // stays held until one of them happened.
+    wait_until(|| store.stats().cache.prefetch_joined > joined || backend.calls(Op::Read) > reads);
     gate.release();
     let bytes = reader.recv().expect("the reader answers").expect("read");
     assert_eq!(decode(&bytes), (ExtentId(3), 1));
@@ -237,7 +238,7 @@ fn a_reader_waits_on_the_load_readahead_claimed_for_it() {
 fn close_wakes_a_reader_waiting_on_a_queued_claim() {
     let (_backend, store, gate, _, used) = worker_held_on_extent_2();
     let reader = read_on_a_thread(&store, ExtentId(3));
-    wait_until(|| store.stats().cache.prefetch_used > used);
+    wait_until(|| store.stats().cache.prefetch_joined > 0);
     let closer = {
         let store = Arc::clone(&store);
         std::thread::spawn(move || store.close())
@@ -253,6 +254,8 @@ fn close_wakes_a_reader_waiting_on_a_queued_claim() {
         Ok(Err(err)) => assert_eq!(err.code(), "FPRE017", "{err}"),
         Err(_) => panic!("the reader still waits on a claim the closed store dropped"),
     }
+    // The dropped claim served no read, though the reader had joined it.
+    assert_eq!(store.stats().cache.prefetch_used, used);
 }
 
 /// A reader does not wait behind the prefetch queue: with the only worker held

@@ -22,9 +22,8 @@
 //! `(extent, generation)` gives the tag check for free, but its placeholder waiters
 //! block on OS primitives loom cannot see, so the fill/invalidate races could not be
 //! model-checked; and its waiters receive whatever the loader inserted. This cache
-//! is small, takes all of its synchronisation from the crate's `sync` module, and its hit path
-//! (one uncontended shard lock, one hash lookup) is within the budget; see the
-//! benchmark for the ratio.
+//! is small, takes all of its synchronisation from the crate's `sync` module, and
+//! its hit path is one uncontended shard lock and one hash lookup (BENCHMARKS.md).
 
 mod config;
 mod flight;
@@ -341,7 +340,7 @@ impl Cache {
                                     claim: false,
                                 });
                             }
-                            shard.stats.prefetch_used += 1;
+                            shard.stats.prefetch_joined += 1;
                         }
                         return Lookup::Wait(flight);
                     }
@@ -407,6 +406,10 @@ impl Cache {
         let outcome = match result {
             Err(err) => FlightOutcome::Failed(err),
             Ok(bytes) if ours && still_current() => {
+                // A prefetch's load a demand read joined: used once it fills.
+                if demand && token.priority == Priority::Prefetch {
+                    shard.stats.prefetch_used += 1;
+                }
                 let priority = if demand {
                     Priority::Demand
                 } else {
@@ -630,6 +633,27 @@ mod tests {
         // Filled as a demand fill: read, it is not a prefetch used again.
         assert!(hit(&cache, 3, 4));
         assert_eq!(cache.stats().prefetch_used, 1);
+
+        // A joined prefetch that fails, or is given up, served no read.
+        let Lookup::Load(failing) = cache.lookup(ExtentId(5), 6, Priority::Prefetch) else {
+            panic!("a prefetch's load");
+        };
+        assert!(matches!(
+            cache.lookup(ExtentId(5), 6, Priority::Demand),
+            Lookup::Wait(_)
+        ));
+        let err = crate::Error::Shutdown;
+        cache.complete(failing, Err(err), || true);
+        let Lookup::Load(given_up) = cache.lookup(ExtentId(7), 8, Priority::Prefetch) else {
+            panic!("a prefetch's load");
+        };
+        assert!(matches!(
+            cache.lookup(ExtentId(7), 8, Priority::Demand),
+            Lookup::Wait(_)
+        ));
+        cache.abandon(given_up);
+        assert_eq!(cache.stats().prefetch_used, 1, "neither served a read");
+        assert_eq!(cache.stats().prefetch_joined, 3, "each load joined once");
     }
 
     #[test]

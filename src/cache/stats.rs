@@ -16,8 +16,12 @@ pub struct CacheStats {
     pub evicted: u64,
     /// Fills rejected because the generation changed while they loaded.
     pub superseded: u64,
-    /// Prefetched entries (or prefetch loads) later read by a demand read.
+    /// Prefetched entries later read by a demand read, and prefetch loads a
+    /// demand read joined, counted once they filled.
     pub prefetch_used: u64,
+    /// Demand reads that joined a prefetch's load in flight and waited on it
+    /// (counted when they join, whatever the load then did).
+    pub prefetch_joined: u64,
     /// Prefetched entries evicted without ever being read.
     pub prefetch_wasted: u64,
     /// Entries or loads removed because a newer generation committed.
@@ -36,6 +40,7 @@ impl CacheStats {
         self.evicted += o.evicted;
         self.superseded += o.superseded;
         self.prefetch_used += o.prefetch_used;
+        self.prefetch_joined += o.prefetch_joined;
         self.prefetch_wasted += o.prefetch_wasted;
         self.invalidated += o.invalidated;
         self.oversized += o.oversized;
