@@ -70,17 +70,20 @@ impl Bytes {
         Bytes::from(Vec::with_capacity(len))
     }
 
-    /// An empty handle without room yet: [`reserve_exact`](Self::reserve_exact)
-    /// gives it room later. Allocating a run of handles first and their room
-    /// after places the handles next to each other (see `store::hints`).
+    /// An empty handle without room yet: [`make_room`](Self::make_room) gives
+    /// it room later. Allocating a run of handles first and their room after
+    /// places the handles next to each other (see `store::hints`).
     pub(crate) fn empty() -> Bytes {
         Bytes::from(Vec::new())
     }
 
-    /// Room for exactly `len` bytes in this handle, as
+    /// Room for `len` bytes in this handle, as
     /// [`with_capacity`](Self::with_capacity) makes it, if the handle is empty,
-    /// unshared and without room; otherwise a handle of its own with that room.
-    pub(crate) fn reserve_exact(&mut self, len: usize) {
+    /// unshared and without room; otherwise this handle is replaced by one of
+    /// its own with that room. The room is exactly `len` bytes in practice
+    /// (std promises at least); if it were not, [`sized`](Self::sized) and
+    /// [`copied`](Self::copied) would allocate anew rather than use it.
+    pub(crate) fn make_room(&mut self, len: usize) {
         if let Some(Owner::Vec(v)) = Arc::get_mut(&mut self.0)
             && v.capacity() == 0
         {
@@ -243,7 +246,7 @@ mod tests {
     fn an_empty_handle_is_given_room_in_place_while_alone() {
         let mut handle = Bytes::empty();
         let at = std::sync::Arc::as_ptr(&handle.0);
-        handle.reserve_exact(22);
+        handle.make_room(22);
         assert_eq!(std::sync::Arc::as_ptr(&handle.0), at, "the same handle");
         let room = handle.as_ptr();
         let filled = Bytes::copied(Some(handle), b"extent 14 generation 5");
@@ -253,12 +256,12 @@ mod tests {
         // Shared, or given room already: a handle of its own, the other untouched.
         let mut shared = Bytes::empty();
         let other = shared.clone();
-        shared.reserve_exact(22);
+        shared.make_room(22);
         assert!(!std::sync::Arc::ptr_eq(&shared.0, &other.0));
         assert_eq!(other.len(), 0);
         let mut twice = Bytes::with_capacity(8);
         let at = std::sync::Arc::as_ptr(&twice.0);
-        twice.reserve_exact(22);
+        twice.make_room(22);
         assert_ne!(std::sync::Arc::as_ptr(&twice.0), at);
         assert!(
             twice.filled(22, |_| {}).is_some(),

@@ -237,8 +237,9 @@ fn a_reader_waits_on_the_load_readahead_claimed_for_it() {
 #[test]
 fn close_wakes_a_reader_waiting_on_a_queued_claim() {
     let (_backend, store, gate, _, used) = worker_held_on_extent_2();
+    let joined = store.stats().cache.prefetch_joined;
     let reader = read_on_a_thread(&store, ExtentId(3));
-    wait_until(|| store.stats().cache.prefetch_joined > 0);
+    wait_until(|| store.stats().cache.prefetch_joined > joined);
     let closer = {
         let store = Arc::clone(&store);
         std::thread::spawn(move || store.close())

@@ -601,11 +601,11 @@ mod tests {
         ));
     }
 
-    /// Only a demand read joining a prefetch's load counts it used, and the
-    /// load then fills as a demand fill; a second reader of a demand read's
-    /// load is not a prefetch used.
+    /// A prefetch's load a demand read joined counts as used once it fills, and
+    /// fills as a demand fill; a second reader of a demand read's load is not a
+    /// prefetch used, nor is a joined load that failed or was given up.
     #[test]
-    fn joining_a_prefetch_load_counts_it_used_and_fills_as_demand() {
+    fn a_joined_prefetch_load_counts_used_once_it_fills_as_demand() {
         let cache = Cache::new(1 << 20, 1);
         let bytes = |id: u64| Bytes::from(vec![id as u8; 100]);
         let Lookup::Load(demand) = cache.lookup(ExtentId(1), 2, Priority::Demand) else {

@@ -19,8 +19,8 @@ pub struct CacheStats {
     /// Prefetched entries later read by a demand read, and prefetch loads a
     /// demand read joined, counted once they filled.
     pub prefetch_used: u64,
-    /// Demand reads that joined a prefetch's load in flight and waited on it
-    /// (counted when they join, whatever the load then did).
+    /// Prefetch loads a demand read joined while in flight (counted at the
+    /// first join, whatever the load then did).
     pub prefetch_joined: u64,
     /// Prefetched entries evicted without ever being read.
     pub prefetch_wasted: u64,

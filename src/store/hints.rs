@@ -153,8 +153,9 @@ impl Store {
 /// outweighs where its handle lies. A buffer is allocated only while fewer
 /// hints than `claim_below` (128) wait in the queue or in a worker's batch
 /// (`Prefetcher::waiting`), so the buffers of waiting hints hold at most
-/// (128 + the threads hinting at once) × 64 KiB, about 8 MiB with one reader;
-/// a buffer whose load runs is that load's own memory.
+/// (128 + the threads hinting at once) × 64 KiB, about 8 MiB with one reader,
+/// and the store's [`BufferRun`] at most 256 KiB more; a buffer whose load
+/// runs is that load's own memory.
 const BUFFER_AHEAD_MAX: u32 = 64 << 10;
 
 /// Readahead's buffers, allocated ahead in runs: a run's handles one after
@@ -162,28 +163,45 @@ const BUFFER_AHEAD_MAX: u32 = 64 << 10;
 ///
 /// A hit touches the value's handle (its reference count), and a scan of
 /// cached values runs faster when what it touches lies in scan order, where
-/// the CPU's prefetcher follows it. Each buffer allocated as its hint was
-/// claimed lay among the claim's own allocations: the two stores of
-/// `cache-* --bench zzz-none` filled sequentially then read 1.08x (readahead
-/// on / off), and about 1.03x with only the handles allocated in runs; with
-/// the rooms in runs too, 0.97x (BENCHMARKS.md, "Cached reads: buffers in
-/// runs"). Claiming a window's hints first and allocating their buffers
-/// together placed them as well, but two scans at once then read at a 3.2x
-/// p99 against 2.7x, so the claims stay one at a time and the buffers are
-/// made ahead of them.
+/// the CPU's prefetcher follows it. Buffers allocated one at a time, as each
+/// hint was claimed, lie among the claim's own allocations; in runs, a scan
+/// over the cached values of a readahead scan reads as fast as one without
+/// readahead (0.963x, against 1.08x one at a time: BENCHMARKS.md, "Cached
+/// reads: buffers in runs", which also has the variants that did not place
+/// them as well or lengthened two scans' p99).
 ///
-/// A run is made for one length, once two hints in a row asked for it;
-/// another length empties it. Bound: a run holds at most [`RUN_BYTES`] of
-/// room (256 KiB) in at most [`HANDLE_RUN`] buffers, memory the cache does not
-/// weigh until a load fills it.
-#[derive(Debug, Default)]
+/// A run is made for one length once two hints in a row asked for it. Another
+/// length drops what is left of it, and the next run is made twice as long as
+/// the dropped one was used (at least 2), so lengths that change often waste
+/// at most about half of each run; a run used up makes the next one twice as
+/// long again. Bounds: a run holds at most [`RUN_BYTES`] of room (256 KiB) in
+/// at most [`HANDLE_RUN`] buffers, memory the cache does not weigh until a
+/// load fills it, kept until a hint of another length, `Store::close` or the
+/// store's drop; no run is made for a length over [`RUN_BYTES`] / 2.
+#[derive(Debug)]
 pub(super) struct BufferRun {
     /// The length the run's buffers have room for.
     len: usize,
     /// The length the last hint asked for.
-    last_len: usize,
+    last_len: Option<usize>,
     /// Buffers not handed out yet, the first allocated last.
     run: Vec<Bytes>,
+    /// How many buffers the current run was made with.
+    made: usize,
+    /// How many buffers the next run is made with (2 ..= [`HANDLE_RUN`]).
+    next: usize,
+}
+
+impl Default for BufferRun {
+    fn default() -> Self {
+        BufferRun {
+            len: 0,
+            last_len: None,
+            run: Vec::new(),
+            made: 0,
+            next: HANDLE_RUN,
+        }
+    }
 }
 
 /// The most buffers a [`BufferRun`] makes at once.
@@ -193,24 +211,39 @@ const HANDLE_RUN: usize = 16;
 const RUN_BYTES: usize = 256 << 10;
 
 impl BufferRun {
-    /// A buffer with room for exactly `len` bytes, if the run has one or makes
-    /// one; `None`: the caller allocates its own.
+    /// A buffer with room for `len` bytes, if the run has one or makes one;
+    /// `None`: the caller allocates its own.
     fn take(&mut self, len: usize) -> Option<Bytes> {
-        let repeated = std::mem::replace(&mut self.last_len, len) == len;
+        let repeated = self.last_len.replace(len) == Some(len);
         if self.len != len {
-            self.run.clear();
+            if !self.run.is_empty() {
+                let used = self.made - self.run.len();
+                self.next = (2 * used).clamp(2, HANDLE_RUN);
+                self.run.clear();
+                self.made = 0;
+            }
             self.len = len;
         }
-        if self.run.is_empty() && repeated {
-            let count = (RUN_BYTES / len.max(1)).clamp(1, HANDLE_RUN);
+        if self.run.is_empty() && repeated && len <= RUN_BYTES / 2 {
+            if self.made == self.next {
+                // The last run of this length was used up.
+                self.next = (2 * self.next).min(HANDLE_RUN);
+            }
+            let count = self.next.min(RUN_BYTES / len.max(1));
             self.run.extend((0..count).map(|_| Bytes::empty()));
             for buffer in &mut self.run {
-                buffer.reserve_exact(len);
+                buffer.make_room(len);
             }
             // Popped from the back: handed out in the order allocated.
             self.run.reverse();
+            self.made = count;
         }
         self.run.pop()
+    }
+
+    /// Drops the buffers not handed out.
+    pub(super) fn clear(&mut self) {
+        self.run.clear();
     }
 }
 
@@ -253,45 +286,62 @@ mod tests {
                 .write(ExtentId(id), &value(id))
                 .unwrap_or_else(|e| panic!("{e}"));
         }
-        assert_eq!(store.buffers.lock().last_len, 0, "no hint yet");
+        assert_eq!(store.buffers.lock().last_len, None, "no hint yet");
         for id in 0..64 {
             let read = store.read(ExtentId(id)).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(&read[..], &value(id)[..], "extent {id}");
         }
-        // The window's claimed hints asked the run for 4 KiB buffers (the
+        // The window's claimed hints took 4 KiB buffers from a run (the
         // queue never held 128 hints, so every claimed hint brought one).
         let runs = store.buffers.lock();
-        assert_eq!((runs.len, runs.last_len), (4096, 4096));
+        assert_eq!((runs.len, runs.last_len), (4096, Some(4096)));
+        assert!(runs.made > 0 && runs.run.len() < runs.made, "{runs:?}");
         drop(runs);
         assert!(store.stats().prefetch_queued > 0);
         store.close().unwrap_or_else(|e| panic!("{e}"));
+        assert!(store.buffers.lock().run.is_empty(), "close drops the run");
     }
 
     #[test]
-    fn a_buffer_run_is_made_for_a_length_asked_twice_and_emptied_by_another() {
+    fn a_buffer_run_is_made_for_a_length_asked_twice_and_sized_by_its_use() {
         let mut runs = BufferRun::default();
         assert!(runs.take(4096).is_none(), "asked once: no run yet");
         let first = runs.take(4096).expect("asked twice: a run");
-        assert_eq!(runs.run.len(), HANDLE_RUN - 1, "16 buffers of 4 KiB");
+        assert_eq!((runs.made, runs.run.len()), (HANDLE_RUN, HANDLE_RUN - 1));
         // Each has exactly the room asked for, filled in place.
         let room = first.as_ptr();
         let filled = Bytes::copied(Some(first), &[7u8; 4096]);
         assert_eq!(filled.as_ptr(), room);
-        for _ in 1..HANDLE_RUN {
+        for left in (0..HANDLE_RUN - 1).rev() {
             let buffer = runs.take(4096).expect("from the run");
+            assert_eq!(runs.run.len(), left, "handed out from the run");
             let room = buffer.as_ptr();
             assert_eq!(Bytes::sized(Some(buffer), 4096).as_ptr(), room);
         }
-        assert_eq!(runs.take(4096).map(|b| b.len()), Some(0), "a new run");
+        assert!(runs.take(4096).is_some());
+        assert_eq!(runs.run.len(), HANDLE_RUN - 1, "used up: a new run");
 
-        // Another length empties the run; a run of 64 KiB holds 4.
-        assert!(runs.take(65536).is_none());
+        // Another length drops the run, 1 of its 16 used: the next is 2 long.
+        assert!(runs.take(100).is_none());
         assert!(runs.run.is_empty());
+        assert!(runs.take(100).is_some());
+        assert_eq!((runs.made, runs.run.len()), (2, 1));
+        // Used up, the next run is twice as long.
+        assert!(runs.take(100).is_some());
+        assert!(runs.take(100).is_some());
+        assert_eq!((runs.made, runs.run.len()), (4, 3));
+        // A run of 64 KiB holds 4; none is made past 128 KiB.
+        assert!(runs.take(65536).is_none());
+        runs.next = HANDLE_RUN;
         assert!(runs.take(65536).is_some());
-        assert_eq!(runs.run.len(), RUN_BYTES / 65536 - 1);
-        // Alternating lengths never make a run.
-        for len in [100, 200, 100, 200] {
+        assert_eq!(runs.made, RUN_BYTES / 65536);
+        assert!(runs.take(RUN_BYTES).is_none());
+        assert!(runs.take(RUN_BYTES).is_none());
+        // Lengths that alternate never make a run; zero is a length like any.
+        for len in [0, 200, 0, 200] {
             assert!(runs.take(len).is_none());
         }
+        runs.clear();
+        assert!(runs.run.is_empty());
     }
 }

@@ -337,6 +337,7 @@ impl Store {
     /// ```
     pub fn close(&self) -> Result<()> {
         self.shared.stop();
+        self.buffers.lock().clear();
         let mut first = None;
         if self.prefetcher.shutdown() > 0 {
             first = Some(Error::Internal {
