@@ -23,8 +23,9 @@ impl Store {
     /// worker does then waits on the worker's load instead of reading the
     /// extent a second time (and reads it itself, taking the claim over, if
     /// the claim is further back in the queue). Unclaimed, a reader on 2 cores
-    /// that outran the 2 workers loaded what they were about to load, and the scan served 45-97 % from
-    /// prefetch from run to run (BENCHMARKS.md, "Readahead that waits").
+    /// that outran the 2 workers loaded what they were about to load, and the
+    /// scan served 45-97 % from prefetch from run to run (BENCHMARKS.md,
+    /// "Readahead that waits").
     fn hint_unless_held(&self, id: ExtentId, claim: bool) -> Hinted {
         let core = &self.shared.core;
         let claim = claim && self.prefetcher.queued() < self.prefetcher.claim_below();
@@ -180,9 +181,8 @@ const BUFFER_AHEAD_MAX: u32 = 64 << 10;
 /// store's drop; no run is made for a length over [`RUN_BYTES`] / 2.
 #[derive(Debug)]
 pub(super) struct BufferRun {
-    /// The length the run's buffers have room for.
-    len: usize,
-    /// The length the last hint asked for.
+    /// The length the last hint asked for, and the one the run's buffers
+    /// have room for.
     last_len: Option<usize>,
     /// Buffers not handed out yet, the first allocated last.
     run: Vec<Bytes>,
@@ -195,7 +195,6 @@ pub(super) struct BufferRun {
 impl Default for BufferRun {
     fn default() -> Self {
         BufferRun {
-            len: 0,
             last_len: None,
             run: Vec::new(),
             made: 0,
@@ -215,14 +214,11 @@ impl BufferRun {
     /// `None`: the caller allocates its own.
     fn take(&mut self, len: usize) -> Option<Bytes> {
         let repeated = self.last_len.replace(len) == Some(len);
-        if self.len != len {
-            if !self.run.is_empty() {
-                let used = self.made - self.run.len();
-                self.next = (2 * used).clamp(2, HANDLE_RUN);
-                self.run.clear();
-                self.made = 0;
-            }
-            self.len = len;
+        if !repeated && !self.run.is_empty() {
+            let used = self.made - self.run.len();
+            self.next = (2 * used).clamp(2, HANDLE_RUN);
+            self.run.clear();
+            self.made = 0;
         }
         if self.run.is_empty() && repeated && len <= RUN_BYTES / 2 {
             if self.made == self.next {
@@ -265,6 +261,14 @@ mod tests {
     use super::*;
     use crate::{MemBackend, StoreConfig};
 
+    /// 4 KiB of extent `id` at `generation`, both in its first 16 bytes.
+    fn value_of(id: ExtentId, generation: u64) -> Vec<u8> {
+        let mut v = vec![id.0 as u8; 4096];
+        v[..8].copy_from_slice(&id.0.to_le_bytes());
+        v[8..16].copy_from_slice(&generation.to_le_bytes());
+        v
+    }
+
     #[test]
     fn a_sequential_scan_claims_its_hints_with_buffers_from_a_run() {
         let config = StoreConfig::builder()
@@ -275,12 +279,7 @@ mod tests {
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
         let store = Store::new(MemBackend::new(2), config).unwrap_or_else(|e| panic!("{e}"));
-        let value = |id: u64| {
-            let mut v = vec![id as u8; 4096];
-            v[..8].copy_from_slice(&id.to_le_bytes());
-            v[8..16].copy_from_slice(&1u64.to_le_bytes());
-            v
-        };
+        let value = |id: u64| value_of(ExtentId(id), 1);
         for id in 0..64 {
             store
                 .write(ExtentId(id), &value(id))
@@ -294,7 +293,7 @@ mod tests {
         // The window's claimed hints took 4 KiB buffers from a run (the
         // queue never held 128 hints, so every claimed hint brought one).
         let runs = store.buffers.lock();
-        assert_eq!((runs.len, runs.last_len), (4096, Some(4096)));
+        assert_eq!(runs.last_len, Some(4096));
         assert!(runs.made > 0 && runs.run.len() < runs.made, "{runs:?}");
         drop(runs);
         assert!(store.stats().prefetch_queued > 0);
@@ -310,7 +309,9 @@ mod tests {
         assert_eq!((runs.made, runs.run.len()), (HANDLE_RUN, HANDLE_RUN - 1));
         // Each has exactly the room asked for, filled in place.
         let room = first.as_ptr();
-        let filled = Bytes::copied(Some(first), &[7u8; 4096]);
+        let value = value_of(ExtentId(7), 1);
+        let filled = Bytes::copied(Some(first), &value);
+        assert_eq!(&filled[..], &value[..]);
         assert_eq!(filled.as_ptr(), room);
         for left in (0..HANDLE_RUN - 1).rev() {
             let buffer = runs.take(4096).expect("from the run");
