@@ -147,6 +147,15 @@ impl<T> SpinMutex<T> {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
     }
+
+    /// Locks if it is free now, without waiting: one compare-and-swap and no
+    /// call, for a fast path that falls back to [`lock`](Self::lock). Not under
+    /// loom, where the fast path is left out (see `Cache::lookup`).
+    #[cfg(not(loom))]
+    #[inline(always)]
+    pub(crate) fn try_lock(&self) -> Option<SpinMutexGuard<'_, T>> {
+        self.inner.try_lock()
+    }
 }
 
 /// A condition variable paired with [`Mutex`].

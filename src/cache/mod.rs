@@ -256,9 +256,33 @@ impl Cache {
     /// clone, and out of line it paid a call, five saved registers and the
     /// 32-byte `Lookup` written through memory and matched again by the caller
     /// (the per-round ratio to quick_cache's `get` fell from 1.11 to 1.07 when it
-    /// was inlined; the miss path stays out of line).
+    /// was inlined).
+    ///
+    /// A demand hit is served by a path that calls nothing: the lock is tried
+    /// once, and anything else (the lock held, a miss, a load in flight) goes to
+    /// the locked path out of line. With the waiting lock's yield and the miss
+    /// path inlined beside it, every hit saved and restored six registers for
+    /// calls it never made (`examples/hit_cost.rs`: 146 to 138 instructions per
+    /// hit, BENCHMARKS.md "The hit path without calls"). A failed try changes
+    /// nothing (`Shard::touch` returns `None` before it writes), so the locked
+    /// path decides as if it were the only one. Under loom the try is left out:
+    /// it would add lock operations to every model without adding an outcome.
     #[inline(always)]
     pub fn lookup(&self, id: ExtentId, generation: u64, priority: Priority) -> Lookup {
+        #[cfg(not(loom))]
+        if priority == Priority::Demand
+            && let Some(mut guard) = self.shard(id).try_lock()
+            && let Some(bytes) = guard.touch(id, generation)
+        {
+            guard.stats.hits += 1;
+            return Lookup::Hit(bytes);
+        }
+        self.lookup_locked(id, generation, priority)
+    }
+
+    /// [`lookup`](Self::lookup) under the waiting lock.
+    #[inline(never)]
+    fn lookup_locked(&self, id: ExtentId, generation: u64, priority: Priority) -> Lookup {
         let mut guard = self.shard(id).lock();
         if priority == Priority::Prefetch {
             if let Some(CacheEntry::Ready(entry)) = guard.map.get(&id)
