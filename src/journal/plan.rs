@@ -22,8 +22,9 @@ pub(crate) enum FsOp {
         file: String,
         /// Byte offset.
         offset: u64,
-        /// The bytes.
-        bytes: Vec<u8>,
+        /// The bytes: shared, so that the writer keeps its plan for a retry
+        /// (`Writer::start`) without copying a group's frames.
+        bytes: Bytes,
     },
     /// Write checkpoint `file` from the live state, a chunk at a time (a
     /// store's checkpointer: see `Core::each_image_entry`), and cut the file
@@ -184,7 +185,7 @@ pub(crate) fn reopen(recovered: &Recovered, mutants: PlanMutants) -> Reopen {
         ops.push(FsOp::Write {
             file: files::journal(*n),
             offset: *offset,
-            bytes: bytes.clone(),
+            bytes: Bytes::from(bytes.clone()),
         });
     }
     // Every journal recovery read, not only the tail: a rotation writes the old
@@ -215,7 +216,7 @@ pub(crate) fn reopen(recovered: &Recovered, mutants: PlanMutants) -> Reopen {
             .zip(reopen.next_seq..)
             .map(|(e, seq)| (seq, e.clone()))
             .collect();
-        let bytes = encode_group(reopen.len, &entries);
+        let bytes = Bytes::from(encode_group(reopen.len, &entries));
         let tail_file = files::journal(reopen.number);
         ops.push(FsOp::Write {
             file: tail_file.clone(),
@@ -271,7 +272,7 @@ pub(crate) fn group_commit(
         FsOp::Write {
             file: file.clone(),
             offset,
-            bytes: frames,
+            bytes: Bytes::from(frames),
         },
         sync(file),
     ]
@@ -350,7 +351,7 @@ fn write(file: String, bytes: Vec<u8>) -> FsOp {
     FsOp::Write {
         file,
         offset: 0,
-        bytes,
+        bytes: Bytes::from(bytes),
     }
 }
 

@@ -361,7 +361,7 @@ fn a_torn_tail_is_kept_as_evidence_for_the_reopen_plan() {
     assert_eq!(files::dropped_number(&evidence), Some(1));
     let first = &ops[0];
     assert!(
-        matches!(first, super::plan::FsOp::Write { file, bytes, .. } if *file == evidence && *bytes == vec![0xAB; 40]),
+        matches!(first, super::plan::FsOp::Write { file, bytes, .. } if *file == evidence && bytes[..] == [0xAB; 40][..]),
         "the evidence is written before the journal is cut: {ops:?}"
     );
     let cut = ops

@@ -228,7 +228,7 @@ impl Writer {
             FsOp::Write {
                 file: files::RESERVE.into(),
                 offset: 0,
-                bytes: vec![0; len],
+                bytes: crate::bytes::Bytes::zeroed(len),
             },
             FsOp::Sync {
                 file: files::RESERVE.into(),

@@ -292,7 +292,7 @@ mod tests {
         FsOp::Write {
             file: file.into(),
             offset,
-            bytes: bytes.to_vec(),
+            bytes: crate::bytes::Bytes::from(bytes),
         }
     }
 

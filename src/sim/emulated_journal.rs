@@ -360,7 +360,7 @@ impl EmulatedJournal {
             let short = FsOp::Write {
                 file: file.clone(),
                 offset: *offset,
-                bytes: bytes[..keep].to_vec(),
+                bytes: crate::bytes::Bytes::from(&bytes[..keep]),
             };
             // A plan step that does not fit the directory shows in `apply` again
             // when the step runs whole.

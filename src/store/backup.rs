@@ -83,7 +83,7 @@ impl Store {
             FsOp::Write {
                 file: IN_PROGRESS.into(),
                 offset: 0,
-                bytes: b"a backup cut short: not a store\n".to_vec(),
+                bytes: crate::bytes::Bytes::from(&b"a backup cut short: not a store\n"[..]),
             },
             FsOp::Sync {
                 file: IN_PROGRESS.into(),
