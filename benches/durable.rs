@@ -14,6 +14,9 @@
 //!   the default) and after it, each against the baseline, in rotating rounds
 //!   (`EXTENTMETA_OVERLAP_ROUNDS`, default 7; medians). Set
 //!   `EXTENTMETA_DURABLE_ONLY=overlap` to run only this part.
+//! * `EXTENTMETA_DURABLE_ONLY=4k` runs only (a) at 4 KiB, with
+//!   `EXTENTMETA_THROUGHPUT_ROUNDS` rounds (default 3) and the store and the
+//!   baseline taking turns to go first.
 //! * (c) recovery time of 1 000 000 extents: a checkpoint plus 100 000 journal
 //!   records (built in /dev/shm when it exists, so its syncs are cheap).
 //! * (d) journal and checkpoint bytes per extent, from the file sizes of (c).
@@ -125,8 +128,12 @@ fn timed_threads(per_writer: u64, write: impl Fn(u64, u64) + Sync) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
-fn throughput(dir: &Path) {
-    for (size, per_writer) in SIZES {
+fn throughput(dir: &Path, sizes: &[(usize, u64)]) {
+    let rounds: usize = std::env::var("EXTENTMETA_THROUGHPUT_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(ROUNDS);
+    for &(size, per_writer) in sizes {
         let label = if size >= 1 << 20 {
             format!("{} MiB", size >> 20)
         } else {
@@ -138,7 +145,10 @@ fn throughput(dir: &Path) {
         let bytes: Vec<Vec<u8>> = (0..WRITERS).map(|t| payload_of(t, size)).collect();
         let (mut ratios, mut syncs_per_ack) = (Vec::new(), Vec::new());
         let next_id = AtomicU64::new(0);
-        for round in 0..ROUNDS {
+        for round in 0..rounds {
+            let base = || timed_threads(per_writer, |t, _| baseline.write(&bytes[t as usize]));
+            // Odd rounds time the baseline first, so that drift hits both.
+            let early = (round % 2 == 1).then(base);
             let before = store.stats();
             let s = timed_threads(per_writer, |t, _| {
                 // Relaxed: unique ids only.
@@ -148,7 +158,7 @@ fn throughput(dir: &Path) {
                     .expect("durable write");
             });
             let after = store.stats();
-            let b = timed_threads(per_writer, |t, _| baseline.write(&bytes[t as usize]));
+            let b = early.unwrap_or_else(base);
             let acks = after.write_ok - before.write_ok;
             let syncs = after.journal_syncs - before.journal_syncs;
             let ops = (WRITERS * per_writer) as f64;
@@ -422,11 +432,12 @@ fn recovery() {
 
 fn bench(c: &mut Criterion) {
     let tmp = tempfile::tempdir().expect("temp dir");
-    if std::env::var("EXTENTMETA_DURABLE_ONLY").is_ok_and(|v| v == "overlap") {
-        overlap(tmp.path());
-        return;
+    match std::env::var("EXTENTMETA_DURABLE_ONLY").as_deref() {
+        Ok("overlap") => return overlap(tmp.path()),
+        Ok("4k") => return throughput(tmp.path(), &SIZES[..1]),
+        _ => {}
     }
-    throughput(tmp.path());
+    throughput(tmp.path(), &SIZES);
     overlap(tmp.path());
     threshold(tmp.path());
     latency(tmp.path());
