@@ -115,21 +115,6 @@ impl ExtentTable {
     /// attempt met a publish in progress.
     #[inline(always)]
     pub fn snapshot(&self, id: ExtentId) -> Result<Snapshot> {
-        // The first attempt calls nothing, so that a caller's hit path saves no
-        // registers for calls it does not make (see `Cache::lookup`); a vacant
-        // or out-of-range id, or a publish in progress, takes the path below,
-        // which starts over.
-        if let Found::RecordSlot(slot) = self.find(id)
-            && let Some(packed) = slot.try_read()
-        {
-            return Ok(snapshot_of(id, &packed));
-        }
-        self.snapshot_slow(id)
-    }
-
-    /// [`snapshot`](Self::snapshot) after its first attempt did not answer.
-    #[inline(never)]
-    fn snapshot_slow(&self, id: ExtentId) -> Result<Snapshot> {
         match self.find(id) {
             Found::RecordSlot(slot) => {
                 let packed = match slot.try_read() {
