@@ -262,7 +262,7 @@ impl Cache {
     /// once, and anything else (the lock held, a miss, a load in flight) goes to
     /// the locked path out of line. With the waiting lock's yield and the miss
     /// path inlined beside it, every hit saved and restored six registers for
-    /// calls it never made (`examples/hit_cost.rs`: 146 to 138 instructions per
+    /// calls it never made (`examples/hit_cost.rs`: 146 to 141 instructions per
     /// hit, BENCHMARKS.md "The hit path without calls"). A failed try changes
     /// nothing (`Shard::touch` returns `None` before it writes), so the locked
     /// path decides as if it were the only one. Under loom the try is left out:
