@@ -3,7 +3,10 @@
 //! Normal builds use `std` atomics, `parking_lot` locks and, for the cache
 //! shards, a `spin` lock; `--cfg loom` builds use
 //! loom's model-checked types. No other module imports atomics, fences, locks or
-//! threads directly, so a loom run checks exactly the code that ships.
+//! threads directly, so a loom run checks the code that ships, with one
+//! exception: `Cache::lookup`'s try-once fast path is left out under loom (a
+//! failed try changes nothing, so it adds lock operations to the models but no
+//! outcome; see there).
 //!
 //! Under loom a few orderings can also be *weakened on purpose* (see [`Site`]) so that
 //! the loom suite can prove it catches an ordering bug. In normal builds the site
@@ -149,8 +152,11 @@ impl<T> SpinMutex<T> {
     }
 
     /// Locks if it is free now, without waiting: one compare-and-swap and no
-    /// call, for a fast path that falls back to [`lock`](Self::lock). Not under
-    /// loom, where the fast path is left out (see `Cache::lookup`).
+    /// call, for a fast path that falls back to [`lock`](Self::lock). Its
+    /// ordering is `spin`'s, as for `lock`: Acquire on success, pairing with the
+    /// Release store that drops the guard, so the holder sees what the last
+    /// holder wrote. Not under loom, where the fast path is left out (see
+    /// `Cache::lookup`).
     #[cfg(not(loom))]
     #[inline(always)]
     pub(crate) fn try_lock(&self) -> Option<SpinMutexGuard<'_, T>> {

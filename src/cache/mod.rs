@@ -252,18 +252,16 @@ impl Cache {
     /// entry used); a [`Priority::Prefetch`] lookup that finds the entry returns it
     /// without hit credit, as a prefetch fill enters without it.
     ///
-    /// Always inlined: the hit path is the shard lock, one probe and the `Bytes`
-    /// clone, and out of line it paid a call, five saved registers and the
-    /// 32-byte `Lookup` written through memory and matched again by the caller
-    /// (the per-round ratio to quick_cache's `get` fell from 1.11 to 1.07 when it
-    /// was inlined).
-    ///
-    /// A demand hit is served by a path that calls nothing: the lock is tried
-    /// once, and anything else (the lock held, a miss, a load in flight) goes to
-    /// the locked path out of line. With the waiting lock's yield and the miss
-    /// path inlined beside it, every hit saved and restored six registers for
-    /// calls it never made (`examples/hit_cost.rs`: 146 to 141 instructions per
-    /// hit, BENCHMARKS.md "The hit path without calls"). A failed try changes
+    /// A demand hit is served by code that calls nothing, inlined into the
+    /// caller: the shard lock is tried once, and anything else (the lock held,
+    /// a miss, a load in flight) goes to the locked path, out of line. Out of
+    /// line, a hit would pay a call, saved registers and the 32-byte `Lookup`
+    /// written through memory and matched again by the caller (the per-round
+    /// ratio to quick_cache's `get` was 1.11 against 1.07 inlined); with the
+    /// waiting lock's yield and the calls into the miss path inlined beside it,
+    /// every hit saved and restored six registers for calls it never made
+    /// (`examples/hit_cost.rs`: 146 against 141 instructions per hit,
+    /// BENCHMARKS.md "The hit path without calls"). A failed try changes
     /// nothing (`Shard::touch` returns `None` before it writes), so the locked
     /// path decides as if it were the only one. Under loom the try is left out:
     /// it would add lock operations to every model without adding an outcome.

@@ -217,14 +217,15 @@ pub(crate) fn reopen(recovered: &Recovered, mutants: PlanMutants) -> Reopen {
             .map(|(e, seq)| (seq, e.clone()))
             .collect();
         let bytes = Bytes::from(encode_group(reopen.len, &entries));
+        let written = bytes.len() as u64;
         let tail_file = files::journal(reopen.number);
         ops.push(FsOp::Write {
             file: tail_file.clone(),
             offset: reopen.len,
-            bytes: bytes.clone(),
+            bytes,
         });
         ops.push(sync(tail_file));
-        reopen.len += bytes.len() as u64;
+        reopen.len += written;
         reopen.next_seq += entries.len() as u64;
     }
     if recovered.pointer_upgrade {

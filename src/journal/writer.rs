@@ -51,6 +51,7 @@
 
 use super::plan::{self, FsOp, PlanMutants};
 use super::{CheckpointEncoder, Entry, Image, METADATA_DEVICE, encode_group, files};
+use crate::bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::record::ExtentId;
 
@@ -228,7 +229,7 @@ impl Writer {
             FsOp::Write {
                 file: files::RESERVE.into(),
                 offset: 0,
-                bytes: crate::bytes::Bytes::zeroed(len),
+                bytes: Bytes::zeroed(len),
             },
             FsOp::Sync {
                 file: files::RESERVE.into(),

@@ -12,6 +12,7 @@
 
 use super::config::Latency;
 use super::disk::{FailedSync, SimDir};
+use crate::bytes::Bytes;
 use crate::error::Error;
 use crate::journal::plan::{FsOp, PlanMutants};
 use crate::journal::writer::Writer;
@@ -360,7 +361,7 @@ impl EmulatedJournal {
             let short = FsOp::Write {
                 file: file.clone(),
                 offset: *offset,
-                bytes: crate::bytes::Bytes::from(&bytes[..keep]),
+                bytes: Bytes::from(&bytes[..keep]),
             };
             // A plan step that does not fit the directory shows in `apply` again
             // when the step runs whole.

@@ -2,6 +2,7 @@
 
 use super::Store;
 use super::durable::{Dir, io_error};
+use crate::bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::journal::plan::FsOp;
 use std::path::Path;
@@ -83,7 +84,7 @@ impl Store {
             FsOp::Write {
                 file: IN_PROGRESS.into(),
                 offset: 0,
-                bytes: crate::bytes::Bytes::from(&b"a backup cut short: not a store\n"[..]),
+                bytes: Bytes::from(b"a backup cut short: not a store\n".as_slice()),
             },
             FsOp::Sync {
                 file: IN_PROGRESS.into(),
