@@ -656,7 +656,7 @@ fn acknowledged_writes_survive_power_cuts_with_sectors_persisted_in_any_subset()
     // Six seeds, then more (at most 18 in all) until the case below came up
     // three times: whether a cut's unsynced write spans sectors depends on how
     // the writers' appends fell into group commits, which the machine's timing
-    // decides (seeds 21-26 gave 3 or more in earlier runs, and 2 in one).
+    // decides, so a fixed set of seeds may meet it fewer times.
     let mut seed = 21;
     // Bounded: at most 18 seeds.
     while seed <= 26 || (later < 3 && seed < 21 + 18) {

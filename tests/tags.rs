@@ -140,8 +140,8 @@ fn a_tagged_snapshot_never_pairs_a_record_with_another_generations_tag() {
             // Retryable: the writer committed through every lookup (it writes
             // without pause, and the scheduler may stall this reader), or it
             // was publishing through every read attempt (FPRE006: descheduled
-            // mid-publish on a loaded machine; one CI run met it). Neither
-            // returns a pair, so neither can pair a record with a wrong tag.
+            // mid-publish, which a loaded machine allows). Neither returns a
+            // pair, so neither can pair a record with a wrong tag.
             let (s, t) = match store.snapshot_tagged(id) {
                 Ok(pair) => pair,
                 Err(err) if err.code() == "FPRE015" || err.code() == "FPRE006" => continue,
