@@ -9,7 +9,7 @@ pub(crate) use super::PlanMutants;
 pub(crate) use super::frame::new_journal_len;
 use super::frame::{encode_group, journal_head};
 use super::image::{Image, Recovered, encode_checkpoint};
-use super::{encode_pointer, files};
+use super::{CheckpointEncoder, encode_pointer, files};
 use crate::bytes::Bytes;
 use crate::record::Location;
 
@@ -277,6 +277,32 @@ pub(crate) fn group_commit(
         },
         sync(file),
     ]
+}
+
+/// Plans checkpoints as the writer does ([`Writer::checkpoint_planner`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CheckpointPlanner {
+    pub(super) devices: u16,
+    pub(super) mutants: PlanMutants,
+}
+
+impl CheckpointPlanner {
+    /// The plan of checkpoint `number` of `image`; `existing` lists the
+    /// directory.
+    pub(crate) fn plan(&self, number: u64, image: &Image, existing: &[String]) -> Vec<FsOp> {
+        checkpoint(number, self.devices, Some(image), existing, self.mutants)
+    }
+
+    /// The same plan, the checkpoint written from the live state as it runs
+    /// ([`FsOp::WriteImage`], with [`encoder`](Self::encoder)).
+    pub(crate) fn plan_streamed(&self, number: u64, existing: &[String]) -> Vec<FsOp> {
+        checkpoint(number, self.devices, None, existing, self.mutants)
+    }
+
+    /// An encoder of checkpoint `number`, its buffer sized for `capacity` bytes.
+    pub(crate) fn encoder(&self, number: u64, capacity: usize) -> CheckpointEncoder {
+        CheckpointEncoder::new(number, self.devices, capacity)
+    }
 }
 
 /// Writes checkpoint `number` (holding everything in journals below `number`),

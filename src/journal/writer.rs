@@ -49,8 +49,9 @@
 //! Bounds: one plan in flight; the buffer holds what was appended while the plan in
 //! flight ran (the callers' own entries, so bounded by the operations in flight).
 
+pub(crate) use super::plan::CheckpointPlanner;
 use super::plan::{self, FsOp, PlanMutants};
-use super::{CheckpointEncoder, Entry, Image, METADATA_DEVICE, encode_group, files};
+use super::{Entry, METADATA_DEVICE, encode_group, files};
 use crate::bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::record::ExtentId;
@@ -98,32 +99,6 @@ pub(crate) struct WriterStats {
     pub(crate) reserve_releases: u64,
     /// A rotation's checkpoint is under way.
     pub(crate) rotating: bool,
-}
-
-/// Plans checkpoints as the writer does ([`Writer::checkpoint_planner`]).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct CheckpointPlanner {
-    devices: u16,
-    mutants: PlanMutants,
-}
-
-impl CheckpointPlanner {
-    /// The plan of checkpoint `number` of `image`; `existing` lists the
-    /// directory.
-    pub(crate) fn plan(&self, number: u64, image: &Image, existing: &[String]) -> Vec<FsOp> {
-        plan::checkpoint(number, self.devices, Some(image), existing, self.mutants)
-    }
-
-    /// The same plan, the checkpoint written from the live state as it runs
-    /// ([`FsOp::WriteImage`], with [`encoder`](Self::encoder)).
-    pub(crate) fn plan_streamed(&self, number: u64, existing: &[String]) -> Vec<FsOp> {
-        plan::checkpoint(number, self.devices, None, existing, self.mutants)
-    }
-
-    /// An encoder of checkpoint `number`, its buffer sized for `capacity` bytes.
-    pub(crate) fn encoder(&self, number: u64, capacity: usize) -> CheckpointEncoder {
-        CheckpointEncoder::new(number, self.devices, capacity)
-    }
 }
 
 /// The journal writer of one open store (see the module docs).
@@ -590,8 +565,8 @@ impl Writer {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::journal::HEADER_LEN;
     use crate::journal::tests::put;
+    use crate::journal::{HEADER_LEN, Image};
 
     fn io_error() -> Error {
         Error::Io {
