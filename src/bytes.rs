@@ -126,6 +126,16 @@ impl Bytes {
         Some(self)
     }
 
+    /// The vector these bytes own, if this is its only handle: how a buffer
+    /// that was shared while it was written is taken back to be reused.
+    pub(crate) fn into_vec(self) -> Option<Vec<u8>> {
+        match Arc::try_unwrap(self.0).ok()? {
+            Owner::Vec(v) => Some(v),
+            #[cfg(feature = "bytes")]
+            Owner::External(_) => None,
+        }
+    }
+
     /// The bytes as a slice.
     #[inline]
     pub fn as_slice(&self) -> &[u8] {

@@ -167,17 +167,24 @@ pub(crate) fn encode_frame(out: &mut Vec<u8>, seq: u64, durable: u64, entry: &En
 /// mark `durable`, the file length the last successful sync covered when this
 /// write is issued.
 pub(crate) fn encode_group(durable: u64, entries: &[(u64, Entry)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_group_into(&mut out, durable, entries);
+    out
+}
+
+/// [`encode_group`] appended to `out` (a buffer kept from an earlier group, so
+/// that a group commit allocates nothing once its buffer is large enough).
+pub(crate) fn encode_group_into(out: &mut Vec<u8>, durable: u64, entries: &[(u64, Entry)]) {
     let data: usize = (entries.iter())
         .map(|(_, e)| match e {
             Entry::Inline(_, data) => data.len(),
             _ => 0,
         })
         .sum();
-    let mut out = Vec::with_capacity(entries.len() * (FRAME_HEAD + 48) + data);
+    out.reserve(entries.len() * (FRAME_HEAD + 48) + data);
     for (seq, entry) in entries {
-        encode_frame(&mut out, *seq, durable, entry);
+        encode_frame(out, *seq, durable, entry);
     }
-    out
 }
 
 fn frame_crc(frame: &[u8]) -> u32 {

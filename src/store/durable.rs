@@ -192,11 +192,15 @@ pub(crate) trait Live {
 /// writers that started together share one journal sync.
 pub(crate) const STRAGGLER_WAIT: Duration = Duration::from_micros(600);
 
-/// Yields while `more()` says others are about to append, for at most `bound`.
-fn wait_for_stragglers(more: impl Fn() -> bool, bound: Duration) {
-    let until = Instant::now() + bound;
+/// Yields while `more(now)` says others are about to append, until `until`:
+/// one clock read per pass.
+fn wait_for_stragglers(more: impl Fn(Instant) -> bool, until: Instant) {
     // Bounded by the deadline.
-    while more() && Instant::now() < until {
+    loop {
+        let now = Instant::now();
+        if now >= until || !more(now) {
+            return;
+        }
         crate::sync::thread::yield_now();
     }
 }
@@ -299,8 +303,10 @@ impl Journal {
         arrived: impl FnOnce(),
         more: impl Fn() -> bool,
     ) -> Result<()> {
-        let target = self.append(entries, arrived)?;
-        self.wait(target, Entry::first_extent(entries), more)
+        // One lock for the append and the wait: a committer that left the lock
+        // between them would queue for it again behind the others appending.
+        let (g, appended) = self.append_locked(entries, arrived);
+        self.wait_locked(g, appended?, Entry::first_extent(entries), more)
     }
 
     /// Appends `entries` to the group being gathered, without waiting: the
@@ -311,12 +317,21 @@ impl Journal {
     ///
     /// As [`Writer::append`]: the journal refused them (nothing was written).
     pub(crate) fn append(&self, entries: &[Entry], arrived: impl FnOnce()) -> Result<u64> {
+        self.append_locked(entries, arrived).1
+    }
+
+    /// [`append`](Self::append), the writer's lock still held.
+    fn append_locked(
+        &self,
+        entries: &[Entry],
+        arrived: impl FnOnce(),
+    ) -> (crate::sync::MutexGuard<'_, Writer>, Result<u64>) {
         let mut g = self.writer.lock();
         let appended = g.append(entries);
         // Relaxed: a hint for a gathering leader's bounded wait.
         self.buffered.store(g.group_sizes().0, Ordering::Relaxed);
         arrived();
-        appended
+        (g, appended)
     }
 
     /// Returns once the entries [`append`](Self::append) numbered `target` are
@@ -332,7 +347,17 @@ impl Journal {
         extent: crate::record::ExtentId,
         more: impl Fn() -> bool,
     ) -> Result<()> {
-        let mut g = self.writer.lock();
+        self.wait_locked(self.writer.lock(), target, extent, more)
+    }
+
+    /// [`wait`](Self::wait) from under the writer's lock.
+    fn wait_locked<'a>(
+        &'a self,
+        mut g: crate::sync::MutexGuard<'a, Writer>,
+        target: u64,
+        extent: crate::record::ExtentId,
+        more: impl Fn() -> bool,
+    ) -> Result<()> {
         // Bounded: every pass returns, waits for the write in flight (which makes
         // the target durable, fails the journal, or is followed by one that does),
         // or leads one write.
@@ -359,12 +384,12 @@ impl Journal {
                 Duration::from_nanos(self.last_sync_ns.load(Ordering::Relaxed)).min(STRAGGLER_WAIT);
             let started = Instant::now();
             wait_for_stragglers(
-                || {
+                |now| {
                     more()
                         || (self.buffered.load(Ordering::Relaxed) < last_group
-                            && started.elapsed() < sync)
+                            && now < started + sync)
                 },
-                STRAGGLER_WAIT,
+                started + STRAGGLER_WAIT,
             );
             g = self.write_group(self.writer.lock());
         }
@@ -400,6 +425,8 @@ impl Journal {
         // Relaxed: as above.
         self.last_sync_ns
             .store(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        // The writer takes the group's buffer back only from its last holder.
+        drop(ops);
         g = self.writer.lock();
         let checkpoint = g.complete(result);
         self.publish(&g);
