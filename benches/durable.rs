@@ -44,7 +44,10 @@ const WRITERS: u64 = 8;
 /// Value sizes of the throughput rounds, and writes per writer thread per round
 /// (fewer for larger values: about the same seconds per round).
 const SIZES: [(usize, u64); 3] = [(4 << 10, 150), (64 << 10, 60), (1 << 20, 8)];
-const ROUNDS: usize = 3;
+/// Timed rounds per size (the median is reported), after one untimed round
+/// of each side: a fresh store's first round also allocates its journal and
+/// settles its group size, and with 3 rounds it alone moved the median.
+const ROUNDS: usize = 7;
 /// Single-writer latency samples per round.
 const LATENCY_SAMPLES: usize = 200;
 
@@ -146,18 +149,22 @@ fn throughput(dir: &Path, sizes: &[(usize, u64)]) {
         let bytes: Vec<Vec<u8>> = (0..WRITERS).map(|t| payload_of(t, size)).collect();
         let (mut ratios, mut syncs_per_ack) = (Vec::new(), Vec::new());
         let next_id = AtomicU64::new(0);
+        let write = |t: u64, _| {
+            // Relaxed: unique ids only.
+            let id = next_id.fetch_add(1, Ordering::Relaxed);
+            store
+                .write(ExtentId(id), &bytes[t as usize])
+                .expect("durable write");
+        };
+        let base = || timed_threads(per_writer, |t, _| baseline.write(&bytes[t as usize]));
+        // Untimed: see ROUNDS.
+        timed_threads(per_writer, write);
+        base();
         for round in 0..rounds {
-            let base = || timed_threads(per_writer, |t, _| baseline.write(&bytes[t as usize]));
             // Odd rounds time the baseline first, so that drift hits both.
             let early = (round % 2 == 1).then(base);
             let before = store.stats();
-            let s = timed_threads(per_writer, |t, _| {
-                // Relaxed: unique ids only.
-                let id = next_id.fetch_add(1, Ordering::Relaxed);
-                store
-                    .write(ExtentId(id), &bytes[t as usize])
-                    .expect("durable write");
-            });
+            let s = timed_threads(per_writer, write);
             let after = store.stats();
             let b = early.unwrap_or_else(base);
             let acks = after.write_ok - before.write_ok;
