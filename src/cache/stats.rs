@@ -4,6 +4,10 @@
 use super::Cache;
 
 /// Counters of one cache, summed over its shards.
+///
+/// Non-exhaustive: counters are added as the cache learns to count more;
+/// read the fields, build none.
+#[non_exhaustive]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheStats {
     /// Lookups served from an entry of the current generation.

@@ -7,6 +7,10 @@ use crate::sync::Counter;
 /// Operation and integrity counters of a [`Store`](crate::Store).
 ///
 /// The read success rate is `read_ok / reads`.
+///
+/// Non-exhaustive: counters are added as the store learns to count more;
+/// read the fields, build none.
+#[non_exhaustive]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreStats {
     /// The cache's counters.
