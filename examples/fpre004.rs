@@ -170,6 +170,10 @@ struct Args {
     /// read).
     #[arg(long)]
     take_over_without_load: bool,
+    /// Mutant: after a failed device sync, inline writes that returned are not
+    /// written again from the journal (the sweep must catch data lost).
+    #[arg(long)]
+    rewrite_without_read_back: bool,
     /// Fail (exit 1) unless the runs meet this expectation.
     #[arg(long, value_enum)]
     expect: Option<Expect>,
@@ -203,6 +207,7 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
         trust_unsynced: args.trust_unsynced,
         relocation_drops_tag: args.relocation_drops_tag,
         take_over_without_load: args.take_over_without_load,
+        rewrite_without_read_back: args.rewrite_without_read_back,
         ..SimConfig::default()
     };
     c.inline_write_max = args.inline_write_max.unwrap_or(c.inline_write_max);
@@ -482,6 +487,10 @@ fn mutants(args: &Args) -> String {
         (args.relocation_drops_tag, "--relocation-drops-tag"),
         (args.trust_unsynced, "--trust-unsynced"),
         (args.take_over_without_load, "--take-over-without-load"),
+        (
+            args.rewrite_without_read_back,
+            "--rewrite-without-read-back",
+        ),
     ];
     for (on, flag) in switches {
         if on {

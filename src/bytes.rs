@@ -4,7 +4,7 @@ use std::fmt;
 use std::ops::Deref;
 // std's Arc even under loom: only immutable bytes are shared through it; the
 // synchronisation that publishes them is the cache's and the table's, which loom sees.
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// The bytes of one extent at one content generation: immutable, shared by the
 /// cache and every reader (a clone is a reference-count increment).
@@ -136,6 +136,13 @@ impl Bytes {
         }
     }
 
+    /// A handle that does not keep the bytes: [`WeakBytes::upgrade`] gives them
+    /// back while another handle holds them. The buffer is freed with the last
+    /// strong handle; only the owner's small header waits for the weak ones.
+    pub(crate) fn downgrade(&self) -> WeakBytes {
+        WeakBytes(Arc::downgrade(&self.0))
+    }
+
     /// The bytes as a slice.
     #[inline]
     pub fn as_slice(&self) -> &[u8] {
@@ -144,6 +151,27 @@ impl Bytes {
             #[cfg(feature = "bytes")]
             Owner::External(b) => b,
         }
+    }
+}
+
+/// See [`Bytes::downgrade`].
+#[derive(Clone, Default)]
+pub(crate) struct WeakBytes(Weak<Owner>);
+
+impl WeakBytes {
+    /// The bytes, if a strong handle still holds them.
+    pub(crate) fn upgrade(&self) -> Option<Bytes> {
+        self.0.upgrade().map(Bytes)
+    }
+}
+
+impl fmt::Debug for WeakBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.strong_count() > 0 {
+            "WeakBytes(held)"
+        } else {
+            "WeakBytes(gone)"
+        })
     }
 }
 

@@ -63,7 +63,9 @@
 //!   go on reading the device (the page cache holds the bytes) and nothing moves
 //!   later. A device sync that fails is never followed by a trusted one (the sync
 //!   book, `backend::device_files`), so a checkpoint after lost dirty pages fails
-//!   and the journals stay.
+//!   and the journals stay; meanwhile the store writes the lost pages again, from
+//!   the write's own bytes while it runs and from its journal record once it has
+//!   returned (`protocol::WriteBack`, [`inline_data`]).
 //! * **Overlapped data syncs: about one sync past the inline bound.** A larger
 //!   write journals [`Entry::Unsynced`] while its data's sync runs, instead of
 //!   after it, and is acknowledged once both finished. A crash between the two
@@ -91,6 +93,7 @@ mod image;
 pub(crate) mod open;
 pub(crate) mod plan;
 mod pointer;
+mod read_back;
 pub(crate) mod writer;
 
 pub(crate) use frame::{HEADER_LEN, encode_group};
@@ -100,6 +103,7 @@ pub(crate) use image::{
 #[cfg(all(test, not(loom)))]
 pub(crate) use image::{encode_checkpoint, image_entries};
 pub(crate) use pointer::{decode_pointer, encode_pointer, pointer_format};
+pub(crate) use read_back::{Proposal, inline_data};
 
 use crate::bytes::Bytes;
 use crate::record::{Location, State, Tag};

@@ -37,7 +37,7 @@ pub use repair::RepairOutcome;
 pub use verify::Verdict;
 pub(crate) use verify::VerifyOp;
 pub(crate) use write::WriteOp;
-pub(crate) use write_back::WriteBack;
+pub(crate) use write_back::{Proposal, ReadBack, WriteBack};
 
 use crate::bytes::Bytes;
 use crate::cache::{Cache, Flight, FlightOutcome};
@@ -453,7 +453,9 @@ impl Core {
     /// ended: `ok`, or `failed` for good (its sync book will fail every later
     /// one). A success covers the inline writes held before the mark; a failure
     /// degrades the device and writes every held inline write of it again with
-    /// `rewrite` (the failed writeback may have dropped their pages). Both drivers
+    /// `rewrite` (the failed writeback may have dropped their pages), the bytes
+    /// of those that returned read from the journal by `read_back`. Returns how
+    /// many were written from the writes' own bytes and from the journal. Both drivers
     /// call this around every device sync they run.
     pub(crate) fn after_device_sync(
         &self,
@@ -462,13 +464,15 @@ impl Core {
         ok: bool,
         failed: bool,
         rewrite: impl FnMut(Location, &Bytes),
-    ) {
+        read_back: ReadBack<'_>,
+    ) -> (u64, u64) {
         if ok {
             self.write_back.synced(device, mark);
         } else if failed {
             self.device_sync_failed(device);
-            self.write_back.rewrite(device, rewrite);
+            return self.write_back.rewrite(device, rewrite, read_back);
         }
+        (0, 0)
     }
 
     /// The cached bytes of `snapshot`'s extent if they are of its generation and

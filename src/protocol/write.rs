@@ -137,7 +137,7 @@ impl WriteOp {
             // writes them back only for the record that won.
             true => {
                 core.write_back
-                    .insert(record.location(), self.bytes.clone());
+                    .insert(record.location(), (self.id, record.version()), &self.bytes);
                 Entry::inline(record, self.tag, self.bytes.clone())
             }
             // Only the first proposal of an overlapped write runs beside its

@@ -209,6 +209,10 @@ pub struct SimConfig {
     /// [`Workload::claim_percent`]): nobody loads it, and the checker must
     /// catch the read left hanging.
     pub take_over_without_load: bool,
+    /// Mutant: after a failed device sync, the write-back rewrites only the
+    /// inline writes still in flight, not those that returned and whose bytes
+    /// only the journal holds. The checker must catch the data lost.
+    pub rewrite_without_read_back: bool,
 }
 
 impl Default for SimConfig {
@@ -276,6 +280,7 @@ impl Default for SimConfig {
             trust_unsynced: false,
             relocation_drops_tag: false,
             take_over_without_load: false,
+            rewrite_without_read_back: false,
         }
     }
 }

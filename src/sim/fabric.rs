@@ -59,6 +59,15 @@ pub(crate) struct Fabric {
     sync_rng: ChaCha8Rng,
 }
 
+/// A copy of `bytes` for a device or the replica source to keep, as a disk's
+/// sectors and another machine's replica are: never the writer's own buffer,
+/// whose last handle the store lets go when the write returns (an inline
+/// write's rewrite then reads its bytes back from the journal, and the emulator
+/// must reach that path as the store does).
+fn own_copy(bytes: &Bytes) -> Bytes {
+    Bytes::from(bytes.as_slice())
+}
+
 /// Bytes a device writes atomically.
 const SECTOR: usize = 512;
 
@@ -226,7 +235,7 @@ impl Fabric {
         }
         self.faults.remove(&key(location));
         self.clean.remove(&key(location));
-        self.volatile.insert(key(location), bytes);
+        self.volatile.insert(key(location), own_copy(&bytes));
         Ok(())
     }
 
@@ -239,7 +248,7 @@ impl Fabric {
     /// spurious once a rewrite had cleared its misdirected-write fault).
     pub(crate) fn rewrite(&mut self, location: Location, bytes: Bytes) {
         self.clean.remove(&key(location));
-        self.volatile.insert(key(location), bytes);
+        self.volatile.insert(key(location), own_copy(&bytes));
     }
 
     /// A sync of `device` completes: `Err` if an injected error failed it, else
@@ -329,6 +338,7 @@ impl Fabric {
     /// its device, like any other (the checker's durable view then holds the
     /// intended bytes; the fault overlay is what reads see).
     pub(crate) fn misdirect(&mut self, intended: Location, victim: Location, bytes: Bytes) {
+        let bytes = own_copy(&bytes);
         let stale = self
             .media(intended)
             .unwrap_or_else(|_| Bytes::from(vec![0u8; intended.length as usize]));
@@ -368,7 +378,7 @@ impl Fabric {
 
     /// Records the replica of a committed write.
     pub(crate) fn add_replica(&mut self, extent: ExtentId, generation: u64, bytes: Bytes) {
-        self.replicas.insert((extent, generation), bytes);
+        self.replicas.insert((extent, generation), own_copy(&bytes));
     }
 
     /// The replica source.

@@ -15,6 +15,7 @@
 //! referenced twice and that recovering twice gives the same state.
 
 use super::fabric::Fabric;
+use crate::bytes::Bytes;
 use crate::journal::{Entry, Image, RecordImage};
 use crate::record::{ExtentId, Location, State, checksum};
 use crate::table::ExtentTable;
@@ -56,11 +57,15 @@ pub(crate) struct Model {
 }
 
 impl Model {
-    /// Slot `slot` issued `entries`.
+    /// Slot `slot` issued `entries`. An inline entry's bytes are the model's own copy, as a device's are
+    /// (`fabric`): never the writer's buffer, which the store lets go when the
+    /// write returns.
     pub(crate) fn issue(&mut self, slot: usize, entries: &[Entry]) {
         let start = self.issued.len();
-        self.issued
-            .extend(entries.iter().map(|e| (e.clone(), false)));
+        self.issued.extend(entries.iter().map(|e| match e {
+            Entry::Inline(r, bytes) => (Entry::Inline(*r, Bytes::from(bytes.as_slice())), false),
+            e => (e.clone(), false),
+        }));
         self.pending.insert(slot, start..self.issued.len());
     }
 

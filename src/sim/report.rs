@@ -100,6 +100,10 @@ pub struct Report {
     pub inline_writes: u64,
     /// Inline writes' data that recovery wrote back from the journal.
     pub inline_redone: u64,
+    /// Inline writes' data written again after a failed device sync from
+    /// their journal records (the writes had returned and let their own
+    /// bytes go).
+    pub inline_read_back: u64,
     /// Writes whose record was journaled while their data synced (about one
     /// sync).
     pub overlapped_writes: u64,

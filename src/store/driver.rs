@@ -300,12 +300,23 @@ impl Shared {
         let result = self.backend.sync(device);
         let failed = result.is_err()
             && (self.device_files.as_ref()).is_some_and(|files| files.sync_failed(device));
-        self.core
-            .after_device_sync(device, mark, result.is_ok(), failed, |location, bytes| {
+        let mut read_back = |wanted: &_| match &self.journal {
+            Some(journal) => read_back(journal.dir(), wanted),
+            None => Default::default(),
+        };
+        // The counts are the emulator's: a store's rewrite is best effort.
+        let _ = self.core.after_device_sync(
+            device,
+            mark,
+            result.is_ok(),
+            failed,
+            |location, bytes| {
                 // Best effort: a write that fails leaves the extent to the verifier
                 // until the reopen writes it back from the journal.
                 let _ = self.backend.write_at(location, bytes);
-            });
+            },
+            &mut read_back,
+        );
         result
     }
 
@@ -514,6 +525,19 @@ impl super::durable::Live for Shared {
     fn markers_pending(&self) -> bool {
         self.core.overlaps.markers_pending()
     }
+}
+
+/// The journals' copies of the inline writes `wanted` (`journal::inline_data`),
+/// read from `dir`'s files; best effort, as the rewrite they serve.
+fn read_back(
+    dir: &super::durable::Dir,
+    wanted: &std::collections::BTreeSet<crate::protocol::Proposal>,
+) -> std::collections::HashMap<crate::protocol::Proposal, (Location, crate::bytes::Bytes)> {
+    let names = dir.fs.list(&dir.path).unwrap_or_default();
+    let mut files = crate::journal::WholeFiles::new(|name: &str| {
+        (dir.fs.read_file(&dir.path.join(name))).map_err(|e| super::durable::io_error("read", &e))
+    });
+    crate::journal::inline_data(&names, &mut files, wanted)
 }
 
 impl Drop for ArriveOnDrop<'_> {

@@ -277,10 +277,25 @@ impl World {
             self.schedule(self.now + 1_000_000, Event::Reopen);
         }
         let fabric = &mut self.fabric;
-        self.core
-            .after_device_sync(device, mark, result.is_ok(), failed, |location, bytes| {
-                fabric.rewrite(location, bytes.clone());
-            });
+        let dir = &self.meta.dir;
+        let mutant = self.cfg.rewrite_without_read_back;
+        // The store's read-back, over the emulated directory.
+        let mut read_back = |wanted: &_| {
+            if mutant {
+                return Default::default();
+            }
+            let mut files = crate::journal::WholeFiles::new(|name: &str| Ok(dir.read(name)));
+            crate::journal::inline_data(&dir.list(), &mut files, wanted)
+        };
+        let (_, journaled) = self.core.after_device_sync(
+            device,
+            mark,
+            result.is_ok(),
+            failed,
+            |location, bytes| fabric.rewrite(location, bytes.clone()),
+            &mut read_back,
+        );
+        self.report.inline_read_back += journaled;
         result
     }
 
