@@ -200,8 +200,10 @@ fn a_failed_write_back_sync_that_dropped_pages_keeps_reads_right_and_loses_nothi
         assert!(n < 2_000, "no write-back sync");
     }
     assert!(fs.fired().unwrap().contains(DEVICE), "{:?}", fs.fired());
-    // The pages were dropped, and written again from the held bytes: every read
-    // is right, none is a checksum failure or FPRE004.
+    // The pages were dropped, and written again: every read is right, none is a
+    // checksum failure or FPRE004. The writes had returned, so their bytes came
+    // back from their journal records.
+    assert!(store.stats().inline_read_back > 0, "{:?}", store.stats());
     check(&store, &model);
     assert_eq!(store.stats().read_ok, model.len() as u64);
     // The checkpoint was not taken: the journals holding the data stay.

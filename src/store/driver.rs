@@ -304,8 +304,7 @@ impl Shared {
             Some(journal) => read_back(journal.dir(), wanted),
             None => Default::default(),
         };
-        // The counts are the emulator's: a store's rewrite is best effort.
-        let _ = self.core.after_device_sync(
+        let (own, journaled) = self.core.after_device_sync(
             device,
             mark,
             result.is_ok(),
@@ -317,6 +316,8 @@ impl Shared {
             },
             &mut read_back,
         );
+        self.counters.inline_rewritten.add(own);
+        self.counters.inline_read_back.add(journaled);
         result
     }
 

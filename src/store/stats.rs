@@ -98,6 +98,13 @@ pub struct StoreStats {
     /// Inline writes (durable in the journal) whose data no device sync has
     /// covered at its location yet: the next checkpoint or data sync does.
     pub inline_unsynced: u64,
+    /// Inline writes written again to their locations after a failed sync of
+    /// their device (which may have dropped their pages), from the writes' own
+    /// bytes while they ran.
+    pub inline_rewritten: u64,
+    /// The same, from their journal records: the writes had returned and let
+    /// their bytes go.
+    pub inline_read_back: u64,
     /// Tags held in memory: one per tagged record, plus one per tagged write in
     /// flight (see [`Tag`](crate::Tag)).
     pub tags_held: u64,
@@ -180,6 +187,8 @@ counters!(
     scrub_passes,
     scrub_extents,
     scrub_bytes,
+    inline_rewritten,
+    inline_read_back,
 );
 
 impl super::Store {
