@@ -121,7 +121,6 @@ impl Scan {
     }
 
     /// Every valid entry of `bytes` (the bytes scanned), in order.
-    #[cfg(test)]
     pub(crate) fn entries(&self, bytes: &[u8]) -> Vec<(u64, Entry)> {
         (0..self.offsets.len())
             .filter_map(|i| self.entry(bytes, i))

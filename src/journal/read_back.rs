@@ -31,7 +31,7 @@ pub(crate) fn inline_data(
         let Ok(scan) = frame::scan(&bytes, name, FileKind::Journal, Tear::Unsynced) else {
             continue;
         };
-        for (_, entry) in (0..scan.offsets.len()).filter_map(|i| scan.entry(&bytes, i)) {
+        for (_, entry) in scan.entries(&bytes) {
             if let Entry::Inline(record, data) = entry
                 && wanted.contains(&(record.extent, record.version))
             {

@@ -455,8 +455,8 @@ impl Core {
     /// degrades the device and writes every held inline write of it again with
     /// `rewrite` (the failed writeback may have dropped their pages), the bytes
     /// of those that returned read from the journal by `read_back`. Returns how
-    /// many were written from the writes' own bytes and from the journal. Both drivers
-    /// call this around every device sync they run.
+    /// many were written from the writes' own bytes and from the journal. Both
+    /// drivers call this around every device sync they run.
     pub(crate) fn after_device_sync(
         &self,
         device: u16,

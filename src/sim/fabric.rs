@@ -64,7 +64,7 @@ pub(crate) struct Fabric {
 /// whose last handle the store lets go when the write returns (an inline
 /// write's rewrite then reads its bytes back from the journal, and the emulator
 /// must reach that path as the store does).
-fn own_copy(bytes: &Bytes) -> Bytes {
+pub(super) fn own_copy(bytes: &Bytes) -> Bytes {
     Bytes::from(bytes.as_slice())
 }
 

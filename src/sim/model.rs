@@ -14,8 +14,7 @@
 //! [`recover`](super::crash::recover) adds that the rebuild found no location
 //! referenced twice and that recovering twice gives the same state.
 
-use super::fabric::Fabric;
-use crate::bytes::Bytes;
+use super::fabric::{Fabric, own_copy};
 use crate::journal::{Entry, Image, RecordImage};
 use crate::record::{ExtentId, Location, State, checksum};
 use crate::table::ExtentTable;
@@ -57,13 +56,12 @@ pub(crate) struct Model {
 }
 
 impl Model {
-    /// Slot `slot` issued `entries`. An inline entry's bytes are the model's own copy, as a device's are
-    /// (`fabric`): never the writer's buffer, which the store lets go when the
-    /// write returns.
+    /// Slot `slot` issued `entries`. An inline entry keeps its own copy of
+    /// the bytes, as a device does ([`own_copy`]).
     pub(crate) fn issue(&mut self, slot: usize, entries: &[Entry]) {
         let start = self.issued.len();
         self.issued.extend(entries.iter().map(|e| match e {
-            Entry::Inline(r, bytes) => (Entry::Inline(*r, Bytes::from(bytes.as_slice())), false),
+            Entry::Inline(r, bytes) => (Entry::Inline(*r, own_copy(bytes)), false),
             e => (e.clone(), false),
         }));
         self.pending.insert(slot, start..self.issued.len());

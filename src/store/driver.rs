@@ -535,10 +535,7 @@ fn read_back(
     wanted: &std::collections::BTreeSet<crate::protocol::Proposal>,
 ) -> std::collections::HashMap<crate::protocol::Proposal, (Location, crate::bytes::Bytes)> {
     let names = dir.fs.list(&dir.path).unwrap_or_default();
-    let mut files = crate::journal::WholeFiles::new(|name: &str| {
-        (dir.fs.read_file(&dir.path.join(name))).map_err(|e| super::durable::io_error("read", &e))
-    });
-    crate::journal::inline_data(&names, &mut files, wanted)
+    crate::journal::inline_data(&names, &mut super::open::MetaDir::new(dir), wanted)
 }
 
 impl Drop for ArriveOnDrop<'_> {

@@ -164,10 +164,7 @@ fn recover_and_open(
     lock: Box<dyn std::any::Any + Send + Sync>,
     config: &StoreConfig,
 ) -> Result<Opened> {
-    let mut files = MetaDir {
-        dir: &dir,
-        open: None,
-    };
+    let mut files = MetaDir::new(&dir);
     let device_files = device_files(&dir, config.devices)?;
     let device_lens = (device_files.iter())
         .map(|f| {
@@ -232,9 +229,16 @@ fn recover_and_open(
 
 /// The store directory's metadata files as recovery reads them: whole, or a
 /// checkpoint in parts through one open file.
-struct MetaDir<'a> {
+pub(super) struct MetaDir<'a> {
     dir: &'a Dir,
     open: Option<(String, Arc<dyn FsFile>)>,
+}
+
+impl<'a> MetaDir<'a> {
+    /// `dir`'s metadata files, none open yet.
+    pub(super) fn new(dir: &'a Dir) -> Self {
+        MetaDir { dir, open: None }
+    }
 }
 
 impl journal::MetaFiles for MetaDir<'_> {
