@@ -9,7 +9,9 @@
 //! (from `getrusage`), which move when a build's group commit falls into a
 //! different equilibrium.
 //!
-//! Run with `lab/durable_ab/run.sh` (see there).
+//! Run with `lab/durable_ab/run.sh` (see there). `DURABLE_AB_VALUE` sets the value
+//! size in bytes (default 4096) and `DURABLE_AB_PER_WRITER` the writes per writer
+//! per round (default 150): 64 KiB runs with 60, as `benches/durable.rs` does.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -17,19 +19,26 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-const VALUE: usize = 4096;
 const WRITERS: u64 = 8;
-const PER_WRITER: u64 = 150;
 const DEVICES: u64 = 2;
+
+/// A positive integer from the environment, or `default`.
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .map_or(default, |v| v.parse().expect("a positive integer"))
+        .max(1)
+}
 
 /// `DEVICES` files, each write at a fresh offset, synced.
 struct Baseline {
     files: Vec<File>,
     next: AtomicU64,
+    value: u64,
 }
 
 impl Baseline {
-    fn new(dir: &Path) -> Self {
+    fn new(dir: &Path, value: u64) -> Self {
         let files = (0..DEVICES)
             .map(|d| {
                 OpenOptions::new()
@@ -44,6 +53,7 @@ impl Baseline {
         Baseline {
             files,
             next: AtomicU64::new(0),
+            value,
         }
     }
 
@@ -51,20 +61,20 @@ impl Baseline {
         // Relaxed: a unique slot number, ordered with nothing else.
         let slot = self.next.fetch_add(1, Ordering::Relaxed);
         let file = &self.files[(slot % DEVICES) as usize];
-        file.write_all_at(bytes, slot / DEVICES * VALUE as u64)
+        file.write_all_at(bytes, slot / DEVICES * self.value)
             .expect("baseline write");
         file.sync_data().expect("baseline sync");
     }
 }
 
-/// Seconds for `WRITERS` threads to do `PER_WRITER` writes each.
-fn timed(write: impl Fn(u64) + Sync) -> f64 {
+/// Seconds for `WRITERS` threads to do `per_writer` writes each.
+fn timed(per_writer: u64, write: impl Fn(u64) + Sync) -> f64 {
     let start = Instant::now();
     std::thread::scope(|s| {
         for t in 0..WRITERS {
             let write = &write;
             s.spawn(move || {
-                for _ in 0..PER_WRITER {
+                for _ in 0..per_writer {
                     write(t);
                 }
             });
@@ -100,6 +110,8 @@ fn main() {
     let rounds: usize = std::env::args()
         .nth(1)
         .map_or(12, |s| s.parse().expect("rounds"));
+    let value = setting("DURABLE_AB_VALUE", 4096);
+    let per_writer = setting("DURABLE_AB_PER_WRITER", 150);
     let tmp = tempfile::tempdir().expect("temp dir");
     let dir = tmp.path();
     let old_config = old::StoreConfig::builder()
@@ -118,8 +130,8 @@ fn main() {
         .expect("config");
     let old_store = old::Store::open(dir.join("old"), old_config).expect("open old");
     let new_store = new::Store::open(dir.join("new"), new_config).expect("open new");
-    let baseline = Baseline::new(dir);
-    let bytes: Vec<Vec<u8>> = (0..WRITERS).map(|t| vec![t as u8 + 1; VALUE]).collect();
+    let baseline = Baseline::new(dir, value);
+    let bytes: Vec<Vec<u8>> = (0..WRITERS).map(|t| vec![t as u8 + 1; value as usize]).collect();
     let (old_id, new_id) = (AtomicU64::new(0), AtomicU64::new(0));
     let mut rates = [Vec::new(), Vec::new(), Vec::new()];
     let mut cost = [(0.0, 0u64); 3];
@@ -128,30 +140,31 @@ fn main() {
             let which = (round + k) % 3;
             let before = usage();
             let seconds = match which {
-                0 => timed(|w| {
+                0 => timed(per_writer, |w| {
                     // Relaxed: unique ids only.
                     let id = old_id.fetch_add(1, Ordering::Relaxed);
                     old_store
                         .write(old::ExtentId(id), &bytes[w as usize])
                         .expect("old write");
                 }),
-                1 => timed(|w| {
+                1 => timed(per_writer, |w| {
                     // Relaxed: unique ids only.
                     let id = new_id.fetch_add(1, Ordering::Relaxed);
                     new_store
                         .write(new::ExtentId(id), &bytes[w as usize])
                         .expect("new write");
                 }),
-                _ => timed(|w| baseline.write(&bytes[w as usize])),
+                _ => timed(per_writer, |w| baseline.write(&bytes[w as usize])),
             };
             let after = usage();
-            rates[which].push((WRITERS * PER_WRITER) as f64 / seconds);
+            rates[which].push((WRITERS * per_writer) as f64 / seconds);
             cost[which].0 += after.0 - before.0;
             cost[which].1 += after.1 - before.1;
         }
     }
     let [old, new, base] = [0, 1, 2].map(|i| median(&rates[i]));
-    let writes = (rounds as u64 * WRITERS * PER_WRITER) as f64;
+    let writes = (rounds as u64 * WRITERS * per_writer) as f64;
+    println!("{value} B values, {per_writer} writes per writer per round");
     println!("writes/s, median of {rounds} rounds: old {old:.0}, new {new:.0}, baseline {base:.0}");
     println!(
         "ratio to the baseline: old {:.3}, new {:.3}; new / old {:.3}",
