@@ -143,6 +143,12 @@ struct Args {
     /// devices first (the crash sweep must catch inline writes' data lost).
     #[arg(long)]
     checkpoint_without_device_sync: bool,
+    /// Mutant: a checkpoint syncs the devices before it reads its image (an
+    /// overlapped write that begins between the two is in the image while its
+    /// data's sync runs; the checker must catch the record a failed sync
+    /// leaves over data never written).
+    #[arg(long)]
+    sync_devices_before_image: bool,
     /// Mutant: reopen without writing inline writes' data back from the journal
     /// (the crash sweep must catch it).
     #[arg(long)]
@@ -202,6 +208,7 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
         lose_metadata: args.lose_metadata,
         trust_sync_after_failure: args.trust_sync_after_failure,
         checkpoint_without_device_sync: args.checkpoint_without_device_sync,
+        sync_devices_before_image: args.sync_devices_before_image,
         reopen_without_redo: args.reopen_without_redo,
         batch_not_atomic: args.batch_not_atomic,
         trust_unsynced: args.trust_unsynced,
@@ -481,6 +488,10 @@ fn mutants(args: &Args) -> String {
         (
             args.checkpoint_without_device_sync,
             "--checkpoint-without-device-sync",
+        ),
+        (
+            args.sync_devices_before_image,
+            "--sync-devices-before-image",
         ),
         (args.reopen_without_redo, "--reopen-without-redo"),
         (args.batch_not_atomic, "--batch-not-atomic"),

@@ -80,11 +80,13 @@
 //!   and quarantined like any other, never taken for a torn write: only before
 //!   the marker is durable can a fault of the data pass for one. A checkpoint
 //!   syncs the devices of overlapped writes in flight (or whose sync failed:
-//!   then no checkpoint succeeds until a reopen) before it replaces the
-//!   journals, so its image never needs the check. Recovery journals what it
-//!   decided and writes the bytes it read back before syncing the devices: a
-//!   failed sync may have left them in the page cache marked clean but never
-//!   written, which a sync after the reopen would not persist.
+//!   then no checkpoint succeeds until a reopen) after it has read its image
+//!   and before it replaces the journals, so its image never needs the check:
+//!   every write whose proposal the image holds wrote its data before.
+//!   Recovery journals what it decided and writes the bytes it read back
+//!   before syncing the devices: a failed sync may have left them in the page
+//!   cache marked clean but never written, which a sync after the reopen would
+//!   not persist.
 //! * `write_pending` is never recorded: a write that did not commit is not part of
 //!   any durable state.
 
@@ -268,6 +270,11 @@ pub(crate) struct PlanMutants {
     /// A checkpoint drops the journals it replaces without syncing the devices
     /// first: inline writes' data is lost by a power cut after it.
     pub(crate) checkpoint_without_device_sync: bool,
+    /// A checkpoint syncs the devices before it reads its image, not after: an
+    /// overlapped write that begins between the two is in the image as a plain
+    /// record while its data's sync runs, and if that sync fails the checkpoint
+    /// holds a record over data never written.
+    pub(crate) sync_devices_before_image: bool,
     /// Reopen without writing inline writes' data back to their locations
     /// ([`Recovered::redo`]).
     pub(crate) reopen_without_redo: bool,

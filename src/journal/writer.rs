@@ -794,6 +794,20 @@ mod tests {
         assert!(plan.iter().any(|op| matches!(op, FsOp::SyncDevices)));
     }
 
+    /// The devices are synced after the image is read and before the pointer
+    /// names the checkpoint: an overlapped write whose proposal the image
+    /// holds wrote its data before, so the sync covers it.
+    #[test]
+    fn a_checkpoint_syncs_the_devices_between_its_image_and_the_pointer() {
+        let mut w = Writer::new(1, 1 << 20, 1, HEADER_LEN as u64, 0);
+        let plan = (w.checkpoint_planner().unwrap()).plan_streamed(2, &[]);
+        let at = |want: fn(&FsOp) -> bool| plan.iter().position(want).unwrap();
+        let image = at(|op| matches!(op, FsOp::WriteImage { .. }));
+        let devices = at(|op| matches!(op, FsOp::SyncDevices));
+        let pointer = at(|op| matches!(op, FsOp::Rename { to, .. } if to == files::CURRENT));
+        assert!(image < devices && devices < pointer, "{plan:?}");
+    }
+
     fn disk_full() -> Error {
         Error::DiskFull {
             device: crate::journal::METADATA_DEVICE,

@@ -187,6 +187,11 @@ pub struct SimConfig {
     /// Mutant: a checkpoint drops the journals it replaces without syncing the
     /// devices first. The crash checker must catch inline writes' data lost.
     pub checkpoint_without_device_sync: bool,
+    /// Mutant: a checkpoint syncs the devices before it reads its image, not
+    /// after, so an overlapped write that begins between the two is in the
+    /// image while its data's sync runs. The checker must catch the record
+    /// over data never written that a failed sync leaves in the checkpoint.
+    pub sync_devices_before_image: bool,
     /// Mutant: reopen without writing inline writes' data back from the journal.
     /// The crash checker must catch it.
     pub reopen_without_redo: bool,
@@ -275,6 +280,7 @@ impl Default for SimConfig {
             inline_write_max: 160,
             overlap_data_sync: true,
             checkpoint_without_device_sync: false,
+            sync_devices_before_image: false,
             reopen_without_redo: false,
             batch_not_atomic: false,
             trust_unsynced: false,

@@ -14,7 +14,7 @@ use super::config::Latency;
 use super::disk::{FailedSync, SimDir};
 use crate::bytes::Bytes;
 use crate::error::Error;
-use crate::journal::plan::{FsOp, PlanMutants};
+use crate::journal::plan::{CheckpointPlanner, FsOp, PlanMutants};
 use crate::journal::writer::Writer;
 use crate::journal::{Entry, Image, files};
 use crate::record::ExtentId;
@@ -74,6 +74,9 @@ struct Task {
     ops: VecDeque<FsOp>,
     /// The whole plan (a checkpoint's is handed back to the writer).
     plan: Vec<FsOp>,
+    /// A checkpoint's number and planner: its [`FsOp::WriteImage`] step reads
+    /// the live state then, as the store's does, not when it was planned.
+    checkpoint: Option<(u64, CheckpointPlanner)>,
 }
 
 impl Task {
@@ -81,6 +84,7 @@ impl Task {
         Task {
             ops: plan.clone().into(),
             plan,
+            checkpoint: None,
         }
     }
 }
@@ -148,7 +152,7 @@ impl EmulatedJournal {
             0
         };
         match op {
-            FsOp::Write { .. } => l.floor_ns + jitter,
+            FsOp::Write { .. } | FsOp::WriteImage { .. } => l.floor_ns + jitter,
             FsOp::Sync { .. } | FsOp::SyncDir => {
                 let ack = match l.ack_delay_ns {
                     0 => 0,
@@ -245,9 +249,12 @@ impl EmulatedJournal {
         let Some(mut task) = slot.take() else {
             return fx;
         };
-        let Some(op) = task.ops.pop_front() else {
+        let Some(mut op) = task.ops.pop_front() else {
             return fx;
         };
+        if let (FsOp::WriteImage { file }, Some((number, planner))) = (&op, &task.checkpoint) {
+            op = planner.image_write(*number, file, &image());
+        }
         let failure = match (&op, synced) {
             // The devices are the world's: it syncs them and answers.
             (FsOp::SyncDevices, None) => {
@@ -271,7 +278,10 @@ impl EmulatedJournal {
                 Lane::Checkpoint => {
                     if let Some(retry) = self.writer.checkpoint_done(&task.plan, Err(err)) {
                         let delay = retry.first().map_or(0, |op| self.latency(op));
-                        self.checkpoint = Some(Task::new(retry));
+                        self.checkpoint = Some(Task {
+                            checkpoint: task.checkpoint,
+                            ..Task::new(retry)
+                        });
                         fx.schedule.push((Lane::Checkpoint, delay));
                     } else {
                         // The rotation ended: group commits it held back go on.
@@ -318,11 +328,15 @@ impl EmulatedJournal {
                 if let Some((number, planner)) =
                     switched.and_then(|n| Some((n, self.writer.checkpoint_planner()?)))
                 {
-                    // The checkpoint is taken after the switch: it holds every
-                    // record of the journals it replaces.
-                    let ops = planner.plan(number, &image(), &self.dir.list());
+                    // The checkpoint is taken after the switch, at its
+                    // `WriteImage` step: it holds every record of the
+                    // journals it replaces.
+                    let ops = planner.plan_streamed(number, &self.dir.list());
                     let delay = ops.first().map_or(0, |op| self.latency(op));
-                    self.checkpoint = Some(Task::new(ops));
+                    self.checkpoint = Some(Task {
+                        checkpoint: Some((number, planner)),
+                        ..Task::new(ops)
+                    });
                     fx.schedule.push((Lane::Checkpoint, delay));
                 }
                 self.settle(&mut fx);

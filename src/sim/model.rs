@@ -53,6 +53,14 @@ pub(crate) struct Model {
     /// Indices in `issued` of the [`Entry::Unsynced`] records whose data's sync
     /// completed: recovery must keep them once their entry is durable.
     data_synced: BTreeSet<usize>,
+    /// Indices in `issued` of entries whose journal request failed (refused,
+    /// or written to a journal that then failed). A checkpoint taken while
+    /// their operation was in flight holds its proposal, whatever became of
+    /// the journal; one taken after the operation answered does not. So a
+    /// recovery may show each of them or not, whatever it shows of the
+    /// entries around them (a batch's proposals are read together, so this
+    /// keeps a batch whole only where the journal does).
+    failed: BTreeSet<usize>,
 }
 
 impl Model {
@@ -123,9 +131,11 @@ impl Model {
         })
     }
 
-    /// Slot `slot`'s entries were refused by a failed journal: never written.
-    pub(crate) fn refuse(&mut self, slot: usize) {
-        self.pending.remove(&slot);
+    /// Slot `slot`'s journal request failed (see [`failed`](Self::failed)).
+    pub(crate) fn fail(&mut self, slot: usize) {
+        if let Some(range) = self.pending.remove(&slot) {
+            self.failed.extend(range);
+        }
     }
 
     /// After a recovery: what was recovered is the new durable baseline.
@@ -134,6 +144,7 @@ impl Model {
         self.issued.clear();
         self.pending.clear();
         self.data_synced.clear();
+        self.failed.clear();
         self.acked_bad.retain(|l| image.bad.contains(l));
     }
 
@@ -199,8 +210,10 @@ impl Model {
             });
             if wins {
                 // A droppable overlapped write may fall back to the record it
-                // replaced, or to what that one could fall back to.
-                let alts = match (self.droppable(i), state.get(&r.extent.0)) {
+                // replaced, or to what that one could fall back to; so may a
+                // failed entry (see `failed`).
+                let optional = self.droppable(i) || self.failed.contains(&i);
+                let alts = match (optional, state.get(&r.extent.0)) {
                     (false, _) => Vec::new(),
                     (true, None) => vec![None],
                     (true, Some((old, _, alts))) => {

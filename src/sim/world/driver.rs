@@ -371,10 +371,10 @@ impl World {
             self.journal_answer(slot, Ok(()));
         }
         for (slot, err) in fx.failed {
-            if !matches!(err, Error::OutcomeUnknown { .. }) {
-                // Refused before anything of it was written.
-                self.model.refuse(slot);
-            }
+            // Refused before anything of it was written, or written to a
+            // journal that failed: either way only a checkpoint that read its
+            // proposals may hold it.
+            self.model.fail(slot);
             self.journal_answer(slot, Err(err));
         }
     }

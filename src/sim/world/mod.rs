@@ -156,6 +156,7 @@ impl World {
                     torn_as_corrupt: cfg.torn_as_corrupt,
                     missing_journal_as_empty: cfg.missing_journal_as_empty,
                     checkpoint_without_device_sync: cfg.checkpoint_without_device_sync,
+                    sync_devices_before_image: cfg.sync_devices_before_image,
                     reopen_without_redo: cfg.reopen_without_redo,
                     batch_not_atomic: cfg.batch_not_atomic,
                     trust_unsynced: cfg.trust_unsynced,
