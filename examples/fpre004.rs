@@ -118,6 +118,11 @@ struct Args {
     /// (the crash sweep must catch a read of what a power cut then took back).
     #[arg(long)]
     commit_before_journal: bool,
+    /// Mutant: a write the journal refused answers a certain failure even when
+    /// a checkpoint's image read its proposal first (the checker must catch
+    /// its record found after a recovery).
+    #[arg(long)]
+    certain_after_image: bool,
     /// Mutant: recovery calls a bad journal region followed by any valid frame
     /// corruption (power cuts that persist sectors out of order must catch it).
     #[arg(long)]
@@ -203,6 +208,7 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
         pointer_before_checkpoint_sync: args.pointer_before_checkpoint_sync,
         reopen_without_sync: args.reopen_without_sync,
         commit_before_journal: args.commit_before_journal,
+        certain_after_image: args.certain_after_image,
         torn_as_corrupt: args.torn_as_corrupt,
         missing_journal_as_empty: args.missing_journal_as_empty,
         lose_metadata: args.lose_metadata,
@@ -480,6 +486,7 @@ fn mutants(args: &Args) -> String {
             "--pointer-before-checkpoint-sync",
         ),
         (args.commit_before_journal, "--commit-before-journal"),
+        (args.certain_after_image, "--certain-after-image"),
         (args.torn_as_corrupt, "--torn-as-corrupt"),
         (args.missing_journal_as_empty, "--missing-journal-as-empty"),
         (args.lose_metadata, "--lose-metadata"),

@@ -348,6 +348,34 @@ fn syncing_the_devices_before_the_checkpoints_image_is_caught() {
 }
 
 #[test]
+fn a_write_calling_itself_certainly_failed_after_an_image_read_it_is_caught() {
+    // A write whose append the journal refused answers "certainly not done"
+    // only if no checkpoint's image read its proposal first; the mutant
+    // answers it whatever the image did, and a recovery from that checkpoint
+    // then shows the write.
+    let mut honest = write_heavy();
+    honest.crashes = 0;
+    honest.journal_max_bytes = 256;
+    honest.inline_write_max = 0;
+    let mutant = SimConfig {
+        certain_after_image: true,
+        ..honest
+    };
+    // 7 of the first 200 seeds catch it; the first is seed 32.
+    let (seed, v) = caught(&mutant, 60).expect("caught within 60 seeds");
+    assert!(
+        v.iter().any(|v| v.contains("certain failure")),
+        "seed {seed}: {v:?}"
+    );
+    let r = sim::run(seed, &honest);
+    assert!(
+        r.is_clean(),
+        "seed {seed} answering outcome unknown: {:?}",
+        r.violations
+    );
+}
+
+#[test]
 fn invariant_9_reopening_without_syncing_what_recovery_read_is_caught() {
     // A process kill leaves unsynced journal bytes that recovery reads; a reopen
     // that does not sync them acknowledges on top of them, and a later power cut

@@ -259,6 +259,11 @@ pub(crate) struct Mutants {
     /// so a recovery that replays it loses the engine's key (the crash checker
     /// must catch it).
     pub(crate) relocation_drops_tag: bool,
+    /// A write the journal refused answers a certain failure even when a
+    /// checkpoint's image read its proposal first (and may hold it): the
+    /// checker must catch a record found after a recovery although its write
+    /// said it certainly did not happen.
+    pub(crate) certain_after_image: bool,
 }
 
 impl Core {

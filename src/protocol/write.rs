@@ -536,7 +536,9 @@ impl WriteOp {
             }
             // Refused, but a checkpoint's image read the proposal first: it
             // may be durable there.
-            (Phase::Proposed { .. }, Err(err)) if core.proposals.withdraw(self.id) => {
+            (Phase::Proposed { .. }, Err(err))
+                if core.proposals.withdraw(self.id) && !core.mutants.certain_after_image =>
+            {
                 self.unknown(core, err)
             }
             (Phase::Proposed { location, .. }, Err(err)) => {

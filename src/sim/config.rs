@@ -164,6 +164,10 @@ pub struct SimConfig {
     /// so readers see a generation a power cut can take back. The crash checker
     /// must catch it.
     pub commit_before_journal: bool,
+    /// Mutant: a write the journal refused answers a certain failure even when
+    /// a checkpoint's image read its proposal first. The checker must catch
+    /// its record found after a recovery.
+    pub certain_after_image: bool,
     /// Mutant: recovery calls a bad journal region followed by any valid frame
     /// corruption (the rule before durable marks). Power cuts that persist a later
     /// sector of a write but not an earlier one must catch it.
@@ -273,6 +277,7 @@ impl Default for SimConfig {
             pointer_before_checkpoint_sync: false,
             reopen_without_sync: false,
             commit_before_journal: false,
+            certain_after_image: false,
             torn_as_corrupt: false,
             missing_journal_as_empty: false,
             lose_metadata: false,

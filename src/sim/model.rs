@@ -61,6 +61,13 @@ pub(crate) struct Model {
     /// entries around them (a batch's proposals are read together, so this
     /// keeps a batch whole only where the journal does).
     failed: BTreeSet<usize>,
+    /// Each slot's last failed journal request: its range in `issued`, until
+    /// the operation answers (see [`certainly_failed`](Self::certainly_failed)).
+    last_failed: HashMap<usize, std::ops::Range<usize>>,
+    /// Indices in `issued` of the entries of operations that answered a
+    /// failure other than "outcome unknown": those certainly did not happen
+    /// (no journal and no checkpoint holds them), so no recovery may show them.
+    forbidden: BTreeSet<usize>,
 }
 
 impl Model {
@@ -134,8 +141,25 @@ impl Model {
     /// Slot `slot`'s journal request failed (see [`failed`](Self::failed)).
     pub(crate) fn fail(&mut self, slot: usize) {
         if let Some(range) = self.pending.remove(&slot) {
-            self.failed.extend(range);
+            self.failed.extend(range.clone());
+            self.last_failed.insert(slot, range);
         }
+    }
+
+    /// The operation in slot `slot` answered a failure other than "outcome
+    /// unknown": the entries of its last failed journal request certainly did
+    /// not happen. (An operation one of whose earlier records was written
+    /// answers "outcome unknown".)
+    pub(crate) fn certainly_failed(&mut self, slot: usize) {
+        if let Some(range) = self.last_failed.remove(&slot) {
+            self.forbidden.extend(range);
+        }
+    }
+
+    /// The operation in slot `slot` answered: a later one in the slot issues
+    /// its own requests.
+    pub(crate) fn answered(&mut self, slot: usize) {
+        self.last_failed.remove(&slot);
     }
 
     /// After a recovery: what was recovered is the new durable baseline.
@@ -145,6 +169,8 @@ impl Model {
         self.pending.clear();
         self.data_synced.clear();
         self.failed.clear();
+        self.last_failed.clear();
+        self.forbidden.clear();
         self.acked_bad.retain(|l| image.bad.contains(l));
     }
 
@@ -205,6 +231,9 @@ impl Model {
             let Some((r, proposal)) = entry.record() else {
                 continue;
             };
+            if self.forbidden.contains(&i) {
+                continue;
+            }
             let wins = state.get(&r.extent.0).is_none_or(|(old, old_proposal, _)| {
                 old.version < r.version || (old.version == r.version && *old_proposal && !proposal)
             });
@@ -295,9 +324,23 @@ pub(crate) fn check(
         };
         let floor_v = floor.unwrap_or(0);
         let acceptable = explains(None, got) && floor.is_none()
-            || (base.into_iter().chain(model.puts(e).map(|(_, c, _)| c)))
-                .filter(|c| c.version >= floor_v)
-                .any(|c| explains(Some(c), got));
+            || (base.into_iter().chain(
+                (model.puts(e))
+                    .filter(|&(i, _, _)| !model.forbidden.contains(&i))
+                    .map(|(_, c, _)| c),
+            ))
+            .filter(|c| c.version >= floor_v)
+            .any(|c| explains(Some(c), got));
+        let certainly_failed = (model.puts(e))
+            .filter(|&(i, _, _)| model.forbidden.contains(&i))
+            .any(|(_, c, _)| explains(Some(c), got));
+        if !acceptable && certainly_failed {
+            out.push(format!(
+                "{id}: recovered generation {} at {} (version {}) is the record of a write that answered a certain failure",
+                r.generation, r.location, r.version
+            ));
+            continue;
+        }
         if !acceptable {
             out.push(format!(
                 "{id}: recovered {:?} generation {} at {} (version {}) is neither the acknowledged record (version {floor_v}) nor one issued after it",

@@ -460,6 +460,16 @@ impl World {
     /// An operation finished: account for it and free the slot.
     fn finish(&mut self, idx: usize, slot: ActiveOp, result: crate::Result<Out>) {
         let prefetch = self.actors.get(slot.actor).map(|a| a.kind) == Some(ActorKind::Prefetcher);
+        // A write or batch that answered a failure other than "outcome
+        // unknown" certainly did not happen: no recovery may show its records.
+        match (&slot.op, &result) {
+            (Op::Write(..) | Op::Batch(..), Err(e))
+                if !matches!(e, Error::OutcomeUnknown { .. }) =>
+            {
+                self.model.certainly_failed(idx);
+            }
+            _ => self.model.answered(idx),
+        }
         match (&slot.op, result) {
             (Op::Write(_, bytes), Ok(Out::Written(generation))) => {
                 self.history.commit(slot.extent, generation, self.now);

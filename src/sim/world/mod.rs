@@ -210,6 +210,7 @@ impl World {
                 commit_before_journal: cfg.commit_before_journal,
                 image_table_first: false,
                 relocation_drops_tag: cfg.relocation_drops_tag,
+                certain_after_image: cfg.certain_after_image,
             },
             events: Default::default(),
             proposals: Default::default(),
