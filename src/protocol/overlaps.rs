@@ -1,0 +1,99 @@
+//! [`Overlaps`]: the overlapped writes in flight per device, and the markers of those that finished.
+
+use crate::journal::Entry;
+use crate::record::ExtentId;
+use std::collections::HashMap;
+
+/// The overlapped writes of a store (see "Overlapped data syncs" in `journal`).
+///
+/// * Per device, the overlapped writes whose data's sync has not finished: a
+///   checkpoint syncs those devices before it replaces the journals, as its
+///   image holds their records as plain proposals. A device where such a sync
+///   failed stays in the set until a reopen: an image taken before the failure
+///   may hold that write's proposal, and the device's next sync fails too (the
+///   sync book), so no checkpoint replaces the journals meanwhile.
+/// * The [`Entry::Synced`] markers of overlapped writes that finished, for the
+///   next append to carry. Bounded by [`MAX_MARKERS`]: a marker dropped only
+///   costs recovery a read of that extent's data.
+#[derive(Debug, Default)]
+pub(crate) struct Overlaps {
+    // parking_lot's even under loom: no loom model runs an overlapped write.
+    inner: parking_lot::Mutex<OverlapsInner>,
+    /// Whether `markers` may hold any: read without the lock by every journal
+    /// append ([`with_markers`](Self::with_markers)), so that appends of a store
+    /// with no overlapped writes take no lock for them.
+    any_markers: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct OverlapsInner {
+    in_flight: HashMap<u16, u32>,
+    failed: std::collections::BTreeSet<u16>,
+    markers: Vec<Entry>,
+}
+
+/// The most [`Entry::Synced`] markers waiting for an append.
+pub(crate) const MAX_MARKERS: usize = 1024;
+
+impl Overlaps {
+    /// An overlapped write on `device` hands its record to the journal.
+    pub(crate) fn begin(&self, device: u16) {
+        *self.inner.lock().in_flight.entry(device).or_default() += 1;
+    }
+
+    /// Its data's sync on `device` finished, successfully if `ok`.
+    pub(crate) fn end(&self, device: u16, ok: bool) {
+        let mut g = self.inner.lock();
+        if !ok {
+            g.failed.insert(device);
+        }
+        if let Some(n) = g.in_flight.get_mut(&device) {
+            *n -= 1;
+            if *n == 0 {
+                g.in_flight.remove(&device);
+            }
+        }
+    }
+
+    /// Devices with overlapped writes whose data's sync has not finished, and
+    /// (`failed`) those where one failed.
+    pub(crate) fn devices(&self, failed: bool) -> Vec<u16> {
+        let g = self.inner.lock();
+        let failed = g.failed.iter().filter(|_| failed);
+        g.in_flight.keys().chain(failed).copied().collect()
+    }
+
+    /// `extent`'s record at `version` has durable data.
+    pub(crate) fn synced(&self, extent: ExtentId, version: u64) {
+        let mut g = self.inner.lock();
+        if g.markers.len() < MAX_MARKERS {
+            g.markers.push(Entry::Synced { extent, version });
+            // Relaxed: a hint; an append that misses it leaves the marker to
+            // the next one (or the flusher), which only delays it.
+            self.any_markers
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Whether markers wait for an append.
+    pub(crate) fn markers_pending(&self) -> bool {
+        // Relaxed: as in `synced`.
+        self.any_markers.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `entries` behind the markers waiting: every append carries them, so a
+    /// marker is durable with the next one after its write (a batch marker and
+    /// its records stay together behind them).
+    pub(crate) fn with_markers(&self, entries: Vec<Entry>) -> Vec<Entry> {
+        if !self.markers_pending() {
+            return entries;
+        }
+        let mut g = self.inner.lock();
+        // Relaxed: under the lock that `synced` sets it under.
+        self.any_markers
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        let mut all = std::mem::take(&mut g.markers);
+        all.extend(entries);
+        all
+    }
+}
