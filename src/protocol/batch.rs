@@ -197,14 +197,21 @@ impl BatchWriteOp {
         {
             return self.fail(core, err.clone());
         }
+        let mut proposals = Vec::with_capacity(items.len());
         for (i, record) in items.into_iter().zip(records) {
             let (_, location) = self.begun[i];
             match record {
                 Ok(record) => {
-                    entries.push(match &self.ops[i] {
-                        Op::Write(w) => w.proposal_entry(core, &record, false),
-                        Op::Delete(d) => d.proposal_entry(core, &record),
-                    });
+                    let (entry, tag) = match &self.ops[i] {
+                        Op::Write(w) => (w.batch_entry(core, &record), w.tag()),
+                        Op::Delete(_) => (Entry::propose(&record, Tag::EMPTY), Tag::EMPTY),
+                    };
+                    entries.push(entry);
+                    if core.mutants.batch_proposals_apart {
+                        core.proposals.insert_all(&[(record, tag)]);
+                    } else {
+                        proposals.push((record, tag));
+                    }
                     self.proposed.push(i);
                 }
                 // Refused by the table before anything of it was journaled (round
@@ -216,6 +223,9 @@ impl BatchWriteOp {
                 Err(err) => self.unknown(core, i, err),
             }
         }
+        // All of the batch's proposals at once: a checkpoint's image holds all
+        // or none of them, as recovery applies the batch's records.
+        core.proposals.insert_all(&proposals);
         if self.proposed.is_empty() {
             return self.finish();
         }
@@ -281,10 +291,13 @@ impl BatchWriteOp {
         // A later round's writes had a record journaled (durable) in an earlier
         // one: unknown whatever this round's failure.
         let unknown = round > 0 || matches!(err, Error::OutcomeUnknown { .. });
-        for i in std::mem::take(&mut self.proposed) {
-            // A refused record that a checkpoint's image read may be durable
-            // there: unknown too.
-            if unknown || core.proposals.withdraw(self.begun[i].0.extent()) {
+        // Refused records that a checkpoint's image read may be durable there:
+        // unknown too. The image read all of the batch's proposals or none.
+        let proposed = std::mem::take(&mut self.proposed);
+        let read =
+            (core.proposals).withdraw_all(proposed.iter().map(|&i| self.begun[i].0.extent()));
+        for i in proposed {
+            if unknown || read {
                 self.unknown(core, i, err.clone());
             } else {
                 let (_, location) = self.begun[i];

@@ -5,7 +5,8 @@
 //! torn or misplaced value can never pass for a fresh one. Run by `ci/loom.sh`.
 
 use super::{
-    Claim, CompactOp, Core, IoRequest, IoResult, Machine, ReadOp, RepairOp, Step, VerifyOp, WriteOp,
+    BatchWriteOp, Claim, CompactOp, Core, IoRequest, IoResult, Machine, ReadOp, RepairOp, Step,
+    VerifyOp, WriteOp,
 };
 use crate::bytes::Bytes;
 use crate::cache::{Cache, Priority};
@@ -40,6 +41,8 @@ struct World {
     media_reads: AtomicUsize,
     /// Set when a journal request is answered: its records are durable.
     journaled: AtomicBool,
+    /// The journal refuses every request (a failed journal).
+    refusing: bool,
 }
 
 fn world(cache_bytes: u64, device_blocks: u64) -> Arc<World> {
@@ -64,6 +67,7 @@ fn world_sharded(cache_bytes: u64, shards: usize, device_blocks: u64) -> Arc<Wor
         medium: Mutex::new(HashMap::new()),
         media_reads: AtomicUsize::new(0),
         journaled: AtomicBool::new(false),
+        refusing: false,
     })
 }
 
@@ -87,6 +91,12 @@ impl World {
             IoRequest::Sync(_) => IoResult::Done(Ok(())),
             // Every committed generation has a replica: the value is its identity.
             IoRequest::GoodCopy(id, generation) => IoResult::Read(Ok(value(id, generation))),
+            IoRequest::Journal(_) if self.refusing => IoResult::Done(Err(crate::Error::Io {
+                device: crate::journal::METADATA_DEVICE,
+                op: "write",
+                kind: std::io::ErrorKind::Other,
+                message: "the journal failed".into(),
+            })),
             // The models' store keeps no journal: a record is durable at once.
             IoRequest::Journal(_) => {
                 self.journaled.store(true, SeqCst);
@@ -517,4 +527,49 @@ fn checkpoint_image_racing_a_write_commit_holds_its_durable_record() {
 #[should_panic(expected = "the durable proposal is in the image")]
 fn mutant_checkpoint_image_reading_the_table_first_is_caught() {
     checkpoint_image_holds_a_durable_proposal(true);
+}
+
+/// A checkpoint image taken while a batch of two writes registers its
+/// proposals, and the journal then refuses the batch: the image holds both
+/// records or neither (recovery applies a batch whole; a checkpoint holding
+/// part of one would keep that part after the failed append).
+fn checkpoint_image_holds_a_batch_whole(apart: bool) {
+    model(move || {
+        let mut w = world(0, 8);
+        let parts = Arc::get_mut(&mut w).expect("not shared yet");
+        parts.refusing = true;
+        parts.core.mutants.batch_proposals_apart = apart;
+        let writer = {
+            let w = w.clone();
+            thread::spawn(move || {
+                let items = [A, B].map(|id| (id, value(id, 1), crate::record::Tag::EMPTY));
+                w.drive(BatchWriteOp::new(items.to_vec()), None)
+            })
+        };
+        let image = w.core.image();
+        // A pending mark alone puts a vacant placeholder in the table's image:
+        // what counts is the batch's generation.
+        let held = [A, B].map(|id| image.records.get(id.0).is_some_and(|r| r.generation == 1));
+        assert_eq!(
+            held[0], held[1],
+            "the image holds the batch whole or not at all"
+        );
+        assert!(
+            writer.join().expect("writer").is_err(),
+            "the journal refused"
+        );
+    });
+}
+
+#[test]
+fn checkpoint_image_racing_a_batch_holds_it_whole() {
+    checkpoint_image_holds_a_batch_whole(false);
+}
+
+/// The mutant registers the batch's proposals one at a time: an image between
+/// the two holds one of them.
+#[test]
+#[should_panic(expected = "the image holds the batch whole or not at all")]
+fn mutant_batch_registering_its_proposals_apart_is_caught() {
+    checkpoint_image_holds_a_batch_whole(true);
 }

@@ -121,6 +121,31 @@ impl Proposals {
         records.insert(record.extent().0, (Entry::propose(record, tag), read));
     }
 
+    /// A batch's records, each tagged, on their way to the journal in one
+    /// append: inserted under one hold of the lock, so that a checkpoint's
+    /// image holds all of them or none (recovery applies a batch whole; an
+    /// image holding part of one would keep that part if the append then
+    /// failed).
+    pub(crate) fn insert_all(&self, records: &[(Snapshot, Tag)]) {
+        let mut held = self.records.lock();
+        for (record, tag) in records {
+            let read = held.get(&record.extent().0).is_some_and(|(_, read)| *read);
+            held.insert(record.extent().0, (Entry::propose(record, *tag), read));
+        }
+    }
+
+    /// Removes the proposals of a batch the journal refused, under one hold
+    /// of the lock (as [`insert_all`](Self::insert_all) made them): whether
+    /// an image read them (then all of them), as [`withdraw`](Self::withdraw).
+    pub(crate) fn withdraw_all(&self, ids: impl IntoIterator<Item = ExtentId>) -> bool {
+        let mut held = self.records.lock();
+        let mut read = false;
+        for id in ids {
+            read |= held.remove(&id.0).is_some_and(|(_, read)| read);
+        }
+        read
+    }
+
     /// `id`'s proposal committed in the table, or will not commit.
     pub(crate) fn remove(&self, id: ExtentId) {
         self.records.lock().remove(&id.0);
@@ -172,6 +197,9 @@ pub(crate) struct Mutants {
     /// checker must catch a record found after a recovery although its write
     /// said it certainly did not happen.
     pub(crate) certain_after_image: bool,
+    /// A batch registers its proposals one at a time, so a checkpoint's image
+    /// can hold part of a batch (loom).
+    pub(crate) batch_proposals_apart: bool,
 }
 
 impl Core {

@@ -125,6 +125,15 @@ impl WriteOp {
         self.tag
     }
 
+    /// As [`proposal_entry`](Self::proposal_entry) for a write in a batch,
+    /// whose proposals the batch registers together
+    /// ([`Proposals::insert_all`](super::Proposals::insert_all)): sets the
+    /// tag only.
+    pub(super) fn batch_entry(&self, core: &Core, record: &Snapshot) -> Entry {
+        core.tags.set(self.id, record.generation(), self.tag);
+        Entry::propose(record, self.tag)
+    }
+
     /// Registers `record`, which this write proposes, before its journal entry
     /// is handed over: its tag at the generation it makes (before the commit,
     /// see `table::Tags`) and the proposal a checkpoint must hold. Returns the

@@ -58,8 +58,10 @@ pub(crate) struct Model {
     /// their operation was in flight holds its proposal, whatever became of
     /// the journal; one taken after the operation answered does not. So a
     /// recovery may show each of them or not, whatever it shows of the
-    /// entries around them (a batch's proposals are read together, so this
-    /// keeps a batch whole only where the journal does).
+    /// entries around them. (A checkpoint holds a batch's proposals whole: the
+    /// loom model `checkpoint_image_racing_a_batch_holds_it_whole` checks it,
+    /// and here a machine's step runs at once, so the emulator cannot split
+    /// one; this model does not check it again.)
     failed: BTreeSet<usize>,
     /// Each slot's last failed journal request: its range in `issued`, until
     /// the operation answers (see [`certainly_failed`](Self::certainly_failed)).

@@ -211,6 +211,8 @@ impl World {
                 image_table_first: false,
                 relocation_drops_tag: cfg.relocation_drops_tag,
                 certain_after_image: cfg.certain_after_image,
+                // A loom mutant: the emulator runs a machine's step at once.
+                batch_proposals_apart: false,
             },
             events: Default::default(),
             proposals: Default::default(),
