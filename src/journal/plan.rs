@@ -347,9 +347,9 @@ pub(crate) fn checkpoint(
     // overlapped write whose proposal the image read had written its data and
     // joined `Overlaps` before, so the sync that follows covers its data (or
     // fails, if the write's own sync failed: the sync book). Syncing first
-    // left out a write that began between the sync and the image: when its
-    // own sync then failed, the checkpoint held a record over data never
-    // written (tests/power_loss.rs, 4 of about 300 runs).
+    // would leave out a write that began between the sync and the image: if
+    // its own sync then failed, the checkpoint would hold a record over data
+    // never written.
     if !mutants.checkpoint_without_device_sync && !mutants.sync_devices_before_image {
         ops.push(FsOp::SyncDevices);
     }
