@@ -114,11 +114,7 @@ impl Proposals {
     /// `record`, tagged `tag`, is on its way to the journal (replacing an
     /// earlier proposal of the same extent).
     pub(crate) fn insert(&self, record: &Snapshot, tag: Tag) {
-        let mut records = self.records.lock();
-        let read = records
-            .get(&record.extent().0)
-            .is_some_and(|(_, read)| *read);
-        records.insert(record.extent().0, (Entry::propose(record, tag), read));
+        self.insert_all(&[(*record, tag)]);
     }
 
     /// A batch's records, each tagged, on their way to the journal in one
@@ -156,10 +152,7 @@ impl Proposals {
     /// journal never did (a checkpoint runs beside the operations), so the
     /// operation's outcome is unknown, not certainly nothing.
     pub(crate) fn withdraw(&self, id: ExtentId) -> bool {
-        self.records
-            .lock()
-            .remove(&id.0)
-            .is_some_and(|(_, read)| read)
+        self.withdraw_all([id])
     }
 
     /// Every proposal, each marked read.
