@@ -6,8 +6,10 @@
 //! prefetches that claim their loads ahead ([`claims`]), crashes and reopens
 //! ([`reopen`]), and the checker ([`checker`]).
 
+mod actors;
 mod checker;
 mod claims;
+mod device_sync;
 mod driver;
 mod op;
 mod reopen;
@@ -16,22 +18,20 @@ use super::config::{Protocol, SimConfig};
 use super::crash::{self, Crashes};
 use super::emulated_journal::{EmulatedJournal, EmulatedJournalConfig, Lane};
 use super::fabric::Fabric;
-use super::history::{History, value};
-use super::legacy::{self, Legacy};
+use super::history::History;
+use super::legacy::Legacy;
 use super::model::Model;
 use super::report::{Report, Trace};
 use crate::backend::SyncBook;
-use crate::cache::{ClaimQueue, Flight, Priority};
+use crate::cache::{ClaimQueue, Flight};
 use crate::journal::open::Geometry;
 use crate::journal::plan::PlanMutants;
-use crate::protocol::{
-    BatchWriteOp, CompactOp, Core, IoRequest, ReadOp, ReadSession, VerifySession, WriteOp,
-};
-use crate::record::{ExtentId, Location};
+use crate::protocol::{Core, IoRequest};
+use crate::record::ExtentId;
 use crate::space::{Allocator, Health, Reclaimer};
 use crate::sync::Arc;
 use crate::table::{ExtentTable, TableConfig};
-use op::{ActiveOp, Input, Op};
+use op::{ActiveOp, Input};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -392,197 +392,6 @@ impl World {
         ExtentId(u64::from(
             self.rng.random_range(0..self.cfg.workload.extents.max(1)),
         ))
-    }
-
-    fn actor_turn(&mut self, a: usize) {
-        if self.started >= self.cfg.workload.ops {
-            return;
-        }
-        self.started += 1;
-        self.report.ops += 1;
-        self.maybe_flip_bits();
-        let kind = self.actors[a].kind;
-        let legacy = self.cfg.protocol == Protocol::Legacy;
-        let extent = match kind {
-            ActorKind::Scrubber => {
-                let n = u64::from(self.cfg.workload.extents.max(1));
-                let c = self.actors[a].cursor;
-                self.actors[a].cursor = (c + 1) % n;
-                ExtentId(c)
-            }
-            _ => self.random_extent(),
-        };
-        if kind == ActorKind::Writer {
-            return self.start_write(a, extent);
-        }
-        let op = match (kind, legacy) {
-            (ActorKind::Reader, false) => Op::Session(Box::new(self.read_session(extent))),
-            (ActorKind::Prefetcher, false) if self.claims_this_one() => {
-                return self.start_claimed(a, extent);
-            }
-            (ActorKind::Prefetcher, false) => Op::Read(ReadOp::new(extent, Priority::Prefetch)),
-            (ActorKind::Compactor, false) => Op::Compact(CompactOp::new(extent)),
-            (ActorKind::Scrubber, false) => Op::Verify(Box::new(self.verify_session(extent))),
-            (ActorKind::Reader, true) => Op::Legacy(legacy::Op::read(extent, false)),
-            (ActorKind::Prefetcher, true) => Op::Legacy(legacy::Op::read(extent, true)),
-            (ActorKind::Compactor, true) => Op::Legacy(legacy::Op::compact(extent)),
-            (ActorKind::Scrubber, true) => Op::Legacy(legacy::Op::verify(extent, self.cfg.policy)),
-            (ActorKind::Writer, _) => return,
-        };
-        self.start(a, extent, op);
-    }
-
-    /// A batch of `first` and 1 to 3 other distinct extents.
-    fn start_batch(&mut self, actor: usize, first: ExtentId) {
-        let (lo, hi) = self.cfg.workload.value_bytes;
-        let mut ids = vec![first];
-        for _ in 0..self.rng.random_range(1..=3) {
-            let id = self.random_extent();
-            if !ids.contains(&id) {
-                ids.push(id);
-            }
-        }
-        if self.meta.space_low() && self.meta.restore_reserve() {
-            self.core.set_space_low(false);
-        }
-        let items: Vec<(ExtentId, crate::bytes::Bytes)> = (ids.into_iter())
-            .map(|id| {
-                let len = self.rng.random_range(lo.max(32)..=hi.max(lo.max(32))) as usize;
-                // Single-threaded: no commit can slip in before the batch begins.
-                let generation = self.core.table.snapshot(id).map_or(0, |s| s.generation()) + 1;
-                (id, value(id, generation, len))
-            })
-            .collect();
-        self.report.writes += items.len() as u64;
-        let tagged = (items.iter())
-            .map(|(id, bytes)| {
-                let generation = super::history::decode(bytes).map_or(0, |(_, g)| g);
-                (*id, bytes.clone(), super::history::tag(*id, generation))
-            })
-            .collect();
-        let op = Op::Batch(BatchWriteOp::new(tagged), items);
-        self.start(actor, first, op);
-    }
-
-    fn verify_session(&self, extent: ExtentId) -> VerifySession {
-        let op = VerifySession::new(extent, self.cfg.policy);
-        if self.cfg.weaken_verifier {
-            op.weakened()
-        } else {
-            op
-        }
-    }
-
-    fn read_session(&self, extent: ExtentId) -> ReadSession {
-        let op = ReadSession::new(extent, self.cfg.policy);
-        if self.cfg.weaken_verifier {
-            op.weakened()
-        } else {
-            op
-        }
-    }
-
-    fn start_write(&mut self, actor: usize, extent: ExtentId) {
-        // One write in eight is a batch of 2 to 4 extents (fixed protocol only:
-        // the legacy one has none): durable all or nothing.
-        if self.cfg.protocol == Protocol::Fixed && self.rng.random_range(0..8) == 0 {
-            return self.start_batch(actor, extent);
-        }
-        let (lo, hi) = self.cfg.workload.value_bytes;
-        let len = self.rng.random_range(lo.max(32)..=hi.max(lo.max(32))) as usize;
-        let op = if self.cfg.protocol == Protocol::Legacy {
-            Op::Legacy(legacy::Op::write(extent, len))
-        } else {
-            // As `Store::write`: while the metadata reserve is in use, try to make
-            // it again first (the write is refused if that fails).
-            if self.meta.space_low() && self.meta.restore_reserve() {
-                self.core.set_space_low(false);
-            }
-            // Single-threaded: no commit can slip in between here and BeginWrite.
-            let generation = self
-                .core
-                .table
-                .snapshot(extent)
-                .map_or(0, |s| s.generation())
-                + 1;
-            let bytes = value(extent, generation, len);
-            let tag = super::history::tag(extent, generation);
-            Op::Write(WriteOp::new(extent, bytes.clone(), tag), bytes)
-        };
-        self.report.writes += 1;
-        self.start(actor, extent, op);
-    }
-
-    fn start(&mut self, actor: usize, extent: ExtentId, op: Op) {
-        let idx = self.occupy(actor, extent, self.now, op);
-        self.dispatch(idx, Input::Start);
-    }
-
-    /// Puts `op` in a free slot, started at `started_ns`; its index.
-    fn occupy(&mut self, actor: usize, extent: ExtentId, started_ns: u64, op: Op) -> usize {
-        let slot = ActiveOp {
-            actor,
-            extent,
-            started_ns,
-            op,
-            fault_checked: false,
-            injected_streak: 0,
-            causes: Default::default(),
-            pair: None,
-        };
-        match self.free_slots.pop() {
-            Some(i) => {
-                self.slots[i] = Some(slot);
-                i
-            }
-            None => {
-                self.slots.push(Some(slot));
-                self.slots.len() - 1
-            }
-        }
-    }
-
-    fn clock_of(&self, actor: usize) -> Clock {
-        self.actors.get(actor).map_or(
-            Clock {
-                skew_ns: 0,
-                drift_ppm: 0,
-            },
-            |a| a.clock,
-        )
-    }
-
-    /// The committed location of some other extent, for a misdirected write.
-    fn victim_location(&mut self, not: Location) -> Option<Location> {
-        let id = self.random_extent();
-        let location = self.committed_location(id)?;
-        (location != not && location.length > 0 && !self.model.unmarked(location))
-            .then_some(location)
-    }
-
-    fn committed_location(&self, id: ExtentId) -> Option<Location> {
-        match self.cfg.protocol {
-            Protocol::Fixed => {
-                let s = self.core.table.snapshot(id).ok()?;
-                s.is_readable().then_some(s.location())
-            }
-            Protocol::Legacy => {
-                let r = self.legacy.records.get(id.0 as usize)?;
-                (r.generation > 0 && !r.quarantined).then_some(r.location)
-            }
-        }
-    }
-
-    fn maybe_flip_bits(&mut self) {
-        if !self.fabric.roll_bitflip() {
-            return;
-        }
-        let id = self.random_extent();
-        if let Some(location) = self.committed_location(id)
-            && !self.model.unmarked(location)
-        {
-            self.fabric.flip(location);
-        }
     }
 }
 
