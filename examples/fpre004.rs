@@ -185,6 +185,10 @@ struct Args {
     /// written again from the journal (the sweep must catch data lost).
     #[arg(long)]
     rewrite_without_read_back: bool,
+    /// Mutant: a verifier that finds an inline write's dropped pages does not
+    /// write them again (the sweep must catch the spurious FPRE004).
+    #[arg(long)]
+    read_without_rewrite: bool,
     /// Fail (exit 1) unless the runs meet this expectation.
     #[arg(long, value_enum)]
     expect: Option<Expect>,
@@ -221,6 +225,7 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
         relocation_drops_tag: args.relocation_drops_tag,
         take_over_without_load: args.take_over_without_load,
         rewrite_without_read_back: args.rewrite_without_read_back,
+        read_without_rewrite: args.read_without_rewrite,
         ..SimConfig::default()
     };
     c.inline_write_max = args.inline_write_max.unwrap_or(c.inline_write_max);
@@ -278,6 +283,7 @@ struct Totals {
     journal_syncs: u64,
     inline_writes: u64,
     inline_redone: u64,
+    verifier_rewrites: u64,
     overlapped_writes: u64,
     unsynced_dropped: u64,
     journal_failures: u64,
@@ -313,6 +319,7 @@ impl Totals {
         self.journal_syncs += r.journal_syncs;
         self.inline_writes += r.inline_writes;
         self.inline_redone += r.inline_redone;
+        self.verifier_rewrites += r.verifier_rewrites;
         self.overlapped_writes += r.overlapped_writes;
         self.unsynced_dropped += r.unsynced_dropped;
         self.journal_failures += r.journal_failures;
@@ -448,7 +455,8 @@ fn replay(args: &Args, seed: u64) -> ExitCode {
     }
 }
 
-/// The mutant flags of a run, for a replay command.
+/// The flags of a run that change what it does (mutants, workload, faults), for
+/// a replay command.
 fn mutants(args: &Args) -> String {
     let mut flags = String::new();
     if args.weaken_verifier {
@@ -457,11 +465,24 @@ fn mutants(args: &Args) -> String {
     if args.early_sync_ack {
         flags.push_str(" --early-sync-ack");
     }
-    if let Some(n) = args.writers {
-        flags.push_str(&format!(" --writers {n}"));
-    }
-    if let Some(n) = args.readers {
-        flags.push_str(&format!(" --readers {n}"));
+    let counts = [
+        (args.ops.map(u64::from), "--ops"),
+        (args.extents.map(u64::from), "--extents"),
+        (args.writers.map(u64::from), "--writers"),
+        (args.readers.map(u64::from), "--readers"),
+        (args.transient_ppm.map(u64::from), "--transient-ppm"),
+        (args.bitflip_ppm.map(u64::from), "--bitflip-ppm"),
+        (args.misdirect_ppm.map(u64::from), "--misdirect-ppm"),
+        (args.fault_budget.map(u64::from), "--fault-budget"),
+        (args.burst_ppm.map(u64::from), "--burst-ppm"),
+        (args.ack_delay_us, "--ack-delay-us"),
+        (args.skew_us, "--skew-us"),
+        (args.drift_ppm.map(u64::from), "--drift-ppm"),
+    ];
+    for (n, flag) in counts {
+        if let Some(n) = n {
+            flags.push_str(&format!(" {flag} {n}"));
+        }
     }
     if args.crashes > 0 {
         flags.push_str(&format!(" --crashes {}", args.crashes));
@@ -509,6 +530,7 @@ fn mutants(args: &Args) -> String {
             args.rewrite_without_read_back,
             "--rewrite-without-read-back",
         ),
+        (args.read_without_rewrite, "--read-without-rewrite"),
     ];
     for (on, flag) in switches {
         if on {
@@ -686,6 +708,9 @@ fn print_table(args: &Args, results: &mut [(Protocol, Totals)]) {
     });
     row("  written back by recovery", &mut |t| {
         t.inline_redone.to_string()
+    });
+    row("  rewritten by a verifier", &mut |t| {
+        t.verifier_rewrites.to_string()
     });
     row("overlapped writes (one sync)", &mut |t| {
         t.overlapped_writes.to_string()

@@ -10,7 +10,8 @@
 //!   checkpoint), with unsynced sectors persisted in any subset;
 //! * a failed write-back sync that drops the device's dirty pages: reads stay
 //!   right (the store writes the held bytes again), the checkpoint is not taken,
-//!   and a reopen finds everything;
+//!   and a reopen finds everything; reads that meet the dropped pages before the
+//!   store has written them again put them back themselves;
 //! * a clean close syncs the devices, so the next open writes nothing back.
 //!
 //! Values encode their extent and generation (`tests/common`).
@@ -22,11 +23,11 @@
 
 mod common;
 
-use common::fault_fs::{self, Cut, FaultFs, Faults, Rng, SyncFault, Target};
+use common::fault_fs::{self, Cut, FaultFs, Faults, Hook, Rng, SyncFault, SyncVerdict, Target};
 use common::{decode, value};
 use extentmeta::{ExtentId, Store, StoreConfig};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
 const DEVICE: &str = "dev0000.extents";
 
@@ -200,12 +201,21 @@ fn a_failed_write_back_sync_that_dropped_pages_keeps_reads_right_and_loses_nothi
         assert!(n < 2_000, "no write-back sync");
     }
     assert!(fs.fired().unwrap().contains(DEVICE), "{:?}", fs.fired());
+    // The file system failed the sync; the store hears of it when the sync
+    // returns to the checkpointer, which writes the held writes again and
+    // ends the rotation. Bounded: the failed checkpoint ends.
+    while store.stats().checkpoint_pending {
+        std::thread::yield_now();
+    }
     // The pages were dropped, and written again: every read is right, none is a
-    // checksum failure or FPRE004. The writes had returned, so their bytes came
-    // back from their journal records.
-    assert!(store.stats().inline_read_back > 0, "{:?}", store.stats());
+    // checksum failure or FPRE004, whether the device's rewrite ran before the
+    // read or the read found the dropped bytes and wrote them again itself.
+    // The writes had returned, so their bytes came back from their journal
+    // records.
     check(&store, &model);
     assert_eq!(store.stats().read_ok, model.len() as u64);
+    assert!(store.stats().inline_read_back > 0, "{:?}", store.stats());
+    assert_eq!(store.stats().quarantines, 0, "{:?}", store.stats());
     // The checkpoint was not taken: the journals holding the data stay.
     assert_eq!(pointer(), before, "no checkpoint over a failed write-back");
     // The device refuses writes until a reopen (its sync failed); a clean close
@@ -218,6 +228,190 @@ fn a_failed_write_back_sync_that_dropped_pages_keeps_reads_right_and_loses_nothi
     drop(store);
     let store = Store::open(dir, cfg).unwrap();
     assert!(!store.recovery().unwrap().clean_close);
+    check(&store, &model);
+}
+
+/// Holds the first failed sync of the device file, after the file system
+/// dropped its pages and before the store hears of it, until the test says;
+/// and stops the test's writer as that sync begins, so that only the write in
+/// flight then can land after the pages are gone.
+#[derive(Debug, Default)]
+struct HoldFailedSync {
+    state: Mutex<Hold>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Hold {
+    /// A sync of the device began.
+    syncing: bool,
+    /// It failed and is held.
+    held: bool,
+    /// The test let it go.
+    released: bool,
+}
+
+impl Hook for HoldFailedSync {
+    /// Another sync of the device (a repair's, say) would wait for the held
+    /// one's verdict: let the held one go, so that the test fails instead of
+    /// hanging.
+    fn before_sync(&self, file: &str) -> SyncVerdict {
+        if file == DEVICE {
+            let mut state = self.state.lock().unwrap();
+            state.released |= state.held;
+            state.syncing = true;
+            self.changed.notify_all();
+        }
+        SyncVerdict::Normal
+    }
+
+    fn after_sync(&self, file: &str, failed: bool) {
+        let mut state = self.state.lock().unwrap();
+        if !failed || file != DEVICE || state.held {
+            return;
+        }
+        state.held = true;
+        self.changed.notify_all();
+        // Bounded: the test releases it once its reads are done.
+        while !state.released {
+            state = self.changed.wait(state).unwrap();
+        }
+    }
+}
+
+impl HoldFailedSync {
+    fn held(&self) -> bool {
+        self.state.lock().unwrap().held
+    }
+
+    /// Whether the writer stops: a sync of the device began. It returns once
+    /// that sync failed and is held (bounded: the fault fails the device's
+    /// first sync).
+    fn writer_stops(&self) -> bool {
+        let mut state = self.state.lock().unwrap();
+        if !state.syncing {
+            return false;
+        }
+        while !state.held && !state.released {
+            state = self.changed.wait(state).unwrap();
+        }
+        true
+    }
+
+    fn release(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.released = true;
+        }
+        self.changed.notify_all();
+    }
+}
+
+/// Releases the held sync when dropped, so a failing check (a panic) ends the
+/// test instead of leaving the store's checkpointer held for ever.
+struct Release(Arc<HoldFailedSync>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+#[test]
+fn a_read_that_meets_dropped_pages_before_their_rewrite_puts_them_back() {
+    let tmp = fault_fs::tempdir();
+    let dir = tmp.path();
+    let eio = SyncFault {
+        target: Target::Device,
+        nth: 1,
+        drop_pages: true,
+    };
+    let fs = faulty(
+        dir,
+        Faults {
+            sync_eio: Some(eio),
+            ..Faults::default()
+        },
+    );
+    let hold = Arc::new(HoldFailedSync::default());
+    fs.set_hook(Arc::clone(&hold) as Arc<dyn Hook>);
+    let store = Store::open_in(Arc::new(fs.clone()), dir, config(4096)).unwrap();
+    // Declared after the store: a panic drops it first, before the store
+    // waits for its checkpointer.
+    let release = Release(Arc::clone(&hold));
+    // (acknowledged values, the extent of the write in flight). A writer
+    // thread, not this one: once the hook holds the rotation's checkpoint,
+    // the new journal fills to twice its bound and holds group commits back
+    // until the checkpoint ends, and this thread must be free to read.
+    let state = Mutex::new((Model::new(), None::<u64>));
+    std::thread::scope(|s| {
+        // A failing check unwinds through this closure, and the scope then
+        // waits for the writer, which may wait for the held rotation: let it go.
+        let _release = Release(Arc::clone(&hold));
+        let writer = s.spawn(|| {
+            // Bounded: the first rotation's write-back syncs the device, and
+            // the hook holds that failed sync.
+            for n in 0..2_000 {
+                if hold.writer_stops() {
+                    return;
+                }
+                let (id, generation) = (n % 10, n / 10 + 1);
+                state.lock().unwrap().1 = Some(id);
+                let result = store.write(ExtentId(id), &val(id, generation));
+                let mut g = state.lock().unwrap();
+                g.1 = None;
+                match result {
+                    Ok(_) => {
+                        g.0.insert(id, generation);
+                    }
+                    Err(e) => {
+                        // The device refuses writes once its sync failed.
+                        assert!(fs.fired().is_some() && e.code() == "FPRE009", "{e}");
+                        return;
+                    }
+                }
+            }
+            panic!("no write-back sync");
+        });
+        // Bounded: the writer stops at the hold, or fails.
+        while !hold.held() {
+            assert!(!writer.is_finished(), "the writer ended before the hold");
+            std::thread::yield_now();
+        }
+        // The device's pages are gone and the store has not written them
+        // again: each read finds its bytes wrong, writes them again from the
+        // journal record, and reads them right. No FPRE004, no quarantine. The
+        // write in flight, if any, is left out: it may be acknowledged or not.
+        let (model, in_flight) = state.lock().unwrap().clone();
+        let settled: Model = (model.into_iter())
+            .filter(|(id, _)| Some(*id) != in_flight)
+            .collect();
+        // A store that took the dropped bytes for damage would quarantine, and
+        // its repair would wait for the held sync (a journal commit held
+        // behind the rotation): if the reads make no progress, the sync is let
+        // go, and the assertions below decide.
+        let (done, progress) = std::sync::mpsc::channel::<()>();
+        let (store, reads) = (&store, settled.clone());
+        s.spawn(move || {
+            check(store, &reads);
+            let _ = done.send(());
+        });
+        if progress
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .is_err()
+        {
+            hold.release();
+        }
+        let stats = store.stats();
+        assert_eq!(stats.read_ok, settled.len() as u64, "{stats:?}");
+        assert_eq!((stats.fpre004, stats.quarantines), (0, 0), "{stats:?}");
+        assert!(stats.inline_read_back > 0, "{stats:?}");
+        hold.release();
+    });
+    drop(release);
+    let model = state.into_inner().unwrap().0;
+    check(&store, &model);
+    drop(store);
+    let store = Store::open(dir, config(4096)).unwrap();
     check(&store, &model);
 }
 

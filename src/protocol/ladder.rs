@@ -2,7 +2,9 @@
 //! and repair machines.
 //!
 //! [`VerifySession`] verifies one extent ([`VerifyOp`]: read, retry with backoff,
-//! race detection) and, on a persistent fault (FPRE004) or a quarantined record,
+//! race detection, and for an inline write no device sync has covered yet, a
+//! rewrite from its journal record first) and, on a persistent fault (FPRE004)
+//! or a quarantined record,
 //! repairs it ([`RepairOp`]: quarantine, remap from a verified good copy).
 //! [`ReadSession`] is a demand read that climbs that ladder on a media fault and
 //! then reads once more. Both the [`Store`](crate::Store) and the emulator drive

@@ -91,6 +91,8 @@ impl World {
             IoRequest::Sync(_) => IoResult::Done(Ok(())),
             // Every committed generation has a replica: the value is its identity.
             IoRequest::GoodCopy(id, generation) => IoResult::Read(Ok(value(id, generation))),
+            // No model writes inline (the models' core has no journal).
+            IoRequest::RewriteHeld(_) => IoResult::Done(Ok(())),
             IoRequest::Journal(_) if self.refusing => IoResult::Done(Err(crate::Error::Io {
                 device: crate::journal::METADATA_DEVICE,
                 op: "write",

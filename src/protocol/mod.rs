@@ -431,6 +431,11 @@ pub(crate) enum IoRequest {
     /// A known-good copy of (extent, generation) from a replica or reconstruction;
     /// answered with `IoResult::Read` (an error if there is none).
     GoodCopy(ExtentId, u64),
+    /// Write the inline write held at this location again, from its own bytes
+    /// or its journal record ([`WriteBack::rewrite_at`]): the verifier found
+    /// it wrong where a failed device sync may have dropped its pages.
+    /// Answered with `IoResult::Done(Ok(()))`, written or not.
+    RewriteHeld(Location),
     /// Append these entries to the metadata journal and answer once they are
     /// durable (`IoResult::Done`). A store without a journal answers at once.
     Journal(Vec<Entry>),

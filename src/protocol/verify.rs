@@ -47,6 +47,14 @@ pub enum Verdict {
     },
 }
 
+/// Rewrites of an inline write's bytes ([`IoRequest::RewriteHeld`]) one
+/// verification asks for. Each failed writeback that dropped the pages needs
+/// one; a device has at most a few before its sync book refuses every later
+/// sync (the one that failed, and the syncs that started before the store
+/// heard of it), and a bound keeps a location that reads wrong whatever is
+/// written there a fault, found after the usual retries.
+const HELD_REWRITES: u32 = 3;
+
 /// One verification of one extent.
 #[derive(Debug)]
 pub(crate) struct VerifyOp {
@@ -60,6 +68,11 @@ pub(crate) struct VerifyOp {
     pin: Option<Pin>,
     /// The snapshot of a persistent fault, for the repair that follows FPRE004.
     faulted: Option<Snapshot>,
+    /// Times an inline write's bytes were written again
+    /// ([`IoRequest::RewriteHeld`]) in this episode.
+    rewrites: u32,
+    /// Waiting for that rewrite before the next read.
+    rewriting: bool,
     /// The emulator's mutant: check the bytes read for one snapshot against the
     /// checksum of a second, later snapshot (the bug class this crate prevents).
     #[cfg(feature = "sim")]
@@ -79,6 +92,8 @@ impl VerifyOp {
             snapshot: None,
             pin: None,
             faulted: None,
+            rewrites: 0,
+            rewriting: false,
             #[cfg(feature = "sim")]
             split_snapshot: false,
             #[cfg(feature = "sim")]
@@ -156,6 +171,7 @@ impl Machine for VerifyOp {
             return Step::Done(Ok(Verdict::Raced));
         }
         self.retries = 0;
+        self.rewrites = 0;
         let pin = core.reclaimer.pin();
         let snapshot = match core.table.snapshot(self.id) {
             Ok(s) => s,
@@ -179,6 +195,10 @@ impl Machine for VerifyOp {
 
     fn on_io(&mut self, core: &Core, result: IoResult) -> Step<Verdict> {
         self.unpin(core);
+        if std::mem::take(&mut self.rewriting) {
+            // Read the same version again, as after a backoff.
+            return self.on_backoff(core);
+        }
         let Some(snapshot) = self.snapshot else {
             return Step::Done(Err(Error::Internal {
                 what: "verify: event out of order",
@@ -208,6 +228,16 @@ impl Machine for VerifyOp {
         if !stable {
             self.raced += 1;
             return self.start(core);
+        }
+        // An inline write whose only durable copy is its journal record: a
+        // failed writeback of its device may have dropped its pages before the
+        // store heard of it and wrote them again. Put them back now and read
+        // again at once: not a fault, and not a retry (the retries are for
+        // the faults that remain).
+        if self.rewrites < HELD_REWRITES && core.write_back.holds(snapshot.location()) {
+            self.rewrites += 1;
+            self.rewriting = true;
+            return Step::Io(IoRequest::RewriteHeld(snapshot.location()));
         }
         if self.retries >= self.policy.retry_limit() {
             self.faulted = Some(snapshot);

@@ -9,7 +9,9 @@
 //! keeps track of each such write until a sync of its device that started after
 //! it succeeds, and after a failed sync writes its bytes to their location again
 //! ([`WriteBack::rewrite`]), as PostgreSQL keeps its WAL to redo a failed
-//! checkpoint.
+//! checkpoint. The kernel drops the pages when the writeback fails, before the
+//! failed sync returns: a verifier that finds the bytes wrong meanwhile writes
+//! them again itself ([`WriteBack::rewrite_at`]) before it retries.
 //!
 //! The bytes come from the write's own handle while the write is in flight
 //! (its group commit may not be durable yet), and from its journal record once
@@ -184,6 +186,45 @@ impl WriteBack {
             }
         }
         (own, journaled)
+    }
+
+    /// Whether an inline write held at `location` waits for a sync of its
+    /// device (its only durable copy is its journal record).
+    pub(crate) fn holds(&self, location: Location) -> bool {
+        self.inner.lock().stamps.contains_key(&location)
+    }
+
+    /// Writes the inline write held at `location` again, as
+    /// [`rewrite`](Self::rewrite) does for a whole device: a reader that found
+    /// its bytes wrong (a failed device sync dropped their pages, and the
+    /// device's rewrite has not reached them yet) puts them back itself
+    /// instead of taking a failed writeback for a damaged extent. Returns how
+    /// many were written from the write's own bytes and from the journal (at
+    /// most one).
+    pub(crate) fn rewrite_at(
+        &self,
+        location: Location,
+        mut write: impl FnMut(Location, &Bytes),
+        read_back: ReadBack<'_>,
+    ) -> (u64, u64) {
+        let g = self.inner.lock();
+        let Some(held) =
+            (g.stamps.get(&location)).and_then(|stamp| g.devices.get(&location.device)?.get(stamp))
+        else {
+            return (0, 0);
+        };
+        if let Some(bytes) = held.bytes.upgrade() {
+            write(location, &bytes);
+            return (1, 0);
+        }
+        let wanted = BTreeSet::from([held.proposal]);
+        match read_back(&wanted).get(&held.proposal) {
+            Some((at, bytes)) if *at == location => {
+                write(location, bytes);
+                (0, 1)
+            }
+            _ => (0, 0),
+        }
     }
 
     /// The devices holding inline writes: the ones a write-back must sync (every

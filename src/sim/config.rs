@@ -222,6 +222,12 @@ pub struct SimConfig {
     /// inline writes still in flight, not those that returned and whose bytes
     /// only the journal holds. The checker must catch the data lost.
     pub rewrite_without_read_back: bool,
+    /// Mutant: a verifier that finds an inline write's bytes wrong where a
+    /// failed writeback may have dropped them asks for them to be written
+    /// again, and nothing is written: it retries, and takes the dropped pages
+    /// for a fault unless the store's own rewrite comes first. The checker must
+    /// catch the spurious FPRE004.
+    pub read_without_rewrite: bool,
 }
 
 impl Default for SimConfig {
@@ -292,6 +298,7 @@ impl Default for SimConfig {
             relocation_drops_tag: false,
             take_over_without_load: false,
             rewrite_without_read_back: false,
+            read_without_rewrite: false,
         }
     }
 }

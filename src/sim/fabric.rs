@@ -31,6 +31,10 @@ pub(crate) enum Fault {
     Shows(Bytes),
 }
 
+/// The most a sync whose writeback fails takes beyond a good one's time (see
+/// [`Fabric::begin_sync`]).
+pub(crate) const FAILING_SYNC_NS: u64 = 4_000_000;
+
 /// The fabric.
 #[derive(Debug)]
 pub(crate) struct Fabric {
@@ -57,6 +61,8 @@ pub(crate) struct Fabric {
     /// Sync failures draw from their own stream, so that modelling them moved no
     /// other random choice of a seed (replay commands stay meaningful).
     sync_rng: ChaCha8Rng,
+    /// Devices whose writeback failed, the error not yet reported to a sync.
+    writeback_failed: std::collections::BTreeSet<u16>,
 }
 
 /// A copy of `bytes` for a device or the replica source to keep, as a disk's
@@ -106,6 +112,7 @@ impl Fabric {
             dropped_pages: 0,
             rng,
             sync_rng,
+            writeback_failed: Default::default(),
         }
     }
 
@@ -251,30 +258,56 @@ impl Fabric {
         self.volatile.insert(key(location), own_copy(&bytes));
     }
 
-    /// A sync of `device` completes: `Err` if an injected error failed it, else
-    /// every write of the device completed by now becomes durable.
-    ///
-    /// A failed sync makes nothing durable, and in a third of failures drops the
-    /// device's dirty pages, every write no sync made durable (as Linux may
-    /// after a failed writeback); in another third it marks them clean without
-    /// writing them (as ext4 may): reads see them until a power cut, no later
-    /// sync writes them. The error is reported to this sync only, once, as Linux reports
-    /// it once per open file: the next sync of the device returns `Ok` over the
-    /// lost writes. Telling that apart is the store's job (`backend::device_files`).
+    /// A sync of `device` starts and completes at once: [`begin_sync`](Self::begin_sync)
+    /// then [`end_sync`](Self::end_sync).
+    #[cfg(test)]
     pub(crate) fn sync(&mut self, device: u16) -> Result<(), Error> {
-        if self.sync_rng.random_range(0..1_000_000) < self.faults_cfg.transient_ppm {
-            let fate = self.sync_rng.random_range(0..3);
-            if fate > 0 {
-                let mut rest = self.volatile.split_off(&(device, 0));
-                if let Some(next) = device.checked_add(1) {
-                    let mut after = rest.split_off(&(next, 0));
-                    self.volatile.append(&mut after);
-                }
-                match fate {
-                    1 => self.dropped_pages += rest.len() as u64,
-                    _ => self.clean.append(&mut rest),
-                }
+        let _slower = self.begin_sync(device);
+        self.end_sync(device)
+    }
+
+    /// A sync of `device` starts; the kernel's writeback of the device's dirty
+    /// pages may fail now, before any sync returns. A failed writeback makes
+    /// nothing durable, and in a third of failures drops the device's dirty
+    /// pages, every write no sync made durable (as Linux may); in another
+    /// third it marks them clean without writing them (as ext4 may): reads
+    /// see them until a power cut, no later sync writes them. The error waits
+    /// for the next sync of the device to end, which reports it, once, as
+    /// Linux reports it once per open file: the sync after that returns `Ok`
+    /// over the lost writes. Telling that apart is the store's job
+    /// (`backend::device_files`). A read between the failure and the store's
+    /// hearing of it finds the pages gone.
+    ///
+    /// Returns how much longer than a good one this sync takes: a failing
+    /// writeback is slow (the block layer retries before it gives up; SCSI's
+    /// command timeout is 30 s), here up to [`FAILING_SYNC_NS`], longer than the
+    /// verifier's retries (0.7 ms under the default policy), so that a read
+    /// meeting the dropped pages may run out of retries before the store hears.
+    pub(crate) fn begin_sync(&mut self, device: u16) -> u64 {
+        if self.sync_rng.random_range(0..1_000_000) >= self.faults_cfg.transient_ppm {
+            return 0;
+        }
+        let fate = self.sync_rng.random_range(0..3);
+        if fate > 0 {
+            let mut rest = self.volatile.split_off(&(device, 0));
+            if let Some(next) = device.checked_add(1) {
+                let mut after = rest.split_off(&(next, 0));
+                self.volatile.append(&mut after);
             }
+            match fate {
+                1 => self.dropped_pages += rest.len() as u64,
+                _ => self.clean.append(&mut rest),
+            }
+        }
+        self.writeback_failed.insert(device);
+        self.sync_rng.random_range(0..FAILING_SYNC_NS)
+    }
+
+    /// A sync of `device` that [`begin_sync`](Self::begin_sync) started ends:
+    /// `Err` if a writeback of the device failed since the last sync reported
+    /// one, else every write of the device completed by now becomes durable.
+    pub(crate) fn end_sync(&mut self, device: u16) -> Result<(), Error> {
+        if self.writeback_failed.remove(&device) {
             return Err(injected(device, "sync"));
         }
         self.flush(device);
@@ -304,8 +337,10 @@ impl Fabric {
     /// change. Sectors, not bytes: a tear inside a sector that rewrote identical
     /// bytes destroyed them in an earlier model no disk matches.
     pub(crate) fn crash(&mut self, rng: &mut ChaCha8Rng) -> u32 {
-        // Clean pages that were never written: gone with the page cache.
+        // Clean pages that were never written: gone with the page cache, as
+        // is every writeback error no sync reported yet.
         self.clean.clear();
+        self.writeback_failed.clear();
         let mut survived = 0;
         for (k, bytes) in std::mem::take(&mut self.volatile) {
             if rng.random_bool(0.5) {
@@ -447,6 +482,24 @@ mod tests {
         assert!(f.write(here, bytes(4)).is_err(), "writes fail too");
         let (read, injected) = f.read(here);
         assert!(read.is_err() && injected);
+    }
+
+    #[test]
+    fn a_failed_writeback_takes_the_pages_at_once_and_fails_the_first_sync_to_end() {
+        let mut f = fabric(1_000_000);
+        let here = Location::new(0, 0, 64);
+        f.volatile.insert(key(here), bytes(3));
+        let slower = f.begin_sync(0);
+        assert!(slower < FAILING_SYNC_NS);
+        // Dropped or marked clean as the sync starts, before any sync returns.
+        assert_eq!(f.volatile(here), None);
+        f.faults_cfg.transient_ppm = 0;
+        f.begin_sync(0);
+        // A sync that started later but ends first hears of it; the next
+        // returns Ok over the lost write, as the kernel reports it once.
+        assert!(matches!(f.end_sync(0), Err(Error::Io { op: "sync", .. })));
+        assert!(f.end_sync(0).is_ok());
+        assert_eq!(f.durable(here), None);
     }
 
     #[test]

@@ -225,6 +225,7 @@ impl Shared {
         let (device, op, reads) = match &request {
             IoRequest::Read(location) => (location.device, "read", true),
             IoRequest::GoodCopy(..) => (0, "good_copy", true),
+            IoRequest::RewriteHeld(location) => (location.device, "write", false),
             IoRequest::Write(location, _) => (location.device, "write", false),
             IoRequest::Sync(device) => (*device, "sync", false),
             IoRequest::Journal(_) => (METADATA_DEVICE, "journal", false),
@@ -281,6 +282,24 @@ impl Shared {
                     .good_copy(id, generation)
                     .ok_or(Error::Quarantined { extent: id }),
             ),
+            IoRequest::RewriteHeld(location) => {
+                let mut read_back = |wanted: &_| match &self.journal {
+                    Some(journal) => read_back(journal.dir(), wanted),
+                    None => Default::default(),
+                };
+                let (own, journaled) = self.core.write_back.rewrite_at(
+                    location,
+                    // Best effort, as the device's rewrite: the reader reads
+                    // again and finds out.
+                    |location, bytes| {
+                        let _ = backend.write_at(location, bytes);
+                    },
+                    &mut read_back,
+                );
+                self.counters.inline_rewritten.add(own);
+                self.counters.inline_read_back.add(journaled);
+                IoResult::Done(Ok(()))
+            }
             IoRequest::Journal(entries) => {
                 let entries = self.core.overlaps.with_markers(entries);
                 IoResult::Done(self.journal_commit(&entries))

@@ -121,6 +121,7 @@ impl World {
                 self.fabric.service_ns(*d) + self.fabric.ack_delay_ns()
             }
             IoRequest::GoodCopy(..) | IoRequest::Journal(_) => self.cfg.latency.floor_ns,
+            IoRequest::RewriteHeld(l) => self.fabric.service_ns(l.device),
         }
     }
 
@@ -134,6 +135,13 @@ impl World {
                     Event::Flush(device),
                 );
                 self.schedule(self.now, Event::Io(idx, request));
+            }
+            // The sync starts now: a failed one drops or cleans the device's
+            // dirty pages before the store hears of it (`Fabric::begin_sync`).
+            IoRequest::Sync(device) => {
+                let (mark, slower) = self.begin_device_sync(device);
+                let at = self.now.saturating_add(latency).saturating_add(slower);
+                self.schedule(at, Event::Sync(idx, device, mark));
             }
             request => self.schedule(self.now.saturating_add(latency), Event::Io(idx, request)),
         }
@@ -165,12 +173,17 @@ impl World {
             }
             // The mutant's early acknowledgment: the flush comes later.
             IoRequest::Sync(_) if self.cfg.early_sync_ack => IoResult::Done(Ok(())),
-            IoRequest::Sync(device) => IoResult::Done(self.sync(device)),
+            // Unreachable: `schedule_io` schedules a sync's end as `Event::Sync`.
+            IoRequest::Sync(device) => {
+                let (mark, _) = self.begin_device_sync(device);
+                IoResult::Done(self.end_device_sync(device, mark))
+            }
             IoRequest::GoodCopy(id, generation) => IoResult::Read(
                 self.fabric
                     .replica(id, generation)
                     .ok_or(Error::Quarantined { extent: id }),
             ),
+            IoRequest::RewriteHeld(location) => self.rewrite_held(location),
             // Unreachable: `dispatch` hands every journal request to the emulated
             // journal (`journal`) and never schedules one as data I/O.
             IoRequest::Journal(_) | IoRequest::SyncAndJournal(..) => {
@@ -300,13 +313,21 @@ impl World {
             self.schedule(self.now + 1_000_000, Event::Reopen);
         }
         if let Some(lane) = fx.sync_devices {
+            // The syncs start now and end together, once the slowest would:
+            // reads meanwhile may find pages a failed writeback dropped.
             let held = self
                 .core
                 .devices_to_sync(lane == emulated_journal::Lane::Checkpoint);
-            let result = held.into_iter().try_for_each(|d| self.sync(d));
-            let core = &self.core;
-            let fx = self.meta.devices_synced(lane, result, || core.image());
-            self.meta_effects(fx);
+            let mut slowest = 0;
+            let started: Vec<(u16, u64)> = (held.into_iter())
+                .map(|device| {
+                    let (mark, slower) = self.begin_device_sync(device);
+                    let took = self.fabric.service_ns(device) + self.fabric.ack_delay_ns();
+                    slowest = slowest.max(took.saturating_add(slower));
+                    (device, mark)
+                })
+                .collect();
+            self.schedule(self.now + slowest, Event::DevicesSynced(lane, started));
         }
         for slot in fx.acks {
             self.model.ack(slot);

@@ -78,6 +78,11 @@ struct Actor {
 enum Event {
     Actor(usize),
     Io(usize, IoRequest),
+    /// A data sync of a device, started at its request with the write-back's
+    /// mark, ends (see `Fabric::begin_sync`).
+    Sync(usize, u16, u64),
+    /// The device syncs a metadata lane's step started (each with its mark) end.
+    DevicesSynced(Lane, Vec<(u16, u64)>),
     Backoff(usize),
     /// A prefetch that claimed its load starts it (it waited as a hint waits in
     /// the store's queue).
@@ -357,6 +362,16 @@ impl World {
                         result => self.dispatch(slot, Input::Io(result)),
                     }
                 }
+                Event::Sync(slot, device, mark) => {
+                    let result = self.end_device_sync(device, mark);
+                    match self.pairing(slot) {
+                        true => self.answer_pair(slot, Some(result), None),
+                        false => {
+                            self.dispatch(slot, Input::Io(crate::protocol::IoResult::Done(result)))
+                        }
+                    }
+                }
+                Event::DevicesSynced(lane, started) => self.devices_synced(lane, started),
                 Event::Backoff(slot) => self.dispatch(slot, Input::Backoff),
                 Event::Begin(slot) => self.begin_claimed(slot),
                 Event::Flush(device) => self.fabric.flush(device),
