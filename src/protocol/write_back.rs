@@ -143,9 +143,10 @@ impl WriteBack {
         }
     }
 
-    /// After a failed sync of `device`: writes every held write of the device
-    /// again with `write`, under the lock, so that no location is freed (and
-    /// reused) meanwhile ([`forget`](Self::forget) waits). The bytes of a write
+    /// Writes every held write of `device` again with `write` (after a failed
+    /// sync of the device, to its location; for a backup, into the copy of the
+    /// device file), under the lock, so that no location is freed (and reused)
+    /// meanwhile ([`forget`](Self::forget) waits). The bytes of a write
     /// that has returned come from its journal record, through `read_back`
     /// (called once, for all of them); one the journal does not hold (a write
     /// that failed) is not written. Returns how many were written from the

@@ -100,7 +100,9 @@ impl Store {
             let devices = self.shared.backend.device_count();
             let mut device_bytes = 0;
             for device in 0..devices {
-                device_bytes += copy_device(source, &target, device)?;
+                device_bytes += copy_device(source, &target, device, |copy| {
+                    mend_inline_writes(self, device, copy)
+                })?;
             }
             target.run(&crate::journal::plan::backup(devices, &image))?;
             // Whole now (`CURRENT` is durable): a crash before this removal
@@ -137,11 +139,43 @@ fn empty_target(target: &Dir) -> Result<()> {
     Ok(())
 }
 
-/// Copies `device`'s file from `source` to `target` in [`COPY_CHUNK`] pieces and
-/// syncs it: every byte the image can reference was written before the image
-/// was taken, so it is in the file (or the page cache) by now. Returns the
-/// bytes copied.
-fn copy_device(source: &Dir, target: &Dir, device: u16) -> Result<u64> {
+/// Writes into `copy` (the backup's file of `device`) the bytes of every inline
+/// write no sync of the device has covered yet, from the write's own bytes or
+/// its journal record, as the store writes them back after a failed sync
+/// ([`WriteBack::rewrite`](crate::protocol::WriteBack)): the live file may show
+/// old bytes there, pages a failed writeback dropped before the store heard of
+/// it, and the backup has no journal to mend them from. Writes after the image
+/// are written too, harmlessly: the image references none of their locations
+/// (its own are pinned, so none of theirs is reused by a later write).
+fn mend_inline_writes(store: &Store, device: u16, copy: &dyn crate::fs::FsFile) -> Result<()> {
+    let mut failed = None;
+    let mut read_back = |wanted: &_| match &store.shared.journal {
+        Some(journal) => super::driver::read_back(journal.dir(), wanted),
+        None => Default::default(),
+    };
+    store.shared.core.write_back.rewrite(
+        device,
+        |location, bytes| {
+            if let Err(e) = copy.write_all_at(bytes, location.offset) {
+                failed.get_or_insert(e);
+            }
+        },
+        &mut read_back,
+    );
+    failed.map_or(Ok(()), |e| Err(io_error("backup write", &e)))
+}
+
+/// Copies `device`'s file from `source` to `target` in [`COPY_CHUNK`] pieces,
+/// lets `mend` write into the copy, and syncs it: every byte the image can
+/// reference was written before the image was taken, so it is in the file (or
+/// the page cache) by now, but for pages a failed writeback dropped (`mend`'s
+/// business). Returns the bytes copied.
+fn copy_device(
+    source: &Dir,
+    target: &Dir,
+    device: u16,
+    mend: impl FnOnce(&dyn crate::fs::FsFile) -> Result<()>,
+) -> Result<u64> {
     let name = crate::backend::device_file_name(device);
     let from = source.fs.open(&source.path.join(&name), false);
     let to = target.file(&name, true)?;
@@ -166,6 +200,7 @@ fn copy_device(source: &Dir, target: &Dir, device: u16) -> Result<u64> {
             .map_err(|e| io_error("backup write", &e))?;
         at += got as u64;
     }
+    mend(&*to)?;
     to.sync_data().map_err(|e| io_error("backup sync", &e))?;
     Ok(at)
 }

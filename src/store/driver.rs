@@ -549,7 +549,7 @@ impl super::durable::Live for Shared {
 
 /// The journals' copies of the inline writes `wanted` (`journal::inline_data`),
 /// read from `dir`'s files; best effort, as the rewrite they serve.
-fn read_back(
+pub(super) fn read_back(
     dir: &super::durable::Dir,
     wanted: &std::collections::BTreeSet<crate::protocol::Proposal>,
 ) -> std::collections::HashMap<crate::protocol::Proposal, (Location, crate::bytes::Bytes)> {
