@@ -161,6 +161,18 @@ fn writes_overwrites_compaction_and_drain_survive_several_restarts() {
     }
 }
 
+/// Flips two bytes of the extent at `at` in `dir`'s device 0 file.
+fn damage(dir: &Path, at: Location) {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join("dev0000.extents"))
+        .unwrap();
+    let mut b = [0u8; 2];
+    file.read_at(&mut b, at.offset + 40).unwrap();
+    file.write_all_at(&[!b[0], !b[1]], at.offset + 40).unwrap();
+}
+
 fn overlaps(a: Location, b: Location) -> bool {
     a.device == b.device && a.offset < b.end() && b.offset < a.end()
 }
@@ -182,15 +194,7 @@ fn quarantine_survives_restart_and_the_bad_location_is_never_reused() {
         drop(store);
         let store = reopen(dir.path(), &config, &model);
         let snap = store.snapshot(victim).unwrap();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(dir.path().join("dev0000.extents"))
-            .unwrap();
-        let mut b = [0u8; 2];
-        file.read_at(&mut b, snap.location().offset + 40).unwrap();
-        file.write_all_at(&[!b[0], !b[1]], snap.location().offset + 40)
-            .unwrap();
+        damage(dir.path(), snap.location());
         assert_eq!(store.verify(victim).unwrap_err().code(), "FPRE004");
         assert_eq!(store.snapshot(victim).unwrap().state(), State::Quarantined);
         snap.location()
@@ -227,15 +231,7 @@ fn damage_to_an_inline_write_no_device_sync_covered_is_mended_from_its_journal_r
     }
     assert!(store.stats().inline_unsynced > 0, "inline, not synced yet");
     let snap = store.snapshot(victim).unwrap();
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(dir.path().join("dev0000.extents"))
-        .unwrap();
-    let mut b = [0u8; 2];
-    file.read_at(&mut b, snap.location().offset + 40).unwrap();
-    file.write_all_at(&[!b[0], !b[1]], snap.location().offset + 40)
-        .unwrap();
+    damage(dir.path(), snap.location());
     // Its only durable copy is the journal's: the verifier writes it again
     // from there and reads it right. No FPRE004, no quarantine.
     assert!(matches!(store.verify(victim), Ok(Verdict::Ok { .. })));
@@ -246,6 +242,7 @@ fn damage_to_an_inline_write_no_device_sync_covered_is_mended_from_its_journal_r
     drop(store);
     // The bytes on the device are right again.
     let mut back = vec![0u8; snap.location().length as usize];
+    let file = std::fs::File::open(dir.path().join("dev0000.extents")).unwrap();
     file.read_at(&mut back, snap.location().offset).unwrap();
     assert!(snap.check(&back).is_ok());
     reopen(dir.path(), &config, &model);

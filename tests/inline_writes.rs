@@ -70,6 +70,23 @@ fn faulty(dir: &std::path::Path, faults: Faults) -> FaultFs {
     FaultFs::new(dir, u64::MAX, faults)
 }
 
+/// The fault-injecting file system over `dir`: the first sync of the device
+/// file fails with EIO and drops the pages written since the last one.
+fn first_device_sync_drops_pages(dir: &std::path::Path) -> FaultFs {
+    let eio = SyncFault {
+        target: Target::Device,
+        nth: 1,
+        drop_pages: true,
+    };
+    faulty(
+        dir,
+        Faults {
+            sync_eio: Some(eio),
+            ..Faults::default()
+        },
+    )
+}
+
 /// Whether `hay` holds the value of (`id`, `generation`).
 fn holds(hay: &[u8], id: u64, generation: u64) -> bool {
     let v = val(id, generation);
@@ -165,18 +182,7 @@ fn a_power_cut_inside_a_rotations_write_back_loses_nothing_acknowledged() {
 fn a_failed_write_back_sync_that_dropped_pages_keeps_reads_right_and_loses_nothing() {
     let tmp = fault_fs::tempdir();
     let dir = tmp.path();
-    let eio = SyncFault {
-        target: Target::Device,
-        nth: 1,
-        drop_pages: true,
-    };
-    let fs = faulty(
-        dir,
-        Faults {
-            sync_eio: Some(eio),
-            ..Faults::default()
-        },
-    );
+    let fs = first_device_sync_drops_pages(dir);
     let cfg = config(4096);
     let store = Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()).unwrap();
     let mut model = Model::new();
@@ -320,18 +326,7 @@ impl Drop for Release {
 fn a_read_that_meets_dropped_pages_before_their_rewrite_puts_them_back() {
     let tmp = fault_fs::tempdir();
     let dir = tmp.path();
-    let eio = SyncFault {
-        target: Target::Device,
-        nth: 1,
-        drop_pages: true,
-    };
-    let fs = faulty(
-        dir,
-        Faults {
-            sync_eio: Some(eio),
-            ..Faults::default()
-        },
-    );
+    let fs = first_device_sync_drops_pages(dir);
     let hold = Arc::new(HoldFailedSync::default());
     fs.set_hook(Arc::clone(&hold) as Arc<dyn Hook>);
     let store = Store::open_in(Arc::new(fs.clone()), dir, config(4096)).unwrap();
