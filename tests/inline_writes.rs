@@ -255,6 +255,9 @@ struct Hold {
     held: bool,
     /// The test let it go.
     released: bool,
+    /// A sync of the device succeeded (the fault did not fire: the test
+    /// fails, and the writer must not wait for a hold that never comes).
+    synced_ok: bool,
 }
 
 impl Hook for HoldFailedSync {
@@ -273,6 +276,10 @@ impl Hook for HoldFailedSync {
 
     fn after_sync(&self, file: &str, failed: bool) {
         let mut state = self.state.lock().unwrap();
+        if file == DEVICE && !failed && !state.held {
+            state.synced_ok = true;
+            self.changed.notify_all();
+        }
         if !failed || file != DEVICE || state.held {
             return;
         }
@@ -290,15 +297,19 @@ impl HoldFailedSync {
         self.state.lock().unwrap().held
     }
 
+    /// Whether a sync of the device succeeded before any failed.
+    fn synced_ok(&self) -> bool {
+        self.state.lock().unwrap().synced_ok
+    }
+
     /// Whether the writer stops: a sync of the device began. It returns once
-    /// that sync failed and is held (bounded: the fault fails the device's
-    /// first sync).
+    /// that sync failed and is held, or succeeded (bounded: every sync ends).
     fn writer_stops(&self) -> bool {
         let mut state = self.state.lock().unwrap();
         if !state.syncing {
             return false;
         }
-        while !state.held && !state.released {
+        while !state.held && !state.released && !state.synced_ok {
             state = self.changed.wait(state).unwrap();
         }
         true
@@ -309,6 +320,16 @@ impl HoldFailedSync {
             state.released = true;
         }
         self.changed.notify_all();
+    }
+}
+
+/// Sends on its channel when dropped: when the thread holding it ends, by
+/// returning or by a panic.
+struct SendOnDrop(std::sync::mpsc::Sender<()>);
+
+impl Drop for SendOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
     }
 }
 
@@ -370,6 +391,7 @@ fn a_read_that_meets_dropped_pages_before_their_rewrite_puts_them_back() {
         // Bounded: the writer stops at the hold, or fails.
         while !hold.held() {
             assert!(!writer.is_finished(), "the writer ended before the hold");
+            assert!(!hold.synced_ok(), "the device's first sync did not fail");
             std::thread::yield_now();
         }
         // The device's pages are gone and the store has not written them
@@ -386,9 +408,10 @@ fn a_read_that_meets_dropped_pages_before_their_rewrite_puts_them_back() {
         // go, and the assertions below decide.
         let (done, progress) = std::sync::mpsc::channel::<()>();
         let (store, reads) = (&store, settled.clone());
-        s.spawn(move || {
+        let reader = s.spawn(move || {
+            // Sent when the reads end, a failed one (a panic) included.
+            let _done = SendOnDrop(done);
             check(store, &reads);
-            let _ = done.send(());
         });
         if progress
             .recv_timeout(std::time::Duration::from_secs(60))
@@ -396,6 +419,7 @@ fn a_read_that_meets_dropped_pages_before_their_rewrite_puts_them_back() {
         {
             hold.release();
         }
+        assert!(reader.join().is_ok(), "a read failed (above)");
         let stats = store.stats();
         assert_eq!(stats.read_ok, settled.len() as u64, "{stats:?}");
         assert_eq!((stats.fpre004, stats.quarantines), (0, 0), "{stats:?}");

@@ -25,7 +25,9 @@ use crate::space::Pin;
 pub enum Verdict {
     /// The media bytes match the record.
     Ok {
-        /// Failed reads of the stable version before one succeeded (transient).
+        /// Failed reads of the stable version before one succeeded (transient),
+        /// those after which the store wrote an inline write's bytes again
+        /// included.
         transient: u32,
     },
     /// The record kept changing under the verifier (`raced_limit` fresh snapshots):
@@ -48,11 +50,12 @@ pub enum Verdict {
 }
 
 /// Rewrites of an inline write's bytes ([`IoRequest::RewriteHeld`]) one
-/// verification asks for. Each failed writeback that dropped the pages needs
-/// one; a device has at most a few before its sync book refuses every later
-/// sync (the one that failed, and the syncs that started before the store
-/// heard of it), and a bound keeps a location that reads wrong whatever is
-/// written there a fault, found after the usual retries.
+/// verification asks for before its retries count (the count starts again
+/// after a race, with the fresh snapshot). Each failed writeback that dropped
+/// the pages meanwhile needs one; background writeback may fail any number of
+/// times, but a burst of failures that outlasts three rewrites is a device
+/// failing, and a bound keeps a location that reads wrong whatever is written
+/// there a fault, found after the usual retries.
 const HELD_REWRITES: u32 = 3;
 
 /// One verification of one extent.
@@ -215,8 +218,9 @@ impl Machine for VerifyOp {
         let err = match checked {
             Ok(()) => {
                 self.check_cached_copy(core, &snapshot);
+                // A read the store had to write again failed too.
                 return Step::Done(Ok(Verdict::Ok {
-                    transient: self.retries,
+                    transient: self.retries + self.rewrites,
                 }));
             }
             Err(err) => err,
@@ -233,8 +237,17 @@ impl Machine for VerifyOp {
         // failed writeback of its device may have dropped its pages before the
         // store heard of it and wrote them again. Put them back now and read
         // again at once: not a fault, and not a retry (the retries are for
-        // the faults that remain).
-        if self.rewrites < HELD_REWRITES && core.write_back.holds(snapshot.location()) {
+        // the faults that remain). Only for bytes that are not the write's
+        // (other bytes, or fewer: a dropped page past what any sync wrote); a
+        // read the device failed is retried as any.
+        let wrong_bytes = matches!(
+            err,
+            Error::ChecksumMismatch { .. } | Error::ShortRead { .. }
+        );
+        if wrong_bytes
+            && self.rewrites < HELD_REWRITES
+            && core.write_back.holds(snapshot.location())
+        {
             self.rewrites += 1;
             self.rewriting = true;
             return Step::Io(IoRequest::RewriteHeld(snapshot.location()));

@@ -120,7 +120,9 @@ impl WriteBack {
     /// waited for all of them (370 ms). A stamp left a moment longer names a
     /// write no longer held: [`insert`](Self::insert) and
     /// [`forget`](Self::forget) then remove nothing from the device's writes,
-    /// which is right, and only [`len`](Self::len) counts it meanwhile.
+    /// which is right, [`holds`](Self::holds) and
+    /// [`rewrite_at`](Self::rewrite_at) look the write up there too, and only
+    /// [`len`](Self::len) counts it meanwhile.
     pub(crate) fn synced(&self, device: u16, mark: u64) {
         let done = {
             let mut g = self.inner.lock();
@@ -192,7 +194,7 @@ impl WriteBack {
     /// Whether an inline write held at `location` waits for a sync of its
     /// device (its only durable copy is its journal record).
     pub(crate) fn holds(&self, location: Location) -> bool {
-        self.inner.lock().stamps.contains_key(&location)
+        held_stamp(&self.inner.lock(), location).is_some()
     }
 
     /// Writes the inline write held at `location` again, as
@@ -202,30 +204,38 @@ impl WriteBack {
     /// instead of taking a failed writeback for a damaged extent. Returns how
     /// many were written from the write's own bytes and from the journal (at
     /// most one).
+    ///
+    /// The journal is read without the lock (every inline write and every
+    /// free waits for it, and a read-back scans journal files), and the bytes
+    /// are written under it only if the same write still holds the location:
+    /// a location freed meanwhile may be another write's.
     pub(crate) fn rewrite_at(
         &self,
         location: Location,
         mut write: impl FnMut(Location, &Bytes),
         read_back: ReadBack<'_>,
     ) -> (u64, u64) {
-        let g = self.inner.lock();
-        let Some(held) =
-            (g.stamps.get(&location)).and_then(|stamp| g.devices.get(&location.device)?.get(stamp))
-        else {
+        let (stamp, proposal) = {
+            let g = self.inner.lock();
+            let Some((stamp, held)) = held_stamp(&g, location) else {
+                return (0, 0);
+            };
+            if let Some(bytes) = held.bytes.upgrade() {
+                write(location, &bytes);
+                return (1, 0);
+            }
+            (stamp, held.proposal)
+        };
+        let found = read_back(&BTreeSet::from([proposal]));
+        let Some((at, bytes)) = found.get(&proposal) else {
             return (0, 0);
         };
-        if let Some(bytes) = held.bytes.upgrade() {
-            write(location, &bytes);
-            return (1, 0);
+        let g = self.inner.lock();
+        if *at != location || held_stamp(&g, location).map(|(s, _)| s) != Some(stamp) {
+            return (0, 0);
         }
-        let wanted = BTreeSet::from([held.proposal]);
-        match read_back(&wanted).get(&held.proposal) {
-            Some((at, bytes)) if *at == location => {
-                write(location, bytes);
-                (0, 1)
-            }
-            _ => (0, 0),
-        }
+        write(location, bytes);
+        (0, 1)
     }
 
     /// The devices holding inline writes: the ones a write-back must sync (every
@@ -244,6 +254,14 @@ impl WriteBack {
     pub(crate) fn len(&self) -> usize {
         self.inner.lock().stamps.len()
     }
+}
+
+/// The stamp and write holding `location`, if a write does: a stamp
+/// [`WriteBack::synced`] has not dropped yet names a write no longer held.
+fn held_stamp(g: &Inner, location: Location) -> Option<(u64, &Held)> {
+    let stamp = *g.stamps.get(&location)?;
+    let held = g.devices.get(&location.device)?.get(&stamp)?;
+    Some((stamp, held))
 }
 
 fn remove_stamp(g: &mut Inner, device: u16, stamp: u64) {
@@ -361,5 +379,75 @@ mod tests {
         w.rewrite(0, |l, b| out.push((l, b.clone())), &mut read_back);
         assert_eq!(out, vec![(at(0, 0), value(1, 1))]);
         assert!(!asked, "the journal is read only for writes that returned");
+    }
+
+    /// What a reader's [`WriteBack::rewrite_at`] writes, with `during` run while
+    /// the journal is read (the lock is not held then).
+    fn rewritten_at(
+        w: &WriteBack,
+        location: Location,
+        journal: &HashMap<Proposal, (Location, Bytes)>,
+        during: impl Fn(&WriteBack),
+    ) -> ((u64, u64), Vec<(Location, Bytes)>) {
+        let mut out = Vec::new();
+        let mut read_back = |wanted: &BTreeSet<Proposal>| {
+            during(w);
+            (journal.iter())
+                .filter(|(p, _)| wanted.contains(p))
+                .map(|(p, v)| (*p, v.clone()))
+                .collect()
+        };
+        let counts = w.rewrite_at(location, |l, b| out.push((l, b.clone())), &mut read_back);
+        (counts, out)
+    }
+
+    #[test]
+    fn a_reader_rewrites_one_held_location_from_the_writes_bytes_or_its_record() {
+        let w = WriteBack::default();
+        let in_flight = value(1, 1);
+        w.insert(at(0, 0), proposal(1, 1), &in_flight);
+        w.insert(at(0, 16), proposal(2, 1), &value(2, 1));
+        let journal = HashMap::from([(proposal(2, 1), (at(0, 16), value(2, 1)))]);
+        let nothing = |_: &WriteBack| {};
+        assert_eq!(
+            rewritten_at(&w, at(0, 0), &journal, nothing),
+            ((1, 0), vec![(at(0, 0), value(1, 1))])
+        );
+        assert_eq!(
+            rewritten_at(&w, at(0, 16), &journal, nothing),
+            ((0, 1), vec![(at(0, 16), value(2, 1))])
+        );
+        assert!(!w.holds(at(0, 32)));
+        assert_eq!(
+            rewritten_at(&w, at(0, 32), &journal, nothing),
+            ((0, 0), vec![])
+        );
+        // Covered by a sync: no longer held, its stamp dropped or not.
+        let mark = w.mark();
+        w.synced(0, mark);
+        assert!(!w.holds(at(0, 16)));
+        assert_eq!(
+            rewritten_at(&w, at(0, 16), &journal, nothing),
+            ((0, 0), vec![])
+        );
+    }
+
+    #[test]
+    fn a_location_freed_while_the_journal_is_read_is_not_written() {
+        let w = WriteBack::default();
+        w.insert(at(0, 0), proposal(1, 1), &value(1, 1));
+        let journal = HashMap::from([(proposal(1, 1), (at(0, 0), value(1, 1)))]);
+        // Freed, and reused by another inline write, while the journal is read.
+        let reused = value(5, 1);
+        let (counts, out) = rewritten_at(&w, at(0, 0), &journal, |w| {
+            w.forget(at(0, 0));
+            w.insert(at(0, 0), proposal(5, 1), &reused);
+        });
+        assert_eq!((counts, out), ((0, 0), vec![]));
+        // The new holder's bytes are what a rewrite of the location writes.
+        assert_eq!(
+            rewritten_at(&w, at(0, 0), &journal, |_| {}),
+            ((1, 0), vec![(at(0, 0), value(5, 1))])
+        );
     }
 }

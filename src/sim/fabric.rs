@@ -31,9 +31,9 @@ pub(crate) enum Fault {
     Shows(Bytes),
 }
 
-/// The most a sync whose writeback fails takes beyond a good one's time (see
-/// [`Fabric::begin_sync`]).
-pub(crate) const FAILING_SYNC_NS: u64 = 4_000_000;
+/// How much longer than a good sync one whose writeback fails takes, drawn
+/// evenly from this range (see [`Fabric::begin_sync`]).
+pub(crate) const FAILING_SYNC_NS: std::ops::Range<u64> = 2_000_000..20_000_000;
 
 /// The fabric.
 #[derive(Debug)]
@@ -280,9 +280,10 @@ impl Fabric {
     ///
     /// Returns how much longer than a good one this sync takes: a failing
     /// writeback is slow (the block layer retries before it gives up; SCSI's
-    /// command timeout is 30 s), here up to [`FAILING_SYNC_NS`], longer than the
-    /// verifier's retries (0.7 ms under the default policy), so that a read
-    /// meeting the dropped pages may run out of retries before the store hears.
+    /// command timeout is 30 s), here 2–20 ms ([`FAILING_SYNC_NS`]), longer than
+    /// the verifier's retries (0.7 ms under the default policy), so that a read
+    /// meeting the dropped pages may run out of retries before the store hears
+    /// (unless another sync of the device ends first and reports the error).
     pub(crate) fn begin_sync(&mut self, device: u16) -> u64 {
         if self.sync_rng.random_range(0..1_000_000) >= self.faults_cfg.transient_ppm {
             return 0;
@@ -300,7 +301,14 @@ impl Fabric {
             }
         }
         self.writeback_failed.insert(device);
-        self.sync_rng.random_range(0..FAILING_SYNC_NS)
+        self.sync_rng.random_range(FAILING_SYNC_NS)
+    }
+
+    /// Whether a writeback of `device` failed and no sync has reported it
+    /// yet: the store has not heard of it, so it has not written back what
+    /// the failure may have dropped.
+    pub(crate) fn writeback_unreported(&self, device: u16) -> bool {
+        self.writeback_failed.contains(&device)
     }
 
     /// A sync of `device` that [`begin_sync`](Self::begin_sync) started ends:
@@ -490,7 +498,7 @@ mod tests {
         let here = Location::new(0, 0, 64);
         f.volatile.insert(key(here), bytes(3));
         let slower = f.begin_sync(0);
-        assert!(slower < FAILING_SYNC_NS);
+        assert!(FAILING_SYNC_NS.contains(&slower));
         // Dropped or marked clean as the sync starts, before any sync returns.
         assert_eq!(f.volatile(here), None);
         f.faults_cfg.transient_ppm = 0;

@@ -127,11 +127,13 @@ impl World {
                     .volatile(location)
                     .or_else(|| self.fabric.durable(location)),
             );
-            // A failed writeback may have dropped an inline write's pages before
-            // the store heard of it: the bytes are durable in the journal, and
-            // the store (or the first reader to find them wrong) writes them
-            // again from there (`WriteBack`). Lost only if nothing holds them.
-            let awaiting_rewrite = self.core.write_back.holds(location)
+            // A failed writeback may have dropped an inline write's pages, and
+            // until a sync reports it the store cannot know: the bytes are
+            // durable in the journal, and the store writes them again from
+            // there once it hears (a reader that finds them wrong, sooner).
+            // Only that window is excused; the store's own bookkeeping
+            // (`WriteBack::holds`) is what is under test, not the excuse.
+            let awaiting_rewrite = self.fabric.writeback_unreported(location.device)
                 && self.model.inline_durable(id, s.generation(), location);
             if !last_written && !awaiting_rewrite {
                 self.violation(format!(

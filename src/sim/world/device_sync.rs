@@ -9,30 +9,53 @@ use crate::protocol::{IoResult, Proposal};
 use crate::record::Location;
 use crate::sim::config::Protocol;
 use crate::sim::disk::SimDir;
+use crate::sim::emulated_journal::Lane;
 use std::collections::{BTreeSet, HashMap};
 
+/// A device sync that started: what its end needs.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SyncStart {
+    /// The write-back's mark, taken before it started, as `Store` takes it.
+    mark: u64,
+    /// It reached the fabric (the store's book did not refuse it), which then
+    /// answers it when it ends.
+    began: bool,
+    /// How much longer than a good sync it takes (`Fabric::begin_sync`).
+    pub(super) slower: u64,
+}
+
 impl World {
-    /// A sync of `device` starts: the write-back's mark (the inline writes it
-    /// covers, taken before it starts, as `Store` takes it), and how much
-    /// longer than a good sync it takes (`Fabric::begin_sync`).
-    pub(super) fn begin_device_sync(&mut self, device: u16) -> (u64, u64) {
+    /// A sync of `device` starts.
+    pub(super) fn begin_device_sync(&mut self, device: u16) -> SyncStart {
         let mark = self.core.write_back.mark();
         // A sync the store's book will refuse (its device failed) never
         // reaches the kernel: nothing starts a writeback.
         let fixed = self.cfg.protocol == Protocol::Fixed;
         let refused =
             (self.sync_books.get(usize::from(device))).is_some_and(|b| fixed && b.failed());
-        match refused {
-            true => (mark, 0),
-            false => (mark, self.fabric.begin_sync(device)),
+        let slower = if refused {
+            0
+        } else {
+            self.fabric.begin_sync(device)
+        };
+        SyncStart {
+            mark,
+            began: !refused,
+            slower,
         }
     }
 
     /// The sync of `device` that [`begin_device_sync`](Self::begin_device_sync)
-    /// started (returning `mark`) ends, through the store's sync book
-    /// (`backend::device_files`): a failed sync fails every later one until
-    /// reopen, whatever the fabric answers then.
-    pub(super) fn end_device_sync(&mut self, device: u16, mark: u64) -> crate::Result<()> {
+    /// started ends, through the store's sync book (`backend::device_files`): a
+    /// failed sync fails every later one until reopen, whatever the fabric
+    /// answers then.
+    pub(super) fn end_device_sync(&mut self, device: u16, start: SyncStart) -> crate::Result<()> {
+        // Every sync the fabric began ends there, whatever the book says now:
+        // the kernel reports a failed writeback to the first `fsync` that checks.
+        let synced = match start.began {
+            true => self.fabric.end_sync(device),
+            false => Ok(()),
+        };
         // The legacy protocol predates the store: its syncs are the fabric's.
         let fixed = self.cfg.protocol == Protocol::Fixed;
         let Some(book) = self
@@ -40,12 +63,11 @@ impl World {
             .get_mut(usize::from(device))
             .filter(|_| fixed)
         else {
-            return self.fabric.end_sync(device);
+            return synced;
         };
         let was_failed = book.failed();
         let result = book.begin().and_then(|ticket| {
-            let synced =
-                (self.fabric.end_sync(device)).map_err(|e| std::io::Error::other(e.to_string()));
+            let synced = synced.map_err(|e| std::io::Error::other(e.to_string()));
             match book.end(device, ticket, synced) {
                 SyncEnd::Verdict(verdict) => verdict,
                 // The book hears of each sync at its end: the fabric reports a
@@ -67,7 +89,7 @@ impl World {
         let mut read_back = journal_read_back(&self.meta.dir, self.cfg.rewrite_without_read_back);
         let (_, journaled) = self.core.after_device_sync(
             device,
-            mark,
+            start.mark,
             result.is_ok(),
             failed,
             |location, bytes| fabric.rewrite(location, bytes.clone()),
@@ -77,18 +99,39 @@ impl World {
         result
     }
 
-    /// The syncs a metadata lane's [`FsOp::SyncDevices`](crate::journal::FsOp)
-    /// step started end (each `(device, mark)`, in order, up to the first that
-    /// fails, as `Store` runs them), and the lane hears the outcome.
-    pub(super) fn devices_synced(
+    /// A metadata lane's [`FsOp::SyncDevices`](crate::journal::FsOp) step
+    /// syncs `devices` one after another, as `Store` does: the first starts
+    /// now, each after the one before it ended, and the lane hears the
+    /// outcome once one fails or the last ended. Reads meanwhile may find
+    /// pages a failed writeback dropped.
+    pub(super) fn sync_devices(&mut self, lane: Lane, mut devices: Vec<u16>) {
+        if devices.is_empty() {
+            let core = &self.core;
+            let fx = self.meta.devices_synced(lane, Ok(()), || core.image());
+            return self.meta_effects(fx);
+        }
+        let device = devices.remove(0);
+        let start = self.begin_device_sync(device);
+        let took = (self.fabric.service_ns(device) + self.fabric.ack_delay_ns())
+            .saturating_add(start.slower);
+        let at = self.now.saturating_add(took);
+        self.schedule(at, Event::DeviceSynced(lane, device, start, devices));
+    }
+
+    /// One sync of a lane's step ([`sync_devices`](Self::sync_devices)) ended.
+    pub(super) fn device_synced(
         &mut self,
-        lane: crate::sim::emulated_journal::Lane,
-        started: Vec<(u16, u64)>,
+        lane: Lane,
+        device: u16,
+        start: SyncStart,
+        rest: Vec<u16>,
     ) {
-        let result = (started.into_iter()).try_for_each(|(d, mark)| self.end_device_sync(d, mark));
-        let core = &self.core;
-        let fx = self.meta.devices_synced(lane, result, || core.image());
-        self.meta_effects(fx);
+        if let Err(err) = self.end_device_sync(device, start) {
+            let core = &self.core;
+            let fx = self.meta.devices_synced(lane, Err(err), || core.image());
+            return self.meta_effects(fx);
+        }
+        self.sync_devices(lane, rest);
     }
 
     /// A verifier found the inline write held at `location` wrong: write it

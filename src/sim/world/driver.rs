@@ -139,9 +139,12 @@ impl World {
             // The sync starts now: a failed one drops or cleans the device's
             // dirty pages before the store hears of it (`Fabric::begin_sync`).
             IoRequest::Sync(device) => {
-                let (mark, slower) = self.begin_device_sync(device);
-                let at = self.now.saturating_add(latency).saturating_add(slower);
-                self.schedule(at, Event::Sync(idx, device, mark));
+                let start = self.begin_device_sync(device);
+                let at = self
+                    .now
+                    .saturating_add(latency)
+                    .saturating_add(start.slower);
+                self.schedule(at, Event::Sync(idx, device, start));
             }
             request => self.schedule(self.now.saturating_add(latency), Event::Io(idx, request)),
         }
@@ -174,10 +177,9 @@ impl World {
             // The mutant's early acknowledgment: the flush comes later.
             IoRequest::Sync(_) if self.cfg.early_sync_ack => IoResult::Done(Ok(())),
             // Unreachable: `schedule_io` schedules a sync's end as `Event::Sync`.
-            IoRequest::Sync(device) => {
-                let (mark, _) = self.begin_device_sync(device);
-                IoResult::Done(self.end_device_sync(device, mark))
-            }
+            IoRequest::Sync(_) => IoResult::Done(Err(Error::Internal {
+                what: "a sync's end reached `perform`",
+            })),
             IoRequest::GoodCopy(id, generation) => IoResult::Read(
                 self.fabric
                     .replica(id, generation)
@@ -313,21 +315,10 @@ impl World {
             self.schedule(self.now + 1_000_000, Event::Reopen);
         }
         if let Some(lane) = fx.sync_devices {
-            // The syncs start now and end together, once the slowest would:
-            // reads meanwhile may find pages a failed writeback dropped.
             let held = self
                 .core
                 .devices_to_sync(lane == emulated_journal::Lane::Checkpoint);
-            let mut slowest = 0;
-            let started: Vec<(u16, u64)> = (held.into_iter())
-                .map(|device| {
-                    let (mark, slower) = self.begin_device_sync(device);
-                    let took = self.fabric.service_ns(device) + self.fabric.ack_delay_ns();
-                    slowest = slowest.max(took.saturating_add(slower));
-                    (device, mark)
-                })
-                .collect();
-            self.schedule(self.now + slowest, Event::DevicesSynced(lane, started));
+            self.sync_devices(lane, held);
         }
         for slot in fx.acks {
             self.model.ack(slot);

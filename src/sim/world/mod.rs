@@ -78,11 +78,12 @@ struct Actor {
 enum Event {
     Actor(usize),
     Io(usize, IoRequest),
-    /// A data sync of a device, started at its request with the write-back's
-    /// mark, ends (see `Fabric::begin_sync`).
-    Sync(usize, u16, u64),
-    /// The device syncs a metadata lane's step started (each with its mark) end.
-    DevicesSynced(Lane, Vec<(u16, u64)>),
+    /// A data sync of a device, started at its request, ends (see
+    /// `Fabric::begin_sync`).
+    Sync(usize, u16, device_sync::SyncStart),
+    /// One device sync of a metadata lane's step ends; the devices after it
+    /// are synced next.
+    DeviceSynced(Lane, u16, device_sync::SyncStart, Vec<u16>),
     Backoff(usize),
     /// A prefetch that claimed its load starts it (it waited as a hint waits in
     /// the store's queue).
@@ -362,8 +363,8 @@ impl World {
                         result => self.dispatch(slot, Input::Io(result)),
                     }
                 }
-                Event::Sync(slot, device, mark) => {
-                    let result = self.end_device_sync(device, mark);
+                Event::Sync(slot, device, start) => {
+                    let result = self.end_device_sync(device, start);
                     match self.pairing(slot) {
                         true => self.answer_pair(slot, Some(result), None),
                         false => {
@@ -371,7 +372,9 @@ impl World {
                         }
                     }
                 }
-                Event::DevicesSynced(lane, started) => self.devices_synced(lane, started),
+                Event::DeviceSynced(lane, device, start, rest) => {
+                    self.device_synced(lane, device, start, rest)
+                }
                 Event::Backoff(slot) => self.dispatch(slot, Input::Backoff),
                 Event::Begin(slot) => self.begin_claimed(slot),
                 Event::Flush(device) => self.fabric.flush(device),
