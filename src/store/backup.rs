@@ -142,7 +142,7 @@ fn empty_target(target: &Dir) -> Result<()> {
 /// Writes into `copy` (the backup's file of `device`) the bytes of every inline
 /// write no sync of the device has covered yet, from the write's own bytes or
 /// its journal record, as the store writes them back after a failed sync
-/// ([`WriteBack::rewrite`](crate::protocol::WriteBack)): the live file may show
+/// (`WriteBack::rewrite`): the live file may show
 /// old bytes there, pages a failed writeback dropped before the store heard of
 /// it, and the backup has no journal to mend them from. Writes after the image
 /// are written too, harmlessly: the image references none of their locations
