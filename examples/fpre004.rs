@@ -283,7 +283,7 @@ struct Totals {
     journal_syncs: u64,
     inline_writes: u64,
     inline_redone: u64,
-    verifier_rewrites: u64,
+    read_rewrites: u64,
     overlapped_writes: u64,
     unsynced_dropped: u64,
     journal_failures: u64,
@@ -319,7 +319,7 @@ impl Totals {
         self.journal_syncs += r.journal_syncs;
         self.inline_writes += r.inline_writes;
         self.inline_redone += r.inline_redone;
-        self.verifier_rewrites += r.verifier_rewrites;
+        self.read_rewrites += r.read_rewrites;
         self.overlapped_writes += r.overlapped_writes;
         self.unsynced_dropped += r.unsynced_dropped;
         self.journal_failures += r.journal_failures;
@@ -709,8 +709,8 @@ fn print_table(args: &Args, results: &mut [(Protocol, Totals)]) {
     row("  written back by recovery", &mut |t| {
         t.inline_redone.to_string()
     });
-    row("  rewritten by a verifier", &mut |t| {
-        t.verifier_rewrites.to_string()
+    row("  rewritten when read wrong", &mut |t| {
+        t.read_rewrites.to_string()
     });
     row("overlapped writes (one sync)", &mut |t| {
         t.overlapped_writes.to_string()

@@ -14,7 +14,7 @@
 mod common;
 
 use common::{files, refused, value};
-use extentmeta::{ExtentId, Location, State, Store, StoreConfig, Verdict};
+use extentmeta::{CompactOutcome, ExtentId, Location, State, Store, StoreConfig, Verdict};
 use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::{BufRead, Write};
@@ -245,6 +245,33 @@ fn damage_to_an_inline_write_no_device_sync_covered_is_mended_from_its_journal_r
     let file = std::fs::File::open(dir.path().join("dev0000.extents")).unwrap();
     file.read_at(&mut back, snap.location().offset).unwrap();
     assert!(snap.check(&back).is_ok());
+    reopen(dir.path(), &config, &model);
+}
+
+#[test]
+fn a_compaction_mends_an_inline_writes_damaged_bytes_from_its_journal_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(1, 64 << 20);
+    let mut model = Model::new();
+    let victim = ExtentId(6);
+    let store = Store::open(dir.path(), config.clone()).unwrap();
+    for id in 0..8 {
+        put(&store, &mut model, id);
+    }
+    let snap = store.snapshot(victim).unwrap();
+    damage(dir.path(), snap.location());
+    // The source reads wrong where only the journal holds the bytes durably:
+    // they are written again and the move goes on, instead of failing with a
+    // checksum mismatch.
+    let moved = match store.compact(victim).unwrap() {
+        CompactOutcome::Committed(moved) => moved,
+        other => panic!("{other:?}"),
+    };
+    assert_ne!(moved.location(), snap.location());
+    assert_eq!(moved.generation(), snap.generation());
+    assert_eq!(store.stats().inline_read_back, 1, "{:?}", store.stats());
+    assert_eq!(store.stats().quarantines, 0);
+    drop(store);
     reopen(dir.path(), &config, &model);
 }
 

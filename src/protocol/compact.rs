@@ -36,6 +36,9 @@ pub enum CompactOutcome {
 enum Phase {
     Idle,
     Reading,
+    /// The source read wrong where an inline write no device sync has covered
+    /// lies: its bytes are being written again ([`IoRequest::RewriteHeld`]).
+    Mending,
     Writing,
     Syncing,
     Verifying,
@@ -66,6 +69,8 @@ pub(crate) struct CompactOp {
     /// Place the copy in the lowest free space anywhere (shrinking files), rather
     /// than preferably off the source's device.
     packing: bool,
+    /// The source's bytes were written again once ([`Phase::Mending`]).
+    mended: bool,
 }
 
 impl CompactOp {
@@ -79,6 +84,7 @@ impl CompactOp {
             exclude: None,
             failed: None,
             packing: false,
+            mended: false,
         }
     }
 
@@ -104,6 +110,24 @@ impl CompactOp {
         if let Some(pin) = self.pin.take() {
             core.reclaimer.unpin(pin);
         }
+    }
+
+    /// The source read wrong (`err`). An inline write no device sync has
+    /// covered may have lost its pages to a failed writeback before the store
+    /// heard of it (see `VerifyOp`): its bytes are written again, once, and
+    /// read again. Anything else is verification's business: the compaction
+    /// ends, never copying bytes that do not verify.
+    fn mend_or_abort(&mut self, core: &Core, source: Location, err: Error) -> Step<CompactOutcome> {
+        let wrong_bytes = matches!(
+            err,
+            Error::ChecksumMismatch { .. } | Error::ShortRead { .. }
+        );
+        if self.mended || !wrong_bytes || !core.write_back.holds(source) {
+            return self.abort(core, Some(err));
+        }
+        self.mended = true;
+        self.phase = Phase::Mending;
+        Step::Io(IoRequest::RewriteHeld(source))
     }
 
     /// Ends the compaction without moving anything: `AbortCompact` if it is still
@@ -259,13 +283,27 @@ impl Machine for CompactOp {
         match (self.phase, result) {
             (Phase::Reading, IoResult::Read(Ok(bytes))) => {
                 self.unpin(core);
-                // A bad source is verification's business; compaction never copies
-                // bytes that do not verify.
                 if let Err(err) = begin.check(&bytes) {
-                    return self.abort(core, Some(err));
+                    return self.mend_or_abort(core, begin.location(), err);
                 }
                 self.phase = Phase::Writing;
                 Step::Io(IoRequest::Write(target, bytes))
+            }
+            (Phase::Reading, IoResult::Read(Err(err))) => {
+                self.unpin(core);
+                self.mend_or_abort(core, begin.location(), err)
+            }
+            // Read the source again, pinned, if the record is still this
+            // compaction's; else another transition ended it (a race).
+            (Phase::Mending, _) => {
+                self.pin = Some(core.reclaimer.pin());
+                let ours = (core.table.snapshot(self.id))
+                    .is_ok_and(|now| now.version() == begin.version());
+                if !ours {
+                    return self.abort(core, None);
+                }
+                self.phase = Phase::Reading;
+                Step::Io(IoRequest::Read(begin.location()))
             }
             (Phase::Writing, IoResult::Done(Ok(()))) => {
                 self.phase = Phase::Syncing;

@@ -104,10 +104,11 @@ pub struct Report {
     /// their journal records (the writes had returned and let their own
     /// bytes go).
     pub inline_read_back: u64,
-    /// Inline writes' bytes a verifier wrote again after finding them wrong
-    /// where no sync of their device had covered them yet (pages a failed
-    /// writeback dropped before the store heard of it, or an injected fault).
-    pub verifier_rewrites: u64,
+    /// Inline writes' bytes a verifier or a compaction wrote again after
+    /// reading them wrong where no sync of their device had covered them yet
+    /// (pages a failed writeback dropped before the store heard of it, or an
+    /// injected fault).
+    pub read_rewrites: u64,
     /// Writes whose record was journaled while their data synced (about one
     /// sync).
     pub overlapped_writes: u64,

@@ -149,7 +149,7 @@ impl World {
             &mut read_back,
         );
         self.report.inline_read_back += journaled;
-        self.report.verifier_rewrites += own + journaled;
+        self.report.read_rewrites += own + journaled;
         IoResult::Done(Ok(()))
     }
 }
