@@ -161,6 +161,26 @@ fn writes_overwrites_compaction_and_drain_survive_several_restarts() {
     }
 }
 
+/// A store in `dir` with eight inline writes no device sync has covered yet,
+/// and `victim`'s bytes damaged in the device file, as after a failed
+/// writeback dropped their pages and before the store wrote them again: the
+/// store, what it acknowledged, and `victim`'s record.
+fn damaged_before_its_sync(
+    dir: &Path,
+    config: &StoreConfig,
+    victim: ExtentId,
+) -> (Store, Model, extentmeta::Snapshot) {
+    let store = Store::open(dir, config.clone()).unwrap();
+    let mut model = Model::new();
+    for id in 0..8 {
+        put(&store, &mut model, id);
+    }
+    assert!(store.stats().inline_unsynced > 0, "inline, not synced yet");
+    let snap = store.snapshot(victim).unwrap();
+    damage(dir, snap.location());
+    (store, model, snap)
+}
+
 /// Flips two bytes of the extent at `at` in `dir`'s device 0 file.
 fn damage(dir: &Path, at: Location) {
     let file = OpenOptions::new()
@@ -223,15 +243,8 @@ fn quarantine_survives_restart_and_the_bad_location_is_never_reused() {
 fn damage_to_an_inline_write_no_device_sync_covered_is_mended_from_its_journal_record() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(1, 64 << 20);
-    let mut model = Model::new();
     let victim = ExtentId(3);
-    let store = Store::open(dir.path(), config.clone()).unwrap();
-    for id in 0..8 {
-        put(&store, &mut model, id);
-    }
-    assert!(store.stats().inline_unsynced > 0, "inline, not synced yet");
-    let snap = store.snapshot(victim).unwrap();
-    damage(dir.path(), snap.location());
+    let (store, model, snap) = damaged_before_its_sync(dir.path(), &config, victim);
     // Its only durable copy is the journal's: the verifier writes it again
     // from there and reads it right. No FPRE004, no quarantine.
     assert!(matches!(store.verify(victim), Ok(Verdict::Ok { .. })));
@@ -252,18 +265,11 @@ fn damage_to_an_inline_write_no_device_sync_covered_is_mended_from_its_journal_r
 fn a_compaction_mends_an_inline_writes_damaged_bytes_from_its_journal_record() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(1, 64 << 20);
-    let mut model = Model::new();
-    let victim = ExtentId(6);
-    let store = Store::open(dir.path(), config.clone()).unwrap();
-    for id in 0..8 {
-        put(&store, &mut model, id);
-    }
-    let snap = store.snapshot(victim).unwrap();
-    damage(dir.path(), snap.location());
+    let (store, model, snap) = damaged_before_its_sync(dir.path(), &config, ExtentId(6));
     // The source reads wrong where only the journal holds the bytes durably:
     // they are written again and the move goes on, instead of failing with a
     // checksum mismatch.
-    let moved = match store.compact(victim).unwrap() {
+    let moved = match store.compact(snap.extent()).unwrap() {
         CompactOutcome::Committed(moved) => moved,
         other => panic!("{other:?}"),
     };
@@ -279,22 +285,8 @@ fn a_compaction_mends_an_inline_writes_damaged_bytes_from_its_journal_record() {
 fn a_backup_holds_the_bytes_of_an_inline_write_the_device_file_lost() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(1, 64 << 20);
-    let mut model = Model::new();
-    let victim = ExtentId(5);
-    let store = Store::open(dir.path().join("live"), config.clone()).unwrap();
-    for id in 0..8 {
-        put(&store, &mut model, id);
-    }
-    // The device file shows other bytes where an inline write no device sync
-    // covered lies, as after a failed writeback dropped its pages and before
-    // the store wrote them again.
-    let snap = store.snapshot(victim).unwrap();
-    let file = OpenOptions::new()
-        .write(true)
-        .open(dir.path().join("live").join("dev0000.extents"))
-        .unwrap();
-    let zeros = vec![0u8; snap.location().length as usize];
-    file.write_all_at(&zeros, snap.location().offset).unwrap();
+    let live = dir.path().join("live");
+    let (store, model, _) = damaged_before_its_sync(&live, &config, ExtentId(5));
     // The backup takes those bytes from the journal record, which it does
     // not copy: every extent reads back right from it.
     store.checkpoint_to(dir.path().join("backup")).unwrap();
