@@ -384,7 +384,7 @@ fn a_verifier_that_does_not_rewrite_dropped_pages_is_caught() {
     // again from the journal. The mutant asks and nothing is written: its
     // retries run out before the store's own rewrite, and it raises FPRE004
     // over a healthy extent. One writer, every write inline, three of each
-    // reader, 10 % of I/O failing: 23 of the first 3 000 seeds catch it; the
+    // reader, 10 % of I/O failing: 21 of the first 3 000 seeds catch it; the
     // first is seed 23.
     let mut clean = SimConfig {
         inline_write_max: 100_000,
