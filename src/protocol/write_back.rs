@@ -147,44 +147,52 @@ impl WriteBack {
 
     /// Writes every held write of `device` again with `write` (after a failed
     /// sync of the device, to its location; for a backup, into the copy of the
-    /// device file), under the lock, so that no location is freed (and reused)
-    /// meanwhile ([`forget`](Self::forget) waits). The bytes of a write
-    /// that has returned come from its journal record, through `read_back`
-    /// (called once, for all of them); one the journal does not hold (a write
-    /// that failed) is not written. Returns how many were written from the
-    /// writes' own bytes and how many from the journal.
+    /// device file). Each is written under the lock, so that its location is
+    /// not freed (and reused) meanwhile ([`forget`](Self::forget) waits). The
+    /// bytes of a write that has returned come from its journal record,
+    /// through `read_back` (called once, for all of them, without the lock:
+    /// every inline write and every free would wait for a scan of the journal
+    /// files); such a write is written only if it still holds its location
+    /// then, and not if the journal does not hold it (a write that failed).
+    /// Returns how many were written from the writes' own bytes and how many
+    /// from the journal.
     pub(crate) fn rewrite(
         &self,
         device: u16,
         mut write: impl FnMut(Location, &Bytes),
         read_back: ReadBack<'_>,
     ) -> (u64, u64) {
-        let g = self.inner.lock();
-        let Some(held) = g.devices.get(&device) else {
-            return (0, 0);
-        };
-        let (mut own, mut journaled) = (0, 0);
-        let mut gone = BTreeSet::new();
-        for h in held.values() {
-            match h.bytes.upgrade() {
-                Some(bytes) => {
-                    write(h.location, &bytes);
-                    own += 1;
-                }
-                None => {
-                    gone.insert(h.proposal);
+        let mut own = 0;
+        // (stamp, location, proposal) of each write that let its bytes go.
+        let mut gone = Vec::new();
+        {
+            let g = self.inner.lock();
+            let Some(held) = g.devices.get(&device) else {
+                return (0, 0);
+            };
+            for (&stamp, h) in held {
+                match h.bytes.upgrade() {
+                    Some(bytes) => {
+                        write(h.location, &bytes);
+                        own += 1;
+                    }
+                    None => gone.push((stamp, h.location, h.proposal)),
                 }
             }
         }
         if gone.is_empty() {
             return (own, 0);
         }
-        let found = read_back(&gone);
-        for h in held.values().filter(|h| gone.contains(&h.proposal)) {
-            if let Some((location, bytes)) = found.get(&h.proposal)
-                && *location == h.location
+        let found = read_back(&gone.iter().map(|&(_, _, p)| p).collect());
+        let g = self.inner.lock();
+        let mut journaled = 0;
+        for (stamp, location, proposal) in gone {
+            let still_held = held_stamp(&g, location).is_some_and(|(s, _)| s == stamp);
+            if let Some((at, bytes)) = found.get(&proposal)
+                && *at == location
+                && still_held
             {
-                write(h.location, bytes);
+                write(location, bytes);
                 journaled += 1;
             }
         }
@@ -231,7 +239,8 @@ impl WriteBack {
             return (0, 0);
         };
         let g = self.inner.lock();
-        if *at != location || held_stamp(&g, location).map(|(s, _)| s) != Some(stamp) {
+        let still_held = held_stamp(&g, location).is_some_and(|(s, _)| s == stamp);
+        if *at != location || !still_held {
             return (0, 0);
         }
         write(location, bytes);
@@ -430,6 +439,31 @@ mod tests {
             rewritten_at(&w, at(0, 16), &journal, nothing),
             ((0, 0), vec![])
         );
+    }
+
+    #[test]
+    fn a_device_rewrite_skips_a_location_freed_while_the_journal_is_read() {
+        let w = WriteBack::default();
+        w.insert(at(0, 0), proposal(1, 1), &value(1, 1));
+        w.insert(at(0, 16), proposal(2, 1), &value(2, 1));
+        let journal = HashMap::from([
+            (proposal(1, 1), (at(0, 0), value(1, 1))),
+            (proposal(2, 1), (at(0, 16), value(2, 1))),
+        ]);
+        let reused = value(5, 1);
+        let mut read_back = |wanted: &BTreeSet<Proposal>| {
+            // The lock is not held: extent 1's location is freed and reused.
+            w.forget(at(0, 0));
+            w.insert(at(0, 0), proposal(5, 1), &reused);
+            (journal.iter())
+                .filter(|(p, _)| wanted.contains(p))
+                .map(|(p, v)| (*p, v.clone()))
+                .collect()
+        };
+        let mut out = Vec::new();
+        let counts = w.rewrite(0, |l, b| out.push((l, b.clone())), &mut read_back);
+        assert_eq!(counts, (0, 1));
+        assert_eq!(out, vec![(at(0, 16), value(2, 1))]);
     }
 
     #[test]
