@@ -118,11 +118,7 @@ impl CompactOp {
     /// read again. Anything else is verification's business: the compaction
     /// ends, never copying bytes that do not verify.
     fn mend_or_abort(&mut self, core: &Core, source: Location, err: Error) -> Step<CompactOutcome> {
-        let wrong_bytes = matches!(
-            err,
-            Error::ChecksumMismatch { .. } | Error::ShortRead { .. }
-        );
-        if self.mended || !wrong_bytes || !core.write_back.holds(source) {
+        if self.mended || !core.write_back.mends(source, &err) {
             return self.abort(core, Some(err));
         }
         self.mended = true;

@@ -237,17 +237,8 @@ impl Machine for VerifyOp {
         // failed writeback of its device may have dropped its pages before the
         // store heard of it and wrote them again. Put them back now and read
         // again at once: not a fault, and not a retry (the retries are for
-        // the faults that remain). Only for bytes that are not the write's
-        // (other bytes, or fewer: a dropped page past what any sync wrote); a
-        // read the device failed is retried as any.
-        let wrong_bytes = matches!(
-            err,
-            Error::ChecksumMismatch { .. } | Error::ShortRead { .. }
-        );
-        if wrong_bytes
-            && self.rewrites < HELD_REWRITES
-            && core.write_back.holds(snapshot.location())
-        {
+        // the faults that remain).
+        if self.rewrites < HELD_REWRITES && core.write_back.mends(snapshot.location(), &err) {
             self.rewrites += 1;
             self.rewriting = true;
             return Step::Io(IoRequest::RewriteHeld(snapshot.location()));

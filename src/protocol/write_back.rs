@@ -28,6 +28,7 @@
 //! of writes, plus the writes of one rotation, at about 100 bytes each.
 
 use crate::bytes::{Bytes, WeakBytes};
+use crate::error::Error;
 pub(crate) use crate::journal::Proposal;
 use crate::record::Location;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -159,6 +160,76 @@ impl WriteBack {
     pub(crate) fn rewrite(
         &self,
         device: u16,
+        write: impl FnMut(Location, &Bytes),
+        read_back: ReadBack<'_>,
+    ) -> (u64, u64) {
+        self.rewrite_picked(
+            |g| {
+                (g.devices.get(&device).into_iter())
+                    .flat_map(|held| held.iter().map(|(&stamp, h)| (stamp, h.location)))
+                    .collect()
+            },
+            write,
+            read_back,
+        )
+    }
+
+    /// Whether an inline write held at `location` waits for a sync of its
+    /// device (its only durable copy is its journal record).
+    pub(crate) fn holds(&self, location: Location) -> bool {
+        held_stamp(&self.inner.lock(), location).is_some()
+    }
+
+    /// Whether a read of `location` that failed with `err` may be mended by
+    /// writing the bytes again ([`rewrite_at`](Self::rewrite_at)): the bytes
+    /// read are not the write's (other bytes, or fewer: a dropped page past
+    /// what any sync wrote) where a held inline write lies. A read the device
+    /// failed is not: it is retried as any.
+    pub(crate) fn mends(&self, location: Location, err: &Error) -> bool {
+        matches!(
+            err,
+            Error::ChecksumMismatch { .. } | Error::ShortRead { .. }
+        ) && self.holds(location)
+    }
+
+    /// Writes the inline write held at `location` again, as
+    /// [`rewrite`](Self::rewrite) does for a whole device: a reader that found
+    /// its bytes wrong (a failed device sync dropped their pages, and the
+    /// device's rewrite has not reached them yet) puts them back itself
+    /// instead of taking a failed writeback for a damaged extent. Returns how
+    /// many were written from the write's own bytes and from the journal (at
+    /// most one).
+    ///
+    /// The journal is read without the lock (every inline write and every
+    /// free waits for it, and a read-back scans journal files), and the bytes
+    /// are written under it only if the same write still holds the location:
+    /// a location freed meanwhile may be another write's.
+    pub(crate) fn rewrite_at(
+        &self,
+        location: Location,
+        write: impl FnMut(Location, &Bytes),
+        read_back: ReadBack<'_>,
+    ) -> (u64, u64) {
+        self.rewrite_picked(
+            |g| {
+                held_stamp(g, location)
+                    .map(|(stamp, _)| (stamp, location))
+                    .into_iter()
+                    .collect()
+            },
+            write,
+            read_back,
+        )
+    }
+
+    /// What [`rewrite`](Self::rewrite) and [`rewrite_at`](Self::rewrite_at)
+    /// share: the held writes `pick` names (stamp and location, under the
+    /// lock) are written from their own bytes at once; the rest are read back
+    /// from the journal without the lock and written under it again, each only
+    /// if the same write still holds its location.
+    fn rewrite_picked(
+        &self,
+        pick: impl FnOnce(&Inner) -> Vec<(u64, Location)>,
         mut write: impl FnMut(Location, &Bytes),
         read_back: ReadBack<'_>,
     ) -> (u64, u64) {
@@ -167,16 +238,16 @@ impl WriteBack {
         let mut gone = Vec::new();
         {
             let g = self.inner.lock();
-            let Some(held) = g.devices.get(&device) else {
-                return (0, 0);
-            };
-            for (&stamp, h) in held {
+            for (stamp, location) in pick(&g) {
+                let Some((_, h)) = held_stamp(&g, location).filter(|(s, _)| *s == stamp) else {
+                    continue;
+                };
                 match h.bytes.upgrade() {
                     Some(bytes) => {
-                        write(h.location, &bytes);
+                        write(location, &bytes);
                         own += 1;
                     }
-                    None => gone.push((stamp, h.location, h.proposal)),
+                    None => gone.push((stamp, location, h.proposal)),
                 }
             }
         }
@@ -197,54 +268,6 @@ impl WriteBack {
             }
         }
         (own, journaled)
-    }
-
-    /// Whether an inline write held at `location` waits for a sync of its
-    /// device (its only durable copy is its journal record).
-    pub(crate) fn holds(&self, location: Location) -> bool {
-        held_stamp(&self.inner.lock(), location).is_some()
-    }
-
-    /// Writes the inline write held at `location` again, as
-    /// [`rewrite`](Self::rewrite) does for a whole device: a reader that found
-    /// its bytes wrong (a failed device sync dropped their pages, and the
-    /// device's rewrite has not reached them yet) puts them back itself
-    /// instead of taking a failed writeback for a damaged extent. Returns how
-    /// many were written from the write's own bytes and from the journal (at
-    /// most one).
-    ///
-    /// The journal is read without the lock (every inline write and every
-    /// free waits for it, and a read-back scans journal files), and the bytes
-    /// are written under it only if the same write still holds the location:
-    /// a location freed meanwhile may be another write's.
-    pub(crate) fn rewrite_at(
-        &self,
-        location: Location,
-        mut write: impl FnMut(Location, &Bytes),
-        read_back: ReadBack<'_>,
-    ) -> (u64, u64) {
-        let (stamp, proposal) = {
-            let g = self.inner.lock();
-            let Some((stamp, held)) = held_stamp(&g, location) else {
-                return (0, 0);
-            };
-            if let Some(bytes) = held.bytes.upgrade() {
-                write(location, &bytes);
-                return (1, 0);
-            }
-            (stamp, held.proposal)
-        };
-        let found = read_back(&BTreeSet::from([proposal]));
-        let Some((at, bytes)) = found.get(&proposal) else {
-            return (0, 0);
-        };
-        let g = self.inner.lock();
-        let still_held = held_stamp(&g, location).is_some_and(|(s, _)| s == stamp);
-        if *at != location || !still_held {
-            return (0, 0);
-        }
-        write(location, bytes);
-        (0, 1)
     }
 
     /// The devices holding inline writes: the ones a write-back must sync (every

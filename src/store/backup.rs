@@ -149,10 +149,6 @@ fn empty_target(target: &Dir) -> Result<()> {
 /// (its own are pinned, so none of theirs is reused by a later write).
 fn mend_inline_writes(store: &Store, device: u16, copy: &dyn crate::fs::FsFile) -> Result<()> {
     let mut failed = None;
-    let mut read_back = |wanted: &_| match &store.shared.journal {
-        Some(journal) => super::driver::read_back(journal.dir(), wanted),
-        None => Default::default(),
-    };
     store.shared.core.write_back.rewrite(
         device,
         |location, bytes| {
@@ -160,7 +156,7 @@ fn mend_inline_writes(store: &Store, device: u16, copy: &dyn crate::fs::FsFile) 
                 failed.get_or_insert(e);
             }
         },
-        &mut read_back,
+        &mut |wanted| store.shared.read_back(wanted),
     );
     failed.map_or(Ok(()), |e| Err(io_error("backup write", &e)))
 }

@@ -283,10 +283,6 @@ impl Shared {
                     .ok_or(Error::Quarantined { extent: id }),
             ),
             IoRequest::RewriteHeld(location) => {
-                let mut read_back = |wanted: &_| match &self.journal {
-                    Some(journal) => read_back(journal.dir(), wanted),
-                    None => Default::default(),
-                };
                 let (own, journaled) = self.core.write_back.rewrite_at(
                     location,
                     // Best effort, as the device's rewrite: the reader reads
@@ -294,7 +290,7 @@ impl Shared {
                     |location, bytes| {
                         let _ = backend.write_at(location, bytes);
                     },
-                    &mut read_back,
+                    &mut |wanted| self.read_back(wanted),
                 );
                 self.counters.inline_rewritten.add(own);
                 self.counters.inline_read_back.add(journaled);
@@ -312,6 +308,21 @@ impl Shared {
         }
     }
 
+    /// The journals' copies of the inline writes `wanted`
+    /// (`journal::inline_data`), read from the store's files; best effort, as
+    /// the rewrites they serve (none without a journal).
+    pub(super) fn read_back(
+        &self,
+        wanted: &std::collections::BTreeSet<crate::protocol::Proposal>,
+    ) -> std::collections::HashMap<crate::protocol::Proposal, (Location, crate::bytes::Bytes)> {
+        let Some(journal) = &self.journal else {
+            return Default::default();
+        };
+        let dir = journal.dir();
+        let names = dir.fs.list(&dir.path).unwrap_or_default();
+        crate::journal::inline_data(&names, &mut super::open::MetaDir::new(dir), wanted)
+    }
+
     /// Syncs `device` through the backend, keeping the inline writes held for
     /// write-back in step (`Core::after_device_sync`).
     fn sync_device(&self, device: u16) -> Result<()> {
@@ -319,10 +330,6 @@ impl Shared {
         let result = self.backend.sync(device);
         let failed = result.is_err()
             && (self.device_files.as_ref()).is_some_and(|files| files.sync_failed(device));
-        let mut read_back = |wanted: &_| match &self.journal {
-            Some(journal) => read_back(journal.dir(), wanted),
-            None => Default::default(),
-        };
         let (own, journaled) = self.core.after_device_sync(
             device,
             mark,
@@ -333,7 +340,7 @@ impl Shared {
                 // until the reopen writes it back from the journal.
                 let _ = self.backend.write_at(location, bytes);
             },
-            &mut read_back,
+            &mut |wanted| self.read_back(wanted),
         );
         self.counters.inline_rewritten.add(own);
         self.counters.inline_read_back.add(journaled);
@@ -545,16 +552,6 @@ impl super::durable::Live for Shared {
     fn markers_pending(&self) -> bool {
         self.core.overlaps.markers_pending()
     }
-}
-
-/// The journals' copies of the inline writes `wanted` (`journal::inline_data`),
-/// read from `dir`'s files; best effort, as the rewrite they serve.
-pub(super) fn read_back(
-    dir: &super::durable::Dir,
-    wanted: &std::collections::BTreeSet<crate::protocol::Proposal>,
-) -> std::collections::HashMap<crate::protocol::Proposal, (Location, crate::bytes::Bytes)> {
-    let names = dir.fs.list(&dir.path).unwrap_or_default();
-    crate::journal::inline_data(&names, &mut super::open::MetaDir::new(dir), wanted)
 }
 
 impl Drop for ArriveOnDrop<'_> {
