@@ -471,6 +471,61 @@ fn pointer_naming_a_missing_checkpoint_is_fpre023() {
     assert!(err.to_string().contains("checkpoint-"), "{err}");
 }
 
+/// The pointer file goes missing: the open must refuse the directory (FPRE023
+/// naming `CURRENT`), never create a fresh store over it, and change nothing;
+/// with the files put back, every acknowledged value is there. Stores that
+/// never rotated and that rotated, each losing: the pointer alone; the pointer
+/// with the device files emptied (only the journals show that the store held
+/// records); every metadata file (only the device files show it).
+#[test]
+fn a_missing_pointer_is_fpre023_and_changes_nothing() {
+    for rotated in [false, true] {
+        for lost in ["pointer", "pointer and device bytes", "all metadata"] {
+            let dir = tempfile::tempdir().unwrap();
+            let config = config(2, if rotated { 4096 } else { 64 << 20 });
+            let model = populated(dir.path(), &config, if rotated { 200 } else { 20 });
+            let journal = newest_journal(dir.path());
+            let first = journal.ends_with("journal-00000000000000000001");
+            assert_eq!(first, !rotated, "{journal:?}");
+            let saved = files(dir.path());
+            let devices: Vec<_> = (saved.keys())
+                .filter(|n| n.starts_with("dev"))
+                .cloned()
+                .collect();
+            assert_eq!(devices.len(), 2, "{devices:?}");
+            for name in saved.keys() {
+                let path = dir.path().join(name);
+                match lost {
+                    "pointer" if name == "CURRENT" => std::fs::remove_file(path).unwrap(),
+                    "pointer and device bytes" if name == "CURRENT" => {
+                        std::fs::remove_file(path).unwrap()
+                    }
+                    "pointer and device bytes" if devices.contains(name) => {
+                        std::fs::File::create(path).map(drop).unwrap()
+                    }
+                    "all metadata"
+                        if name == "CURRENT"
+                            || name.starts_with("checkpoint-")
+                            || name.starts_with("journal-") =>
+                    {
+                        std::fs::remove_file(path).unwrap()
+                    }
+                    _ => {}
+                }
+            }
+            let err = refused(dir.path(), &config, "FPRE023");
+            assert!(
+                err.to_string().contains("CURRENT"),
+                "rotated {rotated}, lost {lost}: {err}"
+            );
+            for (name, bytes) in &saved {
+                std::fs::write(dir.path().join(name), bytes).unwrap();
+            }
+            reopen(dir.path(), &config, &model);
+        }
+    }
+}
+
 fn bump_format(path: &Path) {
     let mut bytes = std::fs::read(path).unwrap();
     bytes[8..12].copy_from_slice(&4u32.to_le_bytes());
