@@ -1018,3 +1018,102 @@ fn close_releases_the_lock_at_once_while_an_arc_of_the_store_lives() {
     assert!(store.recovery().unwrap().clean_close);
     check(&store, &model);
 }
+
+/// Holds the first sync of journal 2 (the switch to a new journal) until the
+/// test releases it.
+#[derive(Debug, Default)]
+struct HoldSwitch {
+    /// (held, released)
+    state: Mutex<(bool, bool)>,
+    changed: Condvar,
+}
+
+impl HoldSwitch {
+    fn wait(&self, what: &str, ready: impl Fn(&(bool, bool)) -> bool) {
+        let mut st = self.state.lock().unwrap();
+        while !ready(&st) {
+            let (next, timeout) = (self.changed)
+                .wait_timeout(st, Duration::from_secs(60))
+                .unwrap();
+            st = next;
+            assert!(!timeout.timed_out() || ready(&st), "never {what}");
+        }
+    }
+    fn update(&self, f: impl FnOnce(&mut (bool, bool))) {
+        f(&mut self.state.lock().unwrap());
+        self.changed.notify_all();
+    }
+}
+
+impl Hook for HoldSwitch {
+    fn before_sync(&self, file: &str) -> SyncVerdict {
+        if file == format!("journal-{:020}", 2) && !self.state.lock().unwrap().0 {
+            self.update(|s| s.0 = true);
+            self.wait("released", |s| s.1);
+        }
+        SyncVerdict::Normal
+    }
+}
+
+/// A writer's group commit is the switch to a new journal, and another thread
+/// closes the store meanwhile: once the switch ends the checkpointer may have
+/// stopped, so `close` writes the checkpoint itself. The close returns, the
+/// write is acknowledged, and a reopen reads every acknowledged value. (The
+/// pause before the release only decides whether the switch ends before or
+/// after the checkpointer stopped; both must close.)
+#[test]
+fn a_close_during_the_switch_to_a_new_journal_writes_its_checkpoint_and_returns() {
+    for pause_ms in [0, 200] {
+        let tmp = fault_fs::tempdir();
+        let dir = tmp.path();
+        let fs = FaultFs::new(dir, u64::MAX, Faults::default());
+        let hold = Arc::new(HoldSwitch::default());
+        fs.set_hook(Arc::clone(&hold) as Arc<dyn Hook>);
+        let cfg = config(1, 4096);
+        let store = Arc::new(Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()).unwrap());
+        let writer = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                let mut model = Model::new();
+                for n in 0u64.. {
+                    let (id, generation) = (n % 10, n / 10 + 1);
+                    match store.write(ExtentId(id), &val(id, generation)) {
+                        Ok(_) => model.insert(id, Some(generation)),
+                        Err(Error::Shutdown) => return model,
+                        Err(e) => panic!("write {n}: {e}"),
+                    };
+                }
+                unreachable!()
+            })
+        };
+        hold.wait("held at the switch", |s| s.0);
+        let (done, closed) = std::sync::mpsc::channel();
+        let closer = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                let result = store.close();
+                let _ = done.send(());
+                result
+            })
+        };
+        std::thread::sleep(Duration::from_millis(pause_ms));
+        hold.update(|s| s.1 = true);
+        closed
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("pause {pause_ms} ms: close never returned"));
+        closer.join().unwrap().unwrap();
+        let model = writer.join().unwrap();
+        assert!(!model.is_empty());
+        drop(store);
+        let store = Store::open_in(Arc::new(fs.clone()), dir, cfg).unwrap();
+        assert!(store.stats().journal_number >= 2, "the switch happened");
+        for (&id, &generation) in &model {
+            let bytes = store.read(ExtentId(id)).unwrap();
+            assert_eq!(
+                decode(&bytes),
+                (ExtentId(id), generation.unwrap()),
+                "pause {pause_ms} ms"
+            );
+        }
+    }
+}

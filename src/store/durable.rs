@@ -502,22 +502,43 @@ impl Journal {
     /// [`Error::Io`] if the marker's write or sync failed (nothing acknowledged is
     /// affected; a reopen recovers as after a crash).
     pub(crate) fn close(&self, live: &dyn Live) -> Result<()> {
-        self.take_over(live);
         let mut g = self.writer.lock();
-        // Bounded: the write and the checkpoint in flight finish and notify, and
-        // a write waiting to run again (behind the reserve's release) runs once.
+        // The checkpointer has stopped, but a committer still inside a write
+        // may be running the switch to a new journal, or may have left it
+        // waiting to run again behind the reserve's release: its checkpoint
+        // is written here, or the rotation would never end.
+        // Bounded: the write in flight finishes and notifies; a switch is
+        // handed over at most once per rotation, and a rotation in flight
+        // refuses another; a write waiting to run again runs once.
         loop {
-            if g.in_flight() || g.rotating() {
+            if g.in_flight() {
                 g = self.cond.wait(g);
                 continue;
             }
-            let Some(ops) = g.retry_pending().then(|| g.next_write()).flatten() else {
-                break;
-            };
-            let result = self.dir.run(&ops);
-            g.complete(result);
-            self.publish(&g);
-            self.cond.notify_all();
+            // Relaxed: under the writer's lock (see `handed_over`).
+            if self.handed_over.load(Ordering::Relaxed) > 0 {
+                drop(g);
+                self.take_over(live);
+                g = self.writer.lock();
+                continue;
+            }
+            if let Some(ops) = g.retry_pending().then(|| g.next_write()).flatten() {
+                let result = self.dir.run(&ops);
+                if let Some(number) = g.complete(result) {
+                    // Relaxed: under the writer's lock.
+                    self.handed_over.store(number, Ordering::Relaxed);
+                }
+                self.publish(&g);
+                self.cond.notify_all();
+                continue;
+            }
+            if g.rotating() {
+                // A checkpoint being written (by a `close` on another
+                // thread) ends with a wake-up.
+                g = self.cond.wait(g);
+                continue;
+            }
+            break;
         }
         // The overlapped writes' markers go with the close marker's group: a
         // reopen then reads none of their data.
