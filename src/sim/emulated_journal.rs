@@ -346,11 +346,16 @@ impl EmulatedJournal {
         fx
     }
 
-    /// The injected error that fails `op`, if any (writes and syncs only): an I/O
-    /// error, or a full disk at a write, which writes a prefix of its bytes first
-    /// (a short write).
+    /// The injected error that fails `op`, if any: an I/O error at a write, a
+    /// sync, or a directory operation (a failed rename, remove or cut leaves the
+    /// directory as it was; a failed directory sync leaves its operations
+    /// undurable, to be undone or kept by a crash), or a full disk at a write,
+    /// which writes a prefix of its bytes first (a short write).
     fn injected_error(&mut self, op: &FsOp) -> Option<Error> {
-        if !matches!(op, FsOp::Write { .. } | FsOp::Sync { .. }) {
+        if matches!(
+            op,
+            FsOp::WriteImage { .. } | FsOp::SyncDevices | FsOp::DeviceWrite { .. }
+        ) {
             return None;
         }
         if self.rng.random_range(0..1_000_000) < self.cfg.transient_ppm {
@@ -440,6 +445,9 @@ fn injected(op: &FsOp) -> Error {
         device: crate::journal::METADATA_DEVICE,
         op: match op {
             FsOp::Write { .. } => "write",
+            FsOp::Rename { .. } => "rename",
+            FsOp::Remove { .. } => "remove",
+            FsOp::Truncate { .. } => "truncate",
             _ => "sync",
         },
         kind: std::io::ErrorKind::Other,
