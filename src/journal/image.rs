@@ -418,6 +418,13 @@ pub(crate) fn recover_into(
         .rposition(|(_, _, _, s)| s.holds_records())
         .unwrap_or(0);
     let count = scans.len();
+    // Which journals end with the marker naming their successor: that
+    // successor's header and start frame were durable (written, synced, its
+    // directory entry synced) before the marker was written, so a successor
+    // without them was damaged, not torn.
+    let rotated: Vec<bool> = (scans.iter())
+        .map(|(_, bytes, _, s)| matches!(s.last_entry(bytes), Some(Entry::Rotated { .. })))
+        .collect();
     // A clean close synced the devices before its marker: nothing to write
     // back, so no inline data is kept while replaying (a tenth of a large
     // store's records may be inline writes in its journal).
@@ -436,7 +443,9 @@ pub(crate) fn recover_into(
         // The checkpoint's own journal had a durable header and start frame
         // before the pointer named the checkpoint: without them, it was damaged,
         // not torn.
-        if n == number && scanned.offsets.is_empty() && !mutants.missing_journal_as_empty {
+        let named = i > 0 && rotated[i - 1];
+        if (n == number || named) && scanned.offsets.is_empty() && !mutants.missing_journal_as_empty
+        {
             return Err(Error::MissingCheckpoint { file });
         }
         if scanned.header.is_none() && !is_last {

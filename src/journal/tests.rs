@@ -310,11 +310,26 @@ fn a_rotated_journal_without_its_successor_is_refused() {
     let j1 = journal(1, &[put(1, 1), Entry::Rotated { next: 2 }], 0);
     let err = recover(1, &ckpt, &[(1, &j1)], PlanMutants::default()).unwrap_err();
     assert!(matches!(&err, Error::MissingCheckpoint { file } if *file == files::journal(2)));
-    // With its successor (even one whose header was torn) it recovers.
+    // With its successor it recovers.
     let j2 = journal(2, &[put(1, 2)], 2);
     let r = recover(1, &ckpt, &[(1, &j1), (2, &j2)], PlanMutants::default()).unwrap();
     assert_eq!(r.image.records.get(1).expect("record").generation, 2);
-    assert!(recover(1, &ckpt, &[(1, &j1), (2, &j2[..5])], PlanMutants::default()).is_ok());
+    // A successor emptied, cut inside its header, or cut to its header alone
+    // was damaged after it was durable (its header and start frame were synced
+    // before the marker was written): refused, as if missing.
+    for cut in [0, 5, 32] {
+        let err = recover(
+            1,
+            &ckpt,
+            &[(1, &j1), (2, &j2[..cut])],
+            PlanMutants::default(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, Error::MissingCheckpoint { file } if *file == files::journal(2)),
+            "cut at {cut}: {err}"
+        );
+    }
 }
 
 /// After a clean close the last frame is the close marker, written after the
