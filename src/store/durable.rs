@@ -503,26 +503,18 @@ impl Journal {
     /// affected; a reopen recovers as after a crash).
     pub(crate) fn close(&self, live: &dyn Live) -> Result<()> {
         let mut g = self.writer.lock();
-        // The checkpointer has stopped, but a committer still inside a write
-        // may be running the switch to a new journal, or may have left it
-        // waiting to run again behind the reserve's release: its checkpoint
-        // is written here, or the rotation would never end.
-        // Bounded: the write in flight finishes and notifies; a switch is
-        // handed over at most once per rotation, and a rotation in flight
-        // refuses another; a write waiting to run again runs once.
+        // The checkpointer has stopped; a switch a committer still runs (or
+        // left to retry) has its checkpoint written here. Bounded: one switch
+        // per rotation, and each write or retry ends once.
         loop {
-            if g.in_flight() {
-                g = self.cond.wait(g);
-                continue;
-            }
+            let idle = !g.in_flight();
             // Relaxed: under the writer's lock (see `handed_over`).
-            if self.handed_over.load(Ordering::Relaxed) > 0 {
+            if idle && self.handed_over.load(Ordering::Relaxed) > 0 {
                 drop(g);
                 self.take_over(live);
                 g = self.writer.lock();
-                continue;
-            }
-            if let Some(ops) = g.retry_pending().then(|| g.next_write()).flatten() {
+            } else if let Some(ops) = (idle && g.retry_pending()).then(|| g.next_write()) {
+                let Some(ops) = ops else { break };
                 let result = self.dir.run(&ops);
                 if let Some(number) = g.complete(result) {
                     // Relaxed: under the writer's lock.
@@ -530,15 +522,12 @@ impl Journal {
                 }
                 self.publish(&g);
                 self.cond.notify_all();
-                continue;
-            }
-            if g.rotating() {
-                // A checkpoint being written (by a `close` on another
-                // thread) ends with a wake-up.
+            } else if !idle || g.rotating() {
+                // A write, or another `close`'s checkpoint, ends with a wake-up.
                 g = self.cond.wait(g);
-                continue;
+            } else {
+                break;
             }
-            break;
         }
         // The overlapped writes' markers go with the close marker's group: a
         // reopen then reads none of their data.
