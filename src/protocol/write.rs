@@ -140,15 +140,18 @@ impl WriteOp {
     /// entry, carrying the bytes if `inline`.
     pub(super) fn proposal_entry(&self, core: &Core, record: &Snapshot, inline: bool) -> Entry {
         core.tags.set(self.id, record.generation(), self.tag);
+        // An inline write's bytes are held for write-back before its proposal
+        // is published: a checkpoint whose image reads the proposal then also
+        // finds the bytes to sync (or write) at their location.
+        if inline {
+            core.write_back
+                .insert(record.location(), (self.id, record.version()), &self.bytes);
+        }
         core.proposals.insert(record, self.tag);
         match inline {
             // Every proposal of an inline write carries the bytes: recovery
             // writes them back only for the record that won.
-            true => {
-                core.write_back
-                    .insert(record.location(), (self.id, record.version()), &self.bytes);
-                Entry::inline(record, self.tag, self.bytes.clone())
-            }
+            true => Entry::inline(record, self.tag, self.bytes.clone()),
             // Only the first proposal of an overlapped write runs beside its
             // data's sync: a later one (after a quarantine or remap) follows it.
             false if matches!(self.phase, Phase::Overlapped { .. }) => {
