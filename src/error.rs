@@ -336,12 +336,16 @@ pub enum Error {
         op: &'static str,
     },
 
-    /// The journal failed after this operation's record was handed to it, so
-    /// whether the record reached the disk is unknown (FoundationDB's
-    /// `commit_unknown_result`). The operation is not visible in this open store,
-    /// whose journal now refuses every change; after a reopen it is either wholly
-    /// there or wholly absent. Errors of every other kind mean the operation
-    /// certainly did not happen, now or after a reopen.
+    /// The operation's record was handed to the journal, but the operation did
+    /// not commit, so whether the record survives a reopen is unknown
+    /// (FoundationDB's `commit_unknown_result`): the journal failed (it then
+    /// refuses every change until a reopen), the data's sync failed while the
+    /// record was being journaled beside it, a checkpoint's image read the
+    /// record before the journal refused it, or quarantines and remaps kept
+    /// moving the record past the retry limit. The operation is not visible in
+    /// this open store; after a reopen it is either wholly there or wholly
+    /// absent. Errors of every other kind mean the operation certainly did not
+    /// happen, now or after a reopen.
     #[error(
         "FPRE028 outcome unknown: the {op} of {extent} may or may not survive a reopen: {cause}"
     )]

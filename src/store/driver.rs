@@ -231,6 +231,13 @@ impl Shared {
             IoRequest::Journal(_) => (METADATA_DEVICE, "journal", false),
             IoRequest::SyncAndJournal(device, _) => (*device, "sync", false),
         };
+        // A panic while records were handed to the journal may come after they
+        // reached the disk: unknown, never "certainly not written" (which frees
+        // the write's fresh location).
+        let journaled = match &request {
+            IoRequest::Journal(entries) => Some(crate::journal::Entry::first_extent(entries)),
+            _ => None,
+        };
         let call = std::panic::AssertUnwindSafe(|| self.perform_unguarded(request, buffer));
         match std::panic::catch_unwind(call) {
             Ok(result) => result,
@@ -246,6 +253,10 @@ impl Shared {
                     op,
                     kind: std::io::ErrorKind::Other,
                     message: format!("the backend panicked: {message}"),
+                };
+                let err = match journaled {
+                    Some(extent) => Error::unknown("journal", extent, err),
+                    None => err,
                 };
                 if reads {
                     IoResult::Read(Err(err))
