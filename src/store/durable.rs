@@ -25,150 +25,21 @@
 //! the new journal reaches twice its bound first (`Writer::held_back`); the
 //! checkpoint holds no image of the table, only its current chunk.
 
-use crate::backend::{Backend, DeviceFiles};
 use crate::error::{Error, Result};
-use crate::fs::{Fs, FsFile};
 use crate::journal::Entry;
-use crate::journal::plan::FsOp;
 use crate::journal::writer::Writer;
 use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 // std's Arc even under loom: file handles are shared, not synchronised through it.
 use std::any::Any;
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 pub use crate::journal::METADATA_DEVICE;
 
 mod checkpointer;
+mod dir;
 mod flusher;
 
-/// Runs plans against a directory of an [`Fs`], keeping files open by name.
-#[derive(Debug)]
-pub(crate) struct Dir {
-    pub(crate) fs: Arc<dyn Fs>,
-    pub(crate) path: PathBuf,
-    open: Mutex<HashMap<String, Arc<dyn FsFile>>>,
-    /// The store's device files, for the plans' device steps (set once they are
-    /// open; a plan that needs them before fails).
-    devices: OnceLock<Arc<DeviceFiles>>,
-}
-
-impl Dir {
-    pub(crate) fn new(fs: Arc<dyn Fs>, path: &Path) -> Self {
-        Dir {
-            fs,
-            path: path.to_path_buf(),
-            open: Mutex::new(HashMap::new()),
-            devices: OnceLock::new(),
-        }
-    }
-
-    /// The device files the plans' device steps run on.
-    pub(crate) fn set_devices(&self, devices: Arc<DeviceFiles>) {
-        let _ = self.devices.set(devices);
-    }
-
-    fn devices(&self) -> Result<&DeviceFiles> {
-        self.devices.get().map(|d| &**d).ok_or(Error::Internal {
-            what: "a plan's device step before the device files were open",
-        })
-    }
-
-    pub(crate) fn file(&self, name: &str, create: bool) -> Result<Arc<dyn FsFile>> {
-        let mut open = self.open.lock();
-        if let Some(f) = open.get(name) {
-            return Ok(Arc::clone(f));
-        }
-        let f = self
-            .fs
-            .open(&self.path.join(name), create)
-            .map_err(|e| io_error("open", &e))?;
-        open.insert(name.to_string(), Arc::clone(&f));
-        Ok(f)
-    }
-
-    /// Runs `ops` in order, stopping at the first error; device syncs go straight
-    /// to the device files (an open, before the store runs).
-    pub(crate) fn run(&self, ops: &[FsOp]) -> Result<()> {
-        self.run_with(ops, &|| {
-            let devices = self.devices()?;
-            (0..devices.device_count()).try_for_each(|d| devices.sync(d))
-        })
-    }
-
-    /// [`run`](Self::run), with `sync_devices` running [`FsOp::SyncDevices`].
-    fn run_with(&self, ops: &[FsOp], sync_devices: &dyn Fn() -> Result<()>) -> Result<()> {
-        self.run_checkpoint(ops, sync_devices, &|_| Err(image_outside_rotation()))
-    }
-
-    /// [`run_with`](Self::run_with), with `write_image` writing
-    /// [`FsOp::WriteImage`]'s file.
-    fn run_checkpoint(
-        &self,
-        ops: &[FsOp],
-        sync_devices: &dyn Fn() -> Result<()>,
-        write_image: &dyn Fn(&str) -> Result<()>,
-    ) -> Result<()> {
-        for op in ops {
-            match op {
-                FsOp::SyncDevices => sync_devices()?,
-                FsOp::WriteImage { file } => write_image(file)?,
-                op => self.run_one(op)?,
-            }
-        }
-        Ok(())
-    }
-
-    fn run_one(&self, op: &FsOp) -> Result<()> {
-        let fs = &*self.fs;
-        match op {
-            FsOp::Write {
-                file,
-                offset,
-                bytes,
-            } => self
-                .file(file, true)?
-                .write_all_at(bytes, *offset)
-                .map_err(|e| io_error("write", &e)),
-            FsOp::Sync { file } => self
-                .file(file, false)?
-                .sync_data()
-                .map_err(|e| io_error("sync", &e)),
-            FsOp::SyncDir => fs
-                .sync_dir(&self.path)
-                .map_err(|e| io_error("sync dir", &e)),
-            FsOp::Rename { from, to } => {
-                let mut open = self.open.lock();
-                fs.rename(&self.path.join(from), &self.path.join(to))
-                    .map_err(|e| io_error("rename", &e))?;
-                if let Some(f) = open.remove(from) {
-                    open.insert(to.clone(), f);
-                }
-                Ok(())
-            }
-            FsOp::Remove { file } => {
-                self.open.lock().remove(file);
-                match fs.remove(&self.path.join(file)) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        Err(io_error("remove", &e))
-                    }
-                    _ => Ok(()),
-                }
-            }
-            FsOp::Truncate { file, len } => self
-                .file(file, false)?
-                .set_len(*len)
-                .map_err(|e| io_error("truncate", &e)),
-            FsOp::DeviceWrite { location, bytes } => self.devices()?.write_at(*location, bytes),
-            FsOp::SyncDevices => Err(Error::Internal {
-                what: "a device sync outside `run_with`",
-            }),
-            FsOp::WriteImage { .. } => Err(image_outside_rotation()),
-        }
-    }
-}
+pub(crate) use dir::Dir;
 
 /// What a rotation needs from the running store.
 pub(crate) trait Live {
@@ -202,14 +73,6 @@ fn wait_for_stragglers(more: impl Fn(Instant) -> bool, until: Instant) {
             return;
         }
         crate::sync::thread::yield_now();
-    }
-}
-
-/// A plan's [`FsOp::WriteImage`] run without a live state to read: only a
-/// rotation's checkpoint has one.
-fn image_outside_rotation() -> Error {
-    Error::Internal {
-        what: "a checkpoint from the live state outside a rotation",
     }
 }
 
