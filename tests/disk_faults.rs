@@ -28,6 +28,7 @@ use extentmeta::{Error, ExtentId, Snapshot, Store, StoreConfig};
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -1114,6 +1115,83 @@ fn a_close_during_the_switch_to_a_new_journal_writes_its_checkpoint_and_returns(
                 (ExtentId(id), generation.unwrap()),
                 "pause {pause_ms} ms"
             );
+        }
+    }
+}
+
+/// Panics in the first sync of a file `target` matches once armed: a file
+/// system an engine supplied that panics.
+#[derive(Debug)]
+struct PanicInSync {
+    target: Target,
+    armed: AtomicBool,
+}
+
+impl Hook for PanicInSync {
+    fn before_sync(&self, file: &str) -> SyncVerdict {
+        if self.target.matches(file) && self.armed.swap(false, Ordering::SeqCst) {
+            panic!("injected: the file system panicked in a sync of {file}");
+        }
+        SyncVerdict::Normal
+    }
+}
+
+/// A panic in the file system is a failed sync: the write whose sync
+/// panicked ends with an error (its outcome unknown when its record had gone
+/// to the journal), later writes fail instead of waiting forever, `close`
+/// returns, and a reopen holds every acknowledged value and the unknown write
+/// wholly or not at all. Once in a journal sync, once in a device file's sync
+/// (a write past the inline bound).
+#[test]
+fn a_panic_in_the_file_system_fails_the_sync_and_nothing_waits_forever() {
+    for target in [Target::Journal, Target::Device] {
+        let tmp = fault_fs::tempdir();
+        let dir = tmp.path();
+        let fs = FaultFs::new(dir, u64::MAX, Faults::default());
+        let hook = Arc::new(PanicInSync {
+            target,
+            armed: AtomicBool::new(false),
+        });
+        fs.set_hook(Arc::clone(&hook) as Arc<dyn Hook>);
+        let cfg = builder(1, 64 << 20).inline_write_max(0).build().unwrap();
+        let store = Arc::new(Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()).unwrap());
+        let mut model = Model::new();
+        for id in 0..5 {
+            store.write(ExtentId(id), &val(id, 1)).unwrap();
+            model.insert(id, Some(1));
+        }
+        hook.armed.store(true, Ordering::SeqCst);
+        let (done, finished) = std::sync::mpsc::channel();
+        let worker = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                let panicked = store.write(ExtentId(0), &val(0, 2));
+                let later = store.write(ExtentId(1), &val(1, 2));
+                let closed = store.close();
+                let _ = done.send(());
+                (panicked, later, closed)
+            })
+        };
+        finished
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("{target:?}: a write or the close never returned"));
+        let (panicked, later, _closed) = worker.join().unwrap();
+        let err = panicked.expect_err("the write whose sync panicked fails");
+        if target == Target::Journal {
+            assert_eq!(err.code(), "FPRE028", "{target:?}: {err}");
+        }
+        assert!(later.is_err(), "{target:?}: a write after the failed sync");
+        drop(store);
+        let store = Store::open_in(Arc::new(fs.clone()), dir, cfg).unwrap();
+        for (&id, &generation) in &model {
+            let got = decode(&store.read(ExtentId(id)).unwrap());
+            match id {
+                0 => assert!(
+                    got == (ExtentId(0), 1) || got == (ExtentId(0), 2),
+                    "{target:?}: extent 0 reads {got:?}"
+                ),
+                _ => assert_eq!(got, (ExtentId(id), generation.unwrap()), "{target:?}"),
+            }
         }
     }
 }

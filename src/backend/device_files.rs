@@ -139,7 +139,11 @@ impl SyncGate {
     /// Runs `sync` under the book's rules.
     fn sync(&self, device: u16, sync: impl FnOnce() -> std::io::Result<()>) -> Result<()> {
         let ticket = self.book.lock().begin()?;
-        let result = sync();
+        // A panicking file system's sync fails (the file is then poisoned as
+        // after EIO: its bytes' fate is unknown), and still ends its ticket:
+        // later syncs wait only for syncs that end.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(sync))
+            .unwrap_or_else(|_| Err(std::io::Error::other("the file system panicked in a sync")));
         let mut book = self.book.lock();
         let end = book.end(device, ticket, result);
         self.finished.notify_all();

@@ -82,11 +82,23 @@ impl Dir {
         write_image: &dyn Fn(&str) -> Result<()>,
     ) -> Result<()> {
         for op in ops {
-            match op {
-                FsOp::SyncDevices => sync_devices()?,
-                FsOp::WriteImage { file } => write_image(file)?,
-                op => self.run_one(op)?,
-            }
+            let step = || match op {
+                FsOp::SyncDevices => sync_devices(),
+                FsOp::WriteImage { file } => write_image(file),
+                op => self.run_one(op),
+            };
+            // A panic in the file system (an `Fs` the engine supplied) fails
+            // the step as an I/O error would: whoever runs the plan then
+            // completes its group commit or checkpoint, so no committer waits
+            // for it forever and its records' outcome is unknown, not refused.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).unwrap_or_else(|_| {
+                Err(Error::Io {
+                    device: crate::journal::METADATA_DEVICE,
+                    op: "plan",
+                    kind: std::io::ErrorKind::Other,
+                    message: "the file system panicked".into(),
+                })
+            })?;
         }
         Ok(())
     }
