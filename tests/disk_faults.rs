@@ -1195,3 +1195,63 @@ fn a_panic_in_the_file_system_fails_the_sync_and_nothing_waits_forever() {
         }
     }
 }
+
+/// Between an open's listing of the directory and its lock, another store
+/// (another process, in life) opens the directory, rotates its journal and
+/// closes: once, the first time the hook runs.
+#[derive(Debug)]
+struct RotateBeforeLock {
+    fs: FaultFs,
+    config: StoreConfig,
+    fired: AtomicBool,
+}
+
+impl Hook for RotateBeforeLock {
+    fn before_lock(&self, _file: &str) {
+        if self.fired.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let other = Store::open_in(
+            Arc::new(self.fs.clone()),
+            self.fs.dir(),
+            self.config.clone(),
+        )
+        .unwrap();
+        let number = other.stats().journal_number;
+        for n in 0..60 {
+            other
+                .write(ExtentId(n % 6), &val(n % 6, 10 + n / 6))
+                .unwrap();
+        }
+        assert!(other.stats().journal_number > number, "it rotated");
+        other.close().unwrap();
+    }
+}
+
+/// An open reads the directory's names again once it holds the lock: the
+/// store that changed the directory in between (rotated: new journals and a
+/// new checkpoint, the old ones removed) opens whole, not refused for the
+/// files it no longer has.
+#[test]
+fn an_open_lists_the_directory_again_under_its_lock() {
+    let tmp = fault_fs::tempdir();
+    let dir = tmp.path();
+    let fs = FaultFs::new(dir, u64::MAX, Faults::default());
+    let cfg = config(1, 4096);
+    let store = Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()).unwrap();
+    for id in 0..6 {
+        store.write(ExtentId(id), &val(id, 1)).unwrap();
+    }
+    store.close().unwrap();
+    drop(store);
+    fs.set_hook(Arc::new(RotateBeforeLock {
+        fs: fs.clone(),
+        config: cfg.clone(),
+        fired: AtomicBool::new(false),
+    }));
+    let store = Store::open_in(Arc::new(fs.clone()), dir, cfg).unwrap();
+    for id in 0..6 {
+        let got = decode(&store.read(ExtentId(id)).unwrap());
+        assert_eq!(got, (ExtentId(id), 10 + (54 + id) / 6), "extent {id}");
+    }
+}

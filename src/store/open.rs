@@ -105,13 +105,26 @@ pub(crate) fn open(fs: Arc<dyn Fs>, path: &Path, config: &StoreConfig) -> Result
         .ok_or_else(|| Error::Locked {
             path: lock_path.display().to_string(),
         })?;
+    // Listed again under the lock: another process may have rotated (or
+    // created) the store and closed it between the first listing and the lock.
+    let names = fs.list(path).map_err(|e| io_error("list", &e));
+    let names = names.and_then(|names| {
+        check_open_options(&names, config).map_err(|reason| refuse(&reason))?;
+        Ok(names)
+    });
     let dir = Dir::new(Arc::clone(&fs), path);
-    match recover_and_open(dir, &names, lock, config) {
+    let mut lock = Some(lock);
+    match names.and_then(|names| recover_and_open(dir, &names, &mut lock, config)) {
         Ok(opened) => Ok(opened),
         Err(err) => {
+            // Removed while still locked: an open that meets this file now
+            // finds it locked and is refused, and a later one creates a new
+            // file. (Unlocked first, two opens could each lock a file of that
+            // name, the old one and the new.)
             if !lock_existed {
                 let _ = fs.remove(&lock_path);
             }
+            drop(lock);
             Err(err)
         }
     }
@@ -161,7 +174,7 @@ fn is_store_file(name: &str) -> bool {
 fn recover_and_open(
     dir: Dir,
     names: &[String],
-    lock: Box<dyn std::any::Any + Send + Sync>,
+    lock: &mut Option<Box<dyn std::any::Any + Send + Sync>>,
     config: &StoreConfig,
 ) -> Result<Opened> {
     let mut files = MetaDir::new(&dir);
@@ -212,6 +225,10 @@ fn recover_and_open(
             .filter_map(|e| e.record().map(|(r, _)| r.extent))
             .collect(),
     };
+    // Taken only once nothing can fail: on an error the caller still holds it.
+    let lock = lock.take().ok_or(Error::Internal {
+        what: "the directory's lock was taken twice",
+    })?;
     Ok(Opened {
         table: opening.table,
         tags: opening.tags,

@@ -39,7 +39,7 @@
 //!   `set_len` past it returns `ENOSPC`. Unlike the seeded faults it holds for
 //!   every call until the budget changes ([`FaultFs::set_faults`]), and
 //!   [`FaultFs::used_bytes`] says how much is used.
-//! * **hooks** ([`Hook`]): a test can run code after a write and around a sync
+//! * **hooks** ([`Hook`]): a test can run code after a write, around a sync and before a lock
 //!   (outside the file system's lock), and decide a sync's verdict, to order two
 //!   threads' I/O deterministically.
 //!
@@ -200,6 +200,8 @@ pub trait Hook: Send + Sync + Debug {
     }
     /// After a `sync_data` of `file` finished (`failed` if it returned an error).
     fn after_sync(&self, _file: &str, _failed: bool) {}
+    /// Before a `lock` of `file` (the store directory's lock file).
+    fn before_lock(&self, _file: &str) {}
 }
 
 #[derive(Debug)]
@@ -728,6 +730,10 @@ impl Fs for FaultFs {
     }
     fn lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>> {
         let name = self.name(path);
+        let hook = self.state.lock().unwrap().hook.clone();
+        if let Some(hook) = hook {
+            hook.before_lock(&name);
+        }
         let mut st = self.state.lock().unwrap();
         st.tick(&name)?;
         let guard = StdFs.lock(path)?;
