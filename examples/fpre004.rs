@@ -277,6 +277,7 @@ struct Totals {
     process_kills: u64,
     recoveries: u64,
     torn_tails: u64,
+    recovery_plan_failures: u64,
     lost_metadata_refused: u64,
     reserve_releases: u64,
     device_sync_failures: u64,
@@ -313,6 +314,7 @@ impl Totals {
         self.process_kills += r.process_kills;
         self.recoveries += r.recoveries;
         self.torn_tails += r.torn_tails;
+        self.recovery_plan_failures += r.recovery_plan_failures;
         self.lost_metadata_refused += r.lost_metadata_refused;
         self.reserve_releases += r.reserve_releases;
         self.device_sync_failures += r.device_sync_failures;
@@ -743,6 +745,9 @@ fn print_table(args: &Args, results: &mut [(Protocol, Totals)]) {
     });
     row("  torn journal tails dropped", &mut |t| {
         t.torn_tails.to_string()
+    });
+    row("  failed plans (opened again)", &mut |t| {
+        t.recovery_plan_failures.to_string()
     });
     row("  lost journals refused (FPRE023)", &mut |t| {
         t.lost_metadata_refused.to_string()

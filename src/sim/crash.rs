@@ -82,19 +82,34 @@ pub(crate) struct Rebuilt {
     pub(crate) image: Image,
 }
 
-/// Runs `ops` on the directory: `Ok(false)` if the power failed before step
-/// `cut`; `Err` if a step failed (a plan that does not fit the directory it runs
-/// on: a violation).
+/// How a creation or reopen plan ended.
+#[derive(Debug, PartialEq, Eq)]
+enum PlanEnd {
+    Done,
+    /// The power failed before a step.
+    Cut,
+    /// An injected I/O error failed a step: the open fails, with what the
+    /// steps before it did still in the page cache.
+    Failed,
+}
+
+/// Runs `ops` on the directory: the power fails before step `cut`, if any; a
+/// step may meet an injected I/O error (as the journal's do) while `may_fail`.
+/// `Err` if a step does not fit the directory it runs on (a violation).
 fn run_plan(
-    dir: &mut SimDir,
+    meta: &mut EmulatedJournal,
     fabric: &mut Fabric,
     devices: u16,
     ops: &[FsOp],
     cut: Option<usize>,
-) -> Result<bool, String> {
+    may_fail: bool,
+) -> Result<PlanEnd, String> {
     for (i, op) in ops.iter().enumerate() {
         if cut == Some(i) {
-            return Ok(false);
+            return Ok(PlanEnd::Cut);
+        }
+        if may_fail && meta.injected_error(op).is_some() {
+            return Ok(PlanEnd::Failed);
         }
         match op {
             FsOp::DeviceWrite { location, bytes } => fabric.rewrite(*location, bytes.clone()),
@@ -103,13 +118,17 @@ fn run_plan(
                     fabric.flush(device);
                 }
             }
-            _ => dir
+            _ => (meta.dir)
                 .apply(op)
                 .map_err(|e| format!("a recovery plan failed at {op:?}: {e}"))?,
         }
     }
-    Ok(true)
+    Ok(PlanEnd::Done)
 }
+
+/// Failed plans one [`recover`] may meet before its plans run without
+/// injected errors: bounds its loop.
+const PLAN_FAILURES: u32 = 2;
 
 /// A power cut inside a recovery: the metadata and the devices lose what was not
 /// synced.
@@ -177,7 +196,9 @@ pub(crate) fn recover(
     // What a recovery of durable state read, when a power cut stopped its plan:
     // the next recovery must read the same.
     let mut before: Option<Image> = None;
-    // Bounded: every pass but the last consumes one crash of a finite budget.
+    let mut failures_left = PLAN_FAILURES;
+    // Bounded: every pass but the last consumes one crash of a finite budget,
+    // or one of `PLAN_FAILURES`.
     loop {
         let names = meta.dir.list();
         let dir = &meta.dir;
@@ -208,18 +229,29 @@ pub(crate) fn recover(
         };
         if opening.created {
             let cut = crashes.during(opening.create.len());
-            if !run_plan(
-                &mut meta.dir,
+            let may_fail = failures_left > 0;
+            match run_plan(
+                meta,
                 fabric,
                 geometry.devices,
                 &opening.create,
                 cut,
+                may_fail,
             )? {
-                report.crashes += 1;
-                report.crashes_in_recovery += 1;
-                cut_power(meta, fabric, crashes);
-                durable = true;
-                continue;
+                PlanEnd::Done => {}
+                PlanEnd::Cut => {
+                    report.crashes += 1;
+                    report.crashes_in_recovery += 1;
+                    cut_power(meta, fabric, crashes);
+                    durable = true;
+                    continue;
+                }
+                PlanEnd::Failed => {
+                    failures_left -= 1;
+                    report.recovery_plan_failures += 1;
+                    durable = false;
+                    continue;
+                }
             }
         }
         report.recoveries += 1;
@@ -233,21 +265,37 @@ pub(crate) fn recover(
             return Err("recovering again after a crash during recovery gave another state".into());
         }
         let cut = crashes.during(opening.reopen.len());
-        if !run_plan(
-            &mut meta.dir,
+        let may_fail = failures_left > 0;
+        match run_plan(
+            meta,
             fabric,
             geometry.devices,
             &opening.reopen,
             cut,
+            may_fail,
         )? {
-            report.crashes += 1;
-            report.crashes_in_recovery += 1;
-            cut_power(meta, fabric, crashes);
-            // A recovery after a process kill read unsynced bytes too, which this
-            // power cut may take: only a recovery of durable state must repeat.
-            before = durable.then_some(recovered.image);
-            durable = true;
-            continue;
+            PlanEnd::Done => {}
+            PlanEnd::Cut => {
+                report.crashes += 1;
+                report.crashes_in_recovery += 1;
+                cut_power(meta, fabric, crashes);
+                // A recovery after a process kill read unsynced bytes too, which
+                // this power cut may take: only a recovery of durable state must
+                // repeat.
+                before = durable.then_some(recovered.image);
+                durable = true;
+                continue;
+            }
+            PlanEnd::Failed => {
+                // The next open reads what the plan left in the page cache
+                // (a failed sync may have dropped some of it): not durable
+                // state, so it need not repeat this recovery.
+                failures_left -= 1;
+                report.recovery_plan_failures += 1;
+                before = None;
+                durable = false;
+                continue;
+            }
         }
         // Recovering twice gives the same state: the reopen plan changed nothing
         // that recovery reads.

@@ -351,7 +351,7 @@ impl EmulatedJournal {
     /// directory as it was; a failed directory sync leaves its operations
     /// undurable, to be undone or kept by a crash), or a full disk at a write,
     /// which writes a prefix of its bytes first (a short write).
-    fn injected_error(&mut self, op: &FsOp) -> Option<Error> {
+    pub(crate) fn injected_error(&mut self, op: &FsOp) -> Option<Error> {
         if matches!(
             op,
             FsOp::WriteImage { .. } | FsOp::SyncDevices | FsOp::DeviceWrite { .. }

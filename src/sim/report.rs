@@ -85,6 +85,9 @@ pub struct Report {
     pub recoveries: u64,
     /// Recoveries that dropped a torn journal tail.
     pub torn_tails: u64,
+    /// Creation or reopen plans an injected I/O error failed: the open fails,
+    /// and the emulator opens again (no power cut) on what the plan left.
+    pub recovery_plan_failures: u64,
     /// Opens refused, as they must be, after a metadata file was lost
     /// ([`SimConfig::lose_metadata`](super::SimConfig::lose_metadata)).
     pub lost_metadata_refused: u64,
