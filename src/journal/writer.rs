@@ -237,7 +237,7 @@ impl Writer {
 
     /// On a full disk with the reserve held: releases it and returns `ops` behind
     /// the removal, to run again. `None` for any other failure.
-    fn release_reserve_for(&mut self, err: &Error, ops: &[FsOp]) -> Option<Vec<FsOp>> {
+    pub(crate) fn release_reserve_for(&mut self, err: &Error, ops: &[FsOp]) -> Option<Vec<FsOp>> {
         let full = matches!(err, Error::DiskFull { device, .. } if *device == METADATA_DEVICE);
         if !full || !self.reserve_held {
             return None;

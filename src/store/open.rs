@@ -192,7 +192,7 @@ fn recover_and_open(
         };
         read_exact_or_none(&**file, l).map_err(|e| crate::Error::io(l.device, "read", &e))
     };
-    let opening = journal::open::open(
+    let mut opening = journal::open::open(
         names,
         &mut files,
         journal::open::Devices {
@@ -208,7 +208,16 @@ fn recover_and_open(
     dir.run(&opening.create)?;
     let backend = Arc::new(open_device_files(&dir, device_files)?);
     dir.set_devices(Arc::clone(&backend));
-    dir.run(&opening.reopen)?;
+    if let Err(err) = dir.run(&opening.reopen) {
+        // A full disk: the reserve is there for this. Released, the plan runs
+        // again from its start (every step before a rename is a write, cut or
+        // sync of the same bytes, and a full disk fails only a write), and the
+        // store opens refusing new writes until the reserve can be made again.
+        let retry = (opening.writer)
+            .release_reserve_for(&err, &opening.reopen)
+            .ok_or(err)?;
+        dir.run(&retry)?;
+    }
     let recovered = &opening.recovered;
     let report = RecoveryReport {
         created: opening.created,
