@@ -83,14 +83,15 @@ pub(crate) struct Rebuilt {
 }
 
 /// How a creation or reopen plan ended.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum PlanEnd {
     Done,
     /// The power failed before a step.
     Cut,
-    /// An injected I/O error failed a step: the open fails, with what the
-    /// steps before it did still in the page cache.
-    Failed,
+    /// An injected I/O error failed a step: the open fails (unless a full
+    /// disk can release the reserve), with what the steps before it did still
+    /// in the page cache.
+    Failed(crate::Error),
 }
 
 /// Runs `ops` on the directory: the power fails before step `cut`, if any; a
@@ -108,8 +109,8 @@ fn run_plan(
         if cut == Some(i) {
             return Ok(PlanEnd::Cut);
         }
-        if may_fail && meta.injected_error(op).is_some() {
-            return Ok(PlanEnd::Failed);
+        if may_fail && let Some(err) = meta.injected_error(op) {
+            return Ok(PlanEnd::Failed(err));
         }
         match op {
             FsOp::DeviceWrite { location, bytes } => fabric.rewrite(*location, bytes.clone()),
@@ -204,7 +205,7 @@ pub(crate) fn recover(
         let dir = &meta.dir;
         let device_lens = fabric.device_lens(geometry.devices);
         let shown = &*fabric;
-        let opening = match open(
+        let mut opening = match open(
             &names,
             &mut WholeFiles::new(|name: &str| Ok(dir.read(name))),
             crate::journal::open::Devices {
@@ -246,7 +247,7 @@ pub(crate) fn recover(
                     durable = true;
                     continue;
                 }
-                PlanEnd::Failed => {
+                PlanEnd::Failed(_) => {
                     failures_left -= 1;
                     report.recovery_plan_failures += 1;
                     durable = false;
@@ -266,14 +267,30 @@ pub(crate) fn recover(
         }
         let cut = crashes.during(opening.reopen.len());
         let may_fail = failures_left > 0;
-        match run_plan(
+        let end = run_plan(
             meta,
             fabric,
             geometry.devices,
             &opening.reopen,
             cut,
             may_fail,
-        )? {
+        )?;
+        // As `Store::open`: a full disk releases the reserve, and the plan runs
+        // again from its start.
+        let end = match end {
+            PlanEnd::Failed(err) => match opening.writer.release_reserve_for(&err, &opening.reopen)
+            {
+                Some(retry) => {
+                    report.recovery_plan_failures += 1;
+                    failures_left -= 1;
+                    let may_fail = failures_left > 0;
+                    run_plan(meta, fabric, geometry.devices, &retry, None, may_fail)?
+                }
+                None => PlanEnd::Failed(err),
+            },
+            end => end,
+        };
+        match end {
             PlanEnd::Done => {}
             PlanEnd::Cut => {
                 report.crashes += 1;
@@ -286,7 +303,7 @@ pub(crate) fn recover(
                 durable = true;
                 continue;
             }
-            PlanEnd::Failed => {
+            PlanEnd::Failed(_) => {
                 // The next open reads what the plan left in the page cache
                 // (a failed sync may have dropped some of it): not durable
                 // state, so it need not repeat this recovery.
