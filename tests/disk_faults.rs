@@ -648,7 +648,7 @@ fn a_write_or_delete_that_returned_an_error_is_never_visible_and_only_fpre028_ma
                     }
                     assert_eq!(
                         got, expected,
-                        "extent {id} after the reopen (refused: {refused_ops:?})"
+                        "extent {id} after the reopen (delete first {first_is_delete}, drop {drop_pages}, seed {seed}; refused: {refused_ops:?})"
                     );
                     not_done += u64::from(id == unknown_id);
                 }

@@ -10,7 +10,9 @@
 //!   or not independently (the disk may write them in any order), and a few are
 //!   torn (garbage). So the second sector of one write may survive while the
 //!   first is lost. A file whose current image does not extend its durable one (a
-//!   truncate or an overwrite not synced) keeps either image.
+//!   truncate or an overwrite not synced) keeps either image's length, and in
+//!   each sector the bytes the unsynced writes changed are old, new or torn,
+//!   independently.
 //! * A sync that fails ([`SimDir::fail_sync`]) keeps the unsynced pages dirty,
 //!   keeps them but marks them clean (reads see them; no later sync writes them
 //!   unless they are written again), or drops them (reads see the disk again).
@@ -254,15 +256,12 @@ fn subtract(ranges: &[(usize, usize)], from: usize, to: usize) -> Vec<(usize, us
 
 /// What survives of a file whose current bytes were not synced (see the module
 /// docs): a length between the two images, and every sector past the durable
-/// bytes new, never written (zeros) or torn, independently.
+/// bytes new, never written (zeros) or torn, independently. After a truncate
+/// or an overwrite: either image's length, and in every sector the bytes the
+/// unsynced writes changed old, new or torn, independently.
 fn survivor(durable: &[u8], current: &[u8], rng: &mut ChaCha8Rng) -> Vec<u8> {
     if !current.starts_with(durable) {
-        // A truncate or an overwrite: either image.
-        return if rng.random_bool(0.5) {
-            durable.to_vec()
-        } else {
-            current.to_vec()
-        };
+        return overwritten(durable, current, rng);
     }
     let end = rng.random_range(durable.len()..=current.len());
     let mut out = current[..end].to_vec();
@@ -277,6 +276,37 @@ fn survivor(durable: &[u8], current: &[u8], rng: &mut ChaCha8Rng) -> Vec<u8> {
             4..=6 => out[at..to].fill(0),
             // Torn.
             _ => out[at..to].iter_mut().for_each(|b| *b = rng.random()),
+        }
+        at = to;
+    }
+    out
+}
+
+/// [`survivor`] of a file truncated or overwritten since its last sync.
+fn overwritten(durable: &[u8], current: &[u8], rng: &mut ChaCha8Rng) -> Vec<u8> {
+    let len = if rng.random_bool(0.5) {
+        durable.len()
+    } else {
+        current.len()
+    };
+    let byte = |image: &[u8], i: usize| image.get(i).copied().unwrap_or(0);
+    let mut out: Vec<u8> = (0..len).map(|i| byte(durable, i)).collect();
+    let mut at = 0;
+    // Bounded: each pass moves to the next sector boundary.
+    while at < len {
+        let to = ((at / SECTOR + 1) * SECTOR).min(len);
+        // The changed bytes only: durable bytes around them stay, as in an
+        // append's last sector.
+        let changed = (at..to).filter(|&i| byte(durable, i) != byte(current, i));
+        if let (Some(first), Some(last)) = (changed.clone().next(), changed.last()) {
+            match rng.random_range(0..8) {
+                // The old bytes stay.
+                0..=3 => {}
+                // Written: the current bytes.
+                4..=6 => (first..=last).for_each(|i| out[i] = byte(current, i)),
+                // Torn.
+                _ => out[first..=last].iter_mut().for_each(|b| *b = rng.random()),
+            }
         }
         at = to;
     }

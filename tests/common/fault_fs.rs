@@ -21,7 +21,8 @@
 //!     one, and every 512-byte sector of the unsynced region independently
 //!     persisted (live bytes), never written (zeros) or torn (garbage); a file whose
 //!     live content is not an extension of its synced content (an overwrite or
-//!     truncate not synced) keeps either image.
+//!     truncate not synced) keeps either length, and in each sector the bytes the
+//!     unsynced writes changed are old, new or garbage, independently.
 //! * **fsync EIO** ([`SyncFault`]): the seeded `sync_data` of a journal or device
 //!   file returns `EIO`. Linux reports a writeback error once per open file, so only
 //!   that call fails; every later `sync_data` of the file returns `Ok`. Either the
@@ -495,19 +496,16 @@ fn torn_tail(inode: &Inode, rng: &mut Rng) -> Vec<u8> {
 
 /// What survives of a file whose live content was not synced: a length between the
 /// synced and the live one, and every sector past the synced bytes persisted,
-/// never written (zeros) or torn (garbage), independently; an overwrite or
-/// truncate keeps either image.
+/// never written (zeros) or torn (garbage), independently. After an overwrite
+/// or a cut, the length is the synced or the live one, and every sector where
+/// the two differ holds the old bytes, the new ones or garbage, independently.
 fn any_subset(inode: &Inode, rng: &mut Rng, stats: &mut CutStats) -> Vec<u8> {
     let (synced, live) = (&inode.synced, &inode.live);
     if synced == live {
         return synced.clone();
     }
     if !live.starts_with(synced) {
-        return if rng.below(2) == 0 {
-            synced.clone()
-        } else {
-            live.clone()
-        };
+        return overwritten(synced, live, rng);
     }
     // One cut in four keeps the whole length (every sector was reached).
     let end = if rng.below(4) == 0 {
@@ -539,6 +537,39 @@ fn any_subset(inode: &Inode, rng: &mut Rng, stats: &mut CutStats) -> Vec<u8> {
     }
     if later_persisted && is_journal(&inode.name) {
         stats.later_sector_without_earlier += 1;
+    }
+    out
+}
+
+/// [`any_subset`] of a file overwritten (or cut) since its last sync.
+fn overwritten(synced: &[u8], live: &[u8], rng: &mut Rng) -> Vec<u8> {
+    let len = if rng.below(2) == 0 {
+        synced.len()
+    } else {
+        live.len()
+    };
+    let byte = |image: &[u8], i: usize| image.get(i).copied().unwrap_or(0);
+    let mut out: Vec<u8> = (0..len).map(|i| byte(synced, i)).collect();
+    let mut at = 0;
+    // Bounded: each pass moves to the next sector boundary.
+    while at < len {
+        let to = ((at / SECTOR + 1) * SECTOR).min(len);
+        // The bytes of the sector the unsynced writes changed (durable bytes
+        // around them stay, as in an append's last sector).
+        let changed = (at..to).filter(|&i| byte(synced, i) != byte(live, i));
+        if let (Some(first), Some(last)) = (changed.clone().next(), changed.last()) {
+            match rng.below(8) {
+                // The old bytes stay.
+                0..=3 => {}
+                // The new bytes persisted.
+                4..=6 => (first..=last).for_each(|i| out[i] = byte(live, i)),
+                // Torn.
+                _ => out[first..=last]
+                    .iter_mut()
+                    .for_each(|b| *b = rng.next() as u8),
+            }
+        }
+        at = to;
     }
     out
 }
