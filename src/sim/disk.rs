@@ -298,7 +298,7 @@ fn overwritten(durable: &[u8], current: &[u8], rng: &mut ChaCha8Rng) -> Vec<u8> 
         // The changed bytes only: durable bytes around them stay, as in an
         // append's last sector.
         let changed = (at..to).filter(|&i| byte(durable, i) != byte(current, i));
-        if let (Some(first), Some(last)) = (changed.clone().next(), changed.last()) {
+        if let (Some(first), Some(last)) = (changed.clone().next(), changed.clone().next_back()) {
             match rng.random_range(0..8) {
                 // The old bytes stay.
                 0..=3 => {}

@@ -557,7 +557,7 @@ fn overwritten(synced: &[u8], live: &[u8], rng: &mut Rng) -> Vec<u8> {
         // The bytes of the sector the unsynced writes changed (durable bytes
         // around them stay, as in an append's last sector).
         let changed = (at..to).filter(|&i| byte(synced, i) != byte(live, i));
-        if let (Some(first), Some(last)) = (changed.clone().next(), changed.last()) {
+        if let (Some(first), Some(last)) = (changed.clone().next(), changed.clone().next_back()) {
             match rng.below(8) {
                 // The old bytes stay.
                 0..=3 => {}
