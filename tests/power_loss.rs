@@ -434,7 +434,17 @@ fn check(
 ) -> Result<(), String> {
     let store = Store::open(dir, config(devices))
         .map_err(|e| format!("reopen after the cut failed: {e}"))?;
-    resolve(&store, None, model, coverage)
+    resolve(&store, None, model, coverage)?;
+    // Recovering again yields the same state: closed and opened once more,
+    // every extent reads what the first recovery gave (the model now holds
+    // exactly that, with no outcome left unknown).
+    store
+        .close()
+        .map_err(|e| format!("close after the recovery failed: {e}"))?;
+    drop(store);
+    let store =
+        Store::open(dir, config(devices)).map_err(|e| format!("second reopen failed: {e}"))?;
+    resolve(&store, None, model, coverage).map_err(|e| format!("second recovery: {e}"))
 }
 
 /// Checks every extent of a reopened store against the model: its last
