@@ -10,8 +10,10 @@
 //! * **a power cut** at a seeded operation count: from then on every file operation
 //!   fails. Once the store is dropped, [`FaultFs::cut`] applies the loss to the real
 //!   files: every name the last directory sync made durable gets its inode back
-//!   (files created since are removed, renames and removes undone), with what
-//!   survives of its unsynced bytes chosen by a [`Cut`] mode:
+//!   (files created since are removed, renames and removes undone; with
+//!   [`Cut::AnySubset`], each of those directory operations is kept or undone
+//!   independently), with what survives of its unsynced bytes chosen by a
+//!   [`Cut`] mode:
 //!   * [`Cut::Nothing`]: no power cut, the files stay as they are (a process
 //!     restart);
 //!   * [`Cut::Synced`]: nothing unsynced survives;
@@ -280,6 +282,9 @@ struct State {
     live: BTreeMap<String, usize>,
     /// Names → inode as of the last directory sync.
     durable: BTreeMap<String, usize>,
+    /// The directory operations since the last directory sync, in order: a
+    /// power cut keeps each or undoes it, independently.
+    dir_log: Vec<DirOp>,
     /// File operations so far; from `cut_at` on, every one fails.
     ops: u64,
     cut_at: u64,
@@ -296,6 +301,14 @@ struct State {
     fired: Option<String>,
     rng: Rng,
     hook: Option<Arc<dyn Hook>>,
+}
+
+/// A directory operation not yet made durable by a directory sync.
+#[derive(Debug, Clone)]
+enum DirOp {
+    Create(String, usize),
+    Rename(String, String),
+    Remove(String),
 }
 
 impl Default for Rng {
@@ -339,6 +352,7 @@ impl State {
         self.inodes.push(Inode::new(name, Vec::new()));
         let ino = self.inodes.len() - 1;
         self.live.insert(name.to_string(), ino);
+        self.dir_log.push(DirOp::Create(name.to_string(), ino));
         ino
     }
 }
@@ -464,7 +478,31 @@ impl FaultFs {
         for name in st.live.keys() {
             std::fs::remove_file(self.dir.join(name)).unwrap();
         }
-        for (name, &ino) in &st.durable {
+        // The names as of the last directory sync; with `AnySubset`, each
+        // directory operation since then kept or undone independently (one
+        // whose name an undone operation never made is skipped).
+        let mut names = st.durable.clone();
+        if mode == Cut::AnySubset {
+            for op in &st.dir_log {
+                if rng.below(2) == 0 {
+                    continue;
+                }
+                match op {
+                    DirOp::Create(name, ino) => {
+                        names.insert(name.clone(), *ino);
+                    }
+                    DirOp::Rename(from, to) => {
+                        if let Some(ino) = names.remove(from) {
+                            names.insert(to.clone(), ino);
+                        }
+                    }
+                    DirOp::Remove(name) => {
+                        names.remove(name);
+                    }
+                }
+            }
+        }
+        for (name, &ino) in &names {
             let inode = &st.inodes[ino];
             let bytes = match mode {
                 Cut::Nothing | Cut::Synced => inode.synced.clone(),
@@ -742,7 +780,8 @@ impl Fs for FaultFs {
         st.tick(&f)?;
         StdFs.rename(from, to)?;
         let ino = st.live.remove(&f).unwrap();
-        st.live.insert(t, ino);
+        st.live.insert(t.clone(), ino);
+        st.dir_log.push(DirOp::Rename(f, t));
         Ok(())
     }
     fn remove(&self, path: &Path) -> io::Result<()> {
@@ -751,12 +790,14 @@ impl Fs for FaultFs {
         st.tick(&name)?;
         StdFs.remove(path)?;
         st.live.remove(&name);
+        st.dir_log.push(DirOp::Remove(name));
         Ok(())
     }
     fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
         let mut st = self.state.lock().unwrap();
         st.tick("dir")?;
         st.durable = st.live.clone();
+        st.dir_log.clear();
         Ok(())
     }
     fn lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>> {
