@@ -33,6 +33,9 @@
 //!   them unless they are written again) or *dropped* (the live content and the
 //!   real file revert to the synced content for every byte written since the last
 //!   sync: zeros past the synced length; later `Ok` syncs do not bring them back).
+//! * **directory EIO** (`Faults::dir_eio`): the seeded rename, remove or
+//!   directory sync returns `EIO` and does nothing (a failed directory sync
+//!   leaves the operations before it as undurable as they were).
 //! * **ENOSPC** ([`WriteFault`]): the seeded `write_all_at` returns
 //!   `StorageFull` (`ENOSPC`), optionally after writing a prefix of the buffer (a
 //!   short write).
@@ -155,6 +158,9 @@ pub struct Faults {
     /// The file system's size: writes and `set_len`s that would grow the live
     /// files past it fail with `ENOSPC` (`None`: unbounded).
     pub capacity_bytes: Option<u64>,
+    /// The `nth` (1-based) directory operation (rename, remove or directory
+    /// sync) fails with `EIO` and does nothing.
+    pub dir_eio: Option<u64>,
     /// Seeds the length of a short write.
     pub seed: u64,
 }
@@ -297,6 +303,8 @@ struct State {
     writes: u64,
     /// `sync_data` calls of files `cut_at_sync` targets, so far.
     cut_syncs: u64,
+    /// Directory operations (renames, removes, directory syncs), so far.
+    dir_ops: u64,
     /// What fault fired, on which file.
     fired: Option<String>,
     rng: Rng,
@@ -325,6 +333,20 @@ impl State {
                 self.cut_in = Some(what.to_string());
             }
             return Err(io::Error::other("power cut"));
+        }
+        Ok(())
+    }
+    /// A directory operation on `what`: fails with `EIO` if it is the one
+    /// `dir_eio` names.
+    fn dir_fault(&mut self, what: &str) -> io::Result<()> {
+        if let Some(nth) = self.faults.dir_eio
+            && self.fired.is_none()
+        {
+            self.dir_ops += 1;
+            if self.dir_ops == nth {
+                self.fired = Some(format!("EIO directory: {what}"));
+                return Err(io::Error::from_raw_os_error(5));
+            }
         }
         Ok(())
     }
@@ -399,6 +421,7 @@ impl FaultFs {
         st.syncs = 0;
         st.writes = 0;
         st.cut_syncs = 0;
+        st.dir_ops = 0;
         st.fired = None;
     }
 
@@ -778,6 +801,7 @@ impl Fs for FaultFs {
         let (f, t) = (self.name(from), self.name(to));
         let mut st = self.state.lock().unwrap();
         st.tick(&f)?;
+        st.dir_fault(&format!("rename {f} to {t}"))?;
         StdFs.rename(from, to)?;
         let ino = st.live.remove(&f).unwrap();
         st.live.insert(t.clone(), ino);
@@ -788,6 +812,7 @@ impl Fs for FaultFs {
         let name = self.name(path);
         let mut st = self.state.lock().unwrap();
         st.tick(&name)?;
+        st.dir_fault(&format!("remove {name}"))?;
         StdFs.remove(path)?;
         st.live.remove(&name);
         st.dir_log.push(DirOp::Remove(name));
@@ -796,6 +821,7 @@ impl Fs for FaultFs {
     fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
         let mut st = self.state.lock().unwrap();
         st.tick("dir")?;
+        st.dir_fault("sync")?;
         st.durable = st.live.clone();
         st.dir_log.clear();
         Ok(())
