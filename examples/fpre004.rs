@@ -749,7 +749,7 @@ fn print_table(args: &Args, results: &mut [(Protocol, Totals)]) {
     row("  failed plans (opened again)", &mut |t| {
         t.recovery_plan_failures.to_string()
     });
-    row("  lost journals refused (FPRE023)", &mut |t| {
+    row("  lost metadata refused (FPRE023)", &mut |t| {
         t.lost_metadata_refused.to_string()
     });
     row("seeds with violations", &mut |t| t.dirty.len().to_string());

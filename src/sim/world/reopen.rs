@@ -12,10 +12,13 @@ use crate::space::{Health, Reclaimer};
 use rand::Rng;
 
 impl World {
-    /// Loses the journal the current checkpoint starts (removed, emptied or cut to
-    /// its header) and checks that the store's open refuses the directory with a
-    /// typed error (FPRE023) instead of opening it as empty; then puts the
-    /// directory back as it was (a restore from a backup).
+    /// Loses a metadata file and checks that the store's open refuses the
+    /// directory with a typed error (FPRE023) instead of opening it as empty;
+    /// then puts the directory back as it was (a restore from a backup). The
+    /// file: the journal the current checkpoint starts (removed, emptied or cut
+    /// to its header), the checkpoint itself, or the pointer (`CURRENT`; unless
+    /// the directory shows nothing a store ever held, which an open may take
+    /// for a creation that stopped).
     fn lose_metadata(&mut self, device_lens: &[Option<u64>]) {
         let Some(number) = (self.meta.dir.read(journal::files::CURRENT))
             .and_then(|p| journal::decode_pointer(&p).ok())
@@ -31,23 +34,26 @@ impl World {
         let holds_records = saved
             .read(&file)
             .is_some_and(|b| b.len() > journal::HEADER_LEN);
-        let (damage, how) = match self.crashes.rng.random_range(0..3) {
-            0 => (FsOp::Remove { file: file.clone() }, "removed"),
-            1 => (
-                FsOp::Truncate {
-                    file: file.clone(),
-                    len: 0,
-                },
-                "emptied",
-            ),
-            _ if holds_records => (
-                FsOp::Truncate {
-                    file: file.clone(),
-                    len: journal::HEADER_LEN as u64,
-                },
-                "cut to its header",
-            ),
-            _ => (FsOp::Remove { file: file.clone() }, "removed"),
+        // The directory shows a store held data: a rotation happened, or a
+        // device file holds bytes.
+        let held = number > 1 || device_lens.iter().any(|l| l.is_some_and(|l| l > 0));
+        let (file, damage, how) = match self.crashes.rng.random_range(0..5) {
+            3 if held => {
+                let pointer = journal::files::CURRENT.to_string();
+                (pointer.clone(), FsOp::Remove { file: pointer }, "removed")
+            }
+            4 => {
+                let checkpoint = journal::files::checkpoint(number);
+                (
+                    checkpoint.clone(),
+                    FsOp::Remove { file: checkpoint },
+                    "removed",
+                )
+            }
+            n => {
+                let (damage, how) = self.lose_journal(n, &file, holds_records);
+                (file, damage, how)
+            }
         };
         if let Err(e) = self.meta.dir.apply(&damage) {
             return self.violation(format!("losing {file} failed: {e}"));
@@ -80,6 +86,23 @@ impl World {
             )),
         }
         self.meta.dir = saved;
+    }
+
+    /// The damage [`lose_metadata`](Self::lose_metadata) does to journal
+    /// `file` for its draw `n`.
+    fn lose_journal(&self, n: u32, file: &str, holds_records: bool) -> (FsOp, &'static str) {
+        let file = file.to_string();
+        match n {
+            1 => (FsOp::Truncate { file, len: 0 }, "emptied"),
+            2 if holds_records => (
+                FsOp::Truncate {
+                    file,
+                    len: journal::HEADER_LEN as u64,
+                },
+                "cut to its header",
+            ),
+            _ => (FsOp::Remove { file }, "removed"),
+        }
     }
 
     /// A crash: every operation in flight is dropped as it stands (no `abandon`:
