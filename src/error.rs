@@ -33,7 +33,7 @@
 //! | FPRE026 | [`Error::Locked`] | no | the store directory is already open (in this or another process) | close the other store first |
 //! | FPRE027 | [`Error::OlderFormat`] | no | a metadata file was written in an older on-disk format this build no longer reads | open it with the build that wrote it, read every extent out (`Store::records`, `Store::read`) and write them into a new store; nothing was changed |
 //! | FPRE029 | [`Error::DiskFull`] | yes | the file system holding the store is full: a data write hit ENOSPC, or the metadata reserve is in use and new writes are refused so that deletes, commits, checkpoints and `close` keep room | delete extents and call `Store::reclaim_space` (or free space on the file system), then retry: writes succeed again without a reopen (once a rotation's background checkpoint in progress, `StoreStats::checkpoint_pending`, has removed the journals it replaces); reads keep working |
-//! | FPRE028 | [`Error::OutcomeUnknown`] | no | the journal failed after the operation's record was handed to it: the operation is not visible in this open store, but after a reopen it may be wholly there or wholly absent | reopen the store, then read the extent to learn the outcome |
+//! | FPRE028 | [`Error::OutcomeUnknown`] | no | the operation's record was handed to the journal but the operation did not commit (the journal failed, the data's sync failed beside the record, a checkpoint read the record before the journal refused it, quarantines kept moving the record, or the backend panicked): the operation is not visible in this open store, but after a reopen it may be wholly there or wholly absent | reopen the store, then read the extent to learn the outcome |
 //! | FPRE030 | [`Error::DuplicateExtent`] | no | a batch names the same extent twice | write each extent once per batch (the last value is the one meant) |
 //! | FPRE031 | [`Error::NotAStore`] | no | `Store::open` was pointed at a regular file, at a directory that holds files but no store (unless `create_in_non_empty_dir`), at a missing directory with `create_if_missing(false)`, or at an existing store with `error_if_exists(true)` | check the path and the open options; nothing was changed |
 //! | FPRE032 | [`Error::RangeOutOfBounds`] | no | `read_range` asked for bytes past the end of the extent's current bytes | read within `snapshot().length()` |
@@ -341,8 +341,9 @@ pub enum Error {
     /// (FoundationDB's `commit_unknown_result`): the journal failed (it then
     /// refuses every change until a reopen), the data's sync failed while the
     /// record was being journaled beside it, a checkpoint's image read the
-    /// record before the journal refused it, or quarantines and remaps kept
-    /// moving the record past the retry limit. The operation is not visible in
+    /// record before the journal refused it, quarantines and remaps kept
+    /// moving the record past the retry limit, or the backend panicked while
+    /// the record was being journaled. The operation is not visible in
     /// this open store; after a reopen it is either wholly there or wholly
     /// absent. Errors of every other kind mean the operation certainly did not
     /// happen, now or after a reopen.
@@ -350,7 +351,8 @@ pub enum Error {
         "FPRE028 outcome unknown: the {op} of {extent} may or may not survive a reopen: {cause}"
     )]
     OutcomeUnknown {
-        /// `"write"`, `"delete"` or `"batch"`.
+        /// `"write"`, `"delete"` or `"batch"`, or `"journal"` for a
+        /// compaction or remap whose record's journaling failed.
         op: &'static str,
         /// The extent (a batch: its first).
         extent: ExtentId,

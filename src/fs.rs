@@ -212,17 +212,35 @@ impl Fs for StdFs {
         File::open(dir)?.sync_all()
     }
     fn lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(Box::new(file))),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        use std::os::unix::fs::MetadataExt;
+        // Bounded: a lock file removed under us (by an open that failed and
+        // removed the file it created) is tried again a few times.
+        for _ in 0..4 {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(std::fs::TryLockError::Error(e)) => return Err(e),
+            }
+            // The file locked must still be the one the path names: an inode
+            // unlinked between the open and the lock would leave a later open
+            // free to create and lock a new file of that name.
+            let (held, named) = (file.metadata()?, std::fs::metadata(path));
+            match named {
+                Ok(named) if (named.dev(), named.ino()) == (held.dev(), held.ino()) => {
+                    return Ok(Some(Box::new(file)));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
+        Ok(None)
     }
 }
 

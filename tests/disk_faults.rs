@@ -1105,6 +1105,18 @@ fn a_close_during_the_switch_to_a_new_journal_writes_its_checkpoint_and_returns(
         closer.join().unwrap().unwrap();
         let model = writer.join().unwrap();
         assert!(!model.is_empty());
+        // The rotation ended with its checkpoint: the pointer names it and
+        // the journal it replaces is gone.
+        let pointer = fs.live("CURRENT").unwrap();
+        let named = u64::from_le_bytes(pointer[12..20].try_into().unwrap());
+        assert!(
+            named >= 2,
+            "pause {pause_ms} ms: CURRENT names checkpoint {named}"
+        );
+        assert!(
+            fs.live(&format!("journal-{:020}", 1)).is_none(),
+            "pause {pause_ms} ms: journal 1 was not removed"
+        );
         drop(store);
         let store = Store::open_in(Arc::new(fs.clone()), dir, cfg).unwrap();
         assert!(store.stats().journal_number >= 2, "the switch happened");

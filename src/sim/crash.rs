@@ -281,10 +281,11 @@ pub(crate) fn recover(
             PlanEnd::Failed(err) => match opening.writer.release_reserve_for(&err, &opening.reopen)
             {
                 Some(retry) => {
-                    report.recovery_plan_failures += 1;
+                    // Bounded: the failure consumed one of `PLAN_FAILURES`.
                     failures_left -= 1;
                     let may_fail = failures_left > 0;
-                    run_plan(meta, fabric, geometry.devices, &retry, None, may_fail)?
+                    let cut = crashes.during(retry.len());
+                    run_plan(meta, fabric, geometry.devices, &retry, cut, may_fail)?
                 }
                 None => PlanEnd::Failed(err),
             },

@@ -284,7 +284,23 @@ fn survivor(durable: &[u8], current: &[u8], rng: &mut ChaCha8Rng) -> Vec<u8> {
 
 /// [`survivor`] of a file truncated or overwritten since its last sync.
 fn overwritten(durable: &[u8], current: &[u8], rng: &mut ChaCha8Rng) -> Vec<u8> {
-    let len = if rng.random_bool(0.5) {
+    overwrite_survivor(durable, current, |n| rng.random_range(0..n))
+}
+
+/// What a power cut leaves of a file truncated or overwritten since its last
+/// sync, `durable` being what its last sync made durable and `current` what
+/// the writes since made of it: the length of either, and in every 512-byte
+/// sector the bytes the writes changed old, new or torn (garbage),
+/// independently; the durable bytes around them in the sector stay, as in an
+/// append's last sector. `draw(n)` is a number below `n` from the caller's
+/// random source: the emulator and the tests' fault-injecting file system
+/// model the same loss with it.
+pub fn overwrite_survivor(
+    durable: &[u8],
+    current: &[u8],
+    mut draw: impl FnMut(u64) -> u64,
+) -> Vec<u8> {
+    let len = if draw(2) == 0 {
         durable.len()
     } else {
         current.len()
@@ -295,17 +311,17 @@ fn overwritten(durable: &[u8], current: &[u8], rng: &mut ChaCha8Rng) -> Vec<u8> 
     // Bounded: each pass moves to the next sector boundary.
     while at < len {
         let to = ((at / SECTOR + 1) * SECTOR).min(len);
-        // The changed bytes only: durable bytes around them stay, as in an
-        // append's last sector.
         let changed = (at..to).filter(|&i| byte(durable, i) != byte(current, i));
         if let (Some(first), Some(last)) = (changed.clone().next(), changed.clone().next_back()) {
-            match rng.random_range(0..8) {
+            match draw(8) {
                 // The old bytes stay.
                 0..=3 => {}
                 // Written: the current bytes.
                 4..=6 => (first..=last).for_each(|i| out[i] = byte(current, i)),
                 // Torn.
-                _ => out[first..=last].iter_mut().for_each(|b| *b = rng.random()),
+                _ => out[first..=last]
+                    .iter_mut()
+                    .for_each(|b| *b = draw(256) as u8),
             }
         }
         at = to;

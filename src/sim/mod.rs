@@ -62,6 +62,7 @@ mod report;
 mod world;
 
 pub use config::{Clocks, Faults, Latency, Protocol, SimConfig, Workload};
+pub use disk::overwrite_survivor;
 pub use history::{decode, value};
 pub use report::{PrefetchSample, Report};
 

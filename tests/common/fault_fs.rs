@@ -566,7 +566,8 @@ fn any_subset(inode: &Inode, rng: &mut Rng, stats: &mut CutStats) -> Vec<u8> {
         return synced.clone();
     }
     if !live.starts_with(synced) {
-        return overwritten(synced, live, rng);
+        // The emulator's model of the same loss.
+        return extentmeta::sim::overwrite_survivor(synced, live, |n| rng.below(n));
     }
     // One cut in four keeps the whole length (every sector was reached).
     let end = if rng.below(4) == 0 {
@@ -598,39 +599,6 @@ fn any_subset(inode: &Inode, rng: &mut Rng, stats: &mut CutStats) -> Vec<u8> {
     }
     if later_persisted && is_journal(&inode.name) {
         stats.later_sector_without_earlier += 1;
-    }
-    out
-}
-
-/// [`any_subset`] of a file overwritten (or cut) since its last sync.
-fn overwritten(synced: &[u8], live: &[u8], rng: &mut Rng) -> Vec<u8> {
-    let len = if rng.below(2) == 0 {
-        synced.len()
-    } else {
-        live.len()
-    };
-    let byte = |image: &[u8], i: usize| image.get(i).copied().unwrap_or(0);
-    let mut out: Vec<u8> = (0..len).map(|i| byte(synced, i)).collect();
-    let mut at = 0;
-    // Bounded: each pass moves to the next sector boundary.
-    while at < len {
-        let to = ((at / SECTOR + 1) * SECTOR).min(len);
-        // The bytes of the sector the unsynced writes changed (durable bytes
-        // around them stay, as in an append's last sector).
-        let changed = (at..to).filter(|&i| byte(synced, i) != byte(live, i));
-        if let (Some(first), Some(last)) = (changed.clone().next(), changed.clone().next_back()) {
-            match rng.below(8) {
-                // The old bytes stay.
-                0..=3 => {}
-                // The new bytes persisted.
-                4..=6 => (first..=last).for_each(|i| out[i] = byte(live, i)),
-                // Torn.
-                _ => out[first..=last]
-                    .iter_mut()
-                    .for_each(|b| *b = rng.next() as u8),
-            }
-        }
-        at = to;
     }
     out
 }

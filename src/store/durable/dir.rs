@@ -87,7 +87,8 @@ impl Dir {
                 FsOp::WriteImage { file } => write_image(file),
                 op => self.run_one(op),
             };
-            // A panic in the file system (an `Fs` the engine supplied) fails
+            // A panic in a step (in the file system, an `Fs` the engine may
+            // supply, or in the store's own image or device-sync code) fails
             // the step as an I/O error would: whoever runs the plan then
             // completes its group commit or checkpoint, so no committer waits
             // for it forever and its records' outcome is unknown, not refused.
@@ -96,7 +97,7 @@ impl Dir {
                     device: crate::journal::METADATA_DEVICE,
                     op: "plan",
                     kind: std::io::ErrorKind::Other,
-                    message: "the file system panicked".into(),
+                    message: "a plan step panicked".into(),
                 })
             })?;
         }
