@@ -166,19 +166,25 @@ fn full_disk_then_reclamation(config: StoreConfig, keep_one_in: u64) {
     }
 }
 
-/// With the disk full before the open, the store opens (no reserve could be made)
-/// and refuses writes, typed; reads of what is there work.
-#[test]
-fn a_store_opened_on_a_full_disk_refuses_writes_and_serves_reads() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
+/// A store in `dir` on a roomy fault file system, extents 0..10 written at
+/// generation 1, closed; the file system.
+fn ten_extents_closed(dir: &std::path::Path) -> FaultFs {
     let fs = full_fs(dir, 1 << 30);
     let store = Store::open_in(Arc::new(fs.clone()), dir, config()).unwrap();
     for id in 0..10 {
         put(&store, id, 1).unwrap();
     }
     store.close().unwrap();
-    drop(store);
+    fs
+}
+
+/// With the disk full before the open, the store opens (no reserve could be made)
+/// and refuses writes, typed; reads of what is there work.
+#[test]
+fn a_store_opened_on_a_full_disk_refuses_writes_and_serves_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let fs = ten_extents_closed(dir);
     // The disk is now exactly full: not even the reserve fits again.
     if fs.live("RESERVE").is_some() {
         fs.remove(&dir.join("RESERVE")).unwrap();
@@ -221,13 +227,7 @@ fn a_store_opened_on_a_full_disk_refuses_writes_and_serves_reads() {
 fn a_reopen_on_a_full_disk_releases_the_reserve_for_its_plan() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let fs = full_fs(dir, 1 << 30);
-    let store = Store::open_in(Arc::new(fs.clone()), dir, config()).unwrap();
-    for id in 0..10 {
-        put(&store, id, 1).unwrap();
-    }
-    store.close().unwrap();
-    drop(store);
+    let fs = ten_extents_closed(dir);
     assert!(fs.live("RESERVE").is_some(), "the reserve was made");
     // A torn tail after the journal's last frame (within its allocated
     // zeros, so the file does not grow): bytes no frame check accepts.
