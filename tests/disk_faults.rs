@@ -567,6 +567,7 @@ fn a_write_or_delete_that_returned_an_error_is_never_visible_and_only_fpre028_ma
                 for id in 0..8 {
                     put(&store, &mut acked, id, 1);
                 }
+                assert!(!store.stats().journal_failed);
                 fs.set_faults(Faults {
                     sync_eio: Some(SyncFault {
                         target: Target::Journal,
@@ -595,6 +596,7 @@ fn a_write_or_delete_that_returned_an_error_is_never_visible_and_only_fpre028_ma
                     (3, Some(2))
                 };
                 assert!(fs.fired().is_some_and(|f| f.contains("journal-")));
+                assert!(store.stats().journal_failed, "the store says so");
                 reads(&store, "the FPRE028 operation");
                 // Every later change is refused: it certainly did not happen.
                 let mut refused_ops = Vec::new();

@@ -215,7 +215,8 @@ fn journal_failed(fs: &Disk<'_>) -> bool {
 /// typed (an I/O error, a full disk, or an unknown outcome, never anything else).
 /// Once the journal failed (before the operation began), the journal refuses
 /// every change: FPRE009 on the metadata device.
-fn expect_fault_error(fs: &Disk<'_>, what: &str, err: &Error, fired_before: bool) {
+fn expect_fault_error(fs: &Disk<'_>, what: &str, err: &Error, before: (bool, bool)) {
+    let (fired_before, journal_failed_before) = before;
     assert!(
         fs.is_cut() || fs.fired().is_some(),
         "{what} failed before any fault: {err}"
@@ -227,7 +228,7 @@ fn expect_fault_error(fs: &Disk<'_>, what: &str, err: &Error, fired_before: bool
     );
     // After the journal failed: refused, or unknown if a checkpoint running
     // beside the operation read its record before the refusal.
-    if fired_before && journal_failed(fs) && !fs.is_cut() {
+    if (journal_failed_before || fired_before && journal_failed(fs)) && !fs.is_cut() {
         assert!(
             matches!(
                 err,
@@ -243,7 +244,17 @@ fn expect_fault_error(fs: &Disk<'_>, what: &str, err: &Error, fired_before: bool
 
 /// An operation on this open store succeeded: it must not have, if the fault
 /// forbids it.
-fn expect_allowed_success(fs: &Disk<'_>, what: &str, device: Option<u16>, fired_before: bool) {
+fn expect_allowed_success(
+    fs: &Disk<'_>,
+    what: &str,
+    device: Option<u16>,
+    (fired_before, journal_failed_before): (bool, bool),
+) {
+    assert!(
+        !journal_failed_before,
+        "{what} acknowledged after the store reported its journal failed ({:?})",
+        fs.fired()
+    );
     if !fired_before {
         return;
     }
@@ -279,6 +290,9 @@ fn workload(
             return; // the power is gone
         }
         let fired_before = fs.fired().is_some();
+        // The store's own word that its journal failed (whichever fault did
+        // it: a journal file's sync, or a directory operation of a switch).
+        let journal_failed_before = store.stats().journal_failed;
         // A write whose data travels in its journal record (inline) syncs no
         // device: it may be acknowledged on a device whose failed sync (the
         // checkpointer's, running beside the workload) the store has not yet
@@ -297,14 +311,19 @@ fn workload(
                 match store.write_tagged(ExtentId(id), &bytes, tag(ExtentId(id), generation)) {
                     Ok(snap) => {
                         let device = checked(snap.location().device, bytes.len());
-                        expect_allowed_success(fs, &what, device, fired_before);
+                        expect_allowed_success(
+                            fs,
+                            &what,
+                            device,
+                            (fired_before, journal_failed_before),
+                        );
                         model.ack(id, Some(generation));
                         coverage.acked += 1;
                         coverage.acked_inline += u64::from(bytes.len() <= INLINE_MAX as usize);
                         coverage.acked_after_fault += u64::from(fired_before);
                     }
                     Err(e) => {
-                        expect_fault_error(fs, &what, &e, fired_before);
+                        expect_fault_error(fs, &what, &e, (fired_before, journal_failed_before));
                         coverage.count_failure(&e);
                         model.failed(id, Some(generation), &e);
                     }
@@ -355,7 +374,12 @@ fn workload(
                             // A delete writes no device: only the journal can forbid it.
                             // A batch syncs every device it wrote: never inline.
                             let device = write.as_ref().map(|_| snap.location().device);
-                            expect_allowed_success(fs, &what, device, fired_before);
+                            expect_allowed_success(
+                                fs,
+                                &what,
+                                device,
+                                (fired_before, journal_failed_before),
+                            );
                             model.ack(*id, content(write));
                             coverage.acked += u64::from(write.is_some());
                             coverage.batch_deletes += u64::from(write.is_none());
@@ -363,7 +387,7 @@ fn workload(
                         }
                     }
                     Err(e) => {
-                        expect_fault_error(fs, &what, &e, fired_before);
+                        expect_fault_error(fs, &what, &e, (fired_before, journal_failed_before));
                         coverage.count_failure(&e);
                         for (id, write) in &items {
                             model.failed(*id, content(write), &e);
@@ -376,13 +400,18 @@ fn workload(
                 match store.delete(ExtentId(id)) {
                     Ok(snap) => {
                         // A delete writes no device: only the journal can forbid it.
-                        expect_allowed_success(fs, &what, None, fired_before);
+                        expect_allowed_success(
+                            fs,
+                            &what,
+                            None,
+                            (fired_before, journal_failed_before),
+                        );
                         assert!(!snap.is_readable());
                         model.ack(id, None);
                         coverage.acked_after_fault += u64::from(fired_before);
                     }
                     Err(e) => {
-                        expect_fault_error(fs, &what, &e, fired_before);
+                        expect_fault_error(fs, &what, &e, (fired_before, journal_failed_before));
                         coverage.count_failure(&e);
                         model.failed(id, None, &e);
                     }
@@ -391,10 +420,20 @@ fn workload(
             7 | 8 if model.acked(id).is_some() => match store.compact(ExtentId(id)) {
                 Ok(CompactOutcome::Committed(snap)) => {
                     let what = format!("compaction of extent {id}");
-                    expect_allowed_success(fs, &what, Some(snap.location().device), fired_before);
+                    expect_allowed_success(
+                        fs,
+                        &what,
+                        Some(snap.location().device),
+                        (fired_before, journal_failed_before),
+                    );
                 }
                 Ok(CompactOutcome::Aborted) => {}
-                Err(e) => expect_fault_error(fs, &format!("compaction of {id}"), &e, fired_before),
+                Err(e) => expect_fault_error(
+                    fs,
+                    &format!("compaction of {id}"),
+                    &e,
+                    (fired_before, journal_failed_before),
+                ),
             },
             _ => {}
         }
@@ -558,7 +597,7 @@ fn session(setup: &Setup, fs: &FaultFs, model: &mut Model, rng: &mut Rng, covera
             }
         }
         Err(e) => {
-            expect_fault_error(&disk, "open", &e, false);
+            expect_fault_error(&disk, "open", &e, (false, false));
             coverage.failed_opens += 1;
         }
     }

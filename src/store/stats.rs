@@ -91,6 +91,10 @@ pub struct StoreStats {
     /// A rotation's checkpoint is being written: the journals it replaces are
     /// removed when it ends.
     pub checkpoint_pending: bool,
+    /// The metadata journal failed (a write or sync of it or of its directory
+    /// did): every change is refused with FPRE009 until the store is reopened,
+    /// and reads go on. An engine may reopen as soon as it sees this.
+    pub journal_failed: bool,
     /// The scrubber's resumable cursor: the next id it will look at.
     pub scrub_cursor: u64,
     /// Retired locations waiting for readers to finish.
@@ -219,6 +223,7 @@ impl super::Store {
             stats.journal_number = j.number;
             stats.checkpoints = j.checkpoints;
             stats.checkpoint_pending = j.rotating;
+            stats.journal_failed = journal.failure().is_some();
         }
         stats
     }
