@@ -131,6 +131,19 @@ pub trait Fs: Send + Sync + Debug + 'static {
     }
 }
 
+/// Runs `call`, a file-system call or a step built on one, turning a panic in
+/// it (an `Fs` an engine supplied may panic) into the error `panicked` makes:
+/// the caller then ends what it began (a sync gate's ticket, a group commit,
+/// a rotation) as after an I/O error, instead of leaving others waiting on it.
+/// `AssertUnwindSafe`: what the call was changing is abandoned as after a
+/// failed call, which every caller already handles.
+pub(crate) fn unless_panicked<T, E>(
+    call: impl FnOnce() -> Result<T, E>,
+    panicked: impl FnOnce() -> E,
+) -> Result<T, E> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_or_else(|_| Err(panicked()))
+}
+
 /// Fills `buf` from `offset` of `file`: the bytes read, fewer than
 /// `buf.len()` only where the file ends. A read a signal interrupted is
 /// retried, as `std`'s `read_exact_at` retries it.

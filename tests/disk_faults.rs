@@ -1148,6 +1148,8 @@ struct PanicInSync {
 
 impl Hook for PanicInSync {
     fn before_sync(&self, file: &str) -> SyncVerdict {
+        // SeqCst: a flag the test thread sets and one store thread takes;
+        // it orders nothing else. The swap lets only one sync panic.
         if self.target.matches(file) && self.armed.swap(false, Ordering::SeqCst) {
             panic!("injected: the file system panicked in a sync of {file}");
         }
@@ -1179,6 +1181,7 @@ fn a_panic_in_the_file_system_fails_the_sync_and_nothing_waits_forever() {
             store.write(ExtentId(id), &val(id, 1)).unwrap();
             model.insert(id, Some(1));
         }
+        // SeqCst: pairs with the hook's swap (see `PanicInSync`).
         hook.armed.store(true, Ordering::SeqCst);
         let (done, finished) = std::sync::mpsc::channel();
         let worker = {
@@ -1227,6 +1230,8 @@ struct RotateBeforeLock {
 
 impl Hook for RotateBeforeLock {
     fn before_lock(&self, _file: &str) {
+        // SeqCst: only the first lock runs the other store (its own open
+        // locks too); the swap decides which, and orders nothing else.
         if self.fired.swap(true, Ordering::SeqCst) {
             return;
         }

@@ -142,8 +142,9 @@ impl SyncGate {
         // A panicking file system's sync fails (the file is then poisoned as
         // after EIO: its bytes' fate is unknown), and still ends its ticket:
         // later syncs wait only for syncs that end.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(sync))
-            .unwrap_or_else(|_| Err(std::io::Error::other("the file system panicked in a sync")));
+        let result = crate::fs::unless_panicked(sync, || {
+            std::io::Error::other("the file system panicked in a sync")
+        });
         let mut book = self.book.lock();
         let end = book.end(device, ticket, result);
         self.finished.notify_all();

@@ -261,7 +261,7 @@ fn subtract(ranges: &[(usize, usize)], from: usize, to: usize) -> Vec<(usize, us
 /// unsynced writes changed old, new or torn, independently.
 fn survivor(durable: &[u8], current: &[u8], rng: &mut ChaCha8Rng) -> Vec<u8> {
     if !current.starts_with(durable) {
-        return overwritten(durable, current, rng);
+        return overwrite_survivor(durable, current, |n| rng.random_range(0..n));
     }
     let end = rng.random_range(durable.len()..=current.len());
     let mut out = current[..end].to_vec();
@@ -280,11 +280,6 @@ fn survivor(durable: &[u8], current: &[u8], rng: &mut ChaCha8Rng) -> Vec<u8> {
         at = to;
     }
     out
-}
-
-/// [`survivor`] of a file truncated or overwritten since its last sync.
-fn overwritten(durable: &[u8], current: &[u8], rng: &mut ChaCha8Rng) -> Vec<u8> {
-    overwrite_survivor(durable, current, |n| rng.random_range(0..n))
 }
 
 /// What a power cut leaves of a file truncated or overwritten since its last

@@ -320,10 +320,11 @@ impl Journal {
         };
         // A panicking file system fails the rotation (as `Dir`'s steps do),
         // which ends it: else it would hold group commits back for good.
-        let list = std::panic::AssertUnwindSafe(|| self.dir.fs.list(&self.dir.path));
-        let names = std::panic::catch_unwind(list)
-            .unwrap_or_else(|_| Err(std::io::Error::other("the file system panicked")))
-            .map_err(|e| io_error("list", &e));
+        let names = crate::fs::unless_panicked(
+            || self.dir.fs.list(&self.dir.path),
+            || std::io::Error::other("the file system panicked"),
+        )
+        .map_err(|e| io_error("list", &e));
         let mut ops = match &names {
             // Planned without the writer's lock; the checkpoint's bytes are
             // read from the live state as the plan runs (`write_image`).

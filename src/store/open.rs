@@ -211,8 +211,9 @@ fn recover_and_open(
     if let Err(err) = dir.run(&opening.reopen) {
         // A full disk: the reserve is there for this. Released, the plan runs
         // again from its start (every step before a rename is a write, cut or
-        // sync of the same bytes, and a full disk fails only a write), and the
-        // store opens refusing new writes until the reserve can be made again.
+        // sync of the same bytes, and a full disk fails only a write). The
+        // store then opens, refusing new writes until the reserve can be made
+        // again (at once, if the plan freed space, as a journal cut back does).
         let retry = (opening.writer)
             .release_reserve_for(&err, &opening.reopen)
             .ok_or(err)?;

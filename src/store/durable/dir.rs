@@ -92,13 +92,8 @@ impl Dir {
             // the step as an I/O error would: whoever runs the plan then
             // completes its group commit or checkpoint, so no committer waits
             // for it forever and its records' outcome is unknown, not refused.
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).unwrap_or_else(|_| {
-                Err(Error::Io {
-                    device: crate::journal::METADATA_DEVICE,
-                    op: "plan",
-                    kind: std::io::ErrorKind::Other,
-                    message: "a plan step panicked".into(),
-                })
+            crate::fs::unless_panicked(step, || {
+                io_error("plan", &std::io::Error::other("a plan step panicked"))
             })?;
         }
         Ok(())
