@@ -1,0 +1,300 @@
+//! Recovery: the checkpoint, then every journal after it, replayed into the
+//! durable image.
+
+use super::super::frame::{FileKind, Tear, scan};
+use super::{Entry, Image, RecordImage, Records, Recovered, Tail, files, load_checkpoint};
+use crate::bytes::Bytes;
+use crate::error::{Error, Result};
+
+/// Applies one replayed entry to the image, keeping every inline entry's
+/// record and data in `inline` for the write-back (`None`: nothing will be
+/// written back); the newest of each extent is chosen once replay ends
+/// ([`newest_inline`]).
+fn apply(image: &mut Image, inline: Option<&mut Vec<(RecordImage, Bytes)>>, entry: &Entry) {
+    image.apply(entry);
+    if let (Entry::Inline(r, data), Some(inline)) = (entry, inline) {
+        inline.push((*r, data.clone()));
+    }
+}
+
+/// The newest inline entry of each extent (by version; of equal versions, the
+/// one replayed last), by extent. A list sorted once rather than a map kept
+/// while replaying: a tenth of the store's records may be inline writes in
+/// the journal, and a map's nodes cost twice the list's entries.
+fn newest_inline(mut inline: Vec<(RecordImage, Bytes)>) -> Vec<(RecordImage, Bytes)> {
+    // Stable: equal versions stay in replay order, and the last one is kept.
+    inline.sort_by_key(|(r, _)| (r.extent.0, r.version));
+    let mut newest: Vec<(RecordImage, Bytes)> = Vec::with_capacity(inline.len());
+    for entry in inline {
+        match newest.last_mut() {
+            Some(last) if last.0.extent == entry.0.extent => *last = entry,
+            _ => newest.push(entry),
+        }
+    }
+    newest
+}
+
+/// Cuts a batch that the end of the valid frames left unfinished (its
+/// `BatchBegin` names more records than follow it) off the scan, as part of the
+/// torn tail: its group commit was never acknowledged, and the reopen then cuts
+/// the journal before it, so later appends never follow half a batch (which a
+/// later recovery would read as the batch's missing records). Returns whether it
+/// cut.
+fn cut_unfinished_batch(scan: &mut super::super::frame::Scan) -> bool {
+    let Some(batch) = scan.batch else {
+        return false;
+    };
+    let after = scan.offsets.len() - batch.begin - 1;
+    if after >= batch.count as usize || batch.interrupted {
+        return false;
+    }
+    let at = scan.offsets[batch.begin];
+    scan.offsets.truncate(batch.begin);
+    scan.batch = None;
+    scan.valid_len = at;
+    scan.torn = true;
+    // The last write now ends at the cut; if it began there, the write before
+    // it was synced before it was issued, and needs no rewrite.
+    scan.last_mark = scan.last_mark.filter(|&mark| mark < at);
+    true
+}
+
+/// [`recover_into`] a map, from a checkpoint read whole.
+#[cfg(all(test, not(loom)))]
+pub(crate) fn recover(
+    number: u64,
+    checkpoint: &[u8],
+    journals: &[(u64, &[u8])],
+    mutants: super::super::PlanMutants,
+) -> Result<Recovered> {
+    let mut read =
+        |offset: u64, buf: &mut [u8]| Ok(super::super::frame::read_from(checkpoint, offset, buf));
+    let source = Checkpoint {
+        read: &mut read,
+        chunk: checkpoint.len(),
+    };
+    recover_into(number, source, journals, Records::default(), mutants)
+}
+
+/// Where recovery reads its checkpoint from (see
+/// [`scan_checkpoint`](super::super::frame::scan_checkpoint)).
+pub(crate) struct Checkpoint<'a> {
+    /// Fills a buffer from an offset of the file; fewer bytes only at its end.
+    pub(crate) read: &'a mut (dyn FnMut(u64, &mut [u8]) -> Result<usize> + Send),
+    /// Bytes read at a time.
+    pub(crate) chunk: usize,
+}
+
+/// Recovers the durable image from checkpoint `number` (read a chunk at a time)
+/// and the journals numbered `number` or more (`(number, bytes)`, any order),
+/// every record going into `records` as it is read (a table, for an open: see
+/// [`Records`]).
+///
+/// # Errors
+///
+/// [`Error::CheckpointCorrupt`] for a checkpoint that is truncated or fails a check;
+/// [`Error::JournalCorrupt`] for a bad region followed by a frame written after it
+/// was durable, a bad frame in any journal but the newest, a missing journal in the
+/// sequence, or a journal whose header disagrees with its name or the checkpoint;
+/// [`Error::MissingCheckpoint`] for a missing or empty journal `number` (created
+/// durably before the pointer named the checkpoint) or a missing successor of a
+/// journal that ends with [`Entry::Rotated`]; [`Error::NewerFormat`] and
+/// [`Error::OlderFormat`]; a record `records` refuses ([`Records::insert`]).
+pub(crate) fn recover_into(
+    number: u64,
+    checkpoint: Checkpoint<'_>,
+    journals: &[(u64, &[u8])],
+    records: Records,
+    mutants: super::super::PlanMutants,
+) -> Result<Recovered> {
+    let name = files::checkpoint(number);
+    let mut image = Image {
+        records,
+        ..Image::default()
+    };
+    let header = load_checkpoint(number, &name, checkpoint, &mut image)?;
+
+    let mut sorted: Vec<(u64, &[u8])> = journals
+        .iter()
+        .copied()
+        .filter(|(n, _)| *n >= number)
+        .collect();
+    sorted.sort_by_key(|(n, _)| *n);
+    if sorted.first().is_none_or(|(n, _)| *n != number) && !mutants.missing_journal_as_empty {
+        return Err(Error::MissingCheckpoint {
+            file: files::journal(number),
+        });
+    }
+    let mut recovered = Recovered {
+        image,
+        devices: header.devices,
+        checkpoint: number,
+        tail: Tail {
+            number,
+            valid_len: 0,
+            torn: false,
+            closed: false,
+        },
+        next_seq: 0,
+        // Nothing replayed, cut or decided yet: as for a new store.
+        ..Recovered::fresh(header.devices)
+    };
+    let mut scans = Vec::with_capacity(sorted.len());
+    for (expected, (n, bytes)) in (number..).zip(sorted) {
+        if n != expected {
+            return Err(Error::JournalCorrupt {
+                file: files::journal(expected),
+                offset: 0,
+                reason: "a journal in the sequence is missing",
+            });
+        }
+        let file = files::journal(n);
+        let tear = if mutants.torn_as_corrupt {
+            Tear::NoLaterFrame
+        } else {
+            Tear::Unsynced
+        };
+        let scanned = scan(bytes, &file, FileKind::Journal, tear)?;
+        scans.push((n, bytes, file, scanned));
+    }
+    // Rotation creates the next journal before the old one's last write (which
+    // ends with the marker naming it), so the newest journal holding records may
+    // be the one before a successor that is still empty. Only that journal may be
+    // torn, and only the newest journal may lack a header.
+    let newest_with_records = scans
+        .iter()
+        .rposition(|(_, _, _, s)| s.holds_records())
+        .unwrap_or(0);
+    let count = scans.len();
+    // Which journals end with the marker naming their successor: that
+    // successor's header and start frame were durable (written, synced, its
+    // directory entry synced) before the marker was written, so a successor
+    // without them was damaged, not torn.
+    let rotated: Vec<bool> = (scans.iter())
+        .map(|(_, bytes, _, s)| matches!(s.last_entry(bytes), Some(Entry::Rotated { .. })))
+        .collect();
+    // A clean close synced the devices before its marker: nothing to write
+    // back, so no inline data is kept while replaying (a tenth of a large
+    // store's records may be inline writes in its journal).
+    let closed = (scans.last())
+        .is_some_and(|(_, bytes, _, s)| matches!(s.last_entry(bytes), Some(Entry::Closed)));
+    // Every inline entry otherwise; the newest of each extent is matched
+    // against the recovered record once every journal is replayed.
+    let mut inline: Option<Vec<(RecordImage, Bytes)>> = (!closed).then(Vec::new);
+    for (i, (n, bytes, file, scanned)) in scans.into_iter().enumerate() {
+        let journal_corrupt = |offset, reason| Error::JournalCorrupt {
+            file: file.clone(),
+            offset,
+            reason,
+        };
+        let is_last = i + 1 == count;
+        // The checkpoint's own journal had a durable header and start frame
+        // before the pointer named the checkpoint: without them, it was damaged,
+        // not torn.
+        let named = i > 0 && rotated[i - 1];
+        if (n == number || named) && scanned.offsets.is_empty() && !mutants.missing_journal_as_empty
+        {
+            return Err(Error::MissingCheckpoint { file });
+        }
+        if scanned.header.is_none() && !is_last {
+            return Err(journal_corrupt(0, "bad file header"));
+        }
+        if scanned.torn && i < newest_with_records {
+            return Err(journal_corrupt(
+                scanned.valid_len,
+                "a bad frame in a journal that later journals followed",
+            ));
+        }
+        if let Some(h) = scanned.header {
+            if h.number != n {
+                return Err(journal_corrupt(0, "the header names another journal"));
+            }
+            if h.devices != header.devices {
+                return Err(journal_corrupt(0, "the header's device count differs"));
+            }
+        }
+        let mut scanned = scanned;
+        if !mutants.batch_not_atomic
+            && cut_unfinished_batch(&mut scanned)
+            && i < newest_with_records
+        {
+            return Err(journal_corrupt(
+                scanned.valid_len,
+                "a batch cut short in a journal that later journals followed",
+            ));
+        }
+        // A batch's records held until the last of them (its count, the records
+        // so far). One append holds a whole batch, so it never spans journals,
+        // and `cut_unfinished_batch` leaves none unfinished at a journal's end.
+        let mut batch: Option<(usize, Vec<Entry>)> = None;
+        for (i, &at) in scanned.offsets.iter().enumerate() {
+            // Decoded again: the scan checked every frame and keeps only where
+            // it is (see `Scan`).
+            let Some((seq, entry)) = scanned.entry(bytes, i) else {
+                return Err(journal_corrupt(at, "a frame changed after it was read"));
+            };
+            if seq < recovered.next_seq {
+                return Err(journal_corrupt(0, "sequence numbers go backwards"));
+            }
+            recovered.next_seq = seq + 1;
+            recovered.replayed += 1;
+            match entry {
+                Entry::BatchBegin { count } if !mutants.batch_not_atomic => {
+                    if batch.is_some() {
+                        return Err(journal_corrupt(0, "a batch begins inside a batch"));
+                    }
+                    batch = Some((count as usize, Vec::new()));
+                }
+                e if e.record().is_none() && batch.is_some() => {
+                    return Err(journal_corrupt(0, "a batch's records are interrupted"));
+                }
+                e if e.record().is_some() && batch.is_some() => {
+                    let Some((count, held)) = batch.as_mut() else {
+                        continue;
+                    };
+                    held.push(e);
+                    if held.len() == *count {
+                        for e in held.drain(..) {
+                            apply(&mut recovered.image, inline.as_mut(), &e);
+                        }
+                        batch = None;
+                    }
+                }
+                e => apply(&mut recovered.image, inline.as_mut(), &e),
+            }
+        }
+        if let Some(mark) = scanned.last_mark {
+            let (from, to) = (mark as usize, scanned.valid_len as usize);
+            if from < to {
+                recovered
+                    .last_writes
+                    .push((n, mark, bytes[from..to].to_vec()));
+            }
+        }
+        if scanned.torn {
+            recovered.cut = Some((n, scanned.valid_len));
+            // Without the zeros of allocated space after the damage.
+            let tail = &bytes[scanned.valid_len as usize..];
+            let end = tail.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+            recovered.dropped = tail[..end].to_vec();
+        }
+        if is_last {
+            let last = scanned.last_entry(bytes);
+            if let Some(Entry::Rotated { next }) = last {
+                return Err(Error::MissingCheckpoint {
+                    file: files::journal(next),
+                });
+            }
+            recovered.tail = Tail {
+                number: n,
+                valid_len: scanned.valid_len,
+                torn: scanned.torn,
+                closed: matches!(last, Some(Entry::Closed)),
+            };
+        }
+    }
+    recovered.image.records.refused()?;
+    recovered.inline = newest_inline(inline.unwrap_or_default());
+    recovered.choose_redo();
+    Ok(recovered)
+}
