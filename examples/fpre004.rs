@@ -114,6 +114,10 @@ struct Args {
     /// power cut, must catch it).
     #[arg(long)]
     reopen_without_sync: bool,
+    /// Mutant: reopen without appending the marker a rotation that stopped left
+    /// out (the next recovery refuses the store; the crash sweep must catch it).
+    #[arg(long)]
+    reopen_without_marker: bool,
     /// Mutant: commit a write in the table before its journal record is durable
     /// (the crash sweep must catch a read of what a power cut then took back).
     #[arg(long)]
@@ -211,6 +215,7 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
         reuse_before_durable: args.reuse_before_durable,
         pointer_before_checkpoint_sync: args.pointer_before_checkpoint_sync,
         reopen_without_sync: args.reopen_without_sync,
+        reopen_without_marker: args.reopen_without_marker,
         commit_before_journal: args.commit_before_journal,
         certain_after_image: args.certain_after_image,
         torn_as_corrupt: args.torn_as_corrupt,
@@ -515,6 +520,7 @@ fn mutants(args: &Args) -> String {
         (args.lose_metadata, "--lose-metadata"),
         (args.trust_sync_after_failure, "--trust-sync-after-failure"),
         (args.reopen_without_sync, "--reopen-without-sync"),
+        (args.reopen_without_marker, "--reopen-without-marker"),
         (
             args.checkpoint_without_device_sync,
             "--checkpoint-without-device-sync",

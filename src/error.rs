@@ -25,7 +25,7 @@
 //! | FPRE017 | [`Error::Shutdown`] | no | the component was shut down | do not use a store after closing it |
 //! | FPRE018 | [`Error::VersionExhausted`] | no | the record's version reached its maximum | write the data under a new extent id |
 //! | FPRE019 | [`Error::Internal`] | no | a protocol machine was driven out of order: a bug in a driver, never an environment error | report it |
-//! | FPRE021 | [`Error::JournalCorrupt`] | no | a journal record failed its checks and valid records follow it (or it is not in the newest journal): corruption, never truncated silently | restore the directory from a backup; nothing was changed |
+//! | FPRE021 | [`Error::JournalCorrupt`] | no | a journal record failed its checks and valid records follow it (or it is not in the newest journal), or a journal that a later journal holding records follows lost its end (its rotation marker and the records before it): corruption, never truncated silently | restore the directory from a backup; nothing was changed |
 //! | FPRE022 | [`Error::CheckpointCorrupt`] | no | the checkpoint (or the `CURRENT` pointer) is truncated or fails its checksum | restore from a backup; nothing was changed |
 //! | FPRE023 | [`Error::MissingCheckpoint`] | no | a metadata file the store needs is missing or empty: the checkpoint `CURRENT` names, its journal, a journal's successor, or the pointer of a directory that holds data | point `open` at the right directory, or restore the missing file; nothing was changed |
 //! | FPRE024 | [`Error::NewerFormat`] | no | a metadata file was written by a newer format than this build reads | open it with a newer build |
@@ -238,9 +238,10 @@ pub enum Error {
     },
 
     /// A journal record failed its length or checksum check and valid records follow
-    /// it, or the damage is in a journal older than the newest: the journal is
-    /// corrupt. Recovery refuses it rather than drop acknowledged records; nothing
-    /// on disk was changed.
+    /// it, or the damage is in a journal older than the newest, or a journal that
+    /// a later journal holding records follows does not end with the marker naming
+    /// its successor (its end was cut): the journal is corrupt. Recovery refuses it
+    /// rather than drop acknowledged records; nothing on disk was changed.
     #[error("FPRE021 journal corrupt: {file} at byte {offset}: {reason}")]
     JournalCorrupt {
         /// The journal file.

@@ -879,6 +879,75 @@ fn a_rotated_journal_whose_successor_is_missing_is_fpre023_and_changes_nothing()
     );
 }
 
+/// A rotated journal that a journal holding records follows lost its end:
+/// its marker and its last records, cut back to a frame boundary (as a file
+/// that reverted to an earlier state would be). It is refused (FPRE021 naming
+/// it) and nothing is changed, where before every journal but the newest had
+/// to end with its marker the store opened without those records.
+#[test]
+fn a_rotated_journal_cut_back_to_a_frame_boundary_is_fpre021_and_changes_nothing() {
+    let tmp = fault_fs::tempdir();
+    let dir = tmp.path();
+    let cfg = StoreConfig::builder()
+        .devices(1)
+        .cache_bytes(0)
+        .prefetch_workers(0)
+        .journal_max_bytes(4096)
+        .metadata_reserve_bytes(0)
+        // Records only, and none appended in the background: the copy of the
+        // journal below ends at a frame boundary.
+        .inline_write_max(0)
+        .overlap_data_sync(false)
+        .build()
+        .unwrap();
+    let fs = FaultFs::new(dir, u64::MAX, Faults::default());
+    let journal_1 = dir.join("journal-00000000000000000001");
+    let mut model = Model::new();
+    let earlier;
+    {
+        let store = Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()).unwrap();
+        // The rotation's checkpoint fails: journal 1 stays, ending with its
+        // marker, and journal 2 takes the next records.
+        fs.set_faults(Faults {
+            enospc: Some(WriteFault {
+                target: Target::Checkpoint,
+                nth: 1,
+                short: true,
+            }),
+            ..Faults::default()
+        });
+        for id in 0..4 {
+            put(&store, &mut model, id, 1);
+        }
+        earlier = std::fs::read(&journal_1).unwrap();
+        let mut n = 0;
+        // Bounded: about 60 writes fill a 4 KiB journal.
+        while store.stats().journal_number < 2 {
+            put(&store, &mut model, 4 + n % 16, n / 16 + 2);
+            n += 1;
+            assert!(n < 1000, "no rotation");
+        }
+        wait_until(|| fs.fired().is_some());
+        assert!(fs.fired().is_some_and(|f| f.contains("checkpoint-")));
+        for id in 0..3 {
+            put(&store, &mut model, id, 100);
+        }
+        store.close().unwrap();
+    }
+    let whole = std::fs::read(&journal_1).unwrap();
+    assert!(whole.len() > earlier.len(), "journal 1 grew after the copy");
+    std::fs::write(&journal_1, &earlier).unwrap();
+    let err = refused(dir, &cfg, "FPRE021");
+    assert!(
+        err.to_string().contains("journal-00000000000000000001"),
+        "{err}"
+    );
+    // Restored, the store opens with every acknowledged write.
+    std::fs::write(&journal_1, &whole).unwrap();
+    let store = Store::open(dir, cfg).unwrap();
+    check(&store, &model);
+}
+
 // ---------------------------------------------------------------------------
 // 5. Damage to the end of a cleanly closed journal.
 // ---------------------------------------------------------------------------

@@ -528,7 +528,7 @@ fn a_missing_pointer_is_fpre023_and_changes_nothing() {
 
 fn bump_format(path: &Path) {
     let mut bytes = std::fs::read(path).unwrap();
-    bytes[8..12].copy_from_slice(&4u32.to_le_bytes());
+    bytes[8..12].copy_from_slice(&5u32.to_le_bytes());
     std::fs::write(path, &bytes).unwrap();
 }
 
@@ -616,7 +616,7 @@ fn newer_format_is_fpre024_in_pointer_checkpoint_and_journal() {
         bump_format(&path);
         let err = refused(dir.path(), &config, "FPRE024");
         assert!(
-            err.to_string().contains("format version 4"),
+            err.to_string().contains("format version 5"),
             "{which}: {err}"
         );
     }

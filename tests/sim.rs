@@ -447,6 +447,33 @@ fn invariant_9_reopening_without_syncing_what_recovery_read_is_caught() {
     );
 }
 
+#[test]
+fn a_reopen_without_the_marker_a_stopped_rotation_left_out_is_caught() {
+    // A power cut inside a rotation leaves the old journal without the marker
+    // naming its successor; a reopen that does not append it lets records go to
+    // the successor, and the next recovery refuses the store as a journal
+    // that lost its end.
+    let mutant = SimConfig {
+        reopen_without_marker: true,
+        ..crashing()
+    };
+    let (seed, v) = caught(&mutant, 100).expect("caught within 100 seeds");
+    assert!(
+        v.iter().any(|v| v.contains("does not end with the marker")),
+        "seed {seed}: {v:?}"
+    );
+    let honest = SimConfig {
+        reopen_without_marker: false,
+        ..mutant
+    };
+    let r = sim::run(seed, &honest);
+    assert!(
+        r.is_clean(),
+        "seed {seed} with the marking reopen: {:?}",
+        r.violations
+    );
+}
+
 fn claiming() -> SimConfig {
     let mut config = SimConfig::default();
     config.workload.claim_percent = 50;

@@ -13,9 +13,9 @@ use load::load_checkpoint;
 pub(crate) use encode::image_entries;
 pub(crate) use encode::{CheckpointEncoder, encode_checkpoint};
 pub(crate) use records::{Bounds, Records, other_devices, shrunk_config};
-#[cfg(all(test, not(loom)))]
-pub(crate) use replay::recover;
 pub(crate) use replay::{Checkpoint, recover_into};
+#[cfg(all(test, not(loom)))]
+pub(crate) use replay::{recover, recover_marked};
 
 use super::{Entry, files};
 use crate::bytes::Bytes;
@@ -166,7 +166,9 @@ impl Image {
 pub(crate) struct Tail {
     /// Its number.
     pub(crate) number: u64,
-    /// Bytes of its valid prefix (0 if even its header was torn).
+    /// Bytes of its valid prefix; 0 if it holds no frame (its header or its
+    /// start frame was torn: a rotation stopped while creating it), and then
+    /// the reopen writes it anew before the marker naming it is appended.
     pub(crate) valid_len: u64,
     /// Whether a torn tail was dropped.
     pub(crate) torn: bool,
@@ -229,6 +231,12 @@ pub(crate) struct Recovered {
     /// journals this build may fill with records that build cannot read) instead
     /// of taking them for a torn tail.
     pub(crate) pointer_upgrade: bool,
+    /// Journals that a later journal follows but that do not end with
+    /// [`Entry::Rotated`] (a rotation stopped before its marker, or a build
+    /// before format 4 reopened after it): `(number, valid length, the marker's
+    /// sequence number)`. The reopen appends the marker to each, synced, before
+    /// anything else is appended (see `plan::reopen`).
+    pub(crate) unmarked: Vec<(u64, u64, u64)>,
 }
 
 impl Recovered {
@@ -256,6 +264,7 @@ impl Recovered {
             rewrite: Vec::new(),
             unverified: Vec::new(),
             pointer_upgrade: false,
+            unmarked: Vec::new(),
         }
     }
 }

@@ -45,9 +45,14 @@
 //!   and a first frame ([`Entry::JournalStart`]) in one synced write, before the
 //!   pointer names its checkpoint. So a missing, empty or header-only journal is
 //!   never mistaken for an empty store: it is refused with
-//!   [`Error::MissingCheckpoint`] and nothing is changed. (A journal cut back at a
-//!   frame boundary past its first frame cannot be told from one that never grew:
-//!   nothing records how long it was.)
+//!   [`Error::MissingCheckpoint`] and nothing is changed. A rotation that stopped
+//!   before its marker leaves the old journal without one; the reopen appends it
+//!   (synced) before anything goes to the successor, so every journal that a
+//!   journal holding records follows ends with its marker, and one cut back at a
+//!   frame boundary (its marker and last records gone) is refused with
+//!   [`Error::JournalCorrupt`]. (The newest journal cut back at a frame boundary
+//!   past its first frame cannot be told from one that never grew: nothing
+//!   records how long it was.)
 //! * **Inline writes: one sync.** A durable write of at most
 //!   [`inline_write_max`](crate::store::StoreConfigBuilder::inline_write_max) bytes writes
 //!   its data to its device location without syncing it and journals
@@ -119,8 +124,17 @@ pub const METADATA_DEVICE: u16 = u16::MAX;
 /// [`Error::OlderFormat`](crate::Error::OlderFormat): its torn tails cannot be told
 /// from corruption. Format 3 added [`Entry::Inline`]; format 2 files read the same
 /// (they hold none), and a build that reads only format 2 refuses the new files
-/// rather than taking an inline frame for a torn tail.
-pub(crate) const FORMAT_VERSION: u32 = 3;
+/// rather than taking an inline frame for a torn tail. Format 4 changed no
+/// layout: a store whose pointer is format 4 was last opened by a build whose
+/// reopen appends the marker a stopped rotation left out (see "Markers make
+/// missing files visible"), so recovery requires those markers only then
+/// ([`MARKED_ROTATIONS`]); an older build refuses it rather than reopen it
+/// without them.
+pub(crate) const FORMAT_VERSION: u32 = 4;
+
+/// The first format whose pointer promises that every journal a journal
+/// holding records follows ends with [`Entry::Rotated`].
+pub(crate) const MARKED_ROTATIONS: u32 = 4;
 
 /// One journal entry: a durable fact about the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,6 +274,9 @@ pub(crate) struct PlanMutants {
     /// Reopen without making what recovery read durable (the bug [`reopen`]'s
     /// final syncs fix).
     pub(crate) reopen_without_sync: bool,
+    /// Reopen without appending the marker a rotation that stopped left out
+    /// ([`Recovered::unmarked`]): the next recovery refuses the store as cut.
+    pub(crate) reopen_without_marker: bool,
     /// Recovery calls a bad region followed by any valid frame corruption (the
     /// rule before frames carried durable marks): a power cut that persisted a
     /// later sector of a write but not an earlier one is refused.
@@ -465,7 +482,8 @@ pub(crate) fn recover_dir(
         read: &mut read,
         chunk,
     };
-    let mut recovered = recover_into(number, checkpoint, &refs, records, mutants)?;
+    let marked = pointer_format(&pointer) >= MARKED_ROTATIONS;
+    let mut recovered = recover_into(number, checkpoint, &refs, records, marked, mutants)?;
     recovered.pointer_upgrade = pointer_format(&pointer) < FORMAT_VERSION;
     Ok(Some(recovered))
 }

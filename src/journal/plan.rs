@@ -196,7 +196,7 @@ pub(crate) fn reopen(recovered: &Recovered, mutants: PlanMutants) -> Reopen {
         ops.push(sync(files::journal(n)));
     }
     if tail.valid_len == 0 {
-        // Its header was torn: a rotation stopped while creating it.
+        // It holds no frame: a rotation stopped while creating it.
         ops.push(FsOp::Truncate { file, len: 0 });
         let seq = recovered.next_seq;
         ops.extend(new_journal(tail.number, recovered.devices, seq));
@@ -205,6 +205,21 @@ pub(crate) fn reopen(recovered: &Recovered, mutants: PlanMutants) -> Reopen {
     } else {
         ops.push(sync(file));
         ops.push(FsOp::SyncDir);
+    }
+    // The markers a rotation that stopped left out, now that each successor
+    // exists durably and before anything is appended to it: a later recovery
+    // then refuses a journal that lost its end (see "Markers make missing
+    // files visible"). Recovery left their sequence numbers free.
+    if !mutants.reopen_without_marker {
+        for &(n, len, seq) in &recovered.unmarked {
+            let marker = [(seq, Entry::Rotated { next: n + 1 })];
+            ops.push(FsOp::Write {
+                file: files::journal(n),
+                offset: len,
+                bytes: Bytes::from(encode_group(len, &marker)),
+            });
+            ops.push(sync(files::journal(n)));
+        }
     }
     if !recovered.unsynced_dropped.is_empty() || !recovered.unsynced_kept.is_empty() {
         // What recovery decided of overlapped writes: the records it restored in

@@ -1,8 +1,8 @@
 //! Framing, torn-tail and corruption detection, checkpoint and pointer round trips.
 
 use super::frame::{FileKind, HEADER_LEN, Tear, encode_frame, encode_group, encode_header, scan};
-use super::image::{Image, encode_checkpoint, recover};
-use super::plan::PlanMutants;
+use super::image::{Image, encode_checkpoint, recover, recover_marked};
+use super::plan::{FsOp, PlanMutants};
 use super::{Entry, FORMAT_VERSION, RecordImage, decode_pointer, encode_pointer, files};
 use crate::error::Error;
 use crate::record::{ExtentId, Location, State};
@@ -236,9 +236,11 @@ fn checkpoint_then_journals_recover_the_newest_record_of_each_extent() {
     let image = image_of(10);
     let ckpt = encode_checkpoint(3, 3, &image);
     // Journal 3 rewrites extent 1 at generation 20, then (out of order, as two
-    // threads may append) an older record of it that must not win.
-    let j3 = journal(3, &[put(1, 20), put(1, 19), put(50, 1)], 100);
-    let j4 = journal(4, &[put(2, 30)], 103);
+    // threads may append) an older record of it that must not win; it ends with
+    // the marker naming journal 4.
+    let rotated = Entry::Rotated { next: 4 };
+    let j3 = journal(3, &[put(1, 20), put(1, 19), put(50, 1), rotated], 100);
+    let j4 = journal(4, &[put(2, 30)], 104);
     let r = recover(
         3,
         &ckpt,
@@ -251,7 +253,7 @@ fn checkpoint_then_journals_recover_the_newest_record_of_each_extent() {
     assert_eq!(r.image.records.get(50).expect("record").generation, 1);
     assert_eq!(r.image.records.len(), image.records.len() + 1);
     assert!(r.image.bad.contains(&Location::new(1, 4096, 10)));
-    assert_eq!((r.next_seq, r.replayed, r.devices), (104, 4, 3));
+    assert_eq!((r.next_seq, r.replayed, r.devices), (105, 5, 3));
     // Recovering twice gives the same state.
     assert_eq!(
         recover(3, &ckpt, &[(3, &j3), (4, &j4)], PlanMutants::default())
@@ -403,4 +405,125 @@ fn file_names_round_trip() {
     assert_eq!(files::checkpoint_number(&files::checkpoint(7)), Some(7));
     assert_eq!(files::journal_number("journal-12"), None);
     assert_eq!(files::checkpoint_number(&files::journal(7)), None);
+}
+
+/// The reopen's write of `file` at `offset` and where it stands in the plan.
+fn planned_write(ops: &[FsOp], file: &str, offset: u64) -> (usize, Vec<u8>) {
+    ops.iter()
+        .enumerate()
+        .find_map(|(i, op)| match op {
+            FsOp::Write {
+                file: f,
+                offset: o,
+                bytes,
+            } if f == file && *o == offset => Some((i, bytes.to_vec())),
+            _ => None,
+        })
+        .expect("the plan writes there")
+}
+
+/// A rotation that stopped before its marker leaves journal 1 without one and
+/// journal 2 with its start frame only. The reopen appends the marker, synced,
+/// before anything goes to journal 2; from then on a journal 1 that lost its end
+/// (the marker and its last records, cut at a frame boundary) while journal 2
+/// holds records is refused as corrupt instead of recovered without them.
+#[test]
+fn a_journal_cut_back_to_a_frame_boundary_is_refused_once_a_later_one_holds_records() {
+    let ckpt = encode_checkpoint(1, 3, &Image::default());
+    let start = |n| Entry::JournalStart { number: n };
+    let j1 = journal(1, &[start(1), put(1, 1), put(2, 1)], 0);
+    // The rotation numbered its marker 3 and journal 2's start frame 4.
+    let j2_started = journal(2, &[start(2)], 4);
+    let r = recover(
+        1,
+        &ckpt,
+        &[(1, &j1), (2, &j2_started)],
+        PlanMutants::default(),
+    )
+    .unwrap();
+    let end = j1.len() as u64;
+    assert_eq!(r.unmarked, vec![(1, end, 3)]);
+    let plan = super::plan::reopen(&r, PlanMutants::default());
+    let (at, marker) = planned_write(&plan.ops, &files::journal(1), end);
+    assert!(
+        matches!(&plan.ops[at + 1], FsOp::Sync { file } if *file == files::journal(1)),
+        "the marker is synced at once: {:?}",
+        plan.ops
+    );
+    let mut marked = j1.clone();
+    marked.extend_from_slice(&marker);
+    // Journal 2 then holds records: recovered, nothing left to mark.
+    let j2 = journal(2, &[start(2), put(1, 2)], 4);
+    let r = recover(1, &ckpt, &[(1, &marked), (2, &j2)], PlanMutants::default()).unwrap();
+    assert_eq!(r.image.records.get(1).expect("record").generation, 2);
+    assert_eq!(r.image.records.get(2).expect("record").generation, 1);
+    assert!(r.unmarked.is_empty());
+    // Journal 1 cut back to a frame boundary: its marker and extent 2's record
+    // are gone.
+    let cut = journal(1, &[start(1), put(1, 1)], 0);
+    for j1 in [&j1, &cut] {
+        let err = recover(1, &ckpt, &[(1, j1), (2, &j2)], PlanMutants::default()).unwrap_err();
+        assert!(
+            matches!(&err, Error::JournalCorrupt { file, .. } if *file == files::journal(1)),
+            "{err}"
+        );
+    }
+    // A store last opened by a build before format 4 may hold a journal
+    // without its marker before records (its reopen did not append one):
+    // recovered, and the reopen appends the marker then.
+    let r = recover_marked(
+        1,
+        &ckpt,
+        &[(1, &cut), (2, &j2)],
+        false,
+        PlanMutants::default(),
+    )
+    .unwrap();
+    assert_eq!(r.unmarked, vec![(1, cut.len() as u64, 2)]);
+    let plan = super::plan::reopen(&r, PlanMutants::default());
+    planned_write(&plan.ops, &files::journal(1), cut.len() as u64);
+    // The mutant leaves it out.
+    let mutant = PlanMutants {
+        reopen_without_marker: true,
+        ..PlanMutants::default()
+    };
+    let plan = super::plan::reopen(&r, mutant);
+    let end = cut.len() as u64;
+    assert!(!plan.ops.iter().any(|op| matches!(
+        op,
+        FsOp::Write { file, offset, .. } if *file == files::journal(1) && *offset == end
+    )));
+}
+
+/// A successor whose start frame was torn (its header alone persisted) is
+/// written anew, its start frame numbered after the marker, before the marker
+/// names it.
+#[test]
+fn a_successor_without_its_start_frame_is_written_anew_before_the_marker() {
+    let ckpt = encode_checkpoint(1, 3, &Image::default());
+    let j1 = journal(1, &[Entry::JournalStart { number: 1 }, put(1, 1)], 0);
+    let header_only = journal(2, &[], 0);
+    let r = recover(
+        1,
+        &ckpt,
+        &[(1, &j1), (2, &header_only)],
+        PlanMutants::default(),
+    )
+    .unwrap();
+    assert_eq!(r.tail.number, 2);
+    assert_eq!(r.tail.valid_len, 0, "no frame: written anew");
+    assert_eq!(r.unmarked, vec![(1, j1.len() as u64, 2)]);
+    assert_eq!(r.next_seq, 3, "the marker's number stays free");
+    let plan = super::plan::reopen(&r, PlanMutants::default());
+    let (created, head) = planned_write(&plan.ops, &files::journal(2), 0);
+    let (marked_at, marker) = planned_write(&plan.ops, &files::journal(1), j1.len() as u64);
+    assert!(created < marked_at, "{:?}", plan.ops);
+    assert_eq!(plan.next_seq, 4);
+    let mut j1 = j1;
+    j1.extend_from_slice(&marker);
+    let mut j2 = head;
+    encode_frame(&mut j2, 4, HEADER_LEN as u64, &put(1, 2));
+    let r = recover(1, &ckpt, &[(1, &j1), (2, &j2)], PlanMutants::default()).unwrap();
+    assert_eq!(r.image.records.get(1).expect("record").generation, 2);
+    assert!(r.unmarked.is_empty());
 }

@@ -160,6 +160,10 @@ pub struct SimConfig {
     /// Mutant: reopen without syncing what recovery read (the newest journal, the
     /// directory). A process kill then a power cut must catch it.
     pub reopen_without_sync: bool,
+    /// Mutant: reopen without appending the marker a rotation that stopped
+    /// left out. The next recovery then refuses the store as a cut journal,
+    /// which the crash checker must catch.
+    pub reopen_without_marker: bool,
     /// Mutant: commit a write in the table before its journal record is durable,
     /// so readers see a generation a power cut can take back. The crash checker
     /// must catch it.
@@ -282,6 +286,7 @@ impl Default for SimConfig {
             reuse_before_durable: false,
             pointer_before_checkpoint_sync: false,
             reopen_without_sync: false,
+            reopen_without_marker: false,
             commit_before_journal: false,
             certain_after_image: false,
             torn_as_corrupt: false,

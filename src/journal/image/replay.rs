@@ -59,12 +59,26 @@ fn cut_unfinished_batch(scan: &mut super::super::frame::Scan) -> bool {
     true
 }
 
-/// [`recover_into`] a map, from a checkpoint read whole.
+/// [`recover_into`] a map, from a checkpoint read whole, under a pointer of
+/// this build's format.
 #[cfg(all(test, not(loom)))]
 pub(crate) fn recover(
     number: u64,
     checkpoint: &[u8],
     journals: &[(u64, &[u8])],
+    mutants: super::super::PlanMutants,
+) -> Result<Recovered> {
+    recover_marked(number, checkpoint, journals, true, mutants)
+}
+
+/// [`recover`], under a pointer that promises rotation markers (`marked`,
+/// format 4) or not (format 3).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn recover_marked(
+    number: u64,
+    checkpoint: &[u8],
+    journals: &[(u64, &[u8])],
+    marked: bool,
     mutants: super::super::PlanMutants,
 ) -> Result<Recovered> {
     let mut read =
@@ -73,7 +87,14 @@ pub(crate) fn recover(
         read: &mut read,
         chunk: checkpoint.len(),
     };
-    recover_into(number, source, journals, Records::default(), mutants)
+    recover_into(
+        number,
+        source,
+        journals,
+        Records::default(),
+        marked,
+        mutants,
+    )
 }
 
 /// Where recovery reads its checkpoint from (see
@@ -100,11 +121,15 @@ pub(crate) struct Checkpoint<'a> {
 /// durably before the pointer named the checkpoint) or a missing successor of a
 /// journal that ends with [`Entry::Rotated`]; [`Error::NewerFormat`] and
 /// [`Error::OlderFormat`]; a record `records` refuses ([`Records::insert`]).
+/// With `marked` (a format 4 pointer, [`MARKED_ROTATIONS`](super::super::MARKED_ROTATIONS)),
+/// also [`Error::JournalCorrupt`] for a journal without its marker that a
+/// journal holding records follows: its end was cut.
 pub(crate) fn recover_into(
     number: u64,
     checkpoint: Checkpoint<'_>,
     journals: &[(u64, &[u8])],
     records: Records,
+    marked: bool,
     mutants: super::super::PlanMutants,
 ) -> Result<Recovered> {
     let name = files::checkpoint(number);
@@ -181,6 +206,15 @@ pub(crate) fn recover_into(
     // Every inline entry otherwise; the newest of each extent is matched
     // against the recovered record once every journal is replayed.
     let mut inline: Option<Vec<(RecordImage, Bytes)>> = (!closed).then(Vec::new);
+    // A rotation that stopped before its marker left the journal before the
+    // newest without one while the newest holds no record yet; the reopen
+    // appends it before anything goes there. Any other journal without its
+    // marker that a later one follows was cut (only under a format 4 pointer:
+    // an older build's reopen did not append it).
+    let last_holds_records = (scans.last()).is_some_and(|(_, _, _, s)| s.holds_records());
+    // The sequence number of the marker the journal just replayed lacks: the
+    // next journal's frames must come after it.
+    let mut marker_seq: Option<u64> = None;
     for (i, (n, bytes, file, scanned)) in scans.into_iter().enumerate() {
         let journal_corrupt = |offset, reason| Error::JournalCorrupt {
             file: file.clone(),
@@ -236,6 +270,12 @@ pub(crate) fn recover_into(
             if seq < recovered.next_seq {
                 return Err(journal_corrupt(0, "sequence numbers go backwards"));
             }
+            if marker_seq.take().is_some_and(|m| seq <= m) {
+                return Err(journal_corrupt(
+                    at,
+                    "no sequence number is left for the marker the journal before lacks",
+                ));
+            }
             recovered.next_seq = seq + 1;
             recovered.replayed += 1;
             match entry {
@@ -263,6 +303,18 @@ pub(crate) fn recover_into(
                 e => apply(&mut recovered.image, inline.as_mut(), &e),
             }
         }
+        if !is_last && !rotated[i] {
+            if marked && (i + 2 < count || last_holds_records) {
+                return Err(journal_corrupt(
+                    scanned.valid_len,
+                    "a later journal holds records but this one does not end with the marker naming it: its end was cut",
+                ));
+            }
+            if !scanned.offsets.is_empty() {
+                marker_seq = Some(recovered.next_seq);
+                (recovered.unmarked).push((n, scanned.valid_len, recovered.next_seq));
+            }
+        }
         if let Some(mark) = scanned.last_mark {
             let (from, to) = (mark as usize, scanned.valid_len as usize);
             if from < to {
@@ -287,11 +339,21 @@ pub(crate) fn recover_into(
             }
             recovered.tail = Tail {
                 number: n,
-                valid_len: scanned.valid_len,
+                // Without a frame it is written anew (see `Tail::valid_len`).
+                valid_len: if scanned.offsets.is_empty() {
+                    0
+                } else {
+                    scanned.valid_len
+                },
                 torn: scanned.torn,
                 closed: matches!(last, Some(Entry::Closed)),
             };
         }
+    }
+    // A successor without frames (a rotation stopped while creating it): the
+    // reopen writes it anew, its start frame after the marker.
+    if let Some(m) = marker_seq {
+        recovered.next_seq = recovered.next_seq.max(m + 1);
     }
     recovered.image.records.refused()?;
     recovered.inline = newest_inline(inline.unwrap_or_default());

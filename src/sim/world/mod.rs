@@ -159,6 +159,7 @@ impl World {
                 plan_mutants: PlanMutants {
                     pointer_before_checkpoint_sync: cfg.pointer_before_checkpoint_sync,
                     reopen_without_sync: cfg.reopen_without_sync,
+                    reopen_without_marker: cfg.reopen_without_marker,
                     torn_as_corrupt: cfg.torn_as_corrupt,
                     missing_journal_as_empty: cfg.missing_journal_as_empty,
                     checkpoint_without_device_sync: cfg.checkpoint_without_device_sync,
