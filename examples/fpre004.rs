@@ -66,6 +66,10 @@ struct Args {
     /// Misdirected write chance, parts per million per write.
     #[arg(long)]
     misdirect_ppm: Option<u32>,
+    /// Full-disk (ENOSPC) chance, parts per million per write (data and
+    /// metadata).
+    #[arg(long)]
+    disk_full_ppm: Option<u32>,
     /// Most persistent faults per run (a replica always survives).
     #[arg(long)]
     fault_budget: Option<u32>,
@@ -248,6 +252,7 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
     f.transient_ppm = args.transient_ppm.unwrap_or(f.transient_ppm);
     f.bitflip_ppm = args.bitflip_ppm.unwrap_or(f.bitflip_ppm);
     f.misdirect_ppm = args.misdirect_ppm.unwrap_or(f.misdirect_ppm);
+    f.disk_full_ppm = args.disk_full_ppm.unwrap_or(f.disk_full_ppm);
     f.persistent_budget = args.fault_budget.unwrap_or(f.persistent_budget);
     let l = &mut c.latency;
     l.burst_ppm = args.burst_ppm.unwrap_or(l.burst_ppm);
@@ -480,6 +485,7 @@ fn mutants(args: &Args) -> String {
         (args.transient_ppm.map(u64::from), "--transient-ppm"),
         (args.bitflip_ppm.map(u64::from), "--bitflip-ppm"),
         (args.misdirect_ppm.map(u64::from), "--misdirect-ppm"),
+        (args.disk_full_ppm.map(u64::from), "--disk-full-ppm"),
         (args.fault_budget.map(u64::from), "--fault-budget"),
         (args.burst_ppm.map(u64::from), "--burst-ppm"),
         (args.ack_delay_us, "--ack-delay-us"),

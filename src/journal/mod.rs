@@ -50,9 +50,11 @@
 //!   (synced) before anything goes to the successor, so every journal that a
 //!   journal holding records follows ends with its marker, and one cut back at a
 //!   frame boundary (its marker and last records gone) is refused with
-//!   [`Error::JournalCorrupt`]. (The newest journal cut back at a frame boundary
-//!   past its first frame cannot be told from one that never grew: nothing
-//!   records how long it was.)
+//!   [`Error::JournalCorrupt`]. (Two cuts cannot be told from what a crash
+//!   leaves, because nothing records how long the journal was: the newest
+//!   journal cut back at a frame boundary past its first frame, and the one
+//!   before it cut so while the newest still holds only its start frame, between
+//!   a rotation and the next append, which a stopped rotation leaves too.)
 //! * **Inline writes: one sync.** A durable write of at most
 //!   [`inline_write_max`](crate::store::StoreConfigBuilder::inline_write_max) bytes writes
 //!   its data to its device location without syncing it and journals

@@ -527,3 +527,25 @@ fn a_successor_without_its_start_frame_is_written_anew_before_the_marker() {
     assert_eq!(r.image.records.get(1).expect("record").generation, 2);
     assert!(r.unmarked.is_empty());
 }
+
+/// A journal whose last frame is numbered just before its successor's first
+/// lost nothing at its end, marker or not (a build before format 4 wrote a
+/// successor anew after a stopped rotation numbered so): recovered under a
+/// format 4 pointer, nothing to mark. One frame fewer leaves a gap: cut.
+#[test]
+fn a_journal_numbered_just_before_its_successor_needs_no_marker() {
+    let ckpt = encode_checkpoint(1, 3, &Image::default());
+    let start = |n| Entry::JournalStart { number: n };
+    let j1 = journal(1, &[start(1), put(1, 1), put(2, 1)], 0);
+    let j2 = journal(2, &[start(2), put(1, 2)], 3);
+    let r = recover(1, &ckpt, &[(1, &j1), (2, &j2)], PlanMutants::default()).unwrap();
+    assert_eq!(r.image.records.get(1).expect("record").generation, 2);
+    assert_eq!(r.image.records.get(2).expect("record").generation, 1);
+    assert!(r.unmarked.is_empty());
+    let cut = journal(1, &[start(1), put(1, 1)], 0);
+    let err = recover(1, &ckpt, &[(1, &cut), (2, &j2)], PlanMutants::default()).unwrap_err();
+    assert!(
+        matches!(&err, Error::JournalCorrupt { file, .. } if *file == files::journal(1)),
+        "{err}"
+    );
+}

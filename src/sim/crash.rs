@@ -88,10 +88,10 @@ enum PlanEnd {
     Done,
     /// The power failed before a step.
     Cut,
-    /// An injected I/O error failed a step: the open fails (unless a full
-    /// disk can release the reserve), with what the steps before it did still
-    /// in the page cache.
-    Failed(crate::Error),
+    /// An injected I/O error failed the step at this index: the open fails
+    /// (unless a full disk can release the reserve, and the plan resumes
+    /// there), with what the steps before it did still in the page cache.
+    Failed(usize, crate::Error),
 }
 
 /// Runs `ops` on the directory: the power fails before step `cut`, if any; a
@@ -110,7 +110,7 @@ fn run_plan(
             return Ok(PlanEnd::Cut);
         }
         if may_fail && let Some(err) = meta.injected_error(op) {
-            return Ok(PlanEnd::Failed(err));
+            return Ok(PlanEnd::Failed(i, err));
         }
         match op {
             FsOp::DeviceWrite { location, bytes } => fabric.rewrite(*location, bytes.clone()),
@@ -247,7 +247,7 @@ pub(crate) fn recover(
                     durable = true;
                     continue;
                 }
-                PlanEnd::Failed(_) => {
+                PlanEnd::Failed(..) => {
                     failures_left -= 1;
                     report.recovery_plan_failures += 1;
                     durable = false;
@@ -275,20 +275,21 @@ pub(crate) fn recover(
             cut,
             may_fail,
         )?;
-        // As `Store::open`: a full disk releases the reserve, and the plan runs
-        // again from its start.
+        // As `Store::open`: a full disk releases the reserve, and the plan
+        // resumes at the step that failed.
         let end = match end {
-            PlanEnd::Failed(err) => match opening.writer.release_reserve_for(&err, &opening.reopen)
-            {
-                Some(retry) => {
-                    // Bounded: the failure consumed one of `PLAN_FAILURES`.
-                    failures_left -= 1;
-                    let may_fail = failures_left > 0;
-                    let cut = crashes.during(retry.len());
-                    run_plan(meta, fabric, geometry.devices, &retry, cut, may_fail)?
+            PlanEnd::Failed(at, err) => {
+                match (opening.writer).release_reserve_for(&err, &opening.reopen[at..]) {
+                    Some(retry) => {
+                        // Bounded: the failure consumed one of `PLAN_FAILURES`.
+                        failures_left -= 1;
+                        let may_fail = failures_left > 0;
+                        let cut = crashes.during(retry.len());
+                        run_plan(meta, fabric, geometry.devices, &retry, cut, may_fail)?
+                    }
+                    None => PlanEnd::Failed(at, err),
                 }
-                None => PlanEnd::Failed(err),
-            },
+            }
             end => end,
         };
         match end {
@@ -304,7 +305,7 @@ pub(crate) fn recover(
                 durable = true;
                 continue;
             }
-            PlanEnd::Failed(_) => {
+            PlanEnd::Failed(..) => {
                 // The next open reads what the plan left in the page cache
                 // (a failed sync may have dropped some of it): not durable
                 // state, so it need not repeat this recovery.

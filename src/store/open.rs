@@ -208,14 +208,19 @@ fn recover_and_open(
     dir.run(&opening.create)?;
     let backend = Arc::new(open_device_files(&dir, device_files)?);
     dir.set_devices(Arc::clone(&backend));
-    if let Err(err) = dir.run(&opening.reopen) {
-        // A full disk: the reserve is there for this. Released, the plan runs
-        // again from its start (every step before a rename is a write, cut or
-        // sync of the same bytes, and a full disk fails only a write). The
-        // store then opens, refusing new writes until the reserve can be made
-        // again (at once, if the plan freed space, as a journal cut back does).
+    // Step by step, to know which step failed.
+    let failed = (opening.reopen.iter().enumerate())
+        .find_map(|(at, op)| dir.run(std::slice::from_ref(op)).err().map(|e| (at, e)));
+    if let Some((at, err)) = failed {
+        // A full disk: the reserve is there for this. Released, the plan
+        // resumes at the step that failed (a write, which runs again whole).
+        // Not from its start: once the marker a stopped rotation left out is
+        // durable, cutting its successor back again (to write it anew) would
+        // leave a marker naming a journal without a frame. The store then
+        // opens, refusing new writes until the reserve can be made again (at
+        // once, if the plan freed space, as a journal cut back does).
         let retry = (opening.writer)
-            .release_reserve_for(&err, &opening.reopen)
+            .release_reserve_for(&err, &opening.reopen[at..])
             .ok_or(err)?;
         dir.run(&retry)?;
     }

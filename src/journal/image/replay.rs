@@ -122,8 +122,9 @@ pub(crate) struct Checkpoint<'a> {
 /// journal that ends with [`Entry::Rotated`]; [`Error::NewerFormat`] and
 /// [`Error::OlderFormat`]; a record `records` refuses ([`Records::insert`]).
 /// With `marked` (a format 4 pointer, [`MARKED_ROTATIONS`](super::super::MARKED_ROTATIONS)),
-/// also [`Error::JournalCorrupt`] for a journal without its marker that a
-/// journal holding records follows: its end was cut.
+/// also [`Error::JournalCorrupt`] for a journal without its marker, numbered
+/// with a gap before its successor, that a journal holding records follows, or
+/// that is not the one before the newest: its end was cut.
 pub(crate) fn recover_into(
     number: u64,
     checkpoint: Checkpoint<'_>,
@@ -212,8 +213,16 @@ pub(crate) fn recover_into(
     // marker that a later one follows was cut (only under a format 4 pointer:
     // an older build's reopen did not append it).
     let last_holds_records = (scans.last()).is_some_and(|(_, _, _, s)| s.holds_records());
-    // The sequence number of the marker the journal just replayed lacks: the
-    // next journal's frames must come after it.
+    // Each journal's first sequence number. A journal whose last frame is
+    // numbered just before its successor's first lost nothing at its end,
+    // marker or not (a build before format 4 wrote a successor anew after a
+    // stopped rotation numbered so); one cut back at a frame boundary always
+    // leaves a gap (its successor was numbered after every frame it had).
+    let first_seqs: Vec<Option<u64>> = (scans.iter())
+        .map(|(_, bytes, _, s)| s.entry(bytes, 0).map(|(seq, _)| seq))
+        .collect();
+    // The sequence number of the marker the journal just replayed lacks, while
+    // no later journal has a frame: appends go on after it.
     let mut marker_seq: Option<u64> = None;
     for (i, (n, bytes, file, scanned)) in scans.into_iter().enumerate() {
         let journal_corrupt = |offset, reason| Error::JournalCorrupt {
@@ -270,12 +279,7 @@ pub(crate) fn recover_into(
             if seq < recovered.next_seq {
                 return Err(journal_corrupt(0, "sequence numbers go backwards"));
             }
-            if marker_seq.take().is_some_and(|m| seq <= m) {
-                return Err(journal_corrupt(
-                    at,
-                    "no sequence number is left for the marker the journal before lacks",
-                ));
-            }
+            marker_seq = None;
             recovered.next_seq = seq + 1;
             recovered.replayed += 1;
             match entry {
@@ -303,7 +307,11 @@ pub(crate) fn recover_into(
                 e => apply(&mut recovered.image, inline.as_mut(), &e),
             }
         }
-        if !is_last && !rotated[i] {
+        let ends_before_next = (scanned.offsets.len().checked_sub(1))
+            .and_then(|last| scanned.entry(bytes, last))
+            .zip(first_seqs.get(i + 1).copied().flatten())
+            .is_some_and(|((last, _), next)| next == last + 1);
+        if !is_last && !rotated[i] && !ends_before_next {
             if marked && (i + 2 < count || last_holds_records) {
                 return Err(journal_corrupt(
                     scanned.valid_len,
