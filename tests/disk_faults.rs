@@ -818,56 +818,72 @@ fn a_journal_cut_to_its_header_is_fpre023_and_changes_nothing() {
     }
 }
 
-/// A rotation whose checkpoint failed (ENOSPC on the checkpoint file, with no
-/// metadata reserve to release) leaves the old checkpoint current and the
-/// rotated journal ending with the marker naming its successor; the successor
-/// then goes missing: FPRE023 naming it, nothing changed.
-#[test]
-fn a_rotated_journal_whose_successor_is_missing_is_fpre023_and_changes_nothing() {
-    let tmp = fault_fs::tempdir();
-    let dir = tmp.path();
+/// Opens a store in `dir` and fills its 4 KiB journal until it rotates, with
+/// the rotation's checkpoint failing (ENOSPC on the checkpoint file, with no
+/// metadata reserve to release): checkpoint 1 stays current, journal 1 ends
+/// with the marker naming journal 2, and three more writes go to journal 2;
+/// then closes it. `before_rotation` runs first, on the open store. Records
+/// only, none appended in the background: inline data would fill the small
+/// journal and rotate again, and overlapped writes' markers would follow a
+/// copy of the journal taken between two writes.
+fn rotated_with_its_checkpoint_failed(
+    dir: &Path,
+    model: &mut Model,
+    before_rotation: impl FnOnce(&Store, &mut Model),
+) -> StoreConfig {
     let cfg = StoreConfig::builder()
         .devices(1)
         .cache_bytes(0)
         .prefetch_workers(0)
         .journal_max_bytes(4096)
         .metadata_reserve_bytes(0)
-        // Records only: inline data would fill the small journal and rotate again.
         .inline_write_max(0)
+        .overlap_data_sync(false)
         .build()
         .unwrap();
     let fs = FaultFs::new(dir, u64::MAX, Faults::default());
-    let mut model = Model::new();
-    {
-        let store = Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()).unwrap();
-        fs.set_faults(Faults {
-            enospc: Some(WriteFault {
-                target: Target::Checkpoint,
-                nth: 1,
-                short: true,
-            }),
-            ..Faults::default()
-        });
-        let mut n = 0;
-        // Bounded: about 60 writes fill a 4 KiB journal.
-        while store.stats().journal_number < 2 {
-            put(&store, &mut model, n % 16, n / 16 + 1);
-            n += 1;
-            assert!(n < 1000, "no rotation");
-        }
-        // The checkpointer writes the rotation's checkpoint in the background.
-        wait_until(|| fs.fired().is_some());
-        assert!(fs.fired().is_some_and(|f| f.contains("checkpoint-")));
-        for id in 0..3 {
-            put(&store, &mut model, id, 100);
-        }
-        store.close().unwrap();
+    let store = Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()).unwrap();
+    fs.set_faults(Faults {
+        enospc: Some(WriteFault {
+            target: Target::Checkpoint,
+            nth: 1,
+            short: true,
+        }),
+        ..Faults::default()
+    });
+    before_rotation(&store, model);
+    let next = |model: &Model, id: u64| model.get(&id).copied().flatten().unwrap_or(0) + 1;
+    let mut n = 0;
+    // Bounded: about 60 writes fill a 4 KiB journal.
+    while store.stats().journal_number < 2 {
+        let id = n % 16;
+        put(&store, model, id, next(model, id));
+        n += 1;
+        assert!(n < 1000, "no rotation");
     }
+    // The checkpointer writes the rotation's checkpoint in the background.
+    wait_until(|| fs.fired().is_some());
+    assert!(fs.fired().is_some_and(|f| f.contains("checkpoint-")));
+    for id in 0..3 {
+        put(&store, model, id, next(model, id));
+    }
+    store.close().unwrap();
     assert_eq!(
         std::fs::read(dir.join("CURRENT")).unwrap()[12],
         1,
         "checkpoint 1 stays current"
     );
+    cfg
+}
+
+/// A rotated journal's successor goes missing: FPRE023 naming it, nothing
+/// changed.
+#[test]
+fn a_rotated_journal_whose_successor_is_missing_is_fpre023_and_changes_nothing() {
+    let tmp = fault_fs::tempdir();
+    let dir = tmp.path();
+    let mut model = Model::new();
+    let cfg = rotated_with_its_checkpoint_failed(dir, &mut model, |_, _| {});
     let store = Store::open(dir, cfg.clone()).unwrap();
     check(&store, &model);
     drop(store);
@@ -888,52 +904,15 @@ fn a_rotated_journal_whose_successor_is_missing_is_fpre023_and_changes_nothing()
 fn a_rotated_journal_cut_back_to_a_frame_boundary_is_fpre021_and_changes_nothing() {
     let tmp = fault_fs::tempdir();
     let dir = tmp.path();
-    let cfg = StoreConfig::builder()
-        .devices(1)
-        .cache_bytes(0)
-        .prefetch_workers(0)
-        .journal_max_bytes(4096)
-        .metadata_reserve_bytes(0)
-        // Records only, and none appended in the background: the copy of the
-        // journal below ends at a frame boundary.
-        .inline_write_max(0)
-        .overlap_data_sync(false)
-        .build()
-        .unwrap();
-    let fs = FaultFs::new(dir, u64::MAX, Faults::default());
     let journal_1 = dir.join("journal-00000000000000000001");
     let mut model = Model::new();
-    let earlier;
-    {
-        let store = Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()).unwrap();
-        // The rotation's checkpoint fails: journal 1 stays, ending with its
-        // marker, and journal 2 takes the next records.
-        fs.set_faults(Faults {
-            enospc: Some(WriteFault {
-                target: Target::Checkpoint,
-                nth: 1,
-                short: true,
-            }),
-            ..Faults::default()
-        });
+    let mut earlier = Vec::new();
+    let cfg = rotated_with_its_checkpoint_failed(dir, &mut model, |store, model| {
         for id in 0..4 {
-            put(&store, &mut model, id, 1);
+            put(store, model, id, 1);
         }
         earlier = std::fs::read(&journal_1).unwrap();
-        let mut n = 0;
-        // Bounded: about 60 writes fill a 4 KiB journal.
-        while store.stats().journal_number < 2 {
-            put(&store, &mut model, 4 + n % 16, n / 16 + 2);
-            n += 1;
-            assert!(n < 1000, "no rotation");
-        }
-        wait_until(|| fs.fired().is_some());
-        assert!(fs.fired().is_some_and(|f| f.contains("checkpoint-")));
-        for id in 0..3 {
-            put(&store, &mut model, id, 100);
-        }
-        store.close().unwrap();
-    }
+    });
     let whole = std::fs::read(&journal_1).unwrap();
     assert!(whole.len() > earlier.len(), "journal 1 grew after the copy");
     std::fs::write(&journal_1, &earlier).unwrap();

@@ -43,6 +43,27 @@ fn an_invalid_configuration_is_a_typed_error_and_run_reports_it() {
     );
 }
 
+/// Every chance is parts per million: a full disk more often than always is
+/// refused, as the other chances are, not run as always.
+#[test]
+fn a_chance_over_a_million_ppm_is_refused() {
+    let mut cfg = SimConfig::default();
+    cfg.faults.disk_full_ppm = 1_000_001;
+    let err = sim::try_run(0, &cfg).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidConfig {
+                field: "faults.disk_full_ppm",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    cfg.faults.disk_full_ppm = 1_000_000;
+    assert!(sim::try_run(0, &cfg).is_ok());
+}
+
 /// Zero, one and ordinary values mostly, out-of-bounds ones rarely: with about 25
 /// fields, a run must stay likely to be valid or the property tests only `validate`.
 fn u32s() -> impl Strategy<Value = u32> {

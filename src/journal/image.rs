@@ -231,10 +231,11 @@ pub(crate) struct Recovered {
     /// journals this build may fill with records that build cannot read) instead
     /// of taking them for a torn tail.
     pub(crate) pointer_upgrade: bool,
-    /// Journals that a later journal follows but that do not end with
-    /// [`Entry::Rotated`] (a rotation stopped before its marker, or a build
-    /// before format 4 reopened after it): `(number, valid length, the marker's
-    /// sequence number)`. The reopen appends the marker to each, synced, before
+    /// Journals that a later journal follows but that neither end with
+    /// [`Entry::Rotated`] nor with a frame numbered just before the later
+    /// journal's first (a rotation stopped before its marker, and a build
+    /// before format 4 may have reopened after it): `(number, valid length, the
+    /// marker's sequence number)`. The reopen appends the marker to each, synced, before
     /// anything else is appended (see `plan::reopen`).
     pub(crate) unmarked: Vec<(u64, u64, u64)>,
 }

@@ -48,8 +48,10 @@
 //!   [`Error::MissingCheckpoint`] and nothing is changed. A rotation that stopped
 //!   before its marker leaves the old journal without one; the reopen appends it
 //!   (synced) before anything goes to the successor, so every journal that a
-//!   journal holding records follows ends with its marker, and one cut back at a
-//!   frame boundary (its marker and last records gone) is refused with
+//!   journal holding records follows ends with its marker (or, written by a
+//!   build before format 4, with a frame numbered just before its successor's
+//!   first: a cut always leaves a gap), and one cut back at a frame boundary
+//!   (its marker and last records gone) is refused with
 //!   [`Error::JournalCorrupt`]. (Two cuts cannot be told from what a crash
 //!   leaves, because nothing records how long the journal was: the newest
 //!   journal cut back at a frame boundary past its first frame, and the one
@@ -135,7 +137,9 @@ pub const METADATA_DEVICE: u16 = u16::MAX;
 pub(crate) const FORMAT_VERSION: u32 = 4;
 
 /// The first format whose pointer promises that every journal a journal
-/// holding records follows ends with [`Entry::Rotated`].
+/// holding records follows ends with [`Entry::Rotated`], or with a frame
+/// numbered just before its successor's first (as a build before format 4
+/// left it).
 pub(crate) const MARKED_ROTATIONS: u32 = 4;
 
 /// One journal entry: a durable fact about the store.

@@ -123,11 +123,10 @@ pub(crate) fn new_journal(number: u64, devices: u16, seq: u64) -> Vec<FsOp> {
 /// back to its valid prefix. A journal without a frame (its header or start
 /// frame torn: a rotation stopped while creating it, before anything was
 /// appended) is written anew, and then the marker that rotation left out is
-/// appended to the journal before it ([`Recovered::unmarked`]). Every step is
-/// a write, cut or sync of the same bytes whoever runs it, but the plan is not
-/// one to run twice from its start (that would cut the successor back after
-/// the marker naming it is durable): after a full disk it resumes at the step
-/// that failed.
+/// appended to the journal before it ([`Recovered::unmarked`]). The plan is
+/// not one to run twice from its start (that would cut the successor back
+/// after the marker naming it is durable): after a full disk, which fails only
+/// a write, it resumes at the write that failed.
 ///
 /// Recovery may read what was never made durable: after a process crash (the
 /// operating system kept the unsynced bytes) or a failed sync, the newest journal's

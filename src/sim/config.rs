@@ -369,6 +369,7 @@ impl SimConfig {
             ("faults.transient_ppm", self.faults.transient_ppm),
             ("faults.misdirect_ppm", self.faults.misdirect_ppm),
             ("faults.bitflip_ppm", self.faults.bitflip_ppm),
+            ("faults.disk_full_ppm", self.faults.disk_full_ppm),
         ];
         check(
             "devices",
