@@ -821,8 +821,8 @@ fn a_journal_cut_to_its_header_is_fpre023_and_changes_nothing() {
 /// Opens a store in `dir` and fills its 4 KiB journal until it rotates, with
 /// the rotation's checkpoint failing (ENOSPC on the checkpoint file, with no
 /// metadata reserve to release): checkpoint 1 stays current, journal 1 ends
-/// with the marker naming journal 2, and three more writes go to journal 2;
-/// then closes it. `before_rotation` runs first, on the open store. Records
+/// with the marker naming journal 2, and `writes_after` more writes go to
+/// journal 2; then closes it. `before_rotation` runs first, on the open store. Records
 /// only, none appended in the background: inline data would fill the small
 /// journal and rotate again, and overlapped writes' markers would follow a
 /// copy of the journal taken between two writes.
@@ -830,6 +830,7 @@ fn rotated_with_its_checkpoint_failed(
     dir: &Path,
     model: &mut Model,
     before_rotation: impl FnOnce(&Store, &mut Model),
+    writes_after: u64,
 ) -> StoreConfig {
     let cfg = StoreConfig::builder()
         .devices(1)
@@ -864,7 +865,7 @@ fn rotated_with_its_checkpoint_failed(
     // The checkpointer writes the rotation's checkpoint in the background.
     wait_until(|| fs.fired().is_some());
     assert!(fs.fired().is_some_and(|f| f.contains("checkpoint-")));
-    for id in 0..3 {
+    for id in 0..writes_after {
         put(&store, model, id, next(model, id));
     }
     store.close().unwrap();
@@ -883,7 +884,7 @@ fn a_rotated_journal_whose_successor_is_missing_is_fpre023_and_changes_nothing()
     let tmp = fault_fs::tempdir();
     let dir = tmp.path();
     let mut model = Model::new();
-    let cfg = rotated_with_its_checkpoint_failed(dir, &mut model, |_, _| {});
+    let cfg = rotated_with_its_checkpoint_failed(dir, &mut model, |_, _| {}, 3);
     let store = Store::open(dir, cfg.clone()).unwrap();
     check(&store, &model);
     drop(store);
@@ -907,12 +908,17 @@ fn a_rotated_journal_cut_back_to_a_frame_boundary_is_fpre021_and_changes_nothing
     let journal_1 = dir.join("journal-00000000000000000001");
     let mut model = Model::new();
     let mut earlier = Vec::new();
-    let cfg = rotated_with_its_checkpoint_failed(dir, &mut model, |store, model| {
-        for id in 0..4 {
-            put(store, model, id, 1);
-        }
-        earlier = std::fs::read(&journal_1).unwrap();
-    });
+    let cfg = rotated_with_its_checkpoint_failed(
+        dir,
+        &mut model,
+        |store, model| {
+            for id in 0..4 {
+                put(store, model, id, 1);
+            }
+            earlier = std::fs::read(&journal_1).unwrap();
+        },
+        3,
+    );
     let whole = std::fs::read(&journal_1).unwrap();
     assert!(whole.len() > earlier.len(), "journal 1 grew after the copy");
     std::fs::write(&journal_1, &earlier).unwrap();
@@ -925,6 +931,74 @@ fn a_rotated_journal_cut_back_to_a_frame_boundary_is_fpre021_and_changes_nothing
     std::fs::write(&journal_1, &whole).unwrap();
     let store = Store::open(dir, cfg).unwrap();
     check(&store, &model);
+}
+
+/// A rotation a crash stopped: journal 1 without its marker, journal 2 with its
+/// header and a torn start frame, under a format-3 pointer. The reopen writes
+/// journal 2 anew, appends journal 1's marker, then rewrites the pointer in
+/// this format, where the disk is full: the reserve is released and the plan
+/// resumes there. The power then fails at each journal sync in turn (or not at
+/// all), and whatever it keeps, the next open finds every acknowledged write.
+/// Run again from its start, the plan cut journal 2 back after the marker
+/// naming it was durable, and a cut there left FPRE023.
+#[test]
+fn a_reopen_on_a_full_disk_loses_nothing_whatever_a_power_cut_then_keeps() {
+    const RESERVE: u64 = 64 << 10;
+    let mut full = 0;
+    for nth in 1..=12 {
+        let tmp = fault_fs::tempdir();
+        let dir = tmp.path();
+        let mut model = Model::new();
+        rotated_with_its_checkpoint_failed(dir, &mut model, |_, _| {}, 0);
+        let journal = |n: u64| dir.join(format!("journal-{n:020}"));
+        let j1 = std::fs::read(journal(1)).unwrap();
+        let marker = *frames(&j1).last().unwrap();
+        std::fs::write(journal(1), &j1[..marker.at]).unwrap();
+        let j2 = std::fs::read(journal(2)).unwrap();
+        std::fs::write(journal(2), &j2[..HEADER + 5]).unwrap();
+        let current = dir.join("CURRENT");
+        let mut pointer = std::fs::read(&current).unwrap();
+        pointer[8..12].copy_from_slice(&3u32.to_le_bytes());
+        let crc = crc32c::crc32c(&pointer[..20]);
+        pointer[20..24].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&current, &pointer).unwrap();
+        std::fs::write(dir.join("RESERVE"), vec![0u8; RESERVE as usize]).unwrap();
+        // The same store, now with a reserve to release.
+        let cfg = StoreConfig::builder()
+            .devices(1)
+            .cache_bytes(0)
+            .prefetch_workers(0)
+            .journal_max_bytes(4096)
+            .metadata_reserve_bytes(RESERVE)
+            .inline_write_max(0)
+            .overlap_data_sync(false)
+            .build()
+            .unwrap();
+        let fs = FaultFs::new(
+            dir,
+            u64::MAX,
+            Faults {
+                enospc: Some(WriteFault {
+                    target: Target::CheckpointOrPointer,
+                    nth: 1,
+                    short: true,
+                }),
+                cut_at_sync: Some((Target::Journal, nth)),
+                ..Faults::default()
+            },
+        );
+        if let Ok(store) = Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()) {
+            check(&store, &model);
+            drop(store);
+        }
+        // A cut before the pointer's write stops the plan before it.
+        full += u32::from(fs.fired().is_some_and(|f| f.contains("CURRENT")));
+        fs.cut(&mut Rng::new(nth), Cut::AnySubset);
+        let store =
+            Store::open(dir, cfg).unwrap_or_else(|e| panic!("cut at journal sync {nth}: {e}"));
+        check(&store, &model);
+    }
+    assert!(full > 0, "the pointer's write never met the full disk");
 }
 
 // ---------------------------------------------------------------------------
