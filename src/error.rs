@@ -239,8 +239,9 @@ pub enum Error {
 
     /// A journal record failed its length or checksum check and valid records follow
     /// it, or the damage is in a journal older than the newest, or a journal that
-    /// a later journal holding records follows does not end with the marker naming
-    /// its successor (its end was cut): the journal is corrupt. Recovery refuses it
+    /// a later journal holding records follows ends neither with the marker naming
+    /// its successor nor with a frame numbered just before the successor's first
+    /// (its end was cut): the journal is corrupt. Recovery refuses it
     /// rather than drop acknowledged records; nothing on disk was changed.
     #[error("FPRE021 journal corrupt: {file} at byte {offset}: {reason}")]
     JournalCorrupt {

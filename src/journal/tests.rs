@@ -549,3 +549,27 @@ fn a_journal_numbered_just_before_its_successor_needs_no_marker() {
         "{err}"
     );
 }
+
+/// A journal without its marker two journals before the newest was cut, even
+/// while the newest holds only its start frame: only the journal just before
+/// the newest can be the one a stopped rotation left unmarked.
+#[test]
+fn a_journal_without_its_marker_further_back_is_refused() {
+    let ckpt = encode_checkpoint(1, 3, &Image::default());
+    let start = |n| Entry::JournalStart { number: n };
+    let j1 = journal(1, &[start(1), put(1, 1)], 0);
+    let j2 = journal(2, &[start(2), put(2, 1), Entry::Rotated { next: 3 }], 4);
+    let j3 = journal(3, &[start(3)], 7);
+    let journals = [(1, &j1[..]), (2, &j2[..]), (3, &j3[..])];
+    let err = recover(1, &ckpt, &journals, PlanMutants::default()).unwrap_err();
+    assert!(
+        matches!(&err, Error::JournalCorrupt { file, .. } if *file == files::journal(1)),
+        "{err}"
+    );
+    // With its marker, all three recover.
+    let marked = journal(1, &[start(1), put(1, 1), Entry::Rotated { next: 2 }], 0);
+    let journals = [(1, &marked[..]), (2, &j2[..]), (3, &j3[..])];
+    let r = recover(1, &ckpt, &journals, PlanMutants::default()).unwrap();
+    assert_eq!(r.image.records.get(2).expect("record").generation, 1);
+    assert!(r.unmarked.is_empty());
+}

@@ -281,6 +281,7 @@ pub(crate) fn recover(
             PlanEnd::Failed(at, err) => {
                 match (opening.writer).release_reserve_for(&err, &opening.reopen[at..]) {
                     Some(retry) => {
+                        report.reopen_reserve_releases += 1;
                         // Bounded: the failure consumed one of `PLAN_FAILURES`.
                         failures_left -= 1;
                         let may_fail = failures_left > 0;

@@ -99,6 +99,9 @@ pub struct Report {
     pub device_sync_failures: u64,
     /// Times the metadata reserve was released because the disk was full.
     pub reserve_releases: u64,
+    /// Of which: releases for a reopen plan, which then resumed at the write
+    /// that failed.
+    pub reopen_reserve_releases: u64,
     /// Writes whose bytes traveled in their journal record (one sync).
     pub inline_writes: u64,
     /// Inline writes' data that recovery wrote back from the journal.

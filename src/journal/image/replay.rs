@@ -122,9 +122,9 @@ pub(crate) struct Checkpoint<'a> {
 /// journal that ends with [`Entry::Rotated`]; [`Error::NewerFormat`] and
 /// [`Error::OlderFormat`]; a record `records` refuses ([`Records::insert`]).
 /// With `marked` (a format 4 pointer, [`MARKED_ROTATIONS`](super::super::MARKED_ROTATIONS)),
-/// also [`Error::JournalCorrupt`] for a journal without its marker, numbered
-/// with a gap before its successor, that a journal holding records follows, or
-/// that is not the one before the newest: its end was cut.
+/// also [`Error::JournalCorrupt`] for a journal without its marker (and
+/// numbered with a gap before its successor) when the newest journal holds
+/// records or it is not the one before the newest: its end was cut.
 pub(crate) fn recover_into(
     number: u64,
     checkpoint: Checkpoint<'_>,
