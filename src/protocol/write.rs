@@ -51,6 +51,9 @@ pub(crate) struct WriteOp {
     /// Whether the first record was journaled while the data's sync ran (see
     /// [`overlaps`](Self::overlaps)).
     overlapped: bool,
+    /// The bytes' identity-bound checksum and its generation, computed once:
+    /// the proposal and the commit both need it, and it reads every byte.
+    checksum: std::cell::Cell<Option<(u64, u32)>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -107,6 +110,7 @@ impl WriteOp {
             phase: Phase::Idle,
             inline: false,
             overlapped: false,
+            checksum: std::cell::Cell::new(None),
         }
     }
 
@@ -245,10 +249,13 @@ impl WriteOp {
     /// The transition that commits this write's bytes at `location` on top of
     /// `expected`.
     fn change(&self, expected: &Snapshot, location: Location) -> Change {
-        Change::CommitWrite {
-            location,
-            checksum: checksum(self.id, expected.generation() + 1, &self.bytes),
-        }
+        let generation = expected.generation() + 1;
+        let checksum = match self.checksum.get() {
+            Some((g, sum)) if g == generation => sum,
+            _ => checksum(self.id, generation, &self.bytes),
+        };
+        self.checksum.set(Some((generation, checksum)));
+        Change::CommitWrite { location, checksum }
     }
 
     /// The record committing the write on top of `expected` will make: what is
