@@ -819,6 +819,21 @@ fn a_journal_cut_to_its_header_is_fpre023_and_changes_nothing() {
     }
 }
 
+/// A store of one device and a 4 KiB journal that writes records only, with
+/// a metadata reserve of `reserve` bytes (see `rotated_with_its_checkpoint_failed`).
+fn rotating(reserve: u64) -> StoreConfig {
+    StoreConfig::builder()
+        .devices(1)
+        .cache_bytes(0)
+        .prefetch_workers(0)
+        .journal_max_bytes(4096)
+        .metadata_reserve_bytes(reserve)
+        .inline_write_max(0)
+        .overlap_data_sync(false)
+        .build()
+        .unwrap()
+}
+
 /// Opens a store in `dir` and fills its 4 KiB journal until it rotates, with
 /// the rotation's checkpoint failing (ENOSPC on the checkpoint file, with no
 /// metadata reserve to release): checkpoint 1 stays current, journal 1 ends
@@ -833,16 +848,7 @@ fn rotated_with_its_checkpoint_failed(
     before_rotation: impl FnOnce(&Store, &mut Model),
     writes_after: u64,
 ) -> StoreConfig {
-    let cfg = StoreConfig::builder()
-        .devices(1)
-        .cache_bytes(0)
-        .prefetch_workers(0)
-        .journal_max_bytes(4096)
-        .metadata_reserve_bytes(0)
-        .inline_write_max(0)
-        .overlap_data_sync(false)
-        .build()
-        .unwrap();
+    let cfg = rotating(0);
     let fs = FaultFs::new(dir, u64::MAX, Faults::default());
     let store = Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()).unwrap();
     fs.set_faults(Faults {
@@ -976,16 +982,7 @@ fn a_reopen_on_a_full_disk_loses_nothing_whatever_a_power_cut_then_keeps() {
         std::fs::write(&current, &pointer).unwrap();
         std::fs::write(dir.join("RESERVE"), vec![0u8; RESERVE as usize]).unwrap();
         // The same store, now with a reserve to release.
-        let cfg = StoreConfig::builder()
-            .devices(1)
-            .cache_bytes(0)
-            .prefetch_workers(0)
-            .journal_max_bytes(4096)
-            .metadata_reserve_bytes(RESERVE)
-            .inline_write_max(0)
-            .overlap_data_sync(false)
-            .build()
-            .unwrap();
+        let cfg = rotating(RESERVE);
         let fs = FaultFs::new(
             dir,
             u64::MAX,

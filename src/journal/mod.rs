@@ -488,8 +488,9 @@ pub(crate) fn recover_dir(
         read: &mut read,
         chunk,
     };
-    let marked = pointer_format(&pointer) >= MARKED_ROTATIONS;
+    let format = pointer_format(&pointer);
+    let marked = format >= MARKED_ROTATIONS;
     let mut recovered = recover_into(number, checkpoint, &refs, records, marked, mutants)?;
-    recovered.pointer_upgrade = pointer_format(&pointer) < FORMAT_VERSION;
+    recovered.pointer_upgrade = format < FORMAT_VERSION;
     Ok(Some(recovered))
 }

@@ -307,10 +307,9 @@ pub(crate) fn recover_into(
                 e => apply(&mut recovered.image, inline.as_mut(), &e),
             }
         }
-        let ends_before_next = (scanned.offsets.len().checked_sub(1))
-            .and_then(|last| scanned.entry(bytes, last))
-            .zip(first_seqs.get(i + 1).copied().flatten())
-            .is_some_and(|((last, _), next)| next == last + 1);
+        // After this journal's frames, `next_seq` is its last frame's number + 1.
+        let ends_before_next = !scanned.offsets.is_empty()
+            && first_seqs.get(i + 1).copied().flatten() == Some(recovered.next_seq);
         if !is_last && !rotated[i] && !ends_before_next {
             if marked && (i + 2 < count || last_holds_records) {
                 return Err(journal_corrupt(
