@@ -105,9 +105,22 @@ struct Args {
     /// Replay the synthetic workloads with known shifts instead of trace files.
     #[arg(long)]
     synthetic: bool,
+    /// Capacities in pages for the ARC traces and the synthetic workloads,
+    /// instead of the paper's: one point of a table, for quick policy iteration.
+    #[arg(long, value_delimiter = ',')]
+    pages: Vec<u64>,
 }
 
 impl Args {
+    /// `--pages` if given, else `default`.
+    fn pages_or(&self, default: &[u64]) -> Vec<u64> {
+        if self.pages.is_empty() {
+            default.to_vec()
+        } else {
+            self.pages.clone()
+        }
+    }
+
     fn policy(&self) -> Result<CachePolicy, extentmeta::Error> {
         let mut b = CachePolicy::builder();
         if let Some(v) = self.promote_after_reads {
@@ -145,7 +158,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.synthetic {
         for (name, requests) in synthetic() {
             let t0 = std::time::Instant::now();
-            replay_pages(&name, &requests, &[1000, 2000, 4000, 8000, 16000], &args);
+            let pages = args.pages_or(&[1000, 2000, 4000, 8000, 16000]);
+            replay_pages(&name, &requests, &pages, &args);
             println!("({name}: {:.1} s)", t0.elapsed().as_secs_f64());
         }
         return Ok(());
@@ -239,10 +253,10 @@ fn replay_file(file: &Path, args: &Args) -> Result<(), Box<dyn std::error::Error
     } else {
         let requests = read_arc(file)?;
         // The paper's cache sizes: OLTP (Table IV) and the P traces.
-        let pages: Vec<u64> = if name.starts_with("OLTP") {
-            vec![1000, 2000, 5000, 10000, 15000]
+        let pages = if name.starts_with("OLTP") {
+            args.pages_or(&[1000, 2000, 5000, 10000, 15000])
         } else {
-            vec![1024, 4096, 16384, 65536, 262144]
+            args.pages_or(&[1024, 4096, 16384, 65536, 262144])
         };
         replay_pages(&name, &requests, &pages, args);
     }
