@@ -74,8 +74,11 @@ fn names_with(dir: &Path, prefix: &str) -> Vec<String> {
     v
 }
 
+/// The newest journal file (not a torn tail's evidence beside it).
 fn newest_journal(dir: &Path) -> PathBuf {
-    dir.join(names_with(dir, "journal-").pop().unwrap())
+    let mut journals = names_with(dir, "journal-");
+    journals.retain(|name| !name.contains(".dropped-"));
+    dir.join(journals.pop().unwrap())
 }
 
 fn current_checkpoint(dir: &Path) -> PathBuf {
@@ -711,6 +714,43 @@ fn torn_journal_tail_is_dropped_and_acknowledged_writes_stay() {
         // The tail was dropped for good: the next open finds a clean journal.
         let store = reopen(dir.path(), &config, &expected);
         assert!(!store.recovery().unwrap().torn_tail_dropped, "{tear}");
+    }
+}
+
+/// The journal a reopen cut back tears again at the same offset: the second
+/// tear's bytes go to a file of their own, and the first tear's evidence is
+/// left as it was.
+#[test]
+fn a_second_tear_at_the_same_offset_keeps_both_tears_evidence() {
+    // Defect: evidence named by journal and offset only; the second tear's
+    // (shorter) bytes are written over the first's, which then holds a mix.
+    let config = config(2, 64 << 20);
+    let dir = tempfile::tempdir().unwrap();
+    let model = populated(dir.path(), &config, 20);
+    let journal = newest_journal(dir.path());
+    let mut files = Vec::new();
+    for (tear, len) in [(1u8, 300u32), (2, 100)] {
+        // The closed journal without its close marker (as a crash before the
+        // close left it), then the tear: bytes no frame starts with.
+        let mut bytes = std::fs::read(&journal).unwrap();
+        let valid = *frame_offsets(&bytes).last().unwrap();
+        bytes.truncate(valid);
+        let garbage: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8 ^ tear).collect();
+        bytes.extend(&garbage);
+        std::fs::write(&journal, &bytes).unwrap();
+        let store = Store::open(dir.path(), config.clone()).unwrap();
+        let report = store.recovery().unwrap();
+        assert!(report.torn_tail_dropped, "tear {tear}");
+        assert_eq!(newest_journal(dir.path()), journal, "no rotation between");
+        files.push((report.dropped_file.unwrap(), valid, garbage));
+        check(&store, &model);
+        store.close().unwrap();
+    }
+    assert_eq!(files[0].1, files[1].1, "both tears at the same offset");
+    assert_ne!(files[0].0, files[1].0, "two evidence files");
+    for (file, _, garbage) in &files {
+        let evidence = std::fs::read(dir.path().join(file)).unwrap();
+        assert_eq!(&evidence, garbage, "{file} holds its own tear, whole");
     }
 }
 

@@ -331,13 +331,29 @@ pub(crate) mod files {
 
     /// The side file that keeps the bytes recovery dropped from journal `n` at
     /// byte `offset` (a torn tail): evidence, removed with the journal.
-    pub(crate) fn dropped(n: u64, offset: u64) -> String {
-        format!("journal-{n:020}.dropped-{offset}")
+    ///
+    /// The name carries the dropped bytes' CRC32C: a journal cut back to
+    /// `offset` may tear there again (the reopen appended from `offset` and the
+    /// power was cut again), and those bytes must not overwrite, or mix with,
+    /// the first tear's evidence. A reopen that runs again over the same tear
+    /// writes the same file.
+    pub(crate) fn dropped(n: u64, offset: u64, bytes: &[u8]) -> String {
+        format!(
+            "journal-{n:020}.dropped-{offset}-{:08x}",
+            crc32c::crc32c(bytes)
+        )
     }
 
-    /// The journal number of a [`dropped`] side file's name.
+    /// The journal number of a [`dropped`] side file's name (or of one named
+    /// without the checksum, as format-4 stores written before it named them).
     pub(crate) fn dropped_number(name: &str) -> Option<u64> {
-        let (journal, offset) = name.split_once(".dropped-")?;
+        let (journal, rest) = name.split_once(".dropped-")?;
+        let offset = match rest.split_once('-') {
+            Some((offset, crc)) => {
+                (crc.len() == 8 && crc.bytes().all(|b| b.is_ascii_hexdigit())).then_some(offset)?
+            }
+            None => rest,
+        };
         offset.parse::<u64>().ok()?;
         journal_number(journal)
     }

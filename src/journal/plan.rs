@@ -157,7 +157,7 @@ pub(crate) fn reopen(recovered: &Recovered, mutants: PlanMutants) -> Reopen {
         ops.push(FsOp::SyncDevices);
     }
     if let Some((torn, valid_len)) = recovered.cut {
-        let evidence = files::dropped(torn, valid_len);
+        let evidence = files::dropped(torn, valid_len, &recovered.dropped);
         ops.push(write(evidence.clone(), recovered.dropped.clone()));
         ops.push(sync(evidence));
         ops.push(FsOp::SyncDir);

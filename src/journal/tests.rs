@@ -374,8 +374,19 @@ fn a_torn_tail_is_kept_as_evidence_for_the_reopen_plan() {
         ops, number, len, ..
     } = super::plan::reopen(&r, PlanMutants::default());
     assert_eq!((number, len), (1, valid as u64));
-    let evidence = files::dropped(1, valid as u64);
+    let evidence = files::dropped(1, valid as u64, &[0xAB; 40]);
     assert_eq!(files::dropped_number(&evidence), Some(1));
+    // Another tear at the same offset keeps its own evidence.
+    assert_ne!(evidence, files::dropped(1, valid as u64, &[0xAB; 39]));
+    assert_eq!(evidence, files::dropped(1, valid as u64, &[0xAB; 40]));
+    // Names written before the checksum was part of them are still evidence
+    // (removed with their journal); names that only look alike are not.
+    let j = files::journal(7);
+    assert_eq!(files::dropped_number(&format!("{j}.dropped-96")), Some(7));
+    for other in ["-x", "-0123456", "-0123456g", "-01234567-1", "x-01234567"] {
+        let name = format!("{j}.dropped-96{other}");
+        assert_eq!(files::dropped_number(&name), None, "{name}");
+    }
     let first = &ops[0];
     assert!(
         matches!(first, super::plan::FsOp::Write { file, bytes, .. } if *file == evidence && bytes[..] == [0xAB; 40][..]),

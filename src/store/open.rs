@@ -232,7 +232,7 @@ fn recover_and_open(
         replayed: recovered.replayed,
         torn_tail_dropped: recovered.cut.is_some(),
         dropped_bytes: recovered.dropped.len() as u64,
-        dropped_file: recovered.cut.map(|(n, at)| files::dropped(n, at)),
+        dropped_file: (recovered.cut).map(|(n, at)| files::dropped(n, at, &recovered.dropped)),
         clean_close: recovered.tail.closed,
         bad_locations: recovered.image.bad.len() as u64,
         inline_written_back: recovered.redo.len() as u64,
