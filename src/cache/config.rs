@@ -247,7 +247,8 @@ impl CachePolicyBuilder {
     /// [`small_percent`](Self::small_percent) and moves probation's share by hill
     /// climbing on its own hit rate, as Caffeine sizes W-TinyLFU's window. Once
     /// the shard has filled, every sample of 10 requests per entry it holds
-    /// compares its hit rate with the previous sample's: the share keeps moving
+    /// compares its hit rate with the previous sample's (the first with 0, so
+    /// the first move, as Caffeine's, is down): the share keeps moving
     /// the same way while the rate does not fall and turns back when it does,
     /// by a step of 6.25 % of the capacity that shrinks by 2 % each sample and
     /// restarts when the rate moves by 5 points (Caffeine's constants, chosen on
