@@ -15,7 +15,7 @@
 //!   (`EXTENTMETA_OVERLAP_ROUNDS`, default 7; medians). Set
 //!   `EXTENTMETA_DURABLE_ONLY=overlap` to run only this part.
 //! * `EXTENTMETA_DURABLE_ONLY=4k` runs only (a) at 4 KiB. (a) runs
-//!   `EXTENTMETA_THROUGHPUT_ROUNDS` rounds per size (default 3), in the full run
+//!   `EXTENTMETA_THROUGHPUT_ROUNDS` rounds per size (default 7), in the full run
 //!   too, and times the baseline first in odd rounds.
 //! * (c) recovery time of 1 000 000 extents: a checkpoint plus 100 000 journal
 //!   records (built in /dev/shm when it exists, so its syncs are cheap).
