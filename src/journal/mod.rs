@@ -335,8 +335,10 @@ pub(crate) mod files {
     /// The name carries the dropped bytes' CRC32C: a journal cut back to
     /// `offset` may tear there again (the reopen appended from `offset` and the
     /// power was cut again), and those bytes must not overwrite, or mix with,
-    /// the first tear's evidence. A reopen that runs again over the same tear
-    /// writes the same file.
+    /// the first tear's evidence (two different tears share a name only if
+    /// their checksums collide, a chance of 2^-32). A reopen that runs again
+    /// over the same tear writes the same file. Each tear's file stays until
+    /// a checkpoint removes it with its journal.
     pub(crate) fn dropped(n: u64, offset: u64, bytes: &[u8]) -> String {
         format!(
             "journal-{n:020}.dropped-{offset}-{:08x}",
@@ -350,10 +352,14 @@ pub(crate) mod files {
         let (journal, rest) = name.split_once(".dropped-")?;
         let offset = match rest.split_once('-') {
             Some((offset, crc)) => {
-                (crc.len() == 8 && crc.bytes().all(|b| b.is_ascii_hexdigit())).then_some(offset)?
+                let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+                (crc.len() == 8 && crc.bytes().all(lower_hex)).then_some(offset)?
             }
             None => rest,
         };
+        if offset.is_empty() || !offset.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
         offset.parse::<u64>().ok()?;
         journal_number(journal)
     }
