@@ -347,7 +347,7 @@ pub(crate) mod files {
     }
 
     /// The journal number of a [`dropped`] side file's name (or of one named
-    /// without the checksum, as format-4 stores written before it named them).
+    /// without the checksum, as earlier builds named them).
     pub(crate) fn dropped_number(name: &str) -> Option<u64> {
         let (journal, rest) = name.split_once(".dropped-")?;
         let offset = match rest.split_once('-') {
@@ -357,7 +357,8 @@ pub(crate) mod files {
             }
             None => rest,
         };
-        if offset.is_empty() || !offset.bytes().all(|b| b.is_ascii_digit()) {
+        // Digits only (`parse` would take a sign), and at most a u64.
+        if !offset.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
         offset.parse::<u64>().ok()?;
