@@ -52,10 +52,11 @@
 use super::frame::encode_group_into;
 pub(crate) use super::plan::CheckpointPlanner;
 use super::plan::{self, FsOp, PlanMutants};
-use super::{Entry, METADATA_DEVICE, encode_group, files};
-use crate::bytes::Bytes;
+use super::{Entry, encode_group, files};
 use crate::error::{Error, Result};
 use crate::record::ExtentId;
+
+mod reserve;
 
 /// The most zeros one group commit writes ahead of the appends: the group
 /// commit that allocates waits for its zeros' pages, 256 KiB here against
@@ -180,78 +181,6 @@ impl Writer {
             restoring: false,
             spare: Vec::new(),
         }
-    }
-
-    /// With a metadata reserve of `bytes` (0: none), held if the reserve file
-    /// found at open is `found` bytes long, at least `bytes`; else the driver runs
-    /// [`restore_reserve`](Self::restore_reserve)'s plan once the store is open.
-    pub(crate) fn with_reserve(mut self, bytes: u64, found: Option<u64>) -> Self {
-        self.reserve_bytes = bytes;
-        self.reserve_held = bytes > 0 && found.is_some_and(|len| len >= bytes);
-        self
-    }
-
-    /// Whether the reserve is not held (released on a full disk, or never made):
-    /// new writes are refused ([`Error::DiskFull`]) until it is restored.
-    pub(crate) fn space_low(&self) -> bool {
-        self.reserve_bytes > 0 && !self.reserve_held
-    }
-
-    /// The plan that (re)creates the reserve file, written whole and synced, if the
-    /// reserve is not held and no other restore runs. Report its outcome to
-    /// [`reserve_restored`](Self::reserve_restored).
-    pub(crate) fn restore_reserve(&mut self) -> Option<Vec<FsOp>> {
-        if !self.space_low() || self.restoring {
-            return None;
-        }
-        self.restoring = true;
-        let len = usize::try_from(self.reserve_bytes).unwrap_or(usize::MAX);
-        Some(vec![
-            FsOp::Remove {
-                file: files::RESERVE.into(),
-            },
-            FsOp::Write {
-                file: files::RESERVE.into(),
-                offset: 0,
-                bytes: Bytes::zeroed(len),
-            },
-            FsOp::Sync {
-                file: files::RESERVE.into(),
-            },
-            FsOp::SyncDir,
-        ])
-    }
-
-    /// The reserve's plan ended: held if it succeeded; else the plan that removes
-    /// what was written of it (best effort), so the space goes back.
-    pub(crate) fn reserve_restored(&mut self, result: Result<()>) -> Vec<FsOp> {
-        self.restoring = false;
-        if result.is_ok() {
-            self.reserve_held = true;
-            return Vec::new();
-        }
-        vec![FsOp::Remove {
-            file: files::RESERVE.into(),
-        }]
-    }
-
-    /// On a full disk with the reserve held: releases it and returns `ops` behind
-    /// the removal, to run again. `None` for any other failure.
-    pub(crate) fn release_reserve_for(&mut self, err: &Error, ops: &[FsOp]) -> Option<Vec<FsOp>> {
-        let full = matches!(err, Error::DiskFull { device, .. } if *device == METADATA_DEVICE);
-        if !full || !self.reserve_held {
-            return None;
-        }
-        self.reserve_held = false;
-        self.stats.reserve_releases += 1;
-        let mut retry = vec![
-            FsOp::Remove {
-                file: files::RESERVE.into(),
-            },
-            FsOp::SyncDir,
-        ];
-        retry.extend_from_slice(ops);
-        Some(retry)
     }
 
     /// With the emulator's plan mutants.
