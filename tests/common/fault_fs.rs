@@ -555,6 +555,26 @@ fn torn_tail(inode: &Inode, rng: &mut Rng) -> Vec<u8> {
     bytes
 }
 
+/// Whether, among the sectors where `synced` and `live` differ, one that
+/// `out` holds as live follows one it does not.
+fn later_sector_without_earlier(synced: &[u8], live: &[u8], out: &[u8]) -> bool {
+    let sector = |b: &[u8], at: usize| b.get(at..(at + SECTOR).min(b.len())).map(<[u8]>::to_vec);
+    let mut missing = false;
+    // Bounded: one pass per sector of the live file.
+    for at in (0..live.len()).step_by(SECTOR) {
+        let new = sector(live, at);
+        if sector(synced, at) == new {
+            continue;
+        }
+        match sector(out, at) == new {
+            true if missing => return true,
+            true => {}
+            false => missing = true,
+        }
+    }
+    false
+}
+
 /// What survives of a file whose live content was not synced: a length between the
 /// synced and the live one, and every sector past the synced bytes persisted,
 /// never written (zeros) or torn (garbage), independently. After an overwrite
@@ -567,7 +587,13 @@ fn any_subset(inode: &Inode, rng: &mut Rng, stats: &mut CutStats) -> Vec<u8> {
     }
     if !live.starts_with(synced) {
         // The emulator's model of the same loss.
-        return extentmeta::sim::overwrite_survivor(synced, live, |n| rng.below(n));
+        let out = extentmeta::sim::overwrite_survivor(synced, live, |n| rng.below(n));
+        if is_journal(&inode.name) && later_sector_without_earlier(synced, live, &out) {
+            // A journal's group commit overwrites the zeros written ahead
+            // of its frames: the same case as an append's.
+            stats.later_sector_without_earlier += 1;
+        }
+        return out;
     }
     // One cut in four keeps the whole length (every sector was reached).
     let end = if rng.below(4) == 0 {
@@ -773,6 +799,9 @@ impl Fs for FaultFs {
         StdFs.rename(from, to)?;
         let ino = st.live.remove(&f).unwrap();
         st.live.insert(t.clone(), ino);
+        // Faults and hooks find the file by the name it has now (`CURRENT`
+        // after its temp file is renamed over it).
+        st.inodes[ino].name = t.clone();
         st.dir_log.push(DirOp::Rename(f, t));
         Ok(())
     }
