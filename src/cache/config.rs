@@ -246,13 +246,15 @@ impl CachePolicyBuilder {
     /// Adaptive probation, off by default: each shard starts at
     /// [`small_percent`](Self::small_percent) and moves probation's share by hill
     /// climbing on its own hit rate, as Caffeine sizes W-TinyLFU's window. Once
-    /// the shard has filled, every sample of 10 requests per entry it holds
+    /// the shard has filled, every sample of 7 requests per entry it holds
     /// compares its hit rate with the previous sample's (the first with 0, so
     /// the first move, as Caffeine's, is down): the share keeps moving
     /// the same way while the rate does not fall and turns back when it does,
     /// by a step of 6.25 % of the capacity that shrinks by 2 % each sample and
-    /// restarts when the rate moves by 5 points (Caffeine's constants, chosen on
-    /// none of the traces here). The share stays within 1 % ..= 50 %.
+    /// restarts when the rate moves by 5 points. The step, its decay and the
+    /// restart are Caffeine's; the sample's length (Caffeine's is 10 per
+    /// entry) was chosen on the OLTP and P12 traces and holds on CloudPhysics
+    /// and P3, which did not choose it. The share stays within 1 % ..= 50 %.
     ///
     /// The sample is counted from the hit and miss counters the shard keeps
     /// anyway and evaluated on the miss path: hits pay nothing, and nothing is
