@@ -555,22 +555,25 @@ fn torn_tail(inode: &Inode, rng: &mut Rng) -> Vec<u8> {
     bytes
 }
 
-/// Whether, among the sectors where `synced` and `live` differ, one that
-/// `out` holds as live follows one it does not.
+/// Whether, among the sectors of `live` whose bytes differ from `synced`'s
+/// (zeros past its end, as [`extentmeta::sim::overwrite_survivor`] reads it),
+/// one that `out` holds with every changed byte new follows one it does not.
 fn later_sector_without_earlier(synced: &[u8], live: &[u8], out: &[u8]) -> bool {
-    let sector = |b: &[u8], at: usize| b.get(at..(at + SECTOR).min(b.len())).map(<[u8]>::to_vec);
+    let old = |i: usize| synced.get(i).copied().unwrap_or(0);
     let mut missing = false;
     // Bounded: one pass per sector of the live file.
     for at in (0..live.len()).step_by(SECTOR) {
-        let new = sector(live, at);
-        if sector(synced, at) == new {
+        let mut changed = (at..(at + SECTOR).min(live.len())).filter(|&i| old(i) != live[i]);
+        let Some(first) = changed.next() else {
             continue;
+        };
+        let held = std::iter::once(first)
+            .chain(changed)
+            .all(|i| out.get(i) == Some(&live[i]));
+        if held && missing {
+            return true;
         }
-        match sector(out, at) == new {
-            true if missing => return true,
-            true => {}
-            false => missing = true,
-        }
+        missing |= !held;
     }
     false
 }
@@ -607,13 +610,17 @@ fn any_subset(inode: &Inode, rng: &mut Rng, stats: &mut CutStats) -> Vec<u8> {
     // Bounded: each pass moves to the next sector boundary.
     while at < end {
         let to = ((at / SECTOR + 1) * SECTOR).min(end);
+        // A sector of zeros (written ahead of a journal's frames) reads the
+        // same whether it persisted or never reached the disk: it counts as
+        // neither (a torn one, garbage, is missing like any).
+        let data = live[at..to].iter().any(|&b| b != 0);
         match rng.below(8) {
             // Persisted: the live bytes.
-            0..=3 => later_persisted |= missing,
+            0..=3 => later_persisted |= missing && data,
             // Never reached the disk.
             4..=6 => {
                 out[at..to].fill(0);
-                missing = true;
+                missing |= data;
             }
             // Torn.
             _ => {

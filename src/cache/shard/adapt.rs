@@ -10,15 +10,12 @@
 use crate::cache::CacheStats;
 use crate::cache::config::Limits;
 
-/// Requests per sample, per entry the shard holds. Caffeine's 10 (× maximum)
-/// missed issue 25's bound on OLTP at 15 000 pages (by 0.3 % at 16 shards,
-/// 0.9 % at 1), and a shard takes only 4 to 6 such samples in a whole ARC
-/// trace. Chosen among 3, 5, 7 and 10 on OLTP and P12 (the lowest worst
-/// misses over the best peer, at 16 and 1 shards): 7, and CloudPhysics and P3,
-/// held out, then meet the bound at every capacity. Chosen the other way, on
-/// CloudPhysics and P3, the pick is 3 (by 0.0003 over 5), and P12 at 65 536
-/// pages misses the bound: BENCHMARKS.md, "Issue 25: the climber's sample
-/// length, chosen on two traces".
+/// Requests per sample, per entry the shard holds: 7 where Caffeine's is 10.
+/// A shard takes only 4 to 6 samples of Caffeine's length in a whole ARC
+/// trace, too few to climb back from a first move the wrong way. 7 was chosen
+/// on the OLTP and P12 traces; CloudPhysics and P3, held out, meet issue 25's
+/// bound with it at every capacity (BENCHMARKS.md, "Issue 25: the climber's
+/// sample length, chosen on two traces", with the reverse choice's failure).
 const SAMPLE_PER_ENTRY: u64 = 7;
 /// The fewest requests in a sample.
 const MIN_SAMPLE: u64 = 640;
