@@ -588,16 +588,21 @@ fn any_subset(inode: &Inode, rng: &mut Rng, stats: &mut CutStats) -> Vec<u8> {
     if synced == live {
         return synced.clone();
     }
-    if !live.starts_with(synced) {
+    let out = match live.starts_with(synced) {
         // The emulator's model of the same loss.
-        let out = extentmeta::sim::overwrite_survivor(synced, live, |n| rng.below(n));
-        if is_journal(&inode.name) && later_sector_without_earlier(synced, live, &out) {
-            // A journal's group commit overwrites the zeros written ahead
-            // of its frames: the same case as an append's.
-            stats.later_sector_without_earlier += 1;
-        }
-        return out;
+        false => extentmeta::sim::overwrite_survivor(synced, live, |n| rng.below(n)),
+        true => appended_survivor(synced, live, rng),
+    };
+    // An append's and an overwrite's (a journal's group commit writes over
+    // the zeros written ahead of its frames) count alike.
+    if is_journal(&inode.name) && later_sector_without_earlier(synced, live, &out) {
+        stats.later_sector_without_earlier += 1;
     }
+    out
+}
+
+/// [`any_subset`] of a file that only grew since its last sync.
+fn appended_survivor(synced: &[u8], live: &[u8], rng: &mut Rng) -> Vec<u8> {
     // One cut in four keeps the whole length (every sector was reached).
     let end = if rng.below(4) == 0 {
         live.len()
@@ -606,32 +611,18 @@ fn any_subset(inode: &Inode, rng: &mut Rng, stats: &mut CutStats) -> Vec<u8> {
     };
     let mut out = live[..end].to_vec();
     let mut at = synced.len();
-    let (mut missing, mut later_persisted) = (false, false);
     // Bounded: each pass moves to the next sector boundary.
     while at < end {
         let to = ((at / SECTOR + 1) * SECTOR).min(end);
-        // A sector of zeros (written ahead of a journal's frames) reads the
-        // same whether it persisted or never reached the disk: it counts as
-        // neither (a torn one, garbage, is missing like any).
-        let data = live[at..to].iter().any(|&b| b != 0);
         match rng.below(8) {
             // Persisted: the live bytes.
-            0..=3 => later_persisted |= missing && data,
+            0..=3 => {}
             // Never reached the disk.
-            4..=6 => {
-                out[at..to].fill(0);
-                missing |= data;
-            }
+            4..=6 => out[at..to].fill(0),
             // Torn.
-            _ => {
-                out[at..to].iter_mut().for_each(|b| *b = rng.next() as u8);
-                missing = true;
-            }
+            _ => out[at..to].iter_mut().for_each(|b| *b = rng.next() as u8),
         }
         at = to;
-    }
-    if later_persisted && is_journal(&inode.name) {
-        stats.later_sector_without_earlier += 1;
     }
     out
 }
