@@ -135,6 +135,10 @@ struct Args {
     /// corruption (power cuts that persist sectors out of order must catch it).
     #[arg(long)]
     torn_as_corrupt: bool,
+    /// Mutant: recovery takes a recycled journal's stale frames past a bad
+    /// region for its own (power cuts in recycled journals must catch it).
+    #[arg(long)]
+    stale_as_current: bool,
     /// Mutant: recovery opens a directory whose journal is missing or empty as an
     /// empty store (`--lose-metadata` must catch it).
     #[arg(long)]
@@ -223,6 +227,7 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
         commit_before_journal: args.commit_before_journal,
         certain_after_image: args.certain_after_image,
         torn_as_corrupt: args.torn_as_corrupt,
+        stale_as_current: args.stale_as_current,
         missing_journal_as_empty: args.missing_journal_as_empty,
         lose_metadata: args.lose_metadata,
         trust_sync_after_failure: args.trust_sync_after_failure,
@@ -299,6 +304,7 @@ struct Totals {
     unsynced_dropped: u64,
     journal_failures: u64,
     checkpoints: u64,
+    journals_recycled: u64,
     claims: u64,
     claims_taken_over: u64,
     secs: f64,
@@ -336,6 +342,7 @@ impl Totals {
         self.unsynced_dropped += r.unsynced_dropped;
         self.journal_failures += r.journal_failures;
         self.checkpoints += r.checkpoints;
+        self.journals_recycled += r.journals_recycled;
         self.claims += r.claims;
         self.claims_taken_over += r.claims_taken_over;
         if !r.is_clean() {
@@ -522,6 +529,7 @@ fn mutants(args: &Args) -> String {
         (args.commit_before_journal, "--commit-before-journal"),
         (args.certain_after_image, "--certain-after-image"),
         (args.torn_as_corrupt, "--torn-as-corrupt"),
+        (args.stale_as_current, "--stale-as-current"),
         (args.missing_journal_as_empty, "--missing-journal-as-empty"),
         (args.lose_metadata, "--lose-metadata"),
         (args.trust_sync_after_failure, "--trust-sync-after-failure"),
@@ -734,6 +742,9 @@ fn print_table(args: &Args, results: &mut [(Protocol, Totals)]) {
     });
     row("checkpoints (rotations)", &mut |t| {
         t.checkpoints.to_string()
+    });
+    row("  over a recycled journal", &mut |t| {
+        t.journals_recycled.to_string()
     });
     row("journal failures (reopened)", &mut |t| {
         t.journal_failures.to_string()

@@ -77,7 +77,7 @@ fn names_with(dir: &Path, prefix: &str) -> Vec<String> {
 /// The newest journal file (not a torn tail's evidence beside it).
 fn newest_journal(dir: &Path) -> PathBuf {
     let mut journals = names_with(dir, "journal-");
-    journals.retain(|name| !name.contains(".dropped-"));
+    journals.retain(|name| !name.contains(".dropped-") && name != "journal-recycled");
     dir.join(journals.pop().unwrap())
 }
 
@@ -323,7 +323,12 @@ fn rotation_keeps_one_checkpoint_and_the_journals_after_it() {
         let checkpoints = names_with(dir.path(), "checkpoint-");
         assert_eq!(checkpoints.len(), 1, "{checkpoints:?}");
         let n: u64 = checkpoints[0]["checkpoint-".len()..].parse().unwrap();
-        for j in names_with(dir.path(), "journal-") {
+        let journals = names_with(dir.path(), "journal-");
+        assert!(
+            journals.iter().any(|j| j == "journal-recycled"),
+            "the retired journal is kept for the next switch: {journals:?}"
+        );
+        for j in journals.iter().filter(|j| *j != "journal-recycled") {
             let jn: u64 = j["journal-".len()..].parse().unwrap();
             assert!(jn >= n, "{j} is older than checkpoint {n}");
         }

@@ -138,6 +138,8 @@ struct Coverage {
     acked_inline: u64,
     /// Rotations (journal number increases) seen.
     rotations: u64,
+    /// Of which wrote the new journal over a recycled one.
+    recycled: u64,
     /// Cuts (or faults) that hit an open.
     failed_opens: u64,
     /// Cuts that hit a checkpoint or pointer switch.
@@ -641,6 +643,7 @@ fn run(seed: u64, setup: &Setup) -> Result<Coverage, String> {
         }
         // The store is dropped; now the power goes.
         coverage.fired += u64::from(fs.fired().is_some());
+        coverage.recycled += fs.renames_from("journal-recycled");
         coverage.cut_rotations += u64::from(fs.cut_a_rotation());
         let cut = fs.cut(&mut rng, setup.cut);
         coverage.later_sector_without_earlier += cut.later_sector_without_earlier;
@@ -720,7 +723,7 @@ fn acknowledged_writes_survive_power_cuts_with_sectors_persisted_in_any_subset()
         };
         let c = run(seed, &setup).unwrap();
         eprintln!("any subset, seed {seed}: {c:?}");
-        assert!(c.acked > 500 && c.rotations > 10, "{c:?}");
+        assert!(c.acked > 500 && c.rotations > 10 && c.recycled > 5, "{c:?}");
         later += c.later_sector_without_earlier;
         unknown += c.unknown_done + c.unknown_not_done;
         seed += 1;

@@ -29,6 +29,16 @@
 //! buffered: a frame buffered while an earlier sync was in flight and written
 //! after it must carry that sync's result, or damage to the earlier write would
 //! pass for a tear.
+//!
+//! # Stale frames
+//!
+//! A recycled journal file ([`scan_after`]) holds an older journal's frames
+//! past the new one's end: valid, but numbered below the new journal's first
+//! frame, since sequence numbers continue across journals. They end the journal
+//! like a bad frame and are never counted as its own, so they prove nothing
+//! either way. Every write ends with a zero length (`plan::END_LEN`): a clean
+//! end reads one, a torn write a bad frame or frames of its own further on.
+//! The format is unchanged: journals written before read the same.
 
 mod codec;
 mod stream;
@@ -84,6 +94,9 @@ pub(crate) struct Scan {
     pub(crate) valid_len: u64,
     /// Whether bytes past the valid prefix were dropped as a torn tail.
     pub(crate) torn: bool,
+    /// Where the torn tail's bytes end (see `Probe::dropped_end`); `valid_len`
+    /// if not torn.
+    pub(crate) dropped_end: u64,
     /// The durable mark of the last valid frame: where the last write that
     /// reached the valid prefix began.
     pub(crate) last_mark: Option<u64>,
@@ -202,6 +215,9 @@ pub(crate) enum Tear {
     /// A region no valid frame follows at all: the rule before durable marks,
     /// which refuses power cuts that persisted sectors out of order (a mutant).
     NoLaterFrame,
+    /// As [`Unsynced`](Self::Unsynced), but a recycled journal's stale frames
+    /// count as its own past a bad region (a mutant).
+    StaleAsCurrent,
 }
 
 /// Scans a whole file; `tear` says which bad regions are a torn tail.
@@ -212,6 +228,23 @@ pub(crate) enum Tear {
 /// read; [`Error::JournalCorrupt`] / [`Error::CheckpointCorrupt`] for a bad header,
 /// or a bad frame that `tear` does not allow.
 pub(crate) fn scan(bytes: &[u8], file: &str, kind: FileKind, tear: Tear) -> Result<Scan> {
+    scan_after(bytes, file, kind, tear, None)
+}
+
+/// [`scan`] of a journal that may be a recycled file (see `plan::checkpoint`):
+/// frames numbered below `floor` (the first sequence number of the journal
+/// before it, if known), or below the journal's own start frame, are an older
+/// journal's, stale bytes that end this one and prove nothing about it. A
+/// header naming an older journal than the file's name is a recycled file's
+/// old header: the new head never became durable, so, as with a torn header,
+/// nothing was appended.
+pub(crate) fn scan_after(
+    bytes: &[u8],
+    file: &str,
+    kind: FileKind,
+    tear: Tear,
+    floor: Option<u64>,
+) -> Result<Scan> {
     let may_be_torn = tear != Tear::Never;
     let corrupt = |offset: u64, reason: &'static str| match kind {
         FileKind::Journal => Error::JournalCorrupt {
@@ -224,35 +257,65 @@ pub(crate) fn scan(bytes: &[u8], file: &str, kind: FileKind, tear: Tear) -> Resu
             reason,
         },
     };
+    let named = super::files::journal_number(file).filter(|_| kind == FileKind::Journal);
     let header = match decode_header(bytes, file)? {
-        Some(h) if h.kind == kind => h,
-        Some(_) => return Err(corrupt(0, "the header names another kind of file")),
-        // A header that never became durable: the file was being created when the
-        // machine stopped, before anything was appended to it (no frame after it
-        // was written once it was durable).
-        None if may_be_torn && !later_write_found(tear, bytes, 0, None) => {
+        Some(h) if h.kind == kind && named.is_none_or(|n| h.number >= n) => h,
+        // A header that never became durable: the file was being created (or a
+        // recycled file's head rewritten) when the machine stopped, before
+        // anything was appended to it (no frame after it was written once it
+        // was durable).
+        h if may_be_torn && h.is_none_or(|h| h.kind == kind) => {
+            // A recycled file's old header (the only way a valid header names an
+            // older journal) proves its new head never reached the disk; a
+            // damaged one is looked past like any bad frame.
+            let probe = match h {
+                Some(_) => Probe::NOTHING,
+                None => probe(tear, bytes, 0, stale_below(tear, floor.unwrap_or(0))),
+            };
+            if probe.written_after {
+                return Err(corrupt(0, "bad file header"));
+            }
+            let torn = h.is_none() && bytes.iter().any(|&b| b != 0);
             return Ok(Scan {
                 header: None,
                 offsets: Vec::new(),
                 valid_len: 0,
-                torn: !bytes.is_empty(),
+                torn,
+                dropped_end: if torn { probe.dropped_end(bytes, 0) } else { 0 },
                 last_mark: None,
                 records: false,
                 batch: None,
             });
         }
-        None => return Err(corrupt(0, "bad file header")),
+        Some(h) if h.kind != kind => {
+            return Err(corrupt(0, "the header names another kind of file"));
+        }
+        _ => return Err(corrupt(0, "bad file header")),
     };
     let mut offsets = Vec::new();
     let mut at = HEADER_LEN;
-    let mut last_seq = None;
+    let mut last_seq: Option<u64> = None;
     let mut last_mark = None;
     let mut records = false;
     let mut batch: Option<BatchTail> = None;
     // Bounded: each iteration consumes at least one frame head.
     while at < bytes.len() {
-        match decode_frame(&bytes[at..]) {
-            Some((seq, entry, used)) if last_seq.is_none_or(|l: u64| seq == l + 1) => {
+        let frame = check_frame(&bytes[at..]);
+        // The lowest sequence number this journal's next frame may carry: below
+        // it, a frame is stale (see above).
+        let lowest = last_seq.map_or(floor.unwrap_or(0), |l| l + 1);
+        // A recycled file's first frame is its old start frame until the new
+        // head's is written over it (a short write may have written the header
+        // alone).
+        let stale = |seq: u64, entry: &Entry| {
+            seq < lowest
+                || last_seq.is_none()
+                    && matches!(entry, Entry::JournalStart { number } if *number != header.number)
+        };
+        match frame {
+            Some((seq, entry, used))
+                if !stale(seq, &entry) && last_seq.is_none_or(|l: u64| seq == l + 1) =>
+            {
                 records |= !matches!(entry, Entry::JournalStart { .. });
                 match entry {
                     Entry::BatchBegin { count } => {
@@ -273,48 +336,61 @@ pub(crate) fn scan(bytes: &[u8], file: &str, kind: FileKind, tear: Tear) -> Resu
                 last_seq = Some(seq);
                 last_mark = Some(frame_durable(&bytes[at..]));
                 at += used;
+                continue;
             }
-            Some(_) => return Err(corrupt(at as u64, "sequence numbers are not consecutive")),
-            // Space the writer allocated ahead of its appends (no frame starts
-            // with a zero length): the journal ends here.
-            None if may_be_torn && bytes[at..].iter().all(|&b| b == 0) => {
-                return Ok(Scan {
-                    header: Some(header),
-                    offsets,
-                    valid_len: at as u64,
-                    torn: false,
-                    last_mark,
-                    records,
-                    batch,
-                });
+            Some((seq, entry, _)) if !stale(seq, &entry) || !may_be_torn => {
+                return Err(corrupt(at as u64, "sequence numbers are not consecutive"));
             }
-            None => {
-                if !may_be_torn {
-                    return Err(corrupt(at as u64, "bad frame"));
-                }
-                if later_write_found(tear, bytes, at, last_seq) {
-                    return Err(corrupt(
-                        at as u64,
-                        "a bad frame is followed by a frame written after it was durable",
-                    ));
-                }
-                return Ok(Scan {
-                    header: Some(header),
-                    offsets,
-                    valid_len: at as u64,
-                    torn: true,
-                    last_mark,
-                    records,
-                    batch,
-                });
-            }
+            _ => {}
         }
+        // A bad frame, or a stale one: the journal ends here.
+        if !may_be_torn {
+            return Err(corrupt(at as u64, "bad frame"));
+        }
+        let end = Scan {
+            header: Some(header),
+            offsets,
+            valid_len: at as u64,
+            torn: false,
+            dropped_end: at as u64,
+            last_mark,
+            records,
+            batch,
+        };
+        // Space the writer allocated ahead of its appends (no frame starts
+        // with a zero length).
+        if bytes[at..].iter().all(|&b| b == 0) {
+            return Ok(end);
+        }
+        let probe = probe(tear, bytes, at, stale_below(tear, lowest));
+        if probe.written_after {
+            return Err(corrupt(
+                at as u64,
+                "a bad frame is followed by a frame written after it was durable",
+            ));
+        }
+        // Every write within allocated space ends with a zero length (see
+        // `plan::group_commit`): past it lie zeros, or a recycled file's stale
+        // bytes. A torn write shows a bad frame here, or left frames of its own
+        // further on (its first sector lost, a later one kept).
+        let terminated = bytes.len() - at >= 4 && u32_at(bytes, at) == 0;
+        let torn = !terminated || probe.frames_end.is_some();
+        return Ok(Scan {
+            torn,
+            dropped_end: if torn {
+                probe.dropped_end(bytes, at)
+            } else {
+                at as u64
+            },
+            ..end
+        });
     }
     Ok(Scan {
         header: Some(header),
         offsets,
         valid_len: bytes.len() as u64,
         torn: false,
+        dropped_end: bytes.len() as u64,
         last_mark,
         records,
         batch,
@@ -360,6 +436,17 @@ fn decode_header(bytes: &[u8], file: &str) -> Result<Option<Header>> {
 
 /// One frame at the start of `bytes`: `(seq, entry, bytes used)`.
 fn decode_frame(bytes: &[u8]) -> Option<(u64, Entry, usize)> {
+    let (seq, entry, used) = check_frame(bytes)?;
+    let Entry::Inline(r, _) = entry else {
+        return Some((seq, entry, used));
+    };
+    let data = Bytes::from(&bytes[used - r.location.length as usize..used]);
+    Some((seq, Entry::Inline(r, data), used))
+}
+
+/// [`decode_frame`] without copying an inline frame's data (its entry holds
+/// none): what the scans need, which keep only where frames are.
+fn check_frame(bytes: &[u8]) -> Option<(u64, Entry, usize)> {
     if bytes.len() < FRAME_HEAD {
         return None;
     }
@@ -381,46 +468,81 @@ fn decode_frame(bytes: &[u8]) -> Option<(u64, Entry, usize)> {
         return None;
     }
     let used = FRAME_HEAD + len + data.len();
-    Some((seq, Entry::Inline(r, Bytes::from(data)), used))
+    Some((seq, Entry::Inline(r, Bytes::from(Vec::new())), used))
 }
 
-/// Whether a valid frame past the bad region at `bad` (sequence number past
-/// `last_seq`) was written after that region was durable: its durable mark lies
-/// past `bad`. Bounded by the file length: every offset is probed at most once,
-/// each probe checks at most `MAX_PAYLOAD` bytes, and a valid frame is skipped
-/// whole.
-fn written_after_durable(bytes: &[u8], bad: usize, last_seq: Option<u64>) -> bool {
+/// The lowest sequence number a frame of this journal may carry past a bad
+/// region, by `tear`'s rule.
+fn stale_below(tear: Tear, lowest: u64) -> u64 {
+    if tear == Tear::StaleAsCurrent {
+        0
+    } else {
+        lowest
+    }
+}
+
+/// What [`probe`] found past a bad region.
+struct Probe {
+    /// A frame written after the region was durable: the region is corruption.
+    written_after: bool,
+    /// The end of the last frame of this journal found past the region (a
+    /// torn write's frames, kept while an earlier sector of it was lost).
+    frames_end: Option<usize>,
+}
+
+impl Probe {
+    /// Nothing found.
+    const NOTHING: Probe = Probe {
+        written_after: false,
+        frames_end: None,
+    };
+
+    /// Where the bytes a torn tail drops end, for the evidence: past the torn
+    /// write's frames, or the page where it broke, without zeros after. A
+    /// recycled file holds an older journal's bytes further on, which are not
+    /// this journal's and would make every tear's evidence a journal long.
+    fn dropped_end(&self, bytes: &[u8], at: usize) -> u64 {
+        let page = (at / 4096 + 1) * 4096;
+        let end = self.frames_end.unwrap_or(0).max(page).min(bytes.len());
+        (bytes[at..end].iter())
+            .rposition(|&b| b != 0)
+            .map_or(at, |i| at + i + 1) as u64
+    }
+}
+
+/// Looks past the bad region at `bad` for frames of this journal (numbered
+/// `lowest` or later; lower ones are stale, see [`scan_after`]): whether one
+/// makes the region corruption rather than a torn tail by `tear`'s rule, and
+/// where they end. Under [`Tear::Unsynced`] that is a frame written after the
+/// region was durable: its durable mark lies past `bad`. Bounded by the file
+/// length: every offset is probed at most once, each probe checks at most
+/// `MAX_PAYLOAD` bytes (and an inline frame's data), and a valid frame is
+/// skipped whole.
+fn probe(tear: Tear, bytes: &[u8], bad: usize, lowest: u64) -> Probe {
+    let mut found = Probe::NOTHING;
     let mut at = bad + 1;
     while at < bytes.len() {
-        match decode_frame(&bytes[at..]) {
-            Some((seq, _, used)) if last_seq.is_none_or(|l| seq > l) => {
-                if frame_durable(&bytes[at..]) > bad as u64 {
-                    return true;
+        match check_frame(&bytes[at..]) {
+            Some((seq, _, used)) if seq >= lowest => {
+                found.written_after = match tear {
+                    Tear::NoLaterFrame => true,
+                    _ => frame_durable(&bytes[at..]) > bad as u64,
+                };
+                if found.written_after {
+                    return found;
                 }
                 at += used;
+                found.frames_end = Some(at);
             }
-            _ => at += 1,
+            // An older journal's frame in a recycled file, whole: nothing was
+            // written over it since (it would fail its checks), so no frame of
+            // this journal starts inside it. Skipped whole, the stale bytes
+            // cost a check per frame, not per byte.
+            Some((_, _, used)) => at += used,
+            None => at += 1,
         }
     }
-    false
-}
-
-/// Whether `tear`'s rule finds, past the bad region at `bad`, a frame that makes
-/// the region corruption rather than a torn tail.
-fn later_write_found(tear: Tear, bytes: &[u8], bad: usize, last_seq: Option<u64>) -> bool {
-    match tear {
-        Tear::NoLaterFrame => valid_frame_after(bytes, bad, last_seq),
-        _ => written_after_durable(bytes, bad, last_seq),
-    }
-}
-
-/// Whether any valid frame with a sequence number past `last_seq` starts after
-/// `bad` (the [`Tear::NoLaterFrame`] mutant's rule). Bounded as
-/// [`written_after_durable`].
-fn valid_frame_after(bytes: &[u8], bad: usize, last_seq: Option<u64>) -> bool {
-    (bad + 1..bytes.len()).any(|at| {
-        decode_frame(&bytes[at..]).is_some_and(|(seq, _, _)| last_seq.is_none_or(|l| seq > l))
-    })
+    found
 }
 
 /// The durable mark of a frame that [`decode_frame`] accepted.

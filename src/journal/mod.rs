@@ -39,6 +39,19 @@
 //!   a side file ([`files::dropped`]) before the journal is cut. Only the newest
 //!   journal may have a torn tail: rotation syncs a journal before the next one is
 //!   used.
+//! * **Journals are recycled.** A checkpoint keeps the journal it retires
+//!   ([`files::RECYCLED`]) and the next rotation writes the new journal over it
+//!   (RocksDB's `recycle_log_file_num`): its space is allocated and its size
+//!   durable, so group commits write no zeros ahead of their appends and their
+//!   syncs no file size (a whole run of 8 writers of 4 KiB values: 1.37× the
+//!   baseline without, 1.60× with). Every write ends with a zero length, which
+//!   ends the journal when recovery finds it after the last frame; the old
+//!   journal's frames past it carry sequence numbers below the new journal's
+//!   first (they continue across journals) and are never its records: a torn
+//!   write over them is told by the same marks, and a first frame naming another
+//!   journal, or a header naming an older one, is what a cut left of the new
+//!   head. The price is at open: the retired journal's frames past the end are
+//!   checked frame by frame (about 0.05 s for a 64 MiB journal).
 //! * **Markers make missing files visible.** A journal that rotation replaced ends
 //!   with [`Entry::Rotated`] (written only once its successor exists durably), and
 //!   `close` appends [`Entry::Closed`]. Every journal is created with its header
@@ -307,6 +320,9 @@ pub(crate) struct PlanMutants {
     /// Recovery keeps every record journaled while its data's sync ran without
     /// reading its data ([`Recovered::settle_unsynced`] skipped).
     pub(crate) trust_unsynced: bool,
+    /// Recovery reads a recycled journal's stale frames as its own: their
+    /// sequence numbers are not checked against the journal before's.
+    pub(crate) stale_as_current: bool,
 }
 
 pub(crate) mod files {
@@ -318,6 +334,9 @@ pub(crate) mod files {
     pub(crate) const LOCK: &str = "LOCK";
     /// Space held for the metadata, released when the disk is full.
     pub(crate) const RESERVE: &str = "RESERVE";
+    /// A retired journal kept for the next switch to write over (see
+    /// `plan::checkpoint`).
+    pub(crate) const RECYCLED: &str = "journal-recycled";
 
     /// The name of journal `n`.
     pub(crate) fn journal(n: u64) -> String {
@@ -383,6 +402,8 @@ pub(crate) mod files {
     }
 }
 
+#[cfg(all(test, not(loom)))]
+mod recycled_tests;
 #[cfg(all(test, not(loom)))]
 mod tests;
 

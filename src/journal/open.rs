@@ -52,9 +52,18 @@ pub(crate) struct Devices<'a> {
     pub(crate) read: &'a mut dyn FnMut(crate::record::Location) -> Result<Option<Vec<u8>>>,
 }
 
+/// The side files beside the metadata an open found.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SideFiles {
+    /// Bytes of the metadata reserve configured, and the length of its file.
+    pub(crate) reserve_bytes: u64,
+    pub(crate) reserve_found: Option<u64>,
+    /// The length of the recycled journal ([`files::RECYCLED`]), if any.
+    pub(crate) recycled: Option<u64>,
+}
+
 /// Opens the metadata of the directory whose entries are `names` (read through
-/// `files`) beside `devices`; `reserve` is the metadata reserve's size and the
-/// length of the reserve file found (`None`: missing). Records go into the
+/// `files`) beside `devices`, with the `side` files found. Records go into the
 /// table as they are read; a copy is kept in [`Opening::recovered`] if
 /// [`MetaFiles::keep_records`] (the emulator checks it).
 ///
@@ -71,7 +80,7 @@ pub(crate) fn open(
     devices: Devices<'_>,
     geometry: &Geometry,
     journal_max_bytes: u64,
-    reserve: (u64, Option<u64>),
+    side: SideFiles,
     mutants: PlanMutants,
 ) -> Result<Opening> {
     let keep_image = files.keep_records();
@@ -121,7 +130,8 @@ pub(crate) fn open(
         reopen.next_seq,
     )
     .with_mutants(mutants)
-    .with_reserve(reserve.0, reserve.1);
+    .with_reserve(side.reserve_bytes, side.reserve_found)
+    .with_recycled(side.recycled);
     Ok(Opening {
         records,
         created: !create.is_empty(),

@@ -47,6 +47,17 @@ pub(crate) enum FsOp {
         /// The new name.
         to: String,
     },
+    /// Rename `from` over `to` if `from` exists; else nothing. A checkpoint
+    /// keeps the journal it retires so, and a switch takes that recycled
+    /// journal ([`files::RECYCLED`]) so: run again behind the reserve's
+    /// release, the rename is done already; and if the file went missing, the
+    /// switch's next step writes `to` as a new file.
+    Adopt {
+        /// The old name.
+        from: String,
+        /// The new name.
+        to: String,
+    },
     /// Remove `file`.
     Remove {
         /// The file.
@@ -87,6 +98,7 @@ pub(crate) fn create(devices: u16, existing: &[String]) -> Vec<FsOp> {
             || files::checkpoint_number(name).is_some()
             || files::dropped_number(name).is_some()
             || *name == files::CURRENT_TMP
+            || *name == files::RECYCLED
     });
     let mut ops: Vec<FsOp> = stale
         .map(|name| FsOp::Remove { file: name.clone() })
@@ -109,7 +121,7 @@ pub(crate) fn create(devices: u16, existing: &[String]) -> Vec<FsOp> {
 pub(crate) fn new_journal(number: u64, devices: u16, seq: u64) -> Vec<FsOp> {
     let file = files::journal(number);
     vec![
-        write(file.clone(), journal_head(number, devices, seq)),
+        write(file.clone(), terminated(journal_head(number, devices, seq))),
         sync(file),
         FsOp::SyncDir,
     ]
@@ -190,7 +202,7 @@ pub(crate) fn reopen(recovered: &Recovered, mutants: PlanMutants) -> Reopen {
         ops.push(FsOp::Write {
             file: files::journal(*n),
             offset: *offset,
-            bytes: Bytes::from(bytes.clone()),
+            bytes: Bytes::from(terminated(bytes.clone())),
         });
     }
     // Every journal recovery read, not only the tail: a rotation writes the old
@@ -221,7 +233,7 @@ pub(crate) fn reopen(recovered: &Recovered, mutants: PlanMutants) -> Reopen {
             ops.push(FsOp::Write {
                 file: files::journal(n),
                 offset: len,
-                bytes: Bytes::from(encode_group(len, &marker)),
+                bytes: Bytes::from(terminated(encode_group(len, &marker))),
             });
             ops.push(sync(files::journal(n)));
         }
@@ -236,8 +248,9 @@ pub(crate) fn reopen(recovered: &Recovered, mutants: PlanMutants) -> Reopen {
             .zip(reopen.next_seq..)
             .map(|(e, seq)| (seq, e.clone()))
             .collect();
-        let bytes = Bytes::from(encode_group(reopen.len, &entries));
-        let written = bytes.len() as u64;
+        let frames = encode_group(reopen.len, &entries);
+        let written = frames.len() as u64;
+        let bytes = Bytes::from(terminated(frames));
         let tail_file = files::journal(reopen.number);
         ops.push(FsOp::Write {
             file: tail_file.clone(),
@@ -279,8 +292,11 @@ pub(crate) struct Reopen {
 /// space is allocated ahead of its appends, so that most group commits overwrite
 /// allocated bytes and their `fdatasync` need not also write the file's new size
 /// (measured on this machine's ext4: 137 against 310 µs per 4 KiB write and sync;
-/// RocksDB recycles its log files and TigerBeetle preallocates its WAL for the
-/// same reason). Recovery reads zeros after the last frame as the journal's end.
+/// TigerBeetle preallocates its WAL for the same reason). A recycled journal
+/// ([`checkpoint`]) is allocated already, and its group commits write no zeros
+/// at all. Recovery reads a zero length after the last frame as the journal's
+/// end, so every write ends with at least [`END_LEN`] zeros: the next write
+/// begins over them.
 pub(crate) fn group_commit(
     journal: u64,
     offset: u64,
@@ -288,7 +304,7 @@ pub(crate) fn group_commit(
     zeros: u64,
 ) -> Vec<FsOp> {
     let file = files::journal(journal);
-    frames.resize(frames.len() + zeros as usize, 0);
+    frames.resize(frames.len() + zeros.max(END_LEN) as usize, 0);
     vec![
         FsOp::Write {
             file: file.clone(),
@@ -382,13 +398,30 @@ pub(crate) fn checkpoint(
         ops.push(FsOp::SyncDir);
         ops.extend(switch_pointer(number));
     }
+    // The journal this checkpoint retires is kept for the next switch to
+    // write over (RocksDB's `recycle_log_file_num`): its blocks are allocated
+    // and its size durable, so the group commits of the journal it becomes
+    // write no zeros ahead and their syncs no file size (see `group_commit`).
+    // Its old frames stay behind the new ones; recovery tells them by their
+    // sequence numbers (`frame::scan_after`). Renamed over the file kept
+    // before; like the removes, not made durable here: undone by a crash, it
+    // is an obsolete journal again, removed by the next checkpoint.
+    let retired = files::journal(number - 1);
+    let recycle = existing.contains(&retired);
     let obsolete = existing.iter().filter(|name| {
         files::journal_number(name)
             .or_else(|| files::checkpoint_number(name))
             .or_else(|| files::dropped_number(name))
             .is_some_and(|n| n < number)
+            && !(recycle && **name == retired)
     });
     ops.extend(obsolete.map(|name| FsOp::Remove { file: name.clone() }));
+    if recycle {
+        ops.push(FsOp::Adopt {
+            from: retired,
+            to: files::RECYCLED.into(),
+        });
+    }
     ops
 }
 
@@ -417,6 +450,16 @@ fn switch_pointer(number: u64) -> Vec<FsOp> {
         },
         FsOp::SyncDir,
     ]
+}
+
+/// The zeros that end every journal write: a zero frame length, read as the
+/// journal's end (see [`group_commit`]).
+pub(crate) const END_LEN: u64 = 4;
+
+/// `bytes` of one journal write, ended by [`END_LEN`] zeros.
+fn terminated(mut bytes: Vec<u8>) -> Vec<u8> {
+    bytes.resize(bytes.len() + END_LEN as usize, 0);
+    bytes
 }
 
 fn write(file: String, bytes: Vec<u8>) -> FsOp {

@@ -135,8 +135,16 @@ pub(crate) struct Writer {
     /// A driver's leader is gathering stragglers before it takes the next write
     /// ([`gather`](Self::gather)): others wait for that write instead of leading.
     gathering: bool,
-    /// The length of the journal a switch in flight creates.
+    /// The length of the journal a switch in flight creates, and of the
+    /// space it holds (more, if it adopts the recycled journal).
     next_len: u64,
+    next_allocated: u64,
+    /// Bytes allocated of the recycled journal ([`files::RECYCLED`]), if the
+    /// directory holds one: the next switch writes over it.
+    recycled: Option<u64>,
+    /// Bytes allocated of the journal the last switch retired: the recycled
+    /// one once the checkpoint that retires it renamed it so.
+    retired: u64,
     failed: Option<Error>,
     closed: bool,
     mutants: PlanMutants,
@@ -172,6 +180,9 @@ impl Writer {
             rotating: false,
             gathering: false,
             next_len: 0,
+            next_allocated: 0,
+            recycled: None,
+            retired: 0,
             failed: None,
             closed: false,
             mutants: PlanMutants::default(),
@@ -315,7 +326,18 @@ impl Writer {
             let start = self.next_seq + 1;
             self.next_seq += 2;
             self.next_len = plan::new_journal_len(next, self.devices, start);
-            let mut ops = plan::new_journal(next, self.devices, start);
+            self.next_allocated = self.next_len;
+            let mut ops = Vec::new();
+            if let Some(len) = self.recycled.take() {
+                // Renamed before the new journal's head is written over its
+                // first bytes: the switch is otherwise the same plan.
+                ops.push(FsOp::Adopt {
+                    from: files::RECYCLED.into(),
+                    to: files::journal(next),
+                });
+                self.next_allocated = len;
+            }
+            ops.extend(plan::new_journal(next, self.devices, start));
             ops.extend(plan::group_commit(
                 self.number,
                 self.len,
@@ -345,9 +367,11 @@ impl Writer {
         encode_group_into(&mut frames, self.len, entries);
         let written = frames.len() as u64;
         let end = self.len + written;
-        let zeros = match end > self.allocated {
+        // Every write ends with a zero length (`plan::END_LEN`), allocated
+        // like the frames.
+        let zeros = match end + plan::END_LEN > self.allocated {
             true => self.max_bytes.div_ceil(16).clamp(4 << 10, ALLOCATE_MAX),
-            false => 0,
+            false => plan::END_LEN,
         };
         self.start(
             plan::group_commit(self.number, self.len, frames, zeros),
@@ -402,9 +426,10 @@ impl Writer {
         self.stats.syncs += 1;
         match flight.switch_to {
             Some(next) => {
+                self.retired = self.allocated.max(self.len);
                 self.number = next;
                 self.len = self.next_len;
-                self.allocated = self.next_len;
+                self.allocated = self.next_allocated.max(self.next_len);
                 Some(next)
             }
             None => {
@@ -479,8 +504,20 @@ impl Writer {
         self.rotating = false;
         if result.is_ok() {
             self.stats.checkpoints += 1;
+            let recycled =
+                |op: &FsOp| matches!(op, FsOp::Adopt { to, .. } if to == files::RECYCLED);
+            if ops.iter().any(recycled) {
+                self.recycled = Some(self.retired);
+            }
         }
         None
+    }
+
+    /// With the recycled journal found at open, `len` bytes long (see
+    /// `plan::checkpoint`).
+    pub(crate) fn with_recycled(mut self, len: Option<u64>) -> Self {
+        self.recycled = len;
+        self
     }
 
     /// Whether a rotation's checkpoint is under way.
@@ -568,8 +605,8 @@ mod tests {
         assert_eq!(o2, o1 + frames(&[1]));
         assert_eq!(
             l2,
-            frames(&[2, 3]),
-            "inside the allocated space: frames only"
+            frames(&[2, 3]) + plan::END_LEN,
+            "inside the allocated space: frames and the zero length that ends them"
         );
         w.complete(Ok(()));
         assert_eq!(w.status(b, ExtentId(2)), Some(Ok(())));
@@ -601,7 +638,10 @@ mod tests {
             encode_group(0, &entries).len()
         };
         match &second[0] {
-            FsOp::Write { bytes, .. } => assert_eq!(bytes.len(), frames(&[2]), "frames only"),
+            FsOp::Write { bytes, .. } => {
+                let end = plan::END_LEN as usize;
+                assert_eq!(bytes.len(), frames(&[2]) + end, "frames and their end");
+            }
             other => panic!("{other:?}"),
         }
     }

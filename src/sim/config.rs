@@ -176,6 +176,11 @@ pub struct SimConfig {
     /// corruption (the rule before durable marks). Power cuts that persist a later
     /// sector of a write but not an earlier one must catch it.
     pub torn_as_corrupt: bool,
+    /// Mutant: recovery takes a recycled journal's stale frames, past a bad
+    /// region, for its own (their sequence numbers unchecked), so it calls a
+    /// torn tail in a recycled journal corruption. Power cuts during the
+    /// group commits and switches of a recycled journal must catch it.
+    pub stale_as_current: bool,
     /// Mutant: recovery opens a directory whose checkpoint's journal is missing or
     /// empty as if it held no record. [`lose_metadata`](Self::lose_metadata) must
     /// catch it.
@@ -290,6 +295,7 @@ impl Default for SimConfig {
             commit_before_journal: false,
             certain_after_image: false,
             torn_as_corrupt: false,
+            stale_as_current: false,
             missing_journal_as_empty: false,
             lose_metadata: false,
             trust_sync_after_failure: false,

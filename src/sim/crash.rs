@@ -140,8 +140,12 @@ fn cut_power(meta: &mut EmulatedJournal, fabric: &mut Fabric, crashes: &mut Cras
 
 /// The length of the metadata reserve file, if there is one.
 pub(crate) fn reserve_len(dir: &SimDir) -> Option<u64> {
-    dir.read(crate::journal::files::RESERVE)
-        .map(|b| b.len() as u64)
+    file_len(dir, crate::journal::files::RESERVE)
+}
+
+/// The length of metadata file `name`, if there is one.
+pub(crate) fn file_len(dir: &SimDir, name: &str) -> Option<u64> {
+    dir.read(name).map(|b| b.len() as u64)
 }
 
 /// Bytes of a checkpoint the emulator's recoveries read at a time: about two
@@ -214,7 +218,11 @@ pub(crate) fn recover(
             },
             geometry,
             meta.max_bytes(),
-            (meta.reserve_bytes(), reserve_len(dir)),
+            crate::journal::open::SideFiles {
+                reserve_bytes: meta.reserve_bytes(),
+                reserve_found: reserve_len(dir),
+                recycled: file_len(dir, crate::journal::files::RECYCLED),
+            },
             meta.plan_mutants(),
         ) {
             Ok(opening) => opening,

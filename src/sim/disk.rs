@@ -123,6 +123,12 @@ impl SimDir {
                 self.names.insert(to.clone(), inode);
                 self.pending.push(DirOp::Rename(from.clone(), to.clone()));
             }
+            FsOp::Adopt { from, to } => {
+                if let Some(inode) = self.names.remove(from) {
+                    self.names.insert(to.clone(), inode);
+                    self.pending.push(DirOp::Rename(from.clone(), to.clone()));
+                }
+            }
             FsOp::Remove { file } => {
                 if self.names.remove(file).is_some() {
                     self.pending.push(DirOp::Remove(file.clone()));

@@ -104,6 +104,8 @@ pub(crate) struct EmulatedJournal {
     pub(crate) syncs: u64,
     /// Checkpoints completed.
     pub(crate) checkpoints: u64,
+    /// Switches that wrote the new journal over a recycled one.
+    pub(crate) recycled: u64,
     /// Metadata reserve releases (full disks), over every run of the store.
     released_before: u64,
 }
@@ -120,6 +122,7 @@ impl EmulatedJournal {
             rng,
             syncs: 0,
             checkpoints: 0,
+            recycled: 0,
             released_before: 0,
         }
     }
@@ -325,6 +328,11 @@ impl EmulatedJournal {
             Lane::Journal => {
                 self.syncs += 1;
                 let switched = self.writer.complete(Ok(()));
+                let adopts =
+                    |op: &FsOp| matches!(op, FsOp::Adopt { from, .. } if from == files::RECYCLED);
+                if switched.is_some() && task.plan.iter().any(adopts) {
+                    self.recycled += 1;
+                }
                 if let Some((number, planner)) =
                     switched.and_then(|n| Some((n, self.writer.checkpoint_planner()?)))
                 {
@@ -445,7 +453,7 @@ fn injected(op: &FsOp) -> Error {
         device: crate::journal::METADATA_DEVICE,
         op: match op {
             FsOp::Write { .. } => "write",
-            FsOp::Rename { .. } => "rename",
+            FsOp::Rename { .. } | FsOp::Adopt { .. } => "rename",
             FsOp::Remove { .. } => "remove",
             FsOp::Truncate { .. } => "truncate",
             _ => "sync",

@@ -125,6 +125,8 @@ pub struct Report {
     pub journal_syncs: u64,
     /// Checkpoints completed (rotations).
     pub checkpoints: u64,
+    /// Rotations whose new journal was written over a retired one.
+    pub journals_recycled: u64,
     /// Every invariant violation, in order.
     pub violations: Vec<String>,
     /// The last steps before the end, formatted.

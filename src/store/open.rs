@@ -38,8 +38,10 @@ pub struct RecoveryReport {
     /// Whether a torn journal tail (an unacknowledged group commit cut by the
     /// crash) was dropped.
     pub torn_tail_dropped: bool,
-    /// Bytes of that torn tail (without trailing zeros: the journal allocates
-    /// its space ahead of its appends, and zeros there carry nothing).
+    /// Bytes of that torn tail: the torn write's frames found past the damage,
+    /// or the rest of the page where it broke, without trailing zeros (the
+    /// journal allocates its space ahead of its appends, and zeros there carry
+    /// nothing; a recycled journal holds its predecessor's bytes further on).
     pub dropped_bytes: u64,
     /// The side file in the store directory that keeps those bytes as evidence
     /// (removed with its journal at a later checkpoint).
@@ -163,6 +165,7 @@ fn is_store_file(name: &str) -> bool {
         files::CURRENT_TMP,
         files::LOCK,
         files::RESERVE,
+        files::RECYCLED,
     ]
     .contains(&name)
         || files::journal_number(name).is_some()
@@ -201,7 +204,11 @@ fn recover_and_open(
         },
         &geometry(config),
         config.journal_max_bytes,
-        (config.metadata_reserve_bytes, reserve_len(&dir)),
+        journal::open::SideFiles {
+            reserve_bytes: config.metadata_reserve_bytes,
+            reserve_found: reserve_len(&dir),
+            recycled: file_len(&dir, files::RECYCLED),
+        },
         PlanMutants::default(),
     )?;
     // Every check passed: from here on files change.
@@ -308,7 +315,12 @@ fn read_exact_or_none(
 
 /// The length of the metadata reserve file, if there is one.
 fn reserve_len(dir: &Dir) -> Option<u64> {
-    let file = dir.fs.open(&dir.path.join(files::RESERVE), false).ok()?;
+    file_len(dir, files::RESERVE)
+}
+
+/// The length of metadata file `name`, if there is one.
+fn file_len(dir: &Dir, name: &str) -> Option<u64> {
+    let file = dir.fs.open(&dir.path.join(name), false).ok()?;
     file.len().ok()
 }
 

@@ -307,6 +307,8 @@ struct State {
     dir_ops: u64,
     /// What fault fired, on which file.
     fired: Option<String>,
+    /// Renames that succeeded, by the name renamed from.
+    renamed_from: BTreeMap<String, u64>,
     rng: Rng,
     hook: Option<Arc<dyn Hook>>,
 }
@@ -452,6 +454,12 @@ impl FaultFs {
 
     pub fn is_cut(&self) -> bool {
         self.state.lock().unwrap().is_cut()
+    }
+
+    /// Renames of the file named `from` that succeeded.
+    pub fn renames_from(&self, from: &str) -> u64 {
+        let st = self.state.lock().unwrap();
+        st.renamed_from.get(from).copied().unwrap_or(0)
     }
 
     /// The fault that fired (`"EIO dev0000.extents"`, …), if one did.
@@ -800,6 +808,7 @@ impl Fs for FaultFs {
         // Faults and hooks find the file by the name it has now (`CURRENT`
         // after its temp file is renamed over it).
         st.inodes[ino].name = t.clone();
+        *st.renamed_from.entry(f.clone()).or_default() += 1;
         st.dir_log.push(DirOp::Rename(f, t));
         Ok(())
     }

@@ -149,6 +149,25 @@ pub fn inline_data_len(payload: &[u8]) -> usize {
     }
 }
 
+/// Where the frames of an intact journal end: at the zero length that ends its
+/// last write (past it lie allocated zeros, or a recycled file's stale bytes).
+pub fn frames_end(journal: &[u8]) -> usize {
+    const HEADER: usize = 32;
+    const FRAME_HEAD: usize = 24;
+    let mut at = HEADER;
+    while at + 4 <= journal.len() {
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&journal[at..at + 4]);
+        let len = u32::from_le_bytes(len) as usize;
+        if len == 0 {
+            break;
+        }
+        let payload = &journal[at + FRAME_HEAD..at + FRAME_HEAD + len];
+        at += FRAME_HEAD + len + inline_data_len(payload);
+    }
+    at
+}
+
 /// Every `(id, generation)` reads back exactly the value `value(id, generation,
 /// len(id, generation))` encodes.
 pub fn check_values(

@@ -1,7 +1,7 @@
 //! Recovery: the checkpoint, then every journal after it, replayed into the
 //! durable image.
 
-use super::super::frame::{FileKind, Tear, scan};
+use super::super::frame::{FileKind, Scan, Tear, scan_after};
 use super::{Entry, Image, RecordImage, Records, Recovered, Tail, files, load_checkpoint};
 use crate::bytes::Bytes;
 use crate::error::{Error, Result};
@@ -177,10 +177,22 @@ pub(crate) fn recover_into(
         let file = files::journal(n);
         let tear = if mutants.torn_as_corrupt {
             Tear::NoLaterFrame
+        } else if mutants.stale_as_current {
+            Tear::StaleAsCurrent
         } else {
             Tear::Unsynced
         };
-        let scanned = scan(bytes, &file, FileKind::Journal, tear)?;
+        // Frames numbered below the journal before's first are stale: a
+        // recycled file's (see `plan::checkpoint`).
+        let floor = (scans.last()).and_then(|(_, b, _, s): &(u64, &[u8], String, Scan)| {
+            s.entry(b, 0).map(|(seq, _)| seq)
+        });
+        let scanned = scan_after(bytes, &file, FileKind::Journal, tear, floor)?;
+        // The checkpoint's journal lost its frames (see below): refused as
+        // such before later journals are scanned without its sequence numbers.
+        if n == number && scanned.offsets.is_empty() && !mutants.missing_journal_as_empty {
+            return Err(Error::MissingCheckpoint { file });
+        }
         scans.push((n, bytes, file, scanned));
     }
     // Rotation creates the next journal before the old one's last write (which
@@ -332,10 +344,8 @@ pub(crate) fn recover_into(
         }
         if scanned.torn {
             recovered.cut = Some((n, scanned.valid_len));
-            // Without the zeros of allocated space after the damage.
-            let tail = &bytes[scanned.valid_len as usize..];
-            let end = tail.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-            recovered.dropped = tail[..end].to_vec();
+            recovered.dropped =
+                bytes[scanned.valid_len as usize..scanned.dropped_end as usize].to_vec();
         }
         if is_last {
             let last = scanned.last_entry(bytes);

@@ -161,6 +161,7 @@ impl World {
                     reopen_without_sync: cfg.reopen_without_sync,
                     reopen_without_marker: cfg.reopen_without_marker,
                     torn_as_corrupt: cfg.torn_as_corrupt,
+                    stale_as_current: cfg.stale_as_current,
                     missing_journal_as_empty: cfg.missing_journal_as_empty,
                     checkpoint_without_device_sync: cfg.checkpoint_without_device_sync,
                     sync_devices_before_image: cfg.sync_devices_before_image,
@@ -310,6 +311,7 @@ impl World {
         self.final_check();
         self.report.journal_syncs = self.meta.syncs;
         self.report.checkpoints = self.meta.checkpoints;
+        self.report.journals_recycled = self.meta.recycled;
         self.report.reserve_releases = self.meta.reserve_releases();
         self.report.virtual_ns = self.now;
         self.report.trace = self.trace.lines();

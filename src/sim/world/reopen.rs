@@ -70,10 +70,11 @@ impl World {
             },
             &self.geometry,
             self.meta.max_bytes(),
-            (
-                self.meta.reserve_bytes(),
-                crash::reserve_len(&self.meta.dir),
-            ),
+            journal::open::SideFiles {
+                reserve_bytes: self.meta.reserve_bytes(),
+                reserve_found: crash::reserve_len(&self.meta.dir),
+                recycled: crash::file_len(&self.meta.dir, journal::files::RECYCLED),
+            },
             self.meta.plan_mutants(),
         );
         match opened {

@@ -126,6 +126,17 @@ impl Dir {
                 }
                 Ok(())
             }
+            FsOp::Adopt { from, to } => {
+                let mut open = self.open.lock();
+                match fs.rename(&self.path.join(from), &self.path.join(to)) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                    other => other.map_err(|e| io_error("rename", &e))?,
+                }
+                if let Some(f) = open.remove(from) {
+                    open.insert(to.clone(), f);
+                }
+                Ok(())
+            }
             FsOp::Remove { file } => {
                 self.open.lock().remove(file);
                 match fs.remove(&self.path.join(file)) {

@@ -1,0 +1,209 @@
+//! A recycled journal: a retired journal's file written over by a later one
+//! (`plan::checkpoint`), its stale frames behind the new ones.
+
+use super::Entry;
+use super::files;
+use super::frame::{FileKind, HEADER_LEN, Tear, encode_group, journal_head, scan_after};
+use super::plan::END_LEN;
+use super::tests::put;
+use proptest::prelude::*;
+
+const SECTOR: usize = 512;
+
+/// The file of journal 1 after `writes` group commits of `per_write` records,
+/// each write ended by its zero length, as the writer leaves it: the stale
+/// bytes a recycled journal starts from. Its records encode extent `id % 5`
+/// and generation `1000 + id`, its sequence numbers start at 0.
+fn retired(writes: u64, per_write: u64) -> Vec<u8> {
+    let mut file = journal_head(1, 3, 0);
+    let mut seq = 1;
+    for _ in 0..writes {
+        let entries: Vec<(u64, Entry)> = (0..per_write)
+            .map(|i| {
+                let id = seq + i;
+                (id, put(id % 5, 1000 + id))
+            })
+            .collect();
+        seq += per_write;
+        let mark = file.len() as u64;
+        file.extend_from_slice(&encode_group(mark, &entries));
+    }
+    file.resize(file.len() + END_LEN as usize, 0);
+    file
+}
+
+/// Writes `bytes` at `at` of `file`, growing it if needed.
+fn write_at(file: &mut Vec<u8>, at: usize, bytes: &[u8]) {
+    if file.len() < at + bytes.len() {
+        file.resize(at + bytes.len(), 0);
+    }
+    file[at..at + bytes.len()].copy_from_slice(bytes);
+}
+
+/// Journal 3 written over `file` as the writer writes it: its head (sequence
+/// number `first`), then groups of `sizes` records (generations from 1), each
+/// write ended by its zero length. Returns every write's offset and bytes, in
+/// order, and the entries of each.
+fn writes_of_journal_3(first: u64, sizes: &[u64]) -> Vec<(usize, Vec<u8>, Vec<Entry>)> {
+    let mut head = journal_head(3, 3, first);
+    let mut end = head.len();
+    head.resize(end + END_LEN as usize, 0);
+    let mut out = vec![(0, head, vec![Entry::JournalStart { number: 3 }])];
+    let mut seq = first + 1;
+    let mut generation = 0;
+    for &n in sizes {
+        let entries: Vec<(u64, Entry)> = (0..n)
+            .map(|i| {
+                generation += 1;
+                (seq + i, put(i % 5, generation))
+            })
+            .collect();
+        seq += n;
+        let mut bytes = encode_group(end as u64, &entries);
+        let frames = bytes.len();
+        bytes.resize(frames + END_LEN as usize, 0);
+        out.push((end, bytes, entries.into_iter().map(|(_, e)| e).collect()));
+        end += frames;
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Every write but the last was synced; the sectors of the last persist in
+    /// any subset (each new, left as the retired journal had it, or garbage).
+    /// Recovery never reports corruption, keeps every synced write, reads no
+    /// stale frame as the new journal's, and calls the journal torn only if the
+    /// last write did not persist whole.
+    #[test]
+    fn a_recycled_journal_cut_anywhere_keeps_its_synced_writes_and_no_stale_frame(
+        old_writes in 1u64..40,
+        sizes in proptest::collection::vec(1u64..12, 0..6),
+        fates in proptest::collection::vec(0u8..3, 16),
+    ) {
+        let mut file = retired(old_writes, 7);
+        // Sequence numbers go on from the journals between: above every stale one.
+        let first = 10_000;
+        let writes = writes_of_journal_3(first, &sizes);
+        let (last, synced) = writes.split_last().expect("the head at least");
+        for (at, bytes, _) in synced {
+            write_at(&mut file, *at, bytes);
+        }
+        let (at, bytes, _) = last;
+        let mut whole = true;
+        let mut fate = fates.iter().cycle();
+        let mut sector = at / SECTOR * SECTOR;
+        while sector < at + bytes.len() {
+            let from = sector.max(*at);
+            let to = (sector + SECTOR).min(at + bytes.len());
+            let f = fate.next().copied().unwrap_or(0);
+            whole &= f == 0;
+            match f {
+                0 => write_at(&mut file, from, &bytes[from - at..to - at]),
+                1 => {}
+                _ => {
+                    let garbage: Vec<u8> = (from..to).map(|j| (j * 37 + 11) as u8).collect();
+                    write_at(&mut file, from, &garbage);
+                }
+            }
+            sector += SECTOR;
+        }
+        let s = scan_after(&file, &files::journal(3), FileKind::Journal, Tear::Unsynced, Some(first - 5))
+            .expect("never corruption");
+        let kept: Vec<(u64, Entry)> = s.entries(&file);
+        let expected: Vec<Entry> = writes.iter().flat_map(|(_, _, e)| e.clone()).collect();
+        let synced_frames: usize = synced.iter().map(|(_, _, e)| e.len()).sum();
+        prop_assert!(kept.len() >= synced_frames, "{} < {}", kept.len(), synced_frames);
+        for (i, (seq, entry)) in kept.iter().enumerate() {
+            prop_assert_eq!(*seq, first + i as u64, "no stale frame");
+            prop_assert_eq!(entry, &expected[i]);
+        }
+        if whole {
+            prop_assert_eq!(kept.len(), expected.len());
+            prop_assert!(!s.torn, "a write that persisted whole is no tear");
+        }
+        if !synced.is_empty() {
+            prop_assert!(s.valid_len >= *at as u64);
+        }
+        prop_assert!(s.dropped_end >= s.valid_len);
+        // At most the torn write and the rest of the page it broke in.
+        prop_assert!(s.dropped_end - s.valid_len <= (bytes.len() + 4096) as u64,
+            "the evidence is the torn write's, not the stale bytes'");
+    }
+}
+
+/// A recycled file whose new head never persisted still carries the retired
+/// journal's header: nothing was appended to the new journal.
+#[test]
+fn a_recycled_file_with_its_old_header_is_an_empty_journal() {
+    let file = retired(20, 7);
+    let s = scan_after(
+        &file,
+        &files::journal(3),
+        FileKind::Journal,
+        Tear::Unsynced,
+        Some(500),
+    )
+    .expect("not corruption");
+    assert_eq!(
+        (s.header, s.offsets.len(), s.valid_len, s.torn),
+        (None, 0, 0, false)
+    );
+}
+
+/// Synced writes whose bytes changed are corruption in a recycled journal too:
+/// a later synced write's frames are found past the damage.
+#[test]
+fn damage_to_a_synced_write_of_a_recycled_journal_is_corruption() {
+    let mut file = retired(30, 7);
+    for (at, bytes, _) in writes_of_journal_3(10_000, &[4, 4, 4]) {
+        write_at(&mut file, at, &bytes);
+    }
+    let clean = scan_after(
+        &file,
+        &files::journal(3),
+        FileKind::Journal,
+        Tear::Unsynced,
+        None,
+    )
+    .expect("clean");
+    assert_eq!((clean.offsets.len(), clean.torn), (13, false));
+    let second = usize::try_from(clean.offsets[5]).expect("small");
+    for damage in [0u8, 0x5a] {
+        let mut bad = file.clone();
+        bad[second..second + 8].fill(damage);
+        let err = scan_after(
+            &bad,
+            &files::journal(3),
+            FileKind::Journal,
+            Tear::Unsynced,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), "FPRE021", "{err}");
+    }
+}
+
+/// The mutant that takes stale frames for the journal's own past a bad region
+/// calls an ordinary torn write in a recycled journal corruption.
+#[test]
+fn stale_frames_taken_for_current_ones_call_a_torn_write_corruption() {
+    let mut file = retired(40, 7);
+    let writes = writes_of_journal_3(10_000, &[3, 9]);
+    let (synced, last) = writes.split_at(2);
+    for (at, bytes, _) in synced {
+        write_at(&mut file, *at, bytes);
+    }
+    // The torn write's first sector persisted, its second did not.
+    let (at, bytes, _) = &last[0];
+    let cut = (at / SECTOR + 1) * SECTOR;
+    assert!(at + bytes.len() > cut, "the write spans sectors");
+    write_at(&mut file, *at, &bytes[..cut - at]);
+    let name = files::journal(3);
+    let s = scan_after(&file, &name, FileKind::Journal, Tear::Unsynced, None).expect("torn");
+    assert!(s.torn && s.valid_len > *at as u64 && s.valid_len < cut as u64);
+    let err = scan_after(&file, &name, FileKind::Journal, Tear::StaleAsCurrent, None).unwrap_err();
+    assert_eq!(err.code(), "FPRE021");
+    assert!(HEADER_LEN < *at);
+}
