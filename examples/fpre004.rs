@@ -135,10 +135,14 @@ struct Args {
     /// corruption (power cuts that persist sectors out of order must catch it).
     #[arg(long)]
     torn_as_corrupt: bool,
-    /// Mutant: recovery takes a recycled journal's stale frames past a bad
-    /// region for its own (power cuts in recycled journals must catch it).
+    /// Mutant: recovery takes a recycled journal's stale frames past its end
+    /// for its own (the crash sweep must catch it).
     #[arg(long)]
     stale_as_current: bool,
+    /// Mutant: recovery takes a recycled file's old start frame for the new
+    /// journal's (the full-disk crash sweep must catch it).
+    #[arg(long)]
+    stale_head_as_current: bool,
     /// Mutant: recovery opens a directory whose journal is missing or empty as an
     /// empty store (`--lose-metadata` must catch it).
     #[arg(long)]
@@ -228,6 +232,7 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
         certain_after_image: args.certain_after_image,
         torn_as_corrupt: args.torn_as_corrupt,
         stale_as_current: args.stale_as_current,
+        stale_head_as_current: args.stale_head_as_current,
         missing_journal_as_empty: args.missing_journal_as_empty,
         lose_metadata: args.lose_metadata,
         trust_sync_after_failure: args.trust_sync_after_failure,
@@ -530,6 +535,7 @@ fn mutants(args: &Args) -> String {
         (args.certain_after_image, "--certain-after-image"),
         (args.torn_as_corrupt, "--torn-as-corrupt"),
         (args.stale_as_current, "--stale-as-current"),
+        (args.stale_head_as_current, "--stale-head-as-current"),
         (args.missing_journal_as_empty, "--missing-journal-as-empty"),
         (args.lose_metadata, "--lose-metadata"),
         (args.trust_sync_after_failure, "--trust-sync-after-failure"),

@@ -299,7 +299,10 @@ pub enum Error {
     },
 
     /// The store directory is already open, in this process or another (its `LOCK`
-    /// file is held). Nothing on disk was changed.
+    /// file is held). Nothing on disk was changed. The lock is `flock`'s, which
+    /// belongs to the open file: a child process forked while a store was open
+    /// holds it too until it execs (or exits), so an open right after the
+    /// store closed can meet it then.
     #[error("FPRE026 {path} is locked: the store is already open")]
     Locked {
         /// The lock file.

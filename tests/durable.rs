@@ -1,5 +1,5 @@
 //! The durable store on real files: restart round trips, rotation, the directory
-//! lock (in this process and another), bad input on open (each with its FPRE code,
+//! lock (in this process; another's is `lock_process.rs`), bad input on open (each with its FPRE code,
 //! and nothing on disk modified by the failed open) and torn journal tails.
 //!
 //! Invariants checked: 9 (every acknowledged write, compaction, drain and
@@ -17,10 +17,8 @@ use common::{files, refused, value};
 use extentmeta::{CompactOutcome, ExtentId, Location, State, Store, StoreConfig, Verdict};
 use std::collections::HashMap;
 use std::fs::OpenOptions;
-use std::io::{BufRead, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 /// No cache (every read goes to the files), no background workers.
 fn config(devices: u16, journal_max_bytes: u64) -> StoreConfig {
@@ -362,52 +360,6 @@ fn second_open_is_locked_and_the_first_keeps_working() {
     put(&store, &mut model, 1);
     check(&store, &model);
     drop(store);
-    reopen(dir.path(), &config, &model);
-}
-
-const CHILD_DIR: &str = "EXTENTMETA_DURABLE_LOCK_CHILD";
-
-/// Child half of [`lock_held_by_another_process`]: opens the store named by the
-/// environment, says so on stdout, and holds it until stdin closes.
-#[test]
-fn lock_child() {
-    let Ok(dir) = std::env::var(CHILD_DIR) else {
-        return; // Not the child: nothing to do.
-    };
-    let store = Store::open(&dir, config(2, 64 << 20)).unwrap();
-    println!("\nlock-child-opened");
-    std::io::stdout().flush().unwrap();
-    let mut line = String::new();
-    let _ = std::io::stdin().read_line(&mut line);
-    drop(store);
-}
-
-#[test]
-fn lock_held_by_another_process() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(2, 64 << 20);
-    let model = populated(dir.path(), &config, 5);
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "lock_child", "--nocapture", "--test-threads=1"])
-        .env(CHILD_DIR, dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    // Bounded: the child prints a few harness lines before its token, or exits.
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "child exited early");
-        if line.trim_end().ends_with("lock-child-opened") {
-            break;
-        }
-    }
-    let err = refused(dir.path(), &config, "FPRE026");
-    assert!(err.to_string().contains("LOCK"), "{err}");
-    drop(child.stdin.take()); // EOF: the child closes its store and exits.
-    assert!(child.wait().unwrap().success());
     reopen(dir.path(), &config, &model);
 }
 

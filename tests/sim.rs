@@ -499,6 +499,32 @@ fn a_recycled_journals_stale_frames_taken_for_its_own_are_caught() {
     assert!(r.journals_recycled > 0, "seed {seed} recycled no journal");
 }
 
+/// A short write over a recycled file can keep the new journal's header
+/// alone, before the old journal's start frame: the mutant that takes that
+/// frame for the new journal's reads the old journal's records as current,
+/// and the full-disk crash sweep catches it.
+#[test]
+fn a_recycled_files_old_start_frame_taken_for_the_new_one_is_caught() {
+    let mut mutant = SimConfig {
+        crashes: 8,
+        crash_spacing: 150,
+        stale_head_as_current: true,
+        ..SimConfig::default()
+    };
+    mutant.faults.disk_full_ppm = 300_000;
+    let (seed, v) = caught(&mutant, 20).expect("caught within 20 seeds");
+    let honest = SimConfig {
+        stale_head_as_current: false,
+        ..mutant
+    };
+    let r = sim::run(seed, &honest);
+    assert!(
+        r.is_clean(),
+        "seed {seed}: {:?} (mutant: {v:?})",
+        r.violations
+    );
+}
+
 /// A reopen plan that meets a full disk resumes at the step that failed once
 /// the reserve is released: run again from its start, it would cut a
 /// successor it had written anew (a rotation a crash stopped left it without a

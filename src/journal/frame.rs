@@ -218,6 +218,11 @@ pub(crate) enum Tear {
     /// As [`Unsynced`](Self::Unsynced), but a recycled journal's stale frames
     /// count as its own past a bad region (a mutant).
     StaleAsCurrent,
+    /// As [`Unsynced`](Self::Unsynced), but a journal's first frame is its own
+    /// whatever journal it names and however it is numbered, so a recycled
+    /// file's old start frame passes for the new one (a mutant; the caller
+    /// passes no floor).
+    StaleHeadAsCurrent,
 }
 
 /// Scans a whole file; `tear` says which bad regions are a torn tail.
@@ -266,12 +271,10 @@ pub(crate) fn scan_after(
         // was durable).
         h if may_be_torn && h.is_none_or(|h| h.kind == kind) => {
             // A recycled file's old header (the only way a valid header names an
-            // older journal) proves its new head never reached the disk; a
-            // damaged one is looked past like any bad frame.
-            let probe = match h {
-                Some(_) => Probe::NOTHING,
-                None => probe(tear, bytes, 0, stale_below(tear, floor.unwrap_or(0))),
-            };
+            // older journal) is its new head never written or lost; either way
+            // the probe looks past it for frames of this journal, which only a
+            // durable head precedes.
+            let probe = probe(tear, bytes, 0, stale_below(tear, floor.unwrap_or(0)));
             if probe.written_after {
                 return Err(corrupt(0, "bad file header"));
             }
@@ -298,18 +301,21 @@ pub(crate) fn scan_after(
     let mut last_mark = None;
     let mut records = false;
     let mut batch: Option<BatchTail> = None;
+    let mut first_seq: Option<u64> = None;
     // Bounded: each iteration consumes at least one frame head.
     while at < bytes.len() {
         let frame = check_frame(&bytes[at..]);
-        // The lowest sequence number this journal's next frame may carry: below
-        // it, a frame is stale (see above).
+        // The lowest sequence number this journal's next frame may carry.
         let lowest = last_seq.map_or(floor.unwrap_or(0), |l| l + 1);
-        // A recycled file's first frame is its old start frame until the new
-        // head's is written over it (a short write may have written the header
-        // alone).
+        // Below the journal's first frame (or the floor), a frame is an older
+        // journal's: stale (see above). One numbered between is a copy of an
+        // earlier frame of this journal, which only damage makes. A recycled
+        // file's first frame is its old start frame until the new head's is
+        // written over it (a short write may have written the header alone).
         let stale = |seq: u64, entry: &Entry| {
-            seq < lowest
+            seq < first_seq.or(floor).unwrap_or(0)
                 || last_seq.is_none()
+                    && tear != Tear::StaleHeadAsCurrent
                     && matches!(entry, Entry::JournalStart { number } if *number != header.number)
         };
         match frame {
@@ -333,6 +339,7 @@ pub(crate) fn scan_after(
                     _ => {}
                 }
                 offsets.push(at as u64);
+                first_seq.get_or_insert(seq);
                 last_seq = Some(seq);
                 last_mark = Some(frame_durable(&bytes[at..]));
                 at += used;

@@ -320,9 +320,12 @@ pub(crate) struct PlanMutants {
     /// Recovery keeps every record journaled while its data's sync ran without
     /// reading its data ([`Recovered::settle_unsynced`] skipped).
     pub(crate) trust_unsynced: bool,
-    /// Recovery reads a recycled journal's stale frames as its own: their
-    /// sequence numbers are not checked against the journal before's.
+    /// Recovery reads a recycled journal's stale frames past its end as its
+    /// own ([`frame::Tear::StaleAsCurrent`]).
     pub(crate) stale_as_current: bool,
+    /// Recovery reads a recycled file's old start frame as the new journal's
+    /// ([`frame::Tear::StaleHeadAsCurrent`]).
+    pub(crate) stale_head_as_current: bool,
 }
 
 pub(crate) mod files {
@@ -468,7 +471,11 @@ fn refuse_records_without_pointer(
     };
     for name in names {
         let number = files::journal_number(name).or_else(|| files::checkpoint_number(name));
-        if number.is_some_and(|n| n > 1) || files::dropped_number(name).is_some() {
+        // A recycled journal exists only once a second checkpoint retired one.
+        if number.is_some_and(|n| n > 1)
+            || files::dropped_number(name).is_some()
+            || name == files::RECYCLED
+        {
             return Err(missing());
         }
     }

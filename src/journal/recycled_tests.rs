@@ -150,6 +150,21 @@ fn a_recycled_file_with_its_old_header_is_an_empty_journal() {
         (s.header, s.offsets.len(), s.valid_len, s.torn),
         (None, 0, 0, false)
     );
+    // Frames of the new journal past it were written once its head was
+    // durable: the old header is then a lost write over it, not a cut.
+    let mut lost = file.clone();
+    for (at, bytes, _) in writes_of_journal_3(10_000, &[4, 4]).iter().skip(1) {
+        write_at(&mut lost, *at, bytes);
+    }
+    let err = scan_after(
+        &lost,
+        &files::journal(3),
+        FileKind::Journal,
+        Tear::Unsynced,
+        Some(500),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "FPRE021", "{err}");
 }
 
 /// Synced writes whose bytes changed are corruption in a recycled journal too:
@@ -206,4 +221,39 @@ fn stale_frames_taken_for_current_ones_call_a_torn_write_corruption() {
     let err = scan_after(&file, &name, FileKind::Journal, Tear::StaleAsCurrent, None).unwrap_err();
     assert_eq!(err.code(), "FPRE021");
     assert!(HEADER_LEN < *at);
+}
+
+/// A switch's rename of the recycled file undone by a power cut (the rename
+/// that recycled journal 1 kept) leaves `journal-recycled` holding a head of
+/// journal 3 numbered 205, while journal 2 goes on past 205. Adopted again,
+/// and cut before the new head was durable, the file names journal 3 and its
+/// start frame journal 3: only its number, not above journal 2's last frame,
+/// tells the stale head. Recovery writes journal 3 anew; the mutant without
+/// that floor reads the stale head and refuses the directory.
+#[test]
+fn a_head_left_by_an_undone_rename_is_stale_below_the_journal_before() {
+    use super::PlanMutants;
+    use super::image::{Image, encode_checkpoint, recover};
+    let ckpt = encode_checkpoint(2, 3, &Image::default());
+    let mut j2 = journal_head(2, 3, 200);
+    let entries: Vec<(u64, Entry)> = (201..=210).map(|seq| (seq, put(seq % 5, seq))).collect();
+    let mark = j2.len() as u64;
+    j2.extend_from_slice(&encode_group(mark, &entries));
+    let mut j3 = retired(20, 7);
+    write_at(&mut j3, 0, &journal_head(3, 3, 205));
+    let journals: [(u64, &[u8]); 2] = [(2, &j2), (3, &j3)];
+    let r = recover(2, &ckpt, &journals, PlanMutants::default()).expect("recovered");
+    assert_eq!((r.tail.number, r.tail.valid_len), (3, 0), "written anew");
+    assert_eq!(r.unmarked.len(), 1, "journal 2 gets its marker");
+    assert!(r.next_seq >= 211);
+    for id in 0..5 {
+        let newest = 206 + (id + 4) % 5; // the last of 201..=210 with this id
+        assert_eq!(r.image.records.get(id).expect("record").generation, newest);
+    }
+    let mutant = PlanMutants {
+        stale_head_as_current: true,
+        ..PlanMutants::default()
+    };
+    let err = recover(2, &ckpt, &journals, mutant).unwrap_err();
+    assert_eq!(err.code(), "FPRE021", "{err}");
 }

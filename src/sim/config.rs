@@ -176,11 +176,16 @@ pub struct SimConfig {
     /// corruption (the rule before durable marks). Power cuts that persist a later
     /// sector of a write but not an earlier one must catch it.
     pub torn_as_corrupt: bool,
-    /// Mutant: recovery takes a recycled journal's stale frames, past a bad
-    /// region, for its own (their sequence numbers unchecked), so it calls a
-    /// torn tail in a recycled journal corruption. Power cuts during the
-    /// group commits and switches of a recycled journal must catch it.
+    /// Mutant: recovery takes a recycled journal's stale frames past its end
+    /// for its own (their sequence numbers unchecked), so it calls any end of
+    /// a recycled journal, a clean close's included, corruption. The crash
+    /// sweep must catch it: it shows that the stale bytes are there and that
+    /// recovery meets them.
     pub stale_as_current: bool,
+    /// Mutant: recovery takes a recycled file's old start frame, left after a
+    /// new header that a short write or a power cut kept alone, for the new
+    /// journal's. The crash sweep on a full disk must catch it.
+    pub stale_head_as_current: bool,
     /// Mutant: recovery opens a directory whose checkpoint's journal is missing or
     /// empty as if it held no record. [`lose_metadata`](Self::lose_metadata) must
     /// catch it.
@@ -296,6 +301,7 @@ impl Default for SimConfig {
             certain_after_image: false,
             torn_as_corrupt: false,
             stale_as_current: false,
+            stale_head_as_current: false,
             missing_journal_as_empty: false,
             lose_metadata: false,
             trust_sync_after_failure: false,

@@ -179,13 +179,19 @@ pub(crate) fn recover_into(
             Tear::NoLaterFrame
         } else if mutants.stale_as_current {
             Tear::StaleAsCurrent
+        } else if mutants.stale_head_as_current {
+            Tear::StaleHeadAsCurrent
         } else {
             Tear::Unsynced
         };
-        // Frames numbered below the journal before's first are stale: a
-        // recycled file's (see `plan::checkpoint`).
-        let floor = (scans.last()).and_then(|(_, b, _, s): &(u64, &[u8], String, Scan)| {
-            s.entry(b, 0).map(|(seq, _)| seq)
+        // A journal's start frame is numbered after every frame of the journal
+        // before it: anything lower in its file is a recycled file's stale
+        // frame (see `plan::checkpoint`), or a head an undone rename left
+        // behind in the recycled file while the journal before went on.
+        let floor = (scans.last()).filter(|_| !mutants.stale_head_as_current);
+        let floor = floor.and_then(|(_, b, _, s): &(u64, &[u8], String, Scan)| {
+            let last = s.offsets.len().checked_sub(1)?;
+            s.entry(b, last).map(|(seq, _)| seq + 1)
         });
         let scanned = scan_after(bytes, &file, FileKind::Journal, tear, floor)?;
         // The checkpoint's journal lost its frames (see below): refused as

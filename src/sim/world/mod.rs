@@ -162,6 +162,7 @@ impl World {
                     reopen_without_marker: cfg.reopen_without_marker,
                     torn_as_corrupt: cfg.torn_as_corrupt,
                     stale_as_current: cfg.stale_as_current,
+                    stale_head_as_current: cfg.stale_head_as_current,
                     missing_journal_as_empty: cfg.missing_journal_as_empty,
                     checkpoint_without_device_sync: cfg.checkpoint_without_device_sync,
                     sync_devices_before_image: cfg.sync_devices_before_image,

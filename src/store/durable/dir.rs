@@ -128,6 +128,8 @@ impl Dir {
             }
             FsOp::Adopt { from, to } => {
                 let mut open = self.open.lock();
+                // A handle kept under the new name is the replaced file's.
+                open.remove(to);
                 match fs.rename(&self.path.join(from), &self.path.join(to)) {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
                     other => other.map_err(|e| io_error("rename", &e))?,
