@@ -237,12 +237,13 @@ pub(crate) fn scan(bytes: &[u8], file: &str, kind: FileKind, tear: Tear) -> Resu
 }
 
 /// [`scan`] of a journal that may be a recycled file (see `plan::checkpoint`):
-/// frames numbered below `floor` (the first sequence number of the journal
-/// before it, if known), or below the journal's own start frame, are an older
-/// journal's, stale bytes that end this one and prove nothing about it. A
-/// header naming an older journal than the file's name is a recycled file's
-/// old header: the new head never became durable, so, as with a torn header,
-/// nothing was appended.
+/// frames numbered below `floor` (one past the last frame of the journal
+/// before it, if known: a start frame is numbered after all of them), or below
+/// the journal's own start frame, are an older journal's, stale bytes that end
+/// this one and prove nothing about it. A header naming an older journal than
+/// the file's name is a recycled file's old header: the new head never became
+/// durable (then nothing was appended), or a write lost it (then the probe
+/// finds frames of this journal past it: corruption).
 pub(crate) fn scan_after(
     bytes: &[u8],
     file: &str,
