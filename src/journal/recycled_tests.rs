@@ -257,3 +257,33 @@ fn a_head_left_by_an_undone_rename_is_stale_below_the_journal_before() {
     let err = recover(2, &ckpt, &journals, mutant).unwrap_err();
     assert_eq!(err.code(), "FPRE021", "{err}");
 }
+
+/// A head rewritten over a cut file and torn again can keep its magic while
+/// the bytes after it are garbled: a format number no later build could have
+/// written, under a failing CRC, is a torn header, not a newer format; a
+/// plausible next version is still refused as newer.
+#[test]
+fn a_torn_head_with_its_magic_is_not_a_newer_format() {
+    let mut head = journal_head(3, 3, 10_000);
+    head[9..12].copy_from_slice(&[0xb4, 0xc6, 0xee]);
+    let s = scan_after(
+        &head,
+        &files::journal(3),
+        FileKind::Journal,
+        Tear::Unsynced,
+        None,
+    )
+    .expect("torn, not newer");
+    assert_eq!((s.header, s.offsets.len(), s.torn), (None, 0, true));
+    let mut newer = journal_head(3, 3, 10_000);
+    newer[8..12].copy_from_slice(&(super::FORMAT_VERSION + 1).to_le_bytes());
+    let err = scan_after(
+        &newer,
+        &files::journal(3),
+        FileKind::Journal,
+        Tear::Unsynced,
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "FPRE024", "{err}");
+}

@@ -39,7 +39,7 @@ pub(crate) fn scan_checkpoint(
     let mut len = read(0, &mut buf)?;
     let mut eof = len < chunk;
     let mut offset = len as u64;
-    let header = match decode_header(&buf[..len], file)? {
+    let header = match decode_header(&buf[..len], file, false)? {
         Some(h) if h.kind == FileKind::Checkpoint => h,
         Some(_) => return Err(corrupt("the header names another kind of file")),
         None => return Err(corrupt("bad file header")),
