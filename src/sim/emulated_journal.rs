@@ -256,7 +256,16 @@ impl EmulatedJournal {
             return fx;
         };
         if let (FsOp::WriteImage { file }, Some((number, planner))) = (&op, &task.checkpoint) {
-            op = planner.image_write(*number, file, &image());
+            let file = file.clone();
+            op = planner.image_write(*number, &file, &image());
+            // Then cut the file at the image's end, as the store's checkpointer
+            // does: a retry behind the reserve's release writes the image
+            // again, read again, over what a short write left, and a shorter
+            // one must not end in the bytes of the first.
+            if let FsOp::Write { bytes, .. } = &op {
+                let len = bytes.len() as u64;
+                task.ops.push_front(FsOp::Truncate { file, len });
+            }
         }
         let failure = match (&op, synced) {
             // The devices are the world's: it syncs them and answers.
