@@ -20,6 +20,18 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// Held by each test that opens a store in this process for its whole run:
+/// the kill test's child, forked while another test held a store's lock,
+/// would share that `flock` until it exec'd, and that test's next open could
+/// find its own directory locked.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn config() -> StoreConfig {
     StoreConfig::builder()
         .devices(2)
@@ -60,6 +72,7 @@ fn generation_of(store: &Store, id: u64) -> u64 {
 
 #[test]
 fn a_backup_taken_under_writes_holds_each_extent_as_of_one_instant() {
+    let _serial = serial();
     const IDS: u64 = 24;
     let tmp = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(tmp.path().join("live"), config()).unwrap());
@@ -133,6 +146,7 @@ fn a_backup_taken_under_writes_holds_each_extent_as_of_one_instant() {
 
 #[test]
 fn a_backup_needs_a_durable_store_and_an_empty_directory() {
+    let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
     let memory = Store::new(MemBackend::new(1), StoreConfig::default()).unwrap();
     let err = memory.checkpoint_to(tmp.path().join("b")).unwrap_err();
@@ -187,6 +201,7 @@ fn backup_child() {
 
 #[test]
 fn a_backup_cut_short_by_a_kill_is_refused_and_the_store_is_intact() {
+    let _serial = serial();
     const IDS: u64 = 64;
     let tmp = tempfile::tempdir().unwrap();
     {
