@@ -295,6 +295,44 @@ fn a_backup_holds_the_bytes_of_an_inline_write_the_device_file_lost() {
     reopen(&dir.path().join("backup"), &config, &model);
 }
 
+/// With `recycle_journals(false)`, checkpoints remove the journal they retire,
+/// and one kept by an earlier open with recycling goes at the next checkpoint;
+/// every acknowledged write reads back either way.
+#[test]
+fn journals_are_not_recycled_when_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let recycled = |dir: &Path| names_with(dir, "journal-").contains(&"journal-recycled".into());
+    let mut model = Model::new();
+    let store = Store::open(dir.path(), config(2, 4096)).unwrap();
+    for i in 0..200 {
+        put(&store, &mut model, i % 31);
+    }
+    assert!(store.stats().journal_number > 3, "rotated");
+    drop(store);
+    assert!(recycled(dir.path()), "recycled by default");
+    let off = StoreConfig::builder()
+        .devices(2)
+        .cache_bytes(0)
+        .prefetch_workers(0)
+        .journal_max_bytes(4096)
+        .recycle_journals(false)
+        .build()
+        .unwrap();
+    let store = reopen(dir.path(), &off, &model);
+    let number = store.stats().journal_number;
+    for i in 0..200 {
+        put(&store, &mut model, i % 31);
+    }
+    assert!(store.stats().journal_number > number + 2, "rotated");
+    drop(store);
+    assert!(
+        !recycled(dir.path()),
+        "{:?}",
+        names_with(dir.path(), "journal-")
+    );
+    reopen(dir.path(), &off, &model);
+}
+
 #[test]
 fn rotation_keeps_one_checkpoint_and_the_journals_after_it() {
     let dir = tempfile::tempdir().unwrap();

@@ -58,8 +58,10 @@ pub(crate) struct SideFiles {
     /// Bytes of the metadata reserve configured, and the length of its file.
     pub(crate) reserve_bytes: u64,
     pub(crate) reserve_found: Option<u64>,
-    /// The length of the recycled journal ([`files::RECYCLED`]), if any.
+    /// The length of the recycled journal ([`files::RECYCLED`]), if any, and
+    /// whether journals are recycled.
     pub(crate) recycled: Option<u64>,
+    pub(crate) recycle: bool,
 }
 
 /// Opens the metadata of the directory whose entries are `names` (read through
@@ -131,7 +133,7 @@ pub(crate) fn open(
     )
     .with_mutants(mutants)
     .with_reserve(side.reserve_bytes, side.reserve_found)
-    .with_recycled(side.recycled);
+    .with_recycled(side.recycle, side.recycled);
     Ok(Opening {
         records,
         created: !create.is_empty(),

@@ -321,6 +321,8 @@ pub(crate) fn group_commit(
 pub(crate) struct CheckpointPlanner {
     pub(super) devices: u16,
     pub(super) mutants: PlanMutants,
+    /// Whether the journal a checkpoint retires is kept for the next switch.
+    pub(super) recycle: bool,
 }
 
 impl CheckpointPlanner {
@@ -328,13 +330,25 @@ impl CheckpointPlanner {
     /// directory.
     #[cfg(all(test, not(loom)))]
     pub(crate) fn plan(&self, number: u64, image: &Image, existing: &[String]) -> Vec<FsOp> {
-        checkpoint(number, self.devices, Some(image), existing, self.mutants)
+        checkpoint(
+            number,
+            (self.devices, self.recycle),
+            Some(image),
+            existing,
+            self.mutants,
+        )
     }
 
     /// The same plan, the checkpoint written from the live state as it runs
     /// ([`FsOp::WriteImage`], with [`encoder`](Self::encoder)).
     pub(crate) fn plan_streamed(&self, number: u64, existing: &[String]) -> Vec<FsOp> {
-        checkpoint(number, self.devices, None, existing, self.mutants)
+        checkpoint(
+            number,
+            (self.devices, self.recycle),
+            None,
+            existing,
+            self.mutants,
+        )
     }
 
     /// The write a streamed plan's [`FsOp::WriteImage`] of checkpoint
@@ -359,10 +373,11 @@ impl CheckpointPlanner {
 /// switches the pointer to it, then removes the files it made obsolete (`existing`
 /// lists the directory's names).
 /// With `image`, its bytes are in the plan; without, the plan's
-/// [`FsOp::WriteImage`] writes the live state's.
+/// [`FsOp::WriteImage`] writes the live state's. `recycle`: whether the
+/// journal it retires is kept for the next switch (see below).
 pub(crate) fn checkpoint(
     number: u64,
-    devices: u16,
+    (devices, recycle): (u16, bool),
     image: Option<&Image>,
     existing: &[String],
     mutants: PlanMutants,
@@ -407,14 +422,16 @@ pub(crate) fn checkpoint(
     // sequence numbers (`frame::scan_after`). Renamed over the file kept
     // before; like the removes, not made durable here: undone by a crash, it
     // is an obsolete journal again, removed by the next checkpoint.
+    // Without recycling, a recycled journal kept before goes with the rest.
     let retired = files::journal(number - 1);
-    let recycle = existing.contains(&retired);
+    let recycle = recycle && existing.contains(&retired);
     let obsolete = existing.iter().filter(|name| {
-        files::journal_number(name)
+        (files::journal_number(name)
             .or_else(|| files::checkpoint_number(name))
             .or_else(|| files::dropped_number(name))
             .is_some_and(|n| n < number)
-            && !(recycle && **name == retired)
+            && !(recycle && **name == retired))
+            || (!recycle && *name == files::RECYCLED)
     });
     ops.extend(obsolete.map(|name| FsOp::Remove { file: name.clone() }));
     if recycle {

@@ -145,6 +145,8 @@ pub(crate) struct Writer {
     /// Bytes allocated of the journal the last switch retired: the recycled
     /// one once the checkpoint that retires it renamed it so.
     retired: u64,
+    /// Whether checkpoints keep the journal they retire (see `plan::checkpoint`).
+    recycle: bool,
     failed: Option<Error>,
     closed: bool,
     mutants: PlanMutants,
@@ -183,6 +185,7 @@ impl Writer {
             next_allocated: 0,
             recycled: None,
             retired: 0,
+            recycle: true,
             failed: None,
             closed: false,
             mutants: PlanMutants::default(),
@@ -484,6 +487,7 @@ impl Writer {
         Some(CheckpointPlanner {
             devices: self.devices,
             mutants: self.mutants,
+            recycle: self.recycle,
         })
     }
 
@@ -513,10 +517,12 @@ impl Writer {
         None
     }
 
-    /// With the recycled journal found at open, `len` bytes long (see
-    /// `plan::checkpoint`).
-    pub(crate) fn with_recycled(mut self, len: Option<u64>) -> Self {
-        self.recycled = len;
+    /// With the recycled journal found at open, `len` bytes long, if
+    /// `recycle` (see `plan::checkpoint`); else journals are not recycled, and
+    /// the next checkpoint removes that file.
+    pub(crate) fn with_recycled(mut self, recycle: bool, len: Option<u64>) -> Self {
+        self.recycle = recycle;
+        self.recycled = len.filter(|_| recycle);
         self
     }
 

@@ -222,6 +222,7 @@ pub(crate) fn recover(
                 reserve_bytes: meta.reserve_bytes(),
                 reserve_found: reserve_len(dir),
                 recycled: file_len(dir, crate::journal::files::RECYCLED),
+                recycle: true,
             },
             meta.plan_mutants(),
         ) {

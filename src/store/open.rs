@@ -208,6 +208,7 @@ fn recover_and_open(
             reserve_bytes: config.metadata_reserve_bytes,
             reserve_found: reserve_len(&dir),
             recycled: file_len(&dir, files::RECYCLED),
+            recycle: config.recycle_journals,
         },
         PlanMutants::default(),
     )?;

@@ -74,6 +74,7 @@ impl World {
                 reserve_bytes: self.meta.reserve_bytes(),
                 reserve_found: crash::reserve_len(&self.meta.dir),
                 recycled: crash::file_len(&self.meta.dir, journal::files::RECYCLED),
+                recycle: true,
             },
             self.meta.plan_mutants(),
         );
