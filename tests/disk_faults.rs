@@ -1345,7 +1345,14 @@ fn a_panic_in_the_file_system_fails_the_sync_and_nothing_waits_forever() {
         let (panicked, later, _closed) = worker.join().unwrap();
         let err = panicked.expect_err("the write whose sync panicked fails");
         if target == Target::Journal {
-            assert_eq!(err.code(), "FPRE028", "{target:?}: {err}");
+            // Its own group commit's sync (outcome unknown), or one the
+            // flusher ran just before for the earlier writes' `Synced`
+            // markers (the journal failed first: certainly not done).
+            let flusher_first = err.code() == "FPRE009" && err.to_string().contains("panicked");
+            assert!(
+                err.code() == "FPRE028" || flusher_first,
+                "{target:?}: {err}"
+            );
         }
         assert!(later.is_err(), "{target:?}: a write after the failed sync");
         drop(store);

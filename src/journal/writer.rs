@@ -487,7 +487,9 @@ impl Writer {
         Some(CheckpointPlanner {
             devices: self.devices,
             mutants: self.mutants,
-            recycle: self.recycle,
+            // Not while the reserve is released: the disk is full, and the
+            // journal it retires is space to make the reserve again from.
+            recycle: self.recycle && !self.space_low(),
         })
     }
 
@@ -510,8 +512,12 @@ impl Writer {
             self.stats.checkpoints += 1;
             let recycled =
                 |op: &FsOp| matches!(op, FsOp::Adopt { to, .. } if to == files::RECYCLED);
+            let removed =
+                |op: &FsOp| matches!(op, FsOp::Remove { file } if file == files::RECYCLED);
             if ops.iter().any(recycled) {
                 self.recycled = Some(self.retired);
+            } else if ops.iter().any(removed) {
+                self.recycled = None;
             }
         }
         None

@@ -71,12 +71,20 @@ impl Writer {
         }
         self.reserve_held = false;
         self.stats.reserve_releases += 1;
-        let mut retry = vec![
-            FsOp::Remove {
-                file: files::RESERVE.into(),
-            },
-            FsOp::SyncDir,
-        ];
+        let mut retry = vec![FsOp::Remove {
+            file: files::RESERVE.into(),
+        }];
+        // A recycled journal holds space too: it goes with the reserve, and
+        // checkpoints recycle none until the reserve is made again (see
+        // `Writer::checkpoint_planner`), so that what deletes and checkpoints
+        // free is there to make it from. A switch in `ops` that would adopt
+        // it writes its journal as a new file instead.
+        if self.recycled.take().is_some() {
+            retry.push(FsOp::Remove {
+                file: files::RECYCLED.into(),
+            });
+        }
+        retry.push(FsOp::SyncDir);
         retry.extend_from_slice(ops);
         Some(retry)
     }
