@@ -296,8 +296,7 @@ pub(crate) struct Reopen {
 /// ([`checkpoint`]) is allocated already, and its group commits write no zeros
 /// ahead until they pass its length. Recovery reads a zero length after the
 /// last frame as the journal's end, so every write ends with at least
-/// [`END_LEN`] zeros: the next write
-/// begins over them.
+/// [`END_LEN`] zeros: the next write begins over them.
 pub(crate) fn group_commit(
     journal: u64,
     offset: u64,
