@@ -6,7 +6,7 @@ use super::Writer;
 use crate::bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::journal::plan::FsOp;
-use crate::journal::{METADATA_DEVICE, files};
+use crate::journal::files;
 
 impl Writer {
     /// With a metadata reserve of `bytes` (0: none), held if the reserve file
@@ -65,8 +65,10 @@ impl Writer {
     /// On a full disk with the reserve held: releases it and returns `ops` behind
     /// the removal, to run again. `None` for any other failure.
     pub(crate) fn release_reserve_for(&mut self, err: &Error, ops: &[FsOp]) -> Option<Vec<FsOp>> {
-        let full = matches!(err, Error::DiskFull { device, .. } if *device == METADATA_DEVICE);
-        if !full || !self.reserve_held {
+        // A full disk on any device: a reopen's plan also writes inline data
+        // back to the device files (the redo), and a store that could not open
+        // could not delete anything to make room.
+        if !matches!(err, Error::DiskFull { .. }) || !self.reserve_held {
             return None;
         }
         self.reserve_held = false;
