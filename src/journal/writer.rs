@@ -140,7 +140,7 @@ pub(crate) struct Writer {
     next_len: u64,
     next_allocated: u64,
     /// Bytes allocated of the recycled journal ([`files::RECYCLED`]), if the
-    /// directory holds one: the next switch writes over it.
+    /// directory holds one: the next switch writes over it (if `recycle`).
     recycled: Option<u64>,
     /// Bytes allocated of the journal the last switch retired: the recycled
     /// one once the checkpoint that retires it renamed it so.
@@ -331,7 +331,9 @@ impl Writer {
             self.next_len = plan::new_journal_len(next, self.devices, start);
             self.next_allocated = self.next_len;
             let mut ops = Vec::new();
-            if let Some(len) = self.recycled.take() {
+            if self.recycle
+                && let Some(len) = self.recycled.take()
+            {
                 // Renamed before the new journal's head is written over its
                 // first bytes: the switch is otherwise the same plan.
                 ops.push(FsOp::Adopt {
@@ -523,12 +525,13 @@ impl Writer {
         None
     }
 
-    /// With the recycled journal found at open, `len` bytes long, if
-    /// `recycle` (see `plan::checkpoint`); else journals are not recycled, and
-    /// the next checkpoint removes that file.
+    /// With the recycled journal found at open, `len` bytes long; journals are
+    /// recycled if `recycle` (see `plan::checkpoint`), else the next
+    /// checkpoint removes that file (and a full disk before it, see
+    /// [`release_reserve_for`](Self::release_reserve_for)).
     pub(crate) fn with_recycled(mut self, recycle: bool, len: Option<u64>) -> Self {
         self.recycle = recycle;
-        self.recycled = len.filter(|_| recycle);
+        self.recycled = len;
         self
     }
 

@@ -5,8 +5,8 @@
 use super::Writer;
 use crate::bytes::Bytes;
 use crate::error::{Error, Result};
-use crate::journal::plan::FsOp;
 use crate::journal::files;
+use crate::journal::plan::FsOp;
 
 impl Writer {
     /// With a metadata reserve of `bytes` (0: none), held if the reserve file
@@ -33,7 +33,13 @@ impl Writer {
         }
         self.restoring = true;
         let len = usize::try_from(self.reserve_bytes).unwrap_or(usize::MAX);
-        Some(vec![
+        // A journal recycled while the reserve was released (a checkpoint
+        // planned before the release) goes first: the reserve needs the room
+        // more.
+        let recycled = self.recycled.take().map(|_| FsOp::Remove {
+            file: files::RECYCLED.into(),
+        });
+        Some(Vec::from_iter(recycled.into_iter().chain([
             FsOp::Remove {
                 file: files::RESERVE.into(),
             },
@@ -46,7 +52,7 @@ impl Writer {
                 file: files::RESERVE.into(),
             },
             FsOp::SyncDir,
-        ])
+        ])))
     }
 
     /// The reserve's plan ended: held if it succeeded; else the plan that removes
@@ -62,32 +68,184 @@ impl Writer {
         }]
     }
 
-    /// On a full disk with the reserve held: releases it and returns `ops` behind
-    /// the removal, to run again. `None` for any other failure.
+    /// On a full disk: releases the reserve, if held, and the recycled
+    /// journal, if there is one, and returns `ops` behind their removal, to run
+    /// again. `None` for any other failure, or when there is nothing to release
+    /// (the failure stands).
+    ///
+    /// A checkpoint's plan run again keeps nothing for recycling: the journal
+    /// it retires goes, as without recycling, so that what deletes and
+    /// checkpoints free is there to make the reserve from (and checkpoints
+    /// recycle none until it is made again, see `Writer::checkpoint_planner`).
+    /// A switch in `ops` that adopts the recycled journal still does: the
+    /// switch took it (`recycled` is then `None`), and a file already
+    /// allocated is what a full disk wants.
     pub(crate) fn release_reserve_for(&mut self, err: &Error, ops: &[FsOp]) -> Option<Vec<FsOp>> {
         // A full disk on any device: a reopen's plan also writes inline data
         // back to the device files (the redo), and a store that could not open
         // could not delete anything to make room.
-        if !matches!(err, Error::DiskFull { .. }) || !self.reserve_held {
+        if !matches!(err, Error::DiskFull { .. }) {
             return None;
         }
-        self.reserve_held = false;
-        self.stats.reserve_releases += 1;
-        let mut retry = vec![FsOp::Remove {
-            file: files::RESERVE.into(),
-        }];
-        // A recycled journal holds space too: it goes with the reserve, and
-        // checkpoints recycle none until the reserve is made again (see
-        // `Writer::checkpoint_planner`), so that what deletes and checkpoints
-        // free is there to make it from. A switch in `ops` that would adopt
-        // it writes its journal as a new file instead.
+        let mut retry = Vec::new();
+        if self.reserve_held {
+            self.reserve_held = false;
+            self.stats.reserve_releases += 1;
+            retry.push(FsOp::Remove {
+                file: files::RESERVE.into(),
+            });
+        }
+        // Also when the reserve was released before (an open after a power
+        // cut finds none held), or journals are no longer recycled.
         if self.recycled.take().is_some() {
             retry.push(FsOp::Remove {
                 file: files::RECYCLED.into(),
             });
         }
+        if retry.is_empty() {
+            return None;
+        }
         retry.push(FsOp::SyncDir);
-        retry.extend_from_slice(ops);
+        retry.extend(ops.iter().map(|op| match op {
+            FsOp::Adopt { from, to } if to == files::RECYCLED => {
+                FsOp::Remove { file: from.clone() }
+            }
+            op => op.clone(),
+        }));
         Some(retry)
     }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::journal::{HEADER_LEN, Image};
+
+    fn disk_full(device: u16) -> Error {
+        Error::DiskFull {
+            device,
+            op: "write",
+        }
+    }
+
+    /// Journal 2 is active; journal 1 and checkpoint 1 are on disk.
+    fn writer(reserve_found: Option<u64>, recycle: bool, recycled: Option<u64>) -> Writer {
+        Writer::new(1, 1 << 20, 2, HEADER_LEN as u64, 0)
+            .with_reserve(4096, reserve_found)
+            .with_recycled(recycle, recycled)
+    }
+
+    fn existing() -> Vec<String> {
+        vec![files::journal(1), files::journal(2), files::checkpoint(1)]
+    }
+
+    fn recycles(ops: &[FsOp]) -> bool {
+        (ops.iter()).any(|op| matches!(op, FsOp::Adopt { to, .. } if to == files::RECYCLED))
+    }
+
+    fn removes(ops: &[FsOp], name: &str) -> bool {
+        (ops.iter()).any(|op| matches!(op, FsOp::Remove { file } if file == name))
+    }
+
+    /// A checkpoint planned to recycle the journal it retires, whose image
+    /// write finds the disk full: run again behind the release, it removes
+    /// that journal instead, so that the space is there to make the reserve
+    /// from; the rest of the plan is the same.
+    #[test]
+    fn a_checkpoint_run_again_on_a_full_disk_recycles_nothing() {
+        let mut w = writer(Some(4096), true, None);
+        let plan = (w.checkpoint_planner().unwrap()).plan(2, &Image::default(), &existing());
+        assert!(recycles(&plan), "{plan:?}");
+        let retry = w.checkpoint_done(&plan, Err(disk_full(METADATA))).unwrap();
+        assert!(removes(&retry, files::RESERVE) && w.space_low());
+        assert!(
+            !recycles(&retry) && removes(&retry, &files::journal(1)),
+            "{retry:?}"
+        );
+        assert_eq!(
+            retry.len(),
+            plan.len() + 2,
+            "the removal, a directory sync, the plan"
+        );
+        assert_eq!(w.checkpoint_done(&retry, Ok(())), None);
+        assert_eq!(w.recycled, None, "nothing kept for the next switch");
+        // Planned while the reserve is released, a checkpoint recycles nothing.
+        let next = (w.checkpoint_planner().unwrap()).plan(3, &Image::default(), &existing());
+        assert!(!recycles(&next), "{next:?}");
+    }
+
+    /// A checkpoint planned before a group commit released the reserve still
+    /// recycles its journal; making the reserve again removes that journal
+    /// first.
+    #[test]
+    fn a_journal_recycled_while_the_reserve_is_released_goes_before_it_is_made_again() {
+        let mut w = writer(Some(4096), true, None);
+        let planner = w.checkpoint_planner().unwrap();
+        let t = w.append(&[crate::journal::tests::put(1, 1)]).unwrap();
+        w.next_write().unwrap();
+        w.complete(Err(disk_full(METADATA)));
+        assert!(w.space_low());
+        let plan = planner.plan(2, &Image::default(), &existing());
+        assert!(recycles(&plan));
+        assert_eq!(w.checkpoint_done(&plan, Ok(())), None);
+        let again = w.next_write().unwrap();
+        w.complete(Ok(()));
+        assert!(!again.is_empty() && w.status(t, crate::record::ExtentId(1)) == Some(Ok(())));
+        let restore = w.restore_reserve().unwrap();
+        assert!(
+            matches!(&restore[0], FsOp::Remove { file } if file == files::RECYCLED),
+            "{restore:?}"
+        );
+        assert!(w.reserve_restored(Ok(())).is_empty() && !w.space_low());
+        assert_eq!(w.recycled, None);
+    }
+
+    /// An open after a power cut finds the reserve released and a recycled
+    /// journal: a full disk in its plan (a device write of its redo, too)
+    /// removes that journal and runs the rest again; with nothing left to
+    /// release, the failure stands.
+    #[test]
+    fn a_full_disk_without_the_reserve_releases_the_recycled_journal() {
+        for recycle in [true, false] {
+            let mut w = writer(None, recycle, Some(1 << 20));
+            let ops = [FsOp::SyncDir];
+            let retry = w.release_reserve_for(&disk_full(0), &ops).unwrap();
+            assert!(
+                matches!(&retry[..], [FsOp::Remove { file }, FsOp::SyncDir, FsOp::SyncDir]
+                if file == files::RECYCLED)
+            );
+            assert!(w.release_reserve_for(&disk_full(0), &ops).is_none());
+            let eio = Error::Io {
+                device: METADATA,
+                op: "write",
+                kind: std::io::ErrorKind::Other,
+                message: "EIO".into(),
+            };
+            assert!(
+                writer(Some(4096), recycle, Some(1))
+                    .release_reserve_for(&eio, &ops)
+                    .is_none()
+            );
+        }
+    }
+
+    /// With recycling turned off, a recycled journal found at open is not
+    /// written over by the next switch.
+    #[test]
+    fn a_switch_adopts_the_recycled_journal_only_when_recycling() {
+        for recycle in [true, false] {
+            let mut w =
+                Writer::new(1, 64, 2, HEADER_LEN as u64, 0).with_recycled(recycle, Some(4096));
+            w.append(&[crate::journal::tests::put(1, 1)]).unwrap();
+            let first = w.next_write().unwrap();
+            w.complete(Ok(()));
+            w.append(&[crate::journal::tests::put(2, 1)]).unwrap();
+            let switch = w.next_write().unwrap();
+            let adopts = (first.iter().chain(&switch))
+                .any(|op| matches!(op, FsOp::Adopt { from, .. } if from == files::RECYCLED));
+            assert_eq!(adopts, recycle, "{first:?} {switch:?}");
+        }
+    }
+
+    const METADATA: u16 = crate::journal::METADATA_DEVICE;
 }
