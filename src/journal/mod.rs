@@ -146,8 +146,13 @@ pub const METADATA_DEVICE: u16 = u16::MAX;
 /// reopen appends the marker a stopped rotation left out (see "Markers make
 /// missing files visible"), so recovery requires those markers only then
 /// ([`MARKED_ROTATIONS`]); an older build refuses it rather than reopen it
-/// without them.
-pub(crate) const FORMAT_VERSION: u32 = 4;
+/// without them. Format 5 changed no layout either: its journals may be
+/// written over a recycled one, with the old journal's frames past their end
+/// (see "Journals are recycled" in the module docs), which a format-4 build would read as a torn
+/// tail to cut off, or as corruption; it refuses format 5 instead (FPRE024).
+/// A format-4 directory opens and gets the format-5 pointer before any
+/// checkpoint can recycle a journal.
+pub(crate) const FORMAT_VERSION: u32 = 5;
 
 /// The first format whose pointer promises that every journal a journal
 /// holding records follows ends with [`Entry::Rotated`], or with a frame
