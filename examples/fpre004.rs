@@ -174,6 +174,10 @@ struct Args {
     /// (the crash sweep must catch it).
     #[arg(long)]
     reopen_without_redo: bool,
+    /// Mutant: make the metadata reserve again while a plan behind its
+    /// release still runs (the full-disk sweep must catch it).
+    #[arg(long)]
+    restore_during_release: bool,
     /// Mutant: recovery keeps part of a batch a torn tail cut short (the crash
     /// sweep must catch it).
     #[arg(long)]
@@ -239,6 +243,7 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
         checkpoint_without_device_sync: args.checkpoint_without_device_sync,
         sync_devices_before_image: args.sync_devices_before_image,
         reopen_without_redo: args.reopen_without_redo,
+        restore_during_release: args.restore_during_release,
         batch_not_atomic: args.batch_not_atomic,
         trust_unsynced: args.trust_unsynced,
         relocation_drops_tag: args.relocation_drops_tag,
@@ -550,6 +555,7 @@ fn mutants(args: &Args) -> String {
             "--sync-devices-before-image",
         ),
         (args.reopen_without_redo, "--reopen-without-redo"),
+        (args.restore_during_release, "--restore-during-release"),
         (args.batch_not_atomic, "--batch-not-atomic"),
         (args.relocation_drops_tag, "--relocation-drops-tag"),
         (args.trust_unsynced, "--trust-unsynced"),

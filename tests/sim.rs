@@ -603,3 +603,32 @@ fn a_reader_taking_a_claim_over_without_loading_it_is_caught() {
     let (seed, v) = caught(&mutant, 20).expect("caught within 20 seeds");
     assert!(v.iter().any(|v| v.contains("hung")), "seed {seed}: {v:?}");
 }
+
+/// On a full disk a plan runs behind the metadata reserve's removal; a
+/// restore of the reserve that ran before that removal would lose its file to
+/// it while the writer counts the reserve held (new writes accepted with no
+/// room kept, and the next full disk fails the journal). The emulator checks
+/// after every metadata event that a reserve counted held is on disk; the
+/// mutant that restores meanwhile is caught (80 of the first 200 full-disk
+/// seeds), the honest run of the same seed is clean.
+#[test]
+fn restoring_the_reserve_while_its_release_runs_is_caught() {
+    let mut mutant = SimConfig {
+        crashes: 8,
+        crash_spacing: 150,
+        restore_during_release: true,
+        ..SimConfig::default()
+    };
+    mutant.faults.disk_full_ppm = 300_000;
+    let (seed, v) = caught(&mutant, 20).expect("caught within 20 seeds");
+    assert!(
+        v.iter().any(|v| v.contains("metadata reserve held")),
+        "seed {seed}: {v:?}"
+    );
+    let honest = SimConfig {
+        restore_during_release: false,
+        ..mutant
+    };
+    let r = sim::run(seed, &honest);
+    assert!(r.is_clean(), "seed {seed}: {:?}", r.violations);
+}

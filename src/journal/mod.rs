@@ -319,6 +319,10 @@ pub(crate) struct PlanMutants {
     /// Reopen without writing inline writes' data back to their locations
     /// ([`Recovered::redo`]).
     pub(crate) reopen_without_redo: bool,
+    /// The reserve is made again while a plan behind its release still runs,
+    /// whose removal then takes the new file: the writer counts a reserve held
+    /// that the directory does not hold.
+    pub(crate) restore_during_release: bool,
     /// Recovery applies a batch's records as it meets them, so a torn tail that
     /// cut the batch short keeps part of it (the rule before batch markers).
     pub(crate) batch_not_atomic: bool,

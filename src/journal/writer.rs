@@ -157,6 +157,10 @@ pub(crate) struct Writer {
     /// A restore's plan is running: no second one starts (they would race on
     /// the one file).
     restoring: bool,
+    /// Plans handed out behind the reserve's removal whose outcome is not
+    /// reported yet: no restore starts meanwhile, or the removal, run after
+    /// it, would take the reserve it made while the writer counts it held.
+    releases_running: u32,
     /// The last group commit's buffer, empty, for the next (see [`SPARE_MAX`]).
     spare: Vec<u8>,
 }
@@ -193,6 +197,7 @@ impl Writer {
             reserve_bytes: 0,
             reserve_held: false,
             restoring: false,
+            releases_running: 0,
             spare: Vec::new(),
         }
     }
@@ -410,6 +415,7 @@ impl Writer {
     /// image and runs [`checkpoint`](Self::checkpoint)'s plan.
     pub(crate) fn complete(&mut self, result: Result<()>) -> Option<u64> {
         let mut flight = self.in_flight.take()?;
+        self.release_ended(&flight.ops);
         if result.is_ok() {
             self.take_back_buffer(&mut flight.ops);
         }
@@ -497,13 +503,15 @@ impl Writer {
 
     /// The checkpoint's plan `ops` ended: the rotation is over either way (a
     /// failure leaves the old checkpoint current, which is still correct), unless
-    /// the disk was full and the reserve held: then the plan to run instead, behind
-    /// the reserve's release.
+    /// the disk was full and there was space to release (see
+    /// [`release_reserve_for`](Self::release_reserve_for)): then the plan to run
+    /// instead, behind the release.
     pub(crate) fn checkpoint_done(
         &mut self,
         ops: &[FsOp],
         result: Result<()>,
     ) -> Option<Vec<FsOp>> {
+        self.release_ended(ops);
         if let Err(err) = &result
             && let Some(retry) = self.release_reserve_for(err, ops)
         {

@@ -213,6 +213,10 @@ pub struct SimConfig {
     /// Mutant: reopen without writing inline writes' data back from the journal.
     /// The crash checker must catch it.
     pub reopen_without_redo: bool,
+    /// Mutant: the metadata reserve is made again while a plan behind its
+    /// release still runs, whose removal then takes the new file. The
+    /// emulator's check that a reserve counted held is on disk must catch it.
+    pub restore_during_release: bool,
     /// Mutant: recovery applies a batch's records as it meets them, so a torn
     /// tail keeps part of a batch. The crash checker must catch it.
     pub batch_not_atomic: bool,
@@ -310,6 +314,7 @@ impl Default for SimConfig {
             checkpoint_without_device_sync: false,
             sync_devices_before_image: false,
             reopen_without_redo: false,
+            restore_during_release: false,
             batch_not_atomic: false,
             trust_unsynced: false,
             relocation_drops_tag: false,

@@ -295,7 +295,9 @@ pub(crate) fn recover(
                         failures_left -= 1;
                         let may_fail = failures_left > 0;
                         let cut = crashes.during(retry.len());
-                        run_plan(meta, fabric, geometry.devices, &retry, cut, may_fail)?
+                        let end = run_plan(meta, fabric, geometry.devices, &retry, cut, may_fail);
+                        opening.writer.release_ended(&retry);
+                        end?
                     }
                     None => PlanEnd::Failed(at, err),
                 }

@@ -81,6 +81,12 @@ impl SimDir {
         self.inodes.get(inode).map(|i| i.current.clone())
     }
 
+    /// A file's current length, `None` if it does not exist.
+    pub(crate) fn len(&self, name: &str) -> Option<usize> {
+        let inode = self.names.get(name)?;
+        self.inodes.get(inode).map(|i| i.current.len())
+    }
+
     /// Executes one plan step. A step on a missing file creates it (a write) or is
     /// an error (a sync or truncate), as on a real file system.
     pub(crate) fn apply(&mut self, op: &FsOp) -> Result<(), String> {

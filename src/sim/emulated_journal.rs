@@ -415,6 +415,20 @@ impl EmulatedJournal {
         self.released_before + self.writer.stats().reserve_releases
     }
 
+    /// A reserve the writer counts held that the directory does not hold whole
+    /// (a violation: new writes would be accepted with no room kept for the
+    /// metadata).
+    pub(crate) fn reserve_missing(&self) -> Option<String> {
+        let held = self.reserve_bytes() > 0 && !self.writer.space_low();
+        let len = self.dir.len(crate::journal::files::RESERVE).unwrap_or(0) as u64;
+        (held && len < self.reserve_bytes()).then(|| {
+            format!(
+                "the writer counts the metadata reserve held, but the file holds {len} of its {} bytes",
+                self.reserve_bytes()
+            )
+        })
+    }
+
     /// Whether the metadata reserve is not held (writes are refused).
     pub(crate) fn space_low(&self) -> bool {
         self.writer.space_low()

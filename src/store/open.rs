@@ -230,7 +230,9 @@ fn recover_and_open(
         let retry = (opening.writer)
             .release_reserve_for(&err, &opening.reopen[at..])
             .ok_or(err)?;
-        dir.run(&retry)?;
+        let ran = dir.run(&retry);
+        opening.writer.release_ended(&retry);
+        ran?;
     }
     let recovered = &opening.recovered;
     let report = RecoveryReport {

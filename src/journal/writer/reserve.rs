@@ -28,7 +28,8 @@ impl Writer {
     /// reserve is not held and no other restore runs. Report its outcome to
     /// [`reserve_restored`](Self::reserve_restored).
     pub(crate) fn restore_reserve(&mut self) -> Option<Vec<FsOp>> {
-        if !self.space_low() || self.restoring {
+        let released = self.releases_running > 0 && !self.mutants.restore_during_release;
+        if !self.space_low() || self.restoring || released {
             return None;
         }
         self.restoring = true;
@@ -66,6 +67,16 @@ impl Writer {
         vec![FsOp::Remove {
             file: files::RESERVE.into(),
         }]
+    }
+
+    /// A plan [`release_reserve_for`](Self::release_reserve_for) handed out
+    /// (any plan is passed: only one holding the reserve's removal counts)
+    /// ended, either way: a restore may start again.
+    pub(crate) fn release_ended(&mut self, ops: &[FsOp]) {
+        if removes_reserve(ops) {
+            // Bounded below: only plans that counted are counted back.
+            self.releases_running = self.releases_running.saturating_sub(1);
+        }
     }
 
     /// On a full disk: releases the reserve, if held, and the recycled
@@ -106,14 +117,24 @@ impl Writer {
             return None;
         }
         retry.push(FsOp::SyncDir);
+        // `ops` may be such a plan already, holding the removal: run again, it
+        // counts again (a restore run before it would lose its file to it).
         retry.extend(ops.iter().map(|op| match op {
             FsOp::Adopt { from, to } if to == files::RECYCLED => {
                 FsOp::Remove { file: from.clone() }
             }
             op => op.clone(),
         }));
+        if removes_reserve(&retry) {
+            self.releases_running += 1;
+        }
         Some(retry)
     }
+}
+
+/// Whether `ops` remove the reserve file.
+fn removes_reserve(ops: &[FsOp]) -> bool {
+    (ops.iter()).any(|op| matches!(op, FsOp::Remove { file } if file == files::RESERVE))
 }
 
 #[cfg(all(test, not(loom)))]
@@ -245,6 +266,65 @@ mod tests {
                 .any(|op| matches!(op, FsOp::Adopt { from, .. } if from == files::RECYCLED));
             assert_eq!(adopts, recycle, "{first:?} {switch:?}");
         }
+    }
+
+    /// A plan run behind the reserve's release removes the reserve file: a
+    /// restore that ran first would lose its file to that removal while the
+    /// writer counts the reserve held. So none starts until the plan's outcome
+    /// is reported: a group commit's, a checkpoint's or an open's.
+    #[test]
+    fn no_restore_starts_while_a_plan_behind_the_release_runs() {
+        let mut w = writer(Some(4096), true, None);
+        let t = w.append(&[crate::journal::tests::put(1, 1)]).unwrap();
+        w.next_write().unwrap();
+        w.complete(Err(disk_full(METADATA)));
+        assert!(w.space_low());
+        assert!(w.restore_reserve().is_none(), "the removal has not run");
+        let retry = w.next_write().unwrap();
+        assert!(removes(&retry, files::RESERVE));
+        assert!(w.restore_reserve().is_none(), "nor has it ended");
+        w.complete(Ok(()));
+        assert_eq!(w.status(t, crate::record::ExtentId(1)), Some(Ok(())));
+        assert!(w.restore_reserve().is_some(), "it ended");
+
+        let mut w = writer(Some(4096), true, None);
+        let plan = (w.checkpoint_planner().unwrap()).plan(2, &Image::default(), &existing());
+        let retry = w.checkpoint_done(&plan, Err(disk_full(METADATA))).unwrap();
+        assert!(w.restore_reserve().is_none());
+        // Failed again: nothing left to release, the rotation ends.
+        assert!(
+            w.checkpoint_done(&retry, Err(disk_full(METADATA)))
+                .is_none()
+        );
+        assert!(w.restore_reserve().is_some());
+
+        let mut w = writer(Some(4096), true, None);
+        let retry = w
+            .release_reserve_for(&disk_full(0), &[FsOp::SyncDir])
+            .unwrap();
+        assert!(w.restore_reserve().is_none());
+        w.release_ended(&retry);
+        assert!(w.restore_reserve().is_some());
+
+        // A group commit's plan run again fails again, and a checkpoint
+        // planned before the release has recycled a journal meanwhile: the
+        // next retry releases that, and still holds the reserve's removal.
+        let mut w = writer(Some(4096), true, None);
+        let planner = w.checkpoint_planner().unwrap();
+        w.append(&[crate::journal::tests::put(1, 1)]).unwrap();
+        w.next_write().unwrap();
+        w.complete(Err(disk_full(METADATA)));
+        let first = w.next_write().unwrap();
+        let plan = planner.plan(2, &Image::default(), &existing());
+        assert_eq!(w.checkpoint_done(&plan, Ok(())), None);
+        assert!(w.recycled.is_some());
+        w.complete(Err(disk_full(METADATA)));
+        let second = w.next_write().unwrap();
+        assert!(removes(&second, files::RECYCLED) && removes(&second, files::RESERVE));
+        assert_eq!(&second[2..], &first[..], "{second:?}");
+        assert!(w.restore_reserve().is_none(), "the removal runs again");
+        w.complete(Ok(()));
+        assert!(w.restore_reserve().is_some());
     }
 
     const METADATA: u16 = crate::journal::METADATA_DEVICE;

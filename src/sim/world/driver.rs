@@ -306,6 +306,9 @@ impl World {
         if let Some(error) = fx.plan_error {
             self.violation(error);
         }
+        if let Some(error) = self.meta.reserve_missing() {
+            self.violation(error);
+        }
         self.core.set_space_low(self.meta.space_low());
         for (lane, delay) in fx.schedule {
             self.schedule(self.now + delay, Event::Meta(lane));

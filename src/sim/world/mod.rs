@@ -167,6 +167,7 @@ impl World {
                     checkpoint_without_device_sync: cfg.checkpoint_without_device_sync,
                     sync_devices_before_image: cfg.sync_devices_before_image,
                     reopen_without_redo: cfg.reopen_without_redo,
+                    restore_during_release: cfg.restore_during_release,
                     batch_not_atomic: cfg.batch_not_atomic,
                     trust_unsynced: cfg.trust_unsynced,
                 },
