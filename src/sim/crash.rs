@@ -12,7 +12,7 @@ use super::fabric::Fabric;
 use super::report::Report;
 use crate::journal::open::{Geometry, open};
 use crate::journal::plan::{FsOp, PlanMutants};
-use crate::journal::{Image, Records, Recovered, WholeFiles, recover_dir};
+use crate::journal::{Image, METADATA_DEVICE, Records, Recovered, WholeFiles, recover_dir};
 use crate::space::Allocator;
 use crate::table::ExtentTable;
 use rand::Rng;
@@ -110,6 +110,18 @@ fn run_plan(
             return Ok(PlanEnd::Cut);
         }
         if may_fail && let Some(err) = meta.injected_error(op) {
+            return Ok(PlanEnd::Failed(i, err));
+        }
+        // A recovery's write-back of inline data (the redo) needs device
+        // space too: on a full disk the open releases the reserve for it.
+        if may_fail
+            && let FsOp::DeviceWrite { location, .. } = op
+            && meta.disk_full_now()
+        {
+            let err = crate::Error::DiskFull {
+                device: location.device,
+                op: "write",
+            };
             return Ok(PlanEnd::Failed(i, err));
         }
         match op {
@@ -291,6 +303,10 @@ pub(crate) fn recover(
                 match (opening.writer).release_reserve_for(&err, &opening.reopen[at..]) {
                     Some(retry) => {
                         report.reopen_reserve_releases += 1;
+                        report.reopen_redo_releases += u64::from(matches!(
+                            err,
+                            crate::Error::DiskFull { device, .. } if device != METADATA_DEVICE
+                        ));
                         // Bounded: the failure consumed one of `PLAN_FAILURES`.
                         failures_left -= 1;
                         let may_fail = failures_left > 0;

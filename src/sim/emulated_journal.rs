@@ -100,6 +100,9 @@ pub(crate) struct EmulatedJournal {
     journal: Option<Task>,
     checkpoint: Option<Task>,
     rng: ChaCha8Rng,
+    /// Another stream of the same seed, for [`disk_full_now`](Self::disk_full_now):
+    /// its draws, added later, leave every other choice of a seed where it was.
+    device_rng: ChaCha8Rng,
     /// Group commits completed (all runs of the store, across crashes).
     pub(crate) syncs: u64,
     /// Checkpoints completed.
@@ -119,6 +122,11 @@ impl EmulatedJournal {
             waiters: Vec::new(),
             journal: None,
             checkpoint: None,
+            device_rng: {
+                let mut r = rng.clone();
+                r.set_stream(1);
+                r
+            },
             rng,
             syncs: 0,
             checkpoints: 0,
@@ -408,6 +416,13 @@ impl EmulatedJournal {
             });
         }
         None
+    }
+
+    /// Whether a write now finds the disk full (a draw at `disk_full_ppm`),
+    /// for a device write of a recovery plan, which
+    /// [`injected_error`](Self::injected_error) leaves to the world.
+    pub(crate) fn disk_full_now(&mut self) -> bool {
+        self.device_rng.random_range(0..1_000_000) < self.cfg.disk_full_ppm
     }
 
     /// Times the metadata reserve was released on a full disk, over every run.

@@ -102,6 +102,8 @@ pub struct Report {
     /// Of which: releases for a reopen plan, which then resumed at the write
     /// that failed.
     pub reopen_reserve_releases: u64,
+    /// Of which: for a device write of the plan (inline data written back).
+    pub reopen_redo_releases: u64,
     /// Writes whose bytes traveled in their journal record (one sync).
     pub inline_writes: u64,
     /// Inline writes' data that recovery wrote back from the journal.
