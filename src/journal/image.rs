@@ -238,6 +238,11 @@ pub(crate) struct Recovered {
     /// marker's sequence number)`. The reopen appends the marker to each, synced, before
     /// anything else is appended (see `plan::reopen`).
     pub(crate) unmarked: Vec<(u64, u64, u64)>,
+    /// Journals the reopen writes to again (the tail, and those it appends a
+    /// marker to) whose valid prefix other bytes follow: `(number, valid
+    /// length)`, cut there, synced, before anything is written to them (see
+    /// `plan::reopen`).
+    pub(crate) cut_back: Vec<(u64, u64)>,
 }
 
 impl Recovered {
@@ -266,6 +271,7 @@ impl Recovered {
             unverified: Vec::new(),
             pointer_upgrade: false,
             unmarked: Vec::new(),
+            cut_back: Vec::new(),
         }
     }
 }

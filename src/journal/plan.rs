@@ -182,6 +182,15 @@ pub(crate) fn reopen(recovered: &Recovered, mutants: PlanMutants) -> Reopen {
             ops.push(sync(torn_file));
         }
     }
+    // Bytes past the end of a journal written to again go first (see
+    // `Recovered::cut_back`); the syncs below make the cut durable before
+    // anything is appended.
+    for (n, len) in &recovered.cut_back {
+        ops.push(FsOp::Truncate {
+            file: files::journal(*n),
+            len: *len,
+        });
+    }
     let mut reopen = Reopen {
         ops: Vec::new(),
         number: tail.number,

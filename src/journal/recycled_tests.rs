@@ -287,3 +287,63 @@ fn a_torn_head_with_its_magic_is_not_a_newer_format() {
     .unwrap_err();
     assert_eq!(err.code(), "FPRE024", "{err}");
 }
+
+/// A lost write whose first bytes reverted to the zero length that ended the
+/// write before it, while its later sectors persisted: recovery reads a clean
+/// end there (the frame is unreadable), and the bytes past it are junk to it,
+/// as a recycled file's stale frames are. The next write reuses the lost
+/// write's sequence numbers at the same offset; if a later cut kept only that
+/// write's first bytes, the old frame behind them would read whole and
+/// consecutive, and a write never acknowledged would come back (the emulator's
+/// full-disk sweep found this, 1 seed in 100 000). So the reopen cuts a
+/// journal it appends to at its end, when bytes follow it, before anything
+/// is appended.
+#[test]
+fn a_lost_writes_remains_past_a_clean_looking_end_are_cut_before_the_next_write() {
+    use super::image::{Image, encode_checkpoint, recover};
+    use super::plan::{FsOp, PlanMutants, reopen};
+    let ckpt = encode_checkpoint(1, 3, &Image::default());
+    let mut j1 = journal_head(1, 3, 0);
+    let end = j1.len() as u64;
+    j1.extend_from_slice(&encode_group(end, &[(1, put(2, 1)), (2, put(4, 1))]));
+    let end = j1.len();
+    j1.resize(end + END_LEN as usize, 0);
+    // The lost write: extent 6, generation 50, never acknowledged. Its first
+    // bytes read as the old zero length, its later ones persisted.
+    let lost = encode_group(end as u64, &[(3, put(6, 50))]);
+    write_at(&mut j1, end, &lost);
+    j1[end..end + 4].fill(0);
+    j1.resize(j1.len() + 64, 0);
+    let r = recover(1, &ckpt, &[(1, &j1)], PlanMutants::default()).unwrap();
+    assert_eq!(r.tail.valid_len, end as u64);
+    assert!(r.image.records.get(6).is_none() && !r.tail.torn);
+    let plan = reopen(&r, PlanMutants::default());
+    assert_eq!((plan.len, plan.next_seq), (end as u64, 3));
+    for op in &plan.ops {
+        match op {
+            FsOp::Write {
+                file,
+                offset,
+                bytes,
+            } if *file == files::journal(1) => {
+                write_at(&mut j1, *offset as usize, bytes);
+            }
+            FsOp::Truncate { file, len } if *file == files::journal(1) => {
+                j1.truncate(*len as usize);
+            }
+            _ => {}
+        }
+    }
+    // The next write, numbered as the lost one and of its length, at its
+    // offset; a cut keeps its first bytes only.
+    let next = encode_group(end as u64, &[(3, put(8, 60))]);
+    assert_eq!(next.len(), lost.len());
+    write_at(&mut j1, end, &next[..4]);
+    let r = recover(1, &ckpt, &[(1, &j1)], PlanMutants::default()).unwrap();
+    assert!(
+        r.image.records.get(6).is_none(),
+        "the lost write came back: {:?}",
+        r.image.records.get(6)
+    );
+    assert_eq!(r.tail.valid_len, end as u64);
+}

@@ -338,6 +338,9 @@ pub(crate) fn recover_into(
             if !scanned.offsets.is_empty() {
                 marker_seq = Some(recovered.next_seq);
                 (recovered.unmarked).push((n, scanned.valid_len, recovered.next_seq));
+                if junk_after(bytes, scanned.valid_len) {
+                    recovered.cut_back.push((n, scanned.valid_len));
+                }
             }
         }
         if let Some(mark) = scanned.last_mark {
@@ -371,6 +374,11 @@ pub(crate) fn recover_into(
                 torn: scanned.torn,
                 closed: matches!(last, Some(Entry::Closed)),
             };
+            // A torn tail is cut already; one without a frame is written anew.
+            if !scanned.torn && !scanned.offsets.is_empty() && junk_after(bytes, scanned.valid_len)
+            {
+                recovered.cut_back.push((n, scanned.valid_len));
+            }
         }
     }
     // A successor without frames (a rotation stopped while creating it): the
@@ -382,4 +390,18 @@ pub(crate) fn recover_into(
     recovered.inline = newest_inline(inline.unwrap_or_default());
     recovered.choose_redo();
     Ok(recovered)
+}
+
+/// Whether bytes other than zeros follow a journal's valid prefix of `len`
+/// bytes: a recycled file's stale frames, or what a lost write left, which
+/// recovery cannot tell apart once the write's first bytes read as the end
+/// (its later sectors persisted, its first did not). A lost write's frames
+/// carry the sequence numbers the next appends reuse, at the same offsets: a
+/// later cut that kept only the first sector of such an append would join its
+/// bytes to the old frame's rest, and a write never acknowledged could read
+/// whole. So the reopen cuts those bytes off before it writes there
+/// (`plan::reopen`), whatever they are. Closed cleanly or not: appends after a
+/// clean close that a cut lost leave the close marker last.
+fn junk_after(bytes: &[u8], len: u64) -> bool {
+    (bytes.get(len as usize..)).is_some_and(|rest| rest.iter().any(|&b| b != 0))
 }
