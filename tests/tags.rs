@@ -135,7 +135,10 @@ fn a_tagged_snapshot_never_pairs_a_record_with_another_generations_tag() {
         })
     };
     let mut pairs = 0u64;
-    while !done.load(Ordering::Acquire) {
+    // Bounded: the writer ends; one pass after it ended reads a quiet store,
+    // so pairs are seen however the threads were scheduled.
+    loop {
+        let finished = done.load(Ordering::Acquire);
         for id in ids {
             // Retryable: the writer committed through every lookup (it writes
             // without pause, and the scheduler may stall this reader), or it
@@ -153,6 +156,9 @@ fn a_tagged_snapshot_never_pairs_a_record_with_another_generations_tag() {
             }
             assert_eq!(t.as_bytes(), s.generation().to_le_bytes(), "{s:?}");
             pairs += 1;
+        }
+        if finished {
+            break;
         }
     }
     writer.join().unwrap();

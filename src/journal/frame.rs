@@ -545,7 +545,7 @@ fn probe(tear: Tear, bytes: &[u8], bad: usize, lowest: u64) -> Probe {
             Some((seq, _, used)) if seq >= lowest => {
                 found.written_after = match tear {
                     Tear::NoLaterFrame => true,
-                    _ => frame_durable(&bytes[at..]) > bad as u64,
+                    _ => written_after(bytes, at, bad, lowest),
                 };
                 if found.written_after {
                     return found;
@@ -562,6 +562,22 @@ fn probe(tear: Tear, bytes: &[u8], bad: usize, lowest: u64) -> Probe {
         }
     }
     found
+}
+
+/// Whether the valid frame at `at` (numbered `lowest` or later) was written
+/// after the region at `bad` was durable: its mark lies past `bad` and, as a
+/// write begins where the durable bytes end, names its write's first frame
+/// (at or before it, with the same mark). A frame in a value's bytes (forged,
+/// or copied from a journal) names no such place unless it names its own.
+fn written_after(bytes: &[u8], at: usize, bad: usize, lowest: u64) -> bool {
+    let mark = frame_durable(&bytes[at..]);
+    if mark <= bad as u64 || mark > at as u64 {
+        return false;
+    }
+    let start = mark as usize;
+    start == at
+        || check_frame(&bytes[start..])
+            .is_some_and(|(seq, _, _)| seq >= lowest && frame_durable(&bytes[start..]) == mark)
 }
 
 /// The durable mark of a frame that [`decode_frame`] accepted.

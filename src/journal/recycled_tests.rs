@@ -347,3 +347,47 @@ fn a_lost_writes_remains_past_a_clean_looking_end_are_cut_before_the_next_write(
     );
     assert_eq!(r.tail.valid_len, end as u64);
 }
+
+/// A value's bytes past a journal's end (a recycled file's old inline data,
+/// or a torn write's) may hold a well-formed frame: forged, or copied from
+/// some journal. Taken for a frame written after the end was durable, it made
+/// recovery refuse the store as corrupt. It counts only where its durable
+/// mark names the start of a write of this journal: a frame there that
+/// carries the same mark, which a copy placed elsewhere never has; a forged
+/// frame must name its own offset in the file.
+#[test]
+fn a_frame_inside_a_value_past_the_end_is_not_taken_for_a_later_write() {
+    use super::image::{Image, encode_checkpoint, recover};
+    use super::plan::PlanMutants;
+    let ckpt = encode_checkpoint(1, 3, &Image::default());
+    let mut j1 = journal_head(1, 3, 0);
+    let start = j1.len() as u64;
+    j1.extend_from_slice(&encode_group(start, &[(1, put(2, 1)), (2, put(4, 1))]));
+    let end = j1.len();
+    j1.resize(end + END_LEN as usize, 0);
+    // Old bytes: a value's data, its frame head gone.
+    j1.resize(end + 100, 0xA5);
+    let at = end + 100;
+    for (mark, refused) in [
+        (u64::MAX, false),
+        (end as u64 + 50, false),
+        (end as u64 + 4, false),
+        (at as u64, true),
+    ] {
+        let mut file = j1.clone();
+        file.extend_from_slice(&encode_group(mark, &[(1 << 40, Entry::Closed)]));
+        file.resize(file.len() + 64, 0x5A);
+        let r = recover(1, &ckpt, &[(1, &file)], PlanMutants::default());
+        match r {
+            Ok(r) => {
+                assert!(!refused, "mark {mark}: recovered");
+                assert_eq!(r.tail.valid_len, end as u64);
+                assert!(r.image.records.get(2).is_some() && r.image.records.get(4).is_some());
+            }
+            Err(e) => {
+                assert!(refused, "mark {mark}: {e}");
+                assert_eq!(e.code(), "FPRE021", "{e}");
+            }
+        }
+    }
+}
