@@ -612,7 +612,7 @@ fn a_reader_taking_a_claim_over_without_loading_it_is_caught() {
 /// it while the writer counts the reserve held (new writes accepted with no
 /// room kept, and the next full disk fails the journal). The emulator checks
 /// after every metadata event that a reserve counted held is on disk; the
-/// mutant that restores meanwhile is caught (80 of the first 200 full-disk
+/// mutant that restores meanwhile is caught (86 of the first 200 full-disk
 /// seeds), the honest run of the same seed is clean.
 #[test]
 fn restoring_the_reserve_while_its_release_runs_is_caught() {
