@@ -282,3 +282,117 @@ fn a_backup_cut_short_by_a_kill_is_refused_and_the_store_is_intact() {
         }
     }
 }
+
+/// `StdFs`, but once `armed`, every `sync_data` of a device file (`dev*`)
+/// fails with EIO.
+#[derive(Debug)]
+struct FailingDeviceSyncs {
+    armed: Arc<AtomicBool>,
+}
+
+#[derive(Debug)]
+struct FailingFile {
+    file: Arc<dyn extentmeta::fs::FsFile>,
+    armed: Arc<AtomicBool>,
+}
+
+impl extentmeta::fs::FsFile for FailingFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        self.file.read_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        self.file.write_all_at(buf, offset)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        if self.armed.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other("EIO (injected)"));
+        }
+        self.file.sync_data()
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        self.file.len()
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.file.set_len(len)
+    }
+}
+
+impl extentmeta::fs::Fs for FailingDeviceSyncs {
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        extentmeta::fs::StdFs.create_dir_all(dir)
+    }
+    fn open(&self, path: &Path, create: bool) -> std::io::Result<Arc<dyn extentmeta::fs::FsFile>> {
+        let file = extentmeta::fs::StdFs.open(path, create)?;
+        let device =
+            (path.file_name().and_then(|n| n.to_str())).is_some_and(|n| n.starts_with("dev"));
+        Ok(if device {
+            Arc::new(FailingFile {
+                file,
+                armed: Arc::clone(&self.armed),
+            })
+        } else {
+            file
+        })
+    }
+    fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+        extentmeta::fs::StdFs.list(dir)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        extentmeta::fs::StdFs.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> std::io::Result<()> {
+        extentmeta::fs::StdFs.remove(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        extentmeta::fs::StdFs.sync_dir(dir)
+    }
+    fn lock(&self, path: &Path) -> std::io::Result<Option<Box<dyn std::any::Any + Send + Sync>>> {
+        extentmeta::fs::StdFs.lock(path)
+    }
+}
+
+/// A write past the inline bound journals its record while its data syncs; a
+/// backup's image holds it as a plain record while that sync runs. If the
+/// sync fails, its pages may be gone and the copy would take the old bytes
+/// under the record: so a backup syncs those devices after its image, as a
+/// checkpoint does, and after a failed one it fails (until a reopen) rather
+/// than write a copy that names data it does not hold.
+#[test]
+fn a_backup_after_a_failed_overlapped_data_sync_fails_instead_of_copying() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let armed = Arc::new(AtomicBool::new(false));
+    let fs = Arc::new(FailingDeviceSyncs {
+        armed: Arc::clone(&armed),
+    });
+    let config = StoreConfig::builder()
+        .devices(1)
+        .cache_bytes(0)
+        .prefetch_workers(0)
+        .build()
+        .unwrap();
+    let live = tmp.path().join("live");
+    let store = Store::open_in(fs, &live, config.clone()).unwrap();
+    store
+        .write(ExtentId(1), &value(ExtentId(1), 1, 4096))
+        .unwrap();
+    armed.store(true, Ordering::SeqCst);
+    let big = value(ExtentId(2), 1, 64 << 10);
+    let err = store.write(ExtentId(2), &big).unwrap_err();
+    assert!(["FPRE009", "FPRE028"].contains(&err.code()), "{err}");
+    armed.store(false, Ordering::SeqCst);
+    let refused = store.checkpoint_to(tmp.path().join("backup")).unwrap_err();
+    assert_eq!(refused.code(), "FPRE009", "{refused}");
+    drop(store);
+    // After a reopen the backup goes through, and holds what the store does.
+    let store = Store::open(&live, config.clone()).unwrap();
+    store.checkpoint_to(tmp.path().join("backup-2")).unwrap();
+    let copy = Store::open(tmp.path().join("backup-2"), config).unwrap();
+    let (id, generation) = decode(&copy.read(ExtentId(1)).unwrap());
+    assert_eq!((id, generation), (ExtentId(1), 1));
+    match (store.read(ExtentId(2)), copy.read(ExtentId(2))) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b),
+        (Err(a), Err(b)) => assert_eq!(a.code(), b.code()),
+        other => panic!("the backup disagrees with its store: {other:?}"),
+    }
+}

@@ -33,6 +33,12 @@ impl Store {
     /// writes go on: [`Store::open`] of `dir` then finds every write acknowledged
     /// before this call began, and each extent as of one instant during it.
     ///
+    /// Each extent, not the whole store: the extents are read one after another
+    /// while writes go on, so a batch that commits while the backup runs may be
+    /// in it in part, and a write acknowledged during the backup may be in it
+    /// while one acknowledged before that (but after the call began) is not.
+    /// For a copy of one instant, hold writes while it runs.
+    ///
     /// How: it pins the store's retired locations (none is reused until the
     /// copy is done, as for a reader; writes that need space meanwhile may find
     /// less), takes the live image (the table's records and the writes in
@@ -51,7 +57,10 @@ impl Store {
     /// one); [`Error::NotAStore`] if `dir` exists and is not empty;
     /// [`Error::Io`] for a failed read, write or sync (device
     /// [`METADATA_DEVICE`](crate::store::METADATA_DEVICE) for the backup's
-    /// files); [`Error::Shutdown`] once [`close`](Self::close) began.
+    /// files), and, until a reopen, after a failed sync of a device that a
+    /// write past the inline bound had written to (its record may name data
+    /// the sync dropped; checkpoints wait for the reopen too);
+    /// [`Error::Shutdown`] once [`close`](Self::close) began.
     ///
     /// # Examples
     ///
@@ -97,6 +106,13 @@ impl Store {
         let pin = core.reclaimer.pin();
         let result = (|| {
             let image = core.image();
+            // The image holds the overlapped writes in flight as plain
+            // records: their data must be durable before the copy reads it,
+            // or a failed sync may have dropped its pages and the copy would
+            // take the old bytes under a record naming the new ones (an
+            // FPRE004 in the backup). As a checkpoint does, and a failed
+            // sync fails the backup, as it fails checkpoints until a reopen.
+            self.shared.sync_overlapped_devices()?;
             let devices = self.shared.backend.device_count();
             let mut device_bytes = 0;
             for device in 0..devices {

@@ -334,6 +334,14 @@ impl Shared {
         crate::journal::inline_data(&names, &mut super::open::MetaDir::new(dir), wanted)
     }
 
+    /// Syncs the devices of overlapped writes whose data's sync has not
+    /// finished, and of those where one failed (whose sync then fails too):
+    /// an image read now holds their proposals as plain records, as a
+    /// checkpoint's does (see `plan::checkpoint`).
+    pub(super) fn sync_overlapped_devices(&self) -> Result<()> {
+        (self.core.overlaps.devices(true).into_iter()).try_for_each(|d| self.sync_device(d))
+    }
+
     /// Syncs `device` through the backend, keeping the inline writes held for
     /// write-back in step (`Core::after_device_sync`).
     fn sync_device(&self, device: u16) -> Result<()> {
