@@ -75,9 +75,10 @@
 //!   its data to its device location without syncing it and journals
 //!   [`Entry::Inline`]: the record and the bytes in one frame, made durable by the
 //!   group commit's one journal sync. The data's own sync is deferred to the next
-//!   checkpoint, whose plan syncs every device file ([`plan::FsOp::SyncDevices`])
-//!   before the pointer moves and the journals holding the only durable copy are
-//!   removed. Recovery writes the bytes of every inline entry whose record is still
+//!   checkpoint, whose plan syncs the device files that hold such writes, and
+//!   those with overlapped writes in flight ([`plan::FsOp::SyncDevices`]; every
+//!   other record's data was synced before it was journaled), before the
+//!   pointer moves and the journals holding the only durable copy are removed. Recovery writes the bytes of every inline entry whose record is still
 //!   current back to its location and syncs the devices before anything is
 //!   appended ([`Recovered::redo`]). This is BlueStore's deferred write and a
 //!   redo log's page write-back, rather than ZFS's relocation from the log: the
