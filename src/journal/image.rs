@@ -207,9 +207,10 @@ pub(crate) struct Recovered {
     /// the location, so no other extent's bytes live there (invariant 10), and the
     /// record's checksum covers exactly these bytes.
     pub(crate) redo: Vec<(Location, Bytes)>,
-    /// Every inline entry's newest record and data, whatever the recovered record
-    /// names: [`redo`](Self::redo) is chosen from them again once
-    /// [`settle_unsynced`](Self::settle_unsynced) may have restored older records.
+    /// Every inline entry's record and data, by extent and version, whatever the
+    /// recovered record names: [`redo`](Self::redo) is chosen from them again
+    /// once [`settle_unsynced`](Self::settle_unsynced) may have restored older
+    /// records.
     inline: Vec<(RecordImage, Bytes)>,
     /// For each [`Entry::Unsynced`] whose data did not verify, the record its
     /// extent gets back (see [`settle_unsynced`](Self::settle_unsynced)): the

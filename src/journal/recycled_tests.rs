@@ -391,3 +391,58 @@ fn a_frame_inside_a_value_past_the_end_is_not_taken_for_a_later_write() {
         }
     }
 }
+
+/// An inline write of generation 1, then the next write's inline entry
+/// (generation 2), then a quarantine of generation 1 at the same version as
+/// that entry, replayed after it: the record recovered is the quarantined
+/// generation 1, whose bytes only the older entry holds. The write-back must
+/// take them from there: the device never had them durably, and once a
+/// checkpoint retired the journal they would be gone (the emulator's
+/// full-disk sweep, 1 seed in 100 000).
+#[test]
+fn the_write_back_takes_the_inline_entry_the_record_names_not_the_newest() {
+    use super::RecordImage;
+    use super::image::{Image, encode_checkpoint, recover};
+    use super::plan::PlanMutants;
+    use crate::bytes::Bytes;
+    use crate::record::{ExtentId, Location, State, Tag, checksum};
+    let inline = |generation: u64, version: u64, location: Location| {
+        let data = vec![generation as u8; location.length as usize];
+        let r = RecordImage {
+            extent: ExtentId(6),
+            version,
+            state: State::Durable,
+            generation,
+            location,
+            checksum: checksum(ExtentId(6), generation, &data),
+            tag: Tag::EMPTY,
+        };
+        (r, Entry::Inline(r, Bytes::from(data)))
+    };
+    let (first, first_entry) = inline(1, 4, Location::new(1, 1024, 143));
+    let (_, second_entry) = inline(2, 8, Location::new(0, 3072, 134));
+    let quarantined = RecordImage {
+        state: State::Quarantined,
+        version: 8,
+        ..first
+    };
+    let ckpt = encode_checkpoint(1, 3, &Image::default());
+    let mut j1 = journal_head(1, 3, 0);
+    let start = j1.len() as u64;
+    j1.extend_from_slice(&encode_group(
+        start,
+        &[
+            (1, first_entry),
+            (2, second_entry),
+            (3, Entry::Put(quarantined)),
+        ],
+    ));
+    j1.resize(j1.len() + END_LEN as usize, 0);
+    let r = recover(1, &ckpt, &[(1, &j1)], PlanMutants::default()).unwrap();
+    assert_eq!(r.image.records.get(6), Some(quarantined));
+    assert_eq!(
+        r.redo,
+        vec![(first.location, Bytes::from(vec![1u8; 143]))],
+        "generation 1's bytes are written back"
+    );
+}

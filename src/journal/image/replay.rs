@@ -8,8 +8,7 @@ use crate::error::{Error, Result};
 
 /// Applies one replayed entry to the image, keeping every inline entry's
 /// record and data in `inline` for the write-back (`None`: nothing will be
-/// written back); the newest of each extent is chosen once replay ends
-/// ([`newest_inline`]).
+/// written back), sorted once replay ends ([`by_extent_and_version`]).
 fn apply(image: &mut Image, inline: Option<&mut Vec<(RecordImage, Bytes)>>, entry: &Entry) {
     image.apply(entry);
     if let (Entry::Inline(r, data), Some(inline)) = (entry, inline) {
@@ -17,21 +16,18 @@ fn apply(image: &mut Image, inline: Option<&mut Vec<(RecordImage, Bytes)>>, entr
     }
 }
 
-/// The newest inline entry of each extent (by version; of equal versions, the
-/// one replayed last), by extent. A list sorted once rather than a map kept
-/// while replaying: a tenth of the store's records may be inline writes in
-/// the journal, and a map's nodes cost twice the list's entries.
-fn newest_inline(mut inline: Vec<(RecordImage, Bytes)>) -> Vec<(RecordImage, Bytes)> {
-    // Stable: equal versions stay in replay order, and the last one is kept.
+/// Every inline entry, by extent, then version (of equal versions, in replay
+/// order). All of them, not only each extent's newest: the recovered record
+/// may name an older one's bytes (a quarantine of a generation whose next
+/// write's inline entry was journaled, and then lost the race or was never
+/// acknowledged), and the write-back must find it (`Recovered::choose_redo`).
+/// A list sorted once rather than a map kept while replaying: a tenth of the
+/// store's records may be inline writes in the journal, and a map's nodes cost
+/// twice the list's entries; replay held the whole list already.
+fn by_extent_and_version(mut inline: Vec<(RecordImage, Bytes)>) -> Vec<(RecordImage, Bytes)> {
+    // Stable: equal versions stay in replay order.
     inline.sort_by_key(|(r, _)| (r.extent.0, r.version));
-    let mut newest: Vec<(RecordImage, Bytes)> = Vec::with_capacity(inline.len());
-    for entry in inline {
-        match newest.last_mut() {
-            Some(last) if last.0.extent == entry.0.extent => *last = entry,
-            _ => newest.push(entry),
-        }
-    }
-    newest
+    inline
 }
 
 /// Cuts a batch that the end of the valid frames left unfinished (its
@@ -387,7 +383,7 @@ pub(crate) fn recover_into(
         recovered.next_seq = recovered.next_seq.max(m + 1);
     }
     recovered.image.records.refused()?;
-    recovered.inline = newest_inline(inline.unwrap_or_default());
+    recovered.inline = by_extent_and_version(inline.unwrap_or_default());
     recovered.choose_redo();
     Ok(recovered)
 }

@@ -99,15 +99,21 @@ impl Recovered {
     /// record and its location: the last good copy, invariant 8, may be exactly
     /// these bytes; the crash sweep found a quarantine after transient errors
     /// that left them only in the journal).
+    ///
+    /// Per extent, the newest inline entry that names those bytes, not the
+    /// newest inline entry: a later write's entry may have been journaled and
+    /// then lost to a quarantine of the generation before it (the emulator's
+    /// full-disk sweep found that record kept, its bytes in an older entry).
     pub(super) fn choose_redo(&mut self) {
         let records = &self.image.records;
-        self.redo = (self.inline.iter())
-            .filter(|(r, _)| {
-                records.get(r.extent.0).is_some_and(|f| {
-                    f.references()
-                        && (f.location, f.generation, f.checksum)
-                            == (r.location, r.generation, r.checksum)
-                })
+        self.redo = (self.inline.chunk_by(|a, b| a.0.extent == b.0.extent))
+            .filter_map(|entries| {
+                let f = records
+                    .get(entries[0].0.extent.0)
+                    .filter(|f| f.references())?;
+                let named = (f.location, f.generation, f.checksum);
+                (entries.iter().rev())
+                    .find(|(r, _)| (r.location, r.generation, r.checksum) == named)
             })
             .map(|(r, data)| (r.location, data.clone()))
             .chain(self.rewrite.iter().cloned())
