@@ -545,7 +545,7 @@ fn probe(tear: Tear, bytes: &[u8], bad: usize, lowest: u64) -> Probe {
             Some((seq, _, used)) if seq >= lowest => {
                 found.written_after = match tear {
                     Tear::NoLaterFrame => true,
-                    _ => written_after(bytes, at, bad, lowest),
+                    _ => written_after(bytes, at, bad),
                 };
                 if found.written_after {
                     return found;
@@ -565,19 +565,16 @@ fn probe(tear: Tear, bytes: &[u8], bad: usize, lowest: u64) -> Probe {
 }
 
 /// Whether the valid frame at `at` (numbered `lowest` or later) was written
-/// after the region at `bad` was durable: its mark lies past `bad` and, as a
-/// write begins where the durable bytes end, names its write's first frame
-/// (at or before it, with the same mark). A frame in a value's bytes (forged,
-/// or copied from a journal) names no such place unless it names its own.
-fn written_after(bytes: &[u8], at: usize, bad: usize, lowest: u64) -> bool {
+/// after the region at `bad` was durable: its mark lies past `bad`, and not
+/// past the frame itself, since a write begins where the durable bytes end.
+/// The second half turns away a frame inside a value's bytes (a copy of
+/// journal bytes, or forged) whose mark names a place further on; it never
+/// turns away a frame a write of this journal made. (Requiring more, such as
+/// the write's first frame intact at the mark, would let damage across the
+/// start of a write pass for a torn tail.)
+fn written_after(bytes: &[u8], at: usize, bad: usize) -> bool {
     let mark = frame_durable(&bytes[at..]);
-    if mark <= bad as u64 || mark > at as u64 {
-        return false;
-    }
-    let start = mark as usize;
-    start == at
-        || check_frame(&bytes[start..])
-            .is_some_and(|(seq, _, _)| seq >= lowest && frame_durable(&bytes[start..]) == mark)
+    mark > bad as u64 && mark <= at as u64
 }
 
 /// The durable mark of a frame that [`decode_frame`] accepted.

@@ -351,12 +351,12 @@ fn a_lost_writes_remains_past_a_clean_looking_end_are_cut_before_the_next_write(
 /// A value's bytes past a journal's end (a recycled file's old inline data,
 /// or a torn write's) may hold a well-formed frame: forged, or copied from
 /// some journal. Taken for a frame written after the end was durable, it made
-/// recovery refuse the store as corrupt. It counts only where its durable
-/// mark names the start of a write of this journal: a frame there that
-/// carries the same mark, which a copy placed elsewhere never has; a forged
-/// frame must name its own offset in the file.
+/// recovery refuse the store as corrupt. It counts only if its durable mark
+/// lies between the end and the frame itself, as every write's frames do;
+/// marks further on are turned away, marks within still count (the rule
+/// cannot tell those from a real later write).
 #[test]
-fn a_frame_inside_a_value_past_the_end_is_not_taken_for_a_later_write() {
+fn a_frame_inside_a_value_past_the_end_counts_only_with_a_mark_behind_it() {
     use super::image::{Image, encode_checkpoint, recover};
     use super::plan::PlanMutants;
     let ckpt = encode_checkpoint(1, 3, &Image::default());
@@ -370,8 +370,8 @@ fn a_frame_inside_a_value_past_the_end_is_not_taken_for_a_later_write() {
     let at = end + 100;
     for (mark, refused) in [
         (u64::MAX, false),
-        (end as u64 + 50, false),
-        (end as u64 + 4, false),
+        (at as u64 + 1, false),
+        (end as u64 + 50, true),
         (at as u64, true),
     ] {
         let mut file = j1.clone();
@@ -390,6 +390,30 @@ fn a_frame_inside_a_value_past_the_end_is_not_taken_for_a_later_write() {
             }
         }
     }
+}
+
+/// Damage across the start of a later write, whose frames past the damage
+/// survive: those frames name a mark past the damage, so it is corruption,
+/// never a torn tail that would drop synced writes (the first frame of that
+/// write, at its mark, is among the damaged bytes).
+#[test]
+fn damage_across_the_start_of_a_later_write_is_corruption() {
+    use super::image::{Image, encode_checkpoint, recover};
+    use super::plan::PlanMutants;
+    let ckpt = encode_checkpoint(1, 3, &Image::default());
+    let mut j1 = journal_head(1, 3, 0);
+    let w1 = j1.len() as u64;
+    j1.extend_from_slice(&encode_group(w1, &[(1, put(2, 1)), (2, put(4, 1))]));
+    let w2 = j1.len();
+    let entries: Vec<(u64, Entry)> = (3..8).map(|s| (s, put(s, 2))).collect();
+    j1.extend_from_slice(&encode_group(w2 as u64, &entries));
+    j1.resize(j1.len() + END_LEN as usize, 0);
+    // The end of the first write and the start of the second go bad.
+    for b in &mut j1[w2 - 20..w2 + 30] {
+        *b ^= 0x5A;
+    }
+    let err = recover(1, &ckpt, &[(1, &j1)], PlanMutants::default()).unwrap_err();
+    assert_eq!(err.code(), "FPRE021", "{err}");
 }
 
 /// An inline write of generation 1, then the next write's inline entry
