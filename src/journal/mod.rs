@@ -78,7 +78,8 @@
 //!   checkpoint, whose plan syncs the device files that hold such writes, and
 //!   those with overlapped writes in flight ([`plan::FsOp::SyncDevices`]; every
 //!   other record's data was synced before it was journaled), before the
-//!   pointer moves and the journals holding the only durable copy are removed. Recovery writes the bytes of every inline entry whose record is still
+//!   pointer moves and the journals holding the only durable copy are removed.
+//!   Recovery writes the bytes of every inline entry whose record is still
 //!   current back to its location and syncs the devices before anything is
 //!   appended ([`Recovered::redo`]). This is BlueStore's deferred write and a
 //!   redo log's page write-back, rather than ZFS's relocation from the log: the
@@ -149,8 +150,9 @@ pub const METADATA_DEVICE: u16 = u16::MAX;
 /// ([`MARKED_ROTATIONS`]); an older build refuses it rather than reopen it
 /// without them. Format 5 changed no layout either: its journals may be
 /// written over a recycled one, with the old journal's frames past their end
-/// (see "Journals are recycled" in the module docs), which a format-4 build would read as a torn
-/// tail to cut off, or as corruption; it refuses format 5 instead (FPRE024).
+/// (see "Journals are recycled" in the module docs), which a format-4 build
+/// would read as a torn tail to cut off, or as corruption; it refuses format 5
+/// instead (FPRE024).
 /// A format-4 directory opens and gets the format-5 pointer before any
 /// checkpoint can recycle a journal.
 pub(crate) const FORMAT_VERSION: u32 = 5;

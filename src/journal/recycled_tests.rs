@@ -288,6 +288,17 @@ fn a_torn_head_with_its_magic_is_not_a_newer_format() {
     assert_eq!(err.code(), "FPRE024", "{err}");
 }
 
+/// An empty checkpoint 1, and journal 1 holding one synced write of two
+/// records (extents 2 and 4, generation 1), without its ending zeros.
+fn checkpoint_and_two_records() -> (Vec<u8>, Vec<u8>) {
+    use super::image::{Image, encode_checkpoint};
+    let ckpt = encode_checkpoint(1, 3, &Image::default());
+    let mut j1 = journal_head(1, 3, 0);
+    let start = j1.len() as u64;
+    j1.extend_from_slice(&encode_group(start, &[(1, put(2, 1)), (2, put(4, 1))]));
+    (ckpt, j1)
+}
+
 /// A lost write whose first bytes reverted to the zero length that ended the
 /// write before it, while its later sectors persisted: recovery reads a clean
 /// end there (the frame is unreadable), and the bytes past it are junk to it,
@@ -300,12 +311,9 @@ fn a_torn_head_with_its_magic_is_not_a_newer_format() {
 /// is appended.
 #[test]
 fn a_lost_writes_remains_past_a_clean_looking_end_are_cut_before_the_next_write() {
-    use super::image::{Image, encode_checkpoint, recover};
+    use super::image::recover;
     use super::plan::{FsOp, PlanMutants, reopen};
-    let ckpt = encode_checkpoint(1, 3, &Image::default());
-    let mut j1 = journal_head(1, 3, 0);
-    let end = j1.len() as u64;
-    j1.extend_from_slice(&encode_group(end, &[(1, put(2, 1)), (2, put(4, 1))]));
+    let (ckpt, mut j1) = checkpoint_and_two_records();
     let end = j1.len();
     j1.resize(end + END_LEN as usize, 0);
     // The lost write: extent 6, generation 50, never acknowledged. Its first
@@ -357,12 +365,9 @@ fn a_lost_writes_remains_past_a_clean_looking_end_are_cut_before_the_next_write(
 /// cannot tell those from a real later write).
 #[test]
 fn a_frame_inside_a_value_past_the_end_counts_only_with_a_mark_behind_it() {
-    use super::image::{Image, encode_checkpoint, recover};
+    use super::image::recover;
     use super::plan::PlanMutants;
-    let ckpt = encode_checkpoint(1, 3, &Image::default());
-    let mut j1 = journal_head(1, 3, 0);
-    let start = j1.len() as u64;
-    j1.extend_from_slice(&encode_group(start, &[(1, put(2, 1)), (2, put(4, 1))]));
+    let (ckpt, mut j1) = checkpoint_and_two_records();
     let end = j1.len();
     j1.resize(end + END_LEN as usize, 0);
     // Old bytes: a value's data, its frame head gone.
@@ -398,12 +403,9 @@ fn a_frame_inside_a_value_past_the_end_counts_only_with_a_mark_behind_it() {
 /// write, at its mark, is among the damaged bytes).
 #[test]
 fn damage_across_the_start_of_a_later_write_is_corruption() {
-    use super::image::{Image, encode_checkpoint, recover};
+    use super::image::recover;
     use super::plan::PlanMutants;
-    let ckpt = encode_checkpoint(1, 3, &Image::default());
-    let mut j1 = journal_head(1, 3, 0);
-    let w1 = j1.len() as u64;
-    j1.extend_from_slice(&encode_group(w1, &[(1, put(2, 1)), (2, put(4, 1))]));
+    let (ckpt, mut j1) = checkpoint_and_two_records();
     let w2 = j1.len();
     let entries: Vec<(u64, Entry)> = (3..8).map(|s| (s, put(s, 2))).collect();
     j1.extend_from_slice(&encode_group(w2 as u64, &entries));
