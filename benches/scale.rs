@@ -1,6 +1,8 @@
 //! Scale: a durable store of millions of extents, measured through the public API
 //! in fresh processes: open time, memory after open and at its peak (per extent),
-//! and the longest write latency across a checkpoint rotation.
+//! the longest write latency across a checkpoint rotation, and across a backup
+//! (`Store::checkpoint_to`, whose cut holds writes while it reads the records)
+//! against the longest of the writes just before it.
 //!
 //! The store: 2 devices, 512-byte blocks, 16-byte values; every extent written,
 //! a checkpoint of all of them, then 10 % overwritten (journal records to
@@ -16,7 +18,9 @@ use common::{fill, status_bytes};
 use extentmeta::{ExtentId, Store, StoreConfig};
 use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
 
 fn extents() -> u64 {
     let millions: u64 = std::env::var("EXTENTMETA_SCALE_MILLIONS")
@@ -104,11 +108,67 @@ fn child_stall(dir: &Path) {
     println!("{max} {median} {} {}", latencies.len(), peak - before);
 }
 
+/// In a child: one thread writes while the main thread waits a while, then
+/// takes a backup. Prints the backup's seconds, the longest write during it,
+/// the longest write before it, the median write, and the writes during it.
+fn child_backup(dir: &Path) {
+    let store = Arc::new(Store::open(dir, config(1 << 40)).expect("open"));
+    // 0: before the backup, 1: during it, 2: done.
+    let phase = Arc::new(AtomicU8::new(0));
+    let writer = {
+        let (store, phase) = (Arc::clone(&store), Arc::clone(&phase));
+        std::thread::spawn(move || {
+            let mut latencies: Vec<(u8, f64)> = Vec::new();
+            // Bounded by the phase, set to 2 after the backup.
+            for id in 0u64.. {
+                // Acquire: pairs with the main thread's stores; a hint of which
+                // side of the backup a write began on.
+                let at = phase.load(Ordering::Acquire);
+                if at == 2 {
+                    break;
+                }
+                let t = Instant::now();
+                store
+                    .write(ExtentId(id % 1000), &id.to_le_bytes())
+                    .expect("write across the backup");
+                latencies.push((at, t.elapsed().as_secs_f64()));
+            }
+            latencies
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    phase.store(1, Ordering::Release);
+    let target = dir.with_extension("backup");
+    // A backup goes into an empty directory: the last run's is removed.
+    let _ = std::fs::remove_dir_all(&target);
+    let t = Instant::now();
+    store.checkpoint_to(&target).expect("backup");
+    let seconds = t.elapsed().as_secs_f64();
+    phase.store(2, Ordering::Release);
+    let latencies = writer.join().expect("writer");
+    let longest = |p: u8| {
+        (latencies.iter())
+            .filter(|(at, _)| *at == p)
+            .map(|(_, l)| *l)
+            .fold(0.0, f64::max)
+    };
+    let mut all: Vec<f64> = latencies.iter().map(|(_, l)| *l).collect();
+    all.sort_by(f64::total_cmp);
+    let during = latencies.iter().filter(|(at, _)| *at == 1).count();
+    println!(
+        "{seconds} {} {} {} {during}",
+        longest(1),
+        longest(0),
+        all[all.len() / 2]
+    );
+}
+
 fn main() {
     let dir_env = std::env::var("EXTENTMETA_SCALE_DIR");
     if let (Ok(case), Ok(dir)) = (std::env::var("EXTENTMETA_SCALE_CASE"), &dir_env) {
         match case.as_str() {
             "open" => child_open(Path::new(dir)),
+            "backup" => child_backup(Path::new(dir)),
             _ => child_stall(Path::new(dir)),
         }
         return;
@@ -179,5 +239,18 @@ fn main() {
         stall[1] * 1e3,
         stall[2],
         per(stall[3])
+    );
+    let mut backups: Vec<Vec<f64>> = (0..3).map(|_| run("backup")).collect();
+    backups.sort_by(|a, b| a[1].total_cmp(&b[1]));
+    let b = &backups[1];
+    println!(
+        "scale: backup of {n} extents {:.2} s; longest write during it {:.1} ms against {:.1} ms \
+         before it ({:.1}×; median write {:.3} ms, {} writes during it; median of 3 processes by the longest)",
+        b[0],
+        b[1] * 1e3,
+        b[2] * 1e3,
+        b[1] / b[2],
+        b[3] * 1e3,
+        b[4]
     );
 }

@@ -56,6 +56,7 @@ use super::{Entry, encode_group, files};
 use crate::error::{Error, Result};
 use crate::record::ExtentId;
 
+mod cut;
 mod reserve;
 
 /// The most zeros one group commit writes ahead of the appends: the group
@@ -163,6 +164,8 @@ pub(crate) struct Writer {
     releases_running: u32,
     /// The last group commit's buffer, empty, for the next (see [`SPARE_MAX`]).
     spare: Vec<u8>,
+    /// Cuts holding writes back (`cut.rs`).
+    cuts: u32,
 }
 
 impl Writer {
@@ -199,6 +202,7 @@ impl Writer {
             restoring: false,
             releases_running: 0,
             spare: Vec::new(),
+            cuts: 0,
         }
     }
 
@@ -269,7 +273,8 @@ impl Writer {
         (self.buf_commits, self.last_group)
     }
 
-    /// Whether group commits wait for the rotation's checkpoint: the active
+    /// Whether group commits wait: for a cut ([`hold_cut`](Self::hold_cut):
+    /// a backup reading its image), or for the rotation's checkpoint: the active
     /// journal reached twice its bound while the checkpoint that would retire
     /// the journals before it runs. So recovery replays at most about
     /// `max_bytes` of old journals and `2 × max_bytes` of the active one,
@@ -278,6 +283,9 @@ impl Writer {
     /// Only once the switch is done: a switch still to run (again, behind the
     /// reserve's release) is never held back.
     pub(crate) fn held_back(&self) -> bool {
+        if self.cut_held() {
+            return true;
+        }
         let switching = (self.in_flight.as_ref()).is_some_and(|f| f.switch_to.is_some());
         self.rotating && !switching && self.len >= self.max_bytes.saturating_mul(2)
     }
@@ -759,6 +767,30 @@ mod tests {
             w.next_write().is_some(),
             "the next write goes (a new switch)"
         );
+    }
+
+    /// A cut holds back the next group commit, not the one in flight, until
+    /// its last hold is released.
+    #[test]
+    fn a_cut_holds_the_next_group_commit_not_the_one_in_flight() {
+        let mut w = Writer::new(1, 1 << 20, 1, HEADER_LEN as u64, 0);
+        let a = w.append(&[put(1, 1)]).unwrap();
+        w.next_write().expect("the first group commit");
+        w.hold_cut();
+        w.hold_cut();
+        let b = w.append(&[put(2, 1)]).unwrap();
+        w.complete(Ok(()));
+        assert_eq!(w.status(a, ExtentId(1)), Some(Ok(())), "in flight: done");
+        assert!(w.held_back());
+        assert!(w.next_write().is_none(), "held by the cut");
+        w.release_cut();
+        assert!(w.next_write().is_none(), "one hold left");
+        assert_eq!(w.status(b, ExtentId(2)), None);
+        w.release_cut();
+        assert!(!w.held_back());
+        w.next_write().expect("released");
+        w.complete(Ok(()));
+        assert_eq!(w.status(b, ExtentId(2)), Some(Ok(())));
     }
 
     /// A journal that failed after its switch gets no checkpoint: the rotation

@@ -43,6 +43,9 @@ struct World {
     journaled: AtomicBool,
     /// The journal refuses every request (a failed journal).
     refusing: bool,
+    /// A backup's cut holds journal writes back (`journal::writer::cut`): a
+    /// request waits until it is released; one handed out before completes.
+    cut: Mutex<bool>,
 }
 
 fn world(cache_bytes: u64, device_blocks: u64) -> Arc<World> {
@@ -68,6 +71,7 @@ fn world_sharded(cache_bytes: u64, shards: usize, device_blocks: u64) -> Arc<Wor
         media_reads: AtomicUsize::new(0),
         journaled: AtomicBool::new(false),
         refusing: false,
+        cut: Mutex::new(false),
     })
 }
 
@@ -99,8 +103,10 @@ impl World {
                 kind: std::io::ErrorKind::Other,
                 message: "the journal failed".into(),
             })),
-            // The models' store keeps no journal: a record is durable at once.
+            // The models' store keeps no journal: a record is durable at once,
+            // once no cut holds it back.
             IoRequest::Journal(_) => {
+                self.wait_for_cut();
                 self.journaled.store(true, SeqCst);
                 IoResult::Done(Ok(()))
             }
@@ -112,6 +118,16 @@ impl World {
                     journal: Ok(()),
                 }
             }
+        }
+    }
+
+    /// Waits while a cut holds journal writes back. The writer decides under
+    /// its lock, as the store's does, so a write that got past is in flight and
+    /// completes under the cut. Bounded by the cut's release (the model's main
+    /// thread releases it after its image); every pass yields.
+    fn wait_for_cut(&self) {
+        while *self.cut.lock() {
+            thread::yield_now();
         }
     }
 
@@ -574,4 +590,48 @@ fn checkpoint_image_racing_a_batch_holds_it_whole() {
 #[should_panic(expected = "the image holds the batch whole or not at all")]
 fn mutant_batch_registering_its_proposals_apart_is_caught() {
     checkpoint_image_holds_a_batch_whole(true);
+}
+
+/// A backup's image read while a batch of two writes commits: under a cut
+/// (`journal::writer::cut`) it holds the batch whole or not at all, as a crash
+/// at one instant would leave it. Without the cut a group commit handed out
+/// after the image read the proposals commits one write of the batch before
+/// the table read meets it and the other after.
+fn backup_image_holds_a_batch_whole(cut: bool) {
+    model(move || {
+        let w = world(0, 8);
+        let writer = {
+            let w = w.clone();
+            thread::spawn(move || {
+                let items = [A, B].map(|id| (id, value(id, 1), crate::record::Tag::EMPTY));
+                w.drive(BatchWriteOp::new(items.to_vec()), None)
+            })
+        };
+        if cut {
+            *w.cut.lock() = true;
+        }
+        let image = w.core.image();
+        if cut {
+            *w.cut.lock() = false;
+        }
+        let held = [A, B].map(|id| image.records.get(id.0).is_some_and(|r| r.generation == 1));
+        assert_eq!(
+            held[0], held[1],
+            "the backup's image holds the batch whole or not at all"
+        );
+        writer.join().expect("writer").expect("the batch commits");
+    });
+}
+
+#[test]
+fn backup_image_racing_a_batch_commit_holds_it_whole() {
+    backup_image_holds_a_batch_whole(true);
+}
+
+/// The mutant reads the image without the cut: a fuzzy image, as a
+/// checkpoint's may be, holds half of the batch.
+#[test]
+#[should_panic(expected = "the backup's image holds the batch whole or not at all")]
+fn mutant_backup_image_without_a_cut_is_caught() {
+    backup_image_holds_a_batch_whole(false);
 }

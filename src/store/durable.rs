@@ -362,6 +362,13 @@ impl Journal {
         self.cond.notify_all();
     }
 
+    /// Holds back every journal write not yet handed out until the guard
+    /// drops (`Writer::hold_cut`): a backup reads its image meanwhile.
+    pub(crate) fn hold_cut(&self) -> CutHold<'_> {
+        self.writer.lock().hold_cut();
+        CutHold(self)
+    }
+
     /// Appends [`Entry::Closed`] (a clean close) unless the journal failed, once
     /// the write and the rotation in flight ended; every later commit is refused
     /// with [`Error::Shutdown`].
@@ -391,8 +398,10 @@ impl Journal {
                 }
                 self.publish(&g);
                 self.cond.notify_all();
-            } else if !idle || g.rotating() {
-                // A write, or another `close`'s checkpoint, ends with a wake-up.
+            } else if !idle || g.rotating() || g.cut_held() {
+                // A write, another `close`'s checkpoint, or a backup's cut ends
+                // with a wake-up: the close marker's group would make records
+                // durable while the backup reads its image.
                 g = self.cond.wait(g);
             } else {
                 break;
@@ -464,5 +473,16 @@ impl Journal {
 
     pub(crate) fn stats(&self) -> JournalStats {
         self.writer.lock().stats()
+    }
+}
+
+/// [`Journal::hold_cut`]'s guard: its drop releases the cut and wakes the
+/// committers it held.
+pub(crate) struct CutHold<'a>(&'a Journal);
+
+impl Drop for CutHold<'_> {
+    fn drop(&mut self) {
+        self.0.writer.lock().release_cut();
+        self.0.cond.notify_all();
     }
 }
