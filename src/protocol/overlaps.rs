@@ -13,8 +13,13 @@ use std::collections::HashMap;
 ///   may hold that write's proposal, and the device's next sync fails too (the
 ///   sync book), so no checkpoint replaces the journals meanwhile.
 /// * The [`Entry::Synced`] markers of overlapped writes that finished, for the
-///   next append to carry. Bounded by [`MAX_MARKERS`]: a marker dropped only
-///   costs recovery a read of that extent's data.
+///   next append to carry. None is dropped (a dropped marker would leave a
+///   fault of that write's data free to pass for a torn write at a later
+///   recovery). Bounded by the overlapped writes in flight: every append takes
+///   them all, and a write appends its record before its data's sync can end,
+///   so the markers left after an append are those of writes already in
+///   flight at it (batches sync their data before they journal, and leave
+///   none).
 #[derive(Debug, Default)]
 pub(crate) struct Overlaps {
     // parking_lot's even under loom: no loom model runs an overlapped write.
@@ -31,9 +36,6 @@ struct OverlapsInner {
     failed: std::collections::BTreeSet<u16>,
     markers: Vec<Entry>,
 }
-
-/// The most [`Entry::Synced`] markers waiting for an append.
-pub(crate) const MAX_MARKERS: usize = 1024;
 
 impl Overlaps {
     /// An overlapped write on `device` hands its record to the journal.
@@ -66,13 +68,11 @@ impl Overlaps {
     /// `extent`'s record at `version` has durable data.
     pub(crate) fn synced(&self, extent: ExtentId, version: u64) {
         let mut g = self.inner.lock();
-        if g.markers.len() < MAX_MARKERS {
-            g.markers.push(Entry::Synced { extent, version });
-            // Relaxed: a hint; an append that misses it leaves the marker to
-            // the next one (or the flusher), which only delays it.
-            self.any_markers
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-        }
+        g.markers.push(Entry::Synced { extent, version });
+        // Relaxed: a hint; an append that misses it leaves the marker to the
+        // next one (or the flusher), which only delays it.
+        self.any_markers
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Whether markers wait for an append.
