@@ -56,7 +56,7 @@ impl Core {
         // `proposals` or was journaled after this image's journal began, and
         // replaces this record in a recovery either way.
         let table = (self.table.allocated_ids(0))
-            .filter_map(|id| self.table.snapshot(id).ok())
+            .filter_map(|id| self.table.snapshot_waiting(id).ok())
             .filter(|s| s.version() > 0)
             .map(|s| RecordImage::of(&s, self.tag_of(&s)));
         match early {

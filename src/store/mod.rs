@@ -581,7 +581,7 @@ impl Store {
         let table = &self.shared.core.table;
         table
             .allocated_ids(0)
-            .filter_map(|id| table.snapshot(id).ok())
+            .filter_map(|id| table.snapshot_waiting(id).ok())
             .filter(|s| s.state() != crate::record::State::Vacant)
     }
 

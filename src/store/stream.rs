@@ -105,7 +105,7 @@ impl Store {
         // commit, made after `from` was taken, is numbered `from` or more with
         // a higher version.
         let records = (core.table.allocated_ids(0)).filter_map(|id| {
-            let record = core.table.snapshot(id).ok()?;
+            let record = core.table.snapshot_waiting(id).ok()?;
             // Never written: no change of it was ever numbered.
             let unused = record.state() == State::Vacant && record.generation() == 0;
             (!unused).then(|| (record, core.tag_of(&record)))
