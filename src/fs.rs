@@ -98,7 +98,10 @@ pub trait Fs: Send + Sync + Debug + 'static {
     ///
     /// The operating system's error.
     fn remove(&self, path: &Path) -> io::Result<()>;
-    /// Makes `dir`'s entries (creates, renames, removes) durable.
+    /// Makes `dir`'s entries (creates, renames, removes) durable. `dir` is the
+    /// store's directory, or, at an open and a backup, the parent of the
+    /// store's (or the backup's) directory and of each directory created for
+    /// it: a `PermissionDenied` there is taken as "not syncable" and skipped.
     ///
     /// # Errors
     ///
@@ -142,6 +145,51 @@ pub(crate) fn unless_panicked<T, E>(
     panicked: impl FnOnce() -> E,
 ) -> Result<T, E> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_or_else(|_| Err(panicked()))
+}
+
+/// Creates `dir` and its missing ancestors, and makes every creation durable:
+/// a directory created and not synced into its parent may be undone by a power
+/// cut, and every file in it with it, however well those files were synced
+/// (a create not followed by a directory sync may be undone). The parent of
+/// `dir` is synced even if `dir` existed: an earlier run that created it may
+/// have stopped (a kill keeps the page cache) before that sync.
+///
+/// A parent this process may not open for reading (`PermissionDenied`: a
+/// directory of mode `-wx`) is not synced, as PostgreSQL's `fsync_fname`
+/// skips it: refusing the store would be worse than the file system's own
+/// ordering of the creation, which ext4's and XFS's journals provide.
+/// Bounded by the depth of `dir`'s path.
+pub(crate) fn create_dir_durably(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
+    let parent_of = |p: &Path| -> std::path::PathBuf {
+        match p.parent() {
+            Some(q) if !q.as_os_str().is_empty() => q.to_path_buf(),
+            _ => Path::new(".").to_path_buf(),
+        }
+    };
+    // The directories to create, innermost first: each ancestor up to the
+    // first that exists.
+    let mut missing = Vec::new();
+    for at in dir.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+        match fs.list(at) {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(at),
+            Err(e) => return Err(e),
+        }
+    }
+    fs.create_dir_all(dir)?;
+    let mut synced = Vec::new();
+    for created in missing.iter().rev().copied().chain([dir]) {
+        let parent = parent_of(created);
+        if synced.contains(&parent) {
+            continue;
+        }
+        match fs.sync_dir(&parent) {
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {}
+            other => other?,
+        }
+        synced.push(parent);
+    }
+    Ok(())
 }
 
 /// Fills `buf` from `offset` of `file`: the bytes read, fewer than
@@ -294,6 +342,51 @@ mod tests {
         fn len(&self) -> io::Result<u64> {
             Ok(self.bytes.len() as u64)
         }
+    }
+
+    /// The real file system, recording every directory sync.
+    #[derive(Debug, Default)]
+    struct Recording(std::sync::Mutex<Vec<std::path::PathBuf>>);
+
+    impl Fs for Recording {
+        fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+            StdFs.create_dir_all(dir)
+        }
+        fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn FsFile>> {
+            StdFs.open(path, create)
+        }
+        fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+            StdFs.list(dir)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            StdFs.rename(from, to)
+        }
+        fn remove(&self, path: &Path) -> io::Result<()> {
+            StdFs.remove(path)
+        }
+        fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+            self.0.lock().expect("not poisoned").push(dir.to_path_buf());
+            StdFs.sync_dir(dir)
+        }
+        fn lock(&self, path: &Path) -> io::Result<Option<Box<dyn Any + Send + Sync>>> {
+            StdFs.lock(path)
+        }
+    }
+
+    /// Every directory created is synced into its parent, outermost first,
+    /// and the parent of one that existed is synced again.
+    #[test]
+    fn every_directory_created_is_synced_into_its_parent() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let fs = Recording::default();
+        let dir = tmp.path().join("a").join("b").join("c");
+        create_dir_durably(&fs, &dir).expect("created");
+        assert!(dir.is_dir());
+        let synced = std::mem::take(&mut *fs.0.lock().expect("not poisoned"));
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("a").join("b"));
+        assert_eq!(synced, vec![tmp.path().to_path_buf(), a, b.clone()]);
+        create_dir_durably(&fs, &dir).expect("existed");
+        assert_eq!(*fs.0.lock().expect("not poisoned"), vec![b]);
     }
 
     #[test]

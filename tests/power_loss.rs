@@ -4,8 +4,9 @@
 //! file, the content as of its last `sync_data`, and, for the directory, the names
 //! as of its last `sync_dir`. A seeded workload (writes, batches, deletes,
 //! compactions and reads of 24 extents, one thread) runs on `Store::open_in` over
-//! it; from a seeded operation count on, every file operation fails (the power is
-//! gone); the store is
+//! it, in a directory it creates itself (a cut before a sync of the parent made
+//! that creation durable removes the directory whole); from a seeded operation
+//! count on, every file operation fails (the power is gone); the store is
 //! then dropped and the cut applied to the real files ([`Cut`]: only synced bytes
 //! survive; or a torn tail; or the unsynced sectors persist in any subset). The
 //! directory is then reopened with `Store::open` (real files) and checked. Several
@@ -608,7 +609,9 @@ fn session(setup: &Setup, fs: &FaultFs, model: &mut Model, rng: &mut Rng, covera
 /// `setup.cycles` power cuts on one directory; the first violation.
 fn run(seed: u64, setup: &Setup) -> Result<Coverage, String> {
     let tmp = fault_fs::tempdir();
-    let dir = tmp.path();
+    // Not there yet: the first open creates it, and a cut before a sync of
+    // its parent made that durable removes it whole, with every file in it.
+    let dir = &tmp.path().join("store");
     let mut rng = Rng::new(seed);
     let mut model = Model::default();
     let mut coverage = Coverage::default();
@@ -616,7 +619,10 @@ fn run(seed: u64, setup: &Setup) -> Result<Coverage, String> {
         let cut_at = (setup.cut_at)(&mut rng);
         let mut faults = (setup.faults)(&mut rng);
         faults.seed = rng.next();
-        let fs = FaultFs::new(dir, cut_at, faults);
+        let fs = match dir.exists() {
+            true => FaultFs::new(dir, cut_at, faults),
+            false => FaultFs::unborn(dir, cut_at, faults),
+        };
         session(setup, &fs, &mut model, &mut rng, &mut coverage);
         if setup.kill_then_restart {
             // The process was killed at `cut_at` (or, if it got there first,
@@ -780,6 +786,30 @@ fn mutant_losing_journal_syncs_is_detected() {
     assert!(
         detected >= 3,
         "journal syncs that persist nothing must lose acknowledged writes"
+    );
+}
+
+/// The store creates its directory: unless it syncs the parent after, a cut
+/// removes the directory with every acknowledged write in it.
+#[test]
+fn mutant_losing_the_directory_creation_is_detected() {
+    let detected = (1..=8)
+        .filter(|&seed| {
+            let setup = Setup {
+                faults: |_| Faults {
+                    lose_parent_syncs: true,
+                    ..Faults::default()
+                },
+                ..plain(Cut::Synced, 2)
+            };
+            let r = run(seed, &setup);
+            eprintln!("mutant seed {seed}: {r:?}");
+            r.is_err()
+        })
+        .count();
+    assert!(
+        detected >= 5,
+        "a directory whose creation was never synced must lose acknowledged writes"
     );
 }
 

@@ -91,7 +91,7 @@ pub(crate) fn open(fs: Arc<dyn Fs>, path: &Path, config: &StoreConfig) -> Result
             "the directory does not exist and create_if_missing is false",
         ));
     }
-    fs.create_dir_all(path).map_err(|e| match e.kind() {
+    crate::fs::create_dir_durably(&*fs, path).map_err(|e| match e.kind() {
         std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotADirectory => {
             refuse("a file that is not a directory is in the way")
         }

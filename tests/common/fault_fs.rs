@@ -149,6 +149,9 @@ pub struct WriteFault {
 pub struct Faults {
     /// Mutant: `sync_data` of a journal file does nothing.
     pub lose_journal_syncs: bool,
+    /// Mutant: a sync of the directory's parent does nothing (as if the
+    /// store never made its directory's creation durable).
+    pub lose_parent_syncs: bool,
     pub sync_eio: Option<SyncFault>,
     pub enospc: Option<WriteFault>,
     /// The power fails at the `nth` (1-based) `sync_data` of a file the target
@@ -311,6 +314,10 @@ struct State {
     renamed_from: BTreeMap<String, u64>,
     rng: Rng,
     hook: Option<Arc<dyn Hook>>,
+    /// The directory itself was created through this file system
+    /// ([`FaultFs::unborn`]), and whether a sync of its parent made that
+    /// durable: a power cut before undoes the creation, with every file in it.
+    created: Option<bool>,
 }
 
 /// A directory operation not yet made durable by a directory sync.
@@ -415,6 +422,25 @@ impl FaultFs {
         }
     }
 
+    /// A file system for `dir`, which does not exist yet: the store creates it,
+    /// and a power cut before it syncs `dir`'s parent removes it whole.
+    pub fn unborn(dir: &Path, cut_at: u64, faults: Faults) -> Self {
+        assert!(!dir.exists(), "unborn: {dir:?} exists");
+        let parent = dir.parent().unwrap();
+        let fs = FaultFs::new(parent, cut_at, faults);
+        // The parent's files are not the store's: none is tracked.
+        let mut st = fs.state.lock().unwrap();
+        st.inodes.clear();
+        st.live.clear();
+        st.durable.clear();
+        st.created = Some(false);
+        drop(st);
+        FaultFs {
+            dir: dir.to_path_buf(),
+            state: fs.state,
+        }
+    }
+
     /// Replaces the fault switches (and restarts their counts): arms a fault at a
     /// chosen moment of a scripted test.
     pub fn set_faults(&self, faults: Faults) {
@@ -504,6 +530,11 @@ impl FaultFs {
         let st = self.state.lock().unwrap();
         let mut stats = CutStats::default();
         if mode == Cut::Nothing {
+            return stats;
+        }
+        if st.created == Some(false) && self.dir.exists() {
+            // Created, never synced into its parent: the creation is undone.
+            std::fs::remove_dir_all(&self.dir).unwrap();
             return stats;
         }
         for name in st.live.keys() {
@@ -774,7 +805,11 @@ impl FsFile for FaultFile {
 
 impl Fs for FaultFs {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        self.state.lock().unwrap().tick("dir")?;
+        let mut st = self.state.lock().unwrap();
+        st.tick("dir")?;
+        if st.created.is_some() && dir == self.dir {
+            return std::fs::create_dir_all(dir);
+        }
         assert!(dir.is_dir());
         Ok(())
     }
@@ -822,9 +857,17 @@ impl Fs for FaultFs {
         st.dir_log.push(DirOp::Remove(name));
         Ok(())
     }
-    fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut st = self.state.lock().unwrap();
         st.tick("dir")?;
+        if dir != self.dir {
+            // The parent (or an ancestor): what it makes durable here is the
+            // directory's own creation, once the directory exists.
+            if Some(dir) == self.dir.parent() && self.dir.is_dir() && !st.faults.lose_parent_syncs {
+                st.created = st.created.map(|_| true);
+            }
+            return Ok(());
+        }
         st.dir_fault("sync")?;
         st.durable = st.live.clone();
         st.dir_log.clear();
