@@ -280,8 +280,10 @@ impl Writer {
     /// `max_bytes` of old journals and `2 × max_bytes` of the active one,
     /// however slow a checkpoint is (a checkpoint of the whole table runs in the
     /// background, about 0.5 s per million extents, while writes go on).
-    /// Only once the switch is done: a switch still to run (again, behind the
-    /// reserve's release) is never held back.
+    /// The rotation's hold starts only once the switch is done: a switch
+    /// still to run (again, behind the reserve's release) is never held back
+    /// by it. A cut holds committers back from that too; its own plan runs
+    /// when the cut ends, or when the flusher hands it out.
     pub(crate) fn held_back(&self) -> bool {
         if self.cut_held() {
             return true;

@@ -32,15 +32,17 @@ impl Store {
     /// Writes a copy of this durable store as of one instant during the call
     /// into `dir`, while reads and writes go on: [`Store::open`] of `dir` then
     /// finds every write acknowledged before that instant, none begun after
-    /// it, and of the writes in flight at it each whole or not at all (a batch
-    /// too: all of its writes or none), as a crash at that instant would have
-    /// left the store.
+    /// it, and of the writes in flight at it each whole or not at all. A batch
+    /// is in it whole or not at all, but for a write of it that a quarantine
+    /// or remap of its extent overtook (proposed again after it, as `write_batch`
+    /// says), as after a crash.
     ///
     /// The instant: the journal holds back its next group commit while the
     /// backup reads the table's records (the one in flight still completes),
     /// so writes wait for that read, about a tenth of a second per million
-    /// extents; reads do not wait, and the copy of the device files runs
-    /// after it, while writes go on.
+    /// extents, and so do reads that journal something (a quarantine, a
+    /// remap, a device marked degraded); other reads do not wait, and the copy
+    /// of the device files runs after the read, while writes go on.
     ///
     /// How: it pins the store's retired locations (none is reused until the
     /// copy is done, as for a reader; writes that need space meanwhile may find
@@ -155,8 +157,7 @@ fn empty_target(target: &Dir) -> Result<()> {
         reason: reason.into(),
     };
     let fs = &target.fs;
-    fs.create_dir_all(&target.path)
-        .map_err(|e| io_error("create dir", &e))?;
+    crate::fs::create_dir_durably(&**fs, &target.path).map_err(|e| io_error("create dir", &e))?;
     let names = fs.list(&target.path).map_err(|e| io_error("list", &e))?;
     if !names.is_empty() {
         return Err(not_a_target("a backup goes into a new or empty directory"));

@@ -358,7 +358,21 @@ impl Journal {
                 None => break,
             }
         }
-        // Wakes a `close` waiting for the rotation to end.
+        // Wakes a `close` waiting for the rotation to end, and whatever the
+        // rotation held back.
+        self.wake_held(&self.writer.lock());
+    }
+
+    /// Wakes what a hold on group commits (a rotation's at twice the bound,
+    /// a cut) kept waiting, once it ended: the committers, and the flusher,
+    /// whose group a hold turned away, taking its wish along (`flush_wanted`
+    /// swapped off, or the overlapped writes' markers taken into the buffer):
+    /// without this, on an idle store they would wait for the next append.
+    /// Under the writer's lock, as the flusher reads its flag.
+    fn wake_held(&self, _held: &Writer) {
+        // Relaxed: under the writer's lock (see `flush_wanted`).
+        self.flush_wanted.store(true, Ordering::Relaxed);
+        self.flush_cond.notify_all();
         self.cond.notify_all();
     }
 
@@ -482,7 +496,8 @@ pub(crate) struct CutHold<'a>(&'a Journal);
 
 impl Drop for CutHold<'_> {
     fn drop(&mut self) {
-        self.0.writer.lock().release_cut();
-        self.0.cond.notify_all();
+        let mut g = self.0.writer.lock();
+        g.release_cut();
+        self.0.wake_held(&g);
     }
 }
