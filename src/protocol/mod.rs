@@ -290,6 +290,15 @@ impl Core {
         Err(Error::WriteInProgress { extent: id })
     }
 
+    /// [`tagged`](Self::tagged) for a scan that must not skip a record
+    /// (`Store::records_tagged`, which an engine keeping its keys in tags
+    /// rebuilds its index from): a publish in progress or commits racing the
+    /// lookup are waited out (`table::waited_out`, which states the bound)
+    /// instead of reported. `None` only for an id past the table's capacity.
+    pub(crate) fn tagged_waiting(&self, id: ExtentId) -> Option<(Snapshot, Tag)> {
+        crate::table::waited_out(|| self.tagged(id)).ok()
+    }
+
     /// The devices a checkpoint (`checkpoint`) or `close` syncs first: those
     /// holding inline writes' data not synced yet ([`WriteBack`]) and those of
     /// overlapped writes whose data's sync has not finished ([`Overlaps`]), and

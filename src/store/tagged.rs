@@ -101,7 +101,7 @@ impl Store {
     pub fn records_tagged(&self) -> impl Iterator<Item = (Snapshot, Tag)> + '_ {
         let core = &self.shared.core;
         (core.table.allocated_ids(0))
-            .filter_map(|id| core.tagged(id).ok())
+            .filter_map(|id| core.tagged_waiting(id))
             .filter(|(s, _)| s.state() != crate::record::State::Vacant)
     }
 }

@@ -398,12 +398,16 @@ fn snapshot_of(extent: ExtentId, packed: &Packed) -> Snapshot {
     Snapshot::from_packed(extent, *packed)
 }
 
-/// `attempt` until it reports anything but [`Error::Contended`], yielding
-/// between attempts (see [`ExtentTable::snapshot_waiting`] for the bound).
-fn waited_out(mut attempt: impl FnMut() -> Result<Snapshot>) -> Result<Snapshot> {
+/// `attempt` until it reports anything but a commit in progress
+/// ([`Error::Contended`]: a publish; [`Error::WriteInProgress`]: commits
+/// racing a tag lookup), yielding between attempts: a scan that must not skip
+/// a record waits for the writers instead. Bounded by them: each further
+/// attempt means one committed during the last, or is descheduled mid-publish
+/// and finishes once it runs again.
+pub(crate) fn waited_out<T>(mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
     loop {
         match attempt() {
-            Err(Error::Contended { .. }) => thread::yield_now(),
+            Err(Error::Contended { .. } | Error::WriteInProgress { .. }) => thread::yield_now(),
             other => return other,
         }
     }
@@ -513,8 +517,8 @@ mod tests {
         });
     }
 
-    /// The scan's decision alone: a publish reported in progress is tried
-    /// again, anything else is the answer.
+    /// The scan's decision alone: a publish or a commit racing a tag lookup,
+    /// reported in progress, is tried again; anything else is the answer.
     #[test]
     fn a_waiting_snapshot_tries_again_while_a_publish_is_reported() {
         let record = Snapshot::vacant(ExtentId(9));
@@ -522,16 +526,19 @@ mod tests {
         let read = waited_out(|| {
             reported += 1;
             match reported {
-                1..=3 => Err(Error::Contended {
+                1 | 3 => Err(Error::Contended {
                     extent: ExtentId(9),
                     attempts: READ_SPINS + READ_YIELDS,
+                }),
+                2 => Err(Error::WriteInProgress {
+                    extent: ExtentId(9),
                 }),
                 _ => Ok(record),
             }
         });
         assert_eq!(read.expect("read"), record);
         assert_eq!(reported, 4, "three stalls waited out");
-        let out = waited_out(|| {
+        let out: Result<Snapshot> = waited_out(|| {
             Err(Error::ExtentOutOfRange {
                 extent: ExtentId(99),
                 capacity: 10,
