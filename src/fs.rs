@@ -12,6 +12,12 @@
 //!   returns `Ok`.
 //! * A create, rename or remove need not be durable until [`Fs::sync_dir`] of the
 //!   directory returns `Ok`.
+//! * Besides the store's directory, an open (and a backup) lists and syncs the
+//!   directory's ancestors: [`Fs::list`] of each up to the first that exists,
+//!   then [`Fs::sync_dir`] of the parent of every directory created and of the
+//!   store's own, so that a power cut cannot undo the directory with the
+//!   store in it. `PermissionDenied` from either, and `InvalidInput` from
+//!   the sync, are taken as "cannot be synced here" and skipped.
 //! * [`Fs::lock`] takes an exclusive advisory lock that a second `lock` of the same
 //!   path (from this process or another) is refused while the guard lives.
 
@@ -80,7 +86,8 @@ pub trait Fs: Send + Sync + Debug + 'static {
     /// `NotFound` if it is missing and `create` is false; the operating system's
     /// error.
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn FsFile>>;
-    /// The names of the entries of `dir`.
+    /// The names of the entries of `dir`: the store's (or a backup's)
+    /// directory, or one of its ancestors (see the module's contract).
     ///
     /// # Errors
     ///
@@ -99,9 +106,8 @@ pub trait Fs: Send + Sync + Debug + 'static {
     /// The operating system's error.
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// Makes `dir`'s entries (creates, renames, removes) durable. `dir` is the
-    /// store's directory, or, at an open and a backup, the parent of the
-    /// store's (or the backup's) directory and of each directory created for
-    /// it: a `PermissionDenied` there is taken as "not syncable" and skipped.
+    /// store's (or a backup's) directory, or one of its ancestors (see the
+    /// module's contract).
     ///
     /// # Errors
     ///
@@ -154,9 +160,11 @@ pub(crate) fn unless_panicked<T, E>(
 /// `dir` is synced even if `dir` existed: an earlier run that created it may
 /// have stopped (a kill keeps the page cache) before that sync.
 ///
-/// A parent this process may not open for reading (`PermissionDenied`: a
-/// directory of mode `-wx`) is not synced, as PostgreSQL's `fsync_fname`
-/// skips it: refusing the store would be worse than the file system's own
+/// A parent this process may not read (`PermissionDenied`: a directory of
+/// mode `-wx`) counts as existing and is not synced, nor is one whose file
+/// system has no directory sync (`InvalidInput`: Linux's `EINVAL`, as on a
+/// read-only squashfs root above a data mount), as PostgreSQL's `fsync_fname`
+/// skips both: refusing the store would be worse than the file system's own
 /// ordering of the creation, which ext4's and XFS's journals provide.
 /// Bounded by the depth of `dir`'s path.
 pub(crate) fn create_dir_durably(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
@@ -172,6 +180,7 @@ pub(crate) fn create_dir_durably(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
     for at in dir.ancestors().filter(|a| !a.as_os_str().is_empty()) {
         match fs.list(at) {
             Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => break,
             Err(e) if e.kind() == io::ErrorKind::NotFound => missing.push(at),
             Err(e) => return Err(e),
         }
@@ -184,12 +193,21 @@ pub(crate) fn create_dir_durably(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
             continue;
         }
         match fs.sync_dir(&parent) {
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {}
+            Err(e) if unsyncable(&e) => {}
             other => other?,
         }
         synced.push(parent);
     }
     Ok(())
+}
+
+/// Whether a directory sync's error says the directory cannot be synced
+/// here, rather than that a sync failed (see [`create_dir_durably`]).
+fn unsyncable(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::PermissionDenied | io::ErrorKind::InvalidInput
+    )
 }
 
 /// Fills `buf` from `offset` of `file`: the bytes read, fewer than
@@ -387,6 +405,25 @@ mod tests {
         assert_eq!(synced, vec![tmp.path().to_path_buf(), a, b.clone()]);
         create_dir_durably(&fs, &dir).expect("existed");
         assert_eq!(*fs.0.lock().expect("not poisoned"), vec![b]);
+    }
+
+    /// A relative path's parent is the working directory: `.`, never the
+    /// empty path (`cargo test` runs in the crate's directory, which holds
+    /// `src`).
+    #[test]
+    fn a_relative_directory_is_synced_into_the_working_directory() {
+        let fs = Recording::default();
+        create_dir_durably(&fs, Path::new("src")).expect("exists");
+        assert_eq!(*fs.0.lock().expect("not poisoned"), vec![Path::new(".")]);
+    }
+
+    /// A directory sync the file system cannot do (`EINVAL`) or may not
+    /// (`EACCES`) is skipped; any other failure is the caller's.
+    #[test]
+    fn only_a_sync_that_cannot_be_done_here_is_skipped() {
+        assert!(unsyncable(&io::ErrorKind::InvalidInput.into()));
+        assert!(unsyncable(&io::ErrorKind::PermissionDenied.into()));
+        assert!(!unsyncable(&io::Error::other("EIO")));
     }
 
     #[test]

@@ -254,6 +254,26 @@ fn a_backup_needs_a_durable_store_and_an_empty_directory() {
     );
 }
 
+/// A device file removed from outside the open store fails the backup,
+/// which would otherwise hold an empty copy of it and lose its data silently.
+#[test]
+fn a_device_file_removed_from_outside_fails_the_backup() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path().join("live"), config()).unwrap();
+    for id in 0..8 {
+        put(&store, id, 1);
+    }
+    std::fs::remove_file(tmp.path().join("live/dev0001.extents")).unwrap();
+    let err = store.checkpoint_to(tmp.path().join("copy")).unwrap_err();
+    assert_eq!(err.code(), "FPRE009", "{err}");
+    assert!(err.to_string().contains("backup open"), "{err}");
+    assert!(
+        Store::open(tmp.path().join("copy"), config()).is_err(),
+        "a backup cut short opens as no store"
+    );
+}
+
 const CHILD_DIR: &str = "EXTENTMETA_BACKUP_CHILD_DIR";
 
 /// Child half of the kill test: backs the store up again and again, printing

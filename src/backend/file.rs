@@ -35,8 +35,7 @@ impl FileBackend {
         }
         let dir = dir.as_ref().to_path_buf();
         let fs = StdFs;
-        fs.create_dir_all(&dir)
-            .map_err(|e| Error::io(0, "open", &e))?;
+        crate::fs::create_dir_durably(&fs, &dir).map_err(|e| Error::io(0, "open", &e))?;
         let files = (0..devices)
             .map(|d| {
                 fs.open(&Self::path_in(&dir, d), true)

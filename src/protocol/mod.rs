@@ -344,13 +344,15 @@ impl Core {
     }
 
     /// Clears `id`'s pending mark, set by a write or delete that will not
-    /// commit (bounded: [`MAX_ATTEMPTS`] tries; a snapshot that meets a publish
-    /// in progress is retried too). Only the operation that set the mark
-    /// clears it, so a conflict is a quarantine or remap, tried again on top.
+    /// commit (bounded: [`MAX_ATTEMPTS`] tries, each lost only to a quarantine
+    /// or remap committed meanwhile; a publish in progress is waited out, not
+    /// counted, or a stalled one could leave the mark refusing every write of
+    /// `id` until a reopen). Only the operation that set the mark clears it, so
+    /// a conflict is a quarantine or remap, tried again on top.
     pub(crate) fn clear_pending(&self, id: ExtentId) {
         for _ in 0..MAX_ATTEMPTS {
-            let Ok(now) = self.table.snapshot(id) else {
-                continue;
+            let Ok(now) = self.table.snapshot_waiting(id) else {
+                return;
             };
             if !now.write_pending()
                 || (self.table)

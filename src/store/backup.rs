@@ -201,10 +201,10 @@ fn copy_device(
     let name = crate::backend::device_file_name(device);
     let from = source.fs.open(&source.path.join(&name), false);
     let to = target.file(&name, true)?;
-    let Ok(from) = from else {
-        // A device never written has no file: nothing to copy.
-        return Ok(0);
-    };
+    // Every device file exists once the store is open (the open creates
+    // them), so any failure, a file removed from outside included, fails the
+    // backup: an empty copy would lose that device's data silently.
+    let from = from.map_err(|e| Error::io(device, "backup open", &e))?;
     let read_error = |e: &std::io::Error| Error::io(device, "backup read", e);
     let len = from.len().map_err(|e| read_error(&e))?;
     let mut buf = vec![0u8; COPY_CHUNK];

@@ -530,7 +530,8 @@ impl Store {
         let table = &self.shared.core.table;
         let mut moved = 0;
         for id in table.allocated_ids(0) {
-            let snapshot = table.snapshot(id)?;
+            // A publish in progress is waited out: a lost race, not an error.
+            let snapshot = table.snapshot_waiting(id)?;
             if !snapshot.is_readable() || snapshot.location().device != device {
                 continue;
             }

@@ -862,7 +862,9 @@ impl Fs for FaultFs {
         st.tick("dir")?;
         if dir != self.dir {
             // The parent (or an ancestor): what it makes durable here is the
-            // directory's own creation, once the directory exists.
+            // directory's own creation, once the directory exists. It may
+            // fail as any directory operation may.
+            st.dir_fault("sync of an ancestor")?;
             if Some(dir) == self.dir.parent() && self.dir.is_dir() && !st.faults.lose_parent_syncs {
                 st.created = st.created.map(|_| true);
             }

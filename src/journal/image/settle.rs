@@ -87,6 +87,10 @@ impl Recovered {
                 self.rewrite.push((back.location, bytes));
             }
         }
+        // A record restored here went through the table's checks only now (a
+        // fallback journaled after the dropped write's record lost to it in
+        // replay, unchecked): one it refused is the open's error, as in replay.
+        self.image.records.refused()?;
         self.choose_redo();
         Ok(())
     }
