@@ -309,6 +309,42 @@ mod tests {
         assert_eq!(r.unsynced_dropped, vec![Entry::Put(back)]);
     }
 
+    /// The compaction's record lies past a device that shrank since: replay
+    /// never checked it (it lost to the overlapped record), so restoring it
+    /// is the open's error, not a record dropped in silence.
+    #[test]
+    fn a_fallback_the_table_refuses_is_the_opens_error() {
+        let old = record(2, 1, 0);
+        let moved = RecordImage {
+            version: 6,
+            location: Location::new(0, 1 << 20, 8),
+            ..old
+        };
+        let write = record(10, 2, 8192);
+        let config = crate::table::TableConfig::builder()
+            .max_extents(16)
+            .segment_len(8)
+            .build()
+            .expect("valid");
+        let bounds = crate::journal::Bounds {
+            devices: 1,
+            capacity: 65_536,
+        };
+        let mut r = Recovered::fresh(1);
+        r.image = Image {
+            records: crate::journal::Records::table(config, bounds),
+            ..Image::default()
+        };
+        for e in [Entry::Put(old), Entry::Unsynced(write), Entry::Put(moved)] {
+            r.image.apply(&e);
+        }
+        r.image.records.refused().expect("replay refused nothing");
+        let err = r
+            .settle_unsynced(|l| Ok((l.offset == 1 << 20).then(|| data(1))))
+            .expect_err("the restored record is past the device");
+        assert!(matches!(err, crate::Error::InvalidConfig { .. }), "{err}");
+    }
+
     /// Two overlapped writes, the first with an unknown outcome (never
     /// committed, its data on the device): the second's data is gone, so the
     /// first's record stands, and its bytes are written back with the redo
