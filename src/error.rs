@@ -38,7 +38,7 @@
 //! | FPRE031 | [`Error::NotAStore`] | no | `Store::open` was pointed at a regular file, at a directory that holds files but no store (unless `create_in_non_empty_dir`), at a missing directory with `create_if_missing(false)`, or at an existing store with `error_if_exists(true)` | check the path and the open options; nothing was changed |
 //! | FPRE032 | [`Error::RangeOutOfBounds`] | no | `read_range` asked for bytes past the end of the extent's current bytes | read within `snapshot().length()` |
 //! | FPRE033 | [`Error::TagTooLong`] | no | a tag holds more than `MAX_TAG_LEN` bytes | keep the engine's key short (a hash of a long key) |
-//! | FPRE034 | [`Error::ChangesTruncated`] | no | `changes_since` asked for changes the store no longer retains: retention let them go, or the store was reopened (the stream is retained in memory) | resync: note `change_seq()`, rebuild from `records_tagged()`, then read `changes_since` that number; hold the stream back with `hold_changes` to stop it recurring |
+//! | FPRE034 | [`Error::ChangesTruncated`] | no | `changes_since` asked for changes the store no longer retains: retention let them go, or the store was reopened (the stream is retained in memory) | resync from `change_baseline()` (its number, then every record with its version, deleted ones included, which a follower keeps so that an older change cannot bring a deleted extent back), then read `changes_since` that number; hold the stream back with `hold_changes` to stop it recurring |
 //! | FPRE035 | [`Error::ChangeSeqAhead`] | no | `changes_since` asked for a number this store has not reached: the cursor came from another store | resync as for FPRE034 |
 //!
 //! `is_retryable` tells the retry policy what it may retry. FPRE004 is never

@@ -3,10 +3,21 @@
 //! [`Store::set_listener`](crate::Store::set_listener) installs a callback that the
 //! protocol machines call right after a change's journal record is durable (at once
 //! on an in-memory store), in the thread that made the change, before the call that
-//! made it returns. So for one extent the events arrive in commit order, and an
-//! engine that keeps its own manifest can persist exactly these records: a write,
-//! a delete, a relocation by compaction, packing, drain or remap, a quarantine and
-//! a degraded device.
+//! made it returns. An engine that keeps its own manifest can persist exactly these
+//! records: a write, a delete, a relocation by compaction, packing, drain or remap,
+//! a quarantine and a degraded device. Two changes of one extent committed by
+//! different threads at about the same time may reach the listeners in either
+//! order (the later commit's event can overtake the earlier's), so keep, per
+//! extent, the record with the highest [`version`](crate::Snapshot::version), as
+//! recovery does; [`Store::with_records`](crate::Store::with_records) takes the
+//! records in any order.
+//!
+//! On an in-memory store a change is numbered and retained for
+//! [`Store::changes_since`](crate::Store::changes_since) just before the
+//! listeners get it: a consumer reading the stream may see a change before the
+//! engine's own listener has persisted it, and after a crash of the engine hold
+//! a change its manifest lost. A listener removed while an event is being
+//! delivered may still get that one event.
 //!
 //! [`Store::add_listener`](crate::Store::add_listener) adds another (a replicator
 //! beside an index, say): each event goes to every listener, in the order they

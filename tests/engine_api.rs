@@ -272,3 +272,27 @@ fn histograms_count_exactly_what_they_time() {
     );
     assert!(l.write.p50_ns > 0 && l.write.max_ns >= l.write.p99_ns);
 }
+
+/// An engine's manifest kept as a log of the listener's records holds several
+/// per extent, in the order the events came (which two racing writes of one
+/// extent may swap): `with_records` keeps the highest version of each, in
+/// whatever order they come.
+#[test]
+fn with_records_keeps_the_newest_version_of_each_extent_in_any_order() {
+    let backend = Arc::new(MemBackend::new(1));
+    let store = Store::new(Arc::clone(&backend), StoreConfig::default()).unwrap();
+    let mut log = Vec::new();
+    for generation in 1..=3 {
+        let e = ExtentId(4);
+        log.push(store.write(e, &value(e, generation, 64)).unwrap());
+    }
+    drop(store);
+    // The newest first, as if its event had overtaken the others.
+    log.reverse();
+    let store = Store::with_records(backend, StoreConfig::default(), log).unwrap();
+    assert_eq!(
+        decode(&store.read(ExtentId(4)).unwrap()),
+        (ExtentId(4), 3),
+        "generation 3 of extent 4"
+    );
+}

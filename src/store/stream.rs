@@ -11,11 +11,15 @@ impl Store {
     /// applied every change below it reads on with
     /// [`changes_since`](Self::changes_since) this number.
     ///
-    /// Numbers only grow, across reopens too: a reopened store numbers its
-    /// changes past every journal entry the earlier run made durable, so a
-    /// cursor from before the reopen reads
+    /// On a durable store numbers only grow, across reopens too: a reopened
+    /// store numbers its changes past every journal entry the earlier run made
+    /// durable, so a cursor from before the reopen reads
     /// [`Error::ChangesTruncated`](crate::Error::ChangesTruncated), never other
-    /// changes.
+    /// changes. An in-memory store ([`Store::new`], [`Store::with_records`])
+    /// numbers from 0 each time it is made: the store cannot tell a restart
+    /// from a first start, so the engine must, and its followers start again
+    /// from [`change_baseline`](Self::change_baseline) after one (a cursor of
+    /// the earlier run may read the new run's changes as its own).
     pub fn change_seq(&self) -> u64 {
         self.shared.core.events.changes.next_seq()
     }
