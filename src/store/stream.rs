@@ -85,6 +85,18 @@ impl Store {
     /// to refuse a write's change that was numbered after the delete that
     /// superseded it.
     ///
+    /// A follower starting again replaces what it holds with these records
+    /// rather than merging them by version: the records (and the stream) show
+    /// what is committed in memory, and on a durable store a few such states
+    /// may not survive a crash of it: a compaction's or remap's move, which
+    /// commits before it is journaled (the bytes are the same, only the
+    /// location differs), and an extent whose write failed with an unknown
+    /// outcome (FPRE028), which recovery may find written after all. A
+    /// reopened store's stream starts past the earlier run's (the follower's
+    /// cursor reads [`Error::ChangesTruncated`](crate::Error::ChangesTruncated)),
+    /// so the follower starts again from here, and a replaced state holds no
+    /// version the store no longer has.
+    ///
     /// # Examples
     ///
     /// ```
