@@ -415,7 +415,10 @@ impl Core {
             self.write_back.synced(device, mark);
         } else if failed {
             self.device_sync_failed(device);
-            return self.write_back.rewrite(device, rewrite, read_back);
+            // A held write no journal could show stays held: the reopen writes
+            // it back from the journal, and a read meanwhile mends or reports.
+            let (own, journaled, _missed) = self.write_back.rewrite(device, rewrite, read_back);
+            return (own, journaled);
         }
         (0, 0)
     }

@@ -155,14 +155,15 @@ impl WriteBack {
     /// every inline write and every free would wait for a scan of the journal
     /// files); such a write is written only if it still holds its location
     /// then, and not if the journal does not hold it (a write that failed).
-    /// Returns how many were written from the writes' own bytes and how many
-    /// from the journal.
+    /// Returns how many were written from the writes' own bytes, how many
+    /// from the journal, and how many still held were in no journal that
+    /// could be read (their bytes are not written: a backup fails on any).
     pub(crate) fn rewrite(
         &self,
         device: u16,
         write: impl FnMut(Location, &Bytes),
         read_back: ReadBack<'_>,
-    ) -> (u64, u64) {
+    ) -> (u64, u64, u64) {
         self.rewrite_picked(
             |g| {
                 (g.devices.get(&device).into_iter())
@@ -210,7 +211,7 @@ impl WriteBack {
         write: impl FnMut(Location, &Bytes),
         read_back: ReadBack<'_>,
     ) -> (u64, u64) {
-        self.rewrite_picked(
+        let (own, journaled, _missed) = self.rewrite_picked(
             |g| {
                 held_stamp(g, location)
                     .map(|(stamp, _)| (stamp, location))
@@ -219,7 +220,10 @@ impl WriteBack {
             },
             write,
             read_back,
-        )
+        );
+        // A write the journal no longer shows: the read that asked fails as
+        // it would have (the extent's last good copy is the ladder's to find).
+        (own, journaled)
     }
 
     /// What [`rewrite`](Self::rewrite) and [`rewrite_at`](Self::rewrite_at)
@@ -232,7 +236,7 @@ impl WriteBack {
         pick: impl FnOnce(&Inner) -> Vec<(u64, Location)>,
         mut write: impl FnMut(Location, &Bytes),
         read_back: ReadBack<'_>,
-    ) -> (u64, u64) {
+    ) -> (u64, u64, u64) {
         let mut own = 0;
         // (stamp, location, proposal) of each write that let its bytes go.
         let mut gone = Vec::new();
@@ -252,22 +256,23 @@ impl WriteBack {
             }
         }
         if gone.is_empty() {
-            return (own, 0);
+            return (own, 0, 0);
         }
         let found = read_back(&gone.iter().map(|&(_, _, p)| p).collect());
         let g = self.inner.lock();
-        let mut journaled = 0;
+        let (mut journaled, mut missed) = (0, 0);
         for (stamp, location, proposal) in gone {
             let still_held = held_stamp(&g, location).is_some_and(|(s, _)| s == stamp);
-            if let Some((at, bytes)) = found.get(&proposal)
-                && *at == location
-                && still_held
-            {
-                write(location, bytes);
-                journaled += 1;
+            match found.get(&proposal) {
+                Some((at, bytes)) if *at == location && still_held => {
+                    write(location, bytes);
+                    journaled += 1;
+                }
+                None if still_held => missed += 1,
+                _ => {}
             }
         }
-        (own, journaled)
+        (own, journaled, missed)
     }
 
     /// The devices holding inline writes: the ones a write-back must sync (every
@@ -333,7 +338,8 @@ mod tests {
                 .map(|(p, v)| (*p, v.clone()))
                 .collect()
         };
-        let (own, journaled) = w.rewrite(device, |l, b| out.push((l, b.clone())), &mut read_back);
+        let (own, journaled, _) =
+            w.rewrite(device, |l, b| out.push((l, b.clone())), &mut read_back);
         assert_eq!((own + journaled) as usize, out.len());
         out.sort_by_key(|(l, _)| *l);
         out
@@ -393,6 +399,16 @@ mod tests {
             rewritten(&w, 0, &journal),
             vec![(at(0, 0), value(1, 1)), (at(0, 16), value(2, 3))]
         );
+        // Extent 3's held proposal is in no journal: counted, for a backup to
+        // fail on (extent 4's is, at another location: not this write's).
+        let mut read_back = |wanted: &BTreeSet<Proposal>| {
+            (journal.iter())
+                .filter(|(p, _)| wanted.contains(p))
+                .map(|(p, v)| (*p, v.clone()))
+                .collect()
+        };
+        let (_, journaled, missed) = w.rewrite(0, |_, _| {}, &mut read_back);
+        assert_eq!((journaled, missed), (2, 1));
     }
 
     /// While a write holds its bytes, they are written without the journal
@@ -485,7 +501,7 @@ mod tests {
         };
         let mut out = Vec::new();
         let counts = w.rewrite(0, |l, b| out.push((l, b.clone())), &mut read_back);
-        assert_eq!(counts, (0, 1));
+        assert_eq!(counts, (0, 1, 0), "extent 1's write, freed, is not missed");
         assert_eq!(out, vec![(at(0, 16), value(2, 1))]);
     }
 

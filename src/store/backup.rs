@@ -175,7 +175,7 @@ fn empty_target(target: &Dir) -> Result<()> {
 /// (its own are pinned, so none of theirs is reused by a later write).
 fn mend_inline_writes(store: &Store, device: u16, copy: &dyn crate::fs::FsFile) -> Result<()> {
     let mut failed = None;
-    store.shared.core.write_back.rewrite(
+    let (_, _, missed) = store.shared.core.write_back.rewrite(
         device,
         |location, bytes| {
             if let Err(e) = copy.write_all_at(bytes, location.offset) {
@@ -184,6 +184,14 @@ fn mend_inline_writes(store: &Store, device: u16, copy: &dyn crate::fs::FsFile) 
         },
         &mut |wanted| store.shared.read_back(wanted),
     );
+    if missed > 0 {
+        // Held writes whose bytes no journal could show (a journal that could
+        // not be read): the copy may hold older bytes under their records,
+        // which the backup has no journal to mend, so it fails instead.
+        failed.get_or_insert(std::io::Error::other(format!(
+            "{missed} inline writes of device {device} could not be read back from the journal"
+        )));
+    }
     failed.map_or(Ok(()), |e| Err(io_error("backup write", &e)))
 }
 
