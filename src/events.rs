@@ -64,8 +64,8 @@
 
 mod changes;
 
-pub(crate) use changes::ChangeLog;
 pub use changes::{ChangeHold, DEFAULT_CHANGE_HOLD_MAX, DEFAULT_CHANGE_RETENTION};
+pub(crate) use changes::{ChangeLog, fresh_stream_id};
 
 use crate::record::{Location, Snapshot, Tag};
 use crate::sync::{AtomicU64, Ordering::Relaxed, RwLock};

@@ -291,3 +291,34 @@ fn retention_bounds_are_checked_by_name() {
         "{err}"
     );
 }
+
+/// An in-memory store restarted from the engine's records numbers its changes
+/// from 0 again, so the follower's cursor reads the new run's changes as if
+/// they were the ones after it; the stream's identity tells the two runs
+/// apart. A durable store's identity changes at every open too.
+#[test]
+fn the_stream_identity_tells_a_restart_that_the_cursor_cannot() {
+    let backend = std::sync::Arc::new(MemBackend::new(1));
+    let store = Store::new(std::sync::Arc::clone(&backend), StoreConfig::default()).unwrap();
+    let first = store.change_stream_id();
+    assert_eq!(store.change_stream_id(), first, "one identity per store");
+    let e = ExtentId(3);
+    let records = vec![store.write(e, &value(e, 1, 64)).unwrap()];
+    let cursor = store.change_seq();
+    drop(store);
+    let store = Store::with_records(backend, StoreConfig::default(), records).unwrap();
+    store.write(e, &value(e, 2, 64)).unwrap();
+    store.write(e, &value(e, 3, 64)).unwrap();
+    // The cursor alone: the new run's second change, read as the next one.
+    let read = store.changes_since(cursor).unwrap();
+    assert_eq!(read.len(), 1, "the cursor cannot tell");
+    assert_ne!(store.change_stream_id(), first, "the identity can");
+    assert_ne!(store.change_stream_id(), 0);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let durable = Store::open(tmp.path(), StoreConfig::default()).unwrap();
+    let before = durable.change_stream_id();
+    drop(durable);
+    let durable = Store::open(tmp.path(), StoreConfig::default()).unwrap();
+    assert_ne!(durable.change_stream_id(), before);
+}

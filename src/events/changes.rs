@@ -33,6 +33,8 @@ pub const DEFAULT_CHANGE_HOLD_MAX: usize = 1 << 20;
 struct Ring {
     /// The number the next change gets.
     next: u64,
+    /// This store's stream ([`ChangeLog::stream`]).
+    stream: u64,
     /// The retained changes, numbered `next - retained.len() .. next`.
     retained: VecDeque<Event>,
     keep: usize,
@@ -70,6 +72,7 @@ impl Default for ChangeLog {
         ChangeLog {
             ring: Arc::new(Mutex::new(Ring {
                 next: 0,
+                stream: 0,
                 retained: VecDeque::new(),
                 keep: DEFAULT_CHANGE_RETENTION,
                 hold_max: DEFAULT_CHANGE_HOLD_MAX,
@@ -81,10 +84,11 @@ impl Default for ChangeLog {
 }
 
 impl ChangeLog {
-    /// Sets the retention and the number the first change gets (before any
-    /// change is made).
-    pub(crate) fn configure(&self, keep: usize, hold_max: usize, first: u64) {
+    /// Sets the retention, the number the first change gets and the stream's
+    /// identity (before any change is made).
+    pub(crate) fn configure(&self, keep: usize, hold_max: usize, first: u64, stream: u64) {
         let mut ring = self.ring.lock();
+        ring.stream = stream;
         ring.keep = keep;
         ring.hold_max = hold_max.max(keep);
         ring.next = first;
@@ -106,6 +110,11 @@ impl ChangeLog {
     /// The number the next change will get.
     pub(crate) fn next_seq(&self) -> u64 {
         self.ring.lock().next
+    }
+
+    /// The identity of this stream: another for every store made or opened.
+    pub(crate) fn stream(&self) -> u64 {
+        self.ring.lock().stream
     }
 
     /// The retained changes numbered `from` or more, in order.
@@ -174,6 +183,18 @@ impl Drop for ChangeHold {
     }
 }
 
+/// A new stream's identity: random (std's per-process hash keys over the
+/// time and the process), never 0, so that two stores, or two runs of one,
+/// almost never share one.
+pub(crate) fn fresh_stream_id() -> u64 {
+    use std::hash::BuildHasher;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let id = std::collections::hash_map::RandomState::new().hash_one((now, std::process::id()));
+    id.max(1)
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -194,7 +215,7 @@ mod tests {
     #[test]
     fn the_ring_keeps_the_newest_and_reports_what_went() {
         let log = ChangeLog::default();
-        log.configure(3, 10, 100);
+        log.configure(3, 10, 100, 1);
         for _ in 0..5 {
             log.push(change);
         }
@@ -212,7 +233,7 @@ mod tests {
     #[test]
     fn a_hold_keeps_changes_up_to_its_bound_and_releases_them() {
         let log = ChangeLog::default();
-        log.configure(2, 6, 0);
+        log.configure(2, 6, 0, 1);
         let hold = log.hold(1);
         for _ in 0..5 {
             log.push(change);
@@ -234,7 +255,7 @@ mod tests {
     #[test]
     fn without_retention_nothing_is_kept_but_numbers_advance() {
         let log = ChangeLog::default();
-        log.configure(0, 0, 7);
+        log.configure(0, 0, 7, 1);
         log.push(change);
         assert_eq!(log.next_seq(), 8);
         assert!(log.since(8).unwrap().is_empty());

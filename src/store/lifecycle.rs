@@ -250,7 +250,12 @@ impl Store {
         let first = durable
             .as_ref()
             .map_or(0, |(journal, _)| journal.next_seq());
-        (core.events.changes).configure(config.change_retention, config.change_hold_max, first);
+        (core.events.changes).configure(
+            config.change_retention,
+            config.change_hold_max,
+            first,
+            crate::events::fresh_stream_id(),
+        );
         let shared = Arc::new(Shared::new(
             core,
             backend,

@@ -16,12 +16,45 @@ impl Store {
     /// durable, so a cursor from before the reopen reads
     /// [`Error::ChangesTruncated`](crate::Error::ChangesTruncated), never other
     /// changes. An in-memory store ([`Store::new`], [`Store::with_records`])
-    /// numbers from 0 each time it is made: the store cannot tell a restart
-    /// from a first start, so the engine must, and its followers start again
-    /// from [`change_baseline`](Self::change_baseline) after one (a cursor of
-    /// the earlier run may read the new run's changes as its own).
+    /// numbers from 0 each time it is made: a follower tells a restart by
+    /// [`change_stream_id`](Self::change_stream_id) and starts again from
+    /// [`change_baseline`](Self::change_baseline) (a cursor of the earlier run
+    /// may read the new run's changes as its own).
     pub fn change_seq(&self) -> u64 {
         self.shared.core.events.changes.next_seq()
+    }
+
+    /// The identity of this store's change stream: another for every store
+    /// made ([`Store::new`], [`Store::with_records`]) or opened
+    /// ([`Store::open`]), random, never 0. A follower keeps it beside its
+    /// cursor and starts again from [`change_baseline`](Self::change_baseline)
+    /// when it changes: an in-memory store numbers its changes from 0 each
+    /// time it is made, so after a restart a cursor of the earlier run could
+    /// otherwise read the new run's changes as its own. (A durable store's
+    /// numbers only grow, and its old cursors read
+    /// [`Error::ChangesTruncated`](crate::Error::ChangesTruncated); the
+    /// identity says the same there.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use extentmeta::{ExtentId, MemBackend, Store, StoreConfig};
+    /// use std::sync::Arc;
+    ///
+    /// let backend = Arc::new(MemBackend::new(1));
+    /// let store = Store::new(Arc::clone(&backend), StoreConfig::default())?;
+    /// let (stream, cursor) = (store.change_stream_id(), store.change_seq());
+    /// let record = store.write(ExtentId(1), b"before the restart")?;
+    /// drop(store);
+    /// let store = Store::with_records(backend, StoreConfig::default(), [record])?;
+    /// // The same cursor would read this run's first change: the identity
+    /// // says it is another stream.
+    /// assert_eq!(store.change_seq(), cursor);
+    /// assert_ne!(store.change_stream_id(), stream);
+    /// # Ok::<(), extentmeta::Error>(())
+    /// ```
+    pub fn change_stream_id(&self) -> u64 {
+        self.shared.core.events.changes.stream()
     }
 
     /// The retained record changes numbered `seq` or more, in number order:
