@@ -16,8 +16,10 @@
 //!   directory's ancestors: [`Fs::list`] of each up to the first that exists,
 //!   then [`Fs::sync_dir`] of the parent of every directory created and of the
 //!   store's own, so that a power cut cannot undo the directory with the
-//!   store in it. `PermissionDenied` from either, and `InvalidInput` from
-//!   the sync, are taken as "cannot be synced here" and skipped.
+//!   store in it. `PermissionDenied` from either, and `InvalidInput`,
+//!   `EBADF` or `Unsupported` from the sync, are taken as "cannot be synced
+//!   here" and skipped: an `Fs` confined to the store's directory answers
+//!   `Unsupported` for the others.
 //! * [`Fs::lock`] takes an exclusive advisory lock that a second `lock` of the same
 //!   path (from this process or another) is refused while the guard lives.
 
@@ -162,10 +164,11 @@ pub(crate) fn unless_panicked<T, E>(
 ///
 /// A parent this process may not read (`PermissionDenied`: a directory of
 /// mode `-wx`) counts as existing and is not synced, nor is one whose file
-/// system has no directory sync (`InvalidInput`: Linux's `EINVAL`, as on a
-/// read-only squashfs root above a data mount), as PostgreSQL's `fsync_fname`
-/// skips both: refusing the store would be worse than the file system's own
-/// ordering of the creation, which ext4's and XFS's journals provide.
+/// system has no directory sync (`EINVAL` or `EBADF`, as on a read-only
+/// squashfs root above a data mount; PostgreSQL's `fsync_fname` skips these
+/// for directories too), nor one an engine's [`Fs`] answers `Unsupported`:
+/// refusing the store would be worse than the file system's own ordering of
+/// the creation, which ext4's and XFS's journals provide.
 /// Bounded by the depth of `dir`'s path.
 pub(crate) fn create_dir_durably(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
     let parent_of = |p: &Path| -> std::path::PathBuf {
@@ -202,12 +205,17 @@ pub(crate) fn create_dir_durably(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
 }
 
 /// Whether a directory sync's error says the directory cannot be synced
-/// here, rather than that a sync failed (see [`create_dir_durably`]).
+/// here, rather than that a sync failed (see [`create_dir_durably`]): no
+/// permission to open it (`EACCES`), no directory sync on its file system
+/// (`EINVAL`, `EBADF`), or an [`Fs`] that does not sync outside the store
+/// (`Unsupported`).
 fn unsyncable(e: &io::Error) -> bool {
+    /// `EBADF` on Linux, the BSDs and macOS alike.
+    const EBADF: i32 = 9;
     matches!(
         e.kind(),
-        io::ErrorKind::PermissionDenied | io::ErrorKind::InvalidInput
-    )
+        io::ErrorKind::PermissionDenied | io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported
+    ) || e.raw_os_error() == Some(EBADF)
 }
 
 /// Fills `buf` from `offset` of `file`: the bytes read, fewer than
@@ -423,6 +431,8 @@ mod tests {
     fn only_a_sync_that_cannot_be_done_here_is_skipped() {
         assert!(unsyncable(&io::ErrorKind::InvalidInput.into()));
         assert!(unsyncable(&io::ErrorKind::PermissionDenied.into()));
+        assert!(unsyncable(&io::ErrorKind::Unsupported.into()));
+        assert!(unsyncable(&io::Error::from_raw_os_error(9)));
         assert!(!unsyncable(&io::Error::other("EIO")));
     }
 

@@ -156,14 +156,15 @@ impl WriteBack {
     /// files); such a write is written only if it still holds its location
     /// then, and not if the journal does not hold it (a write that failed).
     /// Returns how many were written from the writes' own bytes, how many
-    /// from the journal, and how many still held were in no journal that
-    /// could be read (their bytes are not written: a backup fails on any).
+    /// from the journal, and the locations of those still held that no
+    /// journal read showed (their bytes are not written: a backup fails if
+    /// its image references one).
     pub(crate) fn rewrite(
         &self,
         device: u16,
         write: impl FnMut(Location, &Bytes),
         read_back: ReadBack<'_>,
-    ) -> (u64, u64, u64) {
+    ) -> (u64, u64, Vec<Location>) {
         self.rewrite_picked(
             |g| {
                 (g.devices.get(&device).into_iter())
@@ -236,7 +237,7 @@ impl WriteBack {
         pick: impl FnOnce(&Inner) -> Vec<(u64, Location)>,
         mut write: impl FnMut(Location, &Bytes),
         read_back: ReadBack<'_>,
-    ) -> (u64, u64, u64) {
+    ) -> (u64, u64, Vec<Location>) {
         let mut own = 0;
         // (stamp, location, proposal) of each write that let its bytes go.
         let mut gone = Vec::new();
@@ -256,11 +257,11 @@ impl WriteBack {
             }
         }
         if gone.is_empty() {
-            return (own, 0, 0);
+            return (own, 0, Vec::new());
         }
         let found = read_back(&gone.iter().map(|&(_, _, p)| p).collect());
         let g = self.inner.lock();
-        let (mut journaled, mut missed) = (0, 0);
+        let (mut journaled, mut missed) = (0, Vec::new());
         for (stamp, location, proposal) in gone {
             let still_held = held_stamp(&g, location).is_some_and(|(s, _)| s == stamp);
             match found.get(&proposal) {
@@ -268,7 +269,7 @@ impl WriteBack {
                     write(location, bytes);
                     journaled += 1;
                 }
-                None if still_held => missed += 1,
+                None if still_held => missed.push(location),
                 _ => {}
             }
         }
@@ -408,7 +409,7 @@ mod tests {
                 .collect()
         };
         let (_, journaled, missed) = w.rewrite(0, |_, _| {}, &mut read_back);
-        assert_eq!((journaled, missed), (2, 1));
+        assert_eq!((journaled, missed), (2, vec![at(0, 32)]));
     }
 
     /// While a write holds its bytes, they are written without the journal
@@ -501,7 +502,11 @@ mod tests {
         };
         let mut out = Vec::new();
         let counts = w.rewrite(0, |l, b| out.push((l, b.clone())), &mut read_back);
-        assert_eq!(counts, (0, 1, 0), "extent 1's write, freed, is not missed");
+        assert_eq!(
+            counts,
+            (0, 1, vec![]),
+            "extent 1's write, freed, is not missed"
+        );
         assert_eq!(out, vec![(at(0, 16), value(2, 1))]);
     }
 

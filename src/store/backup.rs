@@ -128,7 +128,7 @@ impl Store {
             let mut device_bytes = 0;
             for device in 0..devices {
                 device_bytes += copy_device(source, &target, device, |copy| {
-                    mend_inline_writes(self, device, copy)
+                    mend_inline_writes(self, device, copy, &image)
                 })?;
             }
             target.run(&crate::journal::plan::backup(devices, &image))?;
@@ -173,7 +173,12 @@ fn empty_target(target: &Dir) -> Result<()> {
 /// it, and the backup has no journal to mend them from. Writes after the image
 /// are written too, harmlessly: the image references none of their locations
 /// (its own are pinned, so none of theirs is reused by a later write).
-fn mend_inline_writes(store: &Store, device: u16, copy: &dyn crate::fs::FsFile) -> Result<()> {
+fn mend_inline_writes(
+    store: &Store,
+    device: u16,
+    copy: &dyn crate::fs::FsFile,
+    image: &crate::journal::Image,
+) -> Result<()> {
     let mut failed = None;
     let (_, _, missed) = store.shared.core.write_back.rewrite(
         device,
@@ -184,12 +189,15 @@ fn mend_inline_writes(store: &Store, device: u16, copy: &dyn crate::fs::FsFile) 
         },
         &mut |wanted| store.shared.read_back(wanted),
     );
-    if missed > 0 {
-        // Held writes whose bytes no journal could show (a journal that could
-        // not be read): the copy may hold older bytes under their records,
-        // which the backup has no journal to mend, so it fails instead.
+    // Held writes whose bytes no journal read showed: a write that never
+    // committed (its outcome unknown after a failed journal) matters to no
+    // record; one the image references would sit in the copy over older
+    // bytes, which the backup has no journal to mend, so it fails instead.
+    let referenced = !missed.is_empty()
+        && (image.records.iter()).any(|r| r.references() && missed.contains(&r.location));
+    if referenced {
         failed.get_or_insert(std::io::Error::other(format!(
-            "{missed} inline writes of device {device} could not be read back from the journal"
+            "an inline write of device {device} that the backup holds could not be read back from the journal"
         )));
     }
     failed.map_or(Ok(()), |e| Err(io_error("backup write", &e)))

@@ -173,8 +173,10 @@ impl ExtentTable {
     /// ([`Error::Contended`]: its thread was descheduled mid-publish) is waited
     /// out, yielding, instead of reported: a scan that skipped the record would
     /// leave it out of a checkpoint that then retires the journals holding it.
-    /// Bounded by the publisher: a publish is four stores, which its thread
-    /// finishes once it runs again.
+    /// Bounded by the publisher: a publish is four stores, with no lock, I/O
+    /// or call between its start and its end, which its thread finishes once
+    /// it runs again (only a panic there, which no release build has, could
+    /// leave it unfinished, and this wait with it).
     ///
     /// # Errors
     ///
@@ -403,7 +405,8 @@ fn snapshot_of(extent: ExtentId, packed: &Packed) -> Snapshot {
 /// racing a tag lookup), yielding between attempts: a scan that must not skip
 /// a record waits for the writers instead. Bounded by them: each further
 /// attempt means one committed during the last, or is descheduled mid-publish
-/// and finishes once it runs again.
+/// and finishes once it runs again; an extent written back to back without a
+/// pause keeps the scan at it for as long.
 pub(crate) fn waited_out<T>(mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
     loop {
         match attempt() {
