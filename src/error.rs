@@ -14,7 +14,7 @@
 //! | FPRE006 | [`Error::Contended`] | yes | a reader met publishes in progress for longer than its bounded wait | retry; persistent contention means a writer thread is starved |
 //! | FPRE007 | [`Error::GenerationExhausted`] | no | the record's content generation reached its maximum | write the data under a new extent id |
 //! | FPRE008 | [`Error::InvalidConfig`] | no | a builder was given a value outside its stated bounds | fix the named field |
-//! | FPRE009 | [`Error::Io`] | yes | the backend (or, device 65535, the metadata journal) failed an I/O operation | retry data I/O; a journal failure is sticky: reopen the store |
+//! | FPRE009 | [`Error::Io`] | yes | the backend (or, device 65535, the metadata journal) failed an I/O operation | retry data I/O; after a journal failure later changes get FPRE036 until a reopen |
 //! | FPRE010 | [`Error::ShortRead`] | yes | the backend returned fewer bytes than the location holds | retry; if it persists the device file was truncated |
 //! | FPRE011 | [`Error::Superseded`] | yes | a cache fill was rejected because the content generation changed while it loaded | retry: a newer write won |
 //! | FPRE012 | [`Error::NotReadable`] | no | the extent has no readable bytes (never written, or deleted) | treat as not found |
@@ -32,7 +32,7 @@
 //! | FPRE025 | [`Error::DeviceFile`] | no | a device file is missing or shorter than a location a record references | restore the device file; nothing was changed |
 //! | FPRE026 | [`Error::Locked`] | no | the store directory is already open (in this or another process) | close the other store first |
 //! | FPRE027 | [`Error::OlderFormat`] | no | a metadata file was written in an older on-disk format this build no longer reads | open it with the build that wrote it, read every extent out (`Store::records`, `Store::read`) and write them into a new store; nothing was changed |
-//! | FPRE029 | [`Error::DiskFull`] | yes | the file system holding the store is full: a data write hit ENOSPC, or the metadata reserve is in use and new writes are refused so that deletes, commits, checkpoints and `close` keep room | delete extents and call `Store::reclaim_space` (or free space on the file system), then retry: writes succeed again without a reopen (once a rotation's background checkpoint in progress, `StoreStats::checkpoint_pending`, has removed the journals it replaces); reads keep working |
+//! | FPRE029 | [`Error::DiskFull`] | yes | the file system holding the store is full: a data write hit ENOSPC, or the metadata reserve is in use and new writes are refused so that deletes, commits, checkpoints and `close` keep room | delete extents and call `Store::reclaim_space` (or free space on the file system), then retry: writes succeed again without a reopen (unless the journal itself failed on the full disk: later changes then get FPRE036) (once a rotation's background checkpoint in progress, `StoreStats::checkpoint_pending`, has removed the journals it replaces); reads keep working |
 //! | FPRE028 | [`Error::OutcomeUnknown`] | no | the operation's record was handed to the journal but the operation did not commit (the journal failed, the data's sync failed beside the record, a checkpoint read the record before the journal refused it, quarantines kept moving the record, or the backend panicked): the operation is not visible in this open store, but after a reopen it may be wholly there or wholly absent | reopen the store, then read the extent to learn the outcome |
 //! | FPRE030 | [`Error::DuplicateExtent`] | no | a batch names the same extent twice | write each extent once per batch (the last value is the one meant) |
 //! | FPRE031 | [`Error::NotAStore`] | no | `Store::open` was pointed at a regular file, at a directory that holds files but no store (unless `create_in_non_empty_dir`), at a missing directory with `create_if_missing(false)`, or at an existing store with `error_if_exists(true)` | check the path and the open options; nothing was changed |
@@ -40,6 +40,7 @@
 //! | FPRE033 | [`Error::TagTooLong`] | no | a tag holds more than `MAX_TAG_LEN` bytes | keep the engine's key short (a hash of a long key) |
 //! | FPRE034 | [`Error::ChangesTruncated`] | no | `changes_since` asked for changes the store no longer retains: retention let them go, or the store was reopened (the stream is retained in memory) | resync from `change_baseline()` (its number, then every record with its version, deleted ones included, which a follower keeps so that an older change cannot bring a deleted extent back), then read `changes_since` that number; hold the stream back with `hold_changes` to stop it recurring |
 //! | FPRE035 | [`Error::ChangeSeqAhead`] | no | `changes_since` asked for a number this store has not reached: the cursor came from another store | resync as for FPRE034 |
+//! | FPRE036 | [`Error::JournalFailed`] | no | the journal failed earlier (a write or sync of it failed, or the disk filled with the metadata reserve already spent), and it refuses every change until a reopen; nothing of this change was written | reopen the store (after freeing space, for a full disk); reads keep working meanwhile |
 //!
 //! `is_retryable` tells the retry policy what it may retry. FPRE004 is never
 //! retryable: it is the verdict *after* the retry limit.
@@ -418,6 +419,18 @@ pub enum Error {
         next: u64,
     },
 
+    /// A change refused because the journal failed earlier (a write or sync
+    /// of it, or a full disk with the metadata reserve already spent): it
+    /// refuses every change until the store is reopened, and nothing of this
+    /// one was written. Not retryable: only a reopen helps.
+    #[error(
+        "FPRE036 the journal failed earlier and refuses every change until the store is reopened; nothing of this change was written (the failure: {cause})"
+    )]
+    JournalFailed {
+        /// The failure that failed the journal.
+        cause: String,
+    },
+
     /// `Store::open` refused `path` as it is: nothing was created or changed.
     #[error("FPRE031 {path} is not a store to open: {reason}")]
     NotAStore {
@@ -466,6 +479,7 @@ impl Error {
             Error::TagTooLong { .. } => "FPRE033",
             Error::ChangesTruncated { .. } => "FPRE034",
             Error::ChangeSeqAhead { .. } => "FPRE035",
+            Error::JournalFailed { .. } => "FPRE036",
         }
     }
 
@@ -514,6 +528,14 @@ impl Error {
             field,
             reason: format!("{value} is out of bounds (see {see})"),
         })
+    }
+
+    /// What a change the journal refuses after `failure` failed it gets
+    /// ([`Error::JournalFailed`]): certainly not written, and not retryable.
+    pub(crate) fn journal_failed(failure: &Error) -> Error {
+        Error::JournalFailed {
+            cause: failure.to_string(),
+        }
     }
 
     /// [`Error::OutcomeUnknown`] for the `op` of `extent`, caused by `cause` (an

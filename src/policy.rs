@@ -7,7 +7,7 @@
 //! | 0. check | a read or verification checks the media bytes against the snapshot's identity-bound checksum | `reads` / `verify_ok` | the bytes |
 //! | 1. race | the check failed but the record's version changed meanwhile: a concurrent write, compaction or remap, never a fault; retried on a fresh snapshot | `verify_raced` | nothing (bounded by `raced_limit`) |
 //! | 2. retry | the check failed on a stable version: re-read after exponential backoff (`backoff_base_us` doubling to `backoff_max_us`) | `retries` | nothing yet |
-//! | 3. transient | a re-read within `retry_limit` succeeded | `verify_transient` | the bytes |
+//! | 3. transient | a re-read within `retry_limit` succeeded | `verify_transient` | the bytes; one device error recorded |
 //! | 4. FPRE004 | all `retry_limit` re-reads of the stable version failed: a persistent fault | `fpre004` | nothing yet (the ladder goes on); one device error recorded |
 //! | 5. quarantine | the record becomes `Quarantined`, keeping its location; the bad location is marked never to be reused | `quarantines` | reads served from a verified cache entry, else `FPRE013` |
 //! | 6. remap | a good copy (backend replica or reconstruction, else a cache entry whose checksum verifies) is written to a fresh location, read back, verified and committed: `Quarantined → Durable` | `remaps` | `Verdict::Repaired` from `verify`; the bytes again |
@@ -15,7 +15,11 @@
 //!
 //! Device health runs beside the ladder: `device_error_threshold` errors within
 //! `device_error_window_secs` degrade a device (ZFS ZED's default: 10 in 600 s).
-//! One verification episode records at most one error, whatever its retries.
+//! One verification episode records at most one error, whatever its retries,
+//! transient or not: ten glitches a few minutes apart degrade a device as ten
+//! faults would. A degradation is journaled and lasts across reopens; no call
+//! lifts it (drain the device and replace it). Only media faults count: a read
+//! refused for another reason (the store closing) ends the verification.
 //! The ladder runs as one protocol machine (`protocol::session`), so the `Store` and
 //! the emulator take, and count, exactly the same steps. New
 //! allocations avoid degraded devices, and `Store::drain` compacts their extents away.

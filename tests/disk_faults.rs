@@ -22,7 +22,6 @@ use common::fault_fs::{
     self, Cut, FaultFs, Faults, Hook, Rng, SyncFault, SyncVerdict, Target, WriteFault, is_device,
 };
 use common::{decode, files, refused, value, wait_until};
-use extentmeta::store::METADATA_DEVICE;
 use extentmeta::store::StoreConfigBuilder;
 use extentmeta::{Error, ExtentId, Snapshot, Store, StoreConfig};
 use std::collections::BTreeMap;
@@ -545,6 +544,47 @@ fn fsyncgate_a_write_whose_pages_another_writers_failed_sync_dropped_is_never_ac
     }
 }
 
+/// Fails one read of a device file each time it is armed.
+#[derive(Debug, Default)]
+struct FailNextDeviceRead(AtomicBool);
+
+impl Hook for FailNextDeviceRead {
+    fn fail_read(&self, file: &str) -> bool {
+        is_device(file) && self.0.swap(false, Ordering::SeqCst)
+    }
+}
+
+/// Transient read faults degrade a device once the health policy counts ten
+/// episodes: the stats say so at once and after a reopen (the journal keeps
+/// the mark), and new writes avoid it.
+#[test]
+fn a_device_the_health_policy_degraded_is_reported_before_and_after_a_reopen() {
+    let tmp = fault_fs::tempdir();
+    let dir = tmp.path();
+    let cfg = config(2, 1 << 20);
+    let fs = FaultFs::new(dir, u64::MAX, Faults::default());
+    let hook = Arc::new(FailNextDeviceRead::default());
+    fs.set_hook(hook.clone());
+    let mut model = Model::new();
+    let degraded = {
+        let store = Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()).unwrap();
+        let faulty = put(&store, &mut model, 1, 1).location().device;
+        // Ten verification episodes, each with one failed read that the
+        // re-read gets past: ten device errors.
+        for _ in 0..10 {
+            hook.0.store(true, Ordering::SeqCst);
+            store.verify(ExtentId(1)).unwrap();
+        }
+        assert_eq!(store.stats().devices_degraded, vec![faulty]);
+        let after = put(&store, &mut model, 2, 1);
+        assert_ne!(after.location().device, faulty, "new writes avoid it");
+        vec![faulty]
+    };
+    let store = Store::open_in(Arc::new(fs.clone()), dir, cfg).unwrap();
+    assert_eq!(store.stats().devices_degraded, degraded, "after the reopen");
+    check(&store, &model);
+}
+
 // ---------------------------------------------------------------------------
 // 3. A write or delete that returned an error is never visible.
 // ---------------------------------------------------------------------------
@@ -619,16 +659,15 @@ fn a_write_or_delete_that_returned_an_error_is_never_visible_and_only_fpre028_ma
                         ("write", r.map(|_| ()))
                     };
                     match result {
-                        Err(Error::Io {
-                            device: METADATA_DEVICE,
-                            ..
-                        }) => {}
+                        Err(e @ Error::JournalFailed { .. }) => {
+                            assert!(!e.is_retryable(), "only a reopen helps: {e}");
+                        }
                         other => panic!("{what} of {id} after the journal failed: {other:?}"),
                     }
                     reads(&store, what);
                 }
                 let err = store.compact(ExtentId(5)).unwrap_err();
-                assert_eq!(err.code(), "FPRE009", "{err}");
+                assert_eq!(err.code(), "FPRE036", "{err}");
                 reads(&store, "compaction");
                 assert_eq!(
                     bad_reads,

@@ -104,6 +104,30 @@ fn fpre004_means_a_real_fault_transient_errors_within_the_limit_raise_nothing() 
     assert_eq!(store.stats().fpre004, 0);
 }
 
+/// A read refused for another reason than the media (the store's device
+/// files closed under a verify: FPRE017) ends the verification with that
+/// error: no retries counted, no FPRE004, no quarantine.
+#[test]
+fn a_read_refused_by_a_shutdown_is_not_a_media_fault() {
+    use common::fault_backend::Inject;
+    let fabric = FaultBackend::new(1);
+    let store = store(&fabric, 0);
+    let id = ExtentId(5);
+    store.write(id, &value(id, 1, 1000)).unwrap();
+    fabric.script(vec![Inject::Shutdown]);
+    let err = store.verify(id).unwrap_err();
+    assert_eq!(err.code(), "FPRE017", "{err}");
+    fabric.script(Vec::new());
+    let stats = store.stats();
+    assert_eq!((stats.fpre004, stats.quarantines), (0, 0));
+    assert_eq!(store.snapshot(id).unwrap().state(), State::Durable);
+    assert_eq!(
+        decode(&store.read(id).unwrap()),
+        (id, 1),
+        "extent 5, generation 1"
+    );
+}
+
 #[test]
 fn last_good_copy_kept_without_replica_the_record_stays_quarantined() {
     let fabric = FaultBackend::new(1);

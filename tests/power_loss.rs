@@ -59,7 +59,6 @@ mod common;
 
 use common::fault_fs::{self, Cut, FaultFs, Faults, Rng, SyncFault, Target, WriteFault};
 use common::{decode, tag, value};
-use extentmeta::store::METADATA_DEVICE;
 use extentmeta::{Batch, CompactOutcome, Error, ExtentId, Store, StoreConfig};
 use std::collections::HashMap;
 use std::path::Path;
@@ -217,7 +216,7 @@ fn journal_failed(fs: &Disk<'_>) -> bool {
 /// An operation failed with `err`: only after the power cut or the fault, and
 /// typed (an I/O error, a full disk, or an unknown outcome, never anything else).
 /// Once the journal failed (before the operation began), the journal refuses
-/// every change: FPRE009 on the metadata device.
+/// every change: FPRE036, not retryable.
 fn expect_fault_error(fs: &Disk<'_>, what: &str, err: &Error, before: (bool, bool)) {
     let (fired_before, journal_failed_before) = before;
     assert!(
@@ -225,7 +224,7 @@ fn expect_fault_error(fs: &Disk<'_>, what: &str, err: &Error, before: (bool, boo
         "{what} failed before any fault: {err}"
     );
     assert!(
-        matches!(err.code(), "FPRE009" | "FPRE028" | "FPRE029"),
+        matches!(err.code(), "FPRE009" | "FPRE028" | "FPRE029" | "FPRE036"),
         "{what}: unexpected error {err} (fault: {:?})",
         fs.fired()
     );
@@ -235,13 +234,11 @@ fn expect_fault_error(fs: &Disk<'_>, what: &str, err: &Error, before: (bool, boo
         assert!(
             matches!(
                 err,
-                Error::Io {
-                    device: METADATA_DEVICE,
-                    ..
-                } | Error::OutcomeUnknown { .. }
+                Error::JournalFailed { .. } | Error::OutcomeUnknown { .. }
             ),
             "{what} after the journal failed: {err}"
         );
+        assert!(!err.is_retryable(), "{what}: only a reopen helps: {err}");
     }
 }
 

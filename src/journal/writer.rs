@@ -217,15 +217,14 @@ impl Writer {
     ///
     /// # Errors
     ///
-    /// The journal's failure if it failed ([`Error::Io`], device
-    /// [`METADATA_DEVICE`](super::METADATA_DEVICE)), [`Error::Shutdown`] once
-    /// closed: the entries are certainly not written.
+    /// [`Error::JournalFailed`] (naming the failure) if the journal failed,
+    /// [`Error::Shutdown`] once closed: the entries are certainly not written.
     pub(crate) fn append(&mut self, entries: &[Entry]) -> Result<u64> {
         if self.closed {
             return Err(Error::Shutdown);
         }
         if let Some(err) = &self.failed {
-            return Err(err.clone());
+            return Err(Error::journal_failed(err));
         }
         for entry in entries {
             self.buf.push((self.next_seq, entry.clone()));
@@ -238,7 +237,8 @@ impl Writer {
 
     /// Whether the entries appended up to `target` are durable (`Some(Ok)`), will
     /// never be acknowledged (`Some(Err)`: [`Error::OutcomeUnknown`] if they were
-    /// handed to a write, else the failure), or are still on their way (`None`).
+    /// handed to a write, else [`Error::JournalFailed`]), or are still on their
+    /// way (`None`).
     pub(crate) fn status(&self, target: u64, extent: ExtentId) -> Option<Result<()>> {
         if self.durable >= target {
             return Some(Ok(()));
@@ -254,7 +254,7 @@ impl Writer {
                 cause: err.to_string(),
             }
         } else {
-            err.clone()
+            Error::journal_failed(err)
         }))
     }
 
@@ -692,11 +692,11 @@ mod tests {
             w.status(a, ExtentId(1)).unwrap().unwrap_err().code(),
             "FPRE028"
         );
-        assert_eq!(
-            w.status(b, ExtentId(2)).unwrap().unwrap_err().code(),
-            "FPRE009"
-        );
-        assert_eq!(w.append(&[put(3, 1)]).unwrap_err().code(), "FPRE009");
+        let refused = w.status(b, ExtentId(2)).unwrap().unwrap_err();
+        assert_eq!(refused.code(), "FPRE036", "{refused}");
+        assert!(!refused.is_retryable(), "only a reopen helps");
+        assert!(refused.to_string().contains("FPRE009"), "names the failure");
+        assert_eq!(w.append(&[put(3, 1)]).unwrap_err().code(), "FPRE036");
         assert!(w.next_write().is_none());
     }
 

@@ -225,6 +225,13 @@ impl Machine for VerifyOp {
             }
             Err(err) => err,
         };
+        // Only what the media may have done counts toward the retry limit: a
+        // read refused for another reason (the store closing its device
+        // files under a verify, FPRE017) ends the verification with that
+        // error, never with FPRE004 and a quarantine.
+        if !err.is_media_fault() {
+            return Step::Done(Err(err));
+        }
         let stable = core
             .table
             .snapshot(self.id)

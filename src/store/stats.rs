@@ -63,7 +63,9 @@ pub struct StoreStats {
     pub compactions_aborted: u64,
     /// Device errors recorded (one per verification episode).
     pub device_errors: u64,
-    /// Devices degraded so far.
+    /// Devices degraded: by the health policy, by a failed sync, or before a
+    /// reopen (the journal keeps them), in ascending order. New writes avoid
+    /// them; `Store::drain` moves their extents away.
     pub devices_degraded: Vec<u16>,
     /// Full scrub passes completed.
     pub scrub_passes: u64,
@@ -92,7 +94,7 @@ pub struct StoreStats {
     /// removed when it ends.
     pub checkpoint_pending: bool,
     /// The metadata journal failed (a write or sync of it or of its directory
-    /// did): every change is refused with FPRE009 until the store is reopened,
+    /// did): every change is refused with FPRE036 until the store is reopened,
     /// and reads go on. An engine may reopen as soon as it sees this.
     pub journal_failed: bool,
     /// The scrubber's resumable cursor: the next id it will look at.
@@ -195,13 +197,24 @@ counters!(
     inline_read_back,
 );
 
+/// Every device degraded: the health policy's, and the allocator's (a
+/// failed device sync degrades there, and a reopen restores the journaled
+/// ones there only).
+fn degraded(core: &crate::protocol::Core) -> Vec<u16> {
+    let mut all = core.health.degraded();
+    all.extend(core.allocator.degraded_devices());
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
 impl super::Store {
     /// Counters since the store was created.
     pub fn stats(&self) -> StoreStats {
         let core = &self.shared.core;
         let mut stats = StoreStats {
             cache: core.cache.stats(),
-            devices_degraded: core.health.degraded(),
+            devices_degraded: degraded(core),
             // Relaxed: progress for statistics, ordered with nothing.
             scrub_cursor: self
                 .shared

@@ -69,6 +69,9 @@ pub enum Inject {
     Fail,
     /// Panic with `injected backend panic in <op>`.
     Panic,
+    /// Return `Error::Shutdown`, as the store's own device files do once
+    /// `close` closed them: not a media fault.
+    Shutdown,
 }
 
 /// The test's side of a held call: see [`FaultBackend::gate_read_at`].
@@ -312,6 +315,7 @@ impl<B: Backend> FaultBackend<B> {
             Inject::Pass => Ok(()),
             Inject::Fail => Err(injected(device, op.name())),
             Inject::Panic => panic!("injected backend panic in {}", op.name()),
+            Inject::Shutdown => Err(Error::Shutdown),
         }
     }
 }

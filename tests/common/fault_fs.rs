@@ -214,6 +214,11 @@ pub trait Hook: Send + Sync + Debug {
     fn after_sync(&self, _file: &str, _failed: bool) {}
     /// Before a `lock` of `file` (the store directory's lock file).
     fn before_lock(&self, _file: &str) {}
+    /// Before a `read_at` of `file`: `true` fails it with `EIO` (a read
+    /// fault of the media; the bytes stay as they are).
+    fn fail_read(&self, _file: &str) -> bool {
+        false
+    }
 }
 
 #[derive(Debug)]
@@ -722,7 +727,14 @@ impl FaultFile {
 
 impl FsFile for FaultFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.state.lock().unwrap().tick_on(self.ino)?;
+        let (hook, name) = {
+            let mut st = self.state.lock().unwrap();
+            st.tick_on(self.ino)?;
+            (st.hook.clone(), st.inodes[self.ino].name.clone())
+        };
+        if hook.is_some_and(|h| h.fail_read(&name)) {
+            return Err(io::Error::other("EIO (injected read fault)"));
+        }
         self.real.read_at(buf, offset)
     }
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
