@@ -17,8 +17,9 @@
 //! `device_error_window_secs` degrade a device (ZFS ZED's default: 10 in 600 s).
 //! One verification episode records at most one error, whatever its retries,
 //! transient or not: ten glitches a few minutes apart degrade a device as ten
-//! faults would. A degradation is journaled and lasts across reopens; no call
-//! lifts it (drain the device and replace it). Only media faults count: a read
+//! faults would. Such a degradation is journaled and lasts across reopens; no
+//! call lifts it (drain the device and replace it). A failed sync of a device
+//! degrades it until the reopen only. Only media faults count: a read
 //! refused for another reason (the store closing) ends the verification.
 //! The ladder runs as one protocol machine (`protocol::session`), so the `Store` and
 //! the emulator take, and count, exactly the same steps. New

@@ -585,6 +585,48 @@ fn a_device_the_health_policy_degraded_is_reported_before_and_after_a_reopen() {
     check(&store, &model);
 }
 
+/// Panics in every read of a checkpoint file once armed: an engine's `Fs`
+/// that panics under the checkpoint's decoder.
+#[derive(Debug, Default)]
+struct PanicOnCheckpointRead(AtomicBool);
+
+impl Hook for PanicOnCheckpointRead {
+    fn fail_read(&self, file: &str) -> bool {
+        if file.starts_with("checkpoint-") && self.0.load(Ordering::SeqCst) {
+            panic!("an engine's file system panicked reading {file}");
+        }
+        false
+    }
+}
+
+/// A file system that panics while the checkpoint is read fails the open
+/// as an I/O error (FPRE009), never as a damaged checkpoint (FPRE022), and
+/// the store opens once it behaves.
+#[test]
+fn a_file_system_panicking_under_the_checkpoint_read_is_an_io_error() {
+    let tmp = fault_fs::tempdir();
+    let dir = tmp.path();
+    let cfg = config(1, 4096);
+    let mut model = Model::new();
+    {
+        let store = Store::open(dir, cfg.clone()).unwrap();
+        for id in 0..40 {
+            put(&store, &mut model, id, 1);
+        }
+        store.close().unwrap();
+    }
+    assert!(!names_with(dir, "checkpoint-").is_empty(), "rotated");
+    let fs = FaultFs::new(dir, u64::MAX, Faults::default());
+    let hook = Arc::new(PanicOnCheckpointRead::default());
+    fs.set_hook(hook.clone());
+    hook.0.store(true, Ordering::SeqCst);
+    let err = Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()).unwrap_err();
+    assert_eq!(err.code(), "FPRE009", "{err}");
+    hook.0.store(false, Ordering::SeqCst);
+    let store = Store::open_in(Arc::new(fs), dir, cfg).unwrap();
+    check(&store, &model);
+}
+
 // ---------------------------------------------------------------------------
 // 3. A write or delete that returned an error is never visible.
 // ---------------------------------------------------------------------------

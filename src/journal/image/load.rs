@@ -61,9 +61,17 @@ pub(super) fn load_checkpoint(
         let applied = apply_all(&rx, image, &corrupt);
         // Unblocks a decoder waiting to send after an error here.
         drop(rx);
-        let decoded = decoder
-            .join()
-            .unwrap_or_else(|_| Err(corrupt("the decoder failed")));
+        // A panic there is the engine's `Fs` panicking under a read (the
+        // decoding itself returns errors): an I/O failure, as everywhere a
+        // file-system call panics (`fs::unless_panicked`), never damage.
+        let decoded = decoder.join().unwrap_or_else(|_| {
+            Err(crate::Error::Io {
+                device: crate::journal::METADATA_DEVICE,
+                op: "read",
+                kind: std::io::ErrorKind::Other,
+                message: format!("the file system panicked reading {name}"),
+            })
+        });
         // The applier's error comes first in the file: the decoder's is then
         // the stop it caused, or damage past it.
         let ended = applied?;
