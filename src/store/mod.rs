@@ -516,40 +516,6 @@ impl Store {
         self.shared.verify(id)
     }
 
-    /// Compacts every readable extent on `device` to other devices (draining a
-    /// degraded device); returns how many moved. The copies never go to `device`.
-    /// An extent whose bytes on `device` fail their checksum is handed to the
-    /// integrity ladder (verify, quarantine, remap elsewhere) and the drain goes on.
-    ///
-    /// # Errors
-    ///
-    /// The first error that is neither a lost race nor a media fault
-    /// ([`Error::NoSpace`] when the other devices are full).
-    pub fn drain(&self, device: u16) -> Result<u64> {
-        self.check_open()?;
-        let table = &self.shared.core.table;
-        let mut moved = 0;
-        for id in table.allocated_ids(0) {
-            // A publish in progress is waited out: a lost race, not an error.
-            let snapshot = table.snapshot_waiting(id)?;
-            if !snapshot.is_readable() || snapshot.location().device != device {
-                continue;
-            }
-            match self.shared.compact(CompactOp::draining(id, device)) {
-                Ok(CompactOutcome::Committed(_)) => moved += 1,
-                Ok(CompactOutcome::Aborted) => {}
-                Err(err) if err.is_media_fault() => {
-                    // The ladder's remap also avoids `device`: it was just marked bad
-                    // there, and degraded devices are used only as a last resort.
-                    let _ = self.shared.verify(id);
-                }
-                Err(err) => return Err(err),
-            }
-        }
-        self.trim_if_due();
-        Ok(moved)
-    }
-
     /// The current record of `id`.
     ///
     /// # Errors
