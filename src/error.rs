@@ -40,6 +40,7 @@
 //! | FPRE033 | [`Error::TagTooLong`] | no | a tag holds more than `MAX_TAG_LEN` bytes | keep the engine's key short (a hash of a long key) |
 //! | FPRE034 | [`Error::ChangesTruncated`] | no | `changes_since` asked for changes the store no longer retains: retention let them go, or the store was reopened (the stream is retained in memory) | resync from `change_baseline()` (its number, then every record with its version, deleted ones included, which a follower keeps so that an older change cannot bring a deleted extent back), then read `changes_since` that number; hold the stream back with `hold_changes` to stop it recurring |
 //! | FPRE035 | [`Error::ChangeSeqAhead`] | no | `changes_since` asked for a number this store has not reached: the cursor came from another store | resync as for FPRE034 |
+//! | FPRE037 | [`Error::DrainIncomplete`] | no | `drain` left extents on the device: a copy failed on its target, a write or compaction held an extent, a write placed one there meanwhile (only degraded devices are avoided), or a quarantined extent has no good copy | call `drain` again; look at what stays (`records()` on the device): a quarantined extent reads FPRE013 until a good copy is found; do not remove the device while any record names it |
 //! | FPRE036 | [`Error::JournalFailed`] | no | the journal failed earlier (a write or sync of it failed, or the disk filled with the metadata reserve already spent), and it refuses every change until a reopen; nothing of this change was written | reopen the store (after freeing space, for a full disk); reads keep working meanwhile |
 //!
 //! `is_retryable` tells the retry policy what it may retry. FPRE004 is never
@@ -431,6 +432,22 @@ pub enum Error {
         cause: String,
     },
 
+    /// [`Store::drain`](crate::Store::drain) went through every extent but
+    /// some still have their record on the device: a copy failed on its
+    /// target, a write or compaction held the extent, a write placed a new
+    /// extent there meanwhile, or a quarantined extent had no good copy.
+    #[error(
+        "FPRE037 drain of device {device} moved {moved} extents and left {left} there: call drain again; an extent that stays is quarantined with no good copy, or every other device refused its copy"
+    )]
+    DrainIncomplete {
+        /// The device drained.
+        device: u16,
+        /// Extents moved off it.
+        moved: u64,
+        /// Extents whose record still names it.
+        left: u64,
+    },
+
     /// `Store::open` refused `path` as it is: nothing was created or changed.
     #[error("FPRE031 {path} is not a store to open: {reason}")]
     NotAStore {
@@ -480,6 +497,7 @@ impl Error {
             Error::ChangesTruncated { .. } => "FPRE034",
             Error::ChangeSeqAhead { .. } => "FPRE035",
             Error::JournalFailed { .. } => "FPRE036",
+            Error::DrainIncomplete { .. } => "FPRE037",
         }
     }
 

@@ -176,11 +176,10 @@ fn run(backend: impl Backend, script: Vec<Inject>, ops: &[Op], drop_at: usize) {
                 Ok(Verdict::Repaired { .. }) => m.remaps_at_least += 1,
                 _ => {}
             },
-            Op::Drain(device) => {
-                if let Ok(moved) = store.drain(*device) {
-                    m.committed += moved;
-                }
-            }
+            Op::Drain(device) => match store.drain(*device) {
+                Ok(moved) | Err(Error::DrainIncomplete { moved, .. }) => m.committed += moved,
+                Err(_) => {}
+            },
             Op::Snapshot(i) => {
                 let s = store.snapshot(ExtentId(*i)).unwrap();
                 let acknowledged = m.values.get(i).map_or(0, |v| v.0);

@@ -128,6 +128,49 @@ fn a_read_refused_by_a_shutdown_is_not_a_media_fault() {
     );
 }
 
+/// A drain whose copy fails on its target leaves that extent on the device:
+/// it says so (FPRE037, with the counts) instead of `Ok`, the extent stays
+/// readable, and a second drain finishes.
+#[test]
+fn a_drain_that_leaves_an_extent_behind_says_so() {
+    use common::fault_backend::Inject;
+    let fabric = FaultBackend::new(2);
+    let store = store(&fabric, 0);
+    let on_dev0: Vec<u64> = (0..20u64)
+        .filter(|&i| {
+            let s = store
+                .write(ExtentId(i), &value(ExtentId(i), 1, 700))
+                .unwrap();
+            s.location().device == 0
+        })
+        .collect();
+    assert!(on_dev0.len() >= 2, "{on_dev0:?}");
+    // The first copy's write, on device 1, fails.
+    fabric.inject_nth(Op::Write, 1, Inject::Fail);
+    match store.drain(0).unwrap_err() {
+        Error::DrainIncomplete {
+            device,
+            moved,
+            left,
+        } => {
+            assert_eq!((device, left), (0, 1));
+            assert_eq!(moved, on_dev0.len() as u64 - 1);
+        }
+        other => panic!("{other}"),
+    }
+    for &i in &on_dev0 {
+        assert_eq!(decode(&store.read(ExtentId(i)).unwrap()), (ExtentId(i), 1));
+    }
+    assert_eq!(
+        store.drain(0).unwrap(),
+        1,
+        "the second drain moves the rest"
+    );
+    for &i in &on_dev0 {
+        assert_eq!(store.snapshot(ExtentId(i)).unwrap().location().device, 1);
+    }
+}
+
 #[test]
 fn last_good_copy_kept_without_replica_the_record_stays_quarantined() {
     let fabric = FaultBackend::new(1);

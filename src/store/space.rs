@@ -9,14 +9,20 @@ use crate::space::{DeviceSpaceStats, PlanGoal};
 
 impl Store {
     /// Compacts every readable extent on `device` to other devices (draining a
-    /// degraded device); returns how many moved. The copies never go to `device`.
-    /// An extent whose bytes on `device` fail their checksum is handed to the
-    /// integrity ladder (verify, quarantine, remap elsewhere) and the drain goes on.
+    /// degraded device); returns how many moved, once no record names `device`
+    /// any more: the device may then be removed. The copies never go to
+    /// `device`. An extent whose bytes on `device` fail their checksum is
+    /// handed to the integrity ladder (verify, quarantine, remap elsewhere) and
+    /// the drain goes on. New writes avoid only degraded devices: drain a
+    /// healthy one while nothing writes to it, or call it again.
     ///
     /// # Errors
     ///
-    /// The first error that is neither a lost race nor a media fault
-    /// ([`Error::NoSpace`] when the other devices are full).
+    /// [`Error::DrainIncomplete`] if any record still names `device` after the
+    /// pass (a copy that failed on its target, an extent a write or another
+    /// compaction held, one written there meanwhile, a quarantined extent with
+    /// no good copy); else the first error that is neither a lost race nor a
+    /// media fault ([`Error::NoSpace`] when the other devices are full).
     pub fn drain(&self, device: u16) -> Result<u64> {
         self.check_open()?;
         let table = &self.shared.core.table;
@@ -39,6 +45,20 @@ impl Store {
             }
         }
         self.trim_if_due();
+        // Each `Ok` above says only that one extent's step ended: before the
+        // device is removed, no record may name it (a quarantined extent keeps
+        // its location: the last good copy).
+        let left = (table.allocated_ids(0))
+            .filter_map(|id| table.snapshot_waiting(id).ok())
+            .filter(|s| s.location().device == device && names_its_location(s))
+            .count() as u64;
+        if left > 0 {
+            return Err(Error::DrainIncomplete {
+                device,
+                moved,
+                left,
+            });
+        }
         Ok(moved)
     }
 
@@ -154,4 +174,15 @@ impl Store {
                 .release_tail(device, false, |length| backend.trim(device, length));
         }
     }
+}
+
+/// Whether `s`'s record references its location: committed bytes there,
+/// readable, being copied, or quarantined (the last good copy stays).
+fn names_its_location(s: &Snapshot) -> bool {
+    use crate::record::State;
+    s.version() > 0
+        && matches!(
+            s.state(),
+            State::Durable | State::Compacting | State::Quarantined
+        )
 }
