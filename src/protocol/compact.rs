@@ -28,7 +28,10 @@ pub enum CompactOutcome {
     /// The bytes moved; the record as committed.
     Committed(Snapshot),
     /// The record changed during the compaction (a write, quarantine or another
-    /// transition won); the target was freed, nothing changed.
+    /// transition won); the target was freed, nothing changed. From
+    /// [`Store::pack`](crate::Store::pack) also: the extent had nowhere to go
+    /// (one device, no hole below it), and trying again changes nothing until
+    /// space does.
     Aborted,
 }
 
