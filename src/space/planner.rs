@@ -36,7 +36,8 @@ pub enum PlanGoal {
     },
     /// Shrink every device file whose free holes exceed `target` of its bytes
     /// (`free_bytes / file_bytes`, a fraction in `0.0 ..= 1.0`) by moving the extents
-    /// located highest in it into holes below them.
+    /// located highest in it into holes below them. A target outside that
+    /// range (or NaN) plans nothing.
     FreeRatio {
         /// The largest acceptable share of free holes in a device file.
         target: f64,
@@ -64,6 +65,9 @@ pub(crate) fn plan(
             on.sort_unstable_by_key(|s| std::cmp::Reverse(s.location().offset));
             on.iter().map(|s| s.extent()).collect()
         }
+        // Outside 0..=1 (NaN included) no share could meet it, and every
+        // movable extent would be planned: nothing is, instead.
+        PlanGoal::FreeRatio { target } if !(0.0..=1.0).contains(&target) => Vec::new(),
         PlanGoal::FreeRatio { target } => shrink(devices, holes, records, target, block_size),
     }
 }
@@ -238,5 +242,11 @@ mod tests {
             "both moves fit in the holes below them"
         );
         assert!(plan(&PlanGoal::FreeRatio { target: 0.7 }, &r, &[d], &holes, 4096).is_empty());
+        for target in [f64::NAN, -0.5, 1.5] {
+            assert!(
+                plan(&PlanGoal::FreeRatio { target }, &r, &[d], &holes, 4096).is_empty(),
+                "target {target} plans nothing"
+            );
+        }
     }
 }
