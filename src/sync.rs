@@ -259,6 +259,13 @@ impl<T> RwLock<T> {
         #[cfg(loom)]
         return self.inner.write().unwrap_or_else(|p| p.into_inner());
     }
+
+    /// Whether exclusive access would have to wait now (a test's probe of who
+    /// holds the lock).
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn is_held(&self) -> bool {
+        self.inner.try_write().is_none()
+    }
 }
 
 /// A cell written at most once and then read without a lock.

@@ -31,7 +31,11 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub(crate) struct DeviceFiles {
     /// Emptied by [`close`](Self::close): every later I/O fails with
-    /// [`Error::Shutdown`].
+    /// [`Error::Shutdown`]. Every I/O holds it (shared) for its whole call, so
+    /// `close` waits for the I/O in flight: no write of this store lands after
+    /// it returns, when another store may have the directory and have handed
+    /// the location out again. No I/O takes it twice (a writer waiting would
+    /// block the second read).
     files: RwLock<Vec<Arc<dyn FsFile>>>,
     devices: u16,
     gates: Vec<SyncGate>,
@@ -175,7 +179,8 @@ impl DeviceFiles {
         }
     }
 
-    /// Drops every file handle: later I/O fails with [`Error::Shutdown`].
+    /// Drops every file handle once the I/O in flight ended: later I/O fails
+    /// with [`Error::Shutdown`].
     pub(crate) fn close(&self) {
         self.files.write().clear();
     }
@@ -187,17 +192,20 @@ impl DeviceFiles {
             .is_some_and(|g| g.book.lock().failed())
     }
 
-    fn file(&self, device: u16) -> Result<Arc<dyn FsFile>> {
+    /// Runs `io` on `device`'s file under the shared hold of the files (see
+    /// `files`).
+    fn with_file<T>(&self, device: u16, io: impl FnOnce(&dyn FsFile) -> Result<T>) -> Result<T> {
         let files = self.files.read();
         if files.is_empty() && self.devices > 0 {
             return Err(Error::Shutdown);
         }
-        files.get(usize::from(device)).cloned().ok_or(Error::Io {
+        let file = files.get(usize::from(device)).ok_or(Error::Io {
             device,
             op: "open",
             kind: std::io::ErrorKind::NotFound,
             message: "no such device".into(),
-        })
+        })?;
+        io(&**file)
     }
 }
 
@@ -207,38 +215,40 @@ impl Backend for DeviceFiles {
     }
 
     fn read_at(&self, location: Location, buf: &mut [u8]) -> Result<()> {
-        let file = self.file(location.device)?;
-        crate::backend::read_exact_at(location, buf, |b, at| file.read_at(b, at))
+        self.with_file(location.device, |file| {
+            crate::backend::read_exact_at(location, buf, |b, at| file.read_at(b, at))
+        })
     }
 
     fn write_at(&self, location: Location, bytes: &[u8]) -> Result<()> {
-        self.file(location.device)?
-            .write_all_at(bytes, location.offset)
-            .map_err(|e| Error::io(location.device, "write", &e))
+        self.with_file(location.device, |file| {
+            (file.write_all_at(bytes, location.offset))
+                .map_err(|e| Error::io(location.device, "write", &e))
+        })
     }
 
     fn sync(&self, device: u16) -> Result<()> {
-        let file = self.file(device)?;
         let gate = self.gates.get(usize::from(device)).ok_or(Error::Io {
             device,
             op: "sync",
             kind: std::io::ErrorKind::NotFound,
             message: "no such device".into(),
         })?;
-        gate.sync(device, || file.sync_data())
+        self.with_file(device, |file| gate.sync(device, || file.sync_data()))
     }
 
     /// Only ever shrinks. Only free space is trimmed, and space is free only once
     /// the record that unreferenced it is durable, so a crash never finds a durable
     /// record past the end of its file.
     fn trim(&self, device: u16, length: u64) -> Result<()> {
-        let file = self.file(device)?;
-        let current = file.len().map_err(|e| Error::io(device, "trim", &e))?;
-        if current > length {
-            file.set_len(length)
-                .map_err(|e| Error::io(device, "trim", &e))?;
-        }
-        Ok(())
+        self.with_file(device, |file| {
+            let current = file.len().map_err(|e| Error::io(device, "trim", &e))?;
+            if current > length {
+                file.set_len(length)
+                    .map_err(|e| Error::io(device, "trim", &e))?;
+            }
+            Ok(())
+        })
     }
 }
 
@@ -298,5 +308,75 @@ mod tests {
         release_tx.send(()).unwrap();
         assert!(slow.join().unwrap().is_err());
         assert!(fast.join().unwrap().is_err());
+    }
+
+    /// A file whose writes wait for the test's word: the write in flight when
+    /// the store closes.
+    #[derive(Debug)]
+    struct Held {
+        entered: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+        release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+        done: std::sync::atomic::AtomicBool,
+    }
+
+    impl FsFile for Held {
+        fn read_at(&self, _: &mut [u8], _: u64) -> io::Result<usize> {
+            Ok(0)
+        }
+        fn write_all_at(&self, _: &[u8], _: u64) -> io::Result<()> {
+            let entered = self.entered.lock().expect("not poisoned");
+            entered.send(()).expect("the test waits for it");
+            let release = self.release.lock().expect("not poisoned");
+            release.recv().expect("the test releases it");
+            // SeqCst: read by the test after `close` returned.
+            self.done.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            Ok(())
+        }
+        fn len(&self) -> io::Result<u64> {
+            Ok(0)
+        }
+        fn set_len(&self, _: u64) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// `close` returns only once the write in flight ended, and refuses every
+    /// later one: no write of a closed store lands where a store opened after
+    /// it may have put an acknowledged extent.
+    #[test]
+    fn close_waits_for_the_write_in_flight_and_refuses_later_ones() {
+        let (entered_tx, entered) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel();
+        let held = Arc::new(Held {
+            entered: std::sync::Mutex::new(entered_tx),
+            release: std::sync::Mutex::new(release_rx),
+            done: std::sync::atomic::AtomicBool::new(false),
+        });
+        let files = Arc::new(DeviceFiles::new(vec![held.clone() as Arc<dyn FsFile>]));
+        let at = Location::new(0, 0, 4);
+        let writer = {
+            let files = Arc::clone(&files);
+            std::thread::spawn(move || files.write_at(at, b"7:3."))
+        };
+        entered.recv().unwrap();
+        assert!(
+            files.files.is_held(),
+            "the write in flight holds the files: a close waits for it"
+        );
+        let closer = {
+            let files = Arc::clone(&files);
+            std::thread::spawn(move || files.close())
+        };
+        release.send(()).unwrap();
+        closer.join().unwrap();
+        assert!(
+            held.done.load(std::sync::atomic::Ordering::SeqCst),
+            "close returned before the write in flight ended"
+        );
+        assert!(writer.join().unwrap().is_ok());
+        assert_eq!(files.write_at(at, b"7:4.").unwrap_err(), Error::Shutdown);
     }
 }

@@ -362,14 +362,19 @@ impl Store {
         if let Some(err) = self.shared.journal.as_ref().and_then(|j| j.failure()) {
             first.get_or_insert(err);
         }
-        if let Some(journal) = &self.shared.journal {
-            if let Err(err) = journal.close(&*self.shared) {
-                first.get_or_insert(err);
-            }
-            journal.release();
+        if let Some(journal) = &self.shared.journal
+            && let Err(err) = journal.close(&*self.shared)
+        {
+            first.get_or_insert(err);
         }
+        // The device files before the directory's lock: their close waits for
+        // the I/O of operations still running on other threads, so that none
+        // lands after another store took the directory and reused its space.
         if let Some(files) = &self.shared.device_files {
             files.close();
+        }
+        if let Some(journal) = &self.shared.journal {
+            journal.release();
         }
         first.map_or(Ok(()), Err)
     }
