@@ -173,7 +173,11 @@ impl std::fmt::Debug for Cache {
 pub type Weigher = std::sync::Arc<dyn Fn(ExtentId, &[u8]) -> u64 + Send + Sync>;
 
 /// Called with every entry evicted for space, after the shard lock is released
-/// (it may use the cache). Must be quick: it runs on the thread whose fill evicted.
+/// (it may use the cache's own calls). Must be quick and must not wait for a
+/// load: it runs on the thread whose fill evicted, which may be a prefetch
+/// worker holding the loads of extents it reads next, so a store read from
+/// it can wait for a load only its own thread would run, and never return.
+/// Hand the notification to another thread instead.
 pub type EvictionListener = std::sync::Arc<dyn Fn(&Evicted) + Send + Sync>;
 
 /// An entry the cache evicted for space.

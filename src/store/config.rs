@@ -234,7 +234,9 @@ impl StoreConfigBuilder {
     );
 
     /// Weighs cache entries with `weigher` (bytes against `cache_bytes`; the
-    /// per-entry overhead is added) instead of their length.
+    /// per-entry overhead is added) instead of their length. It runs under a
+    /// cache shard's lock: it must be quick and must not call the store (see
+    /// [`Weigher`](crate::cache::Weigher)).
     pub fn cache_weigher(
         mut self,
         weigher: impl Fn(crate::ExtentId, &[u8]) -> u64 + Send + Sync + 'static,
@@ -244,7 +246,8 @@ impl StoreConfigBuilder {
     }
 
     /// Calls `listener` with every entry the cache evicts for space (after the
-    /// cache's lock is released; it must be quick).
+    /// cache's lock is released; it must be quick and must not read from the
+    /// store: see [`EvictionListener`](crate::cache::EvictionListener)).
     pub fn cache_eviction_listener(
         mut self,
         listener: impl Fn(&crate::cache::Evicted) + Send + Sync + 'static,
