@@ -208,7 +208,12 @@ impl Shared {
         let loads: Vec<ReadOp> = (hints.into_iter())
             .filter_map(|hint| {
                 let current = self.core.table.snapshot(hint.id);
-                let stale = current.map_or(true, |s| s.generation() != hint.generation);
+                // A quarantine keeps the generation but makes the extent
+                // unreadable: a prefetch would fetch a good copy from the
+                // engine's source and cache nothing.
+                let stale = current.map_or(true, |s| {
+                    s.generation() != hint.generation || !s.is_readable()
+                });
                 if stale {
                     self.counters.prefetch_cancelled.bump();
                     // Ends a claimed load at once: its waiters retry on the new
