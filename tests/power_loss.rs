@@ -764,22 +764,32 @@ fn what_a_restart_after_a_kill_recovered_survives_a_later_power_cut() {
     );
 }
 
+/// How many of `seeds` a mutant's `setup` fails with a violation `caught`
+/// accepts.
+fn caught_by(
+    seeds: std::ops::RangeInclusive<u64>,
+    setup: &Setup,
+    caught: impl Fn(&str) -> bool,
+) -> usize {
+    seeds
+        .filter(|&seed| {
+            let r = run(seed, setup);
+            eprintln!("mutant seed {seed}: {r:?}");
+            r.is_err_and(|e| caught(&e))
+        })
+        .count()
+}
+
 #[test]
 fn mutant_losing_journal_syncs_is_detected() {
-    let detected = (1..=4)
-        .filter(|&seed| {
-            let setup = Setup {
-                faults: |_| Faults {
-                    lose_journal_syncs: true,
-                    ..Faults::default()
-                },
-                ..plain(Cut::Synced, 25)
-            };
-            let r = run(seed, &setup);
-            eprintln!("mutant seed {seed}: {r:?}");
-            r.is_err()
-        })
-        .count();
+    let setup = Setup {
+        faults: |_| Faults {
+            lose_journal_syncs: true,
+            ..Faults::default()
+        },
+        ..plain(Cut::Synced, 25)
+    };
+    let detected = caught_by(1..=4, &setup, |_| true);
     assert!(
         detected >= 3,
         "journal syncs that persist nothing must lose acknowledged writes"
@@ -790,21 +800,17 @@ fn mutant_losing_journal_syncs_is_detected() {
 /// removes the directory with every acknowledged write in it.
 #[test]
 fn mutant_losing_the_directory_creation_is_detected() {
-    let detected = (1..=8)
-        .filter(|&seed| {
-            let setup = Setup {
-                faults: |_| Faults {
-                    lose_parent_syncs: true,
-                    ..Faults::default()
-                },
-                ..plain(Cut::Synced, 2)
-            };
-            let r = run(seed, &setup);
-            eprintln!("mutant seed {seed}: {r:?}");
-            // The loss the mutant makes: acknowledged extents found missing.
-            r.is_err_and(|e| e.contains("found None, acknowledged Some"))
-        })
-        .count();
+    let setup = Setup {
+        faults: |_| Faults {
+            lose_parent_syncs: true,
+            ..Faults::default()
+        },
+        ..plain(Cut::Synced, 2)
+    };
+    // The loss the mutant makes: acknowledged extents found missing.
+    let detected = caught_by(1..=8, &setup, |e| {
+        e.contains("found None, acknowledged Some")
+    });
     assert!(
         detected >= 5,
         "a directory whose creation was never synced must lose acknowledged writes"

@@ -426,17 +426,22 @@ mod tests {
     use super::*;
     use crate::record::{Location, checksum};
 
-    #[test]
-    fn the_last_segment_ends_at_the_capacity() {
-        // `find` has no capacity check of its own: the directory and the last
-        // segment's length are the check. Ids past the capacity inside the last
-        // segment must stay out of range once that segment exists.
+    /// A table of 10 extents in segments of 8: the last one holds 2.
+    fn ten_extents() -> ExtentTable {
         let config = TableConfig::builder()
             .max_extents(10)
             .segment_len(8)
             .build()
             .expect("valid");
-        let table = ExtentTable::new(config);
+        ExtentTable::new(config)
+    }
+
+    #[test]
+    fn the_last_segment_ends_at_the_capacity() {
+        // `find` has no capacity check of its own: the directory and the last
+        // segment's length are the check. Ids past the capacity inside the last
+        // segment must stay out of range once that segment exists.
+        let table = ten_extents();
         let id = ExtentId(9);
         let s0 = table.snapshot(id).expect("in range");
         let s1 = table
@@ -484,12 +489,7 @@ mod tests {
     /// (`snapshot_waiting`) waits it out and reads what the writer left.
     #[test]
     fn a_waiting_snapshot_outlasts_a_stalled_publish() {
-        let config = TableConfig::builder()
-            .max_extents(10)
-            .segment_len(8)
-            .build()
-            .expect("valid");
-        let table = ExtentTable::new(config);
+        let table = ten_extents();
         let id = ExtentId(9);
         let begun = table.transition(id, 0, Change::BeginWrite).expect("legal");
         let Found::RecordSlot(slot) = table.find(id) else {
