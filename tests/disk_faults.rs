@@ -633,7 +633,7 @@ fn a_file_system_panicking_under_the_checkpoint_read_is_an_io_error() {
 
 /// The journal's sync fails (EIO, pages kept or dropped) under the first write
 /// or delete after it is armed: that operation answers FPRE028. Every later write,
-/// delete and compaction is refused with FPRE009 on the metadata device. Meanwhile
+/// delete and compaction is refused with FPRE036, not retryable. Meanwhile
 /// every read answers the last acknowledged state (0 reads of a failed
 /// operation's). After a restart or a power cut (sectors persisted in any subset)
 /// and a reopen, the FPRE028 operation is wholly there or wholly absent (both are

@@ -150,9 +150,8 @@ impl Journal {
     /// # Errors
     ///
     /// As [`Writer::status`]: [`Error::OutcomeUnknown`] if the write that carried
-    /// the entries failed, the journal's failure ([`Error::Io`], device
-    /// [`METADATA_DEVICE`]) if it had failed before they were written,
-    /// [`Error::Shutdown`] once closed.
+    /// the entries failed, [`Error::JournalFailed`] if it had failed before
+    /// they were written, [`Error::Shutdown`] once closed.
     pub(crate) fn commit(&self, entries: &[Entry]) -> Result<()> {
         self.commit_with(entries, || {}, || false)
     }

@@ -317,9 +317,11 @@ impl Store {
     /// its next step); the prefetch workers and the scrubber are stopped and
     /// joined. Everything acknowledged is already durable; a durable store then
     /// appends a close marker to its journal (so recovery can tell damage to its
-    /// last records from a torn tail) and releases its directory lock and every
-    /// file at once: another store may open the directory while this value is
-    /// still alive (behind an `Arc`, say). What reads only memory (`snapshot`,
+    /// last records from a torn tail), waits for the device I/O that operations
+    /// still running on other threads have in flight (their later I/O is
+    /// refused), and releases its directory lock and every file: another store
+    /// may open the directory while this value is still alive (behind an
+    /// `Arc`, say), and no write of this one lands after it. What reads only memory (`snapshot`,
     /// `records`, `space`, `plan_compaction`, `stats`) still answers, from the
     /// state at close. Idempotent; dropping the store closes it too.
     ///

@@ -14,7 +14,8 @@ impl Store {
     /// `device`. An extent whose bytes on `device` fail their checksum is
     /// handed to the integrity ladder (verify, quarantine, remap elsewhere) and
     /// the drain goes on. New writes avoid only degraded devices: drain a
-    /// healthy one while nothing writes to it, or call it again.
+    /// healthy one while nothing writes or compacts onto it (a move already
+    /// on its way there may commit after the check), or call it again.
     ///
     /// # Errors
     ///
