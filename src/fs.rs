@@ -189,17 +189,15 @@ pub(crate) fn create_dir_durably(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
         }
     }
     fs.create_dir_all(dir)?;
-    let mut synced = Vec::new();
-    for created in missing.iter().rev().copied().chain([dir]) {
-        let parent = parent_of(created);
-        if synced.contains(&parent) {
-            continue;
-        }
-        match fs.sync_dir(&parent) {
+    // Outermost first; `dir` alone if it existed (its parent again).
+    if missing.is_empty() {
+        missing.push(dir);
+    }
+    for created in missing.iter().rev() {
+        match fs.sync_dir(&parent_of(created)) {
             Err(e) if unsyncable(&e) => {}
             other => other?,
         }
-        synced.push(parent);
     }
     Ok(())
 }

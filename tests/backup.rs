@@ -172,7 +172,8 @@ fn a_backup_holds_every_batch_whole_and_every_one_acknowledged_before_it() {
         let refs: Vec<_> = chunk.iter().map(|(id, v)| (*id, v.as_slice())).collect();
         store.write_batch(&refs).unwrap();
     }
-    // The last batch generation acknowledged.
+    // The last batch generation acknowledged. Release (the batch thread) and
+    // Acquire (the backups): a generation read was acknowledged before.
     let acked = Arc::new(AtomicU64::new(1));
     let stop = Arc::new(AtomicBool::new(false));
     let batches = {

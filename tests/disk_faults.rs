@@ -544,7 +544,8 @@ fn fsyncgate_a_write_whose_pages_another_writers_failed_sync_dropped_is_never_ac
     }
 }
 
-/// Fails one read of a device file each time it is armed.
+/// Fails one read of a device file each time it is armed. SeqCst: a switch
+/// the test thread sets and the store's threads read, ordered with nothing else.
 #[derive(Debug, Default)]
 struct FailNextDeviceRead(AtomicBool);
 
@@ -586,7 +587,7 @@ fn a_device_the_health_policy_degraded_is_reported_before_and_after_a_reopen() {
 }
 
 /// Panics in every read of a checkpoint file once armed: an engine's `Fs`
-/// that panics under the checkpoint's decoder.
+/// that panics under the checkpoint's decoder. SeqCst: a switch, as above.
 #[derive(Debug, Default)]
 struct PanicOnCheckpointRead(AtomicBool);
 

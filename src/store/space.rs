@@ -51,7 +51,8 @@ impl Store {
         // its location: the last good copy).
         let left = (table.allocated_ids(0))
             .filter_map(|id| table.snapshot_waiting(id).ok())
-            .filter(|s| s.location().device == device && names_its_location(s))
+            .filter(|s| s.location().device == device)
+            .filter(|s| s.is_readable() || s.state() == crate::record::State::Quarantined)
             .count() as u64;
         if left > 0 {
             return Err(Error::DrainIncomplete {
@@ -175,15 +176,4 @@ impl Store {
                 .release_tail(device, false, |length| backend.trim(device, length));
         }
     }
-}
-
-/// Whether `s`'s record references its location: committed bytes there,
-/// readable, being copied, or quarantined (the last good copy stays).
-fn names_its_location(s: &Snapshot) -> bool {
-    use crate::record::State;
-    s.version() > 0
-        && matches!(
-            s.state(),
-            State::Durable | State::Compacting | State::Quarantined
-        )
 }
