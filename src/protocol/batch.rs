@@ -24,7 +24,7 @@
 //! proposed again in the next round, at most [`MAX_ATTEMPTS`] rounds, so at most
 //! `items + devices + MAX_ATTEMPTS` I/O steps.
 
-use super::delete::{DeleteItem, Reserve, compacting_backoff};
+use super::delete::{DeleteItem, Reserve};
 use super::write::{Commit, WriteOp};
 use super::{Core, IoRequest, IoResult, MAX_ATTEMPTS, Machine, Step};
 use crate::bytes::Bytes;
@@ -93,9 +93,6 @@ pub(crate) struct BatchWriteOp {
     /// Per item: its begin snapshot and fresh location (a delete's: the
     /// location it will free), once begun.
     begun: Vec<(Snapshot, Location)>,
-    /// Reservation passes made (a compacting extent to delete makes the batch
-    /// begin again after a backoff).
-    attempts: u32,
     devices: Vec<u16>,
     /// Indices of the writes whose records the journal round in flight holds.
     proposed: Vec<usize>,
@@ -124,7 +121,6 @@ impl BatchWriteOp {
                 })
                 .collect(),
             begun: Vec::new(),
-            attempts: 0,
             devices: Vec::new(),
             proposed: Vec::new(),
             committed: Vec::new(),
@@ -319,23 +315,18 @@ impl BatchWriteOp {
 }
 
 impl BatchWriteOp {
-    /// Reserves a delete's record, retrying lost races (bounded); `Err(None)`
-    /// while the extent is being compacted and the batch may wait again.
-    fn reserve(
-        &self,
-        core: &Core,
-        d: &DeleteItem,
-    ) -> std::result::Result<(Snapshot, Location), Option<Error>> {
+    /// Reserves a delete's record, retrying lost races (bounded: then the last
+    /// conflict, retryable).
+    fn reserve(&self, core: &Core, d: &DeleteItem) -> crate::error::Result<(Snapshot, Location)> {
+        let mut last = Error::WriteInProgress { extent: d.id };
         for _ in 0..MAX_ATTEMPTS {
             match d.reserve(core) {
                 Reserve::Reserved(reserved) => return Ok((reserved, reserved.location())),
-                Reserve::Conflict => {}
-                Reserve::Compacting if self.attempts < MAX_ATTEMPTS => return Err(None),
-                Reserve::Compacting => return Err(Some(d.gave_up(core))),
-                Reserve::Refused(err) => return Err(Some(err)),
+                Reserve::Conflict(err) => last = err,
+                Reserve::Refused(err) => return Err(err),
             }
         }
-        Err(Some(d.gave_up(core)))
+        Err(last)
     }
 }
 
@@ -343,14 +334,12 @@ impl Machine for BatchWriteOp {
     type Output = Vec<Snapshot>;
 
     /// Begins every change: a write reserves its record and a fresh location,
-    /// a delete reserves its record. A delete of an extent being compacted ends
-    /// what was begun and begins again after a backoff (bounded: the attempts
-    /// of a single delete).
+    /// a delete reserves its record (ending a compaction of it, as a write's
+    /// begin does).
     fn start(&mut self, core: &Core) -> Step<Vec<Snapshot>> {
-        self.attempts += 1;
         for i in 0..self.ops.len() {
             let begun = match &self.ops[i] {
-                Op::Write(w) => w.begin(core).map_err(Some),
+                Op::Write(w) => w.begin(core),
                 Op::Delete(d) => self.reserve(core, d),
             };
             match begun {
@@ -361,11 +350,7 @@ impl Machine for BatchWriteOp {
                     }
                     self.begun.push(begun);
                 }
-                Err(None) => {
-                    self.abort_begun(core);
-                    return Step::Backoff(compacting_backoff(self.attempts));
-                }
-                Err(Some(err)) => return self.fail(core, err),
+                Err(err) => return self.fail(core, err),
             }
         }
         self.next_write(core, 0)
@@ -388,10 +373,6 @@ impl Machine for BatchWriteOp {
                 what: "batch: event out of order",
             })),
         }
-    }
-
-    fn on_backoff(&mut self, core: &Core) -> Step<Vec<Snapshot>> {
-        self.start(core)
     }
 
     fn abandon(&mut self, core: &Core) {

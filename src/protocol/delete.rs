@@ -13,8 +13,10 @@
 //! re-validation refuses a `Vacant` record). A delete never ends a pending write: it
 //! is refused with [`Error::WriteInProgress`], and a write that begins while the
 //! delete holds the mark is refused the same way. A compaction in progress is
-//! waited out (bounded backoff), since the transition table has no `Compacting →
-//! Vacant`.
+//! ended as a write ends it: the reservation (`Compacting → Durable`, pending)
+//! makes the compaction's commit conflict, and it frees its target, which no
+//! record ever referenced. Waiting it out instead would bound the delete by the
+//! longest copy and verify, and fail a plain race with an error.
 //!
 //! # Durable before visible
 //!
@@ -33,19 +35,13 @@ use crate::events::Event;
 use crate::journal::Entry;
 use crate::record::{Change, ExtentId, Snapshot, State, Tag};
 
-/// First backoff while a compaction of the extent finishes, doubled per attempt:
-/// at most `MAX_ATTEMPTS` waits, about 25 ms in all.
-const COMPACTING_BACKOFF_US: u64 = 100;
-
 /// What one try at reserving an extent for a delete found.
 #[derive(Debug)]
 pub(super) enum Reserve {
     /// Reserved (pending) at this snapshot.
     Reserved(Snapshot),
-    /// Another commit won the race: try again.
-    Conflict,
-    /// A compaction of the extent is in progress: wait it out.
-    Compacting,
+    /// Another commit won the race (the table's conflict): try again.
+    Conflict(Error),
     /// Refused: nothing changed.
     Refused(Error),
 }
@@ -69,15 +65,15 @@ impl DeleteItem {
         }
         match before.state() {
             State::Vacant => return Reserve::Refused(Error::NotReadable { extent: self.id }),
-            State::Compacting => return Reserve::Compacting,
-            State::Durable | State::Quarantined => {}
+            // A compaction ends here, as under a write's begin.
+            State::Durable | State::Quarantined | State::Compacting => {}
         }
         match core
             .table
             .transition(self.id, before.version(), Change::BeginWrite)
         {
             Ok(reserved) => Reserve::Reserved(reserved),
-            Err(Error::VersionConflict { .. }) => Reserve::Conflict,
+            Err(err @ Error::VersionConflict { .. }) => Reserve::Conflict(err),
             Err(err) => Reserve::Refused(err),
         }
     }
@@ -137,33 +133,12 @@ impl DeleteItem {
         core.proposals.remove(self.id);
         core.clear_pending(self.id);
     }
-
-    /// The error after the attempts ran out: what the record shows now.
-    pub(super) fn gave_up(&self, core: &Core) -> Error {
-        match core.table.snapshot(self.id) {
-            Ok(now) if now.write_pending() => Error::WriteInProgress { extent: self.id },
-            Ok(now) => Error::IllegalTransition {
-                extent: self.id,
-                from: now.state(),
-                write_pending: false,
-                change: crate::record::ChangeKind::Delete,
-            },
-            Err(err) => err,
-        }
-    }
-}
-
-/// The backoff before reservation attempt `attempt` (1-based) retries a
-/// compacting extent.
-pub(super) fn compacting_backoff(attempt: u32) -> u64 {
-    COMPACTING_BACKOFF_US << attempt.saturating_sub(1).min(16)
 }
 
 /// A delete of one extent.
 #[derive(Debug)]
 pub(crate) struct DeleteOp {
     item: DeleteItem,
-    attempts: u32,
     /// Reserved (pending) at this snapshot, with this many records journaled;
     /// waiting for the last one to be durable.
     proposed: Option<(Snapshot, u32)>,
@@ -173,23 +148,23 @@ impl DeleteOp {
     pub(crate) fn new(id: ExtentId) -> Self {
         DeleteOp {
             item: DeleteItem { id },
-            attempts: 0,
             proposed: None,
         }
     }
 
     fn attempt(&mut self, core: &Core) -> Step<Snapshot> {
-        // Bounded: each pass is one attempt; MAX_ATTEMPTS in all, backoffs included.
-        while self.attempts < MAX_ATTEMPTS {
-            self.attempts += 1;
+        // Bounded: MAX_ATTEMPTS lost races, then the last conflict (retryable).
+        let mut last = Error::WriteInProgress {
+            extent: self.item.id,
+        };
+        for _ in 0..MAX_ATTEMPTS {
             match self.item.reserve(core) {
                 Reserve::Reserved(reserved) => return self.propose(core, reserved, 0),
-                Reserve::Conflict => {}
-                Reserve::Compacting => return Step::Backoff(compacting_backoff(self.attempts)),
+                Reserve::Conflict(err) => last = err,
                 Reserve::Refused(err) => return Step::Done(Err(err)),
             }
         }
-        Step::Done(Err(self.item.gave_up(core)))
+        Step::Done(Err(last))
     }
 
     /// Journals the vacant record that committing the delete on top of `reserved`
@@ -269,10 +244,6 @@ impl Machine for DeleteOp {
         }
     }
 
-    fn on_backoff(&mut self, core: &Core) -> Step<Snapshot> {
-        self.attempt(core)
-    }
-
     /// A driver that gives up while the record is reserved clears the mark; the
     /// location stays referenced (the delete did not commit).
     fn abandon(&mut self, core: &Core) {
@@ -312,7 +283,6 @@ mod tests {
         let mut step = op.start(core);
         for _ in 0..=MAX_ATTEMPTS {
             step = match step {
-                Step::Backoff(_) => op.on_backoff(core),
                 Step::Io(IoRequest::Journal(_)) => op.on_io(core, IoResult::Done(Ok(()))),
                 Step::Done(r) => return r,
                 other => panic!("unexpected step {other:?}"),
@@ -376,11 +346,11 @@ mod tests {
         assert_eq!(run(&core, ExtentId(7)).unwrap_err().code(), "FPRE012");
     }
 
-    /// A batch that deletes an extent being compacted ends what it began,
-    /// backs off, and begins again once the compaction is over; a write of the
-    /// same batch is begun afresh.
+    /// A batch that deletes an extent being compacted ends the compaction as a
+    /// write does: the compaction's commit conflicts, and the batch does not
+    /// wait for the copy.
     #[test]
-    fn a_batch_waits_out_a_compaction_of_an_extent_it_deletes() {
+    fn a_batch_ends_a_compaction_of_an_extent_it_deletes() {
         use crate::protocol::{BatchItem, BatchWriteOp};
         let core = Core::for_tests();
         let (id, other) = (ExtentId(8), ExtentId(9));
@@ -392,18 +362,7 @@ mod tests {
             BatchItem::Write(other, crate::Bytes::from(&b"x"[..]), Tag::EMPTY),
             BatchItem::Delete(id),
         ]);
-        assert!(matches!(op.start(&core), Step::Backoff(_)));
-        let other_now = core.table.snapshot(other).unwrap();
-        assert!(!other_now.write_pending(), "the write was ended");
-        assert_eq!(
-            core.allocator.stats(0).unwrap().live_bytes,
-            4096,
-            "and freed"
-        );
-        (core.table)
-            .transition(id, compacting.version(), Change::AbortCompact)
-            .unwrap();
-        let mut step = op.on_backoff(&core);
+        let mut step = op.start(&core);
         for _ in 0..4 {
             step = match step {
                 Step::Io(IoRequest::Write(..) | IoRequest::Sync(_) | IoRequest::Journal(_)) => {
@@ -419,26 +378,47 @@ mod tests {
             }
             other => panic!("the batch did not finish: {other:?}"),
         }
+        let target = Location::new(0, 1 << 20, 100);
+        let late = (core.table).transition(
+            id,
+            compacting.version(),
+            Change::CommitCompact { location: target },
+        );
+        assert!(
+            matches!(late, Err(Error::VersionConflict { .. })),
+            "the compaction was ended: {late:?}"
+        );
     }
 
+    /// A delete does not wait for a compaction of its extent: it ends it, and
+    /// the compaction's commit then conflicts (so the compaction frees its
+    /// target; `compact`'s own tests cover that side).
     #[test]
-    fn a_compaction_that_never_ends_makes_the_delete_give_up_typed() {
+    fn a_delete_ends_a_compaction_in_progress() {
         let core = Core::for_tests();
         let id = ExtentId(8);
-        let (s, _) = committed(&core, id);
-        core.table
+        let (s, location) = committed(&core, id);
+        let compacting = core
+            .table
             .transition(id, s.version(), Change::BeginCompact)
             .unwrap();
-        let err = run(&core, id).unwrap_err();
+        let deleted = run(&core, id).expect("the delete commits at once");
+        assert_eq!(deleted.state(), State::Vacant);
+        assert_eq!(
+            deleted.generation(),
+            s.generation(),
+            "the generation is kept"
+        );
+        let late = (core.table).transition(
+            id,
+            compacting.version(),
+            Change::CommitCompact {
+                location: Location::new(location.device, location.offset + 4096, 100),
+            },
+        );
         assert!(
-            matches!(
-                err,
-                Error::IllegalTransition {
-                    from: State::Compacting,
-                    ..
-                }
-            ),
-            "{err}"
+            matches!(late, Err(Error::VersionConflict { .. })),
+            "the compaction was ended: {late:?}"
         );
     }
 }

@@ -80,8 +80,9 @@ impl Store {
     /// [`Error::NotReadable`](crate::Error::NotReadable) for a delete of a
     /// vacant extent, [`Error::WriteInProgress`](crate::Error::WriteInProgress)
     /// if an extent is being written or deleted,
-    /// [`Error::IllegalTransition`](crate::Error::IllegalTransition) if a
-    /// compaction of an extent to delete outlasted the bounded wait,
+    /// [`Error::VersionConflict`](crate::Error::VersionConflict) if other
+    /// transitions of an extent won every bounded attempt (retryable; a
+    /// compaction in progress does not count: the batch ends it),
     /// [`Error::NoSpace`](crate::Error::NoSpace), backend and journal errors.
     /// An error while committing (rare: a commit that kept losing races) is
     /// reported after the changes that did commit are durable.

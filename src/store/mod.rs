@@ -332,8 +332,10 @@ impl Store {
     /// # Errors
     ///
     /// [`Error::WriteInProgress`] if a write of `id` is pending (nothing changes);
-    /// [`Error::NotReadable`] if `id` is already vacant; [`Error::IllegalTransition`]
-    /// if a compaction of `id` outlasted the bounded wait; [`Error::ExtentOutOfRange`].
+    /// [`Error::NotReadable`] if `id` is already vacant; [`Error::VersionConflict`]
+    /// if other transitions of `id` won every bounded attempt (retryable);
+    /// [`Error::ExtentOutOfRange`]. A compaction of `id` in progress does not
+    /// delay the delete: it ends it, as a write does.
     ///
     /// # Examples
     ///
@@ -348,12 +350,13 @@ impl Store {
     /// ```
     pub fn delete(&self, id: ExtentId) -> Result<Snapshot> {
         self.check_open()?;
-        let deleted = self
-            .shared
-            .drive(DeleteOp::new(id), true)?
-            .ok_or(Error::Internal {
-                what: "a delete waited on a load",
-            })?;
+        let result = self.shared.drive(DeleteOp::new(id), true);
+        // The delete held `id`'s pending mark: a write of `id` may be waiting
+        // for it to end (`wait_for_write_of`).
+        self.shared.write_finished();
+        let deleted = result?.ok_or(Error::Internal {
+            what: "a delete waited on a load",
+        })?;
         self.trim_if_due();
         Ok(deleted)
     }

@@ -61,3 +61,31 @@ impl Store {
         Ok(committed)
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::record::ExtentId;
+    use crate::{MemBackend, Store, StoreConfig};
+
+    /// Every call that holds an extent's pending mark wakes the writes of that
+    /// extent waiting for it (`wait_for_write_of`) when it ends: a delete
+    /// holds the mark while its record is journaled, so a write racing it
+    /// would otherwise sleep out its whole `write_wait_ms`.
+    #[test]
+    fn a_write_a_delete_and_a_batch_each_wake_the_waiting_writes() {
+        let store = Store::new(MemBackend::new(1), StoreConfig::default()).expect("store");
+        let id = ExtentId(4);
+        let before = store.shared.writes_finished();
+        store.write(id, b"extent 4, generation 1").expect("write");
+        let after_write = store.shared.writes_finished();
+        assert!(after_write > before, "a write wakes");
+        store.delete(id).expect("delete");
+        let after_delete = store.shared.writes_finished();
+        assert!(after_delete > after_write, "a delete wakes");
+        (store.write_batch(&[(id, &b"extent 4, generation 2"[..])])).expect("batch");
+        assert!(
+            store.shared.writes_finished() > after_delete,
+            "a batch wakes"
+        );
+    }
+}
