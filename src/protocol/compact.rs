@@ -149,6 +149,13 @@ impl CompactOp {
         }
     }
 
+    /// Whether the extent was picked from an earlier reading of the records
+    /// (a pack's plan, a drain's pass): a delete or quarantine since then is
+    /// a lost race, not a request to compact what cannot be compacted.
+    fn planned(&self) -> bool {
+        self.exclude.is_some() || self.packing
+    }
+
     fn begin(&mut self, core: &Core) -> Result<Snapshot> {
         let snapshot = core.table.snapshot(self.id)?;
         let begin = core
@@ -211,7 +218,11 @@ impl Machine for CompactOp {
                         from,
                         write_pending,
                         ..
-                    } if write_pending || from == State::Compacting => {
+                    } if write_pending
+                        || from == State::Compacting
+                        || (self.planned()
+                            && matches!(from, State::Vacant | State::Quarantined)) =>
+                    {
                         Step::Done(Ok(CompactOutcome::Aborted))
                     }
                     err => Step::Done(Err(err)),

@@ -159,7 +159,8 @@ fn shrink(
                 break; // a pinned tail: nothing below it can shrink the file
             }
             let others = || (0..healthy.len()).filter(|&j| j != i && healthy[j]);
-            let placed = sims[i].take(bytes, offset).is_some()
+            // A degraded device's own holes are not used (`Allocator::pack`).
+            let placed = (healthy[i] && sims[i].take(bytes, offset).is_some())
                 || others().any(|j| sims[j].take(bytes, u64::MAX).is_some())
                 || others().next().map(|j| sims[j].append(bytes)).is_some();
             if !placed {

@@ -99,7 +99,8 @@ impl Store {
     }
 
     /// Compacts each of `ids`, in order, into the lowest free hole that fits
-    /// below it on its own device, else the lowest hole on another healthy
+    /// below it on its own device (unless that device is degraded: its
+    /// extents move off it), else the lowest hole on another healthy
     /// device, else the end of another healthy device's file, so that files whose
     /// highest extents move can shrink; then releases freed device tails. This is
     /// the order [`plan_compaction`](Self::plan_compaction) replays, so one plan
@@ -108,11 +109,12 @@ impl Store {
     /// # Consistency
     ///
     /// As [`compact`](Self::compact). An extent with nowhere to go (one device,
-    /// no hole below it) stays where it is ([`CompactOutcome::Aborted`]).
+    /// no hole below it) stays where it is ([`CompactOutcome::Aborted`]), and
+    /// so does one deleted or quarantined since the plan was made (a lost race).
     ///
     /// # Errors
     ///
-    /// Per extent, as [`compact`](Self::compact).
+    /// Per extent, as [`compact`](Self::compact), but for the lost races above.
     pub fn pack(&self, ids: &[ExtentId]) -> Vec<Result<CompactOutcome>> {
         if self.shared.stopping() {
             return ids.iter().map(|_| Err(Error::Shutdown)).collect();

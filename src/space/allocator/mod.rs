@@ -285,10 +285,17 @@ impl Allocator {
     /// A packing compaction's place for the extent at `from` (see
     /// [`Placement::PackBelow`]): the lowest hole below it on its own device, else
     /// the lowest hole on another healthy device, else fresh space on one, by
-    /// device number. The planner replays exactly this order.
+    /// device number. A degraded device's own holes are not used: packing it
+    /// moves its extents off it. The planner replays exactly this order.
     fn pack(&self, from: Location, bytes: u64, length: u32) -> Option<Location> {
         let own = usize::from(from.device);
-        if let Some(offset) = self.devices.get(own)?.lock().take_below(bytes, from.offset) {
+        let below = {
+            let mut space = self.devices.get(own)?.lock();
+            (!space.degraded)
+                .then(|| space.take_below(bytes, from.offset))
+                .flatten()
+        };
+        if let Some(offset) = below {
             return Some(Location::new(from.device, offset, length));
         }
         let others = || (0..self.devices.len()).filter(move |&d| d != own);

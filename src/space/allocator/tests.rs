@@ -315,3 +315,25 @@ fn best_fit_keeps_the_high_water_no_higher_than_first_fit() {
     );
     assert!(best <= first, "first {first} best {best}");
 }
+
+/// Packing takes the lowest hole below the extent on its own device, unless
+/// that device is degraded: then the copy goes to a healthy device, so packing
+/// moves extents off it instead of writing more where syncs fail.
+#[test]
+fn packing_uses_its_own_device_s_hole_only_while_the_device_is_healthy() {
+    for degraded in [false, true] {
+        let a = Allocator::new(2, 1 << 20, 4096);
+        let low = a.allocate(10, Placement::Exclude(1)).unwrap();
+        let high = a.allocate(10, Placement::Exclude(1)).unwrap();
+        assert_eq!((low.device, high.device), (0, 0));
+        a.free(low);
+        if degraded {
+            a.set_degraded(0);
+        }
+        let to = a.allocate(10, Placement::PackBelow(high)).unwrap();
+        match degraded {
+            false => assert_eq!((to.device, to.offset), (0, low.offset)),
+            true => assert_eq!(to.device, 1, "{to:?}"),
+        }
+    }
+}
