@@ -271,4 +271,25 @@ mod tests {
         assert_eq!(cache.stats().oversized, 1);
         assert_eq!(cache.used_bytes(), 0);
     }
+    /// A fill heavier than the room its shard has left while lending to a
+    /// large entry is not kept, and evicts nothing: the shard's entries stay.
+    #[test]
+    fn a_fill_heavier_than_a_lending_shards_room_evicts_nothing() {
+        // 16 shards of 10 000 bytes; a 150 000-byte entry borrows 9 375 of each.
+        let cache = Cache::new(160_000, 16);
+        assert!(fill(&cache, 9_999, 1, 150_000));
+        let home = cache.shard(ExtentId(0));
+        let same: Vec<u64> = (1..10_000)
+            .filter(|&id| std::ptr::eq(cache.shard(ExtentId(id)), home))
+            .take(2)
+            .collect();
+        assert!(fill(&cache, 0, 1, 300));
+        assert!(fill(&cache, same[0], 1, 300));
+        // 1 000 bytes: under the shard's capacity, over its 625 bytes of room.
+        assert!(!fill(&cache, same[1], 1, 1_000), "not kept");
+        assert!(cache.peek(ExtentId(0)).is_some(), "nothing evicted for it");
+        assert!(cache.peek(ExtentId(same[0])).is_some());
+        assert_eq!(cache.stats().oversized, 1);
+        assert!(hit(&cache, 9_999, 1).is_some(), "the large entry stays");
+    }
 }

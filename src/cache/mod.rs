@@ -70,7 +70,10 @@ pub enum Lookup {
 
 /// The right, and the duty, to complete one load. Dropping it uncompleted finishes
 /// its flight as superseded, so waiters never hang (a readahead claim a reader
-/// took over is void: the reader's token finishes the flight).
+/// took over is void: the reader's token finishes the flight). The token holds
+/// no reference to its cache, so a dropped one leaves its placeholder in the
+/// map (uncharged) until the next lookup of that extent replaces it; hand a
+/// load you give up to [`Cache::abandon`] to remove it at once.
 #[derive(Debug)]
 #[must_use = "a dropped token ends its load as superseded"]
 pub struct FillToken {
@@ -430,7 +433,7 @@ impl Cache {
         let demand = matches!(slot, Some(CacheEntry::Loading { .. }));
         let mut large_evicted = None;
         let outcome = match result {
-            Err(err) => FlightOutcome::Failed(err),
+            Err(err) if ours => FlightOutcome::Failed(err),
             Ok(bytes) if ours && still_current() => {
                 // A prefetch's load a demand read joined: used once it fills.
                 if demand && token.priority == Priority::Prefetch {
@@ -465,7 +468,11 @@ impl Cache {
                 }
                 FlightOutcome::Ready(bytes)
             }
-            Ok(_) => {
+            // The slot is no longer this load's (a newer generation dropped
+            // it): whatever the read found, a failure included, is of a
+            // superseded generation, and the waiters retry on the current one
+            // instead of climbing the integrity ladder for a race.
+            Ok(_) | Err(_) => {
                 shard.stats.superseded += 1;
                 FlightOutcome::Superseded
             }
@@ -726,8 +733,42 @@ mod tests {
         );
     }
 
+    /// Whatever the load ends with, bytes or an error, the waiters of a
+    /// generation invalidated meanwhile are told "superseded" (a failure of
+    /// a superseded generation is a race, not a fault to verify).
     #[test]
     fn invalidation_rejects_a_load_in_flight_and_its_waiters() {
+        for failed in [false, true] {
+            let cache = Cache::new(1 << 20, 1);
+            let Lookup::Load(token) = cache.lookup(ExtentId(3), 1, Priority::Demand) else {
+                panic!("empty cache loads");
+            };
+            let Lookup::Wait(flight) = cache.lookup(ExtentId(3), 1, Priority::Demand) else {
+                panic!("second reader waits");
+            };
+            cache.invalidate(ExtentId(3), 2); // generation 2 committed meanwhile
+            let result = match failed {
+                false => Ok(Bytes::from(vec![1u8; 8])),
+                true => Err(crate::Error::Internal {
+                    what: "a read of generation 1 failed",
+                }),
+            };
+            let outcome = cache.complete(token, result, || true);
+            assert_eq!(outcome, FlightOutcome::Superseded, "failed: {failed}");
+            assert_eq!(
+                flight.outcome(),
+                Some(FlightOutcome::Superseded),
+                "waiter told superseded"
+            );
+            assert!(
+                cache.peek(ExtentId(3)).is_none(),
+                "the stale fill was not kept"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_load_still_current_tells_its_waiters_the_failure() {
         let cache = Cache::new(1 << 20, 1);
         let Lookup::Load(token) = cache.lookup(ExtentId(3), 1, Priority::Demand) else {
             panic!("empty cache loads");
@@ -735,17 +776,12 @@ mod tests {
         let Lookup::Wait(flight) = cache.lookup(ExtentId(3), 1, Priority::Demand) else {
             panic!("second reader waits");
         };
-        cache.invalidate(ExtentId(3), 2); // generation 2 committed meanwhile
-        let outcome = cache.complete(token, Ok(Bytes::from(vec![1u8; 8])), || true);
-        assert_eq!(outcome, FlightOutcome::Superseded);
-        assert_eq!(
-            flight.outcome(),
-            Some(FlightOutcome::Superseded),
-            "waiter told superseded"
-        );
-        assert!(
-            cache.peek(ExtentId(3)).is_none(),
-            "the stale fill was not kept"
-        );
+        let err = crate::Error::Internal {
+            what: "a read of generation 1 failed",
+        };
+        let outcome = cache.complete(token, Err(err.clone()), || true);
+        assert_eq!(outcome, FlightOutcome::Failed(err.clone()));
+        assert_eq!(flight.outcome(), Some(FlightOutcome::Failed(err)));
+        assert!(cache.peek(ExtentId(3)).is_none(), "nothing cached");
     }
 }

@@ -235,10 +235,12 @@ impl Shard {
         priority: Priority,
         limits: &Limits,
     ) {
-        if w > limits.capacity || w > MAX_WEIGHT {
+        if w > self.room(limits) || w > MAX_WEIGHT {
             // Heavier than the whole shard (the cache sends fills heavier than a
-            // regular shard to its large shard, whose capacity is the cache's):
+            // regular shard to its large shard, whose capacity is the cache's),
+            // or than the room it has left while it lends to a large entry:
             // never cached, and counted so that the capacity can be fixed.
+            // Evicting for it would empty the shard and still not make room.
             self.stats.oversized += 1;
             self.remove(id);
             return;

@@ -31,8 +31,10 @@ pub struct CacheStats {
     /// Entries or loads removed because a newer generation committed.
     pub invalidated: u64,
     /// Fills never cached because they weigh more than the whole cache or
-    /// 2^40 - 1 bytes ([`Cache::max_entry_bytes`]). (A fill heavier than a shard, `capacity /
-    /// shards`, is cached apart: see [`Cache::max_entry_bytes`].)
+    /// 2^40 - 1 bytes ([`Cache::max_entry_bytes`]), or more than the room
+    /// their shard has left while it lends room to entries heavier than a
+    /// shard. (A fill heavier than a shard, `capacity / shards`, is cached
+    /// apart: see [`Cache::max_entry_bytes`].)
     pub oversized: u64,
 }
 
