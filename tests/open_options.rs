@@ -129,3 +129,32 @@ fn a_smaller_capacity_names_the_field() {
     let id = ExtentId(39);
     assert_eq!(decode(&store.read(id).expect("read")), (id, 1));
 }
+
+/// The block size is not kept on disk: reopening with a larger one than the
+/// store was made with names the field (the records' offsets show it), instead
+/// of calling the checkpoint corrupt or rounding spans over live bytes; the
+/// original configuration still opens it, and nothing on disk changed.
+#[test]
+fn another_block_size_names_the_field() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("store");
+    let with_block = |bytes| config().block_size_bytes(bytes).build().expect("config");
+    let store = Store::open(&dir, with_block(4096)).expect("create");
+    for n in 0..4 {
+        let id = ExtentId(n);
+        store.write(id, &value(id, 1, 4096)).expect("write");
+    }
+    drop(store);
+    let before = names(&dir);
+    let err = refused(Store::open(&dir, with_block(8192)));
+    match &err {
+        Error::InvalidConfig { field, .. } => assert_eq!(*field, "block_size_bytes", "{err}"),
+        other => panic!("expected InvalidConfig naming the field, got {other}"),
+    }
+    assert_eq!(names(&dir), before);
+    let store = Store::open(&dir, with_block(4096)).expect("the original config opens");
+    for n in 0..4 {
+        let id = ExtentId(n);
+        assert_eq!(decode(&store.read(id).expect("read")), (id, 1));
+    }
+}

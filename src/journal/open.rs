@@ -268,5 +268,14 @@ fn restore_allocator(
         crate::space::RestoreError::OutOfRange { location } => {
             shrunk_config(location, geometry.bounds())
         }
+        // A configuration to correct, not damage (the block size is not kept
+        // on disk: the offsets show the one the store was made with).
+        crate::space::RestoreError::Misaligned { location } => Error::InvalidConfig {
+            field: "block_size_bytes",
+            reason: format!(
+                "{} does not divide offset {} of device {}, where a record of this store starts; open it with the block size it was created with",
+                geometry.block_size, location.offset, location.device
+            ),
+        },
     })
 }

@@ -58,6 +58,12 @@ pub(crate) enum RestoreError {
         /// The location.
         location: Location,
     },
+    /// A referenced location that does not start on a block: the store was
+    /// made with another block size (the offsets are the one it used).
+    Misaligned {
+        /// The location.
+        location: Location,
+    },
 }
 
 /// Where a new location may go.
@@ -125,7 +131,8 @@ impl Allocator {
     ///
     /// [`RestoreError::Overlap`] if two referenced locations share a block;
     /// [`RestoreError::OutOfRange`] for a referenced or bad location on a device
-    /// `>= devices` or ending past `capacity`.
+    /// `>= devices` or ending past `capacity`; [`RestoreError::Misaligned`] for a
+    /// referenced location that does not start on a block.
     pub(crate) fn restore(
         devices: u16,
         capacity: u64,
@@ -142,7 +149,13 @@ impl Allocator {
         // exactly when one of their locations does.
         let mut live: Vec<Vec<(u64, u64)>> = vec![Vec::new(); usize::from(devices)];
         for location in referenced {
+            // Before any span is joined: spans rounded with another block
+            // size than the store's would overlap, or leave part-block holes that a later
+            // allocation would hand out over live bytes.
             let (start, end) = allocator.checked_span(location, capacity)?;
+            if location.offset % allocator.block_size != 0 {
+                return Err(RestoreError::Misaligned { location });
+            }
             let spans = &mut live[usize::from(location.device)];
             match spans.last_mut() {
                 Some(last) if last.1 == start => last.1 = end,

@@ -246,9 +246,14 @@ fn restore_refuses_overlap_and_out_of_range() {
         }
     );
     // A sub-block tail still occupies its whole block.
-    let partial = Location::new(0, 0, 10);
-    let overlap = Allocator::restore(1, 64 * B, 4096, [partial, Location::new(0, 100, 1)], [], []);
+    let partial = Location::new(0, 0, 4097);
+    let next = Location::new(0, 4096, 1);
+    let overlap = Allocator::restore(1, 64 * B, 4096, [partial, next], [], []);
     assert!(matches!(overlap, Err(RestoreError::Overlap { .. })));
+    // A location that does not start on a block: another block size made it.
+    let location = Location::new(0, 100, 1);
+    let misaligned = Allocator::restore(1, 64 * B, 4096, [location], [], []);
+    assert_eq!(misaligned.unwrap_err(), RestoreError::Misaligned { location });
     for location in [
         loc(0, 63, 2),
         loc(2, 0, 1),
