@@ -311,7 +311,7 @@ pub(crate) fn scan_after(
     while at < bytes.len() {
         let frame = check_frame(&bytes[at..]);
         // The lowest sequence number this journal's next frame may carry.
-        let lowest = last_seq.map_or(floor.unwrap_or(0), |l| l + 1);
+        let lowest = last_seq.map_or(floor.unwrap_or(0), |l| l.saturating_add(1));
         // Below the journal's first frame (or the floor), a frame is an older
         // journal's: stale (see above). One numbered between is a copy of an
         // earlier frame of this journal, which only damage makes. A recycled
@@ -325,7 +325,8 @@ pub(crate) fn scan_after(
         };
         match frame {
             Some((seq, entry, used))
-                if !stale(seq, &entry) && last_seq.is_none_or(|l: u64| seq == l + 1) =>
+                if !stale(seq, &entry)
+                    && last_seq.is_none_or(|l: u64| l.checked_add(1) == Some(seq)) =>
             {
                 records |= !matches!(entry, Entry::JournalStart { .. });
                 match entry {

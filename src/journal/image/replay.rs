@@ -102,6 +102,10 @@ pub(crate) struct Checkpoint<'a> {
     pub(crate) chunk: usize,
 }
 
+/// The highest frame sequence number replay accepts (2^62: at a billion
+/// frames a second, 146 years of appends).
+const MAX_SEQ: u64 = 1 << 62;
+
 /// Recovers the durable image from checkpoint `number` (read a chunk at a time)
 /// and the journals numbered `number` or more (`(number, bytes)`, any order),
 /// every record going into `records` as it is read (a table, for an open: see
@@ -162,7 +166,7 @@ pub(crate) fn recover_into(
         ..Recovered::fresh(header.devices)
     };
     let mut scans = Vec::with_capacity(sorted.len());
-    for (expected, (n, bytes)) in (number..).zip(sorted) {
+    for (expected, (n, bytes)) in (number..=u64::MAX).zip(sorted) {
         if n != expected {
             return Err(Error::JournalCorrupt {
                 file: files::journal(expected),
@@ -187,7 +191,7 @@ pub(crate) fn recover_into(
         let floor = (scans.last()).filter(|_| !mutants.stale_head_as_current);
         let floor = floor.and_then(|(_, b, _, s): &(u64, &[u8], String, Scan)| {
             let last = s.offsets.len().checked_sub(1)?;
-            s.entry(b, last).map(|(seq, _)| seq + 1)
+            s.entry(b, last).and_then(|(seq, _)| seq.checked_add(1))
         });
         let scanned = scan_after(bytes, &file, FileKind::Journal, tear, floor)?;
         // The checkpoint's journal lost its frames (see below): refused as
@@ -293,6 +297,12 @@ pub(crate) fn recover_into(
             if seq < recovered.next_seq {
                 return Err(journal_corrupt(0, "sequence numbers go backwards"));
             }
+            // A CRC is no proof against a crafted frame: a store numbers at
+            // most one frame per append, and never reaches this bound, so
+            // every `+ 1` on sequence numbers after replay stays in range.
+            if seq > MAX_SEQ {
+                return Err(journal_corrupt(at, "a sequence number no store reaches"));
+            }
             marker_seq = None;
             recovered.next_seq = seq + 1;
             recovered.replayed += 1;
@@ -300,6 +310,11 @@ pub(crate) fn recover_into(
                 Entry::BatchBegin { count } if !mutants.batch_not_atomic => {
                     if batch.is_some() {
                         return Err(journal_corrupt(0, "a batch begins inside a batch"));
+                    }
+                    // Would hold every later record back for good: no writer
+                    // writes it, so only damage (or a crafted frame) does.
+                    if count == 0 {
+                        return Err(journal_corrupt(at, "a batch of no records"));
                     }
                     batch = Some((count as usize, Vec::new()));
                 }
@@ -320,6 +335,15 @@ pub(crate) fn recover_into(
                 }
                 e => apply(&mut recovered.image, inline.as_mut(), &e),
             }
+        }
+        // `cut_unfinished_batch` cut a torn batch off the scan, and one append
+        // never splits a batch across journals: records still held back here
+        // would be dropped without a word.
+        if batch.is_some() {
+            return Err(journal_corrupt(
+                scanned.valid_len,
+                "a batch unfinished at the journal's end",
+            ));
         }
         // After this journal's frames, `next_seq` is its last frame's number + 1.
         let ends_before_next = !scanned.offsets.is_empty()
@@ -400,4 +424,44 @@ pub(crate) fn recover_into(
 /// clean close that a cut lost leave the close marker last.
 fn junk_after(bytes: &[u8], len: u64) -> bool {
     (bytes.get(len as usize..)).is_some_and(|rest| rest.iter().any(|&b| b != 0))
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::super::super::PlanMutants;
+    use super::super::super::frame::{FileKind, HEADER_LEN, encode_frame, encode_header};
+    use super::super::super::tests::put;
+    use super::super::{Image, encode_checkpoint};
+    use super::*;
+
+    /// Journal 3 of a 3-device store holding `entries`, numbered from `first_seq`.
+    fn journal(entries: &[Entry], first_seq: u64) -> Vec<u8> {
+        let mut out = encode_header(FileKind::Journal, 3, 3).to_vec();
+        for (seq, e) in (first_seq..=u64::MAX).zip(entries) {
+            encode_frame(&mut out, seq, HEADER_LEN as u64, e);
+        }
+        out
+    }
+
+    fn recovered(j3: &[u8]) -> Result<Recovered> {
+        let ckpt = encode_checkpoint(3, 3, &Image::default());
+        recover(3, &ckpt, &[(3, j3)], PlanMutants::default())
+    }
+
+    /// Frames with valid checksums are still input: a crafted one must be
+    /// refused as corruption, never panic on an overflow or drop records.
+    #[test]
+    fn crafted_frames_are_corruption_not_a_panic_or_a_silent_drop() {
+        // The reference: the same records, sanely numbered and batched.
+        let batch = [Entry::BatchBegin { count: 2 }, put(1, 1), put(2, 1)];
+        let sane = recovered(&journal(&batch, 100)).expect("a sane journal");
+        assert_eq!(sane.image.records.len(), 2);
+        // A sequence number at the top of the range.
+        let err = recovered(&journal(&[put(1, 1)], u64::MAX)).unwrap_err();
+        assert_eq!(err.code(), "FPRE021", "{err}");
+        // A batch of no records would hold every later record back.
+        let empty = [Entry::BatchBegin { count: 0 }, put(1, 1), put(2, 1)];
+        let err = recovered(&journal(&empty, 100)).unwrap_err();
+        assert_eq!(err.code(), "FPRE021", "{err}");
+    }
 }
