@@ -688,7 +688,14 @@ fn run_thread(table: &ExtentTable, ops: &[(usize, usize, Location, u32)]) -> Vec
     let mut commits = Vec::new();
     for &(which, index, location, checksum) in ops {
         let id = ExtentId(SHARED_IDS[which]);
-        let before = table.snapshot(id).expect("in range");
+        // The other thread may be descheduled mid-publish for longer than a
+        // snapshot's bounded wait (a loaded machine): FPRE006 asks for a retry.
+        let before = loop {
+            match table.snapshot(id) {
+                Err(Error::Contended { .. }) => std::thread::yield_now(),
+                other => break other.expect("in range"),
+            }
+        };
         let legal = legal_changes(&View::of(&before).fields, location, checksum);
         let change = legal[index % legal.len()];
         match table.transition(id, before.version(), change) {
