@@ -173,3 +173,50 @@ fn a_tag_longer_than_its_bound_is_refused() {
     assert_eq!(err.code(), "FPRE033");
     assert!(!err.is_retryable());
 }
+
+/// Fails the journal's next sync, dropping its pages.
+#[derive(Debug, Default)]
+struct FailNextJournalSync {
+    armed: AtomicBool,
+}
+
+impl common::fault_fs::Hook for FailNextJournalSync {
+    fn before_sync(&self, file: &str) -> common::fault_fs::SyncVerdict {
+        // SeqCst: the test thread arms it before the write that must meet it.
+        match common::fault_fs::is_journal(file) && self.armed.swap(false, Ordering::SeqCst) {
+            true => common::fault_fs::SyncVerdict::Fail { drop_pages: true },
+            false => common::fault_fs::SyncVerdict::Normal,
+        }
+    }
+}
+
+/// A tagged write whose record reached the journal but did not commit
+/// (outcome unknown) drops the tag it set at the generation it proposed:
+/// tags stay bounded by the tagged records plus the writes in flight, and the
+/// record keeps its own generation's tag.
+#[test]
+fn a_tagged_write_that_did_not_commit_leaves_no_tag_behind() {
+    use common::fault_fs::{self, FaultFs, Faults, Hook};
+    let tmp = fault_fs::tempdir();
+    let dir = tmp.path();
+    let fs = FaultFs::new(dir, u64::MAX, Faults::default());
+    let hook = Arc::new(FailNextJournalSync::default());
+    fs.set_hook(Arc::clone(&hook) as Arc<dyn Hook>);
+    let store = Store::open_in(Arc::new(fs.clone()), dir, config(1 << 20)).unwrap();
+    let id = ExtentId(3);
+    store
+        .write_tagged(id, &value(id, 1, 64), tag(id, 1))
+        .unwrap();
+    assert_eq!(store.stats().tags_held, 1);
+    hook.armed.store(true, Ordering::SeqCst);
+    // Generation 2 in the value, with a tag (odd generations carry one).
+    let err = (store.write_tagged(id, &value(id, 2, 64), tag(id, 3))).unwrap_err();
+    assert_eq!(err.code(), "FPRE028", "{err}");
+    assert_eq!(
+        store.stats().tags_held,
+        1,
+        "the proposed generation's tag went"
+    );
+    let (record, kept) = store.snapshot_tagged(id).unwrap();
+    assert_eq!((record.generation(), kept), (1, tag(id, 1)));
+}

@@ -368,8 +368,19 @@ impl WriteOp {
         core.free(location);
     }
 
-    /// Clears the pending mark, bounded as [`abort`](Self::abort).
+    /// Drops the tag this write set at the generation it proposed, then
+    /// clears the pending mark, bounded as [`abort`](Self::abort). In that
+    /// order: while the mark holds, no other write proposes that generation,
+    /// so the tag dropped is this write's (tags stay bounded by the tagged
+    /// records plus the writes in flight, `table::Tags`).
     pub(super) fn clear_pending(&self, core: &Core) {
+        if !self.tag.is_empty()
+            && let Ok(pending) = core.table.snapshot(self.id)
+            && pending.write_pending()
+        {
+            core.tags
+                .forget(self.id, pending.generation().saturating_add(1));
+        }
         core.clear_pending(self.id);
     }
 }
