@@ -277,6 +277,10 @@ impl Store {
     /// ```
     pub fn write_batch(&self, items: &[(ExtentId, &[u8])]) -> Result<Vec<Snapshot>> {
         self.check_open()?;
+        // Before the copies, as `write` checks before its own.
+        for &(_, bytes) in items {
+            self.check_length(bytes.len())?;
+        }
         let items = (items.iter())
             .map(|&(id, bytes)| BatchItem::Write(id, Bytes::from(bytes), Tag::EMPTY))
             .collect();

@@ -75,6 +75,10 @@ impl Store {
     /// ```
     pub fn write_batch_tagged(&self, items: &[(ExtentId, &[u8], Tag)]) -> Result<Vec<Snapshot>> {
         self.check_open()?;
+        // Before the copies, as `write` checks before its own.
+        for &(_, bytes, _) in items {
+            self.check_length(bytes.len())?;
+        }
         let items = (items.iter())
             .map(|&(id, bytes, tag)| BatchItem::Write(id, Bytes::from(bytes), tag))
             .collect();
