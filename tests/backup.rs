@@ -273,6 +273,19 @@ fn a_device_file_removed_from_outside_fails_the_backup() {
         Store::open(tmp.path().join("copy"), config()).is_err(),
         "a backup cut short opens as no store"
     );
+    // Not even with the options that create a store among other files: a
+    // failed restore must not pass for an empty store.
+    let create_anyway = StoreConfig::builder()
+        .devices(2)
+        .create_in_non_empty_dir(true)
+        .build()
+        .unwrap();
+    let err = Store::open(tmp.path().join("copy"), create_anyway).unwrap_err();
+    assert_eq!(err.code(), "FPRE031", "{err}");
+    assert!(
+        !tmp.path().join("copy/CURRENT").exists(),
+        "nothing was created there"
+    );
 }
 
 const CHILD_DIR: &str = "EXTENTMETA_BACKUP_CHILD_DIR";

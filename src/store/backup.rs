@@ -26,7 +26,7 @@ const COPY_CHUNK: usize = 1 << 20;
 /// refuses as holding files but no store (without it, a backup cut short
 /// before any data was copied would look like a store whose creation stopped,
 /// and open as a new empty store).
-const IN_PROGRESS: &str = "BACKUP-IN-PROGRESS";
+pub(super) const IN_PROGRESS: &str = "BACKUP-IN-PROGRESS";
 
 impl Store {
     /// Writes a copy of this durable store as of one instant during the call

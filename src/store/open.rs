@@ -144,6 +144,14 @@ fn check_open_options(names: &[String], config: &StoreConfig) -> std::result::Re
     if exists {
         return Ok(());
     }
+    // Whatever the options: creating a store here would turn a failed
+    // restore into one that seems to succeed, with nothing in it.
+    if names.iter().any(|n| n == super::backup::IN_PROGRESS) {
+        return Err(format!(
+            "it holds a backup cut short ({}, no CURRENT): take the backup again",
+            super::backup::IN_PROGRESS
+        ));
+    }
     if !config.create_if_missing {
         return Err("it holds no store and create_if_missing is false".into());
     }
