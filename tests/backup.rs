@@ -288,6 +288,141 @@ fn a_device_file_removed_from_outside_fails_the_backup() {
     );
 }
 
+/// The OS's file system, except that once armed the first read of a device
+/// file opened after arming waits (and says it does) until released: a
+/// backup's copy, which opens the device files anew, stopped mid-copy.
+#[derive(Debug, Default)]
+struct HoldingFs {
+    armed: AtomicBool,
+    /// (a read is held, it was released)
+    gate: Mutex<(bool, bool)>,
+    moved: std::sync::Condvar,
+}
+
+#[derive(Debug)]
+struct HeldFile {
+    inner: Arc<dyn extentmeta::fs::FsFile>,
+    fs: Arc<HoldingFs>,
+    hold: AtomicBool,
+}
+
+impl HoldingFs {
+    fn wait_for(&self, held: bool, released: bool) {
+        let mut gate = self.gate.lock().unwrap();
+        while !(gate.0 >= held && gate.1 >= released) {
+            gate = self.moved.wait(gate).unwrap();
+        }
+    }
+    fn set(&self, held: bool, released: bool) {
+        let mut gate = self.gate.lock().unwrap();
+        gate.0 |= held;
+        gate.1 |= released;
+        self.moved.notify_all();
+    }
+}
+
+/// `open` needs the `Arc` to hand each held file its file system.
+#[derive(Debug, Clone)]
+struct Holding(Arc<HoldingFs>);
+
+impl extentmeta::fs::FsFile for HeldFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        if self.hold.swap(false, Ordering::SeqCst) {
+            self.fs.set(true, false);
+            self.fs.wait_for(true, true);
+        }
+        self.inner.read_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        self.inner.write_all_at(buf, offset)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.inner.sync_data()
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+}
+
+impl extentmeta::fs::Fs for Holding {
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        extentmeta::fs::StdFs.create_dir_all(dir)
+    }
+    fn open(&self, path: &Path, create: bool) -> std::io::Result<Arc<dyn extentmeta::fs::FsFile>> {
+        let inner = extentmeta::fs::StdFs.open(path, create)?;
+        let device = path.extension().is_some_and(|e| e == "extents");
+        // SeqCst: armed by the test thread before the backup that must meet it.
+        let hold = device && self.0.armed.swap(false, Ordering::SeqCst);
+        Ok(Arc::new(HeldFile {
+            inner,
+            fs: Arc::clone(&self.0),
+            hold: AtomicBool::new(hold),
+        }))
+    }
+    fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+        extentmeta::fs::StdFs.list(dir)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        extentmeta::fs::StdFs.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> std::io::Result<()> {
+        extentmeta::fs::StdFs.remove(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        extentmeta::fs::StdFs.sync_dir(dir)
+    }
+    fn lock(&self, path: &Path) -> std::io::Result<Option<Box<dyn std::any::Any + Send + Sync>>> {
+        extentmeta::fs::StdFs.lock(path)
+    }
+}
+
+/// `close` waits for a backup in progress: the copy reads the device files
+/// through handles of its own, so a `close` that returned mid-copy would let
+/// another store take the directory and reuse a location the copy has still
+/// to read. (A `close` that waits can only return after the copy went on,
+/// whatever the threads' timing: the test cannot fail on a correct store.)
+#[test]
+fn close_waits_for_a_backup_in_progress() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let holding = Holding(Arc::new(HoldingFs::default()));
+    let fs: Arc<dyn extentmeta::fs::Fs> = Arc::new(holding.clone());
+    let store = Arc::new(Store::open_in(fs, tmp.path().join("live"), config()).unwrap());
+    for id in 0..8 {
+        put(&store, id, 1);
+    }
+    holding.0.armed.store(true, Ordering::SeqCst);
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let backup = {
+        let (store, to) = (Arc::clone(&store), tmp.path().join("copy"));
+        std::thread::spawn(move || store.checkpoint_to(to))
+    };
+    holding.0.wait_for(true, false);
+    let close = {
+        let (store, order) = (Arc::clone(&store), Arc::clone(&order));
+        std::thread::spawn(move || {
+            let closed = store.close();
+            order.lock().unwrap().push("closed");
+            closed
+        })
+    };
+    // Time for a `close` that does not wait to return (it cannot fail the
+    // test otherwise).
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    order.lock().unwrap().push("released");
+    holding.0.set(false, true);
+    backup.join().unwrap().unwrap();
+    close.join().unwrap().unwrap();
+    assert_eq!(*order.lock().unwrap(), ["released", "closed"]);
+    let copy = Store::open(tmp.path().join("copy"), config()).unwrap();
+    for id in 0..8 {
+        assert_eq!(generation_of(&copy, id), 1);
+    }
+}
+
 const CHILD_DIR: &str = "EXTENTMETA_BACKUP_CHILD_DIR";
 
 /// Child half of the kill test: backs the store up again and again, printing

@@ -84,6 +84,9 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn checkpoint_to(&self, dir: impl AsRef<Path>) -> Result<Backup> {
+        // Before the check: a `close` that set `stopping` first waits for
+        // this backup, or this backup sees `stopping` (see `Shared::backups`).
+        let _running = self.shared.backups.read();
         self.check_open()?;
         let Some(journal) = &self.shared.journal else {
             return Err(Error::InvalidConfig {

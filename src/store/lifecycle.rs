@@ -323,7 +323,9 @@ impl Store {
     /// may open the directory while this value is still alive (behind an
     /// `Arc`, say), and no write of this one lands after it. What reads only memory (`snapshot`,
     /// `records`, `space`, `plan_compaction`, `stats`) still answers, from the
-    /// state at close. Idempotent; dropping the store closes it too.
+    /// state at close. A backup in progress ([`checkpoint_to`](Self::checkpoint_to))
+    /// ends first: `close` waits for it. Idempotent; dropping the store closes
+    /// it too.
     ///
     /// # Errors
     ///
@@ -344,6 +346,10 @@ impl Store {
     /// ```
     pub fn close(&self) -> Result<()> {
         self.shared.stop();
+        // Backups in progress end before anything else closes (they copy the
+        // device files through handles of their own); later ones see
+        // `stopping` and are refused.
+        drop(self.shared.backups.write());
         self.buffers.lock().clear();
         let mut first = None;
         if self.prefetcher.shutdown() > 0 {

@@ -45,6 +45,13 @@ pub(crate) struct Shared {
     /// Set once when `Store::close` begins (dropping the store closes it): new
     /// operations are refused and prefetch loads stop at their next step.
     stopping: AtomicBool,
+    /// Held shared by each `checkpoint_to` for its whole run, and taken
+    /// exclusively by `close` once `stopping` is set: the backup's copy reads
+    /// the device files through handles of its own, which closing the device
+    /// files does not wait for, so without this another store could take the
+    /// directory and reuse a location the copy has still to read.
+    /// (parking_lot's even under loom: no loom model runs a backup.)
+    pub(super) backups: parking_lot::RwLock<()>,
     pub(super) started: Instant,
 }
 
@@ -96,6 +103,7 @@ impl Shared {
             journal,
             device_files,
             stopping: AtomicBool::new(false),
+            backups: parking_lot::RwLock::new(()),
             started: Instant::now(),
         }
     }
