@@ -586,6 +586,61 @@ fn a_device_the_health_policy_degraded_is_reported_before_and_after_a_reopen() {
     check(&store, &model);
 }
 
+/// Every device read fails while `reads` is set (a persistent media fault);
+/// the journal's next sync fails once `journal` is armed. SeqCst: switches
+/// the test and the good-copy source set, ordered with nothing else.
+#[derive(Debug, Default)]
+struct RemapJournalFails {
+    reads: AtomicBool,
+    journal: AtomicBool,
+}
+
+impl Hook for RemapJournalFails {
+    fn fail_read(&self, file: &str) -> bool {
+        is_device(file) && self.reads.load(Ordering::SeqCst)
+    }
+    fn before_sync(&self, file: &str) -> SyncVerdict {
+        match fault_fs::is_journal(file) && self.journal.swap(false, Ordering::SeqCst) {
+            true => SyncVerdict::Fail { drop_pages: true },
+            false => SyncVerdict::Normal,
+        }
+    }
+}
+
+/// A remap whose record the journal fails to take (the table may show the
+/// new location already) answers with the journal's error, outcome unknown:
+/// not FPRE004, which says the extent stays quarantined without a good copy.
+#[test]
+fn a_remap_the_journal_fails_reports_the_journal_s_error_not_a_fault() {
+    let tmp = fault_fs::tempdir();
+    let dir = tmp.path();
+    let fs = FaultFs::new(dir, u64::MAX, Faults::default());
+    let hook = Arc::new(RemapJournalFails::default());
+    fs.set_hook(hook.clone());
+    let id = ExtentId(1);
+    let bytes = val(1, 1);
+    let source = {
+        let (hook, bytes) = (Arc::clone(&hook), bytes.clone());
+        move |extent: ExtentId, generation: u64| {
+            assert_eq!((extent, generation), (id, 1));
+            // The good copy is found after the quarantine was journaled; the
+            // copy's read-back succeeds, the remap's journal sync fails.
+            hook.reads.store(false, Ordering::SeqCst);
+            hook.journal.store(true, Ordering::SeqCst);
+            Some(extentmeta::Bytes::from(bytes.clone()))
+        }
+    };
+    let cfg = builder(1, 1 << 20)
+        .good_copy_source(source)
+        .build()
+        .unwrap();
+    let store = Store::open_in(Arc::new(fs.clone()), dir, cfg).unwrap();
+    store.write(id, &bytes).unwrap();
+    hook.reads.store(true, Ordering::SeqCst);
+    let err = store.verify(id).unwrap_err();
+    assert_eq!(err.code(), "FPRE028", "{err}");
+}
+
 /// Panics in every read of a checkpoint file once armed: an engine's `Fs`
 /// that panics under the checkpoint's decoder. SeqCst: a switch, as above.
 #[derive(Debug, Default)]

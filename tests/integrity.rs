@@ -485,6 +485,46 @@ fn a_quarantine_is_counted_when_a_write_wins_its_remap() {
     assert_eq!(decode(&store.read(id).unwrap()), (id, 2));
 }
 
+/// A repair that finds no good copy because a write or a delete replaced the
+/// quarantined record while it looked for one answers `Raced`: the faulted
+/// bytes are no longer the record's, and FPRE004 means a real fault only.
+#[test]
+fn a_repair_whose_record_a_write_or_delete_replaced_is_a_race_not_a_fault() {
+    for delete in [false, true] {
+        let backend = FaultBackend::new(2);
+        let store = Arc::new(Store::new(Arc::clone(&backend), one_worker(16)).unwrap());
+        let id = ExtentId(9);
+        // No replica and nothing cached: no good copy anywhere.
+        let snapshot = store.write(id, &value(id, 1, 256)).unwrap();
+        (backend.inner())
+            .corrupt(snapshot.location(), |b| b[40] ^= 0xff)
+            .unwrap();
+        let good_copy = backend.gate_next(Op::GoodCopy);
+        let verifier = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || store.verify(id))
+        };
+        good_copy.wait_entered();
+        assert_eq!(store.snapshot(id).unwrap().state(), State::Quarantined);
+        match delete {
+            false => drop(store.write(id, &value(id, 2, 256)).unwrap()),
+            true => drop(store.delete(id).unwrap()),
+        }
+        good_copy.release();
+        let verdict = verifier.join().unwrap();
+        assert!(
+            matches!(verdict, Ok(Verdict::Raced)),
+            "delete {delete}: {verdict:?}"
+        );
+        let stats = store.stats();
+        assert_eq!((stats.quarantines, stats.remap_failed), (1, 0), "{stats:?}");
+        match delete {
+            false => assert_eq!(decode(&store.read(id).unwrap()), (id, 2)),
+            true => assert_eq!(store.read(id).unwrap_err().code(), "FPRE012"),
+        }
+    }
+}
+
 /// When a second verify finishes the remap first, the first verify's quarantine
 /// is counted once (it once was not: quarantines 0, remaps 1).
 #[test]

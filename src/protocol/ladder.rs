@@ -216,6 +216,16 @@ impl VerifySession {
             // A write (or another repair) committed first: the faulted bytes are no
             // longer the record's.
             Ok(RepairOutcome::Raced) => Ok(Verdict::Raced),
+            // The journal could not take the quarantine or the remap (the
+            // remap may already show in the table): its own error says what
+            // happened to the record, which the fault would hide.
+            Err(
+                err
+                @ (Error::OutcomeUnknown { .. } | Error::JournalFailed { .. } | Error::Shutdown),
+            ) => {
+                self.tally.remap_failed += 1;
+                Err(err)
+            }
             Ok(RepairOutcome::NoGoodCopy(_)) | Err(_) => {
                 self.tally.remap_failed += 1;
                 unrepaired(cause)

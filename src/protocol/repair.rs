@@ -95,8 +95,20 @@ impl RepairOp {
             core.allocator.free(target);
         }
         match self.quarantined {
-            Some(q) => Step::Done(Ok(RepairOutcome::NoGoodCopy(q))),
-            None => Step::Done(Ok(RepairOutcome::Raced)),
+            // A write or delete that committed on top of the quarantine since
+            // (the good copy's generation then vanished from the cache and the
+            // replica) made the faulted bytes no longer the record's: a race,
+            // never a fault left unrepaired (FPRE004 means a real fault). A
+            // record that cannot be read now counts as moved on too.
+            Some(q)
+                if core
+                    .table
+                    .snapshot(self.id)
+                    .is_ok_and(|now| now.version() == q.version()) =>
+            {
+                Step::Done(Ok(RepairOutcome::NoGoodCopy(q)))
+            }
+            Some(_) | None => Step::Done(Ok(RepairOutcome::Raced)),
         }
     }
 
