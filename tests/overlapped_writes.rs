@@ -159,3 +159,56 @@ fn a_fault_after_the_marker_is_reported_not_taken_for_a_torn_write() {
         "a damaged acknowledged write reads as a fault, not as its old value: {err}"
     );
 }
+
+/// After a device's data sync failed, every checkpoint fails until a reopen
+/// (the device's syncs are refused, and a checkpoint syncs the devices before
+/// its pointer names it), while the journal keeps rotating: each failed
+/// rotation removes the image it wrote, so they do not pile up and fill the
+/// disk, and the acknowledged writes survive a reopen.
+#[test]
+fn checkpoints_failed_by_a_device_sync_leave_no_images_behind() {
+    let tmp = fault_fs::tempdir();
+    let dir = tmp.path();
+    let fs = FaultFs::new(dir, u64::MAX, Faults::default());
+    let hook = Arc::new(DropNextDeviceSync::default());
+    fs.set_hook(Arc::clone(&hook) as Arc<dyn Hook>);
+    let cfg = StoreConfig::builder()
+        .devices(2)
+        .cache_bytes(0)
+        .prefetch_workers(0)
+        .inline_write_max(0)
+        .journal_max_bytes(16 << 10)
+        .metadata_reserve_bytes(16 << 10)
+        .build()
+        .unwrap();
+    let images = || {
+        (std::fs::read_dir(dir).unwrap())
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("checkpoint-")
+            })
+            .count()
+    };
+    {
+        let store = Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()).unwrap();
+        hook.armed.store(true, Ordering::SeqCst);
+        let err = store.write(ExtentId(1_000), &val(1_000, 1)).unwrap_err();
+        assert_eq!(err.code(), "FPRE028", "{err}");
+        let before = store.stats().checkpoints;
+        for id in 0..600 {
+            store.write(ExtentId(id), &val(id, 1)).unwrap();
+        }
+        common::wait_until(|| !store.stats().checkpoint_pending);
+        let stats = store.stats();
+        assert_eq!(stats.checkpoints, before, "every checkpoint failed");
+        assert!(stats.journal_number >= 4, "rotations ran: {stats:?}");
+        assert_eq!(images(), 1, "only the image the pointer names");
+    }
+    let store = Store::open_in(Arc::new(fs.clone()), dir, cfg).unwrap();
+    for id in 0..600 {
+        assert_eq!(read(&store, id), 1);
+    }
+}

@@ -4,6 +4,7 @@ use super::io_error;
 use crate::backend::{Backend, DeviceFiles};
 use crate::error::{Error, Result};
 use crate::fs::{Fs, FsFile};
+use crate::journal::files;
 use crate::journal::plan::FsOp;
 use crate::sync::Mutex;
 use std::collections::HashMap;
@@ -81,7 +82,16 @@ impl Dir {
         sync_devices: &dyn Fn() -> Result<()>,
         write_image: &dyn Fn(&str) -> Result<()>,
     ) -> Result<()> {
+        // The image this plan wrote.
+        let mut image: Option<&str> = None;
         for op in ops {
+            match op {
+                FsOp::WriteImage { file } => image = Some(file),
+                FsOp::Write { file, .. } if files::checkpoint_number(file).is_some() => {
+                    image = Some(file);
+                }
+                _ => {}
+            }
             let step = || match op {
                 FsOp::SyncDevices => sync_devices(),
                 FsOp::WriteImage { file } => write_image(file),
@@ -92,11 +102,47 @@ impl Dir {
             // the step as an I/O error would: whoever runs the plan then
             // completes its group commit or checkpoint, so no committer waits
             // for it forever and its records' outcome is unknown, not refused.
-            crate::fs::unless_panicked(step, || {
+            let done = crate::fs::unless_panicked(step, || {
                 io_error("plan", &std::io::Error::other("a plan step panicked"))
-            })?;
+            });
+            if let Err(err) = done {
+                // An image no pointer names is removed (best effort, not
+                // synced: a crash may bring it back, and the next checkpoint
+                // removes it, as it is numbered below). Kept, one would stay
+                // behind each failed rotation (a device whose sync failed
+                // fails every checkpoint until a reopen) and fill the disk.
+                // A retry runs the whole plan again, image included.
+                // Through `run_one`, which drops the cached handle too: a
+                // retry must write a new file, not the unlinked one.
+                if let Some(file) = image
+                    && self.pointer_names_other_than(file)
+                {
+                    let remove = FsOp::Remove { file: file.into() };
+                    let _ = crate::fs::unless_panicked(
+                        || self.run_one(&remove),
+                        || io_error("remove", &std::io::Error::other("a plan step panicked")),
+                    );
+                }
+                return Err(err);
+            }
         }
         Ok(())
+    }
+
+    /// Whether the pointer on disk is whole and names another checkpoint than
+    /// `file`: read, not inferred from the plan, as an earlier attempt of a
+    /// retried plan may have switched it already. Any doubt (unreadable,
+    /// damaged, a panic) keeps the file.
+    fn pointer_names_other_than(&self, file: &str) -> bool {
+        let read = crate::fs::unless_panicked(
+            || self.fs.read_file(&self.path.join(files::CURRENT)),
+            || std::io::Error::other("the file system panicked"),
+        );
+        let named = match read {
+            Ok(Some(bytes)) => crate::journal::decode_pointer(&bytes).ok(),
+            _ => None,
+        };
+        named.is_some_and(|n| Some(n) != files::checkpoint_number(file))
     }
 
     fn run_one(&self, op: &FsOp) -> Result<()> {
