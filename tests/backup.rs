@@ -294,6 +294,8 @@ fn a_device_file_removed_from_outside_fails_the_backup() {
 #[derive(Debug, Default)]
 struct HoldingFs {
     armed: AtomicBool,
+    /// Panic in the held read instead of waiting: an engine's `Fs` with a bug.
+    panics: AtomicBool,
     /// (a read is held, it was released)
     gate: Mutex<(bool, bool)>,
     moved: std::sync::Condvar,
@@ -328,6 +330,7 @@ struct Holding(Arc<HoldingFs>);
 impl extentmeta::fs::FsFile for HeldFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
         if self.hold.swap(false, Ordering::SeqCst) {
+            assert!(!self.fs.panics.load(Ordering::SeqCst), "read_at has a bug");
             self.fs.set(true, false);
             self.fs.wait_for(true, true);
         }
@@ -420,6 +423,33 @@ fn close_waits_for_a_backup_in_progress() {
     let copy = Store::open(tmp.path().join("copy"), config()).unwrap();
     for id in 0..8 {
         assert_eq!(generation_of(&copy, id), 1);
+    }
+}
+
+/// A panic in the engine's `Fs` under a backup's copy is the backup's I/O
+/// error, and the backup's pin on the image's locations goes with it: held,
+/// it would keep every location retired since from being freed.
+#[test]
+fn a_file_system_panicking_under_a_backup_fails_it_and_frees_its_pin() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let holding = Holding(Arc::new(HoldingFs::default()));
+    let fs: Arc<dyn extentmeta::fs::Fs> = Arc::new(holding.clone());
+    let store = Store::open_in(fs, tmp.path().join("live"), config()).unwrap();
+    for id in 0..8 {
+        put(&store, id, 1);
+    }
+    holding.0.panics.store(true, Ordering::SeqCst);
+    holding.0.armed.store(true, Ordering::SeqCst);
+    let err = store.checkpoint_to(tmp.path().join("copy")).unwrap_err();
+    assert_eq!(err.code(), "FPRE009", "{err}");
+    for id in 0..8 {
+        put(&store, id, 2);
+    }
+    store.reclaim_space().unwrap();
+    assert_eq!(store.stats().retired_pending, 0, "nothing pinned");
+    for id in 0..8 {
+        assert_eq!(generation_of(&store, id), 2);
     }
 }
 

@@ -372,3 +372,47 @@ fn packing_an_extent_deleted_since_the_plan_is_a_lost_race() {
         assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
     }
 }
+
+/// A memory backend whose `trim` panics: an engine's backend with a bug.
+#[derive(Debug)]
+struct PanickingTrim(MemBackend);
+
+impl Backend for PanickingTrim {
+    fn device_count(&self) -> u16 {
+        self.0.device_count()
+    }
+    fn read_at(&self, location: extentmeta::Location, buf: &mut [u8]) -> extentmeta::Result<()> {
+        self.0.read_at(location, buf)
+    }
+    fn write_at(&self, location: extentmeta::Location, bytes: &[u8]) -> extentmeta::Result<()> {
+        self.0.write_at(location, bytes)
+    }
+    fn sync(&self, device: u16) -> extentmeta::Result<()> {
+        self.0.sync(device)
+    }
+    fn trim(&self, _: u16, _: u64) -> extentmeta::Result<()> {
+        panic!("trim has a bug")
+    }
+}
+
+/// The store releases freed device tails by itself after a write or delete;
+/// a backend panicking there is an I/O error of `reclaim_space`, and never
+/// reaches the thread whose write or delete was already acknowledged.
+#[test]
+fn a_panicking_trim_never_reaches_an_acknowledged_call() {
+    let store = Store::new(PanickingTrim(MemBackend::new(1)), config(0)).unwrap();
+    for i in 0..256u64 {
+        let id = ExtentId(i);
+        store.write(id, &value(id, 1, 8192)).unwrap();
+    }
+    // Deleting from the top frees more than the 1 MiB tail that makes a
+    // write or delete release it.
+    for i in (0..256u64).rev() {
+        store.delete(ExtentId(i)).unwrap();
+    }
+    let err = store.reclaim_space().unwrap_err();
+    assert_eq!(err.code(), "FPRE009", "{err}");
+    let id = ExtentId(7);
+    store.write(id, &value(id, 2, 100)).unwrap();
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 2));
+}

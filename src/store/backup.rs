@@ -112,42 +112,48 @@ impl Store {
         // Pinned before the image: no location the image references is freed
         // (and rewritten by another write) until the copy is done.
         let pin = core.reclaimer.pin();
-        let result = (|| {
-            // One instant: no record becomes durable during the read but
-            // those of the write in flight, whose proposals the read finds
-            // (see `journal::writer::cut`).
-            let image = {
-                let _cut = journal.hold_cut();
-                core.image()
-            };
-            // The image holds the overlapped writes in flight as plain
-            // records: their data must be durable before the copy reads it,
-            // or a failed sync may have dropped its pages and the copy would
-            // take the old bytes under a record naming the new ones (an
-            // FPRE004 in the backup). As a checkpoint does, and a failed
-            // sync fails the backup, as it fails checkpoints until a reopen.
-            self.shared.sync_overlapped_devices()?;
-            let devices = self.shared.backend.device_count();
-            let mut device_bytes = 0;
-            for device in 0..devices {
-                device_bytes += copy_device(source, &target, device, |copy| {
-                    mend_inline_writes(self, device, copy, &image)
-                })?;
-            }
-            target.run(&crate::journal::plan::backup(devices, &image))?;
-            // Whole now (`CURRENT` is durable): a crash before this removal
-            // leaves a stray file beside a store that opens.
-            target.run(&[
-                FsOp::Remove {
-                    file: IN_PROGRESS.into(),
-                },
-                FsOp::SyncDir,
-            ])?;
-            Ok(Backup {
-                records: image.records.len() as u64,
-                device_bytes,
-            })
-        })();
+        // A panic in an engine's `Fs` under the copy is an I/O error here,
+        // and the pin is dropped all the same: held for good, it would stop
+        // every retired location from being freed until a reopen.
+        let result = crate::fs::unless_panicked(
+            || {
+                // One instant: no record becomes durable during the read but
+                // those of the write in flight, whose proposals the read finds
+                // (see `journal::writer::cut`).
+                let image = {
+                    let _cut = journal.hold_cut();
+                    core.image()
+                };
+                // The image holds the overlapped writes in flight as plain
+                // records: their data must be durable before the copy reads it,
+                // or a failed sync may have dropped its pages and the copy would
+                // take the old bytes under a record naming the new ones (an
+                // FPRE004 in the backup). As a checkpoint does, and a failed
+                // sync fails the backup, as it fails checkpoints until a reopen.
+                self.shared.sync_overlapped_devices()?;
+                let devices = self.shared.backend.device_count();
+                let mut device_bytes = 0;
+                for device in 0..devices {
+                    device_bytes += copy_device(source, &target, device, |copy| {
+                        mend_inline_writes(self, device, copy, &image)
+                    })?;
+                }
+                target.run(&crate::journal::plan::backup(devices, &image))?;
+                // Whole now (`CURRENT` is durable): a crash before this removal
+                // leaves a stray file beside a store that opens.
+                target.run(&[
+                    FsOp::Remove {
+                        file: IN_PROGRESS.into(),
+                    },
+                    FsOp::SyncDir,
+                ])?;
+                Ok(Backup {
+                    records: image.records.len() as u64,
+                    device_bytes,
+                })
+            },
+            || io_error("backup", &std::io::Error::other("the file system panicked")),
+        );
         core.reclaimer.unpin(pin);
         result
     }

@@ -151,10 +151,9 @@ impl Store {
         let mut first_error = None;
         for device in 0..core.allocator.device_count() {
             let backend = &self.shared.backend;
-            match core
-                .allocator
-                .release_tail(device, true, |length| backend.trim(device, length))
-            {
+            match core.allocator.release_tail(device, true, |length| {
+                trim_unless_panicked(&**backend, device, length)
+            }) {
                 Ok(bytes) => released += bytes,
                 Err(err) => {
                     first_error.get_or_insert(err);
@@ -173,9 +172,24 @@ impl Store {
         }
         for device in 0..core.allocator.device_count() {
             let backend = &self.shared.backend;
-            let _ = core
-                .allocator
-                .release_tail(device, false, |length| backend.trim(device, length));
+            let _ = (core.allocator).release_tail(device, false, |length| {
+                trim_unless_panicked(&**backend, device, length)
+            });
         }
     }
+}
+
+/// [`Backend::trim`](crate::Backend::trim), a panic in it (an engine's backend
+/// or `Fs`) an I/O error: it runs after a write was acknowledged, which must
+/// not then panic in the caller's thread.
+fn trim_unless_panicked(backend: &dyn crate::Backend, device: u16, length: u64) -> Result<()> {
+    crate::fs::unless_panicked(
+        || backend.trim(device, length),
+        || Error::Io {
+            device,
+            op: "trim",
+            kind: std::io::ErrorKind::Other,
+            message: "the backend panicked".into(),
+        },
+    )
 }
