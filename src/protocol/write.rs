@@ -19,15 +19,12 @@
 //! generation that a crash or a failed journal could take back, and a write that
 //! returns an error was never visible. The pending mark keeps every other write,
 //! delete and compaction off the record meanwhile, so the transition commits
-//! exactly the record that was journaled; only a quarantine or remap (allowed
-//! while a write is pending) can move the record, and then the write journals its
-//! record again on top of theirs (bounded by [`MAX_ATTEMPTS`]). Once a record of
-//! the write was handed to the journal, a failure leaves its outcome unknown
-//! ([`Error::OutcomeUnknown`]): the write is not visible in this open store, its
-//! fresh location is never reused in this run (the record may name it after a
-//! reopen), and after a reopen it is wholly there or wholly absent. A failure
-//! before that (the journal refused the append, a data write or sync failed)
-//! means the write certainly did not happen.
+//! exactly the record journaled; only a quarantine or remap can move it, and the
+//! write then journals its record again on top (bounded by [`MAX_ATTEMPTS`]).
+//! Once a record of the write was handed to the journal, a failure leaves its
+//! outcome unknown ([`Error::OutcomeUnknown`]): not visible in this open store,
+//! its fresh location never reused in this run, wholly there or wholly absent
+//! after a reopen. A failure before that certainly did not write.
 
 use super::{Core, IoRequest, IoResult, MAX_ATTEMPTS, Machine, Step};
 use crate::bytes::Bytes;
@@ -368,18 +365,11 @@ impl WriteOp {
         core.free(location);
     }
 
-    /// Drops the tag this write set at the generation it proposed, then
-    /// clears the pending mark, bounded as [`abort`](Self::abort). In that
-    /// order: while the mark holds, no other write proposes that generation,
-    /// so the tag dropped is this write's (tags stay bounded by the tagged
-    /// records plus the writes in flight, `table::Tags`).
+    /// Drops the tag this write proposed (`Tags::forget_proposed`), then
+    /// clears the pending mark, bounded as [`abort`](Self::abort).
     pub(super) fn clear_pending(&self, core: &Core) {
-        if !self.tag.is_empty()
-            && let Ok(pending) = core.table.snapshot(self.id)
-            && pending.write_pending()
-        {
-            core.tags
-                .forget(self.id, pending.generation().saturating_add(1));
+        if !self.tag.is_empty() {
+            core.tags.forget_proposed(&core.table, self.id);
         }
         core.clear_pending(self.id);
     }

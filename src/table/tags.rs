@@ -77,6 +77,19 @@ impl Tags {
             .unwrap_or(Tag::EMPTY)
     }
 
+    /// Drops the tag a write of `id` that did not commit set at the
+    /// generation it proposed. Call it while the write's pending mark holds:
+    /// no other write proposes that generation then, so the tag dropped is
+    /// that write's (tags stay bounded by the tagged records plus the writes
+    /// in flight).
+    pub(crate) fn forget_proposed(&self, table: &super::ExtentTable, id: ExtentId) {
+        if let Ok(pending) = table.snapshot(id)
+            && pending.write_pending()
+        {
+            self.forget(id, pending.generation().saturating_add(1));
+        }
+    }
+
     /// Tags held.
     pub(crate) fn len(&self) -> usize {
         self.shards.iter().map(|s| s.lock().len()).sum()

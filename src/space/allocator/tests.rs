@@ -253,7 +253,10 @@ fn restore_refuses_overlap_and_out_of_range() {
     // A location that does not start on a block: another block size made it.
     let location = Location::new(0, 100, 1);
     let misaligned = Allocator::restore(1, 64 * B, 4096, [location], [], []);
-    assert_eq!(misaligned.unwrap_err(), RestoreError::Misaligned { location });
+    assert_eq!(
+        misaligned.unwrap_err(),
+        RestoreError::Misaligned { location }
+    );
     for location in [
         loc(0, 63, 2),
         loc(2, 0, 1),
