@@ -42,6 +42,7 @@
 //! | FPRE035 | [`Error::ChangeSeqAhead`] | no | `changes_since` asked for a number this store has not reached: the cursor came from another store | resync as for FPRE034 |
 //! | FPRE037 | [`Error::DrainIncomplete`] | no | `drain` left extents on the device: a copy failed on its target, a write or compaction held an extent, a write placed one there meanwhile (only degraded devices are avoided), or a quarantined extent has no good copy | call `drain` again; look at what stays (`records()` on the device): a quarantined extent reads FPRE013 until a good copy is found; do not remove the device while any record names it |
 //! | FPRE036 | [`Error::JournalFailed`] | no | the journal failed earlier (a write or sync of it failed, or the disk filled with the metadata reserve already spent), and it refuses every change until a reopen; nothing of this change was written | reopen the store (after freeing space, for a full disk); reads keep working meanwhile |
+//! | FPRE038 | [`Error::DeviceSyncFailed`] | no | a sync of the device file failed earlier: its unsynced writes may be lost, and every later sync of it fails until a reopen (writes avoid the device meanwhile while another has room; with none, they fail) | reopen the store: recovery writes back or drops what the failed sync may have lost; reads keep working meanwhile |
 //!
 //! `is_retryable` tells the retry policy what it may retry. FPRE004 is never
 //! retryable: it is the verdict *after* the retry limit.
@@ -434,6 +435,18 @@ pub enum Error {
         cause: String,
     },
 
+    /// A sync of a device file failed earlier: its unsynced writes may be lost,
+    /// so every later sync of it fails until a reopen. Not retryable.
+    #[error(
+        "FPRE038 a sync of device {device} failed earlier, and every later sync of it fails until the store is reopened (its unsynced writes may be lost; the failure: {cause})"
+    )]
+    DeviceSyncFailed {
+        /// The device.
+        device: u16,
+        /// The failure of the first sync.
+        cause: String,
+    },
+
     /// [`Store::drain`](crate::Store::drain) went through every extent but
     /// some still have their record on the device: a copy failed on its
     /// target, a write or compaction held the extent, a write placed a new
@@ -499,6 +512,7 @@ impl Error {
             Error::ChangesTruncated { .. } => "FPRE034",
             Error::ChangeSeqAhead { .. } => "FPRE035",
             Error::JournalFailed { .. } => "FPRE036",
+            Error::DeviceSyncFailed { .. } => "FPRE038",
             Error::DrainIncomplete { .. } => "FPRE037",
         }
     }

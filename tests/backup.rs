@@ -660,7 +660,7 @@ fn a_backup_after_a_failed_overlapped_data_sync_fails_instead_of_copying() {
     assert!(["FPRE009", "FPRE028"].contains(&err.code()), "{err}");
     armed.store(false, Ordering::SeqCst);
     let refused = store.checkpoint_to(tmp.path().join("backup")).unwrap_err();
-    assert_eq!(refused.code(), "FPRE009", "{refused}");
+    assert_eq!(refused.code(), "FPRE038", "{refused}");
     drop(store);
     // After a reopen the backup goes through, and holds what the store does.
     let store = Store::open(&live, config.clone()).unwrap();

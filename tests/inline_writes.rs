@@ -228,7 +228,7 @@ fn a_failed_write_back_sync_that_dropped_pages_keeps_reads_right_and_loses_nothi
     // cannot vouch for its data either.
     assert_eq!(
         store.write(ExtentId(0), &val(0, 900)).unwrap_err().code(),
-        "FPRE009"
+        "FPRE038"
     );
     assert!(store.close().is_err(), "close cannot sync the device");
     drop(store);

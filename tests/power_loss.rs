@@ -224,7 +224,10 @@ fn expect_fault_error(fs: &Disk<'_>, what: &str, err: &Error, before: (bool, boo
         "{what} failed before any fault: {err}"
     );
     assert!(
-        matches!(err.code(), "FPRE009" | "FPRE028" | "FPRE029" | "FPRE036"),
+        matches!(
+            err.code(),
+            "FPRE009" | "FPRE028" | "FPRE029" | "FPRE036" | "FPRE038"
+        ),
         "{what}: unexpected error {err} (fault: {:?})",
         fs.fired()
     );

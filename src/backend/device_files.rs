@@ -94,7 +94,12 @@ impl SyncBook {
                     "{e}; the file's unsynced writes may be lost, so every later sync of it fails too until the store is reopened"
                 ),
             };
-            self.failed.get_or_insert(err.clone());
+            // Later syncs are refused with an error of their own: not
+            // retryable, as no retry can help before a reopen.
+            self.failed.get_or_insert(Error::DeviceSyncFailed {
+                device,
+                cause: e.to_string(),
+            });
             return SyncEnd::Verdict(Err(err));
         }
         if self.trusting {
@@ -269,15 +274,20 @@ mod tests {
         assert!(gate.sync(3, || Ok(())).is_ok());
         let first = gate.sync(3, failing).unwrap_err();
         let later = gate.sync(3, || Ok(())).unwrap_err();
-        assert_eq!(first, later);
         assert!(matches!(
-            later,
+            first,
             Error::Io {
                 device: 3,
                 op: "sync",
                 ..
             }
         ));
+        // Every later one is refused, with an error no retry can help.
+        assert!(
+            matches!(later, Error::DeviceSyncFailed { device: 3, .. }),
+            "{later}"
+        );
+        assert!(!later.is_retryable());
     }
 
     /// A sync that returns Ok while another sync that started before it is still

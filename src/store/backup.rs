@@ -62,9 +62,10 @@ impl Store {
     /// one); [`Error::NotAStore`] if `dir` exists and is not empty;
     /// [`Error::Io`] for a failed read, write or sync (device
     /// [`METADATA_DEVICE`](crate::store::METADATA_DEVICE) for the backup's
-    /// files), and, until a reopen, after a failed sync of a device that a
-    /// write past the inline bound had written to (its record may name data
-    /// the sync dropped; checkpoints wait for the reopen too);
+    /// files), or a panic in the file system under the copy;
+    /// [`Error::DeviceSyncFailed`], until a reopen, after a failed sync of a
+    /// device that a write past the inline bound had written to (its record
+    /// may name data the sync dropped; checkpoints wait for the reopen too);
     /// [`Error::Shutdown`] once [`close`](Self::close) began.
     ///
     /// # Examples
