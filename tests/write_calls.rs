@@ -190,3 +190,23 @@ fn write_bytes_is_a_write_without_the_copy() {
     assert_eq!(after.writes - before.writes, 2, "both calls counted");
     assert_eq!(after.write_ok - before.write_ok, 1);
 }
+
+/// A write longer than a device can ever hold is refused as too large (not
+/// retryable), not with a NoSpace that a retry loop would meet forever.
+#[test]
+fn a_write_longer_than_a_device_is_too_large() {
+    let store = store(
+        StoreConfig::builder()
+            .devices(2)
+            .device_capacity_bytes(64 << 10),
+    );
+    let long = vec![3u8; (64 << 10) + 1];
+    let err = store.write(ExtentId(3), &long).unwrap_err();
+    assert!(
+        matches!(err, Error::TooLarge { max, .. } if max == 64 << 10),
+        "{err}"
+    );
+    assert!(!err.is_retryable());
+    let fits = vec![3u8; 60 << 10];
+    assert_eq!(store.write(ExtentId(3), &fits).unwrap().generation(), 1);
+}

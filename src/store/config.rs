@@ -189,7 +189,8 @@ impl StoreConfigBuilder {
     );
     setter!(
         /// Longest extent a write accepts; a longer one is refused with
-        /// [`Error::TooLarge`] before any byte is copied.
+        /// [`Error::TooLarge`] before any byte is copied. A store holds it to
+        /// `device_capacity_bytes` too: a longer write could never be placed.
         /// Bound: 1 ..= [`MAX_EXTENT_BYTES`] (the default).
         max_extent_bytes: u64
     );
