@@ -525,6 +525,27 @@ fn a_repair_whose_record_a_write_or_delete_replaced_is_a_race_not_a_fault() {
     }
 }
 
+/// A compaction whose source fails its checksum hands the extent to the
+/// integrity ladder, as a read does: the persistent fault is quarantined and
+/// remapped from the good copy, so the engine's retry of the compaction does
+/// not meet the same fault forever.
+#[test]
+fn a_compaction_of_a_corrupt_source_climbs_the_ladder() {
+    let backend = FaultBackend::new(2);
+    let store = Store::new(Arc::clone(&backend), one_worker(16)).unwrap();
+    let id = ExtentId(10);
+    faulty_extent(&backend, &store, id);
+    let err = store.compact(id).unwrap_err();
+    assert!(err.is_media_fault(), "{err}");
+    let stats = store.stats();
+    assert_eq!((stats.quarantines, stats.remaps), (1, 1), "{stats:?}");
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
+    assert!(matches!(
+        store.compact(id),
+        Ok(CompactOutcome::Committed(_))
+    ));
+}
+
 /// When a second verify finishes the remap first, the first verify's quarantine
 /// is counted once (it once was not: quarantines 0, remaps 1).
 #[test]

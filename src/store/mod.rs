@@ -483,10 +483,12 @@ impl Store {
     /// [`Error::IllegalTransition`] (FPRE002) if the extent cannot be compacted at
     /// all (vacant or quarantined); [`Error::NoSpace`]; [`Error::ChecksumMismatch`]
     /// if the source or the copy does not verify (nothing is committed); backend
-    /// errors.
+    /// errors. A media fault of the source is handed to the integrity ladder
+    /// (as a read's is) before the error returns: a persistent one is then
+    /// quarantined and repaired, and a retry finds the outcome.
     pub fn compact(&self, id: ExtentId) -> Result<CompactOutcome> {
         self.check_open()?;
-        let outcome = self.shared.compact(CompactOp::new(id));
+        let outcome = self.compact_or_verify(CompactOp::new(id), id);
         self.trim_if_due();
         outcome
     }

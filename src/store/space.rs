@@ -121,7 +121,7 @@ impl Store {
         }
         let outcomes = ids
             .iter()
-            .map(|&id| self.shared.compact(CompactOp::packing(id)))
+            .map(|&id| self.compact_or_verify(CompactOp::packing(id), id))
             .collect();
         let _ = self.reclaim_space();
         outcomes
@@ -165,6 +165,20 @@ impl Store {
 
     /// Releases freed device tails if the allocator says one reached the automatic
     /// threshold. Errors are left for the next attempt (the tail stays counted).
+    /// Runs `op` on `id`; a media fault (of the source, or of the copy read
+    /// back) also climbs the integrity ladder on `id`, as a read's does, so
+    /// that a persistent fault is quarantined and repaired rather than met
+    /// by every retry. The compaction's own error is returned.
+    pub(super) fn compact_or_verify(&self, op: CompactOp, id: ExtentId) -> Result<CompactOutcome> {
+        let outcome = self.shared.compact(op);
+        if let Err(err) = &outcome
+            && err.is_media_fault()
+        {
+            let _ = self.shared.verify(id);
+        }
+        outcome
+    }
+
     pub(super) fn trim_if_due(&self) {
         let core = &self.shared.core;
         if !core.allocator.take_trim_due() {
