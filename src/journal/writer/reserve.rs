@@ -33,27 +33,23 @@ impl Writer {
             return None;
         }
         self.restoring = true;
-        let len = usize::try_from(self.reserve_bytes).unwrap_or(usize::MAX);
         // A journal recycled while the reserve was released (a checkpoint
         // planned before the release) goes first: the reserve needs the room
         // more.
         let recycled = self.recycled.take().map(|_| FsOp::Remove {
             file: files::RECYCLED.into(),
         });
-        Some(Vec::from_iter(recycled.into_iter().chain([
-            FsOp::Remove {
-                file: files::RESERVE.into(),
-            },
-            FsOp::Write {
-                file: files::RESERVE.into(),
-                offset: 0,
-                bytes: Bytes::zeroed(len),
-            },
+        let mut plan = Vec::from_iter(recycled.into_iter().chain([FsOp::Remove {
+            file: files::RESERVE.into(),
+        }]));
+        plan.extend(zeros(files::RESERVE, self.reserve_bytes));
+        plan.extend([
             FsOp::Sync {
                 file: files::RESERVE.into(),
             },
             FsOp::SyncDir,
-        ])))
+        ]);
+        Some(plan)
     }
 
     /// The reserve's plan ended: held if it succeeded; else the plan that removes
@@ -139,6 +135,32 @@ fn removes_reserve(ops: &[FsOp]) -> bool {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+
+    /// The reserve is written in chunks of at most 1 MiB that share one
+    /// buffer, covering exactly its length; an empty one is still one write.
+    #[test]
+    fn the_reserve_is_written_in_chunks_of_one_shared_buffer() {
+        let plan = super::zeros("R", (3 << 20) + 5);
+        let writes: Vec<(u64, usize, *const u8)> = (plan.iter())
+            .map(|op| match op {
+                FsOp::Write { offset, bytes, .. } => (*offset, bytes.len(), bytes.as_ptr()),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let spans: Vec<(u64, usize)> = writes.iter().map(|w| (w.0, w.1)).collect();
+        assert_eq!(
+            spans,
+            [
+                (0, 1 << 20),
+                (1 << 20, 1 << 20),
+                (2 << 20, 1 << 20),
+                (3 << 20, 5)
+            ]
+        );
+        assert!(writes[..3].iter().all(|w| w.2 == writes[0].2), "one buffer");
+        let empty = super::zeros("R", 0);
+        assert!(matches!(&empty[..], [FsOp::Write { offset: 0, bytes, .. }] if bytes.is_empty()));
+    }
     use super::*;
     use crate::journal::{HEADER_LEN, Image};
 
@@ -328,4 +350,28 @@ mod tests {
     }
 
     const METADATA: u16 = crate::journal::METADATA_DEVICE;
+}
+
+/// The writes of `len` zero bytes to `file`, in chunks of at most 1 MiB that
+/// share one buffer: a reserve of gigabytes (the docs advise about 70 bytes
+/// per extent) costs 1 MiB of memory, not its size (an allocation that size
+/// could abort the process). At least one write (it creates the file).
+/// Bounded: `len / 1 MiB + 1` writes.
+fn zeros(file: &str, len: u64) -> Vec<FsOp> {
+    const CHUNK: u64 = 1 << 20;
+    let chunk = Bytes::zeroed(len.min(CHUNK) as usize);
+    (0..len.div_ceil(CHUNK).max(1))
+        .map(|i| {
+            let offset = i * CHUNK;
+            let bytes = match len - offset {
+                rest if rest < CHUNK => Bytes::zeroed(rest as usize),
+                _ => chunk.clone(),
+            };
+            FsOp::Write {
+                file: file.into(),
+                offset,
+                bytes,
+            }
+        })
+        .collect()
 }
