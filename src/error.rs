@@ -9,16 +9,16 @@
 //! | FPRE001 | [`Error::VersionConflict`] | yes | a compare-and-swap transition lost: the record changed since the caller's snapshot | take a fresh snapshot and retry; it carries the winner's record |
 //! | FPRE002 | [`Error::IllegalTransition`] | no | the transition is not in the transition table for the record's state | a caller bug: check the state before asking for the change |
 //! | FPRE003 | [`Error::ChecksumMismatch`] | yes | bytes read do not match the identity-bound checksum of the snapshot | retry; if it persists, verification turns it into FPRE004 and repairs |
-//! | FPRE004 | [`Error::RetryLimitExceeded`] | no | peripheral register fault, retry limit exceeded: the checksum mismatch (or I/O error) persisted on every re-read of one stable version — a real media fault, never a race | the extent is quarantined and remapped from a good copy if one exists; check the device's health (`StoreStats::devices_degraded`) |
+//! | FPRE004 | [`Error::RetryLimitExceeded`] | no | peripheral register fault, retry limit exceeded: the checksum mismatch (or I/O error) persisted on every re-read of one stable version — a real media fault, never a race | the extent is quarantined with no good copy (a repaired one answers `Verdict::Repaired` instead) and reads FPRE013 until one is found: supply one (`StoreConfigBuilder::good_copy_source`, or `Backend::good_copy` for `Store::new`) and call `verify`, or rewrite the extent; check the device's health (`StoreStats::devices_degraded`) |
 //! | FPRE005 | [`Error::ExtentOutOfRange`] | no | the extent id is beyond the table's configured capacity | raise `TableConfig::max_extents` |
 //! | FPRE006 | [`Error::Contended`] | yes | a reader met publishes in progress for longer than its bounded wait | retry; persistent contention means a writer thread is starved |
 //! | FPRE007 | [`Error::GenerationExhausted`] | no | the record's content generation reached its maximum | write the data under a new extent id |
-//! | FPRE008 | [`Error::InvalidConfig`] | no | a builder was given a value outside its stated bounds | fix the named field |
+//! | FPRE008 | [`Error::InvalidConfig`] | no | a builder was given a value outside its stated bounds, a directory was opened with a configuration it does not fit (`devices`, `device_capacity_bytes`, `block_size_bytes`), or a call needs another kind of store (`checkpoint_to` on an in-memory one) | fix the named field, or open with the configuration the store was created with |
 //! | FPRE009 | [`Error::Io`] | yes | the backend (or, device 65535, the metadata journal) failed an I/O operation | retry data I/O; after a journal failure later changes get FPRE036 until a reopen |
 //! | FPRE010 | [`Error::ShortRead`] | yes | the backend returned fewer bytes than the location holds | retry; if it persists the device file was truncated |
 //! | FPRE011 | [`Error::Superseded`] | yes | a cache fill was rejected because the content generation changed while it loaded | retry: a newer write won |
 //! | FPRE012 | [`Error::NotReadable`] | no | the extent has no readable bytes (never written, or deleted) | treat as not found |
-//! | FPRE013 | [`Error::Quarantined`] | no | the extent is quarantined and no verified copy is available | restore it from a replica (`Backend::good_copy`) or rewrite it |
+//! | FPRE013 | [`Error::Quarantined`] | no | the extent is quarantined and no verified copy is available | supply a good copy (`StoreConfigBuilder::good_copy_source`, or `Backend::good_copy` for `Store::new`) and call `verify`, or rewrite it |
 //! | FPRE014 | [`Error::NoSpace`] | yes | no free location of the requested size on any device | compact or delete, or add capacity |
 //! | FPRE015 | [`Error::WriteInProgress`] | yes | another write of the extent is pending | retry after it finishes |
 //! | FPRE016 | [`Error::TooLarge`] | no | the bytes exceed the largest extent a location can describe | split the value |
@@ -38,9 +38,9 @@
 //! | FPRE031 | [`Error::NotAStore`] | no | `Store::open` was pointed at a regular file, at a directory that holds files but no store (unless `create_in_non_empty_dir`), at a missing directory with `create_if_missing(false)`, or at an existing store with `error_if_exists(true)` | check the path and the open options; nothing was changed |
 //! | FPRE032 | [`Error::RangeOutOfBounds`] | no | `read_range` asked for bytes past the end of the extent's current bytes | read within `snapshot().length()` |
 //! | FPRE033 | [`Error::TagTooLong`] | no | a tag holds more than `MAX_TAG_LEN` bytes | keep the engine's key short (a hash of a long key) |
-//! | FPRE034 | [`Error::ChangesTruncated`] | no | `changes_since` asked for changes the store no longer retains: retention let them go, or the store was reopened (the stream is retained in memory) | resync from `change_baseline()` (its number, then every record with its version, deleted ones included, which a follower keeps so that an older change cannot bring a deleted extent back), then read `changes_since` that number; hold the stream back with `hold_changes` to stop it recurring |
+//! | FPRE034 | [`Error::ChangesTruncated`] | no | `changes_since` asked for changes the store no longer retains: retention let them go, or a durable store was reopened (the stream is retained in memory; an in-memory store made again numbers from 0 instead: compare `change_stream_id`) | resync from `change_baseline()` (its number, then every record with its version, deleted ones included, which a follower keeps so that an older change cannot bring a deleted extent back), then read `changes_since` that number; hold the stream back with `hold_changes` to stop it recurring |
 //! | FPRE035 | [`Error::ChangeSeqAhead`] | no | `changes_since` asked for a number this store has not reached: the cursor came from another store | resync as for FPRE034 |
-//! | FPRE037 | [`Error::DrainIncomplete`] | no | `drain` left extents on the device: a copy failed on its target, a write or compaction held an extent, a write placed one there meanwhile (only degraded devices are avoided), or a quarantined extent has no good copy | call `drain` again; look at what stays (`records()` on the device): a quarantined extent reads FPRE013 until a good copy is found; do not remove the device while any record names it |
+//! | FPRE037 | [`Error::DrainIncomplete`] | yes | `drain` left extents on the device: a copy failed on its target, a write or compaction held an extent, a write placed one there meanwhile (only degraded devices are avoided), or a quarantined extent has no good copy | call `drain` again; look at what stays (`records()` on the device): a quarantined extent reads FPRE013 until a good copy is found; do not remove the device while any record names it |
 //! | FPRE036 | [`Error::JournalFailed`] | no | the journal failed earlier (a write or sync of it failed, or the disk filled with the metadata reserve already spent), and it refuses every change until a reopen; nothing of this change was written | reopen the store (after freeing space, for a full disk); reads keep working meanwhile |
 //! | FPRE038 | [`Error::DeviceSyncFailed`] | no | a sync of the device file failed earlier: its unsynced writes may be lost, and every later sync of it fails until a reopen (writes avoid the device meanwhile while another has room; with none, they fail) | reopen the store: recovery writes back or drops what the failed sync may have lost; reads keep working meanwhile |
 //!
@@ -159,7 +159,10 @@ pub enum Error {
     Io {
         /// The device.
         device: u16,
-        /// `"read"`, `"write"`, `"sync"`, `"open"` or `"spawn"` (a worker thread).
+        /// `"read"`, `"write"`, `"sync"`, `"open"`, `"spawn"` (a worker thread),
+        /// `"trim"`, or the operation on the store's own files that failed
+        /// (`"journal"`, `"list"`, `"lock"`, `"rename"`, `"remove"`,
+        /// `"truncate"`, `"create dir"`, `"backup …"`).
         op: &'static str,
         /// The `std::io::ErrorKind` of the failure.
         kind: std::io::ErrorKind,
@@ -534,6 +537,7 @@ impl Error {
                 | Error::NoSpace { .. }
                 | Error::DiskFull { .. }
                 | Error::WriteInProgress { .. }
+                | Error::DrainIncomplete { .. }
         )
     }
 

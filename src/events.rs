@@ -31,8 +31,12 @@
 //! at its own pace (a replicator, an index kept elsewhere) resumes from the
 //! number after the last change it applied, and
 //! [`Store::hold_changes`](crate::Store::hold_changes) keeps its changes while
-//! it lags. Numbers are gap-free and only grow, across reopens too; per extent
-//! the record's version orders the changes (see
+//! it lags. Numbers only grow within a store; a durable store's grow across
+//! reopens too (past every journal entry the earlier run made durable, so
+//! there is a gap), while an in-memory one numbers from 0 each time it is
+//! made: keep [`Store::change_stream_id`](crate::Store::change_stream_id)
+//! beside the cursor to tell (see [`Store::change_seq`](crate::Store::change_seq)).
+//! Per extent the record's version orders the changes (see
 //! [`Store::changes_since`](crate::Store::changes_since) for the follower's
 //! rule, and [`Store::change_baseline`](crate::Store::change_baseline) for
 //! where it starts). Listeners get the same events with the same numbers.

@@ -347,9 +347,10 @@ impl StoreConfigBuilder {
         /// The most record changes the change stream keeps while a
         /// [`ChangeHold`](crate::events::ChangeHold) holds it back; past it the
         /// oldest go even if held (the consumer then reads
-        /// [`Error::ChangesTruncated`](crate::Error::ChangesTruncated)). At least
-        /// [`change_retention`](Self::change_retention). Default 2^20 (about
-        /// 100 MB at most). Bound: 0 ..= 2^26.
+        /// [`Error::ChangesTruncated`](crate::Error::ChangesTruncated)). Taken as
+        /// [`change_retention`](Self::change_retention) if smaller (what is kept
+        /// unheld is kept held too). Default 2^20 (about 100 MB at most).
+        /// Bound: 0 ..= 2^26.
         change_hold_max: usize
     );
     setter!(

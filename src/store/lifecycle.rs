@@ -53,9 +53,12 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// As [`new`](Self::new); [`Error::CheckpointCorrupt`] if a record is out of
-    /// range (a device the backend lacks, past the device capacity, an odd
-    /// version) or two records overlap.
+    /// As [`new`](Self::new); [`Error::InvalidConfig`] naming `devices`,
+    /// `device_capacity_bytes` or `block_size_bytes` if a record lies on a device
+    /// the backend lacks, past the device capacity, or off a block boundary (the
+    /// configuration does not fit the records); [`Error::ExtentOutOfRange`] for
+    /// an id at or past `max_extents`; [`Error::CheckpointCorrupt`] if two records
+    /// overlap or a version is odd.
     ///
     /// # Examples
     ///
@@ -121,9 +124,13 @@ impl Store {
     ///
     /// [`Error::Locked`] if `dir` is already open; [`Error::JournalCorrupt`],
     /// [`Error::CheckpointCorrupt`], [`Error::MissingCheckpoint`],
-    /// [`Error::NewerFormat`], [`Error::DeviceFile`] for a directory recovery
-    /// refuses; [`Error::InvalidConfig`] if `config.devices` differs from the
-    /// store's; [`Error::Io`]. A failed open changes no file.
+    /// [`Error::NewerFormat`], [`Error::OlderFormat`], [`Error::DeviceFile`] for
+    /// a directory recovery refuses; [`Error::NotAStore`] for a path that is no
+    /// store and the open options do not let it become one (`create_if_missing`,
+    /// `error_if_exists`, `create_in_non_empty_dir`), or a backup cut short;
+    /// [`Error::InvalidConfig`] if `devices`, `device_capacity_bytes` or
+    /// `block_size_bytes` does not fit the store; [`Error::Io`]. A failed open
+    /// changes no file.
     ///
     /// # Examples
     ///

@@ -127,7 +127,14 @@ impl Store {
     /// previous bytes stay committed and readable, and the write is not visible;
     /// only after [`Error::OutcomeUnknown`] may a reopen show it. [`Error::TooLarge`] at
     /// once, before any byte is copied, if `bytes` is longer than
-    /// [`max_extent_bytes`](StoreConfigBuilder::max_extent_bytes).
+    /// [`max_extent_bytes`](StoreConfigBuilder::max_extent_bytes) (or than a
+    /// device). [`Error::JournalFailed`] (not retryable) once the journal
+    /// failed: a reopen is needed; [`Error::DeviceSyncFailed`] likewise for a
+    /// device whose sync failed, when no other device has room.
+    /// [`Error::ExtentOutOfRange`] for an id at or past `max_extents`;
+    /// [`Error::VersionConflict`] if other transitions of `id` won every
+    /// bounded attempt (retryable); [`Error::GenerationExhausted`] and
+    /// [`Error::VersionExhausted`] at a counter's end.
     /// [`Error::Shutdown`] once [`close`](Self::close) began.
     pub fn write(&self, id: ExtentId, bytes: &[u8]) -> Result<Snapshot> {
         self.check_open()?;
@@ -339,7 +346,13 @@ impl Store {
     /// [`Error::NotReadable`] if `id` is already vacant; [`Error::VersionConflict`]
     /// if other transitions of `id` won every bounded attempt (retryable);
     /// [`Error::ExtentOutOfRange`]. A compaction of `id` in progress does not
-    /// delay the delete: it ends it, as a write does.
+    /// delay the delete: it ends it, as a write does. Once the delete's record
+    /// reached the journal, a journal failure is [`Error::OutcomeUnknown`]: the
+    /// extent still reads in this open store, and after a reopen it is either
+    /// deleted or not (an engine must not drop its own reference on this error
+    /// alone). [`Error::JournalFailed`] once the journal failed earlier (nothing
+    /// was written; reopen); [`Error::Shutdown`] once [`close`](Self::close)
+    /// began.
     ///
     /// # Examples
     ///
@@ -481,7 +494,10 @@ impl Store {
     /// # Errors
     ///
     /// [`Error::IllegalTransition`] (FPRE002) if the extent cannot be compacted at
-    /// all (vacant or quarantined); [`Error::NoSpace`]; [`Error::ChecksumMismatch`]
+    /// all (vacant or quarantined); [`Error::NoSpace`]; a journal error
+    /// ([`Error::OutcomeUnknown`], [`Error::JournalFailed`]) after the move
+    /// committed in memory: the move may show until a reopen, which keeps it or
+    /// not, and both locations stay out of use meanwhile; [`Error::ChecksumMismatch`]
     /// if the source or the copy does not verify (nothing is committed); backend
     /// errors. A media fault of the source is handed to the integrity ladder
     /// (as a read's is) before the error returns: a persistent one is then
