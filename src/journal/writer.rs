@@ -915,6 +915,11 @@ mod tests {
         let cleanup = w.reserve_restored(Err(disk_full()));
         assert!(matches!(&cleanup[..], [FsOp::Remove { file }] if file == files::RESERVE));
         assert!(w.space_low());
+        // No other restore begins before that removal ran: it would lose its
+        // file to it.
+        assert!(w.restore_reserve().is_none(), "the cleanup is still to run");
+        w.reserve_cleaned();
+        assert!(w.restore_reserve().is_some());
     }
 
     #[test]

@@ -469,8 +469,12 @@ impl EmulatedJournal {
                 break;
             }
         }
-        for op in self.writer.reserve_restored(result) {
-            let _ = self.dir.apply(&op);
+        let cleanup = self.writer.reserve_restored(result);
+        for op in &cleanup {
+            let _ = self.dir.apply(op);
+        }
+        if !cleanup.is_empty() {
+            self.writer.reserve_cleaned();
         }
         !self.writer.space_low()
     }

@@ -475,7 +475,10 @@ impl Journal {
             self.publish(&g);
             cleanup
         };
-        let _ = self.dir.run(&cleanup);
+        if !cleanup.is_empty() {
+            let _ = self.dir.run(&cleanup);
+            self.writer.lock().reserve_cleaned();
+        }
         !self.space_low()
     }
 

@@ -53,16 +53,25 @@ impl Writer {
     }
 
     /// The reserve's plan ended: held if it succeeded; else the plan that removes
-    /// what was written of it (best effort), so the space goes back.
+    /// what was written of it (best effort), so the space goes back. A failed
+    /// restore stays under way until [`reserve_cleaned`](Self::reserve_cleaned):
+    /// a restore begun before its removal ran would lose its file to it, and
+    /// be counted held with no file on disk.
     pub(crate) fn reserve_restored(&mut self, result: Result<()>) -> Vec<FsOp> {
-        self.restoring = false;
         if result.is_ok() {
+            self.restoring = false;
             self.reserve_held = true;
             return Vec::new();
         }
         vec![FsOp::Remove {
             file: files::RESERVE.into(),
         }]
+    }
+
+    /// The removal [`reserve_restored`](Self::reserve_restored) handed out
+    /// ran (either way): a restore may start again.
+    pub(crate) fn reserve_cleaned(&mut self) {
+        self.restoring = false;
     }
 
     /// A plan [`release_reserve_for`](Self::release_reserve_for) handed out
