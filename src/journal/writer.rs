@@ -920,6 +920,12 @@ mod tests {
         assert!(w.restore_reserve().is_none(), "the cleanup is still to run");
         w.reserve_cleaned();
         assert!(w.restore_reserve().is_some());
+        assert!(w.restoring(), "close waits for it");
+        let _ = w.reserve_restored(Err(disk_full()));
+        w.reserve_cleaned();
+        // None once closed: the directory may be another store's by then.
+        let _ = w.close();
+        assert!(w.space_low() && w.restore_reserve().is_none());
     }
 
     #[test]

@@ -411,10 +411,12 @@ impl Journal {
                 }
                 self.publish(&g);
                 self.cond.notify_all();
-            } else if !idle || g.rotating() || g.cut_held() {
+            } else if !idle || g.rotating() || g.cut_held() || g.restoring() {
                 // A write, another `close`'s checkpoint, or a backup's cut ends
                 // with a wake-up: the close marker's group would make records
-                // durable while the backup reads its image.
+                // durable while the backup reads its image. A reserve's restore
+                // (a writer's thread runs it) ends before the directory is let
+                // go, and none begins after `close` (`restore_reserve`).
                 g = self.cond.wait(g);
             } else {
                 break;
@@ -479,6 +481,8 @@ impl Journal {
             let _ = self.dir.run(&cleanup);
             self.writer.lock().reserve_cleaned();
         }
+        // Wakes a `close` waiting for the restore to end.
+        self.cond.notify_all();
         !self.space_low()
     }
 

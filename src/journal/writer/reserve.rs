@@ -29,7 +29,8 @@ impl Writer {
     /// [`reserve_restored`](Self::reserve_restored).
     pub(crate) fn restore_reserve(&mut self) -> Option<Vec<FsOp>> {
         let released = self.releases_running > 0 && !self.mutants.restore_during_release;
-        if !self.space_low() || self.restoring || released {
+        // Not once closed: the directory may be another store's by then.
+        if !self.space_low() || self.restoring || released || self.closed {
             return None;
         }
         self.restoring = true;
@@ -66,6 +67,11 @@ impl Writer {
         vec![FsOp::Remove {
             file: files::RESERVE.into(),
         }]
+    }
+
+    /// Whether a restore (or its cleanup) is under way: `close` waits for it.
+    pub(crate) fn restoring(&self) -> bool {
+        self.restoring
     }
 
     /// The removal [`reserve_restored`](Self::reserve_restored) handed out
