@@ -40,7 +40,8 @@ enum Phase {
     Writing,
     Syncing,
     ReadingBack,
-    /// The copy read back wrong: its location's bad mark is being journaled.
+    /// A location's bad mark is being journaled alone: the copy's, which
+    /// read back wrong, or the faulted one's, when the quarantine lost its race.
     MarkingBad,
     /// Remapped in the table; waiting for the record to be durable before the
     /// faulted location is retired and the remap reported.
@@ -195,9 +196,15 @@ impl Machine for RepairOp {
                     Entry::put(&q, core.tag_of(&q)),
                 ]))
             }
+            // A write or delete committed since the fault was decided: a race
+            // for the record, but the location failed every re-read all the
+            // same, and its mark (made above) is journaled so that a reopen
+            // keeps it out of use too (`MarkingBad` then answers `Raced`).
             Err(Error::VersionConflict { .. }) => {
-                self.phase = Phase::Finished;
-                Step::Done(Ok(RepairOutcome::Raced))
+                self.phase = Phase::MarkingBad;
+                Step::Io(IoRequest::Journal(vec![Entry::Bad(
+                    self.faulted.location(),
+                )]))
             }
             Err(err) => {
                 self.phase = Phase::Finished;
@@ -289,5 +296,57 @@ impl Machine for RepairOp {
         {
             core.allocator.free(target);
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::record::checksum;
+
+    /// Commits generation `g` of `id` at a fresh location; its record.
+    fn commit(core: &Core, id: ExtentId, g: u64) -> Snapshot {
+        let before = core.table.snapshot(id).expect("in range");
+        let begin = (core.table)
+            .transition(id, before.version(), Change::BeginWrite)
+            .expect("begins");
+        let location = (core.allocator)
+            .allocate(100, Placement::Any)
+            .expect("space");
+        let bytes = [id.0.to_le_bytes(), g.to_le_bytes()].concat();
+        let change = Change::CommitWrite {
+            location,
+            checksum: checksum(id, g, &bytes),
+        };
+        (core.table)
+            .transition(id, begin.version(), change)
+            .expect("commits")
+    }
+
+    /// A quarantine that loses its race to a write still journals the bad
+    /// mark of the location that failed every re-read (a reopen keeps it out
+    /// of use), then answers `Raced`.
+    #[test]
+    fn a_quarantine_that_loses_its_race_still_journals_the_bad_mark() {
+        let core = Core::for_tests();
+        let id = ExtentId(4);
+        let faulted = commit(&core, id, 1);
+        commit(&core, id, 2);
+        let mut op = RepairOp::new(faulted);
+        let bad = faulted.location();
+        match op.start(&core) {
+            Step::Io(IoRequest::Journal(entries)) => {
+                assert!(
+                    matches!(&entries[..], [Entry::Bad(l)] if *l == bad),
+                    "{entries:?}"
+                );
+            }
+            other => panic!("expected the bad mark's journal entry, got {other:?}"),
+        }
+        assert!(core.allocator.is_bad(bad));
+        assert!(matches!(
+            op.on_io(&core, IoResult::Done(Ok(()))),
+            Step::Done(Ok(RepairOutcome::Raced))
+        ));
     }
 }
