@@ -40,10 +40,19 @@ impl Error {
         Error::OutcomeUnknown { op, extent, cause }
     }
 
-    /// An [`Error::Io`] from a `std::io::Error` ([`Error::DiskFull`] for a write
-    /// that found the file system full).
+    /// An [`Error::Io`] from a `std::io::Error` ([`Error::DiskFull`] for a call
+    /// that takes space, a write or a file's or directory's creation, and
+    /// found the file system full: XFS allocates inodes as it goes, ext4 can
+    /// run out of them, so a create can be what meets a full disk, and the
+    /// metadata reserve is released for it as for a write). Never for a sync:
+    /// its failure may have dropped pages, and a retry of it would vouch for
+    /// them.
     pub(crate) fn io(device: u16, op: &'static str, err: &std::io::Error) -> Self {
-        if op == "write" && is_full(err.kind()) {
+        let takes_space = matches!(
+            op,
+            "write" | "open" | "rename" | "create dir" | "backup write" | "backup open"
+        );
+        if takes_space && is_full(err.kind()) {
             return Error::DiskFull { device, op };
         }
         Error::Io {
@@ -61,4 +70,28 @@ fn is_full(kind: std::io::ErrorKind) -> bool {
         kind,
         std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
     )
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A full file system met by a call that takes space is DiskFull, which
+    /// releases the metadata reserve and is retried; met by a sync, it stays
+    /// an I/O error (its pages may be gone: a retry must not vouch for them).
+    #[test]
+    fn a_full_disk_is_disk_full_for_writes_and_creations_only() {
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        for op in ["write", "open", "rename", "create dir", "backup write"] {
+            let err = Error::io(2, op, &full);
+            assert!(
+                matches!(err, Error::DiskFull { device: 2, .. }),
+                "{op}: {err}"
+            );
+        }
+        for op in ["sync", "read", "remove"] {
+            let err = Error::io(2, op, &full);
+            assert!(matches!(err, Error::Io { device: 2, .. }), "{op}: {err}");
+        }
+    }
 }
