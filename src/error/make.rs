@@ -46,11 +46,14 @@ impl Error {
     /// run out of them, so a create can be what meets a full disk, and the
     /// metadata reserve is released for it as for a write). Never for a sync:
     /// its failure may have dropped pages, and a retry of it would vouch for
-    /// them.
+    /// them. Nor for a rename: a checkpoint's plan renames after its pointer
+    /// switch (the retired journal kept for recycling), and a full-disk retry
+    /// runs the whole plan again, which would write over the image the
+    /// pointer names.
     pub(crate) fn io(device: u16, op: &'static str, err: &std::io::Error) -> Self {
         let takes_space = matches!(
             op,
-            "write" | "open" | "rename" | "create dir" | "backup write" | "backup open"
+            "write" | "open" | "create dir" | "backup write" | "backup open"
         );
         if takes_space && is_full(err.kind()) {
             return Error::DiskFull { device, op };
@@ -82,14 +85,14 @@ mod tests {
     #[test]
     fn a_full_disk_is_disk_full_for_writes_and_creations_only() {
         let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
-        for op in ["write", "open", "rename", "create dir", "backup write"] {
+        for op in ["write", "open", "create dir", "backup write"] {
             let err = Error::io(2, op, &full);
             assert!(
                 matches!(err, Error::DiskFull { device: 2, .. }),
                 "{op}: {err}"
             );
         }
-        for op in ["sync", "read", "remove"] {
+        for op in ["sync", "read", "remove", "rename"] {
             let err = Error::io(2, op, &full);
             assert!(matches!(err, Error::Io { device: 2, .. }), "{op}: {err}");
         }
