@@ -527,6 +527,38 @@ fn a_repair_whose_record_a_write_or_delete_replaced_is_a_race_not_a_fault() {
     }
 }
 
+/// Only a committed change makes a repair's search a race: a write of the
+/// quarantined extent still pending when no good copy is found may yet fail
+/// and leave the fault in place, so the fault is reported (FPRE004).
+#[test]
+fn a_write_still_pending_does_not_make_a_real_fault_a_race() {
+    let backend = FaultBackend::new(2);
+    let store = Arc::new(Store::new(Arc::clone(&backend), one_worker(16)).unwrap());
+    let id = ExtentId(11);
+    let snapshot = store.write(id, &value(id, 1, 256)).unwrap();
+    (backend.inner())
+        .corrupt(snapshot.location(), |b| b[40] ^= 0xff)
+        .unwrap();
+    let good_copy = backend.gate_next(Op::GoodCopy);
+    let verifier = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || store.verify(id))
+    };
+    good_copy.wait_entered();
+    let data_write = backend.gate_next(Op::Write);
+    let writer = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || store.write(id, &value(id, 2, 256)))
+    };
+    data_write.wait_entered();
+    assert!(store.snapshot(id).unwrap().write_pending());
+    good_copy.release();
+    let err = verifier.join().unwrap().unwrap_err();
+    assert_eq!(err.code(), "FPRE004", "{err}");
+    data_write.release();
+    let _ = writer.join().unwrap();
+}
+
 /// A compaction whose source fails its checksum hands the extent to the
 /// integrity ladder, as a read does: the persistent fault is quarantined and
 /// remapped from the good copy, so the engine's retry of the compaction does

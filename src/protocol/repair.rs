@@ -99,13 +99,16 @@ impl RepairOp {
             // A write or delete that committed on top of the quarantine since
             // (the good copy's generation then vanished from the cache and the
             // replica) made the faulted bytes no longer the record's: a race,
-            // never a fault left unrepaired (FPRE004 means a real fault). A
-            // record that cannot be read now counts as moved on too.
+            // never a fault left unrepaired (FPRE004 means a real fault). Only
+            // a commit counts: a write merely pending may still fail and leave
+            // the record quarantined with its fault, and a record that cannot
+            // be read now proves nothing either.
             Some(q)
-                if core
-                    .table
-                    .snapshot(self.id)
-                    .is_ok_and(|now| now.version() == q.version()) =>
+                if !core.table.snapshot_waiting(self.id).is_ok_and(|now| {
+                    now.generation() != q.generation()
+                        || now.location() != q.location()
+                        || now.state() == State::Vacant
+                }) =>
             {
                 Step::Done(Ok(RepairOutcome::NoGoodCopy(q)))
             }
