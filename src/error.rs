@@ -40,7 +40,7 @@
 //! | FPRE033 | [`Error::TagTooLong`] | no | a tag holds more than `MAX_TAG_LEN` bytes | keep the engine's key short (a hash of a long key) |
 //! | FPRE034 | [`Error::ChangesTruncated`] | no | `changes_since` asked for changes the store no longer retains: retention let them go, or a durable store was reopened (the stream is retained in memory; an in-memory store made again numbers from 0 instead: compare `change_stream_id`) | resync from `change_baseline()` (its number, then every record with its version, deleted ones included, which a follower keeps so that an older change cannot bring a deleted extent back), then read `changes_since` that number; hold the stream back with `hold_changes` to stop it recurring |
 //! | FPRE035 | [`Error::ChangeSeqAhead`] | no | `changes_since` asked for a number this store has not reached: the cursor came from another store | resync as for FPRE034 |
-//! | FPRE037 | [`Error::DrainIncomplete`] | yes | `drain` left extents on the device: a copy failed on its target, a write or compaction held an extent, a write placed one there meanwhile (only degraded devices are avoided), or a quarantined extent has no good copy | call `drain` again; look at what stays (`records()` on the device): a quarantined extent reads FPRE013 until a good copy is found; do not remove the device while any record names it |
+//! | FPRE037 | [`Error::DrainIncomplete`] | no | `drain` left extents on the device: a copy failed on its target, a write or compaction held an extent, a write placed one there meanwhile (only degraded devices are avoided), or a quarantined extent has no good copy | call `drain` again; look at what stays (`records()` on the device): a quarantined extent reads FPRE013 until a good copy is found; do not remove the device while any record names it |
 //! | FPRE036 | [`Error::JournalFailed`] | no | the journal failed earlier (a write or sync of it failed, or the disk filled with the metadata reserve already spent), and it refuses every change until a reopen; nothing of this change was written | reopen the store (after freeing space, for a full disk); reads keep working meanwhile |
 //! | FPRE038 | [`Error::DeviceSyncFailed`] | no | a sync of the device file failed earlier: its unsynced writes may be lost, and every later sync of it fails until a reopen (writes avoid the device meanwhile while another has room; with none, they fail) | reopen the store: recovery writes back or drops what the failed sync may have lost; reads keep working meanwhile |
 //!
@@ -537,7 +537,6 @@ impl Error {
                 | Error::NoSpace { .. }
                 | Error::DiskFull { .. }
                 | Error::WriteInProgress { .. }
-                | Error::DrainIncomplete { .. }
         )
     }
 
