@@ -220,3 +220,35 @@ fn a_tagged_write_that_did_not_commit_leaves_no_tag_behind() {
     let (record, kept) = store.snapshot_tagged(id).unwrap();
     assert_eq!((record.generation(), kept), (1, tag(id, 1)));
 }
+
+/// The same for a batch: its tagged writes that did not commit drop the tags
+/// they proposed.
+#[test]
+fn a_tagged_batch_that_did_not_commit_leaves_no_tag_behind() {
+    use common::fault_fs::{self, FaultFs, Faults, Hook};
+    let tmp = fault_fs::tempdir();
+    let dir = tmp.path();
+    let fs = FaultFs::new(dir, u64::MAX, Faults::default());
+    let hook = Arc::new(FailNextJournalSync::default());
+    fs.set_hook(Arc::clone(&hook) as Arc<dyn Hook>);
+    let store = Store::open_in(Arc::new(fs.clone()), dir, config(1 << 20)).unwrap();
+    let (a, b) = (ExtentId(3), ExtentId(5));
+    let batch = |g: u64, t: u64| {
+        let (va, vb) = (value(a, g, 64), value(b, g, 64));
+        store.write_batch_tagged(&[(a, &va[..], tag(a, t)), (b, &vb[..], tag(b, t))])
+    };
+    batch(1, 1).unwrap();
+    assert_eq!(store.stats().tags_held, 2);
+    hook.armed.store(true, Ordering::SeqCst);
+    // Generation 2 in the values, with tags (odd generations carry one).
+    let err = batch(2, 3).unwrap_err();
+    assert_eq!(err.code(), "FPRE028", "{err}");
+    assert_eq!(
+        store.stats().tags_held,
+        2,
+        "the proposed generations' tags went"
+    );
+    for id in [a, b] {
+        assert_eq!(store.snapshot_tagged(id).unwrap().1, tag(id, 1));
+    }
+}

@@ -82,7 +82,11 @@ impl Op {
     /// write's fresh location stays out of use.
     fn clear_pending(&self, core: &Core) {
         core.proposals.remove(self.id());
-        core.clear_pending(self.id());
+        match self {
+            // Drops the tag it proposed too.
+            Op::Write(w) => w.clear_pending(core),
+            Op::Delete(_) => core.clear_pending(self.id()),
+        }
     }
 }
 
