@@ -451,6 +451,25 @@ pub(crate) fn checkpoint(
     ops
 }
 
+/// The checkpoint image a plan `ops` that failed wrote, to remove: unless the
+/// pointer on disk names it (`pointer`: what `CURRENT` names now, `None` if it
+/// could not be read whole, which keeps the file). Read, not inferred from
+/// the plan: an earlier attempt of a retried plan may have switched it.
+/// Kept, one image would stay behind each failed rotation (a device whose
+/// sync failed fails every checkpoint until a reopen) and fill the disk. The
+/// removal is not synced: a crash may bring the file back, and the next
+/// checkpoint removes it (it is numbered below). A retry runs the whole plan
+/// again, image included. The store's directory and the emulator's both ask.
+pub(crate) fn failed_image(ops: &[FsOp], pointer: Option<u64>) -> Option<&str> {
+    let image = ops.iter().find_map(|op| match op {
+        FsOp::WriteImage { file } => Some(file.as_str()),
+        FsOp::Write { file, .. } if files::checkpoint_number(file).is_some() => Some(file),
+        _ => None,
+    })?;
+    let named = pointer?;
+    (files::checkpoint_number(image) != Some(named)).then_some(image)
+}
+
 /// The metadata of a backup of a live store whose durable state is `image`, in
 /// an empty directory whose device files were copied (and synced) first: its
 /// checkpoint 1 holds the image, journal 1 is empty, and the pointer comes last,

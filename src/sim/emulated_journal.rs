@@ -296,6 +296,12 @@ impl EmulatedJournal {
                     self.start_commit(&mut fx);
                 }
                 Lane::Checkpoint => {
+                    // As the store's directory does (`plan::failed_image`).
+                    let pointer = (self.dir.read(files::CURRENT))
+                        .and_then(|bytes| crate::journal::decode_pointer(&bytes).ok());
+                    if let Some(file) = crate::journal::plan::failed_image(&task.plan, pointer) {
+                        let _ = self.dir.apply(&FsOp::Remove { file: file.into() });
+                    }
                     if let Some(retry) = self.writer.checkpoint_done(&task.plan, Err(err)) {
                         let delay = retry.first().map_or(0, |op| self.latency(op));
                         self.checkpoint = Some(Task {

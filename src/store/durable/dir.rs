@@ -82,16 +82,7 @@ impl Dir {
         sync_devices: &dyn Fn() -> Result<()>,
         write_image: &dyn Fn(&str) -> Result<()>,
     ) -> Result<()> {
-        // The image this plan wrote.
-        let mut image: Option<&str> = None;
         for op in ops {
-            match op {
-                FsOp::WriteImage { file } => image = Some(file),
-                FsOp::Write { file, .. } if files::checkpoint_number(file).is_some() => {
-                    image = Some(file);
-                }
-                _ => {}
-            }
             let step = || match op {
                 FsOp::SyncDevices => sync_devices(),
                 FsOp::WriteImage { file } => write_image(file),
@@ -106,17 +97,9 @@ impl Dir {
                 io_error("plan", &std::io::Error::other("a plan step panicked"))
             });
             if let Err(err) = done {
-                // An image no pointer names is removed (best effort, not
-                // synced: a crash may bring it back, and the next checkpoint
-                // removes it, as it is numbered below). Kept, one would stay
-                // behind each failed rotation (a device whose sync failed
-                // fails every checkpoint until a reopen) and fill the disk.
-                // A retry runs the whole plan again, image included.
                 // Through `run_one`, which drops the cached handle too: a
                 // retry must write a new file, not the unlinked one.
-                if let Some(file) = image
-                    && self.pointer_names_other_than(file)
-                {
+                if let Some(file) = crate::journal::plan::failed_image(ops, self.pointer()) {
                     let remove = FsOp::Remove { file: file.into() };
                     let _ = crate::fs::unless_panicked(
                         || self.run_one(&remove),
@@ -129,20 +112,17 @@ impl Dir {
         Ok(())
     }
 
-    /// Whether the pointer on disk is whole and names another checkpoint than
-    /// `file`: read, not inferred from the plan, as an earlier attempt of a
-    /// retried plan may have switched it already. Any doubt (unreadable,
-    /// damaged, a panic) keeps the file.
-    fn pointer_names_other_than(&self, file: &str) -> bool {
+    /// The checkpoint the pointer on disk names, if it can be read whole
+    /// (any doubt, a panic included, is `None`).
+    fn pointer(&self) -> Option<u64> {
         let read = crate::fs::unless_panicked(
             || self.fs.read_file(&self.path.join(files::CURRENT)),
             || std::io::Error::other("the file system panicked"),
         );
-        let named = match read {
+        match read {
             Ok(Some(bytes)) => crate::journal::decode_pointer(&bytes).ok(),
             _ => None,
-        };
-        named.is_some_and(|n| Some(n) != files::checkpoint_number(file))
+        }
     }
 
     fn run_one(&self, op: &FsOp) -> Result<()> {
