@@ -210,3 +210,21 @@ fn a_write_longer_than_a_device_is_too_large() {
     let fits = vec![3u8; 60 << 10];
     assert_eq!(store.write(ExtentId(3), &fits).unwrap().generation(), 1);
 }
+
+/// The bound counts whole blocks: a device of 10 000 bytes holds at most two
+/// 4 KiB blocks, so a 9 000-byte write is too large there too.
+#[test]
+fn a_write_longer_than_a_device_s_whole_blocks_is_too_large() {
+    let store = store(
+        StoreConfig::builder()
+            .devices(1)
+            .block_size_bytes(4096)
+            .device_capacity_bytes(10_000),
+    );
+    let err = store.write(ExtentId(1), &[1u8; 9_000]).unwrap_err();
+    assert!(matches!(err, Error::TooLarge { max: 8192, .. }), "{err}");
+    assert_eq!(
+        store.write(ExtentId(1), &[1u8; 8192]).unwrap().generation(),
+        1
+    );
+}

@@ -307,9 +307,13 @@ impl Store {
                 config.prefetch_queue as u64,
             )),
             buffers: Mutex::new(super::hints::BufferRun::default()),
-            // No write longer than a device can ever take: NoSpace (retryable)
-            // would come back for it forever; TooLarge says so at once.
-            max_extent_bytes: config.max_extent_bytes.min(config.device_capacity_bytes),
+            // No write longer than a device can ever take (whole blocks):
+            // NoSpace (retryable) would come back for it forever; TooLarge
+            // says so at once.
+            max_extent_bytes: (config.max_extent_bytes).min(
+                config.device_capacity_bytes / u64::from(config.block_size_bytes)
+                    * u64::from(config.block_size_bytes),
+            ),
             write_wait: std::time::Duration::from_millis(config.write_wait_ms),
             readahead_on: config.readahead,
             readahead_idle: crate::sync::AtomicBool::new(false),
