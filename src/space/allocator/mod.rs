@@ -149,13 +149,14 @@ impl Allocator {
         // exactly when one of their locations does.
         let mut live: Vec<Vec<(u64, u64)>> = vec![Vec::new(); usize::from(devices)];
         for location in referenced {
-            // Before any span is joined: spans rounded with another block
-            // size than the store's would overlap, or leave part-block holes that a later
+            // First, before the range and before any span is joined: spans
+            // rounded with another block size than the store's would overlap,
+            // pass the capacity, or leave part-block holes that a later
             // allocation would hand out over live bytes.
-            let (start, end) = allocator.checked_span(location, capacity)?;
             if location.offset % allocator.block_size != 0 {
                 return Err(RestoreError::Misaligned { location });
             }
+            let (start, end) = allocator.checked_span(location, capacity)?;
             let spans = &mut live[usize::from(location.device)];
             match spans.last_mut() {
                 Some(last) if last.1 == start => last.1 = end,
