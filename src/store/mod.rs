@@ -535,7 +535,10 @@ impl Store {
     ///
     /// [`Error::RetryLimitExceeded`] (FPRE004) when the fault persists and the
     /// extent could not be repaired: it stays quarantined, keeping its location and
-    /// generation (no good copy, or writing one failed).
+    /// generation (no good copy, or writing one failed). The journal's error
+    /// ([`Error::OutcomeUnknown`], [`Error::JournalFailed`], [`Error::Shutdown`])
+    /// when it could not take the quarantine or the remap: the remap may show
+    /// until a reopen decides.
     pub fn verify(&self, id: ExtentId) -> Result<Verdict> {
         self.check_open()?;
         self.shared.verify(id)

@@ -163,8 +163,6 @@ impl Store {
         first_error.map_or(Ok(released), Err)
     }
 
-    /// Releases freed device tails if the allocator says one reached the automatic
-    /// threshold. Errors are left for the next attempt (the tail stays counted).
     /// Runs `op` on `id`; a media fault (of the source, or of the copy read
     /// back) also climbs the integrity ladder on `id`, as a read's does, so
     /// that a persistent fault is quarantined and repaired rather than met
@@ -179,6 +177,8 @@ impl Store {
         outcome
     }
 
+    /// Releases freed device tails if the allocator says one reached the automatic
+    /// threshold. Errors are left for the next attempt (the tail stays counted).
     pub(super) fn trim_if_due(&self) {
         let core = &self.shared.core;
         if !core.allocator.take_trim_due() {
