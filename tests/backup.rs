@@ -289,13 +289,16 @@ fn a_device_file_removed_from_outside_fails_the_backup() {
 }
 
 /// The OS's file system, except that once armed the first read of a device
-/// file opened after arming waits (and says it does) until released: a
-/// backup's copy, which opens the device files anew, stopped mid-copy.
+/// file opened after arming waits (and says it does) until released, or
+/// panics: a backup's copy, which opens the device files anew, stopped
+/// mid-copy; and that device files' syncs fail while `fail_syncs` is set.
 #[derive(Debug, Default)]
 struct HoldingFs {
     armed: AtomicBool,
     /// Panic in the held read instead of waiting: an engine's `Fs` with a bug.
     panics: AtomicBool,
+    /// Fail every sync of a device file with EIO while set.
+    fail_syncs: AtomicBool,
     /// (a read is held, it was released)
     gate: Mutex<(bool, bool)>,
     moved: std::sync::Condvar,
@@ -306,6 +309,7 @@ struct HeldFile {
     inner: Arc<dyn extentmeta::fs::FsFile>,
     fs: Arc<HoldingFs>,
     hold: AtomicBool,
+    device: bool,
 }
 
 impl HoldingFs {
@@ -340,6 +344,9 @@ impl extentmeta::fs::FsFile for HeldFile {
         self.inner.write_all_at(buf, offset)
     }
     fn sync_data(&self) -> std::io::Result<()> {
+        if self.device && self.fs.fail_syncs.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other("EIO (injected)"));
+        }
         self.inner.sync_data()
     }
     fn len(&self) -> std::io::Result<u64> {
@@ -363,6 +370,7 @@ impl extentmeta::fs::Fs for Holding {
             inner,
             fs: Arc::clone(&self.0),
             hold: AtomicBool::new(hold),
+            device,
         }))
     }
     fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
@@ -382,6 +390,18 @@ impl extentmeta::fs::Fs for Holding {
     }
 }
 
+/// A store in `tmp/live` over a [`Holding`] file system, extents 0..8 written
+/// at generation 1.
+fn holding_store(tmp: &Path) -> (Holding, Store) {
+    let holding = Holding(Arc::new(HoldingFs::default()));
+    let fs: Arc<dyn extentmeta::fs::Fs> = Arc::new(holding.clone());
+    let store = Store::open_in(fs, tmp.join("live"), config()).unwrap();
+    for id in 0..8 {
+        put(&store, id, 1);
+    }
+    (holding, store)
+}
+
 /// `close` waits for a backup in progress: the copy reads the device files
 /// through handles of its own, so a `close` that returned mid-copy would let
 /// another store take the directory and reuse a location the copy has still
@@ -391,12 +411,8 @@ impl extentmeta::fs::Fs for Holding {
 fn close_waits_for_a_backup_in_progress() {
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
-    let holding = Holding(Arc::new(HoldingFs::default()));
-    let fs: Arc<dyn extentmeta::fs::Fs> = Arc::new(holding.clone());
-    let store = Arc::new(Store::open_in(fs, tmp.path().join("live"), config()).unwrap());
-    for id in 0..8 {
-        put(&store, id, 1);
-    }
+    let (holding, store) = holding_store(tmp.path());
+    let store = Arc::new(store);
     holding.0.armed.store(true, Ordering::SeqCst);
     let order = Arc::new(Mutex::new(Vec::new()));
     let backup = {
@@ -433,12 +449,7 @@ fn close_waits_for_a_backup_in_progress() {
 fn a_file_system_panicking_under_a_backup_fails_it_and_frees_its_pin() {
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
-    let holding = Holding(Arc::new(HoldingFs::default()));
-    let fs: Arc<dyn extentmeta::fs::Fs> = Arc::new(holding.clone());
-    let store = Store::open_in(fs, tmp.path().join("live"), config()).unwrap();
-    for id in 0..8 {
-        put(&store, id, 1);
-    }
+    let (holding, store) = holding_store(tmp.path());
     holding.0.panics.store(true, Ordering::SeqCst);
     holding.0.armed.store(true, Ordering::SeqCst);
     let err = store.checkpoint_to(tmp.path().join("copy")).unwrap_err();
@@ -561,74 +572,6 @@ fn a_backup_cut_short_by_a_kill_is_refused_and_the_store_is_intact() {
     }
 }
 
-/// `StdFs`, but once `armed`, every `sync_data` of a device file (`dev*`)
-/// fails with EIO.
-#[derive(Debug)]
-struct FailingDeviceSyncs {
-    armed: Arc<AtomicBool>,
-}
-
-#[derive(Debug)]
-struct FailingFile {
-    file: Arc<dyn extentmeta::fs::FsFile>,
-    armed: Arc<AtomicBool>,
-}
-
-impl extentmeta::fs::FsFile for FailingFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
-        self.file.read_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
-        self.file.write_all_at(buf, offset)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        if self.armed.load(Ordering::SeqCst) {
-            return Err(std::io::Error::other("EIO (injected)"));
-        }
-        self.file.sync_data()
-    }
-    fn len(&self) -> std::io::Result<u64> {
-        self.file.len()
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.file.set_len(len)
-    }
-}
-
-impl extentmeta::fs::Fs for FailingDeviceSyncs {
-    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
-        extentmeta::fs::StdFs.create_dir_all(dir)
-    }
-    fn open(&self, path: &Path, create: bool) -> std::io::Result<Arc<dyn extentmeta::fs::FsFile>> {
-        let file = extentmeta::fs::StdFs.open(path, create)?;
-        let device =
-            (path.file_name().and_then(|n| n.to_str())).is_some_and(|n| n.starts_with("dev"));
-        Ok(if device {
-            Arc::new(FailingFile {
-                file,
-                armed: Arc::clone(&self.armed),
-            })
-        } else {
-            file
-        })
-    }
-    fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
-        extentmeta::fs::StdFs.list(dir)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
-        extentmeta::fs::StdFs.rename(from, to)
-    }
-    fn remove(&self, path: &Path) -> std::io::Result<()> {
-        extentmeta::fs::StdFs.remove(path)
-    }
-    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
-        extentmeta::fs::StdFs.sync_dir(dir)
-    }
-    fn lock(&self, path: &Path) -> std::io::Result<Option<Box<dyn std::any::Any + Send + Sync>>> {
-        extentmeta::fs::StdFs.lock(path)
-    }
-}
-
 /// A write past the inline bound journals its record while its data syncs; a
 /// backup's image holds it as a plain record while that sync runs. If the
 /// sync fails, its pages may be gone and the copy would take the old bytes
@@ -639,10 +582,9 @@ impl extentmeta::fs::Fs for FailingDeviceSyncs {
 fn a_backup_after_a_failed_overlapped_data_sync_fails_instead_of_copying() {
     let _serial = serial();
     let tmp = tempfile::tempdir().unwrap();
-    let armed = Arc::new(AtomicBool::new(false));
-    let fs = Arc::new(FailingDeviceSyncs {
-        armed: Arc::clone(&armed),
-    });
+    let holding = Holding(Arc::new(HoldingFs::default()));
+    let fs: Arc<dyn extentmeta::fs::Fs> = Arc::new(holding.clone());
+    let armed = &holding.0.fail_syncs;
     let config = StoreConfig::builder()
         .devices(1)
         .cache_bytes(0)

@@ -489,26 +489,40 @@ fn a_quarantine_is_counted_when_a_write_wins_its_remap() {
     assert_eq!(decode(&store.read(id).unwrap()), (id, 2));
 }
 
+/// A store whose extent `id` (generation 1) is corrupt with no good copy
+/// anywhere (no replica, nothing cached), and a `verify` of it on its own
+/// thread, held where its repair asks for a good copy: the gate to release it.
+fn searching_for_a_good_copy(
+    id: ExtentId,
+) -> (
+    Arc<FaultBackend>,
+    Arc<Store>,
+    common::fault_backend::Gate,
+    std::thread::JoinHandle<extentmeta::Result<Verdict>>,
+) {
+    let backend = FaultBackend::new(2);
+    let store = Arc::new(Store::new(Arc::clone(&backend), one_worker(16)).unwrap());
+    let snapshot = store.write(id, &value(id, 1, 256)).unwrap();
+    (backend.inner())
+        .corrupt(snapshot.location(), |b| b[40] ^= 0xff)
+        .unwrap();
+    let good_copy = backend.gate_next(Op::GoodCopy);
+    let verifier = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || store.verify(id))
+    };
+    good_copy.wait_entered();
+    (backend, store, good_copy, verifier)
+}
+
 /// A repair that finds no good copy because a write or a delete replaced the
 /// quarantined record while it looked for one answers `Raced`: the faulted
 /// bytes are no longer the record's, and FPRE004 means a real fault only.
 #[test]
 fn a_repair_whose_record_a_write_or_delete_replaced_is_a_race_not_a_fault() {
     for delete in [false, true] {
-        let backend = FaultBackend::new(2);
-        let store = Arc::new(Store::new(Arc::clone(&backend), one_worker(16)).unwrap());
         let id = ExtentId(9);
-        // No replica and nothing cached: no good copy anywhere.
-        let snapshot = store.write(id, &value(id, 1, 256)).unwrap();
-        (backend.inner())
-            .corrupt(snapshot.location(), |b| b[40] ^= 0xff)
-            .unwrap();
-        let good_copy = backend.gate_next(Op::GoodCopy);
-        let verifier = {
-            let store = Arc::clone(&store);
-            std::thread::spawn(move || store.verify(id))
-        };
-        good_copy.wait_entered();
+        let (_, store, good_copy, verifier) = searching_for_a_good_copy(id);
         assert_eq!(store.snapshot(id).unwrap().state(), State::Quarantined);
         match delete {
             false => drop(store.write(id, &value(id, 2, 256)).unwrap()),
@@ -534,19 +548,8 @@ fn a_repair_whose_record_a_write_or_delete_replaced_is_a_race_not_a_fault() {
 /// and leave the fault in place, so the fault is reported (FPRE004).
 #[test]
 fn a_write_still_pending_does_not_make_a_real_fault_a_race() {
-    let backend = FaultBackend::new(2);
-    let store = Arc::new(Store::new(Arc::clone(&backend), one_worker(16)).unwrap());
     let id = ExtentId(11);
-    let snapshot = store.write(id, &value(id, 1, 256)).unwrap();
-    (backend.inner())
-        .corrupt(snapshot.location(), |b| b[40] ^= 0xff)
-        .unwrap();
-    let good_copy = backend.gate_next(Op::GoodCopy);
-    let verifier = {
-        let store = Arc::clone(&store);
-        std::thread::spawn(move || store.verify(id))
-    };
-    good_copy.wait_entered();
+    let (backend, store, good_copy, verifier) = searching_for_a_good_copy(id);
     let data_write = backend.gate_next(Op::Write);
     let writer = {
         let store = Arc::clone(&store);

@@ -190,19 +190,25 @@ impl common::fault_fs::Hook for FailNextJournalSync {
     }
 }
 
+/// A durable store in `dir` whose journal's next sync fails once `hook` is
+/// armed.
+fn failing_journal_store(dir: &std::path::Path) -> (Store, Arc<FailNextJournalSync>) {
+    use common::fault_fs::{FaultFs, Faults, Hook};
+    let fs = FaultFs::new(dir, u64::MAX, Faults::default());
+    let hook = Arc::new(FailNextJournalSync::default());
+    fs.set_hook(Arc::clone(&hook) as Arc<dyn Hook>);
+    let store = Store::open_in(Arc::new(fs), dir, config(1 << 20)).unwrap();
+    (store, hook)
+}
+
 /// A tagged write whose record reached the journal but did not commit
 /// (outcome unknown) drops the tag it set at the generation it proposed:
 /// tags stay bounded by the tagged records plus the writes in flight, and the
 /// record keeps its own generation's tag.
 #[test]
 fn a_tagged_write_that_did_not_commit_leaves_no_tag_behind() {
-    use common::fault_fs::{self, FaultFs, Faults, Hook};
-    let tmp = fault_fs::tempdir();
-    let dir = tmp.path();
-    let fs = FaultFs::new(dir, u64::MAX, Faults::default());
-    let hook = Arc::new(FailNextJournalSync::default());
-    fs.set_hook(Arc::clone(&hook) as Arc<dyn Hook>);
-    let store = Store::open_in(Arc::new(fs.clone()), dir, config(1 << 20)).unwrap();
+    let tmp = common::fault_fs::tempdir();
+    let (store, hook) = failing_journal_store(tmp.path());
     let id = ExtentId(3);
     store
         .write_tagged(id, &value(id, 1, 64), tag(id, 1))
@@ -225,13 +231,8 @@ fn a_tagged_write_that_did_not_commit_leaves_no_tag_behind() {
 /// they proposed.
 #[test]
 fn a_tagged_batch_that_did_not_commit_leaves_no_tag_behind() {
-    use common::fault_fs::{self, FaultFs, Faults, Hook};
-    let tmp = fault_fs::tempdir();
-    let dir = tmp.path();
-    let fs = FaultFs::new(dir, u64::MAX, Faults::default());
-    let hook = Arc::new(FailNextJournalSync::default());
-    fs.set_hook(Arc::clone(&hook) as Arc<dyn Hook>);
-    let store = Store::open_in(Arc::new(fs.clone()), dir, config(1 << 20)).unwrap();
+    let tmp = common::fault_fs::tempdir();
+    let (store, hook) = failing_journal_store(tmp.path());
     let (a, b) = (ExtentId(3), ExtentId(5));
     let batch = |g: u64, t: u64| {
         let (va, vb) = (value(a, g, 64), value(b, g, 64));
