@@ -643,17 +643,25 @@ fn a_remap_the_journal_fails_reports_the_journal_s_error_not_a_fault() {
     assert_eq!(err.code(), "FPRE028", "{err}");
 }
 
-/// Panics in every read of a checkpoint file once armed: an engine's `Fs`
+/// Panics in every read of a file whose name starts with the prefix (a
+/// checkpoint's by default) once armed: an engine's `Fs`
 /// that panics under the checkpoint's decoder. SeqCst: a switch, as above.
-#[derive(Debug, Default)]
-struct PanicOnCheckpointRead(AtomicBool);
+#[derive(Debug)]
+struct PanicOnCheckpointRead(AtomicBool, Mutex<&'static str>);
 
 impl Hook for PanicOnCheckpointRead {
     fn fail_read(&self, file: &str) -> bool {
-        if file.starts_with("checkpoint-") && self.0.load(Ordering::SeqCst) {
+        let prefix = *self.1.lock().unwrap();
+        if file.starts_with(prefix) && self.0.load(Ordering::SeqCst) {
             panic!("an engine's file system panicked reading {file}");
         }
         false
+    }
+}
+
+impl Default for PanicOnCheckpointRead {
+    fn default() -> Self {
+        PanicOnCheckpointRead(AtomicBool::new(false), Mutex::new("checkpoint-"))
     }
 }
 
@@ -677,10 +685,16 @@ fn a_file_system_panicking_under_the_checkpoint_read_is_an_io_error() {
     let fs = FaultFs::new(dir, u64::MAX, Faults::default());
     let hook = Arc::new(PanicOnCheckpointRead::default());
     fs.set_hook(hook.clone());
-    hook.0.store(true, Ordering::SeqCst);
-    let err = Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()).unwrap_err();
-    assert_eq!(err.code(), "FPRE009", "{err}");
-    hook.0.store(false, Ordering::SeqCst);
+    // Under the checkpoint's decoder, and under the reads of the pointer
+    // and the journals, which run on the opening thread: an I/O error of
+    // the open, never a panic reaching the caller.
+    for prefix in ["checkpoint-", "CURRENT", "journal-"] {
+        *hook.1.lock().unwrap() = prefix;
+        hook.0.store(true, Ordering::SeqCst);
+        let err = Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()).unwrap_err();
+        assert_eq!(err.code(), "FPRE009", "{prefix}: {err}");
+        hook.0.store(false, Ordering::SeqCst);
+    }
     let store = Store::open_in(Arc::new(fs), dir, cfg).unwrap();
     check(&store, &model);
 }

@@ -116,7 +116,16 @@ pub(crate) fn open(fs: Arc<dyn Fs>, path: &Path, config: &StoreConfig) -> Result
     });
     let dir = Dir::new(Arc::clone(&fs), path);
     let mut lock = Some(lock);
-    match names.and_then(|names| recover_and_open(dir, &names, &mut lock, config)) {
+    // A panic in an engine's `Fs` under recovery is the open's I/O error:
+    // the lock file this open made is then removed as after any failure
+    // (a failed open changes no file), and the caller gets a typed error.
+    let opened = names.and_then(|names| {
+        crate::fs::unless_panicked(
+            || recover_and_open(dir, &names, &mut lock, config),
+            || io_error("open", &std::io::Error::other("the file system panicked")),
+        )
+    });
+    match opened {
         Ok(opened) => Ok(opened),
         Err(err) => {
             // Removed while still locked: an open that meets this file now
