@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::fault_backend::{FaultBackend, Op};
+use common::fault_backend::{FaultBackend, Inject, Op};
 use common::{decode, one_worker, value, wait_until};
 use extentmeta::{
     CompactOutcome, Error, ExtentId, IntegrityPolicy, Location, State, Store, StoreConfig, Verdict,
@@ -562,6 +562,47 @@ fn a_write_still_pending_does_not_make_a_real_fault_a_race() {
     assert_eq!(err.code(), "FPRE004", "{err}");
     data_write.release();
     let _ = writer.join().unwrap();
+}
+
+/// A verified copy that a repair could not install (its copy's write
+/// failed) is kept, not left to the cache's next eviction: it is the
+/// extent's last good copy. Reads of the quarantined extent go on, and a
+/// later `verify` remaps from it after the cached entry is long gone.
+#[test]
+fn a_cached_good_copy_whose_remap_failed_outlives_its_eviction() {
+    let backend = FaultBackend::new(2);
+    let config = StoreConfig::builder()
+        .cache_bytes(64 << 10)
+        .prefetch_workers(0)
+        .build()
+        .unwrap();
+    let store = Store::new(Arc::clone(&backend), config).unwrap();
+    let id = ExtentId(12);
+    let snapshot = store.write(id, &value(id, 1, 4000)).unwrap();
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 1), "now cached");
+    (backend.inner())
+        .corrupt(snapshot.location(), |b| b[40] ^= 0xff)
+        .unwrap();
+    // No replica; the repair's copy (from the cache) fails to write.
+    backend.inject_nth(Op::Write, 1, Inject::Fail);
+    let err = store.verify(id).unwrap_err();
+    assert_eq!(err.code(), "FPRE004", "{err}");
+    assert_eq!(store.snapshot(id).unwrap().state(), State::Quarantined);
+    // Other extents push the cached copy out.
+    for i in 100..164 {
+        let other = ExtentId(i);
+        store.write(other, &value(other, 1, 4000)).unwrap();
+        assert_eq!(decode(&store.read(other).unwrap()), (other, 1));
+    }
+    assert!(
+        store.stats().cache.evicted > 16,
+        "{:?}",
+        store.stats().cache
+    );
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 1), "still served");
+    assert!(matches!(store.verify(id), Ok(Verdict::Repaired { .. })));
+    assert_eq!(store.snapshot(id).unwrap().state(), State::Durable);
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
 }
 
 /// A compaction whose source fails its checksum hands the extent to the

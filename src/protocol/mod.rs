@@ -34,8 +34,8 @@ pub(crate) use ladder::Fault;
 pub(crate) use ladder::{ReadSession, Tally, VerifySession};
 pub(crate) use overlaps::Overlaps;
 pub(crate) use read::{Claim, ReadOp};
-pub(crate) use repair::RepairOp;
 pub use repair::RepairOutcome;
+pub(crate) use repair::{RepairOp, Rescued};
 pub use verify::Verdict;
 pub(crate) use verify::VerifyOp;
 pub(crate) use write::WriteOp;
@@ -89,6 +89,9 @@ pub(crate) struct Core {
     /// Overlapped writes whose data's sync has not finished, and the markers of
     /// those that finished (see [`Overlaps`]).
     pub(crate) overlaps: Overlaps,
+    /// Verified copies of quarantined extents that a repair could not install
+    /// (see [`Rescued`]).
+    pub(crate) rescued: Rescued,
 }
 
 /// Records a write or delete handed to the journal and has not committed in the
@@ -220,6 +223,7 @@ impl Core {
             overlap_data_sync: false,
             overlaps: Default::default(),
             events: Default::default(),
+            rescued: Default::default(),
         }
     }
 
@@ -425,11 +429,19 @@ impl Core {
 
     /// The cached bytes of `snapshot`'s extent if they are of its generation and
     /// still match its checksum (a copy good enough to serve or remap from).
+    /// A copy a repair kept after its remap failed counts too ([`Rescued`]).
     pub(crate) fn verified_cached_copy(&self, snapshot: &Snapshot) -> Option<Bytes> {
-        let (generation, bytes) = self.cache.peek(snapshot.extent())?;
-        let good = generation == snapshot.generation()
-            && checksum(snapshot.extent(), generation, &bytes) == snapshot.checksum();
-        good.then_some(bytes)
+        let cached = self
+            .cache
+            .peek(snapshot.extent())
+            .filter(|(generation, bytes)| {
+                *generation == snapshot.generation()
+                    && checksum(snapshot.extent(), *generation, bytes) == snapshot.checksum()
+            });
+        match cached {
+            Some((_, bytes)) => Some(bytes),
+            None => self.rescued.copy_of(snapshot),
+        }
     }
 }
 

@@ -62,7 +62,48 @@ pub(crate) struct RepairOp {
     /// whatever happens to the remap after).
     quarantined_here: bool,
     target: Option<Location>,
+    /// The verified copy being installed: kept in [`Rescued`] if the remap
+    /// fails.
+    copy: Option<Bytes>,
     phase: Phase,
+}
+
+/// Verified copies of quarantined extents whose repair could not install
+/// them (the remap failed: no space, the copy's write, sync or read-back
+/// failed), by extent: the copy a repair found in the cache would otherwise
+/// be lost to the cache's next eviction, though it is the extent's last
+/// good copy (invariant 8). A later repair (a `verify`, the scrubber) or a
+/// read of the quarantined extent finds it here. Kept until a repair installs
+/// it or a later generation asks (`copy_of` drops a stale one). Bounded by
+/// the extents quarantined with a copy whose remap failed, one copy each.
+/// (parking_lot's even under loom: no loom model repairs.)
+#[derive(Debug, Default)]
+pub(crate) struct Rescued(parking_lot::Mutex<std::collections::HashMap<ExtentId, (u64, Bytes)>>);
+
+impl Rescued {
+    /// Keeps `bytes`, generation `generation` of `id`.
+    fn keep(&self, id: ExtentId, generation: u64, bytes: Bytes) {
+        self.0.lock().insert(id, (generation, bytes));
+    }
+
+    /// Drops `id`'s copy (installed).
+    fn forget(&self, id: ExtentId) {
+        self.0.lock().remove(&id);
+    }
+
+    /// The kept copy of `snapshot`'s generation, if it matches its checksum;
+    /// a copy of an older generation is dropped.
+    pub(crate) fn copy_of(&self, snapshot: &Snapshot) -> Option<Bytes> {
+        let mut kept = self.0.lock();
+        let (generation, bytes) = kept.get(&snapshot.extent())?;
+        if *generation < snapshot.generation() {
+            kept.remove(&snapshot.extent());
+            return None;
+        }
+        let good = *generation == snapshot.generation()
+            && checksum(snapshot.extent(), *generation, bytes) == snapshot.checksum();
+        good.then(|| bytes.clone())
+    }
 }
 
 impl RepairOp {
@@ -75,6 +116,7 @@ impl RepairOp {
             quarantined: None,
             quarantined_here: false,
             target: None,
+            copy: None,
             phase: Phase::FetchingCopy,
         }
     }
@@ -110,6 +152,9 @@ impl RepairOp {
                         || now.state() == State::Vacant
                 }) =>
             {
+                if let Some(copy) = self.copy.take() {
+                    core.rescued.keep(self.id, q.generation(), copy);
+                }
                 Step::Done(Ok(RepairOutcome::NoGoodCopy(q)))
             }
             Some(_) | None => Step::Done(Ok(RepairOutcome::Raced)),
@@ -117,6 +162,7 @@ impl RepairOp {
     }
 
     fn write_copy(&mut self, core: &Core, bytes: Bytes) -> Step<RepairOutcome> {
+        self.copy = Some(bytes.clone());
         let placement = Placement::Prefer(self.faulted.location().device);
         match core.allocate(self.faulted.location().length, placement) {
             Ok(target) => {
@@ -247,6 +293,7 @@ impl Machine for RepairOp {
                     from,
                     cause: Relocation::Remap,
                 });
+                core.rescued.forget(self.id);
                 Step::Done(Ok(RepairOutcome::Remapped(remapped)))
             }
             (Phase::MarkingBad, _) => self.give_up(core),

@@ -232,6 +232,7 @@ impl World {
             tags: Default::default(),
             overlap_data_sync: cfg.overlap_data_sync,
             overlaps: Default::default(),
+            rescued: Default::default(),
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let kinds = [

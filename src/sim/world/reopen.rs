@@ -202,6 +202,7 @@ impl World {
             tags: rebuilt.tags,
             overlap_data_sync: self.cfg.overlap_data_sync,
             overlaps: Default::default(),
+            rescued: Default::default(),
         };
         self.core.set_space_low(self.meta.space_low());
         self.start_actors();
