@@ -221,17 +221,31 @@ fn unsyncable(e: &io::Error) -> bool {
 /// retried, as `std`'s `read_exact_at` retries it.
 pub(crate) fn read_full_at(file: &dyn FsFile, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut done = 0;
+    let mut interrupted = 0;
     // Bounded: each iteration reads at least one byte, ends the loop, or was
-    // interrupted before it read anything (a signal each time).
+    // interrupted before it read anything, at most `MAX_INTERRUPTED` times
+    // in a row.
     while done < buf.len() {
         match file.read_at(&mut buf[done..], offset + done as u64) {
             Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Ok(n) => (done, interrupted) = (done + n, 0),
+            Err(e) if retry_interrupted(&e, &mut interrupted) => {}
             Err(e) => return Err(e),
         }
     }
     Ok(done)
+}
+
+/// Consecutive `Interrupted` answers a read is retried through: a signal
+/// each time is a few; an engine's [`Fs`] that answers nothing else must not
+/// hold the caller in a loop for good.
+pub(crate) const MAX_INTERRUPTED: u32 = 1000;
+
+/// Whether `e` is an interruption to retry, counting it in `interrupted`
+/// (consecutive ones), up to [`MAX_INTERRUPTED`].
+pub(crate) fn retry_interrupted(e: &io::Error, interrupted: &mut u32) -> bool {
+    *interrupted += 1;
+    e.kind() == io::ErrorKind::Interrupted && *interrupted <= MAX_INTERRUPTED
 }
 
 /// The real file system (`std::fs`, `pread`/`pwrite`, `fdatasync`, `flock`).
@@ -447,5 +461,13 @@ mod tests {
         let mut tail = [0u8; 16];
         assert_eq!(read_full_at(&file, &mut tail, 8).expect("read"), 8);
         assert_eq!(tail[..8], 3u64.to_le_bytes());
+        // A file system that answers nothing but Interrupted ends the loop.
+        file.interrupts.store(u32::MAX, Ordering::SeqCst);
+        let err = read_full_at(&file, &mut buf, 0).expect_err("not for good");
+        assert_eq!(err.kind(), io::ErrorKind::Interrupted);
+        let read = |_: &mut [u8], _: u64| Err(io::ErrorKind::Interrupted.into());
+        let location = crate::record::Location::new(0, 0, 16);
+        let err = crate::backend::read_exact_at(location, &mut buf, read).expect_err("bounded");
+        assert_eq!(err.code(), "FPRE009", "{err}");
     }
 }

@@ -119,9 +119,9 @@ pub(crate) fn read_exact_at(
     buf: &mut [u8],
     mut read: impl FnMut(&mut [u8], u64) -> std::io::Result<usize>,
 ) -> Result<()> {
-    let mut done = 0usize;
+    let (mut done, mut interrupted) = (0usize, 0);
     // Bounded: each iteration reads at least one byte, ends the loop, or retries an
-    // interrupted call.
+    // interrupted call (`fs::MAX_INTERRUPTED` times in a row at most).
     while done < buf.len() {
         match read(&mut buf[done..], location.offset + done as u64) {
             Ok(0) => {
@@ -130,8 +130,8 @@ pub(crate) fn read_exact_at(
                     actual: done as u64,
                 });
             }
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Ok(n) => (done, interrupted) = (done + n, 0),
+            Err(e) if crate::fs::retry_interrupted(&e, &mut interrupted) => {}
             Err(e) => return Err(crate::Error::io(location.device, "read", &e)),
         }
     }
