@@ -605,6 +605,54 @@ fn a_cached_good_copy_whose_remap_failed_outlives_its_eviction() {
     assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
 }
 
+/// A write of a quarantined extent that has only begun (its pending mark
+/// bumps the record's version) does not make a repair's verified copy a
+/// race: the remap goes on top of it (no second copy is fetched and
+/// written), and the write then commits on top of the remap.
+#[test]
+fn a_write_merely_begun_does_not_throw_a_repair_s_copy_away() {
+    let backend = FaultBackend::new(2);
+    let config = StoreConfig::builder()
+        .cache_bytes(64 << 10)
+        .prefetch_workers(0)
+        .build()
+        .unwrap();
+    let store = Arc::new(Store::new(Arc::clone(&backend), config).unwrap());
+    let id = ExtentId(13);
+    let snapshot = store.write(id, &value(id, 1, 4000)).unwrap();
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 1), "now cached");
+    (backend.inner())
+        .corrupt(snapshot.location(), |b| b[40] ^= 0xff)
+        .unwrap();
+    // The repair's copy (from the cache) is written; its sync is held.
+    let copy_sync = backend.gate_next(Op::Sync);
+    let writes_before = backend.calls(Op::Write);
+    let verifier = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || store.verify(id))
+    };
+    copy_sync.wait_entered();
+    let data_write = backend.gate_next(Op::Write);
+    let writer = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || store.write(id, &value(id, 2, 4000)))
+    };
+    data_write.wait_entered();
+    assert!(store.snapshot(id).unwrap().write_pending());
+    copy_sync.release();
+    let verdict = verifier.join().unwrap();
+    assert!(
+        matches!(verdict, Ok(Verdict::Repaired { .. })),
+        "{verdict:?}"
+    );
+    data_write.release();
+    assert_eq!(writer.join().unwrap().unwrap().generation(), 2);
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 2));
+    // One copy written (not a second after the first was thrown away), and
+    // the write's data.
+    assert_eq!(backend.calls(Op::Write) - writes_before, 2);
+}
+
 /// A compaction whose source fails its checksum hands the extent to the
 /// integrity ladder, as a read does: the persistent fault is quarantined and
 /// remapped from the good copy, so the engine's retry of the compaction does

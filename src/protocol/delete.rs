@@ -105,6 +105,7 @@ impl DeleteItem {
             Ok(deleted) => {
                 // After the transition: see `Core::image`.
                 core.proposals.remove(self.id);
+                core.rescued.forget(self.id);
                 // Entries of every generation up to the deleted one go.
                 core.cache
                     .invalidate(self.id, reserved.generation().saturating_add(1));

@@ -11,7 +11,7 @@
 //! it, and only then commits `Quarantined → Durable`; the bad location is retired
 //! after. With no good copy the record stays quarantined: nothing is dropped.
 
-use super::{Core, IoRequest, IoResult, Machine, Step};
+use super::{Core, IoRequest, IoResult, MAX_ATTEMPTS, Machine, Step};
 use crate::bytes::Bytes;
 use crate::error::Error;
 use crate::events::{Event, Relocation};
@@ -74,35 +74,60 @@ pub(crate) struct RepairOp {
 /// be lost to the cache's next eviction, though it is the extent's last
 /// good copy (invariant 8). A later repair (a `verify`, the scrubber) or a
 /// read of the quarantined extent finds it here. Kept until a repair installs
-/// it or a later generation asks (`copy_of` drops a stale one). Bounded by
-/// the extents quarantined with a copy whose remap failed, one copy each.
+/// it, a write or delete of the extent commits, or a later generation asks.
+/// Bounded by the extents quarantined with a copy whose remap failed and
+/// that nothing has written or deleted since, one copy each.
 /// (parking_lot's even under loom: no loom model repairs.)
 #[derive(Debug, Default)]
-pub(crate) struct Rescued(parking_lot::Mutex<std::collections::HashMap<ExtentId, (u64, Bytes)>>);
+pub(crate) struct Rescued {
+    kept: parking_lot::Mutex<std::collections::HashMap<ExtentId, (u64, Bytes)>>,
+    /// How many are kept: a commit reads it to skip the lock when none is
+    /// (Relaxed: written under the lock; a commit that reads 0 while a repair
+    /// keeps a copy of its extent's older generation leaves that copy to
+    /// `copy_of`, which drops it).
+    len: std::sync::atomic::AtomicUsize,
+}
 
 impl Rescued {
-    /// Keeps `bytes`, generation `generation` of `id`.
+    /// Keeps `bytes`, generation `generation` of `id`, unless a copy of that
+    /// generation or a later one is kept already.
     fn keep(&self, id: ExtentId, generation: u64, bytes: Bytes) {
-        self.0.lock().insert(id, (generation, bytes));
-    }
-
-    /// Drops `id`'s copy (installed).
-    fn forget(&self, id: ExtentId) {
-        self.0.lock().remove(&id);
-    }
-
-    /// The kept copy of `snapshot`'s generation, if it matches its checksum;
-    /// a copy of an older generation is dropped.
-    pub(crate) fn copy_of(&self, snapshot: &Snapshot) -> Option<Bytes> {
-        let mut kept = self.0.lock();
-        let (generation, bytes) = kept.get(&snapshot.extent())?;
-        if *generation < snapshot.generation() {
-            kept.remove(&snapshot.extent());
-            return None;
+        let mut kept = self.kept.lock();
+        if kept.get(&id).is_none_or(|(g, _)| *g < generation) {
+            kept.insert(id, (generation, bytes));
         }
-        let good = *generation == snapshot.generation()
-            && checksum(snapshot.extent(), *generation, bytes) == snapshot.checksum();
-        good.then(|| bytes.clone())
+        self.len
+            .store(kept.len(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Drops `id`'s copy: installed, or a write or delete of it committed.
+    pub(crate) fn forget(&self, id: ExtentId) {
+        if self.len.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut kept = self.kept.lock();
+        kept.remove(&id);
+        self.len
+            .store(kept.len(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The kept copy of `snapshot`'s generation, if it matches its checksum
+    /// (checked outside the lock); a copy of an older generation is dropped.
+    pub(crate) fn copy_of(&self, snapshot: &Snapshot) -> Option<Bytes> {
+        let (generation, bytes) = {
+            let mut kept = self.kept.lock();
+            let (generation, bytes) = kept.get(&snapshot.extent())?.clone();
+            if generation < snapshot.generation() {
+                kept.remove(&snapshot.extent());
+                self.len
+                    .store(kept.len(), std::sync::atomic::Ordering::Relaxed);
+                return None;
+            }
+            (generation, bytes)
+        };
+        let good = generation == snapshot.generation()
+            && checksum(snapshot.extent(), generation, &bytes) == snapshot.checksum();
+        good.then_some(bytes)
     }
 }
 
@@ -181,38 +206,72 @@ impl RepairOp {
                 what: "remap without a quarantined record and a target",
             }));
         };
-        match core
-            .table
-            .transition(self.id, q.version(), Change::Remap { location: target })
-        {
-            Ok(remapped) => {
-                self.target = None;
-                // Marked bad: `free` will never put it back in the pool; retired after
-                // the remap is durable all the same (invariant 10).
-                let old = core.retire_unless_early(Some(self.faulted.location()));
-                self.phase = Phase::Remapping { remapped, old };
-                Step::Io(IoRequest::Journal(vec![Entry::put(
-                    &remapped,
-                    core.tag_of(&remapped),
-                )]))
-            }
-            // A write committed new bytes meanwhile: our copy is obsolete.
-            Err(Error::VersionConflict { .. }) => {
-                self.phase = Phase::Finished;
-                if let Some(t) = self.target.take() {
-                    core.allocator.free(t);
-                }
-                Step::Done(Ok(RepairOutcome::Raced))
-            }
-            Err(err) => {
-                self.phase = Phase::Finished;
-                // Never referenced by a record: free it, the record stays quarantined.
-                if let Some(t) = self.target.take() {
-                    core.allocator.free(t);
-                }
-                Step::Done(Err(err))
+        let mut at = q;
+        // Bounded: MAX_ATTEMPTS begun writes at most, then as a failed remap.
+        for _ in 0..MAX_ATTEMPTS {
+            match self.remap_at(core, at, target) {
+                Ok(step) => return step,
+                Err(current) => at = current,
             }
         }
+        let step = self.give_up(core);
+        debug_assert!(matches!(step, Step::Done(_)));
+        step
+    }
+
+    /// One try at the remap transition on top of `q`: the step, or the
+    /// record to try again on (a write merely begun bumped the version).
+    fn remap_at(
+        &mut self,
+        core: &Core,
+        q: Snapshot,
+        target: Location,
+    ) -> std::result::Result<Step<RepairOutcome>, Snapshot> {
+        Ok(
+            match core
+                .table
+                .transition(self.id, q.version(), Change::Remap { location: target })
+            {
+                Ok(remapped) => {
+                    self.target = None;
+                    // Marked bad: `free` will never put it back in the pool; retired after
+                    // the remap is durable all the same (invariant 10).
+                    let old = core.retire_unless_early(Some(self.faulted.location()));
+                    self.phase = Phase::Remapping { remapped, old };
+                    Step::Io(IoRequest::Journal(vec![Entry::put(
+                        &remapped,
+                        core.tag_of(&remapped),
+                    )]))
+                }
+                // Only a commit ends the repair: a write merely begun (its pending
+                // mark bumped the version) leaves the faulted generation
+                // quarantined where it was, and the remap goes on top of it (the
+                // write then proposes again on top of the remap, as after any).
+                Err(Error::VersionConflict { current, .. })
+                    if current.state() == State::Quarantined
+                        && current.generation() == q.generation()
+                        && current.location() == q.location() =>
+                {
+                    self.quarantined = Some(current);
+                    return Err(current);
+                }
+                // A write committed new bytes meanwhile (our copy is obsolete), or
+                // another repair remapped the record.
+                Err(Error::VersionConflict { .. }) => {
+                    self.phase = Phase::Finished;
+                    if let Some(t) = self.target.take() {
+                        core.allocator.free(t);
+                    }
+                    Step::Done(Ok(RepairOutcome::Raced))
+                }
+                Err(err) => {
+                    // The target, never referenced by a record, is freed and the
+                    // record stays quarantined; `give_up` keeps the copy.
+                    let _ = self.give_up(core);
+                    Step::Done(Err(err))
+                }
+            },
+        )
     }
 }
 
@@ -398,5 +457,28 @@ mod tests {
             op.on_io(&core, IoResult::Done(Ok(()))),
             Step::Done(Ok(RepairOutcome::Raced))
         ));
+    }
+    /// A kept copy is served for its own generation only, never replaced by
+    /// an older one, and dropped once a later generation asks or its extent
+    /// is written or deleted (`forget`).
+    #[test]
+    fn a_kept_copy_serves_its_generation_only_and_goes_when_the_record_moves_on() {
+        let core = Core::for_tests();
+        let id = ExtentId(5);
+        let g1 = commit(&core, id, 1);
+        let bytes = |g: u64| Bytes::from([id.0.to_le_bytes(), g.to_le_bytes()].concat());
+        core.rescued.keep(id, 1, bytes(1));
+        assert_eq!(core.rescued.copy_of(&g1).as_deref(), Some(&bytes(1)[..]));
+        let g2 = commit(&core, id, 2);
+        core.rescued.keep(id, 2, bytes(2));
+        core.rescued.keep(id, 1, bytes(1));
+        assert_eq!(core.rescued.copy_of(&g1), None, "not the older one");
+        assert_eq!(core.rescued.copy_of(&g2).as_deref(), Some(&bytes(2)[..]));
+        let g3 = commit(&core, id, 3);
+        assert_eq!(core.rescued.copy_of(&g3), None, "a stale copy is dropped");
+        assert_eq!(core.rescued.copy_of(&g2), None);
+        core.rescued.keep(id, 3, bytes(3));
+        core.rescued.forget(id);
+        assert_eq!(core.rescued.copy_of(&g3), None, "forgotten");
     }
 }

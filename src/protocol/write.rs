@@ -276,10 +276,10 @@ impl WriteOp {
         let change = self.change(&expected, location);
         match core.table.transition(self.id, expected.version(), change) {
             Ok(committed) => {
-                // After the transition: see `Core::image`, and `table::Tags` for
-                // the replaced generation's tag.
+                // After the transition: see `Core::image` and `table::Tags`.
                 core.proposals.remove(self.id);
                 core.tags.forget(self.id, expected.generation());
+                core.rescued.forget(self.id);
                 core.cache.invalidate(self.id, committed.generation());
                 let old = (expected.state() != State::Vacant).then(|| expected.location());
                 Commit::Done(committed, old)
