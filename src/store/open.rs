@@ -109,7 +109,13 @@ pub(crate) fn open(fs: Arc<dyn Fs>, path: &Path, config: &StoreConfig) -> Result
         })?;
     // Listed again under the lock: another process may have rotated (or
     // created) the store and closed it between the first listing and the lock.
-    let names = fs.list(path).map_err(|e| io_error("list", &e));
+    // A panic here (an engine's `Fs`) is an error too: the lock file this
+    // open made is then removed below.
+    let names = crate::fs::unless_panicked(
+        || fs.list(path),
+        || std::io::Error::other("the file system panicked"),
+    )
+    .map_err(|e| io_error("list", &e));
     let names = names.and_then(|names| {
         check_open_options(&names, config).map_err(|reason| refuse(&reason))?;
         Ok(names)

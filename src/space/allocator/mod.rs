@@ -164,6 +164,10 @@ impl Allocator {
             }
         }
         for location in bad {
+            // As above: every bad location was handed out once, on a block.
+            if location.offset % allocator.block_size != 0 {
+                return Err(RestoreError::Misaligned { location });
+            }
             let (start, end) = allocator.checked_span(location, capacity)?;
             allocator.devices[usize::from(location.device)]
                 .lock()
