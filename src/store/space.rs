@@ -34,14 +34,13 @@ impl Store {
             if !snapshot.is_readable() || snapshot.location().device != device {
                 continue;
             }
-            match self.shared.compact(CompactOp::draining(id, device)) {
+            // A media fault climbed the ladder (`compact_or_verify`), whose
+            // remap also avoids `device`: it was just marked bad there, and
+            // degraded devices are used only as a last resort.
+            match self.compact_or_verify(CompactOp::draining(id, device), id) {
                 Ok(CompactOutcome::Committed(_)) => moved += 1,
                 Ok(CompactOutcome::Aborted) => {}
-                Err(err) if err.is_media_fault() => {
-                    // The ladder's remap also avoids `device`: it was just marked bad
-                    // there, and degraded devices are used only as a last resort.
-                    let _ = self.shared.verify(id);
-                }
+                Err(err) if err.is_media_fault() => {}
                 Err(err) => return Err(err),
             }
         }
