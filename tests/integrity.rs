@@ -501,11 +501,9 @@ fn searching_for_a_good_copy(
     std::thread::JoinHandle<extentmeta::Result<Verdict>>,
 ) {
     let backend = FaultBackend::new(2);
-    let store = Arc::new(Store::new(Arc::clone(&backend), one_worker(16)).unwrap());
+    let store = Arc::new(store(&backend, 0));
     let snapshot = store.write(id, &value(id, 1, 256)).unwrap();
-    (backend.inner())
-        .corrupt(snapshot.location(), |b| b[40] ^= 0xff)
-        .unwrap();
+    flip_bits(&backend, snapshot.location());
     let good_copy = backend.gate_next(Op::GoodCopy);
     let verifier = {
         let store = Arc::clone(&store);
@@ -571,18 +569,11 @@ fn a_write_still_pending_does_not_make_a_real_fault_a_race() {
 #[test]
 fn a_cached_good_copy_whose_remap_failed_outlives_its_eviction() {
     let backend = FaultBackend::new(2);
-    let config = StoreConfig::builder()
-        .cache_bytes(64 << 10)
-        .prefetch_workers(0)
-        .build()
-        .unwrap();
-    let store = Store::new(Arc::clone(&backend), config).unwrap();
+    let store = store(&backend, 64 << 10);
     let id = ExtentId(12);
     let snapshot = store.write(id, &value(id, 1, 4000)).unwrap();
     assert_eq!(decode(&store.read(id).unwrap()), (id, 1), "now cached");
-    (backend.inner())
-        .corrupt(snapshot.location(), |b| b[40] ^= 0xff)
-        .unwrap();
+    flip_bits(&backend, snapshot.location());
     // No replica; the repair's copy (from the cache) fails to write.
     backend.inject_nth(Op::Write, 1, Inject::Fail);
     let err = store.verify(id).unwrap_err();
@@ -612,18 +603,11 @@ fn a_cached_good_copy_whose_remap_failed_outlives_its_eviction() {
 #[test]
 fn a_write_merely_begun_does_not_throw_a_repair_s_copy_away() {
     let backend = FaultBackend::new(2);
-    let config = StoreConfig::builder()
-        .cache_bytes(64 << 10)
-        .prefetch_workers(0)
-        .build()
-        .unwrap();
-    let store = Arc::new(Store::new(Arc::clone(&backend), config).unwrap());
+    let store = Arc::new(store(&backend, 64 << 10));
     let id = ExtentId(13);
     let snapshot = store.write(id, &value(id, 1, 4000)).unwrap();
     assert_eq!(decode(&store.read(id).unwrap()), (id, 1), "now cached");
-    (backend.inner())
-        .corrupt(snapshot.location(), |b| b[40] ^= 0xff)
-        .unwrap();
+    flip_bits(&backend, snapshot.location());
     // The repair's copy (from the cache) is written; its sync is held.
     let copy_sync = backend.gate_next(Op::Sync);
     let writes_before = backend.calls(Op::Write);

@@ -12,6 +12,13 @@ fn value(id: ExtentId, writer: u64, seq: u64) -> Vec<u8> {
     v
 }
 
+/// [`value`] of generation `generation` (writer 0), `len` bytes long.
+fn value_of_len(id: ExtentId, generation: u64, len: usize) -> Vec<u8> {
+    let mut v = value(id, 0, generation);
+    v.resize(len, (id.0 ^ generation) as u8);
+    v
+}
+
 fn store(config: extentmeta::store::StoreConfigBuilder) -> Store {
     Store::new(MemBackend::new(2), config.build().expect("config")).expect("store")
 }
@@ -200,14 +207,14 @@ fn a_write_longer_than_a_device_is_too_large() {
             .devices(2)
             .device_capacity_bytes(64 << 10),
     );
-    let long = vec![3u8; (64 << 10) + 1];
+    let long = value_of_len(ExtentId(3), 1, (64 << 10) + 1);
     let err = store.write(ExtentId(3), &long).unwrap_err();
     assert!(
         matches!(err, Error::TooLarge { max, .. } if max == 64 << 10),
         "{err}"
     );
     assert!(!err.is_retryable());
-    let fits = vec![3u8; 60 << 10];
+    let fits = value_of_len(ExtentId(3), 1, 60 << 10);
     assert_eq!(store.write(ExtentId(3), &fits).unwrap().generation(), 1);
 }
 
@@ -221,10 +228,13 @@ fn a_write_longer_than_a_device_s_whole_blocks_is_too_large() {
             .block_size_bytes(4096)
             .device_capacity_bytes(10_000),
     );
-    let err = store.write(ExtentId(1), &[1u8; 9_000]).unwrap_err();
+    let err = (store.write(ExtentId(1), &value_of_len(ExtentId(1), 1, 9_000))).unwrap_err();
     assert!(matches!(err, Error::TooLarge { max: 8192, .. }), "{err}");
     assert_eq!(
-        store.write(ExtentId(1), &[1u8; 8192]).unwrap().generation(),
+        store
+            .write(ExtentId(1), &value_of_len(ExtentId(1), 1, 8192))
+            .unwrap()
+            .generation(),
         1
     );
 }
