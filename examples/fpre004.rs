@@ -147,6 +147,10 @@ struct Args {
     /// empty store (`--lose-metadata` must catch it).
     #[arg(long)]
     missing_journal_as_empty: bool,
+    /// Mutant: a failed checkpoint's image is removed even when the pointer
+    /// on disk names it (the crash sweep must catch it).
+    #[arg(long)]
+    remove_named_image: bool,
     /// Fault: before one recovery in four the current journal is lost (removed,
     /// emptied or cut to its header); the open must refuse it (FPRE023).
     #[arg(long)]
@@ -238,6 +242,7 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
         stale_as_current: args.stale_as_current,
         stale_head_as_current: args.stale_head_as_current,
         missing_journal_as_empty: args.missing_journal_as_empty,
+        remove_named_image: args.remove_named_image,
         lose_metadata: args.lose_metadata,
         trust_sync_after_failure: args.trust_sync_after_failure,
         checkpoint_without_device_sync: args.checkpoint_without_device_sync,
@@ -542,6 +547,7 @@ fn mutants(args: &Args) -> String {
         (args.stale_as_current, "--stale-as-current"),
         (args.stale_head_as_current, "--stale-head-as-current"),
         (args.missing_journal_as_empty, "--missing-journal-as-empty"),
+        (args.remove_named_image, "--remove-named-image"),
         (args.lose_metadata, "--lose-metadata"),
         (args.trust_sync_after_failure, "--trust-sync-after-failure"),
         (args.reopen_without_sync, "--reopen-without-sync"),

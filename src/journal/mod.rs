@@ -311,6 +311,10 @@ pub(crate) struct PlanMutants {
     /// Recovery opens a directory whose checkpoint's journal is missing or empty
     /// as if it held no record (the bug the marker checks fix).
     pub(crate) missing_journal_as_empty: bool,
+    /// A failed checkpoint's image is removed even when the pointer on disk
+    /// names it (`plan::failed_image` without its pointer check): a failure
+    /// after the pointer's switch loses the only checkpoint.
+    pub(crate) remove_named_image: bool,
     /// A checkpoint drops the journals it replaces without syncing the devices
     /// first: inline writes' data is lost by a power cut after it.
     pub(crate) checkpoint_without_device_sync: bool,

@@ -190,6 +190,10 @@ pub struct SimConfig {
     /// empty as if it held no record. [`lose_metadata`](Self::lose_metadata) must
     /// catch it.
     pub missing_journal_as_empty: bool,
+    /// Mutant: a checkpoint whose plan fails removes its image even when the
+    /// pointer on disk names it (a failure after the switch). The crash sweep
+    /// with metadata faults must catch it.
+    pub remove_named_image: bool,
     /// Fault: before one recovery in four, a metadata file the store needs is lost
     /// (the checkpoint's journal removed, emptied or cut to its header, as an
     /// operator or a broken disk may leave it). The open must refuse with a typed
@@ -307,6 +311,7 @@ impl Default for SimConfig {
             stale_as_current: false,
             stale_head_as_current: false,
             missing_journal_as_empty: false,
+            remove_named_image: false,
             lose_metadata: false,
             trust_sync_after_failure: false,
             inline_write_max: 160,

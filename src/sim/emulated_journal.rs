@@ -298,7 +298,12 @@ impl EmulatedJournal {
                 Lane::Checkpoint => {
                     // As the store's directory does (`plan::failed_image`).
                     let pointer = (self.dir.read(files::CURRENT))
-                        .and_then(|bytes| crate::journal::decode_pointer(&bytes).ok());
+                        .and_then(|bytes| crate::journal::decode_pointer(&bytes).ok())
+                        // The mutant: as if the pointer named another checkpoint.
+                        .map(|n| match self.plan_mutants().remove_named_image {
+                            true => n.wrapping_add(1),
+                            false => n,
+                        });
                     if let Some(file) = crate::journal::plan::failed_image(&task.plan, pointer) {
                         let _ = self.dir.apply(&FsOp::Remove { file: file.into() });
                     }

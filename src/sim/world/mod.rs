@@ -164,6 +164,7 @@ impl World {
                     stale_as_current: cfg.stale_as_current,
                     stale_head_as_current: cfg.stale_head_as_current,
                     missing_journal_as_empty: cfg.missing_journal_as_empty,
+                    remove_named_image: cfg.remove_named_image,
                     checkpoint_without_device_sync: cfg.checkpoint_without_device_sync,
                     sync_devices_before_image: cfg.sync_devices_before_image,
                     reopen_without_redo: cfg.reopen_without_redo,
