@@ -292,6 +292,8 @@ fn a_device_file_removed_from_outside_fails_the_backup() {
 /// file opened after arming waits (and says it does) until released, or
 /// panics: a backup's copy, which opens the device files anew, stopped
 /// mid-copy; and that device files' syncs fail while `fail_syncs` is set.
+/// Its flags (and each file's `hold`) are SeqCst switches the test thread
+/// sets before the store call that must meet them; they order nothing else.
 #[derive(Debug, Default)]
 struct HoldingFs {
     armed: AtomicBool,
