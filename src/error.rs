@@ -30,7 +30,7 @@
 //! | FPRE023 | [`Error::MissingCheckpoint`] | no | a metadata file the store needs is missing or empty: the checkpoint `CURRENT` names, its journal, a journal's successor, or the pointer of a directory that holds data | point `open` at the right directory, or restore the missing file; nothing was changed |
 //! | FPRE024 | [`Error::NewerFormat`] | no | a metadata file was written by a newer format than this build reads | open it with a newer build |
 //! | FPRE025 | [`Error::DeviceFile`] | no | a device file is missing or shorter than a location a record references | restore the device file; nothing was changed |
-//! | FPRE026 | [`Error::Locked`] | no | the store directory is already open (in this or another process) | close the other store first |
+//! | FPRE026 | [`Error::Locked`] | no | the store directory is already open (in this or another process), or a backup is being written into it | close the other store, or wait for the backup, first |
 //! | FPRE027 | [`Error::OlderFormat`] | no | a metadata file was written in an older on-disk format this build no longer reads | open it with the build that wrote it, read every extent out (`Store::records`, `Store::read`) and write them into a new store; nothing was changed |
 //! | FPRE029 | [`Error::DiskFull`] | yes | the file system holding the store is full: a write or a file's creation hit ENOSPC (or EDQUOT), or the metadata reserve is in use and new writes are refused so that deletes, commits, checkpoints and `close` keep room | delete extents and call `Store::reclaim_space` (or free space on the file system), then retry: writes succeed again without a reopen (unless the journal itself failed on the full disk: later changes then get FPRE036) (once a rotation's background checkpoint in progress, `StoreStats::checkpoint_pending`, has removed the journals it replaces); reads keep working |
 //! | FPRE028 | [`Error::OutcomeUnknown`] | no | the operation's record was handed to the journal but the operation did not commit (the journal failed, the data's sync failed beside the record, a checkpoint read the record before the journal refused it, quarantines kept moving the record, or the backend panicked): the operation is not visible in this open store, but after a reopen it may be wholly there or wholly absent | reopen the store, then read the extent to learn the outcome |
@@ -306,12 +306,15 @@ pub enum Error {
         actual: Option<u64>,
     },
 
-    /// The store directory is already open, in this process or another (its `LOCK`
-    /// file is held). Nothing on disk was changed. The lock is `flock`'s, which
+    /// The store directory is already open, in this process or another, or a
+    /// backup ([`Store::checkpoint_to`](crate::Store::checkpoint_to)) is being
+    /// written into it (its `LOCK` file is held). Nothing on disk was changed. The lock is `flock`'s, which
     /// belongs to the open file: a child process forked while a store was open
     /// holds it too until it execs (or exits), so an open right after the
     /// store closed can meet it then.
-    #[error("FPRE026 {path} is locked: the store is already open")]
+    #[error(
+        "FPRE026 {path} is locked: a store is open there, or a backup is being written into it"
+    )]
     Locked {
         /// The lock file.
         path: String,

@@ -244,6 +244,17 @@ fn a_backup_needs_a_durable_store_and_an_empty_directory() {
         std::fs::read(tmp.path().join("full/notes.txt")).unwrap(),
         b"not a backup"
     );
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join("full")).unwrap().count(),
+        1,
+        "nothing left there, not even a lock file"
+    );
+    // A file in the way is the caller's mistake, not an I/O error to retry.
+    std::fs::write(tmp.path().join("file"), b"x").unwrap();
+    let err = store.checkpoint_to(tmp.path().join("file")).unwrap_err();
+    assert_eq!(err.code(), "FPRE031", "{err}");
+    let err = (store.checkpoint_to(tmp.path().join("file/below"))).unwrap_err();
+    assert_eq!(err.code(), "FPRE031", "{err}");
     // A backup of a backup.
     store.checkpoint_to(tmp.path().join("b1")).unwrap();
     let copy = Store::open(tmp.path().join("b1"), config()).unwrap();
@@ -301,6 +312,9 @@ struct HoldingFs {
     panics: AtomicBool,
     /// Fail every sync of a device file with EIO while set.
     fail_syncs: AtomicBool,
+    /// Fail reads of this device file that overlap these bytes with EIO
+    /// while set: a sector the disk cannot read.
+    unreadable: Mutex<Option<(String, u64, u64)>>,
     /// (a read is held, it was released)
     gate: Mutex<(bool, bool)>,
     moved: std::sync::Condvar,
@@ -312,6 +326,7 @@ struct HeldFile {
     fs: Arc<HoldingFs>,
     hold: AtomicBool,
     device: bool,
+    name: String,
 }
 
 impl HoldingFs {
@@ -339,6 +354,15 @@ impl extentmeta::fs::FsFile for HeldFile {
             assert!(!self.fs.panics.load(Ordering::SeqCst), "read_at has a bug");
             self.fs.set(true, false);
             self.fs.wait_for(true, true);
+        }
+        if let Some((name, start, end)) = &*self.fs.unreadable.lock().unwrap()
+            && *name == self.name
+            && offset < *end
+            && offset + buf.len() as u64 > *start
+        {
+            return Err(std::io::Error::other(
+                "EIO (injected: an unreadable sector)",
+            ));
         }
         self.inner.read_at(buf, offset)
     }
@@ -373,6 +397,7 @@ impl extentmeta::fs::Fs for Holding {
             fs: Arc::clone(&self.0),
             hold: AtomicBool::new(hold),
             device,
+            name: (path.file_name().unwrap().to_string_lossy()).into_owned(),
         }))
     }
     fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
@@ -616,5 +641,104 @@ fn a_backup_after_a_failed_overlapped_data_sync_fails_instead_of_copying() {
         (Ok(a), Ok(b)) => assert_eq!(a, b),
         (Err(a), Err(b)) => assert_eq!(a.code(), b.code()),
         other => panic!("the backup disagrees with its store: {other:?}"),
+    }
+}
+
+/// The names in `dir`, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = (std::fs::read_dir(dir).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A sector the disk cannot read fails a backup only where a record needs
+/// its bytes: under a deleted extent (free space, or a location a remap
+/// retired as bad, which a real disk keeps failing) the copy holds zeros.
+/// A backup that failed removes what it copied and keeps its marker, and a
+/// second call into the same directory takes the backup again.
+#[test]
+fn an_unreadable_sector_fails_a_backup_only_where_a_record_needs_it() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (holding, store) = holding_store(tmp.path());
+    let device_file = |id: u64| {
+        let at = store.snapshot(ExtentId(id)).unwrap().location();
+        let name = format!("dev{:04}.extents", at.device);
+        (name, at.offset, at.offset + u64::from(at.length))
+    };
+    // Extent 7's bytes become free space the backup does not need.
+    let (name, start, end) = device_file(7);
+    store.delete(ExtentId(7)).unwrap();
+    *holding.0.unreadable.lock().unwrap() = Some((name, start + 1000, start + 1001));
+    let backup = store.checkpoint_to(tmp.path().join("copy")).unwrap();
+    assert!(
+        (512..=1 << 20).contains(&backup.unreadable_bytes)
+            && backup.unreadable_bytes <= end - start,
+        "{backup:?}: at least the failing sector, at most the free bytes around it"
+    );
+    let copy = Store::open(tmp.path().join("copy"), config()).unwrap();
+    for id in 0..7 {
+        assert_eq!(generation_of(&copy, id), 1);
+    }
+    assert!(copy.read(ExtentId(7)).is_err(), "deleted before the backup");
+    drop(copy);
+
+    // One byte of extent 3 unreadable: the backup needs it.
+    let (name, start, _) = device_file(3);
+    *holding.0.unreadable.lock().unwrap() = Some((name.clone(), start + 7, start + 8));
+    let again = tmp.path().join("again");
+    let err = store.checkpoint_to(&again).unwrap_err();
+    assert_eq!(err.code(), "FPRE009", "{err}");
+    assert!(err.to_string().contains("backup read"), "{err}");
+    assert_eq!(
+        names_in(&again),
+        ["BACKUP-IN-PROGRESS", "LOCK"],
+        "copies removed"
+    );
+    assert_eq!(
+        Store::open(&again, config()).unwrap_err().code(),
+        "FPRE031",
+        "still no store"
+    );
+    // The sector readable again (the disk remapped it), the same call works.
+    *holding.0.unreadable.lock().unwrap() = None;
+    let backup = store.checkpoint_to(&again).unwrap();
+    assert_eq!(backup.unreadable_bytes, 0);
+    let copy = Store::open(&again, config()).unwrap();
+    for id in 0..7 {
+        assert_eq!(generation_of(&copy, id), 1);
+    }
+}
+
+/// A backup holds its directory's lock: a second backup into it fails with
+/// FPRE026 while the first copies (a store opened there is refused too),
+/// instead of mixing files with it; the first then completes whole.
+#[test]
+fn a_backup_holds_its_directory_until_it_is_done() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (holding, store) = holding_store(tmp.path());
+    let store = Arc::new(store);
+    let to = tmp.path().join("copy");
+    holding.0.armed.store(true, Ordering::SeqCst);
+    let first = {
+        let (store, to) = (Arc::clone(&store), to.clone());
+        std::thread::spawn(move || store.checkpoint_to(to))
+    };
+    holding.0.wait_for(true, false);
+    let second = store.checkpoint_to(&to).map(|_| ());
+    let opened = Store::open(&to, config()).map(|_| ());
+    // Released before any assertion: a failing one must not leave the first
+    // backup held.
+    holding.0.set(false, true);
+    first.join().unwrap().unwrap();
+    assert_eq!(second.unwrap_err().code(), "FPRE026");
+    // Refused before its lock: the backup's marker is there already.
+    assert_eq!(opened.unwrap_err().code(), "FPRE031");
+    let copy = Store::open(&to, config()).unwrap();
+    for id in 0..8 {
+        assert_eq!(generation_of(&copy, id), 1);
     }
 }

@@ -4,6 +4,7 @@ use super::Store;
 use super::durable::{Dir, io_error};
 use crate::bytes::Bytes;
 use crate::error::{Error, Result};
+use crate::journal::files;
 use crate::journal::plan::FsOp;
 use std::path::Path;
 
@@ -16,10 +17,19 @@ pub struct Backup {
     pub records: u64,
     /// Bytes of device files copied.
     pub device_bytes: u64,
+    /// Bytes of device files that could not be read and that no record of the
+    /// backup references (free space, locations retired as bad), written to
+    /// the copy as zeros: a sector a real disk keeps failing fails no backup
+    /// unless the backup needs its bytes.
+    pub unreadable_bytes: u64,
 }
 
 /// Bytes per read and write of the device copy.
 const COPY_CHUNK: usize = 1 << 20;
+
+/// The smallest piece of a failed read that the copy reads again on its own:
+/// the smallest sector a disk fails in.
+const SECTOR: u64 = 512;
 
 /// The file a backup in progress holds from its first step to its last: a
 /// directory with it and no `CURRENT` is a backup cut short, which an open
@@ -54,15 +64,31 @@ impl Store {
     /// backup's metadata is written fresh from the image (nothing to replay).
     /// A backup cut short (a crash, an error) has no `CURRENT` and holds a
     /// `BACKUP-IN-PROGRESS` file: opening it fails with [`Error::NotAStore`]
-    /// and changes nothing.
+    /// and changes nothing. After an error the call removes what it had
+    /// copied (best effort) and leaves that file, and a later `checkpoint_to`
+    /// into the same directory starts the backup again.
+    ///
+    /// The backup holds `dir`'s lock (the `LOCK` file a store takes) for the
+    /// whole call: a second backup into `dir`, or a [`Store::open`] of it,
+    /// meanwhile fails with [`Error::Locked`] instead of mixing its files
+    /// with this one's.
+    ///
+    /// A part of a device file that cannot be read fails the backup only
+    /// where a record needs its bytes; elsewhere (free space, a location
+    /// retired as bad, which a real disk may keep failing) the copy holds
+    /// zeros, counted in [`Backup::unreadable_bytes`].
     ///
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] for a store without a journal (an in-memory
-    /// one); [`Error::NotAStore`] if `dir` exists and is not empty;
-    /// [`Error::Io`] for a failed read, write or sync (device
-    /// [`METADATA_DEVICE`](crate::store::METADATA_DEVICE) for the backup's
-    /// files), or a panic in the file system under the copy;
+    /// one); [`Error::NotAStore`] if `dir` is a file, or a directory that
+    /// holds anything but a backup cut short; [`Error::Locked`] while another
+    /// backup into `dir`, or a store open in it, holds its lock;
+    /// [`Error::DiskFull`] when the file system of `dir` is full (free space
+    /// there, then call again); [`Error::Io`] for a failed read, write or
+    /// sync (device [`METADATA_DEVICE`](crate::store::METADATA_DEVICE) for
+    /// the backup's files; a device's own number for a read of its file that
+    /// the backup needs), or a panic in the file system under the backup;
     /// [`Error::DeviceSyncFailed`], until a reopen, after a failed sync of a
     /// device that a write past the inline bound had written to (its record
     /// may name data the sync dropped; checkpoints wait for the reopen too);
@@ -97,7 +123,30 @@ impl Store {
         };
         let source = journal.dir();
         let target = Dir::new(source.fs.clone(), dir.as_ref());
-        empty_target(&target)?;
+        // A panic in an engine's `Fs` here is an I/O error too.
+        let lock = crate::fs::unless_panicked(
+            || claim_target(&target),
+            || io_error("backup", &std::io::Error::other("the file system panicked")),
+        )?;
+        let result = crate::fs::unless_panicked(
+            || self.copy_into(journal, &target),
+            || io_error("backup", &std::io::Error::other("the file system panicked")),
+        );
+        if result.is_err() {
+            // Best effort, the marker kept: the directory still opens as no
+            // store, and the space the partial copy took goes back.
+            let _ = crate::fs::unless_panicked(
+                || clear_cut_short(&target),
+                || io_error("backup", &std::io::Error::other("the file system panicked")),
+            );
+        }
+        drop(lock);
+        result
+    }
+
+    /// The backup's steps from its marker on, into the claimed `target`.
+    fn copy_into(&self, journal: &super::durable::Journal, target: &Dir) -> Result<Backup> {
+        let source = journal.dir();
         target.run(&[
             FsOp::Write {
                 file: IN_PROGRESS.into(),
@@ -133,11 +182,14 @@ impl Store {
                 // sync fails the backup, as it fails checkpoints until a reopen.
                 self.shared.sync_overlapped_devices()?;
                 let devices = self.shared.backend.device_count();
-                let mut device_bytes = 0;
+                let (mut device_bytes, mut unreadable_bytes) = (0, 0);
                 for device in 0..devices {
-                    device_bytes += copy_device(source, &target, device, |copy| {
+                    let needed = Needed::of(&image, device);
+                    let (copied, zeros) = copy_device(source, target, device, &needed, |copy| {
                         mend_inline_writes(self, device, copy, &image)
                     })?;
+                    device_bytes += copied;
+                    unreadable_bytes += zeros;
                 }
                 target.run(&crate::journal::plan::backup(devices, &image))?;
                 // Whole now (`CURRENT` is durable): a crash before this removal
@@ -151,6 +203,7 @@ impl Store {
                 Ok(Backup {
                     records: image.records.len() as u64,
                     device_bytes,
+                    unreadable_bytes,
                 })
             },
             || io_error("backup", &std::io::Error::other("the file system panicked")),
@@ -160,19 +213,67 @@ impl Store {
     }
 }
 
-/// Creates `target`'s directory, refusing one that holds anything.
-fn empty_target(target: &Dir) -> Result<()> {
-    let not_a_target = |reason: &str| Error::NotAStore {
+/// Creates `target`'s directory and takes its lock, refusing a directory
+/// that holds anything but a backup cut short, whose files it removes.
+/// Returns the lock, held until the backup ends.
+fn claim_target(target: &Dir) -> Result<Box<dyn std::any::Any + Send + Sync>> {
+    let refuse = |reason: &str| Error::NotAStore {
         path: target.path.display().to_string(),
         reason: reason.into(),
     };
     let fs = &target.fs;
-    crate::fs::create_dir_durably(&**fs, &target.path).map_err(|e| io_error("create dir", &e))?;
-    let names = fs.list(&target.path).map_err(|e| io_error("list", &e))?;
-    if !names.is_empty() {
-        return Err(not_a_target("a backup goes into a new or empty directory"));
+    crate::fs::create_dir_durably(&**fs, &target.path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotADirectory => {
+            refuse("a file that is not a directory is in the way")
+        }
+        _ => io_error("create dir", &e),
+    })?;
+    let list = || fs.list(&target.path).map_err(|e| io_error("list", &e));
+    let lock_existed = list()?.iter().any(|n| n == files::LOCK);
+    let lock_path = target.path.join(files::LOCK);
+    let lock =
+        (fs.lock(&lock_path).map_err(|e| io_error("lock", &e))?).ok_or_else(|| Error::Locked {
+            path: lock_path.display().to_string(),
+        })?;
+    // Listed under the lock: what another backup or store did before it is
+    // on disk by now.
+    let names = list()?;
+    let others = || names.iter().filter(|n| *n != files::LOCK);
+    let cut_short =
+        names.iter().any(|n| n == IN_PROGRESS) && !names.iter().any(|n| n == files::CURRENT);
+    if others().next().is_some() && !cut_short {
+        if !lock_existed {
+            // Changes nothing: the lock file was this call's.
+            let _ = fs.remove(&lock_path);
+        }
+        return Err(refuse(
+            "a backup goes into a new or empty directory, or one that holds a backup cut short",
+        ));
     }
-    Ok(())
+    if cut_short {
+        clear_cut_short(target)?;
+    }
+    Ok(lock)
+}
+
+/// Removes every file of `target` but its lock and the marker of a backup
+/// cut short, and syncs the directory: what a backup cut short had copied.
+fn clear_cut_short(target: &Dir) -> Result<()> {
+    let fs = &target.fs;
+    target.forget_files();
+    let names = fs.list(&target.path).map_err(|e| io_error("list", &e))?;
+    for name in names {
+        if name != files::LOCK && name != IN_PROGRESS {
+            match fs.remove(&target.path.join(&name)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io_error("remove", &e));
+                }
+                _ => {}
+            }
+        }
+    }
+    fs.sync_dir(&target.path)
+        .map_err(|e| io_error("sync dir", &e))
 }
 
 /// Writes into `copy` (the backup's file of `device`) the bytes of every inline
@@ -213,17 +314,50 @@ fn mend_inline_writes(
     failed.map_or(Ok(()), |e| Err(io_error("backup write", &e)))
 }
 
+/// The byte ranges of one device that the backup's records need: those of
+/// its durable records, sorted and merged.
+struct Needed(Vec<(u64, u64)>);
+
+impl Needed {
+    fn of(image: &crate::journal::Image, device: u16) -> Self {
+        let mut spans: Vec<(u64, u64)> = (image.records.iter())
+            .filter(|r| r.state == crate::record::State::Durable && r.location.device == device)
+            .map(|r| {
+                let at = r.location.offset;
+                (at, at.saturating_add(u64::from(r.location.length)))
+            })
+            .collect();
+        spans.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(spans.len());
+        for (start, end) in spans {
+            match merged.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
+            }
+        }
+        Needed(merged)
+    }
+
+    /// Whether a needed range overlaps `[at, at + len)`.
+    fn overlaps(&self, at: u64, len: u64) -> bool {
+        let first_ending_after = self.0.partition_point(|&(_, end)| end <= at);
+        (self.0.get(first_ending_after)).is_some_and(|&(start, _)| start < at.saturating_add(len))
+    }
+}
+
 /// Copies `device`'s file from `source` to `target` in [`COPY_CHUNK`] pieces,
 /// lets `mend` write into the copy, and syncs it: every byte the image can
 /// reference was written before the image was taken, so it is in the file (or
 /// the page cache) by now, but for pages a failed writeback dropped (`mend`'s
-/// business). Returns the bytes copied.
+/// business). A piece whose read fails is copied by [`salvage`]. Returns the
+/// bytes copied and, of them, those written as zeros.
 fn copy_device(
     source: &Dir,
     target: &Dir,
     device: u16,
+    needed: &Needed,
     mend: impl FnOnce(&dyn crate::fs::FsFile) -> Result<()>,
-) -> Result<u64> {
+) -> Result<(u64, u64)> {
     let name = crate::backend::device_file_name(device);
     let from = source.fs.open(&source.path.join(&name), false);
     let to = target.file(&name, true)?;
@@ -231,24 +365,84 @@ fn copy_device(
     // them), so any failure, a file removed from outside included, fails the
     // backup: an empty copy would lose that device's data silently.
     let from = from.map_err(|e| Error::io(device, "backup open", &e))?;
-    let read_error = |e: &std::io::Error| Error::io(device, "backup read", e);
-    let len = from.len().map_err(|e| read_error(&e))?;
+    let len = (from.len()).map_err(|e| Error::io(device, "backup read", &e))?;
+    let copy = Copy {
+        from: &*from,
+        to: &*to,
+        device,
+        needed,
+    };
     let mut buf = vec![0u8; COPY_CHUNK];
-    let mut at = 0u64;
-    // Bounded: every pass copies at least one byte or ends.
+    let (mut at, mut zeros) = (0u64, 0u64);
+    // Bounded: every pass moves `at` on by at least one byte or ends.
     while at < len {
         let want = ((len - at) as usize).min(COPY_CHUNK);
-        let got = from
-            .read_at(&mut buf[..want], at)
-            .map_err(|e| read_error(&e))?;
+        let got = match crate::fs::read_full_at(copy.from, &mut buf[..want], at) {
+            Ok(got) => {
+                copy.write(&buf[..got], at)?;
+                got as u64
+            }
+            Err(e) => {
+                let (got, zeroed) = copy.salvage(&mut buf[..want], at, &e)?;
+                zeros += zeroed;
+                got
+            }
+        };
         if got == 0 {
             break;
         }
-        to.write_all_at(&buf[..got], at)
-            .map_err(|e| io_error("backup write", &e))?;
-        at += got as u64;
+        at += got;
     }
-    mend(&*to)?;
+    mend(copy.to)?;
     to.sync_data().map_err(|e| io_error("backup sync", &e))?;
-    Ok(at)
+    Ok((at, zeros))
+}
+
+/// One device file's copy.
+struct Copy<'a> {
+    from: &'a dyn crate::fs::FsFile,
+    to: &'a dyn crate::fs::FsFile,
+    device: u16,
+    needed: &'a Needed,
+}
+
+impl Copy<'_> {
+    fn write(&self, bytes: &[u8], at: u64) -> Result<()> {
+        (self.to.write_all_at(bytes, at)).map_err(|e| io_error("backup write", &e))
+    }
+
+    /// Copies `buf.len()` bytes at `at` whose read failed with `err`, halving
+    /// the piece while a needed range overlaps it: a piece no record needs is
+    /// written as zeros without another read (a real disk may take seconds
+    /// to fail each), and a needed piece of at most [`SECTOR`] bytes that
+    /// still fails fails the backup. Returns the bytes copied (fewer where
+    /// the file ends) and, of them, those written as zeros.
+    fn salvage(&self, buf: &mut [u8], at: u64, err: &std::io::Error) -> Result<(u64, u64)> {
+        let len = buf.len() as u64;
+        if !self.needed.overlaps(at, len) {
+            buf.fill(0);
+            self.write(buf, at)?;
+            return Ok((len, len));
+        }
+        if len <= SECTOR {
+            return Err(Error::io(self.device, "backup read", err));
+        }
+        // Bounded: the pieces halve down to a sector, 11 levels from a chunk.
+        let (low, high) = buf.split_at_mut(buf.len() / 2);
+        let mut copied = (0, 0);
+        for (piece, offset) in [(low, at), (high, at + len / 2)] {
+            let (got, zeros) = match crate::fs::read_full_at(self.from, piece, offset) {
+                Ok(got) => {
+                    self.write(&piece[..got], offset)?;
+                    (got as u64, 0)
+                }
+                Err(e) => self.salvage(piece, offset, &e)?,
+            };
+            copied = (copied.0 + got, copied.1 + zeros);
+            if got < piece.len() as u64 {
+                break;
+            }
+        }
+        Ok(copied)
+    }
 }

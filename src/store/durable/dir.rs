@@ -43,6 +43,12 @@ impl Dir {
         })
     }
 
+    /// Drops every handle kept by name: a file removed meanwhile is then
+    /// created afresh, not written through a handle to the unlinked one.
+    pub(crate) fn forget_files(&self) {
+        self.open.lock().clear();
+    }
+
     pub(crate) fn file(&self, name: &str, create: bool) -> Result<Arc<dyn FsFile>> {
         let mut open = self.open.lock();
         if let Some(f) = open.get(name) {
