@@ -52,6 +52,8 @@ enum Phase {
     Journaling {
         committed: Snapshot,
         old: Option<Location>,
+        /// The moved generation's tag, read before the commit (see `commit`).
+        tag: crate::record::Tag,
     },
     Finished,
 }
@@ -173,6 +175,11 @@ impl CompactOp {
                 }),
             );
         };
+        // Read while the record is still this compaction's: a write that
+        // commits after the move may forget the moved generation's tag
+        // before the move's event is built, and one that commits before it
+        // makes the move conflict.
+        let tag = core.tag_of(&begin);
         match core.table.transition(
             self.id,
             begin.version(),
@@ -181,14 +188,16 @@ impl CompactOp {
             Ok(committed) => {
                 self.target = None;
                 let old = core.retire_unless_early(Some(begin.location()));
-                self.phase = Phase::Journaling { committed, old };
-                {
-                    let tag = match core.mutants.relocation_drops_tag {
-                        true => crate::record::Tag::EMPTY,
-                        false => core.tag_of(&committed),
-                    };
-                    Step::Io(IoRequest::Journal(vec![Entry::put(&committed, tag)]))
-                }
+                self.phase = Phase::Journaling {
+                    committed,
+                    old,
+                    tag,
+                };
+                let journaled = match core.mutants.relocation_drops_tag {
+                    true => crate::record::Tag::EMPTY,
+                    false => tag,
+                };
+                Step::Io(IoRequest::Journal(vec![Entry::put(&committed, journaled)]))
             }
             Err(Error::VersionConflict { .. }) => {
                 self.begin = None; // already ended by the winner
@@ -248,7 +257,14 @@ impl Machine for CompactOp {
 
     fn on_io(&mut self, core: &Core, result: IoResult) -> Step<CompactOutcome> {
         match (self.phase, &result) {
-            (Phase::Journaling { committed, old }, IoResult::Done(Ok(()))) => {
+            (
+                Phase::Journaling {
+                    committed,
+                    old,
+                    tag,
+                },
+                IoResult::Done(Ok(())),
+            ) => {
                 self.phase = Phase::Finished;
                 if let Some(old) = old {
                     core.retire(old);
@@ -259,7 +275,6 @@ impl Machine for CompactOp {
                         (None, true) => Relocation::Pack,
                         (None, false) => Relocation::Compaction,
                     };
-                    let tag = core.tag_of(&committed);
                     core.events.emit(|seq| Event::Relocated {
                         seq,
                         record: committed,
@@ -351,5 +366,53 @@ impl Machine for CompactOp {
         if !matches!(self.phase, Phase::Finished) {
             let _ = self.abort(core, None);
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::protocol::test_support::{commit, value};
+    use crate::record::Tag;
+
+    /// A move's event carries the moved generation's tag even when a write
+    /// of the extent commits (and forgets that tag) while the move is
+    /// journaled: a follower that applies the event before the write's
+    /// still holds the right key.
+    #[test]
+    fn a_move_reports_the_tag_of_its_generation_across_a_write() {
+        let core = Core::for_tests();
+        let id = ExtentId(6);
+        let tag = |g: u64| Tag::new(format!("6@{g}").as_bytes()).expect("short");
+        commit(&core, id, 1, tag(1));
+        let mut op = CompactOp::new(id);
+        let mut step = op.start(&core);
+        // Bounded: read, write, sync, read back, then the journal.
+        for _ in 0..4 {
+            step = match step {
+                Step::Io(IoRequest::Read(_)) => op.on_io(&core, IoResult::Read(Ok(value(id, 1)))),
+                Step::Io(IoRequest::Write(..) | IoRequest::Sync(_)) => {
+                    op.on_io(&core, IoResult::Done(Ok(())))
+                }
+                other => panic!("unexpected {other:?}"),
+            };
+        }
+        match step {
+            Step::Io(IoRequest::Journal(entries)) => {
+                assert!(matches!(&entries[..], [Entry::Put(r)] if r.tag == tag(1)));
+            }
+            other => panic!("expected the move's journal entry, got {other:?}"),
+        }
+        commit(&core, id, 2, tag(2));
+        assert!(matches!(
+            op.on_io(&core, IoResult::Done(Ok(()))),
+            Step::Done(Ok(CompactOutcome::Committed(_)))
+        ));
+        let events = core.events.changes.since(0).expect("retained");
+        let reported = (events.iter()).find_map(|e| match e {
+            Event::Relocated { record, tag, .. } => Some((record.generation(), *tag)),
+            _ => None,
+        });
+        assert_eq!(reported, Some((1, tag(1))));
     }
 }

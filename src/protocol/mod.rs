@@ -18,6 +18,8 @@ mod ladder;
 mod overlaps;
 mod read;
 mod repair;
+#[cfg(all(test, not(loom)))]
+mod test_support;
 mod verify;
 mod write;
 mod write_back;

@@ -16,7 +16,7 @@ use crate::bytes::Bytes;
 use crate::error::Error;
 use crate::events::{Event, Relocation};
 use crate::journal::Entry;
-use crate::record::{Change, ExtentId, Location, Snapshot, State, checksum};
+use crate::record::{Change, ExtentId, Location, Snapshot, State, Tag, checksum};
 use crate::space::Placement;
 
 /// How a repair ended.
@@ -48,6 +48,9 @@ enum Phase {
     Remapping {
         remapped: Snapshot,
         old: Option<Location>,
+        /// The remapped generation's tag, read before the remap (see
+        /// `RepairOp::tag`).
+        tag: Tag,
     },
     Finished,
 }
@@ -58,6 +61,11 @@ pub(crate) struct RepairOp {
     id: ExtentId,
     faulted: Snapshot,
     quarantined: Option<Snapshot>,
+    /// The faulted generation's tag, read while the record was still the
+    /// one this repair moves (before its quarantine or remap commits): a write
+    /// that commits after that may forget the tag before the event is built,
+    /// and one that commits before it makes the transition conflict.
+    tag: Tag,
     /// Whether this repair's own transition quarantined the record (counted once,
     /// whatever happens to the remap after).
     quarantined_here: bool,
@@ -139,6 +147,7 @@ impl RepairOp {
             id: faulted.extent(),
             faulted,
             quarantined: None,
+            tag: Tag::EMPTY,
             quarantined_here: false,
             target: None,
             copy: None,
@@ -225,6 +234,7 @@ impl RepairOp {
         q: Snapshot,
         target: Location,
     ) -> std::result::Result<Step<RepairOutcome>, Snapshot> {
+        let tag = core.tag_of(&q);
         Ok(
             match core
                 .table
@@ -235,11 +245,8 @@ impl RepairOp {
                     // Marked bad: `free` will never put it back in the pool; retired after
                     // the remap is durable all the same (invariant 10).
                     let old = core.retire_unless_early(Some(self.faulted.location()));
-                    self.phase = Phase::Remapping { remapped, old };
-                    Step::Io(IoRequest::Journal(vec![Entry::put(
-                        &remapped,
-                        core.tag_of(&remapped),
-                    )]))
+                    self.phase = Phase::Remapping { remapped, old, tag };
+                    Step::Io(IoRequest::Journal(vec![Entry::put(&remapped, tag)]))
                 }
                 // Only a commit ends the repair: a write merely begun (its pending
                 // mark bumped the version) leaves the faulted generation
@@ -288,6 +295,7 @@ impl Machine for RepairOp {
             self.phase = Phase::FetchingCopy;
             return Step::Io(IoRequest::GoodCopy(self.id, self.faulted.generation()));
         }
+        self.tag = core.tag_of(&self.faulted);
         match core
             .table
             .transition(self.id, self.faulted.version(), Change::Quarantine)
@@ -297,10 +305,7 @@ impl Machine for RepairOp {
                 self.quarantined_here = true;
                 self.phase = Phase::Quarantining;
                 let bad = Entry::Bad(self.faulted.location());
-                Step::Io(IoRequest::Journal(vec![
-                    bad,
-                    Entry::put(&q, core.tag_of(&q)),
-                ]))
+                Step::Io(IoRequest::Journal(vec![bad, Entry::put(&q, self.tag)]))
             }
             // A write or delete committed since the fault was decided: a race
             // for the record, but the location failed every re-read all the
@@ -323,7 +328,7 @@ impl Machine for RepairOp {
         match (self.phase, result) {
             (Phase::Quarantining, IoResult::Done(Ok(()))) => {
                 if let Some(record) = self.quarantined {
-                    let tag = core.tag_of(&record);
+                    let tag = self.tag;
                     core.events
                         .emit(|seq| Event::Quarantined { seq, record, tag });
                 }
@@ -336,13 +341,12 @@ impl Machine for RepairOp {
                 self.phase = Phase::Finished;
                 Step::Done(Err(err))
             }
-            (Phase::Remapping { remapped, old }, IoResult::Done(Ok(()))) => {
+            (Phase::Remapping { remapped, old, tag }, IoResult::Done(Ok(()))) => {
                 self.phase = Phase::Finished;
                 if let Some(old) = old {
                     core.retire(old);
                 }
                 let from = self.faulted.location();
-                let tag = core.tag_of(&remapped);
                 core.events.emit(|seq| Event::Relocated {
                     seq,
                     record: remapped,
@@ -409,25 +413,38 @@ impl Machine for RepairOp {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::record::checksum;
+    use crate::protocol::test_support;
 
     /// Commits generation `g` of `id` at a fresh location; its record.
     fn commit(core: &Core, id: ExtentId, g: u64) -> Snapshot {
-        let before = core.table.snapshot(id).expect("in range");
-        let begin = (core.table)
-            .transition(id, before.version(), Change::BeginWrite)
-            .expect("begins");
-        let location = (core.allocator)
-            .allocate(100, Placement::Any)
-            .expect("space");
-        let bytes = [id.0.to_le_bytes(), g.to_le_bytes()].concat();
-        let change = Change::CommitWrite {
-            location,
-            checksum: checksum(id, g, &bytes),
-        };
-        (core.table)
-            .transition(id, begin.version(), change)
-            .expect("commits")
+        test_support::commit(core, id, g, Tag::EMPTY)
+    }
+
+    /// A quarantine's event carries the faulted generation's tag even when a
+    /// write of the extent commits (and forgets that tag) while the
+    /// quarantine is journaled: a follower that applies the event before the
+    /// write's still holds the right key.
+    #[test]
+    fn a_quarantine_reports_the_tag_of_its_generation_across_a_write() {
+        let core = Core::for_tests();
+        let id = ExtentId(4);
+        let tag = |g: u64| Tag::new(format!("4@{g}").as_bytes()).expect("short");
+        let faulted = test_support::commit(&core, id, 1, tag(1));
+        let mut op = RepairOp::new(faulted);
+        match op.start(&core) {
+            Step::Io(IoRequest::Journal(entries)) => {
+                assert!(matches!(&entries[1], Entry::Put(r) if r.tag == tag(1)));
+            }
+            other => panic!("expected the quarantine's journal entries, got {other:?}"),
+        }
+        test_support::commit(&core, id, 2, tag(2));
+        let _ = op.on_io(&core, IoResult::Done(Ok(())));
+        let events = core.events.changes.since(0).expect("retained");
+        let reported = (events.iter()).find_map(|e| match e {
+            Event::Quarantined { record, tag, .. } => Some((record.generation(), *tag)),
+            _ => None,
+        });
+        assert_eq!(reported, Some((1, tag(1))));
     }
 
     /// A quarantine that loses its race to a write still journals the bad
@@ -464,7 +481,7 @@ mod tests {
         let core = Core::for_tests();
         let id = ExtentId(5);
         let g1 = commit(&core, id, 1);
-        let bytes = |g: u64| Bytes::from([id.0.to_le_bytes(), g.to_le_bytes()].concat());
+        let bytes = |g: u64| test_support::value(id, g);
         core.rescued.keep(id, 1, bytes(1));
         assert_eq!(core.rescued.copy_of(&g1).as_deref(), Some(&bytes(1)[..]));
         let g2 = commit(&core, id, 2);

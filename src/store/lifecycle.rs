@@ -49,7 +49,9 @@ impl Store {
     /// (or from the snapshots its calls returned). No byte is copied: each record
     /// keeps its location, generation, checksum and version, and free space is
     /// everything no record references. The way for engines that keep their own
-    /// manifest to restart an in-memory store; see [`crate::design`].
+    /// manifest to restart an in-memory store; see [`crate::design`]. Records
+    /// carry no tags here: every record's tag is empty (an engine that tags its
+    /// writes keeps the tags in its manifest itself).
     ///
     /// # Errors
     ///

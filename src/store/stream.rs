@@ -11,15 +11,18 @@ impl Store {
     /// applied every change below it reads on with
     /// [`changes_since`](Self::changes_since) this number.
     ///
-    /// On a durable store numbers only grow, across reopens too: a reopened
-    /// store numbers its changes past every journal entry the earlier run made
-    /// durable, so a cursor from before the reopen reads
+    /// A durable store reopened in its own directory numbers its changes past
+    /// every journal entry the earlier run made durable, so a cursor from
+    /// before the reopen reads
     /// [`Error::ChangesTruncated`](crate::Error::ChangesTruncated), never other
-    /// changes. An in-memory store ([`Store::new`], [`Store::with_records`])
-    /// numbers from 0 each time it is made: a follower tells a restart by
-    /// [`change_stream_id`](Self::change_stream_id) and starts again from
-    /// [`change_baseline`](Self::change_baseline) (a cursor of the earlier run
-    /// may read the new run's changes as its own).
+    /// changes. But a store opened from a backup
+    /// ([`checkpoint_to`](Self::checkpoint_to)), or from a directory copied or
+    /// rolled back, numbers from about 0, and an in-memory store
+    /// ([`Store::new`], [`Store::with_records`]) from 0 each time it is made:
+    /// a cursor of another run may then read this run's changes as its own.
+    /// So a follower keeps [`change_stream_id`](Self::change_stream_id)
+    /// beside its cursor and starts again from
+    /// [`change_baseline`](Self::change_baseline) whenever it changes.
     pub fn change_seq(&self) -> u64 {
         self.shared.core.events.changes.next_seq()
     }
@@ -29,10 +32,11 @@ impl Store {
     /// ([`Store::open`]), random, never 0. A follower keeps it beside its
     /// cursor and starts again from [`change_baseline`](Self::change_baseline)
     /// when it changes: an in-memory store numbers its changes from 0 each
-    /// time it is made, so after a restart a cursor of the earlier run could
-    /// otherwise read the new run's changes as its own. (A durable store's
-    /// numbers only grow, and its old cursors read
-    /// [`Error::ChangesTruncated`](crate::Error::ChangesTruncated); the
+    /// time it is made, and a store opened from a backup or a copied
+    /// directory from about 0, so a cursor of another run could otherwise
+    /// read the new run's changes as its own. (A durable store reopened in
+    /// its own directory numbers past the earlier run, and its old cursors
+    /// read [`Error::ChangesTruncated`](crate::Error::ChangesTruncated); the
     /// identity says the same there.)
     ///
     /// # Examples
