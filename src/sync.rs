@@ -36,6 +36,18 @@ pub(crate) use loom::thread;
 #[cfg(not(loom))]
 pub(crate) use std::thread;
 
+/// Joins `handle`'s thread, unless it is this one: a listener or good-copy
+/// source that closes the store (or drops its last `Arc`) runs on the
+/// thread that made the change, the scrubber's or a prefetch worker's, and
+/// a thread cannot join itself (a panic). Told to stop already, that
+/// thread returns once its callback does.
+pub(crate) fn joined(handle: thread::JoinHandle<()>) -> std::thread::Result<()> {
+    match handle.thread().id() == thread::current().id() {
+        true => Ok(()),
+        false => handle.join(),
+    }
+}
+
 /// One hint inside a bounded spin: a CPU pause normally, a scheduler yield under loom
 /// (loom must see every spin as a yield or it explores the loop forever).
 #[inline]

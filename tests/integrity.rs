@@ -754,3 +754,72 @@ fn compact_during_a_pending_write_is_aborted_and_a_vacant_extent_is_fpre002() {
     let err = store.compact(ExtentId(10)).unwrap_err();
     assert_eq!(err.code(), "FPRE002", "{err}");
 }
+
+/// A listener runs on the thread that made the change: the scrubber's, when
+/// its repair quarantines an extent. A listener that closes the store there
+/// must close it, though `close` cannot join the scrubber's own thread (a
+/// thread joining itself panics, and the store was left half closed).
+#[test]
+fn a_listener_on_the_scrubber_thread_can_close_the_store() {
+    let fabric = FaultBackend::new(1);
+    let config = StoreConfig::builder()
+        .cache_bytes(0)
+        .prefetch_workers(0)
+        .policy(policy())
+        .scrub_bytes_per_sec(1 << 30)
+        .build()
+        .unwrap();
+    let store = Arc::new(Store::new(fabric.clone(), config).unwrap());
+    for i in 0..8u64 {
+        let id = ExtentId(i);
+        store.write(id, &value(id, 1, 1024)).unwrap();
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let weak = Arc::downgrade(&store);
+    store.add_listener(move |e: &extentmeta::events::Event| {
+        if let extentmeta::events::Event::Quarantined { .. } = e
+            && let Some(store) = weak.upgrade()
+        {
+            let _ = tx.lock().unwrap().send(store.close());
+        }
+    });
+    // No replica: the scrubber's repair quarantines extent 6.
+    flip_bits(&fabric, store.snapshot(ExtentId(6)).unwrap().location());
+    // Only a hang fails on time: the deadline is far beyond any scrub pass.
+    let closed = rx.recv_timeout(std::time::Duration::from_secs(60));
+    closed.expect("the listener's close returned").unwrap();
+    assert_eq!(store.stats().listener_panics, 0);
+    assert_eq!(store.read(ExtentId(1)).unwrap_err().code(), "FPRE017");
+}
+
+/// `warm` (a prefetch) of a quarantined extent with no verified copy cached
+/// answers `Quarantined` and fetches nothing from the engine's good-copy
+/// source: a replica fetched for a prefetch would warm nothing. A demand
+/// read still gets its bytes from there.
+#[test]
+fn warming_a_quarantined_extent_fetches_no_good_copy() {
+    let fabric = FaultBackend::new(1);
+    let store = store(&fabric, 0);
+    let id = ExtentId(9);
+    let bytes = value(id, 1, 2048);
+    let at = store.write(id, &bytes).unwrap().location();
+    flip_bits(&fabric, at);
+    // No replica yet: the fault is found, and the record stays quarantined.
+    let verdict = store.verify(id);
+    let state = store.snapshot(id).unwrap().state();
+    assert_eq!(state, State::Quarantined, "{verdict:?}");
+    fabric.add_replica(id, 1, bytes);
+    let fetched = fabric.calls(Op::GoodCopy);
+    let err = store.warm(id).unwrap_err();
+    assert!(
+        matches!(err, Error::Quarantined { extent } if extent == id),
+        "{err}"
+    );
+    assert_eq!(fabric.calls(Op::GoodCopy), fetched, "nothing fetched");
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
+    assert!(
+        fabric.calls(Op::GoodCopy) > fetched,
+        "the demand read fetched it"
+    );
+}

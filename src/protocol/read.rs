@@ -262,6 +262,12 @@ impl Machine for ReadOp {
                         if let Some(bytes) = core.verified_cached_copy(&s) {
                             return Step::Done(Ok(bytes));
                         }
+                        // A prefetch caches nothing from the engine's source:
+                        // fetching a replica for it would cost a remote read
+                        // that warms nothing.
+                        if self.priority == Priority::Prefetch {
+                            return Step::Done(Err(Error::Quarantined { extent }));
+                        }
                         self.good_copy_for = Some(s);
                         Step::Io(IoRequest::GoodCopy(extent, s.generation()))
                     }

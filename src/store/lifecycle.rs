@@ -362,17 +362,20 @@ impl Store {
     /// ```
     pub fn close(&self) -> Result<()> {
         self.shared.stop();
-        // Backups in progress end before anything else closes (they copy the
-        // device files through handles of their own); later ones see
-        // `stopping` and are refused.
-        drop(self.shared.backups.write());
-        self.buffers.lock().clear();
         let mut first = None;
+        // Before the wait for backups: the workers share nothing with them,
+        // and once they are joined their queue is dropped, which wakes every
+        // reader waiting on a claim queued there (a backup may take minutes).
         if self.prefetcher.shutdown() > 0 {
             first = Some(Error::Internal {
                 what: "a prefetch worker panicked",
             });
         }
+        // Backups in progress end before anything else closes (they copy the
+        // device files through handles of their own); later ones see
+        // `stopping` and are refused.
+        drop(self.shared.backups.write());
+        self.buffers.lock().clear();
         self.scrub_stop.lock().take();
         join(&self.scrubber, "the scrubber panicked", &mut first);
         if let Some(journal) = &self.shared.journal {
@@ -421,7 +424,7 @@ fn join(
 ) {
     let handle = slot.lock().take();
     if let Some(handle) = handle
-        && handle.join().is_err()
+        && crate::sync::joined(handle).is_err()
     {
         first.get_or_insert(Error::Internal { what });
     }

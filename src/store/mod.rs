@@ -467,11 +467,18 @@ impl Store {
     }
 
     /// Loads `id` into the cache at prefetch priority now: what a prefetch worker
-    /// does with one hint. Returns `Ok(false)` if another reader is loading it.
+    /// does with one hint. Returns `Ok(true)` once its current bytes are
+    /// cached (loaded now, or found cached), `Ok(false)` if another reader is
+    /// loading them.
     ///
     /// # Errors
     ///
-    /// As [`read`](Self::read), without the integrity ladder.
+    /// As [`read`](Self::read), without the integrity ladder, and:
+    /// [`Error::Superseded`] if the extent was rewritten while it loaded (a
+    /// prefetch does not chase the new generation: its first reader loads
+    /// it); [`Error::Quarantined`] for a quarantined extent with no verified
+    /// copy cached (a prefetch fetches nothing from the
+    /// [good-copy source](StoreConfigBuilder::good_copy_source)).
     pub fn warm(&self, id: ExtentId) -> Result<bool> {
         self.check_open()?;
         self.shared.warm(id)

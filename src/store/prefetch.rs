@@ -176,7 +176,7 @@ impl Prefetcher {
         let workers = std::mem::take(&mut *self.workers.lock());
         workers
             .into_iter()
-            .map(|w| w.join())
+            .map(crate::sync::joined)
             .filter(Result::is_err)
             .count()
     }
@@ -245,15 +245,25 @@ impl Shared {
 /// lie together): a readahead window of 256 KiB holds 16 extents of 16 KiB.
 const HINTS_AT_ONCE: usize = 32;
 
+/// Drops `hint` and the hints queued now, abandoning their claims: a reader
+/// waiting on one answers at once, not only once `shutdown` joined every
+/// worker and the queue went with them. Bounded by the queue's length.
+fn drain(shared: &Shared, hint: Option<Hint>, receiver: &Receiver<Hint>, claims: &ClaimQueue) {
+    let queued = std::iter::from_fn(|| receiver.try_recv().ok()).inspect(|_| claims.took());
+    for token in hint.into_iter().chain(queued).filter_map(|h| h.claimed) {
+        shared.core.cache.abandon(token);
+    }
+}
+
 fn run(shared: &Shared, receiver: &Receiver<Hint>, stopped: &Receiver<()>, claims: &ClaimQueue) {
     // Bounded by the channels and the stop flag: ends when the store drops the
     // stop sender (or the hint sender), or at the first pass after the flag is
     // set.
     loop {
-        // A stopping store's worker takes no further hint: `shutdown` drops what
-        // is queued (and wakes the readers waiting on queued claims).
+        // A stopping store's worker takes no further hint, and ends the claims
+        // queued (`drain`).
         if shared.stopping() {
-            return;
+            return drain(shared, None, receiver, claims);
         }
         let hint = select! {
             recv(receiver) -> hint => match hint {
@@ -264,7 +274,7 @@ fn run(shared: &Shared, receiver: &Receiver<Hint>, stopped: &Receiver<()>, claim
         };
         if shared.stopping() {
             claims.took();
-            return;
+            return drain(shared, Some(hint), receiver, claims);
         }
         // What else is queued now, up to a bound, if the device is slow enough for
         // merged reads to pay: hints of one readahead window arrive together.
