@@ -16,8 +16,11 @@
 //! extent's span, and a freed span that reaches the end of the file lets the
 //! file shrink to the start of that hole. It stops as soon as the hole share
 //! `(file - live - bad) / file` meets the target, or at the first extent that
-//! cannot move (quarantined or busy, or on a single device with no hole below
-//! it): that one pins the tail. So one pass plus `pack` reaches the target whenever the holes
+//! cannot move (quarantined or busy, on a single device with no hole below
+//! it, or with no device left with room) or that no longer ends the file
+//! (something else lies above it: bytes moved there earlier in the plan, a
+//! location retired but not yet free, a write in flight, a bad range):
+//! that one pins the tail. So one pass plus `pack` reaches the target whenever the holes
 //! allow it, and a plan can only fall short when records change in between
 //! (a write, a delete or another compaction).
 
@@ -75,6 +78,7 @@ pub(crate) fn plan(
 /// One device as the planner replays packing on it.
 struct Sim {
     device: u16,
+    capacity: u64,
     file: u64,
     /// Live and bad bytes: what the file holds besides holes.
     used: u64,
@@ -104,10 +108,15 @@ impl Sim {
         }
     }
 
-    /// Appends `bytes` at the end of the file (fresh space).
-    fn append(&mut self, bytes: u64) {
-        self.file += bytes;
-        self.used += bytes;
+    /// Appends `bytes` at the end of the file (fresh space), if the device
+    /// has room for them.
+    fn append(&mut self, bytes: u64) -> bool {
+        let fits = (self.file.checked_add(bytes)).is_some_and(|end| end <= self.capacity);
+        if fits {
+            self.file += bytes;
+            self.used += bytes;
+        }
+        fits
     }
 
     /// Takes the lowest hole of `bytes` that starts below `limit`.
@@ -134,6 +143,7 @@ fn shrink(
     let mut sims: Vec<Sim> = (devices.iter().zip(holes))
         .map(|(d, holes)| Sim {
             device: d.device,
+            capacity: d.capacity_bytes,
             file: d.file_bytes,
             used: d.live_bytes + d.bad_bytes,
             holes: holes.clone(),
@@ -155,14 +165,20 @@ fn shrink(
         for s in on {
             let movable = s.state() == State::Durable && !s.write_pending();
             let (offset, bytes) = (s.location().offset, span(s.location()));
-            if !movable {
+            // Something that is no record ends the file past this extent
+            // (bytes this plan moved here, a location retired but not yet
+            // free, a write in flight, a bad range): moving the extent would
+            // not shrink the file, only spread holes to other devices.
+            let tail_pinned = offset.saturating_add(bytes) < sims[i].file;
+            if !movable || tail_pinned {
                 break; // a pinned tail: nothing below it can shrink the file
             }
             let others = || (0..healthy.len()).filter(|&j| j != i && healthy[j]);
-            // A degraded device's own holes are not used (`Allocator::pack`).
+            // A degraded device's own holes are not used (`Allocator::pack`),
+            // and another's end of file only where it has room.
             let placed = (healthy[i] && sims[i].take(bytes, offset).is_some())
                 || others().any(|j| sims[j].take(bytes, u64::MAX).is_some())
-                || others().next().map(|j| sims[j].append(bytes)).is_some();
+                || others().any(|j| sims[j].append(bytes));
             if !placed {
                 break; // a single device with no hole below it: it pins the tail
             }
@@ -205,6 +221,7 @@ mod tests {
 
     fn device(file: u64, live: u64) -> DeviceSpaceStats {
         DeviceSpaceStats {
+            capacity_bytes: 1 << 30,
             file_bytes: file,
             live_bytes: live,
             free_bytes: file - live,
@@ -249,5 +266,82 @@ mod tests {
                 "target {target} plans nothing"
             );
         }
+    }
+
+    /// A move that cannot shrink its file is not planned: once the highest
+    /// extent of device 0 went to the end of device 1, device 1's own
+    /// highest extent no longer ends its file, and moving it (and the next)
+    /// would only spread holes, up to draining a device onto the other.
+    #[test]
+    fn free_ratio_stops_where_something_else_ends_the_file() {
+        const B: u64 = 4096;
+        // Per device: one block live, one free, two live.
+        let r = records(&[
+            (1, 0, 0, B as u32),
+            (2, 0, 2 * B, 2 * B as u32),
+            (3, 1, 0, B as u32),
+            (4, 1, 2 * B, 2 * B as u32),
+        ]);
+        let devices = [
+            device(4 * B, 3 * B),
+            DeviceSpaceStats {
+                device: 1,
+                ..device(4 * B, 3 * B)
+            },
+        ];
+        let mut hole = Ranges::default();
+        hole.insert(B, 2 * B);
+        let holes = [hole.clone(), hole];
+        let goal = PlanGoal::FreeRatio { target: 0.1 };
+        assert_eq!(plan(&goal, &r, &devices, &holes, B), [ExtentId(2)]);
+        // A block that is no record (a write in flight, say) ends the file
+        // above the highest extent: nothing below it can shrink the file.
+        let r = records(&[(1, 0, 0, B as u32), (2, 0, 2 * B, B as u32)]);
+        let mut holes = Ranges::default();
+        holes.insert(B, 2 * B);
+        holes.insert(3 * B, 4 * B);
+        let devices = [
+            device(5 * B, 3 * B),
+            DeviceSpaceStats {
+                device: 1,
+                ..device(0, 0)
+            },
+        ];
+        let plan = plan(&goal, &r, &devices, &[holes, Ranges::default()], B);
+        assert!(plan.is_empty(), "{plan:?}");
+    }
+
+    /// The end of another device's file takes a move only where that device
+    /// has room, as `Allocator::pack` places it.
+    #[test]
+    fn free_ratio_appends_only_where_a_device_has_room() {
+        const B: u64 = 4096;
+        let r = records(&[(1, 0, 0, B as u32), (2, 0, 2 * B, B as u32)]);
+        let mut hole = Ranges::default();
+        hole.insert(B, 2 * B);
+        let full = DeviceSpaceStats {
+            device: 1,
+            capacity_bytes: 2 * B,
+            ..device(2 * B, 2 * B)
+        };
+        let roomy = DeviceSpaceStats {
+            device: 2,
+            ..device(0, 0)
+        };
+        let goal = PlanGoal::FreeRatio { target: 0.0 };
+        let holes = [hole, Ranges::default(), Ranges::default()];
+        // Device 0's own hole takes extent 2 first either way.
+        assert_eq!(
+            plan(&goal, &r, &[device(3 * B, 2 * B), full, roomy], &holes, B),
+            [ExtentId(2)]
+        );
+        // Its hole too small, extent 2 goes past the full device to device 2.
+        let big = records(&[(1, 0, 0, B as u32), (2, 0, 2 * B, 2 * B as u32)]);
+        let on_full_only = plan(&goal, &big, &[device(4 * B, 3 * B), full], &holes[..2], B);
+        assert!(on_full_only.is_empty(), "{on_full_only:?}");
+        assert_eq!(
+            plan(&goal, &big, &[device(4 * B, 3 * B), full, roomy], &holes, B),
+            [ExtentId(2)]
+        );
     }
 }

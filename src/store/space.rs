@@ -88,6 +88,9 @@ impl Store {
     /// A plan is advice from one pass over the table: records that change meanwhile
     /// make a compaction abort or move less, never lose bytes.
     pub fn plan_compaction(&self, goal: &PlanGoal) -> Vec<ExtentId> {
+        // Retired locations no reader holds are free space, not a tail that
+        // pins the file (the planner stops below anything but a record).
+        self.shared.core.collect();
         let records: Vec<Snapshot> = self.records().collect();
         let allocator = &self.shared.core.allocator;
         let devices = self.space();
