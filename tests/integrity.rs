@@ -823,3 +823,47 @@ fn warming_a_quarantined_extent_fetches_no_good_copy() {
         "the demand read fetched it"
     );
 }
+
+/// A compaction's copy whose read-back fails (EIO, not wrong bytes) leaves
+/// its location out of use for good, as a copy that reads back wrong does:
+/// the allocator's first fit would otherwise hand it to the next move, and
+/// to writes acknowledged on media that already failed.
+#[test]
+fn a_copy_location_that_fails_its_read_back_is_not_handed_out_again() {
+    let fabric = FaultBackend::new(1);
+    let store = store(&fabric, 0);
+    let id = ExtentId(3);
+    let source = store.write(id, &value(id, 1, 4096)).unwrap().location();
+    // The source's read, then the copy's read-back, which fails.
+    fabric.inject_nth(Op::Read, 2, Inject::Fail);
+    let first = store.compact(id);
+    assert_eq!(store.space()[0].bad_bytes, 4096, "{first:?}");
+    assert_eq!(store.snapshot(id).unwrap().location(), source, "not moved");
+    let CompactOutcome::Committed(moved) = store.compact(id).unwrap() else {
+        panic!("the second compaction moves it");
+    };
+    let failed_at = source.offset + 4096;
+    assert_ne!(moved.location().offset, failed_at, "{moved:?}");
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
+}
+
+/// The same for a remap: its copy's location fails the read-back, and is
+/// marked bad beside the faulted one; the record stays quarantined.
+#[test]
+fn a_remap_location_that_fails_its_read_back_is_not_handed_out_again() {
+    let fabric = FaultBackend::new(1);
+    let store = store(&fabric, 0);
+    let id = ExtentId(4);
+    let bytes = value(id, 1, 4096);
+    let at = store.write(id, &bytes).unwrap().location();
+    fabric.add_replica(id, 1, bytes);
+    flip_bits(&fabric, at);
+    // Verification reads the faulted location 1 + 3 times; the fifth read is
+    // the remapped copy's read-back.
+    fabric.inject_nth(Op::Read, 5, Inject::Fail);
+    let verdict = store.verify(id);
+    assert_eq!(store.space()[0].bad_bytes, 2 * 4096, "{verdict:?}");
+    assert_eq!(store.snapshot(id).unwrap().state(), State::Quarantined);
+    // Served all the same, and remapped by the next verification.
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
+}

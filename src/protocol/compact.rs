@@ -352,6 +352,20 @@ impl Machine for CompactOp {
                     Step::Io(IoRequest::Journal(vec![Entry::Bad(target)]))
                 }
             },
+            // The copy's location failed a write or its read-back: never
+            // handed out again (the allocator's first fit would pick it next),
+            // its mark journaled so a restart keeps it, as for a copy that
+            // reads back wrong. A failed sync is the device's (degraded), not
+            // the location's.
+            (
+                Phase::Writing | Phase::Verifying,
+                IoResult::Read(Err(err)) | IoResult::Done(Err(err)),
+            ) if err.is_media_fault() => {
+                core.allocator.mark_bad(target);
+                self.failed = Some(err);
+                self.phase = Phase::MarkingBad;
+                Step::Io(IoRequest::Journal(vec![Entry::Bad(target)]))
+            }
             (_, IoResult::Read(Err(err)) | IoResult::Done(Err(err))) => self.abort(core, Some(err)),
             _ => self.abort(
                 core,

@@ -385,18 +385,22 @@ impl Machine for RepairOp {
             (Phase::ReadingBack, IoResult::Read(Ok(bytes))) if self.matches(&bytes) => {
                 self.remap(core)
             }
-            (Phase::ReadingBack, IoResult::Read(Ok(_))) => {
-                // The fresh copy reads back wrong: that location is bad too, and the
-                // mark is journaled so a restart keeps it.
-                match self.target.take() {
-                    Some(target) => {
-                        core.allocator.mark_bad(target);
-                        self.phase = Phase::MarkingBad;
-                        Step::Io(IoRequest::Journal(vec![Entry::Bad(target)]))
-                    }
-                    None => self.give_up(core),
+            // The fresh copy reads back wrong, or its location failed the
+            // write or the read-back: that location is bad too, and the mark is
+            // journaled so a restart keeps it (a failed sync is the device's).
+            (Phase::ReadingBack, IoResult::Read(Ok(_)))
+            | (
+                Phase::ReadingBack,
+                IoResult::Read(Err(Error::Io { .. } | Error::ShortRead { .. })),
+            )
+            | (Phase::Writing, IoResult::Done(Err(Error::Io { .. }))) => match self.target.take() {
+                Some(target) => {
+                    core.allocator.mark_bad(target);
+                    self.phase = Phase::MarkingBad;
+                    Step::Io(IoRequest::Journal(vec![Entry::Bad(target)]))
                 }
-            }
+                None => self.give_up(core),
+            },
             _ => self.give_up(core),
         }
     }
