@@ -1584,3 +1584,44 @@ fn an_open_lists_the_directory_again_under_its_lock() {
         assert_eq!(got, (ExtentId(id), 10 + (54 + id) / 6), "extent {id}");
     }
 }
+
+/// A failed sync of a device degrades that device until the reopen only (its
+/// file is opened afresh then): a checkpoint a rotation writes meanwhile must
+/// not keep the degradation, which nothing would ever lift after it.
+#[test]
+fn a_failed_device_sync_degrades_the_device_until_the_reopen_only() {
+    let tmp = fault_fs::tempdir();
+    let dir = tmp.path();
+    let cfg = builder(2, 4 << 10)
+        .inline_write_max(0)
+        .overlap_data_sync(false)
+        .build()
+        .unwrap();
+    let fs = FaultFs::new(dir, u64::MAX, Faults::default());
+    let store = Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()).unwrap();
+    let mut acked = Model::new();
+    fs.set_faults(Faults {
+        sync_eio: Some(SyncFault {
+            target: Target::Device,
+            nth: 1,
+            drop_pages: false,
+        }),
+        ..Faults::default()
+    });
+    let failed = store.write(ExtentId(0), &val(0, 1)).unwrap_err();
+    let degraded = store.stats().devices_degraded;
+    assert_eq!(degraded.len(), 1, "{failed}: {degraded:?}");
+    // Writes go on on the other device, through rotations and checkpoints.
+    let checkpoints = store.stats().checkpoints;
+    for id in 1..200 {
+        put(&store, &mut acked, id, 1);
+    }
+    let stats = store.stats();
+    assert!(stats.checkpoints > checkpoints, "{stats:?}");
+    store.close().unwrap();
+    let store = Store::open_in(Arc::new(fs.clone()), dir, cfg).unwrap();
+    assert_eq!(store.stats().devices_degraded, Vec::<u16>::new());
+    for (&id, &generation) in &acked {
+        assert_eq!(state(&store, id), generation);
+    }
+}

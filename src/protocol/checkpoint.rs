@@ -70,7 +70,7 @@ impl Core {
         for l in self.allocator.bad_locations() {
             each(&Entry::Bad(l))?;
         }
-        for d in self.allocator.degraded_devices() {
+        for d in self.allocator.lasting_degraded() {
             each(&Entry::Degraded(d))?;
         }
         Ok(())

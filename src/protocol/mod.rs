@@ -339,10 +339,13 @@ impl Core {
     /// the health policy finds the device again if the mark is lost).
     pub(crate) fn charge_device_error(&self, location: Location, now_ms: u64) -> Option<Entry> {
         let degraded = self.health.record_error(location.device, now_ms);
-        if !degraded {
+        // A device the policy degraded before the reopen (restored from the
+        // image, which the fresh policy does not know) is not degraded anew:
+        // no second event, no second entry.
+        if !degraded || self.allocator.is_lasting_degraded(location.device) {
             return None;
         }
-        self.allocator.set_degraded(location.device);
+        self.allocator.set_degraded(location.device, true);
         let device = location.device;
         self.events
             .notify(|| crate::events::Event::DeviceDegraded { device });
@@ -397,7 +400,7 @@ impl Core {
     /// `backend::device_files`): new locations go to the other devices while they have
     /// room. In memory only: a reopen opens the device afresh.
     pub(crate) fn device_sync_failed(&self, device: u16) {
-        self.allocator.set_degraded(device);
+        self.allocator.set_degraded(device, false);
     }
 
     /// A sync of `device` that started after [`WriteBack::mark`] returned `mark`
@@ -548,5 +551,42 @@ pub(crate) trait Machine {
     /// store's driver reads into it; the emulator's has no use for it.
     fn read_buffer(&mut self) -> Option<Bytes> {
         None
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+
+    /// A device degraded before a reopen (restored from the image) reaches
+    /// the fresh health policy's threshold again without a second
+    /// `DeviceDegraded` event or journal entry; another device still gets
+    /// its first.
+    #[test]
+    fn a_device_degraded_before_the_reopen_is_not_degraded_again() {
+        let core = Core::of_parts(
+            ExtentTable::new(crate::table::TableConfig::default()),
+            Cache::new(1 << 20, 1),
+            Allocator::new(2, 1 << 20, 4096),
+            Health::new(2, 2, 1000),
+        );
+        core.allocator.set_degraded(0, true);
+        let heard = Arc::new(AtomicU64::new(0));
+        let count = Arc::clone(&heard);
+        core.events.add(Arc::new(move |e: &crate::events::Event| {
+            if matches!(e, crate::events::Event::DeviceDegraded { .. }) {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+        for device in [0, 1] {
+            let at = Location::new(device, 0, 4096);
+            let entries: Vec<_> = (0..3)
+                .filter_map(|t| core.charge_device_error(at, t))
+                .collect();
+            let expected = usize::from(device == 1);
+            assert_eq!(entries.len(), expected, "device {device}: {entries:?}");
+        }
+        assert_eq!(heard.load(Ordering::SeqCst), 1, "device 1's only");
     }
 }

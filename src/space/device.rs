@@ -21,6 +21,9 @@ pub(super) struct DeviceSpace {
     pub(super) bad_locations: Vec<Location>,
     /// Degraded devices are used only when no healthy one has room.
     pub(super) degraded: bool,
+    /// The degradation is the health policy's (journaled, restored at open),
+    /// not only a failed sync's, which lasts until the reopen.
+    pub(super) lasting: bool,
     /// The largest `bump` since the tail was last released: how long the device
     /// file may be.
     pub(super) peak: u64,
@@ -81,6 +84,7 @@ impl DeviceSpace {
             bad: Ranges::default(),
             bad_locations: Vec::new(),
             degraded: false,
+            lasting: false,
             peak: 0,
         }
     }

@@ -213,7 +213,7 @@ impl Allocator {
             }
         }
         for device in degraded {
-            allocator.set_degraded(device);
+            allocator.set_degraded(device, true);
         }
         Ok(allocator)
     }
@@ -329,9 +329,14 @@ impl Allocator {
     }
 
     /// Marks `device` degraded: new allocations go elsewhere while they can.
-    pub(crate) fn set_degraded(&self, device: u16) {
+    /// `lasting`: the health policy's verdict, kept in checkpoints
+    /// ([`lasting_degraded`](Self::lasting_degraded)); else a failed sync's,
+    /// until the reopen only.
+    pub(crate) fn set_degraded(&self, device: u16, lasting: bool) {
         if let Some(dev) = self.devices.get(usize::from(device)) {
-            dev.lock().degraded = true;
+            let mut space = dev.lock();
+            space.degraded = true;
+            space.lasting |= lasting;
         }
     }
 
@@ -389,6 +394,21 @@ impl Allocator {
     pub(crate) fn degraded_devices(&self) -> Vec<u16> {
         (0..self.devices.len())
             .filter(|&d| self.devices[d].lock().degraded)
+            .map(|d| d as u16)
+            .collect()
+    }
+
+    /// Whether the health policy degraded `device` (see
+    /// [`lasting_degraded`](Self::lasting_degraded)).
+    pub(crate) fn is_lasting_degraded(&self, device: u16) -> bool {
+        (self.devices.get(usize::from(device))).is_some_and(|d| d.lock().lasting)
+    }
+
+    /// Devices the health policy degraded, ascending: what a checkpoint
+    /// keeps (a failed sync's degradation ends with the reopen).
+    pub(crate) fn lasting_degraded(&self) -> Vec<u16> {
+        (0..self.devices.len())
+            .filter(|&d| self.devices[d].lock().lasting)
             .map(|d| d as u16)
             .collect()
     }

@@ -66,7 +66,7 @@ fn bad_location_is_never_handed_out_again() {
 #[test]
 fn degraded_devices_are_used_last() {
     let a = Allocator::new(2, 2 * 4096, 4096);
-    a.set_degraded(0);
+    a.set_degraded(0, true);
     let first: Vec<u16> = (0..2)
         .map(|_| a.allocate(10, Placement::Any).unwrap().device)
         .collect();
@@ -173,7 +173,7 @@ fn a_free_overlapping_a_bad_location_keeps_the_bad_part_out() {
 #[test]
 fn stats_are_exact() {
     let a = Allocator::new(2, 64 * B, 4096);
-    a.set_degraded(1);
+    a.set_degraded(1, true);
     let x = a.allocate(100, Placement::Any).unwrap(); // device 0 (1 healthy)
     let y = a.allocate(3 * 4096, Placement::Any).unwrap();
     let _z = a.allocate(1, Placement::Any).unwrap();
@@ -336,7 +336,7 @@ fn packing_uses_its_own_device_s_hole_only_while_the_device_is_healthy() {
         assert_eq!((low.device, high.device), (0, 0));
         a.free(low);
         if degraded {
-            a.set_degraded(0);
+            a.set_degraded(0, true);
         }
         let to = a.allocate(10, Placement::PackBelow(high)).unwrap();
         match degraded {
