@@ -13,7 +13,7 @@
 //! | FPRE005 | [`Error::ExtentOutOfRange`] | no | the extent id is beyond the table's configured capacity | raise `TableConfig::max_extents` |
 //! | FPRE006 | [`Error::Contended`] | yes | a reader met publishes in progress for longer than its bounded wait | retry; persistent contention means a writer thread is starved |
 //! | FPRE007 | [`Error::GenerationExhausted`] | no | the record's content generation reached its maximum | write the data under a new extent id |
-//! | FPRE008 | [`Error::InvalidConfig`] | no | a builder was given a value outside its stated bounds, a directory was opened with a configuration it does not fit (`devices`, `device_capacity_bytes`, `block_size_bytes`), or a call needs another kind of store (`checkpoint_to` on an in-memory one) | fix the named field, or open with the configuration the store was created with |
+//! | FPRE008 | [`Error::InvalidConfig`] | no | a builder was given a value outside its stated bounds, a directory was opened with a configuration it does not fit (`devices`, `device_capacity_bytes`, `block_size_bytes`, the table's `max_extents`), or a call needs another kind of store (`checkpoint_to` on an in-memory one) | fix the named field, or open with the configuration the store was created with |
 //! | FPRE009 | [`Error::Io`] | yes | the backend (or, device 65535, the metadata journal) failed an I/O operation | retry data I/O; after a journal failure later changes get FPRE036 until a reopen |
 //! | FPRE010 | [`Error::ShortRead`] | yes | the backend returned fewer bytes than the location holds | retry; if it persists the device file was truncated |
 //! | FPRE011 | [`Error::Superseded`] | yes | a cache fill was rejected because the content generation changed while it loaded | retry: a newer write won |

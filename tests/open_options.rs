@@ -130,6 +130,36 @@ fn a_smaller_capacity_names_the_field() {
     assert_eq!(decode(&store.read(id).expect("read")), (id, 1));
 }
 
+/// Reopening with a table too small for the ids the store holds names
+/// `max_extents` (it was FPRE005, out of range, as if a caller had asked for
+/// that id); nothing on disk changes, and the original configuration still
+/// opens it.
+#[test]
+fn a_smaller_table_names_the_field() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("store");
+    let with_table = |max_extents| {
+        let table = extentmeta::TableConfig::builder()
+            .max_extents(max_extents)
+            .build()
+            .expect("table");
+        config().table(table).build().expect("config")
+    };
+    let store = Store::open(&dir, with_table(1 << 20)).expect("create");
+    let id = ExtentId(1000);
+    store.write(id, &value(id, 1, 64)).expect("write");
+    drop(store);
+    let before = names(&dir);
+    let err = refused(Store::open(&dir, with_table(16)));
+    match &err {
+        Error::InvalidConfig { field, .. } => assert_eq!(*field, "max_extents", "{err}"),
+        other => panic!("expected InvalidConfig naming the field, got {other}"),
+    }
+    assert_eq!(names(&dir), before, "nothing changed");
+    let store = Store::open(&dir, with_table(1 << 20)).expect("the original config opens");
+    assert_eq!(decode(&store.read(id).expect("read")), (id, 1));
+}
+
 /// The block size is not kept on disk: reopening with a larger one than the
 /// store was made with names the field (the records' offsets show it), instead
 /// of calling the checkpoint corrupt or rounding spans over live bytes; the

@@ -161,6 +161,25 @@ fn invalid_config_is_rejected() {
     }
 }
 
+/// The bounds `max_extents` states: up to 2^36 ids with the default
+/// segments, 2^40 with segments of 2^18 records, never past 2^40.
+#[test]
+fn max_extents_meets_the_bounds_its_docs_state() {
+    let build = |max: u64, segment: Option<usize>| {
+        let b = TableConfig::builder().max_extents(max);
+        match segment {
+            Some(len) => b.segment_len(len),
+            None => b,
+        }
+        .build()
+    };
+    assert!(build(1 << 36, None).is_ok());
+    assert!(build((1 << 36) + 1, None).is_err());
+    assert!(build(1 << 40, Some(1 << 18)).is_ok());
+    assert!(build(1 << 40, Some(1 << 17)).is_err());
+    assert!(build((1 << 40) + 1, Some(1 << 20)).is_err());
+}
+
 #[test]
 fn no_torn_snapshot_under_threads() {
     // Each commit writes location.offset = id << 20 | generation and a checksum of

@@ -130,9 +130,13 @@ impl Store {
     /// a directory recovery refuses; [`Error::NotAStore`] for a path that is no
     /// store and the open options do not let it become one (`create_if_missing`,
     /// `error_if_exists`, `create_in_non_empty_dir`), or a backup cut short;
-    /// [`Error::InvalidConfig`] if `devices`, `device_capacity_bytes` or
-    /// `block_size_bytes` does not fit the store; [`Error::Io`]. A failed open
-    /// changes no file.
+    /// [`Error::InvalidConfig`] if `devices`, `device_capacity_bytes`,
+    /// `block_size_bytes` or the table's `max_extents` does not fit the store;
+    /// [`Error::DiskFull`] if the file system is full (a new store's files, a
+    /// reopen's write-back of inline data: free space, then open again);
+    /// [`Error::Io`]. An open refused for any of the reasons before
+    /// `DiskFull` changes no file; one that failed midway leaves what a crash
+    /// there would, which the next open recovers.
     ///
     /// # Examples
     ///

@@ -60,13 +60,18 @@ pub struct TableConfigBuilder {
 }
 
 impl TableConfigBuilder {
-    /// Ids `0..max_extents` are valid. Bound: 1 ..= 2^40.
+    /// Ids `0..max_extents` are valid. Bound: 1 ..= 2^40, and at most 2^22
+    /// segments of [`segment_len`](Self::segment_len) records: past 2^36
+    /// ids (the default's 16 384-record segments) raise `segment_len` too,
+    /// to at least `max_extents / 2^22` (2^18 for 2^40).
     pub fn max_extents(mut self, max_extents: u64) -> Self {
         self.config.max_extents = max_extents;
         self
     }
 
-    /// Records per segment, the unit of growth. Bound: a power of two, 1 ..= 2^20.
+    /// Records per segment, the unit of growth. Bound: a power of two, 1 ..= 2^20,
+    /// and at least `max_extents / 2^22` (the directory holds at most 2^22
+    /// segments).
     pub fn segment_len(mut self, segment_len: usize) -> Self {
         self.config.segment_len = segment_len;
         self

@@ -216,8 +216,9 @@ impl Installed {
     /// Installs `r` over whatever the table holds for its extent, after the
     /// range checks rebuilding always made: a version or generation out of
     /// range is damage ([`Error::CheckpointCorrupt`]); a location past the
-    /// configured devices is a configuration that shrank
-    /// ([`Error::InvalidConfig`], see [`shrunk_config`]).
+    /// configured devices, or an id past the table's `max_extents`, is a
+    /// configuration that shrank ([`Error::InvalidConfig`], see
+    /// [`shrunk_config`]).
     fn insert(&mut self, r: RecordImage) {
         if self.refused.is_some() {
             return;
@@ -264,6 +265,16 @@ impl Installed {
         let b = self.bounds;
         if r.location.device >= b.devices || r.location.end() > b.capacity {
             return Err(shrunk_config(r.location, b));
+        }
+        let max_extents = self.table.capacity();
+        if r.extent.0 >= max_extents {
+            return Err(Error::InvalidConfig {
+                field: "max_extents",
+                reason: format!(
+                    "{max_extents} is smaller than the store in this directory needs: it holds a record of {}; open it with the configuration it was created with",
+                    r.extent
+                ),
+            });
         }
         Ok(())
     }
