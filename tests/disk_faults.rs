@@ -699,6 +699,46 @@ fn a_file_system_panicking_under_the_checkpoint_read_is_an_io_error() {
     check(&store, &model);
 }
 
+/// Panics in the lock of the store directory while armed.
+#[derive(Debug, Default)]
+struct PanicOnLock(AtomicBool);
+
+impl Hook for PanicOnLock {
+    fn before_lock(&self, file: &str) {
+        if self.0.load(Ordering::SeqCst) {
+            panic!("an engine's file system panicked locking {file}");
+        }
+    }
+}
+
+/// A file system that panics taking the directory's lock (before recovery
+/// runs) fails the open as an I/O error too, never a panic reaching the
+/// caller, and the store opens once it behaves.
+#[test]
+fn a_file_system_panicking_under_the_lock_is_an_io_error() {
+    let tmp = fault_fs::tempdir();
+    let dir = tmp.path();
+    let cfg = config(1, 64 << 20);
+    let mut model = Model::new();
+    let fs = FaultFs::new(dir, u64::MAX, Faults::default());
+    {
+        let store = Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()).unwrap();
+        put(&store, &mut model, 1, 1);
+        store.close().unwrap();
+    }
+    let hook = Arc::new(PanicOnLock::default());
+    fs.set_hook(hook.clone());
+    hook.0.store(true, Ordering::SeqCst);
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()).map(|_| ())
+    }));
+    let err = opened.expect("no panic reaches the caller").unwrap_err();
+    assert_eq!(err.code(), "FPRE009", "{err}");
+    hook.0.store(false, Ordering::SeqCst);
+    let store = Store::open_in(Arc::new(fs), dir, cfg).unwrap();
+    check(&store, &model);
+}
+
 // ---------------------------------------------------------------------------
 // 3. A write or delete that returned an error is never visible.
 // ---------------------------------------------------------------------------

@@ -78,7 +78,10 @@ pub(crate) fn open(fs: Arc<dyn Fs>, path: &Path, config: &StoreConfig) -> Result
         path: path.display().to_string(),
         reason: reason.to_string(),
     };
-    let existed = match fs.list(path) {
+    // A panic in an engine's `Fs`, here as anywhere in the open, is the
+    // open's I/O error: never a panic reaching the caller.
+    let panicked = || std::io::Error::other("the file system panicked");
+    let existed = match crate::fs::unless_panicked(|| fs.list(path), panicked) {
         Ok(_) => true,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
         Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
@@ -91,18 +94,20 @@ pub(crate) fn open(fs: Arc<dyn Fs>, path: &Path, config: &StoreConfig) -> Result
             "the directory does not exist and create_if_missing is false",
         ));
     }
-    crate::fs::create_dir_durably(&*fs, path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotADirectory => {
-            refuse("a file that is not a directory is in the way")
-        }
-        _ => io_error("create dir", &e),
-    })?;
-    let names = fs.list(path).map_err(|e| io_error("list", &e))?;
+    crate::fs::unless_panicked(|| crate::fs::create_dir_durably(&*fs, path), panicked).map_err(
+        |e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists | std::io::ErrorKind::NotADirectory => {
+                refuse("a file that is not a directory is in the way")
+            }
+            _ => io_error("create dir", &e),
+        },
+    )?;
+    let names =
+        crate::fs::unless_panicked(|| fs.list(path), panicked).map_err(|e| io_error("list", &e))?;
     check_open_options(&names, config).map_err(|reason| refuse(&reason))?;
     let lock_existed = names.iter().any(|n| n == files::LOCK);
     let lock_path = path.join(files::LOCK);
-    let lock = fs
-        .lock(&lock_path)
+    let lock = crate::fs::unless_panicked(|| fs.lock(&lock_path), panicked)
         .map_err(|e| io_error("lock", &e))?
         .ok_or_else(|| Error::Locked {
             path: lock_path.display().to_string(),
@@ -139,7 +144,7 @@ pub(crate) fn open(fs: Arc<dyn Fs>, path: &Path, config: &StoreConfig) -> Result
             // file. (Unlocked first, two opens could each lock a file of that
             // name, the old one and the new.)
             if !lock_existed {
-                let _ = fs.remove(&lock_path);
+                let _ = crate::fs::unless_panicked(|| fs.remove(&lock_path), panicked);
             }
             drop(lock);
             Err(err)
