@@ -39,6 +39,25 @@ fn linearizable_reads_write_then_read_returns_the_new_generation() {
     assert_eq!((stats.writes, stats.write_ok), (5, 5));
 }
 
+/// `writes` counts the writes begun, in a call and in a batch alike: one
+/// refused before it began (too large for the store) is in neither count.
+#[test]
+fn a_write_refused_before_it_begins_is_not_counted() {
+    let config = config().max_extent_bytes(4096).build().unwrap();
+    let store = Store::new(MemBackend::new(1), config).unwrap();
+    let id = ExtentId(2);
+    assert_eq!(
+        store.write(id, &value(id, 1, 8192)).unwrap_err().code(),
+        "FPRE016",
+        "too large"
+    );
+    let big = value(id, 1, 8192);
+    assert!(store.write_batch(&[(id, &big[..])]).is_err());
+    store.write(id, &value(id, 1, 64)).unwrap();
+    let stats = store.stats();
+    assert_eq!((stats.writes, stats.write_ok), (1, 1));
+}
+
 #[test]
 fn vacant_extent_is_not_readable() {
     let store = Store::new(MemBackend::new(1), config().build().unwrap()).unwrap();

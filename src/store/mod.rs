@@ -138,8 +138,8 @@ impl Store {
     /// [`Error::Shutdown`] once [`close`](Self::close) began.
     pub fn write(&self, id: ExtentId, bytes: &[u8]) -> Result<Snapshot> {
         self.check_open()?;
-        self.shared.counters.writes.bump();
         self.check_length(bytes.len())?;
+        self.shared.counters.writes.bump();
         // One copy of the caller's bytes, shared by every attempt.
         self.write_value(id, Bytes::from(bytes), Tag::EMPTY)
     }
@@ -168,8 +168,8 @@ impl Store {
     /// ```
     pub fn write_bytes(&self, id: ExtentId, value: Bytes) -> Result<Snapshot> {
         self.check_open()?;
-        self.shared.counters.writes.bump();
         self.check_length(value.len())?;
+        self.shared.counters.writes.bump();
         self.write_value(id, value, Tag::EMPTY)
     }
 
@@ -198,8 +198,8 @@ impl Store {
     /// As [`write`](Self::write), without the wait.
     pub fn try_write(&self, id: ExtentId, bytes: &[u8]) -> Result<Snapshot> {
         self.check_open()?;
-        self.shared.counters.writes.bump();
         self.check_length(bytes.len())?;
+        self.shared.counters.writes.bump();
         let started = std::time::Instant::now();
         let result = self.attempt_write(id, Bytes::from(bytes), Tag::EMPTY);
         self.finish_write(started, result)

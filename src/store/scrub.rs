@@ -9,6 +9,8 @@
 //! dropping it runs) wakes it at once.
 
 use super::shared::Shared;
+use crate::error::Error;
+use crate::protocol::Verdict;
 use crate::record::ExtentId;
 use crate::sync::{Arc, Ordering::Relaxed};
 use crossbeam::channel::{Receiver, RecvTimeoutError};
@@ -30,20 +32,24 @@ fn next_jitter(state: &mut u64) -> f64 {
 /// The scrubber's loop; returns when `stop` is dropped by the store.
 pub(crate) fn run(shared: &Arc<Shared>, bytes_per_sec: u64, seed: u64, stop: &Receiver<()>) {
     let mut rng = seed;
+    // Whether this pass verified an extent: one that found none (the
+    // table empty, or the start past its last id) is not counted.
+    let mut verified = false;
     loop {
         // Relaxed: the cursor is only this thread's progress, published for stats.
         let cursor = shared.scrub_cursor.load(Relaxed);
         let next = shared.core.table.allocated_ids(cursor).next();
         let pause = match next {
             None => {
-                if cursor > 0 {
+                if std::mem::take(&mut verified) {
                     shared.counters.scrub_passes.bump();
                 }
                 shared.scrub_cursor.store(0, Relaxed);
                 IDLE_PAUSE
             }
             Some(ExtentId(id)) => {
-                let bytes = scrub_one(shared, ExtentId(id));
+                let (bytes, judged) = scrub_one(shared, ExtentId(id));
+                verified |= judged;
                 shared.scrub_cursor.store(id + 1, Relaxed);
                 let secs = bytes as f64 / bytes_per_sec as f64 * next_jitter(&mut rng);
                 Duration::from_secs_f64(secs)
@@ -63,21 +69,29 @@ pub(crate) fn run(shared: &Arc<Shared>, bytes_per_sec: u64, seed: u64, stop: &Re
     }
 }
 
-/// Verifies one extent if it has bytes; returns the bytes verified.
-fn scrub_one(shared: &Shared, id: ExtentId) -> u64 {
+/// Verifies one extent if it has bytes; returns its length (what the pace
+/// is paid for) and whether its media was judged, which the counters count:
+/// a verdict of `Ok`, a repair or a fault, not a race, a delete, a
+/// quarantine that found no good copy again, or an error.
+fn scrub_one(shared: &Shared, id: ExtentId) -> (u64, bool) {
     let Ok(snapshot) = shared.core.table.snapshot(id) else {
-        return 0;
+        return (0, false);
     };
     // Quarantined extents too: verify retries their remap.
     if snapshot.state() == crate::record::State::Vacant {
-        return 0;
+        return (0, false);
     }
-    // The verdict lands in the stats (FPRE004, quarantines, remaps).
-    let _ = shared.verify(id);
     let bytes = u64::from(snapshot.location().length);
-    shared.counters.scrub_extents.bump();
-    shared.counters.scrub_bytes.add(bytes);
-    bytes
+    // The verdict lands in the stats (FPRE004, quarantines, remaps).
+    let judged = matches!(
+        shared.verify(id),
+        Ok(Verdict::Ok { .. } | Verdict::Repaired { .. }) | Err(Error::RetryLimitExceeded { .. })
+    );
+    if judged {
+        shared.counters.scrub_extents.bump();
+        shared.counters.scrub_bytes.add(bytes);
+    }
+    (bytes, judged)
 }
 
 #[cfg(test)]

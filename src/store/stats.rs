@@ -19,9 +19,14 @@ pub struct StoreStats {
     pub reads: u64,
     /// `read` calls that returned bytes.
     pub read_ok: u64,
-    /// `write` calls.
+    /// Writes begun: `write` calls (and their tagged and `Bytes` forms), and the
+    /// writes of `write_batch` calls, that passed their argument checks
+    /// (length, and a batch's duplicates).
     pub writes: u64,
-    /// `write` calls that committed.
+    /// Of those, the ones that committed: a `write` call that returned `Ok`,
+    /// and each write of a `write_batch` that returned `Ok` (a batch that
+    /// returned an error adds none, though a write of it may have committed,
+    /// as `write_batch` says).
     pub write_ok: u64,
     /// Prefetch hints queued (by `prefetch` or readahead).
     pub prefetch_queued: u64,
@@ -67,11 +72,13 @@ pub struct StoreStats {
     /// reopen (the journal keeps them), in ascending order. New writes avoid
     /// them; `Store::drain` moves their extents away.
     pub devices_degraded: Vec<u16>,
-    /// Full scrub passes completed.
+    /// Scrub passes completed that verified at least one extent.
     pub scrub_passes: u64,
-    /// Extents verified by the scrubber.
+    /// Extents whose media the scrubber judged: verified, repaired, or found
+    /// faulty (FPRE004); not one a write or delete raced, nor a quarantined
+    /// one whose good copy was still missing.
     pub scrub_extents: u64,
-    /// Bytes verified by the scrubber.
+    /// The bytes of those extents.
     pub scrub_bytes: u64,
     /// Latency percentiles per operation kind.
     pub latency: super::latency::OpLatencies,
@@ -79,9 +86,12 @@ pub struct StoreStats {
     pub listener_panics: u64,
     /// Journal syncs (group commits) of a durable store; 0 in memory.
     pub journal_syncs: u64,
-    /// Journal commits (one per durable write, compaction, remap, quarantine or
-    /// mark) of a durable store; `journal_syncs / journal_commits` is the share of
-    /// commits that paid for their own sync.
+    /// Journal appends of a durable store: one per durable write, batch,
+    /// delete, compaction, remap, quarantine or mark, and one per marker the
+    /// store appends itself (an overlapped write's data made durable, the
+    /// close), whether or not its group commit then succeeded;
+    /// `journal_syncs / journal_commits` is the share of appends that paid for
+    /// their own sync.
     pub journal_commits: u64,
     /// Bytes in the active journal.
     pub journal_bytes: u64,

@@ -32,8 +32,8 @@ impl Store {
     /// ```
     pub fn write_tagged(&self, id: ExtentId, bytes: &[u8], tag: Tag) -> Result<Snapshot> {
         self.check_open()?;
-        self.shared.counters.writes.bump();
         self.check_length(bytes.len())?;
+        self.shared.counters.writes.bump();
         self.write_value(id, Bytes::from(bytes), tag)
     }
 
@@ -45,8 +45,8 @@ impl Store {
     /// As [`write`](Self::write).
     pub fn write_bytes_tagged(&self, id: ExtentId, value: Bytes, tag: Tag) -> Result<Snapshot> {
         self.check_open()?;
-        self.shared.counters.writes.bump();
         self.check_length(value.len())?;
+        self.shared.counters.writes.bump();
         self.write_value(id, value, tag)
     }
 
