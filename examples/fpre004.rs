@@ -194,6 +194,10 @@ struct Args {
     /// crash sweep must catch the tag lost).
     #[arg(long)]
     relocation_drops_tag: bool,
+    /// Mutant: a device sync counts as covering inline writes that completed
+    /// while it ran (the crash sweep must catch data lost).
+    #[arg(long)]
+    sync_covers_later_writes: bool,
     /// Percent of prefetches that claim their load and run it later, as the
     /// store's readahead hints do; a demand read meeting a claim waits on it,
     /// or takes the load over if another claim waits ahead of it (default 0:
@@ -252,6 +256,7 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
         batch_not_atomic: args.batch_not_atomic,
         trust_unsynced: args.trust_unsynced,
         relocation_drops_tag: args.relocation_drops_tag,
+        sync_covers_later_writes: args.sync_covers_later_writes,
         take_over_without_load: args.take_over_without_load,
         rewrite_without_read_back: args.rewrite_without_read_back,
         read_without_rewrite: args.read_without_rewrite,
@@ -564,6 +569,7 @@ fn mutants(args: &Args) -> String {
         (args.restore_during_release, "--restore-during-release"),
         (args.batch_not_atomic, "--batch-not-atomic"),
         (args.relocation_drops_tag, "--relocation-drops-tag"),
+        (args.sync_covers_later_writes, "--sync-covers-later-writes"),
         (args.trust_unsynced, "--trust-unsynced"),
         (args.take_over_without_load, "--take-over-without-load"),
         (

@@ -198,6 +198,12 @@ pub(crate) struct Mutants {
     /// A batch registers its proposals one at a time, so a checkpoint's image
     /// can hold part of a batch (loom).
     pub(crate) batch_proposals_apart: bool,
+    /// A device sync covers every inline write held when it ends, not only
+    /// those inserted before it began: a write whose device write completed
+    /// while the sync ran is dropped from the write-back set though the sync
+    /// may not have written it (the crash checker must catch the data a
+    /// later failed writeback then drops for good).
+    pub(crate) sync_covers_later_writes: bool,
 }
 
 impl Core {
@@ -411,6 +417,18 @@ impl Core {
     /// of those that returned read from the journal by `read_back`. Returns how
     /// many were written from the writes' own bytes and from the journal. Both
     /// drivers call this around every device sync they run.
+    /// Taken as a device sync starts, by the store and the emulator alike:
+    /// what [`after_device_sync`](Self::after_device_sync) may drop of the
+    /// inline writes held for write-back once the sync succeeded. Only the
+    /// writes inserted before now (their device writes completed before the
+    /// sync began: all `fdatasync` promises to write).
+    pub(crate) fn device_sync_mark(&self) -> u64 {
+        match self.mutants.sync_covers_later_writes {
+            true => u64::MAX,
+            false => self.write_back.mark(),
+        }
+    }
+
     pub(crate) fn after_device_sync(
         &self,
         device: u16,

@@ -231,6 +231,11 @@ pub struct SimConfig {
     /// Mutant: a compaction journals its relocated record without its tag. The
     /// crash checker must catch the tag lost by a recovery that replays it.
     pub relocation_drops_tag: bool,
+    /// Mutant: a device sync counts as covering the inline writes whose
+    /// device writes completed while it ran, which `fdatasync` does not
+    /// promise. The checker must catch the data a later failed writeback
+    /// drops.
+    pub sync_covers_later_writes: bool,
     /// Mutant: trust a device sync that returned Ok after an earlier sync of the
     /// same device failed (the kernel reports a failed writeback once, so a later
     /// sync returns Ok over dropped pages). The checker must catch data lost.
@@ -323,6 +328,7 @@ impl Default for SimConfig {
             batch_not_atomic: false,
             trust_unsynced: false,
             relocation_drops_tag: false,
+            sync_covers_later_writes: false,
             take_over_without_load: false,
             rewrite_without_read_back: false,
             read_without_rewrite: false,

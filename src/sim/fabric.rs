@@ -5,10 +5,12 @@
 //! # Durability
 //!
 //! A completed write is *volatile*: reads see it at once (as they would see an OS
-//! page cache or a drive's write cache), but it survives nothing until a later sync
-//! of its device completes. A sync that completes makes every write of its device
-//! completed by then durable; a sync can fail with an injected transient error, and
-//! then makes nothing durable. The checker's "nothing lost" invariant looks only at
+//! page cache or a drive's write cache), but it survives nothing until a sync
+//! of its device that began after it completed completes. A sync that completes
+//! makes every write of its device completed before it began durable (as
+//! `fdatasync` promises: a write that completed while it ran may or may not be
+//! written back, and here is not); a sync can fail with an injected transient
+//! error, and then makes nothing durable. The checker's "nothing lost" invariant looks only at
 //! durable bytes ([`Fabric::durable`]), so a write that commits before its sync is
 //! acknowledged is caught.
 
@@ -43,6 +45,14 @@ pub(crate) struct Fabric {
     /// Completed writes no sync of their device has made durable yet, by (device,
     /// offset): ordered so that a sync finds its device's writes as one range.
     volatile: BTreeMap<(u16, u64), Bytes>,
+    /// Every write of each volatile location no sync covered yet, numbered
+    /// (see [`sync_ticket`](Fabric::sync_ticket)), oldest first, the last one
+    /// the bytes in `volatile`: a sync that began between two of them makes
+    /// the earlier one durable. A location without any counts as written
+    /// before every sync.
+    written: HashMap<(u16, u64), Vec<(u64, Bytes)>>,
+    /// Writes made volatile so far.
+    writes: u64,
     /// Writes whose pages a failed sync marked clean without writing them (ext4
     /// may): reads still see them, no later sync persists them, a power cut
     /// loses them; writing the same location again makes them dirty again.
@@ -102,6 +112,8 @@ impl Fabric {
         Fabric {
             durable: HashMap::new(),
             volatile: BTreeMap::new(),
+            written: HashMap::new(),
+            writes: 0,
             clean: BTreeMap::new(),
             faults: HashMap::new(),
             replicas: HashMap::new(),
@@ -242,8 +254,21 @@ impl Fabric {
         }
         self.faults.remove(&key(location));
         self.clean.remove(&key(location));
-        self.volatile.insert(key(location), own_copy(&bytes));
+        self.dirty(key(location), own_copy(&bytes));
         Ok(())
+    }
+
+    /// `bytes` are written at `k`: volatile, numbered for the syncs.
+    fn dirty(&mut self, k: (u16, u64), bytes: Bytes) {
+        self.writes += 1;
+        (self.written.entry(k).or_default()).push((self.writes, bytes.clone()));
+        self.volatile.insert(k, bytes);
+    }
+
+    /// What a sync that begins now covers: the writes numbered up to it, those
+    /// completed before it began.
+    pub(crate) fn sync_ticket(&self) -> u64 {
+        self.writes
     }
 
     /// The store writes `bytes` back to `location` (an inline write's data, after
@@ -255,15 +280,16 @@ impl Fabric {
     /// spurious once a rewrite had cleared its misdirected-write fault).
     pub(crate) fn rewrite(&mut self, location: Location, bytes: Bytes) {
         self.clean.remove(&key(location));
-        self.volatile.insert(key(location), own_copy(&bytes));
+        self.dirty(key(location), own_copy(&bytes));
     }
 
     /// A sync of `device` starts and completes at once: [`begin_sync`](Self::begin_sync)
     /// then [`end_sync`](Self::end_sync).
     #[cfg(test)]
     pub(crate) fn sync(&mut self, device: u16) -> Result<(), Error> {
+        let ticket = self.sync_ticket();
         let _slower = self.begin_sync(device);
-        self.end_sync(device)
+        self.end_sync(device, ticket)
     }
 
     /// A sync of `device` starts; the kernel's writeback of the device's dirty
@@ -295,6 +321,9 @@ impl Fabric {
                 let mut after = rest.split_off(&(next, 0));
                 self.volatile.append(&mut after);
             }
+            for k in rest.keys() {
+                self.written.remove(k);
+            }
             match fate {
                 1 => self.dropped_pages += rest.len() as u64,
                 _ => self.clean.append(&mut rest),
@@ -311,25 +340,46 @@ impl Fabric {
         self.writeback_failed.contains(&device)
     }
 
-    /// A sync of `device` that [`begin_sync`](Self::begin_sync) started ends:
+    /// A sync of `device` that [`begin_sync`](Self::begin_sync) started, with
+    /// `ticket` ([`sync_ticket`](Self::sync_ticket)) taken as it began, ends:
     /// `Err` if a writeback of the device failed since the last sync reported
-    /// one, else every write of the device completed by now becomes durable.
-    pub(crate) fn end_sync(&mut self, device: u16) -> Result<(), Error> {
+    /// one, else every write of the device numbered up to `ticket` becomes
+    /// durable (a write that completed while the sync ran stays volatile).
+    pub(crate) fn end_sync(&mut self, device: u16, ticket: u64) -> Result<(), Error> {
         if self.writeback_failed.remove(&device) {
             return Err(injected(device, "sync"));
         }
-        self.flush(device);
+        self.flush_upto(device, ticket);
         Ok(())
     }
 
     /// Makes every volatile write of `device` durable (no injection).
     pub(crate) fn flush(&mut self, device: u16) {
+        self.flush_upto(device, u64::MAX);
+    }
+
+    /// Makes the volatile writes of `device` numbered up to `ticket` durable.
+    fn flush_upto(&mut self, device: u16, ticket: u64) {
         let mut rest = self.volatile.split_off(&(device, 0));
         if let Some(next) = device.checked_add(1) {
             let mut after = rest.split_off(&(next, 0));
             self.volatile.append(&mut after);
         }
-        self.durable.extend(rest);
+        for (k, bytes) in rest {
+            let Some(versions) = self.written.get_mut(&k) else {
+                self.durable.insert(k, bytes);
+                continue;
+            };
+            let covered = versions.partition_point(|&(seq, _)| seq <= ticket);
+            if let Some((_, last)) = versions.drain(..covered).next_back() {
+                self.durable.insert(k, last);
+            }
+            if versions.is_empty() {
+                self.written.remove(&k);
+            } else {
+                self.volatile.insert(k, bytes);
+            }
+        }
     }
 
     /// A power cut: each write no sync made durable is lost, or survives whole,
@@ -349,6 +399,7 @@ impl Fabric {
         // is every writeback error no sync reported yet.
         self.clean.clear();
         self.writeback_failed.clear();
+        self.written.clear();
         let mut survived = 0;
         for (k, bytes) in std::mem::take(&mut self.volatile) {
             if rng.random_bool(0.5) {
@@ -386,7 +437,7 @@ impl Fabric {
             .media(intended)
             .unwrap_or_else(|_| Bytes::from(vec![0u8; intended.length as usize]));
         self.clean.remove(&key(intended));
-        self.volatile.insert(key(intended), bytes.clone());
+        self.dirty(key(intended), bytes.clone());
         self.faults.insert(key(intended), Fault::Shows(stale));
         self.faults.insert(key(victim), Fault::Shows(bytes));
         self.persistent_injected += 1;
@@ -505,9 +556,66 @@ mod tests {
         f.begin_sync(0);
         // A sync that started later but ends first hears of it; the next
         // returns Ok over the lost write, as the kernel reports it once.
-        assert!(matches!(f.end_sync(0), Err(Error::Io { op: "sync", .. })));
-        assert!(f.end_sync(0).is_ok());
+        let ticket = f.sync_ticket();
+        assert!(matches!(
+            f.end_sync(0, ticket),
+            Err(Error::Io { op: "sync", .. })
+        ));
+        assert!(f.end_sync(0, ticket).is_ok());
         assert_eq!(f.durable(here), None);
+    }
+
+    /// A sync makes durable the writes completed before it began, not one
+    /// that completed while it ran (`fdatasync` promises no more): a power
+    /// cut after it may lose that write, never the earlier one; a later sync
+    /// makes it durable.
+    #[test]
+    fn a_sync_covers_the_writes_completed_before_it_began() {
+        let (before, during) = (Location::new(0, 0, 512), Location::new(0, 4096, 512));
+        let synced_around = || {
+            let mut f = fabric(0);
+            f.write(before, bytes(1)).unwrap();
+            let ticket = f.sync_ticket();
+            let _ = f.begin_sync(0);
+            f.write(during, bytes(2)).unwrap();
+            f.end_sync(0, ticket).unwrap();
+            f
+        };
+        let mut lost = 0;
+        for seed in 0..16u64 {
+            let mut f = synced_around();
+            f.crash(&mut ChaCha8Rng::seed_from_u64(seed));
+            assert_eq!(f.durable(before), Some(&bytes(1)), "seed {seed}");
+            lost += u32::from(f.durable(during) != Some(&bytes(2)));
+        }
+        assert!(
+            lost > 0,
+            "a power cut may lose the write made during the sync"
+        );
+        let mut f = synced_around();
+        assert_eq!(f.volatile(during), Some(&bytes(2)));
+        let ticket = f.sync_ticket();
+        f.end_sync(0, ticket).unwrap();
+        assert_eq!(f.durable(during), Some(&bytes(2)));
+    }
+
+    /// A location written before a sync began and again while it ran: the
+    /// sync makes the first write durable, the second stays volatile (the
+    /// page cache keeps one page per location, the fabric every version).
+    #[test]
+    fn a_location_written_again_during_a_sync_keeps_the_covered_write() {
+        let mut f = fabric(0);
+        let here = Location::new(1, 4608, 151);
+        f.write(here, bytes(4)).unwrap();
+        let ticket = f.sync_ticket();
+        let _ = f.begin_sync(1);
+        f.rewrite(here, bytes(5));
+        f.end_sync(1, ticket).unwrap();
+        assert_eq!(f.durable(here), Some(&bytes(4)));
+        assert_eq!(f.volatile(here), Some(&bytes(5)));
+        f.flush(1);
+        assert_eq!(f.durable(here), Some(&bytes(5)));
+        assert_eq!(f.volatile(here), None);
     }
 
     #[test]

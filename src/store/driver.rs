@@ -345,7 +345,7 @@ impl Shared {
     /// Syncs `device` through the backend, keeping the inline writes held for
     /// write-back in step (`Core::after_device_sync`).
     fn sync_device(&self, device: u16) -> Result<()> {
-        let mark = self.core.write_back.mark();
+        let mark = self.core.device_sync_mark();
         let result = self.backend.sync(device);
         let failed = result.is_err()
             && (self.device_files.as_ref()).is_some_and(|files| files.sync_failed(device));

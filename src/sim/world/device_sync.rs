@@ -20,6 +20,8 @@ pub(super) struct SyncStart {
     /// It reached the fabric (the store's book did not refuse it), which then
     /// answers it when it ends.
     began: bool,
+    /// The fabric's writes it covers (`Fabric::sync_ticket`).
+    ticket: u64,
     /// How much longer than a good sync it takes (`Fabric::begin_sync`).
     pub(super) slower: u64,
 }
@@ -27,7 +29,7 @@ pub(super) struct SyncStart {
 impl World {
     /// A sync of `device` starts.
     pub(super) fn begin_device_sync(&mut self, device: u16) -> SyncStart {
-        let mark = self.core.write_back.mark();
+        let mark = self.core.device_sync_mark();
         // A sync the store's book will refuse (its device failed) never
         // reaches the kernel: nothing starts a writeback.
         let fixed = self.cfg.protocol == Protocol::Fixed;
@@ -41,6 +43,7 @@ impl World {
         SyncStart {
             mark,
             began: !refused,
+            ticket: self.fabric.sync_ticket(),
             slower,
         }
     }
@@ -53,7 +56,7 @@ impl World {
         // Every sync the fabric began ends there, whatever the book says now:
         // the kernel reports a failed writeback to the first `fsync` that checks.
         let synced = match start.began {
-            true => self.fabric.end_sync(device),
+            true => self.fabric.end_sync(device, start.ticket),
             false => Ok(()),
         };
         // The legacy protocol predates the store: its syncs are the fabric's.

@@ -224,6 +224,7 @@ impl World {
                 certain_after_image: cfg.certain_after_image,
                 // A loom mutant: the emulator runs a machine's step at once.
                 batch_proposals_apart: false,
+                sync_covers_later_writes: cfg.sync_covers_later_writes,
             },
             events: Default::default(),
             proposals: Default::default(),
