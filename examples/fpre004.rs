@@ -198,6 +198,10 @@ struct Args {
     /// while it ran (the crash sweep must catch data lost).
     #[arg(long)]
     sync_covers_later_writes: bool,
+    /// Mutant: a failed journal request is answered as durable, and its write
+    /// answers Ok (the checker must catch the acknowledgment).
+    #[arg(long)]
+    ack_failed_journal: bool,
     /// Percent of prefetches that claim their load and run it later, as the
     /// store's readahead hints do; a demand read meeting a claim waits on it,
     /// or takes the load over if another claim waits ahead of it (default 0:
@@ -257,6 +261,7 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
         trust_unsynced: args.trust_unsynced,
         relocation_drops_tag: args.relocation_drops_tag,
         sync_covers_later_writes: args.sync_covers_later_writes,
+        ack_failed_journal: args.ack_failed_journal,
         take_over_without_load: args.take_over_without_load,
         rewrite_without_read_back: args.rewrite_without_read_back,
         read_without_rewrite: args.read_without_rewrite,
@@ -570,6 +575,7 @@ fn mutants(args: &Args) -> String {
         (args.batch_not_atomic, "--batch-not-atomic"),
         (args.relocation_drops_tag, "--relocation-drops-tag"),
         (args.sync_covers_later_writes, "--sync-covers-later-writes"),
+        (args.ack_failed_journal, "--ack-failed-journal"),
         (args.trust_unsynced, "--trust-unsynced"),
         (args.take_over_without_load, "--take-over-without-load"),
         (

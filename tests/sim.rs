@@ -442,6 +442,30 @@ fn a_sync_trusted_for_writes_that_completed_while_it_ran_is_caught() {
 }
 
 #[test]
+fn a_write_acknowledged_over_a_failed_journal_request_is_caught() {
+    // An acknowledgment is a promise: the checker holds each write's answer
+    // to its journal requests, not only the records a later read or recovery
+    // happens to meet. The mutant answers a failed journal request as made
+    // durable, and the write commits and answers Ok.
+    let mutant = SimConfig {
+        ack_failed_journal: true,
+        ..SimConfig::default()
+    };
+    let (seed, v) = caught(&mutant, 50).expect("caught");
+    assert!(
+        v.iter()
+            .any(|v| v.contains("answered Ok, but its journal record")),
+        "seed {seed}: {v:?}"
+    );
+    let r = sim::run(seed, &SimConfig::default());
+    assert!(
+        r.is_clean(),
+        "seed {seed} without the mutant: {:?}",
+        r.violations
+    );
+}
+
+#[test]
 fn invariant_9_reopening_without_syncing_what_recovery_read_is_caught() {
     // A process kill leaves unsynced journal bytes that recovery reads; a reopen
     // that does not sync them acknowledges on top of them, and a later power cut

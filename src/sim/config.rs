@@ -236,6 +236,11 @@ pub struct SimConfig {
     /// promise. The checker must catch the data a later failed writeback
     /// drops.
     pub sync_covers_later_writes: bool,
+    /// Mutant: a journal request that failed is answered as made durable, so
+    /// its write commits and answers `Ok` over a record no recovery may show.
+    /// The checker must catch the acknowledgment itself, whether or not a
+    /// read or a recovery meets the record later.
+    pub ack_failed_journal: bool,
     /// Mutant: trust a device sync that returned Ok after an earlier sync of the
     /// same device failed (the kernel reports a failed writeback once, so a later
     /// sync returns Ok over dropped pages). The checker must catch data lost.
@@ -329,6 +334,7 @@ impl Default for SimConfig {
             trust_unsynced: false,
             relocation_drops_tag: false,
             sync_covers_later_writes: false,
+            ack_failed_journal: false,
             take_over_without_load: false,
             rewrite_without_read_back: false,
             read_without_rewrite: false,

@@ -70,6 +70,11 @@ pub(crate) struct Model {
     /// failure other than "outcome unknown": those certainly did not happen
     /// (no journal and no checkpoint holds them), so no recovery may show them.
     forbidden: BTreeSet<usize>,
+    /// Slots whose operation has had a journal request acknowledged durable.
+    slot_acked: BTreeSet<usize>,
+    /// Slots whose operation's last journal request was acknowledged durable
+    /// (none issued since).
+    slot_last_acked: BTreeSet<usize>,
 }
 
 impl Model {
@@ -82,10 +87,15 @@ impl Model {
             e => (e.clone(), false),
         }));
         self.pending.insert(slot, start..self.issued.len());
+        self.slot_last_acked.remove(&slot);
     }
 
     /// Slot `slot`'s entries were acknowledged durable.
     pub(crate) fn ack(&mut self, slot: usize) {
+        if self.pending.contains_key(&slot) {
+            self.slot_acked.insert(slot);
+            self.slot_last_acked.insert(slot);
+        }
         for i in self.pending.remove(&slot).unwrap_or_default() {
             self.issued[i].1 = true;
             if let Entry::Bad(l) = self.issued[i].0 {
@@ -156,12 +166,37 @@ impl Model {
         if let Some(range) = self.last_failed.remove(&slot) {
             self.forbidden.extend(range);
         }
+        self.answered(slot);
     }
 
     /// The operation in slot `slot` answered: a later one in the slot issues
     /// its own requests.
     pub(crate) fn answered(&mut self, slot: usize) {
         self.last_failed.remove(&slot);
+        self.slot_acked.remove(&slot);
+        self.slot_last_acked.remove(&slot);
+    }
+
+    /// What is wrong with the answer of the write or batch in slot `slot`,
+    /// judged by its journal requests before [`answered`](Self::answered):
+    /// `Ok` is an acknowledgment, so its last request must have been made
+    /// durable; a certain failure (anything but "outcome unknown") says no
+    /// recovery shows it, so none of its requests may have been made durable.
+    pub(crate) fn wrong_answer(
+        &self,
+        slot: usize,
+        ok: bool,
+        certain: bool,
+    ) -> Option<&'static str> {
+        if ok && !self.slot_last_acked.contains(&slot) {
+            return Some("answered Ok, but its journal record was not acknowledged durable");
+        }
+        if certain && self.slot_acked.contains(&slot) {
+            return Some(
+                "answered a certain failure after its journal record was acknowledged durable",
+            );
+        }
+        None
     }
 
     /// After a recovery: what was recovered is the new durable baseline.
@@ -173,6 +208,8 @@ impl Model {
         self.failed.clear();
         self.last_failed.clear();
         self.forbidden.clear();
+        self.slot_acked.clear();
+        self.slot_last_acked.clear();
         self.acked_bad.retain(|l| image.bad.contains(l));
     }
 

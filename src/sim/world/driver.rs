@@ -332,7 +332,11 @@ impl World {
             // journal that failed: either way only a checkpoint that read its
             // proposals may hold it.
             self.model.fail(slot);
-            self.journal_answer(slot, Err(err));
+            let answer = match self.cfg.ack_failed_journal {
+                true => Ok(()),
+                false => Err(err),
+            };
+            self.journal_answer(slot, answer);
         }
     }
 
@@ -417,6 +421,18 @@ impl World {
     /// An operation finished: account for it and free the slot.
     fn finish(&mut self, idx: usize, slot: ActiveOp, result: crate::Result<Out>) {
         let prefetch = self.actors.get(slot.actor).map(|a| a.kind) == Some(ActorKind::Prefetcher);
+        // An acknowledgment needs its record durable, and a certain failure
+        // needs none of it durable: the answer is what the engine relies on.
+        if matches!(slot.op, Op::Write(..) | Op::Batch(..)) && self.cfg.protocol == Protocol::Fixed
+        {
+            let ok = result.is_ok();
+            let certain =
+                (result.as_ref().err()).is_some_and(|e| !matches!(e, Error::OutcomeUnknown { .. }));
+            if let Some(wrong) = self.model.wrong_answer(idx, ok, certain) {
+                let extent = slot.extent;
+                self.violation(format!("{extent}: a write {wrong}"));
+            }
+        }
         // A write or batch that answered a failure other than "outcome
         // unknown" certainly did not happen: no recovery may show its records.
         match (&slot.op, &result) {
