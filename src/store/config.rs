@@ -176,6 +176,8 @@ impl StoreConfigBuilder {
     );
     setter!(
         /// Prefetch hints queued at most; more are dropped, never block the caller.
+        /// Each worker also holds up to 32 hints it took at once (their reads
+        /// merge), so at most `prefetch_queue + 32 × prefetch_workers` wait.
         /// Bound: 1 ..= 1 048 576.
         prefetch_queue: usize
     );
