@@ -624,6 +624,39 @@ fn newer_format_is_fpre024_in_pointer_checkpoint_and_journal() {
     }
 }
 
+/// A flipped high bit of the format field (its CRC then fails) is a damaged
+/// file, FPRE022, not one a newer build wrote: 30 of the field's 32 single
+/// bit flips give a number past any format a later build could write. The
+/// journal's header is damage too (FPRE021), or a torn tail.
+#[test]
+fn a_flipped_format_bit_is_damage_not_a_newer_format() {
+    let config = config(2, 64 << 20);
+    for which in ["CURRENT", "checkpoint"] {
+        let dir = tempfile::tempdir().unwrap();
+        populated(dir.path(), &config, 5);
+        let path = match which {
+            "CURRENT" => dir.path().join("CURRENT"),
+            _ => current_checkpoint(dir.path()),
+        };
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[11] ^= 0x80;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = refused(dir.path(), &config, "FPRE022");
+        assert!(!err.to_string().contains("newer"), "{which}: {err}");
+    }
+}
+
+/// An emptied checkpoint is missing metadata (FPRE023), as the error's docs
+/// say, not a damaged one.
+#[test]
+fn an_empty_checkpoint_is_fpre023() {
+    let config = config(2, 64 << 20);
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path(), &config, 5);
+    std::fs::write(current_checkpoint(dir.path()), b"").unwrap();
+    refused(dir.path(), &config, "FPRE023");
+}
+
 #[test]
 fn missing_or_short_device_file_is_fpre025() {
     let config = config(2, 64 << 20);

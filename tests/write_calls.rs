@@ -194,7 +194,11 @@ fn write_bytes_is_a_write_without_the_copy() {
         Err(Error::TooLarge { .. })
     ));
     let after = store.stats();
-    assert_eq!(after.writes - before.writes, 1, "the refused call is not counted");
+    assert_eq!(
+        after.writes - before.writes,
+        1,
+        "the refused call is not counted"
+    );
     assert_eq!(after.write_ok - before.write_ok, 1);
 }
 

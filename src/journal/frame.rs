@@ -59,7 +59,7 @@ pub(crate) const FRAME_HEAD: usize = 24;
 /// How many format versions past this build's a header may name and be
 /// refused as newer ([`Error::NewerFormat`]) when its CRC fails: a number past
 /// them, in a file that may be torn, is a torn header's garbage.
-const NEWER_FORMATS: u32 = 64;
+pub(crate) const NEWER_FORMATS: u32 = 64;
 /// The format of directories written before frames carried a durable mark.
 const FORMAT_WITHOUT_MARKS: u32 = 1;
 /// The largest payload a frame may carry (the largest entry, a record with a
@@ -268,7 +268,7 @@ pub(crate) fn scan_after(
         },
     };
     let named = super::files::journal_number(file).filter(|_| kind == FileKind::Journal);
-    let header = match decode_header(bytes, file, may_be_torn)? {
+    let header = match decode_header(bytes, file)? {
         Some(h) if h.kind == kind && named.is_none_or(|n| h.number >= n) => h,
         // A header that never became durable: the file was being created (or a
         // recycled file's head rewritten) when the machine stopped, before
@@ -411,18 +411,19 @@ pub(crate) fn scan_after(
 }
 
 /// The header, `None` if it is short, has no magic or fails its CRC.
-fn decode_header(bytes: &[u8], file: &str, may_be_torn: bool) -> Result<Option<Header>> {
+fn decode_header(bytes: &[u8], file: &str) -> Result<Option<Header>> {
     if bytes.len() < HEADER_LEN || bytes[0..8] != MAGIC {
         return Ok(None);
     }
     // The format is checked before the CRC: a newer format may lay out (and
     // checksum) its header differently, and must be reported as such. Unless
-    // the file may be torn, its CRC fails and the number is past any version
-    // a later build could have written (`NEWER_FORMATS`): a head torn after its
-    // magic (an unsynced sector's changed bytes garbled) shows any number there.
+    // its CRC fails and the number is past any version a later build could
+    // have written (`NEWER_FORMATS`): a head torn after its magic (an unsynced
+    // sector's changed bytes garbled), or a flipped bit of a synced one, shows
+    // any number there, and that is a bad header, not a newer build's.
     let format = u32_at(bytes, 8);
     let crc_ok = u32_at(bytes, 28) == crc32c::crc32c(&bytes[..28]);
-    if format > FORMAT_VERSION + NEWER_FORMATS && may_be_torn && !crc_ok {
+    if format > FORMAT_VERSION + NEWER_FORMATS && !crc_ok {
         return Ok(None);
     }
     if format > FORMAT_VERSION {

@@ -535,7 +535,8 @@ pub(crate) fn recover_dir(
     let number = decode_pointer(&pointer)?;
     let name = files::checkpoint(number);
     let missing = || crate::Error::MissingCheckpoint { file: name.clone() };
-    if files.read_at(&name, 0, &mut [])?.is_none() {
+    // Empty is missing too: a checkpoint is never created without its header.
+    if matches!(files.read_at(&name, 0, &mut [0u8; 1])?, None | Some(0)) {
         return Err(missing());
     }
     // Recovery needs the journal the checkpoint starts and every later one; a

@@ -44,6 +44,14 @@ pub(crate) fn decode_pointer(bytes: &[u8]) -> Result<u64> {
         return Err(corrupt("not a pointer file"));
     }
     let format = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    let crc_ok = bytes.len() == LEN
+        && u32::from_le_bytes([bytes[20], bytes[21], bytes[22], bytes[23]])
+            == crc32c::crc32c(&bytes[..20]);
+    // A number past any format a later build could write, with a CRC that
+    // fails, is a damaged pointer (a flipped bit), not a newer build's.
+    if format > FORMAT_VERSION + super::frame::NEWER_FORMATS && !crc_ok {
+        return Err(corrupt("the pointer fails its checksum"));
+    }
     if format > FORMAT_VERSION {
         return Err(Error::NewerFormat {
             file: super::files::CURRENT.to_string(),
@@ -60,5 +68,36 @@ pub(crate) fn decode_pointer(bytes: &[u8]) -> Result<u64> {
     }
     let mut n = [0u8; 8];
     n.copy_from_slice(&bytes[12..20]);
-    Ok(u64::from_le_bytes(n))
+    let number = u64::from_le_bytes(n);
+    // A store rotating every millisecond would take 10^8 years to get here;
+    // past it, the numbers of the files after it could overflow.
+    if number > MAX_NUMBER {
+        return Err(corrupt(
+            "the pointer names a checkpoint past any a store reaches",
+        ));
+    }
+    Ok(number)
+}
+
+/// The largest checkpoint number a pointer may name (see `decode_pointer`).
+pub(crate) const MAX_NUMBER: u64 = 1 << 62;
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// A pointer naming a checkpoint past any a store reaches is damage (a
+    /// valid CRC is no proof against a crafted file): the files after it
+    /// would be numbered past `u64::MAX`.
+    #[test]
+    fn a_pointer_past_any_checkpoint_number_is_refused() {
+        assert_eq!(
+            decode_pointer(&encode_pointer(MAX_NUMBER)).ok(),
+            Some(MAX_NUMBER)
+        );
+        for n in [MAX_NUMBER + 1, u64::MAX] {
+            let err = decode_pointer(&encode_pointer(n)).map(|_| ()).unwrap_err();
+            assert_eq!(err.code(), "FPRE022");
+        }
+    }
 }

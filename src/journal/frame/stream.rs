@@ -39,7 +39,7 @@ pub(crate) fn scan_checkpoint(
     let mut len = read(0, &mut buf)?;
     let mut eof = len < chunk;
     let mut offset = len as u64;
-    let header = match decode_header(&buf[..len], file, false)? {
+    let header = match decode_header(&buf[..len], file)? {
         Some(h) if h.kind == FileKind::Checkpoint => h,
         Some(_) => return Err(corrupt("the header names another kind of file")),
         None => return Err(corrupt("bad file header")),
@@ -64,7 +64,11 @@ pub(crate) fn scan_checkpoint(
         }
         match decode_frame(&buf[at..len]) {
             Some((_, Entry::Inline(..), _)) => return Err(corrupt("inline data in a checkpoint")),
-            Some((seq, entry, used)) if last_seq.is_none_or(|l| seq == l + 1) => {
+            // Numbered from 0, one by one, so that the end frame's count
+            // (`frames == seq`) counts them; never past `u64::MAX`.
+            Some((seq, entry, used))
+                if last_seq.map_or(seq == 0, |l| l.checked_add(1) == Some(seq)) =>
+            {
                 last_seq = Some(seq);
                 at += used;
                 each(seq, entry)?;
@@ -156,5 +160,31 @@ mod tests {
             streamed(cut, 331),
             Err(Error::CheckpointCorrupt { .. })
         ));
+    }
+
+    /// A checkpoint's frames are numbered from 0 and one by one, so that its
+    /// end frame's count counts them: a frame numbered `u64::MAX` (then 0)
+    /// is damage, not an overflow, and frames numbered from 5 with an end
+    /// frame saying 7 came before it do not pass for a whole checkpoint.
+    #[test]
+    fn frames_are_numbered_from_zero_one_by_one() {
+        let frames = |seqs: &[(u64, Entry)]| {
+            let mut out = encode_header(FileKind::Checkpoint, 3, 2).to_vec();
+            for (seq, e) in seqs {
+                encode_frame(&mut out, *seq, 0, e);
+            }
+            out
+        };
+        let wrapped = frames(&[
+            (u64::MAX, Entry::Degraded(0)),
+            (0, Entry::End { frames: 0 }),
+        ]);
+        let late = frames(&[(5, Entry::Degraded(0)), (6, Entry::End { frames: 6 })]);
+        for bytes in [wrapped, late] {
+            let err = streamed(&bytes, 331).map(|_| ()).unwrap_err();
+            assert!(matches!(err, Error::CheckpointCorrupt { .. }), "{err}");
+        }
+        let from_zero = frames(&[(0, Entry::Degraded(0)), (1, Entry::End { frames: 1 })]);
+        assert_eq!(streamed(&from_zero, 331).unwrap().1.len(), 2);
     }
 }

@@ -37,8 +37,18 @@ impl Recovered {
     /// data (the open fails and changes nothing).
     pub(crate) fn settle_unsynced(
         &mut self,
-        mut read: impl FnMut(Location) -> crate::Result<Option<Vec<u8>>>,
+        mut device_read: impl FnMut(Location) -> crate::Result<Option<Vec<u8>>>,
     ) -> crate::Result<()> {
+        // A fallback record lost to a newer one in replay and was never range
+        // checked: one past the configuration is refused before any read (a
+        // read of it would be an I/O error, or allocate up to 4 GiB).
+        let bounds = self.image.records.bounds();
+        let mut read = |l: Location| match bounds {
+            Some(b) if l.device >= b.devices || l.end() > b.capacity => {
+                Err(super::records::shrunk_config(l, b))
+            }
+            _ => device_read(l),
+        };
         if self.image.unsynced.is_empty() {
             self.choose_redo();
             return Ok(());
@@ -342,6 +352,45 @@ mod tests {
         let err = r
             .settle_unsynced(|l| Ok((l.offset == 1 << 20).then(|| data(1))))
             .expect_err("the restored record is past the device");
+        assert!(matches!(err, crate::Error::InvalidConfig { .. }), "{err}");
+    }
+
+    /// A fallback journaled after the record it lost to (a lower version),
+    /// past the configured device: refused before any read of it (a crafted
+    /// offset near 2^63 was an I/O error of the device, a length near 4 GiB
+    /// an allocation that large).
+    #[test]
+    fn a_fallback_past_the_devices_is_refused_unread() {
+        let write = record(10, 2, 8192);
+        let crafted = RecordImage {
+            version: 6,
+            location: Location::new(0, 1 << 63, u32::MAX),
+            ..record(6, 1, 0)
+        };
+        let config = crate::table::TableConfig::builder()
+            .max_extents(16)
+            .segment_len(8)
+            .build()
+            .expect("valid");
+        let bounds = crate::journal::Bounds {
+            devices: 1,
+            capacity: 65_536,
+        };
+        let mut r = Recovered::fresh(1);
+        r.image = Image {
+            records: crate::journal::Records::table(config, bounds),
+            ..Image::default()
+        };
+        for e in [Entry::Unsynced(write), Entry::Unsynced(crafted)] {
+            r.image.apply(&e);
+        }
+        r.image.records.refused().expect("replay refused nothing");
+        let err = r
+            .settle_unsynced(|l| {
+                assert!(l.end() <= 65_536, "read past the device: {l}");
+                Ok(None)
+            })
+            .expect_err("the fallback is past the device");
         assert!(matches!(err, crate::Error::InvalidConfig { .. }), "{err}");
     }
 
