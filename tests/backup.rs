@@ -312,6 +312,9 @@ struct HoldingFs {
     panics: AtomicBool,
     /// Fail every sync of a device file with EIO while set.
     fail_syncs: AtomicBool,
+    /// Fail a directory sync of this directory with EIO while it holds no
+    /// backup marker (the sync after the marker's removal).
+    fail_dir_sync_without_marker: Mutex<Option<std::path::PathBuf>>,
     /// Fail reads of this device file that overlap these bytes with EIO
     /// while set: a sector the disk cannot read.
     unreadable: Mutex<Option<(String, u64, u64)>>,
@@ -410,6 +413,10 @@ impl extentmeta::fs::Fs for Holding {
         extentmeta::fs::StdFs.remove(path)
     }
     fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        let failing = self.0.fail_dir_sync_without_marker.lock().unwrap();
+        if failing.as_deref() == Some(dir) && !dir.join("BACKUP-IN-PROGRESS").exists() {
+            return Err(std::io::Error::other("EIO (injected)"));
+        }
         extentmeta::fs::StdFs.sync_dir(dir)
     }
     fn lock(&self, path: &Path) -> std::io::Result<Option<Box<dyn std::any::Any + Send + Sync>>> {
@@ -741,4 +748,33 @@ fn a_backup_holds_its_directory_until_it_is_done() {
     for id in 0..8 {
         assert_eq!(generation_of(&copy, id), 1);
     }
+}
+
+/// A backup whose last step failed (the directory sync after its marker's
+/// removal) returns the error and leaves the whole backup: it is not cleared
+/// as one cut short, which without its marker would open as a new, empty
+/// store. An open of it removes a marker a crash left beside the pointer.
+#[test]
+fn a_backup_whose_last_step_failed_is_kept_whole() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (holding, store) = holding_store(tmp.path());
+    let to = tmp.path().join("copy");
+    *holding.0.fail_dir_sync_without_marker.lock().unwrap() = Some(to.clone());
+    let err = store.checkpoint_to(&to).unwrap_err();
+    assert_eq!(err.code(), "FPRE009", "{err}");
+    *holding.0.fail_dir_sync_without_marker.lock().unwrap() = None;
+    {
+        let copy = Store::open(&to, config()).unwrap();
+        for id in 0..8 {
+            assert_eq!(generation_of(&copy, id), 1);
+        }
+    }
+    // A crash between the pointer and the marker's removal leaves both.
+    std::fs::write(to.join("BACKUP-IN-PROGRESS"), b"stray").unwrap();
+    drop(Store::open(&to, config()).unwrap());
+    assert!(
+        !to.join("BACKUP-IN-PROGRESS").exists(),
+        "removed by the open"
+    );
 }

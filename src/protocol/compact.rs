@@ -360,7 +360,7 @@ impl Machine for CompactOp {
             (
                 Phase::Writing | Phase::Verifying,
                 IoResult::Read(Err(err)) | IoResult::Done(Err(err)),
-            ) if err.is_media_fault() => {
+            ) if super::location_failed(&err) => {
                 core.allocator.mark_bad(target);
                 self.failed = Some(err);
                 self.phase = Phase::MarkingBad;

@@ -15,6 +15,7 @@ mod checkpoint;
 mod compact;
 mod delete;
 mod ladder;
+mod location;
 mod overlaps;
 mod read;
 mod repair;
@@ -34,6 +35,7 @@ pub(crate) use delete::DeleteOp;
 #[cfg(feature = "sim")]
 pub(crate) use ladder::Fault;
 pub(crate) use ladder::{ReadSession, Tally, VerifySession};
+pub(crate) use location::location_failed;
 pub(crate) use overlaps::Overlaps;
 pub(crate) use read::{Claim, ReadOp};
 pub use repair::RepairOutcome;
@@ -409,14 +411,6 @@ impl Core {
         self.allocator.set_degraded(device, false);
     }
 
-    /// A sync of `device` that started after [`WriteBack::mark`] returned `mark`
-    /// ended: `ok`, or `failed` for good (its sync book will fail every later
-    /// one). A success covers the inline writes held before the mark; a failure
-    /// degrades the device and writes every held inline write of it again with
-    /// `rewrite` (the failed writeback may have dropped their pages), the bytes
-    /// of those that returned read from the journal by `read_back`. Returns how
-    /// many were written from the writes' own bytes and from the journal. Both
-    /// drivers call this around every device sync they run.
     /// Taken as a device sync starts, by the store and the emulator alike:
     /// what [`after_device_sync`](Self::after_device_sync) may drop of the
     /// inline writes held for write-back once the sync succeeded. Only the
@@ -429,6 +423,14 @@ impl Core {
         }
     }
 
+    /// A sync of `device` that started after [`device_sync_mark`](Self::device_sync_mark) returned `mark`
+    /// ended: `ok`, or `failed` for good (its sync book will fail every later
+    /// one). A success covers the inline writes held before the mark; a failure
+    /// degrades the device and writes every held inline write of it again with
+    /// `rewrite` (the failed writeback may have dropped their pages), the bytes
+    /// of those that returned read from the journal by `read_back`. Returns how
+    /// many were written from the writes' own bytes and from the journal. Both
+    /// drivers call this around every device sync they run.
     pub(crate) fn after_device_sync(
         &self,
         device: u16,
@@ -576,6 +578,39 @@ pub(crate) trait Machine {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicU64;
+
+    /// Only errors that may be the location's own mark a copy's location
+    /// bad: a full, read-only or size-limited file system, a missing file, an
+    /// interruption or a closing store say nothing of it.
+    #[test]
+    fn only_a_media_error_says_a_location_failed() {
+        use std::io::ErrorKind as K;
+        let io = |kind| Error::Io {
+            device: 0,
+            op: "write",
+            kind,
+            message: String::new(),
+        };
+        let at = Location::new(0, 0, 512);
+        assert!(super::location_failed(&io(K::Other)));
+        assert!(super::location_failed(&Error::ShortRead {
+            location: at,
+            actual: 3
+        }));
+        for kind in [
+            K::FileTooLarge,
+            K::ReadOnlyFilesystem,
+            K::StorageFull,
+            K::Interrupted,
+        ] {
+            assert!(!super::location_failed(&io(kind)), "{kind:?}");
+        }
+        let full = Error::DiskFull {
+            device: 0,
+            op: "write",
+        };
+        assert!(!super::location_failed(&full) && !super::location_failed(&Error::Shutdown));
+    }
 
     /// A device degraded before a reopen (restored from the image) reaches
     /// the fresh health policy's threshold again without a second

@@ -386,21 +386,25 @@ impl Machine for RepairOp {
                 self.remap(core)
             }
             // The fresh copy reads back wrong, or its location failed the
-            // write or the read-back: that location is bad too, and the mark is
-            // journaled so a restart keeps it (a failed sync is the device's).
-            (Phase::ReadingBack, IoResult::Read(Ok(_)))
-            | (
-                Phase::ReadingBack,
-                IoResult::Read(Err(Error::Io { .. } | Error::ShortRead { .. })),
-            )
-            | (Phase::Writing, IoResult::Done(Err(Error::Io { .. }))) => match self.target.take() {
-                Some(target) => {
-                    core.allocator.mark_bad(target);
-                    self.phase = Phase::MarkingBad;
-                    Step::Io(IoRequest::Journal(vec![Entry::Bad(target)]))
+            // write or the read-back (`location_failed`): that location is bad
+            // too, and the mark is journaled so a restart keeps it (a failed
+            // sync is the device's).
+            (Phase::ReadingBack, IoResult::Read(Err(e)))
+            | (Phase::Writing, IoResult::Done(Err(e)))
+                if !super::location_failed(&e) =>
+            {
+                self.give_up(core)
+            }
+            (Phase::ReadingBack, IoResult::Read(_)) | (Phase::Writing, IoResult::Done(Err(_))) => {
+                match self.target.take() {
+                    Some(target) => {
+                        core.allocator.mark_bad(target);
+                        self.phase = Phase::MarkingBad;
+                        Step::Io(IoRequest::Journal(vec![Entry::Bad(target)]))
+                    }
+                    None => self.give_up(core),
                 }
-                None => self.give_up(core),
-            },
+            }
             _ => self.give_up(core),
         }
     }

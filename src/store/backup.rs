@@ -69,9 +69,10 @@ impl Store {
     /// into the same directory starts the backup again.
     ///
     /// The backup holds `dir`'s lock (the `LOCK` file a store takes) for the
-    /// whole call: a second backup into `dir`, or a [`Store::open`] of it,
-    /// meanwhile fails with [`Error::Locked`] instead of mixing its files
-    /// with this one's.
+    /// whole call: a second backup into `dir` meanwhile fails with
+    /// [`Error::Locked`] instead of mixing its files with this one's, and a
+    /// [`Store::open`] of it is refused ([`Error::NotAStore`] once the marker
+    /// is written, [`Error::Locked`] before).
     ///
     /// A part of a device file that cannot be read fails the backup only
     /// where a record needs its bytes; elsewhere (free space, a location
@@ -258,10 +259,16 @@ fn claim_target(target: &Dir) -> Result<Box<dyn std::any::Any + Send + Sync>> {
 
 /// Removes every file of `target` but its lock and the marker of a backup
 /// cut short, and syncs the directory: what a backup cut short had copied.
+/// Nothing without the marker: a backup whose last step (the marker's
+/// removal, or the directory sync after it) failed is whole, and without
+/// the marker an emptied directory would open as a new store.
 fn clear_cut_short(target: &Dir) -> Result<()> {
     let fs = &target.fs;
     target.forget_files();
     let names = fs.list(&target.path).map_err(|e| io_error("list", &e))?;
+    if !names.iter().any(|n| n == IN_PROGRESS) {
+        return Ok(());
+    }
     for name in names {
         if name != files::LOCK && name != IN_PROGRESS {
             match fs.remove(&target.path.join(&name)) {

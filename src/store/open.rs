@@ -131,10 +131,24 @@ pub(crate) fn open(fs: Arc<dyn Fs>, path: &Path, config: &StoreConfig) -> Result
     // the lock file this open made is then removed as after any failure
     // (a failed open changes no file), and the caller gets a typed error.
     let opened = names.and_then(|names| {
-        crate::fs::unless_panicked(
+        let opened = crate::fs::unless_panicked(
             || recover_and_open(dir, &names, &mut lock, config),
             || io_error("open", &std::io::Error::other("the file system panicked")),
-        )
+        )?;
+        // A backup whose last step a crash stopped left its marker beside
+        // the pointer: the store is whole, and the marker would make a later
+        // loss of the pointer read as a backup cut short (and a backup into
+        // the directory clear it as one). Best effort.
+        if names.iter().any(|n| n == super::backup::IN_PROGRESS) {
+            let _ = crate::fs::unless_panicked(
+                || {
+                    fs.remove(&path.join(super::backup::IN_PROGRESS))?;
+                    fs.sync_dir(path)
+                },
+                panicked,
+            );
+        }
+        Ok(opened)
     });
     match opened {
         Ok(opened) => Ok(opened),
@@ -168,7 +182,7 @@ fn check_open_options(names: &[String], config: &StoreConfig) -> std::result::Re
     // restore into one that seems to succeed, with nothing in it.
     if names.iter().any(|n| n == super::backup::IN_PROGRESS) {
         return Err(format!(
-            "it holds a backup cut short ({}, no CURRENT): take the backup again",
+            "it holds a backup cut short or still being written ({}, no CURRENT): wait for a backup in progress, or take the backup again",
             super::backup::IN_PROGRESS
         ));
     }

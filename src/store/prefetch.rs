@@ -270,7 +270,7 @@ fn run(shared: &Shared, receiver: &Receiver<Hint>, stopped: &Receiver<()>, claim
                 Ok(hint) => hint,
                 Err(_) => return,
             },
-            recv(stopped) -> _ => return,
+            recv(stopped) -> _ => return drain(shared, None, receiver, claims),
         };
         if shared.stopping() {
             claims.took();
