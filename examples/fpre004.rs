@@ -208,6 +208,10 @@ struct Args {
     /// plain prefetches only).
     #[arg(long, default_value_t = 0)]
     claim_percent: u32,
+    /// Percent of writers' operations that delete their extent (default 0:
+    /// no deletes, the default runs unchanged).
+    #[arg(long, default_value_t = 0)]
+    delete_percent: u32,
     /// Mutant: a demand read takes a claim over and then waits on it instead
     /// of loading it (with `--claim-percent`, the sweep must catch the hung
     /// read).
@@ -275,6 +279,7 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
     w.extents = args.extents.unwrap_or(w.extents).max(1);
     w.writers = args.writers.unwrap_or(w.writers);
     w.claim_percent = args.claim_percent;
+    w.delete_percent = args.delete_percent;
     if let Some(n) = args.readers {
         (w.readers, w.prefetchers, w.scrubbers) = (n, n, n);
     }
@@ -332,6 +337,8 @@ struct Totals {
     journals_recycled: u64,
     claims: u64,
     claims_taken_over: u64,
+    deletes: u64,
+    deletes_ok: u64,
     secs: f64,
 }
 
@@ -370,6 +377,8 @@ impl Totals {
         self.journals_recycled += r.journals_recycled;
         self.claims += r.claims;
         self.claims_taken_over += r.claims_taken_over;
+        self.deletes += r.deletes;
+        self.deletes_ok += r.deletes_ok;
         if !r.is_clean() {
             self.dirty.push(r.seed);
         }
@@ -543,6 +552,9 @@ fn mutants(args: &Args) -> String {
     }
     if args.claim_percent > 0 {
         flags.push_str(&format!(" --claim-percent {}", args.claim_percent));
+    }
+    if args.delete_percent > 0 {
+        flags.push_str(&format!(" --delete-percent {}", args.delete_percent));
     }
     let switches = [
         (args.ack_before_journal_sync, "--ack-before-journal-sync"),
@@ -748,6 +760,11 @@ fn print_table(args: &Args, results: &mut [(Protocol, Totals)]) {
         t.percentile_us(0.999)
     });
     tail_rows(&mut row);
+    if args.delete_percent > 0 {
+        row("deletes (committed)", &mut |t| {
+            format!("{} ({})", t.deletes, t.deletes_ok)
+        });
+    }
     if args.claim_percent > 0 {
         row("prefetch claims (run later)", &mut |t| t.claims.to_string());
         row("  taken over by a reader", &mut |t| {

@@ -109,7 +109,9 @@ impl DeleteItem {
                 // Entries of every generation up to the deleted one go.
                 core.cache
                     .invalidate(self.id, reserved.generation().saturating_add(1));
-                core.retire(reserved.location());
+                if !core.mutants.retire_before_journal {
+                    core.retire(reserved.location());
+                }
                 // After the transition, as a write drops the tag it replaced.
                 let tag = core.tags.forget(self.id, reserved.generation());
                 core.events.emit(|seq| Event::Deleted {
@@ -173,6 +175,9 @@ impl DeleteOp {
     fn propose(&mut self, core: &Core, reserved: Snapshot, proposals: u32) -> Step<Snapshot> {
         match self.item.propose(&reserved) {
             Ok(record) => {
+                if core.mutants.retire_before_journal && proposals == 0 {
+                    core.retire(reserved.location());
+                }
                 self.proposed = Some((reserved, proposals + 1));
                 Step::Io(IoRequest::Journal(vec![
                     self.item.proposal_entry(core, &record),

@@ -180,7 +180,8 @@ impl Proposals {
 pub(crate) struct Mutants {
     /// Retire an unreferenced location before the record that unreferences it is
     /// durable (breaks invariant 10): a write commits, and retires, before it
-    /// journals; a compaction or remap retires at its commit.
+    /// journals; a compaction or remap retires at its commit; a delete
+    /// retires as it journals.
     pub(crate) retire_before_journal: bool,
     /// Commit a write in the table before its record is durable, so readers see
     /// what a crash or a failed journal can take back (breaks invariant 14).

@@ -52,6 +52,10 @@ pub struct Workload {
     /// it taken, then runs as a plain one). 0 (the default) keeps every
     /// prefetch a plain one.
     pub claim_percent: u32,
+    /// Percent of a writer's operations that delete their extent (the
+    /// store's `DeleteOp`: reserve, journal, commit). 0 (the default) draws
+    /// nothing from the random stream, so the default runs stay as they are.
+    pub delete_percent: u32,
 }
 
 /// The storage fabric's latency model, per device.
@@ -280,6 +284,7 @@ impl Default for SimConfig {
                 value_bytes: (64, 256),
                 think_ns: 20_000,
                 claim_percent: 0,
+                delete_percent: 0,
             },
             latency: Latency {
                 floor_ns: 20_000,
@@ -414,6 +419,8 @@ impl SimConfig {
         check("workload (actors)", actors <= bound::ACTORS, actors)?;
         let claims = w.claim_percent;
         check("workload.claim_percent", claims <= 100, claims)?;
+        let deletes = w.delete_percent;
+        check("workload.delete_percent", deletes <= 100, deletes)?;
         let (lo, hi) = w.value_bytes;
         check(
             "workload.value_bytes",

@@ -57,6 +57,9 @@ pub(crate) enum ReadCheck {
 struct Commit {
     generation: u64,
     at_ns: u64,
+    /// A delete: from `at_ns` on the extent holds no value (its generation
+    /// kept, as the record keeps it).
+    vacant: bool,
 }
 
 /// Every commit of every extent, in order.
@@ -81,20 +84,46 @@ impl History {
         if let Some(c) = self.commits.get_mut(extent.0 as usize)
             && c.last().is_none_or(|l| l.generation < generation)
         {
-            c.push(Commit { generation, at_ns });
+            c.push(Commit {
+                generation,
+                at_ns,
+                vacant: false,
+            });
         }
     }
 
-    /// After a crash: `extent` is at `generation` from `now_ns` on. Later commits
-    /// are gone; a generation no read could see before (a write whose outcome was
-    /// unknown, recovered from its journal record) is committed now.
-    pub(crate) fn rewind(&mut self, extent: ExtentId, generation: u64, now_ns: u64) {
+    /// Records that a delete left `extent` vacant at `generation` at `at_ns`
+    /// (once: the generation's value was current until then).
+    pub(crate) fn delete(&mut self, extent: ExtentId, generation: u64, at_ns: u64) {
+        if let Some(c) = self.commits.get_mut(extent.0 as usize)
+            && c.last()
+                .is_none_or(|l| l.generation < generation || !l.vacant)
+        {
+            c.push(Commit {
+                generation,
+                at_ns,
+                vacant: true,
+            });
+        }
+    }
+
+    /// After a crash: `extent` is at `generation` (`vacant` if deleted) from
+    /// `now_ns` on. Later commits are gone, a delete too if the recovered
+    /// record holds the value; a generation no read could see before (a write
+    /// or delete whose outcome was unknown, recovered from its journal record)
+    /// is committed now.
+    pub(crate) fn rewind(&mut self, extent: ExtentId, generation: u64, vacant: bool, now_ns: u64) {
         if let Some(c) = self.commits.get_mut(extent.0 as usize) {
-            c.retain(|c| c.generation <= generation);
-            if c.last().is_none_or(|c| c.generation < generation) {
+            c.retain(|c| {
+                c.generation < generation || (c.generation == generation && (vacant || !c.vacant))
+            });
+            if c.last()
+                .is_none_or(|c| c.generation < generation || c.vacant != vacant)
+            {
                 c.push(Commit {
                     generation,
                     at_ns: now_ns,
+                    vacant,
                 });
             }
         }
@@ -126,7 +155,8 @@ impl History {
         let Some(commits) = self.commits.get(extent.0 as usize) else {
             return ReadCheck::Corrupt;
         };
-        let Some(pos) = commits.iter().position(|c| c.generation == generation) else {
+        let Some(pos) = (commits.iter()).position(|c| c.generation == generation && !c.vacant)
+        else {
             return ReadCheck::Corrupt;
         };
         let became_current = commits[pos].at_ns;
@@ -164,5 +194,24 @@ mod tests {
         assert_eq!(h.check_read(e, &g1, 150, 250), ReadCheck::Fresh);
         assert_eq!(h.check_read(e, &g1, 201, 300), ReadCheck::Stale { got: 1 });
         assert_eq!(h.check_read(ExtentId(2), &g1, 0, 300), ReadCheck::Corrupt);
+    }
+
+    /// A deleted extent's value is current until its delete; a crash that
+    /// takes the delete back makes it current again, one that keeps it does
+    /// not.
+    #[test]
+    fn a_deleted_value_is_stale_after_its_delete_unless_a_crash_took_it_back() {
+        let mut h = History::new(2);
+        let e = ExtentId(1);
+        let g1 = value(e, 1, 32);
+        h.commit(e, 1, 100);
+        h.delete(e, 1, 200);
+        assert_eq!(h.check_read(e, &g1, 150, 199), ReadCheck::Fresh);
+        assert_eq!(h.check_read(e, &g1, 250, 300), ReadCheck::Stale { got: 1 });
+        assert_eq!(h.current(e), 1, "the generation is kept");
+        h.rewind(e, 1, true, 400);
+        assert_eq!(h.check_read(e, &g1, 450, 500), ReadCheck::Stale { got: 1 });
+        h.rewind(e, 1, false, 600);
+        assert_eq!(h.check_read(e, &g1, 650, 700), ReadCheck::Fresh);
     }
 }

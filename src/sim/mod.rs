@@ -1,11 +1,13 @@
 //! A deterministic emulator of a storage fabric that drives the real protocol.
 //!
 //! One `u64` seed determines everything: the workload (writers, readers,
-//! prefetchers, a compactor, a scrubber, interleaved in virtual time), the fabric
+//! prefetchers, a compactor, a scrubber, interleaved in virtual time; writers
+//! also run batches, and deletes if [`Workload::delete_percent`] asks), the fabric
 //! (per-device latency with jitter, a heavy tail and bursts; delayed, out-of-order
 //! write acknowledgments; transient errors on reads, writes and syncs; bit flips at
 //! rest and misdirected writes that stay put across retries, as an overlay over the
-//! stored bytes; writes that are volatile until a sync of their device completes),
+//! stored bytes; writes that are volatile until a sync of their device that
+//! began after them completes),
 //! and every actor's clock skew and drift. The same I/O-free operation machines the
 //! [`Store`](crate::Store) runs are driven here, not a copy.
 //!
@@ -13,7 +15,9 @@
 //! versions only grow, the committed location durably holds the committed bytes
 //! (nothing lost, nothing committed before its sync was acknowledged), the record's
 //! generation is the last committed one; every read's bytes must be a generation
-//! current at some instant inside the read; FPRE004 must sit on an injected
+//! current at some instant inside the read (a deleted extent's value is current
+//! until its delete); a write's `Ok` needs its record acknowledged durable, and a
+//! certain failure needs none of it durable; FPRE004 must sit on an injected
 //! persistent fault (or on a streak of injected transient errors longer than the
 //! retry limit, which the report counts apart). A failing run carries a trace of its last steps
 //! and replays exactly from its seed.

@@ -73,6 +73,10 @@ pub struct Report {
     pub claims: u64,
     /// Those whose load a demand read took over before they ran.
     pub claims_taken_over: u64,
+    /// Deletes started ([`Workload::delete_percent`](super::Workload::delete_percent)).
+    pub deletes: u64,
+    /// Deletes committed.
+    pub deletes_ok: u64,
     /// Power cuts (those during creation or recovery included).
     pub crashes: u64,
     /// Crashes that killed the process only (nothing lost; counted in `crashes`).

@@ -4,7 +4,9 @@
 use super::op::{ActiveOp, Input, Op};
 use super::{ActorKind, Clock, World};
 use crate::cache::Priority;
-use crate::protocol::{BatchWriteOp, CompactOp, ReadOp, ReadSession, VerifySession, WriteOp};
+use crate::protocol::{
+    BatchWriteOp, CompactOp, DeleteOp, ReadOp, ReadSession, VerifySession, WriteOp,
+};
 use crate::record::{ExtentId, Location};
 use crate::sim::config::Protocol;
 use crate::sim::history::value;
@@ -105,6 +107,16 @@ impl World {
     }
 
     pub(super) fn start_write(&mut self, actor: usize, extent: ExtentId) {
+        // Deletes only when asked for: drawing nothing otherwise keeps the
+        // default runs as they were (fixed protocol only).
+        let deletes = self.cfg.workload.delete_percent;
+        if self.cfg.protocol == Protocol::Fixed
+            && deletes > 0
+            && self.rng.random_range(0..100) < deletes
+        {
+            self.report.deletes += 1;
+            return self.start(actor, extent, Op::Delete(DeleteOp::new(extent)));
+        }
         // One write in eight is a batch of 2 to 4 extents (fixed protocol only:
         // the legacy one has none): durable all or nothing.
         if self.cfg.protocol == Protocol::Fixed && self.rng.random_range(0..8) == 0 {

@@ -37,6 +37,7 @@ impl World {
                 Out::Batch(v.iter().map(|s| (s.extent(), s.generation())).collect())
             }),
             Op::Compact(m) => step_machine(m, core, input, Out::Compacted),
+            Op::Delete(m) => step_machine(m, core, input, |s| Out::Deleted(s.generation())),
             Op::Verify(m) => step_machine(&mut **m, core, input, |_: Verdict| Out::Unit),
             Op::Legacy(op) => {
                 let input = match input {
@@ -423,7 +424,8 @@ impl World {
         let prefetch = self.actors.get(slot.actor).map(|a| a.kind) == Some(ActorKind::Prefetcher);
         // An acknowledgment needs its record durable, and a certain failure
         // needs none of it durable: the answer is what the engine relies on.
-        if matches!(slot.op, Op::Write(..) | Op::Batch(..)) && self.cfg.protocol == Protocol::Fixed
+        if matches!(slot.op, Op::Write(..) | Op::Batch(..) | Op::Delete(..))
+            && self.cfg.protocol == Protocol::Fixed
         {
             let ok = result.is_ok();
             let certain =
@@ -436,7 +438,7 @@ impl World {
         // A write or batch that answered a failure other than "outcome
         // unknown" certainly did not happen: no recovery may show its records.
         match (&slot.op, &result) {
-            (Op::Write(..) | Op::Batch(..), Err(e))
+            (Op::Write(..) | Op::Batch(..) | Op::Delete(..), Err(e))
                 if !matches!(e, Error::OutcomeUnknown { .. }) =>
             {
                 self.model.certainly_failed(idx);
@@ -473,6 +475,10 @@ impl World {
             }
             (Op::Compact(_), Ok(Out::Compacted(CompactOutcome::Committed(_)))) => {
                 self.report.compactions += 1;
+            }
+            (Op::Delete(_), Ok(Out::Deleted(generation))) => {
+                self.history.delete(slot.extent, generation, self.now);
+                self.report.deletes_ok += 1;
             }
             (Op::Verify(m), _) => {
                 let tally = m.tally();

@@ -4,8 +4,8 @@
 use crate::bytes::Bytes;
 use crate::cache::FlightOutcome;
 use crate::protocol::{
-    BatchWriteOp, CompactOp, CompactOutcome, Core, Fault, IoResult, Machine, ReadOp, ReadSession,
-    Step, VerifySession, WriteOp,
+    BatchWriteOp, CompactOp, CompactOutcome, Core, DeleteOp, Fault, IoResult, Machine, ReadOp,
+    ReadSession, Step, VerifySession, WriteOp,
 };
 use crate::record::{ExtentId, Location};
 use crate::sim::legacy;
@@ -18,6 +18,8 @@ pub(super) enum Out {
     /// A batch's writes: each extent and the generation it committed.
     Batch(Vec<(ExtentId, u64)>),
     Compacted(CompactOutcome),
+    /// A delete committed: the extent is vacant from this generation on.
+    Deleted(u64),
     Unit,
 }
 
@@ -34,6 +36,7 @@ pub(super) enum Op {
     /// A batch of writes of distinct extents, with each one's bytes.
     Batch(BatchWriteOp, Vec<(ExtentId, Bytes)>),
     Compact(CompactOp),
+    Delete(DeleteOp),
     Verify(Box<VerifySession>),
     Legacy(legacy::Op),
 }
@@ -128,6 +131,7 @@ pub(super) fn trace_code(op: &Op) -> &'static str {
         Op::Write(..) => "write",
         Op::Batch(..) => "batch",
         Op::Compact(_) => "compact",
+        Op::Delete(_) => "delete",
         Op::Session(_) => "read",
         Op::Verify(_) => "verify",
         Op::Legacy(legacy::Op::Read(_)) => "legacy-read",

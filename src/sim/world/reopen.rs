@@ -180,7 +180,8 @@ impl World {
                     "{id}: a read served generation {served}, which the crash took back (recovered {recovered})"
                 ));
             }
-            self.history.rewind(id, recovered, self.now);
+            let vacant = s.is_none_or(|s| s.state() == crate::record::State::Vacant);
+            self.history.rewind(id, recovered, vacant, self.now);
             self.last_version[e as usize] = s.map_or(0, |s| s.version());
         }
         self.core = Core {
