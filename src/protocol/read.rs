@@ -363,35 +363,16 @@ impl Machine for ReadOp {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::record::{Change, Location, checksum};
-    use crate::space::Placement;
-
-    /// The bytes of generation `generation` of `id`.
-    fn value(id: ExtentId, generation: u64) -> Bytes {
-        Bytes::from([id.0.to_le_bytes(), generation.to_le_bytes()].concat())
-    }
+    use crate::protocol::test_support::{self, value};
+    use crate::record::Location;
 
     /// Commits the next generation of `id` at a fresh location: the location and
     /// the bytes that belong there.
     fn commit(core: &Core, id: ExtentId) -> (Location, Bytes) {
-        let before = core.table.snapshot(id).expect("in range");
-        let begin = (core.table)
-            .transition(id, before.version(), Change::BeginWrite)
-            .expect("begins");
-        let generation = begin.generation() + 1;
-        let bytes = value(id, generation);
-        let location = (core.allocator)
-            .allocate(bytes.len() as u32, Placement::Any)
-            .expect("space");
-        let change = Change::CommitWrite {
-            location,
-            checksum: checksum(id, generation, &bytes),
-        };
-        core.table
-            .transition(id, begin.version(), change)
-            .expect("commits");
+        let generation = core.table.snapshot(id).expect("in range").generation() + 1;
+        let record = test_support::commit(core, id, generation, crate::record::Tag::EMPTY);
         core.cache.invalidate(id, generation);
-        (location, bytes)
+        (record.location(), test_support::value(id, generation))
     }
 
     fn claimed(core: &Core, id: ExtentId) -> ReadOp {

@@ -281,6 +281,26 @@ mod tests {
         vec![generation as u8; 8]
     }
 
+    /// Nothing recovered yet, into a table of 16 extents over one device of
+    /// 64 KiB: a record past that is refused.
+    fn in_a_small_table() -> Recovered {
+        let config = crate::table::TableConfig::builder()
+            .max_extents(16)
+            .segment_len(8)
+            .build()
+            .expect("valid");
+        let bounds = crate::journal::Bounds {
+            devices: 1,
+            capacity: 65_536,
+        };
+        let mut r = Recovered::fresh(1);
+        r.image = Image {
+            records: crate::journal::Records::table(config, bounds),
+            ..Image::default()
+        };
+        r
+    }
+
     fn recovered(entries: &[Entry]) -> Recovered {
         let mut r = Recovered::fresh(1);
         r.image = Image::default();
@@ -331,20 +351,7 @@ mod tests {
             ..old
         };
         let write = record(10, 2, 8192);
-        let config = crate::table::TableConfig::builder()
-            .max_extents(16)
-            .segment_len(8)
-            .build()
-            .expect("valid");
-        let bounds = crate::journal::Bounds {
-            devices: 1,
-            capacity: 65_536,
-        };
-        let mut r = Recovered::fresh(1);
-        r.image = Image {
-            records: crate::journal::Records::table(config, bounds),
-            ..Image::default()
-        };
+        let mut r = in_a_small_table();
         for e in [Entry::Put(old), Entry::Unsynced(write), Entry::Put(moved)] {
             r.image.apply(&e);
         }
@@ -367,20 +374,7 @@ mod tests {
             location: Location::new(0, 1 << 63, u32::MAX),
             ..record(6, 1, 0)
         };
-        let config = crate::table::TableConfig::builder()
-            .max_extents(16)
-            .segment_len(8)
-            .build()
-            .expect("valid");
-        let bounds = crate::journal::Bounds {
-            devices: 1,
-            capacity: 65_536,
-        };
-        let mut r = Recovered::fresh(1);
-        r.image = Image {
-            records: crate::journal::Records::table(config, bounds),
-            ..Image::default()
-        };
+        let mut r = in_a_small_table();
         for e in [Entry::Unsynced(write), Entry::Unsynced(crafted)] {
             r.image.apply(&e);
         }
