@@ -283,31 +283,14 @@ impl Store {
             // The open may have found the disk full (no reserve made).
             shared.core.set_space_low(journal.space_low());
         }
+        // A failed start joins the workers it started (and the journal's
+        // lock goes with the last handle of `shared`).
         let prefetcher =
             Prefetcher::start(&shared, config.prefetch_workers, config.prefetch_queue)?;
-        let (scrub_stop, scrubber) = if config.scrub_bytes_per_sec > 0 {
-            let (stop, stopped) = bounded::<()>(1);
-            let s = Arc::clone(&shared);
-            let (rate, seed) = (config.scrub_bytes_per_sec, config.scrub_seed);
-            let handle = thread::Builder::new()
-                .name("extentmeta-scrub".into())
-                .spawn(move || scrub::run(&s, rate, seed, &stopped))
-                .map_err(|e| Error::io(0, "spawn", &e))?;
-            (Some(stop), Some(handle))
-        } else {
-            (None, None)
-        };
-        let flusher = match shared.core.overlap_data_sync {
-            true => journal_thread(&shared, "extentmeta-journal", |j, s| j.flush_loop(s))?,
-            false => None,
-        };
-        let checkpointer = journal_thread(&shared, "extentmeta-checkpoint", |j, s| {
-            j.checkpoint_loop(s)
-        })?;
-        Ok(Store {
+        let store = Store {
             shared,
-            flusher: Mutex::new(flusher),
-            checkpointer: Mutex::new(checkpointer),
+            flusher: Mutex::new(None),
+            checkpointer: Mutex::new(None),
             readahead: Mutex::new(Readahead::new(
                 config.readahead_min_bytes,
                 config.readahead_max_bytes,
@@ -324,11 +307,35 @@ impl Store {
             write_wait: std::time::Duration::from_millis(config.write_wait_ms),
             readahead_on: config.readahead,
             readahead_idle: crate::sync::AtomicBool::new(false),
-            scrub_stop: Mutex::new(scrub_stop),
-            scrubber: Mutex::new(scrubber),
+            scrub_stop: Mutex::new(None),
+            scrubber: Mutex::new(None),
             recovery: None,
             prefetcher,
-        })
+        };
+        // The threads that hold `shared` start into the store itself: if one
+        // cannot be started, dropping the store closes it, which stops those
+        // started before (a flusher left running would hold the directory's
+        // lock for good).
+        let shared = &store.shared;
+        if config.scrub_bytes_per_sec > 0 {
+            let (stop, stopped) = bounded::<()>(1);
+            let s = Arc::clone(shared);
+            let (rate, seed) = (config.scrub_bytes_per_sec, config.scrub_seed);
+            let handle = thread::Builder::new()
+                .name("extentmeta-scrub".into())
+                .spawn(move || scrub::run(&s, rate, seed, &stopped))
+                .map_err(|e| Error::io(0, "spawn", &e))?;
+            *store.scrub_stop.lock() = Some(stop);
+            *store.scrubber.lock() = Some(handle);
+        }
+        if shared.core.overlap_data_sync {
+            let flusher = journal_thread(shared, "extentmeta-journal", |j, s| j.flush_loop(s))?;
+            *store.flusher.lock() = flusher;
+        }
+        let checkpointer =
+            journal_thread(shared, "extentmeta-checkpoint", |j, s| j.checkpoint_loop(s))?;
+        *store.checkpointer.lock() = checkpointer;
+        Ok(store)
     }
 
     /// Closes the store: operations that read, write, delete, compact, verify or
