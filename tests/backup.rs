@@ -699,6 +699,10 @@ fn an_unreadable_sector_fails_a_backup_only_where_a_record_needs_it() {
     let err = store.checkpoint_to(&again).unwrap_err();
     assert_eq!(err.code(), "FPRE009", "{err}");
     assert!(err.to_string().contains("backup read"), "{err}");
+    assert!(
+        err.to_string().contains("extent#3's bytes"),
+        "names the extent: {err}"
+    );
     assert_eq!(
         names_in(&again),
         ["BACKUP-IN-PROGRESS", "LOCK"],

@@ -6,6 +6,7 @@ use crate::bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::journal::files;
 use crate::journal::plan::FsOp;
+use crate::record::ExtentId;
 use std::path::Path;
 
 /// What [`Store::checkpoint_to`] copied.
@@ -323,32 +324,50 @@ fn mend_inline_writes(
 
 /// The byte ranges of one device that the backup's records need: those of
 /// its durable records, sorted and merged.
-struct Needed(Vec<(u64, u64)>);
+struct Needed {
+    /// Merged, for [`overlaps`](Self::overlaps).
+    merged: Vec<(u64, u64)>,
+    /// Each record's span and extent, sorted, to name the extent a failed
+    /// read needed.
+    spans: Vec<(u64, u64, ExtentId)>,
+}
 
 impl Needed {
     fn of(image: &crate::journal::Image, device: u16) -> Self {
-        let mut spans: Vec<(u64, u64)> = (image.records.iter())
+        let mut spans: Vec<(u64, u64, ExtentId)> = (image.records.iter())
             .filter(|r| r.state == crate::record::State::Durable && r.location.device == device)
             .map(|r| {
                 let at = r.location.offset;
-                (at, at.saturating_add(u64::from(r.location.length)))
+                (
+                    at,
+                    at.saturating_add(u64::from(r.location.length)),
+                    r.extent,
+                )
             })
             .collect();
         spans.sort_unstable();
         let mut merged: Vec<(u64, u64)> = Vec::with_capacity(spans.len());
-        for (start, end) in spans {
+        for &(start, end, _) in &spans {
             match merged.last_mut() {
                 Some(last) if start <= last.1 => last.1 = last.1.max(end),
                 _ => merged.push((start, end)),
             }
         }
-        Needed(merged)
+        Needed { merged, spans }
+    }
+
+    /// The extent whose bytes overlap `[at, at + len)`, if any.
+    fn owner(&self, at: u64, len: u64) -> Option<ExtentId> {
+        (self.spans.iter())
+            .find(|&&(start, end, _)| start < at.saturating_add(len) && end > at)
+            .map(|&(_, _, extent)| extent)
     }
 
     /// Whether a needed range overlaps `[at, at + len)`.
     fn overlaps(&self, at: u64, len: u64) -> bool {
-        let first_ending_after = self.0.partition_point(|&(_, end)| end <= at);
-        (self.0.get(first_ending_after)).is_some_and(|&(start, _)| start < at.saturating_add(len))
+        let first_ending_after = self.merged.partition_point(|&(_, end)| end <= at);
+        (self.merged.get(first_ending_after))
+            .is_some_and(|&(start, _)| start < at.saturating_add(len))
     }
 }
 
@@ -432,7 +451,17 @@ impl Copy<'_> {
             return Ok((len, len));
         }
         if len <= SECTOR {
-            return Err(Error::io(self.device, "backup read", err));
+            // Named, so that the operator can verify (and repair) that extent.
+            let owner = self
+                .needed
+                .owner(at, len)
+                .map(|e| format!(" ({e}'s bytes)"));
+            return Err(Error::Io {
+                device: self.device,
+                op: "backup read",
+                kind: err.kind(),
+                message: format!("{err} at offset {at}{}", owner.unwrap_or_default()),
+            });
         }
         // Bounded: the pieces halve down to a sector, 11 levels from a chunk.
         let (low, high) = buf.split_at_mut(buf.len() / 2);
