@@ -124,6 +124,24 @@ fn run_plan(
             };
             return Ok(PlanEnd::Failed(i, err));
         }
+        // A device write or sync of the plan fails like the metadata's
+        // steps: nothing written, nothing made durable (the pages stay dirty).
+        if may_fail
+            && let FsOp::DeviceWrite { .. } | FsOp::SyncDevices = op
+            && meta.device_error_now()
+        {
+            let (device, op) = match op {
+                FsOp::DeviceWrite { location, .. } => (location.device, "write"),
+                _ => (0, "sync"),
+            };
+            let err = crate::Error::Io {
+                device,
+                op,
+                kind: std::io::ErrorKind::Other,
+                message: "injected device error".into(),
+            };
+            return Ok(PlanEnd::Failed(i, err));
+        }
         match op {
             FsOp::DeviceWrite { location, bytes } => fabric.rewrite(*location, bytes.clone()),
             FsOp::SyncDevices => {

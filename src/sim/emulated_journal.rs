@@ -103,6 +103,9 @@ pub(crate) struct EmulatedJournal {
     /// Another stream of the same seed, for [`disk_full_now`](Self::disk_full_now):
     /// its draws, added later, leave every other choice of a seed where it was.
     device_rng: ChaCha8Rng,
+    /// A third stream, for [`device_error_now`](Self::device_error_now), for
+    /// the same reason.
+    recovery_io_rng: ChaCha8Rng,
     /// Group commits completed (all runs of the store, across crashes).
     pub(crate) syncs: u64,
     /// Checkpoints completed.
@@ -125,6 +128,11 @@ impl EmulatedJournal {
             device_rng: {
                 let mut r = rng.clone();
                 r.set_stream(1);
+                r
+            },
+            recovery_io_rng: {
+                let mut r = rng.clone();
+                r.set_stream(2);
                 r
             },
             rng,
@@ -434,6 +442,13 @@ impl EmulatedJournal {
     /// [`injected_error`](Self::injected_error) leaves to the world.
     pub(crate) fn disk_full_now(&mut self) -> bool {
         self.device_rng.random_range(0..1_000_000) < self.cfg.disk_full_ppm
+    }
+
+    /// Whether a device write or sync of a recovery plan fails now (a draw
+    /// at `transient_ppm`), as the store's open meets an EIO of its device
+    /// files: the open fails and runs again on what the plan left.
+    pub(crate) fn device_error_now(&mut self) -> bool {
+        self.recovery_io_rng.random_range(0..1_000_000) < self.cfg.transient_ppm
     }
 
     /// Times the metadata reserve was released on a full disk, over every run.
