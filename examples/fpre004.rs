@@ -202,6 +202,10 @@ struct Args {
     /// answers Ok (the checker must catch the acknowledgment).
     #[arg(long)]
     ack_failed_journal: bool,
+    /// Mutant: a delete retires its location as it journals (with
+    /// `--delete-percent`, the crash sweep must catch the location reused).
+    #[arg(long)]
+    delete_retires_early: bool,
     /// Percent of prefetches that claim their load and run it later, as the
     /// store's readahead hints do; a demand read meeting a claim waits on it,
     /// or takes the load over if another claim waits ahead of it (default 0:
@@ -266,6 +270,7 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
         relocation_drops_tag: args.relocation_drops_tag,
         sync_covers_later_writes: args.sync_covers_later_writes,
         ack_failed_journal: args.ack_failed_journal,
+        delete_retires_early: args.delete_retires_early,
         take_over_without_load: args.take_over_without_load,
         rewrite_without_read_back: args.rewrite_without_read_back,
         read_without_rewrite: args.read_without_rewrite,
@@ -588,6 +593,7 @@ fn mutants(args: &Args) -> String {
         (args.relocation_drops_tag, "--relocation-drops-tag"),
         (args.sync_covers_later_writes, "--sync-covers-later-writes"),
         (args.ack_failed_journal, "--ack-failed-journal"),
+        (args.delete_retires_early, "--delete-retires-early"),
         (args.trust_unsynced, "--trust-unsynced"),
         (args.take_over_without_load, "--take-over-without-load"),
         (

@@ -109,7 +109,7 @@ impl DeleteItem {
                 // Entries of every generation up to the deleted one go.
                 core.cache
                     .invalidate(self.id, reserved.generation().saturating_add(1));
-                if !core.mutants.retire_before_journal {
+                if !core.mutants.delete_retires_early {
                     core.retire(reserved.location());
                 }
                 // After the transition, as a write drops the tag it replaced.
@@ -175,7 +175,7 @@ impl DeleteOp {
     fn propose(&mut self, core: &Core, reserved: Snapshot, proposals: u32) -> Step<Snapshot> {
         match self.item.propose(&reserved) {
             Ok(record) => {
-                if core.mutants.retire_before_journal && proposals == 0 {
+                if core.mutants.delete_retires_early && proposals == 0 {
                     core.retire(reserved.location());
                 }
                 self.proposed = Some((reserved, proposals + 1));

@@ -180,8 +180,7 @@ impl Proposals {
 pub(crate) struct Mutants {
     /// Retire an unreferenced location before the record that unreferences it is
     /// durable (breaks invariant 10): a write commits, and retires, before it
-    /// journals; a compaction or remap retires at its commit; a delete
-    /// retires as it journals.
+    /// journals; a compaction or remap retires at its commit.
     pub(crate) retire_before_journal: bool,
     /// Commit a write in the table before its record is durable, so readers see
     /// what a crash or a failed journal can take back (breaks invariant 14).
@@ -207,6 +206,10 @@ pub(crate) struct Mutants {
     /// may not have written it (the crash checker must catch the data a
     /// later failed writeback then drops for good).
     pub(crate) sync_covers_later_writes: bool,
+    /// A delete retires its extent's location as it journals, before its
+    /// record is durable (breaks invariant 10 for deletes alone): a crash
+    /// that takes the delete back finds the location reused.
+    pub(crate) delete_retires_early: bool,
 }
 
 impl Core {

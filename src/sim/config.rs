@@ -245,6 +245,11 @@ pub struct SimConfig {
     /// The checker must catch the acknowledgment itself, whether or not a
     /// read or a recovery meets the record later.
     pub ack_failed_journal: bool,
+    /// Mutant: a delete retires its location as it journals, before its
+    /// record is durable (with [`Workload::delete_percent`]). The crash
+    /// checker must catch the location reused under a delete a crash took
+    /// back.
+    pub delete_retires_early: bool,
     /// Mutant: trust a device sync that returned Ok after an earlier sync of the
     /// same device failed (the kernel reports a failed writeback once, so a later
     /// sync returns Ok over dropped pages). The checker must catch data lost.
@@ -340,6 +345,7 @@ impl Default for SimConfig {
             relocation_drops_tag: false,
             sync_covers_later_writes: false,
             ack_failed_journal: false,
+            delete_retires_early: false,
             take_over_without_load: false,
             rewrite_without_read_back: false,
             read_without_rewrite: false,

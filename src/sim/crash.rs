@@ -124,19 +124,15 @@ fn run_plan(
             };
             return Ok(PlanEnd::Failed(i, err));
         }
-        // A device write or sync of the plan fails like the metadata's
-        // steps: nothing written, nothing made durable (the pages stay dirty).
+        // A device write of the plan fails like the metadata's steps:
+        // nothing written.
         if may_fail
-            && let FsOp::DeviceWrite { .. } | FsOp::SyncDevices = op
+            && let FsOp::DeviceWrite { location, .. } = op
             && meta.device_error_now()
         {
-            let (device, op) = match op {
-                FsOp::DeviceWrite { location, .. } => (location.device, "write"),
-                _ => (0, "sync"),
-            };
             let err = crate::Error::Io {
-                device,
-                op,
+                device: location.device,
+                op: "write",
                 kind: std::io::ErrorKind::Other,
                 message: "injected device error".into(),
             };
@@ -144,6 +140,20 @@ fn run_plan(
         }
         match op {
             FsOp::DeviceWrite { location, bytes } => fabric.rewrite(*location, bytes.clone()),
+            // One device after another, as the store's open syncs them, each
+            // as the fabric syncs: its writeback may fail (pages dropped or
+            // left clean) and a failure no sync heard of yet (a killed
+            // process's) is reported here, to the open, as a new file's
+            // first `fsync` reports it.
+            FsOp::SyncDevices if may_fail => {
+                for device in 0..devices {
+                    let ticket = fabric.sync_ticket();
+                    let _slower = fabric.begin_sync(device);
+                    if let Err(err) = fabric.end_sync(device, ticket) {
+                        return Ok(PlanEnd::Failed(i, err));
+                    }
+                }
+            }
             FsOp::SyncDevices => {
                 for device in 0..devices {
                     fabric.flush(device);

@@ -444,8 +444,8 @@ impl EmulatedJournal {
         self.device_rng.random_range(0..1_000_000) < self.cfg.disk_full_ppm
     }
 
-    /// Whether a device write or sync of a recovery plan fails now (a draw
-    /// at `transient_ppm`), as the store's open meets an EIO of its device
+    /// Whether a device write of a recovery plan fails now (a draw at
+    /// `transient_ppm`), as the store's open meets an EIO of its device
     /// files: the open fails and runs again on what the plan left.
     pub(crate) fn device_error_now(&mut self) -> bool {
         self.recovery_io_rng.random_range(0..1_000_000) < self.cfg.transient_ppm

@@ -95,9 +95,11 @@ impl History {
     /// Records that a delete left `extent` vacant at `generation` at `at_ns`
     /// (once: the generation's value was current until then).
     pub(crate) fn delete(&mut self, extent: ExtentId, generation: u64, at_ns: u64) {
+        // Only over the current value: a delete of another generation would
+        // make `current` go back (the checker's record check reports that).
         if let Some(c) = self.commits.get_mut(extent.0 as usize)
             && c.last()
-                .is_none_or(|l| l.generation < generation || !l.vacant)
+                .is_some_and(|l| l.generation == generation && !l.vacant)
         {
             c.push(Commit {
                 generation,
@@ -127,6 +129,21 @@ impl History {
                 });
             }
         }
+    }
+
+    /// Whether `extent` held no value at some instant of `[start_ns, end_ns]`:
+    /// nothing committed before `end_ns`, or a delete current then.
+    pub(crate) fn vacant_within(&self, extent: ExtentId, start_ns: u64, end_ns: u64) -> bool {
+        let Some(commits) = self.commits.get(extent.0 as usize) else {
+            return true;
+        };
+        if commits.first().is_none_or(|c| c.at_ns > end_ns) {
+            return true;
+        }
+        (commits.iter().enumerate()).any(|(i, c)| {
+            let until = commits.get(i + 1).map(|n| n.at_ns);
+            c.vacant && c.at_ns <= end_ns && until.is_none_or(|u| u >= start_ns)
+        })
     }
 
     /// The last committed generation of `extent` (0 if none).
@@ -209,9 +226,17 @@ mod tests {
         assert_eq!(h.check_read(e, &g1, 150, 199), ReadCheck::Fresh);
         assert_eq!(h.check_read(e, &g1, 250, 300), ReadCheck::Stale { got: 1 });
         assert_eq!(h.current(e), 1, "the generation is kept");
+        // Vacant before the first write and while the delete stands.
+        assert!(h.vacant_within(e, 0, 99) && h.vacant_within(e, 150, 250));
+        assert!(!h.vacant_within(e, 120, 190));
+        assert!(h.vacant_within(ExtentId(0), 0, 700), "never written");
         h.rewind(e, 1, true, 400);
         assert_eq!(h.check_read(e, &g1, 450, 500), ReadCheck::Stale { got: 1 });
         h.rewind(e, 1, false, 600);
         assert_eq!(h.check_read(e, &g1, 650, 700), ReadCheck::Fresh);
+        assert!(
+            !h.vacant_within(e, 650, 700),
+            "the crash took the delete back"
+        );
     }
 }

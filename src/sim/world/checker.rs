@@ -77,7 +77,18 @@ impl World {
                     self.report.reads_ok += 1;
                 }
             }
-            // Nothing was ever written there: not a read of data.
+            // "Nothing there" must have been true at some instant inside the
+            // read: never written, or deleted (a delete seen before it is
+            // durable, or a current value called vacant, is not).
+            Err(Error::NotReadable { .. })
+                if self.cfg.protocol == Protocol::Fixed
+                    && !(self.history).vacant_within(slot.extent, slot.started_ns, self.now) =>
+            {
+                self.violation(format!(
+                    "{}: a read answered vacant (started at {} ns) while a value was current throughout",
+                    slot.extent, slot.started_ns
+                ));
+            }
             Ok(_) | Err(Error::NotReadable { .. }) => {}
             Err(err) => {
                 if !prefetch {

@@ -225,6 +225,7 @@ impl World {
                 // A loom mutant: the emulator runs a machine's step at once.
                 batch_proposals_apart: false,
                 sync_covers_later_writes: cfg.sync_covers_later_writes,
+                delete_retires_early: cfg.delete_retires_early,
             },
             events: Default::default(),
             proposals: Default::default(),
