@@ -184,7 +184,9 @@ impl Shared {
             .collect();
         let mut answers: Vec<Option<IoResult>> = (0..guards.len()).map(|_| None).collect();
         for (span, members) in coalesce(reads) {
-            if members.len() < 2 {
+            // Not across a location retired as bad: a disk keeps failing
+            // there, and each merged read would fail before its fallback.
+            if members.len() < 2 || self.core.allocator.overlaps_bad(span) {
                 continue;
             }
             let IoResult::Read(Ok(bytes)) = self.perform(IoRequest::Read(span), None) else {
@@ -720,6 +722,42 @@ mod tests {
             assert_eq!(&bytes[..], value(id).as_slice(), "extent {id}");
         }
         assert!(store.shared.core.cache.peek(ExtentId(5)).is_none());
+    }
+
+    /// Reads do not merge across a location retired as bad (a disk keeps
+    /// failing there): the loads of its neighbours read alone.
+    #[test]
+    fn loads_do_not_merge_across_a_bad_location() {
+        let reads = Arc::new(AtomicU64::new(0));
+        let backend = Counting {
+            inner: MemBackend::new(1),
+            reads: Arc::clone(&reads),
+        };
+        let value = |id: u64| value_of(id, 3000);
+        let store = one_device_store(backend, 16, value);
+        // Extent 5's location is free and bad now, between its neighbours.
+        let bad = (store.snapshot(ExtentId(5)))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .location();
+        store.delete(ExtentId(5)).unwrap_or_else(|e| panic!("{e}"));
+        store.shared.core.allocator.mark_bad(bad);
+        // Relaxed: no load runs.
+        let before = reads.load(Ordering::Relaxed);
+        let ids = [3, 4, 6, 7];
+        let loads: Vec<ReadOp> = (ids.iter())
+            .map(|&id| ReadOp::new(ExtentId(id), Priority::Prefetch))
+            .collect();
+        let results = store.shared.drive_coalesced(loads);
+        assert!(results.iter().all(Result::is_ok));
+        // Relaxed: as above.
+        assert_eq!(reads.load(Ordering::Relaxed) - before, 4, "one read each");
+        // Without the bad location they merge.
+        let more: Vec<ReadOp> = (8..12)
+            .map(|id| ReadOp::new(ExtentId(id), Priority::Prefetch))
+            .collect();
+        let before = reads.load(Ordering::Relaxed);
+        assert!(store.shared.drive_coalesced(more).iter().all(Result::is_ok));
+        assert_eq!(reads.load(Ordering::Relaxed) - before, 1, "one merged read");
     }
 
     #[test]

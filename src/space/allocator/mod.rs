@@ -489,6 +489,15 @@ impl Allocator {
         Ok(released)
     }
 
+    /// Whether a bad range of `location`'s device overlaps its bytes.
+    pub(crate) fn overlaps_bad(&self, location: Location) -> bool {
+        (self.devices.get(usize::from(location.device))).is_some_and(|d| {
+            !(d.lock().bad)
+                .overlapping(location.offset, location.end())
+                .is_empty()
+        })
+    }
+
     /// Whether `location` has been marked bad (tests).
     #[cfg(all(test, not(loom)))]
     pub(crate) fn is_bad(&self, location: Location) -> bool {
