@@ -699,7 +699,9 @@ fn a_file_system_panicking_under_the_checkpoint_read_is_an_io_error() {
     check(&store, &model);
 }
 
-/// Panics in the lock of the store directory while armed.
+/// Panics in the lock of the store directory while armed (a SeqCst switch
+/// the test thread sets before the open that must meet it; it orders
+/// nothing else).
 #[derive(Debug, Default)]
 struct PanicOnLock(AtomicBool);
 

@@ -864,6 +864,6 @@ fn a_remap_location_that_fails_its_read_back_is_not_handed_out_again() {
     let verdict = store.verify(id);
     assert_eq!(store.space()[0].bad_bytes, 2 * 4096, "{verdict:?}");
     assert_eq!(store.snapshot(id).unwrap().state(), State::Quarantined);
-    // Served all the same, and remapped by the next verification.
+    // Served all the same (the ladder's good copy).
     assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
 }

@@ -633,6 +633,8 @@ mod tests {
         let count = Arc::clone(&heard);
         core.events.add(Arc::new(move |e: &crate::events::Event| {
             if matches!(e, crate::events::Event::DeviceDegraded { .. }) {
+                // SeqCst: read after the calls below returned, on this thread;
+                // it orders nothing else.
                 count.fetch_add(1, Ordering::SeqCst);
             }
         }));

@@ -112,30 +112,10 @@ fn run_plan(
         if may_fail && let Some(err) = meta.injected_error(op) {
             return Ok(PlanEnd::Failed(i, err));
         }
-        // A recovery's write-back of inline data (the redo) needs device
-        // space too: on a full disk the open releases the reserve for it.
         if may_fail
             && let FsOp::DeviceWrite { location, .. } = op
-            && meta.disk_full_now()
+            && let Some(err) = meta.device_write_error(location.device)
         {
-            let err = crate::Error::DiskFull {
-                device: location.device,
-                op: "write",
-            };
-            return Ok(PlanEnd::Failed(i, err));
-        }
-        // A device write of the plan fails like the metadata's steps:
-        // nothing written.
-        if may_fail
-            && let FsOp::DeviceWrite { location, .. } = op
-            && meta.device_error_now()
-        {
-            let err = crate::Error::Io {
-                device: location.device,
-                op: "write",
-                kind: std::io::ErrorKind::Other,
-                message: "injected device error".into(),
-            };
             return Ok(PlanEnd::Failed(i, err));
         }
         match op {

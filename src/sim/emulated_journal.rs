@@ -100,11 +100,12 @@ pub(crate) struct EmulatedJournal {
     journal: Option<Task>,
     checkpoint: Option<Task>,
     rng: ChaCha8Rng,
-    /// Another stream of the same seed, for [`disk_full_now`](Self::disk_full_now):
-    /// its draws, added later, leave every other choice of a seed where it was.
+    /// Another stream of the same seed, for the full disks of
+    /// [`device_write_error`](Self::device_write_error): its draws, added
+    /// later, leave every other choice of a seed where it was.
     device_rng: ChaCha8Rng,
-    /// A third stream, for [`device_error_now`](Self::device_error_now), for
-    /// the same reason.
+    /// A third stream, for the EIO of
+    /// [`device_write_error`](Self::device_write_error), for the same reason.
     recovery_io_rng: ChaCha8Rng,
     /// Group commits completed (all runs of the store, across crashes).
     pub(crate) syncs: u64,
@@ -437,18 +438,27 @@ impl EmulatedJournal {
         None
     }
 
-    /// Whether a write now finds the disk full (a draw at `disk_full_ppm`),
-    /// for a device write of a recovery plan, which
-    /// [`injected_error`](Self::injected_error) leaves to the world.
-    pub(crate) fn disk_full_now(&mut self) -> bool {
-        self.device_rng.random_range(0..1_000_000) < self.cfg.disk_full_ppm
-    }
-
-    /// Whether a device write of a recovery plan fails now (a draw at
-    /// `transient_ppm`), as the store's open meets an EIO of its device
-    /// files: the open fails and runs again on what the plan left.
-    pub(crate) fn device_error_now(&mut self) -> bool {
-        self.recovery_io_rng.random_range(0..1_000_000) < self.cfg.transient_ppm
+    /// The error a device write of a recovery plan (the redo of inline data),
+    /// which [`injected_error`](Self::injected_error) leaves to the world,
+    /// meets now, if any: a full disk (a draw at `disk_full_ppm`: the open
+    /// then releases the reserve for it), else EIO (a draw at
+    /// `transient_ppm`: the open fails and runs again on what the plan
+    /// left), each from a stream of its own.
+    pub(crate) fn device_write_error(&mut self, device: u16) -> Option<Error> {
+        if self.device_rng.random_range(0..1_000_000) < self.cfg.disk_full_ppm {
+            return Some(Error::DiskFull {
+                device,
+                op: "write",
+            });
+        }
+        (self.recovery_io_rng.random_range(0..1_000_000) < self.cfg.transient_ppm).then(|| {
+            Error::Io {
+                device,
+                op: "write",
+                kind: std::io::ErrorKind::Other,
+                message: "injected device error".into(),
+            }
+        })
     }
 
     /// Times the metadata reserve was released on a full disk, over every run.

@@ -60,6 +60,16 @@ impl Ranges {
         Some(end)
     }
 
+    /// Whether a range overlaps `[start, end)` (without collecting them, as
+    /// [`overlapping`](Self::overlapping) does).
+    pub(crate) fn overlaps(&self, start: u64, end: u64) -> bool {
+        if start >= end {
+            return false;
+        }
+        (self.by_start.range(..start).next_back()).is_some_and(|(_, &e)| e > start)
+            || self.by_start.range(start..end).next().is_some()
+    }
+
     /// The ranges that overlap `[start, end)`, clipped to it, in address order.
     pub(crate) fn overlapping(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
         if start >= end {
@@ -176,6 +186,28 @@ mod tests {
         assert_eq!(ranges(&r), [(0, 10), (20, 90)]);
         assert_eq!((r.bytes(), r.largest(), r.len()), (80, 70, 2));
         assert_eq!(r.overlapping(5, 25), [(5, 10), (20, 25)]);
+    }
+
+    /// `overlaps` says whether `overlapping` would find anything.
+    #[test]
+    fn overlaps_agrees_with_overlapping() {
+        let mut r = Ranges::default();
+        r.insert(10, 20);
+        r.insert(40, 50);
+        for (start, end) in [
+            (0, 10),
+            (0, 11),
+            (15, 16),
+            (19, 40),
+            (20, 40),
+            (45, 45),
+            (50, 60),
+            (30, 10),
+        ] {
+            let found = !r.overlapping(start, end).is_empty();
+            assert_eq!(r.overlaps(start, end), found, "[{start}, {end})");
+        }
+        assert!(r.overlaps(15, 16) && r.overlaps(19, 41) && !r.overlaps(20, 40));
     }
 
     #[test]

@@ -675,15 +675,21 @@ mod tests {
         store
     }
 
-    #[test]
-    fn loads_of_extents_that_lie_together_take_one_device_read_and_check_each() {
+    /// [`one_device_store`] over memory that counts its reads: the store and
+    /// the count.
+    fn counting_store(extents: u64, value: impl Fn(u64) -> Vec<u8>) -> (Store, Arc<AtomicU64>) {
         let reads = Arc::new(AtomicU64::new(0));
         let backend = Counting {
             inner: MemBackend::new(1),
             reads: Arc::clone(&reads),
         };
+        (one_device_store(backend, extents, value), reads)
+    }
+
+    #[test]
+    fn loads_of_extents_that_lie_together_take_one_device_read_and_check_each() {
         let value = |id: u64| value_of(id, 3000);
-        let store = one_device_store(backend, 16, value);
+        let (store, reads) = counting_store(16, value);
         // Damage one extent's bytes: its own load fails its check, the others
         // still fill.
         let bad = store
@@ -728,13 +734,8 @@ mod tests {
     /// failing there): the loads of its neighbours read alone.
     #[test]
     fn loads_do_not_merge_across_a_bad_location() {
-        let reads = Arc::new(AtomicU64::new(0));
-        let backend = Counting {
-            inner: MemBackend::new(1),
-            reads: Arc::clone(&reads),
-        };
         let value = |id: u64| value_of(id, 3000);
-        let store = one_device_store(backend, 16, value);
+        let (store, reads) = counting_store(16, value);
         // Extent 5's location is free and bad now, between its neighbours.
         let bad = (store.snapshot(ExtentId(5)))
             .unwrap_or_else(|e| panic!("{e}"))

@@ -392,8 +392,13 @@ impl Allocator {
 
     /// Devices marked degraded, ascending.
     pub(crate) fn degraded_devices(&self) -> Vec<u16> {
+        self.devices_where(|space| space.degraded)
+    }
+
+    /// The devices whose space `pick` picks, ascending.
+    fn devices_where(&self, pick: impl Fn(&DeviceSpace) -> bool) -> Vec<u16> {
         (0..self.devices.len())
-            .filter(|&d| self.devices[d].lock().degraded)
+            .filter(|&d| pick(&self.devices[d].lock()))
             .map(|d| d as u16)
             .collect()
     }
@@ -407,10 +412,7 @@ impl Allocator {
     /// Devices the health policy degraded, ascending: what a checkpoint
     /// keeps (a failed sync's degradation ends with the reopen).
     pub(crate) fn lasting_degraded(&self) -> Vec<u16> {
-        (0..self.devices.len())
-            .filter(|&d| self.devices[d].lock().lasting)
-            .map(|d| d as u16)
-            .collect()
+        self.devices_where(|space| space.lasting)
     }
 
     /// `device`'s bump pointer: no referenced byte lies at or past it (0 for an
@@ -491,11 +493,8 @@ impl Allocator {
 
     /// Whether a bad range of `location`'s device overlaps its bytes.
     pub(crate) fn overlaps_bad(&self, location: Location) -> bool {
-        (self.devices.get(usize::from(location.device))).is_some_and(|d| {
-            !(d.lock().bad)
-                .overlapping(location.offset, location.end())
-                .is_empty()
-        })
+        (self.devices.get(usize::from(location.device)))
+            .is_some_and(|d| d.lock().bad.overlaps(location.offset, location.end()))
     }
 
     /// Whether `location` has been marked bad (tests).
