@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::fault_fs::{Cut, FaultFs, Faults, Rng};
+use common::fault_fs::{Cut, FaultFs, Faults, Rng, Target, WriteFault};
 use common::{decode, value, wait_until};
 use extentmeta::fs::Fs;
 use extentmeta::{ExtentId, Store, StoreConfig};
@@ -312,4 +312,49 @@ fn a_reopen_that_writes_inline_data_back_on_a_full_disk_releases_the_reserve() {
             "extent {id} after space returned"
         );
     }
+}
+
+/// A rotation's checkpoint that meets a full disk releases the metadata
+/// reserve on the checkpointer's thread. The next write must see that at once
+/// and make the reserve again before it writes (or be refused while the disk
+/// stays full), not learn it only at its own commit and meanwhile take the
+/// room the reserve left for metadata.
+#[test]
+fn a_write_after_a_checkpoint_released_the_reserve_makes_it_again_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let fs = full_fs(dir, 1 << 30);
+    let store = Store::open_in(Arc::new(fs.clone()), dir, config()).unwrap();
+    assert!(fs.live("RESERVE").is_some(), "the open makes the reserve");
+    // The next checkpoint's first write meets a full disk, once.
+    fs.set_faults(Faults {
+        enospc: Some(WriteFault {
+            target: Target::Checkpoint,
+            nth: 1,
+            short: false,
+        }),
+        ..Faults::default()
+    });
+    // Each inline write outgrows the 4 KiB journal: a rotation after each.
+    let mut id = 0;
+    while fs.fired().is_none() {
+        assert!(id < 100, "no checkpoint met the full disk");
+        put(&store, id, 1).unwrap();
+        wait_until(|| !store.stats().checkpoint_pending);
+        id += 1;
+    }
+    wait_until(|| !store.stats().checkpoint_pending);
+    assert!(
+        fs.live("RESERVE").is_none(),
+        "the checkpoint released the reserve to finish"
+    );
+    put(&store, id, 1).unwrap();
+    assert!(
+        fs.live("RESERVE").is_some(),
+        "the write made the reserve again before writing"
+    );
+    for written in 0..=id {
+        assert_eq!(read(&store, written), Some(1), "extent {written}");
+    }
+    store.close().unwrap();
 }

@@ -128,10 +128,14 @@ impl Shared {
     /// make it again, so that writes go on once space was freed; if that fails
     /// the write is refused ([`Error::DiskFull`](crate::Error::DiskFull)).
     pub(crate) fn make_room(&self) {
-        // The flag, not the journal's lock: a write must not contend with group
-        // commit to learn that nothing is to be done.
-        if self.core.space_low.load(Ordering::Relaxed)
-            && let Some(journal) = &self.journal
+        // The flags, not the journal's lock: a write must not contend with group
+        // commit to learn that nothing is to be done. The journal's own flag
+        // too, not only the copy `Core` keeps: a rotation's checkpoint releases
+        // the reserve on its own thread, and `Core`'s copy learns of that only
+        // at the next commit, so a write begun meanwhile would take the room
+        // the reserve left for metadata.
+        if let Some(journal) = &self.journal
+            && (journal.space_low() || self.core.space_low.load(Ordering::Relaxed))
         {
             self.core.set_space_low(!journal.restore_reserve());
         }
