@@ -220,6 +220,15 @@ impl WriteOp {
             && !core.mutants.retire_before_journal
     }
 
+    /// Whether this write, its bytes written at `location`, journals its
+    /// record while their sync runs: the path [`step`](Machine::step) takes
+    /// when the data write succeeds. The emulator asks it as the data write
+    /// completes, to keep faults off such data until its marker is durable:
+    /// the decision is this machine's, not a copy of it.
+    pub(crate) fn overlaps_at(&self, core: &Core, location: Location) -> bool {
+        !self.inline(core, location) && self.overlaps(core, location)
+    }
+
     /// Journals the record committing the write on top of `begin` while the
     /// data's sync runs, or ends the write if the table refuses it.
     fn overlap(&mut self, core: &Core, begin: Snapshot, location: Location) -> Step<Snapshot> {

@@ -10,7 +10,7 @@ use crate::cache::FlightOutcome;
 use crate::error::Error;
 use crate::journal::Entry;
 use crate::protocol::{CompactOutcome, Fault, IoRequest, IoResult, Machine, Step, Tally, Verdict};
-use crate::record::ExtentId;
+use crate::record::{ExtentId, Location};
 use crate::sim::config::Protocol;
 use crate::sim::emulated_journal;
 use crate::sim::legacy;
@@ -167,7 +167,7 @@ impl World {
             }
             IoRequest::Write(location, bytes) => {
                 if self.fabric.roll_misdirect()
-                    && !self.overlapping(idx)
+                    && !self.overlapping(idx, location)
                     && let Some(victim) = self.victim_location(location)
                 {
                     self.fabric.misdirect(location, victim, bytes);
@@ -206,12 +206,13 @@ impl World {
     }
 
     /// Whether slot `idx` is a write whose record will go to the journal while
-    /// its data's sync runs: no fault is injected into its data until its marker
-    /// is durable (see `Model::unmarked`).
-    fn overlapping(&self, idx: usize) -> bool {
-        self.cfg.overlap_data_sync
-            && matches!(self.slots.get(idx), Some(Some(ActiveOp { op: Op::Write(_, bytes), .. }))
-                if bytes.len() > self.cfg.inline_write_max as usize)
+    /// its data's sync runs, its data written at `location`: no fault is
+    /// injected into its data until its marker is durable (see
+    /// `Model::unmarked`). The machine's own decision, asked as its data write
+    /// completes.
+    fn overlapping(&self, idx: usize, location: Location) -> bool {
+        matches!(self.slots.get(idx), Some(Some(ActiveOp { op: Op::Write(w, _), .. }))
+                if w.overlaps_at(&self.core, location))
     }
 
     /// Whether slot `idx` waits for the two parts of a sync-and-journal.
