@@ -253,7 +253,11 @@ impl Listener {
     /// stream and delivers it to every listener.
     pub(crate) fn emit(&self, event: impl FnOnce(u64) -> Event) {
         let event = self.changes.push(event);
-        self.deliver(&Arc::clone(&self.callbacks.read()), &event);
+        // The guard ends with this statement: a listener may add or remove
+        // listeners (a write lock on the same thread), and one that writes
+        // another extent emits while another thread waits to change the list.
+        let callbacks = Arc::clone(&self.callbacks.read());
+        self.deliver(&callbacks, &event);
     }
 
     /// Delivers `event`, which is not a record change, to every listener (built

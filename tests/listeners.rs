@@ -89,3 +89,36 @@ fn set_listener_replaces_all_and_clear_removes_all() {
         .expect("write");
     assert_eq!(set.lock().expect("not poisoned").len(), 1, "cleared");
 }
+
+/// A listener may remove itself (or change the listeners) from inside its
+/// call: the list is not locked while listeners run. It used to be, for a
+/// record change, and the removal then waited forever on the lock its own
+/// thread held.
+#[test]
+fn a_listener_can_remove_itself() {
+    let store = Arc::new(store());
+    let (seen, record) = recorder();
+    let weak = Arc::downgrade(&store);
+    let me = Arc::new(Mutex::new(None));
+    let me_inside = Arc::clone(&me);
+    let id = store.add_listener(move |event| {
+        record(event);
+        let id = me_inside.lock().unwrap().take();
+        if let (Some(store), Some(id)) = (weak.upgrade(), id) {
+            assert!(store.remove_listener(id), "removed once");
+        }
+    });
+    *me.lock().unwrap() = Some(id);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let writer = Arc::clone(&store);
+    std::thread::spawn(move || {
+        writer.write(ExtentId(1), b"first").unwrap();
+        writer.write(ExtentId(2), b"second").unwrap();
+        tx.send(()).unwrap();
+    });
+    // Only a hang fails on time: the deadline is far beyond two writes.
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the writes returned");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "only the first write's event: {seen:?}");
+}
