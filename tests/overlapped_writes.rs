@@ -212,3 +212,66 @@ fn checkpoints_failed_by_a_device_sync_leave_no_images_behind() {
         assert_eq!(read(&store, id), 1);
     }
 }
+
+/// Once armed, holds the next device sync until a journal sync has ended:
+/// the flusher's group commit ends while the write's data is still syncing,
+/// so the flusher looks for markers before the write leaves one.
+#[derive(Debug, Default)]
+struct DataSyncAfterJournal {
+    armed: AtomicBool,
+    journal_synced: std::sync::Mutex<bool>,
+    cond: std::sync::Condvar,
+}
+
+impl Hook for DataSyncAfterJournal {
+    fn before_sync(&self, file: &str) -> SyncVerdict {
+        if is_device(file) && self.armed.swap(false, Ordering::SeqCst) {
+            let mut synced = self.journal_synced.lock().unwrap();
+            // Bounded: the write's record is appended before its data syncs,
+            // and the flusher leads its group commit at once.
+            while !*synced {
+                synced = self.cond.wait(synced).unwrap();
+            }
+        }
+        SyncVerdict::Normal
+    }
+
+    fn after_sync(&self, file: &str, _failed: bool) {
+        if fault_fs::is_journal(file) {
+            *self.journal_synced.lock().unwrap() = true;
+            self.cond.notify_all();
+        }
+    }
+}
+
+/// On an idle store, an overlapped write's marker is journaled by the flusher
+/// soon after the write returns, not only by the next operation's append. The
+/// flusher used to wait with no deadline once its group commit ended with no
+/// marker pending, and nothing woke it when the write then left one: the
+/// window in which recovery must read the write's data (and may take a later
+/// fault of it for a torn write) stayed open until the store was next used.
+#[test]
+fn an_idle_store_journals_an_overlapped_writes_marker() {
+    let tmp = fault_fs::tempdir();
+    let dir = tmp.path();
+    let fs = FaultFs::new(dir, u64::MAX, Faults::default());
+    let hook = Arc::new(DataSyncAfterJournal::default());
+    fs.set_hook(hook.clone());
+    let store = Store::open_in(Arc::new(fs.clone()), dir, config()).unwrap();
+    *hook.journal_synced.lock().unwrap() = false;
+    hook.armed.store(true, Ordering::SeqCst);
+    store.write(ExtentId(1), &val(1, 1)).unwrap();
+    let after_write = store.stats().journal_bytes;
+    // Only a hang fails on time: the deadline is far beyond the flusher's
+    // 2 ms wait and one journal sync.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while store.stats().journal_bytes == after_write {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the marker was never journaled on the idle store"
+        );
+        std::thread::yield_now();
+    }
+    assert_eq!(read(&store, 1), 1);
+    store.close().unwrap();
+}

@@ -103,6 +103,10 @@ pub(crate) struct Journal {
     flush_wanted: AtomicBool,
     /// The flusher is to return (under the writer's lock).
     flusher_stop: AtomicBool,
+    /// The flusher waits with no deadline: no marker was pending when it
+    /// looked, so one left after that must wake it
+    /// ([`markers_left`](Self::markers_left)).
+    flusher_idle: AtomicBool,
     /// A checkpoint a rotation made due (0: none), for the checkpointer
     /// (`checkpoint_loop`) or, if it has stopped, `close` to write.
     handed_over: AtomicU64,
@@ -132,6 +136,7 @@ impl Journal {
             flush_cond: Condvar::new(),
             flush_wanted: AtomicBool::new(false),
             flusher_stop: AtomicBool::new(false),
+            flusher_idle: AtomicBool::new(false),
             handed_over: AtomicU64::new(0),
             checkpoint_cond: Condvar::new(),
             checkpointer_stop: AtomicBool::new(false),

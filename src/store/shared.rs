@@ -181,6 +181,13 @@ impl Shared {
     pub(crate) fn write_finished(&self) {
         *self.write_done.lock() += 1;
         self.write_done_cv.notify_all();
+        // An overlapped write leaves its marker (`Overlaps::synced`) for the
+        // next append: on an idle store the flusher journals it.
+        if self.core.overlaps.markers_pending()
+            && let Some(journal) = &self.journal
+        {
+            journal.markers_left();
+        }
     }
 
     /// The write-finished counter, to wait on with [`wait_write`](Self::wait_write).

@@ -67,10 +67,40 @@ impl Journal {
                 }
                 (true, since) => since,
             };
-            g = match markers_since {
-                Some(_) => self.flush_cond.wait_for(g, MARKER_WAIT),
-                None => self.flush_cond.wait(g),
-            };
+            if markers_since.is_some() {
+                g = self.flush_cond.wait_for(g, MARKER_WAIT);
+                continue;
+            }
+            // Idle, with no deadline. A write that leaves a marker after the
+            // look above wakes it ([`markers_left`]): the flag is set, then the
+            // markers looked at once more, while `markers_left` runs after
+            // the marker's store; with a SeqCst fence between each side's
+            // store and load, at least one of them sees the other's store (a
+            // store-buffering pair), so either this finds the marker or that
+            // finds the flag and wakes this under the writer's lock.
+            // Relaxed stores: ordered by the fences and the writer's lock.
+            self.flusher_idle.store(true, Ordering::Relaxed);
+            crate::sync::fence_seq_cst();
+            if !live.markers_pending() {
+                g = self.flush_cond.wait(g);
+            }
+            self.flusher_idle.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// An overlapped write finished and left its marker for the next append
+    /// to carry: wakes the flusher if it waits with no deadline, so that an
+    /// idle store journals the marker within [`MARKER_WAIT`] (see
+    /// [`flush_loop`](Self::flush_loop)) rather than at the next operation.
+    pub(crate) fn markers_left(&self) {
+        // SeqCst fence: pairs with the flusher's (see `flush_loop`).
+        crate::sync::fence_seq_cst();
+        // Relaxed: ordered by the fence.
+        if self.flusher_idle.load(Ordering::Relaxed) {
+            // Under the writer's lock: the flusher is in its wait, or has
+            // not yet released the lock to wait; either way it wakes.
+            let _g = self.writer.lock();
+            self.flush_cond.notify_all();
         }
     }
 
