@@ -43,7 +43,13 @@
 //! where it starts). Listeners get the same events with the same numbers.
 //!
 //! A listener must be quick (it runs on the committing thread) and must not call
-//! back into the store for the same extent. A listener that panics is contained:
+//! back into the store for the same extent, nor, while a batch commits, for an
+//! extent of that batch: its later items are still pending on the listener's
+//! own thread, so a write of one would wait for itself for `write_wait_ms` and
+//! then fail with [`Error::WriteInProgress`](crate::Error::WriteInProgress)
+//! (use [`Store::try_write`](crate::Store::try_write), or hand the work to
+//! another thread). A listener may add or remove listeners, itself included.
+//! A listener that panics is contained:
 //! the panic is counted in [`StoreStats::listener_panics`](crate::StoreStats), the
 //! other listeners still get the event, and the operation completes as if there
 //! were no listener.

@@ -62,6 +62,11 @@ pub trait Backend: Send + Sync + 'static {
     /// already no longer than `length` is left as it is. The default keeps
     /// everything (`Ok(())`).
     ///
+    /// Called with the device's space locked, so that no location in the tail
+    /// is handed out before it is released: an implementation must not call
+    /// back into the store (`write`, `stats`, `space`, ...), which would wait
+    /// for that lock on its own thread.
+    ///
     /// # Errors
     ///
     /// [`Error::Io`](crate::Error::Io); the store then keeps counting the tail as
