@@ -6,7 +6,7 @@ mod common;
 
 use common::{decode, value};
 use extentmeta::cache::Evicted;
-use extentmeta::{CachePolicy, ExtentId, MemBackend, Store, StoreConfig};
+use extentmeta::{Cache, CachePolicy, ExtentId, MemBackend, Priority, Store, StoreConfig};
 use std::sync::{Arc, Mutex};
 
 /// A value heavier than a shard (`cache_bytes / cache_shards`) is cached apart,
@@ -129,4 +129,37 @@ fn readahead_switches_off_without_switching_off_prefetch() {
         "a sequential scan queued nothing"
     );
     assert_eq!(store.prefetch(&[ExtentId(40), ExtentId(41)]), 2);
+}
+
+/// Any shard count is taken: a huge one is capped at `cache::MAX_SHARDS`
+/// instead of overflowing its rounding (a panic) or allocating shards by the
+/// billion (an abort), and the cache still caches.
+#[test]
+fn any_shard_count_makes_a_working_cache() {
+    for shards in [0, 3, extentmeta::cache::MAX_SHARDS + 1, usize::MAX] {
+        let cache = Cache::new(64 << 20, shards);
+        let id = ExtentId(shards as u64 % 1000);
+        let bytes = value(id, 1, 100);
+        let extentmeta::cache::Lookup::Load(token) = cache.lookup(id, 1, Priority::Demand) else {
+            panic!("{shards} shards: a first lookup loads");
+        };
+        cache.complete(token, Ok(extentmeta::Bytes::from(bytes.clone())), || true);
+        let extentmeta::cache::Lookup::Hit(hit) = cache.lookup(id, 1, Priority::Demand) else {
+            panic!("{shards} shards: the fill is cached");
+        };
+        assert_eq!(&hit[..], &bytes[..], "{shards} shards");
+    }
+}
+
+/// A write far past what memory holds is a typed error from `MemBackend`,
+/// not an aborted process.
+#[test]
+fn a_memory_backend_refuses_a_write_it_cannot_hold() {
+    let backend = extentmeta::MemBackend::new(1);
+    let far = extentmeta::Location::new(0, 1 << 46, 1);
+    let err = extentmeta::Backend::write_at(&backend, far, b"x").unwrap_err();
+    assert_eq!(err.code(), "FPRE009", "{err}");
+    let err = backend.corrupt(far, |b| b[0] = 1).unwrap_err();
+    assert_eq!(err.code(), "FPRE009", "{err}");
+    assert_eq!(backend.device_len(0), 0);
 }

@@ -31,9 +31,7 @@ impl MemBackend {
     pub fn corrupt(&self, location: Location, f: impl FnOnce(&mut [u8])) -> Result<()> {
         let (start, end) = span(location, location.length as usize)?;
         let mut dev = self.device(location.device)?.write();
-        if dev.len() < end {
-            dev.resize(end, 0);
-        }
+        grow(&mut dev, end, location)?;
         f(&mut dev[start..end]);
         Ok(())
     }
@@ -75,9 +73,7 @@ impl Backend for MemBackend {
     fn write_at(&self, location: Location, bytes: &[u8]) -> Result<()> {
         let (start, end) = span(location, bytes.len())?;
         let mut dev = self.device(location.device)?.write();
-        if dev.len() < end {
-            dev.resize(end, 0);
-        }
+        grow(&mut dev, end, location)?;
         dev[start..end].copy_from_slice(bytes);
         Ok(())
     }
@@ -102,6 +98,23 @@ impl Backend for MemBackend {
 /// The byte range `[offset, offset + len)` of `location` as memory indices, or a
 /// typed error if it does not fit in this process's address space (a location near
 /// `u64::MAX` is a caller's bug, not a reason to panic).
+/// Zero-fills `dev` up to `end` bytes (for a write at `location`), or a
+/// typed error if memory cannot hold it: the allocation is tried, not assumed,
+/// since a failed one would abort the process.
+fn grow(dev: &mut Vec<u8>, end: usize, location: Location) -> Result<()> {
+    if dev.len() < end {
+        dev.try_reserve_exact(end - dev.len())
+            .map_err(|e| Error::Io {
+                device: location.device,
+                op: "write",
+                kind: std::io::ErrorKind::OutOfMemory,
+                message: format!("{location}: {e}"),
+            })?;
+        dev.resize(end, 0);
+    }
+    Ok(())
+}
+
 fn span(location: Location, len: usize) -> Result<(usize, usize)> {
     let start = usize::try_from(location.offset).ok();
     let end = start.and_then(|s| s.checked_add(len));

@@ -196,17 +196,23 @@ pub struct Evicted {
     pub unread_prefetch: bool,
 }
 
+/// The most shards a [`Cache`] has: a larger count is taken as this one.
+/// Each shard takes a few hundred bytes before it holds anything, and a shard
+/// holds its share of the capacity, so more would only waste memory (the store
+/// allows at most 1 024, `cache_shards`).
+pub const MAX_SHARDS: usize = 1 << 16;
+
 impl Cache {
     /// A cache of `capacity_bytes` (payload plus per-entry overhead) split over
-    /// `shards` shards (rounded up to a power of two, at least 1), with the default
-    /// [`CachePolicy`].
+    /// `shards` shards (rounded up to a power of two, at least 1, at most
+    /// [`MAX_SHARDS`]), with the default [`CachePolicy`].
     pub fn new(capacity_bytes: u64, shards: usize) -> Self {
         Self::with_policy(capacity_bytes, shards, CachePolicy::default())
     }
 
     /// [`new`](Self::new) with an eviction policy of the caller's.
     pub fn with_policy(capacity_bytes: u64, shards: usize, policy: CachePolicy) -> Self {
-        let shards = shards.max(1).next_power_of_two();
+        let shards = shards.clamp(1, MAX_SHARDS).next_power_of_two();
         Cache {
             shards: (0..shards)
                 .map(|_| Padded(SpinMutex::new(Shard::default())))
