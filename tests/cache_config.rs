@@ -163,3 +163,31 @@ fn a_memory_backend_refuses_a_write_it_cannot_hold() {
     assert_eq!(err.code(), "FPRE009", "{err}");
     assert_eq!(backend.device_len(0), 0);
 }
+
+/// A weigher that panics is contained: the read still returns its bytes, the
+/// value is not cached (counted oversized), and the store goes on.
+#[test]
+fn a_panicking_weigher_costs_the_caching_not_the_read() {
+    let config = StoreConfig::builder()
+        .cache_shards(1)
+        .prefetch_workers(0)
+        .cache_weigher(|id, bytes| {
+            assert!(id.0 != 3, "the engine's weigher fails on extent 3");
+            bytes.len() as u64
+        })
+        .build()
+        .unwrap();
+    let store = Store::new(MemBackend::new(1), config).unwrap();
+    for i in 1..=4 {
+        store
+            .write(ExtentId(i), &value(ExtentId(i), 1, 256))
+            .unwrap();
+    }
+    for _ in 0..2 {
+        for i in 1..=4 {
+            assert_eq!(decode(&store.read(ExtentId(i)).unwrap()), (ExtentId(i), 1));
+        }
+    }
+    let c = store.stats().cache;
+    assert_eq!((c.inserted, c.oversized, c.hits), (3, 2, 3), "{c:?}");
+}

@@ -172,7 +172,9 @@ impl std::fmt::Debug for Cache {
 /// Weighs an entry: its cost against the capacity, in bytes (the cache adds its
 /// own per-entry overhead). The default is the payload's length. It runs under
 /// the shard's lock, on which other threads wait yielding their time slices: it
-/// must be quick and must not block or touch this cache.
+/// must be quick and must not block or touch this cache. A weigher that panics
+/// is contained: that value is served but not cached (counted in
+/// [`CacheStats::oversized`]).
 pub type Weigher = std::sync::Arc<dyn Fn(ExtentId, &[u8]) -> u64 + Send + Sync>;
 
 /// Called with every entry evicted for space, after the shard lock is released
@@ -452,7 +454,12 @@ impl Cache {
                 };
                 let w = match &self.weigher {
                     Some(weigher) => {
-                        weigher(token.id, &bytes).saturating_add(shard::ENTRY_OVERHEAD)
+                        // A panicking weigher is contained (the caller's read
+                        // still gets its bytes): the value is weighed as too
+                        // heavy to cache, so it is counted oversized.
+                        let weigh = std::panic::AssertUnwindSafe(|| weigher(token.id, &bytes));
+                        (std::panic::catch_unwind(weigh).unwrap_or(u64::MAX))
+                            .saturating_add(shard::ENTRY_OVERHEAD)
                     }
                     None => shard::weight(&bytes),
                 };
