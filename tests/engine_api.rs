@@ -296,3 +296,36 @@ fn with_records_keeps_the_newest_version_of_each_extent_in_any_order() {
         "generation 3 of extent 4"
     );
 }
+
+/// `with_records` answers in the caller's terms: an id past `max_extents` is
+/// `ExtentOutOfRange` (it was a configuration error naming a directory there
+/// is none of), and a snapshot of an id never written (version 0) is skipped,
+/// not taken for a corrupt checkpoint.
+#[test]
+fn with_records_refuses_an_id_out_of_range_and_skips_a_record_never_written() {
+    let backend = Arc::new(MemBackend::new(1));
+    let big = extentmeta::TableConfig::builder()
+        .max_extents(1 << 27)
+        .build()
+        .unwrap();
+    let config = StoreConfig::builder().table(big).build().unwrap();
+    let store = Store::new(Arc::clone(&backend), config).unwrap();
+    let far = ExtentId(1 << 26);
+    let written = store.write(far, &value(far, 1, 64)).unwrap();
+    let never = store.snapshot(ExtentId(3)).unwrap();
+    assert_eq!(never.version(), 0);
+    let near = store
+        .write(ExtentId(5), &value(ExtentId(5), 1, 64))
+        .unwrap();
+    drop(store);
+    let err = Store::with_records(
+        Arc::clone(&backend),
+        StoreConfig::default(),
+        [near, written],
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "FPRE005", "{err}");
+    let store = Store::with_records(backend, StoreConfig::default(), [never, near]).unwrap();
+    assert_eq!(decode(&store.read(ExtentId(5)).unwrap()), (ExtentId(5), 1));
+    assert_eq!(store.read(ExtentId(3)).unwrap_err().code(), "FPRE012");
+}

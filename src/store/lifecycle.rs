@@ -60,7 +60,8 @@ impl Store {
     /// the backend lacks, past the device capacity, or off a block boundary (the
     /// configuration does not fit the records); [`Error::ExtentOutOfRange`] for
     /// an id at or past `max_extents`; [`Error::CheckpointCorrupt`] if two records
-    /// overlap or a version is odd.
+    /// overlap or a version is odd. A record of version 0 (an id never written,
+    /// as [`snapshot`](Self::snapshot) reports it) is skipped: every id starts so.
     ///
     /// # Examples
     ///
@@ -105,9 +106,31 @@ impl Store {
             block_size: config.block_size_bytes,
             read_chunk: crate::journal::open::READ_CHUNK,
         };
+        // Checked here, where the records are the caller's, not a directory's:
+        // an id past the table is the caller's range error (the rebuild would
+        // blame the configuration of a directory there is none of), and a
+        // record never written (version 0, as `snapshot` reports an id no
+        // write touched) is the state every id starts in: nothing to restore.
+        let capacity = config.table.max_extents();
+        let mut refused = None;
         let entries = (records.into_iter())
+            .filter(|record| record.version() != 0)
+            .map_while(|record| match record.extent().0 < capacity {
+                true => Some(record),
+                false => {
+                    refused = Some(Error::ExtentOutOfRange {
+                        extent: record.extent(),
+                        capacity,
+                    });
+                    None
+                }
+            })
             .map(|record| crate::journal::Entry::put(&record, crate::Tag::EMPTY));
-        let (table, _untagged, allocator) = crate::journal::open::rebuild(entries, &geometry)?;
+        let rebuilt = crate::journal::open::rebuild(entries, &geometry);
+        if let Some(err) = refused {
+            return Err(err);
+        }
+        let (table, _untagged, allocator) = rebuilt?;
         Self::in_memory(table, allocator, backend, config)
     }
 
