@@ -5,7 +5,7 @@ use super::op::{ActiveOp, Input, Op};
 use super::{ActorKind, Clock, World};
 use crate::cache::Priority;
 use crate::protocol::{
-    BatchWriteOp, CompactOp, DeleteOp, ReadOp, ReadSession, VerifySession, WriteOp,
+    BatchItem, BatchWriteOp, CompactOp, DeleteOp, ReadOp, ReadSession, VerifySession, WriteOp,
 };
 use crate::record::{ExtentId, Location};
 use crate::sim::config::Protocol;
@@ -52,7 +52,10 @@ impl World {
         self.start(a, extent, op);
     }
 
-    /// A batch of `first` and 1 to 3 other distinct extents.
+    /// A batch of `first` and 1 to 3 other distinct extents. With deletes
+    /// asked for, each of its changes is a delete at that rate (a batch holds
+    /// deletes and writes together, durable all or nothing, as
+    /// `Store::batch` does).
     pub(super) fn start_batch(&mut self, actor: usize, first: ExtentId) {
         let (lo, hi) = self.cfg.workload.value_bytes;
         let mut ids = vec![first];
@@ -65,26 +68,37 @@ impl World {
         if self.meta.space_low() && self.meta.restore_reserve() {
             self.core.set_space_low(false);
         }
-        let items: Vec<(ExtentId, crate::bytes::Bytes)> = (ids.into_iter())
+        let deletes = self.cfg.workload.delete_percent;
+        let items: Vec<(ExtentId, Option<crate::bytes::Bytes>)> = (ids.into_iter())
             .map(|id| {
+                // Drawn only when deletes are asked for: the default runs stay
+                // as they were.
+                if deletes > 0 && self.rng.random_range(0..100) < deletes {
+                    return (id, None);
+                }
                 let len = self.rng.random_range(lo.max(32)..=hi.max(lo.max(32))) as usize;
                 // Single-threaded: no commit can slip in before the batch begins.
                 let generation = self.core.table.snapshot(id).map_or(0, |s| s.generation()) + 1;
-                (id, value(id, generation, len))
+                (id, Some(value(id, generation, len)))
             })
             .collect();
-        self.report.writes += items.len() as u64;
-        let tagged = (items.iter())
-            .map(|(id, bytes)| {
-                let generation = crate::sim::history::decode(bytes).map_or(0, |(_, g)| g);
-                (
-                    *id,
-                    bytes.clone(),
-                    crate::sim::history::tag(*id, generation),
-                )
+        let written = items.iter().filter(|(_, b)| b.is_some()).count() as u64;
+        self.report.writes += written;
+        self.report.deletes += items.len() as u64 - written;
+        let changes = (items.iter())
+            .map(|(id, bytes)| match bytes {
+                Some(bytes) => {
+                    let generation = crate::sim::history::decode(bytes).map_or(0, |(_, g)| g);
+                    BatchItem::Write(
+                        *id,
+                        bytes.clone(),
+                        crate::sim::history::tag(*id, generation),
+                    )
+                }
+                None => BatchItem::Delete(*id),
             })
             .collect();
-        let op = Op::Batch(BatchWriteOp::new(tagged), items);
+        let op = Op::Batch(BatchWriteOp::mixed(changes), items);
         self.start(actor, first, op);
     }
 

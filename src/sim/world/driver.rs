@@ -275,7 +275,9 @@ impl World {
             Some(Some(ActiveOp {
                 op: Op::Batch(_, items),
                 ..
-            })) => items.clone(),
+            })) => (items.iter())
+                .filter_map(|(id, bytes)| Some((*id, bytes.clone()?)))
+                .collect(),
             _ => Vec::new(),
         };
         for e in &entries {
@@ -375,12 +377,22 @@ impl World {
             return;
         };
         for (id, bytes) in items {
-            if let Ok(s) = self.core.table.snapshot(*id)
-                && !s.write_pending()
-                && s.generation() > self.history.current(*id)
-            {
-                self.history.commit(*id, s.generation(), self.now);
-                self.fabric.add_replica(*id, s.generation(), bytes.clone());
+            let Ok(s) = self.core.table.snapshot(*id) else {
+                continue;
+            };
+            if s.write_pending() {
+                continue;
+            }
+            match bytes {
+                Some(bytes) if s.generation() > self.history.current(*id) => {
+                    self.history.commit(*id, s.generation(), self.now);
+                    self.fabric.add_replica(*id, s.generation(), bytes.clone());
+                }
+                // Recorded once, over the generation it left vacant.
+                None if s.state() == crate::record::State::Vacant => {
+                    self.history.delete(*id, s.generation(), self.now);
+                }
+                _ => {}
             }
         }
     }
@@ -455,12 +467,18 @@ impl World {
             }
             (Op::Batch(_, items), Ok(Out::Batch(committed))) => {
                 for &(extent, generation) in &committed {
-                    self.history.commit(extent, generation, self.now);
-                    if let Some((_, bytes)) = items.iter().find(|(id, _)| *id == extent) {
-                        self.fabric.add_replica(extent, generation, bytes.clone());
+                    match items.iter().find(|(id, _)| *id == extent) {
+                        Some((_, Some(bytes))) => {
+                            self.history.commit(extent, generation, self.now);
+                            self.fabric.add_replica(extent, generation, bytes.clone());
+                            self.report.writes_ok += 1;
+                        }
+                        _ => {
+                            self.history.delete(extent, generation, self.now);
+                            self.report.deletes_ok += 1;
+                        }
                     }
                 }
-                self.report.writes_ok += committed.len() as u64;
             }
             (Op::Legacy(legacy::Op::Write(_)), Ok(Out::Written(_))) => {
                 // Legacy commits were absorbed into the history as they became visible.

@@ -33,8 +33,9 @@ pub(super) enum Op {
     /// A demand read with its ladder.
     Session(Box<ReadSession>),
     Write(WriteOp, Bytes),
-    /// A batch of writes of distinct extents, with each one's bytes.
-    Batch(BatchWriteOp, Vec<(ExtentId, Bytes)>),
+    /// A batch of changes of distinct extents: each write's bytes, `None`
+    /// for a delete.
+    Batch(BatchWriteOp, Vec<(ExtentId, Option<Bytes>)>),
     Compact(CompactOp),
     Delete(DeleteOp),
     Verify(Box<VerifySession>),
