@@ -109,7 +109,7 @@ pub(crate) struct BatchWriteOp {
 
 impl BatchWriteOp {
     /// A batch of writes only (the loom models' batches).
-    #[cfg(loom)]
+    #[cfg(all(test, loom))]
     pub(crate) fn new(items: Vec<(ExtentId, Bytes, Tag)>) -> Self {
         Self::mixed(
             (items.into_iter())
