@@ -213,9 +213,10 @@ fn checkpoints_failed_by_a_device_sync_leave_no_images_behind() {
     }
 }
 
-/// Once armed, holds the next device sync until a journal sync has ended:
-/// the flusher's group commit ends while the write's data is still syncing,
-/// so the flusher looks for markers before the write leaves one.
+/// Once armed, holds the next device sync until a journal sync has ended,
+/// and 50 ms more: the flusher's group commit ends while the write's data is
+/// still syncing, so the flusher stops expecting markers before the write
+/// leaves one.
 #[derive(Debug, Default)]
 struct DataSyncAfterJournal {
     armed: AtomicBool,
@@ -232,6 +233,11 @@ impl Hook for DataSyncAfterJournal {
             while !*synced {
                 synced = self.cond.wait(synced).unwrap();
             }
+            drop(synced);
+            // A data sync that outlasts the flusher's wait after its group
+            // (2 ms): the write then leaves its marker while the flusher waits
+            // with no deadline. (A slower machine only makes this longer.)
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
         SyncVerdict::Normal
     }
