@@ -102,6 +102,10 @@ struct Args {
     /// Rotate the journal once it is longer than this many bytes.
     #[arg(long)]
     journal_max_bytes: Option<u64>,
+    /// Remove the journal a checkpoint retires instead of keeping it for the
+    /// next switch to write over (`StoreConfig::recycle_journals(false)`).
+    #[arg(long)]
+    no_recycle: bool,
     /// Mutant: acknowledge a group commit before its journal sync (the crash sweep
     /// must catch it).
     #[arg(long)]
@@ -279,6 +283,7 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
     c.inline_write_max = args.inline_write_max.unwrap_or(c.inline_write_max);
     c.crash_spacing = args.crash_spacing.unwrap_or(c.crash_spacing);
     c.journal_max_bytes = args.journal_max_bytes.unwrap_or(c.journal_max_bytes);
+    c.recycle_journals = !args.no_recycle;
     let w = &mut c.workload;
     w.ops = args.ops.unwrap_or(w.ops);
     w.extents = args.extents.unwrap_or(w.extents).max(1);
@@ -551,6 +556,9 @@ fn mutants(args: &Args) -> String {
     }
     if let Some(n) = args.journal_max_bytes {
         flags.push_str(&format!(" --journal-max-bytes {n}"));
+    }
+    if args.no_recycle {
+        flags.push_str(" --no-recycle");
     }
     if let Some(n) = args.inline_write_max {
         flags.push_str(&format!(" --inline-write-max {n}"));

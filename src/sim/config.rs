@@ -152,6 +152,10 @@ pub struct SimConfig {
     pub journal_max_bytes: u64,
     /// Bytes of the metadata reserve (small: the emulator keeps it in memory).
     pub metadata_reserve_bytes: u64,
+    /// Whether a checkpoint keeps the journal it retires for the next switch
+    /// to write over (`StoreConfig::recycle_journals`, on by default), or
+    /// removes it.
+    pub recycle_journals: bool,
     /// Mutant: acknowledge a group commit when its frames are written, before the
     /// journal sync. The crash checker must catch it.
     pub ack_before_journal_sync: bool,
@@ -320,6 +324,7 @@ impl Default for SimConfig {
             crash_spacing: 400,
             journal_max_bytes: 1024,
             metadata_reserve_bytes: 512,
+            recycle_journals: true,
             ack_before_journal_sync: false,
             reuse_before_durable: false,
             pointer_before_checkpoint_sync: false,

@@ -242,7 +242,7 @@ pub(crate) fn recover(
                 reserve_bytes: meta.reserve_bytes(),
                 reserve_found: reserve_len(dir),
                 recycled: file_len(dir, crate::journal::files::RECYCLED),
-                recycle: true,
+                recycle: meta.recycle(),
             },
             meta.plan_mutants(),
         ) {

@@ -47,6 +47,8 @@ pub(crate) struct EmulatedJournalConfig {
     pub(crate) disk_full_ppm: u32,
     /// Bytes of the metadata reserve.
     pub(crate) reserve_bytes: u64,
+    /// See `SimConfig::recycle_journals`.
+    pub(crate) recycle: bool,
 }
 
 /// What the world must do after a metadata step.
@@ -150,6 +152,11 @@ impl EmulatedJournal {
     }
 
     /// The metadata reserve's size.
+    /// Whether retired journals are kept to be written over.
+    pub(crate) fn recycle(&self) -> bool {
+        self.cfg.recycle
+    }
+
     pub(crate) fn reserve_bytes(&self) -> u64 {
         self.cfg.reserve_bytes
     }

@@ -176,6 +176,7 @@ impl World {
                 transient_ppm: cfg.faults.transient_ppm,
                 disk_full_ppm: cfg.faults.disk_full_ppm,
                 reserve_bytes: cfg.metadata_reserve_bytes,
+                recycle: cfg.recycle_journals,
             },
             ChaCha8Rng::seed_from_u64(seed ^ 0x10C0_0000_7E57_0000),
         );

@@ -74,7 +74,7 @@ impl World {
                 reserve_bytes: self.meta.reserve_bytes(),
                 reserve_found: crash::reserve_len(&self.meta.dir),
                 recycled: crash::file_len(&self.meta.dir, journal::files::RECYCLED),
-                recycle: true,
+                recycle: self.meta.recycle(),
             },
             self.meta.plan_mutants(),
         );
