@@ -29,6 +29,7 @@ mod config;
 mod flight;
 mod ghost;
 mod hasher;
+mod hooks;
 mod large;
 mod shard;
 mod sketch;
@@ -37,6 +38,7 @@ mod stats;
 pub use config::{CachePolicy, CachePolicyBuilder};
 pub(crate) use flight::ClaimQueue;
 pub use flight::{Flight, FlightOutcome};
+pub use hooks::{Evicted, EvictionListener, Weigher};
 pub use stats::CacheStats;
 
 use crate::bytes::Bytes;
@@ -167,35 +169,6 @@ impl std::fmt::Debug for Cache {
             .field("eviction_listener", &self.on_evict.is_some())
             .finish_non_exhaustive()
     }
-}
-
-/// Weighs an entry: its cost against the capacity, in bytes (the cache adds its
-/// own per-entry overhead). The default is the payload's length. It runs under
-/// the shard's lock, on which other threads wait yielding their time slices: it
-/// must be quick and must not block or touch this cache. A weigher that panics
-/// is contained: that value is served but not cached (counted in
-/// [`CacheStats::oversized`]).
-pub type Weigher = std::sync::Arc<dyn Fn(ExtentId, &[u8]) -> u64 + Send + Sync>;
-
-/// Called with every entry evicted for space, after the shard lock is released
-/// (it may use the cache's own calls). Must be quick and must not wait for a
-/// load: it runs on the thread whose fill evicted, which may be a prefetch
-/// worker holding the loads of extents it reads next, so a store read from
-/// it can wait for a load only its own thread would run, and never return.
-/// Hand the notification to another thread instead.
-pub type EvictionListener = std::sync::Arc<dyn Fn(&Evicted) + Send + Sync>;
-
-/// An entry the cache evicted for space.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Evicted {
-    /// The extent.
-    pub extent: ExtentId,
-    /// The generation of the evicted bytes.
-    pub generation: u64,
-    /// The bytes.
-    pub bytes: Bytes,
-    /// Whether it was filled by a prefetch and never read (a wasted prefetch).
-    pub unread_prefetch: bool,
 }
 
 /// The most shards a [`Cache`] has: a larger count is taken as this one.
