@@ -207,26 +207,17 @@ impl WriteOp {
             && !core.mutants.retire_before_journal
     }
 
-    /// Whether this write's record, for bytes written at `location`, goes to
-    /// the journal while their sync runs, so that the write costs about one sync
-    /// rather than two (see "Overlapped data syncs" in `journal`). Not on a
-    /// degraded device, whose sync fails (the write then fails cleanly rather
-    /// than with an unknown outcome); never under the mutants that commit
-    /// before journaling.
-    fn overlaps(&self, core: &Core, location: Location) -> bool {
-        core.overlap_data_sync
+    /// Whether this write's record, for bytes written at `location`, goes to the journal
+    /// while their sync runs, so that the write costs about one sync rather than two (see
+    /// "Overlapped data syncs" in `journal`). Not on a degraded device, whose sync fails
+    /// (the write then fails cleanly rather than with an unknown outcome); never under
+    /// the mutants that commit before journaling; never inline. The emulator asks it too.
+    pub(crate) fn overlaps(&self, core: &Core, location: Location) -> bool {
+        !self.inline(core, location)
+            && core.overlap_data_sync
             && !core.allocator.is_degraded(location.device)
             && !core.mutants.commit_before_journal
             && !core.mutants.retire_before_journal
-    }
-
-    /// Whether this write, its bytes written at `location`, journals its
-    /// record while their sync runs: the path [`step`](Machine::step) takes
-    /// when the data write succeeds. The emulator asks it as the data write
-    /// completes, to keep faults off such data until its marker is durable:
-    /// the decision is this machine's, not a copy of it.
-    pub(crate) fn overlaps_at(&self, core: &Core, location: Location) -> bool {
-        !self.inline(core, location) && self.overlaps(core, location)
     }
 
     /// Journals the record committing the write on top of `begin` while the

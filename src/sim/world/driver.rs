@@ -212,7 +212,7 @@ impl World {
     /// completes.
     fn overlapping(&self, idx: usize, location: Location) -> bool {
         matches!(self.slots.get(idx), Some(Some(ActiveOp { op: Op::Write(w, _), .. }))
-                if w.overlaps_at(&self.core, location))
+                if w.overlaps(&self.core, location))
     }
 
     /// Whether slot `idx` waits for the two parts of a sync-and-journal.
