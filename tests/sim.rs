@@ -293,12 +293,26 @@ fn invariants_9_to_11_hold_across_power_cuts() {
     assert_eq!(sim::run(5, &crashing()), sim::run(5, &crashing()));
 }
 
-/// The first seed in `0..seeds` whose crash sweep reports a violation.
+/// The first seed in `0..seeds` whose crash sweep reports a violation. A
+/// mutant may also break an invariant the code asserts in debug builds (a
+/// location freed twice) before the checker sees its effect: that panic is
+/// caught too, and reported as the seed's violation.
 fn caught(config: &SimConfig, seeds: u64) -> Option<(u64, Vec<String>)> {
-    (0..seeds)
-        .map(|seed| (seed, sim::run(seed, config)))
-        .find(|(_, r)| !r.is_clean())
-        .map(|(seed, r)| (seed, r.violations))
+    (0..seeds).find_map(|seed| {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim::run(seed, config))) {
+            Ok(r) if r.is_clean() => None,
+            Ok(r) => Some((seed, r.violations)),
+            Err(panic) => {
+                let message = (panic.downcast_ref::<String>().cloned())
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                Some((
+                    seed,
+                    vec![format!("an asserted invariant broke: {message}")],
+                ))
+            }
+        }
+    })
 }
 
 #[test]
