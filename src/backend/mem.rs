@@ -95,26 +95,26 @@ impl Backend for MemBackend {
     }
 }
 
-/// The byte range `[offset, offset + len)` of `location` as memory indices, or a
-/// typed error if it does not fit in this process's address space (a location near
-/// `u64::MAX` is a caller's bug, not a reason to panic).
 /// Zero-fills `dev` up to `end` bytes (for a write at `location`), or a
-/// typed error if memory cannot hold it: the allocation is tried, not assumed,
-/// since a failed one would abort the process.
+/// typed error if the allocator refuses the memory: the allocation is tried,
+/// not assumed, since a failed one would abort the process. Grown as `resize`
+/// grows (amortized: a device filled write by write is not copied each time).
 fn grow(dev: &mut Vec<u8>, end: usize, location: Location) -> Result<()> {
     if dev.len() < end {
-        dev.try_reserve_exact(end - dev.len())
-            .map_err(|e| Error::Io {
-                device: location.device,
-                op: "write",
-                kind: std::io::ErrorKind::OutOfMemory,
-                message: format!("{location}: {e}"),
-            })?;
+        dev.try_reserve(end - dev.len()).map_err(|e| Error::Io {
+            device: location.device,
+            op: "write",
+            kind: std::io::ErrorKind::OutOfMemory,
+            message: format!("{location}: {e}"),
+        })?;
         dev.resize(end, 0);
     }
     Ok(())
 }
 
+/// The byte range `[offset, offset + len)` of `location` as memory indices, or a
+/// typed error if it does not fit in this process's address space (a location near
+/// `u64::MAX` is a caller's bug, not a reason to panic).
 fn span(location: Location, len: usize) -> Result<(usize, usize)> {
     let start = usize::try_from(location.offset).ok();
     let end = start.and_then(|s| s.checked_add(len));
