@@ -5,10 +5,11 @@ use crate::bytes::Bytes;
 use crate::record::ExtentId;
 
 /// Weighs an entry: its cost against the capacity, in bytes (the cache adds its
-/// own per-entry overhead). The default is the payload's length. It runs under
-/// the shard's lock, on which other threads wait yielding their time slices: it
-/// must be quick and must not block or touch this cache. A weigher that panics
-/// is contained: that value is served but not cached (counted in
+/// own per-entry overhead). The default is the payload's length. It runs on
+/// the filling thread before the shard's lock is taken, once per fill (the
+/// fill waits for it): it should be quick and must not block, nor wait for a
+/// load of this cache (the fill it weighs may be the one). A weigher that
+/// panics is contained: that value is served but not cached (counted in
 /// [`CacheStats::oversized`](super::CacheStats::oversized)).
 pub type Weigher = std::sync::Arc<dyn Fn(ExtentId, &[u8]) -> u64 + Send + Sync>;
 

@@ -406,6 +406,18 @@ impl Cache {
         result: Result<Bytes>,
         still_current: impl FnOnce() -> bool,
     ) -> FlightOutcome {
+        // Weighed before the shard's lock is taken: an engine's weigher may be
+        // slow, and one that panics is contained (the caller's read still gets
+        // its bytes; the value is not cached, counted oversized) with no panic
+        // hook running under the lock.
+        let weight = result.as_ref().ok().map(|bytes| match &self.weigher {
+            Some(weigher) => {
+                let weigh = std::panic::AssertUnwindSafe(|| weigher(token.id, bytes));
+                (std::panic::catch_unwind(weigh).ok())
+                    .map(|w| w.saturating_add(shard::ENTRY_OVERHEAD))
+            }
+            None => Some(shard::weight(bytes)),
+        });
         let mut shard = self.shard(token.id).lock();
         let slot = shard.map.get(&token.id);
         let ours = slot
@@ -425,32 +437,28 @@ impl Cache {
                 } else {
                     token.priority
                 };
-                let w = match &self.weigher {
-                    Some(weigher) => {
-                        // A panicking weigher is contained (the caller's read
-                        // still gets its bytes): the value is weighed as too
-                        // heavy to cache, so it is counted oversized.
-                        let weigh = std::panic::AssertUnwindSafe(|| weigher(token.id, &bytes));
-                        (std::panic::catch_unwind(weigh).unwrap_or(u64::MAX))
-                            .saturating_add(shard::ENTRY_OVERHEAD)
+                match weight.flatten() {
+                    None => {
+                        shard.stats.oversized += 1;
+                        shard.remove(token.id);
                     }
-                    None => shard::weight(&bytes),
-                };
-                if w > self.limits.capacity {
-                    shard.remove(token.id);
-                    let (id, generation) = (token.id, token.generation);
-                    let out = self.insert_large(id, generation, bytes.clone(), w, priority);
-                    large_evicted = Some(out);
-                } else {
-                    shard.borrowed = self.borrowed();
-                    shard.insert(
-                        token.id,
-                        token.generation,
-                        bytes.clone(),
-                        w,
-                        priority,
-                        &self.limits,
-                    );
+                    Some(w) if w > self.limits.capacity => {
+                        shard.remove(token.id);
+                        let (id, generation) = (token.id, token.generation);
+                        let out = self.insert_large(id, generation, bytes.clone(), w, priority);
+                        large_evicted = Some(out);
+                    }
+                    Some(w) => {
+                        shard.borrowed = self.borrowed();
+                        shard.insert(
+                            token.id,
+                            token.generation,
+                            bytes.clone(),
+                            w,
+                            priority,
+                            &self.limits,
+                        );
+                    }
                 }
                 FlightOutcome::Ready(bytes)
             }

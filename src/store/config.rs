@@ -237,9 +237,10 @@ impl StoreConfigBuilder {
     );
 
     /// Weighs cache entries with `weigher` (bytes against `cache_bytes`; the
-    /// per-entry overhead is added) instead of their length. It runs under a
-    /// cache shard's lock: it must be quick and must not call the store (see
-    /// [`Weigher`](crate::cache::Weigher)).
+    /// per-entry overhead is added) instead of their length. It runs once per
+    /// cache fill, which waits for it: it should be quick and must not block
+    /// or call the store (a read could wait for the very fill that weighs;
+    /// see [`Weigher`](crate::cache::Weigher)).
     pub fn cache_weigher(
         mut self,
         weigher: impl Fn(crate::ExtentId, &[u8]) -> u64 + Send + Sync + 'static,
