@@ -42,12 +42,14 @@ impl Journal {
     pub(crate) fn flush_loop(&self, live: &dyn Live) {
         let mut g = self.writer.lock();
         let mut markers_since: Option<Instant> = None;
-        // Just led a group: its writes leave their markers once their data's
-        // syncs end, usually within `MARKER_WAIT`, so the next wait has that
-        // deadline and they need not wake this. A wake from each write (or
-        // from the first after every group) cost a context switch per group
-        // commit: 4-9 % of 8 writers' 64 KiB throughput (`lab/durable_ab`).
-        let mut expecting = false;
+        // When the group it last led ended, while its writes' markers are
+        // expected: they come once the writes' data syncs end, usually within
+        // `MARKER_WAIT`, so the next wait has that deadline and the writes
+        // need not wake this, and a marker that comes meanwhile counts its
+        // wait from the group's end. A wake from each write (or from the first
+        // after every group) cost a context switch per group commit: 4-9 % of
+        // 8 writers' 64 KiB throughput (`lab/durable_ab`).
+        let mut expecting: Option<Instant> = None;
         loop {
             // Relaxed: both flags are read and written under the writer's lock.
             if self.flusher_stop.load(Ordering::Relaxed) {
@@ -55,28 +57,29 @@ impl Journal {
             }
             if !g.in_flight() && self.flush_wanted.swap(false, Ordering::Relaxed) {
                 g = self.write_group(g);
-                expecting = true;
+                expecting = Some(Instant::now());
                 continue;
             }
-            markers_since = match (live.markers_pending(), markers_since) {
-                (false, _) => None,
-                (true, None) => Some(Instant::now()),
-                (true, Some(since)) if since.elapsed() >= MARKER_WAIT && !g.in_flight() => {
-                    // A refused append (a failed journal) loses them: recovery
-                    // then reads those writes' data instead.
-                    let markers = live.with_markers(Vec::new());
-                    if !markers.is_empty() {
-                        let _ = g.append(&markers);
-                    }
-                    markers_since = None;
-                    g = self.write_group(g);
-                    continue;
-                }
-                (true, since) => since,
+            markers_since = match live.markers_pending() {
+                false => None,
+                true => markers_since.or(expecting).or_else(|| Some(Instant::now())),
             };
-            if markers_since.is_some() || expecting {
+            if markers_since.is_some_and(|since| since.elapsed() >= MARKER_WAIT) && !g.in_flight() {
+                // A refused append (a failed journal) loses them: recovery
+                // then reads those writes' data instead.
+                let markers = live.with_markers(Vec::new());
+                if !markers.is_empty() {
+                    let _ = g.append(&markers);
+                }
+                (markers_since, expecting) = (None, None);
+                g = self.write_group(g);
+                continue;
+            }
+            if markers_since.is_some() || expecting.is_some() {
                 g = self.flush_cond.wait_for(g, MARKER_WAIT);
-                expecting = false;
+                // Markers left during the wait count from the group's end.
+                markers_since = markers_since.or(expecting);
+                expecting = None;
                 continue;
             }
             // Idle, with no deadline. A write that leaves a marker after the
