@@ -151,12 +151,12 @@ impl EmulatedJournal {
         self.cfg.max_bytes
     }
 
-    /// The metadata reserve's size.
     /// Whether retired journals are kept to be written over.
     pub(crate) fn recycle(&self) -> bool {
         self.cfg.recycle
     }
 
+    /// The metadata reserve's size.
     pub(crate) fn reserve_bytes(&self) -> u64 {
         self.cfg.reserve_bytes
     }

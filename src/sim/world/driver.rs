@@ -473,10 +473,13 @@ impl World {
                             self.fabric.add_replica(extent, generation, bytes.clone());
                             self.report.writes_ok += 1;
                         }
-                        _ => {
+                        Some((_, None)) => {
                             self.history.delete(extent, generation, self.now);
                             self.report.deletes_ok += 1;
                         }
+                        None => self.violation(format!(
+                            "{extent}: a batch committed an extent it did not hold"
+                        )),
                     }
                 }
             }
