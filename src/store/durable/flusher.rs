@@ -77,8 +77,16 @@ impl Journal {
             }
             if markers_since.is_some() || expecting.is_some() {
                 g = self.flush_cond.wait_for(g, MARKER_WAIT);
-                // Markers left during the wait count from the group's end.
-                markers_since = markers_since.or(expecting);
+                // Markers left during a wait no append ended count from the
+                // group's end (an idle store's window: `MARKER_WAIT` and a
+                // sync). After an append's wake-up they count afresh: under
+                // load the next appends carry them, and counting from an
+                // earlier group made this journal them itself, a group commit
+                // more (8 writers of 64 KiB: 0.93-0.97 of the build before).
+                // Relaxed: under the writer's lock, as every access.
+                if !self.flush_wanted.load(Ordering::Relaxed) {
+                    markers_since = markers_since.or(expecting);
+                }
                 expecting = None;
                 continue;
             }
