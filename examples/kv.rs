@@ -13,7 +13,8 @@
 //! * **One extent per key.** A key gets an [`ExtentId`] the first time it is put;
 //!   an overwrite is a `write` of the same id (the content generation bumps, the
 //!   cache never serves the old value), a delete is `Store::delete` (the id is
-//!   never reused: a key put again after a delete gets a fresh id).
+//!   not reused while the engine runs: a key put again after a delete gets a
+//!   fresh id; after a reopen, ids past the highest live one may be).
 //! * **The tag is the key.** Each extent's record carries its key as its
 //!   [`Tag`] (`Store::write_tagged`), and the extent holds the value alone. So
 //!   the engine keeps no manifest of its own: on open it scans
@@ -105,12 +106,21 @@ impl Kv {
         }
     }
 
-    /// Deletes `key`; durable when it returns.
+    /// Deletes `key`; durable when it returns. The key leaves the index first,
+    /// so that a put racing the delete takes a fresh id instead of writing the
+    /// extent being deleted. If the delete fails the key comes back (unless a
+    /// put gave it a new extent meanwhile): a failed `Store::delete` may have
+    /// left the extent live, and the engine must not lose its reference.
     fn delete(&self, key: &[u8]) -> Result<bool> {
         let Some(id) = self.index.write().map_err(|_| "poisoned")?.remove(key) else {
             return Ok(false);
         };
-        self.retrying(|| self.store.delete(id).map(drop))?;
+        if let Err(err) = self.retrying(|| self.store.delete(id).map(drop)) {
+            (self.index.write().map_err(|_| "poisoned")?)
+                .entry(key.to_vec())
+                .or_insert(id);
+            return Err(err);
+        }
         Ok(true)
     }
 
@@ -315,7 +325,7 @@ fn config() -> StoreConfig {
         .devices(2)
         .cache_bytes(16 << 20)
         .journal_max_bytes(1 << 20)
-        // Room for the open benchmark's values (the default is 1 GiB a device).
+        // 8 GiB a device bounds the demo's files (the default is 1 TiB).
         .device_capacity_bytes(8 << 30)
         .build()
         .expect("a valid configuration")
