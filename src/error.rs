@@ -348,7 +348,9 @@ pub enum Error {
         /// The device ([`METADATA_DEVICE`](crate::store::METADATA_DEVICE) for the
         /// metadata).
         device: u16,
-        /// `"write"` or `"reserve"` (writes refused while the reserve is in use).
+        /// The operation that met the full disk: `"write"`, `"reserve"` (writes
+        /// refused while the reserve is in use), `"open"`, `"create dir"`,
+        /// `"backup write"` or `"backup open"`.
         op: &'static str,
     },
 

@@ -276,8 +276,10 @@ impl StoreConfigBuilder {
     }
 
     setter!(
-        /// Readahead runs only while a small device read takes at least this many
-        /// microseconds on average (measured on the store's own reads): a worker's
+        /// Readahead runs only while the store's recent small device reads mostly
+        /// take at least this many microseconds (a count that rises by one for
+        /// each slower read and falls by one for each faster one, on at 4 of 8,
+        /// not an average): a worker's
         /// load costs a reader a thread handoff, which a device that answers
         /// faster (a page-cached file, memory) does not repay. Default 50 µs
         /// (BENCHMARKS.md, "Cold scans": 1.5× slower with readahead against the

@@ -381,7 +381,10 @@ impl Store {
     ///
     /// The first background error, if any: the journal's sticky I/O error (the
     /// store could no longer make changes durable), or [`Error::Internal`] if a
-    /// background thread panicked.
+    /// background thread panicked; or the failure of close's own device syncs
+    /// or close marker ([`Error::DeviceSyncFailed`], [`Error::Io`],
+    /// [`Error::DiskFull`]). The store is closed either way, and a reopen
+    /// recovers what was acknowledged.
     ///
     /// # Examples
     ///

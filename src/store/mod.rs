@@ -51,8 +51,12 @@ use shared::Shared;
 ///   at some instant inside the call, checked against the identity-bound checksum;
 ///   never bytes of a write that has not committed, never stale bytes after a write
 ///   has returned.
-/// * [`write`](Self::write) returns after the backend acknowledged the bytes as
-///   durable and the new location, checksum and generation were committed together.
+/// * [`write`](Self::write) returns once the bytes are durable and the new
+///   location, checksum and generation were committed together. On a durable
+///   store a write of at most `inline_write_max` bytes (32 KiB by default) is
+///   durable in its journal record; its location in the device file holds the
+///   bytes unsynced until the next checkpoint (recovery writes them back). A
+///   larger write also waits for its device's sync.
 /// * [`prefetch`](Self::prefetch) never blocks and never changes what a read returns.
 /// * [`compact`](Self::compact) never changes what a read returns; a write that
 ///   commits during it wins.
@@ -394,7 +398,9 @@ impl Store {
     /// [`Error::NotReadable`] for a vacant extent, [`Error::Quarantined`] if the
     /// extent is quarantined with no verified copy, [`Error::ChecksumMismatch`] and
     /// backend errors if a fault persists, [`Error::Superseded`] if the extent was
-    /// rewritten on every attempt.
+    /// rewritten on every attempt; [`Error::ExtentOutOfRange`] for an id at or
+    /// past `max_extents`, [`Error::Contended`] (retryable) if its record kept
+    /// changing, [`Error::Shutdown`] once [`close`](Self::close) began.
     pub fn read(&self, id: ExtentId) -> Result<Bytes> {
         self.check_open()?;
         let (bytes, steps) = self.shared.read_served(id)?;
