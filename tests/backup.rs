@@ -462,8 +462,10 @@ fn close_waits_for_a_backup_in_progress() {
             closed
         })
     };
-    // Time for a `close` that does not wait to return (it cannot fail the
-    // test otherwise).
+    // `close` has begun once reads are refused (the store's own files are
+    // not held); then time for a `close` that does not wait to return (the
+    // wait cannot fail the test on a correct store).
+    common::wait_until(|| store.read(ExtentId(0)).is_err());
     std::thread::sleep(std::time::Duration::from_millis(50));
     order.lock().unwrap().push("released");
     holding.0.set(false, true);

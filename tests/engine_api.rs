@@ -4,7 +4,7 @@
 mod common;
 
 use common::fault_backend::{FaultBackend, Op};
-use common::{decode, value};
+use common::{decode, value, wait_until};
 use extentmeta::events::{Event, Relocation};
 use extentmeta::{Error, ExtentId, MemBackend, Result, Store, StoreConfig, Tag, Verdict};
 use std::sync::{Arc, Mutex};
@@ -51,20 +51,28 @@ fn close_or_drop_drops_queued_prefetch_instead_of_loading_it() {
     for &id in &ids {
         store.write(id, &value(id, 1, 64)).unwrap();
     }
-    backend.set_read_delay(Duration::from_millis(5));
+    // The worker's first load is held in the backend: every other hint is
+    // still queued when close begins, whatever the threads' timing.
+    let gate = backend.gate_next(Op::Read);
     assert!(store.prefetch(&ids) > 250);
+    gate.wait_entered();
     let before = backend.calls(Op::Read);
-    store.close().unwrap();
-    let after = backend.calls(Op::Read);
-    assert!(
-        after - before <= 1,
-        "{} loads after close began",
-        after - before
+    let store = Arc::new(store);
+    let closer = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || store.close())
+    };
+    // Close has begun once writes are refused (writes read nothing).
+    let probe = ExtentId(400);
+    wait_until(|| store.write(probe, &value(probe, 1, 64)).is_err());
+    gate.release();
+    closer.join().unwrap().unwrap();
+    assert_eq!(
+        backend.calls(Op::Read),
+        before,
+        "no load after close began but the one it waited for"
     );
-    assert!(
-        before < 300,
-        "most hints were still queued: {before} loaded"
-    );
+    assert_eq!(before, 1, "the held load was the only one");
 
     // Dropped instead of closed.
     let backend = FaultBackend::new(2);

@@ -62,6 +62,11 @@ fn kill_child() {
     };
     let base: u64 = std::env::var(CHILD_BASE).unwrap().parse().unwrap();
     let store = Arc::new(Store::open(&dir, config()).unwrap());
+    // A panic on any of the child's threads is reported to the parent (its
+    // stderr is not read, and a thread's panic alone would not end the child).
+    std::panic::set_hook(Box::new(|info| {
+        say(&format!("panic {}", info.to_string().replace('\n', " ")));
+    }));
     say("");
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
@@ -97,8 +102,16 @@ fn kill_child() {
                     // Races with writers (an aborted compaction, a pending write)
                     // are fine; a compaction never changes a value.
                     let _ = store.compact(ExtentId(id));
-                } else if let Ok(bytes) = store.read(ExtentId(id)) {
-                    assert_eq!(decode(&bytes).0, ExtentId(id));
+                } else {
+                    // Reported to the parent, which checks it against what was
+                    // issued before it (`record`).
+                    match store.read(ExtentId(id)) {
+                        Ok(bytes) => {
+                            let (got, generation) = decode(&bytes);
+                            say(&format!("read {id} {} {generation}", got.0));
+                        }
+                        Err(e) => say(&format!("readerr {id} {}", e.code())),
+                    }
                 }
             }
         }));
@@ -128,6 +141,8 @@ impl Rng {
 struct Model {
     acked: HashMap<u64, u64>,
     issued: HashMap<u64, u64>,
+    /// Reads the children reported and the parent checked.
+    reads: u64,
 }
 
 /// Runs one child until it has acknowledged `acks` writes, then SIGKILLs it.
@@ -175,6 +190,36 @@ fn record(line: &str, model: &mut Model) -> u64 {
         return 0;
     }
     let mut words = line.split_whitespace();
+    match words.clone().next() {
+        Some("panic") => panic!("the child {}", line.trim_end()),
+        // A read returns its own extent at a generation issued before it (the
+        // writer says "issue" before it writes, the reader "read" after it
+        // read): never another extent's bytes, never a generation not written.
+        Some("read") => {
+            let n: Vec<u64> = words.skip(1).map(|w| w.parse().unwrap()).collect();
+            let (id, got, generation) = (n[0], n[1], n[2]);
+            assert_eq!(got, id, "a read of extent {id} returned extent {got}");
+            let issued = model.issued.get(&id).copied().unwrap_or(0);
+            assert!(
+                generation <= issued,
+                "extent {id} read generation {generation}, issued {issued}"
+            );
+            model.reads += 1;
+            return 0;
+        }
+        // Vacant (not written yet), contended or rewritten on every attempt:
+        // nothing else is an answer to a read on a healthy disk.
+        Some("readerr") => {
+            let code = line.split_whitespace().nth(2).unwrap_or("");
+            assert!(
+                matches!(code, "FPRE012" | "FPRE006" | "FPRE011"),
+                "a read failed: {}",
+                line.trim_end()
+            );
+            return 0;
+        }
+        _ => {}
+    }
     let (Some(kind @ ("issue" | "ack")), Some(id), Some(generation)) =
         (words.next(), words.next(), words.next())
     else {
@@ -237,6 +282,7 @@ fn sigkill_at_random_moments_loses_no_acknowledged_write() {
         model.acked.len() as u64 == 2 * IDS,
         "every extent was written"
     );
+    assert!(model.reads > 0, "the children's reads were checked");
     let store = Store::open(tmp.path(), config()).unwrap();
     assert!(
         store.recovery().unwrap().checkpoint > 10,

@@ -294,29 +294,47 @@ fn tail_release_racing_writes_never_cuts_live_bytes() {
     let backend = Arc::new(MemBackend::new(1));
     let store = Arc::new(Store::new(Arc::clone(&backend), config(0)).unwrap());
     let ids = 24u64;
-    std::thread::scope(|s| {
-        for w in 0..2u64 {
-            let store = Arc::clone(&store);
-            s.spawn(move || {
-                for n in 0..150u64 {
-                    let id = ExtentId(w * ids / 2 + (n * 5) % (ids / 2));
-                    let generation = store.snapshot(id).unwrap().generation() + 1;
-                    let len = 1000 + ((n * 7919 + w * 31) % (96 << 10)) as usize;
-                    store.write(id, &value(id, generation, len)).unwrap();
-                    if n % 3 == w {
-                        store.delete(id).unwrap();
-                    }
-                }
-            });
+    // Rounds until one released a tail while the writers ran (a round is a
+    // few milliseconds; the reclaimer may find no free tail in one of them).
+    let mut released = 0;
+    for _ in 0..50 {
+        if released > 0 {
+            break;
         }
-        let store = Arc::clone(&store);
-        s.spawn(move || {
-            for _ in 0..300 {
-                store.reclaim_space().unwrap();
-                std::thread::yield_now();
+        let writing = std::sync::atomic::AtomicU64::new(2);
+        released = std::thread::scope(|s| {
+            for w in 0..2u64 {
+                let (store, writing) = (Arc::clone(&store), &writing);
+                s.spawn(move || {
+                    for n in 0..150u64 {
+                        let id = ExtentId(w * ids / 2 + (n * 5) % (ids / 2));
+                        let generation = store.snapshot(id).unwrap().generation() + 1;
+                        let len = 1000 + ((n * 7919 + w * 31) % (96 << 10)) as usize;
+                        store.write(id, &value(id, generation, len)).unwrap();
+                        if n % 3 == w {
+                            store.delete(id).unwrap();
+                        }
+                    }
+                    writing.fetch_sub(1, std::sync::atomic::Ordering::Release);
+                });
             }
+            let store = Arc::clone(&store);
+            let writing = &writing;
+            // Releases tails for as long as the writers run, and counts them: the
+            // race is only tested if it released something while they wrote.
+            s.spawn(move || {
+                let mut released = 0;
+                while writing.load(std::sync::atomic::Ordering::Acquire) > 0 {
+                    released += store.reclaim_space().unwrap();
+                    std::thread::yield_now();
+                }
+                released
+            })
+            .join()
+            .unwrap()
         });
-    });
+    }
+    assert!(released > 0, "no tail was released while the writers ran");
     store.reclaim_space().unwrap();
     let live_end = (0..ids)
         .map(|i| store.snapshot(ExtentId(i)).unwrap())

@@ -184,8 +184,12 @@ fn max_extents_meets_the_bounds_its_docs_state() {
 fn no_torn_snapshot_under_threads() {
     // Each commit writes location.offset = id << 20 | generation and a checksum of
     // that generation: a snapshot mixing two commits would fail these checks.
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     let table = small_table();
     let ids: Vec<ExtentId> = (0..4).map(ExtentId).collect();
+    let (commits, writers_left, checked) =
+        (AtomicU64::new(0), AtomicU64::new(2), AtomicU64::new(0));
+    let done = AtomicBool::new(false);
     std::thread::scope(|scope| {
         for _ in 0..2 {
             scope.spawn(|| {
@@ -201,13 +205,20 @@ fn no_torn_snapshot_under_threads() {
                         table
                             .transition(id, b.version(), c)
                             .expect("we hold the pending mark");
+                        commits.fetch_add(1, Ordering::Relaxed);
                     }
+                }
+                if writers_left.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    done.store(true, Ordering::Release);
                 }
             });
         }
         scope.spawn(|| {
             let mut last = [0u64; 4];
-            for round in 0..20_000usize {
+            // At least 20 000 snapshots, and on until both writers are done:
+            // the reader overlaps every commit.
+            let mut round = 0usize;
+            while round < 20_000 || !done.load(Ordering::Acquire) {
                 let id = ids[round % 4];
                 let s = table.snapshot(id).unwrap();
                 assert!(s.version() >= last[round % 4], "version went backwards");
@@ -216,10 +227,25 @@ fn no_torn_snapshot_under_threads() {
                     let g = s.generation();
                     assert_eq!(s.location(), loc(id, g), "torn: location of another commit");
                     assert_eq!(s.checksum(), checksum(id, g, &g.to_le_bytes()));
+                    checked.fetch_add(1, Ordering::Relaxed);
                 }
+                round += 1;
             }
         });
     });
+    // Every commit bumped its extent's generation by one: none was lost, and
+    // the reader checked committed records, not only empty ones.
+    let commits = commits.load(Ordering::Relaxed);
+    let generations: u64 = ids
+        .iter()
+        .map(|&id| table.snapshot(id).unwrap().generation())
+        .sum();
+    assert!(commits > 0, "the writers committed nothing");
+    assert_eq!(generations, commits, "a commit was lost");
+    assert!(
+        checked.load(Ordering::Relaxed) > 0,
+        "the reader checked no committed record"
+    );
 }
 
 #[test]
