@@ -89,34 +89,39 @@ pub(crate) struct RepairOp {
 #[derive(Debug, Default)]
 pub(crate) struct Rescued {
     kept: parking_lot::Mutex<std::collections::HashMap<ExtentId, (u64, Bytes)>>,
-    /// How many are kept: a commit reads it to skip the lock when none is
-    /// (Relaxed: written under the lock; a commit that reads 0 while a repair
-    /// keeps a copy of its extent's older generation leaves that copy to
-    /// `copy_of`, which drops it).
-    len: std::sync::atomic::AtomicUsize,
 }
 
 impl Rescued {
     /// Keeps `bytes`, generation `generation` of `id`, unless a copy of that
-    /// generation or a later one is kept already.
-    fn keep(&self, id: ExtentId, generation: u64, bytes: Bytes) {
-        let mut kept = self.kept.lock();
-        if kept.get(&id).is_none_or(|(g, _)| *g < generation) {
+    /// generation or a later one is kept already; then drops it again if
+    /// `moved_on` (asked after it is kept) says a write or delete of `id`
+    /// committed since the caller looked. A commit that ran before the keep
+    /// found nothing to `forget`; its transition happened before its
+    /// `forget` took the lock, and so before the keep took it after that,
+    /// so `moved_on` sees it. One that runs after `moved_on` looked forgets
+    /// the copy itself. Either way no copy outlives the record it was of.
+    fn keep(&self, id: ExtentId, generation: u64, bytes: Bytes, moved_on: impl FnOnce() -> bool) {
+        {
+            let mut kept = self.kept.lock();
+            if kept.get(&id).is_some_and(|(g, _)| *g >= generation) {
+                return;
+            }
             kept.insert(id, (generation, bytes));
         }
-        self.len
-            .store(kept.len(), std::sync::atomic::Ordering::Relaxed);
+        if moved_on() {
+            let mut kept = self.kept.lock();
+            if kept.get(&id).is_some_and(|(g, _)| *g == generation) {
+                kept.remove(&id);
+            }
+        }
     }
 
     /// Drops `id`'s copy: installed, or a write or delete of it committed.
+    /// Always under the lock (an uncontended lock per commit): a shortcut
+    /// that skipped it when nothing seemed kept could miss a copy a repair
+    /// was keeping at that moment (see `keep`).
     pub(crate) fn forget(&self, id: ExtentId) {
-        if self.len.load(std::sync::atomic::Ordering::Relaxed) == 0 {
-            return;
-        }
-        let mut kept = self.kept.lock();
-        kept.remove(&id);
-        self.len
-            .store(kept.len(), std::sync::atomic::Ordering::Relaxed);
+        self.kept.lock().remove(&id);
     }
 
     /// The kept copy of `snapshot`'s generation, if it matches its checksum
@@ -127,8 +132,6 @@ impl Rescued {
             let (generation, bytes) = kept.get(&snapshot.extent())?.clone();
             if generation < snapshot.generation() {
                 kept.remove(&snapshot.extent());
-                self.len
-                    .store(kept.len(), std::sync::atomic::Ordering::Relaxed);
                 return None;
             }
             (generation, bytes)
@@ -137,6 +140,17 @@ impl Rescued {
             && checksum(snapshot.extent(), generation, &bytes) == snapshot.checksum();
         good.then_some(bytes)
     }
+}
+
+/// Whether `id`'s record is no longer the quarantined `q`: a write or delete
+/// committed on top of it (or it cannot be read now, which proves nothing
+/// either way and counts as not moved).
+fn moved_on(core: &Core, id: ExtentId, q: &Snapshot) -> bool {
+    core.table.snapshot_waiting(id).is_ok_and(|now| {
+        now.generation() != q.generation()
+            || now.location() != q.location()
+            || now.state() == State::Vacant
+    })
 }
 
 impl RepairOp {
@@ -179,15 +193,10 @@ impl RepairOp {
             // a commit counts: a write merely pending may still fail and leave
             // the record quarantined with its fault, and a record that cannot
             // be read now proves nothing either.
-            Some(q)
-                if !core.table.snapshot_waiting(self.id).is_ok_and(|now| {
-                    now.generation() != q.generation()
-                        || now.location() != q.location()
-                        || now.state() == State::Vacant
-                }) =>
-            {
+            Some(q) if !moved_on(core, self.id, &q) => {
                 if let Some(copy) = self.copy.take() {
-                    core.rescued.keep(self.id, q.generation(), copy);
+                    let moved = || moved_on(core, self.id, &q);
+                    core.rescued.keep(self.id, q.generation(), copy, moved);
                 }
                 Step::Done(Ok(RepairOutcome::NoGoodCopy(q)))
             }
@@ -490,18 +499,41 @@ mod tests {
         let id = ExtentId(5);
         let g1 = commit(&core, id, 1);
         let bytes = |g: u64| test_support::value(id, g);
-        core.rescued.keep(id, 1, bytes(1));
+        let stays = || false;
+        core.rescued.keep(id, 1, bytes(1), stays);
         assert_eq!(core.rescued.copy_of(&g1).as_deref(), Some(&bytes(1)[..]));
         let g2 = commit(&core, id, 2);
-        core.rescued.keep(id, 2, bytes(2));
-        core.rescued.keep(id, 1, bytes(1));
+        core.rescued.keep(id, 2, bytes(2), stays);
+        core.rescued.keep(id, 1, bytes(1), stays);
         assert_eq!(core.rescued.copy_of(&g1), None, "not the older one");
         assert_eq!(core.rescued.copy_of(&g2).as_deref(), Some(&bytes(2)[..]));
         let g3 = commit(&core, id, 3);
         assert_eq!(core.rescued.copy_of(&g3), None, "a stale copy is dropped");
         assert_eq!(core.rescued.copy_of(&g2), None);
-        core.rescued.keep(id, 3, bytes(3));
+        core.rescued.keep(id, 3, bytes(3), stays);
         core.rescued.forget(id);
         assert_eq!(core.rescued.copy_of(&g3), None, "forgotten");
+    }
+
+    /// A repair that keeps its copy after a write committed on top of the
+    /// quarantine it looked at (and after that write's `forget` found nothing)
+    /// drops it again: the copy would otherwise stay until the extent's next
+    /// commit, a copy of a generation no record holds.
+    #[test]
+    fn a_copy_kept_after_a_commit_it_raced_is_dropped() {
+        let core = Core::for_tests();
+        let id = ExtentId(6);
+        let bytes = |g: u64| test_support::value(id, g);
+        let g1 = commit(&core, id, 1);
+        // The write commits and forgets first; the repair then keeps g1.
+        let g2 = commit(&core, id, 2);
+        core.rescued.forget(id);
+        core.rescued
+            .keep(id, 1, bytes(1), || super::moved_on(&core, id, &g1));
+        assert!(core.rescued.kept.lock().is_empty(), "nothing kept");
+        // The record still the one looked at: kept.
+        core.rescued
+            .keep(id, 2, bytes(2), || super::moved_on(&core, id, &g2));
+        assert_eq!(core.rescued.copy_of(&g2).as_deref(), Some(&bytes(2)[..]));
     }
 }
