@@ -2,11 +2,17 @@
 //!
 //! Normal builds use `std` atomics, `parking_lot` locks and, for the cache
 //! shards, a `spin` lock; `--cfg loom` builds use
-//! loom's model-checked types. No other module imports atomics, fences, locks or
-//! threads directly, so a loom run checks the code that ships, with one
-//! exception: `Cache::lookup`'s try-once fast path is left out under loom (a
-//! failed try changes nothing, so it adds lock operations to the models but no
-//! outcome; see there).
+//! loom's model-checked types. The code the loom models run imports atomics,
+//! fences, locks and threads only from here, so a loom run checks the code
+//! that ships, with one exception: `Cache::lookup`'s try-once fast path is left
+//! out under loom (a failed try changes nothing, so it adds lock operations to
+//! the models but no outcome; see there). Code no loom model runs may use
+//! `std` atomics and `parking_lot` locks directly: the overlapped writes' book
+//! and the repairs' kept copies (`protocol::overlaps`, `protocol::repair`), the
+//! write-back book (`protocol::write_back`), the tags (`table::tags`) and the
+//! store's backup lock (`store::shared`). The flusher's idle handshake with
+//! the overlapped writes' markers is argued in `store::durable::flusher`, not
+//! model-checked.
 //!
 //! Under loom a few orderings can also be *weakened on purpose* (see [`Site`]) so that
 //! the loom suite can prove it catches an ordering bug. In normal builds the site

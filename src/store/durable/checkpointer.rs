@@ -26,8 +26,8 @@ impl Journal {
             if self.checkpointer_stop.load(Ordering::Relaxed) {
                 return;
             }
-            // Relaxed: stored under the writer's lock, held here (see
-            // `handed_over`).
+            // Relaxed: non-zero values are stored under the writer's lock,
+            // held here (see `handed_over`); the swap alone makes one taker.
             let number = self.handed_over.swap(0, Ordering::Relaxed);
             if number > 0 {
                 drop(g);
