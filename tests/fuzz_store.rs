@@ -106,6 +106,16 @@ impl Model {
 /// Runs `ops` up to `drop_at` on `backend`, every backend call taking its fault
 /// from `script` (one entry per call, cycling), checking after each operation.
 fn run(backend: impl Backend, script: Vec<Inject>, ops: &[Op], drop_at: usize) {
+    // With nothing injected, no operation here has a reason to fail.
+    let faulty = script.iter().any(|i| !matches!(i, Inject::Pass));
+    let no_fault = |e: &Error| assert!(faulty, "{e}, with no fault injected");
+    // A compaction or verification of an extent never written is the
+    // caller's mistake (FPRE002) or nothing to read (FPRE012), fault or not.
+    let vacant_or_no_fault = |e: &Error, written: bool| {
+        if written || !matches!(e.code(), "FPRE002" | "FPRE012") {
+            no_fault(e);
+        }
+    };
     let backend = FaultBackend::over(backend);
     backend.script(script);
     let policy = IntegrityPolicy::builder()
@@ -135,10 +145,13 @@ fn run(backend: impl Backend, script: Vec<Inject>, ops: &[Op], drop_at: usize) {
                 let id = ExtentId(*i);
                 let generation = store.snapshot(id).unwrap().generation() + 1;
                 m.writes += 1;
-                if let Ok(s) = store.write(id, &value(id, generation, *len)) {
-                    assert_eq!(s.generation(), generation);
-                    m.values.insert(*i, (generation, *len));
-                    m.write_ok += 1;
+                match store.write(id, &value(id, generation, *len)) {
+                    Ok(s) => {
+                        assert_eq!(s.generation(), generation);
+                        m.values.insert(*i, (generation, *len));
+                        m.write_ok += 1;
+                    }
+                    Err(e) => no_fault(&e),
                 }
             }
             Op::Read(i) => {
@@ -151,7 +164,7 @@ fn run(backend: impl Backend, script: Vec<Inject>, ops: &[Op], drop_at: usize) {
                     Err(Error::NotReadable { .. }) => {
                         assert!(!m.values.contains_key(i), "{i} was written")
                     }
-                    Err(_) => {}
+                    Err(e) => no_fault(&e),
                 }
             }
             Op::Prefetch(ids) => {
@@ -163,22 +176,29 @@ fn run(backend: impl Backend, script: Vec<Inject>, ops: &[Op], drop_at: usize) {
             }
             Op::Compact(i) => {
                 let r = store.compact(ExtentId(*i));
+                if let Err(e) = &r {
+                    vacant_or_no_fault(e, m.values.contains_key(i));
+                }
                 m.check_compact(&r);
             }
             Op::CompactBatch(ids) => {
-                let ids: Vec<ExtentId> = ids.iter().map(|&i| ExtentId(i)).collect();
-                for r in store.compact_batch(&ids) {
+                let extents: Vec<ExtentId> = ids.iter().map(|&i| ExtentId(i)).collect();
+                for (i, r) in ids.iter().zip(store.compact_batch(&extents)) {
+                    if let Err(e) = &r {
+                        vacant_or_no_fault(e, m.values.contains_key(i));
+                    }
                     m.check_compact(&r);
                 }
             }
             Op::Verify(i) => match store.verify(ExtentId(*i)) {
                 Ok(Verdict::Ok { .. }) => m.verify_ok_at_least += 1,
                 Ok(Verdict::Repaired { .. }) => m.remaps_at_least += 1,
-                _ => {}
+                Ok(_) => {}
+                Err(e) => vacant_or_no_fault(&e, m.values.contains_key(i)),
             },
             Op::Drain(device) => match store.drain(*device) {
                 Ok(moved) | Err(Error::DrainIncomplete { moved, .. }) => m.committed += moved,
-                Err(_) => {}
+                Err(e) => no_fault(&e),
             },
             Op::Snapshot(i) => {
                 let s = store.snapshot(ExtentId(*i)).unwrap();
