@@ -115,11 +115,21 @@ fn a_backup_taken_under_writes_holds_each_extent_as_of_one_instant() {
             })
         })
         .collect();
-    for round in 0..3 {
+    // The writers are under way before the first backup; then at least three
+    // backups, and on until one ran while a write was issued (the test is
+    // about backups under writes: it must show one).
+    common::wait_until(|| issued.load(Ordering::Acquire) > 2 * IDS);
+    let mut overlapped = 0;
+    for round in 0..30 {
+        if round >= 3 && overlapped > 0 {
+            break;
+        }
         let before = acked.lock().unwrap().clone();
+        let issued_before = issued.load(Ordering::Acquire);
         let dir = tmp.path().join(format!("backup-{round}"));
         let backup = store.checkpoint_to(&dir).unwrap();
         let issued_after = issued.load(Ordering::Acquire);
+        overlapped += u32::from(issued_after > issued_before);
         assert!(
             backup.records >= IDS && backup.device_bytes > 0,
             "{backup:?}"
@@ -138,6 +148,7 @@ fn a_backup_taken_under_writes_holds_each_extent_as_of_one_instant() {
     for w in writers {
         w.join().unwrap();
     }
+    assert!(overlapped > 0, "no backup ran while a write was issued");
     // The live store is unchanged by its backups.
     let acked = acked.lock().unwrap();
     for id in 0..IDS {
