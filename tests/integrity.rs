@@ -342,43 +342,55 @@ fn fpre004_means_a_real_fault_never_raised_on_a_healthy_store_under_concurrency(
             .unwrap();
     }
     let generations: Vec<AtomicU32> = (0..EXTENTS).map(|_| AtomicU32::new(1)).collect();
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            for round in 0..400u64 {
-                let i = round % EXTENTS;
-                let g = u64::from(generations[i as usize].load(Ordering::SeqCst)) + 1;
-                store
-                    .write(ExtentId(i), &value(ExtentId(i), g, 1500))
-                    .unwrap();
-                generations[i as usize].store(g as u32, Ordering::SeqCst);
-            }
-        });
-        s.spawn(|| {
-            for round in 0..600u64 {
-                // A race (a write in flight, another compaction) is an abort, never
-                // an error.
-                let outcome = store.compact(ExtentId((round * 5) % EXTENTS));
-                assert!(
-                    outcome.is_ok(),
-                    "compaction reported a race as a fault: {outcome:?}"
-                );
-            }
-        });
-        s.spawn(|| {
-            for round in 0..600u64 {
-                let id = ExtentId((round * 7) % EXTENTS);
-                match store.verify(id) {
-                    Ok(_) => {}
-                    Err(e) => panic!("verification of a healthy store failed: {e}"),
+    // Rounds until the threads raced at least once (a compaction aborted by a
+    // write, or a verification that met a change): the test is about races.
+    for _ in 0..20 {
+        let s = store.stats();
+        if s.compactions_aborted + s.verify_raced > 0 {
+            break;
+        }
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for round in 0..400u64 {
+                    let i = round % EXTENTS;
+                    let g = u64::from(generations[i as usize].load(Ordering::SeqCst)) + 1;
+                    store
+                        .write(ExtentId(i), &value(ExtentId(i), g, 1500))
+                        .unwrap();
+                    generations[i as usize].store(g as u32, Ordering::SeqCst);
                 }
-                let (got, _) = decode(&store.read(id).unwrap());
-                assert_eq!(got, id);
-            }
+            });
+            s.spawn(|| {
+                for round in 0..600u64 {
+                    // A race (a write in flight, another compaction) is an abort, never
+                    // an error.
+                    let outcome = store.compact(ExtentId((round * 5) % EXTENTS));
+                    assert!(
+                        outcome.is_ok(),
+                        "compaction reported a race as a fault: {outcome:?}"
+                    );
+                }
+            });
+            s.spawn(|| {
+                for round in 0..600u64 {
+                    let id = ExtentId((round * 7) % EXTENTS);
+                    match store.verify(id) {
+                        Ok(_) => {}
+                        Err(e) => panic!("verification of a healthy store failed: {e}"),
+                    }
+                    let (got, _) = decode(&store.read(id).unwrap());
+                    assert_eq!(got, id);
+                }
+            });
         });
-    });
+    }
     let stats = store.stats();
     assert_eq!((stats.fpre004, stats.quarantines), (0, 0), "{stats:?}");
     assert!(stats.compactions_committed > 0);
+    assert!(
+        stats.compactions_aborted + stats.verify_raced > 0,
+        "the threads never raced: {stats:?}"
+    );
 }
 
 #[test]
