@@ -94,13 +94,16 @@ pub(crate) struct Rescued {
 impl Rescued {
     /// Keeps `bytes`, generation `generation` of `id`, unless a copy of that
     /// generation or a later one is kept already; then drops it again if
-    /// `moved_on` (asked after it is kept) says a write or delete of `id`
+    /// `committed` (asked after it is kept) says a write or delete of `id`
     /// committed since the caller looked. A commit that ran before the keep
     /// found nothing to `forget`; its transition happened before its
     /// `forget` took the lock, and so before the keep took it after that,
-    /// so `moved_on` sees it. One that runs after `moved_on` looked forgets
-    /// the copy itself. Either way no copy outlives the record it was of.
-    fn keep(&self, id: ExtentId, generation: u64, bytes: Bytes, moved_on: impl FnOnce() -> bool) {
+    /// so `committed` sees it. One that runs after `committed` looked forgets
+    /// the copy itself. Either way no copy outlives its generation. A remap
+    /// since (same generation, another location) leaves the copy: it holds
+    /// the generation's bytes still, and may be the one another repair of
+    /// the new location found kept and relies on.
+    fn keep(&self, id: ExtentId, generation: u64, bytes: Bytes, committed: impl FnOnce() -> bool) {
         {
             let mut kept = self.kept.lock();
             if kept.get(&id).is_some_and(|(g, _)| *g >= generation) {
@@ -108,7 +111,7 @@ impl Rescued {
             }
             kept.insert(id, (generation, bytes));
         }
-        if moved_on() {
+        if committed() {
             let mut kept = self.kept.lock();
             if kept.get(&id).is_some_and(|(g, _)| *g == generation) {
                 kept.remove(&id);
@@ -142,15 +145,23 @@ impl Rescued {
     }
 }
 
-/// Whether `id`'s record is no longer the quarantined `q`: a write or delete
-/// committed on top of it (or it cannot be read now, which proves nothing
-/// either way and counts as not moved).
+/// Whether `id`'s record is no longer the quarantined `q`: a write, delete
+/// or remap committed on top of it (a record that cannot be read now proves
+/// nothing either way, and counts as not moved).
 fn moved_on(core: &Core, id: ExtentId, q: &Snapshot) -> bool {
     core.table.snapshot_waiting(id).is_ok_and(|now| {
         now.generation() != q.generation()
             || now.location() != q.location()
             || now.state() == State::Vacant
     })
+}
+
+/// Whether a write or delete of `id` committed on top of `q`: its generation
+/// is gone (a remap keeps the generation).
+fn committed_since(core: &Core, id: ExtentId, q: &Snapshot) -> bool {
+    core.table
+        .snapshot_waiting(id)
+        .is_ok_and(|now| now.generation() != q.generation() || now.state() == State::Vacant)
 }
 
 impl RepairOp {
@@ -195,8 +206,8 @@ impl RepairOp {
             // be read now proves nothing either.
             Some(q) if !moved_on(core, self.id, &q) => {
                 if let Some(copy) = self.copy.take() {
-                    let moved = || moved_on(core, self.id, &q);
-                    core.rescued.keep(self.id, q.generation(), copy, moved);
+                    let committed = || committed_since(core, self.id, &q);
+                    core.rescued.keep(self.id, q.generation(), copy, committed);
                 }
                 Step::Done(Ok(RepairOutcome::NoGoodCopy(q)))
             }
@@ -529,11 +540,11 @@ mod tests {
         let g2 = commit(&core, id, 2);
         core.rescued.forget(id);
         core.rescued
-            .keep(id, 1, bytes(1), || super::moved_on(&core, id, &g1));
+            .keep(id, 1, bytes(1), || super::committed_since(&core, id, &g1));
         assert!(core.rescued.kept.lock().is_empty(), "nothing kept");
         // The record still the one looked at: kept.
         core.rescued
-            .keep(id, 2, bytes(2), || super::moved_on(&core, id, &g2));
+            .keep(id, 2, bytes(2), || super::committed_since(&core, id, &g2));
         assert_eq!(core.rescued.copy_of(&g2).as_deref(), Some(&bytes(2)[..]));
     }
 }
