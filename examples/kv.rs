@@ -108,9 +108,11 @@ impl Kv {
 
     /// Deletes `key`; durable when it returns. The key leaves the index first,
     /// so that a put racing the delete takes a fresh id instead of writing the
-    /// extent being deleted. If the delete fails the key comes back (unless a
-    /// put gave it a new extent meanwhile): a failed `Store::delete` may have
-    /// left the extent live, and the engine must not lose its reference.
+    /// extent being deleted. If the delete fails the key comes back: a failed
+    /// `Store::delete` may have left the extent live, and the engine must not
+    /// lose its reference. (This demo does not serialize a key's operations:
+    /// a put of the same key racing a delete that then fails leaves the old
+    /// extent live and unreferenced. An engine would order them per key.)
     fn delete(&self, key: &[u8]) -> Result<bool> {
         let Some(id) = self.index.write().map_err(|_| "poisoned")?.remove(key) else {
             return Ok(false);

@@ -101,12 +101,16 @@ impl Backend for MemBackend {
 /// grows (amortized: a device filled write by write is not copied each time).
 fn grow(dev: &mut Vec<u8>, end: usize, location: Location) -> Result<()> {
     if dev.len() < end {
-        dev.try_reserve(end - dev.len()).map_err(|e| Error::Io {
-            device: location.device,
-            op: "write",
-            kind: std::io::ErrorKind::OutOfMemory,
-            message: format!("{location}: {e}"),
-        })?;
+        // Amortized (it may ask for twice the length); the exact length if
+        // that is refused, where only the doubled request would not fit.
+        (dev.try_reserve(end - dev.len()))
+            .or_else(|_| dev.try_reserve_exact(end - dev.len()))
+            .map_err(|e| Error::Io {
+                device: location.device,
+                op: "write",
+                kind: std::io::ErrorKind::OutOfMemory,
+                message: format!("{location}: {e}"),
+            })?;
         dev.resize(end, 0);
     }
     Ok(())
