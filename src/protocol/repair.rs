@@ -149,19 +149,19 @@ impl Rescued {
 /// or remap committed on top of it (a record that cannot be read now proves
 /// nothing either way, and counts as not moved).
 fn moved_on(core: &Core, id: ExtentId, q: &Snapshot) -> bool {
-    core.table.snapshot_waiting(id).is_ok_and(|now| {
-        now.generation() != q.generation()
-            || now.location() != q.location()
-            || now.state() == State::Vacant
-    })
+    (core.table.snapshot_waiting(id))
+        .is_ok_and(|now| now.location() != q.location() || generation_gone(&now, q))
 }
 
 /// Whether a write or delete of `id` committed on top of `q`: its generation
 /// is gone (a remap keeps the generation).
 fn committed_since(core: &Core, id: ExtentId, q: &Snapshot) -> bool {
-    core.table
-        .snapshot_waiting(id)
-        .is_ok_and(|now| now.generation() != q.generation() || now.state() == State::Vacant)
+    (core.table.snapshot_waiting(id)).is_ok_and(|now| generation_gone(&now, q))
+}
+
+/// Whether `now` no longer holds `q`'s generation: written over or deleted.
+fn generation_gone(now: &Snapshot, q: &Snapshot) -> bool {
+    now.generation() != q.generation() || now.state() == State::Vacant
 }
 
 impl RepairOp {
