@@ -112,13 +112,16 @@ fn a_listener_can_remove_itself() {
     let (tx, rx) = std::sync::mpsc::channel();
     let writer = Arc::clone(&store);
     std::thread::spawn(move || {
-        writer.write(ExtentId(1), b"first").unwrap();
-        writer.write(ExtentId(2), b"second").unwrap();
+        writer.write(ExtentId(1), b"extent 1 generation 1").unwrap();
+        writer.write(ExtentId(2), b"extent 2 generation 1").unwrap();
         tx.send(()).unwrap();
     });
     // Only a hang fails on time: the deadline is far beyond two writes.
     rx.recv_timeout(std::time::Duration::from_secs(60))
         .expect("the writes returned");
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen.len(), 1, "only the first write's event: {seen:?}");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [(ExtentId(1), 1)],
+        "only the first write's event, then the listener was gone"
+    );
 }

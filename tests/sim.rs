@@ -4,6 +4,19 @@
 
 use extentmeta::sim::{self, Protocol, SimConfig};
 
+/// Seed `seed` of the fixed protocol under `config`, failing on any
+/// violation with the command that replays it (`flags`: the example's flags
+/// for `config`).
+fn clean_run(seed: u64, config: &SimConfig, flags: &str) -> sim::Report {
+    let r = sim::run(seed, config);
+    assert!(
+        r.is_clean(),
+        "seed {seed}: {:?}\nreplay: cargo run --release --example fpre004 -- --seed {seed} --protocol fixed{flags}",
+        r.violations
+    );
+    r
+}
+
 fn legacy() -> SimConfig {
     SimConfig {
         protocol: Protocol::Legacy,
@@ -34,12 +47,7 @@ fn fpre004_means_a_real_fault_fixed_protocol_sweep_is_clean() {
     let config = SimConfig::default();
     let (mut real, mut remaps, mut reads) = (0, 0, 0);
     for seed in 0..150 {
-        let r = sim::run(seed, &config);
-        assert!(
-            r.is_clean(),
-            "seed {seed}: {:?}\nreplay: cargo run --release --example fpre004 -- --seed {seed} --protocol fixed",
-            r.violations
-        );
+        let r = clean_run(seed, &config, "");
         assert_eq!(
             (r.fpre004_spurious, r.stale_served, r.corrupt_served),
             (0, 0, 0)
@@ -222,12 +230,7 @@ fn deletes_run_clean_across_power_cuts() {
     config.workload.delete_percent = 30;
     let (mut deletes, mut committed) = (0, 0);
     for seed in 0..40 {
-        let r = sim::run(seed, &config);
-        assert!(
-            r.is_clean(),
-            "seed {seed}: {:?}\nreplay: cargo run --release --example fpre004 -- --seed {seed} --protocol fixed --crashes 3 --delete-percent 30",
-            r.violations
-        );
+        let r = clean_run(seed, &config, " --crashes 3 --delete-percent 30");
         deletes += r.deletes;
         committed += r.deletes_ok;
     }
@@ -254,12 +257,7 @@ fn invariants_9_to_11_hold_across_power_cuts() {
     // 24 seeds: with 12, none cut a journal write short (the coverage checks
     // below need one).
     for seed in 0..24 {
-        let r = sim::run(seed, &crashing());
-        assert!(
-            r.is_clean(),
-            "seed {seed}: {:?}\nreplay: cargo run --release --example fpre004 -- --seed {seed} --protocol fixed --crashes 3",
-            r.violations
-        );
+        let r = clean_run(seed, &crashing(), " --crashes 3");
         // Every crash is followed by a recovery (one cut short in the creation plan
         // recovers nothing: it creates again).
         assert!(
@@ -669,12 +667,7 @@ fn readahead_claims_run_clean_and_readers_take_queued_ones_over() {
     let config = claiming();
     let (mut claims, mut taken_over) = (0, 0);
     for seed in 0..100 {
-        let r = sim::run(seed, &config);
-        assert!(
-            r.is_clean(),
-            "seed {seed}: {:?}\nreplay: cargo run --release --example fpre004 -- --seed {seed} --protocol fixed --claim-percent 50",
-            r.violations
-        );
+        let r = clean_run(seed, &config, " --claim-percent 50");
         claims += r.claims;
         taken_over += r.claims_taken_over;
     }

@@ -315,6 +315,7 @@ fn tail_release_racing_writes_never_cuts_live_bytes() {
                             store.delete(id).unwrap();
                         }
                     }
+                    // Release: pairs with the reclaimer's Acquire load.
                     writing.fetch_sub(1, std::sync::atomic::Ordering::Release);
                 });
             }
@@ -324,6 +325,7 @@ fn tail_release_racing_writes_never_cuts_live_bytes() {
             // race is only tested if it released something while they wrote.
             s.spawn(move || {
                 let mut released = 0;
+                // Acquire: pairs with each writer's Release as it finishes.
                 while writing.load(std::sync::atomic::Ordering::Acquire) > 0 {
                     released += store.reclaim_space().unwrap();
                     std::thread::yield_now();

@@ -205,9 +205,12 @@ fn no_torn_snapshot_under_threads() {
                         table
                             .transition(id, b.version(), c)
                             .expect("we hold the pending mark");
+                        // Relaxed: a count, read after the scope joins.
                         commits.fetch_add(1, Ordering::Relaxed);
                     }
                 }
+                // AcqRel, then Release: the last writer's store of `done` follows
+                // both writers' commits; the reader's Acquire load pairs with it.
                 if writers_left.fetch_sub(1, Ordering::AcqRel) == 1 {
                     done.store(true, Ordering::Release);
                 }
@@ -227,6 +230,7 @@ fn no_torn_snapshot_under_threads() {
                     let g = s.generation();
                     assert_eq!(s.location(), loc(id, g), "torn: location of another commit");
                     assert_eq!(s.checksum(), checksum(id, g, &g.to_le_bytes()));
+                    // Relaxed: a count, read after the scope joins.
                     checked.fetch_add(1, Ordering::Relaxed);
                 }
                 round += 1;
