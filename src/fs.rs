@@ -127,19 +127,44 @@ pub trait Fs: Send + Sync + Debug + 'static {
     ///
     /// # Errors
     ///
-    /// The operating system's error.
+    /// The operating system's error, and `OutOfMemory` for a file whose length
+    /// no memory holds (a sparse or damaged file: the buffer is reserved before
+    /// it is filled, where `vec!` would abort the process).
     fn read_file(&self, path: &Path) -> io::Result<Option<Vec<u8>>> {
         let file = match self.open(path, false) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let len = usize::try_from(file.len()?).map_err(|_| io::ErrorKind::FileTooLarge)?;
-        let mut buf = vec![0u8; len];
-        let done = read_full_at(&*file, &mut buf, 0)?;
-        buf.truncate(done);
-        Ok(Some(buf))
+        read_whole(&*file).map(Some)
     }
+}
+
+/// The whole content of `file`, as long as its length says (less if it ends
+/// first).
+///
+/// The buffer is reserved before it is filled, so a length no memory holds (a
+/// sparse file of 2^43 bytes, a length a damaged or faulty file system
+/// reports) is an `OutOfMemory` error for the caller to report: `vec!` would
+/// abort the process. Recovery reads journals and `CURRENT` this way.
+///
+/// # Errors
+///
+/// `file`'s errors; `FileTooLarge` past the address space; `OutOfMemory` when
+/// the allocation is refused.
+pub(crate) fn read_whole(file: &dyn FsFile) -> io::Result<Vec<u8>> {
+    let len = usize::try_from(file.len()?).map_err(|_| io::ErrorKind::FileTooLarge)?;
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(len).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            format!("the file's {len} bytes do not fit in memory"),
+        )
+    })?;
+    buf.resize(len, 0);
+    let done = read_full_at(file, &mut buf, 0)?;
+    buf.truncate(done);
+    Ok(buf)
 }
 
 /// Runs `call`, a file-system call or a step built on one, turning a panic in
@@ -380,6 +405,40 @@ mod tests {
         fn len(&self) -> io::Result<u64> {
             Ok(self.bytes.len() as u64)
         }
+    }
+
+    /// A file whose length no memory holds: its read is an error, not an
+    /// abort of the process.
+    #[test]
+    fn a_length_no_memory_holds_is_an_error_not_an_abort() {
+        #[derive(Debug)]
+        struct Huge;
+        impl FsFile for Huge {
+            fn read_at(&self, _: &mut [u8], _: u64) -> io::Result<usize> {
+                unreachable!("nothing is read before the buffer exists")
+            }
+            fn write_all_at(&self, _: &[u8], _: u64) -> io::Result<()> {
+                Err(io::ErrorKind::Unsupported.into())
+            }
+            fn set_len(&self, _: u64) -> io::Result<()> {
+                Err(io::ErrorKind::Unsupported.into())
+            }
+            fn sync_data(&self) -> io::Result<()> {
+                Ok(())
+            }
+            fn len(&self) -> io::Result<u64> {
+                Ok(1 << 62)
+            }
+        }
+        let err = read_whole(&Huge).expect_err("2^62 bytes are refused");
+        assert_eq!(err.kind(), io::ErrorKind::OutOfMemory, "{err}");
+        assert!(err.to_string().contains(&(1u64 << 62).to_string()), "{err}");
+        // A file that ends before its length says is read to its end.
+        let flaky = Flaky {
+            bytes: b"extent 7 generation 3".to_vec(),
+            interrupts: AtomicU32::new(2),
+        };
+        assert_eq!(read_whole(&flaky).expect("read"), flaky.bytes);
     }
 
     /// The real file system, recording every directory sync.

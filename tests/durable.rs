@@ -14,6 +14,7 @@
 mod common;
 
 use common::{files, refused, value};
+use extentmeta::fs::{Fs, FsFile, StdFs};
 use extentmeta::{CompactOutcome, ExtentId, Location, State, Store, StoreConfig, Verdict};
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -829,4 +830,90 @@ fn a_checkpoint_written_and_read_in_chunks_holds_every_record() {
     let recovered = store.recovery().unwrap();
     assert_eq!(recovered.records, n + 1);
     assert!(recovered.replayed < 100, "{} replayed", recovered.replayed);
+}
+
+/// The real file system, except that journal files report a length no memory
+/// holds (a sparse or damaged file, or a faulty file system).
+#[derive(Debug)]
+struct HugeJournals;
+
+#[derive(Debug)]
+struct HugeFile(std::sync::Arc<dyn FsFile>);
+
+impl FsFile for HugeFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        self.0.read_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        self.0.write_all_at(buf, offset)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.0.sync_data()
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(1 << 62)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.0.set_len(len)
+    }
+}
+
+impl Fs for HugeJournals {
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        StdFs.create_dir_all(dir)
+    }
+    fn open(&self, path: &Path, create: bool) -> std::io::Result<std::sync::Arc<dyn FsFile>> {
+        let file = StdFs.open(path, create)?;
+        let journal = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("journal-"));
+        Ok(if journal {
+            std::sync::Arc::new(HugeFile(file))
+        } else {
+            file
+        })
+    }
+    fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+        StdFs.list(dir)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        StdFs.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> std::io::Result<()> {
+        StdFs.remove(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        StdFs.sync_dir(dir)
+    }
+    fn lock(&self, path: &Path) -> std::io::Result<Option<Box<dyn std::any::Any + Send + Sync>>> {
+        StdFs.lock(path)
+    }
+}
+
+/// A journal whose length no memory holds fails the open with an I/O error
+/// that names it: the process is not aborted (recovery reads a journal whole,
+/// and its buffer is reserved before it is filled), nothing is reported as
+/// corruption, and the store opens as before on an honest file system.
+#[test]
+fn a_journal_longer_than_memory_fails_the_open_instead_of_aborting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let cfg = config(1, 1 << 20);
+    let model = populated(dir, &cfg, 20);
+    let before = files(dir);
+    let err = Store::open_in(std::sync::Arc::new(HugeJournals), dir, cfg.clone())
+        .expect_err("a journal of 2^62 bytes cannot be read whole");
+    assert_eq!(err.code(), "FPRE009", "an I/O error, not corruption: {err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("journal-") && text.contains("do not fit in memory"),
+        "{text}"
+    );
+    let mut after = files(dir);
+    after.remove("LOCK");
+    let mut before = before;
+    before.remove("LOCK");
+    assert_eq!(before, after, "the failed open changed no file");
+    drop(reopen(dir, &cfg, &model));
 }

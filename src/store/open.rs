@@ -327,9 +327,16 @@ impl<'a> MetaDir<'a> {
 
 impl journal::MetaFiles for MetaDir<'_> {
     fn read(&mut self, name: &str) -> Result<Option<Vec<u8>>> {
+        // Named: a file too large for memory (`Fs::read_file`) or a failed
+        // read says which one.
         (self.dir.fs)
             .read_file(&self.dir.path.join(name))
-            .map_err(|e| io_error("read", &e))
+            .map_err(|e| {
+                io_error(
+                    "read",
+                    &std::io::Error::new(e.kind(), format!("{name}: {e}")),
+                )
+            })
     }
 
     fn read_at(&mut self, name: &str, offset: u64, buf: &mut [u8]) -> Result<Option<usize>> {
