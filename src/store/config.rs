@@ -304,7 +304,10 @@ impl StoreConfigBuilder {
     setter!(
         /// Bytes a durable store's journal may reach before it is checkpointed and
         /// rotated: bounds the journal and so the replay work of recovery.
-        /// Bound: 4 KiB ..= 2^40.
+        /// Recovery reads the journals it replays whole, into memory: about
+        /// this much of older journals and twice this of the active one (writes
+        /// wait while a slow checkpoint would let it grow further), plus the
+        /// space allocated ahead of the appends. Bound: 4 KiB ..= 2^40.
         journal_max_bytes: u64
     );
     setter!(
