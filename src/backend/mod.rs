@@ -9,7 +9,9 @@ mod device_files;
 mod file;
 mod mem;
 
-pub(crate) use device_files::{DeviceFiles, SyncBook, SyncEnd};
+pub(crate) use device_files::DeviceFiles;
+#[cfg(any(test, feature = "sim"))]
+pub(crate) use device_files::{SyncBook, SyncEnd};
 pub use file::FileBackend;
 pub use mem::MemBackend;
 

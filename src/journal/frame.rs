@@ -49,7 +49,9 @@ use crate::error::{Error, Result};
 use crate::record::checksum;
 pub(crate) use codec::RECORD_FRAME;
 use codec::{decode_entry, encode_entry, u32_at, u64_at};
-pub(crate) use stream::{read_from, scan_checkpoint};
+#[cfg(any(test, feature = "sim"))]
+pub(crate) use stream::read_from;
+pub(crate) use stream::scan_checkpoint;
 
 const MAGIC: [u8; 8] = *b"EXTMETA\0";
 /// Bytes of a file header.

@@ -122,7 +122,9 @@ mod pointer;
 mod read_back;
 pub(crate) mod writer;
 
-pub(crate) use frame::{HEADER_LEN, encode_group};
+#[cfg(any(test, feature = "sim"))]
+pub(crate) use frame::HEADER_LEN;
+pub(crate) use frame::encode_group;
 pub(crate) use image::{
     Bounds, CheckpointEncoder, Image, RecordImage, Records, Recovered, recover_into,
 };
@@ -443,11 +445,13 @@ pub(crate) trait MetaFiles {
 
 /// [`MetaFiles`] over a function that reads a whole file (in memory: the
 /// emulator's directory, tests); a file read in parts is read once.
+#[cfg(any(test, feature = "sim"))]
 pub(crate) struct WholeFiles<F> {
     read: F,
     last: Option<(String, Option<Vec<u8>>)>,
 }
 
+#[cfg(any(test, feature = "sim"))]
 impl<F: FnMut(&str) -> crate::Result<Option<Vec<u8>>>> WholeFiles<F> {
     /// Reads through `read`.
     pub(crate) fn new(read: F) -> Self {
@@ -455,6 +459,7 @@ impl<F: FnMut(&str) -> crate::Result<Option<Vec<u8>>>> WholeFiles<F> {
     }
 }
 
+#[cfg(any(test, feature = "sim"))]
 impl<F: FnMut(&str) -> crate::Result<Option<Vec<u8>>>> MetaFiles for WholeFiles<F> {
     fn read(&mut self, name: &str) -> crate::Result<Option<Vec<u8>>> {
         (self.read)(name)

@@ -261,6 +261,7 @@ impl Writer {
     /// Whether the active journal's number is `number` and a write to it is the
     /// one in flight (a group commit, not a switch): what the emulator's
     /// `ack_before_sync` mutant looks for.
+    #[cfg(any(test, feature = "sim"))]
     pub(crate) fn group_commit_in_flight(&self) -> bool {
         self.in_flight
             .as_ref()
@@ -482,6 +483,7 @@ impl Writer {
 
     /// The `ack_before_sync` mutant (emulator only): the entries of the write in
     /// flight count as durable once its frames are written, before their sync.
+    #[cfg(any(test, feature = "sim"))]
     pub(crate) fn ack_written(&mut self) {
         if let Some(flight) = &self.in_flight {
             self.durable = self.durable.max(flight.upto);

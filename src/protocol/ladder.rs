@@ -126,10 +126,6 @@ impl VerifySession {
 
     /// The persistent fault the verifier found, if any (set when FPRE004 is raised,
     /// before the repair starts).
-    #[cfg_attr(
-        not(feature = "sim"),
-        expect(dead_code, reason = "only the emulator asks")
-    )]
     pub(crate) fn fault(&self) -> Option<Fault> {
         self.fault
     }

@@ -139,6 +139,7 @@ impl ReadOp {
 
     /// Whether a demand read took over the load this op claimed (its token
     /// is then void; the emulator counts these).
+    #[cfg(any(test, feature = "sim"))]
     pub(crate) fn claim_taken_over(&self) -> bool {
         (self.claimed.as_ref()).is_some_and(|(_, token)| token.taken_over())
     }

@@ -81,6 +81,7 @@ pub(crate) fn scan_checkpoint(
 
 /// Fills `buf` from `offset` of `bytes` (a file in memory): the bytes copied,
 /// fewer than `buf.len()` only where `bytes` end.
+#[cfg(any(test, feature = "sim"))]
 pub(crate) fn read_from(bytes: &[u8], offset: u64, buf: &mut [u8]) -> usize {
     let from = usize::try_from(offset).map_or(bytes.len(), |o| o.min(bytes.len()));
     let n = buf.len().min(bytes.len() - from);

@@ -125,6 +125,7 @@ impl Records {
     }
 
     /// Every id, ascending.
+    #[cfg(any(test, feature = "sim"))]
     pub(crate) fn keys(&self) -> impl Iterator<Item = u64> + '_ {
         self.iter().map(|r| r.extent.0)
     }
