@@ -98,6 +98,7 @@ impl Model {
         match r {
             Ok(CompactOutcome::Committed(_)) => self.committed += 1,
             Ok(CompactOutcome::Aborted) => self.aborted += 1,
+            Ok(other) => panic!("an outcome this test does not know: {other:?}"),
             Err(_) => {}
         }
     }

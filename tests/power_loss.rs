@@ -431,6 +431,7 @@ fn workload(
                     );
                 }
                 Ok(CompactOutcome::Aborted) => {}
+                Ok(other) => panic!("an outcome this test does not know: {other:?}"),
                 Err(e) => expect_fault_error(
                     fs,
                     &format!("compaction of {id}"),

@@ -62,16 +62,13 @@ fn delete_frees_space_and_the_statistics_are_exact() {
         let id = ExtentId(i as u64);
         store.write(id, &value(id, 1, len)).unwrap();
     }
-    let expect = |file, live, free, holes, largest| DeviceSpaceStats {
-        device: 0,
-        capacity_bytes: 1 << 40,
-        file_bytes: file * B,
-        live_bytes: live * B,
-        free_bytes: free * B,
-        holes,
-        largest_hole_bytes: largest * B,
-        bad_bytes: 0,
-        degraded: false,
+    // Field by field: the struct is `non_exhaustive`, so no struct expression.
+    let expect = |file, live, free, holes, largest| {
+        let mut s = DeviceSpaceStats::default();
+        (s.device, s.capacity_bytes, s.file_bytes) = (0, 1 << 40, file * B);
+        (s.live_bytes, s.free_bytes, s.holes) = (live * B, free * B, holes);
+        (s.largest_hole_bytes, s.bad_bytes, s.degraded) = (largest * B, 0, false);
+        s
     };
     assert_eq!(store.space(), [expect(6, 6, 0, 0, 0)]);
     store.delete(ExtentId(0)).unwrap(); // blocks 0-1

@@ -24,6 +24,7 @@ use crate::space::Placement;
 
 /// How a compaction ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CompactOutcome {
     /// The bytes moved; the record as committed.
     Committed(Snapshot),

@@ -22,6 +22,7 @@ use crate::space::Pin;
 /// The verdict of a verification that did not end in an error. FPRE004 is an
 /// error only when the fault persists and the extent could not be repaired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Verdict {
     /// The media bytes match the record.
     Ok {

@@ -24,6 +24,7 @@ use crate::record::ExtentId;
 /// The lifecycle state of a record. The `write_pending` mark is separate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum State {
     /// No bytes have been committed (or the extent was deleted).
     #[default]

@@ -34,6 +34,7 @@ pub(super) struct DeviceSpace {
 /// Every byte below `file_bytes` is exactly one of live, free or bad:
 /// `file_bytes == live_bytes + free_bytes + bad_bytes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct DeviceSpaceStats {
     /// The device.
     pub device: u16,

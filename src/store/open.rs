@@ -26,6 +26,7 @@ pub(crate) fn device_file(device: u16) -> String {
 
 /// What the last open of a durable store recovered.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecoveryReport {
     /// Whether the open created a new store (the directory held none).
     pub created: bool,
