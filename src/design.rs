@@ -138,7 +138,9 @@
 //! * [`Store::new`](crate::Store::new) over any [`Backend`](crate::Backend): the
 //!   table lives in memory. An engine with its own manifest persists the records
 //!   the [event listener](crate::Store::set_listener) hands it (every durable
-//!   change, relocations by compaction and repair included) and restarts with
+//!   change, relocations by compaction and repair included), in
+//!   [`Snapshot::to_bytes`](crate::Snapshot::to_bytes)' stable encoding or
+//!   field by field, and restarts with
 //!   [`Store::with_records`](crate::Store::with_records), which reinstalls them
 //!   without copying a byte. Choose it for caches of data that lives elsewhere,
 //!   tests, and engines whose manifest must stay the source of truth.

@@ -30,7 +30,7 @@
 //! | FPRE023 | [`Error::MissingCheckpoint`] | no | a metadata file the store needs is missing or empty: the checkpoint `CURRENT` names, its journal, a journal's successor, or the pointer of a directory that holds data | point `open` at the right directory, or restore the missing file; nothing was changed |
 //! | FPRE024 | [`Error::NewerFormat`] | no | a metadata file was written by a newer format than this build reads | open it with a newer build |
 //! | FPRE025 | [`Error::DeviceFile`] | no | a device file is missing or shorter than a location a record references | restore the device file; nothing was changed |
-//! | FPRE026 | [`Error::Locked`] | no | the store directory is already open (in this or another process), or a backup is being written into it | close the other store, or wait for the backup, first |
+//! | FPRE026 | [`Error::Locked`] | no | the store directory is already open (in this or another process), or a backup into it is finishing (a backup still copying, or cut short, is FPRE031) | close the other store, or wait for the backup, first |
 //! | FPRE027 | [`Error::OlderFormat`] | no | a metadata file was written in an older on-disk format this build no longer reads | open it with the build that wrote it, read every extent out (`Store::records`, `Store::read`) and write them into a new store; nothing was changed |
 //! | FPRE029 | [`Error::DiskFull`] | yes | the file system holding the store is full: a write or a file's creation hit ENOSPC (or EDQUOT), or the metadata reserve is in use and new writes are refused so that deletes, commits, checkpoints and `close` keep room | delete extents and call `Store::reclaim_space` (or free space on the file system), then retry: writes succeed again without a reopen (unless the journal itself failed on the full disk: later changes then get FPRE036) (once a rotation's background checkpoint in progress, `StoreStats::checkpoint_pending`, has removed the journals it replaces); reads keep working |
 //! | FPRE028 | [`Error::OutcomeUnknown`] | no | the operation's record was handed to the journal but the operation did not commit (the journal failed, the data's sync failed beside the record, a checkpoint read the record before the journal refused it, quarantines kept moving the record, or the backend panicked): the operation is not visible in this open store, but after a reopen it may be wholly there or wholly absent | reopen the store, then read the extent to learn the outcome |
@@ -42,6 +42,7 @@
 //! | FPRE035 | [`Error::ChangeSeqAhead`] | no | `changes_since` asked for a number this store has not reached: the cursor came from another store | resync as for FPRE034 |
 //! | FPRE037 | [`Error::DrainIncomplete`] | no | `drain` left extents on the device: a copy failed on its target, a write or compaction held an extent, a write placed one there meanwhile (only degraded devices are avoided), or a quarantined extent has no good copy | not for a blind retry (an extent that stays quarantined with no good copy stays for good): look at what stays (`records()` on the device), supply a good copy or rewrite a quarantined one, then call `drain` again; do not remove the device while any record names it |
 //! | FPRE036 | [`Error::JournalFailed`] | no | the journal failed earlier (a write or sync of it failed, or the disk filled with the metadata reserve already spent), and it refuses every change until a reopen; nothing of this change was written | reopen the store (after freeing space, for a full disk); reads keep working meanwhile |
+//! | FPRE039 | [`Error::InvalidRecords`] | no | records handed to the store (`Store::with_records`, `Snapshot::from_bytes`, `Snapshot::committed`) are not ones a store could have made: a damaged encoding, an odd version, a field out of range, or two records on overlapping locations | the engine's manifest is damaged, or mixes records of two stores: restore it from the engine's own backup |
 //! | FPRE038 | [`Error::DeviceSyncFailed`] | no | a sync of the device file failed earlier: its unsynced writes may be lost, and every later sync of it fails until a reopen (writes avoid the device meanwhile while another has room; with none, they fail) | reopen the store: recovery writes back or drops what the failed sync may have lost; reads keep working meanwhile |
 //!
 //! `is_retryable` tells the retry policy what it may retry. FPRE004 is never
@@ -460,7 +461,7 @@ pub enum Error {
     /// target, a write or compaction held the extent, a write placed a new
     /// extent there meanwhile, or a quarantined extent had no good copy.
     #[error(
-        "FPRE037 drain of device {device} moved {moved} extents and left {left} there: call drain again; an extent that stays is quarantined with no good copy, or every other device refused its copy"
+        "FPRE037 drain of device {device} moved {moved} extents and left {left} there: look at what stays (`records()` on the device), supply a good copy or rewrite a quarantined one, then call drain again"
     )]
     DrainIncomplete {
         /// The device drained.
@@ -469,6 +470,14 @@ pub enum Error {
         moved: u64,
         /// Extents whose record still names it.
         left: u64,
+    },
+
+    /// Records handed to the store by an engine (its manifest's) are not ones a
+    /// store could have made: see the catalog's FPRE039.
+    #[error("FPRE039 invalid records: {reason}")]
+    InvalidRecords {
+        /// What is wrong, naming the extent.
+        reason: String,
     },
 
     /// `Store::open` refused `path` as it is: nothing was created or changed.
@@ -522,6 +531,7 @@ impl Error {
             Error::JournalFailed { .. } => "FPRE036",
             Error::DeviceSyncFailed { .. } => "FPRE038",
             Error::DrainIncomplete { .. } => "FPRE037",
+            Error::InvalidRecords { .. } => "FPRE039",
         }
     }
 
@@ -619,6 +629,7 @@ mod tests {
                 device: 1,
                 op: "write",
             },
+            Error::InvalidRecords { reason: "r".into() },
         ];
         let mut codes: Vec<&str> = errors.iter().map(Error::code).collect();
         codes.sort_unstable();

@@ -52,7 +52,19 @@
 //! A listener that panics is contained:
 //! the panic is counted in [`StoreStats::listener_panics`](crate::StoreStats), the
 //! other listeners still get the event, and the operation completes as if there
-//! were no listener.
+//! were no listener, but for one thing: the location the change left (an
+//! overwritten generation's, a deleted extent's, or the source of a
+//! relocation) is kept out of use until the store is made again.
+//!
+//! That is what an engine keeping its own manifest builds on (see
+//! [`Store::with_records`](crate::Store::with_records)): a change's listeners run
+//! before the location it left is freed, so a listener that persists the record
+//! before it returns never lets the store reuse bytes the manifest still names,
+//! and one that cannot persist it panics. The manifest then names the record
+//! before the change, whose bytes stay where it says: after a restart a missed
+//! relocation reads the same generation from its old place, a missed overwrite or
+//! delete the generation before it (the engine must not have acknowledged the
+//! change to its own caller).
 //!
 //! # Examples
 //!
@@ -256,14 +268,15 @@ impl Listener {
     }
 
     /// Numbers the record change `event` builds, retains it in the change
-    /// stream and delivers it to every listener.
-    pub(crate) fn emit(&self, event: impl FnOnce(u64) -> Event) {
+    /// stream and delivers it to every listener: whether every listener
+    /// returned (none panicked).
+    pub(crate) fn emit(&self, event: impl FnOnce(u64) -> Event) -> bool {
         let event = self.changes.push(event);
         // The guard ends with this statement: a listener may add or remove
         // listeners (a write lock on the same thread), and one that writes
         // another extent emits while another thread waits to change the list.
         let callbacks = Arc::clone(&self.callbacks.read());
-        self.deliver(&callbacks, &event);
+        self.deliver(&callbacks, &event)
     }
 
     /// Delivers `event`, which is not a record change, to every listener (built
@@ -271,19 +284,24 @@ impl Listener {
     pub(crate) fn notify(&self, event: impl FnOnce() -> Event) {
         let callbacks = Arc::clone(&self.callbacks.read());
         if !callbacks.is_empty() {
-            self.deliver(&callbacks, &event());
+            // Nothing waits on a notice's delivery.
+            let _ = self.deliver(&callbacks, &event());
         }
     }
 
-    /// A listener that panics is counted and the others still get the event.
-    fn deliver(&self, callbacks: &[(ListenerId, Callback)], event: &Event) {
+    /// A listener that panics is counted and the others still get the event;
+    /// whether none panicked.
+    fn deliver(&self, callbacks: &[(ListenerId, Callback)], event: &Event) -> bool {
+        let mut returned = true;
         for (_, callback) in callbacks.iter() {
             let call = std::panic::AssertUnwindSafe(|| callback(event));
             if std::panic::catch_unwind(call).is_err() {
                 // Relaxed: a statistic, ordered with nothing.
                 self.panics.fetch_add(1, Relaxed);
+                returned = false;
             }
         }
+        returned
     }
 
     /// Listener calls that panicked.

@@ -305,6 +305,136 @@ fn with_records_keeps_the_newest_version_of_each_extent_in_any_order() {
     );
 }
 
+/// The manifest flow across a process restart: the listener appends each
+/// record's encoding to a file (an engine's manifest), the store goes away,
+/// and a new one is made from what the file holds, decoded, with every write,
+/// overwrite, delete and compaction as it was. A damaged manifest, or two
+/// records on one location, are FPRE039 (the caller's records, not a
+/// checkpoint of a directory there is none of).
+#[test]
+fn a_manifest_kept_in_a_file_restarts_the_store_and_damage_to_it_is_fpre039() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("MANIFEST");
+    let backend = Arc::new(MemBackend::new(2));
+    {
+        let store = Store::new(Arc::clone(&backend), StoreConfig::default()).unwrap();
+        let file = Mutex::new(std::fs::File::create(&path).unwrap());
+        store.set_listener(move |e: &Event| {
+            let record = match e {
+                Event::Written { record, .. } | Event::Deleted { record, .. } => record,
+                Event::Relocated { record, .. } => record,
+                _ => return,
+            };
+            file.lock().unwrap().write_all(&record.to_bytes()).unwrap();
+        });
+        for id in 0..6 {
+            let e = ExtentId(id);
+            store
+                .write(e, &value(e, 1, 300 + 97 * id as usize))
+                .unwrap();
+        }
+        let e = ExtentId(2);
+        store.write(e, &value(e, 2, 5000)).unwrap();
+        store.delete(ExtentId(4)).unwrap();
+        assert!(matches!(
+            store.compact(ExtentId(1)).unwrap(),
+            extentmeta::CompactOutcome::Committed(_)
+        ));
+    }
+    let kept = std::fs::read(&path).unwrap();
+    let records: Vec<extentmeta::Snapshot> = kept
+        .chunks(extentmeta::Snapshot::ENCODED_LEN)
+        .map(|b| extentmeta::Snapshot::from_bytes(b).unwrap())
+        .collect();
+    assert_eq!(records.len(), 9, "7 writes, a delete and a compaction");
+    let store = Store::with_records(
+        Arc::clone(&backend),
+        StoreConfig::default(),
+        records.clone(),
+    )
+    .unwrap();
+    for (id, generation) in [(0, 1), (1, 1), (2, 2), (3, 1), (5, 1)] {
+        let e = ExtentId(id);
+        assert_eq!(decode(&store.read(e).unwrap()), (e, generation));
+    }
+    assert_eq!(store.read(ExtentId(4)).unwrap_err().code(), "FPRE012");
+    drop(store);
+    // One flipped bit of the file.
+    let mut damaged = kept.clone();
+    damaged[3 * extentmeta::Snapshot::ENCODED_LEN + 17] ^= 0x10;
+    let err = (damaged.chunks(extentmeta::Snapshot::ENCODED_LEN))
+        .map(extentmeta::Snapshot::from_bytes)
+        .collect::<Result<Vec<_>>>()
+        .unwrap_err();
+    assert_eq!(err.code(), "FPRE039", "{err}");
+    // Extent 5's record moved onto extent 3's location.
+    let (three, five) = (records[3], records[5]);
+    assert_eq!((three.extent(), five.extent()), (ExtentId(3), ExtentId(5)));
+    let moved = extentmeta::Snapshot::committed(
+        five.extent(),
+        five.version(),
+        five.state(),
+        five.generation(),
+        three.location(),
+        five.checksum(),
+    )
+    .unwrap();
+    let err = Store::with_records(backend, StoreConfig::default(), [three, moved]).unwrap_err();
+    assert_eq!(err.code(), "FPRE039", "{err}");
+    assert!(err.to_string().contains("overlapping"), "{err}");
+}
+
+/// A listener that cannot persist a relocation panics, and the store then
+/// keeps the old location out of use: the manifest, which still names it,
+/// reads the same generation there after a restart. With a listener that
+/// returns, the same run hands the old location to a later write.
+#[test]
+fn a_relocation_a_listener_failed_to_persist_leaves_its_old_location_in_place() {
+    for fails in [false, true] {
+        let backend = Arc::new(MemBackend::new(1));
+        let store = Store::new(Arc::clone(&backend), StoreConfig::default()).unwrap();
+        let manifest = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&manifest);
+        store.set_listener(move |e: &Event| match e {
+            Event::Written { record, .. } => sink.lock().unwrap().push(*record),
+            Event::Relocated { record, .. } if fails => {
+                let _ = record;
+                panic!("the manifest's disk is full")
+            }
+            Event::Relocated { record, .. } => sink.lock().unwrap().push(*record),
+            _ => {}
+        });
+        for id in 0..4 {
+            let e = ExtentId(id);
+            store.write(e, &value(e, 1, 3000)).unwrap();
+        }
+        let old = store.snapshot(ExtentId(1)).unwrap().location();
+        assert!(matches!(
+            store.compact(ExtentId(1)).unwrap(),
+            extentmeta::CompactOutcome::Committed(_)
+        ));
+        assert_eq!(store.stats().listener_panics, u64::from(fails));
+        let overlaps = |l: extentmeta::Location| {
+            l.device == old.device
+                && l.offset < old.offset + u64::from(old.length)
+                && old.offset < l.offset + u64::from(l.length)
+        };
+        let reused = (10..40).any(|id| {
+            let e = ExtentId(id);
+            overlaps(store.write(e, &value(e, 1, 3000)).unwrap().location())
+        });
+        assert_eq!(reused, !fails, "fails: {fails}");
+        drop(store);
+        if fails {
+            let records = manifest.lock().unwrap().clone();
+            let store = Store::with_records(backend, StoreConfig::default(), records).unwrap();
+            assert_eq!(store.snapshot(ExtentId(1)).unwrap().location(), old);
+            assert_eq!(decode(&store.read(ExtentId(1)).unwrap()), (ExtentId(1), 1));
+        }
+    }
+}
+
 /// `with_records` answers in the caller's terms: an id past `max_extents` is
 /// `ExtentOutOfRange` (it was a configuration error naming a directory there
 /// is none of), and a snapshot of an id never written (version 0) is skipped,

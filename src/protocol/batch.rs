@@ -261,12 +261,12 @@ impl BatchWriteOp {
             };
             match commit {
                 Commit::Done(record, old) => {
-                    if let Some(old) = old {
-                        core.retire(old);
-                    }
                     if let Op::Write(w) = &self.ops[i] {
                         let tag = w.tag();
-                        core.events.emit(|seq| Event::Written { seq, record, tag });
+                        core.report_then_retire(old, |seq| Event::Written { seq, record, tag });
+                    } else if let Some(old) = old {
+                        // A delete reported (and retired) its own location.
+                        core.retire(old);
                     }
                     self.committed[i] = Some(record);
                 }

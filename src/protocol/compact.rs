@@ -267,22 +267,21 @@ impl Machine for CompactOp {
                 IoResult::Done(Ok(())),
             ) => {
                 self.phase = Phase::Finished;
-                if let Some(old) = old {
-                    core.retire(old);
-                }
                 if let Some(begin) = self.begin {
                     let cause = match (self.exclude, self.packing) {
                         (Some(_), _) => Relocation::Drain,
                         (None, true) => Relocation::Pack,
                         (None, false) => Relocation::Compaction,
                     };
-                    core.events.emit(|seq| Event::Relocated {
+                    core.report_then_retire(old, |seq| Event::Relocated {
                         seq,
                         record: committed,
                         tag,
                         from: begin.location(),
                         cause,
                     });
+                } else if let Some(old) = old {
+                    core.retire(old);
                 }
                 return Step::Done(Ok(CompactOutcome::Committed(committed)));
             }

@@ -109,12 +109,10 @@ impl DeleteItem {
                 // Entries of every generation up to the deleted one go.
                 core.cache
                     .invalidate(self.id, reserved.generation().saturating_add(1));
-                if !core.mutants.delete_retires_early {
-                    core.retire(reserved.location());
-                }
                 // After the transition, as a write drops the tag it replaced.
                 let tag = core.tags.forget(self.id, reserved.generation());
-                core.events.emit(|seq| Event::Deleted {
+                let old = (!core.mutants.delete_retires_early).then(|| reserved.location());
+                core.report_then_retire(old, |seq| Event::Deleted {
                     seq,
                     record: deleted,
                     tag,

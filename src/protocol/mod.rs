@@ -258,6 +258,21 @@ impl Core {
         self.reclaimer.retire(location, |l| self.free(l));
     }
 
+    /// Reports a committed, durable change to the change stream and the
+    /// listeners, then retires the location it left (`old`), unless a listener
+    /// panicked: a manifest kept by a listener that failed still names `old`,
+    /// so its bytes stay until the store is made again (see `events`).
+    pub(crate) fn report_then_retire(
+        &self,
+        old: Option<Location>,
+        event: impl FnOnce(u64) -> crate::events::Event,
+    ) {
+        let delivered = self.events.emit(event);
+        if let Some(old) = old.filter(|_| delivered) {
+            self.retire(old);
+        }
+    }
+
     /// Returns `location` to the allocator; an inline write's bytes are never
     /// written there again ([`WriteBack::forget`]).
     pub(crate) fn free(&self, location: Location) {

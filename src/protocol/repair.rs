@@ -363,11 +363,8 @@ impl Machine for RepairOp {
             }
             (Phase::Remapping { remapped, old, tag }, IoResult::Done(Ok(()))) => {
                 self.phase = Phase::Finished;
-                if let Some(old) = old {
-                    core.retire(old);
-                }
                 let from = self.faulted.location();
-                core.events.emit(|seq| Event::Relocated {
+                core.report_then_retire(old, |seq| Event::Relocated {
                     seq,
                     record: remapped,
                     tag,

@@ -516,16 +516,13 @@ impl WriteOp {
             ) => match self.commit_proposed(core, expected, location) {
                 Commit::Done(committed, old) => {
                     self.phase = Phase::Finished;
-                    if let Some(old) = old {
-                        core.retire(old);
-                    }
                     // Its data is durable: recovery need not read it (and must
                     // not take a later fault of it for a torn write).
                     if self.overlapped && proposals == 1 {
                         core.overlaps.synced(self.id, committed.version());
                     }
                     let tag = self.tag;
-                    core.events.emit(|seq| Event::Written {
+                    core.report_then_retire(old, |seq| Event::Written {
                         seq,
                         record: committed,
                         tag,
@@ -568,11 +565,8 @@ impl WriteOp {
             }
             (Phase::CommittedEarly { committed, old }, Ok(())) => {
                 self.phase = Phase::Finished;
-                if let Some(old) = old {
-                    core.retire(old);
-                }
                 let tag = self.tag;
-                core.events.emit(|seq| Event::Written {
+                core.report_then_retire(old, |seq| Event::Written {
                     seq,
                     record: committed,
                     tag,

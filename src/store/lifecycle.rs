@@ -46,7 +46,9 @@ impl Store {
 
     /// A store over `backend` whose records are `records` — the engine's own
     /// manifest, as it persisted them from the [event listener](Self::set_listener)
-    /// (or from the snapshots its calls returned). No byte is copied: each record
+    /// (or from the snapshots its calls returned), in
+    /// [`Snapshot::to_bytes`]' encoding or field by field
+    /// ([`Snapshot::committed`]). No byte is copied: each record
     /// keeps its location, generation, checksum and version, and free space is
     /// everything no record references. The way for engines that keep their own
     /// manifest to restart an in-memory store; see [`crate::design`]. Records
@@ -59,8 +61,8 @@ impl Store {
     /// `device_capacity_bytes` or `block_size_bytes` if a record lies on a device
     /// the backend lacks, past the device capacity, or off a block boundary (the
     /// configuration does not fit the records); [`Error::ExtentOutOfRange`] for
-    /// an id at or past `max_extents`; [`Error::CheckpointCorrupt`] if two records
-    /// overlap or a version is odd. A record of version 0 (an id never written,
+    /// an id at or past `max_extents`; [`Error::InvalidRecords`] if two records
+    /// overlap. A record of version 0 (an id never written,
     /// as [`snapshot`](Self::snapshot) reports it) is skipped: every id starts so.
     ///
     /// # Examples
@@ -71,18 +73,21 @@ impl Store {
     /// use std::sync::{Arc, Mutex};
     ///
     /// let backend = Arc::new(MemBackend::new(1));
-    /// let manifest: Arc<Mutex<Vec<Snapshot>>> = Arc::default();
+    /// // The engine's manifest: here in memory, in an engine a file or a table
+    /// // of its own, written before the engine acknowledges the write.
+    /// let manifest: Arc<Mutex<Vec<[u8; Snapshot::ENCODED_LEN]>>> = Arc::default();
     /// {
     ///     let store = Store::new(Arc::clone(&backend), StoreConfig::default())?;
     ///     let sink = Arc::clone(&manifest);
     ///     store.set_listener(move |e: &Event| {
     ///         if let Event::Written { record, .. } = e {
-    ///             sink.lock().unwrap().push(*record); // the engine persists this
+    ///             sink.lock().unwrap().push(record.to_bytes());
     ///         }
     ///     });
     ///     store.write(ExtentId(1), b"kept by the engine's manifest")?;
     /// }
-    /// let records = manifest.lock().unwrap().clone();
+    /// let kept = manifest.lock().unwrap().clone();
+    /// let records = kept.iter().map(|b| Snapshot::from_bytes(b)).collect::<Result<Vec<_>, _>>()?;
     /// let store = Store::with_records(backend, StoreConfig::default(), records)?;
     /// assert_eq!(&*store.read(ExtentId(1))?, b"kept by the engine's manifest");
     /// # Ok::<(), extentmeta::Error>(())
@@ -130,7 +135,14 @@ impl Store {
         if let Some(err) = refused {
             return Err(err);
         }
-        let (table, _untagged, allocator) = rebuilt?;
+        // Damage a directory's checkpoint would hold (two records on one
+        // location) is the caller's manifest's here.
+        let (table, _untagged, allocator) = rebuilt.map_err(|err| match err {
+            Error::CheckpointCorrupt { reason, .. } => Error::InvalidRecords {
+                reason: format!("the records handed to with_records: {reason}"),
+            },
+            other => other,
+        })?;
         Self::in_memory(table, allocator, backend, config)
     }
 
