@@ -128,6 +128,34 @@ fn a_read_refused_by_a_shutdown_is_not_a_media_fault() {
     );
 }
 
+/// A backend that refuses reads for a while (an I/O error that says nothing
+/// of the bytes, `PermissionDenied` here) gets the error back on a read and a
+/// verify: retryable, no retries counted, no FPRE004, no quarantine, no bad
+/// location, no device error. Once it reads again the extent is there.
+#[test]
+fn a_read_the_backend_refuses_is_not_a_media_fault() {
+    let fabric = FaultBackend::new(1);
+    let store = store(&fabric, 0);
+    let id = ExtentId(6);
+    store.write(id, &value(id, 1, 1000)).unwrap();
+    fabric.script(vec![Inject::Refused]);
+    let err = store.read(id).unwrap_err();
+    assert_eq!(err.code(), "FPRE009", "{err}");
+    assert!(err.is_retryable() && !err.is_media_fault(), "{err}");
+    let err = store.verify(id).unwrap_err();
+    assert_eq!(err.code(), "FPRE009", "{err}");
+    fabric.script(Vec::new());
+    let stats = store.stats();
+    assert_eq!(
+        (stats.fpre004, stats.quarantines, stats.device_errors),
+        (0, 0, 0),
+        "{stats:?}"
+    );
+    assert_eq!(store.space()[0].bad_bytes, 0);
+    assert_eq!(store.snapshot(id).unwrap().state(), State::Durable);
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
+}
+
 /// A drain whose copy fails on its target leaves that extent on the device:
 /// it says so (FPRE037, with the counts) instead of `Ok`, the extent stays
 /// readable, and a second drain finishes.

@@ -72,6 +72,9 @@ pub enum Inject {
     /// Return `Error::Shutdown`, as the store's own device files do once
     /// `close` closed them: not a media fault.
     Shutdown,
+    /// Return an `Error::Io` of kind `PermissionDenied` (a backend refusing
+    /// the call for a while): not a media fault either.
+    Refused,
 }
 
 /// The test's side of a held call: see [`FaultBackend::gate_read_at`].
@@ -316,6 +319,12 @@ impl<B: Backend> FaultBackend<B> {
             Inject::Fail => Err(injected(device, op.name())),
             Inject::Panic => panic!("injected backend panic in {}", op.name()),
             Inject::Shutdown => Err(Error::Shutdown),
+            Inject::Refused => Err(Error::Io {
+                device,
+                op: op.name(),
+                kind: std::io::ErrorKind::PermissionDenied,
+                message: "refused for a while".into(),
+            }),
         }
     }
 }
