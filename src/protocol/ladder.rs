@@ -82,6 +82,11 @@ pub(crate) struct VerifySession {
     tally: Tally,
     fault: Option<Fault>,
     device_error: Option<Location>,
+    /// The episode of verifications of this extent that this one belongs to,
+    /// from its start until the session ends, its repair included: a
+    /// verification that starts before a quarantine lands joins the episode of
+    /// the one that found the fault (see `episodes`).
+    joined: Option<super::episodes::Joined>,
 }
 
 /// Splits a step: `Err` with the result if the inner machine finished, else the
@@ -107,6 +112,7 @@ impl VerifySession {
             tally: Tally::default(),
             fault: None,
             device_error: None,
+            joined: None,
         }
     }
 
@@ -178,8 +184,12 @@ impl VerifySession {
         }
     }
 
+    /// Charges the device of `location` for the fault found there, unless an
+    /// overlapping verification of the extent already did (see `episodes`).
     fn charge(&mut self, location: Location) {
-        self.device_error = Some(location);
+        if self.joined.as_ref().is_none_or(|j| j.first_at(location)) {
+            self.device_error = Some(location);
+        }
     }
 
     fn repair(&mut self, core: &Core, faulted: Snapshot, cause: Cause) -> Step<Verdict> {
@@ -255,19 +265,33 @@ impl VerifySession {
     }
 }
 
+impl VerifySession {
+    /// Leaves the episode once the session is over.
+    fn ended(&mut self, step: Step<Verdict>) -> Step<Verdict> {
+        if matches!(step, Step::Done(_)) {
+            self.joined = None;
+        }
+        step
+    }
+}
+
 impl Machine for VerifySession {
     type Output = Verdict;
 
     fn start(&mut self, core: &Core) -> Step<Verdict> {
+        if matches!(self.stage, Stage::Verifying(_)) {
+            self.joined = Some(core.episodes.join(self.id));
+        }
         let step = match &mut self.stage {
             Stage::Verifying(op) => op.start(core),
             _ => return out_of_order("verify session: started twice"),
         };
-        self.after(core, step)
+        let step = self.after(core, step);
+        self.ended(step)
     }
 
     fn on_io(&mut self, core: &Core, result: IoResult) -> Step<Verdict> {
-        match &mut self.stage {
+        let step = match &mut self.stage {
             Stage::Verifying(op) => {
                 let step = op.on_io(core, result);
                 self.after(core, step)
@@ -277,17 +301,19 @@ impl Machine for VerifySession {
                 self.on_repair_step(step)
             }
             Stage::Finished => out_of_order("verify session: I/O after the end"),
-        }
+        };
+        self.ended(step)
     }
 
     fn on_backoff(&mut self, core: &Core) -> Step<Verdict> {
-        match &mut self.stage {
+        let step = match &mut self.stage {
             Stage::Verifying(op) => {
                 let step = op.on_backoff(core);
                 self.after(core, step)
             }
             _ => out_of_order("verify session: backoff outside verification"),
-        }
+        };
+        self.ended(step)
     }
 
     fn abandon(&mut self, core: &Core) {
@@ -479,5 +505,101 @@ impl Machine for ReadSession {
             ReadStage::Verifying(v) => v.take_device_error(),
             _ => self.device_error.take(),
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::protocol::{IoRequest, test_support};
+
+    /// Drives `sessions` in turns, one step each; a session's `n`th read
+    /// (from 0) of the extent's location returns its committed bytes if
+    /// `good(n)`, else bytes that fail their checksum. Good-copy requests get
+    /// none, everything else succeeds. Counts the device errors the sessions
+    /// hand to their driver.
+    fn drive(
+        core: &Core,
+        sessions: &mut [VerifySession],
+        record: Snapshot,
+        good: impl Fn(u32) -> bool,
+    ) -> u32 {
+        let mut steps: Vec<Option<Step<Verdict>>> =
+            sessions.iter_mut().map(|s| Some(s.start(core))).collect();
+        let mut reads = vec![0u32; sessions.len()];
+        let mut charged = 0;
+        // Bounded: each session ends within its retry limit and one repair.
+        for _ in 0..1000 {
+            for (i, (session, step)) in sessions.iter_mut().zip(steps.iter_mut()).enumerate() {
+                charged += u32::from(session.take_device_error().is_some());
+                *step = match step.take() {
+                    None | Some(Step::Done(_)) => None,
+                    Some(Step::Backoff(_)) => Some(session.on_backoff(core)),
+                    Some(Step::Io(IoRequest::Read(l))) => {
+                        assert_eq!(l, record.location(), "only the extent is read");
+                        let bytes = match good(reads[i]) {
+                            true => test_support::value(record.extent(), record.generation()),
+                            false => Bytes::from(vec![0xEE; l.length as usize]),
+                        };
+                        reads[i] += 1;
+                        Some(session.on_io(core, IoResult::Read(Ok(bytes))))
+                    }
+                    Some(Step::Io(IoRequest::GoodCopy(id, _))) => {
+                        let none = Err(Error::NotReadable { extent: id });
+                        Some(session.on_io(core, IoResult::Read(none)))
+                    }
+                    Some(Step::Io(_)) => Some(session.on_io(core, IoResult::Done(Ok(())))),
+                    Some(Step::Wait(_)) => panic!("a verification never waits"),
+                };
+            }
+            if steps.iter().all(Option::is_none) {
+                return charged;
+            }
+        }
+        panic!("the sessions did not end");
+    }
+
+    /// Verifications of one extent that overlap (the readers of one failed
+    /// load each climbing the ladder) charge its device once for what they
+    /// found together; verifications that do not overlap are charged each.
+    #[test]
+    fn overlapping_verifications_of_one_fault_charge_its_device_once() {
+        let core = Core::for_tests();
+        let policy = IntegrityPolicy::builder()
+            .backoff_base_us(0)
+            .backoff_max_us(0)
+            .build()
+            .expect("valid");
+        let commit = |id| test_support::commit(&core, ExtentId(id), 1, crate::record::Tag::EMPTY);
+        // A transient fault: each session's first read fails, its retry reads
+        // the bytes. Two at once: one error; the same two one after the
+        // other: two.
+        let record = commit(3);
+        let first_fails = |n| n > 0;
+        let mut both = [
+            VerifySession::new(ExtentId(3), policy),
+            VerifySession::new(ExtentId(3), policy),
+        ];
+        assert_eq!(drive(&core, &mut both, record, first_fails), 1);
+        assert!(both.iter().all(|s| s.tally().verify_transient == 1));
+        for _ in 0..2 {
+            let mut alone = [VerifySession::new(ExtentId(3), policy)];
+            assert_eq!(drive(&core, &mut alone, record, first_fails), 1);
+        }
+        // A persistent fault: one error, however the two end (one raises
+        // FPRE004 and quarantines; the other raises it too, or meets the
+        // quarantine as a race); a later verification meets the quarantine
+        // and reads nothing.
+        let record = commit(4);
+        let mut both = [
+            VerifySession::new(ExtentId(4), policy),
+            VerifySession::new(ExtentId(4), policy),
+        ];
+        assert_eq!(drive(&core, &mut both, record, |_| false), 1);
+        assert!(both.iter().map(|s| s.tally().fpre004).sum::<u32>() >= 1);
+        assert_eq!(both.iter().map(|s| s.tally().quarantines).sum::<u32>(), 1);
+        let mut later = [VerifySession::new(ExtentId(4), policy)];
+        assert_eq!(drive(&core, &mut later, record, |_| false), 0);
+        assert!(core.episodes.is_idle(), "every episode ended");
     }
 }

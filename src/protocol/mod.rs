@@ -14,6 +14,7 @@ mod batch;
 mod checkpoint;
 mod compact;
 mod delete;
+mod episodes;
 mod ladder;
 mod location;
 mod overlaps;
@@ -96,6 +97,9 @@ pub(crate) struct Core {
     /// Verified copies of quarantined extents that a repair could not install
     /// (see [`Rescued`]).
     pub(crate) rescued: Rescued,
+    /// The verifications in progress, so that readers who met one fault
+    /// together charge its device once (see [`episodes`]).
+    pub(crate) episodes: std::sync::Arc<episodes::Episodes>,
 }
 
 /// Records a write or delete handed to the journal and has not committed in the
@@ -238,6 +242,7 @@ impl Core {
             overlaps: Default::default(),
             events: Default::default(),
             rescued: Default::default(),
+            episodes: Default::default(),
         }
     }
 

@@ -290,6 +290,7 @@ impl Store {
             overlap_data_sync: durable.is_some() && config.overlap_data_sync,
             overlaps: Default::default(),
             rescued: Default::default(),
+            episodes: Default::default(),
             events: Default::default(),
         };
         // A reopened store numbers its changes past every journal entry made

@@ -66,7 +66,9 @@ pub struct StoreStats {
     pub compactions_committed: u64,
     /// Compactions that found the record changed and freed their target.
     pub compactions_aborted: u64,
-    /// Device errors recorded (one per verification episode).
+    /// Device errors recorded: one per faulty location a verification found,
+    /// and one for all the verifications of an extent that overlap (the
+    /// readers of one failed load each verify it; they met one fault).
     pub device_errors: u64,
     /// Devices degraded: by the health policy, by a failed sync, or before a
     /// reopen (the journal keeps them), in ascending order. New writes avoid

@@ -237,6 +237,7 @@ impl World {
             overlap_data_sync: cfg.overlap_data_sync,
             overlaps: Default::default(),
             rescued: Default::default(),
+            episodes: Default::default(),
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let kinds = [

@@ -204,6 +204,7 @@ impl World {
             overlap_data_sync: self.cfg.overlap_data_sync,
             overlaps: Default::default(),
             rescued: Default::default(),
+            episodes: Default::default(),
         };
         self.core.set_space_low(self.meta.space_low());
         self.start_actors();
