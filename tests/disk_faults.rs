@@ -588,6 +588,73 @@ fn a_device_the_health_policy_degraded_is_reported_before_and_after_a_reopen() {
     check(&store, &model);
 }
 
+/// After a device's sync failed, every checkpoint fails until a reopen (the
+/// device's inline writes are not durable there yet, and no sync of it is
+/// trusted again). Journals would pile up at the rate of the writes to the
+/// other device, on disk and in the next open's memory; instead the second
+/// checkpoint failing in a row fails the journal: changes get FPRE036 (an
+/// operation in flight FPRE028), a few journals remain, and a reopen
+/// recovers every acknowledged write.
+#[test]
+fn checkpoints_that_keep_failing_after_a_device_sync_failed_fail_the_journal() {
+    let tmp = fault_fs::tempdir();
+    let dir = tmp.path();
+    let cfg = config(2, 4096);
+    let fs = FaultFs::new(dir, u64::MAX, Faults::default());
+    let mut model = Model::new();
+    let mut unknown = Vec::new();
+    {
+        let store = Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()).unwrap();
+        for id in 0..4 {
+            put(&store, &mut model, id, 1);
+        }
+        fs.set_faults(Faults {
+            sync_eio: Some(SyncFault {
+                target: Target::Device,
+                nth: 1,
+                drop_pages: false,
+            }),
+            ..Faults::default()
+        });
+        let mut refused = None;
+        // Bounded: 4 KiB journals rotate every few writes.
+        for id in 4..2000 {
+            match store.write(ExtentId(id), &val(id, 1)) {
+                Ok(_) => {
+                    model.insert(id, Some(1));
+                }
+                Err(e) if e.code() == "FPRE028" => unknown.push(id),
+                Err(e) if e.code() == "FPRE038" => {}
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        let err = refused.expect("the journal failed");
+        assert_eq!(err.code(), "FPRE036", "{err}");
+        assert!(
+            err.to_string().contains("checkpoints in a row failed"),
+            "{err}"
+        );
+        assert!(
+            fs.fired().is_some_and(|f| f.contains("dev")),
+            "{:?}",
+            fs.fired()
+        );
+        let journals = names_with(dir, "journal-").len();
+        assert!(journals <= 4, "{journals} journals");
+        assert!(model.len() > 8, "writes went on after the first failure");
+    }
+    fs.set_faults(Faults::default());
+    let store = Store::open_in(Arc::new(fs.clone()), dir, cfg).unwrap();
+    check(&store, &model);
+    for id in unknown {
+        let got = state(&store, id);
+        assert!(got.is_none() || got == Some(1), "extent {id}: {got:?}");
+    }
+}
+
 /// Every device read fails while `reads` is set (a persistent media fault);
 /// the journal's next sync fails once `journal` is armed. SeqCst: switches
 /// the test and the good-copy source set, ordered with nothing else.

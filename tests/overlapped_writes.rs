@@ -162,9 +162,10 @@ fn a_fault_after_the_marker_is_reported_not_taken_for_a_torn_write() {
 
 /// After a device's data sync failed, every checkpoint fails until a reopen
 /// (the device's syncs are refused, and a checkpoint syncs the devices before
-/// its pointer names it), while the journal keeps rotating: each failed
-/// rotation removes the image it wrote, so they do not pile up and fill the
-/// disk, and the acknowledged writes survive a reopen.
+/// its pointer names it): each failed rotation removes the image it wrote, so
+/// they do not pile up and fill the disk; the second failing in a row fails
+/// the journal (later changes FPRE036), so the journals do not pile up
+/// either; and the acknowledged writes survive a reopen.
 #[test]
 fn checkpoints_failed_by_a_device_sync_leave_no_images_behind() {
     let tmp = fault_fs::tempdir();
@@ -192,23 +193,37 @@ fn checkpoints_failed_by_a_device_sync_leave_no_images_behind() {
             })
             .count()
     };
+    let mut acknowledged = Vec::new();
     {
         let store = Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()).unwrap();
         hook.armed.store(true, Ordering::SeqCst);
         let err = store.write(ExtentId(1_000), &val(1_000, 1)).unwrap_err();
         assert_eq!(err.code(), "FPRE028", "{err}");
-        let before = store.stats().checkpoints;
-        for id in 0..600 {
-            store.write(ExtentId(id), &val(id, 1)).unwrap();
-        }
+        let (before, number) = (store.stats().checkpoints, store.stats().journal_number);
+        // Bounded: 16 KiB journals rotate every few dozen writes.
+        let refused = (0..2000).find_map(|id| match store.write(ExtentId(id), &val(id, 1)) {
+            Ok(_) => {
+                acknowledged.push(id);
+                None
+            }
+            Err(e) if e.code() == "FPRE028" => None,
+            Err(e) => Some(e),
+        });
+        let err = refused.expect("the journal failed");
+        assert_eq!(err.code(), "FPRE036", "{err}");
         common::wait_until(|| !store.stats().checkpoint_pending);
         let stats = store.stats();
         assert_eq!(stats.checkpoints, before, "every checkpoint failed");
-        assert!(stats.journal_number >= 4, "rotations ran: {stats:?}");
+        assert_eq!(
+            stats.journal_number,
+            number + 2,
+            "two rotations ran: {stats:?}"
+        );
         assert_eq!(images(), 1, "only the image the pointer names");
+        assert!(acknowledged.len() > 20, "{} writes", acknowledged.len());
     }
     let store = Store::open_in(Arc::new(fs.clone()), dir, cfg).unwrap();
-    for id in 0..600 {
+    for id in acknowledged {
         assert_eq!(read(&store, id), 1);
     }
 }

@@ -473,15 +473,20 @@ fn a_sync_trusted_for_writes_that_completed_while_it_ran_is_caught() {
     // write again when a later writeback fails and drops those pages: their
     // data is gone from the device until a reopen (a read, or a recovery
     // after a power cut, finds the old bytes). The fabric makes durable only
-    // the writes a sync's start covers, or this could not be caught: 10 of
-    // the first 100 write-heavy crash seeds catch it; the first is seed 4.
+    // the writes a sync's start covers, or this could not be caught: 4 of
+    // the first 100 write-heavy crash seeds catch it (10 before two failed
+    // checkpoints in a row failed the journal, whose reopen writes the lost
+    // data back); the first is seed 36. Caught as data lost, or as a
+    // recovered record whose bytes the durable device does not hold.
     let mutant = SimConfig {
         sync_covers_later_writes: true,
         ..write_heavy()
     };
     let (seed, v) = caught(&mutant, 100).expect("caught");
     assert!(
-        v.iter().any(|v| v.contains("data lost")),
+        v.iter()
+            .any(|v| v.contains("data lost")
+                || v.contains("fails its checksum on the durable device")),
         "seed {seed}: {v:?}"
     );
     let r = sim::run(seed, &write_heavy());

@@ -25,8 +25,12 @@ impl Error {
     /// What a change the journal refuses after `failure` failed it gets
     /// ([`Error::JournalFailed`]): certainly not written, and not retryable.
     pub(crate) fn journal_failed(failure: &Error) -> Error {
-        Error::JournalFailed {
-            cause: failure.to_string(),
+        match failure {
+            // The writer's own verdict (checkpoints that kept failing).
+            Error::JournalFailed { .. } => failure.clone(),
+            other => Error::JournalFailed {
+                cause: other.to_string(),
+            },
         }
     }
 

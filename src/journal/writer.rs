@@ -29,6 +29,10 @@
 //!   write or later is [`Error::OutcomeUnknown`], every entry appended afterwards is
 //!   refused with the failure (certainly not written). A failed checkpoint only
 //!   ends the rotation: the old checkpoint and the journals since stay current.
+//!   [`MAX_FAILED_CHECKPOINTS`] in a row fail the journal as a failed write
+//!   does: nothing would retire the journals then (a device whose sync failed
+//!   fails every checkpoint until a reopen), which would grow, disk and the
+//!   memory of the next open's recovery alike, at the rate of the writes.
 //! * [`close`](Writer::close) plans the close marker; afterwards every append is
 //!   refused with [`Error::Shutdown`].
 //!
@@ -59,6 +63,12 @@ use crate::record::ExtentId;
 mod cut;
 mod reserve;
 mod rotation;
+
+/// Checkpoints failing in a row that fail the journal (see the module docs).
+/// Two: after one failure (a checkpoint file's write met EIO once) the next
+/// rotation tries again, and recovery meanwhile replays about twice what one
+/// rotation leaves, as `journal_max_bytes` documents.
+pub(crate) const MAX_FAILED_CHECKPOINTS: u32 = 2;
 
 /// The most zeros one group commit writes ahead of the appends: the group
 /// commit that allocates waits for its zeros' pages, 256 KiB here against
@@ -150,6 +160,8 @@ pub(crate) struct Writer {
     /// Whether checkpoints keep the journal they retire (see `plan::checkpoint`).
     recycle: bool,
     failed: Option<Error>,
+    /// Checkpoints that failed since the last one that succeeded.
+    failed_checkpoints: u32,
     closed: bool,
     mutants: PlanMutants,
     stats: WriterStats,
@@ -195,6 +207,7 @@ impl Writer {
             retired: 0,
             recycle: true,
             failed: None,
+            failed_checkpoints: 0,
             closed: false,
             mutants: PlanMutants::default(),
             stats: WriterStats::default(),
@@ -726,6 +739,52 @@ mod tests {
         w.next_write().expect("released");
         w.complete(Ok(()));
         assert_eq!(w.status(b, ExtentId(2)), Some(Ok(())));
+    }
+
+    /// Drives `w`, after its last rotation's checkpoint ended, to its next
+    /// switch and its checkpoint's outcome `result`.
+    fn rotate_again(w: &mut Writer, result: Result<()>) {
+        let before = w.stats().number;
+        // Bounded: each round appends a record; the bound is 100 bytes.
+        for g in 1..100 {
+            w.append(&[put(6, g)]).expect("appended");
+            w.next_write().expect("a group commit or the switch");
+            if w.complete(Ok(())).is_some() {
+                assert_eq!(w.stats().number, before + 1);
+                assert_eq!(w.checkpoint_done(&[], result), None);
+                return;
+            }
+        }
+        panic!("no switch");
+    }
+
+    /// Checkpoints that keep failing (every one does after a device's sync
+    /// failed) would leave nothing to retire the journals: two in a row fail
+    /// the journal, with a cause that says so; a success in between resets
+    /// the count.
+    #[test]
+    fn two_checkpoints_failing_in_a_row_fail_the_journal() {
+        let eio = || Error::DeviceSyncFailed {
+            device: 0,
+            cause: "EIO".into(),
+        };
+        let mut w = switched();
+        assert_eq!(w.checkpoint_done(&[], Err(eio())), None);
+        rotate_again(&mut w, Ok(()));
+        rotate_again(&mut w, Err(eio()));
+        assert!(w.failure().is_none(), "one failure since the last success");
+        w.append(&[put(7, 1)]).expect("still taking appends");
+        w.next_write().expect("a group commit");
+        w.complete(Ok(()));
+        rotate_again(&mut w, Err(eio()));
+        let err = w.append(&[put(8, 1)]).expect_err("refused");
+        assert_eq!(err.code(), "FPRE036", "{err}");
+        assert!(
+            err.to_string().contains("2 checkpoints in a row failed"),
+            "{err}"
+        );
+        assert!(err.to_string().matches("FPRE036").count() == 1, "{err}");
+        assert!(w.next_write().is_none(), "nothing more is written");
     }
 
     /// A journal that failed after its switch gets no checkpoint: the rotation

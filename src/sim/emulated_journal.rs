@@ -331,7 +331,11 @@ impl EmulatedJournal {
                         });
                         fx.schedule.push((Lane::Checkpoint, delay));
                     } else {
-                        // The rotation ended: group commits it held back go on.
+                        // The rotation ended: group commits it held back go on,
+                        // unless this failure failed the journal (checkpoints
+                        // failing in a row): then what waits for it is answered.
+                        fx.poisoned = self.writer.failure().is_some();
+                        self.settle(&mut fx);
                         self.start_commit(&mut fx);
                     }
                 }

@@ -307,7 +307,11 @@ impl StoreConfigBuilder {
         /// Recovery reads the journals it replays whole, into memory: about
         /// this much of older journals and twice this of the active one (writes
         /// wait while a slow checkpoint would let it grow further), plus the
-        /// space allocated ahead of the appends. Bound: 4 KiB ..= 2^40.
+        /// space allocated ahead of the appends; after a checkpoint failed,
+        /// about twice that until one succeeds. Two checkpoints failing in a
+        /// row (as every one does after a device's sync failed, FPRE038) fail
+        /// the journal: changes get FPRE036 until a reopen, which recovers
+        /// them. Bound: 4 KiB ..= 2^40.
         journal_max_bytes: u64
     );
     setter!(

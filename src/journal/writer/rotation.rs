@@ -2,7 +2,7 @@
 //! the switch, planned without the writer's lock and reported back.
 
 use super::{CheckpointPlanner, Writer};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::journal::files;
 use crate::journal::plan::FsOp;
 
@@ -47,6 +47,19 @@ impl Writer {
             return Some(retry);
         }
         self.rotating = false;
+        if let Err(err) = &result {
+            self.failed_checkpoints += 1;
+            if self.failed_checkpoints >= super::MAX_FAILED_CHECKPOINTS {
+                self.failed.get_or_insert(Error::JournalFailed {
+                    cause: format!(
+                        "{} checkpoints in a row failed, so none can retire the journals (which would grow without bound); the last: {err}",
+                        self.failed_checkpoints
+                    ),
+                });
+            }
+        } else {
+            self.failed_checkpoints = 0;
+        }
         if result.is_ok() {
             self.stats.checkpoints += 1;
             let recycled =
