@@ -163,18 +163,30 @@ pub enum Event {
         /// The device.
         device: u16,
     },
+    /// A location failed for good (every re-read of an extent there, or the
+    /// write or read-back of a copy placed there) and is never handed out
+    /// again. Not a record change, so not in the change stream. A durable
+    /// store journals the mark; an engine that keeps its own manifest keeps
+    /// these and hands them back to
+    /// [`Store::with_manifest`](crate::Store::with_manifest), or a restart would
+    /// place new data where the disk already failed.
+    LocationRetired {
+        /// The location.
+        location: Location,
+    },
 }
 
 impl Event {
     /// The change's number in the change stream; `None` for
-    /// [`Event::DeviceDegraded`], which is not a record change.
+    /// [`Event::DeviceDegraded`] and [`Event::LocationRetired`], which are not
+    /// record changes.
     pub fn seq(&self) -> Option<u64> {
         match self {
             Event::Written { seq, .. }
             | Event::Deleted { seq, .. }
             | Event::Relocated { seq, .. }
             | Event::Quarantined { seq, .. } => Some(*seq),
-            Event::DeviceDegraded { .. } => None,
+            Event::DeviceDegraded { .. } | Event::LocationRetired { .. } => None,
         }
     }
 
@@ -187,18 +199,19 @@ impl Event {
             | Event::Deleted { tag, .. }
             | Event::Relocated { tag, .. }
             | Event::Quarantined { tag, .. } => Some(*tag),
-            Event::DeviceDegraded { .. } => None,
+            Event::DeviceDegraded { .. } | Event::LocationRetired { .. } => None,
         }
     }
 
-    /// The committed record; `None` for [`Event::DeviceDegraded`].
+    /// The committed record; `None` for [`Event::DeviceDegraded`] and
+    /// [`Event::LocationRetired`].
     pub fn record(&self) -> Option<Snapshot> {
         match self {
             Event::Written { record, .. }
             | Event::Deleted { record, .. }
             | Event::Relocated { record, .. }
             | Event::Quarantined { record, .. } => Some(*record),
-            Event::DeviceDegraded { .. } => None,
+            Event::DeviceDegraded { .. } | Event::LocationRetired { .. } => None,
         }
     }
 }

@@ -435,6 +435,65 @@ fn a_relocation_a_listener_failed_to_persist_leaves_its_old_location_in_place() 
     }
 }
 
+/// A location that failed for good is reported to the listeners
+/// (`LocationRetired`); an engine that keeps it in its manifest hands it back
+/// with `with_manifest`, and the restarted store never places new data
+/// there. Without it (`with_records`), the location is free again.
+#[test]
+fn a_retired_location_kept_in_the_manifest_stays_out_of_use_after_a_restart() {
+    let fabric = FaultBackend::new(1);
+    let store = Store::new(Arc::clone(&fabric), StoreConfig::default()).unwrap();
+    let manifest = Arc::new(Mutex::new((Vec::new(), Vec::new())));
+    let sink = Arc::clone(&manifest);
+    store.set_listener(move |e: &Event| {
+        let mut m = sink.lock().unwrap();
+        match e {
+            Event::LocationRetired { location } => m.1.push(*location),
+            e => m.0.extend(e.record()),
+        }
+    });
+    for id in 0..4 {
+        let e = ExtentId(id);
+        store.write(e, &value(e, 1, 3000)).unwrap();
+    }
+    let bad = store.snapshot(ExtentId(2)).unwrap().location();
+    fabric.flip_reads_at(bad);
+    assert_eq!(store.verify(ExtentId(2)).unwrap_err().code(), "FPRE004");
+    // The engine gives up on extent 2 and writes it again elsewhere.
+    let e = ExtentId(2);
+    store.write(e, &value(e, 2, 3000)).unwrap();
+    drop(store);
+    fabric.disarm();
+    let (records, retired) = manifest.lock().unwrap().clone();
+    assert_eq!(retired, vec![bad]);
+    let overlaps = |l: extentmeta::Location| {
+        l.device == bad.device
+            && l.offset < bad.offset + u64::from(bad.length)
+            && bad.offset < l.offset + u64::from(l.length)
+    };
+    for keep in [true, false] {
+        let store = match keep {
+            true => Store::with_manifest(
+                Arc::clone(&fabric),
+                StoreConfig::default(),
+                records.clone(),
+                retired.clone(),
+            ),
+            false => {
+                Store::with_records(Arc::clone(&fabric), StoreConfig::default(), records.clone())
+            }
+        }
+        .unwrap();
+        assert_eq!(decode(&store.read(ExtentId(2)).unwrap()), (ExtentId(2), 2));
+        assert_eq!(store.space()[0].bad_bytes > 0, keep);
+        let reused = (10..20).any(|id| {
+            let e = ExtentId(id);
+            overlaps(store.write(e, &value(e, 1, 3000)).unwrap().location())
+        });
+        assert_eq!(reused, !keep, "keep: {keep}");
+    }
+}
+
 /// `with_records` answers in the caller's terms: an id past `max_extents` is
 /// `ExtentOutOfRange` (it was a configuration error naming a directory there
 /// is none of), and a snapshot of an id never written (version 0) is skipped,

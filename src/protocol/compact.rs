@@ -343,7 +343,7 @@ impl Machine for CompactOp {
                 Err(mut err) => {
                     // The copy reads back wrong: that location is bad, never reused,
                     // and the mark is journaled so a restart keeps it.
-                    core.allocator.mark_bad(target);
+                    core.mark_bad(target);
                     if let Error::ChecksumMismatch { location, .. } = &mut err {
                         *location = target;
                     }
@@ -361,7 +361,7 @@ impl Machine for CompactOp {
                 Phase::Writing | Phase::Verifying,
                 IoResult::Read(Err(err)) | IoResult::Done(Err(err)),
             ) if super::location_failed(&err) => {
-                core.allocator.mark_bad(target);
+                core.mark_bad(target);
                 self.failed = Some(err);
                 self.phase = Phase::MarkingBad;
                 Step::Io(IoRequest::Journal(vec![Entry::Bad(target)]))

@@ -278,6 +278,14 @@ impl Core {
         }
     }
 
+    /// Marks `location` bad (never handed out again) and tells the listeners,
+    /// for engines that keep the marks in their own manifest.
+    pub(crate) fn mark_bad(&self, location: Location) {
+        self.allocator.mark_bad(location);
+        self.events
+            .notify(|| crate::events::Event::LocationRetired { location });
+    }
+
     /// Returns `location` to the allocator; an inline write's bytes are never
     /// written there again ([`WriteBack::forget`]).
     pub(crate) fn free(&self, location: Location) {

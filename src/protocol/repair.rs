@@ -307,7 +307,7 @@ impl Machine for RepairOp {
         // The location failed every re-read: whatever happens to the record, that
         // location must never be handed out again (marked before the record can
         // move on and retire it).
-        core.allocator.mark_bad(self.faulted.location());
+        core.mark_bad(self.faulted.location());
         if self.faulted.state() == State::Quarantined {
             // Already quarantined (an earlier repair found no good copy, or could not
             // write it): try the remap again.
@@ -415,7 +415,7 @@ impl Machine for RepairOp {
             (Phase::ReadingBack, IoResult::Read(_)) | (Phase::Writing, IoResult::Done(Err(_))) => {
                 match self.target.take() {
                     Some(target) => {
-                        core.allocator.mark_bad(target);
+                        core.mark_bad(target);
                         self.phase = Phase::MarkingBad;
                         Step::Io(IoRequest::Journal(vec![Entry::Bad(target)]))
                     }

@@ -13,7 +13,7 @@ use crate::backend::Backend;
 use crate::cache::Cache;
 use crate::error::{Error, Result};
 use crate::protocol::Core;
-use crate::record::{ExtentId, Snapshot};
+use crate::record::{ExtentId, Location, Snapshot};
 use crate::space::{Allocator, Health, Reclaimer};
 use crate::sync::{Arc, Mutex, thread};
 use crate::table::{ExtentTable, Tags};
@@ -97,6 +97,41 @@ impl Store {
         config: StoreConfig,
         records: impl IntoIterator<Item = Snapshot>,
     ) -> Result<Self> {
+        Self::with_manifest(backend, config, records, [])
+    }
+
+    /// As [`with_records`](Self::with_records), and with the locations found
+    /// bad before the restart ([`Event::LocationRetired`](crate::events::Event::LocationRetired),
+    /// which the engine's manifest keeps too): never handed out again, as a
+    /// durable store's journal keeps them out of use across a reopen. Without
+    /// them a restart would place new data where the disk already failed.
+    ///
+    /// # Errors
+    ///
+    /// As [`with_records`](Self::with_records); a bad location on a device the
+    /// backend lacks or past its capacity is [`Error::InvalidConfig`] as for a
+    /// record.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use extentmeta::{ExtentId, Location, MemBackend, Store, StoreConfig};
+    /// use std::sync::Arc;
+    ///
+    /// let backend = Arc::new(MemBackend::new(1));
+    /// let bad = Location::new(0, 0, 4096); // from the manifest's retired locations
+    /// let store = Store::with_manifest(backend, StoreConfig::default(), [], [bad])?;
+    /// let record = store.write(ExtentId(1), b"never where the disk failed")?;
+    /// assert_ne!(record.location().offset, 0);
+    /// assert_eq!(store.space()[0].bad_bytes, 4096);
+    /// # Ok::<(), extentmeta::Error>(())
+    /// ```
+    pub fn with_manifest(
+        backend: impl Backend,
+        config: StoreConfig,
+        records: impl IntoIterator<Item = Snapshot>,
+        bad: impl IntoIterator<Item = Location>,
+    ) -> Result<Self> {
         let devices = backend.device_count();
         if devices == 0 {
             return Err(Error::InvalidConfig {
@@ -130,7 +165,8 @@ impl Store {
                     None
                 }
             })
-            .map(|record| crate::journal::Entry::put(&record, crate::Tag::EMPTY));
+            .map(|record| crate::journal::Entry::put(&record, crate::Tag::EMPTY))
+            .chain(bad.into_iter().map(crate::journal::Entry::Bad));
         let rebuilt = crate::journal::open::rebuild(entries, &geometry);
         if let Some(err) = refused {
             return Err(err);

@@ -62,7 +62,8 @@ impl Store {
     }
 
     /// The retained record changes numbered `seq` or more, in number order:
-    /// every [`Event`] but [`Event::DeviceDegraded`], each carrying its number
+    /// every [`Event`] but [`Event::DeviceDegraded`] and
+    /// [`Event::LocationRetired`], each carrying its number
     /// ([`Event::seq`]), its committed record and, for writes and deletes, its
     /// tag. Copies at most
     /// [`change_hold_max`](crate::store::StoreConfigBuilder::change_hold_max) events.
