@@ -140,9 +140,12 @@
 //!   the [event listener](crate::Store::set_listener) hands it (every durable
 //!   change, relocations by compaction and repair included), in
 //!   [`Snapshot::to_bytes`](crate::Snapshot::to_bytes)' stable encoding or
-//!   field by field, and restarts with
-//!   [`Store::with_records`](crate::Store::with_records), which reinstalls them
-//!   without copying a byte. Choose it for caches of data that lives elsewhere,
+//!   field by field, with the locations found bad
+//!   ([`Event::LocationRetired`](crate::events::Event::LocationRetired)), and
+//!   restarts with [`Store::with_manifest`](crate::Store::with_manifest) (or,
+//!   keeping no bad locations,
+//!   [`Store::with_records`](crate::Store::with_records)), which reinstalls
+//!   them without copying a byte. Choose it for caches of data that lives elsewhere,
 //!   tests, and engines whose manifest must stay the source of truth.
 //!
 //! ## The layers: a map of the source
