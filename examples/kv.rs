@@ -174,10 +174,11 @@ impl Kv {
 }
 
 /// A replica of the engine fed by its change stream: key and value per extent,
-/// at the version it last applied, and the number of the next change to read.
-/// It survives restarts of the engine and of itself: [`save`](Replica::save)
-/// persists it, and a cursor the engine's stream no longer covers makes it
-/// start again from the baseline.
+/// at the version it last applied, and the number of the next change to read
+/// in the stream it names. It survives restarts of the engine and of itself:
+/// [`save`](Replica::save) persists it, and another stream (the engine
+/// reopened, or opened from a backup, whose numbers start again near 0) or a
+/// cursor the stream no longer covers makes it start again from the baseline.
 /// What a replica holds per extent: the version and generation applied, and
 /// the key and value if live.
 type Held = (u64, u64, Option<(Vec<u8>, Vec<u8>)>);
@@ -185,6 +186,9 @@ type Held = (u64, u64, Option<(Vec<u8>, Vec<u8>)>);
 #[derive(Default)]
 struct Replica {
     held: HashMap<ExtentId, Held>,
+    /// The change stream `next` counts in (`Store::change_stream_id`; 0: none
+    /// yet, never a stream's).
+    stream: u64,
     next: u64,
     /// Values copied from the engine, and restarts from the baseline.
     copied: u64,
@@ -192,13 +196,26 @@ struct Replica {
 }
 
 impl Replica {
-    /// Applies `record` (with its key) if it is newer than what is held,
-    /// copying the value of a live one unless the generation held is its own
-    /// (a relocation or a quarantine moved the bytes, not their content).
-    fn apply(&mut self, store: &Store, record: extentmeta::Snapshot, key: &Tag) -> Result<()> {
+    /// Applies `record` (with its key) if it is newer than what is held
+    /// (`newer`: a change of the stream), or other than what is held (a
+    /// baseline record: the engine's state now, which after a restore from a
+    /// backup may be older than the replica's), copying the value of a live
+    /// one unless the generation held is its own (a relocation or a
+    /// quarantine moved the bytes, not their content).
+    fn apply(
+        &mut self,
+        store: &Store,
+        record: extentmeta::Snapshot,
+        key: &Tag,
+        newer: bool,
+    ) -> Result<()> {
         let id = record.extent();
         let held = self.held.get(&id);
-        if held.is_some_and(|(v, _, _)| *v >= record.version()) {
+        let skip = |&(v, g, _): &Held| match newer {
+            true => v >= record.version(),
+            false => (v, g) == (record.version(), record.generation()),
+        };
+        if held.is_some_and(skip) {
             return Ok(());
         }
         let live = match (record.state(), held) {
@@ -224,35 +241,47 @@ impl Replica {
     }
 
     /// Reads and applies every change the stream holds past the cursor, or
-    /// starts again from the baseline if the stream no longer covers it.
+    /// starts again from the baseline if the cursor is another stream's (the
+    /// engine was reopened, or opened from a backup, and numbers afresh) or
+    /// the stream no longer covers it.
     fn catch_up(&mut self, store: &Store) -> Result<()> {
+        if self.stream != store.change_stream_id() {
+            return self.resync(store);
+        }
         match store.changes_since(self.next) {
             Ok(changes) => {
                 for change in changes {
                     if let (Some(seq), Some(record), Some(key)) =
                         (change.seq(), change.record(), change.tag())
                     {
-                        self.apply(store, record, &key)?;
+                        self.apply(store, record, &key, true)?;
                         self.next = seq + 1;
                     }
                 }
                 Ok(())
             }
             Err(Error::ChangesTruncated { .. } | Error::ChangeSeqAhead { .. }) => {
-                self.resyncs += 1;
-                let (from, records) = store.change_baseline();
-                let mut seen = std::collections::HashSet::new();
-                for (record, key) in records {
-                    seen.insert(record.extent());
-                    self.apply(store, record, &key)?;
-                }
-                // What the baseline does not name was never written here.
-                self.held.retain(|id, _| seen.contains(id));
-                self.next = from;
-                Ok(())
+                self.resync(store)
             }
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// Starts again from the engine's baseline: its state now, which the
+    /// replica takes whole (copying only the values it does not hold).
+    fn resync(&mut self, store: &Store) -> Result<()> {
+        self.resyncs += 1;
+        let stream = store.change_stream_id();
+        let (from, records) = store.change_baseline();
+        let mut seen = std::collections::HashSet::new();
+        for (record, key) in records {
+            seen.insert(record.extent());
+            self.apply(store, record, &key, false)?;
+        }
+        // What the baseline does not name was never written there.
+        self.held.retain(|id, _| seen.contains(id));
+        (self.stream, self.next) = (stream, from);
+        Ok(())
     }
 
     /// The live keys and values.
@@ -265,6 +294,7 @@ impl Replica {
     /// Saves the replica to `path` atomically (temp file, sync, rename).
     fn save(&self, path: &Path) -> Result<()> {
         let mut out = Vec::new();
+        out.extend_from_slice(&self.stream.to_le_bytes());
         out.extend_from_slice(&self.next.to_le_bytes());
         for (id, (version, generation, live)) in &self.held {
             for word in [id.0, *version, *generation] {
@@ -301,6 +331,7 @@ impl Replica {
         let number =
             |b: Vec<u8>| -> Result<u64> { Ok(u64::from_le_bytes(b.as_slice().try_into()?)) };
         let mut replica = Replica {
+            stream: number(take(8)?)?,
             next: number(take(8)?)?,
             ..Replica::default()
         };
@@ -585,6 +616,25 @@ fn demo(dir: Option<PathBuf>, keys: u64) -> Result<()> {
         writer.records,
         writer.device_bytes >> 20,
         model.len()
+    );
+    // The replica follows the copy now: the copy's stream numbers from about
+    // 0 and is another stream, so the replica starts again from its
+    // baseline and holds what the copy holds (not the writes the copy missed).
+    replica.catch_up(&kv.store)?;
+    let held = replica.contents();
+    let (resyncs, next) = (replica.resyncs, replica.next);
+    replica.catch_up(&copy.store)?;
+    assert_eq!(replica.resyncs, resyncs + 1, "another stream: a resync");
+    let copied: BTreeMap<Vec<u8>, Vec<u8>> = (copy.store.records_tagged())
+        .map(|(r, k)| Ok((k.as_bytes().to_vec(), copy.store.read(r.extent())?.to_vec())))
+        .collect::<Result<_>>()?;
+    assert_eq!(replica.contents(), copied, "the replica follows the copy");
+    println!(
+        "replica moved to the copy: cursor {next} of the engine's stream, {} of the copy's; \
+         {} keys held, {} now",
+        replica.next,
+        held.len(),
+        copied.len()
     );
     Ok(())
 }
