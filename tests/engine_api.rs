@@ -240,12 +240,14 @@ fn quarantine_and_remap_are_events() {
         Verdict::Repaired { .. }
     ));
     let seen = seen.lock().expect("lock").clone();
-    assert!(matches!(&seen[1], Event::Quarantined { record, .. } if record.extent() == id));
+    // The location is retired as the repair starts, before the record moves.
+    assert!(matches!(&seen[1], Event::LocationRetired { location } if *location == at));
+    assert!(matches!(&seen[2], Event::Quarantined { record, .. } if record.extent() == id));
     assert!(matches!(
-        &seen[2],
+        &seen[3],
         Event::Relocated { record, from, cause: Relocation::Remap, .. } if record.extent() == id && *from == at
     ));
-    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen.len(), 4, "{seen:?}");
 }
 
 /// Every write, compaction and verification is timed; reads are sampled one in

@@ -198,3 +198,29 @@ fn mem_backend_rejects_locations_beyond_memory_with_a_typed_error() {
     assert_eq!(mem.write_at(far, &buf).unwrap_err().code(), "FPRE009");
     assert_eq!(mem.corrupt(far, |_| {}).unwrap_err().code(), "FPRE009");
 }
+
+/// A `FileBackend` has its directory alone: a second one there, or a durable
+/// store, is refused (FPRE026) while it is open, and open once it is dropped;
+/// a durable store's directory is not a `FileBackend`'s (FPRE031), so no
+/// empty allocator writes over the store's data.
+#[test]
+fn a_file_backend_holds_its_directory_and_refuses_a_durable_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = dir.path().join("engine");
+    let first = FileBackend::open(&engine, 1).unwrap();
+    let err = FileBackend::open(&engine, 1).unwrap_err();
+    assert_eq!(err.code(), "FPRE026", "{err}");
+    let config = || StoreConfig::builder().devices(1).build().unwrap();
+    let err = Store::open(&engine, config()).unwrap_err();
+    assert_eq!(err.code(), "FPRE026", "{err}");
+    let store = Store::new(first, StoreConfig::default()).unwrap();
+    let id = ExtentId(1);
+    store.write(id, &value(id, 1, 100)).unwrap();
+    drop(store);
+    drop(FileBackend::open(&engine, 1).unwrap());
+    let durable = dir.path().join("durable");
+    drop(Store::open(&durable, config()).unwrap());
+    let err = FileBackend::open(&durable, 1).unwrap_err();
+    assert_eq!(err.code(), "FPRE031", "{err}");
+    drop(Store::open(&durable, config()).unwrap());
+}

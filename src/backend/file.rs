@@ -13,10 +13,16 @@ use std::path::{Path, PathBuf};
 /// A truncated or missing file, or bytes changed underneath the store, surface as
 /// typed errors ([`Error::ShortRead`], [`Error::Io`], or a checksum mismatch found by
 /// the protocol), never as a panic.
+/// The directory is the backend's alone while it is open: it holds the
+/// directory's `LOCK`, as a durable store does, so a second `FileBackend` or a
+/// [`Store::open`](crate::Store::open) there is refused (FPRE026) instead of
+/// allocating over its data from an empty allocator.
 #[derive(Debug)]
 pub struct FileBackend {
     dir: PathBuf,
     inner: DeviceFiles,
+    /// Held until the backend is dropped.
+    _lock: Box<dyn std::any::Any + Send + Sync>,
 }
 
 impl FileBackend {
@@ -25,7 +31,10 @@ impl FileBackend {
     /// # Errors
     ///
     /// [`Error::Io`] if the directory or a file cannot be created or opened;
-    /// [`Error::InvalidConfig`] for zero devices.
+    /// [`Error::InvalidConfig`] for zero devices; [`Error::Locked`] (FPRE026)
+    /// while another `FileBackend` or a durable store has the directory;
+    /// [`Error::NotAStore`] (FPRE031) for a durable store's directory (it
+    /// holds `CURRENT`: open it with [`Store::open`](crate::Store::open)).
     pub fn open(dir: impl AsRef<Path>, devices: u16) -> Result<Self> {
         if devices == 0 {
             return Err(Error::InvalidConfig {
@@ -36,6 +45,19 @@ impl FileBackend {
         let dir = dir.as_ref().to_path_buf();
         let fs = StdFs;
         crate::fs::create_dir_durably(&fs, &dir).map_err(|e| Error::io(0, "open", &e))?;
+        let lock_path = dir.join(super::LOCK_FILE);
+        let lock =
+            (fs.lock(&lock_path).map_err(|e| Error::io(0, "lock", &e))?).ok_or_else(|| {
+                Error::Locked {
+                    path: lock_path.display().to_string(),
+                }
+            })?;
+        if dir.join(super::POINTER_FILE).exists() {
+            return Err(Error::NotAStore {
+                path: dir.display().to_string(),
+                reason: "it holds a durable store (CURRENT): open it with Store::open; a FileBackend needs a directory of its own".into(),
+            });
+        }
         let files = (0..devices)
             .map(|d| {
                 fs.open(&Self::path_in(&dir, d), true)
@@ -48,6 +70,7 @@ impl FileBackend {
         Ok(FileBackend {
             dir,
             inner: DeviceFiles::new(files),
+            _lock: lock,
         })
     }
 

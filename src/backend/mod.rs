@@ -109,6 +109,14 @@ impl<B: Backend + ?Sized> Backend for std::sync::Arc<B> {
     }
 }
 
+/// The directory's lock, held by a durable store and by a [`FileBackend`]
+/// while either has the directory.
+pub(crate) const LOCK_FILE: &str = "LOCK";
+
+/// A durable store's pointer to its current checkpoint: a directory that
+/// holds it is a durable store's.
+pub(crate) const POINTER_FILE: &str = "CURRENT";
+
 /// The name of `device`'s data file in a directory (`dev0000.extents`, …).
 pub(crate) fn device_file_name(device: u16) -> String {
     format!("dev{device:04}.extents")

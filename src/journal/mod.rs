@@ -348,11 +348,11 @@ pub(crate) struct PlanMutants {
 
 pub(crate) mod files {
     /// The pointer to the current checkpoint.
-    pub(crate) const CURRENT: &str = "CURRENT";
+    pub(crate) const CURRENT: &str = crate::backend::POINTER_FILE;
     /// The pointer's temp file, renamed over [`CURRENT`].
     pub(crate) const CURRENT_TMP: &str = "CURRENT.tmp";
     /// The directory lock.
-    pub(crate) const LOCK: &str = "LOCK";
+    pub(crate) const LOCK: &str = crate::backend::LOCK_FILE;
     /// Space held for the metadata, released when the disk is full.
     pub(crate) const RESERVE: &str = "RESERVE";
     /// A retired journal kept for the next switch to write over (see
