@@ -78,6 +78,11 @@ struct Model {
     unknown: HashMap<u64, Vec<Content>>,
     /// The last generation issued (only grows: a generation is never reused).
     issued: HashMap<u64, u64>,
+    /// Batches that answered FPRE028, as `(extent, state it would leave)`: a
+    /// reopen finds each whole or not at all. An item leaves its batch when a
+    /// later operation on its extent is acknowledged or answers FPRE028 too
+    /// (the extent then says nothing of the batch).
+    batches: Vec<Vec<(u64, Content)>>,
 }
 
 impl Model {
@@ -94,12 +99,27 @@ impl Model {
     fn ack(&mut self, id: u64, content: Content) {
         self.acked.insert(id, content);
         self.unknown.remove(&id);
+        self.forget_in_batches(id);
     }
 
     /// A write or delete that would have left `content` failed with `err`.
     fn failed(&mut self, id: u64, content: Content, err: &Error) {
         if err.code() == "FPRE028" {
             self.unknown.entry(id).or_default().push(content);
+            self.forget_in_batches(id);
+        }
+    }
+
+    /// A batch of `items` failed with `err` (after `failed` of each item).
+    fn batch_failed(&mut self, items: Vec<(u64, Content)>, err: &Error) {
+        if err.code() == "FPRE028" {
+            self.batches.push(items);
+        }
+    }
+
+    fn forget_in_batches(&mut self, id: u64) {
+        for batch in &mut self.batches {
+            batch.retain(|(i, _)| *i != id);
         }
     }
 }
@@ -175,6 +195,8 @@ struct Coverage {
     acked_multi_block: u64,
     /// `reclaim_space` calls that gave bytes back (a device file cut shorter).
     reclaimed: u64,
+    /// Batches of unknown outcome a reopen checked whole or absent.
+    unknown_batches: u64,
 }
 
 impl Coverage {
@@ -413,6 +435,8 @@ fn workload(
                         for (id, write) in &items {
                             model.failed(*id, content(write), &e);
                         }
+                        let batch = items.iter().map(|(id, w)| (*id, content(w))).collect();
+                        model.batch_failed(batch, &e);
                     }
                 }
             }
@@ -532,6 +556,7 @@ fn resolve(
 ) -> Result<(), String> {
     let mut ids: Vec<u64> = model.issued.keys().copied().collect();
     ids.sort_unstable();
+    let before = model.acked.clone();
     for id in ids {
         let acked = model.acked(id);
         let unknown = model.unknown.remove(&id).unwrap_or_default();
@@ -569,6 +594,20 @@ fn resolve(
             ));
         }
         model.acked.insert(id, found);
+    }
+    // Each batch of unknown outcome whole or not at all: of its items that
+    // would change their extent, all found done or none.
+    for batch in std::mem::take(&mut model.batches) {
+        let done: Vec<(u64, bool)> = (batch.iter())
+            .filter(|(id, content)| before.get(id).copied().flatten() != *content)
+            .map(|(id, content)| (*id, model.acked(*id) == *content))
+            .collect();
+        if done.iter().any(|d| d.1) && done.iter().any(|d| !d.1) {
+            return Err(format!(
+                "a batch of unknown outcome came back in part: {done:?} of {batch:?}"
+            ));
+        }
+        coverage.unknown_batches += u64::from(!done.is_empty());
     }
     Ok(())
 }
@@ -744,7 +783,7 @@ fn acknowledged_writes_survive_power_cuts_with_torn_unsynced_tails() {
 
 #[test]
 fn acknowledged_writes_survive_power_cuts_with_sectors_persisted_in_any_subset() {
-    let (mut later, mut unknown) = (0, 0);
+    let (mut later, mut unknown, mut batches) = (0, 0, 0);
     // Six seeds, then more (at most 18 in all) until the case below came up
     // three times: whether a cut's unsynced write spans sectors depends on how
     // the writers' appends fell into group commits, which the machine's timing
@@ -764,6 +803,7 @@ fn acknowledged_writes_survive_power_cuts_with_sectors_persisted_in_any_subset()
         assert!(c.acked > 500 && c.rotations > 10 && c.recycled > 5, "{c:?}");
         later += c.later_sector_without_earlier;
         unknown += c.unknown_done + c.unknown_not_done;
+        batches += c.unknown_batches;
         seed += 1;
     }
     // The case format 2 exists for: a journal whose unsynced write persisted a
@@ -773,6 +813,10 @@ fn acknowledged_writes_survive_power_cuts_with_sectors_persisted_in_any_subset()
         "cuts that persisted a later journal sector without an earlier one: {later}"
     );
     assert!(unknown > 0, "no cut left an operation's outcome unknown");
+    assert!(
+        batches > 0,
+        "no cut left a batch's outcome unknown to check whole"
+    );
 }
 
 /// A process killed at a seeded operation leaves unsynced bytes that the next

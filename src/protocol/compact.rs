@@ -291,6 +291,13 @@ impl Machine for CompactOp {
                 self.phase = Phase::Finished;
                 return Step::Done(Err(err.clone()));
             }
+            // The journal could not take the bad mark: its error (a reopen is
+            // needed) rather than the copy's, which a retry would meet again.
+            (Phase::MarkingBad, IoResult::Done(Err(err))) if Core::journal_refused(err) => {
+                self.failed = None;
+                let err = err.clone();
+                return self.abort(core, Some(err));
+            }
             (Phase::MarkingBad, _) => {
                 let err = self.failed.take();
                 return self.abort(core, err);
@@ -388,6 +395,50 @@ mod tests {
     use super::*;
     use crate::protocol::test_support::{commit, value};
     use crate::record::Tag;
+
+    /// A copy that reads back wrong marks its target bad; a journal that
+    /// refuses the mark (it failed) is what the compaction answers, not the
+    /// copy's checksum mismatch, which says "retry".
+    #[test]
+    fn a_bad_mark_the_journal_refuses_answers_with_the_journals_error() {
+        let core = Core::for_tests();
+        let id = ExtentId(7);
+        commit(&core, id, 1, Tag::EMPTY);
+        let mut op = CompactOp::new(id);
+        let mut step = op.start(&core);
+        let mut reads = 0;
+        // Bounded: read, write, sync, read back, then the mark.
+        for _ in 0..5 {
+            step = match step {
+                Step::Io(IoRequest::Read(l)) => {
+                    reads += 1;
+                    // The copy, read back, holds other bytes.
+                    let bytes = match reads {
+                        1 => value(id, 1),
+                        _ => crate::bytes::Bytes::from(vec![0xEE_u8; l.length as usize]),
+                    };
+                    op.on_io(&core, IoResult::Read(Ok(bytes)))
+                }
+                Step::Io(IoRequest::Write(..) | IoRequest::Sync(_)) => {
+                    op.on_io(&core, IoResult::Done(Ok(())))
+                }
+                Step::Io(IoRequest::Journal(entries)) => {
+                    assert!(matches!(&entries[..], [Entry::Bad(_)]), "{entries:?}");
+                    let refused = Error::JournalFailed {
+                        cause: "EIO".into(),
+                    };
+                    op.on_io(&core, IoResult::Done(Err(refused)))
+                }
+                done @ Step::Done(_) => done,
+                other => panic!("unexpected {other:?}"),
+            };
+        }
+        match step {
+            Step::Done(Err(err)) => assert_eq!(err.code(), "FPRE036", "{err}"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(core.table.snapshot(id).unwrap().state(), State::Durable);
+    }
 
     /// A move's event carries the moved generation's tag even when a write
     /// of the extent commits (and forgets that tag) while the move is

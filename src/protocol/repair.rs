@@ -374,6 +374,12 @@ impl Machine for RepairOp {
                 core.rescued.forget(self.id);
                 Step::Done(Ok(RepairOutcome::Remapped(remapped)))
             }
+            // The journal could not take the bad mark: its error says a reopen
+            // is needed, which a race or a missing copy would hide.
+            (Phase::MarkingBad, IoResult::Done(Err(err))) if Core::journal_refused(&err) => {
+                let _ = self.give_up(core);
+                Step::Done(Err(err))
+            }
             (Phase::MarkingBad, _) => self.give_up(core),
             (Phase::FetchingCopy, IoResult::Read(copy)) => {
                 let good = copy
@@ -497,6 +503,17 @@ mod tests {
             op.on_io(&core, IoResult::Done(Ok(()))),
             Step::Done(Ok(RepairOutcome::Raced))
         ));
+        // The same, with the journal refusing the mark (it failed): its
+        // error, which says a reopen is needed, not a race.
+        let mut op = RepairOp::new(faulted);
+        assert!(matches!(op.start(&core), Step::Io(IoRequest::Journal(_))));
+        let refused = Error::JournalFailed {
+            cause: "EIO".into(),
+        };
+        match op.on_io(&core, IoResult::Done(Err(refused))) {
+            Step::Done(Err(err)) => assert_eq!(err.code(), "FPRE036", "{err}"),
+            other => panic!("expected the journal's error, got {other:?}"),
+        }
     }
     /// A kept copy is served for its own generation only, never replaced by
     /// an older one, and dropped once a later generation asks or its extent

@@ -10,7 +10,10 @@ use crate::space::{DeviceSpaceStats, PlanGoal};
 impl Store {
     /// Compacts every readable extent on `device` to other devices (draining a
     /// degraded device); returns how many moved, once no record names `device`
-    /// any more: the device may then be removed. The copies never go to
+    /// any more: its disk may then be replaced or retired (a durable store
+    /// keeps its device count, checked at every open, so its drained device
+    /// file stays). A device id the store does not have drains nothing
+    /// (`Ok(0)`). The copies never go to
     /// `device`. An extent whose bytes on `device` fail their checksum is
     /// handed to the integrity ladder (verify, quarantine, remap elsewhere) and
     /// the drain goes on. New writes avoid only degraded devices: drain a
