@@ -171,6 +171,11 @@ pub(crate) struct Writer {
     /// A restore's plan is running: no second one starts (they would race on
     /// the one file).
     restoring: bool,
+    /// A plan met a full disk while a restore was writing the reserve, with
+    /// nothing to release: it runs again once the restore ended (see
+    /// [`release_reserve_for`](Self::release_reserve_for)), and no restore
+    /// starts before it did.
+    behind_restore: bool,
     /// Plans handed out behind the reserve's removal whose outcome is not
     /// reported yet: no restore starts meanwhile, or the removal, run after
     /// it, would take the reserve it made while the writer counts it held.
@@ -214,6 +219,7 @@ impl Writer {
             reserve_bytes: 0,
             reserve_held: false,
             restoring: false,
+            behind_restore: false,
             releases_running: 0,
             spare: Vec::new(),
             cuts: 0,
@@ -300,7 +306,7 @@ impl Writer {
     /// by it. A cut holds committers back from that too; its own plan runs
     /// when the cut ends, or when the flusher hands it out.
     pub(crate) fn held_back(&self) -> bool {
-        if self.cut_held() {
+        if self.cut_held() || (self.behind_restore && self.restoring) {
             return true;
         }
         let switching = (self.in_flight.as_ref()).is_some_and(|f| f.switch_to.is_some());
@@ -337,10 +343,15 @@ impl Writer {
     /// group commit of the buffered entries (`None` if there are none).
     pub(crate) fn next_write(&mut self) -> Option<Vec<FsOp>> {
         self.gathering = false;
+        if self.behind_restore && self.restoring {
+            return None;
+        }
         if let Some(flight) = self.in_flight.as_mut().filter(|f| !f.running) {
             debug_assert!(!flight.ops.is_empty(), "a retry without its plan");
-            // The plan again, behind the reserve's release (see the module docs).
+            // The plan again, behind the reserve's release (see the module docs)
+            // or the restore that took the room.
             flight.running = true;
+            self.behind_restore = false;
             return Some(flight.ops.clone());
         }
         if self.in_flight.is_some() || self.failed.is_some() || self.closed {

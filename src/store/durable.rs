@@ -353,6 +353,12 @@ impl Journal {
             let mut g = self.writer.lock();
             let retry = g.checkpoint_done(&ops, result.clone());
             self.publish(&g);
+            // A plan a restore of the reserve turned away (it took the room)
+            // runs again once the restore ended, which wakes this. Bounded:
+            // a restore's plan ends, and none starts before this ran.
+            while retry.is_some() && g.restoring() {
+                g = self.cond.wait(g);
+            }
             drop(g);
             match retry {
                 Some(retry) => {
@@ -407,7 +413,9 @@ impl Journal {
                 drop(g);
                 self.take_over(live);
                 g = self.writer.lock();
-            } else if let Some(ops) = (idle && g.retry_pending()).then(|| g.next_write()) {
+            } else if let Some(ops) =
+                (idle && g.retry_pending() && !g.restoring()).then(|| g.next_write())
+            {
                 let Some(ops) = ops else { break };
                 let result = self.dir.run(&ops);
                 if let Some(number) = g.complete(result) {
@@ -486,8 +494,10 @@ impl Journal {
             let _ = self.dir.run(&cleanup);
             self.writer.lock().reserve_cleaned();
         }
-        // Wakes a `close` waiting for the restore to end.
-        self.cond.notify_all();
+        // Wakes a `close` waiting for the restore to end, and a plan the
+        // restore turned away (a committer's, the flusher's or the
+        // checkpointer's: `Writer::release_reserve_for`).
+        self.wake_held(&self.writer.lock());
         !self.space_low()
     }
 

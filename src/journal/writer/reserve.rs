@@ -29,8 +29,10 @@ impl Writer {
     /// [`reserve_restored`](Self::reserve_restored).
     pub(crate) fn restore_reserve(&mut self) -> Option<Vec<FsOp>> {
         let released = self.releases_running > 0 && !self.mutants.restore_during_release;
-        // Not once closed: the directory may be another store's by then.
-        if !self.space_low() || self.restoring || released || self.closed {
+        // Not once closed: the directory may be another store's by then. Not
+        // before a plan a restore turned away ran again: a restore after
+        // restore would keep taking the room it needs.
+        if !self.space_low() || self.restoring || released || self.closed || self.behind_restore {
             return None;
         }
         self.restoring = true;
@@ -125,6 +127,15 @@ impl Writer {
             });
         }
         if retry.is_empty() {
+            // Nothing to release, but a restore is writing the reserve: it took
+            // the room (the space deletes freed). The same plan runs again once
+            // it ended: it then made the reserve, which the plan releases if the
+            // disk is still full, or removed what it wrote. Rewriting the same
+            // bytes at the same offsets is safe as for a release (no sync ran).
+            if self.restoring {
+                self.behind_restore = true;
+                return Some(ops.to_vec());
+            }
             return None;
         }
         retry.push(FsOp::SyncDir);
@@ -362,6 +373,69 @@ mod tests {
         assert!(w.restore_reserve().is_none(), "the removal runs again");
         w.complete(Ok(()));
         assert!(w.restore_reserve().is_some());
+    }
+
+    /// A restore writing the reserve takes the room deletes freed; a group
+    /// commit (or a checkpoint) meeting the full disk then, with nothing to
+    /// release, runs again once the restore ended instead of failing the
+    /// journal: behind the reserve's release if the restore made it, as it
+    /// was if the restore failed and removed what it wrote. No restore starts
+    /// before it ran again.
+    #[test]
+    fn a_plan_a_restore_took_the_room_from_runs_again_after_it() {
+        for restored in [true, false] {
+            // The reserve was released earlier (the disk filled), nothing recycled.
+            let mut w = writer(None, true, None);
+            assert!(w.space_low());
+            w.restore_reserve().expect("a restore starts");
+            let t = w.append(&[crate::journal::tests::put(1, 1)]).unwrap();
+            let group = w.next_write().unwrap();
+            w.complete(Err(disk_full(METADATA)));
+            assert!(w.failure().is_none(), "the journal did not fail");
+            assert!(
+                w.held_back() && w.next_write().is_none(),
+                "behind the restore"
+            );
+            assert_eq!(w.status(t, crate::record::ExtentId(1)), None);
+            match restored {
+                true => assert!(w.reserve_restored(Ok(())).is_empty()),
+                false => {
+                    assert!(!w.reserve_restored(Err(disk_full(METADATA))).is_empty());
+                    assert!(w.next_write().is_none(), "its cleanup still runs");
+                    w.reserve_cleaned();
+                }
+            }
+            assert!(
+                w.restore_reserve().is_none(),
+                "not before the plan ran again"
+            );
+            let again = w.next_write().expect("the plan again");
+            assert_eq!(again, group);
+            if restored {
+                // Still full: now the reserve is there to release.
+                w.complete(Err(disk_full(METADATA)));
+                let retry = w.next_write().expect("behind the release");
+                assert!(removes(&retry, files::RESERVE));
+            }
+            w.complete(Ok(()));
+            assert_eq!(w.status(t, crate::record::ExtentId(1)), Some(Ok(())));
+        }
+        // With no restore running, a full disk with nothing to release
+        // fails the journal as before.
+        let mut w = writer(None, true, None);
+        w.append(&[crate::journal::tests::put(1, 1)]).unwrap();
+        w.next_write().unwrap();
+        w.complete(Err(disk_full(METADATA)));
+        assert!(w.failure().is_some());
+        // A checkpoint's plan: handed back to run after the restore.
+        let mut w = writer(None, true, None);
+        let plan = (w.checkpoint_planner().unwrap()).plan(2, &Image::default(), &existing());
+        w.restore_reserve().expect("a restore starts");
+        let again = w
+            .checkpoint_done(&plan, Err(disk_full(METADATA)))
+            .expect("run again");
+        assert_eq!(again, plan);
+        assert!(w.restoring() && w.held_back());
     }
 
     const METADATA: u16 = crate::journal::METADATA_DEVICE;

@@ -41,6 +41,9 @@ impl Writer {
         result: Result<()>,
     ) -> Option<Vec<FsOp>> {
         self.release_ended(ops);
+        // A checkpoint's plan turned away by a restore runs again on the
+        // checkpointer's thread, after the restore (`Journal::checkpoint`).
+        self.behind_restore = false;
         if let Err(err) = &result
             && let Some(retry) = self.release_reserve_for(err, ops)
         {
