@@ -51,6 +51,7 @@
 use crate::record::{ChangeKind, ExtentId, Location, Snapshot, State};
 
 mod make;
+mod media;
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -553,38 +554,6 @@ impl Error {
                 | Error::DiskFull { .. }
                 | Error::WriteInProgress { .. }
         )
-    }
-
-    /// Whether the media may have returned wrong or no bytes: a checksum
-    /// mismatch, a short read, or an I/O error of the kind a medium gives (EIO
-    /// and the like, `Other` included). Not a full or read-only file system, a
-    /// file size limit, a missing file, a refused permission or argument, an
-    /// unsupported call, a lack of memory or an interruption: those say
-    /// nothing of the bytes at the location. The integrity ladder verifies only
-    /// media faults before it decides between a race, a transient fault and
-    /// FPRE004; any other error goes back to the caller as it is, so a backend
-    /// that refuses a read for a while never gets an extent quarantined and its
-    /// location retired.
-    pub fn is_media_fault(&self) -> bool {
-        use std::io::ErrorKind as K;
-        match self {
-            Error::ChecksumMismatch { .. } | Error::ShortRead { .. } => true,
-            Error::Io { kind, .. } => !matches!(
-                kind,
-                K::StorageFull
-                    | K::QuotaExceeded
-                    | K::ReadOnlyFilesystem
-                    | K::FileTooLarge
-                    | K::NotFound
-                    | K::PermissionDenied
-                    | K::InvalidInput
-                    | K::Unsupported
-                    | K::OutOfMemory
-                    | K::Interrupted
-                    | K::WouldBlock
-            ),
-            _ => false,
-        }
     }
 }
 

@@ -5,7 +5,8 @@
 //! on an in-memory store), in the thread that made the change, before the call that
 //! made it returns. An engine that keeps its own manifest can persist exactly these
 //! records: a write, a delete, a relocation by compaction, packing, drain or remap,
-//! a quarantine and a degraded device. Two changes of one extent committed by
+//! a quarantine, a degraded device and a location retired as bad (the last two
+//! as they are decided; a durable store journals them right after). Two changes of one extent committed by
 //! different threads at about the same time may reach the listeners in either
 //! order (the later commit's event can overtake the earlier's), so keep, per
 //! extent, the record with the highest [`version`](crate::Snapshot::version), as
@@ -25,7 +26,8 @@
 //!
 //! # The change stream
 //!
-//! Every record change (all events but [`Event::DeviceDegraded`]) carries a
+//! Every record change (all events but [`Event::DeviceDegraded`] and
+//! [`Event::LocationRetired`]) carries a
 //! sequence number and the record's tag, and is retained in memory for
 //! [`Store::changes_since`](crate::Store::changes_since): a consumer that reads
 //! at its own pace (a replicator, an index kept elsewhere) resumes from the
@@ -52,15 +54,19 @@
 //! A listener that panics is contained:
 //! the panic is counted in [`StoreStats::listener_panics`](crate::StoreStats), the
 //! other listeners still get the event, and the operation completes as if there
-//! were no listener, but for one thing: the location the change left (an
-//! overwritten generation's, a deleted extent's, or the source of a
-//! relocation) is kept out of use until the store is made again.
+//! were no listener, but for one thing on a store without a journal
+//! ([`Store::new`](crate::Store::new), [`Store::with_manifest`](crate::Store::with_manifest)):
+//! the location the change left (an overwritten generation's, a deleted
+//! extent's, or the source of a relocation) is kept out of use until the store
+//! is made again, counted in `StoreStats::locations_kept_for_listeners`. (A
+//! durable store's journal is its truth: it frees them as always.) So a
+//! listener that panics for another reason than a failed manifest write (a
+//! channel whose receiver went away) costs such a store that space.
 //!
-//! That is what an engine keeping its own manifest builds on (see
-//! [`Store::with_records`](crate::Store::with_records)): a change's listeners run
-//! before the location it left is freed, so a listener that persists the record
-//! before it returns never lets the store reuse bytes the manifest still names,
-//! and one that cannot persist it panics. The manifest then names the record
+//! That is what an engine keeping its own manifest builds on: a change's
+//! listeners run before the location it left is freed, so a listener that
+//! persists the record before it returns never lets the store reuse bytes the
+//! manifest still names, and one that cannot persist it panics. The manifest then names the record
 //! before the change, whose bytes stay where it says: after a restart a missed
 //! relocation reads the same generation from its old place, a missed overwrite or
 //! delete the generation before it (the engine must not have acknowledged the
@@ -165,8 +171,9 @@ pub enum Event {
     },
     /// A location failed for good (every re-read of an extent there, or the
     /// write or read-back of a copy placed there) and is never handed out
-    /// again. Not a record change, so not in the change stream. A durable
-    /// store journals the mark; an engine that keeps its own manifest keeps
+    /// again; reported once, when it is marked. Not a record change, so not in
+    /// the change stream. A durable store journals the mark (right after this
+    /// event); an engine that keeps its own manifest keeps
     /// these and hands them back to
     /// [`Store::with_manifest`](crate::Store::with_manifest), or a restart would
     /// place new data where the disk already failed.

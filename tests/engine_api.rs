@@ -417,6 +417,7 @@ fn a_relocation_a_listener_failed_to_persist_leaves_its_old_location_in_place() 
             extentmeta::CompactOutcome::Committed(_)
         ));
         assert_eq!(store.stats().listener_panics, u64::from(fails));
+        assert_eq!(store.stats().locations_kept_for_listeners, u64::from(fails));
         let overlaps = |l: extentmeta::Location| {
             l.device == old.device
                 && l.offset < old.offset + u64::from(old.length)
@@ -461,6 +462,9 @@ fn a_retired_location_kept_in_the_manifest_stays_out_of_use_after_a_restart() {
     let bad = store.snapshot(ExtentId(2)).unwrap().location();
     fabric.flip_reads_at(bad);
     assert_eq!(store.verify(ExtentId(2)).unwrap_err().code(), "FPRE004");
+    // Verified again (a scrub pass), still without a good copy: the location
+    // is reported once, not at every pass.
+    assert_eq!(store.verify(ExtentId(2)).unwrap(), Verdict::Quarantined);
     // The engine gives up on extent 2 and writes it again elsewhere.
     let e = ExtentId(2);
     store.write(e, &value(e, 2, 3000)).unwrap();
@@ -494,6 +498,34 @@ fn a_retired_location_kept_in_the_manifest_stays_out_of_use_after_a_restart() {
         });
         assert_eq!(reused, !keep, "keep: {keep}");
     }
+}
+
+/// A durable store's journal is its truth: a listener that panics (a
+/// channel whose receiver went away) costs it no space, and the location a
+/// compaction left is handed out again.
+#[test]
+fn a_durable_store_frees_what_a_change_left_whatever_its_listeners_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = StoreConfig::builder().devices(1).build().unwrap();
+    let store = Store::open(tmp.path(), config).unwrap();
+    store.set_listener(|_: &Event| panic!("the receiver went away"));
+    for id in 0..4 {
+        let e = ExtentId(id);
+        store.write(e, &value(e, 1, 3000)).unwrap();
+    }
+    let old = store.snapshot(ExtentId(1)).unwrap().location();
+    assert!(matches!(
+        store.compact(ExtentId(1)).unwrap(),
+        extentmeta::CompactOutcome::Committed(_)
+    ));
+    let reused = (10..40).any(|id| {
+        let e = ExtentId(id);
+        store.write(e, &value(e, 1, 3000)).unwrap().location() == old
+    });
+    assert!(reused);
+    let stats = store.stats();
+    assert!(stats.listener_panics >= 6, "{}", stats.listener_panics);
+    assert_eq!(stats.locations_kept_for_listeners, 0);
 }
 
 /// `with_records` answers in the caller's terms: an id past `max_extents` is

@@ -787,6 +787,13 @@ mod tests {
         w.append(&[put(7, 1)]).expect("still taking appends");
         w.next_write().expect("a group commit");
         w.complete(Ok(()));
+        // A full disk (nothing to release) neither counts nor resets.
+        let full = Error::DiskFull {
+            device: crate::journal::METADATA_DEVICE,
+            op: "write",
+        };
+        rotate_again(&mut w, Err(full));
+        assert!(w.failure().is_none(), "a full disk is not counted");
         rotate_again(&mut w, Err(eio()));
         let err = w.append(&[put(8, 1)]).expect_err("refused");
         assert_eq!(err.code(), "FPRE036", "{err}");

@@ -101,6 +101,13 @@ pub(crate) struct Core {
     /// The verifications in progress, so that readers who met one fault
     /// together charge its device once (see [`episodes`]).
     pub(crate) episodes: std::sync::Arc<episodes::Episodes>,
+    /// Whether a change a listener panicked on keeps the location it left
+    /// (see [`report_then_retire`](Self::report_then_retire)): a store without
+    /// a journal, whose engine's manifest may be the listener; a durable
+    /// store's journal is its truth, and it retires them as always.
+    pub(crate) keep_on_listener_panic: bool,
+    /// Locations kept so: out of use until the store is made again.
+    pub(crate) kept_for_listeners: std::sync::atomic::AtomicU64,
 }
 
 /// Deliberate ordering bugs, switched on only by the emulator to prove that its
@@ -168,6 +175,8 @@ impl Core {
             events: Default::default(),
             rescued: Default::default(),
             episodes: Default::default(),
+            keep_on_listener_panic: false,
+            kept_for_listeners: Default::default(),
         }
     }
 
@@ -190,16 +199,22 @@ impl Core {
 
     /// Reports a committed, durable change to the change stream and the
     /// listeners, then retires the location it left (`old`), unless a listener
-    /// panicked: a manifest kept by a listener that failed still names `old`,
-    /// so its bytes stay until the store is made again (see `events`).
+    /// panicked on a store without a journal: a manifest kept by a listener
+    /// that failed still names `old`, so its bytes stay until the store is
+    /// made again (counted in `kept_for_listeners`; see `events`).
     pub(crate) fn report_then_retire(
         &self,
         old: Option<Location>,
         event: impl FnOnce(u64) -> crate::events::Event,
     ) {
         let delivered = self.events.emit(event);
-        if let Some(old) = old.filter(|_| delivered) {
+        let Some(old) = old else { return };
+        if delivered || !self.keep_on_listener_panic {
             self.retire(old);
+        } else {
+            // Relaxed: a statistic.
+            self.kept_for_listeners
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -213,12 +228,13 @@ impl Core {
         )
     }
 
-    /// Marks `location` bad (never handed out again) and tells the listeners,
-    /// for engines that keep the marks in their own manifest.
+    /// Marks `location` bad (never handed out again) and tells the listeners
+    /// the first time, for engines that keep the marks in their own manifest.
     pub(crate) fn mark_bad(&self, location: Location) {
-        self.allocator.mark_bad(location);
-        self.events
-            .notify(|| crate::events::Event::LocationRetired { location });
+        if self.allocator.mark_bad(location) {
+            self.events
+                .notify(|| crate::events::Event::LocationRetired { location });
+        }
     }
 
     /// Returns `location` to the allocator; an inline write's bytes are never

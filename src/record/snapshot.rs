@@ -138,6 +138,14 @@ impl Snapshot {
                 "generation {generation} is past {MAX_GENERATION}"
             )));
         }
+        // Version 0 is the record of an id never written: vacant, as every id
+        // starts (`with_records` skips it, so another state would drop a record
+        // silently and free its location).
+        if version == 0 && state != State::Vacant {
+            return Err(bad(format!(
+                "version 0 is an id never written, which is vacant, not {state:?}"
+            )));
+        }
         let fields = Fields {
             state,
             write_pending,
@@ -455,6 +463,8 @@ mod tests {
             Snapshot::recovered(ExtentId(7), 42, State::Durable, 5, location, 9)
         );
         assert!(Snapshot::committed(ExtentId(7), 43, State::Durable, 5, location, 9).is_err());
+        assert!(Snapshot::committed(ExtentId(7), 0, State::Durable, 5, location, 9).is_err());
+        assert!(Snapshot::committed(ExtentId(7), 0, State::Vacant, 0, location, 0).is_ok());
         assert!(
             Snapshot::committed(
                 ExtentId(7),

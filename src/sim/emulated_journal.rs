@@ -323,6 +323,7 @@ impl EmulatedJournal {
                     if let Some(file) = crate::journal::plan::failed_image(&task.plan, pointer) {
                         let _ = self.dir.apply(&FsOp::Remove { file: file.into() });
                     }
+                    let failed_before = self.writer.failure().is_some();
                     if let Some(retry) = self.writer.checkpoint_done(&task.plan, Err(err)) {
                         let delay = retry.first().map_or(0, |op| self.latency(op));
                         self.checkpoint = Some(Task {
@@ -334,7 +335,7 @@ impl EmulatedJournal {
                         // The rotation ended: group commits it held back go on,
                         // unless this failure failed the journal (checkpoints
                         // failing in a row): then what waits for it is answered.
-                        fx.poisoned = self.writer.failure().is_some();
+                        fx.poisoned = !failed_before && self.writer.failure().is_some();
                         self.settle(&mut fx);
                         self.start_commit(&mut fx);
                     }

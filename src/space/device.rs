@@ -118,12 +118,15 @@ impl DeviceSpace {
     }
 
     /// Records `[start, end)` (the span of `location`) as bad.
-    pub(super) fn add_bad(&mut self, start: u64, end: u64, location: Location) {
+    /// Whether `location` was not marked before.
+    pub(super) fn add_bad(&mut self, start: u64, end: u64, location: Location) -> bool {
         self.bad.insert(start, end);
         // Bounded by the bad list, which only grows by faults found.
-        if !self.bad_locations.contains(&location) {
+        let new = !self.bad_locations.contains(&location);
+        if new {
             self.bad_locations.push(location);
         }
+        new
     }
 
     /// Moves the bump pointer up to `end` if it is below; the skipped bytes that

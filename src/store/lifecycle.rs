@@ -62,7 +62,8 @@ impl Store {
     /// the backend lacks, past the device capacity, or off a block boundary (the
     /// configuration does not fit the records); [`Error::ExtentOutOfRange`] for
     /// an id at or past `max_extents`; [`Error::InvalidRecords`] if two records
-    /// overlap. A record of version 0 (an id never written,
+    /// overlap, or a version or generation is out of range. A record of
+    /// version 0 (an id never written,
     /// as [`snapshot`](Self::snapshot) reports it) is skipped: every id starts so.
     ///
     /// # Examples
@@ -175,7 +176,7 @@ impl Store {
         // location) is the caller's manifest's here.
         let (table, _untagged, allocator) = rebuilt.map_err(|err| match err {
             Error::CheckpointCorrupt { reason, .. } => Error::InvalidRecords {
-                reason: format!("the records handed to with_records: {reason}"),
+                reason: format!("the records handed to the store: {reason}"),
             },
             other => other,
         })?;
@@ -327,6 +328,8 @@ impl Store {
             overlaps: Default::default(),
             rescued: Default::default(),
             episodes: Default::default(),
+            keep_on_listener_panic: durable.is_none(),
+            kept_for_listeners: Default::default(),
             events: Default::default(),
         };
         // A reopened store numbers its changes past every journal entry made
@@ -478,6 +481,11 @@ impl Store {
         if let Some(journal) = &self.shared.journal
             && let Err(err) = journal.close(&*self.shared)
         {
+            first.get_or_insert(err);
+        }
+        // A failure `close` itself met (a checkpoint it wrote for a rotation
+        // failed the journal): the close marker was not written either.
+        if let Some(err) = self.shared.journal.as_ref().and_then(|j| j.failure()) {
             first.get_or_insert(err);
         }
         // The device files before the directory's lock: their close waits for

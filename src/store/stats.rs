@@ -67,8 +67,9 @@ pub struct StoreStats {
     /// Compactions that found the record changed and freed their target.
     pub compactions_aborted: u64,
     /// Device errors recorded: one per faulty location a verification found,
-    /// and one for all the verifications of an extent that overlap (the
-    /// readers of one failed load each verify it; they met one fault).
+    /// unless another verification of the extent charged it since this one
+    /// began (the readers of one failed load each verify it; they met one
+    /// fault).
     pub device_errors: u64,
     /// Devices degraded: by the health policy, by a failed sync, or before a
     /// reopen (the journal keeps them), in ascending order. New writes avoid
@@ -86,6 +87,11 @@ pub struct StoreStats {
     pub latency: super::latency::OpLatencies,
     /// Listener calls that panicked (contained; see [`crate::events`]).
     pub listener_panics: u64,
+    /// Locations a store without a journal keeps out of use because a
+    /// listener panicked on the change that left them (its manifest may
+    /// still name them; see [`crate::events`]): given back when the store is
+    /// made again. Always 0 for a durable store.
+    pub locations_kept_for_listeners: u64,
     /// Journal syncs (group commits) of a durable store; 0 in memory.
     pub journal_syncs: u64,
     /// Journal appends of a durable store: one per durable write, batch,
@@ -240,6 +246,9 @@ impl super::Store {
         self.shared.counters.fill(&mut stats);
         stats.latency = self.shared.latency.summary();
         stats.listener_panics = self.shared.core.events.panics();
+        // Relaxed: a statistic.
+        stats.locations_kept_for_listeners =
+            (self.shared.core.kept_for_listeners).load(std::sync::atomic::Ordering::Relaxed);
         if let Some(journal) = &self.shared.journal {
             let j = journal.stats();
             stats.journal_syncs = j.syncs;

@@ -50,18 +50,23 @@ impl Writer {
             return Some(retry);
         }
         self.rotating = false;
-        if let Err(err) = &result {
-            self.failed_checkpoints += 1;
-            if self.failed_checkpoints >= super::MAX_FAILED_CHECKPOINTS {
-                self.failed.get_or_insert(Error::JournalFailed {
-                    cause: format!(
-                        "{} checkpoints in a row failed, so none can retire the journals (which would grow without bound); the last: {err}",
-                        self.failed_checkpoints
-                    ),
-                });
+        // A full disk with nothing to release neither counts nor resets the
+        // count: deletes and `reclaim_space` make room again without a reopen
+        // (FPRE029), and a later checkpoint then succeeds.
+        match &result {
+            Ok(()) => self.failed_checkpoints = 0,
+            Err(Error::DiskFull { .. }) => {}
+            Err(err) => {
+                self.failed_checkpoints += 1;
+                if self.failed_checkpoints >= super::MAX_FAILED_CHECKPOINTS {
+                    self.failed.get_or_insert(Error::JournalFailed {
+                        cause: format!(
+                            "{} checkpoints in a row failed, so none can retire the journals (which would grow without bound); the last: {err}",
+                            self.failed_checkpoints
+                        ),
+                    });
+                }
             }
-        } else {
-            self.failed_checkpoints = 0;
         }
         if result.is_ok() {
             self.stats.checkpoints += 1;

@@ -238,6 +238,8 @@ impl World {
             overlaps: Default::default(),
             rescued: Default::default(),
             episodes: Default::default(),
+            keep_on_listener_panic: false,
+            kept_for_listeners: Default::default(),
         };
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let kinds = [

@@ -205,6 +205,8 @@ impl World {
             overlaps: Default::default(),
             rescued: Default::default(),
             episodes: Default::default(),
+            keep_on_listener_panic: false,
+            kept_for_listeners: Default::default(),
         };
         self.core.set_space_low(self.meta.space_low());
         self.start_actors();

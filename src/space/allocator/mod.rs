@@ -363,17 +363,20 @@ impl Allocator {
     }
 
     /// Marks `location` bad: it is never handed out again, even once freed. If it
-    /// is free now, it leaves the free map at once.
-    pub(crate) fn mark_bad(&self, location: Location) {
+    /// is free now, it leaves the free map at once. Whether it was not marked
+    /// before (a repair retried on a quarantined extent marks it again).
+    pub(crate) fn mark_bad(&self, location: Location) -> bool {
         let (start, end) = self.span(location);
-        if let Some(dev) = self.devices.get(usize::from(location.device)) {
-            let mut space = dev.lock();
-            space.add_bad(start, end, location);
-            space.holes.remove(start, end);
-            // Bad bytes past the bump pointer (never handed out) raise it, so they
-            // lie below it like every other bad byte.
-            space.raise_bump(end);
-        }
+        let Some(dev) = self.devices.get(usize::from(location.device)) else {
+            return false;
+        };
+        let mut space = dev.lock();
+        let new = space.add_bad(start, end, location);
+        space.holes.remove(start, end);
+        // Bad bytes past the bump pointer (never handed out) raise it, so they
+        // lie below it like every other bad byte.
+        space.raise_bump(end);
+        new
     }
 
     /// Every location marked bad, by device then in marking order (for the
