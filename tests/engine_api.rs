@@ -387,6 +387,24 @@ fn a_manifest_kept_in_a_file_restarts_the_store_and_damage_to_it_is_fpre039() {
     assert!(err.to_string().contains("overlapping"), "{err}");
 }
 
+/// Writes extents 0 to 3 (3 000 bytes each, generation 1) and compacts
+/// extent 1: the location the move left.
+fn write_four_and_move_one(store: &Store) -> extentmeta::Location {
+    let fail = |e: Error| -> ! { panic!("{e}") };
+    for id in 0..4 {
+        let e = ExtentId(id);
+        store
+            .write(e, &value(e, 1, 3000))
+            .unwrap_or_else(|e| fail(e));
+    }
+    let old = (store.snapshot(ExtentId(1)).unwrap_or_else(|e| fail(e))).location();
+    assert!(matches!(
+        store.compact(ExtentId(1)).unwrap_or_else(|e| fail(e)),
+        extentmeta::CompactOutcome::Committed(_)
+    ));
+    old
+}
+
 /// A listener that cannot persist a relocation panics, and the store then
 /// keeps the old location out of use: the manifest, which still names it,
 /// reads the same generation there after a restart. With a listener that
@@ -407,15 +425,7 @@ fn a_relocation_a_listener_failed_to_persist_leaves_its_old_location_in_place() 
             Event::Relocated { record, .. } => sink.lock().unwrap().push(*record),
             _ => {}
         });
-        for id in 0..4 {
-            let e = ExtentId(id);
-            store.write(e, &value(e, 1, 3000)).unwrap();
-        }
-        let old = store.snapshot(ExtentId(1)).unwrap().location();
-        assert!(matches!(
-            store.compact(ExtentId(1)).unwrap(),
-            extentmeta::CompactOutcome::Committed(_)
-        ));
+        let old = write_four_and_move_one(&store);
         assert_eq!(store.stats().listener_panics, u64::from(fails));
         assert_eq!(store.stats().locations_kept_for_listeners, u64::from(fails));
         let overlaps = |l: extentmeta::Location| {
@@ -509,15 +519,7 @@ fn a_durable_store_frees_what_a_change_left_whatever_its_listeners_do() {
     let config = StoreConfig::builder().devices(1).build().unwrap();
     let store = Store::open(tmp.path(), config).unwrap();
     store.set_listener(|_: &Event| panic!("the receiver went away"));
-    for id in 0..4 {
-        let e = ExtentId(id);
-        store.write(e, &value(e, 1, 3000)).unwrap();
-    }
-    let old = store.snapshot(ExtentId(1)).unwrap().location();
-    assert!(matches!(
-        store.compact(ExtentId(1)).unwrap(),
-        extentmeta::CompactOutcome::Committed(_)
-    ));
+    let old = write_four_and_move_one(&store);
     let reused = (10..40).any(|id| {
         let e = ExtentId(id);
         store.write(e, &value(e, 1, 3000)).unwrap().location() == old
