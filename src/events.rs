@@ -6,9 +6,10 @@
 //! made it returns. An engine that keeps its own manifest can persist exactly these
 //! records: a write, a delete, a relocation by compaction, packing, drain or remap,
 //! a quarantine, a degraded device and a location retired as bad (the last two
-//! as they are decided; a durable store journals them right after). Two changes of one extent committed by
-//! different threads at about the same time may reach the listeners in either
-//! order (the later commit's event can overtake the earlier's), so keep, per
+//! as they are decided; a durable store journals them right after). Two
+//! changes of one extent committed by different threads at about the same
+//! time may reach the listeners in either order (the later commit's event can
+//! overtake the earlier's), so keep, per
 //! extent, the record with the highest [`version`](crate::Snapshot::version), as
 //! recovery does; [`Store::with_records`](crate::Store::with_records) takes the
 //! records in any order.
@@ -66,11 +67,11 @@
 //! That is what an engine keeping its own manifest builds on: a change's
 //! listeners run before the location it left is freed, so a listener that
 //! persists the record before it returns never lets the store reuse bytes the
-//! manifest still names, and one that cannot persist it panics. The manifest then names the record
-//! before the change, whose bytes stay where it says: after a restart a missed
-//! relocation reads the same generation from its old place, a missed overwrite or
-//! delete the generation before it (the engine must not have acknowledged the
-//! change to its own caller).
+//! manifest still names, and one that cannot persist it panics. The manifest
+//! then names the record before the change, whose bytes stay where it says:
+//! after a restart a missed relocation reads the same generation from its old
+//! place, a missed overwrite or delete the generation before it (the engine
+//! must not have acknowledged the change to its own caller).
 //!
 //! # Examples
 //!

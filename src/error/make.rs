@@ -22,6 +22,16 @@ impl Error {
         })
     }
 
+    /// Whether this, the journal's answer to an append, says it refused or
+    /// lost it (it failed, or the store closed): only a reopen helps, which an
+    /// operation reports rather than its own finding.
+    pub(crate) fn is_journal_refusal(&self) -> bool {
+        matches!(
+            self,
+            Error::OutcomeUnknown { .. } | Error::JournalFailed { .. } | Error::Shutdown
+        )
+    }
+
     /// What a change the journal refuses after `failure` failed it gets
     /// ([`Error::JournalFailed`]): certainly not written, and not retryable.
     pub(crate) fn journal_failed(failure: &Error) -> Error {

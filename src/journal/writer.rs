@@ -306,11 +306,17 @@ impl Writer {
     /// by it. A cut holds committers back from that too; its own plan runs
     /// when the cut ends, or when the flusher hands it out.
     pub(crate) fn held_back(&self) -> bool {
-        if self.cut_held() || (self.behind_restore && self.restoring) {
+        if self.cut_held() || self.waiting_for_restore() {
             return true;
         }
         let switching = (self.in_flight.as_ref()).is_some_and(|f| f.switch_to.is_some());
         self.rotating && !switching && self.len >= self.max_bytes.saturating_mul(2)
+    }
+
+    /// Whether a plan a restore of the reserve turned away waits for it to
+    /// end (see [`release_reserve_for`](Self::release_reserve_for)).
+    fn waiting_for_restore(&self) -> bool {
+        self.behind_restore && self.restoring
     }
 
     /// The sequence number the next appended entry gets.
@@ -343,7 +349,7 @@ impl Writer {
     /// group commit of the buffered entries (`None` if there are none).
     pub(crate) fn next_write(&mut self) -> Option<Vec<FsOp>> {
         self.gathering = false;
-        if self.behind_restore && self.restoring {
+        if self.waiting_for_restore() {
             return None;
         }
         if let Some(flight) = self.in_flight.as_mut().filter(|f| !f.running) {

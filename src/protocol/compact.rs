@@ -293,7 +293,7 @@ impl Machine for CompactOp {
             }
             // The journal could not take the bad mark: its error (a reopen is
             // needed) rather than the copy's, which a retry would meet again.
-            (Phase::MarkingBad, IoResult::Done(Err(err))) if Core::journal_refused(err) => {
+            (Phase::MarkingBad, IoResult::Done(Err(err))) if err.is_journal_refusal() => {
                 self.failed = None;
                 let err = err.clone();
                 return self.abort(core, Some(err));

@@ -82,10 +82,10 @@ pub(crate) struct VerifySession {
     tally: Tally,
     fault: Option<Fault>,
     device_error: Option<Location>,
-    /// The episode of verifications of this extent that this one belongs to,
-    /// from its start until the session ends, its repair included: a
-    /// verification that starts before a quarantine lands joins the episode of
-    /// the one that found the fault (see `episodes`).
+    /// This session's membership of its extent's verifications in progress,
+    /// from its start until it ends, its repair included, so that one that
+    /// began before the fault's quarantine landed sees the charge of the one
+    /// that found it (see `episodes`).
     joined: Option<super::episodes::Joined>,
 }
 
@@ -184,8 +184,9 @@ impl VerifySession {
         }
     }
 
-    /// Charges the device of `location` for the fault found there, unless an
-    /// overlapping verification of the extent already did (see `episodes`).
+    /// Charges the device of `location` for the fault found there, unless
+    /// another verification of the extent charged it since this one began
+    /// (see `episodes`).
     fn charge(&mut self, location: Location) {
         if self.joined.as_ref().is_none_or(|j| j.first_at(location)) {
             self.device_error = Some(location);
@@ -225,10 +226,7 @@ impl VerifySession {
             // The journal could not take the quarantine or the remap (the
             // remap may already show in the table): its own error says what
             // happened to the record, which the fault would hide.
-            Err(
-                err
-                @ (Error::OutcomeUnknown { .. } | Error::JournalFailed { .. } | Error::Shutdown),
-            ) => {
+            Err(err) if err.is_journal_refusal() => {
                 self.tally.remap_failed += 1;
                 Err(err)
             }
@@ -263,9 +261,7 @@ impl VerifySession {
             },
         }
     }
-}
 
-impl VerifySession {
     /// Leaves the episode once the session is over.
     fn ended(&mut self, step: Step<Verdict>) -> Step<Verdict> {
         if matches!(step, Step::Done(_)) {
@@ -279,11 +275,11 @@ impl Machine for VerifySession {
     type Output = Verdict;
 
     fn start(&mut self, core: &Core) -> Step<Verdict> {
-        if matches!(self.stage, Stage::Verifying(_)) {
-            self.joined = Some(core.episodes.join(self.id));
-        }
         let step = match &mut self.stage {
-            Stage::Verifying(op) => op.start(core),
+            Stage::Verifying(op) => {
+                self.joined = Some(core.episodes.join(self.id));
+                op.start(core)
+            }
             _ => return out_of_order("verify session: started twice"),
         };
         let step = self.after(core, step);

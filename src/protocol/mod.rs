@@ -218,16 +218,6 @@ impl Core {
         }
     }
 
-    /// Whether `err`, the journal's answer to an append, says it refused or
-    /// lost it (it failed, or the store closed): only a reopen helps, which an
-    /// operation reports rather than its own finding.
-    pub(crate) fn journal_refused(err: &Error) -> bool {
-        matches!(
-            err,
-            Error::OutcomeUnknown { .. } | Error::JournalFailed { .. } | Error::Shutdown
-        )
-    }
-
     /// Marks `location` bad (never handed out again) and tells the listeners
     /// the first time, for engines that keep the marks in their own manifest.
     pub(crate) fn mark_bad(&self, location: Location) {

@@ -376,7 +376,7 @@ impl Machine for RepairOp {
             }
             // The journal could not take the bad mark: its error says a reopen
             // is needed, which a race or a missing copy would hide.
-            (Phase::MarkingBad, IoResult::Done(Err(err))) if Core::journal_refused(&err) => {
+            (Phase::MarkingBad, IoResult::Done(Err(err))) if err.is_journal_refusal() => {
                 let _ = self.give_up(core);
                 Step::Done(Err(err))
             }
