@@ -588,6 +588,30 @@ fn a_device_the_health_policy_degraded_is_reported_before_and_after_a_reopen() {
     check(&store, &model);
 }
 
+/// Opens the store on `fs`, writes extents 0 to 3 (generation 1), then arms
+/// the next `sync_data` of a `target` file to fail with EIO, its pages kept.
+fn four_then_a_failing_sync(
+    fs: &FaultFs,
+    dir: &Path,
+    cfg: &StoreConfig,
+    model: &mut Model,
+    target: Target,
+) -> Store {
+    let store = Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()).unwrap();
+    for id in 0..4 {
+        put(&store, model, id, 1);
+    }
+    fs.set_faults(Faults {
+        sync_eio: Some(SyncFault {
+            target,
+            nth: 1,
+            drop_pages: false,
+        }),
+        ..Faults::default()
+    });
+    store
+}
+
 /// After a device's sync failed, every checkpoint fails until a reopen (the
 /// device's inline writes are not durable there yet, and no sync of it is
 /// trusted again). Journals would pile up at the rate of the writes to the
@@ -604,18 +628,7 @@ fn checkpoints_that_keep_failing_after_a_device_sync_failed_fail_the_journal() {
     let mut model = Model::new();
     let mut unknown = Vec::new();
     {
-        let store = Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()).unwrap();
-        for id in 0..4 {
-            put(&store, &mut model, id, 1);
-        }
-        fs.set_faults(Faults {
-            sync_eio: Some(SyncFault {
-                target: Target::Device,
-                nth: 1,
-                drop_pages: false,
-            }),
-            ..Faults::default()
-        });
+        let store = four_then_a_failing_sync(&fs, dir, &cfg, &mut model, Target::Device);
         let mut refused = None;
         // Bounded: 4 KiB journals rotate every few writes.
         for id in 4..2000 {
@@ -947,18 +960,7 @@ fn a_record_recovered_from_pages_a_failed_sync_kept_survives_a_later_power_cut()
     let fs = FaultFs::new(dir, u64::MAX, Faults::default());
     let mut model = Model::new();
     {
-        let store = Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()).unwrap();
-        for id in 0..4 {
-            put(&store, &mut model, id, 1);
-        }
-        fs.set_faults(Faults {
-            sync_eio: Some(SyncFault {
-                target: Target::Journal,
-                nth: 1,
-                drop_pages: false,
-            }),
-            ..Faults::default()
-        });
+        let store = four_then_a_failing_sync(&fs, dir, &cfg, &mut model, Target::Journal);
         let err = store.write(ExtentId(3), &val(3, 2)).unwrap_err();
         assert_eq!(err.code(), "FPRE028", "{err}");
         check(&store, &model);
