@@ -6,7 +6,7 @@ mod common;
 use common::fault_backend::{FaultBackend, Op};
 use common::{decode, value, wait_until};
 use extentmeta::events::{Event, Relocation};
-use extentmeta::{Error, ExtentId, MemBackend, Result, Store, StoreConfig, Tag, Verdict};
+use extentmeta::{Batch, Error, ExtentId, MemBackend, Result, Store, StoreConfig, Tag, Verdict};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -129,6 +129,78 @@ fn writes_of_one_extent_serialize_and_try_write_fails_fast() {
         "waited its turn"
     );
     assert_eq!(decode(&store.read(id).unwrap()), (id, 2));
+}
+
+/// A delete and a batch wait for a write of an extent they name, as a write
+/// does, then go on in turn; with no wait allowed they fail fast, typed, and
+/// change nothing.
+#[test]
+fn a_delete_and_a_batch_wait_for_a_write_of_their_extent() {
+    for wait_ms in [60_000, 0] {
+        let backend = FaultBackend::new(1);
+        let config = StoreConfig::builder()
+            .write_wait_ms(wait_ms)
+            .build()
+            .unwrap();
+        let store = Arc::new(Store::new(Arc::clone(&backend), config).unwrap());
+        let (a, b) = (ExtentId(5), ExtentId(6));
+        store.write(b, &value(b, 1, 100)).unwrap();
+        let sync = backend.gate_next(Op::Sync);
+        let first = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || store.write(a, &value(a, 1, 100)))
+        };
+        // The write of `a` reaches its sync and is held there.
+        sync.wait_entered();
+        let delete = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || store.delete(a))
+        };
+        let batch = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                let mut batch = Batch::new();
+                batch.write(a, value(a, 2, 100)).delete(b);
+                store.apply_batch(batch)
+            })
+        };
+        if wait_ms == 0 {
+            let err = delete.join().unwrap().unwrap_err();
+            assert!(matches!(err, Error::WriteInProgress { extent } if extent == a));
+            let err = batch.join().unwrap().unwrap_err();
+            assert!(matches!(err, Error::WriteInProgress { extent } if extent == a));
+            sync.release();
+            assert_eq!(first.join().unwrap().unwrap().generation(), 1);
+            assert_eq!(decode(&store.read(a).unwrap()), (a, 1), "nothing changed");
+            assert_eq!(decode(&store.read(b).unwrap()), (b, 1), "nothing changed");
+            continue;
+        }
+        sync.release();
+        assert_eq!(first.join().unwrap().unwrap().generation(), 1);
+        let deleted = delete.join().unwrap().expect("the delete waits its turn");
+        let batched = batch.join().unwrap().expect("the batch waits its turn");
+        assert_eq!(batched.len(), 2);
+        assert_eq!(
+            batched[0].generation(),
+            2,
+            "the batch wrote after the write"
+        );
+        // Both took their turn after the write, in either order.
+        match deleted.generation() {
+            1 => assert_eq!(
+                decode(&store.read(a).unwrap()),
+                (a, 2),
+                "delete, then batch"
+            ),
+            2 => assert_eq!(
+                store.read(a).unwrap_err().code(),
+                "FPRE012",
+                "batch, then delete"
+            ),
+            other => panic!("the delete ended generation {other}"),
+        }
+        assert_eq!(store.read(b).unwrap_err().code(), "FPRE012");
+    }
 }
 
 #[test]

@@ -45,8 +45,9 @@ enum Phase {
     Finished,
 }
 
-/// One change of a batch, as a caller names it.
-#[derive(Debug)]
+/// One change of a batch, as a caller names it. Cloned to try the batch again
+/// after it waited for a write of one of its extents (the bytes are shared).
+#[derive(Debug, Clone)]
 pub(crate) enum BatchItem {
     /// Write these bytes, with this tag.
     Write(ExtentId, Bytes, Tag),

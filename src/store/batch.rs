@@ -79,7 +79,8 @@ impl Store {
     /// named twice. Then, failing the whole batch with nothing changed:
     /// [`Error::NotReadable`](crate::Error::NotReadable) for a delete of a
     /// vacant extent, [`Error::WriteInProgress`](crate::Error::WriteInProgress)
-    /// if an extent is being written or deleted,
+    /// if an extent was still being written or deleted after waiting for it as
+    /// [`write`](Self::write) waits,
     /// [`Error::VersionConflict`](crate::Error::VersionConflict) if other
     /// transitions of an extent won every bounded attempt (retryable; a
     /// compaction in progress does not count: the batch ends it),

@@ -227,6 +227,8 @@ impl StoreConfigBuilder {
         /// How long [`Store::write`](crate::Store::write) waits for another write
         /// of the same extent before it returns FPRE015
         /// ([`Store::try_write`](crate::Store::try_write) never waits).
+        /// [`Store::delete`](crate::Store::delete) and the batches wait as
+        /// long for a write or delete of an extent they name.
         /// Bound: ≤ 3 600 000 (an hour).
         write_wait_ms: u64
     );

@@ -181,16 +181,9 @@ impl Store {
     /// another write of the same extent, accounting.
     pub(super) fn write_value(&self, id: ExtentId, value: Bytes, tag: Tag) -> Result<Snapshot> {
         let started = std::time::Instant::now();
-        let deadline = started + self.write_wait;
-        // Bounded by the deadline: each pass waits for the write of `id` in flight.
-        let result = loop {
-            match self.attempt_write(id, value.clone(), tag) {
-                Err(Error::WriteInProgress { .. }) if std::time::Instant::now() < deadline => {
-                    self.wait_for_write_of(id, deadline);
-                }
-                other => break other,
-            }
-        };
+        let result = self.in_turn(started + self.write_wait, || {
+            self.attempt_write(id, value.clone(), tag)
+        });
         self.finish_write(started, result)
     }
 
@@ -268,7 +261,8 @@ impl Store {
     /// [`max_extent_bytes`](StoreConfigBuilder::max_extent_bytes) and
     /// [`Error::DuplicateExtent`] for an id named twice (both checked before
     /// anything is written, as [`write`](Self::write) checks), [`Error::WriteInProgress`]
-    /// if an id is being written,
+    /// if an id was still being written after waiting for it as
+    /// [`write`](Self::write) waits,
     /// [`Error::NoSpace`], backend and journal errors. On an error before the
     /// commits nothing changed (a write the table refuses fails the whole batch);
     /// an error while committing (rare: a commit that kept losing races) is
@@ -317,16 +311,14 @@ impl Store {
         }
         let counters = &self.shared.counters;
         counters.writes.add(writes);
-        let op = BatchWriteOp::mixed(items);
         let started = std::time::Instant::now();
-        self.shared.make_room();
-        let result = self.shared.drive(op, true);
+        let result = self.in_turn(started + self.write_wait, || {
+            self.shared.make_room();
+            self.drive_change(BatchWriteOp::mixed(items.clone()))
+        });
         let latency = &self.shared.latency;
         latency.record(&latency.write, shared::elapsed_ns(started));
-        self.shared.write_finished();
-        let committed = result?.ok_or(Error::Internal {
-            what: "a batch write waited on a load",
-        })?;
+        let committed = result?;
         let written = committed.iter().filter(|s| s.state() != State::Vacant);
         counters.write_ok.add(written.count() as u64);
         self.trim_if_due();
@@ -346,7 +338,8 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::WriteInProgress`] if a write of `id` is pending (nothing changes);
+    /// [`Error::WriteInProgress`] if a write of `id` was still pending after
+    /// waiting for it as [`write`](Self::write) waits (nothing changes);
     /// [`Error::NotReadable`] if `id` is already vacant; [`Error::VersionConflict`]
     /// if other transitions of `id` won every bounded attempt (retryable);
     /// [`Error::ExtentOutOfRange`]. A compaction of `id` in progress does not
@@ -371,12 +364,8 @@ impl Store {
     /// ```
     pub fn delete(&self, id: ExtentId) -> Result<Snapshot> {
         self.check_open()?;
-        let result = self.shared.drive(DeleteOp::new(id), true);
-        // The delete held `id`'s pending mark: a write of `id` may be waiting
-        // for it to end (`wait_for_write_of`).
-        self.shared.write_finished();
-        let deleted = result?.ok_or(Error::Internal {
-            what: "a delete waited on a load",
+        let deleted = self.in_turn(std::time::Instant::now() + self.write_wait, || {
+            self.drive_change(DeleteOp::new(id))
         })?;
         self.trim_if_due();
         Ok(deleted)

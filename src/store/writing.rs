@@ -4,7 +4,7 @@
 use super::{Store, shared};
 use crate::bytes::Bytes;
 use crate::error::{Error, Result};
-use crate::protocol::WriteOp;
+use crate::protocol::{Machine, WriteOp};
 use crate::record::{ExtentId, Snapshot, Tag};
 
 impl Store {
@@ -20,14 +20,39 @@ impl Store {
         Ok(())
     }
 
-    /// One run of the write machine; wakes the writes waiting for one to end.
+    /// One run of the write machine.
     pub(super) fn attempt_write(&self, id: ExtentId, value: Bytes, tag: Tag) -> Result<Snapshot> {
         self.shared.make_room();
-        let result = self.shared.drive(WriteOp::new(id, value, tag), true);
+        self.drive_change(WriteOp::new(id, value, tag))
+    }
+
+    /// Runs a change (a write, delete or batch: each holds its extents'
+    /// pending marks while it runs) to its end, then wakes the writes waiting
+    /// for one to end (`wait_for_write_of`).
+    pub(super) fn drive_change<M: Machine>(&self, op: M) -> Result<M::Output> {
+        let result = self.shared.drive_all(op);
         self.shared.write_finished();
-        result?.ok_or(Error::Internal {
-            what: "a write waited on a load",
-        })
+        result
+    }
+
+    /// Runs `attempt` until it is not refused for a write (or delete) in flight
+    /// of an extent it names, waiting for that one to end before each retry,
+    /// until `deadline`: then its refusal is the answer. A refused attempt
+    /// changed nothing (the refusal comes before any record is proposed).
+    pub(super) fn in_turn<T>(
+        &self,
+        deadline: std::time::Instant,
+        mut attempt: impl FnMut() -> Result<T>,
+    ) -> Result<T> {
+        // Bounded by the deadline: each pass waits for the write in flight.
+        loop {
+            match attempt() {
+                Err(Error::WriteInProgress { extent }) if std::time::Instant::now() < deadline => {
+                    self.wait_for_write_of(extent, deadline);
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Waits until no write of `id` is pending (the one in flight committed or
