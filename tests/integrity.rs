@@ -614,8 +614,11 @@ fn a_cached_good_copy_whose_remap_failed_outlives_its_eviction() {
     let snapshot = store.write(id, &value(id, 1, 4000)).unwrap();
     assert_eq!(decode(&store.read(id).unwrap()), (id, 1), "now cached");
     flip_bits(&backend, snapshot.location());
-    // No replica; the repair's copy (from the cache) fails to write.
-    backend.inject_nth(Op::Write, 1, Inject::Fail);
+    // No replica; the repair's copy (from the cache) fails to write, at
+    // every location the repair tries.
+    for nth in 1..=3 {
+        backend.inject_nth(Op::Write, nth, Inject::Fail);
+    }
     let err = store.verify(id).unwrap_err();
     assert_eq!(err.code(), "FPRE004", "{err}");
     assert_eq!(store.snapshot(id).unwrap().state(), State::Quarantined);
@@ -888,7 +891,8 @@ fn a_copy_location_that_fails_its_read_back_is_not_handed_out_again() {
 }
 
 /// The same for a remap: its copy's location fails the read-back, and is
-/// marked bad beside the faulted one; the record stays quarantined.
+/// marked bad beside the faulted one; the copy then goes to another location,
+/// and the remap completes there.
 #[test]
 fn a_remap_location_that_fails_its_read_back_is_not_handed_out_again() {
     let fabric = FaultBackend::new(1);
@@ -901,9 +905,41 @@ fn a_remap_location_that_fails_its_read_back_is_not_handed_out_again() {
     // Verification reads the faulted location 1 + 3 times; the fifth read is
     // the remapped copy's read-back.
     fabric.inject_nth(Op::Read, 5, Inject::Fail);
-    let verdict = store.verify(id);
+    let verdict = store.verify(id).unwrap();
     assert_eq!(store.space()[0].bad_bytes, 2 * 4096, "{verdict:?}");
+    let now = store.snapshot(id).unwrap();
+    assert_eq!(now.state(), State::Durable, "{verdict:?}");
+    assert_ne!(now.location(), at);
+    fabric.disarm();
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
+}
+
+/// A device that fails every write of a repair's copy costs it at most three
+/// locations, each marked bad; the record stays quarantined and is served
+/// from the verified copy, and a later verification remaps it once writes
+/// succeed again.
+#[test]
+fn a_repair_tries_three_locations_for_its_copy_then_stays_quarantined() {
+    let fabric = FaultBackend::new(1);
+    let store = store(&fabric, 0);
+    let id = ExtentId(6);
+    let bytes = value(id, 1, 4096);
+    let at = store.write(id, &bytes).unwrap().location();
+    fabric.add_replica(id, 1, bytes);
+    flip_bits(&fabric, at);
+    for nth in 1..=4 {
+        fabric.inject_nth(Op::Write, nth, Inject::Fail);
+    }
+    let verdict = store.verify(id);
+    assert_eq!(store.space()[0].bad_bytes, 4 * 4096, "{verdict:?}");
     assert_eq!(store.snapshot(id).unwrap().state(), State::Quarantined);
-    // Served all the same (the ladder's good copy).
+    assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
+    // The fourth armed write failure is still due: it fails the next repair's
+    // first target, which the second one gets past.
+    store.verify(id).unwrap();
+    assert_eq!(store.space()[0].bad_bytes, 5 * 4096);
+    let now = store.snapshot(id).unwrap();
+    assert_eq!(now.state(), State::Durable);
+    fabric.disarm();
     assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
 }

@@ -9,7 +9,9 @@
 //! (invariant 8). Remap writes a good copy, from the backend's replica source or a
 //! cache entry whose checksum verifies, to a fresh location, reads it back, verifies
 //! it, and only then commits `Quarantined → Durable`; the bad location is retired
-//! after. With no good copy the record stays quarantined: nothing is dropped.
+//! after. A fresh location whose write or read-back fails is marked bad too, and
+//! the copy goes to another (at most [`MAX_TARGETS`] in all). With no good copy
+//! the record stays quarantined: nothing is dropped.
 
 use super::{Core, IoRequest, IoResult, MAX_ATTEMPTS, Machine, Step};
 use crate::bytes::Bytes;
@@ -24,8 +26,8 @@ use crate::space::Placement;
 pub enum RepairOutcome {
     /// Quarantined and remapped: the record is `Durable` at a fresh location.
     Remapped(Snapshot),
-    /// Quarantined, but no good copy was found (or writing it failed): the record
-    /// stays `Quarantined` and keeps its location.
+    /// Quarantined, but no good copy was found (or writing it failed at every
+    /// location tried): the record stays `Quarantined` and keeps its location.
     NoGoodCopy(Snapshot),
     /// The record changed since the fault was found; nothing was done.
     Raced,
@@ -70,11 +72,25 @@ pub(crate) struct RepairOp {
     /// whatever happens to the remap after).
     quarantined_here: bool,
     target: Option<Location>,
+    /// Locations the copy was written to so far (each one that failed is
+    /// marked bad); at most [`MAX_TARGETS`].
+    targets: u32,
+    /// The device the next target should avoid: the faulted location's, then
+    /// that of the last target that failed.
+    avoid: u16,
     /// The verified copy being installed: kept in [`Rescued`] if the remap
     /// fails.
     copy: Option<Bytes>,
     phase: Phase,
 }
+
+/// Locations one repair writes its copy to before it gives up: a target whose
+/// write or read-back failed is marked bad and the copy goes to another
+/// (preferably on another device), so one bad sector among the free space does
+/// not leave the extent quarantined until the next verification. Bounded, so
+/// that a device failing every write costs at most this many locations per
+/// repair.
+const MAX_TARGETS: u32 = 3;
 
 /// Verified copies of quarantined extents whose repair could not install
 /// them (the remap failed: no space, the copy's write, sync or read-back
@@ -175,6 +191,8 @@ impl RepairOp {
             tag: Tag::EMPTY,
             quarantined_here: false,
             target: None,
+            targets: 0,
+            avoid: faulted.location().device,
             copy: None,
             phase: Phase::FetchingCopy,
         }
@@ -217,10 +235,11 @@ impl RepairOp {
 
     fn write_copy(&mut self, core: &Core, bytes: Bytes) -> Step<RepairOutcome> {
         self.copy = Some(bytes.clone());
-        let placement = Placement::Prefer(self.faulted.location().device);
+        let placement = Placement::Prefer(self.avoid);
         match core.allocate(self.faulted.location().length, placement) {
             Ok(target) => {
                 self.target = Some(target);
+                self.targets += 1;
                 self.phase = Phase::Writing;
                 Step::Io(IoRequest::Write(target, bytes))
             }
@@ -380,6 +399,15 @@ impl Machine for RepairOp {
                 let _ = self.give_up(core);
                 Step::Done(Err(err))
             }
+            // A target's mark is durable: the copy goes to another location.
+            (Phase::MarkingBad, IoResult::Done(Ok(())))
+                if self.quarantined.is_some() && self.targets < MAX_TARGETS =>
+            {
+                match self.copy.take() {
+                    Some(copy) => self.write_copy(core, copy),
+                    None => self.give_up(core),
+                }
+            }
             (Phase::MarkingBad, _) => self.give_up(core),
             (Phase::FetchingCopy, IoResult::Read(copy)) => {
                 let good = copy
@@ -422,6 +450,7 @@ impl Machine for RepairOp {
                 match self.target.take() {
                     Some(target) => {
                         core.mark_bad(target);
+                        self.avoid = target.device;
                         self.phase = Phase::MarkingBad;
                         Step::Io(IoRequest::Journal(vec![Entry::Bad(target)]))
                     }
