@@ -335,32 +335,48 @@ impl Machine for RepairOp {
             return Step::Io(IoRequest::GoodCopy(self.id, self.faulted.generation()));
         }
         self.tag = core.tag_of(&self.faulted);
-        match core
-            .table
-            .transition(self.id, self.faulted.version(), Change::Quarantine)
-        {
-            Ok(q) => {
-                self.quarantined = Some(q);
-                self.quarantined_here = true;
-                self.phase = Phase::Quarantining;
-                let bad = Entry::Bad(self.faulted.location());
-                Step::Io(IoRequest::Journal(vec![bad, Entry::put(&q, self.tag)]))
-            }
-            // A write or delete committed since the fault was decided: a race
-            // for the record, but the location failed every re-read all the
-            // same, and its mark (made above) is journaled so that a reopen
-            // keeps it out of use too (`MarkingBad` then answers `Raced`).
-            Err(Error::VersionConflict { .. }) => {
-                self.phase = Phase::MarkingBad;
-                Step::Io(IoRequest::Journal(vec![Entry::Bad(
-                    self.faulted.location(),
-                )]))
-            }
-            Err(err) => {
-                self.phase = Phase::Finished;
-                Step::Done(Err(err))
+        let mut at = self.faulted;
+        // Bounded: MAX_ATTEMPTS writes or compactions merely begun at most,
+        // then as a lost race.
+        for _ in 0..MAX_ATTEMPTS {
+            match core
+                .table
+                .transition(self.id, at.version(), Change::Quarantine)
+            {
+                Ok(q) => {
+                    self.quarantined = Some(q);
+                    self.quarantined_here = true;
+                    self.phase = Phase::Quarantining;
+                    let bad = Entry::Bad(self.faulted.location());
+                    return Step::Io(IoRequest::Journal(vec![bad, Entry::put(&q, self.tag)]));
+                }
+                // A write or compaction merely begun (its mark bumped the
+                // version) leaves the faulted bytes the record's: the
+                // quarantine goes on top of it, as a remap does (the write
+                // then commits over the quarantine; the compaction fails).
+                Err(Error::VersionConflict { current, .. })
+                    if matches!(current.state(), State::Durable | State::Compacting)
+                        && current.generation() == self.faulted.generation()
+                        && current.location() == self.faulted.location() =>
+                {
+                    at = current;
+                }
+                // A write or delete committed since the fault was decided: a
+                // race for the record, but the location failed every re-read
+                // all the same, and its mark (made above) is journaled so that
+                // a reopen keeps it out of use too (`MarkingBad` then answers
+                // `Raced`).
+                Err(Error::VersionConflict { .. }) => break,
+                Err(err) => {
+                    self.phase = Phase::Finished;
+                    return Step::Done(Err(err));
+                }
             }
         }
+        self.phase = Phase::MarkingBad;
+        Step::Io(IoRequest::Journal(vec![Entry::Bad(
+            self.faulted.location(),
+        )]))
     }
 
     fn on_io(&mut self, core: &Core, result: IoResult) -> Step<RepairOutcome> {
@@ -544,6 +560,34 @@ mod tests {
             other => panic!("expected the journal's error, got {other:?}"),
         }
     }
+    /// A quarantine that meets a write or compaction of its extent merely
+    /// begun (its mark bumped the version; the faulted bytes are still the
+    /// record's) goes on top of it instead of giving up as a race.
+    #[test]
+    fn a_quarantine_goes_on_top_of_a_write_or_compaction_merely_begun() {
+        for begin in [Change::BeginWrite, Change::BeginCompact] {
+            let core = Core::for_tests();
+            let id = ExtentId(6);
+            let faulted = commit(&core, id, 1);
+            let begun = (core.table)
+                .transition(id, faulted.version(), begin)
+                .expect("begun");
+            let mut op = RepairOp::new(faulted);
+            match op.start(&core) {
+                Step::Io(IoRequest::Journal(entries)) => assert!(
+                    matches!(&entries[..], [Entry::Bad(_), Entry::Put(_)]),
+                    "{begin:?}: {entries:?}"
+                ),
+                other => panic!("{begin:?}: expected the quarantine's entries, got {other:?}"),
+            }
+            assert!(op.quarantined_here(), "{begin:?}");
+            let now = core.table.snapshot(id).expect("record");
+            assert_eq!(now.state(), State::Quarantined, "{begin:?}");
+            assert_eq!(now.write_pending(), begun.write_pending(), "{begin:?}");
+            assert_eq!(now.location(), faulted.location(), "{begin:?}");
+        }
+    }
+
     /// A kept copy is served for its own generation only, never replaced by
     /// an older one, and dropped once a later generation asks or its extent
     /// is written or deleted (`forget`).
