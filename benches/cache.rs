@@ -526,7 +526,7 @@ fn readahead(_c: &mut Criterion) {
         stats.prefetch_queued,
         stats.prefetch_dropped,
     );
-    // Let the scan's last prefetches land: their lookups count as hits too.
+    // Let the scan's last prefetches land before the working set is read.
     settle(&store);
     // A read counts one hit per cache lookup it makes; count its misses instead.
     let before = store.stats().cache.misses;

@@ -314,7 +314,9 @@ impl Cache {
         if let Some(found) = self.large_lookup(id, generation, priority) {
             return found;
         }
-        shard.stats.misses += 1;
+        // Demand lookups only, as hits are counted: a prefetch's or a claim's
+        // miss is not a read the cache failed to serve.
+        shard.stats.misses += u64::from(priority == Priority::Demand);
         match shard.map.get_mut(&id) {
             Some(CacheEntry::Ready(entry)) if entry.generation > generation => {
                 return Lookup::Newer;
@@ -425,9 +427,13 @@ impl Cache {
             .is_some_and(|(_, flight)| Arc::ptr_eq(flight, &token.flight));
         let demand = matches!(slot, Some(CacheEntry::Loading { .. }));
         let mut large_evicted = None;
+        let current = ours && still_current();
         let outcome = match result {
-            Err(err) if ours => FlightOutcome::Failed(err),
-            Ok(bytes) if ours && still_current() => {
+            // Only a failure of the committed generation is the waiters' too:
+            // one whose generation a commit replaced (its invalidation not yet
+            // here) is a race, as below.
+            Err(err) if current => FlightOutcome::Failed(err),
+            Ok(bytes) if current => {
                 // A prefetch's load a demand read joined: used once it fills.
                 if demand && token.priority == Priority::Prefetch {
                     shard.stats.prefetch_used += 1;
@@ -776,6 +782,56 @@ mod tests {
         let outcome = cache.complete(token, Err(err.clone()), || true);
         assert_eq!(outcome, FlightOutcome::Failed(err.clone()));
         assert_eq!(flight.outcome(), Some(FlightOutcome::Failed(err)));
+        assert!(cache.peek(ExtentId(3)).is_none(), "nothing cached");
+    }
+
+    /// Misses count demand lookups only, as hits do: a prefetch's miss (a
+    /// readahead claim's too) is not a read the cache failed to serve.
+    #[test]
+    fn only_demand_lookups_count_as_hits_and_misses() {
+        let cache = Cache::new(1 << 20, 1);
+        let Lookup::Load(token) = cache.lookup(ExtentId(1), 1, Priority::Prefetch) else {
+            panic!("empty cache loads");
+        };
+        let _ = cache.claim(ExtentId(2), 1);
+        assert_eq!((cache.stats().hits, cache.stats().misses), (0, 0));
+        let ready = cache.complete(token, Ok(Bytes::from(vec![1u8; 8])), || true);
+        assert!(matches!(ready, FlightOutcome::Ready(_)));
+        assert!(matches!(
+            cache.lookup(ExtentId(1), 1, Priority::Prefetch),
+            Lookup::Hit(_)
+        ));
+        assert_eq!((cache.stats().hits, cache.stats().misses), (0, 0));
+        assert!(matches!(
+            cache.lookup(ExtentId(1), 1, Priority::Demand),
+            Lookup::Hit(_)
+        ));
+        assert!(!matches!(
+            cache.lookup(ExtentId(3), 1, Priority::Demand),
+            Lookup::Hit(_)
+        ));
+        assert_eq!((cache.stats().hits, cache.stats().misses), (1, 1));
+    }
+
+    /// A load that failed after a write committed the next generation, before
+    /// that write's invalidation reached the cache: the failure is of a
+    /// superseded generation, and its waiters retry instead of climbing the
+    /// integrity ladder for a race.
+    #[test]
+    fn a_failed_load_of_a_generation_replaced_but_not_yet_invalidated_is_superseded() {
+        let cache = Cache::new(1 << 20, 1);
+        let Lookup::Load(token) = cache.lookup(ExtentId(3), 1, Priority::Demand) else {
+            panic!("empty cache loads");
+        };
+        let Lookup::Wait(flight) = cache.lookup(ExtentId(3), 1, Priority::Demand) else {
+            panic!("second reader waits");
+        };
+        let err = crate::Error::Internal {
+            what: "a read of generation 1 failed",
+        };
+        let outcome = cache.complete(token, Err(err), || false);
+        assert_eq!(outcome, FlightOutcome::Superseded);
+        assert_eq!(flight.outcome(), Some(FlightOutcome::Superseded));
         assert!(cache.peek(ExtentId(3)).is_none(), "nothing cached");
     }
 }

@@ -10,9 +10,10 @@ use super::Cache;
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheStats {
-    /// Lookups served from an entry of the current generation.
+    /// Demand lookups served from an entry of the current generation.
     pub hits: u64,
-    /// Lookups that had to load or wait for a load.
+    /// Demand lookups that had to load or wait for a load (prefetches and
+    /// readahead count in neither: see `prefetch_used` and `prefetch_wasted`).
     pub misses: u64,
     /// Entries inserted.
     pub inserted: u64,

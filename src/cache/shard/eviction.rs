@@ -56,10 +56,12 @@
 //!   enter main, so a cache that is not full yet keeps what it loaded as it would
 //!   once full, instead of behaving as one big probation FIFO.
 //!
-//! Prefetches never displace what demand reads use: a prefetch fill enters
+//! Prefetches never displace what demand reads reuse: a prefetch fill enters
 //! probation without read credit and never via the ghost, and the eviction it
-//! causes promotes, rather than drops, any entry read since its fill. A prefetch
-//! that is never read is among the first to go.
+//! causes promotes, rather than drops, any probation entry read twice, counting
+//! the read a demand fill was made for (a demand fill read again, a prefetch
+//! fill read twice). A prefetch read once (a scan's readahead) or never is among
+//! the first to go, so that a scan does not push out the working set.
 
 use super::{CacheEntry, MAX_FREQ, Shard};
 use crate::cache::Priority;
@@ -117,8 +119,8 @@ impl Shard {
     /// Evicts one entry to make room for a fill of `priority`; `false` if nothing is
     /// left to evict.
     pub(super) fn evict_one(&mut self, limits: &Limits, priority: Priority) -> bool {
-        // A prefetch's eviction keeps every entry read since its fill: speculation
-        // never pushes out what a demand read used.
+        // A prefetch's eviction keeps every entry read twice (see the module
+        // docs): speculation never pushes out what demand reads reuse.
         let promote = match priority {
             Priority::Demand => limits.promote,
             Priority::Prefetch => 2,
