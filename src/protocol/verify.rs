@@ -198,10 +198,33 @@ impl Machine for VerifyOp {
     }
 
     fn on_io(&mut self, core: &Core, result: IoResult) -> Step<Verdict> {
+        // The read's pin is held until its outcome is decided: a location that
+        // failed every re-read is marked bad before the pin goes (see
+        // `decide`), so that no commit can free it and have it handed out
+        // again before the repair marks it.
+        let pin = self.pin.take();
+        let step = self.decide(core, result);
+        if let Some(pin) = pin {
+            core.reclaimer.unpin(pin);
+        }
+        step
+    }
+
+    fn on_backoff(&mut self, core: &Core) -> Step<Verdict> {
+        self.again(core)
+    }
+
+    fn abandon(&mut self, core: &Core) {
         self.unpin(core);
+    }
+}
+
+impl VerifyOp {
+    /// The outcome of a read, under its pin.
+    fn decide(&mut self, core: &Core, result: IoResult) -> Step<Verdict> {
         if std::mem::take(&mut self.rewriting) {
             // Read the same version again, as after a backoff.
-            return self.on_backoff(core);
+            return self.again(core);
         }
         let Some(snapshot) = self.snapshot else {
             return Step::Done(Err(Error::Internal {
@@ -252,6 +275,9 @@ impl Machine for VerifyOp {
             return Step::Io(IoRequest::RewriteHeld(snapshot.location()));
         }
         if self.retries >= self.policy.retry_limit() {
+            // Still the record's location (the version is unchanged) and
+            // still pinned: marked now, it can never be handed out again.
+            core.mark_bad(snapshot.location());
             self.faulted = Some(snapshot);
             return Step::Done(Err(Error::RetryLimitExceeded {
                 extent: self.id,
@@ -264,7 +290,9 @@ impl Machine for VerifyOp {
         Step::Backoff(self.policy.backoff_us(self.retries))
     }
 
-    fn on_backoff(&mut self, core: &Core) -> Step<Verdict> {
+    /// Reads the same version again after a backoff (or a rewrite), or
+    /// starts over if the record moved on.
+    fn again(&mut self, core: &Core) -> Step<Verdict> {
         let Some(before) = self.snapshot else {
             return Step::Done(Err(Error::Internal {
                 what: "verify: event out of order",
@@ -289,8 +317,55 @@ impl Machine for VerifyOp {
             }
         }
     }
+}
 
-    fn abandon(&mut self, core: &Core) {
-        self.unpin(core);
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::protocol::test_support;
+    use crate::record::Tag;
+    use crate::space::Placement;
+
+    /// A location that failed every re-read is marked bad by the verification
+    /// itself, while its read's pin still holds it: a write that commits and
+    /// retires it before the repair starts cannot have it handed out again.
+    #[test]
+    fn a_location_that_failed_every_re_read_is_marked_bad_before_its_pin_goes() {
+        let core = Core::for_tests();
+        let id = ExtentId(3);
+        let faulted = test_support::commit(&core, id, 1, Tag::EMPTY);
+        let mut op = VerifyOp::new(id, IntegrityPolicy::default());
+        let eio = || {
+            IoResult::Read(Err(Error::Io {
+                device: 0,
+                op: "read",
+                kind: std::io::ErrorKind::Other,
+                message: "EIO".into(),
+            }))
+        };
+        let mut step = op.start(&core);
+        // Bounded: the policy's retry limit, then the verdict.
+        let outcome = (0..1000)
+            .find_map(|_| {
+                step = match std::mem::replace(&mut step, Step::Backoff(0)) {
+                    Step::Io(IoRequest::Read(_)) => op.on_io(&core, eio()),
+                    Step::Backoff(_) => op.on_backoff(&core),
+                    Step::Done(result) => return Some(result),
+                    other => panic!("unexpected step {other:?}"),
+                };
+                None
+            })
+            .expect("a verdict");
+        assert!(
+            matches!(outcome, Err(Error::RetryLimitExceeded { .. })),
+            "{outcome:?}"
+        );
+        assert!(core.allocator.is_bad(faulted.location()));
+        // A write commits before any repair runs, and retires the location.
+        test_support::commit(&core, id, 2, Tag::EMPTY);
+        core.retire(faulted.location());
+        let length = faulted.location().length;
+        let next = (core.allocate(length, Placement::Any)).expect("space");
+        assert_ne!(next, faulted.location());
     }
 }
