@@ -943,3 +943,36 @@ fn a_repair_tries_three_locations_for_its_copy_then_stays_quarantined() {
     fabric.disarm();
     assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
 }
+
+/// A write whose data write fails with a media error leaves its location
+/// marked bad, so the next write goes elsewhere: freed, first fit would hand
+/// it out next, and a sector that keeps failing would fail every such write.
+/// An error that says nothing of the media (a refused call) frees it.
+#[test]
+fn a_location_whose_write_failed_is_not_handed_to_the_next_write() {
+    for (batch, inject, bad) in [
+        (false, Inject::Fail, true),
+        (true, Inject::Fail, true),
+        (false, Inject::Refused, false),
+    ] {
+        let what = format!("batch {batch}, {inject:?}");
+        let fabric = FaultBackend::new(1);
+        let store = store(&fabric, 0);
+        let (a, b) = (ExtentId(1), ExtentId(2));
+        fabric.inject_nth(Op::Write, 1, inject);
+        let failed = match batch {
+            false => store.write(a, &value(a, 1, 4096)).map(drop),
+            true => {
+                let mut items = extentmeta::Batch::new();
+                items.write(a, value(a, 1, 4096));
+                store.apply_batch(items).map(drop)
+            }
+        };
+        assert!(failed.is_err(), "{what}");
+        assert_eq!(store.space()[0].bad_bytes, u64::from(bad) * 4096, "{what}");
+        let next = store.write(b, &value(b, 1, 4096)).unwrap();
+        // The first location of a fresh device is at offset 0.
+        assert_eq!(next.location().offset == 0, !bad, "{what}: {next:?}");
+        assert_eq!(decode(&store.read(b).unwrap()), (b, 1));
+    }
+}

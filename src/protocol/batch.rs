@@ -375,6 +375,13 @@ impl Machine for BatchWriteOp {
             (Phase::Syncing(i), Ok(())) => self.next_sync(core, i + 1),
             (Phase::Journaling(round), Ok(())) => self.commit_round(core, round),
             (Phase::Journaling(round), Err(err)) => self.journal_failed(core, round, err),
+            // A location whose write failed is bad, as a single write's.
+            (Phase::Writing(i), Err(err)) if super::location_failed(&err) => {
+                if let Some(&(_, location)) = self.begun.get(i) {
+                    core.mark_bad(location);
+                }
+                self.fail(core, err)
+            }
             (Phase::Writing(_) | Phase::Syncing(_), Err(err)) => self.fail(core, err),
             (Phase::Idle | Phase::Finished, _) => Step::Done(Err(Error::Internal {
                 what: "batch: event out of order",

@@ -579,6 +579,11 @@ impl WriteOp {
                 Step::Done(Err(err))
             }
             (Phase::Writing { location, .. } | Phase::Syncing { location, .. }, Err(err)) => {
+                // A location whose write failed is bad: freed, first fit would
+                // hand it to the next write. A failed sync is the device's.
+                if matches!(self.phase, Phase::Writing { .. }) && super::location_failed(&err) {
+                    core.mark_bad(location);
+                }
                 self.phase = Phase::Finished;
                 self.abort(core, location);
                 Step::Done(Err(err))
