@@ -35,11 +35,12 @@
 //! number after the last change it applied, and
 //! [`Store::hold_changes`](crate::Store::hold_changes) keeps its changes while
 //! it lags. Numbers only grow within a store; a durable store reopened in its
-//! own directory numbers past every journal entry the earlier run made
-//! durable (so there is a gap), while an in-memory one numbers from 0 each
-//! time it is made, and one opened from a backup or a copied directory from
-//! about 0: keep [`Store::change_stream_id`](crate::Store::change_stream_id)
-//! beside the cursor to tell (see [`Store::change_seq`](crate::Store::change_seq)).
+//! own directory numbers from the journal's next entry (usually past a gap,
+//! but after a crash perhaps right where the earlier run's cursor stands),
+//! while an in-memory one numbers from 0 each time it is made, and one opened
+//! from a backup or a copied directory from about 0: keep
+//! [`Store::change_stream_id`](crate::Store::change_stream_id) beside the
+//! cursor to tell (see [`Store::change_seq`](crate::Store::change_seq)).
 //! Per extent the record's version orders the changes (see
 //! [`Store::changes_since`](crate::Store::changes_since) for the follower's
 //! rule, and [`Store::change_baseline`](crate::Store::change_baseline) for

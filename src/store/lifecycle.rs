@@ -332,10 +332,11 @@ impl Store {
             kept_for_listeners: Default::default(),
             events: Default::default(),
         };
-        // A reopened store numbers its changes past every journal entry made
-        // durable before: each change's record is durable in the journal before
-        // the change is numbered, so a cursor from an earlier run is always
-        // below the new numbers and reads a truncation, never other changes.
+        // A reopened store numbers its changes from the journal's next entry:
+        // each change's record is durable in the journal before the change is
+        // numbered, so a cursor from an earlier run is at most the new first
+        // number (equal when every entry of that run was a change and it
+        // crashed): the stream's identity, not its numbers, tells runs apart.
         let first = durable
             .as_ref()
             .map_or(0, |(journal, _)| journal.next_seq());

@@ -11,11 +11,13 @@ impl Store {
     /// applied every change below it reads on with
     /// [`changes_since`](Self::changes_since) this number.
     ///
-    /// A durable store reopened in its own directory numbers its changes past
-    /// every journal entry the earlier run made durable, so a cursor from
-    /// before the reopen reads
-    /// [`Error::ChangesTruncated`](crate::Error::ChangesTruncated), never other
-    /// changes. But a store opened from a backup
+    /// A durable store reopened in its own directory numbers its changes from
+    /// the journal's next entry. A cursor from before the reopen then usually
+    /// reads [`Error::ChangesTruncated`](crate::Error::ChangesTruncated) (a
+    /// clean close, a rotation, a batch or a quarantine journal entries that
+    /// are no changes), but after a crash of a run whose every entry was a
+    /// change it stands exactly at the new run's first number, and reads the
+    /// new run's changes as its own. A store opened from a backup
     /// ([`checkpoint_to`](Self::checkpoint_to)), or from a directory copied or
     /// rolled back, numbers from about 0, and an in-memory store
     /// ([`Store::new`], [`Store::with_records`]) from 0 each time it is made:
@@ -35,9 +37,9 @@ impl Store {
     /// time it is made, and a store opened from a backup or a copied
     /// directory from about 0, so a cursor of another run could otherwise
     /// read the new run's changes as its own. (A durable store reopened in
-    /// its own directory numbers past the earlier run, and its old cursors
-    /// read [`Error::ChangesTruncated`](crate::Error::ChangesTruncated); the
-    /// identity says the same there.)
+    /// its own directory gets a new identity too, and its old cursors usually
+    /// read [`Error::ChangesTruncated`](crate::Error::ChangesTruncated): not
+    /// always, see [`change_seq`](Self::change_seq).)
     ///
     /// # Examples
     ///
@@ -130,10 +132,11 @@ impl Store {
     /// commits before it is journaled (the bytes are the same, only the
     /// location differs), and an extent whose write failed with an unknown
     /// outcome (FPRE028), which recovery may find written after all. A
-    /// reopened store's stream starts past the earlier run's (the follower's
-    /// cursor reads [`Error::ChangesTruncated`](crate::Error::ChangesTruncated)),
-    /// so the follower starts again from here, and a replaced state holds no
-    /// version the store no longer has.
+    /// reopened store's stream has another
+    /// [`change_stream_id`](Self::change_stream_id), so the follower starts
+    /// again from here, and a replaced state holds no version the store no
+    /// longer has. (Its cursor alone may not say so: see
+    /// [`change_seq`](Self::change_seq).)
     ///
     /// # Examples
     ///
