@@ -50,9 +50,15 @@ impl Ring {
     }
 
     /// Drops what neither `keep` nor a hold needs, and past `hold_max` what a
-    /// hold needs too (that hold then reads a truncation).
+    /// hold needs too (that hold then reads a truncation). A hold from below
+    /// the oldest change retained reads a truncation whatever is kept: it
+    /// keeps nothing (else it would keep `hold_max` changes for no reader).
     fn trim(&mut self) {
-        let held_from = self.holds.values().copied().min().unwrap_or(u64::MAX);
+        let oldest = self.oldest();
+        let held_from = (self.holds.values().copied())
+            .filter(|&from| from >= oldest)
+            .min()
+            .unwrap_or(u64::MAX);
         while self.retained.len() > self.hold_max
             || (self.retained.len() > self.keep && self.oldest() < held_from)
         {
@@ -245,11 +251,32 @@ mod tests {
         for _ in 0..10 {
             log.push(change);
         }
-        // Past hold_max the hold loses its changes too.
+        // Past hold_max the hold loses its changes too, and from then on keeps
+        // none: it reads a truncation whatever is kept.
         assert_eq!(log.since(3).unwrap_err().code(), "FPRE034");
-        assert_eq!(log.since(9).unwrap().len(), 6);
+        assert_eq!(log.since(12).unwrap_err().code(), "FPRE034");
+        assert_eq!(seqs(&log.since(13).unwrap()), vec![13, 14]);
         drop(hold);
         assert_eq!(seqs(&log.since(13).unwrap()), vec![13, 14]);
+    }
+
+    /// A hold taken below the oldest change retained keeps nothing: it could
+    /// never be served, and would keep `hold_max` changes for no reader.
+    #[test]
+    fn a_hold_from_below_what_is_retained_keeps_nothing() {
+        let log = ChangeLog::default();
+        log.configure(2, 100, 0, 1);
+        for _ in 0..10 {
+            log.push(change);
+        }
+        let hold = log.hold(0);
+        for _ in 0..50 {
+            log.push(change);
+        }
+        assert_eq!(log.since(0).unwrap_err().code(), "FPRE034");
+        assert_eq!(log.since(57).unwrap_err().code(), "FPRE034");
+        assert_eq!(seqs(&log.since(58).unwrap()), vec![58, 59]);
+        drop(hold);
     }
 
     #[test]

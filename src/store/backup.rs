@@ -67,7 +67,10 @@ impl Store {
     /// `BACKUP-IN-PROGRESS` file: opening it fails with [`Error::NotAStore`]
     /// and changes nothing. After an error the call removes what it had
     /// copied (best effort) and leaves that file, and a later `checkpoint_to`
-    /// into the same directory starts the backup again.
+    /// into the same directory starts the backup again; but an error from
+    /// the last step, the directory's sync after the marker's removal, leaves
+    /// a whole backup that opens (and that a later `checkpoint_to` refuses
+    /// with [`Error::NotAStore`], as any store's directory).
     ///
     /// The backup holds `dir`'s lock (the `LOCK` file a store takes) for the
     /// whole call: a second backup into `dir` meanwhile fails with

@@ -175,7 +175,11 @@ impl Store {
     /// [`change_hold_max`](crate::store::StoreConfigBuilder::change_hold_max)) until
     /// the hold is advanced past them or dropped. A consumer that falls behind
     /// then still finds its changes; the hold lasts as long as this store (a
-    /// reopen starts the stream afresh).
+    /// reopen starts the stream afresh). A hold that lost changes (taken below
+    /// the oldest retained, or pushed past `change_hold_max`) keeps nothing
+    /// more until it is advanced to a number still retained: its consumer
+    /// reads [`Error::ChangesTruncated`](crate::Error::ChangesTruncated)
+    /// whatever is kept.
     ///
     /// # Examples
     ///
