@@ -171,11 +171,13 @@ pub enum Event {
         /// The device.
         device: u16,
     },
-    /// A location failed for good (every re-read of an extent there, or the
-    /// write or read-back of a copy placed there) and is never handed out
-    /// again; reported once, when it is marked. Not a record change, so not in
-    /// the change stream. A durable store journals the mark (right after this
-    /// event); an engine that keeps its own manifest keeps
+    /// A location failed for good (every re-read of an extent there, the
+    /// write or read-back of a copy placed there, or the write of new data
+    /// placed there) and is never handed out again; reported once, when it is
+    /// marked. Not a record change, so not in the change stream. A durable
+    /// store journals the mark (right after this event; a failed write's with
+    /// the journal's next append, which a crash before it may lose: the
+    /// location then fails again); an engine that keeps its own manifest keeps
     /// these and hands them back to
     /// [`Store::with_manifest`](crate::Store::with_manifest), or a restart would
     /// place new data where the disk already failed.

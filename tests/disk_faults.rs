@@ -1736,3 +1736,50 @@ fn a_failed_device_sync_degrades_the_device_until_the_reopen_only() {
         assert_eq!(state(&store, id), generation);
     }
 }
+
+/// Fails the next write of a device file once armed. SeqCst: a switch the
+/// test sets and the store's threads read, ordered with nothing else.
+#[derive(Debug, Default)]
+struct FailNextDeviceWrite(AtomicBool);
+
+impl Hook for FailNextDeviceWrite {
+    fn fail_write(&self, file: &str) -> bool {
+        is_device(file) && self.0.swap(false, Ordering::SeqCst)
+    }
+}
+
+/// A write whose data write fails with EIO marks its location bad, and the
+/// mark reaches the journal with its next append (here the close marker's):
+/// reopened, the store still keeps that location out of use, and a write
+/// after the failure, before and after the reopen, goes elsewhere.
+#[test]
+fn a_failed_data_write_s_bad_mark_survives_a_reopen() {
+    let tmp = fault_fs::tempdir();
+    let dir = tmp.path();
+    let cfg = config(1, 1 << 20);
+    let fs = FaultFs::new(dir, u64::MAX, Faults::default());
+    let hook = Arc::new(FailNextDeviceWrite::default());
+    fs.set_hook(hook.clone());
+    let big = |id: u64| value(ExtentId(id), 1, 40 << 10);
+    let bad = {
+        let store = Store::open_in(Arc::new(fs.clone()), dir, cfg.clone()).unwrap();
+        hook.0.store(true, Ordering::SeqCst);
+        let err = store.write(ExtentId(1), &big(1)).unwrap_err();
+        assert_eq!(err.code(), "FPRE009", "{err}");
+        let bad = store.space()[0].bad_bytes;
+        assert!(bad >= 40 << 10, "{:?}", store.space());
+        let next = store.write(ExtentId(2), &big(2)).unwrap();
+        assert_ne!(next.location().offset, 0, "not the failed location");
+        store.close().unwrap();
+        bad
+    };
+    let store = Store::open_in(Arc::new(fs.clone()), dir, cfg).unwrap();
+    assert_eq!(
+        store.space()[0].bad_bytes,
+        bad,
+        "the mark survived the reopen"
+    );
+    let again = store.write(ExtentId(1), &big(1)).unwrap();
+    assert_ne!(again.location().offset, 0, "not the failed location");
+    assert_eq!(decode(&store.read(ExtentId(2)).unwrap()), (ExtentId(2), 1));
+}

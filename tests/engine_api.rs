@@ -175,6 +175,11 @@ fn a_delete_and_a_batch_wait_for_a_write_of_their_extent() {
             assert_eq!(decode(&store.read(b).unwrap()), (b, 1), "nothing changed");
             continue;
         }
+        // Time for both to meet the held write before it ends: a store that
+        // waits passes whatever the timing; this lets the test catch one that
+        // fails at once (which it otherwise might miss if the threads came
+        // late).
+        std::thread::sleep(Duration::from_millis(50));
         sync.release();
         assert_eq!(first.join().unwrap().unwrap().generation(), 1);
         let deleted = delete.join().unwrap().expect("the delete waits its turn");

@@ -395,6 +395,10 @@ impl Cache {
     ///
     /// # Contract
     ///
+    /// A failed load (`result` an error) tells its waiters the failure only if
+    /// `still_current`; else they are told [`FlightOutcome::Superseded`] and
+    /// retry on the current generation.
+    ///
     /// The cache knows nothing of records: `still_current` is the caller's proof
     /// that the token's generation is still the committed one in its source of truth
     /// (the [`Store`](crate::Store) checks the extent table), and it must be quick and
@@ -429,9 +433,8 @@ impl Cache {
         let mut large_evicted = None;
         let current = ours && still_current();
         let outcome = match result {
-            // Only a failure of the committed generation is the waiters' too:
-            // one whose generation a commit replaced (its invalidation not yet
-            // here) is a race, as below.
+            // A failure of a generation a commit replaced (its invalidation
+            // not yet here) is a race, as below.
             Err(err) if current => FlightOutcome::Failed(err),
             Ok(bytes) if current => {
                 // A prefetch's load a demand read joined: used once it fills.

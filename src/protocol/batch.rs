@@ -378,7 +378,7 @@ impl Machine for BatchWriteOp {
             // A location whose write failed is bad, as a single write's.
             (Phase::Writing(i), Err(err)) if super::location_failed(&err) => {
                 if let Some(&(_, location)) = self.begun.get(i) {
-                    core.mark_bad(location);
+                    core.mark_bad_later(location);
                 }
                 self.fail(core, err)
             }

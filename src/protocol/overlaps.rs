@@ -19,7 +19,9 @@ use std::collections::HashMap;
 ///   them all, and a write appends its record before its data's sync can end,
 ///   so the markers left after an append are those of writes already in
 ///   flight at it (batches sync their data before they journal, and leave
-///   none).
+///   none). The [`Entry::Bad`] marks of locations whose write failed
+///   ([`Core::mark_bad_later`](super::Core::mark_bad_later)) go the same way:
+///   bounded by the writes that failed since the last append, one each.
 #[derive(Debug, Default)]
 pub(crate) struct Overlaps {
     // parking_lot's even under loom: no loom model runs an overlapped write.
@@ -71,6 +73,14 @@ impl Overlaps {
         g.markers.push(Entry::Synced { extent, version });
         // Relaxed: a hint; an append that misses it leaves the marker to the
         // next one (or the flusher), which only delays it.
+        self.any_markers
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A location whose write failed is bad: the mark for the next append.
+    pub(crate) fn carry(&self, mark: Entry) {
+        self.inner.lock().markers.push(mark);
+        // Relaxed: as in `synced`.
         self.any_markers
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }

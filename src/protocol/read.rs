@@ -324,12 +324,17 @@ impl Machine for ReadOp {
         let id = self.id;
         let generation = snapshot.generation();
         // Runs under the shard lock, so it must not wait long: a few single-attempt
-        // reads; a record that stays mid-publish counts as "not current" (the fill is
-        // rejected as superseded and the read retries), never as a stale accept.
+        // reads; a record that stays mid-publish counts as "not current" for bytes
+        // (the fill is rejected as superseded and the read retries), never as a
+        // stale accept, and as current for a failure (a race must be seen to be
+        // one: the failure climbs the ladder as before).
+        let failed = checked.is_err();
         let outcome = core.cache.complete(token, checked, || {
-            (0..REVALIDATE_ATTEMPTS)
-                .find_map(|_| core.table.try_snapshot(id).ok().flatten())
-                .is_some_and(|now| now.generation() == generation && now.state() != State::Vacant)
+            match (0..REVALIDATE_ATTEMPTS).find_map(|_| core.table.try_snapshot(id).ok().flatten())
+            {
+                Some(now) => now.generation() == generation && now.state() != State::Vacant,
+                None => failed,
+            }
         });
         self.on_wait(core, outcome)
     }

@@ -417,7 +417,10 @@ impl Machine for RepairOp {
             }
             // A target's mark is durable: the copy goes to another location.
             (Phase::MarkingBad, IoResult::Done(Ok(())))
-                if self.quarantined.is_some() && self.targets < MAX_TARGETS =>
+                if self.targets < MAX_TARGETS
+                    && self
+                        .quarantined
+                        .is_some_and(|q| !moved_on(core, self.id, &q)) =>
             {
                 match self.copy.take() {
                     Some(copy) => self.write_copy(core, copy),

@@ -582,7 +582,7 @@ impl WriteOp {
                 // A location whose write failed is bad: freed, first fit would
                 // hand it to the next write. A failed sync is the device's.
                 if matches!(self.phase, Phase::Writing { .. }) && super::location_failed(&err) {
-                    core.mark_bad(location);
+                    core.mark_bad_later(location);
                 }
                 self.phase = Phase::Finished;
                 self.abort(core, location);

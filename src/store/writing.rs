@@ -38,7 +38,9 @@ impl Store {
     /// Runs `attempt` until it is not refused for a write (or delete) in flight
     /// of an extent it names, waiting for that one to end before each retry,
     /// until `deadline`: then its refusal is the answer. A refused attempt
-    /// changed nothing (the refusal comes before any record is proposed).
+    /// changed no record's content (the refusal comes before any record is
+    /// proposed; a batch may have begun and aborted its earlier items, which
+    /// ends a compaction of them), and each retry waits for a write to end.
     pub(super) fn in_turn<T>(
         &self,
         deadline: std::time::Instant,

@@ -219,6 +219,11 @@ pub trait Hook: Send + Sync + Debug {
     fn fail_read(&self, _file: &str) -> bool {
         false
     }
+    /// Before a `write_all_at` of `file`: `true` fails it with `EIO`, nothing
+    /// written (a write fault of the media).
+    fn fail_write(&self, _file: &str) -> bool {
+        false
+    }
 }
 
 #[derive(Debug)]
@@ -738,6 +743,13 @@ impl FsFile for FaultFile {
         self.real.read_at(buf, offset)
     }
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        let (hook, name) = {
+            let st = self.state.lock().unwrap();
+            (st.hook.clone(), st.inodes[self.ino].name.clone())
+        };
+        if hook.is_some_and(|h| h.fail_write(&name)) {
+            return Err(io::Error::other("EIO (injected write fault)"));
+        }
         let (hook, name) = {
             let mut st = self.state.lock().unwrap();
             st.tick_on(self.ino)?;
