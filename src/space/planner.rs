@@ -76,6 +76,7 @@ pub(crate) fn plan(
 }
 
 /// One device as the planner replays packing on it.
+#[derive(Clone)]
 struct Sim {
     device: u16,
     capacity: u64,
@@ -153,6 +154,7 @@ fn shrink(
     let mut chosen = Vec::new();
     // A degraded device takes no moves from others (the allocator skips it).
     let healthy: Vec<bool> = devices.iter().map(|d| !d.degraded).collect();
+    let total = |sims: &[Sim]| sims.iter().map(|s| u128::from(s.file)).sum::<u128>();
     for i in 0..sims.len() {
         if sims[i].share() <= target {
             continue;
@@ -162,34 +164,67 @@ fn shrink(
             .filter(|s| s.state() != State::Vacant && s.location().device == sims[i].device)
             .collect();
         on.sort_unstable_by_key(|s| std::cmp::Reverse(s.location().offset));
-        for s in on {
-            let movable = s.state() == State::Durable && !s.write_pending();
-            let (offset, bytes) = (s.location().offset, span(s.location()));
-            // Something that is no record ends the file past this extent
-            // (bytes this plan moved here, a location retired but not yet
-            // free, a write in flight, a bad range): moving the extent would
-            // not shrink the file, only spread holes to other devices.
-            let tail_pinned = offset.saturating_add(bytes) < sims[i].file;
-            if !movable || tail_pinned {
-                break; // a pinned tail: nothing below it can shrink the file
-            }
-            let others = || (0..healthy.len()).filter(|&j| j != i && healthy[j]);
-            // A degraded device's own holes are not used (`Allocator::pack`),
-            // and another's end of file only where it has room.
-            let placed = (healthy[i] && sims[i].take(bytes, offset).is_some())
-                || others().any(|j| sims[j].take(bytes, u64::MAX).is_some())
-                || others().any(|j| sims[j].append(bytes));
-            if !placed {
-                break; // a single device with no hole below it: it pins the tail
-            }
-            sims[i].free(offset, bytes);
-            chosen.push(s.extent());
-            if sims[i].share() <= target {
-                break;
-            }
-        }
+        // Only as many moves as release file bytes in all: a move to the end
+        // of another device's file releases none by itself (the bytes only
+        // change files), and pays only once the holes below it reach the end
+        // of its own. Without this, two devices whose holes lie below what
+        // cannot move (a bad range, a quarantined extent) handed their
+        // extents to each other at every plan, for ever. The moves are
+        // replayed once to count, then up to the prefix that releases most.
+        let before = (sims.clone(), total(&sims));
+        let files = moves(&mut sims, i, &on, target, &healthy, span, usize::MAX);
+        let best = (files.iter().enumerate())
+            .filter(|&(_, &(_, file))| file < before.1)
+            .min_by_key(|&(k, &(_, file))| (file, k))
+            .map_or(0, |(k, _)| k + 1);
+        sims = before.0;
+        let kept = moves(&mut sims, i, &on, target, &healthy, span, best);
+        chosen.extend(kept.into_iter().map(|(id, _)| id));
     }
     chosen
+}
+
+/// Replays at most `limit` moves of device `i`'s extents `on` (highest
+/// first), as `Allocator::pack` places them: each extent moved and the total
+/// of the devices' file bytes after it.
+fn moves(
+    sims: &mut [Sim],
+    i: usize,
+    on: &[&Snapshot],
+    target: f64,
+    healthy: &[bool],
+    span: impl Fn(Location) -> u64,
+    limit: usize,
+) -> Vec<(ExtentId, u128)> {
+    let mut done = Vec::new();
+    for s in on.iter().take(limit) {
+        let movable = s.state() == State::Durable && !s.write_pending();
+        let (offset, bytes) = (s.location().offset, span(s.location()));
+        // Something that is no record ends the file past this extent (bytes
+        // this plan moved here, a location retired but not yet free, a write
+        // in flight, a bad range): moving the extent would not shrink the
+        // file, only spread holes to other devices.
+        let tail_pinned = offset.saturating_add(bytes) < sims[i].file;
+        if !movable || tail_pinned {
+            break; // a pinned tail: nothing below it can shrink the file
+        }
+        let others = || (0..healthy.len()).filter(|&j| j != i && healthy[j]);
+        // A degraded device's own holes are not used (`Allocator::pack`), and
+        // another's end of file only where it has room.
+        let placed = (healthy[i] && sims[i].take(bytes, offset).is_some())
+            || others().any(|j| sims[j].take(bytes, u64::MAX).is_some())
+            || others().any(|j| sims[j].append(bytes));
+        if !placed {
+            break; // a single device with no hole below it: it pins the tail
+        }
+        sims[i].free(offset, bytes);
+        let total = sims.iter().map(|s| u128::from(s.file)).sum();
+        done.push((s.extent(), total));
+        if sims[i].share() <= target {
+            break;
+        }
+    }
+    done
 }
 
 #[cfg(all(test, not(loom)))]
@@ -308,6 +343,28 @@ mod tests {
             },
         ];
         let plan = plan(&goal, &r, &devices, &[holes, Ranges::default()], B);
+        assert!(plan.is_empty(), "{plan:?}");
+    }
+
+    /// Two devices whose holes lie below a bad range: a move to the end of
+    /// the other device's file releases nothing (the hole stays below the bad
+    /// range), so none is planned. Planned, every plan and `pack` would hand
+    /// the extents back and forth for ever.
+    #[test]
+    fn free_ratio_plans_no_move_that_releases_nothing() {
+        const B: u64 = 4096;
+        let r = records(&[(1, 0, 4 * B, 4 * B as u32), (2, 1, 4 * B, 4 * B as u32)]);
+        // Per device: a hole of 3 blocks, 1 bad block, the extent's 4.
+        let pinned = |d| DeviceSpaceStats {
+            device: d,
+            bad_bytes: B,
+            ..device(8 * B, 4 * B)
+        };
+        let mut hole = Ranges::default();
+        hole.insert(0, 3 * B);
+        let holes = [hole.clone(), hole];
+        let goal = PlanGoal::FreeRatio { target: 0.2 };
+        let plan = plan(&goal, &r, &[pinned(0), pinned(1)], &holes, B);
         assert!(plan.is_empty(), "{plan:?}");
     }
 
