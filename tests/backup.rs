@@ -736,6 +736,62 @@ fn an_unreadable_sector_fails_a_backup_only_where_a_record_needs_it() {
     }
 }
 
+/// A quarantined extent's bytes (its location failed every re-read, and no
+/// good copy was found) are copied where they still read: only the sector
+/// that fails is written as zeros, and the backup does not fail for it.
+#[test]
+fn a_backup_keeps_the_readable_sectors_of_a_quarantined_extent() {
+    let _serial = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    drop(holding_store(tmp.path()));
+    // Opened again: nothing cached, so the repair finds no good copy.
+    let holding = Holding(Arc::new(HoldingFs::default()));
+    let fs: Arc<dyn extentmeta::fs::Fs> = Arc::new(holding.clone());
+    let store = Store::open_in(fs, tmp.path().join("live"), config()).unwrap();
+    let at = store.snapshot(ExtentId(3)).unwrap().location();
+    let (start, end) = (at.offset, at.offset + u64::from(at.length));
+    let name = format!("dev{:04}.extents", at.device);
+    *holding.0.unreadable.lock().unwrap() = Some((name.clone(), start, end));
+    assert_eq!(store.verify(ExtentId(3)).unwrap_err().code(), "FPRE004");
+    assert_eq!(
+        store.snapshot(ExtentId(3)).unwrap().state(),
+        extentmeta::record::State::Quarantined
+    );
+    // One sector of it stays unreadable.
+    let bad = start + 1000;
+    *holding.0.unreadable.lock().unwrap() = Some((name.clone(), bad, bad + 1));
+    let backup = store.checkpoint_to(tmp.path().join("copy")).unwrap();
+    assert!(
+        (1..=512).contains(&backup.unreadable_bytes),
+        "at most a sector's worth: {backup:?}"
+    );
+    let read = |dir: &str| std::fs::read(tmp.path().join(dir).join(&name)).unwrap();
+    let (live, copy) = (read("live"), read("copy"));
+    // The bytes the copy lacks: the failing piece only (at most a sector's
+    // worth around the unreadable byte), written as zeros; the rest of the
+    // extent is copied.
+    let lost: Vec<usize> = (start as usize..end as usize)
+        .filter(|&i| copy[i] != live[i])
+        .collect();
+    assert!(lost.iter().all(|&i| copy[i] == 0), "zeros where lost");
+    assert!(
+        lost.iter().all(|&i| (i as u64).abs_diff(bad) < 512),
+        "lost {} bytes, from {:?} to {:?}, around {bad}",
+        lost.len(),
+        lost.first(),
+        lost.last()
+    );
+    drop(store);
+    let copy = Store::open(tmp.path().join("copy"), config()).unwrap();
+    for id in (0..8).filter(|&id| id != 3) {
+        assert_eq!(generation_of(&copy, id), 1);
+    }
+    assert_eq!(
+        copy.snapshot(ExtentId(3)).unwrap().state(),
+        extentmeta::record::State::Quarantined
+    );
+}
+
 /// A backup holds its directory's lock: a second backup into it fails with
 /// FPRE026 while the first copies (a store opened there is refused too),
 /// instead of mixing files with it; the first then completes whole.

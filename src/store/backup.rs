@@ -18,10 +18,11 @@ pub struct Backup {
     pub records: u64,
     /// Bytes of device files copied.
     pub device_bytes: u64,
-    /// Bytes of device files that could not be read and that no record of the
-    /// backup references (free space, locations retired as bad), written to
-    /// the copy as zeros: a sector a real disk keeps failing fails no backup
-    /// unless the backup needs its bytes.
+    /// Bytes of device files that could not be read and that no durable
+    /// record of the backup references (free space, locations retired as bad,
+    /// a quarantined extent's unreadable sectors), written to the copy as
+    /// zeros: a sector a real disk keeps failing fails no backup unless the
+    /// backup needs its bytes.
     pub unreadable_bytes: u64,
 }
 
@@ -79,9 +80,11 @@ impl Store {
     /// is written, [`Error::Locked`] before).
     ///
     /// A part of a device file that cannot be read fails the backup only
-    /// where a record needs its bytes; elsewhere (free space, a location
-    /// retired as bad, which a real disk may keep failing) the copy holds
-    /// zeros, counted in [`Backup::unreadable_bytes`].
+    /// where a durable record needs its bytes; elsewhere (free space, a
+    /// location retired as bad, which a real disk may keep failing) the copy
+    /// holds zeros, counted in [`Backup::unreadable_bytes`]. A quarantined
+    /// extent's bytes are copied sector by sector where they read, zeros
+    /// where they do not: a repair from the backup has what was left.
     ///
     /// # Errors
     ///
@@ -326,10 +329,14 @@ fn mend_inline_writes(
 }
 
 /// The byte ranges of one device that the backup's records need: those of
-/// its durable records, sorted and merged.
+/// its durable records, sorted and merged; and those it keeps where they can
+/// be read, a quarantined extent's (its location failed every re-read, but
+/// the sectors that still read are what a repair from the backup has).
 struct Needed {
     /// Merged, for [`overlaps`](Self::overlaps).
     merged: Vec<(u64, u64)>,
+    /// Quarantined extents' ranges, merged, for [`keeps`](Self::keeps).
+    kept: Vec<(u64, u64)>,
     /// Each record's span and extent, sorted, to name the extent a failed
     /// read needed.
     spans: Vec<(u64, u64, ExtentId)>,
@@ -337,26 +344,35 @@ struct Needed {
 
 impl Needed {
     fn of(image: &crate::journal::Image, device: u16) -> Self {
-        let mut spans: Vec<(u64, u64, ExtentId)> = (image.records.iter())
-            .filter(|r| r.state == crate::record::State::Durable && r.location.device == device)
-            .map(|r| {
-                let at = r.location.offset;
-                (
-                    at,
-                    at.saturating_add(u64::from(r.location.length)),
-                    r.extent,
-                )
-            })
-            .collect();
-        spans.sort_unstable();
-        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(spans.len());
-        for &(start, end, _) in &spans {
-            match merged.last_mut() {
-                Some(last) if start <= last.1 => last.1 = last.1.max(end),
-                _ => merged.push((start, end)),
+        let spans_of = |state: crate::record::State| {
+            let mut spans: Vec<(u64, u64, ExtentId)> = (image.records.iter())
+                .filter(|r| r.state == state && r.location.device == device)
+                .map(|r| {
+                    let at = r.location.offset;
+                    let end = at.saturating_add(u64::from(r.location.length));
+                    (at, end, r.extent)
+                })
+                .collect();
+            spans.sort_unstable();
+            spans
+        };
+        let merge = |spans: &[(u64, u64, ExtentId)]| {
+            let mut merged: Vec<(u64, u64)> = Vec::with_capacity(spans.len());
+            for &(start, end, _) in spans {
+                match merged.last_mut() {
+                    Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                    _ => merged.push((start, end)),
+                }
             }
+            merged
+        };
+        let spans = spans_of(crate::record::State::Durable);
+        let kept = merge(&spans_of(crate::record::State::Quarantined));
+        Needed {
+            merged: merge(&spans),
+            kept,
+            spans,
         }
-        Needed { merged, spans }
     }
 
     /// The extent whose bytes overlap `[at, at + len)`, if any.
@@ -368,11 +384,23 @@ impl Needed {
 
     /// Whether a needed range overlaps `[at, at + len)`.
     fn overlaps(&self, at: u64, len: u64) -> bool {
-        let first_ending_after = self.merged.partition_point(|&(_, end)| end <= at);
-        (self.merged.get(first_ending_after))
-            .is_some_and(|&(start, _)| start < at.saturating_add(len))
+        overlap(&self.merged, at, len)
+    }
+
+    /// Whether a needed or a kept range overlaps `[at, at + len)`: its
+    /// readable sectors are copied.
+    fn keeps(&self, at: u64, len: u64) -> bool {
+        self.overlaps(at, len) || overlap(&self.kept, at, len)
     }
 }
+
+/// Whether one of the sorted, disjoint `ranges` overlaps `[at, at + len)`.
+fn overlap(ranges: &[(u64, u64)], at: u64, len: u64) -> bool {
+    let first_ending_after = ranges.partition_point(|&(_, end)| end <= at);
+    (ranges.get(first_ending_after)).is_some_and(|&(start, _)| start < at.saturating_add(len))
+}
+
+impl Needed {}
 
 /// Copies `device`'s file from `source` to `target` in [`COPY_CHUNK`] pieces,
 /// lets `mend` write into the copy, and syncs it: every byte the image can
@@ -441,14 +469,16 @@ impl Copy<'_> {
     }
 
     /// Copies `buf.len()` bytes at `at` whose read failed with `err`, halving
-    /// the piece while a needed range overlaps it: a piece no record needs is
-    /// written as zeros without another read (a real disk may take seconds
-    /// to fail each), and a needed piece of at most [`SECTOR`] bytes that
-    /// still fails fails the backup. Returns the bytes copied (fewer where
-    /// the file ends) and, of them, those written as zeros.
+    /// the piece while a needed or kept range overlaps it: a piece no record
+    /// needs or keeps is written as zeros without another read (a real disk
+    /// may take seconds to fail each), a needed piece of at most [`SECTOR`]
+    /// bytes that still fails fails the backup, and a kept one (a
+    /// quarantined extent's) is written as zeros. Returns the bytes copied
+    /// (fewer where the file ends) and, of them, those written as zeros.
     fn salvage(&self, buf: &mut [u8], at: u64, err: &std::io::Error) -> Result<(u64, u64)> {
         let len = buf.len() as u64;
-        if !self.needed.overlaps(at, len) {
+        let needed = self.needed.overlaps(at, len);
+        if !self.needed.keeps(at, len) || (!needed && len <= SECTOR) {
             buf.fill(0);
             self.write(buf, at)?;
             return Ok((len, len));
