@@ -368,6 +368,26 @@ impl Fs for StdFs {
     }
 }
 
+/// `dir` with its symbolic links and a relative path resolved, as far as it
+/// exists: a directory the open will create resolves through its parent.
+/// What cannot be resolved is kept as given (the open then reports it).
+pub(crate) fn resolved(dir: &std::path::Path) -> std::path::PathBuf {
+    if let Ok(dir) = std::fs::canonicalize(dir) {
+        return dir;
+    }
+    match (dir.parent(), dir.file_name()) {
+        (Some(parent), Some(name)) => {
+            let parent = if parent.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                parent
+            };
+            std::fs::canonicalize(parent).map_or_else(|_| dir.to_path_buf(), |p| p.join(name))
+        }
+        _ => dir.to_path_buf(),
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

@@ -188,3 +188,56 @@ fn another_block_size_names_the_field() {
         assert_eq!(decode(&store.read(id).expect("read")), (id, 1));
     }
 }
+
+/// A store keeps its directory as it resolved at the open: a symbolic link
+/// pointed elsewhere afterwards (and another store opened through it there)
+/// never receives this store's later files. Each directory reopens with its
+/// own store's writes, across rotations in both.
+#[cfg(unix)]
+#[test]
+fn a_link_pointed_elsewhere_after_the_open_sends_no_files_to_the_other_directory() {
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let (v1, v2, link) = (
+        tmp.path().join("v1"),
+        tmp.path().join("v2"),
+        tmp.path().join("db"),
+    );
+    let config = || {
+        StoreConfig::builder()
+            .journal_max_bytes(4096)
+            .build()
+            .unwrap_or_else(|e| panic!("config: {e}"))
+    };
+    let ok = |r: Result<(), std::io::Error>| r.unwrap_or_else(|e| panic!("{e}"));
+    ok(std::fs::create_dir(&v1));
+    ok(std::fs::create_dir(&v2));
+    ok(std::os::unix::fs::symlink(&v1, &link));
+    let a = Store::open(&link, config()).unwrap_or_else(|e| panic!("open a: {e}"));
+    // The link now names v2 (replaced as an operator would, atomically).
+    let next = tmp.path().join("db.next");
+    ok(std::os::unix::fs::symlink(&v2, &next));
+    ok(std::fs::rename(&next, &link));
+    let b = Store::open(&link, config()).unwrap_or_else(|e| panic!("open b: {e}"));
+    let put = |store: &Store, id: u64| {
+        let e = ExtentId(id);
+        (store.write(e, &value(e, 1, 700))).unwrap_or_else(|err| panic!("write {id}: {err}"));
+    };
+    // Many writes each: the 4 KiB journals rotate (new files, a checkpoint,
+    // the pointer renamed) in both stores.
+    for id in 0..40 {
+        put(&a, id);
+        put(&b, 100 + id);
+    }
+    assert!(a.stats().journal_number > 2 && b.stats().journal_number > 2);
+    drop((a, b));
+    for (dir, ids) in [(&v1, 0..40), (&v2, 100..140)] {
+        let store = Store::open(dir, config()).unwrap_or_else(|e| panic!("{dir:?}: {e}"));
+        for id in ids {
+            let e = ExtentId(id);
+            let bytes = store
+                .read(e)
+                .unwrap_or_else(|err| panic!("{dir:?} {id}: {err}"));
+            assert_eq!(decode(&bytes), (e, 1), "{dir:?}");
+        }
+    }
+}

@@ -193,6 +193,11 @@ impl Store {
     ///
     /// A call that returned `Ok` on this store survives any crash (invariant 9); see
     /// the crate's durability model. Only one store may have `dir` open at a time.
+    /// The store keeps `dir` as it resolves now (symbolic links and a relative
+    /// path resolved), so a link pointed elsewhere, or another working
+    /// directory, never sends its later files into another store's directory;
+    /// a directory moved away under it fails its next rotation (FPRE036),
+    /// losing nothing.
     ///
     /// # Errors
     ///
@@ -226,7 +231,11 @@ impl Store {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(dir: impl AsRef<std::path::Path>, config: StoreConfig) -> Result<Self> {
-        Self::open_in(std::sync::Arc::new(crate::fs::StdFs), dir, config)
+        Self::open_in(
+            std::sync::Arc::new(crate::fs::StdFs),
+            crate::fs::resolved(dir.as_ref()),
+            config,
+        )
     }
 
     /// [`open`](Self::open) on the file system `fs` (a fault-injecting wrapper in
