@@ -220,6 +220,11 @@ struct Args {
     /// no deletes, the default runs unchanged).
     #[arg(long, default_value_t = 0)]
     delete_percent: u32,
+    /// Percent of writers' turns that first run `reclaim_space` (device files
+    /// cut back past their free tails; default 0: none, the default runs
+    /// unchanged).
+    #[arg(long, default_value_t = 0)]
+    reclaim_percent: u32,
     /// Mutant: a demand read takes a claim over and then waits on it instead
     /// of loading it (with `--claim-percent`, the sweep must catch the hung
     /// read).
@@ -290,6 +295,7 @@ fn config(args: &Args, protocol: Protocol) -> SimConfig {
     w.writers = args.writers.unwrap_or(w.writers);
     w.claim_percent = args.claim_percent;
     w.delete_percent = args.delete_percent;
+    w.reclaim_percent = args.reclaim_percent;
     if let Some(n) = args.readers {
         (w.readers, w.prefetchers, w.scrubbers) = (n, n, n);
     }
@@ -349,6 +355,7 @@ struct Totals {
     claims_taken_over: u64,
     deletes: u64,
     deletes_ok: u64,
+    reclaims: u64,
     secs: f64,
 }
 
@@ -389,6 +396,7 @@ impl Totals {
         self.claims_taken_over += r.claims_taken_over;
         self.deletes += r.deletes;
         self.deletes_ok += r.deletes_ok;
+        self.reclaims += r.reclaims;
         if !r.is_clean() {
             self.dirty.push(r.seed);
         }
@@ -568,6 +576,9 @@ fn mutants(args: &Args) -> String {
     }
     if args.delete_percent > 0 {
         flags.push_str(&format!(" --delete-percent {}", args.delete_percent));
+    }
+    if args.reclaim_percent > 0 {
+        flags.push_str(&format!(" --reclaim-percent {}", args.reclaim_percent));
     }
     let switches = [
         (args.ack_before_journal_sync, "--ack-before-journal-sync"),
@@ -777,6 +788,11 @@ fn print_table(args: &Args, results: &mut [(Protocol, Totals)]) {
     if args.delete_percent > 0 {
         row("deletes (committed)", &mut |t| {
             format!("{} ({})", t.deletes, t.deletes_ok)
+        });
+    }
+    if args.reclaim_percent > 0 {
+        row("reclaims (device files cut back)", &mut |t| {
+            t.reclaims.to_string()
         });
     }
     if args.claim_percent > 0 {

@@ -56,6 +56,11 @@ pub struct Workload {
     /// store's `DeleteOp`: reserve, journal, commit). 0 (the default) draws
     /// nothing from the random stream, so the default runs stay as they are.
     pub delete_percent: u32,
+    /// Percent of a writer's turns that first run the store's
+    /// `reclaim_space` (the same allocator calls, the fabric's device files
+    /// cut back past their free tails; a cut no sync made final a power cut
+    /// may undo). 0 (the default) draws nothing.
+    pub reclaim_percent: u32,
 }
 
 /// The storage fabric's latency model, per device.
@@ -294,6 +299,7 @@ impl Default for SimConfig {
                 think_ns: 20_000,
                 claim_percent: 0,
                 delete_percent: 0,
+                reclaim_percent: 0,
             },
             latency: Latency {
                 floor_ns: 20_000,
@@ -432,6 +438,8 @@ impl SimConfig {
         check("workload.claim_percent", claims <= 100, claims)?;
         let deletes = w.delete_percent;
         check("workload.delete_percent", deletes <= 100, deletes)?;
+        let reclaims = w.reclaim_percent;
+        check("workload.reclaim_percent", reclaims <= 100, reclaims)?;
         let (lo, hi) = w.value_bytes;
         check(
             "workload.value_bytes",

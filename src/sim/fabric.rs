@@ -37,6 +37,11 @@ pub(crate) enum Fault {
 /// evenly from this range (see [`Fabric::begin_sync`]).
 pub(crate) const FAILING_SYNC_NS: std::ops::Range<u64> = 2_000_000..20_000_000;
 
+/// A cut of a device file no sync has made final (see `Fabric::untrimmed`):
+/// the device, the cut's number, and the durable bytes it took, by (device,
+/// offset).
+type Cut = (u16, u64, Vec<((u16, u64), Bytes)>);
+
 /// The fabric.
 #[derive(Debug)]
 pub(crate) struct Fabric {
@@ -73,6 +78,12 @@ pub(crate) struct Fabric {
     sync_rng: ChaCha8Rng,
     /// Devices whose writeback failed, the error not yet reported to a sync.
     writeback_failed: std::collections::BTreeSet<u16>,
+    /// The cuts of device files ([`trim`](Fabric::trim)) no sync that began
+    /// after them has made final, oldest first: the device, the cut's number
+    /// (counted with the writes, see [`sync_ticket`](Fabric::sync_ticket)),
+    /// and the durable bytes it took. A power cut may undo each (a truncate's
+    /// new size is metadata the next `fdatasync` writes).
+    untrimmed: Vec<Cut>,
 }
 
 /// A copy of `bytes` for a device or the replica source to keep, as a disk's
@@ -125,6 +136,7 @@ impl Fabric {
             rng,
             sync_rng,
             writeback_failed: Default::default(),
+            untrimmed: Vec::new(),
         }
     }
 
@@ -358,8 +370,67 @@ impl Fabric {
         self.flush_upto(device, u64::MAX);
     }
 
+    /// `device`'s file is cut to `length` (the store's `trim`, a `set_len`
+    /// that shrinks it): every byte past it is gone for reads at once, and
+    /// until a sync of the device completes a power cut may undo the cut
+    /// (see `untrimmed`). The store cuts only free space: a durable record
+    /// whose bytes this takes is lost, which the checker reports.
+    pub(crate) fn trim(&mut self, device: u16, length: u64) -> Result<(), Error> {
+        // The part of an entry at `offset` that survives the cut: all of it,
+        // a prefix, or nothing.
+        let cut = |offset: u64, bytes: &Bytes| -> Option<Option<Bytes>> {
+            let end = offset + bytes.len() as u64;
+            match () {
+                () if end <= length => None,
+                () if offset >= length => Some(None),
+                () => Some(Some(Bytes::from(&bytes[..(length - offset) as usize]))),
+            }
+        };
+        let mut taken = Vec::new();
+        let keys: Vec<(u16, u64)> = (self.durable.keys())
+            .filter(|k| k.0 == device)
+            .copied()
+            .collect();
+        for k in keys {
+            let Some(bytes) = self.durable.get(&k) else {
+                continue;
+            };
+            if let Some(rest) = cut(k.1, bytes) {
+                taken.push((k, bytes.clone()));
+                match rest {
+                    Some(prefix) => self.durable.insert(k, prefix),
+                    None => self.durable.remove(&k),
+                };
+            }
+        }
+        // Numbered as a write is: a sync that began before it does not make
+        // it final.
+        self.writes += 1;
+        self.untrimmed.push((device, self.writes, taken));
+        for map in [&mut self.volatile, &mut self.clean] {
+            let past: Vec<((u16, u64), Option<Bytes>)> = (map
+                .range((device, 0)..=(device, u64::MAX)))
+            .filter_map(|(k, bytes)| cut(k.1, bytes).map(|rest| (*k, rest)))
+            .collect();
+            for (k, rest) in past {
+                match rest {
+                    Some(prefix) => map.insert(k, prefix),
+                    None => map.remove(&k),
+                };
+            }
+        }
+        (self.written).retain(|k, versions| {
+            k.0 != device || versions.iter().all(|(_, b)| cut(k.1, b).is_none())
+        });
+        (self.faults).retain(|k, _| k.0 != device || k.1 < length);
+        Ok(())
+    }
+
     /// Makes the volatile writes of `device` numbered up to `ticket` durable.
     fn flush_upto(&mut self, device: u16, ticket: u64) {
+        // A completed sync writes the file's size too: a cut made before it
+        // began stays.
+        (self.untrimmed).retain(|&(d, n, _)| d != device || n > ticket);
         let mut rest = self.volatile.split_off(&(device, 0));
         if let Some(next) = device.checked_add(1) {
             let mut after = rest.split_off(&(next, 0));
@@ -400,6 +471,20 @@ impl Fabric {
         self.clean.clear();
         self.writeback_failed.clear();
         self.written.clear();
+        // A cut no sync made final is undone or kept, whole (one `set_len`),
+        // and in order per file: some of a device's newest are undone, newest
+        // first (two undone leave the bytes from before the older), the rest
+        // kept.
+        let mut kept = std::collections::BTreeSet::new();
+        for (device, _, taken) in std::mem::take(&mut self.untrimmed).into_iter().rev() {
+            if kept.contains(&device) || rng.random_bool(0.5) {
+                kept.insert(device);
+                continue;
+            }
+            for (k, bytes) in taken {
+                self.durable.insert(k, bytes);
+            }
+        }
         let mut survived = 0;
         for (k, bytes) in std::mem::take(&mut self.volatile) {
             if rng.random_bool(0.5) {
@@ -501,6 +586,42 @@ mod tests {
 
     fn bytes(fill: u8) -> Bytes {
         Bytes::from(vec![fill; 64])
+    }
+
+    /// A cut of a device file takes the bytes past it at once; a power cut
+    /// may bring the durable ones back until a sync that began after the cut
+    /// completes, and never after.
+    #[test]
+    fn a_cut_is_final_only_once_a_sync_that_began_after_it_completes() {
+        let (kept, cut) = (Location::new(1, 0, 64), Location::new(1, 4096, 64));
+        let mut undone = 0;
+        for seed in 0..32 {
+            let mut f = fabric(0);
+            f.write(kept, bytes(1)).expect("no injection");
+            f.write(cut, bytes(2)).expect("no injection");
+            f.sync(1).expect("no injection");
+            let before = f.sync_ticket();
+            f.trim(1, 4096).expect("no injection");
+            assert!(f.read(cut).0.is_err(), "gone for reads at once");
+            assert_eq!(f.device_lens(2), vec![None, Some(64)]);
+            // A sync that began before the cut does not make it final.
+            f.flush_upto(1, before);
+            f.crash(&mut ChaCha8Rng::seed_from_u64(seed));
+            assert_eq!(f.durable(kept), Some(&bytes(1)));
+            match f.durable(cut) {
+                Some(b) => {
+                    assert_eq!(b, &bytes(2), "undone whole");
+                    undone += 1;
+                }
+                None => assert_eq!(f.device_lens(2), vec![None, Some(64)]),
+            }
+            // Cut again, then a sync: final.
+            f.trim(1, 4096).expect("no injection");
+            f.sync(1).expect("no injection");
+            f.crash(&mut ChaCha8Rng::seed_from_u64(seed));
+            assert_eq!(f.durable(cut), None, "seed {seed}");
+        }
+        assert!(undone > 4 && undone < 28, "{undone} of 32 undone");
     }
 
     #[test]

@@ -77,6 +77,9 @@ pub struct Report {
     pub deletes: u64,
     /// Deletes committed.
     pub deletes_ok: u64,
+    /// `reclaim_space` calls that cut a device file back
+    /// ([`Workload::reclaim_percent`](super::Workload::reclaim_percent)).
+    pub reclaims: u64,
     /// Power cuts (those during creation or recovery included).
     pub crashes: u64,
     /// Crashes that killed the process only (nothing lost; counted in `crashes`).

@@ -32,6 +32,9 @@ impl Store {
         let table = &self.shared.core.table;
         let mut moved = 0;
         for id in table.allocated_ids(0) {
+            // A `close` that began meanwhile ends the pass: no compaction
+            // starts after it.
+            self.check_open()?;
             // A publish in progress is waited out: a lost race, not an error.
             let snapshot = table.snapshot_waiting(id)?;
             if !snapshot.is_readable() || snapshot.location().device != device {
@@ -124,9 +127,14 @@ impl Store {
         if self.shared.stopping() {
             return ids.iter().map(|_| Err(Error::Shutdown)).collect();
         }
+        // A `close` that began meanwhile refuses the rest: no compaction
+        // starts after it.
         let outcomes = ids
             .iter()
-            .map(|&id| self.compact_or_verify(CompactOp::packing(id), id))
+            .map(|&id| {
+                self.check_open()?;
+                self.compact_or_verify(CompactOp::packing(id), id)
+            })
             .collect();
         let _ = self.reclaim_space();
         outcomes
@@ -152,20 +160,10 @@ impl Store {
         self.check_open()?;
         let core = &self.shared.core;
         core.collect();
-        let mut released = 0;
-        let mut first_error = None;
-        for device in 0..core.allocator.device_count() {
-            let backend = &self.shared.backend;
-            match core.allocator.release_tail(device, true, |length| {
-                trim_unless_panicked(&**backend, device, length)
-            }) {
-                Ok(bytes) => released += bytes,
-                Err(err) => {
-                    first_error.get_or_insert(err);
-                }
-            }
-        }
-        first_error.map_or(Ok(released), Err)
+        let backend = &self.shared.backend;
+        (core.allocator).release_tails(true, |device, length| {
+            trim_unless_panicked(&**backend, device, length)
+        })
     }
 
     /// Runs `op` on `id`; a media fault (of the source, or of the copy read
@@ -189,12 +187,10 @@ impl Store {
         if !core.allocator.take_trim_due() {
             return;
         }
-        for device in 0..core.allocator.device_count() {
-            let backend = &self.shared.backend;
-            let _ = (core.allocator).release_tail(device, false, |length| {
-                trim_unless_panicked(&**backend, device, length)
-            });
-        }
+        let backend = &self.shared.backend;
+        let _ = (core.allocator).release_tails(false, |device, length| {
+            trim_unless_panicked(&**backend, device, length)
+        });
     }
 }
 

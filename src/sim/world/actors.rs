@@ -102,6 +102,17 @@ impl World {
         self.start(actor, first, op);
     }
 
+    /// `Store::reclaim_space` over the fabric: retired locations no reader
+    /// pins are freed, then every device's free tail is cut off, through the
+    /// allocator's own `release_tails`, as the store runs it.
+    fn reclaim(&mut self) {
+        self.core.collect();
+        let fabric = &mut self.fabric;
+        let released =
+            (self.core.allocator).release_tails(true, |device, length| fabric.trim(device, length));
+        self.report.reclaims += u64::from(released.is_ok_and(|bytes| bytes > 0));
+    }
+
     pub(super) fn verify_session(&self, extent: ExtentId) -> VerifySession {
         let op = VerifySession::new(extent, self.cfg.policy);
         if self.cfg.weaken_verifier {
@@ -121,8 +132,15 @@ impl World {
     }
 
     pub(super) fn start_write(&mut self, actor: usize, extent: ExtentId) {
-        // Deletes only when asked for: drawing nothing otherwise keeps the
-        // default runs as they were (fixed protocol only).
+        // Reclaims and deletes only when asked for: drawing nothing otherwise
+        // keeps the default runs as they were (fixed protocol only).
+        let reclaims = self.cfg.workload.reclaim_percent;
+        if self.cfg.protocol == Protocol::Fixed
+            && reclaims > 0
+            && self.rng.random_range(0..100) < reclaims
+        {
+            self.reclaim();
+        }
         let deletes = self.cfg.workload.delete_percent;
         if self.cfg.protocol == Protocol::Fixed
             && deletes > 0

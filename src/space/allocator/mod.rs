@@ -494,6 +494,32 @@ impl Allocator {
         Ok(released)
     }
 
+    /// [`release_tail`](Self::release_tail) of every device, `trim(device,
+    /// length)` cutting each: the bytes released, or the first error (every
+    /// device is tried). What `Store::reclaim_space` and the automatic release
+    /// run, and the emulator too, over its fabric.
+    ///
+    /// # Errors
+    ///
+    /// The first error `trim` returned.
+    pub(crate) fn release_tails(
+        &self,
+        force: bool,
+        mut trim: impl FnMut(u16, u64) -> Result<()>,
+    ) -> Result<u64> {
+        let mut released = 0;
+        let mut first_error = None;
+        for device in 0..self.device_count() {
+            match self.release_tail(device, force, |length| trim(device, length)) {
+                Ok(bytes) => released += bytes,
+                Err(err) => {
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        first_error.map_or(Ok(released), Err)
+    }
+
     /// Whether a bad range of `location`'s device overlaps its bytes.
     pub(crate) fn overlaps_bad(&self, location: Location) -> bool {
         (self.devices.get(usize::from(location.device)))
