@@ -118,7 +118,10 @@ impl Shared {
         let core = &self.core;
         // An operation that wrote but ends without journaling (an error, an abort,
         // an unwind) is not on its way to the journal any more.
-        let _arrive = ArriveOnDrop(self);
+        // A run nested in another's (a listener of a store's operation
+        // using another store, or this one) keeps the outer run's mark
+        // aside and puts it back when it ends.
+        let _arrive = ArriveOnDrop(self, APPROACHING.with(|a| a.replace(0)));
         loop {
             match step {
                 Step::Done(_) => {}
@@ -413,7 +416,8 @@ impl Shared {
 
     /// This thread's operation wrote data and will journal a commit next.
     fn approach_journal(&self) {
-        if self.journal.is_some() && !APPROACHING.with(|a| a.replace(true)) {
+        let me = std::ptr::from_ref(self).addr();
+        if self.journal.is_some() && APPROACHING.with(|a| a.replace(me)) != me {
             // Relaxed: a hint (see `journal_commit`).
             self.approaching_journal.fetch_add(1, Ordering::Relaxed);
         }
@@ -421,7 +425,9 @@ impl Shared {
 
     /// This thread's operation appended its records (or ended without doing so).
     fn arrive_at_journal(&self) {
-        if APPROACHING.with(|a| a.replace(false)) {
+        let me = std::ptr::from_ref(self).addr();
+        if APPROACHING.with(|a| a.get()) == me {
+            APPROACHING.with(|a| a.set(0));
             // Relaxed: a hint (see `journal_commit`).
             self.approaching_journal.fetch_sub(1, Ordering::Relaxed);
         }
@@ -547,12 +553,18 @@ fn trace_tally(t: &Tally) {
 }
 
 thread_local! {
-    /// Whether this thread's current operation counts in `approaching_journal`.
-    static APPROACHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The store (its `Shared`'s address, an identity only, never followed)
+    /// in whose `approaching_journal` this thread's current operation counts;
+    /// 0: none. An address, not a flag: a listener running inside one
+    /// store's operation may run another store's, whose end must not take
+    /// the first one's count off (it would leave the first counted for
+    /// good, and wrap the second's below zero).
+    static APPROACHING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// Takes this thread's operation off `approaching_journal` when its run ends.
-struct ArriveOnDrop<'a>(&'a Shared);
+/// Takes this thread's operation off `approaching_journal` when its run ends,
+/// and puts back the mark of the run it was nested in.
+struct ArriveOnDrop<'a>(&'a Shared, usize);
 
 impl super::durable::Live for Shared {
     fn each_image_entry(
@@ -578,6 +590,7 @@ impl super::durable::Live for Shared {
 impl Drop for ArriveOnDrop<'_> {
     fn drop(&mut self) {
         self.0.arrive_at_journal();
+        APPROACHING.with(|a| a.set(self.1));
     }
 }
 
@@ -804,5 +817,45 @@ mod tests {
             };
             assert_eq!(bytes.as_ptr() == expected, id != 8, "extent {id}'s buffer");
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod approaching_tests {
+    use super::*;
+    use crate::{Store, StoreConfig};
+
+    /// A run of one store nested in another's (a listener of the first
+    /// store's operation using the second) neither takes the first one's
+    /// count off `approaching_journal` nor leaves its own behind: each store's
+    /// count comes back to zero once its own operations end. With one flag
+    /// for the thread, the nested run's end took it off the wrong store,
+    /// leaving the first counted for good (every group commit then waited
+    /// out its straggler bound) and the second below zero.
+    #[test]
+    fn a_nested_run_of_another_store_leaves_each_store_s_count_to_its_own_operations() {
+        let (da, db) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let a = Store::open(da.path(), StoreConfig::default()).expect("open a");
+        let b = Store::open(db.path(), StoreConfig::default()).expect("open b");
+        let count = |s: &Store| s.shared.approaching_journal.load(Ordering::Relaxed);
+        {
+            // A's run wrote data and is on its way to the journal…
+            let _outer = ArriveOnDrop(&a.shared, APPROACHING.with(|x| x.replace(0)));
+            a.shared.approach_journal();
+            {
+                // …when a run of B (a listener's) writes and ends.
+                let _inner = ArriveOnDrop(&b.shared, APPROACHING.with(|x| x.replace(0)));
+                b.shared.approach_journal();
+                assert_eq!((count(&a), count(&b)), (1, 1));
+            }
+            assert_eq!((count(&a), count(&b)), (1, 0), "B's end took B's count");
+            // A's run goes on to its journal append.
+            a.shared.arrive_at_journal();
+            assert_eq!(count(&a), 0);
+        }
+        assert_eq!((count(&a), count(&b)), (0, 0));
     }
 }
