@@ -368,28 +368,52 @@ impl Fs for StdFs {
     }
 }
 
-/// `dir` with its symbolic links and a relative path resolved, as far as it
-/// exists: a directory the open will create resolves through its parent.
-/// What cannot be resolved is kept as given (the open then reports it).
+/// `dir` with its symbolic links and a relative path resolved: its deepest
+/// ancestor that exists is resolved (the working directory, for a relative
+/// path none of whose parts exists yet), and the parts the open will create
+/// follow it as given. What cannot be resolved at all is kept as given (the
+/// open then reports it).
 pub(crate) fn resolved(dir: &std::path::Path) -> std::path::PathBuf {
-    if let Ok(dir) = std::fs::canonicalize(dir) {
-        return dir;
-    }
-    match (dir.parent(), dir.file_name()) {
-        (Some(parent), Some(name)) => {
-            let parent = if parent.as_os_str().is_empty() {
-                std::path::Path::new(".")
-            } else {
-                parent
+    let dot = std::path::Path::new(".");
+    // Bounded: one step per component of `dir`.
+    for ancestor in dir.ancestors() {
+        let existing = if ancestor.as_os_str().is_empty() {
+            dot
+        } else {
+            ancestor
+        };
+        if let Ok(resolved) = std::fs::canonicalize(existing) {
+            return match dir.strip_prefix(ancestor) {
+                Ok(rest) if !rest.as_os_str().is_empty() => resolved.join(rest),
+                _ => resolved,
             };
-            std::fs::canonicalize(parent).map_or_else(|_| dir.to_path_buf(), |p| p.join(name))
         }
-        _ => dir.to_path_buf(),
     }
+    dir.to_path_buf()
 }
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+
+    /// A directory resolves through its deepest existing ancestor: a
+    /// relative path none of whose parts exists yet becomes absolute, and a
+    /// link on the way is followed.
+    #[cfg(unix)]
+    #[test]
+    fn a_path_resolves_through_its_deepest_existing_ancestor() {
+        let relative = super::resolved(std::path::Path::new("no-such-1/no-such-2"));
+        assert!(relative.is_absolute(), "{relative:?}");
+        assert!(relative.ends_with("no-such-1/no-such-2"), "{relative:?}");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let real = tmp.path().join("real");
+        std::fs::create_dir(&real).expect("dir");
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).expect("link");
+        let through = super::resolved(&link.join("new/db"));
+        let real = std::fs::canonicalize(&real).expect("canonical");
+        assert_eq!(through, real.join("new/db"));
+        assert_eq!(super::resolved(&link), real);
+    }
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
 

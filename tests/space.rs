@@ -433,3 +433,37 @@ fn a_panicking_trim_never_reaches_an_acknowledged_call() {
     store.write(id, &value(id, 2, 100)).unwrap();
     assert_eq!(decode(&store.read(id).unwrap()), (id, 2));
 }
+
+/// A `close` that begins while `pack` runs ends it: the extents not moved yet
+/// are refused (`Shutdown`), no compaction starts after the close, and every
+/// extent still reads what was written (here the close comes from a listener
+/// of the first move, on the packing thread itself).
+#[test]
+fn pack_starts_no_compaction_once_close_began() {
+    let store = Arc::new(Store::new(MemBackend::new(1), config(0)).unwrap());
+    for i in 0..16u64 {
+        let id = ExtentId(i);
+        store.write(id, &value(id, 1, 4096)).unwrap();
+    }
+    for i in (0..16u64).step_by(2) {
+        store.delete(ExtentId(i)).unwrap();
+    }
+    let plan = store.plan_compaction(&PlanGoal::FreeRatio { target: 0.0 });
+    assert!(plan.len() > 2, "{plan:?}");
+    let weak = Arc::downgrade(&store);
+    store.set_listener(move |event| {
+        if matches!(event, extentmeta::events::Event::Relocated { .. })
+            && let Some(store) = weak.upgrade()
+        {
+            let _ = store.close();
+        }
+    });
+    let outcomes = store.pack(&plan);
+    assert!(matches!(outcomes[0], Ok(CompactOutcome::Committed(_))));
+    assert!(
+        outcomes[1..]
+            .iter()
+            .all(|o| o.as_ref().is_err_and(|e| e.code() == "FPRE017")),
+        "{outcomes:?}"
+    );
+}

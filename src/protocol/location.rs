@@ -16,8 +16,8 @@ impl super::Core {
     /// ([`location_failed`]): it is never handed out again, and on a durable
     /// store the mark goes to the journal with its next append (a marker, as
     /// an overlapped write's `Synced` is: `Overlaps::carry`; on an idle store
-    /// the flusher appends it, and `close` carries it with its own marker), so
-    /// a reopen keeps it too. A crash before that append forgets it: the
+    /// the flusher appends it where overlapped writes run one, and `close`
+    /// carries it with its own marker), so a reopen keeps it too. A crash before that append forgets it: the
     /// location then fails the next write placed there, which marks it again.
     /// A write that failed has nothing to wait for, so it waits for no sync.
     pub(crate) fn mark_bad_later(&self, location: crate::record::Location) {

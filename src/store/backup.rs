@@ -400,8 +400,6 @@ fn overlap(ranges: &[(u64, u64)], at: u64, len: u64) -> bool {
     (ranges.get(first_ending_after)).is_some_and(|&(start, _)| start < at.saturating_add(len))
 }
 
-impl Needed {}
-
 /// Copies `device`'s file from `source` to `target` in [`COPY_CHUNK`] pieces,
 /// lets `mend` write into the copy, and syncs it: every byte the image can
 /// reference was written before the image was taken, so it is in the file (or
@@ -428,6 +426,7 @@ fn copy_device(
         to: &*to,
         device,
         needed,
+        kept_reads: std::cell::Cell::new(KEPT_READS),
     };
     let mut buf = vec![0u8; COPY_CHUNK];
     let (mut at, mut zeros) = (0u64, 0u64);
@@ -461,7 +460,17 @@ struct Copy<'a> {
     to: &'a dyn crate::fs::FsFile,
     device: u16,
     needed: &'a Needed,
+    /// Reads left for pieces only a quarantined extent keeps
+    /// ([`KEPT_READS`]): past them such a piece that fails is written as
+    /// zeros without reading it again.
+    kept_reads: std::cell::Cell<u32>,
 }
+
+/// Failing reads one device's copy spends on pieces only quarantined extents
+/// keep: an extent whose every sector fails would otherwise cost thousands
+/// of reads (a 1 MiB one halved down to sectors), each of which a real disk
+/// may take seconds to fail.
+const KEPT_READS: u32 = 64;
 
 impl Copy<'_> {
     fn write(&self, bytes: &[u8], at: u64) -> Result<()> {
@@ -473,12 +482,19 @@ impl Copy<'_> {
     /// needs or keeps is written as zeros without another read (a real disk
     /// may take seconds to fail each), a needed piece of at most [`SECTOR`]
     /// bytes that still fails fails the backup, and a kept one (a
-    /// quarantined extent's) is written as zeros. Returns the bytes copied
+    /// quarantined extent's) is written as zeros, as is any kept piece once
+    /// the copy spent its [`KEPT_READS`]. Returns the bytes copied
     /// (fewer where the file ends) and, of them, those written as zeros.
     fn salvage(&self, buf: &mut [u8], at: u64, err: &std::io::Error) -> Result<(u64, u64)> {
         let len = buf.len() as u64;
         let needed = self.needed.overlaps(at, len);
-        if !self.needed.keeps(at, len) || (!needed && len <= SECTOR) {
+        // Bounded: a piece only kept spends one of the copy's kept reads.
+        let kept = !needed && self.needed.keeps(at, len) && self.kept_reads.get() > 0;
+        if kept {
+            self.kept_reads.set(self.kept_reads.get() - 1);
+        }
+        // Neither needed nor kept, or a kept sector that still fails: zeros.
+        if !needed && (!kept || len <= SECTOR) {
             buf.fill(0);
             self.write(buf, at)?;
             return Ok((len, len));
