@@ -296,3 +296,93 @@ fn an_idle_store_journals_an_overlapped_writes_marker() {
     assert_eq!(read(&store, 1), 1);
     store.close().unwrap();
 }
+
+/// Once armed, holds the next device sync until released: (held, released).
+#[derive(Debug, Default)]
+struct HoldNextDeviceSync {
+    armed: AtomicBool,
+    state: std::sync::Mutex<(bool, bool)>,
+    cond: std::sync::Condvar,
+}
+
+impl HoldNextDeviceSync {
+    fn wait_held(&self) {
+        let mut state = self.state.lock().unwrap();
+        // Bounded: the armed write reaches its data's sync.
+        while !state.0 {
+            state = self.cond.wait(state).unwrap();
+        }
+    }
+
+    fn release(&self) {
+        self.state.lock().unwrap().1 = true;
+        self.cond.notify_all();
+    }
+}
+
+impl Hook for HoldNextDeviceSync {
+    fn before_sync(&self, file: &str) -> SyncVerdict {
+        if is_device(file) && self.armed.swap(false, Ordering::SeqCst) {
+            let mut state = self.state.lock().unwrap();
+            state.0 = true;
+            self.cond.notify_all();
+            // Bounded: the test releases it.
+            while !state.1 {
+                state = self.cond.wait(state).unwrap();
+            }
+        }
+        SyncVerdict::Normal
+    }
+}
+
+/// A `close` that begins while an overlapped write's data still syncs (its
+/// record already journaled) waits for that write's marker and carries it in
+/// its own group: the write is acknowledged, and a fault of its data found
+/// after the reopen is reported as one, not taken for a torn write (which
+/// would roll the acknowledged write back). Without the wait, the marker was
+/// left after the close marker, to no append.
+#[test]
+fn close_carries_the_marker_of_an_overlapped_write_it_met_in_flight() {
+    let tmp = fault_fs::tempdir();
+    let dir = tmp.path();
+    let fs = FaultFs::new(dir, u64::MAX, Faults::default());
+    let hook = Arc::new(HoldNextDeviceSync::default());
+    fs.set_hook(hook.clone());
+    let store = Arc::new(Store::open_in(Arc::new(fs.clone()), dir, config()).unwrap());
+    store.write(ExtentId(1), &val(1, 1)).unwrap();
+    hook.armed.store(true, Ordering::SeqCst);
+    let writer = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || store.write(ExtentId(1), &val(1, 2)))
+    };
+    hook.wait_held();
+    let closer = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || store.close())
+    };
+    // Time for `close` to reach its marker while the write's data syncs: a
+    // store that waits passes whatever the timing; one that does not has
+    // written its marker by now.
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    hook.release();
+    let rewritten = writer.join().unwrap().unwrap();
+    closer.join().unwrap().unwrap();
+    drop(store);
+    // Bit rot in the acknowledged data while the store is closed.
+    let device = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("dev0000.extents"))
+        .unwrap();
+    device
+        .write_all_at(b"rot", rewritten.location().offset + 20)
+        .unwrap();
+    device.sync_all().unwrap();
+    drop(device);
+    let store = Store::open(dir, config()).unwrap();
+    assert_eq!(store.recovery().unwrap().unsynced_dropped, Vec::new());
+    let err = store.read(ExtentId(1)).unwrap_err();
+    assert!(
+        matches!(err.code(), "FPRE004" | "FPRE013"),
+        "a damaged acknowledged write reads as a fault, not as its old value: {err}"
+    );
+}

@@ -59,6 +59,14 @@ impl Overlaps {
         }
     }
 
+    /// Whether an overlapped write is in flight: handed to the journal, and
+    /// not yet past its commit and its marker (`WriteOp::overlap_done` ends
+    /// it last). `close` waits for none before its marker's group, or a
+    /// write answered after it would leave its marker to no append.
+    pub(crate) fn settling(&self) -> bool {
+        !self.inner.lock().in_flight.is_empty()
+    }
+
     /// Devices with overlapped writes whose data's sync has not finished, and
     /// (`failed`) those where one failed.
     pub(crate) fn devices(&self, failed: bool) -> Vec<u16> {

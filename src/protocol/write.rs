@@ -415,9 +415,8 @@ impl Machine for WriteOp {
                 self.phase = Phase::Finished;
                 self.abort(core, location);
             }
-            // Its record may be in the journal: the location stays out of use
-            // (and an overlapped write's device counts as failed: its data's
-            // sync may not have run).
+            // Its record may be in the journal: the location stays out of use (an
+            // overlapped write's device counts as failed: its sync may not have run).
             Phase::Proposed { .. } | Phase::Overlapped { .. } => {
                 if let Phase::Overlapped { location, .. } = self.phase {
                     core.overlaps.end(location.device, false);
@@ -442,13 +441,12 @@ impl WriteOp {
         result: IoResult,
     ) -> Step<Snapshot> {
         let synced = matches!(result, IoResult::Both { sync: Ok(()), .. });
-        core.overlaps.end(location.device, synced);
         self.phase = Phase::Proposed {
             expected,
             location,
             proposals: 1,
         };
-        match result {
+        let step = match result {
             // The record may be durable and its data not: after a reopen the
             // write is there only if its data verifies.
             IoResult::Both {
@@ -467,7 +465,10 @@ impl WriteOp {
                     what: "write: an overlapped sync answered with another request's result",
                 },
             ),
-        }
+        };
+        // After the commit and its marker: `close` waits for none in between.
+        core.overlaps.end(location.device, synced);
+        step
     }
 
     /// The write's next step after the I/O it asked for finished with `outcome`.

@@ -582,6 +582,10 @@ impl super::durable::Live for Shared {
         self.core.overlaps.with_markers(entries)
     }
 
+    fn overlaps_settling(&self) -> bool {
+        self.core.overlaps.settling()
+    }
+
     fn markers_pending(&self) -> bool {
         self.core.overlaps.markers_pending()
     }

@@ -56,6 +56,9 @@ pub(crate) trait Live {
     fn with_markers(&self, entries: Vec<Entry>) -> Vec<Entry>;
     /// Whether overlapped writes' markers wait for an append.
     fn markers_pending(&self) -> bool;
+    /// Whether an overlapped write is between its hand-off to the journal and
+    /// its marker (`Overlaps::settling`).
+    fn overlaps_settling(&self) -> bool;
 }
 
 /// The longest a group-commit leader waits for operations on their way to the
@@ -431,6 +434,15 @@ impl Journal {
                 // (a writer's thread runs it) ends before the directory is let
                 // go, and none begins after `close` (`restore_reserve`).
                 g = self.cond.wait(g);
+            } else if live.overlaps_settling() {
+                // An overlapped write whose record this journal took leaves its
+                // marker after its answer: the close marker's group carries it
+                // (the flusher is gone). No wake-up ends it: polled, with the
+                // lock let go (its own group may need it). Bounded: each write
+                // in flight ends once, and one that begins now (it passed the
+                // store's open check before `close`) appends before this
+                // check sees it, or is refused once the journal is closed.
+                g = self.cond.wait_for(g, std::time::Duration::from_millis(1));
             } else {
                 break;
             }
