@@ -164,15 +164,30 @@ fn kind(file: &str) -> String {
     }
 }
 
+/// What a fault-free recovery of a copy of `template` (made in `tmp`) finds.
+fn clean_state(template: &Path, tmp: &Path) -> State {
+    let clean_dir = tmp.join("clean");
+    copy_directory(template, &clean_dir);
+    let store = Store::open(&clean_dir, config()).unwrap();
+    state(&store).unwrap()
+}
+
+/// The power fails after an open on `fs` (whatever it wrote and did not sync
+/// persists in any subset of sectors, seeded by `seed`), the fault is gone,
+/// and a fault-free open must find `clean`; then the directory goes.
+fn cut_then_recover(fs: &FaultFs, seed: u64, clean: &State, what: &str) {
+    fs.cut(&mut Rng::new(seed), Cut::AnySubset);
+    let store = Store::open(fs.dir(), config())
+        .unwrap_or_else(|e| panic!("{what}: the next open failed: {e}"));
+    assert_eq!(&state(&store).unwrap(), clean, "{what}: the next recovery");
+    drop(store);
+    std::fs::remove_dir_all(fs.dir()).unwrap();
+}
+
 /// Fails each read of the recovery of `template` in turn; checks every outcome.
 fn fail_each_read(template: &Path, persistent: bool, coverage: &mut Coverage) {
     let tmp = fault_fs::tempdir();
-    let clean_dir = tmp.path().join("clean");
-    copy_directory(template, &clean_dir);
-    let clean = {
-        let store = Store::open(&clean_dir, config()).unwrap();
-        state(&store).unwrap()
-    };
+    let clean = clean_state(template, tmp.path());
     for nth in 1.. {
         let dir = tmp.path().join(format!("fault-{nth}"));
         copy_directory(template, &dir);
@@ -208,14 +223,7 @@ fn fail_each_read(template: &Path, persistent: bool, coverage: &mut Coverage) {
                 *coverage.failed_opens.entry(kind(&file)).or_default() += 1;
             }
         }
-        // The power fails after the open (whatever it wrote and did not sync
-        // persists in any subset of sectors); the fault is gone.
-        fs.cut(&mut Rng::new(nth), Cut::AnySubset);
-        let store = Store::open(&dir, config())
-            .unwrap_or_else(|e| panic!("{what}: the next open failed: {e}"));
-        assert_eq!(state(&store).unwrap(), clean, "{what}: the next recovery");
-        drop(store);
-        std::fs::remove_dir_all(&dir).unwrap();
+        cut_then_recover(&fs, nth, &clean, &what);
     }
 }
 
@@ -258,12 +266,7 @@ struct Steps {
 /// recovery of `template` finds.
 fn fail_each_step(template: &Path, faults: impl Fn(u64) -> (u64, Faults), steps: &mut Steps) {
     let tmp = fault_fs::tempdir();
-    let clean_dir = tmp.path().join("clean");
-    copy_directory(template, &clean_dir);
-    let clean = {
-        let store = Store::open(&clean_dir, config()).unwrap();
-        state(&store).unwrap()
-    };
+    let clean = clean_state(template, tmp.path());
     for step in 1.. {
         let dir = tmp.path().join(format!("step-{step}"));
         copy_directory(template, &dir);
@@ -301,12 +304,7 @@ fn fail_each_step(template: &Path, faults: impl Fn(u64) -> (u64, Faults), steps:
                 *steps.codes.entry(e.code()).or_default() += 1;
             }
         }
-        fs.cut(&mut Rng::new(step), Cut::AnySubset);
-        let store = Store::open(&dir, config())
-            .unwrap_or_else(|e| panic!("{what}: the next open failed: {e}"));
-        assert_eq!(state(&store).unwrap(), clean, "{what}: the next recovery");
-        drop(store);
-        std::fs::remove_dir_all(&dir).unwrap();
+        cut_then_recover(&fs, step, &clean, &what);
     }
 }
 
@@ -348,60 +346,44 @@ fn a_power_cut_at_each_step_of_a_recovery_changes_nothing_the_next_one_finds() {
 #[test]
 fn a_failed_sync_write_or_directory_operation_of_a_recovery_changes_nothing() {
     let mut by_fault: BTreeMap<&str, Steps> = BTreeMap::new();
-    let never = u64::MAX;
-    for_each_directory(|template| {
-        for drop_pages in [false, true] {
-            let sync = |nth| SyncFault {
+    // The fault at step `nth` of the recovery, the power never cut.
+    type Armed = fn(u64, bool) -> Faults;
+    let kinds: [(&str, Armed); 3] = [
+        ("sync EIO", |nth, drop_pages| Faults {
+            sync_eio: Some(SyncFault {
                 target: Target::Any,
                 nth,
                 drop_pages,
-            };
-            let faults = |nth| {
-                (
-                    never,
-                    Faults {
-                        sync_eio: Some(sync(nth)),
-                        ..Faults::default()
-                    },
-                )
-            };
-            fail_each_step(template, faults, by_fault.entry("sync EIO").or_default());
-        }
-        for short in [false, true] {
-            let write = |nth| WriteFault {
+            }),
+            ..Faults::default()
+        }),
+        ("write ENOSPC", |nth, short| Faults {
+            enospc: Some(WriteFault {
                 target: Target::Any,
                 nth,
                 short,
+            }),
+            ..Faults::default()
+        }),
+        ("directory EIO", |nth, _| Faults {
+            dir_eio: Some(nth),
+            ..Faults::default()
+        }),
+    ];
+    for_each_directory(|template| {
+        for (kind, armed) in kinds {
+            // Pages dropped or kept; nothing or a prefix written (once for a
+            // directory operation).
+            let variants: &[bool] = if kind == "directory EIO" {
+                &[false]
+            } else {
+                &[false, true]
             };
-            let faults = |nth| {
-                (
-                    never,
-                    Faults {
-                        enospc: Some(write(nth)),
-                        ..Faults::default()
-                    },
-                )
-            };
-            fail_each_step(
-                template,
-                faults,
-                by_fault.entry("write ENOSPC").or_default(),
-            );
+            for &variant in variants {
+                let faults = |nth| (u64::MAX, armed(nth, variant));
+                fail_each_step(template, faults, by_fault.entry(kind).or_default());
+            }
         }
-        let faults = |nth| {
-            (
-                never,
-                Faults {
-                    dir_eio: Some(nth),
-                    ..Faults::default()
-                },
-            )
-        };
-        fail_each_step(
-            template,
-            faults,
-            by_fault.entry("directory EIO").or_default(),
-        );
     });
     eprintln!("{by_fault:#?}");
     // A recovery whose sync or directory operation failed never serves what it

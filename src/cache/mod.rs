@@ -770,22 +770,32 @@ mod tests {
         }
     }
 
+    /// A failed load tells its waiters the failure while its generation is
+    /// still the committed one; one whose generation a write committed past,
+    /// before that write's invalidation reached the cache, is a race: they are
+    /// told `Superseded` and retry instead of climbing the integrity ladder.
     #[test]
     fn a_failed_load_still_current_tells_its_waiters_the_failure() {
-        let cache = Cache::new(1 << 20, 1);
-        let Lookup::Load(token) = cache.lookup(ExtentId(3), 1, Priority::Demand) else {
-            panic!("empty cache loads");
-        };
-        let Lookup::Wait(flight) = cache.lookup(ExtentId(3), 1, Priority::Demand) else {
-            panic!("second reader waits");
-        };
-        let err = crate::Error::Internal {
-            what: "a read of generation 1 failed",
-        };
-        let outcome = cache.complete(token, Err(err.clone()), || true);
-        assert_eq!(outcome, FlightOutcome::Failed(err.clone()));
-        assert_eq!(flight.outcome(), Some(FlightOutcome::Failed(err)));
-        assert!(cache.peek(ExtentId(3)).is_none(), "nothing cached");
+        for current in [true, false] {
+            let cache = Cache::new(1 << 20, 1);
+            let Lookup::Load(token) = cache.lookup(ExtentId(3), 1, Priority::Demand) else {
+                panic!("empty cache loads");
+            };
+            let Lookup::Wait(flight) = cache.lookup(ExtentId(3), 1, Priority::Demand) else {
+                panic!("second reader waits");
+            };
+            let err = crate::Error::Internal {
+                what: "a read of generation 1 failed",
+            };
+            let outcome = cache.complete(token, Err(err.clone()), || current);
+            let expected = match current {
+                true => FlightOutcome::Failed(err),
+                false => FlightOutcome::Superseded,
+            };
+            assert_eq!(outcome, expected, "current: {current}");
+            assert_eq!(flight.outcome(), Some(expected), "current: {current}");
+            assert!(cache.peek(ExtentId(3)).is_none(), "nothing cached");
+        }
     }
 
     /// Misses count demand lookups only, as hits do: a prefetch's miss (a
@@ -814,27 +824,5 @@ mod tests {
             Lookup::Hit(_)
         ));
         assert_eq!((cache.stats().hits, cache.stats().misses), (1, 1));
-    }
-
-    /// A load that failed after a write committed the next generation, before
-    /// that write's invalidation reached the cache: the failure is of a
-    /// superseded generation, and its waiters retry instead of climbing the
-    /// integrity ladder for a race.
-    #[test]
-    fn a_failed_load_of_a_generation_replaced_but_not_yet_invalidated_is_superseded() {
-        let cache = Cache::new(1 << 20, 1);
-        let Lookup::Load(token) = cache.lookup(ExtentId(3), 1, Priority::Demand) else {
-            panic!("empty cache loads");
-        };
-        let Lookup::Wait(flight) = cache.lookup(ExtentId(3), 1, Priority::Demand) else {
-            panic!("second reader waits");
-        };
-        let err = crate::Error::Internal {
-            what: "a read of generation 1 failed",
-        };
-        let outcome = cache.complete(token, Err(err), || false);
-        assert_eq!(outcome, FlightOutcome::Superseded);
-        assert_eq!(flight.outcome(), Some(FlightOutcome::Superseded));
-        assert!(cache.peek(ExtentId(3)).is_none(), "nothing cached");
     }
 }
