@@ -808,7 +808,8 @@ mod tests {
         };
         let _ = cache.claim(ExtentId(2), 1);
         assert_eq!((cache.stats().hits, cache.stats().misses), (0, 0));
-        let ready = cache.complete(token, Ok(Bytes::from(vec![1u8; 8])), || true);
+        let value = Bytes::from(b"extent 1, generation 1".to_vec());
+        let ready = cache.complete(token, Ok(value), || true);
         assert!(matches!(ready, FlightOutcome::Ready(_)));
         assert!(matches!(
             cache.lookup(ExtentId(1), 1, Priority::Prefetch),

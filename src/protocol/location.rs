@@ -12,23 +12,20 @@ pub(crate) fn location_failed(err: &Error) -> bool {
 }
 
 impl super::Core {
-    /// Marks `location` bad after a write of new data to it failed
-    /// ([`location_failed`]): it is never handed out again, and on a durable
-    /// store the mark goes to the journal with its next append (a marker, as
-    /// an overlapped write's `Synced` is: `Overlaps::carry`; on an idle store
-    /// the flusher appends it where overlapped writes run one, and `close`
-    /// carries it with its own marker), so a reopen keeps it too. A crash before that append forgets it: the
-    /// location then fails the next write placed there, which marks it again.
-    /// A write that failed has nothing to wait for, so it waits for no sync.
+    /// [`mark_bad`](Self::mark_bad) after a write of new data to `location`
+    /// failed ([`location_failed`]): on a durable store the mark also goes to
+    /// the journal with its next append (a marker, as an overlapped write's
+    /// `Synced` is: `Overlaps::carry`; on an idle store the flusher appends
+    /// it where overlapped writes run one, and `close` carries it with its
+    /// own marker), so a reopen keeps it too. A crash before that append
+    /// forgets it: the location then fails the next write placed there,
+    /// which marks it again. A write that failed has nothing to wait for, so
+    /// it waits for no sync.
     pub(crate) fn mark_bad_later(&self, location: crate::record::Location) {
-        if self.allocator.mark_bad(location) {
-            self.events
-                .notify(|| crate::events::Event::LocationRetired { location });
-            // A store without a journal (the flag's other name): nothing
-            // would carry the mark.
-            if !self.keep_on_listener_panic {
-                self.overlaps.carry(crate::journal::Entry::Bad(location));
-            }
+        // `keep_on_listener_panic`: a store without a journal, where nothing
+        // would carry the mark.
+        if self.mark_bad(location) && !self.keep_on_listener_panic {
+            self.overlaps.carry(crate::journal::Entry::Bad(location));
         }
     }
 }

@@ -219,12 +219,15 @@ impl Core {
     }
 
     /// Marks `location` bad (never handed out again) and tells the listeners
-    /// the first time, for engines that keep the marks in their own manifest.
-    pub(crate) fn mark_bad(&self, location: Location) {
-        if self.allocator.mark_bad(location) {
+    /// the first time, for engines that keep the marks in their own manifest;
+    /// whether this was the first time.
+    pub(crate) fn mark_bad(&self, location: Location) -> bool {
+        let new = self.allocator.mark_bad(location);
+        if new {
             self.events
                 .notify(|| crate::events::Event::LocationRetired { location });
         }
+        new
     }
 
     /// Returns `location` to the allocator; an inline write's bytes are never

@@ -154,7 +154,6 @@ fn shrink(
     let mut chosen = Vec::new();
     // A degraded device takes no moves from others (the allocator skips it).
     let healthy: Vec<bool> = devices.iter().map(|d| !d.degraded).collect();
-    let total = |sims: &[Sim]| sims.iter().map(|s| u128::from(s.file)).sum::<u128>();
     for i in 0..sims.len() {
         if sims[i].share() <= target {
             continue;
@@ -171,7 +170,7 @@ fn shrink(
         // cannot move (a bad range, a quarantined extent) handed their
         // extents to each other at every plan, for ever. The moves are
         // replayed once to count, then up to the prefix that releases most.
-        let before = (sims.clone(), total(&sims));
+        let before = (sims.clone(), total_file(&sims));
         let files = moves(&mut sims, i, &on, target, &healthy, span, usize::MAX);
         let best = (files.iter().enumerate())
             .filter(|&(_, &(_, file))| file < before.1)
@@ -182,6 +181,11 @@ fn shrink(
         chosen.extend(kept.into_iter().map(|(id, _)| id));
     }
     chosen
+}
+
+/// The devices' file bytes, all together.
+fn total_file(sims: &[Sim]) -> u128 {
+    sims.iter().map(|s| u128::from(s.file)).sum()
 }
 
 /// Replays at most `limit` moves of device `i`'s extents `on` (highest
@@ -218,8 +222,7 @@ fn moves(
             break; // a single device with no hole below it: it pins the tail
         }
         sims[i].free(offset, bytes);
-        let total = sims.iter().map(|s| u128::from(s.file)).sum();
-        done.push((s.extent(), total));
+        done.push((s.extent(), total_file(sims)));
         if sims[i].share() <= target {
             break;
         }

@@ -387,10 +387,10 @@ impl Needed {
         overlap(&self.merged, at, len)
     }
 
-    /// Whether a needed or a kept range overlaps `[at, at + len)`: its
-    /// readable sectors are copied.
+    /// Whether a kept range (a quarantined extent's) overlaps `[at, at +
+    /// len)`: its readable sectors are copied.
     fn keeps(&self, at: u64, len: u64) -> bool {
-        self.overlaps(at, len) || overlap(&self.kept, at, len)
+        overlap(&self.kept, at, len)
     }
 }
 
