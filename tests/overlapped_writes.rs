@@ -376,3 +376,68 @@ fn close_carries_the_marker_of_an_overlapped_write_it_met_in_flight() {
     drop(store);
     rot_then_reopen(dir, rewritten.location());
 }
+
+/// Once armed, lets `allowed` journal syncs through and fails every later one
+/// with its pages dropped: the journal holds what came before, nothing after.
+#[derive(Debug, Default)]
+struct FailJournalSyncsAfter {
+    armed: AtomicBool,
+    allowed: std::sync::atomic::AtomicU32,
+}
+
+impl Hook for FailJournalSyncsAfter {
+    fn before_sync(&self, file: &str) -> SyncVerdict {
+        if !common::fault_fs::is_journal(file) || !self.armed.load(Ordering::SeqCst) {
+            return SyncVerdict::Normal;
+        }
+        let left = self.allowed.load(Ordering::SeqCst);
+        if left > 0 {
+            self.allowed.store(left - 1, Ordering::SeqCst);
+            return SyncVerdict::Normal;
+        }
+        SyncVerdict::Fail { drop_pages: true }
+    }
+}
+
+/// An acknowledged overlapped write whose marker never reached the journal,
+/// whose data is then damaged, while the location of the record it replaced
+/// was cut off the device file (`reclaim_space`): recovery cannot restore
+/// that record (its bytes are gone), so it keeps the write and the read
+/// reports the fault. It must not refuse the open for a device file shorter
+/// than a record it would have restored.
+#[test]
+fn a_fallback_whose_location_was_cut_off_keeps_the_write_and_reports_the_fault() {
+    let tmp = fault_fs::tempdir();
+    let dir = tmp.path();
+    let fs = FaultFs::new(dir, u64::MAX, Faults::default());
+    let hook = Arc::new(FailJournalSyncsAfter::default());
+    fs.set_hook(Arc::clone(&hook) as Arc<dyn Hook>);
+    let rewritten = {
+        let store = Store::open_in(Arc::new(fs.clone()), dir, config()).unwrap();
+        store.write(ExtentId(0), &val(0, 1)).unwrap();
+        let first = store.write(ExtentId(1), &val(1, 1)).unwrap();
+        store.delete(ExtentId(0)).unwrap();
+        // Frees extent 0's location, below extent 1's.
+        store.reclaim_space().unwrap();
+        // The rewrite's record is journaled; its marker, and anything after
+        // it, never is.
+        hook.allowed.store(1, Ordering::SeqCst);
+        hook.armed.store(true, Ordering::SeqCst);
+        let rewritten = store.write(ExtentId(1), &val(1, 2)).unwrap();
+        assert!(
+            rewritten.location().end() <= first.location().offset,
+            "first fit: the rewrite lands below the record it replaces ({first:?}, {rewritten:?})"
+        );
+        // Cuts the replaced record's location off the device file.
+        assert!(
+            store.reclaim_space().unwrap() > 0,
+            "the old location was the tail"
+        );
+        drop(store);
+        rewritten.location()
+    };
+    // The process ends (the page cache keeps the cut); then the rewrite's
+    // data rots.
+    fs.cut(&mut Rng::new(3), Cut::Nothing);
+    rot_then_reopen(dir, rewritten);
+}

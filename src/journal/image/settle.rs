@@ -80,7 +80,17 @@ impl Recovered {
             let Some((back, bytes)) = fall_back(&mut read, r, chain)? else {
                 continue;
             };
-            if back.references() && taken.other_than(back.extent.0, back.location) {
+            // The record it replaced is restored only over its bytes. A commit's
+            // were durable when it committed, but once a write replacing it was
+            // acknowledged its location was freed: another record may hold it,
+            // or `reclaim_space` may have cut it off the device file. Then the
+            // write stands over its damaged data, for the verifier to report
+            // (FPRE004), rather than a record naming bytes that are gone (every
+            // open would refuse the short file, `Error::DeviceFile`).
+            if back.references()
+                && (taken.other_than(back.extent.0, back.location)
+                    || (bytes.is_none() && read(back.location)?.is_none()))
+            {
                 keep(&mut self.unsynced_kept);
                 self.unverified.push(r.location);
                 continue;
@@ -412,25 +422,44 @@ mod tests {
     }
 
     /// A marker journaled after a newer overlapped record still vouches for
-    /// the older one.
+    /// the older one, whatever its bytes read; but bytes cut off the device
+    /// file cannot be restored, and then the newer record stands over its
+    /// damaged data, for the verifier to report.
     #[test]
     fn a_late_marker_vouches_for_the_record_it_names() {
         let first = record(6, 1, 0);
         let second = record(10, 2, 4096);
-        let mut r = recovered(&[
+        let entries = [
             Entry::Unsynced(first),
             Entry::Unsynced(second),
             Entry::Synced {
                 extent: ExtentId(1),
                 version: 6,
             },
-        ]);
-        // The device answers nothing: only the marker can keep the first.
-        r.settle_unsynced(|_| Ok(None)).unwrap();
+        ];
+        // Bytes that do not verify at the first's location, none at the
+        // second's: only the marker can keep the first.
+        let mut r = recovered(&entries);
+        r.settle_unsynced(|l| Ok((l.offset == 0).then(|| vec![0xA5; l.length as usize])))
+            .unwrap();
         assert_eq!(
             r.image.records.get(1).expect("record").location,
             first.location
         );
         assert!(r.redo.is_empty());
+        // The device file ends before either.
+        let mut r = recovered(&entries);
+        r.settle_unsynced(|_| Ok(None)).unwrap();
+        let kept = r.image.records.get(1).expect("record");
+        assert_eq!(kept.location, second.location);
+        assert_eq!(r.unverified, vec![second.location]);
+        assert_eq!(
+            r.unsynced_kept,
+            vec![Entry::Synced {
+                extent: ExtentId(1),
+                version: 10
+            }]
+        );
+        assert!(r.unsynced_dropped.is_empty() && r.redo.is_empty());
     }
 }
