@@ -134,26 +134,30 @@ fn a_read_refused_by_a_shutdown_is_not_a_media_fault() {
 /// location, no device error. Once it reads again the extent is there.
 #[test]
 fn a_read_the_backend_refuses_is_not_a_media_fault() {
-    let fabric = FaultBackend::new(1);
-    let store = store(&fabric, 0);
-    let id = ExtentId(6);
-    store.write(id, &value(id, 1, 1000)).unwrap();
-    fabric.script(vec![Inject::Refused]);
-    let err = store.read(id).unwrap_err();
-    assert_eq!(err.code(), "FPRE009", "{err}");
-    assert!(err.is_retryable() && !err.is_media_fault(), "{err}");
-    let err = store.verify(id).unwrap_err();
-    assert_eq!(err.code(), "FPRE009", "{err}");
-    fabric.script(Vec::new());
-    let stats = store.stats();
-    assert_eq!(
-        (stats.fpre004, stats.quarantines, stats.device_errors),
-        (0, 0, 0),
-        "{stats:?}"
-    );
-    assert_eq!(store.space()[0].bad_bytes, 0);
-    assert_eq!(store.snapshot(id).unwrap().state(), State::Durable);
-    assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
+    // A backend that panics on every read says nothing of the medium either:
+    // the code failed, not the disk.
+    for inject in [Inject::Refused, Inject::Panic] {
+        let fabric = FaultBackend::new(1);
+        let store = store(&fabric, 0);
+        let id = ExtentId(6);
+        store.write(id, &value(id, 1, 1000)).unwrap();
+        fabric.script(vec![inject]);
+        let err = store.read(id).unwrap_err();
+        assert_eq!(err.code(), "FPRE009", "{inject:?}: {err}");
+        assert!(err.is_retryable() && !err.is_media_fault(), "{err}");
+        let err = store.verify(id).unwrap_err();
+        assert_eq!(err.code(), "FPRE009", "{inject:?}: {err}");
+        fabric.script(Vec::new());
+        let stats = store.stats();
+        assert_eq!(
+            (stats.fpre004, stats.quarantines, stats.device_errors),
+            (0, 0, 0),
+            "{inject:?}: {stats:?}"
+        );
+        assert_eq!(store.space()[0].bad_bytes, 0, "{inject:?}");
+        assert_eq!(store.snapshot(id).unwrap().state(), State::Durable);
+        assert_eq!(decode(&store.read(id).unwrap()), (id, 1));
+    }
 }
 
 /// A drain whose copy fails on its target leaves that extent on the device:
@@ -161,7 +165,14 @@ fn a_read_the_backend_refuses_is_not_a_media_fault() {
 /// readable, and a second drain finishes.
 #[test]
 fn a_drain_that_leaves_an_extent_behind_says_so() {
-    use common::fault_backend::Inject;
+    // A copy whose write fails on its target, or whose backend panics: the
+    // drain goes on past that extent and counts the moves it made.
+    for inject in [Inject::Fail, Inject::Panic] {
+        drain_leaving_one_behind(inject);
+    }
+}
+
+fn drain_leaving_one_behind(inject: Inject) {
     let fabric = FaultBackend::new(2);
     let store = store(&fabric, 0);
     let on_dev0: Vec<u64> = (0..20u64)
@@ -174,7 +185,7 @@ fn a_drain_that_leaves_an_extent_behind_says_so() {
         .collect();
     assert!(on_dev0.len() >= 2, "{on_dev0:?}");
     // The first copy's write, on device 1, fails.
-    fabric.inject_nth(Op::Write, 1, Inject::Fail);
+    fabric.inject_nth(Op::Write, 1, inject);
     let err = store.drain(0).unwrap_err();
     // A verdict, not a race: what stays may stay for good (a quarantined
     // extent with no good copy), so a retry loop must not spin on it.
@@ -954,6 +965,9 @@ fn a_location_whose_write_failed_is_not_handed_to_the_next_write() {
         (false, Inject::Fail, true),
         (true, Inject::Fail, true),
         (false, Inject::Refused, false),
+        // A panic says nothing of the medium: the location is free again.
+        (false, Inject::Panic, false),
+        (true, Inject::Panic, false),
     ] {
         let what = format!("batch {batch}, {inject:?}");
         let fabric = FaultBackend::new(1);

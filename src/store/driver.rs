@@ -256,7 +256,7 @@ impl Shared {
                 let err = Error::Io {
                     device,
                     op,
-                    kind: std::io::ErrorKind::Other,
+                    kind: std::io::ErrorKind::Interrupted, // no media fault: no mark, no FPRE004
                     message: format!("the backend panicked: {message}"),
                 };
                 let err = match journaled {

@@ -25,8 +25,11 @@ impl Store {
     /// [`Error::DrainIncomplete`] if any record still names `device` after the
     /// pass (a copy that failed on its target, an extent a write or another
     /// compaction held, one written there meanwhile, a quarantined extent with
-    /// no good copy); else the first error that is neither a lost race nor a
-    /// media fault ([`Error::NoSpace`] when the other devices are full).
+    /// no good copy, one whose move failed with an I/O error); it says how many
+    /// moved. The pass stops early only on an error that would fail every
+    /// later move, and returns it: [`Error::NoSpace`] or [`Error::DiskFull`]
+    /// when the other devices are full, [`Error::Shutdown`] once `close`
+    /// began, [`Error::JournalFailed`].
     pub fn drain(&self, device: u16) -> Result<u64> {
         self.check_open()?;
         let table = &self.shared.core.table;
@@ -46,8 +49,15 @@ impl Store {
             match self.compact_or_verify(CompactOp::draining(id, device), id) {
                 Ok(CompactOutcome::Committed(_)) => moved += 1,
                 Ok(CompactOutcome::Aborted) => {}
-                Err(err) if err.is_media_fault() => {}
-                Err(err) => return Err(err),
+                // The others are this extent's: it stays on `device`, counted
+                // in `DrainIncomplete` with the moves made.
+                Err(
+                    err @ (Error::NoSpace { .. }
+                    | Error::DiskFull { .. }
+                    | Error::Shutdown
+                    | Error::JournalFailed { .. }),
+                ) => return Err(err),
+                Err(_) => {}
             }
         }
         self.trim_if_due();
