@@ -399,26 +399,33 @@ impl Hook for FailJournalSyncsAfter {
     }
 }
 
-/// An acknowledged overlapped write whose marker never reached the journal,
-/// whose data is then damaged, while the location of the record it replaced
-/// was cut off the device file (`reclaim_space`): recovery cannot restore
-/// that record (its bytes are gone), so it keeps the write and the read
-/// reports the fault. It must not refuse the open for a device file shorter
-/// than a record it would have restored.
+/// Extent 1 at generation 1 at the end of the device file, and a free
+/// location below it (extent 0's, deleted): the next write of extent 1 takes
+/// that one (first fit), and the location it leaves is the file's tail.
+fn tail_record_over_a_hole(store: &Store) -> extentmeta::Snapshot {
+    store.write(ExtentId(0), &val(0, 1)).unwrap();
+    let first = store.write(ExtentId(1), &val(1, 1)).unwrap();
+    store.delete(ExtentId(0)).unwrap();
+    store.reclaim_space().unwrap();
+    first
+}
+
+/// Until an overlapped write's marker is durable, a recovery that finds its
+/// data damaged restores the record it replaced, so that record's location
+/// is not freed: not handed to another write, not cut off the file by
+/// `reclaim_space` (before, the cut made every later open fail with
+/// `DeviceFile`). Here the marker never reaches the journal, and the data
+/// rots: the reopen restores generation 1 from its bytes.
 #[test]
-fn a_fallback_whose_location_was_cut_off_keeps_the_write_and_reports_the_fault() {
+fn the_location_an_overlapped_write_replaced_waits_for_its_marker() {
     let tmp = fault_fs::tempdir();
     let dir = tmp.path();
     let fs = FaultFs::new(dir, u64::MAX, Faults::default());
     let hook = Arc::new(FailJournalSyncsAfter::default());
     fs.set_hook(Arc::clone(&hook) as Arc<dyn Hook>);
-    let rewritten = {
+    let (first, rewritten) = {
         let store = Store::open_in(Arc::new(fs.clone()), dir, config()).unwrap();
-        store.write(ExtentId(0), &val(0, 1)).unwrap();
-        let first = store.write(ExtentId(1), &val(1, 1)).unwrap();
-        store.delete(ExtentId(0)).unwrap();
-        // Frees extent 0's location, below extent 1's.
-        store.reclaim_space().unwrap();
+        let first = tail_record_over_a_hole(&store);
         // The rewrite's record is journaled; its marker, and anything after
         // it, never is.
         hook.allowed.store(1, Ordering::SeqCst);
@@ -428,16 +435,90 @@ fn a_fallback_whose_location_was_cut_off_keeps_the_write_and_reports_the_fault()
             rewritten.location().end() <= first.location().offset,
             "first fit: the rewrite lands below the record it replaces ({first:?}, {rewritten:?})"
         );
-        // Cuts the replaced record's location off the device file.
-        assert!(
-            store.reclaim_space().unwrap() > 0,
-            "the old location was the tail"
+        assert_eq!(
+            store.reclaim_space().unwrap(),
+            0,
+            "the old location is in use"
         );
+        assert!(store.space()[0].file_bytes >= first.location().end());
         drop(store);
-        rewritten.location()
+        (first, rewritten.location())
     };
-    // The process ends (the page cache keeps the cut); then the rewrite's
-    // data rots.
+    // The process ends (the page cache stays); then the rewrite's data rots.
     fs.cut(&mut Rng::new(3), Cut::Nothing);
-    rot_then_reopen(dir, rewritten);
+    let device = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("dev0000.extents"))
+        .unwrap();
+    device.write_all_at(b"rot", rewritten.offset + 20).unwrap();
+    drop(device);
+    let store = Store::open(dir, config()).unwrap();
+    assert_eq!(
+        store.recovery().unwrap().unsynced_dropped,
+        vec![ExtentId(1)]
+    );
+    assert_eq!(read(&store, 1), 1);
+    assert_eq!(
+        store.snapshot(ExtentId(1)).unwrap().location(),
+        first.location()
+    );
+    drop(store);
+    let store = Store::open(dir, config()).unwrap();
+    assert_eq!(read(&store, 1), 1, "and at every open after it");
+}
+
+/// Once the marker is durable (here the idle store's flusher journals it),
+/// the location is retired as any other: `reclaim_space` cuts it off.
+#[test]
+fn the_location_an_overlapped_write_replaced_is_freed_once_its_marker_is_durable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path(), config()).unwrap();
+    let first = tail_record_over_a_hole(&store);
+    let rewritten = store.write(ExtentId(1), &val(1, 2)).unwrap();
+    assert!(rewritten.location().end() <= first.location().offset);
+    common::wait_until(|| store.reclaim_space().unwrap() > 0);
+    assert!(store.space()[0].file_bytes < first.location().end());
+    assert_eq!(read(&store, 1), 2);
+}
+
+/// An inline write's record comes back when the overlapped write that
+/// replaced it never became durable, from the journal that holds its bytes,
+/// even where the device file never got them (the failed sync dropped the
+/// pages): the fallback is not refused for bytes the reopen writes back.
+#[test]
+fn an_inline_record_an_overlapped_write_replaced_comes_back_from_the_journal() {
+    let tmp = fault_fs::tempdir();
+    let dir = tmp.path();
+    let fs = FaultFs::new(dir, u64::MAX, Faults::default());
+    let hook = Arc::new(DropNextDeviceSync::default());
+    fs.set_hook(Arc::clone(&hook) as Arc<dyn Hook>);
+    let config = StoreConfig::builder()
+        .devices(1)
+        .cache_bytes(0)
+        .prefetch_workers(0)
+        .inline_write_max(512)
+        .metadata_reserve_bytes(16 << 10)
+        .build()
+        .unwrap();
+    {
+        let store = Store::open_in(Arc::new(fs.clone()), dir, config.clone()).unwrap();
+        store
+            .write(ExtentId(0), &value(ExtentId(0), 1, 100))
+            .unwrap();
+        hook.armed.store(true, Ordering::SeqCst);
+        let err = store
+            .write(ExtentId(0), &value(ExtentId(0), 2, 900))
+            .unwrap_err();
+        assert_eq!(err.code(), "FPRE028", "{err}");
+        drop(store);
+    }
+    fs.cut(&mut Rng::new(7), Cut::Synced);
+    for open in 0..2 {
+        let store = Store::open(dir, config.clone()).unwrap();
+        if open == 0 {
+            let report = store.recovery().unwrap();
+            assert_eq!(report.unsynced_dropped, vec![ExtentId(0)], "{report:?}");
+        }
+        assert_eq!(read(&store, 0), 1, "open {open}");
+    }
 }

@@ -197,6 +197,14 @@ impl Core {
         self.reclaimer.retire(location, |l| self.free(l));
     }
 
+    /// Retires the locations that waited for the markers among `entries`
+    /// ([`Overlaps::carried`]), once an append made them durable.
+    pub(crate) fn retire_behind_markers(&self, entries: &[crate::journal::Entry]) {
+        for location in self.overlaps.carried(entries) {
+            self.retire(location);
+        }
+    }
+
     /// Reports a committed, durable change to the change stream and the
     /// listeners, then retires the location it left (`old`), unless a listener
     /// panicked on a store without a journal: a manifest kept by a listener

@@ -1,7 +1,7 @@
 //! [`Overlaps`]: the overlapped writes in flight per device, and the markers of those that finished.
 
 use crate::journal::Entry;
-use crate::record::ExtentId;
+use crate::record::{ExtentId, Location};
 use std::collections::HashMap;
 
 /// The overlapped writes of a store (see "Overlapped data syncs" in `journal`).
@@ -37,6 +37,10 @@ struct OverlapsInner {
     in_flight: HashMap<u16, u32>,
     failed: std::collections::BTreeSet<u16>,
     markers: Vec<Entry>,
+    /// Per marker not yet durable, the location of the record its write
+    /// replaced ([`carried`](Overlaps::carried)). Bounded by the markers
+    /// waiting plus those a failed append lost (until the next open).
+    behind: HashMap<(ExtentId, u64), Location>,
 }
 
 impl Overlaps {
@@ -75,14 +79,32 @@ impl Overlaps {
         g.in_flight.keys().chain(failed).copied().collect()
     }
 
-    /// `extent`'s record at `version` has durable data.
-    pub(crate) fn synced(&self, extent: ExtentId, version: u64) {
+    /// A write committed `extent`'s record at `version`, unreferencing `old`:
+    /// the location to retire now. If `marker` (an overlapped write, whose
+    /// data is durable), its marker goes to the next append, and `old` waits
+    /// for it ([`carried`](Self::carried)): none to retire now. Overlapped
+    /// writes exist only with a journal, where a listener's panic keeps no
+    /// location (`Core::report_then_retire`).
+    pub(crate) fn synced(
+        &self,
+        marker: bool,
+        extent: ExtentId,
+        version: u64,
+        old: Option<Location>,
+    ) -> Option<Location> {
+        if !marker {
+            return old;
+        }
         let mut g = self.inner.lock();
         g.markers.push(Entry::Synced { extent, version });
+        if let Some(old) = old {
+            g.behind.insert((extent, version), old);
+        }
         // Relaxed: a hint; an append that misses it leaves the marker to the
         // next one (or the flusher), which only delays it.
         self.any_markers
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        None
     }
 
     /// A location whose write failed is bad: the mark for the next append.
@@ -97,6 +119,32 @@ impl Overlaps {
     pub(crate) fn markers_pending(&self) -> bool {
         // Relaxed: as in `synced`.
         self.any_markers.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The locations waiting for the [`Entry::Synced`] markers among
+    /// `entries`, which an append just made durable: to retire now.
+    ///
+    /// Until its marker is durable, a recovery may find an overlapped write's
+    /// data damaged and restore the record it replaced (see "Overlapped data
+    /// syncs" in `journal`), so that record's location must still hold its
+    /// bytes: freed at the write's commit, it could be handed to another
+    /// write, or cut off the device file by `reclaim_space`, and the restored
+    /// record then named another extent's bytes, two records one location, or
+    /// bytes past the file's end (which failed every open). A marker that no
+    /// append makes durable (the journal failed, or `close` refused the append
+    /// that took it) leaves its location in use until the next open, which
+    /// recovers it: safe, and bounded by those failures.
+    pub(crate) fn carried(&self, entries: &[Entry]) -> Vec<Location> {
+        let mut g = self.inner.lock();
+        if g.behind.is_empty() {
+            return Vec::new();
+        }
+        (entries.iter())
+            .filter_map(|e| match e {
+                Entry::Synced { extent, version } => g.behind.remove(&(*extent, *version)),
+                _ => None,
+            })
+            .collect()
     }
 
     /// `entries` behind the markers waiting: every append carries them, so a

@@ -519,9 +519,9 @@ impl WriteOp {
                     self.phase = Phase::Finished;
                     // Its data is durable: recovery need not read it (and must
                     // not take a later fault of it for a torn write).
-                    if self.overlapped && proposals == 1 {
-                        core.overlaps.synced(self.id, committed.version());
-                    }
+                    let (marker, version) =
+                        (self.overlapped && proposals == 1, committed.version());
+                    let old = core.overlaps.synced(marker, self.id, version, old);
                     let tag = self.tag;
                     core.report_then_retire(old, |seq| Event::Written {
                         seq,

@@ -314,11 +314,18 @@ impl Shared {
             }
             IoRequest::Journal(entries) => {
                 let entries = self.core.overlaps.with_markers(entries);
-                IoResult::Done(self.journal_commit(&entries))
+                let result = self.journal_commit(&entries);
+                if result.is_ok() {
+                    self.core.retire_behind_markers(&entries);
+                }
+                IoResult::Done(result)
             }
             IoRequest::SyncAndJournal(device, entries) => {
                 let entries = self.core.overlaps.with_markers(entries);
                 let (sync, journal) = self.sync_and_journal(device, &entries);
+                if journal.is_ok() {
+                    self.core.retire_behind_markers(&entries);
+                }
                 IoResult::Both { sync, journal }
             }
         }
@@ -349,7 +356,7 @@ impl Shared {
 
     /// Syncs `device` through the backend, keeping the inline writes held for
     /// write-back in step (`Core::after_device_sync`).
-    fn sync_device(&self, device: u16) -> Result<()> {
+    pub(super) fn sync_device(&self, device: u16) -> Result<()> {
         let mark = self.core.device_sync_mark();
         let result = self.backend.sync(device);
         let failed = result.is_err()
@@ -565,31 +572,6 @@ thread_local! {
 /// Takes this thread's operation off `approaching_journal` when its run ends,
 /// and puts back the mark of the run it was nested in.
 struct ArriveOnDrop<'a>(&'a Shared, usize);
-
-impl super::durable::Live for Shared {
-    fn each_image_entry(
-        &self,
-        each: &mut dyn FnMut(&crate::journal::Entry) -> Result<()>,
-    ) -> Result<()> {
-        self.core.each_image_entry(each)
-    }
-
-    fn sync_devices(&self, checkpoint: bool) -> Result<()> {
-        (self.core.devices_to_sync(checkpoint).into_iter()).try_for_each(|d| self.sync_device(d))
-    }
-
-    fn with_markers(&self, entries: Vec<crate::journal::Entry>) -> Vec<crate::journal::Entry> {
-        self.core.overlaps.with_markers(entries)
-    }
-
-    fn overlaps_settling(&self) -> bool {
-        self.core.overlaps.settling()
-    }
-
-    fn markers_pending(&self) -> bool {
-        self.core.overlaps.markers_pending()
-    }
-}
 
 impl Drop for ArriveOnDrop<'_> {
     fn drop(&mut self) {

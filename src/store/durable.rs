@@ -54,6 +54,9 @@ pub(crate) trait Live {
     /// `entries` behind the overlapped writes' markers waiting
     /// (`Overlaps::with_markers`).
     fn with_markers(&self, entries: Vec<Entry>) -> Vec<Entry>;
+    /// An append made `entries` durable: the locations behind the markers
+    /// among them retire (`Core::retire_behind_markers`).
+    fn markers_durable(&self, entries: &[Entry]);
     /// Whether overlapped writes' markers wait for an append.
     fn markers_pending(&self) -> bool;
     /// Whether an overlapped write is between its hand-off to the journal and
@@ -448,7 +451,8 @@ impl Journal {
             }
         }
         // The overlapped writes' markers go with the close marker's group: a
-        // reopen then reads none of their data.
+        // reopen then reads none of their data. The locations behind them
+        // stay: a closed store hands out none.
         let markers = live.with_markers(Vec::new());
         if !markers.is_empty() {
             let _ = g.append(&markers);

@@ -250,3 +250,33 @@ fn sample_this_read() -> bool {
 pub(crate) fn elapsed_ns(started: Instant) -> u64 {
     u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
+
+/// What a rotation, the flusher and `close` need from the running store.
+impl super::durable::Live for Shared {
+    fn each_image_entry(
+        &self,
+        each: &mut dyn FnMut(&crate::journal::Entry) -> Result<()>,
+    ) -> Result<()> {
+        self.core.each_image_entry(each)
+    }
+
+    fn sync_devices(&self, checkpoint: bool) -> Result<()> {
+        (self.core.devices_to_sync(checkpoint).into_iter()).try_for_each(|d| self.sync_device(d))
+    }
+
+    fn with_markers(&self, entries: Vec<crate::journal::Entry>) -> Vec<crate::journal::Entry> {
+        self.core.overlaps.with_markers(entries)
+    }
+
+    fn overlaps_settling(&self) -> bool {
+        self.core.overlaps.settling()
+    }
+
+    fn markers_durable(&self, entries: &[crate::journal::Entry]) {
+        self.core.retire_behind_markers(entries);
+    }
+
+    fn markers_pending(&self) -> bool {
+        self.core.overlaps.markers_pending()
+    }
+}

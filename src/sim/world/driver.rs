@@ -266,6 +266,13 @@ impl World {
     /// must record it now.
     fn journal(&mut self, idx: usize, extent: ExtentId, entries: Vec<Entry>) {
         let entries = self.core.overlaps.with_markers(entries);
+        let markers: Vec<Entry> = (entries.iter())
+            .filter(|e| matches!(e, Entry::Synced { .. }))
+            .cloned()
+            .collect();
+        if !markers.is_empty() {
+            self.carried.insert(idx, markers);
+        }
         let written: Vec<(ExtentId, Bytes)> = match self.slots.get(idx) {
             Some(Some(ActiveOp {
                 op: Op::Write(_, bytes),
@@ -328,10 +335,15 @@ impl World {
             self.sync_devices(lane, held);
         }
         for slot in fx.acks {
+            if let Some(markers) = self.carried.remove(&slot) {
+                self.core.retire_behind_markers(&markers);
+            }
             self.model.ack(slot);
             self.journal_answer(slot, Ok(()));
         }
         for (slot, err) in fx.failed {
+            // Lost with the append: the locations wait for the next open.
+            self.carried.remove(&slot);
             // Refused before anything of it was written, or written to a
             // journal that failed: either way only a checkpoint that read its
             // proposals may hold it.

@@ -112,6 +112,10 @@ pub(crate) struct World {
     slots: Vec<Option<ActiveOp>>,
     free_slots: Vec<usize>,
     waiters: Vec<(usize, Arc<Flight>)>,
+    /// Per slot, the overlapped writes' markers its append carried: the
+    /// locations behind them retire once it is acknowledged, as the store's
+    /// append does (`Core::retire_behind_markers`).
+    carried: std::collections::HashMap<usize, Vec<crate::journal::Entry>>,
     /// Where claimed prefetches wait for their run (see [`claims`]).
     claim_queue: Arc<ClaimQueue>,
     rng: ChaCha8Rng,
@@ -296,6 +300,7 @@ impl World {
             slots: Vec::new(),
             free_slots: Vec::new(),
             waiters: Vec::new(),
+            carried: Default::default(),
             claim_queue: claims::new_queue(),
             rng,
             started: 0,

@@ -140,6 +140,7 @@ impl World {
         self.slots.clear();
         self.free_slots.clear();
         self.waiters.clear();
+        self.carried.clear();
         // Every claim was dropped with its slot: places start afresh.
         self.claim_queue = super::claims::new_queue();
         // The device files are opened afresh: no failure is remembered.
