@@ -1804,3 +1804,25 @@ fn failed_write_then_reopen(
         assert_eq!(decode(&store.read(ExtentId(2)).unwrap()), (ExtentId(2), 1));
     }
 }
+
+/// A drain whose last move meets the journal's failure (the move's outcome
+/// unknown, FPRE028) reports the failed journal (FPRE036), as the next move
+/// would have, not an incomplete drain to retry (FPRE037).
+#[test]
+fn a_drain_whose_last_move_fails_the_journal_reports_the_journal() {
+    let tmp = fault_fs::tempdir();
+    let dir = tmp.path();
+    let fs = FaultFs::new(dir, u64::MAX, Faults::default());
+    let store = Store::open_in(Arc::new(fs.clone()), dir, config(2, 1 << 20)).unwrap();
+    let written = store.write(ExtentId(1), &val(1, 1)).unwrap();
+    fs.set_faults(Faults {
+        sync_eio: Some(SyncFault {
+            target: Target::Journal,
+            nth: 1,
+            drop_pages: true,
+        }),
+        ..Faults::default()
+    });
+    let err = store.drain(written.location().device).unwrap_err();
+    assert_eq!(err.code(), "FPRE036", "{err}");
+}

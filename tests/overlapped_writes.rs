@@ -412,10 +412,10 @@ fn tail_record_over_a_hole(store: &Store) -> extentmeta::Snapshot {
 
 /// Until an overlapped write's marker is durable, a recovery that finds its
 /// data damaged restores the record it replaced, so that record's location
-/// is not freed: not handed to another write, not cut off the file by
-/// `reclaim_space` (before, the cut made every later open fail with
-/// `DeviceFile`). Here the marker never reaches the journal, and the data
-/// rots: the reopen restores generation 1 from its bytes.
+/// is not freed: not handed to another write, and not cut off the file by
+/// `reclaim_space` (after which every open would fail with `DeviceFile`).
+/// Here the marker never reaches the journal, and the data rots: the reopen
+/// restores generation 1 from its bytes.
 #[test]
 fn the_location_an_overlapped_write_replaced_waits_for_its_marker() {
     let tmp = fault_fs::tempdir();

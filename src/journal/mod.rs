@@ -102,7 +102,9 @@
 //!   `MARKER_WAIT`, 2 ms; `close` carries the rest), and recovery trusts such a
 //!   record without reading it, so a fault of its data is found by the verifier
 //!   and quarantined like any other, never taken for a torn write: only before
-//!   the marker is durable can a fault of the data pass for one. A checkpoint
+//!   the marker is durable can a fault of the data pass for one. Until then
+//!   the location of the record the write replaced is not freed
+//!   (`Overlaps::carried`): a restore needs its bytes. A checkpoint
 //!   syncs the devices of overlapped writes in flight (or whose sync failed:
 //!   then no checkpoint succeeds until a reopen) after it has read its image
 //!   and before it replaces the journals, so its image never needs the check:

@@ -129,12 +129,18 @@ impl Overlaps {
     /// syncs" in `journal`), so that record's location must still hold its
     /// bytes: freed at the write's commit, it could be handed to another
     /// write, or cut off the device file by `reclaim_space`, and the restored
-    /// record then named another extent's bytes, two records one location, or
-    /// bytes past the file's end (which failed every open). A marker that no
-    /// append makes durable (the journal failed, or `close` refused the append
-    /// that took it) leaves its location in use until the next open, which
+    /// record would name another extent's bytes, share its location with
+    /// another record, or lie past the file's end. A marker that no append
+    /// makes durable (the journal failed, or `close` refused the append that
+    /// took it) leaves its location in use until the next open, which
     /// recovers it: safe, and bounded by those failures.
     pub(crate) fn carried(&self, entries: &[Entry]) -> Vec<Location> {
+        // Markers lead an append's entries (`with_markers`): one without
+        // takes no lock.
+        let marker = |e: &&Entry| matches!(e, Entry::Synced { .. } | Entry::Bad(..));
+        if !(entries.iter().take_while(marker)).any(|e| matches!(e, Entry::Synced { .. })) {
+            return Vec::new();
+        }
         let mut g = self.inner.lock();
         if g.behind.is_empty() {
             return Vec::new();

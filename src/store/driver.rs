@@ -323,9 +323,6 @@ impl Shared {
             IoRequest::SyncAndJournal(device, entries) => {
                 let entries = self.core.overlaps.with_markers(entries);
                 let (sync, journal) = self.sync_and_journal(device, &entries);
-                if journal.is_ok() {
-                    self.core.retire_behind_markers(&entries);
-                }
                 IoResult::Both { sync, journal }
             }
         }
@@ -472,7 +469,11 @@ impl Shared {
             return (self.sync_device(device), Ok(()));
         };
         let appended = journal.append_now(entries, || self.arrive_at_journal());
-        let sync = self.sync_device(device);
+        // A panicking backend (`perform` answers it) still lets the entries
+        // appended become durable and the locations behind their markers
+        // retire, which nothing else would do.
+        let sync =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.sync_device(device)));
         let committed = appended.and_then(|target| {
             journal.wait(
                 target,
@@ -482,7 +483,13 @@ impl Shared {
             )
         });
         self.core.set_space_low(journal.space_low());
-        (sync, committed)
+        if committed.is_ok() {
+            self.core.retire_behind_markers(entries);
+        }
+        match sync {
+            Ok(sync) => (sync, committed),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 
     /// Runs a session to completion and adds its tally to the counters (also

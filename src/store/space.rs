@@ -29,7 +29,8 @@ impl Store {
     /// moved. The pass stops early only on an error that would fail every
     /// later move, and returns it: [`Error::NoSpace`] or [`Error::DiskFull`]
     /// when the other devices are full, [`Error::Shutdown`] once `close`
-    /// began, [`Error::JournalFailed`].
+    /// began, [`Error::JournalFailed`] (also when a move met the journal's
+    /// failure), [`Error::Internal`].
     pub fn drain(&self, device: u16) -> Result<u64> {
         self.check_open()?;
         let table = &self.shared.core.table;
@@ -55,10 +56,16 @@ impl Store {
                     err @ (Error::NoSpace { .. }
                     | Error::DiskFull { .. }
                     | Error::Shutdown
-                    | Error::JournalFailed { .. }),
+                    | Error::JournalFailed { .. }
+                    | Error::Internal { .. }),
                 ) => return Err(err),
                 Err(_) => {}
             }
+        }
+        // A move whose journal failed under it is `OutcomeUnknown`: the pass
+        // says the journal's failure, as it would have at the next move.
+        if let Some(err) = self.shared.journal.as_ref().and_then(|j| j.failure()) {
+            return Err(Error::journal_failed(&err));
         }
         self.trim_if_due();
         // Each `Ok` above says only that one extent's step ended: before the

@@ -21,7 +21,10 @@ impl Recovered {
     ///   (as recovery found them, before deciding anything): then the write had
     ///   committed and the location was reused, and its data was durable before
     ///   a fault damaged it. The record stays (the device-length check skips it)
-    ///   and the fault is the verifier's to report.
+    ///   and the fault is the verifier's to report. A store keeps that location
+    ///   until the write's marker is durable (`Overlaps::carried`), so only a
+    ///   journal of a build that freed it at the commit (or a device that lost
+    ///   synced bytes) gets here.
     ///
     /// Every decision is journaled by the reopen (restored records as commits
     /// at the dropped record's version, kept ones as markers), so no later

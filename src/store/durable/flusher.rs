@@ -116,6 +116,16 @@ impl Journal {
                 expecting = None;
                 continue;
             }
+            if !carried.is_empty() {
+                // Its own markers' group was not written (held back behind a
+                // rotation or a reserve's restore): it leads it once it may,
+                // looking every `MARKER_WAIT` (nothing else may append).
+                g = self.flush_cond.wait_for(g, MARKER_WAIT);
+                if !g.in_flight() {
+                    g = self.write_group(g);
+                }
+                continue;
+            }
             // Idle, with no deadline. A write that leaves a marker after the
             // look above (one whose data's sync outlasted the deadline after
             // its group) wakes it ([`markers_left`]): the flag is set, then the
