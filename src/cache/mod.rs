@@ -736,6 +736,18 @@ mod tests {
         );
     }
 
+    /// A demand load of extent 3 at generation 1 in `cache` (empty), and a
+    /// second reader waiting for it.
+    fn load_with_a_waiter(cache: &Cache) -> (FillToken, Arc<Flight>) {
+        let Lookup::Load(token) = cache.lookup(ExtentId(3), 1, Priority::Demand) else {
+            panic!("empty cache loads");
+        };
+        let Lookup::Wait(flight) = cache.lookup(ExtentId(3), 1, Priority::Demand) else {
+            panic!("second reader waits");
+        };
+        (token, flight)
+    }
+
     /// Whatever the load ends with, bytes or an error, the waiters of a
     /// generation invalidated meanwhile are told "superseded" (a failure of
     /// a superseded generation is a race, not a fault to verify).
@@ -743,12 +755,7 @@ mod tests {
     fn invalidation_rejects_a_load_in_flight_and_its_waiters() {
         for failed in [false, true] {
             let cache = Cache::new(1 << 20, 1);
-            let Lookup::Load(token) = cache.lookup(ExtentId(3), 1, Priority::Demand) else {
-                panic!("empty cache loads");
-            };
-            let Lookup::Wait(flight) = cache.lookup(ExtentId(3), 1, Priority::Demand) else {
-                panic!("second reader waits");
-            };
+            let (token, flight) = load_with_a_waiter(&cache);
             cache.invalidate(ExtentId(3), 2); // generation 2 committed meanwhile
             let result = match failed {
                 false => Ok(Bytes::from(vec![1u8; 8])),
@@ -778,12 +785,7 @@ mod tests {
     fn a_failed_load_still_current_tells_its_waiters_the_failure() {
         for current in [true, false] {
             let cache = Cache::new(1 << 20, 1);
-            let Lookup::Load(token) = cache.lookup(ExtentId(3), 1, Priority::Demand) else {
-                panic!("empty cache loads");
-            };
-            let Lookup::Wait(flight) = cache.lookup(ExtentId(3), 1, Priority::Demand) else {
-                panic!("second reader waits");
-            };
+            let (token, flight) = load_with_a_waiter(&cache);
             let err = crate::Error::Internal {
                 what: "a read of generation 1 failed",
             };

@@ -314,11 +314,7 @@ impl Shared {
             }
             IoRequest::Journal(entries) => {
                 let entries = self.core.overlaps.with_markers(entries);
-                let result = self.journal_commit(&entries);
-                if result.is_ok() {
-                    self.core.retire_behind_markers(&entries);
-                }
-                IoResult::Done(result)
+                IoResult::Done(self.journal_commit(&entries))
             }
             IoRequest::SyncAndJournal(device, entries) => {
                 let entries = self.core.overlaps.with_markers(entries);
@@ -453,6 +449,9 @@ impl Shared {
         );
         // The commit may have released the metadata reserve (a full disk).
         self.core.set_space_low(journal.space_low());
+        if result.is_ok() {
+            self.core.retire_behind_markers(entries);
+        }
         result
     }
 
